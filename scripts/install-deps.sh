@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Coffer builds, tests and runs with. Idempotent and quiet when
+# everything is already there; run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config clang libclang-rt-14-dev
+    libssl-dev libevent-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev
+    awscli python3-boto3 openssl wrk valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

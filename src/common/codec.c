@@ -1,0 +1,140 @@
+/*
+ * base64 and hex (see codec.h). The decoder is table-driven and rejects anything that is not
+ * canonical padded base64, so a blob has exactly one text form.
+ */
+#include "common/codec.h"
+
+#include <string.h>
+
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t coffer_b64_encoded_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+coffer_err coffer_b64_encode(coffer_cursor in, coffer_buf *out)
+{
+    TRY(coffer_buf_reserve(out, coffer_b64_encoded_len(in.len)));
+    char *o = (char *)out->data + out->len;
+    size_t i = 0;
+    for (; i + 3 <= in.len; i += 3) {
+        uint32_t v = ((uint32_t)in.ptr[i] << 16) | ((uint32_t)in.ptr[i + 1] << 8) | in.ptr[i + 2];
+        *o++ = b64_alphabet[(v >> 18) & 63];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = b64_alphabet[(v >> 6) & 63];
+        *o++ = b64_alphabet[v & 63];
+    }
+    if (in.len - i == 1) {
+        uint32_t v = (uint32_t)in.ptr[i] << 16;
+        *o++ = b64_alphabet[(v >> 18) & 63];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = '=';
+        *o++ = '=';
+    } else if (in.len - i == 2) {
+        uint32_t v = ((uint32_t)in.ptr[i] << 16) | ((uint32_t)in.ptr[i + 1] << 8);
+        *o++ = b64_alphabet[(v >> 18) & 63];
+        *o++ = b64_alphabet[(v >> 12) & 63];
+        *o++ = b64_alphabet[(v >> 6) & 63];
+        *o++ = '=';
+    }
+    out->len = (size_t)((uint8_t *)o - out->data);
+    return COFFER_OK;
+}
+
+static int b64_value(uint8_t ch)
+{
+    if (ch >= 'A' && ch <= 'Z') {
+        return ch - 'A';
+    }
+    if (ch >= 'a' && ch <= 'z') {
+        return ch - 'a' + 26;
+    }
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0' + 52;
+    }
+    if (ch == '+') {
+        return 62;
+    }
+    if (ch == '/') {
+        return 63;
+    }
+    return -1;
+}
+
+coffer_err coffer_b64_decode(coffer_cursor in, coffer_buf *out)
+{
+    if (in.len % 4 != 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "invalid base64: length is not a multiple of 4");
+    }
+    TRY(coffer_buf_reserve(out, in.len / 4 * 3));
+    uint8_t *o = out->data + out->len;
+    for (size_t i = 0; i < in.len; i += 4) {
+        int v[4];
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            uint8_t ch = in.ptr[i + k];
+            if (ch == '=' && i + 4 == in.len && k >= 2) {
+                v[k] = 0;
+                pad++;
+                continue;
+            }
+            if (pad > 0 || (v[k] = b64_value(ch)) < 0) {
+                return coffer_fail(COFFER_ERR_VALIDATION, "invalid base64");
+            }
+        }
+        uint32_t x = ((uint32_t)v[0] << 18) | ((uint32_t)v[1] << 12) | ((uint32_t)v[2] << 6) | (uint32_t)v[3];
+        /* Canonical form only: the bits dropped by padding must be zero. */
+        if ((pad == 1 && (x & 0xff)) || (pad == 2 && (x & 0xffff))) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "invalid base64: non-canonical padding");
+        }
+        *o++ = (uint8_t)(x >> 16);
+        if (pad < 2) {
+            *o++ = (uint8_t)(x >> 8);
+        }
+        if (pad < 1) {
+            *o++ = (uint8_t)x;
+        }
+    }
+    out->len = (size_t)(o - out->data);
+    return COFFER_OK;
+}
+
+void coffer_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int hex_value(uint8_t ch)
+{
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0';
+    }
+    if (ch >= 'a' && ch <= 'f') {
+        return ch - 'a' + 10;
+    }
+    if (ch >= 'A' && ch <= 'F') {
+        return ch - 'A' + 10;
+    }
+    return -1;
+}
+
+coffer_err coffer_hex_decode(coffer_cursor in, uint8_t *out, size_t n)
+{
+    if (in.len != 2 * n) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "invalid hex length");
+    }
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_value(in.ptr[2 * i]), lo = hex_value(in.ptr[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "invalid hex digit");
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return COFFER_OK;
+}

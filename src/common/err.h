@@ -1,0 +1,136 @@
+/*
+ * One error space for the whole tree. Every failure is a coffer_err; the X-macro below names
+ * the AWS error type a client expects, its HTTP status and a default message, so the enum, the
+ * strings and the wire mapping cannot drift apart. The failing site records a detail message in
+ * a thread-local context with coffer_fail(); the HTTP layer turns (code, detail) into the AWS
+ * JSON error body. Service-specific names (SSM, Secrets Manager) are mapped in http/aws_error.c.
+ */
+#ifndef COFFER_COMMON_ERR_H
+#define COFFER_COMMON_ERR_H
+
+#include <stdbool.h>
+
+/* X(code, aws type, http status, default message) */
+#define COFFER_ERRORS(X)                                                                                  \
+    X(COFFER_OK, "", 200, "success")                                                                      \
+    /* generic */                                                                                         \
+    X(COFFER_ERR_NOMEM, "KMSInternalException", 500, "out of memory")                                     \
+    X(COFFER_ERR_INTERNAL, "KMSInternalException", 500, "internal error")                                 \
+    X(COFFER_ERR_IO, "KMSInternalException", 500, "I/O error")                                           \
+    X(COFFER_ERR_STORE, "KMSInternalException", 500, "storage failure")                                   \
+    X(COFFER_ERR_AUDIT, "KMSInternalException", 500, "the audit trail cannot be written")                 \
+    X(COFFER_ERR_CRYPTO, "KMSInternalException", 500, "cryptographic failure")                            \
+    X(COFFER_ERR_CONFIG, "KMSInternalException", 500, "invalid configuration")                            \
+    X(COFFER_ERR_USAGE, "ValidationException", 400, "invalid argument")                                   \
+    X(COFFER_ERR_UNAVAILABLE, "ServiceUnavailableException", 503, "service unavailable")                  \
+    /* protocol */                                                                                        \
+    X(COFFER_ERR_VALIDATION, "ValidationException", 400, "validation error")                              \
+    X(COFFER_ERR_SERIALIZATION, "SerializationException", 400, "malformed request body")                  \
+    X(COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400, "unknown operation")                \
+    X(COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationException", 413, "request body too large")                 \
+    /* authentication and authorization */                                                                \
+    X(COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400, "Missing Authentication Token") \
+    X(COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400, "incomplete signature")       \
+    X(COFFER_ERR_INVALID_SIGNATURE, "InvalidSignatureException", 400,                                     \
+      "The request signature we calculated does not match the signature you provided. Check your AWS "   \
+      "Secret Access Key and signing method. Consult the service documentation for details.")            \
+    X(COFFER_ERR_UNRECOGNIZED_CLIENT, "UnrecognizedClientException", 400,                                 \
+      "The security token included in the request is invalid.")                                         \
+    X(COFFER_ERR_EXPIRED_TOKEN, "ExpiredTokenException", 400,                                             \
+      "The security token included in the request is expired")                                           \
+    X(COFFER_ERR_ACCESS_DENIED, "AccessDeniedException", 400, "access denied")                            \
+    X(COFFER_ERR_THROTTLING, "ThrottlingException", 400,                                                  \
+      "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")       \
+    /* KMS */                                                                                             \
+    X(COFFER_ERR_NOT_FOUND, "NotFoundException", 400, "not found")                                        \
+    X(COFFER_ERR_DISABLED, "DisabledException", 400, "key is disabled")                                   \
+    X(COFFER_ERR_INVALID_STATE, "KMSInvalidStateException", 400, "invalid key state")                     \
+    X(COFFER_ERR_INVALID_CIPHERTEXT, "InvalidCiphertextException", 400, "")                               \
+    X(COFFER_ERR_INCORRECT_KEY, "IncorrectKeyException", 400,                                             \
+      "The key ID in the request does not identify a CMK that can perform this operation.")              \
+    X(COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400, "invalid key usage")                 \
+    X(COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400, "already exists")                         \
+    X(COFFER_ERR_INVALID_ALIAS_NAME, "InvalidAliasNameException", 400, "invalid alias name")              \
+    X(COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400, "invalid marker")                         \
+    X(COFFER_ERR_INVALID_ARN, "InvalidArnException", 400, "invalid ARN")                                  \
+    X(COFFER_ERR_TAG, "TagException", 400, "invalid tag")                                                 \
+    X(COFFER_ERR_LIMIT_EXCEEDED, "LimitExceededException", 400, "limit exceeded")                         \
+    X(COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocumentException", 400, "malformed policy document")  \
+    X(COFFER_ERR_UNSUPPORTED_OPERATION, "UnsupportedOperationException", 400, "unsupported operation")    \
+    X(COFFER_ERR_DRY_RUN, "DryRunOperationException", 400,                                                \
+      "The request would have succeeded, but the DryRun option is set.")                                 \
+    X(COFFER_ERR_INVALID_GRANT_TOKEN, "InvalidGrantTokenException", 400, "invalid grant token")           \
+    X(COFFER_ERR_INVALID_GRANT_ID, "InvalidGrantIdException", 400, "invalid grant id")                    \
+    /* Encryption SDK (libcoffer); not sent on the wire */                                                \
+    X(COFFER_ERR_BAD_MESSAGE, "InvalidCiphertextException", 400, "malformed or tampered message")         \
+    X(COFFER_ERR_CANNOT_DECRYPT, "InvalidCiphertextException", 400, "no keyring could decrypt a data key") \
+    X(COFFER_ERR_COMMITMENT_MISMATCH, "InvalidCiphertextException", 400, "key commitment mismatch")        \
+    X(COFFER_ERR_POLICY_VIOLATION, "ValidationException", 400, "commitment policy forbids this suite")     \
+    X(COFFER_ERR_BAD_SIGNATURE, "InvalidCiphertextException", 400, "message signature does not verify")    \
+    X(COFFER_ERR_LIMIT, "ValidationException", 400, "a configured limit was exceeded")                    \
+    X(COFFER_ERR_KEYRING, "KMSInternalException", 500, "keyring failure")
+
+typedef enum coffer_err {
+#define COFFER_ERR_ENUM(code, type, status, msg) code,
+    COFFER_ERRORS(COFFER_ERR_ENUM)
+#undef COFFER_ERR_ENUM
+        COFFER_ERR_COUNT
+} coffer_err;
+
+/* Static facts about a code. Never NULL. */
+const char *coffer_err_name(coffer_err e);     /* "COFFER_ERR_DISABLED" */
+const char *coffer_err_aws_type(coffer_err e); /* "DisabledException" */
+int coffer_err_http_status(coffer_err e);
+const char *coffer_err_default_message(coffer_err e);
+
+/*
+ * Records `code` with a printf-style detail message for this thread and returns `code`.
+ * The detail becomes the AWS error `message`, so it must never contain secrets, paths or
+ * OpenSSL strings. Use as: return coffer_fail(COFFER_ERR_VALIDATION, "KeyId too long (%zu)", n);
+ */
+#define coffer_fail(code, ...) coffer_fail_at((code), __FILE__, __LINE__, __VA_ARGS__)
+coffer_err coffer_fail_at(coffer_err code, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* The code and detail of this thread's last coffer_fail (detail "" when none). */
+coffer_err coffer_last_err(void);
+const char *coffer_last_message(void);
+const char *coffer_last_location(void); /* "file.c:123", for debug logs */
+void coffer_clear_err(void);
+
+/* Message for `e`: the thread's detail when it belongs to `e`, else the default. */
+const char *coffer_err_message(coffer_err e);
+
+/* Propagate, ensure. Use only where nothing needs releasing on failure. */
+#define TRY(expr)                                                                                         \
+    do {                                                                                                  \
+        coffer_err try_rc_ = (expr);                                                                      \
+        if (try_rc_ != COFFER_OK) {                                                                       \
+            return try_rc_;                                                                               \
+        }                                                                                                 \
+    } while (0)
+
+#define ENSURE(cond, code)                                                                                \
+    do {                                                                                                  \
+        if (!(cond)) {                                                                                    \
+            return coffer_fail((code), "%s", coffer_err_default_message(code));                                                      \
+        }                                                                                                 \
+    } while (0)
+
+#define ENSURE_REF(p) ENSURE((p) != NULL, COFFER_ERR_USAGE)
+
+/* In functions with an `out:` label and a `coffer_err rc`. */
+#define GUARD(expr)                                                                                       \
+    do {                                                                                                  \
+        if ((rc = (expr)) != COFFER_OK) {                                                                 \
+            goto out;                                                                                     \
+        }                                                                                                 \
+    } while (0)
+
+#define FAIL_OUT(code, ...)                                                                               \
+    do {                                                                                                  \
+        rc = coffer_fail((code), __VA_ARGS__);                                                            \
+        goto out;                                                                                         \
+    } while (0)
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * The locked allocator for key material and plaintext: pages are mlock()ed so they are never
+ * swapped, marked MADV_DONTDUMP so they never reach a core file, and wiped before they are
+ * released. Sanitizer and fuzzing builds skip madvise (ASan's allocator does not like it).
+ */
+#ifndef COFFER_COMMON_SECRET_H
+#define COFFER_COMMON_SECRET_H
+
+#include <stddef.h>
+
+/* Zeroed block of n bytes, or NULL. mlock failure (RLIMIT_MEMLOCK) is tolerated silently. */
+void *coffer_secret_alloc(size_t n);
+/* Wipes n bytes then frees. Accepts NULL. n must be the size given to coffer_secret_alloc. */
+void coffer_secret_free(void *p, size_t n);
+/* A wipe the compiler may not elide (OPENSSL_cleanse). */
+void coffer_secure_zero(void *p, size_t n);
+/* Turns off core dumps and ptrace attach for this process (PR_SET_DUMPABLE 0, RLIMIT_CORE 0). */
+int coffer_process_harden(void);
+
+#endif

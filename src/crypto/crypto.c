@@ -1,0 +1,230 @@
+/*
+ * OpenSSL wrappers (see crypto.h). The EVP cipher and MAC objects are fetched once and reused;
+ * contexts are per call so every function is thread-safe without locks.
+ */
+#include "crypto/crypto.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "common/secret.h"
+
+coffer_err crypto_random(void *out, size_t n)
+{
+    if (n > 0 && RAND_bytes(out, (int)n) != 1) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "random generator failure");
+    }
+    return COFFER_OK;
+}
+
+coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1])
+{
+    uint8_t b[16];
+    TRY(crypto_random(b, sizeof(b)));
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    coffer_hex_encode(b, sizeof(b), hex);
+    memcpy(out, hex, 8);
+    out[8] = '-';
+    memcpy(out + 9, hex + 8, 4);
+    out[13] = '-';
+    memcpy(out + 14, hex + 12, 4);
+    out[18] = '-';
+    memcpy(out + 19, hex + 16, 4);
+    out[23] = '-';
+    memcpy(out + 24, hex + 20, 12);
+    out[36] = '\0';
+    return COFFER_OK;
+}
+
+void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
+{
+    SHA256(p, n, out);
+}
+
+size_t crypto_digest_len(enum crypto_digest d)
+{
+    switch (d) {
+    case CRYPTO_SHA384:
+        return 48;
+    case CRYPTO_SHA512:
+        return 64;
+    default:
+        return 32;
+    }
+}
+
+static const EVP_MD *digest_md(enum crypto_digest d)
+{
+    switch (d) {
+    case CRYPTO_SHA384:
+        return EVP_sha384();
+    case CRYPTO_SHA512:
+        return EVP_sha512();
+    default:
+        return EVP_sha256();
+    }
+}
+
+static const char *digest_name(enum crypto_digest d)
+{
+    switch (d) {
+    case CRYPTO_SHA384:
+        return "SHA384";
+    case CRYPTO_SHA512:
+        return "SHA512";
+    default:
+        return "SHA256";
+    }
+}
+
+coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor msg, uint8_t *out)
+{
+    unsigned int len = 0;
+    static const uint8_t empty = 0;
+    if (HMAC(digest_md(d), key.len ? key.ptr : &empty, (int)key.len, msg.len ? msg.ptr : &empty, msg.len, out,
+             &len) == NULL) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "HMAC failure");
+    }
+    return COFFER_OK;
+}
+
+coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, coffer_cursor info, uint8_t *out,
+                       size_t out_len)
+{
+    coffer_err rc = COFFER_OK;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    uint8_t zero_salt[64] = {0};
+    if (ctx == NULL) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "HKDF unavailable");
+    }
+    OSSL_PARAM params[5];
+    size_t np = 0;
+    params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest_name(d), 0);
+    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)(ikm.len ? ikm.ptr : zero_salt),
+                                                     ikm.len);
+    if (salt.len) {
+        params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt.ptr, salt.len);
+    } else {
+        params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, zero_salt, crypto_digest_len(d));
+    }
+    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)(info.len ? info.ptr : zero_salt),
+                                                     info.len);
+    params[np] = OSSL_PARAM_construct_end();
+    if (EVP_KDF_derive(ctx, out, out_len, params) != 1) {
+        coffer_secure_zero(out, out_len);
+        FAIL_OUT(COFFER_ERR_CRYPTO, "HKDF failure");
+    }
+out:
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+static const EVP_CIPHER *gcm_cipher(size_t key_len)
+{
+    switch (key_len) {
+    case 16:
+        return EVP_aes_128_gcm();
+    case 24:
+        return EVP_aes_192_gcm();
+    case 32:
+        return EVP_aes_256_gcm();
+    default:
+        return NULL;
+    }
+}
+
+coffer_err crypto_aes_gcm_seal(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
+                               coffer_cursor plaintext, coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    const EVP_CIPHER *cipher = gcm_cipher(key.len);
+    EVP_CIPHER_CTX *ctx = NULL;
+    int n = 0;
+    size_t start = out->len;
+    if (cipher == NULL) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "bad AES key length");
+    }
+    GUARD(coffer_buf_reserve(out, plaintext.len + CRYPTO_AES_GCM_TAG_LEN));
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_EncryptInit_ex(ctx, cipher, NULL, key.ptr, iv) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "cipher init failure");
+    }
+    if (aad.len && EVP_EncryptUpdate(ctx, NULL, &n, aad.ptr, (int)aad.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "cipher failure");
+    }
+    if (plaintext.len && EVP_EncryptUpdate(ctx, out->data + out->len, &n, plaintext.ptr, (int)plaintext.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "cipher failure");
+    }
+    out->len += plaintext.len;
+    if (EVP_EncryptFinal_ex(ctx, out->data + out->len, &n) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CRYPTO_AES_GCM_TAG_LEN, out->data + out->len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "cipher failure");
+    }
+    out->len += CRYPTO_AES_GCM_TAG_LEN;
+out:
+    if (rc != COFFER_OK) {
+        out->len = start;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+coffer_err crypto_aes_gcm_open(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
+                               coffer_cursor ct, coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    const EVP_CIPHER *cipher = gcm_cipher(key.len);
+    EVP_CIPHER_CTX *ctx = NULL;
+    int n = 0;
+    size_t start = out->len;
+    if (cipher == NULL) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "bad AES key length");
+    }
+    if (ct.len < CRYPTO_AES_GCM_TAG_LEN) {
+        return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    size_t body = ct.len - CRYPTO_AES_GCM_TAG_LEN;
+    GUARD(coffer_buf_reserve(out, body + 16));
+    ctx = EVP_CIPHER_CTX_new();
+    if (ctx == NULL || EVP_DecryptInit_ex(ctx, cipher, NULL, key.ptr, iv) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "cipher init failure");
+    }
+    if (aad.len && EVP_DecryptUpdate(ctx, NULL, &n, aad.ptr, (int)aad.len) != 1) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    if (body && EVP_DecryptUpdate(ctx, out->data + out->len, &n, ct.ptr, (int)body) != 1) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_AES_GCM_TAG_LEN, (void *)(ct.ptr + body)) != 1 ||
+        EVP_DecryptFinal_ex(ctx, out->data + out->len + body, &n) != 1) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    out->len += body;
+out:
+    if (rc != COFFER_OK) {
+        /* Never leave unauthenticated plaintext in the caller's buffer. */
+        if (out->data != NULL) {
+            coffer_secure_zero(out->data + start, out->cap - start);
+        }
+        out->len = start;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+int crypto_memcmp(const void *a, const void *b, size_t n)
+{
+    return CRYPTO_memcmp(a, b, n);
+}

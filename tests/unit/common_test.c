@@ -1,0 +1,148 @@
+/*
+ * Unit tests for src/common: cursors, buffers, base64/hex, error context, time formatting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/codec.h"
+#include "common/err.h"
+#include "common/secret.h"
+#include "common/timeutil.h"
+
+static void test_cursor_reads(void **state)
+{
+    const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+    coffer_cursor c = coffer_cursor_from(bytes, sizeof(bytes));
+    uint8_t u8;
+    uint16_t u16;
+    uint32_t u32;
+    uint64_t u64;
+    assert_int_equal(cur_read_u8(&c, &u8), COFFER_OK);
+    assert_int_equal(u8, 1);
+    assert_int_equal(cur_read_u16be(&c, &u16), COFFER_OK);
+    assert_int_equal(u16, 0x0203);
+    assert_int_equal(cur_read_u32be(&c, &u32), COFFER_OK);
+    assert_int_equal(u32, 0x04050607);
+    assert_int_equal(cur_read_u64be(&c, &u64), COFFER_OK);
+    assert_true(u64 == 0x08090a0b0c0d0e0fULL);
+    assert_int_equal(c.len, 0);
+    /* A short read fails and leaves the cursor where it was. */
+    coffer_cursor d = coffer_cursor_from(bytes, 3);
+    assert_int_equal(cur_read_u32be(&d, &u32), COFFER_ERR_BAD_MESSAGE);
+    assert_int_equal(d.len, 3);
+    assert_ptr_equal(d.ptr, bytes);
+    coffer_cursor f;
+    assert_int_equal(cur_read_bytes(&d, 4, &f), COFFER_ERR_BAD_MESSAGE);
+    assert_int_equal(cur_read_bytes(&d, 3, &f), COFFER_OK);
+    assert_int_equal(f.len, 3);
+}
+
+static void test_buf_append_and_secret(void **state)
+{
+    coffer_buf b = COFFER_BUF_INIT;
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(coffer_buf_append_u16be(&b, (uint16_t)i), COFFER_OK);
+    }
+    assert_int_equal(b.len, 2000);
+    assert_int_equal(b.data[1998], 999 >> 8);
+    assert_int_equal(b.data[1999], 999 & 0xff);
+    assert_int_equal(coffer_buf_printf(&b, "x=%d", 42), COFFER_OK);
+    assert_memory_equal(b.data + 2000, "x=42", 4);
+    coffer_buf_free(&b);
+    assert_null(b.data);
+    coffer_buf_free(&b); /* double free is harmless */
+
+    coffer_buf s = COFFER_SECRET_BUF_INIT;
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(coffer_buf_append_u8(&s, 0xAA), COFFER_OK);
+    }
+    assert_int_equal(s.len, 300);
+    assert_true(s.cap >= 300);
+    coffer_buf_free(&s);
+}
+
+static void test_b64(void **state)
+{
+    static const struct {
+        const char *plain, *enc;
+    } cases[] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
+                 {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"hello", "aGVsbG8="}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        coffer_buf e = COFFER_BUF_INIT, d = COFFER_BUF_INIT;
+        assert_int_equal(coffer_b64_encode(coffer_cursor_from_str(cases[i].plain), &e), COFFER_OK);
+        assert_int_equal(e.len, strlen(cases[i].enc));
+        assert_memory_equal(e.data, cases[i].enc, e.len);
+        assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(cases[i].enc), &d), COFFER_OK);
+        assert_int_equal(d.len, strlen(cases[i].plain));
+        if (d.len) {
+            assert_memory_equal(d.data, cases[i].plain, d.len);
+        }
+        coffer_buf_free(&e);
+        coffer_buf_free(&d);
+    }
+    static const char *bad[] = {"Zg=", "Zg", "Z===", "Zh==", "Zm9v\n", "Zm=v", "====", "Zm9*"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        coffer_buf d = COFFER_BUF_INIT;
+        assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(bad[i]), &d), COFFER_ERR_VALIDATION);
+        coffer_buf_free(&d);
+    }
+}
+
+static void test_hex(void **state)
+{
+    uint8_t in[] = {0x00, 0xde, 0xad, 0xbe, 0xef, 0xff};
+    char out[13];
+    coffer_hex_encode(in, sizeof(in), out);
+    assert_string_equal(out, "00deadbeefff");
+    uint8_t back[6];
+    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00DEADbeefff"), back, 6), COFFER_OK);
+    assert_memory_equal(back, in, 6);
+    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeeff"), back, 6), COFFER_ERR_VALIDATION);
+    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeefzz"), back, 6), COFFER_ERR_VALIDATION);
+}
+
+static void test_err_context(void **state)
+{
+    coffer_clear_err();
+    assert_int_equal(coffer_fail(COFFER_ERR_VALIDATION, "KeyId too long (%d)", 3000), COFFER_ERR_VALIDATION);
+    assert_string_equal(coffer_last_message(), "KeyId too long (3000)");
+    assert_string_equal(coffer_err_message(COFFER_ERR_VALIDATION), "KeyId too long (3000)");
+    /* A different code falls back to its own default message. */
+    assert_string_equal(coffer_err_message(COFFER_ERR_DISABLED), "key is disabled");
+    assert_string_equal(coffer_err_aws_type(COFFER_ERR_INVALID_STATE), "KMSInvalidStateException");
+    assert_int_equal(coffer_err_http_status(COFFER_ERR_INTERNAL), 500);
+    assert_int_equal(coffer_err_http_status(COFFER_ERR_NOT_FOUND), 400);
+    assert_string_equal(coffer_err_aws_type((coffer_err)9999), "KMSInternalException");
+}
+
+static void test_time(void **state)
+{
+    char buf[64];
+    coffer_time_amz(1440938160, buf, sizeof(buf));
+    assert_string_equal(buf, "20150830T123600Z");
+    int64_t t;
+    assert_int_equal(coffer_time_parse_amz("20150830T123600Z", 16, &t), 0);
+    assert_true(t == 1440938160);
+    assert_int_equal(coffer_time_parse_amz("20151330T123600Z", 16, &t), -1);
+    assert_int_equal(coffer_time_parse_amz("20150830 123600Z", 16, &t), -1);
+    assert_int_equal(coffer_time_parse_amz("20150830T12360Z", 15, &t), -1);
+    coffer_time_iso8601(1440938160, buf, sizeof(buf));
+    assert_string_equal(buf, "2015-08-30T12:36:00Z");
+    coffer_time_http(1440938160, buf, sizeof(buf));
+    assert_string_equal(buf, "Sun, 30 Aug 2015 12:36:00 GMT");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cursor_reads), cmocka_unit_test(test_buf_append_and_secret),
+        cmocka_unit_test(test_b64),          cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_err_context),  cmocka_unit_test(test_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
