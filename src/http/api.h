@@ -1,0 +1,81 @@
+/*
+ * The contract between the HTTP pipeline and the services (KMS now; SSM and Secrets Manager
+ * later). A service is a table of operations keyed by X-Amz-Target; the pipeline authenticates
+ * the caller (SigV4), applies quotas, parses the JSON body, calls the handler, writes the audit
+ * event and serialises the answer or the AWS error. Handlers never see HTTP or TLS.
+ *
+ *   listener -> sigv4 -> quota -> handler(api_call) -> audit -> response
+ */
+#ifndef COFFER_HTTP_API_H
+#define COFFER_HTTP_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define API_ACCOUNT_ID_LEN 12
+
+/* Who is calling: filled by the SigV4 verifier from the credential record. */
+struct api_caller {
+    char account_id[API_ACCOUNT_ID_LEN + 1]; /* "000000000000" */
+    char access_key_id[129];
+    char principal_arn[256];  /* "arn:aws:iam::000000000000:root" or a user/role ARN */
+    char principal_id[129];   /* AWS userIdentity.principalId */
+    char principal_type[32];  /* "Root", "IAMUser", "AssumedRole" */
+    const char *source_ip;    /* borrowed, valid for the call */
+    const char *user_agent;   /* borrowed, may be "" */
+    bool secure_transport;    /* true over TLS */
+};
+
+/*
+ * One call of one operation. The handler reads `input` (a JSON object, borrowed) and sets
+ * `output` to a new JSON object on success (the pipeline takes ownership; NULL means `{}`).
+ * For audit, the handler may set `audit_request` (requestParameters: never plaintext or key
+ * material), `audit_response` (responseElements) and `audit_resources` (array of
+ * {"accountId","type","ARN"}); the pipeline takes ownership of all three. When unset, the
+ * pipeline records the input with blob members (Plaintext, CiphertextBlob, ...) removed.
+ */
+struct api_call {
+    const struct api_caller *caller;
+    const char *region;     /* the region this server answers for, e.g. "us-east-1" */
+    const char *request_id; /* uuid, also x-amzn-RequestId */
+    const char *operation;  /* "Encrypt" */
+    int64_t now_ms;         /* request arrival time */
+    const json_t *input;
+    json_t *output;
+    json_t *audit_request;
+    json_t *audit_response;
+    json_t *audit_resources;
+};
+
+/* Flags of an operation. */
+enum api_op_flags {
+    API_OP_READONLY = 1 << 0,   /* CloudTrail readOnly=true */
+    API_OP_CRYPTO = 1 << 1,     /* counts against the shared cryptographic quota */
+    API_OP_DATA_EVENT = 1 << 2, /* request parameters may hold secrets: never echo input */
+};
+
+typedef coffer_err (*api_handler)(void *service_state, struct api_call *call);
+
+struct api_op {
+    const char *name;   /* "Encrypt" (target is "<prefix>.<name>") */
+    api_handler handler;
+    unsigned flags;     /* enum api_op_flags */
+    double quota_rps;   /* per-operation control-plane quota (ignored for API_OP_CRYPTO) */
+};
+
+struct api_service {
+    const char *target_prefix; /* "TrentService" */
+    const char *signing_name;  /* "kms": the SigV4 credential-scope service */
+    const char *event_source;  /* "kms.amazonaws.com" for CloudTrail */
+    const struct api_op *ops;  /* sorted by name (binary search) */
+    size_t n_ops;
+    void *state;               /* passed to every handler */
+};
+
+/* Binary search of svc->ops; NULL when unknown. */
+const struct api_op *api_service_find_op(const struct api_service *svc, const char *name, size_t name_len);
+
+#endif

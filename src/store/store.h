@@ -1,0 +1,64 @@
+/*
+ * The storage interface: an ordered key-value store with durable transactions. Services never
+ * see SQL; they store records under string keys ("kms/key/<acct>/<region>/<id>") and scan by
+ * prefix in key order. Values are opaque bytes; anything secret in them was sealed by the
+ * barrier (src/seal) before it got here: a backend is untrusted storage.
+ *
+ * Backends are vtables behind `struct store` (store_sqlite.c now; PostgreSQL later). A store is
+ * shared by all worker threads and every function is thread-safe. A transaction belongs to the
+ * thread that began it. store_txn_commit returns only after the data is durable: a request
+ * acknowledged after a commit survives kill -9.
+ *
+ * Keys: 1..1024 bytes of printable ASCII. Values: up to 1 MiB.
+ */
+#ifndef COFFER_STORE_STORE_H
+#define COFFER_STORE_STORE_H
+
+#include <stddef.h>
+
+#include "common/buf.h"
+
+#define STORE_KEY_MAX 1024
+#define STORE_VALUE_MAX (1024 * 1024)
+
+typedef struct store store;
+typedef struct store_txn store_txn;
+
+/*
+ * Opens a store by URL: "sqlite:/path/to/coffer.db" or a bare path (SQLite). Creates the
+ * database and applies schema migrations as needed. *out is set only on success.
+ */
+coffer_err store_open(const char *url, store **out) __attribute__((warn_unused_result));
+void store_close(store *s); /* accepts NULL */
+const char *store_backend_name(const store *s);
+
+/* Appends the value of `key` to `value`; COFFER_ERR_NOT_FOUND when absent. */
+coffer_err store_get(store *s, const char *key, coffer_buf *value) __attribute__((warn_unused_result));
+
+/*
+ * Calls fn for each record whose key starts with `prefix` and sorts after `start_after`
+ * (NULL or "" = from the start), in ascending key order, at most `limit` records (0 = no
+ * limit). fn returns COFFER_OK to continue; any other value stops the scan and is returned,
+ * except STORE_SCAN_STOP which stops it and makes store_scan return COFFER_OK.
+ * `key` and `value` are valid only during the callback.
+ */
+#define STORE_SCAN_STOP ((coffer_err)-1)
+typedef coffer_err (*store_scan_fn)(void *ctx, const char *key, coffer_cursor value);
+coffer_err store_scan(store *s, const char *prefix, const char *start_after, size_t limit, store_scan_fn fn,
+                      void *ctx) __attribute__((warn_unused_result));
+
+/*
+ * Read-write transactions, serialised against each other (SQLite: BEGIN IMMEDIATE). Reads
+ * inside a transaction see its own writes. commit and abort free the transaction.
+ */
+coffer_err store_txn_begin(store *s, store_txn **out) __attribute__((warn_unused_result));
+coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value) __attribute__((warn_unused_result));
+coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value) __attribute__((warn_unused_result));
+/* COFFER_ERR_NOT_FOUND when absent (nothing changed). */
+coffer_err store_txn_delete(store_txn *t, const char *key) __attribute__((warn_unused_result));
+coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_after, size_t limit, store_scan_fn fn,
+                          void *ctx) __attribute__((warn_unused_result));
+coffer_err store_txn_commit(store_txn *t) __attribute__((warn_unused_result));
+void store_txn_abort(store_txn *t); /* accepts NULL */
+
+#endif
