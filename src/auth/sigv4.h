@@ -9,6 +9,7 @@
 #ifndef COFFER_AUTH_SIGV4_H
 #define COFFER_AUTH_SIGV4_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,8 @@ struct sigv4_request {
     const struct sigv4_header *headers;
     size_t n_headers;
     coffer_cursor body;
+    bool raw_path; /* false (default): remove dot segments and empty segments first, as every AWS
+                      service but S3 does; true: encode the path exactly as given */
 };
 
 /* The parsed Authorization header; cursors point into the header value. */
@@ -40,6 +43,7 @@ struct sigv4_authorization {
     coffer_cursor service;
     coffer_cursor signed_headers; /* "content-type;host;x-amz-date" */
     coffer_cursor signature;      /* 64 lowercase hex */
+    coffer_cursor terminator;     /* last scope element, "aws4_request" when well formed */
 };
 
 /*
@@ -104,6 +108,9 @@ struct sigv4_credentials {
 coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *creds, const char *region,
                       const char *service, const char *amz_date, const char *signed_headers,
                       coffer_buf *authorization) __attribute__((warn_unused_result));
+
+/* Drops every cached signing key (e.g. after a key is deleted). Thread-safe. */
+void sigv4_cache_clear(void);
 
 /* Building blocks, exposed for tests: canonical request text and string to sign. */
 coffer_err sigv4_canonical_request(const struct sigv4_request *req, coffer_cursor signed_headers,
