@@ -26,11 +26,11 @@
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 #define SIGV4_TERMINATOR "aws4_request"
 #define SIGV4_SIG_HEX_LEN 64
-#define SIGV4_AMZ_DATE_LEN 16   /* "YYYYMMDDTHHMMSSZ" */
-#define SIGV4_SCOPE_DATE_LEN 8  /* "YYYYMMDD" */
-#define SIGV4_HTTP_DATE_LEN 29  /* "Sun, 30 Aug 2015 12:36:00 GMT" */
-#define SIGV4_ECHO_MAX 160      /* bytes of untrusted input quoted back in an error message */
-#define SIGV4_CACHE_SLOTS 256   /* signing-key cache entries (direct mapped) */
+#define SIGV4_AMZ_DATE_LEN 16  /* "YYYYMMDDTHHMMSSZ" */
+#define SIGV4_SCOPE_DATE_LEN 8 /* "YYYYMMDD" */
+#define SIGV4_HTTP_DATE_LEN 29 /* "Sun, 30 Aug 2015 12:36:00 GMT" */
+#define SIGV4_ECHO_MAX 160     /* bytes of untrusted input quoted back in an error message */
+#define SIGV4_CACHE_SLOTS 256  /* signing-key cache entries (direct mapped) */
 #define SIGV4_MAX_QUERY_PARAMS 1024
 #define SIGV4_MAX_SCOPE_PART 128 /* region and service names */
 
@@ -136,7 +136,8 @@ static coffer_err parse_signed_headers(coffer_cursor v)
         }
         if (++count > SIGV4_MAX_SIGNED_HEADERS) {
             return coffer_fail(COFFER_ERR_INCOMPLETE_SIGNATURE,
-                               "Authorization header names more than %d SignedHeaders.", SIGV4_MAX_SIGNED_HEADERS);
+                               "Authorization header names more than %d SignedHeaders.",
+                               SIGV4_MAX_SIGNED_HEADERS);
         }
     }
     return COFFER_OK;
@@ -172,9 +173,10 @@ static coffer_err parse_component(coffer_cursor comp, coffer_cursor header, coff
     char q1[SIGV4_ECHO_MAX + 8], q2[SIGV4_ECHO_MAX + 8];
     coffer_cursor value = comp, key;
     if (!cur_split(&value, '=', &key)) {
-        return coffer_fail(COFFER_ERR_INCOMPLETE_SIGNATURE,
-                           "'%s' not a valid key=value pair (missing equal-sign) in Authorization header: '%s'.",
-                           echo(comp, q1, sizeof(q1)), echo(header, q2, sizeof(q2)));
+        return coffer_fail(
+            COFFER_ERR_INCOMPLETE_SIGNATURE,
+            "'%s' not a valid key=value pair (missing equal-sign) in Authorization header: '%s'.",
+            echo(comp, q1, sizeof(q1)), echo(header, q2, sizeof(q2)));
     }
     for (int i = 0; i < AUTH_NPARAMS; i++) {
         if (!coffer_cursor_eq_str(key, auth_param_names[i])) {
@@ -259,8 +261,8 @@ coffer_err sigv4_parse_authorization(coffer_cursor header, struct sigv4_authoriz
 /* RFC 3986 unreserved: A-Z a-z 0-9 - _ . ~ */
 static bool is_unreserved(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 static coffer_err uri_encode(coffer_buf *out, coffer_cursor in, bool keep_slash)
@@ -477,7 +479,8 @@ static coffer_err find_single_header(const struct sigv4_request *req, const char
             continue;
         }
         if (*value != NULL) {
-            return coffer_fail(COFFER_ERR_INCOMPLETE_SIGNATURE, "The request has more than one '%s' header.", name);
+            return coffer_fail(COFFER_ERR_INCOMPLETE_SIGNATURE, "The request has more than one '%s' header.",
+                               name);
         }
         *value = req->headers[i].value ? req->headers[i].value : "";
     }
@@ -498,7 +501,8 @@ static coffer_err hashed_payload(const struct sigv4_request *req, coffer_buf *ou
     return coffer_buf_append(out, hex, 2 * CRYPTO_SHA256_LEN);
 }
 
-coffer_err sigv4_canonical_request(const struct sigv4_request *req, coffer_cursor signed_headers, coffer_buf *out)
+coffer_err sigv4_canonical_request(const struct sigv4_request *req, coffer_cursor signed_headers,
+                                   coffer_buf *out)
 {
     ENSURE_REF(req);
     ENSURE_REF(out);
@@ -537,7 +541,8 @@ coffer_err sigv4_string_to_sign(coffer_cursor canonical_request, const char *amz
     ENSURE_REF(out);
     uint8_t d[CRYPTO_SHA256_LEN];
     char hex[2 * CRYPTO_SHA256_LEN + 1];
-    crypto_sha256(canonical_request.len ? canonical_request.ptr : (const uint8_t *)"", canonical_request.len, d);
+    crypto_sha256(canonical_request.len ? canonical_request.ptr : (const uint8_t *)"", canonical_request.len,
+                  d);
     coffer_hex_encode(d, sizeof(d), hex);
     TRY(coffer_buf_append_str(out, SIGV4_ALGORITHM "\n"));
     TRY(coffer_buf_append_str(out, amz_date));
@@ -559,8 +564,8 @@ coffer_err sigv4_signing_key(coffer_cursor secret, const char *date, const char 
     GUARD(crypto_hmac(CRYPTO_SHA256, coffer_buf_cursor(&k), coffer_cursor_from_str(date), a));
     GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)), coffer_cursor_from_str(region), b));
     GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(b, sizeof(b)), coffer_cursor_from_str(service), a));
-    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)), coffer_cursor_from_str(SIGV4_TERMINATOR),
-                      out));
+    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)),
+                      coffer_cursor_from_str(SIGV4_TERMINATOR), out));
 out:
     coffer_secure_zero(a, sizeof(a));
     coffer_secure_zero(b, sizeof(b));
@@ -610,8 +615,8 @@ out:
     return rc;
 }
 
-static coffer_err cached_signing_key(coffer_cursor akid, coffer_cursor secret, const char *date, const char *region,
-                                     const char *service, uint8_t out[CRYPTO_SHA256_LEN])
+static coffer_err cached_signing_key(coffer_cursor akid, coffer_cursor secret, const char *date,
+                                     const char *region, const char *service, uint8_t out[CRYPTO_SHA256_LEN])
 {
     uint8_t tag[CRYPTO_SHA256_LEN];
     TRY(cache_tag(akid, secret, date, region, service, tag));
@@ -750,8 +755,9 @@ static coffer_err request_date(const struct sigv4_request *req, char amz_date[SI
     }
     TRY(find_single_header(req, "date", &date));
     if (date == NULL) {
-        return coffer_fail(COFFER_ERR_INCOMPLETE_SIGNATURE,
-                           "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
+        return coffer_fail(
+            COFFER_ERR_INCOMPLETE_SIGNATURE,
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
     }
     coffer_cursor v = cur_trim(coffer_cursor_from_str(date));
     if (!parse_http_date(v, t)) {
@@ -770,14 +776,15 @@ static coffer_err check_skew(int64_t t, const char *amz_date, const struct sigv4
     coffer_time_amz(opts->now_s, now, sizeof(now));
     if (t < opts->now_s - skew) {
         coffer_time_amz(opts->now_s - skew, bound, sizeof(bound));
-        return coffer_fail(COFFER_ERR_INVALID_SIGNATURE, "Signature expired: %s is now earlier than %s (%s - %d min.)",
-                           amz_date, bound, now, (int)(skew / 60));
+        return coffer_fail(COFFER_ERR_INVALID_SIGNATURE,
+                           "Signature expired: %s is now earlier than %s (%s - %d min.)", amz_date, bound,
+                           now, (int)(skew / 60));
     }
     if (t > opts->now_s + skew) {
         coffer_time_amz(opts->now_s + skew, bound, sizeof(bound));
         return coffer_fail(COFFER_ERR_INVALID_SIGNATURE,
-                           "Signature not yet current: %s is still later than %s (%s + %d min.)", amz_date, bound,
-                           now, (int)(skew / 60));
+                           "Signature not yet current: %s is still later than %s (%s + %d min.)", amz_date,
+                           bound, now, (int)(skew / 60));
     }
     return COFFER_OK;
 }
@@ -788,21 +795,23 @@ static coffer_err check_scope(const struct sigv4_authorization *a, const char *a
 {
     char q[SIGV4_ECHO_MAX + 8];
     if (a->date.len != SIGV4_SCOPE_DATE_LEN || memcmp(a->date.ptr, amz_date, SIGV4_SCOPE_DATE_LEN) != 0) {
-        return coffer_fail(COFFER_ERR_INVALID_SIGNATURE,
-                           "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from "
-                           "HTTP: '%s' != '%.8s', from '%s'.",
-                           echo(a->date, q, sizeof(q)), amz_date, amz_date);
+        return coffer_fail(
+            COFFER_ERR_INVALID_SIGNATURE,
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from "
+            "HTTP: '%s' != '%.8s', from '%s'.",
+            echo(a->date, q, sizeof(q)), amz_date, amz_date);
     }
     if (!coffer_cursor_eq_str(a->region, opts->region)) {
         return coffer_fail(COFFER_ERR_INVALID_SIGNATURE, "Credential should be scoped to a valid region. ");
     }
     if (!coffer_cursor_eq_str(a->service, opts->service)) {
-        return coffer_fail(COFFER_ERR_INVALID_SIGNATURE, "Credential should be scoped to correct service: '%s'. ",
-                           opts->service);
+        return coffer_fail(COFFER_ERR_INVALID_SIGNATURE,
+                           "Credential should be scoped to correct service: '%s'. ", opts->service);
     }
     if (!coffer_cursor_eq_str(a->terminator, SIGV4_TERMINATOR)) {
         return coffer_fail(COFFER_ERR_INVALID_SIGNATURE,
-                           "Credential should be scoped with a valid terminator: '" SIGV4_TERMINATOR "', not '%s'. ",
+                           "Credential should be scoped with a valid terminator: '" SIGV4_TERMINATOR
+                           "', not '%s'. ",
                            echo(a->terminator, q, sizeof(q)));
     }
     return COFFER_OK;
@@ -847,7 +856,8 @@ static coffer_err check_content_sha256(const struct sigv4_request *req)
 
 /* Everything that can be checked before the credential store is consulted. */
 static coffer_err verify_request_shape(const struct sigv4_request *req, const struct sigv4_verify_opts *opts,
-                                       struct sigv4_authorization *auth, char amz_date[SIGV4_AMZ_DATE_LEN + 1])
+                                       struct sigv4_authorization *auth,
+                                       char amz_date[SIGV4_AMZ_DATE_LEN + 1])
 {
     const char *authz = NULL;
     TRY(find_single_header(req, "authorization", &authz));
@@ -894,12 +904,13 @@ coffer_err sigv4_verify(const struct sigv4_request *req, const struct sigv4_veri
     if (id.expires_at != 0 && id.expires_at <= opts->now_s) {
         FAIL_OUT(COFFER_ERR_EXPIRED_TOKEN, "%s", coffer_err_default_message(COFFER_ERR_EXPIRED_TOKEN));
     }
-    GUARD(compute_signature(req, auth.signed_headers, auth.access_key_id, coffer_buf_cursor(&id.secret), amz_date,
-                            opts->region, opts->service, expected));
+    GUARD(compute_signature(req, auth.signed_headers, auth.access_key_id, coffer_buf_cursor(&id.secret),
+                            amz_date, opts->region, opts->service, expected));
     /* Constant time so that response timing does not reveal how many leading characters matched. */
     if (auth.signature.len != SIGV4_SIG_HEX_LEN ||
         crypto_memcmp(expected, auth.signature.ptr, SIGV4_SIG_HEX_LEN) != 0) {
-        FAIL_OUT(COFFER_ERR_INVALID_SIGNATURE, "%s", coffer_err_default_message(COFFER_ERR_INVALID_SIGNATURE));
+        FAIL_OUT(COFFER_ERR_INVALID_SIGNATURE, "%s",
+                 coffer_err_default_message(COFFER_ERR_INVALID_SIGNATURE));
     }
     *who = id;
     memset(&id, 0, sizeof(id)); /* ownership of the secret moved to *who */
@@ -916,9 +927,9 @@ out:
  * Signing (clients)
  * ============================================================================================== */
 
-coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *creds, const char *region,
-                      const char *service, const char *amz_date, const char *signed_headers,
-                      coffer_buf *authorization)
+coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *creds,
+                      const char *region, const char *service, const char *amz_date,
+                      const char *signed_headers, coffer_buf *authorization)
 {
     ENSURE(req != NULL && creds != NULL && region != NULL && service != NULL && amz_date != NULL &&
                signed_headers != NULL && authorization != NULL,
@@ -928,9 +939,11 @@ coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_creden
     if (coffer_time_parse_amz(amz_date, strlen(amz_date), &t) != 0) {
         return coffer_fail(COFFER_ERR_USAGE, "amz_date must be YYYYMMDDTHHMMSSZ");
     }
-    ENSURE(strlen(region) <= SIGV4_MAX_SCOPE_PART && strlen(service) <= SIGV4_MAX_SCOPE_PART, COFFER_ERR_USAGE);
+    ENSURE(strlen(region) <= SIGV4_MAX_SCOPE_PART && strlen(service) <= SIGV4_MAX_SCOPE_PART,
+           COFFER_ERR_USAGE);
     char sig[SIGV4_SIG_HEX_LEN + 1];
-    TRY(compute_signature(req, coffer_cursor_from_str(signed_headers), coffer_cursor_from_str(creds->access_key_id),
+    TRY(compute_signature(req, coffer_cursor_from_str(signed_headers),
+                          coffer_cursor_from_str(creds->access_key_id),
                           coffer_cursor_from_str(creds->secret_access_key), amz_date, region, service, sig));
     return coffer_buf_printf(authorization,
                              SIGV4_ALGORITHM " Credential=%s/%.8s/%s/%s/" SIGV4_TERMINATOR

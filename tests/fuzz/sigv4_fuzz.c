@@ -71,7 +71,8 @@ static void fuzz_request(char *text)
         h[n].value = colon + 1;
         n++;
     }
-    struct sigv4_request r = {method, path, query, h, n, coffer_cursor_from(body, body ? strlen(body) : 0), false};
+    struct sigv4_request r = {method, path, query, h, n, coffer_cursor_from(body, body ? strlen(body) : 0),
+                              false};
     (void)verify(&r);
 }
 
@@ -99,11 +100,12 @@ static void fuzz_round_trip(const uint8_t *data, size_t size)
                                 {"X-Fuzz-A", field[2]},
                                 {"x-fuzz-b", field[3]},
                                 {"X-Fuzz-A", field[3]}};
-    struct sigv4_request r = {"POST", field[0], field[1], h, 5, coffer_cursor_from(field[4], strlen(field[4])),
-                              false};
+    struct sigv4_request r = {
+        "POST", field[0], field[1], h, 5, coffer_cursor_from(field[4], strlen(field[4])), false};
     struct sigv4_credentials c = {FZ_AKID, FZ_SECRET, NULL};
     coffer_buf a = COFFER_BUF_INIT;
-    coffer_err rc = sigv4_sign(&r, &c, "us-east-1", "kms", "20150830T123600Z", "host;x-amz-date;x-fuzz-a;x-fuzz-b", &a);
+    coffer_err rc =
+        sigv4_sign(&r, &c, "us-east-1", "kms", "20150830T123600Z", "host;x-amz-date;x-fuzz-a;x-fuzz-b", &a);
     if (rc == COFFER_OK && coffer_buf_nul_terminate(&a) == COFFER_OK) {
         struct sigv4_header h2[6];
         memcpy(h2, h, sizeof(h));

@@ -54,10 +54,12 @@ static coffer_err fx_lookup(void *ctx, coffer_cursor akid, const char *token, st
         snprintf(fx->seen_token, sizeof(fx->seen_token), "%s", token);
     }
     if (!coffer_cursor_eq_str(akid, fx->akid)) {
-        return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT, "The security token included in the request is invalid.");
+        return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT,
+                           "The security token included in the request is invalid.");
     }
     if (fx->want_token != NULL && (token == NULL || strcmp(token, fx->want_token) != 0)) {
-        return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT, "The security token included in the request is invalid.");
+        return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT,
+                           "The security token included in the request is invalid.");
     }
     snprintf(out->access_key_id, sizeof(out->access_key_id), "%s", fx->akid);
     snprintf(out->account_id, sizeof(out->account_id), "111122223333");
@@ -303,7 +305,7 @@ static void all_signed_headers(struct treq *t, char *out, size_t n)
         size_t j = 0;
         for (; t->names[i][j]; j++) {
             lower[i][j] = (char)((t->names[i][j] >= 'A' && t->names[i][j] <= 'Z') ? t->names[i][j] + 32
-                                                                                   : t->names[i][j]);
+                                                                                  : t->names[i][j]);
         }
         lower[i][j] = '\0';
         ptrs[i] = lower[i];
@@ -375,7 +377,8 @@ static void run_vector(const char *dir)
     snprintf(scope, sizeof(scope), "20150830/%s/%s/aws4_request", region, service);
 
     coffer_buf creq = COFFER_BUF_INIT, sts = COFFER_BUF_INIT, authz = COFFER_BUF_INIT;
-    assert_int_equal(sigv4_canonical_request(&t->r, coffer_cursor_from_str(signed_headers), &creq), COFFER_OK);
+    assert_int_equal(sigv4_canonical_request(&t->r, coffer_cursor_from_str(signed_headers), &creq),
+                     COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&creq), COFFER_OK);
     assert_string_equal((const char *)creq.data, creq_want);
     assert_int_equal(sigv4_string_to_sign(coffer_buf_cursor(&creq), T_AMZ_DATE, scope, &sts), COFFER_OK);
@@ -449,7 +452,8 @@ static void test_aws_suite(void **state)
  * Worked examples (sigv4.md §7-8)
  * ============================================================================================== */
 
-static void hex_key(coffer_cursor secret, const char *date, const char *region, const char *service, char *hex)
+static void hex_key(coffer_cursor secret, const char *date, const char *region, const char *service,
+                    char *hex)
 {
     uint8_t k[32];
     assert_int_equal(sigv4_signing_key(secret, date, region, service, k), COFFER_OK);
@@ -472,14 +476,15 @@ static void test_kms_encrypt_example(void **state)
     coffer_buf creq = COFFER_BUF_INIT, sts = COFFER_BUF_INIT, a = COFFER_BUF_INIT;
     assert_int_equal(sigv4_canonical_request(&t.r, coffer_cursor_from_str(KMS_SIGNED), &creq), COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&creq), COFFER_OK);
-    assert_string_equal((const char *)creq.data, "POST\n/\n\n"
-                                                 "content-type:application/x-amz-json-1.1\n"
-                                                 "host:kms.us-east-1.amazonaws.com\n"
-                                                 "x-amz-date:20150830T123600Z\n"
-                                                 "x-amz-target:TrentService.Encrypt\n\n" KMS_SIGNED "\n"
-                                                 "e5f63ef44dfb40d11b37ff3e77f498aca05cd72fb35fd1b2ead4437c428ab9f4");
-    assert_int_equal(sigv4_string_to_sign(coffer_buf_cursor(&creq), T_AMZ_DATE, "20150830/us-east-1/kms/aws4_request",
-                                          &sts),
+    assert_string_equal((const char *)creq.data,
+                        "POST\n/\n\n"
+                        "content-type:application/x-amz-json-1.1\n"
+                        "host:kms.us-east-1.amazonaws.com\n"
+                        "x-amz-date:20150830T123600Z\n"
+                        "x-amz-target:TrentService.Encrypt\n\n" KMS_SIGNED "\n"
+                        "e5f63ef44dfb40d11b37ff3e77f498aca05cd72fb35fd1b2ead4437c428ab9f4");
+    assert_int_equal(sigv4_string_to_sign(coffer_buf_cursor(&creq), T_AMZ_DATE,
+                                          "20150830/us-east-1/kms/aws4_request", &sts),
                      COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&sts), COFFER_OK);
     assert_string_equal((const char *)sts.data,
@@ -569,37 +574,45 @@ static void test_parse_errors(void **state)
                 COFFER_ERR_INCOMPLETE_SIGNATURE,
                 "Authorization header requires 'Signature' parameter. Authorization header requires "
                 "'SignedHeaders' parameter.");
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=", &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE, "Authorization header requires 'Signature' parameter.");
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders, Signature=x", &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE,
-                "'SignedHeaders' not a valid key=value pair (missing equal-sign) in Authorization header: "
-                "'AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders, Signature=x'.");
-    expect_fail(parse("AWS4-HMAC-SHA1 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=x", &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE, "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1'.");
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s, SignedHeaders=host, Signature=x", &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE,
-                "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, "
-                "got 'A/20150830/r/s'");
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request/x, SignedHeaders=host, Signature=x",
-                      &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=/20150830/r/s/aws4_request, SignedHeaders=host, Signature=x", &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=", &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE, "Authorization header requires 'Signature' parameter.");
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders, Signature=x", &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE,
+        "'SignedHeaders' not a valid key=value pair (missing equal-sign) in Authorization header: "
+        "'AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders, Signature=x'.");
+    expect_fail(
+        parse("AWS4-HMAC-SHA1 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=x", &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE, "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1'.");
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s, SignedHeaders=host, Signature=x", &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE,
+        "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, "
+        "got 'A/20150830/r/s'");
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request/x, SignedHeaders=host, Signature=x",
+              &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=/20150830/r/s/aws4_request, SignedHeaders=host, Signature=x", &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
     expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host;;x, "
                       "Signature=x",
                       &a),
                 COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=ho st, Signature=x",
-                      &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=ho st, Signature=x",
+              &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
     expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, Credential=B/20150830/r/s/"
                       "aws4_request, SignedHeaders=host, Signature=x",
                       &a),
                 COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
-    expect_fail(parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=x,",
-                      &a),
-                COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
+    expect_fail(
+        parse("AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, SignedHeaders=host, Signature=x,",
+              &a),
+        COFFER_ERR_INCOMPLETE_SIGNATURE, NULL);
     /* over the SignedHeaders limit */
     char big[4096] = "AWS4-HMAC-SHA256 Credential=A/20150830/r/s/aws4_request, Signature=x, SignedHeaders=h0";
     for (int i = 1; i <= SIGV4_MAX_SIGNED_HEADERS; i++) {
@@ -677,8 +690,9 @@ static void test_verify_dates(void **state)
     kms_request(&t, NULL);
     treq_remove(&t, "X-Amz-Date");
     treq_add(&t, "User-Agent", "x");
-    treq_add(&t, "Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request, "
-                                  "SignedHeaders=content-type;host;x-amz-target, Signature=00");
+    treq_add(&t, "Authorization",
+             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request, "
+             "SignedHeaders=content-type;host;x-amz-target, Signature=00");
     expect_fail(verify_kms(&t), COFFER_ERR_INCOMPLETE_SIGNATURE,
                 "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
 
@@ -713,7 +727,8 @@ static void test_verify_scope(void **state)
     struct treq t;
     kms_request(&t, NULL);
     sign_into(&t, "eu-west-1", "kms", T_AMZ_DATE, KMS_SIGNED, NULL);
-    expect_fail(verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE, "Credential should be scoped to a valid region. ");
+    expect_fail(verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE,
+                "Credential should be scoped to a valid region. ");
 
     kms_request(&t, NULL);
     sign_into(&t, "us-east-1", "ssm", T_AMZ_DATE, KMS_SIGNED, NULL);
@@ -721,8 +736,9 @@ static void test_verify_scope(void **state)
                 "Credential should be scoped to correct service: 'kms'. ");
 
     kms_request(&t, NULL);
-    treq_add(&t, "Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws5_request, "
-                                  "SignedHeaders=" KMS_SIGNED ", Signature=00");
+    treq_add(&t, "Authorization",
+             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws5_request, "
+             "SignedHeaders=" KMS_SIGNED ", Signature=00");
     expect_fail(verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE,
                 "Credential should be scoped with a valid terminator: 'aws4_request', not 'aws5_request'. ");
 }
@@ -823,9 +839,10 @@ static void test_verify_tampering(void **state)
 
     /* body: one flipped bit, one byte less */
     t.body[5] ^= 1;
-    expect_fail(verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE,
-                "The request signature we calculated does not match the signature you provided. Check your AWS "
-                "Secret Access Key and signing method. Consult the service documentation for details.");
+    expect_fail(
+        verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE,
+        "The request signature we calculated does not match the signature you provided. Check your AWS "
+        "Secret Access Key and signing method. Consult the service documentation for details.");
     t.body[5] ^= 1;
     t.r.body.len--;
     expect_fail(verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE, NULL);
@@ -861,8 +878,8 @@ static void test_verify_content_sha256(void **state)
     crypto_sha256(t.body, t.body_len, d);
     coffer_hex_encode(d, 32, hex);
     treq_add(&t, "X-Amz-Content-Sha256", hex);
-    sign_into(&t, "us-east-1", "kms", T_AMZ_DATE, "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target",
-              NULL);
+    sign_into(&t, "us-east-1", "kms", T_AMZ_DATE,
+              "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target", NULL);
     assert_int_equal(verify_kms(&t), COFFER_OK);
     /* swapping the body while keeping the signed hash must fail */
     t.body[5] ^= 1;
@@ -872,8 +889,8 @@ static void test_verify_content_sha256(void **state)
 
     kms_request(&t, NULL);
     treq_add(&t, "X-Amz-Content-Sha256", "UNSIGNED-PAYLOAD");
-    sign_into(&t, "us-east-1", "kms", T_AMZ_DATE, "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target",
-              NULL);
+    sign_into(&t, "us-east-1", "kms", T_AMZ_DATE,
+              "content-type;host;x-amz-content-sha256;x-amz-date;x-amz-target", NULL);
     expect_fail(verify_kms(&t), COFFER_ERR_INVALID_SIGNATURE, NULL);
 }
 
