@@ -36,6 +36,7 @@
 #define LG_MAX_RESPONSE (1 << 20) /* a response larger than this is an error */
 #define LG_ERROR_BODY_MAX 1024    /* bytes of the first error body printed */
 #define LG_STATUS_MAX 600
+#define LG_REOPEN_NS 50000000u    /* failed connections are retried at most every 50 ms */
 
 /* ================================================================================================
  * Configuration
@@ -437,6 +438,7 @@ struct lg_conn {
     uint8_t *in; /* response bytes */
     size_t in_len, in_cap;
     uint64_t t_start_ns;
+    bool parked; /* failed; reopened by the main loop */
 };
 
 struct lg_stats {
@@ -726,6 +728,8 @@ static void record(struct lg *g, const struct lg_response *r, uint64_t lat_ns)
     }
 }
 
+/* A failed connection is parked and reopened by the main loop every LG_REOPEN_NS, so a refused or
+   failing endpoint costs a few reconnects per second instead of a busy loop. */
 static void conn_fail(struct lg *g, struct lg_conn *c, const char *what)
 {
     if (g->measuring) {
@@ -735,9 +739,7 @@ static void conn_fail(struct lg *g, struct lg_conn *c, const char *what)
         g->st.transport_errors++;
     }
     conn_close(c);
-    if (!g->stop && !conn_open(g, c)) {
-        g->st.transport_errors++;
-    }
+    c->parked = true;
 }
 
 /* Advances one connection until it would block. */
@@ -843,9 +845,7 @@ static void conn_drive(struct lg *g, struct lg_conn *c)
             record(g, &resp, now_ns() - c->t_start_ns);
             if (!resp.keep_alive || eof) {
                 conn_close(c);
-                if (!g->stop && !conn_open(g, c)) {
-                    g->st.transport_errors++;
-                }
+                c->parked = !g->stop && !conn_open(g, c);
                 return;
             }
             c->state = ST_SEND;
@@ -873,7 +873,9 @@ static double pct_ms(const struct lg_stats *s, double p)
 static void report(struct lg *g, double secs)
 {
     struct lg_stats *s = &g->st;
-    qsort(s->lat_us, s->n, sizeof(s->lat_us[0]), cmp_u32);
+    if (s->n > 1) {
+        qsort(s->lat_us, s->n, sizeof(s->lat_us[0]), cmp_u32);
+    }
     double rps = secs > 0 ? (double)s->n / secs : 0;
     printf("coffer-loadgen: %s %s, %d connections, %.2f s\n", g->cfg.target,
            g->cfg.plain_http ? "http" : "https", g->cfg.connections, secs);
@@ -986,6 +988,7 @@ int main(int argc, char **argv)
     g.measuring = g.cfg.warmup_s <= 0;
     g.measure_start_ns = t0;
     struct epoll_event evs[256];
+    uint64_t last_reopen_ns = t0;
     while (!g.stop) {
         uint64_t t = now_ns();
         if (!g.measuring && t >= warm_end) {
@@ -1000,7 +1003,17 @@ int main(int argc, char **argv)
         for (int i = 0; i < n && !g.stop; i++) {
             conn_drive(&g, evs[i].data.ptr);
         }
-        if (g.measuring && g.st.n == 0 && g.st.transport_errors > 1000L * g.cfg.connections) {
+        uint64_t tick = now_ns();
+        bool reopen = tick - last_reopen_ns >= LG_REOPEN_NS;
+        last_reopen_ns = reopen ? tick : last_reopen_ns;
+        for (int i = 0; reopen && i < g.cfg.connections && !g.stop; i++) {
+            struct lg_conn *c = &g.conns[i];
+            if (c->parked) {
+                c->parked = !conn_open(&g, c);
+                g.st.transport_errors += c->parked && g.measuring;
+            }
+        }
+        if (g.measuring && g.st.n == 0 && g.st.transport_errors > 100L * g.cfg.connections) {
             fprintf(stderr, "coffer-loadgen: giving up, no successful connection\n");
             break;
         }

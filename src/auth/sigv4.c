@@ -32,7 +32,8 @@
 #define SIGV4_ECHO_MAX 160     /* bytes of untrusted input quoted back in an error message */
 #define SIGV4_CACHE_SLOTS 256  /* signing-key cache entries (direct mapped) */
 #define SIGV4_MAX_QUERY_PARAMS 1024
-#define SIGV4_MAX_SCOPE_PART 128 /* region and service names */
+#define SIGV4_MAX_SCOPE_PART 128  /* region and service names */
+#define SIGV4_CACHE_TAG_STACK 512 /* bytes of cache-tag input assembled on the stack */
 
 /* ================================================================================================
  * Small cursor helpers
@@ -598,19 +599,41 @@ void sigv4_cache_clear(void)
     pthread_mutex_unlock(&cache_mu);
 }
 
+/*
+ * The tuple is assembled on the stack (wiped before returning) rather than in a locked buffer:
+ * this runs on every request and a locked allocation costs mlock/munlock system calls. Tuples
+ * too long for the stack buffer (absurd key ids or secrets) fall back to the locked allocator.
+ */
 static coffer_err cache_tag(coffer_cursor akid, coffer_cursor secret, const char *date, const char *region,
                             const char *service, uint8_t tag[CRYPTO_SHA256_LEN])
 {
     coffer_err rc = COFFER_OK;
+    uint8_t stack[SIGV4_CACHE_TAG_STACK];
     coffer_buf t = COFFER_SECRET_BUF_INIT;
     coffer_cursor parts[5] = {akid, secret, coffer_cursor_from_str(date), coffer_cursor_from_str(region),
                               coffer_cursor_from_str(service)};
+    size_t total = 0;
     for (size_t i = 0; i < 5; i++) {
-        GUARD(coffer_buf_append_u32be(&t, (uint32_t)parts[i].len));
-        GUARD(coffer_buf_append_cur(&t, parts[i]));
+        total += 4 + parts[i].len; /* each part is bounded by a header or a C string: no overflow */
     }
-    crypto_sha256(t.data, t.len, tag);
+    uint8_t *p = stack;
+    if (total > sizeof(stack)) {
+        GUARD(coffer_buf_reserve(&t, total));
+        p = t.data;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < 5; i++) {
+        uint32_t n = (uint32_t)parts[i].len;
+        uint8_t be[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
+        memcpy(p + off, be, 4);
+        if (parts[i].len) {
+            memcpy(p + off + 4, parts[i].ptr, parts[i].len);
+        }
+        off += 4 + parts[i].len;
+    }
+    crypto_sha256(p, off, tag);
 out:
+    coffer_secure_zero(stack, sizeof(stack));
     coffer_buf_free(&t);
     return rc;
 }
