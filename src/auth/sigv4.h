@@ -9,6 +9,7 @@
 #ifndef COFFER_AUTH_SIGV4_H
 #define COFFER_AUTH_SIGV4_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,8 @@ struct sigv4_request {
     const struct sigv4_header *headers;
     size_t n_headers;
     coffer_cursor body;
+    bool raw_path; /* false (default): remove dot segments and empty segments first, as every AWS
+                      service but S3 does; true: encode the path exactly as given */
 };
 
 /* The parsed Authorization header; cursors point into the header value. */
@@ -40,6 +43,7 @@ struct sigv4_authorization {
     coffer_cursor service;
     coffer_cursor signed_headers; /* "content-type;host;x-amz-date" */
     coffer_cursor signature;      /* 64 lowercase hex */
+    coffer_cursor terminator;     /* last scope element, "aws4_request" when well formed */
 };
 
 /*
@@ -84,6 +88,10 @@ struct sigv4_verify_opts {
  * COFFER_ERR_MISSING_AUTH, COFFER_ERR_INCOMPLETE_SIGNATURE, COFFER_ERR_UNRECOGNIZED_CLIENT,
  * COFFER_ERR_INVALID_SIGNATURE (mismatch, scope, skew), COFFER_ERR_EXPIRED_TOKEN.
  * Thread-safe; caches derived signing keys per (key, date, region, service).
+ * Order of checks: Authorization present and well formed, date header, scope (date, region,
+ * service, terminator), skew, `host` signed, X-Amz-Content-Sha256 (when sent) equal to the body
+ * hash, lookup (gets the trimmed X-Amz-Security-Token, signed or not), expiry, signature.
+ * *who is written only on success.
  */
 coffer_err sigv4_verify(const struct sigv4_request *req, const struct sigv4_verify_opts *opts,
                         sigv4_lookup_fn lookup, void *lookup_ctx, struct sigv4_identity *who)
@@ -100,10 +108,15 @@ struct sigv4_credentials {
  * Computes the Authorization header value for `req`, signing `signed_headers` (a ';'-joined
  * lowercase list that must name headers present in req, including host and x-amz-date).
  * `amz_date` is "YYYYMMDDTHHMMSSZ". Appends the value (no NUL) to `authorization`.
+ * creds->session_token is not added to the request here: the caller sends it as an
+ * X-Amz-Security-Token header and lists it in `signed_headers`, as botocore does.
  */
 coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *creds, const char *region,
                       const char *service, const char *amz_date, const char *signed_headers,
                       coffer_buf *authorization) __attribute__((warn_unused_result));
+
+/* Drops every cached signing key (e.g. after a key is deleted). Thread-safe. */
+void sigv4_cache_clear(void);
 
 /* Building blocks, exposed for tests: canonical request text and string to sign. */
 coffer_err sigv4_canonical_request(const struct sigv4_request *req, coffer_cursor signed_headers,
