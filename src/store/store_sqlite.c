@@ -549,9 +549,20 @@ out:
     return rc;
 }
 
+static pthread_once_t sqlite_global_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_global_init(void)
+{
+    /* Memory statistics take a process-wide mutex on every allocation: off, for scaling across
+     * worker threads. Only possible before SQLite initialises; harmless if someone beat us. */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    (void)sqlite3_initialize();
+}
+
 coffer_err store_sqlite_open_with(const char *path, const struct store_migration *migrations, size_t n,
                                   store **out)
 {
+    pthread_once(&sqlite_global_once, sqlite_global_init);
     ENSURE_REF(path);
     ENSURE_REF(out);
     if (path[0] == '\0' || path[0] == ':') {
