@@ -227,7 +227,11 @@ static coffer_err mem_txn_begin(struct store *base, struct store_txn **out)
     if (t == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
-    pthread_mutex_lock(&s->txn_mu);
+    /* An error-checking mutex: a second begin on the same thread would otherwise deadlock. */
+    if (pthread_mutex_lock(&s->txn_mu) != 0) {
+        free(t);
+        return coffer_fail(COFFER_ERR_USAGE, "this thread already has a transaction open");
+    }
     t->s = s;
     *out = &t->base;
     return COFFER_OK;
@@ -365,7 +369,11 @@ coffer_err store_mem_open(store **out)
     }
     s->base.vt = &mem_vt;
     pthread_rwlock_init(&s->lock, NULL);
-    pthread_mutex_init(&s->txn_mu, NULL);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+    pthread_mutex_init(&s->txn_mu, &attr);
+    pthread_mutexattr_destroy(&attr);
     *out = &s->base;
     return COFFER_OK;
 }

@@ -581,7 +581,7 @@ static void test_sqlite_migrations(void **state)
     assert_true(user_version(f->path) >= 1);
 }
 
-static void test_sqlite_nested_txn_refused(void **state)
+static void test_nested_txn_refused(void **state)
 {
     store *st = ((struct fixture *)*state)->st;
     store_txn *t = NULL, *t2 = NULL;
@@ -682,10 +682,10 @@ int main(void)
         BOTH(test_txn_read_your_writes),
         BOTH(test_txn_abort),
         BOTH(test_concurrent_writers),
+        BOTH(test_nested_txn_refused),
         cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_durable_after_kill, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_migrations, setup_sqlite, teardown),
-        cmocka_unit_test_setup_teardown(test_sqlite_nested_txn_refused, setup_sqlite, teardown),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_upper_bound),
         cmocka_unit_test(test_fault_wrapper),
