@@ -50,6 +50,9 @@ coffer_err store_scan(store *s, const char *prefix, const char *start_after, siz
 /*
  * Read-write transactions, serialised against each other (SQLite: BEGIN IMMEDIATE). Reads
  * inside a transaction see its own writes. commit and abort free the transaction.
+ * A thread holds at most one open transaction (a second begin gives COFFER_ERR_USAGE); whether
+ * its plain store_get/store_scan calls see that transaction's writes is backend-specific, so
+ * read through the transaction instead.
  */
 coffer_err store_txn_begin(store *s, store_txn **out) __attribute__((warn_unused_result));
 coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value) __attribute__((warn_unused_result));
