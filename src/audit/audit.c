@@ -33,23 +33,23 @@
 #define PREFIX_HEAD "{\"" AUDIT_HASH_FIELD "\":\""
 #define PREFIX_HEAD_LEN (sizeof(PREFIX_HEAD) - 1)
 #define PREFIX_LEN (PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN + 2) /* + closing quote and comma */
-#define STACK_LINE 8192                                        /* most events fit: no malloc */
-#define TAIL_CHUNK 65536                                       /* backwards scan on recovery */
+#define STACK_LINE 8192                                       /* most events fit: no malloc */
+#define TAIL_CHUNK 65536                                      /* backwards scan on recovery */
 
 struct audit_trail {
-    pthread_mutex_t lock;                   /* guards everything below up to `failed` */
-    char *dir;                              /* trail directory */
-    int fd;                                 /* current file, O_APPEND */
-    unsigned file_no;                       /* number of the current file */
-    uint64_t file_size;                     /* bytes in the current file */
-    char head[AUDIT_HASH_HEX_LEN + 1];      /* hex SHA-256 of the last line */
-    bool failed;                            /* a partial write could not be undone */
-    size_t rotate_bytes;                    /* start a new file past this size */
-    unsigned sync_ms;                       /* background fdatasync period, 0 = none */
-    pthread_t syncer;                       /* the background thread when sync_ms > 0 */
+    pthread_mutex_t lock;              /* guards everything below up to `failed` */
+    char *dir;                         /* trail directory */
+    int fd;                            /* current file, O_APPEND */
+    unsigned file_no;                  /* number of the current file */
+    uint64_t file_size;                /* bytes in the current file */
+    char head[AUDIT_HASH_HEX_LEN + 1]; /* hex SHA-256 of the last line */
+    bool failed;                       /* a partial write could not be undone */
+    size_t rotate_bytes;               /* start a new file past this size */
+    unsigned sync_ms;                  /* background fdatasync period, 0 = none */
+    pthread_t syncer;                  /* the background thread when sync_ms > 0 */
     bool syncer_started;
-    pthread_mutex_t sync_lock;              /* guards `stopping` */
-    pthread_cond_t sync_cond;               /* wakes the syncer early on close */
+    pthread_mutex_t sync_lock; /* guards `stopping` */
+    pthread_cond_t sync_cond;  /* wakes the syncer early on close */
     bool stopping;
 };
 

@@ -22,10 +22,10 @@
 
 #include "common/err.h"
 
-#define AUDIT_SUBDIR "audit"                       /* the trail directory inside the data dir */
-#define AUDIT_ROTATE_BYTES_DEFAULT (64u << 20)     /* a new file starts past 64 MiB */
-#define AUDIT_MAX_EVENT_BYTES (1u << 20)           /* larger events are refused */
-#define AUDIT_HASH_HEX_LEN 64                      /* hex SHA-256 */
+#define AUDIT_SUBDIR "audit"                   /* the trail directory inside the data dir */
+#define AUDIT_ROTATE_BYTES_DEFAULT (64u << 20) /* a new file starts past 64 MiB */
+#define AUDIT_MAX_EVENT_BYTES (1u << 20)       /* larger events are refused */
+#define AUDIT_HASH_HEX_LEN 64                  /* hex SHA-256 */
 #define AUDIT_HASH_FIELD "previousEventHash"
 
 typedef struct audit_trail audit_trail;
@@ -67,11 +67,11 @@ void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1]);
 
 /* What audit_verify_dir_ex found. */
 struct audit_verify_result {
-    uint64_t events;                          /* lines that verified before the end or the break */
-    unsigned files;                           /* trail files walked */
-    char last_hash[AUDIT_HASH_HEX_LEN + 1];   /* hash of the last verified line */
-    char break_file[32];                      /* "" when intact, else "trail-000002.jsonl" */
-    uint64_t break_line;                      /* 1-based line of the first break, 0 when intact */
+    uint64_t events;                        /* lines that verified before the end or the break */
+    unsigned files;                         /* trail files walked */
+    char last_hash[AUDIT_HASH_HEX_LEN + 1]; /* hash of the last verified line */
+    char break_file[32];                    /* "" when intact, else "trail-000002.jsonl" */
+    uint64_t break_line;                    /* 1-based line of the first break, 0 when intact */
 };
 
 /*

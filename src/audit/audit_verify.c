@@ -64,7 +64,8 @@ static coffer_err broken(struct walk *w, unsigned num, uint64_t line_no, const c
 {
     snprintf(w->res->break_file, sizeof(w->res->break_file), AUDIT_FILE_FMT, num);
     w->res->break_line = line_no;
-    coffer_err rc = coffer_fail(COFFER_ERR_AUDIT, AUDIT_FILE_FMT ":%llu: %s", num, (unsigned long long)line_no, why);
+    coffer_err rc =
+        coffer_fail(COFFER_ERR_AUDIT, AUDIT_FILE_FMT ":%llu: %s", num, (unsigned long long)line_no, why);
     if (w->report != NULL) {
         fprintf(w->report, "audit trail BROKEN at %s\n", coffer_last_message());
     }

@@ -9,9 +9,9 @@
 #include <stdio.h>
 
 /* Exit codes shared by every subcommand. */
-#define CLI_EXIT_OK 0      /* success */
-#define CLI_EXIT_FAILED 1  /* verification failed or the operation failed */
-#define CLI_EXIT_USAGE 2   /* bad command line */
+#define CLI_EXIT_OK 0     /* success */
+#define CLI_EXIT_FAILED 1 /* verification failed or the operation failed */
+#define CLI_EXIT_USAGE 2  /* bad command line */
 
 /* `coffer audit verify DIR`: checks the hash chain of DIR/audit/ (cli_audit.c). */
 int cli_audit_main(int argc, char **argv);

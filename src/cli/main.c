@@ -10,9 +10,9 @@
 #include "common/log.h"
 
 struct cli_command {
-    const char *name;                 /* first word after `coffer` */
+    const char *name;                   /* first word after `coffer` */
     int (*main)(int argc, char **argv); /* receives argv starting at the subcommand name */
-    const char *summary;              /* one line for `coffer --help` */
+    const char *summary;                /* one line for `coffer --help` */
 };
 
 static const struct cli_command commands[] = {

@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QUOTA_STRIPES 16             /* power of two */
-#define QUOTA_INITIAL_SLOTS 64       /* per stripe, power of two */
-#define QUOTA_SWEEP_AT 4096          /* entries per stripe before idle buckets are dropped */
-#define QUOTA_NAME_MAX 256           /* longer account or bucket names are refused */
+#define QUOTA_STRIPES 16       /* power of two */
+#define QUOTA_INITIAL_SLOTS 64 /* per stripe, power of two */
+#define QUOTA_SWEEP_AT 4096    /* entries per stripe before idle buckets are dropped */
+#define QUOTA_NAME_MAX 256     /* longer account or bucket names are refused */
 #define CRYPTO_BUCKET "crypto"
 
 struct bucket {

@@ -57,13 +57,13 @@ static json_t *make_event(int i)
 {
     char req[64];
     snprintf(req, sizeof(req), "req-%08d", i);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:n, s:s, s:s, s:b, s:s, s:s}",
-                     "eventVersion", "1.08", "eventTime", "2026-11-23T09:00:00Z", "eventSource",
-                     "kms.amazonaws.com", "eventName", "Encrypt", "awsRegion", "us-east-1", "sourceIPAddress",
-                     "127.0.0.1", "userAgent", "aws-cli/2.15", "userIdentity", "type", "IAMUser", "accountId",
-                     "000000000000", "requestParameters", "keyId", "alias/test", "responseElements",
-                     "requestID", req, "eventID", req, "readOnly", 0, "eventType", "AwsApiCall",
-                     "recipientAccountId", "000000000000");
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:n, s:s, s:s, s:b, s:s, s:s}",
+        "eventVersion", "1.08", "eventTime", "2026-11-23T09:00:00Z", "eventSource", "kms.amazonaws.com",
+        "eventName", "Encrypt", "awsRegion", "us-east-1", "sourceIPAddress", "127.0.0.1", "userAgent",
+        "aws-cli/2.15", "userIdentity", "type", "IAMUser", "accountId", "000000000000", "requestParameters",
+        "keyId", "alias/test", "responseElements", "requestID", req, "eventID", req, "readOnly", 0,
+        "eventType", "AwsApiCall", "recipientAccountId", "000000000000");
 }
 
 static void append_n(audit_trail *t, int from, int n)
@@ -159,8 +159,9 @@ static void test_append_format(void **state)
     lines_read(file_path(dir, 1), &l);
     assert_int_equal(l.n, 3);
     /* First event links to 64 zeros; the hash is the first member, then insertion order. */
-    const char *first = "{\"previousEventHash\":\"0000000000000000000000000000000000000000000000000000000000000000\","
-                        "\"eventVersion\":\"1.08\",\"eventTime\":";
+    const char *first =
+        "{\"previousEventHash\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"eventVersion\":\"1.08\",\"eventTime\":";
     assert_memory_equal(l.line[0], first, strlen(first));
     /* Line 2's previousEventHash is, independently recomputed, the SHA-256 of line 1. */
     uint8_t h[CRYPTO_SHA256_LEN];
