@@ -1,39 +1,89 @@
 /*
  * The audit trail: one CloudTrail-shaped JSON event per request (allowed, denied or failed),
- * appended as a line to DIR/audit/trail-<n>.jsonl. Each event carries the SHA-256 of the line
- * before it ("previousEventHash"), so removing or editing any event breaks the chain and
- * `coffer audit verify DIR` reports the first break. The trail never holds plaintext or key
+ * appended as a line to the trail directory (the server uses DATA/audit/, AUDIT_SUBDIR) in files
+ * trail-000001.jsonl, trail-000002.jsonl, ... Each event carries the SHA-256 of the line before
+ * it ("previousEventHash", the exact bytes without the newline; 64 zeros for the very first
+ * event), so removing or editing any event breaks the chain and `coffer audit verify DIR`
+ * reports the first break. The chain continues across files: the first line of a new file
+ * links to the last line of the previous one. The trail never holds plaintext or key
  * material: callers pass requestParameters with such members already removed.
  *
  * If an event cannot be written the caller refuses the request (COFFER_ERR_AUDIT).
- * Thread-safe: appends from all worker threads are serialised.
+ * Thread-safe: appends from all worker threads are serialised; the JSON serialisation happens
+ * outside the lock, the lock covers only splicing the previous hash, one write(2) and one
+ * SHA-256 of the new line.
  */
 #ifndef COFFER_AUDIT_AUDIT_H
 #define COFFER_AUDIT_AUDIT_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "common/err.h"
 
+#define AUDIT_SUBDIR "audit"                   /* the trail directory inside the data dir */
+#define AUDIT_ROTATE_BYTES_DEFAULT (64u << 20) /* a new file starts past 64 MiB */
+#define AUDIT_MAX_EVENT_BYTES (1u << 20)       /* larger events are refused */
+#define AUDIT_HASH_HEX_LEN 64                  /* hex SHA-256 */
+#define AUDIT_HASH_FIELD "previousEventHash"
+
 typedef struct audit_trail audit_trail;
 
-/* Opens (creating as needed) the trail under `dir` and recovers the chain head from the last line. */
-coffer_err audit_trail_open(const char *dir, audit_trail **out) __attribute__((warn_unused_result));
-void audit_trail_close(audit_trail *t); /* flushes; accepts NULL */
+struct audit_trail_options {
+    size_t rotate_bytes;       /* 0: AUDIT_ROTATE_BYTES_DEFAULT */
+    unsigned sync_interval_ms; /* > 0: a background thread fdatasyncs the trail this often */
+};
 
 /*
- * Appends `event` (borrowed; a JSON object with the CloudTrail fields) after adding
- * "previousEventHash". The line reaches the kernel (write(2)) before this returns, so it
- * survives a kill of the process. COFFER_ERR_AUDIT when it cannot be written.
+ * Opens (creating as needed, mode 0700) the trail directory `dir` itself (not the data dir)
+ * and recovers the chain head from the last line of the newest file. A torn last line (no
+ * trailing newline, left by a crash mid-write) was never acknowledged: it is truncated away
+ * and a warning is logged. COFFER_ERR_AUDIT when the directory or the files cannot be used.
+ * *out is NULL on failure.
+ */
+coffer_err audit_trail_open(const char *dir, audit_trail **out) __attribute__((warn_unused_result));
+/* As audit_trail_open with options (`opts` may be NULL for the defaults). */
+coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options *opts, audit_trail **out)
+    __attribute__((warn_unused_result));
+void audit_trail_close(audit_trail *t); /* stops the sync thread, fdatasyncs, closes; accepts NULL */
+
+/*
+ * Appends `event` (borrowed, not modified; a JSON object with the CloudTrail fields, in the
+ * order they should appear, without "previousEventHash") as one line with "previousEventHash"
+ * first. The line reaches the kernel (one write(2), O_APPEND) before this returns, so it
+ * survives a kill of the process; it is not fsynced (see audit_trail_sync).
+ * COFFER_ERR_USAGE for a non-object or an event that already has "previousEventHash";
+ * COFFER_ERR_AUDIT when it cannot be written (nothing is left half-written: a partial write is
+ * truncated away, and if even that fails the trail stays failed and refuses every append).
  */
 coffer_err audit_trail_append(audit_trail *t, json_t *event) __attribute__((warn_unused_result));
 
+/* fdatasync of the current file (for shutdown and tests). COFFER_ERR_AUDIT on failure. */
+coffer_err audit_trail_sync(audit_trail *t) __attribute__((warn_unused_result));
+
+/* The chain head: hex SHA-256 of the last line written (64 zeros for an empty trail). */
+void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1]);
+
+/* What audit_verify_dir_ex found. */
+struct audit_verify_result {
+    uint64_t events;                        /* lines that verified before the end or the break */
+    unsigned files;                         /* trail files walked */
+    char last_hash[AUDIT_HASH_HEX_LEN + 1]; /* hash of the last verified line */
+    char break_file[32];                    /* "" when intact, else "trail-000002.jsonl" */
+    uint64_t break_line;                    /* 1-based line of the first break, 0 when intact */
+};
+
 /*
- * Walks every trail file under `dir` in order and checks the chain. Returns COFFER_OK when
- * intact; otherwise COFFER_ERR_AUDIT with the first break (file, line, reason) described in
- * the thread's error message. Writes a short progress/summary report to `report` (may be NULL).
+ * Walks every trail file in the trail directory `dir` in order and checks that every line is a
+ * complete JSON object whose previousEventHash is the SHA-256 of the line before it, and that
+ * no file is missing from the numbering. Returns COFFER_OK when intact; otherwise
+ * COFFER_ERR_AUDIT with the first break ("trail-000001.jsonl:6: ...") in the thread's error
+ * message. Writes a short summary or the break to `report` (may be NULL).
  */
 coffer_err audit_verify_dir(const char *dir, FILE *report) __attribute__((warn_unused_result));
+/* As audit_verify_dir, also filling `res` (may be NULL). */
+coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verify_result *res)
+    __attribute__((warn_unused_result));
 
 #endif

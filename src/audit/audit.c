@@ -1,0 +1,583 @@
+/*
+ * The audit trail writer. It sits beside the request pipeline: the HTTP layer builds one
+ * CloudTrail event per request and calls audit_trail_append before answering; if the append
+ * fails the request is refused.
+ *
+ * Hot path: the event is serialised (JSON_COMPACT, insertion order) outside the lock straight
+ * into a line buffer that leaves room for the `{"previousEventHash":"<64 hex>",` prefix. Under
+ * the lock only the 64 hex chars of the current head are copied in, the line is written with
+ * one write(2) on an O_APPEND descriptor, and its SHA-256 becomes the new head. No fsync per
+ * event: a write(2) to the page cache survives a kill of the process; audit_trail_sync and the
+ * optional background thread cover the rest.
+ */
+#include "audit/audit.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit_internal.h"
+#include "common/codec.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+
+/* {"previousEventHash":"  then 64 hex chars, then  ",  then the event's members. */
+#define PREFIX_HEAD "{\"" AUDIT_HASH_FIELD "\":\""
+#define PREFIX_HEAD_LEN (sizeof(PREFIX_HEAD) - 1)
+#define PREFIX_LEN (PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN + 2) /* + closing quote and comma */
+#define STACK_LINE 8192                                       /* most events fit: no malloc */
+#define TAIL_CHUNK 65536                                      /* backwards scan on recovery */
+
+struct audit_trail {
+    pthread_mutex_t lock;              /* guards everything below up to `failed` */
+    char *dir;                         /* trail directory */
+    int fd;                            /* current file, O_APPEND */
+    unsigned file_no;                  /* number of the current file */
+    uint64_t file_size;                /* bytes in the current file */
+    char head[AUDIT_HASH_HEX_LEN + 1]; /* hex SHA-256 of the last line */
+    bool failed;                       /* a partial write could not be undone */
+    size_t rotate_bytes;               /* start a new file past this size */
+    unsigned sync_ms;                  /* background fdatasync period, 0 = none */
+    pthread_t syncer;                  /* the background thread when sync_ms > 0 */
+    bool syncer_started;
+    pthread_mutex_t sync_lock; /* guards `stopping` */
+    pthread_cond_t sync_cond;  /* wakes the syncer early on close */
+    bool stopping;
+};
+
+static const char zero_hash[AUDIT_HASH_HEX_LEN + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* ---------------------------------------------------------------- files */
+
+static int cmp_unsigned(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a;
+    unsigned y = *(const unsigned *)b;
+    return (x > y) - (x < y);
+}
+
+/* trail-<1..9 digits>.jsonl, nothing else; the number must be > 0. */
+static bool parse_file_name(const char *name, unsigned *num)
+{
+    static const char pre[] = "trail-";
+    static const char suf[] = ".jsonl";
+    size_t n = strlen(name);
+    if (n <= sizeof(pre) - 1 + sizeof(suf) - 1 || strncmp(name, pre, sizeof(pre) - 1) != 0 ||
+        strcmp(name + n - (sizeof(suf) - 1), suf) != 0) {
+        return false;
+    }
+    size_t digits = n - (sizeof(pre) - 1) - (sizeof(suf) - 1);
+    if (digits > 9) {
+        return false;
+    }
+    unsigned v = 0;
+    for (size_t i = 0; i < digits; i++) {
+        char c = name[sizeof(pre) - 1 + i];
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        v = v * 10 + (unsigned)(c - '0');
+    }
+    if (v == 0) {
+        return false;
+    }
+    *num = v;
+    return true;
+}
+
+coffer_err audit_files_list(const char *dir, unsigned **nums, size_t *count)
+{
+    coffer_err rc = COFFER_OK;
+    unsigned *arr = NULL;
+    size_t n = 0, cap = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot open the audit trail directory");
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        unsigned v;
+        if (!parse_file_name(e->d_name, &v)) {
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            unsigned *na = realloc(arr, ncap * sizeof(*na));
+            if (na == NULL) {
+                FAIL_OUT(COFFER_ERR_NOMEM, "out of memory listing the audit trail");
+            }
+            arr = na;
+            cap = ncap;
+        }
+        arr[n++] = v;
+    }
+    if (n > 0) {
+        qsort(arr, n, sizeof(*arr), cmp_unsigned);
+    }
+    *nums = arr;
+    *count = n;
+    arr = NULL;
+out:
+    closedir(d);
+    free(arr);
+    return rc;
+}
+
+coffer_err audit_file_path(const char *dir, unsigned num, char *out, size_t n)
+{
+    int w = snprintf(out, n, "%s/" AUDIT_FILE_FMT, dir, num);
+    if (w < 0 || (size_t)w >= n) {
+        return coffer_fail(COFFER_ERR_AUDIT, "audit trail path too long");
+    }
+    return COFFER_OK;
+}
+
+static coffer_err open_file(audit_trail *t, unsigned num, bool create, int *fd_out)
+{
+    char path[PATH_MAX];
+    TRY(audit_file_path(t->dir, num, path, sizeof(path)));
+    int flags = O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+    int fd = open(path, flags, 0600);
+    if (fd < 0) {
+        log_error("audit: cannot open trail file " AUDIT_FILE_FMT ": %s", num, strerror(errno));
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot open the audit trail file");
+    }
+    *fd_out = fd;
+    return COFFER_OK;
+}
+
+/* Makes a newly created file name durable (best effort: the events are not fsynced either). */
+static void sync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
+/* ---------------------------------------------------------------- recovery */
+
+/*
+ * Position just after the last '\n' in [0, end) of fd (0 when there is none), scanning
+ * backwards in chunks so a large file costs one or two reads.
+ */
+static coffer_err find_last_newline(int fd, uint64_t end, uint64_t *after)
+{
+    char buf[TAIL_CHUNK];
+    uint64_t pos = end;
+    while (pos > 0) {
+        size_t want = pos < sizeof(buf) ? (size_t)pos : sizeof(buf);
+        uint64_t start = pos - want;
+        ssize_t r = pread(fd, buf, want, (off_t)start);
+        if (r != (ssize_t)want) {
+            return coffer_fail(COFFER_ERR_AUDIT, "cannot read the audit trail tail");
+        }
+        for (size_t i = want; i > 0; i--) {
+            if (buf[i - 1] == '\n') {
+                *after = start + i;
+                return COFFER_OK;
+            }
+        }
+        pos = start;
+    }
+    *after = 0;
+    return COFFER_OK;
+}
+
+/* SHA-256 of the line [start, end) of fd, hex into `hex`. */
+static coffer_err hash_range(int fd, uint64_t start, uint64_t end, char hex[AUDIT_HASH_HEX_LEN + 1])
+{
+    if (end - start > AUDIT_MAX_EVENT_BYTES + PREFIX_LEN) {
+        return coffer_fail(COFFER_ERR_AUDIT, "the last audit event is too long");
+    }
+    size_t n = (size_t)(end - start);
+    uint8_t *line = malloc(n ? n : 1);
+    if (line == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory reading the audit trail");
+    }
+    if (pread(fd, line, n, (off_t)start) != (ssize_t)n) {
+        free(line);
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot read the audit trail tail");
+    }
+    uint8_t h[CRYPTO_SHA256_LEN];
+    crypto_sha256(line, n, h);
+    coffer_hex_encode(h, sizeof(h), hex);
+    free(line);
+    return COFFER_OK;
+}
+
+/*
+ * Drops a torn last line of the newest file (no trailing newline: the write never completed,
+ * so the event was never acknowledged) and reports its new size.
+ */
+static coffer_err truncate_torn_tail(int fd, unsigned num, uint64_t *size)
+{
+    if (*size == 0) {
+        return COFFER_OK;
+    }
+    char last;
+    if (pread(fd, &last, 1, (off_t)(*size - 1)) != 1) {
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot read the audit trail tail");
+    }
+    if (last == '\n') {
+        return COFFER_OK;
+    }
+    uint64_t keep;
+    TRY(find_last_newline(fd, *size, &keep));
+    if (ftruncate(fd, (off_t)keep) != 0) {
+        log_error("audit: cannot truncate torn line: %s", strerror(errno));
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot repair the audit trail tail");
+    }
+    log_warn("audit: " AUDIT_FILE_FMT " ended with an incomplete line (%llu bytes, never acknowledged); "
+             "truncated it",
+             num, (unsigned long long)(*size - keep));
+    *size = keep;
+    return COFFER_OK;
+}
+
+/* Hash of the last line of file `num` into `hex`; *found false when the file is empty. */
+static coffer_err last_line_hash(int fd, uint64_t size, char hex[AUDIT_HASH_HEX_LEN + 1], bool *found)
+{
+    *found = false;
+    if (size == 0) {
+        return COFFER_OK;
+    }
+    uint64_t start;
+    TRY(find_last_newline(fd, size - 1, &start));
+    TRY(hash_range(fd, start, size - 1, hex));
+    *found = true;
+    return COFFER_OK;
+}
+
+static coffer_err file_size_of(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot stat the audit trail file");
+    }
+    *size = (uint64_t)st.st_size;
+    return COFFER_OK;
+}
+
+/* Opens the newest file (or creates trail-000001) and finds the chain head. */
+static coffer_err recover(audit_trail *t)
+{
+    coffer_err rc = COFFER_OK;
+    unsigned *nums = NULL;
+    size_t count = 0;
+    GUARD(audit_files_list(t->dir, &nums, &count));
+    memcpy(t->head, zero_hash, sizeof(t->head));
+    if (count == 0) {
+        t->file_no = 1;
+        GUARD(open_file(t, 1, true, &t->fd));
+        t->file_size = 0;
+        sync_dir(t->dir);
+        goto out;
+    }
+    t->file_no = nums[count - 1];
+    GUARD(open_file(t, t->file_no, false, &t->fd));
+    GUARD(file_size_of(t->fd, &t->file_size));
+    GUARD(truncate_torn_tail(t->fd, t->file_no, &t->file_size));
+    bool found;
+    GUARD(last_line_hash(t->fd, t->file_size, t->head, &found));
+    /* The newest file may be empty (rotation just happened): the head is in an older file. */
+    for (size_t i = count - 1; !found && i > 0; i--) {
+        int ofd;
+        uint64_t osize = 0;
+        GUARD(open_file(t, nums[i - 1], false, &ofd));
+        rc = file_size_of(ofd, &osize);
+        if (rc == COFFER_OK) {
+            rc = last_line_hash(ofd, osize, t->head, &found);
+        }
+        close(ofd);
+        GUARD(rc);
+    }
+out:
+    free(nums);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- background sync */
+
+static void *syncer_main(void *arg)
+{
+    audit_trail *t = arg;
+    pthread_mutex_lock(&t->sync_lock);
+    while (!t->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + (uint64_t)t->sync_ms * 1000000u;
+        until.tv_sec += (time_t)(ns / 1000000000u);
+        until.tv_nsec = (long)(ns % 1000000000u);
+        int w = 0;
+        while (!t->stopping && w != ETIMEDOUT) {
+            w = pthread_cond_timedwait(&t->sync_cond, &t->sync_lock, &until);
+        }
+        if (t->stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&t->sync_lock);
+        if (audit_trail_sync(t) != COFFER_OK) {
+            log_error("audit: periodic fdatasync failed: %s", coffer_last_message());
+        }
+        pthread_mutex_lock(&t->sync_lock);
+    }
+    pthread_mutex_unlock(&t->sync_lock);
+    return NULL;
+}
+
+static coffer_err start_syncer(audit_trail *t)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int e = pthread_cond_init(&t->sync_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (e != 0) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "cannot create the audit sync condition");
+    }
+    if (pthread_create(&t->syncer, NULL, syncer_main, t) != 0) {
+        pthread_cond_destroy(&t->sync_cond);
+        return coffer_fail(COFFER_ERR_INTERNAL, "cannot start the audit sync thread");
+    }
+    t->syncer_started = true;
+    return COFFER_OK;
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+coffer_err audit_trail_open(const char *dir, audit_trail **out)
+{
+    return audit_trail_open_ex(dir, NULL, out);
+}
+
+coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options *opts, audit_trail **out)
+{
+    coffer_err rc = COFFER_OK;
+    ENSURE_REF(out);
+    *out = NULL;
+    ENSURE_REF(dir);
+    audit_trail *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    t->fd = -1;
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_mutex_init(&t->sync_lock, NULL);
+    t->rotate_bytes = opts && opts->rotate_bytes ? opts->rotate_bytes : AUDIT_ROTATE_BYTES_DEFAULT;
+    t->sync_ms = opts ? opts->sync_interval_ms : 0;
+    t->dir = strdup(dir);
+    if (t->dir == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        log_error("audit: cannot create the trail directory: %s", strerror(errno));
+        FAIL_OUT(COFFER_ERR_AUDIT, "cannot create the audit trail directory");
+    }
+    GUARD(recover(t));
+    if (t->sync_ms > 0) {
+        GUARD(start_syncer(t));
+    }
+    *out = t;
+    t = NULL;
+out:
+    audit_trail_close(t);
+    return rc;
+}
+
+void audit_trail_close(audit_trail *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (t->syncer_started) {
+        pthread_mutex_lock(&t->sync_lock);
+        t->stopping = true;
+        pthread_cond_signal(&t->sync_cond);
+        pthread_mutex_unlock(&t->sync_lock);
+        pthread_join(t->syncer, NULL);
+        pthread_cond_destroy(&t->sync_cond);
+    }
+    if (t->fd >= 0) {
+        if (fdatasync(t->fd) != 0) {
+            log_error("audit: fdatasync on close failed: %s", strerror(errno));
+        }
+        close(t->fd);
+    }
+    pthread_mutex_destroy(&t->lock);
+    pthread_mutex_destroy(&t->sync_lock);
+    free(t->dir);
+    free(t);
+}
+
+coffer_err audit_trail_sync(audit_trail *t)
+{
+    ENSURE_REF(t);
+    /* A dup keeps the descriptor valid if a rotation closes it while we sync. */
+    pthread_mutex_lock(&t->lock);
+    int fd = t->fd >= 0 ? dup(t->fd) : -1;
+    pthread_mutex_unlock(&t->lock);
+    if (fd < 0) {
+        return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is not open");
+    }
+    int r = fdatasync(fd);
+    int e = errno;
+    close(fd);
+    if (r != 0) {
+        log_error("audit: fdatasync failed: %s", strerror(e));
+        return coffer_fail(COFFER_ERR_AUDIT, "cannot sync the audit trail");
+    }
+    return COFFER_OK;
+}
+
+void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1])
+{
+    pthread_mutex_lock(&t->lock);
+    memcpy(out, t->head, AUDIT_HASH_HEX_LEN + 1);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---------------------------------------------------------------- append */
+
+/*
+ * Under t->lock: starts the next file. The old descriptor is handed back in *old_fd so the
+ * caller syncs and closes it after dropping the lock (an fdatasync of up to 64 MiB must not
+ * stall every other worker).
+ */
+static coffer_err rotate_locked(audit_trail *t, int *old_fd)
+{
+    int fd;
+    if (t->file_no == UINT_MAX / 2) {
+        return coffer_fail(COFFER_ERR_AUDIT, "audit trail file numbers exhausted");
+    }
+    TRY(open_file(t, t->file_no + 1, true, &fd));
+    *old_fd = t->fd;
+    t->fd = fd;
+    t->file_no++;
+    t->file_size = 0;
+    return COFFER_OK;
+}
+
+/* One write(2); a short write is undone so no torn line stays behind for the next event. */
+static coffer_err write_locked(audit_trail *t, const char *line, size_t len)
+{
+    ssize_t w;
+    do {
+        w = write(t->fd, line, len);
+    } while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)len) {
+        return COFFER_OK;
+    }
+    int e = w < 0 ? errno : ENOSPC;
+    if (w > 0 && ftruncate(t->fd, (off_t)t->file_size) != 0) {
+        t->failed = true;
+        log_error("audit: partial write could not be undone; refusing further events");
+    }
+    log_error("audit: write to " AUDIT_FILE_FMT " failed: %s", t->file_no, strerror(e));
+    return coffer_fail(COFFER_ERR_AUDIT, "the audit trail cannot be written");
+}
+
+/*
+ * Serialises `event` into `line` after PREFIX_LEN bytes of room and frames it:
+ * `{"previousEventHash":"` + 64 placeholder chars + `",` + members + `}` + '\n'.
+ * Returns the line length including the newline, or 0 when it does not fit in the `cap` bytes
+ * of `line` (*need then holds the size required) or cannot be serialised (*need = 0).
+ */
+static size_t frame_event(json_t *event, char *line, size_t cap, size_t *need)
+{
+    size_t body = json_dumpb(event, cap > PREFIX_LEN ? line + PREFIX_LEN - 1 : NULL,
+                             cap > PREFIX_LEN ? cap - PREFIX_LEN : 0, JSON_COMPACT);
+    *need = body ? body + PREFIX_LEN : 0;
+    if (body < 2 || PREFIX_LEN + body > cap) {
+        return 0;
+    }
+    /* The serialised object starts at the comma slot: its '{' becomes the separator. */
+    memcpy(line, PREFIX_HEAD, PREFIX_HEAD_LEN);
+    line[PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN] = '"';
+    size_t len = PREFIX_LEN - 1 + body; /* up to and including the closing brace */
+    if (body == 2) {
+        /* {} : no members, so no comma either. */
+        line[PREFIX_LEN - 1] = '}';
+        len = PREFIX_LEN;
+    } else {
+        line[PREFIX_LEN - 1] = ',';
+    }
+    line[len] = '\n';
+    return len + 1;
+}
+
+coffer_err audit_trail_append(audit_trail *t, json_t *event)
+{
+    coffer_err rc = COFFER_OK;
+    char stack[STACK_LINE];
+    char *heap = NULL;
+    char *line = stack;
+    int old_fd = -1;
+    ENSURE_REF(t);
+    if (!json_is_object(event)) {
+        return coffer_fail(COFFER_ERR_USAGE, "an audit event must be a JSON object");
+    }
+    if (json_object_get(event, AUDIT_HASH_FIELD) != NULL) {
+        return coffer_fail(COFFER_ERR_USAGE, "the audit event already has " AUDIT_HASH_FIELD);
+    }
+
+    /* Outside the lock: serialise and frame. */
+    size_t need;
+    size_t len = frame_event(event, line, sizeof(stack), &need);
+    if (len == 0 && need > AUDIT_MAX_EVENT_BYTES) {
+        FAIL_OUT(COFFER_ERR_AUDIT, "audit event too large (%zu bytes)", need);
+    }
+    if (len == 0 && need > 0) {
+        heap = malloc(need);
+        if (heap == NULL) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory serialising an audit event");
+        }
+        line = heap;
+        len = frame_event(event, line, need, &need);
+    }
+    if (len == 0) {
+        FAIL_OUT(COFFER_ERR_AUDIT, "the audit event cannot be serialised");
+    }
+
+    /* Critical section: splice the head, write, hash the new line. */
+    pthread_mutex_lock(&t->lock);
+    if (t->failed) {
+        pthread_mutex_unlock(&t->lock);
+        FAIL_OUT(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
+    }
+    if (t->file_size > 0 && t->file_size + len > t->rotate_bytes) {
+        rc = rotate_locked(t, &old_fd);
+    }
+    if (rc == COFFER_OK) {
+        memcpy(line + PREFIX_HEAD_LEN, t->head, AUDIT_HASH_HEX_LEN);
+        rc = write_locked(t, line, len);
+    }
+    if (rc == COFFER_OK) {
+        uint8_t h[CRYPTO_SHA256_LEN];
+        crypto_sha256(line, len - 1, h);
+        coffer_hex_encode(h, sizeof(h), t->head);
+        t->file_size += len;
+    }
+    pthread_mutex_unlock(&t->lock);
+
+    if (old_fd >= 0) {
+        if (fdatasync(old_fd) != 0) {
+            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
+        }
+        close(old_fd);
+        sync_dir(t->dir);
+    }
+out:
+    free(heap);
+    return rc;
+}

@@ -1,0 +1,35 @@
+/*
+ * Shared inside src/audit only: the trail file naming and listing, and the check of one line
+ * of the chain (used by the verifier and the fuzz target).
+ */
+#ifndef COFFER_AUDIT_AUDIT_INTERNAL_H
+#define COFFER_AUDIT_AUDIT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit/audit.h"
+#include "crypto/crypto.h"
+
+#define AUDIT_FILE_FMT "trail-%06u.jsonl"
+#define AUDIT_FILE_NAME_MAX 32
+
+/*
+ * Lists the trail file numbers in `dir`, ascending, into a malloc'd array (*nums, *count; NULL
+ * and 0 when there are none). Names that are not exactly trail-<digits>.jsonl are ignored.
+ * COFFER_ERR_AUDIT when the directory cannot be read (errno preserved for ENOENT checks).
+ */
+coffer_err audit_files_list(const char *dir, unsigned **nums, size_t *count);
+
+/* "DIR/trail-000042.jsonl" into out; COFFER_ERR_AUDIT when it does not fit. */
+coffer_err audit_file_path(const char *dir, unsigned num, char *out, size_t n);
+
+/*
+ * Checks one line (without its newline; untrusted bytes): a JSON object, no duplicate keys,
+ * with a string previousEventHash equal to `prev_hex`. On success writes the SHA-256 of the
+ * line to `hash` and returns true; otherwise writes the reason to `why` and returns false.
+ */
+bool audit_line_check(const uint8_t *line, size_t len, const char prev_hex[AUDIT_HASH_HEX_LEN + 1],
+                      uint8_t hash[CRYPTO_SHA256_LEN], char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * The `coffer` command line tool: one entry point per subcommand, dispatched from the table in
+ * main.c (the single place that names subcommands). Each entry receives the arguments after
+ * `coffer`, so argv[0] is the subcommand name, and returns a process exit code.
+ */
+#ifndef COFFER_CLI_CLI_H
+#define COFFER_CLI_CLI_H
+
+#include <stdio.h>
+
+/* Exit codes shared by every subcommand. */
+#define CLI_EXIT_OK 0     /* success */
+#define CLI_EXIT_FAILED 1 /* verification failed or the operation failed */
+#define CLI_EXIT_USAGE 2  /* bad command line */
+
+/* `coffer audit verify DIR`: checks the hash chain of DIR/audit/ (cli_audit.c). */
+int cli_audit_main(int argc, char **argv);
+
+/* True when `arg` asks for help ("-h", "--help", "help"). */
+int cli_is_help(const char *arg);
+
+#endif

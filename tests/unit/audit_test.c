@@ -1,0 +1,625 @@
+/*
+ * Unit tests for src/audit: the hash-chained trail writer and its verifier. Tampering cases
+ * (removed, edited, reordered, torn lines, missing files) must be reported at the right file
+ * and line; concurrent appends must form one intact chain; a trail that cannot be written
+ * must fail cleanly with COFFER_ERR_AUDIT.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "common/codec.h"
+#include "common/log.h"
+#include "crypto/crypto.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static char *tmpdir_new(void)
+{
+    char *d = strdup("/tmp/coffer-audit-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void tmpdir_free(char *d)
+{
+    nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+}
+
+static char *file_path(const char *dir, unsigned n)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/trail-%06u.jsonl", dir, n);
+    return path;
+}
+
+static json_t *make_event(int i)
+{
+    char req[64];
+    snprintf(req, sizeof(req), "req-%08d", i);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s}, s:{s:s}, s:n, s:s, s:s, s:b, s:s, s:s}",
+        "eventVersion", "1.08", "eventTime", "2026-11-23T09:00:00Z", "eventSource", "kms.amazonaws.com",
+        "eventName", "Encrypt", "awsRegion", "us-east-1", "sourceIPAddress", "127.0.0.1", "userAgent",
+        "aws-cli/2.15", "userIdentity", "type", "IAMUser", "accountId", "000000000000", "requestParameters",
+        "keyId", "alias/test", "responseElements", "requestID", req, "eventID", req, "readOnly", 0,
+        "eventType", "AwsApiCall", "recipientAccountId", "000000000000");
+}
+
+static void append_n(audit_trail *t, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        json_t *ev = make_event(i);
+        assert_non_null(ev);
+        assert_int_equal(audit_trail_append(t, ev), COFFER_OK);
+        json_decref(ev);
+    }
+}
+
+static void write_trail(const char *dir, int n, const struct audit_trail_options *opts)
+{
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open_ex(dir, opts, &t), COFFER_OK);
+    append_n(t, 0, n);
+    audit_trail_close(t);
+}
+
+/* Whole file as lines (newlines kept). */
+struct lines {
+    char *buf;
+    char *line[4096];
+    size_t len[4096];
+    size_t n;
+};
+
+static void lines_read(const char *path, struct lines *l)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    l->buf = malloc((size_t)sz + 1);
+    assert_int_equal(fread(l->buf, 1, (size_t)sz, f), (size_t)sz);
+    fclose(f);
+    l->n = 0;
+    size_t start = 0;
+    for (size_t i = 0; i < (size_t)sz; i++) {
+        if (l->buf[i] == '\n' || i + 1 == (size_t)sz) {
+            assert_true(l->n < 4096);
+            l->line[l->n] = l->buf + start;
+            l->len[l->n] = i + 1 - start;
+            l->n++;
+            start = i + 1;
+        }
+    }
+}
+
+static void lines_write(const char *path, const struct lines *l)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < l->n; i++) {
+        assert_int_equal(fwrite(l->line[i], 1, l->len[i], f), l->len[i]);
+    }
+    fclose(f);
+}
+
+static void verify_breaks_at(const char *dir, const char *file, uint64_t line, const char *why)
+{
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_ERR_AUDIT);
+    assert_string_equal(r.break_file, file);
+    assert_int_equal(r.break_line, line);
+    assert_non_null(strstr(coffer_last_message(), file));
+    if (why != NULL) {
+        assert_non_null(strstr(coffer_last_message(), why));
+    }
+}
+
+static void verify_ok(const char *dir, uint64_t events, unsigned files)
+{
+    struct audit_verify_result r;
+    coffer_err rc = audit_verify_dir_ex(dir, NULL, &r);
+    if (rc != COFFER_OK) {
+        fail_msg("verify: %s", coffer_last_message());
+    }
+    assert_int_equal(r.events, events);
+    assert_int_equal(r.files, files);
+    assert_string_equal(r.break_file, "");
+}
+
+/* ---------------------------------------------------------------- happy paths */
+
+static void test_append_format(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 3, NULL);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    assert_int_equal(l.n, 3);
+    /* First event links to 64 zeros; the hash is the first member, then insertion order. */
+    const char *first =
+        "{\"previousEventHash\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+        "\"eventVersion\":\"1.08\",\"eventTime\":";
+    assert_memory_equal(l.line[0], first, strlen(first));
+    /* Line 2's previousEventHash is, independently recomputed, the SHA-256 of line 1. */
+    uint8_t h[CRYPTO_SHA256_LEN];
+    char hex[65];
+    crypto_sha256(l.line[0], l.len[0] - 1, h);
+    coffer_hex_encode(h, sizeof(h), hex);
+    assert_memory_equal(l.line[1] + 22, hex, 64);
+    /* Each line is one compact JSON object with the request's members intact. */
+    json_error_t err;
+    json_t *ev = json_loadb(l.line[2], l.len[2] - 1, 0, &err);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "requestID")), "req-00000002");
+    assert_string_equal(json_string_value(json_object_get(ev, "eventType")), "AwsApiCall");
+    assert_null(memchr(l.line[2], ' ', l.len[2]));
+    json_decref(ev);
+    free(l.buf);
+
+    struct audit_verify_result r;
+    char out[512] = {0};
+    FILE *rep = fmemopen(out, sizeof(out) - 1, "w");
+    assert_int_equal(audit_verify_dir_ex(dir, rep, &r), COFFER_OK);
+    fclose(rep);
+    assert_non_null(strstr(out, "audit trail OK: 3 events in 1 files"));
+    /* The head reported by the verifier is the hash of the last line. */
+    lines_read(file_path(dir, 1), &l);
+    crypto_sha256(l.line[2], l.len[2] - 1, h);
+    coffer_hex_encode(h, sizeof(h), hex);
+    assert_string_equal(r.last_hash, hex);
+    assert_non_null(strstr(out, hex));
+    free(l.buf);
+    tmpdir_free(dir);
+}
+
+static void test_empty_object_and_large_event(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    json_t *empty = json_object();
+    assert_int_equal(audit_trail_append(t, empty), COFFER_OK);
+    json_decref(empty);
+    /* Larger than the stack buffer: the heap path. */
+    char *big = malloc(20000);
+    memset(big, 'x', 19999);
+    big[19999] = '\0';
+    json_t *ev = json_pack("{s:s, s:s}", "eventName", "PutParameter", "pad", big);
+    assert_int_equal(audit_trail_append(t, ev), COFFER_OK);
+    json_decref(ev);
+    free(big);
+    append_n(t, 0, 1);
+    audit_trail_close(t);
+    verify_ok(dir, 3, 1);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    assert_int_equal(l.len[0], 22 + 64 + 2 + 1);
+    assert_memory_equal(l.line[0] + 22 + 64, "\"}\n", 3);
+    assert_true(l.len[1] > 20000);
+    free(l.buf);
+    tmpdir_free(dir);
+}
+
+struct worker {
+    audit_trail *t;
+    int base;
+    int n;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < w->n; i++) {
+        json_t *ev = make_event(w->base + i);
+        if (audit_trail_append(w->t, ev) != COFFER_OK) {
+            json_decref(ev);
+            return (void *)1;
+        }
+        json_decref(ev);
+    }
+    return NULL;
+}
+
+static void test_concurrent_appends(void **state)
+{
+    enum { THREADS = 4, PER = 2500 };
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    /* Small files so rotation races with appends too. */
+    struct audit_trail_options o = {.rotate_bytes = 256 * 1024, .sync_interval_ms = 5};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    pthread_t th[THREADS];
+    struct worker w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (struct worker){t, i * PER, PER};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        assert_null(ret);
+    }
+    assert_int_equal(audit_trail_sync(t), COFFER_OK);
+    char head[65];
+    audit_trail_head(t, head);
+    audit_trail_close(t);
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_OK);
+    assert_int_equal(r.events, THREADS * PER);
+    assert_true(r.files > 1);
+    assert_string_equal(r.last_hash, head);
+    tmpdir_free(dir);
+}
+
+static void test_reopen_continues_chain(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 4, NULL);
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_OK);
+    char head[65];
+    audit_trail_head(t, head);
+    assert_string_equal(head, r.last_hash);
+    append_n(t, 4, 4);
+    audit_trail_close(t);
+    verify_ok(dir, 8, 1);
+    tmpdir_free(dir);
+}
+
+static void test_rotation(void **state)
+{
+    char *dir = tmpdir_new();
+    struct audit_trail_options o = {.rotate_bytes = 2048};
+    write_trail(dir, 40, &o);
+    struct stat st;
+    assert_int_equal(stat(file_path(dir, 5), &st), 0);
+    assert_true(st.st_size <= 2048);
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_OK);
+    assert_int_equal(r.events, 40);
+    unsigned files = r.files;
+    assert_true(files >= 10);
+    /* Reopen appends to the newest file and keeps the chain across the boundary. */
+    write_trail(dir, 40, &o);
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_OK);
+    assert_int_equal(r.events, 80);
+    assert_true(r.files > files);
+    /* An empty newest file (crash right after rotation): the head comes from the file before. */
+    FILE *f = fopen(file_path(dir, r.files + 1), "w");
+    fclose(f);
+    write_trail(dir, 1, &o);
+    verify_ok(dir, 81, r.files + 1);
+    tmpdir_free(dir);
+}
+
+/* ---------------------------------------------------------------- tampering */
+
+static void test_tamper_delete_line(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 10, NULL);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    memmove(&l.line[4], &l.line[5], (l.n - 5) * sizeof(l.line[0]));
+    memmove(&l.len[4], &l.len[5], (l.n - 5) * sizeof(l.len[0]));
+    l.n--;
+    lines_write(file_path(dir, 1), &l);
+    free(l.buf);
+    verify_breaks_at(dir, "trail-000001.jsonl", 5, "does not match");
+    tmpdir_free(dir);
+}
+
+static void test_tamper_edit_byte(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 10, NULL);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    char *p = strstr(l.line[3], "Encrypt");
+    assert_non_null(p);
+    p[0] = 'D'; /* still valid JSON: only the chain can tell */
+    lines_write(file_path(dir, 1), &l);
+    free(l.buf);
+    verify_breaks_at(dir, "trail-000001.jsonl", 5, "does not match");
+
+    tmpdir_free(dir);
+
+    /* An edit that breaks the JSON is reported on the edited line itself. */
+    dir = tmpdir_new();
+    write_trail(dir, 10, NULL);
+    lines_read(file_path(dir, 1), &l);
+    l.line[6][0] = '[';
+    lines_write(file_path(dir, 1), &l);
+    free(l.buf);
+    verify_breaks_at(dir, "trail-000001.jsonl", 7, "not valid JSON");
+    tmpdir_free(dir);
+}
+
+static void test_tamper_edit_hash_field(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 6, NULL);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    l.line[2][30] = l.line[2][30] == 'a' ? 'b' : 'a';
+    lines_write(file_path(dir, 1), &l);
+    free(l.buf);
+    verify_breaks_at(dir, "trail-000001.jsonl", 3, "does not match");
+    tmpdir_free(dir);
+}
+
+static void test_tamper_reorder(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 10, NULL);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    char *tp = l.line[5];
+    size_t tl = l.len[5];
+    l.line[5] = l.line[6];
+    l.len[5] = l.len[6];
+    l.line[6] = tp;
+    l.len[6] = tl;
+    lines_write(file_path(dir, 1), &l);
+    free(l.buf);
+    verify_breaks_at(dir, "trail-000001.jsonl", 6, "does not match");
+    tmpdir_free(dir);
+}
+
+static void test_tamper_truncated_tail(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 10, NULL);
+    struct stat st;
+    assert_int_equal(stat(file_path(dir, 1), &st), 0);
+    assert_int_equal(truncate(file_path(dir, 1), st.st_size - 40), 0);
+    verify_breaks_at(dir, "trail-000001.jsonl", 10, "incomplete");
+    tmpdir_free(dir);
+}
+
+static void test_tamper_duplicate_key_and_non_object(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 3, NULL);
+    /* A second previousEventHash would let one line claim two parents: rejected. */
+    FILE *f = fopen(file_path(dir, 1), "ab");
+    fputs("{\"previousEventHash\":\"00\",\"previousEventHash\":\"00\"}\n", f);
+    fclose(f);
+    verify_breaks_at(dir, "trail-000001.jsonl", 4, "not valid JSON");
+    tmpdir_free(dir);
+
+    dir = tmpdir_new();
+    f = fopen(file_path(dir, 1), "wb");
+    fputs("[\"previousEventHash\"]\n", f);
+    fclose(f);
+    verify_breaks_at(dir, "trail-000001.jsonl", 1, "not a JSON object");
+    tmpdir_free(dir);
+
+    dir = tmpdir_new();
+    f = fopen(file_path(dir, 1), "wb");
+    fputs("\n", f);
+    fclose(f);
+    verify_breaks_at(dir, "trail-000001.jsonl", 1, "not valid JSON");
+    tmpdir_free(dir);
+
+    dir = tmpdir_new();
+    f = fopen(file_path(dir, 1), "wb");
+    fputs("{\"eventName\":\"Encrypt\"}\n", f);
+    fclose(f);
+    verify_breaks_at(dir, "trail-000001.jsonl", 1, "missing");
+    tmpdir_free(dir);
+}
+
+static void test_tamper_missing_file(void **state)
+{
+    char *dir = tmpdir_new();
+    struct audit_trail_options o = {.rotate_bytes = 2048};
+    write_trail(dir, 40, &o);
+    assert_int_equal(unlink(file_path(dir, 3)), 0);
+    verify_breaks_at(dir, "trail-000003.jsonl", 0, "missing");
+    /* Removing the first file is caught too. */
+    assert_int_equal(unlink(file_path(dir, 1)), 0);
+    verify_breaks_at(dir, "trail-000001.jsonl", 0, "missing");
+    tmpdir_free(dir);
+
+    /* A file renamed into the gap does not link to its predecessor. */
+    dir = tmpdir_new();
+    write_trail(dir, 40, &o);
+    assert_int_equal(unlink(file_path(dir, 3)), 0);
+    char from[512];
+    snprintf(from, sizeof(from), "%s", file_path(dir, 4));
+    assert_int_equal(rename(from, file_path(dir, 3)), 0);
+    verify_breaks_at(dir, "trail-000003.jsonl", 1, "does not match");
+    tmpdir_free(dir);
+}
+
+/* ---------------------------------------------------------------- recovery and failures */
+
+static void test_torn_tail_recovered_on_open(void **state)
+{
+    char *dir = tmpdir_new();
+    write_trail(dir, 5, NULL);
+    struct stat before;
+    assert_int_equal(stat(file_path(dir, 1), &before), 0);
+    FILE *f = fopen(file_path(dir, 1), "ab");
+    fputs("{\"previousEventHash\":\"abc", f); /* the crash hit mid-write */
+    fclose(f);
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    struct stat after;
+    assert_int_equal(stat(file_path(dir, 1), &after), 0);
+    assert_int_equal(after.st_size, before.st_size);
+    append_n(t, 5, 2);
+    audit_trail_close(t);
+    verify_ok(dir, 7, 1);
+
+    /* A file holding only a torn line is emptied; the chain starts from zeros. */
+    char *dir2 = tmpdir_new();
+    f = fopen(file_path(dir2, 1), "wb");
+    fputs("{\"prev", f);
+    fclose(f);
+    write_trail(dir2, 2, NULL);
+    verify_ok(dir2, 2, 1);
+    tmpdir_free(dir2);
+    tmpdir_free(dir);
+}
+
+static void test_append_fails_on_full_device(void **state)
+{
+    if (access("/dev/full", W_OK) != 0) {
+        skip();
+    }
+    char *dir = tmpdir_new();
+    assert_int_equal(symlink("/dev/full", file_path(dir, 1)), 0);
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    char before[65], after[65];
+    audit_trail_head(t, before);
+    json_t *ev = make_event(1);
+    assert_int_equal(audit_trail_append(t, ev), COFFER_ERR_AUDIT);
+    assert_int_equal(coffer_last_err(), COFFER_ERR_AUDIT);
+    assert_int_equal(audit_trail_append(t, ev), COFFER_ERR_AUDIT);
+    audit_trail_head(t, after);
+    assert_string_equal(before, after); /* the failed event is not in the chain */
+    json_decref(ev);
+    audit_trail_close(t);
+    tmpdir_free(dir);
+}
+
+static void test_append_fails_when_dir_removed(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    struct audit_trail_options o = {.rotate_bytes = 1024};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    append_n(t, 0, 1);
+    /* Remove the directory under the writer: the next rotation cannot create a file. */
+    assert_int_equal(unlink(file_path(dir, 1)), 0);
+    assert_int_equal(rmdir(dir), 0);
+    coffer_err rc = COFFER_OK;
+    for (int i = 0; i < 20 && rc == COFFER_OK; i++) {
+        json_t *ev = make_event(i);
+        rc = audit_trail_append(t, ev);
+        json_decref(ev);
+    }
+    assert_int_equal(rc, COFFER_ERR_AUDIT);
+    audit_trail_close(t);
+    free(dir);
+}
+
+static void test_open_errors(void **state)
+{
+    audit_trail *t = (audit_trail *)1;
+    /* The parent does not exist: cannot create the trail directory. */
+    assert_int_equal(audit_trail_open("/nonexistent-coffer/a/b", &t), COFFER_ERR_AUDIT);
+    assert_null(t);
+    assert_int_equal(audit_trail_open(NULL, &t), COFFER_ERR_USAGE);
+    /* A regular file where the directory should be. */
+    char *dir = tmpdir_new();
+    char path[512];
+    snprintf(path, sizeof(path), "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    fclose(f);
+    assert_int_equal(audit_trail_open(path, &t), COFFER_ERR_AUDIT);
+    assert_null(t);
+    tmpdir_free(dir);
+    audit_trail_close(NULL);
+}
+
+static void test_append_usage_errors(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    json_t *arr = json_array();
+    assert_int_equal(audit_trail_append(t, arr), COFFER_ERR_USAGE);
+    assert_int_equal(audit_trail_append(t, NULL), COFFER_ERR_USAGE);
+    json_decref(arr);
+    json_t *forged = json_pack("{s:s}", "previousEventHash", "00");
+    assert_int_equal(audit_trail_append(t, forged), COFFER_ERR_USAGE);
+    json_decref(forged);
+    assert_int_equal(audit_trail_append(NULL, NULL), COFFER_ERR_USAGE);
+    /* Over the size limit: refused, nothing written. */
+    char *big = malloc(AUDIT_MAX_EVENT_BYTES + 10);
+    memset(big, 'y', AUDIT_MAX_EVENT_BYTES + 9);
+    big[AUDIT_MAX_EVENT_BYTES + 9] = '\0';
+    json_t *ev = json_pack("{s:s}", "pad", big);
+    assert_int_equal(audit_trail_append(t, ev), COFFER_ERR_AUDIT);
+    json_decref(ev);
+    free(big);
+    audit_trail_close(t);
+    struct stat st;
+    assert_int_equal(stat(file_path(dir, 1), &st), 0);
+    assert_int_equal(st.st_size, 0);
+    verify_ok(dir, 0, 1);
+    tmpdir_free(dir);
+}
+
+static void test_verify_missing_dir(void **state)
+{
+    assert_int_equal(audit_verify_dir("/nonexistent-coffer-trail", NULL), COFFER_ERR_AUDIT);
+    char *dir = tmpdir_new();
+    verify_ok(dir, 0, 0); /* an empty directory: nothing to check */
+    /* Files that are not trail files are ignored. */
+    FILE *f = fopen(file_path(dir, 0), "w");
+    fputs("garbage\n", f);
+    fclose(f);
+    char other[512];
+    snprintf(other, sizeof(other), "%s/trail-1.jsonl.bak", dir);
+    f = fopen(other, "w");
+    fputs("garbage\n", f);
+    fclose(f);
+    verify_ok(dir, 0, 0);
+    tmpdir_free(dir);
+}
+
+int main(void)
+{
+    coffer_log_set_level(COFFER_LOG_OFF);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_format),
+        cmocka_unit_test(test_empty_object_and_large_event),
+        cmocka_unit_test(test_concurrent_appends),
+        cmocka_unit_test(test_reopen_continues_chain),
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_tamper_delete_line),
+        cmocka_unit_test(test_tamper_edit_byte),
+        cmocka_unit_test(test_tamper_edit_hash_field),
+        cmocka_unit_test(test_tamper_reorder),
+        cmocka_unit_test(test_tamper_truncated_tail),
+        cmocka_unit_test(test_tamper_duplicate_key_and_non_object),
+        cmocka_unit_test(test_tamper_missing_file),
+        cmocka_unit_test(test_torn_tail_recovered_on_open),
+        cmocka_unit_test(test_append_fails_on_full_device),
+        cmocka_unit_test(test_append_fails_when_dir_removed),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_append_usage_errors),
+        cmocka_unit_test(test_verify_missing_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
