@@ -186,7 +186,8 @@ coffer_err api_in_blob(api_in *in, const char *name, unsigned flags, size_t min,
         check_length(in, path, NULL, max + 1, min, max);
         return COFFER_OK;
     }
-    coffer_err rc = coffer_b64_decode(coffer_cursor_from(json_string_value(v), enc_len), out);
+    /* Empty input decodes to nothing (and is never handed to the decoder with a NULL buffer). */
+    coffer_err rc = enc_len == 0 ? COFFER_OK : coffer_b64_decode(coffer_cursor_from(json_string_value(v), enc_len), out);
     if (rc == COFFER_ERR_NOMEM) {
         coffer_buf_free(out);
         return rc;
