@@ -17,6 +17,7 @@
 #define COFFER_SEAL_SEAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 #include "store/store.h"
@@ -45,5 +46,14 @@ coffer_err seal_record_seal(seal *s, const char *identity, coffer_cursor plainte
  */
 coffer_err seal_record_open(seal *s, const char *identity, coffer_cursor sealed, coffer_buf *out)
     __attribute__((warn_unused_result));
+
+/*
+ * Adds a fresh term to the stored keyring (in one store transaction) and makes it the one new
+ * records are sealed under; records sealed under older terms still open. Other processes on the
+ * same store pick the new term up the first time they meet a record sealed under it.
+ */
+coffer_err seal_rotate(seal *s) __attribute__((warn_unused_result));
+/* The term new records are sealed under (1 for a fresh keyring). */
+uint32_t seal_active_term(seal *s);
 
 #endif

@@ -1,0 +1,64 @@
+/*
+ * Inside the storage layer: the backend vtable and the base structs every backend embeds first.
+ * Callers outside src/store use only store.h; backends (store_sqlite.c, store_mem.c, the
+ * fault-injection wrapper store_fault.c) implement `struct store_vt` and are reached through
+ * the thin wrappers in store.c, which also validate keys and values once for every backend.
+ */
+#ifndef COFFER_STORE_STORE_INTERNAL_H
+#define COFFER_STORE_STORE_INTERNAL_H
+
+#include <stddef.h>
+
+#include "store/store.h"
+
+struct store_vt {
+    size_t vt_size;   /* sizeof(struct store_vt): lets us add methods later */
+    const char *name; /* "sqlite", "mem", "fault": for logs only */
+    coffer_err (*get)(struct store *s, const char *key, coffer_buf *value);
+    coffer_err (*scan)(struct store *s, const char *prefix, const char *start_after, size_t limit,
+                       store_scan_fn fn, void *ctx);
+    coffer_err (*txn_begin)(struct store *s, struct store_txn **out);
+    coffer_err (*txn_get)(struct store_txn *t, const char *key, coffer_buf *value);
+    coffer_err (*txn_put)(struct store_txn *t, const char *key, coffer_cursor value);
+    coffer_err (*txn_delete)(struct store_txn *t, const char *key);
+    coffer_err (*txn_scan)(struct store_txn *t, const char *prefix, const char *start_after, size_t limit,
+                           store_scan_fn fn, void *ctx);
+    coffer_err (*txn_commit)(struct store_txn *t); /* frees t whatever the outcome */
+    void (*txn_abort)(struct store_txn *t);        /* frees t */
+    void (*destroy)(struct store *s);
+};
+
+struct store {
+    const struct store_vt *vt;
+};
+
+struct store_txn {
+    struct store *st; /* the store that began it: its vtable serves the transaction */
+};
+
+/* ---- backends ---- */
+
+/* "sqlite:/path" or a bare path; `path` is the file name. */
+coffer_err store_sqlite_open(const char *path, store **out) __attribute__((warn_unused_result));
+/* "mem:" (anything after the colon is ignored): a private, non-durable store for tests. */
+coffer_err store_mem_open(store **out) __attribute__((warn_unused_result));
+
+/*
+ * Schema migrations for the SQLite backend: migration i brings the schema from version i to
+ * i + 1 (PRAGMA user_version). Exposed so tests can open a file with an older or a longer list.
+ */
+struct store_migration {
+    const char *name; /* for logs */
+    const char *sql;  /* one or more statements */
+};
+coffer_err store_sqlite_open_with(const char *path, const struct store_migration *migrations, size_t n,
+                                  store **out) __attribute__((warn_unused_result));
+
+/*
+ * The smallest string greater than every string that starts with `prefix` (the exclusive upper
+ * bound of a prefix range), written to `out` (capacity >= strlen(prefix) + 1). Returns false
+ * when there is none (empty prefix or all 0xFF bytes): the range is then unbounded above.
+ */
+bool store_prefix_upper_bound(const char *prefix, char *out);
+
+#endif

@@ -1,0 +1,398 @@
+/*
+ * Unit tests for src/seal: sealed-record round trips and every way a record must fail to open
+ * (wrong identity, each single-bit flip, each truncation, unknown term), the keyring under a
+ * wrong root key, rotation, the key file's creation and permission checks, and keyring creation
+ * under injected store faults.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "seal/seal.h"
+#include "seal/seal_provider.h"
+#include "store/store_fault.h"
+
+struct fixture {
+    char dir[64];
+    char keypath[128];
+    store *st;
+    seal *sl;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/coffer-seal-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->keypath, sizeof(f->keypath), "%s/root.key", f->dir);
+    assert_int_equal(store_open("mem:", &f->st), COFFER_OK);
+    assert_int_equal(seal_open_keyfile(f->keypath, true, f->st, &f->sl), COFFER_OK);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    seal_free(f->sl);
+    store_close(f->st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void seal_str(seal *sl, const char *identity, const char *pt, coffer_buf *out)
+{
+    assert_int_equal(seal_record_seal(sl, identity, coffer_cursor_from_str(pt), out), COFFER_OK);
+}
+
+static void expect_opens(seal *sl, const char *identity, coffer_buf *sealed, const char *pt)
+{
+    coffer_buf out = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(seal_record_open(sl, identity, coffer_buf_cursor(sealed), &out), COFFER_OK);
+    assert_int_equal(out.len, strlen(pt));
+    assert_memory_equal(out.data, pt, out.len);
+    coffer_buf_free(&out);
+}
+
+static void expect_fails(seal *sl, const char *identity, coffer_cursor sealed)
+{
+    coffer_buf out = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(seal_record_open(sl, identity, sealed, &out), COFFER_ERR_CRYPTO);
+    assert_int_equal(out.len, 0);
+    coffer_buf_free(&out);
+}
+
+static uint32_t term_of(const coffer_buf *b)
+{
+    return (uint32_t)b->data[1] << 24 | (uint32_t)b->data[2] << 16 | (uint32_t)b->data[3] << 8 | b->data[4];
+}
+
+static void test_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf a = COFFER_BUF_INIT, b = COFFER_BUF_INIT;
+    seal_str(f->sl, "kms-material/1/k/m", "key material", &a);
+    assert_int_equal(a.len, strlen("key material") + SEAL_OVERHEAD);
+    assert_int_equal(a.data[0], 1);
+    assert_int_equal(term_of(&a), 1);
+    assert_int_equal(seal_active_term(f->sl), 1);
+    expect_opens(f->sl, "kms-material/1/k/m", &a, "key material");
+
+    /* Same input twice: fresh IV, different bytes. */
+    seal_str(f->sl, "kms-material/1/k/m", "key material", &b);
+    assert_int_equal(a.len, b.len);
+    assert_memory_not_equal(a.data, b.data, a.len);
+
+    /* Empty plaintext, and seal appends after what is in the buffer. */
+    coffer_buf c = COFFER_BUF_INIT;
+    assert_int_equal(coffer_buf_append_str(&c, "prefix"), COFFER_OK);
+    assert_int_equal(seal_record_seal(f->sl, "id", coffer_cursor_from(NULL, 0), &c), COFFER_OK);
+    assert_int_equal(c.len, 6 + SEAL_OVERHEAD);
+    coffer_buf out = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(seal_record_open(f->sl, "id", coffer_cursor_from(c.data + 6, c.len - 6), &out), COFFER_OK);
+    assert_int_equal(out.len, 0);
+
+    /* Arguments */
+    assert_int_equal(seal_record_seal(f->sl, "", coffer_cursor_from_str("x"), &out), COFFER_ERR_USAGE);
+    assert_int_equal(seal_record_seal(f->sl, NULL, coffer_cursor_from_str("x"), &out), COFFER_ERR_USAGE);
+    assert_int_equal(seal_record_open(f->sl, NULL, coffer_buf_cursor(&a), &out), COFFER_ERR_USAGE);
+    coffer_buf_free(&out);
+    coffer_buf_free(&a);
+    coffer_buf_free(&b);
+    coffer_buf_free(&c);
+}
+
+static void test_wrong_identity(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf a = COFFER_BUF_INIT;
+    seal_str(f->sl, "iam-access-key/AKIAAAAAAAAAAAAAAAAA", "secret", &a);
+    expect_fails(f->sl, "iam-access-key/AKIAAAAAAAAAAAAAAAAB", coffer_buf_cursor(&a));
+    expect_fails(f->sl, "iam-access-key/AKIAAAAAAAAAAAAAAAA", coffer_buf_cursor(&a));
+    expect_fails(f->sl, "iam-access-key/AKIAAAAAAAAAAAAAAAAAA", coffer_buf_cursor(&a));
+    /* Appended output buffer is left untouched on failure. */
+    coffer_buf out = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(coffer_buf_append_str(&out, "keep"), COFFER_OK);
+    assert_int_equal(seal_record_open(f->sl, "other", coffer_buf_cursor(&a), &out), COFFER_ERR_CRYPTO);
+    assert_int_equal(out.len, 4);
+    coffer_buf_free(&out);
+    coffer_buf_free(&a);
+}
+
+static void test_every_bit_flip_fails(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf a = COFFER_BUF_INIT;
+    seal_str(f->sl, "id/x", "sixteen byte msg", &a);
+    for (size_t i = 0; i < a.len; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            a.data[i] ^= (uint8_t)(1u << bit);
+            expect_fails(f->sl, "id/x", coffer_buf_cursor(&a));
+            a.data[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    expect_opens(f->sl, "id/x", &a, "sixteen byte msg");
+    coffer_buf_free(&a);
+}
+
+static void test_truncations_fail(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf a = COFFER_BUF_INIT;
+    seal_str(f->sl, "id/t", "plaintext", &a);
+    for (size_t n = 0; n < a.len; n++) {
+        expect_fails(f->sl, "id/t", coffer_cursor_from(a.data, n));
+        /* dropping bytes from the front as well */
+        expect_fails(f->sl, "id/t", coffer_cursor_from(a.data + a.len - n, n));
+    }
+    /* and a byte appended */
+    assert_int_equal(coffer_buf_append_u8(&a, 0), COFFER_OK);
+    expect_fails(f->sl, "id/t", coffer_buf_cursor(&a));
+    coffer_buf_free(&a);
+}
+
+static void test_unknown_term_and_version(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf a = COFFER_BUF_INIT;
+    seal_str(f->sl, "id/u", "plaintext", &a);
+    a.data[4] = 99; /* term 99: not in the keyring, not in the store either */
+    expect_fails(f->sl, "id/u", coffer_buf_cursor(&a));
+    a.data[4] = 0; /* term 0 */
+    expect_fails(f->sl, "id/u", coffer_buf_cursor(&a));
+    a.data[4] = 1;
+    a.data[0] = 2; /* unknown format version */
+    expect_fails(f->sl, "id/u", coffer_buf_cursor(&a));
+    a.data[0] = 1;
+    expect_opens(f->sl, "id/u", &a, "plaintext");
+    coffer_buf_free(&a);
+}
+
+static void test_wrong_root_key(void **state)
+{
+    struct fixture *f = *state;
+    char other[160];
+    snprintf(other, sizeof(other), "%s/other.key", f->dir);
+    seal *sl = NULL;
+    assert_int_equal(seal_open_keyfile(other, true, f->st, &sl), COFFER_ERR_CRYPTO);
+    assert_null(sl);
+
+    /* The right key still opens it, and records sealed before open after reopening. */
+    coffer_buf a = COFFER_BUF_INIT;
+    seal_str(f->sl, "id/r", "persisted", &a);
+    assert_int_equal(seal_open_keyfile(f->keypath, false, f->st, &sl), COFFER_OK);
+    expect_opens(sl, "id/r", &a, "persisted");
+    seal_free(sl);
+    sl = NULL;
+
+    /* A tampered stored keyring does not open either. */
+    coffer_buf kr = COFFER_BUF_INIT;
+    assert_int_equal(store_get(f->st, "seal/keyring", &kr), COFFER_OK);
+    kr.data[kr.len / 2] ^= 1;
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(f->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "seal/keyring", coffer_buf_cursor(&kr)), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_int_equal(seal_open_keyfile(f->keypath, false, f->st, &sl), COFFER_ERR_CRYPTO);
+    assert_null(sl);
+    coffer_buf_free(&kr);
+    coffer_buf_free(&a);
+}
+
+static void test_rotation(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf r1 = COFFER_BUF_INIT, r2 = COFFER_BUF_INIT, r3 = COFFER_BUF_INIT;
+    seal_str(f->sl, "id/1", "one", &r1);
+    assert_int_equal(seal_rotate(f->sl), COFFER_OK);
+    assert_int_equal(seal_active_term(f->sl), 2);
+    seal_str(f->sl, "id/2", "two", &r2);
+    assert_int_equal(term_of(&r1), 1);
+    assert_int_equal(term_of(&r2), 2);
+    expect_opens(f->sl, "id/1", &r1, "one");
+    expect_opens(f->sl, "id/2", &r2, "two");
+
+    /* A second seal over the same store (another node) sees both terms... */
+    seal *other = NULL;
+    assert_int_equal(seal_open_keyfile(f->keypath, false, f->st, &other), COFFER_OK);
+    assert_int_equal(seal_active_term(other), 2);
+    expect_opens(other, "id/1", &r1, "one");
+    /* ...and when this one rotates again, the other picks term 3 up on first sight. */
+    assert_int_equal(seal_rotate(f->sl), COFFER_OK);
+    seal_str(f->sl, "id/3", "three", &r3);
+    assert_int_equal(term_of(&r3), 3);
+    expect_opens(other, "id/3", &r3, "three");
+    assert_int_equal(seal_active_term(other), 3);
+    seal_free(other);
+    coffer_buf_free(&r1);
+    coffer_buf_free(&r2);
+    coffer_buf_free(&r3);
+}
+
+static void test_keyfile_checks(void **state)
+{
+    struct fixture *f = *state;
+    struct stat sb;
+    assert_int_equal(stat(f->keypath, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(sb.st_size, SEAL_ROOT_KEY_LEN);
+
+    struct seal_provider *p = NULL;
+    /* create=true on an existing file loads it rather than replacing it */
+    uint8_t before[SEAL_ROOT_KEY_LEN], after[SEAL_ROOT_KEY_LEN];
+    FILE *fp = fopen(f->keypath, "rb");
+    assert_int_equal(fread(before, 1, sizeof(before), fp), sizeof(before));
+    fclose(fp);
+    assert_int_equal(seal_provider_file_open(f->keypath, true, &p), COFFER_OK);
+    seal_provider_free(p);
+    fp = fopen(f->keypath, "rb");
+    assert_int_equal(fread(after, 1, sizeof(after), fp), sizeof(after));
+    fclose(fp);
+    assert_memory_equal(before, after, sizeof(before));
+
+    /* group- or world-accessible: refused */
+    static const mode_t bad_modes[] = {0640, 0604, 0660, 0602, 0610};
+    for (size_t i = 0; i < sizeof(bad_modes) / sizeof(bad_modes[0]); i++) {
+        assert_int_equal(chmod(f->keypath, bad_modes[i]), 0);
+        p = NULL;
+        assert_int_equal(seal_provider_file_open(f->keypath, false, &p), COFFER_ERR_CONFIG);
+        assert_null(p);
+        assert_non_null(strstr(coffer_last_message(), "chmod 600"));
+    }
+    assert_int_equal(chmod(f->keypath, 0400), 0);
+    assert_int_equal(seal_provider_file_open(f->keypath, false, &p), COFFER_OK);
+    seal_provider_free(p);
+
+    /* missing without create */
+    char path[160];
+    snprintf(path, sizeof(path), "%s/missing.key", f->dir);
+    assert_int_equal(seal_provider_file_open(path, false, &p), COFFER_ERR_CONFIG);
+
+    /* wrong sizes */
+    static const size_t sizes[] = {0, 31, 33, 64};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        snprintf(path, sizeof(path), "%s/size%zu.key", f->dir, sizes[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        uint8_t zeros[64] = {0};
+        assert_int_equal(write(fd, zeros, sizes[i]), (ssize_t)sizes[i]);
+        close(fd);
+        assert_int_equal(seal_provider_file_open(path, false, &p), COFFER_ERR_CONFIG);
+        assert_int_equal(seal_provider_file_open(path, true, &p), COFFER_ERR_CONFIG);
+    }
+
+    /* not a regular file; symlinks are not followed */
+    assert_int_equal(seal_provider_file_open(f->dir, false, &p), COFFER_ERR_CONFIG);
+    snprintf(path, sizeof(path), "%s/link.key", f->dir);
+    assert_int_equal(symlink(f->keypath, path), 0);
+    assert_int_not_equal(seal_provider_file_open(path, false, &p), COFFER_OK);
+    assert_int_not_equal(seal_provider_file_open(path, true, &p), COFFER_OK);
+
+    /* raw keys: only 32 bytes */
+    uint8_t key[SEAL_ROOT_KEY_LEN + 1] = {0};
+    assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, 31), &p), COFFER_ERR_USAGE);
+    assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, 33), &p), COFFER_ERR_USAGE);
+    assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, 32), &p), COFFER_OK);
+    seal_provider_free(p);
+}
+
+/* Keyring creation under store faults: it fails cleanly and leaves nothing half-made. */
+static void test_keyring_creation_faults(void **state)
+{
+    uint8_t key[SEAL_ROOT_KEY_LEN];
+    memset(key, 7, sizeof(key));
+    store *inner = NULL, *st = NULL;
+    assert_int_equal(store_open("mem:", &inner), COFFER_OK);
+    assert_int_equal(store_fault_wrap(inner, &st), COFFER_OK);
+    for (int n = 0; n < 2; n++) {
+        struct seal_provider *p = NULL;
+        seal *sl = NULL;
+        store_fault_set(st, n); /* put, commit */
+        assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, sizeof(key)), &p), COFFER_OK);
+        assert_int_equal(seal_open(p, st, &sl), COFFER_ERR_STORE);
+        assert_null(sl);
+        coffer_buf b = COFFER_BUF_INIT;
+        assert_int_equal(store_get(st, "seal/keyring", &b), COFFER_ERR_NOT_FOUND);
+        coffer_buf_free(&b);
+    }
+    store_fault_set(st, -1);
+    struct seal_provider *p = NULL;
+    seal *sl = NULL;
+    assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, sizeof(key)), &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    /* A rotation whose commit fails changes nothing. */
+    store_fault_set(st, 1);
+    assert_int_equal(seal_rotate(sl), COFFER_ERR_STORE);
+    assert_int_equal(seal_active_term(sl), 1);
+    store_fault_set(st, -1);
+    assert_int_equal(seal_rotate(sl), COFFER_OK);
+    assert_int_equal(seal_active_term(sl), 2);
+    seal_free(sl);
+    store_close(st);
+}
+
+#define THREADS 4
+#define ROUNDS 200
+
+static void *seal_worker(void *arg)
+{
+    seal *sl = arg;
+    for (int i = 0; i < ROUNDS; i++) {
+        coffer_buf a = COFFER_BUF_INIT, out = COFFER_SECRET_BUF_INIT;
+        if (seal_record_seal(sl, "id/thread", coffer_cursor_from_str("payload"), &a) != COFFER_OK ||
+            seal_record_open(sl, "id/thread", coffer_buf_cursor(&a), &out) != COFFER_OK || out.len != 7) {
+            return (void *)1;
+        }
+        coffer_buf_free(&a);
+        coffer_buf_free(&out);
+    }
+    return NULL;
+}
+
+static void test_threads_with_rotation(void **state)
+{
+    struct fixture *f = *state;
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, seal_worker, f->sl), 0);
+    }
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(seal_rotate(f->sl), COFFER_OK);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        void *res = (void *)-1;
+        assert_int_equal(pthread_join(th[i], &res), 0);
+        assert_null(res);
+    }
+    assert_int_equal(seal_active_term(f->sl), 6);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_bit_flip_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncations_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_term_and_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_root_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
+        cmocka_unit_test(test_keyring_creation_faults),
+        cmocka_unit_test_setup_teardown(test_threads_with_rotation, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,694 @@
+/*
+ * Unit tests for src/store: the same table of behaviour tests runs over the SQLite and the
+ * in-memory backend (CRUD, scan bounds and order, transactions, concurrent writers), then
+ * SQLite-only tests cover durability across kill -9, schema migrations and file permissions,
+ * and the fault-injection wrapper is checked on its own.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "store/store_fault.h"
+#include "store/store_internal.h"
+
+struct fixture {
+    store *st;
+    char dir[64];
+    char path[128];
+    bool sqlite;
+};
+
+static int setup_sqlite(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    strcpy(f->dir, "/tmp/coffer-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof(f->path), "%s/coffer.db", f->dir);
+    char url[160];
+    snprintf(url, sizeof(url), "sqlite:%s", f->path);
+    assert_int_equal(store_open(url, &f->st), COFFER_OK);
+    assert_string_equal(store_backend_name(f->st), "sqlite");
+    f->sqlite = true;
+    *state = f;
+    return 0;
+}
+
+static int setup_mem(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_int_equal(store_open("mem:", &f->st), COFFER_OK);
+    assert_string_equal(store_backend_name(f->st), "mem");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    if (f->sqlite) {
+        char cmd[200];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    free(f);
+    return 0;
+}
+
+static void put1(store *st, const char *key, const char *val)
+{
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, key, coffer_cursor_from_str(val)), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+}
+
+static void check_value(store *st, const char *key, const char *val)
+{
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_get(st, key, &b), COFFER_OK);
+    assert_int_equal(b.len, strlen(val));
+    assert_memory_equal(b.data, val, b.len);
+    coffer_buf_free(&b);
+}
+
+static void expect_absent(store *st, const char *key)
+{
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_get(st, key, &b), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(b.len, 0);
+    coffer_buf_free(&b);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Behaviour shared by every backend
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_crud(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    expect_absent(st, "k/1");
+    put1(st, "k/1", "one");
+    check_value(st, "k/1", "one");
+    put1(st, "k/1", "uno");
+    check_value(st, "k/1", "uno");
+
+    /* store_get appends */
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(coffer_buf_append_str(&b, "x:"), COFFER_OK);
+    assert_int_equal(store_get(st, "k/1", &b), COFFER_OK);
+    assert_int_equal(b.len, 5);
+    assert_memory_equal(b.data, "x:uno", 5);
+    coffer_buf_free(&b);
+
+    /* empty and binary values */
+    store_txn *t = NULL;
+    uint8_t bin[] = {0, 1, 0xff, 0, 7};
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "k/empty", coffer_cursor_from(NULL, 0)), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "k/bin", coffer_cursor_from(bin, sizeof(bin))), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    check_value(st, "k/empty", "");
+    assert_int_equal(store_get(st, "k/bin", &b), COFFER_OK);
+    assert_int_equal(b.len, sizeof(bin));
+    assert_memory_equal(b.data, bin, sizeof(bin));
+    coffer_buf_free(&b);
+
+    /* delete */
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "k/1"), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "k/1"), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(store_txn_delete(t, "k/never"), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    expect_absent(st, "k/1");
+    check_value(st, "k/empty", "");
+}
+
+static void test_invalid_input(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    coffer_buf b = COFFER_BUF_INIT;
+    char longkey[STORE_KEY_MAX + 2];
+    memset(longkey, 'a', sizeof(longkey));
+    longkey[STORE_KEY_MAX + 1] = '\0';
+
+    assert_int_equal(store_get(st, "", &b), COFFER_ERR_USAGE);
+    assert_int_equal(store_get(st, NULL, &b), COFFER_ERR_USAGE);
+    assert_int_equal(store_get(st, longkey, &b), COFFER_ERR_USAGE);
+    assert_int_equal(store_get(st, "bad\nkey", &b), COFFER_ERR_USAGE);
+    assert_int_equal(store_get(st, "bad\x80key", &b), COFFER_ERR_USAGE);
+
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    uint8_t *big = calloc(1, STORE_VALUE_MAX + 1);
+    assert_int_equal(store_txn_put(t, "k", coffer_cursor_from(big, STORE_VALUE_MAX + 1)), COFFER_ERR_USAGE);
+    /* exactly at the limits is fine */
+    assert_int_equal(store_txn_put(t, "k", coffer_cursor_from(big, STORE_VALUE_MAX)), COFFER_OK);
+    longkey[STORE_KEY_MAX] = '\0';
+    assert_int_equal(store_txn_put(t, longkey, coffer_cursor_from_str("v")), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "tab\tkey", coffer_cursor_from_str("v")), COFFER_ERR_USAGE);
+    assert_int_equal(store_txn_delete(t, ""), COFFER_ERR_USAGE);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    free(big);
+    assert_int_equal(store_get(st, "k", &b), COFFER_OK);
+    assert_int_equal(b.len, STORE_VALUE_MAX);
+    coffer_buf_free(&b);
+    check_value(st, longkey, "v");
+}
+
+struct collect {
+    char keys[32][64];
+    char vals[32][64];
+    size_t n;
+    size_t stop_at; /* 0 = never; else return STORE_SCAN_STOP after this many */
+    coffer_err fail_with;
+};
+
+static coffer_err collect_fn(void *ctx, const char *key, coffer_cursor value)
+{
+    struct collect *c = ctx;
+    assert_true(c->n < 32);
+    snprintf(c->keys[c->n], 64, "%s", key);
+    snprintf(c->vals[c->n], 64, "%.*s", (int)value.len, (const char *)value.ptr);
+    c->n++;
+    if (c->fail_with != COFFER_OK) {
+        return c->fail_with;
+    }
+    if (c->stop_at != 0 && c->n == c->stop_at) {
+        return STORE_SCAN_STOP;
+    }
+    return COFFER_OK;
+}
+
+static void expect_keys(const struct collect *c, const char *const *want, size_t n)
+{
+    assert_int_equal(c->n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(c->keys[i], want[i]);
+    }
+}
+
+#define EXPECT_KEYS(c, ...)                                                                               \
+    do {                                                                                                  \
+        static const char *const want_[] = {__VA_ARGS__};                                                 \
+        expect_keys((c), want_, sizeof(want_) / sizeof(want_[0]));                                        \
+    } while (0)
+
+static void seed_scan_keys(store *st)
+{
+    /* Inserted out of order; "a0" is the exclusive upper bound of prefix "a/" and must not show. */
+    static const char *const keys[] = {"a/2", "b/x", "a0", "a/10", "a", "a/~", "a/1", "a/", "0"};
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        assert_int_equal(store_txn_put(t, keys[i], coffer_cursor_from_str(keys[i])), COFFER_OK);
+    }
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+}
+
+static void test_scan(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    seed_scan_keys(st);
+    struct collect c = {0};
+
+    assert_int_equal(store_scan(st, "a/", NULL, 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a/", "a/1", "a/10", "a/2", "a/~");
+    assert_string_equal(c.vals[2], "a/10");
+
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, NULL, NULL, 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "0", "a", "a/", "a/1", "a/10", "a/2", "a/~", "a0", "b/x");
+
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a", "", 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a", "a/", "a/1", "a/10", "a/2", "a/~", "a0");
+
+    /* a prefix ending in the highest printable byte */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a/~", NULL, 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a/~");
+
+    /* start_after: exclusive, inside, before and beyond the range */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a/", "a/10", 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a/2", "a/~");
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a/", "a/0", 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a/1", "a/10", "a/2", "a/~");
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a/", "0", 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a/", "a/1", "a/10", "a/2", "a/~");
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a/", "a0", 0, collect_fn, &c), COFFER_OK);
+    assert_int_equal(c.n, 0);
+
+    /* no match */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "zz", NULL, 0, collect_fn, &c), COFFER_OK);
+    assert_int_equal(c.n, 0);
+
+    /* limit */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_scan(st, "a/", NULL, 2, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "a/", "a/1");
+
+    /* STORE_SCAN_STOP ends early with success; any other error propagates */
+    memset(&c, 0, sizeof(c));
+    c.stop_at = 3;
+    assert_int_equal(store_scan(st, "", NULL, 0, collect_fn, &c), COFFER_OK);
+    assert_int_equal(c.n, 3);
+    memset(&c, 0, sizeof(c));
+    c.fail_with = COFFER_ERR_VALIDATION;
+    assert_int_equal(store_scan(st, "a/", NULL, 0, collect_fn, &c), COFFER_ERR_VALIDATION);
+    assert_int_equal(c.n, 1);
+
+    assert_int_equal(store_scan(st, "a/", NULL, 0, NULL, NULL), COFFER_ERR_USAGE);
+}
+
+/* Paging with limit 1 and start_after = last key visits every record once, in order. */
+static void test_scan_paging(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    seed_scan_keys(st);
+    struct collect all = {0};
+    char last[64] = "";
+    for (int guard = 0; guard < 20; guard++) {
+        struct collect page = {0};
+        assert_int_equal(store_scan(st, "a", last, 1, collect_fn, &page), COFFER_OK);
+        if (page.n == 0) {
+            break;
+        }
+        assert_int_equal(page.n, 1);
+        strcpy(all.keys[all.n++], page.keys[0]);
+        strcpy(last, page.keys[0]);
+    }
+    EXPECT_KEYS(&all, "a", "a/", "a/1", "a/10", "a/2", "a/~", "a0");
+}
+
+/* A scan callback may read and scan again on the same thread. */
+static coffer_err nested_fn(void *ctx, const char *key, coffer_cursor value)
+{
+    store *st = ctx;
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_get(st, key, &b), COFFER_OK);
+    assert_int_equal(b.len, value.len);
+    coffer_buf_free(&b);
+    struct collect c = {0};
+    assert_int_equal(store_scan(st, key, NULL, 0, collect_fn, &c), COFFER_OK);
+    assert_true(c.n >= 1);
+    assert_string_equal(c.keys[0], key);
+    return COFFER_OK;
+}
+
+static void test_scan_nested(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    seed_scan_keys(st);
+    assert_int_equal(store_scan(st, "a/", NULL, 0, nested_fn, st), COFFER_OK);
+}
+
+static void *get_in_thread(void *p)
+{
+    store *st = p;
+    coffer_buf b = COFFER_BUF_INIT;
+    coffer_err rc = store_get(st, "t/new", &b);
+    coffer_buf_free(&b);
+    return (void *)(intptr_t)rc;
+}
+
+static void test_txn_read_your_writes(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    put1(st, "t/old", "old");
+    put1(st, "t/gone", "gone");
+    store_txn *t = NULL;
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "t/new", coffer_cursor_from_str("new")), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "t/old", coffer_cursor_from_str("changed")), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "t/gone"), COFFER_OK);
+
+    assert_int_equal(store_txn_get(t, "t/new", &b), COFFER_OK);
+    assert_memory_equal(b.data, "new", 3);
+    coffer_buf_reset(&b);
+    assert_int_equal(store_txn_get(t, "t/old", &b), COFFER_OK);
+    assert_int_equal(b.len, 7);
+    coffer_buf_reset(&b);
+    assert_int_equal(store_txn_get(t, "t/gone", &b), COFFER_ERR_NOT_FOUND);
+
+    struct collect c = {0};
+    assert_int_equal(store_txn_scan(t, "t/", NULL, 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "t/new", "t/old");
+    assert_string_equal(c.vals[1], "changed");
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(store_txn_scan(t, "t/", "t/new", 1, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "t/old");
+
+    /* Another thread does not see uncommitted writes. */
+    pthread_t th;
+    void *res = NULL;
+    assert_int_equal(pthread_create(&th, NULL, get_in_thread, st), 0);
+    assert_int_equal(pthread_join(th, &res), 0);
+    assert_int_equal((coffer_err)(intptr_t)res, COFFER_ERR_NOT_FOUND);
+
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    check_value(st, "t/new", "new");
+    check_value(st, "t/old", "changed");
+    expect_absent(st, "t/gone");
+    coffer_buf_free(&b);
+}
+
+static void test_txn_abort(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    put1(st, "x/keep", "keep");
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "x/new", coffer_cursor_from_str("new")), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "x/keep", coffer_cursor_from_str("overwritten")), COFFER_OK);
+    store_txn_abort(t);
+    expect_absent(st, "x/new");
+    check_value(st, "x/keep", "keep");
+
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "x/keep"), COFFER_OK);
+    store_txn_abort(t);
+    check_value(st, "x/keep", "keep");
+    store_txn_abort(NULL);
+
+    /* After an abort the store takes new transactions. */
+    put1(st, "x/after", "after");
+    check_value(st, "x/after", "after");
+}
+
+#define WRITERS 4
+#define INCREMENTS 60
+
+static void *increment_worker(void *p)
+{
+    store *st = p;
+    for (int i = 0; i < INCREMENTS; i++) {
+        store_txn *t = NULL;
+        coffer_buf b = COFFER_BUF_INIT;
+        if (store_txn_begin(st, &t) != COFFER_OK) {
+            return (void *)1;
+        }
+        unsigned long v = 0;
+        coffer_err rc = store_txn_get(t, "counter", &b);
+        if (rc == COFFER_OK) {
+            char tmp[32] = {0};
+            memcpy(tmp, b.data, b.len < 31 ? b.len : 31);
+            v = strtoul(tmp, NULL, 10);
+        } else if (rc != COFFER_ERR_NOT_FOUND) {
+            store_txn_abort(t);
+            return (void *)2;
+        }
+        coffer_buf_free(&b);
+        char out[32];
+        snprintf(out, sizeof(out), "%lu", v + 1);
+        if (store_txn_put(t, "counter", coffer_cursor_from_str(out)) != COFFER_OK) {
+            store_txn_abort(t);
+            return (void *)3;
+        }
+        if (store_txn_commit(t) != COFFER_OK) {
+            return (void *)4;
+        }
+        /* Plain reads interleave with the writers. */
+        if (store_get(st, "counter", &b) != COFFER_OK) {
+            return (void *)5;
+        }
+        coffer_buf_free(&b);
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    pthread_t th[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, increment_worker, st), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        void *res = (void *)-1;
+        assert_int_equal(pthread_join(th[i], &res), 0);
+        assert_null(res);
+    }
+    char want[16];
+    snprintf(want, sizeof(want), "%d", WRITERS * INCREMENTS);
+    check_value(st, "counter", want);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * SQLite only
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_sqlite_reopen(void **state)
+{
+    struct fixture *f = *state;
+    put1(f->st, "p/1", "persisted");
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(f->path, &f->st), COFFER_OK); /* bare path form */
+    check_value(f->st, "p/1", "persisted");
+
+    struct stat sb;
+    assert_int_equal(stat(f->path, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0);
+}
+
+/* A child commits then dies by SIGKILL without closing anything; the commit must be there. */
+static void test_sqlite_durable_after_kill(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store *cs = NULL;
+        if (store_open(f->path, &cs) != COFFER_OK) {
+            _exit(10);
+        }
+        for (int i = 0; i < 20; i++) {
+            char key[32];
+            snprintf(key, sizeof(key), "d/%02d", i);
+            store_txn *t = NULL;
+            if (store_txn_begin(cs, &t) != COFFER_OK || store_txn_put(t, key, coffer_cursor_from_str("v")) ||
+                store_txn_commit(t) != COFFER_OK) {
+                _exit(11);
+            }
+        }
+        kill(getpid(), SIGKILL);
+        _exit(12);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    assert_int_equal(store_open(f->path, &f->st), COFFER_OK);
+    struct collect c = {0};
+    assert_int_equal(store_scan(f->st, "d/", NULL, 0, collect_fn, &c), COFFER_OK);
+    assert_int_equal(c.n, 20);
+    assert_string_equal(c.keys[19], "d/19");
+}
+
+static int user_version(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static bool table_exists(const char *path, const char *name)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return found;
+}
+
+static void test_sqlite_migrations(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/mig.db", f->dir);
+
+    static const struct store_migration m[] = {
+        {"kv", "CREATE TABLE kv(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;"},
+        {"meta", "CREATE TABLE meta(k TEXT PRIMARY KEY, v TEXT); INSERT INTO meta VALUES('a', 'b');"},
+        {"broken", "CREATE TABLE third(x); CREATE TABLE kv(y);"},
+    };
+    store *st = NULL;
+    assert_int_equal(store_sqlite_open_with(path, m, 1, &st), COFFER_OK);
+    put1(st, "m/1", "kept");
+    store_close(st);
+    assert_int_equal(user_version(path), 1);
+
+    /* An existing file at version 1 gets migration 2 and keeps its data. */
+    assert_int_equal(store_sqlite_open_with(path, m, 2, &st), COFFER_OK);
+    check_value(st, "m/1", "kept");
+    store_close(st);
+    assert_int_equal(user_version(path), 2);
+    assert_true(table_exists(path, "meta"));
+
+    /* Reopening at the same version runs nothing. */
+    assert_int_equal(store_sqlite_open_with(path, m, 2, &st), COFFER_OK);
+    store_close(st);
+
+    /* A failing migration rolls back completely: no version bump, no half-made table. */
+    st = NULL;
+    assert_int_equal(store_sqlite_open_with(path, m, 3, &st), COFFER_ERR_STORE);
+    assert_null(st);
+    assert_int_equal(user_version(path), 2);
+    assert_false(table_exists(path, "third"));
+
+    /* A build that knows fewer migrations refuses a newer file. */
+    assert_int_equal(store_sqlite_open_with(path, m, 1, &st), COFFER_ERR_STORE);
+    assert_null(st);
+
+    /* The default list opens a fresh file and the production migrations are recorded. */
+    assert_int_equal(store_open(f->path, &f->st), COFFER_OK);
+    assert_true(user_version(f->path) >= 1);
+}
+
+static void test_sqlite_nested_txn_refused(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    store_txn *t = NULL, *t2 = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_begin(st, &t2), COFFER_ERR_USAGE);
+    assert_null(t2);
+    store_txn_abort(t);
+}
+
+static void test_open_errors(void **state)
+{
+    store *st = NULL;
+    assert_int_equal(store_open("postgres://nowhere/db", &st), COFFER_ERR_CONFIG);
+    assert_int_equal(store_open("", &st), COFFER_ERR_CONFIG);
+    assert_int_equal(store_open("sqlite:", &st), COFFER_ERR_CONFIG);
+    assert_int_equal(store_open("/nonexistent-dir/x/coffer.db", &st), COFFER_ERR_STORE);
+    assert_null(st);
+    store_close(NULL);
+}
+
+static void test_upper_bound(void **state)
+{
+    char out[8];
+    assert_true(store_prefix_upper_bound("ab", out));
+    assert_string_equal(out, "ac");
+    assert_true(store_prefix_upper_bound("a~", out));
+    assert_string_equal(out, "a\x7f");
+    assert_true(store_prefix_upper_bound("a\xff\xff", out));
+    assert_string_equal(out, "b");
+    assert_false(store_prefix_upper_bound("\xff", out));
+    assert_false(store_prefix_upper_bound("", out));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Fault injection wrapper
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_fault_wrapper(void **state)
+{
+    store *inner = NULL, *st = NULL;
+    assert_int_equal(store_open("mem:", &inner), COFFER_OK);
+    assert_int_equal(store_fault_wrap(inner, &st), COFFER_OK);
+    assert_string_equal(store_backend_name(st), "fault");
+
+    put1(st, "f/0", "zero"); /* disarmed: passes */
+
+    /* Loop the same two-write transaction over N: it is all there or not at all. */
+    for (int n = 0; n <= 3; n++) {
+        store_fault_set(st, n);
+        store_txn *t = NULL;
+        assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+        coffer_err rc = store_txn_put(t, "f/a", coffer_cursor_from_str("a"));
+        if (rc == COFFER_OK) {
+            rc = store_txn_put(t, "f/b", coffer_cursor_from_str("b"));
+        }
+        if (rc == COFFER_OK) {
+            rc = store_txn_commit(t);
+        } else {
+            store_txn_abort(t);
+        }
+        if (n < 3) {
+            assert_int_equal(rc, COFFER_ERR_STORE);
+            assert_int_equal(store_fault_failures(st), 1);
+            expect_absent(st, "f/a");
+            expect_absent(st, "f/b");
+        } else {
+            assert_int_equal(rc, COFFER_OK);
+            assert_int_equal(store_fault_failures(st), 0);
+            check_value(st, "f/a", "a");
+            check_value(st, "f/b", "b");
+        }
+    }
+    /* Reads pass through even when writes fail. */
+    store_fault_set(st, 0);
+    check_value(st, "f/0", "zero");
+    struct collect c = {0};
+    assert_int_equal(store_scan(st, "f/", NULL, 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "f/0", "f/a", "f/b");
+    store_fault_set(st, -1);
+    put1(st, "f/c", "c");
+    store_fault_set(inner, 0); /* not a fault store: ignored */
+    assert_int_equal(store_fault_failures(inner), 0);
+    store_close(st); /* closes inner too */
+}
+
+#define BOTH(fn)                                                                                          \
+    cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),                                          \
+        cmocka_unit_test_setup_teardown(fn, setup_mem, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        BOTH(test_crud),
+        BOTH(test_invalid_input),
+        BOTH(test_scan),
+        BOTH(test_scan_paging),
+        BOTH(test_scan_nested),
+        BOTH(test_txn_read_your_writes),
+        BOTH(test_txn_abort),
+        BOTH(test_concurrent_writers),
+        cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_durable_after_kill, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_migrations, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_nested_txn_refused, setup_sqlite, teardown),
+        cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_upper_bound),
+        cmocka_unit_test(test_fault_wrapper),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
