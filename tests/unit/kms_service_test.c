@@ -3,8 +3,8 @@
  * as the pipeline calls it, with the happy paths and the AWS errors next to each other: key
  * states of kms.md §6, KeyId forms accepted and refused per operation (§3), validation limits,
  * tampered and mis-bound ciphertexts, DryRun, paging, the deletion sweeper, durability across a
- * reopened store, and a concurrency smoke test. Runs against the real store and seal when they
- * are in the tree ("sqlite:" in a temp dir), else against an in-memory stand-in.
+ * reopened store, and a concurrency smoke test. The whole group runs twice: on "sqlite:" in a
+ * temp dir and on "mem:", with a real seal over a temp root key file.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -19,297 +19,6 @@
 #include "common/codec.h"
 #include "common/timeutil.h"
 #include "kms/kms.h"
-
-#ifdef KMS_TEST_FAKE_STORE
-#include "crypto/crypto.h"
-
-
-struct fake_kv {
-    char *k;
-    coffer_buf v;
-};
-
-struct fake_data {
-    struct fake_kv *kv;
-    size_t n;
-};
-
-struct store {
-    char name[128];
-    struct fake_data d;
-    pthread_mutex_t mu;
-    struct store *next;
-    int open;
-};
-
-struct store_txn {
-    store *s;
-    struct fake_data d;
-};
-
-static store *fake_stores;
-static pthread_mutex_t fake_reg = PTHREAD_MUTEX_INITIALIZER;
-
-static void fake_data_free(struct fake_data *d)
-{
-    for (size_t i = 0; i < d->n; i++) {
-        free(d->kv[i].k);
-        coffer_buf_free(&d->kv[i].v);
-    }
-    free(d->kv);
-    d->kv = NULL;
-    d->n = 0;
-}
-
-static coffer_err fake_data_copy(const struct fake_data *src, struct fake_data *dst)
-{
-    dst->n = 0;
-    dst->kv = calloc(src->n + 1, sizeof(*dst->kv));
-    for (size_t i = 0; i < src->n; i++) {
-        dst->kv[i].k = strdup(src->kv[i].k);
-        coffer_buf_init(&dst->kv[i].v, false);
-        TRY(coffer_buf_append_cur(&dst->kv[i].v, coffer_buf_cursor(&src->kv[i].v)));
-        dst->n++;
-    }
-    return COFFER_OK;
-}
-
-/* Index of key, or -(insert position) - 1. */
-static long fake_find(const struct fake_data *d, const char *k)
-{
-    size_t lo = 0, hi = d->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(d->kv[mid].k, k);
-        if (c == 0) {
-            return (long)mid;
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return -(long)lo - 1;
-}
-
-static coffer_err fake_get(const struct fake_data *d, const char *k, coffer_buf *v)
-{
-    long i = fake_find(d, k);
-    if (i < 0) {
-        return COFFER_ERR_NOT_FOUND;
-    }
-    return coffer_buf_append_cur(v, coffer_buf_cursor(&d->kv[i].v));
-}
-
-static coffer_err fake_put(struct fake_data *d, const char *k, coffer_cursor v)
-{
-    long i = fake_find(d, k);
-    if (i >= 0) {
-        coffer_buf_reset(&d->kv[i].v);
-        return coffer_buf_append_cur(&d->kv[i].v, v);
-    }
-    size_t at = (size_t)(-i - 1);
-    d->kv = realloc(d->kv, (d->n + 1) * sizeof(*d->kv));
-    memmove(&d->kv[at + 1], &d->kv[at], (d->n - at) * sizeof(*d->kv));
-    d->kv[at].k = strdup(k);
-    coffer_buf_init(&d->kv[at].v, false);
-    d->n++;
-    return coffer_buf_append_cur(&d->kv[at].v, v);
-}
-
-static coffer_err fake_del(struct fake_data *d, const char *k)
-{
-    long i = fake_find(d, k);
-    if (i < 0) {
-        return COFFER_ERR_NOT_FOUND;
-    }
-    free(d->kv[i].k);
-    coffer_buf_free(&d->kv[i].v);
-    memmove(&d->kv[i], &d->kv[i + 1], (d->n - (size_t)i - 1) * sizeof(*d->kv));
-    d->n--;
-    return COFFER_OK;
-}
-
-static coffer_err fake_scan(const struct fake_data *d, const char *prefix, const char *start_after, size_t limit,
-                            store_scan_fn fn, void *ctx)
-{
-    size_t count = 0, plen = strlen(prefix);
-    for (size_t i = 0; i < d->n; i++) {
-        const char *k = d->kv[i].k;
-        if (strncmp(k, prefix, plen) != 0 || (start_after && *start_after && strcmp(k, start_after) <= 0)) {
-            continue;
-        }
-        if (limit && count == limit) {
-            break;
-        }
-        count++;
-        coffer_err rc = fn(ctx, k, coffer_buf_cursor(&d->kv[i].v));
-        if (rc == STORE_SCAN_STOP) {
-            return COFFER_OK;
-        }
-        if (rc != COFFER_OK) {
-            return rc;
-        }
-    }
-    return COFFER_OK;
-}
-
-coffer_err store_open(const char *url, store **out)
-{
-    pthread_mutex_lock(&fake_reg);
-    store *s = fake_stores;
-    while (s != NULL && strcmp(s->name, url) != 0) {
-        s = s->next;
-    }
-    if (s == NULL) {
-        s = calloc(1, sizeof(*s));
-        snprintf(s->name, sizeof(s->name), "%s", url);
-        pthread_mutex_init(&s->mu, NULL);
-        s->next = fake_stores;
-        fake_stores = s;
-    }
-    s->open = 1;
-    pthread_mutex_unlock(&fake_reg);
-    *out = s;
-    return COFFER_OK;
-}
-
-void store_close(store *s)
-{
-    if (s != NULL) {
-        s->open = 0; /* data kept for a later reopen, freed at exit by fake_store_cleanup */
-    }
-}
-
-static void fake_store_cleanup(void)
-{
-    while (fake_stores != NULL) {
-        store *s = fake_stores;
-        fake_stores = s->next;
-        fake_data_free(&s->d);
-        pthread_mutex_destroy(&s->mu);
-        free(s);
-    }
-}
-
-const char *store_backend_name(const store *s)
-{
-    (void)s;
-    return "fake";
-}
-
-coffer_err store_get(store *s, const char *key, coffer_buf *value)
-{
-    pthread_mutex_lock(&s->mu);
-    coffer_err rc = fake_get(&s->d, key, value);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-coffer_err store_scan(store *s, const char *prefix, const char *start_after, size_t limit, store_scan_fn fn,
-                      void *ctx)
-{
-    pthread_mutex_lock(&s->mu);
-    coffer_err rc = fake_scan(&s->d, prefix, start_after, limit, fn, ctx);
-    pthread_mutex_unlock(&s->mu);
-    return rc;
-}
-
-static pthread_mutex_t fake_txn_mu = PTHREAD_MUTEX_INITIALIZER;
-
-coffer_err store_txn_begin(store *s, store_txn **out)
-{
-    pthread_mutex_lock(&fake_txn_mu);
-    store_txn *t = calloc(1, sizeof(*t));
-    t->s = s;
-    pthread_mutex_lock(&s->mu);
-    coffer_err rc = fake_data_copy(&s->d, &t->d);
-    pthread_mutex_unlock(&s->mu);
-    *out = t;
-    return rc;
-}
-
-coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value)
-{
-    return fake_get(&t->d, key, value);
-}
-
-coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
-{
-    return fake_put(&t->d, key, value);
-}
-
-coffer_err store_txn_delete(store_txn *t, const char *key)
-{
-    return fake_del(&t->d, key);
-}
-
-coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_after, size_t limit, store_scan_fn fn,
-                          void *ctx)
-{
-    return fake_scan(&t->d, prefix, start_after, limit, fn, ctx);
-}
-
-coffer_err store_txn_commit(store_txn *t)
-{
-    pthread_mutex_lock(&t->s->mu);
-    fake_data_free(&t->s->d);
-    t->s->d = t->d;
-    pthread_mutex_unlock(&t->s->mu);
-    free(t);
-    pthread_mutex_unlock(&fake_txn_mu);
-    return COFFER_OK;
-}
-
-void store_txn_abort(store_txn *t)
-{
-    if (t == NULL) {
-        return;
-    }
-    fake_data_free(&t->d);
-    free(t);
-    pthread_mutex_unlock(&fake_txn_mu);
-}
-
-struct seal {
-    uint8_t key[32];
-};
-
-coffer_err seal_open_keyfile(const char *root_key_path, bool create, store *st, seal **out)
-{
-    (void)root_key_path;
-    (void)create;
-    (void)st;
-    seal *s = calloc(1, sizeof(*s));
-    memset(s->key, 0x5a, sizeof(s->key));
-    *out = s;
-    return COFFER_OK;
-}
-
-void seal_free(seal *s)
-{
-    free(s);
-}
-
-coffer_err seal_record_seal(seal *s, const char *identity, coffer_cursor plaintext, coffer_buf *out)
-{
-    uint8_t iv[12];
-    TRY(crypto_random(iv, sizeof(iv)));
-    TRY(coffer_buf_append(out, iv, sizeof(iv)));
-    return crypto_aes_gcm_seal(coffer_cursor_from(s->key, 32), iv, coffer_cursor_from_str(identity), plaintext, out);
-}
-
-coffer_err seal_record_open(seal *s, const char *identity, coffer_cursor sealed, coffer_buf *out)
-{
-    if (sealed.len < 12 + 16) {
-        return COFFER_ERR_CRYPTO;
-    }
-    coffer_err rc = crypto_aes_gcm_open(coffer_cursor_from(s->key, 32), sealed.ptr, coffer_cursor_from_str(identity),
-                                        coffer_cursor_from(sealed.ptr + 12, sealed.len - 12), out);
-    return rc == COFFER_OK ? COFFER_OK : COFFER_ERR_CRYPTO;
-}
-#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Harness                                                                                    */
@@ -332,6 +41,8 @@ struct env {
     int64_t now;
 };
 
+static bool use_mem; /* which backend the current group runs on */
+
 static void env_open(struct env *e)
 {
     assert_int_equal(store_open(e->url, &e->st), COFFER_OK);
@@ -350,17 +61,35 @@ static void env_close(struct env *e)
     e->st = NULL;
 }
 
+/* A fresh service over the same store and seal: cold cache, everything read back. */
+static void env_restart_service(struct env *e)
+{
+    kms_service_free(e->svc);
+    assert_int_equal(kms_service_new(e->st, e->sl, REGION, &e->svc), COFFER_OK);
+    e->api = kms_service_api(e->svc);
+}
+
+/* Closes everything and opens again (a restart of the process); "mem:" does not persist. */
+static void env_reopen(struct env *e)
+{
+    if (use_mem) {
+        env_restart_service(e);
+        return;
+    }
+    env_close(e);
+    env_open(e);
+}
+
 static int setup(void **state)
 {
     struct env *e = calloc(1, sizeof(*e));
     snprintf(e->dir, sizeof(e->dir), "/tmp/kmstest.XXXXXX");
     assert_non_null(mkdtemp(e->dir));
-#ifdef KMS_TEST_FAKE_STORE
-#include "crypto/crypto.h"
-    snprintf(e->url, sizeof(e->url), "mem:%s", e->dir);
-#else
-    snprintf(e->url, sizeof(e->url), "sqlite:%s/coffer.db", e->dir);
-#endif
+    if (use_mem) {
+        snprintf(e->url, sizeof(e->url), "mem:");
+    } else {
+        snprintf(e->url, sizeof(e->url), "sqlite:%s/coffer.db", e->dir);
+    }
     snprintf(e->root, sizeof(e->root), "%s/root.key", e->dir);
     snprintf(e->caller.account_id, sizeof(e->caller.account_id), ACCOUNT);
     snprintf(e->caller.principal_arn, sizeof(e->caller.principal_arn), "arn:aws:iam::" ACCOUNT ":root");
@@ -1129,8 +858,7 @@ static void test_sweep(void **state)
     expect(&r, COFFER_OK, NULL);
 
     /* A fresh service (cold cache) agrees: a is gone from the store too. */
-    env_close(e);
-    env_open(e);
+    env_restart_service(e);
     r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", a);
     expect(&r, COFFER_ERR_NOT_FOUND, NULL);
     r = run(e, "DescribeKey", "{\"KeyId\":\"alias/kept\"}");
@@ -1151,8 +879,7 @@ static void test_reopen(void **state)
     r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id);
     expect(&r, COFFER_OK, NULL);
 
-    env_close(e);
-    env_open(e);
+    env_reopen(e);
     r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"c\":\"d\"}}", blob);
     expect(&r, COFFER_ERR_DISABLED, NULL);
     r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
@@ -1265,10 +992,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_cost, setup, teardown),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-#ifdef KMS_TEST_FAKE_STORE
-#include "crypto/crypto.h"
-    fake_store_cleanup();
-#endif
+    int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
+    use_mem = true;
+    rc |= cmocka_run_group_tests_name("kms_service_mem", tests, NULL, NULL);
     return rc;
 }
