@@ -1,0 +1,389 @@
+/*
+ * The AWS request pipeline (see pipeline.h). One call of pipeline_handle per HTTP request, on
+ * the worker thread that received it; all state it touches (credential cache, quotas, trail,
+ * services) is thread-safe.
+ */
+#include "http/pipeline.h"
+
+#include <string.h>
+#include <strings.h>
+
+#include "common/log.h"
+#include "common/secret.h"
+#include "common/timeutil.h"
+#include "crypto/crypto.h"
+
+#define JSON_CONTENT_TYPE "application/x-amz-json-1.1"
+
+/* Members whose values are secret or bulky: never echoed into the trail, wiped after use. */
+static const char *const sensitive_members[] = {
+    "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "SecretString", "SecretBinary", "Value",
+    "SecretAccessKey", "SessionToken", "EncryptedKeyMaterial", "ImportToken", "Message", "Signature", "Mac",
+    "CiphertextForRecipient", "SharedSecret", "PublicKey", "PrivateKeyCiphertextBlob",
+};
+
+struct request_state {
+    struct api_caller caller;
+    struct api_call call;
+    const struct api_service *svc;
+    const struct api_op *op;
+    char op_name[128];
+    char request_id[CRYPTO_UUID_STR_LEN + 1];
+    bool authenticated;
+};
+
+static bool member_is_sensitive(const char *name)
+{
+    for (size_t i = 0; i < sizeof(sensitive_members) / sizeof(sensitive_members[0]); i++) {
+        if (strcmp(name, sensitive_members[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Overwrites the text of sensitive string members of `obj` in place before it is released. */
+static void json_wipe_sensitive(json_t *obj)
+{
+    const char *key;
+    json_t *val;
+    if (!json_is_object(obj)) {
+        return;
+    }
+    json_object_foreach(obj, key, val)
+    {
+        if (json_is_string(val) && member_is_sensitive(key)) {
+            coffer_secure_zero((char *)json_string_value(val), json_string_length(val));
+        } else if (json_is_object(val)) {
+            json_wipe_sensitive(val);
+        }
+    }
+}
+
+/* requestParameters for the trail when the handler gave none: the input, lowerCamelCase, minus secrets. */
+static json_t *audit_default_request(const json_t *input)
+{
+    json_t *out = json_object();
+    const char *key;
+    json_t *val;
+    if (out == NULL || !json_is_object(input)) {
+        return out;
+    }
+    json_object_foreach((json_t *)input, key, val)
+    {
+        if (member_is_sensitive(key)) {
+            continue;
+        }
+        char name[128];
+        snprintf(name, sizeof(name), "%s", key);
+        if (name[0] >= 'A' && name[0] <= 'Z') {
+            name[0] = (char)(name[0] - 'A' + 'a');
+        }
+        json_object_set(out, name, val);
+    }
+    return out;
+}
+
+
+static void set_error(struct http_response *resp, coffer_err rc)
+{
+    const char *type = coffer_err_aws_type(rc);
+    const char *msg = coffer_err_message(rc);
+    resp->status = coffer_err_http_status(rc);
+    resp->content_type = JSON_CONTENT_TYPE;
+    coffer_buf_reset(&resp->body);
+    json_t *body = json_object();
+    json_object_set_new(body, "__type", json_string(type));
+    /* UnknownOperationException carries no message; others only when there is one. */
+    if (rc != COFFER_ERR_UNKNOWN_OPERATION && msg != NULL && msg[0] != '\0') {
+        json_object_set_new(body, "message", json_string(msg));
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    if (text != NULL) {
+        if (coffer_buf_append_str(&resp->body, text) != COFFER_OK) {
+            resp->status = 500;
+        }
+        free(text);
+    }
+    json_decref(body);
+}
+
+static json_t *audit_user_identity(const struct request_state *st)
+{
+    json_t *id = json_object();
+    if (st->authenticated) {
+        json_object_set_new(id, "type", json_string(st->caller.principal_type));
+        json_object_set_new(id, "principalId", json_string(st->caller.principal_id));
+        json_object_set_new(id, "arn", json_string(st->caller.principal_arn));
+        json_object_set_new(id, "accountId", json_string(st->caller.account_id));
+        json_object_set_new(id, "accessKeyId", json_string(st->caller.access_key_id));
+    } else {
+        json_object_set_new(id, "type", json_string("Unknown"));
+        if (st->caller.access_key_id[0]) {
+            json_object_set_new(id, "accessKeyId", json_string(st->caller.access_key_id));
+        }
+    }
+    return id;
+}
+
+/* Builds and appends the CloudTrail event; false when the trail refused it. */
+static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc, const char *error_message)
+{
+    char when[40], event_id[CRYPTO_UUID_STR_LEN + 1];
+    coffer_time_iso8601(st->call.now_ms / 1000, when, sizeof(when));
+    if (crypto_uuid_v4(event_id) != COFFER_OK) {
+        return false;
+    }
+    json_t *ev = json_object();
+    json_object_set_new(ev, "eventVersion", json_string("1.08"));
+    json_object_set_new(ev, "userIdentity", audit_user_identity(st));
+    json_object_set_new(ev, "eventTime", json_string(when));
+    json_object_set_new(ev, "eventSource", json_string(st->svc ? st->svc->event_source : "unknown"));
+    json_object_set_new(ev, "eventName", json_string(st->op_name[0] ? st->op_name : "Unknown"));
+    json_object_set_new(ev, "awsRegion", json_string(p->region));
+    json_object_set_new(ev, "sourceIPAddress", json_string(st->caller.source_ip ? st->caller.source_ip : ""));
+    json_object_set_new(ev, "userAgent", json_string(st->caller.user_agent ? st->caller.user_agent : ""));
+    if (rc != COFFER_OK) {
+        json_object_set_new(ev, "errorCode", json_string(coffer_err_aws_type(rc)));
+        if (error_message && error_message[0]) {
+            json_object_set_new(ev, "errorMessage", json_string(error_message));
+        }
+    }
+    json_t *req_params = st->call.audit_request;
+    st->call.audit_request = NULL;
+    if (req_params == NULL && st->call.input != NULL) {
+        req_params = audit_default_request(st->call.input);
+    }
+    json_object_set_new(ev, "requestParameters", req_params ? req_params : json_null());
+    json_t *resp_elems = rc == COFFER_OK ? st->call.audit_response : NULL;
+    if (rc != COFFER_OK) {
+        json_decref(st->call.audit_response);
+    }
+    st->call.audit_response = NULL;
+    json_object_set_new(ev, "responseElements", resp_elems ? resp_elems : json_null());
+    json_object_set_new(ev, "requestID", json_string(st->request_id));
+    json_object_set_new(ev, "eventID", json_string(event_id));
+    json_object_set_new(ev, "readOnly", json_boolean(st->op && (st->op->flags & API_OP_READONLY)));
+    json_t *res = st->call.audit_resources;
+    st->call.audit_resources = NULL;
+    json_object_set_new(ev, "resources", res ? res : json_array());
+    json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
+    json_object_set_new(ev, "managementEvent", json_boolean(!(st->op && (st->op->flags & API_OP_CRYPTO))));
+    json_object_set_new(ev, "recipientAccountId",
+                        json_string(st->authenticated ? st->caller.account_id : ""));
+    json_object_set_new(ev, "tlsDetails", st->caller.secure_transport
+                                              ? json_pack("{s:s}", "clientProvidedHostHeader", "")
+                                              : json_null());
+    coffer_err arc = audit_trail_append(p->trail, ev);
+    json_decref(ev);
+    if (arc != COFFER_OK) {
+        log_error("audit trail write failed: %s; refusing request %s", coffer_last_message(), st->request_id);
+        return false;
+    }
+    return true;
+}
+
+static const struct api_service *service_by_prefix(struct pipeline *p, const char *target, size_t prefix_len)
+{
+    for (size_t i = 0; i < p->n_services; i++) {
+        const char *pre = p->services[i]->target_prefix;
+        if (strlen(pre) == prefix_len && strncmp(pre, target, prefix_len) == 0) {
+            return p->services[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct api_service *service_by_signing_name(struct pipeline *p, coffer_cursor name)
+{
+    for (size_t i = 0; i < p->n_services; i++) {
+        if (coffer_cursor_eq_str(name, p->services[i]->signing_name)) {
+            return p->services[i];
+        }
+    }
+    return NULL;
+}
+
+static coffer_err pipeline_route(struct pipeline *p, const struct http_request_view *req, struct request_state *st)
+{
+    const char *target = http_request_header(req, "X-Amz-Target");
+    if (target == NULL) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    const char *dot = strrchr(target, '.');
+    if (dot == NULL) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    snprintf(st->op_name, sizeof(st->op_name), "%s", dot + 1);
+    const struct api_service *svc = service_by_prefix(p, target, (size_t)(dot - target));
+    if (svc == NULL) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    st->svc = svc;
+    st->op = api_service_find_op(svc, dot + 1, strlen(dot + 1));
+    if (st->op == NULL) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    return COFFER_OK;
+}
+
+static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_request_view *req,
+                                        struct request_state *st)
+{
+    struct sigv4_request sreq = {
+        .method = req->method,
+        .path = req->path,
+        .query = req->query,
+        .headers = req->headers,
+        .n_headers = req->n_headers,
+        .body = req->body,
+    };
+    /* The credential scope names the service; it must agree with the routed target. */
+    const char *service = st->svc ? st->svc->signing_name : NULL;
+    const char *auth = http_request_header(req, "Authorization");
+    struct sigv4_authorization parsed;
+    if (service == NULL && auth != NULL &&
+        sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) == COFFER_OK) {
+        const struct api_service *by_scope = service_by_signing_name(p, parsed.service);
+        service = by_scope ? by_scope->signing_name : "kms";
+    }
+    struct sigv4_verify_opts opts = {
+        .region = p->region,
+        .service = service ? service : "kms",
+        .now_s = st->call.now_ms / 1000,
+        .max_skew_s = p->max_skew_s,
+    };
+    struct sigv4_identity who;
+    memset(&who, 0, sizeof(who));
+    coffer_buf_init(&who.secret, true);
+    coffer_err rc = sigv4_verify(&sreq, &opts, p->lookup, p->lookup_ctx, &who);
+    if (who.access_key_id[0]) {
+        snprintf(st->caller.access_key_id, sizeof(st->caller.access_key_id), "%s", who.access_key_id);
+    }
+    if (rc == COFFER_OK) {
+        snprintf(st->caller.account_id, sizeof(st->caller.account_id), "%s", who.account_id);
+        snprintf(st->caller.principal_arn, sizeof(st->caller.principal_arn), "%s", who.principal_arn);
+        snprintf(st->caller.principal_id, sizeof(st->caller.principal_id), "%s", who.principal_id);
+        snprintf(st->caller.principal_type, sizeof(st->caller.principal_type), "%s", who.principal_type);
+        st->authenticated = true;
+    }
+    sigv4_identity_clean(&who);
+    return rc;
+}
+
+static coffer_err pipeline_parse_body(const struct http_request_view *req, json_t **out)
+{
+    if (req->body.len == 0) {
+        *out = json_object();
+        return COFFER_OK;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb((const char *)req->body.ptr, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    if (j == NULL) {
+        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s", "Start of structure or map found where not expected.");
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s", "Start of structure or map found where not expected.");
+    }
+    *out = j;
+    return COFFER_OK;
+}
+
+static void pipeline_health(const struct http_request_view *req, struct http_response *resp)
+{
+    resp->status = 200;
+    resp->content_type = "application/json";
+    if (coffer_buf_append_str(&resp->body, "{\"status\":\"ok\"}") != COFFER_OK) {
+        resp->status = 500;
+    }
+}
+
+void pipeline_handle(void *ctx, const struct http_request_view *req, struct http_response *resp)
+{
+    struct pipeline *p = ctx;
+    struct request_state st;
+    memset(&st, 0, sizeof(st));
+    json_t *input = NULL;
+    coffer_err rc = COFFER_OK;
+    char saved_message[512] = "";
+
+    if (strcmp(req->path, "/health") == 0 && (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)) {
+        pipeline_health(req, resp);
+        return;
+    }
+    coffer_clear_err();
+    st.call.now_ms = coffer_now_ms();
+    if (crypto_uuid_v4(st.request_id) != COFFER_OK) {
+        set_error(resp, COFFER_ERR_INTERNAL);
+        return;
+    }
+    snprintf(resp->request_id, sizeof(resp->request_id), "%s", st.request_id);
+    st.caller.source_ip = req->source_ip;
+    const char *ua = http_request_header(req, "User-Agent");
+    st.caller.user_agent = ua ? ua : "";
+    st.caller.secure_transport = req->secure;
+    st.call.caller = &st.caller;
+    st.call.region = p->region;
+    st.call.request_id = st.request_id;
+
+    coffer_err route_rc = COFFER_OK;
+    if (strcmp(req->method, "POST") != 0 || strcmp(req->path, "/") != 0) {
+        route_rc = coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    } else {
+        route_rc = pipeline_route(p, req, &st);
+    }
+    /* Authenticate before revealing anything about operations. */
+    GUARD(pipeline_authenticate(p, req, &st));
+    if (route_rc != COFFER_OK) {
+        rc = coffer_fail(route_rc, "%s", "");
+        goto out;
+    }
+    st.call.operation = st.op->name;
+    if (p->quota != NULL) {
+        bool crypto = (st.op->flags & API_OP_CRYPTO) != 0;
+        if (!quota_take(p->quota, st.caller.account_id, crypto ? "crypto" : st.op->name, st.op->quota_rps,
+                        coffer_monotonic_ns())) {
+            FAIL_OUT(COFFER_ERR_THROTTLING, "%s", coffer_err_default_message(COFFER_ERR_THROTTLING));
+        }
+    }
+    GUARD(pipeline_parse_body(req, &input));
+    st.call.input = input;
+    rc = st.op->handler(st.svc->state, &st.call);
+out:
+    if (rc != COFFER_OK) {
+        snprintf(saved_message, sizeof(saved_message), "%s", coffer_err_message(rc));
+    }
+    if (!audit_record(p, &st, rc, saved_message)) {
+        rc = coffer_fail(COFFER_ERR_AUDIT, "%s", "The request could not be recorded in the audit trail.");
+        snprintf(saved_message, sizeof(saved_message), "%s", coffer_err_message(rc));
+    }
+    if (rc != COFFER_OK) {
+        if (rc >= COFFER_ERR_NOMEM && coffer_err_http_status(rc) >= 500) {
+            log_error("request %s %s failed: %s (%s)", st.request_id, st.op_name, saved_message,
+                      coffer_last_location());
+        }
+        coffer_fail(rc, "%s", saved_message);
+        set_error(resp, rc);
+    } else {
+        resp->status = 200;
+        resp->content_type = JSON_CONTENT_TYPE;
+        json_t *output = st.call.output ? st.call.output : json_object();
+        size_t need = json_dumpb(output, NULL, 0, JSON_COMPACT);
+        if (coffer_buf_reserve(&resp->body, need) == COFFER_OK) {
+            resp->body.len = json_dumpb(output, (char *)resp->body.data, need, JSON_COMPACT);
+        } else {
+            set_error(resp, COFFER_ERR_NOMEM);
+        }
+        if (output != st.call.output) {
+            json_decref(output);
+        }
+    }
+    json_wipe_sensitive(st.call.output);
+    json_decref(st.call.output);
+    json_decref(st.call.audit_request);
+    json_decref(st.call.audit_response);
+    json_decref(st.call.audit_resources);
+    json_wipe_sensitive(input);
+    json_decref(input);
+}

@@ -1,0 +1,334 @@
+/*
+ * cofferd configuration loading (see config.h). One table names every option once, with its
+ * flag, environment variable and setter, so the three sources cannot disagree.
+ */
+#include "server/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quota/quota.h"
+
+typedef coffer_err (*config_setter)(struct server_config *cfg, const char *value);
+
+struct config_option {
+    const char *flag; /* long flag without "--"; also the config-file key */
+    const char *env;
+    bool takes_value;
+    config_setter set;
+    const char *help;
+};
+
+static coffer_err copy_str(char *dst, size_t n, const char *v, const char *what)
+{
+    if (strlen(v) >= n) {
+        return coffer_fail(COFFER_ERR_CONFIG, "%s is too long", what);
+    }
+    memcpy(dst, v, strlen(v) + 1);
+    return COFFER_OK;
+}
+
+static coffer_err parse_long(const char *v, long min, long max, const char *what, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end != '\0' || x < min || x > max) {
+        return coffer_fail(COFFER_ERR_CONFIG, "%s must be an integer between %ld and %ld (got '%s')", what, min, max,
+                           v);
+    }
+    *out = x;
+    return COFFER_OK;
+}
+
+static coffer_err set_data_dir(struct server_config *c, const char *v)
+{
+    return copy_str(c->data_dir, sizeof(c->data_dir), v, "data dir");
+}
+
+static coffer_err set_listen(struct server_config *c, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (colon == NULL) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--listen must be HOST:PORT (got '%s')", v);
+    }
+    size_t hlen = (size_t)(colon - v);
+    const char *host = v;
+    if (hlen >= 2 && v[0] == '[' && v[hlen - 1] == ']') { /* [::1]:8443 */
+        host = v + 1;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(c->listen_host)) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--listen has an invalid host (got '%s')", v);
+    }
+    memcpy(c->listen_host, host, hlen);
+    c->listen_host[hlen] = '\0';
+    long port;
+    TRY(parse_long(colon + 1, 0, 65535, "listen port", &port));
+    c->listen_port = (int)port;
+    return COFFER_OK;
+}
+
+static coffer_err set_tls_cert(struct server_config *c, const char *v)
+{
+    return copy_str(c->tls_cert, sizeof(c->tls_cert), v, "TLS certificate path");
+}
+
+static coffer_err set_tls_key(struct server_config *c, const char *v)
+{
+    return copy_str(c->tls_key, sizeof(c->tls_key), v, "TLS key path");
+}
+
+static coffer_err set_insecure(struct server_config *c, const char *v)
+{
+    c->insecure_http = v == NULL || strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "yes") == 0;
+    return COFFER_OK;
+}
+
+static coffer_err set_workers(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 0, 256, "workers", &x));
+    c->workers = (int)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_region(struct server_config *c, const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        if (!(islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '-')) {
+            return coffer_fail(COFFER_ERR_CONFIG, "region must look like us-east-1 (got '%s')", v);
+        }
+    }
+    return copy_str(c->region, sizeof(c->region), v, "region");
+}
+
+static coffer_err set_quota(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 0, 100000000, "quota-crypto-rps", &x));
+    c->quota_crypto_rps = (double)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_max_conn(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1, 1000000, "max-connections", &x));
+    c->max_connections = (int)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_max_body(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1024, 64L * 1024 * 1024, "max-body", &x));
+    c->max_body = (size_t)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_timeout(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1, 3600, "timeout", &x));
+    c->timeout_s = (int)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_sweep(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1, 86400, "sweep-interval", &x));
+    c->sweep_interval_s = (int)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_log_level(struct server_config *c, const char *v)
+{
+    return copy_str(c->log_level, sizeof(c->log_level), v, "log level");
+}
+
+static coffer_err set_config_file(struct server_config *c, const char *v)
+{
+    return copy_str(c->config_file, sizeof(c->config_file), v, "config file path");
+}
+
+static const struct config_option options[] = {
+    {"data-dir", "COFFER_DATA_DIR", true, set_data_dir, "data directory (default ./coffer-data)"},
+    {"listen", "COFFER_LISTEN", true, set_listen, "HOST:PORT to listen on (default 127.0.0.1:8443)"},
+    {"tls-cert", "COFFER_TLS_CERT", true, set_tls_cert, "PEM certificate chain (default: generated in DIR/tls)"},
+    {"tls-key", "COFFER_TLS_KEY", true, set_tls_key, "PEM private key for --tls-cert"},
+    {"insecure-http", "COFFER_INSECURE_HTTP", false, set_insecure, "serve plain HTTP (testing only)"},
+    {"workers", "COFFER_WORKERS", true, set_workers, "worker threads (default: number of CPUs)"},
+    {"region", "COFFER_REGION", true, set_region, "region this server answers for (default us-east-1)"},
+    {"quota-crypto-rps", "COFFER_QUOTA_CRYPTO_RPS", true, set_quota,
+     "shared cryptographic quota per account, requests/s (default 5500; 0 turns quotas off)"},
+    {"max-connections", "COFFER_MAX_CONNECTIONS", true, set_max_conn, "open connection cap (default 4096)"},
+    {"max-body", "COFFER_MAX_BODY", true, set_max_body, "request body limit in bytes (default 1048576)"},
+    {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
+    {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
+     "seconds between scheduler runs (deletions) (default 10)"},
+    {"log-level", "COFFER_LOG_LEVEL", true, set_log_level, "debug, info, warn, error (default info)"},
+    {"config", "COFFER_CONFIG", true, set_config_file, "config file (default DIR/cofferd.conf if present)"},
+};
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static const struct config_option *option_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0) {
+            return &options[i];
+        }
+    }
+    return NULL;
+}
+
+void server_config_usage(const char *prog)
+{
+    fprintf(stderr, "usage: %s [options]\n\nOptions (each also settable by environment or config file):\n", prog);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        fprintf(stderr, "  --%-18s %s [%s]\n", options[i].flag, options[i].help, options[i].env);
+    }
+    fprintf(stderr, "  --%-18s %s\n", "help", "show this help");
+}
+
+static void config_defaults(struct server_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    (void)set_data_dir(c, CONFIG_DEFAULT_DATA_DIR);
+    (void)set_listen(c, CONFIG_DEFAULT_LISTEN);
+    (void)set_region(c, CONFIG_DEFAULT_REGION);
+    c->quota_crypto_rps = QUOTA_DEFAULT_CRYPTO_RPS;
+    c->max_connections = 4096;
+    c->max_body = 1024 * 1024;
+    c->timeout_s = 30;
+    c->sweep_interval_s = 10;
+    (void)set_log_level(c, "info");
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) {
+        *--e = '\0';
+    }
+    return s;
+}
+
+static coffer_err config_load_file(struct server_config *c, const char *path, bool must_exist)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return must_exist ? coffer_fail(COFFER_ERR_CONFIG, "cannot open config file %s: %s", path, strerror(errno))
+                          : COFFER_OK;
+    }
+    char line[2048];
+    int lineno = 0;
+    coffer_err rc = COFFER_OK;
+    while (rc == COFFER_OK && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) {
+            *hash = '\0';
+        }
+        char *s = trim(line);
+        if (*s == '\0') {
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        char *key = trim(eq ? (*eq = '\0', s) : s);
+        char *val = eq ? trim(eq + 1) : NULL;
+        const struct config_option *o = option_find(key, strlen(key));
+        if (o == NULL || strcmp(o->flag, "config") == 0) {
+            rc = coffer_fail(COFFER_ERR_CONFIG, "%s:%d: unknown setting '%s'", path, lineno, key);
+        } else if (o->takes_value && (val == NULL || *val == '\0')) {
+            rc = coffer_fail(COFFER_ERR_CONFIG, "%s:%d: '%s' needs a value", path, lineno, key);
+        } else {
+            rc = o->set(c, val);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* One pass over argv: apply only --config/--data-dir (pass 0) or everything (pass 1). */
+static coffer_err config_apply_args(struct server_config *c, int argc, char **argv, int pass)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            server_config_usage(argv[0]);
+            exit(0);
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            return coffer_fail(COFFER_ERR_CONFIG, "unexpected argument '%s' (see --help)", a);
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct config_option *o = option_find(name, nlen);
+        if (o == NULL) {
+            return coffer_fail(COFFER_ERR_CONFIG, "unknown option '%s' (see --help)", a);
+        }
+        const char *val = NULL;
+        if (o->takes_value) {
+            if (eq) {
+                val = eq + 1;
+            } else if (i + 1 < argc) {
+                val = argv[++i];
+            } else {
+                return coffer_fail(COFFER_ERR_CONFIG, "option --%s needs a value", o->flag);
+            }
+        } else if (eq) {
+            val = eq + 1;
+        }
+        bool early = o->set == set_config_file || o->set == set_data_dir;
+        if (pass == 1 || early) {
+            TRY(o->set(c, val));
+        }
+    }
+    return COFFER_OK;
+}
+
+static coffer_err config_apply_env(struct server_config *c, bool early_only)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        bool early = options[i].set == set_config_file || options[i].set == set_data_dir;
+        if (early_only != early) {
+            continue;
+        }
+        const char *v = getenv(options[i].env);
+        if (v != NULL && *v != '\0') {
+            TRY(options[i].set(c, v));
+        }
+    }
+    return COFFER_OK;
+}
+
+coffer_err server_config_load(struct server_config *c, int argc, char **argv)
+{
+    config_defaults(c);
+    /* Locate the config file first (it may live in the data dir), then layer the sources. */
+    TRY(config_apply_env(c, true));
+    TRY(config_apply_args(c, argc, argv, 0));
+    char path[1100];
+    bool explicit_file = c->config_file[0] != '\0';
+    snprintf(path, sizeof(path), "%s", explicit_file ? c->config_file : "");
+    if (!explicit_file) {
+        snprintf(path, sizeof(path), "%s/cofferd.conf", c->data_dir);
+    }
+    TRY(config_load_file(c, path, explicit_file));
+    TRY(config_apply_env(c, false));
+    TRY(config_apply_env(c, true));
+    TRY(config_apply_args(c, argc, argv, 1));
+    if ((c->tls_cert[0] != '\0') != (c->tls_key[0] != '\0')) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--tls-cert and --tls-key go together");
+    }
+    return COFFER_OK;
+}

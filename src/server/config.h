@@ -1,0 +1,42 @@
+/*
+ * cofferd configuration. Precedence: command-line flags, then environment variables
+ * (COFFER_DATA_DIR, COFFER_LISTEN, ...), then the config file (`--config FILE`, or
+ * DIR/cofferd.conf when present), then defaults. The file holds `key = value` lines with the
+ * long flag names as keys ("listen = 127.0.0.1:8443"); '#' starts a comment.
+ */
+#ifndef COFFER_SERVER_CONFIG_H
+#define COFFER_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+
+#define CONFIG_DEFAULT_DATA_DIR "./coffer-data"
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
+#define CONFIG_DEFAULT_REGION "us-east-1"
+#define CONFIG_DEFAULT_ACCOUNT "000000000000"
+
+struct server_config {
+    char data_dir[1024];
+    char listen_host[256];
+    int listen_port;
+    char tls_cert[1024]; /* empty: generated under DIR/tls */
+    char tls_key[1024];
+    bool insecure_http;
+    int workers;         /* 0 = number of CPUs */
+    char region[64];
+    double quota_crypto_rps; /* 0 = quotas off */
+    int max_connections;
+    size_t max_body;
+    int timeout_s;
+    int sweep_interval_s;
+    char log_level[16];
+    char config_file[1024];
+};
+
+/* Fills *cfg from defaults, file, environment and argv. Prints usage and exits for --help. */
+coffer_err server_config_load(struct server_config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
+void server_config_usage(const char *prog);
+
+#endif

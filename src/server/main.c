@@ -1,0 +1,270 @@
+/*
+ * cofferd: opens the data dir (store, root key, barrier, credentials, audit trail), makes the
+ * TLS material and the operator's credentials on first start, starts the listener workers and
+ * the scheduler, and shuts down gracefully on SIGTERM/SIGINT.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "common/log.h"
+#include "common/secret.h"
+#include "common/timeutil.h"
+#include "http/pipeline.h"
+#include "http/server.h"
+#include "http/tls.h"
+#include "iam/credentials.h"
+#include "kms/kms.h"
+#include "quota/quota.h"
+#include "seal/seal.h"
+#include "server/config.h"
+#include "store/store.h"
+
+#define BOOTSTRAP_MARKER "server/bootstrap"
+#define ADMIN_PROFILE "coffer"
+
+struct scheduler {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    int interval_s;
+    struct kms_service *kms;
+};
+
+static void *scheduler_main(void *arg)
+{
+    struct scheduler *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += s->interval_s;
+        pthread_cond_timedwait(&s->cond, &s->lock, &until);
+        if (s->stop) {
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (kms_service_sweep(s->kms, coffer_now_ms()) != COFFER_OK) {
+            log_warn("scheduler: key deletion sweep failed: %s", coffer_last_message());
+        }
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static coffer_err write_private_file(const char *path, const char *text)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return coffer_fail(COFFER_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    }
+    size_t len = strlen(text);
+    ssize_t w = write(fd, text, len);
+    int ok = w == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return coffer_fail(COFFER_ERR_IO, "cannot write %s", path);
+    }
+    return COFFER_OK;
+}
+
+/*
+ * First start: an administrator access key for the default account, written as an AWS shared
+ * credentials file (and a config file with the region) that the AWS CLI and SDKs read.
+ */
+static coffer_err bootstrap_credentials(const struct server_config *cfg, store *st, iam_creds *creds)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf marker = COFFER_BUF_INIT, secret = COFFER_SECRET_BUF_INIT, text = COFFER_SECRET_BUF_INIT;
+    store_txn *txn = NULL;
+    char path[PATH_MAX], cfg_path[PATH_MAX], akid[21];
+
+    snprintf(path, sizeof(path), "%s/credentials", cfg->data_dir);
+    snprintf(cfg_path, sizeof(cfg_path), "%s/config", cfg->data_dir);
+    coffer_err got = store_get(st, BOOTSTRAP_MARKER, &marker);
+    if (got == COFFER_OK && access(path, F_OK) == 0) {
+        log_info("operator credentials: %s (profile %s)", path, ADMIN_PROFILE);
+        goto out;
+    }
+    if (got != COFFER_OK && got != COFFER_ERR_NOT_FOUND) {
+        rc = got;
+        goto out;
+    }
+    char root_arn[64];
+    snprintf(root_arn, sizeof(root_arn), "arn:aws:iam::%s:root", CONFIG_DEFAULT_ACCOUNT);
+    GUARD(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, "Root", akid, &secret));
+    GUARD(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", ADMIN_PROFILE, akid,
+                            (const char *)secret.data));
+    GUARD(coffer_buf_nul_terminate(&text));
+    GUARD(write_private_file(path, (const char *)text.data));
+    char config_text[256];
+    snprintf(config_text, sizeof(config_text), "[profile %s]\nregion = %s\noutput = json\n", ADMIN_PROFILE,
+             cfg->region);
+    GUARD(write_private_file(cfg_path, config_text));
+    GUARD(store_txn_begin(st, &txn));
+    GUARD(store_txn_put(txn, BOOTSTRAP_MARKER, coffer_cursor_from_str(akid)));
+    rc = store_txn_commit(txn);
+    txn = NULL;
+    GUARD(rc);
+    log_info("created operator credentials for account %s: %s (profile %s), region config %s", CONFIG_DEFAULT_ACCOUNT,
+             path, ADMIN_PROFILE, cfg_path);
+out:
+    store_txn_abort(txn);
+    coffer_buf_free(&marker);
+    coffer_buf_free(&secret);
+    coffer_buf_free(&text);
+    return rc;
+}
+
+static coffer_err ensure_dir(const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        return coffer_fail(COFFER_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+    }
+    return COFFER_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct server_config cfg;
+    coffer_err rc = COFFER_OK;
+    store *st = NULL;
+    seal *sl = NULL;
+    iam_creds *creds = NULL;
+    audit_trail *trail = NULL;
+    quota *q = NULL;
+    struct kms_service *kms = NULL;
+    http_server *http = NULL;
+    SSL_CTX *tls = NULL;
+    struct scheduler sched = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    bool sched_started = false;
+    char path[PATH_MAX], path2[PATH_MAX];
+
+    if (server_config_load(&cfg, argc, argv) != COFFER_OK) {
+        fprintf(stderr, "cofferd: %s\n", coffer_last_message());
+        return 2;
+    }
+    int lvl = coffer_log_level_parse(cfg.log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "cofferd: unknown log level '%s'\n", cfg.log_level);
+        return 2;
+    }
+    coffer_log_set_level((enum coffer_log_level)lvl);
+    if (coffer_process_harden() != 0) {
+        log_warn("could not disable core dumps");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    umask(077);
+    /* Block the stop signals in every thread (workers inherit the mask); main waits for them. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
+    GUARD(ensure_dir(cfg.data_dir));
+    snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
+    GUARD(store_open(path, &st));
+    snprintf(path, sizeof(path), "%s/root.key", cfg.data_dir);
+    GUARD(seal_open_keyfile(path, true, st, &sl));
+    GUARD(iam_creds_new(st, sl, &creds));
+    GUARD(bootstrap_credentials(&cfg, st, creds));
+    snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
+    GUARD(ensure_dir(path));
+    GUARD(audit_trail_open(path, &trail));
+    q = quota_new(cfg.quota_crypto_rps);
+    GUARD(kms_service_new(st, sl, cfg.region, &kms));
+
+    if (!cfg.insecure_http) {
+        if (cfg.tls_cert[0] == '\0') {
+            snprintf(path, sizeof(path), "%s/tls", cfg.data_dir);
+            GUARD(tls_ensure_certificates(path));
+            snprintf(path, sizeof(path), "%s/tls/%s", cfg.data_dir, TLS_CERT_FILE);
+            snprintf(path2, sizeof(path2), "%s/tls/%s", cfg.data_dir, TLS_KEY_FILE);
+            GUARD(tls_server_ctx_new(path, path2, &tls));
+        } else {
+            GUARD(tls_server_ctx_new(cfg.tls_cert, cfg.tls_key, &tls));
+        }
+    } else {
+        log_warn("serving plain HTTP (--insecure-http): credentials and keys cross the network unencrypted");
+    }
+
+    struct pipeline pipe = {
+        .region = cfg.region,
+        .lookup = iam_creds_lookup,
+        .lookup_ctx = creds,
+        .max_skew_s = SIGV4_DEFAULT_SKEW_S,
+        .quota = q,
+        .trail = trail,
+    };
+    pipe.services[pipe.n_services++] = kms_service_api(kms);
+
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct http_server_config hcfg = {
+        .listen_host = cfg.listen_host,
+        .listen_port = cfg.listen_port,
+        .workers = cfg.workers > 0 ? cfg.workers : (ncpu > 0 ? (int)ncpu : 2),
+        .tls = tls,
+        .max_body = cfg.max_body,
+        .max_headers = 64 * 1024,
+        .timeout_s = cfg.timeout_s,
+        .max_connections = cfg.max_connections,
+        .handler = pipeline_handle,
+        .handler_ctx = &pipe,
+    };
+    GUARD(http_server_start(&hcfg, &http));
+
+    sched.interval_s = cfg.sweep_interval_s;
+    sched.kms = kms;
+    if (pthread_create(&sched.thread, NULL, scheduler_main, &sched) != 0) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "cannot start the scheduler");
+    }
+    sched_started = true;
+
+    log_info("cofferd listening on %s://%s:%d (region %s, %d workers, data %s)", tls ? "https" : "http",
+             cfg.listen_host, http_server_port(http), cfg.region, hcfg.workers, cfg.data_dir);
+    /* A line for scripts that start us on port 0. */
+    fprintf(stdout, "listening %d\n", http_server_port(http));
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log_info("signal %d: finishing requests in flight, then stopping", sig);
+out:
+    if (rc != COFFER_OK) {
+        log_error("cofferd: %s", coffer_last_message());
+    }
+    http_server_stop(http);
+    http_server_free(http);
+    if (sched_started) {
+        pthread_mutex_lock(&sched.lock);
+        sched.stop = true;
+        pthread_cond_signal(&sched.cond);
+        pthread_mutex_unlock(&sched.lock);
+        pthread_join(sched.thread, NULL);
+    }
+    kms_service_free(kms);
+    quota_free(q);
+    audit_trail_close(trail);
+    iam_creds_free(creds);
+    seal_free(sl);
+    store_close(st);
+    SSL_CTX_free(tls);
+    if (rc == COFFER_OK) {
+        log_info("stopped");
+    }
+    return rc == COFFER_OK ? 0 : 1;
+}

@@ -1,0 +1,159 @@
+"""Starts a real cofferd on a free loopback port with a temporary data dir and gives tests
+the AWS CLI v2 (/usr/bin/aws) and boto3 clients configured against it.
+
+Only Debian's clients are used: /usr/bin/aws (awscli) and /usr/bin/python3 with python3-boto3.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD_DIR = os.environ.get("COFFER_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+COFFERD = os.path.join(BUILD_DIR, "cofferd")
+COFFER = os.path.join(BUILD_DIR, "coffer")
+AWS = "/usr/bin/aws"
+REGION = "us-east-1"
+
+
+class Cofferd:
+    """One cofferd process over a data dir; restartable on the same dir."""
+
+    def __init__(self, data_dir=None, extra_args=()):
+        self.owns_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="coffer-it-")
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.port = None
+        self.log_path = os.path.join(self.data_dir, "cofferd.log")
+
+    def start(self, port=0, timeout=20):
+        log = open(self.log_path, "ab")
+        args = [COFFERD, "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % port,
+                "--sweep-interval", "1"] + self.extra_args
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.time() + timeout
+        line = b""
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith(b"listening "):
+                self.port = int(line.split()[1])
+                return self
+            if self.proc.poll() is not None:
+                break
+        raise RuntimeError("cofferd did not start: %r\n%s" % (line, self.log()))
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def scheme(self):
+        return "http" if "--insecure-http" in self.extra_args else "https"
+
+    @property
+    def endpoint(self):
+        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
+
+    @property
+    def ca(self):
+        return os.path.join(self.data_dir, "tls", "ca.pem")
+
+    def credentials(self):
+        """(access key id, secret) of the operator profile written at first start."""
+        akid = secret = None
+        with open(os.path.join(self.data_dir, "credentials")) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = [x.strip() for x in line.split("=", 1)]
+                    if k == "aws_access_key_id":
+                        akid = v
+                    elif k == "aws_secret_access_key":
+                        secret = v
+        return akid, secret
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({
+            "AWS_SHARED_CREDENTIALS_FILE": os.path.join(self.data_dir, "credentials"),
+            "AWS_CONFIG_FILE": os.path.join(self.data_dir, "config"),
+            "AWS_PROFILE": "coffer",
+            "AWS_CA_BUNDLE": self.ca,
+            "AWS_PAGER": "",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_MAX_ATTEMPTS": "1",
+        })
+        return env
+
+    def aws(self, *args, check=False, input=None):
+        """Runs the AWS CLI; returns (exit code, parsed JSON stdout or None, stderr)."""
+        cmd = [AWS, "--endpoint-url", self.endpoint, "--output", "json"] + list(args)
+        r = subprocess.run(cmd, env=self.env(), capture_output=True, timeout=60, input=input)
+        out = None
+        if r.stdout.strip():
+            try:
+                out = json.loads(r.stdout)
+            except ValueError:
+                out = r.stdout.decode()
+        if check and r.returncode != 0:
+            raise AssertionError("aws %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr.decode()))
+        return r.returncode, out, r.stderr.decode()
+
+    def client(self, service="kms", **kw):
+        import boto3
+        from botocore.config import Config
+        akid, secret = self.credentials()
+        cfg = Config(retries={"max_attempts": 1, "mode": "standard"})
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=kw.pop("region", REGION),
+                            aws_access_key_id=kw.pop("akid", akid),
+                            aws_secret_access_key=kw.pop("secret", secret),
+                            verify=self.ca if self.scheme == "https" else False, config=cfg, **kw)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc.stdout.close()
+        self.proc = None
+        return rc
+
+    def kill9(self):
+        return self.stop(sig=signal.SIGKILL)
+
+    def cleanup(self):
+        self.stop()
+        if self.owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class ServerTestCase(unittest.TestCase):
+    """One cofferd for the whole class."""
+    extra_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Cofferd(extra_args=cls.extra_args).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.server.stop()
+        log = cls.server.log()
+        cls.server.cleanup()
+        # A clean shutdown and no sanitizer report are part of every test class.
+        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+            raise AssertionError("cofferd exited with %r:\n%s" % (rc, log[-4000:]))
