@@ -1,0 +1,55 @@
+/*
+ * The KMS service (AWS KMS wire protocol, target prefix "TrentService"): symmetric keys,
+ * aliases, tags and the cryptographic operations. The HTTP pipeline calls it through the
+ * operation table returned by kms_service_api (see http/api.h); the service calls the barrier
+ * (seal) for key material and the store for records.
+ *
+ *   listener -> sigv4 -> quota -> kms handler -> seal/store
+ *
+ * Thread-safety: every handler and kms_service_sweep may run concurrently from any number of
+ * threads. Key records and unsealed key material are cached in memory (secret buffers, behind
+ * a rwlock) and updated on every local write, so the cryptographic operations never touch the
+ * store or the seal after a key's first use.
+ */
+#ifndef COFFER_KMS_KMS_H
+#define COFFER_KMS_KMS_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "http/api.h"
+#include "seal/seal.h"
+#include "store/store.h"
+
+#define KMS_MAX_PLAINTEXT 4096
+#define KMS_MAX_CIPHERTEXT 6144
+#define KMS_MAX_RANDOM 1024
+#define KMS_MAX_TAGS 50
+#define KMS_DELETION_MIN_DAYS 7
+#define KMS_DELETION_MAX_DAYS 30
+#define KMS_DELETION_DEFAULT_DAYS 30
+
+struct kms_service;
+
+/*
+ * Creates the service over `st` and `sl` (both borrowed: they must outlive the service).
+ * `region` is the default region (copied), used by kms_service_sweep's logs only: each call
+ * carries its own region. *out is set only on success.
+ */
+coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
+    __attribute__((warn_unused_result));
+
+/* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
+const struct api_service *kms_service_api(struct kms_service *svc);
+
+/*
+ * Deletes every key whose deletion date is at or before `now_ms`: key record, key material,
+ * aliases pointing to it (tags live in the key record). Called by the scheduler every few
+ * seconds; safe concurrently with requests.
+ */
+coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms) __attribute__((warn_unused_result));
+
+/* Wipes cached key material and frees everything; accepts NULL. No call may be in flight. */
+void kms_service_free(struct kms_service *svc);
+
+#endif

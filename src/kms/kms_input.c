@@ -1,0 +1,356 @@
+/*
+ * Request decoders of the KMS operations: one function per operation reads the members of its
+ * input shape (botocore kms 2014-11-01 model; limits in shared/api/kms.md §2 and §8) into a
+ * struct kms_req, with the model's constraints. The handlers run the decoded request; the
+ * json_request fuzz target runs these decoders alone. No store, no seal, no locks here.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kms/kms_internal.h"
+
+const char *const kms_key_specs[] = {"SYMMETRIC_DEFAULT", "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256",
+                                     "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519",
+                                     "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44",
+                                     "ML_DSA_65", "ML_DSA_87", NULL};
+const char *const kms_cmk_specs[] = {"RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384",
+                                     "ECC_NIST_P521", "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224",
+                                     "HMAC_256", "HMAC_384", "HMAC_512", "SM2", NULL};
+const char *const kms_key_usages[] = {"SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",
+                                      NULL};
+const char *const kms_origins[] = {"AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE", NULL};
+const char *const kms_enc_algorithms[] = {"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE",
+                                          NULL};
+const char *const kms_data_key_specs[] = {"AES_256", "AES_128", NULL};
+const char *const kms_dry_run_modifiers[] = {"IGNORE_CIPHERTEXT", NULL};
+
+#define KEY_ID_MAX 2048
+#define MARKER_MAX 1024
+#define DESCRIPTION_MAX 8192
+#define POLICY_MAX 131072
+#define GRANT_TOKENS_MAX 10
+#define GRANT_TOKEN_MAX 8192
+
+bool kms_key_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 36) {
+        for (size_t i = 0; i < n; i++) {
+            char c = s[i];
+            bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+            if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+                return false;
+            }
+        }
+        return true;
+    }
+    if (n == 4 + 32 && strncmp(s, "mrk-", 4) == 0) {
+        for (size_t i = 4; i < n; i++) {
+            if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+                return false;
+            }
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Pattern checks the model states as regular expressions, reported in AWS form. */
+static void check_pattern(api_in *in, const char *name, const char *value, bool (*ok)(unsigned char),
+                          const char *pattern)
+{
+    if (value == NULL) {
+        return;
+    }
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (!ok(*p)) {
+            char path[64], constraint[128];
+            api_in_member_path(name, path, sizeof(path));
+            snprintf(constraint, sizeof(constraint), "Member must satisfy regular expression pattern: %s", pattern);
+            api_in_add_error(in, path, false, value, constraint);
+            return;
+        }
+    }
+}
+
+static bool alias_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' || c == '/' ||
+           c == '_' || c == '-';
+}
+
+static bool word_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* [\u0020-\u00FF]: the JSON string is UTF-8, so code points up to U+00FF use lead bytes
+ * 0x20-0x7e, 0xc2, 0xc3 and continuation bytes. */
+static bool latin1_char(unsigned char c)
+{
+    return (c >= 0x20 && c != 0x7f) && (c < 0x80 || c == 0xc2 || c == 0xc3 || (c >= 0x80 && c <= 0xbf));
+}
+
+static bool policy_char(unsigned char c)
+{
+    return c == '\t' || c == '\n' || c == '\r' || latin1_char(c);
+}
+
+static coffer_err key_id(api_in *in, struct kms_req *r, unsigned flags)
+{
+    return api_in_string(in, "KeyId", flags, 1, KEY_ID_MAX, &r->key_id);
+}
+
+static coffer_err grant_tokens(api_in *in, struct kms_req *r)
+{
+    return api_in_string_list(in, "GrantTokens", 0, 0, GRANT_TOKENS_MAX, 1, GRANT_TOKEN_MAX, &r->grant_tokens);
+}
+
+static coffer_err paging(api_in *in, struct kms_req *r, int64_t max_limit)
+{
+    TRY(api_in_int(in, "Limit", 0, 1, max_limit, &r->limit, &r->has_limit));
+    TRY(api_in_string(in, "Marker", 0, 1, MARKER_MAX, &r->marker));
+    check_pattern(in, "Marker", r->marker, latin1_char, "[\\u0020-\\u00FF]*");
+    return COFFER_OK;
+}
+
+static bool recipient_present(const json_t *input)
+{
+    const json_t *v = json_is_object(input) ? json_object_get(input, "Recipient") : NULL;
+    return v != NULL && !json_is_null(v);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static coffer_err dec_create_key(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "Policy", 0, 1, POLICY_MAX, &r->policy));
+    check_pattern(in, "Policy", r->policy, policy_char, "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+");
+    TRY(api_in_string(in, "Description", 0, 0, DESCRIPTION_MAX, &r->description));
+    TRY(api_in_enum(in, "KeyUsage", 0, kms_key_usages, &r->key_usage));
+    TRY(api_in_enum(in, "CustomerMasterKeySpec", 0, kms_cmk_specs, &r->cmk_spec));
+    TRY(api_in_enum(in, "KeySpec", 0, kms_key_specs, &r->key_spec));
+    TRY(api_in_enum(in, "Origin", 0, kms_origins, &r->origin));
+    TRY(api_in_string(in, "CustomKeyStoreId", 0, 1, 64, &r->custom_key_store_id));
+    TRY(api_in_bool(in, "BypassPolicyLockoutSafetyCheck", false, &r->bypass_lockout));
+    TRY(api_in_tags(in, "Tags", 0, "TagKey", "TagValue", &r->tags));
+    TRY(api_in_bool(in, "MultiRegion", false, &r->multi_region));
+    return api_in_string(in, "XksKeyId", 0, 1, 128, &r->xks_key_id);
+}
+
+static coffer_err dec_key_only(api_in *in, struct kms_req *r)
+{
+    return key_id(in, r, API_IN_REQUIRED);
+}
+
+static coffer_err dec_describe_key(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return grant_tokens(in, r);
+}
+
+static coffer_err dec_list_keys(api_in *in, struct kms_req *r)
+{
+    return paging(in, r, 1000);
+}
+
+static coffer_err dec_schedule_key_deletion(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return api_in_int(in, "PendingWindowInDays", 0, 1, 365, &r->pending_days, &r->has_pending_days);
+}
+
+static coffer_err dec_update_key_description(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return api_in_string(in, "Description", API_IN_REQUIRED, 0, DESCRIPTION_MAX, &r->description);
+}
+
+static coffer_err dec_encrypt(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_blob(in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, KMS_MAX_PLAINTEXT, &r->plaintext,
+                    &r->has_plaintext));
+    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_enum(in, "EncryptionAlgorithm", 0, kms_enc_algorithms, &r->enc_alg));
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
+static coffer_err dec_decrypt(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_blob(in, "CiphertextBlob", 0, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext));
+    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(grant_tokens(in, r));
+    TRY(key_id(in, r, 0));
+    TRY(api_in_enum(in, "EncryptionAlgorithm", 0, kms_enc_algorithms, &r->enc_alg));
+    TRY(api_in_bool(in, "DryRun", false, &r->dry_run));
+    TRY(api_in_string_list(in, "DryRunModifiers", 0, 0, 1, 1, 64, &r->dry_run_modifiers));
+    r->has_recipient = recipient_present(in->obj);
+    return COFFER_OK;
+}
+
+static coffer_err dec_re_encrypt(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_blob(in, "CiphertextBlob", 0, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext));
+    TRY(api_in_string_map(in, "SourceEncryptionContext", 0, &r->src_ec));
+    TRY(api_in_string(in, "SourceKeyId", 0, 1, KEY_ID_MAX, &r->source_key_id));
+    TRY(api_in_string(in, "DestinationKeyId", API_IN_REQUIRED, 1, KEY_ID_MAX, &r->destination_key_id));
+    TRY(api_in_string_map(in, "DestinationEncryptionContext", 0, &r->dst_ec));
+    TRY(api_in_enum(in, "SourceEncryptionAlgorithm", 0, kms_enc_algorithms, &r->src_enc_alg));
+    TRY(api_in_enum(in, "DestinationEncryptionAlgorithm", 0, kms_enc_algorithms, &r->dst_enc_alg));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_bool(in, "DryRun", false, &r->dry_run));
+    return api_in_string_list(in, "DryRunModifiers", 0, 0, 1, 1, 64, &r->dry_run_modifiers);
+}
+
+static coffer_err dec_generate_data_key(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(api_in_int(in, "NumberOfBytes", 0, 1, KMS_MAX_RANDOM, &r->number_of_bytes, &r->has_number_of_bytes));
+    TRY(api_in_enum(in, "KeySpec", 0, kms_data_key_specs, &r->data_key_spec));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_bool(in, "DryRun", false, &r->dry_run));
+    r->has_recipient = recipient_present(in->obj);
+    return COFFER_OK;
+}
+
+static coffer_err dec_generate_random(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_int(in, "NumberOfBytes", 0, 1, KMS_MAX_RANDOM, &r->number_of_bytes, &r->has_number_of_bytes));
+    TRY(api_in_string(in, "CustomKeyStoreId", 0, 1, 64, &r->custom_key_store_id));
+    r->has_recipient = recipient_present(in->obj);
+    return COFFER_OK;
+}
+
+static coffer_err dec_alias(api_in *in, struct kms_req *r, bool with_target)
+{
+    TRY(api_in_string(in, "AliasName", API_IN_REQUIRED, 1, KMS_ALIAS_MAX, &r->alias_name));
+    check_pattern(in, "AliasName", r->alias_name, alias_char, "^[a-zA-Z0-9:/_-]+$");
+    if (with_target) {
+        TRY(api_in_string(in, "TargetKeyId", API_IN_REQUIRED, 1, KEY_ID_MAX, &r->target_key_id));
+    }
+    return COFFER_OK;
+}
+
+static coffer_err dec_create_alias(api_in *in, struct kms_req *r)
+{
+    return dec_alias(in, r, true);
+}
+
+static coffer_err dec_delete_alias(api_in *in, struct kms_req *r)
+{
+    return dec_alias(in, r, false);
+}
+
+static coffer_err dec_list_aliases(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, 0));
+    return paging(in, r, 100);
+}
+
+static coffer_err dec_tag_resource(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return api_in_tags(in, "Tags", API_IN_REQUIRED, "TagKey", "TagValue", &r->tags);
+}
+
+static coffer_err dec_untag_resource(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return api_in_string_list(in, "TagKeys", API_IN_REQUIRED, 0, SIZE_MAX, 1, 128, &r->tag_keys);
+}
+
+static coffer_err dec_list_resource_tags(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return paging(in, r, 50);
+}
+
+static coffer_err dec_get_key_policy(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_string(in, "PolicyName", 0, 1, 128, &r->policy_name));
+    check_pattern(in, "PolicyName", r->policy_name, word_char, "\\w+");
+    return COFFER_OK;
+}
+
+static coffer_err dec_list_key_policies(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return paging(in, r, 1000);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef coffer_err (*member_reader)(api_in *in, struct kms_req *r);
+
+static const struct {
+    const char *op;
+    member_reader read;
+} readers[] = {
+    {"CancelKeyDeletion", dec_key_only},
+    {"CreateAlias", dec_create_alias},
+    {"CreateKey", dec_create_key},
+    {"Decrypt", dec_decrypt},
+    {"DeleteAlias", dec_delete_alias},
+    {"DescribeKey", dec_describe_key},
+    {"DisableKey", dec_key_only},
+    {"EnableKey", dec_key_only},
+    {"Encrypt", dec_encrypt},
+    {"GenerateDataKey", dec_generate_data_key},
+    {"GenerateDataKeyWithoutPlaintext", dec_generate_data_key},
+    {"GenerateRandom", dec_generate_random},
+    {"GetKeyPolicy", dec_get_key_policy},
+    {"ListAliases", dec_list_aliases},
+    {"ListKeyPolicies", dec_list_key_policies},
+    {"ListKeys", dec_list_keys},
+    {"ListResourceTags", dec_list_resource_tags},
+    {"ReEncrypt", dec_re_encrypt},
+    {"ScheduleKeyDeletion", dec_schedule_key_deletion},
+    {"TagResource", dec_tag_resource},
+    {"UntagResource", dec_untag_resource},
+    {"UpdateAlias", dec_create_alias},
+    {"UpdateKeyDescription", dec_update_key_description},
+};
+
+const size_t kms_n_decoders = sizeof(readers) / sizeof(readers[0]);
+
+void kms_req_clean(struct kms_req *r)
+{
+    coffer_buf_free(&r->plaintext);
+    coffer_buf_free(&r->ciphertext);
+    coffer_buf_init(&r->plaintext, true);
+    coffer_buf_init(&r->ciphertext, false);
+}
+
+const char *kms_decoder_name(size_t i)
+{
+    return i < kms_n_decoders ? readers[i].op : NULL;
+}
+
+coffer_err kms_req_decode(const char *op, const json_t *input, struct kms_req *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->key_spec = r->cmk_spec = r->key_usage = r->origin = -1;
+    r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = -1;
+    coffer_buf_init(&r->plaintext, true);
+    coffer_buf_init(&r->ciphertext, false);
+    for (size_t i = 0; i < kms_n_decoders; i++) {
+        if (strcmp(readers[i].op, op) != 0) {
+            continue;
+        }
+        api_in in;
+        api_in_init(&in, input);
+        coffer_err rc = readers[i].read(&in, r);
+        if (rc == COFFER_OK) {
+            rc = api_in_done(&in);
+        }
+        if (rc != COFFER_OK) {
+            kms_req_clean(r);
+        }
+        return rc;
+    }
+    return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+}

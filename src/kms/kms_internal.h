@@ -1,0 +1,240 @@
+/*
+ * Shared inside src/kms only: the decoded request, the key cache, key-id resolution and the
+ * record helpers used by the operation files (kms_ops_*.c).
+ *
+ * Locking (two locks, always taken in this order, never the other way):
+ *  - `wmu` (mutex) serialises every change of the cache and of the KMS records in the store:
+ *    writers hold it across store transaction + cache update, and a cache miss loads under
+ *    it, so a record loaded from the store can never overwrite a newer one in the cache.
+ *  - `lock` (rwlock, writer-preferring) guards the maps and the entries' mutable fields.
+ *    Readers (crypto ops, DescribeKey) hold it shared while they use a key; writers take it
+ *    exclusively only for the pointer swap. Readers never take `wmu` while holding `lock`.
+ */
+#ifndef COFFER_KMS_KMS_INTERNAL_H
+#define COFFER_KMS_KMS_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "http/api.h"
+#include "http/api_input.h"
+#include "kms/kms.h"
+#include "kms/kms_blob.h"
+
+#define KMS_KEY_ID_MAX 40  /* uuid (36) or "mrk-" + 32 hex */
+#define KMS_ARN_MAX 256
+#define KMS_REGION_MAX 32
+#define KMS_ALIAS_MAX 256
+#define KMS_MATERIAL_HEX_LEN (2 * KMS_MATERIAL_ID_LEN)
+#define KMS_RECORD_VERSION 1
+
+/* ---- enums of the API model (index = position in the matching string table) ---- */
+extern const char *const kms_key_specs[];        /* KeySpec */
+extern const char *const kms_cmk_specs[];        /* CustomerMasterKeySpec */
+extern const char *const kms_key_usages[];       /* KeyUsage */
+extern const char *const kms_origins[];          /* Origin */
+extern const char *const kms_enc_algorithms[];   /* EncryptionAlgorithmSpec */
+extern const char *const kms_data_key_specs[];   /* DataKeySpec */
+extern const char *const kms_dry_run_modifiers[]; /* DryRunModifierType */
+
+enum kms_state {
+    KMS_STATE_ENABLED,
+    KMS_STATE_DISABLED,
+    KMS_STATE_PENDING_DELETION,
+    KMS_STATE_PENDING_IMPORT,
+    KMS_STATE_UNAVAILABLE,
+    KMS_STATE_CREATING,
+    KMS_STATE_UPDATING,
+};
+const char *kms_state_name(enum kms_state s);
+bool kms_state_parse(const char *s, enum kms_state *out);
+
+/* ---- decoded request: every member any implemented op reads (kms_input.c) ---- */
+struct kms_req {
+    const char *key_id, *description, *policy, *alias_name, *target_key_id, *marker;
+    const char *source_key_id, *destination_key_id, *custom_key_store_id, *xks_key_id, *policy_name;
+    int key_spec, cmk_spec, key_usage, origin, enc_alg, src_enc_alg, dst_enc_alg, data_key_spec;
+    const json_t *ec, *src_ec, *dst_ec, *tags, *tag_keys, *grant_tokens, *dry_run_modifiers;
+    bool has_recipient;
+    coffer_buf plaintext;  /* secret */
+    coffer_buf ciphertext; /* CiphertextBlob */
+    bool has_plaintext, has_ciphertext;
+    int64_t limit, number_of_bytes, pending_days;
+    bool has_limit, has_number_of_bytes, has_pending_days;
+    bool dry_run, bypass_lockout, multi_region;
+};
+
+/* Names of the operations with a decoder (i < kms_n_decoders), for the fuzz target. */
+extern const size_t kms_n_decoders;
+const char *kms_decoder_name(size_t i);
+/* Decodes the input of `op` into r (initialised here); frees r's buffers on failure. */
+coffer_err kms_req_decode(const char *op, const json_t *input, struct kms_req *r) __attribute__((warn_unused_result));
+void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext */
+/* True when `s` is a well-formed key id (lowercase uuid or "mrk-" + 32 lowercase hex). */
+bool kms_key_id_valid(const char *s);
+
+/* ---- a simple string-keyed hash map ---- */
+struct kms_map_entry {
+    char *k;
+    void *v;
+    struct kms_map_entry *next;
+};
+struct kms_map {
+    struct kms_map_entry **b;
+    size_t nb, n;
+};
+
+/* ---- cached key ---- */
+struct kms_material {
+    uint8_t id[KMS_MATERIAL_ID_LEN];
+    uint8_t *key; /* CRYPTO_AES256_KEY_LEN bytes from the locked allocator */
+};
+
+struct kms_key {
+    char key_id[KMS_KEY_ID_MAX + 1];
+    char account[API_ACCOUNT_ID_LEN + 1];
+    char region[KMS_REGION_MAX + 1];
+    char arn[KMS_ARN_MAX];
+    enum kms_state state;       /* mirrors rec.KeyState */
+    json_t *rec;                /* the stored record (owned; replaced whole on update) */
+    struct kms_material *mats;  /* every backing material (rotation keeps old ones) */
+    size_t n_mats;
+    size_t current;             /* index of the material new ciphertexts use */
+};
+
+struct kms_service {
+    store *st;
+    seal *sl;
+    char region[KMS_REGION_MAX + 1];
+    pthread_mutex_t wmu;
+    pthread_rwlock_t lock;
+    struct kms_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * */
+    struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
+    struct api_service api;
+};
+
+/* ---- key references (kms_key.c) ---- */
+enum kms_ref_flags {
+    KMS_REF_ALIAS = 1 << 0, /* alias name and alias ARN accepted */
+};
+
+/*
+ * Resolves a KeyId input for reading: on success the key is in the cache, `lock` is held
+ * shared and *out points at it until kms_release. Errors: NotFoundException with AWS text,
+ * AccessDeniedException for another account's key.
+ */
+coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref, unsigned flags,
+                       struct kms_key **out) __attribute__((warn_unused_result));
+void kms_release(struct kms_service *svc);
+
+/*
+ * Resolves for writing: on success `wmu` is held (not `lock`), the key is cached and *out is
+ * stable until kms_write_release. Update it only with kms_key_update.
+ */
+coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *call, const char *key_ref,
+                             unsigned flags, struct kms_key **out) __attribute__((warn_unused_result));
+void kms_write_begin(struct kms_service *svc); /* takes wmu without a key (CreateKey, aliases) */
+void kms_write_release(struct kms_service *svc);
+
+/* Extra work inside the same store transaction as a record update. */
+typedef coffer_err (*kms_txn_fn)(store_txn *t, void *ctx);
+
+/*
+ * With wmu held: writes `rec` (takes ownership) as k's record, plus `extra` in the same
+ * transaction, commits (durable), then swaps it into the cache.
+ */
+coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra, void *ctx)
+    __attribute__((warn_unused_result));
+
+/* With wmu held: creates a new symmetric key from `rec` (takes ownership) with fresh material. */
+coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, json_t *rec, struct kms_key **out)
+    __attribute__((warn_unused_result));
+
+/* State rules of kms.md §6. */
+enum kms_state_rule {
+    KMS_RULE_CRYPTO,         /* Enabled only */
+    KMS_RULE_ENABLE_DISABLE, /* not PendingDeletion / PendingImport / Creating / Updating */
+    KMS_RULE_NOT_PENDING,    /* not PendingDeletion (tags, description, aliases, schedule) */
+    KMS_RULE_CANCEL,         /* PendingDeletion only */
+};
+coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule) __attribute__((warn_unused_result));
+
+/* KeyMetadata object of §4 for k (new reference). */
+json_t *kms_key_metadata(const struct kms_key *k);
+
+/* Store key helpers (fixed formats; see kms_key.c). */
+void kms_key_store_key(char *out, size_t n, const char *acct, const char *region, const char *id);
+void kms_alias_store_key(char *out, size_t n, const char *acct, const char *region, const char *alias);
+void kms_key_arn(char *out, size_t n, const char *region, const char *acct, const char *id);
+void kms_alias_arn(char *out, size_t n, const char *region, const char *acct, const char *alias);
+
+/* Alias cache maintenance (wmu held). target NULL removes. */
+coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region, const char *alias,
+                               const char *target) __attribute__((warn_unused_result));
+/* Target key id of an alias, from cache or store (takes wmu on a miss; do not hold locks). */
+coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
+                            char target[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
+
+/* ---- map ---- */
+void *kms_map_get(const struct kms_map *m, const char *k);
+coffer_err kms_map_put(struct kms_map *m, const char *k, void *v, void **old) __attribute__((warn_unused_result));
+void *kms_map_remove(struct kms_map *m, const char *k);
+void kms_map_free(struct kms_map *m, void (*free_v)(void *));
+void kms_key_free(struct kms_key *k);
+
+/* ---- audit and output helpers (kms_service.c) ---- */
+/* requestParameters: the listed input members, lowerCamelCase, maps copied verbatim. */
+void kms_audit_request(struct api_call *call, const char *const *members);
+void kms_audit_key(struct api_call *call, const struct kms_key *k);
+/* Deep copy with object keys in lowerCamelCase (EncryptionContext maps copied verbatim). */
+json_t *kms_camel_copy(const json_t *v);
+/* Milliseconds of the call (call->now_ms, or the clock when the caller left it 0). */
+int64_t kms_call_now_ms(const struct api_call *call);
+/*
+ * Merges validated `add` tags ([{TagKey,TagValue}]) into `existing` (may be NULL) giving a new
+ * array in *out: aws: prefix, duplicate keys and more than KMS_MAX_TAGS are TagException.
+ */
+coffer_err kms_tags_merge(const json_t *existing, const json_t *add, json_t **out) __attribute__((warn_unused_result));
+/* Opaque paging markers: base64 of the last item returned. */
+coffer_err kms_marker_encode(const char *last, json_t *out_obj) __attribute__((warn_unused_result));
+coffer_err kms_marker_decode(const char *marker, char *out, size_t n) __attribute__((warn_unused_result));
+void kms_audit_key_arn(struct api_call *call, const char *account, const char *arn);
+/* Sets a base64 string member from bytes (secret: encoded in a locked buffer first). */
+coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool secret)
+    __attribute__((warn_unused_result));
+coffer_err kms_nomem(void);
+
+/* ---- operation handlers ---- */
+#define KMS_OPS(X)                                                                                        \
+    X(CancelKeyDeletion)                                                                                  \
+    X(CreateAlias)                                                                                        \
+    X(CreateKey)                                                                                          \
+    X(Decrypt)                                                                                            \
+    X(DeleteAlias)                                                                                        \
+    X(DescribeKey)                                                                                        \
+    X(DisableKey)                                                                                         \
+    X(EnableKey)                                                                                          \
+    X(Encrypt)                                                                                            \
+    X(GenerateDataKey)                                                                                    \
+    X(GenerateDataKeyWithoutPlaintext)                                                                    \
+    X(GenerateRandom)                                                                                     \
+    X(GetKeyPolicy)                                                                                       \
+    X(ListAliases)                                                                                        \
+    X(ListKeyPolicies)                                                                                    \
+    X(ListKeys)                                                                                           \
+    X(ListResourceTags)                                                                                   \
+    X(ReEncrypt)                                                                                          \
+    X(ScheduleKeyDeletion)                                                                                \
+    X(TagResource)                                                                                        \
+    X(UntagResource)                                                                                      \
+    X(UpdateAlias)                                                                                        \
+    X(UpdateKeyDescription)
+
+#define KMS_DECLARE_OP(name) coffer_err kms_op_##name(void *state, struct api_call *call);
+KMS_OPS(KMS_DECLARE_OP)
+#undef KMS_DECLARE_OP
+
+#endif

@@ -1,0 +1,778 @@
+/*
+ * Key records, the in-memory key cache and KeyId resolution for the KMS service. Handlers ask
+ * here for a key (by id, ARN, alias or alias ARN, per kms.md §3); records come from the store
+ * once and stay cached with their unsealed material, so the crypto hot path is a hash lookup
+ * under a shared lock.
+ *
+ * Store layout (all values JSON except material):
+ *   kms/key/<account>/<region>/<key id>                       key record (no secrets; tags inside)
+ *   kms/material/<account>/<region>/<key id>/<material hex>   sealed 32-byte AES-256 key; the
+ *                                                             seal identity is this store key
+ *   kms/alias/<account>/<region>/<alias name>                 {"AliasName","TargetKeyId",dates}
+ *   kms/deletion/<deletion ms, 16 digits>/<acct>/<region>/<id>  index of scheduled deletions
+ *
+ * Key record (version 1): KeyId, AWSAccountId, Region, CreationDate (ms), Description, KeySpec,
+ * KeyUsage, KeyState, DeletionDate (ms, PendingDeletion only), PendingWindowInDays, Origin,
+ * KeyManager, MultiRegion, Policy, Tags [{TagKey,TagValue}], CurrentKeyMaterialId,
+ * KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled, PeriodInDays}.
+ * Several materials per key, origin, multi-region and spec/usage are there for rotation,
+ * imported material, replicas and asymmetric keys.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "common/secret.h"
+#include "kms/kms_internal.h"
+
+#define STORE_KEY_BUF 512
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hash map                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+static uint64_t map_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a: keys are our own ids, not attacker-chosen in bulk */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+void *kms_map_get(const struct kms_map *m, const char *k)
+{
+    if (m->nb == 0) {
+        return NULL;
+    }
+    for (struct kms_map_entry *e = m->b[map_hash(k) % m->nb]; e != NULL; e = e->next) {
+        if (strcmp(e->k, k) == 0) {
+            return e->v;
+        }
+    }
+    return NULL;
+}
+
+static coffer_err map_grow(struct kms_map *m)
+{
+    size_t nb = m->nb ? m->nb * 2 : 64;
+    struct kms_map_entry **b = calloc(nb, sizeof(*b));
+    if (b == NULL) {
+        return kms_nomem();
+    }
+    for (size_t i = 0; i < m->nb; i++) {
+        struct kms_map_entry *e = m->b[i];
+        while (e != NULL) {
+            struct kms_map_entry *next = e->next;
+            size_t j = map_hash(e->k) % nb;
+            e->next = b[j];
+            b[j] = e;
+            e = next;
+        }
+    }
+    free(m->b);
+    m->b = b;
+    m->nb = nb;
+    return COFFER_OK;
+}
+
+coffer_err kms_map_put(struct kms_map *m, const char *k, void *v, void **old)
+{
+    *old = NULL;
+    if (m->n >= m->nb) {
+        TRY(map_grow(m));
+    }
+    size_t i = map_hash(k) % m->nb;
+    for (struct kms_map_entry *e = m->b[i]; e != NULL; e = e->next) {
+        if (strcmp(e->k, k) == 0) {
+            *old = e->v;
+            e->v = v;
+            return COFFER_OK;
+        }
+    }
+    struct kms_map_entry *e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->k = strdup(k)) == NULL) {
+        free(e);
+        return kms_nomem();
+    }
+    e->v = v;
+    e->next = m->b[i];
+    m->b[i] = e;
+    m->n++;
+    return COFFER_OK;
+}
+
+void *kms_map_remove(struct kms_map *m, const char *k)
+{
+    if (m->nb == 0) {
+        return NULL;
+    }
+    struct kms_map_entry **pp = &m->b[map_hash(k) % m->nb];
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        struct kms_map_entry *e = *pp;
+        if (strcmp(e->k, k) == 0) {
+            void *v = e->v;
+            *pp = e->next;
+            free(e->k);
+            free(e);
+            m->n--;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+void kms_map_free(struct kms_map *m, void (*free_v)(void *))
+{
+    for (size_t i = 0; i < m->nb; i++) {
+        struct kms_map_entry *e = m->b[i];
+        while (e != NULL) {
+            struct kms_map_entry *next = e->next;
+            if (free_v != NULL) {
+                free_v(e->v);
+            }
+            free(e->k);
+            free(e);
+            e = next;
+        }
+    }
+    free(m->b);
+    memset(m, 0, sizeof(*m));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Names                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const state_names[] = {"Enabled",  "Disabled", "PendingDeletion", "PendingImport",
+                                          "Unavailable", "Creating", "Updating"};
+
+const char *kms_state_name(enum kms_state s)
+{
+    return state_names[s];
+}
+
+bool kms_state_parse(const char *s, enum kms_state *out)
+{
+    for (size_t i = 0; s != NULL && i < sizeof(state_names) / sizeof(state_names[0]); i++) {
+        if (strcmp(s, state_names[i]) == 0) {
+            *out = (enum kms_state)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+void kms_key_store_key(char *out, size_t n, const char *acct, const char *region, const char *id)
+{
+    snprintf(out, n, "kms/key/%s/%s/%s", acct, region, id);
+}
+
+void kms_alias_store_key(char *out, size_t n, const char *acct, const char *region, const char *alias)
+{
+    snprintf(out, n, "kms/alias/%s/%s/%s", acct, region, alias);
+}
+
+void kms_key_arn(char *out, size_t n, const char *region, const char *acct, const char *id)
+{
+    snprintf(out, n, "arn:aws:kms:%s:%s:key/%s", region, acct, id);
+}
+
+void kms_alias_arn(char *out, size_t n, const char *region, const char *acct, const char *alias)
+{
+    snprintf(out, n, "arn:aws:kms:%s:%s:%s", region, acct, alias);
+}
+
+static void material_store_key(char *out, size_t n, const struct kms_key *k, const uint8_t id[KMS_MATERIAL_ID_LEN])
+{
+    char hex[KMS_MATERIAL_HEX_LEN + 1];
+    coffer_hex_encode(id, KMS_MATERIAL_ID_LEN, hex);
+    snprintf(out, n, "kms/material/%s/%s/%s/%s", k->account, k->region, k->key_id, hex);
+}
+
+static void cache_key(char *out, size_t n, const char *acct, const char *region, const char *id)
+{
+    snprintf(out, n, "%s/%s/%s", acct, region, id);
+}
+
+/* Bounded copy (truncates; callers have checked lengths where it matters). */
+static void copy_str(char *dst, size_t n, const char *src)
+{
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+coffer_err kms_nomem(void)
+{
+    return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Cached key objects                                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+void kms_key_free(struct kms_key *k)
+{
+    if (k == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < k->n_mats; i++) {
+        coffer_secret_free(k->mats[i].key, CRYPTO_AES256_KEY_LEN);
+    }
+    free(k->mats);
+    json_decref(k->rec);
+    free(k);
+}
+
+/* Fills the identity fields of k from its record. */
+static coffer_err key_from_rec(struct kms_key *k, json_t *rec)
+{
+    const char *id = json_string_value(json_object_get(rec, "KeyId"));
+    const char *acct = json_string_value(json_object_get(rec, "AWSAccountId"));
+    const char *region = json_string_value(json_object_get(rec, "Region"));
+    enum kms_state st;
+    if (id == NULL || acct == NULL || region == NULL || strlen(id) > KMS_KEY_ID_MAX ||
+        strlen(acct) > API_ACCOUNT_ID_LEN || strlen(region) > KMS_REGION_MAX ||
+        !kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
+        return coffer_fail(COFFER_ERR_STORE, "corrupt key record");
+    }
+    snprintf(k->key_id, sizeof(k->key_id), "%s", id);
+    snprintf(k->account, sizeof(k->account), "%s", acct);
+    snprintf(k->region, sizeof(k->region), "%s", region);
+    kms_key_arn(k->arn, sizeof(k->arn), region, acct, id);
+    k->state = st;
+    k->rec = rec;
+    return COFFER_OK;
+}
+
+/* Reads and unseals every material the record lists. */
+static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf sealed = COFFER_BUF_INIT, plain = COFFER_SECRET_BUF_INIT;
+    const json_t *list = json_object_get(k->rec, "KeyMaterials");
+    const char *current = json_string_value(json_object_get(k->rec, "CurrentKeyMaterialId"));
+    size_t n = json_array_size(list);
+    if (n == 0 || current == NULL) {
+        return coffer_fail(COFFER_ERR_STORE, "key record without material");
+    }
+    k->mats = calloc(n, sizeof(*k->mats));
+    if (k->mats == NULL) {
+        return kms_nomem();
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *hex = json_string_value(json_object_get(json_array_get(list, i), "KeyMaterialId"));
+        struct kms_material *m = &k->mats[k->n_mats];
+        char skey[STORE_KEY_BUF];
+        if (hex == NULL ||
+            coffer_hex_decode(coffer_cursor_from_str(hex), m->id, KMS_MATERIAL_ID_LEN) != COFFER_OK) {
+            FAIL_OUT(COFFER_ERR_STORE, "corrupt key record");
+        }
+        material_store_key(skey, sizeof(skey), k, m->id);
+        coffer_buf_reset(&sealed);
+        coffer_buf_reset(&plain);
+        GUARD(store_get(svc->st, skey, &sealed));
+        GUARD(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
+        if (plain.len != CRYPTO_AES256_KEY_LEN) {
+            FAIL_OUT(COFFER_ERR_STORE, "corrupt key material");
+        }
+        m->key = coffer_secret_alloc(CRYPTO_AES256_KEY_LEN);
+        if (m->key == NULL) {
+            rc = kms_nomem();
+            goto out;
+        }
+        memcpy(m->key, plain.data, CRYPTO_AES256_KEY_LEN);
+        if (strcmp(hex, current) == 0) {
+            k->current = k->n_mats;
+        }
+        k->n_mats++;
+    }
+out:
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        rc = coffer_fail(COFFER_ERR_STORE, "key material missing");
+    }
+    coffer_buf_free(&sealed);
+    coffer_buf_free(&plain);
+    return rc;
+}
+
+/* wmu held. Loads a key into the cache when absent. COFFER_ERR_NOT_FOUND (no message) if unknown. */
+static coffer_err key_load(struct kms_service *svc, const char *acct, const char *region, const char *id)
+{
+    char ck[STORE_KEY_BUF], skey[STORE_KEY_BUF];
+    cache_key(ck, sizeof(ck), acct, region, id);
+    if (kms_map_get(&svc->keys, ck) != NULL) {
+        return COFFER_OK;
+    }
+    coffer_err rc = COFFER_OK;
+    coffer_buf val = COFFER_BUF_INIT;
+    struct kms_key *k = NULL;
+    json_t *rec = NULL;
+    void *old = NULL;
+    kms_key_store_key(skey, sizeof(skey), acct, region, id);
+    rc = store_get(svc->st, skey, &val);
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    rec = json_loadb((const char *)val.data, val.len, 0, NULL);
+    k = calloc(1, sizeof(*k));
+    if (rec == NULL || k == NULL) {
+        FAIL_OUT(COFFER_ERR_STORE, "corrupt key record");
+    }
+    GUARD(key_from_rec(k, rec));
+    rec = NULL;
+    GUARD(load_materials(svc, k));
+    pthread_rwlock_wrlock(&svc->lock);
+    rc = kms_map_put(&svc->keys, ck, k, &old);
+    pthread_rwlock_unlock(&svc->lock);
+    if (rc == COFFER_OK) {
+        k = NULL;
+    }
+out:
+    json_decref(rec);
+    kms_key_free(k);
+    coffer_buf_free(&val);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* KeyId resolution (kms.md §3)                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+struct kms_ref {
+    bool is_alias;
+    char account[API_ACCOUNT_ID_LEN + 1];
+    char name[KMS_ALIAS_MAX + 1]; /* key id or alias name ("alias/x") */
+};
+
+static coffer_err invalid_key_id(const char *in)
+{
+    return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid keyId '%.300s'", in);
+}
+
+static coffer_err parse_ref(const struct api_call *call, const char *in, unsigned flags, struct kms_ref *r)
+{
+    memset(r, 0, sizeof(*r));
+    const char *acct = call->caller->account_id;
+    const char *name = in;
+    if (strncmp(in, "arn:", 4) == 0) {
+        /* arn:<partition>:kms:<region>:<account>:<resource>; the resource may hold ':' */
+        const char *p[5];
+        const char *s = in;
+        for (int i = 0; i < 5; i++) {
+            s = strchr(s, ':');
+            if (s == NULL) {
+                return invalid_key_id(in);
+            }
+            p[i] = ++s;
+        }
+        size_t region_len = (size_t)(p[3] - p[2] - 1), acct_len = (size_t)(p[4] - p[3] - 1);
+        if (strncmp(p[0], "aws:", 4) != 0 || strncmp(p[1], "kms:", 4) != 0 || acct_len != API_ACCOUNT_ID_LEN) {
+            return invalid_key_id(in);
+        }
+        if (region_len != strlen(call->region) || strncmp(p[2], call->region, region_len) != 0) {
+            return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid arn %.*s", (int)(region_len > 64 ? 64 : region_len),
+                               p[2]);
+        }
+        memcpy(r->account, p[3], API_ACCOUNT_ID_LEN);
+        name = p[4];
+        if (strncmp(name, "key/", 4) == 0) {
+            name += 4;
+        } else if (strncmp(name, "alias/", 6) != 0) {
+            return invalid_key_id(in);
+        }
+    } else {
+        snprintf(r->account, sizeof(r->account), "%s", acct);
+    }
+    if (strncmp(name, "alias/", 6) == 0) {
+        if (!(flags & KMS_REF_ALIAS) || strlen(name) > KMS_ALIAS_MAX || name[6] == '\0') {
+            return invalid_key_id(in);
+        }
+        r->is_alias = true;
+    } else if (!kms_key_id_valid(name)) {
+        return invalid_key_id(in);
+    }
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    if (strcmp(r->account, acct) != 0) {
+        /* Cross-account use needs key policies, which are not evaluated yet: refuse. */
+        char arn[KMS_ARN_MAX];
+        if (r->is_alias) {
+            kms_alias_arn(arn, sizeof(arn), call->region, r->account, r->name);
+        } else {
+            kms_key_arn(arn, sizeof(arn), call->region, r->account, r->name);
+        }
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                           "User: %s is not authorized to perform: kms:%s on resource: %s because no "
+                           "resource-based policy allows the kms:%s action",
+                           call->caller->principal_arn, call->operation, arn, call->operation);
+    }
+    return COFFER_OK;
+}
+
+static coffer_err alias_not_found(const struct api_call *call, const char *alias)
+{
+    char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
+    kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, alias);
+    return coffer_fail(COFFER_ERR_NOT_FOUND, "Alias %s is not found.", arn);
+}
+
+static coffer_err key_not_found(const struct api_call *call, const char *id)
+{
+    char arn[KMS_ARN_MAX];
+    kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
+    return coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
+}
+
+coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region, const char *alias,
+                               const char *target)
+{
+    char ck[STORE_KEY_BUF];
+    cache_key(ck, sizeof(ck), acct, region, alias);
+    void *old = NULL;
+    coffer_err rc = COFFER_OK;
+    char *copy = NULL;
+    if (target != NULL && (copy = strdup(target)) == NULL) {
+        return kms_nomem();
+    }
+    pthread_rwlock_wrlock(&svc->lock);
+    if (copy != NULL) {
+        rc = kms_map_put(&svc->aliases, ck, copy, &old);
+    } else {
+        old = kms_map_remove(&svc->aliases, ck);
+    }
+    pthread_rwlock_unlock(&svc->lock);
+    if (rc != COFFER_OK) {
+        free(copy);
+    }
+    free(old);
+    return rc;
+}
+
+coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
+                            char target[KMS_KEY_ID_MAX + 1])
+{
+    char ck[STORE_KEY_BUF], skey[STORE_KEY_BUF];
+    cache_key(ck, sizeof(ck), acct, region, alias);
+    pthread_rwlock_rdlock(&svc->lock);
+    const char *t = kms_map_get(&svc->aliases, ck);
+    if (t != NULL) {
+        snprintf(target, KMS_KEY_ID_MAX + 1, "%s", t);
+    }
+    pthread_rwlock_unlock(&svc->lock);
+    if (t != NULL) {
+        return COFFER_OK;
+    }
+    /* Miss: read the record under wmu so no writer can interleave. */
+    coffer_err rc = COFFER_OK;
+    coffer_buf val = COFFER_BUF_INIT;
+    json_t *rec = NULL;
+    pthread_mutex_lock(&svc->wmu);
+    kms_alias_store_key(skey, sizeof(skey), acct, region, alias);
+    rc = store_get(svc->st, skey, &val);
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    rec = json_loadb((const char *)val.data, val.len, 0, NULL);
+    const char *id = json_string_value(json_object_get(rec, "TargetKeyId"));
+    if (id == NULL || strlen(id) > KMS_KEY_ID_MAX) {
+        FAIL_OUT(COFFER_ERR_STORE, "corrupt alias record");
+    }
+    snprintf(target, KMS_KEY_ID_MAX + 1, "%s", id);
+    rc = kms_alias_cache_set(svc, acct, region, alias, id);
+out:
+    pthread_mutex_unlock(&svc->wmu);
+    json_decref(rec);
+    coffer_buf_free(&val);
+    return rc;
+}
+
+/* Resolves `in` to a key id of the caller's account and makes sure the key is cached. */
+static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in, unsigned flags,
+                          bool hold_wmu, char id[KMS_KEY_ID_MAX + 1])
+{
+    struct kms_ref r;
+    TRY(parse_ref(call, in, flags, &r));
+    if (r.is_alias) {
+        coffer_err rc = kms_alias_lookup(svc, r.account, call->region, r.name, id);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            return alias_not_found(call, r.name);
+        }
+        TRY(rc);
+    } else {
+        copy_str(id, KMS_KEY_ID_MAX + 1, r.name);
+    }
+    if (!hold_wmu) {
+        char ck[STORE_KEY_BUF];
+        cache_key(ck, sizeof(ck), r.account, call->region, id);
+        pthread_rwlock_rdlock(&svc->lock);
+        bool hit = kms_map_get(&svc->keys, ck) != NULL;
+        pthread_rwlock_unlock(&svc->lock);
+        if (hit) {
+            return COFFER_OK;
+        }
+        pthread_mutex_lock(&svc->wmu);
+    }
+    coffer_err rc = key_load(svc, r.account, call->region, id);
+    if (!hold_wmu) {
+        pthread_mutex_unlock(&svc->wmu);
+    }
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        return key_not_found(call, id);
+    }
+    return rc;
+}
+
+coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref, unsigned flags,
+                       struct kms_key **out)
+{
+    char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
+    *out = NULL;
+    TRY(resolve(svc, call, key_ref, flags, false, id));
+    cache_key(ck, sizeof(ck), call->caller->account_id, call->region, id);
+    pthread_rwlock_rdlock(&svc->lock);
+    struct kms_key *k = kms_map_get(&svc->keys, ck);
+    if (k == NULL) {
+        /* Deleted by the sweeper between resolution and now. */
+        pthread_rwlock_unlock(&svc->lock);
+        return key_not_found(call, id);
+    }
+    *out = k;
+    return COFFER_OK;
+}
+
+void kms_release(struct kms_service *svc)
+{
+    pthread_rwlock_unlock(&svc->lock);
+}
+
+void kms_write_begin(struct kms_service *svc)
+{
+    pthread_mutex_lock(&svc->wmu);
+}
+
+void kms_write_release(struct kms_service *svc)
+{
+    pthread_mutex_unlock(&svc->wmu);
+}
+
+coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *call, const char *key_ref,
+                             unsigned flags, struct kms_key **out)
+{
+    char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
+    struct kms_ref r;
+    *out = NULL;
+    TRY(parse_ref(call, key_ref, flags, &r));
+    copy_str(id, sizeof(id), r.name);
+    if (r.is_alias) {
+        /* Before wmu: an alias miss takes wmu itself. */
+        coffer_err arc = kms_alias_lookup(svc, r.account, call->region, r.name, id);
+        if (arc == COFFER_ERR_NOT_FOUND) {
+            return alias_not_found(call, r.name);
+        }
+        TRY(arc);
+    }
+    pthread_mutex_lock(&svc->wmu);
+    coffer_err rc = key_load(svc, r.account, call->region, id);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        rc = key_not_found(call, id);
+    }
+    if (rc == COFFER_OK) {
+        cache_key(ck, sizeof(ck), r.account, call->region, id);
+        *out = kms_map_get(&svc->keys, ck);
+        if (*out == NULL) {
+            rc = key_not_found(call, id);
+        }
+    }
+    if (rc != COFFER_OK) {
+        pthread_mutex_unlock(&svc->wmu);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Writes                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static coffer_err put_json(store_txn *t, const char *skey, const json_t *rec)
+{
+    char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s == NULL) {
+        return kms_nomem();
+    }
+    coffer_err rc = store_txn_put(t, skey, coffer_cursor_from_str(s));
+    free(s);
+    return rc;
+}
+
+coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra, void *ctx)
+{
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    char skey[STORE_KEY_BUF];
+    enum kms_state st;
+    if (!kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "bad key state");
+    }
+    kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
+    GUARD(store_txn_begin(svc->st, &t));
+    GUARD(put_json(t, skey, rec));
+    if (extra != NULL) {
+        GUARD(extra(t, ctx));
+    }
+    rc = store_txn_commit(t);
+    t = NULL;
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    pthread_rwlock_wrlock(&svc->lock);
+    json_t *old = k->rec;
+    k->rec = rec;
+    k->state = st;
+    pthread_rwlock_unlock(&svc->lock);
+    json_decref(old);
+    return COFFER_OK;
+out:
+    store_txn_abort(t);
+    json_decref(rec);
+    return rc;
+}
+
+coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, json_t *rec, struct kms_key **out)
+{
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    coffer_buf sealed = COFFER_BUF_INIT;
+    struct kms_key *k = calloc(1, sizeof(*k));
+    char skey[STORE_KEY_BUF], ck[STORE_KEY_BUF], hex[KMS_MATERIAL_HEX_LEN + 1];
+    void *old = NULL;
+    *out = NULL;
+    if (k == NULL || (k->mats = calloc(1, sizeof(*k->mats))) == NULL ||
+        (k->mats[0].key = coffer_secret_alloc(CRYPTO_AES256_KEY_LEN)) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    k->n_mats = 1;
+    GUARD(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
+    GUARD(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
+    coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
+    json_t *mat = json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
+                            (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
+    if (mat == NULL || json_object_set_new(rec, "KeyMaterials", json_pack("[o]", mat)) != 0 ||
+        json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(key_from_rec(k, rec));
+    rec = NULL; /* owned by k now */
+
+    material_store_key(skey, sizeof(skey), k, k->mats[0].id);
+    GUARD(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
+    GUARD(store_txn_begin(svc->st, &t));
+    GUARD(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
+    GUARD(put_json(t, skey, k->rec));
+    rc = store_txn_commit(t);
+    t = NULL;
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    cache_key(ck, sizeof(ck), k->account, k->region, k->key_id);
+    pthread_rwlock_wrlock(&svc->lock);
+    rc = kms_map_put(&svc->keys, ck, k, &old);
+    pthread_rwlock_unlock(&svc->lock);
+    if (rc != COFFER_OK) {
+        goto out; /* durable but not cached: the next use loads it */
+    }
+    *out = k;
+    k = NULL;
+out:
+    (void)call;
+    store_txn_abort(t);
+    json_decref(rec);
+    kms_key_free(k);
+    coffer_buf_free(&sealed);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* State rules and metadata                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
+{
+    enum kms_state s = k->state;
+    if (rule == KMS_RULE_CANCEL) {
+        if (s != KMS_STATE_PENDING_DELETION) {
+            return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is not pending deletion.", k->arn);
+        }
+        return COFFER_OK;
+    }
+    if (s == KMS_STATE_PENDING_DELETION) {
+        return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is pending deletion.", k->arn);
+    }
+    if (rule == KMS_RULE_NOT_PENDING) {
+        return COFFER_OK;
+    }
+    if (s == KMS_STATE_PENDING_IMPORT) {
+        return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is pending import.", k->arn);
+    }
+    if (s == KMS_STATE_CREATING) {
+        return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is creating.", k->arn);
+    }
+    if (rule == KMS_RULE_ENABLE_DISABLE) {
+        if (s == KMS_STATE_UPDATING) {
+            return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is updating.", k->arn);
+        }
+        return COFFER_OK;
+    }
+    /* KMS_RULE_CRYPTO */
+    if (s == KMS_STATE_DISABLED) {
+        return coffer_fail(COFFER_ERR_DISABLED, "%s is disabled.", k->arn);
+    }
+    if (s == KMS_STATE_UNAVAILABLE) {
+        return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is unavailable.", k->arn);
+    }
+    return COFFER_OK;
+}
+
+static double ms_to_epoch(const json_t *v)
+{
+    return (double)json_integer_value(v) / 1000.0;
+}
+
+static const char *rec_str(const json_t *rec, const char *name)
+{
+    const char *v = json_string_value(json_object_get(rec, name));
+    return v != NULL ? v : "";
+}
+
+/* Built from copies only: readers share k->rec, so no reference counts are touched. */
+json_t *kms_key_metadata(const struct kms_key *k)
+{
+    const json_t *rec = k->rec;
+    json_t *m = json_pack("{s:s,s:s,s:s,s:f,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "AWSAccountId", k->account,
+                          "KeyId", k->key_id, "Arn", k->arn, "CreationDate",
+                          ms_to_epoch(json_object_get(rec, "CreationDate")), "Enabled",
+                          k->state == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
+                          rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(k->state), "Origin",
+                          rec_str(rec, "Origin"), "KeyManager", rec_str(rec, "KeyManager"),
+                          "CustomerMasterKeySpec", rec_str(rec, "KeySpec"), "KeySpec", rec_str(rec, "KeySpec"),
+                          "MultiRegion", json_is_true(json_object_get(rec, "MultiRegion")));
+    if (m == NULL) {
+        return NULL;
+    }
+    if (k->state == KMS_STATE_PENDING_DELETION) {
+        json_object_set_new(m, "DeletionDate", json_real(ms_to_epoch(json_object_get(rec, "DeletionDate"))));
+    }
+    if (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0) {
+        json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT"));
+    }
+    if (json_object_get(rec, "CurrentKeyMaterialId") != NULL) {
+        json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId")));
+    }
+    return m;
+}

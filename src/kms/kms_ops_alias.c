@@ -1,0 +1,374 @@
+/*
+ * Alias and tag operations (kms.md §8 "Aliases", "Tags"): CreateAlias, UpdateAlias,
+ * DeleteAlias, ListAliases, TagResource, UntagResource, ListResourceTags. Alias records live
+ * under kms/alias/<account>/<region>/<alias name>; tags live inside the key record.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kms/kms_internal.h"
+
+#define STORE_KEY_BUF 512
+#define ALIAS_PREFIX "alias/"
+#define ALIAS_RESERVED "alias/aws/"
+
+static const char *const audit_alias[] = {"AliasName", "TargetKeyId", NULL};
+
+/* Rules AWS applies to an AliasName beyond the model pattern. */
+static coffer_err check_alias_name(const char *name, bool creating)
+{
+    if (strncmp(name, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) != 0 || name[strlen(ALIAS_PREFIX)] == '\0') {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "Alias must start with the prefix \"alias/\". Please see "
+                           "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html");
+    }
+    if (creating && strncmp(name, ALIAS_RESERVED, strlen(ALIAS_RESERVED)) == 0) {
+        /* AWS managed aliases are made by the services themselves, never by CreateAlias. */
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "Alias names beginning with alias/aws/ are reserved for AWS managed keys.");
+    }
+    return COFFER_OK;
+}
+
+static coffer_err alias_not_found(const struct api_call *call, const char *name)
+{
+    char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
+    kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, name);
+    return coffer_fail(COFFER_ERR_NOT_FOUND, "Alias %s is not found.", arn);
+}
+
+/* Reads the alias record (wmu held). NOT_FOUND (no message) when absent. */
+static coffer_err alias_get(struct kms_service *svc, const char *skey, json_t **out)
+{
+    coffer_buf val = COFFER_BUF_INIT;
+    *out = NULL;
+    coffer_err rc = store_get(svc->st, skey, &val);
+    if (rc == COFFER_OK) {
+        *out = json_loadb((const char *)val.data, val.len, 0, NULL);
+        if (*out == NULL) {
+            rc = coffer_fail(COFFER_ERR_STORE, "corrupt alias record");
+        }
+    }
+    coffer_buf_free(&val);
+    return rc;
+}
+
+static coffer_err alias_put(struct kms_service *svc, const char *skey, const json_t *rec)
+{
+    store_txn *t = NULL;
+    char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s == NULL) {
+        return kms_nomem();
+    }
+    coffer_err rc = store_txn_begin(svc->st, &t);
+    if (rc == COFFER_OK) {
+        rc = store_txn_put(t, skey, coffer_cursor_from_str(s));
+        if (rc == COFFER_OK) {
+            rc = store_txn_commit(t);
+            t = NULL;
+        }
+    }
+    store_txn_abort(t);
+    free(s);
+    return rc;
+}
+
+static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool creating)
+{
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    json_t *rec = NULL;
+    char skey[STORE_KEY_BUF], arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
+    kms_audit_request(call, audit_alias);
+    TRY(kms_req_decode(creating ? "CreateAlias" : "UpdateAlias", call->input, &r));
+    TRY(check_alias_name(r.alias_name, creating));
+    /* TargetKeyId: key id or key ARN only (kms.md §3). */
+    TRY(kms_acquire_write(svc, call, r.target_key_id, 0, &k));
+    kms_audit_key(call, k);
+    int64_t now = kms_call_now_ms(call);
+    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
+    rc = alias_get(svc, skey, &rec);
+    if (creating && rc == COFFER_OK) {
+        kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, r.alias_name);
+        FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "An alias with the name %s already exists", arn);
+    }
+    if (!creating && rc == COFFER_ERR_NOT_FOUND) {
+        rc = alias_not_found(call, r.alias_name);
+        goto out;
+    }
+    if (creating && rc == COFFER_ERR_NOT_FOUND) {
+        rec = json_pack("{s:s,s:I}", "AliasName", r.alias_name, "CreationDate", (json_int_t)now);
+        rc = rec != NULL ? COFFER_OK : kms_nomem();
+    }
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    if (json_object_set_new(rec, "TargetKeyId", json_string(k->key_id)) != 0 ||
+        json_object_set_new(rec, "LastUpdatedDate", json_integer(now)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(alias_put(svc, skey, rec));
+    rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, k->key_id);
+out:
+    kms_write_release(svc);
+    json_decref(rec);
+    return rc;
+}
+
+coffer_err kms_op_CreateAlias(void *state, struct api_call *call)
+{
+    return set_alias(state, call, true);
+}
+
+coffer_err kms_op_UpdateAlias(void *state, struct api_call *call)
+{
+    return set_alias(state, call, false);
+}
+
+coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    json_t *rec = NULL;
+    store_txn *t = NULL;
+    char skey[STORE_KEY_BUF], arn[KMS_ARN_MAX];
+    kms_audit_request(call, audit_alias);
+    TRY(kms_req_decode("DeleteAlias", call->input, &r));
+    TRY(check_alias_name(r.alias_name, false));
+    kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
+    kms_write_begin(svc);
+    coffer_err rc = alias_get(svc, skey, &rec);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        rc = alias_not_found(call, r.alias_name);
+        goto out;
+    }
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    const char *target = json_string_value(json_object_get(rec, "TargetKeyId"));
+    if (target != NULL) {
+        kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, target);
+        kms_audit_key_arn(call, call->caller->account_id, arn);
+    }
+    GUARD(store_txn_begin(svc->st, &t));
+    GUARD(store_txn_delete(t, skey));
+    rc = store_txn_commit(t);
+    t = NULL;
+    if (rc == COFFER_OK) {
+        rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, NULL);
+    }
+out:
+    store_txn_abort(t);
+    kms_write_release(svc);
+    json_decref(rec);
+    return rc;
+}
+
+struct alias_scan {
+    const struct api_call *call;
+    const char *filter; /* key id or NULL */
+    size_t limit;
+    json_t *list;
+    char last[KMS_ALIAS_MAX + 1];
+    bool truncated;
+};
+
+static double ms_secs(const json_t *rec, const char *name)
+{
+    return (double)json_integer_value(json_object_get(rec, name)) / 1000.0;
+}
+
+static coffer_err alias_scan_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct alias_scan *s = ctx;
+    json_t *rec = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    const char *name = json_string_value(json_object_get(rec, "AliasName"));
+    const char *target = json_string_value(json_object_get(rec, "TargetKeyId"));
+    coffer_err rc = COFFER_OK;
+    (void)key;
+    if (name == NULL || (s->filter != NULL && (target == NULL || strcmp(target, s->filter) != 0))) {
+        goto out;
+    }
+    if (json_array_size(s->list) == s->limit) {
+        s->truncated = true;
+        rc = STORE_SCAN_STOP;
+        goto out;
+    }
+    char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
+    kms_alias_arn(arn, sizeof(arn), s->call->region, s->call->caller->account_id, name);
+    json_t *e = json_pack("{s:s,s:s,s:f,s:f}", "AliasName", name, "AliasArn", arn, "CreationDate",
+                          ms_secs(rec, "CreationDate"), "LastUpdatedDate", ms_secs(rec, "LastUpdatedDate"));
+    if (e == NULL || (target != NULL && json_object_set_new(e, "TargetKeyId", json_string(target)) != 0) ||
+        json_array_append_new(s->list, e) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    snprintf(s->last, sizeof(s->last), "%s", name);
+out:
+    json_decref(rec);
+    return rc;
+}
+
+coffer_err kms_op_ListAliases(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "Limit", "Marker", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    char prefix[STORE_KEY_BUF], start[2 * STORE_KEY_BUF], marker[KMS_ALIAS_MAX + 1], id[KMS_KEY_ID_MAX + 1];
+    struct alias_scan s = {.call = call};
+    coffer_err rc = COFFER_OK;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ListAliases", call->input, &r));
+    if (r.key_id != NULL) {
+        /* Key id or key ARN (kms.md §3); the key must exist. */
+        TRY(kms_acquire(svc, call, r.key_id, 0, &k));
+        snprintf(id, sizeof(id), "%s", k->key_id);
+        kms_audit_key(call, k);
+        kms_release(svc);
+        s.filter = id;
+    }
+    snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", call->caller->account_id, call->region);
+    start[0] = '\0';
+    if (r.marker != NULL) {
+        TRY(kms_marker_decode(r.marker, marker, sizeof(marker)));
+        if (strncmp(marker, ALIAS_PREFIX, strlen(ALIAS_PREFIX)) != 0) {
+            return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+        }
+        snprintf(start, sizeof(start), "%s%s", prefix, marker);
+    }
+    s.limit = r.has_limit ? (size_t)r.limit : 50;
+    s.list = json_array();
+    if (s.list == NULL) {
+        return kms_nomem();
+    }
+    GUARD(store_scan(svc->st, prefix, start, 0, alias_scan_cb, &s));
+    call->output = json_pack("{s:O,s:b}", "Aliases", s.list, "Truncated", s.truncated);
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    if (s.truncated) {
+        GUARD(kms_marker_encode(s.last, call->output));
+    }
+out:
+    json_decref(s.list);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tags                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+coffer_err kms_op_TagResource(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "Tags", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    json_t *tags = NULL, *rec = NULL;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("TagResource", call->input, &r));
+    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    if (rc == COFFER_OK) {
+        rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, &tags);
+    }
+    if (rc == COFFER_OK) {
+        rec = json_deep_copy(k->rec);
+        if (rec == NULL || json_object_set_new(rec, "Tags", tags) != 0) {
+            json_decref(rec);
+            rc = kms_nomem();
+        } else {
+            rc = kms_key_update(svc, k, rec, NULL, NULL);
+        }
+    }
+    kms_write_release(svc);
+    return rc;
+}
+
+coffer_err kms_op_UntagResource(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "TagKeys", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("UntagResource", call->input, &r));
+    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    json_t *rec = NULL;
+    if (rc == COFFER_OK && (rec = json_deep_copy(k->rec)) == NULL) {
+        rc = kms_nomem();
+    }
+    if (rc == COFFER_OK) {
+        json_t *tags = json_object_get(rec, "Tags");
+        size_t i, j;
+        const json_t *name;
+        json_array_foreach(r.tag_keys, i, name) {
+            for (j = 0; j < json_array_size(tags); j++) {
+                const char *tk = json_string_value(json_object_get(json_array_get(tags, j), "TagKey"));
+                if (tk != NULL && strcmp(tk, json_string_value(name)) == 0) {
+                    json_array_remove(tags, j);
+                    break;
+                }
+            }
+        }
+        rc = kms_key_update(svc, k, rec, NULL, NULL);
+    }
+    kms_write_release(svc);
+    return rc;
+}
+
+coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "Limit", "Marker", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    char marker[32];
+    size_t from = 0;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ListResourceTags", call->input, &r));
+    if (r.marker != NULL) {
+        char *end = NULL;
+        TRY(kms_marker_decode(r.marker, marker, sizeof(marker)));
+        unsigned long long v = 0;
+        if (strncmp(marker, "tag:", 4) != 0 || (v = strtoull(marker + 4, &end, 10)) == 0 || *end != '\0' ||
+            v > KMS_MAX_TAGS) {
+            return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+        }
+        from = (size_t)v;
+    }
+    size_t limit = r.has_limit ? (size_t)r.limit : 50;
+    TRY(kms_acquire(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    const json_t *tags = json_object_get(k->rec, "Tags");
+    size_t n = json_array_size(tags);
+    json_t *list = json_array();
+    for (size_t i = from; list != NULL && i < n && i < from + limit; i++) {
+        const json_t *t = json_array_get(tags, i);
+        json_array_append_new(list, json_pack("{s:s,s:s}", "TagKey", json_string_value(json_object_get(t, "TagKey")),
+                                              "TagValue", json_string_value(json_object_get(t, "TagValue"))));
+    }
+    kms_release(svc);
+    bool truncated = from + limit < n;
+    call->output = json_pack("{s:o,s:b}", "Tags", list, "Truncated", truncated);
+    if (call->output == NULL) {
+        return kms_nomem();
+    }
+    if (truncated) {
+        snprintf(marker, sizeof(marker), "tag:%zu", from + limit);
+        TRY(kms_marker_encode(marker, call->output));
+    }
+    return COFFER_OK;
+}

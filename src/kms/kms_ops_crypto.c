@@ -1,0 +1,400 @@
+/*
+ * Cryptographic operations (kms.md §8 "Cryptographic operations"): Encrypt, Decrypt, ReEncrypt,
+ * GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom. The hot path: decode,
+ * resolve the key in the cache under the shared lock, AES-256-GCM with the cached material,
+ * base64 out. No store access, no unsealing, no allocation of key material.
+ *
+ * Plaintext and data keys live in secret buffers; the JSON output necessarily holds their
+ * base64 (the pipeline owns and frees it). Audit records never carry them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "crypto/crypto.h"
+#include "kms/kms_internal.h"
+
+static const char *const audit_encrypt[] = {"KeyId", "EncryptionContext", "EncryptionAlgorithm", "GrantTokens",
+                                            "DryRun", NULL};
+static const char *const audit_decrypt[] = {"KeyId", "EncryptionContext", "EncryptionAlgorithm", "GrantTokens",
+                                            "DryRun", "DryRunModifiers", NULL};
+static const char *const audit_reencrypt[] = {
+    "SourceKeyId", "DestinationKeyId", "SourceEncryptionContext", "DestinationEncryptionContext",
+    "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm", "GrantTokens", "DryRun", NULL};
+static const char *const audit_gdk[] = {"KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens",
+                                        "DryRun", NULL};
+static const char *const audit_random[] = {"NumberOfBytes", "CustomKeyStoreId", NULL};
+
+static coffer_err dry_run(void)
+{
+    return coffer_fail(COFFER_ERR_DRY_RUN, "%s", coffer_err_default_message(COFFER_ERR_DRY_RUN));
+}
+
+static coffer_err unsupported_recipient(void)
+{
+    return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Recipient is not supported by this server yet.");
+}
+
+/* Symmetric keys only know SYMMETRIC_DEFAULT (index 0 of kms_enc_algorithms). */
+static coffer_err check_algorithm(int alg)
+{
+    if (alg > 0) {
+        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "Algorithm %s is incompatible with key spec SYMMETRIC_DEFAULT.",
+                           kms_enc_algorithms[alg]);
+    }
+    return COFFER_OK;
+}
+
+static coffer_err missing_ciphertext(void)
+{
+    return coffer_fail(COFFER_ERR_VALIDATION, "1 validation error detected: Value null at 'ciphertextBlob' failed to "
+                                              "satisfy constraint: Member must not be null");
+}
+
+static bool ignore_ciphertext(const struct kms_req *r)
+{
+    if (!r->dry_run || r->dry_run_modifiers == NULL) {
+        return false;
+    }
+    size_t i;
+    const json_t *m;
+    json_array_foreach(r->dry_run_modifiers, i, m) {
+        if (strcmp(json_string_value(m), "IGNORE_CIPHERTEXT") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Encrypts under k's current material (shared lock held) and appends the blob to out. */
+static coffer_err encrypt_with(const struct kms_key *k, const json_t *ec, coffer_cursor pt, coffer_buf *out)
+{
+    const struct kms_material *m = &k->mats[k->current];
+    return kms_blob_encrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), k->arn, m->id, ec, pt, out);
+}
+
+static coffer_err set_material_id(json_t *obj, const char *name, const uint8_t id[KMS_MATERIAL_ID_LEN])
+{
+    char hex[KMS_MATERIAL_HEX_LEN + 1];
+    coffer_hex_encode(id, KMS_MATERIAL_ID_LEN, hex);
+    return json_object_set_new(obj, name, json_string(hex)) == 0 ? COFFER_OK : kms_nomem();
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encrypt                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+coffer_err kms_op_Encrypt(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    coffer_buf blob = COFFER_BUF_INIT;
+    coffer_err rc = COFFER_OK;
+    kms_audit_request(call, audit_encrypt);
+    TRY(kms_req_decode("Encrypt", call->input, &r));
+    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    kms_audit_key(call, k);
+    rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    if (rc == COFFER_OK) {
+        rc = check_algorithm(r.enc_alg);
+    }
+    if (rc == COFFER_OK && r.dry_run) {
+        rc = dry_run();
+    }
+    if (rc == COFFER_OK) {
+        rc = encrypt_with(k, r.ec, coffer_buf_cursor(&r.plaintext), &blob);
+    }
+    char arn[KMS_ARN_MAX];
+    snprintf(arn, sizeof(arn), "%s", k->arn);
+    kms_release(svc);
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+out:
+    coffer_buf_free(&blob);
+    kms_req_clean(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decrypt and the source half of ReEncrypt                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+struct opened {
+    char arn[KMS_ARN_MAX];
+    uint8_t material_id[KMS_MATERIAL_ID_LEN];
+};
+
+/*
+ * Opens `ciphertext` for the caller: the blob names its key; `key_ref` (optional) must name the
+ * same key. Plaintext goes to `pt` (secret). With `dry` the checks run but nothing is opened
+ * and COFFER_ERR_DRY_RUN is returned.
+ */
+static coffer_err open_blob(struct kms_service *svc, struct api_call *call, coffer_cursor ciphertext,
+                            const char *key_ref, int alg, const json_t *ec, bool dry, coffer_buf *pt,
+                            struct opened *o)
+{
+    struct kms_blob b;
+    struct kms_key *k = NULL;
+    char blob_arn[KMS_BLOB_ARN_MAX + 1], want_arn[KMS_ARN_MAX] = "", prefix[64];
+    TRY(kms_blob_parse(ciphertext, &b));
+    memcpy(blob_arn, b.key_arn.ptr, b.key_arn.len);
+    blob_arn[b.key_arn.len] = '\0';
+    /* A blob of another region or partition cannot be ours: same answer as any bad blob. */
+    snprintf(prefix, sizeof(prefix), "arn:aws:kms:%s:", call->region);
+    if (strncmp(blob_arn, prefix, strlen(prefix)) != 0 || strstr(blob_arn, ":key/") == NULL) {
+        return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    if (key_ref != NULL) {
+        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS, &k));
+        snprintf(want_arn, sizeof(want_arn), "%s", k->arn);
+        kms_release(svc);
+    }
+    coffer_err rc = kms_acquire(svc, call, blob_arn, 0, &k);
+    if (rc == COFFER_ERR_NOT_FOUND && strncmp(coffer_last_message(), "Invalid", 7) == 0) {
+        return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    TRY(rc);
+    kms_audit_key(call, k);
+    if (key_ref != NULL && strcmp(want_arn, k->arn) != 0) {
+        rc = coffer_fail(COFFER_ERR_INCORRECT_KEY, "%s", coffer_err_default_message(COFFER_ERR_INCORRECT_KEY));
+        goto out;
+    }
+    GUARD(kms_check_state(k, KMS_RULE_CRYPTO));
+    GUARD(check_algorithm(alg));
+    const struct kms_material *m = NULL;
+    for (size_t i = 0; i < k->n_mats; i++) {
+        if (crypto_memcmp(k->mats[i].id, b.material_id, KMS_MATERIAL_ID_LEN) == 0) {
+            m = &k->mats[i];
+        }
+    }
+    if (m == NULL) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    if (dry) {
+        rc = dry_run();
+        goto out;
+    }
+    GUARD(kms_blob_decrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), &b, ec, pt));
+    snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
+    memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
+out:
+    kms_release(svc);
+    return rc;
+}
+
+/* DryRun with IGNORE_CIPHERTEXT: only the key named by key_ref is checked. */
+static coffer_err dry_run_key_only(struct kms_service *svc, struct api_call *call, const char *key_ref)
+{
+    if (key_ref != NULL) {
+        struct kms_key *k;
+        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS, &k));
+        kms_audit_key(call, k);
+        coffer_err rc = kms_check_state(k, KMS_RULE_CRYPTO);
+        kms_release(svc);
+        TRY(rc);
+    }
+    return dry_run();
+}
+
+coffer_err kms_op_Decrypt(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    coffer_buf pt = COFFER_SECRET_BUF_INIT;
+    struct opened o;
+    coffer_err rc = COFFER_OK;
+    kms_audit_request(call, audit_decrypt);
+    TRY(kms_req_decode("Decrypt", call->input, &r));
+    if (r.has_recipient) {
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Recipient is not supported by this server yet.");
+    }
+    if (ignore_ciphertext(&r)) {
+        rc = dry_run_key_only(svc, call, r.key_id);
+        goto out;
+    }
+    if (!r.has_ciphertext) {
+        rc = missing_ciphertext();
+        goto out;
+    }
+    GUARD(open_blob(svc, call, coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg, r.ec, r.dry_run, &pt, &o));
+    call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
+    GUARD(set_material_id(call->output, "KeyMaterialId", o.material_id));
+out:
+    coffer_buf_free(&pt);
+    kms_req_clean(&r);
+    return rc;
+}
+
+coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    coffer_buf pt = COFFER_SECRET_BUF_INIT, blob = COFFER_BUF_INIT;
+    struct opened o;
+    struct kms_key *k = NULL;
+    coffer_err rc = COFFER_OK;
+    uint8_t dst_mid[KMS_MATERIAL_ID_LEN];
+    char dst_arn[KMS_ARN_MAX];
+    kms_audit_request(call, audit_reencrypt);
+    TRY(kms_req_decode("ReEncrypt", call->input, &r));
+    bool ignore = ignore_ciphertext(&r);
+    if (!ignore && !r.has_ciphertext) {
+        rc = missing_ciphertext();
+        goto out;
+    }
+    if (ignore && r.source_key_id != NULL) {
+        rc = dry_run_key_only(svc, call, r.source_key_id);
+        if (rc != COFFER_ERR_DRY_RUN) {
+            goto out;
+        }
+    } else if (!ignore) {
+        /* Source checked first: a dry run still proves the ciphertext opens with the context. */
+        GUARD(open_blob(svc, call, coffer_buf_cursor(&r.ciphertext), r.source_key_id, r.src_enc_alg, r.src_ec,
+                        false, &pt, &o));
+    }
+    GUARD(kms_acquire(svc, call, r.destination_key_id, KMS_REF_ALIAS, &k));
+    kms_audit_key(call, k);
+    rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    if (rc == COFFER_OK) {
+        rc = check_algorithm(r.dst_enc_alg);
+    }
+    if (rc == COFFER_OK && (r.dry_run || ignore)) {
+        rc = dry_run();
+    }
+    if (rc == COFFER_OK) {
+        rc = encrypt_with(k, r.dst_ec, coffer_buf_cursor(&pt), &blob);
+        snprintf(dst_arn, sizeof(dst_arn), "%s", k->arn);
+        memcpy(dst_mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
+    }
+    kms_release(svc);
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    call->output = json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst_arn, "SourceEncryptionAlgorithm",
+                             "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    GUARD(set_material_id(call->output, "SourceKeyMaterialId", o.material_id));
+    GUARD(set_material_id(call->output, "DestinationKeyMaterialId", dst_mid));
+out:
+    coffer_buf_free(&pt);
+    coffer_buf_free(&blob);
+    kms_req_clean(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data keys and random                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static coffer_err generate_data_key(struct kms_service *svc, struct api_call *call, const char *op, bool with_plain)
+{
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    coffer_buf dk = COFFER_SECRET_BUF_INIT, blob = COFFER_BUF_INIT;
+    coffer_err rc = COFFER_OK;
+    uint8_t mid[KMS_MATERIAL_ID_LEN];
+    char arn[KMS_ARN_MAX];
+    kms_audit_request(call, audit_gdk);
+    TRY(kms_req_decode(op, call->input, &r));
+    if (r.has_recipient) {
+        rc = unsupported_recipient();
+        goto out;
+    }
+    if (r.has_number_of_bytes == (r.data_key_spec >= 0)) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
+    }
+    size_t n = r.has_number_of_bytes ? (size_t)r.number_of_bytes : (r.data_key_spec == 0 ? 32 : 16);
+    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    kms_audit_key(call, k);
+    rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    if (rc == COFFER_OK && r.dry_run) {
+        rc = dry_run();
+    }
+    if (rc == COFFER_OK && (rc = coffer_buf_reserve(&dk, n)) == COFFER_OK &&
+        (rc = crypto_random(dk.data, n)) == COFFER_OK) {
+        dk.len = n;
+        rc = encrypt_with(k, r.ec, coffer_buf_cursor(&dk), &blob);
+        snprintf(arn, sizeof(arn), "%s", k->arn);
+        memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
+    }
+    kms_release(svc);
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    call->output = json_pack("{s:s}", "KeyId", arn);
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    if (with_plain) {
+        GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&dk), true));
+    }
+    GUARD(set_material_id(call->output, "KeyMaterialId", mid));
+out:
+    coffer_buf_free(&dk);
+    coffer_buf_free(&blob);
+    kms_req_clean(&r);
+    return rc;
+}
+
+coffer_err kms_op_GenerateDataKey(void *state, struct api_call *call)
+{
+    return generate_data_key(state, call, "GenerateDataKey", true);
+}
+
+coffer_err kms_op_GenerateDataKeyWithoutPlaintext(void *state, struct api_call *call)
+{
+    return generate_data_key(state, call, "GenerateDataKeyWithoutPlaintext", false);
+}
+
+coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
+{
+    struct kms_req r;
+    coffer_buf rnd = COFFER_SECRET_BUF_INIT;
+    coffer_err rc = COFFER_OK;
+    (void)state;
+    kms_audit_request(call, audit_random);
+    TRY(kms_req_decode("GenerateRandom", call->input, &r));
+    if (!r.has_number_of_bytes) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
+    }
+    if (r.custom_key_store_id != NULL) {
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Custom key stores are not supported by this server.");
+    }
+    if (r.has_recipient) {
+        rc = unsupported_recipient();
+        goto out;
+    }
+    GUARD(coffer_buf_reserve(&rnd, (size_t)r.number_of_bytes));
+    GUARD(crypto_random(rnd.data, (size_t)r.number_of_bytes));
+    rnd.len = (size_t)r.number_of_bytes;
+    call->output = json_object();
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&rnd), true));
+out:
+    coffer_buf_free(&rnd);
+    kms_req_clean(&r);
+    return rc;
+}

@@ -1,0 +1,490 @@
+/*
+ * Key lifecycle operations (kms.md §8 "Key lifecycle", §5 policies): CreateKey, DescribeKey,
+ * ListKeys, EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion,
+ * UpdateKeyDescription, GetKeyPolicy, ListKeyPolicies. Each handler decodes its input
+ * (kms_input.c), resolves the key (kms_key.c) and writes through kms_key_update so the
+ * store and the cache change together.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "kms/kms_internal.h"
+
+#define KMS_POLICY_QUOTA 32768 /* resource quota: key policy document size in bytes */
+#define MS_PER_DAY 86400000LL
+#define STORE_KEY_BUF 512
+
+coffer_err kms_tags_merge(const json_t *existing, const json_t *add, json_t **out)
+{
+    *out = NULL;
+    json_t *merged = existing != NULL ? json_deep_copy(existing) : json_array();
+    if (merged == NULL) {
+        return kms_nomem();
+    }
+    size_t i, j;
+    const json_t *t;
+    json_array_foreach(add, i, t) {
+        const char *k = json_string_value(json_object_get(t, "TagKey"));
+        const char *v = json_string_value(json_object_get(t, "TagValue"));
+        if (strncmp(k, "aws:", 4) == 0) {
+            json_decref(merged);
+            return coffer_fail(COFFER_ERR_TAG, "Tags beginning with aws: are reserved");
+        }
+        for (j = 0; j < i; j++) {
+            if (strcmp(k, json_string_value(json_object_get(json_array_get(add, j), "TagKey"))) == 0) {
+                json_decref(merged);
+                return coffer_fail(COFFER_ERR_TAG, "Duplicate tag keys");
+            }
+        }
+        bool replaced = false;
+        json_t *e;
+        json_array_foreach(merged, j, e) {
+            if (strcmp(json_string_value(json_object_get(e, "TagKey")), k) == 0) {
+                json_object_set_new(e, "TagValue", json_string(v));
+                replaced = true;
+                break;
+            }
+        }
+        if (!replaced && json_array_append_new(merged, json_pack("{s:s,s:s}", "TagKey", k, "TagValue", v)) != 0) {
+            json_decref(merged);
+            return kms_nomem();
+        }
+    }
+    if (json_array_size(merged) > KMS_MAX_TAGS) {
+        json_decref(merged);
+        return coffer_fail(COFFER_ERR_TAG, "Too many tags");
+    }
+    *out = merged;
+    return COFFER_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* CreateKey                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+static char *default_policy(const char *account)
+{
+    /* kms.md §5: the policy AWS attaches when CreateKey has no Policy, in AWS's layout. */
+    static const char fmt[] = "{\n"
+                              "  \"Version\" : \"2012-10-17\",\n"
+                              "  \"Id\" : \"key-default-1\",\n"
+                              "  \"Statement\" : [ {\n"
+                              "    \"Sid\" : \"Enable IAM User Permissions\",\n"
+                              "    \"Effect\" : \"Allow\",\n"
+                              "    \"Principal\" : {\n"
+                              "      \"AWS\" : \"arn:aws:iam::%s:root\"\n"
+                              "    },\n"
+                              "    \"Action\" : \"kms:*\",\n"
+                              "    \"Resource\" : \"*\"\n"
+                              "  } ]\n"
+                              "}";
+    char *s = NULL;
+    if (asprintf(&s, fmt, account) < 0) {
+        return NULL;
+    }
+    return s;
+}
+
+/* The checks AWS makes on CreateKey's spec/usage/origin, for what this server supports. */
+static coffer_err create_key_check(const struct kms_req *r, const char **spec)
+{
+    if (r->key_spec >= 0 && r->cmk_spec >= 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "You cannot specify KeySpec and CustomerMasterKeySpec in the same request. "
+                           "CustomerMasterKeySpec parameter is deprecated. Use KeySpec parameter instead.");
+    }
+    *spec = r->key_spec >= 0   ? kms_key_specs[r->key_spec]
+            : r->cmk_spec >= 0 ? kms_cmk_specs[r->cmk_spec]
+                               : "SYMMETRIC_DEFAULT";
+    bool symmetric = strcmp(*spec, "SYMMETRIC_DEFAULT") == 0;
+    if (!symmetric && r->key_usage < 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
+    }
+    if (symmetric && r->key_usage >= 0 && strcmp(kms_key_usages[r->key_usage], "ENCRYPT_DECRYPT") != 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec SYMMETRIC_DEFAULT",
+                           kms_key_usages[r->key_usage]);
+    }
+    if (!symmetric) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported by this server yet.",
+                           *spec);
+    }
+    if (r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_KMS") != 0) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported by this server yet.",
+                           kms_origins[r->origin]);
+    }
+    if (r->custom_key_store_id != NULL || r->xks_key_id != NULL) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Custom key stores are not supported by this server.");
+    }
+    if (r->multi_region) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "Multi-Region keys are not supported by this server yet.");
+    }
+    if (r->policy != NULL) {
+        if (strlen(r->policy) > KMS_POLICY_QUOTA) {
+            return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %d bytes.",
+                               KMS_POLICY_QUOTA);
+        }
+        json_t *p = json_loads(r->policy, JSON_REJECT_DUPLICATES, NULL);
+        bool ok = json_is_object(p);
+        json_decref(p);
+        if (!ok) {
+            return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "The policy document is not a valid JSON object.");
+        }
+    }
+    return COFFER_OK;
+}
+
+coffer_err kms_op_CreateKey(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"Description", "KeyUsage", "KeySpec", "CustomerMasterKeySpec", "Origin",
+                                        "BypassPolicyLockoutSafetyCheck", "Tags", "MultiRegion", "Policy", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    coffer_err rc = COFFER_OK;
+    json_t *rec = NULL, *tags = NULL, *meta = NULL;
+    char *policy = NULL;
+    const char *spec = NULL;
+    char id[CRYPTO_UUID_STR_LEN + 1];
+    struct kms_key *k = NULL;
+    bool locked = false;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("CreateKey", call->input, &r));
+    GUARD(create_key_check(&r, &spec));
+    GUARD(kms_tags_merge(NULL, r.tags, &tags));
+    policy = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
+    if (policy == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(crypto_uuid_v4(id));
+    rec = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
+                    KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
+                    call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
+                    r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
+                    "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
+                    "Policy", policy, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
+    if (rec == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    kms_write_begin(svc);
+    locked = true;
+    rc = kms_key_create(svc, call, rec, &k);
+    rec = NULL;
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    meta = kms_key_metadata(k);
+    call->output = json_pack("{s:O}", "KeyMetadata", meta);
+    if (meta == NULL || call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    call->audit_response = json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta));
+    kms_audit_key(call, k);
+out:
+    if (locked) {
+        kms_write_release(svc);
+    }
+    json_decref(meta);
+    json_decref(rec);
+    json_decref(tags);
+    free(policy);
+    kms_req_clean(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* DescribeKey, ListKeys, policies                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const audit_key_only[] = {"KeyId", NULL};
+
+coffer_err kms_op_DescribeKey(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit_key_only);
+    TRY(kms_req_decode("DescribeKey", call->input, &r));
+    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    json_t *meta = kms_key_metadata(k);
+    kms_audit_key(call, k);
+    kms_release(svc);
+    if (meta == NULL || (call->output = json_pack("{s:o}", "KeyMetadata", meta)) == NULL) {
+        return kms_nomem();
+    }
+    return COFFER_OK;
+}
+
+struct list_keys_scan {
+    const struct api_call *call;
+    size_t prefix_len;
+    size_t limit;
+    json_t *keys;
+    char last[KMS_KEY_ID_MAX + 1];
+    bool truncated;
+};
+
+static coffer_err list_keys_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct list_keys_scan *s = ctx;
+    (void)value;
+    if (json_array_size(s->keys) == s->limit) {
+        s->truncated = true;
+        return STORE_SCAN_STOP;
+    }
+    const char *id = key + s->prefix_len;
+    char arn[KMS_ARN_MAX];
+    kms_key_arn(arn, sizeof(arn), s->call->region, s->call->caller->account_id, id);
+    if (json_array_append_new(s->keys, json_pack("{s:s,s:s}", "KeyId", id, "KeyArn", arn)) != 0) {
+        return kms_nomem();
+    }
+    snprintf(s->last, sizeof(s->last), "%s", id);
+    return COFFER_OK;
+}
+
+coffer_err kms_op_ListKeys(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"Limit", "Marker", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    coffer_err rc = COFFER_OK;
+    char prefix[STORE_KEY_BUF], start[2 * STORE_KEY_BUF], marker[KMS_KEY_ID_MAX + 1];
+    struct list_keys_scan s = {.call = call};
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ListKeys", call->input, &r));
+    snprintf(prefix, sizeof(prefix), "kms/key/%s/%s/", call->caller->account_id, call->region);
+    start[0] = '\0';
+    if (r.marker != NULL) {
+        GUARD(kms_marker_decode(r.marker, marker, sizeof(marker)));
+        if (!kms_key_id_valid(marker)) {
+            FAIL_OUT(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+        }
+        snprintf(start, sizeof(start), "%s%s", prefix, marker);
+    }
+    s.prefix_len = strlen(prefix);
+    s.limit = r.has_limit ? (size_t)r.limit : 100;
+    s.keys = json_array();
+    if (s.keys == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(store_scan(svc->st, prefix, start, s.limit + 1, list_keys_cb, &s));
+    call->output = json_pack("{s:O,s:b}", "Keys", s.keys, "Truncated", s.truncated);
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    if (s.truncated) {
+        GUARD(kms_marker_encode(s.last, call->output));
+    }
+out:
+    json_decref(s.keys);
+    kms_req_clean(&r);
+    return rc;
+}
+
+coffer_err kms_op_GetKeyPolicy(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "PolicyName", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("GetKeyPolicy", call->input, &r));
+    TRY(kms_acquire(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {
+        kms_release(svc);
+        return coffer_fail(COFFER_ERR_NOT_FOUND, "No such policy exists");
+    }
+    call->output = json_pack("{s:s,s:s}", "Policy", json_string_value(json_object_get(k->rec, "Policy")),
+                             "PolicyName", "default");
+    kms_release(svc);
+    return call->output != NULL ? COFFER_OK : kms_nomem();
+}
+
+coffer_err kms_op_ListKeyPolicies(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "Limit", "Marker", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ListKeyPolicies", call->input, &r));
+    if (r.marker != NULL) {
+        return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+    }
+    TRY(kms_acquire(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    kms_release(svc);
+    call->output = json_pack("{s:[s],s:b}", "PolicyNames", "default", "Truncated", false);
+    return call->output != NULL ? COFFER_OK : kms_nomem();
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* State changes                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Copy of k's record with KeyState set (wmu held, so the record cannot change under us). */
+static json_t *rec_with_state(const struct kms_key *k, enum kms_state st)
+{
+    json_t *rec = json_deep_copy(k->rec);
+    if (rec != NULL && json_object_set_new(rec, "KeyState", json_string(kms_state_name(st))) != 0) {
+        json_decref(rec);
+        return NULL;
+    }
+    return rec;
+}
+
+static coffer_err set_enabled(struct kms_service *svc, struct api_call *call, const char *op, bool enable)
+{
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit_key_only);
+    TRY(kms_req_decode(op, call->input, &r));
+    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_check_state(k, KMS_RULE_ENABLE_DISABLE);
+    enum kms_state want = enable ? KMS_STATE_ENABLED : KMS_STATE_DISABLED;
+    if (rc == COFFER_OK && k->state != want) {
+        json_t *rec = rec_with_state(k, want);
+        rc = rec != NULL ? kms_key_update(svc, k, rec, NULL, NULL) : kms_nomem();
+    }
+    kms_write_release(svc);
+    return rc;
+}
+
+coffer_err kms_op_EnableKey(void *state, struct api_call *call)
+{
+    return set_enabled(state, call, "EnableKey", true);
+}
+
+coffer_err kms_op_DisableKey(void *state, struct api_call *call)
+{
+    return set_enabled(state, call, "DisableKey", false);
+}
+
+struct deletion_index {
+    char key[STORE_KEY_BUF];
+    bool remove;
+};
+
+static coffer_err deletion_index_txn(store_txn *t, void *ctx)
+{
+    struct deletion_index *d = ctx;
+    if (!d->remove) {
+        return store_txn_put(t, d->key, coffer_cursor_from_str("{}"));
+    }
+    coffer_err rc = store_txn_delete(t, d->key);
+    return rc == COFFER_ERR_NOT_FOUND ? COFFER_OK : rc;
+}
+
+static void deletion_index_key(struct deletion_index *d, const struct kms_key *k, int64_t when_ms)
+{
+    snprintf(d->key, sizeof(d->key), "kms/deletion/%016" PRId64 "/%s/%s/%s", when_ms, k->account, k->region,
+             k->key_id);
+}
+
+coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "PendingWindowInDays", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    struct deletion_index d = {.remove = false};
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ScheduleKeyDeletion", call->input, &r));
+    int64_t days = r.has_pending_days ? r.pending_days : KMS_DELETION_DEFAULT_DAYS;
+    if (days < KMS_DELETION_MIN_DAYS || days > KMS_DELETION_MAX_DAYS) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "PendingWindowInDays should be between %d and %d, but it is %" PRId64,
+                           KMS_DELETION_MIN_DAYS, KMS_DELETION_MAX_DAYS, days);
+    }
+    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    int64_t when = kms_call_now_ms(call) + days * MS_PER_DAY;
+    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    json_t *rec = NULL;
+    if (rc == COFFER_OK) {
+        rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
+        if (rec == NULL || json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0 ||
+            json_object_set_new(rec, "PendingWindowInDays", json_integer(days)) != 0) {
+            json_decref(rec);
+            rc = kms_nomem();
+        }
+    }
+    if (rc == COFFER_OK) {
+        deletion_index_key(&d, k, when);
+        rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+    }
+    if (rc == COFFER_OK) {
+        call->output = json_pack("{s:s,s:f,s:s,s:I}", "KeyId", k->arn, "DeletionDate", (double)when / 1000.0,
+                                 "KeyState", "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
+        rc = call->output != NULL ? COFFER_OK : kms_nomem();
+        call->audit_response = kms_camel_copy(call->output);
+    }
+    kms_write_release(svc);
+    return rc;
+}
+
+coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    struct deletion_index d = {.remove = true};
+    kms_audit_request(call, audit_key_only);
+    TRY(kms_req_decode("CancelKeyDeletion", call->input, &r));
+    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_check_state(k, KMS_RULE_CANCEL);
+    if (rc == COFFER_OK) {
+        /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled. */
+        json_t *rec = rec_with_state(k, KMS_STATE_DISABLED);
+        if (rec == NULL) {
+            rc = kms_nomem();
+        } else {
+            deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
+            json_object_del(rec, "DeletionDate");
+            json_object_del(rec, "PendingWindowInDays");
+            rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+        }
+    }
+    if (rc == COFFER_OK) {
+        call->output = json_pack("{s:s}", "KeyId", k->arn);
+        rc = call->output != NULL ? COFFER_OK : kms_nomem();
+        call->audit_response = kms_camel_copy(call->output);
+    }
+    kms_write_release(svc);
+    return rc;
+}
+
+coffer_err kms_op_UpdateKeyDescription(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "Description", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("UpdateKeyDescription", call->input, &r));
+    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    if (rc == COFFER_OK) {
+        json_t *rec = json_deep_copy(k->rec);
+        if (rec == NULL || json_object_set_new(rec, "Description", json_string(r.description)) != 0) {
+            json_decref(rec);
+            rc = kms_nomem();
+        } else {
+            rc = kms_key_update(svc, k, rec, NULL, NULL);
+        }
+    }
+    kms_write_release(svc);
+    return rc;
+}
+

@@ -1,0 +1,397 @@
+/*
+ * The KMS service object: operation table for the HTTP pipeline, lifecycle, the deletion
+ * sweeper run by the scheduler, and the audit/output helpers the handlers share.
+ */
+#include "kms/kms.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "common/secret.h"
+#include "common/timeutil.h"
+#include "kms/kms_internal.h"
+
+#define STORE_KEY_BUF 512
+#define SWEEP_BATCH 64
+
+/* kms.md §7/§9: flags and control-plane quotas (requests per second). */
+static const struct api_op kms_ops[] = {
+    {"CancelKeyDeletion", kms_op_CancelKeyDeletion, 0, 5},
+    {"CreateAlias", kms_op_CreateAlias, 0, 5},
+    {"CreateKey", kms_op_CreateKey, 0, 5},
+    {"Decrypt", kms_op_Decrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
+    {"DeleteAlias", kms_op_DeleteAlias, 0, 15},
+    {"DescribeKey", kms_op_DescribeKey, API_OP_READONLY, 2000},
+    {"DisableKey", kms_op_DisableKey, 0, 5},
+    {"EnableKey", kms_op_EnableKey, 0, 5},
+    {"Encrypt", kms_op_Encrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
+    {"GenerateDataKey", kms_op_GenerateDataKey, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
+    {"GenerateDataKeyWithoutPlaintext", kms_op_GenerateDataKeyWithoutPlaintext, API_OP_CRYPTO | API_OP_DATA_EVENT,
+     0},
+    {"GenerateRandom", kms_op_GenerateRandom, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
+    {"GetKeyPolicy", kms_op_GetKeyPolicy, API_OP_READONLY, 1000},
+    {"ListAliases", kms_op_ListAliases, API_OP_READONLY, 500},
+    {"ListKeyPolicies", kms_op_ListKeyPolicies, API_OP_READONLY, 100},
+    {"ListKeys", kms_op_ListKeys, API_OP_READONLY, 500},
+    {"ListResourceTags", kms_op_ListResourceTags, API_OP_READONLY, 2000},
+    {"ReEncrypt", kms_op_ReEncrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
+    {"ScheduleKeyDeletion", kms_op_ScheduleKeyDeletion, 0, 15},
+    {"TagResource", kms_op_TagResource, 0, 10},
+    {"UntagResource", kms_op_UntagResource, 0, 5},
+    {"UpdateAlias", kms_op_UpdateAlias, 0, 5},
+    {"UpdateKeyDescription", kms_op_UpdateKeyDescription, 0, 5},
+};
+
+coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
+{
+    ENSURE_REF(st);
+    ENSURE_REF(sl);
+    ENSURE_REF(out);
+    *out = NULL;
+    struct kms_service *svc = calloc(1, sizeof(*svc));
+    if (svc == NULL) {
+        return kms_nomem();
+    }
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Crypto readers are many and constant: without this a control-plane writer could starve. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    if (pthread_rwlock_init(&svc->lock, &attr) != 0 || pthread_mutex_init(&svc->wmu, NULL) != 0) {
+        pthread_rwlockattr_destroy(&attr);
+        free(svc);
+        return coffer_fail(COFFER_ERR_INTERNAL, "lock init failed");
+    }
+    pthread_rwlockattr_destroy(&attr);
+    svc->st = st;
+    svc->sl = sl;
+    snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
+    svc->api.target_prefix = "TrentService";
+    svc->api.signing_name = "kms";
+    svc->api.event_source = "kms.amazonaws.com";
+    svc->api.ops = kms_ops;
+    svc->api.n_ops = sizeof(kms_ops) / sizeof(kms_ops[0]);
+    svc->api.state = svc;
+    *out = svc;
+    return COFFER_OK;
+}
+
+const struct api_service *kms_service_api(struct kms_service *svc)
+{
+    return &svc->api;
+}
+
+static void free_str(void *p)
+{
+    free(p);
+}
+
+static void free_key(void *p)
+{
+    kms_key_free(p);
+}
+
+void kms_service_free(struct kms_service *svc)
+{
+    if (svc == NULL) {
+        return;
+    }
+    kms_map_free(&svc->keys, free_key);
+    kms_map_free(&svc->aliases, free_str);
+    pthread_rwlock_destroy(&svc->lock);
+    pthread_mutex_destroy(&svc->wmu);
+    free(svc);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sweeper                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+struct strvec {
+    char **v;
+    size_t n, cap;
+};
+
+static coffer_err strvec_push(struct strvec *s, const char *str, size_t len)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        char **v = realloc(s->v, cap * sizeof(*v));
+        if (v == NULL) {
+            return kms_nomem();
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    if ((s->v[s->n] = strndup(str, len)) == NULL) {
+        return kms_nomem();
+    }
+    s->n++;
+    return COFFER_OK;
+}
+
+static void strvec_free(struct strvec *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i]);
+    }
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+struct due_scan {
+    int64_t now_ms;
+    struct strvec keys;
+};
+
+static coffer_err due_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct due_scan *d = ctx;
+    (void)value;
+    /* "kms/deletion/<16 digits>/..." */
+    const char *ts = key + strlen("kms/deletion/");
+    if (strlen(key) < strlen("kms/deletion/") + 17) {
+        return COFFER_OK;
+    }
+    int64_t when = strtoll(ts, NULL, 10);
+    if (when > d->now_ms) {
+        return STORE_SCAN_STOP; /* ordered by date: nothing further is due */
+    }
+    return strvec_push(&d->keys, key, strlen(key));
+}
+
+static coffer_err collect_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    (void)value;
+    return strvec_push(ctx, key, strlen(key));
+}
+
+struct alias_scan {
+    const char *target;
+    struct strvec keys;
+};
+
+static coffer_err alias_target_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct alias_scan *a = ctx;
+    json_t *rec = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    const char *t = json_string_value(json_object_get(rec, "TargetKeyId"));
+    coffer_err rc = COFFER_OK;
+    if (t != NULL && strcmp(t, a->target) == 0) {
+        rc = strvec_push(&a->keys, key, strlen(key));
+    }
+    json_decref(rec);
+    return rc;
+}
+
+/* Deletes one due key (wmu held). `index_key` is its kms/deletion entry. */
+static coffer_err purge_key(struct kms_service *svc, const char *index_key, int64_t now_ms)
+{
+    char acct[API_ACCOUNT_ID_LEN + 1], region[KMS_REGION_MAX + 1], id[KMS_KEY_ID_MAX + 1];
+    char skey[STORE_KEY_BUF], prefix[STORE_KEY_BUF];
+    long long ts;
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    coffer_buf val = COFFER_BUF_INIT;
+    json_t *rec = NULL;
+    struct strvec mats = {0};
+    struct alias_scan aliases = {0};
+    bool deleted = false;
+    if (sscanf(index_key, "kms/deletion/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &ts, acct, region, id) != 4) {
+        /* Not ours to interpret: drop the index entry so the sweeper does not spin on it. */
+        acct[0] = '\0';
+    }
+    GUARD(store_txn_begin(svc->st, &t));
+    if (acct[0] != '\0') {
+        kms_key_store_key(skey, sizeof(skey), acct, region, id);
+        rc = store_txn_get(t, skey, &val);
+        if (rc == COFFER_OK) {
+            rec = json_loadb((const char *)val.data, val.len, 0, NULL);
+            const char *state = json_string_value(json_object_get(rec, "KeyState"));
+            int64_t due = (int64_t)json_integer_value(json_object_get(rec, "DeletionDate"));
+            if (state != NULL && strcmp(state, "PendingDeletion") == 0 && due <= now_ms) {
+                GUARD(store_txn_delete(t, skey));
+                deleted = true;
+                snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
+                GUARD(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
+                for (size_t i = 0; i < mats.n; i++) {
+                    GUARD(store_txn_delete(t, mats.v[i]));
+                }
+                snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
+                aliases.target = id;
+                GUARD(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
+                for (size_t i = 0; i < aliases.keys.n; i++) {
+                    GUARD(store_txn_delete(t, aliases.keys.v[i]));
+                }
+            }
+        } else if (rc != COFFER_ERR_NOT_FOUND) {
+            goto out;
+        }
+        rc = COFFER_OK;
+    }
+    rc = store_txn_delete(t, index_key);
+    if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
+    rc = store_txn_commit(t);
+    t = NULL;
+    if (rc != COFFER_OK || acct[0] == '\0') {
+        goto out;
+    }
+    /* Durable: now forget it in memory. */
+    char ck[STORE_KEY_BUF];
+    snprintf(ck, sizeof(ck), "%s/%s/%s", acct, region, id);
+    struct kms_key *gone = NULL;
+    pthread_rwlock_wrlock(&svc->lock);
+    if (deleted) {
+        gone = kms_map_remove(&svc->keys, ck);
+    }
+    for (size_t i = 0; i < aliases.keys.n; i++) {
+        /* "kms/alias/<acct>/<region>/<alias name>" -> "<acct>/<region>/<alias name>" */
+        free(kms_map_remove(&svc->aliases, aliases.keys.v[i] + strlen("kms/alias/")));
+    }
+    pthread_rwlock_unlock(&svc->lock);
+    kms_key_free(gone);
+out:
+    store_txn_abort(t);
+    json_decref(rec);
+    coffer_buf_free(&val);
+    strvec_free(&mats);
+    strvec_free(&aliases.keys);
+    return rc;
+}
+
+coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms)
+{
+    coffer_err rc = COFFER_OK;
+    for (;;) {
+        struct due_scan d = {.now_ms = now_ms};
+        rc = store_scan(svc->st, "kms/deletion/", NULL, SWEEP_BATCH, due_cb, &d);
+        size_t n = d.keys.n;
+        for (size_t i = 0; rc == COFFER_OK && i < n; i++) {
+            pthread_mutex_lock(&svc->wmu);
+            rc = purge_key(svc, d.keys.v[i], now_ms);
+            pthread_mutex_unlock(&svc->wmu);
+        }
+        strvec_free(&d.keys);
+        if (rc != COFFER_OK || n < SWEEP_BATCH) {
+            return rc;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Audit and output helpers                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool is_map_member(const char *name)
+{
+    size_t n = strlen(name), m = strlen("EncryptionContext");
+    return n >= m && strcmp(name + n - m, "EncryptionContext") == 0;
+}
+
+/* Deep copy with object keys in lowerCamelCase (maps copied verbatim). */
+json_t *kms_camel_copy(const json_t *v)
+{
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *e;
+        json_object_foreach((json_t *)v, k, e) {
+            char path[128];
+            api_in_member_path(k, path, sizeof(path));
+            json_object_set_new(o, path, is_map_member(k) ? json_deep_copy(e) : kms_camel_copy(e));
+        }
+        return o;
+    }
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e) {
+            json_array_append_new(a, kms_camel_copy(e));
+        }
+        return a;
+    }
+    return json_deep_copy(v);
+}
+
+void kms_audit_request(struct api_call *call, const char *const *members)
+{
+    if (!json_is_object(call->input)) {
+        return;
+    }
+    json_t *req = json_object();
+    if (req == NULL) {
+        return;
+    }
+    for (size_t i = 0; members[i] != NULL; i++) {
+        const json_t *v = json_object_get(call->input, members[i]);
+        if (v == NULL || json_is_null(v)) {
+            continue;
+        }
+        char path[128];
+        api_in_member_path(members[i], path, sizeof(path));
+        json_object_set_new(req, path, is_map_member(members[i]) ? json_deep_copy(v) : kms_camel_copy(v));
+    }
+    json_decref(call->audit_request);
+    call->audit_request = req;
+}
+
+void kms_audit_key_arn(struct api_call *call, const char *account, const char *arn)
+{
+    json_t *r = json_pack("{s:s,s:s,s:s}", "accountId", account, "type", "AWS::KMS::Key", "ARN", arn);
+    if (r == NULL) {
+        return;
+    }
+    if (call->audit_resources == NULL) {
+        call->audit_resources = json_array();
+    }
+    json_array_append_new(call->audit_resources, r);
+}
+
+void kms_audit_key(struct api_call *call, const struct kms_key *k)
+{
+    kms_audit_key_arn(call, k->account, k->arn);
+}
+
+coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool secret)
+{
+    coffer_buf b64;
+    coffer_buf_init(&b64, secret);
+    coffer_err rc = coffer_b64_encode(bytes, &b64);
+    if (rc == COFFER_OK) {
+        json_t *s = json_stringn(b64.len ? (const char *)b64.data : "", b64.len);
+        if (s == NULL || json_object_set_new(obj, name, s) != 0) {
+            rc = kms_nomem();
+        }
+    }
+    coffer_buf_free(&b64);
+    return rc;
+}
+
+int64_t kms_call_now_ms(const struct api_call *call)
+{
+    return call->now_ms > 0 ? call->now_ms : coffer_now_ms();
+}
+
+coffer_err kms_marker_encode(const char *last, json_t *out_obj)
+{
+    return kms_out_blob(out_obj, "NextMarker", coffer_cursor_from_str(last), false);
+}
+
+coffer_err kms_marker_decode(const char *marker, char *out, size_t n)
+{
+    coffer_buf raw = COFFER_BUF_INIT;
+    coffer_err rc = coffer_b64_decode(coffer_cursor_from_str(marker), &raw);
+    if (rc != COFFER_OK || raw.len == 0 || raw.len >= n || memchr(raw.data, 0, raw.len) != NULL) {
+        coffer_buf_free(&raw);
+        return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", marker);
+    }
+    memcpy(out, raw.data, raw.len);
+    out[raw.len] = '\0';
+    coffer_buf_free(&raw);
+    return COFFER_OK;
+}

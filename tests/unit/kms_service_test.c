@@ -1,0 +1,999 @@
+/*
+ * Unit tests for the KMS service (src/kms): every implemented operation through the op table,
+ * as the pipeline calls it, with the happy paths and the AWS errors next to each other: key
+ * states of kms.md §6, KeyId forms accepted and refused per operation (§3), validation limits,
+ * tampered and mis-bound ciphertexts, DryRun, paging, the deletion sweeper, durability across a
+ * reopened store, and a concurrency smoke test. The whole group runs twice: on "sqlite:" in a
+ * temp dir and on "mem:", with a real seal over a temp root key file.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/codec.h"
+#include "common/timeutil.h"
+#include "kms/kms.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Harness                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define ACCOUNT "111122223333"
+#define REGION "us-east-1"
+#define DAY_MS 86400000LL
+#define T0 1700000000000LL
+
+struct env {
+    char dir[64];
+    char url[160];
+    char root[160];
+    store *st;
+    seal *sl;
+    struct kms_service *svc;
+    const struct api_service *api;
+    struct api_caller caller;
+    int64_t now;
+};
+
+static bool use_mem; /* which backend the current group runs on */
+
+static void env_open(struct env *e)
+{
+    assert_int_equal(store_open(e->url, &e->st), COFFER_OK);
+    assert_int_equal(seal_open_keyfile(e->root, true, e->st, &e->sl), COFFER_OK);
+    assert_int_equal(kms_service_new(e->st, e->sl, REGION, &e->svc), COFFER_OK);
+    e->api = kms_service_api(e->svc);
+}
+
+static void env_close(struct env *e)
+{
+    kms_service_free(e->svc);
+    seal_free(e->sl);
+    store_close(e->st);
+    e->svc = NULL;
+    e->sl = NULL;
+    e->st = NULL;
+}
+
+/* A fresh service over the same store and seal: cold cache, everything read back. */
+static void env_restart_service(struct env *e)
+{
+    kms_service_free(e->svc);
+    assert_int_equal(kms_service_new(e->st, e->sl, REGION, &e->svc), COFFER_OK);
+    e->api = kms_service_api(e->svc);
+}
+
+/* Closes everything and opens again (a restart of the process); "mem:" does not persist. */
+static void env_reopen(struct env *e)
+{
+    if (use_mem) {
+        env_restart_service(e);
+        return;
+    }
+    env_close(e);
+    env_open(e);
+}
+
+static int setup(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    snprintf(e->dir, sizeof(e->dir), "/tmp/kmstest.XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    if (use_mem) {
+        snprintf(e->url, sizeof(e->url), "mem:");
+    } else {
+        snprintf(e->url, sizeof(e->url), "sqlite:%s/coffer.db", e->dir);
+    }
+    snprintf(e->root, sizeof(e->root), "%s/root.key", e->dir);
+    snprintf(e->caller.account_id, sizeof(e->caller.account_id), ACCOUNT);
+    snprintf(e->caller.principal_arn, sizeof(e->caller.principal_arn), "arn:aws:iam::" ACCOUNT ":root");
+    e->now = T0;
+    env_open(e);
+    *state = e;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct env *e = *state;
+    char cmd[128];
+    env_close(e);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
+    assert_int_equal(system(cmd), 0);
+    free(e);
+    return 0;
+}
+
+struct result {
+    coffer_err rc;
+    json_t *out;
+    json_t *audit_request, *audit_response, *audit_resources;
+    char msg[512];
+};
+
+static void result_free(struct result *r)
+{
+    json_decref(r->out);
+    json_decref(r->audit_request);
+    json_decref(r->audit_response);
+    json_decref(r->audit_resources);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Runs op with the JSON text `in` (format string) as the caller of env. */
+static struct result run(struct env *e, const char *op, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static struct result run(struct env *e, const char *op, const char *fmt, ...)
+{
+    char body[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof(body), fmt, ap);
+    va_end(ap);
+    json_error_t jerr;
+    json_t *in = json_loads(body, JSON_REJECT_DUPLICATES, &jerr);
+    if (in == NULL) {
+        fail_msg("bad test JSON: %s: %s", body, jerr.text);
+    }
+    const struct api_op *o = api_service_find_op(e->api, op, strlen(op));
+    assert_non_null(o);
+    struct api_call call = {.caller = &e->caller, .region = REGION, .request_id = "r", .operation = op,
+                            .now_ms = e->now, .input = in};
+    coffer_clear_err();
+    struct result r = {0};
+    r.rc = o->handler(e->api->state, &call);
+    snprintf(r.msg, sizeof(r.msg), "%s", r.rc == COFFER_OK ? "" : coffer_err_message(r.rc));
+    if (r.rc != COFFER_OK) {
+        json_decref(call.output);
+    } else {
+        r.out = call.output != NULL ? call.output : json_object();
+    }
+    r.audit_request = call.audit_request;
+    r.audit_response = call.audit_response;
+    r.audit_resources = call.audit_resources;
+    /* Never any secret in the audit record. */
+    if (r.audit_request != NULL) {
+        char *s = json_dumps(r.audit_request, 0);
+        assert_null(strstr(s, "plaintext"));
+        assert_null(strstr(s, "ciphertextBlob"));
+        free(s);
+    }
+    json_decref(in);
+    return r;
+}
+
+static const char *sval(const json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    assert_non_null(v);
+    return v;
+}
+
+static void expect(struct result *r, coffer_err rc, const char *msg)
+{
+    if (r->rc != rc) {
+        fail_msg("expected %s got %s (%s)", coffer_err_name(rc), coffer_err_name(r->rc), r->msg);
+    }
+    if (msg != NULL) {
+        assert_string_equal(r->msg, msg);
+    }
+    result_free(r);
+}
+
+/* Creates a key and returns its id in out (37 bytes). */
+static void create_key(struct env *e, char *out)
+{
+    struct result r = run(e, "CreateKey", "{\"Description\":\"test key\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    snprintf(out, 64, "%s", sval(json_object_get(r.out, "KeyMetadata"), "KeyId"));
+    result_free(&r);
+}
+
+/* Encrypts text under key with optional context JSON; returns the base64 blob (malloc). */
+static char *encrypt(struct env *e, const char *key, const char *ctx)
+{
+    struct result r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"%s%s}", key,
+                          ctx ? ",\"EncryptionContext\":" : "", ctx ? ctx : "");
+    if (r.rc != COFFER_OK) {
+        fail_msg("Encrypt failed: %s", r.msg);
+    }
+    char *b = strdup(sval(r.out, "CiphertextBlob"));
+    result_free(&r);
+    return b;
+}
+
+static void arn_of(char *out, size_t n, const char *id)
+{
+    snprintf(out, n, "arn:aws:kms:" REGION ":" ACCOUNT ":key/%s", id);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tests                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_op_table(void **state)
+{
+    struct env *e = *state;
+    assert_string_equal(e->api->target_prefix, "TrentService");
+    assert_string_equal(e->api->signing_name, "kms");
+    assert_string_equal(e->api->event_source, "kms.amazonaws.com");
+    for (size_t i = 1; i < e->api->n_ops; i++) {
+        assert_true(strcmp(e->api->ops[i - 1].name, e->api->ops[i].name) < 0);
+    }
+    const struct api_op *o = api_service_find_op(e->api, "Encrypt", 7);
+    assert_true(o->flags & API_OP_CRYPTO);
+    o = api_service_find_op(e->api, "DescribeKey", 11);
+    assert_true(o->flags & API_OP_READONLY);
+    assert_true(o->quota_rps == 2000);
+    o = api_service_find_op(e->api, "CreateKey", 9);
+    assert_true(o->quota_rps == 5);
+    assert_false(o->flags & API_OP_READONLY);
+}
+
+static void test_create_describe(void **state)
+{
+    struct env *e = *state;
+    struct result r = run(e, "CreateKey", "{\"Description\":\"d1\",\"Tags\":[{\"TagKey\":\"team\",\"TagValue\":\"x\"}]}");
+    assert_int_equal(r.rc, COFFER_OK);
+    json_t *m = json_object_get(r.out, "KeyMetadata");
+    char id[64], arn[160];
+    snprintf(id, sizeof(id), "%s", sval(m, "KeyId"));
+    arn_of(arn, sizeof(arn), id);
+    assert_string_equal(sval(m, "AWSAccountId"), ACCOUNT);
+    assert_string_equal(sval(m, "Arn"), arn);
+    assert_true(json_is_real(json_object_get(m, "CreationDate")));
+    assert_true(json_real_value(json_object_get(m, "CreationDate")) == 1700000000.0);
+    assert_true(json_is_true(json_object_get(m, "Enabled")));
+    assert_string_equal(sval(m, "Description"), "d1");
+    assert_string_equal(sval(m, "KeyUsage"), "ENCRYPT_DECRYPT");
+    assert_string_equal(sval(m, "KeyState"), "Enabled");
+    assert_null(json_object_get(m, "DeletionDate"));
+    assert_string_equal(sval(m, "Origin"), "AWS_KMS");
+    assert_string_equal(sval(m, "KeyManager"), "CUSTOMER");
+    assert_string_equal(sval(m, "CustomerMasterKeySpec"), "SYMMETRIC_DEFAULT");
+    assert_string_equal(sval(m, "KeySpec"), "SYMMETRIC_DEFAULT");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(m, "EncryptionAlgorithms"), 0)),
+                        "SYMMETRIC_DEFAULT");
+    assert_true(json_is_false(json_object_get(m, "MultiRegion")));
+    assert_int_equal(strlen(sval(m, "CurrentKeyMaterialId")), 64);
+    /* Audit: response elements and resources. */
+    assert_non_null(json_object_get(json_object_get(r.audit_response, "keyMetadata"), "keyId"));
+    assert_string_equal(sval(json_array_get(r.audit_resources, 0), "ARN"), arn);
+    assert_string_equal(sval(json_array_get(r.audit_resources, 0), "type"), "AWS::KMS::Key");
+    assert_string_equal(sval(r.audit_request, "description"), "d1");
+    result_free(&r);
+
+    /* DescribeKey by id, ARN, alias, alias ARN. */
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeyId"), id);
+    result_free(&r);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", arn);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/d1\",\"TargetKeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/d1\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeyId"), id);
+    result_free(&r);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCOUNT ":alias/d1\"}");
+    expect(&r, COFFER_OK, NULL);
+
+    /* Errors with AWS text. */
+    r = run(e, "DescribeKey", "{\"KeyId\":\"0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND,
+           "Key 'arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9' does not exist");
+    r = run(e, "DescribeKey", "{\"KeyId\":\"not-a-key\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'not-a-key'");
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/nope\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, "Alias arn:aws:kms:us-east-1:111122223333:alias/nope is not found.");
+    r = run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:eu-west-1:" ACCOUNT ":key/%s\"}", id);
+    expect(&r, COFFER_ERR_NOT_FOUND, "Invalid arn eu-west-1");
+    r = run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:" REGION ":999999999999:key/%s\"}", id);
+    expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+    r = run(e, "DescribeKey", "{}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null");
+    r = run(e, "DescribeKey", "{\"KeyId\":7}");
+    expect(&r, COFFER_ERR_SERIALIZATION, NULL);
+}
+
+static void test_create_key_refusals(void **state)
+{
+    struct env *e = *state;
+    struct result r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\"}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    r = run(e, "CreateKey", "{\"KeyUsage\":\"SIGN_VERIFY\"}");
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = run(e, "CreateKey", "{\"KeySpec\":\"AES_999\"}");
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = run(e, "CreateKey", "{\"Origin\":\"EXTERNAL\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    r = run(e, "CreateKey", "{\"MultiRegion\":true}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    r = run(e, "CreateKey", "{\"Policy\":\"not json\"}");
+    expect(&r, COFFER_ERR_MALFORMED_POLICY, NULL);
+    r = run(e, "CreateKey", "{\"Tags\":[{\"TagKey\":\"aws:x\",\"TagValue\":\"v\"}]}");
+    expect(&r, COFFER_ERR_TAG, "Tags beginning with aws: are reserved");
+    r = run(e, "CreateKey", "{\"Description\":5}");
+    expect(&r, COFFER_ERR_SERIALIZATION, NULL);
+
+    /* Default policy and an explicit one. */
+    char id[64];
+    create_key(e, id);
+    r = run(e, "GetKeyPolicy", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_non_null(strstr(sval(r.out, "Policy"), "\"AWS\" : \"arn:aws:iam::" ACCOUNT ":root\""));
+    assert_string_equal(sval(r.out, "PolicyName"), "default");
+    result_free(&r);
+    r = run(e, "GetKeyPolicy", "{\"KeyId\":\"%s\",\"PolicyName\":\"other\"}", id);
+    expect(&r, COFFER_ERR_NOT_FOUND, "No such policy exists");
+    r = run(e, "ListKeyPolicies", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.out, "PolicyNames"), 0)), "default");
+    result_free(&r);
+}
+
+static void test_encrypt_decrypt(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[160], other[64];
+    create_key(e, id);
+    create_key(e, other);
+    arn_of(arn, sizeof(arn), id);
+    char *blob = encrypt(e, id, "{\"purpose\":\"test\",\"a\":\"b\"}");
+
+    struct result r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+                          blob);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "Plaintext"), "aGVsbG8=");
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    assert_string_equal(sval(r.out, "EncryptionAlgorithm"), "SYMMETRIC_DEFAULT");
+    assert_int_equal(strlen(sval(r.out, "KeyMaterialId")), 64);
+    assert_string_equal(sval(json_array_get(r.audit_resources, 0), "ARN"), arn);
+    assert_string_equal(sval(json_object_get(r.audit_request, "encryptionContext"), "purpose"), "test");
+    assert_null(r.audit_response);
+    result_free(&r);
+
+    /* Wrong, missing or extra context; tampered blob; garbage. */
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"Test\"}}",
+            blob);
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
+    char *bad = strdup(blob);
+    size_t n = strlen(bad);
+    bad[n - 6] = bad[n - 6] == 'A' ? 'B' : 'A';
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+            bad);
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
+    free(bad);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"AAECAwQFBgcICQ==\"}");
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%%%%\"}");
+    expect(&r, COFFER_ERR_SERIALIZATION, NULL);
+    r = run(e, "Decrypt", "{}");
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+
+    /* KeyId on Decrypt: same key by alias is fine, another key is IncorrectKeyException. */
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/enc\",\"TargetKeyId\":\"%s\"}", arn);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"alias/enc\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+            blob);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+            blob, other);
+    expect(&r, COFFER_ERR_INCORRECT_KEY,
+           "The key ID in the request does not identify a CMK that can perform this operation.");
+
+    /* Encrypt by alias, ARN and alias ARN; output KeyId is the key ARN. */
+    r = run(e, "Encrypt", "{\"KeyId\":\"alias/enc\",\"Plaintext\":\"aGVsbG8=\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    result_free(&r);
+    r = run(e, "Encrypt", "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCOUNT ":alias/enc\",\"Plaintext\":\"aGVsbG8=\"}");
+    expect(&r, COFFER_OK, NULL);
+
+    /* 4096 bytes pass, 4097 fail with the AWS text. */
+    coffer_buf raw = COFFER_BUF_INIT, b64 = COFFER_BUF_INIT;
+    assert_int_equal(coffer_buf_reserve(&raw, 4097), COFFER_OK);
+    memset(raw.data, 'x', 4097);
+    assert_int_equal(coffer_b64_encode(coffer_cursor_from(raw.data, 4096), &b64), COFFER_OK);
+    assert_int_equal(coffer_buf_nul_terminate(&b64), COFFER_OK);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, (char *)b64.data);
+    expect(&r, COFFER_OK, NULL);
+    coffer_buf_reset(&b64);
+    assert_int_equal(coffer_b64_encode(coffer_cursor_from(raw.data, 4097), &b64), COFFER_OK);
+    assert_int_equal(coffer_buf_nul_terminate(&b64), COFFER_OK);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, (char *)b64.data);
+    expect(&r, COFFER_ERR_VALIDATION,
+           "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length "
+           "less than or equal to 4096");
+    coffer_buf_free(&raw);
+    coffer_buf_free(&b64);
+
+    /* DryRun and algorithms. */
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\",\"DryRun\":true}", id);
+    expect(&r, COFFER_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.");
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"DryRun\":true,\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+            blob);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+    r = run(e, "Decrypt", "{\"DryRun\":true,\"DryRunModifiers\":[\"IGNORE_CIPHERTEXT\"],\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_1\"}",
+            id);
+    expect(&r, COFFER_ERR_INVALID_KEY_USAGE, NULL);
+    free(blob);
+}
+
+static void test_key_states(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[160], msg[256];
+    create_key(e, id);
+    arn_of(arn, sizeof(arn), id);
+    char *blob = encrypt(e, id, NULL);
+
+    struct result r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    snprintf(msg, sizeof(msg), "%s is disabled.", arn);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"}", id);
+    expect(&r, COFFER_ERR_DISABLED, msg);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_ERR_DISABLED, msg);
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id);
+    expect(&r, COFFER_ERR_DISABLED, msg);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeyState"), "Disabled");
+    assert_true(json_is_false(json_object_get(json_object_get(r.out, "KeyMetadata"), "Enabled")));
+    result_free(&r);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", arn);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_OK, NULL);
+
+    /* Enable/Disable refuse aliases (kms.md §3). */
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/st\",\"TargetKeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "DisableKey", "{\"KeyId\":\"alias/st\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'alias/st'");
+
+    /* Deletion window limits. */
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":6}", id);
+    expect(&r, COFFER_ERR_VALIDATION, "PendingWindowInDays should be between 7 and 30, but it is 6");
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":366}", id);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = run(e, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id);
+    snprintf(msg, sizeof(msg), "%s is not pending deletion.", arn);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    assert_string_equal(sval(r.out, "KeyState"), "PendingDeletion");
+    assert_int_equal(json_integer_value(json_object_get(r.out, "PendingWindowInDays")), 30);
+    assert_true(json_real_value(json_object_get(r.out, "DeletionDate")) == (double)(T0 + 30 * DAY_MS) / 1000.0);
+    assert_non_null(json_object_get(r.audit_response, "deletionDate"));
+    result_free(&r);
+
+    snprintf(msg, sizeof(msg), "%s is pending deletion.", arn);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"b\"}]}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "UpdateKeyDescription", "{\"KeyId\":\"%s\",\"Description\":\"x\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/st2\",\"TargetKeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    /* Still describable, listable, alias deletable. */
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/st\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeyState"), "PendingDeletion");
+    assert_non_null(json_object_get(json_object_get(r.out, "KeyMetadata"), "DeletionDate"));
+    result_free(&r);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+
+    r = run(e, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    result_free(&r);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeyState"), "Disabled");
+    assert_null(json_object_get(json_object_get(r.out, "KeyMetadata"), "DeletionDate"));
+    result_free(&r);
+
+    r = run(e, "UpdateKeyDescription", "{\"KeyId\":\"%s\",\"Description\":\"new\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "Description"), "new");
+    result_free(&r);
+    free(blob);
+}
+
+static void test_data_keys_and_random(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    create_key(e, id);
+    struct result r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"EncryptionContext\":{\"k\":\"v\"}}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    coffer_buf pt = COFFER_BUF_INIT;
+    assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(sval(r.out, "Plaintext")), &pt), COFFER_OK);
+    assert_int_equal(pt.len, 32);
+    char *blob = strdup(sval(r.out, "CiphertextBlob"));
+    char *plain = strdup(sval(r.out, "Plaintext"));
+    assert_int_equal(strlen(sval(r.out, "KeyMaterialId")), 64);
+    result_free(&r);
+    coffer_buf_free(&pt);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"k\":\"v\"}}", blob);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "Plaintext"), plain);
+    result_free(&r);
+    free(blob);
+    free(plain);
+
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_128\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(strlen(sval(r.out, "Plaintext")), 24);
+    result_free(&r);
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":1024}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":1025}", id);
+    expect(&r, COFFER_ERR_VALIDATION,
+           "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have "
+           "value less than or equal to 1024");
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":32,\"KeySpec\":\"AES_256\"}", id);
+    expect(&r, COFFER_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
+    r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"DryRun\":true}", id);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+
+    r = run(e, "GenerateDataKeyWithoutPlaintext", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_null(json_object_get(r.out, "Plaintext"));
+    assert_non_null(json_object_get(r.out, "CiphertextBlob"));
+    result_free(&r);
+
+    r = run(e, "GenerateRandom", "{\"NumberOfBytes\":1024}");
+    assert_int_equal(r.rc, COFFER_OK);
+    pt = (coffer_buf)COFFER_BUF_INIT;
+    assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(sval(r.out, "Plaintext")), &pt), COFFER_OK);
+    assert_int_equal(pt.len, 1024);
+    coffer_buf_free(&pt);
+    result_free(&r);
+    r = run(e, "GenerateRandom", "{\"NumberOfBytes\":1025}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have "
+           "value less than or equal to 1024");
+    r = run(e, "GenerateRandom", "{}");
+    expect(&r, COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
+}
+
+static void test_reencrypt(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64], barn[160];
+    create_key(e, a);
+    create_key(e, b);
+    arn_of(barn, sizeof(barn), b);
+    char *blob = encrypt(e, a, "{\"x\":\"1\"}");
+    struct result r = run(e, "ReEncrypt",
+                          "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},\"DestinationKeyId\":\"%s\","
+                          "\"DestinationEncryptionContext\":{\"y\":\"2\"}}",
+                          blob, b);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyId"), barn);
+    assert_non_null(strstr(sval(r.out, "SourceKeyId"), a));
+    char *blob2 = strdup(sval(r.out, "CiphertextBlob"));
+    assert_int_equal(json_array_size(r.audit_resources), 2);
+    result_free(&r);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"y\":\"2\"}}", blob2);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyId"), barn);
+    assert_string_equal(sval(r.out, "Plaintext"), "aGVsbG8=");
+    result_free(&r);
+    /* Wrong source context, wrong SourceKeyId, DryRun. */
+    r = run(e, "ReEncrypt", "{\"CiphertextBlob\":\"%s\",\"DestinationKeyId\":\"%s\"}", blob, b);
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
+    r = run(e, "ReEncrypt",
+            "{\"CiphertextBlob\":\"%s\",\"SourceKeyId\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},"
+            "\"DestinationKeyId\":\"%s\"}",
+            blob, b, b);
+    expect(&r, COFFER_ERR_INCORRECT_KEY, NULL);
+    r = run(e, "ReEncrypt",
+            "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},\"DestinationKeyId\":\"%s\","
+            "\"DryRun\":true}",
+            blob, b);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+    r = run(e, "ReEncrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    free(blob);
+    free(blob2);
+}
+
+static void test_aliases(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64], msg[256];
+    create_key(e, a);
+    create_key(e, b);
+    struct result r = run(e, "CreateAlias", "{\"AliasName\":\"alias/one\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/one\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_ERR_ALREADY_EXISTS,
+           "An alias with the name arn:aws:kms:us-east-1:111122223333:alias/one already exists");
+    r = run(e, "CreateAlias", "{\"AliasName\":\"one\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_ERR_VALIDATION,
+           "Alias must start with the prefix \"alias/\". Please see "
+           "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html");
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/aws/mine\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/bad name\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_ERR_VALIDATION,
+           "1 validation error detected: Value 'alias/bad name' at 'aliasName' failed to satisfy constraint: Member "
+           "must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$");
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/two\",\"TargetKeyId\":\"alias/one\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'alias/one'");
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/two\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/three\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+
+    /* UpdateAlias moves alias/one to b; encrypt through it now names b. */
+    r = run(e, "UpdateAlias", "{\"AliasName\":\"alias/one\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Encrypt", "{\"KeyId\":\"alias/one\",\"Plaintext\":\"aGVsbG8=\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_non_null(strstr(sval(r.out, "KeyId"), b));
+    result_free(&r);
+    r = run(e, "UpdateAlias", "{\"AliasName\":\"alias/none\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_ERR_NOT_FOUND, "Alias arn:aws:kms:us-east-1:111122223333:alias/none is not found.");
+
+    /* ListAliases: all, paged, filtered. */
+    r = run(e, "ListAliases", "{}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 3);
+    json_t *first = json_array_get(json_object_get(r.out, "Aliases"), 0);
+    assert_string_equal(sval(first, "AliasName"), "alias/one");
+    assert_string_equal(sval(first, "AliasArn"), "arn:aws:kms:us-east-1:111122223333:alias/one");
+    assert_string_equal(sval(first, "TargetKeyId"), b);
+    assert_true(json_is_false(json_object_get(r.out, "Truncated")));
+    result_free(&r);
+    r = run(e, "ListAliases", "{\"Limit\":2}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 2);
+    assert_true(json_is_true(json_object_get(r.out, "Truncated")));
+    char *marker = strdup(sval(r.out, "NextMarker"));
+    result_free(&r);
+    r = run(e, "ListAliases", "{\"Limit\":2,\"Marker\":\"%s\"}", marker);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 1);
+    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Aliases"), 0), "AliasName"), "alias/two");
+    assert_true(json_is_false(json_object_get(r.out, "Truncated")));
+    result_free(&r);
+    free(marker);
+    r = run(e, "ListAliases", "{\"Marker\":\"bm9wZQ==\"}");
+    expect(&r, COFFER_ERR_INVALID_MARKER, NULL);
+    r = run(e, "ListAliases", "{\"KeyId\":\"%s\"}", a);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 0);
+    result_free(&r);
+    r = run(e, "ListAliases", "{\"KeyId\":\"%s\"}", b);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 3);
+    result_free(&r);
+    r = run(e, "ListAliases", "{\"KeyId\":\"alias/one\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    r = run(e, "ListAliases", "{\"Limit\":101}");
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+
+    r = run(e, "DeleteAlias", "{\"AliasName\":\"alias/one\"}");
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "DeleteAlias", "{\"AliasName\":\"alias/one\"}");
+    snprintf(msg, sizeof(msg), "Alias arn:aws:kms:us-east-1:111122223333:alias/one is not found.");
+    expect(&r, COFFER_ERR_NOT_FOUND, msg);
+    r = run(e, "Encrypt", "{\"KeyId\":\"alias/one\",\"Plaintext\":\"aGVsbG8=\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, msg);
+}
+
+static void test_tags(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    create_key(e, id);
+    struct result r = run(e, "TagResource",
+                          "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"1\"},{\"TagKey\":\"b\",\"TagValue\":\"2\"}]}",
+                          id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"3\"}]}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    json_t *tags = json_object_get(r.out, "Tags");
+    assert_int_equal(json_array_size(tags), 2);
+    assert_string_equal(sval(json_array_get(tags, 0), "TagKey"), "a");
+    assert_string_equal(sval(json_array_get(tags, 0), "TagValue"), "3");
+    result_free(&r);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\",\"Limit\":1}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_true(json_is_true(json_object_get(r.out, "Truncated")));
+    char *marker = strdup(sval(r.out, "NextMarker"));
+    result_free(&r);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\",\"Limit\":1,\"Marker\":\"%s\"}", id, marker);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Tags"), 0), "TagKey"), "b");
+    assert_true(json_is_false(json_object_get(r.out, "Truncated")));
+    result_free(&r);
+    free(marker);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\",\"Marker\":\"garbage\"}", id);
+    expect(&r, COFFER_ERR_INVALID_MARKER, NULL);
+
+    r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"aws:x\",\"TagValue\":\"1\"}]}", id);
+    expect(&r, COFFER_ERR_TAG, "Tags beginning with aws: are reserved");
+    r = run(e, "TagResource",
+            "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"d\",\"TagValue\":\"1\"},{\"TagKey\":\"d\",\"TagValue\":\"2\"}]}", id);
+    expect(&r, COFFER_ERR_TAG, "Duplicate tag keys");
+    char many[8192];
+    size_t n = (size_t)snprintf(many, sizeof(many), "[");
+    for (int i = 0; i < 49; i++) {
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s{\"TagKey\":\"k%d\",\"TagValue\":\"v\"}", i ? "," : "", i);
+    }
+    snprintf(many + n, sizeof(many) - n, "]");
+    r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":%s}", id, many);
+    expect(&r, COFFER_ERR_TAG, "Too many tags");
+    r = run(e, "TagResource", "{\"KeyId\":\"alias/x\",\"Tags\":[]}");
+    expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'alias/x'");
+
+    r = run(e, "UntagResource", "{\"KeyId\":\"%s\",\"TagKeys\":[\"a\",\"zz\"]}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Tags")), 1);
+    result_free(&r);
+}
+
+static void test_list_keys_paging(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    for (int i = 0; i < 5; i++) {
+        create_key(e, id);
+    }
+    size_t seen = 0;
+    char marker[256] = "";
+    for (int page = 0; page < 10; page++) {
+        struct result r = marker[0] ? run(e, "ListKeys", "{\"Limit\":2,\"Marker\":\"%s\"}", marker)
+                                    : run(e, "ListKeys", "{\"Limit\":2}");
+        assert_int_equal(r.rc, COFFER_OK);
+        json_t *keys = json_object_get(r.out, "Keys");
+        seen += json_array_size(keys);
+        assert_non_null(strstr(sval(json_array_get(keys, 0), "KeyArn"), sval(json_array_get(keys, 0), "KeyId")));
+        bool more = json_is_true(json_object_get(r.out, "Truncated"));
+        if (more) {
+            snprintf(marker, sizeof(marker), "%s", sval(r.out, "NextMarker"));
+        } else {
+            assert_null(json_object_get(r.out, "NextMarker"));
+        }
+        result_free(&r);
+        if (!more) {
+            break;
+        }
+    }
+    assert_int_equal(seen, 5);
+    struct result r = run(e, "ListKeys", "{\"Marker\":\"bm90LWEta2V5\"}");
+    expect(&r, COFFER_ERR_INVALID_MARKER, NULL);
+    r = run(e, "ListKeys", "{\"Limit\":0}");
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    /* Another account sees nothing. */
+    snprintf(e->caller.account_id, sizeof(e->caller.account_id), "222233334444");
+    r = run(e, "ListKeys", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.out, "Keys")), 0);
+    result_free(&r);
+    snprintf(e->caller.account_id, sizeof(e->caller.account_id), ACCOUNT);
+}
+
+static void test_sweep(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64];
+    create_key(e, a);
+    create_key(e, b);
+    char *blob = encrypt(e, a, NULL);
+    struct result r = run(e, "CreateAlias", "{\"AliasName\":\"alias/doomed\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/kept\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", a);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":8}", b);
+    expect(&r, COFFER_OK, NULL);
+
+    /* Not yet due. */
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 7 * DAY_MS - 1), COFFER_OK);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+
+    /* a is due, b is not. */
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 7 * DAY_MS), COFFER_OK);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/doomed\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/kept\"}");
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "ListAliases", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 1);
+    result_free(&r);
+    r = run(e, "ListKeys", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.out, "Keys")), 1);
+    result_free(&r);
+
+    /* Cancelled before its date: the sweeper leaves it alone. */
+    r = run(e, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 100 * DAY_MS), COFFER_OK);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+
+    /* A fresh service (cold cache) agrees: a is gone from the store too. */
+    env_restart_service(e);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/kept\"}");
+    expect(&r, COFFER_OK, NULL);
+    free(blob);
+}
+
+static void test_reopen(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    create_key(e, id);
+    struct result r = run(e, "CreateAlias", "{\"AliasName\":\"alias/persist\",\"TargetKeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"t\",\"TagValue\":\"v\"}]}", id);
+    expect(&r, COFFER_OK, NULL);
+    char *blob = encrypt(e, "alias/persist", "{\"c\":\"d\"}");
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+
+    env_reopen(e);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"c\":\"d\"}}", blob);
+    expect(&r, COFFER_ERR_DISABLED, NULL);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"c\":\"d\"}}", blob);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "Plaintext"), "aGVsbG8=");
+    result_free(&r);
+    r = run(e, "ListResourceTags", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Tags")), 1);
+    result_free(&r);
+    free(blob);
+}
+
+struct worker {
+    struct env *e;
+    const char *key;
+    int ok, disabled, other;
+};
+
+static void *worker_main(void *p)
+{
+    struct worker *w = p;
+    for (int i = 0; i < 400; i++) {
+        struct result r = run(w->e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"}", w->key);
+        if (r.rc == COFFER_OK) {
+            char *blob = strdup(sval(r.out, "CiphertextBlob"));
+            result_free(&r);
+            r = run(w->e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+            free(blob);
+            if (r.rc == COFFER_OK && strcmp(sval(r.out, "Plaintext"), "aGVsbG8=") != 0) {
+                r.rc = COFFER_ERR_INTERNAL;
+            }
+        }
+        if (r.rc == COFFER_OK) {
+            w->ok++;
+        } else if (r.rc == COFFER_ERR_DISABLED) {
+            w->disabled++;
+        } else {
+            w->other++;
+        }
+        result_free(&r);
+    }
+    return NULL;
+}
+
+static void test_concurrency(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    create_key(e, id);
+    struct worker w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){.e = e, .key = id};
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 40; i++) {
+        struct result r = run(e, i % 2 ? "EnableKey" : "DisableKey", "{\"KeyId\":\"%s\"}", id);
+        assert_int_equal(r.rc, COFFER_OK);
+        result_free(&r);
+    }
+    struct result r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    int ok = 0;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(w[i].other, 0);
+        ok += w[i].ok;
+    }
+    assert_true(ok > 0);
+    char *blob = encrypt(e, id, NULL);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_OK, NULL);
+    free(blob);
+}
+
+/* Not a benchmark (bench/ has those): a rough per-call cost printed for the record. */
+static void test_encrypt_cost(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    create_key(e, id);
+    const int n = 5000;
+    uint64_t t0 = coffer_monotonic_ns();
+    for (int i = 0; i < n; i++) {
+        struct result r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8gd29ybGQ=\"}", id);
+        assert_int_equal(r.rc, COFFER_OK);
+        result_free(&r);
+    }
+    uint64_t dt = coffer_monotonic_ns() - t0;
+    print_message("Encrypt handler incl. JSON parse of the input: %.1f us/call\n", (double)dt / n / 1000.0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_op_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_key_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encrypt_decrypt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_states, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_data_keys_and_random, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reencrypt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_keys_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encrypt_cost, setup, teardown),
+    };
+    int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
+    use_mem = true;
+    rc |= cmocka_run_group_tests_name("kms_service_mem", tests, NULL, NULL);
+    return rc;
+}
