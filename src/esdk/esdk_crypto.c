@@ -32,12 +32,13 @@ coffer_err esdk_gcm_seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len
                          coffer_cursor aad, coffer_cursor pt, uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN])
 {
     const EVP_CIPHER *cipher = gcm_cipher(key_len);
+    uint8_t fin[16]; /* GCM writes nothing at final; never offset a possibly-NULL output */
     int n = 0;
     ENSURE(cipher != NULL && pt.len <= INT32_MAX && aad.len <= INT32_MAX, COFFER_ERR_CRYPTO);
     if (EVP_EncryptInit_ex(ctx, cipher, NULL, key, iv) != 1 ||
         (aad.len && EVP_EncryptUpdate(ctx, NULL, &n, aad.ptr, (int)aad.len) != 1) ||
         (pt.len && EVP_EncryptUpdate(ctx, ct_out, &n, pt.ptr, (int)pt.len) != 1) ||
-        EVP_EncryptFinal_ex(ctx, ct_out + pt.len, &n) != 1 ||
+        EVP_EncryptFinal_ex(ctx, fin, &n) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, ESDK_TAG_LEN, tag_out) != 1) {
         return coffer_fail(COFFER_ERR_CRYPTO, "AES-GCM seal failed");
     }
@@ -49,6 +50,7 @@ coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len
 {
     const EVP_CIPHER *cipher = gcm_cipher(key_len);
     uint8_t tagcopy[ESDK_TAG_LEN];
+    uint8_t fin[16];
     int n = 0;
     ENSURE(cipher != NULL && ct.len <= INT32_MAX && aad.len <= INT32_MAX, COFFER_ERR_CRYPTO);
     memcpy(tagcopy, tag, ESDK_TAG_LEN);
@@ -56,7 +58,7 @@ coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len
         (aad.len && EVP_DecryptUpdate(ctx, NULL, &n, aad.ptr, (int)aad.len) != 1) ||
         (ct.len && EVP_DecryptUpdate(ctx, pt_out, &n, ct.ptr, (int)ct.len) != 1) ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, ESDK_TAG_LEN, tagcopy) != 1 ||
-        EVP_DecryptFinal_ex(ctx, pt_out + ct.len, &n) != 1) {
+        EVP_DecryptFinal_ex(ctx, fin, &n) != 1) {
         /* Never leave unauthenticated plaintext behind. */
         if (ct.len) {
             coffer_secure_zero(pt_out, ct.len);
