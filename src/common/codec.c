@@ -15,6 +15,9 @@ size_t coffer_b64_encoded_len(size_t n)
 
 coffer_err coffer_b64_encode(coffer_cursor in, coffer_buf *out)
 {
+    if (in.len == 0) {
+        return COFFER_OK; /* out->data may still be NULL: no pointer arithmetic on it */
+    }
     TRY(coffer_buf_reserve(out, coffer_b64_encoded_len(in.len)));
     char *o = (char *)out->data + out->len;
     size_t i = 0;
@@ -66,6 +69,9 @@ coffer_err coffer_b64_decode(coffer_cursor in, coffer_buf *out)
 {
     if (in.len % 4 != 0) {
         return coffer_fail(COFFER_ERR_VALIDATION, "invalid base64: length is not a multiple of 4");
+    }
+    if (in.len == 0) {
+        return COFFER_OK;
     }
     TRY(coffer_buf_reserve(out, in.len / 4 * 3));
     uint8_t *o = out->data + out->len;

@@ -111,7 +111,7 @@ class Cofferd:
         import boto3
         from botocore.config import Config
         akid, secret = self.credentials()
-        cfg = Config(retries={"max_attempts": 1, "mode": "standard"})
+        cfg = kw.pop("config", None) or Config(retries={"max_attempts": 1, "mode": "standard"})
         return boto3.client(service, endpoint_url=self.endpoint, region_name=kw.pop("region", REGION),
                             aws_access_key_id=kw.pop("akid", akid),
                             aws_secret_access_key=kw.pop("secret", secret),

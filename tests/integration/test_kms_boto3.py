@@ -149,9 +149,13 @@ class KmsBoto3Test(ServerTestCase):
         b = self.kms.generate_random(NumberOfBytes=32)["Plaintext"]
         self.assertEqual(len(a), 32)
         self.assertNotEqual(a, b)
+        # botocore refuses 0 itself; the server must refuse it too when a client does not.
+        from botocore.config import Config
+        raw = self.server.client(config=Config(parameter_validation=False, retries={"max_attempts": 1}))
         for n in (0, 1025):
-            code, _ = self.error_code(self.kms.generate_random, NumberOfBytes=n)
+            code, msg = self.error_code(raw.generate_random, NumberOfBytes=n)
             self.assertEqual(code, "ValidationException")
+            self.assertIn("numberOfBytes", msg)
 
     def test_reencrypt(self):
         k1, k2 = self.new_key(), self.new_key()
