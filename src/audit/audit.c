@@ -26,6 +26,7 @@
 
 #include "audit/audit_internal.h"
 #include "common/codec.h"
+#include "common/json_out.h"
 #include "common/log.h"
 #include "crypto/crypto.h"
 
@@ -33,7 +34,6 @@
 #define PREFIX_HEAD "{\"" AUDIT_HASH_FIELD "\":\""
 #define PREFIX_HEAD_LEN (sizeof(PREFIX_HEAD) - 1)
 #define PREFIX_LEN (PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN + 2) /* + closing quote and comma */
-#define STACK_LINE 8192                                       /* most events fit: no malloc */
 #define TAIL_CHUNK 65536                                      /* backwards scan on recovery */
 
 struct audit_trail {
@@ -488,40 +488,40 @@ static coffer_err write_locked(audit_trail *t, const char *line, size_t len)
 }
 
 /*
- * Serialises `event` into `line` after PREFIX_LEN bytes of room and frames it:
+ * Serialises `event` into `line` (empty on entry) and frames it:
  * `{"previousEventHash":"` + 64 placeholder chars + `",` + members + `}` + '\n'.
- * Returns the line length including the newline, or 0 when it does not fit in the `cap` bytes
- * of `line` (*need then holds the size required) or cannot be serialised (*need = 0).
+ * The serialised object is written at the comma slot, so its '{' becomes the separator.
  */
-static size_t frame_event(json_t *event, char *line, size_t cap, size_t *need)
+static coffer_err frame_event(json_t *event, coffer_buf *line)
 {
-    size_t body = json_dumpb(event, cap > PREFIX_LEN ? line + PREFIX_LEN - 1 : NULL,
-                             cap > PREFIX_LEN ? cap - PREFIX_LEN : 0, JSON_COMPACT);
-    *need = body ? body + PREFIX_LEN : 0;
-    if (body < 2 || PREFIX_LEN + body > cap) {
-        return 0;
+    TRY(coffer_buf_reserve(line, PREFIX_LEN + 1024));
+    line->len = PREFIX_LEN - 1;
+    TRY(json_out_compact(event, line));
+    size_t body = line->len - (PREFIX_LEN - 1);
+    if (body < 2) {
+        return coffer_fail(COFFER_ERR_AUDIT, "the audit event cannot be serialised");
     }
-    /* The serialised object starts at the comma slot: its '{' becomes the separator. */
-    memcpy(line, PREFIX_HEAD, PREFIX_HEAD_LEN);
-    line[PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN] = '"';
-    size_t len = PREFIX_LEN - 1 + body; /* up to and including the closing brace */
+    if (line->len + 1 > AUDIT_MAX_EVENT_BYTES) {
+        return coffer_fail(COFFER_ERR_AUDIT, "audit event too large (%zu bytes)", line->len + 1);
+    }
+    char *l = (char *)line->data;
+    memcpy(l, PREFIX_HEAD, PREFIX_HEAD_LEN);
+    l[PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN] = '"';
     if (body == 2) {
         /* {} : no members, so no comma either. */
-        line[PREFIX_LEN - 1] = '}';
-        len = PREFIX_LEN;
+        l[PREFIX_LEN - 1] = '}';
+        line->len = PREFIX_LEN;
     } else {
-        line[PREFIX_LEN - 1] = ',';
+        l[PREFIX_LEN - 1] = ',';
     }
-    line[len] = '\n';
-    return len + 1;
+    return coffer_buf_append_u8(line, '\n');
 }
 
 coffer_err audit_trail_append(audit_trail *t, json_t *event)
 {
     coffer_err rc = COFFER_OK;
-    char stack[STACK_LINE];
-    char *heap = NULL;
-    char *line = stack;
+    coffer_buf framed = COFFER_BUF_INIT;
+    char *line = NULL;
     int old_fd = -1;
     ENSURE_REF(t);
     if (!json_is_object(event)) {
@@ -532,22 +532,9 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
     }
 
     /* Outside the lock: serialise and frame. */
-    size_t need;
-    size_t len = frame_event(event, line, sizeof(stack), &need);
-    if (len == 0 && need > AUDIT_MAX_EVENT_BYTES) {
-        FAIL_OUT(COFFER_ERR_AUDIT, "audit event too large (%zu bytes)", need);
-    }
-    if (len == 0 && need > 0) {
-        heap = malloc(need);
-        if (heap == NULL) {
-            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory serialising an audit event");
-        }
-        line = heap;
-        len = frame_event(event, line, need, &need);
-    }
-    if (len == 0) {
-        FAIL_OUT(COFFER_ERR_AUDIT, "the audit event cannot be serialised");
-    }
+    GUARD(frame_event(event, &framed));
+    line = (char *)framed.data;
+    size_t len = framed.len;
 
     /* Critical section: splice the head, write, hash the new line. */
     pthread_mutex_lock(&t->lock);
@@ -578,6 +565,6 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
         sync_dir(t->dir);
     }
 out:
-    free(heap);
+    coffer_buf_free(&framed);
     return rc;
 }

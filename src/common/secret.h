@@ -10,7 +10,8 @@
 
 /* Zeroed block of n bytes, or NULL. mlock failure (RLIMIT_MEMLOCK) is tolerated silently. */
 void *coffer_secret_alloc(size_t n);
-/* Wipes n bytes then frees. Accepts NULL. n must be the size given to coffer_secret_alloc. */
+/* Wipes the block then frees it. Accepts NULL. n is the size given to coffer_secret_alloc
+ * (the pool records the real size; sanitizer builds use n). */
 void coffer_secret_free(void *p, size_t n);
 /* A wipe the compiler may not elide (OPENSSL_cleanse). */
 void coffer_secure_zero(void *p, size_t n);

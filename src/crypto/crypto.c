@@ -12,6 +12,8 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/codec.h"
@@ -25,14 +27,12 @@ coffer_err crypto_random(void *out, size_t n)
     return COFFER_OK;
 }
 
-coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1])
+static void uuid_format(uint8_t b[16], char out[CRYPTO_UUID_STR_LEN + 1])
 {
-    uint8_t b[16];
-    TRY(crypto_random(b, sizeof(b)));
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     char hex[33];
-    coffer_hex_encode(b, sizeof(b), hex);
+    coffer_hex_encode(b, 16, hex);
     memcpy(out, hex, 8);
     out[8] = '-';
     memcpy(out + 9, hex + 8, 4);
@@ -43,12 +43,86 @@ coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1])
     out[23] = '-';
     memcpy(out + 24, hex + 20, 12);
     out[36] = '\0';
+}
+
+coffer_err crypto_uuid_v4_many(char (*out)[CRYPTO_UUID_STR_LEN + 1], size_t n)
+{
+    uint8_t b[8 * 16];
+    if (n > 8) {
+        return coffer_fail(COFFER_ERR_USAGE, "too many UUIDs at once");
+    }
+    TRY(crypto_random(b, n * 16));
+    for (size_t i = 0; i < n; i++) {
+        uuid_format(b + 16 * i, out[i]);
+    }
     return COFFER_OK;
+}
+
+coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1])
+{
+    return crypto_uuid_v4_many((char (*)[CRYPTO_UUID_STR_LEN + 1])out, 1);
+}
+
+/*
+ * Hot path: every request hashes its body, its canonical request and its audit line, and signs
+ * once. The implicit-fetch one-shot APIs (SHA256(), HMAC()) look the algorithm up in the
+ * provider store on every call; here the algorithms are fetched once per process and each
+ * thread keeps its own contexts, released by a pthread key destructor at thread exit.
+ */
+static EVP_MD *fetched_md[3];
+static EVP_MAC *fetched_hmac;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
+
+struct crypto_thread_ctx {
+    EVP_MD_CTX *md;
+    EVP_MAC_CTX *mac[3]; /* digest parameter set once per digest */
+};
+
+static void crypto_thread_ctx_free(void *p)
+{
+    struct crypto_thread_ctx *t = p;
+    EVP_MD_CTX_free(t->md);
+    for (int i = 0; i < 3; i++) {
+        EVP_MAC_CTX_free(t->mac[i]);
+    }
+    free(t);
+}
+
+static void crypto_fetch_all(void)
+{
+    fetched_md[CRYPTO_SHA256] = EVP_MD_fetch(NULL, "SHA256", NULL);
+    fetched_md[CRYPTO_SHA384] = EVP_MD_fetch(NULL, "SHA384", NULL);
+    fetched_md[CRYPTO_SHA512] = EVP_MD_fetch(NULL, "SHA512", NULL);
+    fetched_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    pthread_key_create(&ctx_key, crypto_thread_ctx_free);
+}
+
+static struct crypto_thread_ctx *crypto_thread_ctx(void)
+{
+    pthread_once(&fetch_once, crypto_fetch_all);
+    struct crypto_thread_ctx *t = pthread_getspecific(ctx_key);
+    if (t == NULL) {
+        t = calloc(1, sizeof(*t));
+        if (t == NULL) {
+            return NULL;
+        }
+        t->md = EVP_MD_CTX_new();
+        pthread_setspecific(ctx_key, t);
+    }
+    return t;
 }
 
 void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
 {
-    SHA256(p, n, out);
+    struct crypto_thread_ctx *t = crypto_thread_ctx();
+    unsigned int len = 0;
+    if (t != NULL && t->md != NULL && fetched_md[CRYPTO_SHA256] != NULL &&
+        EVP_DigestInit_ex2(t->md, fetched_md[CRYPTO_SHA256], NULL) == 1 &&
+        EVP_DigestUpdate(t->md, p, n) == 1 && EVP_DigestFinal_ex(t->md, out, &len) == 1) {
+        return;
+    }
+    SHA256(p, n, out); /* allocation failure above: the slow path still gives the right answer */
 }
 
 size_t crypto_digest_len(enum crypto_digest d)
@@ -60,18 +134,6 @@ size_t crypto_digest_len(enum crypto_digest d)
         return 64;
     default:
         return 32;
-    }
-}
-
-static const EVP_MD *digest_md(enum crypto_digest d)
-{
-    switch (d) {
-    case CRYPTO_SHA384:
-        return EVP_sha384();
-    case CRYPTO_SHA512:
-        return EVP_sha512();
-    default:
-        return EVP_sha256();
     }
 }
 
@@ -89,10 +151,27 @@ static const char *digest_name(enum crypto_digest d)
 
 coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor msg, uint8_t *out)
 {
-    unsigned int len = 0;
     static const uint8_t empty = 0;
-    if (HMAC(digest_md(d), key.len ? key.ptr : &empty, (int)key.len, msg.len ? msg.ptr : &empty, msg.len, out,
-             &len) == NULL) {
+    struct crypto_thread_ctx *t = crypto_thread_ctx();
+    if (t == NULL || fetched_hmac == NULL) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "HMAC unavailable");
+    }
+    if (t->mac[d] == NULL) {
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest_name(d), 0),
+            OSSL_PARAM_construct_end(),
+        };
+        t->mac[d] = EVP_MAC_CTX_new(fetched_hmac);
+        if (t->mac[d] == NULL || EVP_MAC_CTX_set_params(t->mac[d], params) != 1) {
+            EVP_MAC_CTX_free(t->mac[d]);
+            t->mac[d] = NULL;
+            return coffer_fail(COFFER_ERR_CRYPTO, "HMAC unavailable");
+        }
+    }
+    size_t len = 0;
+    if (EVP_MAC_init(t->mac[d], key.len ? key.ptr : &empty, key.len, NULL) != 1 ||
+        EVP_MAC_update(t->mac[d], msg.len ? msg.ptr : &empty, msg.len) != 1 ||
+        EVP_MAC_final(t->mac[d], out, &len, crypto_digest_len(d)) != 1) {
         return coffer_fail(COFFER_ERR_CRYPTO, "HMAC failure");
     }
     return COFFER_OK;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/json_out.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
@@ -28,7 +29,8 @@ struct request_state {
     const struct api_service *svc;
     const struct api_op *op;
     char op_name[128];
-    char request_id[CRYPTO_UUID_STR_LEN + 1];
+    char ids[2][CRYPTO_UUID_STR_LEN + 1]; /* request id, audit event id */
+    const char *request_id;
     bool authenticated;
 };
 
@@ -129,11 +131,9 @@ static json_t *audit_user_identity(const struct request_state *st)
 /* Builds and appends the CloudTrail event; false when the trail refused it. */
 static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc, const char *error_message)
 {
-    char when[40], event_id[CRYPTO_UUID_STR_LEN + 1];
+    char when[40];
+    const char *event_id = st->ids[1];
     coffer_time_iso8601(st->call.now_ms / 1000, when, sizeof(when));
-    if (crypto_uuid_v4(event_id) != COFFER_OK) {
-        return false;
-    }
     json_t *ev = json_object();
     json_object_set_new(ev, "eventVersion", json_string("1.08"));
     json_object_set_new(ev, "userIdentity", audit_user_identity(st));
@@ -314,10 +314,11 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     }
     coffer_clear_err();
     st.call.now_ms = coffer_now_ms();
-    if (crypto_uuid_v4(st.request_id) != COFFER_OK) {
+    if (crypto_uuid_v4_many(st.ids, 2) != COFFER_OK) {
         set_error(resp, COFFER_ERR_INTERNAL);
         return;
     }
+    st.request_id = st.ids[0];
     snprintf(resp->request_id, sizeof(resp->request_id), "%s", st.request_id);
     st.caller.source_ip = req->source_ip;
     const char *ua = http_request_header(req, "User-Agent");
@@ -369,10 +370,7 @@ out:
         resp->status = 200;
         resp->content_type = JSON_CONTENT_TYPE;
         json_t *output = st.call.output ? st.call.output : json_object();
-        size_t need = json_dumpb(output, NULL, 0, JSON_COMPACT);
-        if (coffer_buf_reserve(&resp->body, need) == COFFER_OK) {
-            resp->body.len = json_dumpb(output, (char *)resp->body.data, need, JSON_COMPACT);
-        } else {
+        if (json_out_compact(output, &resp->body) != COFFER_OK) {
             set_error(resp, COFFER_ERR_NOMEM);
         }
         if (output != st.call.output) {

@@ -329,7 +329,14 @@ static coffer_err http_worker_init(struct http_server *s, struct http_worker *w,
 {
     const struct http_server_config *cfg = &s->cfg;
     w->server = s;
-    w->base = event_base_new();
+    /* The changelist folds the add/del pairs libevent makes around each request into one
+     * epoll_ctl (or none): a measurable share of a small request's cost. */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg != NULL) {
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
     w->http = w->base ? evhttp_new(w->base) : NULL;
     if (w->http == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "cannot create event loop");
@@ -352,6 +359,10 @@ static coffer_err http_worker_init(struct http_server *s, struct http_worker *w,
         return coffer_fail(COFFER_ERR_CONFIG, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
                            strerror(errno));
     }
+    /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it, small
+     * responses wait for the client's delayed ACK (~40 ms per request on keep-alive). */
+    int one = 1;
+    (void)setsockopt(evconnlistener_get_fd(w->listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (evhttp_bind_listener(w->http, w->listener) == NULL) {
         return coffer_fail(COFFER_ERR_CONFIG, "cannot bind HTTP listener");
     }

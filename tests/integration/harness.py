@@ -142,8 +142,9 @@ class Cofferd:
 
 
 class ServerTestCase(unittest.TestCase):
-    """One cofferd for the whole class."""
-    extra_args = ()
+    """One cofferd for the whole class. Quotas are off: functional tests create keys faster
+    than AWS's CreateKey rate; test_quota.py covers throttling with quotas on."""
+    extra_args = ("--quota-crypto-rps", "0")
 
     @classmethod
     def setUpClass(cls):

@@ -13,7 +13,7 @@ from harness import COFFER, Cofferd
 class DurabilityTest(unittest.TestCase):
 
     def test_kill9_keeps_acknowledged_work(self):
-        server = Cofferd().start()
+        server = Cofferd(extra_args=("--quota-crypto-rps", "0")).start()
         try:
             acked = []  # (key id, ciphertext, plaintext) acknowledged by the server
             stop = threading.Event()

@@ -5,12 +5,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "common/buf.h"
 #include "common/codec.h"
 #include "common/err.h"
+#include "common/json_out.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
 
@@ -137,12 +139,39 @@ static void test_time(void **state)
     assert_string_equal(buf, "Sun, 30 Aug 2015 12:36:00 GMT");
 }
 
+/* The fast serialiser must agree byte for byte with jansson's compact output. */
+static void test_json_out_matches_jansson(void **state)
+{
+    static const char *docs[] = {
+        "{}", "[]", "{\"a\":1}", "{\"z\":1,\"a\":2,\"m\":[true,false,null]}",
+        "{\"s\":\"quote \\\" backslash \\\\ slash / tab \\t nl \\n cr \\r bs \\b ff \\f\"}",
+        "{\"ctl\":\"\\u0000\\u0001\\u001f\\u007f\",\"utf8\":\"caf\\u00e9 \\u4e2d \\ud83d\\ude00\"}",
+        "{\"n\":-9223372036854775807,\"r\":1700000000.123,\"e\":1e-300,\"neg\":-0.5}",
+        "{\"deep\":{\"a\":[{\"b\":[[],{}]}],\"k\\u0002\":\"v\"}}",
+        "[1,\"x\",{\"y\":[2.5,null]}]",
+    };
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        json_error_t err;
+        json_t *v = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        assert_non_null(v);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        coffer_buf got = COFFER_BUF_INIT;
+        assert_int_equal(json_out_compact(v, &got), COFFER_OK);
+        assert_int_equal(got.len, strlen(want));
+        assert_memory_equal(got.data, want, got.len);
+        free(want);
+        coffer_buf_free(&got);
+        json_decref(v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_reads), cmocka_unit_test(test_buf_append_and_secret),
         cmocka_unit_test(test_b64),          cmocka_unit_test(test_hex),
         cmocka_unit_test(test_err_context),  cmocka_unit_test(test_time),
+        cmocka_unit_test(test_json_out_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
