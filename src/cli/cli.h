@@ -16,6 +16,10 @@
 /* `coffer audit verify DIR`: checks the hash chain of DIR/audit/ (cli_audit.c). */
 int cli_audit_main(int argc, char **argv);
 
+/* `coffer encrypt` / `coffer decrypt`: AWS Encryption SDK messages (cli_esdk.c). */
+int cli_encrypt_main(int argc, char **argv);
+int cli_decrypt_main(int argc, char **argv);
+
 /* True when `arg` asks for help ("-h", "--help", "help"). */
 int cli_is_help(const char *arg);
 

@@ -17,6 +17,8 @@ struct cli_command {
 
 static const struct cli_command commands[] = {
     {"audit", cli_audit_main, "verify the audit trail"},
+    {"encrypt", cli_encrypt_main, "encrypt files or streams (AWS Encryption SDK format)"},
+    {"decrypt", cli_decrypt_main, "decrypt files or streams (AWS Encryption SDK format)"},
 };
 
 int cli_is_help(const char *arg)
