@@ -10,7 +10,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BUILD_DIR, REGION, ServerTestCase  # noqa: E402
 
-DRIVER = os.environ.get("COFFER_ESDK_KMS_DRIVER") or os.path.join(BUILD_DIR, "src", "esdk", "esdk_kms_driver")
+DRIVER = os.environ.get("COFFER_ESDK_KMS_DRIVER") or os.path.join(BUILD_DIR, "esdk_kms_driver")
 ACCOUNT = "000000000000"
 
 
