@@ -361,7 +361,10 @@ static coffer_err kms_post_once(struct kms_keyring *k, const char *target, coffe
         if (!pairs[i][1]) {
             continue;
         }
-        snprintf(line, sizeof(line), "%s: %s", pairs[i][0], pairs[i][1]);
+        int w = snprintf(line, sizeof(line), "%s: %s", pairs[i][0], pairs[i][1]);
+        if (w < 0 || (size_t)w >= sizeof(line)) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "aws-kms: %s header too long", pairs[i][0]);
+        }
         struct curl_slist *t = curl_slist_append(list, line);
         if (!t) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -654,6 +657,10 @@ static bool kms_edk_wanted(const struct kms_keyring *k, const coffer_edk *e, str
         !kms_arn_parse(info, arn)) {
         return false;
     }
+    /* aws-kms-keyring.md §OnDecrypt: the provider info MUST be an ARN of resource type "key" */
+    if (!coffer_cursor_eq_str(coffer_cursor_from(arn->resource.ptr, 4), "key/")) {
+        return false;
+    }
     if (!k->discovery) {
         for (size_t i = 0; i < k->n_key_ids; i++) {
             if (coffer_cursor_eq_str(info, k->key_ids[i])) {
@@ -662,10 +669,7 @@ static bool kms_edk_wanted(const struct kms_keyring *k, const coffer_edk *e, str
         }
         return false;
     }
-    /* aws-kms-discovery-keyring.md §OnDecrypt: only key ARNs, and only those passing the filter */
-    if (!coffer_cursor_eq_str(coffer_cursor_from(arn->resource.ptr, 4), "key/")) {
-        return false;
-    }
+    /* aws-kms-discovery-keyring.md §OnDecrypt: only ARNs passing the filter */
     if (k->partition && !coffer_cursor_eq_str(arn->partition, k->partition)) {
         return false;
     }

@@ -209,6 +209,13 @@ static void test_edk_filters(void **state)
     assert_false(kms_edk_wanted(strict, &e2, &a));
     assert_false(kms_edk_wanted(strict, &raw, &a));
     assert_false(kms_edk_wanted(strict, &junk, &a));
+    /* Strict mode, too, only sends key ARNs, even when an alias ARN is configured. */
+    const char *alias_ids[] = {"arn:aws:kms:us-west-2:444455556666:alias/a"};
+    o = (struct coffer_kms_keyring_options){.key_ids = alias_ids, .n_key_ids = 1};
+    struct kms_keyring *by_alias = new_kr(&o);
+    assert_non_null(by_alias);
+    assert_false(kms_edk_wanted(by_alias, &alias, &a));
+    coffer_keyring_release(&by_alias->base);
 
     o = (struct coffer_kms_keyring_options){.discovery = true, .region = "us-west-2"};
     struct kms_keyring *any = new_kr(&o);
