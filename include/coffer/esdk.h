@@ -207,7 +207,11 @@ struct coffer_kms_keyring_options {
     const char *profile;   /* NULL = AWS_PROFILE or "default" */
     const char *ca_bundle; /* NULL = AWS_CA_BUNDLE or system store */
 };
-/* Strings are copied. NULL on error; coffer_status_message(COFFER_ERR_USAGE / _CONFIG) has the detail. */
+/*
+ * Strings are copied; credentials, region and endpoint are resolved here. NULL on error (bad
+ * options: usage error; no region/credentials or a bad endpoint: configuration error), with the
+ * detail recorded for this thread as for the other constructors.
+ */
 COFFER_API coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *opts);
 
 /* ---- cryptographic materials managers ---- */
