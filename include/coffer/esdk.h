@@ -179,6 +179,41 @@ COFFER_API coffer_keyring *coffer_keyring_raw_rsa_new(const char *key_namespace,
 COFFER_API coffer_keyring *coffer_keyring_multi_new(coffer_keyring *generator, coffer_keyring *const *children,
                                                     size_t child_count);
 
+/*
+ * AWS KMS keyring (aws-kms-keyring.md, aws-kms-discovery-keyring.md), against any KMS that
+ * speaks the AWS JSON 1.1 protocol (cofferd or AWS). Requests are signed with SigV4 and sent
+ * over HTTPS (libcurl, one keep-alive connection per keyring behind a mutex, so the keyring may
+ * be shared between threads). EDK provider id "aws-kms", provider info = the key ARN.
+ * Strict mode: encrypt generates with key_ids[0] (GenerateDataKey, or Encrypt when a data key
+ * exists) and wraps with each other id; decrypt calls Decrypt only for EDKs whose ARN equals a
+ * configured id (aliases therefore only encrypt). Discovery mode cannot encrypt; decrypt tries
+ * every "aws-kms" EDK with a key ARN that passes the filter (partition AND one of the accounts;
+ * both or neither must be given). Credentials are resolved once, at construction:
+ * AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, else the shared credentials file
+ * (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials) section `profile`. The endpoint defaults
+ * to AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, then https://kms.<region>.amazonaws.com.
+ * KMS errors are reported as COFFER_ERR_KEYRING (encrypt) or COFFER_ERR_CANNOT_DECRYPT
+ * (decrypt) with "aws-kms: <Operation>: <KMS error type> ..." as the message.
+ */
+struct coffer_kms_keyring_options {
+    const char *const *key_ids; /* strict mode: key ARNs/aliases; the first is the generator; NULL/0 = discovery */
+    size_t n_key_ids;
+    bool discovery;                  /* decrypt with any key ARN in the EDK that passes the filter */
+    const char *discovery_partition; /* filter; NULL = no filter */
+    const char *const *discovery_accounts;
+    size_t n_discovery_accounts;
+    const char *region;    /* NULL = from the key ARN, else AWS_REGION/AWS_DEFAULT_REGION/profile */
+    const char *endpoint;  /* NULL = https://kms.<region>.amazonaws.com */
+    const char *profile;   /* NULL = AWS_PROFILE or "default" */
+    const char *ca_bundle; /* NULL = AWS_CA_BUNDLE or system store */
+};
+/*
+ * Strings are copied; credentials, region and endpoint are resolved here. NULL on error (bad
+ * options: usage error; no region/credentials or a bad endpoint: configuration error), with the
+ * detail recorded for this thread as for the other constructors.
+ */
+COFFER_API coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *opts);
+
 /* ---- cryptographic materials managers ---- */
 typedef struct coffer_cmm coffer_cmm;
 
