@@ -223,14 +223,20 @@ usage_cases = [
     ("caching without max_age", ["encrypt", "-i", "pt", "-o", "x", "--caching", "capacity=10"] + AES),
     ("metadata and data both on stdout", ["encrypt", "-i", "pt", "-o", "-", "--metadata-output", "-"] + AES),
     ("input and output the same file", ["encrypt", "-i", "pt", "-o", "pt"] + AES),
-    ("aws-kms without the keyring", ["encrypt", "-i", "pt", "-o", "x", "-w", "provider=aws-kms",
-                                     "key=arn:aws:kms:us-east-1:111122223333:key/k"]),
+    ("aws-kms without credentials", ["encrypt", "-i", "pt", "-o", "x", "-w", "provider=aws-kms",
+                                     "key=arn:aws:kms:us-east-1:111122223333:key/k",
+                                     "profile=no-such-profile-anywhere"]),
 ]
 for what, args in usage_cases:
     rc, _, err = expect(2, f"usage: {what}", args)
 check(not os.path.exists(p("x")), "usage errors create no output")
-rc, _, err = run(["encrypt", "-i", "pt", "-o", "x", "-w", "provider=aws-kms", "key=arn"])
-check(b"aws-kms keyring not available in this build" in err, "aws-kms: clear message without the keyring", err)
+# The real keyring is linked: a KMS that cannot be reached is an encrypt failure, not usage.
+kms_env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIAAAAAAAAAAAAAAAAA", AWS_SECRET_ACCESS_KEY="x" * 40)
+r = subprocess.run([COFFER, "encrypt", "-i", p("pt"), "-o", p("x"), "-w", "provider=aws-kms",
+                    "key=arn:aws:kms:us-east-1:111122223333:key/k", "endpoint=https://127.0.0.1:9"],
+                   capture_output=True, env=kms_env, timeout=60)
+check(r.returncode == 1 and not os.path.exists(p("x")), "aws-kms: unreachable KMS fails with exit 1, no output",
+      r.stderr)
 
 # ---- commitment policies ----
 F, RA, RR = "forbid-encrypt-allow-decrypt", "require-encrypt-allow-decrypt", "require-encrypt-require-decrypt"
