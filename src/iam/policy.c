@@ -267,6 +267,7 @@ static coffer_err compile_patterns(const struct cctx *cc, const json_t *v, const
         if (pats[i].has_var && strchr(s, POLICY_ESC) != NULL) {
             return SFAIL(cc, "%s contains control characters", elem);
         }
+        pats[i].literal = strpbrk(s, "*?") == NULL && !pats[i].has_var;
         pats[i].s = dup_lower(s, action);
         if (pats[i].s == NULL) {
             return coffer_fail(COFFER_ERR_NOMEM, "out of memory");

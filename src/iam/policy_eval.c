@@ -64,25 +64,40 @@ void policy_ctx_free(policy_ctx *c)
     free(c);
 }
 
+/* `key` must already be lower-cased (compiled condition keys are). */
 static struct ctx_entry *ctx_find(const policy_ctx *c, const char *key)
 {
     if (c == NULL) {
         return NULL;
     }
     for (size_t i = 0; i < c->n; i++) {
-        if (strcasecmp(c->e[i].key, key) == 0) {
+        if (strcmp(c->e[i].key, key) == 0) {
             return &c->e[i];
         }
     }
     return NULL;
 }
 
+/* Lower-cases a caller-supplied key into buf; false when it does not fit. */
+static bool lower_key(const char *key, char *buf, size_t cap)
+{
+    size_t n = strlen(key);
+    if (n >= cap) {
+        return false;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        buf[i] = (char)tolower((unsigned char)key[i]);
+    }
+    return true;
+}
+
 static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry **out)
 {
     ENSURE_REF(c);
     ENSURE_REF(key);
-    ENSURE(*key != '\0' && strlen(key) <= POLICY_MAX_STRING, COFFER_ERR_USAGE);
-    struct ctx_entry *e = ctx_find(c, key);
+    char lk[POLICY_MAX_STRING + 1];
+    ENSURE(*key != '\0' && lower_key(key, lk, sizeof(lk)), COFFER_ERR_USAGE);
+    struct ctx_entry *e = ctx_find(c, lk);
     if (e != NULL) {
         *out = e;
         return COFFER_OK;
@@ -98,12 +113,9 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
     }
     e = &c->e[c->n];
     memset(e, 0, sizeof(*e));
-    e->key = strdup(key);
+    e->key = strdup(lk);
     if (e->key == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
-    }
-    for (char *p = e->key; *p != '\0'; p++) {
-        *p = (char)tolower((unsigned char)*p);
     }
     c->n++;
     *out = e;
@@ -183,7 +195,11 @@ coffer_err policy_ctx_set_ip(policy_ctx *c, const char *key, const char *ip)
 
 void policy_ctx_unset(policy_ctx *c, const char *key)
 {
-    struct ctx_entry *e = ctx_find(c, key);
+    char lk[POLICY_MAX_STRING + 1];
+    if (key == NULL || !lower_key(key, lk, sizeof(lk))) {
+        return;
+    }
+    struct ctx_entry *e = ctx_find(c, lk);
     if (e == NULL) {
         return;
     }
@@ -206,21 +222,22 @@ static inline char fold(char ch, bool icase)
  * Iterative glob with single-star backtracking: O(|pat| * |s|) worst case, no recursion, so a
  * hostile pattern cannot blow the stack or run exponentially.
  */
-bool policy_glob(const char *pat, const char *s, bool icase, bool esc)
+static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, bool icase, bool esc)
 {
+    const char *pe = pat + pn, *se = s + sn;
     const char *star = NULL, *resume = NULL;
-    while (*s != '\0') {
-        if (esc && *pat == POLICY_ESC && pat[1] != '\0') {
+    while (s < se) {
+        if (esc && pat + 1 < pe && *pat == POLICY_ESC) {
             if (pat[1] == *s) {
                 pat += 2;
                 s++;
                 continue;
             }
-        } else if (*pat == '*') {
+        } else if (pat < pe && *pat == '*') {
             star = ++pat;
             resume = s;
             continue;
-        } else if (*pat == '?' || (*pat != '\0' && fold(*pat, icase) == fold(*s, icase))) {
+        } else if (pat < pe && (*pat == '?' || fold(*pat, icase) == fold(*s, icase))) {
             pat++;
             s++;
             continue;
@@ -231,10 +248,15 @@ bool policy_glob(const char *pat, const char *s, bool icase, bool esc)
         pat = star;
         s = ++resume;
     }
-    while (*pat == '*') {
+    while (pat < pe && *pat == '*') {
         pat++;
     }
-    return *pat == '\0';
+    return pat == pe;
+}
+
+bool policy_glob(const char *pat, const char *s, bool icase, bool esc)
+{
+    return glob_range(pat, strlen(pat), s, strlen(s), icase, esc);
 }
 
 /* Splits off one colon-separated component: [*p, end) and advances *p past the colon. */
@@ -257,19 +279,6 @@ static size_t arn_split(const char *s, const char *parts[6], size_t lens[6])
     return n + 1;
 }
 
-static bool glob_n(const char *pat, size_t pn, const char *s, size_t sn, bool esc)
-{
-    char pb[POLICY_MAX_STRING * 2 + 2], sb[POLICY_MAX_STRING * 2 + 2];
-    if (pn >= sizeof(pb) || sn >= sizeof(sb)) {
-        return false;
-    }
-    memcpy(pb, pat, pn);
-    pb[pn] = '\0';
-    memcpy(sb, s, sn);
-    sb[sn] = '\0';
-    return policy_glob(pb, sb, false, esc);
-}
-
 bool policy_arn_match(const char *pat, const char *s, bool esc)
 {
     if (strcmp(pat, "*") == 0) {
@@ -286,7 +295,7 @@ bool policy_arn_match(const char *pat, const char *s, bool esc)
         return false;
     }
     for (size_t i = 0; i < 6; i++) {
-        if (!glob_n(pp[i], pl[i], sp[i], sl[i], esc)) {
+        if (!glob_range(pp[i], pl[i], sp[i], sl[i], false, esc)) {
             return false;
         }
     }
@@ -506,11 +515,11 @@ static struct values_view lookup(const struct policy_request *req, const char *k
         return vv;
     }
     const char *def = NULL;
-    if (strcasecmp(key, "aws:principalarn") == 0) {
+    if (strcmp(key, "aws:principalarn") == 0) {
         def = req->principal_arn;
-    } else if (strcasecmp(key, "aws:principalaccount") == 0) {
+    } else if (strcmp(key, "aws:principalaccount") == 0) {
         def = req->principal_account;
-    } else if (strcasecmp(key, "aws:principaltype") == 0) {
+    } else if (strcmp(key, "aws:principaltype") == 0) {
         def = req->principal_type;
     }
     if (def != NULL) {
@@ -553,7 +562,9 @@ static bool substitute(const char *in, const struct policy_request *req, bool es
         if (kl == 0 || kl >= sizeof(key)) {
             return false;
         }
-        memcpy(key, p + 2, kl);
+        for (size_t i = 0; i < kl; i++) {
+            key[i] = (char)tolower((unsigned char)p[2 + i]); /* variable names are case-insensitive */
+        }
         key[kl] = '\0';
         p = close + 1;
         if (kl == 1 && (key[0] == '*' || key[0] == '?' || key[0] == '$')) {
@@ -584,11 +595,13 @@ static bool substitute(const char *in, const struct policy_request *req, bool es
  * Statement elements
  * ------------------------------------------------------------------------------------------- */
 
-static bool action_matches(const struct statement *st, const char *action)
+/* `action` is lower-cased by the caller when it fits, so `icase` is usually false. */
+static bool action_matches(const struct statement *st, const char *action, bool icase)
 {
     bool any = false;
     for (size_t i = 0; i < st->n_actions && !any; i++) {
-        any = policy_glob(st->actions[i].s, action, true, false);
+        const struct pattern *pt = &st->actions[i];
+        any = pt->literal && !icase ? strcmp(pt->s, action) == 0 : policy_glob(pt->s, action, icase, false);
     }
     return st->not_action ? !any : any;
 }
@@ -602,6 +615,10 @@ static bool resource_matches(const struct statement *st, const struct policy_req
     bool any = false;
     for (size_t i = 0; i < st->n_resources && !any; i++) {
         const struct pattern *pt = &st->resources[i];
+        if (pt->literal) {
+            any = strcmp(pt->s, res) == 0;
+            continue;
+        }
         if (!pt->has_var) {
             any = policy_arn_match(pt->s, res, false);
             continue;
@@ -847,9 +864,10 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
  * Evaluation
  * ------------------------------------------------------------------------------------------- */
 
-static bool statement_applies(const struct statement *st, const struct policy_request *req)
+static bool statement_applies(const struct statement *st, const struct policy_request *req, const char *action,
+                              bool icase)
 {
-    if (!action_matches(st, req->action ? req->action : "")) {
+    if (!action_matches(st, action, icase)) {
         return false;
     }
     if (!resource_matches(st, req) || !principal_matches(st, req)) {
@@ -866,12 +884,19 @@ static bool statement_applies(const struct statement *st, const struct policy_re
 enum policy_decision policy_evaluate(const policy *p, const struct policy_request *req)
 {
     enum policy_decision d = POLICY_NOT_APPLICABLE;
+    /* lower-case the action once so that every statement compares bytes */
+    char action[256];
+    const char *act = req->action ? req->action : "";
+    bool icase = !lower_key(act, action, sizeof(action));
+    if (!icase) {
+        act = action;
+    }
     for (size_t i = 0; i < p->n_stmts; i++) {
         const struct statement *st = &p->stmts[i];
         if (!st->deny && d == POLICY_ALLOW) {
             continue; /* already allowed: only a Deny can change the outcome */
         }
-        if (!statement_applies(st, req)) {
+        if (!statement_applies(st, req, act, icase)) {
             continue;
         }
         if (st->deny) {

@@ -64,6 +64,7 @@ struct policy_cond {
 struct pattern {
     char *s;      /* lower-cased for actions, as written for resources */
     bool has_var; /* resources only */
+    bool literal; /* no wildcard and no variable: compared with strcmp */
 };
 
 /* One principal entry ("AWS" or "Service" or any other type). */
