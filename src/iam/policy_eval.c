@@ -557,17 +557,39 @@ static bool substitute(const char *in, const struct policy_request *req, bool es
             PUT(*p++);
             continue;
         }
-        size_t kl = (size_t)(close - (p + 2));
+        /* ${key} or ${key, 'default'} */
+        const char *body = p + 2;
+        size_t bl = (size_t)(close - body), kl = bl;
+        const char *comma = memchr(body, ',', bl), *dflt = NULL;
+        size_t dl = 0;
+        if (comma != NULL) {
+            kl = (size_t)(comma - body);
+            const char *d = comma + 1, *de = close;
+            while (d < de && *d == ' ') {
+                d++;
+            }
+            while (de > d && de[-1] == ' ') {
+                de--;
+            }
+            if (de - d < 2 || *d != '\'' || de[-1] != '\'') {
+                return false;
+            }
+            dflt = d + 1;
+            dl = (size_t)(de - d - 2);
+        }
+        while (kl > 0 && body[kl - 1] == ' ') {
+            kl--;
+        }
         char key[256];
         if (kl == 0 || kl >= sizeof(key)) {
             return false;
         }
         for (size_t i = 0; i < kl; i++) {
-            key[i] = (char)tolower((unsigned char)p[2 + i]); /* variable names are case-insensitive */
+            key[i] = (char)tolower((unsigned char)body[i]); /* variable names are case-insensitive */
         }
         key[kl] = '\0';
         p = close + 1;
-        if (kl == 1 && (key[0] == '*' || key[0] == '?' || key[0] == '$')) {
+        if (kl == 1 && comma == NULL && (key[0] == '*' || key[0] == '?' || key[0] == '$')) {
             if (esc) {
                 PUT(POLICY_ESC);
             }
@@ -576,14 +598,19 @@ static bool substitute(const char *in, const struct policy_request *req, bool es
         }
         const char *slot = NULL;
         struct values_view vv = lookup(req, key, &slot);
-        if (vv.n != 1) {
-            return false;
+        const char *val = vv.n == 1 ? vv.v[0] : NULL;
+        size_t vl = val != NULL ? strlen(val) : dl;
+        if (val == NULL && dflt == NULL) {
+            return false; /* unknown or multi-valued: the element does not match */
         }
-        for (const char *v = vv.v[0]; *v != '\0'; v++) {
-            if (esc && (*v == '*' || *v == '?')) {
+        if (val == NULL) {
+            val = dflt;
+        }
+        for (size_t i = 0; i < vl; i++) {
+            if (esc && (val[i] == '*' || val[i] == '?')) {
                 PUT(POLICY_ESC);
             }
-            PUT(*v);
+            PUT(val[i]);
         }
     }
     out[o] = '\0';
@@ -838,10 +865,10 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
         return true; /* vacuously true on an empty or missing set, as AWS documents */
     }
     if (!vv.present || vv.n == 0) {
-        if (c->set == COND_SET_ANY) {
-            return false;
+        if (c->if_exists) {
+            return true;
         }
-        return c->if_exists || c->negated;
+        return c->set == COND_SET_ANY ? false : c->negated;
     }
     if (c->set == COND_SET_ANY || !c->negated) {
         for (size_t i = 0; i < vv.n; i++) {

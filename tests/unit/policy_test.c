@@ -2,7 +2,7 @@
  * Unit tests for the IAM policy language (src/iam/policy.c, policy_eval.c): a table of
  * evaluation cases (policy, caller, action, resource, context -> decision), a table of
  * malformed documents with the message fragment each must produce, the combiner, and the
- * request-context API. Policies in the tables use ' for " to stay readable.
+ * request-context API. Policies in the tables use ' for " to stay readable, and ` for '.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -364,7 +364,11 @@ static const struct ecase eval_cases[] = {
     CX(COND("ForAnyValue:IpAddress", "x:ips", "'10.0.0.0/8'"), "x:ips=1.1.1.1|10.0.0.1", A),
     CX(COND("ForAllValues:StringEquals", "kms:GrantOperations", "['Decrypt','Encrypt']"),
        "kms:GrantOperations=Decrypt|ReEncryptFrom", N),
-    /* ForAllValues with Allow on an absent key: the classic pitfall, allowed */
+    CX(COND("ForAnyValue:StringEqualsIfExists", "x:s", "'A'"), NULL, A),
+    CX(COND("ForAnyValue:StringEqualsIfExists", "x:s", "'A'"), "x:s=B", N),
+    CX(COND("ForAllValues:StringNotLike", "x:s", "'tmp*'"), "x:s=a|b", A),
+    CX(COND("ForAllValues:StringNotLike", "x:s", "'tmp*'"), "x:s=a|tmp1", N),
+    /* ForAllValues passes on an absent key; the usual guard is Null false, which fails it */
     CX(CONDS("{'ForAllValues:StringEquals':{'aws:TagKeys':['a']},'Null':{'aws:TagKeys':'false'}}"), NULL, N),
 
     /* ---- policy variables (2012-10-17 only) ---- */
@@ -398,6 +402,27 @@ static const struct ecase eval_cases[] = {
     CX(COND("ArnLike", "aws:SourceArn", "'arn:aws:iam::*:user/${aws:username}'"),
        "aws:SourceArn=" ALICE ";aws:username=alice", A),
 
+    CASE(RES("'arn:aws:s3:::bucket/home/${aws:username, `nobody`}/*'"), NULL, "s3:GetObject",
+         "arn:aws:s3:::bucket/home/nobody/f", NULL, A),
+    CASE(RES("'arn:aws:s3:::bucket/home/${aws:username,`nobody`}/*'"), NULL, "s3:GetObject",
+         "arn:aws:s3:::bucket/home/alice/f", "aws:username=alice", A),
+    CASE(RES("'arn:aws:s3:::bucket/home/${aws:username, nobody}/*'"), NULL, "s3:GetObject",
+         "arn:aws:s3:::bucket/home/nobody/f", NULL, N),
+    CASE(RES("'arn:aws:s3:::bucket/${aws:username}'"), NULL, "s3:GetObject", "arn:aws:s3:::bucket/x",
+         "aws:username=x|y", N),
+    CX(RES("'arn:aws:kms:*:${aws:PrincipalAccount}:key/*'"), NULL, A),
+    CASE(RES("'arn:aws:kms:*:${aws:PrincipalAccount}:key/*'"), SESSION, NULL, NULL, NULL, N),
+    CX("{'Version':'2008-10-17','Statement':{'Effect':'Allow','Action':'*','Resource':'*','Condition':"
+       "{'StringEquals':{'x:k':'${aws:username}'}}}}", "x:k=${aws:username};aws:username=alice", A),
+    CX(COND("StringEquals", "x:k", "'${aws:username}'"), "x:k=${aws:username};aws:username=alice", N),
+
+    /* ---- JSON scalar types in condition values ---- */
+    CX(COND("StringEquals", "x:k", "42"), "x:k=42", A),
+    CX(COND("StringEquals", "x:k", "true"), "x:k=true", A),
+    CX(COND("NumericEquals", "x:k", "2.5"), "x:k=2.5", A),
+    CX(COND("BinaryEquals", "x:k", "'QmluYXJ5'"), "x:k=QmluYXJ5", A),
+    CX(COND("BinaryEquals", "x:k", "'QmluYXJ5'"), "x:k=qmluyxj5", N),
+
     /* ---- realistic KMS key policies ---- */
     CX(DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT "'},"
            "'Action':'kms:*','Resource':'*'}"), NULL, A),
@@ -428,6 +453,8 @@ static char *quote(const char *s)
     for (char *p = d; *p != '\0'; p++) {
         if (*p == '\'') {
             *p = '"';
+        } else if (*p == '`') {
+            *p = '\''; /* a literal single quote (policy-variable defaults) */
         }
     }
     return d;
@@ -637,6 +664,10 @@ static const struct mcase malformed_cases[] = {
       "values must be"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{'':'x'}}"),
       "invalid condition key"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{'a:b':'${x}\\u0001'}}"),
+      "control characters"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{'a:b':1e999}}"),
+      "not valid JSON"),
     M(S1("'Sid':5,'Effect':'Allow','Action':'*','Resource':'*'"), "Sid must be a string"),
     M(S1("'Sid':'a/b','Effect':'Allow','Action':'*','Resource':'*'"), "Sid \"a/b\" contains characters"),
     M(DOC("{'Sid':'One','Effect':'Allow','Action':'*','Resource':'*'},{'Sid':'One','Effect':'Deny','Action':'*','Resource':'*'}"),
@@ -698,6 +729,28 @@ static void test_limits(void **state)
     assert_int_equal(coffer_buf_append_str(&b, "]}"), COFFER_OK);
     assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_ERR_MALFORMED_POLICY);
     assert_non_null(strstr(coffer_last_message(), "more than 512 statements"));
+    coffer_buf_free(&b);
+
+    /* condition keys per statement */
+    assert_int_equal(coffer_buf_append_str(&b, "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\","
+                                               "\"Resource\":\"*\",\"Condition\":{\"StringEquals\":{"), COFFER_OK);
+    for (int i = 0; i <= POLICY_MAX_CONDITIONS; i++) {
+        assert_int_equal(coffer_buf_printf(&b, "%s\"k:%d\":\"v\"", i ? "," : "", i), COFFER_OK);
+    }
+    assert_int_equal(coffer_buf_append_str(&b, "}}}}"), COFFER_OK);
+    assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_ERR_MALFORMED_POLICY);
+    assert_non_null(strstr(coffer_last_message(), "Statement 0: Condition has more than 128 keys"));
+    coffer_buf_free(&b);
+
+    /* values per list */
+    assert_int_equal(coffer_buf_append_str(&b, "{\"Statement\":{\"Effect\":\"Allow\",\"Resource\":\"*\","
+                                               "\"Action\":[\"a:b\""), COFFER_OK);
+    for (int i = 0; i < POLICY_MAX_VALUES; i++) {
+        assert_int_equal(coffer_buf_append_str(&b, ",\"a:b\""), COFFER_OK);
+    }
+    assert_int_equal(coffer_buf_append_str(&b, "]}}"), COFFER_OK);
+    assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_ERR_MALFORMED_POLICY);
+    assert_non_null(strstr(coffer_last_message(), "Action has more than 1024 entries"));
     coffer_buf_free(&b);
 
     /* trust policies may omit Resource with the flag, not without */
