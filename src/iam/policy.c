@@ -545,6 +545,7 @@ static coffer_err compile_cond(const struct cctx *cc, const char *op, const char
     if (c->key == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
+    c->key_hash = policy_key_hash(c->key);
     size_t n = 1;
     if (json_is_array(vals)) {
         n = json_array_size(vals);

@@ -20,11 +20,31 @@
  * Request context
  * ------------------------------------------------------------------------------------------- */
 
+/* A context value with its typed readings parsed once, when set, not per statement. */
+struct ctx_value {
+    char *s;                 /* owned, NUL-terminated */
+    bool is_num, is_date, is_ip;
+    double num;              /* when is_num */
+    int64_t ms;              /* when is_date */
+    struct policy_cidr ip;   /* when is_ip */
+};
+
 struct ctx_entry {
-    char *key;     /* lower-cased */
-    char **values; /* n owned strings */
+    char *key;                /* lower-cased */
+    uint32_t hash;            /* policy_key_hash(key): most lookups end on a mismatch here */
+    struct ctx_value *values; /* n values */
     size_t n;
 };
+
+static bool parse_ctx_number(const char *s, double *out);
+
+static void ctx_value_read(struct ctx_value *v, const char *s)
+{
+    v->s = (char *)s;
+    v->is_num = parse_ctx_number(s, &v->num);
+    v->is_date = policy_parse_date(s, &v->ms);
+    v->is_ip = policy_parse_cidr(s, false, &v->ip);
+}
 
 struct policy_ctx {
     struct ctx_entry *e;
@@ -44,7 +64,7 @@ coffer_err policy_ctx_new(policy_ctx **out)
 static void entry_clear_values(struct ctx_entry *e)
 {
     for (size_t i = 0; i < e->n; i++) {
-        free(e->values[i]);
+        free(e->values[i].s);
     }
     free(e->values);
     e->values = NULL;
@@ -64,18 +84,32 @@ void policy_ctx_free(policy_ctx *c)
     free(c);
 }
 
-/* `key` must already be lower-cased (compiled condition keys are). */
-static struct ctx_entry *ctx_find(const policy_ctx *c, const char *key)
+uint32_t policy_key_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: a cheap filter, not a security boundary */
+    for (; *s != '\0'; s++) {
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    }
+    return h;
+}
+
+/* `key` must already be lower-cased (compiled condition keys are); `hash` is its hash. */
+static struct ctx_entry *ctx_find_h(const policy_ctx *c, const char *key, uint32_t hash)
 {
     if (c == NULL) {
         return NULL;
     }
     for (size_t i = 0; i < c->n; i++) {
-        if (strcmp(c->e[i].key, key) == 0) {
+        if (c->e[i].hash == hash && strcmp(c->e[i].key, key) == 0) {
             return &c->e[i];
         }
     }
     return NULL;
+}
+
+static struct ctx_entry *ctx_find(const policy_ctx *c, const char *key)
+{
+    return ctx_find_h(c, key, policy_key_hash(key));
 }
 
 /* Lower-cases a caller-supplied key into buf; false when it does not fit. */
@@ -113,6 +147,7 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
     }
     e = &c->e[c->n];
     memset(e, 0, sizeof(*e));
+    e->hash = policy_key_hash(lk);
     e->key = strdup(lk);
     if (e->key == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
@@ -126,15 +161,16 @@ static coffer_err entry_append(struct ctx_entry *e, const char *value)
 {
     ENSURE_REF(value);
     ENSURE(e->n < POLICY_MAX_CTX_VALUES, COFFER_ERR_LIMIT);
-    char **nv = realloc(e->values, (e->n + 1) * sizeof(*nv));
+    struct ctx_value *nv = realloc(e->values, (e->n + 1) * sizeof(*nv));
     if (nv == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
     e->values = nv;
-    e->values[e->n] = strdup(value);
-    if (e->values[e->n] == NULL) {
+    char *copy = strdup(value);
+    if (copy == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
+    ctx_value_read(&e->values[e->n], copy);
     e->n++;
     return COFFER_OK;
 }
@@ -498,18 +534,19 @@ bool policy_parse_date(const char *s, int64_t *epoch_ms)
  * ------------------------------------------------------------------------------------------- */
 
 struct values_view {
-    const char *const *v;
+    const struct ctx_value *v;
     size_t n;
     bool present;
 };
 
 /* Context lookup with the request fields as defaults for the principal keys. */
-static struct values_view lookup(const struct policy_request *req, const char *key, const char **slot)
+static struct values_view lookup(const struct policy_request *req, const char *key, uint32_t hash,
+                                 struct ctx_value *slot)
 {
     struct values_view vv = {NULL, 0, false};
-    const struct ctx_entry *e = ctx_find(req->ctx, key);
+    const struct ctx_entry *e = ctx_find_h(req->ctx, key, hash);
     if (e != NULL) {
-        vv.v = (const char *const *)e->values;
+        vv.v = e->values;
         vv.n = e->n;
         vv.present = true;
         return vv;
@@ -523,7 +560,7 @@ static struct values_view lookup(const struct policy_request *req, const char *k
         def = req->principal_type;
     }
     if (def != NULL) {
-        *slot = def;
+        ctx_value_read(slot, def);
         vv.v = slot;
         vv.n = 1;
         vv.present = true;
@@ -596,9 +633,9 @@ static bool substitute(const char *in, const struct policy_request *req, bool es
             PUT(key[0]);
             continue;
         }
-        const char *slot = NULL;
-        struct values_view vv = lookup(req, key, &slot);
-        const char *val = vv.n == 1 ? vv.v[0] : NULL;
+        struct ctx_value slot;
+        struct values_view vv = lookup(req, key, policy_key_hash(key), &slot);
+        const char *val = vv.n == 1 ? vv.v[0].s : NULL;
         size_t vl = val != NULL ? strlen(val) : dl;
         if (val == NULL && dflt == NULL) {
             return false; /* unknown or multi-valued: the element does not match */
@@ -783,7 +820,7 @@ static bool parse_ctx_number(const char *s, double *out)
 }
 
 /* Does the context value `v` match the policy value `pv` under the (un-negated) base operator? */
-static bool value_matches(const struct policy_cond *c, const struct cond_value *pv, const char *v,
+static bool value_matches(const struct policy_cond *c, const struct cond_value *pv, const struct ctx_value *cv,
                           const struct policy_request *req)
 {
     char buf[POLICY_MAX_STRING * 2 + 2];
@@ -795,9 +832,7 @@ static bool value_matches(const struct policy_cond *c, const struct cond_value *
         }
         ps = buf;
     }
-    double num;
-    int64_t ms;
-    struct policy_cidr ip;
+    const char *v = cv->s;
     switch (c->base) {
     case COND_STR_EQ:
         return strcmp(ps, v) == 0;
@@ -808,29 +843,29 @@ static bool value_matches(const struct policy_cond *c, const struct cond_value *
     case COND_ARN_LIKE:
         return strncmp(v, "arn:", 4) == 0 && policy_arn_match(ps, v, pv->has_var);
     case COND_NUM_EQ:
-        return parse_ctx_number(v, &num) && num == pv->v.num;
+        return cv->is_num && cv->num == pv->v.num;
     case COND_NUM_LT:
-        return parse_ctx_number(v, &num) && num < pv->v.num;
+        return cv->is_num && cv->num < pv->v.num;
     case COND_NUM_LE:
-        return parse_ctx_number(v, &num) && num <= pv->v.num;
+        return cv->is_num && cv->num <= pv->v.num;
     case COND_NUM_GT:
-        return parse_ctx_number(v, &num) && num > pv->v.num;
+        return cv->is_num && cv->num > pv->v.num;
     case COND_NUM_GE:
-        return parse_ctx_number(v, &num) && num >= pv->v.num;
+        return cv->is_num && cv->num >= pv->v.num;
     case COND_DATE_EQ:
-        return policy_parse_date(v, &ms) && ms == pv->v.ms;
+        return cv->is_date && cv->ms == pv->v.ms;
     case COND_DATE_LT:
-        return policy_parse_date(v, &ms) && ms < pv->v.ms;
+        return cv->is_date && cv->ms < pv->v.ms;
     case COND_DATE_LE:
-        return policy_parse_date(v, &ms) && ms <= pv->v.ms;
+        return cv->is_date && cv->ms <= pv->v.ms;
     case COND_DATE_GT:
-        return policy_parse_date(v, &ms) && ms > pv->v.ms;
+        return cv->is_date && cv->ms > pv->v.ms;
     case COND_DATE_GE:
-        return policy_parse_date(v, &ms) && ms >= pv->v.ms;
+        return cv->is_date && cv->ms >= pv->v.ms;
     case COND_BOOL:
         return (strcasecmp(v, "true") == 0 && pv->v.b) || (strcasecmp(v, "false") == 0 && !pv->v.b);
     case COND_IP:
-        return policy_parse_cidr(v, false, &ip) && cidr_contains(&pv->v.ip, &ip);
+        return cv->is_ip && cidr_contains(&pv->v.ip, &cv->ip);
     case COND_NULL:
         return false;
     }
@@ -838,7 +873,7 @@ static bool value_matches(const struct policy_cond *c, const struct cond_value *
 }
 
 /* One context value against the policy's values: values OR, negation applied per value. */
-static bool one_value(const struct policy_cond *c, const char *v, const struct policy_request *req)
+static bool one_value(const struct policy_cond *c, const struct ctx_value *v, const struct policy_request *req)
 {
     bool any = false;
     for (size_t i = 0; i < c->n_values && !any; i++) {
@@ -849,8 +884,8 @@ static bool one_value(const struct policy_cond *c, const char *v, const struct p
 
 static bool cond_holds(const struct policy_cond *c, const struct policy_request *req)
 {
-    const char *slot = NULL;
-    struct values_view vv = lookup(req, c->key, &slot);
+    struct ctx_value slot;
+    struct values_view vv = lookup(req, c->key, c->key_hash, &slot);
     if (c->base == COND_NULL) {
         /* "Null": true asks that the key be absent, false that it be present */
         bool absent = !vv.present || vv.n == 0;
@@ -858,7 +893,7 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
     }
     if (c->set == COND_SET_ALL) {
         for (size_t i = 0; i < vv.n; i++) {
-            if (!one_value(c, vv.v[i], req)) {
+            if (!one_value(c, &vv.v[i], req)) {
                 return false;
             }
         }
@@ -872,7 +907,7 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
     }
     if (c->set == COND_SET_ANY || !c->negated) {
         for (size_t i = 0; i < vv.n; i++) {
-            if (one_value(c, vv.v[i], req)) {
+            if (one_value(c, &vv.v[i], req)) {
                 return true;
             }
         }
@@ -880,7 +915,7 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
     }
     /* plain negated operator on a (possibly multi-valued) key: no context value matches */
     for (size_t i = 0; i < vv.n; i++) {
-        if (!one_value(c, vv.v[i], req)) {
+        if (!one_value(c, &vv.v[i], req)) {
             return false;
         }
     }

@@ -57,6 +57,7 @@ struct policy_cond {
     bool negated;   /* StringNotEquals, NotIpAddress, ... */
     bool if_exists; /* ...IfExists */
     char *key;      /* lower-cased context key */
+    uint32_t key_hash; /* policy_key_hash(key) */
     struct cond_value *values;
     size_t n_values;
 };
@@ -110,6 +111,7 @@ struct policy {
 bool policy_glob(const char *pat, const char *s, bool icase, bool esc);
 /* ARN match: six colon-separated components matched one by one (last takes the rest). */
 bool policy_arn_match(const char *pat, const char *s, bool esc);
+uint32_t policy_key_hash(const char *lower_key);
 bool policy_parse_cidr(const char *s, bool allow_prefix, struct policy_cidr *out);
 
 #endif

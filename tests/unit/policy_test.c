@@ -919,6 +919,18 @@ static void test_bench(void **state)
     ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
     print_message("20-statement policy, allow then final deny checked: %.0f ns/evaluate (%s)\n", ns,
                   policy_decision_name(d));
+    policy_free(p);
+
+    /* the default key policy: one statement allowing the account root */
+    p = compile_ok(DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT "'},"
+                       "'Action':'kms:*','Resource':'*'}"));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < iters; i++) {
+        d = policy_evaluate(p, &req);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
+    print_message("default key policy: %.0f ns/evaluate (%s)\n", ns, policy_decision_name(d));
     policy_ctx_free(c);
     policy_free(p);
     coffer_buf_free(&b);
