@@ -662,6 +662,12 @@ static coffer_err compile_statement(struct cctx *cc, const json_t *js, struct st
     if (npr != NULL && !st->deny) {
         return SFAIL(cc, "NotPrincipal is only supported with Effect \"Deny\"");
     }
+    if (pr == NULL && npr == NULL && (cc->flags & POLICY_COMPILE_REQUIRE_PRINCIPAL)) {
+        return SFAIL(cc, "missing Principal (required in a resource policy)");
+    }
+    if ((pr != NULL || npr != NULL) && (cc->flags & POLICY_COMPILE_NO_PRINCIPAL)) {
+        return SFAIL(cc, "%s is not allowed in an identity policy", pr != NULL ? "Principal" : "NotPrincipal");
+    }
     if (pr != NULL || npr != NULL) {
         st->not_principal = npr != NULL;
         TRY(compile_principal(cc, st, pr != NULL ? pr : npr, pr != NULL ? "Principal" : "NotPrincipal"));

@@ -37,6 +37,8 @@ enum policy_decision {
 
 /* Options for policy_compile_ex. */
 #define POLICY_COMPILE_RESOURCE_OPTIONAL 0x1u /* trust policies carry no Resource element */
+#define POLICY_COMPILE_REQUIRE_PRINCIPAL 0x2u /* resource (key, trust) policies: every statement names one */
+#define POLICY_COMPILE_NO_PRINCIPAL 0x4u      /* identity policies: Principal/NotPrincipal are refused */
 
 /*
  * Who asks to do what to which resource. All strings are borrowed for the duration of the call

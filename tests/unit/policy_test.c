@@ -769,6 +769,20 @@ static void test_limits(void **state)
     assert_null(policy_id(p));
     policy_free(p);
 
+    /* resource policies need a Principal, identity policies refuse one */
+    const char *noprin = "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}}";
+    const char *prin = "{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"*\",\"Resource\":\"*\"}}";
+    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(noprin), POLICY_COMPILE_REQUIRE_PRINCIPAL, &p),
+                     COFFER_ERR_MALFORMED_POLICY);
+    assert_non_null(strstr(coffer_last_message(), "Statement 0: missing Principal"));
+    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(prin), POLICY_COMPILE_NO_PRINCIPAL, &p),
+                     COFFER_ERR_MALFORMED_POLICY);
+    assert_non_null(strstr(coffer_last_message(), "Principal is not allowed in an identity policy"));
+    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(prin), POLICY_COMPILE_REQUIRE_PRINCIPAL, &p), COFFER_OK);
+    policy_free(p);
+    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(noprin), POLICY_COMPILE_NO_PRINCIPAL, &p), COFFER_OK);
+    policy_free(p);
+
     /* bad arguments */
     assert_int_equal(policy_compile(coffer_cursor_from_str("{}"), NULL), COFFER_ERR_USAGE);
     policy_free(NULL);
