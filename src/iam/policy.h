@@ -1,0 +1,130 @@
+/*
+ * The IAM policy language: compile a JSON policy document once into an immutable in-memory
+ * form, then evaluate it many times against a request without touching JSON. Sits between
+ * auth (which says who is calling) and the services (which say what is being done to which
+ * resource): the authorizer builds a policy_request, evaluates the key policy and the caller's
+ * identity policies, and combines the decisions (explicit deny, then allow, else implicit deny).
+ *
+ * Thread-safety: a compiled policy is read-only and may be evaluated from any number of threads
+ * at once. A policy_ctx is owned by one request and must not be mutated while evaluated.
+ */
+#ifndef COFFER_IAM_POLICY_H
+#define COFFER_IAM_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+/* Limits enforced by policy_compile (MalformedPolicyDocumentException beyond them). */
+#define POLICY_MAX_DOCUMENT 131072  /* bytes of JSON text */
+#define POLICY_MAX_STATEMENTS 512   /* statements per document */
+#define POLICY_MAX_VALUES 1024      /* entries in one Action/Resource/Principal/condition list */
+#define POLICY_MAX_CONDITIONS 128   /* operator/key pairs per statement */
+#define POLICY_MAX_STRING 2048      /* bytes in one action, ARN, key or value */
+#define POLICY_MAX_CTX_VALUES 1024  /* values under one request-context key */
+
+typedef struct policy policy;
+typedef struct policy_ctx policy_ctx;
+
+enum policy_decision {
+    POLICY_NOT_APPLICABLE = 0, /* no statement matched: implicit deny */
+    POLICY_ALLOW = 1,          /* an Allow statement matched and no Deny did */
+    POLICY_DENY_EXPLICIT = 2,  /* a Deny statement matched */
+};
+
+/* Options for policy_compile_ex. */
+#define POLICY_COMPILE_RESOURCE_OPTIONAL 0x1u /* trust policies carry no Resource element */
+#define POLICY_COMPILE_REQUIRE_PRINCIPAL 0x2u /* resource (key, trust) policies: every statement names one */
+#define POLICY_COMPILE_NO_PRINCIPAL 0x4u      /* identity policies: Principal/NotPrincipal are refused */
+
+/*
+ * Who asks to do what to which resource. All strings are borrowed for the duration of the call
+ * and may be NULL when unknown (a NULL principal_arn is the anonymous principal: only "*" matches).
+ *   principal_arn      "arn:aws:iam::111122223333:user/alice", "...:root",
+ *                      "arn:aws:sts::111122223333:assumed-role/R/session", or for a service
+ *                      principal its name ("ec2.amazonaws.com")
+ *   principal_role_arn for an assumed-role session, the role ("arn:aws:iam::111122223333:role/R"),
+ *                      so that a Principal naming the role matches its sessions
+ *   principal_account  "111122223333"
+ *   principal_type     "Account", "User", "AssumedRole", "Service", ... (aws:PrincipalType)
+ *   action             "kms:Encrypt" (matched case-insensitively)
+ *   resource           "arn:aws:kms:us-east-1:111122223333:key/..." (case-sensitive)
+ *   ctx                context keys; may be NULL. aws:PrincipalArn, aws:PrincipalAccount and
+ *                      aws:PrincipalType default to the fields above when ctx does not set them.
+ */
+struct policy_request {
+    const char *principal_arn;
+    const char *principal_role_arn;
+    const char *principal_account;
+    const char *principal_type;
+    const char *action;
+    const char *resource;
+    const policy_ctx *ctx;
+};
+
+/*
+ * Validates and compiles a policy document. On success *out owns the compiled policy (free with
+ * policy_free); on failure *out is NULL and the error is COFFER_ERR_MALFORMED_POLICY with a
+ * detail naming the statement and element (coffer_last_message()), or COFFER_ERR_NOMEM.
+ * Version must be "2012-10-17" or "2008-10-17" or absent; policy variables (${aws:username})
+ * are honoured only under "2012-10-17", as AWS does.
+ */
+coffer_err policy_compile(coffer_cursor json_text, policy **out) __attribute__((warn_unused_result));
+coffer_err policy_compile_ex(coffer_cursor json_text, unsigned flags, policy **out)
+    __attribute__((warn_unused_result));
+void policy_free(policy *p); /* accepts NULL */
+
+size_t policy_statement_count(const policy *p);
+/* The document's Id, or NULL when absent. Borrowed from p. */
+const char *policy_id(const policy *p);
+
+/*
+ * Evaluates one policy: POLICY_DENY_EXPLICIT if any Deny statement applies, else POLICY_ALLOW
+ * if any Allow statement applies, else POLICY_NOT_APPLICABLE. A statement applies when its
+ * principal, action, resource and every condition match. Never fails: anything that cannot be
+ * evaluated (an unresolvable policy variable, an unparsable context value) does not match.
+ */
+enum policy_decision policy_evaluate(const policy *p, const struct policy_request *req)
+    __attribute__((nonnull(1, 2)));
+
+/* Combines decisions of several policies: explicit deny wins, then allow, else implicit deny. */
+enum policy_decision policy_combine(const enum policy_decision *d, size_t n);
+/* Evaluates every (non-NULL) policy and combines, stopping at the first explicit deny. */
+enum policy_decision policy_evaluate_all(const policy *const *ps, size_t n, const struct policy_request *req)
+    __attribute__((nonnull(3)));
+
+const char *policy_decision_name(enum policy_decision d); /* "Allow", "ExplicitDeny", "ImplicitDeny" */
+
+/* ---- request context: multi-valued keys, names case-insensitive, values case-sensitive ---- */
+
+coffer_err policy_ctx_new(policy_ctx **out) __attribute__((warn_unused_result));
+void policy_ctx_free(policy_ctx *c); /* accepts NULL */
+
+/* Sets `key` to exactly these n values (copied), replacing earlier ones; n == 0 sets an empty set. */
+coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *values, size_t n)
+    __attribute__((warn_unused_result));
+/* Appends one value to `key` (creating it). */
+coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value) __attribute__((warn_unused_result));
+coffer_err policy_ctx_set_str(policy_ctx *c, const char *key, const char *value)
+    __attribute__((warn_unused_result));
+coffer_err policy_ctx_set_bool(policy_ctx *c, const char *key, bool value) __attribute__((warn_unused_result));
+coffer_err policy_ctx_set_number(policy_ctx *c, const char *key, int64_t value)
+    __attribute__((warn_unused_result));
+/* Stores epoch seconds as ISO 8601 UTC ("2026-11-23T09:00:00Z"), as aws:CurrentTime. */
+coffer_err policy_ctx_set_time(policy_ctx *c, const char *key, int64_t epoch_s) __attribute__((warn_unused_result));
+/* Validates an IPv4 or IPv6 address (COFFER_ERR_USAGE otherwise), as aws:SourceIp. */
+coffer_err policy_ctx_set_ip(policy_ctx *c, const char *key, const char *ip) __attribute__((warn_unused_result));
+/* Removes `key`; absent keys are fine. */
+void policy_ctx_unset(policy_ctx *c, const char *key);
+
+/*
+ * Parses an AWS date condition value: ISO 8601 ("2026-11-23", "2026-11-23T09:00:00Z",
+ * "...T09:00:00.123Z", "...T09:00:00+02:00", "...T09:00Z") or epoch seconds ("1795424400").
+ * Returns true and sets *epoch_ms on success.
+ */
+bool policy_parse_date(const char *s, int64_t *epoch_ms);
+
+#endif

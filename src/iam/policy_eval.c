@@ -1,0 +1,1015 @@
+/*
+ * Policy evaluator: matches a compiled policy (policy.c) against one request and its context
+ * keys, following the IAM evaluation logic: within a policy any applicable Deny wins over any
+ * applicable Allow; across policies policy_combine applies the same rule. Nothing here parses
+ * JSON or allocates on the heap; the hot path is glob matching over pre-lower-cased strings.
+ */
+#include "iam/policy.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/timeutil.h"
+#include "iam/policy_internal.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Request context
+ * ------------------------------------------------------------------------------------------- */
+
+/* A context value with its typed readings parsed once, when set, not per statement. */
+struct ctx_value {
+    char *s;                 /* owned, NUL-terminated */
+    bool is_num, is_date, is_ip;
+    double num;              /* when is_num */
+    int64_t ms;              /* when is_date */
+    struct policy_cidr ip;   /* when is_ip */
+};
+
+struct ctx_entry {
+    char *key;                /* lower-cased */
+    uint32_t hash;            /* policy_key_hash(key): most lookups end on a mismatch here */
+    struct ctx_value *values; /* n values */
+    size_t n;
+};
+
+static bool parse_ctx_number(const char *s, double *out);
+
+static void ctx_value_read(struct ctx_value *v, const char *s)
+{
+    v->s = (char *)s;
+    v->is_num = parse_ctx_number(s, &v->num);
+    v->is_date = policy_parse_date(s, &v->ms);
+    v->is_ip = policy_parse_cidr(s, false, &v->ip);
+}
+
+struct policy_ctx {
+    struct ctx_entry *e;
+    size_t n, cap;
+};
+
+coffer_err policy_ctx_new(policy_ctx **out)
+{
+    ENSURE_REF(out);
+    *out = calloc(1, sizeof(**out));
+    if (*out == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    return COFFER_OK;
+}
+
+static void entry_clear_values(struct ctx_entry *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        free(e->values[i].s);
+    }
+    free(e->values);
+    e->values = NULL;
+    e->n = 0;
+}
+
+void policy_ctx_free(policy_ctx *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        entry_clear_values(&c->e[i]);
+        free(c->e[i].key);
+    }
+    free(c->e);
+    free(c);
+}
+
+uint32_t policy_key_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: a cheap filter, not a security boundary */
+    for (; *s != '\0'; s++) {
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    }
+    return h;
+}
+
+/* `key` must already be lower-cased (compiled condition keys are); `hash` is its hash. */
+static struct ctx_entry *ctx_find_h(const policy_ctx *c, const char *key, uint32_t hash)
+{
+    if (c == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->e[i].hash == hash && strcmp(c->e[i].key, key) == 0) {
+            return &c->e[i];
+        }
+    }
+    return NULL;
+}
+
+static struct ctx_entry *ctx_find(const policy_ctx *c, const char *key)
+{
+    return ctx_find_h(c, key, policy_key_hash(key));
+}
+
+/* Lower-cases a caller-supplied key into buf; false when it does not fit. */
+static bool lower_key(const char *key, char *buf, size_t cap)
+{
+    size_t n = strlen(key);
+    if (n >= cap) {
+        return false;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        buf[i] = (char)tolower((unsigned char)key[i]);
+    }
+    return true;
+}
+
+static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry **out)
+{
+    ENSURE_REF(c);
+    ENSURE_REF(key);
+    char lk[POLICY_MAX_STRING + 1];
+    ENSURE(*key != '\0' && lower_key(key, lk, sizeof(lk)), COFFER_ERR_USAGE);
+    struct ctx_entry *e = ctx_find(c, lk);
+    if (e != NULL) {
+        *out = e;
+        return COFFER_OK;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 8;
+        struct ctx_entry *ne = realloc(c->e, cap * sizeof(*ne));
+        if (ne == NULL) {
+            return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+        }
+        c->e = ne;
+        c->cap = cap;
+    }
+    e = &c->e[c->n];
+    memset(e, 0, sizeof(*e));
+    e->hash = policy_key_hash(lk);
+    e->key = strdup(lk);
+    if (e->key == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    c->n++;
+    *out = e;
+    return COFFER_OK;
+}
+
+static coffer_err entry_append(struct ctx_entry *e, const char *value)
+{
+    ENSURE_REF(value);
+    ENSURE(e->n < POLICY_MAX_CTX_VALUES, COFFER_ERR_LIMIT);
+    struct ctx_value *nv = realloc(e->values, (e->n + 1) * sizeof(*nv));
+    if (nv == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    e->values = nv;
+    char *copy = strdup(value);
+    if (copy == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    ctx_value_read(&e->values[e->n], copy);
+    e->n++;
+    return COFFER_OK;
+}
+
+coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *values, size_t n)
+{
+    struct ctx_entry *e = NULL;
+    ENSURE(n <= POLICY_MAX_CTX_VALUES, COFFER_ERR_LIMIT);
+    ENSURE(n == 0 || values != NULL, COFFER_ERR_USAGE);
+    TRY(ctx_entry_get(c, key, &e));
+    entry_clear_values(e);
+    for (size_t i = 0; i < n; i++) {
+        TRY(entry_append(e, values[i]));
+    }
+    return COFFER_OK;
+}
+
+coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value)
+{
+    struct ctx_entry *e = NULL;
+    TRY(ctx_entry_get(c, key, &e));
+    return entry_append(e, value);
+}
+
+coffer_err policy_ctx_set_str(policy_ctx *c, const char *key, const char *value)
+{
+    return policy_ctx_set(c, key, &value, 1);
+}
+
+coffer_err policy_ctx_set_bool(policy_ctx *c, const char *key, bool value)
+{
+    return policy_ctx_set_str(c, key, value ? "true" : "false");
+}
+
+coffer_err policy_ctx_set_number(policy_ctx *c, const char *key, int64_t value)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "%lld", (long long)value);
+    return policy_ctx_set_str(c, key, tmp);
+}
+
+coffer_err policy_ctx_set_time(policy_ctx *c, const char *key, int64_t epoch_s)
+{
+    char tmp[64];
+    coffer_time_iso8601(epoch_s, tmp, sizeof(tmp));
+    return policy_ctx_set_str(c, key, tmp);
+}
+
+coffer_err policy_ctx_set_ip(policy_ctx *c, const char *key, const char *ip)
+{
+    struct policy_cidr tmp;
+    ENSURE_REF(ip);
+    if (!policy_parse_cidr(ip, false, &tmp)) {
+        return coffer_fail(COFFER_ERR_USAGE, "not an IP address");
+    }
+    return policy_ctx_set_str(c, key, ip);
+}
+
+void policy_ctx_unset(policy_ctx *c, const char *key)
+{
+    char lk[POLICY_MAX_STRING + 1];
+    if (key == NULL || !lower_key(key, lk, sizeof(lk))) {
+        return;
+    }
+    struct ctx_entry *e = ctx_find(c, lk);
+    if (e == NULL) {
+        return;
+    }
+    entry_clear_values(e);
+    free(e->key);
+    *e = c->e[c->n - 1];
+    c->n--;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Matching primitives
+ * ------------------------------------------------------------------------------------------- */
+
+static inline char fold(char ch, bool icase)
+{
+    return icase ? (char)tolower((unsigned char)ch) : ch;
+}
+
+/*
+ * Iterative glob with single-star backtracking: O(|pat| * |s|) worst case, no recursion, so a
+ * hostile pattern cannot blow the stack or run exponentially.
+ */
+static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, bool icase, bool esc)
+{
+    const char *pe = pat + pn, *se = s + sn;
+    const char *star = NULL, *resume = NULL;
+    while (s < se) {
+        if (esc && pat + 1 < pe && *pat == POLICY_ESC) {
+            if (pat[1] == *s) {
+                pat += 2;
+                s++;
+                continue;
+            }
+        } else if (pat < pe && *pat == '*') {
+            star = ++pat;
+            resume = s;
+            continue;
+        } else if (pat < pe && (*pat == '?' || fold(*pat, icase) == fold(*s, icase))) {
+            pat++;
+            s++;
+            continue;
+        }
+        if (star == NULL) {
+            return false;
+        }
+        pat = star;
+        s = ++resume;
+    }
+    while (pat < pe && *pat == '*') {
+        pat++;
+    }
+    return pat == pe;
+}
+
+bool policy_glob(const char *pat, const char *s, bool icase, bool esc)
+{
+    return glob_range(pat, strlen(pat), s, strlen(s), icase, esc);
+}
+
+/* Splits off one colon-separated component: [*p, end) and advances *p past the colon. */
+static size_t arn_split(const char *s, const char *parts[6], size_t lens[6])
+{
+    size_t n = 0;
+    const char *start = s;
+    while (n < 5) {
+        const char *colon = strchr(start, ':');
+        if (colon == NULL) {
+            break;
+        }
+        parts[n] = start;
+        lens[n] = (size_t)(colon - start);
+        n++;
+        start = colon + 1;
+    }
+    parts[n] = start;
+    lens[n] = strlen(start);
+    return n + 1;
+}
+
+bool policy_arn_match(const char *pat, const char *s, bool esc)
+{
+    if (strcmp(pat, "*") == 0) {
+        return true;
+    }
+    const char *pp[6], *sp[6];
+    size_t pl[6], sl[6];
+    size_t pn = arn_split(pat, pp, pl);
+    if (pn < 6) {
+        return policy_glob(pat, s, false, esc); /* not a full ARN pattern: whole-string glob */
+    }
+    size_t sn = arn_split(s, sp, sl);
+    if (sn < 6) {
+        return false;
+    }
+    for (size_t i = 0; i < 6; i++) {
+        if (!glob_range(pp[i], pl[i], sp[i], sl[i], false, esc)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool policy_parse_cidr(const char *s, bool allow_prefix, struct policy_cidr *out)
+{
+    char host[64];
+    const char *slash = strchr(s, '/');
+    size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+    if (hl == 0 || hl >= sizeof(host) || (slash != NULL && !allow_prefix)) {
+        return false;
+    }
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    memset(out, 0, sizeof(*out));
+    unsigned maxbits;
+    if (inet_pton(AF_INET, host, out->addr) == 1) {
+        out->family = 4;
+        maxbits = 32;
+    } else if (inet_pton(AF_INET6, host, out->addr) == 1) {
+        out->family = 6;
+        maxbits = 128;
+    } else {
+        return false;
+    }
+    out->prefix = maxbits;
+    if (slash != NULL) {
+        const char *d = slash + 1;
+        size_t dl = strlen(d);
+        if (dl == 0 || dl > 3) {
+            return false;
+        }
+        unsigned v = 0;
+        for (size_t i = 0; i < dl; i++) {
+            if (!isdigit((unsigned char)d[i])) {
+                return false;
+            }
+            v = v * 10 + (unsigned)(d[i] - '0');
+        }
+        if (v > maxbits) {
+            return false;
+        }
+        out->prefix = v;
+    }
+    /* mask host bits so that matching compares prefixes only */
+    for (unsigned bit = out->prefix; bit < maxbits; bit++) {
+        out->addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+    }
+    return true;
+}
+
+static bool cidr_contains(const struct policy_cidr *net, const struct policy_cidr *ip)
+{
+    if (net->family != ip->family) {
+        return false;
+    }
+    unsigned full = net->prefix / 8, rest = net->prefix % 8;
+    if (memcmp(net->addr, ip->addr, full) != 0) {
+        return false;
+    }
+    if (rest == 0) {
+        return true;
+    }
+    uint8_t mask = (uint8_t)(0xFFu << (8 - rest));
+    return (net->addr[full] & mask) == (ip->addr[full] & mask);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dates: ISO 8601 or epoch seconds
+ * ------------------------------------------------------------------------------------------- */
+
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static bool read_digits(const char **p, size_t n, unsigned *out)
+{
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i])) {
+            return false;
+        }
+        v = v * 10 + (unsigned)((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool parse_epoch(const char *s, int64_t *ms)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 12) {
+        return false;
+    }
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i])) {
+            return false;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    *ms = v * 1000;
+    return true;
+}
+
+static bool parse_tz(const char *p, int64_t *offset_s)
+{
+    *offset_s = 0;
+    if (*p == '\0' || (p[0] == 'Z' && p[1] == '\0')) {
+        return true;
+    }
+    if (*p != '+' && *p != '-') {
+        return false;
+    }
+    int sign = *p == '-' ? -1 : 1;
+    p++;
+    unsigned hh, mm;
+    if (!read_digits(&p, 2, &hh)) {
+        return false;
+    }
+    if (*p == ':') {
+        p++;
+    }
+    if (!read_digits(&p, 2, &mm) || *p != '\0' || hh > 23 || mm > 59) {
+        return false;
+    }
+    *offset_s = sign * (int64_t)(hh * 3600 + mm * 60);
+    return true;
+}
+
+bool policy_parse_date(const char *s, int64_t *epoch_ms)
+{
+    if (s == NULL) {
+        return false;
+    }
+    if (strchr(s, '-') == NULL) {
+        return parse_epoch(s, epoch_ms);
+    }
+    const char *p = s;
+    unsigned y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
+    if (!read_digits(&p, 4, &y) || *p++ != '-' || !read_digits(&p, 2, &mo) || *p++ != '-' ||
+        !read_digits(&p, 2, &d)) {
+        return false;
+    }
+    if (mo < 1 || mo > 12 || d < 1 || d > 31) {
+        return false;
+    }
+    if (*p == 'T' || *p == 't') {
+        p++;
+        if (!read_digits(&p, 2, &h) || *p++ != ':' || !read_digits(&p, 2, &mi)) {
+            return false;
+        }
+        if (*p == ':') {
+            p++;
+            if (!read_digits(&p, 2, &sec)) {
+                return false;
+            }
+            if (*p == '.') {
+                p++;
+                size_t nd = 0;
+                while (isdigit((unsigned char)p[nd])) {
+                    if (nd < 3) {
+                        frac = frac * 10 + (unsigned)(p[nd] - '0');
+                    }
+                    nd++;
+                }
+                if (nd == 0 || nd > 9) {
+                    return false;
+                }
+                for (size_t k = nd; k < 3; k++) {
+                    frac *= 10;
+                }
+                p += nd;
+            }
+        }
+        if (h > 23 || mi > 59 || sec > 60) {
+            return false;
+        }
+    }
+    int64_t off = 0;
+    if (!parse_tz(p, &off)) {
+        return false;
+    }
+    int64_t days = days_from_civil((int64_t)y, mo, d);
+    *epoch_ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - off) * 1000 + frac;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Policy variables
+ * ------------------------------------------------------------------------------------------- */
+
+struct values_view {
+    const struct ctx_value *v;
+    size_t n;
+    bool present;
+};
+
+/* Context lookup with the request fields as defaults for the principal keys. */
+static struct values_view lookup(const struct policy_request *req, const char *key, uint32_t hash,
+                                 struct ctx_value *slot)
+{
+    struct values_view vv = {NULL, 0, false};
+    const struct ctx_entry *e = ctx_find_h(req->ctx, key, hash);
+    if (e != NULL) {
+        vv.v = e->values;
+        vv.n = e->n;
+        vv.present = true;
+        return vv;
+    }
+    const char *def = NULL;
+    if (strcmp(key, "aws:principalarn") == 0) {
+        def = req->principal_arn;
+    } else if (strcmp(key, "aws:principalaccount") == 0) {
+        def = req->principal_account;
+    } else if (strcmp(key, "aws:principaltype") == 0) {
+        def = req->principal_type;
+    }
+    if (def != NULL) {
+        ctx_value_read(slot, def);
+        vv.v = slot;
+        vv.n = 1;
+        vv.present = true;
+    }
+    return vv;
+}
+
+/*
+ * Expands ${key}, ${*}, ${?}, ${$} into out. With `esc`, the literal specials produced by the
+ * escapes and every '*'/'?' inside substituted values are prefixed with POLICY_ESC so that the
+ * glob treats them as literals: a user named "*" must not become a wildcard.
+ * Returns false when a variable is unknown or multi-valued, or the result is too long.
+ */
+static bool substitute(const char *in, const struct policy_request *req, bool esc, char *out, size_t cap)
+{
+    size_t o = 0;
+#define PUT(ch)                                                                                           \
+    do {                                                                                                  \
+        if (o + 1 >= cap) {                                                                               \
+            return false;                                                                                 \
+        }                                                                                                 \
+        out[o++] = (ch);                                                                                  \
+    } while (0)
+    for (const char *p = in; *p != '\0';) {
+        if (p[0] != '$' || p[1] != '{') {
+            PUT(*p++);
+            continue;
+        }
+        const char *close = strchr(p + 2, '}');
+        if (close == NULL) {
+            PUT(*p++);
+            continue;
+        }
+        /* ${key} or ${key, 'default'} */
+        const char *body = p + 2;
+        size_t bl = (size_t)(close - body), kl = bl;
+        const char *comma = memchr(body, ',', bl), *dflt = NULL;
+        size_t dl = 0;
+        if (comma != NULL) {
+            kl = (size_t)(comma - body);
+            const char *d = comma + 1, *de = close;
+            while (d < de && *d == ' ') {
+                d++;
+            }
+            while (de > d && de[-1] == ' ') {
+                de--;
+            }
+            if (de - d < 2 || *d != '\'' || de[-1] != '\'') {
+                return false;
+            }
+            dflt = d + 1;
+            dl = (size_t)(de - d - 2);
+        }
+        while (kl > 0 && body[kl - 1] == ' ') {
+            kl--;
+        }
+        char key[256];
+        if (kl == 0 || kl >= sizeof(key)) {
+            return false;
+        }
+        for (size_t i = 0; i < kl; i++) {
+            key[i] = (char)tolower((unsigned char)body[i]); /* variable names are case-insensitive */
+        }
+        key[kl] = '\0';
+        p = close + 1;
+        if (kl == 1 && comma == NULL && (key[0] == '*' || key[0] == '?' || key[0] == '$')) {
+            if (esc) {
+                PUT(POLICY_ESC);
+            }
+            PUT(key[0]);
+            continue;
+        }
+        struct ctx_value slot;
+        struct values_view vv = lookup(req, key, policy_key_hash(key), &slot);
+        const char *val = vv.n == 1 ? vv.v[0].s : NULL;
+        size_t vl = val != NULL ? strlen(val) : dl;
+        if (val == NULL && dflt == NULL) {
+            return false; /* unknown or multi-valued: the element does not match */
+        }
+        if (val == NULL) {
+            val = dflt;
+        }
+        for (size_t i = 0; i < vl; i++) {
+            if (esc && (val[i] == '*' || val[i] == '?')) {
+                PUT(POLICY_ESC);
+            }
+            PUT(val[i]);
+        }
+    }
+    out[o] = '\0';
+    return true;
+#undef PUT
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Statement elements
+ * ------------------------------------------------------------------------------------------- */
+
+/* `action` is lower-cased by the caller when it fits, so `icase` is usually false. */
+static bool action_matches(const struct statement *st, const char *action, bool icase)
+{
+    bool any = false;
+    for (size_t i = 0; i < st->n_actions && !any; i++) {
+        const struct pattern *pt = &st->actions[i];
+        any = pt->literal && !icase ? strcmp(pt->s, action) == 0 : policy_glob(pt->s, action, icase, false);
+    }
+    return st->not_action ? !any : any;
+}
+
+static bool resource_matches(const struct statement *st, const struct policy_request *req)
+{
+    if (!st->has_resource) {
+        return true;
+    }
+    const char *res = req->resource ? req->resource : "";
+    bool any = false;
+    for (size_t i = 0; i < st->n_resources && !any; i++) {
+        const struct pattern *pt = &st->resources[i];
+        if (pt->literal) {
+            any = strcmp(pt->s, res) == 0;
+            continue;
+        }
+        if (!pt->has_var) {
+            any = policy_arn_match(pt->s, res, false);
+            continue;
+        }
+        char buf[POLICY_MAX_STRING * 2 + 2];
+        any = substitute(pt->s, req, true, buf, sizeof(buf)) && policy_arn_match(buf, res, true);
+    }
+    return st->not_resource ? !any : any;
+}
+
+static bool same_account_root(const char *arn, const char *acct)
+{
+    char root[64];
+    snprintf(root, sizeof(root), "arn:aws:iam::%s:root", acct);
+    return arn != NULL && strcmp(arn, root) == 0;
+}
+
+static bool principal_entry_matches(const struct principal *pe, const struct policy_request *req)
+{
+    switch (pe->kind) {
+    case PRINCIPAL_ANY:
+        return true;
+    case PRINCIPAL_ACCOUNT:
+        return req->principal_account != NULL && req->principal_arn != NULL &&
+               strcmp(req->principal_account, pe->s) == 0 &&
+               (req->principal_type == NULL || strcmp(req->principal_type, "Service") != 0);
+    case PRINCIPAL_ARN:
+        return (req->principal_arn != NULL && strcmp(req->principal_arn, pe->s) == 0) ||
+               (req->principal_role_arn != NULL && strcmp(req->principal_role_arn, pe->s) == 0);
+    case PRINCIPAL_SERVICE:
+        return req->principal_type != NULL && strcmp(req->principal_type, "Service") == 0 &&
+               req->principal_arn != NULL && strcasecmp(req->principal_arn, pe->s) == 0;
+    case PRINCIPAL_OTHER:
+        return false;
+    }
+    return false;
+}
+
+/* Is one identity facet (an ARN or an account) named by a NotPrincipal list? */
+static bool np_lists_arn(const struct statement *st, const char *arn)
+{
+    for (size_t i = 0; i < st->n_principals; i++) {
+        const struct principal *pe = &st->principals[i];
+        if (pe->kind == PRINCIPAL_ANY) {
+            return true;
+        }
+        if (pe->kind == PRINCIPAL_ARN && strcmp(pe->s, arn) == 0) {
+            return true;
+        }
+        if (pe->kind == PRINCIPAL_ACCOUNT && same_account_root(arn, pe->s)) {
+            return true;
+        }
+        if (pe->kind == PRINCIPAL_SERVICE && strcasecmp(pe->s, arn) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool np_lists_account(const struct statement *st, const char *acct)
+{
+    for (size_t i = 0; i < st->n_principals; i++) {
+        const struct principal *pe = &st->principals[i];
+        if (pe->kind == PRINCIPAL_ANY || (pe->kind == PRINCIPAL_ACCOUNT && strcmp(pe->s, acct) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * NotPrincipal excludes a caller only when every identity it acts as is listed: the user or
+ * session ARN, the role behind a session, and its account, as AWS documents for Deny with
+ * NotPrincipal (listing a user without its account still denies the user through the account).
+ */
+static bool not_principal_excludes(const struct statement *st, const struct policy_request *req)
+{
+    if (req->principal_arn == NULL) {
+        return false;
+    }
+    if (!np_lists_arn(st, req->principal_arn)) {
+        return false;
+    }
+    if (req->principal_role_arn != NULL && !np_lists_arn(st, req->principal_role_arn)) {
+        return false;
+    }
+    if (req->principal_account != NULL && !same_account_root(req->principal_arn, req->principal_account) &&
+        (req->principal_type == NULL || strcmp(req->principal_type, "Service") != 0) &&
+        !np_lists_account(st, req->principal_account)) {
+        return false;
+    }
+    return true;
+}
+
+static bool principal_matches(const struct statement *st, const struct policy_request *req)
+{
+    if (!st->has_principal) {
+        return true;
+    }
+    if (st->not_principal) {
+        if (req->principal_arn == NULL) {
+            for (size_t i = 0; i < st->n_principals; i++) {
+                if (st->principals[i].kind == PRINCIPAL_ANY) {
+                    return false;
+                }
+            }
+            return true;
+        }
+        return !not_principal_excludes(st, req);
+    }
+    for (size_t i = 0; i < st->n_principals; i++) {
+        if (principal_entry_matches(&st->principals[i], req)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Conditions
+ * ------------------------------------------------------------------------------------------- */
+
+static bool parse_ctx_number(const char *s, double *out)
+{
+    if (*s == '\0' || isspace((unsigned char)*s)) {
+        return false;
+    }
+    char *end = NULL;
+    double d = strtod(s, &end);
+    if (*end != '\0' || d != d) {
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+/* Does the context value `v` match the policy value `pv` under the (un-negated) base operator? */
+static bool value_matches(const struct policy_cond *c, const struct cond_value *pv, const struct ctx_value *cv,
+                          const struct policy_request *req)
+{
+    char buf[POLICY_MAX_STRING * 2 + 2];
+    const char *ps = pv->s;
+    bool wild = c->base == COND_STR_LIKE || c->base == COND_ARN_LIKE;
+    if (pv->has_var) {
+        if (!substitute(pv->s, req, wild, buf, sizeof(buf))) {
+            return false;
+        }
+        ps = buf;
+    }
+    const char *v = cv->s;
+    switch (c->base) {
+    case COND_STR_EQ:
+        return strcmp(ps, v) == 0;
+    case COND_STR_EQ_IC:
+        return strcasecmp(ps, v) == 0;
+    case COND_STR_LIKE:
+        return policy_glob(ps, v, false, pv->has_var);
+    case COND_ARN_LIKE:
+        return strncmp(v, "arn:", 4) == 0 && policy_arn_match(ps, v, pv->has_var);
+    case COND_NUM_EQ:
+        return cv->is_num && cv->num == pv->v.num;
+    case COND_NUM_LT:
+        return cv->is_num && cv->num < pv->v.num;
+    case COND_NUM_LE:
+        return cv->is_num && cv->num <= pv->v.num;
+    case COND_NUM_GT:
+        return cv->is_num && cv->num > pv->v.num;
+    case COND_NUM_GE:
+        return cv->is_num && cv->num >= pv->v.num;
+    case COND_DATE_EQ:
+        return cv->is_date && cv->ms == pv->v.ms;
+    case COND_DATE_LT:
+        return cv->is_date && cv->ms < pv->v.ms;
+    case COND_DATE_LE:
+        return cv->is_date && cv->ms <= pv->v.ms;
+    case COND_DATE_GT:
+        return cv->is_date && cv->ms > pv->v.ms;
+    case COND_DATE_GE:
+        return cv->is_date && cv->ms >= pv->v.ms;
+    case COND_BOOL:
+        return (strcasecmp(v, "true") == 0 && pv->v.b) || (strcasecmp(v, "false") == 0 && !pv->v.b);
+    case COND_IP:
+        return cv->is_ip && cidr_contains(&pv->v.ip, &cv->ip);
+    case COND_NULL:
+        return false;
+    }
+    return false;
+}
+
+/* One context value against the policy's values: values OR, negation applied per value. */
+static bool one_value(const struct policy_cond *c, const struct ctx_value *v, const struct policy_request *req)
+{
+    bool any = false;
+    for (size_t i = 0; i < c->n_values && !any; i++) {
+        any = value_matches(c, &c->values[i], v, req);
+    }
+    return c->negated ? !any : any;
+}
+
+static bool cond_holds(const struct policy_cond *c, const struct policy_request *req)
+{
+    struct ctx_value slot;
+    struct values_view vv = lookup(req, c->key, c->key_hash, &slot);
+    if (c->base == COND_NULL) {
+        /* "Null": true asks that the key be absent, false that it be present */
+        bool absent = !vv.present || vv.n == 0;
+        return c->values[0].v.b ? absent : !absent;
+    }
+    if (c->set == COND_SET_ALL) {
+        for (size_t i = 0; i < vv.n; i++) {
+            if (!one_value(c, &vv.v[i], req)) {
+                return false;
+            }
+        }
+        return true; /* vacuously true on an empty or missing set, as AWS documents */
+    }
+    if (!vv.present || vv.n == 0) {
+        if (c->if_exists) {
+            return true;
+        }
+        return c->set == COND_SET_ANY ? false : c->negated;
+    }
+    if (c->set == COND_SET_ANY || !c->negated) {
+        for (size_t i = 0; i < vv.n; i++) {
+            if (one_value(c, &vv.v[i], req)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    /* plain negated operator on a (possibly multi-valued) key: no context value matches */
+    for (size_t i = 0; i < vv.n; i++) {
+        if (!one_value(c, &vv.v[i], req)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Evaluation
+ * ------------------------------------------------------------------------------------------- */
+
+static bool statement_applies(const struct statement *st, const struct policy_request *req, const char *action,
+                              bool icase)
+{
+    if (!action_matches(st, action, icase)) {
+        return false;
+    }
+    if (!resource_matches(st, req) || !principal_matches(st, req)) {
+        return false;
+    }
+    for (size_t i = 0; i < st->n_conds; i++) {
+        if (!cond_holds(&st->conds[i], req)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+enum policy_decision policy_evaluate(const policy *p, const struct policy_request *req)
+{
+    enum policy_decision d = POLICY_NOT_APPLICABLE;
+    /* lower-case the action once so that every statement compares bytes */
+    char action[256];
+    const char *act = req->action ? req->action : "";
+    bool icase = !lower_key(act, action, sizeof(action));
+    if (!icase) {
+        act = action;
+    }
+    for (size_t i = 0; i < p->n_stmts; i++) {
+        const struct statement *st = &p->stmts[i];
+        if (!st->deny && d == POLICY_ALLOW) {
+            continue; /* already allowed: only a Deny can change the outcome */
+        }
+        if (!statement_applies(st, req, act, icase)) {
+            continue;
+        }
+        if (st->deny) {
+            return POLICY_DENY_EXPLICIT;
+        }
+        d = POLICY_ALLOW;
+    }
+    return d;
+}
+
+enum policy_decision policy_combine(const enum policy_decision *d, size_t n)
+{
+    enum policy_decision out = POLICY_NOT_APPLICABLE;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] == POLICY_DENY_EXPLICIT) {
+            return POLICY_DENY_EXPLICIT;
+        }
+        if (d[i] == POLICY_ALLOW) {
+            out = POLICY_ALLOW;
+        }
+    }
+    return out;
+}
+
+enum policy_decision policy_evaluate_all(const policy *const *ps, size_t n, const struct policy_request *req)
+{
+    enum policy_decision out = POLICY_NOT_APPLICABLE;
+    for (size_t i = 0; i < n; i++) {
+        if (ps == NULL || ps[i] == NULL) {
+            continue;
+        }
+        enum policy_decision d = policy_evaluate(ps[i], req);
+        if (d == POLICY_DENY_EXPLICIT) {
+            return d;
+        }
+        if (d == POLICY_ALLOW) {
+            out = d;
+        }
+    }
+    return out;
+}
+
+const char *policy_decision_name(enum policy_decision d)
+{
+    switch (d) {
+    case POLICY_ALLOW:
+        return "Allow";
+    case POLICY_DENY_EXPLICIT:
+        return "ExplicitDeny";
+    case POLICY_NOT_APPLICABLE:
+        return "ImplicitDeny";
+    }
+    return "ImplicitDeny";
+}
