@@ -68,7 +68,7 @@ port=$(awk '/^listening/ {print $2; exit}' "$work/cofferd.out")
 export AWS_SHARED_CREDENTIALS_FILE=$work/data/credentials AWS_CONFIG_FILE=$work/data/config AWS_PROFILE=coffer
 export AWS_CA_BUNDLE=$work/data/tls/ca.pem AWS_REGION=us-east-1 AWS_PAGER=""
 endpoint=https://127.0.0.1:$port
-arn=$(aws --endpoint-url "$endpoint" kms create-key --query KeyMetadata.Arn --output text)
+arn=$(/usr/bin/aws --endpoint-url "$endpoint" kms create-key --query KeyMetadata.Arn --output text)
 with=$("$bench" cache "$endpoint" "$arn" "$cached" 1000)
 without=$("$bench" cache "$endpoint" "$arn" "$uncached" 0)
 echo "$with"
