@@ -130,6 +130,13 @@ coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, con
                        struct kms_key **out) __attribute__((warn_unused_result));
 void kms_release(struct kms_service *svc);
 
+/* State rules of kms.md §6. */
+enum kms_state_rule {
+    KMS_RULE_CRYPTO,         /* Enabled only */
+    KMS_RULE_ENABLE_DISABLE, /* not PendingDeletion / PendingImport / Creating / Updating */
+    KMS_RULE_NOT_PENDING,    /* not PendingDeletion (tags, description, aliases, schedule) */
+    KMS_RULE_CANCEL,         /* PendingDeletion only */
+};
 /*
  * Resolves for writing: on success `wmu` is held (not `lock`), the key is cached and *out is
  * stable until kms_write_release. Update it only with kms_key_update.
@@ -137,6 +144,15 @@ void kms_release(struct kms_service *svc);
 coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *call, const char *key_ref,
                              unsigned flags, struct kms_key **out) __attribute__((warn_unused_result));
 void kms_write_begin(struct kms_service *svc); /* takes wmu without a key (CreateKey, aliases) */
+/*
+ * The opening of every handler that changes one key: records `audit_members` as the request
+ * parameters, decodes `op`'s input into *r, takes the key named by r->key_id for writing
+ * (key id or ARN only), adds it to the audit resources and checks `rule`. On success wmu is held
+ * (release with kms_write_release); on any failure nothing is held.
+ */
+coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, const char *op,
+                               const char *const *audit_members, enum kms_state_rule rule, struct kms_req *r,
+                               struct kms_key **k) __attribute__((warn_unused_result));
 void kms_write_release(struct kms_service *svc);
 
 /* Extra work inside the same store transaction as a record update. */
@@ -153,13 +169,6 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
 coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, json_t *rec, struct kms_key **out)
     __attribute__((warn_unused_result));
 
-/* State rules of kms.md §6. */
-enum kms_state_rule {
-    KMS_RULE_CRYPTO,         /* Enabled only */
-    KMS_RULE_ENABLE_DISABLE, /* not PendingDeletion / PendingImport / Creating / Updating */
-    KMS_RULE_NOT_PENDING,    /* not PendingDeletion (tags, description, aliases, schedule) */
-    KMS_RULE_CANCEL,         /* PendingDeletion only */
-};
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule) __attribute__((warn_unused_result));
 
 /* KeyMetadata object of §4 for k (new reference). */

@@ -274,14 +274,8 @@ coffer_err kms_op_TagResource(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     json_t *tags = NULL, *rec = NULL;
-    kms_audit_request(call, audit);
-    TRY(kms_req_decode("TagResource", call->input, &r));
-    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
-    if (rc == COFFER_OK) {
-        rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, &tags);
-    }
+    TRY(kms_begin_key_write(svc, call, "TagResource", audit, KMS_RULE_NOT_PENDING, &r, &k));
+    coffer_err rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, &tags);
     if (rc == COFFER_OK) {
         rec = json_deep_copy(k->rec);
         if (rec == NULL || json_object_set_new(rec, "Tags", tags) != 0) {
@@ -301,16 +295,12 @@ coffer_err kms_op_UntagResource(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
-    kms_audit_request(call, audit);
-    TRY(kms_req_decode("UntagResource", call->input, &r));
-    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
-    json_t *rec = NULL;
-    if (rc == COFFER_OK && (rec = json_deep_copy(k->rec)) == NULL) {
+    TRY(kms_begin_key_write(svc, call, "UntagResource", audit, KMS_RULE_NOT_PENDING, &r, &k));
+    coffer_err rc = COFFER_OK;
+    json_t *rec = json_deep_copy(k->rec);
+    if (rec == NULL) {
         rc = kms_nomem();
-    }
-    if (rc == COFFER_OK) {
+    } else {
         json_t *tags = json_object_get(rec, "Tags");
         size_t i, j;
         const json_t *name;

@@ -346,13 +346,10 @@ static coffer_err set_enabled(struct kms_service *svc, struct api_call *call, co
 {
     struct kms_req r;
     struct kms_key *k;
-    kms_audit_request(call, audit_key_only);
-    TRY(kms_req_decode(op, call->input, &r));
-    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_check_state(k, KMS_RULE_ENABLE_DISABLE);
+    TRY(kms_begin_key_write(svc, call, op, audit_key_only, KMS_RULE_ENABLE_DISABLE, &r, &k));
+    coffer_err rc = COFFER_OK;
     enum kms_state want = enable ? KMS_STATE_ENABLED : KMS_STATE_DISABLED;
-    if (rc == COFFER_OK && k->state != want) {
+    if (k->state != want) {
         json_t *rec = rec_with_state(k, want);
         rc = rec != NULL ? kms_key_update(svc, k, rec, NULL, NULL) : kms_nomem();
     }
@@ -438,22 +435,17 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     struct deletion_index d = {.remove = true};
-    kms_audit_request(call, audit_key_only);
-    TRY(kms_req_decode("CancelKeyDeletion", call->input, &r));
-    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_check_state(k, KMS_RULE_CANCEL);
-    if (rc == COFFER_OK) {
-        /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled. */
-        json_t *rec = rec_with_state(k, KMS_STATE_DISABLED);
-        if (rec == NULL) {
-            rc = kms_nomem();
-        } else {
-            deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
-            json_object_del(rec, "DeletionDate");
-            json_object_del(rec, "PendingWindowInDays");
-            rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
-        }
+    TRY(kms_begin_key_write(svc, call, "CancelKeyDeletion", audit_key_only, KMS_RULE_CANCEL, &r, &k));
+    coffer_err rc;
+    /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled. */
+    json_t *rec = rec_with_state(k, KMS_STATE_DISABLED);
+    if (rec == NULL) {
+        rc = kms_nomem();
+    } else {
+        deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
+        json_object_del(rec, "DeletionDate");
+        json_object_del(rec, "PendingWindowInDays");
+        rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
     }
     if (rc == COFFER_OK) {
         call->output = json_pack("{s:s}", "KeyId", k->arn);
@@ -470,19 +462,14 @@ coffer_err kms_op_UpdateKeyDescription(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
-    kms_audit_request(call, audit);
-    TRY(kms_req_decode("UpdateKeyDescription", call->input, &r));
-    TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
-    if (rc == COFFER_OK) {
-        json_t *rec = json_deep_copy(k->rec);
-        if (rec == NULL || json_object_set_new(rec, "Description", json_string(r.description)) != 0) {
-            json_decref(rec);
-            rc = kms_nomem();
-        } else {
-            rc = kms_key_update(svc, k, rec, NULL, NULL);
-        }
+    TRY(kms_begin_key_write(svc, call, "UpdateKeyDescription", audit, KMS_RULE_NOT_PENDING, &r, &k));
+    coffer_err rc;
+    json_t *rec = json_deep_copy(k->rec);
+    if (rec == NULL || json_object_set_new(rec, "Description", json_string(r.description)) != 0) {
+        json_decref(rec);
+        rc = kms_nomem();
+    } else {
+        rc = kms_key_update(svc, k, rec, NULL, NULL);
     }
     kms_write_release(svc);
     return rc;

@@ -395,3 +395,19 @@ coffer_err kms_marker_decode(const char *marker, char *out, size_t n)
     coffer_buf_free(&raw);
     return COFFER_OK;
 }
+
+coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, const char *op,
+                               const char *const *audit_members, enum kms_state_rule rule, struct kms_req *r,
+                               struct kms_key **k)
+{
+    kms_audit_request(call, audit_members);
+    TRY(kms_req_decode(op, call->input, r));
+    TRY(kms_acquire_write(svc, call, r->key_id, 0, k));
+    kms_audit_key(call, *k);
+    coffer_err rc = kms_check_state(*k, rule);
+    if (rc != COFFER_OK) {
+        kms_write_release(svc);
+        *k = NULL;
+    }
+    return rc;
+}
