@@ -64,6 +64,7 @@ struct sigv4_identity {
     char principal_arn[256];
     char principal_id[129];
     char principal_type[32];
+    char role_arn[256]; /* assumed-role sessions: the role's ARN; "" otherwise */
     coffer_buf secret; /* secret access key (secret buffer), owned: freed by sigv4_identity_clean */
     int64_t expires_at; /* 0 = never; temporary credentials (session token) expire */
 };

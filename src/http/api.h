@@ -24,6 +24,7 @@ struct api_caller {
     char principal_arn[256];  /* "arn:aws:iam::000000000000:root" or a user/role ARN */
     char principal_id[129];   /* AWS userIdentity.principalId */
     char principal_type[32];  /* "Root", "IAMUser", "AssumedRole" */
+    char role_arn[256];       /* for an AssumedRole session, "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
     const char *source_ip;    /* borrowed, valid for the call */
     const char *user_agent;   /* borrowed, may be "" */
     bool secure_transport;    /* true over TLS */

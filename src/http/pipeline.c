@@ -265,6 +265,7 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
         snprintf(st->caller.principal_arn, sizeof(st->caller.principal_arn), "%s", who.principal_arn);
         snprintf(st->caller.principal_id, sizeof(st->caller.principal_id), "%s", who.principal_id);
         snprintf(st->caller.principal_type, sizeof(st->caller.principal_type), "%s", who.principal_type);
+        snprintf(st->caller.role_arn, sizeof(st->caller.role_arn), "%s", who.role_arn);
         st->authenticated = true;
     }
     sigv4_identity_clean(&who);
