@@ -10,6 +10,7 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/codec.h"
@@ -24,7 +25,23 @@
  */
 static EVP_CIPHER *fetched_gcm[3];   /* AES-128/192/256-GCM */
 static EVP_KDF *fetched_hkdf;
+static pthread_key_t hkdf_key;       /* per thread: struct hkdf_thread */
+static bool hkdf_key_ok;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+
+/* One HKDF context per digest and thread, the digest set once (setting it fetches by name). */
+struct hkdf_thread {
+    EVP_KDF_CTX *ctx[3];
+};
+
+static void hkdf_thread_free(void *p)
+{
+    struct hkdf_thread *t = p;
+    for (size_t i = 0; i < 3; i++) {
+        EVP_KDF_CTX_free(t->ctx[i]);
+    }
+    free(t);
+}
 
 static const char *md_name(enum crypto_digest d)
 {
@@ -38,6 +55,7 @@ static void fetch_all(void)
         fetched_gcm[i] = EVP_CIPHER_fetch(NULL, gcm_names[i], NULL);
     }
     fetched_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    hkdf_key_ok = pthread_key_create(&hkdf_key, hkdf_thread_free) == 0;
 }
 
 static const EVP_CIPHER *gcm_cipher(size_t key_len)
@@ -117,7 +135,33 @@ coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len
     return esdk_gcm_open_keyed(ctx, iv, aad, ct, tag, pt_out);
 }
 
-/* ---- HKDF (RFC 5869) through OpenSSL's KDF; a fresh context per call holds no secret afterwards ---- */
+/* ---- HKDF (RFC 5869) through OpenSSL's KDF ---- */
+
+static EVP_KDF_CTX *hkdf_ctx(enum crypto_digest d)
+{
+    pthread_once(&fetch_once, fetch_all);
+    if (!fetched_hkdf || !hkdf_key_ok || (unsigned)d >= 3) {
+        return NULL;
+    }
+    struct hkdf_thread *t = pthread_getspecific(hkdf_key);
+    if (!t) {
+        if (!(t = calloc(1, sizeof(*t))) || pthread_setspecific(hkdf_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    if (!t->ctx[d]) {
+        EVP_KDF_CTX *c = EVP_KDF_CTX_new(fetched_hkdf);
+        OSSL_PARAM p[2] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md_name(d), 0),
+                           OSSL_PARAM_construct_end()};
+        if (!c || EVP_KDF_CTX_set_params(c, p) != 1) {
+            EVP_KDF_CTX_free(c);
+            return NULL;
+        }
+        t->ctx[d] = c;
+    }
+    return t->ctx[d];
+}
 
 static coffer_err hkdf_run(EVP_KDF_CTX *c, int mode, coffer_cursor key, coffer_cursor salt, coffer_cursor info,
                            uint8_t *out, size_t out_len)
@@ -140,6 +184,16 @@ static coffer_err hkdf_run(EVP_KDF_CTX *c, int mode, coffer_cursor key, coffer_c
     return COFFER_OK;
 }
 
+/* The context keeps a copy of the last key it was given (a data key or a PRK): replacing it
+ * makes OpenSSL wipe and free that copy, so nothing secret outlives the call. */
+static bool hkdf_scrub(EVP_KDF_CTX *c)
+{
+    static const uint8_t zero[1] = {0};
+    OSSL_PARAM p[2] = {OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)zero, sizeof(zero)),
+                       OSSL_PARAM_construct_end()};
+    return EVP_KDF_CTX_set_params(c, p) == 1;
+}
+
 coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, const coffer_cursor *infos,
                      uint8_t *const *outs, const size_t *out_lens, size_t n)
 {
@@ -147,15 +201,9 @@ coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt
     uint8_t prk[64];
     size_t prk_len = crypto_digest_len(d);
     coffer_err rc = COFFER_OK;
-    EVP_KDF_CTX *c = NULL;
+    EVP_KDF_CTX *c = hkdf_ctx(d);
 
-    pthread_once(&fetch_once, fetch_all);
-    ENSURE(fetched_hkdf != NULL && ikm.len > 0 && prk_len <= sizeof(prk), COFFER_ERR_CRYPTO);
-    OSSL_PARAM md[2] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md_name(d), 0),
-                        OSSL_PARAM_construct_end()};
-    if (!(c = EVP_KDF_CTX_new(fetched_hkdf)) || EVP_KDF_CTX_set_params(c, md) != 1) {
-        FAIL_OUT(COFFER_ERR_CRYPTO, "HKDF unavailable");
-    }
+    ENSURE(c != NULL && ikm.len > 0 && prk_len <= sizeof(prk) && n > 0, COFFER_ERR_CRYPTO);
     /* No salt means a string of HashLen zeros (RFC 5869 §2.2). */
     if (salt.len == 0) {
         salt = coffer_cursor_from(zeros, prk_len);
@@ -167,18 +215,22 @@ coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt
     /* Several outputs from one key and salt share one extract step. */
     GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, coffer_cursor_from(NULL, 0), prk, prk_len));
     for (size_t i = 0; i < n; i++) {
-        rc = hkdf_run(c, EVP_KDF_HKDF_MODE_EXPAND_ONLY, coffer_cursor_from(prk, prk_len), salt, infos[i], outs[i],
-                      out_lens[i]);
-        if (rc != COFFER_OK) {
-            for (size_t j = 0; j < i; j++) {
-                coffer_secure_zero(outs[j], out_lens[j]);
-            }
-            goto out;
-        }
+        GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXPAND_ONLY, coffer_cursor_from(prk, prk_len), salt, infos[i], outs[i],
+                       out_lens[i]));
     }
 out:
+    if (!hkdf_scrub(c)) {
+        /* Cannot prove the copy is gone: drop the whole context (freeing it wipes the key). */
+        struct hkdf_thread *t = pthread_getspecific(hkdf_key);
+        EVP_KDF_CTX_free(c);
+        t->ctx[d] = NULL;
+    }
+    if (rc != COFFER_OK) {
+        for (size_t i = 0; i < n; i++) {
+            coffer_secure_zero(outs[i], out_lens[i]);
+        }
+    }
     coffer_secure_zero(prk, sizeof(prk));
-    EVP_KDF_CTX_free(c);
     return rc;
 }
 
