@@ -263,6 +263,7 @@ coffer_cmm *coffer_cmm_caching_new(coffer_cmm *underlying, size_t capacity, uint
     struct cmm_cache *c = calloc(1, sizeof(*c));
     if (!c || !(c->v = calloc(capacity, sizeof(*c->v)))) {
         free(c);
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);

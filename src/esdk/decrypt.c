@@ -44,6 +44,7 @@ coffer_decryptor *coffer_decryptor_new(coffer_cmm *cmm)
     coffer_decryptor *d = calloc(1, sizeof(*d));
     if (!d || !(d->gcm = EVP_CIPHER_CTX_new())) {
         coffer_decryptor_free(d);
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     d->cmm = coffer_cmm_retain(cmm);

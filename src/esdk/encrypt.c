@@ -43,6 +43,7 @@ coffer_encryptor *coffer_encryptor_new(coffer_cmm *cmm)
     coffer_encryptor *e = calloc(1, sizeof(*e));
     if (!e || !(e->gcm = EVP_CIPHER_CTX_new()) || !(e->ec = coffer_ec_new())) {
         coffer_encryptor_free(e);
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     e->cmm = coffer_cmm_retain(cmm);

@@ -465,6 +465,10 @@ static void test_bad_arguments(void **state)
     assert_null(coffer_keyring_raw_rsa_new("ns", "k", "not a pem", NULL, COFFER_RSA_PKCS1));
     assert_null(coffer_keyring_multi_new(NULL, NULL, 0));
     assert_null(coffer_cmm_default_new(NULL));
+    assert_string_equal(coffer_status_name(coffer_last_status()), "COFFER_ERR_USAGE");
+    assert_string_equal(coffer_status_message(coffer_last_status()), "default CMM needs a keyring");
+    assert_null(coffer_cmm_caching_new(NULL, 1, 1, 1, 1));
+    assert_string_equal(coffer_status_message(coffer_last_status()), "invalid caching CMM arguments");
     coffer_header *h;
     assert_int_not_equal(coffer_header_parse((const uint8_t *)"\x01\x80", 2, &h, NULL), 0);
     assert_int_not_equal(coffer_header_parse((const uint8_t *)"\x03", 1, &h, NULL), 0);
