@@ -10,8 +10,8 @@
  *
  *   esdk_bench stream SUITE FRAME MIB enc   encrypt only (for profiling)
  *
- *   esdk_bench cache ENDPOINT KEY_ARN MESSAGES MAX_MESSAGES
- *       Encrypts MESSAGES small messages with suite 0x0478 through a KMS keyring wrapped in a
+ *   esdk_bench cache ENDPOINT KEY_ARN MESSAGES MAX_MESSAGES [SUITE]
+ *       Encrypts MESSAGES small messages with SUITE (default 0x0478) through a KMS keyring wrapped in a
  *       counting keyring; with MAX_MESSAGES > 0 through a caching CMM (max_messages_encrypted =
  *       MAX_MESSAGES), else through the default CMM. Credentials and CA come from the usual AWS
  *       environment. Prints "cache messages=... keyring_calls=... us_per_msg=...".
@@ -210,7 +210,8 @@ static const struct coffer_keyring_vt counting_vt = {
     sizeof(struct coffer_keyring_vt), "counting", counting_on_encrypt, counting_on_decrypt, counting_destroy,
 };
 
-static int bench_cache(const char *endpoint, const char *arn, unsigned long n, unsigned long max_messages)
+static int bench_cache(const char *endpoint, const char *arn, unsigned long n, unsigned long max_messages,
+                       uint16_t suite)
 {
     const char *ids[] = {arn};
     struct coffer_kms_keyring_options o = {.key_ids = ids, .n_key_ids = 1, .endpoint = endpoint};
@@ -233,7 +234,7 @@ static int bench_cache(const char *endpoint, const char *arn, unsigned long n, u
         uint8_t *out = NULL;
         size_t out_len = 0;
         coffer_encryptor *e = coffer_encryptor_new(cmm);
-        int rc = !e ? BENCH_FAIL : coffer_encryptor_set_suite(e, COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT);
+        int rc = !e ? BENCH_FAIL : coffer_encryptor_set_suite(e, suite);
         rc = rc ? rc : coffer_encryptor_set_ec(e, ec);
         rc = rc ? rc : coffer_encryptor_run(e, msg, sizeof(msg), &out, &out_len);
         coffer_bytes_free(out, out_len);
@@ -243,8 +244,8 @@ static int bench_cache(const char *endpoint, const char *arn, unsigned long n, u
         }
     }
     double dt = now_s() - t0;
-    printf("cache messages=%lu max_messages=%lu keyring_calls=%lu us_per_msg=%.2f total_s=%.2f maxrss_kB=%ld\n", n,
-           max_messages, (unsigned long)atomic_load(&cnt->calls), dt / (double)n * 1e6, dt, max_rss_kb());
+    printf("cache suite=0x%04x messages=%lu max_messages=%lu keyring_calls=%lu us_per_msg=%.2f total_s=%.2f maxrss_kB=%ld\n", suite,
+           n, max_messages, (unsigned long)atomic_load(&cnt->calls), dt / (double)n * 1e6, dt, max_rss_kb());
     coffer_ec_free(ec);
     coffer_cmm_release(cmm);
     coffer_cmm_release(dflt);
@@ -258,9 +259,10 @@ int main(int argc, char **argv)
         return bench_stream((uint16_t)strtoul(argv[2], NULL, 0), (uint32_t)strtoul(argv[3], NULL, 0),
                             strtoull(argv[4], NULL, 0), argc == 6 && strcmp(argv[5], "enc") == 0);
     }
-    if (argc == 6 && strcmp(argv[1], "cache") == 0) {
-        return bench_cache(argv[2], argv[3], strtoul(argv[4], NULL, 0), strtoul(argv[5], NULL, 0));
+    if ((argc == 6 || argc == 7) && strcmp(argv[1], "cache") == 0) {
+        uint16_t suite = argc == 7 ? (uint16_t)strtoul(argv[6], NULL, 0) : COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT;
+        return bench_cache(argv[2], argv[3], strtoul(argv[4], NULL, 0), strtoul(argv[5], NULL, 0), suite);
     }
-    fprintf(stderr, "usage: esdk_bench stream SUITE FRAME MIB | cache ENDPOINT KEY_ARN MESSAGES MAX_MESSAGES\n");
+    fprintf(stderr, "usage: esdk_bench stream SUITE FRAME MIB | cache ENDPOINT KEY_ARN MESSAGES MAX_MESSAGES [SUITE]\n");
     return 1;
 }

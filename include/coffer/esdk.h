@@ -55,6 +55,14 @@ typedef enum coffer_commitment_policy {
 
 COFFER_API const char *coffer_status_name(int status);    /* "COFFER_ERR_BAD_MESSAGE" */
 COFFER_API const char *coffer_status_message(int status); /* this thread's detail, else a default */
+/*
+ * The status of this thread's most recent failure (0 if nothing has failed yet). It is what
+ * a constructor that returned NULL has to offer in place of a return code:
+ *     if (!(kr = coffer_keyring_kms_new(&o)))
+ *         fprintf(stderr, "%s\n", coffer_status_message(coffer_last_status()));
+ * Successful calls do not reset it, so read it right after the call that failed.
+ */
+COFFER_API int coffer_last_status(void);
 
 /* Frees a buffer returned by the one-shot helpers (wipes it first). Accepts NULL. */
 COFFER_API void coffer_bytes_free(uint8_t *p, size_t len);

@@ -1,9 +1,14 @@
 /*
  * Caching materials manager (caching-cmm.md): keeps materials from an underlying CMM in a
  * small local LRU cache so most messages need no keyring (and no KMS) call. Encryption entries
- * are keyed by suite + context and retire after max age, max bytes or max messages; decryption
- * entries by suite + EDKs + context. Requests with an unknown plaintext length bypass the cache
- * for encryption because the byte limit could not be enforced. A mutex makes it thread-safe.
+ * are keyed by suite + policy + context and retire after max age, max bytes or max messages;
+ * decryption entries by suite + policy + EDKs + contexts. An entry's identity is the exact,
+ * length-prefixed serialization of those fields (no digest: nothing can collide, and a hit
+ * costs one memcmp instead of a SHA-512). Requests with an unknown plaintext length bypass the
+ * cache for encryption because the byte limit could not be enforced. A mutex makes it
+ * thread-safe. Cached materials keep the signing key of signed suites, so a hit also skips
+ * the EC key generation; every message still gets its own message id, derived key and
+ * signature.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -13,7 +18,7 @@
 #include "esdk/esdk_internal.h"
 
 struct cache_entry {
-    uint8_t id[64];
+    coffer_buf id; /* the request's identity bytes (cache_id_*) */
     bool is_enc;
     coffer_enc_materials *enc;
     coffer_dec_materials *dec;
@@ -42,6 +47,7 @@ static uint64_t now_s(void)
 
 static void entry_clean(struct cache_entry *e)
 {
+    coffer_buf_free(&e->id);
     coffer_enc_materials_free(e->enc);
     coffer_dec_materials_free(e->dec);
     memset(e, 0, sizeof(*e));
@@ -53,11 +59,12 @@ static void cache_remove(struct cmm_cache *c, size_t i)
     c->v[i] = c->v[--c->n];
 }
 
-static struct cache_entry *cache_find(struct cmm_cache *c, const uint8_t *id, bool is_enc)
+static struct cache_entry *cache_find(struct cmm_cache *c, const coffer_buf *id, bool is_enc)
 {
     uint64_t t = now_s();
     for (size_t i = 0; i < c->n; i++) {
-        if (c->v[i].is_enc == is_enc && memcmp(c->v[i].id, id, sizeof(c->v[i].id)) == 0) {
+        const coffer_buf *eid = &c->v[i].id;
+        if (c->v[i].is_enc == is_enc && eid->len == id->len && memcmp(eid->data, id->data, id->len) == 0) {
             if (t - c->v[i].created >= c->max_age) {
                 cache_remove(c, i);
                 return NULL;
@@ -85,51 +92,45 @@ static struct cache_entry *cache_slot(struct cmm_cache *c)
     return e;
 }
 
-static void hash_cur(EVP_MD_CTX *h, coffer_cursor c)
+/* Length-prefixed, so no two different field sequences serialize alike. */
+static coffer_err id_cur(coffer_buf *id, coffer_cursor c)
 {
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++) {
-        len[i] = (uint8_t)((uint64_t)c.len >> (56 - 8 * i));
-    }
-    EVP_DigestUpdate(h, len, sizeof(len)); /* length-prefixed: no ambiguity between fields */
-    if (c.len) {
-        EVP_DigestUpdate(h, c.ptr, c.len);
-    }
+    TRY(coffer_buf_append_u64be(id, (uint64_t)c.len));
+    return coffer_buf_append_cur(id, c);
 }
 
-static coffer_err hash_ec(EVP_MD_CTX *h, const coffer_ec *ec)
+static coffer_err id_ec(coffer_buf *id, const coffer_ec *ec)
 {
     coffer_buf b = COFFER_BUF_INIT;
     coffer_err rc = esdk_ec_serialize(ec, &b);
     if (rc == COFFER_OK) {
-        hash_cur(h, coffer_buf_cursor(&b));
+        rc = id_cur(id, coffer_buf_cursor(&b));
     }
     coffer_buf_free(&b);
     return rc;
 }
 
+static coffer_err id_start(coffer_buf *id, char kind, uint16_t suite, coffer_commitment_policy policy)
+{
+    uint8_t hdr[4] = {(uint8_t)kind, (uint8_t)(suite >> 8), (uint8_t)suite, (uint8_t)policy};
+    return coffer_buf_append(id, hdr, sizeof(hdr));
+}
+
 static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
 {
     struct cmm_cache *c = (struct cmm_cache *)cmm;
-    uint8_t id[64];
-    EVP_MD_CTX *h = NULL;
+    coffer_buf id = COFFER_BUF_INIT;
     coffer_enc_materials *m = NULL;
     coffer_err rc = COFFER_OK;
 
     if (req->plaintext_length == UINT64_MAX || req->plaintext_length > c->max_bytes) {
         return coffer_cmm_get_enc_materials(c->under, req, out);
     }
-    uint8_t hdr[4] = {'E', (uint8_t)(req->suite >> 8), (uint8_t)req->suite, (uint8_t)req->policy};
-    h = EVP_MD_CTX_new();
-    ENSURE(h != NULL && EVP_DigestInit_ex(h, EVP_sha512(), NULL) == 1, COFFER_ERR_CRYPTO);
-    EVP_DigestUpdate(h, hdr, sizeof(hdr));
-    GUARD(hash_ec(h, req->ec));
-    EVP_DigestFinal_ex(h, id, NULL);
-    EVP_MD_CTX_free(h);
-    h = NULL;
+    GUARD(id_start(&id, 'E', req->suite, req->policy));
+    GUARD(id_ec(&id, req->ec));
 
     pthread_mutex_lock(&c->lock);
-    struct cache_entry *e = cache_find(c, id, true);
+    struct cache_entry *e = cache_find(c, &id, true);
     if (e && (e->messages + 1 > c->max_messages || e->bytes + req->plaintext_length > c->max_bytes)) {
         cache_remove(c, (size_t)(e - c->v));
         e = NULL;
@@ -140,7 +141,7 @@ static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_
         e->last_used = ++c->tick;
         rc = esdk_enc_materials_clone(e->enc, out);
         pthread_mutex_unlock(&c->lock);
-        return rc;
+        goto out;
     }
     pthread_mutex_unlock(&c->lock);
 
@@ -149,7 +150,8 @@ static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_
     GUARD(esdk_enc_materials_clone(m, &copy));
     pthread_mutex_lock(&c->lock);
     e = cache_slot(c);
-    memcpy(e->id, id, sizeof(id));
+    e->id = id; /* the entry owns the identity now */
+    id = (coffer_buf)COFFER_BUF_INIT;
     e->is_enc = true;
     e->enc = copy;
     e->messages = 1;
@@ -159,7 +161,7 @@ static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_
     *out = m;
     m = NULL;
 out:
-    EVP_MD_CTX_free(h);
+    coffer_buf_free(&id);
     coffer_enc_materials_free(m);
     return rc;
 }
@@ -189,33 +191,31 @@ out:
 static int cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
 {
     struct cmm_cache *c = (struct cmm_cache *)cmm;
-    uint8_t id[64];
-    EVP_MD_CTX *h = NULL;
+    coffer_buf id = COFFER_BUF_INIT;
     coffer_dec_materials *m = NULL;
     coffer_err rc = COFFER_OK;
 
-    uint8_t hdr[4] = {'D', (uint8_t)(req->suite >> 8), (uint8_t)req->suite, (uint8_t)req->policy};
-    h = EVP_MD_CTX_new();
-    ENSURE(h != NULL && EVP_DigestInit_ex(h, EVP_sha512(), NULL) == 1, COFFER_ERR_CRYPTO);
-    EVP_DigestUpdate(h, hdr, sizeof(hdr));
+    GUARD(id_start(&id, 'D', req->suite, req->policy));
+    GUARD(coffer_buf_append_u64be(&id, (uint64_t)req->edk_count));
     for (size_t i = 0; i < req->edk_count; i++) {
-        hash_cur(h, coffer_cursor_from(req->edks[i].provider_id, req->edks[i].provider_id_len));
-        hash_cur(h, coffer_cursor_from(req->edks[i].provider_info, req->edks[i].provider_info_len));
-        hash_cur(h, coffer_cursor_from(req->edks[i].ciphertext, req->edks[i].ciphertext_len));
+        GUARD(id_cur(&id, coffer_cursor_from(req->edks[i].provider_id, req->edks[i].provider_id_len)));
+        GUARD(id_cur(&id, coffer_cursor_from(req->edks[i].provider_info, req->edks[i].provider_info_len)));
+        GUARD(id_cur(&id, coffer_cursor_from(req->edks[i].ciphertext, req->edks[i].ciphertext_len)));
     }
-    GUARD(hash_ec(h, req->ec));
-    GUARD(hash_ec(h, req->reproduced_ec));
-    EVP_DigestFinal_ex(h, id, NULL);
-    EVP_MD_CTX_free(h);
-    h = NULL;
+    GUARD(id_ec(&id, req->ec));
+    /* No reproduced context and an empty one are different requests. */
+    GUARD(coffer_buf_append_u8(&id, req->reproduced_ec != NULL));
+    if (req->reproduced_ec) {
+        GUARD(id_ec(&id, req->reproduced_ec));
+    }
 
     pthread_mutex_lock(&c->lock);
-    struct cache_entry *e = cache_find(c, id, false);
+    struct cache_entry *e = cache_find(c, &id, false);
     if (e) {
         e->last_used = ++c->tick;
         rc = dec_clone(e->dec, out);
         pthread_mutex_unlock(&c->lock);
-        return rc;
+        goto out;
     }
     pthread_mutex_unlock(&c->lock);
 
@@ -224,14 +224,15 @@ static int cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_
     GUARD(dec_clone(m, &copy));
     pthread_mutex_lock(&c->lock);
     e = cache_slot(c);
-    memcpy(e->id, id, sizeof(id));
+    e->id = id;
+    id = (coffer_buf)COFFER_BUF_INIT;
     e->dec = copy;
     e->last_used = ++c->tick;
     pthread_mutex_unlock(&c->lock);
     *out = m;
     m = NULL;
 out:
-    EVP_MD_CTX_free(h);
+    coffer_buf_free(&id);
     coffer_dec_materials_free(m);
     return rc;
 }
@@ -262,6 +263,7 @@ coffer_cmm *coffer_cmm_caching_new(coffer_cmm *underlying, size_t capacity, uint
     struct cmm_cache *c = calloc(1, sizeof(*c));
     if (!c || !(c->v = calloc(capacity, sizeof(*c->v)))) {
         free(c);
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);

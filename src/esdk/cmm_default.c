@@ -121,6 +121,7 @@ coffer_cmm *coffer_cmm_default_new(coffer_keyring *kr)
     }
     struct cmm_default *c = calloc(1, sizeof(*c));
     if (!c) {
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     coffer_cmm_base_init(&c->base, &default_vt);

@@ -44,6 +44,7 @@ coffer_decryptor *coffer_decryptor_new(coffer_cmm *cmm)
     coffer_decryptor *d = calloc(1, sizeof(*d));
     if (!d || !(d->gcm = EVP_CIPHER_CTX_new())) {
         coffer_decryptor_free(d);
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     d->cmm = coffer_cmm_retain(cmm);
@@ -159,8 +160,10 @@ static coffer_err dec_header_done(coffer_decryptor *d, coffer_cursor raw)
     }
     /* message-header.md §Header Authentication */
     GUARD(esdk_header_auth_aad(coffer_cursor_from(raw.ptr, h->body_len), d->mat->ec, d->mat->required_keys, &d->aad));
-    GUARD(esdk_gcm_open(d->gcm, d->key, s->key_len, h->auth_iv, coffer_buf_cursor(&d->aad), coffer_cursor_from(NULL, 0),
-                        h->auth_tag, NULL));
+    /* One key for the header tag and every frame: key the context once, then only IVs change. */
+    GUARD(esdk_gcm_key(d->gcm, false, d->key, s->key_len));
+    GUARD(esdk_gcm_open_keyed(d->gcm, h->auth_iv, coffer_buf_cursor(&d->aad), coffer_cursor_from(NULL, 0), h->auth_tag,
+                              NULL));
     if (esdk_suite_signed(s)) {
         GUARD(esdk_sig_init(s, d->mat->verify_key, false, &d->sig));
         GUARD(esdk_sig_update(d->sig, coffer_cursor_from(raw.ptr, h->total_len)));
@@ -182,7 +185,7 @@ static coffer_err dec_open(coffer_decryptor *d, enum esdk_body_kind kind, uint32
     TRY(esdk_body_aad(d->hdr, kind, seq, ct.len, &d->aad));
     coffer_buf_reset(&d->pt);
     TRY(coffer_buf_reserve(&d->pt, ct.len ? ct.len : 1));
-    TRY(esdk_gcm_open(d->gcm, d->key, d->hdr->suite->key_len, iv, coffer_buf_cursor(&d->aad), ct, tag, d->pt.data));
+    TRY(esdk_gcm_open_keyed(d->gcm, iv, coffer_buf_cursor(&d->aad), ct, tag, d->pt.data));
     d->pt.len = ct.len;
     coffer_err rc = dec_release(d, d->pt.data, d->pt.len);
     coffer_buf_reset(&d->pt);

@@ -43,6 +43,7 @@ coffer_encryptor *coffer_encryptor_new(coffer_cmm *cmm)
     coffer_encryptor *e = calloc(1, sizeof(*e));
     if (!e || !(e->gcm = EVP_CIPHER_CTX_new()) || !(e->ec = coffer_ec_new())) {
         coffer_encryptor_free(e);
+        coffer_fail(COFFER_ERR_NOMEM, "out of memory");
         return NULL;
     }
     e->cmm = coffer_cmm_retain(cmm);
@@ -185,12 +186,14 @@ static coffer_err enc_start(coffer_encryptor *e)
     GUARD(esdk_suite_derive(s, coffer_buf_cursor(&e->mat->data_key),
                             coffer_cursor_from(e->hdr->message_id, e->hdr->message_id_len), e->key, commit));
     memcpy(e->hdr->suite_data, commit, ESDK_COMMIT_LEN);
+    /* One key for the header tag and every frame: key the context once, then only IVs change. */
+    GUARD(esdk_gcm_key(e->gcm, true, e->key, s->key_len));
     GUARD(esdk_header_write_body(e->hdr, &body));
     e->hdr->body_len = body.len;
     /* message-header.md §Header Authentication: GCM over nothing, AAD = header (+ required pairs), zero IV */
     GUARD(esdk_header_auth_aad(coffer_buf_cursor(&body), e->mat->ec, e->mat->required_keys, &e->aad));
-    GUARD(esdk_gcm_seal(e->gcm, e->key, s->key_len, e->hdr->auth_iv, coffer_buf_cursor(&e->aad),
-                        coffer_cursor_from(NULL, 0), NULL, e->hdr->auth_tag));
+    GUARD(esdk_gcm_seal_keyed(e->gcm, e->hdr->auth_iv, coffer_buf_cursor(&e->aad), coffer_cursor_from(NULL, 0), NULL,
+                              e->hdr->auth_tag));
     if (s->version == 1) {
         GUARD(coffer_buf_append(&body, e->hdr->auth_iv, ESDK_IV_LEN));
     }
@@ -199,7 +202,8 @@ static coffer_err enc_start(coffer_encryptor *e)
     if (esdk_suite_signed(s)) {
         GUARD(esdk_sig_init(s, e->mat->signing_key, true, &e->sig));
     }
-    GUARD(coffer_buf_reserve(&e->pending, e->frame_len));
+    /* A known short input never needs a whole frame of (locked, wiped-on-free) buffer. */
+    GUARD(coffer_buf_reserve(&e->pending, e->pt_len_hint < e->frame_len ? (size_t)e->pt_len_hint : e->frame_len));
     GUARD(enc_emit(e, body.data, body.len));
 out:
     coffer_secure_zero(commit, sizeof(commit));
@@ -229,7 +233,7 @@ static coffer_err enc_frame(coffer_encryptor *e, coffer_cursor pt, bool final)
     TRY(esdk_body_aad(e->hdr, kind, e->seq, pt.len, &e->aad));
     TRY(coffer_buf_reserve(&e->frame, pt.len + ESDK_TAG_LEN));
     uint8_t *ct = e->frame.data + e->frame.len;
-    TRY(esdk_gcm_seal(e->gcm, e->key, e->hdr->suite->key_len, iv, coffer_buf_cursor(&e->aad), pt, ct, ct + pt.len));
+    TRY(esdk_gcm_seal_keyed(e->gcm, iv, coffer_buf_cursor(&e->aad), pt, ct, ct + pt.len));
     e->frame.len += pt.len + ESDK_TAG_LEN;
     e->seq++;
     return enc_emit(e, e->frame.data, e->frame.len);

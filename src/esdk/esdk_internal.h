@@ -132,11 +132,27 @@ coffer_err esdk_header_write_body(const coffer_header *h, coffer_buf *out);
 coffer_header *esdk_header_new(void);
 
 /* ---- AES-GCM with one reusable context (message-body.md) ---- */
+/* Keys the context once for a run of seals (encrypt) or opens under one key. */
+coffer_err esdk_gcm_key(EVP_CIPHER_CTX *ctx, bool encrypt, const uint8_t *key, size_t key_len);
+/* Seal / open under the key set by esdk_gcm_key; only the IV changes. */
+coffer_err esdk_gcm_seal_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor pt,
+                               uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN]);
+coffer_err esdk_gcm_open_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor ct,
+                               const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out);
+/* Key + one seal / open. */
 coffer_err esdk_gcm_seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t iv[ESDK_IV_LEN],
                          coffer_cursor aad, coffer_cursor pt, uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN]);
 /* Writes plaintext to pt_out (same length as ct); on failure wipes pt_out. */
 coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t iv[ESDK_IV_LEN],
                          coffer_cursor aad, coffer_cursor ct, const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out);
+
+/*
+ * HKDF (RFC 5869) with OpenSSL's KDF: n outputs from one key and salt (empty salt = HashLen
+ * zeros), each with its own info. With n > 1 the extract step runs once. On failure every
+ * output is wiped.
+ */
+coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, const coffer_cursor *infos,
+                     uint8_t *const *outs, const size_t *out_lens, size_t n);
 
 /* ---- ECDSA for signed suites (esdk_sig.c) ---- */
 coffer_err esdk_sig_keygen(const struct esdk_suite *s, EVP_PKEY **out);

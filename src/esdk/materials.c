@@ -19,6 +19,11 @@ const char *coffer_status_message(int status)
     return coffer_err_message((coffer_err)status);
 }
 
+int coffer_last_status(void)
+{
+    return (int)coffer_last_err();
+}
+
 void coffer_bytes_free(uint8_t *p, size_t len)
 {
     if (p) {

@@ -56,10 +56,8 @@ static int sink_result(struct sink *s, int rc, uint8_t **out, size_t *out_len)
         }
         s->cap = 1;
     }
-    /* Trim the unused tail so coffer_bytes_free(p, len) wipes what it is handed. */
-    if (s->cap > s->len) {
-        coffer_secure_zero(s->p + s->len, s->cap - s->len);
-    }
+    /* The tail past len was never written (the sink only appends, and grows by copying into a
+     * fresh block), so coffer_bytes_free(p, len) wipes every byte that ever held output. */
     *out = s->p;
     *out_len = s->len;
     return COFFER_OK;

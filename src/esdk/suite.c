@@ -48,23 +48,26 @@ coffer_err esdk_suite_derive(const struct esdk_suite *s, coffer_cursor data_key,
         /* algorithm-suites.md §Identity KDF: the data key is the content key. */
         memcpy(key_out, data_key.ptr, s->key_len);
         break;
-    case ESDK_KDF_HKDF:
+    case ESDK_KDF_HKDF: {
         /* §HKDF: no salt, info = suite id || message id. */
         ENSURE(msg_id.len == ESDK_MSG_ID_V1_LEN, COFFER_ERR_BAD_MESSAGE);
         memcpy(info + 2, msg_id.ptr, msg_id.len);
-        rc = crypto_hkdf(s->kdf_md, data_key, coffer_cursor_from(NULL, 0), coffer_cursor_from(info, 2 + msg_id.len),
-                         key_out, s->key_len);
+        coffer_cursor infos[1] = {coffer_cursor_from(info, 2 + msg_id.len)};
+        uint8_t *outs[1] = {key_out};
+        size_t lens[1] = {s->key_len};
+        rc = esdk_hkdf(s->kdf_md, data_key, coffer_cursor_from(NULL, 0), infos, outs, lens, 1);
         break;
-    case ESDK_KDF_HKDF_COMMIT:
+    }
+    case ESDK_KDF_HKDF_COMMIT: {
         /* §Key Commitment: salt = message id; info = suite id || "DERIVEKEY", and "COMMITKEY". */
         ENSURE(msg_id.len == ESDK_MSG_ID_V2_LEN, COFFER_ERR_BAD_MESSAGE);
         memcpy(info + 2, "DERIVEKEY", 9);
-        rc = crypto_hkdf(s->kdf_md, data_key, msg_id, coffer_cursor_from(info, 11), key_out, s->key_len);
-        if (rc == COFFER_OK) {
-            rc = crypto_hkdf(s->kdf_md, data_key, msg_id, coffer_cursor_from_str("COMMITKEY"), commit_out,
-                             ESDK_COMMIT_LEN);
-        }
+        coffer_cursor infos[2] = {coffer_cursor_from(info, 11), coffer_cursor_from_str("COMMITKEY")};
+        uint8_t *outs[2] = {key_out, commit_out};
+        size_t lens[2] = {s->key_len, ESDK_COMMIT_LEN};
+        rc = esdk_hkdf(s->kdf_md, data_key, msg_id, infos, outs, lens, 2);
         break;
+    }
     }
     if (rc != COFFER_OK) {
         coffer_secure_zero(key_out, ESDK_MAX_KEY_LEN);

@@ -325,6 +325,56 @@ static int collect(void *ctx, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* A cached data key is reused only for the same suite and the same context, and every message
+ * under it still gets its own message id (so its own derived key and commitment). */
+static void test_caching_cmm_identity(void **state)
+{
+    (void)state;
+    struct counter c = {0};
+    coffer_keyring_base_init(&c.base, &cnt_vt);
+    c.inner = make_keyring(0);
+    coffer_cmm *def = coffer_cmm_default_new(&c.base);
+    coffer_cmm *cache = coffer_cmm_caching_new(def, 8, 60, UINT64_MAX, 100);
+    coffer_ec *a = coffer_ec_new(), *b = coffer_ec_new();
+    assert_int_equal(coffer_ec_set_str(a, "ab", "c"), 0);
+    assert_int_equal(coffer_ec_set_str(b, "a", "bc"), 0); /* same bytes if fields were not delimited */
+    const coffer_ec *ecs[] = {a, b, a, NULL, b, NULL};
+    const uint16_t suites[] = {0x0478, 0x0478, 0x0478, 0x0478, 0x0578, 0x0478};
+    uint8_t ids[6][32];
+    for (int i = 0; i < 6; i++) {
+        coffer_encryptor *e = coffer_encryptor_new(cache);
+        uint8_t *ct;
+        size_t ctl, idl;
+        assert_int_equal(coffer_encryptor_set_suite(e, suites[i]), 0);
+        if (ecs[i]) {
+            assert_int_equal(coffer_encryptor_set_ec(e, ecs[i]), 0);
+        }
+        assert_int_equal(coffer_encryptor_run(e, (const uint8_t *)"x", 1, &ct, &ctl), 0);
+        const uint8_t *id = coffer_header_message_id(coffer_encryptor_header(e), &idl);
+        assert_int_equal(idl, 32);
+        memcpy(ids[i], id, 32);
+        uint8_t *pt;
+        size_t ptl;
+        assert_int_equal(coffer_decrypt(def, ecs[i], ct, ctl, &pt, &ptl), 0);
+        assert_int_equal(ptl, 1);
+        coffer_bytes_free(pt, ptl);
+        coffer_bytes_free(ct, ctl);
+        coffer_encryptor_free(e);
+    }
+    /* a, b, empty context, and b under another suite: four data keys; the repeats hit */
+    assert_int_equal(c.encrypts, 4);
+    for (int i = 0; i < 6; i++) {
+        for (int j = i + 1; j < 6; j++) {
+            assert_memory_not_equal(ids[i], ids[j], 32);
+        }
+    }
+    coffer_ec_free(a);
+    coffer_ec_free(b);
+    coffer_cmm_release(cache);
+    coffer_cmm_release(def);
+    cnt_destroy(&c.base);
+}
+
 static void test_stream_contract(void **state)
 {
     coffer_keyring *k = make_keyring(0);
@@ -415,6 +465,10 @@ static void test_bad_arguments(void **state)
     assert_null(coffer_keyring_raw_rsa_new("ns", "k", "not a pem", NULL, COFFER_RSA_PKCS1));
     assert_null(coffer_keyring_multi_new(NULL, NULL, 0));
     assert_null(coffer_cmm_default_new(NULL));
+    assert_string_equal(coffer_status_name(coffer_last_status()), "COFFER_ERR_USAGE");
+    assert_string_equal(coffer_status_message(coffer_last_status()), "default CMM needs a keyring");
+    assert_null(coffer_cmm_caching_new(NULL, 1, 1, 1, 1));
+    assert_string_equal(coffer_status_message(coffer_last_status()), "invalid caching CMM arguments");
     coffer_header *h;
     assert_int_not_equal(coffer_header_parse((const uint8_t *)"\x01\x80", 2, &h, NULL), 0);
     assert_int_not_equal(coffer_header_parse((const uint8_t *)"\x03", 1, &h, NULL), 0);
@@ -437,7 +491,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_matrix), cmocka_unit_test(test_defaults_and_policy),
         cmocka_unit_test(test_max_edks_and_wrong_key), cmocka_unit_test(test_required_ec),
-        cmocka_unit_test(test_caching_cmm), cmocka_unit_test(test_stream_contract),
+        cmocka_unit_test(test_caching_cmm), cmocka_unit_test(test_caching_cmm_identity), cmocka_unit_test(test_stream_contract),
         cmocka_unit_test(test_tamper_and_truncate), cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, make_rsa, free_rsa);
