@@ -21,12 +21,12 @@ coffer_err authz_new(const struct iam_identity_source *src, authz **out)
 {
     ENSURE_REF(out);
     *out = NULL;
+    ENSURE(src == NULL || src->policies != NULL, COFFER_ERR_USAGE);
     authz *a = calloc(1, sizeof(*a));
     if (a == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
     if (src != NULL) {
-        ENSURE(src->policies != NULL, COFFER_ERR_USAGE);
         a->src = *src;
         a->has_src = true;
     }
@@ -39,23 +39,68 @@ void authz_free(authz *a)
     free(a);
 }
 
-bool authz_policy_needs_ctx(const policy *p)
+/* Compiled condition keys are lower-cased. */
+static unsigned key_family(const char *k)
 {
+    static const struct {
+        const char *name;
+        bool prefix;
+        unsigned bit;
+    } map[] = {
+        {"aws:sourceip", false, AUTHZ_CTX_SOURCE_IP},
+        {"aws:securetransport", false, AUTHZ_CTX_TRANSPORT},
+        {"aws:currenttime", false, AUTHZ_CTX_TIME},
+        {"aws:epochtime", false, AUTHZ_CTX_TIME},
+        {"aws:principalarn", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:principalaccount", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:principaltype", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:username", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:userid", false, AUTHZ_CTX_PRINCIPAL},
+        {"kms:calleraccount", false, AUTHZ_CTX_CALLER_ACCOUNT},
+        {"kms:encryptioncontext:", true, AUTHZ_CTX_ENCRYPTION_CONTEXT},
+        {"kms:encryptioncontextkeys", false, AUTHZ_CTX_ENCRYPTION_CONTEXT},
+        {"aws:resourcetag/", true, AUTHZ_CTX_RESOURCE_TAGS},
+        {"aws:requesttag/", true, AUTHZ_CTX_REQUEST_TAGS},
+        {"aws:tagkeys", false, AUTHZ_CTX_REQUEST_TAGS},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        size_t n = strlen(map[i].name);
+        if (map[i].prefix ? strncmp(k, map[i].name, n) == 0 : strcmp(k, map[i].name) == 0) {
+            return map[i].bit;
+        }
+    }
+    return AUTHZ_CTX_OTHER;
+}
+
+unsigned authz_policy_ctx_keys(const policy *p)
+{
+    unsigned bits = 0;
     if (p == NULL) {
-        return false;
+        return 0;
     }
     for (size_t i = 0; i < p->n_stmts; i++) {
         const struct statement *st = &p->stmts[i];
-        if (st->n_conds > 0) {
-            return true;
-        }
         for (size_t j = 0; j < st->n_resources; j++) {
             if (st->resources[j].has_var) {
-                return true;
+                return AUTHZ_CTX_ALL; /* ${...} may name any key */
+            }
+        }
+        for (size_t j = 0; j < st->n_conds; j++) {
+            const struct policy_cond *c = &st->conds[j];
+            bits |= key_family(c->key);
+            for (size_t v = 0; v < c->n_values; v++) {
+                if (c->values[v].has_var) {
+                    return AUTHZ_CTX_ALL;
+                }
             }
         }
     }
-    return false;
+    return bits;
+}
+
+bool authz_policy_needs_ctx(const policy *p)
+{
+    return authz_policy_ctx_keys(p) != 0;
 }
 
 const char *authz_principal_type(const struct api_caller *caller)
@@ -79,45 +124,53 @@ static bool is_root(const struct api_caller *c)
 /* ------------------------------------------------------------------------------------------ */
 
 /* The global condition keys AWS sets on every request, plus kms:CallerAccount. */
-static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req)
+static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req, unsigned want)
 {
     const struct api_caller *c = req->caller;
     int64_t now_ms = req->now_ms != 0 ? req->now_ms : coffer_now_ms();
-    if (c->source_ip != NULL && c->source_ip[0] != '\0') {
+    if ((want & AUTHZ_CTX_SOURCE_IP) && c->source_ip != NULL && c->source_ip[0] != '\0') {
         coffer_err rc = policy_ctx_set_ip(ctx, "aws:SourceIp", c->source_ip);
         if (rc != COFFER_OK && rc != COFFER_ERR_USAGE) { /* an unparsable address is simply absent */
             return rc;
         }
     }
-    TRY(policy_ctx_set_bool(ctx, "aws:SecureTransport", c->secure_transport));
-    TRY(policy_ctx_set_time(ctx, "aws:CurrentTime", now_ms / 1000));
-    TRY(policy_ctx_set_number(ctx, "aws:EpochTime", now_ms / 1000));
-    TRY(policy_ctx_set_str(ctx, "aws:PrincipalArn", c->principal_arn));
+    if (want & AUTHZ_CTX_TRANSPORT) {
+        TRY(policy_ctx_set_bool(ctx, "aws:SecureTransport", c->secure_transport));
+    }
+    if (want & AUTHZ_CTX_TIME) {
+        TRY(policy_ctx_set_time(ctx, "aws:CurrentTime", now_ms / 1000));
+        TRY(policy_ctx_set_number(ctx, "aws:EpochTime", now_ms / 1000));
+    }
+    /* Set even when no condition reads them: the same-account direct-grant pass in decide()
+     * clears principal_account, and the evaluator falls back to the request fields. */
     TRY(policy_ctx_set_str(ctx, "aws:PrincipalAccount", c->account_id));
-    TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", authz_principal_type(c)));
-    if (c->principal_id[0] != '\0') {
-        TRY(policy_ctx_set_str(ctx, "aws:userid", c->principal_id));
-    } else if (is_root(c)) {
-        TRY(policy_ctx_set_str(ctx, "aws:userid", c->account_id));
+    if (want & AUTHZ_CTX_PRINCIPAL) {
+        TRY(policy_ctx_set_str(ctx, "aws:PrincipalArn", c->principal_arn));
+        TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", authz_principal_type(c)));
+        if (c->principal_id[0] != '\0') {
+            TRY(policy_ctx_set_str(ctx, "aws:userid", c->principal_id));
+        } else if (is_root(c)) {
+            TRY(policy_ctx_set_str(ctx, "aws:userid", c->account_id));
+        }
+        if (strcmp(c->principal_type, "IAMUser") == 0) {
+            const char *slash = strrchr(c->principal_arn, '/');
+            TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
+        }
     }
-    if (strcmp(c->principal_type, "IAMUser") == 0) {
-        const char *slash = strrchr(c->principal_arn, '/');
-        TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
-    }
-    if (strncmp(req->action, "kms:", 4) == 0) {
+    if ((want & AUTHZ_CTX_CALLER_ACCOUNT) && strncmp(req->action, "kms:", 4) == 0) {
         TRY(policy_ctx_set_str(ctx, "kms:CallerAccount", c->account_id));
     }
     return COFFER_OK;
 }
 
-static coffer_err build_ctx(const struct authz_request *req, policy_ctx **out)
+static coffer_err build_ctx(const struct authz_request *req, unsigned want, policy_ctx **out)
 {
     policy_ctx *ctx = NULL;
     coffer_err rc = COFFER_OK;
     GUARD(policy_ctx_new(&ctx));
-    GUARD(add_global_keys(ctx, req));
+    GUARD(add_global_keys(ctx, req, want));
     if (req->add_ctx != NULL) {
-        GUARD(req->add_ctx(req->add_ctx_arg, ctx));
+        GUARD(req->add_ctx(req->add_ctx_arg, want, ctx));
     }
     *out = ctx;
     return COFFER_OK;
@@ -222,12 +275,12 @@ static coffer_err check(const authz *a, const struct authz_request *req, struct 
         const char *who = c->role_arn[0] != '\0' ? c->role_arn : c->principal_arn;
         GUARD(a->src.policies(a->src.ctx, who, &list));
     }
-    bool needs_ctx = authz_policy_needs_ctx(req->resource_policy);
-    for (size_t i = 0; !needs_ctx && i < list.n; i++) {
-        needs_ctx = authz_policy_needs_ctx(list.items[i]);
+    unsigned want = authz_policy_ctx_keys(req->resource_policy);
+    for (size_t i = 0; want != AUTHZ_CTX_ALL && i < list.n; i++) {
+        want |= authz_policy_ctx_keys(list.items[i]);
     }
-    if (needs_ctx) {
-        GUARD(build_ctx(req, &ctx));
+    if (want != 0) {
+        GUARD(build_ctx(req, want, &ctx));
     }
     *v = decide(req, list.items, list.n, ctx);
 out:

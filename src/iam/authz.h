@@ -38,8 +38,25 @@
 
 typedef struct authz authz;
 
-/* Fills service-specific condition keys (kms:EncryptionContext:..., aws:ResourceTag/...). */
-typedef coffer_err (*authz_ctx_fn)(void *arg, policy_ctx *ctx);
+/*
+ * Families of condition keys, so that a request context holds only what the applicable
+ * policies can read (building it is the main cost of a conditional policy on the hot path).
+ */
+enum authz_ctx_keys {
+    AUTHZ_CTX_SOURCE_IP = 1u << 0,      /* aws:SourceIp */
+    AUTHZ_CTX_TRANSPORT = 1u << 1,      /* aws:SecureTransport */
+    AUTHZ_CTX_TIME = 1u << 2,           /* aws:CurrentTime, aws:EpochTime */
+    AUTHZ_CTX_PRINCIPAL = 1u << 3,      /* aws:PrincipalArn/Account/Type, aws:username, aws:userid */
+    AUTHZ_CTX_CALLER_ACCOUNT = 1u << 4, /* kms:CallerAccount */
+    AUTHZ_CTX_ENCRYPTION_CONTEXT = 1u << 5, /* kms:EncryptionContext:<key>, kms:EncryptionContextKeys */
+    AUTHZ_CTX_RESOURCE_TAGS = 1u << 6,  /* aws:ResourceTag/<key> */
+    AUTHZ_CTX_REQUEST_TAGS = 1u << 7,   /* aws:RequestTag/<key>, aws:TagKeys */
+    AUTHZ_CTX_OTHER = 1u << 8,          /* every other key (kms:KeySpec, kms:Grant*, ...) */
+    AUTHZ_CTX_ALL = (1u << 9) - 1,
+};
+
+/* Fills service-specific condition keys of the families in `wanted` (enum authz_ctx_keys). */
+typedef coffer_err (*authz_ctx_fn)(void *arg, unsigned wanted, policy_ctx *ctx);
 
 struct authz_request {
     const struct api_caller *caller; /* who */
@@ -77,6 +94,8 @@ bool authz_policy_allows(const authz *a, const struct authz_request *req);
 
 /* True when evaluating `p` needs a request context (it has conditions or policy variables). */
 bool authz_policy_needs_ctx(const policy *p);
+/* The families of condition keys `p` reads (AUTHZ_CTX_ALL when it uses policy variables). */
+unsigned authz_policy_ctx_keys(const policy *p);
 
 /* aws:PrincipalType of a caller ("Account", "User", "AssumedRole") from api_caller.principal_type. */
 const char *authz_principal_type(const struct api_caller *caller);

@@ -299,10 +299,46 @@ static coffer_err add_request_tags(policy_ctx *ctx, const json_t *tags)
     return COFFER_OK;
 }
 
-static coffer_err add_key_ctx(void *arg, policy_ctx *ctx)
+static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
 {
     const struct ctx_src *s = arg;
     const struct kms_req *r = s->r;
+    if (s->k != NULL && (want & AUTHZ_CTX_RESOURCE_TAGS)) {
+        size_t i;
+        const json_t *t;
+        json_array_foreach(json_object_get(s->k->rec, "Tags"), i, t) {
+            const char *k = json_string_value(json_object_get(t, "TagKey"));
+            const char *v = json_string_value(json_object_get(t, "TagValue"));
+            if (k != NULL && v != NULL) {
+                TRY(set_prefixed(ctx, "aws:ResourceTag/", k, v));
+            }
+        }
+    }
+    if ((want & AUTHZ_CTX_ENCRYPTION_CONTEXT) && s->in != NULL && s->in->ec != NULL) {
+        const char *name;
+        const json_t *v;
+        TRY(policy_ctx_set(ctx, "kms:EncryptionContextKeys", NULL, 0));
+        json_object_foreach((json_t *)s->in->ec, name, v) {
+            TRY(set_prefixed(ctx, "kms:EncryptionContext:", name, json_string_value(v)));
+            TRY(policy_ctx_add(ctx, "kms:EncryptionContextKeys", name));
+        }
+    }
+    if ((want & AUTHZ_CTX_REQUEST_TAGS) && r != NULL) {
+        if (r->tags != NULL) {
+            TRY(add_request_tags(ctx, r->tags));
+        }
+        if (r->tag_keys != NULL) {
+            size_t i;
+            const json_t *t;
+            TRY(policy_ctx_set(ctx, "aws:TagKeys", NULL, 0));
+            json_array_foreach(r->tag_keys, i, t) {
+                TRY(policy_ctx_add(ctx, "aws:TagKeys", json_string_value(t)));
+            }
+        }
+    }
+    if (!(want & AUTHZ_CTX_OTHER)) {
+        return COFFER_OK;
+    }
     if (s->k != NULL) {
         const json_t *rec = s->k->rec;
         const char *spec = json_string_value(json_object_get(rec, "KeySpec"));
@@ -318,24 +354,6 @@ static coffer_err add_key_ctx(void *arg, policy_ctx *ctx)
             TRY(policy_ctx_set_str(ctx, "kms:KeyOrigin", origin));
         }
         TRY(policy_ctx_set_bool(ctx, "kms:MultiRegion", json_is_true(json_object_get(rec, "MultiRegion"))));
-        size_t i;
-        const json_t *t;
-        json_array_foreach(json_object_get(rec, "Tags"), i, t) {
-            const char *k = json_string_value(json_object_get(t, "TagKey"));
-            const char *v = json_string_value(json_object_get(t, "TagValue"));
-            if (k != NULL && v != NULL) {
-                TRY(set_prefixed(ctx, "aws:ResourceTag/", k, v));
-            }
-        }
-    }
-    if (s->in != NULL && s->in->ec != NULL) {
-        const char *name;
-        const json_t *v;
-        TRY(policy_ctx_set(ctx, "kms:EncryptionContextKeys", NULL, 0));
-        json_object_foreach((json_t *)s->in->ec, name, v) {
-            TRY(set_prefixed(ctx, "kms:EncryptionContext:", name, json_string_value(v)));
-            TRY(policy_ctx_add(ctx, "kms:EncryptionContextKeys", name));
-        }
     }
     if (s->in != NULL && s->in->key_ref != NULL) {
         const char *a = strstr(s->in->key_ref, "alias/");
@@ -350,17 +368,6 @@ static coffer_err add_key_ctx(void *arg, policy_ctx *ctx)
         TRY(policy_ctx_set_str(ctx, "kms:EncryptionAlgorithm", kms_enc_algorithms[r->enc_alg]));
     } else if (s->in != NULL && s->in->ec != NULL) {
         TRY(policy_ctx_set_str(ctx, "kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT"));
-    }
-    if (r->tags != NULL) {
-        TRY(add_request_tags(ctx, r->tags));
-    }
-    if (r->tag_keys != NULL) {
-        size_t i;
-        const json_t *t;
-        TRY(policy_ctx_set(ctx, "aws:TagKeys", NULL, 0));
-        json_array_foreach(r->tag_keys, i, t) {
-            TRY(policy_ctx_add(ctx, "aws:TagKeys", json_string_value(t)));
-        }
     }
     if (r->operations != NULL) {
         size_t i;
@@ -386,13 +393,12 @@ static coffer_err add_key_ctx(void *arg, policy_ctx *ctx)
     if (r->policy != NULL || r->bypass_lockout) {
         TRY(policy_ctx_set_bool(ctx, "kms:BypassPolicyLockoutSafetyCheck", r->bypass_lockout));
     }
-    if (s->k == NULL) { /* CreateKey: the key-to-be */
-        if (r->key_spec >= 0 || r->cmk_spec >= 0) {
-            TRY(policy_ctx_set_str(ctx, "kms:KeySpec",
-                                   r->key_spec >= 0 ? kms_key_specs[r->key_spec] : kms_cmk_specs[r->cmk_spec]));
-        } else if (r->operations == NULL && r->tag_keys == NULL) {
-            TRY(policy_ctx_set_str(ctx, "kms:KeySpec", "SYMMETRIC_DEFAULT"));
-        }
+    if (s->k == NULL && s->in != NULL && strcmp(s->in->action, "kms:CreateKey") == 0) { /* the key-to-be */
+        TRY(policy_ctx_set_str(ctx, "kms:KeySpec",
+                               r->key_spec >= 0   ? kms_key_specs[r->key_spec]
+                               : r->cmk_spec >= 0 ? kms_cmk_specs[r->cmk_spec]
+                                                  : "SYMMETRIC_DEFAULT"));
+        TRY(policy_ctx_set_bool(ctx, "kms:MultiRegion", r->multi_region));
         if (r->key_usage >= 0) {
             TRY(policy_ctx_set_str(ctx, "kms:KeyUsage", kms_key_usages[r->key_usage]));
         }

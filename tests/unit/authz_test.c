@@ -315,9 +315,10 @@ struct ctx_arg {
     const char *dept;
 };
 
-static coffer_err add_ec(void *arg, policy_ctx *ctx)
+static coffer_err add_ec(void *arg, unsigned want, policy_ctx *ctx)
 {
     struct ctx_arg *a = arg;
+    assert_true(want & AUTHZ_CTX_ENCRYPTION_CONTEXT);
     a->calls++;
     return policy_ctx_set_str(ctx, "kms:EncryptionContext:Department", a->dept);
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "kms/kms.h"
@@ -676,6 +677,62 @@ static void test_authorization_off(void **state)
     assert_int_equal(rc, COFFER_OK);
 }
 
+/* The handler cost of authorization (printed, not asserted: the machine is shared). */
+static double encrypt_us(struct env *e, const char *id, int n)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < n; i++) {
+        ok(run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8gd29ybGQ=\","
+                             "\"EncryptionContext\":{\"Department\":\"IT\",\"Purpose\":\"bench\"}}", id));
+    }
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / n / 1000.0;
+}
+
+static void test_encrypt_cost(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[128], id20[64], arn20[128];
+    char doc[16384];
+    size_t len = (size_t)snprintf(doc, sizeof(doc), "{'Version':'2012-10-17','Statement':[");
+    for (int i = 0; i < 19; i++) {
+        char cond[256];
+        switch (i % 4) {
+        case 0:
+            snprintf(cond, sizeof(cond), "{'StringEquals':{'kms:EncryptionContext:Department':'dept-%d'}}", i);
+            break;
+        case 1:
+            snprintf(cond, sizeof(cond), "{'IpAddress':{'aws:SourceIp':'10.%d.0.0/16'}}", i);
+            break;
+        case 2:
+            snprintf(cond, sizeof(cond), "{'StringLike':{'aws:PrincipalArn':'arn:aws:iam::" ACCT ":user/t-%d-*'}}", i);
+            break;
+        default:
+            snprintf(cond, sizeof(cond),
+                     "{'DateLessThan':{'aws:CurrentTime':'2001-01-%02dT00:00:00Z'},'Bool':{'aws:SecureTransport':'true'}}",
+                     i % 28 + 1);
+        }
+        len += (size_t)snprintf(doc + len, sizeof(doc) - len,
+                                "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':['kms:Encrypt','kms:Decrypt'],"
+                                "'Resource':'*','Condition':%s},", cond);
+    }
+    snprintf(doc + len, sizeof(doc) - len,
+             "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*','Condition':"
+             "{'StringEquals':{'kms:CallerAccount':'" ACCT "'},'Bool':{'aws:SecureTransport':'true'}}}]}");
+    create_key(e, NULL, id, arn);
+    create_key(e, doc, id20, arn20);
+    const int n = 3000;
+    encrypt_us(e, id, 200); /* warm the cache */
+    kms_service_set_authorizer(e->svc, NULL);
+    double off = encrypt_us(e, id, n);
+    kms_service_set_authorizer(e->svc, e->az);
+    double dflt = encrypt_us(e, id, n);
+    double twenty = encrypt_us(e, id20, n);
+    print_message("Encrypt handler: off %.2f us, default policy %.2f us (+%.2f), 20 statements %.2f us (+%.2f)\n", off,
+                  dflt, dflt - off, twenty, twenty - off);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +745,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_grant_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases_need_both, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorization_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_encrypt_cost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
