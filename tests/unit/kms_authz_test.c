@@ -465,6 +465,25 @@ static void test_cross_account(void **state)
     set_caller(e, OTHER, CAROL, "IAMUser", NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     assert_non_null(strstr(coffer_last_message(), "because no identity-based policy allows the kms:Decrypt action"));
+    /* B's root may grant on A's key (the key policy allows kms:CreateGrant to B): the grant lets
+     * carol decrypt without any IAM policy of hers; A's root revokes it. */
+    set_caller(e, OTHER, OROOT, "Root", NULL);
+    struct result g = run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\","
+                                            "\"Operations\":[\"Decrypt\"]}", arn);
+    assert_int_equal(g.rc, COFFER_OK);
+    char gid[80];
+    snprintf(gid, sizeof(gid), "%s", json_string_value(json_object_get(g.out, "GrantId")));
+    ok(g);
+    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\",\"Operations\":[\"Decrypt\"]}",
+               id),
+           COFFER_ERR_NOT_FOUND, NULL); /* a bare id is B's own */
+    denied(run(e, "ListGrants", "{\"KeyId\":\"%s\"}", arn));
+    set_caller(e, OTHER, CAROL, "IAMUser", NULL);
+    ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
+    as_root(e);
+    ok(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", id, gid));
+    set_caller(e, OTHER, CAROL, "IAMUser", NULL);
+    denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     stub_add(e, CAROL, "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:Decrypt','Resource':'*'}]}");
     ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     assert_null(encrypt(e, arn, NULL, &rc));
