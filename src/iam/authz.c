@@ -62,6 +62,7 @@ static unsigned key_family(const char *k)
         {"aws:resourcetag/", true, AUTHZ_CTX_RESOURCE_TAGS},
         {"aws:requesttag/", true, AUTHZ_CTX_REQUEST_TAGS},
         {"aws:tagkeys", false, AUTHZ_CTX_REQUEST_TAGS},
+        {"kms:resourcealiases", false, AUTHZ_CTX_RESOURCE_ALIASES},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         size_t n = strlen(map[i].name);

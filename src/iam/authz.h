@@ -52,7 +52,8 @@ enum authz_ctx_keys {
     AUTHZ_CTX_RESOURCE_TAGS = 1u << 6,  /* aws:ResourceTag/<key> */
     AUTHZ_CTX_REQUEST_TAGS = 1u << 7,   /* aws:RequestTag/<key>, aws:TagKeys */
     AUTHZ_CTX_OTHER = 1u << 8,          /* every other key (kms:KeySpec, kms:Grant*, ...) */
-    AUTHZ_CTX_ALL = (1u << 9) - 1,
+    AUTHZ_CTX_RESOURCE_ALIASES = 1u << 9, /* kms:ResourceAliases: costs a store scan, so on its own */
+    AUTHZ_CTX_ALL = (1u << 10) - 1,
 };
 
 /* Fills service-specific condition keys of the families in `wanted` (enum authz_ctx_keys). */

@@ -266,6 +266,7 @@ static const char *grant_op_of(const char *action)
 /* ------------------------------------------------------------------------------------------ */
 
 struct ctx_src {
+    const struct kms_service *svc;
     const struct kms_key *k;
     const struct kms_authz_in *in;
     const struct kms_req *r;
@@ -299,10 +300,43 @@ static coffer_err add_request_tags(policy_ctx *ctx, const json_t *tags)
     return COFFER_OK;
 }
 
+struct alias_names {
+    const char *target;
+    policy_ctx *ctx;
+};
+
+static coffer_err alias_name_cb(void *arg, const char *key, coffer_cursor value)
+{
+    struct alias_names *a = arg;
+    (void)key;
+    json_t *rec = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    const char *t = json_string_value(json_object_get(rec, "TargetKeyId"));
+    const char *name = json_string_value(json_object_get(rec, "AliasName"));
+    coffer_err rc = COFFER_OK;
+    if (t != NULL && name != NULL && strcmp(t, a->target) == 0) {
+        rc = policy_ctx_add(a->ctx, "kms:ResourceAliases", name);
+    }
+    json_decref(rec);
+    return rc;
+}
+
+/* kms:ResourceAliases: every alias of the key, read from the store (only policies naming the key pay). */
+static coffer_err add_resource_aliases(const struct kms_service *svc, const struct kms_key *k, policy_ctx *ctx)
+{
+    char prefix[256];
+    struct alias_names a = {.target = k->key_id, .ctx = ctx};
+    snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", k->account, k->region);
+    TRY(policy_ctx_set(ctx, "kms:ResourceAliases", NULL, 0));
+    return store_scan(svc->st, prefix, "", 0, alias_name_cb, &a);
+}
+
 static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
 {
     const struct ctx_src *s = arg;
     const struct kms_req *r = s->r;
+    if (s->k != NULL && s->svc != NULL && (want & AUTHZ_CTX_RESOURCE_ALIASES)) {
+        TRY(add_resource_aliases(s->svc, s->k, ctx));
+    }
     if (s->k != NULL && (want & AUTHZ_CTX_RESOURCE_TAGS)) {
         size_t i;
         const json_t *t;
@@ -424,7 +458,7 @@ coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_cal
     }
     const char *gop = grant_op_of(in->action);
     bool granted = gop != NULL && json_array_size(k->grants) > 0 && kms_grant_allows(k, call->caller, gop, in->ec);
-    struct ctx_src src = {.k = k, .in = in, .r = in->r};
+    struct ctx_src src = {.svc = svc, .k = k, .in = in, .r = in->r};
     struct authz_request req = {
         .caller = call->caller,
         .action = in->action,

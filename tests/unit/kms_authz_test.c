@@ -391,6 +391,27 @@ static void test_request_tags(void **state)
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
 }
 
+static void test_resource_aliases(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[128];
+    create_key(e,
+               DOC(STMT("Allow", ROOT, "['kms:PutKeyPolicy','kms:CreateAlias','kms:DeleteAlias']") ","
+                   "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*',"
+                   "'Condition':{'ForAnyValue:StringLike':{'kms:ResourceAliases':'alias/finance-*'}}}"),
+               id, arn);
+    coffer_err rc;
+    assert_null(encrypt(e, id, NULL, &rc));
+    assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
+    ok(run(e, "CreateAlias", "{\"AliasName\":\"alias/other\",\"TargetKeyId\":\"%s\"}", id));
+    ok(run(e, "CreateAlias", "{\"AliasName\":\"alias/finance-ledger\",\"TargetKeyId\":\"%s\"}", id));
+    free(encrypt(e, id, NULL, &rc)); /* by key id: the key's aliases count, not the request's */
+    assert_int_equal(rc, COFFER_OK);
+    ok(run(e, "DeleteAlias", "{\"AliasName\":\"alias/finance-ledger\"}"));
+    assert_null(encrypt(e, id, NULL, &rc));
+    assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
+}
+
 static void test_iam_delegation(void **state)
 {
     struct env *e = *state;
@@ -758,6 +779,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_policy_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_condition_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resource_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_delegation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
