@@ -18,6 +18,7 @@
 
 #include "common/err.h"
 #include "http/api.h"
+#include "iam/authz.h"
 #include "seal/seal.h"
 #include "store/store.h"
 
@@ -38,6 +39,14 @@ struct kms_service;
  */
 coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
     __attribute__((warn_unused_result));
+
+/*
+ * Turns authorization on: every operation is then decided by `az` (borrowed; must outlive the
+ * service) from the key policy, the caller's identity policies and the key's grants, and keys of
+ * other accounts become usable by ARN where AWS allows it. NULL (the default) turns it off: any
+ * authenticated caller may do anything in its own account. Call before serving requests.
+ */
+void kms_service_set_authorizer(struct kms_service *svc, authz *az);
 
 /* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
 const struct api_service *kms_service_api(struct kms_service *svc);

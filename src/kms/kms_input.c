@@ -23,6 +23,11 @@ const char *const kms_enc_algorithms[] = {"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1
                                           NULL};
 const char *const kms_data_key_specs[] = {"AES_256", "AES_128", NULL};
 const char *const kms_dry_run_modifiers[] = {"IGNORE_CIPHERTEXT", NULL};
+const char *const kms_grant_operations[] = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
+                                            "ReEncryptFrom", "ReEncryptTo", "Sign", "Verify", "GetPublicKey",
+                                            "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
+                                            "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac",
+                                            "DeriveSharedSecret", NULL};
 
 #define KEY_ID_MAX 2048
 #define MARKER_MAX 1024
@@ -282,6 +287,102 @@ static coffer_err dec_list_key_policies(api_in *in, struct kms_req *r)
     return paging(in, r, 1000);
 }
 
+static coffer_err dec_put_key_policy(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_string(in, "PolicyName", 0, 1, 128, &r->policy_name));
+    check_pattern(in, "PolicyName", r->policy_name, word_char, "\\w+");
+    TRY(api_in_string(in, "Policy", API_IN_REQUIRED, 1, POLICY_MAX, &r->policy));
+    check_pattern(in, "Policy", r->policy, policy_char, "[\\u0009\\u000A\\u000D\\u0020-\\u00FF]+");
+    return api_in_bool(in, "BypassPolicyLockoutSafetyCheck", false, &r->bypass_lockout);
+}
+
+static bool grant_name_char(unsigned char c)
+{
+    return alias_char(c);
+}
+
+/* Constraints {EncryptionContextSubset, EncryptionContextEquals}: maps of strings, not both. */
+static coffer_err grant_constraints(api_in *in, struct kms_req *r)
+{
+    const json_t *c = json_is_object(in->obj) ? json_object_get(in->obj, "Constraints") : NULL;
+    if (c == NULL || json_is_null(c)) {
+        return COFFER_OK;
+    }
+    if (!json_is_object(c)) {
+        return coffer_fail(COFFER_ERR_SERIALIZATION, "Constraints must be a structure");
+    }
+    api_in sub;
+    const json_t *subset = NULL, *equals = NULL;
+    api_in_init(&sub, c);
+    TRY(api_in_string_map(&sub, "EncryptionContextSubset", 0, &subset));
+    TRY(api_in_string_map(&sub, "EncryptionContextEquals", 0, &equals));
+    if (json_object_get(c, "SourceArn") != NULL) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "The SourceArn grant constraint is not supported.");
+    }
+    r->constraints = c;
+    return COFFER_OK;
+}
+
+static coffer_err dec_create_grant(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_string(in, "GranteePrincipal", API_IN_REQUIRED, 1, 256, &r->grantee_principal));
+    TRY(api_in_string(in, "RetiringPrincipal", 0, 1, 256, &r->retiring_principal));
+    TRY(api_in_string_list(in, "Operations", API_IN_REQUIRED, 0, SIZE_MAX, 1, 64, &r->operations));
+    size_t i;
+    const json_t *o;
+    json_array_foreach(r->operations, i, o) {
+        bool known = false;
+        for (size_t j = 0; kms_grant_operations[j] != NULL; j++) {
+            known = known || strcmp(json_string_value(o), kms_grant_operations[j]) == 0;
+        }
+        if (!known) {
+            char path[64];
+            snprintf(path, sizeof(path), "operations.%zu.member", i + 1);
+            api_in_add_error(in, path, false, json_string_value(o),
+                             "Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, "
+                             "GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, "
+                             "GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, "
+                             "GenerateDataKeyPairWithoutPlaintext, GenerateMac, VerifyMac, DeriveSharedSecret]");
+        }
+    }
+    TRY(grant_constraints(in, r));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_string(in, "Name", 0, 1, 256, &r->grant_name));
+    check_pattern(in, "Name", r->grant_name, grant_name_char, "^[a-zA-Z0-9:/_-]+$");
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
+static coffer_err dec_list_grants(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(paging(in, r, 100));
+    TRY(api_in_string(in, "GrantId", 0, 1, 128, &r->grant_id));
+    return api_in_string(in, "GranteePrincipal", 0, 1, 256, &r->grantee_principal);
+}
+
+static coffer_err dec_list_retirable_grants(api_in *in, struct kms_req *r)
+{
+    TRY(paging(in, r, 100));
+    return api_in_string(in, "RetiringPrincipal", 0, 1, 256, &r->retiring_principal);
+}
+
+static coffer_err dec_retire_grant(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "GrantToken", 0, 1, 8192, &r->grant_token));
+    TRY(key_id(in, r, 0));
+    TRY(api_in_string(in, "GrantId", 0, 1, 128, &r->grant_id));
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
+static coffer_err dec_revoke_grant(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_string(in, "GrantId", API_IN_REQUIRED, 1, 128, &r->grant_id));
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 typedef coffer_err (*member_reader)(api_in *in, struct kms_req *r);
@@ -292,6 +393,7 @@ static const struct {
 } readers[] = {
     {"CancelKeyDeletion", dec_key_only},
     {"CreateAlias", dec_create_alias},
+    {"CreateGrant", dec_create_grant},
     {"CreateKey", dec_create_key},
     {"Decrypt", dec_decrypt},
     {"DeleteAlias", dec_delete_alias},
@@ -304,10 +406,15 @@ static const struct {
     {"GenerateRandom", dec_generate_random},
     {"GetKeyPolicy", dec_get_key_policy},
     {"ListAliases", dec_list_aliases},
+    {"ListGrants", dec_list_grants},
     {"ListKeyPolicies", dec_list_key_policies},
     {"ListKeys", dec_list_keys},
     {"ListResourceTags", dec_list_resource_tags},
+    {"ListRetirableGrants", dec_list_retirable_grants},
+    {"PutKeyPolicy", dec_put_key_policy},
     {"ReEncrypt", dec_re_encrypt},
+    {"RetireGrant", dec_retire_grant},
+    {"RevokeGrant", dec_revoke_grant},
     {"ScheduleKeyDeletion", dec_schedule_key_deletion},
     {"TagResource", dec_tag_resource},
     {"UntagResource", dec_untag_resource},

@@ -21,6 +21,8 @@
 #include "common/buf.h"
 #include "http/api.h"
 #include "http/api_input.h"
+#include "iam/authz.h"
+#include "iam/policy.h"
 #include "kms/kms.h"
 #include "kms/kms_blob.h"
 
@@ -39,6 +41,7 @@ extern const char *const kms_origins[];          /* Origin */
 extern const char *const kms_enc_algorithms[];   /* EncryptionAlgorithmSpec */
 extern const char *const kms_data_key_specs[];   /* DataKeySpec */
 extern const char *const kms_dry_run_modifiers[]; /* DryRunModifierType */
+extern const char *const kms_grant_operations[];  /* GrantOperation */
 
 enum kms_state {
     KMS_STATE_ENABLED,
@@ -56,6 +59,8 @@ bool kms_state_parse(const char *s, enum kms_state *out);
 struct kms_req {
     const char *key_id, *description, *policy, *alias_name, *target_key_id, *marker;
     const char *source_key_id, *destination_key_id, *custom_key_store_id, *xks_key_id, *policy_name;
+    const char *grantee_principal, *retiring_principal, *grant_name, *grant_id, *grant_token;
+    const json_t *operations, *constraints; /* CreateGrant: list of GrantOperation, {EncryptionContext*} */
     int key_spec, cmk_spec, key_usage, origin, enc_alg, src_enc_alg, dst_enc_alg, data_key_spec;
     const json_t *ec, *src_ec, *dst_ec, *tags, *tag_keys, *grant_tokens, *dry_run_modifiers;
     bool has_recipient;
@@ -103,6 +108,8 @@ struct kms_key {
     struct kms_material *mats;  /* every backing material (rotation keeps old ones) */
     size_t n_mats;
     size_t current;             /* index of the material new ciphertexts use */
+    policy *kpol;               /* rec.Policy compiled once; replaced together with rec */
+    json_t *grants;             /* array of grant records (owned; replaced whole, never NULL once cached) */
 };
 
 struct kms_service {
@@ -113,12 +120,14 @@ struct kms_service {
     pthread_rwlock_t lock;
     struct kms_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * */
     struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
+    authz *az;              /* borrowed; NULL: authorization off */
     struct api_service api;
 };
 
 /* ---- key references (kms_key.c) ---- */
 enum kms_ref_flags {
     KMS_REF_ALIAS = 1 << 0, /* alias name and alias ARN accepted */
+    KMS_REF_CROSS = 1 << 1, /* a key (or alias) ARN of another account is accepted (kms.md §3) */
 };
 
 /*
@@ -136,6 +145,7 @@ enum kms_state_rule {
     KMS_RULE_ENABLE_DISABLE, /* not PendingDeletion / PendingImport / Creating / Updating */
     KMS_RULE_NOT_PENDING,    /* not PendingDeletion (tags, description, aliases, schedule) */
     KMS_RULE_CANCEL,         /* PendingDeletion only */
+    KMS_RULE_ANY,            /* every state (PutKeyPolicy, grants management) */
 };
 /*
  * Resolves for writing: on success `wmu` is held (not `lock`), the key is cached and *out is
@@ -144,6 +154,9 @@ enum kms_state_rule {
 coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *call, const char *key_ref,
                              unsigned flags, struct kms_key **out) __attribute__((warn_unused_result));
 void kms_write_begin(struct kms_service *svc); /* takes wmu without a key (CreateKey, aliases) */
+/* With wmu held: the cached key (loaded when needed). COFFER_ERR_NOT_FOUND (no message) if unknown. */
+coffer_err kms_key_get_locked(struct kms_service *svc, const char *acct, const char *region, const char *id,
+                              struct kms_key **out) __attribute__((warn_unused_result));
 /*
  * The opening of every handler that changes one key: records `audit_members` as the request
  * parameters, decodes `op`'s input into *r, takes the key named by r->key_id for writing
@@ -216,30 +229,88 @@ coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool
     __attribute__((warn_unused_result));
 coffer_err kms_nomem(void);
 
+/* ---- authorization (kms_authz.c) ---- */
+/* What one key-scoped authorization looks at besides the key. */
+struct kms_authz_in {
+    const char *action;      /* "kms:Encrypt" */
+    const struct kms_req *r; /* the decoded request (tags, grant members, GrantTokens); may be NULL */
+    const json_t *ec;        /* the encryption context the action uses (ReEncrypt: source or destination) */
+    const char *key_ref;     /* the KeyId as given: an alias sets kms:RequestAlias */
+};
+/*
+ * Authorizes `in->action` on k (held by the caller: shared lock or wmu) for the caller: key
+ * policy, identity policies and the key's grants (constraints checked against in->ec).
+ * COFFER_OK when authorization is off. AccessDeniedException / InvalidGrantTokenException.
+ */
+coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
+                             const struct kms_authz_in *in) __attribute__((warn_unused_result));
+/* Authorizes an action with no resource policy on `resource` ("*" or an alias ARN): identity only. */
+coffer_err kms_authorize_plain(const struct kms_service *svc, const struct api_call *call, const char *action,
+                               const char *resource, const struct kms_req *r) __attribute__((warn_unused_result));
+/* Compiles a key policy document: MalformedPolicyDocumentException with the compiler's message. */
+coffer_err kms_policy_compile(const char *text, policy **out) __attribute__((warn_unused_result));
+/* Validates the GrantTokens of a request: InvalidGrantTokenException for anything not ours. */
+coffer_err kms_grant_tokens_check(const json_t *tokens) __attribute__((warn_unused_result));
+/* True when a grant in k->grants lets the caller perform `grant_op` with encryption context `ec`. */
+bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const char *grant_op, const json_t *ec);
+/* The grants of a key, from the store (wmu held). *out is a new array. */
+coffer_err kms_grants_load(struct kms_service *svc, const struct kms_key *k, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* The lockout safety check: may the caller still call PutKeyPolicy on key_arn under `candidate`? */
+bool kms_policy_lockout_ok(const struct kms_service *svc, const struct api_call *call, const char *key_arn,
+                           const policy *candidate);
+
+/* ---- grants (kms_authz.c, kms_ops_grants.c) ---- */
+#define KMS_GRANT_ID_LEN 64 /* hex */
+struct kms_grant_ref {      /* what a grant token names */
+    char account[API_ACCOUNT_ID_LEN + 1];
+    char region[KMS_REGION_MAX + 1];
+    char key_id[KMS_KEY_ID_MAX + 1];
+    char grant_id[KMS_GRANT_ID_LEN + 1];
+};
+bool kms_grant_id_valid(const char *s);
+/* A fresh token for a grant; *out is malloc'd (free). */
+coffer_err kms_grant_token_make(const char *acct, const char *region, const char *key_id, const char *grant_id,
+                                char **out) __attribute__((warn_unused_result));
+/* InvalidGrantTokenException unless `token` is one of ours (shape only: the grant may be gone). */
+coffer_err kms_grant_token_parse(const char *token, struct kms_grant_ref *g) __attribute__((warn_unused_result));
+/* "kms/grant/<acct>/<region>/<key id>/" */
+void kms_grant_prefix(char *out, size_t n, const char *acct, const char *region, const char *key_id);
+/* Does grant record g name the caller (ARN or, for a session, its role) in `member`? */
+bool kms_grant_names(const json_t *g, const struct api_caller *c, const char *member);
+bool kms_grant_has_op(const json_t *g, const char *op);
+
 /* ---- operation handlers ---- */
-#define KMS_OPS(X)                                                                                        \
-    X(CancelKeyDeletion)                                                                                  \
-    X(CreateAlias)                                                                                        \
-    X(CreateKey)                                                                                          \
-    X(Decrypt)                                                                                            \
-    X(DeleteAlias)                                                                                        \
-    X(DescribeKey)                                                                                        \
-    X(DisableKey)                                                                                         \
-    X(EnableKey)                                                                                          \
-    X(Encrypt)                                                                                            \
-    X(GenerateDataKey)                                                                                    \
-    X(GenerateDataKeyWithoutPlaintext)                                                                    \
-    X(GenerateRandom)                                                                                     \
-    X(GetKeyPolicy)                                                                                       \
-    X(ListAliases)                                                                                        \
-    X(ListKeyPolicies)                                                                                    \
-    X(ListKeys)                                                                                           \
-    X(ListResourceTags)                                                                                   \
-    X(ReEncrypt)                                                                                          \
-    X(ScheduleKeyDeletion)                                                                                \
-    X(TagResource)                                                                                        \
-    X(UntagResource)                                                                                      \
-    X(UpdateAlias)                                                                                        \
+#define KMS_OPS(X) \
+    X(CancelKeyDeletion) \
+    X(CreateAlias) \
+    X(CreateGrant) \
+    X(CreateKey) \
+    X(Decrypt) \
+    X(DeleteAlias) \
+    X(DescribeKey) \
+    X(DisableKey) \
+    X(EnableKey) \
+    X(Encrypt) \
+    X(GenerateDataKey) \
+    X(GenerateDataKeyWithoutPlaintext) \
+    X(GenerateRandom) \
+    X(GetKeyPolicy) \
+    X(ListAliases) \
+    X(ListGrants) \
+    X(ListKeyPolicies) \
+    X(ListKeys) \
+    X(ListResourceTags) \
+    X(ListRetirableGrants) \
+    X(PutKeyPolicy) \
+    X(ReEncrypt) \
+    X(RetireGrant) \
+    X(RevokeGrant) \
+    X(ScheduleKeyDeletion) \
+    X(TagResource) \
+    X(UntagResource) \
+    X(UpdateAlias) \
     X(UpdateKeyDescription)
 
 #define KMS_DECLARE_OP(name) coffer_err kms_op_##name(void *state, struct api_call *call);

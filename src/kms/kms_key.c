@@ -225,6 +225,8 @@ void kms_key_free(struct kms_key *k)
     }
     free(k->mats);
     json_decref(k->rec);
+    json_decref(k->grants);
+    policy_free(k->kpol);
     free(k);
 }
 
@@ -239,6 +241,10 @@ static coffer_err key_from_rec(struct kms_key *k, json_t *rec)
         strlen(acct) > API_ACCOUNT_ID_LEN || strlen(region) > KMS_REGION_MAX ||
         !kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
         return coffer_fail(COFFER_ERR_STORE, "corrupt key record");
+    }
+    const char *pol = json_string_value(json_object_get(rec, "Policy"));
+    if (pol == NULL || kms_policy_compile(pol, &k->kpol) != COFFER_OK) {
+        return coffer_fail(COFFER_ERR_STORE, "corrupt key policy");
     }
     snprintf(k->key_id, sizeof(k->key_id), "%s", id);
     snprintf(k->account, sizeof(k->account), "%s", acct);
@@ -326,6 +332,7 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     GUARD(key_from_rec(k, rec));
     rec = NULL;
     GUARD(load_materials(svc, k));
+    GUARD(kms_grants_load(svc, k, &k->grants));
     pthread_rwlock_wrlock(&svc->lock);
     rc = kms_map_put(&svc->keys, ck, k, &old);
     pthread_rwlock_unlock(&svc->lock);
@@ -354,7 +361,8 @@ static coffer_err invalid_key_id(const char *in)
     return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid keyId '%.300s'", in);
 }
 
-static coffer_err parse_ref(const struct api_call *call, const char *in, unsigned flags, struct kms_ref *r)
+static coffer_err parse_ref(const struct kms_service *svc, const struct api_call *call, const char *in,
+                            unsigned flags, struct kms_ref *r)
 {
     memset(r, 0, sizeof(*r));
     const char *acct = call->caller->account_id;
@@ -397,8 +405,8 @@ static coffer_err parse_ref(const struct api_call *call, const char *in, unsigne
         return invalid_key_id(in);
     }
     snprintf(r->name, sizeof(r->name), "%s", name);
-    if (strcmp(r->account, acct) != 0) {
-        /* Cross-account use needs key policies, which are not evaluated yet: refuse. */
+    if (strcmp(r->account, acct) != 0 && (!(flags & KMS_REF_CROSS) || svc->az == NULL)) {
+        /* Same-account operations (and everything while no key policy is evaluated): refuse. */
         char arn[KMS_ARN_MAX];
         if (r->is_alias) {
             kms_alias_arn(arn, sizeof(arn), call->region, r->account, r->name);
@@ -413,17 +421,17 @@ static coffer_err parse_ref(const struct api_call *call, const char *in, unsigne
     return COFFER_OK;
 }
 
-static coffer_err alias_not_found(const struct api_call *call, const char *alias)
+static coffer_err alias_not_found(const struct api_call *call, const char *acct, const char *alias)
 {
     char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
-    kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, alias);
+    kms_alias_arn(arn, sizeof(arn), call->region, acct, alias);
     return coffer_fail(COFFER_ERR_NOT_FOUND, "Alias %s is not found.", arn);
 }
 
-static coffer_err key_not_found(const struct api_call *call, const char *id)
+static coffer_err key_not_found(const struct api_call *call, const char *acct, const char *id)
 {
     char arn[KMS_ARN_MAX];
-    kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
+    kms_key_arn(arn, sizeof(arn), call->region, acct, id);
     return coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
 }
 
@@ -490,16 +498,17 @@ out:
     return rc;
 }
 
-/* Resolves `in` to a key id of the caller's account and makes sure the key is cached. */
+/* Resolves `in` to a key id (of r->account) and makes sure the key is cached. */
 static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in, unsigned flags,
-                          bool hold_wmu, char id[KMS_KEY_ID_MAX + 1])
+                          bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1])
 {
     struct kms_ref r;
-    TRY(parse_ref(call, in, flags, &r));
+    TRY(parse_ref(svc, call, in, flags, &r));
+    *rp = r;
     if (r.is_alias) {
         coffer_err rc = kms_alias_lookup(svc, r.account, call->region, r.name, id);
         if (rc == COFFER_ERR_NOT_FOUND) {
-            return alias_not_found(call, r.name);
+            return alias_not_found(call, r.account, r.name);
         }
         TRY(rc);
     } else {
@@ -521,7 +530,7 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
         pthread_mutex_unlock(&svc->wmu);
     }
     if (rc == COFFER_ERR_NOT_FOUND) {
-        return key_not_found(call, id);
+        return key_not_found(call, r.account, id);
     }
     return rc;
 }
@@ -530,15 +539,16 @@ coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, con
                        struct kms_key **out)
 {
     char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
+    struct kms_ref r;
     *out = NULL;
-    TRY(resolve(svc, call, key_ref, flags, false, id));
-    cache_key(ck, sizeof(ck), call->caller->account_id, call->region, id);
+    TRY(resolve(svc, call, key_ref, flags, false, &r, id));
+    cache_key(ck, sizeof(ck), r.account, call->region, id);
     pthread_rwlock_rdlock(&svc->lock);
     struct kms_key *k = kms_map_get(&svc->keys, ck);
     if (k == NULL) {
         /* Deleted by the sweeper between resolution and now. */
         pthread_rwlock_unlock(&svc->lock);
-        return key_not_found(call, id);
+        return key_not_found(call, r.account, id);
     }
     *out = k;
     return COFFER_OK;
@@ -559,32 +569,43 @@ void kms_write_release(struct kms_service *svc)
     pthread_mutex_unlock(&svc->wmu);
 }
 
+coffer_err kms_key_get_locked(struct kms_service *svc, const char *acct, const char *region, const char *id,
+                              struct kms_key **out)
+{
+    char ck[STORE_KEY_BUF];
+    *out = NULL;
+    TRY(key_load(svc, acct, region, id));
+    cache_key(ck, sizeof(ck), acct, region, id);
+    *out = kms_map_get(&svc->keys, ck);
+    return *out != NULL ? COFFER_OK : COFFER_ERR_NOT_FOUND;
+}
+
 coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *call, const char *key_ref,
                              unsigned flags, struct kms_key **out)
 {
     char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
     struct kms_ref r;
     *out = NULL;
-    TRY(parse_ref(call, key_ref, flags, &r));
+    TRY(parse_ref(svc, call, key_ref, flags, &r));
     copy_str(id, sizeof(id), r.name);
     if (r.is_alias) {
         /* Before wmu: an alias miss takes wmu itself. */
         coffer_err arc = kms_alias_lookup(svc, r.account, call->region, r.name, id);
         if (arc == COFFER_ERR_NOT_FOUND) {
-            return alias_not_found(call, r.name);
+            return alias_not_found(call, r.account, r.name);
         }
         TRY(arc);
     }
     pthread_mutex_lock(&svc->wmu);
     coffer_err rc = key_load(svc, r.account, call->region, id);
     if (rc == COFFER_ERR_NOT_FOUND) {
-        rc = key_not_found(call, id);
+        rc = key_not_found(call, r.account, id);
     }
     if (rc == COFFER_OK) {
         cache_key(ck, sizeof(ck), r.account, call->region, id);
         *out = kms_map_get(&svc->keys, ck);
         if (*out == NULL) {
-            rc = key_not_found(call, id);
+            rc = key_not_found(call, r.account, id);
         }
     }
     if (rc != COFFER_OK) {
@@ -614,9 +635,11 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     store_txn *t = NULL;
     char skey[STORE_KEY_BUF];
     enum kms_state st;
+    policy *kpol = NULL;
     if (!kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "bad key state");
     }
+    GUARD(kms_policy_compile(json_string_value(json_object_get(rec, "Policy")), &kpol));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
     GUARD(store_txn_begin(svc->st, &t));
     GUARD(put_json(t, skey, rec));
@@ -630,14 +653,18 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     }
     pthread_rwlock_wrlock(&svc->lock);
     json_t *old = k->rec;
+    policy *old_pol = k->kpol;
     k->rec = rec;
+    k->kpol = kpol;
     k->state = st;
     pthread_rwlock_unlock(&svc->lock);
     json_decref(old);
+    policy_free(old_pol);
     return COFFER_OK;
 out:
     store_txn_abort(t);
     json_decref(rec);
+    policy_free(kpol);
     return rc;
 }
 
@@ -668,6 +695,10 @@ coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, 
     }
     GUARD(key_from_rec(k, rec));
     rec = NULL; /* owned by k now */
+    if ((k->grants = json_array()) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
     GUARD(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
@@ -705,6 +736,9 @@ out:
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
 {
     enum kms_state s = k->state;
+    if (rule == KMS_RULE_ANY) {
+        return COFFER_OK;
+    }
     if (rule == KMS_RULE_CANCEL) {
         if (s != KMS_STATE_PENDING_DELETION) {
             return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is not pending deletion.", k->arn);

@@ -75,6 +75,32 @@ static coffer_err alias_put(struct kms_service *svc, const char *skey, const jso
     return rc;
 }
 
+/* Alias operations need the action on the alias itself (identity policies only: an alias has
+ * no resource policy) and on every key involved (kms.md, "Controlling access to aliases"). */
+static coffer_err authorize_alias(const struct kms_service *svc, const struct api_call *call, const char *action,
+                                  const char *alias)
+{
+    char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
+    kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, alias);
+    return kms_authorize_plain(svc, call, action, arn, NULL);
+}
+
+/* wmu held: the key an existing alias points to must allow `action` too. */
+static coffer_err authorize_alias_target(struct kms_service *svc, const struct api_call *call, const char *action,
+                                         const char *target)
+{
+    struct kms_key *old = NULL;
+    if (target == NULL || svc->az == NULL) {
+        return COFFER_OK;
+    }
+    coffer_err rc = kms_key_get_locked(svc, call->caller->account_id, call->region, target, &old);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        return COFFER_OK; /* a dangling alias: nothing left to protect */
+    }
+    TRY(rc);
+    return kms_authorize_key(svc, call, old, &(struct kms_authz_in){.action = action});
+}
+
 static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool creating)
 {
     struct kms_req r;
@@ -84,11 +110,16 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     kms_audit_request(call, audit_alias);
     TRY(kms_req_decode(creating ? "CreateAlias" : "UpdateAlias", call->input, &r));
     TRY(check_alias_name(r.alias_name, creating));
+    const char *action = creating ? "kms:CreateAlias" : "kms:UpdateAlias";
+    TRY(authorize_alias(svc, call, action, r.alias_name));
     /* TargetKeyId: key id or key ARN only (kms.md §3). */
     TRY(kms_acquire_write(svc, call, r.target_key_id, 0, &k));
     kms_audit_key(call, k);
     int64_t now = kms_call_now_ms(call);
-    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r});
+    if (rc == COFFER_OK) {
+        rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    }
     if (rc != COFFER_OK) {
         goto out;
     }
@@ -108,6 +139,13 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     }
     if (rc != COFFER_OK) {
         goto out;
+    }
+    if (!creating) {
+        /* UpdateAlias: the key the alias leaves must allow it as well. */
+        const char *old = json_string_value(json_object_get(rec, "TargetKeyId"));
+        if (old != NULL && strcmp(old, k->key_id) != 0) {
+            GUARD(authorize_alias_target(svc, call, action, old));
+        }
     }
     if (json_object_set_new(rec, "TargetKeyId", json_string(k->key_id)) != 0 ||
         json_object_set_new(rec, "LastUpdatedDate", json_integer(now)) != 0) {
@@ -142,6 +180,7 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
     kms_audit_request(call, audit_alias);
     TRY(kms_req_decode("DeleteAlias", call->input, &r));
     TRY(check_alias_name(r.alias_name, false));
+    TRY(authorize_alias(svc, call, "kms:DeleteAlias", r.alias_name));
     kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
     kms_write_begin(svc);
     coffer_err rc = alias_get(svc, skey, &rec);
@@ -157,6 +196,7 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
         kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, target);
         kms_audit_key_arn(call, call->caller->account_id, arn);
     }
+    GUARD(authorize_alias_target(svc, call, "kms:DeleteAlias", target));
     GUARD(store_txn_begin(svc->st, &t));
     GUARD(store_txn_delete(t, skey));
     rc = store_txn_commit(t);
@@ -227,6 +267,7 @@ coffer_err kms_op_ListAliases(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit);
     TRY(kms_req_decode("ListAliases", call->input, &r));
+    TRY(kms_authorize_plain(svc, call, "kms:ListAliases", "*", &r));
     if (r.key_id != NULL) {
         /* Key id or key ARN (kms.md §3); the key must exist. */
         TRY(kms_acquire(svc, call, r.key_id, 0, &k));
@@ -342,6 +383,11 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
     size_t limit = r.has_limit ? (size_t)r.limit : 50;
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
+    coffer_err arc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListResourceTags", .r = &r});
+    if (arc != COFFER_OK) {
+        kms_release(svc);
+        return arc;
+    }
     const json_t *tags = json_object_get(k->rec, "Tags");
     size_t n = json_array_size(tags);
     json_t *list = json_array();

@@ -94,9 +94,13 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_encrypt);
     TRY(kms_req_decode("Encrypt", call->input, &r));
-    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    rc = kms_authorize_key(svc, call, k,
+                           &(struct kms_authz_in){.action = "kms:Encrypt", .r = &r, .ec = r.ec, .key_ref = r.key_id});
+    if (rc == COFFER_OK) {
+        rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    }
     if (rc == COFFER_OK) {
         rc = check_algorithm(r.enc_alg);
     }
@@ -138,9 +142,9 @@ struct opened {
  * same key. Plaintext goes to `pt` (secret). With `dry` the checks run but nothing is opened
  * and COFFER_ERR_DRY_RUN is returned.
  */
-static coffer_err open_blob(struct kms_service *svc, struct api_call *call, coffer_cursor ciphertext,
-                            const char *key_ref, int alg, const json_t *ec, bool dry, coffer_buf *pt,
-                            struct opened *o)
+static coffer_err open_blob(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                            const char *action, coffer_cursor ciphertext, const char *key_ref, int alg,
+                            const json_t *ec, bool dry, coffer_buf *pt, struct opened *o)
 {
     struct kms_blob b;
     struct kms_key *k = NULL;
@@ -154,11 +158,12 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, coff
         return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }
     if (key_ref != NULL) {
-        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS, &k));
+        /* Only compared with the blob's key, which is the one authorized below. */
+        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
         snprintf(want_arn, sizeof(want_arn), "%s", k->arn);
         kms_release(svc);
     }
-    coffer_err rc = kms_acquire(svc, call, blob_arn, 0, &k);
+    coffer_err rc = kms_acquire(svc, call, blob_arn, KMS_REF_CROSS, &k);
     if (rc == COFFER_ERR_NOT_FOUND) {
         /* The key id travels inside the blob, unauthenticated until opened: a flipped bit there
          * must look like any other damage, not reveal which key ids exist. */
@@ -166,6 +171,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, coff
     }
     TRY(rc);
     kms_audit_key(call, k);
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
     if (key_ref != NULL && strcmp(want_arn, k->arn) != 0) {
         rc = coffer_fail(COFFER_ERR_INCORRECT_KEY, "%s", coffer_err_default_message(COFFER_ERR_INCORRECT_KEY));
         goto out;
@@ -194,13 +200,18 @@ out:
 }
 
 /* DryRun with IGNORE_CIPHERTEXT: only the key named by key_ref is checked. */
-static coffer_err dry_run_key_only(struct kms_service *svc, struct api_call *call, const char *key_ref)
+static coffer_err dry_run_key_only(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                                   const char *action, const char *key_ref, const json_t *ec)
 {
     if (key_ref != NULL) {
         struct kms_key *k;
-        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS, &k));
+        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
         kms_audit_key(call, k);
-        coffer_err rc = kms_check_state(k, KMS_RULE_CRYPTO);
+        coffer_err rc = kms_authorize_key(svc, call, k,
+                                          &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref});
+        if (rc == COFFER_OK) {
+            rc = kms_check_state(k, KMS_RULE_CRYPTO);
+        }
         kms_release(svc);
         TRY(rc);
     }
@@ -220,14 +231,15 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Recipient is not supported by this server yet.");
     }
     if (ignore_ciphertext(&r)) {
-        rc = dry_run_key_only(svc, call, r.key_id);
+        rc = dry_run_key_only(svc, call, &r, "kms:Decrypt", r.key_id, r.ec);
         goto out;
     }
     if (!r.has_ciphertext) {
         rc = missing_ciphertext();
         goto out;
     }
-    GUARD(open_blob(svc, call, coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg, r.ec, r.dry_run, &pt, &o));
+    GUARD(open_blob(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg, r.ec,
+                    r.dry_run, &pt, &o));
     call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
@@ -259,18 +271,23 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
         goto out;
     }
     if (ignore && r.source_key_id != NULL) {
-        rc = dry_run_key_only(svc, call, r.source_key_id);
+        rc = dry_run_key_only(svc, call, &r, "kms:ReEncryptFrom", r.source_key_id, r.src_ec);
         if (rc != COFFER_ERR_DRY_RUN) {
             goto out;
         }
     } else if (!ignore) {
         /* Source checked first: a dry run still proves the ciphertext opens with the context. */
-        GUARD(open_blob(svc, call, coffer_buf_cursor(&r.ciphertext), r.source_key_id, r.src_enc_alg, r.src_ec,
-                        false, &pt, &o));
+        GUARD(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext), r.source_key_id,
+                        r.src_enc_alg, r.src_ec, false, &pt, &o));
     }
-    GUARD(kms_acquire(svc, call, r.destination_key_id, KMS_REF_ALIAS, &k));
+    GUARD(kms_acquire(svc, call, r.destination_key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    rc = kms_authorize_key(svc, call, k,
+                           &(struct kms_authz_in){.action = "kms:ReEncryptTo", .r = &r, .ec = r.dst_ec,
+                                                  .key_ref = r.destination_key_id});
+    if (rc == COFFER_OK) {
+        rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    }
     if (rc == COFFER_OK) {
         rc = check_algorithm(r.dst_enc_alg);
     }
@@ -324,9 +341,14 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
         FAIL_OUT(COFFER_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
     }
     size_t n = r.has_number_of_bytes ? (size_t)r.number_of_bytes : (r.data_key_spec == 0 ? 32 : 16);
-    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    char action[64];
+    snprintf(action, sizeof(action), "kms:%s", op);
+    rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r, .ec = r.ec, .key_ref = r.key_id});
+    if (rc == COFFER_OK) {
+        rc = kms_check_state(k, KMS_RULE_CRYPTO);
+    }
     if (rc == COFFER_OK && r.dry_run) {
         rc = dry_run();
     }
@@ -373,9 +395,9 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
     struct kms_req r;
     coffer_buf rnd = COFFER_SECRET_BUF_INIT;
     coffer_err rc = COFFER_OK;
-    (void)state;
     kms_audit_request(call, audit_random);
     TRY(kms_req_decode("GenerateRandom", call->input, &r));
+    GUARD(kms_authorize_plain(state, call, "kms:GenerateRandom", "*", &r));
     if (!r.has_number_of_bytes) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
     }

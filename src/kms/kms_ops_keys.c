@@ -128,14 +128,32 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec)
             return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %d bytes.",
                                KMS_POLICY_QUOTA);
         }
-        json_t *p = json_loads(r->policy, JSON_REJECT_DUPLICATES, NULL);
-        bool ok = json_is_object(p);
-        json_decref(p);
-        if (!ok) {
-            return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "The policy document is not a valid JSON object.");
-        }
     }
     return COFFER_OK;
+}
+
+static coffer_err lockout_refused(void)
+{
+    return coffer_fail(COFFER_ERR_MALFORMED_POLICY,
+                       "The new key policy will not allow you to update the key policy in the future.");
+}
+
+/*
+ * Validates a key policy document the caller supplies and applies the lockout safety check
+ * (kms.md §5) unless bypassed: the policy must still let the caller call PutKeyPolicy.
+ */
+static coffer_err key_policy_accept(const struct kms_service *svc, const struct api_call *call, const char *key_arn,
+                                    const char *text, bool bypass)
+{
+    if (strlen(text) > KMS_POLICY_QUOTA) {
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %d bytes.",
+                           KMS_POLICY_QUOTA);
+    }
+    policy *p = NULL;
+    TRY(kms_policy_compile(text, &p));
+    bool ok = bypass || kms_policy_lockout_ok(svc, call, key_arn, p);
+    policy_free(p);
+    return ok ? COFFER_OK : lockout_refused();
 }
 
 coffer_err kms_op_CreateKey(void *state, struct api_call *call)
@@ -146,27 +164,37 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     struct kms_req r;
     coffer_err rc = COFFER_OK;
     json_t *rec = NULL, *tags = NULL, *meta = NULL;
-    char *policy = NULL;
+    char *policy_text = NULL;
     const char *spec = NULL;
     char id[CRYPTO_UUID_STR_LEN + 1];
     struct kms_key *k = NULL;
     bool locked = false;
     kms_audit_request(call, audit);
     TRY(kms_req_decode("CreateKey", call->input, &r));
+    GUARD(kms_authorize_plain(svc, call, "kms:CreateKey", "*", &r));
+    if (r.tags != NULL && json_array_size(r.tags) > 0) {
+        /* AWS: tagging at creation needs kms:TagResource as well. */
+        GUARD(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
+    }
     GUARD(create_key_check(&r, &spec));
     GUARD(kms_tags_merge(NULL, r.tags, &tags));
-    policy = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
-    if (policy == NULL) {
+    GUARD(crypto_uuid_v4(id));
+    if (r.policy != NULL) {
+        char arn[KMS_ARN_MAX];
+        kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
+        GUARD(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout));
+    }
+    policy_text = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
+    if (policy_text == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(crypto_uuid_v4(id));
     rec = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
                     KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
                     call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
                     r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
                     "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
-                    "Policy", policy, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
+                    "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
     if (rec == NULL) {
         rc = kms_nomem();
         goto out;
@@ -193,7 +221,7 @@ out:
     json_decref(meta);
     json_decref(rec);
     json_decref(tags);
-    free(policy);
+    free(policy_text);
     kms_req_clean(&r);
     return rc;
 }
@@ -211,9 +239,15 @@ coffer_err kms_op_DescribeKey(void *state, struct api_call *call)
     struct kms_key *k;
     kms_audit_request(call, audit_key_only);
     TRY(kms_req_decode("DescribeKey", call->input, &r));
-    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
-    json_t *meta = kms_key_metadata(k);
+    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
+    coffer_err rc = kms_authorize_key(svc, call, k,
+                                      &(struct kms_authz_in){.action = "kms:DescribeKey", .r = &r, .key_ref = r.key_id});
+    if (rc != COFFER_OK) {
+        kms_release(svc);
+        return rc;
+    }
+    json_t *meta = kms_key_metadata(k);
     kms_release(svc);
     if (meta == NULL || (call->output = json_pack("{s:o}", "KeyMetadata", meta)) == NULL) {
         return kms_nomem();
@@ -258,6 +292,7 @@ coffer_err kms_op_ListKeys(void *state, struct api_call *call)
     struct list_keys_scan s = {.call = call};
     kms_audit_request(call, audit);
     TRY(kms_req_decode("ListKeys", call->input, &r));
+    GUARD(kms_authorize_plain(svc, call, "kms:ListKeys", "*", &r));
     snprintf(prefix, sizeof(prefix), "kms/key/%s/%s/", call->caller->account_id, call->region);
     start[0] = '\0';
     if (r.marker != NULL) {
@@ -299,6 +334,11 @@ coffer_err kms_op_GetKeyPolicy(void *state, struct api_call *call)
     TRY(kms_req_decode("GetKeyPolicy", call->input, &r));
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
+    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyPolicy", .r = &r});
+    if (rc != COFFER_OK) {
+        kms_release(svc);
+        return rc;
+    }
     if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {
         kms_release(svc);
         return coffer_fail(COFFER_ERR_NOT_FOUND, "No such policy exists");
@@ -322,7 +362,9 @@ coffer_err kms_op_ListKeyPolicies(void *state, struct api_call *call)
     }
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
+    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListKeyPolicies", .r = &r});
     kms_release(svc);
+    TRY(rc);
     call->output = json_pack("{s:[s],s:b}", "PolicyNames", "default", "Truncated", false);
     return call->output != NULL ? COFFER_OK : kms_nomem();
 }
@@ -405,7 +447,10 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
     int64_t when = kms_call_now_ms(call) + days * MS_PER_DAY;
-    coffer_err rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r});
+    if (rc == COFFER_OK) {
+        rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
+    }
     json_t *rec = NULL;
     if (rc == COFFER_OK) {
         rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
@@ -475,3 +520,34 @@ coffer_err kms_op_UpdateKeyDescription(void *state, struct api_call *call)
     return rc;
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* PutKeyPolicy                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "PolicyName", "Policy", "BypassPolicyLockoutSafetyCheck", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    TRY(kms_begin_key_write(svc, call, "PutKeyPolicy", audit, KMS_RULE_ANY, &r, &k));
+    coffer_err rc = COFFER_OK;
+    json_t *rec = NULL;
+    if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {
+        FAIL_OUT(COFFER_ERR_NOT_FOUND, "No such policy exists");
+    }
+    GUARD(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout));
+    rec = json_deep_copy(k->rec);
+    if (rec == NULL || json_object_set_new(rec, "Policy", json_string(r.policy)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    /* Compiled again with the record and swapped in before the next request sees the key. */
+    rc = kms_key_update(svc, k, rec, NULL, NULL);
+    rec = NULL;
+out:
+    json_decref(rec);
+    kms_write_release(svc);
+    return rc;
+}

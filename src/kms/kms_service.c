@@ -21,6 +21,7 @@
 static const struct api_op kms_ops[] = {
     {"CancelKeyDeletion", kms_op_CancelKeyDeletion, 0, 5},
     {"CreateAlias", kms_op_CreateAlias, 0, 5},
+    {"CreateGrant", kms_op_CreateGrant, 0, 50},
     {"CreateKey", kms_op_CreateKey, 0, 5},
     {"Decrypt", kms_op_Decrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
     {"DeleteAlias", kms_op_DeleteAlias, 0, 15},
@@ -34,10 +35,15 @@ static const struct api_op kms_ops[] = {
     {"GenerateRandom", kms_op_GenerateRandom, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
     {"GetKeyPolicy", kms_op_GetKeyPolicy, API_OP_READONLY, 1000},
     {"ListAliases", kms_op_ListAliases, API_OP_READONLY, 500},
+    {"ListGrants", kms_op_ListGrants, API_OP_READONLY, 100},
     {"ListKeyPolicies", kms_op_ListKeyPolicies, API_OP_READONLY, 100},
     {"ListKeys", kms_op_ListKeys, API_OP_READONLY, 500},
     {"ListResourceTags", kms_op_ListResourceTags, API_OP_READONLY, 2000},
+    {"ListRetirableGrants", kms_op_ListRetirableGrants, API_OP_READONLY, 100},
+    {"PutKeyPolicy", kms_op_PutKeyPolicy, 0, 15},
     {"ReEncrypt", kms_op_ReEncrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
+    {"RetireGrant", kms_op_RetireGrant, 0, 30},
+    {"RevokeGrant", kms_op_RevokeGrant, 0, 30},
     {"ScheduleKeyDeletion", kms_op_ScheduleKeyDeletion, 0, 15},
     {"TagResource", kms_op_TagResource, 0, 10},
     {"UntagResource", kms_op_UntagResource, 0, 5},
@@ -76,6 +82,11 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.state = svc;
     *out = svc;
     return COFFER_OK;
+}
+
+void kms_service_set_authorizer(struct kms_service *svc, authz *az)
+{
+    svc->az = az;
 }
 
 const struct api_service *kms_service_api(struct kms_service *svc)
@@ -217,6 +228,13 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
                 snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
                 GUARD(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
                 for (size_t i = 0; i < mats.n; i++) {
+                    GUARD(store_txn_delete(t, mats.v[i]));
+                }
+                /* Grants die with their key. */
+                kms_grant_prefix(prefix, sizeof(prefix), acct, region, id);
+                size_t before = mats.n;
+                GUARD(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
+                for (size_t i = before; i < mats.n; i++) {
                     GUARD(store_txn_delete(t, mats.v[i]));
                 }
                 snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
@@ -404,7 +422,12 @@ coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, c
     TRY(kms_req_decode(op, call->input, r));
     TRY(kms_acquire_write(svc, call, r->key_id, 0, k));
     kms_audit_key(call, *k);
-    coffer_err rc = kms_check_state(*k, rule);
+    char action[64];
+    snprintf(action, sizeof(action), "kms:%s", op);
+    coffer_err rc = kms_authorize_key(svc, call, *k, &(struct kms_authz_in){.action = action, .r = r});
+    if (rc == COFFER_OK) {
+        rc = kms_check_state(*k, rule);
+    }
     if (rc != COFFER_OK) {
         kms_write_release(svc);
         *k = NULL;

@@ -151,6 +151,15 @@ static coffer_err set_log_level(struct server_config *c, const char *v)
     return copy_str(c->log_level, sizeof(c->log_level), v, "log level");
 }
 
+static coffer_err set_authorization(struct server_config *c, const char *v)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+        c->authorization = strcmp(v, "on") == 0;
+        return COFFER_OK;
+    }
+    return coffer_fail(COFFER_ERR_CONFIG, "--authorization must be on or off (got '%s')", v);
+}
+
 static coffer_err set_config_file(struct server_config *c, const char *v)
 {
     return copy_str(c->config_file, sizeof(c->config_file), v, "config file path");
@@ -166,6 +175,9 @@ static const struct config_option options[] = {
     {"region", "COFFER_REGION", true, set_region, "region this server answers for (default us-east-1)"},
     {"quota-crypto-rps", "COFFER_QUOTA_CRYPTO_RPS", true, set_quota,
      "shared cryptographic quota per account, requests/s (default 5500; 0 turns quotas off)"},
+    {"authorization", "COFFER_AUTHORIZATION", true, set_authorization,
+     "on: key policies, IAM policies and grants decide every request; off: any valid key may do anything "
+     "(default on)"},
     {"max-connections", "COFFER_MAX_CONNECTIONS", true, set_max_conn, "open connection cap (default 4096)"},
     {"max-body", "COFFER_MAX_BODY", true, set_max_body, "request body limit in bytes (default 1048576)"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
@@ -202,6 +214,7 @@ static void config_defaults(struct server_config *c)
     (void)set_listen(c, CONFIG_DEFAULT_LISTEN);
     (void)set_region(c, CONFIG_DEFAULT_REGION);
     c->quota_crypto_rps = QUOTA_DEFAULT_CRYPTO_RPS;
+    c->authorization = true;
     c->max_connections = 4096;
     c->max_body = 1024 * 1024;
     c->timeout_s = 30;

@@ -27,6 +27,7 @@ struct server_config {
     int workers;         /* 0 = number of CPUs */
     char region[64];
     double quota_crypto_rps; /* 0 = quotas off */
+    bool authorization;      /* key policies, IAM policies and grants decide requests (default on) */
     int max_connections;
     size_t max_body;
     int timeout_s;

@@ -148,6 +148,7 @@ int main(int argc, char **argv)
     audit_trail *trail = NULL;
     quota *q = NULL;
     struct kms_service *kms = NULL;
+    authz *az = NULL;
     http_server *http = NULL;
     SSL_CTX *tls = NULL;
     struct scheduler sched = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -188,6 +189,10 @@ int main(int argc, char **argv)
     GUARD(audit_trail_open(path, &trail));
     q = quota_new(cfg.quota_crypto_rps);
     GUARD(kms_service_new(st, sl, cfg.region, &kms));
+    if (cfg.authorization) {
+        GUARD(authz_new(NULL, &az)); /* no IAM directory yet: account roots only */
+        kms_service_set_authorizer(kms, az);
+    }
 
     if (!cfg.insecure_http) {
         if (cfg.tls_cert[0] == '\0') {
@@ -257,6 +262,7 @@ out:
         pthread_join(sched.thread, NULL);
     }
     kms_service_free(kms);
+    authz_free(az);
     quota_free(q);
     audit_trail_close(trail);
     iam_creds_free(creds);

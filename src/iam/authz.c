@@ -1,0 +1,306 @@
+/*
+ * The authorizer (see authz.h): combines the resource policy, the caller's identity policies
+ * and grants into one decision with AWS's denial messages. Evaluation itself is
+ * policy_evaluate on compiled policies; this file only decides which policies apply, builds
+ * the request context when one of them needs it, and words the refusal.
+ */
+#include "iam/authz.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/timeutil.h"
+#include "iam/policy_internal.h"
+
+struct authz {
+    struct iam_identity_source src; /* copy of the borrowed source's vtable and ctx */
+    bool has_src;
+};
+
+coffer_err authz_new(const struct iam_identity_source *src, authz **out)
+{
+    ENSURE_REF(out);
+    *out = NULL;
+    ENSURE(src == NULL || src->policies != NULL, COFFER_ERR_USAGE);
+    authz *a = calloc(1, sizeof(*a));
+    if (a == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (src != NULL) {
+        a->src = *src;
+        a->has_src = true;
+    }
+    *out = a;
+    return COFFER_OK;
+}
+
+void authz_free(authz *a)
+{
+    free(a);
+}
+
+/* Compiled condition keys are lower-cased. */
+static unsigned key_family(const char *k)
+{
+    static const struct {
+        const char *name;
+        bool prefix;
+        unsigned bit;
+    } map[] = {
+        {"aws:sourceip", false, AUTHZ_CTX_SOURCE_IP},
+        {"aws:securetransport", false, AUTHZ_CTX_TRANSPORT},
+        {"aws:currenttime", false, AUTHZ_CTX_TIME},
+        {"aws:epochtime", false, AUTHZ_CTX_TIME},
+        {"aws:principalarn", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:principalaccount", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:principaltype", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:username", false, AUTHZ_CTX_PRINCIPAL},
+        {"aws:userid", false, AUTHZ_CTX_PRINCIPAL},
+        {"kms:calleraccount", false, AUTHZ_CTX_CALLER_ACCOUNT},
+        {"kms:encryptioncontext:", true, AUTHZ_CTX_ENCRYPTION_CONTEXT},
+        {"kms:encryptioncontextkeys", false, AUTHZ_CTX_ENCRYPTION_CONTEXT},
+        {"aws:resourcetag/", true, AUTHZ_CTX_RESOURCE_TAGS},
+        {"aws:requesttag/", true, AUTHZ_CTX_REQUEST_TAGS},
+        {"aws:tagkeys", false, AUTHZ_CTX_REQUEST_TAGS},
+        {"kms:resourcealiases", false, AUTHZ_CTX_RESOURCE_ALIASES},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        size_t n = strlen(map[i].name);
+        if (map[i].prefix ? strncmp(k, map[i].name, n) == 0 : strcmp(k, map[i].name) == 0) {
+            return map[i].bit;
+        }
+    }
+    return AUTHZ_CTX_OTHER;
+}
+
+unsigned authz_policy_ctx_keys(const policy *p)
+{
+    unsigned bits = 0;
+    if (p == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < p->n_stmts; i++) {
+        const struct statement *st = &p->stmts[i];
+        for (size_t j = 0; j < st->n_resources; j++) {
+            if (st->resources[j].has_var) {
+                return AUTHZ_CTX_ALL; /* ${...} may name any key */
+            }
+        }
+        for (size_t j = 0; j < st->n_conds; j++) {
+            const struct policy_cond *c = &st->conds[j];
+            bits |= key_family(c->key);
+            for (size_t v = 0; v < c->n_values; v++) {
+                if (c->values[v].has_var) {
+                    return AUTHZ_CTX_ALL;
+                }
+            }
+        }
+    }
+    return bits;
+}
+
+bool authz_policy_needs_ctx(const policy *p)
+{
+    return authz_policy_ctx_keys(p) != 0;
+}
+
+const char *authz_principal_type(const struct api_caller *caller)
+{
+    if (strcmp(caller->principal_type, "Root") == 0) {
+        return "Account";
+    }
+    if (strcmp(caller->principal_type, "IAMUser") == 0) {
+        return "User";
+    }
+    return caller->principal_type; /* "AssumedRole", "FederatedUser" */
+}
+
+static bool is_root(const struct api_caller *c)
+{
+    return strcmp(c->principal_type, "Root") == 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Request context                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* The global condition keys AWS sets on every request, plus kms:CallerAccount. */
+static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req, unsigned want)
+{
+    const struct api_caller *c = req->caller;
+    int64_t now_ms = req->now_ms != 0 ? req->now_ms : coffer_now_ms();
+    if ((want & AUTHZ_CTX_SOURCE_IP) && c->source_ip != NULL && c->source_ip[0] != '\0') {
+        coffer_err rc = policy_ctx_set_ip(ctx, "aws:SourceIp", c->source_ip);
+        if (rc != COFFER_OK && rc != COFFER_ERR_USAGE) { /* an unparsable address is simply absent */
+            return rc;
+        }
+    }
+    if (want & AUTHZ_CTX_TRANSPORT) {
+        TRY(policy_ctx_set_bool(ctx, "aws:SecureTransport", c->secure_transport));
+    }
+    if (want & AUTHZ_CTX_TIME) {
+        TRY(policy_ctx_set_time(ctx, "aws:CurrentTime", now_ms / 1000));
+        TRY(policy_ctx_set_number(ctx, "aws:EpochTime", now_ms / 1000));
+    }
+    /* Set even when no condition reads them: the same-account direct-grant pass in decide()
+     * clears principal_account, and the evaluator falls back to the request fields. */
+    TRY(policy_ctx_set_str(ctx, "aws:PrincipalAccount", c->account_id));
+    if (want & AUTHZ_CTX_PRINCIPAL) {
+        TRY(policy_ctx_set_str(ctx, "aws:PrincipalArn", c->principal_arn));
+        TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", authz_principal_type(c)));
+        if (c->principal_id[0] != '\0') {
+            TRY(policy_ctx_set_str(ctx, "aws:userid", c->principal_id));
+        } else if (is_root(c)) {
+            TRY(policy_ctx_set_str(ctx, "aws:userid", c->account_id));
+        }
+        if (strcmp(c->principal_type, "IAMUser") == 0) {
+            const char *slash = strrchr(c->principal_arn, '/');
+            TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
+        }
+    }
+    if ((want & AUTHZ_CTX_CALLER_ACCOUNT) && strncmp(req->action, "kms:", 4) == 0) {
+        TRY(policy_ctx_set_str(ctx, "kms:CallerAccount", c->account_id));
+    }
+    return COFFER_OK;
+}
+
+static coffer_err build_ctx(const struct authz_request *req, unsigned want, policy_ctx **out)
+{
+    policy_ctx *ctx = NULL;
+    coffer_err rc = COFFER_OK;
+    GUARD(policy_ctx_new(&ctx));
+    GUARD(add_global_keys(ctx, req, want));
+    if (req->add_ctx != NULL) {
+        GUARD(req->add_ctx(req->add_ctx_arg, want, ctx));
+    }
+    *out = ctx;
+    return COFFER_OK;
+out:
+    policy_ctx_free(ctx);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decision                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+enum denial { DENY_RESOURCE_EXPLICIT, DENY_IDENTITY_EXPLICIT, DENY_NO_RESOURCE_ALLOW, DENY_NO_IDENTITY_ALLOW };
+
+static coffer_err deny(const struct authz_request *req, enum denial why)
+{
+    static const char *const tail[] = {
+        [DENY_RESOURCE_EXPLICIT] = "with an explicit deny in a resource-based policy",
+        [DENY_IDENTITY_EXPLICIT] = "with an explicit deny in an identity-based policy",
+        [DENY_NO_RESOURCE_ALLOW] = "because no resource-based policy allows the",
+        [DENY_NO_IDENTITY_ALLOW] = "because no identity-based policy allows the",
+    };
+    const char *resource = req->resource != NULL ? req->resource : "*";
+    if (why == DENY_RESOURCE_EXPLICIT || why == DENY_IDENTITY_EXPLICIT) {
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
+                           req->caller->principal_arn, req->action, resource, tail[why]);
+    }
+    return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                       "User: %s is not authorized to perform: %s on resource: %s %s %s action",
+                       req->caller->principal_arn, req->action, resource, tail[why], req->action);
+}
+
+/* Outcome before wording: COFFER_OK or a denial reason. */
+struct verdict {
+    bool allowed;
+    enum denial why;
+};
+
+static struct verdict decide(const struct authz_request *req, const policy *const *ids, size_t n_ids,
+                             const policy_ctx *ctx)
+{
+    const struct api_caller *c = req->caller;
+    const char *res_acct = req->resource_account != NULL ? req->resource_account : c->account_id;
+    bool same_account = strcmp(res_acct, c->account_id) == 0;
+    bool root = is_root(c);
+    struct policy_request pr = {
+        .principal_arn = c->principal_arn,
+        .principal_role_arn = c->role_arn[0] != '\0' ? c->role_arn : NULL,
+        .principal_account = c->account_id,
+        .principal_type = authz_principal_type(c),
+        .action = req->action,
+        .resource = req->resource != NULL ? req->resource : "*",
+        .ctx = ctx,
+    };
+    const policy *rp = req->resource_policy;
+    enum policy_decision rdec = rp != NULL ? policy_evaluate(rp, &pr) : POLICY_NOT_APPLICABLE;
+    if (rdec == POLICY_DENY_EXPLICIT) {
+        return (struct verdict){false, DENY_RESOURCE_EXPLICIT};
+    }
+    /* The root has every identity permission in its own account; no source, no policies. */
+    enum policy_decision idec = root ? POLICY_ALLOW : policy_evaluate_all(ids, n_ids, &pr);
+    if (idec == POLICY_DENY_EXPLICIT) {
+        return (struct verdict){false, DENY_IDENTITY_EXPLICIT};
+    }
+    if (req->granted) {
+        return (struct verdict){true, 0};
+    }
+    if (rp == NULL) {
+        return idec == POLICY_ALLOW ? (struct verdict){true, 0} : (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
+    }
+    if (rdec != POLICY_ALLOW) {
+        return (struct verdict){false, DENY_NO_RESOURCE_ALLOW};
+    }
+    if (idec == POLICY_ALLOW) {
+        return (struct verdict){true, 0}; /* both sides: enough in any account */
+    }
+    if (!same_account) {
+        return (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
+    }
+    /*
+     * Same account, no identity allow: the key policy must name the caller itself. Without the
+     * account, a Principal naming the account (root) no longer matches, so what still allows
+     * names the caller's ARN, its role, or "*". aws:PrincipalAccount stays in ctx when built.
+     */
+    pr.principal_account = NULL;
+    if (policy_evaluate(rp, &pr) == POLICY_ALLOW) {
+        return (struct verdict){true, 0};
+    }
+    return (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
+}
+
+static coffer_err check(const authz *a, const struct authz_request *req, struct verdict *v)
+{
+    ENSURE_REF(req);
+    ENSURE_REF(req->caller);
+    ENSURE_REF(req->action);
+    coffer_err rc = COFFER_OK;
+    struct iam_policy_list list = {0};
+    policy_ctx *ctx = NULL;
+    const struct api_caller *c = req->caller;
+    if (!is_root(c) && a != NULL && a->has_src) {
+        const char *who = c->role_arn[0] != '\0' ? c->role_arn : c->principal_arn;
+        GUARD(a->src.policies(a->src.ctx, who, &list));
+    }
+    unsigned want = authz_policy_ctx_keys(req->resource_policy);
+    for (size_t i = 0; want != AUTHZ_CTX_ALL && i < list.n; i++) {
+        want |= authz_policy_ctx_keys(list.items[i]);
+    }
+    if (want != 0) {
+        GUARD(build_ctx(req, want, &ctx));
+    }
+    *v = decide(req, list.items, list.n, ctx);
+out:
+    policy_ctx_free(ctx);
+    if (a != NULL && a->has_src && a->src.release != NULL) {
+        a->src.release(a->src.ctx, &list);
+    }
+    return rc;
+}
+
+coffer_err authz_check(const authz *a, const struct authz_request *req)
+{
+    struct verdict v = {0};
+    TRY(check(a, req, &v));
+    return v.allowed ? COFFER_OK : deny(req, v.why);
+}
+
+bool authz_policy_allows(const authz *a, const struct authz_request *req)
+{
+    struct verdict v = {0};
+    return check(a, req, &v) == COFFER_OK && v.allowed;
+}

@@ -1,0 +1,555 @@
+/*
+ * Grants (kms.md §8 "Grants"): CreateGrant, ListGrants, ListRetirableGrants, RetireGrant,
+ * RevokeGrant. A grant lets its grantee principal perform a list of operations on one key,
+ * optionally only with a matching encryption context, without any policy naming it.
+ *
+ * Store: kms/grant/<account>/<region>/<key id>/<grant id> -> grant record (JSON, no secrets, so
+ * not sealed): GrantId, KeyId (ARN), Name, CreationDate (ms), GranteePrincipal,
+ * RetiringPrincipal, IssuingAccount, Operations, Constraints. The key's cache entry holds the
+ * array of its grants (k->grants), replaced whole under the write lock after each durable
+ * change, so a grant is in force (and a retired one gone) before the call answers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "crypto/crypto.h"
+#include "kms/kms_internal.h"
+
+#define STORE_KEY_BUF 512
+#define GRANT_ID_BYTES 32
+#define LIST_GRANTS_DEFAULT 50
+#define MAX_CONSTRAINT_PAIRS 8
+#define MAX_CONSTRAINT_VALUE 384
+
+static void grant_store_key(char *out, size_t n, const struct kms_key *k, const char *grant_id)
+{
+    snprintf(out, n, "kms/grant/%s/%s/%s/%.64s", k->account, k->region, k->key_id, grant_id);
+}
+
+/* wmu held: the grant list after a durable change replaces the cached one. */
+static void grants_swap(struct kms_service *svc, struct kms_key *k, json_t *list)
+{
+    pthread_rwlock_wrlock(&svc->lock);
+    json_t *old = k->grants;
+    k->grants = list;
+    pthread_rwlock_unlock(&svc->lock);
+    json_decref(old);
+}
+
+static json_t *grant_find(const struct kms_key *k, const char *grant_id, size_t *index)
+{
+    size_t i;
+    json_t *g;
+    json_array_foreach(k->grants, i, g) {
+        if (strcmp(json_string_value(json_object_get(g, "GrantId")), grant_id) == 0) {
+            if (index != NULL) {
+                *index = i;
+            }
+            return g;
+        }
+    }
+    return NULL;
+}
+
+static bool principal_arn_ok(const char *p)
+{
+    return strncmp(p, "arn:aws:iam::", 13) == 0 || strncmp(p, "arn:aws:sts::", 13) == 0;
+}
+
+static coffer_err check_principal(const char *member, const char *p)
+{
+    if (p != NULL && !principal_arn_ok(p)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "Invalid %s: %.256s", member, p);
+    }
+    return COFFER_OK;
+}
+
+static coffer_err check_constraints(const json_t *c)
+{
+    const json_t *sub = json_object_get(c, "EncryptionContextSubset");
+    const json_t *eq = json_object_get(c, "EncryptionContextEquals");
+    if (sub != NULL && eq != NULL) {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "Only one of EncryptionContextSubset or EncryptionContextEquals can be specified.");
+    }
+    const json_t *m = sub != NULL ? sub : eq;
+    if (json_object_size(m) > MAX_CONSTRAINT_PAIRS) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "A grant constraint may hold at most %d pairs.", MAX_CONSTRAINT_PAIRS);
+    }
+    const char *name;
+    const json_t *v;
+    json_object_foreach((json_t *)m, name, v) {
+        if (strlen(json_string_value(v)) > MAX_CONSTRAINT_VALUE) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint values are limited to %d characters.",
+                               MAX_CONSTRAINT_VALUE);
+        }
+    }
+    return COFFER_OK;
+}
+
+/* Only the operations a symmetric encryption key supports may be granted. */
+static coffer_err check_operations(const json_t *ops)
+{
+    static const char *const symmetric[] = {"Decrypt",       "Encrypt",     "GenerateDataKey",
+                                            "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
+                                            "CreateGrant",   "RetireGrant", "DescribeKey",
+                                            "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", NULL};
+    if (json_array_size(ops) == 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "Operations must not be empty.");
+    }
+    size_t i;
+    const json_t *o;
+    json_array_foreach(ops, i, o) {
+        bool ok = false;
+        for (size_t j = 0; symmetric[j] != NULL; j++) {
+            ok = ok || strcmp(json_string_value(o), symmetric[j]) == 0;
+        }
+        if (!ok) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "Grant operation %s is not valid for this KMS key.",
+                               json_string_value(o));
+        }
+    }
+    return COFFER_OK;
+}
+
+/* Same operations (as a set), principals and constraints: CreateGrant with a Name is idempotent. */
+static bool same_ops(const json_t *a, const json_t *b)
+{
+    size_t i;
+    const json_t *o;
+    json_array_foreach(a, i, o) {
+        bool found = false;
+        size_t j;
+        const json_t *p;
+        json_array_foreach(b, j, p) {
+            found = found || strcmp(json_string_value(o), json_string_value(p)) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool str_eq_opt(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static const json_t *same_named_grant(const struct kms_key *k, const struct kms_req *r)
+{
+    size_t i;
+    const json_t *g;
+    if (r->grant_name == NULL) {
+        return NULL;
+    }
+    json_array_foreach(k->grants, i, g) {
+        const json_t *c = json_object_get(g, "Constraints");
+        if (str_eq_opt(json_string_value(json_object_get(g, "Name")), r->grant_name) &&
+            str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), r->grantee_principal) &&
+            str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), r->retiring_principal) &&
+            same_ops(json_object_get(g, "Operations"), r->operations) &&
+            same_ops(r->operations, json_object_get(g, "Operations")) &&
+            ((c == NULL && r->constraints == NULL) || (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
+            return g;
+        }
+    }
+    return NULL;
+}
+
+static coffer_err dry_run(void)
+{
+    return coffer_fail(COFFER_ERR_DRY_RUN, "%s", coffer_err_default_message(COFFER_ERR_DRY_RUN));
+}
+
+static coffer_err grant_output(struct api_call *call, const struct kms_key *k, const char *grant_id)
+{
+    char *token = NULL;
+    TRY(kms_grant_token_make(k->account, k->region, k->key_id, grant_id, &token));
+    call->output = json_pack("{s:s,s:s}", "GrantToken", token, "GrantId", grant_id);
+    free(token);
+    if (call->output == NULL) {
+        return kms_nomem();
+    }
+    call->audit_response = json_pack("{s:s}", "grantId", grant_id);
+    return COFFER_OK;
+}
+
+/* Writes one grant record (or deletes it when rec is NULL) durably. */
+static coffer_err grant_write(struct kms_service *svc, const char *skey, const json_t *rec)
+{
+    store_txn *t = NULL;
+    char *text = NULL;
+    coffer_err rc = COFFER_OK;
+    GUARD(store_txn_begin(svc->st, &t));
+    if (rec != NULL) {
+        text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text == NULL) {
+            rc = kms_nomem();
+            goto out;
+        }
+        GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+    } else {
+        GUARD(store_txn_delete(t, skey));
+    }
+    rc = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    free(text);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* CreateGrant                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *const audit_create[] = {"KeyId", "GranteePrincipal", "RetiringPrincipal", "Operations",
+                                           "Constraints", "Name", "GrantTokens", "DryRun", NULL};
+
+static json_t *grant_record(const struct api_call *call, const struct kms_key *k, const struct kms_req *r,
+                            const char *grant_id)
+{
+    char issuing[64];
+    snprintf(issuing, sizeof(issuing), "arn:aws:iam::%s:root", call->caller->account_id);
+    json_t *g = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O}", "GrantId", grant_id, "KeyId", k->arn, "CreationDate",
+                          (json_int_t)kms_call_now_ms(call), "GranteePrincipal", r->grantee_principal,
+                          "IssuingAccount", issuing, "Operations", r->operations);
+    if (g == NULL) {
+        return NULL;
+    }
+    if ((r->grant_name != NULL && json_object_set_new(g, "Name", json_string(r->grant_name)) != 0) ||
+        (r->retiring_principal != NULL &&
+         json_object_set_new(g, "RetiringPrincipal", json_string(r->retiring_principal)) != 0) ||
+        (r->constraints != NULL && json_object_set_new(g, "Constraints", json_deep_copy(r->constraints)) != 0)) {
+        json_decref(g);
+        return NULL;
+    }
+    return g;
+}
+
+coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    json_t *rec = NULL, *list = NULL;
+    char skey[STORE_KEY_BUF], grant_id[KMS_GRANT_ID_LEN + 1];
+    uint8_t raw[GRANT_ID_BYTES];
+    coffer_err rc = COFFER_OK;
+    kms_audit_request(call, audit_create);
+    TRY(kms_req_decode("CreateGrant", call->input, &r));
+    TRY(check_principal("GranteePrincipal", r.grantee_principal));
+    TRY(check_principal("RetiringPrincipal", r.retiring_principal));
+    TRY(check_operations(r.operations));
+    TRY(check_constraints(r.constraints));
+    TRY(kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k));
+    kms_audit_key(call, k);
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
+    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    if (r.dry_run) {
+        rc = dry_run();
+        goto out;
+    }
+    const json_t *same = same_named_grant(k, &r);
+    if (same != NULL) {
+        rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
+        goto out;
+    }
+    GUARD(crypto_random(raw, sizeof(raw)));
+    coffer_hex_encode(raw, sizeof(raw), grant_id);
+    rec = grant_record(call, k, &r, grant_id);
+    list = json_copy(k->grants); /* shallow: the records themselves never change */
+    if (rec == NULL || list == NULL || json_array_append(list, rec) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    grant_store_key(skey, sizeof(skey), k, grant_id);
+    GUARD(grant_write(svc, skey, rec));
+    grants_swap(svc, k, list);
+    list = NULL;
+    rc = grant_output(call, k, grant_id);
+out:
+    kms_write_release(svc);
+    json_decref(rec);
+    json_decref(list);
+    kms_req_clean(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* ListGrants, ListRetirableGrants                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A grant as ListGrants shows it (CreationDate in epoch seconds). */
+static json_t *grant_view(const json_t *g)
+{
+    json_t *v = json_deep_copy(g);
+    if (v != NULL) {
+        json_object_set_new(v, "CreationDate",
+                            json_real((double)json_integer_value(json_object_get(g, "CreationDate")) / 1000.0));
+    }
+    return v;
+}
+
+static coffer_err paged_output(struct api_call *call, json_t *items, bool truncated, const char *last)
+{
+    call->output = json_pack("{s:o,s:b}", "Grants", items, "Truncated", truncated);
+    if (call->output == NULL) {
+        return kms_nomem();
+    }
+    return truncated ? kms_marker_encode(last, call->output) : COFFER_OK;
+}
+
+coffer_err kms_op_ListGrants(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "GrantId", "GranteePrincipal", "Limit", "Marker", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    char marker[KMS_GRANT_ID_LEN + 1] = "";
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ListGrants", call->input, &r));
+    if (r.grant_id != NULL && !kms_grant_id_valid(r.grant_id)) {
+        return coffer_fail(COFFER_ERR_INVALID_GRANT_ID, "Invalid grant ID %.128s", r.grant_id);
+    }
+    if (r.marker != NULL) {
+        TRY(kms_marker_decode(r.marker, marker, sizeof(marker)));
+        if (!kms_grant_id_valid(marker)) {
+            return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+        }
+    }
+    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_CROSS, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = &r});
+    json_t *items = NULL;
+    bool truncated = false, started = marker[0] == '\0';
+    char last[KMS_GRANT_ID_LEN + 1] = "";
+    size_t limit = r.has_limit ? (size_t)r.limit : LIST_GRANTS_DEFAULT;
+    if (rc == COFFER_OK && (items = json_array()) == NULL) {
+        rc = kms_nomem();
+    }
+    size_t i;
+    const json_t *g;
+    json_array_foreach(rc == COFFER_OK ? k->grants : NULL, i, g) {
+        const char *id = json_string_value(json_object_get(g, "GrantId"));
+        if (!started) {
+            started = strcmp(id, marker) == 0;
+            continue;
+        }
+        if ((r.grant_id != NULL && strcmp(id, r.grant_id) != 0) ||
+            (r.grantee_principal != NULL &&
+             !str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), r.grantee_principal))) {
+            continue;
+        }
+        if (json_array_size(items) == limit) {
+            truncated = true;
+            break;
+        }
+        if (json_array_append_new(items, grant_view(g)) != 0) {
+            rc = kms_nomem();
+            break;
+        }
+        snprintf(last, sizeof(last), "%s", id);
+    }
+    kms_release(svc);
+    if (rc == COFFER_OK && !started) {
+        rc = coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+    }
+    if (rc != COFFER_OK) {
+        json_decref(items);
+        return rc;
+    }
+    return paged_output(call, items, truncated, last);
+}
+
+struct retirable_scan {
+    const char *principal;
+    size_t limit;
+    json_t *items;
+    char last[STORE_KEY_BUF];
+    bool truncated;
+};
+
+static coffer_err retirable_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct retirable_scan *s = ctx;
+    json_t *g = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    coffer_err rc = COFFER_OK;
+    if (!str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), s->principal)) {
+        goto out;
+    }
+    if (json_array_size(s->items) == s->limit) {
+        s->truncated = true;
+        rc = STORE_SCAN_STOP;
+        goto out;
+    }
+    if (json_array_append_new(s->items, grant_view(g)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    snprintf(s->last, sizeof(s->last), "%s", key);
+out:
+    json_decref(g);
+    return rc;
+}
+
+coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"RetiringPrincipal", "Limit", "Marker", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    char start[STORE_KEY_BUF] = "";
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("ListRetirableGrants", call->input, &r));
+    TRY(kms_authorize_plain(svc, call, "kms:ListRetirableGrants", "*", &r));
+    if (r.marker != NULL) {
+        TRY(kms_marker_decode(r.marker, start, sizeof(start)));
+        if (strncmp(start, "kms/grant/", 10) != 0) {
+            return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+        }
+    }
+    struct retirable_scan s = {
+        .principal = r.retiring_principal != NULL ? r.retiring_principal : call->caller->principal_arn,
+        .limit = r.has_limit ? (size_t)r.limit : LIST_GRANTS_DEFAULT,
+        .items = json_array(),
+    };
+    if (s.items == NULL) {
+        return kms_nomem();
+    }
+    /* Grants for one retiring principal can sit on keys of any account of this server. */
+    coffer_err rc = store_scan(svc->st, "kms/grant/", start, 0, retirable_cb, &s);
+    if (rc != COFFER_OK) {
+        json_decref(s.items);
+        return rc;
+    }
+    return paged_output(call, s.items, s.truncated, s.last);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* RetireGrant, RevokeGrant                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/* wmu held: removes grant `index` of k durably, then from the cache. */
+static coffer_err grant_remove(struct kms_service *svc, struct kms_key *k, size_t index)
+{
+    char skey[STORE_KEY_BUF];
+    const char *id = json_string_value(json_object_get(json_array_get(k->grants, index), "GrantId"));
+    grant_store_key(skey, sizeof(skey), k, id);
+    json_t *list = json_copy(k->grants);
+    if (list == NULL || json_array_remove(list, index) != 0) {
+        json_decref(list);
+        return kms_nomem();
+    }
+    coffer_err rc = grant_write(svc, skey, NULL);
+    if (rc != COFFER_OK) {
+        json_decref(list);
+        return rc;
+    }
+    grants_swap(svc, k, list);
+    return COFFER_OK;
+}
+
+static coffer_err grant_not_found(const char *id)
+{
+    return coffer_fail(COFFER_ERR_NOT_FOUND, "Grant ID %s not found", id);
+}
+
+/*
+ * Who may retire (kms.md §8): the retiring principal, the grantee when the grant includes
+ * RetireGrant, the root of the key's account, or a principal whose policies allow
+ * kms:RetireGrant on the key.
+ */
+static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
+                             const json_t *g, const struct kms_req *r)
+{
+    const struct api_caller *c = call->caller;
+    if (svc->az == NULL || kms_grant_names(g, c, "RetiringPrincipal") ||
+        (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "RetireGrant")) ||
+        (strcmp(c->principal_type, "Root") == 0 && strcmp(c->account_id, k->account) == 0)) {
+        return COFFER_OK;
+    }
+    return kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RetireGrant", .r = r});
+}
+
+coffer_err kms_op_RetireGrant(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "GrantId", "DryRun", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    struct kms_grant_ref ref;
+    char arn[KMS_ARN_MAX];
+    const char *key_ref = NULL, *grant_id = NULL;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("RetireGrant", call->input, &r));
+    if (r.grant_token != NULL) {
+        TRY(kms_grant_token_parse(r.grant_token, &ref));
+        if (strcmp(ref.region, call->region) != 0) {
+            return coffer_fail(COFFER_ERR_INVALID_GRANT_TOKEN, "Invalid grant token");
+        }
+        kms_key_arn(arn, sizeof(arn), ref.region, ref.account, ref.key_id);
+        key_ref = arn;
+        grant_id = ref.grant_id;
+    } else if (r.key_id != NULL && r.grant_id != NULL) {
+        key_ref = r.key_id;
+        grant_id = r.grant_id;
+    } else {
+        return coffer_fail(COFFER_ERR_VALIDATION, "Grant token OR (grant ID, key ID) must be specified");
+    }
+    if (!kms_grant_id_valid(grant_id)) {
+        return coffer_fail(COFFER_ERR_INVALID_GRANT_ID, "Invalid grant ID %.128s", grant_id);
+    }
+    TRY(kms_acquire_write(svc, call, key_ref, KMS_REF_CROSS, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = COFFER_OK;
+    size_t index = 0;
+    const json_t *g = grant_find(k, grant_id, &index);
+    if (g == NULL) {
+        rc = grant_not_found(grant_id);
+        goto out;
+    }
+    GUARD(may_retire(svc, call, k, g, &r));
+    if (r.dry_run) {
+        rc = dry_run();
+        goto out;
+    }
+    rc = grant_remove(svc, k, index);
+out:
+    kms_write_release(svc);
+    kms_req_clean(&r);
+    return rc;
+}
+
+coffer_err kms_op_RevokeGrant(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "GrantId", "DryRun", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode("RevokeGrant", call->input, &r));
+    if (!kms_grant_id_valid(r.grant_id)) {
+        return coffer_fail(COFFER_ERR_INVALID_GRANT_ID, "Invalid grant ID %.128s", r.grant_id);
+    }
+    TRY(kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = COFFER_OK;
+    size_t index = 0;
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RevokeGrant", .r = &r}));
+    if (grant_find(k, r.grant_id, &index) == NULL) {
+        rc = grant_not_found(r.grant_id);
+        goto out;
+    }
+    if (r.dry_run) {
+        rc = dry_run();
+        goto out;
+    }
+    rc = grant_remove(svc, k, index);
+out:
+    kms_write_release(svc);
+    kms_req_clean(&r);
+    return rc;
+}
