@@ -204,7 +204,7 @@ static const struct api_service *service_by_prefix(struct pipeline *p, const cha
 {
     for (size_t i = 0; i < p->n_services; i++) {
         const char *pre = p->services[i]->target_prefix;
-        if (strlen(pre) == prefix_len && strncmp(pre, target, prefix_len) == 0) {
+        if (pre != NULL && strlen(pre) == prefix_len && strncmp(pre, target, prefix_len) == 0) {
             return p->services[i];
         }
     }
