@@ -25,6 +25,7 @@
 
 #define DIR_KEY_MAX 256
 #define DIR_CACHE_BUCKETS 256
+#define DIR_CACHE_MAX_ENTRIES 8192 /* beyond this the cache starts over: memory stays bounded */
 #define DIR_ID_ATTEMPTS 8
 #define ARN_MAX 1024
 
@@ -48,6 +49,7 @@ struct iam_directory {
     iam_creds *creds; /* borrowed */
     pthread_mutex_t lock; /* guards buckets and gen */
     struct pcache_entry *buckets[DIR_CACHE_BUCKETS];
+    size_t n_entries;
     uint64_t gen;
 };
 
@@ -288,6 +290,7 @@ static void cache_flush_locked(struct iam_directory *d)
         }
         d->buckets[i] = NULL;
     }
+    d->n_entries = 0;
 }
 
 void iam_directory_invalidate(iam_directory *d)
@@ -448,6 +451,10 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
         char *key = strdup(canon);
         pthread_mutex_lock(&d->lock);
         if (e != NULL && key != NULL && d->gen == gen) {
+            if (d->n_entries >= DIR_CACHE_MAX_ENTRIES) {
+                cache_flush_locked(d);
+            }
+            d->n_entries++;
             e->arn = key;
             e->list = l;
             atomic_fetch_add(&l->refs, 1);

@@ -523,7 +523,8 @@ static void test_iam_authorization(void **state)
     json_decref(out);
     assert_int_equal(call_op(iam, &root, "CreateAccessKey", json_pack("{s:s}", "UserName", "op"), NOW_S, &out),
                      COFFER_OK);
-    const char *akid = json_string_value(json_object_get(json_object_get(out, "AccessKey"), "AccessKeyId"));
+    char akid[21];
+    snprintf(akid, sizeof(akid), "%s", json_string_value(json_object_get(json_object_get(out, "AccessKey"), "AccessKeyId")));
     struct sigv4_identity who;
     assert_int_equal(lookup(f, akid, NULL, &who), COFFER_OK);
     json_decref(out);
