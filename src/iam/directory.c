@@ -47,7 +47,7 @@ struct pcache_entry {
 struct iam_directory {
     store *st;        /* borrowed */
     iam_creds *creds; /* borrowed */
-    pthread_mutex_t lock; /* guards buckets and gen */
+    pthread_rwlock_t lock; /* guards buckets, n_entries and gen; readers are requests */
     struct pcache_entry *buckets[DIR_CACHE_BUCKETS];
     size_t n_entries;
     uint64_t gen;
@@ -298,10 +298,10 @@ void iam_directory_invalidate(iam_directory *d)
     if (d == NULL) {
         return;
     }
-    pthread_mutex_lock(&d->lock);
+    pthread_rwlock_wrlock(&d->lock);
     d->gen++;
     cache_flush_locked(d);
-    pthread_mutex_unlock(&d->lock);
+    pthread_rwlock_unlock(&d->lock);
 }
 
 static coffer_err plist_add(struct plist *l, const char *doc, size_t *cap)
@@ -435,7 +435,7 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
     }
     uint64_t h = arn_hash(canon);
     struct plist *l = NULL;
-    pthread_mutex_lock(&d->lock);
+    pthread_rwlock_rdlock(&d->lock);
     uint64_t gen = d->gen;
     for (struct pcache_entry *e = d->buckets[h % DIR_CACHE_BUCKETS]; e != NULL; e = e->next) {
         if (strcmp(e->arn, canon) == 0) {
@@ -444,13 +444,17 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
             break;
         }
     }
-    pthread_mutex_unlock(&d->lock);
+    pthread_rwlock_unlock(&d->lock);
     if (l == NULL) {
         TRY(plist_build(d, kind, acct, name, &l));
         struct pcache_entry *e = calloc(1, sizeof(*e));
         char *key = strdup(canon);
-        pthread_mutex_lock(&d->lock);
-        if (e != NULL && key != NULL && d->gen == gen) {
+        pthread_rwlock_wrlock(&d->lock);
+        bool present = false; /* another request may have built it meanwhile */
+        for (struct pcache_entry *x = d->buckets[h % DIR_CACHE_BUCKETS]; x != NULL && !present; x = x->next) {
+            present = strcmp(x->arn, canon) == 0;
+        }
+        if (e != NULL && key != NULL && d->gen == gen && !present) {
             if (d->n_entries >= DIR_CACHE_MAX_ENTRIES) {
                 cache_flush_locked(d);
             }
@@ -463,7 +467,7 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
             e = NULL;
             key = NULL;
         }
-        pthread_mutex_unlock(&d->lock);
+        pthread_rwlock_unlock(&d->lock);
         free(e);
         free(key);
     }
@@ -501,7 +505,7 @@ coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
     }
     d->st = st;
     d->creds = creds;
-    pthread_mutex_init(&d->lock, NULL);
+    pthread_rwlock_init(&d->lock, NULL);
     *out = d;
     return COFFER_OK;
 }
@@ -512,7 +516,7 @@ void iam_directory_free(iam_directory *d)
         return;
     }
     cache_flush_locked(d);
-    pthread_mutex_destroy(&d->lock);
+    pthread_rwlock_destroy(&d->lock);
     free(d);
 }
 

@@ -214,6 +214,23 @@ class IamCliTest(IamBase):
         self.ok("iam", "delete-role", "--role-name", "cli-role")
         self.fails("NoSuchEntity", "iam", "get-role", "--role-name", "cli-role")
 
+    def test_region_scope_and_unsigned(self):
+        # IAM is global: any region in the credential scope; STS is regional.
+        self.assertIn("Users", self.ok("--region", "eu-west-1", "iam", "list-users"))
+        self.fails("SignatureDoesNotMatch", "--region", "eu-west-1", "sts", "get-caller-identity")
+        # An unsigned Query request gets the Query error document.
+        import ssl
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(self.server.endpoint + "/", data=b"Action=ListUsers&Version=2010-05-08",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen(req, context=ssl.create_default_context(cafile=self.server.ca), timeout=30)
+        self.assertEqual(cm.exception.code, 403)
+        body = cm.exception.read().decode()
+        self.assertIn("<ErrorResponse><Error><Type>Sender</Type><Code>MissingAuthenticationToken</Code>", body)
+        self.assertIn("<RequestId>", body)
+
     def test_caller_identity_root(self):
         who = self.ok("sts", "get-caller-identity")
         self.assertEqual(who, {"UserId": ACCOUNT, "Account": ACCOUNT, "Arn": "arn:aws:iam::%s:root" % ACCOUNT})
