@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,6 +349,59 @@ static void test_identity_source(void **state)
     src.release(src.ctx, &a);
     memset(&a, 0, sizeof(a));
     src.release(src.ctx, &a); /* a zeroed list is fine */
+}
+
+#define SOURCE_THREADS 4
+#define SOURCE_ROUNDS 300
+
+struct source_arg {
+    struct iam_identity_source src;
+    int bad;
+};
+
+static void *source_reader(void *p)
+{
+    struct source_arg *a = p;
+    struct policy_request req = {.principal_arn = "arn:aws:iam::000000000000:user/conc", .principal_account = ACCT,
+                                 .principal_type = "User", .action = "kms:Encrypt", .resource = "*"};
+    for (int i = 0; i < SOURCE_ROUNDS; i++) {
+        struct iam_policy_list l;
+        if (a->src.policies(a->src.ctx, req.principal_arn, &l) != COFFER_OK) {
+            a->bad++;
+            continue;
+        }
+        /* Every snapshot is complete: "kms" alone allows, with "deny" it denies. */
+        enum policy_decision d = policy_evaluate_all(l.items, l.n, &req);
+        if (l.n > 0 && d == POLICY_NOT_APPLICABLE) {
+            a->bad++;
+        }
+        a->src.release(a->src.ctx, &l);
+    }
+    return NULL;
+}
+
+/* Requests read the cache while policies change: no torn list, no leak, no race (ASan/TSan). */
+static void test_identity_source_threads(void **state)
+{
+    struct fixture *f = *state;
+    json_decref(new_user(f, ACCT, "conc"));
+    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "conc", "kms", ALLOW_KMS), COFFER_OK);
+    struct source_arg args[SOURCE_THREADS];
+    pthread_t th[SOURCE_THREADS];
+    for (int i = 0; i < SOURCE_THREADS; i++) {
+        args[i] = (struct source_arg){.src = iam_directory_identity_source(f->d)};
+        assert_int_equal(pthread_create(&th[i], NULL, source_reader, &args[i]), 0);
+    }
+    const char *deny = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"kms:*\","
+                       "\"Resource\":\"*\"}]}";
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "conc", "deny", deny), COFFER_OK);
+        assert_int_equal(iam_dir_inline_delete(f->d, IAM_KIND_USER, ACCT, "conc", "deny"), COFFER_OK);
+    }
+    for (int i = 0; i < SOURCE_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].bad, 0);
+    }
 }
 
 static void test_malformed_documents(void **state)
@@ -780,6 +834,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_access_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_source_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tokens, setup, teardown),
