@@ -121,8 +121,7 @@ static void set_error_query(struct http_response *resp, coffer_err rc, const cha
     resp->status = query_error_status(rc);
     resp->content_type = QUERY_XML_CONTENT_TYPE;
     coffer_buf_reset(&resp->body);
-    const char *msg = rc == COFFER_ERR_UNKNOWN_OPERATION ? "" : coffer_err_message(rc);
-    if (query_xml_error(rc, msg, request_id, &resp->body) != COFFER_OK) {
+    if (query_xml_error(rc, coffer_err_message(rc), request_id, &resp->body) != COFFER_OK) {
         resp->status = 500;
     }
 }
