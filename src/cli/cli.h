@@ -20,6 +20,9 @@ int cli_audit_main(int argc, char **argv);
 int cli_encrypt_main(int argc, char **argv);
 int cli_decrypt_main(int argc, char **argv);
 
+/* `coffer admin create-account NAME`: accounts on a running cofferd (cli_admin.c). */
+int cli_admin_main(int argc, char **argv);
+
 /* True when `arg` asks for help ("-h", "--help", "help"). */
 int cli_is_help(const char *arg);
 

@@ -16,6 +16,7 @@ struct cli_command {
 };
 
 static const struct cli_command commands[] = {
+    {"admin", cli_admin_main, "operator commands against a running cofferd (create-account)"},
     {"audit", cli_audit_main, "verify the audit trail"},
     {"encrypt", cli_encrypt_main, "encrypt files or streams (AWS Encryption SDK format)"},
     {"decrypt", cli_decrypt_main, "decrypt files or streams (AWS Encryption SDK format)"},

@@ -61,6 +61,10 @@
       "The request would have succeeded, but the DryRun option is set.")                                 \
     X(COFFER_ERR_INVALID_GRANT_TOKEN, "InvalidGrantTokenException", 400, "invalid grant token")           \
     X(COFFER_ERR_INVALID_GRANT_ID, "InvalidGrantIdException", 400, "invalid grant id")                    \
+    /* IAM and STS (Query protocol) */                                                                  \
+    X(COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404, "The entity cannot be found.")                      \
+    X(COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409, "The entity already exists.")                 \
+    X(COFFER_ERR_DELETE_CONFLICT, "DeleteConflict", 409, "The entity still has attached resources.")      \
     /* Encryption SDK (libcoffer); not sent on the wire */                                                \
     X(COFFER_ERR_BAD_MESSAGE, "InvalidCiphertextException", 400, "malformed or tampered message")         \
     X(COFFER_ERR_CANNOT_DECRYPT, "InvalidCiphertextException", 400, "no keyring could decrypt a data key") \

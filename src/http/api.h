@@ -67,13 +67,27 @@ struct api_op {
     double quota_rps;   /* per-operation control-plane quota (ignored for API_OP_CRYPTO) */
 };
 
+/*
+ * How a service is spoken. JSON (the zero value): POST with X-Amz-Target "<prefix>.<op>" and a
+ * JSON body. QUERY (IAM, STS): POST of a form body "Action=<op>&Version=...", routed by the
+ * SigV4 credential-scope service; the form becomes the JSON input (http/query.h) and the output
+ * is written as XML in `xml_namespace`.
+ */
+enum api_protocol {
+    API_PROTOCOL_JSON = 0,
+    API_PROTOCOL_QUERY = 1,
+};
+
 struct api_service {
-    const char *target_prefix; /* "TrentService" */
+    const char *target_prefix; /* "TrentService"; NULL for a Query service */
     const char *signing_name;  /* "kms": the SigV4 credential-scope service */
     const char *event_source;  /* "kms.amazonaws.com" for CloudTrail */
     const struct api_op *ops;  /* sorted by name (binary search) */
     size_t n_ops;
     void *state;               /* passed to every handler */
+    enum api_protocol protocol;
+    const char *xml_namespace; /* Query services: "https://iam.amazonaws.com/doc/2010-05-08/" */
+    bool global;               /* a global service (IAM): any region in the credential scope */
 };
 
 /* Binary search of svc->ops; NULL when unknown. */

@@ -13,8 +13,10 @@
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
+#include "http/query.h"
 
 #define JSON_CONTENT_TYPE "application/x-amz-json-1.1"
+#define PIPELINE_MAX_SCOPE_REGION 64
 
 /* Members whose values are secret or bulky: never echoed into the trail, wiped after use. */
 static const char *const sensitive_members[] = {
@@ -32,6 +34,9 @@ struct request_state {
     char ids[2][CRYPTO_UUID_STR_LEN + 1]; /* request id, audit event id */
     const char *request_id;
     bool authenticated;
+    bool query;                 /* Query protocol: errors and output as XML */
+    json_t *form;               /* Query protocol: the decoded form, owned until the handler gets it */
+    char route_message[256];    /* detail of a routing failure, reported after authentication */
 };
 
 static bool member_is_sensitive(const char *name)
@@ -108,6 +113,17 @@ static void set_error(struct http_response *resp, coffer_err rc)
         free(text);
     }
     json_decref(body);
+}
+
+/* The Query-protocol error document (IAM, STS). */
+static void set_error_query(struct http_response *resp, coffer_err rc, const char *request_id)
+{
+    resp->status = query_error_status(rc);
+    resp->content_type = QUERY_XML_CONTENT_TYPE;
+    coffer_buf_reset(&resp->body);
+    if (query_xml_error(rc, coffer_err_message(rc), request_id, &resp->body) != COFFER_OK) {
+        resp->status = 500;
+    }
 }
 
 static json_t *audit_user_identity(const struct request_state *st)
@@ -187,7 +203,7 @@ static const struct api_service *service_by_prefix(struct pipeline *p, const cha
 {
     for (size_t i = 0; i < p->n_services; i++) {
         const char *pre = p->services[i]->target_prefix;
-        if (strlen(pre) == prefix_len && strncmp(pre, target, prefix_len) == 0) {
+        if (pre != NULL && strlen(pre) == prefix_len && strncmp(pre, target, prefix_len) == 0) {
             return p->services[i];
         }
     }
@@ -204,11 +220,52 @@ static const struct api_service *service_by_signing_name(struct pipeline *p, cof
     return NULL;
 }
 
+static const struct api_service *query_service_by_scope(struct pipeline *p, const struct http_request_view *req)
+{
+    const char *auth = http_request_header(req, "Authorization");
+    struct sigv4_authorization parsed;
+    if (auth == NULL || sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) != COFFER_OK) {
+        return NULL;
+    }
+    const struct api_service *svc = service_by_signing_name(p, parsed.service);
+    return svc != NULL && svc->protocol == API_PROTOCOL_QUERY ? svc : NULL;
+}
+
+/*
+ * A request without X-Amz-Target and with a form body speaks the Query protocol: the service
+ * is the one the credential scope names, the operation is the Action parameter.
+ */
+static coffer_err pipeline_route_query(struct pipeline *p, const struct http_request_view *req,
+                                       struct request_state *st)
+{
+    const char *ctype = http_request_header(req, "Content-Type");
+    if (ctype == NULL || strncasecmp(ctype, QUERY_CONTENT_TYPE, strlen(QUERY_CONTENT_TYPE)) != 0) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    st->query = true;
+    TRY(query_form_parse(req->body, &st->form));
+    const char *action = json_string_value(json_object_get(st->form, "Action"));
+    if (action == NULL || action[0] == '\0') {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    snprintf(st->op_name, sizeof(st->op_name), "%s", action);
+    st->svc = query_service_by_scope(p, req);
+    if (st->svc == NULL) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    }
+    st->op = api_service_find_op(st->svc, action, strlen(action));
+    if (st->op == NULL) {
+        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "Could not find operation %s for version %s", action,
+                           st->svc->xml_namespace);
+    }
+    return COFFER_OK;
+}
+
 static coffer_err pipeline_route(struct pipeline *p, const struct http_request_view *req, struct request_state *st)
 {
     const char *target = http_request_header(req, "X-Amz-Target");
     if (target == NULL) {
-        return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+        return pipeline_route_query(p, req, st);
     }
     const char *dot = strrchr(target, '.');
     if (dot == NULL) {
@@ -247,8 +304,18 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
         const struct api_service *by_scope = service_by_signing_name(p, parsed.service);
         service = by_scope ? by_scope->signing_name : "kms";
     }
+    /* A global service (IAM) accepts whichever region the client scoped its signature to. */
+    char scope_region[PIPELINE_MAX_SCOPE_REGION + 1];
+    const char *region = p->region;
+    if (st->svc != NULL && st->svc->global && auth != NULL &&
+        sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) == COFFER_OK &&
+        parsed.region.len > 0 && parsed.region.len <= PIPELINE_MAX_SCOPE_REGION) {
+        memcpy(scope_region, parsed.region.ptr, parsed.region.len);
+        scope_region[parsed.region.len] = '\0';
+        region = scope_region;
+    }
     struct sigv4_verify_opts opts = {
-        .region = p->region,
+        .region = region,
         .service = service ? service : "kms",
         .now_s = st->call.now_ms / 1000,
         .max_skew_s = p->max_skew_s,
@@ -334,11 +401,16 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         route_rc = coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
     } else {
         route_rc = pipeline_route(p, req, &st);
+        if (route_rc != COFFER_OK) {
+            snprintf(st.route_message, sizeof(st.route_message), "%s", coffer_err_message(route_rc));
+        }
     }
+    input = st.form; /* owned here from now on */
+    st.form = NULL;
     /* Authenticate before revealing anything about operations. */
     GUARD(pipeline_authenticate(p, req, &st));
     if (route_rc != COFFER_OK) {
-        rc = coffer_fail(route_rc, "%s", "");
+        rc = coffer_fail(route_rc, "%s", route_rc == COFFER_ERR_UNKNOWN_OPERATION && !st.query ? "" : st.route_message);
         goto out;
     }
     st.call.operation = st.op->name;
@@ -349,7 +421,9 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
             FAIL_OUT(COFFER_ERR_THROTTLING, "%s", coffer_err_default_message(COFFER_ERR_THROTTLING));
         }
     }
-    GUARD(pipeline_parse_body(req, &input));
+    if (!st.query) {
+        GUARD(pipeline_parse_body(req, &input));
+    }
     st.call.input = input;
     rc = st.op->handler(st.svc->state, &st.call);
 out:
@@ -366,7 +440,18 @@ out:
                       coffer_last_location());
         }
         coffer_fail(rc, "%s", saved_message);
-        set_error(resp, rc);
+        if (st.query) {
+            set_error_query(resp, rc, st.request_id);
+        } else {
+            set_error(resp, rc);
+        }
+    } else if (st.query) {
+        resp->status = 200;
+        resp->content_type = QUERY_XML_CONTENT_TYPE;
+        if (query_xml_response(st.op->name, st.svc->xml_namespace, st.call.output, st.request_id, &resp->body) !=
+            COFFER_OK) {
+            set_error_query(resp, COFFER_ERR_INTERNAL, st.request_id);
+        }
     } else {
         resp->status = 200;
         resp->content_type = JSON_CONTENT_TYPE;

@@ -9,13 +9,21 @@
  * Every request looks its key up, so lookups are served from an in-memory hash table behind a
  * rwlock; an entry keeps the already-unsealed secret in locked secret memory, so a cache hit
  * touches neither SQLite nor the barrier. Only keys that exist and are Active are cached, so
- * unknown keys cannot grow the table. Keys are never removed yet (no DeleteAccessKey); when
- * they are, the deleting path must also evict the entry.
+ * unknown keys cannot grow the table. Deactivating or deleting a key evicts its entry after the
+ * change commits; a generation counter keeps a lookup that read the record before the change
+ * from putting the stale entry back.
+ *
+ * Temporary credentials (STS AssumeRole) need no record: the session token is the sealed
+ * session itself, base64(seal_record_seal(identity "sts-session/<ASIA AKID>", JSON {account,
+ * role, session ARN, principal id, secret, expiry})). Only this server's barrier can make or
+ * open one, the identity binds it to its access key id, and it survives restarts because the
+ * barrier keyring is durable. Expiry is checked by the SigV4 verifier (expires_at).
  */
 #include "iam/credentials.h"
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +42,9 @@
 #define IAM_AKID_MAX 128
 #define IAM_CACHE_INITIAL_BUCKETS 256
 #define IAM_CREATE_ATTEMPTS 4
+#define IAM_SESSION_AKID_PREFIX "ASIA"
+#define IAM_SESSION_SEAL_PREFIX "sts-session/"
+#define IAM_SESSION_TOKEN_MAX 4096 /* base64 characters of a session token */
 
 struct cred_entry {
     struct sigv4_identity id; /* secret is a secret buffer owned by the entry */
@@ -48,6 +59,7 @@ struct iam_creds {
     struct cred_entry **buckets;
     size_t nbuckets;        /* a power of two */
     size_t count;
+    atomic_uint_fast64_t gen; /* bumped by every eviction */
 };
 
 static const char base32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -111,11 +123,14 @@ static void cache_grow(struct iam_creds *c)
     c->nbuckets = n;
 }
 
-/* Inserts `e` (takes ownership) unless another thread got there first. */
-static void cache_insert(struct iam_creds *c, struct cred_entry *e)
+/*
+ * Inserts `e` (takes ownership) unless another thread got there first or a key was evicted
+ * since the caller read the record (generation `gen`), in which case the record may be stale.
+ */
+static void cache_insert(struct iam_creds *c, struct cred_entry *e, uint64_t gen)
 {
     pthread_rwlock_wrlock(&c->lock);
-    if (cache_find(c, coffer_cursor_from_str(e->id.access_key_id), e->hash) != NULL) {
+    if (atomic_load(&c->gen) != gen || cache_find(c, coffer_cursor_from_str(e->id.access_key_id), e->hash) != NULL) {
         pthread_rwlock_unlock(&c->lock);
         entry_free(e);
         return;
@@ -220,7 +235,8 @@ static coffer_err seal_identity(const char *akid, char *out, size_t cap)
 }
 
 /* Serialises `id` with its secret sealed; the JSON never holds the secret in clear. */
-static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity *id, coffer_buf *out)
+static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity *id, const char *status,
+                               coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf sealed = COFFER_BUF_INIT, b64 = COFFER_BUF_INIT;
@@ -235,7 +251,7 @@ static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity 
     coffer_time_iso8601(coffer_now_ms() / 1000, created, sizeof(created));
     obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "account", id->account_id, "principal_arn",
                     id->principal_arn, "principal_type", id->principal_type, "principal_id", id->principal_id,
-                    "status", "Active", "created", created, "secret", (const char *)b64.data);
+                    "status", status, "created", created, "secret", (const char *)b64.data);
     if (obj == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "cannot build the access key record");
     }
@@ -346,12 +362,14 @@ static bool valid_account_id(const char *a)
 
 /* Fills everything but access_key_id; the secret is 40 chars from 30 random bytes. */
 static coffer_err identity_build(const char *account_id, const char *principal_arn, const char *principal_type,
-                                 struct sigv4_identity *id)
+                                 const char *principal_id, struct sigv4_identity *id)
 {
     TRY(copy_field(id->account_id, sizeof(id->account_id), account_id));
     TRY(copy_field(id->principal_arn, sizeof(id->principal_arn), principal_arn));
     TRY(copy_field(id->principal_type, sizeof(id->principal_type), principal_type));
-    if (strcmp(principal_type, "Root") == 0) {
+    if (principal_id != NULL) {
+        TRY(copy_field(id->principal_id, sizeof(id->principal_id), principal_id));
+    } else if (strcmp(principal_type, "Root") == 0) {
         /* The account root's principal id is the account id (as in CloudTrail userIdentity). */
         TRY(copy_field(id->principal_id, sizeof(id->principal_id), account_id));
     } else {
@@ -370,39 +388,45 @@ static coffer_err identity_build(const char *account_id, const char *principal_a
     return rc;
 }
 
-/* Stores the record under a fresh AKID in one transaction; retries on the (2^-80) collision. */
-static coffer_err store_new_key(struct iam_creds *c, struct sigv4_identity *id)
+/* Puts the record under a fresh AKID into `t`; retries on the (2^-80) collision. */
+static coffer_err txn_new_key(struct iam_creds *c, store_txn *t, struct sigv4_identity *id)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf rec = COFFER_BUF_INIT, existing = COFFER_BUF_INIT;
-    store_txn *t = NULL;
     char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
     for (int attempt = 0; attempt < IAM_CREATE_ATTEMPTS; attempt++) {
         GUARD(random_id(IAM_AKID_PREFIX, id->access_key_id, sizeof(id->access_key_id)));
         GUARD(record_key(id->access_key_id, key, sizeof(key)));
-        coffer_buf_reset(&rec);
         coffer_buf_reset(&existing);
-        GUARD(record_write(c, id, &rec));
-        GUARD(store_txn_begin(c->st, &t));
         rc = store_txn_get(t, key, &existing);
         if (rc == COFFER_OK) {
-            store_txn_abort(t);
-            t = NULL;
             continue;
         }
         if (rc != COFFER_ERR_NOT_FOUND) {
             goto out;
         }
-        GUARD(store_txn_put(t, key, coffer_buf_cursor(&rec)));
-        rc = store_txn_commit(t);
-        t = NULL;
+        GUARD(record_write(c, id, "Active", &rec));
+        rc = store_txn_put(t, key, coffer_buf_cursor(&rec));
         goto out;
     }
     rc = coffer_fail(COFFER_ERR_INTERNAL, "could not allocate a unique access key id");
 out:
-    store_txn_abort(t);
     coffer_buf_free(&rec);
     coffer_buf_free(&existing);
+    return rc;
+}
+
+/* Stores the record under a fresh AKID in its own transaction. */
+static coffer_err store_new_key(struct iam_creds *c, struct sigv4_identity *id)
+{
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    GUARD(store_txn_begin(c->st, &t));
+    GUARD(txn_new_key(c, t, id));
+    rc = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
     return rc;
 }
 
@@ -425,7 +449,8 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
     }
     coffer_buf_init(&e->id.secret, true);
     size_t start = secret_out->len;
-    GUARD(identity_build(account_id, principal_arn, principal_type, &e->id));
+    uint64_t gen = atomic_load(&c->gen);
+    GUARD(identity_build(account_id, principal_arn, principal_type, NULL, &e->id));
     GUARD(store_new_key(c, &e->id));
     GUARD(coffer_buf_append(secret_out, e->id.secret.data, e->id.secret.len));
     rc = coffer_buf_nul_terminate(secret_out);
@@ -436,10 +461,230 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
     GUARD(coffer_buf_nul_terminate(&e->id.secret));
     memcpy(akid_out, e->id.access_key_id, IAM_AKID_LEN + 1);
     e->hash = akid_hash(coffer_cursor_from_str(e->id.access_key_id));
-    cache_insert(c, e);
+    cache_insert(c, e, gen);
     e = NULL;
 out:
     entry_free(e);
+    return rc;
+}
+
+coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
+                               const char *principal_type, const char *principal_id, char akid_out[21],
+                               coffer_buf *secret_out)
+{
+    ENSURE(c != NULL && t != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
+    if (!valid_account_id(account_id)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "account id must be 12 digits");
+    }
+    ENSURE(principal_arn != NULL && principal_type != NULL, COFFER_ERR_USAGE);
+    coffer_err rc = COFFER_OK;
+    struct sigv4_identity id;
+    memset(&id, 0, sizeof(id));
+    coffer_buf_init(&id.secret, true);
+    size_t start = secret_out->len;
+    GUARD(identity_build(account_id, principal_arn, principal_type, principal_id, &id));
+    GUARD(txn_new_key(c, t, &id));
+    GUARD(coffer_buf_append(secret_out, id.secret.data, id.secret.len));
+    rc = coffer_buf_nul_terminate(secret_out);
+    if (rc != COFFER_OK) {
+        secret_out->len = start;
+        goto out;
+    }
+    memcpy(akid_out, id.access_key_id, IAM_AKID_LEN + 1);
+out:
+    coffer_buf_free(&id.secret);
+    return rc;
+}
+
+coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid, bool active)
+{
+    ENSURE(c != NULL && t != NULL && akid != NULL, COFFER_ERR_USAGE);
+    coffer_err rc = COFFER_OK;
+    coffer_buf rec = COFFER_BUF_INIT;
+    json_t *root = NULL;
+    char *text = NULL;
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
+    ENSURE(strlen(akid) <= IAM_AKID_MAX, COFFER_ERR_VALIDATION);
+    GUARD(record_key(akid, key, sizeof(key)));
+    GUARD(store_txn_get(t, key, &rec));
+    root = json_loadb((const char *)rec.data, rec.len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(root) || json_object_set_new(root, "status", json_string(active ? "Active" : "Inactive"))) {
+        rc = bad_record();
+        goto out;
+    }
+    text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    GUARD(store_txn_put(t, key, coffer_cursor_from_str(text)));
+out:
+    free(text);
+    json_decref(root);
+    coffer_buf_free(&rec);
+    return rc;
+}
+
+coffer_err iam_creds_delete_in(iam_creds *c, store_txn *t, const char *akid)
+{
+    ENSURE(c != NULL && t != NULL && akid != NULL, COFFER_ERR_USAGE);
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
+    ENSURE(strlen(akid) <= IAM_AKID_MAX, COFFER_ERR_VALIDATION);
+    TRY(record_key(akid, key, sizeof(key)));
+    return store_txn_delete(t, key);
+}
+
+void iam_creds_evict(iam_creds *c, const char *akid)
+{
+    if (c == NULL || akid == NULL) {
+        return;
+    }
+    coffer_cursor k = coffer_cursor_from_str(akid);
+    uint64_t h = akid_hash(k);
+    pthread_rwlock_wrlock(&c->lock);
+    atomic_fetch_add(&c->gen, 1);
+    struct cred_entry **pp = &c->buckets[h & (c->nbuckets - 1)];
+    while (*pp != NULL) {
+        struct cred_entry *e = *pp;
+        if (e->hash == h && coffer_cursor_eq_str(k, e->id.access_key_id)) {
+            *pp = e->next;
+            entry_free(e);
+            c->count--;
+            break;
+        }
+        pp = &e->next;
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Temporary credentials (STS sessions): the token is the sealed session
+ * ------------------------------------------------------------------------------------------- */
+
+static coffer_err session_identity(const char *akid, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, IAM_SESSION_SEAL_PREFIX "%s", akid);
+    ENSURE(n > 0 && (size_t)n < cap, COFFER_ERR_INTERNAL);
+    return COFFER_OK;
+}
+
+coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec, char akid_out[21],
+                                   coffer_buf *secret_out, coffer_buf *token_out)
+{
+    ENSURE(c != NULL && spec != NULL && akid_out != NULL && secret_out != NULL && token_out != NULL,
+           COFFER_ERR_USAGE);
+    ENSURE(spec->account_id && spec->session_arn && spec->role_arn && spec->principal_id, COFFER_ERR_USAGE);
+    coffer_err rc = COFFER_OK;
+    struct sigv4_identity id;
+    memset(&id, 0, sizeof(id));
+    coffer_buf_init(&id.secret, true);
+    coffer_buf plain = COFFER_SECRET_BUF_INIT, sealed = COFFER_BUF_INIT;
+    json_t *obj = NULL;
+    char *text = NULL;
+    char akid[IAM_AKID_LEN + 1];
+    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
+    size_t secret_start = secret_out->len, token_start = token_out->len;
+    GUARD(identity_build(spec->account_id, spec->session_arn, "AssumedRole", spec->principal_id, &id));
+    GUARD(coffer_buf_nul_terminate(&id.secret));
+    GUARD(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
+    GUARD(session_identity(akid, identity, sizeof(identity)));
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
+                    "principal_arn", spec->session_arn, "principal_id", spec->principal_id, "secret",
+                    (const char *)id.secret.data, "expires", (json_int_t)spec->expires_at);
+    if (obj == NULL) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "invalid session fields");
+    }
+    text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    GUARD(coffer_buf_append_str(&plain, text));
+    GUARD(seal_record_seal(c->sl, identity, coffer_buf_cursor(&plain), &sealed));
+    GUARD(coffer_b64_encode(coffer_buf_cursor(&sealed), token_out));
+    GUARD(coffer_buf_nul_terminate(token_out));
+    GUARD(coffer_buf_append(secret_out, id.secret.data, strlen((const char *)id.secret.data)));
+    GUARD(coffer_buf_nul_terminate(secret_out));
+    memcpy(akid_out, akid, IAM_AKID_LEN + 1);
+out:
+    if (rc != COFFER_OK) {
+        secret_out->len = secret_start;
+        token_out->len = token_start;
+    }
+    if (text != NULL) {
+        coffer_secure_zero(text, strlen(text));
+        free(text);
+    }
+    if (obj != NULL) {
+        json_t *sv = json_object_get(obj, "secret");
+        if (sv != NULL) {
+            coffer_secure_zero((char *)json_string_value(sv), json_string_length(sv));
+        }
+        json_decref(obj);
+    }
+    coffer_buf_free(&plain);
+    coffer_buf_free(&sealed);
+    coffer_buf_free(&id.secret);
+    return rc;
+}
+
+/* Opens a session token presented with `akid`; anything that does not open is unrecognized. */
+static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, const char *token,
+                                 struct sigv4_identity *out)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf sealed = COFFER_BUF_INIT, plain = COFFER_SECRET_BUF_INIT;
+    json_t *root = NULL;
+    struct sigv4_identity id;
+    memset(&id, 0, sizeof(id));
+    coffer_buf_init(&id.secret, true);
+    char akid[IAM_AKID_MAX + 1];
+    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
+    const char *account = NULL, *role = NULL, *arn = NULL, *pid = NULL, *secret = NULL;
+    json_int_t expires = 0;
+    size_t tlen = strlen(token);
+    if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_AKID_LEN ||
+        memcmp(akid_cur.ptr, IAM_SESSION_AKID_PREFIX, 4) != 0) {
+        return unrecognized();
+    }
+    memcpy(akid, akid_cur.ptr, akid_cur.len);
+    akid[akid_cur.len] = '\0';
+    GUARD(session_identity(akid, identity, sizeof(identity)));
+    if (coffer_b64_decode(coffer_cursor_from(token, tlen), &sealed) != COFFER_OK ||
+        seal_record_open(c->sl, identity, coffer_buf_cursor(&sealed), &plain) != COFFER_OK) {
+        rc = unrecognized();
+        goto out;
+    }
+    root = json_loadb((const char *)plain.data, plain.len, JSON_REJECT_DUPLICATES, NULL);
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I}", "account", &account, "role_arn", &role,
+                                    "principal_arn", &arn, "principal_id", &pid, "secret", &secret, "expires",
+                                    &expires) != 0) {
+        rc = unrecognized();
+        goto out;
+    }
+    if (copy_field(id.access_key_id, sizeof(id.access_key_id), akid) != COFFER_OK ||
+        copy_field(id.account_id, sizeof(id.account_id), account) != COFFER_OK ||
+        copy_field(id.principal_arn, sizeof(id.principal_arn), arn) != COFFER_OK ||
+        copy_field(id.principal_type, sizeof(id.principal_type), "AssumedRole") != COFFER_OK ||
+        copy_field(id.principal_id, sizeof(id.principal_id), pid) != COFFER_OK ||
+        copy_field(id.role_arn, sizeof(id.role_arn), role) != COFFER_OK) {
+        rc = unrecognized();
+        goto out;
+    }
+    GUARD(coffer_buf_append_str(&id.secret, secret));
+    GUARD(coffer_buf_nul_terminate(&id.secret));
+    id.expires_at = expires > 0 ? (int64_t)expires : 1;
+    *out = id;
+    memset(&id, 0, sizeof(id));
+out:
+    if (root != NULL) {
+        json_t *sv = json_object_get(root, "secret");
+        if (sv != NULL) {
+            coffer_secure_zero((char *)json_string_value(sv), json_string_length(sv));
+        }
+        json_decref(root);
+    }
+    coffer_buf_free(&id.secret);
+    coffer_buf_free(&plain);
+    coffer_buf_free(&sealed);
     return rc;
 }
 
@@ -471,9 +716,9 @@ coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *
     if (!plausible_akid(access_key_id)) {
         return unrecognized();
     }
-    /* No temporary credentials yet (STS comes later): a token cannot belong to a key we issued. */
+    /* A session token goes with a temporary (ASIA) key and carries the whole session. */
     if (session_token != NULL && session_token[0] != '\0') {
-        return unrecognized();
+        return session_lookup(c, access_key_id, session_token, out);
     }
     uint64_t h = akid_hash(access_key_id);
     pthread_rwlock_rdlock(&c->lock);
@@ -491,6 +736,7 @@ coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *
     TRY(record_key(akid, key, sizeof(key)));
     coffer_buf rec = COFFER_BUF_INIT;
     struct cred_entry *e = NULL;
+    uint64_t gen = atomic_load(&c->gen);
     rc = store_get(c->st, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = unrecognized();
@@ -502,6 +748,6 @@ coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *
         return rc;
     }
     rc = identity_copy(&e->id, out);
-    cache_insert(c, e);
+    cache_insert(c, e, gen);
     return rc;
 }

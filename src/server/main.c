@@ -23,6 +23,8 @@
 #include "http/server.h"
 #include "http/tls.h"
 #include "iam/credentials.h"
+#include "iam/directory.h"
+#include "iam/iam_service.h"
 #include "kms/kms.h"
 #include "quota/quota.h"
 #include "seal/seal.h"
@@ -130,6 +132,22 @@ out:
     return rc;
 }
 
+/*
+ * DIR/endpoint: the URL clients on this machine reach us at (`coffer admin` reads it), written
+ * once the listener is up.
+ */
+static coffer_err write_endpoint_file(const struct server_config *cfg, bool tls, int port)
+{
+    char path[PATH_MAX], url[512];
+    const char *h = cfg->listen_host;
+    bool any4 = h[0] == '\0' || strcmp(h, "0.0.0.0") == 0, any6 = strcmp(h, "::") == 0;
+    const char *host = any4 ? "127.0.0.1" : any6 ? "::1" : h;
+    bool v6 = strchr(host, ':') != NULL;
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    snprintf(path, sizeof(path), "%s/endpoint", cfg->data_dir);
+    return write_private_file(path, url);
+}
+
 static coffer_err ensure_dir(const char *path)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
@@ -145,6 +163,8 @@ int main(int argc, char **argv)
     store *st = NULL;
     seal *sl = NULL;
     iam_creds *creds = NULL;
+    iam_directory *dir = NULL;
+    iam_services *identity = NULL;
     audit_trail *trail = NULL;
     quota *q = NULL;
     struct kms_service *kms = NULL;
@@ -184,13 +204,17 @@ int main(int argc, char **argv)
     GUARD(seal_open_keyfile(path, true, st, &sl));
     GUARD(iam_creds_new(st, sl, &creds));
     GUARD(bootstrap_credentials(&cfg, st, creds));
+    GUARD(iam_directory_new(st, creds, &dir));
+    GUARD(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
+    GUARD(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
     GUARD(ensure_dir(path));
     GUARD(audit_trail_open(path, &trail));
     q = quota_new(cfg.quota_crypto_rps);
     GUARD(kms_service_new(st, sl, cfg.region, &kms));
     if (cfg.authorization) {
-        GUARD(authz_new(NULL, &az)); /* no IAM directory yet: account roots only */
+        struct iam_identity_source identities = iam_directory_identity_source(dir);
+        GUARD(authz_new(&identities, &az));
         kms_service_set_authorizer(kms, az);
     }
 
@@ -217,6 +241,9 @@ int main(int argc, char **argv)
         .trail = trail,
     };
     pipe.services[pipe.n_services++] = kms_service_api(kms);
+    pipe.services[pipe.n_services++] = iam_services_iam_api(identity);
+    pipe.services[pipe.n_services++] = iam_services_sts_api(identity);
+    pipe.services[pipe.n_services++] = iam_services_admin_api(identity);
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_server_config hcfg = {
@@ -232,6 +259,7 @@ int main(int argc, char **argv)
         .handler_ctx = &pipe,
     };
     GUARD(http_server_start(&hcfg, &http));
+    GUARD(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));
 
     sched.interval_s = cfg.sweep_interval_s;
     sched.kms = kms;
@@ -262,7 +290,9 @@ out:
         pthread_join(sched.thread, NULL);
     }
     kms_service_free(kms);
-    authz_free(az);
+    authz_free(az); /* before the directory it asks for identity policies */
+    iam_services_free(identity);
+    iam_directory_free(dir);
     quota_free(q);
     audit_trail_close(trail);
     iam_creds_free(creds);

@@ -1,0 +1,363 @@
+/*
+ * The AWS Query protocol: the form reader and the XML writer side by side (see query.h), plus
+ * the one table that maps internal errors to Query error codes.
+ */
+#include "http/query.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * Form reader (application/x-www-form-urlencoded, WHATWG URL §5.1)
+ * ------------------------------------------------------------------------------------------- */
+
+static int hex_value(uint8_t c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Decodes one name or value into `out` (reset first); `max` bounds the decoded length. */
+static coffer_err form_decode(coffer_cursor in, size_t max, coffer_buf *out)
+{
+    coffer_buf_reset(out);
+    coffer_cursor c = in;
+    while (c.len > 0) {
+        uint8_t ch;
+        TRY(cur_read_u8(&c, &ch));
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            uint8_t h[2];
+            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || hex_value(h[0]) < 0 || hex_value(h[1]) < 0) {
+                return coffer_fail(COFFER_ERR_VALIDATION, "%s", "Invalid percent-encoding in the request body.");
+            }
+            ch = (uint8_t)(hex_value(h[0]) << 4 | hex_value(h[1]));
+        }
+        if (ch == '\0') {
+            return coffer_fail(COFFER_ERR_VALIDATION, "%s", "Request parameters must not contain NUL.");
+        }
+        if (out->len >= max) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "Request parameter longer than %zu bytes.", max);
+        }
+        TRY(coffer_buf_append_u8(out, ch));
+    }
+    return COFFER_OK;
+}
+
+static bool name_is_printable(const coffer_buf *b)
+{
+    if (b->len == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < b->len; i++) {
+        if (b->data[i] <= 0x20 || b->data[i] >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Splits `c` at the first `sep`: *head is before it, c is after it (or empty). */
+static coffer_cursor split_at(coffer_cursor *c, uint8_t sep, bool *found)
+{
+    const uint8_t *p = c->len ? memchr(c->ptr, sep, c->len) : NULL;
+    coffer_cursor head = *c;
+    *found = p != NULL;
+    if (p == NULL) {
+        c->ptr += c->len;
+        c->len = 0;
+        return head;
+    }
+    head.len = (size_t)(p - c->ptr);
+    c->ptr = p + 1;
+    c->len -= head.len + 1;
+    return head;
+}
+
+coffer_err query_form_parse(coffer_cursor body, json_t **out)
+{
+    ENSURE_REF(out);
+    coffer_err rc = COFFER_OK;
+    coffer_buf name = COFFER_BUF_INIT, value = COFFER_BUF_INIT;
+    json_t *obj = json_object();
+    size_t n = 0;
+    if (obj == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    coffer_cursor rest = body;
+    while (rest.len > 0) {
+        bool amp, eq;
+        coffer_cursor pair = split_at(&rest, '&', &amp);
+        if (pair.len == 0) {
+            continue; /* "a=1&&b=2" */
+        }
+        if (++n > QUERY_MAX_PARAMS) {
+            FAIL_OUT(COFFER_ERR_VALIDATION, "More than %d request parameters.", QUERY_MAX_PARAMS);
+        }
+        coffer_cursor k = split_at(&pair, '=', &eq);
+        GUARD(form_decode(k, QUERY_MAX_NAME, &name));
+        GUARD(form_decode(pair, QUERY_MAX_VALUE, &value));
+        if (!name_is_printable(&name)) {
+            FAIL_OUT(COFFER_ERR_VALIDATION, "%s", "Invalid request parameter name.");
+        }
+        GUARD(coffer_buf_nul_terminate(&name));
+        const char *key = (const char *)name.data;
+        if (json_object_get(obj, key) != NULL) {
+            FAIL_OUT(COFFER_ERR_VALIDATION, "Request parameter %s is given more than once.", key);
+        }
+        json_t *s = json_stringn(value.len ? (const char *)value.data : "", value.len);
+        if (s == NULL) {
+            FAIL_OUT(COFFER_ERR_VALIDATION, "Request parameter %s is not valid UTF-8.", key);
+        }
+        if (json_object_set_new(obj, key, s) != 0) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+    }
+    *out = obj;
+    obj = NULL;
+out:
+    json_decref(obj);
+    coffer_buf_free(&name);
+    coffer_buf_free(&value);
+    return rc;
+}
+
+coffer_err query_url_encode(const char *s, coffer_buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    ENSURE(s != NULL && out != NULL, COFFER_ERR_USAGE);
+    for (const uint8_t *p = (const uint8_t *)s; *p; p++) {
+        uint8_t ch = *p;
+        bool unreserved = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                          ch == '-' || ch == '_' || ch == '.' || ch == '~';
+        if (unreserved) {
+            TRY(coffer_buf_append_u8(out, ch));
+            continue;
+        }
+        char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+        TRY(coffer_buf_append(out, enc, 3));
+    }
+    return COFFER_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * XML writer
+ * ------------------------------------------------------------------------------------------- */
+
+coffer_err query_xml_escape(const char *s, size_t len, coffer_buf *out)
+{
+    ENSURE(s != NULL && out != NULL, COFFER_ERR_USAGE);
+    for (size_t i = 0; i < len; i++) {
+        uint8_t ch = (uint8_t)s[i];
+        const char *rep = NULL;
+        char num[8];
+        switch (ch) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&apos;"; break;
+        default:
+            if (ch < 0x20) {
+                /* XML 1.0 admits only tab, LF and CR among controls; others become U+FFFD. */
+                if (ch == '\t' || ch == '\n' || ch == '\r') {
+                    snprintf(num, sizeof(num), "&#x%X;", ch);
+                    rep = num;
+                } else {
+                    rep = "\xEF\xBF\xBD";
+                }
+            }
+            break;
+        }
+        if (rep != NULL) {
+            TRY(coffer_buf_append_str(out, rep));
+        } else {
+            TRY(coffer_buf_append_u8(out, ch));
+        }
+    }
+    return COFFER_OK;
+}
+
+static coffer_err xml_value(const json_t *v, coffer_buf *out, int depth);
+
+static coffer_err xml_element(const char *name, const json_t *v, coffer_buf *out, int depth)
+{
+    if (json_is_null(v)) {
+        return COFFER_OK;
+    }
+    TRY(coffer_buf_printf(out, "<%s>", name));
+    TRY(xml_value(v, out, depth + 1));
+    TRY(coffer_buf_printf(out, "</%s>", name));
+    return COFFER_OK;
+}
+
+static coffer_err xml_value(const json_t *v, coffer_buf *out, int depth)
+{
+    if (depth > QUERY_MAX_XML_DEPTH) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "response nested too deeply");
+    }
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)v, key, member)
+        {
+            TRY(xml_element(key, member, out, depth));
+        }
+        return COFFER_OK;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            TRY(xml_element("member", item, out, depth));
+        }
+        return COFFER_OK;
+    }
+    case JSON_STRING:
+        return query_xml_escape(json_string_value(v), json_string_length(v), out);
+    case JSON_INTEGER:
+        return coffer_buf_printf(out, "%lld", (long long)json_integer_value(v));
+    case JSON_REAL:
+        return coffer_buf_printf(out, "%.17g", json_real_value(v));
+    case JSON_TRUE:
+        return coffer_buf_append_str(out, "true");
+    case JSON_FALSE:
+        return coffer_buf_append_str(out, "false");
+    case JSON_NULL:
+        return COFFER_OK;
+    }
+    return COFFER_OK;
+}
+
+static bool xml_name_ok(const char *s)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 128) {
+        return false;
+    }
+    for (; *s; s++) {
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+coffer_err query_xml_response(const char *action, const char *xml_namespace, const json_t *result,
+                              const char *request_id, coffer_buf *out)
+{
+    ENSURE(out != NULL && xml_namespace != NULL && request_id != NULL, COFFER_ERR_USAGE);
+    ENSURE(xml_name_ok(action), COFFER_ERR_USAGE);
+    size_t start = out->len;
+    coffer_err rc = COFFER_OK;
+    GUARD(coffer_buf_printf(out, "<%sResponse xmlns=\"", action));
+    GUARD(query_xml_escape(xml_namespace, strlen(xml_namespace), out));
+    GUARD(coffer_buf_append_str(out, "\">"));
+    if (result != NULL) {
+        GUARD(coffer_buf_printf(out, "<%sResult>", action));
+        GUARD(xml_value(result, out, 0));
+        GUARD(coffer_buf_printf(out, "</%sResult>", action));
+    }
+    GUARD(coffer_buf_append_str(out, "<ResponseMetadata><RequestId>"));
+    GUARD(query_xml_escape(request_id, strlen(request_id), out));
+    GUARD(coffer_buf_printf(out, "</RequestId></ResponseMetadata></%sResponse>", action));
+out:
+    if (rc != COFFER_OK) {
+        out->len = start;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
+struct query_error {
+    coffer_err code;
+    const char *name;
+    int status;
+};
+
+/* Where the Query services name an error differently from the JSON ones. */
+static const struct query_error query_errors[] = {
+    {COFFER_ERR_USAGE, "ValidationError", 400},
+    {COFFER_ERR_VALIDATION, "ValidationError", 400},
+    {COFFER_ERR_SERIALIZATION, "ValidationError", 400},
+    {COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationError", 413},
+    {COFFER_ERR_UNKNOWN_OPERATION, "InvalidAction", 400},
+    {COFFER_ERR_MISSING_AUTH, "MissingAuthenticationToken", 403},
+    {COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignature", 400},
+    {COFFER_ERR_INVALID_SIGNATURE, "SignatureDoesNotMatch", 403},
+    {COFFER_ERR_UNRECOGNIZED_CLIENT, "InvalidClientTokenId", 403},
+    {COFFER_ERR_EXPIRED_TOKEN, "ExpiredToken", 400},
+    {COFFER_ERR_ACCESS_DENIED, "AccessDenied", 403},
+    {COFFER_ERR_THROTTLING, "Throttling", 400},
+    {COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocument", 400},
+    {COFFER_ERR_LIMIT_EXCEEDED, "LimitExceeded", 409},
+    {COFFER_ERR_NOT_FOUND, "NoSuchEntity", 404},
+    {COFFER_ERR_ALREADY_EXISTS, "EntityAlreadyExists", 409},
+    {COFFER_ERR_UNAVAILABLE, "ServiceUnavailable", 503},
+};
+
+static const struct query_error *query_error_find(coffer_err e)
+{
+    for (size_t i = 0; i < sizeof(query_errors) / sizeof(query_errors[0]); i++) {
+        if (query_errors[i].code == e) {
+            return &query_errors[i];
+        }
+    }
+    return NULL;
+}
+
+const char *query_error_code(coffer_err e)
+{
+    const struct query_error *q = query_error_find(e);
+    if (q != NULL) {
+        return q->name;
+    }
+    if (coffer_err_http_status(e) >= 500) {
+        return "ServiceFailure";
+    }
+    return coffer_err_aws_type(e);
+}
+
+int query_error_status(coffer_err e)
+{
+    const struct query_error *q = query_error_find(e);
+    return q != NULL ? q->status : coffer_err_http_status(e);
+}
+
+coffer_err query_xml_error(coffer_err e, const char *message, const char *request_id, coffer_buf *out)
+{
+    ENSURE(out != NULL && request_id != NULL, COFFER_ERR_USAGE);
+    const char *code = query_error_code(e);
+    size_t start = out->len;
+    coffer_err rc = COFFER_OK;
+    GUARD(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
+                            query_error_status(e) >= 500 ? "Receiver" : "Sender"));
+    GUARD(query_xml_escape(code, strlen(code), out));
+    GUARD(coffer_buf_append_str(out, "</Code>"));
+    if (message != NULL && message[0] != '\0') {
+        GUARD(coffer_buf_append_str(out, "<Message>"));
+        GUARD(query_xml_escape(message, strlen(message), out));
+        GUARD(coffer_buf_append_str(out, "</Message>"));
+    }
+    GUARD(coffer_buf_append_str(out, "</Error><RequestId>"));
+    GUARD(query_xml_escape(request_id, strlen(request_id), out));
+    GUARD(coffer_buf_append_str(out, "</RequestId></ErrorResponse>"));
+out:
+    if (rc != COFFER_OK) {
+        out->len = start;
+    }
+    return rc;
+}

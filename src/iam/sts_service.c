@@ -1,0 +1,283 @@
+/*
+ * STS (Query protocol: GetCallerIdentity, AssumeRole) and the CofferAdmin service (JSON
+ * protocol: CreateAccount, ListAccounts), see iam_service.h.
+ *
+ * AssumeRole decides as AWS does. The role's trust policy is evaluated with the caller as the
+ * principal. When it names the caller itself (a user, a role, a session) and the caller is in
+ * the role's account, that is enough; when it only trusts the caller's account (its root, its
+ * account id, "*"), the caller's own identity policies must also allow sts:AssumeRole on the
+ * role; a caller from another account always needs both. An explicit deny anywhere refuses.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/secret.h"
+#include "common/timeutil.h"
+#include "http/api_input.h"
+#include "iam/iam_service_internal.h"
+
+#define STS_QUOTA_RPS 100
+#define ADMIN_QUOTA_RPS 5
+#define STS_ARN_MAX 1100
+
+/* ---------------------------------------------------------------------------------------------
+ * GetCallerIdentity
+ * ------------------------------------------------------------------------------------------- */
+
+static coffer_err op_GetCallerIdentity(void *state, struct api_call *call)
+{
+    (void)state;
+    const struct api_caller *c = call->caller;
+    call->output = json_pack("{s:s, s:s, s:s}", "UserId", c->principal_id, "Account", c->account_id, "Arn",
+                             c->principal_arn);
+    return call->output ? COFFER_OK : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * AssumeRole
+ * ------------------------------------------------------------------------------------------- */
+
+static enum policy_decision trust_decision(const policy *trust, const struct api_call *call, const char *role_arn,
+                                           bool as_account_root)
+{
+    const struct api_caller *c = call->caller;
+    char root[64];
+    snprintf(root, sizeof(root), "arn:aws:iam::%s:root", c->account_id);
+    policy_ctx *ctx = NULL;
+    if (policy_ctx_new(&ctx) == COFFER_OK) {
+        if ((c->source_ip && policy_ctx_set_ip(ctx, "aws:SourceIp", c->source_ip) != COFFER_OK) ||
+            policy_ctx_set_bool(ctx, "aws:SecureTransport", c->secure_transport) != COFFER_OK ||
+            policy_ctx_set_time(ctx, "aws:CurrentTime", call->now_ms / 1000) != COFFER_OK) {
+            /* unset keys do not match */
+        }
+    }
+    struct policy_request req = {
+        .principal_arn = as_account_root ? root : c->principal_arn,
+        .principal_role_arn = !as_account_root && c->role_arn[0] ? c->role_arn : NULL,
+        .principal_account = c->account_id,
+        .principal_type = as_account_root ? "Account" : iam_caller_policy_type(c),
+        .action = "sts:AssumeRole",
+        .resource = role_arn,
+        .ctx = ctx,
+    };
+    enum policy_decision d = policy_evaluate(trust, &req);
+    policy_ctx_free(ctx);
+    return d;
+}
+
+static bool session_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 2 || n > 64) {
+        return false;
+    }
+    return iam_name_valid(s, 64);
+}
+
+/* The credentials and the assumed-role user of a new session, as STS returns them. */
+static coffer_err session_output(iam_services *s, struct api_call *call, json_t *role, const char *session,
+                                 int64_t duration)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf secret = COFFER_SECRET_BUF_INIT, token = COFFER_BUF_INIT;
+    char akid[21], session_arn[STS_ARN_MAX], pid[160], expiration[32];
+    const char *role_arn = json_string_value(json_object_get(role, "Arn"));
+    const char *role_name = json_string_value(json_object_get(role, "RoleName"));
+    const char *role_id = json_string_value(json_object_get(role, "RoleId"));
+    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1];
+    if (role_arn == NULL || role_name == NULL || role_id == NULL || !iam_arn_parse(role_arn, "role", acct, name)) {
+        return coffer_fail(COFFER_ERR_STORE, "malformed role record");
+    }
+    snprintf(session_arn, sizeof(session_arn), "arn:aws:sts::%s:assumed-role/%s/%s", acct, role_name, session);
+    snprintf(pid, sizeof(pid), "%s:%s", role_id, session);
+    int64_t expires = call->now_ms / 1000 + duration;
+    struct iam_session_spec spec = {
+        .account_id = acct,
+        .role_arn = role_arn,
+        .session_arn = session_arn,
+        .principal_id = pid,
+        .expires_at = expires,
+    };
+    GUARD(iam_creds_issue_session(s->creds, &spec, akid, &secret, &token));
+    coffer_time_iso8601(expires, expiration, sizeof(expiration));
+    call->output = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}}", "Credentials", "AccessKeyId", akid,
+                             "SecretAccessKey", (const char *)secret.data, "SessionToken", (const char *)token.data,
+                             "Expiration", expiration, "AssumedRoleUser", "AssumedRoleId", pid, "Arn", session_arn);
+    if (call->output == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    call->audit_response = json_pack("{s:{s:s, s:s}, s:{s:s}}", "assumedRoleUser", "assumedRoleId", pid, "arn",
+                                     session_arn, "credentials", "accessKeyId", akid);
+out:
+    coffer_buf_free(&secret);
+    coffer_buf_free(&token);
+    return rc;
+}
+
+static coffer_err op_AssumeRole(void *state, struct api_call *call)
+{
+    iam_services *s = state;
+    coffer_err rc = COFFER_OK;
+    api_in in;
+    const char *role_arn = NULL, *session = NULL, *dur_text = NULL;
+    json_t *role = NULL;
+    policy *trust = NULL;
+    api_in_init(&in, call->input);
+    TRY(api_in_string(&in, "DurationSeconds", 0, 1, 12, &dur_text));
+    TRY(api_in_string(&in, "RoleArn", API_IN_REQUIRED, 20, 2048, &role_arn));
+    TRY(api_in_string(&in, "RoleSessionName", API_IN_REQUIRED, 2, 64, &session));
+    TRY(api_in_done(&in));
+    if (!session_name_valid(session)) {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "1 validation error detected: Value '%s' at 'roleSessionName' failed to satisfy "
+                           "constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*",
+                           session);
+    }
+    int64_t duration = STS_DURATION_DEFAULT;
+    if (dur_text != NULL) {
+        char *end = NULL;
+        long long v = strtoll(dur_text, &end, 10);
+        if (end == dur_text || *end != '\0' || v < STS_DURATION_MIN || v > IAM_DIR_SESSION_MAX) {
+            return coffer_fail(COFFER_ERR_VALIDATION,
+                               "1 validation error detected: Value '%s' at 'durationSeconds' failed to satisfy "
+                               "constraint: Member must have value %s",
+                               dur_text,
+                               (end != dur_text && *end == '\0' && v > IAM_DIR_SESSION_MAX)
+                                   ? "less than or equal to 43200"
+                                   : "greater than or equal to 900");
+        }
+        duration = v;
+    }
+    /* A role that does not exist is refused exactly like one that does not trust the caller. */
+    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1];
+    if (!iam_arn_parse(role_arn, "role", acct, name) ||
+        iam_dir_get(s->dir, IAM_KIND_ROLE, acct, name, &role) != COFFER_OK ||
+        strcmp(json_string_value(json_object_get(role, "Arn")) ? json_string_value(json_object_get(role, "Arn")) : "",
+               role_arn) != 0) {
+        FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+                 call->caller->principal_arn, role_arn);
+    }
+    const char *doc = json_string_value(json_object_get(role, "AssumeRolePolicyDocument"));
+    if (doc == NULL || policy_compile_ex(coffer_cursor_from_str(doc),
+                                         POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL,
+                                         &trust) != COFFER_OK) {
+        FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+                 call->caller->principal_arn, role_arn);
+    }
+    enum policy_decision as_caller = trust_decision(trust, call, role_arn, false);
+    enum policy_decision as_account = trust_decision(trust, call, role_arn, true);
+    bool same_account = strcmp(call->caller->account_id, acct) == 0;
+    bool names_caller = as_caller == POLICY_ALLOW && as_account != POLICY_ALLOW;
+    enum policy_decision identity = iam_caller_identity_decision(s, call, "sts:AssumeRole", role_arn,
+                                                                 call->caller->account_id);
+    /* (the caller's own account is passed as the resource account: a root is allowed, an IAM
+     * identity's policies may name a role anywhere; the trust policy speaks for the role's side) */
+    bool allowed = as_caller == POLICY_ALLOW && identity != POLICY_DENY_EXPLICIT &&
+                   ((same_account && names_caller) || identity == POLICY_ALLOW);
+    if (!allowed) {
+        FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+                 call->caller->principal_arn, role_arn);
+    }
+    json_int_t max_session = json_integer_value(json_object_get(role, "MaxSessionDuration"));
+    if (max_session <= 0) {
+        max_session = IAM_DIR_SESSION_MIN;
+    }
+    if (duration > max_session) {
+        FAIL_OUT(COFFER_ERR_VALIDATION,
+                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.");
+    }
+    call->audit_resources = json_pack("[{s:s, s:s, s:s}]", "accountId", acct, "type", "AWS::IAM::Role", "ARN",
+                                      role_arn);
+    GUARD(session_output(s, call, role, session, duration));
+out:
+    policy_free(trust);
+    json_decref(role);
+    return rc;
+}
+
+static const struct api_op sts_ops[] = {
+    {"AssumeRole", op_AssumeRole, 0, STS_QUOTA_RPS},
+    {"GetCallerIdentity", op_GetCallerIdentity, API_OP_READONLY, STS_QUOTA_RPS},
+};
+
+void iam_services_init_sts(iam_services *s)
+{
+    s->sts_api = (struct api_service){
+        .target_prefix = NULL,
+        .signing_name = "sts",
+        .event_source = "sts.amazonaws.com",
+        .ops = sts_ops,
+        .n_ops = sizeof(sts_ops) / sizeof(sts_ops[0]),
+        .state = s,
+        .protocol = API_PROTOCOL_QUERY,
+        .xml_namespace = STS_XML_NAMESPACE,
+    };
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * CofferAdmin: accounts, for the operator account's root only
+ * ------------------------------------------------------------------------------------------- */
+
+static coffer_err admin_authorize(iam_services *s, const struct api_call *call)
+{
+    const struct api_caller *c = call->caller;
+    if (strcmp(c->account_id, s->operator_account) != 0 || strcmp(c->principal_type, "Root") != 0) {
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                           "User: %s is not authorized to perform: coffer-admin:%s: only the operator account's root "
+                           "may manage accounts",
+                           c->principal_arn, call->operation);
+    }
+    return COFFER_OK;
+}
+
+static coffer_err op_CreateAccount(void *state, struct api_call *call)
+{
+    iam_services *s = state;
+    api_in in;
+    const char *name = NULL;
+    api_in_init(&in, call->input);
+    TRY(api_in_string(&in, "AccountName", API_IN_REQUIRED, 1, IAM_DIR_ACCOUNT_NAME_MAX, &name));
+    TRY(api_in_done(&in));
+    TRY(admin_authorize(s, call));
+    coffer_buf secret = COFFER_SECRET_BUF_INIT;
+    char acct[13], akid[21];
+    coffer_err rc = iam_dir_account_create(s->dir, name, call->now_ms / 1000, acct, akid, &secret);
+    if (rc == COFFER_OK) {
+        call->output = json_pack("{s:s, s:s, s:s}", "AccountId", acct, "AccessKeyId", akid, "SecretAccessKey",
+                                 (const char *)secret.data);
+        call->audit_response = json_pack("{s:s, s:s}", "accountId", acct, "accessKeyId", akid);
+        if (call->output == NULL) {
+            rc = coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+        }
+    }
+    coffer_buf_free(&secret);
+    return rc;
+}
+
+static coffer_err op_ListAccounts(void *state, struct api_call *call)
+{
+    iam_services *s = state;
+    TRY(admin_authorize(s, call));
+    json_t *arr = NULL;
+    TRY(iam_dir_account_list(s->dir, &arr));
+    call->output = json_pack("{s:o}", "Accounts", arr);
+    return call->output ? COFFER_OK : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+}
+
+static const struct api_op admin_ops[] = {
+    {"CreateAccount", op_CreateAccount, 0, ADMIN_QUOTA_RPS},
+    {"ListAccounts", op_ListAccounts, API_OP_READONLY, ADMIN_QUOTA_RPS},
+};
+
+void iam_services_init_admin(iam_services *s)
+{
+    s->admin_api = (struct api_service){
+        .target_prefix = ADMIN_TARGET_PREFIX,
+        .signing_name = ADMIN_SIGNING_NAME,
+        .event_source = "admin.coffer.local",
+        .ops = admin_ops,
+        .n_ops = sizeof(admin_ops) / sizeof(admin_ops[0]),
+        .state = s,
+    };
+}
