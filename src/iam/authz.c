@@ -6,6 +6,7 @@
  */
 #include "iam/authz.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,12 +74,9 @@ static unsigned key_family(const char *k)
     return AUTHZ_CTX_OTHER;
 }
 
-unsigned authz_policy_ctx_keys(const policy *p)
+static unsigned policy_ctx_families(const policy *p)
 {
     unsigned bits = 0;
-    if (p == NULL) {
-        return 0;
-    }
     for (size_t i = 0; i < p->n_stmts; i++) {
         const struct statement *st = &p->stmts[i];
         for (size_t j = 0; j < st->n_resources; j++) {
@@ -96,6 +94,22 @@ unsigned authz_policy_ctx_keys(const policy *p)
             }
         }
     }
+    return bits;
+}
+
+/* Called per request for every applicable policy: the walk over its conditions is done once. */
+unsigned authz_policy_ctx_keys(const policy *p)
+{
+    if (p == NULL) {
+        return 0;
+    }
+    policy *mp = (policy *)p; /* only the summary cache is written */
+    unsigned cached = atomic_load_explicit(&mp->summary, memory_order_relaxed);
+    if (cached & POLICY_SUMMARY_SET) {
+        return cached & ~POLICY_SUMMARY_SET;
+    }
+    unsigned bits = policy_ctx_families(p);
+    atomic_store_explicit(&mp->summary, bits | POLICY_SUMMARY_SET, memory_order_relaxed);
     return bits;
 }
 
@@ -164,20 +178,55 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
     return COFFER_OK;
 }
 
+/*
+ * The request context is rebuilt for every request that needs one, into a context kept per
+ * thread (policy_ctx_clear keeps its buffers), so a warm worker builds it without allocating.
+ * The key's destructor frees it when the thread ends.
+ */
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_key_once = PTHREAD_ONCE_INIT;
+static bool ctx_key_ok;
+
+static void ctx_key_destroy(void *p)
+{
+    policy_ctx_free(p);
+}
+
+static void ctx_key_init(void)
+{
+    ctx_key_ok = pthread_key_create(&ctx_key, ctx_key_destroy) == 0;
+}
+
+/* The calling thread's context, emptied; NULL with an error when it cannot be had. */
+static coffer_err thread_ctx(policy_ctx **out)
+{
+    pthread_once(&ctx_key_once, ctx_key_init);
+    if (!ctx_key_ok) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "no thread-local storage for the request context");
+    }
+    policy_ctx *ctx = pthread_getspecific(ctx_key);
+    if (ctx == NULL) {
+        TRY(policy_ctx_new(&ctx));
+        if (pthread_setspecific(ctx_key, ctx) != 0) {
+            policy_ctx_free(ctx);
+            return coffer_fail(COFFER_ERR_INTERNAL, "no thread-local storage for the request context");
+        }
+    }
+    policy_ctx_clear(ctx);
+    *out = ctx;
+    return COFFER_OK;
+}
+
 static coffer_err build_ctx(const struct authz_request *req, unsigned want, policy_ctx **out)
 {
     policy_ctx *ctx = NULL;
-    coffer_err rc = COFFER_OK;
-    GUARD(policy_ctx_new(&ctx));
-    GUARD(add_global_keys(ctx, req, want));
+    TRY(thread_ctx(&ctx));
+    TRY(add_global_keys(ctx, req, want));
     if (req->add_ctx != NULL) {
-        GUARD(req->add_ctx(req->add_ctx_arg, want, ctx));
+        TRY(req->add_ctx(req->add_ctx_arg, want, ctx));
     }
     *out = ctx;
     return COFFER_OK;
-out:
-    policy_ctx_free(ctx);
-    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -285,7 +334,7 @@ static coffer_err check(const authz *a, const struct authz_request *req, struct 
     }
     *v = decide(req, list.items, list.n, ctx);
 out:
-    policy_ctx_free(ctx);
+    policy_ctx_clear(ctx); /* the thread's context: emptied, not freed */
     if (a != NULL && a->has_src && a->src.release != NULL) {
         a->src.release(a->src.ctx, &list);
     }

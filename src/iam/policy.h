@@ -102,6 +102,8 @@ const char *policy_decision_name(enum policy_decision d); /* "Allow", "ExplicitD
 
 coffer_err policy_ctx_new(policy_ctx **out) __attribute__((warn_unused_result));
 void policy_ctx_free(policy_ctx *c); /* accepts NULL */
+/* Empties the context for the next request, keeping its memory (bounded) for reuse. */
+void policy_ctx_clear(policy_ctx *c); /* accepts NULL */
 
 /* Sets `key` to exactly these n values (copied), replacing earlier ones; n == 0 sets an empty set. */
 coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *values, size_t n)

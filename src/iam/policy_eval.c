@@ -20,9 +20,14 @@
  * Request context
  * ------------------------------------------------------------------------------------------- */
 
-/* A context value with its typed readings parsed once, when set, not per statement. */
+/*
+ * A context value with its typed readings parsed once, when set, not per statement. The
+ * context is reused from request to request (policy_ctx_clear), so a value keeps its text
+ * buffer (s_cap bytes) and an entry its value array: a warm context allocates nothing.
+ */
 struct ctx_value {
-    char *s;                 /* owned, NUL-terminated */
+    char *s;                 /* NUL-terminated; owned when s_cap > 0 */
+    size_t s_cap;
     bool is_num, is_date, is_ip;
     double num;              /* when is_num */
     int64_t ms;              /* when is_date */
@@ -32,22 +37,29 @@ struct ctx_value {
 struct ctx_entry {
     char *key;                /* lower-cased */
     uint32_t hash;            /* policy_key_hash(key): most lookups end on a mismatch here */
-    struct ctx_value *values; /* n values */
-    size_t n;
+    bool live;                /* false: a slot kept for reuse, absent to lookups */
+    struct ctx_value *values; /* n values, cap allocated */
+    size_t n, cap;
 };
+
+/* Slots kept across policy_ctx_clear; beyond it (many distinct keys) the context is emptied. */
+#define CTX_KEEP_SLOTS 64
 
 static bool parse_ctx_number(const char *s, double *out);
 
 static void ctx_value_read(struct ctx_value *v, const char *s)
 {
     v->s = (char *)s;
-    v->is_num = parse_ctx_number(s, &v->num);
-    v->is_date = policy_parse_date(s, &v->ms);
-    v->is_ip = policy_parse_cidr(s, false, &v->ip);
+    /* Numbers and dates start with a digit or a sign, addresses with a hex digit or ':'. */
+    unsigned char c0 = (unsigned char)s[0];
+    bool numeric = isdigit(c0) || c0 == '-' || c0 == '+' || c0 == '.';
+    v->is_num = numeric && parse_ctx_number(s, &v->num);
+    v->is_date = numeric && policy_parse_date(s, &v->ms);
+    v->is_ip = (isxdigit(c0) || c0 == ':') && policy_parse_cidr(s, false, &v->ip);
 }
 
 struct policy_ctx {
-    struct ctx_entry *e;
+    struct ctx_entry *e; /* n slots in use (live or kept), cap allocated */
     size_t n, cap;
 };
 
@@ -61,14 +73,23 @@ coffer_err policy_ctx_new(policy_ctx **out)
     return COFFER_OK;
 }
 
-static void entry_clear_values(struct ctx_entry *e)
+static void entry_free(struct ctx_entry *e)
 {
-    for (size_t i = 0; i < e->n; i++) {
-        free(e->values[i].s);
+    for (size_t i = 0; i < e->cap; i++) {
+        free(e->values[i].s_cap > 0 ? e->values[i].s : NULL);
     }
     free(e->values);
-    e->values = NULL;
-    e->n = 0;
+    free(e->key);
+}
+
+static void ctx_release_slots(policy_ctx *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        entry_free(&c->e[i]);
+    }
+    free(c->e);
+    c->e = NULL;
+    c->n = c->cap = 0;
 }
 
 void policy_ctx_free(policy_ctx *c)
@@ -76,12 +97,23 @@ void policy_ctx_free(policy_ctx *c)
     if (c == NULL) {
         return;
     }
-    for (size_t i = 0; i < c->n; i++) {
-        entry_clear_values(&c->e[i]);
-        free(c->e[i].key);
-    }
-    free(c->e);
+    ctx_release_slots(c);
     free(c);
+}
+
+void policy_ctx_clear(policy_ctx *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->n > CTX_KEEP_SLOTS) {
+        ctx_release_slots(c); /* bounded: hostile context keys cannot make a kept context grow */
+        return;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        c->e[i].live = false;
+        c->e[i].n = 0;
+    }
 }
 
 uint32_t policy_key_hash(const char *s)
@@ -100,7 +132,7 @@ static struct ctx_entry *ctx_find_h(const policy_ctx *c, const char *key, uint32
         return NULL;
     }
     for (size_t i = 0; i < c->n; i++) {
-        if (c->e[i].hash == hash && strcmp(c->e[i].key, key) == 0) {
+        if (c->e[i].live && c->e[i].hash == hash && strcmp(c->e[i].key, key) == 0) {
             return &c->e[i];
         }
     }
@@ -131,9 +163,29 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
     ENSURE_REF(key);
     char lk[POLICY_MAX_STRING + 1];
     ENSURE(*key != '\0' && lower_key(key, lk, sizeof(lk)), COFFER_ERR_USAGE);
-    struct ctx_entry *e = ctx_find(c, lk);
-    if (e != NULL) {
-        *out = e;
+    uint32_t hash = policy_key_hash(lk);
+    struct ctx_entry *kept = NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        struct ctx_entry *e = &c->e[i];
+        if (e->hash == hash && strcmp(e->key, lk) == 0) {
+            if (!e->live) {
+                e->live = true;
+                e->n = 0;
+            }
+            *out = e;
+            return COFFER_OK;
+        }
+        if (!e->live && kept == NULL) {
+            kept = e;
+        }
+    }
+    size_t klen = strlen(lk);
+    if (kept != NULL && strlen(kept->key) >= klen) {
+        memcpy(kept->key, lk, klen + 1); /* reuse a free slot whose key buffer is large enough */
+        kept->hash = hash;
+        kept->live = true;
+        kept->n = 0;
+        *out = kept;
         return COFFER_OK;
     }
     if (c->n == c->cap) {
@@ -145,13 +197,14 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
         c->e = ne;
         c->cap = cap;
     }
-    e = &c->e[c->n];
+    struct ctx_entry *e = &c->e[c->n];
     memset(e, 0, sizeof(*e));
-    e->hash = policy_key_hash(lk);
+    e->hash = hash;
     e->key = strdup(lk);
     if (e->key == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
+    e->live = true;
     c->n++;
     *out = e;
     return COFFER_OK;
@@ -161,16 +214,32 @@ static coffer_err entry_append(struct ctx_entry *e, const char *value)
 {
     ENSURE_REF(value);
     ENSURE(e->n < POLICY_MAX_CTX_VALUES, COFFER_ERR_LIMIT);
-    struct ctx_value *nv = realloc(e->values, (e->n + 1) * sizeof(*nv));
-    if (nv == NULL) {
-        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 2;
+        struct ctx_value *nv = realloc(e->values, cap * sizeof(*nv));
+        if (nv == NULL) {
+            return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+        }
+        memset(nv + e->cap, 0, (cap - e->cap) * sizeof(*nv));
+        e->values = nv;
+        e->cap = cap;
     }
-    e->values = nv;
-    char *copy = strdup(value);
-    if (copy == NULL) {
-        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    struct ctx_value *v = &e->values[e->n];
+    size_t len = strlen(value);
+    if (len + 1 > v->s_cap) {
+        size_t want = len + 1 < 32 ? 32 : len + 1;
+        char *buf = realloc(v->s_cap > 0 ? v->s : NULL, want);
+        if (buf == NULL) {
+            return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+        }
+        v->s = buf;
+        v->s_cap = want;
     }
-    ctx_value_read(&e->values[e->n], copy);
+    memcpy(v->s, value, len + 1);
+    char *text = v->s;
+    size_t text_cap = v->s_cap;
+    ctx_value_read(v, text);
+    v->s_cap = text_cap;
     e->n++;
     return COFFER_OK;
 }
@@ -181,7 +250,7 @@ coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *val
     ENSURE(n <= POLICY_MAX_CTX_VALUES, COFFER_ERR_LIMIT);
     ENSURE(n == 0 || values != NULL, COFFER_ERR_USAGE);
     TRY(ctx_entry_get(c, key, &e));
-    entry_clear_values(e);
+    e->n = 0;
     for (size_t i = 0; i < n; i++) {
         TRY(entry_append(e, values[i]));
     }
@@ -239,10 +308,8 @@ void policy_ctx_unset(policy_ctx *c, const char *key)
     if (e == NULL) {
         return;
     }
-    entry_clear_values(e);
-    free(e->key);
-    *e = c->e[c->n - 1];
-    c->n--;
+    e->live = false;
+    e->n = 0;
 }
 
 /* ---------------------------------------------------------------------------------------------

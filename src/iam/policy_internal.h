@@ -7,7 +7,11 @@
 #ifndef COFFER_IAM_POLICY_INTERNAL_H
 #define COFFER_IAM_POLICY_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include "iam/policy.h"
+
+#define POLICY_SUMMARY_SET 0x80000000u
 
 /* The escape byte the variable substitution puts before a literal '*', '?' or '$'. */
 #define POLICY_ESC '\x01'
@@ -101,6 +105,12 @@ struct statement {
 };
 
 struct policy {
+    /*
+     * A cache for readers that summarise the compiled form (the authorizer's condition-key
+     * families): 0 until computed, then the summary | POLICY_SUMMARY_SET. Computing it twice
+     * in a race gives the same value, so relaxed atomics suffice.
+     */
+    _Atomic unsigned summary;
     char *id;
     bool vars; /* version 2012-10-17: policy variables are substituted */
     struct statement *stmts;
