@@ -282,20 +282,6 @@ static coffer_err uri_encode(coffer_buf *out, coffer_cursor in, bool keep_slash)
     return COFFER_OK;
 }
 
-static int hex_val(uint8_t c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Decodes %XY escapes (a '%' not followed by two hex digits stays literal), then re-encodes. */
 static coffer_err query_normalize(coffer_buf *out, coffer_cursor in)
 {
@@ -304,8 +290,8 @@ static coffer_err query_normalize(coffer_buf *out, coffer_cursor in)
     GUARD(coffer_buf_reserve(&raw, in.len));
     for (size_t i = 0; i < in.len; i++) {
         uint8_t c = in.ptr[i];
-        if (c == '%' && i + 2 < in.len && hex_val(in.ptr[i + 1]) >= 0 && hex_val(in.ptr[i + 2]) >= 0) {
-            c = (uint8_t)(hex_val(in.ptr[i + 1]) << 4 | hex_val(in.ptr[i + 2]));
+        if (c == '%' && i + 2 < in.len && coffer_hex_digit(in.ptr[i + 1]) >= 0 && coffer_hex_digit(in.ptr[i + 2]) >= 0) {
+            c = (uint8_t)(coffer_hex_digit(in.ptr[i + 1]) << 4 | coffer_hex_digit(in.ptr[i + 2]));
             i += 2;
         }
         GUARD(coffer_buf_append_u8(&raw, c));

@@ -116,7 +116,7 @@ void coffer_hex_encode(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static int hex_value(uint8_t ch)
+int coffer_hex_digit(uint8_t ch)
 {
     if (ch >= '0' && ch <= '9') {
         return ch - '0';
@@ -136,7 +136,7 @@ coffer_err coffer_hex_decode(coffer_cursor in, uint8_t *out, size_t n)
         return coffer_fail(COFFER_ERR_VALIDATION, "invalid hex length");
     }
     for (size_t i = 0; i < n; i++) {
-        int hi = hex_value(in.ptr[2 * i]), lo = hex_value(in.ptr[2 * i + 1]);
+        int hi = coffer_hex_digit(in.ptr[2 * i]), lo = coffer_hex_digit(in.ptr[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return coffer_fail(COFFER_ERR_VALIDATION, "invalid hex digit");
         }

@@ -18,6 +18,8 @@ coffer_err coffer_b64_decode(coffer_cursor in, coffer_buf *out) __attribute__((w
 
 /* Writes 2n lowercase hex chars plus NUL to out (size >= 2n+1). */
 void coffer_hex_encode(const uint8_t *in, size_t n, char *out);
+/* The value of one hex digit (either case), or -1. */
+int coffer_hex_digit(uint8_t ch);
 /* Decodes exactly 2n hex chars (either case) to n bytes; COFFER_ERR_VALIDATION otherwise. */
 coffer_err coffer_hex_decode(coffer_cursor in, uint8_t *out, size_t n) __attribute__((warn_unused_result));
 

@@ -7,23 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/codec.h"
+
 /* ---------------------------------------------------------------------------------------------
  * Form reader (application/x-www-form-urlencoded, WHATWG URL §5.1)
  * ------------------------------------------------------------------------------------------- */
-
-static int hex_value(uint8_t c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
 
 /* Decodes one name or value into `out` (reset first); `max` bounds the decoded length. */
 static coffer_err form_decode(coffer_cursor in, size_t max, coffer_buf *out)
@@ -37,10 +25,10 @@ static coffer_err form_decode(coffer_cursor in, size_t max, coffer_buf *out)
             ch = ' ';
         } else if (ch == '%') {
             uint8_t h[2];
-            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || hex_value(h[0]) < 0 || hex_value(h[1]) < 0) {
+            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || coffer_hex_digit(h[0]) < 0 || coffer_hex_digit(h[1]) < 0) {
                 return coffer_fail(COFFER_ERR_VALIDATION, "%s", "Invalid percent-encoding in the request body.");
             }
-            ch = (uint8_t)(hex_value(h[0]) << 4 | hex_value(h[1]));
+            ch = (uint8_t)(coffer_hex_digit(h[0]) << 4 | coffer_hex_digit(h[1]));
         }
         if (ch == '\0') {
             return coffer_fail(COFFER_ERR_VALIDATION, "%s", "Request parameters must not contain NUL.");
