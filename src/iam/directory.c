@@ -526,8 +526,12 @@ void iam_directory_free(iam_directory *d)
 
 typedef coffer_err (*edit_fn)(struct iam_directory *d, store_txn *t, json_t *rec, void *arg);
 
-static coffer_err edit_entity(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
-                              edit_fn fn, void *arg)
+/*
+ * Loads an entity record in a transaction, lets `fn` check or change it, then saves it (or,
+ * with `remove`, deletes it) and commits: every change to an entity is one transaction.
+ */
+static coffer_err change_entity(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
+                                edit_fn fn, void *arg, bool remove)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -544,7 +548,7 @@ static coffer_err edit_entity(struct iam_directory *d, enum iam_kind kind, const
     }
     GUARD(rc);
     GUARD(fn(d, t, rec, arg));
-    GUARD(txn_save(t, key, rec));
+    GUARD(remove ? store_txn_delete(t, key) : txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
     GUARD(rc);
@@ -553,6 +557,12 @@ out:
     store_txn_abort(t);
     json_decref(rec);
     return rc;
+}
+
+static coffer_err edit_entity(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
+                              edit_fn fn, void *arg)
+{
+    return change_entity(d, kind, acct, name, fn, arg, false);
 }
 
 static coffer_err get_entity(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
@@ -863,41 +873,28 @@ coffer_err iam_dir_get(iam_directory *d, enum iam_kind kind, const char *acct, c
     return COFFER_OK;
 }
 
+/* An entity is deleted only once nothing hangs off it, as IAM requires. */
+static coffer_err check_deletable(struct iam_directory *d, store_txn *t, json_t *rec, void *arg)
+{
+    (void)d;
+    (void)t;
+    (void)arg;
+    if (json_array_size(json_object_get(rec, "_keys")) > 0) {
+        return coffer_fail(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must delete access keys first.");
+    }
+    if (json_object_size(json_object_get(rec, "_policies")) > 0) {
+        return coffer_fail(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must delete policies first.");
+    }
+    if (json_array_size(json_object_get(rec, "_attached")) > 0) {
+        return coffer_fail(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must detach all policies first.");
+    }
+    return COFFER_OK;
+}
+
 coffer_err iam_dir_delete(iam_directory *d, enum iam_kind kind, const char *acct, const char *name)
 {
     ENSURE(d != NULL, COFFER_ERR_USAGE);
-    coffer_err rc = COFFER_OK;
-    store_txn *t = NULL;
-    json_t *rec = NULL;
-    char key[DIR_KEY_MAX];
-    if (!iam_name_valid(name, IAM_DIR_NAME_MAX)) {
-        return no_such(kind, name ? name : "");
-    }
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
-    rc = txn_load(t, key, &rec);
-    if (rc == COFFER_ERR_NOT_FOUND) {
-        rc = no_such(kind, name);
-    }
-    GUARD(rc);
-    if (json_array_size(json_object_get(rec, "_keys")) > 0) {
-        FAIL_OUT(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must delete access keys first.");
-    }
-    if (json_object_size(json_object_get(rec, "_policies")) > 0) {
-        FAIL_OUT(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must delete policies first.");
-    }
-    if (json_array_size(json_object_get(rec, "_attached")) > 0) {
-        FAIL_OUT(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must detach all policies first.");
-    }
-    GUARD(store_txn_delete(t, key));
-    rc = store_txn_commit(t);
-    t = NULL;
-    GUARD(rc);
-    iam_directory_invalidate(d);
-out:
-    store_txn_abort(t);
-    json_decref(rec);
-    return rc;
+    return change_entity(d, kind, acct, name, check_deletable, NULL, true);
 }
 
 coffer_err iam_dir_list(iam_directory *d, enum iam_kind kind, const char *acct, const char *path_prefix,
