@@ -295,21 +295,24 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
         .n_headers = req->n_headers,
         .body = req->body,
     };
-    /* The credential scope names the service; it must agree with the routed target. */
+    /*
+     * The credential scope names the service; it must agree with the routed target. The scope is
+     * read here only when routing left the service open or the service is global (IAM accepts
+     * whichever region the client scoped its signature to); sigv4_verify checks it either way.
+     */
     const char *service = st->svc ? st->svc->signing_name : NULL;
+    bool global = st->svc != NULL && st->svc->global;
     const char *auth = http_request_header(req, "Authorization");
     struct sigv4_authorization parsed;
-    if (service == NULL && auth != NULL &&
-        sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) == COFFER_OK) {
+    bool scoped = (service == NULL || global) && auth != NULL &&
+                  sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) == COFFER_OK;
+    if (service == NULL && scoped) {
         const struct api_service *by_scope = service_by_signing_name(p, parsed.service);
         service = by_scope ? by_scope->signing_name : "kms";
     }
-    /* A global service (IAM) accepts whichever region the client scoped its signature to. */
     char scope_region[PIPELINE_MAX_SCOPE_REGION + 1];
     const char *region = p->region;
-    if (st->svc != NULL && st->svc->global && auth != NULL &&
-        sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) == COFFER_OK &&
-        parsed.region.len > 0 && parsed.region.len <= PIPELINE_MAX_SCOPE_REGION) {
+    if (global && scoped && parsed.region.len > 0 && parsed.region.len <= PIPELINE_MAX_SCOPE_REGION) {
         memcpy(scope_region, parsed.region.ptr, parsed.region.len);
         scope_region[parsed.region.len] = '\0';
         region = scope_region;
