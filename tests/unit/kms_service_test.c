@@ -7,6 +7,7 @@
  * temp dir and on "mem:", with a real seal over a temp root key file.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -898,13 +899,20 @@ static void test_reopen(void **state)
 struct worker {
     struct env *e;
     const char *key;
+    atomic_bool *settled; /* set once the key is enabled for good */
     int ok, disabled, other;
+    bool last_ok;         /* the round after `settled`, when the key is certainly enabled */
 };
 
+/*
+ * Encrypts and decrypts while the main thread toggles the key, until one round has run after
+ * the key was enabled for good: that round must succeed whatever the scheduling was.
+ */
 static void *worker_main(void *p)
 {
     struct worker *w = p;
-    for (int i = 0; i < 400; i++) {
+    for (bool last = false; !last;) {
+        last = atomic_load(w->settled);
         struct result r = run(w->e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"}", w->key);
         if (r.rc == COFFER_OK) {
             char *blob = strdup(sval(r.out, "CiphertextBlob"));
@@ -922,6 +930,7 @@ static void *worker_main(void *p)
         } else {
             w->other++;
         }
+        w->last_ok = r.rc == COFFER_OK;
         result_free(&r);
     }
     return NULL;
@@ -934,8 +943,9 @@ static void test_concurrency(void **state)
     create_key(e, id);
     struct worker w[4];
     pthread_t th[4];
+    atomic_bool settled = false;
     for (int i = 0; i < 4; i++) {
-        w[i] = (struct worker){.e = e, .key = id};
+        w[i] = (struct worker){.e = e, .key = id, .settled = &settled};
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
     }
     for (int i = 0; i < 40; i++) {
@@ -945,10 +955,12 @@ static void test_concurrency(void **state)
     }
     struct result r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
     expect(&r, COFFER_OK, NULL);
+    atomic_store(&settled, true);
     int ok = 0;
     for (int i = 0; i < 4; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_int_equal(w[i].other, 0);
+        assert_true(w[i].last_ok);
         ok += w[i].ok;
     }
     assert_true(ok > 0);
