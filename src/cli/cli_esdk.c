@@ -922,7 +922,29 @@ struct out_target {
     bool spool;        /* f is an unlinked temp file copied to `direct` on success */
     bool keep_attrs;   /* dest existed: carry its mode and owner over to the new file */
     struct stat orig;  /* dest as it was, when keep_attrs */
+    uint8_t *f_buf;    /* stdio buffer of f when f is a file of ours (secret, wiped at release) */
+    uint8_t *direct_buf; /* stdio buffer of direct when it is not stdout */
 };
+
+/* stdio buffers what it writes in a block it frees without wiping: plaintext (decrypt) would
+ * be left behind in the heap. Our files get a locked buffer that we wipe after fclose. */
+static int out_secret_vbuf(FILE *f, uint8_t **slot)
+{
+    *slot = coffer_secret_alloc(ESDK_CLI_IO_BUF);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return setvbuf(f, (char *)*slot, _IOFBF, ESDK_CLI_IO_BUF) == 0 ? 0 : -1;
+}
+
+/* Only once the FILEs using them are closed. */
+static void out_release_bufs(struct out_target *t)
+{
+    coffer_secret_free(t->f_buf, ESDK_CLI_IO_BUF);
+    coffer_secret_free(t->direct_buf, ESDK_CLI_IO_BUF);
+    t->f_buf = NULL;
+    t->direct_buf = NULL;
+}
 
 /* Follows `path` through symlinks to the name that is not one. On success *resolved (owned)
  * is that name and *exists tells whether it exists (then *st describes it, not following). */
@@ -1022,10 +1044,16 @@ static int out_open(struct out_target *t, const char *path, bool spool_stdout)
         }
     }
     if (t->direct != NULL) {
+        if (t->direct != stdout && out_secret_vbuf(t->direct, &t->direct_buf) != 0) {
+            return -1;
+        }
         /* Bytes go out as they come, unless --buffer holds them until the message verified. */
         t->spool = spool_stdout;
         t->f = spool_stdout ? tmpfile() : t->direct;
-        return t->f ? 0 : -1;
+        if (t->f == NULL || (t->spool && out_secret_vbuf(t->f, &t->f_buf) != 0)) {
+            return -1;
+        }
+        return 0;
     }
     const char *slash = strrchr(t->dest, '/');
     int dlen = slash ? (int)(slash - t->dest + 1) : 0;
@@ -1047,7 +1075,7 @@ static int out_open(struct out_target *t, const char *path, bool spool_stdout)
         t->tmp_path = NULL;
         return -1;
     }
-    return 0;
+    return out_secret_vbuf(t->f, &t->f_buf); /* on failure the caller's out_abort cleans up */
 }
 
 static int out_write(struct out_target *t, const uint8_t *p, size_t n)
@@ -1077,8 +1105,7 @@ static int out_keep_attrs(struct out_target *t)
     return fchmod(fd, t->orig.st_mode & (S_IRWXU | S_IRWXG | S_IRWXO | S_ISVTX));
 }
 
-/* Makes the output visible: rename into place, or copy the spool to its destination. */
-static int out_commit(struct out_target *t)
+static int out_commit_files(struct out_target *t)
 {
     int rc = 0;
     if (t->spool) {
@@ -1126,6 +1153,14 @@ static int out_commit(struct out_target *t)
     return rc;
 }
 
+/* Makes the output visible: rename into place, or copy the spool to its destination. */
+static int out_commit(struct out_target *t)
+{
+    int rc = out_commit_files(t);
+    out_release_bufs(t);
+    return rc;
+}
+
 /* Drops everything written (never leaves partial output behind). Safe after commit. */
 static void out_abort(struct out_target *t)
 {
@@ -1143,6 +1178,7 @@ static void out_abort(struct out_target *t)
     }
     free(t->dest);
     t->dest = NULL;
+    out_release_bufs(t);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1376,7 +1412,10 @@ static void stream_pump(const struct esdk_opts *o, int in_fd, coffer_encryptor *
                         struct stream_ctx *s, struct run_result *res)
 {
     uint8_t *buf = coffer_secret_alloc(ESDK_CLI_IO_BUF); /* plaintext passes through it */
-    coffer_buf carry = COFFER_BUF_INIT, decoded = COFFER_BUF_INIT;
+    /* --decode on encrypt: the base64 text and what it decodes to are the plaintext */
+    coffer_buf carry, decoded;
+    coffer_buf_init(&carry, o->mode == MODE_ENCRYPT);
+    coffer_buf_init(&decoded, o->mode == MODE_ENCRYPT);
     struct progress pr;
     progress_start(&pr, o, in_fd);
     if (buf == NULL) {
@@ -1629,8 +1668,9 @@ static int esdk_one(struct esdk_run *r, const char *in, const char *out_path)
     coffer_decryptor *d = NULL;
     int rc = CLI_EXIT_FAILED;
     memset(&s, 0, sizeof(s));
-    coffer_buf_init(&s.b64_carry, false);
-    coffer_buf_init(&s.b64_tmp, o->mode == MODE_DECRYPT && !o->decode);
+    /* --encode on decrypt: both hold plaintext bytes or their base64 */
+    coffer_buf_init(&s.b64_carry, o->mode == MODE_DECRYPT);
+    coffer_buf_init(&s.b64_tmp, o->mode == MODE_DECRYPT);
     for (size_t i = 0; i < o->n_keys; i++) {
         r->infos[i].used = false;
     }
