@@ -6,9 +6,12 @@
  * moves through one 64 KiB buffer so memory stays constant whatever the input size.
  *
  * Security decisions:
- *   - A named output is written to a 0600 temporary file beside it and renamed into place only
- *     after the message verified completely; on any failure the temporary file is removed, so
- *     unauthenticated plaintext is never left behind.
+ *   - A named output that is a regular file (or does not exist yet) is written to a 0600
+ *     temporary file beside it and renamed into place only after the message verified
+ *     completely; on any failure the temporary file is removed, so unauthenticated plaintext is
+ *     never left behind. The replaced file's mode (and owner, where allowed) carries over; a
+ *     symlink is followed and the file it names replaced. Devices and FIFOs are written
+ *     through, never replaced, and get the same release rules as stdout (--buffer spools).
  *   - Decrypt to stdout streams frames as their GCM tags verify (as aws-encryption-cli does);
  *     with --buffer the plaintext is spooled to an unlinked temporary file and released only
  *     after the whole message (signature included) is authenticated.
@@ -900,28 +903,161 @@ static int ec_build(const struct esdk_opts *o, coffer_ec **out)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Output: temporary file renamed into place on success, stdout, or a spool for --buffer
+ * Output: temporary file renamed into place, written directly, or a spool for --buffer
+ *
+ * Only a regular file (or a name that does not exist yet) goes through the temporary file and
+ * the rename: renaming onto a device, a FIFO or a symlink would replace it with a regular file
+ * (as root, `-o /dev/null` would replace /dev/null). Those are written through directly, as
+ * every Unix tool does; a symlink is followed to the file it names, which is then replaced in
+ * its own directory while the link stays.
  * ------------------------------------------------------------------------------------------ */
 
+#define ESDK_CLI_MAX_LINKS 40 /* symlink hops followed before ELOOP, as the kernel allows */
+
 struct out_target {
-    const char *path;   /* final name; NULL for stdout */
-    char *tmp_path;     /* the temporary file beside it (owned) */
-    FILE *f;            /* where bytes go now */
-    bool spool;         /* f is an unlinked temp file copied to stdout on success */
+    char *dest;        /* the file renamed onto, symlinks resolved (owned); NULL when direct */
+    char *tmp_path;    /* the temporary file beside dest (owned) */
+    FILE *f;           /* where bytes go now */
+    FILE *direct;      /* stdout, or a device/FIFO opened for writing; NULL for a renamed file */
+    bool spool;        /* f is an unlinked temp file copied to `direct` on success */
+    bool keep_attrs;   /* dest existed: carry its mode and owner over to the new file */
+    struct stat orig;  /* dest as it was, when keep_attrs */
+    uint8_t *f_buf;    /* stdio buffer of f when f is a file of ours (secret, wiped at release) */
+    uint8_t *direct_buf; /* stdio buffer of direct when it is not stdout */
 };
+
+/* stdio buffers what it writes in a block it frees without wiping: plaintext (decrypt) would
+ * be left behind in the heap. Our files get a locked buffer that we wipe after fclose. */
+static int out_secret_vbuf(FILE *f, uint8_t **slot)
+{
+    *slot = coffer_secret_alloc(ESDK_CLI_IO_BUF);
+    if (*slot == NULL) {
+        return -1;
+    }
+    return setvbuf(f, (char *)*slot, _IOFBF, ESDK_CLI_IO_BUF) == 0 ? 0 : -1;
+}
+
+/* Only once the FILEs using them are closed. */
+static void out_release_bufs(struct out_target *t)
+{
+    coffer_secret_free(t->f_buf, ESDK_CLI_IO_BUF);
+    coffer_secret_free(t->direct_buf, ESDK_CLI_IO_BUF);
+    t->f_buf = NULL;
+    t->direct_buf = NULL;
+}
+
+/* Follows `path` through symlinks to the name that is not one. On success *resolved (owned)
+ * is that name and *exists tells whether it exists (then *st describes it, not following). */
+static int out_resolve(const char *path, char **resolved, struct stat *st, bool *exists)
+{
+    char *cur = strdup(path);
+    if (cur == NULL) {
+        return -1;
+    }
+    for (int hop = 0; hop <= ESDK_CLI_MAX_LINKS; hop++) {
+        if (lstat(cur, st) != 0) {
+            if (errno != ENOENT) {
+                free(cur);
+                return -1;
+            }
+            *exists = false;
+            *resolved = cur;
+            return 0;
+        }
+        if (!S_ISLNK(st->st_mode)) {
+            *exists = true;
+            *resolved = cur;
+            return 0;
+        }
+        char target[PATH_MAX];
+        ssize_t n = readlink(cur, target, sizeof(target) - 1);
+        if (n < 0 || (size_t)n >= sizeof(target) - 1) {
+            errno = n < 0 ? errno : ENAMETOOLONG;
+            free(cur);
+            return -1;
+        }
+        target[n] = '\0';
+        /* A relative target is relative to the directory holding the link. */
+        const char *slash = strrchr(cur, '/');
+        int dlen = target[0] != '/' && slash != NULL ? (int)(slash - cur + 1) : 0;
+        char *next = NULL;
+        if (asprintf(&next, "%.*s%s", dlen, cur, target) < 0) {
+            free(cur);
+            return -1;
+        }
+        free(cur);
+        cur = next;
+    }
+    free(cur);
+    errno = ELOOP;
+    return -1;
+}
+
+/* Opens a device, FIFO or socket path for writing as it is: never created, never replaced. */
+static FILE *out_open_direct(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+        /* swapped for a regular file since we looked: writing in place would not be atomic */
+        close(fd);
+        errno = EEXIST;
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "wb");
+    if (f == NULL) {
+        close(fd);
+    }
+    return f;
+}
 
 static int out_open(struct out_target *t, const char *path, bool spool_stdout)
 {
     memset(t, 0, sizeof(*t));
     if (strcmp(path, "-") == 0) {
-        t->spool = spool_stdout;
-        t->f = spool_stdout ? tmpfile() : stdout;
-        return t->f ? 0 : -1;
+        t->direct = stdout;
+    } else {
+        struct stat st;
+        bool exists = false;
+        char *dest = NULL;
+        if (out_resolve(path, &dest, &st, &exists) != 0) {
+            return -1;
+        }
+        if (exists && S_ISDIR(st.st_mode)) {
+            free(dest);
+            errno = EISDIR;
+            return -1;
+        }
+        if (exists && !S_ISREG(st.st_mode)) {
+            t->direct = out_open_direct(dest);
+            free(dest);
+            if (t->direct == NULL) {
+                return -1;
+            }
+        } else {
+            t->dest = dest;
+            t->keep_attrs = exists;
+            t->orig = st;
+        }
     }
-    t->path = path;
-    const char *slash = strrchr(path, '/');
-    int dlen = slash ? (int)(slash - path + 1) : 0;
-    if (asprintf(&t->tmp_path, "%.*s.%s.coffer-XXXXXX", dlen, path, slash ? slash + 1 : path) < 0) {
+    if (t->direct != NULL) {
+        if (t->direct != stdout && out_secret_vbuf(t->direct, &t->direct_buf) != 0) {
+            return -1;
+        }
+        /* Bytes go out as they come, unless --buffer holds them until the message verified. */
+        t->spool = spool_stdout;
+        t->f = spool_stdout ? tmpfile() : t->direct;
+        if (t->f == NULL || (t->spool && out_secret_vbuf(t->f, &t->f_buf) != 0)) {
+            return -1;
+        }
+        return 0;
+    }
+    const char *slash = strrchr(t->dest, '/');
+    int dlen = slash ? (int)(slash - t->dest + 1) : 0;
+    if (asprintf(&t->tmp_path, "%.*s.%s.coffer-XXXXXX", dlen, t->dest, slash ? slash + 1 : t->dest) < 0) {
         t->tmp_path = NULL;
         return -1;
     }
@@ -939,7 +1075,7 @@ static int out_open(struct out_target *t, const char *path, bool spool_stdout)
         t->tmp_path = NULL;
         return -1;
     }
-    return 0;
+    return out_secret_vbuf(t->f, &t->f_buf); /* on failure the caller's out_abort cleans up */
 }
 
 static int out_write(struct out_target *t, const uint8_t *p, size_t n)
@@ -947,8 +1083,29 @@ static int out_write(struct out_target *t, const uint8_t *p, size_t n)
     return fwrite(p, 1, n, t->f) == n ? 0 : -1;
 }
 
-/* Makes the output visible: rename into place, or copy the spool to stdout. */
-static int out_commit(struct out_target *t)
+/* Closes a direct destination (never stdout); returns -1 if a buffered write failed. */
+static int out_close_direct(struct out_target *t)
+{
+    int rc = fflush(t->direct) == 0 ? 0 : -1;
+    if (t->direct != stdout && fclose(t->direct) != 0) {
+        rc = -1;
+    }
+    t->direct = NULL;
+    return rc;
+}
+
+/* The new file takes over the replaced file's owner (where we may) and mode. Set-id bits are
+ * not carried over: they make no sense on a message or its plaintext. */
+static int out_keep_attrs(struct out_target *t)
+{
+    int fd = fileno(t->f);
+    if (fchown(fd, t->orig.st_uid, t->orig.st_gid) != 0 && errno != EPERM) {
+        return -1;
+    }
+    return fchmod(fd, t->orig.st_mode & (S_IRWXU | S_IRWXG | S_IRWXO | S_ISVTX));
+}
+
+static int out_commit_files(struct out_target *t)
 {
     int rc = 0;
     if (t->spool) {
@@ -956,7 +1113,7 @@ static int out_commit(struct out_target *t)
         size_t n;
         rewind(t->f);
         while ((n = fread(buf, 1, sizeof(buf), t->f)) > 0) {
-            if (fwrite(buf, 1, n, stdout) != n) {
+            if (fwrite(buf, 1, n, t->direct) != n) {
                 rc = -1;
                 break;
             }
@@ -967,20 +1124,23 @@ static int out_commit(struct out_target *t)
         coffer_secure_zero(buf, sizeof(buf));
         fclose(t->f);
         t->f = NULL;
-        return fflush(stdout) == 0 ? rc : -1;
+        return out_close_direct(t) == 0 ? rc : -1;
     }
-    if (t->path == NULL) {
+    if (t->direct != NULL) {
         t->f = NULL;
-        return fflush(stdout) == 0 ? 0 : -1;
+        return out_close_direct(t);
     }
     if (fflush(t->f) != 0 || fsync(fileno(t->f)) != 0) {
+        rc = -1;
+    }
+    if (rc == 0 && t->keep_attrs && out_keep_attrs(t) != 0) {
         rc = -1;
     }
     if (fclose(t->f) != 0) {
         rc = -1;
     }
     t->f = NULL;
-    if (rc == 0 && rename(t->tmp_path, t->path) != 0) {
+    if (rc == 0 && rename(t->tmp_path, t->dest) != 0) {
         rc = -1;
     }
     if (rc != 0) {
@@ -988,24 +1148,37 @@ static int out_commit(struct out_target *t)
     }
     free(t->tmp_path);
     t->tmp_path = NULL;
+    free(t->dest);
+    t->dest = NULL;
+    return rc;
+}
+
+/* Makes the output visible: rename into place, or copy the spool to its destination. */
+static int out_commit(struct out_target *t)
+{
+    int rc = out_commit_files(t);
+    out_release_bufs(t);
     return rc;
 }
 
 /* Drops everything written (never leaves partial output behind). Safe after commit. */
 static void out_abort(struct out_target *t)
 {
-    if (t->f != NULL && t->f != stdout) {
+    if (t->f != NULL && t->f != t->direct) {
         fclose(t->f);
     }
-    if (t->f == stdout) {
-        fflush(stdout);
-    }
     t->f = NULL;
+    if (t->direct != NULL) {
+        (void)out_close_direct(t);
+    }
     if (t->tmp_path != NULL) {
         unlink(t->tmp_path);
         free(t->tmp_path);
         t->tmp_path = NULL;
     }
+    free(t->dest);
+    t->dest = NULL;
+    out_release_bufs(t);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1239,7 +1412,10 @@ static void stream_pump(const struct esdk_opts *o, int in_fd, coffer_encryptor *
                         struct stream_ctx *s, struct run_result *res)
 {
     uint8_t *buf = coffer_secret_alloc(ESDK_CLI_IO_BUF); /* plaintext passes through it */
-    coffer_buf carry = COFFER_BUF_INIT, decoded = COFFER_BUF_INIT;
+    /* --decode on encrypt: the base64 text and what it decodes to are the plaintext */
+    coffer_buf carry, decoded;
+    coffer_buf_init(&carry, o->mode == MODE_ENCRYPT);
+    coffer_buf_init(&decoded, o->mode == MODE_ENCRYPT);
     struct progress pr;
     progress_start(&pr, o, in_fd);
     if (buf == NULL) {
@@ -1492,8 +1668,9 @@ static int esdk_one(struct esdk_run *r, const char *in, const char *out_path)
     coffer_decryptor *d = NULL;
     int rc = CLI_EXIT_FAILED;
     memset(&s, 0, sizeof(s));
-    coffer_buf_init(&s.b64_carry, false);
-    coffer_buf_init(&s.b64_tmp, o->mode == MODE_DECRYPT && !o->decode);
+    /* --encode on decrypt: both hold plaintext bytes or their base64 */
+    coffer_buf_init(&s.b64_carry, o->mode == MODE_DECRYPT);
+    coffer_buf_init(&s.b64_tmp, o->mode == MODE_DECRYPT);
     for (size_t i = 0; i < o->n_keys; i++) {
         r->infos[i].used = false;
     }
@@ -1645,10 +1822,13 @@ static bool path_within(const char *inner, const char *outer)
     return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
 }
 
+/* True when x and y name one file (through any symlinks) that cannot be both read and written
+ * in one run. A character device can (`-i /dev/zero -o /dev/null`, a terminal). */
 static bool same_file(const char *x, const char *y)
 {
     struct stat a, b;
-    return stat(x, &a) == 0 && stat(y, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    return stat(x, &a) == 0 && stat(y, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino &&
+           !S_ISCHR(a.st_mode);
 }
 
 static int esdk_dispatch(struct esdk_run *r)
@@ -1694,6 +1874,27 @@ static int esdk_dispatch(struct esdk_run *r)
     return esdk_one(r, o->input, o->output);
 }
 
+/* Opens --metadata-output. Opening truncates, so it must not name the input (which would be
+ * lost before it is read) nor the output (whose rename would orphan the metadata). */
+static int metadata_open(const struct esdk_opts *o, FILE **out)
+{
+    const char *m = o->metadata_output;
+    if (strcmp(m, "-") == 0) {
+        *out = stdout;
+        return CLI_EXIT_OK;
+    }
+    bool in_named = strcmp(o->input, "-") != 0, out_named = strcmp(o->output, "-") != 0;
+    if ((in_named && same_file(m, o->input)) || (out_named && same_file(m, o->output)) ||
+        (out_named && strcmp(m, o->output) == 0)) {
+        return usage_err(o, "metadata output '%s' is the input or the output", m);
+    }
+    *out = fopen(m, "w");
+    if (*out == NULL) {
+        return usage_err(o, "cannot open metadata output '%s'", m);
+    }
+    return CLI_EXIT_OK;
+}
+
 static int esdk_main(enum esdk_mode mode, int argc, char **argv)
 {
     struct esdk_opts o;
@@ -1726,9 +1927,8 @@ static int esdk_main(enum esdk_mode mode, int argc, char **argv)
         r.ec = NULL;
     }
     if (o.metadata_output != NULL) {
-        r.meta = strcmp(o.metadata_output, "-") == 0 ? stdout : fopen(o.metadata_output, "w");
-        if (r.meta == NULL) {
-            rc = usage_err(&o, "cannot open metadata output '%s'", o.metadata_output);
+        rc = metadata_open(&o, &r.meta);
+        if (rc != CLI_EXIT_OK) {
             goto out;
         }
     }

@@ -5,9 +5,14 @@
  */
 #include "cli/cli.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+#include <jansson.h>
+
 #include "common/log.h"
+#include "common/secret.h"
 
 struct cli_command {
     const char *name;                   /* first word after `coffer` */
@@ -39,6 +44,15 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* jansson and libcurl hold data keys from KMS responses (and the lexer's copy of them) in
+     * their own blocks: this program has them wiped whenever they are freed. Set before either
+     * library allocates; libcoffer itself cannot, as a library must not change global state. */
+    json_set_alloc_funcs(malloc, coffer_wipe_free);
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, coffer_wipe_free, coffer_wipe_realloc, strdup, calloc) !=
+        CURLE_OK) {
+        fprintf(stderr, "coffer: HTTP client initialisation failed\n");
+        return CLI_EXIT_FAILED;
+    }
     coffer_log_set_level(COFFER_LOG_WARN);
     if (argc < 2) {
         usage(stderr);

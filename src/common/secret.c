@@ -13,6 +13,7 @@
  */
 #include "common/secret.h"
 
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -163,6 +164,33 @@ void coffer_secret_free(void *p, size_t n)
 }
 
 #endif
+
+void coffer_wipe_free(void *p)
+{
+    if (p != NULL) {
+        OPENSSL_cleanse(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+void *coffer_wipe_realloc(void *p, size_t n)
+{
+    if (p == NULL) {
+        return malloc(n);
+    }
+    size_t have = malloc_usable_size(p);
+    if (n <= have) {
+        return p; /* the slack stays inside the block and is wiped with it */
+    }
+    /* Never let realloc move the bytes and free the old block unwiped. */
+    void *q = malloc(n);
+    if (q == NULL) {
+        return NULL;
+    }
+    memcpy(q, p, have);
+    coffer_wipe_free(p);
+    return q;
+}
 
 int coffer_process_harden(void)
 {

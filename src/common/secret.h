@@ -15,6 +15,12 @@ void *coffer_secret_alloc(size_t n);
 void coffer_secret_free(void *p, size_t n);
 /* A wipe the compiler may not elide (OPENSSL_cleanse). */
 void coffer_secure_zero(void *p, size_t n);
+/* free() and realloc() that wipe the whole usable block before giving it back, for libraries
+ * whose buffers hold request and response bytes without knowing they are secret: jansson
+ * (json_set_alloc_funcs) and libevent (event_set_mem_functions). Blocks come from plain
+ * malloc, so these may be installed after the library has already allocated. */
+void coffer_wipe_free(void *p);
+void *coffer_wipe_realloc(void *p, size_t n);
 /* Turns off core dumps and ptrace attach for this process (PR_SET_DUMPABLE 0, RLIMIT_CORE 0). */
 int coffer_process_harden(void);
 

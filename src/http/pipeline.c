@@ -49,11 +49,20 @@ static bool member_is_sensitive(const char *name)
     return false;
 }
 
-/* Overwrites the text of sensitive string members of `obj` in place before it is released. */
+/* Overwrites the text of sensitive string members of `obj` in place before it is released,
+ * in nested objects and in objects inside arrays (lists of credentials, key pairs). */
 static void json_wipe_sensitive(json_t *obj)
 {
     const char *key;
     json_t *val;
+    size_t i;
+    if (json_is_array(obj)) {
+        json_array_foreach(obj, i, val)
+        {
+            json_wipe_sensitive(val);
+        }
+        return;
+    }
     if (!json_is_object(obj)) {
         return;
     }
@@ -61,7 +70,7 @@ static void json_wipe_sensitive(json_t *obj)
     {
         if (json_is_string(val) && member_is_sensitive(key)) {
             coffer_secure_zero((char *)json_string_value(val), json_string_length(val));
-        } else if (json_is_object(val)) {
+        } else if (json_is_object(val) || json_is_array(val)) {
             json_wipe_sensitive(val);
         }
     }

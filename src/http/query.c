@@ -75,7 +75,8 @@ coffer_err query_form_parse(coffer_cursor body, json_t **out)
 {
     ENSURE_REF(out);
     coffer_err rc = COFFER_OK;
-    coffer_buf name = COFFER_BUF_INIT, value = COFFER_BUF_INIT;
+    /* values may be secrets: a secret buffer is wiped when it grows and when it is freed */
+    coffer_buf name = COFFER_BUF_INIT, value = COFFER_SECRET_BUF_INIT;
     json_t *obj = json_object();
     size_t n = 0;
     if (obj == NULL) {

@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/secret.h"
+#include "http/wipe.h"
 
 #define HTTP_STOP_GRACE_MS 2000
 
@@ -74,6 +75,10 @@ static void ssl_exdata_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx
 static void ssl_index_init(void)
 {
     ssl_worker_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_exdata_free);
+    /* libevent copies bodies between its chains (reading, evhttp splitting a request off the
+     * connection buffer) and frees chains without clearing them: every block it frees is wiped.
+     * The functions wrap malloc, so blocks allocated before this call are freed correctly. */
+    event_set_mem_functions(malloc, coffer_wipe_realloc, coffer_wipe_free);
 }
 
 static void http_worker_conn_opened(struct http_worker *w)
@@ -185,7 +190,9 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
     struct http_response resp;
     memset(&view, 0, sizeof(view));
     memset(&resp, 0, sizeof(resp));
-    coffer_buf_init(&resp.body, false);
+    /* Responses may hold plaintext (Decrypt, GenerateDataKey, CreateAccessKey): a secret buffer
+     * is wiped whenever it grows and when it is released. */
+    coffer_buf_init(&resp.body, true);
     char *path = NULL;
     uint8_t *body_copy = NULL;
     size_t body_len = 0;
@@ -240,11 +247,7 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
             goto out;
         }
         evbuffer_copyout(in, body_copy, body_len);
-        struct evbuffer_iovec vec[8];
-        int n = evbuffer_peek(in, -1, NULL, vec, 8);
-        for (int i = 0; i < n && i < 8; i++) {
-            coffer_secure_zero(vec[i].iov_base, vec[i].iov_len);
-        }
+        http_evbuf_wipe(in);
         evbuffer_drain(in, body_len);
     }
     view.body = coffer_cursor_from(body_copy, body_len);
@@ -273,18 +276,20 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
     if (w->stopping) {
         evhttp_add_header(out_hdrs, "Connection", "close");
     }
+    /* The body goes to libevent by reference, never copied into its chains: the cleanup wipes
+     * and frees it once it is sent (or the connection dropped). */
     struct evbuffer *ob = evbuffer_new();
-    if (ob != NULL) {
-        evbuffer_add(ob, resp.body.data, resp.body.len);
+    if (ob == NULL || http_evbuf_add_secret(ob, &resp.body) != COFFER_OK) {
+        if (ob != NULL) {
+            evbuffer_free(ob);
+        }
+        http_send_simple(r, 500, "KMSInternalException", "out of memory");
+        goto out;
     }
     evhttp_send_reply(r, resp.status, http_status_reason(resp.status), ob);
-    if (ob != NULL) {
-        evbuffer_free(ob);
-    }
+    evbuffer_free(ob);
 out:
-    /* Responses may hold plaintext (Decrypt, GenerateDataKey): wipe our copy. */
-    coffer_secure_zero(resp.body.data, resp.body.cap);
-    coffer_buf_free(&resp.body);
+    coffer_buf_free(&resp.body); /* still ours when the reply was not sent: wiped here */
     coffer_secret_free(body_copy, body_len);
     free(path);
 }

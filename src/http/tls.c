@@ -213,7 +213,10 @@ coffer_err tls_server_ctx_new(const char *cert_path, const char *key_path, SSL_C
         return coffer_fail(COFFER_ERR_CRYPTO, "cannot create TLS context");
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* CLEANSE_PLAINTEXT: OpenSSL wipes decrypted records from its read buffer once delivered;
+     * request bodies carry plaintext and must not linger there. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_CLEANSE_PLAINTEXT);
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5:!DSS");
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "audit/audit.h"
 #include "common/log.h"
 #include "common/secret.h"
@@ -175,6 +177,9 @@ int main(int argc, char **argv)
     bool sched_started = false;
     char path[PATH_MAX], path2[PATH_MAX];
 
+    /* JSON values hold request and response secrets (Plaintext, SecretAccessKey, the lexer's
+     * token buffer while parsing): every block jansson frees is wiped first. */
+    json_set_alloc_funcs(malloc, coffer_wipe_free);
     if (server_config_load(&cfg, argc, argv) != COFFER_OK) {
         fprintf(stderr, "cofferd: %s\n", coffer_last_message());
         return 2;

@@ -11,9 +11,12 @@ import base64
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import tty
 
 COFFER, ONESHOT, KMS_STUB, VECTORS = (os.path.abspath(a) for a in sys.argv[1:5])
 LEGACY = os.path.join(VECTORS, "esdk", "python-1.3.0-legacy")
@@ -340,6 +343,149 @@ for t in legacy["test_cases"]:
     expect(1, f"legacy vector {t['algorithm']} {kind} refused under require-require",
            ["decrypt", "-i", os.path.join(LEGACY, t["ciphertext"]["filename"]), "-o", out + ".rr"] + keys)
 check(len(done) >= 18, f"legacy vectors: {len(done)} suite/key combinations decrypted")
+
+
+# ---- output destinations: only a regular file (or a new name) goes through temp file + rename ----
+def reader_thread(path, sink):
+    """Opens `path` for reading (a FIFO blocks until the writer comes) and keeps what arrives."""
+    def run_reader():
+        with open(path, "rb") as f:
+            sink.append(f.read())
+    t = threading.Thread(target=run_reader, daemon=True)
+    t.start()
+    return t
+
+
+small = write("small.pt", os.urandom(3000))
+os.mkfifo(p("out.fifo"))
+got = []
+t = reader_thread(p("out.fifo"), got)
+expect(0, "encrypt -o FIFO: exit 0", ["encrypt", "-i", "small.pt", "-o", "out.fifo"] + AES)
+t.join(10)
+check(stat.S_ISFIFO(os.lstat(p("out.fifo")).st_mode), "encrypt -o FIFO: the FIFO is still a FIFO")
+check(len(got) == 1 and len(got[0]) > 3000, "encrypt -o FIFO: the reader got the message")
+if got:
+    write("fifo.ct", got[0])
+    expect(0, "encrypt -o FIFO: what the reader got decrypts", ["decrypt", "-i", "fifo.ct", "-o", "fifo.back"] + AES)
+    check(os.path.exists(p("fifo.back")) and read("fifo.back") == read("small.pt"), "FIFO round trip")
+    got = []
+    t = reader_thread(p("out.fifo"), got)
+    expect(0, "decrypt -o FIFO: exit 0", ["decrypt", "-i", "fifo.ct", "-o", "out.fifo"] + AES)
+    t.join(10)
+    check(got == [read("small.pt")], "decrypt -o FIFO: the reader got the plaintext")
+    check(stat.S_ISFIFO(os.lstat(p("out.fifo")).st_mode), "decrypt -o FIFO: still a FIFO")
+    got = []
+    t = reader_thread(p("out.fifo"), got)
+    good = read("fifo.ct")
+    write("fifo.bad.ct", good[:-1] + bytes([good[-1] ^ 1]))
+    expect(1, "decrypt --buffer -o FIFO of a tampered message: exit 1",
+           ["decrypt", "-i", "fifo.bad.ct", "-o", "out.fifo", "--buffer"] + AES)
+    t.join(10)
+    check(got == [b""], "decrypt --buffer -o FIFO: nothing released from a tampered message")
+if t.is_alive():  # never let a blocked reader outlive the test: give it a writer
+    os.close(os.open(p("out.fifo"), os.O_WRONLY | os.O_NONBLOCK))
+
+# A pty's slave is a character device this user owns: the device branch without touching /dev.
+try:
+    master, slave = os.openpty()
+except OSError:
+    master = None
+    print("skip: no pty available for the character-device case")
+if master is not None:
+    tty.setraw(slave)  # no newline translation: the bytes must arrive as written
+    dev = os.ttyname(slave)
+    chunks = []
+
+    def drain_master():
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+    dt = threading.Thread(target=drain_master, daemon=True)
+    dt.start()
+    expect(0, "encrypt -o <character device>: exit 0", ["encrypt", "-i", "small.pt", "-o", dev] + AES)
+    check(stat.S_ISCHR(os.stat(dev).st_mode), "encrypt -o <character device>: still a character device")
+    os.close(slave)
+    dt.join(10)
+    os.close(master)
+    write("pty.ct", b"".join(chunks))
+    expect(0, "character device: what came through decrypts", ["decrypt", "-i", "pty.ct", "-o", "pty.back"] + AES)
+    check(os.path.exists(p("pty.back")) and read("pty.back") == read("small.pt"), "character device round trip")
+
+# A symlink is followed: the file it names is replaced (in its own directory), the link stays.
+os.makedirs(p("sym.dir"), exist_ok=True)
+write("sym.dir/target.ct", b"old")
+os.chmod(p("sym.dir/target.ct"), 0o640)
+os.symlink("sym.dir/target.ct", p("sym.link"))
+expect(0, "encrypt -o symlink: exit 0", ["encrypt", "-i", "small.pt", "-o", "sym.link"] + AES)
+check(os.path.islink(p("sym.link")) and os.readlink(p("sym.link")) == "sym.dir/target.ct",
+      "encrypt -o symlink: the link is kept")
+check(stat.S_IMODE(os.stat(p("sym.dir/target.ct")).st_mode) == 0o640, "encrypt -o symlink: the target keeps 0640")
+expect(0, "encrypt -o symlink: the target holds the message",
+       ["decrypt", "-i", "sym.dir/target.ct", "-o", "sym.back"] + AES)
+check(os.path.exists(p("sym.back")) and read("sym.back") == read("small.pt"), "symlink round trip")
+check(not [n for n in os.listdir(p("sym.dir")) if "coffer-" in n] and not [n for n in os.listdir(work)
+      if n.startswith(".sym.")], "encrypt -o symlink: no temporary file left behind")
+os.symlink("sym.dir/new.ct", p("sym.dangling"))
+expect(0, "encrypt -o dangling symlink: exit 0", ["encrypt", "-i", "small.pt", "-o", "sym.dangling"] + AES)
+check(os.path.islink(p("sym.dangling")) and os.path.isfile(p("sym.dir/new.ct")),
+      "encrypt -o dangling symlink: creates the file it names, keeps the link")
+write("sym.dir/plain.out", b"old")
+os.symlink("sym.dir/plain.out", p("sym.dec"))
+expect(0, "decrypt -o symlink: exit 0", ["decrypt", "-i", "sym.dir/target.ct", "-o", "sym.dec"] + AES)
+check(os.path.islink(p("sym.dec")) and read("sym.dir/plain.out") == read("small.pt"),
+      "decrypt -o symlink: the link is kept, the file it names holds the plaintext")
+expect(2, "decrypt -o symlink naming the input: usage error",
+       ["decrypt", "-i", "sym.dir/new.ct", "-o", "sym.dangling"] + AES)
+expect(0, "symlink naming the input was left alone", ["decrypt", "-i", "sym.dir/new.ct", "-o", "sym.new.back"] + AES)
+
+# An existing regular file keeps its mode (the temporary file is 0600 until the rename).
+write("mode.ct", b"old")
+os.chmod(p("mode.ct"), 0o640)
+expect(0, "encrypt over a 0640 file: exit 0", ["encrypt", "-i", "small.pt", "-o", "mode.ct"] + AES)
+check(stat.S_IMODE(os.stat(p("mode.ct")).st_mode) == 0o640, "encrypt over a 0640 file: mode kept")
+write("mode.out", b"old")
+os.chmod(p("mode.out"), 0o604)
+expect(0, "decrypt over a 0604 file: exit 0", ["decrypt", "-i", "mode.ct", "-o", "mode.out"] + AES)
+check(stat.S_IMODE(os.stat(p("mode.out")).st_mode) == 0o604 and read("mode.out") == read("small.pt"),
+      "decrypt over a 0604 file: mode kept, plaintext in place")
+good = read("mode.ct")
+write("mode.bad.ct", good[:-1] + bytes([good[-1] ^ 1]))
+expect(1, "decrypt of a tampered message over an existing file: exit 1",
+       ["decrypt", "-i", "mode.bad.ct", "-o", "mode.out"] + AES)
+check(read("mode.out") == read("small.pt"), "a failed decrypt leaves the existing file untouched")
+expect(0, "encrypt to a new file: exit 0", ["encrypt", "-i", "small.pt", "-o", "new.ct"] + AES)
+check(stat.S_IMODE(os.stat(p("new.ct")).st_mode) == 0o600, "a new output file is 0600")
+
+# -o - and -i -
+rc, ct_out, _ = expect(0, "encrypt -i - -o -: exit 0", ["encrypt", "-i", "-", "-o", "-"] + AES, stdin=read("small.pt"))
+rc, back, _ = expect(0, "decrypt -i - -o -: exit 0", ["decrypt", "-i", "-", "-o", "-"] + AES, stdin=ct_out)
+check(back == read("small.pt"), "-o - round trip")
+check(not os.path.exists(p("-")), "-o - never creates a file named '-'")
+
+# The same file as input and output, by any name, is refused before anything is written.
+write("same.pt", b"keep me")
+os.symlink("same.pt", p("same.link"))
+expect(2, "-o symlink to the input: usage error", ["encrypt", "-i", "same.pt", "-o", "same.link"] + AES)
+expect(2, "--metadata-output naming the input: usage error",
+       ["encrypt", "-i", "same.pt", "-o", "same.ct", "--metadata-output", "same.pt"] + AES)
+expect(2, "--metadata-output naming the output: usage error",
+       ["encrypt", "-i", "small.pt", "-o", "same.link", "--metadata-output", "same.pt"] + AES)
+check(read("same.pt") == b"keep me", "the input survives every refused same-file request")
+check(os.path.islink(p("same.link")), "the symlink to the input survives")
+got = []
+t = reader_thread(p("out.fifo"), got)
+expect(0, "--metadata-output to a FIFO", ["encrypt", "-i", "small.pt", "-o", "meta.ct",
+                                          "--metadata-output", "out.fifo"] + AES)
+t.join(10)
+check(stat.S_ISFIFO(os.lstat(p("out.fifo")).st_mode) and len(got) == 1 and b"header" in got[0],
+      "--metadata-output to a FIFO: written through, still a FIFO")
+if t.is_alive():
+    os.close(os.open(p("out.fifo"), os.O_WRONLY | os.O_NONBLOCK))
 
 # ---- aws-kms option parsing (stub keyring build) ----
 env = dict(os.environ, COFFER_KMS_STUB_TRACE="1")
