@@ -40,7 +40,8 @@ struct audit_limiter {
     uint64_t suppressed;           /* this window, all sources */
     uint64_t suppressed_other;     /* sources that found no slot */
     struct limit_slot slots[LIMIT_SLOTS];
-    json_t *pending; /* a finished window's summary not yet written */
+    json_t *pending;            /* a finished window's summary not yet written */
+    _Atomic bool has_pending;   /* pending != NULL, read without the lock */
 };
 
 coffer_err audit_limiter_new(const struct audit_limit_options *o, audit_limiter **out)
@@ -142,6 +143,7 @@ static void window_roll_locked(audit_limiter *l, int64_t now_ms, bool force)
         } else if (d != NULL) {
             l->pending = d;
         }
+        atomic_store(&l->has_pending, l->pending != NULL);
     }
     memset(l->slots, 0, sizeof(l->slots));
     l->admitted = l->suppressed = l->suppressed_other = 0;
@@ -178,7 +180,7 @@ bool audit_limiter_admit(audit_limiter *l, const char *source, int64_t now_ms)
 bool audit_limiter_due(audit_limiter *l, int64_t now_ms)
 {
     /* Racy by design: a stale read only delays the summary to a later request. */
-    return l != NULL && l->window_start_ms >= 0 && now_ms >= atomic_load(&l->window_end_ms);
+    return l != NULL && (atomic_load(&l->has_pending) || now_ms >= atomic_load(&l->window_end_ms));
 }
 
 coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *region, int64_t now_ms, bool force)
@@ -191,6 +193,7 @@ coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *reg
     window_roll_locked(l, now_ms, force);
     json_t *details = l->pending;
     l->pending = NULL;
+    atomic_store(&l->has_pending, false);
     pthread_mutex_unlock(&l->lock);
     if (details == NULL) {
         return COFFER_OK;
@@ -215,6 +218,7 @@ coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *reg
         if (l->pending == NULL) {
             l->pending = details;
             details = NULL;
+            atomic_store(&l->has_pending, true);
         }
         pthread_mutex_unlock(&l->lock);
     }
