@@ -246,20 +246,30 @@ class UnauthenticatedFloodTest(ServerTestCase):
         conn = https(s)
         ua = "A" * 60000
         n = 200
+        t0 = time.monotonic()
         for _ in range(n):
             self.assertEqual(self.bad_request(conn, ua), 400)
+        windows = int((time.monotonic() - t0) / 2) + 2  # windows the flood may have touched (slow builds)
         grown = trail_bytes(s.data_dir) - before
-        # 5 events of at most a few KB each, instead of 200 x 60 KB.
-        self.assertLess(grown, 5 * 4096, grown)
+        # 5 events of at most a few KB per window, instead of 200 x 60 KB (12 MB).
+        self.assertLess(grown, windows * 5 * 4096, grown)
+        self.assertLess(grown, 200 * 1024, grown)
         time.sleep(2.1)
-        self.assertEqual(self.bad_request(conn, ua), 400)  # the next window: summary written
+        self.assertEqual(self.bad_request(conn, ua), 400)  # the next window: the summary is written
         conn.close()
-        summaries = [e for e in trail_events(s.data_dir) if e.get("eventName") == "UnauthenticatedEventsSuppressed"]
-        self.assertEqual(len(summaries), 1, summaries)
-        d = summaries[0]["serviceEventDetails"]
-        self.assertEqual(d["suppressedEvents"], n - 5)
-        self.assertEqual(d["topSources"][0], {"sourceIPAddress": "127.0.0.1", "suppressedEvents": n - 5})
-        self.assertEqual(summaries[0]["eventType"], "AwsServiceEvent")
+        events = trail_events(s.data_dir)
+        written = [e for e in events if e.get("eventName") == "ListKeys" and e["userIdentity"]["type"] == "Unknown"]
+        for e in written:
+            self.assertLessEqual(len(e["userAgent"]), MAX_STRING)
+            self.assertIsNone(e["requestParameters"])
+        summaries = [e for e in events if e.get("eventName") == "UnauthenticatedEventsSuppressed"]
+        self.assertGreaterEqual(len(summaries), 1)
+        suppressed = sum(e["serviceEventDetails"]["suppressedEvents"] for e in summaries)
+        self.assertGreater(suppressed, 0)
+        self.assertEqual(len(written) + suppressed, n + 1)  # every request is either written or counted
+        for e in summaries:
+            self.assertEqual(e["eventType"], "AwsServiceEvent")
+            self.assertEqual(e["serviceEventDetails"]["topSources"][0]["sourceIPAddress"], "127.0.0.1")
         # Authenticated requests are never suppressed.
         rid = s.client("kms").list_keys()["ResponseMetadata"]["RequestId"]
         self.assertEqual(len([e for e in trail_events(s.data_dir) if e.get("requestID") == rid]), 1)
