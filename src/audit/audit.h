@@ -3,8 +3,10 @@
  * appended as a line to the trail directory (the server uses DATA/audit/, AUDIT_SUBDIR) in files
  * trail-000001.jsonl, trail-000002.jsonl, ... Each event carries the SHA-256 of the line before
  * it ("previousEventHash", the exact bytes without the newline; 64 zeros for the very first
- * event), so removing or editing any event breaks the chain and `coffer audit verify DIR`
- * reports the first break. The chain continues across files: the first line of a new file
+ * event), so removing or editing an event that has a successor breaks the chain and
+ * `coffer audit verify DIR` reports the first break. The chain is not keyed and its head is not
+ * stored anywhere else: truncation at the end, or a rewrite that re-hashes every later event,
+ * is caught only against an anchor kept elsewhere (audit_verify_dir_anchored). The chain continues across files: the first line of a new file
  * links to the last line of the previous one. The trail never holds plaintext or key
  * material: callers pass requestParameters with such members already removed.
  *
@@ -144,5 +146,16 @@ coffer_err audit_verify_dir(const char *dir, FILE *report) __attribute__((warn_u
 /* As audit_verify_dir, also filling `res` (may be NULL). */
 coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verify_result *res)
     __attribute__((warn_unused_result));
+/*
+ * As audit_verify_dir_ex, and the event whose hash is `anchor` (64 hex chars: a "last event
+ * hash" an earlier verification printed, kept outside the data dir) must be in the chain. The
+ * chain is unkeyed and its head is not anchored by itself: without an anchor, deleting the last
+ * events or newest files, editing the last event, or rewriting the chain from some event on
+ * and re-hashing everything after it all still verify. With an anchor, any of these reaching
+ * back to or before the anchored event is a break; changes after it are not detected.
+ * COFFER_ERR_USAGE for a malformed anchor.
+ */
+coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report,
+                                     struct audit_verify_result *res) __attribute__((warn_unused_result));
 
 #endif

@@ -275,5 +275,43 @@ class UnauthenticatedFloodTest(ServerTestCase):
         self.assertEqual(len([e for e in trail_events(s.data_dir) if e.get("requestID") == rid]), 1)
 
 
+class AnchoredVerifyTest(ServerTestCase):
+    """What the hash chain proves, through `coffer audit verify`: cutting the newest events is
+    invisible to the chain alone and caught against an anchor kept from an earlier run."""
+
+    def verify(self, *extra):
+        r = subprocess.run([COFFER, "audit", "verify", self.server.data_dir] + list(extra), capture_output=True,
+                           timeout=60)
+        return r.returncode, r.stdout.decode()
+
+    def test_truncation_caught_only_with_anchor(self):
+        s = self.server
+        kms = s.client("kms")
+        kms.list_keys()
+        rc, out = self.verify()
+        self.assertEqual(rc, 0, out)
+        anchor = [l.split(": ")[1] for l in out.splitlines() if l.startswith("last event hash: ")][0]
+        for _ in range(3):
+            kms.list_keys()
+        rc, out = self.verify("--anchor", anchor)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("3 events after it", out)
+        s.stop()
+        # Cut the newest file back to before the anchored event.
+        newest = trail_files(s.data_dir)[-1]
+        with open(newest, "rb") as f:
+            lines = f.readlines()
+        with open(newest, "wb") as f:
+            f.writelines(lines[:-5])
+        rc, out = self.verify()
+        self.assertEqual(rc, 0, "the unkeyed chain cannot see a cut tail: " + out)
+        rc, out = self.verify("--anchor", anchor)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("not in the trail", out)
+        rc, out = self.verify("--anchor", "xyz")
+        self.assertEqual(rc, 2, out)
+        s.start()
+
+
 if __name__ == "__main__":
     unittest.main()

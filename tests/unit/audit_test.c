@@ -634,6 +634,36 @@ static void test_oversized_events_bounded(void **state)
     tmpdir_free(dir);
 }
 
+/* Cutting the last events still verifies on its own; against an anchor it is a break. */
+static void test_verify_anchor_catches_truncation(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    append_n(t, 0, 5);
+    char anchor[AUDIT_HASH_HEX_LEN + 1];
+    audit_trail_head(t, anchor);
+    append_n(t, 5, 2);
+    audit_trail_close(t);
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_anchored(dir, anchor, NULL, &r), COFFER_OK);
+    assert_int_equal(r.events, 7);
+    assert_int_equal(audit_verify_dir_anchored(dir, "abc", NULL, &r), COFFER_ERR_USAGE);
+
+    /* Drop the last three lines (the anchored event among them). */
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    size_t keep = 0;
+    for (size_t i = 0; i < 4; i++) {
+        keep += l.len[i];
+    }
+    free(l.buf);
+    assert_int_equal(truncate(file_path(dir, 1), (off_t)keep), 0);
+    verify_ok(dir, 4, 1); /* the chain alone cannot tell */
+    assert_int_equal(audit_verify_dir_anchored(dir, anchor, NULL, &r), COFFER_ERR_AUDIT);
+    tmpdir_free(dir);
+}
+
 static void test_verify_missing_dir(void **state)
 {
     assert_int_equal(audit_verify_dir("/nonexistent-coffer-trail", NULL), COFFER_ERR_AUDIT);
@@ -674,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_append_usage_errors),
         cmocka_unit_test(test_oversized_events_bounded),
+        cmocka_unit_test(test_verify_anchor_catches_truncation),
         cmocka_unit_test(test_verify_missing_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
