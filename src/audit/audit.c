@@ -487,6 +487,158 @@ static coffer_err write_locked(audit_trail *t, const char *line, size_t len)
     return coffer_fail(COFFER_ERR_AUDIT, "the audit trail cannot be written");
 }
 
+/* ---------------------------------------------------------------- bounding */
+
+#define OMITTED_MEMBER "omitted"
+
+/* Bytes of the compact JSON of v (an upper bound is enough: only compared with budgets). */
+static size_t json_size(const json_t *v)
+{
+    return json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+/* A copy of the first bytes of s (cut at a UTF-8 boundary) followed by the marker. */
+static json_t *string_cut(const char *s)
+{
+    static const char marker[] = AUDIT_TRUNCATED_MARKER;
+    char buf[AUDIT_MAX_STRING_BYTES];
+    size_t keep = AUDIT_MAX_STRING_BYTES - (sizeof(marker) - 1);
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80) {
+        keep--; /* s[keep] continues a sequence: cut before the sequence starts */
+    }
+    memcpy(buf, s, keep);
+    memcpy(buf + keep, marker, sizeof(marker) - 1);
+    return json_stringn(buf, keep + sizeof(marker) - 1);
+}
+
+static bool is_omitted_marker(const json_t *v)
+{
+    return json_is_object(v) && json_is_true(json_object_get(v, OMITTED_MEMBER));
+}
+
+static json_t *omitted_marker(size_t original)
+{
+    return json_pack("{s:b,s:I}", OMITTED_MEMBER, 1, "originalSize", (json_int_t)original);
+}
+
+/* Cuts every over-long string inside v (objects and arrays, any depth). */
+static coffer_err cut_strings(json_t *v)
+{
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *val;
+        void *tmp;
+        json_object_foreach_safe(v, tmp, key, val)
+        {
+            if (json_is_string(val) && json_string_length(val) > AUDIT_MAX_STRING_BYTES) {
+                json_t *cut = string_cut(json_string_value(val));
+                if (cut == NULL || json_object_set_new(v, key, cut) != 0) {
+                    return coffer_fail(COFFER_ERR_NOMEM, "out of memory bounding an audit event");
+                }
+            } else {
+                TRY(cut_strings(val));
+            }
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *val = json_array_get(v, i);
+            if (json_is_string(val) && json_string_length(val) > AUDIT_MAX_STRING_BYTES) {
+                json_t *cut = string_cut(json_string_value(val));
+                if (cut == NULL || json_array_set_new(v, i, cut) != 0) {
+                    return coffer_fail(COFFER_ERR_NOMEM, "out of memory bounding an audit event");
+                }
+            } else {
+                TRY(cut_strings(val));
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+static coffer_err omit_member(json_t *event, const char *key, size_t size)
+{
+    json_t *m = omitted_marker(size);
+    if (m == NULL || json_object_set_new(event, key, m) != 0) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory bounding an audit event");
+    }
+    return COFFER_OK;
+}
+
+/* Cuts the over-long strings directly in the event (userAgent, errorMessage, ...): always. */
+static coffer_err cut_top_strings(json_t *event)
+{
+    const char *key;
+    json_t *val;
+    void *tmp;
+    json_object_foreach_safe(event, tmp, key, val)
+    {
+        if (json_is_string(val) && json_string_length(val) > AUDIT_MAX_STRING_BYTES) {
+            json_t *cut = string_cut(json_string_value(val));
+            if (cut == NULL || json_object_set_new(event, key, cut) != 0) {
+                return coffer_fail(COFFER_ERR_NOMEM, "out of memory bounding an audit event");
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+/*
+ * The expensive part, run only for an event whose JSON is over AUDIT_MAX_FIELD_BYTES: inside
+ * an oversized member cut the long strings, then omit what is still too large.
+ */
+static coffer_err bound_members(json_t *event)
+{
+    const char *key;
+    json_t *val;
+    void *tmp;
+    json_object_foreach_safe(event, tmp, key, val)
+    {
+        if (!json_is_object(val) && !json_is_array(val)) {
+            continue;
+        }
+        if (json_size(val) <= AUDIT_MAX_FIELD_BYTES) {
+            continue;
+        }
+        TRY(cut_strings(val));
+        size_t n = json_size(val);
+        if (n > AUDIT_MAX_FIELD_BYTES) {
+            TRY(omit_member(event, key, n));
+        }
+    }
+    /* Still over the budget: omit the largest container members until it fits. */
+    while (json_size(event) > AUDIT_EVENT_BUDGET_BYTES) {
+        const char *big = NULL;
+        size_t big_n = 0;
+        json_object_foreach(event, key, val)
+        {
+            if ((json_is_object(val) || json_is_array(val)) && !is_omitted_marker(val)) {
+                size_t n = json_size(val);
+                if (n > big_n) {
+                    big = key;
+                    big_n = n;
+                }
+            }
+        }
+        if (big == NULL) {
+            return coffer_fail(COFFER_ERR_USAGE, "the audit event cannot be bounded");
+        }
+        TRY(omit_member(event, big, big_n));
+    }
+    return COFFER_OK;
+}
+
+coffer_err audit_event_bound(json_t *event)
+{
+    if (!json_is_object(event)) {
+        return coffer_fail(COFFER_ERR_USAGE, "an audit event must be a JSON object");
+    }
+    TRY(cut_top_strings(event));
+    if (json_size(event) <= AUDIT_MAX_FIELD_BYTES) {
+        return COFFER_OK;
+    }
+    return bound_members(event);
+}
+
 /*
  * Serialises `event` into `line` (empty on entry) and frames it:
  * `{"previousEventHash":"` + 64 placeholder chars + `",` + members + `}` + '\n'.
@@ -500,9 +652,6 @@ static coffer_err frame_event(json_t *event, coffer_buf *line)
     size_t body = line->len - (PREFIX_LEN - 1);
     if (body < 2) {
         return coffer_fail(COFFER_ERR_AUDIT, "the audit event cannot be serialised");
-    }
-    if (line->len + 1 > AUDIT_MAX_EVENT_BYTES) {
-        return coffer_fail(COFFER_ERR_AUDIT, "audit event too large (%zu bytes)", line->len + 1);
     }
     char *l = (char *)line->data;
     memcpy(l, PREFIX_HEAD, PREFIX_HEAD_LEN);
@@ -531,8 +680,17 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
         return coffer_fail(COFFER_ERR_USAGE, "the audit event already has " AUDIT_HASH_FIELD);
     }
 
-    /* Outside the lock: serialise and frame. */
+    /* Outside the lock: bound, serialise and frame (serialised twice only when oversized). */
+    GUARD(cut_top_strings(event));
     GUARD(frame_event(event, &framed));
+    if (framed.len > AUDIT_MAX_FIELD_BYTES) {
+        GUARD(bound_members(event));
+        coffer_buf_reset(&framed);
+        GUARD(frame_event(event, &framed));
+    }
+    if (framed.len > AUDIT_MAX_EVENT_BYTES) {
+        FAIL_OUT(COFFER_ERR_USAGE, "audit event too large (%zu bytes)", framed.len); /* cannot happen */
+    }
     line = (char *)framed.data;
     size_t len = framed.len;
 

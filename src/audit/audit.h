@@ -3,8 +3,10 @@
  * appended as a line to the trail directory (the server uses DATA/audit/, AUDIT_SUBDIR) in files
  * trail-000001.jsonl, trail-000002.jsonl, ... Each event carries the SHA-256 of the line before
  * it ("previousEventHash", the exact bytes without the newline; 64 zeros for the very first
- * event), so removing or editing any event breaks the chain and `coffer audit verify DIR`
- * reports the first break. The chain continues across files: the first line of a new file
+ * event), so removing or editing an event that has a successor breaks the chain and
+ * `coffer audit verify DIR` reports the first break. The chain is not keyed and its head is not
+ * stored anywhere else: truncation at the end, or a rewrite that re-hashes every later event,
+ * is caught only against an anchor kept elsewhere (audit_verify_dir_anchored). The chain continues across files: the first line of a new file
  * links to the last line of the previous one. The trail never holds plaintext or key
  * material: callers pass requestParameters with such members already removed.
  *
@@ -24,7 +26,11 @@
 
 #define AUDIT_SUBDIR "audit"                   /* the trail directory inside the data dir */
 #define AUDIT_ROTATE_BYTES_DEFAULT (64u << 20) /* a new file starts past 64 MiB */
-#define AUDIT_MAX_EVENT_BYTES (1u << 20)       /* larger events are refused */
+#define AUDIT_MAX_EVENT_BYTES (1u << 20)       /* hard cap on one line (verifier, recovery) */
+#define AUDIT_EVENT_BUDGET_BYTES (256u << 10)  /* larger events get their big members omitted */
+#define AUDIT_MAX_FIELD_BYTES (100u << 10)     /* an object/array member over this is omitted */
+#define AUDIT_MAX_STRING_BYTES 1024u           /* a longer string is cut, ending in the marker */
+#define AUDIT_TRUNCATED_MARKER "...[truncated]"
 #define AUDIT_HASH_HEX_LEN 64                  /* hex SHA-256 */
 #define AUDIT_HASH_FIELD "previousEventHash"
 
@@ -49,21 +55,76 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
 void audit_trail_close(audit_trail *t); /* stops the sync thread, fdatasyncs, closes; accepts NULL */
 
 /*
- * Appends `event` (borrowed, not modified; a JSON object with the CloudTrail fields, in the
- * order they should appear, without "previousEventHash") as one line with "previousEventHash"
- * first. The line reaches the kernel (one write(2), O_APPEND) before this returns, so it
- * survives a kill of the process; it is not fsynced (see audit_trail_sync).
+ * Appends `event` (borrowed; a JSON object with the CloudTrail fields, in the order they should
+ * appear, without "previousEventHash") as one line with "previousEventHash" first. The line
+ * reaches the kernel (one write(2), O_APPEND) before this returns, so it survives a kill of the
+ * process; it is not fsynced (see audit_trail_sync).
+ *
+ * Events are bounded by construction, so an append fails only when the trail cannot be written,
+ * never because of what a request carried: `event` is shortened in place with audit_event_bound
+ * (see there) before it is serialised.
+ *
  * COFFER_ERR_USAGE for a non-object or an event that already has "previousEventHash";
  * COFFER_ERR_AUDIT when it cannot be written (nothing is left half-written: a partial write is
  * truncated away, and if even that fails the trail stays failed and refuses every append).
  */
 coffer_err audit_trail_append(audit_trail *t, json_t *event) __attribute__((warn_unused_result));
 
+/*
+ * Bounds `event` in place, as CloudTrail bounds its records: a string value longer than
+ * AUDIT_MAX_STRING_BYTES (at any depth) is cut at a UTF-8 boundary and ends in
+ * AUDIT_TRUNCATED_MARKER; a top-level object or array member whose JSON is still over
+ * AUDIT_MAX_FIELD_BYTES is replaced by {"omitted":true,"originalSize":<bytes>}; if the whole
+ * event is still over AUDIT_EVENT_BUDGET_BYTES, the largest such members are omitted the same
+ * way until it fits. COFFER_ERR_USAGE only for an event that cannot be bounded this way (many
+ * small top-level members: a caller's mistake, never request data).
+ */
+coffer_err audit_event_bound(json_t *event) __attribute__((warn_unused_result));
+
 /* fdatasync of the current file (for shutdown and tests). COFFER_ERR_AUDIT on failure. */
 coffer_err audit_trail_sync(audit_trail *t) __attribute__((warn_unused_result));
 
 /* The chain head: hex SHA-256 of the last line written (64 zeros for an empty trail). */
 void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1]);
+
+/* ---------------------------------------------------------------- unauthenticated requests */
+
+/*
+ * Bounds the events of requests that failed authentication (audit_limit.c): per window of
+ * `window_s` seconds, at most `per_source` events per source address and `total` from all
+ * sources; the others are counted, and a summary event (eventSource AUDIT_EVENT_SOURCE,
+ * eventName AUDIT_SUPPRESSED_EVENT_NAME, eventType AwsServiceEvent, serviceEventDetails with
+ * suppressedEvents, windowStart, windowEnd and topSources) records them once the window is over.
+ * Thread-safe.
+ */
+#define AUDIT_UNAUTH_PER_SOURCE_DEFAULT 20u
+#define AUDIT_UNAUTH_TOTAL_DEFAULT 1000u
+#define AUDIT_UNAUTH_WINDOW_S_DEFAULT 60u
+#define AUDIT_EVENT_SOURCE "audit.coffer.local"
+#define AUDIT_SUPPRESSED_EVENT_NAME "UnauthenticatedEventsSuppressed"
+
+typedef struct audit_limiter audit_limiter;
+
+struct audit_limit_options {
+    unsigned per_source; /* 0: AUDIT_UNAUTH_PER_SOURCE_DEFAULT */
+    unsigned total;      /* 0: AUDIT_UNAUTH_TOTAL_DEFAULT */
+    unsigned window_s;   /* 0: AUDIT_UNAUTH_WINDOW_S_DEFAULT */
+};
+
+/* `o` may be NULL for the defaults. *out is NULL on failure. */
+coffer_err audit_limiter_new(const struct audit_limit_options *o, audit_limiter **out)
+    __attribute__((warn_unused_result));
+void audit_limiter_free(audit_limiter *l); /* accepts NULL */
+/* true: write this unauthenticated request's event; false: it is counted instead. NULL l: true. */
+bool audit_limiter_admit(audit_limiter *l, const char *source, int64_t now_ms);
+/* Cheap, lock-free: whether a window is over so audit_limiter_flush has work to do. */
+bool audit_limiter_due(audit_limiter *l, int64_t now_ms);
+/*
+ * Writes the summary of a finished window to `t` if anything was suppressed (`force`: closes
+ * the current window first, for shutdown). On a write failure the count is kept for the next
+ * flush and COFFER_ERR_AUDIT is returned.
+ */
+coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *region, int64_t now_ms, bool force);
 
 /* What audit_verify_dir_ex found. */
 struct audit_verify_result {
@@ -85,5 +146,16 @@ coffer_err audit_verify_dir(const char *dir, FILE *report) __attribute__((warn_u
 /* As audit_verify_dir, also filling `res` (may be NULL). */
 coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verify_result *res)
     __attribute__((warn_unused_result));
+/*
+ * As audit_verify_dir_ex, and the event whose hash is `anchor` (64 hex chars: a "last event
+ * hash" an earlier verification printed, kept outside the data dir) must be in the chain. The
+ * chain is unkeyed and its head is not anchored by itself: without an anchor, deleting the last
+ * events or newest files, editing the last event, or rewriting the chain from some event on
+ * and re-hashing everything after it all still verify. With an anchor, any of these reaching
+ * back to or before the anchored event is a break; changes after it are not detected.
+ * COFFER_ERR_USAGE for a malformed anchor.
+ */
+coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report,
+                                     struct audit_verify_result *res) __attribute__((warn_unused_result));
 
 #endif

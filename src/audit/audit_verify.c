@@ -1,7 +1,10 @@
 /*
  * The audit trail verifier behind `coffer audit verify`: it re-reads every trail file in
  * order and recomputes the hash chain, so a removed, altered, reordered or torn event shows up
- * as the first line whose previousEventHash does not match. The trail files are untrusted
+ * as the first line whose previousEventHash does not match, unless every later line was
+ * re-hashed too (the chain has no key) or the change is at the very end (the last events, the
+ * newest files): only an anchor, a hash printed by an earlier run and kept elsewhere, catches
+ * those. The trail files are untrusted
  * input here (the point is to detect tampering): every line is parsed strictly and bounded.
  */
 #include "audit/audit.h"
@@ -58,6 +61,8 @@ struct walk {
     FILE *report;
     struct audit_verify_result *res;
     char prev[AUDIT_HASH_HEX_LEN + 1];
+    const char *anchor; /* hex hash of an event that must be in the chain, or NULL */
+    uint64_t anchor_at; /* 1-based index of that event, 0 while not seen */
 };
 
 static coffer_err broken(struct walk *w, unsigned num, uint64_t line_no, const char *why)
@@ -106,6 +111,9 @@ static coffer_err walk_file(struct walk *w, const char *dir, unsigned num)
         }
         coffer_hex_encode(h, sizeof(h), w->prev);
         w->res->events++;
+        if (w->anchor != NULL && w->anchor_at == 0 && strcmp(w->prev, w->anchor) == 0) {
+            w->anchor_at = w->res->events;
+        }
     }
     free(line);
     fclose(f);
@@ -119,12 +127,20 @@ coffer_err audit_verify_dir(const char *dir, FILE *report)
 
 coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verify_result *res)
 {
+    return audit_verify_dir_anchored(dir, NULL, report, res);
+}
+
+coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report, struct audit_verify_result *res)
+{
     coffer_err rc = COFFER_OK;
     struct audit_verify_result local;
     unsigned *nums = NULL;
     size_t count = 0;
     ENSURE_REF(dir);
-    struct walk w = {.report = report, .res = res ? res : &local};
+    if (anchor != NULL && strlen(anchor) != AUDIT_HASH_HEX_LEN) {
+        return coffer_fail(COFFER_ERR_USAGE, "an anchor is a hex SHA-256 (%d characters)", AUDIT_HASH_HEX_LEN);
+    }
+    struct walk w = {.report = report, .res = res ? res : &local, .anchor = anchor};
     memset(w.res, 0, sizeof(*w.res));
     memset(w.prev, '0', AUDIT_HASH_HEX_LEN);
     w.prev[AUDIT_HASH_HEX_LEN] = '\0';
@@ -145,9 +161,28 @@ coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verif
         w.res->files++;
     }
     memcpy(w.res->last_hash, w.prev, sizeof(w.prev));
+    /*
+     * The chain alone cannot tell a trail cut short, or rewritten and re-hashed from some point
+     * on, from an intact one: only a hash kept elsewhere can. If the anchor is not in the chain,
+     * events up to it were removed or rewritten.
+     */
+    if (anchor != NULL && w.anchor_at == 0) {
+        rc = coffer_fail(COFFER_ERR_AUDIT,
+                         "the anchored event %s is not in the trail: the trail was truncated before it, or "
+                         "events up to it were removed or rewritten",
+                         anchor);
+        if (report != NULL) {
+            fprintf(report, "audit trail BROKEN: %s\n", coffer_last_message());
+        }
+        goto out;
+    }
     if (report != NULL) {
         fprintf(report, "audit trail OK: %llu events in %u files\nlast event hash: %s\n",
                 (unsigned long long)w.res->events, w.res->files, w.res->last_hash);
+        if (anchor != NULL) {
+            fprintf(report, "anchor found at event %llu; %llu events after it\n", (unsigned long long)w.anchor_at,
+                    (unsigned long long)(w.res->events - w.anchor_at));
+        }
     }
 out:
     if (rc != COFFER_OK) {

@@ -14,6 +14,7 @@
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
 #include "http/query.h"
+#include "store/store.h"
 
 #define JSON_CONTENT_TYPE "application/x-amz-json-1.1"
 #define PIPELINE_MAX_SCOPE_REGION 64
@@ -26,17 +27,22 @@ static const char *const sensitive_members[] = {
 };
 
 struct request_state {
+    struct pipeline *p;
     struct api_caller caller;
     struct api_call call;
     const struct api_service *svc;
     const struct api_op *op;
     char op_name[128];
-    char ids[2][CRYPTO_UUID_STR_LEN + 1]; /* request id, audit event id */
+    char ids[3][CRYPTO_UUID_STR_LEN + 1]; /* request id, audit event id, id of a superseding event */
     const char *request_id;
     bool authenticated;
     bool query;                 /* Query protocol: errors and output as XML */
     json_t *form;               /* Query protocol: the decoded form, owned until the handler gets it */
     char route_message[256];    /* detail of a routing failure, reported after authentication */
+    /* The pre-commit event (audit_precommit): */
+    bool event_written;         /* on record before the first commit of this request */
+    bool precommit_failed;      /* the trail refused it: that commit was aborted */
+    json_t *recorded[3];        /* copies of what it said: audit_request, audit_response, audit_resources */
 };
 
 static bool member_is_sensitive(const char *name)
@@ -153,11 +159,22 @@ static json_t *audit_user_identity(const struct request_state *st)
     return id;
 }
 
-/* Builds and appends the CloudTrail event; false when the trail refused it. */
-static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc, const char *error_message)
+/* A deep copy of v, or NULL; NULL also when the copy fails (the event then says less, never more). */
+static json_t *json_copy_or_null(const json_t *v)
+{
+    return v != NULL ? json_deep_copy(v) : NULL;
+}
+
+/*
+ * Builds the CloudTrail event of this request as known now. `take`: the event takes the
+ * handler's audit fields (the last event of the request); otherwise it gets copies, so the
+ * handler may still change them (the pre-commit event). `supersedes`: the id of an earlier
+ * event of the same request that this one replaces (it then records the final outcome).
+ */
+static json_t *audit_event_build(struct pipeline *p, struct request_state *st, coffer_err rc,
+                                 const char *error_message, const char *event_id, const char *supersedes, bool take)
 {
     char when[40];
-    const char *event_id = st->ids[1];
     coffer_time_iso8601(st->call.now_ms / 1000, when, sizeof(when));
     json_t *ev = json_object();
     json_object_set_new(ev, "eventVersion", json_string("1.08"));
@@ -167,6 +184,7 @@ static bool audit_record(struct pipeline *p, struct request_state *st, coffer_er
     json_object_set_new(ev, "eventName", json_string(st->op_name[0] ? st->op_name : "Unknown"));
     json_object_set_new(ev, "awsRegion", json_string(p->region));
     json_object_set_new(ev, "sourceIPAddress", json_string(st->caller.source_ip ? st->caller.source_ip : ""));
+    /* Long strings (a 60 KB User-Agent) are cut by the trail: events are bounded there. */
     json_object_set_new(ev, "userAgent", json_string(st->caller.user_agent ? st->caller.user_agent : ""));
     if (rc != COFFER_OK) {
         json_object_set_new(ev, "errorCode", json_string(coffer_err_aws_type(rc)));
@@ -174,23 +192,35 @@ static bool audit_record(struct pipeline *p, struct request_state *st, coffer_er
             json_object_set_new(ev, "errorMessage", json_string(error_message));
         }
     }
-    json_t *req_params = st->call.audit_request;
-    st->call.audit_request = NULL;
-    if (req_params == NULL && st->call.input != NULL) {
+    json_t *req_params = take ? st->call.audit_request : json_copy_or_null(st->call.audit_request);
+    if (take) {
+        st->call.audit_request = NULL;
+    }
+    /* Nothing a caller that failed authentication sent is echoed: it costs them nothing to send. */
+    if (req_params == NULL && st->call.input != NULL && st->authenticated) {
         req_params = audit_default_request(st->call.input);
     }
     json_object_set_new(ev, "requestParameters", req_params ? req_params : json_null());
-    json_t *resp_elems = rc == COFFER_OK ? st->call.audit_response : NULL;
-    if (rc != COFFER_OK) {
+    json_t *resp_elems = NULL;
+    if (rc == COFFER_OK) {
+        resp_elems = take ? st->call.audit_response : json_copy_or_null(st->call.audit_response);
+    } else if (take) {
         json_decref(st->call.audit_response);
     }
-    st->call.audit_response = NULL;
+    if (take) {
+        st->call.audit_response = NULL;
+    }
     json_object_set_new(ev, "responseElements", resp_elems ? resp_elems : json_null());
+    if (supersedes != NULL) {
+        json_object_set_new(ev, "additionalEventData", json_pack("{s:s}", "supersedesEventId", supersedes));
+    }
     json_object_set_new(ev, "requestID", json_string(st->request_id));
     json_object_set_new(ev, "eventID", json_string(event_id));
     json_object_set_new(ev, "readOnly", json_boolean(st->op && (st->op->flags & API_OP_READONLY)));
-    json_t *res = st->call.audit_resources;
-    st->call.audit_resources = NULL;
+    json_t *res = take ? st->call.audit_resources : json_copy_or_null(st->call.audit_resources);
+    if (take) {
+        st->call.audit_resources = NULL;
+    }
     json_object_set_new(ev, "resources", res ? res : json_array());
     json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
     json_object_set_new(ev, "managementEvent", json_boolean(!(st->op && (st->op->flags & API_OP_CRYPTO))));
@@ -199,13 +229,70 @@ static bool audit_record(struct pipeline *p, struct request_state *st, coffer_er
     json_object_set_new(ev, "tlsDetails", st->caller.secure_transport
                                               ? json_pack("{s:s}", "clientProvidedHostHeader", "")
                                               : json_null());
-    coffer_err arc = audit_trail_append(p->trail, ev);
+    return ev;
+}
+
+static bool audit_append(struct pipeline *p, struct request_state *st, json_t *ev)
+{
+    coffer_err arc = ev != NULL ? audit_trail_append(p->trail, ev) : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     json_decref(ev);
     if (arc != COFFER_OK) {
         log_error("audit trail write failed: %s; refusing request %s", coffer_last_message(), st->request_id);
         return false;
     }
     return true;
+}
+
+/*
+ * The store's pre-commit hook while a handler runs (store_precommit_set): before the first
+ * commit of the request becomes visible, its event is on record with what is known so far
+ * (the outcome so far is success). If the trail refuses it, the commit is aborted and the
+ * request fails with COFFER_ERR_AUDIT: no change without its event, whichever service or path
+ * commits. Later commits of the same request are covered by that event.
+ */
+static coffer_err audit_precommit(void *ctx)
+{
+    struct request_state *st = ctx;
+    if (st->event_written) {
+        return COFFER_OK;
+    }
+    json_t *ev = audit_event_build(st->p, st, COFFER_OK, NULL, st->ids[1], NULL, false);
+    if (!audit_append(st->p, st, ev)) {
+        st->precommit_failed = true;
+        return coffer_fail(COFFER_ERR_AUDIT, "%s", "The request could not be recorded in the audit trail.");
+    }
+    st->event_written = true;
+    st->recorded[0] = json_copy_or_null(st->call.audit_request);
+    st->recorded[1] = json_copy_or_null(st->call.audit_response);
+    st->recorded[2] = json_copy_or_null(st->call.audit_resources);
+    return COFFER_OK;
+}
+
+static bool json_same(const json_t *a, const json_t *b)
+{
+    return a == NULL ? b == NULL : b != NULL && json_equal((json_t *)a, (json_t *)b);
+}
+
+/*
+ * Records the request's outcome; false when the trail refused it. When a pre-commit event is
+ * on record and says it all (success, same audit fields) nothing more is written; otherwise a
+ * second event of the same request carries the final outcome and names the first in
+ * additionalEventData.supersedesEventId (a commit that failed after its event, or audit fields
+ * a handler set after committing).
+ */
+static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc, const char *error_message)
+{
+    if (!st->event_written) {
+        if (!st->authenticated && !audit_limiter_admit(p->unauth_limit, st->caller.source_ip, st->call.now_ms)) {
+            return true; /* counted in the window's summary instead */
+        }
+        return audit_append(p, st, audit_event_build(p, st, rc, error_message, st->ids[1], NULL, true));
+    }
+    if (rc == COFFER_OK && json_same(st->recorded[0], st->call.audit_request) &&
+        json_same(st->recorded[1], st->call.audit_response) && json_same(st->recorded[2], st->call.audit_resources)) {
+        return true;
+    }
+    return audit_append(p, st, audit_event_build(p, st, rc, error_message, st->ids[2], st->ids[1], true));
 }
 
 static const struct api_service *service_by_prefix(struct pipeline *p, const char *target, size_t prefix_len)
@@ -394,7 +481,8 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     }
     coffer_clear_err();
     st.call.now_ms = coffer_now_ms();
-    if (crypto_uuid_v4_many(st.ids, 2) != COFFER_OK) {
+    st.p = p;
+    if (crypto_uuid_v4_many(st.ids, 3) != COFFER_OK) {
         set_error(resp, COFFER_ERR_INTERNAL);
         return;
     }
@@ -437,7 +525,13 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         GUARD(pipeline_parse_body(req, &input));
     }
     st.call.input = input;
+    store_precommit_set(audit_precommit, &st);
     rc = st.op->handler(st.svc->state, &st.call);
+    store_precommit_set(NULL, NULL);
+    if (st.precommit_failed && !st.event_written) {
+        /* Whatever the handler made of its failed commit, the answer is that the trail refused. */
+        rc = coffer_fail(COFFER_ERR_AUDIT, "%s", "The request could not be recorded in the audit trail.");
+    }
 out:
     if (rc != COFFER_OK) {
         snprintf(saved_message, sizeof(saved_message), "%s", coffer_err_message(rc));
@@ -480,6 +574,12 @@ out:
     json_decref(st.call.audit_request);
     json_decref(st.call.audit_response);
     json_decref(st.call.audit_resources);
+    for (size_t i = 0; i < sizeof(st.recorded) / sizeof(st.recorded[0]); i++) {
+        json_decref(st.recorded[i]);
+    }
+    if (audit_limiter_due(p->unauth_limit, st.call.now_ms)) {
+        (void)audit_limiter_flush(p->unauth_limit, p->trail, p->region, st.call.now_ms, false);
+    }
     json_wipe_sensitive(input);
     json_decref(input);
 }

@@ -4,8 +4,13 @@
  *   route (X-Amz-Target) -> SigV4 -> quota -> JSON body -> handler -> audit -> response
  *
  * Errors anywhere become the AWS JSON 1.1 error body ({"__type","message"}) with the status
- * a client expects; every request, allowed, denied or failed, produces one audit event, and
- * if the event cannot be written the request is refused.
+ * a client expects; every request, allowed, denied or failed, produces an audit event, and
+ * if the event cannot be written the request is refused. A request that changes anything has
+ * its event written before its first commit (a store pre-commit hook installed around the
+ * handler), so no change is ever visible without its event; when the outcome then differs
+ * (the commit failed, or the handler set audit fields afterwards) a second event of the same
+ * request records the final outcome and names the first as superseded. Requests that fail
+ * authentication are bounded per source address (audit_limiter) and counted in a summary.
  */
 #ifndef COFFER_HTTP_PIPELINE_H
 #define COFFER_HTTP_PIPELINE_H
@@ -27,6 +32,7 @@ struct pipeline {
     int max_skew_s;
     quota *quota;       /* may be NULL (no quotas) */
     audit_trail *trail; /* required */
+    audit_limiter *unauth_limit; /* bounds events of requests that fail authentication; NULL: no bound */
 };
 
 /* The http_handler_fn of cofferd; ctx is a struct pipeline. */

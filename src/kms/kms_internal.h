@@ -179,7 +179,7 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     __attribute__((warn_unused_result));
 
 /* With wmu held: creates a new symmetric key from `rec` (takes ownership) with fresh material. */
-coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, json_t *rec, struct kms_key **out)
+coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
     __attribute__((warn_unused_result));
 
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule) __attribute__((warn_unused_result));

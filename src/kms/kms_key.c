@@ -668,7 +668,7 @@ out:
     return rc;
 }
 
-coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, json_t *rec, struct kms_key **out)
+coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -699,6 +699,12 @@ coffer_err kms_key_create(struct kms_service *svc, const struct api_call *call, 
         rc = kms_nomem();
         goto out;
     }
+
+    /* The request's event is written just before the commit: it names the new key already. */
+    json_t *meta = kms_key_metadata(k);
+    call->audit_response = json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta));
+    json_decref(meta);
+    kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
     GUARD(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));

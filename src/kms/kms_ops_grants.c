@@ -267,10 +267,11 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         goto out;
     }
     grant_store_key(skey, sizeof(skey), k, grant_id);
+    /* Before the commit: the request's event is written then, naming the new grant. */
+    GUARD(grant_output(call, k, grant_id));
     GUARD(grant_write(svc, skey, rec));
     grants_swap(svc, k, list);
     list = NULL;
-    rc = grant_output(call, k, grant_id);
 out:
     kms_write_release(svc);
     json_decref(rec);

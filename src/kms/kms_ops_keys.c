@@ -212,8 +212,6 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
-    call->audit_response = json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta));
-    kms_audit_key(call, k);
 out:
     if (locked) {
         kms_write_release(svc);
@@ -461,14 +459,18 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
         }
     }
     if (rc == COFFER_OK) {
-        deletion_index_key(&d, k, when);
-        rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
-    }
-    if (rc == COFFER_OK) {
+        /* Before the commit: the request's event is written then, with these elements. */
         call->output = json_pack("{s:s,s:f,s:s,s:I}", "KeyId", k->arn, "DeletionDate", (double)when / 1000.0,
                                  "KeyState", "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
         rc = call->output != NULL ? COFFER_OK : kms_nomem();
         call->audit_response = kms_camel_copy(call->output);
+        if (rc != COFFER_OK) {
+            json_decref(rec);
+        }
+    }
+    if (rc == COFFER_OK) {
+        deletion_index_key(&d, k, when);
+        rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
     }
     kms_write_release(svc);
     return rc;
@@ -490,12 +492,15 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
         deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
         json_object_del(rec, "DeletionDate");
         json_object_del(rec, "PendingWindowInDays");
-        rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
-    }
-    if (rc == COFFER_OK) {
+        /* Before the commit: the request's event is written then, with these elements. */
         call->output = json_pack("{s:s}", "KeyId", k->arn);
         rc = call->output != NULL ? COFFER_OK : kms_nomem();
         call->audit_response = kms_camel_copy(call->output);
+        if (rc == COFFER_OK) {
+            rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+        } else {
+            json_decref(rec);
+        }
     }
     kms_write_release(svc);
     return rc;

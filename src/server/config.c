@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "quota/quota.h"
 
 typedef coffer_err (*config_setter)(struct server_config *cfg, const char *value);
@@ -146,6 +147,30 @@ static coffer_err set_sweep(struct server_config *c, const char *v)
     return COFFER_OK;
 }
 
+static coffer_err set_unauth_per_source(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1, 1000000, "audit-unauth-per-source", &x));
+    c->audit_unauth_per_source = (unsigned)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_unauth_total(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1, 100000000, "audit-unauth-total", &x));
+    c->audit_unauth_total = (unsigned)x;
+    return COFFER_OK;
+}
+
+static coffer_err set_unauth_window(struct server_config *c, const char *v)
+{
+    long x;
+    TRY(parse_long(v, 1, 86400, "audit-unauth-window", &x));
+    c->audit_unauth_window_s = (unsigned)x;
+    return COFFER_OK;
+}
+
 static coffer_err set_log_level(struct server_config *c, const char *v)
 {
     return copy_str(c->log_level, sizeof(c->log_level), v, "log level");
@@ -183,6 +208,12 @@ static const struct config_option options[] = {
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},
+    {"audit-unauth-per-source", "COFFER_AUDIT_UNAUTH_PER_SOURCE", true, set_unauth_per_source,
+     "audit events per source address per window for requests that fail authentication (default 20)"},
+    {"audit-unauth-total", "COFFER_AUDIT_UNAUTH_TOTAL", true, set_unauth_total,
+     "audit events per window for requests that fail authentication, all sources (default 1000)"},
+    {"audit-unauth-window", "COFFER_AUDIT_UNAUTH_WINDOW", true, set_unauth_window,
+     "seconds per window; suppressed events are summed in one event per window (default 60)"},
     {"log-level", "COFFER_LOG_LEVEL", true, set_log_level, "debug, info, warn, error (default info)"},
     {"config", "COFFER_CONFIG", true, set_config_file, "config file (default DIR/cofferd.conf if present)"},
 };
@@ -219,6 +250,9 @@ static void config_defaults(struct server_config *c)
     c->max_body = 1024 * 1024;
     c->timeout_s = 30;
     c->sweep_interval_s = 10;
+    c->audit_unauth_per_source = AUDIT_UNAUTH_PER_SOURCE_DEFAULT;
+    c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
+    c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
     (void)set_log_level(c, "info");
 }
 

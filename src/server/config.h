@@ -32,6 +32,9 @@ struct server_config {
     size_t max_body;
     int timeout_s;
     int sweep_interval_s;
+    unsigned audit_unauth_per_source; /* trail events per source address per window for failed authentication */
+    unsigned audit_unauth_total;      /* the same from all sources together */
+    unsigned audit_unauth_window_s;   /* the window, seconds */
     char log_level[16];
     char config_file[1024];
 };

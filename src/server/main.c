@@ -168,6 +168,7 @@ int main(int argc, char **argv)
     iam_directory *dir = NULL;
     iam_services *identity = NULL;
     audit_trail *trail = NULL;
+    audit_limiter *unauth_limit = NULL;
     quota *q = NULL;
     struct kms_service *kms = NULL;
     authz *az = NULL;
@@ -215,6 +216,12 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
     GUARD(ensure_dir(path));
     GUARD(audit_trail_open(path, &trail));
+    struct audit_limit_options limit_opts = {
+        .per_source = cfg.audit_unauth_per_source,
+        .total = cfg.audit_unauth_total,
+        .window_s = cfg.audit_unauth_window_s,
+    };
+    GUARD(audit_limiter_new(&limit_opts, &unauth_limit));
     q = quota_new(cfg.quota_crypto_rps);
     GUARD(kms_service_new(st, sl, cfg.region, &kms));
     if (cfg.authorization) {
@@ -244,6 +251,7 @@ int main(int argc, char **argv)
         .max_skew_s = SIGV4_DEFAULT_SKEW_S,
         .quota = q,
         .trail = trail,
+        .unauth_limit = unauth_limit,
     };
     pipe.services[pipe.n_services++] = kms_service_api(kms);
     pipe.services[pipe.n_services++] = iam_services_iam_api(identity);
@@ -299,6 +307,11 @@ out:
     iam_services_free(identity);
     iam_directory_free(dir);
     quota_free(q);
+    if (unauth_limit != NULL && trail != NULL) {
+        /* The last window's suppressed count goes on record before the trail closes. */
+        (void)audit_limiter_flush(unauth_limit, trail, cfg.region, coffer_now_ms(), true);
+    }
+    audit_limiter_free(unauth_limit);
     audit_trail_close(trail);
     iam_creds_free(creds);
     seal_free(sl);

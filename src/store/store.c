@@ -180,9 +180,30 @@ coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_af
     return rc == STORE_SCAN_STOP ? COFFER_OK : rc;
 }
 
+/* One hook per thread: a transaction belongs to the thread that began it (store.h). */
+static _Thread_local store_precommit_fn precommit_fn;
+static _Thread_local void *precommit_ctx;
+
+void store_precommit_set(store_precommit_fn fn, void *ctx)
+{
+    precommit_fn = fn;
+    precommit_ctx = fn != NULL ? ctx : NULL;
+}
+
 coffer_err store_txn_commit(store_txn *t)
 {
     ENSURE_REF(t);
+    store_precommit_fn fn = precommit_fn;
+    if (fn != NULL) {
+        void *ctx = precommit_ctx;
+        precommit_fn = NULL;
+        coffer_err rc = fn(ctx);
+        precommit_fn = fn;
+        if (rc != COFFER_OK) {
+            t->st->vt->txn_abort(t);
+            return rc;
+        }
+    }
     return t->st->vt->txn_commit(t);
 }
 

@@ -64,4 +64,17 @@ coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_af
 coffer_err store_txn_commit(store_txn *t) __attribute__((warn_unused_result));
 void store_txn_abort(store_txn *t); /* accepts NULL */
 
+/*
+ * The calling thread's pre-commit hook: while one is installed, store_txn_commit calls
+ * fn(ctx) first and commits only if it returns COFFER_OK; otherwise the transaction is aborted
+ * (nothing it wrote becomes visible) and commit returns fn's error. The request pipeline
+ * installs one around each service handler so the request's audit event is on record before
+ * any change the request makes can be seen, whichever service or code path commits it. The
+ * hook lives in this layer, above every backend, so each backend gets it for free.
+ * fn NULL removes the hook. The hook is not run for commits it makes itself (it is removed
+ * while it runs).
+ */
+typedef coffer_err (*store_precommit_fn)(void *ctx);
+void store_precommit_set(store_precommit_fn fn, void *ctx);
+
 #endif

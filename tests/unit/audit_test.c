@@ -207,7 +207,7 @@ static void test_empty_object_and_large_event(void **state)
     char *big = malloc(20000);
     memset(big, 'x', 19999);
     big[19999] = '\0';
-    json_t *ev = json_pack("{s:s, s:s}", "eventName", "PutParameter", "pad", big);
+    json_t *ev = json_pack("{s:s, s:{s:s}}", "eventName", "PutParameter", "requestParameters", "pad", big);
     assert_int_equal(audit_trail_append(t, ev), COFFER_OK);
     json_decref(ev);
     free(big);
@@ -564,19 +564,103 @@ static void test_append_usage_errors(void **state)
     assert_int_equal(audit_trail_append(t, forged), COFFER_ERR_USAGE);
     json_decref(forged);
     assert_int_equal(audit_trail_append(NULL, NULL), COFFER_ERR_USAGE);
-    /* Over the size limit: refused, nothing written. */
-    char *big = malloc(AUDIT_MAX_EVENT_BYTES + 10);
-    memset(big, 'y', AUDIT_MAX_EVENT_BYTES + 9);
-    big[AUDIT_MAX_EVENT_BYTES + 9] = '\0';
-    json_t *ev = json_pack("{s:s}", "pad", big);
-    assert_int_equal(audit_trail_append(t, ev), COFFER_ERR_AUDIT);
-    json_decref(ev);
-    free(big);
     audit_trail_close(t);
     struct stat st;
     assert_int_equal(stat(file_path(dir, 1), &st), 0);
     assert_int_equal(st.st_size, 0);
     verify_ok(dir, 0, 1);
+    tmpdir_free(dir);
+}
+
+static json_t *line_json(const struct lines *l, size_t i)
+{
+    json_error_t e;
+    json_t *j = json_loadb(l->line[i], l->len[i] - 1, 0, &e);
+    assert_non_null(j);
+    return j;
+}
+
+/* Oversized events are bounded, never refused: strings cut with a marker, members omitted. */
+static void test_oversized_events_bounded(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    size_t n = AUDIT_MAX_EVENT_BYTES + 10;
+    char *big = malloc(n);
+    memset(big, 'y', n - 1);
+    big[n - 1] = '\0';
+    /* A long top-level string (a User-Agent) is cut even in a small event. */
+    json_t *ev = json_pack("{s:s,s:s}", "userAgent", big + n - 60001, "eventName", "X");
+    assert_int_equal(audit_trail_append(t, ev), COFFER_OK);
+    json_decref(ev);
+    /* Over the event size: the long string inside requestParameters is cut, the rest kept. */
+    ev = json_pack("{s:s,s:{s:s,s:s}}", "eventName", "Y", "requestParameters", "big", big, "small", "kept");
+    assert_int_equal(audit_trail_append(t, ev), COFFER_OK);
+    json_decref(ev);
+    /* Many small values: the member is omitted with a marker. */
+    json_t *ops = json_array();
+    for (int i = 0; i < 100000; i++) {
+        json_array_append_new(ops, json_string("Decrypt"));
+    }
+    ev = json_pack("{s:s,s:{s:o}}", "eventName", "Z", "requestParameters", "operations", ops);
+    assert_int_equal(audit_trail_append(t, ev), COFFER_OK);
+    json_decref(ev);
+    free(big);
+    audit_trail_close(t);
+    verify_ok(dir, 3, 1);
+
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    for (size_t i = 0; i < 3; i++) {
+        assert_true(l.len[i] <= AUDIT_EVENT_BUDGET_BYTES + 128);
+    }
+    json_t *j = line_json(&l, 0);
+    const char *ua = json_string_value(json_object_get(j, "userAgent"));
+    assert_int_equal(strlen(ua), AUDIT_MAX_STRING_BYTES);
+    assert_string_equal(ua + strlen(ua) - strlen(AUDIT_TRUNCATED_MARKER), AUDIT_TRUNCATED_MARKER);
+    json_decref(j);
+    j = line_json(&l, 1);
+    json_t *rp = json_object_get(j, "requestParameters");
+    assert_string_equal(json_string_value(json_object_get(rp, "small")), "kept");
+    assert_int_equal(json_string_length(json_object_get(rp, "big")), AUDIT_MAX_STRING_BYTES);
+    json_decref(j);
+    j = line_json(&l, 2);
+    rp = json_object_get(j, "requestParameters");
+    assert_true(json_is_true(json_object_get(rp, "omitted")));
+    assert_true(json_integer_value(json_object_get(rp, "originalSize")) > (json_int_t)AUDIT_MAX_FIELD_BYTES);
+    json_decref(j);
+    free(l.buf);
+    tmpdir_free(dir);
+}
+
+/* Cutting the last events still verifies on its own; against an anchor it is a break. */
+static void test_verify_anchor_catches_truncation(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    append_n(t, 0, 5);
+    char anchor[AUDIT_HASH_HEX_LEN + 1];
+    audit_trail_head(t, anchor);
+    append_n(t, 5, 2);
+    audit_trail_close(t);
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_anchored(dir, anchor, NULL, &r), COFFER_OK);
+    assert_int_equal(r.events, 7);
+    assert_int_equal(audit_verify_dir_anchored(dir, "abc", NULL, &r), COFFER_ERR_USAGE);
+
+    /* Drop the last three lines (the anchored event among them). */
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    size_t keep = 0;
+    for (size_t i = 0; i < 4; i++) {
+        keep += l.len[i];
+    }
+    free(l.buf);
+    assert_int_equal(truncate(file_path(dir, 1), (off_t)keep), 0);
+    verify_ok(dir, 4, 1); /* the chain alone cannot tell */
+    assert_int_equal(audit_verify_dir_anchored(dir, anchor, NULL, &r), COFFER_ERR_AUDIT);
     tmpdir_free(dir);
 }
 
@@ -619,6 +703,8 @@ int main(void)
         cmocka_unit_test(test_append_fails_when_dir_removed),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_append_usage_errors),
+        cmocka_unit_test(test_oversized_events_bounded),
+        cmocka_unit_test(test_verify_anchor_catches_truncation),
         cmocka_unit_test(test_verify_missing_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -395,6 +395,47 @@ static void test_txn_abort(void **state)
     check_value(st, "x/after", "after");
 }
 
+struct hook_state {
+    int calls;
+    coffer_err answer;
+};
+
+static coffer_err hook_fn(void *ctx)
+{
+    struct hook_state *h = ctx;
+    h->calls++;
+    return h->answer;
+}
+
+/* A failing pre-commit hook aborts the transaction: nothing it wrote is visible. */
+static void test_precommit_hook(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    put1(st, "h/keep", "keep");
+    struct hook_state h = {.answer = COFFER_ERR_AUDIT};
+    store_precommit_set(hook_fn, &h);
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "h/new", coffer_cursor_from_str("new")), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "h/keep", coffer_cursor_from_str("overwritten")), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_ERR_AUDIT);
+    assert_int_equal(h.calls, 1);
+    expect_absent(st, "h/new");
+    check_value(st, "h/keep", "keep");
+
+    /* Once the hook agrees the commit goes through. */
+    h.answer = COFFER_OK;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "h/new", coffer_cursor_from_str("new")), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_int_equal(h.calls, 2);
+    check_value(st, "h/new", "new");
+
+    store_precommit_set(NULL, NULL);
+    put1(st, "h/after", "after");
+    assert_int_equal(h.calls, 2);
+}
+
 #define WRITERS 4
 #define INCREMENTS 60
 
@@ -681,6 +722,7 @@ int main(void)
         BOTH(test_scan_nested),
         BOTH(test_txn_read_your_writes),
         BOTH(test_txn_abort),
+        BOTH(test_precommit_hook),
         BOTH(test_concurrent_writers),
         BOTH(test_nested_txn_refused),
         cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
