@@ -48,6 +48,10 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
  */
 void kms_service_set_authorizer(struct kms_service *svc, authz *az);
 
+/* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
+struct coffer_limits;
+void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits);
+
 /* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
 const struct api_service *kms_service_api(struct kms_service *svc);
 
