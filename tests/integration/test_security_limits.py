@@ -209,5 +209,150 @@ class KmsLimitsTest(ServerTestCase):
                          "ValidationException")
 
 
+def iam_error(fn, **kw):
+    try:
+        fn(**kw)
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError("%s succeeded" % fn.__name__)
+
+
+def doc(actions, pad=0):
+    """An identity policy; `pad` extra characters in the Sid, white space not counted by IAM."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "S" + "x" * pad, "Effect": "Allow", "Action": actions, "Resource": "*"}]}, indent=4)
+
+
+def trust(pad=0):
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "T" + "x" * pad, "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"},
+         "Action": "sts:AssumeRole"}]}, indent=4)
+
+
+def chars(text):
+    return sum(1 for c in text if not c.isspace())
+
+
+class IamLimitsTest(ServerTestCase):
+    extra_args = ("--quota-crypto-rps", "0", "--max-users", "2", "--max-roles", "2", "--max-policies", "2",
+                  "--max-attached-policies", "2", "--max-user-inline-policy-chars", "300",
+                  "--max-role-inline-policy-chars", "400", "--max-managed-policy-chars", "250",
+                  "--max-trust-policy-chars", "250")
+
+    def setUp(self):
+        self.iam = self.server.client("iam")
+        self.raw = self.server.client("iam", config=Config(parameter_validation=False,
+                                                           retries={"max_attempts": 1}))
+
+    def users(self):
+        return sorted(u["UserName"] for u in self.iam.list_users()["Users"])
+
+    def test_users_per_account(self):
+        self.iam.create_user(UserName="q-u1")
+        self.iam.create_user(UserName="q-u2")
+        self.assertEqual(iam_error(self.iam.create_user, UserName="q-u3"), "LimitExceeded")
+        self.assertEqual(self.users(), ["q-u1", "q-u2"])
+        rc, _, err = self.server.aws("iam", "create-user", "--user-name", "q-u4")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("LimitExceeded", err)
+        # Deleting one frees its place.
+        self.iam.delete_user(UserName="q-u1")
+        self.iam.create_user(UserName="q-u3")
+        self.assertEqual(self.users(), ["q-u2", "q-u3"])
+        self.iam.delete_user(UserName="q-u2")
+        self.iam.delete_user(UserName="q-u3")
+
+    def test_roles_and_trust_policy(self):
+        self.assertLessEqual(chars(trust(100)), 250)
+        self.assertGreater(chars(trust(200)), 250)
+        self.assertEqual(iam_error(self.iam.create_role, RoleName="q-big", AssumeRolePolicyDocument=trust(200)),
+                         "LimitExceeded")
+        self.iam.create_role(RoleName="q-r1", AssumeRolePolicyDocument=trust(100))
+        self.iam.create_role(RoleName="q-r2", AssumeRolePolicyDocument=trust())
+        self.assertEqual(iam_error(self.iam.create_role, RoleName="q-r3", AssumeRolePolicyDocument=trust()),
+                         "LimitExceeded")
+        self.assertEqual(sorted(r["RoleName"] for r in self.iam.list_roles()["Roles"]), ["q-r1", "q-r2"])
+        # Inline policies of a role: the quota is on all of them together.
+        self.iam.put_role_policy(RoleName="q-r1", PolicyName="p1", PolicyDocument=doc("kms:*", 100))
+        self.assertLessEqual(chars(doc("kms:*", 100)) * 2, 400 + 200)
+        self.assertEqual(iam_error(self.iam.put_role_policy, RoleName="q-r1", PolicyName="p2",
+                                   PolicyDocument=doc("kms:*", 200)), "LimitExceeded")
+        self.assertEqual(self.iam.list_role_policies(RoleName="q-r1")["PolicyNames"], ["p1"])
+
+    def test_user_inline_policies(self):
+        self.iam.create_user(UserName="q-inline")
+        try:
+            one = doc("kms:Encrypt", 100)
+            self.assertLess(chars(one), 300)
+            self.assertGreater(chars(one) * 2, 300)
+            self.iam.put_user_policy(UserName="q-inline", PolicyName="a", PolicyDocument=one)
+            self.assertEqual(iam_error(self.iam.put_user_policy, UserName="q-inline", PolicyName="b",
+                                       PolicyDocument=one), "LimitExceeded")
+            self.assertEqual(self.iam.list_user_policies(UserName="q-inline")["PolicyNames"], ["a"])
+            # Replacing the one policy with a smaller one is fine; white space does not count.
+            self.iam.put_user_policy(UserName="q-inline", PolicyName="a",
+                                     PolicyDocument=doc("kms:Decrypt") + " " * 1000)
+            # Names: policy name and user name lengths, bad characters.
+            self.assertEqual(iam_error(self.raw.put_user_policy, UserName="q-inline", PolicyName="p" * 129,
+                                       PolicyDocument=doc("kms:*")), "ValidationError")
+            # Existing-user names may be up to 128 characters (IAM's model), new ones up to 64.
+            self.assertEqual(iam_error(self.raw.get_user, UserName="u" * 129), "ValidationError")
+            self.assertEqual(iam_error(self.raw.create_user, UserName="u" * 65), "ValidationError")
+            self.assertEqual(iam_error(self.raw.create_user, UserName="bad/name"), "ValidationError")
+            self.assertEqual(iam_error(self.raw.create_user, UserName="ok", Path="/" + "p" * 512 + "/"),
+                             "ValidationError")
+            self.assertEqual(iam_error(self.raw.put_user_policy, UserName="q-inline", PolicyName="c",
+                                       PolicyDocument="not json"), "MalformedPolicyDocument")
+        finally:
+            for p in self.iam.list_user_policies(UserName="q-inline")["PolicyNames"]:
+                self.iam.delete_user_policy(UserName="q-inline", PolicyName=p)
+            self.iam.delete_user(UserName="q-inline")
+
+    def test_managed_policies(self):
+        self.assertEqual(iam_error(self.iam.create_policy, PolicyName="q-big", PolicyDocument=doc("kms:*", 250)),
+                         "LimitExceeded")
+        a = self.iam.create_policy(PolicyName="q-m1", PolicyDocument=doc("kms:*"))["Policy"]["Arn"]
+        b = self.iam.create_policy(PolicyName="q-m2", PolicyDocument=doc("kms:*"))["Policy"]["Arn"]
+        self.assertEqual(iam_error(self.iam.create_policy, PolicyName="q-m3", PolicyDocument=doc("kms:*")),
+                         "LimitExceeded")
+        names = sorted(p["PolicyName"] for p in self.iam.list_policies(Scope="Local")["Policies"])
+        self.assertEqual(names, ["q-m1", "q-m2"])
+        self.iam.delete_policy(PolicyArn=b)
+        b = self.iam.create_policy(PolicyName="q-m3", PolicyDocument=doc("kms:*"))["Policy"]["Arn"]
+        # Attached managed policies per user.
+        self.iam.create_user(UserName="q-att")
+        try:
+            self.iam.attach_user_policy(UserName="q-att", PolicyArn=a)
+            self.iam.attach_user_policy(UserName="q-att", PolicyArn=b)
+            self.iam.detach_user_policy(UserName="q-att", PolicyArn=b)
+            self.iam.attach_user_policy(UserName="q-att", PolicyArn=b)
+            self.assertEqual(len(self.iam.list_attached_user_policies(UserName="q-att")["AttachedPolicies"]), 2)
+        finally:
+            for p in (a, b):
+                self.iam.detach_user_policy(UserName="q-att", PolicyArn=p)
+            self.iam.delete_user(UserName="q-att")
+            self.iam.delete_policy(PolicyArn=a)
+            self.iam.delete_policy(PolicyArn=b)
+
+
+class IamAttachLimitTest(ServerTestCase):
+    extra_args = ("--quota-crypto-rps", "0", "--max-attached-policies", "2")
+
+    def test_attached_per_user_and_role(self):
+        iam = self.server.client("iam")
+        arns = [iam.create_policy(PolicyName="q-a%d" % i, PolicyDocument=doc("kms:*"))["Policy"]["Arn"]
+                for i in range(3)]
+        iam.create_user(UserName="q-att")
+        iam.create_role(RoleName="q-att", AssumeRolePolicyDocument=trust())
+        for p in arns[:2]:
+            iam.attach_user_policy(UserName="q-att", PolicyArn=p)
+            iam.attach_role_policy(RoleName="q-att", PolicyArn=p)
+        self.assertEqual(iam_error(iam.attach_user_policy, UserName="q-att", PolicyArn=arns[2]), "LimitExceeded")
+        self.assertEqual(iam_error(iam.attach_role_policy, RoleName="q-att", PolicyArn=arns[2]), "LimitExceeded")
+        self.assertEqual(len(iam.list_attached_user_policies(UserName="q-att")["AttachedPolicies"]), 2)
+        self.assertEqual(len(iam.list_attached_role_policies(RoleName="q-att")["AttachedPolicies"]), 2)
+        self.assertEqual(iam.get_policy(PolicyArn=arns[2])["Policy"]["AttachmentCount"], 0)
+
+
 if __name__ == "__main__":
     unittest.main()
