@@ -2,13 +2,17 @@
 quota is configured small here; every refusal is checked for the AWS error type and for
 leaving no state behind."""
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import unittest
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from harness import Cofferd, ServerTestCase
+from harness import COFFERD, Cofferd, ServerTestCase
 
 MAX_KEYS = 3
 
@@ -91,6 +95,51 @@ class KeyCountQuotaTest(unittest.TestCase):
         # A key pending deletion still counts, as in AWS.
         kms.schedule_key_deletion(KeyId=ids[0], PendingWindowInDays=7)
         self.assertEqual(error_code(kms.create_key), "LimitExceededException")
+
+
+class LimitConfigTest(unittest.TestCase):
+    """Every quota is a flag, a COFFER_* variable and a config-file key, in that precedence."""
+
+    def test_help_lists_quotas(self):
+        r = subprocess.run([COFFERD, "--help"], capture_output=True, timeout=30)
+        text = (r.stdout + r.stderr).decode()
+        for flag, env in (("max-keys", "COFFER_MAX_KEYS"), ("max-aliases-per-key", "COFFER_MAX_ALIASES_PER_KEY"),
+                          ("max-tags-per-key", "COFFER_MAX_TAGS_PER_KEY"),
+                          ("max-key-policy-bytes", "COFFER_MAX_KEY_POLICY_BYTES"), ("max-users", "COFFER_MAX_USERS"),
+                          ("max-roles", "COFFER_MAX_ROLES"), ("max-policies", "COFFER_MAX_POLICIES"),
+                          ("max-attached-policies", "COFFER_MAX_ATTACHED_POLICIES"),
+                          ("max-user-inline-policy-chars", "COFFER_MAX_USER_INLINE_POLICY_CHARS"),
+                          ("max-role-inline-policy-chars", "COFFER_MAX_ROLE_INLINE_POLICY_CHARS"),
+                          ("max-managed-policy-chars", "COFFER_MAX_MANAGED_POLICY_CHARS"),
+                          ("max-trust-policy-chars", "COFFER_MAX_TRUST_POLICY_CHARS")):
+            self.assertIn("--" + flag, text)
+            self.assertIn(env, text)
+        r = subprocess.run([COFFERD, "--max-keys", "0"], capture_output=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_file_then_environment(self):
+        d = tempfile.mkdtemp(prefix="coffer-it-")
+        server = Cofferd(data_dir=d, extra_args=("--quota-crypto-rps", "0"))
+        try:
+            with open(os.path.join(d, "cofferd.conf"), "w") as f:
+                f.write("max-keys = 1\n")
+            server.start()
+            kms = server.client()
+            kms.create_key()
+            self.assertEqual(error_code(kms.create_key), "LimitExceededException")
+            server.stop()
+            os.environ["COFFER_MAX_KEYS"] = "2"
+            try:
+                server.start()
+            finally:
+                del os.environ["COFFER_MAX_KEYS"]
+            kms = server.client()
+            kms.create_key()
+            self.assertEqual(error_code(kms.create_key), "LimitExceededException")
+            self.assertEqual(len(key_ids(kms)), 2)
+        finally:
+            server.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class KmsLimitsTest(ServerTestCase):
