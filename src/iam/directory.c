@@ -51,6 +51,7 @@ struct iam_directory {
     struct pcache_entry *buckets[DIR_CACHE_BUCKETS];
     size_t n_entries;
     uint64_t gen;
+    struct coffer_limits limits;
 };
 
 static const char *const kind_prefix[] = {"iam/user/", "iam/role/"};
@@ -505,9 +506,15 @@ coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
     }
     d->st = st;
     d->creds = creds;
+    d->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
     pthread_rwlock_init(&d->lock, NULL);
     *out = d;
     return COFFER_OK;
+}
+
+void iam_directory_set_limits(iam_directory *d, const struct coffer_limits *limits)
+{
+    d->limits = *limits;
 }
 
 void iam_directory_free(iam_directory *d)
@@ -518,6 +525,74 @@ void iam_directory_free(iam_directory *d)
     cache_flush_locked(d);
     pthread_rwlock_destroy(&d->lock);
     free(d);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Quotas: per-account counters ("iam/count/<acct>/users|roles|policies"), written in the
+ * transaction that creates or deletes what they count; a store written before them gets its
+ * counter rebuilt by one scan. Policy sizes count characters other than white space, as IAM does.
+ * ------------------------------------------------------------------------------------------- */
+
+enum count_kind { COUNT_USERS, COUNT_ROLES, COUNT_POLICIES };
+static const char *const count_name[] = {"users", "roles", "policies"};
+static const char *const count_records[] = {"iam/user/", "iam/role/", "iam/policy/"};
+static const char *const count_quota_name[] = {"UsersPerAccount", "RolesPerAccount", "PoliciesPerAccount"};
+
+static coffer_err count_one(void *ctx, const char *key, coffer_cursor value)
+{
+    (void)key;
+    (void)value;
+    (*(size_t *)ctx)++;
+    return COFFER_OK;
+}
+
+static size_t count_limit(const struct iam_directory *d, enum count_kind k)
+{
+    return k == COUNT_USERS ? d->limits.iam_users : k == COUNT_ROLES ? d->limits.iam_roles : d->limits.iam_policies;
+}
+
+/* Adds delta to the account's counter; going over the quota is LimitExceeded, nothing written. */
+static coffer_err count_add(struct iam_directory *d, store_txn *t, enum count_kind k, const char *acct, int delta)
+{
+    char key[DIR_KEY_MAX], text[32];
+    coffer_buf b = COFFER_BUF_INIT;
+    size_t n = 0;
+    bool parsed = false;
+    snprintf(key, sizeof(key), "iam/count/%s/%s", acct, count_name[k]);
+    coffer_err rc = store_txn_get(t, key, &b);
+    if (rc == COFFER_OK && b.len < sizeof(text)) {
+        char *end = NULL;
+        memcpy(text, b.data, b.len);
+        text[b.len] = '\0';
+        n = (size_t)strtoull(text, &end, 10);
+        parsed = end != text && *end == '\0';
+    }
+    coffer_buf_free(&b);
+    if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+        return rc;
+    }
+    if (!parsed) {
+        char prefix[DIR_KEY_MAX];
+        snprintf(prefix, sizeof(prefix), "%s%s/", count_records[k], acct);
+        n = 0;
+        TRY(store_txn_scan(t, prefix, NULL, 0, count_one, &n));
+    }
+    if (delta > 0 && n + (size_t)delta > count_limit(d, k)) {
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "Cannot exceed quota for %s: %zu", count_quota_name[k],
+                           count_limit(d, k));
+    }
+    n = delta < 0 && (size_t)-delta > n ? 0 : n + (size_t)(long)delta;
+    snprintf(text, sizeof(text), "%zu", n);
+    return store_txn_put(t, key, coffer_cursor_from_str(text));
+}
+
+static size_t policy_chars(const char *doc)
+{
+    size_t n = 0;
+    for (const char *p = doc; p != NULL && *p; p++) {
+        n += !isspace((unsigned char)*p);
+    }
+    return n;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -548,6 +623,9 @@ static coffer_err change_entity(struct iam_directory *d, enum iam_kind kind, con
     }
     GUARD(rc);
     GUARD(fn(d, t, rec, arg));
+    if (remove) {
+        GUARD(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, -1));
+    }
     GUARD(remove ? store_txn_delete(t, key) : txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
@@ -767,6 +845,7 @@ static coffer_err entity_insert(struct iam_directory *d, enum iam_kind kind, con
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
+    GUARD(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, 1));
     GUARD(txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
@@ -841,6 +920,10 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
     policy *p = NULL;
     if (trust_doc == NULL || strlen(trust_doc) > IAM_DIR_POLICY_DOC_MAX) {
         return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "The trust policy document is missing or too large.");
+    }
+    if (policy_chars(trust_doc) > d->limits.iam_trust_doc_chars) {
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "Cannot exceed quota for ACLSizePerRole: %zu",
+                           d->limits.iam_trust_doc_chars);
     }
     TRY(policy_compile_ex(coffer_cursor_from_str(trust_doc),
                           POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
@@ -918,7 +1001,6 @@ struct inline_arg {
 
 static coffer_err inline_edit(struct iam_directory *d, store_txn *t, json_t *rec, void *arg)
 {
-    (void)d;
     (void)t;
     struct inline_arg *a = arg;
     json_t *pols = member_obj(rec, "_policies");
@@ -926,6 +1008,21 @@ static coffer_err inline_edit(struct iam_directory *d, store_txn *t, json_t *rec
         json_t *s = json_string(a->doc);
         if (s == NULL || json_object_set_new(pols, a->policy_name, s) != 0) {
             return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "The policy document is not valid UTF-8.");
+        }
+        /* IAM's quota is on all inline policies of the entity together. */
+        size_t total = 0, max = a->kind == IAM_KIND_USER ? d->limits.iam_user_inline_chars
+                                                        : d->limits.iam_role_inline_chars;
+        const char *pn;
+        json_t *doc;
+        json_object_foreach(pols, pn, doc)
+        {
+            total += policy_chars(json_string_value(doc));
+        }
+        if (total > max) {
+            return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "Maximum policy size of %zu bytes exceeded for %s %s", max,
+                               kind_noun[a->kind], json_string_value(json_object_get(rec, a->kind == IAM_KIND_USER
+                                                                                               ? "UserName"
+                                                                                               : "RoleName")));
         }
         return COFFER_OK;
     }
@@ -1033,6 +1130,10 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
         return coffer_fail(COFFER_ERR_VALIDATION, "The specified value for path is invalid.");
     }
     TRY(validate_identity_doc(doc));
+    if (policy_chars(doc) > d->limits.iam_managed_doc_chars) {
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "Cannot exceed quota for PolicySize: %zu",
+                           d->limits.iam_managed_doc_chars);
+    }
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
@@ -1061,6 +1162,7 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
+    GUARD(count_add(d, t, COUNT_POLICIES, acct, 1));
     GUARD(txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
@@ -1133,6 +1235,7 @@ coffer_err iam_dir_policy_delete(iam_directory *d, const char *acct, const char 
     if (json_integer_value(json_object_get(rec, "AttachmentCount")) > 0) {
         FAIL_OUT(COFFER_ERR_DELETE_CONFLICT, "Cannot delete a policy attached to entities.");
     }
+    GUARD(count_add(d, t, COUNT_POLICIES, acct, -1));
     GUARD(store_txn_delete(t, key));
     rc = store_txn_commit(t);
     t = NULL;
@@ -1160,7 +1263,6 @@ struct attach_arg {
 
 static coffer_err attach_edit(struct iam_directory *d, store_txn *t, json_t *rec, void *arg)
 {
-    (void)d;
     struct attach_arg *a = arg;
     /* The stored policy must carry exactly this ARN (path included). */
     coffer_err rc = COFFER_OK;
@@ -1190,8 +1292,10 @@ static coffer_err attach_edit(struct iam_directory *d, store_txn *t, json_t *rec
         if (found != (size_t)-1) {
             goto out;
         }
-        if (json_array_size(list) >= IAM_DIR_MAX_ATTACHED) {
-            FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED, "Cannot exceed quota for PoliciesPerUser: %d", IAM_DIR_MAX_ATTACHED);
+        if (json_array_size(list) >= d->limits.iam_attached) {
+            FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED, "Cannot exceed quota for %s: %zu",
+                     json_object_get(rec, "RoleName") != NULL ? "PoliciesPerRole" : "PoliciesPerUser",
+                     d->limits.iam_attached);
         }
         json_array_append_new(list, json_string(a->arn));
         count++;

@@ -32,6 +32,7 @@
 
 #include "iam/credentials.h"
 #include "iam/identity.h"
+#include "quota/limits.h"
 #include "store/store.h"
 
 #define IAM_DIR_ACCOUNT_ID_LEN 12
@@ -40,7 +41,6 @@
 #define IAM_DIR_PATH_MAX 512
 #define IAM_DIR_ACCOUNT_NAME_MAX 50
 #define IAM_DIR_MAX_ACCESS_KEYS 2     /* per user, as IAM's AccessKeysPerUser quota */
-#define IAM_DIR_MAX_ATTACHED 20       /* managed policies per user or role */
 #define IAM_DIR_SESSION_MIN 3600      /* MaxSessionDuration bounds */
 #define IAM_DIR_SESSION_MAX 43200
 #define IAM_DIR_POLICY_DOC_MAX 131072 /* characters of a policy document we accept */
@@ -55,6 +55,8 @@ enum iam_kind {
 /* Borrows st and creds (both must outlive the directory). */
 coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out) __attribute__((warn_unused_result));
 void iam_directory_free(iam_directory *d); /* accepts NULL */
+/* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
+void iam_directory_set_limits(iam_directory *d, const struct coffer_limits *limits);
 
 /*
  * The identity-policy source for the authorizer (iam/identity.h). principal_arn may be a user

@@ -25,7 +25,6 @@
 #define KMS_MAX_PLAINTEXT 4096
 #define KMS_MAX_CIPHERTEXT 6144
 #define KMS_MAX_RANDOM 1024
-#define KMS_MAX_TAGS 50
 #define KMS_DELETION_MIN_DAYS 7
 #define KMS_DELETION_MAX_DAYS 30
 #define KMS_DELETION_DEFAULT_DAYS 30
@@ -47,6 +46,10 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
  * authenticated caller may do anything in its own account. Call before serving requests.
  */
 void kms_service_set_authorizer(struct kms_service *svc, authz *az);
+
+/* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
+struct coffer_limits;
+void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits);
 
 /* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
 const struct api_service *kms_service_api(struct kms_service *svc);

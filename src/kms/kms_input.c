@@ -111,6 +111,27 @@ static coffer_err grant_tokens(api_in *in, struct kms_req *r)
     return api_in_string_list(in, "GrantTokens", 0, 0, GRANT_TOKENS_MAX, 1, GRANT_TOKEN_MAX, &r->grant_tokens);
 }
 
+/* An EncryptionContext map, at most KMS_MAX_ENCRYPTION_CONTEXT_BYTES of keys and values. */
+static coffer_err enc_context(api_in *in, const char *name, const json_t **out)
+{
+    TRY(api_in_string_map(in, name, 0, out));
+    size_t total = 0;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)*out, k, v) {
+        total += strlen(k) + json_string_length(v);
+    }
+    if (total > KMS_MAX_ENCRYPTION_CONTEXT_BYTES) {
+        char path[64], constraint[128];
+        api_in_member_path(name, path, sizeof(path));
+        snprintf(constraint, sizeof(constraint),
+                 "Member must have keys and values of total length less than or equal to %d bytes",
+                 KMS_MAX_ENCRYPTION_CONTEXT_BYTES);
+        api_in_add_error(in, path, false, NULL, constraint);
+    }
+    return COFFER_OK;
+}
+
 static coffer_err paging(api_in *in, struct kms_req *r, int64_t max_limit)
 {
     TRY(api_in_int(in, "Limit", 0, 1, max_limit, &r->limit, &r->has_limit));
@@ -176,7 +197,7 @@ static coffer_err dec_encrypt(api_in *in, struct kms_req *r)
     TRY(key_id(in, r, API_IN_REQUIRED));
     TRY(api_in_blob(in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, KMS_MAX_PLAINTEXT, &r->plaintext,
                     &r->has_plaintext));
-    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
     TRY(grant_tokens(in, r));
     TRY(api_in_enum(in, "EncryptionAlgorithm", 0, kms_enc_algorithms, &r->enc_alg));
     return api_in_bool(in, "DryRun", false, &r->dry_run);
@@ -185,7 +206,7 @@ static coffer_err dec_encrypt(api_in *in, struct kms_req *r)
 static coffer_err dec_decrypt(api_in *in, struct kms_req *r)
 {
     TRY(api_in_blob(in, "CiphertextBlob", 0, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext));
-    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
     TRY(grant_tokens(in, r));
     TRY(key_id(in, r, 0));
     TRY(api_in_enum(in, "EncryptionAlgorithm", 0, kms_enc_algorithms, &r->enc_alg));
@@ -198,10 +219,10 @@ static coffer_err dec_decrypt(api_in *in, struct kms_req *r)
 static coffer_err dec_re_encrypt(api_in *in, struct kms_req *r)
 {
     TRY(api_in_blob(in, "CiphertextBlob", 0, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext));
-    TRY(api_in_string_map(in, "SourceEncryptionContext", 0, &r->src_ec));
+    TRY(enc_context(in, "SourceEncryptionContext", &r->src_ec));
     TRY(api_in_string(in, "SourceKeyId", 0, 1, KEY_ID_MAX, &r->source_key_id));
     TRY(api_in_string(in, "DestinationKeyId", API_IN_REQUIRED, 1, KEY_ID_MAX, &r->destination_key_id));
-    TRY(api_in_string_map(in, "DestinationEncryptionContext", 0, &r->dst_ec));
+    TRY(enc_context(in, "DestinationEncryptionContext", &r->dst_ec));
     TRY(api_in_enum(in, "SourceEncryptionAlgorithm", 0, kms_enc_algorithms, &r->src_enc_alg));
     TRY(api_in_enum(in, "DestinationEncryptionAlgorithm", 0, kms_enc_algorithms, &r->dst_enc_alg));
     TRY(grant_tokens(in, r));
@@ -212,7 +233,7 @@ static coffer_err dec_re_encrypt(api_in *in, struct kms_req *r)
 static coffer_err dec_generate_data_key(api_in *in, struct kms_req *r)
 {
     TRY(key_id(in, r, API_IN_REQUIRED));
-    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
     TRY(api_in_int(in, "NumberOfBytes", 0, 1, KMS_MAX_RANDOM, &r->number_of_bytes, &r->has_number_of_bytes));
     TRY(api_in_enum(in, "KeySpec", 0, kms_data_key_specs, &r->data_key_spec));
     TRY(grant_tokens(in, r));

@@ -25,6 +25,7 @@
 #include "iam/policy.h"
 #include "kms/kms.h"
 #include "kms/kms_blob.h"
+#include "quota/limits.h"
 
 #define KMS_KEY_ID_MAX 40  /* uuid (36) or "mrk-" + 32 hex */
 #define KMS_ARN_MAX 256
@@ -32,6 +33,12 @@
 #define KMS_ALIAS_MAX 256
 #define KMS_MATERIAL_HEX_LEN (2 * KMS_MATERIAL_ID_LEN)
 #define KMS_RECORD_VERSION 1
+/*
+ * Total size of one encryption context (UTF-8 bytes of every key and value). AWS documents no
+ * figure; this bound keeps what a request can make the policy evaluator, the ciphertext AAD and
+ * the audit record carry small, and no AWS SDK default context comes near it.
+ */
+#define KMS_MAX_ENCRYPTION_CONTEXT_BYTES 8192
 
 /* ---- enums of the API model (index = position in the matching string table) ---- */
 extern const char *const kms_key_specs[];        /* KeySpec */
@@ -121,6 +128,7 @@ struct kms_service {
     struct kms_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * */
     struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
     authz *az;              /* borrowed; NULL: authorization off */
+    struct coffer_limits limits;
     struct api_service api;
 };
 
@@ -200,6 +208,18 @@ coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const 
 coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
                             char target[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
 
+/* ---- per-account counters (kms_key.c) ----
+ * Kept in the same transaction as the records they count, so a quota check is one read:
+ *   kms/count/<acct>/<region>/keys               KMS keys
+ *   kms/count/<acct>/<region>/aliases/<key id>   aliases pointing at that key
+ * A counter missing from an older store is rebuilt by one scan the first time it is needed. */
+void kms_count_keys_key(char *out, size_t n, const char *acct, const char *region);
+void kms_count_aliases_key(char *out, size_t n, const char *acct, const char *region, const char *key_id);
+/* Reads the counter `ckey` in t (rebuilding it when absent) and adds `delta`. With delta > 0,
+ * a result above `limit` is LimitExceededException `what` and nothing is written. */
+coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limit, const char *what)
+    __attribute__((warn_unused_result));
+
 /* ---- map ---- */
 void *kms_map_get(const struct kms_map *m, const char *k);
 coffer_err kms_map_put(struct kms_map *m, const char *k, void *v, void **old) __attribute__((warn_unused_result));
@@ -217,9 +237,10 @@ json_t *kms_camel_copy(const json_t *v);
 int64_t kms_call_now_ms(const struct api_call *call);
 /*
  * Merges validated `add` tags ([{TagKey,TagValue}]) into `existing` (may be NULL) giving a new
- * array in *out: aws: prefix, duplicate keys and more than KMS_MAX_TAGS are TagException.
+ * array in *out: aws: prefix, duplicate keys and more than `max_tags` are TagException.
  */
-coffer_err kms_tags_merge(const json_t *existing, const json_t *add, json_t **out) __attribute__((warn_unused_result));
+coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_tags, json_t **out)
+    __attribute__((warn_unused_result));
 /* Opaque paging markers: base64 of the last item returned. */
 coffer_err kms_marker_encode(const char *last, json_t *out_obj) __attribute__((warn_unused_result));
 coffer_err kms_marker_decode(const char *marker, char *out, size_t n) __attribute__((warn_unused_result));

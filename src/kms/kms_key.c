@@ -193,6 +193,94 @@ static void material_store_key(char *out, size_t n, const struct kms_key *k, con
     snprintf(out, n, "kms/material/%s/%s/%s/%s", k->account, k->region, k->key_id, hex);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Per-account counters                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+#define COUNT_PREFIX "kms/count/"
+
+void kms_count_keys_key(char *out, size_t n, const char *acct, const char *region)
+{
+    snprintf(out, n, COUNT_PREFIX "%s/%s/keys", acct, region);
+}
+
+void kms_count_aliases_key(char *out, size_t n, const char *acct, const char *region, const char *key_id)
+{
+    snprintf(out, n, COUNT_PREFIX "%s/%s/aliases/%s", acct, region, key_id);
+}
+
+struct recount {
+    const char *target; /* aliases: count only those pointing here; NULL: count every record */
+    size_t n;
+};
+
+static coffer_err recount_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct recount *rc = ctx;
+    (void)key;
+    if (rc->target == NULL) {
+        rc->n++;
+        return COFFER_OK;
+    }
+    json_t *rec = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    const char *t = json_string_value(json_object_get(rec, "TargetKeyId"));
+    if (t != NULL && strcmp(t, rc->target) == 0) {
+        rc->n++;
+    }
+    json_decref(rec);
+    return COFFER_OK;
+}
+
+/* A store written before counters existed: count the records once. */
+static coffer_err count_rebuild(store_txn *t, const char *ckey, size_t *out)
+{
+    char acct[API_ACCOUNT_ID_LEN + 1], region[KMS_REGION_MAX + 1], what[16], id[KMS_KEY_ID_MAX + 1];
+    char prefix[STORE_KEY_BUF];
+    struct recount rc = {0};
+    id[0] = '\0';
+    if (sscanf(ckey, COUNT_PREFIX "%12[0-9]/%32[a-z0-9-]/%15[a-z]/%40[a-z0-9-]", acct, region, what, id) < 3) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "bad counter key %s", ckey);
+    }
+    if (strcmp(what, "keys") == 0) {
+        snprintf(prefix, sizeof(prefix), "kms/key/%s/%s/", acct, region);
+    } else {
+        snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
+        rc.target = id;
+    }
+    TRY(store_txn_scan(t, prefix, NULL, 0, recount_cb, &rc));
+    *out = rc.n;
+    return COFFER_OK;
+}
+
+coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limit, const char *what)
+{
+    coffer_buf val = COFFER_BUF_INIT;
+    size_t n = 0;
+    char text[32];
+    coffer_err rc = store_txn_get(t, ckey, &val);
+    bool parsed = false;
+    if (rc == COFFER_OK && val.len < sizeof(text)) {
+        char *end = NULL;
+        memcpy(text, val.data, val.len);
+        text[val.len] = '\0';
+        unsigned long long v = strtoull(text, &end, 10);
+        parsed = end != text && *end == '\0';
+        n = (size_t)v;
+    }
+    if (!parsed && (rc == COFFER_OK || rc == COFFER_ERR_NOT_FOUND)) {
+        rc = count_rebuild(t, ckey, &n);
+    }
+    coffer_buf_free(&val);
+    TRY(rc);
+    if (delta > 0 && n + (size_t)delta > limit) {
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request was rejected because the quota of %zu %s has been "
+                           "reached.", limit, what);
+    }
+    n = delta < 0 && (size_t)-delta > n ? 0 : (size_t)((long long)n + delta);
+    snprintf(text, sizeof(text), "%zu", n);
+    return store_txn_put(t, ckey, coffer_cursor_from_str(text));
+}
+
 static void cache_key(char *out, size_t n, const char *acct, const char *region, const char *id)
 {
     snprintf(out, n, "%s/%s/%s", acct, region, id);
@@ -709,6 +797,11 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
     GUARD(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
     GUARD(store_txn_begin(svc->st, &t));
+    kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
+    GUARD(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
+    /* A new key starts with a zero alias counter, so its first alias never needs a rebuild scan. */
+    kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
+    GUARD(store_txn_put(t, ck, coffer_cursor_from_str("0")));
     GUARD(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
     GUARD(put_json(t, skey, k->rec));

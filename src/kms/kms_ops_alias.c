@@ -55,20 +55,48 @@ static coffer_err alias_get(struct kms_service *svc, const char *skey, json_t **
     return rc;
 }
 
-static coffer_err alias_put(struct kms_service *svc, const char *skey, const json_t *rec)
+/*
+ * Moves one alias between the per-key alias counters (key ids; NULL: no key on that side),
+ * inside the transaction that writes the alias, before the alias record changes: a counter
+ * rebuilt here still sees the old record.
+ */
+static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const struct api_call *call, const char *from,
+                               const char *to)
+{
+    char ck[STORE_KEY_BUF];
+    if (from != NULL && to != NULL && strcmp(from, to) == 0) {
+        return COFFER_OK;
+    }
+    if (to != NULL) {
+        kms_count_aliases_key(ck, sizeof(ck), call->caller->account_id, call->region, to);
+        TRY(kms_count_add(t, ck, 1, svc->limits.kms_aliases_per_key, "aliases for this KMS key"));
+    }
+    if (from != NULL) {
+        kms_count_aliases_key(ck, sizeof(ck), call->caller->account_id, call->region, from);
+        TRY(kms_count_add(t, ck, -1, 0, "aliases"));
+    }
+    return COFFER_OK;
+}
+
+static coffer_err alias_put(struct kms_service *svc, const struct api_call *call, const char *skey, const json_t *rec,
+                            const char *from)
 {
     store_txn *t = NULL;
     char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     if (s == NULL) {
         return kms_nomem();
     }
+    const char *to = json_string_value(json_object_get(rec, "TargetKeyId"));
     coffer_err rc = store_txn_begin(svc->st, &t);
     if (rc == COFFER_OK) {
+        rc = alias_counts(svc, t, call, from, to);
+    }
+    if (rc == COFFER_OK) {
         rc = store_txn_put(t, skey, coffer_cursor_from_str(s));
-        if (rc == COFFER_OK) {
-            rc = store_txn_commit(t);
-            t = NULL;
-        }
+    }
+    if (rc == COFFER_OK) {
+        rc = store_txn_commit(t);
+        t = NULL;
     }
     store_txn_abort(t);
     free(s);
@@ -140,19 +168,21 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     if (rc != COFFER_OK) {
         goto out;
     }
+    char from[KMS_KEY_ID_MAX + 1] = "";
     if (!creating) {
         /* UpdateAlias: the key the alias leaves must allow it as well. */
         const char *old = json_string_value(json_object_get(rec, "TargetKeyId"));
         if (old != NULL && strcmp(old, k->key_id) != 0) {
             GUARD(authorize_alias_target(svc, call, action, old));
         }
+        snprintf(from, sizeof(from), "%s", old != NULL ? old : "");
     }
     if (json_object_set_new(rec, "TargetKeyId", json_string(k->key_id)) != 0 ||
         json_object_set_new(rec, "LastUpdatedDate", json_integer(now)) != 0) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(alias_put(svc, skey, rec));
+    GUARD(alias_put(svc, call, skey, rec, from[0] != '\0' ? from : NULL));
     rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, k->key_id);
 out:
     kms_write_release(svc);
@@ -198,6 +228,7 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
     }
     GUARD(authorize_alias_target(svc, call, "kms:DeleteAlias", target));
     GUARD(store_txn_begin(svc->st, &t));
+    GUARD(alias_counts(svc, t, call, target, NULL));
     GUARD(store_txn_delete(t, skey));
     rc = store_txn_commit(t);
     t = NULL;
@@ -316,7 +347,7 @@ coffer_err kms_op_TagResource(void *state, struct api_call *call)
     struct kms_key *k;
     json_t *tags = NULL, *rec = NULL;
     TRY(kms_begin_key_write(svc, call, "TagResource", audit, KMS_RULE_NOT_PENDING, &r, &k));
-    coffer_err rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, &tags);
+    coffer_err rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, svc->limits.kms_tags_per_key, &tags);
     if (rc == COFFER_OK) {
         rec = json_deep_copy(k->rec);
         if (rec == NULL || json_object_set_new(rec, "Tags", tags) != 0) {
@@ -375,7 +406,7 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
         TRY(kms_marker_decode(r.marker, marker, sizeof(marker)));
         unsigned long long v = 0;
         if (strncmp(marker, "tag:", 4) != 0 || (v = strtoull(marker + 4, &end, 10)) == 0 || *end != '\0' ||
-            v > KMS_MAX_TAGS) {
+            v > svc->limits.kms_tags_per_key) {
             return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
         }
         from = (size_t)v;

@@ -13,11 +13,10 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define KMS_POLICY_QUOTA 32768 /* resource quota: key policy document size in bytes */
 #define MS_PER_DAY 86400000LL
 #define STORE_KEY_BUF 512
 
-coffer_err kms_tags_merge(const json_t *existing, const json_t *add, json_t **out)
+coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_tags, json_t **out)
 {
     *out = NULL;
     json_t *merged = existing != NULL ? json_deep_copy(existing) : json_array();
@@ -53,7 +52,7 @@ coffer_err kms_tags_merge(const json_t *existing, const json_t *add, json_t **ou
             return kms_nomem();
         }
     }
-    if (json_array_size(merged) > KMS_MAX_TAGS) {
+    if (json_array_size(merged) > max_tags) {
         json_decref(merged);
         return coffer_fail(COFFER_ERR_TAG, "Too many tags");
     }
@@ -123,12 +122,6 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec)
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
                            "Multi-Region keys are not supported by this server yet.");
     }
-    if (r->policy != NULL) {
-        if (strlen(r->policy) > KMS_POLICY_QUOTA) {
-            return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %d bytes.",
-                               KMS_POLICY_QUOTA);
-        }
-    }
     return COFFER_OK;
 }
 
@@ -145,9 +138,9 @@ static coffer_err lockout_refused(void)
 static coffer_err key_policy_accept(const struct kms_service *svc, const struct api_call *call, const char *key_arn,
                                     const char *text, bool bypass)
 {
-    if (strlen(text) > KMS_POLICY_QUOTA) {
-        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %d bytes.",
-                           KMS_POLICY_QUOTA);
+    if (strlen(text) > svc->limits.kms_key_policy_bytes) {
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %zu bytes.",
+                           svc->limits.kms_key_policy_bytes);
     }
     policy *p = NULL;
     TRY(kms_policy_compile(text, &p));
@@ -177,7 +170,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
         GUARD(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
     }
     GUARD(create_key_check(&r, &spec));
-    GUARD(kms_tags_merge(NULL, r.tags, &tags));
+    GUARD(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
     GUARD(crypto_uuid_v4(id));
     if (r.policy != NULL) {
         char arn[KMS_ARN_MAX];

@@ -73,6 +73,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     pthread_rwlockattr_destroy(&attr);
     svc->st = st;
     svc->sl = sl;
+    svc->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
     snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
     svc->api.target_prefix = "TrentService";
     svc->api.signing_name = "kms";
@@ -87,6 +88,11 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
 void kms_service_set_authorizer(struct kms_service *svc, authz *az)
 {
     svc->az = az;
+}
+
+void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits)
+{
+    svc->limits = *limits;
 }
 
 const struct api_service *kms_service_api(struct kms_service *svc)
@@ -223,6 +229,9 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             const char *state = json_string_value(json_object_get(rec, "KeyState"));
             int64_t due = (int64_t)json_integer_value(json_object_get(rec, "DeletionDate"));
             if (state != NULL && strcmp(state, "PendingDeletion") == 0 && due <= now_ms) {
+                /* Before the record goes, so a counter rebuilt here still sees this key. */
+                kms_count_keys_key(prefix, sizeof(prefix), acct, region);
+                GUARD(kms_count_add(t, prefix, -1, 0, "KMS keys"));
                 GUARD(store_txn_delete(t, skey));
                 deleted = true;
                 snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
@@ -242,6 +251,11 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
                 GUARD(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
                 for (size_t i = 0; i < aliases.keys.n; i++) {
                     GUARD(store_txn_delete(t, aliases.keys.v[i]));
+                }
+                kms_count_aliases_key(prefix, sizeof(prefix), acct, region, id);
+                rc = store_txn_delete(t, prefix);
+                if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+                    goto out;
                 }
             }
         } else if (rc != COFFER_ERR_NOT_FOUND) {

@@ -185,6 +185,29 @@ static coffer_err set_authorization(struct server_config *c, const char *v)
     return coffer_fail(COFFER_ERR_CONFIG, "--authorization must be on or off (got '%s')", v);
 }
 
+/* Resource quotas: one setter per field, all with the same bounds. */
+#define LIMIT_SETTER(field, flag)                                                                                  \
+    static coffer_err set_##field(struct server_config *c, const char *v)                                         \
+    {                                                                                                              \
+        long x;                                                                                                    \
+        TRY(parse_long(v, 1, 100000000, flag, &x));                                                                \
+        c->limits.field = (size_t)x;                                                                               \
+        return COFFER_OK;                                                                                          \
+    }
+LIMIT_SETTER(kms_keys, "max-keys")
+LIMIT_SETTER(kms_aliases_per_key, "max-aliases-per-key")
+LIMIT_SETTER(kms_tags_per_key, "max-tags-per-key")
+LIMIT_SETTER(kms_key_policy_bytes, "max-key-policy-bytes")
+LIMIT_SETTER(iam_users, "max-users")
+LIMIT_SETTER(iam_roles, "max-roles")
+LIMIT_SETTER(iam_policies, "max-policies")
+LIMIT_SETTER(iam_attached, "max-attached-policies")
+LIMIT_SETTER(iam_user_inline_chars, "max-user-inline-policy-chars")
+LIMIT_SETTER(iam_role_inline_chars, "max-role-inline-policy-chars")
+LIMIT_SETTER(iam_managed_doc_chars, "max-managed-policy-chars")
+LIMIT_SETTER(iam_trust_doc_chars, "max-trust-policy-chars")
+#undef LIMIT_SETTER
+
 static coffer_err set_config_file(struct server_config *c, const char *v)
 {
     return copy_str(c->config_file, sizeof(c->config_file), v, "config file path");
@@ -215,6 +238,26 @@ static const struct config_option options[] = {
     {"audit-unauth-window", "COFFER_AUDIT_UNAUTH_WINDOW", true, set_unauth_window,
      "seconds per window; suppressed events are summed in one event per window (default 60)"},
     {"log-level", "COFFER_LOG_LEVEL", true, set_log_level, "debug, info, warn, error (default info)"},
+    {"max-keys", "COFFER_MAX_KEYS", true, set_kms_keys, "KMS keys per account and region (default 100000)"},
+    {"max-aliases-per-key", "COFFER_MAX_ALIASES_PER_KEY", true, set_kms_aliases_per_key,
+     "aliases per KMS key (default 50)"},
+    {"max-tags-per-key", "COFFER_MAX_TAGS_PER_KEY", true, set_kms_tags_per_key, "tags per KMS key (default 50)"},
+    {"max-key-policy-bytes", "COFFER_MAX_KEY_POLICY_BYTES", true, set_kms_key_policy_bytes,
+     "key policy document size (default 32768)"},
+    {"max-users", "COFFER_MAX_USERS", true, set_iam_users, "IAM users per account (default 5000)"},
+    {"max-roles", "COFFER_MAX_ROLES", true, set_iam_roles, "IAM roles per account (default 1000)"},
+    {"max-policies", "COFFER_MAX_POLICIES", true, set_iam_policies,
+     "customer managed policies per account (default 1500)"},
+    {"max-attached-policies", "COFFER_MAX_ATTACHED_POLICIES", true, set_iam_attached,
+     "managed policies attached to one user or role (default 10)"},
+    {"max-user-inline-policy-chars", "COFFER_MAX_USER_INLINE_POLICY_CHARS", true, set_iam_user_inline_chars,
+     "all inline policies of one user, non-space characters (default 2048)"},
+    {"max-role-inline-policy-chars", "COFFER_MAX_ROLE_INLINE_POLICY_CHARS", true, set_iam_role_inline_chars,
+     "all inline policies of one role, non-space characters (default 10240)"},
+    {"max-managed-policy-chars", "COFFER_MAX_MANAGED_POLICY_CHARS", true, set_iam_managed_doc_chars,
+     "one managed policy document, non-space characters (default 6144)"},
+    {"max-trust-policy-chars", "COFFER_MAX_TRUST_POLICY_CHARS", true, set_iam_trust_doc_chars,
+     "one role trust policy, non-space characters (default 2048)"},
     {"config", "COFFER_CONFIG", true, set_config_file, "config file (default DIR/cofferd.conf if present)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -233,9 +276,9 @@ void server_config_usage(const char *prog)
 {
     fprintf(stderr, "usage: %s [options]\n\nOptions (each also settable by environment or config file):\n", prog);
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        fprintf(stderr, "  --%-18s %s [%s]\n", options[i].flag, options[i].help, options[i].env);
+        fprintf(stderr, "  --%-28s %s [%s]\n", options[i].flag, options[i].help, options[i].env);
     }
-    fprintf(stderr, "  --%-18s %s\n", "help", "show this help");
+    fprintf(stderr, "  --%-28s %s\n", "help", "show this help");
 }
 
 static void config_defaults(struct server_config *c)
@@ -254,6 +297,7 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
     (void)set_log_level(c, "info");
+    c->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
 }
 
 static char *trim(char *s)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "common/err.h"
+#include "quota/limits.h"
 
 #define CONFIG_DEFAULT_DATA_DIR "./coffer-data"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -36,6 +37,7 @@ struct server_config {
     unsigned audit_unauth_total;      /* the same from all sources together */
     unsigned audit_unauth_window_s;   /* the window, seconds */
     char log_level[16];
+    struct coffer_limits limits; /* resource quotas (quota/limits.h) */
     char config_file[1024];
 };
 

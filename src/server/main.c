@@ -211,6 +211,7 @@ int main(int argc, char **argv)
     GUARD(iam_creds_new(st, sl, &creds));
     GUARD(bootstrap_credentials(&cfg, st, creds));
     GUARD(iam_directory_new(st, creds, &dir));
+    iam_directory_set_limits(dir, &cfg.limits);
     GUARD(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
     GUARD(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
@@ -224,6 +225,7 @@ int main(int argc, char **argv)
     GUARD(audit_limiter_new(&limit_opts, &unauth_limit));
     q = quota_new(cfg.quota_crypto_rps);
     GUARD(kms_service_new(st, sl, cfg.region, &kms));
+    kms_service_set_limits(kms, &cfg.limits);
     if (cfg.authorization) {
         struct iam_identity_source identities = iam_directory_identity_source(dir);
         GUARD(authz_new(&identities, &az));

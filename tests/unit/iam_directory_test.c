@@ -761,6 +761,37 @@ static void test_reopen_keeps_everything(void **state)
     assert_int_not_equal(system(cmd), 0);
 }
 
+/* Per-account quotas: counted per account, freed by deletion, rebuilt when the counter is missing. */
+static void test_quota_counters(void **state)
+{
+    struct fixture *f = *state;
+    struct coffer_limits lim = COFFER_LIMITS_DEFAULT;
+    lim.iam_users = 2;
+    lim.iam_policies = 1;
+    iam_directory_set_limits(f->d, &lim);
+    json_t *u = NULL;
+    json_decref(new_user(f, ACCT, "q1"));
+    json_decref(new_user(f, ACCT, "q2"));
+    assert_int_equal(iam_dir_user_create(f->d, ACCT, "q3", NULL, NOW_S, &u), COFFER_ERR_LIMIT_EXCEEDED);
+    json_decref(new_user(f, OTHER, "q1")); /* another account has its own count */
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(f->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "iam/count/" ACCT "/users"), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_int_equal(iam_dir_user_create(f->d, ACCT, "q3", NULL, NOW_S, &u), COFFER_ERR_LIMIT_EXCEEDED);
+    assert_int_equal(iam_dir_delete(f->d, IAM_KIND_USER, ACCT, "q1"), COFFER_OK);
+    close_all(f);
+    open_all(f, false);
+    iam_directory_set_limits(f->d, &lim);
+    json_decref(new_user(f, ACCT, "q3"));
+    assert_int_equal(iam_dir_user_create(f->d, ACCT, "q4", NULL, NOW_S, &u), COFFER_ERR_LIMIT_EXCEEDED);
+    assert_int_equal(iam_dir_policy_create(f->d, ACCT, "p1", NULL, ALLOW_KMS, NULL, NOW_S, NULL), COFFER_OK);
+    assert_int_equal(iam_dir_policy_create(f->d, ACCT, "p2", NULL, ALLOW_KMS, NULL, NOW_S, NULL),
+                     COFFER_ERR_LIMIT_EXCEEDED);
+    assert_int_equal(iam_dir_policy_delete(f->d, ACCT, "arn:aws:iam::" ACCT ":policy/p1"), COFFER_OK);
+    assert_int_equal(iam_dir_policy_create(f->d, ACCT, "p2", NULL, ALLOW_KMS, NULL, NOW_S, NULL), COFFER_OK);
+}
+
 static void test_store_faults(void **state)
 {
     struct fixture *f = *state;
@@ -842,6 +873,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_assume_role_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quota_counters, setup, teardown),
         cmocka_unit_test(test_arn_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

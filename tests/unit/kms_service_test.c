@@ -20,6 +20,7 @@
 #include "common/codec.h"
 #include "common/timeutil.h"
 #include "kms/kms.h"
+#include "quota/limits.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Harness                                                                                    */
@@ -908,6 +909,57 @@ struct worker {
  * Encrypts and decrypts while the main thread toggles the key, until one round has run after
  * the key was enabled for good: that round must succeed whatever the scheduling was.
  */
+/* Drops a counter record, as in a store written before counters existed. */
+static void drop_record(struct env *e, const char *key)
+{
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(e->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, key), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+}
+
+static void test_quota_counters(void **state)
+{
+    struct env *e = *state;
+    struct coffer_limits lim = COFFER_LIMITS_DEFAULT;
+    lim.kms_keys = 2;
+    lim.kms_aliases_per_key = 1;
+    kms_service_set_limits(e->svc, &lim);
+    char a[64], b[64], ck[256];
+    create_key(e, a);
+    create_key(e, b);
+    struct result r = run(e, "CreateKey", "{}");
+    expect(&r, COFFER_ERR_LIMIT_EXCEEDED, NULL);
+    /* A missing counter is rebuilt from the records, never reset to zero. */
+    drop_record(e, "kms/count/" ACCOUNT "/" REGION "/keys");
+    r = run(e, "CreateKey", "{}");
+    expect(&r, COFFER_ERR_LIMIT_EXCEEDED, NULL);
+
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/q1\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    snprintf(ck, sizeof(ck), "kms/count/" ACCOUNT "/" REGION "/aliases/%s", a);
+    drop_record(e, ck);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/q2\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_ERR_LIMIT_EXCEEDED, NULL);
+    r = run(e, "UpdateAlias", "{\"AliasName\":\"alias/q1\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/q2\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+
+    /* A deleted key frees its place and takes its alias counter with it. */
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", a);
+    expect(&r, COFFER_OK, NULL);
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 7 * DAY_MS), COFFER_OK);
+    coffer_buf v = COFFER_BUF_INIT;
+    assert_int_equal(store_get(e->st, ck, &v), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(store_get(e->st, "kms/count/" ACCOUNT "/" REGION "/keys", &v), COFFER_OK);
+    assert_int_equal(v.len, 1);
+    assert_int_equal(v.data[0], '1');
+    coffer_buf_free(&v);
+    r = run(e, "CreateKey", "{}");
+    expect(&r, COFFER_OK, NULL);
+}
+
 static void *worker_main(void *p)
 {
     struct worker *w = p;
@@ -1004,6 +1056,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_cost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quota_counters, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
     use_mem = true;
