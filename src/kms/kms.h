@@ -30,6 +30,10 @@
 #define KMS_DELETION_MAX_DAYS 30
 #define KMS_DELETION_DEFAULT_DAYS 30
 
+/* Grants per key (AWS quota "Grants for a KMS key"); the cap bounds what an operator may set. */
+#define KMS_DEFAULT_MAX_GRANTS_PER_KEY 50000
+#define KMS_MAX_GRANTS_PER_KEY_CAP 1000000
+
 struct kms_service;
 
 /*
@@ -47,6 +51,9 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
  * authenticated caller may do anything in its own account. Call before serving requests.
  */
 void kms_service_set_authorizer(struct kms_service *svc, authz *az);
+
+/* CreateGrant refuses a key that already holds `n` grants (LimitExceededException). */
+void kms_service_set_max_grants_per_key(struct kms_service *svc, size_t n);
 
 /* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
 const struct api_service *kms_service_api(struct kms_service *svc);

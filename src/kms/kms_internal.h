@@ -121,6 +121,7 @@ struct kms_service {
     struct kms_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * */
     struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
     authz *az;              /* borrowed; NULL: authorization off */
+    size_t max_grants_per_key; /* CreateGrant limit (kms_service_set_max_grants_per_key) */
     struct api_service api;
 };
 

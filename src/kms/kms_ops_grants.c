@@ -22,6 +22,7 @@
 #define LIST_GRANTS_DEFAULT 50
 #define MAX_CONSTRAINT_PAIRS 8
 #define MAX_CONSTRAINT_VALUE 384
+#define MAX_CONSTRAINT_KEY 384 /* AWS names no key length; a key as long as a value at most */
 
 static void grant_store_key(char *out, size_t n, const struct kms_key *k, const char *grant_id)
 {
@@ -81,6 +82,10 @@ static coffer_err check_constraints(const json_t *c)
     const char *name;
     const json_t *v;
     json_object_foreach((json_t *)m, name, v) {
+        if (strlen(name) > MAX_CONSTRAINT_KEY) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint keys are limited to %d characters.",
+                               MAX_CONSTRAINT_KEY);
+        }
         if (strlen(json_string_value(v)) > MAX_CONSTRAINT_VALUE) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint values are limited to %d characters.",
                                MAX_CONSTRAINT_VALUE);
@@ -111,6 +116,35 @@ static coffer_err check_operations(const json_t *ops)
                                json_string_value(o));
         }
     }
+    return COFFER_OK;
+}
+
+/*
+ * The operations as a set, in the order first given: a grant stores each operation once, so
+ * neither its record nor every later authorization on the key pays for repeats. *out is owned.
+ */
+static coffer_err operations_set(const json_t *ops, json_t **out)
+{
+    *out = NULL;
+    json_t *set = json_array();
+    if (set == NULL) {
+        return kms_nomem();
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(ops, i, o) {
+        bool seen = false;
+        size_t j;
+        const json_t *p;
+        json_array_foreach(set, j, p) {
+            seen = seen || strcmp(json_string_value(o), json_string_value(p)) == 0;
+        }
+        if (!seen && json_array_append(set, o) != 0) {
+            json_decref(set);
+            return kms_nomem();
+        }
+    }
+    *out = set;
     return COFFER_OK;
 }
 
@@ -235,7 +269,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k = NULL;
-    json_t *rec = NULL, *list = NULL;
+    json_t *rec = NULL, *list = NULL, *ops = NULL;
     char skey[STORE_KEY_BUF], grant_id[KMS_GRANT_ID_LEN + 1];
     uint8_t raw[GRANT_ID_BYTES];
     coffer_err rc = COFFER_OK;
@@ -245,7 +279,14 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     TRY(check_principal("RetiringPrincipal", r.retiring_principal));
     TRY(check_operations(r.operations));
     TRY(check_constraints(r.constraints));
-    TRY(kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k));
+    TRY(operations_set(r.operations, &ops));
+    r.operations = ops; /* from here on the set; ops outlives r */
+    rc = kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k);
+    if (rc != COFFER_OK) {
+        json_decref(ops);
+        kms_req_clean(&r);
+        return rc;
+    }
     kms_audit_key(call, k);
     GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
     GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
@@ -256,6 +297,11 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     const json_t *same = same_named_grant(k, &r);
     if (same != NULL) {
         rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
+        goto out;
+    }
+    if (json_array_size(k->grants) >= svc->max_grants_per_key) {
+        rc = coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request would exceed the limit of %zu grants for this KMS key.",
+                         svc->max_grants_per_key);
         goto out;
     }
     GUARD(crypto_random(raw, sizeof(raw)));
@@ -275,6 +321,7 @@ out:
     kms_write_release(svc);
     json_decref(rec);
     json_decref(list);
+    json_decref(ops);
     kms_req_clean(&r);
     return rc;
 }
@@ -458,17 +505,21 @@ static coffer_err grant_not_found(const char *id)
 }
 
 /*
- * Who may retire (kms.md §8): the retiring principal, the grantee when the grant includes
- * RetireGrant, the root of the key's account, or a principal whose policies allow
- * kms:RetireGrant on the key.
+ * Who may retire (kms.md §8, AWS "Retiring and revoking grants"): the retiring principal, the
+ * grantee when this very grant includes RetireGrant, the root of the account that created the
+ * grant, or a principal whose key or IAM policies allow kms:RetireGrant on the key. Another
+ * grant never does: kms_authorize_key does not count grants for kms:RetireGrant.
  */
 static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
                              const json_t *g, const struct kms_req *r)
 {
     const struct api_caller *c = call->caller;
+    char issuing_root[64];
+    snprintf(issuing_root, sizeof(issuing_root), "arn:aws:iam::%s:root", c->account_id);
+    const char *issuing = json_string_value(json_object_get(g, "IssuingAccount"));
     if (svc->az == NULL || kms_grant_names(g, c, "RetiringPrincipal") ||
         (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "RetireGrant")) ||
-        (strcmp(c->principal_type, "Root") == 0 && strcmp(c->account_id, k->account) == 0)) {
+        (strcmp(c->principal_type, "Root") == 0 && issuing != NULL && strcmp(issuing, issuing_root) == 0)) {
         return COFFER_OK;
     }
     return kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RetireGrant", .r = r});

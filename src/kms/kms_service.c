@@ -73,6 +73,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     pthread_rwlockattr_destroy(&attr);
     svc->st = st;
     svc->sl = sl;
+    svc->max_grants_per_key = KMS_DEFAULT_MAX_GRANTS_PER_KEY;
     snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
     svc->api.target_prefix = "TrentService";
     svc->api.signing_name = "kms";
@@ -87,6 +88,11 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
 void kms_service_set_authorizer(struct kms_service *svc, authz *az)
 {
     svc->az = az;
+}
+
+void kms_service_set_max_grants_per_key(struct kms_service *svc, size_t n)
+{
+    svc->max_grants_per_key = n;
 }
 
 const struct api_service *kms_service_api(struct kms_service *svc)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kms/kms.h"
 #include "quota/quota.h"
 
 typedef coffer_err (*config_setter)(struct server_config *cfg, const char *value);
@@ -130,6 +131,11 @@ static coffer_err set_max_body(struct server_config *c, const char *v)
     return COFFER_OK;
 }
 
+static coffer_err set_max_grants(struct server_config *c, const char *v)
+{
+    return parse_long(v, 1, KMS_MAX_GRANTS_PER_KEY_CAP, "max-grants-per-key", &c->max_grants_per_key);
+}
+
 static coffer_err set_timeout(struct server_config *c, const char *v)
 {
     long x;
@@ -180,6 +186,8 @@ static const struct config_option options[] = {
      "(default on)"},
     {"max-connections", "COFFER_MAX_CONNECTIONS", true, set_max_conn, "open connection cap (default 4096)"},
     {"max-body", "COFFER_MAX_BODY", true, set_max_body, "request body limit in bytes (default 1048576)"},
+    {"max-grants-per-key", "COFFER_MAX_GRANTS_PER_KEY", true, set_max_grants,
+     "grants one KMS key may hold; CreateGrant beyond it is LimitExceededException (default 50000)"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},
@@ -217,6 +225,7 @@ static void config_defaults(struct server_config *c)
     c->authorization = true;
     c->max_connections = 4096;
     c->max_body = 1024 * 1024;
+    c->max_grants_per_key = KMS_DEFAULT_MAX_GRANTS_PER_KEY;
     c->timeout_s = 30;
     c->sweep_interval_s = 10;
     (void)set_log_level(c, "info");

@@ -30,6 +30,7 @@ struct server_config {
     bool authorization;      /* key policies, IAM policies and grants decide requests (default on) */
     int max_connections;
     size_t max_body;
+    long max_grants_per_key; /* CreateGrant refuses a key holding this many (default 50000) */
     int timeout_s;
     int sweep_interval_s;
     char log_level[16];

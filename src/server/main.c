@@ -212,6 +212,7 @@ int main(int argc, char **argv)
     GUARD(audit_trail_open(path, &trail));
     q = quota_new(cfg.quota_crypto_rps);
     GUARD(kms_service_new(st, sl, cfg.region, &kms));
+    kms_service_set_max_grants_per_key(kms, (size_t)cfg.max_grants_per_key);
     if (cfg.authorization) {
         struct iam_identity_source identities = iam_directory_identity_source(dir);
         GUARD(authz_new(&identities, &az));
