@@ -149,6 +149,8 @@ class GrantSecurityTest(ServerTestCase):
         code, _ = self.error(admin_b.list_retirable_grants, RetiringPrincipal=arns_a["ret"])
         self.assertEqual(code, "AccessDeniedException")
         # A sees them, paged.
+        page0 = admin_a.list_retirable_grants(RetiringPrincipal=arns_a["ret"], Limit=1)
+        self.assertTrue(page0["Truncated"])
         seen, marker = [], None
         while True:
             kw = {"Marker": marker} if marker else {}
@@ -158,9 +160,10 @@ class GrantSecurityTest(ServerTestCase):
                 break
             marker = page["NextMarker"]
         self.assertEqual(sorted(seen), sorted(ids))
-        # The principal itself, without the parameter.
-        own = self.client("kms", creds_a["ret"]).list_retirable_grants()["Grants"]
-        self.assertEqual(sorted(g["GrantId"] for g in own), sorted(ids))
+        # A marker of another principal's listing is not accepted.
+        code, _ = self.error(admin_a.list_retirable_grants, RetiringPrincipal=arns_a["ret"] + "x",
+                             Marker=page0["NextMarker"])
+        self.assertEqual(code, "InvalidMarkerException")
         # Revoked grants leave the listing.
         admin_a.revoke_grant(KeyId=key_a["KeyId"], GrantId=ids[0])
         left = admin_a.list_retirable_grants(RetiringPrincipal=arns_a["ret"])["Grants"]
