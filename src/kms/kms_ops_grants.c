@@ -591,7 +591,7 @@ coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *regi
     json_array_foreach(rc == COFFER_OK ? gk.keys : NULL, i, k) {
         rc = store_txn_delete(t, json_string_value(k));
         if (rc == COFFER_ERR_NOT_FOUND) {
-            rc = COFFER_OK; /* an index entry a crash-free older version never wrote */
+            rc = COFFER_OK; /* no index entry: tolerated, the grant record is what matters */
         }
         if (rc != COFFER_OK) {
             break;
