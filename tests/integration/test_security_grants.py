@@ -100,6 +100,10 @@ class GrantSecurityTest(ServerTestCase):
         ]
         for c in allowed:
             bob.create_grant(KeyId=kid, GranteePrincipal=arns["eve"], Operations=["Decrypt"], Constraints=c)
+        # The constraint does not apply to DescribeKey in a constrained grant.
+        admin.create_grant(KeyId=kid, GranteePrincipal=arns["bob"], Operations=["DescribeKey"],
+                           Constraints={"EncryptionContextSubset": {"team": "a"}})
+        self.assertEqual(bob.describe_key(KeyId=kid)["KeyMetadata"]["Arn"], kid)
         # An Equals parent allows only the identical Equals constraint (on another key: the
         # class runs with a limit of 5 grants per key).
         kid = admin.create_key()["KeyMetadata"]["Arn"]
@@ -137,6 +141,9 @@ class GrantSecurityTest(ServerTestCase):
         self.client("kms", creds["carol"]).retire_grant(GrantToken=gd["GrantToken"])
         bob.retire_grant(KeyId=key["Arn"], GrantId=gb["GrantId"])
         self.assertEqual([g["GrantId"] for g in admin.list_grants(KeyId=kid)["Grants"]], [gc["GrantId"]])
+        # The root of the account that created the grant may retire it.
+        admin.retire_grant(KeyId=key["Arn"], GrantId=gc["GrantId"])
+        self.assertEqual(admin.list_grants(KeyId=kid)["Grants"], [])
 
     # ---- ListRetirableGrants ----------------------------------------------------------------------
 
