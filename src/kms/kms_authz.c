@@ -199,8 +199,15 @@ static bool ec_contains(const json_t *ec, const json_t *sub)
     return true;
 }
 
-static bool grant_constraints_ok(const json_t *g, const json_t *ec)
+/*
+ * Grant constraints apply only to operations that take an encryption context; a constrained
+ * grant's DescribeKey is not limited by them (GrantConstraints in the KMS API reference).
+ */
+static bool grant_constraints_ok(const json_t *g, const char *grant_op, const json_t *ec)
 {
+    if (strcmp(grant_op, "DescribeKey") == 0) {
+        return true;
+    }
     const json_t *c = json_object_get(g, "Constraints");
     const json_t *sub = json_object_get(c, "EncryptionContextSubset");
     const json_t *eq = json_object_get(c, "EncryptionContextEquals");
@@ -237,19 +244,80 @@ bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const
     const json_t *g;
     json_array_foreach(k->grants, i, g) {
         if (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, grant_op) &&
-            grant_constraints_ok(g, ec)) {
+            grant_constraints_ok(g, grant_op, ec)) {
             return true;
         }
     }
     return false;
 }
 
-/* The operations a grant may carry (GrantOperation) that this server performs. */
+/*
+ * A child constraint at least as strict as the parent's: every encryption context the child
+ * accepts, the parent accepts too. Parent Subset P: child Subset or Equals holding every pair
+ * of P. Parent Equals P: child Equals P exactly (a Subset child would accept extra pairs).
+ * Pairs compare exactly, which is never looser than how a constraint is matched.
+ */
+static bool constraints_imply(const json_t *child, const json_t *parent)
+{
+    const json_t *psub = json_object_get(parent, "EncryptionContextSubset");
+    const json_t *peq = json_object_get(parent, "EncryptionContextEquals");
+    const json_t *csub = json_object_get(child, "EncryptionContextSubset");
+    const json_t *ceq = json_object_get(child, "EncryptionContextEquals");
+    if (psub != NULL && json_object_size(psub) > 0) {
+        const json_t *c = csub != NULL ? csub : ceq;
+        return c != NULL && ec_contains(c, psub);
+    }
+    if (peq != NULL) {
+        return ceq != NULL && json_object_size(ceq) == json_object_size(peq) && ec_contains(ceq, peq);
+    }
+    return true;
+}
+
+/* Every operation of the child grant is one of the parent's. */
+static bool ops_within(const json_t *child_ops, const json_t *parent)
+{
+    size_t i;
+    const json_t *o;
+    json_array_foreach(child_ops, i, o) {
+        if (!kms_grant_has_op(parent, json_string_value(o))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * CreateGrant authorized by a grant (AWS "Granting CreateGrant permission"): the caller's grant
+ * must carry CreateGrant, every operation the new grant lists, and constraints the new grant's
+ * imply. So the grantee of a grant can hand on its permissions but never widen them.
+ */
+static bool grant_allows_child(const struct kms_key *k, const struct api_caller *c, const struct kms_req *r)
+{
+    size_t i;
+    const json_t *g;
+    if (r == NULL || r->operations == NULL) {
+        return false;
+    }
+    json_array_foreach(k->grants, i, g) {
+        if (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "CreateGrant") &&
+            ops_within(r->operations, g) && constraints_imply(r->constraints, json_object_get(g, "Constraints"))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The operations a grant may carry (GrantOperation) that this server performs and a grant
+ * authorizes like a policy would. RetireGrant is not among them: in a grant it lets the grantee
+ * retire that grant only (kms_op_RetireGrant), never other grants of the key. CreateGrant is
+ * checked against the new grant (grant_allows_child).
+ */
 static const char *grant_op_of(const char *action)
 {
     static const char *const ops[] = {"Decrypt",        "Encrypt",     "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                                      "ReEncryptFrom",  "ReEncryptTo", "CreateGrant",     "RetireGrant",
-                                      "DescribeKey",    NULL};
+                                      "ReEncryptFrom",  "ReEncryptTo", "CreateGrant",     "DescribeKey",
+                                      NULL};
     if (strncmp(action, "kms:", 4) != 0) {
         return NULL;
     }
@@ -457,7 +525,11 @@ coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_cal
         return COFFER_OK;
     }
     const char *gop = grant_op_of(in->action);
-    bool granted = gop != NULL && json_array_size(k->grants) > 0 && kms_grant_allows(k, call->caller, gop, in->ec);
+    bool granted = false;
+    if (gop != NULL && json_array_size(k->grants) > 0) {
+        granted = strcmp(gop, "CreateGrant") == 0 ? grant_allows_child(k, call->caller, in->r)
+                                                  : kms_grant_allows(k, call->caller, gop, in->ec);
+    }
     struct ctx_src src = {.svc = svc, .k = k, .in = in, .r = in->r};
     struct authz_request req = {
         .caller = call->caller,

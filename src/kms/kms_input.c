@@ -34,6 +34,11 @@ const char *const kms_grant_operations[] = {"Decrypt", "Encrypt", "GenerateDataK
 #define DESCRIPTION_MAX 8192
 #define POLICY_MAX 131072
 #define GRANT_TOKENS_MAX 10
+/*
+ * Operations is a set of GrantOperation (17 values); the model sets no list length, so a list
+ * may repeat values, but a request cannot make the server walk or store an unbounded one.
+ */
+#define GRANT_OPERATIONS_LIST_MAX 100
 #define GRANT_TOKEN_MAX 8192
 
 bool kms_key_id_valid(const char *s)
@@ -350,7 +355,8 @@ static coffer_err dec_create_grant(api_in *in, struct kms_req *r)
     TRY(key_id(in, r, API_IN_REQUIRED));
     TRY(api_in_string(in, "GranteePrincipal", API_IN_REQUIRED, 1, 256, &r->grantee_principal));
     TRY(api_in_string(in, "RetiringPrincipal", 0, 1, 256, &r->retiring_principal));
-    TRY(api_in_string_list(in, "Operations", API_IN_REQUIRED, 0, SIZE_MAX, 1, 64, &r->operations));
+    TRY(api_in_string_list(in, "Operations", API_IN_REQUIRED, 0, GRANT_OPERATIONS_LIST_MAX, 1, 64,
+                           &r->operations));
     size_t i;
     const json_t *o;
     json_array_foreach(r->operations, i, o) {

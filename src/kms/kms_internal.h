@@ -296,6 +296,15 @@ coffer_err kms_grant_token_make(const char *acct, const char *region, const char
                                 char **out) __attribute__((warn_unused_result));
 /* InvalidGrantTokenException unless `token` is one of ours (shape only: the grant may be gone). */
 coffer_err kms_grant_token_parse(const char *token, struct kms_grant_ref *g) __attribute__((warn_unused_result));
+/*
+ * Deletes every grant of a key and its retiring-principal index entries inside `t` (the
+ * transaction that deletes the key).
+ */
+coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
+    __attribute__((warn_unused_result));
+/* Builds the retiring-principal index over grants stored before it existed (once per store). */
+coffer_err kms_grants_index_ensure(store *st) __attribute__((warn_unused_result));
+
 /* "kms/grant/<acct>/<region>/<key id>/" */
 void kms_grant_prefix(char *out, size_t n, const char *acct, const char *region, const char *key_id);
 /* Does grant record g name the caller (ARN or, for a session, its role) in `member`? */

@@ -8,6 +8,11 @@
  * RetiringPrincipal, IssuingAccount, Operations, Constraints. The key's cache entry holds the
  * array of its grants (k->grants), replaced whole under the write lock after each durable
  * change, so a grant is in force (and a retired one gone) before the call answers.
+ *
+ * Index: kms/rgrant/<sha256 hex of RetiringPrincipal>/<account>/<region>/<key id>/<grant id>
+ * -> the same record, written and deleted in the transaction that writes or deletes the grant
+ * (and in the one that deletes its key), so ListRetirableGrants reads only the grants of one
+ * retiring principal. The hash gives the principal a fixed-size, separator-free segment.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +27,37 @@
 #define LIST_GRANTS_DEFAULT 50
 #define MAX_CONSTRAINT_PAIRS 8
 #define MAX_CONSTRAINT_VALUE 384
+#define MAX_CONSTRAINT_KEY 384 /* AWS names no key length; a key as long as a value at most */
 
 static void grant_store_key(char *out, size_t n, const struct kms_key *k, const char *grant_id)
 {
     snprintf(out, n, "kms/grant/%s/%s/%s/%.64s", k->account, k->region, k->key_id, grant_id);
+}
+
+#define RGRANT_PREFIX "kms/rgrant/"
+#define RGRANT_INDEX_DONE "kms/meta/rgrant-index-v1"
+
+/* "kms/rgrant/<sha256 hex of principal>/" */
+static void rgrant_prefix(char *out, size_t n, const char *principal)
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    char hex[2 * CRYPTO_SHA256_LEN + 1];
+    crypto_sha256(principal, strlen(principal), h);
+    coffer_hex_encode(h, sizeof(h), hex);
+    snprintf(out, n, RGRANT_PREFIX "%s/", hex);
+}
+
+/* The index entry of grant record `g` stored under grant key `skey`; false when it has none. */
+static bool rgrant_key(char *out, size_t n, const json_t *g, const char *skey)
+{
+    const char *rp = json_string_value(json_object_get(g, "RetiringPrincipal"));
+    if (rp == NULL || strncmp(skey, "kms/grant/", 10) != 0) {
+        return false;
+    }
+    char prefix[128];
+    rgrant_prefix(prefix, sizeof(prefix), rp);
+    snprintf(out, n, "%s%s", prefix, skey + 10);
+    return true;
 }
 
 /* wmu held: the grant list after a durable change replaces the cached one. */
@@ -81,6 +113,10 @@ static coffer_err check_constraints(const json_t *c)
     const char *name;
     const json_t *v;
     json_object_foreach((json_t *)m, name, v) {
+        if (strlen(name) > MAX_CONSTRAINT_KEY) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint keys are limited to %d characters.",
+                               MAX_CONSTRAINT_KEY);
+        }
         if (strlen(json_string_value(v)) > MAX_CONSTRAINT_VALUE) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint values are limited to %d characters.",
                                MAX_CONSTRAINT_VALUE);
@@ -111,6 +147,35 @@ static coffer_err check_operations(const json_t *ops)
                                json_string_value(o));
         }
     }
+    return COFFER_OK;
+}
+
+/*
+ * The operations as a set, in the order first given: a grant stores each operation once, so
+ * neither its record nor every later authorization on the key pays for repeats. *out is owned.
+ */
+static coffer_err operations_set(const json_t *ops, json_t **out)
+{
+    *out = NULL;
+    json_t *set = json_array();
+    if (set == NULL) {
+        return kms_nomem();
+    }
+    size_t i;
+    json_t *o;
+    json_array_foreach(ops, i, o) {
+        bool seen = false;
+        size_t j;
+        const json_t *p;
+        json_array_foreach(set, j, p) {
+            seen = seen || strcmp(json_string_value(o), json_string_value(p)) == 0;
+        }
+        if (!seen && json_array_append(set, o) != 0) {
+            json_decref(set);
+            return kms_nomem();
+        }
+    }
+    *out = set;
     return COFFER_OK;
 }
 
@@ -177,22 +242,36 @@ static coffer_err grant_output(struct api_call *call, const struct kms_key *k, c
     return COFFER_OK;
 }
 
-/* Writes one grant record (or deletes it when rec is NULL) durably. */
-static coffer_err grant_write(struct kms_service *svc, const char *skey, const json_t *rec)
+/*
+ * Writes grant record `g` (put) or deletes it (!put) durably, with its retiring-principal
+ * index entry in the same transaction.
+ */
+static coffer_err grant_write(struct kms_service *svc, const char *skey, const json_t *g, bool put)
 {
     store_txn *t = NULL;
     char *text = NULL;
+    char ikey[STORE_KEY_BUF];
+    bool indexed = rgrant_key(ikey, sizeof(ikey), g, skey);
     coffer_err rc = COFFER_OK;
     GUARD(store_txn_begin(svc->st, &t));
-    if (rec != NULL) {
-        text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (put) {
+        text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
         if (text == NULL) {
             rc = kms_nomem();
             goto out;
         }
         GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+        if (indexed) {
+            GUARD(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
+        }
     } else {
         GUARD(store_txn_delete(t, skey));
+        if (indexed) {
+            rc = store_txn_delete(t, ikey);
+            if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+                goto out;
+            }
+        }
     }
     rc = store_txn_commit(t);
     t = NULL;
@@ -235,7 +314,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k = NULL;
-    json_t *rec = NULL, *list = NULL;
+    json_t *rec = NULL, *list = NULL, *ops = NULL;
     char skey[STORE_KEY_BUF], grant_id[KMS_GRANT_ID_LEN + 1];
     uint8_t raw[GRANT_ID_BYTES];
     coffer_err rc = COFFER_OK;
@@ -245,7 +324,14 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     TRY(check_principal("RetiringPrincipal", r.retiring_principal));
     TRY(check_operations(r.operations));
     TRY(check_constraints(r.constraints));
-    TRY(kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k));
+    TRY(operations_set(r.operations, &ops));
+    r.operations = ops; /* from here on the set; ops outlives r */
+    rc = kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k);
+    if (rc != COFFER_OK) {
+        json_decref(ops);
+        kms_req_clean(&r);
+        return rc;
+    }
     kms_audit_key(call, k);
     GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
     GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
@@ -256,6 +342,11 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     const json_t *same = same_named_grant(k, &r);
     if (same != NULL) {
         rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
+        goto out;
+    }
+    if (json_array_size(k->grants) >= svc->limits.kms_grants_per_key) {
+        rc = coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request would exceed the limit of %zu grants for this KMS key.",
+                         svc->limits.kms_grants_per_key);
         goto out;
     }
     GUARD(crypto_random(raw, sizeof(raw)));
@@ -269,13 +360,14 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     grant_store_key(skey, sizeof(skey), k, grant_id);
     /* Before the commit: the request's event is written then, naming the new grant. */
     GUARD(grant_output(call, k, grant_id));
-    GUARD(grant_write(svc, skey, rec));
+    GUARD(grant_write(svc, skey, rec, true));
     grants_swap(svc, k, list);
     list = NULL;
 out:
     kms_write_release(svc);
     json_decref(rec);
     json_decref(list);
+    json_decref(ops);
     kms_req_clean(&r);
     return rc;
 }
@@ -380,7 +472,7 @@ static coffer_err retirable_cb(void *ctx, const char *key, coffer_cursor value)
     json_t *g = json_loadb((const char *)value.ptr, value.len, 0, NULL);
     coffer_err rc = COFFER_OK;
     if (!str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), s->principal)) {
-        goto out;
+        goto out; /* never expected under the principal's own hash; checked all the same */
     }
     if (json_array_size(s->items) == s->limit) {
         s->truncated = true;
@@ -397,36 +489,151 @@ out:
     return rc;
 }
 
+/* The 12-digit account of an IAM or STS principal ARN, or "" when it names none. */
+static void principal_account(const char *arn, char out[API_ACCOUNT_ID_LEN + 1])
+{
+    out[0] = '\0';
+    if (strncmp(arn, "arn:aws:iam::", 13) != 0 && strncmp(arn, "arn:aws:sts::", 13) != 0) {
+        return;
+    }
+    const char *a = arn + 13;
+    if (strspn(a, "0123456789") == API_ACCOUNT_ID_LEN && a[API_ACCOUNT_ID_LEN] == ':') {
+        memcpy(out, a, API_ACCOUNT_ID_LEN);
+        out[API_ACCOUNT_ID_LEN] = '\0';
+    }
+}
+
+/*
+ * ListRetirableGrants (AWS: "You must specify a principal in your AWS account"): a principal of
+ * another account is refused with AccessDeniedException, so no account learns another's grants.
+ * The grants listed may sit on keys of any account, as in AWS.
+ */
 coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"RetiringPrincipal", "Limit", "Marker", NULL};
     struct kms_service *svc = state;
     struct kms_req r;
-    char start[STORE_KEY_BUF] = "";
+    char start[STORE_KEY_BUF] = "", prefix[128], acct[API_ACCOUNT_ID_LEN + 1];
     kms_audit_request(call, audit);
     TRY(kms_req_decode("ListRetirableGrants", call->input, &r));
     TRY(kms_authorize_plain(svc, call, "kms:ListRetirableGrants", "*", &r));
+    const char *principal = r.retiring_principal != NULL ? r.retiring_principal : call->caller->principal_arn;
+    principal_account(principal, acct);
+    if (strcmp(acct, call->caller->account_id) != 0) {
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                           "User: %s is not authorized to perform: kms:ListRetirableGrants for principal: %.256s "
+                           "because it is not in the caller's account",
+                           call->caller->principal_arn, principal);
+    }
+    rgrant_prefix(prefix, sizeof(prefix), principal);
     if (r.marker != NULL) {
         TRY(kms_marker_decode(r.marker, start, sizeof(start)));
-        if (strncmp(start, "kms/grant/", 10) != 0) {
+        if (strncmp(start, prefix, strlen(prefix)) != 0) {
             return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
         }
     }
     struct retirable_scan s = {
-        .principal = r.retiring_principal != NULL ? r.retiring_principal : call->caller->principal_arn,
+        .principal = principal,
         .limit = r.has_limit ? (size_t)r.limit : LIST_GRANTS_DEFAULT,
         .items = json_array(),
     };
     if (s.items == NULL) {
         return kms_nomem();
     }
-    /* Grants for one retiring principal can sit on keys of any account of this server. */
-    coffer_err rc = store_scan(svc->st, "kms/grant/", start, 0, retirable_cb, &s);
+    coffer_err rc = store_scan(svc->st, prefix, start, 0, retirable_cb, &s);
     if (rc != COFFER_OK) {
         json_decref(s.items);
         return rc;
     }
     return paged_output(call, s.items, s.truncated, s.last);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Retiring-principal index: key deletion and the first start over older data                 */
+/* ------------------------------------------------------------------------------------------ */
+
+struct grant_keys {
+    json_t *keys;  /* store keys to delete (or, for the backfill, index keys) */
+    json_t *texts; /* backfill only: the record text of each index key */
+};
+
+static coffer_err grant_keys_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct grant_keys *gk = ctx;
+    char ikey[STORE_KEY_BUF];
+    json_t *g = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    bool indexed = g != NULL && rgrant_key(ikey, sizeof(ikey), g, key);
+    json_decref(g);
+    if (gk->texts == NULL) {
+        if (json_array_append_new(gk->keys, json_string(key)) != 0 ||
+            (indexed && json_array_append_new(gk->keys, json_string(ikey)) != 0)) {
+            return kms_nomem();
+        }
+        return COFFER_OK;
+    }
+    if (indexed && (json_array_append_new(gk->keys, json_string(ikey)) != 0 ||
+                    json_array_append_new(gk->texts, json_stringn((const char *)value.ptr, value.len)) != 0)) {
+        return kms_nomem();
+    }
+    return COFFER_OK;
+}
+
+coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
+{
+    char prefix[256];
+    struct grant_keys gk = {.keys = json_array()};
+    if (gk.keys == NULL) {
+        return kms_nomem();
+    }
+    kms_grant_prefix(prefix, sizeof(prefix), acct, region, key_id);
+    coffer_err rc = store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk);
+    size_t i;
+    const json_t *k;
+    json_array_foreach(rc == COFFER_OK ? gk.keys : NULL, i, k) {
+        rc = store_txn_delete(t, json_string_value(k));
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            rc = COFFER_OK; /* no index entry: tolerated, the grant record is what matters */
+        }
+        if (rc != COFFER_OK) {
+            break;
+        }
+    }
+    json_decref(gk.keys);
+    return rc;
+}
+
+coffer_err kms_grants_index_ensure(store *st)
+{
+    store_txn *t = NULL;
+    coffer_buf done = COFFER_BUF_INIT;
+    struct grant_keys gk = {.keys = json_array(), .texts = json_array()};
+    coffer_err rc = COFFER_OK;
+    if (gk.keys == NULL || gk.texts == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(store_txn_begin(st, &t));
+    rc = store_txn_get(t, RGRANT_INDEX_DONE, &done);
+    if (rc == COFFER_OK) {
+        goto out; /* built once, then kept by every change */
+    }
+    if (rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
+    GUARD(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
+    for (size_t i = 0; i < json_array_size(gk.keys); i++) {
+        GUARD(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
+                            coffer_cursor_from_str(json_string_value(json_array_get(gk.texts, i)))));
+    }
+    GUARD(store_txn_put(t, RGRANT_INDEX_DONE, coffer_cursor_from_str("1")));
+    rc = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    coffer_buf_free(&done);
+    json_decref(gk.keys);
+    json_decref(gk.texts);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -437,14 +644,14 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
 static coffer_err grant_remove(struct kms_service *svc, struct kms_key *k, size_t index)
 {
     char skey[STORE_KEY_BUF];
-    const char *id = json_string_value(json_object_get(json_array_get(k->grants, index), "GrantId"));
-    grant_store_key(skey, sizeof(skey), k, id);
+    const json_t *g = json_array_get(k->grants, index);
+    grant_store_key(skey, sizeof(skey), k, json_string_value(json_object_get(g, "GrantId")));
     json_t *list = json_copy(k->grants);
     if (list == NULL || json_array_remove(list, index) != 0) {
         json_decref(list);
         return kms_nomem();
     }
-    coffer_err rc = grant_write(svc, skey, NULL);
+    coffer_err rc = grant_write(svc, skey, g, false); /* g stays alive in k->grants until the swap */
     if (rc != COFFER_OK) {
         json_decref(list);
         return rc;
@@ -459,17 +666,21 @@ static coffer_err grant_not_found(const char *id)
 }
 
 /*
- * Who may retire (kms.md §8): the retiring principal, the grantee when the grant includes
- * RetireGrant, the root of the key's account, or a principal whose policies allow
- * kms:RetireGrant on the key.
+ * Who may retire (kms.md §8, AWS "Retiring and revoking grants"): the retiring principal, the
+ * grantee when this very grant includes RetireGrant, the root of the account that created the
+ * grant, or a principal whose key or IAM policies allow kms:RetireGrant on the key. Another
+ * grant never does: kms_authorize_key does not count grants for kms:RetireGrant.
  */
 static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
                              const json_t *g, const struct kms_req *r)
 {
     const struct api_caller *c = call->caller;
+    char issuing_root[64];
+    snprintf(issuing_root, sizeof(issuing_root), "arn:aws:iam::%s:root", c->account_id);
+    const char *issuing = json_string_value(json_object_get(g, "IssuingAccount"));
     if (svc->az == NULL || kms_grant_names(g, c, "RetiringPrincipal") ||
         (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "RetireGrant")) ||
-        (strcmp(c->principal_type, "Root") == 0 && strcmp(c->account_id, k->account) == 0)) {
+        (strcmp(c->principal_type, "Root") == 0 && issuing != NULL && strcmp(issuing, issuing_root) == 0)) {
         return COFFER_OK;
     }
     return kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RetireGrant", .r = r});

@@ -57,6 +57,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     ENSURE_REF(sl);
     ENSURE_REF(out);
     *out = NULL;
+    TRY(kms_grants_index_ensure(st));
     struct kms_service *svc = calloc(1, sizeof(*svc));
     if (svc == NULL) {
         return kms_nomem();
@@ -239,13 +240,8 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
                 for (size_t i = 0; i < mats.n; i++) {
                     GUARD(store_txn_delete(t, mats.v[i]));
                 }
-                /* Grants die with their key. */
-                kms_grant_prefix(prefix, sizeof(prefix), acct, region, id);
-                size_t before = mats.n;
-                GUARD(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
-                for (size_t i = before; i < mats.n; i++) {
-                    GUARD(store_txn_delete(t, mats.v[i]));
-                }
+                /* Grants die with their key, their index entries with them. */
+                GUARD(kms_grants_delete_in(t, acct, region, id));
                 snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
                 aliases.target = id;
                 GUARD(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));

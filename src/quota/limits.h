@@ -18,6 +18,7 @@ struct coffer_limits {
     size_t kms_aliases_per_key;  /* aliases pointing at one key (AWS: 50) */
     size_t kms_tags_per_key;     /* tags on one key (AWS: 50) */
     size_t kms_key_policy_bytes; /* key policy document (AWS: 32 KB) */
+    size_t kms_grants_per_key;   /* grants on one key (AWS: 50,000) */
     /* IAM, per account */
     size_t iam_users;              /* AWS: 5,000 */
     size_t iam_roles;              /* AWS: 1,000 */
@@ -32,6 +33,7 @@ struct coffer_limits {
 #define COFFER_LIMITS_DEFAULT                                                                                         \
     {                                                                                                                 \
         .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50, .kms_key_policy_bytes = 32768,       \
+        .kms_grants_per_key = 50000,                                                                                \
         .iam_users = 5000, .iam_roles = 1000, .iam_policies = 1500, .iam_attached = 10,                             \
         .iam_user_inline_chars = 2048, .iam_role_inline_chars = 10240, .iam_managed_doc_chars = 6144,               \
         .iam_trust_doc_chars = 2048,                                                                                 \

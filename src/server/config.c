@@ -198,6 +198,7 @@ LIMIT_SETTER(kms_keys, "max-keys")
 LIMIT_SETTER(kms_aliases_per_key, "max-aliases-per-key")
 LIMIT_SETTER(kms_tags_per_key, "max-tags-per-key")
 LIMIT_SETTER(kms_key_policy_bytes, "max-key-policy-bytes")
+LIMIT_SETTER(kms_grants_per_key, "max-grants-per-key")
 LIMIT_SETTER(iam_users, "max-users")
 LIMIT_SETTER(iam_roles, "max-roles")
 LIMIT_SETTER(iam_policies, "max-policies")
@@ -228,6 +229,8 @@ static const struct config_option options[] = {
      "(default on)"},
     {"max-connections", "COFFER_MAX_CONNECTIONS", true, set_max_conn, "open connection cap (default 4096)"},
     {"max-body", "COFFER_MAX_BODY", true, set_max_body, "request body limit in bytes (default 1048576)"},
+    {"max-grants-per-key", "COFFER_MAX_GRANTS_PER_KEY", true, set_kms_grants_per_key,
+     "grants one KMS key may hold; CreateGrant beyond it is LimitExceededException (default 50000)"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},

@@ -814,6 +814,45 @@ static void test_list_keys_paging(void **state)
     snprintf(e->caller.account_id, sizeof(e->caller.account_id), ACCOUNT);
 }
 
+static coffer_err collect_first_key(void *ctx, const char *key, coffer_cursor value)
+{
+    (void)value;
+    snprintf(ctx, 512, "%s", key);
+    return STORE_SCAN_STOP;
+}
+
+/* A store written before the retiring-principal index: the index is built at the next start. */
+static void test_retirable_index_backfill(void **state)
+{
+    struct env *e = *state;
+    char a[64], ikey[512] = "";
+    create_key(e, a);
+    struct result r = run(e, "CreateGrant",
+                          "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT ":user/app\","
+                          "\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/old\",\"Operations\":[\"Encrypt\"]}",
+                          a);
+    expect(&r, COFFER_OK, NULL);
+    assert_int_equal(store_scan(e->st, "kms/rgrant/", "", 0, collect_first_key, ikey), COFFER_OK);
+    assert_true(ikey[0] != '\0');
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(e->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, ikey), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "kms/meta/rgrant-index-v1"), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/old\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Grants")), 0);
+    result_free(&r);
+    env_restart_service(e);
+    r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/old\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Grants")), 1);
+    result_free(&r);
+    /* Another account's principal is refused. */
+    r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"arn:aws:iam::222233334444:user/old\"}");
+    expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+}
+
 static void test_sweep(void **state)
 {
     struct env *e = *state;
@@ -825,6 +864,14 @@ static void test_sweep(void **state)
     expect(&r, COFFER_OK, NULL);
     r = run(e, "CreateAlias", "{\"AliasName\":\"alias/kept\",\"TargetKeyId\":\"%s\"}", b);
     expect(&r, COFFER_OK, NULL);
+    /* A retirable grant on each: the one on a leaves the retiring principal's index with a. */
+    for (int i = 0; i < 2; i++) {
+        r = run(e, "CreateGrant",
+                "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT ":user/app\","
+                "\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/ret\",\"Operations\":[\"Encrypt\"]}",
+                i == 0 ? a : b);
+        expect(&r, COFFER_OK, NULL);
+    }
     r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", a);
     expect(&r, COFFER_OK, NULL);
     r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":8}", b);
@@ -851,6 +898,10 @@ static void test_sweep(void **state)
     result_free(&r);
     r = run(e, "ListKeys", "{}");
     assert_int_equal(json_array_size(json_object_get(r.out, "Keys")), 1);
+    result_free(&r);
+    r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/ret\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Grants")), 1);
     result_free(&r);
 
     /* Cancelled before its date: the sweeper leaves it alone. */
@@ -1053,6 +1104,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_keys_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retirable_index_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_cost, setup, teardown),
