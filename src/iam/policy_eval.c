@@ -39,6 +39,7 @@ struct ctx_entry {
     char *key;                /* lower-cased */
     uint32_t hash;            /* policy_key_hash(key): most lookups end on a mismatch here */
     bool live;                /* false: a slot kept for reuse, absent to lookups */
+    bool variants;            /* one single-valued key per value (case variants): see cond_holds */
     struct ctx_value *values; /* n values, cap allocated */
     size_t n, cap;
 };
@@ -172,6 +173,7 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
             if (!e->live) {
                 e->live = true;
                 e->n = 0;
+                e->variants = false;
             }
             *out = e;
             return COFFER_OK;
@@ -186,6 +188,7 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
         kept->hash = hash;
         kept->live = true;
         kept->n = 0;
+        kept->variants = false;
         *out = kept;
         return COFFER_OK;
     }
@@ -252,6 +255,7 @@ coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *val
     ENSURE(n == 0 || values != NULL, COFFER_ERR_USAGE);
     TRY(ctx_entry_get(c, key, &e));
     e->n = 0;
+    e->variants = false;
     for (size_t i = 0; i < n; i++) {
         TRY(entry_append(e, values[i]));
     }
@@ -262,6 +266,14 @@ coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value)
 {
     struct ctx_entry *e = NULL;
     TRY(ctx_entry_get(c, key, &e));
+    return entry_append(e, value);
+}
+
+coffer_err policy_ctx_add_variant(policy_ctx *c, const char *key, const char *value)
+{
+    struct ctx_entry *e = NULL;
+    TRY(ctx_entry_get(c, key, &e));
+    e->variants = true;
     return entry_append(e, value);
 }
 
@@ -779,18 +791,20 @@ struct values_view {
     const struct ctx_value *v;
     size_t n;
     bool present;
+    bool variants; /* the values are case variants of one single-valued key */
 };
 
 /* Context lookup with the request fields as defaults for the principal keys. */
 static struct values_view lookup(const struct policy_request *req, const char *key, uint32_t hash,
                                  struct ctx_value *slot)
 {
-    struct values_view vv = {NULL, 0, false};
+    struct values_view vv = {NULL, 0, false, false};
     const struct ctx_entry *e = ctx_find_h(req->ctx, key, hash);
     if (e != NULL) {
         vv.v = e->values;
         vv.n = e->n;
         vv.present = true;
+        vv.variants = e->variants;
         return vv;
     }
     const char *def = NULL;
@@ -1124,10 +1138,18 @@ static bool one_value(const struct policy_cond *c, const struct ctx_value *v, co
     return c->negated ? !any : any;
 }
 
-static bool cond_holds(const struct policy_cond *c, const struct policy_request *req)
+/*
+ * One condition over the values of its key. A key the request context does not hold -- one
+ * this server never sets (aws:TokenIssueTime for long-term keys, aws:PrincipalTag/... with
+ * untagged principals) or one it does not know at all -- is absent, and evaluates exactly as
+ * AWS documents for an absent key: a positive operator is false, a negated one (StringNotEquals,
+ * NotIpAddress, ...) true, any ...IfExists true, Null:true true and Null:false false,
+ * ForAllValues true (vacuously) and ForAnyValue false. So a Deny guardrail on an unknown key
+ * written with a negated operator, IfExists or Null fires rather than being silently skipped.
+ */
+static bool cond_holds_view(const struct policy_cond *c, struct values_view vv,
+                            const struct policy_request *req)
 {
-    struct ctx_value slot;
-    struct values_view vv = lookup(req, c->key, c->key_hash, &slot);
     if (c->base == COND_NULL) {
         /* "Null": true asks that the key be absent, false that it be present */
         bool absent = !vv.present || vv.n == 0;
@@ -1164,6 +1186,29 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
     return true;
 }
 
+/*
+ * Case variants: condition-key names are case-insensitive but request data is not, so an
+ * encryption context {"classification":"secret","Classification":"x"} gives one key two
+ * values. Each is evaluated as if it were the key's only value; a Deny applies when any variant
+ * satisfies the condition and an Allow only when every variant does, so a second spelling can
+ * neither hide the value a Deny looks for nor lend an Allow the value it wants.
+ */
+static bool cond_holds(const struct policy_cond *c, const struct policy_request *req, bool deny)
+{
+    struct ctx_value slot;
+    struct values_view vv = lookup(req, c->key, c->key_hash, &slot);
+    if (!vv.variants || vv.n <= 1 || c->base == COND_NULL) {
+        return cond_holds_view(c, vv, req);
+    }
+    for (size_t i = 0; i < vv.n; i++) {
+        struct values_view one = {&vv.v[i], 1, true, false};
+        if (cond_holds_view(c, one, req) == deny) {
+            return deny; /* Deny: one variant suffices; Allow: one failing variant refuses */
+        }
+    }
+    return !deny;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Evaluation
  * ------------------------------------------------------------------------------------------- */
@@ -1178,7 +1223,7 @@ static bool statement_applies(const struct statement *st, const struct policy_re
         return false;
     }
     for (size_t i = 0; i < st->n_conds; i++) {
-        if (!cond_holds(&st->conds[i], req)) {
+        if (!cond_holds(&st->conds[i], req, st->deny)) {
             return false;
         }
     }

@@ -951,6 +951,113 @@ static void test_bench(void **state)
     coffer_buf_free(&b);
 }
 
+/* Evaluates a one-statement policy `stmt` (no Principal) for the root against ctx `c`. */
+static enum policy_decision eval_one(const char *doc, const policy_ctx *c)
+{
+    policy *p = compile_ok(doc);
+    struct policy_request req = {
+        "arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt", KEY, c};
+    enum policy_decision d = policy_evaluate(p, &req);
+    policy_free(p);
+    return d;
+}
+
+#define EC_DENY(op, v)                                                                                       \
+    DOC("{'Effect':'Deny','Action':'*','Resource':'*','Condition':{'" op                                     \
+        "':{'kms:EncryptionContext:classification':" v "}}}")
+#define EC_ALLOW(op, v)                                                                                      \
+    DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'" op                                    \
+        "':{'kms:EncryptionContext:classification':" v "}}}")
+
+/* Case variants of one context key: a Deny fires if any variant matches, an Allow needs all. */
+static void test_ctx_variants(void **state)
+{
+    (void)state;
+    policy_ctx *c = NULL;
+    assert_int_equal(policy_ctx_new(&c), COFFER_OK);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:classification", "secret"), COFFER_OK);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:Classification", "x"), COFFER_OK);
+    assert_int_equal(eval_one(EC_DENY("StringEquals", "'secret'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("StringLike", "'sec*'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("StringNotEquals", "'secret'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("ForAnyValue:StringEquals", "'x'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("ForAllValues:StringEquals", "'x'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("StringEquals", "'other'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'secret'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'x'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("ForAnyValue:StringEquals", "'x'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringNotEquals", "'x'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "['secret','x']"), c), POLICY_ALLOW);
+    assert_int_equal(eval_one(EC_ALLOW("StringNotEquals", "'public'"), c), POLICY_ALLOW);
+    assert_int_equal(eval_one(EC_ALLOW("Null", "'false'"), c), POLICY_ALLOW);
+    /* one spelling only: an ordinary single-valued key */
+    policy_ctx_clear(c);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:Classification", "secret"), COFFER_OK);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'secret'"), c), POLICY_ALLOW);
+    assert_int_equal(eval_one(EC_DENY("StringNotEquals", "'secret'"), c), POLICY_NOT_APPLICABLE);
+    /* set replaces the variants and the flag: a reused slot is a plain key again */
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:classification", "x"), COFFER_OK);
+    assert_int_equal(policy_ctx_set_str(c, "kms:EncryptionContext:classification", "secret"), COFFER_OK);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'secret'"), c), POLICY_ALLOW);
+    policy_ctx_free(c);
+}
+
+/* A key the context does not hold evaluates as AWS documents for an absent key, operator by operator. */
+static void test_absent_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *op, *value;
+        bool holds;
+    } cases[] = {
+        {"StringEquals", "'x'", false},
+        {"StringNotEquals", "'x'", true},
+        {"StringLike", "'*'", false},
+        {"StringNotLike", "'*'", true},
+        {"StringEqualsIgnoreCase", "'x'", false},
+        {"NumericEquals", "'1'", false},
+        {"NumericNotEquals", "'1'", true},
+        {"DateGreaterThan", "'2020-01-01'", false},
+        {"DateNotEquals", "'2020-01-01'", true},
+        {"Bool", "'false'", false},
+        {"IpAddress", "'10.0.0.0/8'", false},
+        {"NotIpAddress", "'10.0.0.0/8'", true},
+        {"ArnLike", "'arn:*'", false},
+        {"ArnNotLike", "'arn:*'", true},
+        {"StringEqualsIfExists", "'x'", true},
+        {"StringNotEqualsIfExists", "'x'", true},
+        {"BoolIfExists", "'false'", true},
+        {"Null", "'true'", true},
+        {"Null", "'false'", false},
+        {"ForAnyValue:StringEquals", "'x'", false},
+        {"ForAnyValue:StringNotEquals", "'x'", false},
+        {"ForAllValues:StringEquals", "'x'", true},
+        {"ForAllValues:StringNotEquals", "'x'", true},
+    };
+    static const char *const keys[] = {"aws:TokenIssueTime", "aws:PrincipalTag/team", "aws:NoSuchKey",
+                                       "kms:NoSuchKey", "example:anything"};
+    policy_ctx *c = NULL;
+    assert_int_equal(policy_ctx_new(&c), COFFER_OK);
+    assert_int_equal(policy_ctx_set_str(c, "aws:RequestedRegion", "us-east-1"), COFFER_OK);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            char doc[512];
+            snprintf(doc, sizeof(doc),
+                     "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"*\","
+                     "\"Resource\":\"*\",\"Condition\":{\"%s\":{\"%s\":%s}}}]}",
+                     cases[i].op, keys[k], cases[i].value);
+            for (char *q = doc; *q; q++) {
+                *q = *q == '\'' ? '"' : *q;
+            }
+            enum policy_decision want = cases[i].holds ? POLICY_DENY_EXPLICIT : POLICY_NOT_APPLICABLE;
+            if (eval_one(doc, c) != want) {
+                fail_msg("%s on absent %s: want %s", cases[i].op, keys[k], policy_decision_name(want));
+            }
+        }
+    }
+    policy_ctx_free(c);
+}
+
 /* Reference matcher: the textbook dynamic programme, obviously right and O(|p| * |s|). */
 static bool ref_glob(const char *p, const char *s)
 {
@@ -1086,10 +1193,12 @@ static void test_glob_cost_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eval_table), cmocka_unit_test(test_malformed_table), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_combine),    cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_bench),      cmocka_unit_test(test_glob_differential),
-        cmocka_unit_test(test_glob_cost_bound),
+        cmocka_unit_test(test_eval_table),      cmocka_unit_test(test_malformed_table),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_combine),
+        cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_bench),           cmocka_unit_test(test_glob_differential),
+        cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
+        cmocka_unit_test(test_absent_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
