@@ -64,6 +64,11 @@ static unsigned key_family(const char *k)
         {"aws:requesttag/", true, AUTHZ_CTX_REQUEST_TAGS},
         {"aws:tagkeys", false, AUTHZ_CTX_REQUEST_TAGS},
         {"kms:resourcealiases", false, AUTHZ_CTX_RESOURCE_ALIASES},
+        {"aws:requestedregion", false, AUTHZ_CTX_REQUEST},
+        {"aws:useragent", false, AUTHZ_CTX_REQUEST},
+        {"aws:multifactorauthpresent", false, AUTHZ_CTX_REQUEST},
+        {"aws:viaawsservice", false, AUTHZ_CTX_REQUEST},
+        {"aws:principalisawsservice", false, AUTHZ_CTX_REQUEST},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         size_t n = strlen(map[i].name);
@@ -138,7 +143,13 @@ static bool is_root(const struct api_caller *c)
 /* Request context                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The global condition keys AWS sets on every request, plus kms:CallerAccount. */
+/*
+ * The global condition keys AWS sets on every request, plus kms:CallerAccount. Keys this server
+ * has nothing to fill with stay absent and evaluate as AWS does for an absent key (see
+ * cond_holds_view): aws:PrincipalTag/<k> (IAM principals carry no tags), aws:TokenIssueTime (not
+ * recorded in session tokens), aws:MultiFactorAuthAge, aws:SourceVpc(e), aws:VpcSourceIp,
+ * aws:SourceArn/Account, aws:CalledVia*, aws:PrincipalOrg*, aws:PrincipalServiceName*.
+ */
 static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req, unsigned want)
 {
     const struct api_caller *c = req->caller;
@@ -170,6 +181,19 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
         if (strcmp(c->principal_type, "IAMUser") == 0) {
             const char *slash = strrchr(c->principal_arn, '/');
             TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
+        }
+    }
+    if (want & AUTHZ_CTX_REQUEST) {
+        if (req->region != NULL && req->region[0] != '\0') {
+            TRY(policy_ctx_set_str(ctx, "aws:RequestedRegion", req->region));
+        }
+        TRY(policy_ctx_set_str(ctx, "aws:UserAgent", c->user_agent != NULL ? c->user_agent : ""));
+        /* No caller here is a service acting for a principal, nor a service principal itself. */
+        TRY(policy_ctx_set_bool(ctx, "aws:ViaAWSService", false));
+        TRY(policy_ctx_set_bool(ctx, "aws:PrincipalIsAWSService", false));
+        /* AWS: present (false without MFA) for temporary credentials, absent for long-term keys. */
+        if (strcmp(c->principal_type, "AssumedRole") == 0) {
+            TRY(policy_ctx_set_bool(ctx, "aws:MultiFactorAuthPresent", false));
         }
     }
     if ((want & AUTHZ_CTX_CALLER_ACCOUNT) && strncmp(req->action, "kms:", 4) == 0) {

@@ -53,7 +53,9 @@ enum authz_ctx_keys {
     AUTHZ_CTX_REQUEST_TAGS = 1u << 7,   /* aws:RequestTag/<key>, aws:TagKeys */
     AUTHZ_CTX_OTHER = 1u << 8,          /* every other key (kms:KeySpec, kms:Grant*, ...) */
     AUTHZ_CTX_RESOURCE_ALIASES = 1u << 9, /* kms:ResourceAliases: costs a store scan, so on its own */
-    AUTHZ_CTX_ALL = (1u << 10) - 1,
+    AUTHZ_CTX_REQUEST = 1u << 10,       /* aws:RequestedRegion, aws:UserAgent, aws:MultiFactorAuthPresent,
+                                           aws:ViaAWSService, aws:PrincipalIsAWSService */
+    AUTHZ_CTX_ALL = (1u << 11) - 1,
 };
 
 /* Fills service-specific condition keys of the families in `wanted` (enum authz_ctx_keys). */
@@ -61,6 +63,7 @@ typedef coffer_err (*authz_ctx_fn)(void *arg, unsigned wanted, policy_ctx *ctx);
 
 struct authz_request {
     const struct api_caller *caller; /* who */
+    const char *region;              /* aws:RequestedRegion; NULL: absent */
     const char *action;              /* "kms:Encrypt" */
     const char *resource;            /* key ARN, alias ARN or "*" */
     const char *resource_account;    /* account owning the resource; NULL: the caller's */
