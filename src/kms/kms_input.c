@@ -35,6 +35,31 @@ const char *const kms_grant_operations[] = {"Decrypt", "Encrypt", "GenerateDataK
 #define POLICY_MAX 131072
 #define GRANT_TOKENS_MAX 10
 #define GRANT_TOKEN_MAX 8192
+/*
+ * Bytes of an encryption context (every key and value, UTF-8) and of each grant constraint's
+ * context. It is authenticated data, not data: this is far beyond what any real context holds,
+ * and it bounds what a request makes the policy evaluator read (kms:EncryptionContext:<k>,
+ * kms:EncryptionContextKeys) to a small multiple of the largest policy string.
+ */
+#define ENCRYPTION_CONTEXT_MAX 8192
+
+/* A string map (api_in_string_map) whose keys and values total at most ENCRYPTION_CONTEXT_MAX bytes. */
+static coffer_err enc_context(api_in *in, const char *name, const json_t **out)
+{
+    TRY(api_in_string_map(in, name, 0, out));
+    size_t total = 0;
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)*out, k, v) {
+        total += strlen(k) + json_string_length(v);
+        if (total > ENCRYPTION_CONTEXT_MAX) {
+            *out = NULL;
+            return coffer_fail(COFFER_ERR_VALIDATION, "%s exceeds the maximum size of %d bytes", name,
+                               ENCRYPTION_CONTEXT_MAX);
+        }
+    }
+    return COFFER_OK;
+}
 
 bool kms_key_id_valid(const char *s)
 {
@@ -176,7 +201,7 @@ static coffer_err dec_encrypt(api_in *in, struct kms_req *r)
     TRY(key_id(in, r, API_IN_REQUIRED));
     TRY(api_in_blob(in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, KMS_MAX_PLAINTEXT, &r->plaintext,
                     &r->has_plaintext));
-    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
     TRY(grant_tokens(in, r));
     TRY(api_in_enum(in, "EncryptionAlgorithm", 0, kms_enc_algorithms, &r->enc_alg));
     return api_in_bool(in, "DryRun", false, &r->dry_run);
@@ -185,7 +210,7 @@ static coffer_err dec_encrypt(api_in *in, struct kms_req *r)
 static coffer_err dec_decrypt(api_in *in, struct kms_req *r)
 {
     TRY(api_in_blob(in, "CiphertextBlob", 0, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext));
-    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
     TRY(grant_tokens(in, r));
     TRY(key_id(in, r, 0));
     TRY(api_in_enum(in, "EncryptionAlgorithm", 0, kms_enc_algorithms, &r->enc_alg));
@@ -198,10 +223,10 @@ static coffer_err dec_decrypt(api_in *in, struct kms_req *r)
 static coffer_err dec_re_encrypt(api_in *in, struct kms_req *r)
 {
     TRY(api_in_blob(in, "CiphertextBlob", 0, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext));
-    TRY(api_in_string_map(in, "SourceEncryptionContext", 0, &r->src_ec));
+    TRY(enc_context(in, "SourceEncryptionContext", &r->src_ec));
     TRY(api_in_string(in, "SourceKeyId", 0, 1, KEY_ID_MAX, &r->source_key_id));
     TRY(api_in_string(in, "DestinationKeyId", API_IN_REQUIRED, 1, KEY_ID_MAX, &r->destination_key_id));
-    TRY(api_in_string_map(in, "DestinationEncryptionContext", 0, &r->dst_ec));
+    TRY(enc_context(in, "DestinationEncryptionContext", &r->dst_ec));
     TRY(api_in_enum(in, "SourceEncryptionAlgorithm", 0, kms_enc_algorithms, &r->src_enc_alg));
     TRY(api_in_enum(in, "DestinationEncryptionAlgorithm", 0, kms_enc_algorithms, &r->dst_enc_alg));
     TRY(grant_tokens(in, r));
@@ -212,7 +237,7 @@ static coffer_err dec_re_encrypt(api_in *in, struct kms_req *r)
 static coffer_err dec_generate_data_key(api_in *in, struct kms_req *r)
 {
     TRY(key_id(in, r, API_IN_REQUIRED));
-    TRY(api_in_string_map(in, "EncryptionContext", 0, &r->ec));
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
     TRY(api_in_int(in, "NumberOfBytes", 0, 1, KMS_MAX_RANDOM, &r->number_of_bytes, &r->has_number_of_bytes));
     TRY(api_in_enum(in, "KeySpec", 0, kms_data_key_specs, &r->data_key_spec));
     TRY(grant_tokens(in, r));
@@ -315,8 +340,8 @@ static coffer_err grant_constraints(api_in *in, struct kms_req *r)
     api_in sub;
     const json_t *subset = NULL, *equals = NULL;
     api_in_init(&sub, c);
-    TRY(api_in_string_map(&sub, "EncryptionContextSubset", 0, &subset));
-    TRY(api_in_string_map(&sub, "EncryptionContextEquals", 0, &equals));
+    TRY(enc_context(&sub, "EncryptionContextSubset", &subset));
+    TRY(enc_context(&sub, "EncryptionContextEquals", &equals));
     if (json_object_get(c, "SourceArn") != NULL) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "The SourceArn grant constraint is not supported.");
     }
