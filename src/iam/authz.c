@@ -202,6 +202,15 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
     return COFFER_OK;
 }
 
+coffer_err authz_global_ctx(const struct api_caller *caller, const char *region, const char *action,
+                            int64_t now_ms, policy_ctx *ctx)
+{
+    ENSURE_REF(caller);
+    ENSURE_REF(action);
+    struct authz_request req = {.caller = caller, .region = region, .action = action, .now_ms = now_ms};
+    return add_global_keys(ctx, &req, AUTHZ_CTX_ALL);
+}
+
 /*
  * The request context is rebuilt for every request that needs one, into a context kept per
  * thread (policy_ctx_clear keeps its buffers), so a warm worker builds it without allocating.

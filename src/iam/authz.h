@@ -101,6 +101,16 @@ bool authz_policy_needs_ctx(const policy *p);
 /* The families of condition keys `p` reads (AUTHZ_CTX_ALL when it uses policy variables). */
 unsigned authz_policy_ctx_keys(const policy *p);
 
+/*
+ * Fills `ctx` with the global condition keys of a request by `caller` (aws:SourceIp,
+ * aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:Principal*, aws:userid,
+ * aws:username, aws:RequestedRegion, aws:UserAgent, ...), for services that evaluate policies
+ * themselves (IAM identity policies, STS trust policies). `region` may be NULL; `now_ms` 0 means
+ * the clock. On failure the context is incomplete and must not be evaluated.
+ */
+coffer_err authz_global_ctx(const struct api_caller *caller, const char *region, const char *action,
+                            int64_t now_ms, policy_ctx *ctx) __attribute__((warn_unused_result));
+
 /* aws:PrincipalType of a caller ("Account", "User", "AssumedRole") from api_caller.principal_type. */
 const char *authz_principal_type(const struct api_caller *caller);
 

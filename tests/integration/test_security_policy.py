@@ -153,6 +153,38 @@ class SecurityPolicyTest(ServerTestCase):
         key_id = self.deny_guardrail({"Null": {"aws:MultiFactorAuthPresent": "true"}})
         self.assertEqual(self.code(self.kms.encrypt, KeyId=key_id, Plaintext=b"p"), "AccessDeniedException")
 
+    def test_iam_and_sts_see_the_global_keys(self):
+        # IAM and STS evaluate identity and trust policies themselves: the same keys apply there.
+        iam = self.server.client("iam")
+        iam.create_user(UserName="guarded")
+        iam.put_user_policy(UserName="guarded", PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+                {"Effect": "Deny", "Action": "iam:CreateUser", "Resource": "*",
+                 "Condition": {"StringEquals": {"aws:username": "guarded"}}},
+                {"Effect": "Deny", "Action": "iam:GetUser", "Resource": "*",
+                 "Condition": {"StringNotEquals": {"aws:RequestedRegion": "eu-west-1"}}},
+                {"Effect": "Deny", "Action": "iam:ListUsers", "Resource": "*",
+                 "Condition": {"StringEquals": {"kms:EncryptionContext:x": "y"}}}]}))
+        key = iam.create_access_key(UserName="guarded")["AccessKey"]
+        user = self.server.client("iam", akid=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        self.assertEqual(self.code(user.create_user, UserName="other"), "AccessDenied")
+        self.assertEqual(self.code(user.get_user, UserName="guarded"), "AccessDenied")
+        user.list_users()  # a key IAM never sets is absent: the positive condition is false
+        # STS: a trust policy Deny on aws:username (set for IAM users, absent for the root).
+        iam.create_role(RoleName="guarded-role", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "sts:AssumeRole"},
+                {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole",
+                 "Condition": {"StringEquals": {"aws:username": "guarded"}}}]}))
+        iam.put_user_policy(UserName="guarded", PolicyName="assume", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+        sts = self.server.client("sts", akid=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        self.assertEqual(self.code(sts.assume_role, RoleArn="arn:aws:iam::%s:role/guarded-role" % ACCOUNT,
+                                   RoleSessionName="sess"), "AccessDenied")
+        self.server.client("sts").assume_role(RoleArn="arn:aws:iam::%s:role/guarded-role" % ACCOUNT,
+                                              RoleSessionName="sess")
+
     # ---- evaluation cost ------------------------------------------------------------------
 
     def test_encryption_context_size_cap(self):
