@@ -7,6 +7,7 @@
 #include "iam/authz.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,7 +188,12 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
         if (req->region != NULL && req->region[0] != '\0') {
             TRY(policy_ctx_set_str(ctx, "aws:RequestedRegion", req->region));
         }
-        TRY(policy_ctx_set_str(ctx, "aws:UserAgent", c->user_agent != NULL ? c->user_agent : ""));
+        /* The header may be as long as the listener allows; policies see its first bytes only,
+         * so matching stays within the same bound as any other request value. A client chooses
+         * its User-Agent freely, so this moves no guardrail an attacker could not move anyway. */
+        char ua[AUTHZ_USER_AGENT_MAX + 1];
+        snprintf(ua, sizeof(ua), "%s", c->user_agent != NULL ? c->user_agent : "");
+        TRY(policy_ctx_set_str(ctx, "aws:UserAgent", ua));
         /* No caller here is a service acting for a principal, nor a service principal itself. */
         TRY(policy_ctx_set_bool(ctx, "aws:ViaAWSService", false));
         TRY(policy_ctx_set_bool(ctx, "aws:PrincipalIsAWSService", false));

@@ -38,6 +38,9 @@
 
 typedef struct authz authz;
 
+/* Bytes of the User-Agent header that aws:UserAgent holds (the rest is not matched). */
+#define AUTHZ_USER_AGENT_MAX 8192
+
 /*
  * Families of condition keys, so that a request context holds only what the applicable
  * policies can read (building it is the main cost of a conditional policy on the hot path).

@@ -488,7 +488,7 @@ static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, boo
     const char *p = pat, *pe = pat + pn;
     /* `last`: the segment after the final '*', anchored at the end; `longest`: of the middle ones */
     const char *last = NULL;
-    size_t longest = 0, cur = 0;
+    size_t longest = 0, cur = 0, elems = 0;
     for (const char *q = p; q < pe;) {
         if (*q == '*') {
             if (last != NULL && cur > longest) {
@@ -499,9 +499,13 @@ static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, boo
             continue;
         }
         cur++;
+        elems++;
         q += (esc && q + 1 < pe && *q == POLICY_ESC) ? 2 : 1;
     }
     glob_steps += pn;
+    if (elems > sn) {
+        return false; /* too short for the pattern: also keeps the tables below within O(|s|) */
+    }
     if (last == NULL) { /* no '*': one anchored segment covering the subject */
         return seg_len(p, pe, esc) == sn && seg_at(p, pe, s, icase, esc);
     }
