@@ -7,6 +7,7 @@
 #include "iam/authz.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,11 @@ static unsigned key_family(const char *k)
         {"aws:requesttag/", true, AUTHZ_CTX_REQUEST_TAGS},
         {"aws:tagkeys", false, AUTHZ_CTX_REQUEST_TAGS},
         {"kms:resourcealiases", false, AUTHZ_CTX_RESOURCE_ALIASES},
+        {"aws:requestedregion", false, AUTHZ_CTX_REQUEST},
+        {"aws:useragent", false, AUTHZ_CTX_REQUEST},
+        {"aws:multifactorauthpresent", false, AUTHZ_CTX_REQUEST},
+        {"aws:viaawsservice", false, AUTHZ_CTX_REQUEST},
+        {"aws:principalisawsservice", false, AUTHZ_CTX_REQUEST},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         size_t n = strlen(map[i].name);
@@ -138,7 +144,13 @@ static bool is_root(const struct api_caller *c)
 /* Request context                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-/* The global condition keys AWS sets on every request, plus kms:CallerAccount. */
+/*
+ * The global condition keys AWS sets on every request, plus kms:CallerAccount. Keys this server
+ * has nothing to fill with stay absent and evaluate as AWS does for an absent key (see
+ * cond_holds_view): aws:PrincipalTag/<k> (IAM principals carry no tags), aws:TokenIssueTime (not
+ * recorded in session tokens), aws:MultiFactorAuthAge, aws:SourceVpc(e), aws:VpcSourceIp,
+ * aws:SourceArn/Account, aws:CalledVia*, aws:PrincipalOrg*, aws:PrincipalServiceName*.
+ */
 static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req, unsigned want)
 {
     const struct api_caller *c = req->caller;
@@ -172,10 +184,37 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
             TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
         }
     }
+    if (want & AUTHZ_CTX_REQUEST) {
+        if (req->region != NULL && req->region[0] != '\0') {
+            TRY(policy_ctx_set_str(ctx, "aws:RequestedRegion", req->region));
+        }
+        /* The header may be as long as the listener allows; policies see its first bytes only,
+         * so matching stays within the same bound as any other request value. A client chooses
+         * its User-Agent freely, so this moves no guardrail an attacker could not move anyway. */
+        char ua[AUTHZ_USER_AGENT_MAX + 1];
+        snprintf(ua, sizeof(ua), "%s", c->user_agent != NULL ? c->user_agent : "");
+        TRY(policy_ctx_set_str(ctx, "aws:UserAgent", ua));
+        /* No caller here is a service acting for a principal, nor a service principal itself. */
+        TRY(policy_ctx_set_bool(ctx, "aws:ViaAWSService", false));
+        TRY(policy_ctx_set_bool(ctx, "aws:PrincipalIsAWSService", false));
+        /* AWS: present (false without MFA) for temporary credentials, absent for long-term keys. */
+        if (strcmp(c->principal_type, "AssumedRole") == 0) {
+            TRY(policy_ctx_set_bool(ctx, "aws:MultiFactorAuthPresent", false));
+        }
+    }
     if ((want & AUTHZ_CTX_CALLER_ACCOUNT) && strncmp(req->action, "kms:", 4) == 0) {
         TRY(policy_ctx_set_str(ctx, "kms:CallerAccount", c->account_id));
     }
     return COFFER_OK;
+}
+
+coffer_err authz_global_ctx(const struct api_caller *caller, const char *region, const char *action,
+                            int64_t now_ms, policy_ctx *ctx)
+{
+    ENSURE_REF(caller);
+    ENSURE_REF(action);
+    struct authz_request req = {.caller = caller, .region = region, .action = action, .now_ms = now_ms};
+    return add_global_keys(ctx, &req, AUTHZ_CTX_ALL);
 }
 
 /*

@@ -38,6 +38,9 @@
 
 typedef struct authz authz;
 
+/* Bytes of the User-Agent header that aws:UserAgent holds (the rest is not matched). */
+#define AUTHZ_USER_AGENT_MAX 8192
+
 /*
  * Families of condition keys, so that a request context holds only what the applicable
  * policies can read (building it is the main cost of a conditional policy on the hot path).
@@ -53,7 +56,9 @@ enum authz_ctx_keys {
     AUTHZ_CTX_REQUEST_TAGS = 1u << 7,   /* aws:RequestTag/<key>, aws:TagKeys */
     AUTHZ_CTX_OTHER = 1u << 8,          /* every other key (kms:KeySpec, kms:Grant*, ...) */
     AUTHZ_CTX_RESOURCE_ALIASES = 1u << 9, /* kms:ResourceAliases: costs a store scan, so on its own */
-    AUTHZ_CTX_ALL = (1u << 10) - 1,
+    AUTHZ_CTX_REQUEST = 1u << 10,       /* aws:RequestedRegion, aws:UserAgent, aws:MultiFactorAuthPresent,
+                                           aws:ViaAWSService, aws:PrincipalIsAWSService */
+    AUTHZ_CTX_ALL = (1u << 11) - 1,
 };
 
 /* Fills service-specific condition keys of the families in `wanted` (enum authz_ctx_keys). */
@@ -61,6 +66,7 @@ typedef coffer_err (*authz_ctx_fn)(void *arg, unsigned wanted, policy_ctx *ctx);
 
 struct authz_request {
     const struct api_caller *caller; /* who */
+    const char *region;              /* aws:RequestedRegion; NULL: absent */
     const char *action;              /* "kms:Encrypt" */
     const char *resource;            /* key ARN, alias ARN or "*" */
     const char *resource_account;    /* account owning the resource; NULL: the caller's */
@@ -97,6 +103,16 @@ bool authz_policy_allows(const authz *a, const struct authz_request *req);
 bool authz_policy_needs_ctx(const policy *p);
 /* The families of condition keys `p` reads (AUTHZ_CTX_ALL when it uses policy variables). */
 unsigned authz_policy_ctx_keys(const policy *p);
+
+/*
+ * Fills `ctx` with the global condition keys of a request by `caller` (aws:SourceIp,
+ * aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:Principal*, aws:userid,
+ * aws:username, aws:RequestedRegion, aws:UserAgent, ...), for services that evaluate policies
+ * themselves (IAM identity policies, STS trust policies). `region` may be NULL; `now_ms` 0 means
+ * the clock. On failure the context is incomplete and must not be evaluated.
+ */
+coffer_err authz_global_ctx(const struct api_caller *caller, const char *region, const char *action,
+                            int64_t now_ms, policy_ctx *ctx) __attribute__((warn_unused_result));
 
 /* aws:PrincipalType of a caller ("Account", "User", "AssumedRole") from api_caller.principal_type. */
 const char *authz_principal_type(const struct api_caller *caller);

@@ -12,6 +12,7 @@
 
 #include "http/api_input.h"
 #include "http/query.h"
+#include "iam/authz.h"
 #include "iam/iam_service_internal.h"
 
 #define IAM_QUOTA_RPS 50
@@ -47,12 +48,11 @@ enum policy_decision iam_caller_identity_decision(iam_services *s, const struct 
         return POLICY_NOT_APPLICABLE; /* fail closed */
     }
     policy_ctx *ctx = NULL;
-    if (policy_ctx_new(&ctx) == COFFER_OK) {
-        if ((c->source_ip && policy_ctx_set_ip(ctx, "aws:SourceIp", c->source_ip) != COFFER_OK) ||
-            policy_ctx_set_bool(ctx, "aws:SecureTransport", c->secure_transport) != COFFER_OK ||
-            policy_ctx_set_time(ctx, "aws:CurrentTime", call->now_ms / 1000) != COFFER_OK) {
-            /* a context key we could not set simply does not match */
-        }
+    if (policy_ctx_new(&ctx) != COFFER_OK ||
+        authz_global_ctx(c, call->region, action, call->now_ms, ctx) != COFFER_OK) {
+        policy_ctx_free(ctx); /* fail closed: a Deny must never be skipped for a missing key */
+        s->source.release(s->source.ctx, &list);
+        return POLICY_NOT_APPLICABLE;
     }
     struct policy_request req = {
         .principal_arn = c->principal_arn,

@@ -110,6 +110,14 @@ coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *val
     __attribute__((warn_unused_result));
 /* Appends one value to `key` (creating it). */
 coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value) __attribute__((warn_unused_result));
+/*
+ * Appends one value of a single-valued key whose name may arrive in several spellings that
+ * differ only in case ("kms:EncryptionContext:<k>", "aws:RequestTag/<k>", ...): every variant is
+ * kept and a condition on the key is evaluated over each as the key's only value, a Deny
+ * applying if any variant satisfies it, an Allow only if all do.
+ */
+coffer_err policy_ctx_add_variant(policy_ctx *c, const char *key, const char *value)
+    __attribute__((warn_unused_result));
 coffer_err policy_ctx_set_str(policy_ctx *c, const char *key, const char *value)
     __attribute__((warn_unused_result));
 coffer_err policy_ctx_set_bool(policy_ctx *c, const char *key, bool value) __attribute__((warn_unused_result));

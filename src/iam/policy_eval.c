@@ -2,7 +2,8 @@
  * Policy evaluator: matches a compiled policy (policy.c) against one request and its context
  * keys, following the IAM evaluation logic: within a policy any applicable Deny wins over any
  * applicable Allow; across policies policy_combine applies the same rule. Nothing here parses
- * JSON or allocates on the heap; the hot path is glob matching over pre-lower-cased strings.
+ * JSON, and it allocates only for a wildcard segment longer than 512 bytes; the hot path is
+ * glob matching over pre-lower-cased strings, linear in the subject (see glob_range).
  */
 #include "iam/policy.h"
 
@@ -38,6 +39,7 @@ struct ctx_entry {
     char *key;                /* lower-cased */
     uint32_t hash;            /* policy_key_hash(key): most lookups end on a mismatch here */
     bool live;                /* false: a slot kept for reuse, absent to lookups */
+    bool variants;            /* one single-valued key per value (case variants): see cond_holds */
     struct ctx_value *values; /* n values, cap allocated */
     size_t n, cap;
 };
@@ -171,6 +173,7 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
             if (!e->live) {
                 e->live = true;
                 e->n = 0;
+                e->variants = false;
             }
             *out = e;
             return COFFER_OK;
@@ -185,6 +188,7 @@ static coffer_err ctx_entry_get(policy_ctx *c, const char *key, struct ctx_entry
         kept->hash = hash;
         kept->live = true;
         kept->n = 0;
+        kept->variants = false;
         *out = kept;
         return COFFER_OK;
     }
@@ -251,6 +255,7 @@ coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *val
     ENSURE(n == 0 || values != NULL, COFFER_ERR_USAGE);
     TRY(ctx_entry_get(c, key, &e));
     e->n = 0;
+    e->variants = false;
     for (size_t i = 0; i < n; i++) {
         TRY(entry_append(e, values[i]));
     }
@@ -261,6 +266,14 @@ coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value)
 {
     struct ctx_entry *e = NULL;
     TRY(ctx_entry_get(c, key, &e));
+    return entry_append(e, value);
+}
+
+coffer_err policy_ctx_add_variant(policy_ctx *c, const char *key, const char *value)
+{
+    struct ctx_entry *e = NULL;
+    TRY(ctx_entry_get(c, key, &e));
+    e->variants = true;
     return entry_append(e, value);
 }
 
@@ -322,39 +335,217 @@ static inline char fold(char ch, bool icase)
 }
 
 /*
- * Iterative glob with single-star backtracking: O(|pat| * |s|) worst case, no recursion, so a
- * hostile pattern cannot blow the stack or run exponentially.
+ * Wildcard matching in time linear in the subject. A pattern is a sequence of segments
+ * separated by '*'; the first is anchored at the start of the subject, the last at its end, and
+ * every middle one is found at its leftmost place after the previous one (taking the leftmost
+ * occurrence never loses a match, since what follows is free to start later). Each segment is
+ * searched with the bit-parallel Shift-And automaton, one step per subject byte and 64-bit
+ * word of segment, so a subject byte is read by at most one segment search: the cost is
+ * O(|pattern| + |subject| * ceil(longest segment / 64)), never the O(|pattern| * |subject|)
+ * of backtracking. policy_glob_steps counts those word steps so tests can check the bound.
  */
-static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, bool icase, bool esc)
+
+/* One pattern element: a literal byte or '?'. */
+struct glob_tok {
+    char c;
+    bool any;
+};
+
+/* Reads one element of a segment at *p (< pe); false at '*' (segment end). */
+static bool glob_next(const char **p, const char *pe, bool esc, struct glob_tok *t)
 {
-    const char *pe = pat + pn, *se = s + sn;
-    const char *star = NULL, *resume = NULL;
-    while (s < se) {
-        if (esc && pat + 1 < pe && *pat == POLICY_ESC) {
-            if (pat[1] == *s) {
-                pat += 2;
-                s++;
-                continue;
-            }
-        } else if (pat < pe && *pat == '*') {
-            star = ++pat;
-            resume = s;
-            continue;
-        } else if (pat < pe && (*pat == '?' || fold(*pat, icase) == fold(*s, icase))) {
-            pat++;
-            s++;
-            continue;
-        }
-        if (star == NULL) {
+    const char *q = *p;
+    if (q >= pe || *q == '*') {
+        return false;
+    }
+    if (esc && q + 1 < pe && *q == POLICY_ESC) {
+        t->c = q[1];
+        t->any = false;
+        *p = q + 2;
+        return true;
+    }
+    t->c = *q;
+    t->any = *q == '?';
+    *p = q + 1;
+    return true;
+}
+
+static _Thread_local uint64_t glob_steps;
+
+uint64_t policy_glob_steps(void)
+{
+    return glob_steps;
+}
+
+/* Elements in the segment starting at p. */
+static size_t seg_len(const char *p, const char *pe, bool esc)
+{
+    struct glob_tok t;
+    size_t n = 0;
+    while (glob_next(&p, pe, esc, &t)) {
+        n++;
+    }
+    return n;
+}
+
+/* Does the segment at p (n elements) match s[0, n) exactly? */
+static bool seg_at(const char *p, const char *pe, const char *s, bool icase, bool esc)
+{
+    struct glob_tok t;
+    while (glob_next(&p, pe, esc, &t)) {
+        glob_steps++;
+        if (!t.any && fold(t.c, icase) != fold(*s, icase)) {
             return false;
         }
-        pat = star;
-        s = ++resume;
+        s++;
     }
-    while (pat < pe && *pat == '*') {
-        pat++;
+    return true;
+}
+
+#define GLOB_STACK_WORDS 8 /* segments up to 512 elements match with tables on the stack */
+
+/* The Shift-And tables of one glob call, sized for its longest middle segment. */
+struct glob_tab {
+    uint64_t *mask;  /* 256 rows of `words`: bit j of row c set when element j is the byte c */
+    uint64_t *any;   /* `words`: bit j set when element j is '?' */
+    uint64_t *state; /* `words` */
+    size_t words;
+};
+
+/* Sets (on) or clears (off) the bits of the segment at p in the tables: O(n), not O(256). */
+static void seg_table(struct glob_tab *t, const char *p, const char *pe, bool icase, bool esc, bool on)
+{
+    struct glob_tok e;
+    for (size_t j = 0; glob_next(&p, pe, esc, &e); j++) {
+        uint64_t bit = 1ull << (j % 64);
+        uint64_t *cells[3] = {&t->any[j / 64], NULL, NULL};
+        if (!e.any) {
+            cells[0] = &t->mask[(size_t)(unsigned char)fold(e.c, icase) * t->words + j / 64];
+            if (icase) {
+                cells[1] = &t->mask[(size_t)(unsigned char)toupper((unsigned char)e.c) * t->words + j / 64];
+            }
+        }
+        for (size_t k = 0; k < 3 && cells[k] != NULL; k++) {
+            *cells[k] = on ? (*cells[k] | bit) : 0;
+        }
+        glob_steps++;
     }
-    return pat == pe;
+}
+
+/*
+ * Leftmost end of the n-element segment at p within s[0, sn): the offset just past the match,
+ * or SIZE_MAX. Shift-And: bit j of the state says "the first j+1 elements match ending here".
+ */
+static size_t seg_find(struct glob_tab *t, const char *p, const char *pe, size_t n, const char *s, size_t sn,
+                       bool icase, bool esc)
+{
+    size_t words = (n + 63) / 64, found = SIZE_MAX;
+    size_t stride = t->words;
+    uint64_t last = 1ull << ((n - 1) % 64);
+    seg_table(t, p, pe, icase, esc, true);
+    memset(t->state, 0, words * sizeof(uint64_t));
+    size_t i = 0;
+    for (; i < sn; i++) {
+        const uint64_t *m = &t->mask[(size_t)(unsigned char)s[i] * stride];
+        uint64_t carry = 1; /* a match may start at every position */
+        for (size_t w = 0; w < words; w++) {
+            uint64_t next_carry = t->state[w] >> 63;
+            t->state[w] = ((t->state[w] << 1) | carry) & (m[w] | t->any[w]);
+            carry = next_carry;
+        }
+        if (t->state[words - 1] & last) {
+            found = i + 1;
+            break;
+        }
+    }
+    glob_steps += (uint64_t)(i < sn ? i + 1 : sn) * words; /* counted once, outside the hot loop */
+    seg_table(t, p, pe, icase, esc, false); /* the table is all zero again for the next segment */
+    return found;
+}
+
+/* Skips the segment at p and the '*' run after it. */
+static const char *seg_skip(const char *p, const char *pe, bool esc)
+{
+    struct glob_tok t;
+    while (glob_next(&p, pe, esc, &t)) {
+    }
+    return p;
+}
+
+/* The quadratic fallback when the tables cannot be had: exact, only slower. */
+static size_t seg_find_slow(const char *p, const char *pe, size_t n, const char *s, size_t sn, bool icase, bool esc)
+{
+    for (size_t i = 0; i + n <= sn; i++) {
+        if (seg_at(p, pe, s + i, icase, esc)) {
+            return i + n;
+        }
+    }
+    return SIZE_MAX;
+}
+
+static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, bool icase, bool esc)
+{
+    const char *p = pat, *pe = pat + pn;
+    /* `last`: the segment after the final '*', anchored at the end; `longest`: of the middle ones */
+    const char *last = NULL;
+    size_t longest = 0, cur = 0, elems = 0;
+    for (const char *q = p; q < pe;) {
+        if (*q == '*') {
+            if (last != NULL && cur > longest) {
+                longest = cur; /* a segment between two stars */
+            }
+            cur = 0;
+            last = ++q;
+            continue;
+        }
+        cur++;
+        elems++;
+        q += (esc && q + 1 < pe && *q == POLICY_ESC) ? 2 : 1;
+    }
+    glob_steps += pn;
+    if (elems > sn) {
+        return false; /* too short for the pattern: also keeps the tables below within O(|s|) */
+    }
+    if (last == NULL) { /* no '*': one anchored segment covering the subject */
+        return seg_len(p, pe, esc) == sn && seg_at(p, pe, s, icase, esc);
+    }
+    size_t n_first = seg_len(p, pe, esc), n_last = seg_len(last, pe, esc);
+    if (n_first + n_last > sn || !seg_at(p, pe, s, icase, esc) || !seg_at(last, pe, s + sn - n_last, icase, esc)) {
+        return false;
+    }
+    size_t pos = n_first, end = sn - n_last;
+    p = seg_skip(p, pe, esc);
+    if (p >= last) {
+        return true; /* "a*b": nothing between the anchored ends */
+    }
+    uint64_t stack_mask[256 * GLOB_STACK_WORDS], stack_any[GLOB_STACK_WORDS], stack_state[GLOB_STACK_WORDS];
+    struct glob_tab t = {stack_mask, stack_any, stack_state, (longest + 63) / 64};
+    uint64_t *heap = NULL;
+    if (t.words > GLOB_STACK_WORDS) {
+        heap = calloc(258 * t.words, sizeof(uint64_t));
+        t.mask = heap;
+        t.any = heap != NULL ? heap + 256 * t.words : NULL;
+        t.state = heap != NULL ? heap + 257 * t.words : NULL;
+    } else {
+        memset(stack_mask, 0, 256 * t.words * sizeof(uint64_t));
+        memset(stack_any, 0, sizeof(stack_any));
+    }
+    glob_steps += 256 * t.words;
+    bool ok = true;
+    while (ok && p < last) {
+        if (*p == '*') {
+            p++;
+            continue;
+        }
+        size_t n = seg_len(p, pe, esc);
+        size_t off = t.mask != NULL ? seg_find(&t, p, pe, n, s + pos, end - pos, icase, esc)
+                                    : seg_find_slow(p, pe, n, s + pos, end - pos, icase, esc);
+        ok = off != SIZE_MAX;
+        pos += ok ? off : 0;
+        p = seg_skip(p, pe, esc);
+    }
+    free(heap);
+    return ok;
 }
 
 bool policy_glob(const char *pat, const char *s, bool icase, bool esc)
@@ -604,18 +795,20 @@ struct values_view {
     const struct ctx_value *v;
     size_t n;
     bool present;
+    bool variants; /* the values are case variants of one single-valued key */
 };
 
 /* Context lookup with the request fields as defaults for the principal keys. */
 static struct values_view lookup(const struct policy_request *req, const char *key, uint32_t hash,
                                  struct ctx_value *slot)
 {
-    struct values_view vv = {NULL, 0, false};
+    struct values_view vv = {NULL, 0, false, false};
     const struct ctx_entry *e = ctx_find_h(req->ctx, key, hash);
     if (e != NULL) {
         vv.v = e->values;
         vv.n = e->n;
         vv.present = true;
+        vv.variants = e->variants;
         return vv;
     }
     const char *def = NULL;
@@ -949,10 +1142,18 @@ static bool one_value(const struct policy_cond *c, const struct ctx_value *v, co
     return c->negated ? !any : any;
 }
 
-static bool cond_holds(const struct policy_cond *c, const struct policy_request *req)
+/*
+ * One condition over the values of its key. A key the request context does not hold -- one
+ * this server never sets (aws:TokenIssueTime for long-term keys, aws:PrincipalTag/... with
+ * untagged principals) or one it does not know at all -- is absent, and evaluates exactly as
+ * AWS documents for an absent key: a positive operator is false, a negated one (StringNotEquals,
+ * NotIpAddress, ...) true, any ...IfExists true, Null:true true and Null:false false,
+ * ForAllValues true (vacuously) and ForAnyValue false. So a Deny guardrail on an unknown key
+ * written with a negated operator, IfExists or Null fires rather than being silently skipped.
+ */
+static bool cond_holds_view(const struct policy_cond *c, struct values_view vv,
+                            const struct policy_request *req)
 {
-    struct ctx_value slot;
-    struct values_view vv = lookup(req, c->key, c->key_hash, &slot);
     if (c->base == COND_NULL) {
         /* "Null": true asks that the key be absent, false that it be present */
         bool absent = !vv.present || vv.n == 0;
@@ -989,6 +1190,29 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
     return true;
 }
 
+/*
+ * Case variants: condition-key names are case-insensitive but request data is not, so an
+ * encryption context {"classification":"secret","Classification":"x"} gives one key two
+ * values. Each is evaluated as if it were the key's only value; a Deny applies when any variant
+ * satisfies the condition and an Allow only when every variant does, so a second spelling can
+ * neither hide the value a Deny looks for nor lend an Allow the value it wants.
+ */
+static bool cond_holds(const struct policy_cond *c, const struct policy_request *req, bool deny)
+{
+    struct ctx_value slot;
+    struct values_view vv = lookup(req, c->key, c->key_hash, &slot);
+    if (!vv.variants || vv.n <= 1 || c->base == COND_NULL) {
+        return cond_holds_view(c, vv, req);
+    }
+    for (size_t i = 0; i < vv.n; i++) {
+        struct values_view one = {&vv.v[i], 1, true, false};
+        if (cond_holds_view(c, one, req) == deny) {
+            return deny; /* Deny: one variant suffices; Allow: one failing variant refuses */
+        }
+    }
+    return !deny;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Evaluation
  * ------------------------------------------------------------------------------------------- */
@@ -1003,7 +1227,7 @@ static bool statement_applies(const struct statement *st, const struct policy_re
         return false;
     }
     for (size_t i = 0; i < st->n_conds; i++) {
-        if (!cond_holds(&st->conds[i], req)) {
+        if (!cond_holds(&st->conds[i], req, st->deny)) {
             return false;
         }
     }

@@ -117,8 +117,13 @@ struct policy {
     size_t n_stmts;
 };
 
-/* Glob match with '*' and '?'; `esc` honours POLICY_ESC before a literal. */
+/*
+ * Glob match with '*' and '?'; `esc` honours POLICY_ESC before a literal. Cost
+ * O(|pat| + |s| * ceil(longest segment between two '*' / 64)), whatever the pattern.
+ */
 bool policy_glob(const char *pat, const char *s, bool icase, bool esc);
+/* Matching steps (subject bytes x 64-bit words, pattern bytes) taken by this thread so far. */
+uint64_t policy_glob_steps(void);
 /* ARN match: six colon-separated components matched one by one (last takes the rest). */
 bool policy_arn_match(const char *pat, const char *s, bool esc);
 uint32_t policy_key_hash(const char *lower_key);

@@ -15,6 +15,7 @@
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "http/api_input.h"
+#include "iam/authz.h"
 #include "iam/iam_service_internal.h"
 
 #define STS_QUOTA_RPS 100
@@ -45,12 +46,10 @@ static enum policy_decision trust_decision(const policy *trust, const struct api
     char root[64];
     snprintf(root, sizeof(root), "arn:aws:iam::%s:root", c->account_id);
     policy_ctx *ctx = NULL;
-    if (policy_ctx_new(&ctx) == COFFER_OK) {
-        if ((c->source_ip && policy_ctx_set_ip(ctx, "aws:SourceIp", c->source_ip) != COFFER_OK) ||
-            policy_ctx_set_bool(ctx, "aws:SecureTransport", c->secure_transport) != COFFER_OK ||
-            policy_ctx_set_time(ctx, "aws:CurrentTime", call->now_ms / 1000) != COFFER_OK) {
-            /* unset keys do not match */
-        }
+    if (policy_ctx_new(&ctx) != COFFER_OK ||
+        authz_global_ctx(c, call->region, "sts:AssumeRole", call->now_ms, ctx) != COFFER_OK) {
+        policy_ctx_free(ctx); /* fail closed: a Deny must never be skipped for a missing key */
+        return POLICY_NOT_APPLICABLE;
     }
     struct policy_request req = {
         .principal_arn = as_account_root ? root : c->principal_arn,

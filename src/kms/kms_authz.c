@@ -340,14 +340,19 @@ struct ctx_src {
     const struct kms_req *r;
 };
 
+/*
+ * <prefix><name> = value for request data whose names are case-sensitive (context keys, tag
+ * keys) under a condition key that is not: names differing only in case become variants of
+ * one key, all kept, so none can overwrite the value a policy looks for.
+ */
 static coffer_err set_prefixed(policy_ctx *ctx, const char *prefix, const char *name, const char *value)
 {
     char key[CTX_KEY_MAX];
     int n = snprintf(key, sizeof(key), "%s%s", prefix, name);
     if (n < 0 || (size_t)n >= sizeof(key)) {
-        return COFFER_OK; /* a key too long for any policy to name: left out */
+        return COFFER_OK; /* a key too long for any policy to name (policy strings are shorter): left out */
     }
-    return policy_ctx_set_str(ctx, key, value);
+    return policy_ctx_add_variant(ctx, key, value);
 }
 
 /* aws:RequestTag/<k> and aws:TagKeys from a [{TagKey,TagValue}] list. */
@@ -533,6 +538,7 @@ coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_cal
     struct ctx_src src = {.svc = svc, .k = k, .in = in, .r = in->r};
     struct authz_request req = {
         .caller = call->caller,
+        .region = call->region,
         .action = in->action,
         .resource = k->arn,
         .resource_account = k->account,
@@ -555,6 +561,7 @@ coffer_err kms_authorize_plain(const struct kms_service *svc, const struct api_c
     struct ctx_src src = {.k = NULL, .in = &in, .r = r};
     struct authz_request req = {
         .caller = call->caller,
+        .region = call->region,
         .action = action,
         .resource = resource,
         .resource_account = call->caller->account_id,
@@ -573,6 +580,7 @@ bool kms_policy_lockout_ok(const struct kms_service *svc, const struct api_call 
     }
     struct authz_request req = {
         .caller = call->caller,
+        .region = call->region,
         .action = "kms:PutKeyPolicy",
         .resource = key_arn,
         .resource_account = call->caller->account_id,

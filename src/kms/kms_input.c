@@ -40,7 +40,6 @@ const char *const kms_grant_operations[] = {"Decrypt", "Encrypt", "GenerateDataK
  */
 #define GRANT_OPERATIONS_LIST_MAX 100
 #define GRANT_TOKEN_MAX 8192
-
 bool kms_key_id_valid(const char *s)
 {
     size_t n = strlen(s);
@@ -116,7 +115,12 @@ static coffer_err grant_tokens(api_in *in, struct kms_req *r)
     return api_in_string_list(in, "GrantTokens", 0, 0, GRANT_TOKENS_MAX, 1, GRANT_TOKEN_MAX, &r->grant_tokens);
 }
 
-/* An EncryptionContext map, at most KMS_MAX_ENCRYPTION_CONTEXT_BYTES of keys and values. */
+/*
+ * An EncryptionContext map (also each grant constraint's), at most
+ * KMS_MAX_ENCRYPTION_CONTEXT_BYTES of keys and values. It is authenticated data, not data: the cap
+ * is far beyond any real context, and it bounds what a request makes the policy evaluator read
+ * (kms:EncryptionContext:<k>, kms:EncryptionContextKeys).
+ */
 static coffer_err enc_context(api_in *in, const char *name, const json_t **out)
 {
     TRY(api_in_string_map(in, name, 0, out));
@@ -341,8 +345,8 @@ static coffer_err grant_constraints(api_in *in, struct kms_req *r)
     api_in sub;
     const json_t *subset = NULL, *equals = NULL;
     api_in_init(&sub, c);
-    TRY(api_in_string_map(&sub, "EncryptionContextSubset", 0, &subset));
-    TRY(api_in_string_map(&sub, "EncryptionContextEquals", 0, &equals));
+    TRY(enc_context(&sub, "EncryptionContextSubset", &subset));
+    TRY(enc_context(&sub, "EncryptionContextEquals", &equals));
     if (json_object_get(c, "SourceArn") != NULL) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "The SourceArn grant constraint is not supported.");
     }

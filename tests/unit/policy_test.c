@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "iam/policy.h"
+#include "iam/policy_internal.h"
 
 #define A POLICY_ALLOW
 #define N POLICY_NOT_APPLICABLE
@@ -950,12 +951,254 @@ static void test_bench(void **state)
     coffer_buf_free(&b);
 }
 
+/* Evaluates a one-statement policy `stmt` (no Principal) for the root against ctx `c`. */
+static enum policy_decision eval_one(const char *doc, const policy_ctx *c)
+{
+    policy *p = compile_ok(doc);
+    struct policy_request req = {
+        "arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt", KEY, c};
+    enum policy_decision d = policy_evaluate(p, &req);
+    policy_free(p);
+    return d;
+}
+
+#define EC_DENY(op, v)                                                                                       \
+    DOC("{'Effect':'Deny','Action':'*','Resource':'*','Condition':{'" op                                     \
+        "':{'kms:EncryptionContext:classification':" v "}}}")
+#define EC_ALLOW(op, v)                                                                                      \
+    DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'" op                                    \
+        "':{'kms:EncryptionContext:classification':" v "}}}")
+
+/* Case variants of one context key: a Deny fires if any variant matches, an Allow needs all. */
+static void test_ctx_variants(void **state)
+{
+    (void)state;
+    policy_ctx *c = NULL;
+    assert_int_equal(policy_ctx_new(&c), COFFER_OK);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:classification", "secret"), COFFER_OK);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:Classification", "x"), COFFER_OK);
+    assert_int_equal(eval_one(EC_DENY("StringEquals", "'secret'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("StringLike", "'sec*'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("StringNotEquals", "'secret'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("ForAnyValue:StringEquals", "'x'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("ForAllValues:StringEquals", "'x'"), c), POLICY_DENY_EXPLICIT);
+    assert_int_equal(eval_one(EC_DENY("StringEquals", "'other'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'secret'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'x'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("ForAnyValue:StringEquals", "'x'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringNotEquals", "'x'"), c), POLICY_NOT_APPLICABLE);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "['secret','x']"), c), POLICY_ALLOW);
+    assert_int_equal(eval_one(EC_ALLOW("StringNotEquals", "'public'"), c), POLICY_ALLOW);
+    assert_int_equal(eval_one(EC_ALLOW("Null", "'false'"), c), POLICY_ALLOW);
+    /* one spelling only: an ordinary single-valued key */
+    policy_ctx_clear(c);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:Classification", "secret"), COFFER_OK);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'secret'"), c), POLICY_ALLOW);
+    assert_int_equal(eval_one(EC_DENY("StringNotEquals", "'secret'"), c), POLICY_NOT_APPLICABLE);
+    /* set replaces the variants and the flag: a reused slot is a plain key again */
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:classification", "x"), COFFER_OK);
+    assert_int_equal(policy_ctx_set_str(c, "kms:EncryptionContext:classification", "secret"), COFFER_OK);
+    assert_int_equal(eval_one(EC_ALLOW("StringEquals", "'secret'"), c), POLICY_ALLOW);
+    policy_ctx_free(c);
+}
+
+/* A key the context does not hold evaluates as AWS documents for an absent key, operator by operator. */
+static void test_absent_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *op, *value;
+        bool holds;
+    } cases[] = {
+        {"StringEquals", "'x'", false},
+        {"StringNotEquals", "'x'", true},
+        {"StringLike", "'*'", false},
+        {"StringNotLike", "'*'", true},
+        {"StringEqualsIgnoreCase", "'x'", false},
+        {"NumericEquals", "'1'", false},
+        {"NumericNotEquals", "'1'", true},
+        {"DateGreaterThan", "'2020-01-01'", false},
+        {"DateNotEquals", "'2020-01-01'", true},
+        {"Bool", "'false'", false},
+        {"IpAddress", "'10.0.0.0/8'", false},
+        {"NotIpAddress", "'10.0.0.0/8'", true},
+        {"ArnLike", "'arn:*'", false},
+        {"ArnNotLike", "'arn:*'", true},
+        {"StringEqualsIfExists", "'x'", true},
+        {"StringNotEqualsIfExists", "'x'", true},
+        {"BoolIfExists", "'false'", true},
+        {"Null", "'true'", true},
+        {"Null", "'false'", false},
+        {"ForAnyValue:StringEquals", "'x'", false},
+        {"ForAnyValue:StringNotEquals", "'x'", false},
+        {"ForAllValues:StringEquals", "'x'", true},
+        {"ForAllValues:StringNotEquals", "'x'", true},
+    };
+    static const char *const keys[] = {"aws:TokenIssueTime", "aws:PrincipalTag/team", "aws:NoSuchKey",
+                                       "kms:NoSuchKey", "example:anything"};
+    policy_ctx *c = NULL;
+    assert_int_equal(policy_ctx_new(&c), COFFER_OK);
+    assert_int_equal(policy_ctx_set_str(c, "aws:RequestedRegion", "us-east-1"), COFFER_OK);
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            char doc[512];
+            snprintf(doc, sizeof(doc),
+                     "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"*\","
+                     "\"Resource\":\"*\",\"Condition\":{\"%s\":{\"%s\":%s}}}]}",
+                     cases[i].op, keys[k], cases[i].value);
+            for (char *q = doc; *q; q++) {
+                *q = *q == '\'' ? '"' : *q;
+            }
+            enum policy_decision want = cases[i].holds ? POLICY_DENY_EXPLICIT : POLICY_NOT_APPLICABLE;
+            if (eval_one(doc, c) != want) {
+                fail_msg("%s on absent %s: want %s", cases[i].op, keys[k], policy_decision_name(want));
+            }
+        }
+    }
+    policy_ctx_free(c);
+}
+
+/* Reference matcher: the textbook dynamic programme, obviously right and O(|p| * |s|). */
+static bool ref_glob(const char *p, const char *s)
+{
+    size_t pn = strlen(p), sn = strlen(s);
+    bool *row = calloc(sn + 1, sizeof(bool)), *next = calloc(sn + 1, sizeof(bool));
+    assert_non_null(row);
+    assert_non_null(next);
+    row[0] = true; /* empty pattern matches the empty prefix */
+    for (size_t i = 0; i < pn; i++) {
+        memset(next, 0, sn + 1);
+        for (size_t j = 0; j <= sn; j++) {
+            if (p[i] == '*') {
+                next[j] = row[j] || (j > 0 && next[j - 1]);
+            } else if (j > 0) {
+                next[j] = row[j - 1] && (p[i] == '?' || p[i] == s[j - 1]);
+            }
+        }
+        bool *t = row;
+        row = next;
+        next = t;
+    }
+    bool r = row[sn];
+    free(row);
+    free(next);
+    return r;
+}
+
+/* The linear matcher agrees with the reference on every small pattern/subject over {a,b,?,*}. */
+static void test_glob_differential(void **state)
+{
+    (void)state;
+    static const char pat_alpha[] = "ab?*", subj_alpha[] = "ab";
+    unsigned seed = 12345;
+    char pat[16], subj[20];
+    for (int iter = 0; iter < 200000; iter++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t pl = (seed >> 8) % 12, sl = (seed >> 16) % 16;
+        for (size_t i = 0; i < pl; i++) {
+            seed = seed * 1103515245u + 12345u;
+            pat[i] = pat_alpha[(seed >> 12) % 4];
+        }
+        pat[pl] = '\0';
+        for (size_t i = 0; i < sl; i++) {
+            seed = seed * 1103515245u + 12345u;
+            subj[i] = subj_alpha[(seed >> 12) % 2];
+        }
+        subj[sl] = '\0';
+        if (policy_glob(pat, subj, false, false) != ref_glob(pat, subj)) {
+            fail_msg("glob(\"%s\", \"%s\") disagrees with the reference", pat, subj);
+        }
+    }
+    /* long segments (several 64-bit words, and beyond the stack tables) */
+    size_t n = 3000;
+    char *big = malloc(n + 1), *bp = malloc(n + 8);
+    assert_non_null(big);
+    assert_non_null(bp);
+    memset(big, 'a', n);
+    big[n] = '\0';
+    for (size_t seg = 60; seg <= 700; seg += 64) {
+        bp[0] = '*';
+        memset(bp + 1, 'a', seg);
+        bp[1 + seg / 2] = '?';
+        strcpy(bp + 1 + seg, "*");
+        assert_true(policy_glob(bp, big, false, false));
+        strcpy(bp + 1 + seg, "b*");
+        assert_false(policy_glob(bp, big, false, false));
+        big[n - 1] = 'b';
+        assert_true(policy_glob(bp, big, false, false));
+        big[n - 1] = 'a';
+    }
+    free(big);
+    free(bp);
+    /* case folding and escaped literals */
+    assert_true(policy_glob("kms:*crypt", "KMS:DeCrypt", true, false));
+    assert_false(policy_glob("kms:*crypt", "KMS:DeCrypt", false, false));
+    assert_true(policy_glob("a*\x01*b", "axx*b", false, true));
+    assert_false(policy_glob("a*\x01*b", "axxyb", false, true));
+}
+
+/*
+ * The cost a request can provoke is bounded by construction: count the matcher's steps for the
+ * worst patterns against an encryption-context value at the KMS cap and require them to stay
+ * within |pattern| + 256 * words + |subject| * words (words = ceil(longest segment / 64)).
+ */
+static void test_glob_cost_bound(void **state)
+{
+    (void)state;
+    size_t sn = 8192, pn = POLICY_MAX_STRING;
+    char *s = malloc(sn + 1), *p = malloc(pn + 1);
+    assert_non_null(s);
+    assert_non_null(p);
+    memset(s, 'a', sn);
+    s[sn] = '\0';
+    struct {
+        const char *name;
+        size_t seg; /* 0: "*a*a*a...", else one segment of this length between two stars */
+    } shapes[] = {{"*a*a*...ab*", 0}, {"*a^62b*", 62}, {"*a^2045b*", pn - 3}};
+    for (size_t k = 0; k < sizeof(shapes) / sizeof(shapes[0]); k++) {
+        if (shapes[k].seg == 0) {
+            for (size_t i = 0; i + 1 < pn; i += 2) {
+                p[i] = '*';
+                p[i + 1] = 'a';
+            }
+            p[pn - 2] = 'b'; /* "...*ab*": every middle segment scans the subject */
+            p[pn - 1] = '*';
+        } else {
+            p[0] = '*';
+            memset(p + 1, 'a', shapes[k].seg);
+            p[shapes[k].seg] = 'b';
+            p[shapes[k].seg + 1] = '*';
+            p[shapes[k].seg + 2] = '\0';
+        }
+        p[shapes[k].seg == 0 ? pn : shapes[k].seg + 2] = '\0';
+        size_t seg = shapes[k].seg == 0 ? 2 : shapes[k].seg;
+        uint64_t words = (seg + 63) / 64;
+        uint64_t bound = 3 * strlen(p) + 256 * words + sn * words;
+        uint64_t before = policy_glob_steps();
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_false(policy_glob(p, s, false, false));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        uint64_t steps = policy_glob_steps() - before;
+        double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / 1e3;
+        print_message("%-12s |p|=%zu |s|=%zu: %llu steps (bound %llu; backtracking ~%llu), %.0f us\n",
+                      shapes[k].name, strlen(p), sn, (unsigned long long)steps, (unsigned long long)bound,
+                      (unsigned long long)(sn * seg), us);
+        assert_true(steps <= bound);
+    }
+    free(s);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eval_table), cmocka_unit_test(test_malformed_table), cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_combine),    cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_eval_table),      cmocka_unit_test(test_malformed_table),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_combine),
+        cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_bench),           cmocka_unit_test(test_glob_differential),
+        cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
+        cmocka_unit_test(test_absent_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

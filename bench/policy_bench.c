@@ -1,0 +1,162 @@
+/*
+ * Worst-case cost of evaluating one request against conditional policies: the numbers behind
+ * "per-request evaluation is bounded". Builds the most expensive context a request can bring
+ * (an encryption context at the KMS cap, 8192 bytes, in one value or split into case variants
+ * of one key; aws:UserAgent at its 8 KB cap) and key policies whose
+ * StringLike patterns are the matcher's worst shapes at the policy string limit (2048 bytes),
+ * then times policy_evaluate and reports the matcher's steps.
+ *
+ *   build/coffer-policy-bench [iterations]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "iam/policy.h"
+#include "iam/policy_internal.h"
+
+#define EC_MAX 8192            /* kms_input.c ENCRYPTION_CONTEXT_MAX */
+#define UA_MAX 8192            /* authz.h AUTHZ_USER_AGENT_MAX: what aws:UserAgent holds */
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* "*a...ab*" with one segment of seg bytes: the shape that cost backtracking |s| * seg. */
+static void long_segment(char *out, size_t seg, char tail)
+{
+    out[0] = '*';
+    memset(out + 1, 'a', seg);
+    out[seg] = tail;
+    out[seg + 1] = '*';
+    out[seg + 2] = '\0';
+}
+
+/* A Deny statement per pattern, each StringLike on `key`. */
+static policy *make_policy(const char *key, size_t n_patterns, size_t seg)
+{
+    size_t cap = 256 + n_patterns * (seg + 256);
+    char *doc = malloc(cap), *pat = malloc(seg + 3);
+    size_t o = (size_t)snprintf(doc, cap, "{\"Version\":\"2012-10-17\",\"Statement\":[");
+    for (size_t i = 0; i < n_patterns; i++) {
+        long_segment(pat, seg, (char)('b' + i));
+        o += (size_t)snprintf(doc + o, cap - o,
+                              "%s{\"Effect\":\"Deny\",\"Action\":\"*\",\"Resource\":\"*\","
+                              "\"Condition\":{\"StringLike\":{\"%s\":\"%s\"}}}",
+                              i ? "," : "", key, pat);
+    }
+    snprintf(doc + o, cap - o, "]}");
+    policy *p = NULL;
+    if (policy_compile(coffer_cursor_from_str(doc), &p) != COFFER_OK) {
+        fprintf(stderr, "compile failed\n");
+        exit(1);
+    }
+    free(doc);
+    free(pat);
+    return p;
+}
+
+static void run(const char *name, const policy *p, const policy_ctx *ctx, int iters)
+{
+    struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
+                                 "arn:aws:kms:us-east-1:111122223333:key/k", ctx};
+    enum policy_decision d = policy_evaluate(p, &req); /* warm */
+    uint64_t s0 = policy_glob_steps();
+    double t0 = now_ms(), worst = 0;
+    for (int i = 0; i < iters; i++) {
+        double a = now_ms();
+        d = policy_evaluate(p, &req);
+        double b = now_ms() - a;
+        worst = b > worst ? b : worst;
+    }
+    double per = (now_ms() - t0) / iters;
+    printf("%-58s %8.3f ms/eval (max %7.3f)  %10llu steps  %s\n", name, per, worst,
+           (unsigned long long)((policy_glob_steps() - s0) / (uint64_t)iters), policy_decision_name(d));
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 50;
+    size_t seg = POLICY_MAX_STRING - 3;
+    policy_ctx *ctx = NULL;
+    if (policy_ctx_new(&ctx) != COFFER_OK) {
+        return 1;
+    }
+    char *ec = malloc(EC_MAX + 1), *ua = malloc(UA_MAX + 1);
+    memset(ec, 'a', EC_MAX - 1); /* key "k" + value: 8192 bytes */
+    ec[EC_MAX - 1] = '\0';
+    memset(ua, 'a', UA_MAX);
+    ua[UA_MAX] = '\0';
+
+    /* 1. the reported case: StringLike patterns against one maximal context value */
+    if (policy_ctx_add_variant(ctx, "kms:EncryptionContext:k", ec) != COFFER_OK) {
+        return 1;
+    }
+    for (size_t n = 1; n <= 3; n += 2) {
+        policy *p = make_policy("kms:EncryptionContext:k", n, seg);
+        char name[96];
+        snprintf(name, sizeof(name), "%zu x 2048-byte pattern vs 8 KB context value", n);
+        run(name, p, ctx, iters);
+        policy_free(p);
+    }
+    /* 2. the same bytes split into case variants of one key: each variant is evaluated */
+    policy_ctx_clear(ctx);
+    char chunk[65];
+    memset(chunk, 'a', 64);
+    chunk[64] = '\0';
+    for (size_t used = 0; used + 65 <= EC_MAX;) {
+        /* (real variants need distinct spellings of a longer key; the evaluator sees the same) */
+        if (policy_ctx_add_variant(ctx, "kms:EncryptionContext:k", chunk) != COFFER_OK) {
+            return 1;
+        }
+        used += 65;
+    }
+    policy *p3 = make_policy("kms:EncryptionContext:k", 3, seg);
+    run("3 x 2048-byte pattern vs 8 KB in 126 case variants", p3, ctx, iters);
+    policy_free(p3);
+    /* 3. aws:UserAgent at its cap */
+    policy_ctx_clear(ctx);
+    if (policy_ctx_set_str(ctx, "aws:UserAgent", ua) != COFFER_OK) {
+        return 1;
+    }
+    for (size_t n = 1; n <= 3; n += 2) {
+        policy *p = make_policy("aws:UserAgent", n, seg);
+        char name[96];
+        snprintf(name, sizeof(name), "%zu x 2048-byte pattern vs 8 KB aws:UserAgent", n);
+        run(name, p, ctx, iters);
+        policy_free(p);
+    }
+    /* 4. many short segments, "*a*a*...*ab*" at the string limit */
+    policy_ctx_clear(ctx);
+    if (policy_ctx_set_str(ctx, "kms:EncryptionContext:k", ec) != COFFER_OK) {
+        return 1;
+    }
+    char *pat = malloc(POLICY_MAX_STRING + 1), *doc = malloc(POLICY_MAX_STRING + 512);
+    for (size_t i = 0; i + 1 < POLICY_MAX_STRING; i += 2) {
+        pat[i] = '*';
+        pat[i + 1] = 'a';
+    }
+    pat[POLICY_MAX_STRING - 2] = 'b';
+    pat[POLICY_MAX_STRING - 1] = '*';
+    pat[POLICY_MAX_STRING] = '\0';
+    snprintf(doc, POLICY_MAX_STRING + 512,
+             "{\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"*\",\"Resource\":\"*\",\"Condition\":"
+             "{\"StringLike\":{\"kms:EncryptionContext:k\":\"%s\"}}}]}",
+             pat);
+    policy *p4 = NULL;
+    if (policy_compile(coffer_cursor_from_str(doc), &p4) != COFFER_OK) {
+        return 1;
+    }
+    run("1 x \"*a*a*...*ab*\" (1024 segments) vs 8 KB value", p4, ctx, iters);
+    policy_free(p4);
+    free(pat);
+    free(doc);
+    free(ec);
+    free(ua);
+    policy_ctx_free(ctx);
+    return 0;
+}
