@@ -547,7 +547,7 @@ static void test_eval_table(void **state)
         struct who w;
         make_who(t->who, &w);
         struct policy_request req = {w.arn, w.role, w.account, w.type, t->act ? t->act : "kms:Encrypt",
-                                     t->res ? t->res : KEY, c};
+                                     t->res ? t->res : KEY, c, NULL};
         enum policy_decision got = policy_evaluate(p, &req);
         if (got != t->want) {
             print_error("line %d: got %s, want %s\n", t->line, policy_decision_name(got),
@@ -759,7 +759,7 @@ static void test_limits(void **state)
     assert_int_equal(policy_compile(coffer_cursor_from_str(trust), &p), COFFER_ERR_MALFORMED_POLICY);
     assert_int_equal(policy_compile_ex(coffer_cursor_from_str(trust), POLICY_COMPILE_RESOURCE_OPTIONAL, &p),
                      COFFER_OK);
-    struct policy_request req = {SESSION, ROLE, OTHER, "AssumedRole", "sts:AssumeRole", NULL, NULL};
+    struct policy_request req = {SESSION, ROLE, OTHER, "AssumedRole", "sts:AssumeRole", NULL, NULL, NULL};
     assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
     req.principal_account = ACCT;
     req.principal_arn = ALICE;
@@ -808,7 +808,7 @@ static void test_combine(void **state)
     policy *ident = compile_ok(DOC("{'Effect':'Allow','Action':'kms:Encrypt','Resource':'" KEY "'}"));
     policy *deny = compile_ok(DOC("{'Effect':'Deny','Action':'kms:*','Resource':'*','Condition':{'Bool':{'aws:SecureTransport':'false'}}}"));
     policy_ctx *c = make_ctx("aws:SecureTransport=false");
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL};
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL, NULL};
     const policy *set1[] = {key, ident, NULL};
     assert_int_equal(policy_evaluate_all(set1, 3, &req), A);
     const policy *set2[] = {key, ident, deny};
@@ -846,7 +846,7 @@ static void test_ctx_api(void **state)
                                  "'DateEquals':{'aws:CurrentTime':'2026-11-23T09:00:00Z'},"
                                  "'Bool':{'aws:SecureTransport':'true'},'NumericLessThan':{'x:n':'-41'},"
                                  "'ForAllValues:StringEquals':{'kms:EncryptionContextKeys':'a'}}"));
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c};
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c, NULL};
     assert_int_equal(policy_evaluate(p, &req), A);
     assert_int_equal(policy_ctx_add(c, "KMS:EncryptionContextKeys", "b"), COFFER_OK); /* same key, any case */
     assert_int_equal(policy_evaluate(p, &req), N);
@@ -911,7 +911,7 @@ static void test_bench(void **state)
     assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_OK);
     policy_ctx *c = make_ctx("kms:CallerAccount=" ACCT ";kms:EncryptionContext:Dept=IT;aws:SourceIp=10.1.2.3;"
                              NOW ";aws:SecureTransport=false");
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c};
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c, NULL};
     /* worst case: every statement's conditions are evaluated, the last Bool fails each time */
     struct timespec t0, t1;
     const int iters = 200000;
