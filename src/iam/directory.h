@@ -32,6 +32,7 @@
 
 #include "iam/credentials.h"
 #include "iam/identity.h"
+#include "iam/policy.h"
 #include "store/store.h"
 
 #define IAM_DIR_ACCOUNT_ID_LEN 12
@@ -88,6 +89,12 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
                                const char *trust_doc, int64_t max_session, const char *description, int64_t now_s,
                                json_t **out) __attribute__((warn_unused_result));
 coffer_err iam_dir_get(iam_directory *d, enum iam_kind kind, const char *acct, const char *name, json_t **out)
+    __attribute__((warn_unused_result));
+/*
+ * The role's trust policy compiled, its users and roles bound to the unique ids they had when it
+ * was stored (iam/policy.h policy_bind_principals). The caller owns *out.
+ */
+coffer_err iam_dir_trust_policy(iam_directory *d, const char *acct, const char *name, policy **out)
     __attribute__((warn_unused_result));
 /* DeleteConflict while the entity has access keys, inline or attached policies. */
 coffer_err iam_dir_delete(iam_directory *d, enum iam_kind kind, const char *acct, const char *name)
@@ -147,6 +154,15 @@ coffer_err iam_dir_key_delete(iam_directory *d, const char *acct, const char *us
     __attribute__((warn_unused_result));
 /* Array of {"UserName","AccessKeyId","Status","CreateDate"}. */
 coffer_err iam_dir_key_list(iam_directory *d, const char *acct, const char *user, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* ---- unique ids ---- */
+
+/*
+ * The unique id ("AIDA...", "AROA...") of the user or role `arn` names (its exact ARN, path
+ * included); COFFER_ERR_NO_SUCH_ENTITY when there is none. Reads the store.
+ */
+coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POLICY_UID_MAX])
     __attribute__((warn_unused_result));
 
 /* ---- ARNs and names ---- */
