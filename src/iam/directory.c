@@ -852,6 +852,7 @@ static coffer_err check_name_path(enum iam_kind kind, const char *acct, const ch
 struct trust_collect {
     struct iam_directory *d;
     json_t *map;
+    bool strict; /* a missing user or role is an error (else left out: it binds nobody) */
 };
 
 static coffer_err trust_collect_one(void *arg, json_t *value)
@@ -864,7 +865,8 @@ static coffer_err trust_collect_one(void *arg, json_t *value)
     }
     coffer_err rc = iam_dir_principal_uid(c->d, arn, uid);
     if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
-        return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Invalid principal in policy: \"AWS\":\"%.256s\"", arn);
+        return c->strict ? coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Invalid principal in policy: \"AWS\":\"%.256s\"", arn)
+                         : COFFER_OK;
     }
     TRY(rc);
     return json_object_set_new(c->map, arn, json_string(uid)) == 0 ? COFFER_OK
@@ -872,10 +874,10 @@ static coffer_err trust_collect_one(void *arg, json_t *value)
 }
 
 /* {"ARN": "unique id"} of the users and roles `doc` names; MalformedPolicyDocument if one is missing. */
-static coffer_err trust_principals(struct iam_directory *d, const char *doc, json_t **out)
+static coffer_err trust_principals(struct iam_directory *d, const char *doc, bool strict, json_t **out)
 {
     json_t *js = json_loads(doc, 0, NULL);
-    struct trust_collect c = {.d = d, .map = json_object()};
+    struct trust_collect c = {.d = d, .map = json_object(), .strict = strict};
     coffer_err rc = js != NULL && c.map != NULL ? policy_visit_aws_principals(js, trust_collect_one, &c)
                                                 : coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Syntax errors in policy.");
     json_decref(js);
@@ -885,6 +887,24 @@ static coffer_err trust_principals(struct iam_directory *d, const char *doc, jso
     }
     *out = c.map;
     return COFFER_OK;
+}
+
+/*
+ * A role stored before trust policies were bound: bind them now, once, to the users and roles
+ * holding the names at this moment, and persist that, so later namesakes never match.
+ */
+static coffer_err trust_bind_edit(struct iam_directory *d, store_txn *t, json_t *rec, void *arg)
+{
+    (void)t;
+    (void)arg;
+    const char *doc = json_string_value(json_object_get(rec, "AssumeRolePolicyDocument"));
+    json_t *map = NULL;
+    if (json_object_get(rec, "_trust_ids") != NULL || doc == NULL) {
+        return COFFER_OK;
+    }
+    TRY(trust_principals(d, doc, false, &map));
+    return json_object_set_new(rec, "_trust_ids", map) == 0 ? COFFER_OK
+                                                            : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
 }
 
 struct trust_lookup {
@@ -986,7 +1006,7 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
                           POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
     policy_free(p);
     json_t *trust_ids = NULL;
-    TRY(trust_principals(d, trust_doc, &trust_ids));
+    TRY(trust_principals(d, trust_doc, true, &trust_ids));
     char id[32], arn[ARN_MAX], when[32];
     TRY(random_id("AROA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role%s%s", acct, path, name);
@@ -1026,6 +1046,12 @@ coffer_err iam_dir_trust_policy(iam_directory *d, const char *acct, const char *
     policy *p = NULL;
     TRY(get_entity(d, IAM_KIND_ROLE, acct, name, &rec));
     coffer_err rc = COFFER_OK;
+    if (json_object_get(rec, "_trust_ids") == NULL) {
+        json_decref(rec);
+        rec = NULL;
+        TRY(edit_entity(d, IAM_KIND_ROLE, acct, name, trust_bind_edit, NULL));
+        TRY(get_entity(d, IAM_KIND_ROLE, acct, name, &rec));
+    }
     const char *doc = json_string_value(json_object_get(rec, "AssumeRolePolicyDocument"));
     if (doc == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "malformed role record");

@@ -788,6 +788,53 @@ static void test_limits(void **state)
     policy_free(NULL);
 }
 
+/* Principal binding: a user or role entry matches the unique id it was bound to, nothing else. */
+static const char *bind_stub(void *ctx, const char *arn)
+{
+    (void)ctx;
+    if (strcmp(arn, ALICE) == 0) {
+        return "AIDAALICE000000000001";
+    }
+    if (strcmp(arn, ROLE) == 0) {
+        return "AROAREADER00000000001";
+    }
+    return NULL; /* deleted: bound to nobody */
+}
+
+static void test_principal_binding(void **state)
+{
+    (void)state;
+    const char *doc = "{\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"" ALICE "\",\"" ROLE
+                      "\",\"arn:aws:iam::" ACCT ":user/gone\"]},\"Action\":\"kms:*\",\"Resource\":\"*\"}]}";
+    policy *p = NULL;
+    assert_int_equal(policy_compile(coffer_cursor_from_str(doc), &p), COFFER_OK);
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL, NULL};
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW); /* unbound: by ARN */
+    assert_int_equal(policy_bind_principals(p, bind_stub, NULL), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE); /* no id: not the bound alice */
+    req.principal_id = "AIDAALICE000000000001";
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
+    req.principal_id = "AIDAALICE000000000002"; /* a new alice */
+    assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE);
+    req.principal_id = "AIDAALICE0000000000011"; /* a prefix is not a match */
+    assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE);
+    struct policy_request sess = {SESSION, ROLE, OTHER, "AssumedRole", "kms:Encrypt", KEY, NULL,
+                                  "AROAREADER00000000001:s1"};
+    assert_int_equal(policy_evaluate(p, &sess), POLICY_ALLOW);
+    sess.principal_id = "AROAREADER00000000002:s1"; /* a session of a re-created role */
+    assert_int_equal(policy_evaluate(p, &sess), POLICY_NOT_APPLICABLE);
+    struct policy_request gone = {"arn:aws:iam::" ACCT ":user/gone", NULL, ACCT, "User", "kms:Encrypt", KEY, NULL,
+                                  "AIDAGONE0000000000001"};
+    assert_int_equal(policy_evaluate(p, &gone), POLICY_NOT_APPLICABLE);
+    policy_free(p);
+    assert_true(policy_principal_bindable(ALICE));
+    assert_true(policy_principal_bindable(ROLE));
+    assert_false(policy_principal_bindable("arn:aws:iam::" ACCT ":root"));
+    assert_false(policy_principal_bindable(SESSION));
+    assert_false(policy_principal_bindable(ACCT));
+    assert_false(policy_principal_bindable("*"));
+}
+
 static void test_combine(void **state)
 {
     (void)state;
@@ -955,7 +1002,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_table), cmocka_unit_test(test_malformed_table), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_combine),    cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_bench),      cmocka_unit_test(test_principal_binding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
