@@ -223,3 +223,117 @@ void kms_grants_view_principals(const struct kms_service *svc, json_t *items)
         grant_view_principals(svc, v);
     }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Records stored before binding                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+struct unbound_scan {
+    const char *kind; /* "key" or "grant" */
+    json_t *todo;     /* {"store key": record} needing a binding */
+};
+
+static bool grant_unbound(const json_t *g)
+{
+    static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
+    for (size_t i = 0; i < 2; i++) {
+        if (policy_principal_bindable(json_string_value(json_object_get(g, members[i]))) &&
+            kms_grant_principal_id(g, members[i]) == NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static coffer_err unbound_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct unbound_scan *s = ctx;
+    json_t *rec = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    bool todo = false;
+    if (json_is_object(rec) && strcmp(s->kind, "key") == 0) {
+        todo = json_is_string(json_object_get(rec, "Policy")) && json_object_get(rec, "PolicyPrincipals") == NULL;
+    } else if (json_is_object(rec)) {
+        todo = json_is_string(json_object_get(rec, "GrantId")) && grant_unbound(rec);
+    }
+    coffer_err rc = COFFER_OK;
+    if (todo && json_object_set(s->todo, key, rec) != 0) {
+        rc = kms_nomem();
+    }
+    json_decref(rec);
+    return rc;
+}
+
+/* Binds a grant stored before binding; a principal gone since is bound to nobody. */
+static coffer_err grant_bind_existing(const struct kms_service *svc, json_t *g)
+{
+    static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *arn = json_string_value(json_object_get(g, members[i]));
+        char uid[POLICY_UID_MAX], idm[64];
+        if (!policy_principal_bindable(arn) || kms_grant_principal_id(g, members[i]) != NULL) {
+            continue;
+        }
+        coffer_err rc = authz_resolve_principal(svc->az, arn, uid);
+        if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+            snprintf(uid, sizeof(uid), "-");
+        } else if (rc != COFFER_OK) {
+            return rc;
+        }
+        grant_id_member(members[i], idm);
+        if (json_object_set_new(g, idm, json_string(uid)) != 0) {
+            return kms_nomem();
+        }
+    }
+    return COFFER_OK;
+}
+
+static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
+{
+    char prefix[32];
+    snprintf(prefix, sizeof(prefix), "kms/%s/", kind);
+    struct unbound_scan s = {.kind = kind, .todo = json_object()};
+    if (s.todo == NULL) {
+        return kms_nomem();
+    }
+    coffer_err rc = store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s);
+    const char *skey;
+    json_t *rec;
+    json_object_foreach(rc == COFFER_OK ? s.todo : NULL, skey, rec) {
+        if (strcmp(kind, "key") == 0) {
+            json_t *principals = NULL;
+            rc = kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals);
+            if (rc == COFFER_OK && json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
+                rc = kms_nomem();
+            }
+        } else {
+            rc = grant_bind_existing(svc, rec);
+        }
+        char *text = rc == COFFER_OK ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        store_txn *t = NULL;
+        if (rc == COFFER_OK && text == NULL) {
+            rc = kms_nomem();
+        }
+        if (rc == COFFER_OK && (rc = store_txn_begin(svc->st, &t)) == COFFER_OK &&
+            (rc = store_txn_put(t, skey, coffer_cursor_from_str(text))) == COFFER_OK) {
+            rc = store_txn_commit(t);
+            t = NULL;
+        }
+        store_txn_abort(t);
+        free(text);
+        if (rc != COFFER_OK) {
+            break;
+        }
+    }
+    json_decref(s.todo);
+    return rc;
+}
+
+coffer_err kms_service_bind_principals(struct kms_service *svc)
+{
+    ENSURE_REF(svc);
+    if (!authz_resolves_principals(svc->az)) {
+        return COFFER_OK;
+    }
+    TRY(bind_existing(svc, "key"));
+    return bind_existing(svc, "grant");
+}

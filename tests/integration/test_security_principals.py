@@ -4,13 +4,14 @@ grants and trust policies gave the old one; a session ends with its role; key po
 and trust policies naming a principal that does not exist are refused.
 """
 import json
+import os
 import re
-import time
+import sqlite3
 import unittest
 
 from botocore.exceptions import ClientError
 
-from harness import ServerTestCase
+from harness import Cofferd, ServerTestCase
 
 ACCOUNT = "000000000000"
 ROOT = "arn:aws:iam::%s:root" % ACCOUNT
@@ -206,6 +207,59 @@ class PrincipalBindingTest(ServerTestCase):
         doc = self.iam.get_role(RoleName="tr-role")["Role"]["AssumeRolePolicyDocument"]
         doc = json.loads(doc) if isinstance(doc, str) else doc  # boto3 decodes the URL-encoded JSON
         self.assertEqual(doc["Statement"][0]["Principal"]["AWS"], u["UserId"])
+
+
+class LegacyRecordsTest(unittest.TestCase):
+    """Key policies and grants stored before principals were bound get their binding at start."""
+
+    def strip_bindings(self, data_dir):
+        db = sqlite3.connect(os.path.join(data_dir, "coffer.db"))
+        n = 0
+        for key, value in db.execute("SELECT key, value FROM kv WHERE key LIKE 'kms/key/%' OR key LIKE 'kms/grant/%'"):
+            try:
+                rec = json.loads(value)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            stripped = {k: v for k, v in rec.items()
+                        if k not in ("PolicyPrincipals", "_GranteePrincipalId", "_RetiringPrincipalId")}
+            if stripped != rec:
+                db.execute("UPDATE kv SET value = ? WHERE key = ?",
+                           (json.dumps(stripped, separators=(",", ":"), sort_keys=True).encode(), key))
+                n += 1
+        db.commit()
+        db.close()
+        return n
+
+    def test_records_without_binding_are_bound_at_start(self):
+        server = Cofferd().start()
+        try:
+            kms, iam = server.client(), server.client("iam")
+            u = iam.create_user(UserName="legacy")["User"]
+            akid = iam.create_access_key(UserName="legacy")["AccessKey"]["AccessKeyId"]
+            k1 = kms.create_key(Policy=key_policy(allow_for(u["Arn"])))["KeyMetadata"]["KeyId"]
+            k2 = kms.create_key()["KeyMetadata"]["KeyId"]
+            blob = kms.encrypt(KeyId=k2, Plaintext=b"l")["CiphertextBlob"]
+            kms.create_grant(KeyId=k2, GranteePrincipal=u["Arn"], Operations=["Decrypt"])
+            server.stop()
+            self.assertGreaterEqual(self.strip_bindings(server.data_dir), 2)
+            server.start()
+            iam = server.client("iam")
+            iam.delete_access_key(UserName="legacy", AccessKeyId=akid)
+            iam.delete_user(UserName="legacy")
+            iam.create_user(UserName="legacy")
+            k = iam.create_access_key(UserName="legacy")["AccessKey"]
+            c = server.client(akid=k["AccessKeyId"], secret=k["SecretAccessKey"])
+            for fn, kw in ((c.encrypt, {"KeyId": k1, "Plaintext": b"x"}), (c.decrypt, {"CiphertextBlob": blob})):
+                with self.assertRaises(ClientError) as cm:
+                    fn(**kw)
+                self.assertEqual(cm.exception.response["Error"]["Code"], "AccessDeniedException")
+            shown = json.loads(server.client().get_key_policy(KeyId=k1, PolicyName="default")["Policy"])
+            self.assertEqual(shown["Statement"][1]["Principal"]["AWS"], u["UserId"])
+        finally:
+            server.stop()
+            server.cleanup()
 
 
 if __name__ == "__main__":
