@@ -752,7 +752,11 @@ out:
 struct scan_ctx {
     json_t *arr;
     const char *path_prefix;
+    struct iam_directory *d;
+    bool roles; /* role records: trust policies shown as GetRole shows them */
 };
+
+static void trust_view(struct iam_directory *d, const json_t *rec, json_t *v);
 
 static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
 {
@@ -762,7 +766,11 @@ static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
     TRY(parse_record(value, &rec));
     const char *path = json_string_value(json_object_get(rec, "Path"));
     if (s->path_prefix == NULL || (path != NULL && strncmp(path, s->path_prefix, strlen(s->path_prefix)) == 0)) {
-        json_array_append_new(s->arr, view(rec));
+        json_t *v = view(rec);
+        if (s->roles && v != NULL) {
+            trust_view(s->d, rec, v);
+        }
+        json_array_append_new(s->arr, v);
     }
     json_decref(rec);
     return COFFER_OK;
@@ -770,7 +778,8 @@ static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
 
 static coffer_err scan_all(struct iam_directory *d, const char *prefix, const char *path_prefix, json_t **out)
 {
-    struct scan_ctx s = {.arr = json_array(), .path_prefix = path_prefix};
+    struct scan_ctx s = {
+        .arr = json_array(), .path_prefix = path_prefix, .d = d, .roles = strncmp(prefix, "iam/role/", 9) == 0};
     if (s.arr == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }

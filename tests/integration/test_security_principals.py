@@ -207,6 +207,10 @@ class PrincipalBindingTest(ServerTestCase):
         doc = self.iam.get_role(RoleName="tr-role")["Role"]["AssumeRolePolicyDocument"]
         doc = json.loads(doc) if isinstance(doc, str) else doc  # boto3 decodes the URL-encoded JSON
         self.assertEqual(doc["Statement"][0]["Principal"]["AWS"], u["UserId"])
+        listed = [r for r in self.iam.list_roles()["Roles"] if r["RoleName"] == "tr-role"][0]
+        doc = listed["AssumeRolePolicyDocument"]
+        doc = json.loads(doc) if isinstance(doc, str) else doc
+        self.assertEqual(doc["Statement"][0]["Principal"]["AWS"], u["UserId"])
 
 
 class LegacyRecordsTest(unittest.TestCase):
