@@ -75,8 +75,8 @@ out:
 
 struct bind_lookup {
     const struct kms_service *svc;
-    const json_t *map;            /* the record's PolicyPrincipals; NULL for a record without */
-    char uid[POLICY_UID_MAX];     /* the last resolved id (lookup results are borrowed) */
+    const json_t *map;        /* the record's PolicyPrincipals; NULL for a record without */
+    char uid[POLICY_UID_MAX]; /* the last resolved id (lookup results are borrowed) */
 };
 
 static const char *bind_lookup(void *ctx, const char *arn)
@@ -149,7 +149,9 @@ coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec,
     if (text == NULL) {
         return coffer_fail(COFFER_ERR_STORE, "corrupt key policy");
     }
-    json_t *doc = json_object_size(map) > 0 && authz_resolves_principals(svc->az) ? json_loads(text, JSON_PRESERVE_ORDER, NULL) : NULL;
+    json_t *doc = json_object_size(map) > 0 && authz_resolves_principals(svc->az)
+                      ? json_loads(text, JSON_PRESERVE_ORDER, NULL)
+                      : NULL;
     struct display d = {.svc = svc, .map = map};
     coffer_err rc = doc != NULL ? policy_visit_aws_principals(doc, display_one, &d) : COFFER_OK;
     if (rc == COFFER_OK) {
@@ -182,7 +184,8 @@ coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g)
         }
         coffer_err rc = authz_resolve_principal(svc->az, arn, uid);
         if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
-            return coffer_fail(COFFER_ERR_INVALID_ARN, "%s %.256s is not a valid principal.", members[i], arn);
+            return coffer_fail(COFFER_ERR_INVALID_ARN, "%s %.256s is not a valid principal.", members[i],
+                               arn);
         }
         TRY(rc);
         grant_id_member(members[i], idm);
@@ -219,7 +222,8 @@ void kms_grants_view_principals(const struct kms_service *svc, json_t *items)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(items, i, v) {
+    json_array_foreach(items, i, v)
+    {
         grant_view_principals(svc, v);
     }
 }
@@ -251,7 +255,8 @@ static coffer_err unbound_cb(void *ctx, const char *key, coffer_cursor value)
     json_t *rec = json_loadb((const char *)value.ptr, value.len, 0, NULL);
     bool todo = false;
     if (json_is_object(rec) && strcmp(s->kind, "key") == 0) {
-        todo = json_is_string(json_object_get(rec, "Policy")) && json_object_get(rec, "PolicyPrincipals") == NULL;
+        todo = json_is_string(json_object_get(rec, "Policy")) &&
+               json_object_get(rec, "PolicyPrincipals") == NULL;
     } else if (json_is_object(rec)) {
         todo = json_is_string(json_object_get(rec, "GrantId")) && grant_unbound(rec);
     }
@@ -298,10 +303,12 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
     coffer_err rc = store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s);
     const char *skey;
     json_t *rec;
-    json_object_foreach(rc == COFFER_OK ? s.todo : NULL, skey, rec) {
+    json_object_foreach(rc == COFFER_OK ? s.todo : NULL, skey, rec)
+    {
         if (strcmp(kind, "key") == 0) {
             json_t *principals = NULL;
-            rc = kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals);
+            rc = kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
+                                       &principals);
             if (rc == COFFER_OK && json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
                 rc = kms_nomem();
             }
