@@ -12,9 +12,10 @@
  * memory. What the caller reads back (GetKeyPolicy, ListGrants) shows the unique id in place of
  * the ARN once the entity it was bound to no longer holds that ARN, as AWS shows it.
  *
- * Key records written before binding existed have no "PolicyPrincipals": their principals are
- * bound when the key is loaded (to the entities that hold the names then) and the map is
- * persisted with the next write of the record. Grants written before keep matching by ARN.
+ * Key policies and grants written before binding existed are bound once at start
+ * (kms_service_bind_principals) to the entities holding their names then, and persisted; a name
+ * with no entity binds nobody. A record that start missed (written by an older node meanwhile)
+ * is bound when the key is loaded, and its map persisted with the next write of the key.
  */
 #include <stdio.h>
 #include <stdlib.h>
