@@ -10,7 +10,9 @@
  *   iam/user/<acct>/<lowercase name>   the User shape + "_policies" {name: document},
  *                                      "_attached" [policy ARN], "_keys" [AccessKeyMetadata]
  *   iam/role/<acct>/<lowercase name>   the Role shape (AssumeRolePolicyDocument as JSON text)
- *                                      + "_policies", "_attached"
+ *                                      + "_policies", "_attached", "_trust_ids" {ARN: unique id}
+ *                                      (the users and roles the trust policy names, bound when
+ *                                      it is stored; a record without is bound at first use)
  *   iam/policy/<acct>/<lowercase name> the Policy shape + "_document"
  * Names are unique per account without regard to case, as in IAM. Access keys themselves are
  * credential records (iam/credentials.h); a user's "_keys" lists them.
