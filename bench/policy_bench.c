@@ -63,7 +63,7 @@ static policy *make_policy(const char *key, size_t n_patterns, size_t seg)
 static void run(const char *name, const policy *p, const policy_ctx *ctx, int iters)
 {
     struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
-                                 "arn:aws:kms:us-east-1:111122223333:key/k", ctx};
+                                 "arn:aws:kms:us-east-1:111122223333:key/k", ctx, NULL};
     enum policy_decision d = policy_evaluate(p, &req); /* warm */
     uint64_t s0 = policy_glob_steps();
     double t0 = now_ms(), worst = 0;

@@ -307,6 +307,7 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
     bool root = is_root(c);
     struct policy_request pr = {
         .principal_arn = c->principal_arn,
+        .principal_id = c->principal_id[0] != '\0' ? c->principal_id : NULL,
         .principal_role_arn = c->role_arn[0] != '\0' ? c->role_arn : NULL,
         .principal_account = c->account_id,
         .principal_type = authz_principal_type(c),
@@ -351,6 +352,34 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
     return (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
 }
 
+/*
+ * A user's or session's credentials stand for the entity that existed when they were issued:
+ * once it is deleted (and maybe re-created under the same name, with a new unique id) they are
+ * refused, as AWS refuses the session token of a deleted role.
+ */
+static coffer_err caller_current(const struct api_caller *c, const struct iam_policy_list *list)
+{
+    if (iam_policy_list_current(list, c->principal_id)) {
+        return COFFER_OK;
+    }
+    return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT, "The security token included in the request is invalid.");
+}
+
+bool authz_resolves_principals(const authz *a)
+{
+    return a != NULL && a->has_src && a->src.resolve != NULL;
+}
+
+coffer_err authz_resolve_principal(const authz *a, const char *arn, char uid[POLICY_UID_MAX])
+{
+    ENSURE(arn != NULL && uid != NULL, COFFER_ERR_USAGE);
+    uid[0] = '\0';
+    if (!authz_resolves_principals(a) || !policy_principal_bindable(arn)) {
+        return COFFER_OK;
+    }
+    return a->src.resolve(a->src.ctx, arn, uid);
+}
+
 static coffer_err check(const authz *a, const struct authz_request *req, struct verdict *v)
 {
     ENSURE_REF(req);
@@ -363,6 +392,7 @@ static coffer_err check(const authz *a, const struct authz_request *req, struct 
     if (!is_root(c) && a != NULL && a->has_src) {
         const char *who = c->role_arn[0] != '\0' ? c->role_arn : c->principal_arn;
         GUARD(a->src.policies(a->src.ctx, who, &list));
+        GUARD(caller_current(c, &list));
     }
     unsigned want = authz_policy_ctx_keys(req->resource_policy);
     for (size_t i = 0; want != AUTHZ_CTX_ALL && i < list.n; i++) {

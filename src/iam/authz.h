@@ -99,6 +99,16 @@ coffer_err authz_check(const authz *a, const struct authz_request *req) __attrib
  */
 bool authz_policy_allows(const authz *a, const struct authz_request *req);
 
+/*
+ * The unique id of the IAM user or role `arn` names, through the identity source, for binding a
+ * policy or a grant when it is stored. uid is "" (COFFER_OK) when `arn` is not bound (an account,
+ * a service, a session, "*") or there is no source; COFFER_ERR_NO_SUCH_ENTITY when the user or
+ * role does not exist. Reads the store.
+ */
+coffer_err authz_resolve_principal(const authz *a, const char *arn, char uid[POLICY_UID_MAX])
+    __attribute__((warn_unused_result));
+/* True when the identity source binds principals (authz_resolve_principal can answer). */
+bool authz_resolves_principals(const authz *a);
 /* True when evaluating `p` needs a request context (it has conditions or policy variables). */
 bool authz_policy_needs_ctx(const policy *p);
 /* The families of condition keys `p` reads (AUTHZ_CTX_ALL when it uses policy variables). */

@@ -36,6 +36,7 @@ struct plist {
     atomic_int refs;
     policy **items;
     size_t n;
+    char uid[POLICY_UID_MAX]; /* the entity's unique id; "" when it does not exist */
 };
 
 struct pcache_entry {
@@ -327,6 +328,13 @@ static coffer_err plist_add(struct plist *l, const char *doc, size_t *cap)
     return COFFER_OK;
 }
 
+/* The unique id of a user or role record ("" when the record has none). */
+static const char *entity_uid(enum iam_kind kind, const json_t *rec)
+{
+    const char *id = json_string_value(json_object_get(rec, kind == IAM_KIND_USER ? "UserId" : "RoleId"));
+    return id != NULL ? id : "";
+}
+
 /* Builds the list of a user or role from its records (none when it does not exist). */
 static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
                               struct plist **out)
@@ -347,6 +355,7 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
         goto done;
     }
     GUARD(rc);
+    snprintf(l->uid, sizeof(l->uid), "%s", entity_uid(kind, rec));
     const char *pname;
     json_t *doc;
     json_object_foreach(member_obj(rec, "_policies"), pname, doc)
@@ -475,7 +484,40 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
     out->items = (const policy *const *)l->items;
     out->n = l->n;
     out->handle = l;
+    out->principal_id = l->uid;
     return COFFER_OK;
+}
+
+coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POLICY_UID_MAX])
+{
+    ENSURE(d != NULL && arn != NULL, COFFER_ERR_USAGE);
+    enum iam_kind kind;
+    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1], key[DIR_KEY_MAX];
+    if (!policy_principal_bindable(arn) || !principal_target(arn, &kind, acct, name)) {
+        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "no such principal %.256s", arn);
+    }
+    json_t *rec = NULL;
+    TRY(record_key(kind_prefix[kind], acct, name, key));
+    coffer_err rc = load(d->st, key, &rec);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "no such principal %.256s", arn);
+    }
+    TRY(rc);
+    /* The ARN must be the entity's own, path included: "user/a/x" does not name "user/x". */
+    const char *own = json_string_value(json_object_get(rec, "Arn"));
+    const char *id = entity_uid(kind, rec);
+    if (own == NULL || strcmp(own, arn) != 0 || id[0] == '\0') {
+        json_decref(rec);
+        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "no such principal %.256s", arn);
+    }
+    snprintf(uid, POLICY_UID_MAX, "%s", id);
+    json_decref(rec);
+    return COFFER_OK;
+}
+
+static coffer_err source_resolve(void *ctx, const char *arn, char uid[POLICY_UID_MAX])
+{
+    return iam_dir_principal_uid(ctx, arn, uid);
 }
 
 static void source_release(void *ctx, struct iam_policy_list *list)
@@ -489,7 +531,8 @@ static void source_release(void *ctx, struct iam_policy_list *list)
 
 struct iam_identity_source iam_directory_identity_source(iam_directory *d)
 {
-    struct iam_identity_source s = {.ctx = d, .policies = source_policies, .release = source_release};
+    struct iam_identity_source s = {
+        .ctx = d, .policies = source_policies, .release = source_release, .resolve = source_resolve};
     return s;
 }
 
@@ -787,7 +830,11 @@ out:
 struct scan_ctx {
     json_t *arr;
     const char *path_prefix;
+    struct iam_directory *d;
+    bool roles; /* role records: trust policies shown as GetRole shows them */
 };
+
+static void trust_view(struct iam_directory *d, const json_t *rec, json_t *v);
 
 static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
 {
@@ -797,7 +844,11 @@ static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
     TRY(parse_record(value, &rec));
     const char *path = json_string_value(json_object_get(rec, "Path"));
     if (s->path_prefix == NULL || (path != NULL && strncmp(path, s->path_prefix, strlen(s->path_prefix)) == 0)) {
-        json_array_append_new(s->arr, view(rec));
+        json_t *v = view(rec);
+        if (s->roles && v != NULL) {
+            trust_view(s->d, rec, v);
+        }
+        json_array_append_new(s->arr, v);
     }
     json_decref(rec);
     return COFFER_OK;
@@ -805,7 +856,8 @@ static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
 
 static coffer_err scan_all(struct iam_directory *d, const char *prefix, const char *path_prefix, json_t **out)
 {
-    struct scan_ctx s = {.arr = json_array(), .path_prefix = path_prefix};
+    struct scan_ctx s = {
+        .arr = json_array(), .path_prefix = path_prefix, .d = d, .roles = strncmp(prefix, "iam/role/", 9) == 0};
     if (s.arr == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
@@ -881,6 +933,123 @@ static coffer_err check_name_path(enum iam_kind kind, const char *acct, const ch
     return COFFER_OK;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Trust policies: the users and roles they name, bound to their unique ids
+ * ------------------------------------------------------------------------------------------- */
+
+struct trust_collect {
+    struct iam_directory *d;
+    json_t *map;
+    bool strict; /* a missing user or role is an error (else left out: it binds nobody) */
+};
+
+static coffer_err trust_collect_one(void *arg, json_t *value)
+{
+    struct trust_collect *c = arg;
+    const char *arn = json_string_value(value);
+    char uid[POLICY_UID_MAX];
+    if (!policy_principal_bindable(arn) || json_object_get(c->map, arn) != NULL) {
+        return COFFER_OK;
+    }
+    coffer_err rc = iam_dir_principal_uid(c->d, arn, uid);
+    if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+        return c->strict ? coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Invalid principal in policy: \"AWS\":\"%.256s\"", arn)
+                         : COFFER_OK;
+    }
+    TRY(rc);
+    return json_object_set_new(c->map, arn, json_string(uid)) == 0 ? COFFER_OK
+                                                                    : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+}
+
+/* {"ARN": "unique id"} of the users and roles `doc` names; MalformedPolicyDocument if one is missing. */
+static coffer_err trust_principals(struct iam_directory *d, const char *doc, bool strict, json_t **out)
+{
+    json_t *js = json_loads(doc, 0, NULL);
+    struct trust_collect c = {.d = d, .map = json_object(), .strict = strict};
+    coffer_err rc = js != NULL && c.map != NULL ? policy_visit_aws_principals(js, trust_collect_one, &c)
+                                                : coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Syntax errors in policy.");
+    json_decref(js);
+    if (rc != COFFER_OK) {
+        json_decref(c.map);
+        return rc;
+    }
+    *out = c.map;
+    return COFFER_OK;
+}
+
+/*
+ * A role stored before trust policies were bound: bind them now, once, to the users and roles
+ * holding the names at this moment, and persist that, so later namesakes never match.
+ */
+static coffer_err trust_bind_edit(struct iam_directory *d, store_txn *t, json_t *rec, void *arg)
+{
+    (void)t;
+    (void)arg;
+    const char *doc = json_string_value(json_object_get(rec, "AssumeRolePolicyDocument"));
+    json_t *map = NULL;
+    if (json_object_get(rec, "_trust_ids") != NULL || doc == NULL) {
+        return COFFER_OK;
+    }
+    TRY(trust_principals(d, doc, false, &map));
+    return json_object_set_new(rec, "_trust_ids", map) == 0 ? COFFER_OK
+                                                            : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+}
+
+struct trust_lookup {
+    struct iam_directory *d;
+    const json_t *map; /* the role's "_trust_ids"; NULL for a role stored before binding */
+    char uid[POLICY_UID_MAX];
+};
+
+static const char *trust_lookup_fn(void *ctx, const char *arn)
+{
+    struct trust_lookup *t = ctx;
+    if (t->map != NULL) {
+        return json_string_value(json_object_get(t->map, arn));
+    }
+    /* A role stored before binding: the entity holding the name now. */
+    return iam_dir_principal_uid(t->d, arn, t->uid) == COFFER_OK ? t->uid : NULL;
+}
+
+struct trust_display {
+    struct iam_directory *d;
+    const json_t *map;
+    bool changed;
+};
+
+static coffer_err trust_display_one(void *arg, json_t *value)
+{
+    struct trust_display *t = arg;
+    const char *arn = json_string_value(value);
+    const char *uid = json_string_value(json_object_get(t->map, arn));
+    char now[POLICY_UID_MAX];
+    if (uid != NULL && (iam_dir_principal_uid(t->d, arn, now) != COFFER_OK || strcmp(now, uid) != 0)) {
+        t->changed = true;
+        return json_string_set(value, uid) == 0 ? COFFER_OK : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    return COFFER_OK;
+}
+
+/* A role's trust policy as GetRole shows it: principals deleted since by their unique id, as IAM does. */
+static void trust_view(struct iam_directory *d, const json_t *rec, json_t *v)
+{
+    const json_t *map = json_object_get(rec, "_trust_ids");
+    const char *doc = json_string_value(json_object_get(rec, "AssumeRolePolicyDocument"));
+    if (json_object_size(map) == 0 || doc == NULL) {
+        return;
+    }
+    json_t *js = json_loads(doc, JSON_PRESERVE_ORDER, NULL);
+    struct trust_display t = {.d = d, .map = map};
+    if (js != NULL && policy_visit_aws_principals(js, trust_display_one, &t) == COFFER_OK && t.changed) {
+        char *text = json_dumps(js, JSON_PRESERVE_ORDER | JSON_COMPACT);
+        if (text != NULL) {
+            json_object_set_new(v, "AssumeRolePolicyDocument", json_string(text));
+        }
+        free(text);
+    }
+    json_decref(js);
+}
+
 coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *name, const char *path, int64_t now_s,
                                json_t **out)
 {
@@ -928,6 +1097,8 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
     TRY(policy_compile_ex(coffer_cursor_from_str(trust_doc),
                           POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
     policy_free(p);
+    json_t *trust_ids = NULL;
+    TRY(trust_principals(d, trust_doc, true, &trust_ids));
     char id[32], arn[ARN_MAX], when[32];
     TRY(random_id("AROA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role%s%s", acct, path, name);
@@ -935,7 +1106,8 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
     json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:{}, s:[]}", "Path", path, "RoleName", name,
                             "RoleId", id, "Arn", arn, "CreateDate", when, "AssumeRolePolicyDocument", trust_doc,
                             "MaxSessionDuration", (json_int_t)max_session, "_policies", "_attached");
-    if (rec == NULL) {
+    if (rec == NULL || json_object_set_new(rec, "_trust_ids", trust_ids) != 0) {
+        json_decref(rec);
         return coffer_fail(COFFER_ERR_VALIDATION, "invalid role fields");
     }
     if (description != NULL && description[0] != '\0') {
@@ -952,8 +1124,40 @@ coffer_err iam_dir_get(iam_directory *d, enum iam_kind kind, const char *acct, c
     json_t *rec = NULL;
     TRY(get_entity(d, kind, acct, name, &rec));
     *out = view(rec);
+    if (kind == IAM_KIND_ROLE) {
+        trust_view(d, rec, *out);
+    }
     json_decref(rec);
     return COFFER_OK;
+}
+
+coffer_err iam_dir_trust_policy(iam_directory *d, const char *acct, const char *name, policy **out)
+{
+    ENSURE(d != NULL && out != NULL, COFFER_ERR_USAGE);
+    json_t *rec = NULL;
+    policy *p = NULL;
+    TRY(get_entity(d, IAM_KIND_ROLE, acct, name, &rec));
+    coffer_err rc = COFFER_OK;
+    if (json_object_get(rec, "_trust_ids") == NULL) {
+        json_decref(rec);
+        rec = NULL;
+        TRY(edit_entity(d, IAM_KIND_ROLE, acct, name, trust_bind_edit, NULL));
+        TRY(get_entity(d, IAM_KIND_ROLE, acct, name, &rec));
+    }
+    const char *doc = json_string_value(json_object_get(rec, "AssumeRolePolicyDocument"));
+    if (doc == NULL) {
+        FAIL_OUT(COFFER_ERR_STORE, "malformed role record");
+    }
+    GUARD(policy_compile_ex(coffer_cursor_from_str(doc),
+                            POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
+    struct trust_lookup tl = {.d = d, .map = json_object_get(rec, "_trust_ids")};
+    GUARD(policy_bind_principals(p, trust_lookup_fn, &tl));
+    *out = p;
+    p = NULL;
+out:
+    policy_free(p);
+    json_decref(rec);
+    return rc;
 }
 
 /* An entity is deleted only once nothing hangs off it, as IAM requires. */

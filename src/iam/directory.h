@@ -10,7 +10,9 @@
  *   iam/user/<acct>/<lowercase name>   the User shape + "_policies" {name: document},
  *                                      "_attached" [policy ARN], "_keys" [AccessKeyMetadata]
  *   iam/role/<acct>/<lowercase name>   the Role shape (AssumeRolePolicyDocument as JSON text)
- *                                      + "_policies", "_attached"
+ *                                      + "_policies", "_attached", "_trust_ids" {ARN: unique id}
+ *                                      (the users and roles the trust policy names, bound when
+ *                                      it is stored; a record without is bound at first use)
  *   iam/policy/<acct>/<lowercase name> the Policy shape + "_document"
  * Names are unique per account without regard to case, as in IAM. Access keys themselves are
  * credential records (iam/credentials.h); a user's "_keys" lists them.
@@ -32,6 +34,7 @@
 
 #include "iam/credentials.h"
 #include "iam/identity.h"
+#include "iam/policy.h"
 #include "quota/limits.h"
 #include "store/store.h"
 
@@ -91,6 +94,12 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
                                json_t **out) __attribute__((warn_unused_result));
 coffer_err iam_dir_get(iam_directory *d, enum iam_kind kind, const char *acct, const char *name, json_t **out)
     __attribute__((warn_unused_result));
+/*
+ * The role's trust policy compiled, its users and roles bound to the unique ids they had when it
+ * was stored (iam/policy.h policy_bind_principals). The caller owns *out.
+ */
+coffer_err iam_dir_trust_policy(iam_directory *d, const char *acct, const char *name, policy **out)
+    __attribute__((warn_unused_result));
 /* DeleteConflict while the entity has access keys, inline or attached policies. */
 coffer_err iam_dir_delete(iam_directory *d, enum iam_kind kind, const char *acct, const char *name)
     __attribute__((warn_unused_result));
@@ -149,6 +158,15 @@ coffer_err iam_dir_key_delete(iam_directory *d, const char *acct, const char *us
     __attribute__((warn_unused_result));
 /* Array of {"UserName","AccessKeyId","Status","CreateDate"}. */
 coffer_err iam_dir_key_list(iam_directory *d, const char *acct, const char *user, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* ---- unique ids ---- */
+
+/*
+ * The unique id ("AIDA...", "AROA...") of the user or role `arn` names (its exact ARN, path
+ * included); COFFER_ERR_NO_SUCH_ENTITY when there is none. Reads the store.
+ */
+coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POLICY_UID_MAX])
     __attribute__((warn_unused_result));
 
 /* ---- ARNs and names ---- */

@@ -47,6 +47,10 @@ enum policy_decision iam_caller_identity_decision(iam_services *s, const struct 
     if (s->source.policies(s->source.ctx, who, &list) != COFFER_OK) {
         return POLICY_NOT_APPLICABLE; /* fail closed */
     }
+    if (!iam_policy_list_current(&list, c->principal_id)) {
+        s->source.release(s->source.ctx, &list); /* a session of a deleted (or re-created) role */
+        return POLICY_NOT_APPLICABLE;
+    }
     policy_ctx *ctx = NULL;
     if (policy_ctx_new(&ctx) != COFFER_OK ||
         authz_global_ctx(c, call->region, action, call->now_ms, ctx) != COFFER_OK) {
@@ -56,6 +60,7 @@ enum policy_decision iam_caller_identity_decision(iam_services *s, const struct 
     }
     struct policy_request req = {
         .principal_arn = c->principal_arn,
+        .principal_id = c->principal_id[0] ? c->principal_id : NULL,
         .principal_role_arn = c->role_arn[0] ? c->role_arn : NULL,
         .principal_account = c->account_id,
         .principal_type = iam_caller_policy_type(c),

@@ -11,7 +11,9 @@
 #ifndef COFFER_IAM_IDENTITY_H
 #define COFFER_IAM_IDENTITY_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "common/err.h"
 #include "iam/policy.h"
@@ -20,6 +22,13 @@ struct iam_policy_list {
     const policy *const *items; /* compiled identity policies (no Principal element) */
     size_t n;
     void *handle;               /* the source's reference; passed back to release */
+    /*
+     * The unique id the user or role has now ("AIDA...", "AROA..."), "" when it does not exist,
+     * NULL when the source does not say. A caller whose own id (a session: "AROA...:SESSION")
+     * is not this entity's acts for a principal that was deleted, maybe re-created under the
+     * same name: the authorizer refuses it.
+     */
+    const char *principal_id;
 };
 
 struct iam_identity_source {
@@ -33,6 +42,25 @@ struct iam_identity_source {
      */
     coffer_err (*policies)(void *ctx, const char *principal_arn, struct iam_policy_list *out);
     void (*release)(void *ctx, struct iam_policy_list *list); /* accepts a zeroed list */
+    /*
+     * The unique id of the IAM user or role `arn` names (policy_principal_bindable), written to
+     * uid; COFFER_ERR_NO_SUCH_ENTITY when there is none. May be NULL (nothing is bound then).
+     * Reads the store: for storing a policy or a grant, never per request.
+     */
+    coffer_err (*resolve)(void *ctx, const char *arn, char uid[POLICY_UID_MAX]);
 };
+
+/*
+ * Do credentials with unique id `caller_id` ("AIDA...", "AROA...:SESSION") still stand for the
+ * entity `list` belongs to? False once it was deleted or re-created under the same name.
+ */
+static inline bool iam_policy_list_current(const struct iam_policy_list *list, const char *caller_id)
+{
+    if (list->principal_id == NULL) {
+        return true; /* the source does not track ids */
+    }
+    size_t n = strlen(list->principal_id);
+    return n > 0 && strncmp(caller_id, list->principal_id, n) == 0 && (caller_id[n] == '\0' || caller_id[n] == ':');
+}
 
 #endif

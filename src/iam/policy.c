@@ -94,6 +94,7 @@ static void stmt_clean(struct statement *st)
     free(st->sid);
     for (size_t i = 0; i < st->n_principals; i++) {
         free(st->principals[i].s);
+        free(st->principals[i].uid);
     }
     free(st->principals);
     for (size_t i = 0; i < st->n_actions; i++) {
@@ -805,4 +806,73 @@ out:
 coffer_err policy_compile(coffer_cursor json_text, policy **out)
 {
     return policy_compile_ex(json_text, 0, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Principal binding (unique ids of IAM users and roles)
+ * ------------------------------------------------------------------------------------------- */
+
+/* A principal bound to an entity that no longer exists: no caller's unique id looks like it. */
+#define POLICY_UID_NONE "-"
+
+bool policy_principal_bindable(const char *arn)
+{
+    static const char pfx[] = "arn:aws:iam::";
+    if (arn == NULL || strncmp(arn, pfx, sizeof(pfx) - 1) != 0) {
+        return false;
+    }
+    const char *a = arn + sizeof(pfx) - 1;
+    if (strlen(a) < 14 || a[12] != ':') {
+        return false;
+    }
+    for (size_t i = 0; i < 12; i++) {
+        if (!isdigit((unsigned char)a[i])) {
+            return false;
+        }
+    }
+    return strncmp(a + 13, "user/", 5) == 0 || strncmp(a + 13, "role/", 5) == 0;
+}
+
+coffer_err policy_bind_principals(policy *p, policy_uid_lookup_fn lookup, void *ctx)
+{
+    ENSURE(p != NULL && lookup != NULL, COFFER_ERR_USAGE);
+    for (size_t i = 0; i < p->n_stmts; i++) {
+        struct statement *st = &p->stmts[i];
+        for (size_t j = 0; j < st->n_principals; j++) {
+            struct principal *pe = &st->principals[j];
+            if (pe->kind != PRINCIPAL_ARN || pe->uid != NULL || !policy_principal_bindable(pe->s)) {
+                continue;
+            }
+            const char *uid = lookup(ctx, pe->s);
+            pe->uid = strdup(uid != NULL && uid[0] != '\0' ? uid : POLICY_UID_NONE);
+            if (pe->uid == NULL) {
+                return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+            }
+        }
+    }
+    return COFFER_OK;
+}
+
+coffer_err policy_visit_aws_principals(json_t *doc, policy_principal_visit_fn fn, void *arg)
+{
+    json_t *stmts = json_object_get(doc, "Statement");
+    size_t n = json_is_array(stmts) ? json_array_size(stmts) : 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *st = json_is_array(stmts) ? json_array_get(stmts, i) : stmts;
+        static const char *const elems[] = {"Principal", "NotPrincipal"};
+        for (size_t e = 0; e < 2; e++) {
+            json_t *aws = json_object_get(json_object_get(st, elems[e]), "AWS");
+            if (json_is_string(aws)) {
+                TRY(fn(arg, aws));
+            }
+            size_t j;
+            json_t *v;
+            json_array_foreach(aws, j, v) {
+                if (json_is_string(v)) {
+                    TRY(fn(arg, v));
+                }
+            }
+        }
+    }
+    return COFFER_OK;
 }

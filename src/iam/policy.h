@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/buf.h"
 #include "common/err.h"
 
@@ -63,6 +65,7 @@ struct policy_request {
     const char *action;
     const char *resource;
     const policy_ctx *ctx;
+    const char *principal_id; /* unique id: "AIDA..." (user), "AROA...:SESSION" (session); may be NULL */
 };
 
 /*
@@ -76,6 +79,30 @@ coffer_err policy_compile(coffer_cursor json_text, policy **out) __attribute__((
 coffer_err policy_compile_ex(coffer_cursor json_text, unsigned flags, policy **out)
     __attribute__((warn_unused_result));
 void policy_free(policy *p); /* accepts NULL */
+
+/*
+ * Principal binding. An IAM user or role ARN in a Principal/NotPrincipal element
+ * ("arn:aws:iam::ACCT:user/...", "...:role/...") names the entity that had that name when the
+ * policy was stored, by its unique id, as AWS does. policy_bind_principals asks `lookup` for the
+ * id of each such ARN (borrowed result; NULL when it has none, e.g. it was deleted) and binds the
+ * entry to it: a bound entry then matches only a caller whose principal_id is that id (or, for a
+ * role, one of its sessions, "ID:SESSION"); an entry whose lookup gave NULL matches nobody.
+ * Entries never bound keep matching by ARN. Call once, before the policy is shared.
+ */
+#define POLICY_UID_MAX 32 /* bytes of a unique id, with NUL */
+typedef const char *(*policy_uid_lookup_fn)(void *ctx, const char *arn);
+coffer_err policy_bind_principals(policy *p, policy_uid_lookup_fn lookup, void *ctx)
+    __attribute__((warn_unused_result));
+/*
+ * Calls fn on every string under "AWS" of every Principal / NotPrincipal of a parsed policy
+ * document (fn may change the string in place), stopping at the first error it returns. For
+ * finding the principals to bind when a policy is stored, and for showing them.
+ */
+typedef coffer_err (*policy_principal_visit_fn)(void *arg, json_t *value);
+coffer_err policy_visit_aws_principals(json_t *doc, policy_principal_visit_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+/* True for the ARNs policy_bind_principals binds: an IAM user or role (not a root, not a session). */
+bool policy_principal_bindable(const char *arn);
 
 size_t policy_statement_count(const policy *p);
 /* The document's Id, or NULL when absent. Borrowed from p. */

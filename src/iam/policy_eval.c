@@ -960,6 +960,28 @@ static bool same_account_root(const char *arn, const char *acct)
     return arn != NULL && strcmp(arn, root) == 0;
 }
 
+/*
+ * Does a user or role entry bound to a unique id name the caller? The user itself ("AIDA..."), or
+ * a session of the role ("AROA...:SESSION"); a name reused by a new entity has a new id.
+ */
+static bool principal_uid_names(const struct principal *pe, const char *caller_uid)
+{
+    if (caller_uid == NULL) {
+        return false;
+    }
+    size_t n = strlen(pe->uid);
+    return strncmp(caller_uid, pe->uid, n) == 0 && (caller_uid[n] == '\0' || caller_uid[n] == ':');
+}
+
+/* An ARN entry names `arn` (the caller's or its role's): by unique id once bound, else by ARN. */
+static bool principal_arn_names(const struct principal *pe, const char *arn, const struct policy_request *req)
+{
+    if (arn == NULL || strcmp(arn, pe->s) != 0) {
+        return false;
+    }
+    return pe->uid == NULL || principal_uid_names(pe, req->principal_id);
+}
+
 static bool principal_entry_matches(const struct principal *pe, const struct policy_request *req)
 {
     switch (pe->kind) {
@@ -970,8 +992,7 @@ static bool principal_entry_matches(const struct principal *pe, const struct pol
                strcmp(req->principal_account, pe->s) == 0 &&
                (req->principal_type == NULL || strcmp(req->principal_type, "Service") != 0);
     case PRINCIPAL_ARN:
-        return (req->principal_arn != NULL && strcmp(req->principal_arn, pe->s) == 0) ||
-               (req->principal_role_arn != NULL && strcmp(req->principal_role_arn, pe->s) == 0);
+        return principal_arn_names(pe, req->principal_arn, req) || principal_arn_names(pe, req->principal_role_arn, req);
     case PRINCIPAL_SERVICE:
         return req->principal_type != NULL && strcmp(req->principal_type, "Service") == 0 &&
                req->principal_arn != NULL && strcasecmp(req->principal_arn, pe->s) == 0;
@@ -982,14 +1003,14 @@ static bool principal_entry_matches(const struct principal *pe, const struct pol
 }
 
 /* Is one identity facet (an ARN or an account) named by a NotPrincipal list? */
-static bool np_lists_arn(const struct statement *st, const char *arn)
+static bool np_lists_arn(const struct statement *st, const char *arn, const struct policy_request *req)
 {
     for (size_t i = 0; i < st->n_principals; i++) {
         const struct principal *pe = &st->principals[i];
         if (pe->kind == PRINCIPAL_ANY) {
             return true;
         }
-        if (pe->kind == PRINCIPAL_ARN && strcmp(pe->s, arn) == 0) {
+        if (pe->kind == PRINCIPAL_ARN && principal_arn_names(pe, arn, req)) {
             return true;
         }
         if (pe->kind == PRINCIPAL_ACCOUNT && same_account_root(arn, pe->s)) {
@@ -1023,10 +1044,10 @@ static bool not_principal_excludes(const struct statement *st, const struct poli
     if (req->principal_arn == NULL) {
         return false;
     }
-    if (!np_lists_arn(st, req->principal_arn)) {
+    if (!np_lists_arn(st, req->principal_arn, req)) {
         return false;
     }
-    if (req->principal_role_arn != NULL && !np_lists_arn(st, req->principal_role_arn)) {
+    if (req->principal_role_arn != NULL && !np_lists_arn(st, req->principal_role_arn, req)) {
         return false;
     }
     if (req->principal_account != NULL && !same_account_root(req->principal_arn, req->principal_account) &&

@@ -83,7 +83,8 @@ enum principal_kind {
 
 struct principal {
     enum principal_kind kind;
-    char *s; /* account id (12 digits), ARN or service name */
+    char *s;   /* account id (12 digits), ARN or service name */
+    char *uid; /* PRINCIPAL_ARN of a user or role: the unique id it is bound to (policy_bind_principals) */
 };
 
 struct statement {

@@ -53,6 +53,7 @@ static enum policy_decision trust_decision(const policy *trust, const struct api
     }
     struct policy_request req = {
         .principal_arn = as_account_root ? root : c->principal_arn,
+        .principal_id = as_account_root || c->principal_id[0] == '\0' ? NULL : c->principal_id,
         .principal_role_arn = !as_account_root && c->role_arn[0] ? c->role_arn : NULL,
         .principal_account = c->account_id,
         .principal_type = as_account_root ? "Account" : iam_caller_policy_type(c),
@@ -157,10 +158,8 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }
-    const char *doc = json_string_value(json_object_get(role, "AssumeRolePolicyDocument"));
-    if (doc == NULL || policy_compile_ex(coffer_cursor_from_str(doc),
-                                         POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL,
-                                         &trust) != COFFER_OK) {
+    /* Bound: a user or role it names is the one that existed when it was stored, not a namesake. */
+    if (iam_dir_trust_policy(s->dir, acct, name, &trust) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }

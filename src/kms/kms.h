@@ -46,6 +46,13 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
  * authenticated caller may do anything in its own account. Call before serving requests.
  */
 void kms_service_set_authorizer(struct kms_service *svc, authz *az);
+/*
+ * Binds the IAM users and roles named by key policies and grants stored before principals were
+ * bound to unique ids (to the entities holding those names now; a name with no entity binds
+ * nobody) and persists the bindings. Call at start, after kms_service_set_authorizer and before
+ * serving; idempotent. Store errors are returned.
+ */
+coffer_err kms_service_bind_principals(struct kms_service *svc) __attribute__((warn_unused_result));
 
 /* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
 struct coffer_limits;

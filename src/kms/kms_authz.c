@@ -220,10 +220,22 @@ static bool grant_constraints_ok(const json_t *g, const char *grant_op, const js
     return true;
 }
 
+/* A bound grant principal names the caller by unique id: the user, or a session of the role. */
+static bool grant_uid_names(const char *uid, const struct api_caller *c)
+{
+    size_t n = strlen(uid);
+    return strncmp(c->principal_id, uid, n) == 0 && (c->principal_id[n] == '\0' || c->principal_id[n] == ':');
+}
+
 bool kms_grant_names(const json_t *g, const struct api_caller *c, const char *member)
 {
     const char *p = json_string_value(json_object_get(g, member));
-    return p != NULL && (strcmp(p, c->principal_arn) == 0 || (c->role_arn[0] != '\0' && strcmp(p, c->role_arn) == 0));
+    if (p == NULL ||
+        !(strcmp(p, c->principal_arn) == 0 || (c->role_arn[0] != '\0' && strcmp(p, c->role_arn) == 0))) {
+        return false;
+    }
+    const char *uid = kms_grant_principal_id(g, member);
+    return uid == NULL || grant_uid_names(uid, c);
 }
 
 bool kms_grant_has_op(const json_t *g, const char *op)

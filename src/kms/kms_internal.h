@@ -311,6 +311,28 @@ void kms_grant_prefix(char *out, size_t n, const char *acct, const char *region,
 bool kms_grant_names(const json_t *g, const struct api_caller *c, const char *member);
 bool kms_grant_has_op(const json_t *g, const char *op);
 
+/* ---- principal binding (kms_principals.c) ---- */
+/*
+ * The {"ARN": "unique id"} map of the IAM users and roles a key policy names, for the key
+ * record's "PolicyPrincipals". MalformedPolicyDocumentException ("Policy contains a statement
+ * with one or more invalid principals.") when one does not exist and `strict` (else it is left
+ * out: bound to nobody). Reads the store.
+ */
+coffer_err kms_policy_principals(const struct kms_service *svc, const char *text, bool strict, json_t **out)
+    __attribute__((warn_unused_result));
+/* Compiles rec.Policy bound to rec.PolicyPrincipals (resolved now for a record without). */
+coffer_err kms_key_policy_compile(const struct kms_service *svc, const json_t *rec, policy **out)
+    __attribute__((warn_unused_result));
+/* rec.Policy as GetKeyPolicy returns it: principals no longer holding their ARN by unique id. */
+coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec, char **out)
+    __attribute__((warn_unused_result));
+/* Binds a new grant's GranteePrincipal / RetiringPrincipal (InvalidArnException when missing). */
+coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g) __attribute__((warn_unused_result));
+/* The unique id `member` of grant g is bound to; NULL when unbound. */
+const char *kms_grant_principal_id(const json_t *g, const char *member);
+/* Grant copies as ListGrants shows them: internal ids removed, stale principals by unique id. */
+void kms_grants_view_principals(const struct kms_service *svc, json_t *items);
+
 /* ---- operation handlers ---- */
 #define KMS_OPS(X) \
     X(CancelKeyDeletion) \

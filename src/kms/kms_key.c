@@ -319,7 +319,7 @@ void kms_key_free(struct kms_key *k)
 }
 
 /* Fills the identity fields of k from its record. */
-static coffer_err key_from_rec(struct kms_key *k, json_t *rec)
+static coffer_err key_from_rec(const struct kms_service *svc, struct kms_key *k, json_t *rec)
 {
     const char *id = json_string_value(json_object_get(rec, "KeyId"));
     const char *acct = json_string_value(json_object_get(rec, "AWSAccountId"));
@@ -331,7 +331,7 @@ static coffer_err key_from_rec(struct kms_key *k, json_t *rec)
         return coffer_fail(COFFER_ERR_STORE, "corrupt key record");
     }
     const char *pol = json_string_value(json_object_get(rec, "Policy"));
-    if (pol == NULL || kms_policy_compile(pol, &k->kpol) != COFFER_OK) {
+    if (pol == NULL || kms_key_policy_compile(svc, rec, &k->kpol) != COFFER_OK) {
         return coffer_fail(COFFER_ERR_STORE, "corrupt key policy");
     }
     snprintf(k->key_id, sizeof(k->key_id), "%s", id);
@@ -417,7 +417,7 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     if (rec == NULL || k == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "corrupt key record");
     }
-    GUARD(key_from_rec(k, rec));
+    GUARD(key_from_rec(svc, k, rec));
     rec = NULL;
     GUARD(load_materials(svc, k));
     GUARD(kms_grants_load(svc, k, &k->grants));
@@ -727,7 +727,15 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     if (!kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "bad key state");
     }
-    GUARD(kms_policy_compile(json_string_value(json_object_get(rec, "Policy")), &kpol));
+    if (json_object_get(rec, "PolicyPrincipals") == NULL && authz_resolves_principals(svc->az)) {
+        /* A record from before binding: its principals are bound (as loaded) from now on. */
+        json_t *principals = NULL;
+        GUARD(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+    }
+    GUARD(kms_key_policy_compile(svc, rec, &kpol));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
     GUARD(store_txn_begin(svc->st, &t));
     GUARD(put_json(t, skey, rec));
@@ -781,7 +789,7 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         rc = kms_nomem();
         goto out;
     }
-    GUARD(key_from_rec(k, rec));
+    GUARD(key_from_rec(svc, k, rec));
     rec = NULL; /* owned by k now */
     if ((k->grants = json_array()) == NULL) {
         rc = kms_nomem();

@@ -357,6 +357,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
+    GUARD(kms_grant_bind_principals(svc, rec));
     grant_store_key(skey, sizeof(skey), k, grant_id);
     /* Before the commit: the request's event is written then, naming the new grant. */
     GUARD(grant_output(call, k, grant_id));
@@ -455,6 +456,7 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
         json_decref(items);
         return rc;
     }
+    kms_grants_view_principals(svc, items);
     return paged_output(call, items, truncated, last);
 }
 
@@ -545,6 +547,7 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
         json_decref(s.items);
         return rc;
     }
+    kms_grants_view_principals(svc, s.items);
     return paged_output(call, s.items, s.truncated, s.last);
 }
 

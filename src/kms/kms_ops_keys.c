@@ -136,17 +136,35 @@ static coffer_err lockout_refused(void)
  * (kms.md §5) unless bypassed: the policy must still let the caller call PutKeyPolicy.
  */
 static coffer_err key_policy_accept(const struct kms_service *svc, const struct api_call *call, const char *key_arn,
-                                    const char *text, bool bypass)
+                                    const char *text, bool bypass, json_t **principals)
 {
     if (strlen(text) > svc->limits.kms_key_policy_bytes) {
         return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %zu bytes.",
                            svc->limits.kms_key_policy_bytes);
     }
     policy *p = NULL;
+    json_t *rec = NULL;
     TRY(kms_policy_compile(text, &p));
+    policy_free(p);
+    p = NULL;
+    /* The users and roles it names, bound now; the lockout check sees the policy as stored. */
+    TRY(kms_policy_principals(svc, text, true, principals));
+    rec = json_pack("{s:s,s:O}", "Policy", text, "PolicyPrincipals", *principals);
+    coffer_err rc = rec != NULL ? kms_key_policy_compile(svc, rec, &p) : kms_nomem();
+    json_decref(rec);
+    if (rc != COFFER_OK) {
+        json_decref(*principals);
+        *principals = NULL;
+        return rc;
+    }
     bool ok = bypass || kms_policy_lockout_ok(svc, call, key_arn, p);
     policy_free(p);
-    return ok ? COFFER_OK : lockout_refused();
+    if (!ok) {
+        json_decref(*principals);
+        *principals = NULL;
+        return lockout_refused();
+    }
+    return COFFER_OK;
 }
 
 coffer_err kms_op_CreateKey(void *state, struct api_call *call)
@@ -156,7 +174,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     coffer_err rc = COFFER_OK;
-    json_t *rec = NULL, *tags = NULL, *meta = NULL;
+    json_t *rec = NULL, *tags = NULL, *meta = NULL, *principals = NULL;
     char *policy_text = NULL;
     const char *spec = NULL;
     char id[CRYPTO_UUID_STR_LEN + 1];
@@ -175,7 +193,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     if (r.policy != NULL) {
         char arn[KMS_ARN_MAX];
         kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
-        GUARD(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout));
+        GUARD(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout, &principals));
     }
     policy_text = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
     if (policy_text == NULL) {
@@ -188,7 +206,8 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
                     r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
                     "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
                     "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
-    if (rec == NULL) {
+    if (rec == NULL ||
+        json_object_set_new(rec, "PolicyPrincipals", principals != NULL ? json_incref(principals) : json_object()) != 0) {
         rc = kms_nomem();
         goto out;
     }
@@ -212,6 +231,7 @@ out:
     json_decref(meta);
     json_decref(rec);
     json_decref(tags);
+    json_decref(principals);
     free(policy_text);
     kms_req_clean(&r);
     return rc;
@@ -334,9 +354,15 @@ coffer_err kms_op_GetKeyPolicy(void *state, struct api_call *call)
         kms_release(svc);
         return coffer_fail(COFFER_ERR_NOT_FOUND, "No such policy exists");
     }
-    call->output = json_pack("{s:s,s:s}", "Policy", json_string_value(json_object_get(k->rec, "Policy")),
-                             "PolicyName", "default");
+    /* Shown as stored, except principals deleted since: those by their unique id, as AWS does. */
+    json_t *rec = json_incref(k->rec);
     kms_release(svc);
+    char *text = NULL;
+    rc = kms_key_policy_text(svc, rec, &text);
+    json_decref(rec);
+    TRY(rc);
+    call->output = json_pack("{s:s,s:s}", "Policy", text, "PolicyName", "default");
+    free(text);
     return call->output != NULL ? COFFER_OK : kms_nomem();
 }
 
@@ -531,13 +557,14 @@ coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
     struct kms_key *k;
     TRY(kms_begin_key_write(svc, call, "PutKeyPolicy", audit, KMS_RULE_ANY, &r, &k));
     coffer_err rc = COFFER_OK;
-    json_t *rec = NULL;
+    json_t *rec = NULL, *principals = NULL;
     if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {
         FAIL_OUT(COFFER_ERR_NOT_FOUND, "No such policy exists");
     }
-    GUARD(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout));
+    GUARD(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout, &principals));
     rec = json_deep_copy(k->rec);
-    if (rec == NULL || json_object_set_new(rec, "Policy", json_string(r.policy)) != 0) {
+    if (rec == NULL || json_object_set_new(rec, "Policy", json_string(r.policy)) != 0 ||
+        json_object_set(rec, "PolicyPrincipals", principals) != 0) {
         rc = kms_nomem();
         goto out;
     }
@@ -546,6 +573,7 @@ coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
     rec = NULL;
 out:
     json_decref(rec);
+    json_decref(principals);
     kms_write_release(svc);
     return rc;
 }

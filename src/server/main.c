@@ -230,6 +230,7 @@ int main(int argc, char **argv)
         struct iam_identity_source identities = iam_directory_identity_source(dir);
         GUARD(authz_new(&identities, &az));
         kms_service_set_authorizer(kms, az);
+        GUARD(kms_service_bind_principals(kms));
     }
 
     if (!cfg.insecure_http) {

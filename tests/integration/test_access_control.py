@@ -228,6 +228,10 @@ class AccessControlTest(ServerTestCase):
         iam_b = self.client("iam", b)
 
         # Account B: a role its user "operator" may assume, allowed to use keys of other accounts.
+        # The user exists first: a trust policy binds the users it names.
+        role_arn = "arn:aws:iam::%s:role/snapshot-copier" % b_id
+        operator = self.user(iam_b, "operator", policy_doc(
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}))
         role_arn = iam_b.create_role(RoleName="snapshot-copier", AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::%s:user/operator" % b_id},
@@ -235,8 +239,6 @@ class AccessControlTest(ServerTestCase):
         iam_b.put_role_policy(RoleName="snapshot-copier", PolicyName="use-shared-keys", PolicyDocument=policy_doc(
             {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:CreateGrant", "kms:DescribeKey"],
              "Resource": "arn:aws:kms:*:%s:key/*" % a_id}))
-        operator = self.user(iam_b, "operator", policy_doc(
-            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role_arn}))
         # B's other user holds an equally broad identity policy but is not named by A's key policy.
         bystander = self.user(iam_b, "bystander", policy_doc(
             {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}))

@@ -287,6 +287,7 @@ class StsBoto3Test(IamBase):
         k = iam.create_access_key(UserName="b3-outsider")["AccessKey"]
         user = (k["AccessKeyId"], k["SecretAccessKey"])
         iam.put_user_policy(UserName="b3-outsider", PolicyName="assume", PolicyDocument=allow("sts:AssumeRole"))
+        iam.create_user(UserName="someone-else")  # a trust policy may name only existing users
         role = iam.create_role(RoleName="b3-closed-role",
                                AssumeRolePolicyDocument=trust("arn:aws:iam::%s:user/someone-else" % ACCOUNT))["Role"]
         with self.assertRaises(ClientError) as cm:

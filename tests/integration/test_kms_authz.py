@@ -166,7 +166,8 @@ class KmsAuthzTest(ServerTestCase):
     def test_grant_lifecycle(self):
         md = self.new_key()
         key = md["KeyId"]
-        grantee = "arn:aws:iam::%s:user/app" % ACCOUNT
+        # A grantee must exist (grants bind to its unique id).
+        grantee = self.server.client("iam").create_user(UserName="app")["User"]["Arn"]
         retiring = ROOT
         g = self.kms.create_grant(KeyId=key, GranteePrincipal=grantee, RetiringPrincipal=retiring,
                                   Operations=["Decrypt", "Encrypt"], Name="app-grant",
@@ -214,6 +215,8 @@ class KmsAuthzTest(ServerTestCase):
 
     def test_grant_cli(self):
         md = self.new_key()
+        self.server.client("iam").create_role(RoleName="worker", AssumeRolePolicyDocument=doc(
+            {"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "sts:AssumeRole"}))
         rc, out, err = self.server.aws("kms", "create-grant", "--key-id", md["KeyId"], "--grantee-principal",
                                        "arn:aws:iam::%s:role/worker" % ACCOUNT, "--operations", "Decrypt",
                                        "GenerateDataKey", "--retiring-principal", ROOT)

@@ -548,7 +548,7 @@ static void test_eval_table(void **state)
         struct who w;
         make_who(t->who, &w);
         struct policy_request req = {w.arn, w.role, w.account, w.type, t->act ? t->act : "kms:Encrypt",
-                                     t->res ? t->res : KEY, c};
+                                     t->res ? t->res : KEY, c, NULL};
         enum policy_decision got = policy_evaluate(p, &req);
         if (got != t->want) {
             print_error("line %d: got %s, want %s\n", t->line, policy_decision_name(got),
@@ -760,7 +760,7 @@ static void test_limits(void **state)
     assert_int_equal(policy_compile(coffer_cursor_from_str(trust), &p), COFFER_ERR_MALFORMED_POLICY);
     assert_int_equal(policy_compile_ex(coffer_cursor_from_str(trust), POLICY_COMPILE_RESOURCE_OPTIONAL, &p),
                      COFFER_OK);
-    struct policy_request req = {SESSION, ROLE, OTHER, "AssumedRole", "sts:AssumeRole", NULL, NULL};
+    struct policy_request req = {SESSION, ROLE, OTHER, "AssumedRole", "sts:AssumeRole", NULL, NULL, NULL};
     assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
     req.principal_account = ACCT;
     req.principal_arn = ALICE;
@@ -789,6 +789,53 @@ static void test_limits(void **state)
     policy_free(NULL);
 }
 
+/* Principal binding: a user or role entry matches the unique id it was bound to, nothing else. */
+static const char *bind_stub(void *ctx, const char *arn)
+{
+    (void)ctx;
+    if (strcmp(arn, ALICE) == 0) {
+        return "AIDAALICE000000000001";
+    }
+    if (strcmp(arn, ROLE) == 0) {
+        return "AROAREADER00000000001";
+    }
+    return NULL; /* deleted: bound to nobody */
+}
+
+static void test_principal_binding(void **state)
+{
+    (void)state;
+    const char *doc = "{\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"" ALICE "\",\"" ROLE
+                      "\",\"arn:aws:iam::" ACCT ":user/gone\"]},\"Action\":\"kms:*\",\"Resource\":\"*\"}]}";
+    policy *p = NULL;
+    assert_int_equal(policy_compile(coffer_cursor_from_str(doc), &p), COFFER_OK);
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL, NULL};
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW); /* unbound: by ARN */
+    assert_int_equal(policy_bind_principals(p, bind_stub, NULL), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE); /* no id: not the bound alice */
+    req.principal_id = "AIDAALICE000000000001";
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
+    req.principal_id = "AIDAALICE000000000002"; /* a new alice */
+    assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE);
+    req.principal_id = "AIDAALICE0000000000011"; /* a prefix is not a match */
+    assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE);
+    struct policy_request sess = {SESSION, ROLE, OTHER, "AssumedRole", "kms:Encrypt", KEY, NULL,
+                                  "AROAREADER00000000001:s1"};
+    assert_int_equal(policy_evaluate(p, &sess), POLICY_ALLOW);
+    sess.principal_id = "AROAREADER00000000002:s1"; /* a session of a re-created role */
+    assert_int_equal(policy_evaluate(p, &sess), POLICY_NOT_APPLICABLE);
+    struct policy_request gone = {"arn:aws:iam::" ACCT ":user/gone", NULL, ACCT, "User", "kms:Encrypt", KEY, NULL,
+                                  "AIDAGONE0000000000001"};
+    assert_int_equal(policy_evaluate(p, &gone), POLICY_NOT_APPLICABLE);
+    policy_free(p);
+    assert_true(policy_principal_bindable(ALICE));
+    assert_true(policy_principal_bindable(ROLE));
+    assert_false(policy_principal_bindable("arn:aws:iam::" ACCT ":root"));
+    assert_false(policy_principal_bindable(SESSION));
+    assert_false(policy_principal_bindable(ACCT));
+    assert_false(policy_principal_bindable("*"));
+}
+
 static void test_combine(void **state)
 {
     (void)state;
@@ -809,7 +856,7 @@ static void test_combine(void **state)
     policy *ident = compile_ok(DOC("{'Effect':'Allow','Action':'kms:Encrypt','Resource':'" KEY "'}"));
     policy *deny = compile_ok(DOC("{'Effect':'Deny','Action':'kms:*','Resource':'*','Condition':{'Bool':{'aws:SecureTransport':'false'}}}"));
     policy_ctx *c = make_ctx("aws:SecureTransport=false");
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL};
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL, NULL};
     const policy *set1[] = {key, ident, NULL};
     assert_int_equal(policy_evaluate_all(set1, 3, &req), A);
     const policy *set2[] = {key, ident, deny};
@@ -847,7 +894,7 @@ static void test_ctx_api(void **state)
                                  "'DateEquals':{'aws:CurrentTime':'2026-11-23T09:00:00Z'},"
                                  "'Bool':{'aws:SecureTransport':'true'},'NumericLessThan':{'x:n':'-41'},"
                                  "'ForAllValues:StringEquals':{'kms:EncryptionContextKeys':'a'}}"));
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c};
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c, NULL};
     assert_int_equal(policy_evaluate(p, &req), A);
     assert_int_equal(policy_ctx_add(c, "KMS:EncryptionContextKeys", "b"), COFFER_OK); /* same key, any case */
     assert_int_equal(policy_evaluate(p, &req), N);
@@ -912,7 +959,7 @@ static void test_bench(void **state)
     assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_OK);
     policy_ctx *c = make_ctx("kms:CallerAccount=" ACCT ";kms:EncryptionContext:Dept=IT;aws:SourceIp=10.1.2.3;"
                              NOW ";aws:SecureTransport=false");
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c};
+    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c, NULL};
     /* worst case: every statement's conditions are evaluated, the last Bool fails each time */
     struct timespec t0, t1;
     const int iters = 200000;
@@ -956,7 +1003,7 @@ static enum policy_decision eval_one(const char *doc, const policy_ctx *c)
 {
     policy *p = compile_ok(doc);
     struct policy_request req = {
-        "arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt", KEY, c};
+        "arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt", KEY, c, NULL};
     enum policy_decision d = policy_evaluate(p, &req);
     policy_free(p);
     return d;
@@ -1199,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_bench),           cmocka_unit_test(test_glob_differential),
         cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
         cmocka_unit_test(test_absent_key),
+        cmocka_unit_test(test_principal_binding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
