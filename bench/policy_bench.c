@@ -17,6 +17,7 @@
 #include "iam/policy_internal.h"
 
 #define EC_MAX 8192            /* kms_input.c ENCRYPTION_CONTEXT_MAX */
+#define KEY_POLICY_MAX 32768  /* the default key policy size quota */
 #define UA_MAX 8192            /* authz.h AUTHZ_USER_AGENT_MAX: what aws:UserAgent holds */
 
 static double now_ms(void)
@@ -60,6 +61,8 @@ static policy *make_policy(const char *key, size_t n_patterns, size_t seg)
     return p;
 }
 
+/* Times policy_evaluate without a budget (the matcher's own cost) and as cofferd runs it, with
+ * the per-decision budget (policy_budget_reset): the second is what a request can provoke. */
 static void run(const char *name, const policy *p, const policy_ctx *ctx, int iters)
 {
     struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
@@ -74,8 +77,21 @@ static void run(const char *name, const policy *p, const policy_ctx *ctx, int it
         worst = b > worst ? b : worst;
     }
     double per = (now_ms() - t0) / iters;
-    printf("%-58s %8.3f ms/eval (max %7.3f)  %10llu steps  %s\n", name, per, worst,
-           (unsigned long long)((policy_glob_steps() - s0) / (uint64_t)iters), policy_decision_name(d));
+    uint64_t steps = (policy_glob_steps() - s0) / (uint64_t)iters;
+    double worst_b = 0;
+    enum policy_decision db = d;
+    for (int i = 0; i < iters; i++) {
+        policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
+        double a = now_ms();
+        db = policy_evaluate(p, &req);
+        double b = now_ms() - a;
+        worst_b = b > worst_b ? b : worst_b;
+    }
+    bool spent = policy_budget_exhausted();
+    policy_budget_reset(0);
+    printf("%-50s %8.3f ms (max %7.3f) %10llu steps  %-12s | budgeted max %6.3f ms %s\n", name, per, worst,
+           (unsigned long long)steps, policy_decision_name(d), worst_b,
+           spent ? "refused (budget)" : policy_decision_name(db));
 }
 
 int main(int argc, char **argv)
@@ -153,6 +169,32 @@ int main(int argc, char **argv)
     }
     run("1 x \"*a*a*...*ab*\" (1024 segments) vs 8 KB value", p4, ctx, iters);
     policy_free(p4);
+    /* 5. a whole key policy (32 KB) of short patterns that each scan the whole value */
+    size_t cap = KEY_POLICY_MAX + 256, o = 0;
+    char *big = malloc(cap);
+    static const char stmt[] = "{\"Effect\":\"Deny\",\"Action\":\"*\",\"Resource\":\"*\","
+                               "\"Condition\":{\"StringLike\":{\"kms:EncryptionContext:k\":[";
+    o += (size_t)snprintf(big, cap, "{\"Statement\":[%s", stmt);
+    size_t n_short = 0;
+    while (o + sizeof(stmt) + 32 < KEY_POLICY_MAX) {
+        if (n_short > 0 && n_short % 1000 == 0) { /* at most 1024 values per condition */
+            o += (size_t)snprintf(big + o, cap - o, "]}}},%s", stmt);
+        }
+        o += (size_t)snprintf(big + o, cap - o, "%s\"*%c%c*\"", n_short % 1000 ? "," : "",
+                              'b' + (int)(n_short % 20), 'b' + (int)(n_short / 20 % 20));
+        n_short++;
+    }
+    snprintf(big + o, cap - o, "]}}}]}");
+    policy *p5 = NULL;
+    if (policy_compile(coffer_cursor_from_str(big), &p5) != COFFER_OK) {
+        fprintf(stderr, "compile of the 32 KB policy failed: %s\n", coffer_last_message());
+        return 1;
+    }
+    char name5[96];
+    snprintf(name5, sizeof(name5), "%zu x \"*xy*\" (a 32 KB key policy) vs 8 KB value", n_short);
+    run(name5, p5, ctx, iters);
+    policy_free(p5);
+    free(big);
     free(pat);
     free(doc);
     free(ec);

@@ -272,7 +272,13 @@ static coffer_err build_ctx(const struct authz_request *req, unsigned want, poli
 /* Decision                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-enum denial { DENY_RESOURCE_EXPLICIT, DENY_IDENTITY_EXPLICIT, DENY_NO_RESOURCE_ALLOW, DENY_NO_IDENTITY_ALLOW };
+enum denial {
+    DENY_RESOURCE_EXPLICIT,
+    DENY_IDENTITY_EXPLICIT,
+    DENY_NO_RESOURCE_ALLOW,
+    DENY_NO_IDENTITY_ALLOW,
+    DENY_TOO_COSTLY,
+};
 
 static coffer_err deny(const struct authz_request *req, enum denial why)
 {
@@ -281,9 +287,10 @@ static coffer_err deny(const struct authz_request *req, enum denial why)
         [DENY_IDENTITY_EXPLICIT] = "with an explicit deny in an identity-based policy",
         [DENY_NO_RESOURCE_ALLOW] = "because no resource-based policy allows the",
         [DENY_NO_IDENTITY_ALLOW] = "because no identity-based policy allows the",
+        [DENY_TOO_COSTLY] = "because the policies that apply cost too much to evaluate for this request",
     };
     const char *resource = req->resource != NULL ? req->resource : "*";
-    if (why == DENY_RESOURCE_EXPLICIT || why == DENY_IDENTITY_EXPLICIT) {
+    if (why == DENY_RESOURCE_EXPLICIT || why == DENY_IDENTITY_EXPLICIT || why == DENY_TOO_COSTLY) {
         return coffer_fail(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
                            req->caller->principal_arn, req->action, resource, tail[why]);
     }
@@ -316,14 +323,15 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
         .ctx = ctx,
     };
     const policy *rp = req->resource_policy;
+    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS); /* one budget for the whole decision */
     enum policy_decision rdec = rp != NULL ? policy_evaluate(rp, &pr) : POLICY_NOT_APPLICABLE;
     if (rdec == POLICY_DENY_EXPLICIT) {
-        return (struct verdict){false, DENY_RESOURCE_EXPLICIT};
+        return (struct verdict){false, policy_budget_exhausted() ? DENY_TOO_COSTLY : DENY_RESOURCE_EXPLICIT};
     }
     /* The root has every identity permission in its own account; no source, no policies. */
     enum policy_decision idec = root ? POLICY_ALLOW : policy_evaluate_all(ids, n_ids, &pr);
     if (idec == POLICY_DENY_EXPLICIT) {
-        return (struct verdict){false, DENY_IDENTITY_EXPLICIT};
+        return (struct verdict){false, policy_budget_exhausted() ? DENY_TOO_COSTLY : DENY_IDENTITY_EXPLICIT};
     }
     if (req->granted) {
         return (struct verdict){true, 0};
@@ -349,7 +357,7 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
     if (policy_evaluate(rp, &pr) == POLICY_ALLOW) {
         return (struct verdict){true, 0};
     }
-    return (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
+    return (struct verdict){false, policy_budget_exhausted() ? DENY_TOO_COSTLY : DENY_NO_IDENTITY_ALLOW};
 }
 
 /*

@@ -68,6 +68,7 @@ enum policy_decision iam_caller_identity_decision(iam_services *s, const struct 
         .resource = resource,
         .ctx = ctx,
     };
+    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
     enum policy_decision d = policy_evaluate_all(list.items, list.n, &req);
     policy_ctx_free(ctx);
     s->source.release(s->source.ctx, &list);

@@ -117,6 +117,21 @@ const char *policy_id(const policy *p);
 enum policy_decision policy_evaluate(const policy *p, const struct policy_request *req)
     __attribute__((nonnull(1, 2)));
 
+/*
+ * Per-thread evaluation budget, in wildcard-matcher steps (one step is one subject byte against
+ * one 64-bit word of a segment). A policy is written by one tenant and the request by another
+ * (or by the same tenant, against a server shared by all): each input is capped, yet a key
+ * policy full of short patterns against a context at its cap costs ~40 M steps (~70 ms). Callers
+ * that decide one request reset the budget first; once it is spent, every further match fails
+ * at once and policy_evaluate answers POLICY_DENY_EXPLICIT (fail closed: a Deny that was not
+ * evaluated cannot be assumed not to apply), and policy_budget_exhausted() says why.
+ * 2 M steps is ~4 ms here and over twice the costliest realistic policy (bench/policy_bench.c).
+ * Without a reset on the thread, or after policy_budget_reset(0), there is no budget.
+ */
+#define POLICY_EVAL_BUDGET_STEPS 2000000u
+void policy_budget_reset(uint64_t steps);
+bool policy_budget_exhausted(void);
+
 /* Combines decisions of several policies: explicit deny wins, then allow, else implicit deny. */
 enum policy_decision policy_combine(const enum policy_decision *d, size_t n);
 /* Evaluates every (non-NULL) policy and combines, stopping at the first explicit deny. */

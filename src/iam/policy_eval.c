@@ -377,6 +377,28 @@ uint64_t policy_glob_steps(void)
     return glob_steps;
 }
 
+static _Thread_local uint64_t budget_end; /* glob_steps at which matching stops; 0: no budget */
+static _Thread_local bool budget_spent;
+
+void policy_budget_reset(uint64_t steps)
+{
+    budget_end = steps != 0 ? glob_steps + steps : 0;
+    budget_spent = false;
+}
+
+bool policy_budget_exhausted(void)
+{
+    return budget_spent;
+}
+
+static bool over_budget(void)
+{
+    if (budget_end != 0 && glob_steps > budget_end) {
+        budget_spent = true;
+    }
+    return budget_spent;
+}
+
 /* Elements in the segment starting at p. */
 static size_t seg_len(const char *p, const char *pe, bool esc)
 {
@@ -503,6 +525,9 @@ static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, boo
         q += (esc && q + 1 < pe && *q == POLICY_ESC) ? 2 : 1;
     }
     glob_steps += pn;
+    if (over_budget()) {
+        return false; /* the caller's evaluation is refused as a whole: see policy_budget_reset */
+    }
     if (elems > sn) {
         return false; /* too short for the pattern: also keeps the tables below within O(|s|) */
     }
@@ -533,6 +558,10 @@ static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, boo
     glob_steps += 256 * t.words;
     bool ok = true;
     while (ok && p < last) {
+        if (over_budget()) {
+            ok = false; /* one segment search costs at most |subject| * words: the overshoot is small */
+            break;
+        }
         if (*p == '*') {
             p++;
             continue;
@@ -1270,7 +1299,11 @@ enum policy_decision policy_evaluate(const policy *p, const struct policy_reques
         if (!st->deny && d == POLICY_ALLOW) {
             continue; /* already allowed: only a Deny can change the outcome */
         }
-        if (!statement_applies(st, req, act, icase)) {
+        bool applies = statement_applies(st, req, act, icase);
+        if (budget_spent) {
+            return POLICY_DENY_EXPLICIT; /* not evaluated in full: fail closed */
+        }
+        if (!applies) {
             continue;
         }
         if (st->deny) {

@@ -61,6 +61,7 @@ static enum policy_decision trust_decision(const policy *trust, const struct api
         .resource = role_arn,
         .ctx = ctx,
     };
+    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
     enum policy_decision d = policy_evaluate(trust, &req);
     policy_ctx_free(ctx);
     return d;

@@ -211,6 +211,37 @@ class SecurityPolicyTest(ServerTestCase):
         # Generous for a shared machine: the quadratic matcher took seconds here.
         self.assertLess(per_call, 0.5)
 
+    def test_costly_policy_refuses_instead_of_holding_a_worker(self):
+        # A key policy at the 32 KB quota made of short unanchored patterns, each of which scans
+        # the whole value: against an 8 KB context this is ~40 M matcher steps. The evaluation
+        # budget refuses it (fail closed: the Deny was not fully evaluated); a small context on
+        # the same key costs little and is decided normally.
+        values = []
+        statements = []
+        size = len(doc(ADMIN, statement("Allow", "kms:Encrypt")))
+        i = 0
+        while True:
+            values.append("*%s%s*" % (chr(98 + i % 20), chr(98 + i // 20 % 20)))
+            i += 1
+            if len(values) == 1000:
+                statements.append(statement("Deny", "kms:Encrypt",
+                                            {"StringLike": {"kms:EncryptionContext:k": values}}))
+                size += len(json.dumps(statements[-1])) + 2
+                values = []
+            if size + 8 * len(values) > 30000:
+                break
+        if values:
+            statements.append(statement("Deny", "kms:Encrypt", {"StringLike": {"kms:EncryptionContext:k": values}}))
+        key_id = self.key_with(statement("Allow", "kms:Encrypt"), *statements)
+        self.kms.encrypt(KeyId=key_id, Plaintext=b"p", EncryptionContext={"k": "aaaa"})
+        with self.assertRaises(ClientError) as cm:
+            self.kms.encrypt(KeyId=key_id, Plaintext=b"p", EncryptionContext={"k": "a" * 8000})
+        self.assertEqual(cm.exception.response["Error"]["Code"], "AccessDeniedException")
+        self.assertIn("cost too much to evaluate", cm.exception.response["Error"]["Message"])
+        # A value the Deny matches is still denied, whatever its size.
+        self.assertEqual(self.code(self.kms.encrypt, KeyId=key_id, Plaintext=b"p", EncryptionContext={"k": "xbb"}),
+                         "AccessDeniedException")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1185,6 +1185,62 @@ static void test_glob_differential(void **state)
 }
 
 /*
+ * The evaluation budget: a Deny of many unanchored patterns against a long value costs more
+ * than the budget and is refused as an explicit deny (fail closed); the same policy against a
+ * short value, and any policy without a budget, are decided as usual.
+ */
+static void test_eval_budget(void **state)
+{
+    (void)state;
+    size_t cap = 64 * 1024, o = 0;
+    char *doc = malloc(cap), *val = malloc(8193);
+    assert_non_null(doc);
+    assert_non_null(val);
+    o += (size_t)snprintf(doc, cap, "{\"Version\":\"2012-10-17\",\"Statement\":["
+                                    "{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}");
+    for (int st = 0; st < 4; st++) {
+        o += (size_t)snprintf(doc + o, cap - o, ",{\"Effect\":\"Deny\",\"Action\":\"kms:Encrypt\",\"Resource\":\"*\","
+                                                "\"Condition\":{\"StringLike\":{\"kms:EncryptionContext:k\":[");
+        for (int i = 0; i < 1000; i++) {
+            o += (size_t)snprintf(doc + o, cap - o, "%s\"*%c%c*\"", i ? "," : "", 'b' + i % 20, 'b' + i / 20 % 20 + st);
+        }
+        o += (size_t)snprintf(doc + o, cap - o, "]}}}");
+    }
+    snprintf(doc + o, cap - o, "]}");
+    policy *p = compile_ok(doc);
+    memset(val, 'a', 8192);
+    val[8192] = '\0';
+    policy_ctx *c = NULL;
+    assert_int_equal(policy_ctx_new(&c), COFFER_OK);
+    assert_int_equal(policy_ctx_set_str(c, "kms:EncryptionContext:k", val), COFFER_OK);
+    struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
+                                 KEY, c, NULL};
+    /* No budget: evaluated in full, nothing matches the Deny. */
+    policy_budget_reset(0);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
+    assert_false(policy_budget_exhausted());
+    /* With the budget: refused, and the reason is visible. */
+    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
+    uint64_t s0 = policy_glob_steps();
+    assert_int_equal(policy_evaluate(p, &req), POLICY_DENY_EXPLICIT);
+    assert_true(policy_budget_exhausted());
+    assert_true(policy_glob_steps() - s0 < POLICY_EVAL_BUDGET_STEPS + 100000);
+    /* A short value under the same budget: decided normally. */
+    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
+    assert_int_equal(policy_ctx_set_str(c, "kms:EncryptionContext:k", "aaaa"), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
+    assert_false(policy_budget_exhausted());
+    assert_int_equal(policy_ctx_set_str(c, "kms:EncryptionContext:k", "xbbx"), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_DENY_EXPLICIT);
+    assert_false(policy_budget_exhausted());
+    policy_budget_reset(0);
+    policy_ctx_free(c);
+    policy_free(p);
+    free(doc);
+    free(val);
+}
+
+/*
  * The cost a request can provoke is bounded by construction: count the matcher's steps for the
  * worst patterns against an encryption-context value at the KMS cap and require them to stay
  * within |pattern| + 256 * words + |subject| * words (words = ceil(longest segment / 64)).
@@ -1246,7 +1302,7 @@ int main(void)
         cmocka_unit_test(test_bench),           cmocka_unit_test(test_glob_differential),
         cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
         cmocka_unit_test(test_absent_key),
-        cmocka_unit_test(test_principal_binding),
+        cmocka_unit_test(test_principal_binding), cmocka_unit_test(test_eval_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
