@@ -863,6 +863,13 @@ static struct values_view lookup(const struct policy_request *req, const char *k
  * glob treats them as literals: a user named "*" must not become a wildcard.
  * Returns false when a variable is unknown or multi-valued, or the result is too long.
  */
+/*
+ * Set when a substitution met a key held as several case variants (policy_ctx_add_variant):
+ * which spelling is meant cannot be known, so the element is refused, and a Deny statement whose
+ * evaluation met one applies (policy_evaluate): a second spelling must not switch a Deny off.
+ */
+static _Thread_local bool subst_ambiguous;
+
 static bool substitute(const char *in, const struct policy_request *req, bool esc, char *out, size_t cap)
 {
     size_t o = 0;
@@ -924,6 +931,10 @@ static bool substitute(const char *in, const struct policy_request *req, bool es
         }
         struct ctx_value slot;
         struct values_view vv = lookup(req, key, policy_key_hash(key), &slot);
+        if (vv.variants && vv.n > 1) {
+            subst_ambiguous = true;
+            return false;
+        }
         const char *val = vv.n == 1 ? vv.v[0].s : NULL;
         size_t vl = val != NULL ? strlen(val) : dl;
         if (val == NULL && dflt == NULL) {
@@ -1299,7 +1310,11 @@ enum policy_decision policy_evaluate(const policy *p, const struct policy_reques
         if (!st->deny && d == POLICY_ALLOW) {
             continue; /* already allowed: only a Deny can change the outcome */
         }
+        subst_ambiguous = false;
         bool applies = statement_applies(st, req, act, icase);
+        if (!applies && st->deny && subst_ambiguous) {
+            applies = true; /* a variable over case variants: the Deny is not switched off */
+        }
         if (budget_spent) {
             return POLICY_DENY_EXPLICIT; /* not evaluated in full: fail closed */
         }

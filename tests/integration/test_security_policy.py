@@ -211,6 +211,18 @@ class SecurityPolicyTest(ServerTestCase):
         # Generous for a shared machine: the quadratic matcher took seconds here.
         self.assertLess(per_call, 0.5)
 
+    def test_case_variant_behind_a_policy_variable_cannot_escape_deny(self):
+        key_id = self.key_with(
+            statement("Allow", "kms:Encrypt"),
+            statement("Deny", "kms:Encrypt",
+                      {"StringEquals": {"kms:EncryptionContext:dept": "${kms:EncryptionContext:owner}"}}))
+        self.kms.encrypt(KeyId=key_id, Plaintext=b"p", EncryptionContext={"dept": "a", "owner": "b"})
+        for ec in ({"dept": "a", "owner": "a"},
+                   {"dept": "a", "owner": "a", "Owner": "b"},
+                   {"dept": "a", "OWNER": "b", "owner": "a"}):
+            self.assertEqual(self.code(self.kms.encrypt, KeyId=key_id, Plaintext=b"p", EncryptionContext=ec),
+                             "AccessDeniedException", ec)
+
     def test_costly_policy_refuses_instead_of_holding_a_worker(self):
         # A key policy at the 32 KB quota made of short unanchored patterns, each of which scans
         # the whole value: against an 8 KB context this is ~40 M matcher steps. The evaluation

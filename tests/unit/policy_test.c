@@ -1184,6 +1184,31 @@ static void test_glob_differential(void **state)
     assert_false(policy_glob("a*\x01*b", "axxyb", false, true));
 }
 
+/* A policy variable naming a key held as case variants: a Deny using it still applies. */
+static void test_variable_over_variants(void **state)
+{
+    (void)state;
+    policy *p = compile_ok(DOC("{'Effect':'Allow','Action':'kms:*','Resource':'*'},"
+                               "{'Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':"
+                               "{'StringEquals':{'kms:EncryptionContext:dept':'${kms:EncryptionContext:owner}'}}}"));
+    policy_ctx *c = NULL;
+    assert_int_equal(policy_ctx_new(&c), COFFER_OK);
+    struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
+                                 KEY, c, NULL};
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:dept", "a"), COFFER_OK);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:owner", "a"), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_DENY_EXPLICIT);
+    policy_ctx_clear(c);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:dept", "a"), COFFER_OK);
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:owner", "b"), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
+    /* {"owner":"a","Owner":"b"}: the second spelling must not switch the Deny off */
+    assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:owner", "a"), COFFER_OK);
+    assert_int_equal(policy_evaluate(p, &req), POLICY_DENY_EXPLICIT);
+    policy_ctx_free(c);
+    policy_free(p);
+}
+
 /*
  * The evaluation budget: a Deny of many unanchored patterns against a long value costs more
  * than the budget and is refused as an explicit deny (fail closed); the same policy against a
@@ -1303,6 +1328,7 @@ int main(void)
         cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
         cmocka_unit_test(test_absent_key),
         cmocka_unit_test(test_principal_binding), cmocka_unit_test(test_eval_budget),
+        cmocka_unit_test(test_variable_over_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
