@@ -89,14 +89,6 @@ static coffer_err set_insecure(struct server_config *c, const char *v)
     return COFFER_OK;
 }
 
-static coffer_err set_workers(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 0, 256, "workers", &x));
-    c->workers = (int)x;
-    return COFFER_OK;
-}
-
 static coffer_err set_region(struct server_config *c, const char *v)
 {
     for (const char *p = v; *p; p++) {
@@ -105,70 +97,6 @@ static coffer_err set_region(struct server_config *c, const char *v)
         }
     }
     return copy_str(c->region, sizeof(c->region), v, "region");
-}
-
-static coffer_err set_quota(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 0, 100000000, "quota-crypto-rps", &x));
-    c->quota_crypto_rps = (double)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_max_conn(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1, 1000000, "max-connections", &x));
-    c->max_connections = (int)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_max_body(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1024, 64L * 1024 * 1024, "max-body", &x));
-    c->max_body = (size_t)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_timeout(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1, 3600, "timeout", &x));
-    c->timeout_s = (int)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_sweep(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1, 86400, "sweep-interval", &x));
-    c->sweep_interval_s = (int)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_unauth_per_source(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1, 1000000, "audit-unauth-per-source", &x));
-    c->audit_unauth_per_source = (unsigned)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_unauth_total(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1, 100000000, "audit-unauth-total", &x));
-    c->audit_unauth_total = (unsigned)x;
-    return COFFER_OK;
-}
-
-static coffer_err set_unauth_window(struct server_config *c, const char *v)
-{
-    long x;
-    TRY(parse_long(v, 1, 86400, "audit-unauth-window", &x));
-    c->audit_unauth_window_s = (unsigned)x;
-    return COFFER_OK;
 }
 
 static coffer_err set_log_level(struct server_config *c, const char *v)
@@ -185,29 +113,39 @@ static coffer_err set_authorization(struct server_config *c, const char *v)
     return coffer_fail(COFFER_ERR_CONFIG, "--authorization must be on or off (got '%s')", v);
 }
 
-/* Resource quotas: one setter per field, all with the same bounds. */
-#define LIMIT_SETTER(field, flag)                                                                                  \
-    static coffer_err set_##field(struct server_config *c, const char *v)                                         \
+/* A numeric setting: set_NAME parses v within [lo, hi] and stores it in c->FIELD as TYPE. */
+#define NUMBER_SETTER(name, field, type, lo, hi, flag)                                                              \
+    static coffer_err set_##name(struct server_config *c, const char *v)                                          \
     {                                                                                                              \
         long x;                                                                                                    \
-        TRY(parse_long(v, 1, 100000000, flag, &x));                                                                \
-        c->limits.field = (size_t)x;                                                                               \
+        TRY(parse_long(v, lo, hi, flag, &x));                                                                      \
+        c->field = (type)x;                                                                                        \
         return COFFER_OK;                                                                                          \
     }
-LIMIT_SETTER(kms_keys, "max-keys")
-LIMIT_SETTER(kms_aliases_per_key, "max-aliases-per-key")
-LIMIT_SETTER(kms_tags_per_key, "max-tags-per-key")
-LIMIT_SETTER(kms_key_policy_bytes, "max-key-policy-bytes")
-LIMIT_SETTER(kms_grants_per_key, "max-grants-per-key")
-LIMIT_SETTER(iam_users, "max-users")
-LIMIT_SETTER(iam_roles, "max-roles")
-LIMIT_SETTER(iam_policies, "max-policies")
-LIMIT_SETTER(iam_attached, "max-attached-policies")
-LIMIT_SETTER(iam_user_inline_chars, "max-user-inline-policy-chars")
-LIMIT_SETTER(iam_role_inline_chars, "max-role-inline-policy-chars")
-LIMIT_SETTER(iam_managed_doc_chars, "max-managed-policy-chars")
-LIMIT_SETTER(iam_trust_doc_chars, "max-trust-policy-chars")
-#undef LIMIT_SETTER
+NUMBER_SETTER(workers, workers, int, 0, 256, "workers")
+NUMBER_SETTER(quota, quota_crypto_rps, double, 0, 100000000, "quota-crypto-rps")
+NUMBER_SETTER(max_conn, max_connections, int, 1, 1000000, "max-connections")
+NUMBER_SETTER(max_body, max_body, size_t, 1024, 64L * 1024 * 1024, "max-body")
+NUMBER_SETTER(timeout, timeout_s, int, 1, 3600, "timeout")
+NUMBER_SETTER(sweep, sweep_interval_s, int, 1, 86400, "sweep-interval")
+NUMBER_SETTER(unauth_per_source, audit_unauth_per_source, unsigned, 1, 1000000, "audit-unauth-per-source")
+NUMBER_SETTER(unauth_total, audit_unauth_total, unsigned, 1, 100000000, "audit-unauth-total")
+NUMBER_SETTER(unauth_window, audit_unauth_window_s, unsigned, 1, 86400, "audit-unauth-window")
+/* Resource quotas: all with the same bounds. */
+NUMBER_SETTER(kms_keys, limits.kms_keys, size_t, 1, 100000000, "max-keys")
+NUMBER_SETTER(kms_aliases_per_key, limits.kms_aliases_per_key, size_t, 1, 100000000, "max-aliases-per-key")
+NUMBER_SETTER(kms_tags_per_key, limits.kms_tags_per_key, size_t, 1, 100000000, "max-tags-per-key")
+NUMBER_SETTER(kms_key_policy_bytes, limits.kms_key_policy_bytes, size_t, 1, 100000000, "max-key-policy-bytes")
+NUMBER_SETTER(kms_grants_per_key, limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
+NUMBER_SETTER(iam_users, limits.iam_users, size_t, 1, 100000000, "max-users")
+NUMBER_SETTER(iam_roles, limits.iam_roles, size_t, 1, 100000000, "max-roles")
+NUMBER_SETTER(iam_policies, limits.iam_policies, size_t, 1, 100000000, "max-policies")
+NUMBER_SETTER(iam_attached, limits.iam_attached, size_t, 1, 100000000, "max-attached-policies")
+NUMBER_SETTER(iam_user_inline_chars, limits.iam_user_inline_chars, size_t, 1, 100000000, "max-user-inline-policy-chars")
+NUMBER_SETTER(iam_role_inline_chars, limits.iam_role_inline_chars, size_t, 1, 100000000, "max-role-inline-policy-chars")
+NUMBER_SETTER(iam_managed_doc_chars, limits.iam_managed_doc_chars, size_t, 1, 100000000, "max-managed-policy-chars")
+NUMBER_SETTER(iam_trust_doc_chars, limits.iam_trust_doc_chars, size_t, 1, 100000000, "max-trust-policy-chars")
+#undef NUMBER_SETTER
 
 static coffer_err set_config_file(struct server_config *c, const char *v)
 {
