@@ -14,6 +14,7 @@
 #ifndef COFFER_KMS_KMS_H
 #define COFFER_KMS_KMS_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -57,6 +58,15 @@ coffer_err kms_service_bind_principals(struct kms_service *svc) __attribute__((w
 /* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
 struct coffer_limits;
 void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits);
+
+/*
+ * Where the service records what it does on its own, outside any request: the sweeper's
+ * DeleteKey at the end of a waiting period. fn(ctx, event) gets a CloudTrail-shaped event
+ * (borrowed) before the deletion commits; when it fails the deletion is not committed and is
+ * retried at the next sweep, so no key disappears without its event. Call before serving.
+ */
+typedef coffer_err (*kms_event_sink)(void *ctx, json_t *event);
+void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void *ctx);
 
 /* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
 const struct api_service *kms_service_api(struct kms_service *svc);

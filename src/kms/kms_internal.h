@@ -129,6 +129,8 @@ struct kms_service {
     struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
     authz *az;              /* borrowed; NULL: authorization off */
     struct coffer_limits limits;
+    kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
+    void *event_ctx;
     struct api_service api;
 };
 

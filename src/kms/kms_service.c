@@ -12,6 +12,7 @@
 #include "common/codec.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
+#include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
 #define STORE_KEY_BUF 512
@@ -89,6 +90,40 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
 void kms_service_set_authorizer(struct kms_service *svc, authz *az)
 {
     svc->az = az;
+}
+
+void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void *ctx)
+{
+    svc->event_sink = fn;
+    svc->event_ctx = ctx;
+}
+
+/* The DeleteKey event of a key whose waiting period ended (CloudTrail: an AwsServiceEvent). */
+static coffer_err record_deletion(struct kms_service *svc, const char *acct, const char *region, const char *id,
+                                  int64_t now_ms)
+{
+    if (svc->event_sink == NULL) {
+        return COFFER_OK;
+    }
+    char ids[1][CRYPTO_UUID_STR_LEN + 1], when[40], arn[KMS_ARN_MAX];
+    TRY(crypto_uuid_v4_many(ids, 1));
+    coffer_time_iso8601(now_ms / 1000, when, sizeof(when));
+    kms_key_arn(arn, sizeof(arn), region, acct, id);
+    json_t *ev = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
+                           "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
+                           "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", "kms.amazonaws.com",
+                           "eventTime", when, "eventSource", "kms.amazonaws.com", "eventName", "DeleteKey",
+                           "awsRegion", region, "sourceIPAddress", "kms.amazonaws.com", "userAgent",
+                           "kms.amazonaws.com", "requestParameters", "responseElements", "additionalEventData",
+                           "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources", "accountId", acct, "type",
+                           "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent", "managementEvent", 1,
+                           "recipientAccountId", acct, "eventCategory", "Management");
+    if (ev == NULL) {
+        return kms_nomem();
+    }
+    coffer_err rc = svc->event_sink(svc->event_ctx, ev);
+    json_decref(ev);
+    return rc;
 }
 
 void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits)
@@ -262,6 +297,9 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     rc = store_txn_delete(t, index_key);
     if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
         goto out;
+    }
+    if (deleted) {
+        GUARD(record_deletion(svc, acct, region, id, now_ms)); /* on record before it is gone */
     }
     rc = store_txn_commit(t);
     t = NULL;

@@ -45,6 +45,12 @@ struct scheduler {
     struct kms_service *kms;
 };
 
+/* The KMS service's own events (the sweeper's deletions) go to the trail like any request's. */
+static coffer_err trail_append_event(void *ctx, json_t *event)
+{
+    return audit_trail_append(ctx, event);
+}
+
 static void *scheduler_main(void *arg)
 {
     struct scheduler *s = arg;
@@ -226,6 +232,7 @@ int main(int argc, char **argv)
     q = quota_new(cfg.quota_crypto_rps);
     GUARD(kms_service_new(st, sl, cfg.region, &kms));
     kms_service_set_limits(kms, &cfg.limits);
+    kms_service_set_event_sink(kms, trail_append_event, trail);
     if (cfg.authorization) {
         struct iam_identity_source identities = iam_directory_identity_source(dir);
         GUARD(authz_new(&identities, &az));

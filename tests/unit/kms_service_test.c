@@ -853,6 +853,51 @@ static void test_retirable_index_backfill(void **state)
     expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
 }
 
+/* What the sweeper recorded; `fail` makes the sink refuse, as a full trail would. */
+struct sink_log {
+    bool fail;
+    int events;
+    char last[2048];
+};
+
+static coffer_err sink_record(void *ctx, json_t *event)
+{
+    struct sink_log *l = ctx;
+    if (l->fail) {
+        return coffer_fail(COFFER_ERR_AUDIT, "%s", "trail refused");
+    }
+    l->events++;
+    char *text = json_dumps(event, JSON_COMPACT);
+    snprintf(l->last, sizeof(l->last), "%s", text != NULL ? text : "");
+    free(text);
+    return COFFER_OK;
+}
+
+/* A key deleted by the sweeper is on record first; when the record cannot be written, it stays. */
+static void test_sweep_records_deletion(void **state)
+{
+    struct env *e = *state;
+    char a[64];
+    create_key(e, a);
+    struct result r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", a);
+    expect(&r, COFFER_OK, NULL);
+    struct sink_log log = {.fail = true};
+    kms_service_set_event_sink(e->svc, sink_record, &log);
+    assert_int_not_equal(kms_service_sweep(e->svc, T0 + 7 * DAY_MS), COFFER_OK);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL); /* not deleted: nothing to show for it */
+    assert_int_equal(log.events, 0);
+    log.fail = false;
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 7 * DAY_MS), COFFER_OK);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    assert_int_equal(log.events, 1);
+    assert_non_null(strstr(log.last, "\"eventName\":\"DeleteKey\""));
+    assert_non_null(strstr(log.last, "\"eventType\":\"AwsServiceEvent\""));
+    assert_non_null(strstr(log.last, a));
+    kms_service_set_event_sink(e->svc, NULL, NULL);
+}
+
 static void test_sweep(void **state)
 {
     struct env *e = *state;
@@ -1104,6 +1149,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_keys_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_records_deletion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retirable_index_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
