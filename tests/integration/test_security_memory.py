@@ -11,7 +11,7 @@ import re
 import time
 import unittest
 
-from harness import ServerTestCase
+from harness import BUILD_DIR, ServerTestCase
 
 MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")
 
@@ -34,6 +34,16 @@ def process_memory(pid):
                 continue
 
 
+def sanitized_build():
+    """AddressSanitizer keeps freed chunks in quarantine and reserves terabytes of shadow
+    memory: a scan of such a process neither fits in memory nor says what the release build does."""
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            return "COFFER_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
 def can_read_memory(pid):
     try:
         for _ in process_memory(pid):
@@ -46,6 +56,8 @@ def can_read_memory(pid):
 class SecretsInMemoryTest(ServerTestCase):
     def setUp(self):
         self.pid = self.server.proc.pid
+        if sanitized_build():
+            self.skipTest("memory scan skipped under sanitizers (see sanitized_build)")
         if not can_read_memory(self.pid):
             self.skipTest("cannot read cofferd's memory (needs root or CAP_SYS_PTRACE)")
         self.kms = self.server.client()
