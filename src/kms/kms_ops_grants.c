@@ -209,7 +209,20 @@ static bool str_eq_opt(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static const json_t *same_named_grant(const struct kms_key *k, const struct kms_req *r)
+/* Both grants name the same principal in `member`: the same ARN, bound to the same entity. */
+static bool same_principal(const json_t *a, const json_t *b, const char *member)
+{
+    return str_eq_opt(json_string_value(json_object_get(a, member)),
+                      json_string_value(json_object_get(b, member))) &&
+           str_eq_opt(kms_grant_principal_id(a, member), kms_grant_principal_id(b, member));
+}
+
+/*
+ * An existing grant the bound record `rec` of this request repeats. The principals compare by
+ * the entity they are bound to, not by ARN alone: a grant for a deleted user is never handed out
+ * again for a new user of the same name.
+ */
+static const json_t *same_named_grant(const struct kms_key *k, const struct kms_req *r, const json_t *rec)
 {
     size_t i;
     const json_t *g;
@@ -219,8 +232,7 @@ static const json_t *same_named_grant(const struct kms_key *k, const struct kms_
     json_array_foreach(k->grants, i, g) {
         const json_t *c = json_object_get(g, "Constraints");
         if (str_eq_opt(json_string_value(json_object_get(g, "Name")), r->grant_name) &&
-            str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), r->grantee_principal) &&
-            str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), r->retiring_principal) &&
+            same_principal(g, rec, "GranteePrincipal") && same_principal(g, rec, "RetiringPrincipal") &&
             same_ops(json_object_get(g, "Operations"), r->operations) &&
             same_ops(r->operations, json_object_get(g, "Operations")) &&
             ((c == NULL && r->constraints == NULL) || (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
@@ -345,7 +357,16 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         rc = dry_run();
         goto out;
     }
-    const json_t *same = same_named_grant(k, &r);
+    GUARD(crypto_random(raw, sizeof(raw)));
+    coffer_hex_encode(raw, sizeof(raw), grant_id);
+    rec = grant_record(call, k, &r, grant_id);
+    if (rec == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    /* Bound first: whether an existing grant is the same depends on whom the names stand for now. */
+    GUARD(kms_grant_bind_principals(svc, rec));
+    const json_t *same = same_named_grant(k, &r, rec);
     if (same != NULL) {
         rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
         goto out;
@@ -355,15 +376,11 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
                          svc->limits.kms_grants_per_key);
         goto out;
     }
-    GUARD(crypto_random(raw, sizeof(raw)));
-    coffer_hex_encode(raw, sizeof(raw), grant_id);
-    rec = grant_record(call, k, &r, grant_id);
     list = json_copy(k->grants); /* shallow: the records themselves never change */
-    if (rec == NULL || list == NULL || json_array_append(list, rec) != 0) {
+    if (list == NULL || json_array_append(list, rec) != 0) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_grant_bind_principals(svc, rec));
     grant_store_key(skey, sizeof(skey), k, grant_id);
     /* Before the commit: the request's event is written then, naming the new grant. */
     GUARD(grant_output(call, k, grant_id));

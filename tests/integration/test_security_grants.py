@@ -236,6 +236,35 @@ class GrantSecurityTest(ServerTestCase):
         iam.create_role(RoleName="retirer", AssumeRolePolicyDocument=trust)
         self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=role["Arn"]), [])
 
+    def test_named_create_grant_not_idempotent_across_namesakes(self):
+        acct, admin, key, creds, arns = self.setup_account("idem-reborn", ["bob", "carol"])
+        iam = self.client("iam", acct)
+        kid = key["KeyId"]
+        same = {"KeyId": kid, "GranteePrincipal": arns["bob"], "Operations": ["Encrypt"], "Name": "app"}
+        g1 = admin.create_grant(**same)
+        self.assertEqual(admin.create_grant(**same)["GrantId"], g1["GrantId"])
+        self.drop_user(iam, "bob", creds["bob"])
+        creds["bob"] = self.user(iam, "bob")
+        # The old grant is bound to the deleted user: the same request makes a new grant for the new one.
+        g2 = admin.create_grant(**same)
+        self.assertNotEqual(g2["GrantId"], g1["GrantId"])
+        self.assertEqual(admin.create_grant(**same)["GrantId"], g2["GrantId"])
+        self.client("kms", creds["bob"]).encrypt(KeyId=key["Arn"], Plaintext=b"x")
+        self.assertEqual(sorted(g["GrantId"] for g in admin.list_grants(KeyId=kid)["Grants"]),
+                         sorted([g1["GrantId"], g2["GrantId"]]))
+        # The same when only the retiring principal was re-created.
+        same = {"KeyId": kid, "GranteePrincipal": arns["carol"], "Operations": ["Encrypt"], "Name": "ret",
+                "RetiringPrincipal": arns["bob"]}
+        g3 = admin.create_grant(**same)
+        self.assertEqual(admin.create_grant(**same)["GrantId"], g3["GrantId"])
+        self.drop_user(iam, "bob", creds["bob"])
+        creds["bob"] = self.user(iam, "bob")
+        g4 = admin.create_grant(**same)
+        self.may_list_retirable(iam, "bob")
+        self.assertNotEqual(g4["GrantId"], g3["GrantId"])
+        bob = self.client("kms", creds["bob"])
+        self.assertEqual(self.retirable_ids(bob, RetiringPrincipal=arns["bob"]), [g4["GrantId"]])
+
     # ---- CreateGrant input bounds -----------------------------------------------------------------
 
     def test_operations_are_a_set(self):
