@@ -420,6 +420,45 @@ static coffer_err paged_output(struct api_call *call, json_t *items, bool trunca
     return truncated ? kms_marker_encode(last, call->output) : COFFER_OK;
 }
 
+/*
+ * A ListGrants GranteePrincipal filter, matched as grants are bound: an IAM user or role ARN
+ * finds the grants of the entity holding it now (none once nobody holds it), and the unique id
+ * a grant of a deleted entity is shown by finds that grant.
+ */
+struct grantee_filter {
+    const char *text;         /* as given; NULL: no filter */
+    char uid[POLICY_UID_MAX]; /* the entity holding text now; "" when text is not bound */
+    bool held;                /* false when text is a user or role ARN nobody holds */
+};
+
+static coffer_err grantee_filter_init(const struct kms_service *svc, const char *text,
+                                      struct grantee_filter *f)
+{
+    f->text = text;
+    f->uid[0] = '\0';
+    f->held = true;
+    if (text == NULL) {
+        return COFFER_OK;
+    }
+    coffer_err rc = authz_resolve_principal(svc->az, text, f->uid);
+    if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+        coffer_clear_err();
+        f->held = false;
+        return COFFER_OK;
+    }
+    return rc;
+}
+
+static bool grantee_filter_match(const struct grantee_filter *f, const json_t *g)
+{
+    const char *uid = kms_grant_principal_id(g, "GranteePrincipal");
+    if (f->text == NULL || (uid != NULL && strcmp(uid, f->text) == 0)) {
+        return true;
+    }
+    return f->held && str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), f->text) &&
+           str_eq_opt(uid, f->uid[0] != '\0' ? f->uid : NULL);
+}
+
 coffer_err kms_op_ListGrants(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"KeyId", "GrantId", "GranteePrincipal", "Limit", "Marker", NULL};
@@ -438,6 +477,8 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
             return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
         }
     }
+    struct grantee_filter grantee;
+    TRY(grantee_filter_init(svc, r.grantee_principal, &grantee)); /* reads the store: before the key lock */
     TRY(kms_acquire(svc, call, r.key_id, KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
     coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = &r});
@@ -456,9 +497,7 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
             started = strcmp(id, marker) == 0;
             continue;
         }
-        if ((r.grant_id != NULL && strcmp(id, r.grant_id) != 0) ||
-            (r.grantee_principal != NULL &&
-             !str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), r.grantee_principal))) {
+        if ((r.grant_id != NULL && strcmp(id, r.grant_id) != 0) || !grantee_filter_match(&grantee, g)) {
             continue;
         }
         if (json_array_size(items) == limit) {

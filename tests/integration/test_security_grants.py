@@ -243,13 +243,20 @@ class GrantSecurityTest(ServerTestCase):
         same = {"KeyId": kid, "GranteePrincipal": arns["bob"], "Operations": ["Encrypt"], "Name": "app"}
         g1 = admin.create_grant(**same)
         self.assertEqual(admin.create_grant(**same)["GrantId"], g1["GrantId"])
+        old_id = iam.get_user(UserName="bob")["User"]["UserId"]
         self.drop_user(iam, "bob", creds["bob"])
+        # Deleted: no grant is found under the name; the old one is shown, and found, by unique id.
+        self.assertEqual(admin.list_grants(KeyId=kid, GranteePrincipal=arns["bob"])["Grants"], [])
+        shown = admin.list_grants(KeyId=kid, GranteePrincipal=old_id)["Grants"]
+        self.assertEqual([(g["GrantId"], g["GranteePrincipal"]) for g in shown], [(g1["GrantId"], old_id)])
         creds["bob"] = self.user(iam, "bob")
         # The old grant is bound to the deleted user: the same request makes a new grant for the new one.
         g2 = admin.create_grant(**same)
         self.assertNotEqual(g2["GrantId"], g1["GrantId"])
         self.assertEqual(admin.create_grant(**same)["GrantId"], g2["GrantId"])
         self.client("kms", creds["bob"]).encrypt(KeyId=key["Arn"], Plaintext=b"x")
+        shown = admin.list_grants(KeyId=kid, GranteePrincipal=arns["bob"])["Grants"]
+        self.assertEqual([(g["GrantId"], g["GranteePrincipal"]) for g in shown], [(g2["GrantId"], arns["bob"])])
         self.assertEqual(sorted(g["GrantId"] for g in admin.list_grants(KeyId=kid)["Grants"]),
                          sorted([g1["GrantId"], g2["GrantId"]]))
         # The same when only the retiring principal was re-created.
