@@ -304,6 +304,11 @@ coffer_err kms_grant_token_parse(const char *token, struct kms_grant_ref *g) __a
  */
 coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
     __attribute__((warn_unused_result));
+/*
+ * The retiring-principal index key of grant record g stored under grant key skey (keyed by the
+ * unique id its RetiringPrincipal is bound to, else by the ARN); false when it has none.
+ */
+bool kms_grant_index_key(char *out, size_t n, const json_t *g, const char *skey);
 /* Builds the retiring-principal index over grants stored before it existed (once per store). */
 coffer_err kms_grants_index_ensure(store *st) __attribute__((warn_unused_result));
 

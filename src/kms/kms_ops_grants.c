@@ -9,10 +9,14 @@
  * array of its grants (k->grants), replaced whole under the write lock after each durable
  * change, so a grant is in force (and a retired one gone) before the call answers.
  *
- * Index: kms/rgrant/<sha256 hex of RetiringPrincipal>/<account>/<region>/<key id>/<grant id>
+ * Index: kms/rgrant/<sha256 hex of the retiring principal>/<account>/<region>/<key id>/<grant id>
  * -> the same record, written and deleted in the transaction that writes or deletes the grant
  * (and in the one that deletes its key), so ListRetirableGrants reads only the grants of one
- * retiring principal. The hash gives the principal a fixed-size, separator-free segment.
+ * retiring principal. The principal is the unique id the grant's RetiringPrincipal is bound to
+ * (an IAM user or role), else the ARN as written (an account, a session): a user or role
+ * re-created under the same name has a new id, so it is not shown its predecessor's grants, and
+ * the grants of a deleted one are listed for nobody. The hash gives the principal a fixed-size,
+ * separator-free segment.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +39,9 @@ static void grant_store_key(char *out, size_t n, const struct kms_key *k, const 
 }
 
 #define RGRANT_PREFIX "kms/rgrant/"
-#define RGRANT_INDEX_DONE "kms/meta/rgrant-index-v1"
+/* v1 keyed the index by the RetiringPrincipal ARN; v2 by the bound unique id (rebuilt once). */
+#define RGRANT_INDEX_DONE "kms/meta/rgrant-index-v2"
+#define RGRANT_INDEX_V1 "kms/meta/rgrant-index-v1"
 
 /* "kms/rgrant/<sha256 hex of principal>/" */
 static void rgrant_prefix(char *out, size_t n, const char *principal)
@@ -47,15 +53,15 @@ static void rgrant_prefix(char *out, size_t n, const char *principal)
     snprintf(out, n, RGRANT_PREFIX "%s/", hex);
 }
 
-/* The index entry of grant record `g` stored under grant key `skey`; false when it has none. */
-static bool rgrant_key(char *out, size_t n, const json_t *g, const char *skey)
+bool kms_grant_index_key(char *out, size_t n, const json_t *g, const char *skey)
 {
     const char *rp = json_string_value(json_object_get(g, "RetiringPrincipal"));
+    const char *uid = kms_grant_principal_id(g, "RetiringPrincipal");
     if (rp == NULL || strncmp(skey, "kms/grant/", 10) != 0) {
         return false;
     }
     char prefix[128];
-    rgrant_prefix(prefix, sizeof(prefix), rp);
+    rgrant_prefix(prefix, sizeof(prefix), uid != NULL ? uid : rp);
     snprintf(out, n, "%s%s", prefix, skey + 10);
     return true;
 }
@@ -203,7 +209,20 @@ static bool str_eq_opt(const char *a, const char *b)
     return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static const json_t *same_named_grant(const struct kms_key *k, const struct kms_req *r)
+/* Both grants name the same principal in `member`: the same ARN, bound to the same entity. */
+static bool same_principal(const json_t *a, const json_t *b, const char *member)
+{
+    return str_eq_opt(json_string_value(json_object_get(a, member)),
+                      json_string_value(json_object_get(b, member))) &&
+           str_eq_opt(kms_grant_principal_id(a, member), kms_grant_principal_id(b, member));
+}
+
+/*
+ * An existing grant the bound record `rec` of this request repeats. The principals compare by
+ * the entity they are bound to, not by ARN alone: a grant for a deleted user is never handed out
+ * again for a new user of the same name.
+ */
+static const json_t *same_named_grant(const struct kms_key *k, const struct kms_req *r, const json_t *rec)
 {
     size_t i;
     const json_t *g;
@@ -213,8 +232,7 @@ static const json_t *same_named_grant(const struct kms_key *k, const struct kms_
     json_array_foreach(k->grants, i, g) {
         const json_t *c = json_object_get(g, "Constraints");
         if (str_eq_opt(json_string_value(json_object_get(g, "Name")), r->grant_name) &&
-            str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), r->grantee_principal) &&
-            str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), r->retiring_principal) &&
+            same_principal(g, rec, "GranteePrincipal") && same_principal(g, rec, "RetiringPrincipal") &&
             same_ops(json_object_get(g, "Operations"), r->operations) &&
             same_ops(r->operations, json_object_get(g, "Operations")) &&
             ((c == NULL && r->constraints == NULL) || (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
@@ -251,7 +269,7 @@ static coffer_err grant_write(struct kms_service *svc, const char *skey, const j
     store_txn *t = NULL;
     char *text = NULL;
     char ikey[STORE_KEY_BUF];
-    bool indexed = rgrant_key(ikey, sizeof(ikey), g, skey);
+    bool indexed = kms_grant_index_key(ikey, sizeof(ikey), g, skey);
     coffer_err rc = COFFER_OK;
     GUARD(store_txn_begin(svc->st, &t));
     if (put) {
@@ -339,7 +357,16 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         rc = dry_run();
         goto out;
     }
-    const json_t *same = same_named_grant(k, &r);
+    GUARD(crypto_random(raw, sizeof(raw)));
+    coffer_hex_encode(raw, sizeof(raw), grant_id);
+    rec = grant_record(call, k, &r, grant_id);
+    if (rec == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    /* Bound first: whether an existing grant is the same depends on whom the names stand for now. */
+    GUARD(kms_grant_bind_principals(svc, rec));
+    const json_t *same = same_named_grant(k, &r, rec);
     if (same != NULL) {
         rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
         goto out;
@@ -349,15 +376,11 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
                          svc->limits.kms_grants_per_key);
         goto out;
     }
-    GUARD(crypto_random(raw, sizeof(raw)));
-    coffer_hex_encode(raw, sizeof(raw), grant_id);
-    rec = grant_record(call, k, &r, grant_id);
     list = json_copy(k->grants); /* shallow: the records themselves never change */
-    if (rec == NULL || list == NULL || json_array_append(list, rec) != 0) {
+    if (list == NULL || json_array_append(list, rec) != 0) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_grant_bind_principals(svc, rec));
     grant_store_key(skey, sizeof(skey), k, grant_id);
     /* Before the commit: the request's event is written then, naming the new grant. */
     GUARD(grant_output(call, k, grant_id));
@@ -397,6 +420,45 @@ static coffer_err paged_output(struct api_call *call, json_t *items, bool trunca
     return truncated ? kms_marker_encode(last, call->output) : COFFER_OK;
 }
 
+/*
+ * A ListGrants GranteePrincipal filter, matched as grants are bound: an IAM user or role ARN
+ * finds the grants of the entity holding it now (none once nobody holds it), and the unique id
+ * a grant of a deleted entity is shown by finds that grant.
+ */
+struct grantee_filter {
+    const char *text;         /* as given; NULL: no filter */
+    char uid[POLICY_UID_MAX]; /* the entity holding text now; "" when text is not bound */
+    bool held;                /* false when text is a user or role ARN nobody holds */
+};
+
+static coffer_err grantee_filter_init(const struct kms_service *svc, const char *text,
+                                      struct grantee_filter *f)
+{
+    f->text = text;
+    f->uid[0] = '\0';
+    f->held = true;
+    if (text == NULL) {
+        return COFFER_OK;
+    }
+    coffer_err rc = authz_resolve_principal(svc->az, text, f->uid);
+    if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+        coffer_clear_err();
+        f->held = false;
+        return COFFER_OK;
+    }
+    return rc;
+}
+
+static bool grantee_filter_match(const struct grantee_filter *f, const json_t *g)
+{
+    const char *uid = kms_grant_principal_id(g, "GranteePrincipal");
+    if (f->text == NULL || (uid != NULL && strcmp(uid, f->text) == 0)) {
+        return true;
+    }
+    return f->held && str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), f->text) &&
+           str_eq_opt(uid, f->uid[0] != '\0' ? f->uid : NULL);
+}
+
 coffer_err kms_op_ListGrants(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"KeyId", "GrantId", "GranteePrincipal", "Limit", "Marker", NULL};
@@ -415,6 +477,8 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
             return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
         }
     }
+    struct grantee_filter grantee;
+    TRY(grantee_filter_init(svc, r.grantee_principal, &grantee)); /* reads the store: before the key lock */
     TRY(kms_acquire(svc, call, r.key_id, KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
     coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = &r});
@@ -433,9 +497,7 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
             started = strcmp(id, marker) == 0;
             continue;
         }
-        if ((r.grant_id != NULL && strcmp(id, r.grant_id) != 0) ||
-            (r.grantee_principal != NULL &&
-             !str_eq_opt(json_string_value(json_object_get(g, "GranteePrincipal")), r.grantee_principal))) {
+        if ((r.grant_id != NULL && strcmp(id, r.grant_id) != 0) || !grantee_filter_match(&grantee, g)) {
             continue;
         }
         if (json_array_size(items) == limit) {
@@ -461,7 +523,8 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
 }
 
 struct retirable_scan {
-    const char *principal;
+    const char *principal; /* the RetiringPrincipal ARN asked about */
+    const char *uid;       /* the unique id it stands for now; NULL when it is not bound */
     size_t limit;
     json_t *items;
     char last[STORE_KEY_BUF];
@@ -473,8 +536,9 @@ static coffer_err retirable_cb(void *ctx, const char *key, coffer_cursor value)
     struct retirable_scan *s = ctx;
     json_t *g = json_loadb((const char *)value.ptr, value.len, 0, NULL);
     coffer_err rc = COFFER_OK;
-    if (!str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), s->principal)) {
-        goto out; /* never expected under the principal's own hash; checked all the same */
+    if (!str_eq_opt(json_string_value(json_object_get(g, "RetiringPrincipal")), s->principal) ||
+        !str_eq_opt(kms_grant_principal_id(g, "RetiringPrincipal"), s->uid)) {
+        goto out; /* another ARN bound to the same entity, or a hash collision: not this principal's */
     }
     if (json_array_size(s->items) == s->limit) {
         s->truncated = true;
@@ -508,7 +572,9 @@ static void principal_account(const char *arn, char out[API_ACCOUNT_ID_LEN + 1])
 /*
  * ListRetirableGrants (AWS: "You must specify a principal in your AWS account"): a principal of
  * another account is refused with AccessDeniedException, so no account learns another's grants.
- * The grants listed may sit on keys of any account, as in AWS.
+ * The grants listed may sit on keys of any account, as in AWS. An IAM user or role is the
+ * entity holding the ARN now: only grants bound to it are listed, none for an ARN no entity
+ * holds.
  */
 coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
 {
@@ -527,7 +593,19 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
                            "because it is not in the caller's account",
                            call->caller->principal_arn, principal);
     }
-    rgrant_prefix(prefix, sizeof(prefix), principal);
+    char uid[POLICY_UID_MAX];
+    coffer_err rc = authz_resolve_principal(svc->az, principal, uid);
+    if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+        /* Nobody holds the ARN: nothing is retirable by it, and no listing of it has a next page. */
+        coffer_clear_err();
+        if (r.marker != NULL) {
+            return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
+        }
+        json_t *none = json_array();
+        return none != NULL ? paged_output(call, none, false, "") : kms_nomem();
+    }
+    TRY(rc);
+    rgrant_prefix(prefix, sizeof(prefix), uid[0] != '\0' ? uid : principal);
     if (r.marker != NULL) {
         TRY(kms_marker_decode(r.marker, start, sizeof(start)));
         if (strncmp(start, prefix, strlen(prefix)) != 0) {
@@ -536,13 +614,14 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
     }
     struct retirable_scan s = {
         .principal = principal,
+        .uid = uid[0] != '\0' ? uid : NULL,
         .limit = r.has_limit ? (size_t)r.limit : LIST_GRANTS_DEFAULT,
         .items = json_array(),
     };
     if (s.items == NULL) {
         return kms_nomem();
     }
-    coffer_err rc = store_scan(svc->st, prefix, start, 0, retirable_cb, &s);
+    rc = store_scan(svc->st, prefix, start, 0, retirable_cb, &s);
     if (rc != COFFER_OK) {
         json_decref(s.items);
         return rc;
@@ -565,7 +644,7 @@ static coffer_err grant_keys_cb(void *ctx, const char *key, coffer_cursor value)
     struct grant_keys *gk = ctx;
     char ikey[STORE_KEY_BUF];
     json_t *g = json_loadb((const char *)value.ptr, value.len, 0, NULL);
-    bool indexed = g != NULL && rgrant_key(ikey, sizeof(ikey), g, key);
+    bool indexed = g != NULL && kms_grant_index_key(ikey, sizeof(ikey), g, key);
     json_decref(g);
     if (gk->texts == NULL) {
         if (json_array_append_new(gk->keys, json_string(key)) != 0 ||
@@ -605,13 +684,36 @@ coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *regi
     return rc;
 }
 
+static coffer_err key_list_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    (void)value;
+    return json_array_append_new(ctx, json_string(key)) == 0 ? COFFER_OK : kms_nomem();
+}
+
+/* Deletes `key` in t; absent is fine. */
+static coffer_err delete_if_present(store_txn *t, const char *key)
+{
+    coffer_err rc = store_txn_delete(t, key);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        coffer_clear_err();
+        return COFFER_OK;
+    }
+    return rc;
+}
+
+/*
+ * Once per store, in one transaction: every index entry of an older layout is dropped and the
+ * index rebuilt from the grant records. Grants not yet bound are indexed by ARN here and moved
+ * to their bound id when kms_service_bind_principals binds them.
+ */
 coffer_err kms_grants_index_ensure(store *st)
 {
     store_txn *t = NULL;
     coffer_buf done = COFFER_BUF_INIT;
     struct grant_keys gk = {.keys = json_array(), .texts = json_array()};
+    json_t *stale = json_array();
     coffer_err rc = COFFER_OK;
-    if (gk.keys == NULL || gk.texts == NULL) {
+    if (gk.keys == NULL || gk.texts == NULL || stale == NULL) {
         rc = kms_nomem();
         goto out;
     }
@@ -623,6 +725,11 @@ coffer_err kms_grants_index_ensure(store *st)
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
+    GUARD(store_txn_scan(t, RGRANT_PREFIX, NULL, 0, key_list_cb, stale));
+    for (size_t i = 0; i < json_array_size(stale); i++) {
+        GUARD(store_txn_delete(t, json_string_value(json_array_get(stale, i))));
+    }
+    GUARD(delete_if_present(t, RGRANT_INDEX_V1));
     GUARD(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
     for (size_t i = 0; i < json_array_size(gk.keys); i++) {
         GUARD(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
@@ -636,6 +743,7 @@ out:
     coffer_buf_free(&done);
     json_decref(gk.keys);
     json_decref(gk.texts);
+    json_decref(stale);
     return rc;
 }
 

@@ -306,6 +306,8 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
     json_t *rec;
     json_object_foreach(rc == COFFER_OK ? s.todo : NULL, skey, rec)
     {
+        char old_ikey[512], ikey[512];
+        bool indexed = false;
         if (strcmp(kind, "key") == 0) {
             json_t *principals = NULL;
             rc = kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
@@ -314,7 +316,10 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
                 rc = kms_nomem();
             }
         } else {
+            /* The retiring-principal index is keyed by the binding: the entry moves with it. */
+            indexed = kms_grant_index_key(old_ikey, sizeof(old_ikey), rec, skey);
             rc = grant_bind_existing(svc, rec);
+            indexed = indexed && kms_grant_index_key(ikey, sizeof(ikey), rec, skey);
         }
         char *text = rc == COFFER_OK ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         store_txn *t = NULL;
@@ -323,8 +328,17 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
         }
         if (rc == COFFER_OK && (rc = store_txn_begin(svc->st, &t)) == COFFER_OK &&
             (rc = store_txn_put(t, skey, coffer_cursor_from_str(text))) == COFFER_OK) {
-            rc = store_txn_commit(t);
-            t = NULL;
+            if (indexed && (rc = store_txn_delete(t, old_ikey)) == COFFER_ERR_NOT_FOUND) {
+                coffer_clear_err();
+                rc = COFFER_OK;
+            }
+            if (rc == COFFER_OK && indexed) {
+                rc = store_txn_put(t, ikey, coffer_cursor_from_str(text));
+            }
+            if (rc == COFFER_OK) {
+                rc = store_txn_commit(t);
+                t = NULL;
+            }
         }
         store_txn_abort(t);
         free(text);

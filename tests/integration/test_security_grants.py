@@ -5,8 +5,10 @@ input is bounded (operation set, grants per key, name, constraints, grant tokens
 
 Principals are made through the public surface: `coffer admin create-account` and IAM users.
 """
+import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import unittest
 
@@ -176,6 +178,100 @@ class GrantSecurityTest(ServerTestCase):
         left = admin_a.list_retirable_grants(RetiringPrincipal=arns_a["ret"])["Grants"]
         self.assertEqual(sorted(g["GrantId"] for g in left), sorted(ids[1:]))
 
+    def drop_user(self, iam, name, creds):
+        iam.delete_access_key(UserName=name, AccessKeyId=creds["AccessKeyId"])
+        iam.delete_user(UserName=name)
+
+    def may_list_retirable(self, iam, name):
+        iam.put_user_policy(UserName=name, PolicyName="lrg", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "kms:ListRetirableGrants", "Resource": "*"}]}))
+
+    def drop_user_with_policy(self, iam, name, creds):
+        iam.delete_user_policy(UserName=name, PolicyName="lrg")
+        self.drop_user(iam, name, creds)
+
+    def retirable_ids(self, kms, **kw):
+        return sorted(g["GrantId"] for g in kms.list_retirable_grants(**kw)["Grants"])
+
+    def test_list_retirable_grants_not_inherited_by_namesake(self):
+        acct, admin, key, creds, arns = self.setup_account("lrg-reborn", ["bob", "carol"])
+        iam = self.client("iam", acct)
+        kid = key["KeyId"]
+        old = admin.create_grant(KeyId=kid, GranteePrincipal=arns["carol"], Operations=["Encrypt"],
+                                 RetiringPrincipal=arns["bob"])
+        self.may_list_retirable(iam, "bob")
+        bob = self.client("kms", creds["bob"])
+        self.assertEqual(self.retirable_ids(bob, RetiringPrincipal=arns["bob"]), [old["GrantId"]])
+        self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=arns["bob"]), [old["GrantId"]])
+        # Deleted: the grant is retirable by nobody and listed for nobody.
+        self.drop_user_with_policy(iam, "bob", creds["bob"])
+        self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=arns["bob"]), [])
+        # A new user of the same name neither sees nor retires the old user's grant.
+        creds["bob"] = self.user(iam, "bob")
+        self.may_list_retirable(iam, "bob")
+        bob = self.client("kms", creds["bob"])
+        self.assertEqual(self.retirable_ids(bob, RetiringPrincipal=arns["bob"]), [])
+        self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=arns["bob"]), [])
+        code, _ = self.error(bob.retire_grant, GrantToken=old["GrantToken"])
+        self.assertEqual(code, "AccessDeniedException")
+        code, _ = self.error(bob.retire_grant, KeyId=key["Arn"], GrantId=old["GrantId"])
+        self.assertEqual(code, "AccessDeniedException")
+        # Its own grants it does see, and only those.
+        new = admin.create_grant(KeyId=kid, GranteePrincipal=arns["carol"], Operations=["Encrypt"],
+                                 RetiringPrincipal=arns["bob"])
+        self.assertEqual(self.retirable_ids(bob, RetiringPrincipal=arns["bob"]), [new["GrantId"]])
+        self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=arns["bob"]), [new["GrantId"]])
+        bob.retire_grant(GrantToken=new["GrantToken"])
+        self.assertEqual(self.retirable_ids(bob, RetiringPrincipal=arns["bob"]), [])
+        self.assertEqual([g["GrantId"] for g in admin.list_grants(KeyId=kid)["Grants"]], [old["GrantId"]])
+        # The same for a role.
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                            "Principal": {"AWS": "arn:aws:iam::%s:root" % acct["AccountId"]}}]})
+        role = iam.create_role(RoleName="retirer", AssumeRolePolicyDocument=trust)["Role"]
+        by_role = admin.create_grant(KeyId=kid, GranteePrincipal=arns["carol"], Operations=["Encrypt"],
+                                     RetiringPrincipal=role["Arn"])
+        self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=role["Arn"]), [by_role["GrantId"]])
+        iam.delete_role(RoleName="retirer")
+        iam.create_role(RoleName="retirer", AssumeRolePolicyDocument=trust)
+        self.assertEqual(self.retirable_ids(admin, RetiringPrincipal=role["Arn"]), [])
+
+    def test_named_create_grant_not_idempotent_across_namesakes(self):
+        acct, admin, key, creds, arns = self.setup_account("idem-reborn", ["bob", "carol"])
+        iam = self.client("iam", acct)
+        kid = key["KeyId"]
+        same = {"KeyId": kid, "GranteePrincipal": arns["bob"], "Operations": ["Encrypt"], "Name": "app"}
+        g1 = admin.create_grant(**same)
+        self.assertEqual(admin.create_grant(**same)["GrantId"], g1["GrantId"])
+        old_id = iam.get_user(UserName="bob")["User"]["UserId"]
+        self.drop_user(iam, "bob", creds["bob"])
+        # Deleted: no grant is found under the name; the old one is shown, and found, by unique id.
+        self.assertEqual(admin.list_grants(KeyId=kid, GranteePrincipal=arns["bob"])["Grants"], [])
+        shown = admin.list_grants(KeyId=kid, GranteePrincipal=old_id)["Grants"]
+        self.assertEqual([(g["GrantId"], g["GranteePrincipal"]) for g in shown], [(g1["GrantId"], old_id)])
+        creds["bob"] = self.user(iam, "bob")
+        # The old grant is bound to the deleted user: the same request makes a new grant for the new one.
+        g2 = admin.create_grant(**same)
+        self.assertNotEqual(g2["GrantId"], g1["GrantId"])
+        self.assertEqual(admin.create_grant(**same)["GrantId"], g2["GrantId"])
+        self.client("kms", creds["bob"]).encrypt(KeyId=key["Arn"], Plaintext=b"x")
+        shown = admin.list_grants(KeyId=kid, GranteePrincipal=arns["bob"])["Grants"]
+        self.assertEqual([(g["GrantId"], g["GranteePrincipal"]) for g in shown], [(g2["GrantId"], arns["bob"])])
+        self.assertEqual(sorted(g["GrantId"] for g in admin.list_grants(KeyId=kid)["Grants"]),
+                         sorted([g1["GrantId"], g2["GrantId"]]))
+        # The same when only the retiring principal was re-created.
+        same = {"KeyId": kid, "GranteePrincipal": arns["carol"], "Operations": ["Encrypt"], "Name": "ret",
+                "RetiringPrincipal": arns["bob"]}
+        g3 = admin.create_grant(**same)
+        self.assertEqual(admin.create_grant(**same)["GrantId"], g3["GrantId"])
+        self.drop_user(iam, "bob", creds["bob"])
+        creds["bob"] = self.user(iam, "bob")
+        g4 = admin.create_grant(**same)
+        self.may_list_retirable(iam, "bob")
+        self.assertNotEqual(g4["GrantId"], g3["GrantId"])
+        bob = self.client("kms", creds["bob"])
+        self.assertEqual(self.retirable_ids(bob, RetiringPrincipal=arns["bob"]), [g4["GrantId"]])
+
     # ---- CreateGrant input bounds -----------------------------------------------------------------
 
     def test_operations_are_a_set(self):
@@ -226,6 +322,65 @@ class GrantSecurityTest(ServerTestCase):
         code, _ = self.error(admin.encrypt, KeyId=kid, Plaintext=b"x", GrantTokens=[g["GrantToken"]] * 11)
         self.assertEqual(code, "ValidationException")
         self.assertEqual(len(admin.list_grants(KeyId=kid)["Grants"]), 1)
+
+
+class RetirableIndexRebuildTest(unittest.TestCase):
+    """A store whose retiring-principal index is keyed by ARN (as written before grants were
+    indexed by bound principal) is re-indexed once at start, grants stored before principals
+    were bound move to their bound id, and a namesake does not inherit either."""
+
+    def old_layout(self, data_dir, arn, unbind):
+        db = sqlite3.connect(os.path.join(data_dir, "coffer.db"))
+        rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'kms/grant/%'").fetchall()
+        self.assertEqual(len(rows), 1)
+        skey, value = rows[0]
+        if unbind:
+            rec = json.loads(value)
+            for m in ("_GranteePrincipalId", "_RetiringPrincipalId"):
+                self.assertIn(m, rec)
+                del rec[m]
+            value = json.dumps(rec, separators=(",", ":"), sort_keys=True).encode()
+            db.execute("UPDATE kv SET value = ? WHERE key = ?", (value, skey))
+        by_arn = "kms/rgrant/%s/" % hashlib.sha256(arn.encode()).hexdigest()
+        db.execute("DELETE FROM kv WHERE key LIKE 'kms/rgrant/%' OR key LIKE 'kms/meta/rgrant-index-%'")
+        db.execute("INSERT INTO kv (key, value) VALUES (?, ?)", (by_arn + skey[len("kms/grant/"):], value))
+        db.execute("INSERT INTO kv (key, value) VALUES (?, ?)", ("kms/meta/rgrant-index-v1", b"1"))
+        db.commit()
+        db.close()
+        return by_arn
+
+    def count(self, data_dir, prefix):
+        db = sqlite3.connect(os.path.join(data_dir, "coffer.db"))
+        n = db.execute("SELECT count(*) FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)).fetchone()[0]
+        db.close()
+        return n
+
+    def test_index_by_arn_rebuilt(self):
+        for unbind in (False, True):
+            server = Cofferd(extra_args=("--quota-crypto-rps", "0"))
+            server.start()
+            try:
+                kms, iam = server.client(), server.client("iam")
+                bob = iam.create_user(UserName="bob")["User"]
+                kid = kms.create_key()["KeyMetadata"]["KeyId"]
+                g = kms.create_grant(KeyId=kid, GranteePrincipal=bob["Arn"], Operations=["Encrypt"],
+                                     RetiringPrincipal=bob["Arn"])["GrantId"]
+                server.stop()
+                by_arn = self.old_layout(server.data_dir, bob["Arn"], unbind)
+                server.start()
+                kms, iam = server.client(), server.client("iam")
+                listed = kms.list_retirable_grants(RetiringPrincipal=bob["Arn"])["Grants"]
+                self.assertEqual([x["GrantId"] for x in listed], [g], unbind)
+                iam.delete_user(UserName="bob")
+                iam.create_user(UserName="bob")
+                self.assertEqual(kms.list_retirable_grants(RetiringPrincipal=bob["Arn"])["Grants"], [], unbind)
+                server.stop()
+                self.assertEqual(self.count(server.data_dir, by_arn), 0, unbind)
+                self.assertEqual(self.count(server.data_dir, "kms/rgrant/"), 1, unbind)
+                self.assertEqual(self.count(server.data_dir, "kms/meta/rgrant-index-v1"), 0, unbind)
+            finally:
+                server.stop()
+                server.cleanup()
 
 
 class GrantLimitConfigTest(unittest.TestCase):

@@ -837,7 +837,7 @@ static void test_retirable_index_backfill(void **state)
     store_txn *t = NULL;
     assert_int_equal(store_txn_begin(e->st, &t), COFFER_OK);
     assert_int_equal(store_txn_delete(t, ikey), COFFER_OK);
-    assert_int_equal(store_txn_delete(t, "kms/meta/rgrant-index-v1"), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "kms/meta/rgrant-index-v2"), COFFER_OK);
     assert_int_equal(store_txn_commit(t), COFFER_OK);
     r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/old\"}");
     assert_int_equal(r.rc, COFFER_OK);
