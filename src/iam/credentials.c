@@ -15,9 +15,11 @@
  *
  * Temporary credentials (STS AssumeRole) need no record: the session token is the sealed
  * session itself, base64(seal_record_seal(identity "sts-session/<ASIA AKID>", JSON {account,
- * role, session ARN, principal id, secret, expiry})). Only this server's barrier can make or
- * open one, the identity binds it to its access key id, and it survives restarts because the
- * barrier keyring is durable. Expiry is checked by the SigV4 verifier (expires_at).
+ * role, session ARN, principal id, secret, issue time, expiry})). Only this server's barrier can
+ * make or open one, the identity binds it to its access key id, and it survives restarts because
+ * the barrier keyring is durable. Expiry is checked by the SigV4 verifier (expires_at). A token
+ * sealed without an issue time ("issued") opens with issued_at 0: aws:TokenIssueTime is then
+ * absent, as AWS treats a key it has no value for.
  */
 #include "iam/credentials.h"
 
@@ -587,9 +589,11 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     GUARD(coffer_buf_nul_terminate(&id.secret));
     GUARD(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
     GUARD(session_identity(akid, identity, sizeof(identity)));
-    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
+    ENSURE(spec->issued_at > 0, COFFER_ERR_USAGE);
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
                     "principal_arn", spec->session_arn, "principal_id", spec->principal_id, "secret",
-                    (const char *)id.secret.data, "expires", (json_int_t)spec->expires_at);
+                    (const char *)id.secret.data, "issued", (json_int_t)spec->issued_at, "expires",
+                    (json_int_t)spec->expires_at);
     if (obj == NULL) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "invalid session fields");
     }
@@ -639,7 +643,7 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     char akid[IAM_AKID_MAX + 1];
     char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
     const char *account = NULL, *role = NULL, *arn = NULL, *pid = NULL, *secret = NULL;
-    json_int_t expires = 0;
+    json_int_t expires = 0, issued = 0;
     size_t tlen = strlen(token);
     if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_AKID_LEN ||
         memcmp(akid_cur.ptr, IAM_SESSION_AKID_PREFIX, 4) != 0) {
@@ -654,9 +658,9 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
         goto out;
     }
     root = json_loadb((const char *)plain.data, plain.len, JSON_REJECT_DUPLICATES, NULL);
-    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I}", "account", &account, "role_arn", &role,
-                                    "principal_arn", &arn, "principal_id", &pid, "secret", &secret, "expires",
-                                    &expires) != 0) {
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I, s?I}", "account", &account, "role_arn",
+                                    &role, "principal_arn", &arn, "principal_id", &pid, "secret", &secret,
+                                    "expires", &expires, "issued", &issued) != 0) {
         rc = unrecognized();
         goto out;
     }
@@ -672,6 +676,7 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     GUARD(coffer_buf_append_str(&id.secret, secret));
     GUARD(coffer_buf_nul_terminate(&id.secret));
     id.expires_at = expires > 0 ? (int64_t)expires : 1;
+    id.issued_at = issued > 0 ? (int64_t)issued : 0;
     *out = id;
     memset(&id, 0, sizeof(id));
 out:

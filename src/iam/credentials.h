@@ -54,6 +54,7 @@ struct iam_session_spec {
     const char *role_arn;     /* "arn:aws:iam::ACCT:role/NAME" */
     const char *session_arn;  /* "arn:aws:sts::ACCT:assumed-role/NAME/SESSION" */
     const char *principal_id; /* "AROA...:SESSION" */
+    int64_t issued_at;        /* epoch seconds; aws:TokenIssueTime of requests made with it */
     int64_t expires_at;       /* epoch seconds */
 };
 
@@ -68,8 +69,8 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
 
 /*
  * A sigv4_lookup_fn; ctx is the iam_creds. With a session token it opens the token (which must
- * belong to `access_key_id`) and fills role_arn and expires_at; a token that does not open is
- * COFFER_ERR_UNRECOGNIZED_CLIENT. Expiry itself is the verifier's check.
+ * belong to `access_key_id`) and fills role_arn, issued_at and expires_at; a token that does not
+ * open is COFFER_ERR_UNRECOGNIZED_CLIENT. Expiry itself is the verifier's check.
  */
 coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *session_token,
                             struct sigv4_identity *out);
