@@ -19,7 +19,8 @@
  * make or open one, the identity binds it to its access key id, and it survives restarts because
  * the barrier keyring is durable. Expiry is checked by the SigV4 verifier (expires_at). A token
  * sealed without an issue time ("issued") opens with issued_at 0: aws:TokenIssueTime is then
- * absent, as AWS treats a key it has no value for.
+ * absent, as AWS treats a key it has no value for. A session stands for the role with the unique
+ * id in its principal id ("AROA...:SESSION"): when that role is gone, so is the session.
  */
 #include "iam/credentials.h"
 
@@ -62,6 +63,8 @@ struct iam_creds {
     size_t nbuckets;        /* a power of two */
     size_t count;
     atomic_uint_fast64_t gen; /* bumped by every eviction */
+    struct iam_identity_source roles; /* whose roles sessions stand for; unset: not checked */
+    bool has_roles;
 };
 
 static const char base32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -630,6 +633,37 @@ out:
     return rc;
 }
 
+void iam_creds_set_session_roles(iam_creds *c, const struct iam_identity_source *roles)
+{
+    if (c == NULL || roles == NULL || roles->policies == NULL) {
+        return;
+    }
+    c->roles = *roles;
+    c->has_roles = true;
+}
+
+/*
+ * Does the role `role_arn` still have the unique id the session `pid` ("AROA...:SESSION") was
+ * issued for? Asked on every request made with a session, so it goes through the source's
+ * compiled-policy cache (the lookup the authorizer makes next hits the same entry): no store
+ * read while the role is unchanged. A deleted role, or a new one under the same name, refuses
+ * the session as a token that does not open is refused.
+ */
+static coffer_err session_role_current(struct iam_creds *c, const char *role_arn, const char *pid)
+{
+    if (!c->has_roles) {
+        return COFFER_OK;
+    }
+    struct iam_policy_list list;
+    memset(&list, 0, sizeof(list));
+    TRY(c->roles.policies(c->roles.ctx, role_arn, &list));
+    bool current = iam_policy_list_current(&list, pid);
+    if (c->roles.release != NULL) {
+        c->roles.release(c->roles.ctx, &list);
+    }
+    return current ? COFFER_OK : unrecognized();
+}
+
 /* Opens a session token presented with `akid`; anything that does not open is unrecognized. */
 static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, const char *token,
                                  struct sigv4_identity *out)
@@ -673,6 +707,7 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
         rc = unrecognized();
         goto out;
     }
+    GUARD(session_role_current(c, id.role_arn, id.principal_id));
     GUARD(coffer_buf_append_str(&id.secret, secret));
     GUARD(coffer_buf_nul_terminate(&id.secret));
     id.expires_at = expires > 0 ? (int64_t)expires : 1;

@@ -27,6 +27,7 @@
 #define ACCT "000000000000"
 #define OTHER "111122223333"
 #define NOW_S 1795424400 /* 2026-11-23T09:00:00Z */
+#define IAM_TEST_TOKEN_MAX 4097 /* a session token and its NUL */
 #define ALLOW_KMS "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}]}"
 
 struct fixture {
@@ -760,6 +761,36 @@ static void test_session_token_without_issue_time(void **state)
     coffer_buf_free(&token);
 }
 
+/* A session's token is refused once its role is deleted, and stays refused under a namesake. */
+static void test_session_ends_with_role(void **state)
+{
+    struct fixture *f = *state;
+    struct iam_identity_source roles = iam_directory_identity_source(f->d);
+    iam_creds_set_session_roles(f->creds, &roles);
+    make_role(f, ACCT, "brief", "arn:aws:iam::000000000000:root");
+    struct api_caller root = caller_root(ACCT);
+    json_t *out = NULL;
+    assert_int_equal(assume(f, &root, "arn:aws:iam::000000000000:role/brief", NULL, &out), COFFER_OK);
+    json_t *cr = json_object_get(out, "Credentials");
+    char akid[21], token[IAM_TEST_TOKEN_MAX];
+    snprintf(akid, sizeof(akid), "%s", json_string_value(json_object_get(cr, "AccessKeyId")));
+    snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(cr, "SessionToken")));
+    json_decref(out);
+    struct sigv4_identity who;
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_OK);
+    sigv4_identity_clean(&who);
+    assert_int_equal(iam_dir_delete(f->d, IAM_KIND_ROLE, ACCT, "brief"), COFFER_OK);
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
+    make_role(f, ACCT, "brief", "arn:aws:iam::000000000000:root");
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
+    /* Still refused after a restart: the role's unique id is sealed in the token. */
+    close_all(f);
+    open_all(f, false);
+    roles = iam_directory_identity_source(f->d);
+    iam_creds_set_session_roles(f->creds, &roles);
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
+}
+
 /* ---- persistence and faults ---- */
 
 static void test_reopen_keeps_everything(void **state)
@@ -897,6 +928,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_ends_with_role, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_token_without_issue_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_authorization, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assume_role_rules, setup, teardown),
