@@ -67,6 +67,7 @@ struct sigv4_identity {
     char role_arn[256]; /* assumed-role sessions: the role's ARN; "" otherwise */
     coffer_buf secret; /* secret access key (secret buffer), owned: freed by sigv4_identity_clean */
     int64_t expires_at; /* 0 = never; temporary credentials (session token) expire */
+    int64_t issued_at;  /* temporary credentials: when issued (epoch s, aws:TokenIssueTime); 0 = not known */
 };
 void sigv4_identity_clean(struct sigv4_identity *id);
 

@@ -28,6 +28,9 @@ struct api_caller {
     const char *source_ip;    /* borrowed, valid for the call */
     const char *user_agent;   /* borrowed, may be "" */
     bool secure_transport;    /* true over TLS */
+    /* Temporary credentials: when the session was issued (epoch s), aws:TokenIssueTime. 0 for
+     * long-term keys and for tokens issued before the time was sealed in: the key is absent. */
+    int64_t token_issued_at;
 };
 
 /*

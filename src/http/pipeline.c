@@ -432,6 +432,7 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
         snprintf(st->caller.principal_id, sizeof(st->caller.principal_id), "%s", who.principal_id);
         snprintf(st->caller.principal_type, sizeof(st->caller.principal_type), "%s", who.principal_type);
         snprintf(st->caller.role_arn, sizeof(st->caller.role_arn), "%s", who.role_arn);
+        st->caller.token_issued_at = who.issued_at;
         st->authenticated = true;
     }
     sigv4_identity_clean(&who);

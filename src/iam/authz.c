@@ -53,6 +53,7 @@ static unsigned key_family(const char *k)
         {"aws:securetransport", false, AUTHZ_CTX_TRANSPORT},
         {"aws:currenttime", false, AUTHZ_CTX_TIME},
         {"aws:epochtime", false, AUTHZ_CTX_TIME},
+        {"aws:tokenissuetime", false, AUTHZ_CTX_TIME},
         {"aws:principalarn", false, AUTHZ_CTX_PRINCIPAL},
         {"aws:principalaccount", false, AUTHZ_CTX_PRINCIPAL},
         {"aws:principaltype", false, AUTHZ_CTX_PRINCIPAL},
@@ -147,8 +148,9 @@ static bool is_root(const struct api_caller *c)
 /*
  * The global condition keys AWS sets on every request, plus kms:CallerAccount. Keys this server
  * has nothing to fill with stay absent and evaluate as AWS does for an absent key (see
- * cond_holds_view): aws:PrincipalTag/<k> (IAM principals carry no tags), aws:TokenIssueTime (not
- * recorded in session tokens), aws:MultiFactorAuthAge, aws:SourceVpc(e), aws:VpcSourceIp,
+ * cond_holds_view): aws:PrincipalTag/<k> (IAM principals carry no tags), aws:TokenIssueTime for
+ * long-term keys (AWS sets it only for temporary credentials) and for session tokens sealed before
+ * the issue time was, aws:MultiFactorAuthAge, aws:SourceVpc(e), aws:VpcSourceIp,
  * aws:SourceArn/Account, aws:CalledVia*, aws:PrincipalOrg*, aws:PrincipalServiceName*.
  */
 static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req, unsigned want)
@@ -167,6 +169,10 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
     if (want & AUTHZ_CTX_TIME) {
         TRY(policy_ctx_set_time(ctx, "aws:CurrentTime", now_ms / 1000));
         TRY(policy_ctx_set_number(ctx, "aws:EpochTime", now_ms / 1000));
+        /* When the session token was issued, ISO 8601 as AWS gives it: "revoke older sessions". */
+        if (c->token_issued_at > 0) {
+            TRY(policy_ctx_set_time(ctx, "aws:TokenIssueTime", c->token_issued_at));
+        }
     }
     /* Set even when no condition reads them: the same-account direct-grant pass in decide()
      * clears principal_account, and the evaluator falls back to the request fields. */

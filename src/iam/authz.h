@@ -48,7 +48,7 @@ typedef struct authz authz;
 enum authz_ctx_keys {
     AUTHZ_CTX_SOURCE_IP = 1u << 0,      /* aws:SourceIp */
     AUTHZ_CTX_TRANSPORT = 1u << 1,      /* aws:SecureTransport */
-    AUTHZ_CTX_TIME = 1u << 2,           /* aws:CurrentTime, aws:EpochTime */
+    AUTHZ_CTX_TIME = 1u << 2,           /* aws:CurrentTime, aws:EpochTime, aws:TokenIssueTime */
     AUTHZ_CTX_PRINCIPAL = 1u << 3,      /* aws:PrincipalArn/Account/Type, aws:username, aws:userid */
     AUTHZ_CTX_CALLER_ACCOUNT = 1u << 4, /* kms:CallerAccount */
     AUTHZ_CTX_ENCRYPTION_CONTEXT = 1u << 5, /* kms:EncryptionContext:<key>, kms:EncryptionContextKeys */
@@ -116,7 +116,8 @@ unsigned authz_policy_ctx_keys(const policy *p);
 
 /*
  * Fills `ctx` with the global condition keys of a request by `caller` (aws:SourceIp,
- * aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:Principal*, aws:userid,
+ * aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:TokenIssueTime (sessions),
+ * aws:Principal*, aws:userid,
  * aws:username, aws:RequestedRegion, aws:UserAgent, ...), for services that evaluate policies
  * themselves (IAM identity policies, STS trust policies). `region` may be NULL; `now_ms` 0 means
  * the clock. On failure the context is incomplete and must not be evaluated.

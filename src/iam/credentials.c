@@ -15,9 +15,12 @@
  *
  * Temporary credentials (STS AssumeRole) need no record: the session token is the sealed
  * session itself, base64(seal_record_seal(identity "sts-session/<ASIA AKID>", JSON {account,
- * role, session ARN, principal id, secret, expiry})). Only this server's barrier can make or
- * open one, the identity binds it to its access key id, and it survives restarts because the
- * barrier keyring is durable. Expiry is checked by the SigV4 verifier (expires_at).
+ * role, session ARN, principal id, secret, issue time, expiry})). Only this server's barrier can
+ * make or open one, the identity binds it to its access key id, and it survives restarts because
+ * the barrier keyring is durable. Expiry is checked by the SigV4 verifier (expires_at). A token
+ * sealed without an issue time ("issued") opens with issued_at 0: aws:TokenIssueTime is then
+ * absent, as AWS treats a key it has no value for. A session stands for the role with the unique
+ * id in its principal id ("AROA...:SESSION"): when that role is gone, so is the session.
  */
 #include "iam/credentials.h"
 
@@ -60,6 +63,8 @@ struct iam_creds {
     size_t nbuckets;        /* a power of two */
     size_t count;
     atomic_uint_fast64_t gen; /* bumped by every eviction */
+    struct iam_identity_source roles; /* whose roles sessions stand for; unset: not checked */
+    bool has_roles;
 };
 
 static const char base32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -587,9 +592,11 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     GUARD(coffer_buf_nul_terminate(&id.secret));
     GUARD(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
     GUARD(session_identity(akid, identity, sizeof(identity)));
-    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
+    ENSURE(spec->issued_at > 0, COFFER_ERR_USAGE);
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
                     "principal_arn", spec->session_arn, "principal_id", spec->principal_id, "secret",
-                    (const char *)id.secret.data, "expires", (json_int_t)spec->expires_at);
+                    (const char *)id.secret.data, "issued", (json_int_t)spec->issued_at, "expires",
+                    (json_int_t)spec->expires_at);
     if (obj == NULL) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "invalid session fields");
     }
@@ -626,6 +633,37 @@ out:
     return rc;
 }
 
+void iam_creds_set_session_roles(iam_creds *c, const struct iam_identity_source *roles)
+{
+    if (c == NULL || roles == NULL || roles->policies == NULL) {
+        return;
+    }
+    c->roles = *roles;
+    c->has_roles = true;
+}
+
+/*
+ * Does the role `role_arn` still have the unique id the session `pid` ("AROA...:SESSION") was
+ * issued for? Asked on every request made with a session, so it goes through the source's
+ * compiled-policy cache (the lookup the authorizer makes next hits the same entry): no store
+ * read while the role is unchanged. A deleted role, or a new one under the same name, refuses
+ * the session as a token that does not open is refused.
+ */
+static coffer_err session_role_current(struct iam_creds *c, const char *role_arn, const char *pid)
+{
+    if (!c->has_roles) {
+        return COFFER_OK;
+    }
+    struct iam_policy_list list;
+    memset(&list, 0, sizeof(list));
+    TRY(c->roles.policies(c->roles.ctx, role_arn, &list));
+    bool current = iam_policy_list_current(&list, pid);
+    if (c->roles.release != NULL) {
+        c->roles.release(c->roles.ctx, &list);
+    }
+    return current ? COFFER_OK : unrecognized();
+}
+
 /* Opens a session token presented with `akid`; anything that does not open is unrecognized. */
 static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, const char *token,
                                  struct sigv4_identity *out)
@@ -639,7 +677,7 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     char akid[IAM_AKID_MAX + 1];
     char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
     const char *account = NULL, *role = NULL, *arn = NULL, *pid = NULL, *secret = NULL;
-    json_int_t expires = 0;
+    json_int_t expires = 0, issued = 0;
     size_t tlen = strlen(token);
     if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_AKID_LEN ||
         memcmp(akid_cur.ptr, IAM_SESSION_AKID_PREFIX, 4) != 0) {
@@ -654,9 +692,9 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
         goto out;
     }
     root = json_loadb((const char *)plain.data, plain.len, JSON_REJECT_DUPLICATES, NULL);
-    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I}", "account", &account, "role_arn", &role,
-                                    "principal_arn", &arn, "principal_id", &pid, "secret", &secret, "expires",
-                                    &expires) != 0) {
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I, s?I}", "account", &account, "role_arn",
+                                    &role, "principal_arn", &arn, "principal_id", &pid, "secret", &secret,
+                                    "expires", &expires, "issued", &issued) != 0) {
         rc = unrecognized();
         goto out;
     }
@@ -669,9 +707,11 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
         rc = unrecognized();
         goto out;
     }
+    GUARD(session_role_current(c, id.role_arn, id.principal_id));
     GUARD(coffer_buf_append_str(&id.secret, secret));
     GUARD(coffer_buf_nul_terminate(&id.secret));
     id.expires_at = expires > 0 ? (int64_t)expires : 1;
+    id.issued_at = issued > 0 ? (int64_t)issued : 0;
     *out = id;
     memset(&id, 0, sizeof(id));
 out:

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "auth/sigv4.h"
+#include "iam/identity.h"
 #include "seal/seal.h"
 #include "store/store.h"
 
@@ -54,6 +55,7 @@ struct iam_session_spec {
     const char *role_arn;     /* "arn:aws:iam::ACCT:role/NAME" */
     const char *session_arn;  /* "arn:aws:sts::ACCT:assumed-role/NAME/SESSION" */
     const char *principal_id; /* "AROA...:SESSION" */
+    int64_t issued_at;        /* epoch seconds; aws:TokenIssueTime of requests made with it */
     int64_t expires_at;       /* epoch seconds */
 };
 
@@ -67,9 +69,19 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
                                    coffer_buf *secret_out, coffer_buf *token_out) __attribute__((warn_unused_result));
 
 /*
+ * Sessions end with their role: once set, every lookup of a session token asks `roles` (copied;
+ * its ctx must outlive c) for the role the session was issued for, through the source's policy
+ * cache, and refuses the token when that role no longer exists or is another role of the same
+ * name (iam_policy_list_current). Without a source, tokens are checked only for seal and expiry.
+ * Call before serving requests.
+ */
+void iam_creds_set_session_roles(iam_creds *c, const struct iam_identity_source *roles);
+
+/*
  * A sigv4_lookup_fn; ctx is the iam_creds. With a session token it opens the token (which must
- * belong to `access_key_id`) and fills role_arn and expires_at; a token that does not open is
- * COFFER_ERR_UNRECOGNIZED_CLIENT. Expiry itself is the verifier's check.
+ * belong to `access_key_id`) and fills role_arn, issued_at and expires_at; a token that does not
+ * open, or whose role was deleted since, is COFFER_ERR_UNRECOGNIZED_CLIENT (Query services answer
+ * InvalidClientTokenId). Expiry itself is the verifier's check.
  */
 coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *session_token,
                             struct sigv4_identity *out);

@@ -98,6 +98,7 @@ static coffer_err session_output(iam_services *s, struct api_call *call, json_t 
         .role_arn = role_arn,
         .session_arn = session_arn,
         .principal_id = pid,
+        .issued_at = call->now_ms / 1000,
         .expires_at = expires,
     };
     GUARD(iam_creds_issue_session(s->creds, &spec, akid, &secret, &token));

@@ -217,6 +217,9 @@ int main(int argc, char **argv)
     GUARD(iam_creds_new(st, sl, &creds));
     GUARD(bootstrap_credentials(&cfg, st, creds));
     GUARD(iam_directory_new(st, creds, &dir));
+    /* Sessions end with their role, whether or not policies are enforced. */
+    struct iam_identity_source roles = iam_directory_identity_source(dir);
+    iam_creds_set_session_roles(creds, &roles);
     iam_directory_set_limits(dir, &cfg.limits);
     GUARD(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
     GUARD(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));

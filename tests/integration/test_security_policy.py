@@ -185,6 +185,73 @@ class SecurityPolicyTest(ServerTestCase):
         self.server.client("sts").assume_role(RoleArn="arn:aws:iam::%s:role/guarded-role" % ACCOUNT,
                                               RoleSessionName="sess")
 
+    # ---- aws:TokenIssueTime -----------------------------------------------------------------
+
+    def role_session(self, role, name, policy=None):
+        iam = self.server.client("iam")
+        try:
+            iam.get_role(RoleName=role)
+        except ClientError:
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=doc(
+                {"Effect": "Allow", "Principal": {"AWS": ROOT}, "Action": "sts:AssumeRole"}))
+        iam.put_role_policy(RoleName=role, PolicyName="p", PolicyDocument=policy or json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}))
+        c = self.server.client("sts").assume_role(RoleArn="arn:aws:iam::%s:role/%s" % (ACCOUNT, role),
+                                                  RoleSessionName=name)["Credentials"]
+        return dict(akid=c["AccessKeyId"], secret=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+
+    def test_token_issue_time_revokes_older_sessions(self):
+        # AWS's "revoke older sessions" statement, in a key policy.
+        creds = self.role_session("tit-kp", "old")
+        session = self.server.client(**creds)
+        future = "2099-01-01T00:00:00Z"
+        key_id = self.deny_guardrail({"DateLessThan": {"aws:TokenIssueTime": future}})
+        self.assertEqual(self.code(session.encrypt, KeyId=key_id, Plaintext=b"p"), "AccessDeniedException")
+        # Long-term keys have no aws:TokenIssueTime: the positive date condition is false.
+        self.kms.encrypt(KeyId=key_id, Plaintext=b"p")
+        key_id = self.deny_guardrail({"DateLessThan": {"aws:TokenIssueTime": "2020-01-01T00:00:00Z"}})
+        session.encrypt(KeyId=key_id, Plaintext=b"p")
+        # The cut-off between two sessions: the older is refused, the newer is not.
+        time.sleep(1.2)
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        time.sleep(1.2)
+        newer = self.server.client(**self.role_session("tit-kp", "new"))
+        key_id = self.deny_guardrail({"DateLessThan": {"aws:TokenIssueTime": cutoff}})
+        self.assertEqual(self.code(session.encrypt, KeyId=key_id, Plaintext=b"p"), "AccessDeniedException")
+        newer.encrypt(KeyId=key_id, Plaintext=b"p")
+        # Present for a session (Null false), absent for a long-term key (Null true).
+        key_id = self.deny_guardrail({"Null": {"aws:TokenIssueTime": "false"}})
+        self.assertEqual(self.code(session.encrypt, KeyId=key_id, Plaintext=b"p"), "AccessDeniedException")
+        self.kms.encrypt(KeyId=key_id, Plaintext=b"p")
+
+    def test_token_issue_time_in_identity_policies(self):
+        # The same guardrail in the role's own policy, for KMS, IAM and STS requests.
+        guard = {"DateLessThan": {"aws:TokenIssueTime": "2099-01-01T00:00:00Z"}}
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["kms:*", "iam:*", "sts:AssumeRole"], "Resource": "*"},
+            {"Effect": "Deny", "Action": ["kms:Encrypt", "iam:ListUsers", "sts:AssumeRole"], "Resource": "*",
+             "Condition": guard}]})
+        creds = self.role_session("tit-id", "first", policy)
+        key_id = self.kms.create_key()["KeyMetadata"]["KeyId"]
+        session = self.server.client(**creds)
+        session.describe_key(KeyId=key_id)
+        self.assertEqual(self.code(session.encrypt, KeyId=key_id, Plaintext=b"p"), "AccessDeniedException")
+        iam = self.server.client("iam", **creds)
+        iam.list_roles()
+        self.assertEqual(self.code(iam.list_users), "AccessDenied")
+        sts = self.server.client("sts", **creds)
+        self.assertEqual(self.code(sts.assume_role, RoleArn="arn:aws:iam::%s:role/tit-id" % ACCOUNT,
+                                   RoleSessionName="chain"), "AccessDenied")
+        # A guardrail dated before the session does not fire.
+        self.server.client("iam").put_role_policy(RoleName="tit-id", PolicyName="p", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["kms:*", "iam:*", "sts:AssumeRole"], "Resource": "*"},
+                {"Effect": "Deny", "Action": ["kms:Encrypt", "iam:ListUsers", "sts:AssumeRole"], "Resource": "*",
+                 "Condition": {"DateLessThan": {"aws:TokenIssueTime": "2020-01-01T00:00:00Z"}}}]}))
+        session.encrypt(KeyId=key_id, Plaintext=b"p")
+        iam.list_users()
+        sts.assume_role(RoleArn="arn:aws:iam::%s:role/tit-id" % ACCOUNT, RoleSessionName="chain")
+
     # ---- evaluation cost ------------------------------------------------------------------
 
     def test_encryption_context_size_cap(self):

@@ -7,11 +7,12 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import unittest
 
 from botocore.exceptions import ClientError
 
-from harness import Cofferd, ServerTestCase
+from harness import AWS, Cofferd, ServerTestCase
 
 ACCOUNT = "000000000000"
 ROOT = "arn:aws:iam::%s:root" % ACCOUNT
@@ -177,6 +178,45 @@ class PrincipalBindingTest(ServerTestCase):
         # A new session of the new role works.
         self.session(role2["Arn"], "s2").encrypt(KeyId=key, Plaintext=b"s")
         self.drop_role("sess-role")
+
+    def test_session_of_deleted_role_refused_at_authentication(self):
+        # Every service refuses the session, including GetCallerIdentity, which no policy governs.
+        role = self.iam.create_role(RoleName="gone-role", AssumeRolePolicyDocument=trust(ROOT))["Role"]
+        self.iam.put_role_policy(RoleName="gone-role", PolicyName="kms", PolicyDocument=ALLOW_KMS)
+        c = self.server.client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="gone")["Credentials"]
+        creds = dict(akid=c["AccessKeyId"], secret=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+        sts = self.server.client("sts", **creds)
+        self.assertEqual(sts.get_caller_identity()["Arn"],
+                         "arn:aws:sts::%s:assumed-role/gone-role/gone" % ACCOUNT)
+        self.drop_role("gone-role")
+        code, msg = self.code(sts.get_caller_identity)
+        self.assertEqual((code, msg), ("InvalidClientTokenId", "The security token included in the request is invalid."))
+        code, _ = self.code(self.server.client("iam", **creds).list_users)
+        self.assertEqual(code, "InvalidClientTokenId")
+        code, _ = self.code(self.server.client(**creds).list_keys)
+        self.assertEqual(code, "UnrecognizedClientException")
+        # A role of the same name is another role: the old session stays refused everywhere.
+        role2 = self.iam.create_role(RoleName="gone-role", AssumeRolePolicyDocument=trust(ROOT))["Role"]
+        self.iam.put_role_policy(RoleName="gone-role", PolicyName="kms", PolicyDocument=ALLOW_KMS)
+        self.assertNotEqual(role2["RoleId"], role["RoleId"])
+        code, _ = self.code(sts.get_caller_identity)
+        self.assertEqual(code, "InvalidClientTokenId")
+        code, _ = self.code(self.server.client(**creds).list_keys)
+        self.assertEqual(code, "UnrecognizedClientException")
+        # The CLI sees the same refusal.
+        env = self.server.env()
+        env.update({"AWS_ACCESS_KEY_ID": c["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": c["SecretAccessKey"],
+                    "AWS_SESSION_TOKEN": c["SessionToken"]})
+        r = subprocess.run([AWS, "--endpoint-url", self.server.endpoint, "sts", "get-caller-identity"], env=env,
+                           capture_output=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("InvalidClientTokenId", r.stderr.decode())
+        # A new session of the new role answers.
+        s2 = self.server.client("sts").assume_role(RoleArn=role2["Arn"], RoleSessionName="back")["Credentials"]
+        who = self.server.client("sts", akid=s2["AccessKeyId"], secret=s2["SecretAccessKey"],
+                                 aws_session_token=s2["SessionToken"]).get_caller_identity()
+        self.assertEqual(who["UserId"], "%s:back" % role2["RoleId"])
+        self.drop_role("gone-role")
 
     def test_key_policy_role_recreated(self):
         role = self.iam.create_role(RoleName="kp-role", AssumeRolePolicyDocument=trust(ROOT))["Role"]

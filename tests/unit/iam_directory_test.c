@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/codec.h"
 #include "iam/directory.h"
 #include "iam/iam_service.h"
 #include "iam/policy.h"
@@ -26,6 +27,7 @@
 #define ACCT "000000000000"
 #define OTHER "111122223333"
 #define NOW_S 1795424400 /* 2026-11-23T09:00:00Z */
+#define IAM_TEST_TOKEN_MAX 4097 /* a session token and its NUL */
 #define ALLOW_KMS "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}]}"
 
 struct fixture {
@@ -472,6 +474,7 @@ static void issue(struct fixture *f, int64_t expires, char akid[21], coffer_buf 
         .role_arn = "arn:aws:iam::000000000000:role/R",
         .session_arn = "arn:aws:sts::000000000000:assumed-role/R/s",
         .principal_id = "AROAEXAMPLE:s",
+        .issued_at = NOW_S,
         .expires_at = expires,
     };
     assert_int_equal(iam_creds_issue_session(f->creds, &spec, akid, secret, token), COFFER_OK);
@@ -524,6 +527,7 @@ static void test_session_tokens(void **state)
     assert_string_equal(who.principal_arn, "arn:aws:sts::000000000000:assumed-role/R/s");
     assert_string_equal(who.principal_id, "AROAEXAMPLE:s");
     assert_int_equal(who.expires_at, NOW_S + 900);
+    assert_int_equal(who.issued_at, NOW_S);
     assert_string_equal((const char *)who.secret.data, (const char *)secret.data);
     sigv4_identity_clean(&who);
     /* Without a token, with another session's token, with a flipped byte: unrecognized. */
@@ -690,6 +694,7 @@ static void test_assume_role_rules(void **state)
                      COFFER_OK);
     assert_string_equal(who.role_arn, "arn:aws:iam::000000000000:role/named");
     assert_int_equal(who.expires_at, NOW_S + 3600);
+    assert_int_equal(who.issued_at, NOW_S);
     struct api_caller session = caller_from(&who);
     sigv4_identity_clean(&who);
     json_decref(out);
@@ -730,6 +735,60 @@ static void test_assume_role_rules(void **state)
     assert_int_equal(assume(f, &other_root, "arn:aws:iam::000000000000:role/cross", NULL, NULL), COFFER_OK);
     assert_int_equal(assume(f, &other_root, "arn:aws:iam::000000000000:role/acct", NULL, NULL),
                      COFFER_ERR_ACCESS_DENIED);
+}
+
+/* A token sealed before issue times were recorded opens, with no issue time (the key is absent). */
+static void test_session_token_without_issue_time(void **state)
+{
+    struct fixture *f = *state;
+    const char *akid = "ASIAOLDTOKEN23456789";
+    const char *plain = "{\"account\":\"000000000000\",\"expires\":1795428000,"
+                        "\"principal_arn\":\"arn:aws:sts::000000000000:assumed-role/R/s\","
+                        "\"principal_id\":\"AROAEXAMPLE:s\",\"role_arn\":\"arn:aws:iam::000000000000:role/R\","
+                        "\"secret\":\"old-secret\"}";
+    coffer_buf sealed = COFFER_BUF_INIT, token = COFFER_BUF_INIT;
+    assert_int_equal(seal_record_seal(f->sl, "sts-session/ASIAOLDTOKEN23456789", coffer_cursor_from_str(plain),
+                                      &sealed),
+                     COFFER_OK);
+    assert_int_equal(coffer_b64_encode(coffer_buf_cursor(&sealed), &token), COFFER_OK);
+    assert_int_equal(coffer_buf_nul_terminate(&token), COFFER_OK);
+    struct sigv4_identity who;
+    assert_int_equal(lookup(f, akid, (const char *)token.data, &who), COFFER_OK);
+    assert_int_equal(who.issued_at, 0);
+    assert_int_equal(who.expires_at, 1795428000);
+    sigv4_identity_clean(&who);
+    coffer_buf_free(&sealed);
+    coffer_buf_free(&token);
+}
+
+/* A session's token is refused once its role is deleted, and stays refused under a namesake. */
+static void test_session_ends_with_role(void **state)
+{
+    struct fixture *f = *state;
+    struct iam_identity_source roles = iam_directory_identity_source(f->d);
+    iam_creds_set_session_roles(f->creds, &roles);
+    make_role(f, ACCT, "brief", "arn:aws:iam::000000000000:root");
+    struct api_caller root = caller_root(ACCT);
+    json_t *out = NULL;
+    assert_int_equal(assume(f, &root, "arn:aws:iam::000000000000:role/brief", NULL, &out), COFFER_OK);
+    json_t *cr = json_object_get(out, "Credentials");
+    char akid[21], token[IAM_TEST_TOKEN_MAX];
+    snprintf(akid, sizeof(akid), "%s", json_string_value(json_object_get(cr, "AccessKeyId")));
+    snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(cr, "SessionToken")));
+    json_decref(out);
+    struct sigv4_identity who;
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_OK);
+    sigv4_identity_clean(&who);
+    assert_int_equal(iam_dir_delete(f->d, IAM_KIND_ROLE, ACCT, "brief"), COFFER_OK);
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
+    make_role(f, ACCT, "brief", "arn:aws:iam::000000000000:root");
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
+    /* Still refused after a restart: the role's unique id is sealed in the token. */
+    close_all(f);
+    open_all(f, false);
+    roles = iam_directory_identity_source(f->d);
+    iam_creds_set_session_roles(f->creds, &roles);
+    assert_int_equal(lookup(f, akid, token, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
 }
 
 /* ---- persistence and faults ---- */
@@ -869,6 +928,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_ends_with_role, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_token_without_issue_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_authorization, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assume_role_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
