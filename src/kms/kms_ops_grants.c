@@ -156,6 +156,19 @@ static coffer_err check_operations(const json_t *ops)
     return COFFER_OK;
 }
 
+/* Is the operation `name` in the array `ops`? */
+static bool ops_has(const json_t *ops, const char *name)
+{
+    size_t i;
+    const json_t *o;
+    json_array_foreach(ops, i, o) {
+        if (strcmp(json_string_value(o), name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * The operations as a set, in the order first given: a grant stores each operation once, so
  * neither its record nor every later authorization on the key pays for repeats. *out is owned.
@@ -170,13 +183,7 @@ static coffer_err operations_set(const json_t *ops, json_t **out)
     size_t i;
     json_t *o;
     json_array_foreach(ops, i, o) {
-        bool seen = false;
-        size_t j;
-        const json_t *p;
-        json_array_foreach(set, j, p) {
-            seen = seen || strcmp(json_string_value(o), json_string_value(p)) == 0;
-        }
-        if (!seen && json_array_append(set, o) != 0) {
+        if (!ops_has(set, json_string_value(o)) && json_array_append(set, o) != 0) {
             json_decref(set);
             return kms_nomem();
         }
@@ -191,13 +198,7 @@ static bool same_ops(const json_t *a, const json_t *b)
     size_t i;
     const json_t *o;
     json_array_foreach(a, i, o) {
-        bool found = false;
-        size_t j;
-        const json_t *p;
-        json_array_foreach(b, j, p) {
-            found = found || strcmp(json_string_value(o), json_string_value(p)) == 0;
-        }
-        if (!found) {
+        if (!ops_has(b, json_string_value(o))) {
             return false;
         }
     }
