@@ -46,11 +46,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     const struct policy_request reqs[] = {
         {"arn:aws:iam::111122223333:user/alice", NULL, "111122223333", "User", "kms:Encrypt",
-         "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", fz_ctx},
+         "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", fz_ctx,
+         "AIDAEXAMPLEUSERID0001"},
         {"arn:aws:sts::444455556666:assumed-role/Reader/s1", "arn:aws:iam::444455556666:role/Reader",
-         "444455556666", "AssumedRole", "kms:Decrypt", "arn:aws:s3:::bucket/home/alice/f", fz_ctx},
-        {"ec2.amazonaws.com", NULL, NULL, "Service", "s3:GetObject", "", NULL},
-        {NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+         "444455556666", "AssumedRole", "kms:Decrypt", "arn:aws:s3:::bucket/home/alice/f", fz_ctx,
+         "AROAEXAMPLEROLEID0001:s1"},
+        {"ec2.amazonaws.com", NULL, NULL, "Service", "s3:GetObject", "", NULL, NULL},
+        {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
     };
     for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
         enum policy_decision d = policy_evaluate(p, &reqs[i]);
