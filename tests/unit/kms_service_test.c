@@ -1118,23 +1118,6 @@ static void test_concurrency(void **state)
     free(blob);
 }
 
-/* Not a benchmark (bench/ has those): a rough per-call cost printed for the record. */
-static void test_encrypt_cost(void **state)
-{
-    struct env *e = *state;
-    char id[64];
-    create_key(e, id);
-    const int n = 5000;
-    uint64_t t0 = coffer_monotonic_ns();
-    for (int i = 0; i < n; i++) {
-        struct result r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8gd29ybGQ=\"}", id);
-        assert_int_equal(r.rc, COFFER_OK);
-        result_free(&r);
-    }
-    uint64_t dt = coffer_monotonic_ns() - t0;
-    print_message("Encrypt handler incl. JSON parse of the input: %.1f us/call\n", (double)dt / n / 1000.0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1153,7 +1136,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retirable_index_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_encrypt_cost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_counters, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
