@@ -263,16 +263,13 @@ class KmsAuthzTest(ServerTestCase):
         code, _ = self.error(self.kms.decrypt, CiphertextBlob=blob, EncryptionContext={"app": "a"})
         self.assertEqual(code, "AccessDeniedException")
 
-    # ---- other principals (need the IAM directory: skipped until it answers) ------------
+    # ---- other principals (IAM users with their own access keys) ---------------------------
 
     def iam_user(self, name, policy=None):
         """Creates an IAM user with an access key (and an inline policy) and returns
-        (user ARN, KMS client as that user); skips the test while IAM is not served."""
+        (user ARN, KMS client as that user). Any IAM failure fails the test."""
         iam = self.server.client("iam")
-        try:
-            arn = iam.create_user(UserName=name)["User"]["Arn"]
-        except Exception as e:  # UnknownOperation, 404, no route: IAM not there yet
-            self.skipTest("IAM users are not available: %s" % e)
+        arn = iam.create_user(UserName=name)["User"]["Arn"]
         if policy is not None:
             iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
         key = iam.create_access_key(UserName=name)["AccessKey"]
