@@ -12,34 +12,41 @@ class QuotaTest(ServerTestCase):
     extra_args = ("--quota-crypto-rps", "5")
 
     def burst(self, op, n, threads=4, **kw):
-        """n calls of `op` from `threads` concurrent clients; returns (ok, throttled)."""
+        """n calls of `op` from `threads` concurrent clients; returns (ok, throttled).
+        Workers only record what each call answered; every check is made here, in the
+        test's own thread, where a failed assertion fails the test."""
         import threading
-        counts = {"ok": 0, "throttled": 0, "other": []}
+        outcomes = []  # per call: "ok", or the ClientError / other exception it raised
         lock = threading.Lock()
 
         def worker():
-            fn = getattr(self.server.client(), op)
-            for _ in range(n // threads):
-                try:
-                    fn(**kw)
-                    key = "ok"
-                except ClientError as e:
-                    key = "throttled" if e.response["Error"]["Code"] == "ThrottlingException" else None
-                    if key is None:
-                        with lock:
-                            counts["other"].append(e)
-                        continue
-                    self.assertIn("rate", e.response["Error"]["Message"])
+            try:
+                fn = getattr(self.server.client(), op)
+                for _ in range(n // threads):
+                    try:
+                        fn(**kw)
+                        r = "ok"
+                    except ClientError as e:
+                        r = e
+                    with lock:
+                        outcomes.append(r)
+            except BaseException as e:  # anything else ends the worker: the test must see it
                 with lock:
-                    counts[key] += 1
+                    outcomes.append(e)
 
         ts = [threading.Thread(target=worker) for _ in range(threads)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
-        self.assertEqual(counts["other"], [])
-        return counts["ok"], counts["throttled"]
+        self.assertEqual(len(outcomes), n // threads * threads, [o for o in outcomes if o != "ok"][:3])
+        throttled = [o for o in outcomes if isinstance(o, ClientError)
+                     and o.response["Error"]["Code"] == "ThrottlingException"]
+        other = [o for o in outcomes if o != "ok" and not any(o is t for t in throttled)]
+        self.assertEqual(other, [])
+        for e in throttled:
+            self.assertIn("rate", e.response["Error"]["Message"])
+        return outcomes.count("ok"), len(throttled)
 
     def test_crypto_bucket(self):
         kms = self.server.client()
