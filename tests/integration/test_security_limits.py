@@ -76,6 +76,8 @@ class KeyCountQuotaTest(unittest.TestCase):
                     r = "ok"
                 except ClientError as e:
                     r = e.response["Error"]["Code"]
+                except Exception as e:  # recorded, so the checks below see it
+                    r = repr(e)
                 with lock:
                     results.append(r)
 
@@ -84,6 +86,7 @@ class KeyCountQuotaTest(unittest.TestCase):
             t.start()
         for t in ts:
             t.join()
+        self.assertEqual(len(results), 12)
         self.assertEqual(results.count("ok"), MAX_KEYS)
         self.assertEqual(set(results) - {"ok"}, {"LimitExceededException"})
         self.assertEqual(len(key_ids(self.server.client())), MAX_KEYS)
