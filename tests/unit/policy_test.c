@@ -932,72 +932,6 @@ static void test_dates(void **state)
     assert_false(policy_parse_date(NULL, &ms));
 }
 
-/* Not a timed test: prints the cost of one evaluation when POLICY_BENCH is set. */
-static void test_bench(void **state)
-{
-    (void)state;
-    if (getenv("POLICY_BENCH") == NULL) {
-        skip();
-    }
-    coffer_buf b = COFFER_BUF_INIT;
-    assert_int_equal(coffer_buf_append_str(&b, "{\"Version\":\"2012-10-17\",\"Statement\":["), COFFER_OK);
-    for (int i = 0; i < 20; i++) {
-        assert_int_equal(
-            coffer_buf_printf(&b,
-                              "%s{\"Sid\":\"S%d\",\"Effect\":\"%s\",\"Principal\":{\"AWS\":[\"arn:aws:iam::%012d:root\","
-                              "\"" ALICE "\"]},\"Action\":[\"kms:Encrypt\",\"kms:Decrypt\",\"kms:GenerateDataKey*\"],"
-                              "\"Resource\":\"arn:aws:kms:*:" ACCT ":key/*\",\"Condition\":{"
-                              "\"StringEquals\":{\"kms:CallerAccount\":\"" ACCT "\",\"kms:EncryptionContext:Dept\":[\"IT\",\"HR%d\"]},"
-                              "\"IpAddress\":{\"aws:SourceIp\":[\"10.0.0.0/8\",\"2001:db8::/32\"]},"
-                              "\"DateLessThan\":{\"aws:CurrentTime\":\"2030-01-01T00:00:00Z\"},"
-                              "\"Bool\":{\"aws:SecureTransport\":\"true\"}}}",
-                              i ? "," : "", i, i == 19 ? "Deny" : "Allow", i + 1, i),
-            COFFER_OK);
-    }
-    assert_int_equal(coffer_buf_append_str(&b, "]}"), COFFER_OK);
-    policy *p = NULL;
-    assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_OK);
-    policy_ctx *c = make_ctx("kms:CallerAccount=" ACCT ";kms:EncryptionContext:Dept=IT;aws:SourceIp=10.1.2.3;"
-                             NOW ";aws:SecureTransport=false");
-    struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, c, NULL};
-    /* worst case: every statement's conditions are evaluated, the last Bool fails each time */
-    struct timespec t0, t1;
-    const int iters = 200000;
-    enum policy_decision d = N;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < iters; i++) {
-        d = policy_evaluate(p, &req);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
-    print_message("20-statement policy, all conditions evaluated: %.0f ns/evaluate (%s)\n", ns,
-                  policy_decision_name(d));
-    assert_int_equal(policy_ctx_set_bool(c, "aws:SecureTransport", true), COFFER_OK);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < iters; i++) {
-        d = policy_evaluate(p, &req);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
-    print_message("20-statement policy, allow then final deny checked: %.0f ns/evaluate (%s)\n", ns,
-                  policy_decision_name(d));
-    policy_free(p);
-
-    /* the default key policy: one statement allowing the account root */
-    p = compile_ok(DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT "'},"
-                       "'Action':'kms:*','Resource':'*'}"));
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < iters; i++) {
-        d = policy_evaluate(p, &req);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
-    print_message("default key policy: %.0f ns/evaluate (%s)\n", ns, policy_decision_name(d));
-    policy_ctx_free(c);
-    policy_free(p);
-    coffer_buf_free(&b);
-}
-
 /* Evaluates a one-statement policy `stmt` (no Principal) for the root against ctx `c`. */
 static enum policy_decision eval_one(const char *doc, const policy_ctx *c)
 {
@@ -1324,7 +1258,7 @@ int main(void)
         cmocka_unit_test(test_eval_table),      cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_combine),
         cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_bench),           cmocka_unit_test(test_glob_differential),
+        cmocka_unit_test(test_glob_differential),
         cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
         cmocka_unit_test(test_absent_key),
         cmocka_unit_test(test_principal_binding), cmocka_unit_test(test_eval_budget),
