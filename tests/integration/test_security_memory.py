@@ -81,6 +81,11 @@ class SecretsInMemoryTest(ServerTestCase):
         # Ends the keep-alive connection so the server releases every buffer of it.
         self.kms._endpoint.http_session.close()
 
+    def test_scan_sees_what_cofferd_holds(self):
+        # The other tests pass when nothing is found: prove the scan reads cofferd's memory by
+        # finding what it must hold, the id of the key it just created (its key cache).
+        self.assertNotEqual(self.copies({"key id": self.key.encode()}), [])
+
     def test_decrypt_and_data_keys_leave_no_copy(self):
         plaintext = os.urandom(48)
         blob = self.kms.encrypt(KeyId=self.key, Plaintext=plaintext)["CiphertextBlob"]
