@@ -17,7 +17,7 @@
 
 #include "audit/audit.h"
 #include "auth/sigv4.h"
-#include "http/api.h"
+#include "api/api.h"
 #include "http/server.h"
 #include "quota/quota.h"
 

@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "http/api.h"
+#include "api/api.h"
 #include "iam/identity.h"
 #include "iam/policy.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/api_input.h"
+#include "api/api_input.h"
 #include "http/query.h"
 #include "iam/authz.h"
 #include "iam/iam_service_internal.h"

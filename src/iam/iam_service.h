@@ -16,7 +16,7 @@
 #ifndef COFFER_IAM_IAM_SERVICE_H
 #define COFFER_IAM_IAM_SERVICE_H
 
-#include "http/api.h"
+#include "api/api.h"
 #include "iam/credentials.h"
 #include "iam/directory.h"
 

@@ -14,7 +14,7 @@
 
 #include "common/secret.h"
 #include "common/timeutil.h"
-#include "http/api_input.h"
+#include "api/api_input.h"
 #include "iam/authz.h"
 #include "iam/iam_service_internal.h"
 

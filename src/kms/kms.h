@@ -1,7 +1,7 @@
 /*
  * The KMS service (AWS KMS wire protocol, target prefix "TrentService"): symmetric keys,
  * aliases, tags and the cryptographic operations. The HTTP pipeline calls it through the
- * operation table returned by kms_service_api (see http/api.h); the service calls the barrier
+ * operation table returned by kms_service_api (see api/api.h); the service calls the barrier
  * (seal) for key material and the store for records.
  *
  *   listener -> sigv4 -> quota -> kms handler -> seal/store
@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "http/api.h"
+#include "api/api.h"
 #include "iam/authz.h"
 #include "seal/seal.h"
 #include "store/store.h"

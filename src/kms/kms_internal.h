@@ -19,8 +19,8 @@
 #include <stdint.h>
 
 #include "common/buf.h"
-#include "http/api.h"
-#include "http/api_input.h"
+#include "api/api.h"
+#include "api/api_input.h"
 #include "iam/authz.h"
 #include "iam/policy.h"
 #include "kms/kms.h"

@@ -1,5 +1,5 @@
 /*
- * Unit tests for src/http/api_input: typed member readers with AWS-exact validation messages,
+ * Unit tests for src/api/api_input: typed member readers with AWS-exact validation messages,
  * serialization errors for wrong JSON types, and the limits of blobs on decoded bytes.
  */
 #include <setjmp.h>
@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "common/codec.h"
-#include "http/api_input.h"
+#include "api/api_input.h"
 
 static json_t *parse(const char *s)
 {

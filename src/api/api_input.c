@@ -3,7 +3,7 @@
  * api_input.h). Sits between the pipeline's JSON parse and a service handler: the handler
  * never touches jansson types for scalar members.
  */
-#include "http/api_input.h"
+#include "api/api_input.h"
 
 #include <inttypes.h>
 #include <stdio.h>

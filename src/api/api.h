@@ -1,13 +1,15 @@
 /*
- * The contract between the HTTP pipeline and the services (KMS now; SSM and Secrets Manager
- * later). A service is a table of operations keyed by X-Amz-Target; the pipeline authenticates
+ * The contract between the services (KMS now; SSM and Secrets Manager later) and whatever
+ * carries their requests. It knows no transport: a service includes only this folder, and the
+ * HTTP pipeline (src/http) is one user of the contract among others (unit tests, fuzz targets).
+ * A service is a table of operations keyed by X-Amz-Target; the pipeline authenticates
  * the caller (SigV4), applies quotas, parses the JSON body, calls the handler, writes the audit
  * event and serialises the answer or the AWS error. Handlers never see HTTP or TLS.
  *
  *   listener -> sigv4 -> quota -> handler(api_call) -> audit -> response
  */
-#ifndef COFFER_HTTP_API_H
-#define COFFER_HTTP_API_H
+#ifndef COFFER_API_API_H
+#define COFFER_API_API_H
 
 #include <jansson.h>
 #include <stdbool.h>

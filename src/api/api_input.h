@@ -27,8 +27,8 @@
  * (maps, lists) are borrowed too. Blob outputs are owned buffers the caller frees.
  * Not thread-safe per api_in; one api_in per call.
  */
-#ifndef COFFER_HTTP_API_INPUT_H
-#define COFFER_HTTP_API_INPUT_H
+#ifndef COFFER_API_API_INPUT_H
+#define COFFER_API_API_INPUT_H
 
 #include <jansson.h>
 #include <stdbool.h>

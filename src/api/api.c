@@ -1,7 +1,7 @@
 /*
  * Operation lookup in a service's table (see api.h).
  */
-#include "http/api.h"
+#include "api/api.h"
 
 #include <string.h>
 
