@@ -238,16 +238,33 @@ bool kms_grant_names(const json_t *g, const struct api_caller *c, const char *me
     return uid == NULL || grant_uid_names(uid, c);
 }
 
-bool kms_grant_has_op(const json_t *g, const char *op)
+bool kms_ops_has(const json_t *ops, const char *op)
 {
     size_t i;
     const json_t *o;
-    json_array_foreach(json_object_get(g, "Operations"), i, o) {
+    json_array_foreach(ops, i, o) {
         if (strcmp(json_string_value(o), op) == 0) {
             return true;
         }
     }
     return false;
+}
+
+bool kms_ops_within(const json_t *ops, const json_t *of)
+{
+    size_t i;
+    const json_t *o;
+    json_array_foreach(ops, i, o) {
+        if (!kms_ops_has(of, json_string_value(o))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool kms_grant_has_op(const json_t *g, const char *op)
+{
+    return kms_ops_has(json_object_get(g, "Operations"), op);
 }
 
 bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const char *grant_op, const json_t *ec)
@@ -285,19 +302,6 @@ static bool constraints_imply(const json_t *child, const json_t *parent)
     return true;
 }
 
-/* Every operation of the child grant is one of the parent's. */
-static bool ops_within(const json_t *child_ops, const json_t *parent)
-{
-    size_t i;
-    const json_t *o;
-    json_array_foreach(child_ops, i, o) {
-        if (!kms_grant_has_op(parent, json_string_value(o))) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /*
  * CreateGrant authorized by a grant (AWS "Granting CreateGrant permission"): the caller's grant
  * must carry CreateGrant, every operation the new grant lists, and constraints the new grant's
@@ -312,7 +316,8 @@ static bool grant_allows_child(const struct kms_key *k, const struct api_caller 
     }
     json_array_foreach(k->grants, i, g) {
         if (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "CreateGrant") &&
-            ops_within(r->operations, g) && constraints_imply(r->constraints, json_object_get(g, "Constraints"))) {
+            kms_ops_within(r->operations, json_object_get(g, "Operations")) &&
+            constraints_imply(r->constraints, json_object_get(g, "Constraints"))) {
             return true;
         }
     }

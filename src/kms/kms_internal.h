@@ -317,6 +317,9 @@ void kms_grant_prefix(char *out, size_t n, const char *acct, const char *region,
 /* Does grant record g name the caller (ARN or, for a session, its role) in `member`? */
 bool kms_grant_names(const json_t *g, const struct api_caller *c, const char *member);
 bool kms_grant_has_op(const json_t *g, const char *op);
+/* Is `op` in the operation array `ops`; is every operation of `ops` in `of`? */
+bool kms_ops_has(const json_t *ops, const char *op);
+bool kms_ops_within(const json_t *ops, const json_t *of);
 
 /* ---- principal binding (kms_principals.c) ---- */
 /*

@@ -156,19 +156,6 @@ static coffer_err check_operations(const json_t *ops)
     return COFFER_OK;
 }
 
-/* Is the operation `name` in the array `ops`? */
-static bool ops_has(const json_t *ops, const char *name)
-{
-    size_t i;
-    const json_t *o;
-    json_array_foreach(ops, i, o) {
-        if (strcmp(json_string_value(o), name) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /*
  * The operations as a set, in the order first given: a grant stores each operation once, so
  * neither its record nor every later authorization on the key pays for repeats. *out is owned.
@@ -183,26 +170,13 @@ static coffer_err operations_set(const json_t *ops, json_t **out)
     size_t i;
     json_t *o;
     json_array_foreach(ops, i, o) {
-        if (!ops_has(set, json_string_value(o)) && json_array_append(set, o) != 0) {
+        if (!kms_ops_has(set, json_string_value(o)) && json_array_append(set, o) != 0) {
             json_decref(set);
             return kms_nomem();
         }
     }
     *out = set;
     return COFFER_OK;
-}
-
-/* Same operations (as a set), principals and constraints: CreateGrant with a Name is idempotent. */
-static bool same_ops(const json_t *a, const json_t *b)
-{
-    size_t i;
-    const json_t *o;
-    json_array_foreach(a, i, o) {
-        if (!ops_has(b, json_string_value(o))) {
-            return false;
-        }
-    }
-    return true;
 }
 
 static bool str_eq_opt(const char *a, const char *b)
@@ -234,8 +208,8 @@ static const json_t *same_named_grant(const struct kms_key *k, const struct kms_
         const json_t *c = json_object_get(g, "Constraints");
         if (str_eq_opt(json_string_value(json_object_get(g, "Name")), r->grant_name) &&
             same_principal(g, rec, "GranteePrincipal") && same_principal(g, rec, "RetiringPrincipal") &&
-            same_ops(json_object_get(g, "Operations"), r->operations) &&
-            same_ops(r->operations, json_object_get(g, "Operations")) &&
+            kms_ops_within(json_object_get(g, "Operations"), r->operations) &&
+            kms_ops_within(r->operations, json_object_get(g, "Operations")) &&
             ((c == NULL && r->constraints == NULL) || (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
             return g;
         }
