@@ -1,5 +1,5 @@
 /*
- * Operation lookup in a service's table (see api.h).
+ * Operation lookup in a service's table and the check of its order (see api.h).
  */
 #include "api/api.h"
 
@@ -25,4 +25,27 @@ const struct api_op *api_service_find_op(const struct api_service *svc, const ch
         }
     }
     return NULL;
+}
+
+coffer_err api_ops_check(const struct api_op *ops, size_t n_ops)
+{
+    for (size_t i = 0; i < n_ops; i++) {
+        if (ops[i].name == NULL || ops[i].handler == NULL) {
+            return coffer_fail(COFFER_ERR_INTERNAL, "operation table: row %zu has no %s", i,
+                               ops[i].name == NULL ? "name" : "handler");
+        }
+        if (i == 0) {
+            continue;
+        }
+        int c = strcmp(ops[i - 1].name, ops[i].name);
+        if (c == 0) {
+            return coffer_fail(COFFER_ERR_INTERNAL, "operation table: \"%s\" is listed twice", ops[i].name);
+        }
+        if (c > 0) {
+            return coffer_fail(COFFER_ERR_INTERNAL,
+                               "operation table: \"%s\" is listed after \"%s\"; rows must be sorted by name",
+                               ops[i].name, ops[i - 1].name);
+        }
+    }
+    return COFFER_OK;
 }

@@ -98,4 +98,11 @@ struct api_service {
 /* Binary search of svc->ops; NULL when unknown. */
 const struct api_op *api_service_find_op(const struct api_service *svc, const char *name, size_t name_len);
 
+/*
+ * The order api_service_find_op relies on: every name strictly after the one before it in
+ * byte order (strcmp), so none is out of place or listed twice. COFFER_ERR_INTERNAL naming the
+ * offending pair otherwise; a service checks its table when it is created, and its unit test.
+ */
+coffer_err api_ops_check(const struct api_op *ops, size_t n_ops) __attribute__((warn_unused_result));
+
 #endif

@@ -1,9 +1,11 @@
 /*
  * Request decoders of the KMS operations: one function per operation reads the members of its
  * input shape (botocore kms 2014-11-01 model; limits in shared/api/kms.md §2 and §8) into a
- * struct kms_req, with the model's constraints. The handlers run the decoded request; the
- * json_request fuzz target runs these decoders alone. No store, no seal, no locks here.
+ * struct kms_req, with the model's constraints. Each operation's row in kms_ops.def names its
+ * decoder. The handlers run the decoded request; the json_request fuzz target runs these
+ * decoders alone. No store, no seal, no locks here.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -418,42 +420,12 @@ static coffer_err dec_revoke_grant(api_in *in, struct kms_req *r)
 
 typedef coffer_err (*member_reader)(api_in *in, struct kms_req *r);
 
-static const struct {
-    const char *op;
-    member_reader read;
-} readers[] = {
-    {"CancelKeyDeletion", dec_key_only},
-    {"CreateAlias", dec_create_alias},
-    {"CreateGrant", dec_create_grant},
-    {"CreateKey", dec_create_key},
-    {"Decrypt", dec_decrypt},
-    {"DeleteAlias", dec_delete_alias},
-    {"DescribeKey", dec_describe_key},
-    {"DisableKey", dec_key_only},
-    {"EnableKey", dec_key_only},
-    {"Encrypt", dec_encrypt},
-    {"GenerateDataKey", dec_generate_data_key},
-    {"GenerateDataKeyWithoutPlaintext", dec_generate_data_key},
-    {"GenerateRandom", dec_generate_random},
-    {"GetKeyPolicy", dec_get_key_policy},
-    {"ListAliases", dec_list_aliases},
-    {"ListGrants", dec_list_grants},
-    {"ListKeyPolicies", dec_list_key_policies},
-    {"ListKeys", dec_list_keys},
-    {"ListResourceTags", dec_list_resource_tags},
-    {"ListRetirableGrants", dec_list_retirable_grants},
-    {"PutKeyPolicy", dec_put_key_policy},
-    {"ReEncrypt", dec_re_encrypt},
-    {"RetireGrant", dec_retire_grant},
-    {"RevokeGrant", dec_revoke_grant},
-    {"ScheduleKeyDeletion", dec_schedule_key_deletion},
-    {"TagResource", dec_tag_resource},
-    {"UntagResource", dec_untag_resource},
-    {"UpdateAlias", dec_create_alias},
-    {"UpdateKeyDescription", dec_update_key_description},
+/* The decoder column of kms_ops.def, indexed by operation id. */
+static const member_reader decoders[KMS_OP_COUNT] = {
+#define KMS_OP(name, decoder, flags, quota_rps) [KMS_OP_##name] = decoder,
+#include "kms/kms_ops.def"
+#undef KMS_OP
 };
-
-const size_t kms_n_decoders = sizeof(readers) / sizeof(readers[0]);
 
 void kms_req_clean(struct kms_req *r)
 {
@@ -463,32 +435,22 @@ void kms_req_clean(struct kms_req *r)
     coffer_buf_init(&r->ciphertext, false);
 }
 
-const char *kms_decoder_name(size_t i)
+coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
 {
-    return i < kms_n_decoders ? readers[i].op : NULL;
-}
-
-coffer_err kms_req_decode(const char *op, const json_t *input, struct kms_req *r)
-{
+    assert((unsigned)op < KMS_OP_COUNT);
     memset(r, 0, sizeof(*r));
     r->key_spec = r->cmk_spec = r->key_usage = r->origin = -1;
     r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = -1;
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
-    for (size_t i = 0; i < kms_n_decoders; i++) {
-        if (strcmp(readers[i].op, op) != 0) {
-            continue;
-        }
-        api_in in;
-        api_in_init(&in, input);
-        coffer_err rc = readers[i].read(&in, r);
-        if (rc == COFFER_OK) {
-            rc = api_in_done(&in);
-        }
-        if (rc != COFFER_OK) {
-            kms_req_clean(r);
-        }
-        return rc;
+    api_in in;
+    api_in_init(&in, input);
+    coffer_err rc = decoders[op](&in, r);
+    if (rc == COFFER_OK) {
+        rc = api_in_done(&in);
     }
-    return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
+    if (rc != COFFER_OK) {
+        kms_req_clean(r);
+    }
+    return rc;
 }

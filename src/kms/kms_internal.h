@@ -79,11 +79,26 @@ struct kms_req {
     bool dry_run, bypass_lockout, multi_region;
 };
 
-/* Names of the operations with a decoder (i < kms_n_decoders), for the fuzz target. */
-extern const size_t kms_n_decoders;
-const char *kms_decoder_name(size_t i);
-/* Decodes the input of `op` into r (initialised here); frees r's buffers on failure. */
-coffer_err kms_req_decode(const char *op, const json_t *input, struct kms_req *r) __attribute__((warn_unused_result));
+/* ---- the operations (rows of kms_ops.def) ---- */
+/* KMS_OP_<Name>: the position of an operation in the table, sorted by name. */
+enum kms_op_id {
+#define KMS_OP(name, decoder, flags, quota_rps) KMS_OP_##name,
+#include "kms/kms_ops.def"
+#undef KMS_OP
+    KMS_OP_COUNT
+};
+
+/* The handler of each operation (kms_ops_*.c). */
+#define KMS_OP(name, decoder, flags, quota_rps) coffer_err kms_op_##name(void *state, struct api_call *call);
+#include "kms/kms_ops.def"
+#undef KMS_OP
+
+/* "Encrypt" for KMS_OP_Encrypt (kms_service.c). */
+const char *kms_op_name(enum kms_op_id op);
+
+/* Decodes the input of `op` into r (initialised here) with op's decoder; frees r's buffers on failure. */
+coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
+    __attribute__((warn_unused_result));
 void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext */
 /* True when `s` is a well-formed key id (lowercase uuid or "mrk-" + 32 lowercase hex). */
 bool kms_key_id_valid(const char *s);
@@ -173,7 +188,7 @@ coffer_err kms_key_get_locked(struct kms_service *svc, const char *acct, const c
  * (key id or ARN only), adds it to the audit resources and checks `rule`. On success wmu is held
  * (release with kms_write_release); on any failure nothing is held.
  */
-coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, const char *op,
+coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, enum kms_op_id op,
                                const char *const *audit_members, enum kms_state_rule rule, struct kms_req *r,
                                struct kms_key **k) __attribute__((warn_unused_result));
 void kms_write_release(struct kms_service *svc);
@@ -342,41 +357,5 @@ coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g) _
 const char *kms_grant_principal_id(const json_t *g, const char *member);
 /* Grant copies as ListGrants shows them: internal ids removed, stale principals by unique id. */
 void kms_grants_view_principals(const struct kms_service *svc, json_t *items);
-
-/* ---- operation handlers ---- */
-#define KMS_OPS(X) \
-    X(CancelKeyDeletion) \
-    X(CreateAlias) \
-    X(CreateGrant) \
-    X(CreateKey) \
-    X(Decrypt) \
-    X(DeleteAlias) \
-    X(DescribeKey) \
-    X(DisableKey) \
-    X(EnableKey) \
-    X(Encrypt) \
-    X(GenerateDataKey) \
-    X(GenerateDataKeyWithoutPlaintext) \
-    X(GenerateRandom) \
-    X(GetKeyPolicy) \
-    X(ListAliases) \
-    X(ListGrants) \
-    X(ListKeyPolicies) \
-    X(ListKeys) \
-    X(ListResourceTags) \
-    X(ListRetirableGrants) \
-    X(PutKeyPolicy) \
-    X(ReEncrypt) \
-    X(RetireGrant) \
-    X(RevokeGrant) \
-    X(ScheduleKeyDeletion) \
-    X(TagResource) \
-    X(UntagResource) \
-    X(UpdateAlias) \
-    X(UpdateKeyDescription)
-
-#define KMS_DECLARE_OP(name) coffer_err kms_op_##name(void *state, struct api_call *call);
-KMS_OPS(KMS_DECLARE_OP)
-#undef KMS_DECLARE_OP
 
 #endif

@@ -136,7 +136,7 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     json_t *rec = NULL;
     char skey[STORE_KEY_BUF], arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
     kms_audit_request(call, audit_alias);
-    TRY(kms_req_decode(creating ? "CreateAlias" : "UpdateAlias", call->input, &r));
+    TRY(kms_req_decode(creating ? KMS_OP_CreateAlias : KMS_OP_UpdateAlias, call->input, &r));
     TRY(check_alias_name(r.alias_name, creating));
     const char *action = creating ? "kms:CreateAlias" : "kms:UpdateAlias";
     TRY(authorize_alias(svc, call, action, r.alias_name));
@@ -208,7 +208,7 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
     store_txn *t = NULL;
     char skey[STORE_KEY_BUF], arn[KMS_ARN_MAX];
     kms_audit_request(call, audit_alias);
-    TRY(kms_req_decode("DeleteAlias", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_DeleteAlias, call->input, &r));
     TRY(check_alias_name(r.alias_name, false));
     TRY(authorize_alias(svc, call, "kms:DeleteAlias", r.alias_name));
     kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
@@ -297,7 +297,7 @@ coffer_err kms_op_ListAliases(void *state, struct api_call *call)
     struct alias_scan s = {.call = call};
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ListAliases", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ListAliases, call->input, &r));
     TRY(kms_authorize_plain(svc, call, "kms:ListAliases", "*", &r));
     if (r.key_id != NULL) {
         /* Key id or key ARN (kms.md §3); the key must exist. */
@@ -346,7 +346,7 @@ coffer_err kms_op_TagResource(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     json_t *tags = NULL, *rec = NULL;
-    TRY(kms_begin_key_write(svc, call, "TagResource", audit, KMS_RULE_NOT_PENDING, &r, &k));
+    TRY(kms_begin_key_write(svc, call, KMS_OP_TagResource, audit, KMS_RULE_NOT_PENDING, &r, &k));
     coffer_err rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, svc->limits.kms_tags_per_key, &tags);
     if (rc == COFFER_OK) {
         rec = json_deep_copy(k->rec);
@@ -367,7 +367,7 @@ coffer_err kms_op_UntagResource(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
-    TRY(kms_begin_key_write(svc, call, "UntagResource", audit, KMS_RULE_NOT_PENDING, &r, &k));
+    TRY(kms_begin_key_write(svc, call, KMS_OP_UntagResource, audit, KMS_RULE_NOT_PENDING, &r, &k));
     coffer_err rc = COFFER_OK;
     json_t *rec = json_deep_copy(k->rec);
     if (rec == NULL) {
@@ -400,7 +400,7 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
     char marker[32];
     size_t from = 0;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ListResourceTags", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ListResourceTags, call->input, &r));
     if (r.marker != NULL) {
         char *end = NULL;
         TRY(kms_marker_decode(r.marker, marker, sizeof(marker)));

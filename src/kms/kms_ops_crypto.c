@@ -93,7 +93,7 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     coffer_buf blob = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_encrypt);
-    TRY(kms_req_decode("Encrypt", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_Encrypt, call->input, &r));
     GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
     rc = kms_authorize_key(svc, call, k,
@@ -226,7 +226,7 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
     struct opened o;
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_decrypt);
-    TRY(kms_req_decode("Decrypt", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_Decrypt, call->input, &r));
     if (r.has_recipient) {
         FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Recipient is not supported by this server yet.");
     }
@@ -264,7 +264,7 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
     uint8_t dst_mid[KMS_MATERIAL_ID_LEN];
     char dst_arn[KMS_ARN_MAX];
     kms_audit_request(call, audit_reencrypt);
-    TRY(kms_req_decode("ReEncrypt", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ReEncrypt, call->input, &r));
     bool ignore = ignore_ciphertext(&r);
     if (!ignore && !r.has_ciphertext) {
         rc = missing_ciphertext();
@@ -323,7 +323,8 @@ out:
 /* Data keys and random                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-static coffer_err generate_data_key(struct kms_service *svc, struct api_call *call, const char *op, bool with_plain)
+static coffer_err generate_data_key(struct kms_service *svc, struct api_call *call, enum kms_op_id op,
+                                    bool with_plain)
 {
     struct kms_req r;
     struct kms_key *k = NULL;
@@ -344,7 +345,7 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
     GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
     char action[64];
-    snprintf(action, sizeof(action), "kms:%s", op);
+    snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r, .ec = r.ec, .key_ref = r.key_id});
     if (rc == COFFER_OK) {
         rc = kms_check_state(k, KMS_RULE_CRYPTO);
@@ -382,12 +383,12 @@ out:
 
 coffer_err kms_op_GenerateDataKey(void *state, struct api_call *call)
 {
-    return generate_data_key(state, call, "GenerateDataKey", true);
+    return generate_data_key(state, call, KMS_OP_GenerateDataKey, true);
 }
 
 coffer_err kms_op_GenerateDataKeyWithoutPlaintext(void *state, struct api_call *call)
 {
-    return generate_data_key(state, call, "GenerateDataKeyWithoutPlaintext", false);
+    return generate_data_key(state, call, KMS_OP_GenerateDataKeyWithoutPlaintext, false);
 }
 
 coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
@@ -396,7 +397,7 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
     coffer_buf rnd = COFFER_SECRET_BUF_INIT;
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_random);
-    TRY(kms_req_decode("GenerateRandom", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_GenerateRandom, call->input, &r));
     GUARD(kms_authorize_plain(state, call, "kms:GenerateRandom", "*", &r));
     if (!r.has_number_of_bytes) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");

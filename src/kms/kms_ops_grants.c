@@ -312,7 +312,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     uint8_t raw[GRANT_ID_BYTES];
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_create);
-    TRY(kms_req_decode("CreateGrant", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_CreateGrant, call->input, &r));
     TRY(check_principal("GranteePrincipal", r.grantee_principal));
     TRY(check_principal("RetiringPrincipal", r.retiring_principal));
     TRY(check_operations(r.operations));
@@ -442,7 +442,7 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
     struct kms_key *k;
     char marker[KMS_GRANT_ID_LEN + 1] = "";
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ListGrants", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ListGrants, call->input, &r));
     if (r.grant_id != NULL && !kms_grant_id_valid(r.grant_id)) {
         return coffer_fail(COFFER_ERR_INVALID_GRANT_ID, "Invalid grant ID %.128s", r.grant_id);
     }
@@ -558,7 +558,7 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
     struct kms_req r;
     char start[STORE_KEY_BUF] = "", prefix[128], acct[API_ACCOUNT_ID_LEN + 1];
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ListRetirableGrants", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ListRetirableGrants, call->input, &r));
     TRY(kms_authorize_plain(svc, call, "kms:ListRetirableGrants", "*", &r));
     const char *principal = r.retiring_principal != NULL ? r.retiring_principal : call->caller->principal_arn;
     principal_account(principal, acct);
@@ -782,7 +782,7 @@ coffer_err kms_op_RetireGrant(void *state, struct api_call *call)
     char arn[KMS_ARN_MAX];
     const char *key_ref = NULL, *grant_id = NULL;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("RetireGrant", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_RetireGrant, call->input, &r));
     if (r.grant_token != NULL) {
         TRY(kms_grant_token_parse(r.grant_token, &ref));
         if (strcmp(ref.region, call->region) != 0) {
@@ -828,7 +828,7 @@ coffer_err kms_op_RevokeGrant(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k = NULL;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("RevokeGrant", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_RevokeGrant, call->input, &r));
     if (!kms_grant_id_valid(r.grant_id)) {
         return coffer_fail(COFFER_ERR_INVALID_GRANT_ID, "Invalid grant ID %.128s", r.grant_id);
     }

@@ -181,7 +181,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     struct kms_key *k = NULL;
     bool locked = false;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("CreateKey", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_CreateKey, call->input, &r));
     GUARD(kms_authorize_plain(svc, call, "kms:CreateKey", "*", &r));
     if (r.tags != NULL && json_array_size(r.tags) > 0) {
         /* AWS: tagging at creation needs kms:TagResource as well. */
@@ -249,7 +249,7 @@ coffer_err kms_op_DescribeKey(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     kms_audit_request(call, audit_key_only);
-    TRY(kms_req_decode("DescribeKey", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_DescribeKey, call->input, &r));
     TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
     coffer_err rc = kms_authorize_key(svc, call, k,
@@ -302,7 +302,7 @@ coffer_err kms_op_ListKeys(void *state, struct api_call *call)
     char prefix[STORE_KEY_BUF], start[2 * STORE_KEY_BUF], marker[KMS_KEY_ID_MAX + 1];
     struct list_keys_scan s = {.call = call};
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ListKeys", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ListKeys, call->input, &r));
     GUARD(kms_authorize_plain(svc, call, "kms:ListKeys", "*", &r));
     snprintf(prefix, sizeof(prefix), "kms/key/%s/%s/", call->caller->account_id, call->region);
     start[0] = '\0';
@@ -342,7 +342,7 @@ coffer_err kms_op_GetKeyPolicy(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("GetKeyPolicy", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_GetKeyPolicy, call->input, &r));
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
     coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyPolicy", .r = &r});
@@ -373,7 +373,7 @@ coffer_err kms_op_ListKeyPolicies(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ListKeyPolicies", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ListKeyPolicies, call->input, &r));
     if (r.marker != NULL) {
         return coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
     }
@@ -401,7 +401,7 @@ static json_t *rec_with_state(const struct kms_key *k, enum kms_state st)
     return rec;
 }
 
-static coffer_err set_enabled(struct kms_service *svc, struct api_call *call, const char *op, bool enable)
+static coffer_err set_enabled(struct kms_service *svc, struct api_call *call, enum kms_op_id op, bool enable)
 {
     struct kms_req r;
     struct kms_key *k;
@@ -418,12 +418,12 @@ static coffer_err set_enabled(struct kms_service *svc, struct api_call *call, co
 
 coffer_err kms_op_EnableKey(void *state, struct api_call *call)
 {
-    return set_enabled(state, call, "EnableKey", true);
+    return set_enabled(state, call, KMS_OP_EnableKey, true);
 }
 
 coffer_err kms_op_DisableKey(void *state, struct api_call *call)
 {
-    return set_enabled(state, call, "DisableKey", false);
+    return set_enabled(state, call, KMS_OP_DisableKey, false);
 }
 
 struct deletion_index {
@@ -455,7 +455,7 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     struct kms_key *k;
     struct deletion_index d = {.remove = false};
     kms_audit_request(call, audit);
-    TRY(kms_req_decode("ScheduleKeyDeletion", call->input, &r));
+    TRY(kms_req_decode(KMS_OP_ScheduleKeyDeletion, call->input, &r));
     int64_t days = r.has_pending_days ? r.pending_days : KMS_DELETION_DEFAULT_DAYS;
     if (days < KMS_DELETION_MIN_DAYS || days > KMS_DELETION_MAX_DAYS) {
         return coffer_fail(COFFER_ERR_VALIDATION, "PendingWindowInDays should be between %d and %d, but it is %" PRId64,
@@ -501,7 +501,7 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
     struct kms_req r;
     struct kms_key *k;
     struct deletion_index d = {.remove = true};
-    TRY(kms_begin_key_write(svc, call, "CancelKeyDeletion", audit_key_only, KMS_RULE_CANCEL, &r, &k));
+    TRY(kms_begin_key_write(svc, call, KMS_OP_CancelKeyDeletion, audit_key_only, KMS_RULE_CANCEL, &r, &k));
     coffer_err rc;
     /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled. */
     json_t *rec = rec_with_state(k, KMS_STATE_DISABLED);
@@ -531,7 +531,7 @@ coffer_err kms_op_UpdateKeyDescription(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
-    TRY(kms_begin_key_write(svc, call, "UpdateKeyDescription", audit, KMS_RULE_NOT_PENDING, &r, &k));
+    TRY(kms_begin_key_write(svc, call, KMS_OP_UpdateKeyDescription, audit, KMS_RULE_NOT_PENDING, &r, &k));
     coffer_err rc;
     json_t *rec = json_deep_copy(k->rec);
     if (rec == NULL || json_object_set_new(rec, "Description", json_string(r.description)) != 0) {
@@ -555,7 +555,7 @@ coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
-    TRY(kms_begin_key_write(svc, call, "PutKeyPolicy", audit, KMS_RULE_ANY, &r, &k));
+    TRY(kms_begin_key_write(svc, call, KMS_OP_PutKeyPolicy, audit, KMS_RULE_ANY, &r, &k));
     coffer_err rc = COFFER_OK;
     json_t *rec = NULL, *principals = NULL;
     if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {

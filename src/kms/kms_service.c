@@ -4,6 +4,7 @@
  */
 #include "kms/kms.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,39 +19,19 @@
 #define STORE_KEY_BUF 512
 #define SWEEP_BATCH 64
 
-/* kms.md §7/§9: flags and control-plane quotas (requests per second). */
-static const struct api_op kms_ops[] = {
-    {"CancelKeyDeletion", kms_op_CancelKeyDeletion, 0, 5},
-    {"CreateAlias", kms_op_CreateAlias, 0, 5},
-    {"CreateGrant", kms_op_CreateGrant, 0, 50},
-    {"CreateKey", kms_op_CreateKey, 0, 5},
-    {"Decrypt", kms_op_Decrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
-    {"DeleteAlias", kms_op_DeleteAlias, 0, 15},
-    {"DescribeKey", kms_op_DescribeKey, API_OP_READONLY, 2000},
-    {"DisableKey", kms_op_DisableKey, 0, 5},
-    {"EnableKey", kms_op_EnableKey, 0, 5},
-    {"Encrypt", kms_op_Encrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
-    {"GenerateDataKey", kms_op_GenerateDataKey, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
-    {"GenerateDataKeyWithoutPlaintext", kms_op_GenerateDataKeyWithoutPlaintext, API_OP_CRYPTO | API_OP_DATA_EVENT,
-     0},
-    {"GenerateRandom", kms_op_GenerateRandom, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
-    {"GetKeyPolicy", kms_op_GetKeyPolicy, API_OP_READONLY, 1000},
-    {"ListAliases", kms_op_ListAliases, API_OP_READONLY, 500},
-    {"ListGrants", kms_op_ListGrants, API_OP_READONLY, 100},
-    {"ListKeyPolicies", kms_op_ListKeyPolicies, API_OP_READONLY, 100},
-    {"ListKeys", kms_op_ListKeys, API_OP_READONLY, 500},
-    {"ListResourceTags", kms_op_ListResourceTags, API_OP_READONLY, 2000},
-    {"ListRetirableGrants", kms_op_ListRetirableGrants, API_OP_READONLY, 100},
-    {"PutKeyPolicy", kms_op_PutKeyPolicy, 0, 15},
-    {"ReEncrypt", kms_op_ReEncrypt, API_OP_CRYPTO | API_OP_DATA_EVENT, 0},
-    {"RetireGrant", kms_op_RetireGrant, 0, 30},
-    {"RevokeGrant", kms_op_RevokeGrant, 0, 30},
-    {"ScheduleKeyDeletion", kms_op_ScheduleKeyDeletion, 0, 15},
-    {"TagResource", kms_op_TagResource, 0, 10},
-    {"UntagResource", kms_op_UntagResource, 0, 5},
-    {"UpdateAlias", kms_op_UpdateAlias, 0, 5},
-    {"UpdateKeyDescription", kms_op_UpdateKeyDescription, 0, 5},
+/* The rows of kms_ops.def, in their order: KMS_OP_<Name> indexes this table. */
+static const struct api_op kms_ops[KMS_OP_COUNT] = {
+#define KMS_OP(op, decoder, op_flags, rps) \
+    [KMS_OP_##op] = {.name = #op, .handler = kms_op_##op, .flags = (op_flags), .quota_rps = (rps)},
+#include "kms/kms_ops.def"
+#undef KMS_OP
 };
+
+const char *kms_op_name(enum kms_op_id op)
+{
+    assert((unsigned)op < KMS_OP_COUNT);
+    return kms_ops[op].name;
+}
 
 coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
 {
@@ -58,6 +39,8 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     ENSURE_REF(sl);
     ENSURE_REF(out);
     *out = NULL;
+    /* A row of kms_ops.def out of order would make some operations unreachable: refuse to start. */
+    TRY(api_ops_check(kms_ops, KMS_OP_COUNT));
     TRY(kms_grants_index_ensure(st));
     struct kms_service *svc = calloc(1, sizeof(*svc));
     if (svc == NULL) {
@@ -81,7 +64,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.signing_name = "kms";
     svc->api.event_source = "kms.amazonaws.com";
     svc->api.ops = kms_ops;
-    svc->api.n_ops = sizeof(kms_ops) / sizeof(kms_ops[0]);
+    svc->api.n_ops = KMS_OP_COUNT;
     svc->api.state = svc;
     *out = svc;
     return COFFER_OK;
@@ -462,7 +445,7 @@ coffer_err kms_marker_decode(const char *marker, char *out, size_t n)
     return COFFER_OK;
 }
 
-coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, const char *op,
+coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, enum kms_op_id op,
                                const char *const *audit_members, enum kms_state_rule rule, struct kms_req *r,
                                struct kms_key **k)
 {
@@ -471,7 +454,7 @@ coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, c
     TRY(kms_acquire_write(svc, call, r->key_id, 0, k));
     kms_audit_key(call, *k);
     char action[64];
-    snprintf(action, sizeof(action), "kms:%s", op);
+    snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     coffer_err rc = kms_authorize_key(svc, call, *k, &(struct kms_authz_in){.action = action, .r = r});
     if (rc == COFFER_OK) {
         rc = kms_check_state(*k, rule);

@@ -14,9 +14,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (j == NULL) {
         return 0;
     }
-    for (size_t i = 0; i < kms_n_decoders; i++) {
+    for (int op = 0; op < KMS_OP_COUNT; op++) {
         struct kms_req r;
-        coffer_err rc = kms_req_decode(kms_decoder_name(i), j, &r);
+        coffer_err rc = kms_req_decode((enum kms_op_id)op, j, &r);
         if (rc == COFFER_OK) {
             kms_req_clean(&r);
         } else if (rc != COFFER_ERR_VALIDATION && rc != COFFER_ERR_SERIALIZATION && rc != COFFER_ERR_NOMEM) {

@@ -568,6 +568,24 @@ static void test_session_tokens(void **state)
     coffer_buf_free(&token2);
 }
 
+/* ---- operation tables: sorted by name, every row reachable (api_ops_check) ---- */
+
+static void test_op_tables(void **state)
+{
+    struct fixture *f = *state;
+    const struct api_service *services[] = {iam_services_iam_api(f->svc), iam_services_sts_api(f->svc),
+                                            iam_services_admin_api(f->svc)};
+    for (size_t s = 0; s < sizeof(services) / sizeof(services[0]); s++) {
+        const struct api_service *svc = services[s];
+        assert_true(svc->n_ops > 0);
+        assert_int_equal(api_ops_check(svc->ops, svc->n_ops), COFFER_OK);
+        for (size_t i = 0; i < svc->n_ops; i++) {
+            const char *name = svc->ops[i].name;
+            assert_ptr_equal(api_service_find_op(svc, name, strlen(name)), &svc->ops[i]);
+        }
+    }
+}
+
 /* ---- handlers: authorization of IAM calls and AssumeRole ---- */
 
 static void test_iam_authorization(void **state)
@@ -930,6 +948,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ends_with_role, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_token_without_issue_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_op_tables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_authorization, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assume_role_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),

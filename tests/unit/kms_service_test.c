@@ -227,6 +227,12 @@ static void test_op_table(void **state)
     for (size_t i = 1; i < e->api->n_ops; i++) {
         assert_true(strcmp(e->api->ops[i - 1].name, e->api->ops[i].name) < 0);
     }
+    assert_int_equal(api_ops_check(e->api->ops, e->api->n_ops), COFFER_OK);
+    /* Every row is reachable by its name, and by no other. */
+    for (size_t i = 0; i < e->api->n_ops; i++) {
+        const char *name = e->api->ops[i].name;
+        assert_ptr_equal(api_service_find_op(e->api, name, strlen(name)), &e->api->ops[i]);
+    }
     const struct api_op *o = api_service_find_op(e->api, "Encrypt", 7);
     assert_true(o->flags & API_OP_CRYPTO);
     o = api_service_find_op(e->api, "DescribeKey", 11);
