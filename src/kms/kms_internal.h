@@ -1,6 +1,7 @@
 /*
- * Shared inside src/kms only: the decoded request, the key cache, key-id resolution and the
- * record helpers used by the operation files (kms_ops_*.c).
+ * Shared inside src/kms only: the operation ids and handlers (generated from kms_ops.def), the
+ * decoded request, the key cache, key-id resolution and the record helpers used by the
+ * operation files (kms_ops_*.c).
  *
  * Locking (two locks, always taken in this order, never the other way):
  *  - `wmu` (mutex) serialises every change of the cache and of the KMS records in the store:

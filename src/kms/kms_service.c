@@ -19,9 +19,12 @@
 #define STORE_KEY_BUF 512
 #define SWEEP_BATCH 64
 
-/* The rows of kms_ops.def, in their order: KMS_OP_<Name> indexes this table. */
+/*
+ * The rows of kms_ops.def, in their order: KMS_OP_<Name> indexes this table. (The macro's
+ * parameters are not called name/flags: the preprocessor would rewrite the designators too.)
+ */
 static const struct api_op kms_ops[KMS_OP_COUNT] = {
-#define KMS_OP(op, decoder, op_flags, rps) \
+#define KMS_OP(op, decoder, op_flags, rps)                                                                   \
     [KMS_OP_##op] = {.name = #op, .handler = kms_op_##op, .flags = (op_flags), .quota_rps = (rps)},
 #include "kms/kms_ops.def"
 #undef KMS_OP

@@ -54,8 +54,9 @@ static void test_out_of_order_is_named(void **state)
         {.name = "Decrypt", .handler = handler},
     };
     assert_int_equal(api_ops_check(ops, N(ops)), COFFER_ERR_INTERNAL);
-    assert_string_equal(coffer_last_message(),
-                        "operation table: \"Decrypt\" is listed after \"Encrypt\"; rows must be sorted by name");
+    assert_string_equal(
+        coffer_last_message(),
+        "operation table: \"Decrypt\" is listed after \"Encrypt\"; rows must be sorted by name");
     /* What a search would miss in such a table: the reason for the check. */
     struct api_service svc = {.ops = ops, .n_ops = N(ops)};
     assert_null(api_service_find_op(&svc, "Decrypt", strlen("Decrypt")));
