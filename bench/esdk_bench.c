@@ -226,7 +226,9 @@ static int bench_cache(const char *endpoint, const char *arn, unsigned long n, u
     coffer_cmm *cmm = max_messages ? coffer_cmm_caching_new(dflt, BENCH_CACHE_CAPACITY, 3600, UINT64_MAX, max_messages)
                                    : coffer_cmm_retain(dflt);
     coffer_ec *ec = coffer_ec_new();
-    coffer_ec_set_str(ec, "purpose", "bench");
+    if (!ec || coffer_ec_set_str(ec, "purpose", "bench") != 0) {
+        return die("encryption context", BENCH_FAIL);
+    }
     uint8_t msg[BENCH_SMALL_MSG];
     memset(msg, 'm', sizeof(msg));
     double t0 = now_s();

@@ -132,7 +132,7 @@ static int do_encrypt(struct driver_args *a, coffer_cmm *cmm, const uint8_t *in,
     uint8_t *out = NULL;
     size_t out_len = 0;
     coffer_encryptor *e = coffer_encryptor_new(cmm);
-    int rc = e ? 0 : COFFER_ERR_NOMEM;
+    int rc = e ? 0 : COFFER_STATUS_NOMEM;
     if (!rc) {
         rc = coffer_encryptor_set_ec(e, a->ec);
     }
@@ -153,7 +153,7 @@ static int do_encrypt(struct driver_args *a, coffer_cmm *cmm, const uint8_t *in,
         }
         if (write_file(a->out, out, out_len) != 0) {
             fprintf(stderr, "cannot write %s\n", a->out);
-            rc = COFFER_ERR_IO;
+            rc = COFFER_STATUS_IO;
         }
     }
     coffer_bytes_free(out, out_len);
@@ -168,7 +168,7 @@ static int do_decrypt(struct driver_args *a, coffer_cmm *cmm, const uint8_t *in,
     int rc = coffer_decrypt(cmm, coffer_ec_count(a->ec) ? a->ec : NULL, in, len, &out, &out_len);
     if (!rc && write_file(a->out, out, out_len) != 0) {
         fprintf(stderr, "cannot write %s\n", a->out);
-        rc = COFFER_ERR_IO;
+        rc = COFFER_STATUS_IO;
     }
     coffer_bytes_free(out, out_len);
     return rc;
@@ -199,13 +199,13 @@ static int do_unwrap_other_ec(struct driver_args *a, coffer_keyring *kr, const u
     coffer_dec_materials *m = ec ? esdk_dec_materials_new(esdk_suite_find(coffer_header_suite(h)), ec) : NULL;
     coffer_ec_free(ec);
     if (!rc && !m) {
-        rc = COFFER_ERR_NOMEM;
+        rc = COFFER_STATUS_NOMEM;
     }
     if (!rc) {
         rc = coffer_keyring_on_decrypt(kr, m, edks, n < DRIVER_MAX_LIST ? n : DRIVER_MAX_LIST);
     }
     if (!rc && !coffer_dec_materials_has_data_key(m)) {
-        rc = coffer_fail(COFFER_ERR_CANNOT_DECRYPT, "no EDK matched");
+        rc = esdk_status(coffer_fail(COFFER_ERR_CANNOT_DECRYPT, "no EDK matched"));
     }
     coffer_dec_materials_free(m);
     coffer_header_free(h);
@@ -228,12 +228,12 @@ int main(int argc, char **argv)
     coffer_cmm *cmm = NULL;
     if (read_file(a.in, &in, &len) != 0) {
         fprintf(stderr, "cannot read %s\n", a.in);
-        rc = COFFER_ERR_IO;
+        rc = COFFER_STATUS_IO;
         goto out;
     }
     kr = coffer_keyring_kms_new(&a.opts);
     if (!kr) {
-        rc = coffer_last_err() ? (int)coffer_last_err() : COFFER_ERR_USAGE;
+        rc = coffer_last_status() ? coffer_last_status() : COFFER_STATUS_USAGE;
         goto out;
     }
     cmm = coffer_cmm_default_new(kr);
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
         rc = do_unwrap_other_ec(&a, kr, in, len);
     } else {
         fprintf(stderr, "unknown mode %s\n", a.mode);
-        rc = COFFER_ERR_USAGE;
+        rc = COFFER_STATUS_USAGE;
     }
 out:
     coffer_cmm_release(cmm);

@@ -9,11 +9,14 @@
  *   encryptor / decryptor   streaming objects (init / update / finish) in constant memory
  *   coffer_encrypt / coffer_decrypt   one-shot helpers built on the streams
  *
- * Return values: every `int` function returns 0 on success and a non-zero Coffer error code
- * otherwise (coffer_status_name / coffer_status_message describe it). Crypto failures are
- * deliberately indistinguishable: a wrong key, a wrong context and a flipped bit all report a
- * bad message. Objects are not thread-safe; keyrings and CMMs are refcounted and may be shared
- * across threads once built (retain/release use atomics).
+ * Return values: every `int` function returns COFFER_STATUS_OK (0) on success and one of the
+ * stable codes of coffer/error.h otherwise (coffer_strerror / coffer_status_message describe
+ * it); the same holds for the `int` methods a caller-written keyring or CMM implements. Crypto
+ * failures are deliberately indistinguishable: a wrong key, a wrong context and a flipped bit
+ * all report a bad message. Attributes (coffer/export.h): a status or a new object must not be
+ * ignored, and COFFER_NONNULL names the pointers that may not be NULL. Objects are not
+ * thread-safe; keyrings and CMMs are refcounted and may be shared across threads once built
+ * (retain/release use atomics).
  */
 #ifndef COFFER_ESDK_H
 #define COFFER_ESDK_H
@@ -22,11 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coffer/error.h"
+#include "coffer/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define COFFER_API __attribute__((visibility("default")))
 
 /* ---- algorithm suites (ESDK algorithm-suites.md) ---- */
 enum coffer_suite_id {
@@ -53,35 +57,28 @@ typedef enum coffer_commitment_policy {
 #define COFFER_DEFAULT_FRAME_LENGTH 4096u
 #define COFFER_DEFAULT_MAX_EDKS 0u /* 0 = no limit */
 
-COFFER_API const char *coffer_status_name(int status);    /* "COFFER_ERR_BAD_MESSAGE" */
-COFFER_API const char *coffer_status_message(int status); /* this thread's detail, else a default */
-/*
- * The status of this thread's most recent failure (0 if nothing has failed yet). It is what
- * a constructor that returned NULL has to offer in place of a return code:
- *     if (!(kr = coffer_keyring_kms_new(&o)))
- *         fprintf(stderr, "%s\n", coffer_status_message(coffer_last_status()));
- * Successful calls do not reset it, so read it right after the call that failed.
- */
-COFFER_API int coffer_last_status(void);
-
 /* Frees a buffer returned by the one-shot helpers (wipes it first). Accepts NULL. */
 COFFER_API void coffer_bytes_free(uint8_t *p, size_t len);
 
 /* ---- encryption context: a map of UTF-8 byte strings, sorted by raw bytes ---- */
 typedef struct coffer_ec coffer_ec;
 
-COFFER_API coffer_ec *coffer_ec_new(void);
+COFFER_API coffer_ec *coffer_ec_new(void) COFFER_WARN_UNUSED;
 COFFER_API void coffer_ec_free(coffer_ec *ec);
-COFFER_API coffer_ec *coffer_ec_clone(const coffer_ec *ec);
+COFFER_API coffer_ec *coffer_ec_clone(const coffer_ec *ec) COFFER_WARN_UNUSED;
 /* Inserts or replaces a pair; copies both. */
-COFFER_API int coffer_ec_set(coffer_ec *ec, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len);
-COFFER_API int coffer_ec_set_str(coffer_ec *ec, const char *key, const char *val);
+COFFER_API int coffer_ec_set(coffer_ec *ec, const uint8_t *key, size_t key_len, const uint8_t *val,
+                             size_t val_len) COFFER_WARN_UNUSED COFFER_NONNULL(1);
+COFFER_API int coffer_ec_set_str(coffer_ec *ec, const char *key, const char *val) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2, 3);
 COFFER_API size_t coffer_ec_count(const coffer_ec *ec);
 /* Borrows the i-th pair (in serialization order); valid until the map changes. */
 COFFER_API int coffer_ec_get_at(const coffer_ec *ec, size_t i, const uint8_t **key, size_t *key_len,
-                                const uint8_t **val, size_t *val_len);
+                                const uint8_t **val, size_t *val_len) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 3, 4, 5, 6);
 /* Value for a key, or NULL. */
-COFFER_API const uint8_t *coffer_ec_get(const coffer_ec *ec, const uint8_t *key, size_t key_len, size_t *val_len);
+COFFER_API const uint8_t *coffer_ec_get(const coffer_ec *ec, const uint8_t *key, size_t key_len,
+                                        size_t *val_len) COFFER_NONNULL(1);
 
 /* ---- encrypted data keys (borrowed views) ---- */
 typedef struct coffer_edk {
@@ -97,23 +94,28 @@ typedef struct coffer_edk {
 typedef struct coffer_enc_materials coffer_enc_materials;
 typedef struct coffer_dec_materials coffer_dec_materials;
 
-COFFER_API uint16_t coffer_enc_materials_suite(const coffer_enc_materials *m);
-COFFER_API const coffer_ec *coffer_enc_materials_ec(const coffer_enc_materials *m);
-COFFER_API size_t coffer_enc_materials_data_key_len(const coffer_enc_materials *m); /* what the suite needs */
+COFFER_API uint16_t coffer_enc_materials_suite(const coffer_enc_materials *m) COFFER_NONNULL(1);
+COFFER_API const coffer_ec *coffer_enc_materials_ec(const coffer_enc_materials *m) COFFER_NONNULL(1);
+COFFER_API size_t coffer_enc_materials_data_key_len(const coffer_enc_materials *m)
+    COFFER_NONNULL(1); /* what the suite needs */
 /* Borrows the plaintext data key; *key = NULL when no keyring has generated one yet. */
-COFFER_API void coffer_enc_materials_data_key(const coffer_enc_materials *m, const uint8_t **key, size_t *len);
+COFFER_API void coffer_enc_materials_data_key(const coffer_enc_materials *m, const uint8_t **key, size_t *len)
+    COFFER_NONNULL(1, 2, 3);
 /* Sets the data key (a generator keyring does this once); length must equal data_key_len. */
-COFFER_API int coffer_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key, size_t len);
+COFFER_API int coffer_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key,
+                                                 size_t len) COFFER_WARN_UNUSED COFFER_NONNULL(1, 2);
 /* Adds an EDK (copied). */
-COFFER_API int coffer_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk);
-COFFER_API size_t coffer_enc_materials_edk_count(const coffer_enc_materials *m);
+COFFER_API int coffer_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2);
+COFFER_API size_t coffer_enc_materials_edk_count(const coffer_enc_materials *m) COFFER_NONNULL(1);
 
-COFFER_API uint16_t coffer_dec_materials_suite(const coffer_dec_materials *m);
+COFFER_API uint16_t coffer_dec_materials_suite(const coffer_dec_materials *m) COFFER_NONNULL(1);
 /* The full context: the header's pairs plus the reproduced pairs not stored in the header. */
-COFFER_API const coffer_ec *coffer_dec_materials_ec(const coffer_dec_materials *m);
-COFFER_API size_t coffer_dec_materials_data_key_len(const coffer_dec_materials *m);
-COFFER_API bool coffer_dec_materials_has_data_key(const coffer_dec_materials *m);
-COFFER_API int coffer_dec_materials_set_data_key(coffer_dec_materials *m, const uint8_t *key, size_t len);
+COFFER_API const coffer_ec *coffer_dec_materials_ec(const coffer_dec_materials *m) COFFER_NONNULL(1);
+COFFER_API size_t coffer_dec_materials_data_key_len(const coffer_dec_materials *m) COFFER_NONNULL(1);
+COFFER_API bool coffer_dec_materials_has_data_key(const coffer_dec_materials *m) COFFER_NONNULL(1);
+COFFER_API int coffer_dec_materials_set_data_key(coffer_dec_materials *m, const uint8_t *key,
+                                                 size_t len) COFFER_WARN_UNUSED COFFER_NONNULL(1, 2);
 
 /*
  * ---- keyrings ----
@@ -148,12 +150,14 @@ struct coffer_keyring {
     unsigned long refcount; /* touched only through retain/release (atomic) */
 };
 
-COFFER_API void coffer_keyring_base_init(coffer_keyring *kr, const struct coffer_keyring_vt *vt);
+COFFER_API void coffer_keyring_base_init(coffer_keyring *kr, const struct coffer_keyring_vt *vt)
+    COFFER_NONNULL(1, 2);
 COFFER_API coffer_keyring *coffer_keyring_retain(coffer_keyring *kr);
 COFFER_API void coffer_keyring_release(coffer_keyring *kr); /* accepts NULL */
-COFFER_API int coffer_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m);
+COFFER_API int coffer_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2);
 COFFER_API int coffer_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
-                                         size_t edk_count);
+                                         size_t edk_count) COFFER_WARN_UNUSED COFFER_NONNULL(1, 2);
 
 /*
  * Raw AES keyring (raw-aes-keyring.md): wraps with AES-GCM under a 16/24/32-byte key. EDK
@@ -161,7 +165,8 @@ COFFER_API int coffer_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_material
  * The AAD is the serialized encryption context. Copies the key. NULL on bad arguments.
  */
 COFFER_API coffer_keyring *coffer_keyring_raw_aes_new(const char *key_namespace, const char *key_name,
-                                                      const uint8_t *key, size_t key_len);
+                                                      const uint8_t *key, size_t key_len) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2, 3);
 
 typedef enum coffer_rsa_padding {
     COFFER_RSA_PKCS1 = 0,
@@ -178,14 +183,16 @@ typedef enum coffer_rsa_padding {
  */
 COFFER_API coffer_keyring *coffer_keyring_raw_rsa_new(const char *key_namespace, const char *key_name,
                                                       const char *public_pem, const char *private_pem,
-                                                      coffer_rsa_padding padding);
+                                                      coffer_rsa_padding padding) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2);
 
 /*
  * Multi-keyring: generator (may be NULL) generates and wraps, every child wraps too; on decrypt
  * the generator then the children are tried in order. Retains every keyring it is given.
  */
-COFFER_API coffer_keyring *coffer_keyring_multi_new(coffer_keyring *generator, coffer_keyring *const *children,
-                                                    size_t child_count);
+COFFER_API coffer_keyring *coffer_keyring_multi_new(coffer_keyring *generator,
+                                                    coffer_keyring *const *children,
+                                                    size_t child_count) COFFER_WARN_UNUSED;
 
 /*
  * AWS KMS keyring (aws-kms-keyring.md, aws-kms-discovery-keyring.md), against any KMS that
@@ -200,7 +207,7 @@ COFFER_API coffer_keyring *coffer_keyring_multi_new(coffer_keyring *generator, c
  * AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, else the shared credentials file
  * (AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials) section `profile`. The endpoint defaults
  * to AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, then https://kms.<region>.amazonaws.com.
- * KMS errors are reported as COFFER_ERR_KEYRING (encrypt) or COFFER_ERR_CANNOT_DECRYPT
+ * KMS errors are reported as COFFER_STATUS_KEYRING (encrypt) or COFFER_STATUS_CANNOT_DECRYPT
  * (decrypt) with "aws-kms: <Operation>: <KMS error type> ..." as the message.
  */
 struct coffer_kms_keyring_options {
@@ -220,7 +227,8 @@ struct coffer_kms_keyring_options {
  * options: usage error; no region/credentials or a bad endpoint: configuration error), with the
  * detail recorded for this thread as for the other constructors.
  */
-COFFER_API coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *opts);
+COFFER_API coffer_keyring *
+coffer_keyring_kms_new(const struct coffer_kms_keyring_options *opts) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 
 /* ---- cryptographic materials managers ---- */
 typedef struct coffer_cmm coffer_cmm;
@@ -253,47 +261,55 @@ struct coffer_cmm {
     unsigned long refcount;
 };
 
-COFFER_API void coffer_cmm_base_init(coffer_cmm *cmm, const struct coffer_cmm_vt *vt);
+COFFER_API void coffer_cmm_base_init(coffer_cmm *cmm, const struct coffer_cmm_vt *vt) COFFER_NONNULL(1, 2);
 COFFER_API coffer_cmm *coffer_cmm_retain(coffer_cmm *cmm);
 COFFER_API void coffer_cmm_release(coffer_cmm *cmm);
 COFFER_API int coffer_cmm_get_enc_materials(coffer_cmm *cmm, const coffer_enc_request *req,
-                                            coffer_enc_materials **out);
+                                            coffer_enc_materials **out) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2, 3);
 COFFER_API int coffer_cmm_get_dec_materials(coffer_cmm *cmm, const coffer_dec_request *req,
-                                            coffer_dec_materials **out);
+                                            coffer_dec_materials **out) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 2, 3);
 COFFER_API void coffer_enc_materials_free(coffer_enc_materials *m);
 COFFER_API void coffer_dec_materials_free(coffer_dec_materials *m);
 
 /* Default CMM over one keyring (retained). */
-COFFER_API coffer_cmm *coffer_cmm_default_new(coffer_keyring *kr);
+COFFER_API coffer_cmm *coffer_cmm_default_new(coffer_keyring *kr) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 /*
  * Required-encryption-context CMM: encrypt needs every listed key in the context and keeps
  * those pairs out of the header (they are authenticated, not stored); decrypt needs them in the
  * reproduced context. Retains `underlying`.
  */
-COFFER_API coffer_cmm *coffer_cmm_required_ec_new(coffer_cmm *underlying, const char *const *keys, size_t key_count);
+COFFER_API coffer_cmm *coffer_cmm_required_ec_new(coffer_cmm *underlying, const char *const *keys,
+                                                  size_t key_count) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 
 /*
  * Caching CMM: reuses data keys from a local LRU cache of `capacity` entries. An entry expires
  * after max_age_seconds, once it has encrypted max_bytes or max_messages. Signed suites are
  * cached too (the signing key is part of the entry). Retains `underlying`.
  */
-COFFER_API coffer_cmm *coffer_cmm_caching_new(coffer_cmm *underlying, size_t capacity, uint64_t max_age_seconds,
-                                              uint64_t max_bytes, uint64_t max_messages);
+COFFER_API coffer_cmm *coffer_cmm_caching_new(coffer_cmm *underlying, size_t capacity,
+                                              uint64_t max_age_seconds, uint64_t max_bytes,
+                                              uint64_t max_messages) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 
 /* ---- parsed message header (message-header.md) ---- */
 typedef struct coffer_header coffer_header;
 
 /* Parses a complete header plus its authentication tag from the start of `msg`. */
-COFFER_API int coffer_header_parse(const uint8_t *msg, size_t len, coffer_header **out, size_t *consumed);
+COFFER_API int coffer_header_parse(const uint8_t *msg, size_t len, coffer_header **out,
+                                   size_t *consumed) COFFER_WARN_UNUSED COFFER_NONNULL(1, 3);
 COFFER_API void coffer_header_free(coffer_header *h);
-COFFER_API uint8_t coffer_header_version(const coffer_header *h);          /* 1 or 2 */
-COFFER_API uint16_t coffer_header_suite(const coffer_header *h);
-COFFER_API const uint8_t *coffer_header_message_id(const coffer_header *h, size_t *len); /* 16 or 32 bytes */
-COFFER_API const coffer_ec *coffer_header_ec(const coffer_header *h);
-COFFER_API size_t coffer_header_edk_count(const coffer_header *h);
-COFFER_API int coffer_header_edk(const coffer_header *h, size_t i, coffer_edk *out);
-COFFER_API bool coffer_header_framed(const coffer_header *h);
-COFFER_API uint32_t coffer_header_frame_length(const coffer_header *h); /* 0 when non-framed */
+COFFER_API uint8_t coffer_header_version(const coffer_header *h) COFFER_NONNULL(1); /* 1 or 2 */
+COFFER_API uint16_t coffer_header_suite(const coffer_header *h) COFFER_NONNULL(1);
+COFFER_API const uint8_t *coffer_header_message_id(const coffer_header *h, size_t *len)
+    COFFER_NONNULL(1, 2); /* 16 or 32 bytes */
+COFFER_API const coffer_ec *coffer_header_ec(const coffer_header *h) COFFER_NONNULL(1);
+COFFER_API size_t coffer_header_edk_count(const coffer_header *h) COFFER_NONNULL(1);
+COFFER_API int coffer_header_edk(const coffer_header *h, size_t i, coffer_edk *out) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1, 3);
+COFFER_API bool coffer_header_framed(const coffer_header *h) COFFER_NONNULL(1);
+COFFER_API uint32_t coffer_header_frame_length(const coffer_header *h)
+    COFFER_NONNULL(1); /* 0 when non-framed */
 
 /* ---- streams ---- */
 /* Output sink: called with each chunk the stream produces; non-zero aborts (and fails) the stream. */
@@ -302,51 +318,68 @@ typedef int (*coffer_write_fn)(void *ctx, const uint8_t *p, size_t n);
 typedef struct coffer_encryptor coffer_encryptor;
 
 /* Retains `cmm`. Defaults: policy require/require, suite per policy, frame 4096, no EDK limit. */
-COFFER_API coffer_encryptor *coffer_encryptor_new(coffer_cmm *cmm);
+COFFER_API coffer_encryptor *coffer_encryptor_new(coffer_cmm *cmm) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 COFFER_API void coffer_encryptor_free(coffer_encryptor *e);
-/* Setters: only before the first update/finish (else COFFER_ERR_USAGE). */
-COFFER_API int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *ctx);
-COFFER_API int coffer_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitment_policy p);
-COFFER_API int coffer_encryptor_set_suite(coffer_encryptor *e, uint16_t suite);
-COFFER_API int coffer_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length); /* > 0 */
-COFFER_API int coffer_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks);          /* 0 = none */
-COFFER_API int coffer_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec);             /* copies */
-COFFER_API int coffer_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len);       /* a hint */
-COFFER_API int coffer_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t len);
-COFFER_API int coffer_encryptor_finish(coffer_encryptor *e);
+/* Setters: only before the first update/finish (else COFFER_STATUS_USAGE). */
+COFFER_API int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn,
+                                           void *ctx) COFFER_WARN_UNUSED COFFER_NONNULL(1);
+COFFER_API int coffer_encryptor_set_commitment_policy(coffer_encryptor *e,
+                                                      coffer_commitment_policy p) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
+COFFER_API int coffer_encryptor_set_suite(coffer_encryptor *e, uint16_t suite) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
+COFFER_API int coffer_encryptor_set_frame_length(coffer_encryptor *e,
+                                                 uint32_t frame_length) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1); /* > 0 */
+COFFER_API int coffer_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1); /* 0 = none */
+COFFER_API int coffer_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1); /* copies */
+COFFER_API int coffer_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1); /* a hint */
+COFFER_API int coffer_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t len) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
+COFFER_API int coffer_encryptor_finish(coffer_encryptor *e) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 /* After the first update/finish: the header written (NULL before). */
 COFFER_API const coffer_header *coffer_encryptor_header(const coffer_encryptor *e);
 
 typedef struct coffer_decryptor coffer_decryptor;
 
-COFFER_API coffer_decryptor *coffer_decryptor_new(coffer_cmm *cmm);
+COFFER_API coffer_decryptor *coffer_decryptor_new(coffer_cmm *cmm) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 COFFER_API void coffer_decryptor_free(coffer_decryptor *d);
-COFFER_API int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *ctx);
-COFFER_API int coffer_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitment_policy p);
-COFFER_API int coffer_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks);
+COFFER_API int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn,
+                                           void *ctx) COFFER_WARN_UNUSED COFFER_NONNULL(1);
+COFFER_API int coffer_decryptor_set_commitment_policy(coffer_decryptor *d,
+                                                      coffer_commitment_policy p) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
+COFFER_API int coffer_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
 /* The reproduced encryption context (copied): must match the header, supplies required pairs. */
-COFFER_API int coffer_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec);
+COFFER_API int coffer_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
 /*
  * Signed suites: by default plaintext is held until the signature verifies at the end. With
  * streaming release on, each frame's plaintext is written once its GCM tag verifies, before
  * the signature is checked: the caller must discard it if finish fails.
  */
-COFFER_API int coffer_decryptor_set_streaming_release(coffer_decryptor *d, bool on);
-COFFER_API int coffer_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len);
+COFFER_API int coffer_decryptor_set_streaming_release(coffer_decryptor *d, bool on) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
+COFFER_API int coffer_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len) COFFER_WARN_UNUSED
+    COFFER_NONNULL(1);
 /* Fails unless the whole message (and nothing more) has been seen and verified. */
-COFFER_API int coffer_decryptor_finish(coffer_decryptor *d);
+COFFER_API int coffer_decryptor_finish(coffer_decryptor *d) COFFER_WARN_UNUSED COFFER_NONNULL(1);
 COFFER_API const coffer_header *coffer_decryptor_header(const coffer_decryptor *d); /* NULL until parsed */
 
 /* ---- one-shot helpers (output freed with coffer_bytes_free) ---- */
 COFFER_API int coffer_encryptor_run(coffer_encryptor *e, const uint8_t *in, size_t len, uint8_t **out,
-                                    size_t *out_len);
+                                    size_t *out_len) COFFER_WARN_UNUSED COFFER_NONNULL(1, 4, 5);
 COFFER_API int coffer_decryptor_run(coffer_decryptor *d, const uint8_t *in, size_t len, uint8_t **out,
-                                    size_t *out_len);
+                                    size_t *out_len) COFFER_WARN_UNUSED COFFER_NONNULL(1, 4, 5);
 /* Defaults everywhere (policy require/require, suite 0x0578, frame 4096). */
-COFFER_API int coffer_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8_t *in, size_t len, uint8_t **out,
-                              size_t *out_len);
+COFFER_API int coffer_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8_t *in, size_t len,
+                              uint8_t **out, size_t *out_len) COFFER_WARN_UNUSED COFFER_NONNULL(1, 5, 6);
 COFFER_API int coffer_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, const uint8_t *in, size_t len,
-                              uint8_t **out, size_t *out_len);
+                              uint8_t **out, size_t *out_len) COFFER_WARN_UNUSED COFFER_NONNULL(1, 5, 6);
 
 #ifdef __cplusplus
 }

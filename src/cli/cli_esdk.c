@@ -767,7 +767,8 @@ static int keyring_aws_kms(const struct esdk_opts *o, struct arg_span s, coffer_
     ko.n_discovery_accounts = n_acc;
     *out = coffer_keyring_kms_new(&ko);
     if (*out == NULL) {
-        return usage_err(o, "cannot build the aws-kms keyring: %s", coffer_status_message(COFFER_ERR_USAGE));
+        return usage_err(o, "cannot build the aws-kms keyring: %s",
+                         coffer_status_message(COFFER_STATUS_USAGE));
     }
     return CLI_EXIT_OK;
 }

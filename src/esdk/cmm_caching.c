@@ -116,7 +116,7 @@ static coffer_err id_start(coffer_buf *id, char kind, uint16_t suite, coffer_com
     return coffer_buf_append(id, hdr, sizeof(hdr));
 }
 
-static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
+static coffer_err cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
 {
     struct cmm_cache *c = (struct cmm_cache *)cmm;
     coffer_buf id = COFFER_BUF_INIT;
@@ -124,7 +124,7 @@ static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_
     coffer_err rc = COFFER_OK;
 
     if (req->plaintext_length == UINT64_MAX || req->plaintext_length > c->max_bytes) {
-        return coffer_cmm_get_enc_materials(c->under, req, out);
+        return esdk_cmm_get_enc_materials(c->under, req, out);
     }
     GUARD(id_start(&id, 'E', req->suite, req->policy));
     GUARD(id_ec(&id, req->ec));
@@ -145,7 +145,7 @@ static int cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_
     }
     pthread_mutex_unlock(&c->lock);
 
-    GUARD(coffer_cmm_get_enc_materials(c->under, req, &m));
+    GUARD(esdk_cmm_get_enc_materials(c->under, req, &m));
     coffer_enc_materials *copy = NULL;
     GUARD(esdk_enc_materials_clone(m, &copy));
     pthread_mutex_lock(&c->lock);
@@ -188,7 +188,7 @@ out:
     return rc;
 }
 
-static int cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
+static coffer_err cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
 {
     struct cmm_cache *c = (struct cmm_cache *)cmm;
     coffer_buf id = COFFER_BUF_INIT;
@@ -219,7 +219,7 @@ static int cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_
     }
     pthread_mutex_unlock(&c->lock);
 
-    GUARD(coffer_cmm_get_dec_materials(c->under, req, &m));
+    GUARD(esdk_cmm_get_dec_materials(c->under, req, &m));
     coffer_dec_materials *copy = NULL;
     GUARD(dec_clone(m, &copy));
     pthread_mutex_lock(&c->lock);
@@ -249,8 +249,10 @@ static void cache_destroy(coffer_cmm *cmm)
     free(c);
 }
 
+ESDK_CMM_STATUS_METHODS(cache)
+
 static const struct coffer_cmm_vt caching_vt = {
-    sizeof(struct coffer_cmm_vt), "caching", cache_get_enc, cache_get_dec, cache_destroy,
+    sizeof(struct coffer_cmm_vt), "caching", cache_get_enc_status, cache_get_dec_status, cache_destroy,
 };
 
 coffer_cmm *coffer_cmm_caching_new(coffer_cmm *underlying, size_t capacity, uint64_t max_age_seconds,

@@ -14,7 +14,7 @@ struct cmm_default {
     coffer_keyring *kr;
 };
 
-static int def_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
+static coffer_err def_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
 {
     struct cmm_default *c = (struct cmm_default *)cmm;
     coffer_err rc = COFFER_OK;
@@ -42,7 +42,7 @@ static int def_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_en
         GUARD(esdk_sig_pubkey_b64(m->signing_key, &pub));
         GUARD(esdk_ec_put(m->ec, coffer_cursor_from_str(ESDK_PUBKEY_EC_KEY), coffer_buf_cursor(&pub)));
     }
-    GUARD(coffer_keyring_on_encrypt(c->kr, m));
+    GUARD(esdk_keyring_on_encrypt(c->kr, m));
     if (m->data_key.len != s->key_len || m->edks.n == 0) {
         FAIL_OUT(COFFER_ERR_KEYRING, "keyring produced no data key or no encrypted data key");
     }
@@ -54,7 +54,7 @@ out:
     return rc;
 }
 
-static int def_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
+static coffer_err def_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
 {
     struct cmm_default *c = (struct cmm_default *)cmm;
     coffer_err rc = COFFER_OK;
@@ -91,7 +91,7 @@ static int def_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_de
     } else if (pk) {
         FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "unsigned suite with a signing public key");
     }
-    GUARD(coffer_keyring_on_decrypt(c->kr, m, req->edks, req->edk_count));
+    GUARD(esdk_keyring_on_decrypt(c->kr, m, req->edks, req->edk_count));
     if (m->data_key.len != s->key_len) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "no keyring could decrypt a data key");
     }
@@ -109,8 +109,10 @@ static void def_destroy(coffer_cmm *cmm)
     free(c);
 }
 
+ESDK_CMM_STATUS_METHODS(def)
+
 static const struct coffer_cmm_vt default_vt = {
-    sizeof(struct coffer_cmm_vt), "default", def_get_enc, def_get_dec, def_destroy,
+    sizeof(struct coffer_cmm_vt), "default", def_get_enc_status, def_get_dec_status, def_destroy,
 };
 
 coffer_cmm *coffer_cmm_default_new(coffer_keyring *kr)

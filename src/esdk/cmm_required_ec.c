@@ -16,7 +16,7 @@ struct cmm_req {
     coffer_ec *keys; /* a set: values empty */
 };
 
-static int req_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
+static coffer_err req_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
 {
     struct cmm_req *c = (struct cmm_req *)cmm;
     coffer_enc_materials *m = NULL;
@@ -27,7 +27,7 @@ static int req_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, coffer_en
             FAIL_OUT(COFFER_ERR_USAGE, "a required encryption context key is missing");
         }
     }
-    GUARD(coffer_cmm_get_enc_materials(c->under, req, &m));
+    GUARD(esdk_cmm_get_enc_materials(c->under, req, &m));
     for (size_t i = 0; i < c->keys->n; i++) {
         GUARD(esdk_ec_put(m->required_keys, coffer_buf_cursor(&c->keys->v[i].key), coffer_cursor_from(NULL, 0)));
     }
@@ -38,7 +38,7 @@ out:
     return rc;
 }
 
-static int req_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
+static coffer_err req_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
 {
     struct cmm_req *c = (struct cmm_req *)cmm;
     coffer_dec_materials *m = NULL;
@@ -49,7 +49,7 @@ static int req_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, coffer_de
             FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "a required encryption context key was not reproduced");
         }
     }
-    GUARD(coffer_cmm_get_dec_materials(c->under, req, &m));
+    GUARD(esdk_cmm_get_dec_materials(c->under, req, &m));
     for (size_t i = 0; i < c->keys->n; i++) {
         if (!esdk_ec_find(m->ec, coffer_buf_cursor(&c->keys->v[i].key))) {
             FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "a required encryption context key is missing");
@@ -70,8 +70,14 @@ static void req_destroy(coffer_cmm *cmm)
     free(c);
 }
 
+ESDK_CMM_STATUS_METHODS(req)
+
 static const struct coffer_cmm_vt required_vt = {
-    sizeof(struct coffer_cmm_vt), "required-encryption-context", req_get_enc, req_get_dec, req_destroy,
+    sizeof(struct coffer_cmm_vt),
+    "required-encryption-context",
+    req_get_enc_status,
+    req_get_dec_status,
+    req_destroy,
 };
 
 coffer_cmm *coffer_cmm_required_ec_new(coffer_cmm *underlying, const char *const *keys, size_t key_count)

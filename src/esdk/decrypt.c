@@ -76,7 +76,7 @@ void coffer_decryptor_free(coffer_decryptor *d)
 
 #define DSETTER_GUARD(d) ENSURE((d) != NULL && !(d)->started, COFFER_ERR_USAGE)
 
-int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *ctx)
+coffer_err esdk_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *ctx)
 {
     DSETTER_GUARD(d);
     d->out_fn = fn;
@@ -84,7 +84,12 @@ int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *c
     return COFFER_OK;
 }
 
-int coffer_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitment_policy p)
+int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *ctx)
+{
+    return esdk_status(esdk_decryptor_set_output(d, fn, ctx));
+}
+
+static coffer_err esdk_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitment_policy p)
 {
     DSETTER_GUARD(d);
     ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
@@ -93,14 +98,24 @@ int coffer_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitmen
     return COFFER_OK;
 }
 
-int coffer_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks)
+int coffer_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitment_policy p)
+{
+    return esdk_status(esdk_decryptor_set_commitment_policy(d, p));
+}
+
+static coffer_err esdk_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks)
 {
     DSETTER_GUARD(d);
     d->max_edks = max_edks;
     return COFFER_OK;
 }
 
-int coffer_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec)
+int coffer_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks)
+{
+    return esdk_status(esdk_decryptor_set_max_edks(d, max_edks));
+}
+
+coffer_err esdk_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec)
 {
     DSETTER_GUARD(d);
     coffer_ec *c = coffer_ec_clone(ec);
@@ -110,11 +125,21 @@ int coffer_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec)
     return COFFER_OK;
 }
 
-int coffer_decryptor_set_streaming_release(coffer_decryptor *d, bool on)
+int coffer_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec)
+{
+    return esdk_status(esdk_decryptor_set_ec(d, ec));
+}
+
+static coffer_err esdk_decryptor_set_streaming_release(coffer_decryptor *d, bool on)
 {
     DSETTER_GUARD(d);
     d->streaming_release = on;
     return COFFER_OK;
+}
+
+int coffer_decryptor_set_streaming_release(coffer_decryptor *d, bool on)
+{
+    return esdk_status(esdk_decryptor_set_streaming_release(d, on));
 }
 
 const coffer_header *coffer_decryptor_header(const coffer_decryptor *d)
@@ -148,7 +173,7 @@ static coffer_err dec_header_done(coffer_decryptor *d, coffer_cursor raw)
     GUARD(esdk_policy_check_decrypt(d->policy, s));
     GUARD(esdk_edk_list_views(&h->edks, &views));
     coffer_dec_request req = {s->id, d->policy, h->ec, d->reproduced, views, h->edks.n};
-    GUARD(coffer_cmm_get_dec_materials(d->cmm, &req, &d->mat));
+    GUARD(esdk_cmm_get_dec_materials(d->cmm, &req, &d->mat));
     if (d->mat->suite != s || d->mat->data_key.len != s->key_len) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "materials do not fit the message");
     }
@@ -338,7 +363,7 @@ static coffer_err dec_fail(coffer_decryptor *d, coffer_err rc)
     return rc;
 }
 
-int coffer_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len)
+coffer_err esdk_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len)
 {
     ENSURE(d != NULL && (in || len == 0), COFFER_ERR_USAGE);
     if (d->state == DEC_FAILED) {
@@ -362,7 +387,12 @@ out:
     return rc == COFFER_OK ? COFFER_OK : dec_fail(d, rc);
 }
 
-int coffer_decryptor_finish(coffer_decryptor *d)
+int coffer_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len)
+{
+    return esdk_status(esdk_decryptor_update(d, in, len));
+}
+
+coffer_err esdk_decryptor_finish(coffer_decryptor *d)
 {
     ENSURE(d != NULL, COFFER_ERR_USAGE);
     if (d->state == DEC_FAILED) {
@@ -374,4 +404,9 @@ int coffer_decryptor_finish(coffer_decryptor *d)
     }
     coffer_secure_zero(d->key, sizeof(d->key));
     return COFFER_OK;
+}
+
+int coffer_decryptor_finish(coffer_decryptor *d)
+{
+    return esdk_status(esdk_decryptor_finish(d));
 }

@@ -204,16 +204,27 @@ coffer_ec *coffer_ec_clone(const coffer_ec *ec)
     return c;
 }
 
-int coffer_ec_set(coffer_ec *ec, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len)
+static coffer_err esdk_ec_set(coffer_ec *ec, const uint8_t *key, size_t key_len, const uint8_t *val,
+                              size_t val_len)
 {
     ENSURE(ec && (key || !key_len) && (val || !val_len), COFFER_ERR_USAGE);
     return esdk_ec_put(ec, coffer_cursor_from(key, key_len), coffer_cursor_from(val, val_len));
 }
 
-int coffer_ec_set_str(coffer_ec *ec, const char *key, const char *val)
+int coffer_ec_set(coffer_ec *ec, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len)
+{
+    return esdk_status(esdk_ec_set(ec, key, key_len, val, val_len));
+}
+
+static coffer_err esdk_ec_set_str(coffer_ec *ec, const char *key, const char *val)
 {
     ENSURE(ec && key && val, COFFER_ERR_USAGE);
     return esdk_ec_put(ec, coffer_cursor_from_str(key), coffer_cursor_from_str(val));
+}
+
+int coffer_ec_set_str(coffer_ec *ec, const char *key, const char *val)
+{
+    return esdk_status(esdk_ec_set_str(ec, key, val));
 }
 
 size_t coffer_ec_count(const coffer_ec *ec)
@@ -221,8 +232,8 @@ size_t coffer_ec_count(const coffer_ec *ec)
     return ec ? ec->n : 0;
 }
 
-int coffer_ec_get_at(const coffer_ec *ec, size_t i, const uint8_t **key, size_t *key_len, const uint8_t **val,
-                     size_t *val_len)
+static coffer_err esdk_ec_get_at(const coffer_ec *ec, size_t i, const uint8_t **key, size_t *key_len,
+                                 const uint8_t **val, size_t *val_len)
 {
     ENSURE(ec && i < ec->n && key && key_len && val && val_len, COFFER_ERR_USAGE);
     *key = ec->v[i].key.data;
@@ -230,6 +241,12 @@ int coffer_ec_get_at(const coffer_ec *ec, size_t i, const uint8_t **key, size_t 
     *val = ec->v[i].val.data;
     *val_len = ec->v[i].val.len;
     return COFFER_OK;
+}
+
+int coffer_ec_get_at(const coffer_ec *ec, size_t i, const uint8_t **key, size_t *key_len, const uint8_t **val,
+                     size_t *val_len)
+{
+    return esdk_status(esdk_ec_get_at(ec, i, key, key_len, val, val_len));
 }
 
 const uint8_t *coffer_ec_get(const coffer_ec *ec, const uint8_t *key, size_t key_len, size_t *val_len)

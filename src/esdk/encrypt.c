@@ -75,7 +75,7 @@ void coffer_encryptor_free(coffer_encryptor *e)
 
 #define SETTER_GUARD(e) ENSURE((e) != NULL && (e)->state == ENC_NEW, COFFER_ERR_USAGE)
 
-int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *ctx)
+coffer_err esdk_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *ctx)
 {
     SETTER_GUARD(e);
     e->out_fn = fn;
@@ -83,7 +83,12 @@ int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *c
     return COFFER_OK;
 }
 
-int coffer_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitment_policy p)
+int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *ctx)
+{
+    return esdk_status(esdk_encryptor_set_output(e, fn, ctx));
+}
+
+static coffer_err esdk_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitment_policy p)
 {
     SETTER_GUARD(e);
     ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
@@ -92,7 +97,12 @@ int coffer_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitmen
     return COFFER_OK;
 }
 
-int coffer_encryptor_set_suite(coffer_encryptor *e, uint16_t suite)
+int coffer_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitment_policy p)
+{
+    return esdk_status(esdk_encryptor_set_commitment_policy(e, p));
+}
+
+static coffer_err esdk_encryptor_set_suite(coffer_encryptor *e, uint16_t suite)
 {
     SETTER_GUARD(e);
     ENSURE(esdk_suite_find(suite) != NULL, COFFER_ERR_USAGE);
@@ -100,7 +110,12 @@ int coffer_encryptor_set_suite(coffer_encryptor *e, uint16_t suite)
     return COFFER_OK;
 }
 
-int coffer_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length)
+int coffer_encryptor_set_suite(coffer_encryptor *e, uint16_t suite)
+{
+    return esdk_status(esdk_encryptor_set_suite(e, suite));
+}
+
+static coffer_err esdk_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length)
 {
     SETTER_GUARD(e);
     ENSURE(frame_length > 0 && frame_length <= INT32_MAX, COFFER_ERR_USAGE);
@@ -108,14 +123,24 @@ int coffer_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length
     return COFFER_OK;
 }
 
-int coffer_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks)
+int coffer_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length)
+{
+    return esdk_status(esdk_encryptor_set_frame_length(e, frame_length));
+}
+
+static coffer_err esdk_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks)
 {
     SETTER_GUARD(e);
     e->max_edks = max_edks;
     return COFFER_OK;
 }
 
-int coffer_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec)
+int coffer_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks)
+{
+    return esdk_status(esdk_encryptor_set_max_edks(e, max_edks));
+}
+
+coffer_err esdk_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec)
 {
     SETTER_GUARD(e);
     coffer_ec *c = coffer_ec_clone(ec);
@@ -125,11 +150,21 @@ int coffer_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec)
     return COFFER_OK;
 }
 
-int coffer_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len)
+int coffer_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec)
+{
+    return esdk_status(esdk_encryptor_set_ec(e, ec));
+}
+
+coffer_err esdk_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len)
 {
     SETTER_GUARD(e);
     e->pt_len_hint = len;
     return COFFER_OK;
+}
+
+int coffer_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len)
+{
+    return esdk_status(esdk_encryptor_set_plaintext_length(e, len));
 }
 
 const coffer_header *coffer_encryptor_header(const coffer_encryptor *e)
@@ -156,7 +191,7 @@ static coffer_err enc_start(coffer_encryptor *e)
     uint8_t commit[ESDK_COMMIT_LEN] = {0};
     coffer_enc_request req = {e->ec, e->suite, e->policy, e->pt_len_hint};
 
-    GUARD(coffer_cmm_get_enc_materials(e->cmm, &req, &e->mat));
+    GUARD(esdk_cmm_get_enc_materials(e->cmm, &req, &e->mat));
     const struct esdk_suite *s = e->mat->suite;
     GUARD(esdk_policy_check_encrypt(e->policy, s));
     if (e->max_edks && e->mat->edks.n > e->max_edks) {
@@ -265,7 +300,7 @@ static coffer_err enc_check_state(coffer_encryptor *e)
     return COFFER_OK;
 }
 
-int coffer_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t len)
+coffer_err esdk_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t len)
 {
     ENSURE(in || len == 0, COFFER_ERR_USAGE);
     TRY(enc_check_state(e));
@@ -293,7 +328,12 @@ out:
     return rc == COFFER_OK ? COFFER_OK : enc_fail(e, rc);
 }
 
-int coffer_encryptor_finish(coffer_encryptor *e)
+int coffer_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t len)
+{
+    return esdk_status(esdk_encryptor_update(e, in, len));
+}
+
+coffer_err esdk_encryptor_finish(coffer_encryptor *e)
 {
     TRY(enc_check_state(e));
     coffer_err rc = COFFER_OK;
@@ -315,4 +355,9 @@ int coffer_encryptor_finish(coffer_encryptor *e)
 out:
     coffer_buf_free(&sig);
     return rc == COFFER_OK ? COFFER_OK : enc_fail(e, rc);
+}
+
+int coffer_encryptor_finish(coffer_encryptor *e)
+{
+    return esdk_status(esdk_encryptor_finish(e));
 }

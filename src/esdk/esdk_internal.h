@@ -169,6 +169,70 @@ coffer_err esdk_sig_verify_final(EVP_MD_CTX *ctx, coffer_cursor sig);
 coffer_err esdk_rsa_wrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor pt, coffer_buf *out);
 coffer_err esdk_rsa_unwrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor ct, coffer_buf *out);
 
+/*
+ * ---- the error boundary (status.c) ----
+ * Inside libcoffer everything fails with coffer_err; callers see the stable coffer_status codes.
+ * Each public `int` function coffer_X is a one-line wrapper, return esdk_status(esdk_X(...)), over
+ * its coffer_err form esdk_X, which is what code inside the library calls.
+ */
+/* The public status for an internal error: the one place where the two numberings meet. */
+int esdk_status(coffer_err e);
+/*
+ * The coffer_err for a status a vtable method returned. A built-in method's own failure (code
+ * and detail) is kept; a status no coffer_fail stands behind is recorded with its description,
+ * and an unknown one as `unknown`.
+ */
+coffer_err esdk_err(int status, coffer_err unknown);
+
+coffer_err esdk_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *ctx);
+coffer_err esdk_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec);
+coffer_err esdk_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len);
+coffer_err esdk_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t len);
+coffer_err esdk_encryptor_finish(coffer_encryptor *e);
+coffer_err esdk_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *ctx);
+coffer_err esdk_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec);
+coffer_err esdk_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len);
+coffer_err esdk_decryptor_finish(coffer_decryptor *d);
+coffer_err esdk_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key, size_t len);
+coffer_err esdk_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk);
+coffer_err esdk_dec_materials_set_data_key(coffer_dec_materials *m, const uint8_t *key, size_t len);
+coffer_err esdk_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m);
+coffer_err esdk_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                                   size_t edk_count);
+coffer_err esdk_cmm_get_enc_materials(coffer_cmm *cmm, const coffer_enc_request *req,
+                                      coffer_enc_materials **out);
+coffer_err esdk_cmm_get_dec_materials(coffer_cmm *cmm, const coffer_dec_request *req,
+                                      coffer_dec_materials **out);
+
+/*
+ * The built-in keyrings and CMMs implement their methods as coffer_err functions
+ * <prefix>_on_encrypt / _on_decrypt (keyrings) or <prefix>_get_enc / _get_dec (CMMs), but sit
+ * behind the public vtables, whose methods answer public statuses. These define the adapters
+ * <prefix>_on_encrypt_status ... that the vtable points at.
+ */
+#define ESDK_KEYRING_STATUS_METHODS(prefix)                                                                  \
+    static int prefix##_on_encrypt_status(coffer_keyring *kr, coffer_enc_materials *m)                       \
+    {                                                                                                        \
+        return esdk_status(prefix##_on_encrypt(kr, m));                                                      \
+    }                                                                                                        \
+    static int prefix##_on_decrypt_status(coffer_keyring *kr, coffer_dec_materials *m,                       \
+                                          const coffer_edk *edks, size_t n)                                  \
+    {                                                                                                        \
+        return esdk_status(prefix##_on_decrypt(kr, m, edks, n));                                             \
+    }
+
+#define ESDK_CMM_STATUS_METHODS(prefix)                                                                      \
+    static int prefix##_get_enc_status(coffer_cmm *cmm, const coffer_enc_request *req,                       \
+                                       coffer_enc_materials **out)                                           \
+    {                                                                                                        \
+        return esdk_status(prefix##_get_enc(cmm, req, out));                                                 \
+    }                                                                                                        \
+    static int prefix##_get_dec_status(coffer_cmm *cmm, const coffer_dec_request *req,                       \
+                                       coffer_dec_materials **out)                                           \
+    {                                                                                                        \
+        return esdk_status(prefix##_get_dec(cmm, req, out));                                                 \
+    }
+
 /* Refcount helpers shared by keyrings and CMMs. */
 static inline void esdk_ref_inc(unsigned long *r) { __atomic_add_fetch(r, 1, __ATOMIC_RELAXED); }
 static inline bool esdk_ref_dec(unsigned long *r) { return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) == 0; }

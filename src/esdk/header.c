@@ -187,7 +187,7 @@ out:
 
 /* ---- public API ---- */
 
-int coffer_header_parse(const uint8_t *msg, size_t len, coffer_header **out, size_t *consumed)
+static coffer_err header_parse_bytes(const uint8_t *msg, size_t len, coffer_header **out, size_t *consumed)
 {
     ENSURE(msg && out, COFFER_ERR_USAGE);
     coffer_cursor c = coffer_cursor_from(msg, len);
@@ -197,6 +197,11 @@ int coffer_header_parse(const uint8_t *msg, size_t len, coffer_header **out, siz
         *consumed = len - c.len;
     }
     return COFFER_OK;
+}
+
+int coffer_header_parse(const uint8_t *msg, size_t len, coffer_header **out, size_t *consumed)
+{
+    return esdk_status(header_parse_bytes(msg, len, out, consumed));
 }
 
 uint8_t coffer_header_version(const coffer_header *h)
@@ -225,7 +230,7 @@ size_t coffer_header_edk_count(const coffer_header *h)
     return h->edks.n;
 }
 
-int coffer_header_edk(const coffer_header *h, size_t i, coffer_edk *out)
+static coffer_err esdk_header_edk(const coffer_header *h, size_t i, coffer_edk *out)
 {
     ENSURE(h && out && i < h->edks.n, COFFER_ERR_USAGE);
     const struct esdk_edk *e = &h->edks.v[i];
@@ -236,6 +241,11 @@ int coffer_header_edk(const coffer_header *h, size_t i, coffer_edk *out)
     out->ciphertext = e->ciphertext.data;
     out->ciphertext_len = e->ciphertext.len;
     return COFFER_OK;
+}
+
+int coffer_header_edk(const coffer_header *h, size_t i, coffer_edk *out)
+{
+    return esdk_status(esdk_header_edk(h, i, out));
 }
 
 bool coffer_header_framed(const coffer_header *h)

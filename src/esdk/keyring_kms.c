@@ -564,7 +564,7 @@ static coffer_err kms_add_edk(coffer_enc_materials *m, json_t *doc, const char *
     GUARD(kms_json_get_b64(doc, op, "CiphertextBlob", &ct));
     coffer_edk e = {(const uint8_t *)KMS_PROVIDER_ID, strlen(KMS_PROVIDER_ID),
                     (const uint8_t *)json_string_value(kid), json_string_length(kid), ct.data, ct.len};
-    GUARD(coffer_enc_materials_add_edk(m, &e));
+    GUARD(esdk_enc_materials_add_edk(m, &e));
 out:
     coffer_buf_free(&ct);
     return rc;
@@ -591,7 +591,7 @@ static coffer_err kms_generate(struct kms_keyring *k, coffer_enc_materials *m)
                  key_len);
     }
     GUARD(kms_add_edk(m, resp, "GenerateDataKey"));
-    GUARD(coffer_enc_materials_set_data_key(m, pt.data, pt.len));
+    GUARD(esdk_enc_materials_set_data_key(m, pt.data, pt.len));
 out:
     if (resp) {
         kms_json_wipe_string(resp, "Plaintext");
@@ -627,7 +627,7 @@ out:
     return rc;
 }
 
-static int kms_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
+static coffer_err kms_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
     struct kms_keyring *k = (struct kms_keyring *)kr;
     const uint8_t *dk;
@@ -711,7 +711,7 @@ static coffer_err kms_unwrap(struct kms_keyring *k, coffer_dec_materials *m, con
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "aws-kms: Decrypt returned %zu bytes, the suite needs %zu", pt.len,
                  key_len);
     }
-    GUARD(coffer_dec_materials_set_data_key(m, pt.data, pt.len));
+    GUARD(esdk_dec_materials_set_data_key(m, pt.data, pt.len));
 out:
     if (resp) {
         kms_json_wipe_string(resp, "Plaintext");
@@ -722,7 +722,8 @@ out:
     return rc;
 }
 
-static int kms_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks, size_t n)
+static coffer_err kms_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                                 size_t n)
 {
     struct kms_keyring *k = (struct kms_keyring *)kr;
     coffer_err first = COFFER_OK;
@@ -773,8 +774,10 @@ static void kms_destroy(coffer_keyring *kr)
     free(k);
 }
 
+ESDK_KEYRING_STATUS_METHODS(kms)
+
 static const struct coffer_keyring_vt kms_vt = {
-    sizeof(struct coffer_keyring_vt), "aws-kms", kms_on_encrypt, kms_on_decrypt, kms_destroy,
+    sizeof(struct coffer_keyring_vt), "aws-kms", kms_on_encrypt_status, kms_on_decrypt_status, kms_destroy,
 };
 
 /* ================================================================================================

@@ -15,31 +15,32 @@ struct multi {
     size_t n;
 };
 
-static int multi_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
+static coffer_err multi_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
     struct multi *k = (struct multi *)kr;
     if (k->generator) {
-        TRY(coffer_keyring_on_encrypt(k->generator, m));
+        TRY(esdk_keyring_on_encrypt(k->generator, m));
     }
     if (m->data_key.len == 0) {
         return coffer_fail(COFFER_ERR_KEYRING, "multi-keyring has no generator and no data key");
     }
     for (size_t i = 0; i < k->n; i++) {
-        TRY(coffer_keyring_on_encrypt(k->children[i], m));
+        TRY(esdk_keyring_on_encrypt(k->children[i], m));
     }
     return COFFER_OK;
 }
 
-static int multi_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks, size_t n)
+static coffer_err multi_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                                   size_t n)
 {
     struct multi *k = (struct multi *)kr;
-    int first_err = COFFER_OK;
+    coffer_err first_err = COFFER_OK;
     for (size_t i = 0; i <= k->n && m->data_key.len == 0; i++) {
         coffer_keyring *member = i == 0 ? k->generator : k->children[i - 1];
         if (!member) {
             continue;
         }
-        int rc = coffer_keyring_on_decrypt(member, m, edks, n);
+        coffer_err rc = esdk_keyring_on_decrypt(member, m, edks, n);
         if (rc != COFFER_OK && first_err == COFFER_OK) {
             first_err = rc;
         }
@@ -58,8 +59,11 @@ static void multi_destroy(coffer_keyring *kr)
     free(k);
 }
 
+ESDK_KEYRING_STATUS_METHODS(multi)
+
 static const struct coffer_keyring_vt multi_vt = {
-    sizeof(struct coffer_keyring_vt), "multi", multi_on_encrypt, multi_on_decrypt, multi_destroy,
+    sizeof(struct coffer_keyring_vt), "multi",       multi_on_encrypt_status,
+    multi_on_decrypt_status,          multi_destroy,
 };
 
 coffer_keyring *coffer_keyring_multi_new(coffer_keyring *generator, coffer_keyring *const *children,

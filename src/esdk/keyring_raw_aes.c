@@ -40,7 +40,7 @@ static coffer_err aes_wrap(struct raw_aes *k, coffer_enc_materials *m)
                         ct.data, ct.data + m->data_key.len));
     ct.len = m->data_key.len + ESDK_TAG_LEN;
     coffer_edk e = {k->ns.data, k->ns.len, info.data, info.len, ct.data, ct.len};
-    GUARD(coffer_enc_materials_add_edk(m, &e));
+    GUARD(esdk_enc_materials_add_edk(m, &e));
 out:
     EVP_CIPHER_CTX_free(ctx);
     coffer_buf_free(&aad);
@@ -49,14 +49,14 @@ out:
     return rc;
 }
 
-static int aes_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
+static coffer_err aes_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
     struct raw_aes *k = (struct raw_aes *)kr;
     if (m->data_key.len == 0) {
         uint8_t dk[ESDK_MAX_KEY_LEN];
         coffer_err rc = crypto_random(dk, m->suite->key_len);
         if (rc == COFFER_OK) {
-            rc = coffer_enc_materials_set_data_key(m, dk, m->suite->key_len);
+            rc = esdk_enc_materials_set_data_key(m, dk, m->suite->key_len);
         }
         coffer_secure_zero(dk, sizeof(dk));
         TRY(rc);
@@ -85,7 +85,8 @@ static bool aes_edk_matches(const struct raw_aes *k, const coffer_edk *e, const 
     return true;
 }
 
-static int aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks, size_t n)
+static coffer_err aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                                 size_t n)
 {
     struct raw_aes *k = (struct raw_aes *)kr;
     coffer_err rc = COFFER_OK;
@@ -105,7 +106,7 @@ static int aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const cof
         coffer_cursor ct = coffer_cursor_from(edks[i].ciphertext, m->suite->key_len);
         if (esdk_gcm_open(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), ct,
                           edks[i].ciphertext + m->suite->key_len, dk) == COFFER_OK) {
-            rc = coffer_dec_materials_set_data_key(m, dk, m->suite->key_len);
+            rc = esdk_dec_materials_set_data_key(m, dk, m->suite->key_len);
             break;
         }
     }
@@ -126,8 +127,10 @@ static void aes_destroy(coffer_keyring *kr)
     free(k);
 }
 
+ESDK_KEYRING_STATUS_METHODS(aes)
+
 static const struct coffer_keyring_vt raw_aes_vt = {
-    sizeof(struct coffer_keyring_vt), "raw-aes", aes_on_encrypt, aes_on_decrypt, aes_destroy,
+    sizeof(struct coffer_keyring_vt), "raw-aes", aes_on_encrypt_status, aes_on_decrypt_status, aes_destroy,
 };
 
 coffer_keyring *coffer_keyring_raw_aes_new(const char *key_namespace, const char *key_name, const uint8_t *key,

@@ -19,7 +19,7 @@ struct raw_rsa {
     coffer_rsa_padding pad;
 };
 
-static int rsa_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
+static coffer_err rsa_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
     struct raw_rsa *k = (struct raw_rsa *)kr;
     coffer_buf ct = COFFER_BUF_INIT;
@@ -33,20 +33,21 @@ static int rsa_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
         uint8_t dk[ESDK_MAX_KEY_LEN];
         rc = crypto_random(dk, m->suite->key_len);
         if (rc == COFFER_OK) {
-            rc = coffer_enc_materials_set_data_key(m, dk, m->suite->key_len);
+            rc = esdk_enc_materials_set_data_key(m, dk, m->suite->key_len);
         }
         coffer_secure_zero(dk, sizeof(dk));
         TRY(rc);
     }
     GUARD(esdk_rsa_wrap(key, k->pad, coffer_buf_cursor(&m->data_key), &ct));
     coffer_edk e = {k->ns.data, k->ns.len, k->name.data, k->name.len, ct.data, ct.len};
-    GUARD(coffer_enc_materials_add_edk(m, &e));
+    GUARD(esdk_enc_materials_add_edk(m, &e));
 out:
     coffer_buf_free(&ct);
     return rc;
 }
 
-static int rsa_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks, size_t n)
+static coffer_err rsa_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                                 size_t n)
 {
     struct raw_rsa *k = (struct raw_rsa *)kr;
     coffer_err rc = COFFER_OK;
@@ -66,7 +67,7 @@ static int rsa_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const cof
         if (esdk_rsa_unwrap(k->priv, k->pad, coffer_cursor_from(edks[i].ciphertext, edks[i].ciphertext_len), &dk) ==
                 COFFER_OK &&
             dk.len == m->suite->key_len) {
-            rc = coffer_dec_materials_set_data_key(m, dk.data, dk.len);
+            rc = esdk_dec_materials_set_data_key(m, dk.data, dk.len);
             break;
         }
     }
@@ -87,8 +88,10 @@ static void rsa_destroy(coffer_keyring *kr)
     free(k);
 }
 
+ESDK_KEYRING_STATUS_METHODS(rsa)
+
 static const struct coffer_keyring_vt raw_rsa_vt = {
-    sizeof(struct coffer_keyring_vt), "raw-rsa", rsa_on_encrypt, rsa_on_decrypt, rsa_destroy,
+    sizeof(struct coffer_keyring_vt), "raw-rsa", rsa_on_encrypt_status, rsa_on_decrypt_status, rsa_destroy,
 };
 
 static EVP_PKEY *pem_load(const char *pem, bool private_key)

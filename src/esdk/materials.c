@@ -1,28 +1,14 @@
 /*
  * Materials (the data key, its EDKs, the context and the signing keys handed between CMMs,
- * keyrings and streams), the refcounted keyring and CMM bases, and the small public helpers
- * for status codes and returned buffers.
+ * keyrings and streams), the refcounted keyring and CMM bases, and the public helper that frees
+ * returned buffers. The vtable methods answer public status codes (a caller's keyring knows no
+ * other), so the esdk_ wrappers here turn them back into coffer_err with esdk_err.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/secret.h"
 #include "esdk/esdk_internal.h"
-
-const char *coffer_status_name(int status)
-{
-    return coffer_err_name((coffer_err)status);
-}
-
-const char *coffer_status_message(int status)
-{
-    return coffer_err_message((coffer_err)status);
-}
-
-int coffer_last_status(void)
-{
-    return (int)coffer_last_err();
-}
 
 void coffer_bytes_free(uint8_t *p, size_t len)
 {
@@ -174,13 +160,18 @@ void coffer_enc_materials_data_key(const coffer_enc_materials *m, const uint8_t 
     *len = m->data_key.len;
 }
 
-int coffer_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key, size_t len)
+coffer_err esdk_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key, size_t len)
 {
     ENSURE(m && key && len == m->suite->key_len && m->data_key.len == 0, COFFER_ERR_USAGE);
     return coffer_buf_append(&m->data_key, key, len);
 }
 
-int coffer_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk)
+int coffer_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key, size_t len)
+{
+    return esdk_status(esdk_enc_materials_set_data_key(m, key, len));
+}
+
+coffer_err esdk_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk)
 {
     ENSURE(m && edk, COFFER_ERR_USAGE);
     ENSURE(edk->provider_id_len <= UINT16_MAX && edk->provider_info_len <= UINT16_MAX &&
@@ -189,6 +180,11 @@ int coffer_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk)
     return esdk_edk_list_add(&m->edks, coffer_cursor_from(edk->provider_id, edk->provider_id_len),
                              coffer_cursor_from(edk->provider_info, edk->provider_info_len),
                              coffer_cursor_from(edk->ciphertext, edk->ciphertext_len));
+}
+
+int coffer_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk)
+{
+    return esdk_status(esdk_enc_materials_add_edk(m, edk));
 }
 
 size_t coffer_enc_materials_edk_count(const coffer_enc_materials *m)
@@ -247,10 +243,15 @@ bool coffer_dec_materials_has_data_key(const coffer_dec_materials *m)
     return m->data_key.len != 0;
 }
 
-int coffer_dec_materials_set_data_key(coffer_dec_materials *m, const uint8_t *key, size_t len)
+coffer_err esdk_dec_materials_set_data_key(coffer_dec_materials *m, const uint8_t *key, size_t len)
 {
     ENSURE(m && key && len == m->suite->key_len && m->data_key.len == 0, COFFER_ERR_USAGE);
     return coffer_buf_append(&m->data_key, key, len);
+}
+
+int coffer_dec_materials_set_data_key(coffer_dec_materials *m, const uint8_t *key, size_t len)
+{
+    return esdk_status(esdk_dec_materials_set_data_key(m, key, len));
 }
 
 /* ---- keyring and CMM bases ---- */
@@ -276,19 +277,31 @@ void coffer_keyring_release(coffer_keyring *kr)
     }
 }
 
-int coffer_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
+coffer_err esdk_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
     ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_encrypt, COFFER_ERR_USAGE);
-    return kr->vt->on_encrypt(kr, m);
+    return esdk_err(kr->vt->on_encrypt(kr, m), COFFER_ERR_KEYRING);
 }
 
-int coffer_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks, size_t edk_count)
+int coffer_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
+{
+    return esdk_status(esdk_keyring_on_encrypt(kr, m));
+}
+
+coffer_err esdk_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                                   size_t edk_count)
 {
     ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_decrypt, COFFER_ERR_USAGE);
     if (m->data_key.len) {
         return COFFER_OK;
     }
-    return kr->vt->on_decrypt(kr, m, edks, edk_count);
+    return esdk_err(kr->vt->on_decrypt(kr, m, edks, edk_count), COFFER_ERR_CANNOT_DECRYPT);
+}
+
+int coffer_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
+                              size_t edk_count)
+{
+    return esdk_status(esdk_keyring_on_decrypt(kr, m, edks, edk_count));
 }
 
 void coffer_cmm_base_init(coffer_cmm *cmm, const struct coffer_cmm_vt *vt)
@@ -312,16 +325,28 @@ void coffer_cmm_release(coffer_cmm *cmm)
     }
 }
 
-int coffer_cmm_get_enc_materials(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
+coffer_err esdk_cmm_get_enc_materials(coffer_cmm *cmm, const coffer_enc_request *req,
+                                      coffer_enc_materials **out)
 {
     ENSURE(cmm && req && out && cmm->vt->get_enc_materials, COFFER_ERR_USAGE);
     *out = NULL;
-    return cmm->vt->get_enc_materials(cmm, req, out);
+    return esdk_err(cmm->vt->get_enc_materials(cmm, req, out), COFFER_ERR_INTERNAL);
+}
+
+int coffer_cmm_get_enc_materials(coffer_cmm *cmm, const coffer_enc_request *req, coffer_enc_materials **out)
+{
+    return esdk_status(esdk_cmm_get_enc_materials(cmm, req, out));
+}
+
+coffer_err esdk_cmm_get_dec_materials(coffer_cmm *cmm, const coffer_dec_request *req,
+                                      coffer_dec_materials **out)
+{
+    ENSURE(cmm && req && out && cmm->vt->get_dec_materials, COFFER_ERR_USAGE);
+    *out = NULL;
+    return esdk_err(cmm->vt->get_dec_materials(cmm, req, out), COFFER_ERR_INTERNAL);
 }
 
 int coffer_cmm_get_dec_materials(coffer_cmm *cmm, const coffer_dec_request *req, coffer_dec_materials **out)
 {
-    ENSURE(cmm && req && out && cmm->vt->get_dec_materials, COFFER_ERR_USAGE);
-    *out = NULL;
-    return cmm->vt->get_dec_materials(cmm, req, out);
+    return esdk_status(esdk_cmm_get_dec_materials(cmm, req, out));
 }

@@ -43,7 +43,7 @@ static int sink_write(void *ctx, const uint8_t *p, size_t n)
     return 0;
 }
 
-static int sink_result(struct sink *s, int rc, uint8_t **out, size_t *out_len)
+static coffer_err sink_result(struct sink *s, coffer_err rc, uint8_t **out, size_t *out_len)
 {
     if (rc != COFFER_OK) {
         coffer_bytes_free(s->p, s->cap);
@@ -63,59 +63,83 @@ static int sink_result(struct sink *s, int rc, uint8_t **out, size_t *out_len)
     return COFFER_OK;
 }
 
-int coffer_encryptor_run(coffer_encryptor *e, const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
+static coffer_err esdk_encryptor_run(coffer_encryptor *e, const uint8_t *in, size_t len, uint8_t **out,
+                                     size_t *out_len)
 {
     ENSURE(e && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
-    int rc = coffer_encryptor_set_output(e, sink_write, &s);
+    coffer_err rc = esdk_encryptor_set_output(e, sink_write, &s);
     if (rc == COFFER_OK) {
-        rc = coffer_encryptor_set_plaintext_length(e, len);
+        rc = esdk_encryptor_set_plaintext_length(e, len);
     }
     if (rc == COFFER_OK) {
-        rc = coffer_encryptor_update(e, in, len);
+        rc = esdk_encryptor_update(e, in, len);
     }
     if (rc == COFFER_OK) {
-        rc = coffer_encryptor_finish(e);
+        rc = esdk_encryptor_finish(e);
+    }
+    return sink_result(&s, rc, out, out_len);
+}
+
+int coffer_encryptor_run(coffer_encryptor *e, const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
+{
+    return esdk_status(esdk_encryptor_run(e, in, len, out, out_len));
+}
+
+static coffer_err esdk_decryptor_run(coffer_decryptor *d, const uint8_t *in, size_t len, uint8_t **out,
+                                     size_t *out_len)
+{
+    ENSURE(d && out && out_len, COFFER_ERR_USAGE);
+    struct sink s = {0};
+    coffer_err rc = esdk_decryptor_set_output(d, sink_write, &s);
+    if (rc == COFFER_OK) {
+        rc = esdk_decryptor_update(d, in, len);
+    }
+    if (rc == COFFER_OK) {
+        rc = esdk_decryptor_finish(d);
     }
     return sink_result(&s, rc, out, out_len);
 }
 
 int coffer_decryptor_run(coffer_decryptor *d, const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
 {
-    ENSURE(d && out && out_len, COFFER_ERR_USAGE);
-    struct sink s = {0};
-    int rc = coffer_decryptor_set_output(d, sink_write, &s);
-    if (rc == COFFER_OK) {
-        rc = coffer_decryptor_update(d, in, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = coffer_decryptor_finish(d);
-    }
-    return sink_result(&s, rc, out, out_len);
+    return esdk_status(esdk_decryptor_run(d, in, len, out, out_len));
 }
 
-int coffer_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8_t *in, size_t len, uint8_t **out,
-                   size_t *out_len)
+static coffer_err esdk_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8_t *in, size_t len,
+                               uint8_t **out, size_t *out_len)
 {
     coffer_encryptor *e = coffer_encryptor_new(cmm);
     ENSURE(e != NULL, COFFER_ERR_USAGE);
-    int rc = ec ? coffer_encryptor_set_ec(e, ec) : COFFER_OK;
+    coffer_err rc = ec ? esdk_encryptor_set_ec(e, ec) : COFFER_OK;
     if (rc == COFFER_OK) {
-        rc = coffer_encryptor_run(e, in, len, out, out_len);
+        rc = esdk_encryptor_run(e, in, len, out, out_len);
     }
     coffer_encryptor_free(e);
     return rc;
 }
 
-int coffer_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, const uint8_t *in, size_t len, uint8_t **out,
+int coffer_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8_t *in, size_t len, uint8_t **out,
                    size_t *out_len)
+{
+    return esdk_status(esdk_encrypt(cmm, ec, in, len, out, out_len));
+}
+
+static coffer_err esdk_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, const uint8_t *in, size_t len,
+                               uint8_t **out, size_t *out_len)
 {
     coffer_decryptor *d = coffer_decryptor_new(cmm);
     ENSURE(d != NULL, COFFER_ERR_USAGE);
-    int rc = reproduced_ec ? coffer_decryptor_set_ec(d, reproduced_ec) : COFFER_OK;
+    coffer_err rc = reproduced_ec ? esdk_decryptor_set_ec(d, reproduced_ec) : COFFER_OK;
     if (rc == COFFER_OK) {
-        rc = coffer_decryptor_run(d, in, len, out, out_len);
+        rc = esdk_decryptor_run(d, in, len, out, out_len);
     }
     coffer_decryptor_free(d);
     return rc;
+}
+
+int coffer_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, const uint8_t *in, size_t len,
+                   uint8_t **out, size_t *out_len)
+{
+    return esdk_status(esdk_decrypt(cmm, reproduced_ec, in, len, out, out_len));
 }

@@ -81,7 +81,7 @@ class EsdkKmsKeyringTest(ServerTestCase):
         # Strict mode matches EDKs by ARN only: the alias cannot pick the EDK on decrypt.
         rc, err = self.decrypt(msg, "--key", "alias/esdk-gen", "--region", REGION)
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_CANNOT_DECRYPT", err)
+        self.assertIn("COFFER_STATUS_CANNOT_DECRYPT", err)
 
     def test_multi_key_decrypt_with_second_only(self):
         a, b = self.new_key(), self.new_key()
@@ -94,7 +94,7 @@ class EsdkKmsKeyringTest(ServerTestCase):
         c = self.new_key()
         rc, err = self.decrypt(msg, "--key", c)
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_CANNOT_DECRYPT", err)
+        self.assertIn("COFFER_STATUS_CANNOT_DECRYPT", err)
 
     def test_discovery_filters(self):
         arn = self.new_key()
@@ -106,7 +106,7 @@ class EsdkKmsKeyringTest(ServerTestCase):
         rc, err = self.decrypt(msg, "--discovery", "--region", REGION, "--partition", "aws",
                                "--account", "111122223333")
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_CANNOT_DECRYPT", err)
+        self.assertIn("COFFER_STATUS_CANNOT_DECRYPT", err)
         rc, err = self.decrypt(msg, "--discovery", "--region", REGION, "--partition", "aws-cn",
                                "--account", ACCOUNT)
         self.assertEqual(rc, 2)
@@ -117,7 +117,7 @@ class EsdkKmsKeyringTest(ServerTestCase):
         rc, _, err = self.driver("decrypt", "--discovery", "--region", REGION, "--partition", "aws",
                                  src=msg, dst=self.path("x"))
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_USAGE", err)
+        self.assertIn("COFFER_STATUS_USAGE", err)
 
     def test_disabled_key_fails_cleanly(self):
         arn = self.new_key()
@@ -125,12 +125,12 @@ class EsdkKmsKeyringTest(ServerTestCase):
         self.kms.disable_key(KeyId=arn)
         rc, err = self.decrypt(msg, "--key", arn)
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_CANNOT_DECRYPT", err)
+        self.assertIn("COFFER_STATUS_CANNOT_DECRYPT", err)
         self.assertIn("DisabledException", err)
         self.assertFalse(os.path.exists(self.path("dec")))
         rc, _, err = self.driver("encrypt", "--key", arn, dst=self.path("y"))
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_KEYRING", err)
+        self.assertIn("COFFER_STATUS_KEYRING", err)
         self.assertIn("GenerateDataKey: DisabledException", err)
         self.kms.enable_key(KeyId=arn)
         self.assertEqual(self.decrypt(msg, "--key", arn)[0], 0)
@@ -144,7 +144,7 @@ class EsdkKmsKeyringTest(ServerTestCase):
         # The keyring alone, asked to unwrap under another context: KMS refuses the data key.
         rc, _, err = self.driver("unwrap-other-ec", "--key", arn, "--ec", "purpose=b", src=msg)
         self.assertEqual(rc, 2)
-        self.assertIn("COFFER_ERR_CANNOT_DECRYPT", err)
+        self.assertIn("COFFER_STATUS_CANNOT_DECRYPT", err)
         self.assertIn("Decrypt: InvalidCiphertextException", err)
         rc, _, err = self.driver("unwrap-other-ec", "--key", arn, "--ec", "purpose=a", src=msg)
         self.assertEqual(rc, 0, err)
@@ -163,7 +163,7 @@ class EsdkKmsKeyringTest(ServerTestCase):
         r = subprocess.run([DRIVER, "encrypt", "--endpoint", self.server.endpoint, "--key", arn,
                             "--in", self.plain, "--out", self.path("z")], env=env, capture_output=True, timeout=60)
         self.assertEqual(r.returncode, 2)  # the private CA is not trusted without the bundle
-        self.assertIn(b"COFFER_ERR_UNAVAILABLE", r.stderr)
+        self.assertIn(b"COFFER_STATUS_UNAVAILABLE", r.stderr)
         env = self.server.env()
         env["AWS_SHARED_CREDENTIALS_FILE"] = self.path("none")
         r = subprocess.run([DRIVER, "encrypt", "--endpoint", self.server.endpoint, "--key", arn,

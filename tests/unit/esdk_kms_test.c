@@ -272,7 +272,7 @@ static void test_unreachable_endpoint(void **state)
     uint8_t *out = NULL;
     size_t out_len = 0;
     int rc = coffer_encrypt(cmm, NULL, (const uint8_t *)"hi", 2, &out, &out_len);
-    assert_int_equal(rc, COFFER_ERR_UNAVAILABLE);
+    assert_int_equal(rc, COFFER_STATUS_UNAVAILABLE);
     assert_null(out);
     assert_non_null(strstr(coffer_status_message(rc), "GenerateDataKey"));
     coffer_cmm_release(cmm);

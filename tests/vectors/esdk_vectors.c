@@ -387,7 +387,10 @@ static coffer_ec *ec_from_json(json_t *o)
     json_t *v;
     json_object_foreach(o, k, v)
     {
-        coffer_ec_set_str(ec, k, json_string_value(v));
+        if (!ec || !json_is_string(v) || coffer_ec_set_str(ec, k, json_string_value(v)) != 0) {
+            coffer_ec_free(ec);
+            return NULL;
+        }
     }
     return ec;
 }
