@@ -58,29 +58,47 @@ static char *cursor_strdup(coffer_cursor c)
  * Signing
  * ============================================================================================= */
 
+/*
+ * Signs POST / with the given Content-Type, Host, X-Amz-Date, X-Amz-Target (JSON protocol; NULL
+ * for the Query protocol) and X-Amz-Security-Token when there is a token, all signed as botocore
+ * does, so a proxy cannot strip or swap any of them.
+ */
+static coffer_err post_sign(const struct awsclient_credentials *creds, const char *region, const char *service,
+                            const char *host, const char *content_type, const char *target, coffer_cursor body,
+                            int64_t now, char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
+{
+    const char *token = creds->session_token.len ? (const char *)creds->session_token.data : NULL;
+    struct sigv4_header hs[5];
+    size_t n = 0;
+    char signed_hdrs[96];
+
+    if (!creds->access_key_id || !creds->secret_key.data) {
+        return coffer_fail(COFFER_ERR_CONFIG, "no credentials to sign with");
+    }
+    coffer_time_amz(now, amz_date, AWSCLIENT_AMZ_DATE_LEN);
+    hs[n++] = (struct sigv4_header){"content-type", content_type};
+    hs[n++] = (struct sigv4_header){"host", host};
+    hs[n++] = (struct sigv4_header){"x-amz-date", amz_date};
+    if (token) {
+        hs[n++] = (struct sigv4_header){"x-amz-security-token", token};
+    }
+    if (target) {
+        hs[n++] = (struct sigv4_header){"x-amz-target", target};
+    }
+    snprintf(signed_hdrs, sizeof(signed_hdrs), "content-type;host;x-amz-date%s%s",
+             token ? ";x-amz-security-token" : "", target ? ";x-amz-target" : "");
+    struct sigv4_request req = {"POST", "/", "", hs, n, body, false};
+    struct sigv4_credentials sc = {creds->access_key_id, (const char *)creds->secret_key.data, token};
+    TRY(sigv4_sign(&req, &sc, region, service, amz_date, signed_hdrs, authorization));
+    return coffer_buf_nul_terminate(authorization);
+}
+
 coffer_err awsclient_json_sign(const struct awsclient_credentials *creds, const char *region, const char *service,
                                const char *host, const char *target, coffer_cursor body, int64_t now,
                                char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
 {
-    const char *token = creds->session_token.len ? (const char *)creds->session_token.data : NULL;
-    coffer_time_amz(now, amz_date, AWSCLIENT_AMZ_DATE_LEN);
-    struct sigv4_header hs[5] = {
-        {"content-type", AWSCLIENT_JSON_CONTENT_TYPE},
-        {"host", host},
-        {"x-amz-date", amz_date},
-        {"x-amz-target", target},
-        {"x-amz-security-token", token},
-    };
-    struct sigv4_request req = {"POST", "/", "", hs, token ? 5 : 4, body, false};
-    struct sigv4_credentials sc = {creds->access_key_id, (const char *)creds->secret_key.data, token};
-    /* botocore signs the token header too, so a proxy cannot strip or swap it */
-    const char *signed_hdrs = token ? "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-                                    : "content-type;host;x-amz-date;x-amz-target";
-    if (!creds->access_key_id || !creds->secret_key.data) {
-        return coffer_fail(COFFER_ERR_CONFIG, "no credentials to sign with");
-    }
-    TRY(sigv4_sign(&req, &sc, region, service, amz_date, signed_hdrs, authorization));
-    return coffer_buf_nul_terminate(authorization);
+    return post_sign(creds, region, service, host, AWSCLIENT_JSON_CONTENT_TYPE, target, body, now, amz_date,
+                     authorization);
 }
 
 /* ================================================================================================
@@ -277,6 +295,53 @@ void awsclient_json_error(coffer_cursor body, char type[AWSCLIENT_ERROR_TYPE_LEN
     json_decref(doc);
 }
 
+/* The text of the first <name>...</name> in `body`, or an empty cursor. */
+static coffer_cursor xml_element(coffer_cursor body, const char *name)
+{
+    char open[64], close[64];
+    snprintf(open, sizeof(open), "<%s>", name);
+    snprintf(close, sizeof(close), "</%s>", name);
+    const uint8_t *a = memmem(body.ptr, body.len, open, strlen(open));
+    if (!a) {
+        return coffer_cursor_from(NULL, 0);
+    }
+    a += strlen(open);
+    size_t rest = body.len - (size_t)(a - body.ptr);
+    const uint8_t *b = memmem(a, rest, close, strlen(close));
+    return b ? coffer_cursor_from(a, (size_t)(b - a)) : coffer_cursor_from(NULL, 0);
+}
+
+void awsclient_query_error(coffer_cursor body, char type[AWSCLIENT_ERROR_TYPE_LEN],
+                           char message[AWSCLIENT_ERROR_MESSAGE_LEN])
+{
+    /* <ErrorResponse><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>...</Message> */
+    coffer_cursor err = xml_element(body, "Error");
+    coffer_cursor code = xml_element(err, "Code"), msg = xml_element(err, "Message");
+    if (code.len == 0 || code.len >= AWSCLIENT_ERROR_TYPE_LEN || memchr(code.ptr, '<', code.len)) {
+        code = coffer_cursor_from_str("UnknownError");
+    }
+    snprintf(type, AWSCLIENT_ERROR_TYPE_LEN, "%.*s", (int)code.len, (const char *)code.ptr);
+    /* Message text stays as sent (entities undecoded): it is only shown to people. */
+    size_t ml = msg.len < AWSCLIENT_ERROR_MESSAGE_LEN ? msg.len : AWSCLIENT_ERROR_MESSAGE_LEN - 1;
+    snprintf(message, AWSCLIENT_ERROR_MESSAGE_LEN, "%.*s", (int)ml, msg.len ? (const char *)msg.ptr : "");
+}
+
+/* application/x-www-form-urlencoded as the AWS Query protocol wants it: RFC 3986 unreserved kept. */
+static coffer_err form_append(coffer_buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+            *p == '_' || *p == '.' || *p == '~') {
+            TRY(coffer_buf_append_u8(out, *p));
+        } else {
+            uint8_t e[3] = {'%', (uint8_t)hex[*p >> 4], (uint8_t)hex[*p & 15]};
+            TRY(coffer_buf_append(out, e, sizeof(e)));
+        }
+    }
+    return COFFER_OK;
+}
+
 bool awsclient_retryable(long status, const char *error_type)
 {
     /* The throttling codes botocore's standard retry mode knows, those a KMS-like service sends. */
@@ -344,25 +409,27 @@ static coffer_err header_add(struct curl_slist **list, coffer_buf *line, const c
 }
 
 /* One signed POST. *cc is the transfer's outcome; the answer lands in ans. Caller holds c->lock. */
-static coffer_err json_post_once(awsclient *c, const char *target, coffer_cursor body, struct awsclient_answer *ans,
-                                 CURLcode *cc, bool *too_big)
+static coffer_err post_once(awsclient *c, const char *content_type, const char *target, coffer_cursor body,
+                            struct awsclient_answer *ans, CURLcode *cc, bool *too_big)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf auth = COFFER_BUF_INIT, line = COFFER_SECRET_BUF_INIT;
     struct curl_slist *list = NULL;
     char amz_date[AWSCLIENT_AMZ_DATE_LEN];
 
-    GUARD(awsclient_json_sign(&c->creds, c->region, c->service, c->host, target, body, (int64_t)time(NULL),
-                              amz_date, &auth));
+    GUARD(post_sign(&c->creds, c->region, c->service, c->host, content_type, target, body, (int64_t)time(NULL),
+                    amz_date, &auth));
     struct curl_slist *t = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
     if (!t) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     list = t;
-    GUARD(header_add(&list, &line, "Content-Type", AWSCLIENT_JSON_CONTENT_TYPE));
+    GUARD(header_add(&list, &line, "Content-Type", content_type));
     GUARD(header_add(&list, &line, "Host", c->host));
     GUARD(header_add(&list, &line, "X-Amz-Date", amz_date));
-    GUARD(header_add(&list, &line, "X-Amz-Target", target));
+    if (target) {
+        GUARD(header_add(&list, &line, "X-Amz-Target", target));
+    }
     if (c->creds.session_token.len) {
         GUARD(header_add(&list, &line, "X-Amz-Security-Token", (const char *)c->creds.session_token.data));
     }
@@ -392,7 +459,12 @@ out:
     return rc;
 }
 
-coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body, struct awsclient_answer *ans)
+typedef void (*error_parser)(coffer_cursor body, char type[AWSCLIENT_ERROR_TYPE_LEN],
+                             char message[AWSCLIENT_ERROR_MESSAGE_LEN]);
+
+/* The retry loop shared by both protocols; `what` names the call in messages. */
+static coffer_err post_call(awsclient *c, const char *what, const char *content_type, const char *target,
+                            coffer_cursor body, error_parser parse_error, struct awsclient_answer *ans)
 {
     coffer_err rc = COFFER_OK;
 
@@ -401,19 +473,19 @@ coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor b
         CURLcode cc = CURLE_OK;
         bool too_big = false;
         ans->error_type[0] = ans->error_message[0] = '\0';
-        GUARD(json_post_once(c, target, body, ans, &cc, &too_big));
+        GUARD(post_once(c, content_type, target, body, ans, &cc, &too_big));
         bool last = attempt >= c->max_attempts;
         if (too_big) {
-            FAIL_OUT(COFFER_ERR_LIMIT, "%s: the answer is larger than %zu bytes", target, c->max_response);
+            FAIL_OUT(COFFER_ERR_LIMIT, "%s: the answer is larger than %zu bytes", what, c->max_response);
         }
         if (cc != CURLE_OK) {
             if (last || !curl_retryable(cc)) {
-                FAIL_OUT(COFFER_ERR_UNAVAILABLE, "%s to %s failed: %s", target, c->endpoint, curl_easy_strerror(cc));
+                FAIL_OUT(COFFER_ERR_UNAVAILABLE, "%s to %s failed: %s", what, c->endpoint, curl_easy_strerror(cc));
             }
         } else if (ans->status >= 200 && ans->status < 300) {
             break;
         } else {
-            awsclient_json_error(coffer_buf_cursor(&ans->body), ans->error_type, ans->error_message);
+            parse_error(coffer_buf_cursor(&ans->body), ans->error_type, ans->error_message);
             if (last || !awsclient_retryable(ans->status, ans->error_type)) {
                 break;
             }
@@ -422,5 +494,33 @@ coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor b
     }
 out:
     pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body, struct awsclient_answer *ans)
+{
+    return post_call(c, target, AWSCLIENT_JSON_CONTENT_TYPE, target, body, awsclient_json_error, ans);
+}
+
+coffer_err awsclient_query_call(awsclient *c, const char *action, const char *version,
+                                const struct awsclient_param *params, size_t n_params, struct awsclient_answer *ans)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf form = COFFER_SECRET_BUF_INIT; /* parameters may be secrets (passwords, policies) */
+
+    GUARD(coffer_buf_append_str(&form, "Action="));
+    GUARD(form_append(&form, action));
+    GUARD(coffer_buf_append_str(&form, "&Version="));
+    GUARD(form_append(&form, version));
+    for (size_t i = 0; i < n_params; i++) {
+        GUARD(coffer_buf_append_u8(&form, '&'));
+        GUARD(form_append(&form, params[i].name));
+        GUARD(coffer_buf_append_u8(&form, '='));
+        GUARD(form_append(&form, params[i].value));
+    }
+    GUARD(post_call(c, action, AWSCLIENT_QUERY_CONTENT_TYPE, NULL, coffer_buf_cursor(&form), awsclient_query_error,
+                    ans));
+out:
+    coffer_buf_free(&form);
     return rc;
 }

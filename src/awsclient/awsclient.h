@@ -8,8 +8,9 @@
  *     config file, for one profile; and the region (AWS_REGION, AWS_DEFAULT_REGION, config file);
  *   - SigV4 signing of an AWS JSON request (auth/sigv4.h does the arithmetic), for callers with
  *     their own transport;
- *   - a client object: endpoint, CA, credentials and one keep-alive libcurl handle, with bounded
- *     retries and the AWS error type read out of error answers.
+ *   - a client object: endpoint, CA, credentials and one keep-alive libcurl handle, making AWS JSON
+ *     calls (X-Amz-Target) and AWS Query calls (Action=...&Version=..., as IAM and STS speak),
+ *     with bounded retries and the AWS error type read out of error answers.
  *
  * Nothing here knows a service: callers pass the signing name and the X-Amz-Target. It is linked
  * into libcoffer, so it uses only common/ and auth/ and exports nothing (no COFFER_API).
@@ -25,6 +26,7 @@
 #include "common/err.h"
 
 #define AWSCLIENT_JSON_CONTENT_TYPE "application/x-amz-json-1.1"
+#define AWSCLIENT_QUERY_CONTENT_TYPE "application/x-www-form-urlencoded; charset=utf-8"
 #define AWSCLIENT_AMZ_DATE_LEN 17   /* "YYYYMMDDTHHMMSSZ" + NUL */
 #define AWSCLIENT_ERROR_TYPE_LEN 128 /* AWS error type names are short ("ThrottlingException") */
 #define AWSCLIENT_ERROR_MESSAGE_LEN 256
@@ -159,6 +161,22 @@ void awsclient_answer_clean(struct awsclient_answer *a);
 coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body, struct awsclient_answer *ans)
     __attribute__((warn_unused_result, nonnull(1, 2, 4)));
 
+/* One Query parameter ("UserName", "alice"); both are form-encoded by the call. */
+struct awsclient_param {
+    const char *name;
+    const char *value;
+};
+
+/*
+ * One AWS Query call (IAM, STS): POST "Action=<action>&Version=<version>&<params>" form-encoded,
+ * no X-Amz-Target; the answer is XML, left to the caller. Errors, retries and thread-safety as
+ * awsclient_json_call; error answers are read with awsclient_query_error. The form is built in a
+ * secret buffer and wiped, since parameters may hold secrets.
+ */
+coffer_err awsclient_query_call(awsclient *c, const char *action, const char *version,
+                                const struct awsclient_param *params, size_t n_params, struct awsclient_answer *ans)
+    __attribute__((warn_unused_result, nonnull(1, 2, 3, 6)));
+
 /*
  * The AWS error type and message of a JSON error answer: "__type" (or "code") without any
  * "namespace#" prefix or ":suffix", and "message" (or "Message"). Type "UnknownError" and
@@ -166,6 +184,10 @@ coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor b
  */
 void awsclient_json_error(coffer_cursor body, char type[AWSCLIENT_ERROR_TYPE_LEN],
                           char message[AWSCLIENT_ERROR_MESSAGE_LEN]) __attribute__((nonnull(2, 3)));
+
+/* The same for a Query error answer: <Error><Code> and <Error><Message>. */
+void awsclient_query_error(coffer_cursor body, char type[AWSCLIENT_ERROR_TYPE_LEN],
+                           char message[AWSCLIENT_ERROR_MESSAGE_LEN]) __attribute__((nonnull(2, 3)));
 
 /* True when an answer should be retried: 5xx, 429 or a throttling error type. */
 bool awsclient_retryable(long status, const char *error_type) __attribute__((nonnull(2)));

@@ -488,6 +488,8 @@ struct script_server {
     const struct script_answer *answers;
     int served;
     char last_target[128];
+    char last_ctype[128];
+    char last_body[256];
     bool saw_token;
     pthread_t thread;
 };
@@ -515,9 +517,16 @@ static void *script_run(void *arg)
         }
         req[n] = '\0';
         char *t = strcasestr(req, "\r\nx-amz-target: ");
+        s->last_target[0] = '\0';
         if (t) {
             snprintf(s->last_target, sizeof(s->last_target), "%.*s", (int)strcspn(t + 16, "\r"), t + 16);
         }
+        char *ct = strcasestr(req, "\r\ncontent-type: ");
+        if (ct) {
+            snprintf(s->last_ctype, sizeof(s->last_ctype), "%.*s", (int)strcspn(ct + 16, "\r"), ct + 16);
+        }
+        char *b = strstr(req, "\r\n\r\n");
+        snprintf(s->last_body, sizeof(s->last_body), "%s", b ? b + 4 : "");
         s->saw_token = strcasestr(req, "\r\nx-amz-security-token: TOKEN\r\n") != NULL;
         const struct script_answer *a = &s->answers[s->served];
         if (strcmp(a->status, "hangup") != 0) {
@@ -636,6 +645,53 @@ static void test_retries(void **state)
     awsclient_answer_clean(&ans);
 }
 
+static void test_query(void **state)
+{
+    (void)state;
+    struct script_server s;
+    struct awsclient_credentials cr = {0};
+    struct awsclient_answer ans;
+    awsclient *c = NULL;
+    char ep[64], t[AWSCLIENT_ERROR_TYPE_LEN], m[AWSCLIENT_ERROR_MESSAGE_LEN];
+
+    static const struct script_answer answers[] = {
+        {"503 Service Unavailable",
+         "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code></Error></ErrorResponse>"},
+        {"404 Not Found", "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error>"
+                          "<Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with name a b "
+                          "cannot be found.</Message></Error><RequestId>r</RequestId></ErrorResponse>"},
+        {NULL, NULL}};
+    script_start(&s, answers);
+    creds_fixture(&cr, NULL);
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s.port);
+    struct awsclient_config cfg = {.service = "iam", .region = "us-east-1", .endpoint = ep, .credentials = &cr};
+    assert_int_equal(awsclient_new(&cfg, &c), COFFER_OK);
+    awsclient_answer_init(&ans);
+    const struct awsclient_param params[] = {{"UserName", "a b"}, {"Path", "/x/&=é"}};
+    assert_int_equal(awsclient_query_call(c, "GetUser", "2010-05-08", params, 2, &ans), COFFER_OK);
+    script_stop(&s);
+    assert_int_equal(s.served, 2); /* the 503 was retried */
+    assert_int_equal(ans.status, 404);
+    assert_string_equal(ans.error_type, "NoSuchEntity");
+    assert_string_equal(ans.error_message, "The user with name a b cannot be found.");
+    assert_string_equal(s.last_target, ""); /* the Query protocol names the action in the body */
+    assert_string_equal(s.last_ctype, AWSCLIENT_QUERY_CONTENT_TYPE);
+    assert_string_equal(s.last_body, "Action=GetUser&Version=2010-05-08&UserName=a%20b&Path=%2Fx%2F%26%3D%C3%A9");
+    awsclient_answer_clean(&ans);
+    awsclient_free(c);
+    awsclient_credentials_clean(&cr);
+
+    awsclient_query_error(coffer_cursor_from_str("<Error><Code>Throttling</Code></Error>"), t, m);
+    assert_string_equal(t, "Throttling");
+    assert_string_equal(m, "");
+    awsclient_query_error(coffer_cursor_from_str("<Error><Code>NoEnd"), t, m);
+    assert_string_equal(t, "UnknownError");
+    awsclient_query_error(coffer_cursor_from_str("<Code>Outside</Code>"), t, m); /* only inside <Error> */
+    assert_string_equal(t, "UnknownError");
+    awsclient_query_error(coffer_cursor_from_str(""), t, m);
+    assert_string_equal(t, "UnknownError");
+}
+
 static void test_unreachable(void **state)
 {
     (void)state;
@@ -670,6 +726,7 @@ int main(void)
         cmocka_unit_test_setup(test_sign, per_test),
         cmocka_unit_test_setup(test_json_error, per_test),
         cmocka_unit_test_setup(test_retries, per_test),
+        cmocka_unit_test_setup(test_query, per_test),
         cmocka_unit_test_setup(test_unreachable, per_test),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
