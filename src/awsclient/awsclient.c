@@ -25,7 +25,7 @@
 #define AWSCLIENT_MAX_URL 2048
 
 struct awsclient {
-    char *service;   /* signing name */
+    char *service; /* signing name */
     char *region;
     char *endpoint;  /* "https://host[:port]" without a trailing slash */
     char *host;      /* Host header value: host[:port] */
@@ -63,9 +63,10 @@ static char *cursor_strdup(coffer_cursor c)
  * for the Query protocol) and X-Amz-Security-Token when there is a token, all signed as botocore
  * does, so a proxy cannot strip or swap any of them.
  */
-static coffer_err post_sign(const struct awsclient_credentials *creds, const char *region, const char *service,
-                            const char *host, const char *content_type, const char *target, coffer_cursor body,
-                            int64_t now, char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
+static coffer_err post_sign(const struct awsclient_credentials *creds, const char *region,
+                            const char *service, const char *host, const char *content_type,
+                            const char *target, coffer_cursor body, int64_t now,
+                            char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
 {
     const char *token = creds->session_token.len ? (const char *)creds->session_token.data : NULL;
     struct sigv4_header hs[5];
@@ -93,9 +94,9 @@ static coffer_err post_sign(const struct awsclient_credentials *creds, const cha
     return coffer_buf_nul_terminate(authorization);
 }
 
-coffer_err awsclient_json_sign(const struct awsclient_credentials *creds, const char *region, const char *service,
-                               const char *host, const char *target, coffer_cursor body, int64_t now,
-                               char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
+coffer_err awsclient_json_sign(const struct awsclient_credentials *creds, const char *region,
+                               const char *service, const char *host, const char *target, coffer_cursor body,
+                               int64_t now, char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
 {
     return post_sign(creds, region, service, host, AWSCLIENT_JSON_CONTENT_TYPE, target, body, now, amz_date,
                      authorization);
@@ -345,9 +346,10 @@ static coffer_err form_append(coffer_buf *out, const char *s)
 bool awsclient_retryable(long status, const char *error_type)
 {
     /* The throttling codes botocore's standard retry mode knows, those a KMS-like service sends. */
-    static const char *const throttles[] = {"ThrottlingException", "Throttling", "ThrottledException",
-                                            "TooManyRequestsException", "RequestLimitExceeded",
-                                            "RequestThrottledException", "RequestThrottled", "SlowDown"};
+    static const char *const throttles[] = {"ThrottlingException",  "Throttling",
+                                            "ThrottledException",   "TooManyRequestsException",
+                                            "RequestLimitExceeded", "RequestThrottledException",
+                                            "RequestThrottled",     "SlowDown"};
     if (status >= 500 || status == 429) {
         return true;
     }
@@ -417,8 +419,8 @@ static coffer_err post_once(awsclient *c, const char *content_type, const char *
     struct curl_slist *list = NULL;
     char amz_date[AWSCLIENT_AMZ_DATE_LEN];
 
-    GUARD(post_sign(&c->creds, c->region, c->service, c->host, content_type, target, body, (int64_t)time(NULL),
-                    amz_date, &auth));
+    GUARD(post_sign(&c->creds, c->region, c->service, c->host, content_type, target, body,
+                    (int64_t)time(NULL), amz_date, &auth));
     struct curl_slist *t = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
     if (!t) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -480,7 +482,8 @@ static coffer_err post_call(awsclient *c, const char *what, const char *content_
         }
         if (cc != CURLE_OK) {
             if (last || !curl_retryable(cc)) {
-                FAIL_OUT(COFFER_ERR_UNAVAILABLE, "%s to %s failed: %s", what, c->endpoint, curl_easy_strerror(cc));
+                FAIL_OUT(COFFER_ERR_UNAVAILABLE, "%s to %s failed: %s", what, c->endpoint,
+                         curl_easy_strerror(cc));
             }
         } else if (ans->status >= 200 && ans->status < 300) {
             break;
@@ -497,13 +500,15 @@ out:
     return rc;
 }
 
-coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body, struct awsclient_answer *ans)
+coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body,
+                               struct awsclient_answer *ans)
 {
     return post_call(c, target, AWSCLIENT_JSON_CONTENT_TYPE, target, body, awsclient_json_error, ans);
 }
 
 coffer_err awsclient_query_call(awsclient *c, const char *action, const char *version,
-                                const struct awsclient_param *params, size_t n_params, struct awsclient_answer *ans)
+                                const struct awsclient_param *params, size_t n_params,
+                                struct awsclient_answer *ans)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf form = COFFER_SECRET_BUF_INIT; /* parameters may be secrets (passwords, policies) */
@@ -518,8 +523,8 @@ coffer_err awsclient_query_call(awsclient *c, const char *action, const char *ve
         GUARD(coffer_buf_append_u8(&form, '='));
         GUARD(form_append(&form, params[i].value));
     }
-    GUARD(post_call(c, action, AWSCLIENT_QUERY_CONTENT_TYPE, NULL, coffer_buf_cursor(&form), awsclient_query_error,
-                    ans));
+    GUARD(post_call(c, action, AWSCLIENT_QUERY_CONTENT_TYPE, NULL, coffer_buf_cursor(&form),
+                    awsclient_query_error, ans));
 out:
     coffer_buf_free(&form);
     return rc;

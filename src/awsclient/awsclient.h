@@ -27,10 +27,10 @@
 
 #define AWSCLIENT_JSON_CONTENT_TYPE "application/x-amz-json-1.1"
 #define AWSCLIENT_QUERY_CONTENT_TYPE "application/x-www-form-urlencoded; charset=utf-8"
-#define AWSCLIENT_AMZ_DATE_LEN 17   /* "YYYYMMDDTHHMMSSZ" + NUL */
+#define AWSCLIENT_AMZ_DATE_LEN 17    /* "YYYYMMDDTHHMMSSZ" + NUL */
 #define AWSCLIENT_ERROR_TYPE_LEN 128 /* AWS error type names are short ("ThrottlingException") */
 #define AWSCLIENT_ERROR_MESSAGE_LEN 256
-#define AWSCLIENT_MAX_FILE (1024u * 1024u) /* shared credentials/config files larger than this are refused */
+#define AWSCLIENT_MAX_FILE (1024u * 1024u) /* larger shared credentials/config files are refused */
 #define AWSCLIENT_DEFAULT_MAX_RESPONSE (1024u * 1024u)
 #define AWSCLIENT_DEFAULT_MAX_ATTEMPTS 4 /* first try + 3 retries, as the AWS SDKs' standard mode */
 #define AWSCLIENT_BACKOFF_BASE_MS 50     /* retry n waits BASE << n ms */
@@ -54,9 +54,9 @@ struct awsclient_source {
 
 /* Resolved credentials. Zero-initialise, fill with a _load/_set, release with _clean. */
 struct awsclient_credentials {
-    char *access_key_id;       /* owned */
-    coffer_buf secret_key;     /* secret buffer, NUL-terminated */
-    coffer_buf session_token;  /* secret buffer, NUL-terminated; len 0 when there is none */
+    char *access_key_id;      /* owned */
+    coffer_buf secret_key;    /* secret buffer, NUL-terminated */
+    coffer_buf session_token; /* secret buffer, NUL-terminated; len 0 when there is none */
 };
 
 /*
@@ -99,9 +99,9 @@ bool awsclient_region_valid(const char *region);
  * signed as botocore does) made at `now` (epoch seconds). Writes the X-Amz-Date value to
  * amz_date and appends the Authorization value (NUL-terminated) to `authorization`.
  */
-coffer_err awsclient_json_sign(const struct awsclient_credentials *creds, const char *region, const char *service,
-                               const char *host, const char *target, coffer_cursor body, int64_t now,
-                               char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
+coffer_err awsclient_json_sign(const struct awsclient_credentials *creds, const char *region,
+                               const char *service, const char *host, const char *target, coffer_cursor body,
+                               int64_t now, char amz_date[AWSCLIENT_AMZ_DATE_LEN], coffer_buf *authorization)
     __attribute__((warn_unused_result, nonnull(1, 2, 3, 4, 5, 8, 9)));
 
 /* ================================================================================================
@@ -140,8 +140,8 @@ const char *awsclient_access_key_id(const awsclient *c) __attribute__((nonnull))
 
 /* The answer to a call. _init before the call, _clean after (wipes the body). */
 struct awsclient_answer {
-    long status;      /* HTTP status of the last attempt */
-    coffer_buf body;  /* secret buffer: answers may carry key material */
+    long status;                                     /* HTTP status of the last attempt */
+    coffer_buf body;                                 /* secret buffer: answers may carry key material */
     char error_type[AWSCLIENT_ERROR_TYPE_LEN];       /* non-2xx: "NotFoundException"; "" on success */
     char error_message[AWSCLIENT_ERROR_MESSAGE_LEN]; /* non-2xx: the server's message, may be "" */
 };
@@ -158,7 +158,8 @@ void awsclient_answer_clean(struct awsclient_answer *a);
  * COFFER_ERR_LIMIT (answer larger than max_response), COFFER_ERR_NOMEM.
  * Thread-safe: calls on one client are serialised (one connection).
  */
-coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body, struct awsclient_answer *ans)
+coffer_err awsclient_json_call(awsclient *c, const char *target, coffer_cursor body,
+                               struct awsclient_answer *ans)
     __attribute__((warn_unused_result, nonnull(1, 2, 4)));
 
 /* One Query parameter ("UserName", "alice"); both are form-encoded by the call. */
@@ -174,7 +175,8 @@ struct awsclient_param {
  * secret buffer and wiped, since parameters may hold secrets.
  */
 coffer_err awsclient_query_call(awsclient *c, const char *action, const char *version,
-                                const struct awsclient_param *params, size_t n_params, struct awsclient_answer *ans)
+                                const struct awsclient_param *params, size_t n_params,
+                                struct awsclient_answer *ans)
     __attribute__((warn_unused_result, nonnull(1, 2, 3, 6)));
 
 /*

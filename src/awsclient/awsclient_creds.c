@@ -95,8 +95,9 @@ static coffer_err ini_scan(coffer_cursor text, const char *section, struct ini_w
         }
         if (line.ptr[0] == '[') {
             const uint8_t *end = memchr(line.ptr, ']', line.len);
-            in_section = end && coffer_cursor_eq_str(ini_trim(coffer_cursor_from(line.ptr + 1, (size_t)(end - line.ptr) - 1)),
-                                                     section);
+            in_section =
+                end && coffer_cursor_eq_str(
+                           ini_trim(coffer_cursor_from(line.ptr + 1, (size_t)(end - line.ptr) - 1)), section);
             continue;
         }
         const uint8_t *eq = memchr(line.ptr, '=', line.len);
@@ -280,7 +281,8 @@ coffer_err awsclient_credentials_load(const struct awsclient_source *src, struct
         {"aws_session_token", &token, false},
     };
     /* 2. The shared credentials file, section [profile]. */
-    GUARD(file_path(src->credentials_file, src->skip_env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials", &path));
+    GUARD(file_path(src->credentials_file, src->skip_env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials",
+                    &path));
     GUARD(ini_get(path, profile, want, 3));
     GUARD(creds_take(&akid, &secret, &token, "the credentials file", out, &done));
     if (done) {
@@ -294,7 +296,8 @@ coffer_err awsclient_credentials_load(const struct awsclient_source *src, struct
     GUARD(config_get(src, profile, want, 3));
     GUARD(creds_take(&akid, &secret, &token, "the config file", out, &done));
     if (!done) {
-        FAIL_OUT(COFFER_ERR_CONFIG, "no credentials (environment, or profile \"%s\" in the shared files)", profile);
+        FAIL_OUT(COFFER_ERR_CONFIG, "no credentials (environment, or profile \"%s\" in the shared files)",
+                 profile);
     }
 out:
     free(path);

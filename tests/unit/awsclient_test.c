@@ -24,9 +24,11 @@
 static char tmpdir[64];
 static char cred_path[128], conf_path[128];
 
-static const char *const aws_vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                                       "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CA_BUNDLE",
-                                       "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_SHARED_CREDENTIALS_FILE",
+static const char *const aws_vars[] = {"AWS_ACCESS_KEY_ID",    "AWS_SECRET_ACCESS_KEY",
+                                       "AWS_SESSION_TOKEN",    "AWS_REGION",
+                                       "AWS_DEFAULT_REGION",   "AWS_PROFILE",
+                                       "AWS_CA_BUNDLE",        "AWS_ENDPOINT_URL",
+                                       "AWS_ENDPOINT_URL_KMS", "AWS_SHARED_CREDENTIALS_FILE",
                                        "AWS_CONFIG_FILE"};
 
 static void write_text(const char *path, const char *text)
@@ -287,8 +289,9 @@ static void test_region(void **state)
     struct awsclient_source src = {0};
     char *region = NULL;
 
-    write_text(conf_path, "[default]\nregion = eu-west-1\n[profile ci]\nregion=ap-south-1\n[ci]\nregion = wrong\n"
-                          "[profile bad]\nregion = us east\n[profile empty]\nregion =\n");
+    write_text(conf_path,
+               "[default]\nregion = eu-west-1\n[profile ci]\nregion=ap-south-1\n[ci]\nregion = wrong\n"
+               "[profile bad]\nregion = us east\n[profile empty]\nregion =\n");
     assert_int_equal(awsclient_region_load(&src, &region), COFFER_OK);
     assert_string_equal(region, "eu-west-1");
     free(region);
@@ -343,8 +346,9 @@ static void test_credentials_set(void **state)
 
 static void creds_fixture(struct awsclient_credentials *c, const char *token)
 {
-    assert_int_equal(awsclient_credentials_set(c, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token),
-                     COFFER_OK);
+    assert_int_equal(
+        awsclient_credentials_set(c, "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token),
+        COFFER_OK);
 }
 
 static void test_endpoint(void **state)
@@ -353,7 +357,8 @@ static void test_endpoint(void **state)
     struct awsclient_credentials cr = {0};
     awsclient *c = NULL;
     creds_fixture(&cr, NULL);
-    struct awsclient_config cfg = {.service = "kms", .region = "us-west-2", .env_service = "KMS", .credentials = &cr};
+    struct awsclient_config cfg = {
+        .service = "kms", .region = "us-west-2", .env_service = "KMS", .credentials = &cr};
 
     assert_int_equal(awsclient_new(&cfg, &c), COFFER_OK);
     assert_string_equal(awsclient_endpoint(c), "https://kms.us-west-2.amazonaws.com");
@@ -412,20 +417,21 @@ static void test_sign(void **state)
     coffer_cursor body = coffer_cursor_from_str("{}");
 
     creds_fixture(&cr, NULL);
-    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Encrypt", body, 1440938160,
-                                         date, &a),
+    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Encrypt", body,
+                                         1440938160, date, &a),
                      COFFER_OK);
     assert_string_equal(date, "20150830T123600Z");
-    assert_non_null(strstr((const char *)a.data, "Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request"));
+    assert_non_null(
+        strstr((const char *)a.data, "Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request"));
     assert_non_null(strstr((const char *)a.data, "SignedHeaders=content-type;host;x-amz-date;x-amz-target,"));
     /* Same input, same signature; a different target, another one. */
-    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Encrypt", body, 1440938160,
-                                         date, &b),
+    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Encrypt", body,
+                                         1440938160, date, &b),
                      COFFER_OK);
     assert_string_equal((const char *)a.data, (const char *)b.data);
     coffer_buf_reset(&b);
-    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Decrypt", body, 1440938160,
-                                         date, &b),
+    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Decrypt", body,
+                                         1440938160, date, &b),
                      COFFER_OK);
     assert_string_not_equal((const char *)a.data, (const char *)b.data);
     awsclient_credentials_clean(&cr);
@@ -433,8 +439,8 @@ static void test_sign(void **state)
     /* With a session token, the token header is signed too. */
     creds_fixture(&cr, "TOKEN");
     coffer_buf_reset(&b);
-    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Encrypt", body, 1440938160,
-                                         date, &b),
+    assert_int_equal(awsclient_json_sign(&cr, "us-east-1", "kms", "h:1", "TrentService.Encrypt", body,
+                                         1440938160, date, &b),
                      COFFER_OK);
     assert_non_null(strstr((const char *)b.data, "x-amz-date;x-amz-security-token;x-amz-target,"));
     awsclient_credentials_clean(&cr);
@@ -453,11 +459,11 @@ static void json_error_of(const char *body, const char *type, const char *msg)
 static void test_json_error(void **state)
 {
     (void)state;
-    json_error_of("{\"__type\":\"com.amazonaws.kms#DisabledException\",\"message\":\"off\"}", "DisabledException",
-                  "off");
+    json_error_of("{\"__type\":\"com.amazonaws.kms#DisabledException\",\"message\":\"off\"}",
+                  "DisabledException", "off");
     json_error_of("{\"__type\":\"NotFoundException\",\"Message\":\"gone\"}", "NotFoundException", "gone");
-    json_error_of("{\"__type\":\"ThrottlingException:http://internal.amazon.com/coral/\"}", "ThrottlingException",
-                  "");
+    json_error_of("{\"__type\":\"ThrottlingException:http://internal.amazon.com/coral/\"}",
+                  "ThrottlingException", "");
     json_error_of("{\"code\":\"AccessDeniedException\",\"message\":\"no\"}", "AccessDeniedException", "no");
     json_error_of("not JSON at all", "UnknownError", "");
     json_error_of("", "UnknownError", "");
@@ -531,10 +537,11 @@ static void *script_run(void *arg)
         const struct script_answer *a = &s->answers[s->served];
         if (strcmp(a->status, "hangup") != 0) {
             char out[1024];
-            int w = snprintf(out, sizeof(out),
-                             "HTTP/1.1 %s\r\nContent-Type: application/x-amz-json-1.1\r\nConnection: close\r\n"
-                             "Content-Length: %zu\r\n\r\n%s",
-                             a->status, strlen(a->body), a->body);
+            int w =
+                snprintf(out, sizeof(out),
+                         "HTTP/1.1 %s\r\nContent-Type: application/x-amz-json-1.1\r\nConnection: close\r\n"
+                         "Content-Length: %zu\r\n\r\n%s",
+                         a->status, strlen(a->body), a->body);
             (void)!write(c, out, (size_t)w);
         }
         close(c);
@@ -572,12 +579,17 @@ static coffer_err script_call(struct script_server *s, int max_attempts, const c
     char ep[64];
     creds_fixture(&cr, token);
     snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s->port);
-    struct awsclient_config cfg = {.service = "kms", .region = "us-east-1", .endpoint = ep,
-                                   .max_attempts = max_attempts, .max_response = 64, .credentials = &cr};
+    struct awsclient_config cfg = {.service = "kms",
+                                   .region = "us-east-1",
+                                   .endpoint = ep,
+                                   .max_attempts = max_attempts,
+                                   .max_response = 64,
+                                   .credentials = &cr};
     assert_int_equal(awsclient_new(&cfg, &c), COFFER_OK);
     awsclient_credentials_clean(&cr); /* the client keeps its own copy */
     awsclient_answer_init(ans);
-    coffer_err rc = awsclient_json_call(c, "TrentService.Encrypt", coffer_cursor_from_str("{\"KeyId\":\"k\"}"), ans);
+    coffer_err rc =
+        awsclient_json_call(c, "TrentService.Encrypt", coffer_cursor_from_str("{\"KeyId\":\"k\"}"), ans);
     awsclient_free(c);
     return rc;
 }
@@ -589,11 +601,12 @@ static void test_retries(void **state)
     struct awsclient_answer ans;
 
     /* 503, a dropped connection and throttling are retried; the fourth attempt succeeds. */
-    static const struct script_answer recover[] = {{"503 Service Unavailable", ""},
-                                                   {"hangup", ""},
-                                                   {"400 Bad Request", "{\"__type\":\"ThrottlingException\"}"},
-                                                   {"200 OK", "{\"ok\":true}"},
-                                                   {NULL, NULL}};
+    static const struct script_answer recover[] = {
+        {"503 Service Unavailable", ""},
+        {"hangup", ""},
+        {"400 Bad Request", "{\"__type\":\"ThrottlingException\"}"},
+        {"200 OK", "{\"ok\":true}"},
+        {NULL, NULL}};
     script_start(&s, recover);
     assert_int_equal(script_call(&s, 4, "TOKEN", &ans), COFFER_OK);
     script_stop(&s);
@@ -624,7 +637,9 @@ static void test_retries(void **state)
 
     /* A client error is answered at once, never retried. */
     static const struct script_answer denied[] = {
-        {"400 Bad Request", "{\"__type\":\"com.amazonaws.kms#NotFoundException\"}"}, {"200 OK", "{}"}, {NULL, NULL}};
+        {"400 Bad Request", "{\"__type\":\"com.amazonaws.kms#NotFoundException\"}"},
+        {"200 OK", "{}"},
+        {NULL, NULL}};
     script_start(&s, denied);
     assert_int_equal(script_call(&s, 4, NULL, &ans), COFFER_OK);
     script_stop(&s);
@@ -655,8 +670,8 @@ static void test_query(void **state)
     char ep[64], t[AWSCLIENT_ERROR_TYPE_LEN], m[AWSCLIENT_ERROR_MESSAGE_LEN];
 
     static const struct script_answer answers[] = {
-        {"503 Service Unavailable",
-         "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code></Error></ErrorResponse>"},
+        {"503 Service Unavailable", "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</"
+                                    "Code></Error></ErrorResponse>"},
         {"404 Not Found", "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error>"
                           "<Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with name a b "
                           "cannot be found.</Message></Error><RequestId>r</RequestId></ErrorResponse>"},
@@ -664,7 +679,8 @@ static void test_query(void **state)
     script_start(&s, answers);
     creds_fixture(&cr, NULL);
     snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", s.port);
-    struct awsclient_config cfg = {.service = "iam", .region = "us-east-1", .endpoint = ep, .credentials = &cr};
+    struct awsclient_config cfg = {
+        .service = "iam", .region = "us-east-1", .endpoint = ep, .credentials = &cr};
     assert_int_equal(awsclient_new(&cfg, &c), COFFER_OK);
     awsclient_answer_init(&ans);
     const struct awsclient_param params[] = {{"UserName", "a b"}, {"Path", "/x/&=é"}};
@@ -676,7 +692,8 @@ static void test_query(void **state)
     assert_string_equal(ans.error_message, "The user with name a b cannot be found.");
     assert_string_equal(s.last_target, ""); /* the Query protocol names the action in the body */
     assert_string_equal(s.last_ctype, AWSCLIENT_QUERY_CONTENT_TYPE);
-    assert_string_equal(s.last_body, "Action=GetUser&Version=2010-05-08&UserName=a%20b&Path=%2Fx%2F%26%3D%C3%A9");
+    assert_string_equal(s.last_body,
+                        "Action=GetUser&Version=2010-05-08&UserName=a%20b&Path=%2Fx%2F%26%3D%C3%A9");
     awsclient_answer_clean(&ans);
     awsclient_free(c);
     awsclient_credentials_clean(&cr);
@@ -700,8 +717,8 @@ static void test_unreachable(void **state)
     awsclient *c = NULL;
     creds_fixture(&cr, NULL);
     /* Port 1 on loopback: refused on every attempt, reported as unavailable. */
-    struct awsclient_config cfg = {.service = "kms", .region = "us-east-1", .endpoint = "http://127.0.0.1:1",
-                                   .credentials = &cr};
+    struct awsclient_config cfg = {
+        .service = "kms", .region = "us-east-1", .endpoint = "http://127.0.0.1:1", .credentials = &cr};
     assert_int_equal(awsclient_new(&cfg, &c), COFFER_OK);
     awsclient_answer_init(&ans);
     assert_int_equal(awsclient_json_call(c, "TrentService.Decrypt", coffer_cursor_from_str("{}"), &ans),
