@@ -28,9 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth/sigv4.h"
+#include "awsclient/awsclient.h"
 #include "common/secret.h"
-#include "common/timeutil.h"
 
 #define LG_MAX_CONNS 4096
 #define LG_MAX_RESPONSE (1 << 20) /* a response larger than this is an error */
@@ -54,9 +53,7 @@ struct lg_config {
     const char *service; /* NULL: derived from the target prefix */
     char target[128];    /* "TrentService.Encrypt" */
     char *body;
-    char akid[129];
-    char secret[129];
-    char token[4096];
+    struct awsclient_credentials creds; /* secrets wiped in teardown */
     int connections;
     double duration_s;
     long requests; /* 0: run for duration_s */
@@ -75,7 +72,9 @@ static void usage(FILE *f)
             "  --region NAME           us-east-1\n"
             "  --service NAME          signing name (default from the target: kms, ssm, secretsmanager)\n"
             "  --access-key ID --secret-key KEY [--session-token T]\n"
-            "  --credentials FILE --profile NAME   AWS shared credentials file (default profile 'default')\n"
+            "  --credentials FILE      AWS shared credentials file (only this file; default: the SDK chain:\n"
+            "                          AWS_ACCESS_KEY_ID..., ~/.aws/credentials, ~/.aws/config)\n"
+            "  --profile NAME          profile in the files (default: AWS_PROFILE, else 'default')\n"
             "  --connections N         16\n"
             "  --duration SECONDS      10 (ignored with --requests)\n"
             "  --requests N            stop after N measured responses\n"
@@ -131,62 +130,24 @@ static bool parse_endpoint(struct lg_config *c, const char *url)
     return true;
 }
 
-static char *trim(char *s)
+/* Explicit keys win; else --credentials FILE alone; else the SDK chain (environment, shared files). */
+static bool load_credentials(struct lg_config *c, const char *akid, const char *secret, const char *token,
+                             const char *file, const char *profile)
 {
-    while (*s == ' ' || *s == '\t') {
-        s++;
+    coffer_err rc;
+    if (akid != NULL || secret != NULL) {
+        rc = awsclient_credentials_set(&c->creds, akid, secret, token);
+    } else {
+        struct awsclient_source src = {
+            .profile = profile, .credentials_file = file, .config_file = file ? "" : NULL, .skip_env = file != NULL};
+        rc = awsclient_credentials_load(&src, &c->creds);
     }
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) {
-        s[--n] = '\0';
-    }
-    return s;
-}
-
-/* AWS shared credentials file: [profile] sections with aws_access_key_id etc. */
-static bool load_credentials(struct lg_config *c, const char *path, const char *profile)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "coffer-loadgen: cannot open credentials file %s\n", path);
+    if (rc != COFFER_OK) {
+        fprintf(stderr, "coffer-loadgen: %s (--access-key/--secret-key, --credentials, or the AWS environment)\n",
+                coffer_last_message());
         return false;
     }
-    char line[4096];
-    bool in = false, found = false;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        char *s = trim(line);
-        if (*s == '#' || *s == ';' || *s == '\0') {
-            continue;
-        }
-        if (*s == '[') {
-            char *e = strchr(s, ']');
-            if (e != NULL) {
-                *e = '\0';
-            }
-            in = strcmp(trim(s + 1), profile) == 0;
-            found |= in;
-            continue;
-        }
-        char *eq = strchr(s, '=');
-        if (!in || eq == NULL) {
-            continue;
-        }
-        *eq = '\0';
-        char *k = trim(s), *v = trim(eq + 1);
-        if (strcmp(k, "aws_access_key_id") == 0) {
-            snprintf(c->akid, sizeof(c->akid), "%s", v);
-        } else if (strcmp(k, "aws_secret_access_key") == 0) {
-            snprintf(c->secret, sizeof(c->secret), "%s", v);
-        } else if (strcmp(k, "aws_session_token") == 0) {
-            snprintf(c->token, sizeof(c->token), "%s", v);
-        }
-    }
-    coffer_secure_zero(line, sizeof(line));
-    fclose(f);
-    if (!found) {
-        fprintf(stderr, "coffer-loadgen: profile '%s' not found in %s\n", profile, path);
-    }
-    return found;
+    return true;
 }
 
 static char *read_file(const char *path)
@@ -276,7 +237,8 @@ static bool parse_args(struct lg_config *c, int argc, char **argv)
                                          {"json", 0, 0, O_JSON},
                                          {"help", 0, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    const char *endpoint = "https://127.0.0.1:8443", *creds = NULL, *profile = "default", *target = "Encrypt";
+    const char *endpoint = "https://127.0.0.1:8443", *creds = NULL, *profile = NULL, *target = "Encrypt";
+    const char *akid = NULL, *secret = NULL, *token = NULL;
     c->region = "us-east-1";
     c->connections = 16;
     c->duration_s = 10;
@@ -302,13 +264,13 @@ static bool parse_args(struct lg_config *c, int argc, char **argv)
             c->service = optarg;
             break;
         case O_AK:
-            snprintf(c->akid, sizeof(c->akid), "%s", optarg);
+            akid = optarg;
             break;
         case O_SK:
-            snprintf(c->secret, sizeof(c->secret), "%s", optarg);
+            secret = optarg;
             break;
         case O_TOKEN:
-            snprintf(c->token, sizeof(c->token), "%s", optarg);
+            token = optarg;
             break;
         case O_CREDS:
             creds = optarg;
@@ -357,12 +319,7 @@ static bool parse_args(struct lg_config *c, int argc, char **argv)
         fprintf(stderr, "coffer-loadgen: bad --endpoint '%s'\n", endpoint);
         return false;
     }
-    if (creds != NULL && !load_credentials(c, creds, profile)) {
-        return false;
-    }
-    if (c->akid[0] == '\0' || c->secret[0] == '\0') {
-        fprintf(stderr,
-                "coffer-loadgen: credentials required (--access-key/--secret-key or --credentials)\n");
+    if (!load_credentials(c, akid, secret, token, creds, profile)) {
         return false;
     }
     if (c->connections < 1 || c->connections > LG_MAX_CONNS || c->duration_s <= 0 || c->requests < 0 ||
@@ -391,21 +348,11 @@ struct lg_request {
 
 static bool request_build(const struct lg_config *c, struct lg_request *r, time_t now)
 {
-    char amz_date[20];
-    coffer_time_amz((int64_t)now, amz_date, sizeof(amz_date));
-    struct sigv4_header h[5] = {{"Content-Type", "application/x-amz-json-1.1"},
-                                {"Host", c->host_header},
-                                {"X-Amz-Date", amz_date},
-                                {"X-Amz-Target", c->target},
-                                {"X-Amz-Security-Token", c->token}};
-    bool tok = c->token[0] != '\0';
-    struct sigv4_request req = {"POST", "/", "", h, tok ? 5 : 4, coffer_cursor_from_str(c->body), false};
-    struct sigv4_credentials cr = {c->akid, c->secret, tok ? c->token : NULL};
+    char amz_date[AWSCLIENT_AMZ_DATE_LEN];
+    const char *token = c->creds.session_token.len ? (const char *)c->creds.session_token.data : NULL;
     coffer_buf authz = COFFER_BUF_INIT;
-    const char *signed_headers = tok ? "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-                                     : "content-type;host;x-amz-date;x-amz-target";
-    if (sigv4_sign(&req, &cr, c->region, c->service, amz_date, signed_headers, &authz) != COFFER_OK ||
-        coffer_buf_nul_terminate(&authz) != COFFER_OK) {
+    if (awsclient_json_sign(&c->creds, c->region, c->service, c->host_header, c->target,
+                            coffer_cursor_from_str(c->body), (int64_t)now, amz_date, &authz) != COFFER_OK) {
         fprintf(stderr, "coffer-loadgen: signing failed: %s\n", coffer_last_message());
         coffer_buf_free(&authz);
         return false;
@@ -413,11 +360,11 @@ static bool request_build(const struct lg_config *c, struct lg_request *r, time_
     coffer_buf_reset(&r->text);
     coffer_err rc = coffer_buf_printf(
         &r->text,
-        "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\n"
+        "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: " AWSCLIENT_JSON_CONTENT_TYPE "\r\n"
         "X-Amz-Target: %s\r\nX-Amz-Date: %s\r\n%s%s%sAuthorization: %s\r\n"
         "Content-Length: %zu\r\nUser-Agent: coffer-loadgen\r\n\r\n%s",
-        c->host_header, c->target, amz_date, tok ? "X-Amz-Security-Token: " : "", tok ? c->token : "",
-        tok ? "\r\n" : "", (const char *)authz.data, strlen(c->body), c->body);
+        c->host_header, c->target, amz_date, token ? "X-Amz-Security-Token: " : "", token ? token : "",
+        token ? "\r\n" : "", (const char *)authz.data, strlen(c->body), c->body);
     coffer_buf_free(&authz);
     r->second = now;
     return rc == COFFER_OK;
@@ -971,8 +918,7 @@ static void teardown(struct lg *g)
     coffer_buf_free(&g->req.text);
     free(g->st.lat_us);
     free(g->cfg.body);
-    coffer_secure_zero(g->cfg.secret, sizeof(g->cfg.secret));
-    coffer_secure_zero(g->cfg.token, sizeof(g->cfg.token));
+    awsclient_credentials_clean(&g->cfg.creds);
 }
 
 int main(int argc, char **argv)

@@ -1,8 +1,8 @@
 /*
  * AWS KMS keyring (aws-kms-keyring.md, aws-kms-discovery-keyring.md): data keys are generated
  * and wrapped by a KMS that speaks the AWS JSON 1.1 protocol (Coffer's cofferd, or AWS KMS
- * itself). This is the client side of listener -> auth -> service: requests are signed with
- * SigV4 (auth/sigv4.h) and sent over HTTPS with libcurl.
+ * itself). This is the client side of listener -> auth -> service: awsclient/ resolves the
+ * credentials, signs the requests with SigV4 and sends them over HTTPS, retrying throttling.
  *
  * Encrypt: the generator (first key id) calls GenerateDataKey when the materials have no data
  * key yet, else Encrypt; every other key id calls Encrypt. Each result becomes an EDK with
@@ -13,32 +13,25 @@
  * partition/account filter (discovery) is sent to Decrypt with KeyId = that ARN; the first
  * answer whose KeyId equals the ARN and whose plaintext has the suite's key length wins.
  *
- * Threading: one CURL handle per keyring (keep-alive across calls) behind a mutex; the
- * credentials are resolved once at construction and never change.
+ * Threading: one awsclient per keyring (one keep-alive connection, calls serialised by the
+ * client); the credentials are resolved once at construction and never change.
  */
-#include <curl/curl.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "auth/sigv4.h"
+#include "awsclient/awsclient.h"
 #include "common/codec.h"
 #include "common/secret.h"
 #include "esdk/esdk_internal.h"
 
 #define KMS_PROVIDER_ID "aws-kms"
 #define KMS_SERVICE "kms"
-#define KMS_JSON_CONTENT_TYPE "application/x-amz-json-1.1"
+#define KMS_TARGET_PREFIX "TrentService."
 #define KMS_MAX_RESPONSE (64u * 1024u) /* KMS answers are small; refuse anything bigger */
-#define KMS_MAX_ATTEMPTS 4             /* throttling and 5xx are retried with backoff */
-#define KMS_BACKOFF_BASE_MS 50
-#define KMS_TIMEOUT_S 30L
 #define KMS_MAX_ARN_LEN 2048
-#define KMS_MAX_LINE 4096
+#define KMS_MAX_TARGET 128
 
 struct kms_keyring {
     coffer_keyring base;
@@ -49,24 +42,12 @@ struct kms_keyring {
     char **accounts; /* discovery filter, n_accounts == 0 = none */
     size_t n_accounts;
     char *region;
-    char *endpoint; /* "https://host[:port]" without a trailing slash */
-    char *host;     /* Host header value: host[:port] */
-    char *ca_bundle;
-    char *akid;
-    coffer_buf secret_key; /* secret buffer, NUL-terminated */
-    char *session_token;   /* NULL when none */
-    pthread_mutex_t lock;  /* guards curl */
-    CURL *curl;
+    awsclient *client; /* endpoint, CA, credentials, the connection */
 };
 
 /* ================================================================================================
  * Small string helpers
  * ============================================================================================= */
-
-static char *kms_strdup(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
 
 static void kms_strv_free(char **v, size_t n)
 {
@@ -94,12 +75,6 @@ static coffer_err kms_strv_dup(const char *const *in, size_t n, char ***out)
     }
     *out = v;
     return COFFER_OK;
-}
-
-static const char *kms_env(const char *name)
-{
-    const char *v = getenv(name);
-    return v && v[0] ? v : NULL;
 }
 
 /* ================================================================================================
@@ -151,322 +126,54 @@ static char *kms_cursor_strdup(coffer_cursor c)
 }
 
 /* ================================================================================================
- * Shared config and credentials files (INI as the AWS CLI writes them)
+ * Calls
  * ============================================================================================= */
-
-static char *kms_trim(char *s)
-{
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n')) {
-        s[--n] = '\0';
-    }
-    return s;
-}
-
-/*
- * Reads `key` from section `section` of an INI file. Returns a malloc'd value (wiped and freed
- * by the caller when secret) or NULL when absent or unreadable.
- */
-static char *kms_ini_get(const char *path, const char *section, const char *key)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        return NULL;
-    }
-    char line[KMS_MAX_LINE];
-    bool in_section = false;
-    char *val = NULL;
-    while (!val && fgets(line, sizeof(line), f)) {
-        char *p = kms_trim(line);
-        if (*p == '#' || *p == ';' || *p == '\0') {
-            continue;
-        }
-        if (*p == '[') {
-            char *end = strchr(p, ']');
-            if (end) {
-                *end = '\0';
-                in_section = strcmp(kms_trim(p + 1), section) == 0;
-            }
-            continue;
-        }
-        char *eq = strchr(p, '=');
-        if (!in_section || !eq) {
-            continue;
-        }
-        *eq = '\0';
-        if (strcmp(kms_trim(p), key) == 0) {
-            val = strdup(kms_trim(eq + 1));
-        }
-    }
-    coffer_secure_zero(line, sizeof(line));
-    fclose(f);
-    return val;
-}
-
-static char *kms_home_path(const char *env_name, const char *rel)
-{
-    const char *p = kms_env(env_name);
-    if (p) {
-        return strdup(p);
-    }
-    const char *home = kms_env("HOME");
-    if (!home) {
-        return NULL;
-    }
-    size_t n = strlen(home) + strlen(rel) + 2;
-    char *s = malloc(n);
-    if (s) {
-        snprintf(s, n, "%s/%s", home, rel);
-    }
-    return s;
-}
-
-static void kms_free_secret_str(char *s)
-{
-    if (s) {
-        coffer_secure_zero(s, strlen(s));
-        free(s);
-    }
-}
-
-/* Environment first, then the shared credentials file, as the AWS SDKs do. */
-static coffer_err kms_load_credentials(struct kms_keyring *k, const char *profile)
-{
-    coffer_err rc = COFFER_OK;
-    char *path = NULL, *akid = NULL, *secret = NULL, *token = NULL;
-    const char *env_akid = kms_env("AWS_ACCESS_KEY_ID"), *env_secret = kms_env("AWS_SECRET_ACCESS_KEY");
-
-    if (env_akid && env_secret) {
-        akid = strdup(env_akid);
-        secret = strdup(env_secret);
-        token = kms_strdup(kms_env("AWS_SESSION_TOKEN"));
-    } else {
-        path = kms_home_path("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
-        if (path) {
-            akid = kms_ini_get(path, profile, "aws_access_key_id");
-            secret = kms_ini_get(path, profile, "aws_secret_access_key");
-            token = kms_ini_get(path, profile, "aws_session_token");
-        }
-    }
-    if (!akid || !secret || !akid[0] || !secret[0]) {
-        FAIL_OUT(COFFER_ERR_CONFIG, "aws-kms keyring: no credentials (environment or profile \"%s\")", profile);
-    }
-    coffer_buf_init(&k->secret_key, true);
-    GUARD(coffer_buf_append_str(&k->secret_key, secret));
-    GUARD(coffer_buf_nul_terminate(&k->secret_key));
-    k->akid = akid;
-    k->session_token = token;
-    akid = token = NULL;
-out:
-    free(path);
-    free(akid);
-    kms_free_secret_str(secret);
-    kms_free_secret_str(token);
-    return rc;
-}
-
-/* Region from the config file: "[default]" or "[profile NAME]". */
-static char *kms_config_region(const char *profile)
-{
-    char *path = kms_home_path("AWS_CONFIG_FILE", ".aws/config");
-    if (!path) {
-        return NULL;
-    }
-    char section[512];
-    if (strcmp(profile, "default") == 0) {
-        snprintf(section, sizeof(section), "default");
-    } else {
-        snprintf(section, sizeof(section), "profile %s", profile);
-    }
-    char *r = kms_ini_get(path, section, "region");
-    if (!r && strcmp(profile, "default") == 0) {
-        r = kms_ini_get(path, "profile default", "region");
-    }
-    free(path);
-    return r;
-}
-
-/* ================================================================================================
- * HTTP + SigV4
- * ============================================================================================= */
-
-struct kms_response {
-    coffer_buf body; /* secret buffer: may hold a plaintext data key */
-    bool too_big;
-};
-
-static size_t kms_write_cb(char *p, size_t size, size_t nmemb, void *ctx)
-{
-    struct kms_response *r = ctx;
-    size_t n = size * nmemb;
-    if (r->body.len + n > KMS_MAX_RESPONSE || coffer_buf_append(&r->body, p, n) != COFFER_OK) {
-        r->too_big = true;
-        return 0;
-    }
-    return n;
-}
-
-static void kms_amz_date(char out[17])
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, 17, "%Y%m%dT%H%M%SZ", &tm);
-}
-
-/* One signed POST. On success *status and r->body are filled. Caller holds k->lock. */
-static coffer_err kms_post_once(struct kms_keyring *k, const char *target, coffer_cursor body, long *status,
-                                struct kms_response *r)
-{
-    coffer_err rc = COFFER_OK;
-    coffer_buf auth = COFFER_BUF_INIT, hdr = COFFER_BUF_INIT;
-    struct curl_slist *list = NULL;
-    char amz_date[17], target_hdr[128];
-
-    kms_amz_date(amz_date);
-    snprintf(target_hdr, sizeof(target_hdr), "TrentService.%s", target);
-    struct sigv4_header hs[5] = {
-        {"content-type", KMS_JSON_CONTENT_TYPE},
-        {"host", k->host},
-        {"x-amz-date", amz_date},
-        {"x-amz-target", target_hdr},
-        {"x-amz-security-token", k->session_token},
-    };
-    struct sigv4_request req = {"POST", "/", "", hs, k->session_token ? 5 : 4, body, false};
-    struct sigv4_credentials creds = {k->akid, (const char *)k->secret_key.data, k->session_token};
-    const char *signed_hdrs = k->session_token ? "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-                                               : "content-type;host;x-amz-date;x-amz-target";
-    GUARD(sigv4_sign(&req, &creds, k->region, KMS_SERVICE, amz_date, signed_hdrs, &auth));
-    GUARD(coffer_buf_append_str(&hdr, "Authorization: "));
-    GUARD(coffer_buf_append_cur(&hdr, coffer_buf_cursor(&auth)));
-    GUARD(coffer_buf_nul_terminate(&hdr));
-
-    char line[KMS_MAX_LINE];
-    const char *fixed[] = {"Content-Type: " KMS_JSON_CONTENT_TYPE, "Expect:", NULL};
-    for (size_t i = 0; fixed[i]; i++) {
-        struct curl_slist *t = curl_slist_append(list, fixed[i]);
-        if (!t) {
-            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-        }
-        list = t;
-    }
-    const char *pairs[][2] = {{"Host", k->host},
-                              {"X-Amz-Date", amz_date},
-                              {"X-Amz-Target", target_hdr},
-                              {"X-Amz-Security-Token", k->session_token}};
-    for (size_t i = 0; i < 4; i++) {
-        if (!pairs[i][1]) {
-            continue;
-        }
-        int w = snprintf(line, sizeof(line), "%s: %s", pairs[i][0], pairs[i][1]);
-        if (w < 0 || (size_t)w >= sizeof(line)) {
-            FAIL_OUT(COFFER_ERR_CONFIG, "aws-kms: %s header too long", pairs[i][0]);
-        }
-        struct curl_slist *t = curl_slist_append(list, line);
-        if (!t) {
-            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-        }
-        list = t;
-    }
-    struct curl_slist *t = curl_slist_append(list, (const char *)hdr.data);
-    if (!t) {
-        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-    }
-    list = t;
-
-    CURL *c = k->curl;
-    coffer_buf_reset(&r->body);
-    r->too_big = false;
-    curl_easy_setopt(c, CURLOPT_URL, k->endpoint);
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)body.ptr);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body.len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, kms_write_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    CURLcode cc = curl_easy_perform(c);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    if (cc != CURLE_OK) {
-        FAIL_OUT(r->too_big ? COFFER_ERR_KEYRING : COFFER_ERR_UNAVAILABLE, "aws-kms: %s to %s failed: %s", target,
-                 k->endpoint, r->too_big ? "response too large" : curl_easy_strerror(cc));
-    }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-out:
-    curl_slist_free_all(list);
-    coffer_buf_free(&auth);
-    coffer_buf_free(&hdr);
-    return rc;
-}
-
-/* The AWS error type of a failed call: "__type" without any "namespace#" prefix. */
-static void kms_error_type(json_t *doc, char *type, size_t type_len, char *msg, size_t msg_len)
-{
-    const char *t = json_string_value(json_object_get(doc, "__type"));
-    const char *m = json_string_value(json_object_get(doc, "message"));
-    if (!m) {
-        m = json_string_value(json_object_get(doc, "Message"));
-    }
-    if (t && strchr(t, '#')) {
-        t = strchr(t, '#') + 1;
-    }
-    snprintf(type, type_len, "%s", t ? t : "UnknownError");
-    snprintf(msg, msg_len, "%s", m ? m : "");
-}
 
 /*
  * Calls TrentService.<target> with a JSON request; on HTTP 200 returns the parsed answer in
- * *out. KMS errors become `fail_code` with "<Op>: <ErrorType>: <message>" as the detail.
- * Throttling and 5xx answers are retried with exponential backoff.
+ * *out. KMS errors become `fail_code` with "aws-kms: <Op>: <ErrorType> (HTTP n): <message>" as
+ * the detail; no answer at all is COFFER_ERR_UNAVAILABLE. The client retries throttling and 5xx.
  */
 static coffer_err kms_call(struct kms_keyring *k, const char *target, json_t *request, coffer_err fail_code,
                            json_t **out)
 {
     coffer_err rc = COFFER_OK;
-    struct kms_response r = {COFFER_BUF_INIT, false};
-    char *body = NULL;
+    struct awsclient_answer ans;
+    char *body = NULL, full_target[KMS_MAX_TARGET];
     json_t *doc = NULL;
-    bool locked = false;
 
-    coffer_buf_init(&r.body, true);
+    awsclient_answer_init(&ans);
     *out = NULL;
-    /* The request body may carry a plaintext data key (Encrypt): build it in memory we wipe. */
+    /* The request body may carry a plaintext data key (Encrypt): it is wiped below. */
     body = json_dumps(request, JSON_COMPACT);
     if (!body) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    pthread_mutex_lock(&k->lock);
-    locked = true;
-    for (int attempt = 0;; attempt++) {
-        long status = 0;
-        GUARD(kms_post_once(k, target, coffer_cursor_from(body, strlen(body)), &status, &r));
-        json_decref(doc);
-        doc = json_loadb((const char *)r.body.data, r.body.len, JSON_REJECT_DUPLICATES, NULL);
-        if (status == 200) {
-            if (!json_is_object(doc)) {
-                FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: %s: malformed response", target);
-            }
-            break;
-        }
-        char type[128], msg[256];
-        kms_error_type(doc, type, sizeof(type), msg, sizeof(msg));
-        bool retry = status >= 500 || strcmp(type, "ThrottlingException") == 0;
-        if (!retry || attempt + 1 >= KMS_MAX_ATTEMPTS) {
-            FAIL_OUT(fail_code, "aws-kms: %s: %s (HTTP %ld)%s%s", target, type, status, msg[0] ? ": " : "", msg);
-        }
-        usleep((useconds_t)(KMS_BACKOFF_BASE_MS << attempt) * 1000u);
+    snprintf(full_target, sizeof(full_target), KMS_TARGET_PREFIX "%s", target);
+    rc = awsclient_json_call(k->client, full_target, coffer_cursor_from(body, strlen(body)), &ans);
+    if (rc != COFFER_OK) {
+        char detail[512];
+        snprintf(detail, sizeof(detail), "%s", coffer_last_message());
+        FAIL_OUT(rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_UNAVAILABLE ? rc : COFFER_ERR_KEYRING, "aws-kms: %s",
+                 detail);
+    }
+    if (ans.status != 200) {
+        FAIL_OUT(fail_code, "aws-kms: %s: %s (HTTP %ld)%s%s", target, ans.error_type, ans.status,
+                 ans.error_message[0] ? ": " : "", ans.error_message);
+    }
+    doc = json_loadb((const char *)ans.body.data, ans.body.len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(doc)) {
+        FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: %s: malformed response", target);
     }
     *out = doc;
     doc = NULL;
 out:
-    if (locked) {
-        pthread_mutex_unlock(&k->lock);
-    }
     json_decref(doc);
-    kms_free_secret_str(body);
-    coffer_buf_free(&r.body);
+    if (body) {
+        coffer_secure_zero(body, strlen(body));
+        free(body);
+    }
+    awsclient_answer_clean(&ans);
     return rc;
 }
 
@@ -757,20 +464,11 @@ static coffer_err kms_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
 static void kms_destroy(coffer_keyring *kr)
 {
     struct kms_keyring *k = (struct kms_keyring *)kr;
-    if (k->curl) {
-        curl_easy_cleanup(k->curl);
-        pthread_mutex_destroy(&k->lock);
-    }
+    awsclient_free(k->client);
     kms_strv_free(k->key_ids, k->n_key_ids);
     kms_strv_free(k->accounts, k->n_accounts);
     free(k->partition);
     free(k->region);
-    free(k->endpoint);
-    free(k->host);
-    free(k->ca_bundle);
-    free(k->akid);
-    kms_free_secret_str(k->session_token);
-    coffer_buf_free(&k->secret_key);
     free(k);
 }
 
@@ -784,97 +482,60 @@ static const struct coffer_keyring_vt kms_vt = {
  * Construction
  * ============================================================================================= */
 
-static pthread_once_t kms_curl_once = PTHREAD_ONCE_INIT;
-static CURLcode kms_curl_init_rc = CURLE_OK;
-
-static void kms_curl_global_init(void)
+/* Re-records the client's failure with the keyring's prefix, keeping its code. */
+static coffer_err kms_config_fail(coffer_err rc)
 {
-    kms_curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    char detail[512];
+    snprintf(detail, sizeof(detail), "%s", coffer_last_message());
+    return coffer_fail(rc, "aws-kms keyring: %s", detail);
 }
 
 /* Region: explicit, else the generator's ARN, else the environment, else the config file. */
 static coffer_err kms_pick_region(struct kms_keyring *k, const struct coffer_kms_keyring_options *o,
-                                  const char *profile)
+                                  const struct awsclient_source *src)
 {
     struct kms_arn arn;
     if (o->region && o->region[0]) {
         k->region = strdup(o->region);
     } else if (k->n_key_ids && kms_arn_parse(coffer_cursor_from_str(k->key_ids[0]), &arn)) {
         k->region = kms_cursor_strdup(arn.region);
-    } else if (kms_env("AWS_REGION") || kms_env("AWS_DEFAULT_REGION")) {
-        k->region = strdup(kms_env("AWS_REGION") ? kms_env("AWS_REGION") : kms_env("AWS_DEFAULT_REGION"));
     } else {
-        k->region = kms_config_region(profile);
+        coffer_err rc = awsclient_region_load(src, &k->region);
+        if (rc != COFFER_OK) {
+            return kms_config_fail(rc);
+        }
     }
     if (!k->region || !k->region[0]) {
         return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: no region (option, key ARN, AWS_REGION or config)");
     }
-    for (const char *p = k->region; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
-            return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: invalid region");
-        }
+    if (!awsclient_region_valid(k->region)) {
+        return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: invalid region");
     }
     return COFFER_OK;
 }
 
-/* Endpoint "scheme://host[:port][/]" -> endpoint without trailing '/', Host header value. */
-static coffer_err kms_pick_endpoint(struct kms_keyring *k, const char *ep)
+/* Credentials (environment, then the shared files for the profile), endpoint and CA. */
+static coffer_err kms_client_setup(struct kms_keyring *k, const struct coffer_kms_keyring_options *o,
+                                   const struct awsclient_source *src)
 {
-    char buf[512];
-    if (!ep) {
-        ep = kms_env("AWS_ENDPOINT_URL_KMS") ? kms_env("AWS_ENDPOINT_URL_KMS") : kms_env("AWS_ENDPOINT_URL");
-    }
-    if (!ep) {
-        snprintf(buf, sizeof(buf), "https://kms.%s.amazonaws.com", k->region);
-        ep = buf;
-    }
-    const char *host = NULL;
-    if (strncmp(ep, "https://", 8) == 0) {
-        host = ep + 8;
-    } else if (strncmp(ep, "http://", 7) == 0) {
-        host = ep + 7;
-    }
-    size_t host_len = host ? strcspn(host, "/?#") : 0;
-    if (!host || host_len == 0 || host[host_len] == '?' || host[host_len] == '#' ||
-        (host[host_len] == '/' && host[host_len + 1] != '\0')) {
-        return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: endpoint must be http(s)://host[:port]");
-    }
-    k->host = kms_cursor_strdup(coffer_cursor_from(host, host_len));
-    k->endpoint = kms_cursor_strdup(coffer_cursor_from(ep, (size_t)(host - ep) + host_len));
-    if (!k->host || !k->endpoint) {
-        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
-    }
-    return COFFER_OK;
-}
+    coffer_err rc = COFFER_OK;
+    struct awsclient_credentials creds = {NULL, COFFER_SECRET_BUF_INIT, COFFER_SECRET_BUF_INIT};
 
-static coffer_err kms_curl_setup(struct kms_keyring *k)
-{
-    pthread_once(&kms_curl_once, kms_curl_global_init);
-    if (kms_curl_init_rc != CURLE_OK) {
-        return coffer_fail(COFFER_ERR_KEYRING, "aws-kms keyring: HTTP client initialisation failed");
-    }
-    if (!(k->curl = curl_easy_init())) {
-        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
-    }
-    if (pthread_mutex_init(&k->lock, NULL) != 0) {
-        curl_easy_cleanup(k->curl);
-        k->curl = NULL;
-        return coffer_fail(COFFER_ERR_INTERNAL, "aws-kms keyring: mutex initialisation failed");
-    }
-    CURL *c = k->curl;
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, KMS_TIMEOUT_S);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "libcoffer-esdk/aws-kms");
-    if (k->ca_bundle) {
-        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_bundle);
-    }
-    return COFFER_OK;
+    GUARD(awsclient_credentials_load(src, &creds));
+    struct awsclient_config cfg = {
+        .service = KMS_SERVICE,
+        .region = k->region,
+        .endpoint = o->endpoint,
+        .env_service = "KMS",
+        .ca_bundle = o->ca_bundle,
+        .user_agent = "libcoffer-esdk/aws-kms",
+        .max_response = KMS_MAX_RESPONSE,
+        .credentials = &creds,
+    };
+    GUARD(awsclient_new(&cfg, &k->client));
+out:
+    awsclient_credentials_clean(&creds);
+    return rc == COFFER_OK ? COFFER_OK : kms_config_fail(rc);
 }
 
 static coffer_err kms_check_options(const struct coffer_kms_keyring_options *o)
@@ -911,7 +572,6 @@ coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     coffer_keyring_base_init(&k->base, &kms_vt);
-    coffer_buf_init(&k->secret_key, true);
     k->discovery = o->discovery;
     GUARD(kms_strv_dup(o->key_ids, o->n_key_ids, &k->key_ids));
     k->n_key_ids = o->n_key_ids;
@@ -920,15 +580,10 @@ coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *
     if (o->discovery_partition && !(k->partition = strdup(o->discovery_partition))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    const char *profile = o->profile ? o->profile : kms_env("AWS_PROFILE") ? kms_env("AWS_PROFILE") : "default";
-    GUARD(kms_pick_region(k, o, profile));
-    GUARD(kms_pick_endpoint(k, o->endpoint));
-    const char *ca = o->ca_bundle ? o->ca_bundle : kms_env("AWS_CA_BUNDLE");
-    if (ca && !(k->ca_bundle = strdup(ca))) {
-        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-    }
-    GUARD(kms_load_credentials(k, profile));
-    GUARD(kms_curl_setup(k));
+    /* The SDK defaults: AWS_PROFILE or "default", files from AWS_SHARED_CREDENTIALS_FILE etc. */
+    struct awsclient_source src = {.profile = o->profile};
+    GUARD(kms_pick_region(k, o, &src));
+    GUARD(kms_client_setup(k, o, &src));
 out:
     if (rc != COFFER_OK) {
         if (k) {

@@ -54,8 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t *body = nul + 1;
         size_t body_len = size - arn_len - 1;
         json_t *doc = json_loadb((const char *)body, body_len, JSON_REJECT_DUPLICATES, NULL);
-        char type[128], msg[256];
-        kms_error_type(doc, type, sizeof(type), msg, sizeof(msg));
+        char type[AWSCLIENT_ERROR_TYPE_LEN], msg[AWSCLIENT_ERROR_MESSAGE_LEN];
+        awsclient_json_error(coffer_cursor_from(body, body_len), type, msg);
         coffer_enc_materials *m = esdk_enc_materials_new(esdk_suite_find(COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT),
                                                          empty_ec);
         coffer_buf pt = COFFER_BUF_INIT;
