@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "api/api_input.h"
-#include "http/query.h"
+#include "common/codec.h"
 #include "iam/authz.h"
 #include "iam/iam_service_internal.h"
 
@@ -144,7 +144,7 @@ static coffer_err encode_document(json_t *obj, const char *member)
         return COFFER_OK;
     }
     coffer_buf b = COFFER_BUF_INIT;
-    coffer_err rc = query_url_encode(doc, &b);
+    coffer_err rc = coffer_url_encode(doc, &b);
     if (rc == COFFER_OK) {
         rc = coffer_buf_nul_terminate(&b);
     }
