@@ -662,6 +662,9 @@ static const struct api_op iam_ops[] = {
     {"UpdateAccessKey", op_UpdateAccessKey, 0, IAM_QUOTA_RPS},
 };
 
+/* Secrets in IAM, STS and CofferAdmin answers (new access keys, session credentials). */
+const char *const iam_sensitive_members[] = {"SecretAccessKey", "SessionToken", NULL};
+
 coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account, iam_services **out)
 {
     ENSURE(dir != NULL && creds != NULL && operator_account != NULL && out != NULL, COFFER_ERR_USAGE);
@@ -684,6 +687,7 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
         .protocol = API_PROTOCOL_QUERY,
         .xml_namespace = IAM_XML_NAMESPACE,
         .global = true,
+        .sensitive_members = iam_sensitive_members,
     };
     iam_services_init_sts(s);
     iam_services_init_admin(s);

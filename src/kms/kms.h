@@ -19,6 +19,7 @@
 
 #include "common/err.h"
 #include "api/api.h"
+#include "api/module.h"
 #include "iam/authz.h"
 #include "seal/seal.h"
 #include "store/store.h"
@@ -65,16 +66,26 @@ void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits 
  * (borrowed) before the deletion commits; when it fails the deletion is not committed and is
  * retried at the next sweep, so no key disappears without its event. Call before serving.
  */
-typedef coffer_err (*kms_event_sink)(void *ctx, json_t *event);
+typedef api_event_sink kms_event_sink;
 void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void *ctx);
 
-/* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
+/*
+ * The service's declaration: target prefix "TrentService", signing name "kms", ops sorted by
+ * name, KMS's error names, its sensitive members and the deletion sweeper as a scheduled job.
+ */
 const struct api_service *kms_service_api(struct kms_service *svc);
+
+/*
+ * KMS as a module of the daemon (api/module.h): kms_service_new over the host's store, barrier
+ * and region, its limits from host->settings (a struct coffer_limits; NULL: defaults), its own
+ * events to host->record, and the host's authorizer (principals bound at start) when there is one.
+ */
+extern const struct api_module kms_module;
 
 /*
  * Deletes every key whose deletion date is at or before `now_ms`: key record, key material,
  * aliases pointing to it (tags live in the key record). Called by the scheduler every few
- * seconds; safe concurrently with requests.
+ * seconds (the job kms_service_api declares); safe concurrently with requests.
  */
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms) __attribute__((warn_unused_result));
 

@@ -132,6 +132,7 @@ struct kms_service {
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
+    struct api_job jobs[1]; /* the deletion sweeper */
 };
 
 /* ---- key references (kms_key.c) ---- */
