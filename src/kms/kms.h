@@ -56,9 +56,29 @@ void kms_service_set_authorizer(struct kms_service *svc, authz *az);
  */
 coffer_err kms_service_bind_principals(struct kms_service *svc) __attribute__((warn_unused_result));
 
-/* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
-struct coffer_limits;
-void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits);
+/*
+ * Resource quotas, per account and region: how many of each thing one account may hold and how
+ * large its documents may be. The defaults are AWS's default quotas; cofferd lets the operator
+ * change each one (server/config.c). Going over a count is LimitExceededException. Counts are
+ * per-account counters written in the same store transaction as the create or delete they
+ * count, so checking one costs one record read.
+ */
+struct kms_limits {
+    size_t kms_keys;             /* customer managed keys (AWS: 100,000) */
+    size_t kms_aliases_per_key;  /* aliases pointing at one key (AWS: 50) */
+    size_t kms_tags_per_key;     /* tags on one key (AWS: 50) */
+    size_t kms_key_policy_bytes; /* key policy document (AWS: 32 KB) */
+    size_t kms_grants_per_key;   /* grants on one key (AWS: 50,000) */
+};
+
+#define KMS_LIMITS_DEFAULT                                                                                      \
+    {                                                                                                           \
+        .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50, .kms_key_policy_bytes = 32768, \
+        .kms_grants_per_key = 50000,                                                                          \
+    }
+
+/* Resource quotas (copied; default KMS_LIMITS_DEFAULT). Call before serving requests. */
+void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *limits);
 
 /*
  * Where the service records what it does on its own, outside any request: the sweeper's
@@ -77,7 +97,7 @@ const struct api_service *kms_service_api(struct kms_service *svc);
 
 /*
  * KMS as a module of the daemon (api/module.h): kms_service_new over the host's store, barrier
- * and region, its limits from host->settings (a struct coffer_limits; NULL: defaults), its own
+ * and region, its limits from host->settings (a struct kms_limits; NULL: defaults), its own
  * events to host->record, and the host's authorizer (principals bound at start) when there is one.
  */
 extern const struct api_module kms_module;

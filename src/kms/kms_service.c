@@ -102,7 +102,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     pthread_rwlockattr_destroy(&attr);
     svc->st = st;
     svc->sl = sl;
-    svc->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
+    svc->limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
     svc->api.target_prefix = "TrentService";
     svc->api.signing_name = "kms";
@@ -160,7 +160,7 @@ static coffer_err record_deletion(struct kms_service *svc, const char *acct, con
     return rc;
 }
 
-void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits)
+void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *limits)
 {
     svc->limits = *limits;
 }

@@ -271,7 +271,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     /* Sessions end with their role, whether or not policies are enforced. */
     struct iam_identity_source roles = iam_directory_identity_source(dir);
     iam_creds_set_session_roles(creds, &roles);
-    iam_directory_set_limits(dir, &cfg.limits);
+    iam_directory_set_limits(dir, &cfg.iam_limits);
     GUARD(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
     GUARD(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);

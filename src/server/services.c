@@ -8,7 +8,7 @@
 size_t server_services(const struct server_config *cfg, struct server_service *out, size_t max)
 {
     const struct server_service registered[] = {
-        {&kms_module, &cfg->limits},
+        {&kms_module, &cfg->kms_limits},
     };
     size_t n = 0;
     for (; n < sizeof(registered) / sizeof(registered[0]) && n < max; n++) {

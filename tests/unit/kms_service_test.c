@@ -20,7 +20,6 @@
 #include "common/codec.h"
 #include "common/timeutil.h"
 #include "kms/kms.h"
-#include "quota/limits.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Harness                                                                                    */
@@ -1092,7 +1091,7 @@ static void drop_record(struct env *e, const char *key)
 static void test_quota_counters(void **state)
 {
     struct env *e = *state;
-    struct coffer_limits lim = COFFER_LIMITS_DEFAULT;
+    struct kms_limits lim = KMS_LIMITS_DEFAULT;
     lim.kms_keys = 2;
     lim.kms_aliases_per_key = 1;
     kms_service_set_limits(e->svc, &lim);
