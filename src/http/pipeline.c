@@ -505,9 +505,14 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     }
     st.call.operation = st.op->name;
     if (p->quota != NULL) {
-        bool crypto = (st.op->flags & API_OP_CRYPTO) != 0;
-        if (!quota_take(p->quota, st.caller.account_id, crypto ? "crypto" : st.op->name, st.op->quota_rps,
-                        coffer_monotonic_ns())) {
+        /* An operation's bucket is the service's: KMS's TagResource is not another service's. */
+        char own[160];
+        const char *bucket = "crypto";
+        if (!(st.op->flags & API_OP_CRYPTO)) {
+            snprintf(own, sizeof(own), "%s:%s", st.svc->signing_name, st.op->name);
+            bucket = own;
+        }
+        if (!quota_take(p->quota, st.caller.account_id, bucket, st.op->quota_rps, coffer_monotonic_ns())) {
             FAIL_OUT(COFFER_ERR_THROTTLING, "%s", api_service_error(st.svc, COFFER_ERR_THROTTLING).message);
         }
     }
