@@ -39,6 +39,7 @@
 #define ADMIN_PROFILE "coffer"
 
 #define SCHEDULER_MAX_JOBS 32
+#define IDENTITY_SERVICES 3 /* IAM, STS, CofferAdmin */
 
 /* One job of a service and when it last ran. */
 struct scheduled {
@@ -315,11 +316,11 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     /* The registered services first: the first answers requests that no service claims. */
     struct server_service services[PIPELINE_MAX_SERVICES];
     size_t n_services = server_services(&cfg, services, PIPELINE_MAX_SERVICES);
-    for (size_t i = 0; i < n_extra && n_services < PIPELINE_MAX_SERVICES; i++) {
-        services[n_services++] = (struct server_service){.module = extra[i]};
-    }
-    if (n_services + 3 > PIPELINE_MAX_SERVICES) {
+    if (n_services + n_extra + IDENTITY_SERVICES > PIPELINE_MAX_SERVICES) {
         FAIL_OUT(COFFER_ERR_CONFIG, "more than %d services", PIPELINE_MAX_SERVICES);
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        services[n_services++] = (struct server_service){.module = extra[i]};
     }
     for (size_t i = 0; i < n_services; i++) {
         struct api_host host = {

@@ -10,9 +10,9 @@ size_t server_services(const struct server_config *cfg, struct server_service *o
     const struct server_service registered[] = {
         {&kms_module, &cfg->kms_limits},
     };
-    size_t n = 0;
-    for (; n < sizeof(registered) / sizeof(registered[0]) && n < max; n++) {
-        out[n] = registered[n];
+    size_t n = sizeof(registered) / sizeof(registered[0]);
+    for (size_t i = 0; i < n && i < max; i++) {
+        out[i] = registered[i];
     }
     return n;
 }

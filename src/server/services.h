@@ -18,8 +18,9 @@ struct server_service {
     const void *settings; /* NULL: the module's defaults */
 };
 
-/* Fills `out` (room for `max`) with the registered services in order; returns how many. The
- * first answers requests that no service claims (an unknown X-Amz-Target). */
+/* Fills `out` (room for `max`) with the registered services in order; returns how many there
+ * are (more than `max`: only `max` were written). The first answers requests that no service
+ * claims (an unknown X-Amz-Target). */
 size_t server_services(const struct server_config *cfg, struct server_service *out, size_t max);
 
 /*
