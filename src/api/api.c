@@ -1,5 +1,6 @@
 /*
- * Operation lookup in a service's table and the check of its order (see api.h).
+ * What the layers below a service ask of its declaration (see api.h): operation lookup and the
+ * check of the table's order, error names, sensitive members.
  */
 #include "api/api.h"
 
@@ -48,4 +49,51 @@ coffer_err api_ops_check(const struct api_op *ops, size_t n_ops)
         }
     }
     return COFFER_OK;
+}
+
+struct api_error api_service_error(const struct api_service *svc, coffer_err code)
+{
+    struct api_error e = {
+        .type = coffer_err_aws_type(code),
+        .status = coffer_err_http_status(code),
+        .message = coffer_err_default_message(code),
+    };
+    for (size_t i = 0; svc != NULL && i < svc->n_errors; i++) {
+        const struct api_error_name *n = &svc->errors[i];
+        if (n->code != code) {
+            continue;
+        }
+        if (n->type != NULL) {
+            e.type = n->type;
+        }
+        if (n->status != 0) {
+            e.status = n->status;
+        }
+        if (n->message != NULL) {
+            e.message = n->message;
+        }
+        break;
+    }
+    return e;
+}
+
+const char *api_service_error_message(const struct api_service *svc, coffer_err code)
+{
+    if (coffer_last_err() == code && coffer_last_message()[0] != '\0') {
+        return coffer_last_message();
+    }
+    return api_service_error(svc, code).message;
+}
+
+bool api_service_member_is_sensitive(const struct api_service *svc, const char *name)
+{
+    if (svc == NULL) {
+        return true;
+    }
+    for (const char *const *m = svc->sensitive_members; m != NULL && *m != NULL; m++) {
+        if (strcmp(name, *m) == 0) {
+            return true;
+        }
+    }
+    return false;
 }

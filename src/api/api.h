@@ -83,16 +83,67 @@ enum api_protocol {
     API_PROTOCOL_QUERY = 1,
 };
 
+/*
+ * How a service names an error on the wire where its API differs from the default of
+ * common/err.h (the spelling most AWS JSON services share: InternalFailure, ValidationException,
+ * ...). KMS answers an internal error as KMSInternalException, Secrets Manager a missing secret
+ * as ResourceNotFoundException. Zero fields keep the default.
+ */
+struct api_error_name {
+    coffer_err code;
+    const char *type;    /* "KMSInternalException"; NULL: err.h's */
+    int status;          /* HTTP status; 0: err.h's */
+    const char *message; /* message when the failing site gave none; NULL: err.h's */
+};
+
+/* The wire spelling of one error for one service. */
+struct api_error {
+    const char *type;
+    int status;
+    const char *message;
+};
+
+/*
+ * A periodic job of a service (KMS: the deletion sweeper). The daemon's scheduler runs every
+ * job of every registered service on its own thread, concurrently with requests:
+ * fn(ctx, now_ms) at most every `period_s` seconds, rounded up to the scheduler's tick; a
+ * failure is logged and the job runs again at its next period.
+ */
+typedef coffer_err (*api_job_fn)(void *ctx, int64_t now_ms);
+struct api_job {
+    const char *name; /* for logs: "key deletion sweep" */
+    api_job_fn fn;
+    void *ctx;
+    int period_s; /* 0: every tick of the scheduler (cofferd --sweep-interval) */
+};
+
+/*
+ * Everything a service declares about itself; the layers below it (pipeline, audit, scheduler)
+ * know a service only through this.
+ */
 struct api_service {
     const char *target_prefix; /* "TrentService"; NULL for a Query service */
     const char *signing_name;  /* "kms": the SigV4 credential-scope service */
-    const char *event_source;  /* "kms.amazonaws.com" for CloudTrail */
+    const char *event_source;  /* "kms.amazonaws.com": eventSource of its CloudTrail events */
     const struct api_op *ops;  /* sorted by name (binary search) */
     size_t n_ops;
     void *state;               /* passed to every handler */
     enum api_protocol protocol;
     const char *xml_namespace; /* Query services: "https://iam.amazonaws.com/doc/2010-05-08/" */
     bool global;               /* a global service (IAM): any region in the credential scope */
+    /* Its error names where they differ from err.h's (see api_error_name); may be empty. */
+    const struct api_error_name *errors;
+    size_t n_errors;
+    /*
+     * NULL-terminated names of the JSON members whose values are secret or bulky in any of its
+     * operations, inputs and outputs ("Plaintext", "SecretAccessKey"): the pipeline wipes them
+     * (at any depth) before releasing a request, and leaves them out of the requestParameters it
+     * records when the handler sets none. A name means the same thing in every operation of a
+     * service, so one list per service errs only on the side of wiping. NULL: none.
+     */
+    const char *const *sensitive_members;
+    const struct api_job *jobs; /* run by the daemon's scheduler; may be empty */
+    size_t n_jobs;
 };
 
 /* Binary search of svc->ops; NULL when unknown. */
@@ -104,5 +155,17 @@ const struct api_op *api_service_find_op(const struct api_service *svc, const ch
  * offending pair otherwise; a service checks its table when it is created, and its unit test.
  */
 coffer_err api_ops_check(const struct api_op *ops, size_t n_ops) __attribute__((warn_unused_result));
+
+/* How `svc` answers `code`: its own name, status and default message where it declares them,
+ * else err.h's. `svc` may be NULL (a request no service claimed): err.h's. */
+struct api_error api_service_error(const struct api_service *svc, coffer_err code);
+
+/* The message of `code` for `svc`: this thread's detail when it belongs to `code` (coffer_fail),
+ * else the service's default message. */
+const char *api_service_error_message(const struct api_service *svc, coffer_err code);
+
+/* True when `name` is one of svc's sensitive members; true for every name when `svc` is NULL
+ * (nothing is known about a request no service claimed). */
+bool api_service_member_is_sensitive(const struct api_service *svc, const char *name);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * base64 and hex (see codec.h). The decoder is table-driven and rejects anything that is not
+ * base64, hex and percent-encoding (see codec.h). The decoder is table-driven and rejects anything that is not
  * canonical padded base64, so a blob has exactly one text form.
  */
 #include "common/codec.h"
@@ -141,6 +141,24 @@ coffer_err coffer_hex_decode(coffer_cursor in, uint8_t *out, size_t n)
             return coffer_fail(COFFER_ERR_VALIDATION, "invalid hex digit");
         }
         out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return COFFER_OK;
+}
+
+coffer_err coffer_url_encode(const char *s, coffer_buf *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    ENSURE(s != NULL && out != NULL, COFFER_ERR_USAGE);
+    for (const uint8_t *p = (const uint8_t *)s; *p; p++) {
+        uint8_t ch = *p;
+        bool unreserved = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                          ch == '-' || ch == '_' || ch == '.' || ch == '~';
+        if (unreserved) {
+            TRY(coffer_buf_append_u8(out, ch));
+            continue;
+        }
+        char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+        TRY(coffer_buf_append(out, enc, 3));
     }
     return COFFER_OK;
 }

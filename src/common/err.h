@@ -3,7 +3,9 @@
  * the AWS error type a client expects, its HTTP status and a default message, so the enum, the
  * strings and the wire mapping cannot drift apart. The failing site records a detail message in
  * a thread-local context with coffer_fail(); the HTTP layer turns (code, detail) into the AWS
- * JSON error body. Service-specific names (SSM, Secrets Manager) are mapped in http/aws_error.c.
+ * JSON error body. The names here are defaults, the spelling most AWS services share; a service
+ * whose API names an error differently declares it in its api_service.errors (api/api.h), so
+ * the same code may be KMSInternalException for one service and InternalFailure for another.
  */
 #ifndef COFFER_COMMON_ERR_H
 #define COFFER_COMMON_ERR_H
@@ -14,13 +16,13 @@
 #define COFFER_ERRORS(X)                                                                                  \
     X(COFFER_OK, "", 200, "success")                                                                      \
     /* generic */                                                                                         \
-    X(COFFER_ERR_NOMEM, "KMSInternalException", 500, "out of memory")                                     \
-    X(COFFER_ERR_INTERNAL, "KMSInternalException", 500, "internal error")                                 \
-    X(COFFER_ERR_IO, "KMSInternalException", 500, "I/O error")                                           \
-    X(COFFER_ERR_STORE, "KMSInternalException", 500, "storage failure")                                   \
-    X(COFFER_ERR_AUDIT, "KMSInternalException", 500, "the audit trail cannot be written")                 \
-    X(COFFER_ERR_CRYPTO, "KMSInternalException", 500, "cryptographic failure")                            \
-    X(COFFER_ERR_CONFIG, "KMSInternalException", 500, "invalid configuration")                            \
+    X(COFFER_ERR_NOMEM, "InternalFailure", 500, "out of memory")                                          \
+    X(COFFER_ERR_INTERNAL, "InternalFailure", 500, "internal error")                                      \
+    X(COFFER_ERR_IO, "InternalFailure", 500, "I/O error")                                                 \
+    X(COFFER_ERR_STORE, "InternalFailure", 500, "storage failure")                                        \
+    X(COFFER_ERR_AUDIT, "InternalFailure", 500, "the audit trail cannot be written")                      \
+    X(COFFER_ERR_CRYPTO, "InternalFailure", 500, "cryptographic failure")                                 \
+    X(COFFER_ERR_CONFIG, "InternalFailure", 500, "invalid configuration")                                 \
     X(COFFER_ERR_USAGE, "ValidationException", 400, "invalid argument")                                   \
     X(COFFER_ERR_UNAVAILABLE, "ServiceUnavailableException", 503, "service unavailable")                  \
     /* protocol */                                                                                        \
@@ -39,12 +41,11 @@
     X(COFFER_ERR_EXPIRED_TOKEN, "ExpiredTokenException", 400,                                             \
       "The security token included in the request is expired")                                           \
     X(COFFER_ERR_ACCESS_DENIED, "AccessDeniedException", 400, "access denied")                            \
-    X(COFFER_ERR_THROTTLING, "ThrottlingException", 400,                                                  \
-      "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.")       \
-    /* KMS */                                                                                             \
+    X(COFFER_ERR_THROTTLING, "ThrottlingException", 400, "Rate exceeded")                                 \
+    /* resources and their states */                                                                      \
     X(COFFER_ERR_NOT_FOUND, "NotFoundException", 400, "not found")                                        \
     X(COFFER_ERR_DISABLED, "DisabledException", 400, "key is disabled")                                   \
-    X(COFFER_ERR_INVALID_STATE, "KMSInvalidStateException", 400, "invalid key state")                     \
+    X(COFFER_ERR_INVALID_STATE, "InvalidRequestException", 400, "invalid key state")                      \
     X(COFFER_ERR_INVALID_CIPHERTEXT, "InvalidCiphertextException", 400, "")                               \
     X(COFFER_ERR_INCORRECT_KEY, "IncorrectKeyException", 400,                                             \
       "The key ID in the request does not identify a CMK that can perform this operation.")              \
@@ -72,7 +73,7 @@
     X(COFFER_ERR_POLICY_VIOLATION, "ValidationException", 400, "commitment policy forbids this suite")     \
     X(COFFER_ERR_BAD_SIGNATURE, "InvalidCiphertextException", 400, "message signature does not verify")    \
     X(COFFER_ERR_LIMIT, "ValidationException", 400, "a configured limit was exceeded")                    \
-    X(COFFER_ERR_KEYRING, "KMSInternalException", 500, "keyring failure")
+    X(COFFER_ERR_KEYRING, "InternalFailure", 500, "keyring failure")
 
 typedef enum coffer_err {
 #define COFFER_ERR_ENUM(code, type, status, msg) code,

@@ -19,13 +19,6 @@
 #define JSON_CONTENT_TYPE "application/x-amz-json-1.1"
 #define PIPELINE_MAX_SCOPE_REGION 64
 
-/* Members whose values are secret or bulky: never echoed into the trail, wiped after use. */
-static const char *const sensitive_members[] = {
-    "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "SecretString", "SecretBinary", "Value",
-    "SecretAccessKey", "SessionToken", "EncryptedKeyMaterial", "ImportToken", "Message", "Signature", "Mac",
-    "CiphertextForRecipient", "SharedSecret", "PublicKey", "PrivateKeyCiphertextBlob",
-};
-
 struct request_state {
     struct pipeline *p;
     struct api_caller caller;
@@ -45,19 +38,9 @@ struct request_state {
     json_t *recorded[3];        /* copies of what it said: audit_request, audit_response, audit_resources */
 };
 
-static bool member_is_sensitive(const char *name)
-{
-    for (size_t i = 0; i < sizeof(sensitive_members) / sizeof(sensitive_members[0]); i++) {
-        if (strcmp(name, sensitive_members[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Overwrites the text of sensitive string members of `obj` in place before it is released,
- * in nested objects and in objects inside arrays (lists of credentials, key pairs). */
-static void json_wipe_sensitive(json_t *obj)
+/* Overwrites the text of svc's sensitive string members of `obj` in place before it is
+ * released, in nested objects and in objects inside arrays (lists of credentials, key pairs). */
+static void json_wipe_sensitive(const struct api_service *svc, json_t *obj)
 {
     const char *key;
     json_t *val;
@@ -65,7 +48,7 @@ static void json_wipe_sensitive(json_t *obj)
     if (json_is_array(obj)) {
         json_array_foreach(obj, i, val)
         {
-            json_wipe_sensitive(val);
+            json_wipe_sensitive(svc, val);
         }
         return;
     }
@@ -74,16 +57,16 @@ static void json_wipe_sensitive(json_t *obj)
     }
     json_object_foreach(obj, key, val)
     {
-        if (json_is_string(val) && member_is_sensitive(key)) {
+        if (json_is_string(val) && api_service_member_is_sensitive(svc, key)) {
             coffer_secure_zero((char *)json_string_value(val), json_string_length(val));
         } else if (json_is_object(val) || json_is_array(val)) {
-            json_wipe_sensitive(val);
+            json_wipe_sensitive(svc, val);
         }
     }
 }
 
 /* requestParameters for the trail when the handler gave none: the input, lowerCamelCase, minus secrets. */
-static json_t *audit_default_request(const json_t *input)
+static json_t *audit_default_request(const struct api_service *svc, const json_t *input)
 {
     json_t *out = json_object();
     const char *key;
@@ -93,7 +76,7 @@ static json_t *audit_default_request(const json_t *input)
     }
     json_object_foreach((json_t *)input, key, val)
     {
-        if (member_is_sensitive(key)) {
+        if (api_service_member_is_sensitive(svc, key)) {
             continue;
         }
         char name[128];
@@ -107,11 +90,13 @@ static json_t *audit_default_request(const json_t *input)
 }
 
 
-static void set_error(struct http_response *resp, coffer_err rc)
+/* The JSON error body, in the words of the service the request was for (err.h's when none). */
+static void set_error(struct http_response *resp, const struct api_service *svc, coffer_err rc)
 {
-    const char *type = coffer_err_aws_type(rc);
-    const char *msg = coffer_err_message(rc);
-    resp->status = coffer_err_http_status(rc);
+    struct api_error e = api_service_error(svc, rc);
+    const char *type = e.type;
+    const char *msg = api_service_error_message(svc, rc);
+    resp->status = e.status;
     resp->content_type = JSON_CONTENT_TYPE;
     coffer_buf_reset(&resp->body);
     json_t *body = json_object();
@@ -187,7 +172,7 @@ static json_t *audit_event_build(struct pipeline *p, struct request_state *st, c
     /* Long strings (a 60 KB User-Agent) are cut by the trail: events are bounded there. */
     json_object_set_new(ev, "userAgent", json_string(st->caller.user_agent ? st->caller.user_agent : ""));
     if (rc != COFFER_OK) {
-        json_object_set_new(ev, "errorCode", json_string(coffer_err_aws_type(rc)));
+        json_object_set_new(ev, "errorCode", json_string(api_service_error(st->svc, rc).type));
         if (error_message && error_message[0]) {
             json_object_set_new(ev, "errorMessage", json_string(error_message));
         }
@@ -198,7 +183,7 @@ static json_t *audit_event_build(struct pipeline *p, struct request_state *st, c
     }
     /* Nothing a caller that failed authentication sent is echoed: it costs them nothing to send. */
     if (req_params == NULL && st->call.input != NULL && st->authenticated) {
-        req_params = audit_default_request(st->call.input);
+        req_params = audit_default_request(st->svc, st->call.input);
     }
     json_object_set_new(ev, "requestParameters", req_params ? req_params : json_null());
     json_t *resp_elems = NULL;
@@ -404,7 +389,11 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
                   sigv4_parse_authorization(coffer_cursor_from_str(auth), &parsed) == COFFER_OK;
     if (service == NULL && scoped) {
         const struct api_service *by_scope = service_by_signing_name(p, parsed.service);
-        service = by_scope ? by_scope->signing_name : "kms";
+        service = by_scope ? by_scope->signing_name : NULL;
+    }
+    if (service == NULL && p->n_services > 0) {
+        /* No service claims the request: it is verified as one for the first registered. */
+        service = p->services[0]->signing_name;
     }
     char scope_region[PIPELINE_MAX_SCOPE_REGION + 1];
     const char *region = p->region;
@@ -415,7 +404,7 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
     }
     struct sigv4_verify_opts opts = {
         .region = region,
-        .service = service ? service : "kms",
+        .service = service ? service : "",
         .now_s = st->call.now_ms / 1000,
         .max_skew_s = p->max_skew_s,
     };
@@ -484,7 +473,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     st.call.now_ms = coffer_now_ms();
     st.p = p;
     if (crypto_uuid_v4_many(st.ids, 3) != COFFER_OK) {
-        set_error(resp, COFFER_ERR_INTERNAL);
+        set_error(resp, NULL, COFFER_ERR_INTERNAL);
         return;
     }
     st.request_id = st.ids[0];
@@ -516,10 +505,15 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     }
     st.call.operation = st.op->name;
     if (p->quota != NULL) {
-        bool crypto = (st.op->flags & API_OP_CRYPTO) != 0;
-        if (!quota_take(p->quota, st.caller.account_id, crypto ? "crypto" : st.op->name, st.op->quota_rps,
-                        coffer_monotonic_ns())) {
-            FAIL_OUT(COFFER_ERR_THROTTLING, "%s", coffer_err_default_message(COFFER_ERR_THROTTLING));
+        /* An operation's bucket is the service's: KMS's TagResource is not another service's. */
+        char own[160];
+        const char *bucket = "crypto";
+        if (!(st.op->flags & API_OP_CRYPTO)) {
+            snprintf(own, sizeof(own), "%s:%s", st.svc->signing_name, st.op->name);
+            bucket = own;
+        }
+        if (!quota_take(p->quota, st.caller.account_id, bucket, st.op->quota_rps, coffer_monotonic_ns())) {
+            FAIL_OUT(COFFER_ERR_THROTTLING, "%s", api_service_error(st.svc, COFFER_ERR_THROTTLING).message);
         }
     }
     if (!st.query) {
@@ -535,14 +529,14 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     }
 out:
     if (rc != COFFER_OK) {
-        snprintf(saved_message, sizeof(saved_message), "%s", coffer_err_message(rc));
+        snprintf(saved_message, sizeof(saved_message), "%s", api_service_error_message(st.svc, rc));
     }
     if (!audit_record(p, &st, rc, saved_message)) {
         rc = coffer_fail(COFFER_ERR_AUDIT, "%s", "The request could not be recorded in the audit trail.");
-        snprintf(saved_message, sizeof(saved_message), "%s", coffer_err_message(rc));
+        snprintf(saved_message, sizeof(saved_message), "%s", api_service_error_message(st.svc, rc));
     }
     if (rc != COFFER_OK) {
-        if (rc >= COFFER_ERR_NOMEM && coffer_err_http_status(rc) >= 500) {
+        if (rc >= COFFER_ERR_NOMEM && api_service_error(st.svc, rc).status >= 500) {
             log_error("request %s %s failed: %s (%s)", st.request_id, st.op_name, saved_message,
                       coffer_last_location());
         }
@@ -550,7 +544,7 @@ out:
         if (st.query) {
             set_error_query(resp, rc, st.request_id);
         } else {
-            set_error(resp, rc);
+            set_error(resp, st.svc, rc);
         }
     } else if (st.query) {
         resp->status = 200;
@@ -564,13 +558,13 @@ out:
         resp->content_type = JSON_CONTENT_TYPE;
         json_t *output = st.call.output ? st.call.output : json_object();
         if (json_out_compact(output, &resp->body) != COFFER_OK) {
-            set_error(resp, COFFER_ERR_NOMEM);
+            set_error(resp, st.svc, COFFER_ERR_NOMEM);
         }
         if (output != st.call.output) {
             json_decref(output);
         }
     }
-    json_wipe_sensitive(st.call.output);
+    json_wipe_sensitive(st.svc, st.call.output);
     json_decref(st.call.output);
     json_decref(st.call.audit_request);
     json_decref(st.call.audit_response);
@@ -581,6 +575,6 @@ out:
     if (audit_limiter_due(p->unauth_limit, st.call.now_ms)) {
         (void)audit_limiter_flush(p->unauth_limit, p->trail, p->region, st.call.now_ms, false);
     }
-    json_wipe_sensitive(input);
+    json_wipe_sensitive(st.svc, input);
     json_decref(input);
 }

@@ -3,9 +3,11 @@
  *
  *   route (X-Amz-Target) -> SigV4 -> quota -> JSON body -> handler -> audit -> response
  *
- * Errors anywhere become the AWS JSON 1.1 error body ({"__type","message"}) with the status
- * a client expects; every request, allowed, denied or failed, produces an audit event, and
- * if the event cannot be written the request is refused. A request that changes anything has
+ * Errors anywhere become the AWS JSON 1.1 error body ({"__type","message"}) with the name and
+ * status the routed service declares (api_service.errors; err.h's defaults otherwise); the
+ * service's sensitive members are wiped after use and kept out of the trail. Every request,
+ * allowed, denied or failed, produces an audit event with the service's eventSource, and if
+ * the event cannot be written the request is refused. A request that changes anything has
  * its event written before its first commit (a store pre-commit hook installed around the
  * handler), so no change is ever visible without its event; when the outcome then differs
  * (the commit failed, or the handler set audit fields afterwards) a second event of the same
@@ -24,6 +26,8 @@
 #define PIPELINE_MAX_SERVICES 8
 
 struct pipeline {
+    /* Routed by target prefix, or by signing name for Query services. The first also answers
+     * requests no service claims (an unknown X-Amz-Target is verified against its scope). */
     const struct api_service *services[PIPELINE_MAX_SERVICES];
     size_t n_services;
     const char *region;

@@ -120,24 +120,6 @@ out:
     return rc;
 }
 
-coffer_err query_url_encode(const char *s, coffer_buf *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    ENSURE(s != NULL && out != NULL, COFFER_ERR_USAGE);
-    for (const uint8_t *p = (const uint8_t *)s; *p; p++) {
-        uint8_t ch = *p;
-        bool unreserved = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                          ch == '-' || ch == '_' || ch == '.' || ch == '~';
-        if (unreserved) {
-            TRY(coffer_buf_append_u8(out, ch));
-            continue;
-        }
-        char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-        TRY(coffer_buf_append(out, enc, 3));
-    }
-    return COFFER_OK;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * XML writer
  * ------------------------------------------------------------------------------------------- */

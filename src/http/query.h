@@ -41,9 +41,6 @@
  */
 coffer_err query_form_parse(coffer_cursor body, json_t **out) __attribute__((warn_unused_result));
 
-/* Appends `s` percent-encoded as AWS encodes policy documents (RFC 3986 unreserved kept). */
-coffer_err query_url_encode(const char *s, coffer_buf *out) __attribute__((warn_unused_result));
-
 /* Appends `s` with the five XML specials and control characters escaped. */
 coffer_err query_xml_escape(const char *s, size_t len, coffer_buf *out) __attribute__((warn_unused_result));
 

@@ -243,7 +243,7 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
         /* Bodies may hold plaintext: copy into locked memory, wipe the evbuffer's copy. */
         body_copy = coffer_secret_alloc(body_len);
         if (body_copy == NULL) {
-            http_send_simple(r, 500, "KMSInternalException", "out of memory");
+            http_send_simple(r, 500, coffer_err_aws_type(COFFER_ERR_NOMEM), "out of memory");
             goto out;
         }
         evbuffer_copyout(in, body_copy, body_len);
@@ -283,7 +283,7 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
         if (ob != NULL) {
             evbuffer_free(ob);
         }
-        http_send_simple(r, 500, "KMSInternalException", "out of memory");
+        http_send_simple(r, 500, coffer_err_aws_type(COFFER_ERR_NOMEM), "out of memory");
         goto out;
     }
     evhttp_send_reply(r, resp.status, http_status_reason(resp.status), ob);

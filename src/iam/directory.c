@@ -52,7 +52,7 @@ struct iam_directory {
     struct pcache_entry *buckets[DIR_CACHE_BUCKETS];
     size_t n_entries;
     uint64_t gen;
-    struct coffer_limits limits;
+    struct iam_limits limits;
 };
 
 static const char *const kind_prefix[] = {"iam/user/", "iam/role/"};
@@ -549,13 +549,13 @@ coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
     }
     d->st = st;
     d->creds = creds;
-    d->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
+    d->limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
     pthread_rwlock_init(&d->lock, NULL);
     *out = d;
     return COFFER_OK;
 }
 
-void iam_directory_set_limits(iam_directory *d, const struct coffer_limits *limits)
+void iam_directory_set_limits(iam_directory *d, const struct iam_limits *limits)
 {
     d->limits = *limits;
 }

@@ -35,7 +35,6 @@
 #include "iam/credentials.h"
 #include "iam/identity.h"
 #include "iam/policy.h"
-#include "quota/limits.h"
 #include "store/store.h"
 
 #define IAM_DIR_ACCOUNT_ID_LEN 12
@@ -58,8 +57,31 @@ enum iam_kind {
 /* Borrows st and creds (both must outlive the directory). */
 coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out) __attribute__((warn_unused_result));
 void iam_directory_free(iam_directory *d); /* accepts NULL */
-/* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
-void iam_directory_set_limits(iam_directory *d, const struct coffer_limits *limits);
+/*
+ * IAM resource quotas, per account: AWS's defaults, each changeable by the operator
+ * (server/config.c). Going over a count is LimitExceeded. Counts are per-account counters
+ * written in the same transaction as the create or delete they count.
+ */
+struct iam_limits {
+    size_t iam_users;             /* AWS: 5,000 */
+    size_t iam_roles;             /* AWS: 1,000 */
+    size_t iam_policies;          /* customer managed policies (AWS: 1,500) */
+    size_t iam_attached;          /* managed policies attached to one user or role (AWS: 10) */
+    size_t iam_user_inline_chars; /* all inline policies of one user together (AWS: 2,048) */
+    size_t iam_role_inline_chars; /* all inline policies of one role together (AWS: 10,240) */
+    size_t iam_managed_doc_chars; /* one managed policy document (AWS: 6,144) */
+    size_t iam_trust_doc_chars;   /* one role trust policy (AWS: 2,048) */
+};
+
+#define IAM_LIMITS_DEFAULT                                                                                  \
+    {                                                                                                       \
+        .iam_users = 5000, .iam_roles = 1000, .iam_policies = 1500, .iam_attached = 10,                   \
+        .iam_user_inline_chars = 2048, .iam_role_inline_chars = 10240, .iam_managed_doc_chars = 6144,     \
+        .iam_trust_doc_chars = 2048,                                                                       \
+    }
+
+/* Resource quotas (copied; default IAM_LIMITS_DEFAULT). Call before serving requests. */
+void iam_directory_set_limits(iam_directory *d, const struct iam_limits *limits);
 
 /*
  * The identity-policy source for the authorizer (iam/identity.h). principal_arn may be a user

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "api/api_input.h"
-#include "http/query.h"
+#include "common/codec.h"
 #include "iam/authz.h"
 #include "iam/iam_service_internal.h"
 
@@ -144,7 +144,7 @@ static coffer_err encode_document(json_t *obj, const char *member)
         return COFFER_OK;
     }
     coffer_buf b = COFFER_BUF_INIT;
-    coffer_err rc = query_url_encode(doc, &b);
+    coffer_err rc = coffer_url_encode(doc, &b);
     if (rc == COFFER_OK) {
         rc = coffer_buf_nul_terminate(&b);
     }
@@ -662,6 +662,9 @@ static const struct api_op iam_ops[] = {
     {"UpdateAccessKey", op_UpdateAccessKey, 0, IAM_QUOTA_RPS},
 };
 
+/* Secrets in IAM, STS and CofferAdmin answers (new access keys, session credentials). */
+const char *const iam_sensitive_members[] = {"SecretAccessKey", "SessionToken", NULL};
+
 coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account, iam_services **out)
 {
     ENSURE(dir != NULL && creds != NULL && operator_account != NULL && out != NULL, COFFER_ERR_USAGE);
@@ -684,6 +687,7 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
         .protocol = API_PROTOCOL_QUERY,
         .xml_namespace = IAM_XML_NAMESPACE,
         .global = true,
+        .sensitive_members = iam_sensitive_members,
     };
     iam_services_init_sts(s);
     iam_services_init_admin(s);

@@ -32,6 +32,9 @@ enum policy_decision iam_caller_identity_decision(iam_services *s, const struct 
 coffer_err iam_access_denied(const struct api_call *call, const char *action, const char *resource,
                              enum policy_decision d);
 
+/* Members wiped after use and kept out of the trail, for all three services (iam_service.c). */
+extern const char *const iam_sensitive_members[];
+
 /* STS and admin operation tables (sts_service.c). */
 void iam_services_init_sts(iam_services *s);
 void iam_services_init_admin(iam_services *s);

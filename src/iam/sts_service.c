@@ -212,6 +212,7 @@ void iam_services_init_sts(iam_services *s)
         .state = s,
         .protocol = API_PROTOCOL_QUERY,
         .xml_namespace = STS_XML_NAMESPACE,
+        .sensitive_members = iam_sensitive_members,
     };
 }
 
@@ -279,5 +280,6 @@ void iam_services_init_admin(iam_services *s)
         .ops = admin_ops,
         .n_ops = sizeof(admin_ops) / sizeof(admin_ops[0]),
         .state = s,
+        .sensitive_members = iam_sensitive_members,
     };
 }

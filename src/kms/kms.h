@@ -19,6 +19,7 @@
 
 #include "common/err.h"
 #include "api/api.h"
+#include "api/module.h"
 #include "iam/authz.h"
 #include "seal/seal.h"
 #include "store/store.h"
@@ -55,9 +56,29 @@ void kms_service_set_authorizer(struct kms_service *svc, authz *az);
  */
 coffer_err kms_service_bind_principals(struct kms_service *svc) __attribute__((warn_unused_result));
 
-/* Resource quotas (copied; default COFFER_LIMITS_DEFAULT). Call before serving requests. */
-struct coffer_limits;
-void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits);
+/*
+ * Resource quotas, per account and region: how many of each thing one account may hold and how
+ * large its documents may be. The defaults are AWS's default quotas; cofferd lets the operator
+ * change each one (server/config.c). Going over a count is LimitExceededException. Counts are
+ * per-account counters written in the same store transaction as the create or delete they
+ * count, so checking one costs one record read.
+ */
+struct kms_limits {
+    size_t kms_keys;             /* customer managed keys (AWS: 100,000) */
+    size_t kms_aliases_per_key;  /* aliases pointing at one key (AWS: 50) */
+    size_t kms_tags_per_key;     /* tags on one key (AWS: 50) */
+    size_t kms_key_policy_bytes; /* key policy document (AWS: 32 KB) */
+    size_t kms_grants_per_key;   /* grants on one key (AWS: 50,000) */
+};
+
+#define KMS_LIMITS_DEFAULT                                                                                      \
+    {                                                                                                           \
+        .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50, .kms_key_policy_bytes = 32768, \
+        .kms_grants_per_key = 50000,                                                                          \
+    }
+
+/* Resource quotas (copied; default KMS_LIMITS_DEFAULT). Call before serving requests. */
+void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *limits);
 
 /*
  * Where the service records what it does on its own, outside any request: the sweeper's
@@ -65,16 +86,26 @@ void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits 
  * (borrowed) before the deletion commits; when it fails the deletion is not committed and is
  * retried at the next sweep, so no key disappears without its event. Call before serving.
  */
-typedef coffer_err (*kms_event_sink)(void *ctx, json_t *event);
+typedef api_event_sink kms_event_sink;
 void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void *ctx);
 
-/* The operation table: target prefix "TrentService", signing name "kms", ops sorted by name. */
+/*
+ * The service's declaration: target prefix "TrentService", signing name "kms", ops sorted by
+ * name, KMS's error names, its sensitive members and the deletion sweeper as a scheduled job.
+ */
 const struct api_service *kms_service_api(struct kms_service *svc);
+
+/*
+ * KMS as a module of the daemon (api/module.h): kms_service_new over the host's store, barrier
+ * and region, its limits from host->settings (a struct kms_limits; NULL: defaults), its own
+ * events to host->record, and the host's authorizer (principals bound at start) when there is one.
+ */
+extern const struct api_module kms_module;
 
 /*
  * Deletes every key whose deletion date is at or before `now_ms`: key record, key material,
  * aliases pointing to it (tags live in the key record). Called by the scheduler every few
- * seconds; safe concurrently with requests.
+ * seconds (the job kms_service_api declares); safe concurrently with requests.
  */
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms) __attribute__((warn_unused_result));
 

@@ -26,7 +26,6 @@
 #include "iam/policy.h"
 #include "kms/kms.h"
 #include "kms/kms_blob.h"
-#include "quota/limits.h"
 
 #define KMS_KEY_ID_MAX 40  /* uuid (36) or "mrk-" + 32 hex */
 #define KMS_ARN_MAX 256
@@ -144,10 +143,11 @@ struct kms_service {
     struct kms_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * */
     struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
     authz *az;              /* borrowed; NULL: authorization off */
-    struct coffer_limits limits;
+    struct kms_limits limits;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
+    struct api_job jobs[1]; /* the deletion sweeper */
 };
 
 /* ---- key references (kms_key.c) ---- */

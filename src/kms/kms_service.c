@@ -36,6 +36,33 @@ const char *kms_op_name(enum kms_op_id op)
     return kms_ops[op].name;
 }
 
+/* Where KMS names an error differently from common/err.h's defaults (kms.md §8). */
+static const struct api_error_name kms_errors[] = {
+    {COFFER_ERR_NOMEM, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_INTERNAL, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_IO, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_STORE, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_AUDIT, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_CRYPTO, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_CONFIG, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_KEYRING, "KMSInternalException", 0, NULL},
+    {COFFER_ERR_INVALID_STATE, "KMSInvalidStateException", 0, NULL},
+    {COFFER_ERR_THROTTLING, NULL, 0,
+     "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."},
+};
+
+/* Members that carry plaintext, key material or bulky blobs in some KMS operation: never echoed
+ * into the trail, wiped after use. */
+static const char *const kms_sensitive_members[] = {
+    "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob", "EncryptedKeyMaterial",
+    "ImportToken", "Message", "Signature", "Mac", "CiphertextForRecipient", "SharedSecret", "PublicKey", NULL,
+};
+
+static coffer_err sweep_job(void *ctx, int64_t now_ms)
+{
+    return kms_service_sweep(ctx, now_ms);
+}
+
 coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
 {
     ENSURE_REF(st);
@@ -61,7 +88,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     pthread_rwlockattr_destroy(&attr);
     svc->st = st;
     svc->sl = sl;
-    svc->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
+    svc->limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
     svc->api.target_prefix = "TrentService";
     svc->api.signing_name = "kms";
@@ -69,6 +96,13 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.ops = kms_ops;
     svc->api.n_ops = KMS_OP_COUNT;
     svc->api.state = svc;
+    svc->api.errors = kms_errors;
+    svc->api.n_errors = sizeof(kms_errors) / sizeof(kms_errors[0]);
+    svc->api.sensitive_members = kms_sensitive_members;
+    /* Keys whose waiting period ended are deleted at every tick of the scheduler. */
+    svc->jobs[0] = (struct api_job){.name = "key deletion sweep", .fn = sweep_job, .ctx = svc, .period_s = 0};
+    svc->api.jobs = svc->jobs;
+    svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
     *out = svc;
     return COFFER_OK;
 }
@@ -95,12 +129,12 @@ static coffer_err record_deletion(struct kms_service *svc, const char *acct, con
     TRY(crypto_uuid_v4_many(ids, 1));
     coffer_time_iso8601(now_ms / 1000, when, sizeof(when));
     kms_key_arn(arn, sizeof(arn), region, acct, id);
+    const char *source = svc->api.event_source; /* the service itself acts */
     json_t *ev = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
                            "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
-                           "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", "kms.amazonaws.com",
-                           "eventTime", when, "eventSource", "kms.amazonaws.com", "eventName", "DeleteKey",
-                           "awsRegion", region, "sourceIPAddress", "kms.amazonaws.com", "userAgent",
-                           "kms.amazonaws.com", "requestParameters", "responseElements", "additionalEventData",
+                           "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", source,
+                           "eventTime", when, "eventSource", source, "eventName", "DeleteKey", "awsRegion", region,
+                           "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements", "additionalEventData",
                            "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources", "accountId", acct, "type",
                            "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent", "managementEvent", 1,
                            "recipientAccountId", acct, "eventCategory", "Management");
@@ -112,7 +146,7 @@ static coffer_err record_deletion(struct kms_service *svc, const char *acct, con
     return rc;
 }
 
-void kms_service_set_limits(struct kms_service *svc, const struct coffer_limits *limits)
+void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *limits)
 {
     svc->limits = *limits;
 }
@@ -143,6 +177,35 @@ void kms_service_free(struct kms_service *svc)
     pthread_mutex_destroy(&svc->wmu);
     free(svc);
 }
+
+/* The module cofferd starts (api/module.h): settings are the KMS resource quotas. */
+static coffer_err module_start(const struct api_host *host, void **instance, const struct api_service **api)
+{
+    struct kms_service *svc = NULL;
+    TRY(kms_service_new(host->store, host->seal, host->region, &svc));
+    if (host->settings != NULL) {
+        kms_service_set_limits(svc, host->settings);
+    }
+    kms_service_set_event_sink(svc, host->record, host->record_ctx);
+    if (host->authz != NULL) {
+        kms_service_set_authorizer(svc, host->authz);
+        coffer_err rc = kms_service_bind_principals(svc);
+        if (rc != COFFER_OK) {
+            kms_service_free(svc);
+            return rc;
+        }
+    }
+    *instance = svc;
+    *api = kms_service_api(svc);
+    return COFFER_OK;
+}
+
+static void module_stop(void *instance)
+{
+    kms_service_free(instance);
+}
+
+const struct api_module kms_module = {.name = "kms", .start = module_start, .stop = module_stop};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sweeper                                                                                    */

@@ -19,7 +19,7 @@ quota *quota_new(double crypto_rps);
 void quota_free(quota *q); /* accepts NULL */
 
 /*
- * Takes one token from the bucket `bucket` ("crypto" or an operation name) of `account`,
+ * Takes one token from the bucket `bucket` ("crypto" or "<service>:<operation>") of `account`,
  * created on first use with capacity and refill rate `rps` (for "crypto" the configured rate
  * is used and `rps` is ignored). Returns false when the bucket is empty. `now_ns` is a
  * monotonic clock reading (coffer_monotonic_ns), passed in so tests control time.

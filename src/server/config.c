@@ -132,19 +132,19 @@ NUMBER_SETTER(unauth_per_source, audit_unauth_per_source, unsigned, 1, 1000000, 
 NUMBER_SETTER(unauth_total, audit_unauth_total, unsigned, 1, 100000000, "audit-unauth-total")
 NUMBER_SETTER(unauth_window, audit_unauth_window_s, unsigned, 1, 86400, "audit-unauth-window")
 /* Resource quotas: all with the same bounds. */
-NUMBER_SETTER(kms_keys, limits.kms_keys, size_t, 1, 100000000, "max-keys")
-NUMBER_SETTER(kms_aliases_per_key, limits.kms_aliases_per_key, size_t, 1, 100000000, "max-aliases-per-key")
-NUMBER_SETTER(kms_tags_per_key, limits.kms_tags_per_key, size_t, 1, 100000000, "max-tags-per-key")
-NUMBER_SETTER(kms_key_policy_bytes, limits.kms_key_policy_bytes, size_t, 1, 100000000, "max-key-policy-bytes")
-NUMBER_SETTER(kms_grants_per_key, limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
-NUMBER_SETTER(iam_users, limits.iam_users, size_t, 1, 100000000, "max-users")
-NUMBER_SETTER(iam_roles, limits.iam_roles, size_t, 1, 100000000, "max-roles")
-NUMBER_SETTER(iam_policies, limits.iam_policies, size_t, 1, 100000000, "max-policies")
-NUMBER_SETTER(iam_attached, limits.iam_attached, size_t, 1, 100000000, "max-attached-policies")
-NUMBER_SETTER(iam_user_inline_chars, limits.iam_user_inline_chars, size_t, 1, 100000000, "max-user-inline-policy-chars")
-NUMBER_SETTER(iam_role_inline_chars, limits.iam_role_inline_chars, size_t, 1, 100000000, "max-role-inline-policy-chars")
-NUMBER_SETTER(iam_managed_doc_chars, limits.iam_managed_doc_chars, size_t, 1, 100000000, "max-managed-policy-chars")
-NUMBER_SETTER(iam_trust_doc_chars, limits.iam_trust_doc_chars, size_t, 1, 100000000, "max-trust-policy-chars")
+NUMBER_SETTER(kms_keys, kms_limits.kms_keys, size_t, 1, 100000000, "max-keys")
+NUMBER_SETTER(kms_aliases_per_key, kms_limits.kms_aliases_per_key, size_t, 1, 100000000, "max-aliases-per-key")
+NUMBER_SETTER(kms_tags_per_key, kms_limits.kms_tags_per_key, size_t, 1, 100000000, "max-tags-per-key")
+NUMBER_SETTER(kms_key_policy_bytes, kms_limits.kms_key_policy_bytes, size_t, 1, 100000000, "max-key-policy-bytes")
+NUMBER_SETTER(kms_grants_per_key, kms_limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
+NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
+NUMBER_SETTER(iam_roles, iam_limits.iam_roles, size_t, 1, 100000000, "max-roles")
+NUMBER_SETTER(iam_policies, iam_limits.iam_policies, size_t, 1, 100000000, "max-policies")
+NUMBER_SETTER(iam_attached, iam_limits.iam_attached, size_t, 1, 100000000, "max-attached-policies")
+NUMBER_SETTER(iam_user_inline_chars, iam_limits.iam_user_inline_chars, size_t, 1, 100000000, "max-user-inline-policy-chars")
+NUMBER_SETTER(iam_role_inline_chars, iam_limits.iam_role_inline_chars, size_t, 1, 100000000, "max-role-inline-policy-chars")
+NUMBER_SETTER(iam_managed_doc_chars, iam_limits.iam_managed_doc_chars, size_t, 1, 100000000, "max-managed-policy-chars")
+NUMBER_SETTER(iam_trust_doc_chars, iam_limits.iam_trust_doc_chars, size_t, 1, 100000000, "max-trust-policy-chars")
 #undef NUMBER_SETTER
 
 static coffer_err set_config_file(struct server_config *c, const char *v)
@@ -238,7 +238,8 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
     (void)set_log_level(c, "info");
-    c->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
+    c->kms_limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
+    c->iam_limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
 }
 
 static char *trim(char *s)

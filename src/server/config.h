@@ -11,7 +11,8 @@
 #include <stddef.h>
 
 #include "common/err.h"
-#include "quota/limits.h"
+#include "iam/directory.h"
+#include "kms/kms.h"
 
 #define CONFIG_DEFAULT_DATA_DIR "./coffer-data"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -37,7 +38,8 @@ struct server_config {
     unsigned audit_unauth_total;      /* the same from all sources together */
     unsigned audit_unauth_window_s;   /* the window, seconds */
     char log_level[16];
-    struct coffer_limits limits; /* resource quotas (quota/limits.h) */
+    struct kms_limits kms_limits; /* KMS resource quotas (kms/kms.h) */
+    struct iam_limits iam_limits; /* IAM resource quotas (iam/directory.h) */
     char config_file[1024];
 };
 

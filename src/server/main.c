@@ -1,7 +1,8 @@
 /*
  * cofferd: opens the data dir (store, root key, barrier, credentials, audit trail), makes the
- * TLS material and the operator's credentials on first start, starts the listener workers and
- * the scheduler, and shuts down gracefully on SIGTERM/SIGINT.
+ * TLS material and the operator's credentials on first start, starts the identity services and
+ * every registered service module (server/services.c), the listener workers and the scheduler
+ * of the services' jobs, and shuts down gracefully on SIGTERM/SIGINT.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,31 +25,69 @@
 #include "http/pipeline.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "iam/authz.h"
 #include "iam/credentials.h"
 #include "iam/directory.h"
 #include "iam/iam_service.h"
-#include "kms/kms.h"
 #include "quota/quota.h"
 #include "seal/seal.h"
 #include "server/config.h"
+#include "server/services.h"
 #include "store/store.h"
 
 #define BOOTSTRAP_MARKER "server/bootstrap"
 #define ADMIN_PROFILE "coffer"
 
+#define SCHEDULER_MAX_JOBS 32
+#define IDENTITY_SERVICES 3 /* IAM, STS, CofferAdmin */
+
+/* One job of a service and when it last ran. */
+struct scheduled {
+    const struct api_job *job;
+    int64_t last_ms;
+};
+
+/* Runs the jobs every registered service declares (api_service.jobs), one tick every interval_s. */
 struct scheduler {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
     int interval_s;
-    struct kms_service *kms;
+    struct scheduled jobs[SCHEDULER_MAX_JOBS];
+    size_t n_jobs;
 };
 
-/* The KMS service's own events (the sweeper's deletions) go to the trail like any request's. */
+/* Services' own events (the KMS sweeper's deletions) go to the trail like any request's. */
 static coffer_err trail_append_event(void *ctx, json_t *event)
 {
     return audit_trail_append(ctx, event);
+}
+
+static coffer_err scheduler_add_jobs(struct scheduler *s, const struct api_service *svc, int64_t now_ms)
+{
+    for (size_t i = 0; i < svc->n_jobs; i++) {
+        if (s->n_jobs == SCHEDULER_MAX_JOBS) {
+            return coffer_fail(COFFER_ERR_CONFIG, "more than %d scheduled jobs", SCHEDULER_MAX_JOBS);
+        }
+        s->jobs[s->n_jobs++] = (struct scheduled){.job = &svc->jobs[i], .last_ms = now_ms};
+    }
+    return COFFER_OK;
+}
+
+static void scheduler_tick(struct scheduler *s)
+{
+    for (size_t i = 0; i < s->n_jobs; i++) {
+        struct scheduled *j = &s->jobs[i];
+        int64_t now_ms = coffer_now_ms();
+        if (j->job->period_s > 0 && now_ms - j->last_ms < (int64_t)j->job->period_s * 1000) {
+            continue;
+        }
+        j->last_ms = now_ms;
+        if (j->job->fn(j->job->ctx, now_ms) != COFFER_OK) {
+            log_warn("scheduler: %s failed: %s", j->job->name, coffer_last_message());
+        }
+    }
 }
 
 static void *scheduler_main(void *arg)
@@ -64,9 +103,7 @@ static void *scheduler_main(void *arg)
             break;
         }
         pthread_mutex_unlock(&s->lock);
-        if (kms_service_sweep(s->kms, coffer_now_ms()) != COFFER_OK) {
-            log_warn("scheduler: key deletion sweep failed: %s", coffer_last_message());
-        }
+        scheduler_tick(s);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -164,7 +201,21 @@ static coffer_err ensure_dir(const char *path)
     return COFFER_OK;
 }
 
-int main(int argc, char **argv)
+/* One started service module. */
+struct running_service {
+    const struct api_module *module;
+    void *instance;
+};
+
+static void services_stop(struct running_service *run, size_t n)
+{
+    while (n > 0) {
+        n--;
+        run[n].module->stop(run[n].instance);
+    }
+}
+
+int cofferd_main(int argc, char **argv, const struct api_module *const *extra, size_t n_extra)
 {
     struct server_config cfg;
     coffer_err rc = COFFER_OK;
@@ -176,7 +227,8 @@ int main(int argc, char **argv)
     audit_trail *trail = NULL;
     audit_limiter *unauth_limit = NULL;
     quota *q = NULL;
-    struct kms_service *kms = NULL;
+    struct running_service running[PIPELINE_MAX_SERVICES];
+    size_t n_running = 0;
     authz *az = NULL;
     http_server *http = NULL;
     SSL_CTX *tls = NULL;
@@ -220,7 +272,7 @@ int main(int argc, char **argv)
     /* Sessions end with their role, whether or not policies are enforced. */
     struct iam_identity_source roles = iam_directory_identity_source(dir);
     iam_creds_set_session_roles(creds, &roles);
-    iam_directory_set_limits(dir, &cfg.limits);
+    iam_directory_set_limits(dir, &cfg.iam_limits);
     GUARD(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
     GUARD(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
@@ -233,14 +285,9 @@ int main(int argc, char **argv)
     };
     GUARD(audit_limiter_new(&limit_opts, &unauth_limit));
     q = quota_new(cfg.quota_crypto_rps);
-    GUARD(kms_service_new(st, sl, cfg.region, &kms));
-    kms_service_set_limits(kms, &cfg.limits);
-    kms_service_set_event_sink(kms, trail_append_event, trail);
     if (cfg.authorization) {
         struct iam_identity_source identities = iam_directory_identity_source(dir);
         GUARD(authz_new(&identities, &az));
-        kms_service_set_authorizer(kms, az);
-        GUARD(kms_service_bind_principals(kms));
     }
 
     if (!cfg.insecure_http) {
@@ -266,7 +313,31 @@ int main(int argc, char **argv)
         .trail = trail,
         .unauth_limit = unauth_limit,
     };
-    pipe.services[pipe.n_services++] = kms_service_api(kms);
+    /* The registered services first: the first answers requests that no service claims. */
+    struct server_service services[PIPELINE_MAX_SERVICES];
+    size_t n_services = server_services(&cfg, services, PIPELINE_MAX_SERVICES);
+    if (n_services + n_extra + IDENTITY_SERVICES > PIPELINE_MAX_SERVICES) {
+        FAIL_OUT(COFFER_ERR_CONFIG, "more than %d services", PIPELINE_MAX_SERVICES);
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        services[n_services++] = (struct server_service){.module = extra[i]};
+    }
+    for (size_t i = 0; i < n_services; i++) {
+        struct api_host host = {
+            .store = st,
+            .seal = sl,
+            .region = cfg.region,
+            .authz = az,
+            .record = trail_append_event,
+            .record_ctx = trail,
+            .settings = services[i].settings,
+        };
+        const struct api_service *api = NULL;
+        running[n_running].module = services[i].module;
+        GUARD(services[i].module->start(&host, &running[n_running].instance, &api));
+        n_running++;
+        pipe.services[pipe.n_services++] = api;
+    }
     pipe.services[pipe.n_services++] = iam_services_iam_api(identity);
     pipe.services[pipe.n_services++] = iam_services_sts_api(identity);
     pipe.services[pipe.n_services++] = iam_services_admin_api(identity);
@@ -288,7 +359,9 @@ int main(int argc, char **argv)
     GUARD(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));
 
     sched.interval_s = cfg.sweep_interval_s;
-    sched.kms = kms;
+    for (size_t i = 0; i < pipe.n_services; i++) {
+        GUARD(scheduler_add_jobs(&sched, pipe.services[i], coffer_now_ms()));
+    }
     if (pthread_create(&sched.thread, NULL, scheduler_main, &sched) != 0) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "cannot start the scheduler");
     }
@@ -315,7 +388,7 @@ out:
         pthread_mutex_unlock(&sched.lock);
         pthread_join(sched.thread, NULL);
     }
-    kms_service_free(kms);
+    services_stop(running, n_running);
     authz_free(az); /* before the directory it asks for identity policies */
     iam_services_free(identity);
     iam_directory_free(dir);

@@ -1,11 +1,12 @@
 /*
  * Fuzz target for the Query-protocol form reader. Properties: no crash or leak; a parse either
- * succeeds or fails with ValidationError; and a parsed form, re-encoded with query_url_encode,
+ * succeeds or fails with ValidationError; and a parsed form, re-encoded with coffer_url_encode,
  * parses back to the same object (round trip).
  */
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "common/codec.h"
 #include "http/query.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -24,9 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool first = true;
     json_object_foreach(j, key, val)
     {
-        if ((!first && coffer_buf_append_str(&enc, "&") != COFFER_OK) || query_url_encode(key, &enc) != COFFER_OK ||
+        if ((!first && coffer_buf_append_str(&enc, "&") != COFFER_OK) || coffer_url_encode(key, &enc) != COFFER_OK ||
             coffer_buf_append_str(&enc, "=") != COFFER_OK ||
-            query_url_encode(json_string_value(val), &enc) != COFFER_OK) {
+            coffer_url_encode(json_string_value(val), &enc) != COFFER_OK) {
             abort();
         }
         first = false;

@@ -23,7 +23,8 @@ REGION = "us-east-1"
 class Cofferd:
     """One cofferd process over a data dir; restartable on the same dir."""
 
-    def __init__(self, data_dir=None, extra_args=()):
+    def __init__(self, data_dir=None, extra_args=(), binary=None):
+        self.binary = binary or COFFERD
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="coffer-it-")
         self.extra_args = list(extra_args)
@@ -33,7 +34,7 @@ class Cofferd:
 
     def start(self, port=0, timeout=20):
         log = open(self.log_path, "ab")
-        args = [COFFERD, "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % port,
+        args = [self.binary, "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % port,
                 "--sweep-interval", "1"] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
@@ -145,10 +146,11 @@ class ServerTestCase(unittest.TestCase):
     """One cofferd for the whole class. Quotas are off: functional tests create keys faster
     than AWS's CreateKey rate; test_quota.py covers throttling with quotas on."""
     extra_args = ("--quota-crypto-rps", "0")
+    binary = None  # a cofferd variant built with test-only services (None: cofferd)
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Cofferd(extra_args=cls.extra_args).start()
+        cls.server = Cofferd(extra_args=cls.extra_args, binary=cls.binary).start()
 
     @classmethod
     def tearDownClass(cls):

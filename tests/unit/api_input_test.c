@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "common/codec.h"
+#include "api/api.h"
 #include "api/api_input.h"
 
 static json_t *parse(const char *s)
@@ -283,6 +284,38 @@ static void test_not_object(void **state)
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
 }
 
+/* A service's declaration overrides err.h's names field by field; no service means the defaults. */
+static void test_service_errors_and_sensitive_members(void **state)
+{
+    (void)state;
+    static const struct api_error_name errors[] = {
+        {COFFER_ERR_NOT_FOUND, "ParameterNotFound", 0, NULL},
+        {COFFER_ERR_INTERNAL, NULL, 503, "try again"},
+    };
+    static const char *const sensitive[] = {"Value", NULL};
+    struct api_service svc = {.errors = errors, .n_errors = 2, .sensitive_members = sensitive};
+    struct api_error e = api_service_error(&svc, COFFER_ERR_NOT_FOUND);
+    assert_string_equal(e.type, "ParameterNotFound");
+    assert_int_equal(e.status, 400);
+    e = api_service_error(&svc, COFFER_ERR_INTERNAL);
+    assert_string_equal(e.type, "InternalFailure");
+    assert_int_equal(e.status, 503);
+    assert_string_equal(e.message, "try again");
+    e = api_service_error(NULL, COFFER_ERR_INTERNAL);
+    assert_string_equal(e.type, "InternalFailure");
+    assert_int_equal(e.status, 500);
+    coffer_clear_err();
+    assert_string_equal(api_service_error_message(&svc, COFFER_ERR_INTERNAL), "try again");
+    coffer_fail(COFFER_ERR_INTERNAL, "disk on fire");
+    assert_string_equal(api_service_error_message(&svc, COFFER_ERR_INTERNAL), "disk on fire");
+    assert_string_equal(api_service_error_message(&svc, COFFER_ERR_NOT_FOUND), "not found");
+    assert_true(api_service_member_is_sensitive(&svc, "Value"));
+    assert_false(api_service_member_is_sensitive(&svc, "Name"));
+    svc.sensitive_members = NULL;
+    assert_false(api_service_member_is_sensitive(&svc, "Value"));
+    assert_true(api_service_member_is_sensitive(NULL, "Name"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_bool_enum_and_several_errors),
         cmocka_unit_test(test_map_list_tags),
         cmocka_unit_test(test_not_object),
+        cmocka_unit_test(test_service_errors_and_sensitive_members),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

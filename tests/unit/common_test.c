@@ -108,6 +108,16 @@ static void test_hex(void **state)
     assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeefzz"), back, 6), COFFER_ERR_VALIDATION);
 }
 
+static void test_url_encode(void **state)
+{
+    (void)state;
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(coffer_url_encode("{\"a\": \"b/c~d\"}\xC3\xA9", &b), COFFER_OK);
+    assert_int_equal(coffer_buf_nul_terminate(&b), COFFER_OK);
+    assert_string_equal((const char *)b.data, "%7B%22a%22%3A%20%22b%2Fc~d%22%7D%C3%A9");
+    coffer_buf_free(&b);
+}
+
 static void test_err_context(void **state)
 {
     coffer_clear_err();
@@ -116,10 +126,11 @@ static void test_err_context(void **state)
     assert_string_equal(coffer_err_message(COFFER_ERR_VALIDATION), "KeyId too long (3000)");
     /* A different code falls back to its own default message. */
     assert_string_equal(coffer_err_message(COFFER_ERR_DISABLED), "key is disabled");
-    assert_string_equal(coffer_err_aws_type(COFFER_ERR_INVALID_STATE), "KMSInvalidStateException");
+    /* The defaults name no service (a service maps its own names: api_service.errors). */
+    assert_string_equal(coffer_err_aws_type(COFFER_ERR_INVALID_STATE), "InvalidRequestException");
     assert_int_equal(coffer_err_http_status(COFFER_ERR_INTERNAL), 500);
     assert_int_equal(coffer_err_http_status(COFFER_ERR_NOT_FOUND), 400);
-    assert_string_equal(coffer_err_aws_type((coffer_err)9999), "KMSInternalException");
+    assert_string_equal(coffer_err_aws_type((coffer_err)9999), "InternalFailure");
 }
 
 static void test_time(void **state)
@@ -170,6 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_reads), cmocka_unit_test(test_buf_append_and_secret),
         cmocka_unit_test(test_b64),          cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_url_encode),
         cmocka_unit_test(test_err_context),  cmocka_unit_test(test_time),
         cmocka_unit_test(test_json_out_matches_jansson),
     };

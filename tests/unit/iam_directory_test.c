@@ -842,7 +842,7 @@ static void test_reopen_keeps_everything(void **state)
 static void test_quota_counters(void **state)
 {
     struct fixture *f = *state;
-    struct coffer_limits lim = COFFER_LIMITS_DEFAULT;
+    struct iam_limits lim = IAM_LIMITS_DEFAULT;
     lim.iam_users = 2;
     lim.iam_policies = 1;
     iam_directory_set_limits(f->d, &lim);

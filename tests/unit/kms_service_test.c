@@ -20,7 +20,6 @@
 #include "common/codec.h"
 #include "common/timeutil.h"
 #include "kms/kms.h"
-#include "quota/limits.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Harness                                                                                    */
@@ -241,6 +240,81 @@ static void test_op_table(void **state)
     o = api_service_find_op(e->api, "CreateKey", 9);
     assert_true(o->quota_rps == 5);
     assert_false(o->flags & API_OP_READONLY);
+}
+
+/* What KMS answered for every error before a service named its own errors: unchanged. */
+static const struct {
+    coffer_err code;
+    const char *type;
+    int status;
+} kms_wire_errors[] = {
+    {COFFER_ERR_NOMEM, "KMSInternalException", 500},
+    {COFFER_ERR_INTERNAL, "KMSInternalException", 500},
+    {COFFER_ERR_IO, "KMSInternalException", 500},
+    {COFFER_ERR_STORE, "KMSInternalException", 500},
+    {COFFER_ERR_AUDIT, "KMSInternalException", 500},
+    {COFFER_ERR_CRYPTO, "KMSInternalException", 500},
+    {COFFER_ERR_CONFIG, "KMSInternalException", 500},
+    {COFFER_ERR_USAGE, "ValidationException", 400},
+    {COFFER_ERR_UNAVAILABLE, "ServiceUnavailableException", 503},
+    {COFFER_ERR_VALIDATION, "ValidationException", 400},
+    {COFFER_ERR_SERIALIZATION, "SerializationException", 400},
+    {COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400},
+    {COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationException", 413},
+    {COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400},
+    {COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400},
+    {COFFER_ERR_INVALID_SIGNATURE, "InvalidSignatureException", 400},
+    {COFFER_ERR_UNRECOGNIZED_CLIENT, "UnrecognizedClientException", 400},
+    {COFFER_ERR_EXPIRED_TOKEN, "ExpiredTokenException", 400},
+    {COFFER_ERR_ACCESS_DENIED, "AccessDeniedException", 400},
+    {COFFER_ERR_THROTTLING, "ThrottlingException", 400},
+    {COFFER_ERR_NOT_FOUND, "NotFoundException", 400},
+    {COFFER_ERR_DISABLED, "DisabledException", 400},
+    {COFFER_ERR_INVALID_STATE, "KMSInvalidStateException", 400},
+    {COFFER_ERR_INVALID_CIPHERTEXT, "InvalidCiphertextException", 400},
+    {COFFER_ERR_INCORRECT_KEY, "IncorrectKeyException", 400},
+    {COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400},
+    {COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400},
+    {COFFER_ERR_INVALID_ALIAS_NAME, "InvalidAliasNameException", 400},
+    {COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400},
+    {COFFER_ERR_INVALID_ARN, "InvalidArnException", 400},
+    {COFFER_ERR_TAG, "TagException", 400},
+    {COFFER_ERR_LIMIT_EXCEEDED, "LimitExceededException", 400},
+    {COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocumentException", 400},
+    {COFFER_ERR_UNSUPPORTED_OPERATION, "UnsupportedOperationException", 400},
+    {COFFER_ERR_DRY_RUN, "DryRunOperationException", 400},
+    {COFFER_ERR_INVALID_GRANT_TOKEN, "InvalidGrantTokenException", 400},
+    {COFFER_ERR_INVALID_GRANT_ID, "InvalidGrantIdException", 400},
+    {COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404},
+    {COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409},
+    {COFFER_ERR_DELETE_CONFLICT, "DeleteConflict", 409},
+    {COFFER_ERR_BAD_MESSAGE, "InvalidCiphertextException", 400},
+    {COFFER_ERR_CANNOT_DECRYPT, "InvalidCiphertextException", 400},
+    {COFFER_ERR_COMMITMENT_MISMATCH, "InvalidCiphertextException", 400},
+    {COFFER_ERR_POLICY_VIOLATION, "ValidationException", 400},
+    {COFFER_ERR_BAD_SIGNATURE, "InvalidCiphertextException", 400},
+    {COFFER_ERR_LIMIT, "ValidationException", 400},
+    {COFFER_ERR_KEYRING, "KMSInternalException", 500},
+};
+
+static void test_declaration(void **state)
+{
+    struct env *e = *state;
+    for (size_t i = 0; i < sizeof(kms_wire_errors) / sizeof(kms_wire_errors[0]); i++) {
+        struct api_error got = api_service_error(e->api, kms_wire_errors[i].code);
+        assert_string_equal(got.type, kms_wire_errors[i].type);
+        assert_int_equal(got.status, kms_wire_errors[i].status);
+    }
+    coffer_clear_err();
+    assert_string_equal(api_service_error_message(e->api, COFFER_ERR_THROTTLING),
+                        "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.");
+    assert_true(api_service_member_is_sensitive(e->api, "Plaintext"));
+    assert_true(api_service_member_is_sensitive(e->api, "CiphertextBlob"));
+    assert_false(api_service_member_is_sensitive(e->api, "KeyId"));
+    /* The deletion sweeper is a job the service declares, run at every scheduler tick. */
+    assert_int_equal(e->api->n_jobs, 1);
+    assert_int_equal(e->api->jobs[0].period_s, 0);
+    assert_int_equal(e->api->jobs[0].fn(e->api->jobs[0].ctx, 0), COFFER_OK);
 }
 
 static void test_create_describe(void **state)
@@ -1023,7 +1097,7 @@ static void drop_record(struct env *e, const char *key)
 static void test_quota_counters(void **state)
 {
     struct env *e = *state;
-    struct coffer_limits lim = COFFER_LIMITS_DEFAULT;
+    struct kms_limits lim = KMS_LIMITS_DEFAULT;
     lim.kms_keys = 2;
     lim.kms_aliases_per_key = 1;
     kms_service_set_limits(e->svc, &lim);
@@ -1128,6 +1202,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_op_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_declaration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_key_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_decrypt, setup, teardown),

@@ -1,0 +1,51 @@
+/*
+ * How a service plugs into a daemon. A service folder exports one `struct api_module`; the
+ * daemon (server/services.c) lists the modules it serves, starts each with what it lends every
+ * service (api_host), registers the api_service the module returns with the request pipeline
+ * and the scheduler, and stops it at shutdown:
+ *
+ *   cofferd -> module.start(host) -> api_service (ops, errors, sensitive members, jobs)
+ *           -> pipeline + scheduler -> module.stop
+ *
+ * Nothing here is transport: a module never sees HTTP, and the daemon never sees a service's
+ * types (its settings block is passed through untyped).
+ */
+#ifndef COFFER_API_MODULE_H
+#define COFFER_API_MODULE_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+
+struct store;
+struct seal;
+struct authz;
+
+/*
+ * Records an event a service produces on its own, outside any request (KMS: the sweeper's
+ * DeleteKey), in the daemon's audit trail. `event` is borrowed. A failure means the event is
+ * not on record: the service must not commit what it describes.
+ */
+typedef coffer_err (*api_event_sink)(void *ctx, json_t *event);
+
+/* What the daemon lends a service; every pointer is borrowed and outlives the service. */
+struct api_host {
+    struct store *store;
+    struct seal *seal;    /* the barrier for everything secret the service persists */
+    const char *region;   /* the region this daemon answers for */
+    struct authz *authz;  /* the shared authorizer (iam/authz.h); NULL: authorization is off */
+    api_event_sink record;
+    void *record_ctx;
+    const void *settings; /* the service's own settings block from the configuration; NULL: defaults */
+};
+
+struct api_module {
+    const char *name; /* for logs: "kms" */
+    /* Creates the service; on success *instance is its state and *api its declaration (valid
+     * until stop). Called once, before any request. */
+    coffer_err (*start)(const struct api_host *host, void **instance, const struct api_service **api);
+    /* Frees the service; no request or job is in flight. Accepts NULL. */
+    void (*stop)(void *instance);
+};
+
+#endif

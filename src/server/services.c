@@ -1,0 +1,18 @@
+/*
+ * The registered services (see services.h): add a service here with one line.
+ */
+#include "server/services.h"
+
+#include "kms/kms.h"
+
+size_t server_services(const struct server_config *cfg, struct server_service *out, size_t max)
+{
+    const struct server_service registered[] = {
+        {&kms_module, &cfg->kms_limits},
+    };
+    size_t n = sizeof(registered) / sizeof(registered[0]);
+    for (size_t i = 0; i < n && i < max; i++) {
+        out[i] = registered[i];
+    }
+    return n;
+}
