@@ -52,6 +52,11 @@ static const struct api_op kms_ops[] = {
     {"UpdateKeyDescription", kms_op_UpdateKeyDescription, 0, 5},
 };
 
+static void free_key(void *p)
+{
+    kms_key_free(p);
+}
+
 coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
 {
     ENSURE_REF(st);
@@ -75,6 +80,8 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     pthread_rwlockattr_destroy(&attr);
     svc->st = st;
     svc->sl = sl;
+    coffer_map_init(&svc->keys, free_key);
+    coffer_map_init(&svc->aliases, free);
     svc->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
     snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
     svc->api.target_prefix = "TrentService";
@@ -136,23 +143,13 @@ const struct api_service *kms_service_api(struct kms_service *svc)
     return &svc->api;
 }
 
-static void free_str(void *p)
-{
-    free(p);
-}
-
-static void free_key(void *p)
-{
-    kms_key_free(p);
-}
-
 void kms_service_free(struct kms_service *svc)
 {
     if (svc == NULL) {
         return;
     }
-    kms_map_free(&svc->keys, free_key);
-    kms_map_free(&svc->aliases, free_str);
+    coffer_map_clean(&svc->keys);
+    coffer_map_clean(&svc->aliases);
     pthread_rwlock_destroy(&svc->lock);
     pthread_mutex_destroy(&svc->wmu);
     free(svc);
@@ -312,11 +309,11 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     struct kms_key *gone = NULL;
     pthread_rwlock_wrlock(&svc->lock);
     if (deleted) {
-        gone = kms_map_remove(&svc->keys, ck);
+        gone = coffer_map_take(&svc->keys, ck); /* freed after the lock: it wipes key material */
     }
     for (size_t i = 0; i < aliases.keys.n; i++) {
         /* "kms/alias/<acct>/<region>/<alias name>" -> "<acct>/<region>/<alias name>" */
-        free(kms_map_remove(&svc->aliases, aliases.keys.v[i] + strlen("kms/alias/")));
+        coffer_map_delete(&svc->aliases, aliases.keys.v[i] + strlen("kms/alias/"));
     }
     pthread_rwlock_unlock(&svc->lock);
     kms_key_free(gone);
