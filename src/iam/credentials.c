@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "common/codec.h"
+#include "common/map.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
@@ -43,7 +44,6 @@
 #define IAM_KEY_RECORD_PREFIX "iam/access-key/"
 #define IAM_KEY_SEAL_PREFIX "iam-access-key/"
 #define IAM_AKID_MAX 128
-#define IAM_CACHE_INITIAL_BUCKETS 256
 #define IAM_CREATE_ATTEMPTS 4
 #define IAM_SESSION_AKID_PREFIX "ASIA"
 #define IAM_SESSION_SEAL_PREFIX "sts-session/"
@@ -51,17 +51,13 @@
 
 struct cred_entry {
     struct sigv4_identity id; /* secret is a secret buffer owned by the entry */
-    uint64_t hash;
-    struct cred_entry *next;
 };
 
 struct iam_creds {
     store *st;              /* borrowed */
     seal *sl;               /* borrowed */
     pthread_rwlock_t lock;  /* guards the table */
-    struct cred_entry **buckets;
-    size_t nbuckets;        /* a power of two */
-    size_t count;
+    coffer_map cache;       /* access key id -> struct cred_entry * (owned) */
     atomic_uint_fast64_t gen; /* bumped by every eviction */
     struct iam_identity_source roles; /* whose roles sessions stand for; unset: not checked */
     bool has_roles;
@@ -79,24 +75,9 @@ static coffer_err unrecognized(void)
  * Cache
  * ------------------------------------------------------------------------------------------- */
 
-static uint64_t akid_hash(coffer_cursor akid)
+static struct cred_entry *cache_find(const struct iam_creds *c, coffer_cursor akid)
 {
-    /* FNV-1a: only keys that exist are inserted, so callers cannot choose colliding keys. */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < akid.len; i++) {
-        h = (h ^ akid.ptr[i]) * 1099511628211ull;
-    }
-    return h;
-}
-
-static struct cred_entry *cache_find(const struct iam_creds *c, coffer_cursor akid, uint64_t h)
-{
-    for (struct cred_entry *e = c->buckets[h & (c->nbuckets - 1)]; e != NULL; e = e->next) {
-        if (e->hash == h && coffer_cursor_eq_str(akid, e->id.access_key_id)) {
-            return e;
-        }
-    }
-    return NULL;
+    return coffer_map_get_n(&c->cache, akid.ptr, akid.len);
 }
 
 static void entry_free(struct cred_entry *e)
@@ -107,25 +88,9 @@ static void entry_free(struct cred_entry *e)
     }
 }
 
-static void cache_grow(struct iam_creds *c)
+static void entry_free_value(void *e)
 {
-    size_t n = c->nbuckets * 2;
-    struct cred_entry **b = calloc(n, sizeof(*b));
-    if (b == NULL) {
-        return; /* keep the longer chains; still correct */
-    }
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        struct cred_entry *e = c->buckets[i];
-        while (e != NULL) {
-            struct cred_entry *next = e->next;
-            e->next = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(c->buckets);
-    c->buckets = b;
-    c->nbuckets = n;
+    entry_free(e);
 }
 
 /*
@@ -135,18 +100,13 @@ static void cache_grow(struct iam_creds *c)
 static void cache_insert(struct iam_creds *c, struct cred_entry *e, uint64_t gen)
 {
     pthread_rwlock_wrlock(&c->lock);
-    if (atomic_load(&c->gen) != gen || cache_find(c, coffer_cursor_from_str(e->id.access_key_id), e->hash) != NULL) {
+    if (atomic_load(&c->gen) != gen || cache_find(c, coffer_cursor_from_str(e->id.access_key_id)) != NULL ||
+        coffer_map_put(&c->cache, e->id.access_key_id, e) != COFFER_OK) {
+        /* Stale, already there, or no memory: the entry is only a cache, so drop it. */
         pthread_rwlock_unlock(&c->lock);
         entry_free(e);
         return;
     }
-    if (c->count >= c->nbuckets * 2) {
-        cache_grow(c);
-    }
-    size_t b = e->hash & (c->nbuckets - 1);
-    e->next = c->buckets[b];
-    c->buckets[b] = e;
-    c->count++;
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -180,12 +140,7 @@ coffer_err iam_creds_new(store *st, seal *sl, iam_creds **out)
     if (c == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
-    c->buckets = calloc(IAM_CACHE_INITIAL_BUCKETS, sizeof(*c->buckets));
-    if (c->buckets == NULL) {
-        free(c);
-        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
-    }
-    c->nbuckets = IAM_CACHE_INITIAL_BUCKETS;
+    coffer_map_init(&c->cache, entry_free_value);
     c->st = st;
     c->sl = sl;
     pthread_rwlock_init(&c->lock, NULL);
@@ -198,15 +153,7 @@ void iam_creds_free(iam_creds *c)
     if (c == NULL) {
         return;
     }
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        struct cred_entry *e = c->buckets[i];
-        while (e != NULL) {
-            struct cred_entry *next = e->next;
-            entry_free(e);
-            e = next;
-        }
-    }
-    free(c->buckets);
+    coffer_map_clean(&c->cache);
     pthread_rwlock_destroy(&c->lock);
     free(c);
 }
@@ -316,7 +263,6 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
     GUARD(seal_record_open(c->sl, identity, coffer_buf_cursor(&sealed), &e->id.secret));
     GUARD(coffer_buf_nul_terminate(&e->id.secret));
     e->id.expires_at = 0;
-    e->hash = akid_hash(coffer_cursor_from_str(akid));
     *out = e;
     e = NULL;
 out:
@@ -465,7 +411,6 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
     }
     GUARD(coffer_buf_nul_terminate(&e->id.secret));
     memcpy(akid_out, e->id.access_key_id, IAM_AKID_LEN + 1);
-    e->hash = akid_hash(coffer_cursor_from_str(e->id.access_key_id));
     cache_insert(c, e, gen);
     e = NULL;
 out:
@@ -543,21 +488,9 @@ void iam_creds_evict(iam_creds *c, const char *akid)
     if (c == NULL || akid == NULL) {
         return;
     }
-    coffer_cursor k = coffer_cursor_from_str(akid);
-    uint64_t h = akid_hash(k);
     pthread_rwlock_wrlock(&c->lock);
     atomic_fetch_add(&c->gen, 1);
-    struct cred_entry **pp = &c->buckets[h & (c->nbuckets - 1)];
-    while (*pp != NULL) {
-        struct cred_entry *e = *pp;
-        if (e->hash == h && coffer_cursor_eq_str(k, e->id.access_key_id)) {
-            *pp = e->next;
-            entry_free(e);
-            c->count--;
-            break;
-        }
-        pp = &e->next;
-    }
+    coffer_map_delete(&c->cache, akid);
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -760,9 +693,8 @@ coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *
     if (session_token != NULL && session_token[0] != '\0') {
         return session_lookup(c, access_key_id, session_token, out);
     }
-    uint64_t h = akid_hash(access_key_id);
     pthread_rwlock_rdlock(&c->lock);
-    struct cred_entry *hit = cache_find(c, access_key_id, h);
+    struct cred_entry *hit = cache_find(c, access_key_id);
     coffer_err rc = hit != NULL ? identity_copy(&hit->id, out) : COFFER_ERR_NOT_FOUND;
     pthread_rwlock_unlock(&c->lock);
     if (hit != NULL) {
