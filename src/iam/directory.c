@@ -18,13 +18,13 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/map.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
 #include "iam/policy.h"
 
 #define DIR_KEY_MAX 256
-#define DIR_CACHE_BUCKETS 256
 #define DIR_CACHE_MAX_ENTRIES 8192 /* beyond this the cache starts over: memory stays bounded */
 #define DIR_ID_ATTEMPTS 8
 #define ARN_MAX 1024
@@ -39,18 +39,11 @@ struct plist {
     char uid[POLICY_UID_MAX]; /* the entity's unique id; "" when it does not exist */
 };
 
-struct pcache_entry {
-    char *arn;
-    struct plist *list;
-    struct pcache_entry *next;
-};
-
 struct iam_directory {
     store *st;        /* borrowed */
     iam_creds *creds; /* borrowed */
-    pthread_rwlock_t lock; /* guards buckets, n_entries and gen; readers are requests */
-    struct pcache_entry *buckets[DIR_CACHE_BUCKETS];
-    size_t n_entries;
+    pthread_rwlock_t lock; /* guards cache and gen; readers are requests */
+    coffer_map cache;      /* canonical principal -> struct plist * (one reference held) */
     uint64_t gen;
     struct coffer_limits limits;
 };
@@ -270,29 +263,14 @@ static void plist_release(struct plist *l)
     free(l);
 }
 
-static uint64_t arn_hash(const char *s)
+static void plist_release_value(void *l)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    }
-    return h;
+    plist_release(l);
 }
 
 static void cache_flush_locked(struct iam_directory *d)
 {
-    for (size_t i = 0; i < DIR_CACHE_BUCKETS; i++) {
-        struct pcache_entry *e = d->buckets[i];
-        while (e != NULL) {
-            struct pcache_entry *next = e->next;
-            plist_release(e->list);
-            free(e->arn);
-            free(e);
-            e = next;
-        }
-        d->buckets[i] = NULL;
-    }
-    d->n_entries = 0;
+    coffer_map_clean(&d->cache);
 }
 
 void iam_directory_invalidate(iam_directory *d)
@@ -443,43 +421,27 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
     for (char *p = canon; *p; p++) {
         *p = (char)tolower((unsigned char)*p);
     }
-    uint64_t h = arn_hash(canon);
-    struct plist *l = NULL;
     pthread_rwlock_rdlock(&d->lock);
     uint64_t gen = d->gen;
-    for (struct pcache_entry *e = d->buckets[h % DIR_CACHE_BUCKETS]; e != NULL; e = e->next) {
-        if (strcmp(e->arn, canon) == 0) {
-            l = e->list;
-            atomic_fetch_add(&l->refs, 1);
-            break;
-        }
+    struct plist *l = coffer_map_get(&d->cache, canon);
+    if (l != NULL) {
+        atomic_fetch_add(&l->refs, 1);
     }
     pthread_rwlock_unlock(&d->lock);
     if (l == NULL) {
         TRY(plist_build(d, kind, acct, name, &l));
-        struct pcache_entry *e = calloc(1, sizeof(*e));
-        char *key = strdup(canon);
         pthread_rwlock_wrlock(&d->lock);
-        bool present = false; /* another request may have built it meanwhile */
-        for (struct pcache_entry *x = d->buckets[h % DIR_CACHE_BUCKETS]; x != NULL && !present; x = x->next) {
-            present = strcmp(x->arn, canon) == 0;
-        }
-        if (e != NULL && key != NULL && d->gen == gen && !present) {
-            if (d->n_entries >= DIR_CACHE_MAX_ENTRIES) {
+        /* Another request may have built it meanwhile. */
+        if (d->gen == gen && coffer_map_get(&d->cache, canon) == NULL) {
+            if (coffer_map_count(&d->cache) >= DIR_CACHE_MAX_ENTRIES) {
                 cache_flush_locked(d);
             }
-            d->n_entries++;
-            e->arn = key;
-            e->list = l;
-            atomic_fetch_add(&l->refs, 1);
-            e->next = d->buckets[h % DIR_CACHE_BUCKETS];
-            d->buckets[h % DIR_CACHE_BUCKETS] = e;
-            e = NULL;
-            key = NULL;
+            atomic_fetch_add(&l->refs, 1); /* the cache's reference */
+            if (coffer_map_put(&d->cache, canon, l) != COFFER_OK) {
+                atomic_fetch_sub(&l->refs, 1); /* no memory: handed out, not cached */
+            }
         }
         pthread_rwlock_unlock(&d->lock);
-        free(e);
-        free(key);
     }
     out->items = (const policy *const *)l->items;
     out->n = l->n;
@@ -550,6 +512,7 @@ coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
     d->st = st;
     d->creds = creds;
     d->limits = (struct coffer_limits)COFFER_LIMITS_DEFAULT;
+    coffer_map_init(&d->cache, plist_release_value);
     pthread_rwlock_init(&d->lock, NULL);
     *out = d;
     return COFFER_OK;
