@@ -37,13 +37,11 @@
 #include "crypto/crypto.h"
 
 #define IAM_AKID_PREFIX "AKIA"
-#define IAM_AKID_LEN 20
 #define IAM_AKID_RANDOM_BYTES 10 /* 80 bits = 16 base32 characters */
 #define IAM_SECRET_LEN 40
 #define IAM_SECRET_RANDOM_BYTES 30 /* 240 bits = 40 base64 characters, no padding */
 #define IAM_KEY_RECORD_PREFIX "iam/access-key/"
 #define IAM_KEY_SEAL_PREFIX "iam-access-key/"
-#define IAM_AKID_MAX 128
 #define IAM_CREATE_ATTEMPTS 4
 #define IAM_SESSION_AKID_PREFIX "ASIA"
 #define IAM_SESSION_SEAL_PREFIX "sts-session/"
@@ -194,7 +192,7 @@ static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity 
     coffer_buf sealed = COFFER_BUF_INIT, b64 = COFFER_BUF_INIT;
     json_t *obj = NULL;
     char *text = NULL;
-    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + IAM_AKID_MAX];
+    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     char created[32];
     GUARD(seal_identity(id->access_key_id, identity, sizeof(identity)));
     GUARD(seal_record_seal(c->sl, identity, coffer_buf_cursor(&id->secret), &sealed));
@@ -232,7 +230,7 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
     coffer_buf sealed = COFFER_BUF_INIT;
     json_t *root = NULL;
     const char *account = NULL, *arn = NULL, *type = NULL, *pid = NULL, *status = NULL, *secret = NULL;
-    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + IAM_AKID_MAX];
+    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     struct cred_entry *e = calloc(1, sizeof(*e));
     if (e == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
@@ -300,10 +298,10 @@ static coffer_err random_id(const char *prefix, char *out, size_t cap)
 
 static bool valid_account_id(const char *a)
 {
-    if (a == NULL || strlen(a) != 12) {
+    if (a == NULL || strlen(a) != AWS_ACCOUNT_ID_LEN) {
         return false;
     }
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < AWS_ACCOUNT_ID_LEN; i++) {
         if (a[i] < '0' || a[i] > '9') {
             return false;
         }
@@ -344,7 +342,7 @@ static coffer_err txn_new_key(struct iam_creds *c, store_txn *t, struct sigv4_id
 {
     coffer_err rc = COFFER_OK;
     coffer_buf rec = COFFER_BUF_INIT, existing = COFFER_BUF_INIT;
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     for (int attempt = 0; attempt < IAM_CREATE_ATTEMPTS; attempt++) {
         GUARD(random_id(IAM_AKID_PREFIX, id->access_key_id, sizeof(id->access_key_id)));
         GUARD(record_key(id->access_key_id, key, sizeof(key)));
@@ -382,7 +380,8 @@ out:
 }
 
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            const char *principal_type, char akid_out[21], coffer_buf *secret_out)
+                            const char *principal_type, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                            coffer_buf *secret_out)
 {
     ENSURE_REF(c);
     ENSURE_REF(akid_out);
@@ -410,7 +409,7 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
         goto out;
     }
     GUARD(coffer_buf_nul_terminate(&e->id.secret));
-    memcpy(akid_out, e->id.access_key_id, IAM_AKID_LEN + 1);
+    memcpy(akid_out, e->id.access_key_id, IAM_ACCESS_KEY_ID_LEN + 1);
     cache_insert(c, e, gen);
     e = NULL;
 out:
@@ -419,8 +418,8 @@ out:
 }
 
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               const char *principal_type, const char *principal_id, char akid_out[21],
-                               coffer_buf *secret_out)
+                               const char *principal_type, const char *principal_id,
+                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(c != NULL && t != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!valid_account_id(account_id)) {
@@ -440,7 +439,7 @@ coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_i
         secret_out->len = start;
         goto out;
     }
-    memcpy(akid_out, id.access_key_id, IAM_AKID_LEN + 1);
+    memcpy(akid_out, id.access_key_id, IAM_ACCESS_KEY_ID_LEN + 1);
 out:
     coffer_buf_free(&id.secret);
     return rc;
@@ -453,8 +452,8 @@ coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid,
     coffer_buf rec = COFFER_BUF_INIT;
     json_t *root = NULL;
     char *text = NULL;
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
-    ENSURE(strlen(akid) <= IAM_AKID_MAX, COFFER_ERR_VALIDATION);
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
+    ENSURE(strlen(akid) <= AWS_ACCESS_KEY_ID_MAX, COFFER_ERR_VALIDATION);
     GUARD(record_key(akid, key, sizeof(key)));
     GUARD(store_txn_get(t, key, &rec));
     root = json_loadb((const char *)rec.data, rec.len, JSON_REJECT_DUPLICATES, NULL);
@@ -477,8 +476,8 @@ out:
 coffer_err iam_creds_delete_in(iam_creds *c, store_txn *t, const char *akid)
 {
     ENSURE(c != NULL && t != NULL && akid != NULL, COFFER_ERR_USAGE);
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
-    ENSURE(strlen(akid) <= IAM_AKID_MAX, COFFER_ERR_VALIDATION);
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
+    ENSURE(strlen(akid) <= AWS_ACCESS_KEY_ID_MAX, COFFER_ERR_VALIDATION);
     TRY(record_key(akid, key, sizeof(key)));
     return store_txn_delete(t, key);
 }
@@ -505,8 +504,9 @@ static coffer_err session_identity(const char *akid, char *out, size_t cap)
     return COFFER_OK;
 }
 
-coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec, char akid_out[21],
-                                   coffer_buf *secret_out, coffer_buf *token_out)
+coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec,
+                                   char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out,
+                                   coffer_buf *token_out)
 {
     ENSURE(c != NULL && spec != NULL && akid_out != NULL && secret_out != NULL && token_out != NULL,
            COFFER_ERR_USAGE);
@@ -518,8 +518,8 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     coffer_buf plain = COFFER_SECRET_BUF_INIT, sealed = COFFER_BUF_INIT;
     json_t *obj = NULL;
     char *text = NULL;
-    char akid[IAM_AKID_LEN + 1];
-    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
+    char akid[IAM_ACCESS_KEY_ID_LEN + 1];
+    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     size_t secret_start = secret_out->len, token_start = token_out->len;
     GUARD(identity_build(spec->account_id, spec->session_arn, "AssumedRole", spec->principal_id, &id));
     GUARD(coffer_buf_nul_terminate(&id.secret));
@@ -543,7 +543,7 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     GUARD(coffer_buf_nul_terminate(token_out));
     GUARD(coffer_buf_append(secret_out, id.secret.data, strlen((const char *)id.secret.data)));
     GUARD(coffer_buf_nul_terminate(secret_out));
-    memcpy(akid_out, akid, IAM_AKID_LEN + 1);
+    memcpy(akid_out, akid, IAM_ACCESS_KEY_ID_LEN + 1);
 out:
     if (rc != COFFER_OK) {
         secret_out->len = secret_start;
@@ -607,12 +607,12 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     struct sigv4_identity id;
     memset(&id, 0, sizeof(id));
     coffer_buf_init(&id.secret, true);
-    char akid[IAM_AKID_MAX + 1];
-    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
+    char akid[AWS_ACCESS_KEY_ID_MAX + 1];
+    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     const char *account = NULL, *role = NULL, *arn = NULL, *pid = NULL, *secret = NULL;
     json_int_t expires = 0, issued = 0;
     size_t tlen = strlen(token);
-    if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_AKID_LEN ||
+    if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_ACCESS_KEY_ID_LEN ||
         memcmp(akid_cur.ptr, IAM_SESSION_AKID_PREFIX, 4) != 0) {
         return unrecognized();
     }
@@ -667,7 +667,7 @@ out:
 
 static bool plausible_akid(coffer_cursor a)
 {
-    if (a.len < 16 || a.len > IAM_AKID_MAX) {
+    if (a.len < 16 || a.len > AWS_ACCESS_KEY_ID_MAX) {
         return false;
     }
     for (size_t i = 0; i < a.len; i++) {
@@ -701,8 +701,8 @@ coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *
         return rc;
     }
 
-    char akid[IAM_AKID_MAX + 1];
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
+    char akid[AWS_ACCESS_KEY_ID_MAX + 1];
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     memcpy(akid, access_key_id.ptr, access_key_id.len);
     akid[access_key_id.len] = '\0';
     TRY(record_key(akid, key, sizeof(key)));

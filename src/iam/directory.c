@@ -87,10 +87,10 @@ static bool path_valid(const char *p)
 
 static bool account_valid(const char *a)
 {
-    if (a == NULL || strlen(a) != IAM_DIR_ACCOUNT_ID_LEN) {
+    if (a == NULL || strlen(a) != AWS_ACCOUNT_ID_LEN) {
         return false;
     }
-    for (size_t i = 0; i < IAM_DIR_ACCOUNT_ID_LEN; i++) {
+    for (size_t i = 0; i < AWS_ACCOUNT_ID_LEN; i++) {
         if (a[i] < '0' || a[i] > '9') {
             return false;
         }
@@ -98,22 +98,22 @@ static bool account_valid(const char *a)
     return true;
 }
 
-bool iam_arn_parse(const char *arn, const char *resource_type, char acct[13], char name[IAM_DIR_POLICY_NAME_MAX + 1])
+bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1])
 {
     static const char prefix[] = "arn:aws:iam::";
     if (arn == NULL || strncmp(arn, prefix, sizeof(prefix) - 1) != 0) {
         return false;
     }
     const char *a = arn + sizeof(prefix) - 1;
-    if (strlen(a) < IAM_DIR_ACCOUNT_ID_LEN + 1 || a[IAM_DIR_ACCOUNT_ID_LEN] != ':') {
+    if (strlen(a) < AWS_ACCOUNT_ID_LEN + 1 || a[AWS_ACCOUNT_ID_LEN] != ':') {
         return false;
     }
-    memcpy(acct, a, IAM_DIR_ACCOUNT_ID_LEN);
-    acct[IAM_DIR_ACCOUNT_ID_LEN] = '\0';
+    memcpy(acct, a, AWS_ACCOUNT_ID_LEN);
+    acct[AWS_ACCOUNT_ID_LEN] = '\0';
     if (!account_valid(acct)) {
         return false;
     }
-    const char *res = a + IAM_DIR_ACCOUNT_ID_LEN + 1;
+    const char *res = a + AWS_ACCOUNT_ID_LEN + 1;
     size_t tl = strlen(resource_type);
     if (strncmp(res, resource_type, tl) != 0 || res[tl] != '/') {
         return false;
@@ -346,7 +346,7 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
     json_t *arn;
     json_array_foreach(member_arr(rec, "_attached"), i, arn)
     {
-        char pacct[13], pn[IAM_DIR_POLICY_NAME_MAX + 1], pkey[DIR_KEY_MAX];
+        char pacct[AWS_ACCOUNT_ID_LEN + 1], pn[IAM_DIR_POLICY_NAME_MAX + 1], pkey[DIR_KEY_MAX];
         json_t *prec = NULL;
         if (!iam_arn_parse(json_string_value(arn), "policy", pacct, pn)) {
             continue;
@@ -372,7 +372,7 @@ out:
 }
 
 /* Maps a principal ARN to the user or role whose policies apply. */
-static bool principal_target(const char *arn, enum iam_kind *kind, char acct[13], char name[IAM_DIR_POLICY_NAME_MAX + 1])
+static bool principal_target(const char *arn, enum iam_kind *kind, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1])
 {
     if (iam_arn_parse(arn, "user", acct, name)) {
         *kind = IAM_KIND_USER;
@@ -387,11 +387,11 @@ static bool principal_target(const char *arn, enum iam_kind *kind, char acct[13]
     if (arn != NULL && strncmp(arn, sts, sizeof(sts) - 1) == 0) {
         const char *a = arn + sizeof(sts) - 1;
         static const char ar[] = ":assumed-role/";
-        if (strlen(a) > IAM_DIR_ACCOUNT_ID_LEN + sizeof(ar) - 1 &&
-            strncmp(a + IAM_DIR_ACCOUNT_ID_LEN, ar, sizeof(ar) - 1) == 0) {
-            memcpy(acct, a, IAM_DIR_ACCOUNT_ID_LEN);
-            acct[IAM_DIR_ACCOUNT_ID_LEN] = '\0';
-            const char *r = a + IAM_DIR_ACCOUNT_ID_LEN + sizeof(ar) - 1;
+        if (strlen(a) > AWS_ACCOUNT_ID_LEN + sizeof(ar) - 1 &&
+            strncmp(a + AWS_ACCOUNT_ID_LEN, ar, sizeof(ar) - 1) == 0) {
+            memcpy(acct, a, AWS_ACCOUNT_ID_LEN);
+            acct[AWS_ACCOUNT_ID_LEN] = '\0';
+            const char *r = a + AWS_ACCOUNT_ID_LEN + sizeof(ar) - 1;
             const char *slash = strchr(r, '/');
             size_t n = slash ? (size_t)(slash - r) : strlen(r);
             if (!account_valid(acct) || n == 0 || n > IAM_DIR_NAME_MAX) {
@@ -412,7 +412,7 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
     ENSURE(d != NULL && out != NULL, COFFER_ERR_USAGE);
     memset(out, 0, sizeof(*out));
     enum iam_kind kind;
-    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1];
     if (!principal_target(principal_arn, &kind, acct, name)) {
         return COFFER_OK;
     }
@@ -454,7 +454,7 @@ coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POL
 {
     ENSURE(d != NULL && arn != NULL, COFFER_ERR_USAGE);
     enum iam_kind kind;
-    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1], key[DIR_KEY_MAX];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1], key[DIR_KEY_MAX];
     if (!policy_principal_bindable(arn) || !principal_target(arn, &kind, acct, name)) {
         return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "no such principal %.256s", arn);
     }
@@ -729,7 +729,7 @@ out:
     return rc;
 }
 
-static coffer_err random_account(char out[13])
+static coffer_err random_account(char out[AWS_ACCOUNT_ID_LEN + 1])
 {
     uint8_t r[8];
     TRY(crypto_random(r, sizeof(r)));
@@ -742,8 +742,8 @@ static coffer_err random_account(char out[13])
     return COFFER_OK;
 }
 
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[13],
-                                  char akid_out[21], coffer_buf *secret_out)
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
+                                  char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(d != NULL && account_id_out != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!account_name_valid(name)) {
@@ -753,11 +753,11 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
-    char acct[13] = "", key[DIR_KEY_MAX], root[64], akid[21];
+    char acct[AWS_ACCOUNT_ID_LEN + 1] = "", key[DIR_KEY_MAX], root[AWS_ROOT_ARN_LEN + 1], akid[IAM_ACCESS_KEY_ID_LEN + 1];
     size_t start = secret_out->len;
     GUARD(store_txn_begin(d->st, &t));
     for (int i = 0; i < DIR_ID_ATTEMPTS && acct[0] == '\0'; i++) {
-        char cand[13];
+        char cand[AWS_ACCOUNT_ID_LEN + 1];
         GUARD(random_account(cand));
         snprintf(key, sizeof(key), "iam/account/%s", cand);
         coffer_buf_reset(&b);
@@ -1278,7 +1278,7 @@ static coffer_err policy_not_found(const char *arn)
 /* The store key of a managed policy of `acct` named by `arn`. */
 static coffer_err policy_key(const char *acct, const char *arn, char key[DIR_KEY_MAX])
 {
-    char pacct[13], pn[IAM_DIR_POLICY_NAME_MAX + 1];
+    char pacct[AWS_ACCOUNT_ID_LEN + 1], pn[IAM_DIR_POLICY_NAME_MAX + 1];
     if (!iam_arn_parse(arn, "policy", pacct, pn) || strcmp(pacct, acct) != 0) {
         return policy_not_found(arn);
     }
@@ -1523,7 +1523,7 @@ struct key_arg {
     bool active;          /* update */
     bool remove;          /* delete */
     int64_t now_s;        /* create */
-    char new_akid[21];    /* create: out */
+    char new_akid[IAM_ACCESS_KEY_ID_LEN + 1];    /* create: out */
     coffer_buf secret;    /* create: out (secret buffer) */
     char when[32];
 };
