@@ -27,6 +27,7 @@
 #define DIR_KEY_MAX 256
 #define DIR_CACHE_MAX_ENTRIES 8192 /* beyond this the cache starts over: memory stays bounded */
 #define DIR_ID_ATTEMPTS 8
+#define DIR_UNIQUE_ID_CHARS 17 /* random base32 characters after the "AIDA"/"AROA"/"ANPA" prefix */
 #define ARN_MAX 1024
 
 static const char base32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -129,7 +130,7 @@ bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACC
 /* `prefix` + 17 base32 characters (85 random bits), the shape of IAM unique ids. */
 static coffer_err random_id(const char *prefix, char *out, size_t cap)
 {
-    uint8_t r[17];
+    uint8_t r[DIR_UNIQUE_ID_CHARS];
     size_t plen = strlen(prefix);
     ENSURE(cap > plen + sizeof(r), COFFER_ERR_INTERNAL);
     TRY(crypto_random(r, sizeof(r)));
@@ -1018,7 +1019,7 @@ coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *n
 {
     ENSURE(d != NULL, COFFER_ERR_USAGE);
     TRY(check_name_path(IAM_KIND_USER, acct, name, &path));
-    char id[32], arn[ARN_MAX], when[32];
+    char id[POLICY_UID_MAX], arn[ARN_MAX], when[32];
     TRY(random_id("AIDA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:user%s%s", acct, path, name);
     iso_time(now_s, when);
@@ -1062,7 +1063,7 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
     policy_free(p);
     json_t *trust_ids = NULL;
     TRY(trust_principals(d, trust_doc, true, &trust_ids));
-    char id[32], arn[ARN_MAX], when[32];
+    char id[POLICY_UID_MAX], arn[ARN_MAX], when[32];
     TRY(random_id("AROA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role%s%s", acct, path, name);
     iso_time(now_s, when);
@@ -1305,7 +1306,7 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
     json_t *rec = NULL;
-    char id[32], arn[ARN_MAX], when[32], key[DIR_KEY_MAX];
+    char id[POLICY_UID_MAX], arn[ARN_MAX], when[32], key[DIR_KEY_MAX];
     GUARD(random_id("ANPA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:policy%s%s", acct, path, name);
     iso_time(now_s, when);
