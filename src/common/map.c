@@ -17,7 +17,7 @@ struct coffer_map_entry {
     uint64_t hash;                 /* of the key under the table's hash key */
     void *value;                   /* never NULL */
     size_t key_len;
-    char key[];                    /* key_len bytes, then a NUL */
+    char key[]; /* key_len bytes, then a NUL */
 };
 
 /* ------------------------------------------------------------------------------------------ */

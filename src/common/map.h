@@ -30,11 +30,11 @@ struct coffer_map_entry;
 /* Embed it and call coffer_map_init; the fields are the map's own. A zeroed map is a valid
  * empty map whose values are never freed. */
 typedef struct coffer_map {
-    struct coffer_map_entry **slots;           /* chains; NULL until the first insert */
-    size_t nslots;                             /* 0 or a power of two */
-    size_t count;                              /* entries */
-    coffer_map_free_fn free_value;             /* NULL: values are not the map's to free */
-    uint8_t hash_key[COFFER_HASH_KEY_LEN];     /* drawn with each new table */
+    struct coffer_map_entry **slots;       /* chains; NULL until the first insert */
+    size_t nslots;                         /* 0 or a power of two */
+    size_t count;                          /* entries */
+    coffer_map_free_fn free_value;         /* NULL: values are not the map's to free */
+    uint8_t hash_key[COFFER_HASH_KEY_LEN]; /* drawn with each new table */
 } coffer_map;
 
 /* Walks every entry once, in no particular order. */
