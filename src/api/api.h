@@ -15,18 +15,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/aws_ids.h"
 #include "common/err.h"
 
-#define API_ACCOUNT_ID_LEN 12
+#define API_ACCOUNT_ID_LEN AWS_ACCOUNT_ID_LEN
 
 /* Who is calling: filled by the SigV4 verifier from the credential record. */
 struct api_caller {
     char account_id[API_ACCOUNT_ID_LEN + 1]; /* "000000000000" */
-    char access_key_id[129];
-    char principal_arn[256];  /* "arn:aws:iam::000000000000:root" or a user/role ARN */
-    char principal_id[129];   /* AWS userIdentity.principalId */
-    char principal_type[32];  /* "Root", "IAMUser", "AssumedRole" */
-    char role_arn[256];       /* for an AssumedRole session, "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
+    char access_key_id[AWS_ACCESS_KEY_ID_MAX + 1];
+    char principal_arn[AWS_PRINCIPAL_ARN_MAX + 1];   /* "arn:aws:iam::000000000000:root" or a user/role ARN */
+    char principal_id[AWS_PRINCIPAL_ID_MAX + 1];     /* AWS userIdentity.principalId */
+    char principal_type[AWS_PRINCIPAL_TYPE_MAX + 1]; /* "Root", "IAMUser", "AssumedRole" */
+    char role_arn[AWS_PRINCIPAL_ARN_MAX + 1];        /* AssumedRole: "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
     const char *source_ip;    /* borrowed, valid for the call */
     const char *user_agent;   /* borrowed, may be "" */
     bool secure_transport;    /* true over TLS */

@@ -540,7 +540,7 @@ coffer_err sigv4_string_to_sign(coffer_cursor canonical_request, const char *amz
 }
 
 coffer_err sigv4_signing_key(coffer_cursor secret, const char *date, const char *region, const char *service,
-                             uint8_t out[32])
+                             uint8_t out[CRYPTO_SHA256_LEN])
 {
     ENSURE(date != NULL && region != NULL && service != NULL && out != NULL, COFFER_ERR_USAGE);
     coffer_err rc = COFFER_OK;

@@ -13,7 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/aws_ids.h"
 #include "common/buf.h"
+#include "crypto/crypto.h"
 
 #define SIGV4_MAX_SIGNED_HEADERS 64
 #define SIGV4_DEFAULT_SKEW_S (15 * 60)
@@ -59,12 +61,12 @@ coffer_err sigv4_parse_authorization(coffer_cursor header, struct sigv4_authoriz
  * valid until sigv4_verify returns; the lookup copies account and principal data for the caller.
  */
 struct sigv4_identity {
-    char access_key_id[129];
-    char account_id[13];
-    char principal_arn[256];
-    char principal_id[129];
-    char principal_type[32];
-    char role_arn[256]; /* assumed-role sessions: the role's ARN; "" otherwise */
+    char access_key_id[AWS_ACCESS_KEY_ID_MAX + 1];
+    char account_id[AWS_ACCOUNT_ID_LEN + 1];
+    char principal_arn[AWS_PRINCIPAL_ARN_MAX + 1];
+    char principal_id[AWS_PRINCIPAL_ID_MAX + 1];
+    char principal_type[AWS_PRINCIPAL_TYPE_MAX + 1];
+    char role_arn[AWS_PRINCIPAL_ARN_MAX + 1]; /* assumed-role sessions: the role's ARN; "" otherwise */
     coffer_buf secret; /* secret access key (secret buffer), owned: freed by sigv4_identity_clean */
     int64_t expires_at; /* 0 = never; temporary credentials (session token) expire */
     int64_t issued_at;  /* temporary credentials: when issued (epoch s, aws:TokenIssueTime); 0 = not known */
@@ -126,6 +128,6 @@ coffer_err sigv4_canonical_request(const struct sigv4_request *req, coffer_curso
 coffer_err sigv4_string_to_sign(coffer_cursor canonical_request, const char *amz_date, const char *scope,
                                 coffer_buf *out) __attribute__((warn_unused_result));
 coffer_err sigv4_signing_key(coffer_cursor secret, const char *date, const char *region, const char *service,
-                             uint8_t out[32]) __attribute__((warn_unused_result));
+                             uint8_t out[CRYPTO_SHA256_LEN]) __attribute__((warn_unused_result));
 
 #endif

@@ -31,19 +31,17 @@
 #include <string.h>
 
 #include "common/codec.h"
+#include "common/map.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
 
 #define IAM_AKID_PREFIX "AKIA"
-#define IAM_AKID_LEN 20
 #define IAM_AKID_RANDOM_BYTES 10 /* 80 bits = 16 base32 characters */
 #define IAM_SECRET_LEN 40
 #define IAM_SECRET_RANDOM_BYTES 30 /* 240 bits = 40 base64 characters, no padding */
 #define IAM_KEY_RECORD_PREFIX "iam/access-key/"
 #define IAM_KEY_SEAL_PREFIX "iam-access-key/"
-#define IAM_AKID_MAX 128
-#define IAM_CACHE_INITIAL_BUCKETS 256
 #define IAM_CREATE_ATTEMPTS 4
 #define IAM_SESSION_AKID_PREFIX "ASIA"
 #define IAM_SESSION_SEAL_PREFIX "sts-session/"
@@ -51,17 +49,13 @@
 
 struct cred_entry {
     struct sigv4_identity id; /* secret is a secret buffer owned by the entry */
-    uint64_t hash;
-    struct cred_entry *next;
 };
 
 struct iam_creds {
     store *st;              /* borrowed */
     seal *sl;               /* borrowed */
     pthread_rwlock_t lock;  /* guards the table */
-    struct cred_entry **buckets;
-    size_t nbuckets;        /* a power of two */
-    size_t count;
+    coffer_map cache;       /* access key id -> struct cred_entry * (owned) */
     atomic_uint_fast64_t gen; /* bumped by every eviction */
     struct iam_identity_source roles; /* whose roles sessions stand for; unset: not checked */
     bool has_roles;
@@ -79,24 +73,9 @@ static coffer_err unrecognized(void)
  * Cache
  * ------------------------------------------------------------------------------------------- */
 
-static uint64_t akid_hash(coffer_cursor akid)
+static struct cred_entry *cache_find(const struct iam_creds *c, coffer_cursor akid)
 {
-    /* FNV-1a: only keys that exist are inserted, so callers cannot choose colliding keys. */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < akid.len; i++) {
-        h = (h ^ akid.ptr[i]) * 1099511628211ull;
-    }
-    return h;
-}
-
-static struct cred_entry *cache_find(const struct iam_creds *c, coffer_cursor akid, uint64_t h)
-{
-    for (struct cred_entry *e = c->buckets[h & (c->nbuckets - 1)]; e != NULL; e = e->next) {
-        if (e->hash == h && coffer_cursor_eq_str(akid, e->id.access_key_id)) {
-            return e;
-        }
-    }
-    return NULL;
+    return coffer_map_get_n(&c->cache, akid.ptr, akid.len);
 }
 
 static void entry_free(struct cred_entry *e)
@@ -107,25 +86,9 @@ static void entry_free(struct cred_entry *e)
     }
 }
 
-static void cache_grow(struct iam_creds *c)
+static void entry_free_value(void *e)
 {
-    size_t n = c->nbuckets * 2;
-    struct cred_entry **b = calloc(n, sizeof(*b));
-    if (b == NULL) {
-        return; /* keep the longer chains; still correct */
-    }
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        struct cred_entry *e = c->buckets[i];
-        while (e != NULL) {
-            struct cred_entry *next = e->next;
-            e->next = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(c->buckets);
-    c->buckets = b;
-    c->nbuckets = n;
+    entry_free(e);
 }
 
 /*
@@ -135,18 +98,13 @@ static void cache_grow(struct iam_creds *c)
 static void cache_insert(struct iam_creds *c, struct cred_entry *e, uint64_t gen)
 {
     pthread_rwlock_wrlock(&c->lock);
-    if (atomic_load(&c->gen) != gen || cache_find(c, coffer_cursor_from_str(e->id.access_key_id), e->hash) != NULL) {
+    if (atomic_load(&c->gen) != gen || cache_find(c, coffer_cursor_from_str(e->id.access_key_id)) != NULL ||
+        coffer_map_put(&c->cache, e->id.access_key_id, e) != COFFER_OK) {
+        /* Stale, already there, or no memory: the entry is only a cache, so drop it. */
         pthread_rwlock_unlock(&c->lock);
         entry_free(e);
         return;
     }
-    if (c->count >= c->nbuckets * 2) {
-        cache_grow(c);
-    }
-    size_t b = e->hash & (c->nbuckets - 1);
-    e->next = c->buckets[b];
-    c->buckets[b] = e;
-    c->count++;
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -180,12 +138,7 @@ coffer_err iam_creds_new(store *st, seal *sl, iam_creds **out)
     if (c == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
-    c->buckets = calloc(IAM_CACHE_INITIAL_BUCKETS, sizeof(*c->buckets));
-    if (c->buckets == NULL) {
-        free(c);
-        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
-    }
-    c->nbuckets = IAM_CACHE_INITIAL_BUCKETS;
+    coffer_map_init(&c->cache, entry_free_value);
     c->st = st;
     c->sl = sl;
     pthread_rwlock_init(&c->lock, NULL);
@@ -198,15 +151,7 @@ void iam_creds_free(iam_creds *c)
     if (c == NULL) {
         return;
     }
-    for (size_t i = 0; i < c->nbuckets; i++) {
-        struct cred_entry *e = c->buckets[i];
-        while (e != NULL) {
-            struct cred_entry *next = e->next;
-            entry_free(e);
-            e = next;
-        }
-    }
-    free(c->buckets);
+    coffer_map_clean(&c->cache);
     pthread_rwlock_destroy(&c->lock);
     free(c);
 }
@@ -247,7 +192,7 @@ static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity 
     coffer_buf sealed = COFFER_BUF_INIT, b64 = COFFER_BUF_INIT;
     json_t *obj = NULL;
     char *text = NULL;
-    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + IAM_AKID_MAX];
+    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     char created[32];
     GUARD(seal_identity(id->access_key_id, identity, sizeof(identity)));
     GUARD(seal_record_seal(c->sl, identity, coffer_buf_cursor(&id->secret), &sealed));
@@ -285,7 +230,7 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
     coffer_buf sealed = COFFER_BUF_INIT;
     json_t *root = NULL;
     const char *account = NULL, *arn = NULL, *type = NULL, *pid = NULL, *status = NULL, *secret = NULL;
-    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + IAM_AKID_MAX];
+    char identity[sizeof(IAM_KEY_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     struct cred_entry *e = calloc(1, sizeof(*e));
     if (e == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
@@ -316,7 +261,6 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
     GUARD(seal_record_open(c->sl, identity, coffer_buf_cursor(&sealed), &e->id.secret));
     GUARD(coffer_buf_nul_terminate(&e->id.secret));
     e->id.expires_at = 0;
-    e->hash = akid_hash(coffer_cursor_from_str(akid));
     *out = e;
     e = NULL;
 out:
@@ -354,10 +298,10 @@ static coffer_err random_id(const char *prefix, char *out, size_t cap)
 
 static bool valid_account_id(const char *a)
 {
-    if (a == NULL || strlen(a) != 12) {
+    if (a == NULL || strlen(a) != AWS_ACCOUNT_ID_LEN) {
         return false;
     }
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < AWS_ACCOUNT_ID_LEN; i++) {
         if (a[i] < '0' || a[i] > '9') {
             return false;
         }
@@ -398,7 +342,7 @@ static coffer_err txn_new_key(struct iam_creds *c, store_txn *t, struct sigv4_id
 {
     coffer_err rc = COFFER_OK;
     coffer_buf rec = COFFER_BUF_INIT, existing = COFFER_BUF_INIT;
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     for (int attempt = 0; attempt < IAM_CREATE_ATTEMPTS; attempt++) {
         GUARD(random_id(IAM_AKID_PREFIX, id->access_key_id, sizeof(id->access_key_id)));
         GUARD(record_key(id->access_key_id, key, sizeof(key)));
@@ -436,7 +380,8 @@ out:
 }
 
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            const char *principal_type, char akid_out[21], coffer_buf *secret_out)
+                            const char *principal_type, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                            coffer_buf *secret_out)
 {
     ENSURE_REF(c);
     ENSURE_REF(akid_out);
@@ -464,8 +409,7 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
         goto out;
     }
     GUARD(coffer_buf_nul_terminate(&e->id.secret));
-    memcpy(akid_out, e->id.access_key_id, IAM_AKID_LEN + 1);
-    e->hash = akid_hash(coffer_cursor_from_str(e->id.access_key_id));
+    memcpy(akid_out, e->id.access_key_id, IAM_ACCESS_KEY_ID_LEN + 1);
     cache_insert(c, e, gen);
     e = NULL;
 out:
@@ -474,8 +418,8 @@ out:
 }
 
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               const char *principal_type, const char *principal_id, char akid_out[21],
-                               coffer_buf *secret_out)
+                               const char *principal_type, const char *principal_id,
+                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(c != NULL && t != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!valid_account_id(account_id)) {
@@ -495,7 +439,7 @@ coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_i
         secret_out->len = start;
         goto out;
     }
-    memcpy(akid_out, id.access_key_id, IAM_AKID_LEN + 1);
+    memcpy(akid_out, id.access_key_id, IAM_ACCESS_KEY_ID_LEN + 1);
 out:
     coffer_buf_free(&id.secret);
     return rc;
@@ -508,8 +452,8 @@ coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid,
     coffer_buf rec = COFFER_BUF_INIT;
     json_t *root = NULL;
     char *text = NULL;
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
-    ENSURE(strlen(akid) <= IAM_AKID_MAX, COFFER_ERR_VALIDATION);
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
+    ENSURE(strlen(akid) <= AWS_ACCESS_KEY_ID_MAX, COFFER_ERR_VALIDATION);
     GUARD(record_key(akid, key, sizeof(key)));
     GUARD(store_txn_get(t, key, &rec));
     root = json_loadb((const char *)rec.data, rec.len, JSON_REJECT_DUPLICATES, NULL);
@@ -532,8 +476,8 @@ out:
 coffer_err iam_creds_delete_in(iam_creds *c, store_txn *t, const char *akid)
 {
     ENSURE(c != NULL && t != NULL && akid != NULL, COFFER_ERR_USAGE);
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
-    ENSURE(strlen(akid) <= IAM_AKID_MAX, COFFER_ERR_VALIDATION);
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
+    ENSURE(strlen(akid) <= AWS_ACCESS_KEY_ID_MAX, COFFER_ERR_VALIDATION);
     TRY(record_key(akid, key, sizeof(key)));
     return store_txn_delete(t, key);
 }
@@ -543,21 +487,9 @@ void iam_creds_evict(iam_creds *c, const char *akid)
     if (c == NULL || akid == NULL) {
         return;
     }
-    coffer_cursor k = coffer_cursor_from_str(akid);
-    uint64_t h = akid_hash(k);
     pthread_rwlock_wrlock(&c->lock);
     atomic_fetch_add(&c->gen, 1);
-    struct cred_entry **pp = &c->buckets[h & (c->nbuckets - 1)];
-    while (*pp != NULL) {
-        struct cred_entry *e = *pp;
-        if (e->hash == h && coffer_cursor_eq_str(k, e->id.access_key_id)) {
-            *pp = e->next;
-            entry_free(e);
-            c->count--;
-            break;
-        }
-        pp = &e->next;
-    }
+    coffer_map_delete(&c->cache, akid);
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -572,8 +504,9 @@ static coffer_err session_identity(const char *akid, char *out, size_t cap)
     return COFFER_OK;
 }
 
-coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec, char akid_out[21],
-                                   coffer_buf *secret_out, coffer_buf *token_out)
+coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec,
+                                   char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out,
+                                   coffer_buf *token_out)
 {
     ENSURE(c != NULL && spec != NULL && akid_out != NULL && secret_out != NULL && token_out != NULL,
            COFFER_ERR_USAGE);
@@ -585,8 +518,8 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     coffer_buf plain = COFFER_SECRET_BUF_INIT, sealed = COFFER_BUF_INIT;
     json_t *obj = NULL;
     char *text = NULL;
-    char akid[IAM_AKID_LEN + 1];
-    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
+    char akid[IAM_ACCESS_KEY_ID_LEN + 1];
+    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     size_t secret_start = secret_out->len, token_start = token_out->len;
     GUARD(identity_build(spec->account_id, spec->session_arn, "AssumedRole", spec->principal_id, &id));
     GUARD(coffer_buf_nul_terminate(&id.secret));
@@ -610,7 +543,7 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     GUARD(coffer_buf_nul_terminate(token_out));
     GUARD(coffer_buf_append(secret_out, id.secret.data, strlen((const char *)id.secret.data)));
     GUARD(coffer_buf_nul_terminate(secret_out));
-    memcpy(akid_out, akid, IAM_AKID_LEN + 1);
+    memcpy(akid_out, akid, IAM_ACCESS_KEY_ID_LEN + 1);
 out:
     if (rc != COFFER_OK) {
         secret_out->len = secret_start;
@@ -674,12 +607,12 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     struct sigv4_identity id;
     memset(&id, 0, sizeof(id));
     coffer_buf_init(&id.secret, true);
-    char akid[IAM_AKID_MAX + 1];
-    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + IAM_AKID_MAX];
+    char akid[AWS_ACCESS_KEY_ID_MAX + 1];
+    char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     const char *account = NULL, *role = NULL, *arn = NULL, *pid = NULL, *secret = NULL;
     json_int_t expires = 0, issued = 0;
     size_t tlen = strlen(token);
-    if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_AKID_LEN ||
+    if (tlen > IAM_SESSION_TOKEN_MAX || akid_cur.len != IAM_ACCESS_KEY_ID_LEN ||
         memcmp(akid_cur.ptr, IAM_SESSION_AKID_PREFIX, 4) != 0) {
         return unrecognized();
     }
@@ -734,7 +667,7 @@ out:
 
 static bool plausible_akid(coffer_cursor a)
 {
-    if (a.len < 16 || a.len > IAM_AKID_MAX) {
+    if (a.len < 16 || a.len > AWS_ACCESS_KEY_ID_MAX) {
         return false;
     }
     for (size_t i = 0; i < a.len; i++) {
@@ -760,17 +693,16 @@ coffer_err iam_creds_lookup(void *ctx, coffer_cursor access_key_id, const char *
     if (session_token != NULL && session_token[0] != '\0') {
         return session_lookup(c, access_key_id, session_token, out);
     }
-    uint64_t h = akid_hash(access_key_id);
     pthread_rwlock_rdlock(&c->lock);
-    struct cred_entry *hit = cache_find(c, access_key_id, h);
+    struct cred_entry *hit = cache_find(c, access_key_id);
     coffer_err rc = hit != NULL ? identity_copy(&hit->id, out) : COFFER_ERR_NOT_FOUND;
     pthread_rwlock_unlock(&c->lock);
     if (hit != NULL) {
         return rc;
     }
 
-    char akid[IAM_AKID_MAX + 1];
-    char key[sizeof(IAM_KEY_RECORD_PREFIX) + IAM_AKID_MAX];
+    char akid[AWS_ACCESS_KEY_ID_MAX + 1];
+    char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     memcpy(akid, access_key_id.ptr, access_key_id.len);
     akid[access_key_id.len] = '\0';
     TRY(record_key(akid, key, sizeof(key)));

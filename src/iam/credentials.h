@@ -14,6 +14,9 @@
 #include "seal/seal.h"
 #include "store/store.h"
 
+/* Access key ids this server issues: "AKIA" (long-term) or "ASIA" (session) + 16 base32. */
+#define IAM_ACCESS_KEY_ID_LEN 20
+
 typedef struct iam_creds iam_creds;
 
 coffer_err iam_creds_new(store *st, seal *sl, iam_creds **out) __attribute__((warn_unused_result));
@@ -25,8 +28,8 @@ void iam_creds_free(iam_creds *c);
  * (NUL-terminated) into the secret buffer `secret_out`.
  */
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            const char *principal_type, char akid_out[21], coffer_buf *secret_out)
-    __attribute__((warn_unused_result));
+                            const char *principal_type, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                            coffer_buf *secret_out) __attribute__((warn_unused_result));
 
 /*
  * The same inside the caller's transaction `t` (IAM CreateAccessKey, account creation), with
@@ -34,8 +37,9 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
  * The record becomes visible when the caller commits; lookups load it from the store then.
  */
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               const char *principal_type, const char *principal_id, char akid_out[21],
-                               coffer_buf *secret_out) __attribute__((warn_unused_result));
+                               const char *principal_type, const char *principal_id,
+                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
+    __attribute__((warn_unused_result));
 
 /*
  * Marks a key Active or Inactive, or deletes it, inside `t` (COFFER_ERR_NOT_FOUND when there
@@ -65,8 +69,9 @@ struct iam_session_spec {
  * `token_out`). Nothing is stored: the token is the session sealed by the barrier, so lookups
  * open it and it stays valid across restarts until `expires_at`.
  */
-coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec, char akid_out[21],
-                                   coffer_buf *secret_out, coffer_buf *token_out) __attribute__((warn_unused_result));
+coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *spec,
+                                   char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out,
+                                   coffer_buf *token_out) __attribute__((warn_unused_result));
 
 /*
  * Sessions end with their role: once set, every lookup of a session token asks `roles` (copied;

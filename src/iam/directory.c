@@ -18,15 +18,16 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/map.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
 #include "iam/policy.h"
 
 #define DIR_KEY_MAX 256
-#define DIR_CACHE_BUCKETS 256
 #define DIR_CACHE_MAX_ENTRIES 8192 /* beyond this the cache starts over: memory stays bounded */
 #define DIR_ID_ATTEMPTS 8
+#define DIR_UNIQUE_ID_CHARS 17 /* random base32 characters after the "AIDA"/"AROA"/"ANPA" prefix */
 #define ARN_MAX 1024
 
 static const char base32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -39,18 +40,11 @@ struct plist {
     char uid[POLICY_UID_MAX]; /* the entity's unique id; "" when it does not exist */
 };
 
-struct pcache_entry {
-    char *arn;
-    struct plist *list;
-    struct pcache_entry *next;
-};
-
 struct iam_directory {
     store *st;        /* borrowed */
     iam_creds *creds; /* borrowed */
-    pthread_rwlock_t lock; /* guards buckets, n_entries and gen; readers are requests */
-    struct pcache_entry *buckets[DIR_CACHE_BUCKETS];
-    size_t n_entries;
+    pthread_rwlock_t lock; /* guards cache and gen; readers are requests */
+    coffer_map cache;      /* canonical principal -> struct plist * (one reference held) */
     uint64_t gen;
     struct iam_limits limits;
 };
@@ -94,10 +88,10 @@ static bool path_valid(const char *p)
 
 static bool account_valid(const char *a)
 {
-    if (a == NULL || strlen(a) != IAM_DIR_ACCOUNT_ID_LEN) {
+    if (a == NULL || strlen(a) != AWS_ACCOUNT_ID_LEN) {
         return false;
     }
-    for (size_t i = 0; i < IAM_DIR_ACCOUNT_ID_LEN; i++) {
+    for (size_t i = 0; i < AWS_ACCOUNT_ID_LEN; i++) {
         if (a[i] < '0' || a[i] > '9') {
             return false;
         }
@@ -105,22 +99,22 @@ static bool account_valid(const char *a)
     return true;
 }
 
-bool iam_arn_parse(const char *arn, const char *resource_type, char acct[13], char name[IAM_DIR_POLICY_NAME_MAX + 1])
+bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1])
 {
     static const char prefix[] = "arn:aws:iam::";
     if (arn == NULL || strncmp(arn, prefix, sizeof(prefix) - 1) != 0) {
         return false;
     }
     const char *a = arn + sizeof(prefix) - 1;
-    if (strlen(a) < IAM_DIR_ACCOUNT_ID_LEN + 1 || a[IAM_DIR_ACCOUNT_ID_LEN] != ':') {
+    if (strlen(a) < AWS_ACCOUNT_ID_LEN + 1 || a[AWS_ACCOUNT_ID_LEN] != ':') {
         return false;
     }
-    memcpy(acct, a, IAM_DIR_ACCOUNT_ID_LEN);
-    acct[IAM_DIR_ACCOUNT_ID_LEN] = '\0';
+    memcpy(acct, a, AWS_ACCOUNT_ID_LEN);
+    acct[AWS_ACCOUNT_ID_LEN] = '\0';
     if (!account_valid(acct)) {
         return false;
     }
-    const char *res = a + IAM_DIR_ACCOUNT_ID_LEN + 1;
+    const char *res = a + AWS_ACCOUNT_ID_LEN + 1;
     size_t tl = strlen(resource_type);
     if (strncmp(res, resource_type, tl) != 0 || res[tl] != '/') {
         return false;
@@ -136,7 +130,7 @@ bool iam_arn_parse(const char *arn, const char *resource_type, char acct[13], ch
 /* `prefix` + 17 base32 characters (85 random bits), the shape of IAM unique ids. */
 static coffer_err random_id(const char *prefix, char *out, size_t cap)
 {
-    uint8_t r[17];
+    uint8_t r[DIR_UNIQUE_ID_CHARS];
     size_t plen = strlen(prefix);
     ENSURE(cap > plen + sizeof(r), COFFER_ERR_INTERNAL);
     TRY(crypto_random(r, sizeof(r)));
@@ -270,29 +264,14 @@ static void plist_release(struct plist *l)
     free(l);
 }
 
-static uint64_t arn_hash(const char *s)
+static void plist_release_value(void *l)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    }
-    return h;
+    plist_release(l);
 }
 
 static void cache_flush_locked(struct iam_directory *d)
 {
-    for (size_t i = 0; i < DIR_CACHE_BUCKETS; i++) {
-        struct pcache_entry *e = d->buckets[i];
-        while (e != NULL) {
-            struct pcache_entry *next = e->next;
-            plist_release(e->list);
-            free(e->arn);
-            free(e);
-            e = next;
-        }
-        d->buckets[i] = NULL;
-    }
-    d->n_entries = 0;
+    coffer_map_clean(&d->cache);
 }
 
 void iam_directory_invalidate(iam_directory *d)
@@ -368,7 +347,7 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
     json_t *arn;
     json_array_foreach(member_arr(rec, "_attached"), i, arn)
     {
-        char pacct[13], pn[IAM_DIR_POLICY_NAME_MAX + 1], pkey[DIR_KEY_MAX];
+        char pacct[AWS_ACCOUNT_ID_LEN + 1], pn[IAM_DIR_POLICY_NAME_MAX + 1], pkey[DIR_KEY_MAX];
         json_t *prec = NULL;
         if (!iam_arn_parse(json_string_value(arn), "policy", pacct, pn)) {
             continue;
@@ -394,7 +373,7 @@ out:
 }
 
 /* Maps a principal ARN to the user or role whose policies apply. */
-static bool principal_target(const char *arn, enum iam_kind *kind, char acct[13], char name[IAM_DIR_POLICY_NAME_MAX + 1])
+static bool principal_target(const char *arn, enum iam_kind *kind, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1])
 {
     if (iam_arn_parse(arn, "user", acct, name)) {
         *kind = IAM_KIND_USER;
@@ -409,11 +388,11 @@ static bool principal_target(const char *arn, enum iam_kind *kind, char acct[13]
     if (arn != NULL && strncmp(arn, sts, sizeof(sts) - 1) == 0) {
         const char *a = arn + sizeof(sts) - 1;
         static const char ar[] = ":assumed-role/";
-        if (strlen(a) > IAM_DIR_ACCOUNT_ID_LEN + sizeof(ar) - 1 &&
-            strncmp(a + IAM_DIR_ACCOUNT_ID_LEN, ar, sizeof(ar) - 1) == 0) {
-            memcpy(acct, a, IAM_DIR_ACCOUNT_ID_LEN);
-            acct[IAM_DIR_ACCOUNT_ID_LEN] = '\0';
-            const char *r = a + IAM_DIR_ACCOUNT_ID_LEN + sizeof(ar) - 1;
+        if (strlen(a) > AWS_ACCOUNT_ID_LEN + sizeof(ar) - 1 &&
+            strncmp(a + AWS_ACCOUNT_ID_LEN, ar, sizeof(ar) - 1) == 0) {
+            memcpy(acct, a, AWS_ACCOUNT_ID_LEN);
+            acct[AWS_ACCOUNT_ID_LEN] = '\0';
+            const char *r = a + AWS_ACCOUNT_ID_LEN + sizeof(ar) - 1;
             const char *slash = strchr(r, '/');
             size_t n = slash ? (size_t)(slash - r) : strlen(r);
             if (!account_valid(acct) || n == 0 || n > IAM_DIR_NAME_MAX) {
@@ -434,7 +413,7 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
     ENSURE(d != NULL && out != NULL, COFFER_ERR_USAGE);
     memset(out, 0, sizeof(*out));
     enum iam_kind kind;
-    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1];
     if (!principal_target(principal_arn, &kind, acct, name)) {
         return COFFER_OK;
     }
@@ -443,43 +422,27 @@ static coffer_err source_policies(void *ctx, const char *principal_arn, struct i
     for (char *p = canon; *p; p++) {
         *p = (char)tolower((unsigned char)*p);
     }
-    uint64_t h = arn_hash(canon);
-    struct plist *l = NULL;
     pthread_rwlock_rdlock(&d->lock);
     uint64_t gen = d->gen;
-    for (struct pcache_entry *e = d->buckets[h % DIR_CACHE_BUCKETS]; e != NULL; e = e->next) {
-        if (strcmp(e->arn, canon) == 0) {
-            l = e->list;
-            atomic_fetch_add(&l->refs, 1);
-            break;
-        }
+    struct plist *l = coffer_map_get(&d->cache, canon);
+    if (l != NULL) {
+        atomic_fetch_add(&l->refs, 1);
     }
     pthread_rwlock_unlock(&d->lock);
     if (l == NULL) {
         TRY(plist_build(d, kind, acct, name, &l));
-        struct pcache_entry *e = calloc(1, sizeof(*e));
-        char *key = strdup(canon);
         pthread_rwlock_wrlock(&d->lock);
-        bool present = false; /* another request may have built it meanwhile */
-        for (struct pcache_entry *x = d->buckets[h % DIR_CACHE_BUCKETS]; x != NULL && !present; x = x->next) {
-            present = strcmp(x->arn, canon) == 0;
-        }
-        if (e != NULL && key != NULL && d->gen == gen && !present) {
-            if (d->n_entries >= DIR_CACHE_MAX_ENTRIES) {
+        /* Another request may have built it meanwhile. */
+        if (d->gen == gen && coffer_map_get(&d->cache, canon) == NULL) {
+            if (coffer_map_count(&d->cache) >= DIR_CACHE_MAX_ENTRIES) {
                 cache_flush_locked(d);
             }
-            d->n_entries++;
-            e->arn = key;
-            e->list = l;
-            atomic_fetch_add(&l->refs, 1);
-            e->next = d->buckets[h % DIR_CACHE_BUCKETS];
-            d->buckets[h % DIR_CACHE_BUCKETS] = e;
-            e = NULL;
-            key = NULL;
+            atomic_fetch_add(&l->refs, 1); /* the cache's reference */
+            if (coffer_map_put(&d->cache, canon, l) != COFFER_OK) {
+                atomic_fetch_sub(&l->refs, 1); /* no memory: handed out, not cached */
+            }
         }
         pthread_rwlock_unlock(&d->lock);
-        free(e);
-        free(key);
     }
     out->items = (const policy *const *)l->items;
     out->n = l->n;
@@ -492,7 +455,7 @@ coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POL
 {
     ENSURE(d != NULL && arn != NULL, COFFER_ERR_USAGE);
     enum iam_kind kind;
-    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1], key[DIR_KEY_MAX];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1], key[DIR_KEY_MAX];
     if (!policy_principal_bindable(arn) || !principal_target(arn, &kind, acct, name)) {
         return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "no such principal %.256s", arn);
     }
@@ -550,6 +513,7 @@ coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
     d->st = st;
     d->creds = creds;
     d->limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
+    coffer_map_init(&d->cache, plist_release_value);
     pthread_rwlock_init(&d->lock, NULL);
     *out = d;
     return COFFER_OK;
@@ -766,7 +730,7 @@ out:
     return rc;
 }
 
-static coffer_err random_account(char out[13])
+static coffer_err random_account(char out[AWS_ACCOUNT_ID_LEN + 1])
 {
     uint8_t r[8];
     TRY(crypto_random(r, sizeof(r)));
@@ -779,8 +743,8 @@ static coffer_err random_account(char out[13])
     return COFFER_OK;
 }
 
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[13],
-                                  char akid_out[21], coffer_buf *secret_out)
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
+                                  char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(d != NULL && account_id_out != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!account_name_valid(name)) {
@@ -790,11 +754,11 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
-    char acct[13] = "", key[DIR_KEY_MAX], root[64], akid[21];
+    char acct[AWS_ACCOUNT_ID_LEN + 1] = "", key[DIR_KEY_MAX], root[AWS_ROOT_ARN_LEN + 1], akid[IAM_ACCESS_KEY_ID_LEN + 1];
     size_t start = secret_out->len;
     GUARD(store_txn_begin(d->st, &t));
     for (int i = 0; i < DIR_ID_ATTEMPTS && acct[0] == '\0'; i++) {
-        char cand[13];
+        char cand[AWS_ACCOUNT_ID_LEN + 1];
         GUARD(random_account(cand));
         snprintf(key, sizeof(key), "iam/account/%s", cand);
         coffer_buf_reset(&b);
@@ -1055,7 +1019,7 @@ coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *n
 {
     ENSURE(d != NULL, COFFER_ERR_USAGE);
     TRY(check_name_path(IAM_KIND_USER, acct, name, &path));
-    char id[32], arn[ARN_MAX], when[32];
+    char id[POLICY_UID_MAX], arn[ARN_MAX], when[32];
     TRY(random_id("AIDA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:user%s%s", acct, path, name);
     iso_time(now_s, when);
@@ -1099,7 +1063,7 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
     policy_free(p);
     json_t *trust_ids = NULL;
     TRY(trust_principals(d, trust_doc, true, &trust_ids));
-    char id[32], arn[ARN_MAX], when[32];
+    char id[POLICY_UID_MAX], arn[ARN_MAX], when[32];
     TRY(random_id("AROA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role%s%s", acct, path, name);
     iso_time(now_s, when);
@@ -1315,7 +1279,7 @@ static coffer_err policy_not_found(const char *arn)
 /* The store key of a managed policy of `acct` named by `arn`. */
 static coffer_err policy_key(const char *acct, const char *arn, char key[DIR_KEY_MAX])
 {
-    char pacct[13], pn[IAM_DIR_POLICY_NAME_MAX + 1];
+    char pacct[AWS_ACCOUNT_ID_LEN + 1], pn[IAM_DIR_POLICY_NAME_MAX + 1];
     if (!iam_arn_parse(arn, "policy", pacct, pn) || strcmp(pacct, acct) != 0) {
         return policy_not_found(arn);
     }
@@ -1342,7 +1306,7 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
     json_t *rec = NULL;
-    char id[32], arn[ARN_MAX], when[32], key[DIR_KEY_MAX];
+    char id[POLICY_UID_MAX], arn[ARN_MAX], when[32], key[DIR_KEY_MAX];
     GUARD(random_id("ANPA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:policy%s%s", acct, path, name);
     iso_time(now_s, when);
@@ -1560,7 +1524,7 @@ struct key_arg {
     bool active;          /* update */
     bool remove;          /* delete */
     int64_t now_s;        /* create */
-    char new_akid[21];    /* create: out */
+    char new_akid[IAM_ACCESS_KEY_ID_LEN + 1];    /* create: out */
     coffer_buf secret;    /* create: out (secret buffer) */
     char when[32];
 };

@@ -32,12 +32,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/aws_ids.h"
 #include "iam/credentials.h"
 #include "iam/identity.h"
 #include "iam/policy.h"
 #include "store/store.h"
 
-#define IAM_DIR_ACCOUNT_ID_LEN 12
 #define IAM_DIR_NAME_MAX 64           /* user and role names */
 #define IAM_DIR_POLICY_NAME_MAX 128   /* inline and managed policy names */
 #define IAM_DIR_PATH_MAX 512
@@ -102,8 +102,8 @@ coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, cons
  * Creates an account with a fresh random 12-digit id and an access key for its root. Writes the
  * id and the key id; appends the secret (NUL-terminated) to the secret buffer `secret_out`.
  */
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[13],
-                                  char akid_out[21], coffer_buf *secret_out) __attribute__((warn_unused_result));
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
+                                  char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out) __attribute__((warn_unused_result));
 coffer_err iam_dir_account_list(iam_directory *d, json_t **out) __attribute__((warn_unused_result));
 
 /* ---- users and roles ---- */
@@ -194,7 +194,7 @@ coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POL
 /* ---- ARNs and names ---- */
 
 /* Parses "arn:aws:iam::ACCT:user/path/NAME" (or role/..., policy/...): account and last segment. */
-bool iam_arn_parse(const char *arn, const char *resource_type, char acct[13], char name[IAM_DIR_POLICY_NAME_MAX + 1]);
+bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1]);
 /* IAM name rule [\w+=,.@-]{1,max}. */
 bool iam_name_valid(const char *name, size_t max);
 

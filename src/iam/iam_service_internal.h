@@ -12,7 +12,7 @@ struct iam_services {
     iam_directory *dir;    /* borrowed */
     iam_creds *creds;      /* borrowed */
     struct iam_identity_source source;
-    char operator_account[13];
+    char operator_account[AWS_ACCOUNT_ID_LEN + 1];
     struct api_service iam_api;
     struct api_service sts_api;
     struct api_service admin_api;

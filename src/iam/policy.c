@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/aws_ids.h"
 #include "iam/policy_internal.h"
 
 #define MALFORMED COFFER_ERR_MALFORMED_POLICY
@@ -285,7 +286,7 @@ static coffer_err compile_patterns(const struct cctx *cc, const json_t *v, const
 static bool is_account_id(const char *s)
 {
     size_t n = strlen(s);
-    if (n != 12) {
+    if (n != AWS_ACCOUNT_ID_LEN) {
         return false;
     }
     for (size_t i = 0; i < n; i++) {
@@ -297,22 +298,23 @@ static bool is_account_id(const char *s)
 }
 
 /* "arn:aws:iam::123456789012:root" -> copies the account id into acct. */
-static bool is_root_arn(const char *s, char acct[13])
+static bool is_root_arn(const char *s, char acct[AWS_ACCOUNT_ID_LEN + 1])
 {
     const char *pfx = "arn:aws:iam::";
     size_t pl = strlen(pfx);
-    if (strncmp(s, pfx, pl) != 0 || strlen(s) != pl + 12 + 5 || strcmp(s + pl + 12, ":root") != 0) {
+    if (strncmp(s, pfx, pl) != 0 || strlen(s) != AWS_ROOT_ARN_LEN ||
+        strcmp(s + pl + AWS_ACCOUNT_ID_LEN, ":root") != 0) {
         return false;
     }
-    memcpy(acct, s + pl, 12);
-    acct[12] = '\0';
+    memcpy(acct, s + pl, AWS_ACCOUNT_ID_LEN);
+    acct[AWS_ACCOUNT_ID_LEN] = '\0';
     return is_account_id(acct);
 }
 
 static coffer_err compile_principal_entry(const struct cctx *cc, const char *type, const char *s,
                                           struct principal *out)
 {
-    char acct[13];
+    char acct[AWS_ACCOUNT_ID_LEN + 1];
     if (strcmp(type, "AWS") == 0) {
         if (strcmp(s, "*") == 0) {
             out->kind = PRINCIPAL_ANY;
@@ -822,15 +824,16 @@ bool policy_principal_bindable(const char *arn)
         return false;
     }
     const char *a = arn + sizeof(pfx) - 1;
-    if (strlen(a) < 14 || a[12] != ':') {
+    if (strlen(a) < AWS_ACCOUNT_ID_LEN + 2 || a[AWS_ACCOUNT_ID_LEN] != ':') {
         return false;
     }
-    for (size_t i = 0; i < 12; i++) {
+    for (size_t i = 0; i < AWS_ACCOUNT_ID_LEN; i++) {
         if (!isdigit((unsigned char)a[i])) {
             return false;
         }
     }
-    return strncmp(a + 13, "user/", 5) == 0 || strncmp(a + 13, "role/", 5) == 0;
+    const char *res = a + AWS_ACCOUNT_ID_LEN + 1;
+    return strncmp(res, "user/", 5) == 0 || strncmp(res, "role/", 5) == 0;
 }
 
 coffer_err policy_bind_principals(policy *p, policy_uid_lookup_fn lookup, void *ctx)

@@ -82,11 +82,11 @@ static coffer_err session_output(iam_services *s, struct api_call *call, json_t 
 {
     coffer_err rc = COFFER_OK;
     coffer_buf secret = COFFER_SECRET_BUF_INIT, token = COFFER_BUF_INIT;
-    char akid[21], session_arn[STS_ARN_MAX], pid[160], expiration[32];
+    char akid[IAM_ACCESS_KEY_ID_LEN + 1], session_arn[STS_ARN_MAX], pid[160], expiration[32];
     const char *role_arn = json_string_value(json_object_get(role, "Arn"));
     const char *role_name = json_string_value(json_object_get(role, "RoleName"));
     const char *role_id = json_string_value(json_object_get(role, "RoleId"));
-    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1];
     if (role_arn == NULL || role_name == NULL || role_id == NULL || !iam_arn_parse(role_arn, "role", acct, name)) {
         return coffer_fail(COFFER_ERR_STORE, "malformed role record");
     }
@@ -152,7 +152,7 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
         duration = v;
     }
     /* A role that does not exist is refused exactly like one that does not trust the caller. */
-    char acct[13], name[IAM_DIR_POLICY_NAME_MAX + 1];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1];
     if (!iam_arn_parse(role_arn, "role", acct, name) ||
         iam_dir_get(s->dir, IAM_KIND_ROLE, acct, name, &role) != COFFER_OK ||
         strcmp(json_string_value(json_object_get(role, "Arn")) ? json_string_value(json_object_get(role, "Arn")) : "",
@@ -242,7 +242,7 @@ static coffer_err op_CreateAccount(void *state, struct api_call *call)
     TRY(api_in_done(&in));
     TRY(admin_authorize(s, call));
     coffer_buf secret = COFFER_SECRET_BUF_INIT;
-    char acct[13], akid[21];
+    char acct[AWS_ACCOUNT_ID_LEN + 1], akid[IAM_ACCESS_KEY_ID_LEN + 1];
     coffer_err rc = iam_dir_account_create(s->dir, name, call->now_ms / 1000, acct, akid, &secret);
     if (rc == COFFER_OK) {
         call->output = json_pack("{s:s, s:s, s:s}", "AccountId", acct, "AccessKeyId", akid, "SecretAccessKey",

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/map.h"
 #include "api/api.h"
 #include "api/api_input.h"
 #include "iam/authz.h"
@@ -103,17 +104,6 @@ void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext *
 /* True when `s` is a well-formed key id (lowercase uuid or "mrk-" + 32 lowercase hex). */
 bool kms_key_id_valid(const char *s);
 
-/* ---- a simple string-keyed hash map ---- */
-struct kms_map_entry {
-    char *k;
-    void *v;
-    struct kms_map_entry *next;
-};
-struct kms_map {
-    struct kms_map_entry **b;
-    size_t nb, n;
-};
-
 /* ---- cached key ---- */
 struct kms_material {
     uint8_t id[KMS_MATERIAL_ID_LEN];
@@ -140,8 +130,8 @@ struct kms_service {
     char region[KMS_REGION_MAX + 1];
     pthread_mutex_t wmu;
     pthread_rwlock_t lock;
-    struct kms_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * */
-    struct kms_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id */
+    coffer_map keys;        /* "<acct>/<region>/<id>" -> struct kms_key * (owned) */
+    coffer_map aliases;     /* "<acct>/<region>/<alias name>" -> char * target key id (owned) */
     authz *az;              /* borrowed; NULL: authorization off */
     struct kms_limits limits;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
@@ -238,11 +228,6 @@ void kms_count_aliases_key(char *out, size_t n, const char *acct, const char *re
 coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limit, const char *what)
     __attribute__((warn_unused_result));
 
-/* ---- map ---- */
-void *kms_map_get(const struct kms_map *m, const char *k);
-coffer_err kms_map_put(struct kms_map *m, const char *k, void *v, void **old) __attribute__((warn_unused_result));
-void *kms_map_remove(struct kms_map *m, const char *k);
-void kms_map_free(struct kms_map *m, void (*free_v)(void *));
 void kms_key_free(struct kms_key *k);
 
 /* ---- audit and output helpers (kms_service.c) ---- */

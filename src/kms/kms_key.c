@@ -30,120 +30,6 @@
 #define STORE_KEY_BUF 512
 
 /* ------------------------------------------------------------------------------------------ */
-/* Hash map                                                                                   */
-/* ------------------------------------------------------------------------------------------ */
-
-static uint64_t map_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a: keys are our own ids, not attacker-chosen in bulk */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-void *kms_map_get(const struct kms_map *m, const char *k)
-{
-    if (m->nb == 0) {
-        return NULL;
-    }
-    for (struct kms_map_entry *e = m->b[map_hash(k) % m->nb]; e != NULL; e = e->next) {
-        if (strcmp(e->k, k) == 0) {
-            return e->v;
-        }
-    }
-    return NULL;
-}
-
-static coffer_err map_grow(struct kms_map *m)
-{
-    size_t nb = m->nb ? m->nb * 2 : 64;
-    struct kms_map_entry **b = calloc(nb, sizeof(*b));
-    if (b == NULL) {
-        return kms_nomem();
-    }
-    for (size_t i = 0; i < m->nb; i++) {
-        struct kms_map_entry *e = m->b[i];
-        while (e != NULL) {
-            struct kms_map_entry *next = e->next;
-            size_t j = map_hash(e->k) % nb;
-            e->next = b[j];
-            b[j] = e;
-            e = next;
-        }
-    }
-    free(m->b);
-    m->b = b;
-    m->nb = nb;
-    return COFFER_OK;
-}
-
-coffer_err kms_map_put(struct kms_map *m, const char *k, void *v, void **old)
-{
-    *old = NULL;
-    if (m->n >= m->nb) {
-        TRY(map_grow(m));
-    }
-    size_t i = map_hash(k) % m->nb;
-    for (struct kms_map_entry *e = m->b[i]; e != NULL; e = e->next) {
-        if (strcmp(e->k, k) == 0) {
-            *old = e->v;
-            e->v = v;
-            return COFFER_OK;
-        }
-    }
-    struct kms_map_entry *e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->k = strdup(k)) == NULL) {
-        free(e);
-        return kms_nomem();
-    }
-    e->v = v;
-    e->next = m->b[i];
-    m->b[i] = e;
-    m->n++;
-    return COFFER_OK;
-}
-
-void *kms_map_remove(struct kms_map *m, const char *k)
-{
-    if (m->nb == 0) {
-        return NULL;
-    }
-    struct kms_map_entry **pp = &m->b[map_hash(k) % m->nb];
-    for (; *pp != NULL; pp = &(*pp)->next) {
-        struct kms_map_entry *e = *pp;
-        if (strcmp(e->k, k) == 0) {
-            void *v = e->v;
-            *pp = e->next;
-            free(e->k);
-            free(e);
-            m->n--;
-            return v;
-        }
-    }
-    return NULL;
-}
-
-void kms_map_free(struct kms_map *m, void (*free_v)(void *))
-{
-    for (size_t i = 0; i < m->nb; i++) {
-        struct kms_map_entry *e = m->b[i];
-        while (e != NULL) {
-            struct kms_map_entry *next = e->next;
-            if (free_v != NULL) {
-                free_v(e->v);
-            }
-            free(e->k);
-            free(e);
-            e = next;
-        }
-    }
-    free(m->b);
-    memset(m, 0, sizeof(*m));
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* Names                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -399,14 +285,13 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
 {
     char ck[STORE_KEY_BUF], skey[STORE_KEY_BUF];
     cache_key(ck, sizeof(ck), acct, region, id);
-    if (kms_map_get(&svc->keys, ck) != NULL) {
+    if (coffer_map_get(&svc->keys, ck) != NULL) {
         return COFFER_OK;
     }
     coffer_err rc = COFFER_OK;
     coffer_buf val = COFFER_BUF_INIT;
     struct kms_key *k = NULL;
     json_t *rec = NULL;
-    void *old = NULL;
     kms_key_store_key(skey, sizeof(skey), acct, region, id);
     rc = store_get(svc->st, skey, &val);
     if (rc != COFFER_OK) {
@@ -422,7 +307,7 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     GUARD(load_materials(svc, k));
     GUARD(kms_grants_load(svc, k, &k->grants));
     pthread_rwlock_wrlock(&svc->lock);
-    rc = kms_map_put(&svc->keys, ck, k, &old);
+    rc = coffer_map_put(&svc->keys, ck, k);
     pthread_rwlock_unlock(&svc->lock);
     if (rc == COFFER_OK) {
         k = NULL;
@@ -528,7 +413,6 @@ coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const 
 {
     char ck[STORE_KEY_BUF];
     cache_key(ck, sizeof(ck), acct, region, alias);
-    void *old = NULL;
     coffer_err rc = COFFER_OK;
     char *copy = NULL;
     if (target != NULL && (copy = strdup(target)) == NULL) {
@@ -536,15 +420,14 @@ coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const 
     }
     pthread_rwlock_wrlock(&svc->lock);
     if (copy != NULL) {
-        rc = kms_map_put(&svc->aliases, ck, copy, &old);
+        rc = coffer_map_put(&svc->aliases, ck, copy); /* frees the previous target */
     } else {
-        old = kms_map_remove(&svc->aliases, ck);
+        coffer_map_delete(&svc->aliases, ck);
     }
     pthread_rwlock_unlock(&svc->lock);
     if (rc != COFFER_OK) {
         free(copy);
     }
-    free(old);
     return rc;
 }
 
@@ -554,7 +437,7 @@ coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const cha
     char ck[STORE_KEY_BUF], skey[STORE_KEY_BUF];
     cache_key(ck, sizeof(ck), acct, region, alias);
     pthread_rwlock_rdlock(&svc->lock);
-    const char *t = kms_map_get(&svc->aliases, ck);
+    const char *t = coffer_map_get(&svc->aliases, ck);
     if (t != NULL) {
         snprintf(target, KMS_KEY_ID_MAX + 1, "%s", t);
     }
@@ -606,7 +489,7 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
         char ck[STORE_KEY_BUF];
         cache_key(ck, sizeof(ck), r.account, call->region, id);
         pthread_rwlock_rdlock(&svc->lock);
-        bool hit = kms_map_get(&svc->keys, ck) != NULL;
+        bool hit = coffer_map_get(&svc->keys, ck) != NULL;
         pthread_rwlock_unlock(&svc->lock);
         if (hit) {
             return COFFER_OK;
@@ -632,7 +515,7 @@ coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, con
     TRY(resolve(svc, call, key_ref, flags, false, &r, id));
     cache_key(ck, sizeof(ck), r.account, call->region, id);
     pthread_rwlock_rdlock(&svc->lock);
-    struct kms_key *k = kms_map_get(&svc->keys, ck);
+    struct kms_key *k = coffer_map_get(&svc->keys, ck);
     if (k == NULL) {
         /* Deleted by the sweeper between resolution and now. */
         pthread_rwlock_unlock(&svc->lock);
@@ -664,7 +547,7 @@ coffer_err kms_key_get_locked(struct kms_service *svc, const char *acct, const c
     *out = NULL;
     TRY(key_load(svc, acct, region, id));
     cache_key(ck, sizeof(ck), acct, region, id);
-    *out = kms_map_get(&svc->keys, ck);
+    *out = coffer_map_get(&svc->keys, ck);
     return *out != NULL ? COFFER_OK : COFFER_ERR_NOT_FOUND;
 }
 
@@ -691,7 +574,7 @@ coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *cal
     }
     if (rc == COFFER_OK) {
         cache_key(ck, sizeof(ck), r.account, call->region, id);
-        *out = kms_map_get(&svc->keys, ck);
+        *out = coffer_map_get(&svc->keys, ck);
         if (*out == NULL) {
             rc = key_not_found(call, r.account, id);
         }
@@ -771,7 +654,6 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     coffer_buf sealed = COFFER_BUF_INIT;
     struct kms_key *k = calloc(1, sizeof(*k));
     char skey[STORE_KEY_BUF], ck[STORE_KEY_BUF], hex[KMS_MATERIAL_HEX_LEN + 1];
-    void *old = NULL;
     *out = NULL;
     if (k == NULL || (k->mats = calloc(1, sizeof(*k->mats))) == NULL ||
         (k->mats[0].key = coffer_secret_alloc(CRYPTO_AES256_KEY_LEN)) == NULL) {
@@ -820,7 +702,7 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     }
     cache_key(ck, sizeof(ck), k->account, k->region, k->key_id);
     pthread_rwlock_wrlock(&svc->lock);
-    rc = kms_map_put(&svc->keys, ck, k, &old);
+    rc = coffer_map_put(&svc->keys, ck, k);
     pthread_rwlock_unlock(&svc->lock);
     if (rc != COFFER_OK) {
         goto out; /* durable but not cached: the next use loads it */

@@ -284,7 +284,7 @@ static const char *const audit_create[] = {"KeyId", "GranteePrincipal", "Retirin
 static json_t *grant_record(const struct api_call *call, const struct kms_key *k, const struct kms_req *r,
                             const char *grant_id)
 {
-    char issuing[64];
+    char issuing[AWS_ROOT_ARN_LEN + 1];
     snprintf(issuing, sizeof(issuing), "arn:aws:iam::%s:root", call->caller->account_id);
     json_t *g = json_pack("{s:s,s:s,s:I,s:s,s:s,s:O}", "GrantId", grant_id, "KeyId", k->arn, "CreationDate",
                           (json_int_t)kms_call_now_ms(call), "GranteePrincipal", r->grantee_principal,
@@ -761,7 +761,7 @@ static coffer_err may_retire(const struct kms_service *svc, const struct api_cal
                              const json_t *g, const struct kms_req *r)
 {
     const struct api_caller *c = call->caller;
-    char issuing_root[64];
+    char issuing_root[AWS_ROOT_ARN_LEN + 1];
     snprintf(issuing_root, sizeof(issuing_root), "arn:aws:iam::%s:root", c->account_id);
     const char *issuing = json_string_value(json_object_get(g, "IssuingAccount"));
     if (svc->az == NULL || kms_grant_names(g, c, "RetiringPrincipal") ||

@@ -168,10 +168,12 @@ coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec,
 /* Grants                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
+#define GRANT_ID_MEMBER_MAX 64 /* "_RetiringPrincipalId" and NUL, with room */
+
 /* "GranteePrincipal" -> "_GranteePrincipalId": where a grant keeps the bound id of a member. */
-static void grant_id_member(const char *member, char out[64])
+static void grant_id_member(const char *member, char out[GRANT_ID_MEMBER_MAX])
 {
-    snprintf(out, 64, "_%sId", member);
+    snprintf(out, GRANT_ID_MEMBER_MAX, "_%sId", member);
 }
 
 coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g)
@@ -179,7 +181,7 @@ coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g)
     static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
     for (size_t i = 0; i < 2; i++) {
         const char *arn = json_string_value(json_object_get(g, members[i]));
-        char uid[POLICY_UID_MAX], idm[64];
+        char uid[POLICY_UID_MAX], idm[GRANT_ID_MEMBER_MAX];
         if (arn == NULL) {
             continue;
         }
@@ -199,7 +201,7 @@ coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g)
 
 const char *kms_grant_principal_id(const json_t *g, const char *member)
 {
-    char idm[64];
+    char idm[GRANT_ID_MEMBER_MAX];
     grant_id_member(member, idm);
     return json_string_value(json_object_get(g, idm));
 }
@@ -208,7 +210,7 @@ static void grant_view_principals(const struct kms_service *svc, json_t *v)
 {
     static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
     for (size_t i = 0; i < 2; i++) {
-        char idm[64];
+        char idm[GRANT_ID_MEMBER_MAX];
         grant_id_member(members[i], idm);
         const char *uid = json_string_value(json_object_get(v, idm));
         const char *arn = json_string_value(json_object_get(v, members[i]));
@@ -275,7 +277,7 @@ static coffer_err grant_bind_existing(const struct kms_service *svc, json_t *g)
     static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
     for (size_t i = 0; i < 2; i++) {
         const char *arn = json_string_value(json_object_get(g, members[i]));
-        char uid[POLICY_UID_MAX], idm[64];
+        char uid[POLICY_UID_MAX], idm[GRANT_ID_MEMBER_MAX];
         if (!policy_principal_bindable(arn) || kms_grant_principal_id(g, members[i]) != NULL) {
             continue;
         }

@@ -63,6 +63,11 @@ static coffer_err sweep_job(void *ctx, int64_t now_ms)
     return kms_service_sweep(ctx, now_ms);
 }
 
+static void free_key(void *p)
+{
+    kms_key_free(p);
+}
+
 coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
 {
     ENSURE_REF(st);
@@ -88,6 +93,8 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     pthread_rwlockattr_destroy(&attr);
     svc->st = st;
     svc->sl = sl;
+    coffer_map_init(&svc->keys, free_key);
+    coffer_map_init(&svc->aliases, free);
     svc->limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     snprintf(svc->region, sizeof(svc->region), "%s", region != NULL ? region : "");
     svc->api.target_prefix = "TrentService";
@@ -156,23 +163,13 @@ const struct api_service *kms_service_api(struct kms_service *svc)
     return &svc->api;
 }
 
-static void free_str(void *p)
-{
-    free(p);
-}
-
-static void free_key(void *p)
-{
-    kms_key_free(p);
-}
-
 void kms_service_free(struct kms_service *svc)
 {
     if (svc == NULL) {
         return;
     }
-    kms_map_free(&svc->keys, free_key);
-    kms_map_free(&svc->aliases, free_str);
+    coffer_map_clean(&svc->keys);
+    coffer_map_clean(&svc->aliases);
     pthread_rwlock_destroy(&svc->lock);
     pthread_mutex_destroy(&svc->wmu);
     free(svc);
@@ -361,11 +358,11 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     struct kms_key *gone = NULL;
     pthread_rwlock_wrlock(&svc->lock);
     if (deleted) {
-        gone = kms_map_remove(&svc->keys, ck);
+        gone = coffer_map_take(&svc->keys, ck); /* freed after the lock: it wipes key material */
     }
     for (size_t i = 0; i < aliases.keys.n; i++) {
         /* "kms/alias/<acct>/<region>/<alias name>" -> "<acct>/<region>/<alias name>" */
-        free(kms_map_remove(&svc->aliases, aliases.keys.v[i] + strlen("kms/alias/")));
+        coffer_map_delete(&svc->aliases, aliases.keys.v[i] + strlen("kms/alias/"));
     }
     pthread_rwlock_unlock(&svc->lock);
     kms_key_free(gone);

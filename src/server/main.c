@@ -138,7 +138,7 @@ static coffer_err bootstrap_credentials(const struct server_config *cfg, store *
     coffer_err rc = COFFER_OK;
     coffer_buf marker = COFFER_BUF_INIT, secret = COFFER_SECRET_BUF_INIT, text = COFFER_SECRET_BUF_INIT;
     store_txn *txn = NULL;
-    char path[PATH_MAX], cfg_path[PATH_MAX], akid[21];
+    char path[PATH_MAX], cfg_path[PATH_MAX], akid[IAM_ACCESS_KEY_ID_LEN + 1];
 
     snprintf(path, sizeof(path), "%s/credentials", cfg->data_dir);
     snprintf(cfg_path, sizeof(cfg_path), "%s/config", cfg->data_dir);
@@ -151,7 +151,7 @@ static coffer_err bootstrap_credentials(const struct server_config *cfg, store *
         rc = got;
         goto out;
     }
-    char root_arn[64];
+    char root_arn[AWS_ROOT_ARN_LEN + 1];
     snprintf(root_arn, sizeof(root_arn), "arn:aws:iam::%s:root", CONFIG_DEFAULT_ACCOUNT);
     GUARD(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, "Root", akid, &secret));
     GUARD(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", ADMIN_PROFILE, akid,
