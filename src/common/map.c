@@ -6,7 +6,11 @@
 #include "common/map.h"
 
 #include <assert.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,66 +25,82 @@ struct coffer_map_entry {
 };
 
 /* ------------------------------------------------------------------------------------------ */
-/* SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012)               */
+/* SipHash-2-4, from OpenSSL                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-static uint64_t rotl(uint64_t x, int b)
+/*
+ * Each thread keeps one SipHash context and re-keys it per call: fetching the algorithm and
+ * allocating a context per lookup would cost more than the hash. The context is freed when the
+ * thread ends.
+ */
+static pthread_key_t sip_tls;
+static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
+static EVP_MAC *sip_mac;
+
+static void sip_ctx_free(void *ctx)
 {
-    return (x << b) | (x >> (64 - b));
+    EVP_MAC_CTX_free(ctx);
 }
 
-static uint64_t load_le64(const uint8_t *p)
+static void sip_init_once(void)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) {
-        v = v << 8 | p[i];
+    sip_mac = EVP_MAC_fetch(NULL, "SIPHASH", NULL);
+    (void)pthread_key_create(&sip_tls, sip_ctx_free);
+}
+
+static EVP_MAC_CTX *sip_ctx(void)
+{
+    pthread_once(&sip_once, sip_init_once);
+    if (sip_mac == NULL) {
+        return NULL;
     }
-    return v;
+    EVP_MAC_CTX *ctx = pthread_getspecific(sip_tls);
+    if (ctx == NULL) {
+        ctx = EVP_MAC_CTX_new(sip_mac);
+        if (ctx == NULL || pthread_setspecific(sip_tls, ctx) != 0) {
+            EVP_MAC_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    return ctx;
 }
 
-static void sip_round(uint64_t v[4])
+/* FNV-1a over the key and the data: only when OpenSSL cannot give a context (out of memory),
+ * so that a lookup never fails; the map then loses its resistance to chosen collisions. */
+static uint64_t fallback_hash(const uint8_t key[COFFER_HASH_KEY_LEN], const uint8_t *p, size_t n)
 {
-    v[0] += v[1];
-    v[1] = rotl(v[1], 13) ^ v[0];
-    v[0] = rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = rotl(v[1], 17) ^ v[2];
-    v[2] = rotl(v[2], 32);
-}
-
-static void sip_absorb(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
-    v[0] ^= m;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < COFFER_HASH_KEY_LEN; i++) {
+        h = (h ^ key[i]) * 0x100000001b3ULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    }
+    return h;
 }
 
 uint64_t coffer_siphash24(const uint8_t key[COFFER_HASH_KEY_LEN], const void *data, size_t n)
 {
-    const uint8_t *p = data;
-    uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
-    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL, k0 ^ 0x6c7967656e657261ULL,
-                     k1 ^ 0x7465646279746573ULL};
-    size_t whole = n - n % 8;
-    for (size_t i = 0; i < whole; i += 8) {
-        sip_absorb(v, load_le64(p + i));
+    EVP_MAC_CTX *ctx = sip_ctx();
+    unsigned int size = 8, c_rounds = 2, d_rounds = 4;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_SIZE, &size),
+        OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_C_ROUNDS, &c_rounds),
+        OSSL_PARAM_construct_uint(OSSL_MAC_PARAM_D_ROUNDS, &d_rounds),
+        OSSL_PARAM_construct_end(),
+    };
+    uint8_t out[8];
+    size_t out_len = 0;
+    if (ctx == NULL || EVP_MAC_init(ctx, key, COFFER_HASH_KEY_LEN, params) != 1 ||
+        EVP_MAC_update(ctx, n > 0 ? data : (const void *)"", n) != 1 ||
+        EVP_MAC_final(ctx, out, &out_len, sizeof(out)) != 1 || out_len != sizeof(out)) {
+        return fallback_hash(key, data, n);
     }
-    /* Last block: the 0..7 remaining bytes, little-endian, with the length's low byte on top. */
-    uint64_t last = (uint64_t)(n & 0xff) << 56;
-    for (size_t i = 0; i < n % 8; i++) {
-        last |= (uint64_t)p[whole + i] << (8 * i);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) {
+        h = h << 8 | out[i]; /* little-endian, as the reference output is read */
     }
-    sip_absorb(v, last);
-    v[2] ^= 0xff;
-    for (int i = 0; i < 4; i++) {
-        sip_round(v);
-    }
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
+    return h;
 }
 
 /* ------------------------------------------------------------------------------------------ */
