@@ -16,6 +16,8 @@ BUILD_DIR = os.environ.get("COFFER_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 COFFERD = os.path.join(BUILD_DIR, "cofferd")
 COFFER = os.path.join(BUILD_DIR, "coffer")
+# cofferd with fault hooks (tests/faults/cofferd_faults.c), for tests that make writes fail.
+COFFERD_FAULTS = os.path.join(BUILD_DIR, "cofferd_faults")
 AWS = "/usr/bin/aws"
 REGION = "us-east-1"
 
@@ -23,7 +25,8 @@ REGION = "us-east-1"
 class Cofferd:
     """One cofferd process over a data dir; restartable on the same dir."""
 
-    def __init__(self, data_dir=None, extra_args=()):
+    def __init__(self, data_dir=None, extra_args=(), binary=None):
+        self.binary = binary or COFFERD
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="coffer-it-")
         self.extra_args = list(extra_args)
@@ -33,7 +36,7 @@ class Cofferd:
 
     def start(self, port=0, timeout=20):
         log = open(self.log_path, "ab")
-        args = [COFFERD, "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % port,
+        args = [self.binary, "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % port,
                 "--sweep-interval", "1"] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
