@@ -159,5 +159,6 @@ class ServerTestCase(unittest.TestCase):
         log = cls.server.log()
         cls.server.cleanup()
         # A clean shutdown and no sanitizer report are part of every test class.
-        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log \
+                or "ThreadSanitizer" in log:
             raise AssertionError("cofferd exited with %r:\n%s" % (rc, log[-4000:]))
