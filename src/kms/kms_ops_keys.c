@@ -354,9 +354,17 @@ coffer_err kms_op_GetKeyPolicy(void *state, struct api_call *call)
         kms_release(svc);
         return coffer_fail(COFFER_ERR_NOT_FOUND, "No such policy exists");
     }
-    /* Shown as stored, except principals deleted since: those by their unique id, as AWS does. */
-    json_t *rec = json_incref(k->rec);
+    /*
+     * Shown as stored, except principals deleted since: those by their unique id, as AWS does.
+     * A copy of its own, taken under the cache's lock: jansson reads a refcount without an
+     * atomic load (json_incref), so a record another worker increfs and decrefs at the same
+     * time must not be shared by reference.
+     */
+    json_t *rec = json_deep_copy(k->rec);
     kms_release(svc);
+    if (rec == NULL) {
+        return kms_nomem();
+    }
     char *text = NULL;
     rc = kms_key_policy_text(svc, rec, &text);
     json_decref(rec);

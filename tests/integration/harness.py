@@ -16,6 +16,8 @@ BUILD_DIR = os.environ.get("COFFER_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 COFFERD = os.path.join(BUILD_DIR, "cofferd")
 COFFER = os.path.join(BUILD_DIR, "coffer")
+# cofferd with fault hooks (tests/faults/cofferd_faults.c), for tests that make writes fail.
+COFFERD_FAULTS = os.path.join(BUILD_DIR, "cofferd_faults")
 AWS = "/usr/bin/aws"
 REGION = "us-east-1"
 
@@ -158,5 +160,6 @@ class ServerTestCase(unittest.TestCase):
         log = cls.server.log()
         cls.server.cleanup()
         # A clean shutdown and no sanitizer report are part of every test class.
-        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log:
+        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log \
+                or "ThreadSanitizer" in log:
             raise AssertionError("cofferd exited with %r:\n%s" % (rc, log[-4000:]))

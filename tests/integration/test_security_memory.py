@@ -39,7 +39,8 @@ def sanitized_build():
     memory: a scan of such a process neither fits in memory nor says what the release build does."""
     try:
         with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-            return "COFFER_SANITIZE:BOOL=ON" in f.read()
+            cache = f.read()
+            return "COFFER_SANITIZE:BOOL=ON" in cache or "COFFER_TSAN:BOOL=ON" in cache
     except OSError:
         return False
 
