@@ -154,12 +154,16 @@ coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec,
                       ? json_loads(text, JSON_PRESERVE_ORDER, NULL)
                       : NULL;
     struct display d = {.svc = svc, .map = map};
-    coffer_err rc = doc != NULL ? policy_visit_aws_principals(doc, display_one, &d) : COFFER_OK;
-    if (rc == COFFER_OK) {
-        /* Untouched policies come back byte for byte as they were put. */
-        *out = d.changed ? json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : strdup(text);
-        rc = *out == NULL ? kms_nomem() : COFFER_OK;
+    coffer_err rc = COFFER_OK;
+    if (doc != NULL) {
+        GUARD(policy_visit_aws_principals(doc, display_one, &d));
     }
+    /* Untouched policies come back byte for byte as they were put. */
+    *out = d.changed ? json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : strdup(text);
+    if (*out == NULL) {
+        rc = kms_nomem();
+    }
+out:
     json_decref(doc);
     return rc;
 }
@@ -293,6 +297,53 @@ static coffer_err grant_bind_existing(const struct kms_service *svc, json_t *g)
     return COFFER_OK;
 }
 
+/* Binds the principals of one stored record of `kind` and rewrites it, with its index entry, in
+ * one transaction. */
+static coffer_err bind_record(const struct kms_service *svc, const char *kind, const char *skey, json_t *rec)
+{
+    char old_ikey[512], ikey[512];
+    bool indexed = false;
+    char *text = NULL;
+    store_txn *t = NULL;
+    coffer_err rc = COFFER_OK;
+    if (strcmp(kind, "key") == 0) {
+        json_t *principals = NULL;
+        GUARD(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
+    } else {
+        /* The retiring-principal index is keyed by the binding: the entry moves with it. */
+        indexed = kms_grant_index_key(old_ikey, sizeof(old_ikey), rec, skey);
+        GUARD(grant_bind_existing(svc, rec));
+        indexed = indexed && kms_grant_index_key(ikey, sizeof(ikey), rec, skey);
+    }
+    text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(store_txn_begin(svc->st, &t));
+    GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+    if (indexed) {
+        rc = store_txn_delete(t, old_ikey);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            /* No entry under the old binding: nothing to move, the new one is written below. */
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+        GUARD(rc);
+        GUARD(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
+    }
+    rc = store_txn_commit(t);
+    t = NULL; /* commit frees the transaction, committed or not */
+out:
+    store_txn_abort(t);
+    free(text);
+    return rc;
+}
+
 static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
 {
     char prefix[32];
@@ -301,51 +352,15 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
     if (s.todo == NULL) {
         return kms_nomem();
     }
-    coffer_err rc = store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s);
+    coffer_err rc = COFFER_OK;
+    GUARD(store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s));
     const char *skey;
     json_t *rec;
-    json_object_foreach(rc == COFFER_OK ? s.todo : NULL, skey, rec)
+    json_object_foreach(s.todo, skey, rec)
     {
-        char old_ikey[512], ikey[512];
-        bool indexed = false;
-        if (strcmp(kind, "key") == 0) {
-            json_t *principals = NULL;
-            rc = kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
-                                       &principals);
-            if (rc == COFFER_OK && json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
-                rc = kms_nomem();
-            }
-        } else {
-            /* The retiring-principal index is keyed by the binding: the entry moves with it. */
-            indexed = kms_grant_index_key(old_ikey, sizeof(old_ikey), rec, skey);
-            rc = grant_bind_existing(svc, rec);
-            indexed = indexed && kms_grant_index_key(ikey, sizeof(ikey), rec, skey);
-        }
-        char *text = rc == COFFER_OK ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        store_txn *t = NULL;
-        if (rc == COFFER_OK && text == NULL) {
-            rc = kms_nomem();
-        }
-        if (rc == COFFER_OK && (rc = store_txn_begin(svc->st, &t)) == COFFER_OK &&
-            (rc = store_txn_put(t, skey, coffer_cursor_from_str(text))) == COFFER_OK) {
-            if (indexed && (rc = store_txn_delete(t, old_ikey)) == COFFER_ERR_NOT_FOUND) {
-                coffer_clear_err();
-                rc = COFFER_OK;
-            }
-            if (rc == COFFER_OK && indexed) {
-                rc = store_txn_put(t, ikey, coffer_cursor_from_str(text));
-            }
-            if (rc == COFFER_OK) {
-                rc = store_txn_commit(t);
-                t = NULL;
-            }
-        }
-        store_txn_abort(t);
-        free(text);
-        if (rc != COFFER_OK) {
-            break;
-        }
+        GUARD(bind_record(svc, kind, skey, rec));
     }
+out:
     json_decref(s.todo);
     return rc;
 }
