@@ -67,16 +67,12 @@ int coffer_encryptor_run(coffer_encryptor *e, const uint8_t *in, size_t len, uin
 {
     ENSURE(e && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
-    int rc = coffer_encryptor_set_output(e, sink_write, &s);
-    if (rc == COFFER_OK) {
-        rc = coffer_encryptor_set_plaintext_length(e, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = coffer_encryptor_update(e, in, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = coffer_encryptor_finish(e);
-    }
+    int rc = COFFER_OK;
+    GUARD(coffer_encryptor_set_output(e, sink_write, &s));
+    GUARD(coffer_encryptor_set_plaintext_length(e, len));
+    GUARD(coffer_encryptor_update(e, in, len));
+    GUARD(coffer_encryptor_finish(e));
+out:
     return sink_result(&s, rc, out, out_len);
 }
 
@@ -84,13 +80,11 @@ int coffer_decryptor_run(coffer_decryptor *d, const uint8_t *in, size_t len, uin
 {
     ENSURE(d && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
-    int rc = coffer_decryptor_set_output(d, sink_write, &s);
-    if (rc == COFFER_OK) {
-        rc = coffer_decryptor_update(d, in, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = coffer_decryptor_finish(d);
-    }
+    int rc = COFFER_OK;
+    GUARD(coffer_decryptor_set_output(d, sink_write, &s));
+    GUARD(coffer_decryptor_update(d, in, len));
+    GUARD(coffer_decryptor_finish(d));
+out:
     return sink_result(&s, rc, out, out_len);
 }
 
@@ -99,10 +93,12 @@ int coffer_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8_t *in, size
 {
     coffer_encryptor *e = coffer_encryptor_new(cmm);
     ENSURE(e != NULL, COFFER_ERR_USAGE);
-    int rc = ec ? coffer_encryptor_set_ec(e, ec) : COFFER_OK;
-    if (rc == COFFER_OK) {
-        rc = coffer_encryptor_run(e, in, len, out, out_len);
+    int rc = COFFER_OK;
+    if (ec) {
+        GUARD(coffer_encryptor_set_ec(e, ec));
     }
+    rc = coffer_encryptor_run(e, in, len, out, out_len);
+out:
     coffer_encryptor_free(e);
     return rc;
 }
@@ -112,10 +108,12 @@ int coffer_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, const uint8_
 {
     coffer_decryptor *d = coffer_decryptor_new(cmm);
     ENSURE(d != NULL, COFFER_ERR_USAGE);
-    int rc = reproduced_ec ? coffer_decryptor_set_ec(d, reproduced_ec) : COFFER_OK;
-    if (rc == COFFER_OK) {
-        rc = coffer_decryptor_run(d, in, len, out, out_len);
+    int rc = COFFER_OK;
+    if (reproduced_ec) {
+        GUARD(coffer_decryptor_set_ec(d, reproduced_ec));
     }
+    rc = coffer_decryptor_run(d, in, len, out, out_len);
+out:
     coffer_decryptor_free(d);
     return rc;
 }
