@@ -395,6 +395,18 @@ static coffer_err paged_output(struct api_call *call, json_t *items, bool trunca
     return truncated ? kms_marker_encode(last, call->output) : COFFER_OK;
 }
 
+/* Shows the principals of `items` (taken) as bound now and makes them the paged output. */
+static coffer_err paged_grants_output(const struct kms_service *svc, struct api_call *call, json_t *items,
+                                      bool truncated, const char *last)
+{
+    coffer_err rc = kms_grants_view_principals(svc, items);
+    if (rc != COFFER_OK) {
+        json_decref(items);
+        return rc;
+    }
+    return paged_output(call, items, truncated, last);
+}
+
 /*
  * A ListGrants GranteePrincipal filter, matched as grants are bound: an IAM user or role ARN
  * finds the grants of the entity holding it now (none once nobody holds it), and the unique id
@@ -514,8 +526,7 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
     TRY(grantee_filter_init(svc, r.grantee_principal, &grantee)); /* reads the store: before the key lock */
     struct grants_page p = {.items = NULL};
     TRY(grants_page_collect(svc, call, &r, marker, &grantee, &p));
-    kms_grants_view_principals(svc, p.items);
-    return paged_output(call, p.items, p.truncated, p.last);
+    return paged_grants_output(svc, call, p.items, p.truncated, p.last);
 }
 
 struct retirable_scan {
@@ -622,8 +633,7 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
         json_decref(s.items);
         return rc;
     }
-    kms_grants_view_principals(svc, s.items);
-    return paged_output(call, s.items, s.truncated, s.last);
+    return paged_grants_output(svc, call, s.items, s.truncated, s.last);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -116,11 +116,22 @@ coffer_err kms_key_policy_compile(const struct kms_service *svc, const json_t *r
 /* What callers read back                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Is `uid` (bound to `arn`) still the entity holding `arn`? */
-static bool binding_current(const struct kms_service *svc, const char *arn, const char *uid)
+/*
+ * Is `uid` (bound to `arn`) still the entity holding `arn`? *current is false when nobody holds
+ * it now. A failed lookup is an error, not "not current": the policy shown would be wrong.
+ */
+static coffer_err binding_current(const struct kms_service *svc, const char *arn, const char *uid, bool *current)
 {
     char now[POLICY_UID_MAX];
-    return authz_resolve_principal(svc->az, arn, now) == COFFER_OK && strcmp(now, uid) == 0;
+    *current = false;
+    coffer_err rc = authz_resolve_principal(svc->az, arn, now);
+    if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+        coffer_clear_err();
+        return COFFER_OK;
+    }
+    TRY(rc);
+    *current = strcmp(now, uid) == 0;
+    return COFFER_OK;
 }
 
 struct display {
@@ -133,7 +144,12 @@ static coffer_err display_one(void *arg, json_t *value)
 {
     struct display *d = arg;
     const char *uid = json_string_value(json_object_get(d->map, json_string_value(value)));
-    if (uid != NULL && !binding_current(d->svc, json_string_value(value), uid)) {
+    if (uid == NULL) {
+        return COFFER_OK;
+    }
+    bool current;
+    TRY(binding_current(d->svc, json_string_value(value), uid, &current));
+    if (!current) {
         if (json_string_set(value, uid) != 0) {
             return kms_nomem();
         }
@@ -208,7 +224,7 @@ const char *kms_grant_principal_id(const json_t *g, const char *member)
     return json_string_value(json_object_get(g, idm));
 }
 
-static void grant_view_principals(const struct kms_service *svc, json_t *v)
+static coffer_err grant_view_principals(const struct kms_service *svc, json_t *v)
 {
     static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
     for (size_t i = 0; i < 2; i++) {
@@ -216,21 +232,27 @@ static void grant_view_principals(const struct kms_service *svc, json_t *v)
         grant_id_member(members[i], idm);
         const char *uid = json_string_value(json_object_get(v, idm));
         const char *arn = json_string_value(json_object_get(v, members[i]));
-        if (uid != NULL && arn != NULL && !binding_current(svc, arn, uid)) {
-            json_object_set_new(v, members[i], json_string(uid));
+        if (uid != NULL && arn != NULL) {
+            bool current;
+            TRY(binding_current(svc, arn, uid, &current));
+            if (!current && json_object_set_new(v, members[i], json_string(uid)) != 0) {
+                return kms_nomem();
+            }
         }
         json_object_del(v, idm);
     }
+    return COFFER_OK;
 }
 
-void kms_grants_view_principals(const struct kms_service *svc, json_t *items)
+coffer_err kms_grants_view_principals(const struct kms_service *svc, json_t *items)
 {
     size_t i;
     json_t *v;
     json_array_foreach(items, i, v)
     {
-        grant_view_principals(svc, v);
+        TRY(grant_view_principals(svc, v));
     }
+    return COFFER_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
