@@ -102,10 +102,10 @@ static coffer_err id_cur(coffer_buf *id, coffer_cursor c)
 static coffer_err id_ec(coffer_buf *id, const coffer_ec *ec)
 {
     coffer_buf b = COFFER_BUF_INIT;
-    coffer_err rc = esdk_ec_serialize(ec, &b);
-    if (rc == COFFER_OK) {
-        rc = id_cur(id, coffer_buf_cursor(&b));
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(esdk_ec_serialize(ec, &b));
+    rc = id_cur(id, coffer_buf_cursor(&b));
+out:
     coffer_buf_free(&b);
     return rc;
 }

@@ -3,6 +3,7 @@
  * the order the message format serializes it in, plus its reader and writer
  * (structures.md §Encryption Context, message-header.md §AAD).
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,20 +64,19 @@ coffer_err esdk_ec_put(coffer_ec *ec, coffer_cursor key, coffer_cursor val)
         ec->v = p;
         ec->cap = ncap;
     }
+    assert(i <= ec->n && ec->n < ec->cap);
     struct esdk_ec_entry e = {COFFER_BUF_INIT, COFFER_BUF_INIT};
-    coffer_err rc = coffer_buf_from(&e.key, key.ptr, key.len, false);
-    if (rc == COFFER_OK) {
-        rc = coffer_buf_from(&e.val, val.ptr, val.len, false);
-    }
-    if (rc != COFFER_OK) {
-        coffer_buf_free(&e.key);
-        coffer_buf_free(&e.val);
-        return rc;
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(coffer_buf_from(&e.key, key.ptr, key.len, false));
+    GUARD(coffer_buf_from(&e.val, val.ptr, val.len, false));
     memmove(&ec->v[i + 1], &ec->v[i], (ec->n - i) * sizeof(*ec->v));
     ec->v[i] = e;
     ec->n++;
     return COFFER_OK;
+out:
+    coffer_buf_free(&e.key);
+    coffer_buf_free(&e.val);
+    return rc;
 }
 
 coffer_err esdk_ec_remove(coffer_ec *ec, coffer_cursor key)

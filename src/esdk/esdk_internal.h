@@ -102,6 +102,8 @@ struct coffer_dec_materials {
 coffer_enc_materials *esdk_enc_materials_new(const struct esdk_suite *s, const coffer_ec *ec);
 coffer_dec_materials *esdk_dec_materials_new(const struct esdk_suite *s, const coffer_ec *ec);
 coffer_err esdk_enc_materials_clone(const coffer_enc_materials *m, coffer_enc_materials **out);
+/* Draws a random data key for m's suite unless an earlier keyring already set one. */
+coffer_err esdk_enc_materials_fill_data_key(coffer_enc_materials *m);
 
 /* ---- header (message-header.md) ---- */
 struct coffer_header {

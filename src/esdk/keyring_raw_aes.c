@@ -52,15 +52,7 @@ out:
 static coffer_err aes_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
     struct raw_aes *k = (struct raw_aes *)kr;
-    if (m->data_key.len == 0) {
-        uint8_t dk[ESDK_MAX_KEY_LEN];
-        coffer_err rc = crypto_random(dk, m->suite->key_len);
-        if (rc == COFFER_OK) {
-            rc = esdk_enc_materials_set_data_key(m, dk, m->suite->key_len);
-        }
-        coffer_secure_zero(dk, sizeof(dk));
-        TRY(rc);
-    }
+    TRY(esdk_enc_materials_fill_data_key(m));
     return aes_wrap(k, m);
 }
 
@@ -104,9 +96,11 @@ static coffer_err aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
             continue;
         }
         coffer_cursor ct = coffer_cursor_from(edks[i].ciphertext, m->suite->key_len);
+        /* An EDK that does not open is skipped, not reported: the message may carry other EDKs
+         * this or another keyring opens, and when none does the caller answers CannotDecrypt. */
         if (esdk_gcm_open(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), ct,
                           edks[i].ciphertext + m->suite->key_len, dk) == COFFER_OK) {
-            rc = esdk_dec_materials_set_data_key(m, dk, m->suite->key_len);
+            GUARD(esdk_dec_materials_set_data_key(m, dk, m->suite->key_len));
             break;
         }
     }

@@ -29,15 +29,7 @@ static coffer_err rsa_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
     if (!key) {
         return coffer_fail(COFFER_ERR_KEYRING, "raw RSA keyring has no public key");
     }
-    if (m->data_key.len == 0) {
-        uint8_t dk[ESDK_MAX_KEY_LEN];
-        rc = crypto_random(dk, m->suite->key_len);
-        if (rc == COFFER_OK) {
-            rc = esdk_enc_materials_set_data_key(m, dk, m->suite->key_len);
-        }
-        coffer_secure_zero(dk, sizeof(dk));
-        TRY(rc);
-    }
+    GUARD(esdk_enc_materials_fill_data_key(m));
     GUARD(esdk_rsa_wrap(key, k->pad, coffer_buf_cursor(&m->data_key), &ct));
     coffer_edk e = {k->ns.data, k->ns.len, k->name.data, k->name.len, ct.data, ct.len};
     GUARD(esdk_enc_materials_add_edk(m, &e));
@@ -64,6 +56,8 @@ static coffer_err rsa_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
             continue;
         }
         coffer_buf_reset(&dk);
+        /* An EDK that does not unwrap is skipped, not reported: the message may carry other EDKs
+         * this or another keyring opens, and when none does the caller answers CannotDecrypt. */
         if (esdk_rsa_unwrap(k->priv, k->pad, coffer_cursor_from(edks[i].ciphertext, edks[i].ciphertext_len), &dk) ==
                 COFFER_OK &&
             dk.len == m->suite->key_len) {

@@ -4,10 +4,12 @@
  * returned buffers. The vtable methods answer public status codes (a caller's keyring knows no
  * other), so the esdk_ wrappers here turn them back into coffer_err with esdk_err.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/secret.h"
+#include "crypto/crypto.h"
 #include "esdk/esdk_internal.h"
 
 void coffer_bytes_free(uint8_t *p, size_t len)
@@ -29,22 +31,19 @@ coffer_err esdk_edk_list_add(struct esdk_edk_list *l, coffer_cursor pid, coffer_
         l->v = p;
         l->cap = ncap;
     }
+    assert(l->n < l->cap);
     struct esdk_edk e = {COFFER_BUF_INIT, COFFER_BUF_INIT, COFFER_BUF_INIT};
-    coffer_err rc = coffer_buf_from(&e.provider_id, pid.ptr, pid.len, false);
-    if (rc == COFFER_OK) {
-        rc = coffer_buf_from(&e.provider_info, info.ptr, info.len, false);
-    }
-    if (rc == COFFER_OK) {
-        rc = coffer_buf_from(&e.ciphertext, ct.ptr, ct.len, false);
-    }
-    if (rc != COFFER_OK) {
-        coffer_buf_free(&e.provider_id);
-        coffer_buf_free(&e.provider_info);
-        coffer_buf_free(&e.ciphertext);
-        return rc;
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(coffer_buf_from(&e.provider_id, pid.ptr, pid.len, false));
+    GUARD(coffer_buf_from(&e.provider_info, info.ptr, info.len, false));
+    GUARD(coffer_buf_from(&e.ciphertext, ct.ptr, ct.len, false));
     l->v[l->n++] = e;
     return COFFER_OK;
+out:
+    coffer_buf_free(&e.provider_id);
+    coffer_buf_free(&e.provider_info);
+    coffer_buf_free(&e.ciphertext);
+    return rc;
 }
 
 void esdk_edk_list_clean(struct esdk_edk_list *l)
@@ -169,6 +168,22 @@ coffer_err esdk_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_
 int coffer_enc_materials_set_data_key(coffer_enc_materials *m, const uint8_t *key, size_t len)
 {
     return esdk_status(esdk_enc_materials_set_data_key(m, key, len));
+}
+
+coffer_err esdk_enc_materials_fill_data_key(coffer_enc_materials *m)
+{
+    if (m->data_key.len != 0) {
+        return COFFER_OK;
+    }
+    uint8_t dk[ESDK_MAX_KEY_LEN];
+    /* Every suite's key fits: ESDK_MAX_KEY_LEN is the largest key_len of the suite table. */
+    assert(m->suite->key_len <= sizeof(dk));
+    coffer_err rc = COFFER_OK;
+    GUARD(crypto_random(dk, m->suite->key_len));
+    GUARD(esdk_enc_materials_set_data_key(m, dk, m->suite->key_len));
+out:
+    coffer_secure_zero(dk, sizeof(dk));
+    return rc;
 }
 
 coffer_err esdk_enc_materials_add_edk(coffer_enc_materials *m, const coffer_edk *edk)

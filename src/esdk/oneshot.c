@@ -68,16 +68,12 @@ static coffer_err esdk_encryptor_run(coffer_encryptor *e, const uint8_t *in, siz
 {
     ENSURE(e && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
-    coffer_err rc = esdk_encryptor_set_output(e, sink_write, &s);
-    if (rc == COFFER_OK) {
-        rc = esdk_encryptor_set_plaintext_length(e, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = esdk_encryptor_update(e, in, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = esdk_encryptor_finish(e);
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(esdk_encryptor_set_output(e, sink_write, &s));
+    GUARD(esdk_encryptor_set_plaintext_length(e, len));
+    GUARD(esdk_encryptor_update(e, in, len));
+    GUARD(esdk_encryptor_finish(e));
+out:
     return sink_result(&s, rc, out, out_len);
 }
 
@@ -91,13 +87,11 @@ static coffer_err esdk_decryptor_run(coffer_decryptor *d, const uint8_t *in, siz
 {
     ENSURE(d && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
-    coffer_err rc = esdk_decryptor_set_output(d, sink_write, &s);
-    if (rc == COFFER_OK) {
-        rc = esdk_decryptor_update(d, in, len);
-    }
-    if (rc == COFFER_OK) {
-        rc = esdk_decryptor_finish(d);
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(esdk_decryptor_set_output(d, sink_write, &s));
+    GUARD(esdk_decryptor_update(d, in, len));
+    GUARD(esdk_decryptor_finish(d));
+out:
     return sink_result(&s, rc, out, out_len);
 }
 
@@ -111,10 +105,12 @@ static coffer_err esdk_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8
 {
     coffer_encryptor *e = coffer_encryptor_new(cmm);
     ENSURE(e != NULL, COFFER_ERR_USAGE);
-    coffer_err rc = ec ? esdk_encryptor_set_ec(e, ec) : COFFER_OK;
-    if (rc == COFFER_OK) {
-        rc = esdk_encryptor_run(e, in, len, out, out_len);
+    coffer_err rc = COFFER_OK;
+    if (ec) {
+        GUARD(esdk_encryptor_set_ec(e, ec));
     }
+    rc = esdk_encryptor_run(e, in, len, out, out_len);
+out:
     coffer_encryptor_free(e);
     return rc;
 }
@@ -130,10 +126,12 @@ static coffer_err esdk_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, 
 {
     coffer_decryptor *d = coffer_decryptor_new(cmm);
     ENSURE(d != NULL, COFFER_ERR_USAGE);
-    coffer_err rc = reproduced_ec ? esdk_decryptor_set_ec(d, reproduced_ec) : COFFER_OK;
-    if (rc == COFFER_OK) {
-        rc = esdk_decryptor_run(d, in, len, out, out_len);
+    coffer_err rc = COFFER_OK;
+    if (reproduced_ec) {
+        GUARD(esdk_decryptor_set_ec(d, reproduced_ec));
     }
+    rc = esdk_decryptor_run(d, in, len, out, out_len);
+out:
     coffer_decryptor_free(d);
     return rc;
 }

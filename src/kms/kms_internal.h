@@ -342,6 +342,7 @@ coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g) _
 /* The unique id `member` of grant g is bound to; NULL when unbound. */
 const char *kms_grant_principal_id(const json_t *g, const char *member);
 /* Grant copies as ListGrants shows them: internal ids removed, stale principals by unique id. */
-void kms_grants_view_principals(const struct kms_service *svc, json_t *items);
+coffer_err kms_grants_view_principals(const struct kms_service *svc, json_t *items)
+    __attribute__((warn_unused_result));
 
 #endif

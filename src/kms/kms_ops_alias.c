@@ -43,14 +43,14 @@ static coffer_err alias_not_found(const struct api_call *call, const char *name)
 static coffer_err alias_get(struct kms_service *svc, const char *skey, json_t **out)
 {
     coffer_buf val = COFFER_BUF_INIT;
+    coffer_err rc = COFFER_OK;
     *out = NULL;
-    coffer_err rc = store_get(svc->st, skey, &val);
-    if (rc == COFFER_OK) {
-        *out = json_loadb((const char *)val.data, val.len, 0, NULL);
-        if (*out == NULL) {
-            rc = coffer_fail(COFFER_ERR_STORE, "corrupt alias record");
-        }
+    GUARD(store_get(svc->st, skey, &val));
+    *out = json_loadb((const char *)val.data, val.len, 0, NULL);
+    if (*out == NULL) {
+        FAIL_OUT(COFFER_ERR_STORE, "corrupt alias record");
     }
+out:
     coffer_buf_free(&val);
     return rc;
 }
@@ -87,17 +87,13 @@ static coffer_err alias_put(struct kms_service *svc, const struct api_call *call
         return kms_nomem();
     }
     const char *to = json_string_value(json_object_get(rec, "TargetKeyId"));
-    coffer_err rc = store_txn_begin(svc->st, &t);
-    if (rc == COFFER_OK) {
-        rc = alias_counts(svc, t, call, from, to);
-    }
-    if (rc == COFFER_OK) {
-        rc = store_txn_put(t, skey, coffer_cursor_from_str(s));
-    }
-    if (rc == COFFER_OK) {
-        rc = store_txn_commit(t);
-        t = NULL;
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(store_txn_begin(svc->st, &t));
+    GUARD(alias_counts(svc, t, call, from, to));
+    GUARD(store_txn_put(t, skey, coffer_cursor_from_str(s)));
+    rc = store_txn_commit(t);
+    t = NULL; /* commit frees the transaction, committed or not */
+out:
     store_txn_abort(t);
     free(s);
     return rc;
@@ -144,13 +140,9 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     TRY(kms_acquire_write(svc, call, r.target_key_id, 0, &k));
     kms_audit_key(call, k);
     int64_t now = kms_call_now_ms(call);
-    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r});
-    if (rc == COFFER_OK) {
-        rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
-    }
-    if (rc != COFFER_OK) {
-        goto out;
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r}));
+    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
     kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
     rc = alias_get(svc, skey, &rec);
     if (creating && rc == COFFER_OK) {
@@ -231,10 +223,9 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
     GUARD(alias_counts(svc, t, call, target, NULL));
     GUARD(store_txn_delete(t, skey));
     rc = store_txn_commit(t);
-    t = NULL;
-    if (rc == COFFER_OK) {
-        rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, NULL);
-    }
+    t = NULL; /* commit frees the transaction, committed or not */
+    GUARD(rc);
+    rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, NULL);
 out:
     store_txn_abort(t);
     kms_write_release(svc);
@@ -347,16 +338,22 @@ coffer_err kms_op_TagResource(void *state, struct api_call *call)
     struct kms_key *k;
     json_t *tags = NULL, *rec = NULL;
     TRY(kms_begin_key_write(svc, call, KMS_OP_TagResource, audit, KMS_RULE_NOT_PENDING, &r, &k));
-    coffer_err rc = kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, svc->limits.kms_tags_per_key, &tags);
-    if (rc == COFFER_OK) {
-        rec = json_deep_copy(k->rec);
-        if (rec == NULL || json_object_set_new(rec, "Tags", tags) != 0) {
-            json_decref(rec);
-            rc = kms_nomem();
-        } else {
-            rc = kms_key_update(svc, k, rec, NULL, NULL);
-        }
+    coffer_err rc = COFFER_OK;
+    GUARD(kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, svc->limits.kms_tags_per_key, &tags));
+    rec = json_deep_copy(k->rec);
+    if (rec == NULL) {
+        json_decref(tags);
+        rc = kms_nomem();
+        goto out;
     }
+    /* json_object_set_new takes tags whether or not it succeeds. */
+    if (json_object_set_new(rec, "Tags", tags) != 0) {
+        json_decref(rec);
+        rc = kms_nomem();
+        goto out;
+    }
+    rc = kms_key_update(svc, k, rec, NULL, NULL); /* takes rec */
+out:
     kms_write_release(svc);
     return rc;
 }

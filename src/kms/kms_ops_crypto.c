@@ -7,6 +7,7 @@
  * Plaintext and data keys live in secret buffers; the JSON output necessarily holds their
  * base64 (the pipeline owns and frees it). Audit records never carry them.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +71,49 @@ static bool ignore_ciphertext(const struct kms_req *r)
 /* Encrypts under k's current material (shared lock held) and appends the blob to out. */
 static coffer_err encrypt_with(const struct kms_key *k, const json_t *ec, coffer_cursor pt, coffer_buf *out)
 {
+    /* A cached key has at least one material and current is set only to the index of a loaded one. */
+    assert(k->current < k->n_mats);
     const struct kms_material *m = &k->mats[k->current];
     return kms_blob_encrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), k->arn, m->id, ec, pt, out);
+}
+
+/* Draws an n-byte data key into dk and encrypts it under k (shared lock held) into blob. */
+static coffer_err data_key_with(const struct kms_key *k, const json_t *ec, size_t n, coffer_buf *dk, coffer_buf *blob)
+{
+    TRY(coffer_buf_reserve(dk, n));
+    TRY(crypto_random(dk->data, n));
+    dk->len = n;
+    return encrypt_with(k, ec, coffer_buf_cursor(dk), blob);
+}
+
+/*
+ * Acquires key_ref's key for the encrypting side of an operation: records it in the audit event,
+ * authorizes `action` (with encryption context ec), checks the key state and `alg` (negative when
+ * the request names none) and answers DryRun. On success *out is held (shared lock) and the
+ * caller must kms_release; on failure nothing is held.
+ */
+static coffer_err acquire_to_encrypt(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                                     const char *action, const char *key_ref, const json_t *ec, int alg, bool dry,
+                                     struct kms_key **out)
+{
+    struct kms_key *k;
+    coffer_err rc = COFFER_OK;
+    *out = NULL;
+    TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
+    kms_audit_key(call, k);
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
+    GUARD(kms_check_state(k, KMS_RULE_CRYPTO));
+    GUARD(check_algorithm(alg));
+    if (dry) {
+        rc = dry_run();
+        goto out;
+    }
+    *out = k;
+out:
+    if (rc != COFFER_OK) {
+        kms_release(svc);
+    }
+    return rc;
 }
 
 static coffer_err set_material_id(json_t *obj, const char *name, const uint8_t id[KMS_MATERIAL_ID_LEN])
@@ -94,28 +136,12 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_encrypt);
     TRY(kms_req_decode(KMS_OP_Encrypt, call->input, &r));
-    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
-    kms_audit_key(call, k);
-    rc = kms_authorize_key(svc, call, k,
-                           &(struct kms_authz_in){.action = "kms:Encrypt", .r = &r, .ec = r.ec, .key_ref = r.key_id});
-    if (rc == COFFER_OK) {
-        rc = kms_check_state(k, KMS_RULE_CRYPTO);
-    }
-    if (rc == COFFER_OK) {
-        rc = check_algorithm(r.enc_alg);
-    }
-    if (rc == COFFER_OK && r.dry_run) {
-        rc = dry_run();
-    }
-    if (rc == COFFER_OK) {
-        rc = encrypt_with(k, r.ec, coffer_buf_cursor(&r.plaintext), &blob);
-    }
+    GUARD(acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, r.dry_run, &k));
+    rc = encrypt_with(k, r.ec, coffer_buf_cursor(&r.plaintext), &blob);
     char arn[KMS_ARN_MAX];
     snprintf(arn, sizeof(arn), "%s", k->arn);
     kms_release(svc);
-    if (rc != COFFER_OK) {
-        goto out;
-    }
+    GUARD(rc);
     call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
@@ -204,16 +230,9 @@ static coffer_err dry_run_key_only(struct kms_service *svc, struct api_call *cal
                                    const char *action, const char *key_ref, const json_t *ec)
 {
     if (key_ref != NULL) {
+        /* Answers the dry run itself once the key passes. */
         struct kms_key *k;
-        TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
-        kms_audit_key(call, k);
-        coffer_err rc = kms_authorize_key(svc, call, k,
-                                          &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref});
-        if (rc == COFFER_OK) {
-            rc = kms_check_state(k, KMS_RULE_CRYPTO);
-        }
-        kms_release(svc);
-        TRY(rc);
+        return acquire_to_encrypt(svc, call, r, action, key_ref, ec, -1, true, &k);
     }
     return dry_run();
 }
@@ -280,29 +299,13 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
         GUARD(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext), r.source_key_id,
                         r.src_enc_alg, r.src_ec, false, &pt, &o));
     }
-    GUARD(kms_acquire(svc, call, r.destination_key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
-    kms_audit_key(call, k);
-    rc = kms_authorize_key(svc, call, k,
-                           &(struct kms_authz_in){.action = "kms:ReEncryptTo", .r = &r, .ec = r.dst_ec,
-                                                  .key_ref = r.destination_key_id});
-    if (rc == COFFER_OK) {
-        rc = kms_check_state(k, KMS_RULE_CRYPTO);
-    }
-    if (rc == COFFER_OK) {
-        rc = check_algorithm(r.dst_enc_alg);
-    }
-    if (rc == COFFER_OK && (r.dry_run || ignore)) {
-        rc = dry_run();
-    }
-    if (rc == COFFER_OK) {
-        rc = encrypt_with(k, r.dst_ec, coffer_buf_cursor(&pt), &blob);
-        snprintf(dst_arn, sizeof(dst_arn), "%s", k->arn);
-        memcpy(dst_mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
-    }
+    GUARD(acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec, r.dst_enc_alg,
+                             r.dry_run || ignore, &k));
+    rc = encrypt_with(k, r.dst_ec, coffer_buf_cursor(&pt), &blob);
+    snprintf(dst_arn, sizeof(dst_arn), "%s", k->arn);
+    memcpy(dst_mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
-    if (rc != COFFER_OK) {
-        goto out;
-    }
+    GUARD(rc);
     call->output = json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst_arn, "SourceEncryptionAlgorithm",
                              "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
@@ -342,28 +345,15 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
         FAIL_OUT(COFFER_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
     }
     size_t n = r.has_number_of_bytes ? (size_t)r.number_of_bytes : (r.data_key_spec == 0 ? 32 : 16);
-    GUARD(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
-    kms_audit_key(call, k);
     char action[64];
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
-    rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r, .ec = r.ec, .key_ref = r.key_id});
-    if (rc == COFFER_OK) {
-        rc = kms_check_state(k, KMS_RULE_CRYPTO);
-    }
-    if (rc == COFFER_OK && r.dry_run) {
-        rc = dry_run();
-    }
-    if (rc == COFFER_OK && (rc = coffer_buf_reserve(&dk, n)) == COFFER_OK &&
-        (rc = crypto_random(dk.data, n)) == COFFER_OK) {
-        dk.len = n;
-        rc = encrypt_with(k, r.ec, coffer_buf_cursor(&dk), &blob);
-        snprintf(arn, sizeof(arn), "%s", k->arn);
-        memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
-    }
+    /* No EncryptionAlgorithm in these requests: -1. */
+    GUARD(acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, r.dry_run, &k));
+    rc = data_key_with(k, r.ec, n, &dk, &blob);
+    snprintf(arn, sizeof(arn), "%s", k->arn);
+    memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
-    if (rc != COFFER_OK) {
-        goto out;
-    }
+    GUARD(rc);
     call->output = json_pack("{s:s}", "KeyId", arn);
     if (call->output == NULL) {
         rc = kms_nomem();

@@ -395,6 +395,18 @@ static coffer_err paged_output(struct api_call *call, json_t *items, bool trunca
     return truncated ? kms_marker_encode(last, call->output) : COFFER_OK;
 }
 
+/* Shows the principals of `items` (taken) as bound now and makes them the paged output. */
+static coffer_err paged_grants_output(const struct kms_service *svc, struct api_call *call, json_t *items,
+                                      bool truncated, const char *last)
+{
+    coffer_err rc = kms_grants_view_principals(svc, items);
+    if (rc != COFFER_OK) {
+        json_decref(items);
+        return rc;
+    }
+    return paged_output(call, items, truncated, last);
+}
+
 /*
  * A ListGrants GranteePrincipal filter, matched as grants are bound: an IAM user or role ARN
  * finds the grants of the entity holding it now (none once nobody holds it), and the unique id
@@ -434,12 +446,70 @@ static bool grantee_filter_match(const struct grantee_filter *f, const json_t *g
            str_eq_opt(uid, f->uid[0] != '\0' ? f->uid : NULL);
 }
 
+struct grants_page {
+    json_t *items; /* the grants listed (views) */
+    bool truncated;
+    char last[KMS_GRANT_ID_LEN + 1]; /* id of the last grant listed: the next marker */
+};
+
+/*
+ * Takes the key named by r->key_id, authorizes ListGrants and collects the page after `marker`
+ * ("" for the first) matching r->grant_id and the grantee filter; releases the key before
+ * returning. On failure p->items is NULL.
+ */
+static coffer_err grants_page_collect(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                                      const char *marker, const struct grantee_filter *grantee,
+                                      struct grants_page *p)
+{
+    struct kms_key *k;
+    coffer_err rc = COFFER_OK;
+    bool started = marker[0] == '\0';
+    size_t limit = r->has_limit ? (size_t)r->limit : LIST_GRANTS_DEFAULT;
+    TRY(kms_acquire(svc, call, r->key_id, KMS_REF_CROSS, &k));
+    kms_audit_key(call, k);
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = r}));
+    if ((p->items = json_array()) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    size_t i;
+    const json_t *g;
+    json_array_foreach(k->grants, i, g) {
+        const char *id = json_string_value(json_object_get(g, "GrantId"));
+        if (!started) {
+            started = strcmp(id, marker) == 0;
+            continue;
+        }
+        if ((r->grant_id != NULL && strcmp(id, r->grant_id) != 0) || !grantee_filter_match(grantee, g)) {
+            continue;
+        }
+        if (json_array_size(p->items) == limit) {
+            p->truncated = true;
+            break;
+        }
+        if (json_array_append_new(p->items, grant_view(g)) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
+        snprintf(p->last, sizeof(p->last), "%s", id);
+    }
+    if (!started) {
+        FAIL_OUT(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r->marker);
+    }
+out:
+    kms_release(svc);
+    if (rc != COFFER_OK) {
+        json_decref(p->items);
+        p->items = NULL;
+    }
+    return rc;
+}
+
 coffer_err kms_op_ListGrants(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"KeyId", "GrantId", "GranteePrincipal", "Limit", "Marker", NULL};
     struct kms_service *svc = state;
     struct kms_req r;
-    struct kms_key *k;
     char marker[KMS_GRANT_ID_LEN + 1] = "";
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_ListGrants, call->input, &r));
@@ -454,47 +524,9 @@ coffer_err kms_op_ListGrants(void *state, struct api_call *call)
     }
     struct grantee_filter grantee;
     TRY(grantee_filter_init(svc, r.grantee_principal, &grantee)); /* reads the store: before the key lock */
-    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_CROSS, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = &r});
-    json_t *items = NULL;
-    bool truncated = false, started = marker[0] == '\0';
-    char last[KMS_GRANT_ID_LEN + 1] = "";
-    size_t limit = r.has_limit ? (size_t)r.limit : LIST_GRANTS_DEFAULT;
-    if (rc == COFFER_OK && (items = json_array()) == NULL) {
-        rc = kms_nomem();
-    }
-    size_t i;
-    const json_t *g;
-    json_array_foreach(rc == COFFER_OK ? k->grants : NULL, i, g) {
-        const char *id = json_string_value(json_object_get(g, "GrantId"));
-        if (!started) {
-            started = strcmp(id, marker) == 0;
-            continue;
-        }
-        if ((r.grant_id != NULL && strcmp(id, r.grant_id) != 0) || !grantee_filter_match(&grantee, g)) {
-            continue;
-        }
-        if (json_array_size(items) == limit) {
-            truncated = true;
-            break;
-        }
-        if (json_array_append_new(items, grant_view(g)) != 0) {
-            rc = kms_nomem();
-            break;
-        }
-        snprintf(last, sizeof(last), "%s", id);
-    }
-    kms_release(svc);
-    if (rc == COFFER_OK && !started) {
-        rc = coffer_fail(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
-    }
-    if (rc != COFFER_OK) {
-        json_decref(items);
-        return rc;
-    }
-    kms_grants_view_principals(svc, items);
-    return paged_output(call, items, truncated, last);
+    struct grants_page p = {.items = NULL};
+    TRY(grants_page_collect(svc, call, &r, marker, &grantee, &p));
+    return paged_grants_output(svc, call, p.items, p.truncated, p.last);
 }
 
 struct retirable_scan {
@@ -601,8 +633,7 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
         json_decref(s.items);
         return rc;
     }
-    kms_grants_view_principals(svc, s.items);
-    return paged_output(call, s.items, s.truncated, s.last);
+    return paged_grants_output(svc, call, s.items, s.truncated, s.last);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -635,36 +666,6 @@ static coffer_err grant_keys_cb(void *ctx, const char *key, coffer_cursor value)
     return COFFER_OK;
 }
 
-coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
-{
-    char prefix[256];
-    struct grant_keys gk = {.keys = json_array()};
-    if (gk.keys == NULL) {
-        return kms_nomem();
-    }
-    kms_grant_prefix(prefix, sizeof(prefix), acct, region, key_id);
-    coffer_err rc = store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk);
-    size_t i;
-    const json_t *k;
-    json_array_foreach(rc == COFFER_OK ? gk.keys : NULL, i, k) {
-        rc = store_txn_delete(t, json_string_value(k));
-        if (rc == COFFER_ERR_NOT_FOUND) {
-            rc = COFFER_OK; /* no index entry: tolerated, the grant record is what matters */
-        }
-        if (rc != COFFER_OK) {
-            break;
-        }
-    }
-    json_decref(gk.keys);
-    return rc;
-}
-
-static coffer_err key_list_cb(void *ctx, const char *key, coffer_cursor value)
-{
-    (void)value;
-    return json_array_append_new(ctx, json_string(key)) == 0 ? COFFER_OK : kms_nomem();
-}
-
 /* Deletes `key` in t; absent is fine. */
 static coffer_err delete_if_present(store_txn *t, const char *key)
 {
@@ -674,6 +675,33 @@ static coffer_err delete_if_present(store_txn *t, const char *key)
         return COFFER_OK;
     }
     return rc;
+}
+
+coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
+{
+    char prefix[256];
+    struct grant_keys gk = {.keys = json_array()};
+    if (gk.keys == NULL) {
+        return kms_nomem();
+    }
+    kms_grant_prefix(prefix, sizeof(prefix), acct, region, key_id);
+    coffer_err rc = COFFER_OK;
+    GUARD(store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk));
+    size_t i;
+    const json_t *k;
+    json_array_foreach(gk.keys, i, k) {
+        /* No index entry: tolerated, the grant record is what matters. */
+        GUARD(delete_if_present(t, json_string_value(k)));
+    }
+out:
+    json_decref(gk.keys);
+    return rc;
+}
+
+static coffer_err key_list_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    (void)value;
+    return json_array_append_new(ctx, json_string(key)) == 0 ? COFFER_OK : kms_nomem();
 }
 
 /*

@@ -472,33 +472,29 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
     int64_t when = kms_call_now_ms(call) + days * MS_PER_DAY;
-    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r});
-    if (rc == COFFER_OK) {
-        rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
-    }
     json_t *rec = NULL;
-    if (rc == COFFER_OK) {
-        rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
-        if (rec == NULL || json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0 ||
-            json_object_set_new(rec, "PendingWindowInDays", json_integer(days)) != 0) {
-            json_decref(rec);
-            rc = kms_nomem();
-        }
+    coffer_err rc = COFFER_OK;
+    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r}));
+    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
+    if (rec == NULL || json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0 ||
+        json_object_set_new(rec, "PendingWindowInDays", json_integer(days)) != 0) {
+        rc = kms_nomem();
+        goto out;
     }
-    if (rc == COFFER_OK) {
-        /* Before the commit: the request's event is written then, with these elements. */
-        call->output = json_pack("{s:s,s:f,s:s,s:I}", "KeyId", k->arn, "DeletionDate", (double)when / 1000.0,
-                                 "KeyState", "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
-        rc = call->output != NULL ? COFFER_OK : kms_nomem();
-        call->audit_response = kms_camel_copy(call->output);
-        if (rc != COFFER_OK) {
-            json_decref(rec);
-        }
+    /* Before the commit: the request's event is written then, with these elements. */
+    call->output = json_pack("{s:s,s:f,s:s,s:I}", "KeyId", k->arn, "DeletionDate", (double)when / 1000.0,
+                             "KeyState", "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
+    call->audit_response = kms_camel_copy(call->output);
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
     }
-    if (rc == COFFER_OK) {
-        deletion_index_key(&d, k, when);
-        rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
-    }
+    deletion_index_key(&d, k, when);
+    rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+    rec = NULL; /* taken by kms_key_update */
+out:
+    json_decref(rec);
     kms_write_release(svc);
     return rc;
 }
@@ -510,25 +506,27 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
     struct kms_key *k;
     struct deletion_index d = {.remove = true};
     TRY(kms_begin_key_write(svc, call, KMS_OP_CancelKeyDeletion, audit_key_only, KMS_RULE_CANCEL, &r, &k));
-    coffer_err rc;
+    coffer_err rc = COFFER_OK;
     /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled. */
     json_t *rec = rec_with_state(k, KMS_STATE_DISABLED);
     if (rec == NULL) {
         rc = kms_nomem();
-    } else {
-        deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
-        json_object_del(rec, "DeletionDate");
-        json_object_del(rec, "PendingWindowInDays");
-        /* Before the commit: the request's event is written then, with these elements. */
-        call->output = json_pack("{s:s}", "KeyId", k->arn);
-        rc = call->output != NULL ? COFFER_OK : kms_nomem();
-        call->audit_response = kms_camel_copy(call->output);
-        if (rc == COFFER_OK) {
-            rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
-        } else {
-            json_decref(rec);
-        }
+        goto out;
     }
+    deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
+    json_object_del(rec, "DeletionDate");
+    json_object_del(rec, "PendingWindowInDays");
+    /* Before the commit: the request's event is written then, with these elements. */
+    call->output = json_pack("{s:s}", "KeyId", k->arn);
+    call->audit_response = kms_camel_copy(call->output);
+    if (call->output == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+    rec = NULL; /* taken by kms_key_update */
+out:
+    json_decref(rec);
     kms_write_release(svc);
     return rc;
 }

@@ -116,11 +116,22 @@ coffer_err kms_key_policy_compile(const struct kms_service *svc, const json_t *r
 /* What callers read back                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Is `uid` (bound to `arn`) still the entity holding `arn`? */
-static bool binding_current(const struct kms_service *svc, const char *arn, const char *uid)
+/*
+ * Is `uid` (bound to `arn`) still the entity holding `arn`? *current is false when nobody holds
+ * it now. A failed lookup is an error, not "not current": the policy shown would be wrong.
+ */
+static coffer_err binding_current(const struct kms_service *svc, const char *arn, const char *uid, bool *current)
 {
     char now[POLICY_UID_MAX];
-    return authz_resolve_principal(svc->az, arn, now) == COFFER_OK && strcmp(now, uid) == 0;
+    *current = false;
+    coffer_err rc = authz_resolve_principal(svc->az, arn, now);
+    if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
+        coffer_clear_err();
+        return COFFER_OK;
+    }
+    TRY(rc);
+    *current = strcmp(now, uid) == 0;
+    return COFFER_OK;
 }
 
 struct display {
@@ -133,7 +144,12 @@ static coffer_err display_one(void *arg, json_t *value)
 {
     struct display *d = arg;
     const char *uid = json_string_value(json_object_get(d->map, json_string_value(value)));
-    if (uid != NULL && !binding_current(d->svc, json_string_value(value), uid)) {
+    if (uid == NULL) {
+        return COFFER_OK;
+    }
+    bool current;
+    TRY(binding_current(d->svc, json_string_value(value), uid, &current));
+    if (!current) {
         if (json_string_set(value, uid) != 0) {
             return kms_nomem();
         }
@@ -154,12 +170,16 @@ coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec,
                       ? json_loads(text, JSON_PRESERVE_ORDER, NULL)
                       : NULL;
     struct display d = {.svc = svc, .map = map};
-    coffer_err rc = doc != NULL ? policy_visit_aws_principals(doc, display_one, &d) : COFFER_OK;
-    if (rc == COFFER_OK) {
-        /* Untouched policies come back byte for byte as they were put. */
-        *out = d.changed ? json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : strdup(text);
-        rc = *out == NULL ? kms_nomem() : COFFER_OK;
+    coffer_err rc = COFFER_OK;
+    if (doc != NULL) {
+        GUARD(policy_visit_aws_principals(doc, display_one, &d));
     }
+    /* Untouched policies come back byte for byte as they were put. */
+    *out = d.changed ? json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : strdup(text);
+    if (*out == NULL) {
+        rc = kms_nomem();
+    }
+out:
     json_decref(doc);
     return rc;
 }
@@ -206,7 +226,7 @@ const char *kms_grant_principal_id(const json_t *g, const char *member)
     return json_string_value(json_object_get(g, idm));
 }
 
-static void grant_view_principals(const struct kms_service *svc, json_t *v)
+static coffer_err grant_view_principals(const struct kms_service *svc, json_t *v)
 {
     static const char *const members[] = {"GranteePrincipal", "RetiringPrincipal"};
     for (size_t i = 0; i < 2; i++) {
@@ -214,21 +234,27 @@ static void grant_view_principals(const struct kms_service *svc, json_t *v)
         grant_id_member(members[i], idm);
         const char *uid = json_string_value(json_object_get(v, idm));
         const char *arn = json_string_value(json_object_get(v, members[i]));
-        if (uid != NULL && arn != NULL && !binding_current(svc, arn, uid)) {
-            json_object_set_new(v, members[i], json_string(uid));
+        if (uid != NULL && arn != NULL) {
+            bool current;
+            TRY(binding_current(svc, arn, uid, &current));
+            if (!current && json_object_set_new(v, members[i], json_string(uid)) != 0) {
+                return kms_nomem();
+            }
         }
         json_object_del(v, idm);
     }
+    return COFFER_OK;
 }
 
-void kms_grants_view_principals(const struct kms_service *svc, json_t *items)
+coffer_err kms_grants_view_principals(const struct kms_service *svc, json_t *items)
 {
     size_t i;
     json_t *v;
     json_array_foreach(items, i, v)
     {
-        grant_view_principals(svc, v);
+        TRY(grant_view_principals(svc, v));
     }
+    return COFFER_OK;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -295,6 +321,53 @@ static coffer_err grant_bind_existing(const struct kms_service *svc, json_t *g)
     return COFFER_OK;
 }
 
+/* Binds the principals of one stored record of `kind` and rewrites it, with its index entry, in
+ * one transaction. */
+static coffer_err bind_record(const struct kms_service *svc, const char *kind, const char *skey, json_t *rec)
+{
+    char old_ikey[512], ikey[512];
+    bool indexed = false;
+    char *text = NULL;
+    store_txn *t = NULL;
+    coffer_err rc = COFFER_OK;
+    if (strcmp(kind, "key") == 0) {
+        json_t *principals = NULL;
+        GUARD(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
+    } else {
+        /* The retiring-principal index is keyed by the binding: the entry moves with it. */
+        indexed = kms_grant_index_key(old_ikey, sizeof(old_ikey), rec, skey);
+        GUARD(grant_bind_existing(svc, rec));
+        indexed = indexed && kms_grant_index_key(ikey, sizeof(ikey), rec, skey);
+    }
+    text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    if (text == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    GUARD(store_txn_begin(svc->st, &t));
+    GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+    if (indexed) {
+        rc = store_txn_delete(t, old_ikey);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            /* No entry under the old binding: nothing to move, the new one is written below. */
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+        GUARD(rc);
+        GUARD(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
+    }
+    rc = store_txn_commit(t);
+    t = NULL; /* commit frees the transaction, committed or not */
+out:
+    store_txn_abort(t);
+    free(text);
+    return rc;
+}
+
 static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
 {
     char prefix[32];
@@ -303,51 +376,15 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
     if (s.todo == NULL) {
         return kms_nomem();
     }
-    coffer_err rc = store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s);
+    coffer_err rc = COFFER_OK;
+    GUARD(store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s));
     const char *skey;
     json_t *rec;
-    json_object_foreach(rc == COFFER_OK ? s.todo : NULL, skey, rec)
+    json_object_foreach(s.todo, skey, rec)
     {
-        char old_ikey[512], ikey[512];
-        bool indexed = false;
-        if (strcmp(kind, "key") == 0) {
-            json_t *principals = NULL;
-            rc = kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
-                                       &principals);
-            if (rc == COFFER_OK && json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
-                rc = kms_nomem();
-            }
-        } else {
-            /* The retiring-principal index is keyed by the binding: the entry moves with it. */
-            indexed = kms_grant_index_key(old_ikey, sizeof(old_ikey), rec, skey);
-            rc = grant_bind_existing(svc, rec);
-            indexed = indexed && kms_grant_index_key(ikey, sizeof(ikey), rec, skey);
-        }
-        char *text = rc == COFFER_OK ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-        store_txn *t = NULL;
-        if (rc == COFFER_OK && text == NULL) {
-            rc = kms_nomem();
-        }
-        if (rc == COFFER_OK && (rc = store_txn_begin(svc->st, &t)) == COFFER_OK &&
-            (rc = store_txn_put(t, skey, coffer_cursor_from_str(text))) == COFFER_OK) {
-            if (indexed && (rc = store_txn_delete(t, old_ikey)) == COFFER_ERR_NOT_FOUND) {
-                coffer_clear_err();
-                rc = COFFER_OK;
-            }
-            if (rc == COFFER_OK && indexed) {
-                rc = store_txn_put(t, ikey, coffer_cursor_from_str(text));
-            }
-            if (rc == COFFER_OK) {
-                rc = store_txn_commit(t);
-                t = NULL;
-            }
-        }
-        store_txn_abort(t);
-        free(text);
-        if (rc != COFFER_OK) {
-            break;
-        }
+        GUARD(bind_record(svc, kind, skey, rec));
     }
+out:
     json_decref(s.todo);
     return rc;
 }

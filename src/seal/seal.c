@@ -18,6 +18,7 @@
  */
 #include "seal/seal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,10 +202,10 @@ out:
 static coffer_err keyring_unwrap(struct seal_provider *p, coffer_cursor wrapped, struct keyring *out)
 {
     coffer_buf plain = COFFER_SECRET_BUF_INIT;
-    coffer_err rc = seal_provider_unwrap(p, coffer_cursor_from_str(SEAL_KEYRING_AAD), wrapped, &plain);
-    if (rc == COFFER_OK) {
-        rc = keyring_parse(coffer_buf_cursor(&plain), out);
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(seal_provider_unwrap(p, coffer_cursor_from_str(SEAL_KEYRING_AAD), wrapped, &plain));
+    rc = keyring_parse(coffer_buf_cursor(&plain), out);
+out:
     coffer_buf_free(&plain);
     return rc;
 }
@@ -217,10 +218,12 @@ static coffer_err keyring_load(struct seal *s, store_txn *t, struct keyring *out
                               : store_get(s->st, SEAL_KEYRING_STORE_KEY, &wrapped);
     *found = rc != COFFER_ERR_NOT_FOUND;
     if (rc == COFFER_ERR_NOT_FOUND) {
-        rc = COFFER_OK;
-    } else if (rc == COFFER_OK) {
-        rc = keyring_unwrap(s->provider, coffer_buf_cursor(&wrapped), out);
+        rc = COFFER_OK; /* a new data dir: the caller creates the first term */
+        goto out;
     }
+    GUARD(rc);
+    rc = keyring_unwrap(s->provider, coffer_buf_cursor(&wrapped), out);
+out:
     coffer_buf_free(&wrapped);
     return rc;
 }
@@ -363,8 +366,16 @@ static void seal_reload(struct seal *s, uint32_t wanted)
     pthread_rwlock_rdlock(&s->lock);
     bool have = keyring_find(&s->kr, wanted) != NULL;
     pthread_rwlock_unlock(&s->lock);
-    if (!have && keyring_load(s, NULL, &kr, &found) == COFFER_OK && found && keyring_find(&kr, wanted) != NULL) {
-        keyring_install(s, &kr);
+    if (!have) {
+        coffer_err rc = keyring_load(s, NULL, &kr, &found);
+        if (rc != COFFER_OK) {
+            /* Not propagated: the caller's open then fails as for any record it cannot read (one
+             * answer for every bad record); why the keyring could not be read is for the log. */
+            log_warn("seal: cannot reload the barrier keyring for term %u: %s", (unsigned)wanted,
+                     coffer_err_message(rc));
+        } else if (found && keyring_find(&kr, wanted) != NULL) {
+            keyring_install(s, &kr);
+        }
     }
     keyring_clean(&kr);
     pthread_mutex_unlock(&s->rotate_mu);
@@ -381,6 +392,21 @@ static coffer_err record_aad(uint8_t version, uint32_t term, const char *identit
     return coffer_buf_append_str(aad, identity);
 }
 
+/* With s->lock held (read): appends the record header, the IV and the AES-GCM of plaintext under
+ * `term` to out, building the AAD in aad. */
+static coffer_err record_seal_with(const struct seal_term *term, const char *identity,
+                                   const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor plaintext, coffer_buf *aad,
+                                   coffer_buf *out)
+{
+    TRY(record_aad(SEAL_RECORD_VERSION, term->id, identity, aad));
+    TRY(coffer_buf_reserve(out, SEAL_OVERHEAD + plaintext.len));
+    /* Header first: it is also the start of the AAD. */
+    TRY(coffer_buf_append(out, aad->data, 1 + 4));
+    TRY(coffer_buf_append(out, iv, CRYPTO_AES_GCM_IV_LEN));
+    return crypto_aes_gcm_seal(coffer_cursor_from(term->key, SEAL_TERM_KEY_LEN), iv, coffer_buf_cursor(aad),
+                               plaintext, out);
+}
+
 coffer_err seal_record_seal(seal *s, const char *identity, coffer_cursor plaintext, coffer_buf *out)
 {
     ENSURE_REF(s);
@@ -395,21 +421,9 @@ coffer_err seal_record_seal(seal *s, const char *identity, coffer_cursor plainte
     GUARD(crypto_random(iv, sizeof(iv)));
     pthread_rwlock_rdlock(&s->lock);
     const struct seal_term *term = keyring_find(&s->kr, s->kr.active);
-    rc = record_aad(SEAL_RECORD_VERSION, term->id, identity, &aad);
-    if (rc == COFFER_OK) {
-        rc = coffer_buf_reserve(out, SEAL_OVERHEAD + plaintext.len);
-    }
-    if (rc == COFFER_OK) {
-        /* Header first: it is also the start of the AAD. */
-        rc = coffer_buf_append(out, aad.data, 1 + 4);
-    }
-    if (rc == COFFER_OK) {
-        rc = coffer_buf_append(out, iv, sizeof(iv));
-    }
-    if (rc == COFFER_OK) {
-        rc = crypto_aes_gcm_seal(coffer_cursor_from(term->key, SEAL_TERM_KEY_LEN), iv, coffer_buf_cursor(&aad),
-                                 plaintext, out);
-    }
+    /* keyring_parse and keyring_extend only make keyrings whose active term is in them. */
+    assert(term != NULL);
+    rc = record_seal_with(term, identity, iv, plaintext, &aad, out);
     pthread_rwlock_unlock(&s->lock);
 out:
     if (rc != COFFER_OK) {

@@ -7,6 +7,7 @@
  */
 #include "store/store_internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -157,9 +158,10 @@ static coffer_err kv_snapshot(struct mem_store *s, const char *prefix, const cha
     pthread_rwlock_rdlock(&s->lock);
     size_t lo, hi;
     kv_range(&s->data, prefix, start_after, &lo, &hi);
-    for (size_t i = lo; i < hi && rc == COFFER_OK; i++) {
-        rc = kvarr_set(out, s->data.v[i].key, coffer_cursor_from(s->data.v[i].val, s->data.v[i].vlen), false);
+    for (size_t i = lo; i < hi; i++) {
+        GUARD(kvarr_set(out, s->data.v[i].key, coffer_cursor_from(s->data.v[i].val, s->data.v[i].vlen), false));
     }
+out:
     pthread_rwlock_unlock(&s->lock);
     return rc;
 }
@@ -212,10 +214,10 @@ static coffer_err mem_scan(struct store *base, const char *prefix, const char *s
 {
     struct mem_store *s = (struct mem_store *)base;
     struct kvarr snap = {0};
-    coffer_err rc = kv_snapshot(s, prefix, start_after, &snap);
-    if (rc == COFFER_OK) {
-        rc = merged_scan(&snap, NULL, prefix, start_after, limit, fn, ctx);
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(kv_snapshot(s, prefix, start_after, &snap));
+    rc = merged_scan(&snap, NULL, prefix, start_after, limit, fn, ctx);
+out:
     kvarr_free(&snap);
     return rc;
 }
@@ -277,10 +279,10 @@ static coffer_err mem_txn_scan(struct store_txn *base, const char *prefix, const
 {
     struct mem_txn *t = (struct mem_txn *)base;
     struct kvarr snap = {0};
-    coffer_err rc = kv_snapshot(t->s, prefix, start_after, &snap);
-    if (rc == COFFER_OK) {
-        rc = merged_scan(&snap, &t->writes, prefix, start_after, limit, fn, ctx);
-    }
+    coffer_err rc = COFFER_OK;
+    GUARD(kv_snapshot(t->s, prefix, start_after, &snap));
+    rc = merged_scan(&snap, &t->writes, prefix, start_after, limit, fn, ctx);
+out:
     kvarr_free(&snap);
     return rc;
 }
@@ -304,13 +306,12 @@ static coffer_err mem_txn_commit(struct store_txn *base)
     if (need > s->data.cap) {
         struct kv *nv = realloc(s->data.v, need * sizeof(*nv));
         if (nv == NULL) {
-            rc = coffer_fail(COFFER_ERR_NOMEM, "out of memory");
-        } else {
-            s->data.v = nv;
-            s->data.cap = need;
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
+        s->data.v = nv;
+        s->data.cap = need;
     }
-    for (size_t i = 0; rc == COFFER_OK && i < t->writes.n; i++) {
+    for (size_t i = 0; i < t->writes.n; i++) {
         struct kv *w = &t->writes.v[i];
         if (w->deleted) {
             kvarr_remove(&s->data, w->key);
@@ -326,12 +327,14 @@ static coffer_err mem_txn_commit(struct store_txn *base)
             continue;
         }
         size_t at = kv_bound(&s->data, w->key, false);
+        assert(s->data.n < s->data.cap); /* room was made above for every write */
         memmove(&s->data.v[at + 1], &s->data.v[at], (s->data.n - at) * sizeof(*s->data.v));
         s->data.v[at] = (struct kv){w->key, w->val, w->vlen, false};
         s->data.n++;
         w->key = NULL;
         w->val = NULL;
     }
+out:
     pthread_rwlock_unlock(&s->lock);
     mem_txn_abort(base);
     return rc;

@@ -777,6 +777,44 @@ static void test_twenty_statements(void **state)
     denied(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
 }
 
+/* ---- a resolver binding ALICE that can be made to fail, as a store read can ---- */
+static coffer_err resolve_fault = COFFER_OK;
+
+static coffer_err stub_resolve(void *ctx, const char *arn, char uid[POLICY_UID_MAX])
+{
+    (void)ctx;
+    if (resolve_fault != COFFER_OK) {
+        return coffer_fail(resolve_fault, "identity store unavailable");
+    }
+    if (strcmp(arn, ALICE) != 0) {
+        return COFFER_ERR_NO_SUCH_ENTITY;
+    }
+    snprintf(uid, POLICY_UID_MAX, "AIDAALICE0000000000000");
+    return COFFER_OK;
+}
+
+/* A grant's principal that cannot be looked up fails the listing; it is not shown as unbound. */
+static void test_principal_lookup_failure(void **state)
+{
+    struct env *e = *state;
+    authz_free(e->az);
+    e->src.resolve = stub_resolve;
+    assert_int_equal(authz_new(&e->src, &e->az), COFFER_OK);
+    kms_service_set_authorizer(e->svc, e->az);
+    char id[64], arn[128];
+    create_key(e, NULL, id, arn);
+    ok(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"]}", id));
+    struct result r = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    json_t *g = json_array_get(json_object_get(r.out, "Grants"), 0);
+    assert_string_equal(json_string_value(json_object_get(g, "GranteePrincipal")), ALICE);
+    json_decref(r.out);
+    resolve_fault = COFFER_ERR_STORE;
+    r = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
+    resolve_fault = COFFER_OK;
+    expect(r, COFFER_ERR_STORE, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -791,6 +829,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aliases_need_both, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorization_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_twenty_statements, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_principal_lookup_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
