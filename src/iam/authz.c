@@ -125,20 +125,9 @@ bool authz_policy_needs_ctx(const policy *p)
     return authz_policy_ctx_keys(p) != 0;
 }
 
-const char *authz_principal_type(const struct api_caller *caller)
-{
-    if (strcmp(caller->principal_type, "Root") == 0) {
-        return "Account";
-    }
-    if (strcmp(caller->principal_type, "IAMUser") == 0) {
-        return "User";
-    }
-    return caller->principal_type; /* "AssumedRole", "FederatedUser" */
-}
-
 static bool is_root(const struct api_caller *c)
 {
-    return strcmp(c->principal_type, "Root") == 0;
+    return c->principal_kind == API_PRINCIPAL_ROOT;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -179,13 +168,16 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
     TRY(policy_ctx_set_str(ctx, "aws:PrincipalAccount", c->account_id));
     if (want & AUTHZ_CTX_PRINCIPAL) {
         TRY(policy_ctx_set_str(ctx, "aws:PrincipalArn", c->principal_arn));
-        TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", authz_principal_type(c)));
+        const char *type = api_principal_policy_type(c->principal_kind);
+        if (type != NULL) {
+            TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", type));
+        }
         if (c->principal_id[0] != '\0') {
             TRY(policy_ctx_set_str(ctx, "aws:userid", c->principal_id));
         } else if (is_root(c)) {
             TRY(policy_ctx_set_str(ctx, "aws:userid", c->account_id));
         }
-        if (strcmp(c->principal_type, "IAMUser") == 0) {
+        if (c->principal_kind == API_PRINCIPAL_USER) {
             const char *slash = strrchr(c->principal_arn, '/');
             TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
         }
@@ -204,7 +196,7 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
         TRY(policy_ctx_set_bool(ctx, "aws:ViaAWSService", false));
         TRY(policy_ctx_set_bool(ctx, "aws:PrincipalIsAWSService", false));
         /* AWS: present (false without MFA) for temporary credentials, absent for long-term keys. */
-        if (strcmp(c->principal_type, "AssumedRole") == 0) {
+        if (c->principal_kind == API_PRINCIPAL_ASSUMED_ROLE) {
             TRY(policy_ctx_set_bool(ctx, "aws:MultiFactorAuthPresent", false));
         }
     }
@@ -323,7 +315,7 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
         .principal_id = c->principal_id[0] != '\0' ? c->principal_id : NULL,
         .principal_role_arn = c->role_arn[0] != '\0' ? c->role_arn : NULL,
         .principal_account = c->account_id,
-        .principal_type = authz_principal_type(c),
+        .principal_type = api_principal_policy_type(c->principal_kind),
         .action = req->action,
         .resource = req->resource != NULL ? req->resource : "*",
         .ctx = ctx,

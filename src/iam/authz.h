@@ -125,7 +125,4 @@ unsigned authz_policy_ctx_keys(const policy *p);
 coffer_err authz_global_ctx(const struct api_caller *caller, const char *region, const char *action,
                             int64_t now_ms, policy_ctx *ctx) __attribute__((warn_unused_result));
 
-/* aws:PrincipalType of a caller ("Account", "User", "AssumedRole") from api_caller.principal_type. */
-const char *authz_principal_type(const struct api_caller *caller);
-
 #endif

@@ -22,22 +22,11 @@
  * Authorization of the caller
  * ------------------------------------------------------------------------------------------- */
 
-const char *iam_caller_policy_type(const struct api_caller *c)
-{
-    if (strcmp(c->principal_type, "Root") == 0) {
-        return "Account";
-    }
-    if (strcmp(c->principal_type, "IAMUser") == 0) {
-        return "User";
-    }
-    return c->principal_type;
-}
-
 enum policy_decision iam_caller_identity_decision(iam_services *s, const struct api_call *call, const char *action,
                                                   const char *resource, const char *resource_account)
 {
     const struct api_caller *c = call->caller;
-    if (strcmp(c->principal_type, "Root") == 0) {
+    if (c->principal_kind == API_PRINCIPAL_ROOT) {
         return resource_account != NULL && strcmp(resource_account, c->account_id) == 0 ? POLICY_ALLOW
                                                                                           : POLICY_NOT_APPLICABLE;
     }
@@ -63,7 +52,7 @@ enum policy_decision iam_caller_identity_decision(iam_services *s, const struct 
         .principal_id = c->principal_id[0] ? c->principal_id : NULL,
         .principal_role_arn = c->role_arn[0] ? c->role_arn : NULL,
         .principal_account = c->account_id,
-        .principal_type = iam_caller_policy_type(c),
+        .principal_type = api_principal_policy_type(c->principal_kind),
         .action = action,
         .resource = resource,
         .ctx = ctx,
@@ -108,7 +97,7 @@ static void entity_arn(iam_services *s, const struct api_call *call, enum iam_ki
 {
     json_t *e = NULL;
     const char *acct = call->caller->account_id;
-    if (path == NULL && name != NULL && strcmp(call->caller->principal_type, "Root") != 0 &&
+    if (path == NULL && name != NULL && call->caller->principal_kind != API_PRINCIPAL_ROOT &&
         iam_dir_get(s->dir, kind, acct, name, &e) == COFFER_OK) {
         snprintf(out, IAM_ARN_MAX, "%s", json_string_value(json_object_get(e, "Arn")));
         json_decref(e);
@@ -127,7 +116,7 @@ static coffer_err user_name_or_caller(api_in *in, const struct api_call *call, c
 {
     const char *name = NULL;
     TRY(api_in_string(in, "UserName", 0, 1, 128, &name));
-    if (name == NULL && strcmp(call->caller->principal_type, "IAMUser") == 0) {
+    if (name == NULL && call->caller->principal_kind == API_PRINCIPAL_USER) {
         const char *slash = strrchr(call->caller->principal_arn, '/');
         snprintf(buf, 128, "%s", slash ? slash + 1 : "");
         name = buf;
@@ -210,7 +199,7 @@ static coffer_err op_GetUser(void *state, struct api_call *call)
     TRY(api_in_done(&in));
     if (name == NULL) {
         /* The account root (or a session) asking about itself. */
-        if (strcmp(call->caller->principal_type, "Root") != 0) {
+        if (call->caller->principal_kind != API_PRINCIPAL_ROOT) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Must specify userName when calling with non-User credentials");
         }
         return wrap(call, "User",

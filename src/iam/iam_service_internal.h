@@ -18,9 +18,6 @@ struct iam_services {
     struct api_service admin_api;
 };
 
-/* aws:PrincipalType of a caller ("Account", "User", "AssumedRole"). */
-const char *iam_caller_policy_type(const struct api_caller *c);
-
 /*
  * The caller's identity-policy decision for `action` on `resource`. An account root is allowed
  * everything in its own account (POLICY_ALLOW when resource_account equals the caller's).

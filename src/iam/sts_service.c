@@ -56,7 +56,7 @@ static enum policy_decision trust_decision(const policy *trust, const struct api
         .principal_id = as_account_root || c->principal_id[0] == '\0' ? NULL : c->principal_id,
         .principal_role_arn = !as_account_root && c->role_arn[0] ? c->role_arn : NULL,
         .principal_account = c->account_id,
-        .principal_type = as_account_root ? "Account" : iam_caller_policy_type(c),
+        .principal_type = api_principal_policy_type(as_account_root ? API_PRINCIPAL_ROOT : c->principal_kind),
         .action = "sts:AssumeRole",
         .resource = role_arn,
         .ctx = ctx,
@@ -222,7 +222,7 @@ void iam_services_init_sts(iam_services *s)
 static coffer_err admin_authorize(iam_services *s, const struct api_call *call)
 {
     const struct api_caller *c = call->caller;
-    if (strcmp(c->account_id, s->operator_account) != 0 || strcmp(c->principal_type, "Root") != 0) {
+    if (strcmp(c->account_id, s->operator_account) != 0 || c->principal_kind != API_PRINCIPAL_ROOT) {
         return coffer_fail(COFFER_ERR_ACCESS_DENIED,
                            "User: %s is not authorized to perform: coffer-admin:%s: only the operator account's root "
                            "may manage accounts",

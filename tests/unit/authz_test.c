@@ -99,13 +99,13 @@ static void stub_free(struct stub *s)
     }
 }
 
-static struct api_caller caller(const char *acct, const char *arn, const char *type, const char *role)
+static struct api_caller caller(const char *acct, const char *arn, enum api_principal_kind kind, const char *role)
 {
     struct api_caller c;
     memset(&c, 0, sizeof(c));
     snprintf(c.account_id, sizeof(c.account_id), "%s", acct);
     snprintf(c.principal_arn, sizeof(c.principal_arn), "%s", arn);
-    snprintf(c.principal_type, sizeof(c.principal_type), "%s", type);
+    c.principal_kind = kind;
     snprintf(c.role_arn, sizeof(c.role_arn), "%s", role != NULL ? role : "");
     snprintf(c.principal_id, sizeof(c.principal_id), "AIDAEXAMPLE");
     c.source_ip = "127.0.0.1";
@@ -156,7 +156,7 @@ static void test_root_and_default_policy(void **state)
 {
     struct fixture *f = *state;
     policy *kp = key_policy(DEFAULT_POLICY);
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(f->stub.asked, 0); /* roots are never looked up */
     /* Without a key policy statement for the account even the root is refused. */
@@ -176,8 +176,8 @@ static void test_delegation_to_iam(void **state)
 {
     struct fixture *f = *state;
     policy *kp = key_policy(DEFAULT_POLICY);
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
     stub_add(&f->stub, ALICE, ALLOW_ENCRYPT);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(f->stub.released, 1);
@@ -190,7 +190,7 @@ static void test_delegation_to_iam(void **state)
     authz *bare = NULL;
     assert_int_equal(authz_new(NULL, &bare), COFFER_OK);
     assert_int_equal(run(bare, &alice, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(bare, &root, "kms:Encrypt", kp, false), COFFER_OK);
     authz_free(bare);
     policy_free(kp);
@@ -202,8 +202,8 @@ static void test_direct_key_policy(void **state)
     /* The key policy names alice: no IAM policy needed; bob is only covered by nothing. */
     policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':['kms:Encrypt',"
                                 "'kms:Decrypt'],'Resource':'*'}"));
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(run(f->az, &alice, "kms:PutKeyPolicy", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(run(f->az, &bob, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
@@ -225,7 +225,7 @@ static void test_explicit_deny(void **state)
     struct fixture *f = *state;
     policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
                                 "{'Effect':'Deny','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*'}"));
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(coffer_last_message(), "User: " ROOT " is not authorized to perform: kms:Encrypt on resource: " KEY
                                                " with an explicit deny in a resource-based policy");
@@ -237,7 +237,7 @@ static void test_explicit_deny(void **state)
     policy *direct = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':'*','Resource':'*'}"));
     stub_add(&f->stub, ALICE,
              DOC("{'Effect':'Allow','Action':'*','Resource':'*'},{'Effect':'Deny','Action':'kms:Decrypt','Resource':'*'}"));
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", direct, false), COFFER_OK);
     assert_int_equal(run(f->az, &alice, "kms:Decrypt", direct, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(coffer_last_message(), "User: " ALICE " is not authorized to perform: kms:Decrypt on resource: " KEY
@@ -253,8 +253,8 @@ static void test_cross_account(void **state)
     policy *shared = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
                                     "{'Effect':'Allow','Principal':{'AWS':'" OROOT "'},'Action':'kms:Decrypt',"
                                     "'Resource':'*'}"));
-    struct api_caller carol = caller(OTHER, CAROL, "IAMUser", NULL);
-    struct api_caller oroot = caller(OTHER, OROOT, "Root", NULL);
+    struct api_caller carol = caller(OTHER, CAROL, API_PRINCIPAL_USER, NULL);
+    struct api_caller oroot = caller(OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
     /* Key policy does not name account B. */
     assert_int_equal(run(f->az, &oroot, "kms:Decrypt", own, false), COFFER_ERR_ACCESS_DENIED);
     assert_non_null(strstr(coffer_last_message(), "because no resource-based policy allows"));
@@ -280,7 +280,7 @@ static void test_assumed_role(void **state)
     struct fixture *f = *state;
     policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROLE "'},'Action':'kms:Decrypt',"
                                 "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" OTHER "'}}}"));
-    struct api_caller s = caller(OTHER, SESSION, "AssumedRole", ROLE);
+    struct api_caller s = caller(OTHER, SESSION, API_PRINCIPAL_ASSUMED_ROLE, ROLE);
     /* Role without policies: denied on the identity side. */
     assert_int_equal(run(f->az, &s, "kms:Decrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(f->stub.last_asked, ROLE); /* the role, not the session, is looked up */
@@ -300,8 +300,8 @@ static void test_grants(void **state)
 {
     struct fixture *f = *state;
     policy *kp = key_policy(DEFAULT_POLICY);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
-    struct api_caller carol = caller(OTHER, CAROL, "IAMUser", NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
+    struct api_caller carol = caller(OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &bob, "kms:Decrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(run(f->az, &bob, "kms:Decrypt", kp, true), COFFER_OK);
     assert_int_equal(run(f->az, &carol, "kms:Decrypt", kp, true), COFFER_OK); /* grants cross accounts */
@@ -326,7 +326,7 @@ static coffer_err add_ec(void *arg, unsigned want, policy_ctx *ctx)
 static void test_context(void **state)
 {
     struct fixture *f = *state;
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     policy *plain = key_policy(DEFAULT_POLICY);
     policy *cond = key_policy(
         DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*',"
@@ -361,14 +361,14 @@ static void test_context(void **state)
     policy *who = key_policy(DOC("{'Effect':'Allow','Principal':'*','Action':'kms:*','Resource':'*',"
                                  "'Condition':{'StringEquals':{'aws:username':'alice','aws:PrincipalType':'User',"
                                  "'aws:PrincipalAccount':'" ACCT "'}}}"));
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
     r = (struct authz_request){.caller = &alice, .action = "kms:Encrypt", .resource = KEY, .resource_policy = who};
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
     r.caller = &bob;
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(authz_principal_type(&root), "Account");
-    assert_string_equal(authz_principal_type(&alice), "User");
+    assert_string_equal(api_principal_policy_type(root.principal_kind), "Account");
+    assert_string_equal(api_principal_policy_type(alice.principal_kind), "User");
     policy_free(plain);
     policy_free(cond);
     policy_free(who);
@@ -392,7 +392,7 @@ static void test_misuse(void **state)
     assert_null(az);
     struct iam_identity_source failing = {.policies = failing_source};
     assert_int_equal(authz_new(&failing, &az), COFFER_OK);
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     policy *kp = key_policy(DEFAULT_POLICY);
     /* A failing directory fails the request; it never allows. */
     assert_int_equal(run(az, &alice, "kms:Encrypt", kp, false), COFFER_ERR_STORE);
