@@ -22,73 +22,13 @@
  * Authorization of the caller
  * ------------------------------------------------------------------------------------------- */
 
-enum policy_decision iam_caller_identity_decision(iam_services *s, const struct api_call *call, const char *action,
-                                                  const char *resource, const char *resource_account)
-{
-    const struct api_caller *c = call->caller;
-    if (c->principal_kind == API_PRINCIPAL_ROOT) {
-        return resource_account != NULL && strcmp(resource_account, c->account_id) == 0 ? POLICY_ALLOW
-                                                                                          : POLICY_NOT_APPLICABLE;
-    }
-    const char *who = c->role_arn[0] ? c->role_arn : c->principal_arn;
-    struct iam_policy_list list;
-    memset(&list, 0, sizeof(list));
-    if (s->source.policies(s->source.ctx, who, &list) != COFFER_OK) {
-        return POLICY_NOT_APPLICABLE; /* fail closed */
-    }
-    if (!iam_policy_list_current(&list, c->principal_id)) {
-        s->source.release(s->source.ctx, &list); /* a session of a deleted (or re-created) role */
-        return POLICY_NOT_APPLICABLE;
-    }
-    policy_ctx *ctx = NULL;
-    if (policy_ctx_new(&ctx) != COFFER_OK ||
-        authz_global_ctx(c, call->region, action, call->now_ms, ctx) != COFFER_OK) {
-        policy_ctx_free(ctx); /* fail closed: a Deny must never be skipped for a missing key */
-        s->source.release(s->source.ctx, &list);
-        return POLICY_NOT_APPLICABLE;
-    }
-    struct policy_request req = {
-        .principal_arn = c->principal_arn,
-        .principal_id = c->principal_id[0] ? c->principal_id : NULL,
-        .principal_role_arn = c->role_arn[0] ? c->role_arn : NULL,
-        .principal_account = c->account_id,
-        .principal_type = api_principal_policy_type(c->principal_kind),
-        .action = action,
-        .resource = resource,
-        .ctx = ctx,
-    };
-    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
-    enum policy_decision d = policy_evaluate_all(list.items, list.n, &req);
-    policy_ctx_free(ctx);
-    s->source.release(s->source.ctx, &list);
-    /* Another account's entities are never reachable through one's own identity policies. */
-    if (d == POLICY_ALLOW && (resource_account == NULL || strcmp(resource_account, c->account_id) != 0)) {
-        return POLICY_NOT_APPLICABLE;
-    }
-    return d;
-}
-
-coffer_err iam_access_denied(const struct api_call *call, const char *action, const char *resource,
-                             enum policy_decision d)
-{
-    const char *why = d == POLICY_DENY_EXPLICIT ? "with an explicit deny in an identity-based policy" : NULL;
-    if (why != NULL) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
-                           call->caller->principal_arn, action, resource, why);
-    }
-    return coffer_fail(COFFER_ERR_ACCESS_DENIED,
-                       "User: %s is not authorized to perform: %s on resource: %s because no identity-based policy "
-                       "allows the %s action",
-                       call->caller->principal_arn, action, resource, action);
-}
-
-/* Authorizes iam:<operation> on `resource` (an ARN in the caller's account). */
+/* Authorizes iam:<operation> on `resource` (an ARN in the caller's account): identity policies only. */
 static coffer_err authorize(iam_services *s, const struct api_call *call, const char *resource)
 {
     char action[160];
     snprintf(action, sizeof(action), "iam:%s", call->operation);
-    enum policy_decision d = iam_caller_identity_decision(s, call, action, resource, call->caller->account_id);
-    return d == POLICY_ALLOW ? COFFER_OK : iam_access_denied(call, action, resource, d);
+    struct authz_request req = authz_request_for(call, action, resource);
+    return authz_check(s->az, &req);
 }
 
 /* The ARN of a user or role for authorization: the stored one (with its path) when it exists. */
@@ -662,6 +602,11 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
     s->dir = dir;
     s->creds = creds;
     s->source = iam_directory_identity_source(dir);
+    coffer_err rc = authz_new(&s->source, &s->az);
+    if (rc != COFFER_OK) {
+        free(s);
+        return rc;
+    }
     snprintf(s->operator_account, sizeof(s->operator_account), "%s", operator_account);
     s->iam_api = (struct api_service){
         .target_prefix = NULL,
@@ -682,6 +627,10 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
 
 void iam_services_free(iam_services *s)
 {
+    if (s == NULL) {
+        return;
+    }
+    authz_free(s->az);
     free(s);
 }
 
