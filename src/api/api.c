@@ -1,6 +1,6 @@
 /*
  * What the layers below a service ask of its declaration (see api.h): operation lookup and the
- * check of the table's order, error names, sensitive members.
+ * check of the table's order, error names, sensitive members; and the names of principal kinds.
  */
 #include "api/api.h"
 
@@ -96,4 +96,38 @@ bool api_service_member_is_sensitive(const struct api_service *svc, const char *
         }
     }
     return false;
+}
+
+static const struct {
+    const char *trail;
+    const char *policy;
+} principal_names[] = {
+    [API_PRINCIPAL_UNKNOWN] = {"Unknown", NULL},
+    [API_PRINCIPAL_ROOT] = {"Root", "Account"},
+    [API_PRINCIPAL_USER] = {"IAMUser", "User"},
+    [API_PRINCIPAL_ASSUMED_ROLE] = {"AssumedRole", "AssumedRole"},
+};
+#define N_PRINCIPAL_KINDS (sizeof(principal_names) / sizeof(principal_names[0]))
+
+const char *api_principal_trail_type(enum api_principal_kind kind)
+{
+    return (size_t)kind < N_PRINCIPAL_KINDS ? principal_names[kind].trail : principal_names[0].trail;
+}
+
+const char *api_principal_policy_type(enum api_principal_kind kind)
+{
+    return (size_t)kind < N_PRINCIPAL_KINDS ? principal_names[kind].policy : NULL;
+}
+
+enum api_principal_kind api_principal_kind_parse(const char *trail_type)
+{
+    if (trail_type == NULL) {
+        return API_PRINCIPAL_UNKNOWN;
+    }
+    for (size_t k = API_PRINCIPAL_UNKNOWN + 1; k < N_PRINCIPAL_KINDS; k++) {
+        if (strcmp(trail_type, principal_names[k].trail) == 0) {
+            return (enum api_principal_kind)k;
+        }
+    }
+    return API_PRINCIPAL_UNKNOWN;
 }

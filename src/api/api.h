@@ -20,14 +20,35 @@
 
 #define API_ACCOUNT_ID_LEN AWS_ACCOUNT_ID_LEN
 
+/*
+ * What kind of principal is calling. The zero value is no principal at all (an unauthenticated
+ * or unknown caller), so a caller left zeroed is never mistaken for an account root.
+ */
+enum api_principal_kind {
+    API_PRINCIPAL_UNKNOWN = 0,
+    API_PRINCIPAL_ROOT,         /* an account's root credentials */
+    API_PRINCIPAL_USER,         /* an IAM user's access key */
+    API_PRINCIPAL_ASSUMED_ROLE, /* temporary credentials of a role session (STS AssumeRole) */
+};
+
+/*
+ * The names of a kind, from one table: `trail` is CloudTrail's userIdentity.type and the form
+ * credential records store ("Root", "IAMUser", "AssumedRole"; "Unknown"); `policy` is the value
+ * of aws:PrincipalType ("Account", "User", "AssumedRole"; NULL for API_PRINCIPAL_UNKNOWN).
+ */
+const char *api_principal_trail_type(enum api_principal_kind kind);
+const char *api_principal_policy_type(enum api_principal_kind kind);
+/* The kind whose trail name is `trail_type`; API_PRINCIPAL_UNKNOWN for any other string or NULL. */
+enum api_principal_kind api_principal_kind_parse(const char *trail_type);
+
 /* Who is calling: filled by the SigV4 verifier from the credential record. */
 struct api_caller {
     char account_id[API_ACCOUNT_ID_LEN + 1]; /* "000000000000" */
     char access_key_id[AWS_ACCESS_KEY_ID_MAX + 1];
-    char principal_arn[AWS_PRINCIPAL_ARN_MAX + 1];   /* "arn:aws:iam::000000000000:root" or a user/role ARN */
-    char principal_id[AWS_PRINCIPAL_ID_MAX + 1];     /* AWS userIdentity.principalId */
-    char principal_type[AWS_PRINCIPAL_TYPE_MAX + 1]; /* "Root", "IAMUser", "AssumedRole" */
-    char role_arn[AWS_PRINCIPAL_ARN_MAX + 1];        /* AssumedRole: "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
+    char principal_arn[AWS_PRINCIPAL_ARN_MAX + 1]; /* "arn:aws:iam::000000000000:root" or a user/role ARN */
+    char principal_id[AWS_PRINCIPAL_ID_MAX + 1];   /* AWS userIdentity.principalId */
+    enum api_principal_kind principal_kind;
+    char role_arn[AWS_PRINCIPAL_ARN_MAX + 1];      /* AssumedRole: "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
     const char *source_ip;    /* borrowed, valid for the call */
     const char *user_agent;   /* borrowed, may be "" */
     bool secure_transport;    /* true over TLS */

@@ -130,7 +130,7 @@ static json_t *audit_user_identity(const struct request_state *st)
 {
     json_t *id = json_object();
     if (st->authenticated) {
-        json_object_set_new(id, "type", json_string(st->caller.principal_type));
+        json_object_set_new(id, "type", json_string(api_principal_trail_type(st->caller.principal_kind)));
         json_object_set_new(id, "principalId", json_string(st->caller.principal_id));
         json_object_set_new(id, "arn", json_string(st->caller.principal_arn));
         json_object_set_new(id, "accountId", json_string(st->caller.account_id));
@@ -415,11 +415,16 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
     if (who.access_key_id[0]) {
         snprintf(st->caller.access_key_id, sizeof(st->caller.access_key_id), "%s", who.access_key_id);
     }
+    if (rc == COFFER_OK && api_principal_kind_parse(who.principal_type) == API_PRINCIPAL_UNKNOWN) {
+        /* A credential record of no kind this server knows cannot be authorized: refused. */
+        rc = coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT, "%s",
+                         coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
+    }
     if (rc == COFFER_OK) {
         snprintf(st->caller.account_id, sizeof(st->caller.account_id), "%s", who.account_id);
         snprintf(st->caller.principal_arn, sizeof(st->caller.principal_arn), "%s", who.principal_arn);
         snprintf(st->caller.principal_id, sizeof(st->caller.principal_id), "%s", who.principal_id);
-        snprintf(st->caller.principal_type, sizeof(st->caller.principal_type), "%s", who.principal_type);
+        st->caller.principal_kind = api_principal_kind_parse(who.principal_type);
         snprintf(st->caller.role_arn, sizeof(st->caller.role_arn), "%s", who.role_arn);
         st->caller.token_issued_at = who.issued_at;
         st->authenticated = true;

@@ -6,6 +6,7 @@
  */
 #include "iam/authz.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,20 +126,9 @@ bool authz_policy_needs_ctx(const policy *p)
     return authz_policy_ctx_keys(p) != 0;
 }
 
-const char *authz_principal_type(const struct api_caller *caller)
-{
-    if (strcmp(caller->principal_type, "Root") == 0) {
-        return "Account";
-    }
-    if (strcmp(caller->principal_type, "IAMUser") == 0) {
-        return "User";
-    }
-    return caller->principal_type; /* "AssumedRole", "FederatedUser" */
-}
-
 static bool is_root(const struct api_caller *c)
 {
-    return strcmp(c->principal_type, "Root") == 0;
+    return c->principal_kind == API_PRINCIPAL_ROOT;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -146,12 +136,13 @@ static bool is_root(const struct api_caller *c)
 /* ------------------------------------------------------------------------------------------ */
 
 /*
- * The global condition keys AWS sets on every request, plus kms:CallerAccount. Keys this server
- * has nothing to fill with stay absent and evaluate as AWS does for an absent key (see
- * cond_holds_view): aws:PrincipalTag/<k> (IAM principals carry no tags), aws:TokenIssueTime for
- * long-term keys (AWS sets it only for temporary credentials) and for session tokens sealed before
- * the issue time was, aws:MultiFactorAuthAge, aws:SourceVpc(e), aws:VpcSourceIp,
- * aws:SourceArn/Account, aws:CalledVia*, aws:PrincipalOrg*, aws:PrincipalServiceName*.
+ * The global condition keys AWS sets on every request, for every service: the one place they
+ * are filled. Keys this server has nothing to fill with stay absent and evaluate as AWS does
+ * for an absent key (see cond_holds_view): aws:PrincipalTag/<k> (IAM principals carry no tags),
+ * aws:TokenIssueTime for long-term keys (AWS sets it only for temporary credentials) and for
+ * session tokens sealed before the issue time was, aws:MultiFactorAuthAge, aws:SourceVpc(e),
+ * aws:VpcSourceIp, aws:SourceArn/Account, aws:CalledVia*, aws:PrincipalOrg*,
+ * aws:PrincipalServiceName*.
  */
 static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *req, unsigned want)
 {
@@ -179,13 +170,16 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
     TRY(policy_ctx_set_str(ctx, "aws:PrincipalAccount", c->account_id));
     if (want & AUTHZ_CTX_PRINCIPAL) {
         TRY(policy_ctx_set_str(ctx, "aws:PrincipalArn", c->principal_arn));
-        TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", authz_principal_type(c)));
+        const char *type = api_principal_policy_type(c->principal_kind);
+        if (type != NULL) {
+            TRY(policy_ctx_set_str(ctx, "aws:PrincipalType", type));
+        }
         if (c->principal_id[0] != '\0') {
             TRY(policy_ctx_set_str(ctx, "aws:userid", c->principal_id));
         } else if (is_root(c)) {
             TRY(policy_ctx_set_str(ctx, "aws:userid", c->account_id));
         }
-        if (strcmp(c->principal_type, "IAMUser") == 0) {
+        if (c->principal_kind == API_PRINCIPAL_USER) {
             const char *slash = strrchr(c->principal_arn, '/');
             TRY(policy_ctx_set_str(ctx, "aws:username", slash != NULL ? slash + 1 : c->principal_arn));
         }
@@ -204,23 +198,11 @@ static coffer_err add_global_keys(policy_ctx *ctx, const struct authz_request *r
         TRY(policy_ctx_set_bool(ctx, "aws:ViaAWSService", false));
         TRY(policy_ctx_set_bool(ctx, "aws:PrincipalIsAWSService", false));
         /* AWS: present (false without MFA) for temporary credentials, absent for long-term keys. */
-        if (strcmp(c->principal_type, "AssumedRole") == 0) {
+        if (c->principal_kind == API_PRINCIPAL_ASSUMED_ROLE) {
             TRY(policy_ctx_set_bool(ctx, "aws:MultiFactorAuthPresent", false));
         }
     }
-    if ((want & AUTHZ_CTX_CALLER_ACCOUNT) && strncmp(req->action, "kms:", 4) == 0) {
-        TRY(policy_ctx_set_str(ctx, "kms:CallerAccount", c->account_id));
-    }
     return COFFER_OK;
-}
-
-coffer_err authz_global_ctx(const struct api_caller *caller, const char *region, const char *action,
-                            int64_t now_ms, policy_ctx *ctx)
-{
-    ENSURE_REF(caller);
-    ENSURE_REF(action);
-    struct authz_request req = {.caller = caller, .region = region, .action = action, .now_ms = now_ms};
-    return add_global_keys(ctx, &req, AUTHZ_CTX_ALL);
 }
 
 /*
@@ -267,6 +249,9 @@ static coffer_err build_ctx(const struct authz_request *req, unsigned want, poli
     policy_ctx *ctx = NULL;
     TRY(thread_ctx(&ctx));
     TRY(add_global_keys(ctx, req, want));
+    for (size_t i = 0; i < req->n_keys; i++) {
+        TRY(policy_ctx_add(ctx, req->keys[i].name, req->keys[i].value));
+    }
     if (req->add_ctx != NULL) {
         TRY(req->add_ctx(req->add_ctx_arg, want, ctx));
     }
@@ -278,25 +263,36 @@ static coffer_err build_ctx(const struct authz_request *req, unsigned want, poli
 /* Decision                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
-enum denial {
-    DENY_RESOURCE_EXPLICIT,
-    DENY_IDENTITY_EXPLICIT,
-    DENY_NO_RESOURCE_ALLOW,
-    DENY_NO_IDENTITY_ALLOW,
-    DENY_TOO_COSTLY,
-};
+struct authz_request authz_request_for(const struct api_call *call, const char *action, const char *resource)
+{
+    return (struct authz_request){
+        .caller = call->caller,
+        .region = call->region,
+        .action = action,
+        .resource = resource,
+        .resource_account = call->caller->account_id,
+        .now_ms = call->now_ms,
+    };
+}
 
-static coffer_err deny(const struct authz_request *req, enum denial why)
+coffer_err authz_refusal(const struct authz_request *req, const struct authz_verdict *v)
 {
     static const char *const tail[] = {
-        [DENY_RESOURCE_EXPLICIT] = "with an explicit deny in a resource-based policy",
-        [DENY_IDENTITY_EXPLICIT] = "with an explicit deny in an identity-based policy",
-        [DENY_NO_RESOURCE_ALLOW] = "because no resource-based policy allows the",
-        [DENY_NO_IDENTITY_ALLOW] = "because no identity-based policy allows the",
-        [DENY_TOO_COSTLY] = "because the policies that apply cost too much to evaluate for this request",
+        [AUTHZ_DENY_RESOURCE_EXPLICIT] = "with an explicit deny in a resource-based policy",
+        [AUTHZ_DENY_IDENTITY_EXPLICIT] = "with an explicit deny in an identity-based policy",
+        [AUTHZ_DENY_NO_RESOURCE_ALLOW] = "because no resource-based policy allows the",
+        [AUTHZ_DENY_NO_IDENTITY_ALLOW] = "because no identity-based policy allows the",
+        [AUTHZ_DENY_TOO_COSTLY] = "because the policies that apply cost too much to evaluate for this request",
     };
+    ENSURE(req != NULL && req->caller != NULL && req->action != NULL && v != NULL, COFFER_ERR_USAGE);
+    if (v->allowed) {
+        return COFFER_OK;
+    }
+    enum authz_denial why = v->why;
+    assert((size_t)why < sizeof(tail) / sizeof(tail[0]));
     const char *resource = req->resource != NULL ? req->resource : "*";
-    if (why == DENY_RESOURCE_EXPLICIT || why == DENY_IDENTITY_EXPLICIT || why == DENY_TOO_COSTLY) {
+    if (why == AUTHZ_DENY_RESOURCE_EXPLICIT || why == AUTHZ_DENY_IDENTITY_EXPLICIT ||
+        why == AUTHZ_DENY_TOO_COSTLY) {
         return coffer_fail(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
                            req->caller->principal_arn, req->action, resource, tail[why]);
     }
@@ -305,14 +301,51 @@ static coffer_err deny(const struct authz_request *req, enum denial why)
                        req->caller->principal_arn, req->action, resource, tail[why], req->action);
 }
 
-/* Outcome before wording: COFFER_OK or a denial reason. */
-struct verdict {
-    bool allowed;
-    enum denial why;
-};
+static struct authz_verdict allow(void)
+{
+    return (struct authz_verdict){.allowed = true};
+}
 
-static struct verdict decide(const struct authz_request *req, const policy *const *ids, size_t n_ids,
-                             const policy_ctx *ctx)
+/* A refusal by an explicit Deny: one that ran out of budget may have been a Deny not evaluated. */
+static struct authz_verdict deny_explicit(enum authz_denial why)
+{
+    return (struct authz_verdict){.explicit_deny = true,
+                                  .why = policy_budget_exhausted() ? AUTHZ_DENY_TOO_COSTLY : why};
+}
+
+static struct authz_verdict deny_implicit(enum authz_denial why)
+{
+    return (struct authz_verdict){.why = policy_budget_exhausted() ? AUTHZ_DENY_TOO_COSTLY : why};
+}
+
+/*
+ * Does the resource policy alone allow a caller of its own account? It already allows the
+ * request as made (with the caller's account); what is asked is whether it does so by naming
+ * the caller rather than by trusting the account.
+ */
+static bool resource_names_caller(const struct authz_request *req, const policy *rp, struct policy_request pr)
+{
+    if (req->same_account == AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT) {
+        /* Trust policies: the caller is named unless the account as such (its root) is trusted. */
+        char root[sizeof("arn:aws:iam:::root") + API_ACCOUNT_ID_LEN];
+        snprintf(root, sizeof(root), "arn:aws:iam::%s:root", req->caller->account_id);
+        pr.principal_arn = root;
+        pr.principal_id = NULL;
+        pr.principal_role_arn = NULL;
+        pr.principal_type = api_principal_policy_type(API_PRINCIPAL_ROOT);
+        return policy_evaluate(rp, &pr) != POLICY_ALLOW && !policy_budget_exhausted();
+    }
+    /*
+     * Key policies: without the account, a Principal naming the account (root) no longer
+     * matches, so what still allows names the caller's ARN, its role, or "*".
+     * aws:PrincipalAccount stays in ctx when built.
+     */
+    pr.principal_account = NULL;
+    return policy_evaluate(rp, &pr) == POLICY_ALLOW;
+}
+
+static struct authz_verdict decide(const struct authz_request *req, const policy *const *ids, size_t n_ids,
+                                   const policy_ctx *ctx)
 {
     const struct api_caller *c = req->caller;
     const char *res_acct = req->resource_account != NULL ? req->resource_account : c->account_id;
@@ -323,7 +356,7 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
         .principal_id = c->principal_id[0] != '\0' ? c->principal_id : NULL,
         .principal_role_arn = c->role_arn[0] != '\0' ? c->role_arn : NULL,
         .principal_account = c->account_id,
-        .principal_type = authz_principal_type(c),
+        .principal_type = api_principal_policy_type(c->principal_kind),
         .action = req->action,
         .resource = req->resource != NULL ? req->resource : "*",
         .ctx = ctx,
@@ -332,38 +365,35 @@ static struct verdict decide(const struct authz_request *req, const policy *cons
     policy_budget_reset(POLICY_EVAL_BUDGET_STEPS); /* one budget for the whole decision */
     enum policy_decision rdec = rp != NULL ? policy_evaluate(rp, &pr) : POLICY_NOT_APPLICABLE;
     if (rdec == POLICY_DENY_EXPLICIT) {
-        return (struct verdict){false, policy_budget_exhausted() ? DENY_TOO_COSTLY : DENY_RESOURCE_EXPLICIT};
+        return deny_explicit(AUTHZ_DENY_RESOURCE_EXPLICIT);
     }
     /* The root has every identity permission in its own account; no source, no policies. */
     enum policy_decision idec = root ? POLICY_ALLOW : policy_evaluate_all(ids, n_ids, &pr);
     if (idec == POLICY_DENY_EXPLICIT) {
-        return (struct verdict){false, policy_budget_exhausted() ? DENY_TOO_COSTLY : DENY_IDENTITY_EXPLICIT};
+        return deny_explicit(AUTHZ_DENY_IDENTITY_EXPLICIT);
     }
-    if (req->granted) {
-        return (struct verdict){true, 0};
-    }
+    /* (A service's own fallback, such as a KMS grant, may allow from here on: see authz.h.) */
     if (rp == NULL) {
-        return idec == POLICY_ALLOW ? (struct verdict){true, 0} : (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
+        /* Another account's resource is reachable only through a policy of its own. */
+        if (!same_account) {
+            return (struct authz_verdict){.why = AUTHZ_DENY_NO_RESOURCE_ALLOW};
+        }
+        return idec == POLICY_ALLOW ? allow() : (struct authz_verdict){.why = AUTHZ_DENY_NO_IDENTITY_ALLOW};
     }
     if (rdec != POLICY_ALLOW) {
-        return (struct verdict){false, DENY_NO_RESOURCE_ALLOW};
+        return (struct authz_verdict){.why = AUTHZ_DENY_NO_RESOURCE_ALLOW};
     }
     if (idec == POLICY_ALLOW) {
-        return (struct verdict){true, 0}; /* both sides: enough in any account */
+        return allow(); /* both sides: enough in any account */
     }
     if (!same_account) {
-        return (struct verdict){false, DENY_NO_IDENTITY_ALLOW};
+        return (struct authz_verdict){.why = AUTHZ_DENY_NO_IDENTITY_ALLOW};
     }
-    /*
-     * Same account, no identity allow: the key policy must name the caller itself. Without the
-     * account, a Principal naming the account (root) no longer matches, so what still allows
-     * names the caller's ARN, its role, or "*". aws:PrincipalAccount stays in ctx when built.
-     */
-    pr.principal_account = NULL;
-    if (policy_evaluate(rp, &pr) == POLICY_ALLOW) {
-        return (struct verdict){true, 0};
+    /* Same account, no identity allow: the resource policy must name the caller itself. */
+    if (resource_names_caller(req, rp, pr)) {
+        return allow();
     }
-    return (struct verdict){false, policy_budget_exhausted() ? DENY_TOO_COSTLY : DENY_NO_IDENTITY_ALLOW};
+    return deny_implicit(AUTHZ_DENY_NO_IDENTITY_ALLOW);
 }
 
 /*
@@ -394,7 +424,7 @@ coffer_err authz_resolve_principal(const authz *a, const char *arn, char uid[POL
     return a->src.resolve(a->src.ctx, arn, uid);
 }
 
-static coffer_err check(const authz *a, const struct authz_request *req, struct verdict *v)
+static coffer_err check(const authz *a, const struct authz_request *req, struct authz_verdict *v)
 {
     ENSURE_REF(req);
     ENSURE_REF(req->caller);
@@ -424,15 +454,22 @@ out:
     return rc;
 }
 
+coffer_err authz_decide(const authz *a, const struct authz_request *req, struct authz_verdict *out)
+{
+    ENSURE_REF(out);
+    *out = (struct authz_verdict){.why = AUTHZ_DENY_NO_IDENTITY_ALLOW}; /* refused until decided */
+    return check(a, req, out);
+}
+
 coffer_err authz_check(const authz *a, const struct authz_request *req)
 {
-    struct verdict v = {0};
+    struct authz_verdict v = {0};
     TRY(check(a, req, &v));
-    return v.allowed ? COFFER_OK : deny(req, v.why);
+    return authz_refusal(req, &v);
 }
 
 bool authz_policy_allows(const authz *a, const struct authz_request *req)
 {
-    struct verdict v = {0};
+    struct authz_verdict v = {0};
     return check(a, req, &v) == COFFER_OK && v.allowed;
 }

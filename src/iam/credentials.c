@@ -310,19 +310,20 @@ static bool valid_account_id(const char *a)
 }
 
 /* Fills everything but access_key_id; the secret is 40 chars from 30 random bytes. */
-static coffer_err identity_build(const char *account_id, const char *principal_arn, const char *principal_type,
+static coffer_err identity_build(const char *account_id, const char *principal_arn, enum api_principal_kind kind,
                                  const char *principal_id, struct sigv4_identity *id)
 {
     TRY(copy_field(id->account_id, sizeof(id->account_id), account_id));
     TRY(copy_field(id->principal_arn, sizeof(id->principal_arn), principal_arn));
-    TRY(copy_field(id->principal_type, sizeof(id->principal_type), principal_type));
+    ENSURE(kind != API_PRINCIPAL_UNKNOWN, COFFER_ERR_USAGE);
+    TRY(copy_field(id->principal_type, sizeof(id->principal_type), api_principal_trail_type(kind)));
     if (principal_id != NULL) {
         TRY(copy_field(id->principal_id, sizeof(id->principal_id), principal_id));
-    } else if (strcmp(principal_type, "Root") == 0) {
+    } else if (kind == API_PRINCIPAL_ROOT) {
         /* The account root's principal id is the account id (as in CloudTrail userIdentity). */
         TRY(copy_field(id->principal_id, sizeof(id->principal_id), account_id));
     } else {
-        TRY(random_id(strcmp(principal_type, "AssumedRole") == 0 ? "AROA" : "AIDA", id->principal_id,
+        TRY(random_id(kind == API_PRINCIPAL_ASSUMED_ROLE ? "AROA" : "AIDA", id->principal_id,
                       sizeof(id->principal_id)));
     }
     uint8_t *r = coffer_secret_alloc(IAM_SECRET_RANDOM_BYTES);
@@ -380,8 +381,7 @@ out:
 }
 
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            const char *principal_type, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
-                            coffer_buf *secret_out)
+                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE_REF(c);
     ENSURE_REF(akid_out);
@@ -389,7 +389,7 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
     if (!valid_account_id(account_id)) {
         return coffer_fail(COFFER_ERR_VALIDATION, "account id must be 12 digits");
     }
-    if (principal_arn == NULL || principal_type == NULL) {
+    if (principal_arn == NULL || kind == API_PRINCIPAL_UNKNOWN) {
         return coffer_fail(COFFER_ERR_VALIDATION, "principal ARN and type are required");
     }
     coffer_err rc = COFFER_OK;
@@ -400,7 +400,7 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
     coffer_buf_init(&e->id.secret, true);
     size_t start = secret_out->len;
     uint64_t gen = atomic_load(&c->gen);
-    GUARD(identity_build(account_id, principal_arn, principal_type, NULL, &e->id));
+    GUARD(identity_build(account_id, principal_arn, kind, NULL, &e->id));
     GUARD(store_new_key(c, &e->id));
     GUARD(coffer_buf_append(secret_out, e->id.secret.data, e->id.secret.len));
     rc = coffer_buf_nul_terminate(secret_out);
@@ -418,20 +418,20 @@ out:
 }
 
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               const char *principal_type, const char *principal_id,
-                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
+                               enum api_principal_kind kind, const char *principal_id, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                               coffer_buf *secret_out)
 {
     ENSURE(c != NULL && t != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!valid_account_id(account_id)) {
         return coffer_fail(COFFER_ERR_VALIDATION, "account id must be 12 digits");
     }
-    ENSURE(principal_arn != NULL && principal_type != NULL, COFFER_ERR_USAGE);
+    ENSURE(principal_arn != NULL && kind != API_PRINCIPAL_UNKNOWN, COFFER_ERR_USAGE);
     coffer_err rc = COFFER_OK;
     struct sigv4_identity id;
     memset(&id, 0, sizeof(id));
     coffer_buf_init(&id.secret, true);
     size_t start = secret_out->len;
-    GUARD(identity_build(account_id, principal_arn, principal_type, principal_id, &id));
+    GUARD(identity_build(account_id, principal_arn, kind, principal_id, &id));
     GUARD(txn_new_key(c, t, &id));
     GUARD(coffer_buf_append(secret_out, id.secret.data, id.secret.len));
     rc = coffer_buf_nul_terminate(secret_out);
@@ -521,7 +521,8 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     char akid[IAM_ACCESS_KEY_ID_LEN + 1];
     char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     size_t secret_start = secret_out->len, token_start = token_out->len;
-    GUARD(identity_build(spec->account_id, spec->session_arn, "AssumedRole", spec->principal_id, &id));
+    GUARD(identity_build(spec->account_id, spec->session_arn, API_PRINCIPAL_ASSUMED_ROLE, spec->principal_id,
+                         &id));
     GUARD(coffer_buf_nul_terminate(&id.secret));
     GUARD(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
     GUARD(session_identity(akid, identity, sizeof(identity)));
@@ -634,7 +635,8 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     if (copy_field(id.access_key_id, sizeof(id.access_key_id), akid) != COFFER_OK ||
         copy_field(id.account_id, sizeof(id.account_id), account) != COFFER_OK ||
         copy_field(id.principal_arn, sizeof(id.principal_arn), arn) != COFFER_OK ||
-        copy_field(id.principal_type, sizeof(id.principal_type), "AssumedRole") != COFFER_OK ||
+        copy_field(id.principal_type, sizeof(id.principal_type),
+                   api_principal_trail_type(API_PRINCIPAL_ASSUMED_ROLE)) != COFFER_OK ||
         copy_field(id.principal_id, sizeof(id.principal_id), pid) != COFFER_OK ||
         copy_field(id.role_arn, sizeof(id.role_arn), role) != COFFER_OK) {
         rc = unrecognized();

@@ -775,7 +775,7 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     }
     GUARD(account_put(t, acct, name, now_s));
     snprintf(root, sizeof(root), "arn:aws:iam::%s:root", acct);
-    GUARD(iam_creds_create_in(d->creds, t, acct, root, "Root", NULL, akid, secret_out));
+    GUARD(iam_creds_create_in(d->creds, t, acct, root, API_PRINCIPAL_ROOT, NULL, akid, secret_out));
     rc = store_txn_commit(t);
     t = NULL;
     GUARD(rc);
@@ -1542,7 +1542,7 @@ static coffer_err key_create_edit(struct iam_directory *d, store_txn *t, json_t 
     if (arn == NULL || uid == NULL) {
         return coffer_fail(COFFER_ERR_STORE, "malformed IAM user record");
     }
-    TRY(iam_creds_create_in(d->creds, t, a->acct, arn, "IAMUser", uid, a->new_akid, &a->secret));
+    TRY(iam_creds_create_in(d->creds, t, a->acct, arn, API_PRINCIPAL_USER, uid, a->new_akid, &a->secret));
     iso_time(a->now_s, a->when);
     json_array_append_new(keys, json_pack("{s:s, s:s, s:s, s:s}", "UserName",
                                           json_string_value(json_object_get(rec, "UserName")), "AccessKeyId",

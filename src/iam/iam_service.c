@@ -22,84 +22,13 @@
  * Authorization of the caller
  * ------------------------------------------------------------------------------------------- */
 
-const char *iam_caller_policy_type(const struct api_caller *c)
-{
-    if (strcmp(c->principal_type, "Root") == 0) {
-        return "Account";
-    }
-    if (strcmp(c->principal_type, "IAMUser") == 0) {
-        return "User";
-    }
-    return c->principal_type;
-}
-
-enum policy_decision iam_caller_identity_decision(iam_services *s, const struct api_call *call, const char *action,
-                                                  const char *resource, const char *resource_account)
-{
-    const struct api_caller *c = call->caller;
-    if (strcmp(c->principal_type, "Root") == 0) {
-        return resource_account != NULL && strcmp(resource_account, c->account_id) == 0 ? POLICY_ALLOW
-                                                                                          : POLICY_NOT_APPLICABLE;
-    }
-    const char *who = c->role_arn[0] ? c->role_arn : c->principal_arn;
-    struct iam_policy_list list;
-    memset(&list, 0, sizeof(list));
-    if (s->source.policies(s->source.ctx, who, &list) != COFFER_OK) {
-        return POLICY_NOT_APPLICABLE; /* fail closed */
-    }
-    if (!iam_policy_list_current(&list, c->principal_id)) {
-        s->source.release(s->source.ctx, &list); /* a session of a deleted (or re-created) role */
-        return POLICY_NOT_APPLICABLE;
-    }
-    policy_ctx *ctx = NULL;
-    if (policy_ctx_new(&ctx) != COFFER_OK ||
-        authz_global_ctx(c, call->region, action, call->now_ms, ctx) != COFFER_OK) {
-        policy_ctx_free(ctx); /* fail closed: a Deny must never be skipped for a missing key */
-        s->source.release(s->source.ctx, &list);
-        return POLICY_NOT_APPLICABLE;
-    }
-    struct policy_request req = {
-        .principal_arn = c->principal_arn,
-        .principal_id = c->principal_id[0] ? c->principal_id : NULL,
-        .principal_role_arn = c->role_arn[0] ? c->role_arn : NULL,
-        .principal_account = c->account_id,
-        .principal_type = iam_caller_policy_type(c),
-        .action = action,
-        .resource = resource,
-        .ctx = ctx,
-    };
-    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
-    enum policy_decision d = policy_evaluate_all(list.items, list.n, &req);
-    policy_ctx_free(ctx);
-    s->source.release(s->source.ctx, &list);
-    /* Another account's entities are never reachable through one's own identity policies. */
-    if (d == POLICY_ALLOW && (resource_account == NULL || strcmp(resource_account, c->account_id) != 0)) {
-        return POLICY_NOT_APPLICABLE;
-    }
-    return d;
-}
-
-coffer_err iam_access_denied(const struct api_call *call, const char *action, const char *resource,
-                             enum policy_decision d)
-{
-    const char *why = d == POLICY_DENY_EXPLICIT ? "with an explicit deny in an identity-based policy" : NULL;
-    if (why != NULL) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
-                           call->caller->principal_arn, action, resource, why);
-    }
-    return coffer_fail(COFFER_ERR_ACCESS_DENIED,
-                       "User: %s is not authorized to perform: %s on resource: %s because no identity-based policy "
-                       "allows the %s action",
-                       call->caller->principal_arn, action, resource, action);
-}
-
-/* Authorizes iam:<operation> on `resource` (an ARN in the caller's account). */
+/* Authorizes iam:<operation> on `resource` (an ARN in the caller's account): identity policies only. */
 static coffer_err authorize(iam_services *s, const struct api_call *call, const char *resource)
 {
     char action[160];
     snprintf(action, sizeof(action), "iam:%s", call->operation);
-    enum policy_decision d = iam_caller_identity_decision(s, call, action, resource, call->caller->account_id);
-    return d == POLICY_ALLOW ? COFFER_OK : iam_access_denied(call, action, resource, d);
+    struct authz_request req = authz_request_for(call, action, resource);
+    return authz_check(s->az, &req);
 }
 
 /* The ARN of a user or role for authorization: the stored one (with its path) when it exists. */
@@ -108,7 +37,7 @@ static void entity_arn(iam_services *s, const struct api_call *call, enum iam_ki
 {
     json_t *e = NULL;
     const char *acct = call->caller->account_id;
-    if (path == NULL && name != NULL && strcmp(call->caller->principal_type, "Root") != 0 &&
+    if (path == NULL && name != NULL && call->caller->principal_kind != API_PRINCIPAL_ROOT &&
         iam_dir_get(s->dir, kind, acct, name, &e) == COFFER_OK) {
         snprintf(out, IAM_ARN_MAX, "%s", json_string_value(json_object_get(e, "Arn")));
         json_decref(e);
@@ -127,7 +56,7 @@ static coffer_err user_name_or_caller(api_in *in, const struct api_call *call, c
 {
     const char *name = NULL;
     TRY(api_in_string(in, "UserName", 0, 1, 128, &name));
-    if (name == NULL && strcmp(call->caller->principal_type, "IAMUser") == 0) {
+    if (name == NULL && call->caller->principal_kind == API_PRINCIPAL_USER) {
         const char *slash = strrchr(call->caller->principal_arn, '/');
         snprintf(buf, 128, "%s", slash ? slash + 1 : "");
         name = buf;
@@ -210,7 +139,7 @@ static coffer_err op_GetUser(void *state, struct api_call *call)
     TRY(api_in_done(&in));
     if (name == NULL) {
         /* The account root (or a session) asking about itself. */
-        if (strcmp(call->caller->principal_type, "Root") != 0) {
+        if (call->caller->principal_kind != API_PRINCIPAL_ROOT) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Must specify userName when calling with non-User credentials");
         }
         return wrap(call, "User",
@@ -676,6 +605,11 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
     s->dir = dir;
     s->creds = creds;
     s->source = iam_directory_identity_source(dir);
+    coffer_err rc = authz_new(&s->source, &s->az);
+    if (rc != COFFER_OK) {
+        free(s);
+        return rc;
+    }
     snprintf(s->operator_account, sizeof(s->operator_account), "%s", operator_account);
     s->iam_api = (struct api_service){
         .target_prefix = NULL,
@@ -697,6 +631,10 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
 
 void iam_services_free(iam_services *s)
 {
+    if (s == NULL) {
+        return;
+    }
+    authz_free(s->az);
     free(s);
 }
 

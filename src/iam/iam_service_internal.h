@@ -1,36 +1,23 @@
 /*
  * Shared between the IAM, STS and admin handlers (iam_service.c, sts_service.c): the service
- * state and the identity-policy check of a caller.
+ * state, with the authorizer every IAM and STS request is decided by.
  */
 #ifndef COFFER_IAM_IAM_SERVICE_INTERNAL_H
 #define COFFER_IAM_IAM_SERVICE_INTERNAL_H
 
+#include "iam/authz.h"
 #include "iam/iam_service.h"
-#include "iam/policy.h"
 
 struct iam_services {
     iam_directory *dir;    /* borrowed */
     iam_creds *creds;      /* borrowed */
     struct iam_identity_source source;
+    authz *az;             /* owned: over `source` */
     char operator_account[AWS_ACCOUNT_ID_LEN + 1];
     struct api_service iam_api;
     struct api_service sts_api;
     struct api_service admin_api;
 };
-
-/* aws:PrincipalType of a caller ("Account", "User", "AssumedRole"). */
-const char *iam_caller_policy_type(const struct api_caller *c);
-
-/*
- * The caller's identity-policy decision for `action` on `resource`. An account root is allowed
- * everything in its own account (POLICY_ALLOW when resource_account equals the caller's).
- */
-enum policy_decision iam_caller_identity_decision(iam_services *s, const struct api_call *call, const char *action,
-                                                  const char *resource, const char *resource_account);
-
-/* AccessDenied with AWS's message for an identity-based denial. */
-coffer_err iam_access_denied(const struct api_call *call, const char *action, const char *resource,
-                             enum policy_decision d);
 
 /* Members wiped after use and kept out of the trail, for all three services (iam_service.c). */
 extern const char *const iam_sensitive_members[];

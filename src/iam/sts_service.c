@@ -7,6 +7,8 @@
  * the role's account, that is enough; when it only trusts the caller's account (its root, its
  * account id, "*"), the caller's own identity policies must also allow sts:AssumeRole on the
  * role; a caller from another account always needs both. An explicit deny anywhere refuses.
+ * That is the shared authorizer (iam/authz.h) with the trust policy as the role's resource
+ * policy, read with AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,6 @@
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "api/api_input.h"
-#include "iam/authz.h"
 #include "iam/iam_service_internal.h"
 
 #define STS_QUOTA_RPS 100
@@ -38,34 +39,6 @@ static coffer_err op_GetCallerIdentity(void *state, struct api_call *call)
 /* ---------------------------------------------------------------------------------------------
  * AssumeRole
  * ------------------------------------------------------------------------------------------- */
-
-static enum policy_decision trust_decision(const policy *trust, const struct api_call *call, const char *role_arn,
-                                           bool as_account_root)
-{
-    const struct api_caller *c = call->caller;
-    char root[64];
-    snprintf(root, sizeof(root), "arn:aws:iam::%s:root", c->account_id);
-    policy_ctx *ctx = NULL;
-    if (policy_ctx_new(&ctx) != COFFER_OK ||
-        authz_global_ctx(c, call->region, "sts:AssumeRole", call->now_ms, ctx) != COFFER_OK) {
-        policy_ctx_free(ctx); /* fail closed: a Deny must never be skipped for a missing key */
-        return POLICY_NOT_APPLICABLE;
-    }
-    struct policy_request req = {
-        .principal_arn = as_account_root ? root : c->principal_arn,
-        .principal_id = as_account_root || c->principal_id[0] == '\0' ? NULL : c->principal_id,
-        .principal_role_arn = !as_account_root && c->role_arn[0] ? c->role_arn : NULL,
-        .principal_account = c->account_id,
-        .principal_type = as_account_root ? "Account" : iam_caller_policy_type(c),
-        .action = "sts:AssumeRole",
-        .resource = role_arn,
-        .ctx = ctx,
-    };
-    policy_budget_reset(POLICY_EVAL_BUDGET_STEPS);
-    enum policy_decision d = policy_evaluate(trust, &req);
-    policy_ctx_free(ctx);
-    return d;
-}
 
 static bool session_name_valid(const char *s)
 {
@@ -165,17 +138,14 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }
-    enum policy_decision as_caller = trust_decision(trust, call, role_arn, false);
-    enum policy_decision as_account = trust_decision(trust, call, role_arn, true);
-    bool same_account = strcmp(call->caller->account_id, acct) == 0;
-    bool names_caller = as_caller == POLICY_ALLOW && as_account != POLICY_ALLOW;
-    enum policy_decision identity = iam_caller_identity_decision(s, call, "sts:AssumeRole", role_arn,
-                                                                 call->caller->account_id);
-    /* (the caller's own account is passed as the resource account: a root is allowed, an IAM
-     * identity's policies may name a role anywhere; the trust policy speaks for the role's side) */
-    bool allowed = as_caller == POLICY_ALLOW && identity != POLICY_DENY_EXPLICIT &&
-                   ((same_account && names_caller) || identity == POLICY_ALLOW);
-    if (!allowed) {
+    /* The trust policy is the role's resource policy; trusting the account delegates to IAM. */
+    struct authz_request req = authz_request_for(call, "sts:AssumeRole", role_arn);
+    req.resource_account = acct;
+    req.resource_policy = trust;
+    req.same_account = AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT;
+    struct authz_verdict v;
+    GUARD(authz_decide(s->az, &req, &v));
+    if (!v.allowed) {
         FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }
@@ -223,7 +193,7 @@ void iam_services_init_sts(iam_services *s)
 static coffer_err admin_authorize(iam_services *s, const struct api_call *call)
 {
     const struct api_caller *c = call->caller;
-    if (strcmp(c->account_id, s->operator_account) != 0 || strcmp(c->principal_type, "Root") != 0) {
+    if (strcmp(c->account_id, s->operator_account) != 0 || c->principal_kind != API_PRINCIPAL_ROOT) {
         return coffer_fail(COFFER_ERR_ACCESS_DENIED,
                            "User: %s is not authorized to perform: coffer-admin:%s: only the operator account's root "
                            "may manage accounts",

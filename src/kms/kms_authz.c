@@ -1,10 +1,12 @@
 /*
  * Authorization of KMS requests: the bridge from a handler (which has resolved the key and
  * decoded the request) to the authorizer (iam/authz.h). Supplies the key policy compiled with
- * the cached key, the grants of the key, and the kms:* and aws:*Tag condition keys, which are
- * only built when a policy that applies has conditions. Also the grant token format.
+ * the cached key and the kms:* and aws:*Tag condition keys, which are only built when a policy
+ * that applies has conditions; the grants of the key are KMS's own, looked at after the
+ * authorizer refuses without an explicit deny. Also the grant token format.
  *
- *   handler -> kms_acquire (key cached, lock held) -> kms_authorize_key -> authz_check
+ *   handler -> kms_acquire (key cached, lock held) -> kms_authorize_key -> authz_decide
+ *                                                                        -> grants (when not denied)
  *
  * Grant tokens are base64 of "cgt1:<account>:<region>:<key id>:<grant id>:<nonce hex>": they
  * name the grant they stand for, so RetireGrant can find it, and each CreateGrant hands out a
@@ -351,6 +353,7 @@ static const char *grant_op_of(const char *action)
 /* ------------------------------------------------------------------------------------------ */
 
 struct ctx_src {
+    const struct api_caller *caller;
     const struct kms_service *svc;
     const struct kms_key *k;
     const struct kms_authz_in *in;
@@ -424,6 +427,9 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
 {
     const struct ctx_src *s = arg;
     const struct kms_req *r = s->r;
+    if (want & AUTHZ_CTX_CALLER_ACCOUNT) {
+        TRY(policy_ctx_set_str(ctx, "kms:CallerAccount", s->caller->account_id));
+    }
     if (s->k != NULL && s->svc != NULL && (want & AUTHZ_CTX_RESOURCE_ALIASES)) {
         TRY(add_resource_aliases(s->svc, s->k, ctx));
     }
@@ -537,6 +543,11 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
 /* Entry points                                                                               */
 /* ------------------------------------------------------------------------------------------ */
 
+/*
+ * The key policy and the identity policies decide first (authz_decide). A refusal that is not an
+ * explicit deny may still be lifted by a grant of the key covering the operation: a grant never
+ * overrides a Deny, and is looked at only when the policies alone do not allow.
+ */
 coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
                              const struct kms_authz_in *in)
 {
@@ -546,26 +557,26 @@ coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_cal
     if (svc->az == NULL) {
         return COFFER_OK;
     }
-    const char *gop = grant_op_of(in->action);
-    bool granted = false;
-    if (gop != NULL && json_array_size(k->grants) > 0) {
-        granted = strcmp(gop, "CreateGrant") == 0 ? grant_allows_child(k, call->caller, in->r)
-                                                  : kms_grant_allows(k, call->caller, gop, in->ec);
+    struct ctx_src src = {.caller = call->caller, .svc = svc, .k = k, .in = in, .r = in->r};
+    struct authz_request req = authz_request_for(call, in->action, k->arn);
+    req.resource_account = k->account;
+    req.resource_policy = k->kpol;
+    req.add_ctx = add_key_ctx;
+    req.add_ctx_arg = &src;
+    struct authz_verdict v;
+    TRY(authz_decide(svc->az, &req, &v));
+    if (v.allowed || v.explicit_deny) {
+        return authz_refusal(&req, &v);
     }
-    struct ctx_src src = {.svc = svc, .k = k, .in = in, .r = in->r};
-    struct authz_request req = {
-        .caller = call->caller,
-        .region = call->region,
-        .action = in->action,
-        .resource = k->arn,
-        .resource_account = k->account,
-        .resource_policy = k->kpol,
-        .granted = granted,
-        .now_ms = call->now_ms,
-        .add_ctx = add_key_ctx,
-        .add_ctx_arg = &src,
-    };
-    return authz_check(svc->az, &req);
+    const char *gop = grant_op_of(in->action);
+    if (gop != NULL && json_array_size(k->grants) > 0) {
+        bool granted = strcmp(gop, "CreateGrant") == 0 ? grant_allows_child(k, call->caller, in->r)
+                                                       : kms_grant_allows(k, call->caller, gop, in->ec);
+        if (granted) {
+            return COFFER_OK;
+        }
+    }
+    return authz_refusal(&req, &v);
 }
 
 coffer_err kms_authorize_plain(const struct kms_service *svc, const struct api_call *call, const char *action,
@@ -575,17 +586,10 @@ coffer_err kms_authorize_plain(const struct kms_service *svc, const struct api_c
         return COFFER_OK;
     }
     struct kms_authz_in in = {.action = action, .r = r};
-    struct ctx_src src = {.k = NULL, .in = &in, .r = r};
-    struct authz_request req = {
-        .caller = call->caller,
-        .region = call->region,
-        .action = action,
-        .resource = resource,
-        .resource_account = call->caller->account_id,
-        .now_ms = call->now_ms,
-        .add_ctx = add_key_ctx,
-        .add_ctx_arg = &src,
-    };
+    struct ctx_src src = {.caller = call->caller, .k = NULL, .in = &in, .r = r};
+    struct authz_request req = authz_request_for(call, action, resource);
+    req.add_ctx = add_key_ctx;
+    req.add_ctx_arg = &src;
     return authz_check(svc->az, &req);
 }
 
@@ -595,14 +599,11 @@ bool kms_policy_lockout_ok(const struct kms_service *svc, const struct api_call 
     if (svc->az == NULL) {
         return true;
     }
-    struct authz_request req = {
-        .caller = call->caller,
-        .region = call->region,
-        .action = "kms:PutKeyPolicy",
-        .resource = key_arn,
-        .resource_account = call->caller->account_id,
-        .resource_policy = candidate,
-        .now_ms = call->now_ms,
-    };
+    struct kms_authz_in in = {.action = "kms:PutKeyPolicy"};
+    struct ctx_src src = {.caller = call->caller, .in = &in};
+    struct authz_request req = authz_request_for(call, in.action, key_arn);
+    req.resource_policy = candidate;
+    req.add_ctx = add_key_ctx;
+    req.add_ctx_arg = &src;
     return authz_policy_allows(svc->az, &req);
 }

@@ -794,7 +794,7 @@ static coffer_err may_retire(const struct kms_service *svc, const struct api_cal
     const char *issuing = json_string_value(json_object_get(g, "IssuingAccount"));
     if (svc->az == NULL || kms_grant_names(g, c, "RetiringPrincipal") ||
         (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "RetireGrant")) ||
-        (strcmp(c->principal_type, "Root") == 0 && issuing != NULL && strcmp(issuing, issuing_root) == 0)) {
+        (c->principal_kind == API_PRINCIPAL_ROOT && issuing != NULL && strcmp(issuing, issuing_root) == 0)) {
         return COFFER_OK;
     }
     return kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RetireGrant", .r = r});

@@ -153,7 +153,7 @@ static coffer_err bootstrap_credentials(const struct server_config *cfg, store *
     }
     char root_arn[AWS_ROOT_ARN_LEN + 1];
     snprintf(root_arn, sizeof(root_arn), "arn:aws:iam::%s:root", CONFIG_DEFAULT_ACCOUNT);
-    GUARD(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, "Root", akid, &secret));
+    GUARD(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, API_PRINCIPAL_ROOT, akid, &secret));
     GUARD(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", ADMIN_PROFILE, akid,
                             (const char *)secret.data));
     GUARD(coffer_buf_nul_terminate(&text));

@@ -1,8 +1,10 @@
 /*
  * Unit tests for the authorizer (src/iam/authz.c): same-account direct allow, delegation to IAM
  * through the account root, cross-account needing both sides, explicit denies on either side,
- * grants, assumed-role sessions matched through their role, the request context callback and
- * AWS's denial messages. A stub identity source maps principal ARNs to compiled policies.
+ * grants as a service-side fallback, assumed-role sessions matched through their role, the
+ * request context callback and AWS's denial messages; and the entry point as each service uses
+ * it (identity-only IAM, a resource policy alone, a trust policy, the global condition keys).
+ * A stub identity source maps principal ARNs to compiled policies.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,13 +101,13 @@ static void stub_free(struct stub *s)
     }
 }
 
-static struct api_caller caller(const char *acct, const char *arn, const char *type, const char *role)
+static struct api_caller caller(const char *acct, const char *arn, enum api_principal_kind kind, const char *role)
 {
     struct api_caller c;
     memset(&c, 0, sizeof(c));
     snprintf(c.account_id, sizeof(c.account_id), "%s", acct);
     snprintf(c.principal_arn, sizeof(c.principal_arn), "%s", arn);
-    snprintf(c.principal_type, sizeof(c.principal_type), "%s", type);
+    c.principal_kind = kind;
     snprintf(c.role_arn, sizeof(c.role_arn), "%s", role != NULL ? role : "");
     snprintf(c.principal_id, sizeof(c.principal_id), "AIDAEXAMPLE");
     c.source_ip = "127.0.0.1";
@@ -146,8 +148,18 @@ static coffer_err run(const authz *az, const struct api_caller *c, const char *a
                               .resource = KEY,
                               .resource_account = ACCT,
                               .resource_policy = kp,
-                              .granted = granted};
-    return authz_check(az, &r);
+                              .keys = &(struct authz_key){"kms:CallerAccount", c->account_id},
+                              .n_keys = 1};
+    struct authz_verdict v;
+    coffer_err rc = authz_decide(az, &r, &v);
+    if (rc != COFFER_OK) {
+        return rc;
+    }
+    /* A service's own fallback (KMS: a grant) may lift only a refusal that is not explicit. */
+    if (!v.allowed && !v.explicit_deny && granted) {
+        return COFFER_OK;
+    }
+    return authz_refusal(&r, &v);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -156,7 +168,7 @@ static void test_root_and_default_policy(void **state)
 {
     struct fixture *f = *state;
     policy *kp = key_policy(DEFAULT_POLICY);
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(f->stub.asked, 0); /* roots are never looked up */
     /* Without a key policy statement for the account even the root is refused. */
@@ -176,8 +188,8 @@ static void test_delegation_to_iam(void **state)
 {
     struct fixture *f = *state;
     policy *kp = key_policy(DEFAULT_POLICY);
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
     stub_add(&f->stub, ALICE, ALLOW_ENCRYPT);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(f->stub.released, 1);
@@ -190,7 +202,7 @@ static void test_delegation_to_iam(void **state)
     authz *bare = NULL;
     assert_int_equal(authz_new(NULL, &bare), COFFER_OK);
     assert_int_equal(run(bare, &alice, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(bare, &root, "kms:Encrypt", kp, false), COFFER_OK);
     authz_free(bare);
     policy_free(kp);
@@ -202,8 +214,8 @@ static void test_direct_key_policy(void **state)
     /* The key policy names alice: no IAM policy needed; bob is only covered by nothing. */
     policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':['kms:Encrypt',"
                                 "'kms:Decrypt'],'Resource':'*'}"));
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(run(f->az, &alice, "kms:PutKeyPolicy", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(run(f->az, &bob, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
@@ -225,7 +237,7 @@ static void test_explicit_deny(void **state)
     struct fixture *f = *state;
     policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
                                 "{'Effect':'Deny','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*'}"));
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(coffer_last_message(), "User: " ROOT " is not authorized to perform: kms:Encrypt on resource: " KEY
                                                " with an explicit deny in a resource-based policy");
@@ -237,7 +249,7 @@ static void test_explicit_deny(void **state)
     policy *direct = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':'*','Resource':'*'}"));
     stub_add(&f->stub, ALICE,
              DOC("{'Effect':'Allow','Action':'*','Resource':'*'},{'Effect':'Deny','Action':'kms:Decrypt','Resource':'*'}"));
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", direct, false), COFFER_OK);
     assert_int_equal(run(f->az, &alice, "kms:Decrypt", direct, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(coffer_last_message(), "User: " ALICE " is not authorized to perform: kms:Decrypt on resource: " KEY
@@ -253,8 +265,8 @@ static void test_cross_account(void **state)
     policy *shared = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
                                     "{'Effect':'Allow','Principal':{'AWS':'" OROOT "'},'Action':'kms:Decrypt',"
                                     "'Resource':'*'}"));
-    struct api_caller carol = caller(OTHER, CAROL, "IAMUser", NULL);
-    struct api_caller oroot = caller(OTHER, OROOT, "Root", NULL);
+    struct api_caller carol = caller(OTHER, CAROL, API_PRINCIPAL_USER, NULL);
+    struct api_caller oroot = caller(OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
     /* Key policy does not name account B. */
     assert_int_equal(run(f->az, &oroot, "kms:Decrypt", own, false), COFFER_ERR_ACCESS_DENIED);
     assert_non_null(strstr(coffer_last_message(), "because no resource-based policy allows"));
@@ -280,7 +292,7 @@ static void test_assumed_role(void **state)
     struct fixture *f = *state;
     policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROLE "'},'Action':'kms:Decrypt',"
                                 "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" OTHER "'}}}"));
-    struct api_caller s = caller(OTHER, SESSION, "AssumedRole", ROLE);
+    struct api_caller s = caller(OTHER, SESSION, API_PRINCIPAL_ASSUMED_ROLE, ROLE);
     /* Role without policies: denied on the identity side. */
     assert_int_equal(run(f->az, &s, "kms:Decrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(f->stub.last_asked, ROLE); /* the role, not the session, is looked up */
@@ -300,8 +312,8 @@ static void test_grants(void **state)
 {
     struct fixture *f = *state;
     policy *kp = key_policy(DEFAULT_POLICY);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
-    struct api_caller carol = caller(OTHER, CAROL, "IAMUser", NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
+    struct api_caller carol = caller(OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &bob, "kms:Decrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(run(f->az, &bob, "kms:Decrypt", kp, true), COFFER_OK);
     assert_int_equal(run(f->az, &carol, "kms:Decrypt", kp, true), COFFER_OK); /* grants cross accounts */
@@ -326,7 +338,7 @@ static coffer_err add_ec(void *arg, unsigned want, policy_ctx *ctx)
 static void test_context(void **state)
 {
     struct fixture *f = *state;
-    struct api_caller root = caller(ACCT, ROOT, "Root", NULL);
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     policy *plain = key_policy(DEFAULT_POLICY);
     policy *cond = key_policy(
         DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*',"
@@ -361,17 +373,219 @@ static void test_context(void **state)
     policy *who = key_policy(DOC("{'Effect':'Allow','Principal':'*','Action':'kms:*','Resource':'*',"
                                  "'Condition':{'StringEquals':{'aws:username':'alice','aws:PrincipalType':'User',"
                                  "'aws:PrincipalAccount':'" ACCT "'}}}"));
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
-    struct api_caller bob = caller(ACCT, BOB, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
     r = (struct authz_request){.caller = &alice, .action = "kms:Encrypt", .resource = KEY, .resource_policy = who};
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
     r.caller = &bob;
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(authz_principal_type(&root), "Account");
-    assert_string_equal(authz_principal_type(&alice), "User");
+    assert_string_equal(api_principal_policy_type(root.principal_kind), "Account");
+    assert_string_equal(api_principal_policy_type(alice.principal_kind), "User");
     policy_free(plain);
     policy_free(cond);
     policy_free(who);
+}
+
+/* ---- the entry point every service uses: authz_request_for, authz_decide, authz_check ---- */
+
+#define USER_ARN(acct, name) "arn:aws:iam::" acct ":user/" name
+#define ROLE_ARN_ACCT "arn:aws:iam::" ACCT ":role/Deploy"
+#define SECRET "arn:aws:secretsmanager:us-east-1:" ACCT ":secret:db-AbCdEf"
+
+static struct api_call call_of(const struct api_caller *c)
+{
+    return (struct api_call){.caller = c, .region = "us-east-1", .operation = "CreateUser",
+                             .now_ms = 1795424400000}; /* 2026-11-23T09:00:00Z */
+}
+
+/* An identity-only service (IAM): action and resource ARN, no resource policy. */
+static void test_identity_only_service(void **state)
+{
+    struct fixture *f = *state;
+    struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
+    struct api_call rc = call_of(&root), ac = call_of(&alice), bc = call_of(&bob);
+    const char *target = USER_ARN(ACCT, "carol");
+
+    /* The account root may do anything in its own account, without asking the directory. */
+    struct authz_request r = authz_request_for(&rc, "iam:CreateUser", target);
+    assert_string_equal(r.resource_account, ACCT);
+    assert_null(r.resource_policy);
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    assert_int_equal(f->stub.asked, 0);
+
+    /* A user without any policy is refused, in AWS's words. */
+    r = authz_request_for(&bc, "iam:CreateUser", target);
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    assert_string_equal(coffer_last_message(), "User: " BOB " is not authorized to perform: iam:CreateUser on "
+                                               "resource: " USER_ARN(ACCT, "carol") " because no identity-based "
+                                               "policy allows the iam:CreateUser action");
+    struct authz_verdict v;
+    assert_int_equal(authz_decide(f->az, &r, &v), COFFER_OK);
+    assert_false(v.allowed);
+    assert_false(v.explicit_deny);
+    assert_int_equal(v.why, AUTHZ_DENY_NO_IDENTITY_ALLOW);
+
+    /* An explicit Deny beats an Allow, and says so; no service fallback may lift it. */
+    stub_add(&f->stub, ALICE,
+             DOC("{'Effect':'Allow','Action':'iam:*','Resource':'*'},"
+                 "{'Effect':'Deny','Action':'iam:CreateUser','Resource':'" USER_ARN(ACCT, "carol") "'}"));
+    r = authz_request_for(&ac, "iam:GetUser", target);
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    r = authz_request_for(&ac, "iam:CreateUser", USER_ARN(ACCT, "dave"));
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    r = authz_request_for(&ac, "iam:CreateUser", target);
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    assert_string_equal(coffer_last_message(), "User: " ALICE " is not authorized to perform: iam:CreateUser on "
+                                               "resource: " USER_ARN(ACCT, "carol") " with an explicit deny in an "
+                                               "identity-based policy");
+    assert_int_equal(authz_decide(f->az, &r, &v), COFFER_OK);
+    assert_false(v.allowed);
+    assert_true(v.explicit_deny);
+    assert_int_equal(v.why, AUTHZ_DENY_IDENTITY_EXPLICIT);
+    assert_int_equal(authz_refusal(&r, &v), COFFER_ERR_ACCESS_DENIED);
+
+    /* Another account's resource without a resource policy: not even the root, not even "*". */
+    r = authz_request_for(&rc, "iam:GetUser", USER_ARN(OTHER, "erin"));
+    r.resource_account = OTHER;
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    assert_non_null(strstr(coffer_last_message(), "because no resource-based policy allows the iam:GetUser action"));
+    r.caller = &alice;
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+}
+
+/* A resource policy on its own (a secret's, a key's) for a caller of the resource's account. */
+static void test_resource_policy_alone(void **state)
+{
+    struct fixture *f = *state;
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
+    struct api_caller carol = caller(OTHER, CAROL, API_PRINCIPAL_USER, NULL);
+    struct api_call ac = call_of(&alice), bc = call_of(&bob), cc = call_of(&carol);
+    policy *names_alice = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':['" ALICE "','" CAROL "']},"
+                                         "'Action':'secretsmanager:GetSecretValue','Resource':'*'}"));
+    struct authz_request r = authz_request_for(&ac, "secretsmanager:GetSecretValue", SECRET);
+    r.resource_policy = names_alice;
+    /* Named directly, same account, no identity policy at all: allowed. */
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    r.action = "secretsmanager:PutSecretValue";
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    assert_non_null(strstr(coffer_last_message(), "because no resource-based policy allows"));
+    /* Not named: refused on the resource side. */
+    r = authz_request_for(&bc, "secretsmanager:GetSecretValue", SECRET);
+    r.resource_policy = names_alice;
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    /* Named, but from another account: its own identity policies must allow too. */
+    r = authz_request_for(&cc, "secretsmanager:GetSecretValue", SECRET);
+    r.resource_account = ACCT;
+    r.resource_policy = names_alice;
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    assert_non_null(strstr(coffer_last_message(), "because no identity-based policy allows"));
+
+    /* A trust policy (AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT): naming alice is enough for alice ... */
+    policy *trust_alice = compile(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},"
+                                      "'Action':'sts:AssumeRole'}"),
+                                  POLICY_COMPILE_RESOURCE_OPTIONAL | POLICY_COMPILE_REQUIRE_PRINCIPAL);
+    policy *trust_star = compile(DOC("{'Effect':'Allow','Principal':{'AWS':'*'},'Action':'sts:AssumeRole'}"),
+                                 POLICY_COMPILE_RESOURCE_OPTIONAL | POLICY_COMPILE_REQUIRE_PRINCIPAL);
+    r = authz_request_for(&ac, "sts:AssumeRole", ROLE_ARN_ACCT);
+    r.resource_policy = trust_alice;
+    r.same_account = AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT;
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    /* ... but trusting everyone ("*") trusts the account: alice's identity policies must allow,
+     * where a key policy with "*" allows on its own. */
+    r.resource_policy = trust_star;
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    r.same_account = AUTHZ_SAME_ACCOUNT_NAMED;
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    stub_add(&f->stub, ALICE, DOC("{'Effect':'Allow','Action':'sts:AssumeRole','Resource':'" ROLE_ARN_ACCT "'}"));
+    r.same_account = AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT;
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    policy_free(names_alice);
+    policy_free(trust_alice);
+    policy_free(trust_star);
+}
+
+struct seen {
+    int calls;
+    unsigned wanted;
+};
+
+static coffer_err note_wanted(void *arg, unsigned wanted, policy_ctx *ctx)
+{
+    (void)ctx;
+    struct seen *s = arg;
+    s->calls++;
+    s->wanted |= wanted;
+    return COFFER_OK;
+}
+
+/* The global condition keys are the authorizer's, for every service; the service adds its own. */
+static void test_global_keys_reach_conditions(void **state)
+{
+    struct fixture *f = *state;
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    struct api_caller sess = caller(ACCT, "arn:aws:sts::" ACCT ":assumed-role/Deploy/s1",
+                                    API_PRINCIPAL_ASSUMED_ROLE, ROLE_ARN_ACCT);
+    alice.user_agent = "aws-cli/2.15 Python/3.11";
+    sess.user_agent = "aws-cli/2.15 Python/3.11";
+    sess.token_issued_at = 1795420800; /* 2026-11-23T08:00:00Z */
+    stub_add(&f->stub, ALICE,
+             DOC("{'Effect':'Allow','Action':'ssm:GetParameter','Resource':'*','Condition':{"
+                 "'StringEquals':{'aws:RequestedRegion':'us-east-1','aws:PrincipalType':'User',"
+                 "'aws:username':'alice','aws:PrincipalAccount':'" ACCT "','ssm:Overwrite':'false'},"
+                 "'StringLike':{'aws:UserAgent':'aws-cli/*'},"
+                 "'IpAddress':{'aws:SourceIp':'127.0.0.0/8'},'Bool':{'aws:SecureTransport':'true'},"
+                 "'DateGreaterThan':{'aws:CurrentTime':'2026-11-01T00:00:00Z'},"
+                 "'Null':{'kms:CallerAccount':'true','aws:TokenIssueTime':'true'}}}"));
+    stub_add(&f->stub, ROLE_ARN_ACCT,
+             DOC("{'Effect':'Allow','Action':'ssm:GetParameter','Resource':'*','Condition':{"
+                 "'StringEquals':{'aws:PrincipalType':'AssumedRole'},"
+                 "'Bool':{'aws:MultiFactorAuthPresent':'false'},"
+                 "'DateGreaterThan':{'aws:TokenIssueTime':'2026-11-23T07:00:00Z'}}}"));
+    struct api_call call = call_of(&alice);
+    struct authz_key keys[] = {{"ssm:Overwrite", "false"}};
+    struct seen seen = {0};
+    struct authz_request r = authz_request_for(&call, "ssm:GetParameter", "arn:aws:ssm:us-east-1:" ACCT
+                                                                          ":parameter/db/password");
+    r.keys = keys;
+    r.n_keys = 1;
+    r.add_ctx = note_wanted;
+    r.add_ctx_arg = &seen;
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    assert_int_equal(seen.calls, 1);
+    assert_true(seen.wanted & AUTHZ_CTX_SOURCE_IP);
+    assert_true(seen.wanted & AUTHZ_CTX_REQUEST);
+    /* Each key is read from the request: change one, and the Allow no longer applies. */
+    r.region = "eu-west-1";
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    r.region = "us-east-1";
+    alice.user_agent = "Boto3/1.34";
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    alice.user_agent = "aws-cli/2.15";
+    alice.source_ip = "192.0.2.1";
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    alice.source_ip = "127.0.0.1";
+    alice.secure_transport = false;
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    alice.secure_transport = true;
+    r.now_ms = 1761955200000; /* 2025-11-01: before the date */
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    r.now_ms = call.now_ms;
+    keys[0].value = "true"; /* the service's own key */
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    keys[0].value = "false";
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+
+    /* A session: aws:TokenIssueTime and aws:MultiFactorAuthPresent are set, by the same code. */
+    struct api_call scall = call_of(&sess);
+    r = authz_request_for(&scall, "ssm:GetParameter", "*");
+    assert_int_equal(authz_check(f->az, &r), COFFER_OK);
+    sess.token_issued_at = 1795417200 - 3600; /* 06:00: older than the policy accepts */
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
+    sess.token_issued_at = 0; /* unknown: absent, so DateGreaterThan does not hold */
+    assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
 }
 
 static coffer_err failing_source(void *ctx, const char *arn, struct iam_policy_list *out)
@@ -392,7 +606,7 @@ static void test_misuse(void **state)
     assert_null(az);
     struct iam_identity_source failing = {.policies = failing_source};
     assert_int_equal(authz_new(&failing, &az), COFFER_OK);
-    struct api_caller alice = caller(ACCT, ALICE, "IAMUser", NULL);
+    struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     policy *kp = key_policy(DEFAULT_POLICY);
     /* A failing directory fails the request; it never allows. */
     assert_int_equal(run(az, &alice, "kms:Encrypt", kp, false), COFFER_ERR_STORE);
@@ -414,6 +628,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_assumed_role, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_context, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identity_only_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resource_policy_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_global_keys_reach_conditions, setup, teardown),
         cmocka_unit_test(test_misuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,7 +74,7 @@ static int teardown(void **state)
 
 static void create_root_key(iam_creds *c, char akid[21], coffer_buf *secret)
 {
-    assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, "Root", akid, secret), COFFER_OK);
+    assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, API_PRINCIPAL_ROOT, akid, secret), COFFER_OK);
 }
 
 static coffer_err lookup(iam_creds *c, const char *akid, const char *token, struct sigv4_identity *id)
@@ -116,7 +116,7 @@ static void test_create_then_lookup(void **state)
     /* A second key for a user differs and gets an IAM-style principal id. */
     char akid2[21];
     coffer_buf secret2 = COFFER_SECRET_BUF_INIT;
-    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, "arn:aws:iam::000000000000:user/alice", "IAMUser", akid2,
+    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, "arn:aws:iam::000000000000:user/alice", API_PRINCIPAL_USER, akid2,
                                       &secret2),
                      COFFER_OK);
     assert_string_not_equal(akid, akid2);
@@ -174,11 +174,14 @@ static void test_unknown_and_malformed(void **state)
 
     /* Creation arguments */
     char out[21];
-    assert_int_equal(iam_creds_create(f->creds, "12345", ROOT_ARN, "Root", out, &secret), COFFER_ERR_VALIDATION);
-    assert_int_equal(iam_creds_create(f->creds, "00000000000x", ROOT_ARN, "Root", out, &secret),
+    assert_int_equal(iam_creds_create(f->creds, "12345", ROOT_ARN, API_PRINCIPAL_ROOT, out, &secret),
                      COFFER_ERR_VALIDATION);
-    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, "", "Root", out, &secret), COFFER_ERR_VALIDATION);
-    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, ROOT_ARN, NULL, out, &secret), COFFER_ERR_VALIDATION);
+    assert_int_equal(iam_creds_create(f->creds, "00000000000x", ROOT_ARN, API_PRINCIPAL_ROOT, out, &secret),
+                     COFFER_ERR_VALIDATION);
+    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, "", API_PRINCIPAL_ROOT, out, &secret),
+                     COFFER_ERR_VALIDATION);
+    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, ROOT_ARN, API_PRINCIPAL_UNKNOWN, out, &secret),
+                     COFFER_ERR_VALIDATION);
     assert_int_equal(secret.len, 40); /* untouched by the failures */
     coffer_buf_free(&secret);
 }
@@ -338,7 +341,7 @@ static void test_create_under_faults(void **state)
         char akid[21] = "";
         coffer_buf secret = COFFER_SECRET_BUF_INIT;
         store_fault_set(st, n);
-        assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, "Root", akid, &secret), COFFER_ERR_STORE);
+        assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, API_PRINCIPAL_ROOT, akid, &secret), COFFER_ERR_STORE);
         assert_int_equal(secret.len, 0);
         assert_string_equal(akid, "");
         coffer_buf_free(&secret);
@@ -348,7 +351,7 @@ static void test_create_under_faults(void **state)
     assert_int_equal(store_get(st, "iam/access-key/AKIAAAAAAAAAAAAAAAAA", &b), COFFER_ERR_NOT_FOUND);
     char akid[21];
     coffer_buf secret = COFFER_SECRET_BUF_INIT;
-    assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, "Root", akid, &secret), COFFER_OK);
+    assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, API_PRINCIPAL_ROOT, akid, &secret), COFFER_OK);
     coffer_buf_free(&secret);
     iam_creds_free(c);
     seal_free(sl);

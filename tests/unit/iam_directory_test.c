@@ -151,7 +151,7 @@ static struct api_caller caller_root(const char *acct)
     snprintf(c.account_id, sizeof(c.account_id), "%s", acct);
     snprintf(c.principal_arn, sizeof(c.principal_arn), "arn:aws:iam::%s:root", acct);
     snprintf(c.principal_id, sizeof(c.principal_id), "%s", acct);
-    snprintf(c.principal_type, sizeof(c.principal_type), "Root");
+    c.principal_kind = API_PRINCIPAL_ROOT;
     c.source_ip = "127.0.0.1";
     c.user_agent = "";
     c.secure_transport = true;
@@ -164,7 +164,7 @@ static struct api_caller caller_from(const struct sigv4_identity *who)
     snprintf(c.access_key_id, sizeof(c.access_key_id), "%s", who->access_key_id);
     snprintf(c.principal_arn, sizeof(c.principal_arn), "%s", who->principal_arn);
     snprintf(c.principal_id, sizeof(c.principal_id), "%s", who->principal_id);
-    snprintf(c.principal_type, sizeof(c.principal_type), "%s", who->principal_type);
+    c.principal_kind = api_principal_kind_parse(who->principal_type);
     snprintf(c.role_arn, sizeof(c.role_arn), "%s", who->role_arn);
     return c;
 }

@@ -69,12 +69,13 @@ struct env {
     struct api_caller caller;
 };
 
-static void set_caller(struct env *e, const char *acct, const char *arn, const char *type, const char *role)
+static void set_caller(struct env *e, const char *acct, const char *arn, enum api_principal_kind kind,
+                       const char *role)
 {
     memset(&e->caller, 0, sizeof(e->caller));
     snprintf(e->caller.account_id, sizeof(e->caller.account_id), "%s", acct);
     snprintf(e->caller.principal_arn, sizeof(e->caller.principal_arn), "%s", arn);
-    snprintf(e->caller.principal_type, sizeof(e->caller.principal_type), "%s", type);
+    e->caller.principal_kind = kind;
     snprintf(e->caller.role_arn, sizeof(e->caller.role_arn), "%s", role != NULL ? role : "");
     e->caller.source_ip = "127.0.0.1";
     e->caller.secure_transport = true;
@@ -82,7 +83,7 @@ static void set_caller(struct env *e, const char *acct, const char *arn, const c
 
 static void as_root(struct env *e)
 {
-    set_caller(e, ACCT, ROOT, "Root", NULL);
+    set_caller(e, ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
 }
 
 static void service_start(struct env *e)
@@ -422,7 +423,7 @@ static void test_iam_delegation(void **state)
     snprintf(doc, sizeof(doc), "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':['kms:Encrypt',"
                                "'kms:DescribeKey'],'Resource':'%s'}]}", arn);
     stub_add(e, ALICE, doc);
-    set_caller(e, ACCT, ALICE, "IAMUser", NULL);
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     coffer_err rc;
     free(encrypt(e, id, NULL, &rc));
     assert_int_equal(rc, COFFER_OK);
@@ -435,13 +436,13 @@ static void test_iam_delegation(void **state)
     denied(run(e, "ListKeys", "{}"));
     denied(run(e, "ListAliases", "{}"));
     denied(run(e, "GenerateRandom", "{\"NumberOfBytes\":8}"));
-    set_caller(e, ACCT, BOB, "IAMUser", NULL);
+    set_caller(e, ACCT, BOB, API_PRINCIPAL_USER, NULL);
     assert_null(encrypt(e, id, NULL, &rc));
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
     /* A key policy naming bob directly needs no IAM policy. */
     as_root(e);
     ok(put_policy(e, id2, DOC(ROOT_ALL "," STMT("Allow", BOB, "'kms:Encrypt'")), false));
-    set_caller(e, ACCT, BOB, "IAMUser", NULL);
+    set_caller(e, ACCT, BOB, API_PRINCIPAL_USER, NULL);
     free(encrypt(e, id2, NULL, &rc));
     assert_int_equal(rc, COFFER_OK);
     /* The root may do anything its key policies let the account do. */
@@ -464,7 +465,7 @@ static void test_cross_account(void **state)
     snprintf(alias_arn, sizeof(alias_arn), "arn:aws:kms:" REGION ":" ACCT ":alias/shared");
 
     /* Account B's root: the key policy is enough; keys are named by ARN. */
-    set_caller(e, OTHER, OROOT, "Root", NULL);
+    set_caller(e, OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
     free(encrypt(e, arn, NULL, &rc));
     assert_int_equal(rc, COFFER_OK);
     free(encrypt(e, alias_arn, NULL, &rc));
@@ -483,12 +484,12 @@ static void test_cross_account(void **state)
            "Key 'arn:aws:kms:us-east-1:" ACCT ":key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9' does not exist");
 
     /* B's user: needs its own IAM allow as well. */
-    set_caller(e, OTHER, CAROL, "IAMUser", NULL);
+    set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     assert_non_null(strstr(coffer_last_message(), "because no identity-based policy allows the kms:Decrypt action"));
     /* B's root may grant on A's key (the key policy allows kms:CreateGrant to B): the grant lets
      * carol decrypt without any IAM policy of hers; A's root revokes it. */
-    set_caller(e, OTHER, OROOT, "Root", NULL);
+    set_caller(e, OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
     struct result g = run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\","
                                             "\"Operations\":[\"Decrypt\"]}", arn);
     assert_int_equal(g.rc, COFFER_OK);
@@ -499,11 +500,11 @@ static void test_cross_account(void **state)
                id),
            COFFER_ERR_NOT_FOUND, NULL); /* a bare id is B's own */
     denied(run(e, "ListGrants", "{\"KeyId\":\"%s\"}", arn));
-    set_caller(e, OTHER, CAROL, "IAMUser", NULL);
+    set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     as_root(e);
     ok(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", id, gid));
-    set_caller(e, OTHER, CAROL, "IAMUser", NULL);
+    set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     stub_add(e, CAROL, "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:Decrypt','Resource':'*'}]}");
     ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
@@ -513,7 +514,7 @@ static void test_cross_account(void **state)
     /* Removing the statement removes the access at once. */
     as_root(e);
     ok(put_policy(e, id, DOC(ROOT_ALL), false));
-    set_caller(e, OTHER, CAROL, "IAMUser", NULL);
+    set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     free(blob);
 }
@@ -543,7 +544,7 @@ static void test_grants(void **state)
     assert_string_equal(json_string_value(json_object_get(r.out, "GrantId")), grant_id);
     ok(r);
 
-    set_caller(e, ACCT, ALICE, "IAMUser", NULL);
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     coffer_err rc;
     char *blob = encrypt(e, id, "{\"Department\":\"IT\",\"x\":\"y\"}", &rc);
     assert_non_null(blob);
@@ -566,7 +567,7 @@ static void test_grants(void **state)
     /* A grant for the role covers its sessions. */
     as_root(e);
     ok(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ROLE "\",\"Operations\":[\"DescribeKey\"]}", id));
-    set_caller(e, ACCT, SESSION, "AssumedRole", ROLE);
+    set_caller(e, ACCT, SESSION, API_PRINCIPAL_ASSUMED_ROLE, ROLE);
     ok(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
 
     /* Listing. */
@@ -591,7 +592,7 @@ static void test_grants(void **state)
     assert_false(json_is_true(json_object_get(r.out, "Truncated")));
     ok(r);
     expect(run(e, "ListGrants", "{\"KeyId\":\"%s\",\"GrantId\":\"zz\"}", id), COFFER_ERR_INVALID_GRANT_ID, NULL);
-    set_caller(e, ACCT, BOB, "IAMUser", NULL);
+    set_caller(e, ACCT, BOB, API_PRINCIPAL_USER, NULL);
     r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"" BOB "\"}");
     denied(r); /* bob has no kms:ListRetirableGrants */
     stub_add(e, BOB, "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:ListRetirableGrants',"
@@ -603,17 +604,17 @@ static void test_grants(void **state)
     /* Grants survive a restart. */
     kms_service_free(e->svc);
     service_start(e);
-    set_caller(e, ACCT, ALICE, "IAMUser", NULL);
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
 
     /* Alice is not the retiring principal; bob is. */
     denied(run(e, "RetireGrant", "{\"GrantToken\":\"%s\"}", token));
     expect(run(e, "RetireGrant", "{\"GrantToken\":\"garbage\"}"), COFFER_ERR_INVALID_GRANT_TOKEN, NULL);
     expect(run(e, "RetireGrant", "{}"), COFFER_ERR_VALIDATION, "Grant token OR (grant ID, key ID) must be specified");
-    set_caller(e, ACCT, BOB, "IAMUser", NULL);
+    set_caller(e, ACCT, BOB, API_PRINCIPAL_USER, NULL);
     ok(run(e, "RetireGrant", "{\"GrantToken\":\"%s\"}", token));
     expect(run(e, "RetireGrant", "{\"GrantToken\":\"%s\"}", token), COFFER_ERR_NOT_FOUND, NULL);
-    set_caller(e, ACCT, ALICE, "IAMUser", NULL);
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
 
     /* Revoke: needs kms:RevokeGrant; the root has it. */
@@ -623,11 +624,11 @@ static void test_grants(void **state)
     snprintf(role_grant, sizeof(role_grant), "%s",
              json_string_value(json_object_get(json_array_get(json_object_get(r.out, "Grants"), 0), "GrantId")));
     ok(r);
-    set_caller(e, ACCT, ALICE, "IAMUser", NULL);
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     denied(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", id, role_grant));
     as_root(e);
     ok(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", id, role_grant));
-    set_caller(e, ACCT, SESSION, "AssumedRole", ROLE);
+    set_caller(e, ACCT, SESSION, API_PRINCIPAL_ASSUMED_ROLE, ROLE);
     denied(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
     as_root(e);
     r = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
@@ -694,7 +695,7 @@ static void test_aliases_need_both(void **state)
     snprintf(doc, sizeof(doc), "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:CreateAlias',"
                                "'Resource':'%s'}]}", aarn);
     stub_add(e, ALICE, doc);
-    set_caller(e, ACCT, ALICE, "IAMUser", NULL);
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     denied(run(e, "CreateAlias", "{\"AliasName\":\"alias/alice\",\"TargetKeyId\":\"%s\"}", a));
     assert_non_null(strstr(coffer_last_message(), "on resource: arn:aws:kms:us-east-1:" ACCT ":alias/alice"));
 }
@@ -709,7 +710,7 @@ static void test_authorization_off(void **state)
     free(encrypt(e, id, NULL, &rc));
     assert_int_equal(rc, COFFER_OK);
     /* Another account's key stays out of reach without the authorizer. */
-    set_caller(e, OTHER, OROOT, "Root", NULL);
+    set_caller(e, OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
     assert_null(encrypt(e, arn, NULL, &rc));
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
     kms_service_set_authorizer(e->svc, e->az);
