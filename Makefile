@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test unit asan tsan fuzz bench clean format
+.PHONY: all deps build run test unit asan tsan fuzz bench clean format format-check
 
 all: build
 
@@ -67,5 +67,9 @@ bench: build
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz
 
+# Every C file as .clang-format says; format-check fails (as CI does) on any difference.
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check: deps
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
