@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 {
     struct server_config cfg;
     coffer_err rc = COFFER_OK;
-    store *st = NULL;
+    store *st = NULL, *records = NULL; /* the bare store (the seal's keyring) and its sealed view */
     seal *sl = NULL;
     iam_creds *creds = NULL;
     iam_directory *dir = NULL;
@@ -214,9 +214,11 @@ int main(int argc, char **argv)
     GUARD(store_open(path, &st));
     snprintf(path, sizeof(path), "%s/root.key", cfg.data_dir);
     GUARD(seal_open_keyfile(path, true, st, &sl));
-    GUARD(iam_creds_new(st, sl, &creds));
-    GUARD(bootstrap_credentials(&cfg, st, creds));
-    GUARD(iam_directory_new(st, creds, &dir));
+    /* Everything below the seal reads and writes through the barrier: no record in clear. */
+    GUARD(seal_store_wrap(sl, st, &records));
+    GUARD(iam_creds_new(records, sl, &creds));
+    GUARD(bootstrap_credentials(&cfg, records, creds));
+    GUARD(iam_directory_new(records, creds, &dir));
     /* Sessions end with their role, whether or not policies are enforced. */
     struct iam_identity_source roles = iam_directory_identity_source(dir);
     iam_creds_set_session_roles(creds, &roles);
@@ -233,7 +235,7 @@ int main(int argc, char **argv)
     };
     GUARD(audit_limiter_new(&limit_opts, &unauth_limit));
     q = quota_new(cfg.quota_crypto_rps);
-    GUARD(kms_service_new(st, sl, cfg.region, &kms));
+    GUARD(kms_service_new(records, sl, cfg.region, &kms));
     kms_service_set_limits(kms, &cfg.limits);
     kms_service_set_event_sink(kms, trail_append_event, trail);
     if (cfg.authorization) {
@@ -327,6 +329,7 @@ out:
     audit_limiter_free(unauth_limit);
     audit_trail_close(trail);
     iam_creds_free(creds);
+    store_close(records);
     seal_free(sl);
     store_close(st);
     SSL_CTX_free(tls);

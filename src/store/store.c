@@ -149,10 +149,8 @@ coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value)
     return t->st->vt->txn_get(t, key, value);
 }
 
-coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
+static coffer_err check_value(coffer_cursor value)
 {
-    ENSURE_REF(t);
-    TRY(check_key(key));
     if (value.len > STORE_VALUE_MAX) {
         return coffer_fail(COFFER_ERR_USAGE, "store value of %zu bytes over the %d limit", value.len,
                            STORE_VALUE_MAX);
@@ -160,6 +158,14 @@ coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
     if (value.len > 0 && value.ptr == NULL) {
         return coffer_fail(COFFER_ERR_USAGE, "store value pointer missing");
     }
+    return COFFER_OK;
+}
+
+coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
+{
+    ENSURE_REF(t);
+    TRY(check_key(key));
+    TRY(check_value(value));
     return t->st->vt->txn_put(t, key, value);
 }
 
@@ -178,6 +184,36 @@ coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_af
     coffer_err rc =
         t->st->vt->txn_scan(t, prefix ? prefix : "", start_after ? start_after : "", limit, fn, ctx);
     return rc == STORE_SCAN_STOP ? COFFER_OK : rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Plaintext records: the same as the calls above on a backend that stores values as given
+ * ------------------------------------------------------------------------------------------- */
+
+coffer_err store_get_plain(store *s, const char *key, coffer_buf *value)
+{
+    ENSURE_REF(s);
+    ENSURE_REF(value);
+    TRY(check_key(key));
+    return s->vt->get_plain != NULL ? s->vt->get_plain(s, key, value) : s->vt->get(s, key, value);
+}
+
+coffer_err store_txn_get_plain(store_txn *t, const char *key, coffer_buf *value)
+{
+    ENSURE_REF(t);
+    ENSURE_REF(value);
+    TRY(check_key(key));
+    const struct store_vt *vt = t->st->vt;
+    return vt->txn_get_plain != NULL ? vt->txn_get_plain(t, key, value) : vt->txn_get(t, key, value);
+}
+
+coffer_err store_txn_put_plain(store_txn *t, const char *key, coffer_cursor value)
+{
+    ENSURE_REF(t);
+    TRY(check_key(key));
+    TRY(check_value(value));
+    const struct store_vt *vt = t->st->vt;
+    return vt->txn_put_plain != NULL ? vt->txn_put_plain(t, key, value) : vt->txn_put(t, key, value);
 }
 
 /* One hook per thread: a transaction belongs to the thread that began it (store.h). */
