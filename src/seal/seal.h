@@ -66,5 +66,7 @@ uint32_t seal_active_term(seal *s);
  * before freeing them.
  */
 coffer_err seal_store_wrap(seal *s, store *inner, store **out) __attribute__((warn_unused_result));
+/* The plaintext record, in the bare store, whose presence says its records are all sealed. */
+#define SEAL_STORE_MARKER "seal/records"
 
 #endif

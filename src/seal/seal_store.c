@@ -20,7 +20,7 @@
  *
  * Migration: data dirs written before the barrier sealed every record hold their values as the
  * services wrote them. The first time a view is opened on such a store, every record outside
- * "seal/" is sealed in place and the marker "seal/records" is written, all in one transaction:
+ * "seal/" is sealed in place and the marker SEAL_STORE_MARKER is written, all in one transaction:
  * a crash leaves the store wholly in the old format (and the next start converts it) or wholly
  * in the new one.
  */
@@ -34,9 +34,9 @@
 
 #define RESERVED_PREFIX "seal/"
 #define RESERVED_PREFIX_LEN (sizeof(RESERVED_PREFIX) - 1)
-/* Its presence says every record outside "seal/" is sealed; the value is the format number.
- * Plaintext: it is read before anything can be opened, and holds nothing but that number. */
-#define SEALED_MARKER "seal/records"
+/* SEAL_STORE_MARKER's value is the format number. Plaintext: it is read before anything can be
+ * opened, and holds nothing but that number. */
+#define SEALED_MARKER SEAL_STORE_MARKER
 #define SEALED_FORMAT "1"
 #define IDENTITY_PREFIX "record:"
 
