@@ -156,10 +156,12 @@ static coffer_err scan_sealed(seal *sl, store *s, store_txn *t, const char *pref
         return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier", RESERVED_PREFIX);
     }
     struct scan_ctx sc = {.sl = sl, .fn = fn, .ctx = ctx, .limit = limit, .plain = COFFER_SECRET_BUF_INIT};
-    /* The backend stops stepping as soon as a callback says stop, so no limit below costs
-     * nothing, and the limit counts only the records the caller sees. */
-    coffer_err rc = t != NULL ? store_txn_scan(t, prefix, start_after, 0, scan_cb, &sc)
-                              : store_scan(s, prefix, start_after, 0, scan_cb, &sc);
+    /* Only a prefix of "seal/" ("" say) can meet the barrier's records, which are skipped: then
+     * the limit is counted here in what the caller sees, and the backend, which stops stepping
+     * as soon as a callback says stop, gets none. */
+    size_t below = strncmp(RESERVED_PREFIX, prefix, strlen(prefix)) == 0 ? 0 : limit;
+    coffer_err rc = t != NULL ? store_txn_scan(t, prefix, start_after, below, scan_cb, &sc)
+                              : store_scan(s, prefix, start_after, below, scan_cb, &sc);
     coffer_buf_free(&sc.plain);
     return rc;
 }
