@@ -16,6 +16,7 @@ BUILD_DIR = os.environ.get("COFFER_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
 COFFERD = os.path.join(BUILD_DIR, "cofferd")
 COFFER = os.path.join(BUILD_DIR, "coffer")
+UNSEAL_FIXTURE = os.path.join(BUILD_DIR, "seal_unseal_fixture")
 AWS = "/usr/bin/aws"
 REGION = "us-east-1"
 
@@ -139,6 +140,15 @@ class Cofferd:
         self.stop()
         if self.owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def write_in_clear(data_dir):
+    """Rewrites a stopped cofferd's data dir with every record in clear, as versions before the
+    barrier sealed every record left it (tests/seal_unseal_fixture.c), so a test can edit
+    records as such a version wrote them; the next start seals them again."""
+    r = subprocess.run([UNSEAL_FIXTURE, data_dir], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("seal_unseal_fixture failed: %s" % r.stderr.decode())
 
 
 class ServerTestCase(unittest.TestCase):

@@ -11,15 +11,13 @@ import glob
 import json
 import os
 import sqlite3
-import subprocess
 import unittest
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from harness import BUILD_DIR, Cofferd
+from harness import Cofferd, write_in_clear
 
-FIXTURE = os.path.join(BUILD_DIR, "seal_unseal_fixture")
 ACCOUNT = "000000000000"
 
 DESCRIPTION = "barrier-description-5c1d7e"
@@ -168,8 +166,7 @@ class BarrierTest(unittest.TestCase):
         made = populate(self.server)
         self.assertEqual(self.server.stop(), 0)
         # Write the data dir back as versions that stored records in clear left it.
-        r = subprocess.run([FIXTURE, self.server.data_dir], capture_output=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        write_in_clear(self.server.data_dir)
         raw = db_bytes(self.server.data_dir)
         for m in MARKERS:
             self.assertTrue(m.encode() in raw, "the fixture did not write %s in clear" % m)
