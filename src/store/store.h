@@ -91,8 +91,8 @@ coffer_err store_txn_put_plain(store_txn *t, const char *key, coffer_cursor valu
  * installs one around each service handler so the request's audit event is on record before
  * any change the request makes can be seen, whichever service or code path commits it. The
  * hook lives in this layer, above every backend, so each backend gets it for free.
- * fn NULL removes the hook. The hook is not run for commits it makes itself (it is removed
- * while it runs).
+ * fn NULL removes the hook. It runs once per commit: not for commits it makes itself, and not
+ * again when a wrapper store (the sealed view) commits its inner transaction.
  */
 typedef coffer_err (*store_precommit_fn)(void *ctx);
 void store_precommit_set(store_precommit_fn fn, void *ctx);
