@@ -214,8 +214,10 @@ out:
 static coffer_err keyring_load(struct seal *s, store_txn *t, struct keyring *out, bool *found)
 {
     coffer_buf wrapped = COFFER_BUF_INIT;
-    coffer_err rc = t != NULL ? store_txn_get(t, SEAL_KEYRING_STORE_KEY, &wrapped)
-                              : store_get(s->st, SEAL_KEYRING_STORE_KEY, &wrapped);
+    /* Plaintext records: the keyring is what opens sealed records, so it cannot be one; it is
+     * wrapped by the root key provider instead. */
+    coffer_err rc = t != NULL ? store_txn_get_plain(t, SEAL_KEYRING_STORE_KEY, &wrapped)
+                              : store_get_plain(s->st, SEAL_KEYRING_STORE_KEY, &wrapped);
     *found = rc != COFFER_ERR_NOT_FOUND;
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = COFFER_OK; /* a new data dir: the caller creates the first term */
@@ -235,7 +237,7 @@ static coffer_err keyring_save(struct seal *s, store_txn *t, const struct keyrin
     GUARD(keyring_serialize(kr, &plain));
     GUARD(seal_provider_wrap(s->provider, coffer_cursor_from_str(SEAL_KEYRING_AAD), coffer_buf_cursor(&plain),
                              &wrapped));
-    GUARD(store_txn_put(t, SEAL_KEYRING_STORE_KEY, coffer_buf_cursor(&wrapped)));
+    GUARD(store_txn_put_plain(t, SEAL_KEYRING_STORE_KEY, coffer_buf_cursor(&wrapped))); /* see keyring_load */
 out:
     coffer_buf_free(&plain);
     coffer_buf_free(&wrapped);

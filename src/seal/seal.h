@@ -1,6 +1,7 @@
 /*
- * The barrier between services and storage. Every secret a service persists (KMS key material,
- * secret access keys, later parameter and secret values) is sealed here first:
+ * The barrier between services and storage. Every record a service persists is sealed here
+ * first: services write through the sealed view of the store (seal_store_wrap), and a service
+ * may also seal a secret inside a record itself (KMS key material, secret access keys):
  *
  *   sealed = version(1) || term(4, big endian) || iv(12) || AES-256-GCM(ciphertext) || tag(16)
  *   AAD    = version || term || identity
@@ -55,5 +56,17 @@ coffer_err seal_record_open(seal *s, const char *identity, coffer_cursor sealed,
 coffer_err seal_rotate(seal *s) __attribute__((warn_unused_result));
 /* The term new records are sealed under (1 for a fresh keyring). */
 uint32_t seal_active_term(seal *s);
+
+/*
+ * The sealed view of `inner` (seal_store.c): a store that seals every value it is given with
+ * the record's key as identity and opens it again on every read, so services, which are handed
+ * the view, store nothing in clear unless they ask for it (store_txn_put_plain). `inner` must be
+ * the store the seal was opened on. On first use on a store written in clear, every record is
+ * sealed in place in one transaction. The view borrows `s` and `inner`: close it (store_close)
+ * before freeing them.
+ */
+coffer_err seal_store_wrap(seal *s, store *inner, store **out) __attribute__((warn_unused_result));
+/* The plaintext record, in the bare store, whose presence says its records are all sealed. */
+#define SEAL_STORE_MARKER "seal/records"
 
 #endif

@@ -219,7 +219,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
 {
     struct server_config cfg;
     coffer_err rc = COFFER_OK;
-    store *st = NULL;
+    store *st = NULL, *records = NULL; /* the bare store (the seal's keyring) and its sealed view */
     seal *sl = NULL;
     iam_creds *creds = NULL;
     iam_directory *dir = NULL;
@@ -266,9 +266,11 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     GUARD(store_open(path, &st));
     snprintf(path, sizeof(path), "%s/root.key", cfg.data_dir);
     GUARD(seal_open_keyfile(path, true, st, &sl));
-    GUARD(iam_creds_new(st, sl, &creds));
-    GUARD(bootstrap_credentials(&cfg, st, creds));
-    GUARD(iam_directory_new(st, creds, &dir));
+    /* Everything below the seal reads and writes through the barrier: no record in clear. */
+    GUARD(seal_store_wrap(sl, st, &records));
+    GUARD(iam_creds_new(records, sl, &creds));
+    GUARD(bootstrap_credentials(&cfg, records, creds));
+    GUARD(iam_directory_new(records, creds, &dir));
     /* Sessions end with their role, whether or not policies are enforced. */
     struct iam_identity_source roles = iam_directory_identity_source(dir);
     iam_creds_set_session_roles(creds, &roles);
@@ -324,7 +326,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     }
     for (size_t i = 0; i < n_services; i++) {
         struct api_host host = {
-            .store = st,
+            .store = records, /* the sealed view: a service never writes a record in clear */
             .seal = sl,
             .region = cfg.region,
             .authz = az,
@@ -400,6 +402,7 @@ out:
     audit_limiter_free(unauth_limit);
     audit_trail_close(trail);
     iam_creds_free(creds);
+    store_close(records);
     seal_free(sl);
     store_close(st);
     SSL_CTX_free(tls);

@@ -149,10 +149,8 @@ coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value)
     return t->st->vt->txn_get(t, key, value);
 }
 
-coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
+static coffer_err check_value(coffer_cursor value)
 {
-    ENSURE_REF(t);
-    TRY(check_key(key));
     if (value.len > STORE_VALUE_MAX) {
         return coffer_fail(COFFER_ERR_USAGE, "store value of %zu bytes over the %d limit", value.len,
                            STORE_VALUE_MAX);
@@ -160,6 +158,14 @@ coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
     if (value.len > 0 && value.ptr == NULL) {
         return coffer_fail(COFFER_ERR_USAGE, "store value pointer missing");
     }
+    return COFFER_OK;
+}
+
+coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
+{
+    ENSURE_REF(t);
+    TRY(check_key(key));
+    TRY(check_value(value));
     return t->st->vt->txn_put(t, key, value);
 }
 
@@ -180,6 +186,36 @@ coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_af
     return rc == STORE_SCAN_STOP ? COFFER_OK : rc;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Plaintext records: the same as the calls above on a backend that stores values as given
+ * ------------------------------------------------------------------------------------------- */
+
+coffer_err store_get_plain(store *s, const char *key, coffer_buf *value)
+{
+    ENSURE_REF(s);
+    ENSURE_REF(value);
+    TRY(check_key(key));
+    return s->vt->get_plain != NULL ? s->vt->get_plain(s, key, value) : s->vt->get(s, key, value);
+}
+
+coffer_err store_txn_get_plain(store_txn *t, const char *key, coffer_buf *value)
+{
+    ENSURE_REF(t);
+    ENSURE_REF(value);
+    TRY(check_key(key));
+    const struct store_vt *vt = t->st->vt;
+    return vt->txn_get_plain != NULL ? vt->txn_get_plain(t, key, value) : vt->txn_get(t, key, value);
+}
+
+coffer_err store_txn_put_plain(store_txn *t, const char *key, coffer_cursor value)
+{
+    ENSURE_REF(t);
+    TRY(check_key(key));
+    TRY(check_value(value));
+    const struct store_vt *vt = t->st->vt;
+    return vt->txn_put_plain != NULL ? vt->txn_put_plain(t, key, value) : vt->txn_put(t, key, value);
+}
+
 /* One hook per thread: a transaction belongs to the thread that began it (store.h). */
 static _Thread_local store_precommit_fn precommit_fn;
 static _Thread_local void *precommit_ctx;
@@ -194,17 +230,20 @@ coffer_err store_txn_commit(store_txn *t)
 {
     ENSURE_REF(t);
     store_precommit_fn fn = precommit_fn;
-    if (fn != NULL) {
-        void *ctx = precommit_ctx;
-        precommit_fn = NULL;
-        coffer_err rc = fn(ctx);
-        precommit_fn = fn;
-        if (rc != COFFER_OK) {
-            t->st->vt->txn_abort(t);
-            return rc;
-        }
+    if (fn == NULL) {
+        return t->st->vt->txn_commit(t);
     }
-    return t->st->vt->txn_commit(t);
+    /* Removed until this commit is done: not for commits the hook makes itself, and not again
+     * when a wrapper (the sealed view, the fault injector) commits its inner transaction. */
+    precommit_fn = NULL;
+    coffer_err rc = fn(precommit_ctx);
+    if (rc != COFFER_OK) {
+        t->st->vt->txn_abort(t);
+    } else {
+        rc = t->st->vt->txn_commit(t);
+    }
+    precommit_fn = fn;
+    return rc;
 }
 
 void store_txn_abort(store_txn *t)

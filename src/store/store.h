@@ -1,8 +1,11 @@
 /*
  * The storage interface: an ordered key-value store with durable transactions. Services never
  * see SQL; they store records under string keys ("kms/key/<acct>/<region>/<id>") and scan by
- * prefix in key order. Values are opaque bytes; anything secret in them was sealed by the
- * barrier (src/seal) before it got here: a backend is untrusted storage.
+ * prefix in key order. Values are opaque bytes. Services are handed the barrier's sealed view
+ * of the store (src/seal/seal_store.c), which seals every value before a backend sees it: a
+ * backend is untrusted storage. Keys stay in clear, since they are the index: they name
+ * accounts, key ids, alias names, user and role names, access key ids, never a secret, and
+ * whoever can read the database file can read them.
  *
  * Backends are vtables behind `struct store` (store_sqlite.c now; PostgreSQL later). A store is
  * shared by all worker threads and every function is thread-safe. A transaction belongs to the
@@ -65,14 +68,31 @@ coffer_err store_txn_commit(store_txn *t) __attribute__((warn_unused_result));
 void store_txn_abort(store_txn *t); /* accepts NULL */
 
 /*
+ * Plaintext records. A store handed to services is normally the barrier's sealed view
+ * (seal_store_wrap in src/seal): every value is sealed on put and opened on get and scan, so
+ * the calls above never see or write a value in clear. A record that must stay readable
+ * without the barrier (the barrier's own keyring, a format marker read before anything can be
+ * opened) is written and read through these calls instead, and the caller says why in a
+ * comment. Through a sealed view, a plaintext record read with store_get fails to open (it was
+ * never sealed), and a sealed record read with store_get_plain comes back as its sealed bytes:
+ * the two kinds never mix, so keep plaintext records under keys no sealed scan covers. On a
+ * bare backend the two families are the same.
+ */
+coffer_err store_get_plain(store *s, const char *key, coffer_buf *value) __attribute__((warn_unused_result));
+coffer_err store_txn_get_plain(store_txn *t, const char *key, coffer_buf *value)
+    __attribute__((warn_unused_result));
+coffer_err store_txn_put_plain(store_txn *t, const char *key, coffer_cursor value)
+    __attribute__((warn_unused_result));
+
+/*
  * The calling thread's pre-commit hook: while one is installed, store_txn_commit calls
  * fn(ctx) first and commits only if it returns COFFER_OK; otherwise the transaction is aborted
  * (nothing it wrote becomes visible) and commit returns fn's error. The request pipeline
  * installs one around each service handler so the request's audit event is on record before
  * any change the request makes can be seen, whichever service or code path commits it. The
  * hook lives in this layer, above every backend, so each backend gets it for free.
- * fn NULL removes the hook. The hook is not run for commits it makes itself (it is removed
- * while it runs).
+ * fn NULL removes the hook. It runs once per commit: not for commits it makes itself, and not
+ * again when a wrapper store (the sealed view) commits its inner transaction.
  */
 typedef coffer_err (*store_precommit_fn)(void *ctx);
 void store_precommit_set(store_precommit_fn fn, void *ctx);

@@ -80,6 +80,22 @@ static coffer_err f_txn_put(struct store_txn *t, const char *key, coffer_cursor 
     return store_txn_put(((struct fault_txn *)t)->inner, key, value);
 }
 
+static coffer_err f_get_plain(struct store *s, const char *key, coffer_buf *value)
+{
+    return store_get_plain(((struct fault_store *)s)->inner, key, value);
+}
+
+static coffer_err f_txn_get_plain(struct store_txn *t, const char *key, coffer_buf *value)
+{
+    return store_txn_get_plain(((struct fault_txn *)t)->inner, key, value);
+}
+
+static coffer_err f_txn_put_plain(struct store_txn *t, const char *key, coffer_cursor value)
+{
+    TRY(fault_charge(fault_of(t), "put"));
+    return store_txn_put_plain(((struct fault_txn *)t)->inner, key, value);
+}
+
 static coffer_err f_txn_delete(struct store_txn *t, const char *key)
 {
     TRY(fault_charge(fault_of(t), "delete"));
@@ -129,6 +145,9 @@ static const struct store_vt fault_vt = {
     .txn_commit = f_txn_commit,
     .txn_abort = f_txn_abort,
     .destroy = f_destroy,
+    .get_plain = f_get_plain,
+    .txn_get_plain = f_txn_get_plain,
+    .txn_put_plain = f_txn_put_plain,
 };
 
 coffer_err store_fault_wrap(store *inner, store **out)

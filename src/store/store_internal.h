@@ -1,7 +1,7 @@
 /*
  * Inside the storage layer: the backend vtable and the base structs every backend embeds first.
  * Callers outside src/store use only store.h; backends (store_sqlite.c, store_mem.c, the
- * fault-injection wrapper store_fault.c) implement `struct store_vt` and are reached through
+ * fault-injection wrapper store_fault.c, and the barrier's sealed view in src/seal) implement `struct store_vt` and are reached through
  * the thin wrappers in store.c, which also validate keys and values once for every backend.
  */
 #ifndef COFFER_STORE_STORE_INTERNAL_H
@@ -26,6 +26,12 @@ struct store_vt {
     coffer_err (*txn_commit)(struct store_txn *t); /* frees t whatever the outcome */
     void (*txn_abort)(struct store_txn *t);        /* frees t */
     void (*destroy)(struct store *s);
+    /* Plaintext records (store.h). Optional: a backend that stores values as given leaves them
+     * NULL and the plain calls use get/txn_get/txn_put; a wrapper that transforms values (the
+     * sealed view) must set all three. */
+    coffer_err (*get_plain)(struct store *s, const char *key, coffer_buf *value);
+    coffer_err (*txn_get_plain)(struct store_txn *t, const char *key, coffer_buf *value);
+    coffer_err (*txn_put_plain)(struct store_txn *t, const char *key, coffer_cursor value);
 };
 
 struct store {

@@ -151,8 +151,12 @@ static coffer_err conn_open_db(const char *path, sqlite3 **out)
     }
     sqlite3_extended_result_codes(db, 1);
     sqlite3_busy_timeout(db, SQLITE_BUSY_TIMEOUT_MS);
-    /* synchronous is per connection: FULL makes every WAL commit fsync before returning. */
-    coffer_err e = conn_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", "cannot configure");
+    /* synchronous is per connection: FULL makes every WAL commit fsync before returning.
+     * secure_delete overwrites the space a deleted or replaced value leaves behind, so the file
+     * holds no stale copy of a record: once a record is rewritten (sealed, say) its old bytes
+     * are gone from the pages, not just unlinked. */
+    coffer_err e = conn_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA secure_delete=ON;",
+                             "cannot configure");
     if (e != COFFER_OK) {
         sqlite3_close(db);
         return e;

@@ -18,6 +18,7 @@ COFFERD = os.path.join(BUILD_DIR, "cofferd")
 COFFER = os.path.join(BUILD_DIR, "coffer")
 # cofferd with fault hooks (tests/faults/cofferd_faults.c), for tests that make writes fail.
 COFFERD_FAULTS = os.path.join(BUILD_DIR, "cofferd_faults")
+UNSEAL_FIXTURE = os.path.join(BUILD_DIR, "seal_unseal_fixture")
 AWS = "/usr/bin/aws"
 REGION = "us-east-1"
 
@@ -142,6 +143,15 @@ class Cofferd:
         self.stop()
         if self.owns_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def write_in_clear(data_dir):
+    """Rewrites a stopped cofferd's data dir with every record in clear, as versions before the
+    barrier sealed every record left it (tests/seal_unseal_fixture.c), so a test can edit
+    records as such a version wrote them; the next start seals them again."""
+    r = subprocess.run([UNSEAL_FIXTURE, data_dir], capture_output=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("seal_unseal_fixture failed: %s" % r.stderr.decode())
 
 
 class ServerTestCase(unittest.TestCase):

@@ -14,7 +14,7 @@ import unittest
 
 import botocore.exceptions
 
-from harness import COFFER, Cofferd, ServerTestCase
+from harness import COFFER, Cofferd, ServerTestCase, write_in_clear
 
 
 class GrantSecurityTest(ServerTestCase):
@@ -330,6 +330,7 @@ class RetirableIndexRebuildTest(unittest.TestCase):
     were bound move to their bound id, and a namesake does not inherit either."""
 
     def old_layout(self, data_dir, arn, unbind):
+        write_in_clear(data_dir)
         db = sqlite3.connect(os.path.join(data_dir, "coffer.db"))
         rows = db.execute("SELECT key, value FROM kv WHERE key LIKE 'kms/grant/%'").fetchall()
         self.assertEqual(len(rows), 1)

@@ -12,7 +12,7 @@ import unittest
 
 from botocore.exceptions import ClientError
 
-from harness import AWS, Cofferd, ServerTestCase
+from harness import AWS, Cofferd, ServerTestCase, write_in_clear
 
 ACCOUNT = "000000000000"
 ROOT = "arn:aws:iam::%s:root" % ACCOUNT
@@ -257,6 +257,7 @@ class LegacyRecordsTest(unittest.TestCase):
     """Key policies and grants stored before principals were bound get their binding at start."""
 
     def strip_bindings(self, data_dir):
+        write_in_clear(data_dir)
         db = sqlite3.connect(os.path.join(data_dir, "coffer.db"))
         n = 0
         for key, value in db.execute("SELECT key, value FROM kv WHERE key LIKE 'kms/key/%' OR key LIKE 'kms/grant/%'"):

@@ -1,8 +1,9 @@
 /*
  * Unit tests for src/seal: sealed-record round trips and every way a record must fail to open
  * (wrong identity, each single-bit flip, each truncation, unknown term), the keyring under a
- * wrong root key, rotation, the key file's creation and permission checks, and keyring creation
- * under injected store faults.
+ * wrong root key, rotation, the key file's creation and permission checks, keyring creation
+ * under injected store faults, and the sealed view of a store: what it seals, what it refuses,
+ * plaintext records, and the one-time conversion of a store written in clear.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -380,6 +381,254 @@ static void test_threads_with_rotation(void **state)
     assert_int_equal(seal_active_term(f->sl), 6);
 }
 
+/* ---- the sealed view of a store (seal_store.c) ---- */
+
+static void put_str(store *st, const char *key, const char *value, bool plain)
+{
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    coffer_cursor v = coffer_cursor_from_str(value);
+    assert_int_equal(plain ? store_txn_put_plain(t, key, v) : store_txn_put(t, key, v), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+}
+
+static void expect_record(store *st, const char *key, const char *value)
+{
+    coffer_buf b = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(store_get(st, key, &b), COFFER_OK);
+    assert_int_equal(b.len, strlen(value));
+    assert_memory_equal(b.data, value, b.len);
+    coffer_buf_free(&b);
+}
+
+/* The bare store's bytes for `key` (what a backend holds). */
+static void raw_value(store *st, const char *key, coffer_buf *out)
+{
+    coffer_buf_reset(out);
+    assert_int_equal(store_get_plain(st, key, out), COFFER_OK);
+}
+
+static bool holds(const coffer_buf *b, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; b->len >= n && i <= b->len - n; i++) {
+        if (memcmp(b->data + i, needle, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+struct scan_seen {
+    char keys[8][64];
+    char values[8][64];
+    size_t n;
+};
+
+static coffer_err record_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct scan_seen *s = ctx;
+    assert_true(s->n < 8);
+    snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
+    snprintf(s->values[s->n], sizeof(s->values[0]), "%.*s", (int)value.len, (const char *)value.ptr);
+    s->n++;
+    return COFFER_OK;
+}
+
+static void test_view_seals_every_value(void **state)
+{
+    struct fixture *f = *state;
+    store *v = NULL;
+    coffer_buf raw = COFFER_BUF_INIT, got = COFFER_BUF_INIT;
+    assert_int_equal(seal_store_wrap(f->sl, f->st, &v), COFFER_OK);
+    assert_string_equal(store_backend_name(v), "sealed");
+    put_str(v, "svc/a", "{\"Description\":\"marker-alpha\"}", false);
+    put_str(v, "svc/b", "marker-beta", false);
+    expect_record(v, "svc/a", "{\"Description\":\"marker-alpha\"}");
+    /* The backend holds only the sealed form. */
+    raw_value(f->st, "svc/a", &raw);
+    assert_int_equal(raw.len, strlen("{\"Description\":\"marker-alpha\"}") + SEAL_OVERHEAD);
+    assert_false(holds(&raw, "marker-alpha"));
+    /* Reads inside a transaction open too. */
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(v, &t), COFFER_OK);
+    assert_int_equal(store_txn_get(t, "svc/b", &got), COFFER_OK);
+    assert_int_equal(got.len, strlen("marker-beta"));
+    assert_int_equal(store_txn_delete(t, "svc/b"), COFFER_OK);
+    assert_int_equal(store_txn_get(t, "svc/b", &got), COFFER_ERR_NOT_FOUND);
+    store_txn_abort(t);
+    /* Scans open every value, skip the barrier's own records, and count the limit in what
+     * the caller sees. */
+    put_str(v, "svc/c", "gamma", false);
+    struct scan_seen seen = {0};
+    assert_int_equal(store_scan(v, "", NULL, 0, record_cb, &seen), COFFER_OK);
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(seen.keys[0], "svc/a");
+    assert_string_equal(seen.values[1], "marker-beta");
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(store_scan(v, "", "svc/a", 1, record_cb, &seen), COFFER_OK);
+    assert_int_equal(seen.n, 1);
+    assert_string_equal(seen.values[0], "marker-beta");
+    memset(&seen, 0, sizeof(seen));
+    assert_int_equal(store_txn_begin(v, &t), COFFER_OK);
+    assert_int_equal(store_txn_scan(t, "svc/", NULL, 2, record_cb, &seen), COFFER_OK);
+    store_txn_abort(t);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(seen.values[0], "{\"Description\":\"marker-alpha\"}");
+    coffer_buf_free(&raw);
+    coffer_buf_free(&got);
+    store_close(v);
+}
+
+static void test_view_refuses_what_it_did_not_seal(void **state)
+{
+    struct fixture *f = *state;
+    store *v = NULL;
+    coffer_buf raw = COFFER_BUF_INIT, got = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(seal_store_wrap(f->sl, f->st, &v), COFFER_OK);
+    put_str(v, "svc/a", "alpha", false);
+    put_str(v, "svc/b", "beta", false);
+    raw_value(f->st, "svc/a", &raw);
+    /* Each flipped bit of a stored value: an error, nothing served. */
+    for (size_t i = 0; i < raw.len; i++) {
+        raw.data[i] ^= 0x01;
+        store_txn *t = NULL;
+        assert_int_equal(store_txn_begin(f->st, &t), COFFER_OK);
+        assert_int_equal(store_txn_put(t, "svc/a", coffer_buf_cursor(&raw)), COFFER_OK);
+        assert_int_equal(store_txn_commit(t), COFFER_OK);
+        assert_int_equal(store_get(v, "svc/a", &got), COFFER_ERR_STORE);
+        assert_int_equal(got.len, 0);
+        raw.data[i] ^= 0x01;
+    }
+    /* A sealed value moved under another key. */
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(f->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "svc/b", coffer_buf_cursor(&raw)), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_int_equal(store_get(v, "svc/b", &got), COFFER_ERR_STORE);
+    /* A scan meeting a bad record stops with the error. */
+    struct scan_seen seen = {0};
+    assert_int_equal(store_scan(v, "svc/", NULL, 0, record_cb, &seen), COFFER_ERR_STORE);
+    /* A value written in clear under the view's back. */
+    put_str(f->st, "svc/c", "gamma", false);
+    assert_int_equal(store_get(v, "svc/c", &got), COFFER_ERR_STORE);
+    assert_int_equal(got.len, 0);
+    coffer_buf_free(&raw);
+    coffer_buf_free(&got);
+    store_close(v);
+}
+
+static void test_view_plain_records(void **state)
+{
+    struct fixture *f = *state;
+    store *v = NULL;
+    coffer_buf got = COFFER_BUF_INIT;
+    assert_int_equal(seal_store_wrap(f->sl, f->st, &v), COFFER_OK);
+    /* Asked for by name, stored as given, and refused by the sealed reads. */
+    put_str(v, "plain/format", "7", true);
+    raw_value(f->st, "plain/format", &got);
+    assert_int_equal(got.len, 1);
+    assert_int_equal(got.data[0], '7');
+    coffer_buf_reset(&got);
+    assert_int_equal(store_get_plain(v, "plain/format", &got), COFFER_OK);
+    assert_int_equal(got.len, 1);
+    coffer_buf_reset(&got);
+    assert_int_equal(store_get(v, "plain/format", &got), COFFER_ERR_STORE);
+    /* The barrier's own records are out of reach through the view. */
+    assert_int_equal(store_get(v, "seal/keyring", &got), COFFER_ERR_USAGE);
+    assert_int_equal(store_get_plain(v, "seal/keyring", &got), COFFER_ERR_USAGE);
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(v, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "seal/x", coffer_cursor_from_str("x")), COFFER_ERR_USAGE);
+    assert_int_equal(store_txn_put_plain(t, "seal/x", coffer_cursor_from_str("x")), COFFER_ERR_USAGE);
+    assert_int_equal(store_txn_delete(t, SEAL_STORE_MARKER), COFFER_ERR_USAGE);
+    struct scan_seen seen = {0};
+    assert_int_equal(store_txn_scan(t, "seal/", NULL, 0, record_cb, &seen), COFFER_ERR_USAGE);
+    store_txn_abort(t);
+    coffer_buf_free(&got);
+    store_close(v);
+}
+
+/* A store written in clear (as by versions that sealed only key material) is sealed once. */
+static void test_view_migrates_clear_records(void **state)
+{
+    struct fixture *f = *state;
+    store *v = NULL;
+    coffer_buf raw = COFFER_BUF_INIT, before = COFFER_BUF_INIT;
+    put_str(f->st, "kms/key/1", "{\"Description\":\"marker-old\"}", false);
+    put_str(f->st, "kms/alias/1", "marker-alias", false);
+    put_str(f->st, "iam/user/1", "", false);
+    assert_int_equal(seal_store_wrap(f->sl, f->st, &v), COFFER_OK);
+    raw_value(f->st, "kms/key/1", &raw);
+    assert_false(holds(&raw, "marker-old"));
+    raw_value(f->st, "kms/alias/1", &raw);
+    assert_false(holds(&raw, "marker-alias"));
+    raw_value(f->st, SEAL_STORE_MARKER, &raw);
+    assert_int_equal(raw.len, 1);
+    expect_record(v, "kms/key/1", "{\"Description\":\"marker-old\"}");
+    expect_record(v, "kms/alias/1", "marker-alias");
+    expect_record(v, "iam/user/1", "");
+    /* Once: a second start seals nothing again. */
+    raw_value(f->st, "kms/key/1", &before);
+    store_close(v);
+    assert_int_equal(seal_store_wrap(f->sl, f->st, &v), COFFER_OK);
+    raw_value(f->st, "kms/key/1", &raw);
+    assert_int_equal(raw.len, before.len);
+    assert_memory_equal(raw.data, before.data, raw.len);
+    expect_record(v, "kms/key/1", "{\"Description\":\"marker-old\"}");
+    store_close(v);
+    /* An unknown format number is refused rather than guessed at. */
+    put_str(f->st, SEAL_STORE_MARKER, "9", true);
+    assert_int_equal(seal_store_wrap(f->sl, f->st, &v), COFFER_ERR_STORE);
+    coffer_buf_free(&raw);
+    coffer_buf_free(&before);
+}
+
+/* The conversion is one transaction: a failure at any write leaves every record in clear, and
+ * the next start converts them all. */
+static void test_view_migration_faults(void **state)
+{
+    (void)state;
+    uint8_t key[SEAL_ROOT_KEY_LEN];
+    memset(key, 0x42, sizeof(key));
+    for (int budget = 0;; budget++) {
+        store *mem = NULL, *st = NULL, *v = NULL;
+        seal *sl = NULL;
+        struct seal_provider *p = NULL;
+        coffer_buf raw = COFFER_BUF_INIT;
+        assert_int_equal(store_open("mem:", &mem), COFFER_OK);
+        assert_int_equal(store_fault_wrap(mem, &st), COFFER_OK);
+        assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, sizeof(key)), &p), COFFER_OK);
+        assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+        put_str(st, "a/1", "one", false);
+        put_str(st, "a/2", "two", false);
+        put_str(st, "a/3", "three", false);
+        store_fault_set(st, budget);
+        coffer_err rc = seal_store_wrap(sl, st, &v);
+        store_fault_set(st, -1);
+        if (rc == COFFER_OK) {
+            assert_true(budget >= 5); /* three puts, the marker, the commit */
+            expect_record(v, "a/2", "two");
+            store_close(v);
+            seal_free(sl);
+            store_close(st);
+            break;
+        }
+        assert_int_equal(rc, COFFER_ERR_STORE);
+        raw_value(st, "a/2", &raw);
+        assert_int_equal(raw.len, 3);
+        assert_memory_equal(raw.data, "two", 3);
+        assert_int_equal(store_get_plain(st, SEAL_STORE_MARKER, &raw), COFFER_ERR_NOT_FOUND);
+        assert_int_equal(seal_store_wrap(sl, st, &v), COFFER_OK);
+        expect_record(v, "a/1", "one");
+        expect_record(v, "a/3", "three");
+        store_close(v);
+        coffer_buf_free(&raw);
+        seal_free(sl);
+        store_close(st);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +642,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
         cmocka_unit_test(test_keyring_creation_faults),
         cmocka_unit_test_setup_teardown(test_threads_with_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_seals_every_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_refuses_what_it_did_not_seal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_plain_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_migrates_clear_records, setup, teardown),
+        cmocka_unit_test(test_view_migration_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -436,6 +436,28 @@ static void test_precommit_hook(void **state)
     assert_int_equal(h.calls, 2);
 }
 
+/* A wrapper's commit of its inner transaction is the same commit: the hook runs once. */
+static void test_precommit_hook_once_through_a_wrapper(void **state)
+{
+    (void)state;
+    store *inner = NULL, *st = NULL;
+    assert_int_equal(store_open("mem:", &inner), COFFER_OK);
+    assert_int_equal(store_fault_wrap(inner, &st), COFFER_OK);
+    struct hook_state h = {.answer = COFFER_OK};
+    store_precommit_set(hook_fn, &h);
+    put1(st, "w/one", "one");
+    assert_int_equal(h.calls, 1);
+    h.answer = COFFER_ERR_AUDIT;
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "w/two", coffer_cursor_from_str("two")), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_ERR_AUDIT);
+    assert_int_equal(h.calls, 2);
+    store_precommit_set(NULL, NULL);
+    expect_absent(st, "w/two");
+    store_close(st);
+}
+
 #define WRITERS 4
 #define INCREMENTS 60
 
@@ -731,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_upper_bound),
         cmocka_unit_test(test_fault_wrapper),
+        cmocka_unit_test(test_precommit_hook_once_through_a_wrapper),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
