@@ -270,9 +270,6 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
     if (resp.request_id[0]) {
         evhttp_add_header(out_hdrs, "x-amzn-RequestId", resp.request_id);
     }
-    if (resp.error_type) {
-        evhttp_add_header(out_hdrs, "X-Amzn-ErrorType", resp.error_type);
-    }
     if (w->stopping) {
         evhttp_add_header(out_hdrs, "Connection", "close");
     }
