@@ -51,7 +51,6 @@
       "The key ID in the request does not identify a CMK that can perform this operation.")              \
     X(COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400, "invalid key usage")                 \
     X(COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400, "already exists")                         \
-    X(COFFER_ERR_INVALID_ALIAS_NAME, "InvalidAliasNameException", 400, "invalid alias name")              \
     X(COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400, "invalid marker")                         \
     X(COFFER_ERR_INVALID_ARN, "InvalidArnException", 400, "invalid ARN")                                  \
     X(COFFER_ERR_TAG, "TagException", 400, "invalid tag")                                                 \

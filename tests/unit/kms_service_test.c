@@ -275,7 +275,6 @@ static const struct {
     {COFFER_ERR_INCORRECT_KEY, "IncorrectKeyException", 400},
     {COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400},
     {COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400},
-    {COFFER_ERR_INVALID_ALIAS_NAME, "InvalidAliasNameException", 400},
     {COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400},
     {COFFER_ERR_INVALID_ARN, "InvalidArnException", 400},
     {COFFER_ERR_TAG, "TagException", 400},
