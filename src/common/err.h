@@ -29,7 +29,6 @@
     X(COFFER_ERR_VALIDATION, "ValidationException", 400, "validation error")                              \
     X(COFFER_ERR_SERIALIZATION, "SerializationException", 400, "malformed request body")                  \
     X(COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400, "unknown operation")                \
-    X(COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationException", 413, "request body too large")                 \
     /* authentication and authorization */                                                                \
     X(COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400, "Missing Authentication Token") \
     X(COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400, "incomplete signature")       \

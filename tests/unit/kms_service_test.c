@@ -260,7 +260,6 @@ static const struct {
     {COFFER_ERR_VALIDATION, "ValidationException", 400},
     {COFFER_ERR_SERIALIZATION, "SerializationException", 400},
     {COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400},
-    {COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationException", 413},
     {COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400},
     {COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400},
     {COFFER_ERR_INVALID_SIGNATURE, "InvalidSignatureException", 400},
