@@ -640,18 +640,6 @@ static coffer_err bound_members(json_t *event)
     return COFFER_OK;
 }
 
-coffer_err audit_event_bound(json_t *event)
-{
-    if (!json_is_object(event)) {
-        return coffer_fail(COFFER_ERR_USAGE, "an audit event must be a JSON object");
-    }
-    TRY(cut_top_strings(event));
-    if (json_size(event) <= AUDIT_MAX_FIELD_BYTES) {
-        return COFFER_OK;
-    }
-    return bound_members(event);
-}
-
 /*
  * Serialises `event` into `line` (empty on entry) and frames it:
  * `{"previousEventHash":"` + 64 placeholder chars + `",` + members + `}` + '\n'.

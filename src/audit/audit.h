@@ -61,25 +61,20 @@ void audit_trail_close(audit_trail *t); /* stops the sync thread, fdatasyncs, cl
  * process; it is not fsynced (see audit_trail_sync).
  *
  * Events are bounded by construction, so an append fails only when the trail cannot be written,
- * never because of what a request carried: `event` is shortened in place with audit_event_bound
- * (see there) before it is serialised.
- *
- * COFFER_ERR_USAGE for a non-object or an event that already has "previousEventHash";
- * COFFER_ERR_AUDIT when it cannot be written (nothing is left half-written: a partial write is
- * truncated away, and if even that fails the trail stays failed and refuses every append).
- */
-coffer_err audit_trail_append(audit_trail *t, json_t *event) __attribute__((warn_unused_result));
-
-/*
- * Bounds `event` in place, as CloudTrail bounds its records: a string value longer than
+ * never because of what a request carried: `event` is shortened in place before it is
+ * serialised, as CloudTrail bounds its records. A string value longer than
  * AUDIT_MAX_STRING_BYTES (at any depth) is cut at a UTF-8 boundary and ends in
  * AUDIT_TRUNCATED_MARKER; a top-level object or array member whose JSON is still over
  * AUDIT_MAX_FIELD_BYTES is replaced by {"omitted":true,"originalSize":<bytes>}; if the whole
  * event is still over AUDIT_EVENT_BUDGET_BYTES, the largest such members are omitted the same
- * way until it fits. COFFER_ERR_USAGE only for an event that cannot be bounded this way (many
- * small top-level members: a caller's mistake, never request data).
+ * way until it fits.
+ *
+ * COFFER_ERR_USAGE for a non-object, an event that already has "previousEventHash" or one that
+ * cannot be bounded (many small top-level members: a caller's mistake, never request data);
+ * COFFER_ERR_AUDIT when it cannot be written (nothing is left half-written: a partial write is
+ * truncated away, and if even that fails the trail stays failed and refuses every append).
  */
-coffer_err audit_event_bound(json_t *event) __attribute__((warn_unused_result));
+coffer_err audit_trail_append(audit_trail *t, json_t *event) __attribute__((warn_unused_result));
 
 /* fdatasync of the current file (for shutdown and tests). COFFER_ERR_AUDIT on failure. */
 coffer_err audit_trail_sync(audit_trail *t) __attribute__((warn_unused_result));

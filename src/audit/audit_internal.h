@@ -12,7 +12,6 @@
 #include "crypto/crypto.h"
 
 #define AUDIT_FILE_FMT "trail-%06u.jsonl"
-#define AUDIT_FILE_NAME_MAX 32
 
 /*
  * Lists the trail file numbers in `dir`, ascending, into a malloc'd array (*nums, *count; NULL

@@ -29,7 +29,6 @@
     X(COFFER_ERR_VALIDATION, "ValidationException", 400, "validation error")                              \
     X(COFFER_ERR_SERIALIZATION, "SerializationException", 400, "malformed request body")                  \
     X(COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400, "unknown operation")                \
-    X(COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationException", 413, "request body too large")                 \
     /* authentication and authorization */                                                                \
     X(COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400, "Missing Authentication Token") \
     X(COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400, "incomplete signature")       \
@@ -51,7 +50,6 @@
       "The key ID in the request does not identify a CMK that can perform this operation.")              \
     X(COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400, "invalid key usage")                 \
     X(COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400, "already exists")                         \
-    X(COFFER_ERR_INVALID_ALIAS_NAME, "InvalidAliasNameException", 400, "invalid alias name")              \
     X(COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400, "invalid marker")                         \
     X(COFFER_ERR_INVALID_ARN, "InvalidArnException", 400, "invalid ARN")                                  \
     X(COFFER_ERR_TAG, "TagException", 400, "invalid tag")                                                 \

@@ -18,11 +18,6 @@ void coffer_log_set_level(enum coffer_log_level lvl)
     log_level = lvl;
 }
 
-enum coffer_log_level coffer_log_get_level(void)
-{
-    return (enum coffer_log_level)log_level;
-}
-
 int coffer_log_level_parse(const char *s)
 {
     static const char *names[] = {"debug", "info", "warn", "error", "off"};

@@ -8,7 +8,6 @@
 enum coffer_log_level { COFFER_LOG_DEBUG, COFFER_LOG_INFO, COFFER_LOG_WARN, COFFER_LOG_ERROR, COFFER_LOG_OFF };
 
 void coffer_log_set_level(enum coffer_log_level lvl);
-enum coffer_log_level coffer_log_get_level(void);
 /* Parses "debug", "info", "warn", "error", "off"; returns -1 when unknown. */
 int coffer_log_level_parse(const char *s);
 void coffer_log(enum coffer_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -156,7 +156,7 @@ coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len
 coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, const coffer_cursor *infos,
                      uint8_t *const *outs, const size_t *out_lens, size_t n);
 
-/* ---- ECDSA for signed suites (esdk_sig.c) ---- */
+/* ---- ECDSA for signed suites (esdk_crypto.c) ---- */
 coffer_err esdk_sig_keygen(const struct esdk_suite *s, EVP_PKEY **out);
 /* base64 of the compressed public point, as stored under aws-crypto-public-key. */
 coffer_err esdk_sig_pubkey_b64(EVP_PKEY *k, coffer_buf *out);
@@ -167,7 +167,7 @@ coffer_err esdk_sig_update(EVP_MD_CTX *ctx, coffer_cursor data);
 coffer_err esdk_sig_sign_final(EVP_MD_CTX *ctx, coffer_buf *sig_out);
 coffer_err esdk_sig_verify_final(EVP_MD_CTX *ctx, coffer_cursor sig);
 
-/* ---- RSA key wrapping (keyring_raw_rsa.c) ---- */
+/* ---- RSA key wrapping (esdk_crypto.c) ---- */
 coffer_err esdk_rsa_wrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor pt, coffer_buf *out);
 coffer_err esdk_rsa_unwrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor ct, coffer_buf *out);
 

@@ -85,7 +85,6 @@ int esdk_status(coffer_err e)
     /* The shared codec reports bad base64/hex as a validation error: an argument was rejected. */
     case COFFER_ERR_VALIDATION:
     case COFFER_ERR_SERIALIZATION:
-    case COFFER_ERR_PAYLOAD_TOO_LARGE:
         return COFFER_STATUS_USAGE;
     /* The crypto layer's AEAD open fails this way: the bytes were not what was sealed. */
     case COFFER_ERR_INVALID_CIPHERTEXT:

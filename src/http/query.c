@@ -264,7 +264,6 @@ static const struct query_error query_errors[] = {
     {COFFER_ERR_USAGE, "ValidationError", 400},
     {COFFER_ERR_VALIDATION, "ValidationError", 400},
     {COFFER_ERR_SERIALIZATION, "ValidationError", 400},
-    {COFFER_ERR_PAYLOAD_TOO_LARGE, "ValidationError", 413},
     {COFFER_ERR_UNKNOWN_OPERATION, "InvalidAction", 400},
     {COFFER_ERR_MISSING_AUTH, "MissingAuthenticationToken", 403},
     {COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignature", 400},

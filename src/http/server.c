@@ -146,19 +146,6 @@ const char *http_request_header(const struct http_request_view *req, const char 
     return NULL;
 }
 
-static void http_send_simple(struct evhttp_request *r, int status, const char *type, const char *msg)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (b != NULL) {
-        evbuffer_add_printf(b, "{\"__type\":\"%s\",\"message\":\"%s\"}", type, msg);
-    }
-    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/x-amz-json-1.1");
-    evhttp_send_reply(r, status, status == 413 ? "Payload Too Large" : "Bad Request", b);
-    if (b != NULL) {
-        evbuffer_free(b);
-    }
-}
-
 static const char *http_status_reason(int status)
 {
     switch (status) {
@@ -180,6 +167,19 @@ static const char *http_status_reason(int status)
         return "Service Unavailable";
     default:
         return "Unknown";
+    }
+}
+
+static void http_send_simple(struct evhttp_request *r, int status, const char *type, const char *msg)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b != NULL) {
+        evbuffer_add_printf(b, "{\"__type\":\"%s\",\"message\":\"%s\"}", type, msg);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/x-amz-json-1.1");
+    evhttp_send_reply(r, status, http_status_reason(status), b);
+    if (b != NULL) {
+        evbuffer_free(b);
     }
 }
 
@@ -269,9 +269,6 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
     evhttp_add_header(out_hdrs, "Content-Type", resp.content_type);
     if (resp.request_id[0]) {
         evhttp_add_header(out_hdrs, "x-amzn-RequestId", resp.request_id);
-    }
-    if (resp.error_type) {
-        evhttp_add_header(out_hdrs, "X-Amzn-ErrorType", resp.error_type);
     }
     if (w->stopping) {
         evhttp_add_header(out_hdrs, "Connection", "close");

@@ -36,7 +36,6 @@ struct http_response {
     int status;
     const char *content_type;     /* static string */
     char request_id[40];          /* x-amzn-RequestId, when set */
-    const char *error_type;       /* X-Amzn-ErrorType header, when set (static) */
     coffer_buf body;              /* owned by the server; handler appends */
 };
 

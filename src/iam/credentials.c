@@ -38,7 +38,6 @@
 
 #define IAM_AKID_PREFIX "AKIA"
 #define IAM_AKID_RANDOM_BYTES 10 /* 80 bits = 16 base32 characters */
-#define IAM_SECRET_LEN 40
 #define IAM_SECRET_RANDOM_BYTES 30 /* 240 bits = 40 base64 characters, no padding */
 #define IAM_KEY_RECORD_PREFIX "iam/access-key/"
 #define IAM_KEY_SEAL_PREFIX "iam-access-key/"

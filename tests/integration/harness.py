@@ -147,7 +147,7 @@ class Cofferd:
 
 def write_in_clear(data_dir):
     """Rewrites a stopped cofferd's data dir with every record in clear, as versions before the
-    barrier sealed every record left it (tests/seal_unseal_fixture.c), so a test can edit
+    barrier sealed every record left it (tests/integration/seal_unseal_fixture.c), so a test can edit
     records as such a version wrote them; the next start seals them again."""
     r = subprocess.run([UNSEAL_FIXTURE, data_dir], capture_output=True, timeout=60)
     if r.returncode != 0:

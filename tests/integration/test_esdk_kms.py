@@ -1,5 +1,5 @@
 """The Encryption SDK's AWS KMS keyring against a live cofferd: keys are made with boto3, the
-messages are encrypted and decrypted by the C driver (tests/esdk_kms_driver.c) through libcoffer.
+messages are encrypted and decrypted by the C driver (tests/integration/esdk_kms_driver.c) through libcoffer.
 """
 import os
 import subprocess
