@@ -4,9 +4,9 @@
  *
  *   api_in in;
  *   api_in_init(&in, call->input);
- *   GUARD(api_in_string(&in, "KeyId", API_IN_REQUIRED, 1, 2048, &key_id));
- *   GUARD(api_in_blob(&in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, 4096, &plain));
- *   GUARD(api_in_done(&in));
+ *   TRY_OUT(api_in_string(&in, "KeyId", API_IN_REQUIRED, 1, 2048, &key_id));
+ *   TRY_OUT(api_in_blob(&in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, 4096, &plain));
+ *   TRY_OUT(api_in_done(&in));
  *
  * Two kinds of failure, as AWS reports them:
  *  - a member of the wrong JSON type (a number where a string is expected, bad base64, ...)

@@ -155,9 +155,9 @@ coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *
     for (size_t i = 0; i < count; i++) {
         unsigned expect = (unsigned)i + 1;
         if (nums[i] != expect) {
-            GUARD(broken(&w, expect, 0, "file is missing"));
+            TRY_OUT(broken(&w, expect, 0, "file is missing"));
         }
-        GUARD(walk_file(&w, dir, nums[i]));
+        TRY_OUT(walk_file(&w, dir, nums[i]));
         w.res->files++;
     }
     memcpy(w.res->last_hash, w.prev, sizeof(w.prev));

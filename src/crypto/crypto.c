@@ -235,7 +235,7 @@ coffer_err crypto_aes_gcm_seal(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
     if (cipher == NULL) {
         return coffer_fail(COFFER_ERR_CRYPTO, "bad AES key length");
     }
-    GUARD(coffer_buf_reserve(out, plaintext.len + CRYPTO_AES_GCM_TAG_LEN));
+    TRY_OUT(coffer_buf_reserve(out, plaintext.len + CRYPTO_AES_GCM_TAG_LEN));
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL || EVP_EncryptInit_ex(ctx, cipher, NULL, key.ptr, iv) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cipher init failure");
@@ -275,7 +275,7 @@ coffer_err crypto_aes_gcm_open(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
         return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }
     size_t body = ct.len - CRYPTO_AES_GCM_TAG_LEN;
-    GUARD(coffer_buf_reserve(out, body + 16));
+    TRY_OUT(coffer_buf_reserve(out, body + 16));
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL || EVP_DecryptInit_ex(ctx, cipher, NULL, key.ptr, iv) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cipher init failure");

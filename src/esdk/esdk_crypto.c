@@ -209,13 +209,13 @@ coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt
         salt = coffer_cursor_from(zeros, prk_len);
     }
     if (n == 1) {
-        GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, ikm, salt, infos[0], outs[0], out_lens[0]));
+        TRY_OUT(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, ikm, salt, infos[0], outs[0], out_lens[0]));
         goto out;
     }
     /* Several outputs from one key and salt share one extract step. */
-    GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, coffer_cursor_from(NULL, 0), prk, prk_len));
+    TRY_OUT(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, coffer_cursor_from(NULL, 0), prk, prk_len));
     for (size_t i = 0; i < n; i++) {
-        GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXPAND_ONLY, coffer_cursor_from(prk, prk_len), salt, infos[i], outs[i],
+        TRY_OUT(hkdf_run(c, EVP_KDF_HKDF_MODE_EXPAND_ONLY, coffer_cursor_from(prk, prk_len), salt, infos[i], outs[i],
                        out_lens[i]));
     }
 out:
@@ -358,11 +358,11 @@ coffer_err esdk_rsa_wrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor pt, 
     if (!ctx || EVP_PKEY_encrypt_init(ctx) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA init failed");
     }
-    GUARD(rsa_ctx_setup(ctx, pad));
+    TRY_OUT(rsa_ctx_setup(ctx, pad));
     if (EVP_PKEY_encrypt(ctx, NULL, &n, pt.ptr, pt.len) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA encrypt failed");
     }
-    GUARD(coffer_buf_reserve(out, n));
+    TRY_OUT(coffer_buf_reserve(out, n));
     if (EVP_PKEY_encrypt(ctx, out->data + out->len, &n, pt.ptr, pt.len) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA encrypt failed");
     }
@@ -380,7 +380,7 @@ coffer_err esdk_rsa_unwrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor ct
     if (!ctx || EVP_PKEY_decrypt_init(ctx) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA init failed");
     }
-    GUARD(rsa_ctx_setup(ctx, pad));
+    TRY_OUT(rsa_ctx_setup(ctx, pad));
     if (pad == COFFER_RSA_PKCS1) {
         /* Implicit rejection would return random bytes instead of failing; the caller checks
          * the length and the message tags catch a wrong key, so ask for an explicit error. */
@@ -389,7 +389,7 @@ coffer_err esdk_rsa_unwrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor ct
     if (EVP_PKEY_decrypt(ctx, NULL, &n, ct.ptr, ct.len) != 1) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "RSA unwrap failed");
     }
-    GUARD(coffer_buf_reserve(out, n));
+    TRY_OUT(coffer_buf_reserve(out, n));
     if (EVP_PKEY_decrypt(ctx, out->data + out->len, &n, ct.ptr, ct.len) != 1) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "RSA unwrap failed");
     }

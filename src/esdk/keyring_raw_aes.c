@@ -27,20 +27,20 @@ static coffer_err aes_wrap(struct raw_aes *k, coffer_enc_materials *m)
     if (!ctx) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(crypto_random(iv, sizeof(iv)));
-    GUARD(esdk_ec_serialize(m->ec, &aad));
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
+    TRY_OUT(esdk_ec_serialize(m->ec, &aad));
     /* raw-aes-keyring.md §Key Provider Information: name, tag bits, IV length, IV */
-    GUARD(coffer_buf_append(&info, k->name.data, k->name.len));
-    GUARD(coffer_buf_append_u32be(&info, ESDK_TAG_LEN * 8));
-    GUARD(coffer_buf_append_u32be(&info, ESDK_IV_LEN));
-    GUARD(coffer_buf_append(&info, iv, sizeof(iv)));
+    TRY_OUT(coffer_buf_append(&info, k->name.data, k->name.len));
+    TRY_OUT(coffer_buf_append_u32be(&info, ESDK_TAG_LEN * 8));
+    TRY_OUT(coffer_buf_append_u32be(&info, ESDK_IV_LEN));
+    TRY_OUT(coffer_buf_append(&info, iv, sizeof(iv)));
     /* §Ciphertext: encrypted key followed by the tag */
-    GUARD(coffer_buf_reserve(&ct, m->data_key.len + ESDK_TAG_LEN));
-    GUARD(esdk_gcm_seal(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), coffer_buf_cursor(&m->data_key),
+    TRY_OUT(coffer_buf_reserve(&ct, m->data_key.len + ESDK_TAG_LEN));
+    TRY_OUT(esdk_gcm_seal(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), coffer_buf_cursor(&m->data_key),
                         ct.data, ct.data + m->data_key.len));
     ct.len = m->data_key.len + ESDK_TAG_LEN;
     coffer_edk e = {k->ns.data, k->ns.len, info.data, info.len, ct.data, ct.len};
-    GUARD(esdk_enc_materials_add_edk(m, &e));
+    TRY_OUT(esdk_enc_materials_add_edk(m, &e));
 out:
     EVP_CIPHER_CTX_free(ctx);
     coffer_buf_free(&aad);
@@ -89,7 +89,7 @@ static coffer_err aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
     if (!ctx) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(esdk_ec_serialize(m->ec, &aad));
+    TRY_OUT(esdk_ec_serialize(m->ec, &aad));
     for (size_t i = 0; i < n; i++) {
         const uint8_t *iv;
         if (!aes_edk_matches(k, &edks[i], &iv) || edks[i].ciphertext_len != m->suite->key_len + ESDK_TAG_LEN) {
@@ -100,7 +100,7 @@ static coffer_err aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
          * this or another keyring opens, and when none does the caller answers CannotDecrypt. */
         if (esdk_gcm_open(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), ct,
                           edks[i].ciphertext + m->suite->key_len, dk) == COFFER_OK) {
-            GUARD(esdk_dec_materials_set_data_key(m, dk, m->suite->key_len));
+            TRY_OUT(esdk_dec_materials_set_data_key(m, dk, m->suite->key_len));
             break;
         }
     }

@@ -29,10 +29,10 @@ static coffer_err rsa_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
     if (!key) {
         return coffer_fail(COFFER_ERR_KEYRING, "raw RSA keyring has no public key");
     }
-    GUARD(esdk_enc_materials_fill_data_key(m));
-    GUARD(esdk_rsa_wrap(key, k->pad, coffer_buf_cursor(&m->data_key), &ct));
+    TRY_OUT(esdk_enc_materials_fill_data_key(m));
+    TRY_OUT(esdk_rsa_wrap(key, k->pad, coffer_buf_cursor(&m->data_key), &ct));
     coffer_edk e = {k->ns.data, k->ns.len, k->name.data, k->name.len, ct.data, ct.len};
-    GUARD(esdk_enc_materials_add_edk(m, &e));
+    TRY_OUT(esdk_enc_materials_add_edk(m, &e));
 out:
     coffer_buf_free(&ct);
     return rc;

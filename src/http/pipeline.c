@@ -503,7 +503,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     input = st.form; /* owned here from now on */
     st.form = NULL;
     /* Authenticate before revealing anything about operations. */
-    GUARD(pipeline_authenticate(p, req, &st));
+    TRY_OUT(pipeline_authenticate(p, req, &st));
     if (route_rc != COFFER_OK) {
         rc = coffer_fail(route_rc, "%s", route_rc == COFFER_ERR_UNKNOWN_OPERATION && !st.query ? "" : st.route_message);
         goto out;
@@ -522,7 +522,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         }
     }
     if (!st.query) {
-        GUARD(pipeline_parse_body(req, &input));
+        TRY_OUT(pipeline_parse_body(req, &input));
     }
     st.call.input = input;
     store_precommit_set(audit_precommit, &st);

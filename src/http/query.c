@@ -93,12 +93,12 @@ coffer_err query_form_parse(coffer_cursor body, json_t **out)
             FAIL_OUT(COFFER_ERR_VALIDATION, "More than %d request parameters.", QUERY_MAX_PARAMS);
         }
         coffer_cursor k = split_at(&pair, '=', &eq);
-        GUARD(form_decode(k, QUERY_MAX_NAME, &name));
-        GUARD(form_decode(pair, QUERY_MAX_VALUE, &value));
+        TRY_OUT(form_decode(k, QUERY_MAX_NAME, &name));
+        TRY_OUT(form_decode(pair, QUERY_MAX_VALUE, &value));
         if (!name_is_printable(&name)) {
             FAIL_OUT(COFFER_ERR_VALIDATION, "%s", "Invalid request parameter name.");
         }
-        GUARD(coffer_buf_nul_terminate(&name));
+        TRY_OUT(coffer_buf_nul_terminate(&name));
         const char *key = (const char *)name.data;
         if (json_object_get(obj, key) != NULL) {
             FAIL_OUT(COFFER_ERR_VALIDATION, "Request parameter %s is given more than once.", key);
@@ -231,17 +231,17 @@ coffer_err query_xml_response(const char *action, const char *xml_namespace, con
     ENSURE(xml_name_ok(action), COFFER_ERR_USAGE);
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
-    GUARD(coffer_buf_printf(out, "<%sResponse xmlns=\"", action));
-    GUARD(query_xml_escape(xml_namespace, strlen(xml_namespace), out));
-    GUARD(coffer_buf_append_str(out, "\">"));
+    TRY_OUT(coffer_buf_printf(out, "<%sResponse xmlns=\"", action));
+    TRY_OUT(query_xml_escape(xml_namespace, strlen(xml_namespace), out));
+    TRY_OUT(coffer_buf_append_str(out, "\">"));
     if (result != NULL) {
-        GUARD(coffer_buf_printf(out, "<%sResult>", action));
-        GUARD(xml_value(result, out, 0));
-        GUARD(coffer_buf_printf(out, "</%sResult>", action));
+        TRY_OUT(coffer_buf_printf(out, "<%sResult>", action));
+        TRY_OUT(xml_value(result, out, 0));
+        TRY_OUT(coffer_buf_printf(out, "</%sResult>", action));
     }
-    GUARD(coffer_buf_append_str(out, "<ResponseMetadata><RequestId>"));
-    GUARD(query_xml_escape(request_id, strlen(request_id), out));
-    GUARD(coffer_buf_printf(out, "</RequestId></ResponseMetadata></%sResponse>", action));
+    TRY_OUT(coffer_buf_append_str(out, "<ResponseMetadata><RequestId>"));
+    TRY_OUT(query_xml_escape(request_id, strlen(request_id), out));
+    TRY_OUT(coffer_buf_printf(out, "</RequestId></ResponseMetadata></%sResponse>", action));
 out:
     if (rc != COFFER_OK) {
         out->len = start;
@@ -313,18 +313,18 @@ coffer_err query_xml_error(coffer_err e, const char *message, const char *reques
     const char *code = query_error_code(e);
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
-    GUARD(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
+    TRY_OUT(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
                             query_error_status(e) >= 500 ? "Receiver" : "Sender"));
-    GUARD(query_xml_escape(code, strlen(code), out));
-    GUARD(coffer_buf_append_str(out, "</Code>"));
+    TRY_OUT(query_xml_escape(code, strlen(code), out));
+    TRY_OUT(coffer_buf_append_str(out, "</Code>"));
     if (message != NULL && message[0] != '\0') {
-        GUARD(coffer_buf_append_str(out, "<Message>"));
-        GUARD(query_xml_escape(message, strlen(message), out));
-        GUARD(coffer_buf_append_str(out, "</Message>"));
+        TRY_OUT(coffer_buf_append_str(out, "<Message>"));
+        TRY_OUT(query_xml_escape(message, strlen(message), out));
+        TRY_OUT(coffer_buf_append_str(out, "</Message>"));
     }
-    GUARD(coffer_buf_append_str(out, "</Error><RequestId>"));
-    GUARD(query_xml_escape(request_id, strlen(request_id), out));
-    GUARD(coffer_buf_append_str(out, "</RequestId></ErrorResponse>"));
+    TRY_OUT(coffer_buf_append_str(out, "</Error><RequestId>"));
+    TRY_OUT(query_xml_escape(request_id, strlen(request_id), out));
+    TRY_OUT(coffer_buf_append_str(out, "</RequestId></ErrorResponse>"));
 out:
     if (rc != COFFER_OK) {
         out->len = start;

@@ -422,10 +422,10 @@ coffer_err http_server_start(const struct http_server_config *cfg, http_server *
     if (s->workers == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(http_resolve(cfg->listen_host, cfg->listen_port, &ss, &sslen));
+    TRY_OUT(http_resolve(cfg->listen_host, cfg->listen_port, &ss, &sslen));
     for (int i = 0; i < s->cfg.workers; i++) {
         s->workers[i].index = i;
-        GUARD(http_worker_init(s, &s->workers[i], (struct sockaddr *)&ss, sslen));
+        TRY_OUT(http_worker_init(s, &s->workers[i], (struct sockaddr *)&ss, sslen));
         if (i == 0) {
             /* With port 0 the first bind picks a port; the others join it. */
             struct sockaddr_storage bound;

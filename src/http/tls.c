@@ -176,8 +176,8 @@ coffer_err tls_ensure_certificates(const char *dir)
         if (ca == NULL) {
             FAIL_OUT(COFFER_ERR_CRYPTO, "cannot create the TLS CA");
         }
-        GUARD(tls_write_key(ca_key_path, ca_key));
-        GUARD(tls_write_cert(ca_path, ca));
+        TRY_OUT(tls_write_key(ca_key_path, ca_key));
+        TRY_OUT(tls_write_cert(ca_path, ca));
         unlink(cert_path); /* a new CA invalidates the old server certificate */
         log_info("created TLS CA %s (clients trust this file)", ca_path);
     }
@@ -195,8 +195,8 @@ coffer_err tls_ensure_certificates(const char *dir)
     if (cert == NULL) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cannot create the TLS server certificate");
     }
-    GUARD(tls_write_key(key_path, key));
-    GUARD(tls_write_cert(cert_path, cert));
+    TRY_OUT(tls_write_key(key_path, key));
+    TRY_OUT(tls_write_cert(cert_path, cert));
     log_info("issued TLS server certificate %s (localhost, 127.0.0.1, ::1)", cert_path);
 out:
     X509_free(ca);

@@ -435,15 +435,15 @@ static coffer_err check(const authz *a, const struct authz_request *req, struct 
     const struct api_caller *c = req->caller;
     if (!is_root(c) && a != NULL && a->has_src) {
         const char *who = c->role_arn[0] != '\0' ? c->role_arn : c->principal_arn;
-        GUARD(a->src.policies(a->src.ctx, who, &list));
-        GUARD(caller_current(c, &list));
+        TRY_OUT(a->src.policies(a->src.ctx, who, &list));
+        TRY_OUT(caller_current(c, &list));
     }
     unsigned want = authz_policy_ctx_keys(req->resource_policy);
     for (size_t i = 0; want != AUTHZ_CTX_ALL && i < list.n; i++) {
         want |= authz_policy_ctx_keys(list.items[i]);
     }
     if (want != 0) {
-        GUARD(build_ctx(req, want, &ctx));
+        TRY_OUT(build_ctx(req, want, &ctx));
     }
     *v = decide(req, list.items, list.n, ctx);
 out:

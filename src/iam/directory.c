@@ -327,20 +327,20 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
     atomic_init(&l->refs, 1);
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
+    TRY_OUT(record_key(kind_prefix[kind], acct, name, key));
     rc = load(d->st, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = COFFER_OK;
         goto done;
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     snprintf(l->uid, sizeof(l->uid), "%s", entity_uid(kind, rec));
     const char *pname;
     json_t *doc;
     json_object_foreach(member_obj(rec, "_policies"), pname, doc)
     {
         if (json_is_string(doc)) {
-            GUARD(plist_add(l, json_string_value(doc), &cap));
+            TRY_OUT(plist_add(l, json_string_value(doc), &cap));
         }
     }
     size_t i;
@@ -352,16 +352,16 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
         if (!iam_arn_parse(json_string_value(arn), "policy", pacct, pn)) {
             continue;
         }
-        GUARD(record_key("iam/policy/", pacct, pn, pkey));
+        TRY_OUT(record_key("iam/policy/", pacct, pn, pkey));
         coffer_err lrc = load(d->st, pkey, &prec);
         if (lrc == COFFER_ERR_NOT_FOUND) {
             continue;
         }
-        GUARD(lrc);
+        TRY_OUT(lrc);
         const char *text = json_string_value(json_object_get(prec, "_document"));
         rc = text ? plist_add(l, text, &cap) : COFFER_OK;
         json_decref(prec);
-        GUARD(rc);
+        TRY_OUT(rc);
     }
 done:
     *out = l;
@@ -622,21 +622,21 @@ static coffer_err change_entity(struct iam_directory *d, enum iam_kind kind, con
     if (!iam_name_valid(name, IAM_DIR_NAME_MAX)) {
         return no_such(kind, name ? name : "");
     }
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(record_key(kind_prefix[kind], acct, name, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = txn_load(t, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = no_such(kind, name);
     }
-    GUARD(rc);
-    GUARD(fn(d, t, rec, arg));
+    TRY_OUT(rc);
+    TRY_OUT(fn(d, t, rec, arg));
     if (remove) {
-        GUARD(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, -1));
+        TRY_OUT(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, -1));
     }
-    GUARD(remove ? store_txn_delete(t, key) : txn_save(t, key, rec));
+    TRY_OUT(remove ? store_txn_delete(t, key) : txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     iam_directory_invalidate(d);
 out:
     store_txn_abort(t);
@@ -713,7 +713,7 @@ coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, cons
     coffer_buf b = COFFER_BUF_INIT;
     char key[DIR_KEY_MAX];
     snprintf(key, sizeof(key), "iam/account/%s", account_id);
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = store_txn_get(t, key, &b);
     if (rc == COFFER_OK) {
         goto out;
@@ -721,7 +721,7 @@ coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, cons
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(account_put(t, account_id, name, now_s));
+    TRY_OUT(account_put(t, account_id, name, now_s));
     rc = store_txn_commit(t);
     t = NULL;
 out:
@@ -756,10 +756,10 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     coffer_buf b = COFFER_BUF_INIT;
     char acct[AWS_ACCOUNT_ID_LEN + 1] = "", key[DIR_KEY_MAX], root[AWS_ROOT_ARN_LEN + 1], akid[IAM_ACCESS_KEY_ID_LEN + 1];
     size_t start = secret_out->len;
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(store_txn_begin(d->st, &t));
     for (int i = 0; i < DIR_ID_ATTEMPTS && acct[0] == '\0'; i++) {
         char cand[AWS_ACCOUNT_ID_LEN + 1];
-        GUARD(random_account(cand));
+        TRY_OUT(random_account(cand));
         snprintf(key, sizeof(key), "iam/account/%s", cand);
         coffer_buf_reset(&b);
         rc = store_txn_get(t, key, &b);
@@ -773,12 +773,12 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     if (acct[0] == '\0') {
         FAIL_OUT(COFFER_ERR_INTERNAL, "could not allocate a unique account id");
     }
-    GUARD(account_put(t, acct, name, now_s));
+    TRY_OUT(account_put(t, acct, name, now_s));
     snprintf(root, sizeof(root), "arn:aws:iam::%s:root", acct);
-    GUARD(iam_creds_create_in(d->creds, t, acct, root, API_PRINCIPAL_ROOT, NULL, akid, secret_out));
+    TRY_OUT(iam_creds_create_in(d->creds, t, acct, root, API_PRINCIPAL_ROOT, NULL, akid, secret_out));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     memcpy(account_id_out, acct, 13);
     memcpy(akid_out, akid, 21);
 out:
@@ -851,8 +851,8 @@ static coffer_err entity_insert(struct iam_directory *d, enum iam_kind kind, con
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
     char key[DIR_KEY_MAX];
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(record_key(kind_prefix[kind], acct, name, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = store_txn_get(t, key, &b);
     if (rc == COFFER_OK) {
         FAIL_OUT(COFFER_ERR_ENTITY_EXISTS, "%s with name %s already exists.", kind == IAM_KIND_USER ? "User" : "Role",
@@ -861,11 +861,11 @@ static coffer_err entity_insert(struct iam_directory *d, enum iam_kind kind, con
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, 1));
-    GUARD(txn_save(t, key, rec));
+    TRY_OUT(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, 1));
+    TRY_OUT(txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     iam_directory_invalidate(d);
     if (out != NULL) {
         *out = view(rec);
@@ -1112,10 +1112,10 @@ coffer_err iam_dir_trust_policy(iam_directory *d, const char *acct, const char *
     if (doc == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "malformed role record");
     }
-    GUARD(policy_compile_ex(coffer_cursor_from_str(doc),
+    TRY_OUT(policy_compile_ex(coffer_cursor_from_str(doc),
                             POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
     struct trust_lookup tl = {.d = d, .map = json_object_get(rec, "_trust_ids")};
-    GUARD(policy_bind_principals(p, trust_lookup_fn, &tl));
+    TRY_OUT(policy_bind_principals(p, trust_lookup_fn, &tl));
     *out = p;
     p = NULL;
 out:
@@ -1307,7 +1307,7 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     coffer_buf b = COFFER_BUF_INIT;
     json_t *rec = NULL;
     char id[POLICY_UID_MAX], arn[ARN_MAX], when[32], key[DIR_KEY_MAX];
-    GUARD(random_id("ANPA", id, sizeof(id)));
+    TRY_OUT(random_id("ANPA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:policy%s%s", acct, path, name);
     iso_time(now_s, when);
     rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:s, s:s}", "PolicyName", name, "PolicyId", id,
@@ -1320,8 +1320,8 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     if (description != NULL && description[0] != '\0') {
         json_object_set_new(rec, "Description", json_string(description));
     }
-    GUARD(record_key("iam/policy/", acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(record_key("iam/policy/", acct, name, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = store_txn_get(t, key, &b);
     if (rc == COFFER_OK) {
         FAIL_OUT(COFFER_ERR_ENTITY_EXISTS, "A policy called %s already exists. Duplicate names are not allowed.",
@@ -1330,11 +1330,11 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(count_add(d, t, COUNT_POLICIES, acct, 1));
-    GUARD(txn_save(t, key, rec));
+    TRY_OUT(count_add(d, t, COUNT_POLICIES, acct, 1));
+    TRY_OUT(txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     if (out != NULL) {
         *out = view(rec);
     }
@@ -1393,21 +1393,21 @@ coffer_err iam_dir_policy_delete(iam_directory *d, const char *acct, const char 
     store_txn *t = NULL;
     json_t *rec = NULL;
     char key[DIR_KEY_MAX];
-    GUARD(policy_key(acct, policy_arn, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(policy_key(acct, policy_arn, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = txn_load(t, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = policy_not_found(policy_arn);
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     if (json_integer_value(json_object_get(rec, "AttachmentCount")) > 0) {
         FAIL_OUT(COFFER_ERR_DELETE_CONFLICT, "Cannot delete a policy attached to entities.");
     }
-    GUARD(count_add(d, t, COUNT_POLICIES, acct, -1));
-    GUARD(store_txn_delete(t, key));
+    TRY_OUT(count_add(d, t, COUNT_POLICIES, acct, -1));
+    TRY_OUT(store_txn_delete(t, key));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     iam_directory_invalidate(d);
 out:
     store_txn_abort(t);
@@ -1436,12 +1436,12 @@ static coffer_err attach_edit(struct iam_directory *d, store_txn *t, json_t *rec
     coffer_err rc = COFFER_OK;
     json_t *prec = NULL;
     char key[DIR_KEY_MAX];
-    GUARD(policy_key(a->acct, a->arn, key));
+    TRY_OUT(policy_key(a->acct, a->arn, key));
     rc = txn_load(t, key, &prec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = COFFER_OK;
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     const char *stored = prec ? json_string_value(json_object_get(prec, "Arn")) : NULL;
     if (stored == NULL || strcmp(stored, a->arn) != 0) {
         FAIL_OUT(COFFER_ERR_NO_SUCH_ENTITY, "Policy %s does not exist or is not attachable.", a->arn);
@@ -1475,7 +1475,7 @@ static coffer_err attach_edit(struct iam_directory *d, store_txn *t, json_t *rec
         count = count > 0 ? count - 1 : 0;
     }
     json_object_set_new(prec, "AttachmentCount", json_integer(count));
-    GUARD(txn_save(t, key, prec));
+    TRY_OUT(txn_save(t, key, prec));
 out:
     json_decref(prec);
     return rc;

@@ -796,7 +796,7 @@ coffer_err policy_compile_ex(coffer_cursor json_text, unsigned flags, policy **o
     if (p == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(compile_document(doc, flags, p));
+    TRY_OUT(compile_document(doc, flags, p));
     *out = p;
     p = NULL;
 out:

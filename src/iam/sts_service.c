@@ -74,7 +74,7 @@ static coffer_err session_output(iam_services *s, struct api_call *call, json_t 
         .issued_at = call->now_ms / 1000,
         .expires_at = expires,
     };
-    GUARD(iam_creds_issue_session(s->creds, &spec, akid, &secret, &token));
+    TRY_OUT(iam_creds_issue_session(s->creds, &spec, akid, &secret, &token));
     coffer_time_iso8601(expires, expiration, sizeof(expiration));
     call->output = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}}", "Credentials", "AccessKeyId", akid,
                              "SecretAccessKey", (const char *)secret.data, "SessionToken", (const char *)token.data,
@@ -144,7 +144,7 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
     req.resource_policy = trust;
     req.same_account = AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT;
     struct authz_verdict v;
-    GUARD(authz_decide(s->az, &req, &v));
+    TRY_OUT(authz_decide(s->az, &req, &v));
     if (!v.allowed) {
         FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
@@ -159,7 +159,7 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
     }
     call->audit_resources = json_pack("[{s:s, s:s, s:s}]", "accountId", acct, "type", "AWS::IAM::Role", "ARN",
                                       role_arn);
-    GUARD(session_output(s, call, role, session, duration));
+    TRY_OUT(session_output(s, call, role, session, duration));
 out:
     policy_free(trust);
     json_decref(role);

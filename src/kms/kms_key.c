@@ -255,8 +255,8 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
         material_store_key(skey, sizeof(skey), k, m->id);
         coffer_buf_reset(&sealed);
         coffer_buf_reset(&plain);
-        GUARD(store_get(svc->st, skey, &sealed));
-        GUARD(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
+        TRY_OUT(store_get(svc->st, skey, &sealed));
+        TRY_OUT(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
         if (plain.len != CRYPTO_AES256_KEY_LEN) {
             FAIL_OUT(COFFER_ERR_STORE, "corrupt key material");
         }
@@ -302,10 +302,10 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     if (rec == NULL || k == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "corrupt key record");
     }
-    GUARD(key_from_rec(svc, k, rec));
+    TRY_OUT(key_from_rec(svc, k, rec));
     rec = NULL;
-    GUARD(load_materials(svc, k));
-    GUARD(kms_grants_load(svc, k, &k->grants));
+    TRY_OUT(load_materials(svc, k));
+    TRY_OUT(kms_grants_load(svc, k, &k->grants));
     pthread_rwlock_wrlock(&svc->lock);
     rc = coffer_map_put(&svc->keys, ck, k);
     pthread_rwlock_unlock(&svc->lock);
@@ -613,17 +613,17 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     if (json_object_get(rec, "PolicyPrincipals") == NULL && authz_resolves_principals(svc->az)) {
         /* A record from before binding: its principals are bound (as loaded) from now on. */
         json_t *principals = NULL;
-        GUARD(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
         if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
     }
-    GUARD(kms_key_policy_compile(svc, rec, &kpol));
+    TRY_OUT(kms_key_policy_compile(svc, rec, &kpol));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    GUARD(store_txn_begin(svc->st, &t));
-    GUARD(put_json(t, skey, rec));
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    TRY_OUT(put_json(t, skey, rec));
     if (extra != NULL) {
-        GUARD(extra(t, ctx));
+        TRY_OUT(extra(t, ctx));
     }
     rc = store_txn_commit(t);
     t = NULL;
@@ -661,8 +661,8 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         goto out;
     }
     k->n_mats = 1;
-    GUARD(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
-    GUARD(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
+    TRY_OUT(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
+    TRY_OUT(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
     coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
     json_t *mat = json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
                             (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
@@ -671,7 +671,7 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         rc = kms_nomem();
         goto out;
     }
-    GUARD(key_from_rec(svc, k, rec));
+    TRY_OUT(key_from_rec(svc, k, rec));
     rec = NULL; /* owned by k now */
     if ((k->grants = json_array()) == NULL) {
         rc = kms_nomem();
@@ -685,16 +685,16 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
-    GUARD(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
-    GUARD(store_txn_begin(svc->st, &t));
+    TRY_OUT(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
+    TRY_OUT(store_txn_begin(svc->st, &t));
     kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
-    GUARD(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
+    TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
     /* A new key starts with a zero alias counter, so its first alias never needs a rebuild scan. */
     kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
-    GUARD(store_txn_put(t, ck, coffer_cursor_from_str("0")));
-    GUARD(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    TRY_OUT(store_txn_put(t, ck, coffer_cursor_from_str("0")));
+    TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    GUARD(put_json(t, skey, k->rec));
+    TRY_OUT(put_json(t, skey, k->rec));
     rc = store_txn_commit(t);
     t = NULL;
     if (rc != COFFER_OK) {

@@ -101,9 +101,9 @@ static coffer_err acquire_to_encrypt(struct kms_service *svc, struct api_call *c
     *out = NULL;
     TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
-    GUARD(kms_check_state(k, KMS_RULE_CRYPTO));
-    GUARD(check_algorithm(alg));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    TRY_OUT(check_algorithm(alg));
     if (dry) {
         rc = dry_run();
         goto out;
@@ -136,18 +136,18 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_encrypt);
     TRY(kms_req_decode(KMS_OP_Encrypt, call->input, &r));
-    GUARD(acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, r.dry_run, &k));
+    TRY_OUT(acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, r.dry_run, &k));
     rc = encrypt_with(k, r.ec, coffer_buf_cursor(&r.plaintext), &blob);
     char arn[KMS_ARN_MAX];
     snprintf(arn, sizeof(arn), "%s", k->arn);
     kms_release(svc);
-    GUARD(rc);
+    TRY_OUT(rc);
     call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
 out:
     coffer_buf_free(&blob);
     kms_req_clean(&r);
@@ -197,13 +197,13 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
     }
     TRY(rc);
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
     if (key_ref != NULL && strcmp(want_arn, k->arn) != 0) {
         rc = coffer_fail(COFFER_ERR_INCORRECT_KEY, "%s", coffer_err_default_message(COFFER_ERR_INCORRECT_KEY));
         goto out;
     }
-    GUARD(kms_check_state(k, KMS_RULE_CRYPTO));
-    GUARD(check_algorithm(alg));
+    TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    TRY_OUT(check_algorithm(alg));
     const struct kms_material *m = NULL;
     for (size_t i = 0; i < k->n_mats; i++) {
         if (crypto_memcmp(k->mats[i].id, b.material_id, KMS_MATERIAL_ID_LEN) == 0) {
@@ -217,7 +217,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
         rc = dry_run();
         goto out;
     }
-    GUARD(kms_blob_decrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), &b, ec, pt));
+    TRY_OUT(kms_blob_decrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), &b, ec, pt));
     snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
 out:
@@ -257,15 +257,15 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
         rc = missing_ciphertext();
         goto out;
     }
-    GUARD(open_blob(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg, r.ec,
+    TRY_OUT(open_blob(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg, r.ec,
                     r.dry_run, &pt, &o));
     call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
-    GUARD(set_material_id(call->output, "KeyMaterialId", o.material_id));
+    TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
+    TRY_OUT(set_material_id(call->output, "KeyMaterialId", o.material_id));
 out:
     coffer_buf_free(&pt);
     kms_req_clean(&r);
@@ -296,25 +296,25 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
         }
     } else if (!ignore) {
         /* Source checked first: a dry run still proves the ciphertext opens with the context. */
-        GUARD(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext), r.source_key_id,
+        TRY_OUT(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext), r.source_key_id,
                         r.src_enc_alg, r.src_ec, false, &pt, &o));
     }
-    GUARD(acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec, r.dst_enc_alg,
+    TRY_OUT(acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec, r.dst_enc_alg,
                              r.dry_run || ignore, &k));
     rc = encrypt_with(k, r.dst_ec, coffer_buf_cursor(&pt), &blob);
     snprintf(dst_arn, sizeof(dst_arn), "%s", k->arn);
     memcpy(dst_mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
-    GUARD(rc);
+    TRY_OUT(rc);
     call->output = json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst_arn, "SourceEncryptionAlgorithm",
                              "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
-    GUARD(set_material_id(call->output, "SourceKeyMaterialId", o.material_id));
-    GUARD(set_material_id(call->output, "DestinationKeyMaterialId", dst_mid));
+    TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    TRY_OUT(set_material_id(call->output, "SourceKeyMaterialId", o.material_id));
+    TRY_OUT(set_material_id(call->output, "DestinationKeyMaterialId", dst_mid));
 out:
     coffer_buf_free(&pt);
     coffer_buf_free(&blob);
@@ -348,22 +348,22 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
     char action[64];
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     /* No EncryptionAlgorithm in these requests: -1. */
-    GUARD(acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, r.dry_run, &k));
+    TRY_OUT(acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, r.dry_run, &k));
     rc = data_key_with(k, r.ec, n, &dk, &blob);
     snprintf(arn, sizeof(arn), "%s", k->arn);
     memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
-    GUARD(rc);
+    TRY_OUT(rc);
     call->output = json_pack("{s:s}", "KeyId", arn);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
     if (with_plain) {
-        GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&dk), true));
+        TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&dk), true));
     }
-    GUARD(set_material_id(call->output, "KeyMaterialId", mid));
+    TRY_OUT(set_material_id(call->output, "KeyMaterialId", mid));
 out:
     coffer_buf_free(&dk);
     coffer_buf_free(&blob);
@@ -388,7 +388,7 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_random);
     TRY(kms_req_decode(KMS_OP_GenerateRandom, call->input, &r));
-    GUARD(kms_authorize_plain(state, call, "kms:GenerateRandom", "*", &r));
+    TRY_OUT(kms_authorize_plain(state, call, "kms:GenerateRandom", "*", &r));
     if (!r.has_number_of_bytes) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
     }
@@ -399,15 +399,15 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
         rc = unsupported_recipient();
         goto out;
     }
-    GUARD(coffer_buf_reserve(&rnd, (size_t)r.number_of_bytes));
-    GUARD(crypto_random(rnd.data, (size_t)r.number_of_bytes));
+    TRY_OUT(coffer_buf_reserve(&rnd, (size_t)r.number_of_bytes));
+    TRY_OUT(crypto_random(rnd.data, (size_t)r.number_of_bytes));
     rnd.len = (size_t)r.number_of_bytes;
     call->output = json_object();
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&rnd), true));
+    TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&rnd), true));
 out:
     coffer_buf_free(&rnd);
     kms_req_clean(&r);

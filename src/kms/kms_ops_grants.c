@@ -246,19 +246,19 @@ static coffer_err grant_write(struct kms_service *svc, const char *skey, const j
     char ikey[STORE_KEY_BUF];
     bool indexed = kms_grant_index_key(ikey, sizeof(ikey), g, skey);
     coffer_err rc = COFFER_OK;
-    GUARD(store_txn_begin(svc->st, &t));
+    TRY_OUT(store_txn_begin(svc->st, &t));
     if (put) {
         text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
         if (text == NULL) {
             rc = kms_nomem();
             goto out;
         }
-        GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+        TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(text)));
         if (indexed) {
-            GUARD(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
+            TRY_OUT(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
         }
     } else {
-        GUARD(store_txn_delete(t, skey));
+        TRY_OUT(store_txn_delete(t, skey));
         if (indexed) {
             rc = store_txn_delete(t, ikey);
             if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
@@ -326,13 +326,13 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         return rc;
     }
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
-    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
     if (r.dry_run) {
         rc = dry_run();
         goto out;
     }
-    GUARD(crypto_random(raw, sizeof(raw)));
+    TRY_OUT(crypto_random(raw, sizeof(raw)));
     coffer_hex_encode(raw, sizeof(raw), grant_id);
     rec = grant_record(call, k, &r, grant_id);
     if (rec == NULL) {
@@ -340,7 +340,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         goto out;
     }
     /* Bound first: whether an existing grant is the same depends on whom the names stand for now. */
-    GUARD(kms_grant_bind_principals(svc, rec));
+    TRY_OUT(kms_grant_bind_principals(svc, rec));
     const json_t *same = same_named_grant(k, &r, rec);
     if (same != NULL) {
         rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
@@ -358,8 +358,8 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     }
     grant_store_key(skey, sizeof(skey), k, grant_id);
     /* Before the commit: the request's event is written then, naming the new grant. */
-    GUARD(grant_output(call, k, grant_id));
-    GUARD(grant_write(svc, skey, rec, true));
+    TRY_OUT(grant_output(call, k, grant_id));
+    TRY_OUT(grant_write(svc, skey, rec, true));
     grants_swap(svc, k, list);
     list = NULL;
 out:
@@ -467,7 +467,7 @@ static coffer_err grants_page_collect(struct kms_service *svc, struct api_call *
     size_t limit = r->has_limit ? (size_t)r->limit : LIST_GRANTS_DEFAULT;
     TRY(kms_acquire(svc, call, r->key_id, KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = r}));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = r}));
     if ((p->items = json_array()) == NULL) {
         rc = kms_nomem();
         goto out;
@@ -686,12 +686,12 @@ coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *regi
     }
     kms_grant_prefix(prefix, sizeof(prefix), acct, region, key_id);
     coffer_err rc = COFFER_OK;
-    GUARD(store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk));
+    TRY_OUT(store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk));
     size_t i;
     const json_t *k;
     json_array_foreach(gk.keys, i, k) {
         /* No index entry: tolerated, the grant record is what matters. */
-        GUARD(delete_if_present(t, json_string_value(k)));
+        TRY_OUT(delete_if_present(t, json_string_value(k)));
     }
 out:
     json_decref(gk.keys);
@@ -720,7 +720,7 @@ coffer_err kms_grants_index_ensure(store *st)
         rc = kms_nomem();
         goto out;
     }
-    GUARD(store_txn_begin(st, &t));
+    TRY_OUT(store_txn_begin(st, &t));
     rc = store_txn_get(t, RGRANT_INDEX_DONE, &done);
     if (rc == COFFER_OK) {
         goto out; /* built once, then kept by every change */
@@ -728,17 +728,17 @@ coffer_err kms_grants_index_ensure(store *st)
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(store_txn_scan(t, RGRANT_PREFIX, NULL, 0, key_list_cb, stale));
+    TRY_OUT(store_txn_scan(t, RGRANT_PREFIX, NULL, 0, key_list_cb, stale));
     for (size_t i = 0; i < json_array_size(stale); i++) {
-        GUARD(store_txn_delete(t, json_string_value(json_array_get(stale, i))));
+        TRY_OUT(store_txn_delete(t, json_string_value(json_array_get(stale, i))));
     }
-    GUARD(delete_if_present(t, RGRANT_INDEX_V1));
-    GUARD(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
+    TRY_OUT(delete_if_present(t, RGRANT_INDEX_V1));
+    TRY_OUT(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
     for (size_t i = 0; i < json_array_size(gk.keys); i++) {
-        GUARD(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
+        TRY_OUT(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
                             coffer_cursor_from_str(json_string_value(json_array_get(gk.texts, i)))));
     }
-    GUARD(store_txn_put(t, RGRANT_INDEX_DONE, coffer_cursor_from_str("1")));
+    TRY_OUT(store_txn_put(t, RGRANT_INDEX_DONE, coffer_cursor_from_str("1")));
     rc = store_txn_commit(t);
     t = NULL;
 out:
@@ -837,7 +837,7 @@ coffer_err kms_op_RetireGrant(void *state, struct api_call *call)
         rc = grant_not_found(grant_id);
         goto out;
     }
-    GUARD(may_retire(svc, call, k, g, &r));
+    TRY_OUT(may_retire(svc, call, k, g, &r));
     if (r.dry_run) {
         rc = dry_run();
         goto out;
@@ -864,7 +864,7 @@ coffer_err kms_op_RevokeGrant(void *state, struct api_call *call)
     kms_audit_key(call, k);
     coffer_err rc = COFFER_OK;
     size_t index = 0;
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RevokeGrant", .r = &r}));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RevokeGrant", .r = &r}));
     if (grant_find(k, r.grant_id, &index) == NULL) {
         rc = grant_not_found(r.grant_id);
         goto out;

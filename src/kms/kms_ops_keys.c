@@ -182,18 +182,18 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     bool locked = false;
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_CreateKey, call->input, &r));
-    GUARD(kms_authorize_plain(svc, call, "kms:CreateKey", "*", &r));
+    TRY_OUT(kms_authorize_plain(svc, call, "kms:CreateKey", "*", &r));
     if (r.tags != NULL && json_array_size(r.tags) > 0) {
         /* AWS: tagging at creation needs kms:TagResource as well. */
-        GUARD(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
+        TRY_OUT(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
     }
-    GUARD(create_key_check(&r, &spec));
-    GUARD(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
-    GUARD(crypto_uuid_v4(id));
+    TRY_OUT(create_key_check(&r, &spec));
+    TRY_OUT(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
+    TRY_OUT(crypto_uuid_v4(id));
     if (r.policy != NULL) {
         char arn[KMS_ARN_MAX];
         kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
-        GUARD(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout, &principals));
+        TRY_OUT(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout, &principals));
     }
     policy_text = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
     if (policy_text == NULL) {
@@ -303,11 +303,11 @@ coffer_err kms_op_ListKeys(void *state, struct api_call *call)
     struct list_keys_scan s = {.call = call};
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_ListKeys, call->input, &r));
-    GUARD(kms_authorize_plain(svc, call, "kms:ListKeys", "*", &r));
+    TRY_OUT(kms_authorize_plain(svc, call, "kms:ListKeys", "*", &r));
     snprintf(prefix, sizeof(prefix), "kms/key/%s/%s/", call->caller->account_id, call->region);
     start[0] = '\0';
     if (r.marker != NULL) {
-        GUARD(kms_marker_decode(r.marker, marker, sizeof(marker)));
+        TRY_OUT(kms_marker_decode(r.marker, marker, sizeof(marker)));
         if (!kms_key_id_valid(marker)) {
             FAIL_OUT(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
         }
@@ -320,14 +320,14 @@ coffer_err kms_op_ListKeys(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
-    GUARD(store_scan(svc->st, prefix, start, s.limit + 1, list_keys_cb, &s));
+    TRY_OUT(store_scan(svc->st, prefix, start, s.limit + 1, list_keys_cb, &s));
     call->output = json_pack("{s:O,s:b}", "Keys", s.keys, "Truncated", s.truncated);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
     if (s.truncated) {
-        GUARD(kms_marker_encode(s.last, call->output));
+        TRY_OUT(kms_marker_encode(s.last, call->output));
     }
 out:
     json_decref(s.keys);
@@ -474,8 +474,8 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     int64_t when = kms_call_now_ms(call) + days * MS_PER_DAY;
     json_t *rec = NULL;
     coffer_err rc = COFFER_OK;
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r}));
-    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
     rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
     if (rec == NULL || json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0 ||
         json_object_set_new(rec, "PendingWindowInDays", json_integer(days)) != 0) {
@@ -567,7 +567,7 @@ coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
     if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {
         FAIL_OUT(COFFER_ERR_NOT_FOUND, "No such policy exists");
     }
-    GUARD(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout, &principals));
+    TRY_OUT(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout, &principals));
     rec = json_deep_copy(k->rec);
     if (rec == NULL || json_object_set_new(rec, "Policy", json_string(r.policy)) != 0 ||
         json_object_set(rec, "PolicyPrincipals", principals) != 0) {

@@ -302,7 +302,7 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
         /* Not ours to interpret: drop the index entry so the sweeper does not spin on it. */
         acct[0] = '\0';
     }
-    GUARD(store_txn_begin(svc->st, &t));
+    TRY_OUT(store_txn_begin(svc->st, &t));
     if (acct[0] != '\0') {
         kms_key_store_key(skey, sizeof(skey), acct, region, id);
         rc = store_txn_get(t, skey, &val);
@@ -313,21 +313,21 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             if (state != NULL && strcmp(state, "PendingDeletion") == 0 && due <= now_ms) {
                 /* Before the record goes, so a counter rebuilt here still sees this key. */
                 kms_count_keys_key(prefix, sizeof(prefix), acct, region);
-                GUARD(kms_count_add(t, prefix, -1, 0, "KMS keys"));
-                GUARD(store_txn_delete(t, skey));
+                TRY_OUT(kms_count_add(t, prefix, -1, 0, "KMS keys"));
+                TRY_OUT(store_txn_delete(t, skey));
                 deleted = true;
                 snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
-                GUARD(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
+                TRY_OUT(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
                 for (size_t i = 0; i < mats.n; i++) {
-                    GUARD(store_txn_delete(t, mats.v[i]));
+                    TRY_OUT(store_txn_delete(t, mats.v[i]));
                 }
                 /* Grants die with their key, their index entries with them. */
-                GUARD(kms_grants_delete_in(t, acct, region, id));
+                TRY_OUT(kms_grants_delete_in(t, acct, region, id));
                 snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
                 aliases.target = id;
-                GUARD(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
+                TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
                 for (size_t i = 0; i < aliases.keys.n; i++) {
-                    GUARD(store_txn_delete(t, aliases.keys.v[i]));
+                    TRY_OUT(store_txn_delete(t, aliases.keys.v[i]));
                 }
                 kms_count_aliases_key(prefix, sizeof(prefix), acct, region, id);
                 rc = store_txn_delete(t, prefix);
@@ -345,7 +345,7 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
         goto out;
     }
     if (deleted) {
-        GUARD(record_deletion(svc, acct, region, id, now_ms)); /* on record before it is gone */
+        TRY_OUT(record_deletion(svc, acct, region, id, now_ms)); /* on record before it is gone */
     }
     rc = store_txn_commit(t);
     t = NULL;

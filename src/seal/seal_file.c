@@ -41,11 +41,11 @@ static coffer_err fp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_
     coffer_buf full_aad = COFFER_BUF_INIT;
     uint8_t iv[CRYPTO_AES_GCM_IV_LEN];
     size_t start = out->len;
-    GUARD(crypto_random(iv, sizeof(iv)));
-    GUARD(wrap_aad(aad, &full_aad));
-    GUARD(coffer_buf_append_u8(out, SEAL_FILE_WRAP_VERSION));
-    GUARD(coffer_buf_append(out, iv, sizeof(iv)));
-    GUARD(crypto_aes_gcm_seal(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv, coffer_buf_cursor(&full_aad),
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
+    TRY_OUT(wrap_aad(aad, &full_aad));
+    TRY_OUT(coffer_buf_append_u8(out, SEAL_FILE_WRAP_VERSION));
+    TRY_OUT(coffer_buf_append(out, iv, sizeof(iv)));
+    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv, coffer_buf_cursor(&full_aad),
                               plaintext, out));
 out:
     if (rc != COFFER_OK) {
@@ -67,7 +67,7 @@ static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffe
         FAIL_OUT(COFFER_ERR_CRYPTO, "the root key cannot unwrap the keyring");
     }
     body = c;
-    GUARD(wrap_aad(aad, &full_aad));
+    TRY_OUT(wrap_aad(aad, &full_aad));
     if (crypto_aes_gcm_open(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv.ptr, coffer_buf_cursor(&full_aad),
                             body, out) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "the root key cannot unwrap the keyring");
@@ -174,8 +174,8 @@ static coffer_err keyfile_create(const char *path)
     if (key == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(crypto_random(key, SEAL_ROOT_KEY_LEN));
-    GUARD(write_all(fd, key, SEAL_ROOT_KEY_LEN));
+    TRY_OUT(crypto_random(key, SEAL_ROOT_KEY_LEN));
+    TRY_OUT(write_all(fd, key, SEAL_ROOT_KEY_LEN));
     if (fsync(fd) != 0) {
         FAIL_OUT(COFFER_ERR_IO, "cannot sync the root key file");
     }

@@ -159,7 +159,7 @@ static coffer_err kv_snapshot(struct mem_store *s, const char *prefix, const cha
     size_t lo, hi;
     kv_range(&s->data, prefix, start_after, &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
-        GUARD(kvarr_set(out, s->data.v[i].key, coffer_cursor_from(s->data.v[i].val, s->data.v[i].vlen), false));
+        TRY_OUT(kvarr_set(out, s->data.v[i].key, coffer_cursor_from(s->data.v[i].val, s->data.v[i].vlen), false));
     }
 out:
     pthread_rwlock_unlock(&s->lock);
@@ -215,7 +215,7 @@ static coffer_err mem_scan(struct store *base, const char *prefix, const char *s
     struct mem_store *s = (struct mem_store *)base;
     struct kvarr snap = {0};
     coffer_err rc = COFFER_OK;
-    GUARD(kv_snapshot(s, prefix, start_after, &snap));
+    TRY_OUT(kv_snapshot(s, prefix, start_after, &snap));
     rc = merged_scan(&snap, NULL, prefix, start_after, limit, fn, ctx);
 out:
     kvarr_free(&snap);
@@ -280,7 +280,7 @@ static coffer_err mem_txn_scan(struct store_txn *base, const char *prefix, const
     struct mem_txn *t = (struct mem_txn *)base;
     struct kvarr snap = {0};
     coffer_err rc = COFFER_OK;
-    GUARD(kv_snapshot(t->s, prefix, start_after, &snap));
+    TRY_OUT(kv_snapshot(t->s, prefix, start_after, &snap));
     rc = merged_scan(&snap, &t->writes, prefix, start_after, limit, fn, ctx);
 out:
     kvarr_free(&snap);

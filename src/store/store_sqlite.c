@@ -525,26 +525,26 @@ static coffer_err migrate(sqlite3 *db, const struct store_migration *m, size_t n
 {
     coffer_err rc = COFFER_OK;
     bool open = false;
-    GUARD(conn_exec(db, "BEGIN IMMEDIATE", "cannot begin the migration"));
+    TRY_OUT(conn_exec(db, "BEGIN IMMEDIATE", "cannot begin the migration"));
     open = true;
     int v = 0;
-    GUARD(read_user_version(db, &v));
+    TRY_OUT(read_user_version(db, &v));
     if (v < 0 || (size_t)v > n) {
         FAIL_OUT(COFFER_ERR_STORE, "database schema version %d is newer than this build knows (%zu)", v, n);
     }
     if ((size_t)v == n) {
-        GUARD(conn_exec(db, "COMMIT", "cannot finish the migration"));
+        TRY_OUT(conn_exec(db, "COMMIT", "cannot finish the migration"));
         open = false;
         goto out;
     }
     for (size_t i = (size_t)v; i < n; i++) {
         log_info("store: applying schema migration %zu (%s)", i + 1, m[i].name);
-        GUARD(conn_exec(db, m[i].sql, "schema migration failed"));
+        TRY_OUT(conn_exec(db, m[i].sql, "schema migration failed"));
     }
     char sql[64];
     snprintf(sql, sizeof(sql), "PRAGMA user_version=%zu", n);
-    GUARD(conn_exec(db, sql, "cannot record the schema version"));
-    GUARD(conn_exec(db, "COMMIT", "cannot commit the migration"));
+    TRY_OUT(conn_exec(db, sql, "cannot record the schema version"));
+    TRY_OUT(conn_exec(db, "COMMIT", "cannot commit the migration"));
     open = false;
 out:
     if (open) {
@@ -591,10 +591,10 @@ coffer_err store_sqlite_open_with(const char *path, const struct store_migration
     if (s->path == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(precreate(path));
-    GUARD(conn_open_db(path, &db));
-    GUARD(enable_wal(db));
-    GUARD(migrate(db, migrations, n));
+    TRY_OUT(precreate(path));
+    TRY_OUT(conn_open_db(path, &db));
+    TRY_OUT(enable_wal(db));
+    TRY_OUT(migrate(db, migrations, n));
     /* Keep the migration connection as this thread's connection. */
     struct sqlite_conn *c = NULL;
     rc = conn_new(s, db, &c);
