@@ -290,7 +290,8 @@ static coffer_err query_normalize(coffer_buf *out, coffer_cursor in)
     TRY_OUT(coffer_buf_reserve(&raw, in.len));
     for (size_t i = 0; i < in.len; i++) {
         uint8_t c = in.ptr[i];
-        if (c == '%' && i + 2 < in.len && coffer_hex_digit(in.ptr[i + 1]) >= 0 && coffer_hex_digit(in.ptr[i + 2]) >= 0) {
+        if (c == '%' && i + 2 < in.len && coffer_hex_digit(in.ptr[i + 1]) >= 0 &&
+            coffer_hex_digit(in.ptr[i + 2]) >= 0) {
             c = (uint8_t)(coffer_hex_digit(in.ptr[i + 1]) << 4 | coffer_hex_digit(in.ptr[i + 2]));
             i += 2;
         }
@@ -552,7 +553,7 @@ coffer_err sigv4_signing_key(coffer_cursor secret, const char *date, const char 
     TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)), coffer_cursor_from_str(region), b));
     TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(b, sizeof(b)), coffer_cursor_from_str(service), a));
     TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)),
-                      coffer_cursor_from_str(SIGV4_TERMINATOR), out));
+                        coffer_cursor_from_str(SIGV4_TERMINATOR), out));
 out:
     coffer_secure_zero(a, sizeof(a));
     coffer_secure_zero(b, sizeof(b));
@@ -914,7 +915,7 @@ coffer_err sigv4_verify(const struct sigv4_request *req, const struct sigv4_veri
         FAIL_OUT(COFFER_ERR_EXPIRED_TOKEN, "%s", coffer_err_default_message(COFFER_ERR_EXPIRED_TOKEN));
     }
     TRY_OUT(compute_signature(req, auth.signed_headers, auth.access_key_id, coffer_buf_cursor(&id.secret),
-                            amz_date, opts->region, opts->service, expected));
+                              amz_date, opts->region, opts->service, expected));
     /* Constant time so that response timing does not reveal how many leading characters matched. */
     if (auth.signature.len != SIGV4_SIG_HEX_LEN ||
         crypto_memcmp(expected, auth.signature.ptr, SIGV4_SIG_HEX_LEN) != 0) {

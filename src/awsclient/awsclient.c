@@ -204,7 +204,7 @@ coffer_err awsclient_new(const struct awsclient_config *cfg, awsclient **out)
     }
     const struct awsclient_credentials *cr = cfg->credentials;
     TRY_OUT(awsclient_credentials_set(&c->creds, cr->access_key_id, (const char *)cr->secret_key.data,
-                                    cr->session_token.len ? (const char *)cr->session_token.data : NULL));
+                                      cr->session_token.len ? (const char *)cr->session_token.data : NULL));
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         FAIL_OUT(COFFER_ERR_CONFIG, "mutex initialisation failed");
     }
@@ -420,7 +420,7 @@ static coffer_err post_once(awsclient *c, const char *content_type, const char *
     char amz_date[AWSCLIENT_AMZ_DATE_LEN];
 
     TRY_OUT(post_sign(&c->creds, c->region, c->service, c->host, content_type, target, body,
-                    (int64_t)time(NULL), amz_date, &auth));
+                      (int64_t)time(NULL), amz_date, &auth));
     struct curl_slist *t = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
     if (!t) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -524,7 +524,7 @@ coffer_err awsclient_query_call(awsclient *c, const char *action, const char *ve
         TRY_OUT(form_append(&form, params[i].value));
     }
     TRY_OUT(post_call(c, action, AWSCLIENT_QUERY_CONTENT_TYPE, NULL, coffer_buf_cursor(&form),
-                    awsclient_query_error, ans));
+                      awsclient_query_error, ans));
 out:
     coffer_buf_free(&form);
     return rc;

@@ -282,7 +282,7 @@ coffer_err awsclient_credentials_load(const struct awsclient_source *src, struct
     };
     /* 2. The shared credentials file, section [profile]. */
     TRY_OUT(file_path(src->credentials_file, src->skip_env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials",
-                    &path));
+                      &path));
     TRY_OUT(ini_get(path, profile, want, 3));
     TRY_OUT(creds_take(&akid, &secret, &token, "the credentials file", out, &done));
     if (done) {

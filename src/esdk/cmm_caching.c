@@ -172,7 +172,8 @@ static coffer_err dec_clone(const coffer_dec_materials *m, coffer_dec_materials 
     coffer_dec_materials *c = esdk_dec_materials_new(m->suite, m->ec);
     ENSURE(c != NULL, COFFER_ERR_NOMEM);
     for (size_t i = 0; i < m->required_keys->n; i++) {
-        TRY_OUT(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key), coffer_cursor_from(NULL, 0)));
+        TRY_OUT(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key),
+                            coffer_cursor_from(NULL, 0)));
     }
     TRY_OUT(coffer_buf_append(&c->data_key, m->data_key.data, m->data_key.len));
     if (m->verify_key) {

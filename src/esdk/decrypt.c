@@ -18,7 +18,7 @@ struct coffer_decryptor {
     void *out_ctx;
     coffer_commitment_policy policy;
     size_t max_edks;
-    coffer_ec *reproduced;       /* may be NULL */
+    coffer_ec *reproduced; /* may be NULL */
     bool streaming_release;
     bool started;
     enum dec_state state;
@@ -28,10 +28,10 @@ struct coffer_decryptor {
     uint8_t key[ESDK_MAX_KEY_LEN];
     EVP_CIPHER_CTX *gcm;
     EVP_MD_CTX *sig;
-    uint32_t seq;                /* expected sequence number */
-    coffer_buf in;               /* unconsumed input */
-    coffer_buf pt;               /* secret: scratch for one frame */
-    coffer_buf held;             /* secret: plaintext waiting for the signature */
+    uint32_t seq;    /* expected sequence number */
+    coffer_buf in;   /* unconsumed input */
+    coffer_buf pt;   /* secret: scratch for one frame */
+    coffer_buf held; /* secret: plaintext waiting for the signature */
     coffer_buf aad;
 };
 
@@ -92,7 +92,8 @@ int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *c
 static coffer_err esdk_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitment_policy p)
 {
     ENSURE_DEC_SETTABLE(d);
-    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
+    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT &&
+               p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
            COFFER_ERR_USAGE);
     d->policy = p;
     return COFFER_OK;
@@ -177,18 +178,19 @@ static coffer_err dec_header_done(coffer_decryptor *d, coffer_cursor raw)
     if (d->mat->suite != s || d->mat->data_key.len != s->key_len) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "materials do not fit the message");
     }
-    TRY_OUT(esdk_suite_derive(s, coffer_buf_cursor(&d->mat->data_key), coffer_cursor_from(h->message_id, h->message_id_len),
-                            d->key, commit));
+    TRY_OUT(esdk_suite_derive(s, coffer_buf_cursor(&d->mat->data_key),
+                              coffer_cursor_from(h->message_id, h->message_id_len), d->key, commit));
     /* algorithm-suites.md §Key Commitment: constant time, the commitment is key-derived */
     if (esdk_suite_commits(s) && crypto_memcmp(commit, h->suite_data, ESDK_COMMIT_LEN) != 0) {
         FAIL_OUT(COFFER_ERR_COMMITMENT_MISMATCH, "key commitment mismatch");
     }
     /* message-header.md §Header Authentication */
-    TRY_OUT(esdk_header_auth_aad(coffer_cursor_from(raw.ptr, h->body_len), d->mat->ec, d->mat->required_keys, &d->aad));
+    TRY_OUT(esdk_header_auth_aad(coffer_cursor_from(raw.ptr, h->body_len), d->mat->ec, d->mat->required_keys,
+                                 &d->aad));
     /* One key for the header tag and every frame: key the context once, then only IVs change. */
     TRY_OUT(esdk_gcm_key(d->gcm, false, d->key, s->key_len));
-    TRY_OUT(esdk_gcm_open_keyed(d->gcm, h->auth_iv, coffer_buf_cursor(&d->aad), coffer_cursor_from(NULL, 0), h->auth_tag,
-                              NULL));
+    TRY_OUT(esdk_gcm_open_keyed(d->gcm, h->auth_iv, coffer_buf_cursor(&d->aad), coffer_cursor_from(NULL, 0),
+                                h->auth_tag, NULL));
     if (esdk_suite_signed(s)) {
         TRY_OUT(esdk_sig_init(s, d->mat->verify_key, false, &d->sig));
         TRY_OUT(esdk_sig_update(d->sig, coffer_cursor_from(raw.ptr, h->total_len)));
@@ -217,13 +219,13 @@ static coffer_err dec_open(coffer_decryptor *d, enum esdk_body_kind kind, uint32
     return rc;
 }
 
-#define NEED(expr)                                                                                        \
-    do {                                                                                                  \
-        if ((expr) != COFFER_OK) {                                                                        \
-            coffer_clear_err();                                                                           \
-            *need_more = true;                                                                            \
-            return COFFER_OK;                                                                             \
-        }                                                                                                 \
+#define NEED(expr)                                                                                           \
+    do {                                                                                                     \
+        if ((expr) != COFFER_OK) {                                                                           \
+            coffer_clear_err();                                                                              \
+            *need_more = true;                                                                               \
+            return COFFER_OK;                                                                                \
+        }                                                                                                    \
     } while (0)
 
 /* message-body.md §Framed Data: one regular or final frame. */

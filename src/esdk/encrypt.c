@@ -16,22 +16,22 @@ struct coffer_encryptor {
     coffer_write_fn out_fn;
     void *out_ctx;
     coffer_commitment_policy policy;
-    uint16_t suite;              /* 0 = per policy */
+    uint16_t suite; /* 0 = per policy */
     uint32_t frame_len;
     size_t max_edks;
     coffer_ec *ec;
     uint64_t pt_len_hint;
     enum enc_state state;
-    coffer_err fail_rc;          /* sticky error */
+    coffer_err fail_rc; /* sticky error */
     coffer_header *hdr;
     coffer_enc_materials *mat;
     uint8_t key[ESDK_MAX_KEY_LEN]; /* derived content key */
     EVP_CIPHER_CTX *gcm;
-    EVP_MD_CTX *sig;             /* signed suites */
-    uint32_t seq;                /* next sequence number */
-    coffer_buf pending;          /* secret: plaintext not yet framed */
-    coffer_buf frame;            /* scratch for one serialized frame */
-    coffer_buf aad;              /* scratch */
+    EVP_MD_CTX *sig;    /* signed suites */
+    uint32_t seq;       /* next sequence number */
+    coffer_buf pending; /* secret: plaintext not yet framed */
+    coffer_buf frame;   /* scratch for one serialized frame */
+    coffer_buf aad;     /* scratch */
 };
 
 coffer_encryptor *coffer_encryptor_new(coffer_cmm *cmm)
@@ -91,7 +91,8 @@ int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *c
 static coffer_err esdk_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitment_policy p)
 {
     ENSURE_ENC_SETTABLE(e);
-    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
+    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT &&
+               p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
            COFFER_ERR_USAGE);
     e->policy = p;
     return COFFER_OK;
@@ -195,7 +196,8 @@ static coffer_err enc_start(coffer_encryptor *e)
     const struct esdk_suite *s = e->mat->suite;
     TRY_OUT(esdk_policy_check_encrypt(e->policy, s));
     if (e->max_edks && e->mat->edks.n > e->max_edks) {
-        FAIL_OUT(COFFER_ERR_LIMIT, "%zu encrypted data keys exceed the limit of %zu", e->mat->edks.n, e->max_edks);
+        FAIL_OUT(COFFER_ERR_LIMIT, "%zu encrypted data keys exceed the limit of %zu", e->mat->edks.n,
+                 e->max_edks);
     }
     if (!(e->hdr = esdk_header_new())) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -213,13 +215,14 @@ static coffer_err enc_start(coffer_encryptor *e)
     }
     for (size_t i = 0; i < e->mat->edks.n; i++) {
         const struct esdk_edk *k = &e->mat->edks.v[i];
-        TRY_OUT(esdk_edk_list_add(&e->hdr->edks, coffer_buf_cursor(&k->provider_id), coffer_buf_cursor(&k->provider_info),
-                                coffer_buf_cursor(&k->ciphertext)));
+        TRY_OUT(esdk_edk_list_add(&e->hdr->edks, coffer_buf_cursor(&k->provider_id),
+                                  coffer_buf_cursor(&k->provider_info), coffer_buf_cursor(&k->ciphertext)));
     }
     e->hdr->content_type = ESDK_CONTENT_FRAMED;
     e->hdr->frame_length = e->frame_len;
     TRY_OUT(esdk_suite_derive(s, coffer_buf_cursor(&e->mat->data_key),
-                            coffer_cursor_from(e->hdr->message_id, e->hdr->message_id_len), e->key, commit));
+                              coffer_cursor_from(e->hdr->message_id, e->hdr->message_id_len), e->key,
+                              commit));
     memcpy(e->hdr->suite_data, commit, ESDK_COMMIT_LEN);
     /* One key for the header tag and every frame: key the context once, then only IVs change. */
     TRY_OUT(esdk_gcm_key(e->gcm, true, e->key, s->key_len));
@@ -227,8 +230,8 @@ static coffer_err enc_start(coffer_encryptor *e)
     e->hdr->body_len = body.len;
     /* message-header.md §Header Authentication: GCM over nothing, AAD = header (+ required pairs), zero IV */
     TRY_OUT(esdk_header_auth_aad(coffer_buf_cursor(&body), e->mat->ec, e->mat->required_keys, &e->aad));
-    TRY_OUT(esdk_gcm_seal_keyed(e->gcm, e->hdr->auth_iv, coffer_buf_cursor(&e->aad), coffer_cursor_from(NULL, 0), NULL,
-                              e->hdr->auth_tag));
+    TRY_OUT(esdk_gcm_seal_keyed(e->gcm, e->hdr->auth_iv, coffer_buf_cursor(&e->aad),
+                                coffer_cursor_from(NULL, 0), NULL, e->hdr->auth_tag));
     if (s->version == 1) {
         TRY_OUT(coffer_buf_append(&body, e->hdr->auth_iv, ESDK_IV_LEN));
     }
@@ -238,7 +241,8 @@ static coffer_err enc_start(coffer_encryptor *e)
         TRY_OUT(esdk_sig_init(s, e->mat->signing_key, true, &e->sig));
     }
     /* A known short input never needs a whole frame of (locked, wiped-on-free) buffer. */
-    TRY_OUT(coffer_buf_reserve(&e->pending, e->pt_len_hint < e->frame_len ? (size_t)e->pt_len_hint : e->frame_len));
+    TRY_OUT(coffer_buf_reserve(&e->pending,
+                               e->pt_len_hint < e->frame_len ? (size_t)e->pt_len_hint : e->frame_len));
     TRY_OUT(enc_emit(e, body.data, body.len));
 out:
     coffer_secure_zero(commit, sizeof(commit));

@@ -10,18 +10,18 @@
 #include "esdk/esdk_internal.h"
 
 /* A short read: the stream may retry once more bytes arrive. */
-#define RD(expr)                                                                                          \
-    do {                                                                                                  \
-        if ((expr) != COFFER_OK) {                                                                        \
-            *truncated = true;                                                                            \
-            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "header truncated");                                         \
-        }                                                                                                 \
+#define RD(expr)                                                                                             \
+    do {                                                                                                     \
+        if ((expr) != COFFER_OK) {                                                                           \
+            *truncated = true;                                                                               \
+            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "header truncated");                                            \
+        }                                                                                                    \
     } while (0)
-#define BAD(cond, ...)                                                                                    \
-    do {                                                                                                  \
-        if (cond) {                                                                                       \
-            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, __VA_ARGS__);                                                \
-        }                                                                                                 \
+#define BAD(cond, ...)                                                                                       \
+    do {                                                                                                     \
+        if (cond) {                                                                                          \
+            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, __VA_ARGS__);                                                   \
+        }                                                                                                    \
     } while (0)
 
 coffer_header *esdk_header_new(void)
@@ -119,7 +119,8 @@ coffer_err esdk_header_parse(coffer_cursor *in, size_t max_edks, coffer_header *
     }
     /* §Frame Length: 0 for non-framed content */
     RD(cur_read_u32be(&c, &h->frame_length));
-    BAD(h->content_type == ESDK_CONTENT_NONFRAMED && h->frame_length != 0, "non-framed message with a frame length");
+    BAD(h->content_type == ESDK_CONTENT_NONFRAMED && h->frame_length != 0,
+        "non-framed message with a frame length");
     BAD(h->content_type == ESDK_CONTENT_FRAMED && h->frame_length == 0, "framed message with frame length 0");
     if (version == 2) {
         /* §Algorithm Suite Data (v2): the commitment key */

@@ -100,10 +100,10 @@ static bool kms_arn_field(coffer_cursor *c, coffer_cursor *out)
 static bool kms_arn_parse(coffer_cursor s, struct kms_arn *a)
 {
     coffer_cursor c = s, prefix;
-    if (s.len == 0 || s.len > KMS_MAX_ARN_LEN || !kms_arn_field(&c, &prefix) || !coffer_cursor_eq_str(prefix, "arn") ||
-        !kms_arn_field(&c, &a->partition) || !kms_arn_field(&c, &a->service) ||
-        !coffer_cursor_eq_str(a->service, KMS_SERVICE) || !kms_arn_field(&c, &a->region) ||
-        !kms_arn_field(&c, &a->account) || c.len == 0) {
+    if (s.len == 0 || s.len > KMS_MAX_ARN_LEN || !kms_arn_field(&c, &prefix) ||
+        !coffer_cursor_eq_str(prefix, "arn") || !kms_arn_field(&c, &a->partition) ||
+        !kms_arn_field(&c, &a->service) || !coffer_cursor_eq_str(a->service, KMS_SERVICE) ||
+        !kms_arn_field(&c, &a->region) || !kms_arn_field(&c, &a->account) || c.len == 0) {
         return false;
     }
     a->resource = c;
@@ -154,8 +154,8 @@ static coffer_err kms_call(struct kms_keyring *k, const char *target, json_t *re
     if (rc != COFFER_OK) {
         char detail[512];
         snprintf(detail, sizeof(detail), "%s", coffer_last_message());
-        FAIL_OUT(rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_UNAVAILABLE ? rc : COFFER_ERR_KEYRING, "aws-kms: %s",
-                 detail);
+        FAIL_OUT(rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_UNAVAILABLE ? rc : COFFER_ERR_KEYRING,
+                 "aws-kms: %s", detail);
     }
     if (ans.status != 200) {
         FAIL_OUT(fail_code, "aws-kms: %s: %s (HTTP %ld)%s%s", target, ans.error_type, ans.status,
@@ -249,7 +249,8 @@ static coffer_err kms_json_get_b64(json_t *doc, const char *op, const char *key,
 {
     json_t *v = json_object_get(doc, key);
     if (!json_is_string(v) ||
-        coffer_b64_decode(coffer_cursor_from(json_string_value(v), json_string_length(v)), out) != COFFER_OK) {
+        coffer_b64_decode(coffer_cursor_from(json_string_value(v), json_string_length(v)), out) !=
+            COFFER_OK) {
         return coffer_fail(COFFER_ERR_KEYRING, "aws-kms: %s: response has no valid %s", op, key);
     }
     return COFFER_OK;
@@ -269,8 +270,12 @@ static coffer_err kms_add_edk(coffer_enc_materials *m, json_t *doc, const char *
         FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: %s: response KeyId is not a key ARN", op);
     }
     TRY_OUT(kms_json_get_b64(doc, op, "CiphertextBlob", &ct));
-    coffer_edk e = {(const uint8_t *)KMS_PROVIDER_ID, strlen(KMS_PROVIDER_ID),
-                    (const uint8_t *)json_string_value(kid), json_string_length(kid), ct.data, ct.len};
+    coffer_edk e = {(const uint8_t *)KMS_PROVIDER_ID,
+                    strlen(KMS_PROVIDER_ID),
+                    (const uint8_t *)json_string_value(kid),
+                    json_string_length(kid),
+                    ct.data,
+                    ct.len};
     TRY_OUT(esdk_enc_materials_add_edk(m, &e));
 out:
     coffer_buf_free(&ct);
@@ -294,8 +299,8 @@ static coffer_err kms_generate(struct kms_keyring *k, coffer_enc_materials *m)
     TRY_OUT(kms_call(k, "GenerateDataKey", req, COFFER_ERR_KEYRING, &resp));
     TRY_OUT(kms_json_get_b64(resp, "GenerateDataKey", "Plaintext", &pt));
     if (pt.len != key_len) {
-        FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: GenerateDataKey returned %zu bytes, the suite needs %zu", pt.len,
-                 key_len);
+        FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: GenerateDataKey returned %zu bytes, the suite needs %zu",
+                 pt.len, key_len);
     }
     TRY_OUT(kms_add_edk(m, resp, "GenerateDataKey"));
     TRY_OUT(esdk_enc_materials_set_data_key(m, pt.data, pt.len));
@@ -415,8 +420,8 @@ static coffer_err kms_unwrap(struct kms_keyring *k, coffer_dec_materials *m, con
     }
     TRY_OUT(kms_json_get_b64(resp, "Decrypt", "Plaintext", &pt));
     if (pt.len != key_len) {
-        FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "aws-kms: Decrypt returned %zu bytes, the suite needs %zu", pt.len,
-                 key_len);
+        FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "aws-kms: Decrypt returned %zu bytes, the suite needs %zu",
+                 pt.len, key_len);
     }
     TRY_OUT(esdk_dec_materials_set_data_key(m, pt.data, pt.len));
 out:
@@ -506,7 +511,8 @@ static coffer_err kms_pick_region(struct kms_keyring *k, const struct coffer_kms
         }
     }
     if (!k->region || !k->region[0]) {
-        return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: no region (option, key ARN, AWS_REGION or config)");
+        return coffer_fail(COFFER_ERR_CONFIG,
+                           "aws-kms keyring: no region (option, key ARN, AWS_REGION or config)");
     }
     if (!awsclient_region_valid(k->region)) {
         return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: invalid region");
@@ -557,7 +563,8 @@ static coffer_err kms_check_options(const struct coffer_kms_keyring_options *o)
     }
     /* aws-kms-discovery-keyring.md: a filter names both the partition and the accounts */
     if (o->discovery && (o->discovery_partition != NULL) != (o->n_discovery_accounts != 0)) {
-        return coffer_fail(COFFER_ERR_USAGE, "aws-kms keyring: a discovery filter needs a partition and accounts");
+        return coffer_fail(COFFER_ERR_USAGE,
+                           "aws-kms keyring: a discovery filter needs a partition and accounts");
     }
     return COFFER_OK;
 }

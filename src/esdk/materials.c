@@ -117,13 +117,13 @@ coffer_err esdk_enc_materials_clone(const coffer_enc_materials *m, coffer_enc_ma
     ENSURE(c != NULL, COFFER_ERR_NOMEM);
     for (size_t i = 0; i < m->required_keys->n; i++) {
         TRY_OUT(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key),
-                          coffer_cursor_from(NULL, 0)));
+                            coffer_cursor_from(NULL, 0)));
     }
     TRY_OUT(coffer_buf_append(&c->data_key, m->data_key.data, m->data_key.len));
     for (size_t i = 0; i < m->edks.n; i++) {
         const struct esdk_edk *e = &m->edks.v[i];
-        TRY_OUT(esdk_edk_list_add(&c->edks, coffer_buf_cursor(&e->provider_id), coffer_buf_cursor(&e->provider_info),
-                                coffer_buf_cursor(&e->ciphertext)));
+        TRY_OUT(esdk_edk_list_add(&c->edks, coffer_buf_cursor(&e->provider_id),
+                                  coffer_buf_cursor(&e->provider_info), coffer_buf_cursor(&e->ciphertext)));
     }
     if (m->signing_key) {
         if (EVP_PKEY_up_ref(m->signing_key) != 1) {
@@ -294,7 +294,8 @@ void coffer_keyring_release(coffer_keyring *kr)
 
 coffer_err esdk_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
-    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_encrypt, COFFER_ERR_USAGE);
+    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_encrypt,
+           COFFER_ERR_USAGE);
     return esdk_err(kr->vt->on_encrypt(kr, m), COFFER_ERR_KEYRING);
 }
 
@@ -306,7 +307,8 @@ int coffer_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 coffer_err esdk_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
                                    size_t edk_count)
 {
-    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_decrypt, COFFER_ERR_USAGE);
+    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_decrypt,
+           COFFER_ERR_USAGE);
     if (m->data_key.len) {
         return COFFER_OK;
     }

@@ -25,8 +25,10 @@ static coffer_err form_decode(coffer_cursor in, size_t max, coffer_buf *out)
             ch = ' ';
         } else if (ch == '%') {
             uint8_t h[2];
-            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || coffer_hex_digit(h[0]) < 0 || coffer_hex_digit(h[1]) < 0) {
-                return coffer_fail(COFFER_ERR_VALIDATION, "%s", "Invalid percent-encoding in the request body.");
+            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || coffer_hex_digit(h[0]) < 0 ||
+                coffer_hex_digit(h[1]) < 0) {
+                return coffer_fail(COFFER_ERR_VALIDATION, "%s",
+                                   "Invalid percent-encoding in the request body.");
             }
             ch = (uint8_t)(coffer_hex_digit(h[0]) << 4 | coffer_hex_digit(h[1]));
         }
@@ -132,11 +134,21 @@ coffer_err query_xml_escape(const char *s, size_t len, coffer_buf *out)
         const char *rep = NULL;
         char num[8];
         switch (ch) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&apos;"; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&apos;";
+            break;
         default:
             if (ch < 0x20) {
                 /* XML 1.0 admits only tab, LF and CR among controls; others become U+FFFD. */
@@ -314,7 +326,7 @@ coffer_err query_xml_error(coffer_err e, const char *message, const char *reques
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
     TRY_OUT(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
-                            query_error_status(e) >= 500 ? "Receiver" : "Sender"));
+                              query_error_status(e) >= 500 ? "Receiver" : "Sender"));
     TRY_OUT(query_xml_escape(code, strlen(code), out));
     TRY_OUT(coffer_buf_append_str(out, "</Code>"));
     if (message != NULL && message[0] != '\0') {

@@ -37,7 +37,7 @@
 #include "crypto/crypto.h"
 
 #define IAM_AKID_PREFIX "AKIA"
-#define IAM_AKID_RANDOM_BYTES 10 /* 80 bits = 16 base32 characters */
+#define IAM_AKID_RANDOM_BYTES 10   /* 80 bits = 16 base32 characters */
 #define IAM_SECRET_RANDOM_BYTES 30 /* 240 bits = 40 base64 characters, no padding */
 #define IAM_KEY_RECORD_PREFIX "iam/access-key/"
 #define IAM_KEY_SEAL_PREFIX "iam-access-key/"
@@ -51,11 +51,11 @@ struct cred_entry {
 };
 
 struct iam_creds {
-    store *st;              /* borrowed */
-    seal *sl;               /* borrowed */
-    pthread_rwlock_t lock;  /* guards the table */
-    coffer_map cache;       /* access key id -> struct cred_entry * (owned) */
-    atomic_uint_fast64_t gen; /* bumped by every eviction */
+    store *st;                        /* borrowed */
+    seal *sl;                         /* borrowed */
+    pthread_rwlock_t lock;            /* guards the table */
+    coffer_map cache;                 /* access key id -> struct cred_entry * (owned) */
+    atomic_uint_fast64_t gen;         /* bumped by every eviction */
     struct iam_identity_source roles; /* whose roles sessions stand for; unset: not checked */
     bool has_roles;
 };
@@ -223,7 +223,8 @@ static coffer_err bad_record(void)
 }
 
 /* Parses a stored record for `akid` and unseals its secret into a new cache entry. */
-static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_cursor json, struct cred_entry **out)
+static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_cursor json,
+                              struct cred_entry **out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf sealed = COFFER_BUF_INIT;
@@ -236,13 +237,14 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
     }
     coffer_buf_init(&e->id.secret, true);
     root = json_loadb((const char *)json.ptr, json.len, JSON_REJECT_DUPLICATES, NULL);
-    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:s}", "account", &account, "principal_arn",
-                                    &arn, "principal_type", &type, "principal_id", &pid, "status", &status,
-                                    "secret", &secret) != 0) {
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:s}", "account", &account,
+                                    "principal_arn", &arn, "principal_type", &type, "principal_id", &pid,
+                                    "status", &status, "secret", &secret) != 0) {
         FAIL_OUT(COFFER_ERR_STORE, "malformed access key record");
     }
     if (strcmp(status, "Active") != 0) {
-        FAIL_OUT(COFFER_ERR_UNRECOGNIZED_CLIENT, "%s", coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
+        FAIL_OUT(COFFER_ERR_UNRECOGNIZED_CLIENT, "%s",
+                 coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
     }
     if (copy_field(e->id.access_key_id, sizeof(e->id.access_key_id), akid) != COFFER_OK ||
         copy_field(e->id.account_id, sizeof(e->id.account_id), account) != COFFER_OK ||
@@ -309,8 +311,9 @@ static bool valid_account_id(const char *a)
 }
 
 /* Fills everything but access_key_id; the secret is 40 chars from 30 random bytes. */
-static coffer_err identity_build(const char *account_id, const char *principal_arn, enum api_principal_kind kind,
-                                 const char *principal_id, struct sigv4_identity *id)
+static coffer_err identity_build(const char *account_id, const char *principal_arn,
+                                 enum api_principal_kind kind, const char *principal_id,
+                                 struct sigv4_identity *id)
 {
     TRY(copy_field(id->account_id, sizeof(id->account_id), account_id));
     TRY(copy_field(id->principal_arn, sizeof(id->principal_arn), principal_arn));
@@ -380,7 +383,8 @@ out:
 }
 
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
+                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                            coffer_buf *secret_out)
 {
     ENSURE_REF(c);
     ENSURE_REF(akid_out);
@@ -417,8 +421,8 @@ out:
 }
 
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               enum api_principal_kind kind, const char *principal_id, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
-                               coffer_buf *secret_out)
+                               enum api_principal_kind kind, const char *principal_id,
+                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(c != NULL && t != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!valid_account_id(account_id)) {
@@ -456,7 +460,8 @@ coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid,
     TRY_OUT(record_key(akid, key, sizeof(key)));
     TRY_OUT(store_txn_get(t, key, &rec));
     root = json_loadb((const char *)rec.data, rec.len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(root) || json_object_set_new(root, "status", json_string(active ? "Active" : "Inactive"))) {
+    if (!json_is_object(root) ||
+        json_object_set_new(root, "status", json_string(active ? "Active" : "Inactive"))) {
         rc = bad_record();
         goto out;
     }
@@ -520,15 +525,15 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     char akid[IAM_ACCESS_KEY_ID_LEN + 1];
     char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     size_t secret_start = secret_out->len, token_start = token_out->len;
-    TRY_OUT(identity_build(spec->account_id, spec->session_arn, API_PRINCIPAL_ASSUMED_ROLE, spec->principal_id,
-                         &id));
+    TRY_OUT(identity_build(spec->account_id, spec->session_arn, API_PRINCIPAL_ASSUMED_ROLE,
+                           spec->principal_id, &id));
     TRY_OUT(coffer_buf_nul_terminate(&id.secret));
     TRY_OUT(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
     TRY_OUT(session_identity(akid, identity, sizeof(identity)));
     ENSURE(spec->issued_at > 0, COFFER_ERR_USAGE);
-    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
-                    "principal_arn", spec->session_arn, "principal_id", spec->principal_id, "secret",
-                    (const char *)id.secret.data, "issued", (json_int_t)spec->issued_at, "expires",
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "account", spec->account_id, "role_arn",
+                    spec->role_arn, "principal_arn", spec->session_arn, "principal_id", spec->principal_id,
+                    "secret", (const char *)id.secret.data, "issued", (json_int_t)spec->issued_at, "expires",
                     (json_int_t)spec->expires_at);
     if (obj == NULL) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "invalid session fields");
@@ -625,9 +630,9 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
         goto out;
     }
     root = json_loadb((const char *)plain.data, plain.len, JSON_REJECT_DUPLICATES, NULL);
-    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I, s?I}", "account", &account, "role_arn",
-                                    &role, "principal_arn", &arn, "principal_id", &pid, "secret", &secret,
-                                    "expires", &expires, "issued", &issued) != 0) {
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I, s?I}", "account", &account,
+                                    "role_arn", &role, "principal_arn", &arn, "principal_id", &pid, "secret",
+                                    &secret, "expires", &expires, "issued", &issued) != 0) {
         rc = unrecognized();
         goto out;
     }

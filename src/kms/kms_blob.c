@@ -80,7 +80,8 @@ coffer_err kms_blob_parse(coffer_cursor in, struct kms_blob *out)
 /* Writer                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static coffer_err write_header(coffer_buf *out, coffer_cursor arn, const uint8_t material_id[KMS_MATERIAL_ID_LEN])
+static coffer_err write_header(coffer_buf *out, coffer_cursor arn,
+                               const uint8_t material_id[KMS_MATERIAL_ID_LEN])
 {
     if (arn.len < KMS_BLOB_ARN_MIN || arn.len > KMS_BLOB_ARN_MAX) {
         return coffer_fail(COFFER_ERR_INTERNAL, "key ARN length out of range for a ciphertext blob");
@@ -144,7 +145,8 @@ coffer_err kms_ec_canonical(const json_t *ec, coffer_buf *out)
     size_t i = 0;
     const char *k;
     const json_t *v;
-    json_object_foreach((json_t *)ec, k, v) {
+    json_object_foreach((json_t *)ec, k, v)
+    {
         if (!json_is_string(v)) {
             FAIL_OUT(COFFER_ERR_SERIALIZATION, "encryption context values must be strings");
         }
@@ -179,8 +181,9 @@ static coffer_err build_aad(coffer_cursor header, const json_t *ec, coffer_buf *
     return kms_ec_canonical(ec, aad);
 }
 
-coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn, const uint8_t material_id[KMS_MATERIAL_ID_LEN],
-                            const json_t *ec, coffer_cursor plaintext, coffer_buf *out)
+coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn,
+                            const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
+                            coffer_cursor plaintext, coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf aad = COFFER_BUF_INIT;

@@ -33,7 +33,7 @@
 /* Names                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const state_names[] = {"Enabled",  "Disabled", "PendingDeletion", "PendingImport",
+static const char *const state_names[] = {"Enabled",     "Disabled", "PendingDeletion", "PendingImport",
                                           "Unavailable", "Creating", "Updating"};
 
 const char *kms_state_name(enum kms_state s)
@@ -72,7 +72,8 @@ void kms_alias_arn(char *out, size_t n, const char *region, const char *acct, co
     snprintf(out, n, "arn:aws:kms:%s:%s:%s", region, acct, alias);
 }
 
-static void material_store_key(char *out, size_t n, const struct kms_key *k, const uint8_t id[KMS_MATERIAL_ID_LEN])
+static void material_store_key(char *out, size_t n, const struct kms_key *k,
+                               const uint8_t id[KMS_MATERIAL_ID_LEN])
 {
     char hex[KMS_MATERIAL_HEX_LEN + 1];
     coffer_hex_encode(id, KMS_MATERIAL_ID_LEN, hex);
@@ -124,7 +125,8 @@ static coffer_err count_rebuild(store_txn *t, const char *ckey, size_t *out)
     char prefix[STORE_KEY_BUF];
     struct recount rc = {0};
     id[0] = '\0';
-    if (sscanf(ckey, COUNT_PREFIX "%12[0-9]/%32[a-z0-9-]/%15[a-z]/%40[a-z0-9-]", acct, region, what, id) < 3) {
+    if (sscanf(ckey, COUNT_PREFIX "%12[0-9]/%32[a-z0-9-]/%15[a-z]/%40[a-z0-9-]", acct, region, what, id) <
+        3) {
         return coffer_fail(COFFER_ERR_INTERNAL, "bad counter key %s", ckey);
     }
     if (strcmp(what, "keys") == 0) {
@@ -159,8 +161,10 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
     coffer_buf_free(&val);
     TRY(rc);
     if (delta > 0 && n + (size_t)delta > limit) {
-        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request was rejected because the quota of %zu %s has been "
-                           "reached.", limit, what);
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED,
+                           "The request was rejected because the quota of %zu %s has been "
+                           "reached.",
+                           limit, what);
     }
     n = delta < 0 && (size_t)-delta > n ? 0 : (size_t)((long long)n + delta);
     snprintf(text, sizeof(text), "%zu", n);
@@ -352,12 +356,13 @@ static coffer_err parse_ref(const struct kms_service *svc, const struct api_call
             p[i] = ++s;
         }
         size_t region_len = (size_t)(p[3] - p[2] - 1), acct_len = (size_t)(p[4] - p[3] - 1);
-        if (strncmp(p[0], "aws:", 4) != 0 || strncmp(p[1], "kms:", 4) != 0 || acct_len != API_ACCOUNT_ID_LEN) {
+        if (strncmp(p[0], "aws:", 4) != 0 || strncmp(p[1], "kms:", 4) != 0 ||
+            acct_len != API_ACCOUNT_ID_LEN) {
             return invalid_key_id(in);
         }
         if (region_len != strlen(call->region) || strncmp(p[2], call->region, region_len) != 0) {
-            return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid arn %.*s", (int)(region_len > 64 ? 64 : region_len),
-                               p[2]);
+            return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid arn %.*s",
+                               (int)(region_len > 64 ? 64 : region_len), p[2]);
         }
         memcpy(r->account, p[3], API_ACCOUNT_ID_LEN);
         name = p[4];
@@ -408,8 +413,8 @@ static coffer_err key_not_found(const struct api_call *call, const char *acct, c
     return coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
 }
 
-coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region, const char *alias,
-                               const char *target)
+coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region,
+                               const char *alias, const char *target)
 {
     char ck[STORE_KEY_BUF];
     cache_key(ck, sizeof(ck), acct, region, alias);
@@ -470,8 +475,8 @@ out:
 }
 
 /* Resolves `in` to a key id (of r->account) and makes sure the key is cached. */
-static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in, unsigned flags,
-                          bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1])
+static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in,
+                          unsigned flags, bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1])
 {
     struct kms_ref r;
     TRY(parse_ref(svc, call, in, flags, &r));
@@ -506,8 +511,8 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
     return rc;
 }
 
-coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref, unsigned flags,
-                       struct kms_key **out)
+coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref,
+                       unsigned flags, struct kms_key **out)
 {
     char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
     struct kms_ref r;
@@ -600,7 +605,8 @@ static coffer_err put_json(store_txn *t, const char *skey, const json_t *rec)
     return rc;
 }
 
-coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra, void *ctx)
+coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
+                          void *ctx)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -613,7 +619,8 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     if (json_object_get(rec, "PolicyPrincipals") == NULL && authz_resolves_principals(svc->az)) {
         /* A record from before binding: its principals are bound (as loaded) from now on. */
         json_t *principals = NULL;
-        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
+                                      &principals));
         if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
@@ -664,8 +671,9 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     TRY_OUT(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
     TRY_OUT(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
     coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
-    json_t *mat = json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
-                            (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
+    json_t *mat =
+        json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
+                  (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
     if (mat == NULL || json_object_set_new(rec, "KeyMaterials", json_pack("[o]", mat)) != 0 ||
         json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex)) != 0) {
         rc = kms_nomem();
@@ -685,7 +693,8 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
-    TRY_OUT(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
+    TRY_OUT(
+        seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
     TRY_OUT(store_txn_begin(svc->st, &t));
     kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
     TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
@@ -777,14 +786,13 @@ static const char *rec_str(const json_t *rec, const char *name)
 json_t *kms_key_metadata(const struct kms_key *k)
 {
     const json_t *rec = k->rec;
-    json_t *m = json_pack("{s:s,s:s,s:s,s:f,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "AWSAccountId", k->account,
-                          "KeyId", k->key_id, "Arn", k->arn, "CreationDate",
-                          ms_to_epoch(json_object_get(rec, "CreationDate")), "Enabled",
-                          k->state == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
-                          rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(k->state), "Origin",
-                          rec_str(rec, "Origin"), "KeyManager", rec_str(rec, "KeyManager"),
-                          "CustomerMasterKeySpec", rec_str(rec, "KeySpec"), "KeySpec", rec_str(rec, "KeySpec"),
-                          "MultiRegion", json_is_true(json_object_get(rec, "MultiRegion")));
+    json_t *m = json_pack(
+        "{s:s,s:s,s:s,s:f,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "AWSAccountId", k->account, "KeyId",
+        k->key_id, "Arn", k->arn, "CreationDate", ms_to_epoch(json_object_get(rec, "CreationDate")),
+        "Enabled", k->state == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
+        rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(k->state), "Origin", rec_str(rec, "Origin"),
+        "KeyManager", rec_str(rec, "KeyManager"), "CustomerMasterKeySpec", rec_str(rec, "KeySpec"), "KeySpec",
+        rec_str(rec, "KeySpec"), "MultiRegion", json_is_true(json_object_get(rec, "MultiRegion")));
     if (m == NULL) {
         return NULL;
     }

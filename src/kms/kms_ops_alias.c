@@ -60,8 +60,8 @@ out:
  * inside the transaction that writes the alias, before the alias record changes: a counter
  * rebuilt here still sees the old record.
  */
-static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const struct api_call *call, const char *from,
-                               const char *to)
+static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const struct api_call *call,
+                               const char *from, const char *to)
 {
     char ck[STORE_KEY_BUF];
     if (from != NULL && to != NULL && strcmp(from, to) == 0) {
@@ -78,8 +78,8 @@ static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const stru
     return COFFER_OK;
 }
 
-static coffer_err alias_put(struct kms_service *svc, const struct api_call *call, const char *skey, const json_t *rec,
-                            const char *from)
+static coffer_err alias_put(struct kms_service *svc, const struct api_call *call, const char *skey,
+                            const json_t *rec, const char *from)
 {
     store_txn *t = NULL;
     char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
@@ -101,8 +101,8 @@ out:
 
 /* Alias operations need the action on the alias itself (identity policies only: an alias has
  * no resource policy) and on every key involved (kms.md, "Controlling access to aliases"). */
-static coffer_err authorize_alias(const struct kms_service *svc, const struct api_call *call, const char *action,
-                                  const char *alias)
+static coffer_err authorize_alias(const struct kms_service *svc, const struct api_call *call,
+                                  const char *action, const char *alias)
 {
     char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
     kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, alias);
@@ -110,8 +110,8 @@ static coffer_err authorize_alias(const struct kms_service *svc, const struct ap
 }
 
 /* wmu held: the key an existing alias points to must allow `action` too. */
-static coffer_err authorize_alias_target(struct kms_service *svc, const struct api_call *call, const char *action,
-                                         const char *target)
+static coffer_err authorize_alias_target(struct kms_service *svc, const struct api_call *call,
+                                         const char *action, const char *target)
 {
     struct kms_key *old = NULL;
     if (target == NULL || svc->az == NULL) {
@@ -373,7 +373,8 @@ coffer_err kms_op_UntagResource(void *state, struct api_call *call)
         json_t *tags = json_object_get(rec, "Tags");
         size_t i, j;
         const json_t *name;
-        json_array_foreach(r.tag_keys, i, name) {
+        json_array_foreach(r.tag_keys, i, name)
+        {
             for (j = 0; j < json_array_size(tags); j++) {
                 const char *tk = json_string_value(json_object_get(json_array_get(tags, j), "TagKey"));
                 if (tk != NULL && strcmp(tk, json_string_value(name)) == 0) {
@@ -411,7 +412,8 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
     size_t limit = r.has_limit ? (size_t)r.limit : 50;
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
-    coffer_err arc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListResourceTags", .r = &r});
+    coffer_err arc =
+        kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListResourceTags", .r = &r});
     if (arc != COFFER_OK) {
         kms_release(svc);
         return arc;
@@ -421,8 +423,9 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
     json_t *list = json_array();
     for (size_t i = from; list != NULL && i < n && i < from + limit; i++) {
         const json_t *t = json_array_get(tags, i);
-        json_array_append_new(list, json_pack("{s:s,s:s}", "TagKey", json_string_value(json_object_get(t, "TagKey")),
-                                              "TagValue", json_string_value(json_object_get(t, "TagValue"))));
+        json_array_append_new(list, json_pack("{s:s,s:s}", "TagKey",
+                                              json_string_value(json_object_get(t, "TagKey")), "TagValue",
+                                              json_string_value(json_object_get(t, "TagValue"))));
     }
     kms_release(svc);
     bool truncated = from + limit < n;

@@ -80,7 +80,8 @@ static json_t *grant_find(const struct kms_key *k, const char *grant_id, size_t 
 {
     size_t i;
     json_t *g;
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         if (strcmp(json_string_value(json_object_get(g, "GrantId")), grant_id) == 0) {
             if (index != NULL) {
                 *index = i;
@@ -109,16 +110,19 @@ static coffer_err check_constraints(const json_t *c)
     const json_t *sub = json_object_get(c, "EncryptionContextSubset");
     const json_t *eq = json_object_get(c, "EncryptionContextEquals");
     if (sub != NULL && eq != NULL) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "Only one of EncryptionContextSubset or EncryptionContextEquals can be specified.");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "Only one of EncryptionContextSubset or EncryptionContextEquals can be specified.");
     }
     const json_t *m = sub != NULL ? sub : eq;
     if (json_object_size(m) > MAX_CONSTRAINT_PAIRS) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "A grant constraint may hold at most %d pairs.", MAX_CONSTRAINT_PAIRS);
+        return coffer_fail(COFFER_ERR_VALIDATION, "A grant constraint may hold at most %d pairs.",
+                           MAX_CONSTRAINT_PAIRS);
     }
     const char *name;
     const json_t *v;
-    json_object_foreach((json_t *)m, name, v) {
+    json_object_foreach((json_t *)m, name, v)
+    {
         if (strlen(name) > MAX_CONSTRAINT_KEY) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint keys are limited to %d characters.",
                                MAX_CONSTRAINT_KEY);
@@ -134,16 +138,25 @@ static coffer_err check_constraints(const json_t *c)
 /* Only the operations a symmetric encryption key supports may be granted. */
 static coffer_err check_operations(const json_t *ops)
 {
-    static const char *const symmetric[] = {"Decrypt",       "Encrypt",     "GenerateDataKey",
-                                            "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
-                                            "CreateGrant",   "RetireGrant", "DescribeKey",
-                                            "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", NULL};
+    static const char *const symmetric[] = {"Decrypt",
+                                            "Encrypt",
+                                            "GenerateDataKey",
+                                            "GenerateDataKeyWithoutPlaintext",
+                                            "ReEncryptFrom",
+                                            "ReEncryptTo",
+                                            "CreateGrant",
+                                            "RetireGrant",
+                                            "DescribeKey",
+                                            "GenerateDataKeyPair",
+                                            "GenerateDataKeyPairWithoutPlaintext",
+                                            NULL};
     if (json_array_size(ops) == 0) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Operations must not be empty.");
     }
     size_t i;
     const json_t *o;
-    json_array_foreach(ops, i, o) {
+    json_array_foreach(ops, i, o)
+    {
         bool ok = false;
         for (size_t j = 0; symmetric[j] != NULL; j++) {
             ok = ok || strcmp(json_string_value(o), symmetric[j]) == 0;
@@ -169,7 +182,8 @@ static coffer_err operations_set(const json_t *ops, json_t **out)
     }
     size_t i;
     json_t *o;
-    json_array_foreach(ops, i, o) {
+    json_array_foreach(ops, i, o)
+    {
         if (!kms_ops_has(set, json_string_value(o)) && json_array_append(set, o) != 0) {
             json_decref(set);
             return kms_nomem();
@@ -204,13 +218,15 @@ static const json_t *same_named_grant(const struct kms_key *k, const struct kms_
     if (r->grant_name == NULL) {
         return NULL;
     }
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         const json_t *c = json_object_get(g, "Constraints");
         if (str_eq_opt(json_string_value(json_object_get(g, "Name")), r->grant_name) &&
             same_principal(g, rec, "GranteePrincipal") && same_principal(g, rec, "RetiringPrincipal") &&
             kms_ops_within(json_object_get(g, "Operations"), r->operations) &&
             kms_ops_within(r->operations, json_object_get(g, "Operations")) &&
-            ((c == NULL && r->constraints == NULL) || (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
+            ((c == NULL && r->constraints == NULL) ||
+             (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
             return g;
         }
     }
@@ -278,8 +294,9 @@ out:
 /* CreateGrant                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const audit_create[] = {"KeyId", "GranteePrincipal", "RetiringPrincipal", "Operations",
-                                           "Constraints", "Name", "GrantTokens", "DryRun", NULL};
+static const char *const audit_create[] = {"KeyId",       "GranteePrincipal", "RetiringPrincipal",
+                                           "Operations",  "Constraints",      "Name",
+                                           "GrantTokens", "DryRun",           NULL};
 
 static json_t *grant_record(const struct api_call *call, const struct kms_key *k, const struct kms_req *r,
                             const char *grant_id)
@@ -295,7 +312,8 @@ static json_t *grant_record(const struct api_call *call, const struct kms_key *k
     if ((r->grant_name != NULL && json_object_set_new(g, "Name", json_string(r->grant_name)) != 0) ||
         (r->retiring_principal != NULL &&
          json_object_set_new(g, "RetiringPrincipal", json_string(r->retiring_principal)) != 0) ||
-        (r->constraints != NULL && json_object_set_new(g, "Constraints", json_deep_copy(r->constraints)) != 0)) {
+        (r->constraints != NULL &&
+         json_object_set_new(g, "Constraints", json_deep_copy(r->constraints)) != 0)) {
         json_decref(g);
         return NULL;
     }
@@ -347,7 +365,8 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         goto out;
     }
     if (json_array_size(k->grants) >= svc->limits.kms_grants_per_key) {
-        rc = coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request would exceed the limit of %zu grants for this KMS key.",
+        rc = coffer_fail(COFFER_ERR_LIMIT_EXCEEDED,
+                         "The request would exceed the limit of %zu grants for this KMS key.",
                          svc->limits.kms_grants_per_key);
         goto out;
     }
@@ -380,8 +399,9 @@ static json_t *grant_view(const json_t *g)
 {
     json_t *v = json_deep_copy(g);
     if (v != NULL) {
-        json_object_set_new(v, "CreationDate",
-                            json_real((double)json_integer_value(json_object_get(g, "CreationDate")) / 1000.0));
+        json_object_set_new(
+            v, "CreationDate",
+            json_real((double)json_integer_value(json_object_get(g, "CreationDate")) / 1000.0));
     }
     return v;
 }
@@ -474,7 +494,8 @@ static coffer_err grants_page_collect(struct kms_service *svc, struct api_call *
     }
     size_t i;
     const json_t *g;
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         const char *id = json_string_value(json_object_get(g, "GrantId"));
         if (!started) {
             started = strcmp(id, marker) == 0;
@@ -595,10 +616,11 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
     const char *principal = r.retiring_principal != NULL ? r.retiring_principal : call->caller->principal_arn;
     principal_account(principal, acct);
     if (strcmp(acct, call->caller->account_id) != 0) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
-                           "User: %s is not authorized to perform: kms:ListRetirableGrants for principal: %.256s "
-                           "because it is not in the caller's account",
-                           call->caller->principal_arn, principal);
+        return coffer_fail(
+            COFFER_ERR_ACCESS_DENIED,
+            "User: %s is not authorized to perform: kms:ListRetirableGrants for principal: %.256s "
+            "because it is not in the caller's account",
+            call->caller->principal_arn, principal);
     }
     char uid[POLICY_UID_MAX];
     coffer_err rc = authz_resolve_principal(svc->az, principal, uid);
@@ -659,8 +681,9 @@ static coffer_err grant_keys_cb(void *ctx, const char *key, coffer_cursor value)
         }
         return COFFER_OK;
     }
-    if (indexed && (json_array_append_new(gk->keys, json_string(ikey)) != 0 ||
-                    json_array_append_new(gk->texts, json_stringn((const char *)value.ptr, value.len)) != 0)) {
+    if (indexed &&
+        (json_array_append_new(gk->keys, json_string(ikey)) != 0 ||
+         json_array_append_new(gk->texts, json_stringn((const char *)value.ptr, value.len)) != 0)) {
         return kms_nomem();
     }
     return COFFER_OK;
@@ -689,7 +712,8 @@ coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *regi
     TRY_OUT(store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk));
     size_t i;
     const json_t *k;
-    json_array_foreach(gk.keys, i, k) {
+    json_array_foreach(gk.keys, i, k)
+    {
         /* No index entry: tolerated, the grant record is what matters. */
         TRY_OUT(delete_if_present(t, json_string_value(k)));
     }
@@ -736,7 +760,7 @@ coffer_err kms_grants_index_ensure(store *st)
     TRY_OUT(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
     for (size_t i = 0; i < json_array_size(gk.keys); i++) {
         TRY_OUT(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
-                            coffer_cursor_from_str(json_string_value(json_array_get(gk.texts, i)))));
+                              coffer_cursor_from_str(json_string_value(json_array_get(gk.texts, i)))));
     }
     TRY_OUT(store_txn_put(t, RGRANT_INDEX_DONE, coffer_cursor_from_str("1")));
     rc = store_txn_commit(t);
@@ -785,8 +809,8 @@ static coffer_err grant_not_found(const char *id)
  * grant, or a principal whose key or IAM policies allow kms:RetireGrant on the key. Another
  * grant never does: kms_authorize_key does not count grants for kms:RetireGrant.
  */
-static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
-                             const json_t *g, const struct kms_req *r)
+static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call,
+                             const struct kms_key *k, const json_t *g, const struct kms_req *r)
 {
     const struct api_caller *c = call->caller;
     char issuing_root[AWS_ROOT_ARN_LEN + 1];

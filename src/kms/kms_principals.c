@@ -120,7 +120,8 @@ coffer_err kms_key_policy_compile(const struct kms_service *svc, const json_t *r
  * Is `uid` (bound to `arn`) still the entity holding `arn`? *current is false when nobody holds
  * it now. A failed lookup is an error, not "not current": the policy shown would be wrong.
  */
-static coffer_err binding_current(const struct kms_service *svc, const char *arn, const char *uid, bool *current)
+static coffer_err binding_current(const struct kms_service *svc, const char *arn, const char *uid,
+                                  bool *current)
 {
     char now[POLICY_UID_MAX];
     *current = false;
@@ -332,7 +333,8 @@ static coffer_err bind_record(const struct kms_service *svc, const char *kind, c
     coffer_err rc = COFFER_OK;
     if (strcmp(kind, "key") == 0) {
         json_t *principals = NULL;
-        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
+                                      &principals));
         if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
             rc = kms_nomem();
             goto out;

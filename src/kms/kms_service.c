@@ -54,8 +54,19 @@ static const struct api_error_name kms_errors[] = {
 /* Members that carry plaintext, key material or bulky blobs in some KMS operation: never echoed
  * into the trail, wiped after use. */
 static const char *const kms_sensitive_members[] = {
-    "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob", "EncryptedKeyMaterial",
-    "ImportToken", "Message", "Signature", "Mac", "CiphertextForRecipient", "SharedSecret", "PublicKey", NULL,
+    "Plaintext",
+    "CiphertextBlob",
+    "PrivateKeyPlaintext",
+    "PrivateKeyCiphertextBlob",
+    "EncryptedKeyMaterial",
+    "ImportToken",
+    "Message",
+    "Signature",
+    "Mac",
+    "CiphertextForRecipient",
+    "SharedSecret",
+    "PublicKey",
+    NULL,
 };
 
 static coffer_err sweep_job(void *ctx, int64_t now_ms)
@@ -126,8 +137,8 @@ void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void
 }
 
 /* The DeleteKey event of a key whose waiting period ended (CloudTrail: an AwsServiceEvent). */
-static coffer_err record_deletion(struct kms_service *svc, const char *acct, const char *region, const char *id,
-                                  int64_t now_ms)
+static coffer_err record_deletion(struct kms_service *svc, const char *acct, const char *region,
+                                  const char *id, int64_t now_ms)
 {
     if (svc->event_sink == NULL) {
         return COFFER_OK;
@@ -137,14 +148,15 @@ static coffer_err record_deletion(struct kms_service *svc, const char *acct, con
     coffer_time_iso8601(now_ms / 1000, when, sizeof(when));
     kms_key_arn(arn, sizeof(arn), region, acct, id);
     const char *source = svc->api.event_source; /* the service itself acts */
-    json_t *ev = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
-                           "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
-                           "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", source,
-                           "eventTime", when, "eventSource", source, "eventName", "DeleteKey", "awsRegion", region,
-                           "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements", "additionalEventData",
-                           "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources", "accountId", acct, "type",
-                           "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent", "managementEvent", 1,
-                           "recipientAccountId", acct, "eventCategory", "Management");
+    json_t *ev =
+        json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
+                  "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
+                  "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", source, "eventTime",
+                  when, "eventSource", source, "eventName", "DeleteKey", "awsRegion", region,
+                  "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements",
+                  "additionalEventData", "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources",
+                  "accountId", acct, "type", "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent",
+                  "managementEvent", 1, "recipientAccountId", acct, "eventCategory", "Management");
     if (ev == NULL) {
         return kms_nomem();
     }
@@ -298,7 +310,8 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     struct strvec mats = {0};
     struct alias_scan aliases = {0};
     bool deleted = false;
-    if (sscanf(index_key, "kms/deletion/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &ts, acct, region, id) != 4) {
+    if (sscanf(index_key, "kms/deletion/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &ts, acct, region, id) !=
+        4) {
         /* Not ours to interpret: drop the index entry so the sweeper does not spin on it. */
         acct[0] = '\0';
     }
@@ -411,7 +424,8 @@ json_t *kms_camel_copy(const json_t *v)
         json_t *o = json_object();
         const char *k;
         json_t *e;
-        json_object_foreach((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             char path[128];
             api_in_member_path(k, path, sizeof(path));
             json_object_set_new(o, path, is_map_member(k) ? json_deep_copy(e) : kms_camel_copy(e));
@@ -422,7 +436,8 @@ json_t *kms_camel_copy(const json_t *v)
         json_t *a = json_array();
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             json_array_append_new(a, kms_camel_copy(e));
         }
         return a;

@@ -65,14 +65,16 @@ static coffer_err open_failed(void)
  * Provider wrappers
  * ------------------------------------------------------------------------------------------- */
 
-coffer_err seal_provider_wrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
+coffer_err seal_provider_wrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor plaintext,
+                              coffer_buf *out)
 {
     ENSURE_REF(p);
     ENSURE_REF(out);
     return p->vt->wrap(p, aad, plaintext, out);
 }
 
-coffer_err seal_provider_unwrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
+coffer_err seal_provider_unwrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor wrapped,
+                                coffer_buf *out)
 {
     ENSURE_REF(p);
     ENSURE_REF(out);
@@ -146,7 +148,8 @@ static coffer_err keyring_parse(coffer_cursor in, struct keyring *out)
     TRY_OUT(keyring_alloc(count, &kr));
     for (size_t i = 0; i < count; i++) {
         struct seal_term *t = &kr.terms[i];
-        if (cur_read_u32be(&c, &t->id) != COFFER_OK || cur_copy_bytes(&c, t->key, SEAL_TERM_KEY_LEN) != COFFER_OK) {
+        if (cur_read_u32be(&c, &t->id) != COFFER_OK ||
+            cur_copy_bytes(&c, t->key, SEAL_TERM_KEY_LEN) != COFFER_OK) {
             FAIL_OUT(COFFER_ERR_CRYPTO, "the barrier keyring is malformed");
         }
         if (t->id == 0 || (i > 0 && t->id <= kr.terms[i - 1].id)) {
@@ -235,9 +238,10 @@ static coffer_err keyring_save(struct seal *s, store_txn *t, const struct keyrin
     coffer_err rc = COFFER_OK;
     coffer_buf plain = COFFER_SECRET_BUF_INIT, wrapped = COFFER_BUF_INIT;
     TRY_OUT(keyring_serialize(kr, &plain));
-    TRY_OUT(seal_provider_wrap(s->provider, coffer_cursor_from_str(SEAL_KEYRING_AAD), coffer_buf_cursor(&plain),
-                             &wrapped));
-    TRY_OUT(store_txn_put_plain(t, SEAL_KEYRING_STORE_KEY, coffer_buf_cursor(&wrapped))); /* see keyring_load */
+    TRY_OUT(seal_provider_wrap(s->provider, coffer_cursor_from_str(SEAL_KEYRING_AAD),
+                               coffer_buf_cursor(&plain), &wrapped));
+    TRY_OUT(
+        store_txn_put_plain(t, SEAL_KEYRING_STORE_KEY, coffer_buf_cursor(&wrapped))); /* see keyring_load */
 out:
     coffer_buf_free(&plain);
     coffer_buf_free(&wrapped);
@@ -397,8 +401,8 @@ static coffer_err record_aad(uint8_t version, uint32_t term, const char *identit
 /* With s->lock held (read): appends the record header, the IV and the AES-GCM of plaintext under
  * `term` to out, building the AAD in aad. */
 static coffer_err record_seal_with(const struct seal_term *term, const char *identity,
-                                   const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor plaintext, coffer_buf *aad,
-                                   coffer_buf *out)
+                                   const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor plaintext,
+                                   coffer_buf *aad, coffer_buf *out)
 {
     TRY(record_aad(SEAL_RECORD_VERSION, term->id, identity, aad));
     TRY(coffer_buf_reserve(out, SEAL_OVERHEAD + plaintext.len));
@@ -450,8 +454,8 @@ coffer_err seal_record_open(seal *s, const char *identity, coffer_cursor sealed,
     uint32_t term_id = 0;
     /* version(1) || term(4) || iv(12) || ciphertext || tag(16) */
     if (cur_read_u8(&c, &version) != COFFER_OK || version != SEAL_RECORD_VERSION ||
-        cur_read_u32be(&c, &term_id) != COFFER_OK || cur_read_bytes(&c, CRYPTO_AES_GCM_IV_LEN, &iv) != COFFER_OK ||
-        c.len < CRYPTO_AES_GCM_TAG_LEN) {
+        cur_read_u32be(&c, &term_id) != COFFER_OK ||
+        cur_read_bytes(&c, CRYPTO_AES_GCM_IV_LEN, &iv) != COFFER_OK || c.len < CRYPTO_AES_GCM_TAG_LEN) {
         return open_failed();
     }
     TRY_OUT(record_aad(version, term_id, identity, &aad));

@@ -34,7 +34,8 @@ static coffer_err wrap_aad(coffer_cursor aad, coffer_buf *out)
     return coffer_buf_append_cur(out, aad);
 }
 
-static coffer_err fp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
+static coffer_err fp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext,
+                          coffer_buf *out)
 {
     struct file_provider *p = (struct file_provider *)base;
     coffer_err rc = COFFER_OK;
@@ -45,8 +46,8 @@ static coffer_err fp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_
     TRY_OUT(wrap_aad(aad, &full_aad));
     TRY_OUT(coffer_buf_append_u8(out, SEAL_FILE_WRAP_VERSION));
     TRY_OUT(coffer_buf_append(out, iv, sizeof(iv)));
-    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv, coffer_buf_cursor(&full_aad),
-                              plaintext, out));
+    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv,
+                                coffer_buf_cursor(&full_aad), plaintext, out));
 out:
     if (rc != COFFER_OK) {
         out->len = start;
@@ -55,7 +56,8 @@ out:
     return rc;
 }
 
-static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
+static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped,
+                            coffer_buf *out)
 {
     struct file_provider *p = (struct file_provider *)base;
     coffer_err rc = COFFER_OK;
@@ -68,8 +70,8 @@ static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffe
     }
     body = c;
     TRY_OUT(wrap_aad(aad, &full_aad));
-    if (crypto_aes_gcm_open(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv.ptr, coffer_buf_cursor(&full_aad),
-                            body, out) != COFFER_OK) {
+    if (crypto_aes_gcm_open(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv.ptr,
+                            coffer_buf_cursor(&full_aad), body, out) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "the root key cannot unwrap the keyring");
     }
 out:
@@ -214,7 +216,8 @@ static coffer_err keyfile_load(const char *path, uint8_t *key)
         log_error("seal: root key file %s has mode %03o; it must not be accessible by group or others "
                   "(chmod 600)",
                   path, (unsigned)(sb.st_mode & 0777));
-        FAIL_OUT(COFFER_ERR_CONFIG, "the root key file is accessible by group or others (mode %03o); chmod 600 it",
+        FAIL_OUT(COFFER_ERR_CONFIG,
+                 "the root key file is accessible by group or others (mode %03o); chmod 600 it",
                  (unsigned)(sb.st_mode & 0777));
     }
     if (sb.st_size != SEAL_ROOT_KEY_LEN) {

@@ -74,7 +74,8 @@ static bool reserved(const char *key)
 static coffer_err refuse_reserved(const char *key)
 {
     if (reserved(key)) {
-        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier", RESERVED_PREFIX);
+        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier",
+                           RESERVED_PREFIX);
     }
     return COFFER_OK;
 }
@@ -153,7 +154,8 @@ static coffer_err scan_sealed(seal *sl, store *s, store_txn *t, const char *pref
                               size_t limit, store_scan_fn fn, void *ctx)
 {
     if (reserved(prefix)) {
-        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier", RESERVED_PREFIX);
+        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier",
+                           RESERVED_PREFIX);
     }
     struct scan_ctx sc = {.sl = sl, .fn = fn, .ctx = ctx, .limit = limit, .plain = COFFER_SECRET_BUF_INIT};
     /* Only a prefix of "seal/" ("" say) can meet the barrier's records, which are skipped: then

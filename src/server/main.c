@@ -154,8 +154,8 @@ static coffer_err bootstrap_credentials(const struct server_config *cfg, store *
     char root_arn[AWS_ROOT_ARN_LEN + 1];
     snprintf(root_arn, sizeof(root_arn), "arn:aws:iam::%s:root", CONFIG_DEFAULT_ACCOUNT);
     TRY_OUT(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, API_PRINCIPAL_ROOT, akid, &secret));
-    TRY_OUT(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", ADMIN_PROFILE, akid,
-                            (const char *)secret.data));
+    TRY_OUT(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+                              ADMIN_PROFILE, akid, (const char *)secret.data));
     TRY_OUT(coffer_buf_nul_terminate(&text));
     TRY_OUT(write_private_file(path, (const char *)text.data));
     char config_text[256];
@@ -167,8 +167,8 @@ static coffer_err bootstrap_credentials(const struct server_config *cfg, store *
     rc = store_txn_commit(txn);
     txn = NULL;
     TRY_OUT(rc);
-    log_info("created operator credentials for account %s: %s (profile %s), region config %s", CONFIG_DEFAULT_ACCOUNT,
-             path, ADMIN_PROFILE, cfg_path);
+    log_info("created operator credentials for account %s: %s (profile %s), region config %s",
+             CONFIG_DEFAULT_ACCOUNT, path, ADMIN_PROFILE, cfg_path);
 out:
     store_txn_abort(txn);
     coffer_buf_free(&marker);
@@ -188,7 +188,8 @@ static coffer_err write_endpoint_file(const struct server_config *cfg, bool tls,
     bool any4 = h[0] == '\0' || strcmp(h, "0.0.0.0") == 0, any6 = strcmp(h, "::") == 0;
     const char *host = any4 ? "127.0.0.1" : any6 ? "::1" : h;
     bool v6 = strchr(host, ':') != NULL;
-    snprintf(url, sizeof(url), "%s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "",
+             port);
     snprintf(path, sizeof(path), "%s/endpoint", cfg->data_dir);
     return write_private_file(path, url);
 }

@@ -41,7 +41,8 @@ enum stmt_id { ST_GET, ST_PUT, ST_DEL, ST_SCAN, ST_BEGIN, ST_COMMIT, ST_ROLLBACK
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_GET] = "SELECT value FROM kv WHERE key = ?1",
-    [ST_PUT] = "INSERT INTO kv(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [ST_PUT] =
+        "INSERT INTO kv(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [ST_DEL] = "DELETE FROM kv WHERE key = ?1",
     /* ?3 is the prefix's upper bound; with no bound we pass "\x7f", above every printable key. */
     [ST_SCAN] = "SELECT key, value FROM kv WHERE key >= ?1 AND key > ?2 AND key < ?3 ORDER BY key LIMIT ?4",
@@ -64,10 +65,10 @@ struct sqlite_conn {
 struct sqlite_store {
     struct store base;
     char *path;
-    pthread_key_t tls;          /* -> struct sqlite_conn of the calling thread */
-    pthread_mutex_t conns_mu;   /* guards the connection list */
-    struct sqlite_conn *conns;  /* every connection, for store_close */
-    pthread_mutex_t writer_mu;  /* serialises write transactions of this process */
+    pthread_key_t tls;         /* -> struct sqlite_conn of the calling thread */
+    pthread_mutex_t conns_mu;  /* guards the connection list */
+    struct sqlite_conn *conns; /* every connection, for store_close */
+    pthread_mutex_t writer_mu; /* serialises write transactions of this process */
 };
 
 struct sqlite_txn {
@@ -143,7 +144,8 @@ static coffer_err conn_open_db(const char *path, sqlite3 **out)
 {
     sqlite3 *db = NULL;
     /* NOMUTEX: a connection is only ever used by the one thread that owns it. */
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc =
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         coffer_err e = sql_fail(db, rc, "cannot open the database");
         sqlite3_close(db);
@@ -397,8 +399,8 @@ static coffer_err sq_txn_delete(struct store_txn *base, const char *key)
     return COFFER_OK;
 }
 
-static coffer_err sq_txn_scan(struct store_txn *base, const char *prefix, const char *start_after, size_t limit,
-                              store_scan_fn fn, void *ctx)
+static coffer_err sq_txn_scan(struct store_txn *base, const char *prefix, const char *start_after,
+                              size_t limit, store_scan_fn fn, void *ctx)
 {
     struct sqlite_txn *t = (struct sqlite_txn *)base;
     return conn_scan(t->conn, prefix, start_after, limit, fn, ctx);
