@@ -237,6 +237,7 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
     const json_t *list = json_object_get(k->rec, "KeyMaterials");
     const char *current = json_string_value(json_object_get(k->rec, "CurrentKeyMaterialId"));
     size_t n = json_array_size(list);
+    bool current_found = false;
     if (n == 0 || current == NULL) {
         return coffer_fail(COFFER_ERR_STORE, "key record without material");
     }
@@ -268,8 +269,13 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
         memcpy(m->key, plain.data, CRYPTO_AES256_KEY_LEN);
         if (strcmp(hex, current) == 0) {
             k->current = k->n_mats;
+            current_found = true;
         }
         k->n_mats++;
+    }
+    /* Falling back to another material would encrypt under a key the record does not name. */
+    if (!current_found) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "corrupt key record: CurrentKeyMaterialId names no listed material");
     }
 out:
     if (rc == COFFER_ERR_NOT_FOUND) {
