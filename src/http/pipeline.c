@@ -641,6 +641,8 @@ out:
         json_decref(st.recorded[i]);
     }
     if (audit_limiter_due(p->unauth_limit, st.call.now_ms)) {
+        /* The summary is not this request's event: a failure is logged by the flush, which keeps
+         * the count for the next due flush, so the request's answer does not depend on it. */
         (void)audit_limiter_flush(p->unauth_limit, p->trail, p->region, st.call.now_ms, false);
     }
     json_wipe_sensitive(st.svc, input);

@@ -394,7 +394,8 @@ out:
     iam_directory_free(dir);
     quota_free(q);
     if (unauth_limit != NULL && trail != NULL) {
-        /* The last window's suppressed count goes on record before the trail closes. */
+        /* The last window's suppressed count goes on record before the trail closes. A failure is
+         * logged by the flush itself, and there is nothing left to retry it with at shutdown. */
         (void)audit_limiter_flush(unauth_limit, trail, cfg.region, coffer_now_ms(), true);
     }
     audit_limiter_free(unauth_limit);
