@@ -686,8 +686,12 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
 
     /* The request's event is written just before the commit: it names the new key already. */
     json_t *meta = kms_key_metadata(k);
-    call->audit_response = json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta));
+    call->audit_response = meta != NULL ? json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta)) : NULL;
     json_decref(meta);
+    if (call->audit_response == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
     kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
@@ -779,7 +783,8 @@ static const char *rec_str(const json_t *rec, const char *name)
     return v != NULL ? v : "";
 }
 
-/* Built from copies only: readers share k->rec, so no reference counts are touched. */
+/* Built from copies only: readers share k->rec, so no reference counts are touched. NULL when
+ * memory runs out: the metadata is whole or not given. */
 json_t *kms_key_metadata(const struct kms_key *k)
 {
     const json_t *rec = k->rec;
@@ -794,14 +799,14 @@ json_t *kms_key_metadata(const struct kms_key *k)
     if (m == NULL) {
         return NULL;
     }
-    if (k->state == KMS_STATE_PENDING_DELETION) {
-        json_object_set_new(m, "DeletionDate", json_real(ms_to_epoch(json_object_get(rec, "DeletionDate"))));
-    }
-    if (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0) {
-        json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT"));
-    }
-    if (json_object_get(rec, "CurrentKeyMaterialId") != NULL) {
-        json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId")));
+    if ((k->state == KMS_STATE_PENDING_DELETION &&
+         json_object_set_new(m, "DeletionDate", json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
+        (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0 &&
+         json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT")) != 0) ||
+        (json_object_get(rec, "CurrentKeyMaterialId") != NULL &&
+         json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) != 0)) {
+        json_decref(m);
+        return NULL;
     }
     return m;
 }
