@@ -143,8 +143,11 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
     coffer_buf val = COFFER_BUF_INIT;
     size_t n = 0;
     char text[32];
-    coffer_err rc = store_txn_get(t, ckey, &val);
     bool parsed = false;
+    coffer_err rc = store_txn_get(t, ckey, &val);
+    if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
     if (rc == COFFER_OK && val.len < sizeof(text)) {
         char *end = NULL;
         memcpy(text, val.data, val.len);
@@ -153,18 +156,20 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
         parsed = end != text && *end == '\0';
         n = (size_t)v;
     }
-    if (!parsed && (rc == COFFER_OK || rc == COFFER_ERR_NOT_FOUND)) {
-        rc = count_rebuild(t, ckey, &n);
+    /* Missing or unreadable: rebuilt from the records, never reset to zero. */
+    if (!parsed) {
+        GUARD(count_rebuild(t, ckey, &n));
     }
-    coffer_buf_free(&val);
-    TRY(rc);
     if (delta > 0 && n + (size_t)delta > limit) {
-        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request was rejected because the quota of %zu %s has been "
-                           "reached.", limit, what);
+        FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED, "The request was rejected because the quota of %zu %s has been "
+                 "reached.", limit, what);
     }
     n = delta < 0 && (size_t)-delta > n ? 0 : (size_t)((long long)n + delta);
     snprintf(text, sizeof(text), "%zu", n);
-    return store_txn_put(t, ckey, coffer_cursor_from_str(text));
+    rc = store_txn_put(t, ckey, coffer_cursor_from_str(text));
+out:
+    coffer_buf_free(&val);
+    return rc;
 }
 
 static void cache_key(char *out, size_t n, const char *acct, const char *region, const char *id)
@@ -315,9 +320,8 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     pthread_rwlock_wrlock(&svc->lock);
     rc = coffer_map_put(&svc->keys, ck, k);
     pthread_rwlock_unlock(&svc->lock);
-    if (rc == COFFER_OK) {
-        k = NULL;
-    }
+    GUARD(rc);
+    k = NULL; /* owned by the cache now */
 out:
     json_decref(rec);
     kms_key_free(k);
@@ -578,13 +582,14 @@ coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *cal
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = key_not_found(call, r.account, id);
     }
-    if (rc == COFFER_OK) {
-        cache_key(ck, sizeof(ck), r.account, call->region, id);
-        *out = coffer_map_get(&svc->keys, ck);
-        if (*out == NULL) {
-            rc = key_not_found(call, r.account, id);
-        }
+    GUARD(rc);
+    cache_key(ck, sizeof(ck), r.account, call->region, id);
+    *out = coffer_map_get(&svc->keys, ck);
+    if (*out == NULL) {
+        rc = key_not_found(call, r.account, id);
     }
+out:
+    /* On success the caller holds wmu until kms_write_release. */
     if (rc != COFFER_OK) {
         pthread_mutex_unlock(&svc->wmu);
     }
