@@ -209,7 +209,7 @@ static json_t *audit_event_build(struct pipeline *p, struct request_state *st, c
                                  const char *error_message, const char *event_id, const char *supersedes, bool take)
 {
     char when[40];
-    bool complete = true;
+    bool complete = !st->call.audit_incomplete;
     coffer_time_iso8601(st->call.now_ms / 1000, when, sizeof(when));
     json_t *ev = json_object();
     if (ev == NULL) {

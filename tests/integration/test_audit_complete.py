@@ -6,6 +6,8 @@
   "json-userAgent": adding a userAgent member to any JSON object fails), the request is refused
   with KMSInternalException (HTTP 500) and changes nothing; once the fault is gone the server
   answers again and the trail verifies.
+- The same when a handler cannot build its own audit fields (flag "json-keyId": KMS cannot add
+  keyId to the requestParameters it records): the request is refused, not recorded without it.
 """
 import glob
 import json
@@ -103,6 +105,20 @@ class MemberFaultTest(unittest.TestCase):
         r = subprocess.run([COFFER, "audit", "verify", os.path.join(self.server.data_dir, "audit")],
                            capture_output=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_incomplete_handler_fields_refuse_request(self):
+        key = self.kms.create_key(Description="described")["KeyMetadata"]["KeyId"]
+        flag = os.path.join(self.flags, "json-keyId")
+        open(flag, "w").close()
+        try:
+            self.assert_refused("DescribeKey", lambda: self.kms.describe_key(KeyId=key))
+            self.assert_refused("DisableKey", lambda: self.kms.disable_key(KeyId=key))
+        finally:
+            os.unlink(flag)
+        self.assertTrue(self.kms.describe_key(KeyId=key)["KeyMetadata"]["Enabled"])
+        for e in trail_events(self.server.data_dir):
+            if e.get("eventName") in ("DescribeKey", "DisableKey"):
+                self.assertIn("keyId", e["requestParameters"], e)
 
 
 if __name__ == "__main__":
