@@ -76,6 +76,9 @@ struct api_call {
     json_t *audit_request;
     json_t *audit_response;
     json_t *audit_resources;
+    /* Set by a handler whose audit fields could not be built whole (out of memory): the
+     * pipeline then refuses the request rather than record a partial event. */
+    bool audit_incomplete;
 };
 
 /* Flags of an operation. */

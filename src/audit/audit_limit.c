@@ -97,13 +97,17 @@ static struct limit_slot *slot_find(audit_limiter *l, const char *source)
     return NULL;
 }
 
-/* The summary of the window that just ended: counts and the sources that lost the most. */
+/* The summary of the window that just ended: counts and the sources that lost the most. NULL
+ * when memory runs out: a summary is whole or not made. */
 static json_t *summary_details(audit_limiter *l)
 {
     char from[40], to[40];
     coffer_time_iso8601(l->window_start_ms / 1000, from, sizeof(from));
     coffer_time_iso8601(atomic_load(&l->window_end_ms) / 1000, to, sizeof(to));
     json_t *top = json_array();
+    if (top == NULL) {
+        return NULL;
+    }
     bool taken[LIMIT_SLOTS] = {false};
     for (unsigned n = 0; n < LIMIT_TOP_SOURCES; n++) {
         size_t best = LIMIT_SLOTS;
@@ -117,13 +121,32 @@ static json_t *summary_details(audit_limiter *l)
             break;
         }
         taken[best] = true;
-        json_array_append_new(top, json_pack("{s:s,s:I}", "sourceIPAddress", l->slots[best].source,
-                                             "suppressedEvents", (json_int_t)l->slots[best].suppressed));
+        if (json_array_append_new(top, json_pack("{s:s,s:I}", "sourceIPAddress", l->slots[best].source,
+                                                 "suppressedEvents",
+                                                 (json_int_t)l->slots[best].suppressed)) != 0) {
+            json_decref(top);
+            return NULL;
+        }
     }
     return json_pack("{s:I,s:s,s:s,s:I,s:I,s:o}", "suppressedEvents", (json_int_t)l->suppressed,
                      "windowStart", from, "windowEnd", to, "eventsPerSourceLimit",
                      (json_int_t)l->o.per_source, "eventsTotalLimit", (json_int_t)l->o.total, "topSources",
                      top);
+}
+
+/* A copy of the unwritten summary `pending` extended by the later summary `d`; NULL when memory
+ * runs out (`pending` is left as it was). */
+static json_t *summary_merge(const json_t *pending, const json_t *d)
+{
+    json_t *merged = json_deep_copy(pending);
+    json_int_t n = json_integer_value(json_object_get(pending, "suppressedEvents")) +
+                   json_integer_value(json_object_get(d, "suppressedEvents"));
+    if (merged == NULL || json_object_set_new(merged, "suppressedEvents", json_integer(n)) != 0 ||
+        json_object_set(merged, "windowEnd", json_object_get(d, "windowEnd")) != 0) {
+        json_decref(merged);
+        return NULL;
+    }
+    return merged;
 }
 
 /* Under the lock: closes the window when it is over (or when forced), keeping its summary. */
@@ -134,16 +157,23 @@ static void window_roll_locked(audit_limiter *l, int64_t now_ms, bool force)
     }
     if (l->suppressed > 0) {
         json_t *d = summary_details(l);
-        if (l->pending != NULL && d != NULL) {
-            /* The previous summary is still unwritten: add this window's count to it. */
-            json_int_t prev = json_integer_value(json_object_get(l->pending, "suppressedEvents"));
-            json_object_set_new(
-                l->pending, "suppressedEvents",
-                json_integer(prev + json_integer_value(json_object_get(d, "suppressedEvents"))));
-            json_object_set(l->pending, "windowEnd", json_object_get(d, "windowEnd"));
+        if (d != NULL && l->pending != NULL) {
+            /* The previous summary is still unwritten: this window's count joins it. */
+            json_t *merged = summary_merge(l->pending, d);
             json_decref(d);
-        } else if (d != NULL) {
+            d = merged;
+            if (merged != NULL) {
+                json_decref(l->pending);
+                l->pending = NULL;
+            }
+        }
+        if (d != NULL) {
             l->pending = d;
+        } else {
+            /* Nothing to record it in: say so where an operator looks, since the trail cannot. */
+            log_error("audit: out of memory; %llu suppressed unauthenticated events of the window ending "
+                      "at %lld ms are not summarized",
+                      (unsigned long long)l->suppressed, (long long)atomic_load(&l->window_end_ms));
         }
         atomic_store(&l->has_pending, l->pending != NULL);
     }

@@ -153,6 +153,7 @@ static int admin_call(awsclient *c, const char *op, const char *body, coffer_buf
     }
     if (coffer_buf_append_cur(out, coffer_buf_cursor(&ans.body)) != COFFER_OK ||
         coffer_buf_nul_terminate(out) != COFFER_OK) {
+        fprintf(stderr, "coffer admin: %s: %s\n", op, coffer_last_message());
         goto out;
     }
     ret = 0;
@@ -175,17 +176,22 @@ static int print_response(const coffer_buf *resp, const char *const *names)
         out = json_object();
         for (size_t i = 0; names[i]; i++) {
             json_t *v = json_object_get(j, names[i]);
-            if (v == NULL) {
-                fprintf(stderr, "coffer admin: the response lacks %s\n", names[i]);
+            const char *why = v == NULL ? "the response lacks" : "out of memory while copying";
+            /* Never print part of the answer: a missing member must not look like an empty one. */
+            if (v == NULL || json_object_set(out, names[i], v) != 0) {
+                fprintf(stderr, "coffer admin: %s %s\n", why, names[i]);
                 json_decref(out);
                 json_decref(j);
                 return -1;
             }
-            json_object_set(out, names[i], v);
         }
     }
     char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     int ret = text != NULL && printf("%s\n", text) > 0 && fflush(stdout) == 0 ? 0 : -1;
+    if (ret != 0) {
+        fprintf(stderr, "coffer admin: cannot write the response%s\n",
+                text == NULL ? " (out of memory)" : "");
+    }
     if (text != NULL) {
         coffer_secure_zero(text, strlen(text));
         free(text);

@@ -104,13 +104,7 @@ void coffer_clear_err(void);
 /* Message for `e`: the thread's detail when it belongs to `e`, else the default. */
 const char *coffer_err_message(coffer_err e);
 
-/*
- * The one error idiom. Where nothing needs releasing: TRY (propagate a failure by returning it)
- * and ENSURE (fail with `code` unless `cond`). In functions with a `coffer_err rc` and one
- * `out:` label that releases: TRY_OUT (propagate by jumping to out) and FAIL_OUT (fail with a
- * message and jump). Never `if (rc == COFFER_OK) rc = ...` ladders; a failure ignored on
- * purpose says why in a comment. assert() states internal invariants only, never input checks.
- */
+/* Propagate, ensure. Use only where nothing needs releasing on failure. */
 #define TRY(expr)                                                                                            \
     do {                                                                                                     \
         coffer_err try_rc_ = (expr);                                                                         \
@@ -128,6 +122,7 @@ const char *coffer_err_message(coffer_err e);
 
 #define ENSURE_REF(p) ENSURE((p) != NULL, COFFER_ERR_USAGE)
 
+/* In functions with an `out:` label and a `coffer_err rc`. */
 #define TRY_OUT(expr)                                                                                        \
     do {                                                                                                     \
         if ((rc = (expr)) != COFFER_OK) {                                                                    \

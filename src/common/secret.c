@@ -16,6 +16,7 @@
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,11 @@ void coffer_secret_free(void *p, size_t n)
     }
 }
 
+bool coffer_secret_lock_failed(void)
+{
+    return false; /* nothing is locked in sanitizer builds */
+}
+
 #else
 
 #define SECRET_HDR 16
@@ -69,6 +75,8 @@ static pthread_mutex_t secret_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct secret_free_block *secret_free_lists[SECRET_CLASSES];
 static uint8_t *slab_cur; /* bump pointer into the current slab */
 static size_t slab_left;
+static atomic_bool lock_failed;           /* an mlock of a secret mapping failed */
+static atomic_bool lock_failure_reported; /* coffer_secret_lock_failed said so already */
 
 static void *secret_map(size_t n)
 {
@@ -76,10 +84,20 @@ static void *secret_map(size_t n)
     if (p == MAP_FAILED) {
         return NULL;
     }
-    /* Best effort: an unprivileged process has a small RLIMIT_MEMLOCK; wiping still applies. */
-    (void)mlock(p, n);
+    /* Best effort: an unprivileged process has a small RLIMIT_MEMLOCK; wiping still applies,
+     * and the failure is kept for the program to report (coffer_secret_lock_failed). */
+    if (mlock(p, n) != 0) {
+        atomic_store(&lock_failed, true);
+    }
+    /* Also best effort: it keeps secrets out of core dumps, which coffer_process_harden turns
+     * off altogether where the program asks for it. */
     (void)madvise(p, n, MADV_DONTDUMP);
     return p;
+}
+
+bool coffer_secret_lock_failed(void)
+{
+    return atomic_load(&lock_failed) && !atomic_exchange(&lock_failure_reported, true);
 }
 
 static int secret_class_of(size_t total)
@@ -151,6 +169,7 @@ void coffer_secret_free(void *p, size_t n)
     size_t size = (size_t)h->size;
     OPENSSL_cleanse(h, size);
     if (h->cls == SECRET_BIG_CLASS) {
+        /* The mapping goes away next, which unlocks it anyway: a failure here changes nothing. */
         (void)munlock(h, size);
         munmap(h, size);
         return;

@@ -6,10 +6,15 @@
 #ifndef COFFER_COMMON_SECRET_H
 #define COFFER_COMMON_SECRET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
-/* Zeroed block of n bytes, or NULL. mlock failure (RLIMIT_MEMLOCK) is tolerated silently. */
+/* Zeroed block of n bytes, or NULL. An mlock failure (RLIMIT_MEMLOCK) does not fail the
+ * allocation: the block is still wiped at free, and coffer_secret_lock_failed reports it. */
 void *coffer_secret_alloc(size_t n);
+/* true the first time it is called after a secret block could not be locked in memory (it may
+ * then be swapped out), false otherwise: a program that has a log warns once. */
+bool coffer_secret_lock_failed(void);
 /* Wipes the block then frees it. Accepts NULL. n is the size given to coffer_secret_alloc
  * (the pool records the real size; sanitizer builds use n). */
 void coffer_secret_free(void *p, size_t n);

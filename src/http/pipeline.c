@@ -65,7 +65,41 @@ static void json_wipe_sensitive(const struct api_service *svc, json_t *obj)
     }
 }
 
-/* requestParameters for the trail when the handler gave none: the input, lowerCamelCase, minus secrets. */
+/*
+ * A JSON string for an event field or an error message. What a client sent (a User-Agent, an
+ * operation name) is bytes, not always UTF-8, which JSON strings must be: the field is kept
+ * with '?' for every byte that is not ASCII rather than left out. NULL only when memory runs out.
+ */
+static json_t *lossy_string(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v != NULL || s == NULL) {
+        return v;
+    }
+    char *copy = strdup(s);
+    if (copy == NULL) {
+        return NULL;
+    }
+    for (char *c = copy; *c != '\0'; c++) {
+        if ((unsigned char)*c >= 0x80) {
+            *c = '?';
+        }
+    }
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
+/* Sets o[key] = v (taking v); clears *complete when v is NULL or the member cannot be added. */
+static void set_member(json_t *o, const char *key, json_t *v, bool *complete)
+{
+    if (json_object_set_new(o, key, v) != 0) {
+        *complete = false;
+    }
+}
+
+/* requestParameters for the trail when the handler gave none: the input, lowerCamelCase, minus
+ * secrets. NULL when memory runs out. */
 static json_t *audit_default_request(const struct api_service *svc, const json_t *input)
 {
     json_t *out = json_object();
@@ -84,7 +118,10 @@ static json_t *audit_default_request(const struct api_service *svc, const json_t
         if (name[0] >= 'A' && name[0] <= 'Z') {
             name[0] = (char)(name[0] - 'A' + 'a');
         }
-        json_object_set(out, name, val);
+        if (json_object_set(out, name, val) != 0) {
+            json_decref(out);
+            return NULL;
+        }
     }
     return out;
 }
@@ -98,19 +135,20 @@ static void set_error(struct http_response *resp, const struct api_service *svc,
     resp->status = e.status;
     resp->content_type = JSON_CONTENT_TYPE;
     coffer_buf_reset(&resp->body);
+    bool complete = true;
     json_t *body = json_object();
-    json_object_set_new(body, "__type", json_string(type));
+    set_member(body, "__type", json_string(type), &complete);
     /* UnknownOperationException carries no message; others only when there is one. */
     if (rc != COFFER_ERR_UNKNOWN_OPERATION && msg != NULL && msg[0] != '\0') {
-        json_object_set_new(body, "message", json_string(msg));
+        set_member(body, "message", lossy_string(msg), &complete);
     }
-    char *text = json_dumps(body, JSON_COMPACT);
-    if (text != NULL) {
-        if (coffer_buf_append_str(&resp->body, text) != COFFER_OK) {
-            resp->status = 500;
-        }
-        free(text);
+    char *text = complete ? json_dumps(body, JSON_COMPACT) : NULL;
+    /* Out of memory: a bare 500 rather than a body that names a different error. */
+    if (text == NULL || coffer_buf_append_str(&resp->body, text) != COFFER_OK) {
+        resp->status = 500;
+        coffer_buf_reset(&resp->body);
     }
+    free(text);
     json_decref(body);
 }
 
@@ -125,20 +163,29 @@ static void set_error_query(struct http_response *resp, coffer_err rc, const cha
     }
 }
 
+/* The caller's identity; NULL when it cannot be built whole. */
 static json_t *audit_user_identity(const struct request_state *st)
 {
+    bool complete = true;
     json_t *id = json_object();
+    if (id == NULL) {
+        return NULL;
+    }
     if (st->authenticated) {
-        json_object_set_new(id, "type", json_string(api_principal_trail_type(st->caller.principal_kind)));
-        json_object_set_new(id, "principalId", json_string(st->caller.principal_id));
-        json_object_set_new(id, "arn", json_string(st->caller.principal_arn));
-        json_object_set_new(id, "accountId", json_string(st->caller.account_id));
-        json_object_set_new(id, "accessKeyId", json_string(st->caller.access_key_id));
+        set_member(id, "type", lossy_string(api_principal_trail_type(st->caller.principal_kind)), &complete);
+        set_member(id, "principalId", lossy_string(st->caller.principal_id), &complete);
+        set_member(id, "arn", lossy_string(st->caller.principal_arn), &complete);
+        set_member(id, "accountId", lossy_string(st->caller.account_id), &complete);
+        set_member(id, "accessKeyId", lossy_string(st->caller.access_key_id), &complete);
     } else {
-        json_object_set_new(id, "type", json_string("Unknown"));
+        set_member(id, "type", json_string("Unknown"), &complete);
         if (st->caller.access_key_id[0]) {
-            json_object_set_new(id, "accessKeyId", json_string(st->caller.access_key_id));
+            set_member(id, "accessKeyId", lossy_string(st->caller.access_key_id), &complete);
         }
+    }
+    if (!complete) {
+        json_decref(id);
+        return NULL;
     }
     return id;
 }
@@ -154,66 +201,89 @@ static json_t *json_copy_or_null(const json_t *v)
  * handler's audit fields (the last event of the request); otherwise it gets copies, so the
  * handler may still change them (the pre-commit event). `supersedes`: the id of an earlier
  * event of the same request that this one replaces (it then records the final outcome).
+ * NULL when memory runs out: an event is written whole or not at all, and a request whose
+ * event is not written is refused (audit_append).
  */
 static json_t *audit_event_build(struct pipeline *p, struct request_state *st, coffer_err rc,
                                  const char *error_message, const char *event_id, const char *supersedes,
                                  bool take)
 {
     char when[40];
+    bool complete = !st->call.audit_incomplete;
     coffer_time_iso8601(st->call.now_ms / 1000, when, sizeof(when));
     json_t *ev = json_object();
-    json_object_set_new(ev, "eventVersion", json_string("1.08"));
-    json_object_set_new(ev, "userIdentity", audit_user_identity(st));
-    json_object_set_new(ev, "eventTime", json_string(when));
-    json_object_set_new(ev, "eventSource", json_string(st->svc ? st->svc->event_source : "unknown"));
-    json_object_set_new(ev, "eventName", json_string(st->op_name[0] ? st->op_name : "Unknown"));
-    json_object_set_new(ev, "awsRegion", json_string(p->region));
-    json_object_set_new(ev, "sourceIPAddress", json_string(st->caller.source_ip ? st->caller.source_ip : ""));
+    if (ev == NULL) {
+        complete = false;
+        ev = json_null(); /* a singleton: the sets below fail and the fields taken are released */
+    }
+    set_member(ev, "eventVersion", json_string("1.08"), &complete);
+    set_member(ev, "userIdentity", audit_user_identity(st), &complete);
+    set_member(ev, "eventTime", json_string(when), &complete);
+    set_member(ev, "eventSource",
+               json_string(st->svc && st->svc->event_source ? st->svc->event_source : "unknown"), &complete);
+    set_member(ev, "eventName", lossy_string(st->op_name[0] ? st->op_name : "Unknown"), &complete);
+    set_member(ev, "awsRegion", json_string(p->region), &complete);
+    set_member(ev, "sourceIPAddress", lossy_string(st->caller.source_ip ? st->caller.source_ip : ""),
+               &complete);
     /* Long strings (a 60 KB User-Agent) are cut by the trail: events are bounded there. */
-    json_object_set_new(ev, "userAgent", json_string(st->caller.user_agent ? st->caller.user_agent : ""));
+    set_member(ev, "userAgent", lossy_string(st->caller.user_agent ? st->caller.user_agent : ""), &complete);
     if (rc != COFFER_OK) {
-        json_object_set_new(ev, "errorCode", json_string(api_service_error(st->svc, rc).type));
+        set_member(ev, "errorCode", json_string(api_service_error(st->svc, rc).type), &complete);
         if (error_message && error_message[0]) {
-            json_object_set_new(ev, "errorMessage", json_string(error_message));
+            set_member(ev, "errorMessage", lossy_string(error_message), &complete);
         }
     }
     json_t *req_params = take ? st->call.audit_request : json_copy_or_null(st->call.audit_request);
     if (take) {
         st->call.audit_request = NULL;
+    } else if (req_params == NULL && st->call.audit_request != NULL) {
+        complete = false;
     }
     /* Nothing a caller that failed authentication sent is echoed: it costs them nothing to send. */
     if (req_params == NULL && st->call.input != NULL && st->authenticated) {
         req_params = audit_default_request(st->svc, st->call.input);
+        if (req_params == NULL) {
+            complete = false;
+        }
     }
-    json_object_set_new(ev, "requestParameters", req_params ? req_params : json_null());
+    set_member(ev, "requestParameters", req_params ? req_params : json_null(), &complete);
     json_t *resp_elems = NULL;
     if (rc == COFFER_OK) {
         resp_elems = take ? st->call.audit_response : json_copy_or_null(st->call.audit_response);
+        if (!take && resp_elems == NULL && st->call.audit_response != NULL) {
+            complete = false;
+        }
     } else if (take) {
         json_decref(st->call.audit_response);
     }
     if (take) {
         st->call.audit_response = NULL;
     }
-    json_object_set_new(ev, "responseElements", resp_elems ? resp_elems : json_null());
+    set_member(ev, "responseElements", resp_elems ? resp_elems : json_null(), &complete);
     if (supersedes != NULL) {
-        json_object_set_new(ev, "additionalEventData", json_pack("{s:s}", "supersedesEventId", supersedes));
+        set_member(ev, "additionalEventData", json_pack("{s:s}", "supersedesEventId", supersedes), &complete);
     }
-    json_object_set_new(ev, "requestID", json_string(st->request_id));
-    json_object_set_new(ev, "eventID", json_string(event_id));
-    json_object_set_new(ev, "readOnly", json_boolean(st->op && (st->op->flags & API_OP_READONLY)));
+    set_member(ev, "requestID", json_string(st->request_id), &complete);
+    set_member(ev, "eventID", json_string(event_id), &complete);
+    set_member(ev, "readOnly", json_boolean(st->op && (st->op->flags & API_OP_READONLY)), &complete);
     json_t *res = take ? st->call.audit_resources : json_copy_or_null(st->call.audit_resources);
     if (take) {
         st->call.audit_resources = NULL;
+    } else if (res == NULL && st->call.audit_resources != NULL) {
+        complete = false;
     }
-    json_object_set_new(ev, "resources", res ? res : json_array());
-    json_object_set_new(ev, "eventType", json_string("AwsApiCall"));
-    json_object_set_new(ev, "managementEvent", json_boolean(!(st->op && (st->op->flags & API_OP_CRYPTO))));
-    json_object_set_new(ev, "recipientAccountId",
-                        json_string(st->authenticated ? st->caller.account_id : ""));
-    json_object_set_new(ev, "tlsDetails",
-                        st->caller.secure_transport ? json_pack("{s:s}", "clientProvidedHostHeader", "")
-                                                    : json_null());
+    set_member(ev, "resources", res ? res : json_array(), &complete);
+    set_member(ev, "eventType", json_string("AwsApiCall"), &complete);
+    set_member(ev, "managementEvent", json_boolean(!(st->op && (st->op->flags & API_OP_CRYPTO))), &complete);
+    set_member(ev, "recipientAccountId", lossy_string(st->authenticated ? st->caller.account_id : ""),
+               &complete);
+    set_member(ev, "tlsDetails",
+               st->caller.secure_transport ? json_pack("{s:s}", "clientProvidedHostHeader", "") : json_null(),
+               &complete);
+    if (!complete) {
+        json_decref(ev);
+        return NULL;
+    }
     return ev;
 }
 
@@ -588,6 +658,8 @@ out:
         json_decref(st.recorded[i]);
     }
     if (audit_limiter_due(p->unauth_limit, st.call.now_ms)) {
+        /* The summary is not this request's event: a failure is logged by the flush, which keeps
+         * the count for the next due flush, so the request's answer does not depend on it. */
         (void)audit_limiter_flush(p->unauth_limit, p->trail, p->region, st.call.now_ms, false);
     }
     json_wipe_sensitive(st.svc, input);

@@ -366,6 +366,7 @@ static coffer_err http_worker_init(struct http_server *s, struct http_worker *w,
     /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it, small
      * responses wait for the client's delayed ACK (~40 ms per request on keep-alive). */
     int one = 1;
+    /* A failure only costs latency (the delayed-ACK wait above), never a wrong answer: not fatal. */
     (void)setsockopt(evconnlistener_get_fd(w->listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (evhttp_bind_listener(w->http, w->listener) == NULL) {
         return coffer_fail(COFFER_ERR_CONFIG, "cannot bind HTTP listener");

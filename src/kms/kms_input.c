@@ -489,10 +489,10 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     coffer_buf_init(&r->ciphertext, false);
     api_in in;
     api_in_init(&in, input);
-    coffer_err rc = decoders[op](&in, r);
-    if (rc == COFFER_OK) {
-        rc = api_in_done(&in);
-    }
+    coffer_err rc = COFFER_OK;
+    TRY_OUT(decoders[op](&in, r));
+    TRY_OUT(api_in_done(&in));
+out:
     if (rc != COFFER_OK) {
         kms_req_clean(r);
     }

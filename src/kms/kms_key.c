@@ -145,8 +145,11 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
     coffer_buf val = COFFER_BUF_INIT;
     size_t n = 0;
     char text[32];
-    coffer_err rc = store_txn_get(t, ckey, &val);
     bool parsed = false;
+    coffer_err rc = store_txn_get(t, ckey, &val);
+    if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
     if (rc == COFFER_OK && val.len < sizeof(text)) {
         char *end = NULL;
         memcpy(text, val.data, val.len);
@@ -155,20 +158,22 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
         parsed = end != text && *end == '\0';
         n = (size_t)v;
     }
-    if (!parsed && (rc == COFFER_OK || rc == COFFER_ERR_NOT_FOUND)) {
-        rc = count_rebuild(t, ckey, &n);
+    /* Missing or unreadable: rebuilt from the records, never reset to zero. */
+    if (!parsed) {
+        TRY_OUT(count_rebuild(t, ckey, &n));
     }
-    coffer_buf_free(&val);
-    TRY(rc);
     if (delta > 0 && n + (size_t)delta > limit) {
-        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED,
-                           "The request was rejected because the quota of %zu %s has been "
-                           "reached.",
-                           limit, what);
+        FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED,
+                 "The request was rejected because the quota of %zu %s has been "
+                 "reached.",
+                 limit, what);
     }
     n = delta < 0 && (size_t)-delta > n ? 0 : (size_t)((long long)n + delta);
     snprintf(text, sizeof(text), "%zu", n);
-    return store_txn_put(t, ckey, coffer_cursor_from_str(text));
+    rc = store_txn_put(t, ckey, coffer_cursor_from_str(text));
+out:
+    coffer_buf_free(&val);
+    return rc;
 }
 
 static void cache_key(char *out, size_t n, const char *acct, const char *region, const char *id)
@@ -241,6 +246,7 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
     const json_t *list = json_object_get(k->rec, "KeyMaterials");
     const char *current = json_string_value(json_object_get(k->rec, "CurrentKeyMaterialId"));
     size_t n = json_array_size(list);
+    bool current_found = false;
     if (n == 0 || current == NULL) {
         return coffer_fail(COFFER_ERR_STORE, "key record without material");
     }
@@ -272,8 +278,13 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
         memcpy(m->key, plain.data, CRYPTO_AES256_KEY_LEN);
         if (strcmp(hex, current) == 0) {
             k->current = k->n_mats;
+            current_found = true;
         }
         k->n_mats++;
+    }
+    /* Falling back to another material would encrypt under a key the record does not name. */
+    if (!current_found) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "corrupt key record: CurrentKeyMaterialId names no listed material");
     }
 out:
     if (rc == COFFER_ERR_NOT_FOUND) {
@@ -313,9 +324,8 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     pthread_rwlock_wrlock(&svc->lock);
     rc = coffer_map_put(&svc->keys, ck, k);
     pthread_rwlock_unlock(&svc->lock);
-    if (rc == COFFER_OK) {
-        k = NULL;
-    }
+    TRY_OUT(rc);
+    k = NULL; /* owned by the cache now */
 out:
     json_decref(rec);
     kms_key_free(k);
@@ -577,13 +587,14 @@ coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *cal
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = key_not_found(call, r.account, id);
     }
-    if (rc == COFFER_OK) {
-        cache_key(ck, sizeof(ck), r.account, call->region, id);
-        *out = coffer_map_get(&svc->keys, ck);
-        if (*out == NULL) {
-            rc = key_not_found(call, r.account, id);
-        }
+    TRY_OUT(rc);
+    cache_key(ck, sizeof(ck), r.account, call->region, id);
+    *out = coffer_map_get(&svc->keys, ck);
+    if (*out == NULL) {
+        rc = key_not_found(call, r.account, id);
     }
+out:
+    /* On success the caller holds wmu until kms_write_release. */
     if (rc != COFFER_OK) {
         pthread_mutex_unlock(&svc->wmu);
     }
@@ -688,8 +699,12 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
 
     /* The request's event is written just before the commit: it names the new key already. */
     json_t *meta = kms_key_metadata(k);
-    call->audit_response = json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta));
+    call->audit_response = meta != NULL ? json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta)) : NULL;
     json_decref(meta);
+    if (call->audit_response == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
     kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
@@ -782,7 +797,8 @@ static const char *rec_str(const json_t *rec, const char *name)
     return v != NULL ? v : "";
 }
 
-/* Built from copies only: readers share k->rec, so no reference counts are touched. */
+/* Built from copies only: readers share k->rec, so no reference counts are touched. NULL when
+ * memory runs out: the metadata is whole or not given. */
 json_t *kms_key_metadata(const struct kms_key *k)
 {
     const json_t *rec = k->rec;
@@ -796,14 +812,16 @@ json_t *kms_key_metadata(const struct kms_key *k)
     if (m == NULL) {
         return NULL;
     }
-    if (k->state == KMS_STATE_PENDING_DELETION) {
-        json_object_set_new(m, "DeletionDate", json_real(ms_to_epoch(json_object_get(rec, "DeletionDate"))));
-    }
-    if (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0) {
-        json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT"));
-    }
-    if (json_object_get(rec, "CurrentKeyMaterialId") != NULL) {
-        json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId")));
+    if ((k->state == KMS_STATE_PENDING_DELETION &&
+         json_object_set_new(m, "DeletionDate",
+                             json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
+        (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0 &&
+         json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT")) != 0) ||
+        (json_object_get(rec, "CurrentKeyMaterialId") != NULL &&
+         json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) !=
+             0)) {
+        json_decref(m);
+        return NULL;
     }
     return m;
 }

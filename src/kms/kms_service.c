@@ -319,39 +319,40 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     if (acct[0] != '\0') {
         kms_key_store_key(skey, sizeof(skey), acct, region, id);
         rc = store_txn_get(t, skey, &val);
-        if (rc == COFFER_OK) {
-            rec = json_loadb((const char *)val.data, val.len, 0, NULL);
-            const char *state = json_string_value(json_object_get(rec, "KeyState"));
-            int64_t due = (int64_t)json_integer_value(json_object_get(rec, "DeletionDate"));
-            if (state != NULL && strcmp(state, "PendingDeletion") == 0 && due <= now_ms) {
-                /* Before the record goes, so a counter rebuilt here still sees this key. */
-                kms_count_keys_key(prefix, sizeof(prefix), acct, region);
-                TRY_OUT(kms_count_add(t, prefix, -1, 0, "KMS keys"));
-                TRY_OUT(store_txn_delete(t, skey));
-                deleted = true;
-                snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
-                TRY_OUT(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
-                for (size_t i = 0; i < mats.n; i++) {
-                    TRY_OUT(store_txn_delete(t, mats.v[i]));
-                }
-                /* Grants die with their key, their index entries with them. */
-                TRY_OUT(kms_grants_delete_in(t, acct, region, id));
-                snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
-                aliases.target = id;
-                TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
-                for (size_t i = 0; i < aliases.keys.n; i++) {
-                    TRY_OUT(store_txn_delete(t, aliases.keys.v[i]));
-                }
-                kms_count_aliases_key(prefix, sizeof(prefix), acct, region, id);
-                rc = store_txn_delete(t, prefix);
-                if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
-                    goto out;
-                }
-            }
-        } else if (rc != COFFER_ERR_NOT_FOUND) {
+        if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
             goto out;
         }
+        /* A record already gone leaves only its index entry to drop. */
+        bool found = rc == COFFER_OK;
         rc = COFFER_OK;
+        rec = found ? json_loadb((const char *)val.data, val.len, 0, NULL) : NULL;
+        const char *state = json_string_value(json_object_get(rec, "KeyState"));
+        int64_t due = (int64_t)json_integer_value(json_object_get(rec, "DeletionDate"));
+        if (state != NULL && strcmp(state, "PendingDeletion") == 0 && due <= now_ms) {
+            /* Before the record goes, so a counter rebuilt here still sees this key. */
+            kms_count_keys_key(prefix, sizeof(prefix), acct, region);
+            TRY_OUT(kms_count_add(t, prefix, -1, 0, "KMS keys"));
+            TRY_OUT(store_txn_delete(t, skey));
+            deleted = true;
+            snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
+            TRY_OUT(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
+            for (size_t i = 0; i < mats.n; i++) {
+                TRY_OUT(store_txn_delete(t, mats.v[i]));
+            }
+            /* Grants die with their key, their index entries with them. */
+            TRY_OUT(kms_grants_delete_in(t, acct, region, id));
+            snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
+            aliases.target = id;
+            TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
+            for (size_t i = 0; i < aliases.keys.n; i++) {
+                TRY_OUT(store_txn_delete(t, aliases.keys.v[i]));
+            }
+            kms_count_aliases_key(prefix, sizeof(prefix), acct, region, id);
+            rc = store_txn_delete(t, prefix);
+            if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+                goto out;
+            }
+        }
     }
     rc = store_txn_delete(t, index_key);
     if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
@@ -388,18 +389,25 @@ out:
     return rc;
 }
 
+/* Finds up to SWEEP_BATCH due keys (in d->keys, which the caller frees) and purges them. */
+static coffer_err sweep_batch(struct kms_service *svc, struct due_scan *d, int64_t now_ms)
+{
+    TRY(store_scan(svc->st, "kms/deletion/", NULL, SWEEP_BATCH, due_cb, d));
+    for (size_t i = 0; i < d->keys.n; i++) {
+        pthread_mutex_lock(&svc->wmu);
+        coffer_err rc = purge_key(svc, d->keys.v[i], now_ms);
+        pthread_mutex_unlock(&svc->wmu);
+        TRY(rc);
+    }
+    return COFFER_OK;
+}
+
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms)
 {
-    coffer_err rc = COFFER_OK;
     for (;;) {
         struct due_scan d = {.now_ms = now_ms};
-        rc = store_scan(svc->st, "kms/deletion/", NULL, SWEEP_BATCH, due_cb, &d);
+        coffer_err rc = sweep_batch(svc, &d, now_ms);
         size_t n = d.keys.n;
-        for (size_t i = 0; rc == COFFER_OK && i < n; i++) {
-            pthread_mutex_lock(&svc->wmu);
-            rc = purge_key(svc, d.keys.v[i], now_ms);
-            pthread_mutex_unlock(&svc->wmu);
-        }
         strvec_free(&d.keys);
         if (rc != COFFER_OK || n < SWEEP_BATCH) {
             return rc;
@@ -417,7 +425,7 @@ static bool is_map_member(const char *name)
     return n >= m && strcmp(name + n - m, "EncryptionContext") == 0;
 }
 
-/* Deep copy with object keys in lowerCamelCase (maps copied verbatim). */
+/* Deep copy with object keys in lowerCamelCase (maps copied verbatim); NULL when memory runs out. */
 json_t *kms_camel_copy(const json_t *v)
 {
     if (json_is_object(v)) {
@@ -428,7 +436,11 @@ json_t *kms_camel_copy(const json_t *v)
         {
             char path[128];
             api_in_member_path(k, path, sizeof(path));
-            json_object_set_new(o, path, is_map_member(k) ? json_deep_copy(e) : kms_camel_copy(e));
+            if (o == NULL ||
+                json_object_set_new(o, path, is_map_member(k) ? json_deep_copy(e) : kms_camel_copy(e)) != 0) {
+                json_decref(o);
+                return NULL;
+            }
         }
         return o;
     }
@@ -438,7 +450,10 @@ json_t *kms_camel_copy(const json_t *v)
         json_t *e;
         json_array_foreach(v, i, e)
         {
-            json_array_append_new(a, kms_camel_copy(e));
+            if (a == NULL || json_array_append_new(a, kms_camel_copy(e)) != 0) {
+                json_decref(a);
+                return NULL;
+            }
         }
         return a;
     }
@@ -451,17 +466,22 @@ void kms_audit_request(struct api_call *call, const char *const *members)
         return;
     }
     json_t *req = json_object();
-    if (req == NULL) {
-        return;
-    }
-    for (size_t i = 0; members[i] != NULL; i++) {
+    for (size_t i = 0; req != NULL && members[i] != NULL; i++) {
         const json_t *v = json_object_get(call->input, members[i]);
         if (v == NULL || json_is_null(v)) {
             continue;
         }
         char path[128];
         api_in_member_path(members[i], path, sizeof(path));
-        json_object_set_new(req, path, is_map_member(members[i]) ? json_deep_copy(v) : kms_camel_copy(v));
+        if (json_object_set_new(req, path,
+                                is_map_member(members[i]) ? json_deep_copy(v) : kms_camel_copy(v)) != 0) {
+            json_decref(req);
+            req = NULL;
+        }
+    }
+    if (req == NULL) {
+        call->audit_incomplete = true; /* the request is refused: its event would lack parameters */
+        return;
     }
     json_decref(call->audit_request);
     call->audit_request = req;
@@ -470,13 +490,12 @@ void kms_audit_request(struct api_call *call, const char *const *members)
 void kms_audit_key_arn(struct api_call *call, const char *account, const char *arn)
 {
     json_t *r = json_pack("{s:s,s:s,s:s}", "accountId", account, "type", "AWS::KMS::Key", "ARN", arn);
-    if (r == NULL) {
-        return;
-    }
     if (call->audit_resources == NULL) {
         call->audit_resources = json_array();
     }
-    json_array_append_new(call->audit_resources, r);
+    if (json_array_append_new(call->audit_resources, r) != 0) {
+        call->audit_incomplete = true; /* the request is refused: its event would lack the key */
+    }
 }
 
 void kms_audit_key(struct api_call *call, const struct kms_key *k)
@@ -486,15 +505,14 @@ void kms_audit_key(struct api_call *call, const struct kms_key *k)
 
 coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool secret)
 {
+    coffer_err rc = COFFER_OK;
     coffer_buf b64;
     coffer_buf_init(&b64, secret);
-    coffer_err rc = coffer_b64_encode(bytes, &b64);
-    if (rc == COFFER_OK) {
-        json_t *s = json_stringn(b64.len ? (const char *)b64.data : "", b64.len);
-        if (s == NULL || json_object_set_new(obj, name, s) != 0) {
-            rc = kms_nomem();
-        }
+    TRY_OUT(coffer_b64_encode(bytes, &b64));
+    if (json_object_set_new(obj, name, json_stringn(b64.len ? (const char *)b64.data : "", b64.len)) != 0) {
+        rc = kms_nomem();
     }
+out:
     coffer_buf_free(&b64);
     return rc;
 }
@@ -533,10 +551,11 @@ coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, e
     kms_audit_key(call, *k);
     char action[64];
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
-    coffer_err rc = kms_authorize_key(svc, call, *k, &(struct kms_authz_in){.action = action, .r = r});
-    if (rc == COFFER_OK) {
-        rc = kms_check_state(*k, rule);
-    }
+    coffer_err rc = COFFER_OK;
+    TRY_OUT(kms_authorize_key(svc, call, *k, &(struct kms_authz_in){.action = action, .r = r}));
+    TRY_OUT(kms_check_state(*k, rule));
+out:
+    /* On success the caller holds the key for writing until kms_write_release. */
     if (rc != COFFER_OK) {
         kms_write_release(svc);
         *k = NULL;

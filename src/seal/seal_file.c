@@ -143,19 +143,25 @@ static coffer_err write_all(int fd, const uint8_t *p, size_t n)
     return COFFER_OK;
 }
 
-/* fsync the directory so the new file's name survives a crash too. */
-static void sync_parent_dir(const char *path)
+/* fsync the directory so the new file's name survives a crash too; a key whose name may vanish is
+ * not created. */
+static coffer_err sync_parent_dir(const char *path)
 {
+    coffer_err rc = COFFER_OK;
     char *copy = strdup(path);
     if (copy == NULL) {
-        return;
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
     int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        log_error("seal: cannot sync the directory of root key file %s: %s", path, strerror(errno));
+        rc = coffer_fail(COFFER_ERR_IO, "cannot sync the root key file's directory");
+    }
     if (dfd >= 0) {
-        (void)fsync(dfd);
         close(dfd);
     }
     free(copy);
+    return rc;
 }
 
 /* Creates the file atomically; COFFER_ERR_ALREADY_EXISTS when it is already there. */
@@ -181,16 +187,15 @@ static coffer_err keyfile_create(const char *path)
     if (fsync(fd) != 0) {
         FAIL_OUT(COFFER_ERR_IO, "cannot sync the root key file");
     }
+    TRY_OUT(sync_parent_dir(path));
     log_info("seal: created root key file %s", path);
 out:
     coffer_secret_free(key, SEAL_ROOT_KEY_LEN);
     close(fd);
     if (rc != COFFER_OK) {
         unlink(path);
-        return rc;
     }
-    sync_parent_dir(path);
-    return COFFER_OK;
+    return rc;
 }
 
 static coffer_err keyfile_load(const char *path, uint8_t *key)

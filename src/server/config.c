@@ -4,6 +4,7 @@
  */
 #include "server/config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -231,12 +232,19 @@ void server_config_usage(const char *prog)
     fprintf(stderr, "  --%-28s %s\n", "help", "show this help");
 }
 
+/* The built-in defaults go through the same setters as user input; they are valid by construction. */
+static void default_set(coffer_err rc)
+{
+    assert(rc == COFFER_OK);
+    (void)rc;
+}
+
 static void config_defaults(struct server_config *c)
 {
     memset(c, 0, sizeof(*c));
-    (void)set_data_dir(c, CONFIG_DEFAULT_DATA_DIR);
-    (void)set_listen(c, CONFIG_DEFAULT_LISTEN);
-    (void)set_region(c, CONFIG_DEFAULT_REGION);
+    default_set(set_data_dir(c, CONFIG_DEFAULT_DATA_DIR));
+    default_set(set_listen(c, CONFIG_DEFAULT_LISTEN));
+    default_set(set_region(c, CONFIG_DEFAULT_REGION));
     c->quota_crypto_rps = QUOTA_DEFAULT_CRYPTO_RPS;
     c->authorization = true;
     c->max_connections = 4096;
@@ -246,7 +254,7 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_per_source = AUDIT_UNAUTH_PER_SOURCE_DEFAULT;
     c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
-    (void)set_log_level(c, "info");
+    default_set(set_log_level(c, "info"));
     c->kms_limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     c->iam_limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
 }
@@ -274,7 +282,7 @@ static coffer_err config_load_file(struct server_config *c, const char *path, bo
     char line[2048];
     int lineno = 0;
     coffer_err rc = COFFER_OK;
-    while (rc == COFFER_OK && fgets(line, sizeof(line), f) != NULL) {
+    while (fgets(line, sizeof(line), f) != NULL) {
         lineno++;
         char *hash = strchr(line, '#');
         if (hash) {
@@ -289,13 +297,14 @@ static coffer_err config_load_file(struct server_config *c, const char *path, bo
         char *val = eq ? trim(eq + 1) : NULL;
         const struct config_option *o = option_find(key, strlen(key));
         if (o == NULL || strcmp(o->flag, "config") == 0) {
-            rc = coffer_fail(COFFER_ERR_CONFIG, "%s:%d: unknown setting '%s'", path, lineno, key);
-        } else if (o->takes_value && (val == NULL || *val == '\0')) {
-            rc = coffer_fail(COFFER_ERR_CONFIG, "%s:%d: '%s' needs a value", path, lineno, key);
-        } else {
-            rc = o->set(c, val);
+            FAIL_OUT(COFFER_ERR_CONFIG, "%s:%d: unknown setting '%s'", path, lineno, key);
         }
+        if (o->takes_value && (val == NULL || *val == '\0')) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "%s:%d: '%s' needs a value", path, lineno, key);
+        }
+        TRY_OUT(o->set(c, val));
     }
+out:
     fclose(f);
     return rc;
 }

@@ -75,8 +75,18 @@ static coffer_err scheduler_add_jobs(struct scheduler *s, const struct api_servi
     return COFFER_OK;
 }
 
+/* Once per process: secret blocks that may be swapped out deserve an operator's attention. */
+static void report_secret_lock_failure(void)
+{
+    if (coffer_secret_lock_failed()) {
+        log_warn("cannot lock secret memory (mlock; raise RLIMIT_MEMLOCK, e.g. LimitMEMLOCK=): keys may be "
+                 "swapped to disk");
+    }
+}
+
 static void scheduler_tick(struct scheduler *s)
 {
+    report_secret_lock_failure();
     for (size_t i = 0; i < s->n_jobs; i++) {
         struct scheduled *j = &s->jobs[i];
         int64_t now_ms = coffer_now_ms();
@@ -372,6 +382,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
 
     log_info("cofferd listening on %s://%s:%d (region %s, %d workers, data %s)", tls ? "https" : "http",
              cfg.listen_host, http_server_port(http), cfg.region, hcfg.workers, cfg.data_dir);
+    report_secret_lock_failure();
     /* A line for scripts that start us on port 0. */
     fprintf(stdout, "listening %d\n", http_server_port(http));
     fflush(stdout);
@@ -397,7 +408,8 @@ out:
     iam_directory_free(dir);
     quota_free(q);
     if (unauth_limit != NULL && trail != NULL) {
-        /* The last window's suppressed count goes on record before the trail closes. */
+        /* The last window's suppressed count goes on record before the trail closes. A failure is
+         * logged by the flush itself, and there is nothing left to retry it with at shutdown. */
         (void)audit_limiter_flush(unauth_limit, trail, cfg.region, coffer_now_ms(), true);
     }
     audit_limiter_free(unauth_limit);

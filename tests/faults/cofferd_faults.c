@@ -9,9 +9,14 @@
  *   - while DIR/commit exists, every store commit of a request fails with COFFER_ERR_STORE
  *     right after the pipeline's pre-commit hook wrote the request's audit event, as a
  *     backend commit that fails after the event is on record.
+ *   - while DIR/json-NAME exists, adding a member NAME to a JSON object (json_object_set_new
+ *     from cofferd's own code) fails as when memory runs out: the value is released and the
+ *     member is missing. This definition takes the place of jansson's for the objects linked
+ *     here; the real one is found with dlsym(RTLD_NEXT).
  * The files are looked up on every call, so a test arms and disarms a fault by creating and
  * removing them while the server runs.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -19,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "audit/audit.h"
 #include "common/err.h"
@@ -99,4 +106,19 @@ coffer_err __wrap_store_txn_commit(store_txn *t)
     coffer_err rc = __real_store_txn_commit(t);
     __real_store_precommit_set(hook_fn, hook_ctx);
     return rc;
+}
+
+int json_object_set_new(json_t *object, const char *key, json_t *value)
+{
+    static int (*real)(json_t *, const char *, json_t *);
+    char name[128];
+    if (real == NULL) {
+        real = (int (*)(json_t *, const char *, json_t *))dlsym(RTLD_NEXT, "json_object_set_new");
+    }
+    int w = key != NULL ? snprintf(name, sizeof(name), "json-%s", key) : -1;
+    if (w > 0 && (size_t)w < sizeof(name) && fault_armed(name)) {
+        json_decref(value);
+        return -1;
+    }
+    return real(object, key, value);
 }

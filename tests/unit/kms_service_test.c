@@ -1124,6 +1124,36 @@ static void drop_record(struct env *e, const char *key)
     assert_int_equal(store_txn_commit(t), COFFER_OK);
 }
 
+/*
+ * A key record whose CurrentKeyMaterialId names none of its materials is corrupt: the key
+ * answers an internal error instead of encrypting under whichever material was listed first.
+ */
+static void test_corrupt_current_material(void **state)
+{
+    struct env *e = *state;
+    char id[64], skey[256];
+    create_key(e, id);
+    snprintf(skey, sizeof(skey), "kms/key/" ACCOUNT "/" REGION "/%s", id);
+    coffer_buf v = COFFER_BUF_INIT;
+    assert_int_equal(store_get(e->st, skey, &v), COFFER_OK);
+    json_t *rec = json_loadb((const char *)v.data, v.len, 0, NULL);
+    coffer_buf_free(&v);
+    assert_non_null(rec);
+    assert_int_equal(
+        json_object_set_new(rec, "CurrentKeyMaterialId", json_string("00000000000000000000000000000000")), 0);
+    char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(rec);
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(e->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, skey, coffer_cursor_from_str(text)), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    free(text);
+
+    env_restart_service(e);
+    struct result r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"}", id);
+    expect(&r, COFFER_ERR_INTERNAL, "corrupt key record: CurrentKeyMaterialId names no listed material");
+}
+
 static void test_quota_counters(void **state)
 {
     struct env *e = *state;
@@ -1248,6 +1278,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_current_material, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
     use_mem = true;

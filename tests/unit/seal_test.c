@@ -11,17 +11,35 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "seal/seal.h"
 #include "seal/seal_provider.h"
 #include "store/store_fault.h"
+
+/*
+ * fsync as the tree sees it: defined here, it takes the place of libc's for the code under test.
+ * With fail_dir_fsync set, syncing a directory fails as it would on a failing disk.
+ */
+static bool fail_dir_fsync;
+
+int fsync(int fd)
+{
+    struct stat sb;
+    if (fail_dir_fsync && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        errno = EIO;
+        return -1;
+    }
+    return (int)syscall(SYS_fsync, fd);
+}
 
 struct fixture {
     char dir[64];
@@ -309,6 +327,25 @@ static void test_keyfile_checks(void **state)
     assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, 33), &p), COFFER_ERR_USAGE);
     assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, 32), &p), COFFER_OK);
     seal_provider_free(p);
+}
+
+/* A root key file whose directory entry cannot be synced is not created: nothing is left behind. */
+static void test_keyfile_dir_sync_fails(void **state)
+{
+    struct fixture *f = *state;
+    char path[160];
+    struct stat sb;
+    struct seal_provider *p = NULL;
+    snprintf(path, sizeof(path), "%s/unsynced.key", f->dir);
+    fail_dir_fsync = true;
+    coffer_err rc = seal_provider_file_open(path, true, &p);
+    fail_dir_fsync = false;
+    assert_int_equal(rc, COFFER_ERR_IO);
+    assert_null(p);
+    assert_int_not_equal(stat(path, &sb), 0);
+    assert_int_equal(seal_provider_file_open(path, true, &p), COFFER_OK);
+    seal_provider_free(p);
+    assert_int_equal(stat(path, &sb), 0);
 }
 
 /* Keyring creation under store faults: it fails cleanly and leaves nothing half-made. */
@@ -641,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wrong_root_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyfile_checks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyfile_dir_sync_fails, setup, teardown),
         cmocka_unit_test(test_keyring_creation_faults),
         cmocka_unit_test_setup_teardown(test_threads_with_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_view_seals_every_value, setup, teardown),
