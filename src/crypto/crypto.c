@@ -296,15 +296,29 @@ out:
     return rc;
 }
 
+/* Fetched once like the digests: EVP_aes_*_gcm() would make every EncryptInit look the
+ * implementation up in the provider store again. The legacy objects are the fallback when a
+ * fetch fails. */
+static EVP_CIPHER *fetched_gcm[3];
+static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
+
+static void gcm_fetch_all(void)
+{
+    fetched_gcm[0] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+    fetched_gcm[1] = EVP_CIPHER_fetch(NULL, "AES-192-GCM", NULL);
+    fetched_gcm[2] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
 static const EVP_CIPHER *gcm_cipher(size_t key_len)
 {
+    pthread_once(&gcm_once, gcm_fetch_all);
     switch (key_len) {
     case 16:
-        return EVP_aes_128_gcm();
+        return fetched_gcm[0] ? fetched_gcm[0] : EVP_aes_128_gcm();
     case 24:
-        return EVP_aes_192_gcm();
+        return fetched_gcm[1] ? fetched_gcm[1] : EVP_aes_192_gcm();
     case 32:
-        return EVP_aes_256_gcm();
+        return fetched_gcm[2] ? fetched_gcm[2] : EVP_aes_256_gcm();
     default:
         return NULL;
     }
