@@ -30,7 +30,7 @@
  * byte is wiped as it is taken, and a fork discards every pool (a child must never hand out the
  * bytes its parent will also use). Larger requests go to the DRBG directly.
  */
-#define CRYPTO_POOL_BYTES 1024
+#define CRYPTO_POOL_BYTES 4096
 #define CRYPTO_POOL_MAX_TAKE 64
 
 struct crypto_rand_pool {
