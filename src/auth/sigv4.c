@@ -419,6 +419,10 @@ out:
 static coffer_err append_header_value(coffer_buf *out, const char *value)
 {
     coffer_cursor v = cur_trim(coffer_cursor_from_str(value ? value : ""));
+    /* Written in place after one reserve: this runs over every signed header of every request,
+     * and the output is never longer than the value. */
+    TRY(coffer_buf_reserve(out, v.len));
+    uint8_t *w = out->data + out->len;
     bool in_ws = false;
     for (size_t i = 0; i < v.len; i++) {
         uint8_t c = v.ptr[i];
@@ -427,8 +431,9 @@ static coffer_err append_header_value(coffer_buf *out, const char *value)
             continue;
         }
         in_ws = ws;
-        TRY(coffer_buf_append_u8(out, ws ? ' ' : c));
+        *w++ = ws ? ' ' : c;
     }
+    out->len = (size_t)(w - out->data);
     return COFFER_OK;
 }
 
@@ -436,11 +441,14 @@ static coffer_err append_header_value(coffer_buf *out, const char *value)
 static coffer_err canonical_header_line(const struct sigv4_request *req, coffer_cursor name, coffer_buf *out)
 {
     char q[SIGV4_ECHO_MAX + 8];
+    TRY(coffer_buf_reserve(out, name.len + 1));
+    uint8_t *w = out->data + out->len;
     for (size_t i = 0; i < name.len; i++) {
         uint8_t c = name.ptr[i];
-        TRY(coffer_buf_append_u8(out, (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c));
+        w[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
     }
-    TRY(coffer_buf_append_u8(out, ':'));
+    w[name.len] = ':';
+    out->len += name.len + 1;
     size_t found = 0;
     for (size_t i = 0; i < req->n_headers; i++) {
         if (req->headers[i].name == NULL || !cur_ieq_str(name, req->headers[i].name)) {

@@ -13,15 +13,101 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/codec.h"
 #include "common/secret.h"
 
+/*
+ * Small random values (IVs, request ids, nonces, 256-bit keys) come from a per-thread pool that
+ * one RAND_bytes call refills: OpenSSL 3's DRBG checks for a fork with getpid(2) on every call,
+ * and a request draws two or three values, so each cost a system call. The pool holds DRBG output
+ * not yet handed out, no more secret than the DRBG state itself: it lives in locked memory, every
+ * byte is wiped as it is taken, and a fork discards every pool (a child must never hand out the
+ * bytes its parent will also use). Larger requests go to the DRBG directly.
+ */
+#define CRYPTO_POOL_BYTES 4096
+#define CRYPTO_POOL_MAX_TAKE 64
+
+struct crypto_rand_pool {
+    uint8_t *buf; /* CRYPTO_POOL_BYTES of locked memory, or NULL before the first use */
+    size_t left;  /* unused bytes at the end of buf; the used ones before them are zero */
+    unsigned gen; /* crypto_fork_gen when the pool was filled */
+};
+
+static _Thread_local struct crypto_rand_pool rand_pool;
+static atomic_uint crypto_fork_gen;
+static pthread_key_t rand_pool_key;
+static bool rand_pool_key_ok;
+static pthread_once_t rand_pool_once = PTHREAD_ONCE_INIT;
+
+static void rand_pool_after_fork(void)
+{
+    atomic_fetch_add(&crypto_fork_gen, 1);
+}
+
+static void rand_pool_thread_exit(void *p)
+{
+    struct crypto_rand_pool *pool = p;
+    coffer_secret_free(pool->buf, CRYPTO_POOL_BYTES);
+    pool->buf = NULL;
+    pool->left = 0;
+}
+
+static void rand_pool_init(void)
+{
+    rand_pool_key_ok = pthread_key_create(&rand_pool_key, rand_pool_thread_exit) == 0 &&
+                       pthread_atfork(NULL, NULL, rand_pool_after_fork) == 0;
+}
+
+/* Hands out n bytes from this thread's pool; false when the pool cannot serve them. */
+static bool rand_pool_take(uint8_t *out, size_t n)
+{
+    struct crypto_rand_pool *pool = &rand_pool;
+    pthread_once(&rand_pool_once, rand_pool_init);
+    if (!rand_pool_key_ok) {
+        return false;
+    }
+    unsigned gen = atomic_load(&crypto_fork_gen);
+    if (pool->buf == NULL) {
+        pool->buf = coffer_secret_alloc(CRYPTO_POOL_BYTES);
+        if (pool->buf == NULL || pthread_setspecific(rand_pool_key, pool) != 0) {
+            coffer_secret_free(pool->buf, CRYPTO_POOL_BYTES);
+            pool->buf = NULL;
+            return false;
+        }
+        pool->left = 0;
+    }
+    if (pool->gen != gen) {
+        coffer_secure_zero(pool->buf, CRYPTO_POOL_BYTES); /* filled before a fork: never used */
+        pool->left = 0;
+    }
+    if (pool->left < n) {
+        if (RAND_bytes(pool->buf, CRYPTO_POOL_BYTES) != 1) {
+            coffer_secure_zero(pool->buf, CRYPTO_POOL_BYTES);
+            pool->left = 0;
+            return false;
+        }
+        pool->left = CRYPTO_POOL_BYTES;
+        pool->gen = gen;
+    }
+    uint8_t *src = pool->buf + CRYPTO_POOL_BYTES - pool->left;
+    memcpy(out, src, n);
+    coffer_secure_zero(src, n);
+    pool->left -= n;
+    return true;
+}
+
 coffer_err crypto_random(void *out, size_t n)
 {
-    if (n > 0 && RAND_bytes(out, (int)n) != 1) {
+    if (n == 0 || (n <= CRYPTO_POOL_MAX_TAKE && rand_pool_take(out, n))) {
+        return COFFER_OK;
+    }
+    if (RAND_bytes(out, (int)n) != 1) {
         return coffer_fail(COFFER_ERR_CRYPTO, "random generator failure");
     }
     return COFFER_OK;
@@ -211,15 +297,29 @@ out:
     return rc;
 }
 
+/* Fetched once like the digests: EVP_aes_*_gcm() would make every EncryptInit look the
+ * implementation up in the provider store again. The legacy objects are the fallback when a
+ * fetch fails. */
+static EVP_CIPHER *fetched_gcm[3];
+static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
+
+static void gcm_fetch_all(void)
+{
+    fetched_gcm[0] = EVP_CIPHER_fetch(NULL, "AES-128-GCM", NULL);
+    fetched_gcm[1] = EVP_CIPHER_fetch(NULL, "AES-192-GCM", NULL);
+    fetched_gcm[2] = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
 static const EVP_CIPHER *gcm_cipher(size_t key_len)
 {
+    pthread_once(&gcm_once, gcm_fetch_all);
     switch (key_len) {
     case 16:
-        return EVP_aes_128_gcm();
+        return fetched_gcm[0] ? fetched_gcm[0] : EVP_aes_128_gcm();
     case 24:
-        return EVP_aes_192_gcm();
+        return fetched_gcm[1] ? fetched_gcm[1] : EVP_aes_192_gcm();
     case 32:
-        return EVP_aes_256_gcm();
+        return fetched_gcm[2] ? fetched_gcm[2] : EVP_aes_256_gcm();
     default:
         return NULL;
     }

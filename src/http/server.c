@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <sys/queue.h>
@@ -28,6 +29,7 @@
 #include "http/wipe.h"
 
 #define HTTP_STOP_GRACE_MS 2000
+#define HTTP_COALESCE_MAX 16384 /* one TLS record of plaintext; larger replies are several anyway */
 
 struct http_worker {
     struct http_server *server;
@@ -185,6 +187,27 @@ static void http_send_simple(struct evhttp_request *r, int status, const char *t
     }
 }
 
+/*
+ * Sends what evhttp queued for a TLS connection now instead of on the next turn of the loop.
+ * evhttp leaves a reply in the bufferevent's output and arms its write event: waiting for
+ * EPOLLOUT costs an epoll_ctl to watch for it, an epoll_wait and an epoll_ctl to stop watching,
+ * per response, for a socket that is almost always writable. Running the write callback at once
+ * does what epoll would have triggered, and the changelist folds the add and the delete of the
+ * write event into no epoll_ctl at all; a socket that cannot take everything keeps the event
+ * armed as before. The headers and a small body are made one extent first, so that the reply
+ * goes out as one TLS record, in one write(2).
+ */
+static void http_worker_send_now(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) <= HTTP_COALESCE_MAX) {
+        http_evbuf_coalesce_secret(out);
+    }
+    if (event_pending(&bev->ev_write, EV_WRITE, NULL)) {
+        event_active(&bev->ev_write, EV_WRITE, 1);
+    }
+}
+
 static void http_worker_request(struct evhttp_request *r, void *arg)
 {
     struct http_worker *w = arg;
@@ -287,6 +310,10 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
     }
     evhttp_send_reply(r, resp.status, http_status_reason(resp.status), ob);
     evbuffer_free(ob);
+    if (conn != NULL && w->server->cfg.tls != NULL) {
+        /* The connection outlives evhttp_send_reply: it only queues the reply. */
+        http_worker_send_now(evhttp_connection_get_bufferevent(conn));
+    }
 out:
     coffer_buf_free(&resp.body); /* still ours when the reply was not sent: wiped here */
     coffer_secret_free(body_copy, body_len);

@@ -22,4 +22,11 @@ void http_evbuf_wipe(struct evbuffer *b);
  * on failure `body` is untouched. COFFER_ERR_USAGE if `body` is not a secret buffer. */
 coffer_err http_evbuf_add_secret(struct evbuffer *b, coffer_buf *body) __attribute__((warn_unused_result));
 
+/* Makes the bytes of `b` one extent, so that a TLS bufferevent sends them as one record (one
+ * SSL_write, one write(2)) instead of one per extent (evhttp's headers, then the body). The copy
+ * is a secret allocation referenced by `b` like http_evbuf_add_secret's, and the extents it
+ * replaces are wiped before they are released. Best effort: on allocation failure `b` is left
+ * as it was. */
+void http_evbuf_coalesce_secret(struct evbuffer *b);
+
 #endif

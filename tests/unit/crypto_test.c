@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/codec.h"
 #include "crypto/crypto.h"
@@ -105,6 +107,40 @@ static void test_uuid(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* Random values come from a per-thread pool: successive values differ, a refill is seamless,
+ * and a forked child never hands out the bytes its parent hands out next. */
+static void test_random_pool(void **state)
+{
+    uint8_t a[16], b[16], zero[16] = {0};
+    assert_int_equal(crypto_random(a, sizeof(a)), COFFER_OK);
+    for (int i = 0; i < 200; i++) { /* several refills of the pool */
+        assert_int_equal(crypto_random(b, sizeof(b)), COFFER_OK);
+        assert_memory_not_equal(a, b, sizeof(a));
+        assert_memory_not_equal(b, zero, sizeof(b));
+        memcpy(a, b, sizeof(a));
+    }
+    uint8_t big[300];
+    assert_int_equal(crypto_random(big, sizeof(big)), COFFER_OK); /* past the pool: the DRBG */
+
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        uint8_t c[16];
+        _exit(crypto_random(c, sizeof(c)) == COFFER_OK && write(fds[1], c, sizeof(c)) == sizeof(c) ? 0 : 1);
+    }
+    uint8_t parent[16], child[16];
+    assert_int_equal(crypto_random(parent, sizeof(parent)), COFFER_OK);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(read(fds[0], child, sizeof(child)), sizeof(child));
+    close(fds[0]);
+    close(fds[1]);
+    assert_memory_not_equal(parent, child, sizeof(parent));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_gcm_nist_case3),
         cmocka_unit_test(test_gcm_roundtrip_and_tamper),
         cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_random_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,6 +235,36 @@ static void test_reference_needs_secret_buffer(void **state)
     evbuffer_free(ob);
 }
 
+/* Headers (a libevent chain) and a referenced body become one extent in locked memory; the body's
+ * block and then the copy are released wiped. */
+static void test_coalesce(void **state)
+{
+    (void)state;
+    coffer_buf body = secret_body(BODY);
+    struct evbuffer *conn = evbuffer_new();
+    assert_int_equal(
+        evbuffer_add_printf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", strlen(BODY)) > 0, 1);
+    size_t head = evbuffer_get_length(conn);
+    assert_int_equal(http_evbuf_add_secret(conn, &body), COFFER_OK);
+    assert_int_equal(evbuffer_peek(conn, -1, NULL, NULL, 0), 2);
+    size_t total = evbuffer_get_length(conn);
+    http_evbuf_coalesce_secret(conn);
+    assert_int_equal(evbuffer_peek(conn, -1, NULL, NULL, 0), 1);
+    assert_int_equal(evbuffer_get_length(conn), total);
+    assert_int_equal(released, 1); /* the body's own block, wiped */
+    assert_int_equal(released_dirty, 0);
+    http_evbuf_coalesce_secret(conn); /* already one extent: nothing to do */
+    assert_int_equal(released, 1);
+    char out[256];
+    assert_int_equal(evbuffer_remove(conn, out, sizeof(out)), (int)total);
+    assert_memory_equal(out, "HTTP/1.1 200 OK\r\n", 17);
+    assert_memory_equal(out + head, BODY, strlen(BODY));
+    assert_int_equal(released, 2); /* the copy, wiped once sent */
+    assert_int_equal(released_dirty, 0);
+    assert_int_equal(released_len, total);
+    evbuffer_free(conn);
+}
+
 /* ---- the wiping allocator functions ---- */
 
 static void test_wipe_realloc(void **state)
@@ -264,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_reference_wiped_when_dropped),
         cmocka_unit_test(test_reference_through_bufferevent),
         cmocka_unit_test(test_reference_needs_secret_buffer),
+        cmocka_unit_test(test_coalesce),
         cmocka_unit_test(test_wipe_realloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
