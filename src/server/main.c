@@ -354,6 +354,15 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     pipe.services[pipe.n_services++] = iam_services_iam_api(identity);
     pipe.services[pipe.n_services++] = iam_services_sts_api(identity);
     pipe.services[pipe.n_services++] = iam_services_admin_api(identity);
+    /* A service's operations are found by binary search: a table out of order or with a name
+     * twice would make some of them unreachable, so such a service stops the start. */
+    for (size_t i = 0; i < pipe.n_services; i++) {
+        if (api_ops_check(pipe.services[i]->ops, pipe.services[i]->n_ops) != COFFER_OK) {
+            char why[256]; /* the detail lives in the buffer the next failure writes */
+            snprintf(why, sizeof(why), "%s", coffer_last_message());
+            FAIL_OUT(COFFER_ERR_CONFIG, "service \"%s\": %s", pipe.services[i]->signing_name, why);
+        }
+    }
 
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_server_config hcfg = {
