@@ -78,7 +78,7 @@ for frame in 4096 65536; do
             fl=$floor
         else
             bound=$(awk -v a="$aes" -v s="$sha" 'BEGIN {printf "%.1f", 1 / (1 / a + 1 / s)}')
-            fl=$(awk -v a="$floor" -v s="$sha" 'BEGIN {printf "%.1f", a > 0 ? 1 / (1 / a + 1 / s) : 0}')
+            fl=$(awk -v a="$floor" -v s="$sha" 'BEGIN {printf "%.1f", (a > 0 ? 1 / (1 / a + 1 / s) : 0)}')
         fi
         enc=(encrypt "${keys[@]}" --algorithm "$suite" --frame-length "$frame" -S -i "$work/pt")
         dec=(decrypt "${keys[@]}" -S -i "$work/ct")
