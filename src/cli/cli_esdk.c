@@ -12,9 +12,11 @@
  *     never left behind. The replaced file's mode (and owner, where allowed) carries over; a
  *     symlink is followed and the file it names replaced. Devices and FIFOs are written
  *     through, never replaced, and get the same release rules as stdout (--buffer spools).
- *   - Decrypt to stdout streams frames as their GCM tags verify (as aws-encryption-cli does);
- *     with --buffer the plaintext is spooled to an unlinked temporary file and released only
- *     after the whole message (signature included) is authenticated.
+ *   - Decrypt to stdout streams frames as their GCM tags verify (as aws-encryption-cli does),
+ *     through an output buffer written when full or when the input pauses; on a failure what
+ *     is still buffered is dropped, never written. With --buffer the plaintext is spooled to an
+ *     unlinked temporary file and released only after the whole message (signature included)
+ *     is authenticated.
  *   - Key files are read into wiped buffers; key bytes are never printed, only names.
  */
 #include "cli/cli.h"
