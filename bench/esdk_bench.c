@@ -29,9 +29,9 @@
 #ifndef BENCH_CHUNK
 #define BENCH_CHUNK (1u << 20) /* the fixed input buffer */
 #endif
-#define BENCH_SMALL_MSG 256     /* bytes per message in the cache run */
+#define BENCH_SMALL_MSG 256 /* bytes per message in the cache run */
 #define BENCH_CACHE_CAPACITY 16
-#define BENCH_FAIL (-1)        /* setup failure: no library status to describe */
+#define BENCH_FAIL (-1) /* setup failure: no library status to describe */
 
 static double now_s(void)
 {
@@ -68,8 +68,8 @@ static int sink_discard(void *ctx, const uint8_t *p, size_t n)
 
 struct pipe_ctx {
     coffer_decryptor *d;
-    double dec_s;     /* time spent inside the decryptor */
-    uint64_t plain;   /* plaintext bytes released */
+    double dec_s;   /* time spent inside the decryptor */
+    uint64_t plain; /* plaintext bytes released */
     int rc;
 };
 
@@ -166,8 +166,8 @@ static int bench_stream(uint16_t suite, uint32_t frame, uint64_t mib, bool enc_o
                 (unsigned long long)total);
         return 2;
     }
-    printf("stream suite=0x%04x frame=%u mib=%llu ct_bytes=%llu enc_MBps=%.1f dec_MBps=%.1f maxrss_kB=%ld\n", suite,
-           frame, (unsigned long long)mib, (unsigned long long)ct_bytes, (double)total / enc_s / 1e6,
+    printf("stream suite=0x%04x frame=%u mib=%llu ct_bytes=%llu enc_MBps=%.1f dec_MBps=%.1f maxrss_kB=%ld\n",
+           suite, frame, (unsigned long long)mib, (unsigned long long)ct_bytes, (double)total / enc_s / 1e6,
            (double)total / pc.dec_s / 1e6, max_rss_kb());
     coffer_encryptor_free(e);
     coffer_decryptor_free(pc.d);
@@ -223,8 +223,9 @@ static int bench_cache(const char *endpoint, const char *arn, unsigned long n, u
     coffer_keyring_base_init(&cnt->base, &counting_vt);
     cnt->inner = kms;
     coffer_cmm *dflt = coffer_cmm_default_new(&cnt->base);
-    coffer_cmm *cmm = max_messages ? coffer_cmm_caching_new(dflt, BENCH_CACHE_CAPACITY, 3600, UINT64_MAX, max_messages)
-                                   : coffer_cmm_retain(dflt);
+    coffer_cmm *cmm = max_messages
+                          ? coffer_cmm_caching_new(dflt, BENCH_CACHE_CAPACITY, 3600, UINT64_MAX, max_messages)
+                          : coffer_cmm_retain(dflt);
     coffer_ec *ec = coffer_ec_new();
     if (!ec || coffer_ec_set_str(ec, "purpose", "bench") != 0) {
         return die("encryption context", BENCH_FAIL);
@@ -246,8 +247,10 @@ static int bench_cache(const char *endpoint, const char *arn, unsigned long n, u
         }
     }
     double dt = now_s() - t0;
-    printf("cache suite=0x%04x messages=%lu max_messages=%lu keyring_calls=%lu us_per_msg=%.2f total_s=%.2f maxrss_kB=%ld\n", suite,
-           n, max_messages, (unsigned long)atomic_load(&cnt->calls), dt / (double)n * 1e6, dt, max_rss_kb());
+    printf("cache suite=0x%04x messages=%lu max_messages=%lu keyring_calls=%lu us_per_msg=%.2f total_s=%.2f "
+           "maxrss_kB=%ld\n",
+           suite, n, max_messages, (unsigned long)atomic_load(&cnt->calls), dt / (double)n * 1e6, dt,
+           max_rss_kb());
     coffer_ec_free(ec);
     coffer_cmm_release(cmm);
     coffer_cmm_release(dflt);
@@ -262,9 +265,12 @@ int main(int argc, char **argv)
                             strtoull(argv[4], NULL, 0), argc == 6 && strcmp(argv[5], "enc") == 0);
     }
     if ((argc == 6 || argc == 7) && strcmp(argv[1], "cache") == 0) {
-        uint16_t suite = argc == 7 ? (uint16_t)strtoul(argv[6], NULL, 0) : COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT;
+        uint16_t suite =
+            argc == 7 ? (uint16_t)strtoul(argv[6], NULL, 0) : COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT;
         return bench_cache(argv[2], argv[3], strtoul(argv[4], NULL, 0), strtoul(argv[5], NULL, 0), suite);
     }
-    fprintf(stderr, "usage: esdk_bench stream SUITE FRAME MIB | cache ENDPOINT KEY_ARN MESSAGES MAX_MESSAGES [SUITE]\n");
+    fprintf(
+        stderr,
+        "usage: esdk_bench stream SUITE FRAME MIB | cache ENDPOINT KEY_ARN MESSAGES MAX_MESSAGES [SUITE]\n");
     return 1;
 }

@@ -35,7 +35,7 @@
 #define LG_MAX_RESPONSE (1 << 20) /* a response larger than this is an error */
 #define LG_ERROR_BODY_MAX 1024    /* bytes of the first error body printed */
 #define LG_STATUS_MAX 600
-#define LG_REOPEN_NS 50000000u    /* failed connections are retried at most every 50 ms */
+#define LG_REOPEN_NS 50000000u /* failed connections are retried at most every 50 ms */
 
 /* ================================================================================================
  * Configuration
@@ -138,12 +138,15 @@ static bool load_credentials(struct lg_config *c, const char *akid, const char *
     if (akid != NULL || secret != NULL) {
         rc = awsclient_credentials_set(&c->creds, akid, secret, token);
     } else {
-        struct awsclient_source src = {
-            .profile = profile, .credentials_file = file, .config_file = file ? "" : NULL, .skip_env = file != NULL};
+        struct awsclient_source src = {.profile = profile,
+                                       .credentials_file = file,
+                                       .config_file = file ? "" : NULL,
+                                       .skip_env = file != NULL};
         rc = awsclient_credentials_load(&src, &c->creds);
     }
     if (rc != COFFER_OK) {
-        fprintf(stderr, "coffer-loadgen: %s (--access-key/--secret-key, --credentials, or the AWS environment)\n",
+        fprintf(stderr,
+                "coffer-loadgen: %s (--access-key/--secret-key, --credentials, or the AWS environment)\n",
                 coffer_last_message());
         return false;
     }

@@ -16,9 +16,9 @@
 #include "iam/policy.h"
 #include "iam/policy_internal.h"
 
-#define EC_MAX 8192            /* kms_input.c ENCRYPTION_CONTEXT_MAX */
-#define KEY_POLICY_MAX 32768  /* the default key policy size quota */
-#define UA_MAX 8192            /* authz.h AUTHZ_USER_AGENT_MAX: what aws:UserAgent holds */
+#define EC_MAX 8192          /* kms_input.c ENCRYPTION_CONTEXT_MAX */
+#define KEY_POLICY_MAX 32768 /* the default key policy size quota */
+#define UA_MAX 8192          /* authz.h AUTHZ_USER_AGENT_MAX: what aws:UserAgent holds */
 
 static double now_ms(void)
 {
@@ -65,8 +65,14 @@ static policy *make_policy(const char *key, size_t n_patterns, size_t seg)
  * the per-decision budget (policy_budget_reset): the second is what a request can provoke. */
 static void run(const char *name, const policy *p, const policy_ctx *ctx, int iters)
 {
-    struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
-                                 "arn:aws:kms:us-east-1:111122223333:key/k", ctx, NULL};
+    struct policy_request req = {"arn:aws:iam::111122223333:root",
+                                 NULL,
+                                 "111122223333",
+                                 "Account",
+                                 "kms:Encrypt",
+                                 "arn:aws:kms:us-east-1:111122223333:key/k",
+                                 ctx,
+                                 NULL};
     enum policy_decision d = policy_evaluate(p, &req); /* warm */
     uint64_t s0 = policy_glob_steps();
     double t0 = now_ms(), worst = 0;
@@ -118,9 +124,11 @@ static int typical(int iters)
         o += (size_t)snprintf(
             doc + o, sizeof(doc) - o,
             "%s{\"Sid\":\"S%d\",\"Effect\":\"%s\",\"Principal\":{\"AWS\":[\"arn:aws:iam::%012d:root\","
-            "\"arn:aws:iam::%s:user/alice\"]},\"Action\":[\"kms:Encrypt\",\"kms:Decrypt\",\"kms:GenerateDataKey*\"],"
+            "\"arn:aws:iam::%s:user/"
+            "alice\"]},\"Action\":[\"kms:Encrypt\",\"kms:Decrypt\",\"kms:GenerateDataKey*\"],"
             "\"Resource\":\"arn:aws:kms:*:%s:key/*\",\"Condition\":{"
-            "\"StringEquals\":{\"kms:CallerAccount\":\"%s\",\"kms:EncryptionContext:Dept\":[\"IT\",\"HR%d\"]},"
+            "\"StringEquals\":{\"kms:CallerAccount\":\"%s\",\"kms:EncryptionContext:Dept\":[\"IT\",\"HR%d\"]}"
+            ","
             "\"IpAddress\":{\"aws:SourceIp\":[\"10.0.0.0/8\",\"2001:db8::/32\"]},"
             "\"DateLessThan\":{\"aws:CurrentTime\":\"2030-01-01T00:00:00Z\"},"
             "\"Bool\":{\"aws:SecureTransport\":\"true\"}}}",
@@ -142,9 +150,15 @@ static int typical(int iters)
             return 1;
         }
     }
-    struct policy_request req = {"arn:aws:iam::111122223333:user/alice", NULL, acct, "User", "kms:Encrypt",
-                                 "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", c,
-                                 NULL};
+    struct policy_request req = {
+        "arn:aws:iam::111122223333:user/alice",
+        NULL,
+        acct,
+        "User",
+        "kms:Encrypt",
+        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        c,
+        NULL};
     if (policy_ctx_set_bool(c, "aws:SecureTransport", false) != COFFER_OK) {
         return 1;
     }
@@ -153,10 +167,11 @@ static int typical(int iters)
         return 1;
     }
     typical_one("20 statements, allowed, final Deny checked", p, &req, iters);
-    if (policy_compile(coffer_cursor_from_str("{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
-                                              "\"Principal\":{\"AWS\":\"arn:aws:iam::111122223333:root\"},"
-                                              "\"Action\":\"kms:*\",\"Resource\":\"*\"}]}"),
-                       &dflt) != COFFER_OK) {
+    if (policy_compile(
+            coffer_cursor_from_str("{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\","
+                                   "\"Principal\":{\"AWS\":\"arn:aws:iam::111122223333:root\"},"
+                                   "\"Action\":\"kms:*\",\"Resource\":\"*\"}]}"),
+            &dflt) != COFFER_OK) {
         return 1;
     }
     typical_one("default key policy", dflt, &req, iters);

@@ -19,11 +19,13 @@ static double cpu_seconds(void)
 {
     struct rusage r;
     getrusage(RUSAGE_SELF, &r);
-    return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+    return (double)(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+           (double)(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
 }
 
 /* Returns the bytes read, or -1; seals each frame when ctx is not NULL. */
-static long long pass(const char *path, size_t frame, EVP_CIPHER_CTX *ctx, unsigned char *buf, unsigned char *out)
+static long long pass(const char *path, size_t frame, EVP_CIPHER_CTX *ctx, unsigned char *buf,
+                      unsigned char *out)
 {
     unsigned char iv[12] = {0}, tag[16];
     long long total = 0;
@@ -42,7 +44,8 @@ static long long pass(const char *path, size_t frame, EVP_CIPHER_CTX *ctx, unsig
             int ol;
             iv[11]++;
             if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, iv) != 1 ||
-                EVP_EncryptUpdate(ctx, out, &ol, buf + off, (int)len) != 1 || EVP_EncryptFinal_ex(ctx, out, &ol) != 1 ||
+                EVP_EncryptUpdate(ctx, out, &ol, buf + off, (int)len) != 1 ||
+                EVP_EncryptFinal_ex(ctx, out, &ol) != 1 ||
                 EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, sizeof(tag), tag) != 1) {
                 close(fd);
                 return -1;

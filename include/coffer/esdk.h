@@ -34,15 +34,15 @@ extern "C" {
 
 /* ---- algorithm suites (ESDK algorithm-suites.md) ---- */
 enum coffer_suite_id {
-    COFFER_SUITE_AES128_GCM = 0x0014,                 /* no KDF, v1 (legacy) */
-    COFFER_SUITE_AES192_GCM = 0x0046,                 /* no KDF, v1 (legacy) */
-    COFFER_SUITE_AES256_GCM = 0x0078,                 /* no KDF, v1 (legacy) */
-    COFFER_SUITE_AES128_GCM_HKDF_SHA256 = 0x0114,     /* v1 */
-    COFFER_SUITE_AES192_GCM_HKDF_SHA256 = 0x0146,     /* v1 */
-    COFFER_SUITE_AES256_GCM_HKDF_SHA256 = 0x0178,     /* v1 */
-    COFFER_SUITE_AES128_GCM_HKDF_SHA256_P256 = 0x0214, /* v1, ECDSA P-256 */
-    COFFER_SUITE_AES192_GCM_HKDF_SHA384_P384 = 0x0346, /* v1, ECDSA P-384 */
-    COFFER_SUITE_AES256_GCM_HKDF_SHA384_P384 = 0x0378, /* v1, ECDSA P-384 */
+    COFFER_SUITE_AES128_GCM = 0x0014,                         /* no KDF, v1 (legacy) */
+    COFFER_SUITE_AES192_GCM = 0x0046,                         /* no KDF, v1 (legacy) */
+    COFFER_SUITE_AES256_GCM = 0x0078,                         /* no KDF, v1 (legacy) */
+    COFFER_SUITE_AES128_GCM_HKDF_SHA256 = 0x0114,             /* v1 */
+    COFFER_SUITE_AES192_GCM_HKDF_SHA256 = 0x0146,             /* v1 */
+    COFFER_SUITE_AES256_GCM_HKDF_SHA256 = 0x0178,             /* v1 */
+    COFFER_SUITE_AES128_GCM_HKDF_SHA256_P256 = 0x0214,        /* v1, ECDSA P-256 */
+    COFFER_SUITE_AES192_GCM_HKDF_SHA384_P384 = 0x0346,        /* v1, ECDSA P-384 */
+    COFFER_SUITE_AES256_GCM_HKDF_SHA384_P384 = 0x0378,        /* v1, ECDSA P-384 */
     COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT = 0x0478,      /* v2, key commitment */
     COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT_P384 = 0x0578, /* v2, commitment + ECDSA P-384 (default) */
 };
@@ -211,7 +211,8 @@ COFFER_API coffer_keyring *coffer_keyring_multi_new(coffer_keyring *generator,
  * (decrypt) with "aws-kms: <Operation>: <KMS error type> ..." as the message.
  */
 struct coffer_kms_keyring_options {
-    const char *const *key_ids; /* strict mode: key ARNs/aliases; the first is the generator; NULL/0 = discovery */
+    const char *const
+        *key_ids; /* strict mode: key ARNs/aliases; the first is the generator; NULL/0 = discovery */
     size_t n_key_ids;
     bool discovery;                  /* decrypt with any key ARN in the EDK that passes the filter */
     const char *discovery_partition; /* filter; NULL = no filter */
@@ -234,17 +235,17 @@ coffer_keyring_kms_new(const struct coffer_kms_keyring_options *opts) COFFER_WAR
 typedef struct coffer_cmm coffer_cmm;
 
 typedef struct coffer_enc_request {
-    const coffer_ec *ec;               /* caller's context (borrowed) */
-    uint16_t suite;                    /* 0 = pick the default for the policy */
+    const coffer_ec *ec; /* caller's context (borrowed) */
+    uint16_t suite;      /* 0 = pick the default for the policy */
     coffer_commitment_policy policy;
-    uint64_t plaintext_length;         /* UINT64_MAX when unknown */
+    uint64_t plaintext_length; /* UINT64_MAX when unknown */
 } coffer_enc_request;
 
 typedef struct coffer_dec_request {
     uint16_t suite;
     coffer_commitment_policy policy;
-    const coffer_ec *ec;               /* the context stored in the header */
-    const coffer_ec *reproduced_ec;    /* from the caller; may be NULL */
+    const coffer_ec *ec;            /* the context stored in the header */
+    const coffer_ec *reproduced_ec; /* from the caller; may be NULL */
     const coffer_edk *edks;
     size_t edk_count;
 } coffer_dec_request;

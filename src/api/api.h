@@ -48,10 +48,10 @@ struct api_caller {
     char principal_arn[AWS_PRINCIPAL_ARN_MAX + 1]; /* "arn:aws:iam::000000000000:root" or a user/role ARN */
     char principal_id[AWS_PRINCIPAL_ID_MAX + 1];   /* AWS userIdentity.principalId */
     enum api_principal_kind principal_kind;
-    char role_arn[AWS_PRINCIPAL_ARN_MAX + 1];      /* AssumedRole: "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
-    const char *source_ip;    /* borrowed, valid for the call */
-    const char *user_agent;   /* borrowed, may be "" */
-    bool secure_transport;    /* true over TLS */
+    char role_arn[AWS_PRINCIPAL_ARN_MAX + 1]; /* AssumedRole: "arn:aws:iam::ACCOUNT:role/NAME"; else "" */
+    const char *source_ip;                    /* borrowed, valid for the call */
+    const char *user_agent;                   /* borrowed, may be "" */
+    bool secure_transport;                    /* true over TLS */
     /* Temporary credentials: when the session was issued (epoch s), aws:TokenIssueTime. 0 for
      * long-term keys and for tokens issued before the time was sealed in: the key is absent. */
     int64_t token_issued_at;
@@ -91,10 +91,10 @@ enum api_op_flags {
 typedef coffer_err (*api_handler)(void *service_state, struct api_call *call);
 
 struct api_op {
-    const char *name;   /* "Encrypt" (target is "<prefix>.<name>") */
+    const char *name; /* "Encrypt" (target is "<prefix>.<name>") */
     api_handler handler;
-    unsigned flags;     /* enum api_op_flags */
-    double quota_rps;   /* per-operation control-plane quota (ignored for API_OP_CRYPTO) */
+    unsigned flags;   /* enum api_op_flags */
+    double quota_rps; /* per-operation control-plane quota (ignored for API_OP_CRYPTO) */
 };
 
 /*
@@ -152,7 +152,7 @@ struct api_service {
     const char *event_source;  /* "kms.amazonaws.com": eventSource of its CloudTrail events */
     const struct api_op *ops;  /* sorted by name (binary search) */
     size_t n_ops;
-    void *state;               /* passed to every handler */
+    void *state; /* passed to every handler */
     enum api_protocol protocol;
     const char *xml_namespace; /* Query services: "https://iam.amazonaws.com/doc/2010-05-08/" */
     bool global;               /* a global service (IAM): any region in the credential scope */

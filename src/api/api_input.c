@@ -54,8 +54,8 @@ void api_in_add_error(api_in *in, const char *member, bool is_null, const char *
     if (is_null) {
         snprintf(one, sizeof(one), "Value null at '%s' failed to satisfy constraint: %s", member, constraint);
     } else if (value != NULL) {
-        snprintf(one, sizeof(one), "Value '%.*s' at '%s' failed to satisfy constraint: %s", API_IN_ECHO_MAX, value,
-                 member, constraint);
+        snprintf(one, sizeof(one), "Value '%.*s' at '%s' failed to satisfy constraint: %s", API_IN_ECHO_MAX,
+                 value, member, constraint);
     } else {
         snprintf(one, sizeof(one), "Value at '%s' failed to satisfy constraint: %s", member, constraint);
     }
@@ -144,7 +144,8 @@ static bool string_ok(api_in *in, const char *path, const json_t *v, unsigned fl
     return check_length(in, path, (flags & (API_IN_SENSITIVE | API_IN_SECRET)) ? NULL : s, len, min, max);
 }
 
-coffer_err api_in_string(api_in *in, const char *name, unsigned flags, size_t min, size_t max, const char **out)
+coffer_err api_in_string(api_in *in, const char *name, unsigned flags, size_t min, size_t max,
+                         const char **out)
 {
     *out = NULL;
     const json_t *v = member_get(in, name);
@@ -187,7 +188,8 @@ coffer_err api_in_blob(api_in *in, const char *name, unsigned flags, size_t min,
         return COFFER_OK;
     }
     /* Empty input decodes to nothing (and is never handed to the decoder with a NULL buffer). */
-    coffer_err rc = enc_len == 0 ? COFFER_OK : coffer_b64_decode(coffer_cursor_from(json_string_value(v), enc_len), out);
+    coffer_err rc =
+        enc_len == 0 ? COFFER_OK : coffer_b64_decode(coffer_cursor_from(json_string_value(v), enc_len), out);
     if (rc == COFFER_ERR_NOMEM) {
         coffer_buf_free(out);
         return rc;
@@ -231,12 +233,14 @@ coffer_err api_in_int(api_in *in, const char *name, unsigned flags, int64_t min,
     int64_t x = (int64_t)json_integer_value(v);
     snprintf(echo, sizeof(echo), "%" PRId64, x);
     if (x < min) {
-        snprintf(constraint, sizeof(constraint), "Member must have value greater than or equal to %" PRId64, min);
+        snprintf(constraint, sizeof(constraint), "Member must have value greater than or equal to %" PRId64,
+                 min);
         api_in_add_error(in, path, false, echo, constraint);
         return COFFER_OK;
     }
     if (x > max) {
-        snprintf(constraint, sizeof(constraint), "Member must have value less than or equal to %" PRId64, max);
+        snprintf(constraint, sizeof(constraint), "Member must have value less than or equal to %" PRId64,
+                 max);
         api_in_add_error(in, path, false, echo, constraint);
         return COFFER_OK;
     }
@@ -301,7 +305,8 @@ coffer_err api_in_string_map(api_in *in, const char *name, unsigned flags, const
     }
     const char *k;
     const json_t *val;
-    json_object_foreach((json_t *)v, k, val) {
+    json_object_foreach((json_t *)v, k, val)
+    {
         if (!json_is_string(val)) {
             return type_error(name, "map of strings");
         }
@@ -310,8 +315,8 @@ coffer_err api_in_string_map(api_in *in, const char *name, unsigned flags, const
     return COFFER_OK;
 }
 
-coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size_t min_n, size_t max_n, size_t min,
-                              size_t max, const json_t **out)
+coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size_t min_n, size_t max_n,
+                              size_t min, size_t max, const json_t **out)
 {
     *out = NULL;
     const json_t *v = member_get(in, name);
@@ -323,7 +328,8 @@ coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size
     }
     size_t i;
     const json_t *e;
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (!json_is_string(e)) {
             return type_error(name, "list of strings");
         }
@@ -331,7 +337,8 @@ coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size
     char path[API_IN_PATH_MAX];
     api_in_member_path(name, path, sizeof(path));
     bool ok = check_length(in, path, NULL, json_array_size(v), min_n, max_n);
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         char epath[API_IN_PATH_MAX + 32];
         snprintf(epath, sizeof(epath), "%s.%zu.member", path, i + 1);
         ok &= string_ok(in, epath, e, flags, min, max);
@@ -342,8 +349,8 @@ coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size
     return COFFER_OK;
 }
 
-coffer_err api_in_tags(api_in *in, const char *name, unsigned flags, const char *key_name, const char *value_name,
-                       const json_t **out)
+coffer_err api_in_tags(api_in *in, const char *name, unsigned flags, const char *key_name,
+                       const char *value_name, const json_t **out)
 {
     *out = NULL;
     const json_t *v = member_get(in, name);
@@ -360,7 +367,8 @@ coffer_err api_in_tags(api_in *in, const char *name, unsigned flags, const char 
     bool ok = true;
     size_t i;
     const json_t *e;
-    json_array_foreach(v, i, e) {
+    json_array_foreach(v, i, e)
+    {
         if (!json_is_object(e)) {
             return type_error(name, "list of tags");
         }

@@ -4,9 +4,9 @@
  *
  *   api_in in;
  *   api_in_init(&in, call->input);
- *   GUARD(api_in_string(&in, "KeyId", API_IN_REQUIRED, 1, 2048, &key_id));
- *   GUARD(api_in_blob(&in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, 4096, &plain));
- *   GUARD(api_in_done(&in));
+ *   TRY_OUT(api_in_string(&in, "KeyId", API_IN_REQUIRED, 1, 2048, &key_id));
+ *   TRY_OUT(api_in_blob(&in, "Plaintext", API_IN_REQUIRED | API_IN_SECRET, 1, 4096, &plain));
+ *   TRY_OUT(api_in_done(&in));
  *
  * Two kinds of failure, as AWS reports them:
  *  - a member of the wrong JSON type (a number where a string is expected, bad base64, ...)
@@ -48,9 +48,9 @@ enum api_in_flags {
 };
 
 typedef struct api_in {
-    const json_t *obj;   /* borrowed request object (NULL reads as {}) */
-    bool not_object;     /* the body is not a JSON object */
-    size_t n_errors;     /* validation errors recorded */
+    const json_t *obj;        /* borrowed request object (NULL reads as {}) */
+    bool not_object;          /* the body is not a JSON object */
+    size_t n_errors;          /* validation errors recorded */
     char msg[API_IN_MSG_MAX]; /* "; "-joined constraint messages */
     size_t msg_len;
 } api_in;
@@ -67,7 +67,8 @@ coffer_err api_in_done(api_in *in) __attribute__((warn_unused_result));
  * not NULL, "Value null at" when `is_null`, else "Value at". Useful for service-side checks
  * that AWS reports in the same form.
  */
-void api_in_add_error(api_in *in, const char *member, bool is_null, const char *value, const char *constraint);
+void api_in_add_error(api_in *in, const char *member, bool is_null, const char *value,
+                      const char *constraint);
 
 /* lowerCamelCase of an AWS member name into out (size n): "KeyId" -> "keyId". */
 void api_in_member_path(const char *name, char *out, size_t n);
@@ -76,8 +77,8 @@ void api_in_member_path(const char *name, char *out, size_t n);
  * String member, length in characters (UTF-8 code points) within [min, max]. *out is the
  * borrowed NUL-terminated value or NULL when absent/invalid. Wrong JSON type -> serialization.
  */
-coffer_err api_in_string(api_in *in, const char *name, unsigned flags, size_t min, size_t max, const char **out)
-    __attribute__((warn_unused_result));
+coffer_err api_in_string(api_in *in, const char *name, unsigned flags, size_t min, size_t max,
+                         const char **out) __attribute__((warn_unused_result));
 
 /*
  * Blob member: a base64 string (RFC 4648, padded) decoded into `out` (initialised here; secret
@@ -92,7 +93,8 @@ coffer_err api_in_int(api_in *in, const char *name, unsigned flags, int64_t min,
                       bool *present) __attribute__((warn_unused_result));
 
 /* Boolean member; *out = dflt when absent. */
-coffer_err api_in_bool(api_in *in, const char *name, bool dflt, bool *out) __attribute__((warn_unused_result));
+coffer_err api_in_bool(api_in *in, const char *name, bool dflt, bool *out)
+    __attribute__((warn_unused_result));
 
 /*
  * Enum member: the value must be one of `values` (NULL-terminated). *out = index, or -1 when
@@ -112,16 +114,16 @@ coffer_err api_in_string_map(api_in *in, const char *name, unsigned flags, const
  * List of strings: count within [min_n, max_n], each string length within [min, max]
  * (path "<member>.<i>.member", 1-based as AWS writes it). *out borrowed or NULL.
  */
-coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size_t min_n, size_t max_n, size_t min,
-                              size_t max, const json_t **out) __attribute__((warn_unused_result));
+coffer_err api_in_string_list(api_in *in, const char *name, unsigned flags, size_t min_n, size_t max_n,
+                              size_t min, size_t max, const json_t **out) __attribute__((warn_unused_result));
 
 /*
  * List of {TagKey, TagValue}: TagKey 1-128 and TagValue 0-256 characters, both required
  * ("tags.1.member.tagKey"). `key_name`/`value_name` allow other services' spellings
  * (SSM and Secrets Manager use Key/Value). *out borrowed or NULL.
  */
-coffer_err api_in_tags(api_in *in, const char *name, unsigned flags, const char *key_name, const char *value_name,
-                       const json_t **out) __attribute__((warn_unused_result));
+coffer_err api_in_tags(api_in *in, const char *name, unsigned flags, const char *key_name,
+                       const char *value_name, const json_t **out) __attribute__((warn_unused_result));
 
 /* Number of UTF-8 code points in s (invalid sequences count one per byte). */
 size_t api_in_utf8_len(const char *s, size_t n);

@@ -31,9 +31,9 @@ typedef coffer_err (*api_event_sink)(void *ctx, json_t *event);
 /* What the daemon lends a service; every pointer is borrowed and outlives the service. */
 struct api_host {
     struct store *store;
-    struct seal *seal;    /* the barrier for everything secret the service persists */
-    const char *region;   /* the region this daemon answers for */
-    struct authz *authz;  /* the shared authorizer (iam/authz.h); NULL: authorization is off */
+    struct seal *seal;   /* the barrier for everything secret the service persists */
+    const char *region;  /* the region this daemon answers for */
+    struct authz *authz; /* the shared authorizer (iam/authz.h); NULL: authorization is off */
     api_event_sink record;
     void *record_ctx;
     const void *settings; /* the service's own settings block from the configuration; NULL: defaults */

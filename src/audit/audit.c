@@ -273,7 +273,7 @@ static coffer_err older_file_hash(audit_trail *t, unsigned num, bool *found)
     uint64_t size = 0;
     TRY(open_file(t, num, false, &fd));
     coffer_err rc = COFFER_OK;
-    GUARD(file_size_of(fd, &size));
+    TRY_OUT(file_size_of(fd, &size));
     rc = last_line_hash(fd, size, t->head, found);
 out:
     close(fd);
@@ -296,24 +296,24 @@ static coffer_err recover(audit_trail *t)
     coffer_err rc = COFFER_OK;
     unsigned *nums = NULL;
     size_t count = 0;
-    GUARD(audit_files_list(t->dir, &nums, &count));
+    TRY_OUT(audit_files_list(t->dir, &nums, &count));
     memcpy(t->head, zero_hash, sizeof(t->head));
     if (count == 0) {
         t->file_no = 1;
-        GUARD(open_file(t, 1, true, &t->fd));
+        TRY_OUT(open_file(t, 1, true, &t->fd));
         t->file_size = 0;
         sync_dir(t->dir);
         goto out;
     }
     t->file_no = nums[count - 1];
-    GUARD(open_file(t, t->file_no, false, &t->fd));
-    GUARD(file_size_of(t->fd, &t->file_size));
-    GUARD(truncate_torn_tail(t->fd, t->file_no, &t->file_size));
+    TRY_OUT(open_file(t, t->file_no, false, &t->fd));
+    TRY_OUT(file_size_of(t->fd, &t->file_size));
+    TRY_OUT(truncate_torn_tail(t->fd, t->file_no, &t->file_size));
     bool found;
-    GUARD(last_line_hash(t->fd, t->file_size, t->head, &found));
+    TRY_OUT(last_line_hash(t->fd, t->file_size, t->head, &found));
     /* The newest file may be empty (rotation just happened): the head is in an older file. */
     for (size_t i = count - 1; !found && i > 0; i--) {
-        GUARD(older_file_hash(t, nums[i - 1], &found));
+        TRY_OUT(older_file_hash(t, nums[i - 1], &found));
     }
 out:
     free(nums);
@@ -397,9 +397,9 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
         log_error("audit: cannot create the trail directory: %s", strerror(errno));
         FAIL_OUT(COFFER_ERR_AUDIT, "cannot create the audit trail directory");
     }
-    GUARD(recover(t));
+    TRY_OUT(recover(t));
     if (t->sync_ms > 0) {
-        GUARD(start_syncer(t));
+        TRY_OUT(start_syncer(t));
     }
     *out = t;
     t = NULL;
@@ -706,12 +706,12 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
     }
 
     /* Outside the lock: bound, serialise and frame (serialised twice only when oversized). */
-    GUARD(cut_top_strings(event));
-    GUARD(frame_event(event, &framed));
+    TRY_OUT(cut_top_strings(event));
+    TRY_OUT(frame_event(event, &framed));
     if (framed.len > AUDIT_MAX_FIELD_BYTES) {
-        GUARD(bound_members(event));
+        TRY_OUT(bound_members(event));
         coffer_buf_reset(&framed);
-        GUARD(frame_event(event, &framed));
+        TRY_OUT(frame_event(event, &framed));
     }
     if (framed.len > AUDIT_MAX_EVENT_BYTES) {
         FAIL_OUT(COFFER_ERR_USAGE, "audit event too large (%zu bytes)", framed.len); /* cannot happen */

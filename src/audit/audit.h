@@ -6,9 +6,9 @@
  * event), so removing or editing an event that has a successor breaks the chain and
  * `coffer audit verify DIR` reports the first break. The chain is not keyed and its head is not
  * stored anywhere else: truncation at the end, or a rewrite that re-hashes every later event,
- * is caught only against an anchor kept elsewhere (audit_verify_dir_anchored). The chain continues across files: the first line of a new file
- * links to the last line of the previous one. The trail never holds plaintext or key
- * material: callers pass requestParameters with such members already removed.
+ * is caught only against an anchor kept elsewhere (audit_verify_dir_anchored). The chain continues across
+ * files: the first line of a new file links to the last line of the previous one. The trail never holds
+ * plaintext or key material: callers pass requestParameters with such members already removed.
  *
  * If an event cannot be written the caller refuses the request (COFFER_ERR_AUDIT).
  * Thread-safe: appends from all worker threads are serialised; the JSON serialisation happens
@@ -31,7 +31,7 @@
 #define AUDIT_MAX_FIELD_BYTES (100u << 10)     /* an object/array member over this is omitted */
 #define AUDIT_MAX_STRING_BYTES 1024u           /* a longer string is cut, ending in the marker */
 #define AUDIT_TRUNCATED_MARKER "...[truncated]"
-#define AUDIT_HASH_HEX_LEN 64                  /* hex SHA-256 */
+#define AUDIT_HASH_HEX_LEN 64 /* hex SHA-256 */
 #define AUDIT_HASH_FIELD "previousEventHash"
 
 typedef struct audit_trail audit_trail;
@@ -119,7 +119,8 @@ bool audit_limiter_due(audit_limiter *l, int64_t now_ms);
  * the current window first, for shutdown). On a write failure the count is kept for the next
  * flush and COFFER_ERR_AUDIT is returned.
  */
-coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *region, int64_t now_ms, bool force);
+coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *region, int64_t now_ms,
+                               bool force);
 
 /* What audit_verify_dir_ex found. */
 struct audit_verify_result {

@@ -40,8 +40,8 @@ struct audit_limiter {
     uint64_t suppressed;           /* this window, all sources */
     uint64_t suppressed_other;     /* sources that found no slot */
     struct limit_slot slots[LIMIT_SLOTS];
-    json_t *pending;            /* a finished window's summary not yet written */
-    _Atomic bool has_pending;   /* pending != NULL, read without the lock */
+    json_t *pending;          /* a finished window's summary not yet written */
+    _Atomic bool has_pending; /* pending != NULL, read without the lock */
 };
 
 coffer_err audit_limiter_new(const struct audit_limit_options *o, audit_limiter **out)
@@ -122,14 +122,16 @@ static json_t *summary_details(audit_limiter *l)
         }
         taken[best] = true;
         if (json_array_append_new(top, json_pack("{s:s,s:I}", "sourceIPAddress", l->slots[best].source,
-                                                 "suppressedEvents", (json_int_t)l->slots[best].suppressed)) != 0) {
+                                                 "suppressedEvents",
+                                                 (json_int_t)l->slots[best].suppressed)) != 0) {
             json_decref(top);
             return NULL;
         }
     }
-    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:o}", "suppressedEvents", (json_int_t)l->suppressed, "windowStart",
-                     from, "windowEnd", to, "eventsPerSourceLimit", (json_int_t)l->o.per_source,
-                     "eventsTotalLimit", (json_int_t)l->o.total, "topSources", top);
+    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:o}", "suppressedEvents", (json_int_t)l->suppressed,
+                     "windowStart", from, "windowEnd", to, "eventsPerSourceLimit",
+                     (json_int_t)l->o.per_source, "eventsTotalLimit", (json_int_t)l->o.total, "topSources",
+                     top);
 }
 
 /* A copy of the unwritten summary `pending` extended by the later summary `d`; NULL when memory
@@ -213,7 +215,8 @@ bool audit_limiter_due(audit_limiter *l, int64_t now_ms)
     return l != NULL && (atomic_load(&l->has_pending) || now_ms >= atomic_load(&l->window_end_ms));
 }
 
-coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *region, int64_t now_ms, bool force)
+coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *region, int64_t now_ms,
+                               bool force)
 {
     coffer_err rc = COFFER_OK;
     if (l == NULL) {
@@ -234,10 +237,10 @@ coffer_err audit_limiter_flush(audit_limiter *l, audit_trail *t, const char *reg
     json_t *ev = NULL;
     if (crypto_uuid_v4_many(id, 1) == COFFER_OK) {
         ev = json_pack("{s:s,s:{s:s},s:s,s:s,s:s,s:s,s:s,s:O,s:s,s:b,s:b,s:s}", "eventVersion", "1.08",
-                       "userIdentity", "type", "Unknown", "eventTime", when, "eventSource", AUDIT_EVENT_SOURCE,
-                       "eventName", AUDIT_SUPPRESSED_EVENT_NAME, "awsRegion", region ? region : "", "sourceIPAddress",
-                       "", "serviceEventDetails", details, "eventID", id[0], "readOnly", 1, "managementEvent", 1,
-                       "eventType", "AwsServiceEvent");
+                       "userIdentity", "type", "Unknown", "eventTime", when, "eventSource",
+                       AUDIT_EVENT_SOURCE, "eventName", AUDIT_SUPPRESSED_EVENT_NAME, "awsRegion",
+                       region ? region : "", "sourceIPAddress", "", "serviceEventDetails", details, "eventID",
+                       id[0], "readOnly", 1, "managementEvent", 1, "eventType", "AwsServiceEvent");
     }
     rc = ev != NULL ? audit_trail_append(t, ev) : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     json_decref(ev);

@@ -130,7 +130,8 @@ coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verif
     return audit_verify_dir_anchored(dir, NULL, report, res);
 }
 
-coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report, struct audit_verify_result *res)
+coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report,
+                                     struct audit_verify_result *res)
 {
     coffer_err rc = COFFER_OK;
     struct audit_verify_result local;
@@ -138,7 +139,8 @@ coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *
     size_t count = 0;
     ENSURE_REF(dir);
     if (anchor != NULL && strlen(anchor) != AUDIT_HASH_HEX_LEN) {
-        return coffer_fail(COFFER_ERR_USAGE, "an anchor is a hex SHA-256 (%d characters)", AUDIT_HASH_HEX_LEN);
+        return coffer_fail(COFFER_ERR_USAGE, "an anchor is a hex SHA-256 (%d characters)",
+                           AUDIT_HASH_HEX_LEN);
     }
     struct walk w = {.report = report, .res = res ? res : &local, .anchor = anchor};
     memset(w.res, 0, sizeof(*w.res));
@@ -155,9 +157,9 @@ coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *
     for (size_t i = 0; i < count; i++) {
         unsigned expect = (unsigned)i + 1;
         if (nums[i] != expect) {
-            GUARD(broken(&w, expect, 0, "file is missing"));
+            TRY_OUT(broken(&w, expect, 0, "file is missing"));
         }
-        GUARD(walk_file(&w, dir, nums[i]));
+        TRY_OUT(walk_file(&w, dir, nums[i]));
         w.res->files++;
     }
     memcpy(w.res->last_hash, w.prev, sizeof(w.prev));
@@ -180,8 +182,8 @@ coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *
         fprintf(report, "audit trail OK: %llu events in %u files\nlast event hash: %s\n",
                 (unsigned long long)w.res->events, w.res->files, w.res->last_hash);
         if (anchor != NULL) {
-            fprintf(report, "anchor found at event %llu; %llu events after it\n", (unsigned long long)w.anchor_at,
-                    (unsigned long long)(w.res->events - w.anchor_at));
+            fprintf(report, "anchor found at event %llu; %llu events after it\n",
+                    (unsigned long long)w.anchor_at, (unsigned long long)(w.res->events - w.anchor_at));
         }
     }
 out:

@@ -287,16 +287,17 @@ static coffer_err query_normalize(coffer_buf *out, coffer_cursor in)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf raw = COFFER_BUF_INIT;
-    GUARD(coffer_buf_reserve(&raw, in.len));
+    TRY_OUT(coffer_buf_reserve(&raw, in.len));
     for (size_t i = 0; i < in.len; i++) {
         uint8_t c = in.ptr[i];
-        if (c == '%' && i + 2 < in.len && coffer_hex_digit(in.ptr[i + 1]) >= 0 && coffer_hex_digit(in.ptr[i + 2]) >= 0) {
+        if (c == '%' && i + 2 < in.len && coffer_hex_digit(in.ptr[i + 1]) >= 0 &&
+            coffer_hex_digit(in.ptr[i + 2]) >= 0) {
             c = (uint8_t)(coffer_hex_digit(in.ptr[i + 1]) << 4 | coffer_hex_digit(in.ptr[i + 2]));
             i += 2;
         }
-        GUARD(coffer_buf_append_u8(&raw, c));
+        TRY_OUT(coffer_buf_append_u8(&raw, c));
     }
-    GUARD(uri_encode(out, coffer_buf_cursor(&raw), false));
+    TRY_OUT(uri_encode(out, coffer_buf_cursor(&raw), false));
 out:
     coffer_buf_free(&raw);
     return rc;
@@ -329,11 +330,11 @@ static coffer_err canonical_uri(const struct sigv4_request *req, coffer_buf *out
         segs[n++] = seg; /* a segment is >= 1 byte plus a '/', so n < max_segs */
     }
     for (size_t i = 0; i < n; i++) {
-        GUARD(coffer_buf_append_u8(out, '/'));
-        GUARD(uri_encode(out, segs[i], false));
+        TRY_OUT(coffer_buf_append_u8(out, '/'));
+        TRY_OUT(uri_encode(out, segs[i], false));
     }
     if (n == 0 || path.ptr[path.len - 1] == '/') {
-        GUARD(coffer_buf_append_u8(out, '/'));
+        TRY_OUT(coffer_buf_append_u8(out, '/'));
     }
 out:
     free(segs);
@@ -390,10 +391,10 @@ static coffer_err canonical_query(const struct sigv4_request *req, coffer_buf *o
         cur_split(&value, '=', &name);
         struct query_param *p = &params[n++];
         p->name_off = enc.len;
-        GUARD(query_normalize(&enc, name));
+        TRY_OUT(query_normalize(&enc, name));
         p->name_len = enc.len - p->name_off;
         p->value_off = enc.len;
-        GUARD(query_normalize(&enc, value));
+        TRY_OUT(query_normalize(&enc, value));
         p->value_len = enc.len - p->value_off;
     }
     for (size_t i = 0; i < n; i++) {
@@ -403,10 +404,10 @@ static coffer_err canonical_query(const struct sigv4_request *req, coffer_buf *o
         qsort(params, n, sizeof(*params), query_param_cmp);
     }
     for (size_t i = 0; i < n; i++) {
-        GUARD(coffer_buf_append(out, "&", i > 0));
-        GUARD(coffer_buf_append(out, enc.data + params[i].name_off, params[i].name_len));
-        GUARD(coffer_buf_append_u8(out, '='));
-        GUARD(coffer_buf_append(out, enc.data + params[i].value_off, params[i].value_len));
+        TRY_OUT(coffer_buf_append(out, "&", i > 0));
+        TRY_OUT(coffer_buf_append(out, enc.data + params[i].name_off, params[i].name_len));
+        TRY_OUT(coffer_buf_append_u8(out, '='));
+        TRY_OUT(coffer_buf_append(out, enc.data + params[i].value_off, params[i].value_len));
     }
 out:
     free(params);
@@ -554,13 +555,13 @@ coffer_err sigv4_signing_key(coffer_cursor secret, const char *date, const char 
     coffer_err rc = COFFER_OK;
     coffer_buf k = COFFER_SECRET_BUF_INIT;
     uint8_t a[CRYPTO_SHA256_LEN], b[CRYPTO_SHA256_LEN];
-    GUARD(coffer_buf_append_str(&k, "AWS4"));
-    GUARD(coffer_buf_append_cur(&k, secret));
-    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_buf_cursor(&k), coffer_cursor_from_str(date), a));
-    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)), coffer_cursor_from_str(region), b));
-    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(b, sizeof(b)), coffer_cursor_from_str(service), a));
-    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)),
-                      coffer_cursor_from_str(SIGV4_TERMINATOR), out));
+    TRY_OUT(coffer_buf_append_str(&k, "AWS4"));
+    TRY_OUT(coffer_buf_append_cur(&k, secret));
+    TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_buf_cursor(&k), coffer_cursor_from_str(date), a));
+    TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)), coffer_cursor_from_str(region), b));
+    TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(b, sizeof(b)), coffer_cursor_from_str(service), a));
+    TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(a, sizeof(a)),
+                        coffer_cursor_from_str(SIGV4_TERMINATOR), out));
 out:
     coffer_secure_zero(a, sizeof(a));
     coffer_secure_zero(b, sizeof(b));
@@ -612,7 +613,7 @@ static coffer_err cache_tag(coffer_cursor akid, coffer_cursor secret, const char
     }
     uint8_t *p = stack;
     if (total > sizeof(stack)) {
-        GUARD(coffer_buf_reserve(&t, total));
+        TRY_OUT(coffer_buf_reserve(&t, total));
         p = t.data;
     }
     size_t off = 0;
@@ -679,10 +680,10 @@ static coffer_err compute_signature(const struct sigv4_request *req, coffer_curs
     if (n < 0 || (size_t)n >= sizeof(scope)) {
         FAIL_OUT(COFFER_ERR_USAGE, "region or service name too long");
     }
-    GUARD(sigv4_canonical_request(req, signed_headers, &creq));
-    GUARD(sigv4_string_to_sign(coffer_buf_cursor(&creq), amz_date, scope, &sts));
-    GUARD(cached_signing_key(akid, secret, date, region, service, key));
-    GUARD(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(key, sizeof(key)), coffer_buf_cursor(&sts), mac));
+    TRY_OUT(sigv4_canonical_request(req, signed_headers, &creq));
+    TRY_OUT(sigv4_string_to_sign(coffer_buf_cursor(&creq), amz_date, scope, &sts));
+    TRY_OUT(cached_signing_key(akid, secret, date, region, service, key));
+    TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(key, sizeof(key)), coffer_buf_cursor(&sts), mac));
     coffer_hex_encode(mac, sizeof(mac), hex);
 out:
     coffer_secure_zero(key, sizeof(key));
@@ -907,9 +908,9 @@ coffer_err sigv4_verify(const struct sigv4_request *req, const struct sigv4_veri
     memset(&id, 0, sizeof(id));
     id.secret.secret = true;
 
-    GUARD(verify_request_shape(req, opts, &auth, amz_date));
+    TRY_OUT(verify_request_shape(req, opts, &auth, amz_date));
     const char *token_hdr = NULL;
-    GUARD(find_single_header(req, "x-amz-security-token", &token_hdr));
+    TRY_OUT(find_single_header(req, "x-amz-security-token", &token_hdr));
     if (token_hdr != NULL) {
         coffer_cursor tv = cur_trim(coffer_cursor_from_str(token_hdr));
         token = strndup((const char *)tv.ptr, tv.len);
@@ -917,12 +918,12 @@ coffer_err sigv4_verify(const struct sigv4_request *req, const struct sigv4_veri
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
     }
-    GUARD(lookup(lookup_ctx, auth.access_key_id, token, &id));
+    TRY_OUT(lookup(lookup_ctx, auth.access_key_id, token, &id));
     if (id.expires_at != 0 && id.expires_at <= opts->now_s) {
         FAIL_OUT(COFFER_ERR_EXPIRED_TOKEN, "%s", coffer_err_default_message(COFFER_ERR_EXPIRED_TOKEN));
     }
-    GUARD(compute_signature(req, auth.signed_headers, auth.access_key_id, coffer_buf_cursor(&id.secret),
-                            amz_date, opts->region, opts->service, expected));
+    TRY_OUT(compute_signature(req, auth.signed_headers, auth.access_key_id, coffer_buf_cursor(&id.secret),
+                              amz_date, opts->region, opts->service, expected));
     /* Constant time so that response timing does not reveal how many leading characters matched. */
     if (auth.signature.len != SIGV4_SIG_HEX_LEN ||
         crypto_memcmp(expected, auth.signature.ptr, SIGV4_SIG_HEX_LEN) != 0) {

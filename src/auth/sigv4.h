@@ -40,7 +40,7 @@ struct sigv4_request {
 /* The parsed Authorization header; cursors point into the header value. */
 struct sigv4_authorization {
     coffer_cursor access_key_id;
-    coffer_cursor date;     /* yyyymmdd of the credential scope */
+    coffer_cursor date; /* yyyymmdd of the credential scope */
     coffer_cursor region;
     coffer_cursor service;
     coffer_cursor signed_headers; /* "content-type;host;x-amz-date" */
@@ -67,7 +67,7 @@ struct sigv4_identity {
     char principal_id[AWS_PRINCIPAL_ID_MAX + 1];
     char principal_type[AWS_PRINCIPAL_TYPE_MAX + 1];
     char role_arn[AWS_PRINCIPAL_ARN_MAX + 1]; /* assumed-role sessions: the role's ARN; "" otherwise */
-    coffer_buf secret; /* secret access key (secret buffer), owned: freed by sigv4_identity_clean */
+    coffer_buf secret;  /* secret access key (secret buffer), owned: freed by sigv4_identity_clean */
     int64_t expires_at; /* 0 = never; temporary credentials (session token) expire */
     int64_t issued_at;  /* temporary credentials: when issued (epoch s, aws:TokenIssueTime); 0 = not known */
 };
@@ -115,9 +115,10 @@ struct sigv4_credentials {
  * creds->session_token is not added to the request here: the caller sends it as an
  * X-Amz-Security-Token header and lists it in `signed_headers`, as botocore does.
  */
-coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *creds, const char *region,
-                      const char *service, const char *amz_date, const char *signed_headers,
-                      coffer_buf *authorization) __attribute__((warn_unused_result));
+coffer_err sigv4_sign(const struct sigv4_request *req, const struct sigv4_credentials *creds,
+                      const char *region, const char *service, const char *amz_date,
+                      const char *signed_headers, coffer_buf *authorization)
+    __attribute__((warn_unused_result));
 
 /* Drops every cached signing key (e.g. after a key is deleted). Thread-safe. */
 void sigv4_cache_clear(void);

@@ -197,19 +197,19 @@ coffer_err awsclient_new(const struct awsclient_config *cfg, awsclient **out)
     if (!(c->service = strdup(cfg->service)) || !(c->region = strdup(cfg->region))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(endpoint_set(c, cfg));
+    TRY_OUT(endpoint_set(c, cfg));
     const char *ca = cfg->ca_bundle ? cfg->ca_bundle : cfg->skip_env ? NULL : aws_env("AWS_CA_BUNDLE");
     if (ca && !(c->ca_bundle = strdup(ca))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     const struct awsclient_credentials *cr = cfg->credentials;
-    GUARD(awsclient_credentials_set(&c->creds, cr->access_key_id, (const char *)cr->secret_key.data,
-                                    cr->session_token.len ? (const char *)cr->session_token.data : NULL));
+    TRY_OUT(awsclient_credentials_set(&c->creds, cr->access_key_id, (const char *)cr->secret_key.data,
+                                      cr->session_token.len ? (const char *)cr->session_token.data : NULL));
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
         FAIL_OUT(COFFER_ERR_CONFIG, "mutex initialisation failed");
     }
     c->lock_ready = true;
-    GUARD(curl_setup(c, cfg->user_agent));
+    TRY_OUT(curl_setup(c, cfg->user_agent));
     *out = c;
     return COFFER_OK;
 out:
@@ -419,23 +419,23 @@ static coffer_err post_once(awsclient *c, const char *content_type, const char *
     struct curl_slist *list = NULL;
     char amz_date[AWSCLIENT_AMZ_DATE_LEN];
 
-    GUARD(post_sign(&c->creds, c->region, c->service, c->host, content_type, target, body,
-                    (int64_t)time(NULL), amz_date, &auth));
+    TRY_OUT(post_sign(&c->creds, c->region, c->service, c->host, content_type, target, body,
+                      (int64_t)time(NULL), amz_date, &auth));
     struct curl_slist *t = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
     if (!t) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     list = t;
-    GUARD(header_add(&list, &line, "Content-Type", content_type));
-    GUARD(header_add(&list, &line, "Host", c->host));
-    GUARD(header_add(&list, &line, "X-Amz-Date", amz_date));
+    TRY_OUT(header_add(&list, &line, "Content-Type", content_type));
+    TRY_OUT(header_add(&list, &line, "Host", c->host));
+    TRY_OUT(header_add(&list, &line, "X-Amz-Date", amz_date));
     if (target) {
-        GUARD(header_add(&list, &line, "X-Amz-Target", target));
+        TRY_OUT(header_add(&list, &line, "X-Amz-Target", target));
     }
     if (c->creds.session_token.len) {
-        GUARD(header_add(&list, &line, "X-Amz-Security-Token", (const char *)c->creds.session_token.data));
+        TRY_OUT(header_add(&list, &line, "X-Amz-Security-Token", (const char *)c->creds.session_token.data));
     }
-    GUARD(header_add(&list, &line, "Authorization", (const char *)auth.data));
+    TRY_OUT(header_add(&list, &line, "Authorization", (const char *)auth.data));
 
     struct awsclient_sink sink = {&ans->body, c->max_response, false};
     coffer_buf_reset(&ans->body);
@@ -475,7 +475,7 @@ static coffer_err post_call(awsclient *c, const char *what, const char *content_
         CURLcode cc = CURLE_OK;
         bool too_big = false;
         ans->error_type[0] = ans->error_message[0] = '\0';
-        GUARD(post_once(c, content_type, target, body, ans, &cc, &too_big));
+        TRY_OUT(post_once(c, content_type, target, body, ans, &cc, &too_big));
         bool last = attempt >= c->max_attempts;
         if (too_big) {
             FAIL_OUT(COFFER_ERR_LIMIT, "%s: the answer is larger than %zu bytes", what, c->max_response);
@@ -513,18 +513,18 @@ coffer_err awsclient_query_call(awsclient *c, const char *action, const char *ve
     coffer_err rc = COFFER_OK;
     coffer_buf form = COFFER_SECRET_BUF_INIT; /* parameters may be secrets (passwords, policies) */
 
-    GUARD(coffer_buf_append_str(&form, "Action="));
-    GUARD(form_append(&form, action));
-    GUARD(coffer_buf_append_str(&form, "&Version="));
-    GUARD(form_append(&form, version));
+    TRY_OUT(coffer_buf_append_str(&form, "Action="));
+    TRY_OUT(form_append(&form, action));
+    TRY_OUT(coffer_buf_append_str(&form, "&Version="));
+    TRY_OUT(form_append(&form, version));
     for (size_t i = 0; i < n_params; i++) {
-        GUARD(coffer_buf_append_u8(&form, '&'));
-        GUARD(form_append(&form, params[i].name));
-        GUARD(coffer_buf_append_u8(&form, '='));
-        GUARD(form_append(&form, params[i].value));
+        TRY_OUT(coffer_buf_append_u8(&form, '&'));
+        TRY_OUT(form_append(&form, params[i].name));
+        TRY_OUT(coffer_buf_append_u8(&form, '='));
+        TRY_OUT(form_append(&form, params[i].value));
     }
-    GUARD(post_call(c, action, AWSCLIENT_QUERY_CONTENT_TYPE, NULL, coffer_buf_cursor(&form),
-                    awsclient_query_error, ans));
+    TRY_OUT(post_call(c, action, AWSCLIENT_QUERY_CONTENT_TYPE, NULL, coffer_buf_cursor(&form),
+                      awsclient_query_error, ans));
 out:
     coffer_buf_free(&form);
     return rc;

@@ -52,7 +52,7 @@ static coffer_err ini_slurp(const char *path, coffer_buf *out, bool *exists)
         if (out->len + n > AWSCLIENT_MAX_FILE) {
             FAIL_OUT(COFFER_ERR_CONFIG, "%s is larger than %u bytes", path, AWSCLIENT_MAX_FILE);
         }
-        GUARD(coffer_buf_append(out, chunk, n));
+        TRY_OUT(coffer_buf_append(out, chunk, n));
     }
     if (ferror(f)) {
         FAIL_OUT(COFFER_ERR_CONFIG, "cannot read %s", path);
@@ -129,9 +129,9 @@ static coffer_err ini_get(const char *path, const char *section, struct ini_want
     if (!path || !path[0]) {
         return COFFER_OK;
     }
-    GUARD(ini_slurp(path, &text, &exists));
+    TRY_OUT(ini_slurp(path, &text, &exists));
     if (exists) {
-        GUARD(ini_scan(coffer_buf_cursor(&text), section, want, n_want));
+        TRY_OUT(ini_scan(coffer_buf_cursor(&text), section, want, n_want));
     }
 out:
     coffer_buf_free(&text);
@@ -186,11 +186,11 @@ static coffer_err config_get(const struct awsclient_source *src, const char *pro
     char *path = NULL, section[AWSCLIENT_PROFILE_MAX + 16];
     bool is_default = strcmp(profile, "default") == 0;
 
-    GUARD(file_path(src->config_file, src->skip_env, "AWS_CONFIG_FILE", ".aws/config", &path));
+    TRY_OUT(file_path(src->config_file, src->skip_env, "AWS_CONFIG_FILE", ".aws/config", &path));
     snprintf(section, sizeof(section), "%s%s", is_default ? "" : "profile ", profile);
-    GUARD(ini_get(path, section, want, n_want));
+    TRY_OUT(ini_get(path, section, want, n_want));
     if (is_default) {
-        GUARD(ini_get(path, "profile default", want, n_want));
+        TRY_OUT(ini_get(path, "profile default", want, n_want));
     }
 out:
     free(path);
@@ -224,11 +224,11 @@ coffer_err awsclient_credentials_set(struct awsclient_credentials *out, const ch
     if (!(c.access_key_id = strdup(access_key_id))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(coffer_buf_append_str(&c.secret_key, secret_key));
-    GUARD(coffer_buf_nul_terminate(&c.secret_key));
+    TRY_OUT(coffer_buf_append_str(&c.secret_key, secret_key));
+    TRY_OUT(coffer_buf_nul_terminate(&c.secret_key));
     if (session_token && session_token[0]) {
-        GUARD(coffer_buf_append_str(&c.session_token, session_token));
-        GUARD(coffer_buf_nul_terminate(&c.session_token));
+        TRY_OUT(coffer_buf_append_str(&c.session_token, session_token));
+        TRY_OUT(coffer_buf_nul_terminate(&c.session_token));
     }
     *out = c;
     return COFFER_OK;
@@ -266,7 +266,7 @@ coffer_err awsclient_credentials_load(const struct awsclient_source *src, struct
     const char *profile;
     bool done = false;
 
-    GUARD(profile_name(src, &profile));
+    TRY_OUT(profile_name(src, &profile));
     /* 1. The environment, only when it names both keys (a lone key id falls through to the files). */
     const char *env_akid = src->skip_env ? NULL : aws_env("AWS_ACCESS_KEY_ID");
     const char *env_secret = src->skip_env ? NULL : aws_env("AWS_SECRET_ACCESS_KEY");
@@ -281,10 +281,10 @@ coffer_err awsclient_credentials_load(const struct awsclient_source *src, struct
         {"aws_session_token", &token, false},
     };
     /* 2. The shared credentials file, section [profile]. */
-    GUARD(file_path(src->credentials_file, src->skip_env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials",
-                    &path));
-    GUARD(ini_get(path, profile, want, 3));
-    GUARD(creds_take(&akid, &secret, &token, "the credentials file", out, &done));
+    TRY_OUT(file_path(src->credentials_file, src->skip_env, "AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials",
+                      &path));
+    TRY_OUT(ini_get(path, profile, want, 3));
+    TRY_OUT(creds_take(&akid, &secret, &token, "the credentials file", out, &done));
     if (done) {
         goto out;
     }
@@ -293,8 +293,8 @@ coffer_err awsclient_credentials_load(const struct awsclient_source *src, struct
         want[i].found = false;
         coffer_buf_reset(want[i].out);
     }
-    GUARD(config_get(src, profile, want, 3));
-    GUARD(creds_take(&akid, &secret, &token, "the config file", out, &done));
+    TRY_OUT(config_get(src, profile, want, 3));
+    TRY_OUT(creds_take(&akid, &secret, &token, "the config file", out, &done));
     if (!done) {
         FAIL_OUT(COFFER_ERR_CONFIG, "no credentials (environment, or profile \"%s\" in the shared files)",
                  profile);
@@ -332,7 +332,7 @@ coffer_err awsclient_region_load(const struct awsclient_source *src, char **out)
     char *r = NULL;
 
     *out = NULL;
-    GUARD(profile_name(src, &profile));
+    TRY_OUT(profile_name(src, &profile));
     if (!src->skip_env) {
         env = aws_env("AWS_REGION") ? aws_env("AWS_REGION") : aws_env("AWS_DEFAULT_REGION");
     }
@@ -340,7 +340,7 @@ coffer_err awsclient_region_load(const struct awsclient_source *src, char **out)
         r = strdup(env);
     } else {
         struct ini_want want[] = {{"region", &val, false}};
-        GUARD(config_get(src, profile, want, 1));
+        TRY_OUT(config_get(src, profile, want, 1));
         if (val.len == 0) {
             goto out; /* no region anywhere: the caller decides */
         }

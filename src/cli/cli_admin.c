@@ -38,13 +38,14 @@ struct admin_opts {
 
 static void admin_usage(FILE *f)
 {
-    fprintf(f, "usage: coffer admin create-account NAME [--data-dir DIR] [--endpoint URL]\n"
-               "       coffer admin list-accounts [--data-dir DIR] [--endpoint URL]\n\n"
-               "Talks to a running cofferd with the operator credentials of DIR (default ./%s):\n"
-               "DIR/credentials (profile %s), DIR/config (region), DIR/tls/ca.pem and DIR/endpoint.\n"
-               "create-account prints {\"AccountId\",\"AccessKeyId\",\"SecretAccessKey\"} for the new\n"
-               "account's administrator (its root).\n",
-               ADMIN_DEFAULT_DATA_DIR, ADMIN_PROFILE);
+    fprintf(f,
+            "usage: coffer admin create-account NAME [--data-dir DIR] [--endpoint URL]\n"
+            "       coffer admin list-accounts [--data-dir DIR] [--endpoint URL]\n\n"
+            "Talks to a running cofferd with the operator credentials of DIR (default ./%s):\n"
+            "DIR/credentials (profile %s), DIR/config (region), DIR/tls/ca.pem and DIR/endpoint.\n"
+            "create-account prints {\"AccountId\",\"AccessKeyId\",\"SecretAccessKey\"} for the new\n"
+            "account's administrator (its root).\n",
+            ADMIN_DEFAULT_DATA_DIR, ADMIN_PROFILE);
 }
 
 static char *trim(char *s)
@@ -78,7 +79,8 @@ static int read_first_line(const char *path, char *out, size_t cap)
 /* The client for the operator of DIR; NULL after printing why not. */
 static awsclient *admin_client_new(const struct admin_opts *o)
 {
-    char path[ADMIN_LINE_MAX], endpoint[ADMIN_LINE_MAX], creds_path[ADMIN_LINE_MAX], config_path[ADMIN_LINE_MAX];
+    char path[ADMIN_LINE_MAX], endpoint[ADMIN_LINE_MAX], creds_path[ADMIN_LINE_MAX],
+        config_path[ADMIN_LINE_MAX];
     char ca[ADMIN_LINE_MAX];
     struct awsclient_credentials creds = {NULL, COFFER_SECRET_BUF_INIT, COFFER_SECRET_BUF_INIT};
     char *region = NULL;
@@ -89,15 +91,18 @@ static awsclient *admin_client_new(const struct admin_opts *o)
     } else {
         snprintf(path, sizeof(path), "%s/endpoint", o->data_dir);
         if (read_first_line(path, endpoint, sizeof(endpoint)) != 0) {
-            fprintf(stderr, "coffer admin: no endpoint: %s is missing (is cofferd running?); use --endpoint URL\n",
+            fprintf(stderr,
+                    "coffer admin: no endpoint: %s is missing (is cofferd running?); use --endpoint URL\n",
                     path);
             return NULL;
         }
     }
     snprintf(creds_path, sizeof(creds_path), "%s/credentials", o->data_dir);
     snprintf(config_path, sizeof(config_path), "%s/config", o->data_dir);
-    struct awsclient_source src = {
-        .profile = ADMIN_PROFILE, .credentials_file = creds_path, .config_file = config_path, .skip_env = true};
+    struct awsclient_source src = {.profile = ADMIN_PROFILE,
+                                   .credentials_file = creds_path,
+                                   .config_file = config_path,
+                                   .skip_env = true};
     if (awsclient_credentials_load(&src, &creds) != COFFER_OK) {
         fprintf(stderr, "coffer admin: cannot read the operator credentials (profile %s) from %s: %s\n",
                 ADMIN_PROFILE, creds_path, coffer_last_message());
@@ -184,7 +189,8 @@ static int print_response(const coffer_buf *resp, const char *const *names)
     char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     int ret = text != NULL && printf("%s\n", text) > 0 && fflush(stdout) == 0 ? 0 : -1;
     if (ret != 0) {
-        fprintf(stderr, "coffer admin: cannot write the response%s\n", text == NULL ? " (out of memory)" : "");
+        fprintf(stderr, "coffer admin: cannot write the response%s\n",
+                text == NULL ? " (out of memory)" : "");
     }
     if (text != NULL) {
         coffer_secure_zero(text, strlen(text));

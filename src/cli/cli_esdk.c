@@ -43,9 +43,9 @@
 #include "common/codec.h"
 #include "common/secret.h"
 
-#define ESDK_CLI_IN_BUF (256u * 1024u)                      /* read size: fits L2, so the engine reads it hot */
-#define ESDK_CLI_MAX_KEY_FILE (64u * 1024u)                 /* key files are small; refuse anything larger */
-#define ESDK_CLI_PROGRESS_MIN (8u * 1024u * 1024u)          /* progress bar only for inputs above this */
+#define ESDK_CLI_IN_BUF (256u * 1024u)             /* read size: fits L2, so the engine reads it hot */
+#define ESDK_CLI_MAX_KEY_FILE (64u * 1024u)        /* key files are small; refuse anything larger */
+#define ESDK_CLI_PROGRESS_MIN (8u * 1024u * 1024u) /* progress bar only for inputs above this */
 #define ESDK_CLI_PROGRESS_INTERVAL_NS (200u * 1000u * 1000u) /* redraw at most 5 times a second */
 #define ESDK_CLI_MAX_KEYS 64                                 /* -w groups and key= entries */
 #define ESDK_CLI_ENC_SUFFIX ".encrypted"
@@ -61,21 +61,21 @@ struct arg_span {
 
 struct esdk_opts {
     enum esdk_mode mode;
-    const char *cmd;                            /* "coffer encrypt" / "coffer decrypt" for messages */
+    const char *cmd; /* "coffer encrypt" / "coffer decrypt" for messages */
     const char *input, *output;
     bool recursive;
-    const char *suffix;                         /* NULL = the mode's default */
-    struct arg_span keys[ESDK_CLI_MAX_KEYS];    /* one per -w */
+    const char *suffix;                      /* NULL = the mode's default */
+    struct arg_span keys[ESDK_CLI_MAX_KEYS]; /* one per -w */
     size_t n_keys;
-    struct arg_span ec[ESDK_CLI_MAX_KEYS];      /* every -c */
+    struct arg_span ec[ESDK_CLI_MAX_KEYS]; /* every -c */
     size_t n_ec;
-    struct arg_span caching;                    /* n == 0: no caching */
+    struct arg_span caching; /* n == 0: no caching */
     bool buffer;
     bool policy_set;
     coffer_commitment_policy policy;
     size_t max_edks;
-    uint32_t frame_length;                      /* 0 = library default */
-    uint16_t suite;                             /* 0 = library default */
+    uint32_t frame_length; /* 0 = library default */
+    uint16_t suite;        /* 0 = library default */
     bool encode, decode;
     const char *metadata_output;
     bool suppress_metadata;
@@ -172,14 +172,16 @@ static void esdk_usage(FILE *f, enum esdk_mode mode)
             "        provider=aws-kms key=ARN [key=ARN ...] [region=R] [endpoint=URL] [profile=P]\n"
             "                         [ca-bundle=FILE]%s\n",
             enc ? "a public or a private key" : "a private key",
-            enc ? "" : "\n                         [discovery=true [discovery-partition=P]\n"
-                       "                          [discovery-account=ID ...]]");
+            enc ? ""
+                : "\n                         [discovery=true [discovery-partition=P]\n"
+                  "                          [discovery-account=ID ...]]");
     fprintf(f, "  -c, --encryption-context K=V ...   %s\n",
             enc ? "encryption context pairs bound to the message"
                 : "pairs that must be present in the message's context");
     if (enc) {
-        fprintf(f, "      --algorithm SUITE     suite id (0x0478) or name (AES_256_GCM_HKDF_SHA512_COMMIT_KEY)\n"
-                   "      --frame-length N      plaintext bytes per frame (default 4096)\n");
+        fprintf(f,
+                "      --algorithm SUITE     suite id (0x0478) or name (AES_256_GCM_HKDF_SHA512_COMMIT_KEY)\n"
+                "      --frame-length N      plaintext bytes per frame (default 4096)\n");
     } else {
         fprintf(f, "      --buffer              release no plaintext until the whole message is\n"
                    "                            authenticated (named outputs always behave so)\n");
@@ -208,9 +210,24 @@ static void esdk_usage(FILE *f, enum esdk_mode mode)
  * ------------------------------------------------------------------------------------------ */
 
 enum opt_id {
-    OPT_INPUT, OPT_OUTPUT, OPT_RECURSIVE, OPT_SUFFIX, OPT_KEYS, OPT_EC, OPT_BUFFER, OPT_POLICY,
-    OPT_MAX_EDKS, OPT_FRAME, OPT_ALGORITHM, OPT_CACHING, OPT_ENCODE, OPT_DECODE, OPT_METADATA,
-    OPT_SUPPRESS, OPT_VERBOSE, OPT_QUIET,
+    OPT_INPUT,
+    OPT_OUTPUT,
+    OPT_RECURSIVE,
+    OPT_SUFFIX,
+    OPT_KEYS,
+    OPT_EC,
+    OPT_BUFFER,
+    OPT_POLICY,
+    OPT_MAX_EDKS,
+    OPT_FRAME,
+    OPT_ALGORITHM,
+    OPT_CACHING,
+    OPT_ENCODE,
+    OPT_DECODE,
+    OPT_METADATA,
+    OPT_SUPPRESS,
+    OPT_VERBOSE,
+    OPT_QUIET,
 };
 
 #define ARITY_FLAG 0
@@ -491,7 +508,8 @@ static int opts_check(struct esdk_opts *o)
     if (o->suite != 0) {
         bool committing = suites[suite_index(o->suite)].committing;
         if (committing && o->policy == COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT) {
-            return usage_err(o, "suite %s commits to its key, which the policy forbids", suite_name(o->suite));
+            return usage_err(o, "suite %s commits to its key, which the policy forbids",
+                             suite_name(o->suite));
         }
         if (!committing && o->policy != COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT) {
             return usage_err(o,
@@ -520,11 +538,11 @@ static int opts_check(struct esdk_opts *o)
 
 /* What one -w built, for messages and metadata (never key bytes). */
 struct key_info {
-    char provider[16];     /* raw-aes, raw-rsa, aws-kms */
-    const char *name_ns;   /* namespace (raw) */
-    const char *name;      /* key name (raw) */
-    struct arg_span spec;  /* the -w arguments (aws-kms: the key= entries are listed) */
-    bool used;             /* wrapped (encrypt) or unwrapped (decrypt) a data key */
+    char provider[16];    /* raw-aes, raw-rsa, aws-kms */
+    const char *name_ns;  /* namespace (raw) */
+    const char *name;     /* key name (raw) */
+    struct arg_span spec; /* the -w arguments (aws-kms: the key= entries are listed) */
+    bool used;            /* wrapped (encrypt) or unwrapped (decrypt) a data key */
 };
 
 /* Wraps a keyring to learn which -w actually unwrapped the data key. */
@@ -562,8 +580,8 @@ static void rec_destroy(coffer_keyring *kr)
     free(r);
 }
 
-static const struct coffer_keyring_vt rec_vt = {sizeof(struct coffer_keyring_vt), "cli-recording", rec_on_encrypt,
-                                                rec_on_decrypt, rec_destroy};
+static const struct coffer_keyring_vt rec_vt = {sizeof(struct coffer_keyring_vt), "cli-recording",
+                                                rec_on_encrypt, rec_on_decrypt, rec_destroy};
 
 /* Takes ownership of `inner`. */
 static coffer_keyring *rec_keyring_new(coffer_keyring *inner, struct key_info *info)
@@ -681,7 +699,8 @@ static int keyring_raw_rsa(const struct esdk_opts *o, struct arg_span s, coffer_
         return rc;
     }
     if (r.padding == NULL) {
-        return usage_err(o, "%s", "raw-rsa needs padding=pkcs1|oaep-sha1|oaep-sha256|oaep-sha384|oaep-sha512");
+        return usage_err(o, "%s",
+                         "raw-rsa needs padding=pkcs1|oaep-sha1|oaep-sha256|oaep-sha384|oaep-sha512");
     }
     int pi = -1;
     for (size_t i = 0; i < sizeof(paddings) / sizeof(paddings[0]); i++) {
@@ -926,14 +945,14 @@ static int ec_build(const struct esdk_opts *o, coffer_ec **out)
 #define ESDK_CLI_OUT_DIRECT (ESDK_CLI_OUT_BUF / 16u) /* pieces at least this long are not copied */
 
 struct out_target {
-    char *dest;        /* the file renamed onto, symlinks resolved (owned); NULL when direct */
-    char *tmp_path;    /* the temporary file beside dest (owned) */
-    int fd;            /* where bytes go now: direct_fd, the temporary file or the spool; -1 = none */
-    int direct_fd;     /* stdout, or a device/FIFO opened for writing; -1 for a renamed file */
-    bool spool;        /* fd is an unlinked temp file copied to direct_fd on success */
-    bool keep_attrs;   /* dest existed: carry its mode and owner over to the new file */
-    struct stat orig;  /* dest as it was, when keep_attrs */
-    uint8_t *buf;      /* bytes not yet written (locked, wiped at release: plaintext on decrypt) */
+    char *dest;       /* the file renamed onto, symlinks resolved (owned); NULL when direct */
+    char *tmp_path;   /* the temporary file beside dest (owned) */
+    int fd;           /* where bytes go now: direct_fd, the temporary file or the spool; -1 = none */
+    int direct_fd;    /* stdout, or a device/FIFO opened for writing; -1 for a renamed file */
+    bool spool;       /* fd is an unlinked temp file copied to direct_fd on success */
+    bool keep_attrs;  /* dest existed: carry its mode and owner over to the new file */
+    struct stat orig; /* dest as it was, when keep_attrs */
+    uint8_t *buf;     /* bytes not yet written (locked, wiped at release: plaintext on decrypt) */
     size_t len;
 };
 
@@ -1319,10 +1338,10 @@ static void progress_end(struct progress *p, bool ok)
 struct stream_ctx {
     const struct esdk_opts *o;
     struct out_target *out;
-    coffer_buf b64_carry;        /* --encode: up to 2 bytes not yet encoded */
-    coffer_buf b64_tmp;          /* scratch for encoding/decoding one chunk */
-    const coffer_ec *required;   /* decrypt: pairs that must be in the message */
-    coffer_decryptor *dec;       /* decrypt: to read the header before releasing output */
+    coffer_buf b64_carry;      /* --encode: up to 2 bytes not yet encoded */
+    coffer_buf b64_tmp;        /* scratch for encoding/decoding one chunk */
+    const coffer_ec *required; /* decrypt: pairs that must be in the message */
+    coffer_decryptor *dec;     /* decrypt: to read the header before releasing output */
     bool ec_checked, ec_mismatch, io_failed;
 };
 
@@ -1451,12 +1470,12 @@ static int b64_decode_chunk(coffer_buf *carry, const uint8_t *in, size_t n, coff
 }
 
 struct run_result {
-    int status;         /* library status of the failure, 0 when none */
-    const char *why;    /* our own reason, when not the library's */
+    int status;      /* library status of the failure, 0 when none */
+    const char *why; /* our own reason, when not the library's */
 };
 
-static int engine_update(const struct esdk_opts *o, coffer_encryptor *e, coffer_decryptor *d, const uint8_t *p,
-                         size_t n)
+static int engine_update(const struct esdk_opts *o, coffer_encryptor *e, coffer_decryptor *d,
+                         const uint8_t *p, size_t n)
 {
     if (n == 0) {
         return 0;
@@ -1574,7 +1593,8 @@ static json_t *header_json(const coffer_header *h)
         if (coffer_ec_get_at(hec, i, &k, &kl, &v, &vl) == 0) {
             json_t *key = bytes_json(k, kl);
             if (json_is_string(key)) {
-                json_object_setn_new_nocheck(ec, json_string_value(key), json_string_length(key), bytes_json(v, vl));
+                json_object_setn_new_nocheck(ec, json_string_value(key), json_string_length(key),
+                                             bytes_json(v, vl));
             }
             json_decref(key);
         }
@@ -1650,9 +1670,9 @@ static int metadata_write(FILE *meta, const struct esdk_opts *o, const char *in,
 struct esdk_run {
     const struct esdk_opts *o;
     coffer_cmm *cmm;
-    coffer_ec *ec;             /* encrypt: the context; decrypt: the required pairs (or NULL) */
+    coffer_ec *ec; /* encrypt: the context; decrypt: the required pairs (or NULL) */
     struct key_info infos[ESDK_CLI_MAX_KEYS];
-    FILE *meta;                /* NULL = no metadata */
+    FILE *meta; /* NULL = no metadata */
 };
 
 static int engine_new(struct esdk_run *r, struct stream_ctx *s, int in_fd, coffer_encryptor **e,
@@ -1711,8 +1731,8 @@ static void report_failure(const struct esdk_run *r, const char *in, const struc
     } else if (res->why != NULL) {
         fprintf(stderr, "%s: %s: %s failed: %s\n", r->o->cmd, in, what, res->why);
     } else {
-        fprintf(stderr, "%s: %s: %s failed: %s (%s)\n", r->o->cmd, in, what, coffer_status_message(res->status),
-                coffer_status_name(res->status));
+        fprintf(stderr, "%s: %s: %s failed: %s (%s)\n", r->o->cmd, in, what,
+                coffer_status_message(res->status), coffer_status_name(res->status));
     }
 }
 
@@ -1860,8 +1880,9 @@ static int esdk_walk(struct esdk_run *r, const char *in_dir, const char *out_dir
             rc = asprintf(&dst, "%s/%s", out_dir, de->d_name) < 0 ? (dst = NULL, CLI_EXIT_FAILED)
                                                                   : esdk_walk(r, src, dst);
         } else if (S_ISREG(st.st_mode)) {
-            rc = asprintf(&dst, "%s/%s%s", out_dir, de->d_name, out_suffix(r->o)) < 0 ? (dst = NULL, CLI_EXIT_FAILED)
-                                                                                      : esdk_one(r, src, dst);
+            rc = asprintf(&dst, "%s/%s%s", out_dir, de->d_name, out_suffix(r->o)) < 0
+                     ? (dst = NULL, CLI_EXIT_FAILED)
+                     : esdk_one(r, src, dst);
         } else if (!r->o->quiet) {
             fprintf(stderr, "%s: skipping '%s' (not a regular file or directory)\n", r->o->cmd, src);
         }

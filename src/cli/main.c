@@ -48,8 +48,8 @@ int main(int argc, char **argv)
      * their own blocks: this program has them wiped whenever they are freed. Set before either
      * library allocates; libcoffer itself cannot, as a library must not change global state. */
     json_set_alloc_funcs(malloc, coffer_wipe_free);
-    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, coffer_wipe_free, coffer_wipe_realloc, strdup, calloc) !=
-        CURLE_OK) {
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, coffer_wipe_free, coffer_wipe_realloc, strdup,
+                             calloc) != CURLE_OK) {
         fprintf(stderr, "coffer: HTTP client initialisation failed\n");
         return CLI_EXIT_FAILED;
     }

@@ -25,8 +25,14 @@ typedef struct coffer_cursor {
     size_t len;
 } coffer_cursor;
 
-#define COFFER_BUF_INIT {NULL, 0, 0, false}
-#define COFFER_SECRET_BUF_INIT {NULL, 0, 0, true}
+#define COFFER_BUF_INIT                                                                                      \
+    {                                                                                                        \
+        NULL, 0, 0, false                                                                                    \
+    }
+#define COFFER_SECRET_BUF_INIT                                                                               \
+    {                                                                                                        \
+        NULL, 0, 0, true                                                                                     \
+    }
 
 /* ---- owned buffers ---- */
 void coffer_buf_init(coffer_buf *b, bool secret);
@@ -42,7 +48,8 @@ coffer_err coffer_buf_printf(coffer_buf *b, const char *fmt, ...) __attribute__(
 /* Appends a NUL after the contents without counting it in len (for C-string use). */
 coffer_err coffer_buf_nul_terminate(coffer_buf *b) __attribute__((warn_unused_result));
 /* Copies n bytes into a fresh buffer (secret or not). */
-coffer_err coffer_buf_from(coffer_buf *b, const void *p, size_t n, bool secret) __attribute__((warn_unused_result));
+coffer_err coffer_buf_from(coffer_buf *b, const void *p, size_t n, bool secret)
+    __attribute__((warn_unused_result));
 void coffer_buf_reset(coffer_buf *b); /* len = 0, keeps memory (wiped if secret) */
 void coffer_buf_free(coffer_buf *b);  /* accepts an already-freed/zero buffer */
 coffer_cursor coffer_buf_cursor(const coffer_buf *b);

@@ -1,6 +1,6 @@
 /*
- * base64, hex and percent-encoding (see codec.h). The decoder is table-driven and rejects anything that is not
- * canonical padded base64, so a blob has exactly one text form.
+ * base64, hex and percent-encoding (see codec.h). The decoder is table-driven and rejects anything that is
+ * not canonical padded base64, so a blob has exactly one text form.
  */
 #include "common/codec.h"
 

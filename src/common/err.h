@@ -13,64 +13,64 @@
 #include <stdbool.h>
 
 /* X(code, aws type, http status, default message) */
-#define COFFER_ERRORS(X)                                                                                  \
-    X(COFFER_OK, "", 200, "success")                                                                      \
-    /* generic */                                                                                         \
-    X(COFFER_ERR_NOMEM, "InternalFailure", 500, "out of memory")                                          \
-    X(COFFER_ERR_INTERNAL, "InternalFailure", 500, "internal error")                                      \
-    X(COFFER_ERR_IO, "InternalFailure", 500, "I/O error")                                                 \
-    X(COFFER_ERR_STORE, "InternalFailure", 500, "storage failure")                                        \
-    X(COFFER_ERR_AUDIT, "InternalFailure", 500, "the audit trail cannot be written")                      \
-    X(COFFER_ERR_CRYPTO, "InternalFailure", 500, "cryptographic failure")                                 \
-    X(COFFER_ERR_CONFIG, "InternalFailure", 500, "invalid configuration")                                 \
-    X(COFFER_ERR_USAGE, "ValidationException", 400, "invalid argument")                                   \
-    X(COFFER_ERR_UNAVAILABLE, "ServiceUnavailableException", 503, "service unavailable")                  \
-    /* protocol */                                                                                        \
-    X(COFFER_ERR_VALIDATION, "ValidationException", 400, "validation error")                              \
-    X(COFFER_ERR_SERIALIZATION, "SerializationException", 400, "malformed request body")                  \
-    X(COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400, "unknown operation")                \
-    /* authentication and authorization */                                                                \
-    X(COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400, "Missing Authentication Token") \
-    X(COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400, "incomplete signature")       \
-    X(COFFER_ERR_INVALID_SIGNATURE, "InvalidSignatureException", 400,                                     \
-      "The request signature we calculated does not match the signature you provided. Check your AWS "   \
-      "Secret Access Key and signing method. Consult the service documentation for details.")            \
-    X(COFFER_ERR_UNRECOGNIZED_CLIENT, "UnrecognizedClientException", 400,                                 \
-      "The security token included in the request is invalid.")                                         \
-    X(COFFER_ERR_EXPIRED_TOKEN, "ExpiredTokenException", 400,                                             \
-      "The security token included in the request is expired")                                           \
-    X(COFFER_ERR_ACCESS_DENIED, "AccessDeniedException", 400, "access denied")                            \
-    X(COFFER_ERR_THROTTLING, "ThrottlingException", 400, "Rate exceeded")                                 \
-    /* resources and their states */                                                                      \
-    X(COFFER_ERR_NOT_FOUND, "NotFoundException", 400, "not found")                                        \
-    X(COFFER_ERR_DISABLED, "DisabledException", 400, "key is disabled")                                   \
-    X(COFFER_ERR_INVALID_STATE, "InvalidRequestException", 400, "invalid key state")                      \
-    X(COFFER_ERR_INVALID_CIPHERTEXT, "InvalidCiphertextException", 400, "")                               \
-    X(COFFER_ERR_INCORRECT_KEY, "IncorrectKeyException", 400,                                             \
-      "The key ID in the request does not identify a CMK that can perform this operation.")              \
-    X(COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400, "invalid key usage")                 \
-    X(COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400, "already exists")                         \
-    X(COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400, "invalid marker")                         \
-    X(COFFER_ERR_INVALID_ARN, "InvalidArnException", 400, "invalid ARN")                                  \
-    X(COFFER_ERR_TAG, "TagException", 400, "invalid tag")                                                 \
-    X(COFFER_ERR_LIMIT_EXCEEDED, "LimitExceededException", 400, "limit exceeded")                         \
-    X(COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocumentException", 400, "malformed policy document")  \
-    X(COFFER_ERR_UNSUPPORTED_OPERATION, "UnsupportedOperationException", 400, "unsupported operation")    \
-    X(COFFER_ERR_DRY_RUN, "DryRunOperationException", 400,                                                \
-      "The request would have succeeded, but the DryRun option is set.")                                 \
-    X(COFFER_ERR_INVALID_GRANT_TOKEN, "InvalidGrantTokenException", 400, "invalid grant token")           \
-    X(COFFER_ERR_INVALID_GRANT_ID, "InvalidGrantIdException", 400, "invalid grant id")                    \
-    /* IAM and STS (Query protocol) */                                                                  \
-    X(COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404, "The entity cannot be found.")                      \
-    X(COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409, "The entity already exists.")                 \
-    X(COFFER_ERR_DELETE_CONFLICT, "DeleteConflict", 409, "The entity still has attached resources.")      \
-    /* Encryption SDK (libcoffer); not sent on the wire */                                                \
-    X(COFFER_ERR_BAD_MESSAGE, "InvalidCiphertextException", 400, "malformed or tampered message")         \
-    X(COFFER_ERR_CANNOT_DECRYPT, "InvalidCiphertextException", 400, "no keyring could decrypt a data key") \
-    X(COFFER_ERR_COMMITMENT_MISMATCH, "InvalidCiphertextException", 400, "key commitment mismatch")        \
-    X(COFFER_ERR_POLICY_VIOLATION, "ValidationException", 400, "commitment policy forbids this suite")     \
-    X(COFFER_ERR_BAD_SIGNATURE, "InvalidCiphertextException", 400, "message signature does not verify")    \
-    X(COFFER_ERR_LIMIT, "ValidationException", 400, "a configured limit was exceeded")                    \
+#define COFFER_ERRORS(X)                                                                                     \
+    X(COFFER_OK, "", 200, "success")                                                                         \
+    /* generic */                                                                                            \
+    X(COFFER_ERR_NOMEM, "InternalFailure", 500, "out of memory")                                             \
+    X(COFFER_ERR_INTERNAL, "InternalFailure", 500, "internal error")                                         \
+    X(COFFER_ERR_IO, "InternalFailure", 500, "I/O error")                                                    \
+    X(COFFER_ERR_STORE, "InternalFailure", 500, "storage failure")                                           \
+    X(COFFER_ERR_AUDIT, "InternalFailure", 500, "the audit trail cannot be written")                         \
+    X(COFFER_ERR_CRYPTO, "InternalFailure", 500, "cryptographic failure")                                    \
+    X(COFFER_ERR_CONFIG, "InternalFailure", 500, "invalid configuration")                                    \
+    X(COFFER_ERR_USAGE, "ValidationException", 400, "invalid argument")                                      \
+    X(COFFER_ERR_UNAVAILABLE, "ServiceUnavailableException", 503, "service unavailable")                     \
+    /* protocol */                                                                                           \
+    X(COFFER_ERR_VALIDATION, "ValidationException", 400, "validation error")                                 \
+    X(COFFER_ERR_SERIALIZATION, "SerializationException", 400, "malformed request body")                     \
+    X(COFFER_ERR_UNKNOWN_OPERATION, "UnknownOperationException", 400, "unknown operation")                   \
+    /* authentication and authorization */                                                                   \
+    X(COFFER_ERR_MISSING_AUTH, "MissingAuthenticationTokenException", 400, "Missing Authentication Token")   \
+    X(COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignatureException", 400, "incomplete signature")          \
+    X(COFFER_ERR_INVALID_SIGNATURE, "InvalidSignatureException", 400,                                        \
+      "The request signature we calculated does not match the signature you provided. Check your AWS "       \
+      "Secret Access Key and signing method. Consult the service documentation for details.")                \
+    X(COFFER_ERR_UNRECOGNIZED_CLIENT, "UnrecognizedClientException", 400,                                    \
+      "The security token included in the request is invalid.")                                              \
+    X(COFFER_ERR_EXPIRED_TOKEN, "ExpiredTokenException", 400,                                                \
+      "The security token included in the request is expired")                                               \
+    X(COFFER_ERR_ACCESS_DENIED, "AccessDeniedException", 400, "access denied")                               \
+    X(COFFER_ERR_THROTTLING, "ThrottlingException", 400, "Rate exceeded")                                    \
+    /* resources and their states */                                                                         \
+    X(COFFER_ERR_NOT_FOUND, "NotFoundException", 400, "not found")                                           \
+    X(COFFER_ERR_DISABLED, "DisabledException", 400, "key is disabled")                                      \
+    X(COFFER_ERR_INVALID_STATE, "InvalidRequestException", 400, "invalid key state")                         \
+    X(COFFER_ERR_INVALID_CIPHERTEXT, "InvalidCiphertextException", 400, "")                                  \
+    X(COFFER_ERR_INCORRECT_KEY, "IncorrectKeyException", 400,                                                \
+      "The key ID in the request does not identify a CMK that can perform this operation.")                  \
+    X(COFFER_ERR_INVALID_KEY_USAGE, "InvalidKeyUsageException", 400, "invalid key usage")                    \
+    X(COFFER_ERR_ALREADY_EXISTS, "AlreadyExistsException", 400, "already exists")                            \
+    X(COFFER_ERR_INVALID_MARKER, "InvalidMarkerException", 400, "invalid marker")                            \
+    X(COFFER_ERR_INVALID_ARN, "InvalidArnException", 400, "invalid ARN")                                     \
+    X(COFFER_ERR_TAG, "TagException", 400, "invalid tag")                                                    \
+    X(COFFER_ERR_LIMIT_EXCEEDED, "LimitExceededException", 400, "limit exceeded")                            \
+    X(COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocumentException", 400, "malformed policy document")     \
+    X(COFFER_ERR_UNSUPPORTED_OPERATION, "UnsupportedOperationException", 400, "unsupported operation")       \
+    X(COFFER_ERR_DRY_RUN, "DryRunOperationException", 400,                                                   \
+      "The request would have succeeded, but the DryRun option is set.")                                     \
+    X(COFFER_ERR_INVALID_GRANT_TOKEN, "InvalidGrantTokenException", 400, "invalid grant token")              \
+    X(COFFER_ERR_INVALID_GRANT_ID, "InvalidGrantIdException", 400, "invalid grant id")                       \
+    /* IAM and STS (Query protocol) */                                                                       \
+    X(COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404, "The entity cannot be found.")                         \
+    X(COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409, "The entity already exists.")                    \
+    X(COFFER_ERR_DELETE_CONFLICT, "DeleteConflict", 409, "The entity still has attached resources.")         \
+    /* Encryption SDK (libcoffer); not sent on the wire */                                                   \
+    X(COFFER_ERR_BAD_MESSAGE, "InvalidCiphertextException", 400, "malformed or tampered message")            \
+    X(COFFER_ERR_CANNOT_DECRYPT, "InvalidCiphertextException", 400, "no keyring could decrypt a data key")   \
+    X(COFFER_ERR_COMMITMENT_MISMATCH, "InvalidCiphertextException", 400, "key commitment mismatch")          \
+    X(COFFER_ERR_POLICY_VIOLATION, "ValidationException", 400, "commitment policy forbids this suite")       \
+    X(COFFER_ERR_BAD_SIGNATURE, "InvalidCiphertextException", 400, "message signature does not verify")      \
+    X(COFFER_ERR_LIMIT, "ValidationException", 400, "a configured limit was exceeded")                       \
     X(COFFER_ERR_KEYRING, "InternalFailure", 500, "keyring failure")
 
 typedef enum coffer_err {
@@ -105,35 +105,35 @@ void coffer_clear_err(void);
 const char *coffer_err_message(coffer_err e);
 
 /* Propagate, ensure. Use only where nothing needs releasing on failure. */
-#define TRY(expr)                                                                                         \
-    do {                                                                                                  \
-        coffer_err try_rc_ = (expr);                                                                      \
-        if (try_rc_ != COFFER_OK) {                                                                       \
-            return try_rc_;                                                                               \
-        }                                                                                                 \
+#define TRY(expr)                                                                                            \
+    do {                                                                                                     \
+        coffer_err try_rc_ = (expr);                                                                         \
+        if (try_rc_ != COFFER_OK) {                                                                          \
+            return try_rc_;                                                                                  \
+        }                                                                                                    \
     } while (0)
 
-#define ENSURE(cond, code)                                                                                \
-    do {                                                                                                  \
-        if (!(cond)) {                                                                                    \
-            return coffer_fail((code), "%s", coffer_err_default_message(code));                                                      \
-        }                                                                                                 \
+#define ENSURE(cond, code)                                                                                   \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            return coffer_fail((code), "%s", coffer_err_default_message(code));                              \
+        }                                                                                                    \
     } while (0)
 
 #define ENSURE_REF(p) ENSURE((p) != NULL, COFFER_ERR_USAGE)
 
 /* In functions with an `out:` label and a `coffer_err rc`. */
-#define GUARD(expr)                                                                                       \
-    do {                                                                                                  \
-        if ((rc = (expr)) != COFFER_OK) {                                                                 \
-            goto out;                                                                                     \
-        }                                                                                                 \
+#define TRY_OUT(expr)                                                                                        \
+    do {                                                                                                     \
+        if ((rc = (expr)) != COFFER_OK) {                                                                    \
+            goto out;                                                                                        \
+        }                                                                                                    \
     } while (0)
 
-#define FAIL_OUT(code, ...)                                                                               \
-    do {                                                                                                  \
-        rc = coffer_fail((code), __VA_ARGS__);                                                            \
-        goto out;                                                                                         \
+#define FAIL_OUT(code, ...)                                                                                  \
+    do {                                                                                                     \
+        rc = coffer_fail((code), __VA_ARGS__);                                                               \
+        goto out;                                                                                            \
     } while (0)
 
 #endif

@@ -5,7 +5,13 @@
 #ifndef COFFER_COMMON_LOG_H
 #define COFFER_COMMON_LOG_H
 
-enum coffer_log_level { COFFER_LOG_DEBUG, COFFER_LOG_INFO, COFFER_LOG_WARN, COFFER_LOG_ERROR, COFFER_LOG_OFF };
+enum coffer_log_level {
+    COFFER_LOG_DEBUG,
+    COFFER_LOG_INFO,
+    COFFER_LOG_WARN,
+    COFFER_LOG_ERROR,
+    COFFER_LOG_OFF
+};
 
 void coffer_log_set_level(enum coffer_log_level lvl);
 /* Parses "debug", "info", "warn", "error", "off"; returns -1 when unknown. */

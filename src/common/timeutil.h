@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-int64_t coffer_now_ms(void);      /* wall clock, ms since epoch */
+int64_t coffer_now_ms(void);        /* wall clock, ms since epoch */
 uint64_t coffer_monotonic_ns(void); /* for intervals and token buckets */
 /* "2026-11-23T09:00:00Z" (CloudTrail eventTime form) */
 void coffer_time_iso8601(int64_t epoch_s, char *out, size_t n);

@@ -34,9 +34,9 @@
 #define CRYPTO_POOL_MAX_TAKE 64
 
 struct crypto_rand_pool {
-    uint8_t *buf;  /* CRYPTO_POOL_BYTES of locked memory, or NULL before the first use */
-    size_t left;   /* unused bytes at the end of buf; the used ones before them are zero */
-    unsigned gen;  /* crypto_fork_gen when the pool was filled */
+    uint8_t *buf; /* CRYPTO_POOL_BYTES of locked memory, or NULL before the first use */
+    size_t left;  /* unused bytes at the end of buf; the used ones before them are zero */
+    unsigned gen; /* crypto_fork_gen when the pool was filled */
 };
 
 static _Thread_local struct crypto_rand_pool rand_pool;
@@ -146,7 +146,7 @@ coffer_err crypto_uuid_v4_many(char (*out)[CRYPTO_UUID_STR_LEN + 1], size_t n)
 
 coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1])
 {
-    return crypto_uuid_v4_many((char (*)[CRYPTO_UUID_STR_LEN + 1])out, 1);
+    return crypto_uuid_v4_many((char(*)[CRYPTO_UUID_STR_LEN + 1]) out, 1);
 }
 
 /*
@@ -263,8 +263,8 @@ coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor ms
     return COFFER_OK;
 }
 
-coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, coffer_cursor info, uint8_t *out,
-                       size_t out_len)
+coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, coffer_cursor info,
+                       uint8_t *out, size_t out_len)
 {
     coffer_err rc = COFFER_OK;
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
@@ -276,15 +276,16 @@ coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor sa
     OSSL_PARAM params[5];
     size_t np = 0;
     params[np++] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)digest_name(d), 0);
-    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)(ikm.len ? ikm.ptr : zero_salt),
-                                                     ikm.len);
+    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+                                                     (void *)(ikm.len ? ikm.ptr : zero_salt), ikm.len);
     if (salt.len) {
         params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt.ptr, salt.len);
     } else {
-        params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, zero_salt, crypto_digest_len(d));
+        params[np++] =
+            OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, zero_salt, crypto_digest_len(d));
     }
-    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)(info.len ? info.ptr : zero_salt),
-                                                     info.len);
+    params[np++] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO,
+                                                     (void *)(info.len ? info.ptr : zero_salt), info.len);
     params[np] = OSSL_PARAM_construct_end();
     if (EVP_KDF_derive(ctx, out, out_len, params) != 1) {
         coffer_secure_zero(out, out_len);
@@ -335,7 +336,7 @@ coffer_err crypto_aes_gcm_seal(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
     if (cipher == NULL) {
         return coffer_fail(COFFER_ERR_CRYPTO, "bad AES key length");
     }
-    GUARD(coffer_buf_reserve(out, plaintext.len + CRYPTO_AES_GCM_TAG_LEN));
+    TRY_OUT(coffer_buf_reserve(out, plaintext.len + CRYPTO_AES_GCM_TAG_LEN));
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL || EVP_EncryptInit_ex(ctx, cipher, NULL, key.ptr, iv) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cipher init failure");
@@ -343,7 +344,8 @@ coffer_err crypto_aes_gcm_seal(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
     if (aad.len && EVP_EncryptUpdate(ctx, NULL, &n, aad.ptr, (int)aad.len) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cipher failure");
     }
-    if (plaintext.len && EVP_EncryptUpdate(ctx, out->data + out->len, &n, plaintext.ptr, (int)plaintext.len) != 1) {
+    if (plaintext.len &&
+        EVP_EncryptUpdate(ctx, out->data + out->len, &n, plaintext.ptr, (int)plaintext.len) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cipher failure");
     }
     out->len += plaintext.len;
@@ -375,7 +377,7 @@ coffer_err crypto_aes_gcm_open(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
         return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }
     size_t body = ct.len - CRYPTO_AES_GCM_TAG_LEN;
-    GUARD(coffer_buf_reserve(out, body + 16));
+    TRY_OUT(coffer_buf_reserve(out, body + 16));
     ctx = EVP_CIPHER_CTX_new();
     if (ctx == NULL || EVP_DecryptInit_ex(ctx, cipher, NULL, key.ptr, iv) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cipher init failure");
@@ -386,7 +388,8 @@ coffer_err crypto_aes_gcm_open(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
     if (body && EVP_DecryptUpdate(ctx, out->data + out->len, &n, ct.ptr, (int)body) != 1) {
         FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }
-    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_AES_GCM_TAG_LEN, (void *)(ct.ptr + body)) != 1 ||
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CRYPTO_AES_GCM_TAG_LEN, (void *)(ct.ptr + body)) !=
+            1 ||
         EVP_DecryptFinal_ex(ctx, out->data + out->len + body, &n) != 1) {
         FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }

@@ -24,15 +24,16 @@ coffer_err crypto_random(void *out, size_t n) __attribute__((warn_unused_result)
 /* Lowercase RFC 4122 version-4 UUID, 36 chars + NUL. */
 coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1]) __attribute__((warn_unused_result));
 /* n UUIDs from one draw of the generator (cheaper than n calls on a hot path). n <= 8. */
-coffer_err crypto_uuid_v4_many(char (*out)[CRYPTO_UUID_STR_LEN + 1], size_t n) __attribute__((warn_unused_result));
+coffer_err crypto_uuid_v4_many(char (*out)[CRYPTO_UUID_STR_LEN + 1], size_t n)
+    __attribute__((warn_unused_result));
 
 void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN]);
 size_t crypto_digest_len(enum crypto_digest d);
 coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor msg, uint8_t *out)
     __attribute__((warn_unused_result));
 /* HKDF (RFC 5869) extract+expand; salt may be empty (then a zero salt of digest length). */
-coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, coffer_cursor info, uint8_t *out,
-                       size_t out_len) __attribute__((warn_unused_result));
+coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, coffer_cursor info,
+                       uint8_t *out, size_t out_len) __attribute__((warn_unused_result));
 
 /*
  * AES-GCM with a 12-byte IV and 16-byte tag; key length 16, 24 or 32 selects AES-128/192/256.
@@ -43,7 +44,8 @@ coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor sa
 coffer_err crypto_aes_gcm_seal(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
                                coffer_cursor plaintext, coffer_buf *out) __attribute__((warn_unused_result));
 coffer_err crypto_aes_gcm_open(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
-                               coffer_cursor ciphertext_and_tag, coffer_buf *out) __attribute__((warn_unused_result));
+                               coffer_cursor ciphertext_and_tag, coffer_buf *out)
+    __attribute__((warn_unused_result));
 
 /* Constant-time comparison: 0 when equal. */
 int crypto_memcmp(const void *a, const void *b, size_t n);

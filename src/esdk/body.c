@@ -5,9 +5,11 @@
 
 #include "esdk/body.h"
 
-coffer_err esdk_body_aad(const coffer_header *h, enum esdk_body_kind kind, uint32_t seq, uint64_t len, coffer_buf *out)
+coffer_err esdk_body_aad(const coffer_header *h, enum esdk_body_kind kind, uint32_t seq, uint64_t len,
+                         coffer_buf *out)
 {
-    static const char *const content[] = {"AWSKMSEncryptionClient Frame", "AWSKMSEncryptionClient Final Frame",
+    static const char *const content[] = {"AWSKMSEncryptionClient Frame",
+                                          "AWSKMSEncryptionClient Final Frame",
                                           "AWSKMSEncryptionClient Single Block"};
     coffer_buf_reset(out);
     TRY(coffer_buf_append(out, h->message_id, h->message_id_len));
@@ -26,8 +28,8 @@ void esdk_body_iv(uint32_t seq, uint8_t iv[ESDK_IV_LEN])
     iv[11] = (uint8_t)seq;
 }
 
-coffer_err esdk_header_auth_aad(coffer_cursor header_body, const coffer_ec *ec, const coffer_ec *required_keys,
-                                coffer_buf *out)
+coffer_err esdk_header_auth_aad(coffer_cursor header_body, const coffer_ec *ec,
+                                const coffer_ec *required_keys, coffer_buf *out)
 {
     coffer_buf_reset(out);
     TRY(coffer_buf_append_cur(out, header_body));

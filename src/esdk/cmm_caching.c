@@ -103,7 +103,7 @@ static coffer_err id_ec(coffer_buf *id, const coffer_ec *ec)
 {
     coffer_buf b = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
-    GUARD(esdk_ec_serialize(ec, &b));
+    TRY_OUT(esdk_ec_serialize(ec, &b));
     rc = id_cur(id, coffer_buf_cursor(&b));
 out:
     coffer_buf_free(&b);
@@ -126,8 +126,8 @@ static coffer_err cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, 
     if (req->plaintext_length == UINT64_MAX || req->plaintext_length > c->max_bytes) {
         return esdk_cmm_get_enc_materials(c->under, req, out);
     }
-    GUARD(id_start(&id, 'E', req->suite, req->policy));
-    GUARD(id_ec(&id, req->ec));
+    TRY_OUT(id_start(&id, 'E', req->suite, req->policy));
+    TRY_OUT(id_ec(&id, req->ec));
 
     pthread_mutex_lock(&c->lock);
     struct cache_entry *e = cache_find(c, &id, true);
@@ -145,9 +145,9 @@ static coffer_err cache_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, 
     }
     pthread_mutex_unlock(&c->lock);
 
-    GUARD(esdk_cmm_get_enc_materials(c->under, req, &m));
+    TRY_OUT(esdk_cmm_get_enc_materials(c->under, req, &m));
     coffer_enc_materials *copy = NULL;
-    GUARD(esdk_enc_materials_clone(m, &copy));
+    TRY_OUT(esdk_enc_materials_clone(m, &copy));
     pthread_mutex_lock(&c->lock);
     e = cache_slot(c);
     e->id = id; /* the entry owns the identity now */
@@ -172,9 +172,10 @@ static coffer_err dec_clone(const coffer_dec_materials *m, coffer_dec_materials 
     coffer_dec_materials *c = esdk_dec_materials_new(m->suite, m->ec);
     ENSURE(c != NULL, COFFER_ERR_NOMEM);
     for (size_t i = 0; i < m->required_keys->n; i++) {
-        GUARD(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key), coffer_cursor_from(NULL, 0)));
+        TRY_OUT(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key),
+                            coffer_cursor_from(NULL, 0)));
     }
-    GUARD(coffer_buf_append(&c->data_key, m->data_key.data, m->data_key.len));
+    TRY_OUT(coffer_buf_append(&c->data_key, m->data_key.data, m->data_key.len));
     if (m->verify_key) {
         if (EVP_PKEY_up_ref(m->verify_key) != 1) {
             FAIL_OUT(COFFER_ERR_CRYPTO, "key reference failed");
@@ -195,18 +196,18 @@ static coffer_err cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, 
     coffer_dec_materials *m = NULL;
     coffer_err rc = COFFER_OK;
 
-    GUARD(id_start(&id, 'D', req->suite, req->policy));
-    GUARD(coffer_buf_append_u64be(&id, (uint64_t)req->edk_count));
+    TRY_OUT(id_start(&id, 'D', req->suite, req->policy));
+    TRY_OUT(coffer_buf_append_u64be(&id, (uint64_t)req->edk_count));
     for (size_t i = 0; i < req->edk_count; i++) {
-        GUARD(id_cur(&id, coffer_cursor_from(req->edks[i].provider_id, req->edks[i].provider_id_len)));
-        GUARD(id_cur(&id, coffer_cursor_from(req->edks[i].provider_info, req->edks[i].provider_info_len)));
-        GUARD(id_cur(&id, coffer_cursor_from(req->edks[i].ciphertext, req->edks[i].ciphertext_len)));
+        TRY_OUT(id_cur(&id, coffer_cursor_from(req->edks[i].provider_id, req->edks[i].provider_id_len)));
+        TRY_OUT(id_cur(&id, coffer_cursor_from(req->edks[i].provider_info, req->edks[i].provider_info_len)));
+        TRY_OUT(id_cur(&id, coffer_cursor_from(req->edks[i].ciphertext, req->edks[i].ciphertext_len)));
     }
-    GUARD(id_ec(&id, req->ec));
+    TRY_OUT(id_ec(&id, req->ec));
     /* No reproduced context and an empty one are different requests. */
-    GUARD(coffer_buf_append_u8(&id, req->reproduced_ec != NULL));
+    TRY_OUT(coffer_buf_append_u8(&id, req->reproduced_ec != NULL));
     if (req->reproduced_ec) {
-        GUARD(id_ec(&id, req->reproduced_ec));
+        TRY_OUT(id_ec(&id, req->reproduced_ec));
     }
 
     pthread_mutex_lock(&c->lock);
@@ -219,9 +220,9 @@ static coffer_err cache_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, 
     }
     pthread_mutex_unlock(&c->lock);
 
-    GUARD(esdk_cmm_get_dec_materials(c->under, req, &m));
+    TRY_OUT(esdk_cmm_get_dec_materials(c->under, req, &m));
     coffer_dec_materials *copy = NULL;
-    GUARD(dec_clone(m, &copy));
+    TRY_OUT(dec_clone(m, &copy));
     pthread_mutex_lock(&c->lock);
     e = cache_slot(c);
     e->id = id;

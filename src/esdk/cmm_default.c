@@ -29,7 +29,7 @@ static coffer_err def_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, co
     if (!s) {
         FAIL_OUT(COFFER_ERR_USAGE, "unknown algorithm suite 0x%04x", id);
     }
-    GUARD(esdk_policy_check_encrypt(req->policy, s));
+    TRY_OUT(esdk_policy_check_encrypt(req->policy, s));
     if (esdk_ec_find(req->ec, coffer_cursor_from_str(ESDK_PUBKEY_EC_KEY))) {
         FAIL_OUT(COFFER_ERR_USAGE, "the encryption context key %s is reserved", ESDK_PUBKEY_EC_KEY);
     }
@@ -38,11 +38,11 @@ static coffer_err def_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, co
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     if (esdk_suite_signed(s)) {
-        GUARD(esdk_sig_keygen(s, &m->signing_key));
-        GUARD(esdk_sig_pubkey_b64(m->signing_key, &pub));
-        GUARD(esdk_ec_put(m->ec, coffer_cursor_from_str(ESDK_PUBKEY_EC_KEY), coffer_buf_cursor(&pub)));
+        TRY_OUT(esdk_sig_keygen(s, &m->signing_key));
+        TRY_OUT(esdk_sig_pubkey_b64(m->signing_key, &pub));
+        TRY_OUT(esdk_ec_put(m->ec, coffer_cursor_from_str(ESDK_PUBKEY_EC_KEY), coffer_buf_cursor(&pub)));
     }
-    GUARD(esdk_keyring_on_encrypt(c->kr, m));
+    TRY_OUT(esdk_keyring_on_encrypt(c->kr, m));
     if (m->data_key.len != s->key_len || m->edks.n == 0) {
         FAIL_OUT(COFFER_ERR_KEYRING, "keyring produced no data key or no encrypted data key");
     }
@@ -64,7 +64,7 @@ static coffer_err def_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, co
     if (!s) {
         FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "unknown algorithm suite");
     }
-    GUARD(esdk_policy_check_decrypt(req->policy, s));
+    TRY_OUT(esdk_policy_check_decrypt(req->policy, s));
     m = esdk_dec_materials_new(s, req->ec);
     if (!m) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -79,19 +79,19 @@ static coffer_err def_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, co
             }
             continue;
         }
-        GUARD(esdk_ec_put(m->ec, coffer_buf_cursor(&r->key), coffer_buf_cursor(&r->val)));
-        GUARD(esdk_ec_put(m->required_keys, coffer_buf_cursor(&r->key), coffer_cursor_from(NULL, 0)));
+        TRY_OUT(esdk_ec_put(m->ec, coffer_buf_cursor(&r->key), coffer_buf_cursor(&r->val)));
+        TRY_OUT(esdk_ec_put(m->required_keys, coffer_buf_cursor(&r->key), coffer_cursor_from(NULL, 0)));
     }
     const struct esdk_ec_entry *pk = esdk_ec_find(m->ec, coffer_cursor_from_str(ESDK_PUBKEY_EC_KEY));
     if (esdk_suite_signed(s)) {
         if (!pk) {
             FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "signed message without a public key");
         }
-        GUARD(esdk_sig_pubkey_from_b64(s, coffer_buf_cursor(&pk->val), &m->verify_key));
+        TRY_OUT(esdk_sig_pubkey_from_b64(s, coffer_buf_cursor(&pk->val), &m->verify_key));
     } else if (pk) {
         FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "unsigned suite with a signing public key");
     }
-    GUARD(esdk_keyring_on_decrypt(c->kr, m, req->edks, req->edk_count));
+    TRY_OUT(esdk_keyring_on_decrypt(c->kr, m, req->edks, req->edk_count));
     if (m->data_key.len != s->key_len) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "no keyring could decrypt a data key");
     }

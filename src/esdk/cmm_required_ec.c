@@ -27,9 +27,10 @@ static coffer_err req_get_enc(coffer_cmm *cmm, const coffer_enc_request *req, co
             FAIL_OUT(COFFER_ERR_USAGE, "a required encryption context key is missing");
         }
     }
-    GUARD(esdk_cmm_get_enc_materials(c->under, req, &m));
+    TRY_OUT(esdk_cmm_get_enc_materials(c->under, req, &m));
     for (size_t i = 0; i < c->keys->n; i++) {
-        GUARD(esdk_ec_put(m->required_keys, coffer_buf_cursor(&c->keys->v[i].key), coffer_cursor_from(NULL, 0)));
+        TRY_OUT(esdk_ec_put(m->required_keys, coffer_buf_cursor(&c->keys->v[i].key),
+                            coffer_cursor_from(NULL, 0)));
     }
     *out = m;
     m = NULL;
@@ -49,7 +50,7 @@ static coffer_err req_get_dec(coffer_cmm *cmm, const coffer_dec_request *req, co
             FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "a required encryption context key was not reproduced");
         }
     }
-    GUARD(esdk_cmm_get_dec_materials(c->under, req, &m));
+    TRY_OUT(esdk_cmm_get_dec_materials(c->under, req, &m));
     for (size_t i = 0; i < c->keys->n; i++) {
         if (!esdk_ec_find(m->ec, coffer_buf_cursor(&c->keys->v[i].key))) {
             FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "a required encryption context key is missing");
@@ -92,7 +93,8 @@ coffer_cmm *coffer_cmm_required_ec_new(coffer_cmm *underlying, const char *const
         return NULL;
     }
     for (size_t i = 0; i < key_count; i++) {
-        if (!keys[i] || esdk_ec_put(c->keys, coffer_cursor_from_str(keys[i]), coffer_cursor_from(NULL, 0)) != COFFER_OK) {
+        if (!keys[i] ||
+            esdk_ec_put(c->keys, coffer_cursor_from_str(keys[i]), coffer_cursor_from(NULL, 0)) != COFFER_OK) {
             coffer_ec_free(c->keys);
             free(c);
             return NULL;

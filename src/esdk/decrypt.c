@@ -18,7 +18,7 @@ struct coffer_decryptor {
     void *out_ctx;
     coffer_commitment_policy policy;
     size_t max_edks;
-    coffer_ec *reproduced;       /* may be NULL */
+    coffer_ec *reproduced; /* may be NULL */
     bool streaming_release;
     bool started;
     enum dec_state state;
@@ -28,10 +28,10 @@ struct coffer_decryptor {
     uint8_t key[ESDK_MAX_KEY_LEN];
     EVP_CIPHER_CTX *gcm;
     EVP_MD_CTX *sig;
-    uint32_t seq;                /* expected sequence number */
-    coffer_buf in;               /* unconsumed input */
-    coffer_buf pt;               /* secret: scratch for one frame */
-    coffer_buf held;             /* secret: plaintext waiting for the signature */
+    uint32_t seq;    /* expected sequence number */
+    coffer_buf in;   /* unconsumed input */
+    coffer_buf pt;   /* secret: scratch for one frame */
+    coffer_buf held; /* secret: plaintext waiting for the signature */
     coffer_buf aad;
 };
 
@@ -74,11 +74,11 @@ void coffer_decryptor_free(coffer_decryptor *d)
     free(d);
 }
 
-#define DSETTER_GUARD(d) ENSURE((d) != NULL && !(d)->started, COFFER_ERR_USAGE)
+#define ENSURE_DEC_SETTABLE(d) ENSURE((d) != NULL && !(d)->started, COFFER_ERR_USAGE)
 
 coffer_err esdk_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *ctx)
 {
-    DSETTER_GUARD(d);
+    ENSURE_DEC_SETTABLE(d);
     d->out_fn = fn;
     d->out_ctx = ctx;
     return COFFER_OK;
@@ -91,8 +91,9 @@ int coffer_decryptor_set_output(coffer_decryptor *d, coffer_write_fn fn, void *c
 
 static coffer_err esdk_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitment_policy p)
 {
-    DSETTER_GUARD(d);
-    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
+    ENSURE_DEC_SETTABLE(d);
+    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT &&
+               p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
            COFFER_ERR_USAGE);
     d->policy = p;
     return COFFER_OK;
@@ -105,7 +106,7 @@ int coffer_decryptor_set_commitment_policy(coffer_decryptor *d, coffer_commitmen
 
 static coffer_err esdk_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks)
 {
-    DSETTER_GUARD(d);
+    ENSURE_DEC_SETTABLE(d);
     d->max_edks = max_edks;
     return COFFER_OK;
 }
@@ -117,7 +118,7 @@ int coffer_decryptor_set_max_edks(coffer_decryptor *d, size_t max_edks)
 
 coffer_err esdk_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec)
 {
-    DSETTER_GUARD(d);
+    ENSURE_DEC_SETTABLE(d);
     coffer_ec *c = coffer_ec_clone(ec);
     ENSURE(c != NULL, COFFER_ERR_NOMEM);
     coffer_ec_free(d->reproduced);
@@ -132,7 +133,7 @@ int coffer_decryptor_set_ec(coffer_decryptor *d, const coffer_ec *ec)
 
 static coffer_err esdk_decryptor_set_streaming_release(coffer_decryptor *d, bool on)
 {
-    DSETTER_GUARD(d);
+    ENSURE_DEC_SETTABLE(d);
     d->streaming_release = on;
     return COFFER_OK;
 }
@@ -170,28 +171,29 @@ static coffer_err dec_header_done(coffer_decryptor *d, coffer_cursor raw)
     const struct esdk_suite *s = h->suite;
     uint8_t commit[ESDK_COMMIT_LEN] = {0};
 
-    GUARD(esdk_policy_check_decrypt(d->policy, s));
-    GUARD(esdk_edk_list_views(&h->edks, &views));
+    TRY_OUT(esdk_policy_check_decrypt(d->policy, s));
+    TRY_OUT(esdk_edk_list_views(&h->edks, &views));
     coffer_dec_request req = {s->id, d->policy, h->ec, d->reproduced, views, h->edks.n};
-    GUARD(esdk_cmm_get_dec_materials(d->cmm, &req, &d->mat));
+    TRY_OUT(esdk_cmm_get_dec_materials(d->cmm, &req, &d->mat));
     if (d->mat->suite != s || d->mat->data_key.len != s->key_len) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "materials do not fit the message");
     }
-    GUARD(esdk_suite_derive(s, coffer_buf_cursor(&d->mat->data_key), coffer_cursor_from(h->message_id, h->message_id_len),
-                            d->key, commit));
+    TRY_OUT(esdk_suite_derive(s, coffer_buf_cursor(&d->mat->data_key),
+                              coffer_cursor_from(h->message_id, h->message_id_len), d->key, commit));
     /* algorithm-suites.md §Key Commitment: constant time, the commitment is key-derived */
     if (esdk_suite_commits(s) && crypto_memcmp(commit, h->suite_data, ESDK_COMMIT_LEN) != 0) {
         FAIL_OUT(COFFER_ERR_COMMITMENT_MISMATCH, "key commitment mismatch");
     }
     /* message-header.md §Header Authentication */
-    GUARD(esdk_header_auth_aad(coffer_cursor_from(raw.ptr, h->body_len), d->mat->ec, d->mat->required_keys, &d->aad));
+    TRY_OUT(esdk_header_auth_aad(coffer_cursor_from(raw.ptr, h->body_len), d->mat->ec, d->mat->required_keys,
+                                 &d->aad));
     /* One key for the header tag and every frame: key the context once, then only IVs change. */
-    GUARD(esdk_gcm_key(d->gcm, false, d->key, s->key_len));
-    GUARD(esdk_gcm_open_keyed(d->gcm, h->auth_iv, coffer_buf_cursor(&d->aad), coffer_cursor_from(NULL, 0), h->auth_tag,
-                              NULL));
+    TRY_OUT(esdk_gcm_key(d->gcm, false, d->key, s->key_len));
+    TRY_OUT(esdk_gcm_open_keyed(d->gcm, h->auth_iv, coffer_buf_cursor(&d->aad), coffer_cursor_from(NULL, 0),
+                                h->auth_tag, NULL));
     if (esdk_suite_signed(s)) {
-        GUARD(esdk_sig_init(s, d->mat->verify_key, false, &d->sig));
-        GUARD(esdk_sig_update(d->sig, coffer_cursor_from(raw.ptr, h->total_len)));
+        TRY_OUT(esdk_sig_init(s, d->mat->verify_key, false, &d->sig));
+        TRY_OUT(esdk_sig_update(d->sig, coffer_cursor_from(raw.ptr, h->total_len)));
     }
     d->state = h->content_type == ESDK_CONTENT_FRAMED ? DEC_FRAMES : DEC_SINGLE;
 out:
@@ -217,13 +219,13 @@ static coffer_err dec_open(coffer_decryptor *d, enum esdk_body_kind kind, uint32
     return rc;
 }
 
-#define NEED(expr)                                                                                        \
-    do {                                                                                                  \
-        if ((expr) != COFFER_OK) {                                                                        \
-            coffer_clear_err();                                                                           \
-            *need_more = true;                                                                            \
-            return COFFER_OK;                                                                             \
-        }                                                                                                 \
+#define NEED(expr)                                                                                           \
+    do {                                                                                                     \
+        if ((expr) != COFFER_OK) {                                                                           \
+            coffer_clear_err();                                                                              \
+            *need_more = true;                                                                               \
+            return COFFER_OK;                                                                                \
+        }                                                                                                    \
     } while (0)
 
 /* message-body.md §Framed Data: one regular or final frame. */
@@ -406,19 +408,19 @@ coffer_err esdk_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t 
     /* A unit split across calls: complete it from the new bytes, taking no more than it needs. */
     while (len > 0 && d->in.len > 0) {
         size_t take = dec_unit_missing(d, len);
-        GUARD(coffer_buf_append(&d->in, in, take));
+        TRY_OUT(coffer_buf_append(&d->in, in, take));
         in += take;
         len -= take;
         coffer_cursor c = coffer_buf_cursor(&d->in);
-        GUARD(dec_process(d, &c));
+        TRY_OUT(dec_process(d, &c));
         memmove(d->in.data, c.ptr, c.len);
         d->in.len = c.len;
     }
     if (len > 0 || d->in.len == 0) {
         /* Fast path: parse straight from the caller's bytes, keep only the incomplete tail. */
         coffer_cursor c = coffer_cursor_from(in, len);
-        GUARD(dec_process(d, &c));
-        GUARD(coffer_buf_append_cur(&d->in, c));
+        TRY_OUT(dec_process(d, &c));
+        TRY_OUT(coffer_buf_append_cur(&d->in, c));
     }
 out:
     return rc == COFFER_OK ? COFFER_OK : dec_fail(d, rc);

@@ -67,8 +67,8 @@ coffer_err esdk_ec_put(coffer_ec *ec, coffer_cursor key, coffer_cursor val)
     assert(i <= ec->n && ec->n < ec->cap);
     struct esdk_ec_entry e = {COFFER_BUF_INIT, COFFER_BUF_INIT};
     coffer_err rc = COFFER_OK;
-    GUARD(coffer_buf_from(&e.key, key.ptr, key.len, false));
-    GUARD(coffer_buf_from(&e.val, val.ptr, val.len, false));
+    TRY_OUT(coffer_buf_from(&e.key, key.ptr, key.len, false));
+    TRY_OUT(coffer_buf_from(&e.val, val.ptr, val.len, false));
     memmove(&ec->v[i + 1], &ec->v[i], (ec->n - i) * sizeof(*ec->v));
     ec->v[i] = e;
     ec->n++;
@@ -147,19 +147,19 @@ coffer_err esdk_ec_parse(coffer_cursor c, coffer_ec **out)
         goto done;
     }
     /* structures.md §Serialization: Key Value Pair Count */
-    GUARD(cur_read_u16be(&c, &count));
+    TRY_OUT(cur_read_u16be(&c, &count));
     for (uint16_t i = 0; i < count; i++) {
         uint16_t kl, vl;
         coffer_cursor k, v;
         /* §Key Value Pair Entries: Key Length, Key, Value Length, Value */
-        GUARD(cur_read_u16be(&c, &kl));
-        GUARD(cur_read_bytes(&c, kl, &k));
-        GUARD(cur_read_u16be(&c, &vl));
-        GUARD(cur_read_bytes(&c, vl, &v));
+        TRY_OUT(cur_read_u16be(&c, &kl));
+        TRY_OUT(cur_read_bytes(&c, kl, &k));
+        TRY_OUT(cur_read_u16be(&c, &vl));
+        TRY_OUT(cur_read_bytes(&c, vl, &v));
         if (esdk_ec_find(ec, k)) {
             FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "duplicate encryption context key");
         }
-        GUARD(esdk_ec_put(ec, k, v));
+        TRY_OUT(esdk_ec_put(ec, k, v));
     }
     if (c.len != 0) {
         FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "trailing bytes in encryption context");

@@ -16,22 +16,22 @@ struct coffer_encryptor {
     coffer_write_fn out_fn;
     void *out_ctx;
     coffer_commitment_policy policy;
-    uint16_t suite;              /* 0 = per policy */
+    uint16_t suite; /* 0 = per policy */
     uint32_t frame_len;
     size_t max_edks;
     coffer_ec *ec;
     uint64_t pt_len_hint;
     enum enc_state state;
-    coffer_err fail_rc;          /* sticky error */
+    coffer_err fail_rc; /* sticky error */
     coffer_header *hdr;
     coffer_enc_materials *mat;
     uint8_t key[ESDK_MAX_KEY_LEN]; /* derived content key */
     EVP_CIPHER_CTX *gcm;
-    EVP_MD_CTX *sig;             /* signed suites */
-    uint32_t seq;                /* next sequence number */
-    coffer_buf pending;          /* secret: plaintext not yet framed */
-    coffer_buf frame;            /* scratch for one serialized frame */
-    coffer_buf aad;              /* scratch */
+    EVP_MD_CTX *sig;    /* signed suites */
+    uint32_t seq;       /* next sequence number */
+    coffer_buf pending; /* secret: plaintext not yet framed */
+    coffer_buf frame;   /* scratch for one serialized frame */
+    coffer_buf aad;     /* scratch */
 };
 
 coffer_encryptor *coffer_encryptor_new(coffer_cmm *cmm)
@@ -73,11 +73,11 @@ void coffer_encryptor_free(coffer_encryptor *e)
     free(e);
 }
 
-#define SETTER_GUARD(e) ENSURE((e) != NULL && (e)->state == ENC_NEW, COFFER_ERR_USAGE)
+#define ENSURE_ENC_SETTABLE(e) ENSURE((e) != NULL && (e)->state == ENC_NEW, COFFER_ERR_USAGE)
 
 coffer_err esdk_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *ctx)
 {
-    SETTER_GUARD(e);
+    ENSURE_ENC_SETTABLE(e);
     e->out_fn = fn;
     e->out_ctx = ctx;
     return COFFER_OK;
@@ -90,8 +90,9 @@ int coffer_encryptor_set_output(coffer_encryptor *e, coffer_write_fn fn, void *c
 
 static coffer_err esdk_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitment_policy p)
 {
-    SETTER_GUARD(e);
-    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
+    ENSURE_ENC_SETTABLE(e);
+    ENSURE(p >= COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT &&
+               p <= COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT,
            COFFER_ERR_USAGE);
     e->policy = p;
     return COFFER_OK;
@@ -104,7 +105,7 @@ int coffer_encryptor_set_commitment_policy(coffer_encryptor *e, coffer_commitmen
 
 static coffer_err esdk_encryptor_set_suite(coffer_encryptor *e, uint16_t suite)
 {
-    SETTER_GUARD(e);
+    ENSURE_ENC_SETTABLE(e);
     ENSURE(esdk_suite_find(suite) != NULL, COFFER_ERR_USAGE);
     e->suite = suite;
     return COFFER_OK;
@@ -117,7 +118,7 @@ int coffer_encryptor_set_suite(coffer_encryptor *e, uint16_t suite)
 
 static coffer_err esdk_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length)
 {
-    SETTER_GUARD(e);
+    ENSURE_ENC_SETTABLE(e);
     ENSURE(frame_length > 0 && frame_length <= INT32_MAX, COFFER_ERR_USAGE);
     e->frame_len = frame_length;
     return COFFER_OK;
@@ -130,7 +131,7 @@ int coffer_encryptor_set_frame_length(coffer_encryptor *e, uint32_t frame_length
 
 static coffer_err esdk_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks)
 {
-    SETTER_GUARD(e);
+    ENSURE_ENC_SETTABLE(e);
     e->max_edks = max_edks;
     return COFFER_OK;
 }
@@ -142,7 +143,7 @@ int coffer_encryptor_set_max_edks(coffer_encryptor *e, size_t max_edks)
 
 coffer_err esdk_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec)
 {
-    SETTER_GUARD(e);
+    ENSURE_ENC_SETTABLE(e);
     coffer_ec *c = coffer_ec_clone(ec);
     ENSURE(c != NULL, COFFER_ERR_NOMEM);
     coffer_ec_free(e->ec);
@@ -157,7 +158,7 @@ int coffer_encryptor_set_ec(coffer_encryptor *e, const coffer_ec *ec)
 
 coffer_err esdk_encryptor_set_plaintext_length(coffer_encryptor *e, uint64_t len)
 {
-    SETTER_GUARD(e);
+    ENSURE_ENC_SETTABLE(e);
     e->pt_len_hint = len;
     return COFFER_OK;
 }
@@ -191,11 +192,12 @@ static coffer_err enc_start(coffer_encryptor *e)
     uint8_t commit[ESDK_COMMIT_LEN] = {0};
     coffer_enc_request req = {e->ec, e->suite, e->policy, e->pt_len_hint};
 
-    GUARD(esdk_cmm_get_enc_materials(e->cmm, &req, &e->mat));
+    TRY_OUT(esdk_cmm_get_enc_materials(e->cmm, &req, &e->mat));
     const struct esdk_suite *s = e->mat->suite;
-    GUARD(esdk_policy_check_encrypt(e->policy, s));
+    TRY_OUT(esdk_policy_check_encrypt(e->policy, s));
     if (e->max_edks && e->mat->edks.n > e->max_edks) {
-        FAIL_OUT(COFFER_ERR_LIMIT, "%zu encrypted data keys exceed the limit of %zu", e->mat->edks.n, e->max_edks);
+        FAIL_OUT(COFFER_ERR_LIMIT, "%zu encrypted data keys exceed the limit of %zu", e->mat->edks.n,
+                 e->max_edks);
     }
     if (!(e->hdr = esdk_header_new())) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -203,43 +205,45 @@ static coffer_err enc_start(coffer_encryptor *e)
     e->hdr->version = s->version;
     e->hdr->suite = s;
     e->hdr->message_id_len = s->version == 1 ? ESDK_MSG_ID_V1_LEN : ESDK_MSG_ID_V2_LEN;
-    GUARD(crypto_random(e->hdr->message_id, e->hdr->message_id_len));
+    TRY_OUT(crypto_random(e->hdr->message_id, e->hdr->message_id_len));
     /* Authenticate-only pairs stay out of the stored context. */
     if (!(e->hdr->ec = coffer_ec_clone(e->mat->ec))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < e->mat->required_keys->n; i++) {
-        GUARD(esdk_ec_remove(e->hdr->ec, coffer_buf_cursor(&e->mat->required_keys->v[i].key)));
+        TRY_OUT(esdk_ec_remove(e->hdr->ec, coffer_buf_cursor(&e->mat->required_keys->v[i].key)));
     }
     for (size_t i = 0; i < e->mat->edks.n; i++) {
         const struct esdk_edk *k = &e->mat->edks.v[i];
-        GUARD(esdk_edk_list_add(&e->hdr->edks, coffer_buf_cursor(&k->provider_id), coffer_buf_cursor(&k->provider_info),
-                                coffer_buf_cursor(&k->ciphertext)));
+        TRY_OUT(esdk_edk_list_add(&e->hdr->edks, coffer_buf_cursor(&k->provider_id),
+                                  coffer_buf_cursor(&k->provider_info), coffer_buf_cursor(&k->ciphertext)));
     }
     e->hdr->content_type = ESDK_CONTENT_FRAMED;
     e->hdr->frame_length = e->frame_len;
-    GUARD(esdk_suite_derive(s, coffer_buf_cursor(&e->mat->data_key),
-                            coffer_cursor_from(e->hdr->message_id, e->hdr->message_id_len), e->key, commit));
+    TRY_OUT(esdk_suite_derive(s, coffer_buf_cursor(&e->mat->data_key),
+                              coffer_cursor_from(e->hdr->message_id, e->hdr->message_id_len), e->key,
+                              commit));
     memcpy(e->hdr->suite_data, commit, ESDK_COMMIT_LEN);
     /* One key for the header tag and every frame: key the context once, then only IVs change. */
-    GUARD(esdk_gcm_key(e->gcm, true, e->key, s->key_len));
-    GUARD(esdk_header_write_body(e->hdr, &body));
+    TRY_OUT(esdk_gcm_key(e->gcm, true, e->key, s->key_len));
+    TRY_OUT(esdk_header_write_body(e->hdr, &body));
     e->hdr->body_len = body.len;
     /* message-header.md §Header Authentication: GCM over nothing, AAD = header (+ required pairs), zero IV */
-    GUARD(esdk_header_auth_aad(coffer_buf_cursor(&body), e->mat->ec, e->mat->required_keys, &e->aad));
-    GUARD(esdk_gcm_seal_keyed(e->gcm, e->hdr->auth_iv, coffer_buf_cursor(&e->aad), coffer_cursor_from(NULL, 0), NULL,
-                              e->hdr->auth_tag));
+    TRY_OUT(esdk_header_auth_aad(coffer_buf_cursor(&body), e->mat->ec, e->mat->required_keys, &e->aad));
+    TRY_OUT(esdk_gcm_seal_keyed(e->gcm, e->hdr->auth_iv, coffer_buf_cursor(&e->aad),
+                                coffer_cursor_from(NULL, 0), NULL, e->hdr->auth_tag));
     if (s->version == 1) {
-        GUARD(coffer_buf_append(&body, e->hdr->auth_iv, ESDK_IV_LEN));
+        TRY_OUT(coffer_buf_append(&body, e->hdr->auth_iv, ESDK_IV_LEN));
     }
-    GUARD(coffer_buf_append(&body, e->hdr->auth_tag, ESDK_TAG_LEN));
+    TRY_OUT(coffer_buf_append(&body, e->hdr->auth_tag, ESDK_TAG_LEN));
     e->hdr->total_len = body.len;
     if (esdk_suite_signed(s)) {
-        GUARD(esdk_sig_init(s, e->mat->signing_key, true, &e->sig));
+        TRY_OUT(esdk_sig_init(s, e->mat->signing_key, true, &e->sig));
     }
     /* A known short input never needs a whole frame of (locked, wiped-on-free) buffer. */
-    GUARD(coffer_buf_reserve(&e->pending, e->pt_len_hint < e->frame_len ? (size_t)e->pt_len_hint : e->frame_len));
-    GUARD(enc_emit(e, body.data, body.len));
+    TRY_OUT(coffer_buf_reserve(&e->pending,
+                               e->pt_len_hint < e->frame_len ? (size_t)e->pt_len_hint : e->frame_len));
+    TRY_OUT(enc_emit(e, body.data, body.len));
 out:
     coffer_secure_zero(commit, sizeof(commit));
     coffer_buf_free(&body);
@@ -313,21 +317,21 @@ coffer_err esdk_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t 
      * shorter (even empty), which the format allows. */
     while (c.len > 0) {
         if (e->pending.len == e->frame_len) {
-            GUARD(enc_frame(e, coffer_buf_cursor(&e->pending), false));
+            TRY_OUT(enc_frame(e, coffer_buf_cursor(&e->pending), false));
             coffer_buf_reset(&e->pending);
         }
         uint64_t framed = (uint64_t)(e->seq - 1) * e->frame_len;
-        bool more_due = e->pt_len_hint != UINT64_MAX && e->pt_len_hint > framed &&
-                        e->pt_len_hint - framed > e->frame_len;
+        bool more_due =
+            e->pt_len_hint != UINT64_MAX && e->pt_len_hint > framed && e->pt_len_hint - framed > e->frame_len;
         if (e->pending.len == 0 && (c.len > e->frame_len || (c.len == e->frame_len && more_due))) {
-            GUARD(enc_frame(e, coffer_cursor_from(c.ptr, e->frame_len), false));
+            TRY_OUT(enc_frame(e, coffer_cursor_from(c.ptr, e->frame_len), false));
             c.ptr += e->frame_len;
             c.len -= e->frame_len;
             continue;
         }
         size_t take = e->frame_len - e->pending.len;
         take = take < c.len ? take : c.len;
-        GUARD(coffer_buf_append(&e->pending, c.ptr, take));
+        TRY_OUT(coffer_buf_append(&e->pending, c.ptr, take));
         c.ptr += take;
         c.len -= take;
     }
@@ -345,17 +349,17 @@ coffer_err esdk_encryptor_finish(coffer_encryptor *e)
     TRY(enc_check_state(e));
     coffer_err rc = COFFER_OK;
     coffer_buf sig = COFFER_BUF_INIT;
-    GUARD(enc_frame(e, coffer_buf_cursor(&e->pending), true));
+    TRY_OUT(enc_frame(e, coffer_buf_cursor(&e->pending), true));
     coffer_buf_reset(&e->pending);
     if (e->sig) {
         /* message-footer.md: signature length, signature (DER) over everything before it */
-        GUARD(coffer_buf_append_u16be(&sig, 0));
-        GUARD(esdk_sig_sign_final(e->sig, &sig));
+        TRY_OUT(coffer_buf_append_u16be(&sig, 0));
+        TRY_OUT(esdk_sig_sign_final(e->sig, &sig));
         sig.data[0] = (uint8_t)((sig.len - 2) >> 8);
         sig.data[1] = (uint8_t)(sig.len - 2);
         EVP_MD_CTX_free(e->sig);
         e->sig = NULL;
-        GUARD(enc_emit(e, sig.data, sig.len));
+        TRY_OUT(enc_emit(e, sig.data, sig.len));
     }
     e->state = ENC_DONE;
     coffer_secure_zero(e->key, sizeof(e->key));

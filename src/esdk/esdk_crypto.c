@@ -23,9 +23,9 @@
  * makes a small message cheap enough for them to dominate. Fetched objects are immutable and
  * shared by every thread; each call still works on its own context.
  */
-static EVP_CIPHER *fetched_gcm[3];   /* AES-128/192/256-GCM */
+static EVP_CIPHER *fetched_gcm[3]; /* AES-128/192/256-GCM */
 static EVP_KDF *fetched_hkdf;
-static pthread_key_t hkdf_key;       /* per thread: struct hkdf_thread */
+static pthread_key_t hkdf_key; /* per thread: struct hkdf_thread */
 static bool hkdf_key_ok;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 
@@ -83,8 +83,8 @@ coffer_err esdk_gcm_key(EVP_CIPHER_CTX *ctx, bool encrypt, const uint8_t *key, s
     return COFFER_OK;
 }
 
-coffer_err esdk_gcm_seal_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor pt,
-                               uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN])
+coffer_err esdk_gcm_seal_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad,
+                               coffer_cursor pt, uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN])
 {
     uint8_t fin[16]; /* GCM writes nothing at final; never offset a possibly-NULL output */
     int n = 0;
@@ -99,8 +99,8 @@ coffer_err esdk_gcm_seal_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN
     return COFFER_OK;
 }
 
-coffer_err esdk_gcm_open_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor ct,
-                               const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out)
+coffer_err esdk_gcm_open_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad,
+                               coffer_cursor ct, const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out)
 {
     uint8_t tagcopy[ESDK_TAG_LEN];
     uint8_t fin[16];
@@ -121,15 +121,17 @@ coffer_err esdk_gcm_open_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN
     return COFFER_OK;
 }
 
-coffer_err esdk_gcm_seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t iv[ESDK_IV_LEN],
-                         coffer_cursor aad, coffer_cursor pt, uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN])
+coffer_err esdk_gcm_seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len,
+                         const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor pt, uint8_t *ct_out,
+                         uint8_t tag_out[ESDK_TAG_LEN])
 {
     TRY(esdk_gcm_key(ctx, true, key, key_len));
     return esdk_gcm_seal_keyed(ctx, iv, aad, pt, ct_out, tag_out);
 }
 
-coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t iv[ESDK_IV_LEN],
-                         coffer_cursor aad, coffer_cursor ct, const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out)
+coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len,
+                         const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor ct,
+                         const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out)
 {
     TRY(esdk_gcm_key(ctx, false, key, key_len));
     return esdk_gcm_open_keyed(ctx, iv, aad, ct, tag, pt_out);
@@ -163,8 +165,8 @@ static EVP_KDF_CTX *hkdf_ctx(enum crypto_digest d)
     return t->ctx[d];
 }
 
-static coffer_err hkdf_run(EVP_KDF_CTX *c, int mode, coffer_cursor key, coffer_cursor salt, coffer_cursor info,
-                           uint8_t *out, size_t out_len)
+static coffer_err hkdf_run(EVP_KDF_CTX *c, int mode, coffer_cursor key, coffer_cursor salt,
+                           coffer_cursor info, uint8_t *out, size_t out_len)
 {
     OSSL_PARAM p[5];
     size_t np = 0;
@@ -209,14 +211,15 @@ coffer_err esdk_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt
         salt = coffer_cursor_from(zeros, prk_len);
     }
     if (n == 1) {
-        GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, ikm, salt, infos[0], outs[0], out_lens[0]));
+        TRY_OUT(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_AND_EXPAND, ikm, salt, infos[0], outs[0], out_lens[0]));
         goto out;
     }
     /* Several outputs from one key and salt share one extract step. */
-    GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, coffer_cursor_from(NULL, 0), prk, prk_len));
+    TRY_OUT(
+        hkdf_run(c, EVP_KDF_HKDF_MODE_EXTRACT_ONLY, ikm, salt, coffer_cursor_from(NULL, 0), prk, prk_len));
     for (size_t i = 0; i < n; i++) {
-        GUARD(hkdf_run(c, EVP_KDF_HKDF_MODE_EXPAND_ONLY, coffer_cursor_from(prk, prk_len), salt, infos[i], outs[i],
-                       out_lens[i]));
+        TRY_OUT(hkdf_run(c, EVP_KDF_HKDF_MODE_EXPAND_ONLY, coffer_cursor_from(prk, prk_len), salt, infos[i],
+                         outs[i], out_lens[i]));
     }
 out:
     if (!hkdf_scrub(c)) {
@@ -272,14 +275,16 @@ coffer_err esdk_sig_pubkey_from_b64(const struct esdk_suite *s, coffer_cursor b6
     coffer_err rc = COFFER_OK;
     size_t want = s->sig_curve_nid == NID_X9_62_prime256v1 ? 33 : 49;
 
-    if (coffer_b64_decode(b64, &raw) != COFFER_OK || raw.len != want || (raw.data[0] != 2 && raw.data[0] != 3)) {
+    if (coffer_b64_decode(b64, &raw) != COFFER_OK || raw.len != want ||
+        (raw.data[0] != 2 && raw.data[0] != 3)) {
         FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "malformed signing public key");
     }
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)curve_name(s), 0);
     params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, raw.data, raw.len);
     params[2] = OSSL_PARAM_construct_end();
     ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 || EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &k, EVP_PKEY_PUBLIC_KEY, params) != 1) {
         FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "invalid signing public key");
     }
     *out = k;
@@ -358,11 +363,11 @@ coffer_err esdk_rsa_wrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor pt, 
     if (!ctx || EVP_PKEY_encrypt_init(ctx) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA init failed");
     }
-    GUARD(rsa_ctx_setup(ctx, pad));
+    TRY_OUT(rsa_ctx_setup(ctx, pad));
     if (EVP_PKEY_encrypt(ctx, NULL, &n, pt.ptr, pt.len) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA encrypt failed");
     }
-    GUARD(coffer_buf_reserve(out, n));
+    TRY_OUT(coffer_buf_reserve(out, n));
     if (EVP_PKEY_encrypt(ctx, out->data + out->len, &n, pt.ptr, pt.len) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA encrypt failed");
     }
@@ -380,7 +385,7 @@ coffer_err esdk_rsa_unwrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor ct
     if (!ctx || EVP_PKEY_decrypt_init(ctx) != 1) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "RSA init failed");
     }
-    GUARD(rsa_ctx_setup(ctx, pad));
+    TRY_OUT(rsa_ctx_setup(ctx, pad));
     if (pad == COFFER_RSA_PKCS1) {
         /* Implicit rejection would return random bytes instead of failing; the caller checks
          * the length and the message tags catch a wrong key, so ask for an explicit error. */
@@ -389,7 +394,7 @@ coffer_err esdk_rsa_unwrap(EVP_PKEY *k, coffer_rsa_padding pad, coffer_cursor ct
     if (EVP_PKEY_decrypt(ctx, NULL, &n, ct.ptr, ct.len) != 1) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "RSA unwrap failed");
     }
-    GUARD(coffer_buf_reserve(out, n));
+    TRY_OUT(coffer_buf_reserve(out, n));
     if (EVP_PKEY_decrypt(ctx, out->data + out->len, &n, ct.ptr, ct.len) != 1) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "RSA unwrap failed");
     }

@@ -30,17 +30,23 @@ enum esdk_kdf { ESDK_KDF_NONE, ESDK_KDF_HKDF, ESDK_KDF_HKDF_COMMIT };
 
 struct esdk_suite {
     uint16_t id;
-    uint8_t version;        /* message format version: 1 or 2 */
-    size_t key_len;         /* AES key length = data key length */
+    uint8_t version; /* message format version: 1 or 2 */
+    size_t key_len;  /* AES key length = data key length */
     enum esdk_kdf kdf;
     enum crypto_digest kdf_md;
-    int sig_curve_nid;      /* 0 when the suite is unsigned */
-    const char *sig_md;     /* "SHA256" / "SHA384" */
+    int sig_curve_nid;  /* 0 when the suite is unsigned */
+    const char *sig_md; /* "SHA256" / "SHA384" */
 };
 
 const struct esdk_suite *esdk_suite_find(uint16_t id);
-static inline bool esdk_suite_signed(const struct esdk_suite *s) { return s->sig_curve_nid != 0; }
-static inline bool esdk_suite_commits(const struct esdk_suite *s) { return s->kdf == ESDK_KDF_HKDF_COMMIT; }
+static inline bool esdk_suite_signed(const struct esdk_suite *s)
+{
+    return s->sig_curve_nid != 0;
+}
+static inline bool esdk_suite_commits(const struct esdk_suite *s)
+{
+    return s->kdf == ESDK_KDF_HKDF_COMMIT;
+}
 /* Derives the content key (and for committing suites the commitment) from the data key. */
 coffer_err esdk_suite_derive(const struct esdk_suite *s, coffer_cursor data_key, coffer_cursor msg_id,
                              uint8_t key_out[ESDK_MAX_KEY_LEN], uint8_t commit_out[ESDK_COMMIT_LEN]);
@@ -78,7 +84,8 @@ struct esdk_edk_list {
     size_t n;
     size_t cap;
 };
-coffer_err esdk_edk_list_add(struct esdk_edk_list *l, coffer_cursor pid, coffer_cursor info, coffer_cursor ct);
+coffer_err esdk_edk_list_add(struct esdk_edk_list *l, coffer_cursor pid, coffer_cursor info,
+                             coffer_cursor ct);
 void esdk_edk_list_clean(struct esdk_edk_list *l);
 /* Borrowed public views (caller frees the array with free()). */
 coffer_err esdk_edk_list_views(const struct esdk_edk_list *l, coffer_edk **out);
@@ -86,17 +93,17 @@ coffer_err esdk_edk_list_views(const struct esdk_edk_list *l, coffer_edk **out);
 /* ---- materials ---- */
 struct coffer_enc_materials {
     const struct esdk_suite *suite;
-    coffer_ec *ec;                 /* full context, incl. the public key for signed suites */
-    coffer_ec *required_keys;      /* keys authenticated but not stored (values empty) */
-    coffer_buf data_key;           /* secret */
+    coffer_ec *ec;            /* full context, incl. the public key for signed suites */
+    coffer_ec *required_keys; /* keys authenticated but not stored (values empty) */
+    coffer_buf data_key;      /* secret */
     struct esdk_edk_list edks;
-    EVP_PKEY *signing_key;         /* signed suites only */
+    EVP_PKEY *signing_key; /* signed suites only */
 };
 struct coffer_dec_materials {
     const struct esdk_suite *suite;
     coffer_ec *ec;
     coffer_ec *required_keys;
-    coffer_buf data_key;           /* secret */
+    coffer_buf data_key; /* secret */
     EVP_PKEY *verify_key;
 };
 coffer_enc_materials *esdk_enc_materials_new(const struct esdk_suite *s, const coffer_ec *ec);
@@ -113,13 +120,13 @@ struct coffer_header {
     size_t message_id_len;
     coffer_ec *ec;
     struct esdk_edk_list edks;
-    uint8_t content_type;            /* 1 non-framed, 2 framed */
+    uint8_t content_type; /* 1 non-framed, 2 framed */
     uint32_t frame_length;
     uint8_t suite_data[ESDK_COMMIT_LEN]; /* v2: commitment key */
-    uint8_t auth_iv[ESDK_IV_LEN];    /* v1 only; zero in v2 */
+    uint8_t auth_iv[ESDK_IV_LEN];        /* v1 only; zero in v2 */
     uint8_t auth_tag[ESDK_TAG_LEN];
-    size_t body_len;                 /* bytes of the header before the auth fields */
-    size_t total_len;                /* body_len + auth fields */
+    size_t body_len;  /* bytes of the header before the auth fields */
+    size_t total_len; /* body_len + auth fields */
 };
 #define ESDK_CONTENT_NONFRAMED 1
 #define ESDK_CONTENT_FRAMED 2
@@ -137,16 +144,18 @@ coffer_header *esdk_header_new(void);
 /* Keys the context once for a run of seals (encrypt) or opens under one key. */
 coffer_err esdk_gcm_key(EVP_CIPHER_CTX *ctx, bool encrypt, const uint8_t *key, size_t key_len);
 /* Seal / open under the key set by esdk_gcm_key; only the IV changes. */
-coffer_err esdk_gcm_seal_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor pt,
-                               uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN]);
-coffer_err esdk_gcm_open_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor ct,
-                               const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out);
+coffer_err esdk_gcm_seal_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad,
+                               coffer_cursor pt, uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN]);
+coffer_err esdk_gcm_open_keyed(EVP_CIPHER_CTX *ctx, const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad,
+                               coffer_cursor ct, const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out);
 /* Key + one seal / open. */
-coffer_err esdk_gcm_seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t iv[ESDK_IV_LEN],
-                         coffer_cursor aad, coffer_cursor pt, uint8_t *ct_out, uint8_t tag_out[ESDK_TAG_LEN]);
+coffer_err esdk_gcm_seal(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len,
+                         const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor pt, uint8_t *ct_out,
+                         uint8_t tag_out[ESDK_TAG_LEN]);
 /* Writes plaintext to pt_out (same length as ct); on failure wipes pt_out. */
-coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len, const uint8_t iv[ESDK_IV_LEN],
-                         coffer_cursor aad, coffer_cursor ct, const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out);
+coffer_err esdk_gcm_open(EVP_CIPHER_CTX *ctx, const uint8_t *key, size_t key_len,
+                         const uint8_t iv[ESDK_IV_LEN], coffer_cursor aad, coffer_cursor ct,
+                         const uint8_t tag[ESDK_TAG_LEN], uint8_t *pt_out);
 
 /*
  * HKDF (RFC 5869) with OpenSSL's KDF: n outputs from one key and salt (empty salt = HashLen
@@ -236,7 +245,13 @@ coffer_err esdk_cmm_get_dec_materials(coffer_cmm *cmm, const coffer_dec_request 
     }
 
 /* Refcount helpers shared by keyrings and CMMs. */
-static inline void esdk_ref_inc(unsigned long *r) { __atomic_add_fetch(r, 1, __ATOMIC_RELAXED); }
-static inline bool esdk_ref_dec(unsigned long *r) { return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) == 0; }
+static inline void esdk_ref_inc(unsigned long *r)
+{
+    __atomic_add_fetch(r, 1, __ATOMIC_RELAXED);
+}
+static inline bool esdk_ref_dec(unsigned long *r)
+{
+    return __atomic_sub_fetch(r, 1, __ATOMIC_ACQ_REL) == 0;
+}
 
 #endif

@@ -10,18 +10,18 @@
 #include "esdk/esdk_internal.h"
 
 /* A short read: the stream may retry once more bytes arrive. */
-#define RD(expr)                                                                                          \
-    do {                                                                                                  \
-        if ((expr) != COFFER_OK) {                                                                        \
-            *truncated = true;                                                                            \
-            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "header truncated");                                         \
-        }                                                                                                 \
+#define RD(expr)                                                                                             \
+    do {                                                                                                     \
+        if ((expr) != COFFER_OK) {                                                                           \
+            *truncated = true;                                                                               \
+            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, "header truncated");                                            \
+        }                                                                                                    \
     } while (0)
-#define BAD(cond, ...)                                                                                    \
-    do {                                                                                                  \
-        if (cond) {                                                                                       \
-            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, __VA_ARGS__);                                                \
-        }                                                                                                 \
+#define BAD(cond, ...)                                                                                       \
+    do {                                                                                                     \
+        if (cond) {                                                                                          \
+            FAIL_OUT(COFFER_ERR_BAD_MESSAGE, __VA_ARGS__);                                                   \
+        }                                                                                                    \
     } while (0)
 
 coffer_header *esdk_header_new(void)
@@ -62,7 +62,7 @@ static coffer_err parse_edks(coffer_cursor *c, size_t max_edks, coffer_header *h
         /* §Encrypted Data Keys: Encrypted Data Key Length, Encrypted Data Key */
         RD(cur_read_u16be(c, &n));
         RD(cur_read_bytes(c, n, &ct));
-        GUARD(esdk_edk_list_add(&h->edks, pid, info, ct));
+        TRY_OUT(esdk_edk_list_add(&h->edks, pid, info, ct));
     }
 out:
     return rc;
@@ -102,9 +102,9 @@ coffer_err esdk_header_parse(coffer_cursor *in, size_t max_edks, coffer_header *
     /* §AAD Length, §AAD (the serialized encryption context) */
     RD(cur_read_u16be(&c, &aad_len));
     RD(cur_read_bytes(&c, aad_len, &aad));
-    GUARD(esdk_ec_parse(aad, &h->ec));
+    TRY_OUT(esdk_ec_parse(aad, &h->ec));
     /* §Encrypted Data Key Count, §Encrypted Data Keys */
-    GUARD(parse_edks(&c, max_edks, h, truncated));
+    TRY_OUT(parse_edks(&c, max_edks, h, truncated));
     /* §Content Type: 0x01 non-framed, 0x02 framed */
     RD(cur_read_u8(&c, &h->content_type));
     BAD(h->content_type != ESDK_CONTENT_NONFRAMED && h->content_type != ESDK_CONTENT_FRAMED,
@@ -119,7 +119,8 @@ coffer_err esdk_header_parse(coffer_cursor *in, size_t max_edks, coffer_header *
     }
     /* §Frame Length: 0 for non-framed content */
     RD(cur_read_u32be(&c, &h->frame_length));
-    BAD(h->content_type == ESDK_CONTENT_NONFRAMED && h->frame_length != 0, "non-framed message with a frame length");
+    BAD(h->content_type == ESDK_CONTENT_NONFRAMED && h->frame_length != 0,
+        "non-framed message with a frame length");
     BAD(h->content_type == ESDK_CONTENT_FRAMED && h->frame_length == 0, "framed message with frame length 0");
     if (version == 2) {
         /* §Algorithm Suite Data (v2): the commitment key */
@@ -145,40 +146,40 @@ coffer_err esdk_header_write_body(const coffer_header *h, coffer_buf *out)
     coffer_buf aad = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
 
-    GUARD(esdk_ec_serialize(h->ec, &aad));
+    TRY_OUT(esdk_ec_serialize(h->ec, &aad));
     /* message-header.md §Version, §Type (v1), §Algorithm Suite ID, §Message ID */
-    GUARD(coffer_buf_append_u8(out, h->version));
+    TRY_OUT(coffer_buf_append_u8(out, h->version));
     if (h->version == 1) {
-        GUARD(coffer_buf_append_u8(out, 0x80));
+        TRY_OUT(coffer_buf_append_u8(out, 0x80));
     }
-    GUARD(coffer_buf_append_u16be(out, h->suite->id));
-    GUARD(coffer_buf_append(out, h->message_id, h->message_id_len));
+    TRY_OUT(coffer_buf_append_u16be(out, h->suite->id));
+    TRY_OUT(coffer_buf_append(out, h->message_id, h->message_id_len));
     /* §AAD Length, §AAD */
-    GUARD(coffer_buf_append_u16be(out, (uint16_t)aad.len));
-    GUARD(coffer_buf_append(out, aad.data, aad.len));
+    TRY_OUT(coffer_buf_append_u16be(out, (uint16_t)aad.len));
+    TRY_OUT(coffer_buf_append(out, aad.data, aad.len));
     /* §Encrypted Data Key Count, §Encrypted Data Keys */
     if (h->edks.n == 0 || h->edks.n > UINT16_MAX) {
         FAIL_OUT(COFFER_ERR_LIMIT, "bad number of encrypted data keys (%zu)", h->edks.n);
     }
-    GUARD(coffer_buf_append_u16be(out, (uint16_t)h->edks.n));
+    TRY_OUT(coffer_buf_append_u16be(out, (uint16_t)h->edks.n));
     for (size_t i = 0; i < h->edks.n; i++) {
         const struct esdk_edk *e = &h->edks.v[i];
-        GUARD(coffer_buf_append_u16be(out, (uint16_t)e->provider_id.len));
-        GUARD(coffer_buf_append(out, e->provider_id.data, e->provider_id.len));
-        GUARD(coffer_buf_append_u16be(out, (uint16_t)e->provider_info.len));
-        GUARD(coffer_buf_append(out, e->provider_info.data, e->provider_info.len));
-        GUARD(coffer_buf_append_u16be(out, (uint16_t)e->ciphertext.len));
-        GUARD(coffer_buf_append(out, e->ciphertext.data, e->ciphertext.len));
+        TRY_OUT(coffer_buf_append_u16be(out, (uint16_t)e->provider_id.len));
+        TRY_OUT(coffer_buf_append(out, e->provider_id.data, e->provider_id.len));
+        TRY_OUT(coffer_buf_append_u16be(out, (uint16_t)e->provider_info.len));
+        TRY_OUT(coffer_buf_append(out, e->provider_info.data, e->provider_info.len));
+        TRY_OUT(coffer_buf_append_u16be(out, (uint16_t)e->ciphertext.len));
+        TRY_OUT(coffer_buf_append(out, e->ciphertext.data, e->ciphertext.len));
     }
     /* §Content Type, §Reserved + §IV Length (v1), §Frame Length, §Algorithm Suite Data (v2) */
-    GUARD(coffer_buf_append_u8(out, h->content_type));
+    TRY_OUT(coffer_buf_append_u8(out, h->content_type));
     if (h->version == 1) {
-        GUARD(coffer_buf_append_u32be(out, 0));
-        GUARD(coffer_buf_append_u8(out, ESDK_IV_LEN));
+        TRY_OUT(coffer_buf_append_u32be(out, 0));
+        TRY_OUT(coffer_buf_append_u8(out, ESDK_IV_LEN));
     }
-    GUARD(coffer_buf_append_u32be(out, h->frame_length));
+    TRY_OUT(coffer_buf_append_u32be(out, h->frame_length));
     if (h->version == 2) {
-        GUARD(coffer_buf_append(out, h->suite_data, ESDK_COMMIT_LEN));
+        TRY_OUT(coffer_buf_append(out, h->suite_data, ESDK_COMMIT_LEN));
     }
 out:
     coffer_buf_free(&aad);

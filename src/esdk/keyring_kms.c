@@ -100,10 +100,10 @@ static bool kms_arn_field(coffer_cursor *c, coffer_cursor *out)
 static bool kms_arn_parse(coffer_cursor s, struct kms_arn *a)
 {
     coffer_cursor c = s, prefix;
-    if (s.len == 0 || s.len > KMS_MAX_ARN_LEN || !kms_arn_field(&c, &prefix) || !coffer_cursor_eq_str(prefix, "arn") ||
-        !kms_arn_field(&c, &a->partition) || !kms_arn_field(&c, &a->service) ||
-        !coffer_cursor_eq_str(a->service, KMS_SERVICE) || !kms_arn_field(&c, &a->region) ||
-        !kms_arn_field(&c, &a->account) || c.len == 0) {
+    if (s.len == 0 || s.len > KMS_MAX_ARN_LEN || !kms_arn_field(&c, &prefix) ||
+        !coffer_cursor_eq_str(prefix, "arn") || !kms_arn_field(&c, &a->partition) ||
+        !kms_arn_field(&c, &a->service) || !coffer_cursor_eq_str(a->service, KMS_SERVICE) ||
+        !kms_arn_field(&c, &a->region) || !kms_arn_field(&c, &a->account) || c.len == 0) {
         return false;
     }
     a->resource = c;
@@ -154,8 +154,8 @@ static coffer_err kms_call(struct kms_keyring *k, const char *target, json_t *re
     if (rc != COFFER_OK) {
         char detail[512];
         snprintf(detail, sizeof(detail), "%s", coffer_last_message());
-        FAIL_OUT(rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_UNAVAILABLE ? rc : COFFER_ERR_KEYRING, "aws-kms: %s",
-                 detail);
+        FAIL_OUT(rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_UNAVAILABLE ? rc : COFFER_ERR_KEYRING,
+                 "aws-kms: %s", detail);
     }
     if (ans.status != 200) {
         FAIL_OUT(fail_code, "aws-kms: %s: %s (HTTP %ld)%s%s", target, ans.error_type, ans.status,
@@ -225,8 +225,8 @@ static coffer_err kms_json_b64(json_t *req, const char *key, coffer_cursor bytes
     coffer_buf b = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
     coffer_buf_init(&b, secret);
-    GUARD(coffer_b64_encode(bytes, &b));
-    GUARD(kms_json_set(req, key, json_stringn((const char *)b.data, b.len)));
+    TRY_OUT(coffer_b64_encode(bytes, &b));
+    TRY_OUT(kms_json_set(req, key, json_stringn((const char *)b.data, b.len)));
 out:
     coffer_buf_free(&b);
     return rc;
@@ -249,7 +249,8 @@ static coffer_err kms_json_get_b64(json_t *doc, const char *op, const char *key,
 {
     json_t *v = json_object_get(doc, key);
     if (!json_is_string(v) ||
-        coffer_b64_decode(coffer_cursor_from(json_string_value(v), json_string_length(v)), out) != COFFER_OK) {
+        coffer_b64_decode(coffer_cursor_from(json_string_value(v), json_string_length(v)), out) !=
+            COFFER_OK) {
         return coffer_fail(COFFER_ERR_KEYRING, "aws-kms: %s: response has no valid %s", op, key);
     }
     return COFFER_OK;
@@ -268,10 +269,14 @@ static coffer_err kms_add_edk(coffer_enc_materials *m, json_t *doc, const char *
         !kms_arn_parse(coffer_cursor_from(json_string_value(kid), json_string_length(kid)), &arn)) {
         FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: %s: response KeyId is not a key ARN", op);
     }
-    GUARD(kms_json_get_b64(doc, op, "CiphertextBlob", &ct));
-    coffer_edk e = {(const uint8_t *)KMS_PROVIDER_ID, strlen(KMS_PROVIDER_ID),
-                    (const uint8_t *)json_string_value(kid), json_string_length(kid), ct.data, ct.len};
-    GUARD(esdk_enc_materials_add_edk(m, &e));
+    TRY_OUT(kms_json_get_b64(doc, op, "CiphertextBlob", &ct));
+    coffer_edk e = {(const uint8_t *)KMS_PROVIDER_ID,
+                    strlen(KMS_PROVIDER_ID),
+                    (const uint8_t *)json_string_value(kid),
+                    json_string_length(kid),
+                    ct.data,
+                    ct.len};
+    TRY_OUT(esdk_enc_materials_add_edk(m, &e));
 out:
     coffer_buf_free(&ct);
     return rc;
@@ -288,17 +293,17 @@ static coffer_err kms_generate(struct kms_keyring *k, coffer_enc_materials *m)
     if (!req) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(kms_json_set(req, "KeyId", json_string(k->key_ids[0])));
-    GUARD(kms_json_set(req, "NumberOfBytes", json_integer((json_int_t)key_len)));
-    GUARD(kms_json_ec(req, coffer_enc_materials_ec(m)));
-    GUARD(kms_call(k, "GenerateDataKey", req, COFFER_ERR_KEYRING, &resp));
-    GUARD(kms_json_get_b64(resp, "GenerateDataKey", "Plaintext", &pt));
+    TRY_OUT(kms_json_set(req, "KeyId", json_string(k->key_ids[0])));
+    TRY_OUT(kms_json_set(req, "NumberOfBytes", json_integer((json_int_t)key_len)));
+    TRY_OUT(kms_json_ec(req, coffer_enc_materials_ec(m)));
+    TRY_OUT(kms_call(k, "GenerateDataKey", req, COFFER_ERR_KEYRING, &resp));
+    TRY_OUT(kms_json_get_b64(resp, "GenerateDataKey", "Plaintext", &pt));
     if (pt.len != key_len) {
-        FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: GenerateDataKey returned %zu bytes, the suite needs %zu", pt.len,
-                 key_len);
+        FAIL_OUT(COFFER_ERR_KEYRING, "aws-kms: GenerateDataKey returned %zu bytes, the suite needs %zu",
+                 pt.len, key_len);
     }
-    GUARD(kms_add_edk(m, resp, "GenerateDataKey"));
-    GUARD(esdk_enc_materials_set_data_key(m, pt.data, pt.len));
+    TRY_OUT(kms_add_edk(m, resp, "GenerateDataKey"));
+    TRY_OUT(esdk_enc_materials_set_data_key(m, pt.data, pt.len));
 out:
     if (resp) {
         kms_json_wipe_string(resp, "Plaintext");
@@ -320,11 +325,11 @@ static coffer_err kms_wrap(struct kms_keyring *k, const char *key_id, coffer_enc
     if (!req) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(kms_json_set(req, "KeyId", json_string(key_id)));
-    GUARD(kms_json_b64(req, "Plaintext", coffer_cursor_from(dk, dk_len), true));
-    GUARD(kms_json_ec(req, coffer_enc_materials_ec(m)));
-    GUARD(kms_call(k, "Encrypt", req, COFFER_ERR_KEYRING, &resp));
-    GUARD(kms_add_edk(m, resp, "Encrypt"));
+    TRY_OUT(kms_json_set(req, "KeyId", json_string(key_id)));
+    TRY_OUT(kms_json_b64(req, "Plaintext", coffer_cursor_from(dk, dk_len), true));
+    TRY_OUT(kms_json_ec(req, coffer_enc_materials_ec(m)));
+    TRY_OUT(kms_call(k, "Encrypt", req, COFFER_ERR_KEYRING, &resp));
+    TRY_OUT(kms_add_edk(m, resp, "Encrypt"));
 out:
     if (req) {
         kms_json_wipe_string(req, "Plaintext");
@@ -402,10 +407,10 @@ static coffer_err kms_unwrap(struct kms_keyring *k, coffer_dec_materials *m, con
     if (!req) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(kms_json_set(req, "KeyId", json_stringn((const char *)e->provider_info, e->provider_info_len)));
-    GUARD(kms_json_b64(req, "CiphertextBlob", coffer_cursor_from(e->ciphertext, e->ciphertext_len), false));
-    GUARD(kms_json_ec(req, coffer_dec_materials_ec(m)));
-    GUARD(kms_call(k, "Decrypt", req, COFFER_ERR_CANNOT_DECRYPT, &resp));
+    TRY_OUT(kms_json_set(req, "KeyId", json_stringn((const char *)e->provider_info, e->provider_info_len)));
+    TRY_OUT(kms_json_b64(req, "CiphertextBlob", coffer_cursor_from(e->ciphertext, e->ciphertext_len), false));
+    TRY_OUT(kms_json_ec(req, coffer_dec_materials_ec(m)));
+    TRY_OUT(kms_call(k, "Decrypt", req, COFFER_ERR_CANNOT_DECRYPT, &resp));
     /* aws-kms-keyring.md §OnDecrypt: the KeyId MUST equal the EDK's ARN, the key MUST fit the suite */
     json_t *kid = json_object_get(resp, "KeyId");
     if (!json_is_string(kid) ||
@@ -413,12 +418,12 @@ static coffer_err kms_unwrap(struct kms_keyring *k, coffer_dec_materials *m, con
                           coffer_cursor_from(e->provider_info, e->provider_info_len))) {
         FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "aws-kms: Decrypt answered for a different key");
     }
-    GUARD(kms_json_get_b64(resp, "Decrypt", "Plaintext", &pt));
+    TRY_OUT(kms_json_get_b64(resp, "Decrypt", "Plaintext", &pt));
     if (pt.len != key_len) {
-        FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "aws-kms: Decrypt returned %zu bytes, the suite needs %zu", pt.len,
-                 key_len);
+        FAIL_OUT(COFFER_ERR_CANNOT_DECRYPT, "aws-kms: Decrypt returned %zu bytes, the suite needs %zu",
+                 pt.len, key_len);
     }
-    GUARD(esdk_dec_materials_set_data_key(m, pt.data, pt.len));
+    TRY_OUT(esdk_dec_materials_set_data_key(m, pt.data, pt.len));
 out:
     if (resp) {
         kms_json_wipe_string(resp, "Plaintext");
@@ -506,7 +511,8 @@ static coffer_err kms_pick_region(struct kms_keyring *k, const struct coffer_kms
         }
     }
     if (!k->region || !k->region[0]) {
-        return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: no region (option, key ARN, AWS_REGION or config)");
+        return coffer_fail(COFFER_ERR_CONFIG,
+                           "aws-kms keyring: no region (option, key ARN, AWS_REGION or config)");
     }
     if (!awsclient_region_valid(k->region)) {
         return coffer_fail(COFFER_ERR_CONFIG, "aws-kms keyring: invalid region");
@@ -521,7 +527,7 @@ static coffer_err kms_client_setup(struct kms_keyring *k, const struct coffer_km
     coffer_err rc = COFFER_OK;
     struct awsclient_credentials creds = {NULL, COFFER_SECRET_BUF_INIT, COFFER_SECRET_BUF_INIT};
 
-    GUARD(awsclient_credentials_load(src, &creds));
+    TRY_OUT(awsclient_credentials_load(src, &creds));
     struct awsclient_config cfg = {
         .service = KMS_SERVICE,
         .region = k->region,
@@ -532,7 +538,7 @@ static coffer_err kms_client_setup(struct kms_keyring *k, const struct coffer_km
         .max_response = KMS_MAX_RESPONSE,
         .credentials = &creds,
     };
-    GUARD(awsclient_new(&cfg, &k->client));
+    TRY_OUT(awsclient_new(&cfg, &k->client));
 out:
     awsclient_credentials_clean(&creds);
     return rc == COFFER_OK ? COFFER_OK : kms_config_fail(rc);
@@ -557,7 +563,8 @@ static coffer_err kms_check_options(const struct coffer_kms_keyring_options *o)
     }
     /* aws-kms-discovery-keyring.md: a filter names both the partition and the accounts */
     if (o->discovery && (o->discovery_partition != NULL) != (o->n_discovery_accounts != 0)) {
-        return coffer_fail(COFFER_ERR_USAGE, "aws-kms keyring: a discovery filter needs a partition and accounts");
+        return coffer_fail(COFFER_ERR_USAGE,
+                           "aws-kms keyring: a discovery filter needs a partition and accounts");
     }
     return COFFER_OK;
 }
@@ -567,23 +574,23 @@ coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *
     struct kms_keyring *k = NULL;
     coffer_err rc = COFFER_OK;
 
-    GUARD(kms_check_options(o));
+    TRY_OUT(kms_check_options(o));
     if (!(k = calloc(1, sizeof(*k)))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     coffer_keyring_base_init(&k->base, &kms_vt);
     k->discovery = o->discovery;
-    GUARD(kms_strv_dup(o->key_ids, o->n_key_ids, &k->key_ids));
+    TRY_OUT(kms_strv_dup(o->key_ids, o->n_key_ids, &k->key_ids));
     k->n_key_ids = o->n_key_ids;
-    GUARD(kms_strv_dup(o->discovery_accounts, o->n_discovery_accounts, &k->accounts));
+    TRY_OUT(kms_strv_dup(o->discovery_accounts, o->n_discovery_accounts, &k->accounts));
     k->n_accounts = o->n_discovery_accounts;
     if (o->discovery_partition && !(k->partition = strdup(o->discovery_partition))) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     /* The SDK defaults: AWS_PROFILE or "default", files from AWS_SHARED_CREDENTIALS_FILE etc. */
     struct awsclient_source src = {.profile = o->profile};
-    GUARD(kms_pick_region(k, o, &src));
-    GUARD(kms_client_setup(k, o, &src));
+    TRY_OUT(kms_pick_region(k, o, &src));
+    TRY_OUT(kms_client_setup(k, o, &src));
 out:
     if (rc != COFFER_OK) {
         if (k) {

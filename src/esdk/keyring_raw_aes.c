@@ -27,20 +27,20 @@ static coffer_err aes_wrap(struct raw_aes *k, coffer_enc_materials *m)
     if (!ctx) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(crypto_random(iv, sizeof(iv)));
-    GUARD(esdk_ec_serialize(m->ec, &aad));
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
+    TRY_OUT(esdk_ec_serialize(m->ec, &aad));
     /* raw-aes-keyring.md §Key Provider Information: name, tag bits, IV length, IV */
-    GUARD(coffer_buf_append(&info, k->name.data, k->name.len));
-    GUARD(coffer_buf_append_u32be(&info, ESDK_TAG_LEN * 8));
-    GUARD(coffer_buf_append_u32be(&info, ESDK_IV_LEN));
-    GUARD(coffer_buf_append(&info, iv, sizeof(iv)));
+    TRY_OUT(coffer_buf_append(&info, k->name.data, k->name.len));
+    TRY_OUT(coffer_buf_append_u32be(&info, ESDK_TAG_LEN * 8));
+    TRY_OUT(coffer_buf_append_u32be(&info, ESDK_IV_LEN));
+    TRY_OUT(coffer_buf_append(&info, iv, sizeof(iv)));
     /* §Ciphertext: encrypted key followed by the tag */
-    GUARD(coffer_buf_reserve(&ct, m->data_key.len + ESDK_TAG_LEN));
-    GUARD(esdk_gcm_seal(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), coffer_buf_cursor(&m->data_key),
-                        ct.data, ct.data + m->data_key.len));
+    TRY_OUT(coffer_buf_reserve(&ct, m->data_key.len + ESDK_TAG_LEN));
+    TRY_OUT(esdk_gcm_seal(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad),
+                          coffer_buf_cursor(&m->data_key), ct.data, ct.data + m->data_key.len));
     ct.len = m->data_key.len + ESDK_TAG_LEN;
     coffer_edk e = {k->ns.data, k->ns.len, info.data, info.len, ct.data, ct.len};
-    GUARD(esdk_enc_materials_add_edk(m, &e));
+    TRY_OUT(esdk_enc_materials_add_edk(m, &e));
 out:
     EVP_CIPHER_CTX_free(ctx);
     coffer_buf_free(&aad);
@@ -64,13 +64,14 @@ static bool aes_edk_matches(const struct raw_aes *k, const coffer_edk *e, const 
     uint32_t tag_bits, iv_len;
     coffer_cursor ivc;
 
-    if (!coffer_cursor_eq(coffer_cursor_from(e->provider_id, e->provider_id_len), coffer_buf_cursor(&k->ns))) {
+    if (!coffer_cursor_eq(coffer_cursor_from(e->provider_id, e->provider_id_len),
+                          coffer_buf_cursor(&k->ns))) {
         return false;
     }
-    if (cur_read_bytes(&c, k->name.len, &name) != COFFER_OK || !coffer_cursor_eq(name, coffer_buf_cursor(&k->name)) ||
-        cur_read_u32be(&c, &tag_bits) != COFFER_OK || cur_read_u32be(&c, &iv_len) != COFFER_OK ||
-        tag_bits != ESDK_TAG_LEN * 8 || iv_len != ESDK_IV_LEN || cur_read_bytes(&c, ESDK_IV_LEN, &ivc) != COFFER_OK ||
-        c.len != 0) {
+    if (cur_read_bytes(&c, k->name.len, &name) != COFFER_OK ||
+        !coffer_cursor_eq(name, coffer_buf_cursor(&k->name)) || cur_read_u32be(&c, &tag_bits) != COFFER_OK ||
+        cur_read_u32be(&c, &iv_len) != COFFER_OK || tag_bits != ESDK_TAG_LEN * 8 || iv_len != ESDK_IV_LEN ||
+        cur_read_bytes(&c, ESDK_IV_LEN, &ivc) != COFFER_OK || c.len != 0) {
         return false;
     }
     *iv = ivc.ptr;
@@ -89,10 +90,11 @@ static coffer_err aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
     if (!ctx) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(esdk_ec_serialize(m->ec, &aad));
+    TRY_OUT(esdk_ec_serialize(m->ec, &aad));
     for (size_t i = 0; i < n; i++) {
         const uint8_t *iv;
-        if (!aes_edk_matches(k, &edks[i], &iv) || edks[i].ciphertext_len != m->suite->key_len + ESDK_TAG_LEN) {
+        if (!aes_edk_matches(k, &edks[i], &iv) ||
+            edks[i].ciphertext_len != m->suite->key_len + ESDK_TAG_LEN) {
             continue;
         }
         coffer_cursor ct = coffer_cursor_from(edks[i].ciphertext, m->suite->key_len);
@@ -100,7 +102,7 @@ static coffer_err aes_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
          * this or another keyring opens, and when none does the caller answers CannotDecrypt. */
         if (esdk_gcm_open(ctx, k->key.data, k->key.len, iv, coffer_buf_cursor(&aad), ct,
                           edks[i].ciphertext + m->suite->key_len, dk) == COFFER_OK) {
-            GUARD(esdk_dec_materials_set_data_key(m, dk, m->suite->key_len));
+            TRY_OUT(esdk_dec_materials_set_data_key(m, dk, m->suite->key_len));
             break;
         }
     }
@@ -127,8 +129,8 @@ static const struct coffer_keyring_vt raw_aes_vt = {
     sizeof(struct coffer_keyring_vt), "raw-aes", aes_on_encrypt_status, aes_on_decrypt_status, aes_destroy,
 };
 
-coffer_keyring *coffer_keyring_raw_aes_new(const char *key_namespace, const char *key_name, const uint8_t *key,
-                                           size_t key_len)
+coffer_keyring *coffer_keyring_raw_aes_new(const char *key_namespace, const char *key_name,
+                                           const uint8_t *key, size_t key_len)
 {
     if (!key_namespace || !key_name || !key || (key_len != 16 && key_len != 24 && key_len != 32) ||
         strlen(key_namespace) > UINT16_MAX || strlen(key_name) > UINT16_MAX - 20) {

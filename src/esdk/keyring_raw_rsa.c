@@ -29,10 +29,10 @@ static coffer_err rsa_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
     if (!key) {
         return coffer_fail(COFFER_ERR_KEYRING, "raw RSA keyring has no public key");
     }
-    GUARD(esdk_enc_materials_fill_data_key(m));
-    GUARD(esdk_rsa_wrap(key, k->pad, coffer_buf_cursor(&m->data_key), &ct));
+    TRY_OUT(esdk_enc_materials_fill_data_key(m));
+    TRY_OUT(esdk_rsa_wrap(key, k->pad, coffer_buf_cursor(&m->data_key), &ct));
     coffer_edk e = {k->ns.data, k->ns.len, k->name.data, k->name.len, ct.data, ct.len};
-    GUARD(esdk_enc_materials_add_edk(m, &e));
+    TRY_OUT(esdk_enc_materials_add_edk(m, &e));
 out:
     coffer_buf_free(&ct);
     return rc;
@@ -58,8 +58,8 @@ static coffer_err rsa_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, co
         coffer_buf_reset(&dk);
         /* An EDK that does not unwrap is skipped, not reported: the message may carry other EDKs
          * this or another keyring opens, and when none does the caller answers CannotDecrypt. */
-        if (esdk_rsa_unwrap(k->priv, k->pad, coffer_cursor_from(edks[i].ciphertext, edks[i].ciphertext_len), &dk) ==
-                COFFER_OK &&
+        if (esdk_rsa_unwrap(k->priv, k->pad, coffer_cursor_from(edks[i].ciphertext, edks[i].ciphertext_len),
+                            &dk) == COFFER_OK &&
             dk.len == m->suite->key_len) {
             rc = esdk_dec_materials_set_data_key(m, dk.data, dk.len);
             break;
@@ -104,11 +104,13 @@ static EVP_PKEY *pem_load(const char *pem, bool private_key)
     return k;
 }
 
-coffer_keyring *coffer_keyring_raw_rsa_new(const char *key_namespace, const char *key_name, const char *public_pem,
-                                           const char *private_pem, coffer_rsa_padding padding)
+coffer_keyring *coffer_keyring_raw_rsa_new(const char *key_namespace, const char *key_name,
+                                           const char *public_pem, const char *private_pem,
+                                           coffer_rsa_padding padding)
 {
     if (!key_namespace || !key_name || (!public_pem && !private_pem) || padding < COFFER_RSA_PKCS1 ||
-        padding > COFFER_RSA_OAEP_SHA512_MGF1 || strlen(key_namespace) > UINT16_MAX || strlen(key_name) > UINT16_MAX) {
+        padding > COFFER_RSA_OAEP_SHA512_MGF1 || strlen(key_namespace) > UINT16_MAX ||
+        strlen(key_name) > UINT16_MAX) {
         coffer_fail(COFFER_ERR_USAGE, "invalid raw RSA keyring arguments");
         return NULL;
     }

@@ -34,9 +34,9 @@ coffer_err esdk_edk_list_add(struct esdk_edk_list *l, coffer_cursor pid, coffer_
     assert(l->n < l->cap);
     struct esdk_edk e = {COFFER_BUF_INIT, COFFER_BUF_INIT, COFFER_BUF_INIT};
     coffer_err rc = COFFER_OK;
-    GUARD(coffer_buf_from(&e.provider_id, pid.ptr, pid.len, false));
-    GUARD(coffer_buf_from(&e.provider_info, info.ptr, info.len, false));
-    GUARD(coffer_buf_from(&e.ciphertext, ct.ptr, ct.len, false));
+    TRY_OUT(coffer_buf_from(&e.provider_id, pid.ptr, pid.len, false));
+    TRY_OUT(coffer_buf_from(&e.provider_info, info.ptr, info.len, false));
+    TRY_OUT(coffer_buf_from(&e.ciphertext, ct.ptr, ct.len, false));
     l->v[l->n++] = e;
     return COFFER_OK;
 out:
@@ -116,14 +116,14 @@ coffer_err esdk_enc_materials_clone(const coffer_enc_materials *m, coffer_enc_ma
     coffer_enc_materials *c = esdk_enc_materials_new(m->suite, m->ec);
     ENSURE(c != NULL, COFFER_ERR_NOMEM);
     for (size_t i = 0; i < m->required_keys->n; i++) {
-        GUARD(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key),
-                          coffer_cursor_from(NULL, 0)));
+        TRY_OUT(esdk_ec_put(c->required_keys, coffer_buf_cursor(&m->required_keys->v[i].key),
+                            coffer_cursor_from(NULL, 0)));
     }
-    GUARD(coffer_buf_append(&c->data_key, m->data_key.data, m->data_key.len));
+    TRY_OUT(coffer_buf_append(&c->data_key, m->data_key.data, m->data_key.len));
     for (size_t i = 0; i < m->edks.n; i++) {
         const struct esdk_edk *e = &m->edks.v[i];
-        GUARD(esdk_edk_list_add(&c->edks, coffer_buf_cursor(&e->provider_id), coffer_buf_cursor(&e->provider_info),
-                                coffer_buf_cursor(&e->ciphertext)));
+        TRY_OUT(esdk_edk_list_add(&c->edks, coffer_buf_cursor(&e->provider_id),
+                                  coffer_buf_cursor(&e->provider_info), coffer_buf_cursor(&e->ciphertext)));
     }
     if (m->signing_key) {
         if (EVP_PKEY_up_ref(m->signing_key) != 1) {
@@ -179,8 +179,8 @@ coffer_err esdk_enc_materials_fill_data_key(coffer_enc_materials *m)
     /* Every suite's key fits: ESDK_MAX_KEY_LEN is the largest key_len of the suite table. */
     assert(m->suite->key_len <= sizeof(dk));
     coffer_err rc = COFFER_OK;
-    GUARD(crypto_random(dk, m->suite->key_len));
-    GUARD(esdk_enc_materials_set_data_key(m, dk, m->suite->key_len));
+    TRY_OUT(crypto_random(dk, m->suite->key_len));
+    TRY_OUT(esdk_enc_materials_set_data_key(m, dk, m->suite->key_len));
 out:
     coffer_secure_zero(dk, sizeof(dk));
     return rc;
@@ -294,7 +294,8 @@ void coffer_keyring_release(coffer_keyring *kr)
 
 coffer_err esdk_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 {
-    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_encrypt, COFFER_ERR_USAGE);
+    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_encrypt,
+           COFFER_ERR_USAGE);
     return esdk_err(kr->vt->on_encrypt(kr, m), COFFER_ERR_KEYRING);
 }
 
@@ -306,7 +307,8 @@ int coffer_keyring_on_encrypt(coffer_keyring *kr, coffer_enc_materials *m)
 coffer_err esdk_keyring_on_decrypt(coffer_keyring *kr, coffer_dec_materials *m, const coffer_edk *edks,
                                    size_t edk_count)
 {
-    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_decrypt, COFFER_ERR_USAGE);
+    ENSURE(kr && m && kr->vt->vt_size >= sizeof(struct coffer_keyring_vt) && kr->vt->on_decrypt,
+           COFFER_ERR_USAGE);
     if (m->data_key.len) {
         return COFFER_OK;
     }

@@ -69,10 +69,10 @@ static coffer_err esdk_encryptor_run(coffer_encryptor *e, const uint8_t *in, siz
     ENSURE(e && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
     coffer_err rc = COFFER_OK;
-    GUARD(esdk_encryptor_set_output(e, sink_write, &s));
-    GUARD(esdk_encryptor_set_plaintext_length(e, len));
-    GUARD(esdk_encryptor_update(e, in, len));
-    GUARD(esdk_encryptor_finish(e));
+    TRY_OUT(esdk_encryptor_set_output(e, sink_write, &s));
+    TRY_OUT(esdk_encryptor_set_plaintext_length(e, len));
+    TRY_OUT(esdk_encryptor_update(e, in, len));
+    TRY_OUT(esdk_encryptor_finish(e));
 out:
     return sink_result(&s, rc, out, out_len);
 }
@@ -88,9 +88,9 @@ static coffer_err esdk_decryptor_run(coffer_decryptor *d, const uint8_t *in, siz
     ENSURE(d && out && out_len, COFFER_ERR_USAGE);
     struct sink s = {0};
     coffer_err rc = COFFER_OK;
-    GUARD(esdk_decryptor_set_output(d, sink_write, &s));
-    GUARD(esdk_decryptor_update(d, in, len));
-    GUARD(esdk_decryptor_finish(d));
+    TRY_OUT(esdk_decryptor_set_output(d, sink_write, &s));
+    TRY_OUT(esdk_decryptor_update(d, in, len));
+    TRY_OUT(esdk_decryptor_finish(d));
 out:
     return sink_result(&s, rc, out, out_len);
 }
@@ -107,7 +107,7 @@ static coffer_err esdk_encrypt(coffer_cmm *cmm, const coffer_ec *ec, const uint8
     ENSURE(e != NULL, COFFER_ERR_USAGE);
     coffer_err rc = COFFER_OK;
     if (ec) {
-        GUARD(esdk_encryptor_set_ec(e, ec));
+        TRY_OUT(esdk_encryptor_set_ec(e, ec));
     }
     rc = esdk_encryptor_run(e, in, len, out, out_len);
 out:
@@ -128,7 +128,7 @@ static coffer_err esdk_decrypt(coffer_cmm *cmm, const coffer_ec *reproduced_ec, 
     ENSURE(d != NULL, COFFER_ERR_USAGE);
     coffer_err rc = COFFER_OK;
     if (reproduced_ec) {
-        GUARD(esdk_decryptor_set_ec(d, reproduced_ec));
+        TRY_OUT(esdk_decryptor_set_ec(d, reproduced_ec));
     }
     rc = esdk_decryptor_run(d, in, len, out, out_len);
 out:

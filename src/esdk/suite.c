@@ -83,7 +83,8 @@ coffer_err esdk_policy_check_encrypt(coffer_commitment_policy p, const struct es
         return coffer_fail(COFFER_ERR_POLICY_VIOLATION, "policy forbids committing suite 0x%04x", s->id);
     }
     if (p != COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT && !commit) {
-        return coffer_fail(COFFER_ERR_POLICY_VIOLATION, "policy requires a committing suite, not 0x%04x", s->id);
+        return coffer_fail(COFFER_ERR_POLICY_VIOLATION, "policy requires a committing suite, not 0x%04x",
+                           s->id);
     }
     return COFFER_OK;
 }
@@ -91,7 +92,8 @@ coffer_err esdk_policy_check_encrypt(coffer_commitment_policy p, const struct es
 coffer_err esdk_policy_check_decrypt(coffer_commitment_policy p, const struct esdk_suite *s)
 {
     if (p == COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT && !esdk_suite_commits(s)) {
-        return coffer_fail(COFFER_ERR_POLICY_VIOLATION, "policy requires a committing suite, not 0x%04x", s->id);
+        return coffer_fail(COFFER_ERR_POLICY_VIOLATION, "policy requires a committing suite, not 0x%04x",
+                           s->id);
     }
     return COFFER_OK;
 }

@@ -29,13 +29,13 @@ struct request_state {
     char ids[3][CRYPTO_UUID_STR_LEN + 1]; /* request id, audit event id, id of a superseding event */
     const char *request_id;
     bool authenticated;
-    bool query;                 /* Query protocol: errors and output as XML */
-    json_t *form;               /* Query protocol: the decoded form, owned until the handler gets it */
-    char route_message[256];    /* detail of a routing failure, reported after authentication */
+    bool query;              /* Query protocol: errors and output as XML */
+    json_t *form;            /* Query protocol: the decoded form, owned until the handler gets it */
+    char route_message[256]; /* detail of a routing failure, reported after authentication */
     /* The pre-commit event (audit_precommit): */
-    bool event_written;         /* on record before the first commit of this request */
-    bool precommit_failed;      /* the trail refused it: that commit was aborted */
-    json_t *recorded[3];        /* copies of what it said: audit_request, audit_response, audit_resources */
+    bool event_written;    /* on record before the first commit of this request */
+    bool precommit_failed; /* the trail refused it: that commit was aborted */
+    json_t *recorded[3];   /* copies of what it said: audit_request, audit_response, audit_resources */
 };
 
 /* Overwrites the text of svc's sensitive string members of `obj` in place before it is
@@ -126,7 +126,6 @@ static json_t *audit_default_request(const struct api_service *svc, const json_t
     return out;
 }
 
-
 /* The JSON error body, in the words of the service the request was for (err.h's when none). */
 static void set_error(struct http_response *resp, const struct api_service *svc, coffer_err rc)
 {
@@ -206,7 +205,8 @@ static json_t *json_copy_or_null(const json_t *v)
  * event is not written is refused (audit_append).
  */
 static json_t *audit_event_build(struct pipeline *p, struct request_state *st, coffer_err rc,
-                                 const char *error_message, const char *event_id, const char *supersedes, bool take)
+                                 const char *error_message, const char *event_id, const char *supersedes,
+                                 bool take)
 {
     char when[40];
     bool complete = !st->call.audit_incomplete;
@@ -219,11 +219,12 @@ static json_t *audit_event_build(struct pipeline *p, struct request_state *st, c
     set_member(ev, "eventVersion", json_string("1.08"), &complete);
     set_member(ev, "userIdentity", audit_user_identity(st), &complete);
     set_member(ev, "eventTime", json_string(when), &complete);
-    set_member(ev, "eventSource", json_string(st->svc && st->svc->event_source ? st->svc->event_source : "unknown"),
-               &complete);
+    set_member(ev, "eventSource",
+               json_string(st->svc && st->svc->event_source ? st->svc->event_source : "unknown"), &complete);
     set_member(ev, "eventName", lossy_string(st->op_name[0] ? st->op_name : "Unknown"), &complete);
     set_member(ev, "awsRegion", json_string(p->region), &complete);
-    set_member(ev, "sourceIPAddress", lossy_string(st->caller.source_ip ? st->caller.source_ip : ""), &complete);
+    set_member(ev, "sourceIPAddress", lossy_string(st->caller.source_ip ? st->caller.source_ip : ""),
+               &complete);
     /* Long strings (a 60 KB User-Agent) are cut by the trail: events are bounded there. */
     set_member(ev, "userAgent", lossy_string(st->caller.user_agent ? st->caller.user_agent : ""), &complete);
     if (rc != COFFER_OK) {
@@ -274,10 +275,11 @@ static json_t *audit_event_build(struct pipeline *p, struct request_state *st, c
     set_member(ev, "resources", res ? res : json_array(), &complete);
     set_member(ev, "eventType", json_string("AwsApiCall"), &complete);
     set_member(ev, "managementEvent", json_boolean(!(st->op && (st->op->flags & API_OP_CRYPTO))), &complete);
-    set_member(ev, "recipientAccountId", lossy_string(st->authenticated ? st->caller.account_id : ""), &complete);
+    set_member(ev, "recipientAccountId", lossy_string(st->authenticated ? st->caller.account_id : ""),
+               &complete);
     set_member(ev, "tlsDetails",
-              st->caller.secure_transport ? json_pack("{s:s}", "clientProvidedHostHeader", "") : json_null(),
-              &complete);
+               st->caller.secure_transport ? json_pack("{s:s}", "clientProvidedHostHeader", "") : json_null(),
+               &complete);
     if (!complete) {
         json_decref(ev);
         return NULL;
@@ -287,7 +289,8 @@ static json_t *audit_event_build(struct pipeline *p, struct request_state *st, c
 
 static bool audit_append(struct pipeline *p, struct request_state *st, json_t *ev)
 {
-    coffer_err arc = ev != NULL ? audit_trail_append(p->trail, ev) : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    coffer_err arc =
+        ev != NULL ? audit_trail_append(p->trail, ev) : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     json_decref(ev);
     if (arc != COFFER_OK) {
         log_error("audit trail write failed: %s; refusing request %s", coffer_last_message(), st->request_id);
@@ -333,16 +336,19 @@ static bool json_same(const json_t *a, const json_t *b)
  * additionalEventData.supersedesEventId (a commit that failed after its event, or audit fields
  * a handler set after committing).
  */
-static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc, const char *error_message)
+static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc,
+                         const char *error_message)
 {
     if (!st->event_written) {
-        if (!st->authenticated && !audit_limiter_admit(p->unauth_limit, st->caller.source_ip, st->call.now_ms)) {
+        if (!st->authenticated &&
+            !audit_limiter_admit(p->unauth_limit, st->caller.source_ip, st->call.now_ms)) {
             return true; /* counted in the window's summary instead */
         }
         return audit_append(p, st, audit_event_build(p, st, rc, error_message, st->ids[1], NULL, true));
     }
     if (rc == COFFER_OK && json_same(st->recorded[0], st->call.audit_request) &&
-        json_same(st->recorded[1], st->call.audit_response) && json_same(st->recorded[2], st->call.audit_resources)) {
+        json_same(st->recorded[1], st->call.audit_response) &&
+        json_same(st->recorded[2], st->call.audit_resources)) {
         return true;
     }
     return audit_append(p, st, audit_event_build(p, st, rc, error_message, st->ids[2], st->ids[1], true));
@@ -369,7 +375,8 @@ static const struct api_service *service_by_signing_name(struct pipeline *p, cof
     return NULL;
 }
 
-static const struct api_service *query_service_by_scope(struct pipeline *p, const struct http_request_view *req)
+static const struct api_service *query_service_by_scope(struct pipeline *p,
+                                                        const struct http_request_view *req)
 {
     const char *auth = http_request_header(req, "Authorization");
     struct sigv4_authorization parsed;
@@ -410,7 +417,8 @@ static coffer_err pipeline_route_query(struct pipeline *p, const struct http_req
     return COFFER_OK;
 }
 
-static coffer_err pipeline_route(struct pipeline *p, const struct http_request_view *req, struct request_state *st)
+static coffer_err pipeline_route(struct pipeline *p, const struct http_request_view *req,
+                                 struct request_state *st)
 {
     const char *target = http_request_header(req, "X-Amz-Target");
     if (target == NULL) {
@@ -510,11 +518,13 @@ static coffer_err pipeline_parse_body(const struct http_request_view *req, json_
     json_error_t jerr;
     json_t *j = json_loadb((const char *)req->body.ptr, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
     if (j == NULL) {
-        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s", "Start of structure or map found where not expected.");
+        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s",
+                           "Start of structure or map found where not expected.");
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s", "Start of structure or map found where not expected.");
+        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s",
+                           "Start of structure or map found where not expected.");
     }
     *out = j;
     return COFFER_OK;
@@ -538,7 +548,8 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     coffer_err rc = COFFER_OK;
     char saved_message[512] = "";
 
-    if (strcmp(req->path, "/health") == 0 && (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)) {
+    if (strcmp(req->path, "/health") == 0 &&
+        (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)) {
         pipeline_health(req, resp);
         return;
     }
@@ -571,9 +582,10 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     input = st.form; /* owned here from now on */
     st.form = NULL;
     /* Authenticate before revealing anything about operations. */
-    GUARD(pipeline_authenticate(p, req, &st));
+    TRY_OUT(pipeline_authenticate(p, req, &st));
     if (route_rc != COFFER_OK) {
-        rc = coffer_fail(route_rc, "%s", route_rc == COFFER_ERR_UNKNOWN_OPERATION && !st.query ? "" : st.route_message);
+        rc = coffer_fail(route_rc, "%s",
+                         route_rc == COFFER_ERR_UNKNOWN_OPERATION && !st.query ? "" : st.route_message);
         goto out;
     }
     st.call.operation = st.op->name;
@@ -590,7 +602,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         }
     }
     if (!st.query) {
-        GUARD(pipeline_parse_body(req, &input));
+        TRY_OUT(pipeline_parse_body(req, &input));
     }
     st.call.input = input;
     store_precommit_set(audit_precommit, &st);
@@ -622,8 +634,8 @@ out:
     } else if (st.query) {
         resp->status = 200;
         resp->content_type = QUERY_XML_CONTENT_TYPE;
-        if (query_xml_response(st.op->name, st.svc->xml_namespace, st.call.output, st.request_id, &resp->body) !=
-            COFFER_OK) {
+        if (query_xml_response(st.op->name, st.svc->xml_namespace, st.call.output, st.request_id,
+                               &resp->body) != COFFER_OK) {
             set_error_query(resp, COFFER_ERR_INTERNAL, st.request_id);
         }
     } else {

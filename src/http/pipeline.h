@@ -34,8 +34,8 @@ struct pipeline {
     sigv4_lookup_fn lookup;
     void *lookup_ctx;
     int max_skew_s;
-    quota *quota;       /* may be NULL (no quotas) */
-    audit_trail *trail; /* required */
+    quota *quota;                /* may be NULL (no quotas) */
+    audit_trail *trail;          /* required */
     audit_limiter *unauth_limit; /* bounds events of requests that fail authentication; NULL: no bound */
 };
 

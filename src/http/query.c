@@ -25,8 +25,10 @@ static coffer_err form_decode(coffer_cursor in, size_t max, coffer_buf *out)
             ch = ' ';
         } else if (ch == '%') {
             uint8_t h[2];
-            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || coffer_hex_digit(h[0]) < 0 || coffer_hex_digit(h[1]) < 0) {
-                return coffer_fail(COFFER_ERR_VALIDATION, "%s", "Invalid percent-encoding in the request body.");
+            if (cur_copy_bytes(&c, h, 2) != COFFER_OK || coffer_hex_digit(h[0]) < 0 ||
+                coffer_hex_digit(h[1]) < 0) {
+                return coffer_fail(COFFER_ERR_VALIDATION, "%s",
+                                   "Invalid percent-encoding in the request body.");
             }
             ch = (uint8_t)(coffer_hex_digit(h[0]) << 4 | coffer_hex_digit(h[1]));
         }
@@ -93,12 +95,12 @@ coffer_err query_form_parse(coffer_cursor body, json_t **out)
             FAIL_OUT(COFFER_ERR_VALIDATION, "More than %d request parameters.", QUERY_MAX_PARAMS);
         }
         coffer_cursor k = split_at(&pair, '=', &eq);
-        GUARD(form_decode(k, QUERY_MAX_NAME, &name));
-        GUARD(form_decode(pair, QUERY_MAX_VALUE, &value));
+        TRY_OUT(form_decode(k, QUERY_MAX_NAME, &name));
+        TRY_OUT(form_decode(pair, QUERY_MAX_VALUE, &value));
         if (!name_is_printable(&name)) {
             FAIL_OUT(COFFER_ERR_VALIDATION, "%s", "Invalid request parameter name.");
         }
-        GUARD(coffer_buf_nul_terminate(&name));
+        TRY_OUT(coffer_buf_nul_terminate(&name));
         const char *key = (const char *)name.data;
         if (json_object_get(obj, key) != NULL) {
             FAIL_OUT(COFFER_ERR_VALIDATION, "Request parameter %s is given more than once.", key);
@@ -132,11 +134,21 @@ coffer_err query_xml_escape(const char *s, size_t len, coffer_buf *out)
         const char *rep = NULL;
         char num[8];
         switch (ch) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&apos;"; break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&apos;";
+            break;
         default:
             if (ch < 0x20) {
                 /* XML 1.0 admits only tab, LF and CR among controls; others become U+FFFD. */
@@ -231,17 +243,17 @@ coffer_err query_xml_response(const char *action, const char *xml_namespace, con
     ENSURE(xml_name_ok(action), COFFER_ERR_USAGE);
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
-    GUARD(coffer_buf_printf(out, "<%sResponse xmlns=\"", action));
-    GUARD(query_xml_escape(xml_namespace, strlen(xml_namespace), out));
-    GUARD(coffer_buf_append_str(out, "\">"));
+    TRY_OUT(coffer_buf_printf(out, "<%sResponse xmlns=\"", action));
+    TRY_OUT(query_xml_escape(xml_namespace, strlen(xml_namespace), out));
+    TRY_OUT(coffer_buf_append_str(out, "\">"));
     if (result != NULL) {
-        GUARD(coffer_buf_printf(out, "<%sResult>", action));
-        GUARD(xml_value(result, out, 0));
-        GUARD(coffer_buf_printf(out, "</%sResult>", action));
+        TRY_OUT(coffer_buf_printf(out, "<%sResult>", action));
+        TRY_OUT(xml_value(result, out, 0));
+        TRY_OUT(coffer_buf_printf(out, "</%sResult>", action));
     }
-    GUARD(coffer_buf_append_str(out, "<ResponseMetadata><RequestId>"));
-    GUARD(query_xml_escape(request_id, strlen(request_id), out));
-    GUARD(coffer_buf_printf(out, "</RequestId></ResponseMetadata></%sResponse>", action));
+    TRY_OUT(coffer_buf_append_str(out, "<ResponseMetadata><RequestId>"));
+    TRY_OUT(query_xml_escape(request_id, strlen(request_id), out));
+    TRY_OUT(coffer_buf_printf(out, "</RequestId></ResponseMetadata></%sResponse>", action));
 out:
     if (rc != COFFER_OK) {
         out->len = start;
@@ -313,18 +325,18 @@ coffer_err query_xml_error(coffer_err e, const char *message, const char *reques
     const char *code = query_error_code(e);
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
-    GUARD(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
-                            query_error_status(e) >= 500 ? "Receiver" : "Sender"));
-    GUARD(query_xml_escape(code, strlen(code), out));
-    GUARD(coffer_buf_append_str(out, "</Code>"));
+    TRY_OUT(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
+                              query_error_status(e) >= 500 ? "Receiver" : "Sender"));
+    TRY_OUT(query_xml_escape(code, strlen(code), out));
+    TRY_OUT(coffer_buf_append_str(out, "</Code>"));
     if (message != NULL && message[0] != '\0') {
-        GUARD(coffer_buf_append_str(out, "<Message>"));
-        GUARD(query_xml_escape(message, strlen(message), out));
-        GUARD(coffer_buf_append_str(out, "</Message>"));
+        TRY_OUT(coffer_buf_append_str(out, "<Message>"));
+        TRY_OUT(query_xml_escape(message, strlen(message), out));
+        TRY_OUT(coffer_buf_append_str(out, "</Message>"));
     }
-    GUARD(coffer_buf_append_str(out, "</Error><RequestId>"));
-    GUARD(query_xml_escape(request_id, strlen(request_id), out));
-    GUARD(coffer_buf_append_str(out, "</RequestId></ErrorResponse>"));
+    TRY_OUT(coffer_buf_append_str(out, "</Error><RequestId>"));
+    TRY_OUT(query_xml_escape(request_id, strlen(request_id), out));
+    TRY_OUT(coffer_buf_append_str(out, "</RequestId></ErrorResponse>"));
 out:
     if (rc != COFFER_OK) {
         out->len = start;

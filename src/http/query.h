@@ -27,10 +27,10 @@
 
 #define QUERY_CONTENT_TYPE "application/x-www-form-urlencoded"
 #define QUERY_XML_CONTENT_TYPE "text/xml"
-#define QUERY_MAX_PARAMS 512       /* parameters in one request */
-#define QUERY_MAX_NAME 256         /* bytes of one decoded parameter name */
-#define QUERY_MAX_VALUE 262144     /* bytes of one decoded value (policy documents are the largest) */
-#define QUERY_MAX_XML_DEPTH 16     /* nesting of the JSON output written as XML */
+#define QUERY_MAX_PARAMS 512   /* parameters in one request */
+#define QUERY_MAX_NAME 256     /* bytes of one decoded parameter name */
+#define QUERY_MAX_VALUE 262144 /* bytes of one decoded value (policy documents are the largest) */
+#define QUERY_MAX_XML_DEPTH 16 /* nesting of the JSON output written as XML */
 
 /*
  * Parses an application/x-www-form-urlencoded body into a new JSON object of strings (see the

@@ -98,8 +98,9 @@ static void plain_filter_free(void *ctx)
     http_worker_conn_closed(ctx);
 }
 
-static enum bufferevent_filter_result pass_through(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit,
-                                                   enum bufferevent_flush_mode mode, void *ctx)
+static enum bufferevent_filter_result pass_through(struct evbuffer *src, struct evbuffer *dst,
+                                                   ev_ssize_t limit, enum bufferevent_flush_mode mode,
+                                                   void *ctx)
 {
     evbuffer_add_buffer(dst, src);
     return BEV_OK;
@@ -128,7 +129,8 @@ static struct bufferevent *http_worker_bev(struct event_base *base, void *arg)
         if (sock == NULL) {
             return NULL;
         }
-        bev = bufferevent_filter_new(sock, pass_through, pass_through, BEV_OPT_CLOSE_ON_FREE, plain_filter_free, w);
+        bev = bufferevent_filter_new(sock, pass_through, pass_through, BEV_OPT_CLOSE_ON_FREE,
+                                     plain_filter_free, w);
         if (bev == NULL) {
             bufferevent_free(sock);
             return NULL;
@@ -385,8 +387,8 @@ static coffer_err http_worker_init(struct http_server *s, struct http_worker *w,
                                               LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
                                           1024, sa, (int)salen);
     if (w->listener == NULL) {
-        return coffer_fail(COFFER_ERR_CONFIG, "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
-                           strerror(errno));
+        return coffer_fail(COFFER_ERR_CONFIG, "cannot listen on %s:%d: %s", cfg->listen_host,
+                           cfg->listen_port, strerror(errno));
     }
     /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. Without it, small
      * responses wait for the client's delayed ACK (~40 ms per request on keep-alive). */
@@ -450,17 +452,17 @@ coffer_err http_server_start(const struct http_server_config *cfg, http_server *
     if (s->workers == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(http_resolve(cfg->listen_host, cfg->listen_port, &ss, &sslen));
+    TRY_OUT(http_resolve(cfg->listen_host, cfg->listen_port, &ss, &sslen));
     for (int i = 0; i < s->cfg.workers; i++) {
         s->workers[i].index = i;
-        GUARD(http_worker_init(s, &s->workers[i], (struct sockaddr *)&ss, sslen));
+        TRY_OUT(http_worker_init(s, &s->workers[i], (struct sockaddr *)&ss, sslen));
         if (i == 0) {
             /* With port 0 the first bind picks a port; the others join it. */
             struct sockaddr_storage bound;
             socklen_t blen = sizeof(bound);
             getsockname(evconnlistener_get_fd(s->workers[0].listener), (struct sockaddr *)&bound, &blen);
             s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                         : ((struct sockaddr_in *)&bound)->sin_port);
+                                                        : ((struct sockaddr_in *)&bound)->sin_port);
             if (ss.ss_family == AF_INET6) {
                 ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)s->port);
             } else {

@@ -34,9 +34,9 @@ const char *http_request_header(const struct http_request_view *req, const char 
 
 struct http_response {
     int status;
-    const char *content_type;     /* static string */
-    char request_id[40];          /* x-amzn-RequestId, when set */
-    coffer_buf body;              /* owned by the server; handler appends */
+    const char *content_type; /* static string */
+    char request_id[40];      /* x-amzn-RequestId, when set */
+    coffer_buf body;          /* owned by the server; handler appends */
 };
 
 typedef void (*http_handler_fn)(void *ctx, const struct http_request_view *req, struct http_response *resp);

@@ -44,7 +44,8 @@ static int tls_add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 }
 
 /* Builds a certificate for `key` signed by (issuer, issuer_key); self-signed when issuer is NULL. */
-static X509 *tls_make_cert(EVP_PKEY *key, const char *cn, int days, X509 *issuer, EVP_PKEY *issuer_key, bool ca)
+static X509 *tls_make_cert(EVP_PKEY *key, const char *cn, int days, X509 *issuer, EVP_PKEY *issuer_key,
+                           bool ca)
 {
     X509 *cert = X509_new();
     uint8_t serial[16];
@@ -176,8 +177,8 @@ coffer_err tls_ensure_certificates(const char *dir)
         if (ca == NULL) {
             FAIL_OUT(COFFER_ERR_CRYPTO, "cannot create the TLS CA");
         }
-        GUARD(tls_write_key(ca_key_path, ca_key));
-        GUARD(tls_write_cert(ca_path, ca));
+        TRY_OUT(tls_write_key(ca_key_path, ca_key));
+        TRY_OUT(tls_write_cert(ca_path, ca));
         unlink(cert_path); /* a new CA invalidates the old server certificate */
         log_info("created TLS CA %s (clients trust this file)", ca_path);
     }
@@ -195,8 +196,8 @@ coffer_err tls_ensure_certificates(const char *dir)
     if (cert == NULL) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "cannot create the TLS server certificate");
     }
-    GUARD(tls_write_key(key_path, key));
-    GUARD(tls_write_cert(cert_path, cert));
+    TRY_OUT(tls_write_key(key_path, key));
+    TRY_OUT(tls_write_cert(cert_path, cert));
     log_info("issued TLS server certificate %s (localhost, 127.0.0.1, ::1)", cert_path);
 out:
     X509_free(ca);
@@ -215,8 +216,8 @@ coffer_err tls_server_ctx_new(const char *cert_path, const char *key_path, SSL_C
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* CLEANSE_PLAINTEXT: OpenSSL wipes decrypted records from its read buffer once delivered;
      * request bodies carry plaintext and must not linger there. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_CLEANSE_PLAINTEXT);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_CLEANSE_PLAINTEXT);
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5:!DSS");
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1) {
@@ -224,7 +225,8 @@ coffer_err tls_server_ctx_new(const char *cert_path, const char *key_path, SSL_C
         ERR_clear_error();
         return coffer_fail(COFFER_ERR_CONFIG, "cannot load TLS certificate %s", cert_path);
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
         SSL_CTX_free(ctx);
         ERR_clear_error();
         return coffer_fail(COFFER_ERR_CONFIG, "cannot load TLS key %s (or it does not match the certificate)",

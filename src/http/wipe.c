@@ -60,8 +60,8 @@ coffer_err http_evbuf_add_secret(struct evbuffer *b, coffer_buf *body)
         coffer_buf_free(body);
         return COFFER_OK;
     }
-    if (evbuffer_add_reference(b, body->data, body->len, http_evbuf_secret_cleanup, (void *)(uintptr_t)body->cap) !=
-        0) {
+    if (evbuffer_add_reference(b, body->data, body->len, http_evbuf_secret_cleanup,
+                               (void *)(uintptr_t)body->cap) != 0) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
     coffer_buf_init(body, true);

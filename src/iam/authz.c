@@ -282,7 +282,8 @@ coffer_err authz_refusal(const struct authz_request *req, const struct authz_ver
         [AUTHZ_DENY_IDENTITY_EXPLICIT] = "with an explicit deny in an identity-based policy",
         [AUTHZ_DENY_NO_RESOURCE_ALLOW] = "because no resource-based policy allows the",
         [AUTHZ_DENY_NO_IDENTITY_ALLOW] = "because no identity-based policy allows the",
-        [AUTHZ_DENY_TOO_COSTLY] = "because the policies that apply cost too much to evaluate for this request",
+        [AUTHZ_DENY_TOO_COSTLY] =
+            "because the policies that apply cost too much to evaluate for this request",
     };
     ENSURE(req != NULL && req->caller != NULL && req->action != NULL && v != NULL, COFFER_ERR_USAGE);
     if (v->allowed) {
@@ -293,7 +294,8 @@ coffer_err authz_refusal(const struct authz_request *req, const struct authz_ver
     const char *resource = req->resource != NULL ? req->resource : "*";
     if (why == AUTHZ_DENY_RESOURCE_EXPLICIT || why == AUTHZ_DENY_IDENTITY_EXPLICIT ||
         why == AUTHZ_DENY_TOO_COSTLY) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                           "User: %s is not authorized to perform: %s on resource: %s %s",
                            req->caller->principal_arn, req->action, resource, tail[why]);
     }
     return coffer_fail(COFFER_ERR_ACCESS_DENIED,
@@ -406,7 +408,8 @@ static coffer_err caller_current(const struct api_caller *c, const struct iam_po
     if (iam_policy_list_current(list, c->principal_id)) {
         return COFFER_OK;
     }
-    return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT, "The security token included in the request is invalid.");
+    return coffer_fail(COFFER_ERR_UNRECOGNIZED_CLIENT,
+                       "The security token included in the request is invalid.");
 }
 
 bool authz_resolves_principals(const authz *a)
@@ -435,15 +438,15 @@ static coffer_err check(const authz *a, const struct authz_request *req, struct 
     const struct api_caller *c = req->caller;
     if (!is_root(c) && a != NULL && a->has_src) {
         const char *who = c->role_arn[0] != '\0' ? c->role_arn : c->principal_arn;
-        GUARD(a->src.policies(a->src.ctx, who, &list));
-        GUARD(caller_current(c, &list));
+        TRY_OUT(a->src.policies(a->src.ctx, who, &list));
+        TRY_OUT(caller_current(c, &list));
     }
     unsigned want = authz_policy_ctx_keys(req->resource_policy);
     for (size_t i = 0; want != AUTHZ_CTX_ALL && i < list.n; i++) {
         want |= authz_policy_ctx_keys(list.items[i]);
     }
     if (want != 0) {
-        GUARD(build_ctx(req, want, &ctx));
+        TRY_OUT(build_ctx(req, want, &ctx));
     }
     *v = decide(req, list.items, list.n, ctx);
 out:

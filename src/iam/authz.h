@@ -59,18 +59,18 @@ typedef struct authz authz;
  * have families of their own because some are costly to build; any other key is OTHER).
  */
 enum authz_ctx_keys {
-    AUTHZ_CTX_SOURCE_IP = 1u << 0,      /* aws:SourceIp */
-    AUTHZ_CTX_TRANSPORT = 1u << 1,      /* aws:SecureTransport */
-    AUTHZ_CTX_TIME = 1u << 2,           /* aws:CurrentTime, aws:EpochTime, aws:TokenIssueTime */
-    AUTHZ_CTX_PRINCIPAL = 1u << 3,      /* aws:PrincipalArn/Account/Type, aws:username, aws:userid */
-    AUTHZ_CTX_CALLER_ACCOUNT = 1u << 4, /* kms:CallerAccount */
+    AUTHZ_CTX_SOURCE_IP = 1u << 0,          /* aws:SourceIp */
+    AUTHZ_CTX_TRANSPORT = 1u << 1,          /* aws:SecureTransport */
+    AUTHZ_CTX_TIME = 1u << 2,               /* aws:CurrentTime, aws:EpochTime, aws:TokenIssueTime */
+    AUTHZ_CTX_PRINCIPAL = 1u << 3,          /* aws:PrincipalArn/Account/Type, aws:username, aws:userid */
+    AUTHZ_CTX_CALLER_ACCOUNT = 1u << 4,     /* kms:CallerAccount */
     AUTHZ_CTX_ENCRYPTION_CONTEXT = 1u << 5, /* kms:EncryptionContext:<key>, kms:EncryptionContextKeys */
-    AUTHZ_CTX_RESOURCE_TAGS = 1u << 6,  /* aws:ResourceTag/<key> */
-    AUTHZ_CTX_REQUEST_TAGS = 1u << 7,   /* aws:RequestTag/<key>, aws:TagKeys */
-    AUTHZ_CTX_OTHER = 1u << 8,          /* every other key (kms:KeySpec, kms:Grant*, ...) */
-    AUTHZ_CTX_RESOURCE_ALIASES = 1u << 9, /* kms:ResourceAliases: costs a store scan, so on its own */
-    AUTHZ_CTX_REQUEST = 1u << 10,       /* aws:RequestedRegion, aws:UserAgent, aws:MultiFactorAuthPresent,
-                                           aws:ViaAWSService, aws:PrincipalIsAWSService */
+    AUTHZ_CTX_RESOURCE_TAGS = 1u << 6,      /* aws:ResourceTag/<key> */
+    AUTHZ_CTX_REQUEST_TAGS = 1u << 7,       /* aws:RequestTag/<key>, aws:TagKeys */
+    AUTHZ_CTX_OTHER = 1u << 8,              /* every other key (kms:KeySpec, kms:Grant*, ...) */
+    AUTHZ_CTX_RESOURCE_ALIASES = 1u << 9,   /* kms:ResourceAliases: costs a store scan, so on its own */
+    AUTHZ_CTX_REQUEST = 1u << 10,           /* aws:RequestedRegion, aws:UserAgent, aws:MultiFactorAuthPresent,
+                                               aws:ViaAWSService, aws:PrincipalIsAWSService */
     AUTHZ_CTX_ALL = (1u << 11) - 1,
 };
 
@@ -104,10 +104,10 @@ struct authz_request {
     const char *resource_account;    /* account owning the resource; NULL: the caller's */
     const policy *resource_policy;   /* the key / trust / secret policy; NULL when there is none */
     enum authz_same_account same_account;
-    const struct authz_key *keys;    /* service condition keys, added when a context is built */
+    const struct authz_key *keys; /* service condition keys, added when a context is built */
     size_t n_keys;
-    int64_t now_ms;                  /* request time for aws:CurrentTime (0: the clock) */
-    authz_ctx_fn add_ctx;            /* service condition keys built on demand; may be NULL */
+    int64_t now_ms;       /* request time for aws:CurrentTime (0: the clock) */
+    authz_ctx_fn add_ctx; /* service condition keys built on demand; may be NULL */
     void *add_ctx_arg;
 };
 
@@ -120,11 +120,11 @@ struct authz_request authz_request_for(const struct api_call *call, const char *
 
 /* Why a request was refused; each has its own AWS message (authz_refusal). */
 enum authz_denial {
-    AUTHZ_DENY_RESOURCE_EXPLICIT,  /* an explicit Deny in the resource policy */
-    AUTHZ_DENY_IDENTITY_EXPLICIT,  /* an explicit Deny in an identity policy */
-    AUTHZ_DENY_NO_RESOURCE_ALLOW,  /* the resource policy does not allow */
-    AUTHZ_DENY_NO_IDENTITY_ALLOW,  /* no identity policy allows (nor the resource policy alone) */
-    AUTHZ_DENY_TOO_COSTLY,         /* the evaluation budget ran out (fail closed) */
+    AUTHZ_DENY_RESOURCE_EXPLICIT, /* an explicit Deny in the resource policy */
+    AUTHZ_DENY_IDENTITY_EXPLICIT, /* an explicit Deny in an identity policy */
+    AUTHZ_DENY_NO_RESOURCE_ALLOW, /* the resource policy does not allow */
+    AUTHZ_DENY_NO_IDENTITY_ALLOW, /* no identity policy allows (nor the resource policy alone) */
+    AUTHZ_DENY_TOO_COSTLY,        /* the evaluation budget ran out (fail closed) */
 };
 
 struct authz_verdict {

@@ -37,7 +37,7 @@
 #include "crypto/crypto.h"
 
 #define IAM_AKID_PREFIX "AKIA"
-#define IAM_AKID_RANDOM_BYTES 10 /* 80 bits = 16 base32 characters */
+#define IAM_AKID_RANDOM_BYTES 10   /* 80 bits = 16 base32 characters */
 #define IAM_SECRET_RANDOM_BYTES 30 /* 240 bits = 40 base64 characters, no padding */
 #define IAM_KEY_RECORD_PREFIX "iam/access-key/"
 #define IAM_KEY_SEAL_PREFIX "iam-access-key/"
@@ -51,11 +51,11 @@ struct cred_entry {
 };
 
 struct iam_creds {
-    store *st;              /* borrowed */
-    seal *sl;               /* borrowed */
-    pthread_rwlock_t lock;  /* guards the table */
-    coffer_map cache;       /* access key id -> struct cred_entry * (owned) */
-    atomic_uint_fast64_t gen; /* bumped by every eviction */
+    store *st;                        /* borrowed */
+    seal *sl;                         /* borrowed */
+    pthread_rwlock_t lock;            /* guards the table */
+    coffer_map cache;                 /* access key id -> struct cred_entry * (owned) */
+    atomic_uint_fast64_t gen;         /* bumped by every eviction */
     struct iam_identity_source roles; /* whose roles sessions stand for; unset: not checked */
     bool has_roles;
 };
@@ -193,10 +193,10 @@ static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity 
     char *text = NULL;
     char identity[sizeof(IAM_KEY_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     char created[32];
-    GUARD(seal_identity(id->access_key_id, identity, sizeof(identity)));
-    GUARD(seal_record_seal(c->sl, identity, coffer_buf_cursor(&id->secret), &sealed));
-    GUARD(coffer_b64_encode(coffer_buf_cursor(&sealed), &b64));
-    GUARD(coffer_buf_nul_terminate(&b64));
+    TRY_OUT(seal_identity(id->access_key_id, identity, sizeof(identity)));
+    TRY_OUT(seal_record_seal(c->sl, identity, coffer_buf_cursor(&id->secret), &sealed));
+    TRY_OUT(coffer_b64_encode(coffer_buf_cursor(&sealed), &b64));
+    TRY_OUT(coffer_buf_nul_terminate(&b64));
     coffer_time_iso8601(coffer_now_ms() / 1000, created, sizeof(created));
     obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "account", id->account_id, "principal_arn",
                     id->principal_arn, "principal_type", id->principal_type, "principal_id", id->principal_id,
@@ -208,7 +208,7 @@ static coffer_err record_write(struct iam_creds *c, const struct sigv4_identity 
     if (text == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "cannot serialise the access key record");
     }
-    GUARD(coffer_buf_append_str(out, text));
+    TRY_OUT(coffer_buf_append_str(out, text));
 out:
     free(text);
     json_decref(obj);
@@ -223,7 +223,8 @@ static coffer_err bad_record(void)
 }
 
 /* Parses a stored record for `akid` and unseals its secret into a new cache entry. */
-static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_cursor json, struct cred_entry **out)
+static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_cursor json,
+                              struct cred_entry **out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf sealed = COFFER_BUF_INIT;
@@ -236,13 +237,14 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
     }
     coffer_buf_init(&e->id.secret, true);
     root = json_loadb((const char *)json.ptr, json.len, JSON_REJECT_DUPLICATES, NULL);
-    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:s}", "account", &account, "principal_arn",
-                                    &arn, "principal_type", &type, "principal_id", &pid, "status", &status,
-                                    "secret", &secret) != 0) {
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:s}", "account", &account,
+                                    "principal_arn", &arn, "principal_type", &type, "principal_id", &pid,
+                                    "status", &status, "secret", &secret) != 0) {
         FAIL_OUT(COFFER_ERR_STORE, "malformed access key record");
     }
     if (strcmp(status, "Active") != 0) {
-        FAIL_OUT(COFFER_ERR_UNRECOGNIZED_CLIENT, "%s", coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
+        FAIL_OUT(COFFER_ERR_UNRECOGNIZED_CLIENT, "%s",
+                 coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
     }
     if (copy_field(e->id.access_key_id, sizeof(e->id.access_key_id), akid) != COFFER_OK ||
         copy_field(e->id.account_id, sizeof(e->id.account_id), account) != COFFER_OK ||
@@ -256,9 +258,9 @@ static coffer_err record_read(struct iam_creds *c, const char *akid, coffer_curs
         rc = bad_record();
         goto out;
     }
-    GUARD(seal_identity(akid, identity, sizeof(identity)));
-    GUARD(seal_record_open(c->sl, identity, coffer_buf_cursor(&sealed), &e->id.secret));
-    GUARD(coffer_buf_nul_terminate(&e->id.secret));
+    TRY_OUT(seal_identity(akid, identity, sizeof(identity)));
+    TRY_OUT(seal_record_open(c->sl, identity, coffer_buf_cursor(&sealed), &e->id.secret));
+    TRY_OUT(coffer_buf_nul_terminate(&e->id.secret));
     e->id.expires_at = 0;
     *out = e;
     e = NULL;
@@ -309,8 +311,9 @@ static bool valid_account_id(const char *a)
 }
 
 /* Fills everything but access_key_id; the secret is 40 chars from 30 random bytes. */
-static coffer_err identity_build(const char *account_id, const char *principal_arn, enum api_principal_kind kind,
-                                 const char *principal_id, struct sigv4_identity *id)
+static coffer_err identity_build(const char *account_id, const char *principal_arn,
+                                 enum api_principal_kind kind, const char *principal_id,
+                                 struct sigv4_identity *id)
 {
     TRY(copy_field(id->account_id, sizeof(id->account_id), account_id));
     TRY(copy_field(id->principal_arn, sizeof(id->principal_arn), principal_arn));
@@ -344,8 +347,8 @@ static coffer_err txn_new_key(struct iam_creds *c, store_txn *t, struct sigv4_id
     coffer_buf rec = COFFER_BUF_INIT, existing = COFFER_BUF_INIT;
     char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     for (int attempt = 0; attempt < IAM_CREATE_ATTEMPTS; attempt++) {
-        GUARD(random_id(IAM_AKID_PREFIX, id->access_key_id, sizeof(id->access_key_id)));
-        GUARD(record_key(id->access_key_id, key, sizeof(key)));
+        TRY_OUT(random_id(IAM_AKID_PREFIX, id->access_key_id, sizeof(id->access_key_id)));
+        TRY_OUT(record_key(id->access_key_id, key, sizeof(key)));
         coffer_buf_reset(&existing);
         rc = store_txn_get(t, key, &existing);
         if (rc == COFFER_OK) {
@@ -354,7 +357,7 @@ static coffer_err txn_new_key(struct iam_creds *c, store_txn *t, struct sigv4_id
         if (rc != COFFER_ERR_NOT_FOUND) {
             goto out;
         }
-        GUARD(record_write(c, id, "Active", &rec));
+        TRY_OUT(record_write(c, id, "Active", &rec));
         rc = store_txn_put(t, key, coffer_buf_cursor(&rec));
         goto out;
     }
@@ -370,8 +373,8 @@ static coffer_err store_new_key(struct iam_creds *c, struct sigv4_identity *id)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
-    GUARD(store_txn_begin(c->st, &t));
-    GUARD(txn_new_key(c, t, id));
+    TRY_OUT(store_txn_begin(c->st, &t));
+    TRY_OUT(txn_new_key(c, t, id));
     rc = store_txn_commit(t);
     t = NULL;
 out:
@@ -380,7 +383,8 @@ out:
 }
 
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
+                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                            coffer_buf *secret_out)
 {
     ENSURE_REF(c);
     ENSURE_REF(akid_out);
@@ -399,15 +403,15 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
     coffer_buf_init(&e->id.secret, true);
     size_t start = secret_out->len;
     uint64_t gen = atomic_load(&c->gen);
-    GUARD(identity_build(account_id, principal_arn, kind, NULL, &e->id));
-    GUARD(store_new_key(c, &e->id));
-    GUARD(coffer_buf_append(secret_out, e->id.secret.data, e->id.secret.len));
+    TRY_OUT(identity_build(account_id, principal_arn, kind, NULL, &e->id));
+    TRY_OUT(store_new_key(c, &e->id));
+    TRY_OUT(coffer_buf_append(secret_out, e->id.secret.data, e->id.secret.len));
     rc = coffer_buf_nul_terminate(secret_out);
     if (rc != COFFER_OK) {
         secret_out->len = start;
         goto out;
     }
-    GUARD(coffer_buf_nul_terminate(&e->id.secret));
+    TRY_OUT(coffer_buf_nul_terminate(&e->id.secret));
     memcpy(akid_out, e->id.access_key_id, IAM_ACCESS_KEY_ID_LEN + 1);
     cache_insert(c, e, gen);
     e = NULL;
@@ -417,8 +421,8 @@ out:
 }
 
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               enum api_principal_kind kind, const char *principal_id, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
-                               coffer_buf *secret_out)
+                               enum api_principal_kind kind, const char *principal_id,
+                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(c != NULL && t != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
     if (!valid_account_id(account_id)) {
@@ -430,9 +434,9 @@ coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_i
     memset(&id, 0, sizeof(id));
     coffer_buf_init(&id.secret, true);
     size_t start = secret_out->len;
-    GUARD(identity_build(account_id, principal_arn, kind, principal_id, &id));
-    GUARD(txn_new_key(c, t, &id));
-    GUARD(coffer_buf_append(secret_out, id.secret.data, id.secret.len));
+    TRY_OUT(identity_build(account_id, principal_arn, kind, principal_id, &id));
+    TRY_OUT(txn_new_key(c, t, &id));
+    TRY_OUT(coffer_buf_append(secret_out, id.secret.data, id.secret.len));
     rc = coffer_buf_nul_terminate(secret_out);
     if (rc != COFFER_OK) {
         secret_out->len = start;
@@ -453,10 +457,11 @@ coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid,
     char *text = NULL;
     char key[sizeof(IAM_KEY_RECORD_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     ENSURE(strlen(akid) <= AWS_ACCESS_KEY_ID_MAX, COFFER_ERR_VALIDATION);
-    GUARD(record_key(akid, key, sizeof(key)));
-    GUARD(store_txn_get(t, key, &rec));
+    TRY_OUT(record_key(akid, key, sizeof(key)));
+    TRY_OUT(store_txn_get(t, key, &rec));
     root = json_loadb((const char *)rec.data, rec.len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(root) || json_object_set_new(root, "status", json_string(active ? "Active" : "Inactive"))) {
+    if (!json_is_object(root) ||
+        json_object_set_new(root, "status", json_string(active ? "Active" : "Inactive"))) {
         rc = bad_record();
         goto out;
     }
@@ -464,7 +469,7 @@ coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid,
     if (text == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(store_txn_put(t, key, coffer_cursor_from_str(text)));
+    TRY_OUT(store_txn_put(t, key, coffer_cursor_from_str(text)));
 out:
     free(text);
     json_decref(root);
@@ -520,15 +525,15 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     char akid[IAM_ACCESS_KEY_ID_LEN + 1];
     char identity[sizeof(IAM_SESSION_SEAL_PREFIX) + AWS_ACCESS_KEY_ID_MAX];
     size_t secret_start = secret_out->len, token_start = token_out->len;
-    GUARD(identity_build(spec->account_id, spec->session_arn, API_PRINCIPAL_ASSUMED_ROLE, spec->principal_id,
-                         &id));
-    GUARD(coffer_buf_nul_terminate(&id.secret));
-    GUARD(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
-    GUARD(session_identity(akid, identity, sizeof(identity)));
+    TRY_OUT(identity_build(spec->account_id, spec->session_arn, API_PRINCIPAL_ASSUMED_ROLE,
+                           spec->principal_id, &id));
+    TRY_OUT(coffer_buf_nul_terminate(&id.secret));
+    TRY_OUT(random_id(IAM_SESSION_AKID_PREFIX, akid, sizeof(akid)));
+    TRY_OUT(session_identity(akid, identity, sizeof(identity)));
     ENSURE(spec->issued_at > 0, COFFER_ERR_USAGE);
-    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "account", spec->account_id, "role_arn", spec->role_arn,
-                    "principal_arn", spec->session_arn, "principal_id", spec->principal_id, "secret",
-                    (const char *)id.secret.data, "issued", (json_int_t)spec->issued_at, "expires",
+    obj = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "account", spec->account_id, "role_arn",
+                    spec->role_arn, "principal_arn", spec->session_arn, "principal_id", spec->principal_id,
+                    "secret", (const char *)id.secret.data, "issued", (json_int_t)spec->issued_at, "expires",
                     (json_int_t)spec->expires_at);
     if (obj == NULL) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "invalid session fields");
@@ -537,12 +542,12 @@ coffer_err iam_creds_issue_session(iam_creds *c, const struct iam_session_spec *
     if (text == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(coffer_buf_append_str(&plain, text));
-    GUARD(seal_record_seal(c->sl, identity, coffer_buf_cursor(&plain), &sealed));
-    GUARD(coffer_b64_encode(coffer_buf_cursor(&sealed), token_out));
-    GUARD(coffer_buf_nul_terminate(token_out));
-    GUARD(coffer_buf_append(secret_out, id.secret.data, strlen((const char *)id.secret.data)));
-    GUARD(coffer_buf_nul_terminate(secret_out));
+    TRY_OUT(coffer_buf_append_str(&plain, text));
+    TRY_OUT(seal_record_seal(c->sl, identity, coffer_buf_cursor(&plain), &sealed));
+    TRY_OUT(coffer_b64_encode(coffer_buf_cursor(&sealed), token_out));
+    TRY_OUT(coffer_buf_nul_terminate(token_out));
+    TRY_OUT(coffer_buf_append(secret_out, id.secret.data, strlen((const char *)id.secret.data)));
+    TRY_OUT(coffer_buf_nul_terminate(secret_out));
     memcpy(akid_out, akid, IAM_ACCESS_KEY_ID_LEN + 1);
 out:
     if (rc != COFFER_OK) {
@@ -618,16 +623,16 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
     }
     memcpy(akid, akid_cur.ptr, akid_cur.len);
     akid[akid_cur.len] = '\0';
-    GUARD(session_identity(akid, identity, sizeof(identity)));
+    TRY_OUT(session_identity(akid, identity, sizeof(identity)));
     if (coffer_b64_decode(coffer_cursor_from(token, tlen), &sealed) != COFFER_OK ||
         seal_record_open(c->sl, identity, coffer_buf_cursor(&sealed), &plain) != COFFER_OK) {
         rc = unrecognized();
         goto out;
     }
     root = json_loadb((const char *)plain.data, plain.len, JSON_REJECT_DUPLICATES, NULL);
-    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I, s?I}", "account", &account, "role_arn",
-                                    &role, "principal_arn", &arn, "principal_id", &pid, "secret", &secret,
-                                    "expires", &expires, "issued", &issued) != 0) {
+    if (root == NULL || json_unpack(root, "{s:s, s:s, s:s, s:s, s:s, s:I, s?I}", "account", &account,
+                                    "role_arn", &role, "principal_arn", &arn, "principal_id", &pid, "secret",
+                                    &secret, "expires", &expires, "issued", &issued) != 0) {
         rc = unrecognized();
         goto out;
     }
@@ -641,9 +646,9 @@ static coffer_err session_lookup(struct iam_creds *c, coffer_cursor akid_cur, co
         rc = unrecognized();
         goto out;
     }
-    GUARD(session_role_current(c, id.role_arn, id.principal_id));
-    GUARD(coffer_buf_append_str(&id.secret, secret));
-    GUARD(coffer_buf_nul_terminate(&id.secret));
+    TRY_OUT(session_role_current(c, id.role_arn, id.principal_id));
+    TRY_OUT(coffer_buf_append_str(&id.secret, secret));
+    TRY_OUT(coffer_buf_nul_terminate(&id.secret));
     id.expires_at = expires > 0 ? (int64_t)expires : 1;
     id.issued_at = issued > 0 ? (int64_t)issued : 0;
     *out = id;

@@ -29,8 +29,8 @@ void iam_creds_free(iam_creds *c);
  * (NUL-terminated) into the secret buffer `secret_out`.
  */
 coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *principal_arn,
-                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
-    __attribute__((warn_unused_result));
+                            enum api_principal_kind kind, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
+                            coffer_buf *secret_out) __attribute__((warn_unused_result));
 
 /*
  * The same inside the caller's transaction `t` (IAM CreateAccessKey, account creation), with
@@ -38,8 +38,9 @@ coffer_err iam_creds_create(iam_creds *c, const char *account_id, const char *pr
  * The record becomes visible when the caller commits; lookups load it from the store then.
  */
 coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_id, const char *principal_arn,
-                               enum api_principal_kind kind, const char *principal_id, char akid_out[IAM_ACCESS_KEY_ID_LEN + 1],
-                               coffer_buf *secret_out) __attribute__((warn_unused_result));
+                               enum api_principal_kind kind, const char *principal_id,
+                               char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
+    __attribute__((warn_unused_result));
 
 /*
  * Marks a key Active or Inactive, or deletes it, inside `t` (COFFER_ERR_NOT_FOUND when there
@@ -48,7 +49,8 @@ coffer_err iam_creds_create_in(iam_creds *c, store_txn *t, const char *account_i
  */
 coffer_err iam_creds_set_status_in(iam_creds *c, store_txn *t, const char *akid, bool active)
     __attribute__((warn_unused_result));
-coffer_err iam_creds_delete_in(iam_creds *c, store_txn *t, const char *akid) __attribute__((warn_unused_result));
+coffer_err iam_creds_delete_in(iam_creds *c, store_txn *t, const char *akid)
+    __attribute__((warn_unused_result));
 
 /* Drops `akid` from the lookup cache (the next lookup reads the store). Thread-safe. */
 void iam_creds_evict(iam_creds *c, const char *akid);

@@ -41,8 +41,8 @@ struct plist {
 };
 
 struct iam_directory {
-    store *st;        /* borrowed */
-    iam_creds *creds; /* borrowed */
+    store *st;             /* borrowed */
+    iam_creds *creds;      /* borrowed */
     pthread_rwlock_t lock; /* guards cache and gen; readers are requests */
     coffer_map cache;      /* canonical principal -> struct plist * (one reference held) */
     uint64_t gen;
@@ -99,7 +99,8 @@ static bool account_valid(const char *a)
     return true;
 }
 
-bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1])
+bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1],
+                   char name[IAM_DIR_POLICY_NAME_MAX + 1])
 {
     static const char prefix[] = "arn:aws:iam::";
     if (arn == NULL || strncmp(arn, prefix, sizeof(prefix) - 1) != 0) {
@@ -225,7 +226,8 @@ static json_t *view(const json_t *rec)
 
 static coffer_err no_such(enum iam_kind kind, const char *name)
 {
-    return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "The %s with name %s cannot be found.", kind_noun[kind], name);
+    return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "The %s with name %s cannot be found.", kind_noun[kind],
+                       name);
 }
 
 static json_t *member_obj(json_t *rec, const char *name)
@@ -327,20 +329,20 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
     atomic_init(&l->refs, 1);
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
+    TRY_OUT(record_key(kind_prefix[kind], acct, name, key));
     rc = load(d->st, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = COFFER_OK;
         goto done;
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     snprintf(l->uid, sizeof(l->uid), "%s", entity_uid(kind, rec));
     const char *pname;
     json_t *doc;
     json_object_foreach(member_obj(rec, "_policies"), pname, doc)
     {
         if (json_is_string(doc)) {
-            GUARD(plist_add(l, json_string_value(doc), &cap));
+            TRY_OUT(plist_add(l, json_string_value(doc), &cap));
         }
     }
     size_t i;
@@ -352,16 +354,16 @@ static coffer_err plist_build(struct iam_directory *d, enum iam_kind kind, const
         if (!iam_arn_parse(json_string_value(arn), "policy", pacct, pn)) {
             continue;
         }
-        GUARD(record_key("iam/policy/", pacct, pn, pkey));
+        TRY_OUT(record_key("iam/policy/", pacct, pn, pkey));
         coffer_err lrc = load(d->st, pkey, &prec);
         if (lrc == COFFER_ERR_NOT_FOUND) {
             continue;
         }
-        GUARD(lrc);
+        TRY_OUT(lrc);
         const char *text = json_string_value(json_object_get(prec, "_document"));
         rc = text ? plist_add(l, text, &cap) : COFFER_OK;
         json_decref(prec);
-        GUARD(rc);
+        TRY_OUT(rc);
     }
 done:
     *out = l;
@@ -373,7 +375,8 @@ out:
 }
 
 /* Maps a principal ARN to the user or role whose policies apply. */
-static bool principal_target(const char *arn, enum iam_kind *kind, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1])
+static bool principal_target(const char *arn, enum iam_kind *kind, char acct[AWS_ACCOUNT_ID_LEN + 1],
+                             char name[IAM_DIR_POLICY_NAME_MAX + 1])
 {
     if (iam_arn_parse(arn, "user", acct, name)) {
         *kind = IAM_KIND_USER;
@@ -555,11 +558,14 @@ static coffer_err count_one(void *ctx, const char *key, coffer_cursor value)
 
 static size_t count_limit(const struct iam_directory *d, enum count_kind k)
 {
-    return k == COUNT_USERS ? d->limits.iam_users : k == COUNT_ROLES ? d->limits.iam_roles : d->limits.iam_policies;
+    return k == COUNT_USERS   ? d->limits.iam_users
+           : k == COUNT_ROLES ? d->limits.iam_roles
+                              : d->limits.iam_policies;
 }
 
 /* Adds delta to the account's counter; going over the quota is LimitExceeded, nothing written. */
-static coffer_err count_add(struct iam_directory *d, store_txn *t, enum count_kind k, const char *acct, int delta)
+static coffer_err count_add(struct iam_directory *d, store_txn *t, enum count_kind k, const char *acct,
+                            int delta)
 {
     char key[DIR_KEY_MAX], text[32];
     coffer_buf b = COFFER_BUF_INIT;
@@ -612,8 +618,8 @@ typedef coffer_err (*edit_fn)(struct iam_directory *d, store_txn *t, json_t *rec
  * Loads an entity record in a transaction, lets `fn` check or change it, then saves it (or,
  * with `remove`, deletes it) and commits: every change to an entity is one transaction.
  */
-static coffer_err change_entity(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
-                                edit_fn fn, void *arg, bool remove)
+static coffer_err change_entity(struct iam_directory *d, enum iam_kind kind, const char *acct,
+                                const char *name, edit_fn fn, void *arg, bool remove)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -622,21 +628,21 @@ static coffer_err change_entity(struct iam_directory *d, enum iam_kind kind, con
     if (!iam_name_valid(name, IAM_DIR_NAME_MAX)) {
         return no_such(kind, name ? name : "");
     }
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(record_key(kind_prefix[kind], acct, name, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = txn_load(t, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = no_such(kind, name);
     }
-    GUARD(rc);
-    GUARD(fn(d, t, rec, arg));
+    TRY_OUT(rc);
+    TRY_OUT(fn(d, t, rec, arg));
     if (remove) {
-        GUARD(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, -1));
+        TRY_OUT(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, -1));
     }
-    GUARD(remove ? store_txn_delete(t, key) : txn_save(t, key, rec));
+    TRY_OUT(remove ? store_txn_delete(t, key) : txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     iam_directory_invalidate(d);
 out:
     store_txn_abort(t);
@@ -713,7 +719,7 @@ coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, cons
     coffer_buf b = COFFER_BUF_INIT;
     char key[DIR_KEY_MAX];
     snprintf(key, sizeof(key), "iam/account/%s", account_id);
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = store_txn_get(t, key, &b);
     if (rc == COFFER_OK) {
         goto out;
@@ -721,7 +727,7 @@ coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, cons
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(account_put(t, account_id, name, now_s));
+    TRY_OUT(account_put(t, account_id, name, now_s));
     rc = store_txn_commit(t);
     t = NULL;
 out:
@@ -743,7 +749,8 @@ static coffer_err random_account(char out[AWS_ACCOUNT_ID_LEN + 1])
     return COFFER_OK;
 }
 
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s,
+                                  char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
                                   char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
     ENSURE(d != NULL && account_id_out != NULL && akid_out != NULL && secret_out != NULL, COFFER_ERR_USAGE);
@@ -754,12 +761,13 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
-    char acct[AWS_ACCOUNT_ID_LEN + 1] = "", key[DIR_KEY_MAX], root[AWS_ROOT_ARN_LEN + 1], akid[IAM_ACCESS_KEY_ID_LEN + 1];
+    char acct[AWS_ACCOUNT_ID_LEN + 1] = "", key[DIR_KEY_MAX], root[AWS_ROOT_ARN_LEN + 1],
+                                   akid[IAM_ACCESS_KEY_ID_LEN + 1];
     size_t start = secret_out->len;
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(store_txn_begin(d->st, &t));
     for (int i = 0; i < DIR_ID_ATTEMPTS && acct[0] == '\0'; i++) {
         char cand[AWS_ACCOUNT_ID_LEN + 1];
-        GUARD(random_account(cand));
+        TRY_OUT(random_account(cand));
         snprintf(key, sizeof(key), "iam/account/%s", cand);
         coffer_buf_reset(&b);
         rc = store_txn_get(t, key, &b);
@@ -773,12 +781,12 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     if (acct[0] == '\0') {
         FAIL_OUT(COFFER_ERR_INTERNAL, "could not allocate a unique account id");
     }
-    GUARD(account_put(t, acct, name, now_s));
+    TRY_OUT(account_put(t, acct, name, now_s));
     snprintf(root, sizeof(root), "arn:aws:iam::%s:root", acct);
-    GUARD(iam_creds_create_in(d->creds, t, acct, root, API_PRINCIPAL_ROOT, NULL, akid, secret_out));
+    TRY_OUT(iam_creds_create_in(d->creds, t, acct, root, API_PRINCIPAL_ROOT, NULL, akid, secret_out));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     memcpy(account_id_out, acct, 13);
     memcpy(akid_out, akid, 21);
 out:
@@ -807,7 +815,8 @@ static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
     json_t *rec = NULL;
     TRY(parse_record(value, &rec));
     const char *path = json_string_value(json_object_get(rec, "Path"));
-    if (s->path_prefix == NULL || (path != NULL && strncmp(path, s->path_prefix, strlen(s->path_prefix)) == 0)) {
+    if (s->path_prefix == NULL ||
+        (path != NULL && strncmp(path, s->path_prefix, strlen(s->path_prefix)) == 0)) {
         json_t *v = view(rec);
         if (s->roles && v != NULL) {
             trust_view(s->d, rec, v);
@@ -820,8 +829,10 @@ static coffer_err scan_collect(void *ctx, const char *key, coffer_cursor value)
 
 static coffer_err scan_all(struct iam_directory *d, const char *prefix, const char *path_prefix, json_t **out)
 {
-    struct scan_ctx s = {
-        .arr = json_array(), .path_prefix = path_prefix, .d = d, .roles = strncmp(prefix, "iam/role/", 9) == 0};
+    struct scan_ctx s = {.arr = json_array(),
+                         .path_prefix = path_prefix,
+                         .d = d,
+                         .roles = strncmp(prefix, "iam/role/", 9) == 0};
     if (s.arr == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
@@ -844,28 +855,28 @@ coffer_err iam_dir_account_list(iam_directory *d, json_t **out)
  * Users and roles
  * ------------------------------------------------------------------------------------------- */
 
-static coffer_err entity_insert(struct iam_directory *d, enum iam_kind kind, const char *acct, const char *name,
-                                json_t *rec, json_t **out)
+static coffer_err entity_insert(struct iam_directory *d, enum iam_kind kind, const char *acct,
+                                const char *name, json_t *rec, json_t **out)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
     coffer_buf b = COFFER_BUF_INIT;
     char key[DIR_KEY_MAX];
-    GUARD(record_key(kind_prefix[kind], acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(record_key(kind_prefix[kind], acct, name, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = store_txn_get(t, key, &b);
     if (rc == COFFER_OK) {
-        FAIL_OUT(COFFER_ERR_ENTITY_EXISTS, "%s with name %s already exists.", kind == IAM_KIND_USER ? "User" : "Role",
-                 name);
+        FAIL_OUT(COFFER_ERR_ENTITY_EXISTS, "%s with name %s already exists.",
+                 kind == IAM_KIND_USER ? "User" : "Role", name);
     }
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, 1));
-    GUARD(txn_save(t, key, rec));
+    TRY_OUT(count_add(d, t, kind == IAM_KIND_USER ? COUNT_USERS : COUNT_ROLES, acct, 1));
+    TRY_OUT(txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     iam_directory_invalidate(d);
     if (out != NULL) {
         *out = view(rec);
@@ -882,17 +893,19 @@ static coffer_err check_name_path(enum iam_kind kind, const char *acct, const ch
         return coffer_fail(COFFER_ERR_USAGE, "invalid account");
     }
     if (!iam_name_valid(name, IAM_DIR_NAME_MAX)) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must "
-                           "satisfy regular expression pattern: [\\w+=,.@-]+",
-                           kind == IAM_KIND_USER ? "userName" : "roleName");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "1 validation error detected: Value at '%s' failed to satisfy constraint: Member must "
+            "satisfy regular expression pattern: [\\w+=,.@-]+",
+            kind == IAM_KIND_USER ? "userName" : "roleName");
     }
     if (*path == NULL || (*path)[0] == '\0') {
         *path = "/";
     }
     if (!path_valid(*path)) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "The specified value for path is invalid. It must begin and end "
-                                                  "with / and contain only alphanumeric characters and/or / characters.");
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "The specified value for path is invalid. It must begin and end "
+                           "with / and contain only alphanumeric characters and/or / characters.");
     }
     return COFFER_OK;
 }
@@ -917,12 +930,14 @@ static coffer_err trust_collect_one(void *arg, json_t *value)
     }
     coffer_err rc = iam_dir_principal_uid(c->d, arn, uid);
     if (rc == COFFER_ERR_NO_SUCH_ENTITY) {
-        return c->strict ? coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Invalid principal in policy: \"AWS\":\"%.256s\"", arn)
+        return c->strict ? coffer_fail(COFFER_ERR_MALFORMED_POLICY,
+                                       "Invalid principal in policy: \"AWS\":\"%.256s\"", arn)
                          : COFFER_OK;
     }
     TRY(rc);
-    return json_object_set_new(c->map, arn, json_string(uid)) == 0 ? COFFER_OK
-                                                                    : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    return json_object_set_new(c->map, arn, json_string(uid)) == 0
+               ? COFFER_OK
+               : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
 }
 
 /* {"ARN": "unique id"} of the users and roles `doc` names; MalformedPolicyDocument if one is missing. */
@@ -930,8 +945,9 @@ static coffer_err trust_principals(struct iam_directory *d, const char *doc, boo
 {
     json_t *js = json_loads(doc, 0, NULL);
     struct trust_collect c = {.d = d, .map = json_object(), .strict = strict};
-    coffer_err rc = js != NULL && c.map != NULL ? policy_visit_aws_principals(js, trust_collect_one, &c)
-                                                : coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Syntax errors in policy.");
+    coffer_err rc = js != NULL && c.map != NULL
+                        ? policy_visit_aws_principals(js, trust_collect_one, &c)
+                        : coffer_fail(COFFER_ERR_MALFORMED_POLICY, "Syntax errors in policy.");
     json_decref(js);
     if (rc != COFFER_OK) {
         json_decref(c.map);
@@ -1014,8 +1030,8 @@ static void trust_view(struct iam_directory *d, const json_t *rec, json_t *v)
     json_decref(js);
 }
 
-coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *name, const char *path, int64_t now_s,
-                               json_t **out)
+coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *name, const char *path,
+                               int64_t now_s, json_t **out)
 {
     ENSURE(d != NULL, COFFER_ERR_USAGE);
     TRY(check_name_path(IAM_KIND_USER, acct, name, &path));
@@ -1023,8 +1039,8 @@ coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *n
     TRY(random_id("AIDA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:user%s%s", acct, path, name);
     iso_time(now_s, when);
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{}, s:[], s:[]}", "Path", path, "UserName", name, "UserId",
-                            id, "Arn", arn, "CreateDate", when, "_policies", "_attached", "_keys");
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:{}, s:[], s:[]}", "Path", path, "UserName", name,
+                            "UserId", id, "Arn", arn, "CreateDate", when, "_policies", "_attached", "_keys");
     if (rec == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
@@ -1034,8 +1050,8 @@ coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *n
 }
 
 coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *name, const char *path,
-                               const char *trust_doc, int64_t max_session, const char *description, int64_t now_s,
-                               json_t **out)
+                               const char *trust_doc, int64_t max_session, const char *description,
+                               int64_t now_s, json_t **out)
 {
     ENSURE(d != NULL, COFFER_ERR_USAGE);
     TRY(check_name_path(IAM_KIND_ROLE, acct, name, &path));
@@ -1043,12 +1059,13 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
         max_session = IAM_DIR_SESSION_MIN;
     }
     if (max_session < IAM_DIR_SESSION_MIN || max_session > IAM_DIR_SESSION_MAX) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "1 validation error detected: Value '%lld' at 'maxSessionDuration' failed to satisfy "
-                           "constraint: Member must have value %s",
-                           (long long)max_session,
-                           max_session < IAM_DIR_SESSION_MIN ? "greater than or equal to 3600"
-                                                             : "less than or equal to 43200");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "1 validation error detected: Value '%lld' at 'maxSessionDuration' failed to satisfy "
+            "constraint: Member must have value %s",
+            (long long)max_session,
+            max_session < IAM_DIR_SESSION_MIN ? "greater than or equal to 3600"
+                                              : "less than or equal to 43200");
     }
     policy *p = NULL;
     if (trust_doc == NULL || strlen(trust_doc) > IAM_DIR_POLICY_DOC_MAX) {
@@ -1067,9 +1084,10 @@ coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *n
     TRY(random_id("AROA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:role%s%s", acct, path, name);
     iso_time(now_s, when);
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:{}, s:[]}", "Path", path, "RoleName", name,
-                            "RoleId", id, "Arn", arn, "CreateDate", when, "AssumeRolePolicyDocument", trust_doc,
-                            "MaxSessionDuration", (json_int_t)max_session, "_policies", "_attached");
+    json_t *rec =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:{}, s:[]}", "Path", path, "RoleName", name, "RoleId",
+                  id, "Arn", arn, "CreateDate", when, "AssumeRolePolicyDocument", trust_doc,
+                  "MaxSessionDuration", (json_int_t)max_session, "_policies", "_attached");
     if (rec == NULL || json_object_set_new(rec, "_trust_ids", trust_ids) != 0) {
         json_decref(rec);
         return coffer_fail(COFFER_ERR_VALIDATION, "invalid role fields");
@@ -1112,10 +1130,10 @@ coffer_err iam_dir_trust_policy(iam_directory *d, const char *acct, const char *
     if (doc == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "malformed role record");
     }
-    GUARD(policy_compile_ex(coffer_cursor_from_str(doc),
-                            POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
+    TRY_OUT(policy_compile_ex(coffer_cursor_from_str(doc),
+                              POLICY_COMPILE_REQUIRE_PRINCIPAL | POLICY_COMPILE_RESOURCE_OPTIONAL, &p));
     struct trust_lookup tl = {.d = d, .map = json_object_get(rec, "_trust_ids")};
-    GUARD(policy_bind_principals(p, trust_lookup_fn, &tl));
+    TRY_OUT(policy_bind_principals(p, trust_lookup_fn, &tl));
     *out = p;
     p = NULL;
 out:
@@ -1131,13 +1149,15 @@ static coffer_err check_deletable(struct iam_directory *d, store_txn *t, json_t 
     (void)t;
     (void)arg;
     if (json_array_size(json_object_get(rec, "_keys")) > 0) {
-        return coffer_fail(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must delete access keys first.");
+        return coffer_fail(COFFER_ERR_DELETE_CONFLICT,
+                           "Cannot delete entity, must delete access keys first.");
     }
     if (json_object_size(json_object_get(rec, "_policies")) > 0) {
         return coffer_fail(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must delete policies first.");
     }
     if (json_array_size(json_object_get(rec, "_attached")) > 0) {
-        return coffer_fail(COFFER_ERR_DELETE_CONFLICT, "Cannot delete entity, must detach all policies first.");
+        return coffer_fail(COFFER_ERR_DELETE_CONFLICT,
+                           "Cannot delete entity, must detach all policies first.");
     }
     return COFFER_OK;
 }
@@ -1179,7 +1199,7 @@ static coffer_err inline_edit(struct iam_directory *d, store_txn *t, json_t *rec
         }
         /* IAM's quota is on all inline policies of the entity together. */
         size_t total = 0, max = a->kind == IAM_KIND_USER ? d->limits.iam_user_inline_chars
-                                                        : d->limits.iam_role_inline_chars;
+                                                         : d->limits.iam_role_inline_chars;
         const char *pn;
         json_t *doc;
         json_object_foreach(pols, pn, doc)
@@ -1187,10 +1207,10 @@ static coffer_err inline_edit(struct iam_directory *d, store_txn *t, json_t *rec
             total += policy_chars(json_string_value(doc));
         }
         if (total > max) {
-            return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "Maximum policy size of %zu bytes exceeded for %s %s", max,
-                               kind_noun[a->kind], json_string_value(json_object_get(rec, a->kind == IAM_KIND_USER
-                                                                                               ? "UserName"
-                                                                                               : "RoleName")));
+            return coffer_fail(
+                COFFER_ERR_LIMIT_EXCEEDED, "Maximum policy size of %zu bytes exceeded for %s %s", max,
+                kind_noun[a->kind],
+                json_string_value(json_object_get(rec, a->kind == IAM_KIND_USER ? "UserName" : "RoleName")));
         }
         return COFFER_OK;
     }
@@ -1204,9 +1224,10 @@ static coffer_err inline_edit(struct iam_directory *d, store_txn *t, json_t *rec
 static coffer_err check_policy_name(const char *pname)
 {
     if (!iam_name_valid(pname, IAM_DIR_POLICY_NAME_MAX)) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "1 validation error detected: Value at 'policyName' failed to satisfy constraint: Member "
-                           "must satisfy regular expression pattern: [\\w+=,.@-]+");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "1 validation error detected: Value at 'policyName' failed to satisfy constraint: Member "
+            "must satisfy regular expression pattern: [\\w+=,.@-]+");
     }
     return COFFER_OK;
 }
@@ -1230,8 +1251,8 @@ coffer_err iam_dir_inline_get(iam_directory *d, enum iam_kind kind, const char *
     json_t *doc = policy_name ? json_object_get(json_object_get(rec, "_policies"), policy_name) : NULL;
     if (!json_is_string(doc)) {
         json_decref(rec);
-        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "The %s policy with name %s cannot be found.", kind_noun[kind],
-                           policy_name ? policy_name : "");
+        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "The %s policy with name %s cannot be found.",
+                           kind_noun[kind], policy_name ? policy_name : "");
     }
     *out = json_incref(doc);
     json_decref(rec);
@@ -1273,7 +1294,8 @@ coffer_err iam_dir_inline_list(iam_directory *d, enum iam_kind kind, const char 
 
 static coffer_err policy_not_found(const char *arn)
 {
-    return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "Policy %s does not exist or is not attachable.", arn ? arn : "");
+    return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "Policy %s does not exist or is not attachable.",
+                       arn ? arn : "");
 }
 
 /* The store key of a managed policy of `acct` named by `arn`. */
@@ -1307,34 +1329,34 @@ coffer_err iam_dir_policy_create(iam_directory *d, const char *acct, const char 
     coffer_buf b = COFFER_BUF_INIT;
     json_t *rec = NULL;
     char id[POLICY_UID_MAX], arn[ARN_MAX], when[32], key[DIR_KEY_MAX];
-    GUARD(random_id("ANPA", id, sizeof(id)));
+    TRY_OUT(random_id("ANPA", id, sizeof(id)));
     snprintf(arn, sizeof(arn), "arn:aws:iam::%s:policy%s%s", acct, path, name);
     iso_time(now_s, when);
-    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:s, s:s}", "PolicyName", name, "PolicyId", id,
-                    "Arn", arn, "Path", path, "DefaultVersionId", "v1", "AttachmentCount", 0,
-                    "PermissionsBoundaryUsageCount", 0, "IsAttachable", 1, "CreateDate", when, "UpdateDate", when,
-                    "_document", doc);
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:s, s:s, s:s}", "PolicyName", name, "PolicyId",
+                    id, "Arn", arn, "Path", path, "DefaultVersionId", "v1", "AttachmentCount", 0,
+                    "PermissionsBoundaryUsageCount", 0, "IsAttachable", 1, "CreateDate", when, "UpdateDate",
+                    when, "_document", doc);
     if (rec == NULL) {
         FAIL_OUT(COFFER_ERR_MALFORMED_POLICY, "The policy document is not valid UTF-8.");
     }
     if (description != NULL && description[0] != '\0') {
         json_object_set_new(rec, "Description", json_string(description));
     }
-    GUARD(record_key("iam/policy/", acct, name, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(record_key("iam/policy/", acct, name, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = store_txn_get(t, key, &b);
     if (rc == COFFER_OK) {
-        FAIL_OUT(COFFER_ERR_ENTITY_EXISTS, "A policy called %s already exists. Duplicate names are not allowed.",
-                 name);
+        FAIL_OUT(COFFER_ERR_ENTITY_EXISTS,
+                 "A policy called %s already exists. Duplicate names are not allowed.", name);
     }
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(count_add(d, t, COUNT_POLICIES, acct, 1));
-    GUARD(txn_save(t, key, rec));
+    TRY_OUT(count_add(d, t, COUNT_POLICIES, acct, 1));
+    TRY_OUT(txn_save(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     if (out != NULL) {
         *out = view(rec);
     }
@@ -1346,7 +1368,8 @@ out:
 }
 
 /* The stored record of a managed policy; its ARN must match exactly (path included). */
-static coffer_err policy_record(struct iam_directory *d, const char *acct, const char *policy_arn, json_t **out)
+static coffer_err policy_record(struct iam_directory *d, const char *acct, const char *policy_arn,
+                                json_t **out)
 {
     char key[DIR_KEY_MAX];
     json_t *rec = NULL;
@@ -1393,21 +1416,21 @@ coffer_err iam_dir_policy_delete(iam_directory *d, const char *acct, const char 
     store_txn *t = NULL;
     json_t *rec = NULL;
     char key[DIR_KEY_MAX];
-    GUARD(policy_key(acct, policy_arn, key));
-    GUARD(store_txn_begin(d->st, &t));
+    TRY_OUT(policy_key(acct, policy_arn, key));
+    TRY_OUT(store_txn_begin(d->st, &t));
     rc = txn_load(t, key, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = policy_not_found(policy_arn);
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     if (json_integer_value(json_object_get(rec, "AttachmentCount")) > 0) {
         FAIL_OUT(COFFER_ERR_DELETE_CONFLICT, "Cannot delete a policy attached to entities.");
     }
-    GUARD(count_add(d, t, COUNT_POLICIES, acct, -1));
-    GUARD(store_txn_delete(t, key));
+    TRY_OUT(count_add(d, t, COUNT_POLICIES, acct, -1));
+    TRY_OUT(store_txn_delete(t, key));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     iam_directory_invalidate(d);
 out:
     store_txn_abort(t);
@@ -1436,12 +1459,12 @@ static coffer_err attach_edit(struct iam_directory *d, store_txn *t, json_t *rec
     coffer_err rc = COFFER_OK;
     json_t *prec = NULL;
     char key[DIR_KEY_MAX];
-    GUARD(policy_key(a->acct, a->arn, key));
+    TRY_OUT(policy_key(a->acct, a->arn, key));
     rc = txn_load(t, key, &prec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = COFFER_OK;
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     const char *stored = prec ? json_string_value(json_object_get(prec, "Arn")) : NULL;
     if (stored == NULL || strcmp(stored, a->arn) != 0) {
         FAIL_OUT(COFFER_ERR_NO_SUCH_ENTITY, "Policy %s does not exist or is not attachable.", a->arn);
@@ -1475,7 +1498,7 @@ static coffer_err attach_edit(struct iam_directory *d, store_txn *t, json_t *rec
         count = count > 0 ? count - 1 : 0;
     }
     json_object_set_new(prec, "AttachmentCount", json_integer(count));
-    GUARD(txn_save(t, key, prec));
+    TRY_OUT(txn_save(t, key, prec));
 out:
     json_decref(prec);
     return rc;
@@ -1520,12 +1543,12 @@ coffer_err iam_dir_attached_list(iam_directory *d, enum iam_kind kind, const cha
 
 struct key_arg {
     const char *acct;
-    const char *akid;     /* update/delete */
-    bool active;          /* update */
-    bool remove;          /* delete */
-    int64_t now_s;        /* create */
-    char new_akid[IAM_ACCESS_KEY_ID_LEN + 1];    /* create: out */
-    coffer_buf secret;    /* create: out (secret buffer) */
+    const char *akid;                         /* update/delete */
+    bool active;                              /* update */
+    bool remove;                              /* delete */
+    int64_t now_s;                            /* create */
+    char new_akid[IAM_ACCESS_KEY_ID_LEN + 1]; /* create: out */
+    coffer_buf secret;                        /* create: out (secret buffer) */
     char when[32];
 };
 
@@ -1577,7 +1600,8 @@ static coffer_err key_change_edit(struct iam_directory *d, store_txn *t, json_t 
     return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "The Access Key with id %s cannot be found.", a->akid);
 }
 
-coffer_err iam_dir_key_create(iam_directory *d, const char *acct, const char *user, int64_t now_s, json_t **out)
+coffer_err iam_dir_key_create(iam_directory *d, const char *acct, const char *user, int64_t now_s,
+                              json_t **out)
 {
     ENSURE(d != NULL && out != NULL, COFFER_ERR_USAGE);
     struct key_arg a = {.acct = acct, .now_s = now_s};
@@ -1611,7 +1635,8 @@ static coffer_err key_change(struct iam_directory *d, const char *acct, const ch
     return rc;
 }
 
-coffer_err iam_dir_key_update(iam_directory *d, const char *acct, const char *user, const char *akid, bool active)
+coffer_err iam_dir_key_update(iam_directory *d, const char *acct, const char *user, const char *akid,
+                              bool active)
 {
     return key_change(d, acct, user, akid, active, false);
 }

@@ -38,12 +38,12 @@
 #include "iam/policy.h"
 #include "store/store.h"
 
-#define IAM_DIR_NAME_MAX 64           /* user and role names */
-#define IAM_DIR_POLICY_NAME_MAX 128   /* inline and managed policy names */
+#define IAM_DIR_NAME_MAX 64         /* user and role names */
+#define IAM_DIR_POLICY_NAME_MAX 128 /* inline and managed policy names */
 #define IAM_DIR_PATH_MAX 512
 #define IAM_DIR_ACCOUNT_NAME_MAX 50
-#define IAM_DIR_MAX_ACCESS_KEYS 2     /* per user, as IAM's AccessKeysPerUser quota */
-#define IAM_DIR_SESSION_MIN 3600      /* MaxSessionDuration bounds */
+#define IAM_DIR_MAX_ACCESS_KEYS 2 /* per user, as IAM's AccessKeysPerUser quota */
+#define IAM_DIR_SESSION_MIN 3600  /* MaxSessionDuration bounds */
 #define IAM_DIR_SESSION_MAX 43200
 #define IAM_DIR_POLICY_DOC_MAX 131072 /* characters of a policy document we accept */
 
@@ -55,7 +55,8 @@ enum iam_kind {
 };
 
 /* Borrows st and creds (both must outlive the directory). */
-coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out) __attribute__((warn_unused_result));
+coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
+    __attribute__((warn_unused_result));
 void iam_directory_free(iam_directory *d); /* accepts NULL */
 /*
  * IAM resource quotas, per account: AWS's defaults, each changeable by the operator
@@ -73,11 +74,11 @@ struct iam_limits {
     size_t iam_trust_doc_chars;   /* one role trust policy (AWS: 2,048) */
 };
 
-#define IAM_LIMITS_DEFAULT                                                                                  \
-    {                                                                                                       \
-        .iam_users = 5000, .iam_roles = 1000, .iam_policies = 1500, .iam_attached = 10,                   \
-        .iam_user_inline_chars = 2048, .iam_role_inline_chars = 10240, .iam_managed_doc_chars = 6144,     \
-        .iam_trust_doc_chars = 2048,                                                                       \
+#define IAM_LIMITS_DEFAULT                                                                                   \
+    {                                                                                                        \
+        .iam_users = 5000, .iam_roles = 1000, .iam_policies = 1500, .iam_attached = 10,                      \
+        .iam_user_inline_chars = 2048, .iam_role_inline_chars = 10240, .iam_managed_doc_chars = 6144,        \
+        .iam_trust_doc_chars = 2048,                                                                         \
     }
 
 /* Resource quotas (copied; default IAM_LIMITS_DEFAULT). Call before serving requests. */
@@ -102,18 +103,20 @@ coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, cons
  * Creates an account with a fresh random 12-digit id and an access key for its root. Writes the
  * id and the key id; appends the secret (NUL-terminated) to the secret buffer `secret_out`.
  */
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s, char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
-                                  char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out) __attribute__((warn_unused_result));
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s,
+                                  char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
+                                  char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
+    __attribute__((warn_unused_result));
 coffer_err iam_dir_account_list(iam_directory *d, json_t **out) __attribute__((warn_unused_result));
 
 /* ---- users and roles ---- */
 
-coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *name, const char *path, int64_t now_s,
-                               json_t **out) __attribute__((warn_unused_result));
+coffer_err iam_dir_user_create(iam_directory *d, const char *acct, const char *name, const char *path,
+                               int64_t now_s, json_t **out) __attribute__((warn_unused_result));
 /* `trust_doc` is validated as a trust policy; max_session 0 means 3600. */
 coffer_err iam_dir_role_create(iam_directory *d, const char *acct, const char *name, const char *path,
-                               const char *trust_doc, int64_t max_session, const char *description, int64_t now_s,
-                               json_t **out) __attribute__((warn_unused_result));
+                               const char *trust_doc, int64_t max_session, const char *description,
+                               int64_t now_s, json_t **out) __attribute__((warn_unused_result));
 coffer_err iam_dir_get(iam_directory *d, enum iam_kind kind, const char *acct, const char *name, json_t **out)
     __attribute__((warn_unused_result));
 /*
@@ -162,7 +165,8 @@ coffer_err iam_dir_policy_document(iam_directory *d, const char *acct, const cha
 /* DeleteConflict while attached. */
 coffer_err iam_dir_policy_delete(iam_directory *d, const char *acct, const char *policy_arn)
     __attribute__((warn_unused_result));
-coffer_err iam_dir_policy_list(iam_directory *d, const char *acct, json_t **out) __attribute__((warn_unused_result));
+coffer_err iam_dir_policy_list(iam_directory *d, const char *acct, json_t **out)
+    __attribute__((warn_unused_result));
 
 /* ---- access keys ---- */
 
@@ -171,11 +175,11 @@ coffer_err iam_dir_policy_list(iam_directory *d, const char *acct, json_t **out)
  * {"UserName","AccessKeyId","Status","SecretAccessKey","CreateDate"}: the caller must wipe the
  * secret member before releasing it.
  */
-coffer_err iam_dir_key_create(iam_directory *d, const char *acct, const char *user, int64_t now_s, json_t **out)
-    __attribute__((warn_unused_result));
+coffer_err iam_dir_key_create(iam_directory *d, const char *acct, const char *user, int64_t now_s,
+                              json_t **out) __attribute__((warn_unused_result));
 /* Status change and deletion take effect at once (the credential cache is evicted). */
-coffer_err iam_dir_key_update(iam_directory *d, const char *acct, const char *user, const char *akid, bool active)
-    __attribute__((warn_unused_result));
+coffer_err iam_dir_key_update(iam_directory *d, const char *acct, const char *user, const char *akid,
+                              bool active) __attribute__((warn_unused_result));
 coffer_err iam_dir_key_delete(iam_directory *d, const char *acct, const char *user, const char *akid)
     __attribute__((warn_unused_result));
 /* Array of {"UserName","AccessKeyId","Status","CreateDate"}. */
@@ -194,7 +198,8 @@ coffer_err iam_dir_principal_uid(iam_directory *d, const char *arn, char uid[POL
 /* ---- ARNs and names ---- */
 
 /* Parses "arn:aws:iam::ACCT:user/path/NAME" (or role/..., policy/...): account and last segment. */
-bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1], char name[IAM_DIR_POLICY_NAME_MAX + 1]);
+bool iam_arn_parse(const char *arn, const char *resource_type, char acct[AWS_ACCOUNT_ID_LEN + 1],
+                   char name[IAM_DIR_POLICY_NAME_MAX + 1]);
 /* IAM name rule [\w+=,.@-]{1,max}. */
 bool iam_name_valid(const char *name, size_t max);
 

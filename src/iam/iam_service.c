@@ -52,7 +52,8 @@ static void entity_arn(iam_services *s, const struct api_call *call, enum iam_ki
  * ------------------------------------------------------------------------------------------- */
 
 /* The user named by UserName, or the calling IAM user when absent. */
-static coffer_err user_name_or_caller(api_in *in, const struct api_call *call, const char **out, char buf[128])
+static coffer_err user_name_or_caller(api_in *in, const struct api_call *call, const char **out,
+                                      char buf[128])
 {
     const char *name = NULL;
     TRY(api_in_string(in, "UserName", 0, 1, 128, &name));
@@ -140,7 +141,8 @@ static coffer_err op_GetUser(void *state, struct api_call *call)
     if (name == NULL) {
         /* The account root (or a session) asking about itself. */
         if (call->caller->principal_kind != API_PRINCIPAL_ROOT) {
-            return coffer_fail(COFFER_ERR_VALIDATION, "Must specify userName when calling with non-User credentials");
+            return coffer_fail(COFFER_ERR_VALIDATION,
+                               "Must specify userName when calling with non-User credentials");
         }
         return wrap(call, "User",
                     json_pack("{s:s, s:s, s:s}", "UserId", call->caller->account_id, "Arn",
@@ -167,7 +169,8 @@ static coffer_err op_DeleteUser(void *state, struct api_call *call)
     return iam_dir_delete(s->dir, IAM_KIND_USER, call->caller->account_id, name);
 }
 
-static coffer_err list_entities(iam_services *s, struct api_call *call, enum iam_kind kind, const char *member)
+static coffer_err list_entities(iam_services *s, struct api_call *call, enum iam_kind kind,
+                                const char *member)
 {
     api_in in;
     const char *prefix = NULL;
@@ -175,7 +178,8 @@ static coffer_err list_entities(iam_services *s, struct api_call *call, enum iam
     api_in_init(&in, call->input);
     TRY(api_in_string(&in, "PathPrefix", 0, 1, IAM_DIR_PATH_MAX, &prefix));
     TRY(api_in_done(&in));
-    snprintf(arn, sizeof(arn), "arn:aws:iam::%s:%s/", call->caller->account_id, kind == IAM_KIND_USER ? "user" : "role");
+    snprintf(arn, sizeof(arn), "arn:aws:iam::%s:%s/", call->caller->account_id,
+             kind == IAM_KIND_USER ? "user" : "role");
     TRY(authorize(s, call, arn));
     json_t *arr = NULL;
     TRY(iam_dir_list(s->dir, kind, call->caller->account_id, prefix, &arr));
@@ -200,12 +204,14 @@ static coffer_err op_ListUsers(void *state, struct api_call *call)
  * Access keys
  * ------------------------------------------------------------------------------------------- */
 
-static coffer_err key_user(iam_services *s, struct api_call *call, api_in *in, const char **name, char buf[128])
+static coffer_err key_user(iam_services *s, struct api_call *call, api_in *in, const char **name,
+                           char buf[128])
 {
     char arn[IAM_ARN_MAX];
     TRY(user_name_or_caller(in, call, name, buf));
     if (*name == NULL) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "Must specify userName when calling with non-User credentials");
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "Must specify userName when calling with non-User credentials");
     }
     entity_arn(s, call, IAM_KIND_USER, *name, NULL, arn);
     return authorize(s, call, arn);
@@ -283,7 +289,8 @@ static coffer_err read_entity_name(api_in *in, enum iam_kind kind, const char **
     return api_in_string(in, name_member(kind), API_IN_REQUIRED, 1, IAM_DIR_NAME_MAX, name);
 }
 
-static coffer_err authorize_entity(iam_services *s, struct api_call *call, enum iam_kind kind, const char *name)
+static coffer_err authorize_entity(iam_services *s, struct api_call *call, enum iam_kind kind,
+                                   const char *name)
 {
     char arn[IAM_ARN_MAX];
     entity_arn(s, call, kind, name, NULL, arn);
@@ -314,7 +321,8 @@ static coffer_err get_inline(iam_services *s, struct api_call *call, enum iam_ki
     TRY(authorize_entity(s, call, kind, name));
     json_t *doc = NULL;
     TRY(iam_dir_inline_get(s->dir, kind, call->caller->account_id, name, pname, &doc));
-    call->output = json_pack("{s:s, s:s, s:o}", name_member(kind), name, "PolicyName", pname, "PolicyDocument", doc);
+    call->output =
+        json_pack("{s:s, s:s, s:o}", name_member(kind), name, "PolicyName", pname, "PolicyDocument", doc);
     if (call->output == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
@@ -371,18 +379,54 @@ static coffer_err list_attached(iam_services *s, struct api_call *call, enum iam
     return wrap_list(call, "AttachedPolicies", arr);
 }
 
-static coffer_err op_PutUserPolicy(void *st, struct api_call *c) { return put_inline(st, c, IAM_KIND_USER); }
-static coffer_err op_GetUserPolicy(void *st, struct api_call *c) { return get_inline(st, c, IAM_KIND_USER); }
-static coffer_err op_DeleteUserPolicy(void *st, struct api_call *c) { return delete_inline(st, c, IAM_KIND_USER); }
-static coffer_err op_ListUserPolicies(void *st, struct api_call *c) { return list_inline(st, c, IAM_KIND_USER); }
-static coffer_err op_PutRolePolicy(void *st, struct api_call *c) { return put_inline(st, c, IAM_KIND_ROLE); }
-static coffer_err op_GetRolePolicy(void *st, struct api_call *c) { return get_inline(st, c, IAM_KIND_ROLE); }
-static coffer_err op_DeleteRolePolicy(void *st, struct api_call *c) { return delete_inline(st, c, IAM_KIND_ROLE); }
-static coffer_err op_ListRolePolicies(void *st, struct api_call *c) { return list_inline(st, c, IAM_KIND_ROLE); }
-static coffer_err op_AttachUserPolicy(void *st, struct api_call *c) { return attach(st, c, IAM_KIND_USER, true); }
-static coffer_err op_DetachUserPolicy(void *st, struct api_call *c) { return attach(st, c, IAM_KIND_USER, false); }
-static coffer_err op_AttachRolePolicy(void *st, struct api_call *c) { return attach(st, c, IAM_KIND_ROLE, true); }
-static coffer_err op_DetachRolePolicy(void *st, struct api_call *c) { return attach(st, c, IAM_KIND_ROLE, false); }
+static coffer_err op_PutUserPolicy(void *st, struct api_call *c)
+{
+    return put_inline(st, c, IAM_KIND_USER);
+}
+static coffer_err op_GetUserPolicy(void *st, struct api_call *c)
+{
+    return get_inline(st, c, IAM_KIND_USER);
+}
+static coffer_err op_DeleteUserPolicy(void *st, struct api_call *c)
+{
+    return delete_inline(st, c, IAM_KIND_USER);
+}
+static coffer_err op_ListUserPolicies(void *st, struct api_call *c)
+{
+    return list_inline(st, c, IAM_KIND_USER);
+}
+static coffer_err op_PutRolePolicy(void *st, struct api_call *c)
+{
+    return put_inline(st, c, IAM_KIND_ROLE);
+}
+static coffer_err op_GetRolePolicy(void *st, struct api_call *c)
+{
+    return get_inline(st, c, IAM_KIND_ROLE);
+}
+static coffer_err op_DeleteRolePolicy(void *st, struct api_call *c)
+{
+    return delete_inline(st, c, IAM_KIND_ROLE);
+}
+static coffer_err op_ListRolePolicies(void *st, struct api_call *c)
+{
+    return list_inline(st, c, IAM_KIND_ROLE);
+}
+static coffer_err op_AttachUserPolicy(void *st, struct api_call *c)
+{
+    return attach(st, c, IAM_KIND_USER, true);
+}
+static coffer_err op_DetachUserPolicy(void *st, struct api_call *c)
+{
+    return attach(st, c, IAM_KIND_USER, false);
+}
+static coffer_err op_AttachRolePolicy(void *st, struct api_call *c)
+{
+    return attach(st, c, IAM_KIND_ROLE, true);
+}
+static coffer_err op_DetachRolePolicy(void *st, struct api_call *c)
+{
+    return attach(st, c, IAM_KIND_ROLE, false);
+}
 static coffer_err op_ListAttachedUserPolicies(void *st, struct api_call *c)
 {
     return list_attached(st, c, IAM_KIND_USER);
@@ -431,7 +475,8 @@ static coffer_err op_CreateRole(void *state, struct api_call *call)
     entity_arn(s, call, IAM_KIND_ROLE, name, path ? path : "/", arn);
     TRY(authorize(s, call, arn));
     json_t *role = NULL;
-    TRY(iam_dir_role_create(s->dir, call->caller->account_id, name, path, doc, max_session, desc, now_s(call), &role));
+    TRY(iam_dir_role_create(s->dir, call->caller->account_id, name, path, doc, max_session, desc, now_s(call),
+                            &role));
     return role_output(call, role);
 }
 
@@ -482,7 +527,8 @@ static coffer_err op_CreatePolicy(void *state, struct api_call *call)
     TRY(api_in_string(&in, "PolicyDocument", API_IN_REQUIRED, 1, IAM_DIR_POLICY_DOC_MAX, &doc));
     TRY(api_in_string(&in, "PolicyName", API_IN_REQUIRED, 1, IAM_DIR_POLICY_NAME_MAX, &name));
     TRY(api_in_done(&in));
-    snprintf(arn, sizeof(arn), "arn:aws:iam::%s:policy%s%s", call->caller->account_id, path ? path : "/", name);
+    snprintf(arn, sizeof(arn), "arn:aws:iam::%s:policy%s%s", call->caller->account_id, path ? path : "/",
+             name);
     TRY(authorize(s, call, arn));
     json_t *pol = NULL;
     TRY(iam_dir_policy_create(s->dir, call->caller->account_id, name, path, doc, desc, now_s(call), &pol));
@@ -530,8 +576,8 @@ static coffer_err op_GetPolicyVersion(void *state, struct api_call *call)
     TRY(iam_dir_policy_document(s->dir, call->caller->account_id, arn, &doc));
     if (strcmp(version, "v1") != 0) {
         json_decref(doc);
-        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY, "Policy %s version %s does not exist or is not attachable.", arn,
-                           version);
+        return coffer_fail(COFFER_ERR_NO_SUCH_ENTITY,
+                           "Policy %s version %s does not exist or is not attachable.", arn, version);
     }
     json_t *ver = json_pack("{s:o, s:s, s:b}", "Document", doc, "VersionId", "v1", "IsDefaultVersion", 1);
     if (ver == NULL) {
@@ -594,7 +640,8 @@ static const struct api_op iam_ops[] = {
 /* Secrets in IAM, STS and CofferAdmin answers (new access keys, session credentials). */
 const char *const iam_sensitive_members[] = {"SecretAccessKey", "SessionToken", NULL};
 
-coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account, iam_services **out)
+coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account,
+                            iam_services **out)
 {
     ENSURE(dir != NULL && creds != NULL && operator_account != NULL && out != NULL, COFFER_ERR_USAGE);
     ENSURE(strlen(operator_account) == 12, COFFER_ERR_USAGE);

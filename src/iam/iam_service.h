@@ -30,8 +30,8 @@
 typedef struct iam_services iam_services;
 
 /* Borrows dir and creds. `operator_account` is copied (the account allowed to call CofferAdmin). */
-coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account, iam_services **out)
-    __attribute__((warn_unused_result));
+coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account,
+                            iam_services **out) __attribute__((warn_unused_result));
 void iam_services_free(iam_services *s); /* accepts NULL */
 
 const struct api_service *iam_services_iam_api(iam_services *s);

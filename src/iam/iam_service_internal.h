@@ -9,10 +9,10 @@
 #include "iam/iam_service.h"
 
 struct iam_services {
-    iam_directory *dir;    /* borrowed */
-    iam_creds *creds;      /* borrowed */
+    iam_directory *dir; /* borrowed */
+    iam_creds *creds;   /* borrowed */
     struct iam_identity_source source;
-    authz *az;             /* owned: over `source` */
+    authz *az; /* owned: over `source` */
     char operator_account[AWS_ACCOUNT_ID_LEN + 1];
     struct api_service iam_api;
     struct api_service sts_api;

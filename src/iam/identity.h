@@ -21,7 +21,7 @@
 struct iam_policy_list {
     const policy *const *items; /* compiled identity policies (no Principal element) */
     size_t n;
-    void *handle;               /* the source's reference; passed back to release */
+    void *handle; /* the source's reference; passed back to release */
     /*
      * The unique id the user or role has now ("AIDA...", "AROA..."), "" when it does not exist,
      * NULL when the source does not say. A caller whose own id (a session: "AROA...:SESSION")
@@ -60,7 +60,8 @@ static inline bool iam_policy_list_current(const struct iam_policy_list *list, c
         return true; /* the source does not track ids */
     }
     size_t n = strlen(list->principal_id);
-    return n > 0 && strncmp(caller_id, list->principal_id, n) == 0 && (caller_id[n] == '\0' || caller_id[n] == ':');
+    return n > 0 && strncmp(caller_id, list->principal_id, n) == 0 &&
+           (caller_id[n] == '\0' || caller_id[n] == ':');
 }
 
 #endif

@@ -71,7 +71,8 @@ struct cctx {
 
 #define SFAIL(cc, ...) stmt_fail((cc), __VA_ARGS__)
 
-static coffer_err stmt_fail(const struct cctx *cc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static coffer_err stmt_fail(const struct cctx *cc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static coffer_err stmt_fail(const struct cctx *cc, const char *fmt, ...)
 {
@@ -321,7 +322,8 @@ static coffer_err compile_principal_entry(const struct cctx *cc, const char *typ
             return COFFER_OK;
         }
         if (strpbrk(s, "*?") != NULL) {
-            return SFAIL(cc, "Principal \"%.128s\": wildcards are not allowed in a principal other than \"*\"", s);
+            return SFAIL(
+                cc, "Principal \"%.128s\": wildcards are not allowed in a principal other than \"*\"", s);
         }
         if (is_account_id(s) || is_root_arn(s, acct)) {
             out->kind = PRINCIPAL_ACCOUNT;
@@ -342,7 +344,8 @@ static coffer_err compile_principal_entry(const struct cctx *cc, const char *typ
         out->kind = PRINCIPAL_OTHER;
         out->s = dup_lower(s, false);
     } else {
-        return SFAIL(cc, "Principal type \"%.64s\" is not one of AWS, Service, Federated, CanonicalUser", type);
+        return SFAIL(cc, "Principal type \"%.64s\" is not one of AWS, Service, Federated, CanonicalUser",
+                     type);
     }
     if (out->s == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
@@ -372,7 +375,8 @@ static coffer_err compile_principal(const struct cctx *cc, struct statement *st,
     size_t total = 0;
     const char *type;
     const json_t *list;
-    json_object_foreach((json_t *)v, type, list) {
+    json_object_foreach((json_t *)v, type, list)
+    {
         size_t n = 0;
         TRY(list_shape(cc, list, elem, &n));
         total += n;
@@ -384,7 +388,8 @@ static coffer_err compile_principal(const struct cctx *cc, struct statement *st,
     if (st->principals == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
-    json_object_foreach((json_t *)v, type, list) {
+    json_object_foreach((json_t *)v, type, list)
+    {
         size_t n = 0;
         TRY(list_shape(cc, list, elem, &n));
         for (size_t i = 0; i < n; i++) {
@@ -495,7 +500,8 @@ static coffer_err compile_value(const struct cctx *cc, const struct policy_cond 
     case COND_DATE_GT:
     case COND_DATE_GE:
         if (!policy_parse_date(s, &out->v.ms)) {
-            return SFAIL(cc, "Condition %s on %s: \"%.64s\" is not an ISO 8601 date or epoch seconds", op, key, s);
+            return SFAIL(cc, "Condition %s on %s: \"%.64s\" is not an ISO 8601 date or epoch seconds", op,
+                         key, s);
         }
         break;
     case COND_BOOL:
@@ -507,8 +513,8 @@ static coffer_err compile_value(const struct cctx *cc, const struct policy_cond 
         break;
     case COND_IP:
         if (!policy_parse_cidr(s, true, &out->v.ip)) {
-            return SFAIL(cc, "Condition %s on %s: \"%.64s\" is not an IPv4 or IPv6 address or CIDR block", op, key,
-                         s);
+            return SFAIL(cc, "Condition %s on %s: \"%.64s\" is not an IPv4 or IPv6 address or CIDR block", op,
+                         key, s);
         }
         break;
     case COND_ARN_LIKE:
@@ -581,7 +587,8 @@ static coffer_err compile_conditions(const struct cctx *cc, struct statement *st
     size_t total = 0;
     const char *op;
     const json_t *block;
-    json_object_foreach((json_t *)v, op, block) {
+    json_object_foreach((json_t *)v, op, block)
+    {
         if (!json_is_object(block) || json_object_size(block) == 0) {
             return SFAIL(cc, "Condition %.64s must be a non-empty object of condition keys", op);
         }
@@ -597,10 +604,12 @@ static coffer_err compile_conditions(const struct cctx *cc, struct statement *st
     if (st->conds == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
     }
-    json_object_foreach((json_t *)v, op, block) {
+    json_object_foreach((json_t *)v, op, block)
+    {
         const char *key;
         const json_t *vals;
-        json_object_foreach((json_t *)block, key, vals) {
+        json_object_foreach((json_t *)block, key, vals)
+        {
             struct policy_cond *c = &st->conds[st->n_conds++];
             TRY(compile_cond(cc, op, key, vals, c));
         }
@@ -612,7 +621,7 @@ static coffer_err compile_conditions(const struct cctx *cc, struct statement *st
  * Statement and document
  * ------------------------------------------------------------------------------------------- */
 
-static const char *const stmt_elements[] = {"Sid",      "Effect",      "Principal", "NotPrincipal", "Action",
+static const char *const stmt_elements[] = {"Sid",       "Effect",   "Principal",   "NotPrincipal", "Action",
                                             "NotAction", "Resource", "NotResource", "Condition"};
 
 static coffer_err compile_statement(struct cctx *cc, const json_t *js, struct statement *st)
@@ -622,7 +631,8 @@ static coffer_err compile_statement(struct cctx *cc, const json_t *js, struct st
     }
     const char *name;
     const json_t *v;
-    json_object_foreach((json_t *)js, name, v) {
+    json_object_foreach((json_t *)js, name, v)
+    {
         bool known = false;
         for (size_t i = 0; i < sizeof(stmt_elements) / sizeof(stmt_elements[0]); i++) {
             known = known || strcmp(name, stmt_elements[i]) == 0;
@@ -633,11 +643,13 @@ static coffer_err compile_statement(struct cctx *cc, const json_t *js, struct st
     }
     const json_t *sid = json_object_get(js, "Sid");
     if (sid != NULL) {
-        if (!json_is_string(sid) || json_string_length(sid) > 256 || strlen(json_string_value(sid)) != json_string_length(sid)) {
+        if (!json_is_string(sid) || json_string_length(sid) > 256 ||
+            strlen(json_string_value(sid)) != json_string_length(sid)) {
             return SFAIL(cc, "Sid must be a string of at most 256 characters");
         }
         for (const char *p = json_string_value(sid); *p != '\0'; p++) {
-            if (!isalnum((unsigned char)*p) && *p != ' ' && *p != '-' && *p != '_' && *p != '.' && *p != ':') {
+            if (!isalnum((unsigned char)*p) && *p != ' ' && *p != '-' && *p != '_' && *p != '.' &&
+                *p != ':') {
                 return SFAIL(cc, "Sid \"%.64s\" contains characters other than letters, digits and \" -_.:\"",
                              json_string_value(sid));
             }
@@ -669,7 +681,8 @@ static coffer_err compile_statement(struct cctx *cc, const json_t *js, struct st
         return SFAIL(cc, "missing Principal (required in a resource policy)");
     }
     if ((pr != NULL || npr != NULL) && (cc->flags & POLICY_COMPILE_NO_PRINCIPAL)) {
-        return SFAIL(cc, "%s is not allowed in an identity policy", pr != NULL ? "Principal" : "NotPrincipal");
+        return SFAIL(cc, "%s is not allowed in an identity policy",
+                     pr != NULL ? "Principal" : "NotPrincipal");
     }
     if (pr != NULL || npr != NULL) {
         st->not_principal = npr != NULL;
@@ -715,7 +728,8 @@ static coffer_err compile_document(const json_t *doc, unsigned flags, policy *p)
     }
     const char *name;
     const json_t *v;
-    json_object_foreach((json_t *)doc, name, v) {
+    json_object_foreach((json_t *)doc, name, v)
+    {
         if (strcmp(name, "Version") != 0 && strcmp(name, "Id") != 0 && strcmp(name, "Statement") != 0) {
             return coffer_fail(MALFORMED, "unknown top-level element \"%.64s\"", name);
         }
@@ -730,7 +744,8 @@ static coffer_err compile_document(const json_t *doc, unsigned flags, policy *p)
     }
     const json_t *id = json_object_get(doc, "Id");
     if (id != NULL) {
-        if (!json_is_string(id) || json_string_length(id) > 256 || strlen(json_string_value(id)) != json_string_length(id)) {
+        if (!json_is_string(id) || json_string_length(id) > 256 ||
+            strlen(json_string_value(id)) != json_string_length(id)) {
             return coffer_fail(MALFORMED, "Id must be a string of at most 256 characters");
         }
         p->id = dup_lower(json_string_value(id), false);
@@ -796,7 +811,7 @@ coffer_err policy_compile_ex(coffer_cursor json_text, unsigned flags, policy **o
     if (p == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(compile_document(doc, flags, p));
+    TRY_OUT(compile_document(doc, flags, p));
     *out = p;
     p = NULL;
 out:
@@ -870,7 +885,8 @@ coffer_err policy_visit_aws_principals(json_t *doc, policy_principal_visit_fn fn
             }
             size_t j;
             json_t *v;
-            json_array_foreach(aws, j, v) {
+            json_array_foreach(aws, j, v)
+            {
                 if (json_is_string(v)) {
                     TRY(fn(arg, v));
                 }

@@ -21,12 +21,12 @@
 #include "common/err.h"
 
 /* Limits enforced by policy_compile (MalformedPolicyDocumentException beyond them). */
-#define POLICY_MAX_DOCUMENT 131072  /* bytes of JSON text */
-#define POLICY_MAX_STATEMENTS 512   /* statements per document */
-#define POLICY_MAX_VALUES 1024      /* entries in one Action/Resource/Principal/condition list */
-#define POLICY_MAX_CONDITIONS 128   /* operator/key pairs per statement */
-#define POLICY_MAX_STRING 2048      /* bytes in one action, ARN, key or value */
-#define POLICY_MAX_CTX_VALUES 1024  /* values under one request-context key */
+#define POLICY_MAX_DOCUMENT 131072 /* bytes of JSON text */
+#define POLICY_MAX_STATEMENTS 512  /* statements per document */
+#define POLICY_MAX_VALUES 1024     /* entries in one Action/Resource/Principal/condition list */
+#define POLICY_MAX_CONDITIONS 128  /* operator/key pairs per statement */
+#define POLICY_MAX_STRING 2048     /* bytes in one action, ARN, key or value */
+#define POLICY_MAX_CTX_VALUES 1024 /* values under one request-context key */
 
 typedef struct policy policy;
 typedef struct policy_ctx policy_ctx;
@@ -39,8 +39,10 @@ enum policy_decision {
 
 /* Options for policy_compile_ex. */
 #define POLICY_COMPILE_RESOURCE_OPTIONAL 0x1u /* trust policies carry no Resource element */
-#define POLICY_COMPILE_REQUIRE_PRINCIPAL 0x2u /* resource (key, trust) policies: every statement names one */
-#define POLICY_COMPILE_NO_PRINCIPAL 0x4u      /* identity policies: Principal/NotPrincipal are refused */
+#define POLICY_COMPILE_REQUIRE_PRINCIPAL                                                                     \
+    0x2u                                 /* resource (key, trust) policies: every statement names one        \
+                                          */
+#define POLICY_COMPILE_NO_PRINCIPAL 0x4u /* identity policies: Principal/NotPrincipal are refused */
 
 /*
  * Who asks to do what to which resource. All strings are borrowed for the duration of the call
@@ -151,7 +153,8 @@ void policy_ctx_clear(policy_ctx *c); /* accepts NULL */
 coffer_err policy_ctx_set(policy_ctx *c, const char *key, const char *const *values, size_t n)
     __attribute__((warn_unused_result));
 /* Appends one value to `key` (creating it). */
-coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value) __attribute__((warn_unused_result));
+coffer_err policy_ctx_add(policy_ctx *c, const char *key, const char *value)
+    __attribute__((warn_unused_result));
 /*
  * Appends one value of a single-valued key whose name may arrive in several spellings that
  * differ only in case ("kms:EncryptionContext:<k>", "aws:RequestTag/<k>", ...): every variant is
@@ -162,13 +165,16 @@ coffer_err policy_ctx_add_variant(policy_ctx *c, const char *key, const char *va
     __attribute__((warn_unused_result));
 coffer_err policy_ctx_set_str(policy_ctx *c, const char *key, const char *value)
     __attribute__((warn_unused_result));
-coffer_err policy_ctx_set_bool(policy_ctx *c, const char *key, bool value) __attribute__((warn_unused_result));
+coffer_err policy_ctx_set_bool(policy_ctx *c, const char *key, bool value)
+    __attribute__((warn_unused_result));
 coffer_err policy_ctx_set_number(policy_ctx *c, const char *key, int64_t value)
     __attribute__((warn_unused_result));
 /* Stores epoch seconds as ISO 8601 UTC ("2026-11-23T09:00:00Z"), as aws:CurrentTime. */
-coffer_err policy_ctx_set_time(policy_ctx *c, const char *key, int64_t epoch_s) __attribute__((warn_unused_result));
+coffer_err policy_ctx_set_time(policy_ctx *c, const char *key, int64_t epoch_s)
+    __attribute__((warn_unused_result));
 /* Validates an IPv4 or IPv6 address (COFFER_ERR_USAGE otherwise), as aws:SourceIp. */
-coffer_err policy_ctx_set_ip(policy_ctx *c, const char *key, const char *ip) __attribute__((warn_unused_result));
+coffer_err policy_ctx_set_ip(policy_ctx *c, const char *key, const char *ip)
+    __attribute__((warn_unused_result));
 /* Removes `key`; absent keys are fine. */
 void policy_ctx_unset(policy_ctx *c, const char *key);
 

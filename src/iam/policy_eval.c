@@ -27,12 +27,12 @@
  * buffer (s_cap bytes) and an entry its value array: a warm context allocates nothing.
  */
 struct ctx_value {
-    char *s;                 /* NUL-terminated; owned when s_cap > 0 */
+    char *s; /* NUL-terminated; owned when s_cap > 0 */
     size_t s_cap;
     bool is_num, is_date, is_ip;
-    double num;              /* when is_num */
-    int64_t ms;              /* when is_date */
-    struct policy_cidr ip;   /* when is_ip */
+    double num;            /* when is_num */
+    int64_t ms;            /* when is_date */
+    struct policy_cidr ip; /* when is_ip */
 };
 
 struct ctx_entry {
@@ -495,7 +495,8 @@ static const char *seg_skip(const char *p, const char *pe, bool esc)
 }
 
 /* The quadratic fallback when the tables cannot be had: exact, only slower. */
-static size_t seg_find_slow(const char *p, const char *pe, size_t n, const char *s, size_t sn, bool icase, bool esc)
+static size_t seg_find_slow(const char *p, const char *pe, size_t n, const char *s, size_t sn, bool icase,
+                            bool esc)
 {
     for (size_t i = 0; i + n <= sn; i++) {
         if (seg_at(p, pe, s + i, icase, esc)) {
@@ -535,7 +536,8 @@ static bool glob_range(const char *pat, size_t pn, const char *s, size_t sn, boo
         return seg_len(p, pe, esc) == sn && seg_at(p, pe, s, icase, esc);
     }
     size_t n_first = seg_len(p, pe, esc), n_last = seg_len(last, pe, esc);
-    if (n_first + n_last > sn || !seg_at(p, pe, s, icase, esc) || !seg_at(last, pe, s + sn - n_last, icase, esc)) {
+    if (n_first + n_last > sn || !seg_at(p, pe, s, icase, esc) ||
+        !seg_at(last, pe, s + sn - n_last, icase, esc)) {
         return false;
     }
     size_t pos = n_first, end = sn - n_last;
@@ -873,12 +875,12 @@ static _Thread_local bool subst_ambiguous;
 static bool substitute(const char *in, const struct policy_request *req, bool esc, char *out, size_t cap)
 {
     size_t o = 0;
-#define PUT(ch)                                                                                           \
-    do {                                                                                                  \
-        if (o + 1 >= cap) {                                                                               \
-            return false;                                                                                 \
-        }                                                                                                 \
-        out[o++] = (ch);                                                                                  \
+#define PUT(ch)                                                                                              \
+    do {                                                                                                     \
+        if (o + 1 >= cap) {                                                                                  \
+            return false;                                                                                    \
+        }                                                                                                    \
+        out[o++] = (ch);                                                                                     \
     } while (0)
     for (const char *p = in; *p != '\0';) {
         if (p[0] != '$' || p[1] != '{') {
@@ -1032,7 +1034,8 @@ static bool principal_entry_matches(const struct principal *pe, const struct pol
                strcmp(req->principal_account, pe->s) == 0 &&
                (req->principal_type == NULL || strcmp(req->principal_type, "Service") != 0);
     case PRINCIPAL_ARN:
-        return principal_arn_names(pe, req->principal_arn, req) || principal_arn_names(pe, req->principal_role_arn, req);
+        return principal_arn_names(pe, req->principal_arn, req) ||
+               principal_arn_names(pe, req->principal_role_arn, req);
     case PRINCIPAL_SERVICE:
         return req->principal_type != NULL && strcmp(req->principal_type, "Service") == 0 &&
                req->principal_arn != NULL && strcasecmp(req->principal_arn, pe->s) == 0;
@@ -1141,8 +1144,8 @@ static bool parse_ctx_number(const char *s, double *out)
 }
 
 /* Does the context value `v` match the policy value `pv` under the (un-negated) base operator? */
-static bool value_matches(const struct policy_cond *c, const struct cond_value *pv, const struct ctx_value *cv,
-                          const struct policy_request *req)
+static bool value_matches(const struct policy_cond *c, const struct cond_value *pv,
+                          const struct ctx_value *cv, const struct policy_request *req)
 {
     char buf[POLICY_MAX_STRING * 2 + 2];
     const char *ps = pv->s;
@@ -1194,7 +1197,8 @@ static bool value_matches(const struct policy_cond *c, const struct cond_value *
 }
 
 /* One context value against the policy's values: values OR, negation applied per value. */
-static bool one_value(const struct policy_cond *c, const struct ctx_value *v, const struct policy_request *req)
+static bool one_value(const struct policy_cond *c, const struct ctx_value *v,
+                      const struct policy_request *req)
 {
     bool any = false;
     for (size_t i = 0; i < c->n_values && !any; i++) {
@@ -1278,8 +1282,8 @@ static bool cond_holds(const struct policy_cond *c, const struct policy_request 
  * Evaluation
  * ------------------------------------------------------------------------------------------- */
 
-static bool statement_applies(const struct statement *st, const struct policy_request *req, const char *action,
-                              bool icase)
+static bool statement_applies(const struct statement *st, const struct policy_request *req,
+                              const char *action, bool icase)
 {
     if (!action_matches(st, action, icase)) {
         return false;

@@ -45,8 +45,8 @@ struct policy_cidr {
 };
 
 struct cond_value {
-    char *s;        /* the value as written (NUL-terminated) */
-    bool has_var;   /* contains ${...} and the document is version 2012-10-17 */
+    char *s;      /* the value as written (NUL-terminated) */
+    bool has_var; /* contains ${...} and the document is version 2012-10-17 */
     union {
         double num;
         int64_t ms;
@@ -58,9 +58,9 @@ struct cond_value {
 struct policy_cond {
     enum cond_base base;
     enum cond_set set;
-    bool negated;   /* StringNotEquals, NotIpAddress, ... */
-    bool if_exists; /* ...IfExists */
-    char *key;      /* lower-cased context key */
+    bool negated;      /* StringNotEquals, NotIpAddress, ... */
+    bool if_exists;    /* ...IfExists */
+    char *key;         /* lower-cased context key */
     uint32_t key_hash; /* policy_key_hash(key) */
     struct cond_value *values;
     size_t n_values;
@@ -90,7 +90,7 @@ struct principal {
 struct statement {
     char *sid;
     bool deny;
-    bool has_principal;   /* Principal or NotPrincipal present */
+    bool has_principal; /* Principal or NotPrincipal present */
     bool not_principal;
     struct principal *principals;
     size_t n_principals;

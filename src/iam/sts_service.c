@@ -60,10 +60,12 @@ static coffer_err session_output(iam_services *s, struct api_call *call, json_t 
     const char *role_name = json_string_value(json_object_get(role, "RoleName"));
     const char *role_id = json_string_value(json_object_get(role, "RoleId"));
     char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1];
-    if (role_arn == NULL || role_name == NULL || role_id == NULL || !iam_arn_parse(role_arn, "role", acct, name)) {
+    if (role_arn == NULL || role_name == NULL || role_id == NULL ||
+        !iam_arn_parse(role_arn, "role", acct, name)) {
         return coffer_fail(COFFER_ERR_STORE, "malformed role record");
     }
-    snprintf(session_arn, sizeof(session_arn), "arn:aws:sts::%s:assumed-role/%s/%s", acct, role_name, session);
+    snprintf(session_arn, sizeof(session_arn), "arn:aws:sts::%s:assumed-role/%s/%s", acct, role_name,
+             session);
     snprintf(pid, sizeof(pid), "%s:%s", role_id, session);
     int64_t expires = call->now_ms / 1000 + duration;
     struct iam_session_spec spec = {
@@ -74,16 +76,17 @@ static coffer_err session_output(iam_services *s, struct api_call *call, json_t 
         .issued_at = call->now_ms / 1000,
         .expires_at = expires,
     };
-    GUARD(iam_creds_issue_session(s->creds, &spec, akid, &secret, &token));
+    TRY_OUT(iam_creds_issue_session(s->creds, &spec, akid, &secret, &token));
     coffer_time_iso8601(expires, expiration, sizeof(expiration));
-    call->output = json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}}", "Credentials", "AccessKeyId", akid,
-                             "SecretAccessKey", (const char *)secret.data, "SessionToken", (const char *)token.data,
-                             "Expiration", expiration, "AssumedRoleUser", "AssumedRoleId", pid, "Arn", session_arn);
+    call->output =
+        json_pack("{s:{s:s, s:s, s:s, s:s}, s:{s:s, s:s}}", "Credentials", "AccessKeyId", akid,
+                  "SecretAccessKey", (const char *)secret.data, "SessionToken", (const char *)token.data,
+                  "Expiration", expiration, "AssumedRoleUser", "AssumedRoleId", pid, "Arn", session_arn);
     if (call->output == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    call->audit_response = json_pack("{s:{s:s, s:s}, s:{s:s}}", "assumedRoleUser", "assumedRoleId", pid, "arn",
-                                     session_arn, "credentials", "accessKeyId", akid);
+    call->audit_response = json_pack("{s:{s:s, s:s}, s:{s:s}}", "assumedRoleUser", "assumedRoleId", pid,
+                                     "arn", session_arn, "credentials", "accessKeyId", akid);
 out:
     coffer_buf_free(&secret);
     coffer_buf_free(&token);
@@ -114,13 +117,14 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
         char *end = NULL;
         long long v = strtoll(dur_text, &end, 10);
         if (end == dur_text || *end != '\0' || v < STS_DURATION_MIN || v > IAM_DIR_SESSION_MAX) {
-            return coffer_fail(COFFER_ERR_VALIDATION,
-                               "1 validation error detected: Value '%s' at 'durationSeconds' failed to satisfy "
-                               "constraint: Member must have value %s",
-                               dur_text,
-                               (end != dur_text && *end == '\0' && v > IAM_DIR_SESSION_MAX)
-                                   ? "less than or equal to 43200"
-                                   : "greater than or equal to 900");
+            return coffer_fail(
+                COFFER_ERR_VALIDATION,
+                "1 validation error detected: Value '%s' at 'durationSeconds' failed to satisfy "
+                "constraint: Member must have value %s",
+                dur_text,
+                (end != dur_text && *end == '\0' && v > IAM_DIR_SESSION_MAX)
+                    ? "less than or equal to 43200"
+                    : "greater than or equal to 900");
         }
         duration = v;
     }
@@ -128,14 +132,18 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
     char acct[AWS_ACCOUNT_ID_LEN + 1], name[IAM_DIR_POLICY_NAME_MAX + 1];
     if (!iam_arn_parse(role_arn, "role", acct, name) ||
         iam_dir_get(s->dir, IAM_KIND_ROLE, acct, name, &role) != COFFER_OK ||
-        strcmp(json_string_value(json_object_get(role, "Arn")) ? json_string_value(json_object_get(role, "Arn")) : "",
+        strcmp(json_string_value(json_object_get(role, "Arn"))
+                   ? json_string_value(json_object_get(role, "Arn"))
+                   : "",
                role_arn) != 0) {
-        FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+        FAIL_OUT(COFFER_ERR_ACCESS_DENIED,
+                 "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }
     /* Bound: a user or role it names is the one that existed when it was stored, not a namesake. */
     if (iam_dir_trust_policy(s->dir, acct, name, &trust) != COFFER_OK) {
-        FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+        FAIL_OUT(COFFER_ERR_ACCESS_DENIED,
+                 "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }
     /* The trust policy is the role's resource policy; trusting the account delegates to IAM. */
@@ -144,9 +152,10 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
     req.resource_policy = trust;
     req.same_account = AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT;
     struct authz_verdict v;
-    GUARD(authz_decide(s->az, &req, &v));
+    TRY_OUT(authz_decide(s->az, &req, &v));
     if (!v.allowed) {
-        FAIL_OUT(COFFER_ERR_ACCESS_DENIED, "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+        FAIL_OUT(COFFER_ERR_ACCESS_DENIED,
+                 "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
                  call->caller->principal_arn, role_arn);
     }
     json_int_t max_session = json_integer_value(json_object_get(role, "MaxSessionDuration"));
@@ -157,9 +166,9 @@ static coffer_err op_AssumeRole(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_VALIDATION,
                  "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.");
     }
-    call->audit_resources = json_pack("[{s:s, s:s, s:s}]", "accountId", acct, "type", "AWS::IAM::Role", "ARN",
-                                      role_arn);
-    GUARD(session_output(s, call, role, session, duration));
+    call->audit_resources =
+        json_pack("[{s:s, s:s, s:s}]", "accountId", acct, "type", "AWS::IAM::Role", "ARN", role_arn);
+    TRY_OUT(session_output(s, call, role, session, duration));
 out:
     policy_free(trust);
     json_decref(role);
@@ -194,10 +203,11 @@ static coffer_err admin_authorize(iam_services *s, const struct api_call *call)
 {
     const struct api_caller *c = call->caller;
     if (strcmp(c->account_id, s->operator_account) != 0 || c->principal_kind != API_PRINCIPAL_ROOT) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
-                           "User: %s is not authorized to perform: coffer-admin:%s: only the operator account's root "
-                           "may manage accounts",
-                           c->principal_arn, call->operation);
+        return coffer_fail(
+            COFFER_ERR_ACCESS_DENIED,
+            "User: %s is not authorized to perform: coffer-admin:%s: only the operator account's root "
+            "may manage accounts",
+            c->principal_arn, call->operation);
     }
     return COFFER_OK;
 }

@@ -71,10 +71,10 @@ struct kms_limits {
     size_t kms_grants_per_key;   /* grants on one key (AWS: 50,000) */
 };
 
-#define KMS_LIMITS_DEFAULT                                                                                      \
-    {                                                                                                           \
-        .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50, .kms_key_policy_bytes = 32768, \
-        .kms_grants_per_key = 50000,                                                                          \
+#define KMS_LIMITS_DEFAULT                                                                                   \
+    {                                                                                                        \
+        .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50,                               \
+        .kms_key_policy_bytes = 32768, .kms_grants_per_key = 50000,                                          \
     }
 
 /* Resource quotas (copied; default KMS_LIMITS_DEFAULT). Call before serving requests. */

@@ -54,15 +54,16 @@ bool kms_grant_id_valid(const char *s)
     return s != NULL && strlen(s) == GRANT_ID_HEX && all_hex(s, GRANT_ID_HEX);
 }
 
-coffer_err kms_grant_token_make(const char *acct, const char *region, const char *key_id, const char *grant_id,
-                                char **out)
+coffer_err kms_grant_token_make(const char *acct, const char *region, const char *key_id,
+                                const char *grant_id, char **out)
 {
     *out = NULL;
     uint8_t nonce[16];
     char nonce_hex[33], text[TOKEN_TEXT_MAX];
     TRY(crypto_random(nonce, sizeof(nonce)));
     coffer_hex_encode(nonce, sizeof(nonce), nonce_hex);
-    int n = snprintf(text, sizeof(text), TOKEN_PREFIX "%s:%s:%s:%s:%s", acct, region, key_id, grant_id, nonce_hex);
+    int n = snprintf(text, sizeof(text), TOKEN_PREFIX "%s:%s:%s:%s:%s", acct, region, key_id, grant_id,
+                     nonce_hex);
     if (n < 0 || (size_t)n >= sizeof(text)) {
         return coffer_fail(COFFER_ERR_INTERNAL, "grant token too long");
     }
@@ -90,9 +91,9 @@ coffer_err kms_grant_token_parse(const char *token, struct kms_grant_ref *g)
     coffer_buf b = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
     size_t tlen = strlen(token);
-    if (tlen == 0 || tlen > 2 * TOKEN_TEXT_MAX || coffer_b64_decode(coffer_cursor_from_str(token), &b) != COFFER_OK ||
-        b.len >= TOKEN_TEXT_MAX || b.len < sizeof(TOKEN_PREFIX) - 1 ||
-        memcmp(b.data, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1) != 0) {
+    if (tlen == 0 || tlen > 2 * TOKEN_TEXT_MAX ||
+        coffer_b64_decode(coffer_cursor_from_str(token), &b) != COFFER_OK || b.len >= TOKEN_TEXT_MAX ||
+        b.len < sizeof(TOKEN_PREFIX) - 1 || memcmp(b.data, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1) != 0) {
         rc = bad_token();
         goto out;
     }
@@ -137,7 +138,8 @@ coffer_err kms_grant_tokens_check(const json_t *tokens)
 {
     size_t i;
     const json_t *t;
-    json_array_foreach(tokens, i, t) {
+    json_array_foreach(tokens, i, t)
+    {
         struct kms_grant_ref g;
         TRY(kms_grant_token_parse(json_string_value(t), &g));
     }
@@ -192,7 +194,8 @@ static bool ec_contains(const json_t *ec, const json_t *sub)
 {
     const char *name;
     const json_t *v;
-    json_object_foreach((json_t *)sub, name, v) {
+    json_object_foreach((json_t *)sub, name, v)
+    {
         const json_t *have = json_object_get(ec, name);
         if (have == NULL || strcmp(json_string_value(have), json_string_value(v)) != 0) {
             return false;
@@ -244,7 +247,8 @@ bool kms_ops_has(const json_t *ops, const char *op)
 {
     size_t i;
     const json_t *o;
-    json_array_foreach(ops, i, o) {
+    json_array_foreach(ops, i, o)
+    {
         if (strcmp(json_string_value(o), op) == 0) {
             return true;
         }
@@ -256,7 +260,8 @@ bool kms_ops_within(const json_t *ops, const json_t *of)
 {
     size_t i;
     const json_t *o;
-    json_array_foreach(ops, i, o) {
+    json_array_foreach(ops, i, o)
+    {
         if (!kms_ops_has(of, json_string_value(o))) {
             return false;
         }
@@ -269,11 +274,13 @@ bool kms_grant_has_op(const json_t *g, const char *op)
     return kms_ops_has(json_object_get(g, "Operations"), op);
 }
 
-bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const char *grant_op, const json_t *ec)
+bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const char *grant_op,
+                      const json_t *ec)
 {
     size_t i;
     const json_t *g;
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         if (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, grant_op) &&
             grant_constraints_ok(g, grant_op, ec)) {
             return true;
@@ -316,7 +323,8 @@ static bool grant_allows_child(const struct kms_key *k, const struct api_caller 
     if (r == NULL || r->operations == NULL) {
         return false;
     }
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         if (kms_grant_names(g, c, "GranteePrincipal") && kms_grant_has_op(g, "CreateGrant") &&
             kms_ops_within(r->operations, json_object_get(g, "Operations")) &&
             constraints_imply(r->constraints, json_object_get(g, "Constraints"))) {
@@ -334,8 +342,14 @@ static bool grant_allows_child(const struct kms_key *k, const struct api_caller 
  */
 static const char *grant_op_of(const char *action)
 {
-    static const char *const ops[] = {"Decrypt",        "Encrypt",     "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                                      "ReEncryptFrom",  "ReEncryptTo", "CreateGrant",     "DescribeKey",
+    static const char *const ops[] = {"Decrypt",
+                                      "Encrypt",
+                                      "GenerateDataKey",
+                                      "GenerateDataKeyWithoutPlaintext",
+                                      "ReEncryptFrom",
+                                      "ReEncryptTo",
+                                      "CreateGrant",
+                                      "DescribeKey",
                                       NULL};
     if (strncmp(action, "kms:", 4) != 0) {
         return NULL;
@@ -381,7 +395,8 @@ static coffer_err add_request_tags(policy_ctx *ctx, const json_t *tags)
     size_t i;
     const json_t *t;
     TRY(policy_ctx_set(ctx, "aws:TagKeys", NULL, 0));
-    json_array_foreach(tags, i, t) {
+    json_array_foreach(tags, i, t)
+    {
         const char *k = json_string_value(json_object_get(t, "TagKey"));
         const char *v = json_string_value(json_object_get(t, "TagValue"));
         if (k == NULL || v == NULL) {
@@ -414,7 +429,8 @@ static coffer_err alias_name_cb(void *arg, const char *key, coffer_cursor value)
 }
 
 /* kms:ResourceAliases: every alias of the key, read from the store (only policies naming the key pay). */
-static coffer_err add_resource_aliases(const struct kms_service *svc, const struct kms_key *k, policy_ctx *ctx)
+static coffer_err add_resource_aliases(const struct kms_service *svc, const struct kms_key *k,
+                                       policy_ctx *ctx)
 {
     char prefix[256];
     struct alias_names a = {.target = k->key_id, .ctx = ctx};
@@ -436,7 +452,8 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
     if (s->k != NULL && (want & AUTHZ_CTX_RESOURCE_TAGS)) {
         size_t i;
         const json_t *t;
-        json_array_foreach(json_object_get(s->k->rec, "Tags"), i, t) {
+        json_array_foreach(json_object_get(s->k->rec, "Tags"), i, t)
+        {
             const char *k = json_string_value(json_object_get(t, "TagKey"));
             const char *v = json_string_value(json_object_get(t, "TagValue"));
             if (k != NULL && v != NULL) {
@@ -448,7 +465,8 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
         const char *name;
         const json_t *v;
         TRY(policy_ctx_set(ctx, "kms:EncryptionContextKeys", NULL, 0));
-        json_object_foreach((json_t *)s->in->ec, name, v) {
+        json_object_foreach((json_t *)s->in->ec, name, v)
+        {
             TRY(set_prefixed(ctx, "kms:EncryptionContext:", name, json_string_value(v)));
             TRY(policy_ctx_add(ctx, "kms:EncryptionContextKeys", name));
         }
@@ -461,7 +479,8 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
             size_t i;
             const json_t *t;
             TRY(policy_ctx_set(ctx, "aws:TagKeys", NULL, 0));
-            json_array_foreach(r->tag_keys, i, t) {
+            json_array_foreach(r->tag_keys, i, t)
+            {
                 TRY(policy_ctx_add(ctx, "aws:TagKeys", json_string_value(t)));
             }
         }
@@ -503,7 +522,8 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
         size_t i;
         const json_t *o;
         TRY(policy_ctx_set(ctx, "kms:GrantOperations", NULL, 0));
-        json_array_foreach(r->operations, i, o) {
+        json_array_foreach(r->operations, i, o)
+        {
             TRY(policy_ctx_add(ctx, "kms:GrantOperations", json_string_value(o)));
         }
         TRY(policy_ctx_set_bool(ctx, "kms:GrantIsForAWSResource", false));
@@ -548,8 +568,8 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
  * explicit deny may still be lifted by a grant of the key covering the operation: a grant never
  * overrides a Deny, and is looked at only when the policies alone do not allow.
  */
-coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
-                             const struct kms_authz_in *in)
+coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_call *call,
+                             const struct kms_key *k, const struct kms_authz_in *in)
 {
     if (in->r != NULL && in->r->grant_tokens != NULL) {
         TRY(kms_grant_tokens_check(in->r->grant_tokens));

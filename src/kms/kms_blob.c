@@ -80,7 +80,8 @@ coffer_err kms_blob_parse(coffer_cursor in, struct kms_blob *out)
 /* Writer                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static coffer_err write_header(coffer_buf *out, coffer_cursor arn, const uint8_t material_id[KMS_MATERIAL_ID_LEN])
+static coffer_err write_header(coffer_buf *out, coffer_cursor arn,
+                               const uint8_t material_id[KMS_MATERIAL_ID_LEN])
 {
     if (arn.len < KMS_BLOB_ARN_MIN || arn.len > KMS_BLOB_ARN_MAX) {
         return coffer_fail(COFFER_ERR_INTERNAL, "key ARN length out of range for a ciphertext blob");
@@ -95,9 +96,9 @@ coffer_err kms_blob_serialize(const struct kms_blob *b, coffer_buf *out)
 {
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
-    GUARD(write_header(out, b->key_arn, b->material_id));
-    GUARD(coffer_buf_append(out, b->iv, sizeof(b->iv)));
-    GUARD(coffer_buf_append_cur(out, b->ciphertext));
+    TRY_OUT(write_header(out, b->key_arn, b->material_id));
+    TRY_OUT(coffer_buf_append(out, b->iv, sizeof(b->iv)));
+    TRY_OUT(coffer_buf_append_cur(out, b->ciphertext));
 out:
     if (rc != COFFER_OK) {
         out->len = start;
@@ -144,7 +145,8 @@ coffer_err kms_ec_canonical(const json_t *ec, coffer_buf *out)
     size_t i = 0;
     const char *k;
     const json_t *v;
-    json_object_foreach((json_t *)ec, k, v) {
+    json_object_foreach((json_t *)ec, k, v)
+    {
         if (!json_is_string(v)) {
             FAIL_OUT(COFFER_ERR_SERIALIZATION, "encryption context values must be strings");
         }
@@ -159,10 +161,10 @@ coffer_err kms_ec_canonical(const json_t *ec, coffer_buf *out)
         if (pairs[i].klen > UINT32_MAX || vlen > UINT32_MAX) {
             FAIL_OUT(COFFER_ERR_VALIDATION, "encryption context too large");
         }
-        GUARD(coffer_buf_append_u32be(out, (uint32_t)pairs[i].klen));
-        GUARD(coffer_buf_append(out, pairs[i].k, pairs[i].klen));
-        GUARD(coffer_buf_append_u32be(out, (uint32_t)vlen));
-        GUARD(coffer_buf_append(out, json_string_value(pairs[i].v), vlen));
+        TRY_OUT(coffer_buf_append_u32be(out, (uint32_t)pairs[i].klen));
+        TRY_OUT(coffer_buf_append(out, pairs[i].k, pairs[i].klen));
+        TRY_OUT(coffer_buf_append_u32be(out, (uint32_t)vlen));
+        TRY_OUT(coffer_buf_append(out, json_string_value(pairs[i].v), vlen));
     }
 out:
     free(pairs);
@@ -179,8 +181,9 @@ static coffer_err build_aad(coffer_cursor header, const json_t *ec, coffer_buf *
     return kms_ec_canonical(ec, aad);
 }
 
-coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn, const uint8_t material_id[KMS_MATERIAL_ID_LEN],
-                            const json_t *ec, coffer_cursor plaintext, coffer_buf *out)
+coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn,
+                            const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
+                            coffer_cursor plaintext, coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf aad = COFFER_BUF_INIT;
@@ -189,11 +192,11 @@ coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn, const uint8_
     if (key.len != CRYPTO_AES256_KEY_LEN) {
         return coffer_fail(COFFER_ERR_INTERNAL, "bad key length");
     }
-    GUARD(crypto_random(iv, sizeof(iv)));
-    GUARD(write_header(out, coffer_cursor_from_str(key_arn), material_id));
-    GUARD(build_aad(coffer_cursor_from(out->data + start, out->len - start), ec, &aad));
-    GUARD(coffer_buf_append(out, iv, sizeof(iv)));
-    GUARD(crypto_aes_gcm_seal(key, iv, coffer_buf_cursor(&aad), plaintext, out));
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
+    TRY_OUT(write_header(out, coffer_cursor_from_str(key_arn), material_id));
+    TRY_OUT(build_aad(coffer_cursor_from(out->data + start, out->len - start), ec, &aad));
+    TRY_OUT(coffer_buf_append(out, iv, sizeof(iv)));
+    TRY_OUT(crypto_aes_gcm_seal(key, iv, coffer_buf_cursor(&aad), plaintext, out));
 out:
     if (rc != COFFER_OK) {
         out->len = start;

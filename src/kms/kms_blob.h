@@ -49,9 +49,9 @@ coffer_err kms_ec_canonical(const json_t *ec, coffer_buf *out) __attribute__((wa
  * Encrypts `plaintext` under the 32-byte `key` of material `material_id` of key `key_arn`,
  * with a fresh random IV, binding `ec`; appends the blob to `out`.
  */
-coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn, const uint8_t material_id[KMS_MATERIAL_ID_LEN],
-                            const json_t *ec, coffer_cursor plaintext, coffer_buf *out)
-    __attribute__((warn_unused_result));
+coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn,
+                            const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
+                            coffer_cursor plaintext, coffer_buf *out) __attribute__((warn_unused_result));
 
 /* Authenticates and decrypts a parsed blob with `key` and `ec`; appends to `out` (a secret buffer). */
 coffer_err kms_blob_decrypt(coffer_cursor key, const struct kms_blob *b, const json_t *ec, coffer_buf *out)

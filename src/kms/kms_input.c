@@ -11,25 +11,63 @@
 
 #include "kms/kms_internal.h"
 
-const char *const kms_key_specs[] = {"SYMMETRIC_DEFAULT", "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256",
-                                     "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", "ECC_NIST_EDWARDS25519",
-                                     "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2", "ML_DSA_44",
-                                     "ML_DSA_65", "ML_DSA_87", NULL};
-const char *const kms_cmk_specs[] = {"RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384",
-                                     "ECC_NIST_P521", "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224",
-                                     "HMAC_256", "HMAC_384", "HMAC_512", "SM2", NULL};
-const char *const kms_key_usages[] = {"SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT",
-                                      NULL};
+const char *const kms_key_specs[] = {"SYMMETRIC_DEFAULT",
+                                     "RSA_2048",
+                                     "RSA_3072",
+                                     "RSA_4096",
+                                     "ECC_NIST_P256",
+                                     "ECC_NIST_P384",
+                                     "ECC_NIST_P521",
+                                     "ECC_SECG_P256K1",
+                                     "ECC_NIST_EDWARDS25519",
+                                     "HMAC_224",
+                                     "HMAC_256",
+                                     "HMAC_384",
+                                     "HMAC_512",
+                                     "SM2",
+                                     "ML_DSA_44",
+                                     "ML_DSA_65",
+                                     "ML_DSA_87",
+                                     NULL};
+const char *const kms_cmk_specs[] = {"RSA_2048",
+                                     "RSA_3072",
+                                     "RSA_4096",
+                                     "ECC_NIST_P256",
+                                     "ECC_NIST_P384",
+                                     "ECC_NIST_P521",
+                                     "ECC_SECG_P256K1",
+                                     "SYMMETRIC_DEFAULT",
+                                     "HMAC_224",
+                                     "HMAC_256",
+                                     "HMAC_384",
+                                     "HMAC_512",
+                                     "SM2",
+                                     NULL};
+const char *const kms_key_usages[] = {"SIGN_VERIFY", "ENCRYPT_DECRYPT", "GENERATE_VERIFY_MAC",
+                                      "KEY_AGREEMENT", NULL};
 const char *const kms_origins[] = {"AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE", NULL};
-const char *const kms_enc_algorithms[] = {"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE",
-                                          NULL};
+const char *const kms_enc_algorithms[] = {"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256",
+                                          "SM2PKE", NULL};
 const char *const kms_data_key_specs[] = {"AES_256", "AES_128", NULL};
 const char *const kms_dry_run_modifiers[] = {"IGNORE_CIPHERTEXT", NULL};
-const char *const kms_grant_operations[] = {"Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-                                            "ReEncryptFrom", "ReEncryptTo", "Sign", "Verify", "GetPublicKey",
-                                            "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
-                                            "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac",
-                                            "DeriveSharedSecret", NULL};
+const char *const kms_grant_operations[] = {"Decrypt",
+                                            "Encrypt",
+                                            "GenerateDataKey",
+                                            "GenerateDataKeyWithoutPlaintext",
+                                            "ReEncryptFrom",
+                                            "ReEncryptTo",
+                                            "Sign",
+                                            "Verify",
+                                            "GetPublicKey",
+                                            "CreateGrant",
+                                            "RetireGrant",
+                                            "DescribeKey",
+                                            "GenerateDataKeyPair",
+                                            "GenerateDataKeyPairWithoutPlaintext",
+                                            "GenerateMac",
+                                            "VerifyMac",
+                                            "DeriveSharedSecret",
+                                            NULL};
 
 #define KEY_ID_MAX 2048
 #define MARKER_MAX 1024
@@ -77,7 +115,8 @@ static void check_pattern(api_in *in, const char *name, const char *value, bool 
         if (!ok(*p)) {
             char path[64], constraint[128];
             api_in_member_path(name, path, sizeof(path));
-            snprintf(constraint, sizeof(constraint), "Member must satisfy regular expression pattern: %s", pattern);
+            snprintf(constraint, sizeof(constraint), "Member must satisfy regular expression pattern: %s",
+                     pattern);
             api_in_add_error(in, path, false, value, constraint);
             return;
         }
@@ -86,8 +125,8 @@ static void check_pattern(api_in *in, const char *name, const char *value, bool 
 
 static bool alias_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' || c == '/' ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' ||
+           c == '/' || c == '_' || c == '-';
 }
 
 static bool word_char(unsigned char c)
@@ -114,7 +153,8 @@ static coffer_err key_id(api_in *in, struct kms_req *r, unsigned flags)
 
 static coffer_err grant_tokens(api_in *in, struct kms_req *r)
 {
-    return api_in_string_list(in, "GrantTokens", 0, 0, GRANT_TOKENS_MAX, 1, GRANT_TOKEN_MAX, &r->grant_tokens);
+    return api_in_string_list(in, "GrantTokens", 0, 0, GRANT_TOKENS_MAX, 1, GRANT_TOKEN_MAX,
+                              &r->grant_tokens);
 }
 
 /*
@@ -129,7 +169,8 @@ static coffer_err enc_context(api_in *in, const char *name, const json_t **out)
     size_t total = 0;
     const char *k;
     const json_t *v;
-    json_object_foreach((json_t *)*out, k, v) {
+    json_object_foreach((json_t *)*out, k, v)
+    {
         total += strlen(k) + json_string_length(v);
     }
     if (total > KMS_MAX_ENCRYPTION_CONTEXT_BYTES) {
@@ -350,7 +391,8 @@ static coffer_err grant_constraints(api_in *in, struct kms_req *r)
     TRY(enc_context(&sub, "EncryptionContextSubset", &subset));
     TRY(enc_context(&sub, "EncryptionContextEquals", &equals));
     if (json_object_get(c, "SourceArn") != NULL) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "The SourceArn grant constraint is not supported.");
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "The SourceArn grant constraint is not supported.");
     }
     r->constraints = c;
     return COFFER_OK;
@@ -365,7 +407,8 @@ static coffer_err dec_create_grant(api_in *in, struct kms_req *r)
                            &r->operations));
     size_t i;
     const json_t *o;
-    json_array_foreach(r->operations, i, o) {
+    json_array_foreach(r->operations, i, o)
+    {
         bool known = false;
         for (size_t j = 0; kms_grant_operations[j] != NULL; j++) {
             known = known || strcmp(json_string_value(o), kms_grant_operations[j]) == 0;
@@ -373,11 +416,12 @@ static coffer_err dec_create_grant(api_in *in, struct kms_req *r)
         if (!known) {
             char path[64];
             snprintf(path, sizeof(path), "operations.%zu.member", i + 1);
-            api_in_add_error(in, path, false, json_string_value(o),
-                             "Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, "
-                             "GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, "
-                             "GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, "
-                             "GenerateDataKeyPairWithoutPlaintext, GenerateMac, VerifyMac, DeriveSharedSecret]");
+            api_in_add_error(
+                in, path, false, json_string_value(o),
+                "Member must satisfy enum value set: [Decrypt, Encrypt, GenerateDataKey, "
+                "GenerateDataKeyWithoutPlaintext, ReEncryptFrom, ReEncryptTo, Sign, Verify, "
+                "GetPublicKey, CreateGrant, RetireGrant, DescribeKey, GenerateDataKeyPair, "
+                "GenerateDataKeyPairWithoutPlaintext, GenerateMac, VerifyMac, DeriveSharedSecret]");
         }
     }
     TRY(grant_constraints(in, r));
@@ -446,8 +490,8 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     api_in in;
     api_in_init(&in, input);
     coffer_err rc = COFFER_OK;
-    GUARD(decoders[op](&in, r));
-    GUARD(api_in_done(&in));
+    TRY_OUT(decoders[op](&in, r));
+    TRY_OUT(api_in_done(&in));
 out:
     if (rc != COFFER_OK) {
         kms_req_clean(r);

@@ -28,7 +28,7 @@
 #include "kms/kms.h"
 #include "kms/kms_blob.h"
 
-#define KMS_KEY_ID_MAX 40  /* uuid (36) or "mrk-" + 32 hex */
+#define KMS_KEY_ID_MAX 40 /* uuid (36) or "mrk-" + 32 hex */
 #define KMS_ARN_MAX 256
 #define KMS_REGION_MAX 32
 #define KMS_ALIAS_MAX 256
@@ -42,12 +42,12 @@
 #define KMS_MAX_ENCRYPTION_CONTEXT_BYTES 8192
 
 /* ---- enums of the API model (index = position in the matching string table) ---- */
-extern const char *const kms_key_specs[];        /* KeySpec */
-extern const char *const kms_cmk_specs[];        /* CustomerMasterKeySpec */
-extern const char *const kms_key_usages[];       /* KeyUsage */
-extern const char *const kms_origins[];          /* Origin */
-extern const char *const kms_enc_algorithms[];   /* EncryptionAlgorithmSpec */
-extern const char *const kms_data_key_specs[];   /* DataKeySpec */
+extern const char *const kms_key_specs[];         /* KeySpec */
+extern const char *const kms_cmk_specs[];         /* CustomerMasterKeySpec */
+extern const char *const kms_key_usages[];        /* KeyUsage */
+extern const char *const kms_origins[];           /* Origin */
+extern const char *const kms_enc_algorithms[];    /* EncryptionAlgorithmSpec */
+extern const char *const kms_data_key_specs[];    /* DataKeySpec */
 extern const char *const kms_dry_run_modifiers[]; /* DryRunModifierType */
 extern const char *const kms_grant_operations[];  /* GrantOperation */
 
@@ -115,13 +115,13 @@ struct kms_key {
     char account[API_ACCOUNT_ID_LEN + 1];
     char region[KMS_REGION_MAX + 1];
     char arn[KMS_ARN_MAX];
-    enum kms_state state;       /* mirrors rec.KeyState */
-    json_t *rec;                /* the stored record (owned; replaced whole on update) */
-    struct kms_material *mats;  /* every backing material (rotation keeps old ones) */
+    enum kms_state state;      /* mirrors rec.KeyState */
+    json_t *rec;               /* the stored record (owned; replaced whole on update) */
+    struct kms_material *mats; /* every backing material (rotation keeps old ones) */
     size_t n_mats;
-    size_t current;             /* index of the material new ciphertexts use */
-    policy *kpol;               /* rec.Policy compiled once; replaced together with rec */
-    json_t *grants;             /* array of grant records (owned; replaced whole, never NULL once cached) */
+    size_t current; /* index of the material new ciphertexts use */
+    policy *kpol;   /* rec.Policy compiled once; replaced together with rec */
+    json_t *grants; /* array of grant records (owned; replaced whole, never NULL once cached) */
 };
 
 struct kms_service {
@@ -130,9 +130,9 @@ struct kms_service {
     char region[KMS_REGION_MAX + 1];
     pthread_mutex_t wmu;
     pthread_rwlock_t lock;
-    coffer_map keys;        /* "<acct>/<region>/<id>" -> struct kms_key * (owned) */
-    coffer_map aliases;     /* "<acct>/<region>/<alias name>" -> char * target key id (owned) */
-    authz *az;              /* borrowed; NULL: authorization off */
+    coffer_map keys;    /* "<acct>/<region>/<id>" -> struct kms_key * (owned) */
+    coffer_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id (owned) */
+    authz *az;          /* borrowed; NULL: authorization off */
     struct kms_limits limits;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
@@ -151,8 +151,8 @@ enum kms_ref_flags {
  * shared and *out points at it until kms_release. Errors: NotFoundException with AWS text,
  * AccessDeniedException for another account's key.
  */
-coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref, unsigned flags,
-                       struct kms_key **out) __attribute__((warn_unused_result));
+coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref,
+                       unsigned flags, struct kms_key **out) __attribute__((warn_unused_result));
 void kms_release(struct kms_service *svc);
 
 /* State rules of kms.md §6. */
@@ -191,14 +191,15 @@ typedef coffer_err (*kms_txn_fn)(store_txn *t, void *ctx);
  * With wmu held: writes `rec` (takes ownership) as k's record, plus `extra` in the same
  * transaction, commits (durable), then swaps it into the cache.
  */
-coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra, void *ctx)
-    __attribute__((warn_unused_result));
+coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
+                          void *ctx) __attribute__((warn_unused_result));
 
 /* With wmu held: creates a new symmetric key from `rec` (takes ownership) with fresh material. */
 coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
     __attribute__((warn_unused_result));
 
-coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule) __attribute__((warn_unused_result));
+coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
+    __attribute__((warn_unused_result));
 
 /* KeyMetadata object of §4 for k (new reference). */
 json_t *kms_key_metadata(const struct kms_key *k);
@@ -210,8 +211,8 @@ void kms_key_arn(char *out, size_t n, const char *region, const char *acct, cons
 void kms_alias_arn(char *out, size_t n, const char *region, const char *acct, const char *alias);
 
 /* Alias cache maintenance (wmu held). target NULL removes. */
-coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region, const char *alias,
-                               const char *target) __attribute__((warn_unused_result));
+coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region,
+                               const char *alias, const char *target) __attribute__((warn_unused_result));
 /* Target key id of an alias, from cache or store (takes wmu on a miss; do not hold locks). */
 coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
                             char target[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
@@ -266,17 +267,20 @@ struct kms_authz_in {
  * policy, identity policies and the key's grants (constraints checked against in->ec).
  * COFFER_OK when authorization is off. AccessDeniedException / InvalidGrantTokenException.
  */
-coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
-                             const struct kms_authz_in *in) __attribute__((warn_unused_result));
+coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_call *call,
+                             const struct kms_key *k, const struct kms_authz_in *in)
+    __attribute__((warn_unused_result));
 /* Authorizes an action with no resource policy on `resource` ("*" or an alias ARN): identity only. */
 coffer_err kms_authorize_plain(const struct kms_service *svc, const struct api_call *call, const char *action,
-                               const char *resource, const struct kms_req *r) __attribute__((warn_unused_result));
+                               const char *resource, const struct kms_req *r)
+    __attribute__((warn_unused_result));
 /* Compiles a key policy document: MalformedPolicyDocumentException with the compiler's message. */
 coffer_err kms_policy_compile(const char *text, policy **out) __attribute__((warn_unused_result));
 /* Validates the GrantTokens of a request: InvalidGrantTokenException for anything not ours. */
 coffer_err kms_grant_tokens_check(const json_t *tokens) __attribute__((warn_unused_result));
 /* True when a grant in k->grants lets the caller perform `grant_op` with encryption context `ec`. */
-bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const char *grant_op, const json_t *ec);
+bool kms_grant_allows(const struct kms_key *k, const struct api_caller *c, const char *grant_op,
+                      const json_t *ec);
 /* The grants of a key, from the store (wmu held). *out is a new array. */
 coffer_err kms_grants_load(struct kms_service *svc, const struct kms_key *k, json_t **out)
     __attribute__((warn_unused_result));
@@ -295,10 +299,11 @@ struct kms_grant_ref {      /* what a grant token names */
 };
 bool kms_grant_id_valid(const char *s);
 /* A fresh token for a grant; *out is malloc'd (free). */
-coffer_err kms_grant_token_make(const char *acct, const char *region, const char *key_id, const char *grant_id,
-                                char **out) __attribute__((warn_unused_result));
+coffer_err kms_grant_token_make(const char *acct, const char *region, const char *key_id,
+                                const char *grant_id, char **out) __attribute__((warn_unused_result));
 /* InvalidGrantTokenException unless `token` is one of ours (shape only: the grant may be gone). */
-coffer_err kms_grant_token_parse(const char *token, struct kms_grant_ref *g) __attribute__((warn_unused_result));
+coffer_err kms_grant_token_parse(const char *token, struct kms_grant_ref *g)
+    __attribute__((warn_unused_result));
 /*
  * Deletes every grant of a key and its retiring-principal index entries inside `t` (the
  * transaction that deletes the key).
@@ -338,7 +343,8 @@ coffer_err kms_key_policy_compile(const struct kms_service *svc, const json_t *r
 coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec, char **out)
     __attribute__((warn_unused_result));
 /* Binds a new grant's GranteePrincipal / RetiringPrincipal (InvalidArnException when missing). */
-coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g) __attribute__((warn_unused_result));
+coffer_err kms_grant_bind_principals(const struct kms_service *svc, json_t *g)
+    __attribute__((warn_unused_result));
 /* The unique id `member` of grant g is bound to; NULL when unbound. */
 const char *kms_grant_principal_id(const json_t *g, const char *member);
 /* Grant copies as ListGrants shows them: internal ids removed, stale principals by unique id. */

@@ -33,7 +33,7 @@
 /* Names                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const state_names[] = {"Enabled",  "Disabled", "PendingDeletion", "PendingImport",
+static const char *const state_names[] = {"Enabled",     "Disabled", "PendingDeletion", "PendingImport",
                                           "Unavailable", "Creating", "Updating"};
 
 const char *kms_state_name(enum kms_state s)
@@ -72,7 +72,8 @@ void kms_alias_arn(char *out, size_t n, const char *region, const char *acct, co
     snprintf(out, n, "arn:aws:kms:%s:%s:%s", region, acct, alias);
 }
 
-static void material_store_key(char *out, size_t n, const struct kms_key *k, const uint8_t id[KMS_MATERIAL_ID_LEN])
+static void material_store_key(char *out, size_t n, const struct kms_key *k,
+                               const uint8_t id[KMS_MATERIAL_ID_LEN])
 {
     char hex[KMS_MATERIAL_HEX_LEN + 1];
     coffer_hex_encode(id, KMS_MATERIAL_ID_LEN, hex);
@@ -124,7 +125,8 @@ static coffer_err count_rebuild(store_txn *t, const char *ckey, size_t *out)
     char prefix[STORE_KEY_BUF];
     struct recount rc = {0};
     id[0] = '\0';
-    if (sscanf(ckey, COUNT_PREFIX "%12[0-9]/%32[a-z0-9-]/%15[a-z]/%40[a-z0-9-]", acct, region, what, id) < 3) {
+    if (sscanf(ckey, COUNT_PREFIX "%12[0-9]/%32[a-z0-9-]/%15[a-z]/%40[a-z0-9-]", acct, region, what, id) <
+        3) {
         return coffer_fail(COFFER_ERR_INTERNAL, "bad counter key %s", ckey);
     }
     if (strcmp(what, "keys") == 0) {
@@ -158,11 +160,13 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
     }
     /* Missing or unreadable: rebuilt from the records, never reset to zero. */
     if (!parsed) {
-        GUARD(count_rebuild(t, ckey, &n));
+        TRY_OUT(count_rebuild(t, ckey, &n));
     }
     if (delta > 0 && n + (size_t)delta > limit) {
-        FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED, "The request was rejected because the quota of %zu %s has been "
-                 "reached.", limit, what);
+        FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED,
+                 "The request was rejected because the quota of %zu %s has been "
+                 "reached.",
+                 limit, what);
     }
     n = delta < 0 && (size_t)-delta > n ? 0 : (size_t)((long long)n + delta);
     snprintf(text, sizeof(text), "%zu", n);
@@ -261,8 +265,8 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
         material_store_key(skey, sizeof(skey), k, m->id);
         coffer_buf_reset(&sealed);
         coffer_buf_reset(&plain);
-        GUARD(store_get(svc->st, skey, &sealed));
-        GUARD(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
+        TRY_OUT(store_get(svc->st, skey, &sealed));
+        TRY_OUT(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
         if (plain.len != CRYPTO_AES256_KEY_LEN) {
             FAIL_OUT(COFFER_ERR_STORE, "corrupt key material");
         }
@@ -313,14 +317,14 @@ static coffer_err key_load(struct kms_service *svc, const char *acct, const char
     if (rec == NULL || k == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "corrupt key record");
     }
-    GUARD(key_from_rec(svc, k, rec));
+    TRY_OUT(key_from_rec(svc, k, rec));
     rec = NULL;
-    GUARD(load_materials(svc, k));
-    GUARD(kms_grants_load(svc, k, &k->grants));
+    TRY_OUT(load_materials(svc, k));
+    TRY_OUT(kms_grants_load(svc, k, &k->grants));
     pthread_rwlock_wrlock(&svc->lock);
     rc = coffer_map_put(&svc->keys, ck, k);
     pthread_rwlock_unlock(&svc->lock);
-    GUARD(rc);
+    TRY_OUT(rc);
     k = NULL; /* owned by the cache now */
 out:
     json_decref(rec);
@@ -362,12 +366,13 @@ static coffer_err parse_ref(const struct kms_service *svc, const struct api_call
             p[i] = ++s;
         }
         size_t region_len = (size_t)(p[3] - p[2] - 1), acct_len = (size_t)(p[4] - p[3] - 1);
-        if (strncmp(p[0], "aws:", 4) != 0 || strncmp(p[1], "kms:", 4) != 0 || acct_len != API_ACCOUNT_ID_LEN) {
+        if (strncmp(p[0], "aws:", 4) != 0 || strncmp(p[1], "kms:", 4) != 0 ||
+            acct_len != API_ACCOUNT_ID_LEN) {
             return invalid_key_id(in);
         }
         if (region_len != strlen(call->region) || strncmp(p[2], call->region, region_len) != 0) {
-            return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid arn %.*s", (int)(region_len > 64 ? 64 : region_len),
-                               p[2]);
+            return coffer_fail(COFFER_ERR_NOT_FOUND, "Invalid arn %.*s",
+                               (int)(region_len > 64 ? 64 : region_len), p[2]);
         }
         memcpy(r->account, p[3], API_ACCOUNT_ID_LEN);
         name = p[4];
@@ -418,8 +423,8 @@ static coffer_err key_not_found(const struct api_call *call, const char *acct, c
     return coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
 }
 
-coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region, const char *alias,
-                               const char *target)
+coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const char *region,
+                               const char *alias, const char *target)
 {
     char ck[STORE_KEY_BUF];
     cache_key(ck, sizeof(ck), acct, region, alias);
@@ -480,8 +485,8 @@ out:
 }
 
 /* Resolves `in` to a key id (of r->account) and makes sure the key is cached. */
-static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in, unsigned flags,
-                          bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1])
+static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in,
+                          unsigned flags, bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1])
 {
     struct kms_ref r;
     TRY(parse_ref(svc, call, in, flags, &r));
@@ -516,8 +521,8 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
     return rc;
 }
 
-coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref, unsigned flags,
-                       struct kms_key **out)
+coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, const char *key_ref,
+                       unsigned flags, struct kms_key **out)
 {
     char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
     struct kms_ref r;
@@ -582,7 +587,7 @@ coffer_err kms_acquire_write(struct kms_service *svc, const struct api_call *cal
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = key_not_found(call, r.account, id);
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     cache_key(ck, sizeof(ck), r.account, call->region, id);
     *out = coffer_map_get(&svc->keys, ck);
     if (*out == NULL) {
@@ -611,7 +616,8 @@ static coffer_err put_json(store_txn *t, const char *skey, const json_t *rec)
     return rc;
 }
 
-coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra, void *ctx)
+coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
+                          void *ctx)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -624,17 +630,18 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     if (json_object_get(rec, "PolicyPrincipals") == NULL && authz_resolves_principals(svc->az)) {
         /* A record from before binding: its principals are bound (as loaded) from now on. */
         json_t *principals = NULL;
-        GUARD(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
+                                      &principals));
         if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
     }
-    GUARD(kms_key_policy_compile(svc, rec, &kpol));
+    TRY_OUT(kms_key_policy_compile(svc, rec, &kpol));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    GUARD(store_txn_begin(svc->st, &t));
-    GUARD(put_json(t, skey, rec));
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    TRY_OUT(put_json(t, skey, rec));
     if (extra != NULL) {
-        GUARD(extra(t, ctx));
+        TRY_OUT(extra(t, ctx));
     }
     rc = store_txn_commit(t);
     t = NULL;
@@ -672,17 +679,18 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         goto out;
     }
     k->n_mats = 1;
-    GUARD(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
-    GUARD(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
+    TRY_OUT(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
+    TRY_OUT(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
     coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
-    json_t *mat = json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
-                            (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
+    json_t *mat =
+        json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
+                  (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
     if (mat == NULL || json_object_set_new(rec, "KeyMaterials", json_pack("[o]", mat)) != 0 ||
         json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex)) != 0) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(key_from_rec(svc, k, rec));
+    TRY_OUT(key_from_rec(svc, k, rec));
     rec = NULL; /* owned by k now */
     if ((k->grants = json_array()) == NULL) {
         rc = kms_nomem();
@@ -700,16 +708,17 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
-    GUARD(seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
-    GUARD(store_txn_begin(svc->st, &t));
+    TRY_OUT(
+        seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
+    TRY_OUT(store_txn_begin(svc->st, &t));
     kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
-    GUARD(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
+    TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
     /* A new key starts with a zero alias counter, so its first alias never needs a rebuild scan. */
     kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
-    GUARD(store_txn_put(t, ck, coffer_cursor_from_str("0")));
-    GUARD(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    TRY_OUT(store_txn_put(t, ck, coffer_cursor_from_str("0")));
+    TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    GUARD(put_json(t, skey, k->rec));
+    TRY_OUT(put_json(t, skey, k->rec));
     rc = store_txn_commit(t);
     t = NULL;
     if (rc != COFFER_OK) {
@@ -793,23 +802,24 @@ static const char *rec_str(const json_t *rec, const char *name)
 json_t *kms_key_metadata(const struct kms_key *k)
 {
     const json_t *rec = k->rec;
-    json_t *m = json_pack("{s:s,s:s,s:s,s:f,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "AWSAccountId", k->account,
-                          "KeyId", k->key_id, "Arn", k->arn, "CreationDate",
-                          ms_to_epoch(json_object_get(rec, "CreationDate")), "Enabled",
-                          k->state == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
-                          rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(k->state), "Origin",
-                          rec_str(rec, "Origin"), "KeyManager", rec_str(rec, "KeyManager"),
-                          "CustomerMasterKeySpec", rec_str(rec, "KeySpec"), "KeySpec", rec_str(rec, "KeySpec"),
-                          "MultiRegion", json_is_true(json_object_get(rec, "MultiRegion")));
+    json_t *m = json_pack(
+        "{s:s,s:s,s:s,s:f,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "AWSAccountId", k->account, "KeyId",
+        k->key_id, "Arn", k->arn, "CreationDate", ms_to_epoch(json_object_get(rec, "CreationDate")),
+        "Enabled", k->state == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
+        rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(k->state), "Origin", rec_str(rec, "Origin"),
+        "KeyManager", rec_str(rec, "KeyManager"), "CustomerMasterKeySpec", rec_str(rec, "KeySpec"), "KeySpec",
+        rec_str(rec, "KeySpec"), "MultiRegion", json_is_true(json_object_get(rec, "MultiRegion")));
     if (m == NULL) {
         return NULL;
     }
     if ((k->state == KMS_STATE_PENDING_DELETION &&
-         json_object_set_new(m, "DeletionDate", json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
+         json_object_set_new(m, "DeletionDate",
+                             json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
         (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0 &&
          json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT")) != 0) ||
         (json_object_get(rec, "CurrentKeyMaterialId") != NULL &&
-         json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) != 0)) {
+         json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) !=
+             0)) {
         json_decref(m);
         return NULL;
     }

@@ -45,7 +45,7 @@ static coffer_err alias_get(struct kms_service *svc, const char *skey, json_t **
     coffer_buf val = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
     *out = NULL;
-    GUARD(store_get(svc->st, skey, &val));
+    TRY_OUT(store_get(svc->st, skey, &val));
     *out = json_loadb((const char *)val.data, val.len, 0, NULL);
     if (*out == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "corrupt alias record");
@@ -60,8 +60,8 @@ out:
  * inside the transaction that writes the alias, before the alias record changes: a counter
  * rebuilt here still sees the old record.
  */
-static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const struct api_call *call, const char *from,
-                               const char *to)
+static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const struct api_call *call,
+                               const char *from, const char *to)
 {
     char ck[STORE_KEY_BUF];
     if (from != NULL && to != NULL && strcmp(from, to) == 0) {
@@ -78,8 +78,8 @@ static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const stru
     return COFFER_OK;
 }
 
-static coffer_err alias_put(struct kms_service *svc, const struct api_call *call, const char *skey, const json_t *rec,
-                            const char *from)
+static coffer_err alias_put(struct kms_service *svc, const struct api_call *call, const char *skey,
+                            const json_t *rec, const char *from)
 {
     store_txn *t = NULL;
     char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
@@ -88,9 +88,9 @@ static coffer_err alias_put(struct kms_service *svc, const struct api_call *call
     }
     const char *to = json_string_value(json_object_get(rec, "TargetKeyId"));
     coffer_err rc = COFFER_OK;
-    GUARD(store_txn_begin(svc->st, &t));
-    GUARD(alias_counts(svc, t, call, from, to));
-    GUARD(store_txn_put(t, skey, coffer_cursor_from_str(s)));
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    TRY_OUT(alias_counts(svc, t, call, from, to));
+    TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(s)));
     rc = store_txn_commit(t);
     t = NULL; /* commit frees the transaction, committed or not */
 out:
@@ -101,8 +101,8 @@ out:
 
 /* Alias operations need the action on the alias itself (identity policies only: an alias has
  * no resource policy) and on every key involved (kms.md, "Controlling access to aliases"). */
-static coffer_err authorize_alias(const struct kms_service *svc, const struct api_call *call, const char *action,
-                                  const char *alias)
+static coffer_err authorize_alias(const struct kms_service *svc, const struct api_call *call,
+                                  const char *action, const char *alias)
 {
     char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
     kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, alias);
@@ -110,8 +110,8 @@ static coffer_err authorize_alias(const struct kms_service *svc, const struct ap
 }
 
 /* wmu held: the key an existing alias points to must allow `action` too. */
-static coffer_err authorize_alias_target(struct kms_service *svc, const struct api_call *call, const char *action,
-                                         const char *target)
+static coffer_err authorize_alias_target(struct kms_service *svc, const struct api_call *call,
+                                         const char *action, const char *target)
 {
     struct kms_key *old = NULL;
     if (target == NULL || svc->az == NULL) {
@@ -141,8 +141,8 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     kms_audit_key(call, k);
     int64_t now = kms_call_now_ms(call);
     coffer_err rc = COFFER_OK;
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r}));
-    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
     kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
     rc = alias_get(svc, skey, &rec);
     if (creating && rc == COFFER_OK) {
@@ -165,7 +165,7 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
         /* UpdateAlias: the key the alias leaves must allow it as well. */
         const char *old = json_string_value(json_object_get(rec, "TargetKeyId"));
         if (old != NULL && strcmp(old, k->key_id) != 0) {
-            GUARD(authorize_alias_target(svc, call, action, old));
+            TRY_OUT(authorize_alias_target(svc, call, action, old));
         }
         snprintf(from, sizeof(from), "%s", old != NULL ? old : "");
     }
@@ -174,7 +174,7 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
         rc = kms_nomem();
         goto out;
     }
-    GUARD(alias_put(svc, call, skey, rec, from[0] != '\0' ? from : NULL));
+    TRY_OUT(alias_put(svc, call, skey, rec, from[0] != '\0' ? from : NULL));
     rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, k->key_id);
 out:
     kms_write_release(svc);
@@ -218,13 +218,13 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
         kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, target);
         kms_audit_key_arn(call, call->caller->account_id, arn);
     }
-    GUARD(authorize_alias_target(svc, call, "kms:DeleteAlias", target));
-    GUARD(store_txn_begin(svc->st, &t));
-    GUARD(alias_counts(svc, t, call, target, NULL));
-    GUARD(store_txn_delete(t, skey));
+    TRY_OUT(authorize_alias_target(svc, call, "kms:DeleteAlias", target));
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    TRY_OUT(alias_counts(svc, t, call, target, NULL));
+    TRY_OUT(store_txn_delete(t, skey));
     rc = store_txn_commit(t);
     t = NULL; /* commit frees the transaction, committed or not */
-    GUARD(rc);
+    TRY_OUT(rc);
     rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, NULL);
 out:
     store_txn_abort(t);
@@ -312,14 +312,14 @@ coffer_err kms_op_ListAliases(void *state, struct api_call *call)
     if (s.list == NULL) {
         return kms_nomem();
     }
-    GUARD(store_scan(svc->st, prefix, start, 0, alias_scan_cb, &s));
+    TRY_OUT(store_scan(svc->st, prefix, start, 0, alias_scan_cb, &s));
     call->output = json_pack("{s:O,s:b}", "Aliases", s.list, "Truncated", s.truncated);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
     if (s.truncated) {
-        GUARD(kms_marker_encode(s.last, call->output));
+        TRY_OUT(kms_marker_encode(s.last, call->output));
     }
 out:
     json_decref(s.list);
@@ -339,7 +339,7 @@ coffer_err kms_op_TagResource(void *state, struct api_call *call)
     json_t *tags = NULL, *rec = NULL;
     TRY(kms_begin_key_write(svc, call, KMS_OP_TagResource, audit, KMS_RULE_NOT_PENDING, &r, &k));
     coffer_err rc = COFFER_OK;
-    GUARD(kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, svc->limits.kms_tags_per_key, &tags));
+    TRY_OUT(kms_tags_merge(json_object_get(k->rec, "Tags"), r.tags, svc->limits.kms_tags_per_key, &tags));
     rec = json_deep_copy(k->rec);
     if (rec == NULL) {
         json_decref(tags);
@@ -373,7 +373,8 @@ coffer_err kms_op_UntagResource(void *state, struct api_call *call)
         json_t *tags = json_object_get(rec, "Tags");
         size_t i, j;
         const json_t *name;
-        json_array_foreach(r.tag_keys, i, name) {
+        json_array_foreach(r.tag_keys, i, name)
+        {
             for (j = 0; j < json_array_size(tags); j++) {
                 const char *tk = json_string_value(json_object_get(json_array_get(tags, j), "TagKey"));
                 if (tk != NULL && strcmp(tk, json_string_value(name)) == 0) {
@@ -411,7 +412,8 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
     size_t limit = r.has_limit ? (size_t)r.limit : 50;
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
-    coffer_err arc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListResourceTags", .r = &r});
+    coffer_err arc =
+        kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListResourceTags", .r = &r});
     if (arc != COFFER_OK) {
         kms_release(svc);
         return arc;
@@ -421,8 +423,9 @@ coffer_err kms_op_ListResourceTags(void *state, struct api_call *call)
     json_t *list = json_array();
     for (size_t i = from; list != NULL && i < n && i < from + limit; i++) {
         const json_t *t = json_array_get(tags, i);
-        json_array_append_new(list, json_pack("{s:s,s:s}", "TagKey", json_string_value(json_object_get(t, "TagKey")),
-                                              "TagValue", json_string_value(json_object_get(t, "TagValue"))));
+        json_array_append_new(list, json_pack("{s:s,s:s}", "TagKey",
+                                              json_string_value(json_object_get(t, "TagKey")), "TagValue",
+                                              json_string_value(json_object_get(t, "TagValue"))));
     }
     kms_release(svc);
     bool truncated = from + limit < n;

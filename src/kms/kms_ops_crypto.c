@@ -16,15 +16,21 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-static const char *const audit_encrypt[] = {"KeyId", "EncryptionContext", "EncryptionAlgorithm", "GrantTokens",
-                                            "DryRun", NULL};
-static const char *const audit_decrypt[] = {"KeyId", "EncryptionContext", "EncryptionAlgorithm", "GrantTokens",
-                                            "DryRun", "DryRunModifiers", NULL};
-static const char *const audit_reencrypt[] = {
-    "SourceKeyId", "DestinationKeyId", "SourceEncryptionContext", "DestinationEncryptionContext",
-    "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm", "GrantTokens", "DryRun", NULL};
-static const char *const audit_gdk[] = {"KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens",
-                                        "DryRun", NULL};
+static const char *const audit_encrypt[] = {
+    "KeyId", "EncryptionContext", "EncryptionAlgorithm", "GrantTokens", "DryRun", NULL};
+static const char *const audit_decrypt[] = {
+    "KeyId", "EncryptionContext", "EncryptionAlgorithm", "GrantTokens", "DryRun", "DryRunModifiers", NULL};
+static const char *const audit_reencrypt[] = {"SourceKeyId",
+                                              "DestinationKeyId",
+                                              "SourceEncryptionContext",
+                                              "DestinationEncryptionContext",
+                                              "SourceEncryptionAlgorithm",
+                                              "DestinationEncryptionAlgorithm",
+                                              "GrantTokens",
+                                              "DryRun",
+                                              NULL};
+static const char *const audit_gdk[] = {
+    "KeyId", "EncryptionContext", "NumberOfBytes", "KeySpec", "GrantTokens", "DryRun", NULL};
 static const char *const audit_random[] = {"NumberOfBytes", "CustomKeyStoreId", NULL};
 
 static coffer_err dry_run(void)
@@ -41,7 +47,8 @@ static coffer_err unsupported_recipient(void)
 static coffer_err check_algorithm(int alg)
 {
     if (alg > 0) {
-        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "Algorithm %s is incompatible with key spec SYMMETRIC_DEFAULT.",
+        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE,
+                           "Algorithm %s is incompatible with key spec SYMMETRIC_DEFAULT.",
                            kms_enc_algorithms[alg]);
     }
     return COFFER_OK;
@@ -49,8 +56,9 @@ static coffer_err check_algorithm(int alg)
 
 static coffer_err missing_ciphertext(void)
 {
-    return coffer_fail(COFFER_ERR_VALIDATION, "1 validation error detected: Value null at 'ciphertextBlob' failed to "
-                                              "satisfy constraint: Member must not be null");
+    return coffer_fail(COFFER_ERR_VALIDATION,
+                       "1 validation error detected: Value null at 'ciphertextBlob' failed to "
+                       "satisfy constraint: Member must not be null");
 }
 
 static bool ignore_ciphertext(const struct kms_req *r)
@@ -60,7 +68,8 @@ static bool ignore_ciphertext(const struct kms_req *r)
     }
     size_t i;
     const json_t *m;
-    json_array_foreach(r->dry_run_modifiers, i, m) {
+    json_array_foreach(r->dry_run_modifiers, i, m)
+    {
         if (strcmp(json_string_value(m), "IGNORE_CIPHERTEXT") == 0) {
             return true;
         }
@@ -78,7 +87,8 @@ static coffer_err encrypt_with(const struct kms_key *k, const json_t *ec, coffer
 }
 
 /* Draws an n-byte data key into dk and encrypts it under k (shared lock held) into blob. */
-static coffer_err data_key_with(const struct kms_key *k, const json_t *ec, size_t n, coffer_buf *dk, coffer_buf *blob)
+static coffer_err data_key_with(const struct kms_key *k, const json_t *ec, size_t n, coffer_buf *dk,
+                                coffer_buf *blob)
 {
     TRY(coffer_buf_reserve(dk, n));
     TRY(crypto_random(dk->data, n));
@@ -93,17 +103,18 @@ static coffer_err data_key_with(const struct kms_key *k, const json_t *ec, size_
  * caller must kms_release; on failure nothing is held.
  */
 static coffer_err acquire_to_encrypt(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
-                                     const char *action, const char *key_ref, const json_t *ec, int alg, bool dry,
-                                     struct kms_key **out)
+                                     const char *action, const char *key_ref, const json_t *ec, int alg,
+                                     bool dry, struct kms_key **out)
 {
     struct kms_key *k;
     coffer_err rc = COFFER_OK;
     *out = NULL;
     TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
-    GUARD(kms_check_state(k, KMS_RULE_CRYPTO));
-    GUARD(check_algorithm(alg));
+    TRY_OUT(kms_authorize_key(
+        svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    TRY_OUT(check_algorithm(alg));
     if (dry) {
         rc = dry_run();
         goto out;
@@ -136,18 +147,18 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_encrypt);
     TRY(kms_req_decode(KMS_OP_Encrypt, call->input, &r));
-    GUARD(acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, r.dry_run, &k));
+    TRY_OUT(acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, r.dry_run, &k));
     rc = encrypt_with(k, r.ec, coffer_buf_cursor(&r.plaintext), &blob);
     char arn[KMS_ARN_MAX];
     snprintf(arn, sizeof(arn), "%s", k->arn);
     kms_release(svc);
-    GUARD(rc);
+    TRY_OUT(rc);
     call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
 out:
     coffer_buf_free(&blob);
     kms_req_clean(&r);
@@ -197,13 +208,15 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
     }
     TRY(rc);
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
+    TRY_OUT(kms_authorize_key(
+        svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
     if (key_ref != NULL && strcmp(want_arn, k->arn) != 0) {
-        rc = coffer_fail(COFFER_ERR_INCORRECT_KEY, "%s", coffer_err_default_message(COFFER_ERR_INCORRECT_KEY));
+        rc =
+            coffer_fail(COFFER_ERR_INCORRECT_KEY, "%s", coffer_err_default_message(COFFER_ERR_INCORRECT_KEY));
         goto out;
     }
-    GUARD(kms_check_state(k, KMS_RULE_CRYPTO));
-    GUARD(check_algorithm(alg));
+    TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    TRY_OUT(check_algorithm(alg));
     const struct kms_material *m = NULL;
     for (size_t i = 0; i < k->n_mats; i++) {
         if (crypto_memcmp(k->mats[i].id, b.material_id, KMS_MATERIAL_ID_LEN) == 0) {
@@ -217,7 +230,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
         rc = dry_run();
         goto out;
     }
-    GUARD(kms_blob_decrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), &b, ec, pt));
+    TRY_OUT(kms_blob_decrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), &b, ec, pt));
     snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
 out:
@@ -257,15 +270,15 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
         rc = missing_ciphertext();
         goto out;
     }
-    GUARD(open_blob(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg, r.ec,
-                    r.dry_run, &pt, &o));
+    TRY_OUT(open_blob(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg,
+                      r.ec, r.dry_run, &pt, &o));
     call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
-    GUARD(set_material_id(call->output, "KeyMaterialId", o.material_id));
+    TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
+    TRY_OUT(set_material_id(call->output, "KeyMaterialId", o.material_id));
 out:
     coffer_buf_free(&pt);
     kms_req_clean(&r);
@@ -296,25 +309,26 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
         }
     } else if (!ignore) {
         /* Source checked first: a dry run still proves the ciphertext opens with the context. */
-        GUARD(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext), r.source_key_id,
-                        r.src_enc_alg, r.src_ec, false, &pt, &o));
+        TRY_OUT(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext),
+                          r.source_key_id, r.src_enc_alg, r.src_ec, false, &pt, &o));
     }
-    GUARD(acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec, r.dst_enc_alg,
-                             r.dry_run || ignore, &k));
+    TRY_OUT(acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec,
+                               r.dst_enc_alg, r.dry_run || ignore, &k));
     rc = encrypt_with(k, r.dst_ec, coffer_buf_cursor(&pt), &blob);
     snprintf(dst_arn, sizeof(dst_arn), "%s", k->arn);
     memcpy(dst_mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
-    GUARD(rc);
-    call->output = json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst_arn, "SourceEncryptionAlgorithm",
-                             "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    TRY_OUT(rc);
+    call->output =
+        json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst_arn, "SourceEncryptionAlgorithm",
+                  "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT");
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
-    GUARD(set_material_id(call->output, "SourceKeyMaterialId", o.material_id));
-    GUARD(set_material_id(call->output, "DestinationKeyMaterialId", dst_mid));
+    TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    TRY_OUT(set_material_id(call->output, "SourceKeyMaterialId", o.material_id));
+    TRY_OUT(set_material_id(call->output, "DestinationKeyMaterialId", dst_mid));
 out:
     coffer_buf_free(&pt);
     coffer_buf_free(&blob);
@@ -348,22 +362,22 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
     char action[64];
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     /* No EncryptionAlgorithm in these requests: -1. */
-    GUARD(acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, r.dry_run, &k));
+    TRY_OUT(acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, r.dry_run, &k));
     rc = data_key_with(k, r.ec, n, &dk, &blob);
     snprintf(arn, sizeof(arn), "%s", k->arn);
     memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
-    GUARD(rc);
+    TRY_OUT(rc);
     call->output = json_pack("{s:s}", "KeyId", arn);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
+    TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
     if (with_plain) {
-        GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&dk), true));
+        TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&dk), true));
     }
-    GUARD(set_material_id(call->output, "KeyMaterialId", mid));
+    TRY_OUT(set_material_id(call->output, "KeyMaterialId", mid));
 out:
     coffer_buf_free(&dk);
     coffer_buf_free(&blob);
@@ -388,7 +402,7 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_random);
     TRY(kms_req_decode(KMS_OP_GenerateRandom, call->input, &r));
-    GUARD(kms_authorize_plain(state, call, "kms:GenerateRandom", "*", &r));
+    TRY_OUT(kms_authorize_plain(state, call, "kms:GenerateRandom", "*", &r));
     if (!r.has_number_of_bytes) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
     }
@@ -399,15 +413,15 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
         rc = unsupported_recipient();
         goto out;
     }
-    GUARD(coffer_buf_reserve(&rnd, (size_t)r.number_of_bytes));
-    GUARD(crypto_random(rnd.data, (size_t)r.number_of_bytes));
+    TRY_OUT(coffer_buf_reserve(&rnd, (size_t)r.number_of_bytes));
+    TRY_OUT(crypto_random(rnd.data, (size_t)r.number_of_bytes));
     rnd.len = (size_t)r.number_of_bytes;
     call->output = json_object();
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    GUARD(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&rnd), true));
+    TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&rnd), true));
 out:
     coffer_buf_free(&rnd);
     kms_req_clean(&r);

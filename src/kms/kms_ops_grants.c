@@ -80,7 +80,8 @@ static json_t *grant_find(const struct kms_key *k, const char *grant_id, size_t 
 {
     size_t i;
     json_t *g;
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         if (strcmp(json_string_value(json_object_get(g, "GrantId")), grant_id) == 0) {
             if (index != NULL) {
                 *index = i;
@@ -109,16 +110,19 @@ static coffer_err check_constraints(const json_t *c)
     const json_t *sub = json_object_get(c, "EncryptionContextSubset");
     const json_t *eq = json_object_get(c, "EncryptionContextEquals");
     if (sub != NULL && eq != NULL) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "Only one of EncryptionContextSubset or EncryptionContextEquals can be specified.");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "Only one of EncryptionContextSubset or EncryptionContextEquals can be specified.");
     }
     const json_t *m = sub != NULL ? sub : eq;
     if (json_object_size(m) > MAX_CONSTRAINT_PAIRS) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "A grant constraint may hold at most %d pairs.", MAX_CONSTRAINT_PAIRS);
+        return coffer_fail(COFFER_ERR_VALIDATION, "A grant constraint may hold at most %d pairs.",
+                           MAX_CONSTRAINT_PAIRS);
     }
     const char *name;
     const json_t *v;
-    json_object_foreach((json_t *)m, name, v) {
+    json_object_foreach((json_t *)m, name, v)
+    {
         if (strlen(name) > MAX_CONSTRAINT_KEY) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant constraint keys are limited to %d characters.",
                                MAX_CONSTRAINT_KEY);
@@ -134,16 +138,25 @@ static coffer_err check_constraints(const json_t *c)
 /* Only the operations a symmetric encryption key supports may be granted. */
 static coffer_err check_operations(const json_t *ops)
 {
-    static const char *const symmetric[] = {"Decrypt",       "Encrypt",     "GenerateDataKey",
-                                            "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
-                                            "CreateGrant",   "RetireGrant", "DescribeKey",
-                                            "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext", NULL};
+    static const char *const symmetric[] = {"Decrypt",
+                                            "Encrypt",
+                                            "GenerateDataKey",
+                                            "GenerateDataKeyWithoutPlaintext",
+                                            "ReEncryptFrom",
+                                            "ReEncryptTo",
+                                            "CreateGrant",
+                                            "RetireGrant",
+                                            "DescribeKey",
+                                            "GenerateDataKeyPair",
+                                            "GenerateDataKeyPairWithoutPlaintext",
+                                            NULL};
     if (json_array_size(ops) == 0) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Operations must not be empty.");
     }
     size_t i;
     const json_t *o;
-    json_array_foreach(ops, i, o) {
+    json_array_foreach(ops, i, o)
+    {
         bool ok = false;
         for (size_t j = 0; symmetric[j] != NULL; j++) {
             ok = ok || strcmp(json_string_value(o), symmetric[j]) == 0;
@@ -169,7 +182,8 @@ static coffer_err operations_set(const json_t *ops, json_t **out)
     }
     size_t i;
     json_t *o;
-    json_array_foreach(ops, i, o) {
+    json_array_foreach(ops, i, o)
+    {
         if (!kms_ops_has(set, json_string_value(o)) && json_array_append(set, o) != 0) {
             json_decref(set);
             return kms_nomem();
@@ -204,13 +218,15 @@ static const json_t *same_named_grant(const struct kms_key *k, const struct kms_
     if (r->grant_name == NULL) {
         return NULL;
     }
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         const json_t *c = json_object_get(g, "Constraints");
         if (str_eq_opt(json_string_value(json_object_get(g, "Name")), r->grant_name) &&
             same_principal(g, rec, "GranteePrincipal") && same_principal(g, rec, "RetiringPrincipal") &&
             kms_ops_within(json_object_get(g, "Operations"), r->operations) &&
             kms_ops_within(r->operations, json_object_get(g, "Operations")) &&
-            ((c == NULL && r->constraints == NULL) || (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
+            ((c == NULL && r->constraints == NULL) ||
+             (c != NULL && r->constraints != NULL && json_equal(c, r->constraints)))) {
             return g;
         }
     }
@@ -246,19 +262,19 @@ static coffer_err grant_write(struct kms_service *svc, const char *skey, const j
     char ikey[STORE_KEY_BUF];
     bool indexed = kms_grant_index_key(ikey, sizeof(ikey), g, skey);
     coffer_err rc = COFFER_OK;
-    GUARD(store_txn_begin(svc->st, &t));
+    TRY_OUT(store_txn_begin(svc->st, &t));
     if (put) {
         text = json_dumps(g, JSON_COMPACT | JSON_SORT_KEYS);
         if (text == NULL) {
             rc = kms_nomem();
             goto out;
         }
-        GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+        TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(text)));
         if (indexed) {
-            GUARD(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
+            TRY_OUT(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
         }
     } else {
-        GUARD(store_txn_delete(t, skey));
+        TRY_OUT(store_txn_delete(t, skey));
         if (indexed) {
             rc = store_txn_delete(t, ikey);
             if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
@@ -278,8 +294,9 @@ out:
 /* CreateGrant                                                                                */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const audit_create[] = {"KeyId", "GranteePrincipal", "RetiringPrincipal", "Operations",
-                                           "Constraints", "Name", "GrantTokens", "DryRun", NULL};
+static const char *const audit_create[] = {"KeyId",       "GranteePrincipal", "RetiringPrincipal",
+                                           "Operations",  "Constraints",      "Name",
+                                           "GrantTokens", "DryRun",           NULL};
 
 static json_t *grant_record(const struct api_call *call, const struct kms_key *k, const struct kms_req *r,
                             const char *grant_id)
@@ -295,7 +312,8 @@ static json_t *grant_record(const struct api_call *call, const struct kms_key *k
     if ((r->grant_name != NULL && json_object_set_new(g, "Name", json_string(r->grant_name)) != 0) ||
         (r->retiring_principal != NULL &&
          json_object_set_new(g, "RetiringPrincipal", json_string(r->retiring_principal)) != 0) ||
-        (r->constraints != NULL && json_object_set_new(g, "Constraints", json_deep_copy(r->constraints)) != 0)) {
+        (r->constraints != NULL &&
+         json_object_set_new(g, "Constraints", json_deep_copy(r->constraints)) != 0)) {
         json_decref(g);
         return NULL;
     }
@@ -326,13 +344,13 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         return rc;
     }
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
-    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
     if (r.dry_run) {
         rc = dry_run();
         goto out;
     }
-    GUARD(crypto_random(raw, sizeof(raw)));
+    TRY_OUT(crypto_random(raw, sizeof(raw)));
     coffer_hex_encode(raw, sizeof(raw), grant_id);
     rec = grant_record(call, k, &r, grant_id);
     if (rec == NULL) {
@@ -340,14 +358,15 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
         goto out;
     }
     /* Bound first: whether an existing grant is the same depends on whom the names stand for now. */
-    GUARD(kms_grant_bind_principals(svc, rec));
+    TRY_OUT(kms_grant_bind_principals(svc, rec));
     const json_t *same = same_named_grant(k, &r, rec);
     if (same != NULL) {
         rc = grant_output(call, k, json_string_value(json_object_get(same, "GrantId")));
         goto out;
     }
     if (json_array_size(k->grants) >= svc->limits.kms_grants_per_key) {
-        rc = coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request would exceed the limit of %zu grants for this KMS key.",
+        rc = coffer_fail(COFFER_ERR_LIMIT_EXCEEDED,
+                         "The request would exceed the limit of %zu grants for this KMS key.",
                          svc->limits.kms_grants_per_key);
         goto out;
     }
@@ -358,8 +377,8 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     }
     grant_store_key(skey, sizeof(skey), k, grant_id);
     /* Before the commit: the request's event is written then, naming the new grant. */
-    GUARD(grant_output(call, k, grant_id));
-    GUARD(grant_write(svc, skey, rec, true));
+    TRY_OUT(grant_output(call, k, grant_id));
+    TRY_OUT(grant_write(svc, skey, rec, true));
     grants_swap(svc, k, list);
     list = NULL;
 out:
@@ -380,8 +399,9 @@ static json_t *grant_view(const json_t *g)
 {
     json_t *v = json_deep_copy(g);
     if (v != NULL) {
-        json_object_set_new(v, "CreationDate",
-                            json_real((double)json_integer_value(json_object_get(g, "CreationDate")) / 1000.0));
+        json_object_set_new(
+            v, "CreationDate",
+            json_real((double)json_integer_value(json_object_get(g, "CreationDate")) / 1000.0));
     }
     return v;
 }
@@ -467,14 +487,15 @@ static coffer_err grants_page_collect(struct kms_service *svc, struct api_call *
     size_t limit = r->has_limit ? (size_t)r->limit : LIST_GRANTS_DEFAULT;
     TRY(kms_acquire(svc, call, r->key_id, KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = r}));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListGrants", .r = r}));
     if ((p->items = json_array()) == NULL) {
         rc = kms_nomem();
         goto out;
     }
     size_t i;
     const json_t *g;
-    json_array_foreach(k->grants, i, g) {
+    json_array_foreach(k->grants, i, g)
+    {
         const char *id = json_string_value(json_object_get(g, "GrantId"));
         if (!started) {
             started = strcmp(id, marker) == 0;
@@ -595,10 +616,11 @@ coffer_err kms_op_ListRetirableGrants(void *state, struct api_call *call)
     const char *principal = r.retiring_principal != NULL ? r.retiring_principal : call->caller->principal_arn;
     principal_account(principal, acct);
     if (strcmp(acct, call->caller->account_id) != 0) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
-                           "User: %s is not authorized to perform: kms:ListRetirableGrants for principal: %.256s "
-                           "because it is not in the caller's account",
-                           call->caller->principal_arn, principal);
+        return coffer_fail(
+            COFFER_ERR_ACCESS_DENIED,
+            "User: %s is not authorized to perform: kms:ListRetirableGrants for principal: %.256s "
+            "because it is not in the caller's account",
+            call->caller->principal_arn, principal);
     }
     char uid[POLICY_UID_MAX];
     coffer_err rc = authz_resolve_principal(svc->az, principal, uid);
@@ -659,8 +681,9 @@ static coffer_err grant_keys_cb(void *ctx, const char *key, coffer_cursor value)
         }
         return COFFER_OK;
     }
-    if (indexed && (json_array_append_new(gk->keys, json_string(ikey)) != 0 ||
-                    json_array_append_new(gk->texts, json_stringn((const char *)value.ptr, value.len)) != 0)) {
+    if (indexed &&
+        (json_array_append_new(gk->keys, json_string(ikey)) != 0 ||
+         json_array_append_new(gk->texts, json_stringn((const char *)value.ptr, value.len)) != 0)) {
         return kms_nomem();
     }
     return COFFER_OK;
@@ -686,12 +709,13 @@ coffer_err kms_grants_delete_in(store_txn *t, const char *acct, const char *regi
     }
     kms_grant_prefix(prefix, sizeof(prefix), acct, region, key_id);
     coffer_err rc = COFFER_OK;
-    GUARD(store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk));
+    TRY_OUT(store_txn_scan(t, prefix, NULL, 0, grant_keys_cb, &gk));
     size_t i;
     const json_t *k;
-    json_array_foreach(gk.keys, i, k) {
+    json_array_foreach(gk.keys, i, k)
+    {
         /* No index entry: tolerated, the grant record is what matters. */
-        GUARD(delete_if_present(t, json_string_value(k)));
+        TRY_OUT(delete_if_present(t, json_string_value(k)));
     }
 out:
     json_decref(gk.keys);
@@ -720,7 +744,7 @@ coffer_err kms_grants_index_ensure(store *st)
         rc = kms_nomem();
         goto out;
     }
-    GUARD(store_txn_begin(st, &t));
+    TRY_OUT(store_txn_begin(st, &t));
     rc = store_txn_get(t, RGRANT_INDEX_DONE, &done);
     if (rc == COFFER_OK) {
         goto out; /* built once, then kept by every change */
@@ -728,17 +752,17 @@ coffer_err kms_grants_index_ensure(store *st)
     if (rc != COFFER_ERR_NOT_FOUND) {
         goto out;
     }
-    GUARD(store_txn_scan(t, RGRANT_PREFIX, NULL, 0, key_list_cb, stale));
+    TRY_OUT(store_txn_scan(t, RGRANT_PREFIX, NULL, 0, key_list_cb, stale));
     for (size_t i = 0; i < json_array_size(stale); i++) {
-        GUARD(store_txn_delete(t, json_string_value(json_array_get(stale, i))));
+        TRY_OUT(store_txn_delete(t, json_string_value(json_array_get(stale, i))));
     }
-    GUARD(delete_if_present(t, RGRANT_INDEX_V1));
-    GUARD(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
+    TRY_OUT(delete_if_present(t, RGRANT_INDEX_V1));
+    TRY_OUT(store_txn_scan(t, "kms/grant/", NULL, 0, grant_keys_cb, &gk));
     for (size_t i = 0; i < json_array_size(gk.keys); i++) {
-        GUARD(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
-                            coffer_cursor_from_str(json_string_value(json_array_get(gk.texts, i)))));
+        TRY_OUT(store_txn_put(t, json_string_value(json_array_get(gk.keys, i)),
+                              coffer_cursor_from_str(json_string_value(json_array_get(gk.texts, i)))));
     }
-    GUARD(store_txn_put(t, RGRANT_INDEX_DONE, coffer_cursor_from_str("1")));
+    TRY_OUT(store_txn_put(t, RGRANT_INDEX_DONE, coffer_cursor_from_str("1")));
     rc = store_txn_commit(t);
     t = NULL;
 out:
@@ -785,8 +809,8 @@ static coffer_err grant_not_found(const char *id)
  * grant, or a principal whose key or IAM policies allow kms:RetireGrant on the key. Another
  * grant never does: kms_authorize_key does not count grants for kms:RetireGrant.
  */
-static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call, const struct kms_key *k,
-                             const json_t *g, const struct kms_req *r)
+static coffer_err may_retire(const struct kms_service *svc, const struct api_call *call,
+                             const struct kms_key *k, const json_t *g, const struct kms_req *r)
 {
     const struct api_caller *c = call->caller;
     char issuing_root[AWS_ROOT_ARN_LEN + 1];
@@ -837,7 +861,7 @@ coffer_err kms_op_RetireGrant(void *state, struct api_call *call)
         rc = grant_not_found(grant_id);
         goto out;
     }
-    GUARD(may_retire(svc, call, k, g, &r));
+    TRY_OUT(may_retire(svc, call, k, g, &r));
     if (r.dry_run) {
         rc = dry_run();
         goto out;
@@ -864,7 +888,7 @@ coffer_err kms_op_RevokeGrant(void *state, struct api_call *call)
     kms_audit_key(call, k);
     coffer_err rc = COFFER_OK;
     size_t index = 0;
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RevokeGrant", .r = &r}));
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:RevokeGrant", .r = &r}));
     if (grant_find(k, r.grant_id, &index) == NULL) {
         rc = grant_not_found(r.grant_id);
         goto out;

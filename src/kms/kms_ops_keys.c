@@ -25,7 +25,8 @@ coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_
     }
     size_t i, j;
     const json_t *t;
-    json_array_foreach(add, i, t) {
+    json_array_foreach(add, i, t)
+    {
         const char *k = json_string_value(json_object_get(t, "TagKey"));
         const char *v = json_string_value(json_object_get(t, "TagValue"));
         if (strncmp(k, "aws:", 4) == 0) {
@@ -40,14 +41,16 @@ coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_
         }
         bool replaced = false;
         json_t *e;
-        json_array_foreach(merged, j, e) {
+        json_array_foreach(merged, j, e)
+        {
             if (strcmp(json_string_value(json_object_get(e, "TagKey")), k) == 0) {
                 json_object_set_new(e, "TagValue", json_string(v));
                 replaced = true;
                 break;
             }
         }
-        if (!replaced && json_array_append_new(merged, json_pack("{s:s,s:s}", "TagKey", k, "TagValue", v)) != 0) {
+        if (!replaced &&
+            json_array_append_new(merged, json_pack("{s:s,s:s}", "TagKey", k, "TagValue", v)) != 0) {
             json_decref(merged);
             return kms_nomem();
         }
@@ -100,23 +103,26 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec)
                                : "SYMMETRIC_DEFAULT";
     bool symmetric = strcmp(*spec, "SYMMETRIC_DEFAULT") == 0;
     if (!symmetric && r->key_usage < 0) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
     }
     if (symmetric && r->key_usage >= 0 && strcmp(kms_key_usages[r->key_usage], "ENCRYPT_DECRYPT") != 0) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec SYMMETRIC_DEFAULT",
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "KeyUsage %s is not compatible with KeySpec SYMMETRIC_DEFAULT",
                            kms_key_usages[r->key_usage]);
     }
     if (!symmetric) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported by this server yet.",
-                           *spec);
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "KeySpec %s is not supported by this server yet.", *spec);
     }
     if (r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_KMS") != 0) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported by this server yet.",
                            kms_origins[r->origin]);
     }
     if (r->custom_key_store_id != NULL || r->xks_key_id != NULL) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Custom key stores are not supported by this server.");
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "Custom key stores are not supported by this server.");
     }
     if (r->multi_region) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
@@ -135,8 +141,8 @@ static coffer_err lockout_refused(void)
  * Validates a key policy document the caller supplies and applies the lockout safety check
  * (kms.md §5) unless bypassed: the policy must still let the caller call PutKeyPolicy.
  */
-static coffer_err key_policy_accept(const struct kms_service *svc, const struct api_call *call, const char *key_arn,
-                                    const char *text, bool bypass, json_t **principals)
+static coffer_err key_policy_accept(const struct kms_service *svc, const struct api_call *call,
+                                    const char *key_arn, const char *text, bool bypass, json_t **principals)
 {
     if (strlen(text) > svc->limits.kms_key_policy_bytes) {
         return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The key policy exceeds the maximum size of %zu bytes.",
@@ -169,8 +175,11 @@ static coffer_err key_policy_accept(const struct kms_service *svc, const struct 
 
 coffer_err kms_op_CreateKey(void *state, struct api_call *call)
 {
-    static const char *const audit[] = {"Description", "KeyUsage", "KeySpec", "CustomerMasterKeySpec", "Origin",
-                                        "BypassPolicyLockoutSafetyCheck", "Tags", "MultiRegion", "Policy", NULL};
+    static const char *const audit[] = {"Description", "KeyUsage",
+                                        "KeySpec",     "CustomerMasterKeySpec",
+                                        "Origin",      "BypassPolicyLockoutSafetyCheck",
+                                        "Tags",        "MultiRegion",
+                                        "Policy",      NULL};
     struct kms_service *svc = state;
     struct kms_req r;
     coffer_err rc = COFFER_OK;
@@ -182,32 +191,34 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     bool locked = false;
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_CreateKey, call->input, &r));
-    GUARD(kms_authorize_plain(svc, call, "kms:CreateKey", "*", &r));
+    TRY_OUT(kms_authorize_plain(svc, call, "kms:CreateKey", "*", &r));
     if (r.tags != NULL && json_array_size(r.tags) > 0) {
         /* AWS: tagging at creation needs kms:TagResource as well. */
-        GUARD(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
+        TRY_OUT(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
     }
-    GUARD(create_key_check(&r, &spec));
-    GUARD(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
-    GUARD(crypto_uuid_v4(id));
+    TRY_OUT(create_key_check(&r, &spec));
+    TRY_OUT(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
+    TRY_OUT(crypto_uuid_v4(id));
     if (r.policy != NULL) {
         char arn[KMS_ARN_MAX];
         kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
-        GUARD(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout, &principals));
+        TRY_OUT(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout, &principals));
     }
     policy_text = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
     if (policy_text == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    rec = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
-                    KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
-                    call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
-                    r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
-                    "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
-                    "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
+    rec =
+        json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
+                  KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
+                  call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
+                  r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
+                  "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
+                  "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
     if (rec == NULL ||
-        json_object_set_new(rec, "PolicyPrincipals", principals != NULL ? json_incref(principals) : json_object()) != 0) {
+        json_object_set_new(rec, "PolicyPrincipals",
+                            principals != NULL ? json_incref(principals) : json_object()) != 0) {
         rc = kms_nomem();
         goto out;
     }
@@ -252,8 +263,8 @@ coffer_err kms_op_DescribeKey(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_DescribeKey, call->input, &r));
     TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    coffer_err rc = kms_authorize_key(svc, call, k,
-                                      &(struct kms_authz_in){.action = "kms:DescribeKey", .r = &r, .key_ref = r.key_id});
+    coffer_err rc = kms_authorize_key(
+        svc, call, k, &(struct kms_authz_in){.action = "kms:DescribeKey", .r = &r, .key_ref = r.key_id});
     if (rc != COFFER_OK) {
         kms_release(svc);
         return rc;
@@ -303,11 +314,11 @@ coffer_err kms_op_ListKeys(void *state, struct api_call *call)
     struct list_keys_scan s = {.call = call};
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_ListKeys, call->input, &r));
-    GUARD(kms_authorize_plain(svc, call, "kms:ListKeys", "*", &r));
+    TRY_OUT(kms_authorize_plain(svc, call, "kms:ListKeys", "*", &r));
     snprintf(prefix, sizeof(prefix), "kms/key/%s/%s/", call->caller->account_id, call->region);
     start[0] = '\0';
     if (r.marker != NULL) {
-        GUARD(kms_marker_decode(r.marker, marker, sizeof(marker)));
+        TRY_OUT(kms_marker_decode(r.marker, marker, sizeof(marker)));
         if (!kms_key_id_valid(marker)) {
             FAIL_OUT(COFFER_ERR_INVALID_MARKER, "Invalid marker: %.64s", r.marker);
         }
@@ -320,14 +331,14 @@ coffer_err kms_op_ListKeys(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
-    GUARD(store_scan(svc->st, prefix, start, s.limit + 1, list_keys_cb, &s));
+    TRY_OUT(store_scan(svc->st, prefix, start, s.limit + 1, list_keys_cb, &s));
     call->output = json_pack("{s:O,s:b}", "Keys", s.keys, "Truncated", s.truncated);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
     if (s.truncated) {
-        GUARD(kms_marker_encode(s.last, call->output));
+        TRY_OUT(kms_marker_encode(s.last, call->output));
     }
 out:
     json_decref(s.keys);
@@ -345,7 +356,8 @@ coffer_err kms_op_GetKeyPolicy(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_GetKeyPolicy, call->input, &r));
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
-    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyPolicy", .r = &r});
+    coffer_err rc =
+        kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyPolicy", .r = &r});
     if (rc != COFFER_OK) {
         kms_release(svc);
         return rc;
@@ -387,7 +399,8 @@ coffer_err kms_op_ListKeyPolicies(void *state, struct api_call *call)
     }
     TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
-    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListKeyPolicies", .r = &r});
+    coffer_err rc =
+        kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListKeyPolicies", .r = &r});
     kms_release(svc);
     TRY(rc);
     call->output = json_pack("{s:[s],s:b}", "PolicyNames", "default", "Truncated", false);
@@ -466,7 +479,8 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_ScheduleKeyDeletion, call->input, &r));
     int64_t days = r.has_pending_days ? r.pending_days : KMS_DELETION_DEFAULT_DAYS;
     if (days < KMS_DELETION_MIN_DAYS || days > KMS_DELETION_MAX_DAYS) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "PendingWindowInDays should be between %d and %d, but it is %" PRId64,
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "PendingWindowInDays should be between %d and %d, but it is %" PRId64,
                            KMS_DELETION_MIN_DAYS, KMS_DELETION_MAX_DAYS, days);
     }
     TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
@@ -474,8 +488,9 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     int64_t when = kms_call_now_ms(call) + days * MS_PER_DAY;
     json_t *rec = NULL;
     coffer_err rc = COFFER_OK;
-    GUARD(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r}));
-    GUARD(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(kms_authorize_key(svc, call, k,
+                              &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
     rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
     if (rec == NULL || json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0 ||
         json_object_set_new(rec, "PendingWindowInDays", json_integer(days)) != 0) {
@@ -550,14 +565,14 @@ coffer_err kms_op_UpdateKeyDescription(void *state, struct api_call *call)
     return rc;
 }
 
-
 /* ------------------------------------------------------------------------------------------ */
 /* PutKeyPolicy                                                                               */
 /* ------------------------------------------------------------------------------------------ */
 
 coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
 {
-    static const char *const audit[] = {"KeyId", "PolicyName", "Policy", "BypassPolicyLockoutSafetyCheck", NULL};
+    static const char *const audit[] = {"KeyId", "PolicyName", "Policy", "BypassPolicyLockoutSafetyCheck",
+                                        NULL};
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
@@ -567,7 +582,7 @@ coffer_err kms_op_PutKeyPolicy(void *state, struct api_call *call)
     if (r.policy_name != NULL && strcmp(r.policy_name, "default") != 0) {
         FAIL_OUT(COFFER_ERR_NOT_FOUND, "No such policy exists");
     }
-    GUARD(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout, &principals));
+    TRY_OUT(key_policy_accept(svc, call, k->arn, r.policy, r.bypass_lockout, &principals));
     rec = json_deep_copy(k->rec);
     if (rec == NULL || json_object_set_new(rec, "Policy", json_string(r.policy)) != 0 ||
         json_object_set(rec, "PolicyPrincipals", principals) != 0) {

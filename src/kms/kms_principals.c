@@ -61,7 +61,7 @@ coffer_err kms_policy_principals(const struct kms_service *svc, const char *text
                          : kms_nomem();
         goto out;
     }
-    GUARD(policy_visit_aws_principals(doc, collect_one, &c));
+    TRY_OUT(policy_visit_aws_principals(doc, collect_one, &c));
     *out = c.map;
     c.map = NULL;
 out:
@@ -120,7 +120,8 @@ coffer_err kms_key_policy_compile(const struct kms_service *svc, const json_t *r
  * Is `uid` (bound to `arn`) still the entity holding `arn`? *current is false when nobody holds
  * it now. A failed lookup is an error, not "not current": the policy shown would be wrong.
  */
-static coffer_err binding_current(const struct kms_service *svc, const char *arn, const char *uid, bool *current)
+static coffer_err binding_current(const struct kms_service *svc, const char *arn, const char *uid,
+                                  bool *current)
 {
     char now[POLICY_UID_MAX];
     *current = false;
@@ -172,7 +173,7 @@ coffer_err kms_key_policy_text(const struct kms_service *svc, const json_t *rec,
     struct display d = {.svc = svc, .map = map};
     coffer_err rc = COFFER_OK;
     if (doc != NULL) {
-        GUARD(policy_visit_aws_principals(doc, display_one, &d));
+        TRY_OUT(policy_visit_aws_principals(doc, display_one, &d));
     }
     /* Untouched policies come back byte for byte as they were put. */
     *out = d.changed ? json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(2)) : strdup(text);
@@ -332,7 +333,8 @@ static coffer_err bind_record(const struct kms_service *svc, const char *kind, c
     coffer_err rc = COFFER_OK;
     if (strcmp(kind, "key") == 0) {
         json_t *principals = NULL;
-        GUARD(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false, &principals));
+        TRY_OUT(kms_policy_principals(svc, json_string_value(json_object_get(rec, "Policy")), false,
+                                      &principals));
         if (json_object_set_new(rec, "PolicyPrincipals", principals) != 0) {
             rc = kms_nomem();
             goto out;
@@ -340,7 +342,7 @@ static coffer_err bind_record(const struct kms_service *svc, const char *kind, c
     } else {
         /* The retiring-principal index is keyed by the binding: the entry moves with it. */
         indexed = kms_grant_index_key(old_ikey, sizeof(old_ikey), rec, skey);
-        GUARD(grant_bind_existing(svc, rec));
+        TRY_OUT(grant_bind_existing(svc, rec));
         indexed = indexed && kms_grant_index_key(ikey, sizeof(ikey), rec, skey);
     }
     text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
@@ -348,8 +350,8 @@ static coffer_err bind_record(const struct kms_service *svc, const char *kind, c
         rc = kms_nomem();
         goto out;
     }
-    GUARD(store_txn_begin(svc->st, &t));
-    GUARD(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(text)));
     if (indexed) {
         rc = store_txn_delete(t, old_ikey);
         if (rc == COFFER_ERR_NOT_FOUND) {
@@ -357,8 +359,8 @@ static coffer_err bind_record(const struct kms_service *svc, const char *kind, c
             coffer_clear_err();
             rc = COFFER_OK;
         }
-        GUARD(rc);
-        GUARD(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
+        TRY_OUT(rc);
+        TRY_OUT(store_txn_put(t, ikey, coffer_cursor_from_str(text)));
     }
     rc = store_txn_commit(t);
     t = NULL; /* commit frees the transaction, committed or not */
@@ -377,12 +379,12 @@ static coffer_err bind_existing(const struct kms_service *svc, const char *kind)
         return kms_nomem();
     }
     coffer_err rc = COFFER_OK;
-    GUARD(store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s));
+    TRY_OUT(store_scan(svc->st, prefix, NULL, 0, unbound_cb, &s));
     const char *skey;
     json_t *rec;
     json_object_foreach(s.todo, skey, rec)
     {
-        GUARD(bind_record(svc, kind, skey, rec));
+        TRY_OUT(bind_record(svc, kind, skey, rec));
     }
 out:
     json_decref(s.todo);

@@ -54,8 +54,19 @@ static const struct api_error_name kms_errors[] = {
 /* Members that carry plaintext, key material or bulky blobs in some KMS operation: never echoed
  * into the trail, wiped after use. */
 static const char *const kms_sensitive_members[] = {
-    "Plaintext", "CiphertextBlob", "PrivateKeyPlaintext", "PrivateKeyCiphertextBlob", "EncryptedKeyMaterial",
-    "ImportToken", "Message", "Signature", "Mac", "CiphertextForRecipient", "SharedSecret", "PublicKey", NULL,
+    "Plaintext",
+    "CiphertextBlob",
+    "PrivateKeyPlaintext",
+    "PrivateKeyCiphertextBlob",
+    "EncryptedKeyMaterial",
+    "ImportToken",
+    "Message",
+    "Signature",
+    "Mac",
+    "CiphertextForRecipient",
+    "SharedSecret",
+    "PublicKey",
+    NULL,
 };
 
 static coffer_err sweep_job(void *ctx, int64_t now_ms)
@@ -126,8 +137,8 @@ void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void
 }
 
 /* The DeleteKey event of a key whose waiting period ended (CloudTrail: an AwsServiceEvent). */
-static coffer_err record_deletion(struct kms_service *svc, const char *acct, const char *region, const char *id,
-                                  int64_t now_ms)
+static coffer_err record_deletion(struct kms_service *svc, const char *acct, const char *region,
+                                  const char *id, int64_t now_ms)
 {
     if (svc->event_sink == NULL) {
         return COFFER_OK;
@@ -137,14 +148,15 @@ static coffer_err record_deletion(struct kms_service *svc, const char *acct, con
     coffer_time_iso8601(now_ms / 1000, when, sizeof(when));
     kms_key_arn(arn, sizeof(arn), region, acct, id);
     const char *source = svc->api.event_source; /* the service itself acts */
-    json_t *ev = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
-                           "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
-                           "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", source,
-                           "eventTime", when, "eventSource", source, "eventName", "DeleteKey", "awsRegion", region,
-                           "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements", "additionalEventData",
-                           "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources", "accountId", acct, "type",
-                           "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent", "managementEvent", 1,
-                           "recipientAccountId", acct, "eventCategory", "Management");
+    json_t *ev =
+        json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
+                  "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
+                  "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", source, "eventTime",
+                  when, "eventSource", source, "eventName", "DeleteKey", "awsRegion", region,
+                  "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements",
+                  "additionalEventData", "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources",
+                  "accountId", acct, "type", "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent",
+                  "managementEvent", 1, "recipientAccountId", acct, "eventCategory", "Management");
     if (ev == NULL) {
         return kms_nomem();
     }
@@ -298,11 +310,12 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     struct strvec mats = {0};
     struct alias_scan aliases = {0};
     bool deleted = false;
-    if (sscanf(index_key, "kms/deletion/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &ts, acct, region, id) != 4) {
+    if (sscanf(index_key, "kms/deletion/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &ts, acct, region, id) !=
+        4) {
         /* Not ours to interpret: drop the index entry so the sweeper does not spin on it. */
         acct[0] = '\0';
     }
-    GUARD(store_txn_begin(svc->st, &t));
+    TRY_OUT(store_txn_begin(svc->st, &t));
     if (acct[0] != '\0') {
         kms_key_store_key(skey, sizeof(skey), acct, region, id);
         rc = store_txn_get(t, skey, &val);
@@ -318,21 +331,21 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
         if (state != NULL && strcmp(state, "PendingDeletion") == 0 && due <= now_ms) {
             /* Before the record goes, so a counter rebuilt here still sees this key. */
             kms_count_keys_key(prefix, sizeof(prefix), acct, region);
-            GUARD(kms_count_add(t, prefix, -1, 0, "KMS keys"));
-            GUARD(store_txn_delete(t, skey));
+            TRY_OUT(kms_count_add(t, prefix, -1, 0, "KMS keys"));
+            TRY_OUT(store_txn_delete(t, skey));
             deleted = true;
             snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
-            GUARD(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
+            TRY_OUT(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
             for (size_t i = 0; i < mats.n; i++) {
-                GUARD(store_txn_delete(t, mats.v[i]));
+                TRY_OUT(store_txn_delete(t, mats.v[i]));
             }
             /* Grants die with their key, their index entries with them. */
-            GUARD(kms_grants_delete_in(t, acct, region, id));
+            TRY_OUT(kms_grants_delete_in(t, acct, region, id));
             snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
             aliases.target = id;
-            GUARD(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
+            TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
             for (size_t i = 0; i < aliases.keys.n; i++) {
-                GUARD(store_txn_delete(t, aliases.keys.v[i]));
+                TRY_OUT(store_txn_delete(t, aliases.keys.v[i]));
             }
             kms_count_aliases_key(prefix, sizeof(prefix), acct, region, id);
             rc = store_txn_delete(t, prefix);
@@ -346,7 +359,7 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
         goto out;
     }
     if (deleted) {
-        GUARD(record_deletion(svc, acct, region, id, now_ms)); /* on record before it is gone */
+        TRY_OUT(record_deletion(svc, acct, region, id, now_ms)); /* on record before it is gone */
     }
     rc = store_txn_commit(t);
     t = NULL;
@@ -419,7 +432,8 @@ json_t *kms_camel_copy(const json_t *v)
         json_t *o = json_object();
         const char *k;
         json_t *e;
-        json_object_foreach((json_t *)v, k, e) {
+        json_object_foreach((json_t *)v, k, e)
+        {
             char path[128];
             api_in_member_path(k, path, sizeof(path));
             if (o == NULL ||
@@ -434,7 +448,8 @@ json_t *kms_camel_copy(const json_t *v)
         json_t *a = json_array();
         size_t i;
         json_t *e;
-        json_array_foreach(v, i, e) {
+        json_array_foreach(v, i, e)
+        {
             if (a == NULL || json_array_append_new(a, kms_camel_copy(e)) != 0) {
                 json_decref(a);
                 return NULL;
@@ -458,7 +473,8 @@ void kms_audit_request(struct api_call *call, const char *const *members)
         }
         char path[128];
         api_in_member_path(members[i], path, sizeof(path));
-        if (json_object_set_new(req, path, is_map_member(members[i]) ? json_deep_copy(v) : kms_camel_copy(v)) != 0) {
+        if (json_object_set_new(req, path,
+                                is_map_member(members[i]) ? json_deep_copy(v) : kms_camel_copy(v)) != 0) {
             json_decref(req);
             req = NULL;
         }
@@ -492,7 +508,7 @@ coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool
     coffer_err rc = COFFER_OK;
     coffer_buf b64;
     coffer_buf_init(&b64, secret);
-    GUARD(coffer_b64_encode(bytes, &b64));
+    TRY_OUT(coffer_b64_encode(bytes, &b64));
     if (json_object_set_new(obj, name, json_stringn(b64.len ? (const char *)b64.data : "", b64.len)) != 0) {
         rc = kms_nomem();
     }
@@ -536,8 +552,8 @@ coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, e
     char action[64];
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     coffer_err rc = COFFER_OK;
-    GUARD(kms_authorize_key(svc, call, *k, &(struct kms_authz_in){.action = action, .r = r}));
-    GUARD(kms_check_state(*k, rule));
+    TRY_OUT(kms_authorize_key(svc, call, *k, &(struct kms_authz_in){.action = action, .r = r}));
+    TRY_OUT(kms_check_state(*k, rule));
 out:
     /* On success the caller holds the key for writing until kms_write_release. */
     if (rc != COFFER_OK) {

@@ -18,9 +18,9 @@
 
 #include "common/map.h"
 
-#define QUOTA_STRIPES 16       /* power of two */
-#define QUOTA_SWEEP_AT 4096    /* entries per stripe before idle buckets are dropped */
-#define QUOTA_NAME_MAX 256     /* longer account or bucket names are refused */
+#define QUOTA_STRIPES 16    /* power of two */
+#define QUOTA_SWEEP_AT 4096 /* entries per stripe before idle buckets are dropped */
+#define QUOTA_NAME_MAX 256  /* longer account or bucket names are refused */
 #define CRYPTO_BUCKET "crypto"
 
 struct bucket {
@@ -37,8 +37,8 @@ struct stripe {
 };
 
 struct quota {
-    double crypto_rps;                          /* <= 0: quotas off */
-    uint8_t stripe_key[COFFER_HASH_KEY_LEN];    /* picks the stripe of a key */
+    double crypto_rps;                       /* <= 0: quotas off */
+    uint8_t stripe_key[COFFER_HASH_KEY_LEN]; /* picks the stripe of a key */
     struct stripe stripes[QUOTA_STRIPES];
 };
 

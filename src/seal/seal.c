@@ -65,14 +65,16 @@ static coffer_err open_failed(void)
  * Provider wrappers
  * ------------------------------------------------------------------------------------------- */
 
-coffer_err seal_provider_wrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
+coffer_err seal_provider_wrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor plaintext,
+                              coffer_buf *out)
 {
     ENSURE_REF(p);
     ENSURE_REF(out);
     return p->vt->wrap(p, aad, plaintext, out);
 }
 
-coffer_err seal_provider_unwrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
+coffer_err seal_provider_unwrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor wrapped,
+                                coffer_buf *out)
 {
     ENSURE_REF(p);
     ENSURE_REF(out);
@@ -143,10 +145,11 @@ static coffer_err keyring_parse(coffer_cursor in, struct keyring *out)
     if (count == 0 || count > SEAL_KEYRING_MAX_TERMS || c.len != (size_t)count * SEAL_TERM_WIRE_LEN) {
         return keyring_bad();
     }
-    GUARD(keyring_alloc(count, &kr));
+    TRY_OUT(keyring_alloc(count, &kr));
     for (size_t i = 0; i < count; i++) {
         struct seal_term *t = &kr.terms[i];
-        if (cur_read_u32be(&c, &t->id) != COFFER_OK || cur_copy_bytes(&c, t->key, SEAL_TERM_KEY_LEN) != COFFER_OK) {
+        if (cur_read_u32be(&c, &t->id) != COFFER_OK ||
+            cur_copy_bytes(&c, t->key, SEAL_TERM_KEY_LEN) != COFFER_OK) {
             FAIL_OUT(COFFER_ERR_CRYPTO, "the barrier keyring is malformed");
         }
         if (t->id == 0 || (i > 0 && t->id <= kr.terms[i - 1].id)) {
@@ -185,12 +188,12 @@ static coffer_err keyring_extend(const struct keyring *base, struct keyring *out
     if (last == UINT32_MAX || base->n >= SEAL_KEYRING_MAX_TERMS) {
         return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "the barrier keyring is full");
     }
-    GUARD(keyring_alloc(base->n + 1, &kr));
+    TRY_OUT(keyring_alloc(base->n + 1, &kr));
     if (base->n) {
         memcpy(kr.terms, base->terms, base->n * sizeof(*kr.terms));
     }
     kr.terms[base->n].id = last + 1;
-    GUARD(crypto_random(kr.terms[base->n].key, SEAL_TERM_KEY_LEN));
+    TRY_OUT(crypto_random(kr.terms[base->n].key, SEAL_TERM_KEY_LEN));
     kr.active = last + 1;
     *out = kr;
     kr = (struct keyring){0};
@@ -203,7 +206,7 @@ static coffer_err keyring_unwrap(struct seal_provider *p, coffer_cursor wrapped,
 {
     coffer_buf plain = COFFER_SECRET_BUF_INIT;
     coffer_err rc = COFFER_OK;
-    GUARD(seal_provider_unwrap(p, coffer_cursor_from_str(SEAL_KEYRING_AAD), wrapped, &plain));
+    TRY_OUT(seal_provider_unwrap(p, coffer_cursor_from_str(SEAL_KEYRING_AAD), wrapped, &plain));
     rc = keyring_parse(coffer_buf_cursor(&plain), out);
 out:
     coffer_buf_free(&plain);
@@ -223,7 +226,7 @@ static coffer_err keyring_load(struct seal *s, store_txn *t, struct keyring *out
         rc = COFFER_OK; /* a new data dir: the caller creates the first term */
         goto out;
     }
-    GUARD(rc);
+    TRY_OUT(rc);
     rc = keyring_unwrap(s->provider, coffer_buf_cursor(&wrapped), out);
 out:
     coffer_buf_free(&wrapped);
@@ -234,10 +237,11 @@ static coffer_err keyring_save(struct seal *s, store_txn *t, const struct keyrin
 {
     coffer_err rc = COFFER_OK;
     coffer_buf plain = COFFER_SECRET_BUF_INIT, wrapped = COFFER_BUF_INIT;
-    GUARD(keyring_serialize(kr, &plain));
-    GUARD(seal_provider_wrap(s->provider, coffer_cursor_from_str(SEAL_KEYRING_AAD), coffer_buf_cursor(&plain),
-                             &wrapped));
-    GUARD(store_txn_put_plain(t, SEAL_KEYRING_STORE_KEY, coffer_buf_cursor(&wrapped))); /* see keyring_load */
+    TRY_OUT(keyring_serialize(kr, &plain));
+    TRY_OUT(seal_provider_wrap(s->provider, coffer_cursor_from_str(SEAL_KEYRING_AAD),
+                               coffer_buf_cursor(&plain), &wrapped));
+    TRY_OUT(
+        store_txn_put_plain(t, SEAL_KEYRING_STORE_KEY, coffer_buf_cursor(&wrapped))); /* see keyring_load */
 out:
     coffer_buf_free(&plain);
     coffer_buf_free(&wrapped);
@@ -281,16 +285,16 @@ coffer_err seal_open(struct seal_provider *p, store *st, seal **out)
     pthread_mutex_init(&s->rotate_mu, NULL);
 
     /* In a write transaction, so two processes starting at once cannot both create a keyring. */
-    GUARD(store_txn_begin(st, &t));
-    GUARD(keyring_load(s, t, &kr, &found));
+    TRY_OUT(store_txn_begin(st, &t));
+    TRY_OUT(keyring_load(s, t, &kr, &found));
     if (!found) {
-        GUARD(keyring_extend(&empty, &kr));
-        GUARD(keyring_save(s, t, &kr));
+        TRY_OUT(keyring_extend(&empty, &kr));
+        TRY_OUT(keyring_save(s, t, &kr));
         log_info("seal: created the barrier keyring (term %u)", kr.active);
     }
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     s->kr = kr;
     kr = (struct keyring){0};
     *out = s;
@@ -331,16 +335,16 @@ coffer_err seal_rotate(seal *s)
     bool found = false;
     pthread_mutex_lock(&s->rotate_mu);
     /* Extend what the store holds, not our copy: another node may have rotated already. */
-    GUARD(store_txn_begin(s->st, &t));
-    GUARD(keyring_load(s, t, &cur, &found));
+    TRY_OUT(store_txn_begin(s->st, &t));
+    TRY_OUT(keyring_load(s, t, &cur, &found));
     if (!found) {
         FAIL_OUT(COFFER_ERR_STORE, "the barrier keyring is missing from the store");
     }
-    GUARD(keyring_extend(&cur, &next));
-    GUARD(keyring_save(s, t, &next));
+    TRY_OUT(keyring_extend(&cur, &next));
+    TRY_OUT(keyring_save(s, t, &next));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     log_info("seal: rotated the barrier keyring to term %u", next.active);
     keyring_install(s, &next);
 out:
@@ -397,8 +401,8 @@ static coffer_err record_aad(uint8_t version, uint32_t term, const char *identit
 /* With s->lock held (read): appends the record header, the IV and the AES-GCM of plaintext under
  * `term` to out, building the AAD in aad. */
 static coffer_err record_seal_with(const struct seal_term *term, const char *identity,
-                                   const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor plaintext, coffer_buf *aad,
-                                   coffer_buf *out)
+                                   const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor plaintext,
+                                   coffer_buf *aad, coffer_buf *out)
 {
     TRY(record_aad(SEAL_RECORD_VERSION, term->id, identity, aad));
     TRY(coffer_buf_reserve(out, SEAL_OVERHEAD + plaintext.len));
@@ -420,7 +424,7 @@ coffer_err seal_record_seal(seal *s, const char *identity, coffer_cursor plainte
     coffer_buf aad = COFFER_BUF_INIT;
     uint8_t iv[CRYPTO_AES_GCM_IV_LEN];
     size_t start = out->len;
-    GUARD(crypto_random(iv, sizeof(iv)));
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
     pthread_rwlock_rdlock(&s->lock);
     const struct seal_term *term = keyring_find(&s->kr, s->kr.active);
     /* keyring_parse and keyring_extend only make keyrings whose active term is in them. */
@@ -450,11 +454,11 @@ coffer_err seal_record_open(seal *s, const char *identity, coffer_cursor sealed,
     uint32_t term_id = 0;
     /* version(1) || term(4) || iv(12) || ciphertext || tag(16) */
     if (cur_read_u8(&c, &version) != COFFER_OK || version != SEAL_RECORD_VERSION ||
-        cur_read_u32be(&c, &term_id) != COFFER_OK || cur_read_bytes(&c, CRYPTO_AES_GCM_IV_LEN, &iv) != COFFER_OK ||
-        c.len < CRYPTO_AES_GCM_TAG_LEN) {
+        cur_read_u32be(&c, &term_id) != COFFER_OK ||
+        cur_read_bytes(&c, CRYPTO_AES_GCM_IV_LEN, &iv) != COFFER_OK || c.len < CRYPTO_AES_GCM_TAG_LEN) {
         return open_failed();
     }
-    GUARD(record_aad(version, term_id, identity, &aad));
+    TRY_OUT(record_aad(version, term_id, identity, &aad));
     pthread_rwlock_rdlock(&s->lock);
     bool known = keyring_find(&s->kr, term_id) != NULL;
     uint32_t newest = s->kr.n ? s->kr.terms[s->kr.n - 1].id : 0;

@@ -34,19 +34,20 @@ static coffer_err wrap_aad(coffer_cursor aad, coffer_buf *out)
     return coffer_buf_append_cur(out, aad);
 }
 
-static coffer_err fp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
+static coffer_err fp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext,
+                          coffer_buf *out)
 {
     struct file_provider *p = (struct file_provider *)base;
     coffer_err rc = COFFER_OK;
     coffer_buf full_aad = COFFER_BUF_INIT;
     uint8_t iv[CRYPTO_AES_GCM_IV_LEN];
     size_t start = out->len;
-    GUARD(crypto_random(iv, sizeof(iv)));
-    GUARD(wrap_aad(aad, &full_aad));
-    GUARD(coffer_buf_append_u8(out, SEAL_FILE_WRAP_VERSION));
-    GUARD(coffer_buf_append(out, iv, sizeof(iv)));
-    GUARD(crypto_aes_gcm_seal(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv, coffer_buf_cursor(&full_aad),
-                              plaintext, out));
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
+    TRY_OUT(wrap_aad(aad, &full_aad));
+    TRY_OUT(coffer_buf_append_u8(out, SEAL_FILE_WRAP_VERSION));
+    TRY_OUT(coffer_buf_append(out, iv, sizeof(iv)));
+    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv,
+                                coffer_buf_cursor(&full_aad), plaintext, out));
 out:
     if (rc != COFFER_OK) {
         out->len = start;
@@ -55,7 +56,8 @@ out:
     return rc;
 }
 
-static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
+static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped,
+                            coffer_buf *out)
 {
     struct file_provider *p = (struct file_provider *)base;
     coffer_err rc = COFFER_OK;
@@ -67,9 +69,9 @@ static coffer_err fp_unwrap(struct seal_provider *base, coffer_cursor aad, coffe
         FAIL_OUT(COFFER_ERR_CRYPTO, "the root key cannot unwrap the keyring");
     }
     body = c;
-    GUARD(wrap_aad(aad, &full_aad));
-    if (crypto_aes_gcm_open(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv.ptr, coffer_buf_cursor(&full_aad),
-                            body, out) != COFFER_OK) {
+    TRY_OUT(wrap_aad(aad, &full_aad));
+    if (crypto_aes_gcm_open(coffer_cursor_from(p->key, SEAL_ROOT_KEY_LEN), iv.ptr,
+                            coffer_buf_cursor(&full_aad), body, out) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_CRYPTO, "the root key cannot unwrap the keyring");
     }
 out:
@@ -180,12 +182,12 @@ static coffer_err keyfile_create(const char *path)
     if (key == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(crypto_random(key, SEAL_ROOT_KEY_LEN));
-    GUARD(write_all(fd, key, SEAL_ROOT_KEY_LEN));
+    TRY_OUT(crypto_random(key, SEAL_ROOT_KEY_LEN));
+    TRY_OUT(write_all(fd, key, SEAL_ROOT_KEY_LEN));
     if (fsync(fd) != 0) {
         FAIL_OUT(COFFER_ERR_IO, "cannot sync the root key file");
     }
-    GUARD(sync_parent_dir(path));
+    TRY_OUT(sync_parent_dir(path));
     log_info("seal: created root key file %s", path);
 out:
     coffer_secret_free(key, SEAL_ROOT_KEY_LEN);
@@ -219,7 +221,8 @@ static coffer_err keyfile_load(const char *path, uint8_t *key)
         log_error("seal: root key file %s has mode %03o; it must not be accessible by group or others "
                   "(chmod 600)",
                   path, (unsigned)(sb.st_mode & 0777));
-        FAIL_OUT(COFFER_ERR_CONFIG, "the root key file is accessible by group or others (mode %03o); chmod 600 it",
+        FAIL_OUT(COFFER_ERR_CONFIG,
+                 "the root key file is accessible by group or others (mode %03o); chmod 600 it",
                  (unsigned)(sb.st_mode & 0777));
     }
     if (sb.st_size != SEAL_ROOT_KEY_LEN) {

@@ -42,12 +42,13 @@ struct seal_provider {
 coffer_err seal_provider_file_open(const char *path, bool create, struct seal_provider **out)
     __attribute__((warn_unused_result));
 /* The same provider over a key given in memory (copied): tests, fuzzing, `coffer init` tools. */
-coffer_err seal_provider_raw_new(coffer_cursor key, struct seal_provider **out) __attribute__((warn_unused_result));
+coffer_err seal_provider_raw_new(coffer_cursor key, struct seal_provider **out)
+    __attribute__((warn_unused_result));
 
-coffer_err seal_provider_wrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
-    __attribute__((warn_unused_result));
-coffer_err seal_provider_unwrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
-    __attribute__((warn_unused_result));
+coffer_err seal_provider_wrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor plaintext,
+                              coffer_buf *out) __attribute__((warn_unused_result));
+coffer_err seal_provider_unwrap(struct seal_provider *p, coffer_cursor aad, coffer_cursor wrapped,
+                                coffer_buf *out) __attribute__((warn_unused_result));
 void seal_provider_free(struct seal_provider *p); /* accepts NULL */
 
 /*

@@ -74,7 +74,8 @@ static bool reserved(const char *key)
 static coffer_err refuse_reserved(const char *key)
 {
     if (reserved(key)) {
-        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier", RESERVED_PREFIX);
+        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier",
+                           RESERVED_PREFIX);
     }
     return COFFER_OK;
 }
@@ -153,7 +154,8 @@ static coffer_err scan_sealed(seal *sl, store *s, store_txn *t, const char *pref
                               size_t limit, store_scan_fn fn, void *ctx)
 {
     if (reserved(prefix)) {
-        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier", RESERVED_PREFIX);
+        return coffer_fail(COFFER_ERR_USAGE, "store keys under \"%s\" belong to the barrier",
+                           RESERVED_PREFIX);
     }
     struct scan_ctx sc = {.sl = sl, .fn = fn, .ctx = ctx, .limit = limit, .plain = COFFER_SECRET_BUF_INIT};
     /* Only a prefix of "seal/" ("" say) can meet the barrier's records, which are skipped: then
@@ -325,9 +327,9 @@ static coffer_err seal_in_place(seal *sl, store_txn *t, const char *key)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf plain = COFFER_SECRET_BUF_INIT, sealed = COFFER_BUF_INIT;
-    GUARD(store_txn_get(t, key, &plain));
-    GUARD(seal_value(sl, key, coffer_buf_cursor(&plain), &sealed));
-    GUARD(store_txn_put(t, key, coffer_buf_cursor(&sealed)));
+    TRY_OUT(store_txn_get(t, key, &plain));
+    TRY_OUT(seal_value(sl, key, coffer_buf_cursor(&plain), &sealed));
+    TRY_OUT(store_txn_put(t, key, coffer_buf_cursor(&sealed)));
 out:
     coffer_buf_free(&plain);
     coffer_buf_free(&sealed);
@@ -342,7 +344,7 @@ static coffer_err migrate(seal *sl, store *inner)
     coffer_buf marker = COFFER_BUF_INIT;
     struct key_list keys = {0};
     /* In a write transaction, so two processes starting at once cannot both convert. */
-    GUARD(store_txn_begin(inner, &t));
+    TRY_OUT(store_txn_begin(inner, &t));
     rc = store_txn_get_plain(t, SEALED_MARKER, &marker);
     if (rc == COFFER_OK) {
         if (marker.len != strlen(SEALED_FORMAT) || memcmp(marker.data, SEALED_FORMAT, marker.len) != 0) {
@@ -354,15 +356,15 @@ static coffer_err migrate(seal *sl, store *inner)
         goto out;
     }
     /* Keys first, then rewrite: a backend need not support writes under a running scan. */
-    GUARD(store_txn_scan(t, "", NULL, 0, collect_key, &keys));
+    TRY_OUT(store_txn_scan(t, "", NULL, 0, collect_key, &keys));
     for (size_t i = 0; i < keys.n; i++) {
-        GUARD(seal_in_place(sl, t, keys.v[i]));
+        TRY_OUT(seal_in_place(sl, t, keys.v[i]));
     }
     /* Plaintext by necessity: see SEALED_MARKER. */
-    GUARD(store_txn_put_plain(t, SEALED_MARKER, coffer_cursor_from_str(SEALED_FORMAT)));
+    TRY_OUT(store_txn_put_plain(t, SEALED_MARKER, coffer_cursor_from_str(SEALED_FORMAT)));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     if (keys.n > 0) {
         log_info("seal: sealed %zu records stored in clear by an earlier version", keys.n);
     }

@@ -39,8 +39,8 @@ static coffer_err parse_long(const char *v, long min, long max, const char *what
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end != '\0' || x < min || x > max) {
-        return coffer_fail(COFFER_ERR_CONFIG, "%s must be an integer between %ld and %ld (got '%s')", what, min, max,
-                           v);
+        return coffer_fail(COFFER_ERR_CONFIG, "%s must be an integer between %ld and %ld (got '%s')", what,
+                           min, max, v);
     }
     *out = x;
     return COFFER_OK;
@@ -115,13 +115,13 @@ static coffer_err set_authorization(struct server_config *c, const char *v)
 }
 
 /* A numeric setting: set_NAME parses v within [lo, hi] and stores it in c->FIELD as TYPE. */
-#define NUMBER_SETTER(name, field, type, lo, hi, flag)                                                              \
-    static coffer_err set_##name(struct server_config *c, const char *v)                                          \
-    {                                                                                                              \
-        long x;                                                                                                    \
-        TRY(parse_long(v, lo, hi, flag, &x));                                                                      \
-        c->field = (type)x;                                                                                        \
-        return COFFER_OK;                                                                                          \
+#define NUMBER_SETTER(name, field, type, lo, hi, flag)                                                       \
+    static coffer_err set_##name(struct server_config *c, const char *v)                                     \
+    {                                                                                                        \
+        long x;                                                                                              \
+        TRY(parse_long(v, lo, hi, flag, &x));                                                                \
+        c->field = (type)x;                                                                                  \
+        return COFFER_OK;                                                                                    \
     }
 NUMBER_SETTER(workers, workers, int, 0, 256, "workers")
 NUMBER_SETTER(quota, quota_crypto_rps, double, 0, 100000000, "quota-crypto-rps")
@@ -134,18 +134,24 @@ NUMBER_SETTER(unauth_total, audit_unauth_total, unsigned, 1, 100000000, "audit-u
 NUMBER_SETTER(unauth_window, audit_unauth_window_s, unsigned, 1, 86400, "audit-unauth-window")
 /* Resource quotas: all with the same bounds. */
 NUMBER_SETTER(kms_keys, kms_limits.kms_keys, size_t, 1, 100000000, "max-keys")
-NUMBER_SETTER(kms_aliases_per_key, kms_limits.kms_aliases_per_key, size_t, 1, 100000000, "max-aliases-per-key")
+NUMBER_SETTER(kms_aliases_per_key, kms_limits.kms_aliases_per_key, size_t, 1, 100000000,
+              "max-aliases-per-key")
 NUMBER_SETTER(kms_tags_per_key, kms_limits.kms_tags_per_key, size_t, 1, 100000000, "max-tags-per-key")
-NUMBER_SETTER(kms_key_policy_bytes, kms_limits.kms_key_policy_bytes, size_t, 1, 100000000, "max-key-policy-bytes")
+NUMBER_SETTER(kms_key_policy_bytes, kms_limits.kms_key_policy_bytes, size_t, 1, 100000000,
+              "max-key-policy-bytes")
 NUMBER_SETTER(kms_grants_per_key, kms_limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
 NUMBER_SETTER(iam_roles, iam_limits.iam_roles, size_t, 1, 100000000, "max-roles")
 NUMBER_SETTER(iam_policies, iam_limits.iam_policies, size_t, 1, 100000000, "max-policies")
 NUMBER_SETTER(iam_attached, iam_limits.iam_attached, size_t, 1, 100000000, "max-attached-policies")
-NUMBER_SETTER(iam_user_inline_chars, iam_limits.iam_user_inline_chars, size_t, 1, 100000000, "max-user-inline-policy-chars")
-NUMBER_SETTER(iam_role_inline_chars, iam_limits.iam_role_inline_chars, size_t, 1, 100000000, "max-role-inline-policy-chars")
-NUMBER_SETTER(iam_managed_doc_chars, iam_limits.iam_managed_doc_chars, size_t, 1, 100000000, "max-managed-policy-chars")
-NUMBER_SETTER(iam_trust_doc_chars, iam_limits.iam_trust_doc_chars, size_t, 1, 100000000, "max-trust-policy-chars")
+NUMBER_SETTER(iam_user_inline_chars, iam_limits.iam_user_inline_chars, size_t, 1, 100000000,
+              "max-user-inline-policy-chars")
+NUMBER_SETTER(iam_role_inline_chars, iam_limits.iam_role_inline_chars, size_t, 1, 100000000,
+              "max-role-inline-policy-chars")
+NUMBER_SETTER(iam_managed_doc_chars, iam_limits.iam_managed_doc_chars, size_t, 1, 100000000,
+              "max-managed-policy-chars")
+NUMBER_SETTER(iam_trust_doc_chars, iam_limits.iam_trust_doc_chars, size_t, 1, 100000000,
+              "max-trust-policy-chars")
 #undef NUMBER_SETTER
 
 static coffer_err set_config_file(struct server_config *c, const char *v)
@@ -156,7 +162,8 @@ static coffer_err set_config_file(struct server_config *c, const char *v)
 static const struct config_option options[] = {
     {"data-dir", "COFFER_DATA_DIR", true, set_data_dir, "data directory (default ./coffer-data)"},
     {"listen", "COFFER_LISTEN", true, set_listen, "HOST:PORT to listen on (default 127.0.0.1:8443)"},
-    {"tls-cert", "COFFER_TLS_CERT", true, set_tls_cert, "PEM certificate chain (default: generated in DIR/tls)"},
+    {"tls-cert", "COFFER_TLS_CERT", true, set_tls_cert,
+     "PEM certificate chain (default: generated in DIR/tls)"},
     {"tls-key", "COFFER_TLS_KEY", true, set_tls_key, "PEM private key for --tls-cert"},
     {"insecure-http", "COFFER_INSECURE_HTTP", false, set_insecure, "serve plain HTTP (testing only)"},
     {"workers", "COFFER_WORKERS", true, set_workers, "worker threads (default: number of CPUs)"},
@@ -183,7 +190,8 @@ static const struct config_option options[] = {
     {"max-keys", "COFFER_MAX_KEYS", true, set_kms_keys, "KMS keys per account and region (default 100000)"},
     {"max-aliases-per-key", "COFFER_MAX_ALIASES_PER_KEY", true, set_kms_aliases_per_key,
      "aliases per KMS key (default 50)"},
-    {"max-tags-per-key", "COFFER_MAX_TAGS_PER_KEY", true, set_kms_tags_per_key, "tags per KMS key (default 50)"},
+    {"max-tags-per-key", "COFFER_MAX_TAGS_PER_KEY", true, set_kms_tags_per_key,
+     "tags per KMS key (default 50)"},
     {"max-key-policy-bytes", "COFFER_MAX_KEY_POLICY_BYTES", true, set_kms_key_policy_bytes,
      "key policy document size (default 32768)"},
     {"max-users", "COFFER_MAX_USERS", true, set_iam_users, "IAM users per account (default 5000)"},
@@ -216,7 +224,8 @@ static const struct config_option *option_find(const char *name, size_t len)
 
 void server_config_usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s [options]\n\nOptions (each also settable by environment or config file):\n", prog);
+    fprintf(stderr, "usage: %s [options]\n\nOptions (each also settable by environment or config file):\n",
+            prog);
     for (size_t i = 0; i < N_OPTIONS; i++) {
         fprintf(stderr, "  --%-28s %s [%s]\n", options[i].flag, options[i].help, options[i].env);
     }
@@ -266,8 +275,9 @@ static coffer_err config_load_file(struct server_config *c, const char *path, bo
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        return must_exist ? coffer_fail(COFFER_ERR_CONFIG, "cannot open config file %s: %s", path, strerror(errno))
-                          : COFFER_OK;
+        return must_exist
+                   ? coffer_fail(COFFER_ERR_CONFIG, "cannot open config file %s: %s", path, strerror(errno))
+                   : COFFER_OK;
     }
     char line[2048];
     int lineno = 0;
@@ -292,7 +302,7 @@ static coffer_err config_load_file(struct server_config *c, const char *path, bo
         if (o->takes_value && (val == NULL || *val == '\0')) {
             FAIL_OUT(COFFER_ERR_CONFIG, "%s:%d: '%s' needs a value", path, lineno, key);
         }
-        GUARD(o->set(c, val));
+        TRY_OUT(o->set(c, val));
     }
 out:
     fclose(f);

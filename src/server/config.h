@@ -26,7 +26,7 @@ struct server_config {
     char tls_cert[1024]; /* empty: generated under DIR/tls */
     char tls_key[1024];
     bool insecure_http;
-    int workers;         /* 0 = number of CPUs */
+    int workers; /* 0 = number of CPUs */
     char region[64];
     double quota_crypto_rps; /* 0 = quotas off */
     bool authorization;      /* key policies, IAM policies and grants decide requests (default on) */
@@ -34,9 +34,10 @@ struct server_config {
     size_t max_body;
     int timeout_s;
     int sweep_interval_s;
-    unsigned audit_unauth_per_source; /* trail events per source address per window for failed authentication */
-    unsigned audit_unauth_total;      /* the same from all sources together */
-    unsigned audit_unauth_window_s;   /* the window, seconds */
+    unsigned
+        audit_unauth_per_source;    /* trail events per source address per window for failed authentication */
+    unsigned audit_unauth_total;    /* the same from all sources together */
+    unsigned audit_unauth_window_s; /* the window, seconds */
     char log_level[16];
     struct kms_limits kms_limits; /* KMS resource quotas (kms/kms.h) */
     struct iam_limits iam_limits; /* IAM resource quotas (iam/directory.h) */
@@ -44,7 +45,8 @@ struct server_config {
 };
 
 /* Fills *cfg from defaults, file, environment and argv. Prints usage and exits for --help. */
-coffer_err server_config_load(struct server_config *cfg, int argc, char **argv) __attribute__((warn_unused_result));
+coffer_err server_config_load(struct server_config *cfg, int argc, char **argv)
+    __attribute__((warn_unused_result));
 void server_config_usage(const char *prog);
 
 #endif

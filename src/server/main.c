@@ -163,22 +163,22 @@ static coffer_err bootstrap_credentials(const struct server_config *cfg, store *
     }
     char root_arn[AWS_ROOT_ARN_LEN + 1];
     snprintf(root_arn, sizeof(root_arn), "arn:aws:iam::%s:root", CONFIG_DEFAULT_ACCOUNT);
-    GUARD(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, API_PRINCIPAL_ROOT, akid, &secret));
-    GUARD(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", ADMIN_PROFILE, akid,
-                            (const char *)secret.data));
-    GUARD(coffer_buf_nul_terminate(&text));
-    GUARD(write_private_file(path, (const char *)text.data));
+    TRY_OUT(iam_creds_create(creds, CONFIG_DEFAULT_ACCOUNT, root_arn, API_PRINCIPAL_ROOT, akid, &secret));
+    TRY_OUT(coffer_buf_printf(&text, "[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+                              ADMIN_PROFILE, akid, (const char *)secret.data));
+    TRY_OUT(coffer_buf_nul_terminate(&text));
+    TRY_OUT(write_private_file(path, (const char *)text.data));
     char config_text[256];
     snprintf(config_text, sizeof(config_text), "[profile %s]\nregion = %s\noutput = json\n", ADMIN_PROFILE,
              cfg->region);
-    GUARD(write_private_file(cfg_path, config_text));
-    GUARD(store_txn_begin(st, &txn));
-    GUARD(store_txn_put(txn, BOOTSTRAP_MARKER, coffer_cursor_from_str(akid)));
+    TRY_OUT(write_private_file(cfg_path, config_text));
+    TRY_OUT(store_txn_begin(st, &txn));
+    TRY_OUT(store_txn_put(txn, BOOTSTRAP_MARKER, coffer_cursor_from_str(akid)));
     rc = store_txn_commit(txn);
     txn = NULL;
-    GUARD(rc);
-    log_info("created operator credentials for account %s: %s (profile %s), region config %s", CONFIG_DEFAULT_ACCOUNT,
-             path, ADMIN_PROFILE, cfg_path);
+    TRY_OUT(rc);
+    log_info("created operator credentials for account %s: %s (profile %s), region config %s",
+             CONFIG_DEFAULT_ACCOUNT, path, ADMIN_PROFILE, cfg_path);
 out:
     store_txn_abort(txn);
     coffer_buf_free(&marker);
@@ -198,7 +198,8 @@ static coffer_err write_endpoint_file(const struct server_config *cfg, bool tls,
     bool any4 = h[0] == '\0' || strcmp(h, "0.0.0.0") == 0, any6 = strcmp(h, "::") == 0;
     const char *host = any4 ? "127.0.0.1" : any6 ? "::1" : h;
     bool v6 = strchr(host, ':') != NULL;
-    snprintf(url, sizeof(url), "%s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "", port);
+    snprintf(url, sizeof(url), "%s://%s%s%s:%d\n", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "",
+             port);
     snprintf(path, sizeof(path), "%s/endpoint", cfg->data_dir);
     return write_private_file(path, url);
 }
@@ -271,46 +272,46 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     sigaddset(&stop_signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
-    GUARD(ensure_dir(cfg.data_dir));
+    TRY_OUT(ensure_dir(cfg.data_dir));
     snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
-    GUARD(store_open(path, &st));
+    TRY_OUT(store_open(path, &st));
     snprintf(path, sizeof(path), "%s/root.key", cfg.data_dir);
-    GUARD(seal_open_keyfile(path, true, st, &sl));
+    TRY_OUT(seal_open_keyfile(path, true, st, &sl));
     /* Everything below the seal reads and writes through the barrier: no record in clear. */
-    GUARD(seal_store_wrap(sl, st, &records));
-    GUARD(iam_creds_new(records, sl, &creds));
-    GUARD(bootstrap_credentials(&cfg, records, creds));
-    GUARD(iam_directory_new(records, creds, &dir));
+    TRY_OUT(seal_store_wrap(sl, st, &records));
+    TRY_OUT(iam_creds_new(records, sl, &creds));
+    TRY_OUT(bootstrap_credentials(&cfg, records, creds));
+    TRY_OUT(iam_directory_new(records, creds, &dir));
     /* Sessions end with their role, whether or not policies are enforced. */
     struct iam_identity_source roles = iam_directory_identity_source(dir);
     iam_creds_set_session_roles(creds, &roles);
     iam_directory_set_limits(dir, &cfg.iam_limits);
-    GUARD(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
-    GUARD(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
+    TRY_OUT(iam_dir_account_ensure(dir, CONFIG_DEFAULT_ACCOUNT, "operator", coffer_now_ms() / 1000));
+    TRY_OUT(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
-    GUARD(ensure_dir(path));
-    GUARD(audit_trail_open(path, &trail));
+    TRY_OUT(ensure_dir(path));
+    TRY_OUT(audit_trail_open(path, &trail));
     struct audit_limit_options limit_opts = {
         .per_source = cfg.audit_unauth_per_source,
         .total = cfg.audit_unauth_total,
         .window_s = cfg.audit_unauth_window_s,
     };
-    GUARD(audit_limiter_new(&limit_opts, &unauth_limit));
+    TRY_OUT(audit_limiter_new(&limit_opts, &unauth_limit));
     q = quota_new(cfg.quota_crypto_rps);
     if (cfg.authorization) {
         struct iam_identity_source identities = iam_directory_identity_source(dir);
-        GUARD(authz_new(&identities, &az));
+        TRY_OUT(authz_new(&identities, &az));
     }
 
     if (!cfg.insecure_http) {
         if (cfg.tls_cert[0] == '\0') {
             snprintf(path, sizeof(path), "%s/tls", cfg.data_dir);
-            GUARD(tls_ensure_certificates(path));
+            TRY_OUT(tls_ensure_certificates(path));
             snprintf(path, sizeof(path), "%s/tls/%s", cfg.data_dir, TLS_CERT_FILE);
             snprintf(path2, sizeof(path2), "%s/tls/%s", cfg.data_dir, TLS_KEY_FILE);
-            GUARD(tls_server_ctx_new(path, path2, &tls));
+            TRY_OUT(tls_server_ctx_new(path, path2, &tls));
         } else {
-            GUARD(tls_server_ctx_new(cfg.tls_cert, cfg.tls_key, &tls));
+            TRY_OUT(tls_server_ctx_new(cfg.tls_cert, cfg.tls_key, &tls));
         }
     } else {
         log_warn("serving plain HTTP (--insecure-http): credentials and keys cross the network unencrypted");
@@ -346,7 +347,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
         };
         const struct api_service *api = NULL;
         running[n_running].module = services[i].module;
-        GUARD(services[i].module->start(&host, &running[n_running].instance, &api));
+        TRY_OUT(services[i].module->start(&host, &running[n_running].instance, &api));
         n_running++;
         pipe.services[pipe.n_services++] = api;
     }
@@ -367,12 +368,12 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
         .handler = pipeline_handle,
         .handler_ctx = &pipe,
     };
-    GUARD(http_server_start(&hcfg, &http));
-    GUARD(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));
+    TRY_OUT(http_server_start(&hcfg, &http));
+    TRY_OUT(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));
 
     sched.interval_s = cfg.sweep_interval_s;
     for (size_t i = 0; i < pipe.n_services; i++) {
-        GUARD(scheduler_add_jobs(&sched, pipe.services[i], coffer_now_ms()));
+        TRY_OUT(scheduler_add_jobs(&sched, pipe.services[i], coffer_now_ms()));
     }
     if (pthread_create(&sched.thread, NULL, scheduler_main, &sched) != 0) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "cannot start the scheduler");

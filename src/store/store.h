@@ -58,12 +58,14 @@ coffer_err store_scan(store *s, const char *prefix, const char *start_after, siz
  * read through the transaction instead.
  */
 coffer_err store_txn_begin(store *s, store_txn **out) __attribute__((warn_unused_result));
-coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value) __attribute__((warn_unused_result));
-coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value) __attribute__((warn_unused_result));
+coffer_err store_txn_get(store_txn *t, const char *key, coffer_buf *value)
+    __attribute__((warn_unused_result));
+coffer_err store_txn_put(store_txn *t, const char *key, coffer_cursor value)
+    __attribute__((warn_unused_result));
 /* COFFER_ERR_NOT_FOUND when absent (nothing changed). */
 coffer_err store_txn_delete(store_txn *t, const char *key) __attribute__((warn_unused_result));
-coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_after, size_t limit, store_scan_fn fn,
-                          void *ctx) __attribute__((warn_unused_result));
+coffer_err store_txn_scan(store_txn *t, const char *prefix, const char *start_after, size_t limit,
+                          store_scan_fn fn, void *ctx) __attribute__((warn_unused_result));
 coffer_err store_txn_commit(store_txn *t) __attribute__((warn_unused_result));
 void store_txn_abort(store_txn *t); /* accepts NULL */
 

@@ -1,8 +1,9 @@
 /*
  * Inside the storage layer: the backend vtable and the base structs every backend embeds first.
  * Callers outside src/store use only store.h; backends (store_sqlite.c, store_mem.c, the
- * fault-injection wrapper store_fault.c, and the barrier's sealed view in src/seal) implement `struct store_vt` and are reached through
- * the thin wrappers in store.c, which also validate keys and values once for every backend.
+ * fault-injection wrapper store_fault.c, and the barrier's sealed view in src/seal) implement `struct
+ * store_vt` and are reached through the thin wrappers in store.c, which also validate keys and values once
+ * for every backend.
  */
 #ifndef COFFER_STORE_STORE_INTERNAL_H
 #define COFFER_STORE_STORE_INTERNAL_H

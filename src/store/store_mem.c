@@ -27,7 +27,7 @@ struct kvarr {
 
 struct mem_store {
     struct store base;
-    pthread_rwlock_t lock; /* guards data */
+    pthread_rwlock_t lock;  /* guards data */
     pthread_mutex_t txn_mu; /* one transaction at a time */
     struct kvarr data;
 };
@@ -138,7 +138,8 @@ static void kvarr_remove(struct kvarr *a, const char *key)
 }
 
 /* Index range [*lo, *hi) of keys starting with prefix and sorting after start_after. */
-static void kv_range(const struct kvarr *a, const char *prefix, const char *start_after, size_t *lo, size_t *hi)
+static void kv_range(const struct kvarr *a, const char *prefix, const char *start_after, size_t *lo,
+                     size_t *hi)
 {
     char upper[STORE_KEY_MAX + 2];
     size_t l = kv_bound(a, prefix, false);
@@ -152,14 +153,16 @@ static void kv_range(const struct kvarr *a, const char *prefix, const char *star
 }
 
 /* Copies the records of a range, so callbacks run without our lock held. */
-static coffer_err kv_snapshot(struct mem_store *s, const char *prefix, const char *start_after, struct kvarr *out)
+static coffer_err kv_snapshot(struct mem_store *s, const char *prefix, const char *start_after,
+                              struct kvarr *out)
 {
     coffer_err rc = COFFER_OK;
     pthread_rwlock_rdlock(&s->lock);
     size_t lo, hi;
     kv_range(&s->data, prefix, start_after, &lo, &hi);
     for (size_t i = lo; i < hi; i++) {
-        GUARD(kvarr_set(out, s->data.v[i].key, coffer_cursor_from(s->data.v[i].val, s->data.v[i].vlen), false));
+        TRY_OUT(
+            kvarr_set(out, s->data.v[i].key, coffer_cursor_from(s->data.v[i].val, s->data.v[i].vlen), false));
     }
 out:
     pthread_rwlock_unlock(&s->lock);
@@ -215,7 +218,7 @@ static coffer_err mem_scan(struct store *base, const char *prefix, const char *s
     struct mem_store *s = (struct mem_store *)base;
     struct kvarr snap = {0};
     coffer_err rc = COFFER_OK;
-    GUARD(kv_snapshot(s, prefix, start_after, &snap));
+    TRY_OUT(kv_snapshot(s, prefix, start_after, &snap));
     rc = merged_scan(&snap, NULL, prefix, start_after, limit, fn, ctx);
 out:
     kvarr_free(&snap);
@@ -274,13 +277,13 @@ static coffer_err mem_txn_delete(struct store_txn *base, const char *key)
     return kvarr_set(&t->writes, key, coffer_cursor_from(NULL, 0), true);
 }
 
-static coffer_err mem_txn_scan(struct store_txn *base, const char *prefix, const char *start_after, size_t limit,
-                               store_scan_fn fn, void *ctx)
+static coffer_err mem_txn_scan(struct store_txn *base, const char *prefix, const char *start_after,
+                               size_t limit, store_scan_fn fn, void *ctx)
 {
     struct mem_txn *t = (struct mem_txn *)base;
     struct kvarr snap = {0};
     coffer_err rc = COFFER_OK;
-    GUARD(kv_snapshot(t->s, prefix, start_after, &snap));
+    TRY_OUT(kv_snapshot(t->s, prefix, start_after, &snap));
     rc = merged_scan(&snap, &t->writes, prefix, start_after, limit, fn, ctx);
 out:
     kvarr_free(&snap);

@@ -41,7 +41,8 @@ enum stmt_id { ST_GET, ST_PUT, ST_DEL, ST_SCAN, ST_BEGIN, ST_COMMIT, ST_ROLLBACK
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_GET] = "SELECT value FROM kv WHERE key = ?1",
-    [ST_PUT] = "INSERT INTO kv(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [ST_PUT] =
+        "INSERT INTO kv(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [ST_DEL] = "DELETE FROM kv WHERE key = ?1",
     /* ?3 is the prefix's upper bound; with no bound we pass "\x7f", above every printable key. */
     [ST_SCAN] = "SELECT key, value FROM kv WHERE key >= ?1 AND key > ?2 AND key < ?3 ORDER BY key LIMIT ?4",
@@ -64,10 +65,10 @@ struct sqlite_conn {
 struct sqlite_store {
     struct store base;
     char *path;
-    pthread_key_t tls;          /* -> struct sqlite_conn of the calling thread */
-    pthread_mutex_t conns_mu;   /* guards the connection list */
-    struct sqlite_conn *conns;  /* every connection, for store_close */
-    pthread_mutex_t writer_mu;  /* serialises write transactions of this process */
+    pthread_key_t tls;         /* -> struct sqlite_conn of the calling thread */
+    pthread_mutex_t conns_mu;  /* guards the connection list */
+    struct sqlite_conn *conns; /* every connection, for store_close */
+    pthread_mutex_t writer_mu; /* serialises write transactions of this process */
 };
 
 struct sqlite_txn {
@@ -143,7 +144,8 @@ static coffer_err conn_open_db(const char *path, sqlite3 **out)
 {
     sqlite3 *db = NULL;
     /* NOMUTEX: a connection is only ever used by the one thread that owns it. */
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc =
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         coffer_err e = sql_fail(db, rc, "cannot open the database");
         sqlite3_close(db);
@@ -397,8 +399,8 @@ static coffer_err sq_txn_delete(struct store_txn *base, const char *key)
     return COFFER_OK;
 }
 
-static coffer_err sq_txn_scan(struct store_txn *base, const char *prefix, const char *start_after, size_t limit,
-                              store_scan_fn fn, void *ctx)
+static coffer_err sq_txn_scan(struct store_txn *base, const char *prefix, const char *start_after,
+                              size_t limit, store_scan_fn fn, void *ctx)
 {
     struct sqlite_txn *t = (struct sqlite_txn *)base;
     return conn_scan(t->conn, prefix, start_after, limit, fn, ctx);
@@ -525,26 +527,26 @@ static coffer_err migrate(sqlite3 *db, const struct store_migration *m, size_t n
 {
     coffer_err rc = COFFER_OK;
     bool open = false;
-    GUARD(conn_exec(db, "BEGIN IMMEDIATE", "cannot begin the migration"));
+    TRY_OUT(conn_exec(db, "BEGIN IMMEDIATE", "cannot begin the migration"));
     open = true;
     int v = 0;
-    GUARD(read_user_version(db, &v));
+    TRY_OUT(read_user_version(db, &v));
     if (v < 0 || (size_t)v > n) {
         FAIL_OUT(COFFER_ERR_STORE, "database schema version %d is newer than this build knows (%zu)", v, n);
     }
     if ((size_t)v == n) {
-        GUARD(conn_exec(db, "COMMIT", "cannot finish the migration"));
+        TRY_OUT(conn_exec(db, "COMMIT", "cannot finish the migration"));
         open = false;
         goto out;
     }
     for (size_t i = (size_t)v; i < n; i++) {
         log_info("store: applying schema migration %zu (%s)", i + 1, m[i].name);
-        GUARD(conn_exec(db, m[i].sql, "schema migration failed"));
+        TRY_OUT(conn_exec(db, m[i].sql, "schema migration failed"));
     }
     char sql[64];
     snprintf(sql, sizeof(sql), "PRAGMA user_version=%zu", n);
-    GUARD(conn_exec(db, sql, "cannot record the schema version"));
-    GUARD(conn_exec(db, "COMMIT", "cannot commit the migration"));
+    TRY_OUT(conn_exec(db, sql, "cannot record the schema version"));
+    TRY_OUT(conn_exec(db, "COMMIT", "cannot commit the migration"));
     open = false;
 out:
     if (open) {
@@ -591,10 +593,10 @@ coffer_err store_sqlite_open_with(const char *path, const struct store_migration
     if (s->path == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    GUARD(precreate(path));
-    GUARD(conn_open_db(path, &db));
-    GUARD(enable_wal(db));
-    GUARD(migrate(db, migrations, n));
+    TRY_OUT(precreate(path));
+    TRY_OUT(conn_open_db(path, &db));
+    TRY_OUT(enable_wal(db));
+    TRY_OUT(migrate(db, migrations, n));
     /* Keep the migration connection as this thread's connection. */
     struct sqlite_conn *c = NULL;
     rc = conn_new(s, db, &c);

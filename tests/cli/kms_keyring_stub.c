@@ -25,7 +25,9 @@ coffer_keyring *coffer_keyring_kms_new(const struct coffer_kms_keyring_options *
         fprintf(stderr, "{");
         trace_list("key_ids", o->key_ids, o->n_key_ids);
         trace_list("discovery_accounts", o->discovery_accounts, o->n_discovery_accounts);
-        fprintf(stderr, "\"discovery\":%s,\"partition\":\"%s\",\"region\":\"%s\",\"endpoint\":\"%s\",\"profile\":\"%s\"}\n",
+        fprintf(stderr,
+                "\"discovery\":%s,\"partition\":\"%s\",\"region\":\"%s\",\"endpoint\":\"%s\",\"profile\":\"%"
+                "s\"}\n",
                 o->discovery ? "true" : "false", o->discovery_partition ? o->discovery_partition : "",
                 o->region ? o->region : "", o->endpoint ? o->endpoint : "", o->profile ? o->profile : "");
     }

@@ -42,7 +42,8 @@ static coffer_err echo_authorize(const struct echo *e, const struct api_call *ca
     }
     char action[64], resource[128];
     snprintf(action, sizeof(action), "echo:%s", call->operation);
-    snprintf(resource, sizeof(resource), "arn:aws:echo:%s:%s:echo/default", call->region, call->caller->account_id);
+    snprintf(resource, sizeof(resource), "arn:aws:echo:%s:%s:echo/default", call->region,
+             call->caller->account_id);
     struct authz_request req = authz_request_for(call, action, resource);
     return authz_check(e->az, &req);
 }

@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         return 0;
     }
-    if (!kms_key_id_valid(g.key_id) || !kms_grant_id_valid(g.grant_id) || strlen(g.account) != API_ACCOUNT_ID_LEN) {
+    if (!kms_key_id_valid(g.key_id) || !kms_grant_id_valid(g.grant_id) ||
+        strlen(g.account) != API_ACCOUNT_ID_LEN) {
         abort();
     }
     char *again = NULL;

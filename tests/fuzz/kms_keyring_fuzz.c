@@ -23,8 +23,11 @@ static void fuzz_init(void)
     const char *ids[] = {FUZZ_ARN};
     const char *accts[] = {"000000000000"};
     struct coffer_kms_keyring_options s = {.key_ids = ids, .n_key_ids = 1, .endpoint = "http://127.0.0.1:1"};
-    struct coffer_kms_keyring_options d = {.discovery = true, .region = "us-east-1", .endpoint = "http://127.0.0.1:1",
-                                           .discovery_partition = "aws", .discovery_accounts = accts,
+    struct coffer_kms_keyring_options d = {.discovery = true,
+                                           .region = "us-east-1",
+                                           .endpoint = "http://127.0.0.1:1",
+                                           .discovery_partition = "aws",
+                                           .discovery_accounts = accts,
                                            .n_discovery_accounts = 1};
     strict_kr = (struct kms_keyring *)coffer_keyring_kms_new(&s);
     discovery_kr = (struct kms_keyring *)coffer_keyring_kms_new(&d);
@@ -45,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     coffer_edk e = {(const uint8_t *)KMS_PROVIDER_ID, strlen(KMS_PROVIDER_ID), data, arn_len, data, size};
 
     (void)kms_arn_parse(coffer_cursor_from(data, arn_len), &arn);
-    if (kms_edk_wanted(strict_kr, &e, &arn) && !coffer_cursor_eq_str(coffer_cursor_from(data, arn_len), FUZZ_ARN)) {
+    if (kms_edk_wanted(strict_kr, &e, &arn) &&
+        !coffer_cursor_eq_str(coffer_cursor_from(data, arn_len), FUZZ_ARN)) {
         abort();
     }
     (void)kms_edk_wanted(discovery_kr, &e, &arn);
@@ -56,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_t *doc = json_loadb((const char *)body, body_len, JSON_REJECT_DUPLICATES, NULL);
         char type[AWSCLIENT_ERROR_TYPE_LEN], msg[AWSCLIENT_ERROR_MESSAGE_LEN];
         awsclient_json_error(coffer_cursor_from(body, body_len), type, msg);
-        coffer_enc_materials *m = esdk_enc_materials_new(esdk_suite_find(COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT),
-                                                         empty_ec);
+        coffer_enc_materials *m =
+            esdk_enc_materials_new(esdk_suite_find(COFFER_SUITE_AES256_GCM_HKDF_SHA512_COMMIT), empty_ec);
         coffer_buf pt = COFFER_BUF_INIT;
         coffer_buf_init(&pt, true);
         if (m && json_is_object(doc)) {

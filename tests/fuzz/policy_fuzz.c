@@ -16,7 +16,8 @@ static policy_ctx *fz_ctx;
 static void fz_init(void)
 {
     static const char *const keys[] = {"Department", "Project"};
-    if (policy_ctx_new(&fz_ctx) != COFFER_OK || policy_ctx_set_str(fz_ctx, "aws:username", "alice") != COFFER_OK ||
+    if (policy_ctx_new(&fz_ctx) != COFFER_OK ||
+        policy_ctx_set_str(fz_ctx, "aws:username", "alice") != COFFER_OK ||
         policy_ctx_set_str(fz_ctx, "aws:userid", "AIDAEXAMPLE") != COFFER_OK ||
         policy_ctx_set_ip(fz_ctx, "aws:SourceIp", "10.1.2.3") != COFFER_OK ||
         policy_ctx_set_ip(fz_ctx, "x:ip6", "2001:db8::1") != COFFER_OK ||

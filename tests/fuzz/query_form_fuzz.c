@@ -25,8 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool first = true;
     json_object_foreach(j, key, val)
     {
-        if ((!first && coffer_buf_append_str(&enc, "&") != COFFER_OK) || coffer_url_encode(key, &enc) != COFFER_OK ||
-            coffer_buf_append_str(&enc, "=") != COFFER_OK ||
+        if ((!first && coffer_buf_append_str(&enc, "&") != COFFER_OK) ||
+            coffer_url_encode(key, &enc) != COFFER_OK || coffer_buf_append_str(&enc, "=") != COFFER_OK ||
             coffer_url_encode(json_string_value(val), &enc) != COFFER_OK) {
             abort();
         }

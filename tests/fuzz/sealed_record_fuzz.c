@@ -25,7 +25,8 @@ static void fuzz_init(void)
     coffer_log_set_level(COFFER_LOG_OFF); /* every refused record is logged: noise here */
     if (store_open("mem:", &g_store) != COFFER_OK ||
         seal_provider_raw_new(coffer_cursor_from(key, sizeof(key)), &p) != COFFER_OK ||
-        seal_open(p, g_store, &g_seal) != COFFER_OK || seal_store_wrap(g_seal, g_store, &g_view) != COFFER_OK) {
+        seal_open(p, g_store, &g_seal) != COFFER_OK ||
+        seal_store_wrap(g_seal, g_store, &g_view) != COFFER_OK) {
         abort();
     }
 }
@@ -33,7 +34,8 @@ static void fuzz_init(void)
 static void put(store *st, const char *key, const uint8_t *data, size_t size)
 {
     store_txn *t = NULL;
-    if (store_txn_begin(st, &t) != COFFER_OK || store_txn_put(t, key, coffer_cursor_from(data, size)) != COFFER_OK ||
+    if (store_txn_begin(st, &t) != COFFER_OK ||
+        store_txn_put(t, key, coffer_cursor_from(data, size)) != COFFER_OK ||
         store_txn_commit(t) != COFFER_OK) {
         abort();
     }

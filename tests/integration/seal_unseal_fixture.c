@@ -61,19 +61,19 @@ int main(int argc, char **argv)
         return 2;
     }
     snprintf(path, sizeof(path), "sqlite:%s/coffer.db", argv[1]);
-    GUARD(store_open(path, &st));
+    TRY_OUT(store_open(path, &st));
     snprintf(path, sizeof(path), "%s/root.key", argv[1]);
-    GUARD(seal_open_keyfile(path, false, st, &sl));
-    GUARD(seal_store_wrap(sl, st, &view));
-    GUARD(store_scan(view, "", NULL, 0, collect, &recs));
-    GUARD(store_txn_begin(st, &t));
+    TRY_OUT(seal_open_keyfile(path, false, st, &sl));
+    TRY_OUT(seal_store_wrap(sl, st, &view));
+    TRY_OUT(store_scan(view, "", NULL, 0, collect, &recs));
+    TRY_OUT(store_txn_begin(st, &t));
     for (size_t i = 0; i < recs.n; i++) {
-        GUARD(store_txn_put(t, recs.v[i].key, coffer_buf_cursor(&recs.v[i].value)));
+        TRY_OUT(store_txn_put(t, recs.v[i].key, coffer_buf_cursor(&recs.v[i].value)));
     }
-    GUARD(store_txn_delete(t, SEAL_STORE_MARKER));
+    TRY_OUT(store_txn_delete(t, SEAL_STORE_MARKER));
     rc = store_txn_commit(t);
     t = NULL;
-    GUARD(rc);
+    TRY_OUT(rc);
     printf("wrote %zu records in clear\n", recs.n);
 out:
     if (rc != COFFER_OK) {

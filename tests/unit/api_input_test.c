@@ -40,9 +40,10 @@ static void test_string_ok_and_missing(void **state)
     assert_int_equal(api_in_string(&in, "KeyId", API_IN_REQUIRED, 1, 2048, &key), COFFER_OK);
     assert_null(key);
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
-    assert_string_equal(coffer_last_message(),
-                        "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member "
-                        "must not be null");
+    assert_string_equal(
+        coffer_last_message(),
+        "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member "
+        "must not be null");
     json_decref(j);
 }
 
@@ -59,9 +60,10 @@ static void test_string_wrong_type_and_length(void **state)
     api_in_init(&in, j);
     assert_int_equal(api_in_string(&in, "KeyId", API_IN_REQUIRED, 1, 2048, &key), COFFER_OK);
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
-    assert_string_equal(coffer_last_message(),
-                        "1 validation error detected: Value '' at 'keyId' failed to satisfy constraint: Member "
-                        "must have length greater than or equal to 1");
+    assert_string_equal(
+        coffer_last_message(),
+        "1 validation error detected: Value '' at 'keyId' failed to satisfy constraint: Member "
+        "must have length greater than or equal to 1");
     json_decref(j);
 
     /* Length counts characters, not bytes: 3 two-byte characters fit a max of 3. */
@@ -91,9 +93,10 @@ static void test_blob_limits(void **state)
     assert_false(present);
     assert_null(pt.data);
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
-    assert_string_equal(coffer_last_message(),
-                        "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member "
-                        "must have length less than or equal to 4096");
+    assert_string_equal(
+        coffer_last_message(),
+        "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member "
+        "must have length less than or equal to 4096");
     json_decref(j);
     coffer_buf_free(&b64);
 
@@ -118,9 +121,10 @@ static void test_blob_limits(void **state)
     api_in_init(&in, j);
     assert_int_equal(api_in_blob(&in, "Plaintext", API_IN_REQUIRED, 1, 4096, &pt, &present), COFFER_OK);
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
-    assert_string_equal(coffer_last_message(),
-                        "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member "
-                        "must have length greater than or equal to 1");
+    assert_string_equal(
+        coffer_last_message(),
+        "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member "
+        "must have length greater than or equal to 1");
     json_decref(j);
 
     /* Bad base64 and wrong type are serialization errors. */
@@ -194,10 +198,11 @@ static void test_bool_enum_and_several_errors(void **state)
     assert_int_equal(api_in_enum(&in, "KeySpec", 0, specs, &spec), COFFER_OK);
     assert_int_equal(spec, -1);
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
-    assert_string_equal(coffer_last_message(),
-                        "2 validation errors detected: Value '' at 'keyId' failed to satisfy constraint: Member "
-                        "must have length greater than or equal to 1; Value 'AES_512' at 'keySpec' failed to "
-                        "satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]");
+    assert_string_equal(
+        coffer_last_message(),
+        "2 validation errors detected: Value '' at 'keyId' failed to satisfy constraint: Member "
+        "must have length greater than or equal to 1; Value 'AES_512' at 'keySpec' failed to "
+        "satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]");
     json_decref(j);
 
     j = parse("{\"DryRun\":\"yes\"}");
@@ -248,8 +253,9 @@ static void test_map_list_tags(void **state)
     assert_null(tags);
     assert_int_equal(api_in_done(&in), COFFER_ERR_VALIDATION);
     assert_non_null(strstr(coffer_last_message(), "2 validation errors detected: "));
-    assert_non_null(strstr(coffer_last_message(), "at 'tags.2.member.tagKey' failed to satisfy constraint: Member "
-                                                  "must have length less than or equal to 128"));
+    assert_non_null(strstr(coffer_last_message(),
+                           "at 'tags.2.member.tagKey' failed to satisfy constraint: Member "
+                           "must have length less than or equal to 128"));
     assert_non_null(strstr(coffer_last_message(), "Value null at 'tags.2.member.tagValue'"));
     json_decref(j);
 

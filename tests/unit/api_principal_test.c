@@ -31,7 +31,8 @@ static void test_names(void **state)
 static void test_parse(void **state)
 {
     (void)state;
-    const enum api_principal_kind kinds[] = {API_PRINCIPAL_ROOT, API_PRINCIPAL_USER, API_PRINCIPAL_ASSUMED_ROLE};
+    const enum api_principal_kind kinds[] = {API_PRINCIPAL_ROOT, API_PRINCIPAL_USER,
+                                             API_PRINCIPAL_ASSUMED_ROLE};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         assert_int_equal(api_principal_kind_parse(api_principal_trail_type(kinds[i])), kinds[i]);
     }

@@ -30,8 +30,9 @@
 #define KEY "arn:aws:kms:us-east-1:" ACCT ":key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 #define DOC(stmts) "{'Version':'2012-10-17','Statement':[" stmts "]}"
-#define DEFAULT_POLICY DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT \
-                           "'},'Action':'kms:*','Resource':'*'}")
+#define DEFAULT_POLICY                                                                                       \
+    DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT                    \
+        "'},'Action':'kms:*','Resource':'*'}")
 #define ALLOW_ENCRYPT DOC("{'Effect':'Allow','Action':'kms:Encrypt','Resource':'*'}")
 
 /* ---- stub identity source ---- */
@@ -101,7 +102,8 @@ static void stub_free(struct stub *s)
     }
 }
 
-static struct api_caller caller(const char *acct, const char *arn, enum api_principal_kind kind, const char *role)
+static struct api_caller caller(const char *acct, const char *arn, enum api_principal_kind kind,
+                                const char *role)
 {
     struct api_caller c;
     memset(&c, 0, sizeof(c));
@@ -125,7 +127,8 @@ static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->src = (struct iam_identity_source){.ctx = &f->stub, .policies = stub_policies, .release = stub_release};
+    f->src =
+        (struct iam_identity_source){.ctx = &f->stub, .policies = stub_policies, .release = stub_release};
     assert_int_equal(authz_new(&f->src, &f->az), COFFER_OK);
     *state = f;
     return 0;
@@ -172,7 +175,8 @@ static void test_root_and_default_policy(void **state)
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, false), COFFER_OK);
     assert_int_equal(f->stub.asked, 0); /* roots are never looked up */
     /* Without a key policy statement for the account even the root is refused. */
-    policy *other = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':'*','Resource':'*'}"));
+    policy *other =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':'*','Resource':'*'}"));
     assert_int_equal(run(f->az, &root, "kms:Encrypt", other, false), COFFER_ERR_ACCESS_DENIED);
     assert_string_equal(coffer_last_message(),
                         "User: " ROOT " is not authorized to perform: kms:Encrypt on resource: " KEY
@@ -221,10 +225,12 @@ static void test_direct_key_policy(void **state)
     assert_int_equal(run(f->az, &bob, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
     assert_non_null(strstr(coffer_last_message(), "because no resource-based policy allows"));
     /* Principal "*" names everyone directly. */
-    policy *star = key_policy(DOC("{'Effect':'Allow','Principal':'*','Action':'kms:Encrypt','Resource':'*'}"));
+    policy *star =
+        key_policy(DOC("{'Effect':'Allow','Principal':'*','Action':'kms:Encrypt','Resource':'*'}"));
     assert_int_equal(run(f->az, &bob, "kms:Encrypt", star, false), COFFER_OK);
     /* The account given as a bare id delegates, like the root ARN. */
-    policy *acct = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ACCT "'},'Action':'*','Resource':'*'}"));
+    policy *acct =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ACCT "'},'Action':'*','Resource':'*'}"));
     assert_int_equal(run(f->az, &bob, "kms:Encrypt", acct, false), COFFER_ERR_ACCESS_DENIED);
     assert_non_null(strstr(coffer_last_message(), "because no identity-based policy allows"));
     policy_free(kp);
@@ -235,25 +241,30 @@ static void test_direct_key_policy(void **state)
 static void test_explicit_deny(void **state)
 {
     struct fixture *f = *state;
-    policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
-                                "{'Effect':'Deny','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*'}"));
+    policy *kp = key_policy(
+        DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
+            "{'Effect':'Deny','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*'}"));
     struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(coffer_last_message(), "User: " ROOT " is not authorized to perform: kms:Encrypt on resource: " KEY
-                                               " with an explicit deny in a resource-based policy");
+    assert_string_equal(coffer_last_message(),
+                        "User: " ROOT " is not authorized to perform: kms:Encrypt on resource: " KEY
+                        " with an explicit deny in a resource-based policy");
     assert_int_equal(run(f->az, &root, "kms:Decrypt", kp, false), COFFER_OK);
     /* A deny wins over a grant too. */
     assert_int_equal(run(f->az, &root, "kms:Encrypt", kp, true), COFFER_ERR_ACCESS_DENIED);
 
     /* Identity-side deny beats a direct key policy allow. */
-    policy *direct = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':'*','Resource':'*'}"));
+    policy *direct =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ALICE "'},'Action':'*','Resource':'*'}"));
     stub_add(&f->stub, ALICE,
-             DOC("{'Effect':'Allow','Action':'*','Resource':'*'},{'Effect':'Deny','Action':'kms:Decrypt','Resource':'*'}"));
+             DOC("{'Effect':'Allow','Action':'*','Resource':'*'},{'Effect':'Deny','Action':'kms:Decrypt','"
+                 "Resource':'*'}"));
     struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     assert_int_equal(run(f->az, &alice, "kms:Encrypt", direct, false), COFFER_OK);
     assert_int_equal(run(f->az, &alice, "kms:Decrypt", direct, false), COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(coffer_last_message(), "User: " ALICE " is not authorized to perform: kms:Decrypt on resource: " KEY
-                                               " with an explicit deny in an identity-based policy");
+    assert_string_equal(coffer_last_message(),
+                        "User: " ALICE " is not authorized to perform: kms:Decrypt on resource: " KEY
+                        " with an explicit deny in an identity-based policy");
     policy_free(kp);
     policy_free(direct);
 }
@@ -262,9 +273,10 @@ static void test_cross_account(void **state)
 {
     struct fixture *f = *state;
     policy *own = key_policy(DEFAULT_POLICY);
-    policy *shared = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
-                                    "{'Effect':'Allow','Principal':{'AWS':'" OROOT "'},'Action':'kms:Decrypt',"
-                                    "'Resource':'*'}"));
+    policy *shared =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'},"
+                       "{'Effect':'Allow','Principal':{'AWS':'" OROOT "'},'Action':'kms:Decrypt',"
+                       "'Resource':'*'}"));
     struct api_caller carol = caller(OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     struct api_caller oroot = caller(OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
     /* Key policy does not name account B. */
@@ -290,8 +302,9 @@ static void test_cross_account(void **state)
 static void test_assumed_role(void **state)
 {
     struct fixture *f = *state;
-    policy *kp = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROLE "'},'Action':'kms:Decrypt',"
-                                "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" OTHER "'}}}"));
+    policy *kp =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROLE "'},'Action':'kms:Decrypt',"
+                       "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" OTHER "'}}}"));
     struct api_caller s = caller(OTHER, SESSION, API_PRINCIPAL_ASSUMED_ROLE, ROLE);
     /* Role without policies: denied on the identity side. */
     assert_int_equal(run(f->az, &s, "kms:Decrypt", kp, false), COFFER_ERR_ACCESS_DENIED);
@@ -301,8 +314,9 @@ static void test_assumed_role(void **state)
     assert_int_equal(run(f->az, &s, "kms:Decrypt", kp, false), COFFER_OK);
     assert_int_equal(run(f->az, &s, "kms:CreateGrant", kp, false), COFFER_ERR_ACCESS_DENIED);
     /* The CallerAccount condition is evaluated: a session of another account does not match. */
-    policy *kp2 = key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROLE "'},'Action':'kms:Decrypt',"
-                                 "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" ACCT "'}}}"));
+    policy *kp2 =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROLE "'},'Action':'kms:Decrypt',"
+                       "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" ACCT "'}}}"));
     assert_int_equal(run(f->az, &s, "kms:Decrypt", kp2, false), COFFER_ERR_ACCESS_DENIED);
     policy_free(kp);
     policy_free(kp2);
@@ -340,13 +354,18 @@ static void test_context(void **state)
     struct fixture *f = *state;
     struct api_caller root = caller(ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
     policy *plain = key_policy(DEFAULT_POLICY);
-    policy *cond = key_policy(
-        DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*',"
-            "'Condition':{'StringEquals':{'kms:EncryptionContext:Department':'IT'},"
-            "'IpAddress':{'aws:SourceIp':'127.0.0.0/8'},'Bool':{'aws:SecureTransport':'true'}}}"));
+    policy *cond =
+        key_policy(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*',"
+                       "'Condition':{'StringEquals':{'kms:EncryptionContext:Department':'IT'},"
+                       "'IpAddress':{'aws:SourceIp':'127.0.0.0/8'},'Bool':{'aws:SecureTransport':'true'}}}"));
     struct ctx_arg arg = {.dept = "IT"};
-    struct authz_request r = {.caller = &root, .action = "kms:Encrypt", .resource = KEY, .resource_account = ACCT,
-                              .resource_policy = plain, .add_ctx = add_ec, .add_ctx_arg = &arg};
+    struct authz_request r = {.caller = &root,
+                              .action = "kms:Encrypt",
+                              .resource = KEY,
+                              .resource_account = ACCT,
+                              .resource_policy = plain,
+                              .add_ctx = add_ec,
+                              .add_ctx_arg = &arg};
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
     assert_int_equal(arg.calls, 0); /* no conditions: no context built */
     assert_false(authz_policy_needs_ctx(plain));
@@ -365,17 +384,22 @@ static void test_context(void **state)
     root.secure_transport = true;
     root.source_ip = "not an address"; /* absent, not a failure: the IpAddress condition fails */
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
-    assert_true(authz_policy_allows(f->az, &(struct authz_request){.caller = &root, .action = "kms:PutKeyPolicy",
-                                                                     .resource = KEY, .resource_policy = plain}));
-    assert_false(authz_policy_allows(f->az, &(struct authz_request){.caller = &root, .action = "kms:PutKeyPolicy",
-                                                                      .resource = KEY, .resource_policy = cond}));
+    assert_true(authz_policy_allows(f->az, &(struct authz_request){.caller = &root,
+                                                                   .action = "kms:PutKeyPolicy",
+                                                                   .resource = KEY,
+                                                                   .resource_policy = plain}));
+    assert_false(authz_policy_allows(
+        f->az, &(struct authz_request){
+                   .caller = &root, .action = "kms:PutKeyPolicy", .resource = KEY, .resource_policy = cond}));
     /* Principal keys and aws:username for a user. */
-    policy *who = key_policy(DOC("{'Effect':'Allow','Principal':'*','Action':'kms:*','Resource':'*',"
-                                 "'Condition':{'StringEquals':{'aws:username':'alice','aws:PrincipalType':'User',"
-                                 "'aws:PrincipalAccount':'" ACCT "'}}}"));
+    policy *who =
+        key_policy(DOC("{'Effect':'Allow','Principal':'*','Action':'kms:*','Resource':'*',"
+                       "'Condition':{'StringEquals':{'aws:username':'alice','aws:PrincipalType':'User',"
+                       "'aws:PrincipalAccount':'" ACCT "'}}}"));
     struct api_caller alice = caller(ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     struct api_caller bob = caller(ACCT, BOB, API_PRINCIPAL_USER, NULL);
-    r = (struct authz_request){.caller = &alice, .action = "kms:Encrypt", .resource = KEY, .resource_policy = who};
+    r = (struct authz_request){
+        .caller = &alice, .action = "kms:Encrypt", .resource = KEY, .resource_policy = who};
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
     r.caller = &bob;
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
@@ -394,7 +418,9 @@ static void test_context(void **state)
 
 static struct api_call call_of(const struct api_caller *c)
 {
-    return (struct api_call){.caller = c, .region = "us-east-1", .operation = "CreateUser",
+    return (struct api_call){.caller = c,
+                             .region = "us-east-1",
+                             .operation = "CreateUser",
                              .now_ms = 1795424400000}; /* 2026-11-23T09:00:00Z */
 }
 
@@ -418,9 +444,10 @@ static void test_identity_only_service(void **state)
     /* A user without any policy is refused, in AWS's words. */
     r = authz_request_for(&bc, "iam:CreateUser", target);
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(coffer_last_message(), "User: " BOB " is not authorized to perform: iam:CreateUser on "
-                                               "resource: " USER_ARN(ACCT, "carol") " because no identity-based "
-                                               "policy allows the iam:CreateUser action");
+    assert_string_equal(coffer_last_message(),
+                        "User: " BOB " is not authorized to perform: iam:CreateUser on "
+                        "resource: " USER_ARN(ACCT, "carol") " because no identity-based "
+                                                             "policy allows the iam:CreateUser action");
     struct authz_verdict v;
     assert_int_equal(authz_decide(f->az, &r, &v), COFFER_OK);
     assert_false(v.allowed);
@@ -437,9 +464,10 @@ static void test_identity_only_service(void **state)
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
     r = authz_request_for(&ac, "iam:CreateUser", target);
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(coffer_last_message(), "User: " ALICE " is not authorized to perform: iam:CreateUser on "
-                                               "resource: " USER_ARN(ACCT, "carol") " with an explicit deny in an "
-                                               "identity-based policy");
+    assert_string_equal(coffer_last_message(),
+                        "User: " ALICE " is not authorized to perform: iam:CreateUser on "
+                        "resource: " USER_ARN(ACCT, "carol") " with an explicit deny in an "
+                                                             "identity-based policy");
     assert_int_equal(authz_decide(f->az, &r, &v), COFFER_OK);
     assert_false(v.allowed);
     assert_true(v.explicit_deny);
@@ -450,7 +478,8 @@ static void test_identity_only_service(void **state)
     r = authz_request_for(&rc, "iam:GetUser", USER_ARN(OTHER, "erin"));
     r.resource_account = OTHER;
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
-    assert_non_null(strstr(coffer_last_message(), "because no resource-based policy allows the iam:GetUser action"));
+    assert_non_null(
+        strstr(coffer_last_message(), "because no resource-based policy allows the iam:GetUser action"));
     r.caller = &alice;
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
 }
@@ -499,7 +528,8 @@ static void test_resource_policy_alone(void **state)
     assert_int_equal(authz_check(f->az, &r), COFFER_ERR_ACCESS_DENIED);
     r.same_account = AUTHZ_SAME_ACCOUNT_NAMED;
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
-    stub_add(&f->stub, ALICE, DOC("{'Effect':'Allow','Action':'sts:AssumeRole','Resource':'" ROLE_ARN_ACCT "'}"));
+    stub_add(&f->stub, ALICE,
+             DOC("{'Effect':'Allow','Action':'sts:AssumeRole','Resource':'" ROLE_ARN_ACCT "'}"));
     r.same_account = AUTHZ_SAME_ACCOUNT_UNLESS_ACCOUNT;
     assert_int_equal(authz_check(f->az, &r), COFFER_OK);
     policy_free(names_alice);
@@ -547,8 +577,8 @@ static void test_global_keys_reach_conditions(void **state)
     struct api_call call = call_of(&alice);
     struct authz_key keys[] = {{"ssm:Overwrite", "false"}};
     struct seen seen = {0};
-    struct authz_request r = authz_request_for(&call, "ssm:GetParameter", "arn:aws:ssm:us-east-1:" ACCT
-                                                                          ":parameter/db/password");
+    struct authz_request r =
+        authz_request_for(&call, "ssm:GetParameter", "arn:aws:ssm:us-east-1:" ACCT ":parameter/db/password");
     r.keys = keys;
     r.n_keys = 1;
     r.add_ctx = note_wanted;

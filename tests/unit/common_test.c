@@ -18,7 +18,8 @@
 
 static void test_cursor_reads(void **state)
 {
-    const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
+    const uint8_t bytes[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                             0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f};
     coffer_cursor c = coffer_cursor_from(bytes, sizeof(bytes));
     uint8_t u8;
     uint16_t u16;
@@ -72,8 +73,14 @@ static void test_b64(void **state)
 {
     static const struct {
         const char *plain, *enc;
-    } cases[] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"}, {"foob", "Zm9vYg=="},
-                 {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"hello", "aGVsbG8="}};
+    } cases[] = {{"", ""},
+                 {"f", "Zg=="},
+                 {"fo", "Zm8="},
+                 {"foo", "Zm9v"},
+                 {"foob", "Zm9vYg=="},
+                 {"fooba", "Zm9vYmE="},
+                 {"foobar", "Zm9vYmFy"},
+                 {"hello", "aGVsbG8="}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         coffer_buf e = COFFER_BUF_INIT, d = COFFER_BUF_INIT;
         assert_int_equal(coffer_b64_encode(coffer_cursor_from_str(cases[i].plain), &e), COFFER_OK);
@@ -104,8 +111,10 @@ static void test_hex(void **state)
     uint8_t back[6];
     assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00DEADbeefff"), back, 6), COFFER_OK);
     assert_memory_equal(back, in, 6);
-    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeeff"), back, 6), COFFER_ERR_VALIDATION);
-    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeefzz"), back, 6), COFFER_ERR_VALIDATION);
+    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeeff"), back, 6),
+                     COFFER_ERR_VALIDATION);
+    assert_int_equal(coffer_hex_decode(coffer_cursor_from_str("00deadbeefzz"), back, 6),
+                     COFFER_ERR_VALIDATION);
 }
 
 static void test_url_encode(void **state)
@@ -154,7 +163,10 @@ static void test_time(void **state)
 static void test_json_out_matches_jansson(void **state)
 {
     static const char *docs[] = {
-        "{}", "[]", "{\"a\":1}", "{\"z\":1,\"a\":2,\"m\":[true,false,null]}",
+        "{}",
+        "[]",
+        "{\"a\":1}",
+        "{\"z\":1,\"a\":2,\"m\":[true,false,null]}",
         "{\"s\":\"quote \\\" backslash \\\\ slash / tab \\t nl \\n cr \\r bs \\b ff \\f\"}",
         "{\"ctl\":\"\\u0000\\u0001\\u001f\\u007f\",\"utf8\":\"caf\\u00e9 \\u4e2d \\ud83d\\ude00\"}",
         "{\"n\":-9223372036854775807,\"r\":1700000000.123,\"e\":1e-300,\"neg\":-0.5}",
@@ -181,9 +193,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_reads), cmocka_unit_test(test_buf_append_and_secret),
         cmocka_unit_test(test_b64),          cmocka_unit_test(test_hex),
-        cmocka_unit_test(test_url_encode),
-        cmocka_unit_test(test_err_context),  cmocka_unit_test(test_time),
-        cmocka_unit_test(test_json_out_matches_jansson),
+        cmocka_unit_test(test_url_encode),   cmocka_unit_test(test_err_context),
+        cmocka_unit_test(test_time),         cmocka_unit_test(test_json_out_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,8 +47,8 @@ static void test_hkdf_rfc5869_case1(void **state)
     unhex("f0f1f2f3f4f5f6f7f8f9", info, sizeof(info));
     unhex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865", want, 42);
     assert_int_equal(crypto_hkdf(CRYPTO_SHA256, coffer_cursor_from(ikm, sizeof(ikm)),
-                                 coffer_cursor_from(salt, sizeof(salt)), coffer_cursor_from(info, sizeof(info)), okm,
-                                 sizeof(okm)),
+                                 coffer_cursor_from(salt, sizeof(salt)),
+                                 coffer_cursor_from(info, sizeof(info)), okm, sizeof(okm)),
                      COFFER_OK);
     assert_memory_equal(okm, want, sizeof(okm));
 }
@@ -74,17 +74,20 @@ static void test_gcm_roundtrip_and_tamper(void **state)
     assert_int_equal(crypto_random(iv, sizeof(iv)), COFFER_OK);
     coffer_cursor k = coffer_cursor_from(key, 32), aad = coffer_cursor_from_str("context");
     coffer_buf ct = COFFER_BUF_INIT, pt = COFFER_SECRET_BUF_INIT;
-    assert_int_equal(crypto_aes_gcm_seal(k, iv, aad, coffer_cursor_from_str("attack at dawn"), &ct), COFFER_OK);
+    assert_int_equal(crypto_aes_gcm_seal(k, iv, aad, coffer_cursor_from_str("attack at dawn"), &ct),
+                     COFFER_OK);
     assert_int_equal(crypto_aes_gcm_open(k, iv, aad, coffer_buf_cursor(&ct), &pt), COFFER_OK);
     assert_int_equal(pt.len, 14);
     assert_memory_equal(pt.data, "attack at dawn", 14);
     coffer_buf_reset(&pt);
     /* wrong AAD, flipped bit, truncated tag: all the same error, nothing appended */
-    assert_int_equal(crypto_aes_gcm_open(k, iv, coffer_cursor_from_str("contexT"), coffer_buf_cursor(&ct), &pt),
-                     COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(
+        crypto_aes_gcm_open(k, iv, coffer_cursor_from_str("contexT"), coffer_buf_cursor(&ct), &pt),
+        COFFER_ERR_INVALID_CIPHERTEXT);
     assert_int_equal(pt.len, 0);
     ct.data[3] ^= 1;
-    assert_int_equal(crypto_aes_gcm_open(k, iv, aad, coffer_buf_cursor(&ct), &pt), COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(crypto_aes_gcm_open(k, iv, aad, coffer_buf_cursor(&ct), &pt),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
     assert_int_equal(pt.len, 0);
     ct.data[3] ^= 1;
     assert_int_equal(crypto_aes_gcm_open(k, iv, aad, coffer_cursor_from(ct.data, 10), &pt),
@@ -141,9 +144,13 @@ static void test_random_pool(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256_empty),      cmocka_unit_test(test_hmac_rfc4231_case2),
-        cmocka_unit_test(test_hkdf_rfc5869_case1), cmocka_unit_test(test_gcm_nist_case3),
-        cmocka_unit_test(test_gcm_roundtrip_and_tamper), cmocka_unit_test(test_uuid), cmocka_unit_test(test_random_pool),
+        cmocka_unit_test(test_sha256_empty),
+        cmocka_unit_test(test_hmac_rfc4231_case2),
+        cmocka_unit_test(test_hkdf_rfc5869_case1),
+        cmocka_unit_test(test_gcm_nist_case3),
+        cmocka_unit_test(test_gcm_roundtrip_and_tamper),
+        cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_random_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,13 +32,14 @@ static int setup(void **state)
     assert_non_null(mkdtemp(tmpdir));
     snprintf(cred_path, sizeof(cred_path), "%s/credentials", tmpdir);
     snprintf(conf_path, sizeof(conf_path), "%s/config", tmpdir);
-    write_text(cred_path, "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = sdefault\n"
-                          "\n# comment\n[coffer]\n  aws_access_key_id=AKIDCOFFER  \naws_secret_access_key = scoffer\n"
-                          "aws_session_token = tok\n[empty]\naws_access_key_id =\n");
+    write_text(cred_path,
+               "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = sdefault\n"
+               "\n# comment\n[coffer]\n  aws_access_key_id=AKIDCOFFER  \naws_secret_access_key = scoffer\n"
+               "aws_session_token = tok\n[empty]\naws_access_key_id =\n");
     write_text(conf_path, "[default]\nregion = eu-west-1\n[profile coffer]\nregion = ap-south-1\n");
-    static const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-                                 "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL",
-                                 "AWS_ENDPOINT_URL_KMS"};
+    static const char *vars[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                                 "AWS_REGION",        "AWS_DEFAULT_REGION",    "AWS_PROFILE",
+                                 "AWS_CA_BUNDLE",     "AWS_ENDPOINT_URL",      "AWS_ENDPOINT_URL_KMS"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
         unsetenv(vars[i]);
     }
@@ -79,7 +80,8 @@ static void test_options_rejected(void **state)
     o = (struct coffer_kms_keyring_options){.key_ids = ids, .n_key_ids = 1, .discovery = true};
     assert_null(coffer_keyring_kms_new(&o));
     assert_string_equal(coffer_last_message(), "aws-kms keyring: discovery mode takes no key ids");
-    o = (struct coffer_kms_keyring_options){.discovery = true, .region = "us-east-1", .discovery_partition = "aws"};
+    o = (struct coffer_kms_keyring_options){
+        .discovery = true, .region = "us-east-1", .discovery_partition = "aws"};
     assert_null(coffer_keyring_kms_new(&o)); /* partition without accounts */
     o = (struct coffer_kms_keyring_options){
         .discovery = true, .region = "us-east-1", .discovery_accounts = accts, .n_discovery_accounts = 1};
@@ -115,8 +117,11 @@ static void test_region_endpoint_credentials(void **state)
     coffer_keyring_release(&k->base);
 
     /* An alias has no region: the profile's config section gives it; the profile's keys sign. */
-    o = (struct coffer_kms_keyring_options){.key_ids = alias, .n_key_ids = 1, .profile = "coffer",
-                                            .endpoint = "https://127.0.0.1:8443/", .ca_bundle = "/x/ca.pem"};
+    o = (struct coffer_kms_keyring_options){.key_ids = alias,
+                                            .n_key_ids = 1,
+                                            .profile = "coffer",
+                                            .endpoint = "https://127.0.0.1:8443/",
+                                            .ca_bundle = "/x/ca.pem"};
     k = new_kr(&o);
     assert_non_null(k);
     assert_string_equal(k->region, "ap-south-1");
@@ -188,8 +193,8 @@ static void test_arn_parse(void **state)
 
 static coffer_edk edk_of(const char *pid, const char *info)
 {
-    coffer_edk e = {(const uint8_t *)pid, strlen(pid), (const uint8_t *)info, strlen(info),
-                    (const uint8_t *)"ct", 2};
+    coffer_edk e = {(const uint8_t *)pid, strlen(pid),           (const uint8_t *)info,
+                    strlen(info),         (const uint8_t *)"ct", 2};
     return e;
 }
 
@@ -225,8 +230,11 @@ static void test_edk_filters(void **state)
     assert_false(kms_edk_wanted(any, &alias, &a)); /* discovery decrypts with key ARNs only */
     assert_false(kms_edk_wanted(any, &raw, &a));
 
-    o = (struct coffer_kms_keyring_options){.discovery = true, .region = "us-west-2", .discovery_partition = "aws",
-                                            .discovery_accounts = accts, .n_discovery_accounts = 2};
+    o = (struct coffer_kms_keyring_options){.discovery = true,
+                                            .region = "us-west-2",
+                                            .discovery_partition = "aws",
+                                            .discovery_accounts = accts,
+                                            .n_discovery_accounts = 2};
     struct kms_keyring *filtered = new_kr(&o);
     assert_non_null(filtered);
     assert_false(kms_edk_wanted(filtered, &e1, &a));

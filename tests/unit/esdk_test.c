@@ -51,7 +51,7 @@ static int free_rsa(void **state)
  */
 static void *volatile null_arg;
 
-static const uint8_t key32[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+static const uint8_t key32[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                   17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 static coffer_keyring *make_keyring(int which)
@@ -60,7 +60,8 @@ static coffer_keyring *make_keyring(int which)
     case 0:
         return coffer_keyring_raw_aes_new("ns", "aes-256", key32, 32);
     case 1:
-        return coffer_keyring_raw_rsa_new("ns", "rsa", rsa_pub_pem, rsa_priv_pem, COFFER_RSA_OAEP_SHA256_MGF1);
+        return coffer_keyring_raw_rsa_new("ns", "rsa", rsa_pub_pem, rsa_priv_pem,
+                                          COFFER_RSA_OAEP_SHA256_MGF1);
     default: {
         coffer_keyring *a = coffer_keyring_raw_aes_new("ns", "aes-128", key32, 16);
         coffer_keyring *r = coffer_keyring_raw_rsa_new("ns", "rsa", NULL, rsa_priv_pem, COFFER_RSA_PKCS1);
@@ -74,11 +75,12 @@ static coffer_keyring *make_keyring(int which)
 
 static coffer_commitment_policy policy_for(uint16_t suite)
 {
-    return suite >= 0x0478 ? COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT : COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT;
+    return suite >= 0x0478 ? COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+                           : COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT;
 }
 
-static int encrypt_with(coffer_cmm *cmm, uint16_t suite, uint32_t frame, const coffer_ec *ec, const uint8_t *pt,
-                        size_t n, uint8_t **ct, size_t *ct_len)
+static int encrypt_with(coffer_cmm *cmm, uint16_t suite, uint32_t frame, const coffer_ec *ec,
+                        const uint8_t *pt, size_t n, uint8_t **ct, size_t *ct_len)
 {
     coffer_encryptor *e = coffer_encryptor_new(cmm);
     int rc = coffer_encryptor_set_commitment_policy(e, policy_for(suite));
@@ -123,7 +125,8 @@ static void test_round_trip_matrix(void **state)
                     }
                     uint8_t *ct = NULL, *out = NULL;
                     size_t ctl = 0, outl = 0;
-                    assert_int_equal(encrypt_with(cmm, all_suites[s], frames[f], ec, pt, sizes[z], &ct, &ctl), 0);
+                    assert_int_equal(encrypt_with(cmm, all_suites[s], frames[f], ec, pt, sizes[z], &ct, &ctl),
+                                     0);
                     coffer_header *h = NULL;
                     size_t used = 0;
                     assert_int_equal(coffer_header_parse(ct, ctl, &h, &used), 0);
@@ -131,8 +134,8 @@ static void test_round_trip_matrix(void **state)
                     assert_int_equal(coffer_header_frame_length(h), frames[f]);
                     assert_int_equal(coffer_header_edk_count(h), kr == 2 ? 2 : 1);
                     coffer_header_free(h);
-                    assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_ALLOW_DECRYPT, ec, ct, ctl, &out,
-                                                  &outl),
+                    assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_ALLOW_DECRYPT, ec, ct,
+                                                  ctl, &out, &outl),
                                      0);
                     assert_int_equal(outl, sizes[z]);
                     assert_memory_equal(out, pt, sizes[z]);
@@ -171,7 +174,8 @@ static void test_defaults_and_policy(void **state)
     /* a non-committing message is refused under require/require */
     assert_int_equal(encrypt_with(cmm, 0x0178, 4096, NULL, (const uint8_t *)"x", 1, &ct, &ctl), 0);
     assert_int_not_equal(coffer_decrypt(cmm, NULL, ct, ctl, &pt, &ptl), 0);
-    assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT, NULL, ct, ctl, &pt, &ptl), 0);
+    assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_FORBID_ENCRYPT_ALLOW_DECRYPT, NULL, ct, ctl, &pt, &ptl),
+                     0);
     coffer_bytes_free(pt, ptl);
     coffer_bytes_free(ct, ctl);
 
@@ -398,7 +402,7 @@ static void test_stream_contract(void **state)
     assert_int_equal(coffer_decryptor_update(d, ct, ctl - 10), 0);
     assert_int_equal(got, 0);
     assert_non_null(coffer_decryptor_header(d));
-    assert_int_not_equal(coffer_decryptor_finish(d), 0); /* truncated */
+    assert_int_not_equal(coffer_decryptor_finish(d), 0);                    /* truncated */
     assert_int_not_equal(coffer_decryptor_update(d, ct + ctl - 10, 10), 0); /* stays failed */
     assert_int_equal(got, 0);
     coffer_decryptor_free(d);
@@ -510,8 +514,8 @@ static void test_length_hint_frames(void **state)
         coffer_encryptor_free(e);
         uint8_t *out;
         size_t outl;
-        assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT, NULL, ct.data, ct.len, &out,
-                                      &outl),
+        assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT, NULL, ct.data,
+                                      ct.len, &out, &outl),
                          0);
         assert_int_equal(outl, sizeof(pt));
         assert_memory_equal(out, pt, sizeof(pt));
@@ -532,16 +536,17 @@ static void tamper_all(uint16_t suite)
     coffer_cmm *cmm = coffer_cmm_default_new(k);
     uint8_t *ct, *out;
     size_t ctl, outl;
-    assert_int_equal(encrypt_with(cmm, suite, 16, NULL, (const uint8_t *)"attack at dawn, not at dusk", 27, &ct, &ctl),
-                     0);
+    assert_int_equal(
+        encrypt_with(cmm, suite, 16, NULL, (const uint8_t *)"attack at dawn, not at dusk", 27, &ct, &ctl), 0);
     for (size_t n = 0; n < ctl; n++) {
-        assert_int_not_equal(decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_ALLOW_DECRYPT, NULL, ct, n, &out, &outl),
-                             0);
+        assert_int_not_equal(
+            decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_ALLOW_DECRYPT, NULL, ct, n, &out, &outl), 0);
     }
     for (size_t i = 0; i < ctl; i++) {
         for (int bit = 0; bit < 8; bit += 3) {
             ct[i] ^= (uint8_t)(1u << bit);
-            int rc = decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_ALLOW_DECRYPT, NULL, ct, ctl, &out, &outl);
+            int rc =
+                decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_ALLOW_DECRYPT, NULL, ct, ctl, &out, &outl);
             ct[i] ^= (uint8_t)(1u << bit);
             if (rc == 0) {
                 coffer_bytes_free(out, outl);
@@ -593,11 +598,17 @@ static void test_bad_arguments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_matrix), cmocka_unit_test(test_defaults_and_policy),
-        cmocka_unit_test(test_max_edks_and_wrong_key), cmocka_unit_test(test_required_ec),
-        cmocka_unit_test(test_caching_cmm), cmocka_unit_test(test_caching_cmm_identity), cmocka_unit_test(test_stream_contract),
-        cmocka_unit_test(test_tamper_and_truncate), cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_split_feeds), cmocka_unit_test(test_length_hint_frames),
+        cmocka_unit_test(test_round_trip_matrix),
+        cmocka_unit_test(test_defaults_and_policy),
+        cmocka_unit_test(test_max_edks_and_wrong_key),
+        cmocka_unit_test(test_required_ec),
+        cmocka_unit_test(test_caching_cmm),
+        cmocka_unit_test(test_caching_cmm_identity),
+        cmocka_unit_test(test_stream_contract),
+        cmocka_unit_test(test_tamper_and_truncate),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_split_feeds),
+        cmocka_unit_test(test_length_hint_frames),
     };
     return cmocka_run_group_tests(tests, make_rsa, free_rsa);
 }

@@ -242,7 +242,8 @@ static void test_coalesce(void **state)
     (void)state;
     coffer_buf body = secret_body(BODY);
     struct evbuffer *conn = evbuffer_new();
-    assert_int_equal(evbuffer_add_printf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", strlen(BODY)) > 0, 1);
+    assert_int_equal(
+        evbuffer_add_printf(conn, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", strlen(BODY)) > 0, 1);
     size_t head = evbuffer_get_length(conn);
     assert_int_equal(http_evbuf_add_secret(conn, &body), COFFER_OK);
     assert_int_equal(evbuffer_peek(conn, -1, NULL, NULL, 0), 2);

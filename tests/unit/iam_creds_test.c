@@ -94,9 +94,9 @@ static void test_create_then_lookup(void **state)
     assert_int_equal(strspn(akid + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), 16);
     assert_int_equal(secret.len, 40);
     assert_int_equal(strlen((const char *)secret.data), 40); /* NUL-terminated */
-    assert_int_equal(strspn((const char *)secret.data,
-                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
-                     40);
+    assert_int_equal(
+        strspn((const char *)secret.data, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"),
+        40);
 
     struct sigv4_identity id;
     for (int round = 0; round < 2; round++) {
@@ -116,8 +116,8 @@ static void test_create_then_lookup(void **state)
     /* A second key for a user differs and gets an IAM-style principal id. */
     char akid2[21];
     coffer_buf secret2 = COFFER_SECRET_BUF_INIT;
-    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, "arn:aws:iam::000000000000:user/alice", API_PRINCIPAL_USER, akid2,
-                                      &secret2),
+    assert_int_equal(iam_creds_create(f->creds, ACCOUNT, "arn:aws:iam::000000000000:user/alice",
+                                      API_PRINCIPAL_USER, akid2, &secret2),
                      COFFER_OK);
     assert_string_not_equal(akid, akid2);
     assert_memory_not_equal(secret.data, secret2.data, 40);
@@ -341,7 +341,8 @@ static void test_create_under_faults(void **state)
         char akid[21] = "";
         coffer_buf secret = COFFER_SECRET_BUF_INIT;
         store_fault_set(st, n);
-        assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, API_PRINCIPAL_ROOT, akid, &secret), COFFER_ERR_STORE);
+        assert_int_equal(iam_creds_create(c, ACCOUNT, ROOT_ARN, API_PRINCIPAL_ROOT, akid, &secret),
+                         COFFER_ERR_STORE);
         assert_int_equal(secret.len, 0);
         assert_string_equal(akid, "");
         coffer_buf_free(&secret);
@@ -380,9 +381,9 @@ static void test_sigv4_round_trip(void **state)
                                 .n_headers = 3,
                                 .body = coffer_cursor_from_str(body)};
     struct sigv4_credentials cr = {akid, (const char *)secret.data, NULL};
-    assert_int_equal(sigv4_sign(&req, &cr, "us-east-1", "kms", "20261123T090000Z", "host;x-amz-date;x-amz-target",
-                                &auth),
-                     COFFER_OK);
+    assert_int_equal(
+        sigv4_sign(&req, &cr, "us-east-1", "kms", "20261123T090000Z", "host;x-amz-date;x-amz-target", &auth),
+        COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&auth), COFFER_OK);
     hdrs[3].value = (const char *)auth.data;
     req.n_headers = 4;
@@ -401,13 +402,14 @@ static void test_sigv4_round_trip(void **state)
     wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
     struct sigv4_credentials bad = {akid, wrong, NULL};
     req.n_headers = 3;
-    assert_int_equal(sigv4_sign(&req, &bad, "us-east-1", "kms", "20261123T090000Z", "host;x-amz-date;x-amz-target",
-                                &forged),
+    assert_int_equal(sigv4_sign(&req, &bad, "us-east-1", "kms", "20261123T090000Z",
+                                "host;x-amz-date;x-amz-target", &forged),
                      COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&forged), COFFER_OK);
     hdrs[3].value = (const char *)forged.data;
     req.n_headers = 4;
-    assert_int_equal(sigv4_verify(&req, &opts, iam_creds_lookup, f->creds, &who), COFFER_ERR_INVALID_SIGNATURE);
+    assert_int_equal(sigv4_verify(&req, &opts, iam_creds_lookup, f->creds, &who),
+                     COFFER_ERR_INVALID_SIGNATURE);
     coffer_buf_free(&forged);
     coffer_buf_free(&auth);
     coffer_buf_free(&secret);

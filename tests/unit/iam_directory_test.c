@@ -26,9 +26,11 @@
 
 #define ACCT "000000000000"
 #define OTHER "111122223333"
-#define NOW_S 1795424400 /* 2026-11-23T09:00:00Z */
+#define NOW_S 1795424400        /* 2026-11-23T09:00:00Z */
 #define IAM_TEST_TOKEN_MAX 4097 /* a session token and its NUL */
-#define ALLOW_KMS "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}]}"
+#define ALLOW_KMS                                                                                            \
+    "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*" \
+    "\"}]}"
 
 struct fixture {
     char dir[64];
@@ -128,8 +130,12 @@ static coffer_err call_op(const struct api_service *svc, const struct api_caller
     const struct api_op *o = api_service_find_op(svc, op, strlen(op));
     assert_non_null(o);
     struct api_call call = {
-        .caller = caller, .region = "us-east-1", .request_id = "r", .operation = o->name,
-        .now_ms = now_s * 1000, .input = input,
+        .caller = caller,
+        .region = "us-east-1",
+        .request_id = "r",
+        .operation = o->name,
+        .now_ms = now_s * 1000,
+        .input = input,
     };
     coffer_err rc = o->handler(svc->state, &call);
     if (output != NULL) {
@@ -176,7 +182,8 @@ static void test_user_lifecycle(void **state)
     struct fixture *f = *state;
     json_t *u = NULL;
     assert_int_equal(iam_dir_user_create(f->d, ACCT, "alice", "/team/", NOW_S, &u), COFFER_OK);
-    assert_string_equal(json_string_value(json_object_get(u, "Arn")), "arn:aws:iam::000000000000:user/team/alice");
+    assert_string_equal(json_string_value(json_object_get(u, "Arn")),
+                        "arn:aws:iam::000000000000:user/team/alice");
     assert_string_equal(json_string_value(json_object_get(u, "CreateDate")), "2026-11-23T09:00:00Z");
     assert_memory_equal(json_string_value(json_object_get(u, "UserId")), "AIDA", 4);
     assert_null(json_object_get(u, "_keys")); /* internal members never leave the directory */
@@ -210,7 +217,8 @@ static void test_user_lifecycle(void **state)
     assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "alice", "p", ALLOW_KMS), COFFER_OK);
     assert_int_equal(iam_dir_delete(f->d, IAM_KIND_USER, ACCT, "alice"), COFFER_ERR_DELETE_CONFLICT);
     assert_int_equal(iam_dir_inline_delete(f->d, IAM_KIND_USER, ACCT, "alice", "p"), COFFER_OK);
-    assert_int_equal(iam_dir_inline_delete(f->d, IAM_KIND_USER, ACCT, "alice", "p"), COFFER_ERR_NO_SUCH_ENTITY);
+    assert_int_equal(iam_dir_inline_delete(f->d, IAM_KIND_USER, ACCT, "alice", "p"),
+                     COFFER_ERR_NO_SUCH_ENTITY);
     assert_int_equal(iam_dir_delete(f->d, IAM_KIND_USER, ACCT, "alice"), COFFER_OK);
     assert_int_equal(iam_dir_delete(f->d, IAM_KIND_USER, ACCT, "alice"), COFFER_ERR_NO_SUCH_ENTITY);
     assert_int_equal(iam_dir_get(f->d, IAM_KIND_USER, ACCT, "alice", &u), COFFER_ERR_NO_SUCH_ENTITY);
@@ -256,7 +264,8 @@ static void test_access_keys(void **state)
     /* A key of another user, or unknown, is not found; deletion takes effect at once. */
     json_t *u2 = new_user(f, ACCT, "other");
     assert_int_equal(iam_dir_key_delete(f->d, ACCT, "other", akid), COFFER_ERR_NO_SUCH_ENTITY);
-    assert_int_equal(iam_dir_key_update(f->d, ACCT, "keyed", "AKIAAAAAAAAAAAAAAAAA", false), COFFER_ERR_NO_SUCH_ENTITY);
+    assert_int_equal(iam_dir_key_update(f->d, ACCT, "keyed", "AKIAAAAAAAAAAAAAAAAA", false),
+                     COFFER_ERR_NO_SUCH_ENTITY);
     assert_int_equal(iam_dir_delete(f->d, IAM_KIND_USER, ACCT, "keyed"), COFFER_ERR_DELETE_CONFLICT);
     assert_int_equal(iam_dir_key_delete(f->d, ACCT, "keyed", akid), COFFER_OK);
     assert_int_equal(lookup(f, akid, NULL, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
@@ -288,19 +297,24 @@ static void test_identity_source(void **state)
     assert_int_equal(src.policies(src.ctx, arn, &b), COFFER_OK);
     assert_ptr_equal(a.handle, b.handle); /* compiled once, served from the cache */
     src.release(src.ctx, &b);
-    struct policy_request req = {.principal_arn = arn, .principal_account = ACCT, .principal_type = "User",
-                                 .action = "kms:Encrypt", .resource = "arn:aws:kms:us-east-1:000000000000:key/k"};
+    struct policy_request req = {.principal_arn = arn,
+                                 .principal_account = ACCT,
+                                 .principal_type = "User",
+                                 .action = "kms:Encrypt",
+                                 .resource = "arn:aws:kms:us-east-1:000000000000:key/k"};
     assert_int_equal(policy_evaluate_all(a.items, a.n, &req), POLICY_ALLOW);
 
     /* A managed policy attached: the cache is invalidated, the old snapshot stays usable. */
     json_t *p = NULL;
-    const char *deny = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"kms:Encrypt\","
-                       "\"Resource\":\"*\"}]}";
+    const char *deny =
+        "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"kms:Encrypt\","
+        "\"Resource\":\"*\"}]}";
     assert_int_equal(iam_dir_policy_create(f->d, ACCT, "deny-enc", NULL, deny, NULL, NOW_S, &p), COFFER_OK);
     const char *parn = json_string_value(json_object_get(p, "Arn"));
     assert_string_equal(parn, "arn:aws:iam::000000000000:policy/deny-enc");
     assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", parn, true), COFFER_OK);
-    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", parn, true), COFFER_OK); /* idempotent */
+    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", parn, true),
+                     COFFER_OK); /* idempotent */
     assert_int_equal(src.policies(src.ctx, arn, &c), COFFER_OK);
     assert_ptr_not_equal(c.handle, a.handle);
     assert_int_equal(c.n, 2);
@@ -314,20 +328,24 @@ static void test_identity_source(void **state)
     json_decref(pol);
     assert_int_equal(iam_dir_policy_delete(f->d, ACCT, parn), COFFER_ERR_DELETE_CONFLICT);
     /* Policies of another account are not attachable; a wrong path is not this policy. */
-    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, OTHER, "pol", parn, true), COFFER_ERR_NO_SUCH_ENTITY);
+    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, OTHER, "pol", parn, true),
+                     COFFER_ERR_NO_SUCH_ENTITY);
     json_decref(new_user(f, OTHER, "pol"));
-    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, OTHER, "pol", parn, true), COFFER_ERR_NO_SUCH_ENTITY);
-    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", "arn:aws:iam::000000000000:policy/x/deny-enc",
-                                    false),
+    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, OTHER, "pol", parn, true),
+                     COFFER_ERR_NO_SUCH_ENTITY);
+    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol",
+                                    "arn:aws:iam::000000000000:policy/x/deny-enc", false),
                      COFFER_ERR_NO_SUCH_ENTITY);
     assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", parn, false), COFFER_OK);
-    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", parn, false), COFFER_ERR_NO_SUCH_ENTITY);
+    assert_int_equal(iam_dir_attach(f->d, IAM_KIND_USER, ACCT, "pol", parn, false),
+                     COFFER_ERR_NO_SUCH_ENTITY);
     assert_int_equal(iam_dir_policy_delete(f->d, ACCT, parn), COFFER_OK);
     json_decref(p);
 
     /* Roles, and an assumed-role session ARN maps to its role. */
-    const char *trust = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":"
-                        "\"000000000000\"},\"Action\":\"sts:AssumeRole\"}]}";
+    const char *trust =
+        "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":"
+        "\"000000000000\"},\"Action\":\"sts:AssumeRole\"}]}";
     json_t *r = NULL;
     assert_int_equal(iam_dir_role_create(f->d, ACCT, "R", "/svc/", trust, 0, "d", NOW_S, &r), COFFER_OK);
     assert_int_equal(json_integer_value(json_object_get(r, "MaxSessionDuration")), 3600);
@@ -364,8 +382,11 @@ struct source_arg {
 static void *source_reader(void *p)
 {
     struct source_arg *a = p;
-    struct policy_request req = {.principal_arn = "arn:aws:iam::000000000000:user/conc", .principal_account = ACCT,
-                                 .principal_type = "User", .action = "kms:Encrypt", .resource = "*"};
+    struct policy_request req = {.principal_arn = "arn:aws:iam::000000000000:user/conc",
+                                 .principal_account = ACCT,
+                                 .principal_type = "User",
+                                 .action = "kms:Encrypt",
+                                 .resource = "*"};
     for (int i = 0; i < SOURCE_ROUNDS; i++) {
         struct iam_policy_list l;
         if (a->src.policies(a->src.ctx, req.principal_arn, &l) != COFFER_OK) {
@@ -410,13 +431,17 @@ static void test_malformed_documents(void **state)
 {
     struct fixture *f = *state;
     json_decref(new_user(f, ACCT, "m"));
-    const char *with_principal = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\","
-                                 "\"Action\":\"kms:*\",\"Resource\":\"*\"}]}";
+    const char *with_principal =
+        "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\","
+        "\"Action\":\"kms:*\",\"Resource\":\"*\"}]}";
     assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "p", with_principal),
                      COFFER_ERR_MALFORMED_POLICY);
-    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "p", "{"), COFFER_ERR_MALFORMED_POLICY);
-    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "p", NULL), COFFER_ERR_MALFORMED_POLICY);
-    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "bad name", ALLOW_KMS), COFFER_ERR_VALIDATION);
+    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "p", "{"),
+                     COFFER_ERR_MALFORMED_POLICY);
+    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "p", NULL),
+                     COFFER_ERR_MALFORMED_POLICY);
+    assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "m", "bad name", ALLOW_KMS),
+                     COFFER_ERR_VALIDATION);
     json_t *r = NULL, *p = NULL;
     assert_int_equal(iam_dir_role_create(f->d, ACCT, "r", NULL, ALLOW_KMS, 0, NULL, NOW_S, &r),
                      COFFER_ERR_MALFORMED_POLICY); /* a trust policy must name a principal */
@@ -424,7 +449,8 @@ static void test_malformed_documents(void **state)
                      COFFER_ERR_VALIDATION);
     assert_int_equal(iam_dir_role_create(f->d, ACCT, "r", NULL, with_principal, 43201, NULL, NOW_S, &r),
                      COFFER_ERR_VALIDATION);
-    assert_int_equal(iam_dir_policy_create(f->d, ACCT, "p", NULL, "[]", NULL, NOW_S, &p), COFFER_ERR_MALFORMED_POLICY);
+    assert_int_equal(iam_dir_policy_create(f->d, ACCT, "p", NULL, "[]", NULL, NOW_S, &p),
+                     COFFER_ERR_MALFORMED_POLICY);
     assert_null(r);
     assert_null(p);
     /* Nothing was stored by the failures. */
@@ -490,7 +516,11 @@ static coffer_err verify_signed(struct fixture *f, const char *akid, const char 
         {"X-Amz-Security-Token", token},
         {"Authorization", NULL},
     };
-    struct sigv4_request req = {.method = "POST", .path = "/", .query = "", .headers = hdrs, .n_headers = 3,
+    struct sigv4_request req = {.method = "POST",
+                                .path = "/",
+                                .query = "",
+                                .headers = hdrs,
+                                .n_headers = 3,
                                 .body = coffer_cursor_from_str(body)};
     struct sigv4_credentials cr = {akid, secret, token};
     coffer_buf auth = COFFER_BUF_INIT;
@@ -547,7 +577,8 @@ static void test_session_tokens(void **state)
     assert_int_equal(lookup(f, uk, (const char *)token.data, &who), COFFER_ERR_UNRECOGNIZED_CLIENT);
 
     /* Through the verifier with an injected clock: valid until expiry, then ExpiredToken. */
-    assert_int_equal(verify_signed(f, akid, (const char *)secret.data, (const char *)token.data, NOW_S), COFFER_OK);
+    assert_int_equal(verify_signed(f, akid, (const char *)secret.data, (const char *)token.data, NOW_S),
+                     COFFER_OK);
     assert_int_equal(verify_signed(f, akid, (const char *)secret.data, (const char *)token.data, NOW_S + 899),
                      COFFER_OK);
     assert_int_equal(verify_signed(f, akid, (const char *)secret.data, (const char *)token.data, NOW_S + 900),
@@ -594,13 +625,15 @@ static void test_iam_authorization(void **state)
     const struct api_service *iam = iam_services_iam_api(f->svc);
     struct api_caller root = caller_root(ACCT);
     json_t *out = NULL;
-    assert_int_equal(call_op(iam, &root, "CreateUser", json_pack("{s:s}", "UserName", "op"), NOW_S, &out), COFFER_OK);
+    assert_int_equal(call_op(iam, &root, "CreateUser", json_pack("{s:s}", "UserName", "op"), NOW_S, &out),
+                     COFFER_OK);
     assert_string_equal(json_string_value(json_object_get(json_object_get(out, "User"), "UserName")), "op");
     json_decref(out);
-    assert_int_equal(call_op(iam, &root, "CreateAccessKey", json_pack("{s:s}", "UserName", "op"), NOW_S, &out),
-                     COFFER_OK);
+    assert_int_equal(
+        call_op(iam, &root, "CreateAccessKey", json_pack("{s:s}", "UserName", "op"), NOW_S, &out), COFFER_OK);
     char akid[21];
-    snprintf(akid, sizeof(akid), "%s", json_string_value(json_object_get(json_object_get(out, "AccessKey"), "AccessKeyId")));
+    snprintf(akid, sizeof(akid), "%s",
+             json_string_value(json_object_get(json_object_get(out, "AccessKey"), "AccessKeyId")));
     struct sigv4_identity who;
     assert_int_equal(lookup(f, akid, NULL, &who), COFFER_OK);
     json_decref(out);
@@ -610,10 +643,11 @@ static void test_iam_authorization(void **state)
     /* No policy: denied with AWS's message. */
     assert_int_equal(call_op(iam, &user, "CreateUser", json_pack("{s:s}", "UserName", "x"), NOW_S, NULL),
                      COFFER_ERR_ACCESS_DENIED);
-    assert_string_equal(coffer_last_message(),
-                        "User: arn:aws:iam::000000000000:user/op is not authorized to perform: iam:CreateUser on "
-                        "resource: arn:aws:iam::000000000000:user/x because no identity-based policy allows the "
-                        "iam:CreateUser action");
+    assert_string_equal(
+        coffer_last_message(),
+        "User: arn:aws:iam::000000000000:user/op is not authorized to perform: iam:CreateUser on "
+        "resource: arn:aws:iam::000000000000:user/x because no identity-based policy allows the "
+        "iam:CreateUser action");
     const char *allow_create = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Action\":"
                                "\"iam:CreateUser\",\"Resource\":\"arn:aws:iam::000000000000:user/ok-*\"}]}";
     assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "op", "c", allow_create), COFFER_OK);
@@ -629,24 +663,28 @@ static void test_iam_authorization(void **state)
     assert_int_equal(json_array_size(json_object_get(out, "Users")), 0);
     json_decref(out);
     /* Policy documents come back URL-encoded. */
-    assert_int_equal(call_op(iam, &root, "GetUserPolicy", json_pack("{s:s, s:s}", "UserName", "op", "PolicyName", "c"),
-                             NOW_S, &out),
+    assert_int_equal(call_op(iam, &root, "GetUserPolicy",
+                             json_pack("{s:s, s:s}", "UserName", "op", "PolicyName", "c"), NOW_S, &out),
                      COFFER_OK);
     assert_non_null(strstr(json_string_value(json_object_get(out, "PolicyDocument")), "%7B%22Version%22"));
     json_decref(out);
     /* Validation of the form input. */
     assert_int_equal(call_op(iam, &root, "CreateUser", json_object(), NOW_S, NULL), COFFER_ERR_VALIDATION);
-    assert_int_equal(call_op(iam, &root, "UpdateAccessKey",
-                             json_pack("{s:s, s:s, s:s}", "UserName", "op", "AccessKeyId", akid, "Status", "Maybe"),
-                             NOW_S, NULL),
-                     COFFER_ERR_VALIDATION);
+    assert_int_equal(
+        call_op(iam, &root, "UpdateAccessKey",
+                json_pack("{s:s, s:s, s:s}", "UserName", "op", "AccessKeyId", akid, "Status", "Maybe"), NOW_S,
+                NULL),
+        COFFER_ERR_VALIDATION);
     /* CofferAdmin is for the operator root only. */
     const struct api_service *admin = iam_services_admin_api(f->svc);
-    assert_int_equal(call_op(admin, &user, "CreateAccount", json_pack("{s:s}", "AccountName", "x"), NOW_S, NULL),
+    assert_int_equal(
+        call_op(admin, &user, "CreateAccount", json_pack("{s:s}", "AccountName", "x"), NOW_S, NULL),
+        COFFER_ERR_ACCESS_DENIED);
+    assert_int_equal(call_op(admin, &other, "ListAccounts", json_object(), NOW_S, NULL),
                      COFFER_ERR_ACCESS_DENIED);
-    assert_int_equal(call_op(admin, &other, "ListAccounts", json_object(), NOW_S, NULL), COFFER_ERR_ACCESS_DENIED);
-    assert_int_equal(call_op(admin, &root, "CreateAccount", json_pack("{s:s}", "AccountName", "x"), NOW_S, &out),
-                     COFFER_OK);
+    assert_int_equal(
+        call_op(admin, &root, "CreateAccount", json_pack("{s:s}", "AccountName", "x"), NOW_S, &out),
+        COFFER_OK);
     assert_int_equal(strlen(json_string_value(json_object_get(out, "AccountId"))), 12);
     json_decref(out);
 }
@@ -663,8 +701,8 @@ static struct api_caller user_with_key(struct fixture *f, const char *acct, cons
     return c;
 }
 
-static coffer_err assume(struct fixture *f, const struct api_caller *c, const char *role_arn, const char *duration,
-                         json_t **out)
+static coffer_err assume(struct fixture *f, const struct api_caller *c, const char *role_arn,
+                         const char *duration, json_t **out)
 {
     json_t *in = json_pack("{s:s, s:s}", "RoleArn", role_arn, "RoleSessionName", "sess");
     if (duration != NULL) {
@@ -676,10 +714,11 @@ static coffer_err assume(struct fixture *f, const struct api_caller *c, const ch
 static void make_role(struct fixture *f, const char *acct, const char *name, const char *principal)
 {
     char trust[512];
-    snprintf(trust, sizeof(trust),
-             "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"%s\"},"
-             "\"Action\":\"sts:AssumeRole\"}]}",
-             principal);
+    snprintf(
+        trust, sizeof(trust),
+        "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"%s\"},"
+        "\"Action\":\"sts:AssumeRole\"}]}",
+        principal);
     json_t *r = NULL;
     assert_int_equal(iam_dir_role_create(f->d, acct, name, NULL, trust, 7200, NULL, NOW_S, &r), COFFER_OK);
     json_decref(r);
@@ -716,33 +755,42 @@ static void test_assume_role_rules(void **state)
     struct api_caller session = caller_from(&who);
     sigv4_identity_clean(&who);
     json_decref(out);
-    assert_int_equal(call_op(iam_services_sts_api(f->svc), &session, "GetCallerIdentity", json_object(), NOW_S, &out),
-                     COFFER_OK);
+    assert_int_equal(
+        call_op(iam_services_sts_api(f->svc), &session, "GetCallerIdentity", json_object(), NOW_S, &out),
+        COFFER_OK);
     assert_string_equal(json_string_value(json_object_get(out, "Arn")),
                         "arn:aws:sts::000000000000:assumed-role/named/sess");
     json_decref(out);
 
     /* Durations: within 900..MaxSessionDuration. */
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "899", NULL), COFFER_ERR_VALIDATION);
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "7201", NULL), COFFER_ERR_VALIDATION);
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "12x", NULL), COFFER_ERR_VALIDATION);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "899", NULL),
+                     COFFER_ERR_VALIDATION);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "7201", NULL),
+                     COFFER_ERR_VALIDATION);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "12x", NULL),
+                     COFFER_ERR_VALIDATION);
     assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", "7200", NULL), COFFER_OK);
 
     /* Account trust: the caller's identity policy must allow too. */
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/acct", NULL, NULL), COFFER_ERR_ACCESS_DENIED);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/acct", NULL, NULL),
+                     COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "alice", "a", allow_assume), COFFER_OK);
     assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/acct", NULL, NULL), COFFER_OK);
     /* Not trusted at all, or no such role: denied. */
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/cross", NULL, NULL), COFFER_ERR_ACCESS_DENIED);
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/none", NULL, NULL), COFFER_ERR_ACCESS_DENIED);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/cross", NULL, NULL),
+                     COFFER_ERR_ACCESS_DENIED);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/none", NULL, NULL),
+                     COFFER_ERR_ACCESS_DENIED);
     /* An explicit deny in the caller's policies wins even over a trust naming the caller. */
     const char *deny = "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Deny\",\"Action\":\"sts:*\","
                        "\"Resource\":\"*\"}]}";
     assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, ACCT, "alice", "d", deny), COFFER_OK);
-    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", NULL, NULL), COFFER_ERR_ACCESS_DENIED);
+    assert_int_equal(assume(f, &alice, "arn:aws:iam::000000000000:role/named", NULL, NULL),
+                     COFFER_ERR_ACCESS_DENIED);
 
     /* Cross account: both sides, even when the trust names the caller. */
-    assert_int_equal(assume(f, &bob, "arn:aws:iam::000000000000:role/cross", NULL, NULL), COFFER_ERR_ACCESS_DENIED);
+    assert_int_equal(assume(f, &bob, "arn:aws:iam::000000000000:role/cross", NULL, NULL),
+                     COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(assume(f, &bob, "arn:aws:iam::000000000000:role/cross-named", NULL, NULL),
                      COFFER_ERR_ACCESS_DENIED);
     assert_int_equal(iam_dir_inline_put(f->d, IAM_KIND_USER, OTHER, "bob", "a", allow_assume), COFFER_OK);
@@ -760,14 +808,15 @@ static void test_session_token_without_issue_time(void **state)
 {
     struct fixture *f = *state;
     const char *akid = "ASIAOLDTOKEN23456789";
-    const char *plain = "{\"account\":\"000000000000\",\"expires\":1795428000,"
-                        "\"principal_arn\":\"arn:aws:sts::000000000000:assumed-role/R/s\","
-                        "\"principal_id\":\"AROAEXAMPLE:s\",\"role_arn\":\"arn:aws:iam::000000000000:role/R\","
-                        "\"secret\":\"old-secret\"}";
+    const char *plain =
+        "{\"account\":\"000000000000\",\"expires\":1795428000,"
+        "\"principal_arn\":\"arn:aws:sts::000000000000:assumed-role/R/s\","
+        "\"principal_id\":\"AROAEXAMPLE:s\",\"role_arn\":\"arn:aws:iam::000000000000:role/R\","
+        "\"secret\":\"old-secret\"}";
     coffer_buf sealed = COFFER_BUF_INIT, token = COFFER_BUF_INIT;
-    assert_int_equal(seal_record_seal(f->sl, "sts-session/ASIAOLDTOKEN23456789", coffer_cursor_from_str(plain),
-                                      &sealed),
-                     COFFER_OK);
+    assert_int_equal(
+        seal_record_seal(f->sl, "sts-session/ASIAOLDTOKEN23456789", coffer_cursor_from_str(plain), &sealed),
+        COFFER_OK);
     assert_int_equal(coffer_b64_encode(coffer_buf_cursor(&sealed), &token), COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&token), COFFER_OK);
     struct sigv4_identity who;

@@ -103,7 +103,8 @@ static int setup(void **state)
     snprintf(e->root, sizeof(e->root), "%s/root.key", e->dir);
     assert_int_equal(store_open(e->url, &e->st), COFFER_OK);
     assert_int_equal(seal_open_keyfile(e->root, true, e->st, &e->sl), COFFER_OK);
-    e->src = (struct iam_identity_source){.ctx = &e->stub, .policies = stub_policies, .release = stub_release};
+    e->src =
+        (struct iam_identity_source){.ctx = &e->stub, .policies = stub_policies, .release = stub_release};
     assert_int_equal(authz_new(&e->src, &e->az), COFFER_OK);
     service_start(e);
     as_root(e);
@@ -144,8 +145,9 @@ static void stub_add(struct env *e, const char *arn, const char *text)
     snprintf(buf, sizeof(buf), "%s", text);
     unquote(buf);
     e->stub.arn[e->stub.n] = arn;
-    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(buf), POLICY_COMPILE_NO_PRINCIPAL, &e->stub.pol[e->stub.n]),
-                     COFFER_OK);
+    assert_int_equal(
+        policy_compile_ex(coffer_cursor_from_str(buf), POLICY_COMPILE_NO_PRINCIPAL, &e->stub.pol[e->stub.n]),
+        COFFER_OK);
     e->stub.n++;
 }
 
@@ -155,7 +157,8 @@ struct result {
     char msg[600];
 };
 
-static struct result run(struct env *e, const char *op, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static struct result run(struct env *e, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static struct result run(struct env *e, const char *op, const char *fmt, ...)
 {
     char body[16384];
@@ -170,8 +173,12 @@ static struct result run(struct env *e, const char *op, const char *fmt, ...)
     }
     const struct api_op *o = api_service_find_op(e->api, op, strlen(op));
     assert_non_null(o);
-    struct api_call call = {.caller = &e->caller, .region = REGION, .request_id = "r", .operation = op,
-                            .now_ms = T0, .input = in};
+    struct api_call call = {.caller = &e->caller,
+                            .region = REGION,
+                            .request_id = "r",
+                            .operation = op,
+                            .now_ms = T0,
+                            .input = in};
     coffer_clear_err();
     struct result r = {0};
     r.rc = o->handler(e->api->state, &call);
@@ -255,12 +262,13 @@ static char *encrypt(struct env *e, const char *key, const char *ec_json, coffer
     struct result r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"%s%s}", key,
                           ec_json != NULL ? ",\"EncryptionContext\":" : "", ec_json != NULL ? ec_json : "");
     *rc = r.rc;
-    char *blob = r.rc == COFFER_OK ? strdup(json_string_value(json_object_get(r.out, "CiphertextBlob"))) : NULL;
+    char *blob =
+        r.rc == COFFER_OK ? strdup(json_string_value(json_object_get(r.out, "CiphertextBlob"))) : NULL;
     json_decref(r.out);
     return blob;
 }
 
-#define STMT(effect, principal, action) \
+#define STMT(effect, principal, action)                                                                      \
     "{'Effect':'" effect "','Principal':{'AWS':'" principal "'},'Action':" action ",'Resource':'*'}"
 #define DOC(...) "{'Version':'2012-10-17','Statement':[" __VA_ARGS__ "]}"
 #define ROOT_ALL STMT("Allow", ROOT, "'kms:*'")
@@ -274,7 +282,8 @@ static void test_key_policy_ops(void **state)
     create_key(e, NULL, id, arn);
     struct result r = run(e, "GetKeyPolicy", "{\"KeyId\":\"%s\",\"PolicyName\":\"default\"}", id);
     assert_int_equal(r.rc, COFFER_OK);
-    assert_non_null(strstr(json_string_value(json_object_get(r.out, "Policy")), "\"Sid\" : \"Enable IAM User Permissions\""));
+    assert_non_null(strstr(json_string_value(json_object_get(r.out, "Policy")),
+                           "\"Sid\" : \"Enable IAM User Permissions\""));
     assert_string_equal(json_string_value(json_object_get(r.out, "PolicyName")), "default");
     ok(r);
     coffer_err rc;
@@ -287,8 +296,10 @@ static void test_key_policy_ops(void **state)
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
     char want[512];
     snprintf(want, sizeof(want),
-             "User: " ROOT " is not authorized to perform: kms:Encrypt on resource: %s with an explicit deny in a "
-             "resource-based policy", arn);
+             "User: " ROOT
+             " is not authorized to perform: kms:Encrypt on resource: %s with an explicit deny in a "
+             "resource-based policy",
+             arn);
     assert_string_equal(coffer_last_message(), want);
     assert_non_null(strstr(coffer_last_message(), arn));
     assert_non_null(strstr(coffer_last_message(), "with an explicit deny in a resource-based policy"));
@@ -321,10 +332,12 @@ static void test_key_policy_ops(void **state)
     denied(put_policy(e, id, DOC(ROOT_ALL), true));
 
     /* CreateKey: lockout check and bypass as well. */
-    struct result c = run(e, "CreateKey", "{\"Policy\":\"{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[{"
-                                          "\\\"Effect\\\":\\\"Allow\\\",\\\"Principal\\\":{\\\"AWS\\\":\\\"" ROOT "\\\"},"
-                                          "\\\"Action\\\":\\\"kms:Encrypt\\\",\\\"Resource\\\":\\\"*\\\"}]}\"}");
-    expect(c, COFFER_ERR_MALFORMED_POLICY, "The new key policy will not allow you to update the key policy in the future.");
+    struct result c = run(e, "CreateKey",
+                          "{\"Policy\":\"{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[{"
+                          "\\\"Effect\\\":\\\"Allow\\\",\\\"Principal\\\":{\\\"AWS\\\":\\\"" ROOT "\\\"},"
+                          "\\\"Action\\\":\\\"kms:Encrypt\\\",\\\"Resource\\\":\\\"*\\\"}]}\"}");
+    expect(c, COFFER_ERR_MALFORMED_POLICY,
+           "The new key policy will not allow you to update the key policy in the future.");
     free(blob);
 }
 
@@ -332,14 +345,21 @@ static void test_condition_keys(void **state)
 {
     struct env *e = *state;
     char id[64], arn[128];
-    create_key(e,
-               DOC(STMT("Allow", ROOT, "['kms:PutKeyPolicy','kms:GetKeyPolicy']") ","
-                   "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':['kms:Encrypt','kms:Decrypt'],"
-                   "'Resource':'*','Condition':{'StringEquals':{'kms:EncryptionContext:Department':'IT',"
-                   "'kms:CallerAccount':'" ACCT "','kms:EncryptionAlgorithm':'SYMMETRIC_DEFAULT',"
-                   "'kms:KeySpec':'SYMMETRIC_DEFAULT','kms:KeyOrigin':'AWS_KMS'},"
-                   "'IpAddress':{'aws:SourceIp':'127.0.0.0/8'},'Bool':{'aws:SecureTransport':'true'}}}"),
-               id, arn);
+    create_key(
+        e,
+        DOC(STMT("Allow", ROOT,
+                 "['kms:PutKeyPolicy','kms:GetKeyPolicy']") ","
+                                                            "{'Effect':'Allow','Principal':{'AWS':'" ROOT
+                                                            "'},'Action':['kms:Encrypt','kms:Decrypt'],"
+                                                            "'Resource':'*','Condition':{'StringEquals':{'"
+                                                            "kms:EncryptionContext:Department':'IT',"
+                                                            "'kms:CallerAccount':'" ACCT
+                                                            "','kms:EncryptionAlgorithm':'SYMMETRIC_DEFAULT',"
+                                                            "'kms:KeySpec':'SYMMETRIC_DEFAULT','kms:"
+                                                            "KeyOrigin':'AWS_KMS'},"
+                                                            "'IpAddress':{'aws:SourceIp':'127.0.0.0/"
+                                                            "8'},'Bool':{'aws:SecureTransport':'true'}}}"),
+        id, arn);
     coffer_err rc;
     char *blob = encrypt(e, id, "{\"Department\":\"IT\"}", &rc);
     assert_non_null(blob);
@@ -349,17 +369,25 @@ static void test_condition_keys(void **state)
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
     ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\"}}", blob));
     e->caller.source_ip = "10.1.2.3";
-    denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\"}}", blob));
+    denied(
+        run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\"}}", blob));
     e->caller.source_ip = "127.0.0.1";
     e->caller.secure_transport = false;
-    denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\"}}", blob));
+    denied(
+        run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\"}}", blob));
     e->caller.secure_transport = true;
     /* An alias in the request sets kms:RequestAlias. */
-    ok(put_policy(e, id,
-                  DOC(STMT("Allow", ROOT, "['kms:PutKeyPolicy','kms:CreateAlias','kms:DescribeKey']") ","
-                      "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*',"
-                      "'Condition':{'StringEquals':{'kms:RequestAlias':'alias/orders'}}}"),
-                  false));
+    ok(put_policy(
+        e, id,
+        DOC(STMT(
+            "Allow", ROOT,
+            "['kms:PutKeyPolicy','kms:CreateAlias','kms:DescribeKey']") ","
+                                                                        "{'Effect':'Allow','Principal':{'AWS'"
+                                                                        ":'" ROOT "'},'Action':'kms:Encrypt',"
+                                                                        "'Resource':'*',"
+                                                                        "'Condition':{'StringEquals':{'kms:"
+                                                                        "RequestAlias':'alias/orders'}}}"),
+        false));
     ok(run(e, "CreateAlias", "{\"AliasName\":\"alias/orders\",\"TargetKeyId\":\"%s\"}", id));
     free(encrypt(e, "alias/orders", NULL, &rc));
     assert_int_equal(rc, COFFER_OK);
@@ -373,17 +401,32 @@ static void test_request_tags(void **state)
     struct env *e = *state;
     char id[64], arn[128];
     /* TagResource only with tag keys from an allowed list; the key's own tags as aws:ResourceTag. */
-    create_key(e,
-               DOC(STMT("Allow", ROOT, "['kms:PutKeyPolicy','kms:DescribeKey','kms:UntagResource']") ","
-                   "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:TagResource','Resource':'*',"
-                   "'Condition':{'ForAllValues:StringEquals':{'aws:TagKeys':['team','env']},"
-                   "'StringEqualsIfExists':{'aws:RequestTag/env':'prod'}}},"
-                   "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*',"
-                   "'Condition':{'StringEquals':{'aws:ResourceTag/team':'pay'}}}"),
-               id, arn);
+    create_key(
+        e,
+        DOC(STMT(
+            "Allow", ROOT,
+            "['kms:PutKeyPolicy','kms:DescribeKey','kms:UntagResource']") ","
+                                                                          "{'Effect':'Allow','Principal':{'"
+                                                                          "AWS':'" ROOT
+                                                                          "'},'Action':'kms:TagResource','"
+                                                                          "Resource':'*',"
+                                                                          "'Condition':{'ForAllValues:"
+                                                                          "StringEquals':{'aws:TagKeys':['"
+                                                                          "team','env']},"
+                                                                          "'StringEqualsIfExists':{'aws:"
+                                                                          "RequestTag/env':'prod'}}},"
+                                                                          "{'Effect':'Allow','Principal':{'"
+                                                                          "AWS':'" ROOT
+                                                                          "'},'Action':'kms:Encrypt','"
+                                                                          "Resource':'*',"
+                                                                          "'Condition':{'StringEquals':{'aws:"
+                                                                          "ResourceTag/team':'pay'}}}"),
+        id, arn);
     ok(run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"team\",\"TagValue\":\"pay\"}]}", id));
-    denied(run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"owner\",\"TagValue\":\"x\"}]}", id));
-    denied(run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"env\",\"TagValue\":\"dev\"}]}", id));
+    denied(
+        run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"owner\",\"TagValue\":\"x\"}]}", id));
+    denied(
+        run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"env\",\"TagValue\":\"dev\"}]}", id));
     coffer_err rc;
     free(encrypt(e, id, NULL, &rc));
     assert_int_equal(rc, COFFER_OK);
@@ -396,11 +439,18 @@ static void test_resource_aliases(void **state)
 {
     struct env *e = *state;
     char id[64], arn[128];
-    create_key(e,
-               DOC(STMT("Allow", ROOT, "['kms:PutKeyPolicy','kms:CreateAlias','kms:DeleteAlias']") ","
-                   "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:Encrypt','Resource':'*',"
-                   "'Condition':{'ForAnyValue:StringLike':{'kms:ResourceAliases':'alias/finance-*'}}}"),
-               id, arn);
+    create_key(
+        e,
+        DOC(STMT(
+            "Allow", ROOT,
+            "['kms:PutKeyPolicy','kms:CreateAlias','kms:DeleteAlias']") ","
+                                                                        "{'Effect':'Allow','Principal':{'AWS'"
+                                                                        ":'" ROOT "'},'Action':'kms:Encrypt',"
+                                                                        "'Resource':'*',"
+                                                                        "'Condition':{'ForAnyValue:"
+                                                                        "StringLike':{'kms:ResourceAliases':'"
+                                                                        "alias/finance-*'}}}"),
+        id, arn);
     coffer_err rc;
     assert_null(encrypt(e, id, NULL, &rc));
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
@@ -420,8 +470,10 @@ static void test_iam_delegation(void **state)
     create_key(e, NULL, id, arn);
     create_key(e, NULL, id2, arn2);
     char doc[512];
-    snprintf(doc, sizeof(doc), "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':['kms:Encrypt',"
-                               "'kms:DescribeKey'],'Resource':'%s'}]}", arn);
+    snprintf(doc, sizeof(doc),
+             "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':['kms:Encrypt',"
+             "'kms:DescribeKey'],'Resource':'%s'}]}",
+             arn);
     stub_add(e, ALICE, doc);
     set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     coffer_err rc;
@@ -429,8 +481,10 @@ static void test_iam_delegation(void **state)
     assert_int_equal(rc, COFFER_OK);
     assert_null(encrypt(e, id2, NULL, &rc)); /* the policy names one key only */
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
-    assert_non_null(strstr(coffer_last_message(), "User: " ALICE " is not authorized to perform: kms:Encrypt on resource: "));
-    assert_non_null(strstr(coffer_last_message(), "because no identity-based policy allows the kms:Encrypt action"));
+    assert_non_null(strstr(coffer_last_message(),
+                           "User: " ALICE " is not authorized to perform: kms:Encrypt on resource: "));
+    assert_non_null(
+        strstr(coffer_last_message(), "because no identity-based policy allows the kms:Encrypt action"));
     ok(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
     denied(run(e, "CreateKey", "{}"));
     denied(run(e, "ListKeys", "{}"));
@@ -455,8 +509,10 @@ static void test_cross_account(void **state)
 {
     struct env *e = *state;
     char id[64], arn[128], alias_arn[128];
-    create_key(e, DOC(ROOT_ALL "," STMT("Allow", OROOT, "['kms:Encrypt','kms:Decrypt','kms:DescribeKey',"
-                                                          "'kms:CreateGrant','kms:GetKeyPolicy']")),
+    create_key(e,
+               DOC(ROOT_ALL "," STMT("Allow", OROOT,
+                                     "['kms:Encrypt','kms:Decrypt','kms:DescribeKey',"
+                                     "'kms:CreateGrant','kms:GetKeyPolicy']")),
                id, arn);
     ok(run(e, "CreateAlias", "{\"AliasName\":\"alias/shared\",\"TargetKeyId\":\"%s\"}", id));
     coffer_err rc;
@@ -479,25 +535,29 @@ static void test_cross_account(void **state)
     denied(run(e, "DisableKey", "{\"KeyId\":\"%s\"}", arn));
     /* Not in the key policy. */
     denied(run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\"}", arn));
-    expect(run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCT ":key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9\"}"),
+    expect(run(e, "DescribeKey",
+               "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCT ":key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9\"}"),
            COFFER_ERR_NOT_FOUND,
            "Key 'arn:aws:kms:us-east-1:" ACCT ":key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9' does not exist");
 
     /* B's user: needs its own IAM allow as well. */
     set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
-    assert_non_null(strstr(coffer_last_message(), "because no identity-based policy allows the kms:Decrypt action"));
+    assert_non_null(
+        strstr(coffer_last_message(), "because no identity-based policy allows the kms:Decrypt action"));
     /* B's root may grant on A's key (the key policy allows kms:CreateGrant to B): the grant lets
      * carol decrypt without any IAM policy of hers; A's root revokes it. */
     set_caller(e, OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
-    struct result g = run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\","
-                                            "\"Operations\":[\"Decrypt\"]}", arn);
+    struct result g = run(e, "CreateGrant",
+                          "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\","
+                          "\"Operations\":[\"Decrypt\"]}",
+                          arn);
     assert_int_equal(g.rc, COFFER_OK);
     char gid[80];
     snprintf(gid, sizeof(gid), "%s", json_string_value(json_object_get(g.out, "GrantId")));
     ok(g);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\",\"Operations\":[\"Decrypt\"]}",
-               id),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" CAROL "\",\"Operations\":[\"Decrypt\"]}", id),
            COFFER_ERR_NOT_FOUND, NULL); /* a bare id is B's own */
     denied(run(e, "ListGrants", "{\"KeyId\":\"%s\"}", arn));
     set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
@@ -506,7 +566,9 @@ static void test_cross_account(void **state)
     ok(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", id, gid));
     set_caller(e, OTHER, CAROL, API_PRINCIPAL_USER, NULL);
     denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
-    stub_add(e, CAROL, "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:Decrypt','Resource':'*'}]}");
+    stub_add(
+        e, CAROL,
+        "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:Decrypt','Resource':'*'}]}");
     ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob));
     assert_null(encrypt(e, arn, NULL, &rc));
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
@@ -524,11 +586,12 @@ static void test_grants(void **state)
     struct env *e = *state;
     char id[64], arn[128];
     create_key(e, NULL, id, arn);
-    struct result r = run(e, "CreateGrant",
-                          "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"RetiringPrincipal\":\"" BOB "\","
-                          "\"Operations\":[\"Encrypt\",\"Decrypt\"],\"Name\":\"g1\","
-                          "\"Constraints\":{\"EncryptionContextSubset\":{\"Department\":\"IT\"}}}",
-                          id);
+    struct result r =
+        run(e, "CreateGrant",
+            "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"RetiringPrincipal\":\"" BOB "\","
+            "\"Operations\":[\"Encrypt\",\"Decrypt\"],\"Name\":\"g1\","
+            "\"Constraints\":{\"EncryptionContextSubset\":{\"Department\":\"IT\"}}}",
+            id);
     assert_int_equal(r.rc, COFFER_OK);
     char grant_id[80], token[600];
     snprintf(grant_id, sizeof(grant_id), "%s", json_string_value(json_object_get(r.out, "GrantId")));
@@ -552,21 +615,30 @@ static void test_grants(void **state)
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
     assert_null(encrypt(e, id, NULL, &rc));
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
-    ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
-    denied(run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\","
-                                     "\"EncryptionContext\":{\"Department\":\"IT\"}}", id));
+    ok(run(e, "Decrypt",
+           "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
+    denied(run(e, "GenerateDataKey",
+               "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\","
+               "\"EncryptionContext\":{\"Department\":\"IT\"}}",
+               id));
     denied(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
-    denied(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" BOB "\",\"Operations\":[\"Decrypt\"]}", id));
+    denied(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" BOB "\",\"Operations\":[\"Decrypt\"]}", id));
     /* Tokens: ours pass, garbage does not. */
-    expect(run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"GrantTokens\":[\"bad\"],"
-                             "\"EncryptionContext\":{\"Department\":\"IT\"}}", id),
+    expect(run(e, "Encrypt",
+               "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"GrantTokens\":[\"bad\"],"
+               "\"EncryptionContext\":{\"Department\":\"IT\"}}",
+               id),
            COFFER_ERR_INVALID_GRANT_TOKEN, NULL);
-    ok(run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"GrantTokens\":[\"%s\"],"
-                         "\"EncryptionContext\":{\"Department\":\"IT\"}}", id, token));
+    ok(run(e, "Encrypt",
+           "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"GrantTokens\":[\"%s\"],"
+           "\"EncryptionContext\":{\"Department\":\"IT\"}}",
+           id, token));
 
     /* A grant for the role covers its sessions. */
     as_root(e);
-    ok(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ROLE "\",\"Operations\":[\"DescribeKey\"]}", id));
+    ok(run(e, "CreateGrant",
+           "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ROLE "\",\"Operations\":[\"DescribeKey\"]}", id));
     set_caller(e, ACCT, SESSION, API_PRINCIPAL_ASSUMED_ROLE, ROLE);
     ok(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
 
@@ -591,12 +663,14 @@ static void test_grants(void **state)
     assert_int_equal(json_array_size(json_object_get(r.out, "Grants")), 1);
     assert_false(json_is_true(json_object_get(r.out, "Truncated")));
     ok(r);
-    expect(run(e, "ListGrants", "{\"KeyId\":\"%s\",\"GrantId\":\"zz\"}", id), COFFER_ERR_INVALID_GRANT_ID, NULL);
+    expect(run(e, "ListGrants", "{\"KeyId\":\"%s\",\"GrantId\":\"zz\"}", id), COFFER_ERR_INVALID_GRANT_ID,
+           NULL);
     set_caller(e, ACCT, BOB, API_PRINCIPAL_USER, NULL);
     r = run(e, "ListRetirableGrants", "{\"RetiringPrincipal\":\"" BOB "\"}");
     denied(r); /* bob has no kms:ListRetirableGrants */
-    stub_add(e, BOB, "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:ListRetirableGrants',"
-                     "'Resource':'*'}]}");
+    stub_add(e, BOB,
+             "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:ListRetirableGrants',"
+             "'Resource':'*'}]}");
     r = run(e, "ListRetirableGrants", "{}");
     assert_int_equal(json_array_size(json_object_get(r.out, "Grants")), 1);
     ok(r);
@@ -605,24 +679,29 @@ static void test_grants(void **state)
     kms_service_free(e->svc);
     service_start(e);
     set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
-    ok(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
+    ok(run(e, "Decrypt",
+           "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
 
     /* Alice is not the retiring principal; bob is. */
     denied(run(e, "RetireGrant", "{\"GrantToken\":\"%s\"}", token));
     expect(run(e, "RetireGrant", "{\"GrantToken\":\"garbage\"}"), COFFER_ERR_INVALID_GRANT_TOKEN, NULL);
-    expect(run(e, "RetireGrant", "{}"), COFFER_ERR_VALIDATION, "Grant token OR (grant ID, key ID) must be specified");
+    expect(run(e, "RetireGrant", "{}"), COFFER_ERR_VALIDATION,
+           "Grant token OR (grant ID, key ID) must be specified");
     set_caller(e, ACCT, BOB, API_PRINCIPAL_USER, NULL);
     ok(run(e, "RetireGrant", "{\"GrantToken\":\"%s\"}", token));
     expect(run(e, "RetireGrant", "{\"GrantToken\":\"%s\"}", token), COFFER_ERR_NOT_FOUND, NULL);
     set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
-    denied(run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}", blob));
+    denied(run(e, "Decrypt",
+               "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"Department\":\"IT\",\"x\":\"y\"}}",
+               blob));
 
     /* Revoke: needs kms:RevokeGrant; the root has it. */
     as_root(e);
     r = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
     char role_grant[80];
-    snprintf(role_grant, sizeof(role_grant), "%s",
-             json_string_value(json_object_get(json_array_get(json_object_get(r.out, "Grants"), 0), "GrantId")));
+    snprintf(
+        role_grant, sizeof(role_grant), "%s",
+        json_string_value(json_object_get(json_array_get(json_object_get(r.out, "Grants"), 0), "GrantId")));
     ok(r);
     set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     denied(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%s\"}", id, role_grant));
@@ -642,33 +721,47 @@ static void test_grant_validation(void **state)
     struct env *e = *state;
     char id[64], arn[128];
     create_key(e, NULL, id, arn);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Sign\"]}", id),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Sign\"]}", id),
            COFFER_ERR_VALIDATION, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Fly\"]}", id),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Fly\"]}", id),
            COFFER_ERR_VALIDATION, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[]}", id),
+    expect(
+        run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[]}", id),
+        COFFER_ERR_VALIDATION, NULL);
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"alice\",\"Operations\":[\"Decrypt\"]}", id),
            COFFER_ERR_VALIDATION, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"alice\",\"Operations\":[\"Decrypt\"]}", id),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
+               "\"Constraints\":{\"EncryptionContextSubset\":{\"a\":\"b\"},"
+               "\"EncryptionContextEquals\":{\"a\":\"b\"}}}",
+               id),
            COFFER_ERR_VALIDATION, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
-                                 "\"Constraints\":{\"EncryptionContextSubset\":{\"a\":\"b\"},"
-                                 "\"EncryptionContextEquals\":{\"a\":\"b\"}}}", id),
-           COFFER_ERR_VALIDATION, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
-                                 "\"Constraints\":{\"EncryptionContextSubset\":{\"a\":1}}}", id),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
+               "\"Constraints\":{\"EncryptionContextSubset\":{\"a\":1}}}",
+               id),
            COFFER_ERR_SERIALIZATION, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
-                                 "\"DryRun\":true}", id),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
+               "\"DryRun\":true}",
+               id),
            COFFER_ERR_DRY_RUN, NULL);
-    expect(run(e, "CreateGrant", "{\"KeyId\":\"alias/x\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"]}"),
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"alias/x\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"]}"),
            COFFER_ERR_NOT_FOUND, NULL);
-    expect(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%064d\"}", id, 0), COFFER_ERR_NOT_FOUND, NULL);
-    expect(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"short\"}", id), COFFER_ERR_INVALID_GRANT_ID, NULL);
+    expect(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"%064d\"}", id, 0), COFFER_ERR_NOT_FOUND,
+           NULL);
+    expect(run(e, "RevokeGrant", "{\"KeyId\":\"%s\",\"GrantId\":\"short\"}", id), COFFER_ERR_INVALID_GRANT_ID,
+           NULL);
     /* Tokens that decode but are not well formed. */
     const char *bad[] = {"Y2d0MTo=", /* "cgt1:" */
                          "Y2d0MToxMTExMjIyMjMzMzM6dXMtZWFzdC0xOm5vdC1hLWtleTphYmM6ZGVm", "", "!!!!"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        expect(run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"GrantTokens\":[\"%s\"]}", id, bad[i]),
+        expect(run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"GrantTokens\":[\"%s\"]}", id,
+                   bad[i]),
                bad[i][0] == '\0' ? COFFER_ERR_VALIDATION : COFFER_ERR_INVALID_GRANT_TOKEN, NULL);
     }
     /* Nothing was created by the refusals. */
@@ -682,8 +775,9 @@ static void test_aliases_need_both(void **state)
     struct env *e = *state;
     char a[64], aarn[128], b[64], barn[128];
     create_key(e, NULL, a, aarn);
-    create_key(e, DOC(ROOT_ALL "," STMT("Deny", ROOT, "['kms:CreateAlias','kms:UpdateAlias','kms:DeleteAlias']")), b,
-               barn);
+    create_key(
+        e, DOC(ROOT_ALL "," STMT("Deny", ROOT, "['kms:CreateAlias','kms:UpdateAlias','kms:DeleteAlias']")), b,
+        barn);
     denied(run(e, "CreateAlias", "{\"AliasName\":\"alias/b\",\"TargetKeyId\":\"%s\"}", b));
     ok(run(e, "CreateAlias", "{\"AliasName\":\"alias/a\",\"TargetKeyId\":\"%s\"}", a));
     denied(run(e, "UpdateAlias", "{\"AliasName\":\"alias/a\",\"TargetKeyId\":\"%s\"}", b));
@@ -692,8 +786,10 @@ static void test_aliases_need_both(void **state)
     denied(run(e, "DeleteAlias", "{\"AliasName\":\"alias/a\"}")); /* the key it points to refuses */
     /* IAM side: a user allowed on the key but not on the alias ARN. */
     char doc[512];
-    snprintf(doc, sizeof(doc), "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:CreateAlias',"
-                               "'Resource':'%s'}]}", aarn);
+    snprintf(doc, sizeof(doc),
+             "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:CreateAlias',"
+             "'Resource':'%s'}]}",
+             aarn);
     stub_add(e, ALICE, doc);
     set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
     denied(run(e, "CreateAlias", "{\"AliasName\":\"alias/alice\",\"TargetKeyId\":\"%s\"}", a));
@@ -704,7 +800,8 @@ static void test_authorization_off(void **state)
 {
     struct env *e = *state;
     char id[64], arn[128];
-    create_key(e, DOC(ROOT_ALL "," STMT("Deny", ROOT, "'kms:Encrypt'") "," STMT("Allow", OROOT, "'kms:*'")), id, arn);
+    create_key(e, DOC(ROOT_ALL "," STMT("Deny", ROOT, "'kms:Encrypt'") "," STMT("Allow", OROOT, "'kms:*'")),
+               id, arn);
     kms_service_set_authorizer(e->svc, NULL);
     coffer_err rc;
     free(encrypt(e, id, NULL, &rc));
@@ -730,22 +827,27 @@ static void test_twenty_statements(void **state)
         char cond[256];
         switch (i % 4) {
         case 0:
-            snprintf(cond, sizeof(cond), "{'StringEquals':{'kms:EncryptionContext:Department':'dept-%d'}}", i);
+            snprintf(cond, sizeof(cond), "{'StringEquals':{'kms:EncryptionContext:Department':'dept-%d'}}",
+                     i);
             break;
         case 1:
             snprintf(cond, sizeof(cond), "{'IpAddress':{'aws:SourceIp':'10.%d.0.0/16'}}", i);
             break;
         case 2:
-            snprintf(cond, sizeof(cond), "{'StringLike':{'aws:PrincipalArn':'arn:aws:iam::" ACCT ":user/t-%d-*'}}", i);
+            snprintf(cond, sizeof(cond),
+                     "{'StringLike':{'aws:PrincipalArn':'arn:aws:iam::" ACCT ":user/t-%d-*'}}", i);
             break;
         default:
             snprintf(cond, sizeof(cond),
-                     "{'DateLessThan':{'aws:CurrentTime':'2001-01-%02dT00:00:00Z'},'Bool':{'aws:SecureTransport':'true'}}",
+                     "{'DateLessThan':{'aws:CurrentTime':'2001-01-%02dT00:00:00Z'},'Bool':{'aws:"
+                     "SecureTransport':'true'}}",
                      i % 28 + 1);
         }
         len += (size_t)snprintf(doc + len, sizeof(doc) - len,
-                                "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':['kms:Encrypt','kms:Decrypt'],"
-                                "'Resource':'*','Condition':%s},", cond);
+                                "{'Effect':'Allow','Principal':{'AWS':'" ROOT
+                                "'},'Action':['kms:Encrypt','kms:Decrypt'],"
+                                "'Resource':'*','Condition':%s},",
+                                cond);
     }
     snprintf(doc + len, sizeof(doc) - len,
              "{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*','Condition':"
@@ -804,7 +906,8 @@ static void test_principal_lookup_failure(void **state)
     kms_service_set_authorizer(e->svc, e->az);
     char id[64], arn[128];
     create_key(e, NULL, id, arn);
-    ok(run(e, "CreateGrant", "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"]}", id));
+    ok(run(e, "CreateGrant",
+           "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"]}", id));
     struct result r = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
     assert_int_equal(r.rc, COFFER_OK);
     json_t *g = json_array_get(json_object_get(r.out, "Grants"), 0);

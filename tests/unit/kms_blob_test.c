@@ -105,14 +105,16 @@ static void test_truncations_and_bit_flips(void **state)
     struct fixture *f = *state;
     coffer_buf pt = COFFER_SECRET_BUF_INIT;
     for (size_t n = 0; n < f->blob.len; n++) {
-        assert_int_equal(try_open(f, coffer_cursor_from(f->blob.data, n), f->ec, &pt), COFFER_ERR_INVALID_CIPHERTEXT);
+        assert_int_equal(try_open(f, coffer_cursor_from(f->blob.data, n), f->ec, &pt),
+                         COFFER_ERR_INVALID_CIPHERTEXT);
     }
     coffer_buf copy = COFFER_BUF_INIT;
     assert_int_equal(coffer_buf_append_cur(&copy, coffer_buf_cursor(&f->blob)), COFFER_OK);
     for (size_t i = 0; i < copy.len; i++) {
         for (int bit = 0; bit < 8; bit++) {
             copy.data[i] ^= (uint8_t)(1u << bit);
-            assert_int_equal(try_open(f, coffer_buf_cursor(&copy), f->ec, &pt), COFFER_ERR_INVALID_CIPHERTEXT);
+            assert_int_equal(try_open(f, coffer_buf_cursor(&copy), f->ec, &pt),
+                             COFFER_ERR_INVALID_CIPHERTEXT);
             copy.data[i] ^= (uint8_t)(1u << bit);
         }
     }
@@ -132,16 +134,20 @@ static void test_wrong_key_and_garbage(void **state)
     uint8_t other[32];
     memset(other, 0x43, sizeof(other));
     assert_int_equal(kms_blob_parse(coffer_buf_cursor(&f->blob), &b), COFFER_OK);
-    assert_int_equal(kms_blob_decrypt(coffer_cursor_from(other, 32), &b, f->ec, &pt), COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(kms_blob_decrypt(coffer_cursor_from(other, 32), &b, f->ec, &pt),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
 
     uint8_t junk[200];
     memset(junk, 0xff, sizeof(junk));
-    assert_int_equal(kms_blob_parse(coffer_cursor_from(junk, sizeof(junk)), &b), COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(kms_blob_parse(coffer_cursor_from(junk, sizeof(junk)), &b),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
     junk[0] = 1;
     junk[1] = 5; /* ARN shorter than any real one */
-    assert_int_equal(kms_blob_parse(coffer_cursor_from(junk, sizeof(junk)), &b), COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(kms_blob_parse(coffer_cursor_from(junk, sizeof(junk)), &b),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
     junk[1] = 30; /* 0xff is not printable ASCII */
-    assert_int_equal(kms_blob_parse(coffer_cursor_from(junk, sizeof(junk)), &b), COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(kms_blob_parse(coffer_cursor_from(junk, sizeof(junk)), &b),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
     assert_int_equal(kms_blob_parse(coffer_cursor_from(NULL, 0), &b), COFFER_ERR_INVALID_CIPHERTEXT);
     coffer_buf_free(&pt);
 }
@@ -151,8 +157,8 @@ static void test_ec_canonical_form(void **state)
     json_t *ec = json_pack("{s:s,s:s}", "bb", "x", "a", "yz");
     coffer_buf out = COFFER_BUF_INIT;
     assert_int_equal(kms_ec_canonical(ec, &out), COFFER_OK);
-    static const uint8_t want[] = {0, 0, 0, 2, 0, 0, 0, 1, 'a', 0, 0, 0, 2, 'y', 'z',
-                                   0, 0, 0, 2, 'b', 'b', 0, 0, 0, 1, 'x'};
+    static const uint8_t want[] = {0,   0,   0, 2, 0, 0, 0,   1,   'a', 0, 0, 0, 2,
+                                   'y', 'z', 0, 0, 0, 2, 'b', 'b', 0,   0, 0, 1, 'x'};
     assert_int_equal(out.len, sizeof(want));
     assert_memory_equal(out.data, want, sizeof(want));
     coffer_buf_reset(&out);

@@ -128,7 +128,8 @@ static void result_free(struct result *r)
 }
 
 /* Runs op with the JSON text `in` (format string) as the caller of env. */
-static struct result run(struct env *e, const char *op, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static struct result run(struct env *e, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static struct result run(struct env *e, const char *op, const char *fmt, ...)
 {
     char body[16384];
@@ -143,8 +144,12 @@ static struct result run(struct env *e, const char *op, const char *fmt, ...)
     }
     const struct api_op *o = api_service_find_op(e->api, op, strlen(op));
     assert_non_null(o);
-    struct api_call call = {.caller = &e->caller, .region = REGION, .request_id = "r", .operation = op,
-                            .now_ms = e->now, .input = in};
+    struct api_call call = {.caller = &e->caller,
+                            .region = REGION,
+                            .request_id = "r",
+                            .operation = op,
+                            .now_ms = e->now,
+                            .input = in};
     coffer_clear_err();
     struct result r = {0};
     r.rc = o->handler(e->api->state, &call);
@@ -304,8 +309,9 @@ static void test_declaration(void **state)
         assert_int_equal(got.status, kms_wire_errors[i].status);
     }
     coffer_clear_err();
-    assert_string_equal(api_service_error_message(e->api, COFFER_ERR_THROTTLING),
-                        "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.");
+    assert_string_equal(
+        api_service_error_message(e->api, COFFER_ERR_THROTTLING),
+        "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.");
     assert_true(api_service_member_is_sensitive(e->api, "Plaintext"));
     assert_true(api_service_member_is_sensitive(e->api, "CiphertextBlob"));
     assert_false(api_service_member_is_sensitive(e->api, "KeyId"));
@@ -318,7 +324,8 @@ static void test_declaration(void **state)
 static void test_create_describe(void **state)
 {
     struct env *e = *state;
-    struct result r = run(e, "CreateKey", "{\"Description\":\"d1\",\"Tags\":[{\"TagKey\":\"team\",\"TagValue\":\"x\"}]}");
+    struct result r =
+        run(e, "CreateKey", "{\"Description\":\"d1\",\"Tags\":[{\"TagKey\":\"team\",\"TagValue\":\"x\"}]}");
     assert_int_equal(r.rc, COFFER_OK);
     json_t *m = json_object_get(r.out, "KeyMetadata");
     char id[64], arn[160];
@@ -366,8 +373,9 @@ static void test_create_describe(void **state)
 
     /* Errors with AWS text. */
     r = run(e, "DescribeKey", "{\"KeyId\":\"0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9\"}");
-    expect(&r, COFFER_ERR_NOT_FOUND,
-           "Key 'arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9' does not exist");
+    expect(
+        &r, COFFER_ERR_NOT_FOUND,
+        "Key 'arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9' does not exist");
     r = run(e, "DescribeKey", "{\"KeyId\":\"not-a-key\"}");
     expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'not-a-key'");
     r = run(e, "DescribeKey", "{\"KeyId\":\"alias/nope\"}");
@@ -378,7 +386,8 @@ static void test_create_describe(void **state)
     expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
     r = run(e, "DescribeKey", "{}");
     expect(&r, COFFER_ERR_VALIDATION,
-           "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not be null");
+           "1 validation error detected: Value null at 'keyId' failed to satisfy constraint: Member must not "
+           "be null");
     r = run(e, "DescribeKey", "{\"KeyId\":7}");
     expect(&r, COFFER_ERR_SERIALIZATION, NULL);
 }
@@ -418,7 +427,8 @@ static void test_create_key_refusals(void **state)
     expect(&r, COFFER_ERR_NOT_FOUND, "No such policy exists");
     r = run(e, "ListKeyPolicies", "{\"KeyId\":\"%s\"}", id);
     assert_int_equal(r.rc, COFFER_OK);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(r.out, "PolicyNames"), 0)), "default");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.out, "PolicyNames"), 0)),
+                        "default");
     result_free(&r);
 }
 
@@ -431,8 +441,9 @@ static void test_encrypt_decrypt(void **state)
     arn_of(arn, sizeof(arn), id);
     char *blob = encrypt(e, id, "{\"purpose\":\"test\",\"a\":\"b\"}");
 
-    struct result r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
-                          blob);
+    struct result r =
+        run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}", blob);
     assert_int_equal(r.rc, COFFER_OK);
     assert_string_equal(sval(r.out, "Plaintext"), "aGVsbG8=");
     assert_string_equal(sval(r.out, "KeyId"), arn);
@@ -444,16 +455,16 @@ static void test_encrypt_decrypt(void **state)
     result_free(&r);
 
     /* Wrong, missing or extra context; tampered blob; garbage. */
-    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"Test\"}}",
-            blob);
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"Test\"}}", blob);
     expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
     r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
     expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
     char *bad = strdup(blob);
     size_t n = strlen(bad);
     bad[n - 6] = bad[n - 6] == 'A' ? 'B' : 'A';
-    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
-            bad);
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}", bad);
     expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
     free(bad);
     r = run(e, "Decrypt", "{\"CiphertextBlob\":\"AAECAwQFBgcICQ==\"}");
@@ -467,11 +478,13 @@ static void test_encrypt_decrypt(void **state)
     r = run(e, "CreateAlias", "{\"AliasName\":\"alias/enc\",\"TargetKeyId\":\"%s\"}", arn);
     expect(&r, COFFER_OK, NULL);
     r = run(e, "Decrypt",
-            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"alias/enc\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"alias/"
+            "enc\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
             blob);
     expect(&r, COFFER_OK, NULL);
     r = run(e, "Decrypt",
-            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"%s\",\"EncryptionContext\":{\"a\":\"b\",\"purpose\":"
+            "\"test\"}}",
             blob, other);
     expect(&r, COFFER_ERR_INCORRECT_KEY,
            "The key ID in the request does not identify a CMK that can perform this operation.");
@@ -481,7 +494,8 @@ static void test_encrypt_decrypt(void **state)
     assert_int_equal(r.rc, COFFER_OK);
     assert_string_equal(sval(r.out, "KeyId"), arn);
     result_free(&r);
-    r = run(e, "Encrypt", "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCOUNT ":alias/enc\",\"Plaintext\":\"aGVsbG8=\"}");
+    r = run(e, "Encrypt",
+            "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCOUNT ":alias/enc\",\"Plaintext\":\"aGVsbG8=\"}");
     expect(&r, COFFER_OK, NULL);
 
     /* 4096 bytes pass, 4097 fail with the AWS text. */
@@ -497,7 +511,8 @@ static void test_encrypt_decrypt(void **state)
     assert_int_equal(coffer_buf_nul_terminate(&b64), COFFER_OK);
     r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, (char *)b64.data);
     expect(&r, COFFER_ERR_VALIDATION,
-           "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length "
+           "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have "
+           "length "
            "less than or equal to 4096");
     coffer_buf_free(&raw);
     coffer_buf_free(&b64);
@@ -505,13 +520,16 @@ static void test_encrypt_decrypt(void **state)
     /* DryRun and algorithms. */
     r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\",\"DryRun\":true}", id);
     expect(&r, COFFER_ERR_DRY_RUN, "The request would have succeeded, but the DryRun option is set.");
-    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"DryRun\":true,\"EncryptionContext\":{\"a\":\"b\",\"purpose\":\"test\"}}",
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"DryRun\":true,\"EncryptionContext\":{\"a\":\"b\",\"purpose\":"
+            "\"test\"}}",
             blob);
     expect(&r, COFFER_ERR_DRY_RUN, NULL);
-    r = run(e, "Decrypt", "{\"DryRun\":true,\"DryRunModifiers\":[\"IGNORE_CIPHERTEXT\"],\"KeyId\":\"%s\"}", id);
-    expect(&r, COFFER_ERR_DRY_RUN, NULL);
-    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_1\"}",
+    r = run(e, "Decrypt", "{\"DryRun\":true,\"DryRunModifiers\":[\"IGNORE_CIPHERTEXT\"],\"KeyId\":\"%s\"}",
             id);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+    r = run(e, "Encrypt",
+            "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_1\"}", id);
     expect(&r, COFFER_ERR_INVALID_KEY_USAGE, NULL);
     free(blob);
 }
@@ -563,7 +581,8 @@ static void test_key_states(void **state)
     assert_string_equal(sval(r.out, "KeyId"), arn);
     assert_string_equal(sval(r.out, "KeyState"), "PendingDeletion");
     assert_int_equal(json_integer_value(json_object_get(r.out, "PendingWindowInDays")), 30);
-    assert_true(json_real_value(json_object_get(r.out, "DeletionDate")) == (double)(T0 + 30 * DAY_MS) / 1000.0);
+    assert_true(json_real_value(json_object_get(r.out, "DeletionDate")) ==
+                (double)(T0 + 30 * DAY_MS) / 1000.0);
     assert_non_null(json_object_get(r.audit_response, "deletionDate"));
     result_free(&r);
 
@@ -616,7 +635,9 @@ static void test_data_keys_and_random(void **state)
     struct env *e = *state;
     char id[64];
     create_key(e, id);
-    struct result r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"EncryptionContext\":{\"k\":\"v\"}}", id);
+    struct result r =
+        run(e, "GenerateDataKey",
+            "{\"KeyId\":\"%s\",\"KeySpec\":\"AES_256\",\"EncryptionContext\":{\"k\":\"v\"}}", id);
     assert_int_equal(r.rc, COFFER_OK);
     coffer_buf pt = COFFER_BUF_INIT;
     assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(sval(r.out, "Plaintext")), &pt), COFFER_OK);
@@ -641,7 +662,8 @@ static void test_data_keys_and_random(void **state)
     expect(&r, COFFER_OK, NULL);
     r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\",\"NumberOfBytes\":1025}", id);
     expect(&r, COFFER_ERR_VALIDATION,
-           "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have "
+           "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: "
+           "Member must have "
            "value less than or equal to 1024");
     r = run(e, "GenerateDataKey", "{\"KeyId\":\"%s\"}", id);
     expect(&r, COFFER_ERR_VALIDATION, "Please specify either number of bytes or key spec.");
@@ -665,7 +687,8 @@ static void test_data_keys_and_random(void **state)
     result_free(&r);
     r = run(e, "GenerateRandom", "{\"NumberOfBytes\":1025}");
     expect(&r, COFFER_ERR_VALIDATION,
-           "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have "
+           "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: "
+           "Member must have "
            "value less than or equal to 1024");
     r = run(e, "GenerateRandom", "{}");
     expect(&r, COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
@@ -679,10 +702,11 @@ static void test_reencrypt(void **state)
     create_key(e, b);
     arn_of(barn, sizeof(barn), b);
     char *blob = encrypt(e, a, "{\"x\":\"1\"}");
-    struct result r = run(e, "ReEncrypt",
-                          "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},\"DestinationKeyId\":\"%s\","
-                          "\"DestinationEncryptionContext\":{\"y\":\"2\"}}",
-                          blob, b);
+    struct result r = run(
+        e, "ReEncrypt",
+        "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},\"DestinationKeyId\":\"%s\","
+        "\"DestinationEncryptionContext\":{\"y\":\"2\"}}",
+        blob, b);
     assert_int_equal(r.rc, COFFER_OK);
     assert_string_equal(sval(r.out, "KeyId"), barn);
     assert_non_null(strstr(sval(r.out, "SourceKeyId"), a));
@@ -702,10 +726,11 @@ static void test_reencrypt(void **state)
             "\"DestinationKeyId\":\"%s\"}",
             blob, b, b);
     expect(&r, COFFER_ERR_INCORRECT_KEY, NULL);
-    r = run(e, "ReEncrypt",
-            "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},\"DestinationKeyId\":\"%s\","
-            "\"DryRun\":true}",
-            blob, b);
+    r = run(
+        e, "ReEncrypt",
+        "{\"CiphertextBlob\":\"%s\",\"SourceEncryptionContext\":{\"x\":\"1\"},\"DestinationKeyId\":\"%s\","
+        "\"DryRun\":true}",
+        blob, b);
     expect(&r, COFFER_ERR_DRY_RUN, NULL);
     r = run(e, "ReEncrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
     expect(&r, COFFER_ERR_VALIDATION, NULL);
@@ -732,7 +757,8 @@ static void test_aliases(void **state)
     expect(&r, COFFER_ERR_VALIDATION, NULL);
     r = run(e, "CreateAlias", "{\"AliasName\":\"alias/bad name\",\"TargetKeyId\":\"%s\"}", b);
     expect(&r, COFFER_ERR_VALIDATION,
-           "1 validation error detected: Value 'alias/bad name' at 'aliasName' failed to satisfy constraint: Member "
+           "1 validation error detected: Value 'alias/bad name' at 'aliasName' failed to satisfy constraint: "
+           "Member "
            "must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$");
     r = run(e, "CreateAlias", "{\"AliasName\":\"alias/two\",\"TargetKeyId\":\"alias/one\"}");
     expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'alias/one'");
@@ -803,7 +829,8 @@ static void test_tags(void **state)
     char id[64];
     create_key(e, id);
     struct result r = run(e, "TagResource",
-                          "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"1\"},{\"TagKey\":\"b\",\"TagValue\":\"2\"}]}",
+                          "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"1\"},{\"TagKey\":"
+                          "\"b\",\"TagValue\":\"2\"}]}",
                           id);
     expect(&r, COFFER_OK, NULL);
     r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"3\"}]}", id);
@@ -832,12 +859,15 @@ static void test_tags(void **state)
     r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"aws:x\",\"TagValue\":\"1\"}]}", id);
     expect(&r, COFFER_ERR_TAG, "Tags beginning with aws: are reserved");
     r = run(e, "TagResource",
-            "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"d\",\"TagValue\":\"1\"},{\"TagKey\":\"d\",\"TagValue\":\"2\"}]}", id);
+            "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"d\",\"TagValue\":\"1\"},{\"TagKey\":\"d\","
+            "\"TagValue\":\"2\"}]}",
+            id);
     expect(&r, COFFER_ERR_TAG, "Duplicate tag keys");
     char many[8192];
     size_t n = (size_t)snprintf(many, sizeof(many), "[");
     for (int i = 0; i < 49; i++) {
-        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s{\"TagKey\":\"k%d\",\"TagValue\":\"v\"}", i ? "," : "", i);
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s{\"TagKey\":\"k%d\",\"TagValue\":\"v\"}",
+                              i ? "," : "", i);
     }
     snprintf(many + n, sizeof(many) - n, "]");
     r = run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":%s}", id, many);
@@ -867,7 +897,8 @@ static void test_list_keys_paging(void **state)
         assert_int_equal(r.rc, COFFER_OK);
         json_t *keys = json_object_get(r.out, "Keys");
         seen += json_array_size(keys);
-        assert_non_null(strstr(sval(json_array_get(keys, 0), "KeyArn"), sval(json_array_get(keys, 0), "KeyId")));
+        assert_non_null(
+            strstr(sval(json_array_get(keys, 0), "KeyArn"), sval(json_array_get(keys, 0), "KeyId")));
         bool more = json_is_true(json_object_get(r.out, "Truncated"));
         if (more) {
             snprintf(marker, sizeof(marker), "%s", sval(r.out, "NextMarker"));
@@ -905,10 +936,11 @@ static void test_retirable_index_backfill(void **state)
     struct env *e = *state;
     char a[64], ikey[512] = "";
     create_key(e, a);
-    struct result r = run(e, "CreateGrant",
-                          "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT ":user/app\","
-                          "\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/old\",\"Operations\":[\"Encrypt\"]}",
-                          a);
+    struct result r =
+        run(e, "CreateGrant",
+            "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT ":user/app\","
+            "\"RetiringPrincipal\":\"arn:aws:iam::" ACCOUNT ":user/old\",\"Operations\":[\"Encrypt\"]}",
+            a);
     expect(&r, COFFER_OK, NULL);
     assert_int_equal(store_scan(e->st, "kms/rgrant/", "", 0, collect_first_key, ikey), COFFER_OK);
     assert_true(ikey[0] != '\0');
@@ -1076,7 +1108,7 @@ struct worker {
     const char *key;
     atomic_bool *settled; /* set once the key is enabled for good */
     int ok, disabled, other;
-    bool last_ok;         /* the round after `settled`, when the key is certainly enabled */
+    bool last_ok; /* the round after `settled`, when the key is certainly enabled */
 };
 
 /*
@@ -1107,9 +1139,8 @@ static void test_corrupt_current_material(void **state)
     json_t *rec = json_loadb((const char *)v.data, v.len, 0, NULL);
     coffer_buf_free(&v);
     assert_non_null(rec);
-    assert_int_equal(json_object_set_new(rec, "CurrentKeyMaterialId",
-                                         json_string("00000000000000000000000000000000")),
-                     0);
+    assert_int_equal(
+        json_object_set_new(rec, "CurrentKeyMaterialId", json_string("00000000000000000000000000000000")), 0);
     char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(rec);
     store_txn *t = NULL;

@@ -41,8 +41,9 @@
 #define RES(r) DOC("{'Effect':'Allow','Action':'*','Resource':" r "}")
 #define NRES(r) DOC("{'Effect':'Allow','Action':'*','NotResource':" r "}")
 #define PRIN(p) DOC("{'Effect':'Allow','Principal':" p ",'Action':'*','Resource':'*'}")
-#define NPDENY(p) DOC("{'Effect':'Allow','Principal':'*','Action':'*','Resource':'*'},"                      \
-                      "{'Effect':'Deny','NotPrincipal':" p ",'Action':'*','Resource':'*'}")
+#define NPDENY(p)                                                                                            \
+    DOC("{'Effect':'Allow','Principal':'*','Action':'*','Resource':'*'},"                                    \
+        "{'Effect':'Deny','NotPrincipal':" p ",'Action':'*','Resource':'*'}")
 #define CONDS(c) DOC("{'Effect':'Allow','Action':'*','Resource':'*','Condition':" c "}")
 #define COND(op, key, vals) CONDS("{'" op "':{'" key "':" vals "}}")
 
@@ -56,7 +57,10 @@ struct ecase {
     enum policy_decision want;
 };
 
-#define CASE(pol, who, act, res, ctx, want) {__LINE__, pol, who, act, res, ctx, want}
+#define CASE(pol, who, act, res, ctx, want)                                                                  \
+    {                                                                                                        \
+        __LINE__, pol, who, act, res, ctx, want                                                              \
+    }
 #define CX(pol, ctx, want) CASE(pol, NULL, NULL, NULL, ctx, want)
 
 #define NOW "aws:CurrentTime=2026-11-23T09:00:00Z"
@@ -72,10 +76,12 @@ static const struct ecase eval_cases[] = {
     CX("{'Version':'2012-10-17','Statement':" ALLOW_ALL "}", NULL, A),
     CX("{'Statement':" ALLOW_ALL "}", NULL, A),
     CX("{'Version':'2008-10-17','Id':'x','Statement':[" ALLOW_ALL "]}", NULL, A),
-    CX(DOC("{'Sid':'a','Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':{'Bool':{'aws:SecureTransport':'false'}}},"
-           ALLOW_ALL), "aws:SecureTransport=true", A),
-    CX(DOC("{'Sid':'a','Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':{'Bool':{'aws:SecureTransport':'false'}}},"
-           ALLOW_ALL), "aws:SecureTransport=false", D),
+    CX(DOC("{'Sid':'a','Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':{'Bool':{'aws:"
+           "SecureTransport':'false'}}}," ALLOW_ALL),
+       "aws:SecureTransport=true", A),
+    CX(DOC("{'Sid':'a','Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':{'Bool':{'aws:"
+           "SecureTransport':'false'}}}," ALLOW_ALL),
+       "aws:SecureTransport=false", D),
 
     /* ---- Action: case-insensitive, * and ? wildcards, NotAction ---- */
     CX(ACT("'kms:Encrypt'"), NULL, A),
@@ -101,8 +107,8 @@ static const struct ecase eval_cases[] = {
     CASE(NACT("'kms:Decrypt'"), NULL, "kms:Decrypt", NULL, NULL, N),
     CASE(NACT("['kms:Describe*','kms:List*']"), NULL, "kms:ListKeys", NULL, NULL, N),
     CASE(NACT("['kms:Describe*','kms:List*']"), NULL, "kms:Encrypt", NULL, NULL, A),
-    CASE(DOC(ALLOW_ALL ",{'Effect':'Deny','NotAction':'kms:Describe*','Resource':'*'}"), NULL, "kms:DescribeKey",
-         NULL, NULL, A),
+    CASE(DOC(ALLOW_ALL ",{'Effect':'Deny','NotAction':'kms:Describe*','Resource':'*'}"), NULL,
+         "kms:DescribeKey", NULL, NULL, A),
     CASE(DOC(ALLOW_ALL ",{'Effect':'Deny','NotAction':'kms:Describe*','Resource':'*'}"), NULL, "kms:Encrypt",
          NULL, NULL, D),
 
@@ -151,14 +157,16 @@ static const struct ecase eval_cases[] = {
     CASE(PRIN("{'AWS':'arn:aws:iam::" OTHER ":role/Writer'}"), SESSION, NULL, NULL, NULL, N),
     CASE(PRIN("{'AWS':'" SESSION "'}"), SESSION, NULL, NULL, NULL, A),
     CASE(PRIN("{'Service':'ec2.amazonaws.com'}"), "svc:ec2.amazonaws.com", NULL, NULL, NULL, A),
-    CASE(PRIN("{'Service':['s3.amazonaws.com','ec2.amazonaws.com']}"), "svc:ec2.amazonaws.com", NULL, NULL, NULL,
-         A),
+    CASE(PRIN("{'Service':['s3.amazonaws.com','ec2.amazonaws.com']}"), "svc:ec2.amazonaws.com", NULL, NULL,
+         NULL, A),
     CX(PRIN("{'Service':'ec2.amazonaws.com'}"), NULL, N),
     CASE(PRIN("{'AWS':'" ACCT "'}"), "svc:ec2.amazonaws.com", NULL, NULL, NULL, N),
     CASE(PRIN("{'AWS':'" ACCT "'}"), "-", NULL, NULL, NULL, N),
-    CASE(PRIN("{'AWS':'" ALICE "','Service':'ec2.amazonaws.com'}"), "svc:ec2.amazonaws.com", NULL, NULL, NULL, A),
+    CASE(PRIN("{'AWS':'" ALICE "','Service':'ec2.amazonaws.com'}"), "svc:ec2.amazonaws.com", NULL, NULL, NULL,
+         A),
     CX(PRIN("{'Federated':'cognito-identity.amazonaws.com'}"), NULL, N),
-    CX(DOC("{'Effect':'Allow','Principal':{'AWS':'" OTHER "'},'Action':'*','Resource':'*'}," ALLOW_ALL), NULL, A),
+    CX(DOC("{'Effect':'Allow','Principal':{'AWS':'" OTHER "'},'Action':'*','Resource':'*'}," ALLOW_ALL), NULL,
+       A),
 
     /* ---- NotPrincipal with Deny: everyone but the listed identities (all facets) ---- */
     CX(NPDENY("{'AWS':['" ALICE "','" ROOT "']}"), NULL, A),
@@ -184,8 +192,10 @@ static const struct ecase eval_cases[] = {
     CX(COND("StringEquals", "aws:username", "'alice'"), "AWS:USERNAME=alice", A),
     CX(COND("StringEquals", "aws:username", "['bob','alice']"), "aws:username=alice", A),
     CX(COND("StringEquals", "aws:username", "['bob','carol']"), "aws:username=alice", N),
-    CX(COND("StringEquals", "kms:EncryptionContext:Department", "'IT'"), "kms:EncryptionContext:Department=IT", A),
-    CX(COND("StringEquals", "kms:EncryptionContext:Department", "'IT'"), "kms:EncryptionContext:Project=IT", N),
+    CX(COND("StringEquals", "kms:EncryptionContext:Department", "'IT'"),
+       "kms:EncryptionContext:Department=IT", A),
+    CX(COND("StringEquals", "kms:EncryptionContext:Department", "'IT'"), "kms:EncryptionContext:Project=IT",
+       N),
     CX(COND("StringEquals", "kms:CallerAccount", OTHER), "kms:CallerAccount=" OTHER, A),
     CX(COND("StringEquals", "x:multi", "'y'"), "x:multi=x|y", A),
     CX(COND("StringEquals", "x:multi", "'z'"), "x:multi=x|y", N),
@@ -320,7 +330,8 @@ static const struct ecase eval_cases[] = {
     CX(COND("ArnNotLike", "aws:PrincipalArn", "'arn:aws:iam::*:role/*'"), NULL, A),
     CX(COND("ArnNotLike", "aws:PrincipalArn", "'arn:aws:iam::*:user/*'"), NULL, N),
     CX(COND("ArnNotEquals", "aws:SourceArn", "'arn:aws:s3:::bucket'"), NULL, A),
-    CX(COND("ArnNotEquals", "aws:SourceArn", "'arn:aws:s3:::bucket'"), "aws:SourceArn=arn:aws:s3:::bucket", N),
+    CX(COND("ArnNotEquals", "aws:SourceArn", "'arn:aws:s3:::bucket'"), "aws:SourceArn=arn:aws:s3:::bucket",
+       N),
     CX(COND("ArnLike", "aws:SourceArn", "'arn:aws:s3:::*'"), "aws:SourceArn=bucket", N),
     CX(COND("ArnLike", "aws:SourceArn", "'arn:aws:s3:::*'"), "aws:SourceArn=arn:aws:s3:::my-bucket", A),
 
@@ -349,10 +360,10 @@ static const struct ecase eval_cases[] = {
     CX(COND("ForAllValues:StringEquals", "kms:EncryptionContextKeys", "['Department','Project']"),
        "kms:EncryptionContextKeys=", A),
     CX(COND("ForAllValues:StringEquals", "kms:EncryptionContextKeys", "['Department','Project']"), NULL, A),
-    CX(COND("ForAllValues:StringLike", "kms:EncryptionContextKeys", "'Dep*'"), "kms:EncryptionContextKeys=Dep1|Dep2",
-       A),
-    CX(COND("ForAllValues:StringLike", "kms:EncryptionContextKeys", "'Dep*'"), "kms:EncryptionContextKeys=Dep1|X",
-       N),
+    CX(COND("ForAllValues:StringLike", "kms:EncryptionContextKeys", "'Dep*'"),
+       "kms:EncryptionContextKeys=Dep1|Dep2", A),
+    CX(COND("ForAllValues:StringLike", "kms:EncryptionContextKeys", "'Dep*'"),
+       "kms:EncryptionContextKeys=Dep1|X", N),
     CX(COND("ForAnyValue:StringNotEquals", "x:s", "'A'"), "x:s=A|B", A),
     CX(COND("ForAnyValue:StringNotEquals", "x:s", "'A'"), "x:s=A", N),
     CX(COND("ForAllValues:StringNotEquals", "x:s", "'A'"), "x:s=B|C", A),
@@ -390,12 +401,16 @@ static const struct ecase eval_cases[] = {
     CASE(RES("'arn:aws:s3:::bucket/${?}${$}'"), NULL, "s3:GetObject", "arn:aws:s3:::bucket/?$", NULL, A),
     CASE(RES("'arn:aws:s3:::bucket/${aws:userid}'"), NULL, "s3:GetObject", "arn:aws:s3:::bucket/AIDAEXAMPLE",
          "aws:userid=AIDAEXAMPLE", A),
-    CASE("{'Version':'2008-10-17','Statement':{'Effect':'Allow','Action':'*','Resource':'arn:aws:s3:::b/${aws:username}'}}",
+    CASE("{'Version':'2008-10-17','Statement':{'Effect':'Allow','Action':'*','Resource':'arn:aws:s3:::b/"
+         "${aws:username}'}}",
          NULL, "s3:GetObject", "arn:aws:s3:::b/alice", "aws:username=alice", N),
-    CASE("{'Version':'2008-10-17','Statement':{'Effect':'Allow','Action':'*','Resource':'arn:aws:s3:::b/${aws:username}'}}",
+    CASE("{'Version':'2008-10-17','Statement':{'Effect':'Allow','Action':'*','Resource':'arn:aws:s3:::b/"
+         "${aws:username}'}}",
          NULL, "s3:GetObject", "arn:aws:s3:::b/${aws:username}", "aws:username=alice", A),
-    CX(COND("StringLike", "s3:prefix", "'home/${aws:username}/*'"), "s3:prefix=home/alice/docs;aws:username=alice", A),
-    CX(COND("StringLike", "s3:prefix", "'home/${aws:username}/*'"), "s3:prefix=home/bob/docs;aws:username=alice", N),
+    CX(COND("StringLike", "s3:prefix", "'home/${aws:username}/*'"),
+       "s3:prefix=home/alice/docs;aws:username=alice", A),
+    CX(COND("StringLike", "s3:prefix", "'home/${aws:username}/*'"),
+       "s3:prefix=home/bob/docs;aws:username=alice", N),
     CX(COND("StringEquals", "kms:CallerAccount", "'${aws:PrincipalAccount}'"), "kms:CallerAccount=" ACCT, A),
     CX(COND("StringEquals", "kms:CallerAccount", "'${aws:PrincipalAccount}'"), "kms:CallerAccount=" OTHER, N),
     CX(COND("StringEquals", "x:k", "'${aws:nosuchkey}'"), "x:k=", N),
@@ -414,7 +429,8 @@ static const struct ecase eval_cases[] = {
     CX(RES("'arn:aws:kms:*:${aws:PrincipalAccount}:key/*'"), NULL, A),
     CASE(RES("'arn:aws:kms:*:${aws:PrincipalAccount}:key/*'"), SESSION, NULL, NULL, NULL, N),
     CX("{'Version':'2008-10-17','Statement':{'Effect':'Allow','Action':'*','Resource':'*','Condition':"
-       "{'StringEquals':{'x:k':'${aws:username}'}}}}", "x:k=${aws:username};aws:username=alice", A),
+       "{'StringEquals':{'x:k':'${aws:username}'}}}}",
+       "x:k=${aws:username};aws:username=alice", A),
     CX(COND("StringEquals", "x:k", "'${aws:username}'"), "x:k=${aws:username};aws:username=alice", N),
 
     /* ---- JSON scalar types in condition values ---- */
@@ -426,9 +442,11 @@ static const struct ecase eval_cases[] = {
 
     /* ---- realistic KMS key policies ---- */
     CX(DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT "'},"
-           "'Action':'kms:*','Resource':'*'}"), NULL, A),
+           "'Action':'kms:*','Resource':'*'}"),
+       NULL, A),
     CASE(DOC("{'Sid':'Enable IAM User Permissions','Effect':'Allow','Principal':{'AWS':'" ROOT "'},"
-             "'Action':'kms:*','Resource':'*'}"), SESSION, NULL, NULL, NULL, N),
+             "'Action':'kms:*','Resource':'*'}"),
+         SESSION, NULL, NULL, NULL, N),
     CASE(DOC("{'Effect':'Allow','Principal':{'AWS':'" OTHER "'},'Action':['kms:Decrypt','kms:CreateGrant'],"
              "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" OTHER "'}}}"),
          SESSION, "kms:Decrypt", NULL, "kms:CallerAccount=" OTHER, A),
@@ -436,10 +454,12 @@ static const struct ecase eval_cases[] = {
              "'Resource':'*','Condition':{'StringEquals':{'kms:CallerAccount':'" OTHER "'}}}"),
          SESSION, "kms:Encrypt", NULL, "kms:CallerAccount=" OTHER, N),
     CASE(DOC("{'Effect':'Allow','Principal':{'AWS':'*'},'Action':'kms:Decrypt','Resource':'*',"
-             "'Condition':{'StringEquals':{'kms:ViaService':'ec2.us-east-1.amazonaws.com','kms:CallerAccount':'" ACCT "'}}}"),
+             "'Condition':{'StringEquals':{'kms:ViaService':'ec2.us-east-1.amazonaws.com','kms:CallerAccount'"
+             ":'" ACCT "'}}}"),
          NULL, "kms:Decrypt", NULL, "kms:ViaService=ec2.us-east-1.amazonaws.com;kms:CallerAccount=" ACCT, A),
     CASE(DOC("{'Effect':'Allow','Principal':{'AWS':'*'},'Action':'kms:Decrypt','Resource':'*',"
-             "'Condition':{'StringEquals':{'kms:ViaService':'ec2.us-east-1.amazonaws.com','kms:CallerAccount':'" ACCT "'}}}"),
+             "'Condition':{'StringEquals':{'kms:ViaService':'ec2.us-east-1.amazonaws.com','kms:CallerAccount'"
+             ":'" ACCT "'}}}"),
          NULL, "kms:Decrypt", NULL, "kms:CallerAccount=" ACCT, N),
 };
 
@@ -547,8 +567,9 @@ static void test_eval_table(void **state)
         policy_ctx *c = make_ctx(t->ctx);
         struct who w;
         make_who(t->who, &w);
-        struct policy_request req = {w.arn, w.role, w.account, w.type, t->act ? t->act : "kms:Encrypt",
-                                     t->res ? t->res : KEY, c, NULL};
+        struct policy_request req = {
+            w.arn, w.role, w.account, w.type, t->act ? t->act : "kms:Encrypt", t->res ? t->res : KEY,
+            c,     NULL};
         enum policy_decision got = policy_evaluate(p, &req);
         if (got != t->want) {
             print_error("line %d: got %s, want %s\n", t->line, policy_decision_name(got),
@@ -572,7 +593,10 @@ struct mcase {
     const char *fragment;
 };
 
-#define M(pol, frag) {__LINE__, pol, frag}
+#define M(pol, frag)                                                                                         \
+    {                                                                                                        \
+        __LINE__, pol, frag                                                                                  \
+    }
 #define S1(body) DOC("{" body "}")
 
 static const struct mcase malformed_cases[] = {
@@ -602,23 +626,29 @@ static const struct mcase malformed_cases[] = {
     M(S1("'Effect':'Allow','Action':'','Resource':'*'"), "Action contains an empty string"),
     M(S1("'Effect':'Allow','Action':'kms:\\u0001','Resource':'*'"), "control characters"),
     M(S1("'Effect':'Allow','Action':'*'"), "missing Resource or NotResource"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','NotResource':'*'"), "Resource and NotResource cannot"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','NotResource':'*'"),
+      "Resource and NotResource cannot"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'mykey'"), "Resource \"mykey\" must be \"*\" or an ARN"),
     M(S1("'Effect':'Allow','Action':'*','NotResource':{}"), "NotResource must be a string or an array"),
     M(S1("'Effect':'Allow','Actions':'*','Resource':'*'"), "unknown element \"Actions\""),
-    M(S1("'Effect':'Allow','NotPrincipal':'*','Action':'*','Resource':'*'"), "NotPrincipal is only supported"),
+    M(S1("'Effect':'Allow','NotPrincipal':'*','Action':'*','Resource':'*'"),
+      "NotPrincipal is only supported"),
     M(S1("'Effect':'Deny','Principal':'*','NotPrincipal':'*','Action':'*','Resource':'*'"),
       "Principal and NotPrincipal cannot both"),
     M(S1("'Effect':'Allow','Principal':'alice','Action':'*','Resource':'*'"), "Principal must be \"*\""),
-    M(S1("'Effect':'Allow','Principal':{},'Action':'*','Resource':'*'"), "Principal must be \"*\" or a non-empty"),
+    M(S1("'Effect':'Allow','Principal':{},'Action':'*','Resource':'*'"),
+      "Principal must be \"*\" or a non-empty"),
     M(S1("'Effect':'Allow','Principal':{'AWS':'arn:aws:iam::" ACCT ":user/*'},'Action':'*','Resource':'*'"),
       "wildcards are not allowed"),
     M(S1("'Effect':'Allow','Principal':{'AWS':'bob'},'Action':'*','Resource':'*'"),
       "\"bob\" is not an ARN, an account id"),
-    M(S1("'Effect':'Allow','Principal':{'AWS':'12345'},'Action':'*','Resource':'*'"), "not an ARN, an account id"),
+    M(S1("'Effect':'Allow','Principal':{'AWS':'12345'},'Action':'*','Resource':'*'"),
+      "not an ARN, an account id"),
     M(S1("'Effect':'Allow','Principal':{'Foo':'x'},'Action':'*','Resource':'*'"), "Principal type \"Foo\""),
-    M(S1("'Effect':'Allow','Principal':{'AWS':[]},'Action':'*','Resource':'*'"), "Principal must not be an empty"),
-    M(S1("'Effect':'Allow','Principal':{'Service':'*.amazonaws.com'},'Action':'*','Resource':'*'"), "wildcards"),
+    M(S1("'Effect':'Allow','Principal':{'AWS':[]},'Action':'*','Resource':'*'"),
+      "Principal must not be an empty"),
+    M(S1("'Effect':'Allow','Principal':{'Service':'*.amazonaws.com'},'Action':'*','Resource':'*'"),
+      "wildcards"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':[]"), "Condition must be an object"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEquals':{}}"),
       "StringEquals must be a non-empty object"),
@@ -626,7 +656,8 @@ static const struct mcase malformed_cases[] = {
       "StringEquals must be a non-empty object"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'StringEqual':{'a:b':'c'}}"),
       "operator \"StringEqual\" is not supported"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'ForSomeValues:StringEquals':{'a:b':'c'}}"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'ForSomeValues:StringEquals':{'a:b':'c'}"
+         "}"),
       "is not supported"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'stringequals':{'a:b':'c'}}"),
       "is not supported"),
@@ -640,19 +671,25 @@ static const struct mcase malformed_cases[] = {
       "ISO 8601"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'DateLessThan':{'a:b':'2026-13-01'}}"),
       "ISO 8601"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'DateLessThan':{'a:b':'2026-11-23T25:00:00Z'}}"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'DateLessThan':{'a:b':'2026-11-23T25:00:"
+         "00Z'}}"),
       "ISO 8601"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'10.0.0.0/33'}}"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'10.0.0.0/"
+         "33'}}"),
       "CIDR"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'300.1.1.1'}}"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'300.1.1.1'}"
+         "}"),
       "CIDR"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'2001:db8::/129'}}"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'2001:db8::/"
+         "129'}}"),
       "CIDR"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'10.0.0.0/'}}"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'IpAddress':{'aws:SourceIp':'10.0.0.0/"
+         "'}}"),
       "CIDR"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'Bool':{'aws:SecureTransport':'yes'}}"),
       "\"yes\" is not true or false"),
-    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'Null':{'a:b':'maybe'}}"), "true or false"),
+    M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'Null':{'a:b':'maybe'}}"),
+      "true or false"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'NullIfExists':{'a:b':'true'}}"),
       "Null takes no IfExists"),
     M(S1("'Effect':'Allow','Action':'*','Resource':'*','Condition':{'ForAnyValue:Null':{'a:b':'true'}}"),
@@ -671,10 +708,13 @@ static const struct mcase malformed_cases[] = {
       "not valid JSON"),
     M(S1("'Sid':5,'Effect':'Allow','Action':'*','Resource':'*'"), "Sid must be a string"),
     M(S1("'Sid':'a/b','Effect':'Allow','Action':'*','Resource':'*'"), "Sid \"a/b\" contains characters"),
-    M(DOC("{'Sid':'One','Effect':'Allow','Action':'*','Resource':'*'},{'Sid':'One','Effect':'Deny','Action':'*','Resource':'*'}"),
+    M(DOC("{'Sid':'One','Effect':'Allow','Action':'*','Resource':'*'},{'Sid':'One','Effect':'Deny','Action':'"
+          "*','Resource':'*'}"),
       "Statement 1 (Sid \"One\"): duplicate Sid"),
-    M(DOC(ALLOW_ALL ",{'Sid':'Two','Effect':'Allow','Action':'x','Resource':'*'}"), "Statement 1 (Sid \"Two\"): Action"),
-    M(DOC(ALLOW_ALL "," ALLOW_ALL ",{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'Bogus':{'a:b':'c'}}}"),
+    M(DOC(ALLOW_ALL ",{'Sid':'Two','Effect':'Allow','Action':'x','Resource':'*'}"),
+      "Statement 1 (Sid \"Two\"): Action"),
+    M(DOC(ALLOW_ALL "," ALLOW_ALL
+                    ",{'Effect':'Allow','Action':'*','Resource':'*','Condition':{'Bogus':{'a:b':'c'}}}"),
       "Statement 2: Condition operator \"Bogus\""),
 };
 
@@ -687,7 +727,8 @@ static void test_malformed_table(void **state)
         char *q = quote(t->pol);
         policy *p = (policy *)0x1;
         coffer_err rc = policy_compile(coffer_cursor_from_str(q), &p);
-        if (rc != COFFER_ERR_MALFORMED_POLICY || p != NULL || strstr(coffer_last_message(), t->fragment) == NULL) {
+        if (rc != COFFER_ERR_MALFORMED_POLICY || p != NULL ||
+            strstr(coffer_last_message(), t->fragment) == NULL) {
             print_error("line %d: rc %d, message \"%s\", want fragment \"%s\"\n", t->line, (int)rc,
                         coffer_last_message(), t->fragment);
             failures++;
@@ -723,9 +764,10 @@ static void test_limits(void **state)
     coffer_buf b = COFFER_BUF_INIT;
     assert_int_equal(coffer_buf_append_str(&b, "{\"Statement\":["), COFFER_OK);
     for (int i = 0; i <= POLICY_MAX_STATEMENTS; i++) {
-        assert_int_equal(coffer_buf_append_str(&b, i ? ",{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}"
-                                                      : "{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}"),
-                         COFFER_OK);
+        assert_int_equal(
+            coffer_buf_append_str(&b, i ? ",{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}"
+                                        : "{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}"),
+            COFFER_OK);
     }
     assert_int_equal(coffer_buf_append_str(&b, "]}"), COFFER_OK);
     assert_int_equal(policy_compile(coffer_buf_cursor(&b), &p), COFFER_ERR_MALFORMED_POLICY);
@@ -734,7 +776,8 @@ static void test_limits(void **state)
 
     /* condition keys per statement */
     assert_int_equal(coffer_buf_append_str(&b, "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\","
-                                               "\"Resource\":\"*\",\"Condition\":{\"StringEquals\":{"), COFFER_OK);
+                                               "\"Resource\":\"*\",\"Condition\":{\"StringEquals\":{"),
+                     COFFER_OK);
     for (int i = 0; i <= POLICY_MAX_CONDITIONS; i++) {
         assert_int_equal(coffer_buf_printf(&b, "%s\"k:%d\":\"v\"", i ? "," : "", i), COFFER_OK);
     }
@@ -745,7 +788,8 @@ static void test_limits(void **state)
 
     /* values per list */
     assert_int_equal(coffer_buf_append_str(&b, "{\"Statement\":{\"Effect\":\"Allow\",\"Resource\":\"*\","
-                                               "\"Action\":[\"a:b\""), COFFER_OK);
+                                               "\"Action\":[\"a:b\""),
+                     COFFER_OK);
     for (int i = 0; i < POLICY_MAX_VALUES; i++) {
         assert_int_equal(coffer_buf_append_str(&b, ",\"a:b\""), COFFER_OK);
     }
@@ -772,16 +816,19 @@ static void test_limits(void **state)
 
     /* resource policies need a Principal, identity policies refuse one */
     const char *noprin = "{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}}";
-    const char *prin = "{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"*\",\"Resource\":\"*\"}}";
+    const char *prin =
+        "{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"*\",\"Resource\":\"*\"}}";
     assert_int_equal(policy_compile_ex(coffer_cursor_from_str(noprin), POLICY_COMPILE_REQUIRE_PRINCIPAL, &p),
                      COFFER_ERR_MALFORMED_POLICY);
     assert_non_null(strstr(coffer_last_message(), "Statement 0: missing Principal"));
     assert_int_equal(policy_compile_ex(coffer_cursor_from_str(prin), POLICY_COMPILE_NO_PRINCIPAL, &p),
                      COFFER_ERR_MALFORMED_POLICY);
     assert_non_null(strstr(coffer_last_message(), "Principal is not allowed in an identity policy"));
-    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(prin), POLICY_COMPILE_REQUIRE_PRINCIPAL, &p), COFFER_OK);
+    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(prin), POLICY_COMPILE_REQUIRE_PRINCIPAL, &p),
+                     COFFER_OK);
     policy_free(p);
-    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(noprin), POLICY_COMPILE_NO_PRINCIPAL, &p), COFFER_OK);
+    assert_int_equal(policy_compile_ex(coffer_cursor_from_str(noprin), POLICY_COMPILE_NO_PRINCIPAL, &p),
+                     COFFER_OK);
     policy_free(p);
 
     /* bad arguments */
@@ -819,12 +866,18 @@ static void test_principal_binding(void **state)
     assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE);
     req.principal_id = "AIDAALICE0000000000011"; /* a prefix is not a match */
     assert_int_equal(policy_evaluate(p, &req), POLICY_NOT_APPLICABLE);
-    struct policy_request sess = {SESSION, ROLE, OTHER, "AssumedRole", "kms:Encrypt", KEY, NULL,
-                                  "AROAREADER00000000001:s1"};
+    struct policy_request sess = {SESSION,       ROLE, OTHER, "AssumedRole",
+                                  "kms:Encrypt", KEY,  NULL,  "AROAREADER00000000001:s1"};
     assert_int_equal(policy_evaluate(p, &sess), POLICY_ALLOW);
     sess.principal_id = "AROAREADER00000000002:s1"; /* a session of a re-created role */
     assert_int_equal(policy_evaluate(p, &sess), POLICY_NOT_APPLICABLE);
-    struct policy_request gone = {"arn:aws:iam::" ACCT ":user/gone", NULL, ACCT, "User", "kms:Encrypt", KEY, NULL,
+    struct policy_request gone = {"arn:aws:iam::" ACCT ":user/gone",
+                                  NULL,
+                                  ACCT,
+                                  "User",
+                                  "kms:Encrypt",
+                                  KEY,
+                                  NULL,
                                   "AIDAGONE0000000000001"};
     assert_int_equal(policy_evaluate(p, &gone), POLICY_NOT_APPLICABLE);
     policy_free(p);
@@ -852,9 +905,11 @@ static void test_combine(void **state)
     assert_string_equal(policy_decision_name(A), "Allow");
 
     /* key policy + identity policy */
-    policy *key = compile_ok(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'}"));
+    policy *key =
+        compile_ok(DOC("{'Effect':'Allow','Principal':{'AWS':'" ROOT "'},'Action':'kms:*','Resource':'*'}"));
     policy *ident = compile_ok(DOC("{'Effect':'Allow','Action':'kms:Encrypt','Resource':'" KEY "'}"));
-    policy *deny = compile_ok(DOC("{'Effect':'Deny','Action':'kms:*','Resource':'*','Condition':{'Bool':{'aws:SecureTransport':'false'}}}"));
+    policy *deny = compile_ok(DOC("{'Effect':'Deny','Action':'kms:*','Resource':'*','Condition':{'Bool':{'"
+                                  "aws:SecureTransport':'false'}}}"));
     policy_ctx *c = make_ctx("aws:SecureTransport=false");
     struct policy_request req = {ALICE, NULL, ACCT, "User", "kms:Encrypt", KEY, NULL, NULL};
     const policy *set1[] = {key, ident, NULL};
@@ -1122,13 +1177,14 @@ static void test_glob_differential(void **state)
 static void test_variable_over_variants(void **state)
 {
     (void)state;
-    policy *p = compile_ok(DOC("{'Effect':'Allow','Action':'kms:*','Resource':'*'},"
-                               "{'Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':"
-                               "{'StringEquals':{'kms:EncryptionContext:dept':'${kms:EncryptionContext:owner}'}}}"));
+    policy *p =
+        compile_ok(DOC("{'Effect':'Allow','Action':'kms:*','Resource':'*'},"
+                       "{'Effect':'Deny','Action':'kms:Encrypt','Resource':'*','Condition':"
+                       "{'StringEquals':{'kms:EncryptionContext:dept':'${kms:EncryptionContext:owner}'}}}"));
     policy_ctx *c = NULL;
     assert_int_equal(policy_ctx_new(&c), COFFER_OK);
-    struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
-                                 KEY, c, NULL};
+    struct policy_request req = {
+        "arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt", KEY, c, NULL};
     assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:dept", "a"), COFFER_OK);
     assert_int_equal(policy_ctx_add_variant(c, "kms:EncryptionContext:owner", "a"), COFFER_OK);
     assert_int_equal(policy_evaluate(p, &req), POLICY_DENY_EXPLICIT);
@@ -1155,13 +1211,16 @@ static void test_eval_budget(void **state)
     char *doc = malloc(cap), *val = malloc(8193);
     assert_non_null(doc);
     assert_non_null(val);
-    o += (size_t)snprintf(doc, cap, "{\"Version\":\"2012-10-17\",\"Statement\":["
-                                    "{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}");
+    o += (size_t)snprintf(doc, cap,
+                          "{\"Version\":\"2012-10-17\",\"Statement\":["
+                          "{\"Effect\":\"Allow\",\"Action\":\"kms:*\",\"Resource\":\"*\"}");
     for (int st = 0; st < 4; st++) {
-        o += (size_t)snprintf(doc + o, cap - o, ",{\"Effect\":\"Deny\",\"Action\":\"kms:Encrypt\",\"Resource\":\"*\","
-                                                "\"Condition\":{\"StringLike\":{\"kms:EncryptionContext:k\":[");
+        o += (size_t)snprintf(doc + o, cap - o,
+                              ",{\"Effect\":\"Deny\",\"Action\":\"kms:Encrypt\",\"Resource\":\"*\","
+                              "\"Condition\":{\"StringLike\":{\"kms:EncryptionContext:k\":[");
         for (int i = 0; i < 1000; i++) {
-            o += (size_t)snprintf(doc + o, cap - o, "%s\"*%c%c*\"", i ? "," : "", 'b' + i % 20, 'b' + i / 20 % 20 + st);
+            o += (size_t)snprintf(doc + o, cap - o, "%s\"*%c%c*\"", i ? "," : "", 'b' + i % 20,
+                                  'b' + i / 20 % 20 + st);
         }
         o += (size_t)snprintf(doc + o, cap - o, "]}}}");
     }
@@ -1172,8 +1231,8 @@ static void test_eval_budget(void **state)
     policy_ctx *c = NULL;
     assert_int_equal(policy_ctx_new(&c), COFFER_OK);
     assert_int_equal(policy_ctx_set_str(c, "kms:EncryptionContext:k", val), COFFER_OK);
-    struct policy_request req = {"arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt",
-                                 KEY, c, NULL};
+    struct policy_request req = {
+        "arn:aws:iam::111122223333:root", NULL, "111122223333", "Account", "kms:Encrypt", KEY, c, NULL};
     /* No budget: evaluated in full, nothing matches the Deny. */
     policy_budget_reset(0);
     assert_int_equal(policy_evaluate(p, &req), POLICY_ALLOW);
@@ -1255,13 +1314,18 @@ static void test_glob_cost_bound(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_eval_table),      cmocka_unit_test(test_malformed_table),
-        cmocka_unit_test(test_limits),          cmocka_unit_test(test_combine),
-        cmocka_unit_test(test_ctx_api),         cmocka_unit_test(test_dates),
+        cmocka_unit_test(test_eval_table),
+        cmocka_unit_test(test_malformed_table),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_combine),
+        cmocka_unit_test(test_ctx_api),
+        cmocka_unit_test(test_dates),
         cmocka_unit_test(test_glob_differential),
-        cmocka_unit_test(test_glob_cost_bound), cmocka_unit_test(test_ctx_variants),
+        cmocka_unit_test(test_glob_cost_bound),
+        cmocka_unit_test(test_ctx_variants),
         cmocka_unit_test(test_absent_key),
-        cmocka_unit_test(test_principal_binding), cmocka_unit_test(test_eval_budget),
+        cmocka_unit_test(test_principal_binding),
+        cmocka_unit_test(test_eval_budget),
         cmocka_unit_test(test_variable_over_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,7 +30,8 @@ static void form_bad(const char *s, size_t len)
 static void test_form_basic(void **state)
 {
     (void)state;
-    json_t *j = form_ok("Action=CreateUser&Version=2010-05-08&UserName=al%69ce+b&&Path=%2Fdev%2F&Empty=&Flag");
+    json_t *j =
+        form_ok("Action=CreateUser&Version=2010-05-08&UserName=al%69ce+b&&Path=%2Fdev%2F&Empty=&Flag");
     assert_string_equal(json_string_value(json_object_get(j, "Action")), "CreateUser");
     assert_string_equal(json_string_value(json_object_get(j, "UserName")), "alice b");
     assert_string_equal(json_string_value(json_object_get(j, "Path")), "/dev/");
@@ -65,13 +66,13 @@ static void test_form_rejects(void **state)
     form_bad("A=%", 3);
     form_bad("A=%4", 4);
     form_bad("A=%zz", 5);
-    form_bad("A=1&A=2", 7);           /* repeated name */
-    form_bad("=1", 2);                /* empty name */
-    form_bad("A%20B=1", 7);           /* name with a space */
-    form_bad("A=%00", 5);             /* NUL */
-    form_bad("A=%FF%FE", 8);          /* not UTF-8 */
-    form_bad("A=\xC3", 3);            /* truncated UTF-8, raw */
-    form_bad("%E2%82=1", 8);          /* non-ASCII name */
+    form_bad("A=1&A=2", 7);  /* repeated name */
+    form_bad("=1", 2);       /* empty name */
+    form_bad("A%20B=1", 7);  /* name with a space */
+    form_bad("A=%00", 5);    /* NUL */
+    form_bad("A=%FF%FE", 8); /* not UTF-8 */
+    form_bad("A=\xC3", 3);   /* truncated UTF-8, raw */
+    form_bad("%E2%82=1", 8); /* non-ASCII name */
 }
 
 static void test_form_limits(void **state)
@@ -111,22 +112,25 @@ static void test_xml_response(void **state)
     coffer_buf b = COFFER_BUF_INIT;
     json_t *out = json_pack("{s:[{s:s, s:i}, {s:s}], s:b, s:n}", "Users", "UserName", "a<b", "Count", 3,
                             "UserName", "c", "IsTruncated", 0, "Marker");
-    assert_int_equal(query_xml_response("ListUsers", "https://iam.amazonaws.com/doc/2010-05-08/", out, "rid-1", &b),
-                     COFFER_OK);
+    assert_int_equal(
+        query_xml_response("ListUsers", "https://iam.amazonaws.com/doc/2010-05-08/", out, "rid-1", &b),
+        COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&b), COFFER_OK);
-    assert_string_equal((const char *)b.data,
-                        "<ListUsersResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ListUsersResult>"
-                        "<Users><member><UserName>a&lt;b</UserName><Count>3</Count></member>"
-                        "<member><UserName>c</UserName></member></Users><IsTruncated>false</IsTruncated>"
-                        "</ListUsersResult><ResponseMetadata><RequestId>rid-1</RequestId></ResponseMetadata>"
-                        "</ListUsersResponse>");
+    assert_string_equal(
+        (const char *)b.data,
+        "<ListUsersResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ListUsersResult>"
+        "<Users><member><UserName>a&lt;b</UserName><Count>3</Count></member>"
+        "<member><UserName>c</UserName></member></Users><IsTruncated>false</IsTruncated>"
+        "</ListUsersResult><ResponseMetadata><RequestId>rid-1</RequestId></ResponseMetadata>"
+        "</ListUsersResponse>");
     json_decref(out);
     coffer_buf_reset(&b);
     /* no output: no Result element */
     assert_int_equal(query_xml_response("DeleteUser", "ns", NULL, "r", &b), COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&b), COFFER_OK);
-    assert_string_equal((const char *)b.data, "<DeleteUserResponse xmlns=\"ns\"><ResponseMetadata><RequestId>r"
-                                              "</RequestId></ResponseMetadata></DeleteUserResponse>");
+    assert_string_equal((const char *)b.data,
+                        "<DeleteUserResponse xmlns=\"ns\"><ResponseMetadata><RequestId>r"
+                        "</RequestId></ResponseMetadata></DeleteUserResponse>");
     /* an action name that is not a plain identifier is refused, nothing appended */
     size_t len = b.len;
     assert_int_equal(query_xml_response("Bad<Name", "ns", NULL, "r", &b), COFFER_ERR_USAGE);
@@ -138,12 +142,14 @@ static void test_xml_error(void **state)
 {
     (void)state;
     coffer_buf b = COFFER_BUF_INIT;
-    assert_int_equal(query_xml_error(COFFER_ERR_NO_SUCH_ENTITY, "The user with name <x> cannot be found.", "r1", &b),
-                     COFFER_OK);
+    assert_int_equal(
+        query_xml_error(COFFER_ERR_NO_SUCH_ENTITY, "The user with name <x> cannot be found.", "r1", &b),
+        COFFER_OK);
     assert_int_equal(coffer_buf_nul_terminate(&b), COFFER_OK);
-    assert_string_equal((const char *)b.data,
-                        "<ErrorResponse><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with "
-                        "name &lt;x&gt; cannot be found.</Message></Error><RequestId>r1</RequestId></ErrorResponse>");
+    assert_string_equal(
+        (const char *)b.data,
+        "<ErrorResponse><Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>The user with "
+        "name &lt;x&gt; cannot be found.</Message></Error><RequestId>r1</RequestId></ErrorResponse>");
     coffer_buf_free(&b);
     assert_int_equal(query_error_status(COFFER_ERR_NO_SUCH_ENTITY), 404);
     assert_string_equal(query_error_code(COFFER_ERR_ENTITY_EXISTS), "EntityAlreadyExists");
@@ -170,10 +176,10 @@ static void test_xml_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_form_basic),    cmocka_unit_test(test_form_policy_document),
-        cmocka_unit_test(test_form_empty),    cmocka_unit_test(test_form_rejects),
-        cmocka_unit_test(test_form_limits),   cmocka_unit_test(test_xml_escape),
-        cmocka_unit_test(test_xml_response),  cmocka_unit_test(test_xml_error),
+        cmocka_unit_test(test_form_basic),   cmocka_unit_test(test_form_policy_document),
+        cmocka_unit_test(test_form_empty),   cmocka_unit_test(test_form_rejects),
+        cmocka_unit_test(test_form_limits),  cmocka_unit_test(test_xml_escape),
+        cmocka_unit_test(test_xml_response), cmocka_unit_test(test_xml_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,7 +121,8 @@ static void test_round_trip(void **state)
     assert_int_equal(seal_record_seal(f->sl, "id", coffer_cursor_from(NULL, 0), &c), COFFER_OK);
     assert_int_equal(c.len, 6 + SEAL_OVERHEAD);
     coffer_buf out = COFFER_SECRET_BUF_INIT;
-    assert_int_equal(seal_record_open(f->sl, "id", coffer_cursor_from(c.data + 6, c.len - 6), &out), COFFER_OK);
+    assert_int_equal(seal_record_open(f->sl, "id", coffer_cursor_from(c.data + 6, c.len - 6), &out),
+                     COFFER_OK);
     assert_int_equal(out.len, 0);
 
     /* Arguments */

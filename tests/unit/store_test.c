@@ -201,10 +201,10 @@ static void expect_keys(const struct collect *c, const char *const *want, size_t
     }
 }
 
-#define EXPECT_KEYS(c, ...)                                                                               \
-    do {                                                                                                  \
-        static const char *const want_[] = {__VA_ARGS__};                                                 \
-        expect_keys((c), want_, sizeof(want_) / sizeof(want_[0]));                                        \
+#define EXPECT_KEYS(c, ...)                                                                                  \
+    do {                                                                                                     \
+        static const char *const want_[] = {__VA_ARGS__};                                                    \
+        expect_keys((c), want_, sizeof(want_) / sizeof(want_[0]));                                           \
     } while (0)
 
 static void seed_scan_keys(store *st)
@@ -588,9 +588,9 @@ static bool table_exists(const char *path, const char *name)
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1", -1, &st,
-                                        NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?1", -1, &st, NULL),
+        SQLITE_OK);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     bool found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
@@ -730,8 +730,8 @@ static void test_fault_wrapper(void **state)
     store_close(st); /* closes inner too */
 }
 
-#define BOTH(fn)                                                                                          \
-    cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),                                          \
+#define BOTH(fn)                                                                                             \
+    cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),                                             \
         cmocka_unit_test_setup_teardown(fn, setup_mem, teardown)
 
 int main(void)

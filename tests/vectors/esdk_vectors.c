@@ -26,11 +26,11 @@ static size_t nrows;
 static unsigned total_pass, total_fail, total_skip;
 static const char *shared;
 
-#define OK(expr)                                                                                          \
-    do {                                                                                                  \
-        if ((expr) != COFFER_OK) {                                                                        \
-            abort();                                                                                      \
-        }                                                                                                 \
+#define OK(expr)                                                                                             \
+    do {                                                                                                     \
+        if ((expr) != COFFER_OK) {                                                                           \
+            abort();                                                                                         \
+        }                                                                                                    \
     } while (0)
 
 static struct row *row_get(const char *set, const char *what)
@@ -49,8 +49,8 @@ static struct row *row_get(const char *set, const char *what)
     return r;
 }
 
-static void record(const char *set, unsigned suite, const char *keyring, int outcome /* 1 pass 0 fail -1 skip */,
-                   const char *name, const char *reason)
+static void record(const char *set, unsigned suite, const char *keyring,
+                   int outcome /* 1 pass 0 fail -1 skip */, const char *name, const char *reason)
 {
     char s[48], k[48];
     snprintf(s, sizeof(s), "suite 0x%04x", suite);
@@ -118,8 +118,8 @@ static void static_destroy(coffer_keyring *kr)
     free(kr);
 }
 
-static const struct coffer_keyring_vt static_vt = {sizeof(struct coffer_keyring_vt), "static", static_on_encrypt,
-                                                   static_on_decrypt, static_destroy};
+static const struct coffer_keyring_vt static_vt = {sizeof(struct coffer_keyring_vt), "static",
+                                                   static_on_encrypt, static_on_decrypt, static_destroy};
 
 static coffer_keyring *static_keyring(const uint8_t *key, size_t len)
 {
@@ -172,15 +172,16 @@ int vec_sink(void *ctx, const uint8_t *p, size_t n)
 }
 
 static void check(const char *set, const char *name, unsigned suite, const char *kr_label, coffer_cmm *cmm,
-                  const coffer_ec *rep, const uint8_t *ct, size_t ct_len, const uint8_t *want, size_t want_len,
-                  bool expect_ok)
+                  const coffer_ec *rep, const uint8_t *ct, size_t ct_len, const uint8_t *want,
+                  size_t want_len, bool expect_ok)
 {
     uint8_t *pt = NULL;
     size_t pt_len = 0;
     int rc = decrypt_msg(cmm, rep, ct, ct_len, &pt, &pt_len);
     char why[160];
     if (expect_ok && rc) {
-        snprintf(why, sizeof(why), "decrypt failed: %s (%s)", coffer_status_name(rc), coffer_status_message(rc));
+        snprintf(why, sizeof(why), "decrypt failed: %s (%s)", coffer_status_name(rc),
+                 coffer_status_message(rc));
         record(set, suite, kr_label, 0, name, why);
     } else if (expect_ok && (pt_len != want_len || (want_len && memcmp(pt, want, want_len)))) {
         snprintf(why, sizeof(why), "plaintext mismatch (%zu vs %zu bytes)", pt_len, want_len);
@@ -235,11 +236,13 @@ static void run_legacy(void)
     }
     json_t *keys = json_object_get(m, "test_keys");
     json_t *rsa = json_object_get(json_object_get(keys, "RSA"), "2048");
-    char *rsa_pem = join_lines(json_object_get(rsa, "key"), json_string_value(json_object_get(rsa, "line_separator")));
+    char *rsa_pem =
+        join_lines(json_object_get(rsa, "key"), json_string_value(json_object_get(rsa, "line_separator")));
     coffer_buf aes[3];
     for (int i = 0; i < 3; i++) {
         static const char *bits[] = {"128", "192", "256"};
-        char *s = join_lines(json_object_get(json_object_get(json_object_get(keys, "AES"), bits[i]), "key"), NULL);
+        char *s =
+            join_lines(json_object_get(json_object_get(json_object_get(keys, "AES"), bits[i]), "key"), NULL);
         b64(s, &aes[i]);
         free(s);
     }
@@ -261,8 +264,8 @@ static void run_legacy(void)
             const char *alg = json_string_value(json_object_get(mk, "encryption_algorithm"));
             if (!strcmp(alg, "AES")) {
                 size_t kl = suite == 0x14 || suite == 0x114 || suite == 0x214 ? 16
-                            : (suite & 0xff) == 0x46                           ? 24
-                                                                               : 32;
+                            : (suite & 0xff) == 0x46                          ? 24
+                                                                              : 32;
                 char name[32];
                 snprintf(name, sizeof(name), "AES.%zu..", kl * 8);
                 krs[nkr++] = coffer_keyring_raw_aes_new("static-aws-xcompat", name, aes[kl / 8 - 2].data, kl);
@@ -270,9 +273,9 @@ static void run_legacy(void)
             } else {
                 const char *pad = json_string_value(json_object_get(mk, "padding_algorithm"));
                 bool pkcs1 = !strcmp(pad, "PKCS1");
-                krs[nkr++] = coffer_keyring_raw_rsa_new("static-aws-xcompat",
-                                                        pkcs1 ? "RSA.2048.PKCS1." : "RSA.2048.OAEP-MGF1.SHA-1", NULL,
-                                                        rsa_pem, pkcs1 ? COFFER_RSA_PKCS1 : COFFER_RSA_OAEP_SHA1_MGF1);
+                krs[nkr++] = coffer_keyring_raw_rsa_new(
+                    "static-aws-xcompat", pkcs1 ? "RSA.2048.PKCS1." : "RSA.2048.OAEP-MGF1.SHA-1", NULL,
+                    rsa_pem, pkcs1 ? COFFER_RSA_PKCS1 : COFFER_RSA_OAEP_SHA1_MGF1);
                 label = pkcs1 ? "raw-rsa-pkcs1" : "raw-rsa-oaep-sha1";
             }
         }
@@ -283,7 +286,8 @@ static void run_legacy(void)
         if (json_array_size(mks) > 1) {
             label = "multi(static+ephemeral)"; /* the ephemeral key is gone by design; static decrypts */
         }
-        coffer_keyring *kr = nkr == 1 ? coffer_keyring_retain(krs[0]) : coffer_keyring_multi_new(krs[0], krs + 1, nkr - 1);
+        coffer_keyring *kr =
+            nkr == 1 ? coffer_keyring_retain(krs[0]) : coffer_keyring_multi_new(krs[0], krs + 1, nkr - 1);
         coffer_cmm *cmm = coffer_cmm_default_new(kr);
         size_t ctl, ptl;
         snprintf(path, sizeof(path), "%s/%s", dir, ctf);
@@ -417,7 +421,8 @@ static void run_dafny(void)
     {
         json_t *sc = json_object_get(t, "decryption-scenario");
         json_t *desc = json_object_get(sc, "decryptKeyDescription");
-        unsigned suite = (unsigned)strtoul(json_string_value(json_object_get(sc, "algorithmSuiteId")), NULL, 16);
+        unsigned suite =
+            (unsigned)strtoul(json_string_value(json_object_get(sc, "algorithmSuiteId")), NULL, 16);
         const char *label = "?", *skip = NULL;
         coffer_cmm *cmm = NULL;
         const char *type = json_string_value(json_object_get(desc, "type"));
@@ -450,9 +455,11 @@ static void run_dafny(void)
             continue;
         }
         size_t ctl, ptl;
-        snprintf(path, sizeof(path), "%s/%s", dir, strip_file(json_string_value(json_object_get(sc, "ciphertext"))));
+        snprintf(path, sizeof(path), "%s/%s", dir,
+                 strip_file(json_string_value(json_object_get(sc, "ciphertext"))));
         uint8_t *ct = read_all(path, &ctl);
-        snprintf(path, sizeof(path), "%s/%s", dir, strip_file(json_string_value(json_object_get(sc, "result"))));
+        snprintf(path, sizeof(path), "%s/%s", dir,
+                 strip_file(json_string_value(json_object_get(sc, "result"))));
         uint8_t *pt = read_all(path, &ptl);
         coffer_ec *rep = ec_from_json(json_object_get(t, "reproduced-encryption-context"));
         if (!json_object_get(t, "reproduced-encryption-context")) {
@@ -577,7 +584,8 @@ int main(void)
 
     printf("%-22s %-34s %7s %7s %7s\n", "set", "group", "passed", "failed", "skipped");
     for (size_t i = 0; i < nrows; i++) {
-        printf("%-22s %-34s %7u %7u %7u\n", rows[i].set, rows[i].what, rows[i].pass, rows[i].fail, rows[i].skip);
+        printf("%-22s %-34s %7u %7u %7u\n", rows[i].set, rows[i].what, rows[i].pass, rows[i].fail,
+               rows[i].skip);
     }
     printf("skip reasons: aws-kms* = EDKs wrapped by AWS KMS keys in account 658956600833 (needs AWS "
            "credentials); raw-ecdh / aws-kms-hierarchy = keyrings libcoffer does not implement\n");
