@@ -17,8 +17,12 @@
 # best run is reported, with the slowest beside it so the spread stays visible.
 #
 #   bash bench/esdk.sh [MIB] [CACHED] [UNCACHED]
+#   CLI=1 bash bench/esdk.sh [MIB]   the same figures through the `coffer` binary (bench/esdk_cli.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${CLI:-0}" = 1 ]; then
+    exec bash bench/esdk_cli.sh "$@"
+fi
 mib=${1:-1024}
 cached=${2:-100000}
 uncached=${3:-2000}

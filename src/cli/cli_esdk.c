@@ -3,7 +3,7 @@
  * pipes in the AWS Encryption SDK message format, with the flags of aws-encryption-cli. This is
  * a client of libcoffer only (include/coffer/esdk.h): keyrings are built from -w specs, a
  * default (optionally caching) CMM drives the library's streaming encryptor/decryptor, and data
- * moves through one 64 KiB buffer so memory stays constant whatever the input size.
+ * moves through one input and one output buffer so memory stays constant whatever the input size.
  *
  * Security decisions:
  *   - A named output that is a regular file (or does not exist yet) is written to a 0600
@@ -12,9 +12,11 @@
  *     never left behind. The replaced file's mode (and owner, where allowed) carries over; a
  *     symlink is followed and the file it names replaced. Devices and FIFOs are written
  *     through, never replaced, and get the same release rules as stdout (--buffer spools).
- *   - Decrypt to stdout streams frames as their GCM tags verify (as aws-encryption-cli does);
- *     with --buffer the plaintext is spooled to an unlinked temporary file and released only
- *     after the whole message (signature included) is authenticated.
+ *   - Decrypt to stdout streams frames as their GCM tags verify (as aws-encryption-cli does),
+ *     through an output buffer written when full or when the input pauses; on a failure what
+ *     is still buffered is dropped, never written. With --buffer the plaintext is spooled to an
+ *     unlinked temporary file and released only after the whole message (signature included)
+ *     is authenticated.
  *   - Key files are read into wiped buffers; key bytes are never printed, only names.
  */
 #include "cli/cli.h"
@@ -30,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,9 +43,9 @@
 #include "common/codec.h"
 #include "common/secret.h"
 
-#define ESDK_CLI_IO_BUF (64u * 1024u)                        /* one streaming buffer, constant memory */
-#define ESDK_CLI_MAX_KEY_FILE (64u * 1024u)                  /* key files are small; refuse anything larger */
-#define ESDK_CLI_PROGRESS_MIN (8u * 1024u * 1024u)           /* progress bar only for inputs above this */
+#define ESDK_CLI_IN_BUF (256u * 1024u)             /* read size: fits L2, so the engine reads it hot */
+#define ESDK_CLI_MAX_KEY_FILE (64u * 1024u)        /* key files are small; refuse anything larger */
+#define ESDK_CLI_PROGRESS_MIN (8u * 1024u * 1024u) /* progress bar only for inputs above this */
 #define ESDK_CLI_PROGRESS_INTERVAL_NS (200u * 1000u * 1000u) /* redraw at most 5 times a second */
 #define ESDK_CLI_MAX_KEYS 64                                 /* -w groups and key= entries */
 #define ESDK_CLI_ENC_SUFFIX ".encrypted"
@@ -934,36 +937,73 @@ static int ec_build(const struct esdk_opts *o, coffer_ec **out)
 
 #define ESDK_CLI_MAX_LINKS 40 /* symlink hops followed before ELOOP, as the kernel allows */
 
+/* Output goes through one buffer of ours, written with write(2)/writev(2) on the descriptor:
+ * stdio would copy every byte once more and, on a pipe or /dev/null, write in st_blksize (4 KiB)
+ * pieces. Small pieces (a 4 KiB frame) are gathered into the buffer; a large one goes out with
+ * whatever is buffered in one writev, without being copied. */
+#define ESDK_CLI_OUT_BUF (1024u * 1024u)
+#define ESDK_CLI_OUT_DIRECT (ESDK_CLI_OUT_BUF / 16u) /* pieces at least this long are not copied */
+
 struct out_target {
-    char *dest;          /* the file renamed onto, symlinks resolved (owned); NULL when direct */
-    char *tmp_path;      /* the temporary file beside dest (owned) */
-    FILE *f;             /* where bytes go now */
-    FILE *direct;        /* stdout, or a device/FIFO opened for writing; NULL for a renamed file */
-    bool spool;          /* f is an unlinked temp file copied to `direct` on success */
-    bool keep_attrs;     /* dest existed: carry its mode and owner over to the new file */
-    struct stat orig;    /* dest as it was, when keep_attrs */
-    uint8_t *f_buf;      /* stdio buffer of f when f is a file of ours (secret, wiped at release) */
-    uint8_t *direct_buf; /* stdio buffer of direct when it is not stdout */
+    char *dest;       /* the file renamed onto, symlinks resolved (owned); NULL when direct */
+    char *tmp_path;   /* the temporary file beside dest (owned) */
+    int fd;           /* where bytes go now: direct_fd, the temporary file or the spool; -1 = none */
+    int direct_fd;    /* stdout, or a device/FIFO opened for writing; -1 for a renamed file */
+    bool spool;       /* fd is an unlinked temp file copied to direct_fd on success */
+    bool keep_attrs;  /* dest existed: carry its mode and owner over to the new file */
+    struct stat orig; /* dest as it was, when keep_attrs */
+    uint8_t *buf;     /* bytes not yet written (locked, wiped at release: plaintext on decrypt) */
+    size_t len;
 };
 
-/* stdio buffers what it writes in a block it frees without wiping: plaintext (decrypt) would
- * be left behind in the heap. Our files get a locked buffer that we wipe after fclose. */
-static int out_secret_vbuf(FILE *f, uint8_t **slot)
+static void out_init(struct out_target *t)
 {
-    *slot = coffer_secret_alloc(ESDK_CLI_IO_BUF);
-    if (*slot == NULL) {
-        return -1;
-    }
-    return setvbuf(f, (char *)*slot, _IOFBF, ESDK_CLI_IO_BUF) == 0 ? 0 : -1;
+    memset(t, 0, sizeof(*t));
+    t->fd = -1;
+    t->direct_fd = -1;
 }
 
-/* Only once the FILEs using them are closed. */
-static void out_release_bufs(struct out_target *t)
+/* Writes every byte of iov (modified) to fd, through short writes and EINTR. */
+static int fd_writev_all(int fd, struct iovec *iov, int cnt)
 {
-    coffer_secret_free(t->f_buf, ESDK_CLI_IO_BUF);
-    coffer_secret_free(t->direct_buf, ESDK_CLI_IO_BUF);
-    t->f_buf = NULL;
-    t->direct_buf = NULL;
+    while (cnt > 0) {
+        ssize_t w = writev(fd, iov, cnt);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return -1;
+        }
+        while (cnt > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+/* Writes what is buffered and then n bytes at p (which may be NULL when n == 0). */
+static int out_flush_with(struct out_target *t, const uint8_t *p, size_t n)
+{
+    struct iovec iov[2] = {{t->buf, t->len}, {(void *)p, n}};
+    int first = t->len > 0 ? 0 : 1;
+    t->len = 0;
+    return fd_writev_all(t->fd, iov + first, 2 - first - (n == 0 ? 1 : 0));
+}
+
+static int out_write(struct out_target *t, const uint8_t *p, size_t n)
+{
+    if (n < ESDK_CLI_OUT_DIRECT && n <= ESDK_CLI_OUT_BUF - t->len) {
+        memcpy(t->buf + t->len, p, n);
+        t->len += n;
+        return t->len == ESDK_CLI_OUT_BUF ? out_flush_with(t, NULL, 0) : 0;
+    }
+    return out_flush_with(t, p, n);
 }
 
 /* Follows `path` through symlinks to the name that is not one. On success *resolved (owned)
@@ -1014,31 +1054,49 @@ static int out_resolve(const char *path, char **resolved, struct stat *st, bool 
 }
 
 /* Opens a device, FIFO or socket path for writing as it is: never created, never replaced. */
-static FILE *out_open_direct(const char *path)
+static int out_open_direct(const char *path)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        return NULL;
+        return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
         /* swapped for a regular file since we looked: writing in place would not be atomic */
         close(fd);
         errno = EEXIST;
-        return NULL;
+        return -1;
     }
-    FILE *f = fdopen(fd, "wb");
-    if (f == NULL) {
-        close(fd);
+    return fd;
+}
+
+/* An unlinked temporary file for the --buffer spool (0600, gone when closed). */
+static int out_open_spool(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char *path = NULL;
+    if (asprintf(&path, "%s/coffer-spool-XXXXXX", dir != NULL && dir[0] != '\0' ? dir : "/tmp") < 0) {
+        return -1;
     }
-    return f;
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0) {
+        unlink(path);
+    }
+    free(path);
+    return fd;
 }
 
 static int out_open(struct out_target *t, const char *path, bool spool_stdout)
 {
-    memset(t, 0, sizeof(*t));
+    out_init(t);
+    t->buf = coffer_secret_alloc(ESDK_CLI_OUT_BUF);
+    if (t->buf == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
     if (strcmp(path, "-") == 0) {
-        t->direct = stdout;
+        fflush(stdout); /* nothing of ours goes through stdio's stdout buffer, but keep the order */
+        t->direct_fd = STDOUT_FILENO;
     } else {
         struct stat st;
         bool exists = false;
@@ -1052,9 +1110,9 @@ static int out_open(struct out_target *t, const char *path, bool spool_stdout)
             return -1;
         }
         if (exists && !S_ISREG(st.st_mode)) {
-            t->direct = out_open_direct(dest);
+            t->direct_fd = out_open_direct(dest);
             free(dest);
-            if (t->direct == NULL) {
+            if (t->direct_fd < 0) {
                 return -1;
             }
         } else {
@@ -1063,17 +1121,11 @@ static int out_open(struct out_target *t, const char *path, bool spool_stdout)
             t->orig = st;
         }
     }
-    if (t->direct != NULL) {
-        if (t->direct != stdout && out_secret_vbuf(t->direct, &t->direct_buf) != 0) {
-            return -1;
-        }
+    if (t->direct_fd >= 0) {
         /* Bytes go out as they come, unless --buffer holds them until the message verified. */
         t->spool = spool_stdout;
-        t->f = spool_stdout ? tmpfile() : t->direct;
-        if (t->f == NULL || (t->spool && out_secret_vbuf(t->f, &t->f_buf) != 0)) {
-            return -1;
-        }
-        return 0;
+        t->fd = spool_stdout ? out_open_spool() : t->direct_fd;
+        return t->fd >= 0 ? 0 : -1;
     }
     const char *slash = strrchr(t->dest, '/');
     int dlen = slash ? (int)(slash - t->dest + 1) : 0;
@@ -1081,36 +1133,26 @@ static int out_open(struct out_target *t, const char *path, bool spool_stdout)
         t->tmp_path = NULL;
         return -1;
     }
-    int fd = mkstemp(t->tmp_path); /* 0600: plaintext must not be readable by others meanwhile */
-    if (fd < 0) {
+    t->fd = mkostemp(t->tmp_path, O_CLOEXEC); /* 0600: plaintext must not be readable by others meanwhile */
+    if (t->fd < 0) {
         free(t->tmp_path);
         t->tmp_path = NULL;
         return -1;
     }
-    t->f = fdopen(fd, "wb");
-    if (t->f == NULL) {
-        close(fd);
-        unlink(t->tmp_path);
-        free(t->tmp_path);
-        t->tmp_path = NULL;
-        return -1;
-    }
-    return out_secret_vbuf(t->f, &t->f_buf); /* on failure the caller's out_abort cleans up */
+    return 0; /* on failure the caller's out_abort cleans up */
 }
 
-static int out_write(struct out_target *t, const uint8_t *p, size_t n)
-{
-    return fwrite(p, 1, n, t->f) == n ? 0 : -1;
-}
-
-/* Closes a direct destination (never stdout); returns -1 if a buffered write failed. */
+/* Closes a direct destination (never stdout). */
 static int out_close_direct(struct out_target *t)
 {
-    int rc = fflush(t->direct) == 0 ? 0 : -1;
-    if (t->direct != stdout && fclose(t->direct) != 0) {
+    int rc = 0;
+    if (t->direct_fd >= 0 && t->direct_fd != STDOUT_FILENO && close(t->direct_fd) != 0) {
         rc = -1;
     }
-    t->direct = NULL;
+    if (t->fd == t->direct_fd) {
+        t->fd = -1;
+    }
+    t->direct_fd = -1;
     return rc;
 }
 
@@ -1118,48 +1160,57 @@ static int out_close_direct(struct out_target *t)
  * not carried over: they make no sense on a message or its plaintext. */
 static int out_keep_attrs(struct out_target *t)
 {
-    int fd = fileno(t->f);
-    if (fchown(fd, t->orig.st_uid, t->orig.st_gid) != 0 && errno != EPERM) {
+    if (fchown(t->fd, t->orig.st_uid, t->orig.st_gid) != 0 && errno != EPERM) {
         return -1;
     }
-    return fchmod(fd, t->orig.st_mode & (S_IRWXU | S_IRWXG | S_IRWXO | S_ISVTX));
+    return fchmod(t->fd, t->orig.st_mode & (S_IRWXU | S_IRWXG | S_IRWXO | S_ISVTX));
+}
+
+/* Copies the verified spool to its destination through the output buffer (emptied first). */
+static int out_copy_spool(struct out_target *t)
+{
+    if (lseek(t->fd, 0, SEEK_SET) != 0) {
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(t->fd, t->buf, ESDK_CLI_OUT_BUF);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return n == 0 ? 0 : -1;
+        }
+        struct iovec iov = {t->buf, (size_t)n};
+        if (fd_writev_all(t->direct_fd, &iov, 1) != 0) {
+            return -1;
+        }
+    }
 }
 
 static int out_commit_files(struct out_target *t)
 {
-    int rc = 0;
+    int rc = out_flush_with(t, NULL, 0);
     if (t->spool) {
-        uint8_t buf[8192];
-        size_t n;
-        rewind(t->f);
-        while ((n = fread(buf, 1, sizeof(buf), t->f)) > 0) {
-            if (fwrite(buf, 1, n, t->direct) != n) {
-                rc = -1;
-                break;
-            }
+        if (rc == 0) {
+            rc = out_copy_spool(t);
         }
-        if (ferror(t->f)) {
-            rc = -1;
-        }
-        coffer_secure_zero(buf, sizeof(buf));
-        fclose(t->f);
-        t->f = NULL;
+        close(t->fd);
+        t->fd = -1;
         return out_close_direct(t) == 0 ? rc : -1;
     }
-    if (t->direct != NULL) {
-        t->f = NULL;
-        return out_close_direct(t);
+    if (t->direct_fd >= 0) {
+        return out_close_direct(t) == 0 ? rc : -1;
     }
-    if (fflush(t->f) != 0 || fsync(fileno(t->f)) != 0) {
+    if (rc == 0 && fsync(t->fd) != 0) {
         rc = -1;
     }
     if (rc == 0 && t->keep_attrs && out_keep_attrs(t) != 0) {
         rc = -1;
     }
-    if (fclose(t->f) != 0) {
+    if (close(t->fd) != 0) {
         rc = -1;
     }
-    t->f = NULL;
+    t->fd = -1;
     if (rc == 0 && rename(t->tmp_path, t->dest) != 0) {
         rc = -1;
     }
@@ -1173,24 +1224,29 @@ static int out_commit_files(struct out_target *t)
     return rc;
 }
 
+static void out_release_buf(struct out_target *t)
+{
+    coffer_secret_free(t->buf, ESDK_CLI_OUT_BUF);
+    t->buf = NULL;
+    t->len = 0;
+}
+
 /* Makes the output visible: rename into place, or copy the spool to its destination. */
 static int out_commit(struct out_target *t)
 {
     int rc = out_commit_files(t);
-    out_release_bufs(t);
+    out_release_buf(t);
     return rc;
 }
 
 /* Drops everything written (never leaves partial output behind). Safe after commit. */
 static void out_abort(struct out_target *t)
 {
-    if (t->f != NULL && t->f != t->direct) {
-        fclose(t->f);
+    if (t->fd >= 0 && t->fd != t->direct_fd) {
+        close(t->fd);
     }
-    t->f = NULL;
-    if (t->direct != NULL) {
-        (void)out_close_direct(t);
-    }
+    t->fd = -1;
+    (void)out_close_direct(t);
     if (t->tmp_path != NULL) {
         unlink(t->tmp_path);
         free(t->tmp_path);
@@ -1198,7 +1254,7 @@ static void out_abort(struct out_target *t)
     }
     free(t->dest);
     t->dest = NULL;
-    out_release_bufs(t);
+    out_release_buf(t);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1431,7 +1487,7 @@ static int engine_update(const struct esdk_opts *o, coffer_encryptor *e, coffer_
 static void stream_pump(const struct esdk_opts *o, int in_fd, coffer_encryptor *e, coffer_decryptor *d,
                         struct stream_ctx *s, struct run_result *res)
 {
-    uint8_t *buf = coffer_secret_alloc(ESDK_CLI_IO_BUF); /* plaintext passes through it */
+    uint8_t *buf = coffer_secret_alloc(ESDK_CLI_IN_BUF); /* plaintext passes through it */
     /* --decode on encrypt: the base64 text and what it decodes to are the plaintext */
     coffer_buf carry, decoded;
     coffer_buf_init(&carry, o->mode == MODE_ENCRYPT);
@@ -1443,7 +1499,7 @@ static void stream_pump(const struct esdk_opts *o, int in_fd, coffer_encryptor *
         goto out;
     }
     for (;;) {
-        ssize_t n = read(in_fd, buf, ESDK_CLI_IO_BUF);
+        ssize_t n = read(in_fd, buf, ESDK_CLI_IN_BUF);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -1467,6 +1523,13 @@ static void stream_pump(const struct esdk_opts *o, int in_fd, coffer_encryptor *
             res->status = rc;
             goto out;
         }
+        /* A short read means a pipe or terminal with nothing more for now: pass on what is
+         * ready rather than hold it until the output buffer fills. */
+        bool short_read = n > 0 && (size_t)n < ESDK_CLI_IN_BUF;
+        if (short_read && s->out->fd == s->out->direct_fd && out_flush_with(s->out, NULL, 0) != 0) {
+            s->io_failed = true;
+            goto out;
+        }
         if (n == 0) {
             break;
         }
@@ -1484,7 +1547,7 @@ out:
     coffer_buf_free(&carry);
     coffer_buf_free(&decoded);
     if (buf != NULL) {
-        coffer_secret_free(buf, ESDK_CLI_IO_BUF);
+        coffer_secret_free(buf, ESDK_CLI_IN_BUF);
     }
 }
 

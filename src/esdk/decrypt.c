@@ -365,6 +365,38 @@ static coffer_err dec_fail(coffer_decryptor *d, coffer_err rc)
     return rc;
 }
 
+static uint32_t dec_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* How many of the `avail` next input bytes the unit begun in d->in still needs: a frame's size
+ * is known from its first bytes, so only that much is copied behind the held part and the rest
+ * is parsed in place. Elsewhere (header, footer) all of it, as the unit's size is not known. */
+static size_t dec_unit_missing(const coffer_decryptor *d, size_t avail)
+{
+    const size_t lead = 4 + 4 + ESDK_IV_LEN + 4; /* final frame: marker, sequence, IV, length */
+    const uint8_t *p = d->in.data;
+    size_t have = d->in.len, total;
+    if (d->state != DEC_FRAMES) {
+        return avail;
+    }
+    if (have < 4) {
+        total = 4;
+    } else if (dec_be32(p) != ESDK_FINAL_SEQ_MARK) {
+        total = 4 + ESDK_IV_LEN + (size_t)d->hdr->frame_length + ESDK_TAG_LEN;
+    } else if (have < lead) {
+        total = lead;
+    } else {
+        uint32_t clen = dec_be32(p + lead - 4);
+        if (clen > d->hdr->frame_length) {
+            return avail; /* dec_frame refuses it */
+        }
+        total = lead + clen + ESDK_TAG_LEN;
+    }
+    return total > have && total - have < avail ? total - have : avail;
+}
+
 coffer_err esdk_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t len)
 {
     ENSURE(d != NULL && (in || len == 0), COFFER_ERR_USAGE);
@@ -373,17 +405,22 @@ coffer_err esdk_decryptor_update(coffer_decryptor *d, const uint8_t *in, size_t 
     }
     d->started = true;
     coffer_err rc = COFFER_OK;
-    if (d->in.len == 0) {
-        /* Fast path: parse straight from the caller's bytes, keep only the incomplete tail. */
-        coffer_cursor c = coffer_cursor_from(in, len);
-        TRY_OUT(dec_process(d, &c));
-        TRY_OUT(coffer_buf_append_cur(&d->in, c));
-    } else {
-        TRY_OUT(coffer_buf_append(&d->in, in, len));
+    /* A unit split across calls: complete it from the new bytes, taking no more than it needs. */
+    while (len > 0 && d->in.len > 0) {
+        size_t take = dec_unit_missing(d, len);
+        TRY_OUT(coffer_buf_append(&d->in, in, take));
+        in += take;
+        len -= take;
         coffer_cursor c = coffer_buf_cursor(&d->in);
         TRY_OUT(dec_process(d, &c));
         memmove(d->in.data, c.ptr, c.len);
         d->in.len = c.len;
+    }
+    if (len > 0 || d->in.len == 0) {
+        /* Fast path: parse straight from the caller's bytes, keep only the incomplete tail. */
+        coffer_cursor c = coffer_cursor_from(in, len);
+        TRY_OUT(dec_process(d, &c));
+        TRY_OUT(coffer_buf_append_cur(&d->in, c));
     }
 out:
     return rc == COFFER_OK ? COFFER_OK : dec_fail(d, rc);

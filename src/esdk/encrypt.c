@@ -310,13 +310,20 @@ coffer_err esdk_encryptor_update(coffer_encryptor *e, const uint8_t *in, size_t 
     TRY(enc_check_state(e));
     coffer_cursor c = coffer_cursor_from(in, len);
     coffer_err rc = COFFER_OK;
-    /* A frame is written only once more data follows it, so the last one can be the final frame. */
+    /* A frame is written only once more data follows it, so the last one can be the final frame.
+     * When the plaintext length is known and more is due, a whole frame at the end of this
+     * input is not the last one either: it is sealed in place rather than copied aside (and
+     * wiped) until the next call. Should the length turn out wrong, the final frame is simply
+     * shorter (even empty), which the format allows. */
     while (c.len > 0) {
         if (e->pending.len == e->frame_len) {
             TRY_OUT(enc_frame(e, coffer_buf_cursor(&e->pending), false));
             coffer_buf_reset(&e->pending);
         }
-        if (e->pending.len == 0 && c.len > e->frame_len) {
+        uint64_t framed = (uint64_t)(e->seq - 1) * e->frame_len;
+        bool more_due =
+            e->pt_len_hint != UINT64_MAX && e->pt_len_hint > framed && e->pt_len_hint - framed > e->frame_len;
+        if (e->pending.len == 0 && (c.len > e->frame_len || (c.len == e->frame_len && more_due))) {
             TRY_OUT(enc_frame(e, coffer_cursor_from(c.ptr, e->frame_len), false));
             c.ptr += e->frame_len;
             c.len -= e->frame_len;

@@ -10,12 +10,14 @@ commitment policies, every algorithm suite, metadata, and official legacy vector
 import base64
 import json
 import os
+import select
 import shutil
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tty
 
 COFFER, ONESHOT, KMS_STUB, VECTORS = (os.path.abspath(a) for a in sys.argv[1:5])
@@ -514,6 +516,41 @@ expect(2, "aws-kms discovery-account without discovery",
        binary=KMS_STUB)
 expect(2, "aws-kms unknown attribute", ["encrypt", "-i", "pt", "-o", "x", "-w", "provider=aws-kms", "key=a",
                                         "colour=blue"], binary=KMS_STUB)
+
+# ---- a pipe that pauses: what is verified goes out without waiting for more input ----
+def stream_pause():
+    pt_stream = os.urandom(4096 * 3 + 100)
+    rc, ct, err = run(["encrypt", "-i", "-", "-o", "-", "--frame-length", "4096", "--algorithm", "0x0478"] + AES,
+                      stdin=pt_stream)
+    check(rc == 0, "pausing pipe: encrypt", err)
+    if rc != 0:
+        return
+    proc = subprocess.Popen([COFFER, "decrypt", "-i", "-", "-o", "-"] + AES, cwd=work, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    got = bytearray()
+    try:
+        proc.stdin.write(ct[:-140])  # all but the final frame (4+4+12+4 + 100 + 16 bytes)
+        proc.stdin.flush()
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + 20
+        while len(got) < 4096 * 3 and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                got += chunk
+        check(bytes(got) == pt_stream[:4096 * 3], "pausing pipe: verified frames come out before the input ends",
+              f"{len(got)} bytes")
+        rest, err = proc.communicate(input=ct[-140:], timeout=60)
+        check(proc.returncode == 0 and bytes(got) + rest == pt_stream, "pausing pipe: then the rest", err)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+stream_pause()
 
 shutil.rmtree(work)
 print(f"\n{len(failures)} failure(s)")

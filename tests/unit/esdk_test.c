@@ -433,6 +433,103 @@ static void test_stream_contract(void **state)
     coffer_keyring_release(k);
 }
 
+struct sink_buf {
+    uint8_t data[1100];
+    size_t len;
+};
+
+static int collect_copy(void *ctx, const uint8_t *p, size_t n)
+{
+    struct sink_buf *b = ctx;
+    if (n > sizeof(b->data) - b->len) {
+        return -1;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+/* A message fed in pieces that split frames anywhere (inside the sequence number, the final
+ * frame's marker and length, the content, the tag) decrypts to the same plaintext: the
+ * decryptor completes a split frame from the next piece and parses the rest in place. */
+static void test_split_feeds(void **state)
+{
+    (void)state;
+    static const uint16_t suites[] = {0x0478, 0x0578};
+    static const size_t pieces[] = {1, 3, 5, 23, 99, 100, 131, 132, 133, 250, 517, 5000};
+    coffer_keyring *k = make_keyring(0);
+    coffer_cmm *cmm = coffer_cmm_default_new(k);
+    uint8_t pt[1037];
+    for (size_t i = 0; i < sizeof(pt); i++) {
+        pt[i] = (uint8_t)(i * 7 + 1);
+    }
+    for (size_t si = 0; si < sizeof(suites) / sizeof(suites[0]); si++) {
+        uint8_t *ct;
+        size_t ctl;
+        assert_int_equal(encrypt_with(cmm, suites[si], 100, NULL, pt, sizeof(pt), &ct, &ctl), 0);
+        for (size_t pi = 0; pi < sizeof(pieces) / sizeof(pieces[0]); pi++) {
+            struct sink_buf got = {.len = 0};
+            coffer_decryptor *d = coffer_decryptor_new(cmm);
+            assert_int_equal(coffer_decryptor_set_output(d, collect_copy, &got), 0);
+            for (size_t off = 0; off < ctl; off += pieces[pi]) {
+                size_t n = ctl - off < pieces[pi] ? ctl - off : pieces[pi];
+                assert_int_equal(coffer_decryptor_update(d, ct + off, n), 0);
+            }
+            assert_int_equal(coffer_decryptor_finish(d), 0);
+            assert_int_equal(got.len, sizeof(pt));
+            assert_memory_equal(got.data, pt, sizeof(pt));
+            coffer_decryptor_free(d);
+        }
+        coffer_bytes_free(ct, ctl);
+    }
+    coffer_cmm_release(cmm);
+    coffer_keyring_release(k);
+}
+
+/* With the plaintext length given, whole frames fed one call each are sealed in place; the
+ * message is the same as without the length, and a wrong length still makes a valid message
+ * (a shorter, possibly empty, final frame). */
+static void test_length_hint_frames(void **state)
+{
+    (void)state;
+    static const uint64_t hints[] = {UINT64_MAX /* unknown */, 300, 200, 400, 100, 0};
+    size_t lens[sizeof(hints) / sizeof(hints[0])];
+    coffer_keyring *k = make_keyring(0);
+    coffer_cmm *cmm = coffer_cmm_default_new(k);
+    uint8_t pt[300];
+    for (size_t i = 0; i < sizeof(pt); i++) {
+        pt[i] = (uint8_t)(i * 13 + 5);
+    }
+    for (size_t hi = 0; hi < sizeof(hints) / sizeof(hints[0]); hi++) {
+        struct sink_buf ct = {.len = 0};
+        coffer_encryptor *e = coffer_encryptor_new(cmm);
+        assert_int_equal(coffer_encryptor_set_output(e, collect_copy, &ct), 0);
+        assert_int_equal(coffer_encryptor_set_suite(e, 0x0478), 0);
+        assert_int_equal(coffer_encryptor_set_frame_length(e, 100), 0);
+        assert_int_equal(coffer_encryptor_set_plaintext_length(e, hints[hi]), 0);
+        for (size_t off = 0; off < sizeof(pt); off += 100) {
+            assert_int_equal(coffer_encryptor_update(e, pt + off, 100), 0);
+        }
+        assert_int_equal(coffer_encryptor_finish(e), 0);
+        coffer_encryptor_free(e);
+        uint8_t *out;
+        size_t outl;
+        assert_int_equal(decrypt_with(cmm, COFFER_COMMIT_REQUIRE_ENCRYPT_REQUIRE_DECRYPT, NULL, ct.data,
+                                      ct.len, &out, &outl),
+                         0);
+        assert_int_equal(outl, sizeof(pt));
+        assert_memory_equal(out, pt, sizeof(pt));
+        coffer_bytes_free(out, outl);
+        lens[hi] = ct.len;
+    }
+    /* the exact length frames as an unknown one (the last frame final and full); one too long
+     * ends in an empty final frame: a 40-byte final frame instead of 140, plus a regular 132 */
+    assert_int_equal(lens[1], lens[0]);
+    assert_int_equal(lens[3], lens[0] + 32);
+    coffer_cmm_release(cmm);
+    coffer_keyring_release(k);
+}
+
 static void tamper_all(uint16_t suite)
 {
     coffer_keyring *k = make_keyring(0);
@@ -510,6 +607,8 @@ int main(void)
         cmocka_unit_test(test_stream_contract),
         cmocka_unit_test(test_tamper_and_truncate),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_split_feeds),
+        cmocka_unit_test(test_length_hint_frames),
     };
     return cmocka_run_group_tests(tests, make_rsa, free_rsa);
 }
