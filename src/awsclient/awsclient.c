@@ -48,7 +48,9 @@ static char *cursor_strdup(coffer_cursor c)
 {
     char *s = malloc(c.len + 1);
     if (s) {
-        memcpy(s, c.ptr, c.len);
+        if (c.len > 0) { /* an empty cursor may hold NULL, which memcpy may not be given */
+            memcpy(s, c.ptr, c.len);
+        }
         s[c.len] = '\0';
     }
     return s;
@@ -302,6 +304,9 @@ static coffer_cursor xml_element(coffer_cursor body, const char *name)
     char open[64], close[64];
     snprintf(open, sizeof(open), "<%s>", name);
     snprintf(close, sizeof(close), "</%s>", name);
+    if (body.len == 0) {
+        return coffer_cursor_from(NULL, 0); /* memmem may not be given a NULL haystack */
+    }
     const uint8_t *a = memmem(body.ptr, body.len, open, strlen(open));
     if (!a) {
         return coffer_cursor_from(NULL, 0);
