@@ -152,13 +152,16 @@ static void set_error(struct http_response *resp, const struct api_service *svc,
     json_decref(body);
 }
 
-/* The Query-protocol error document (IAM, STS). */
-static void set_error_query(struct http_response *resp, coffer_err rc, const char *request_id)
+/* The Query-protocol error document (IAM, STS), in the words of the service. */
+static void set_error_query(struct http_response *resp, const struct api_service *svc, coffer_err rc,
+                            const char *request_id)
 {
-    resp->status = query_error_status(rc);
+    struct api_error e = api_service_error(svc, rc);
+    resp->status = e.status;
     resp->content_type = QUERY_XML_CONTENT_TYPE;
     coffer_buf_reset(&resp->body);
-    if (query_xml_error(rc, coffer_err_message(rc), request_id, &resp->body) != COFFER_OK) {
+    if (query_xml_error(e.type, e.status, api_service_error_message(svc, rc), request_id, &resp->body) !=
+        COFFER_OK) {
         resp->status = 500;
     }
 }
@@ -385,6 +388,20 @@ static const struct api_service *query_service_by_scope(struct pipeline *p,
     }
     const struct api_service *svc = service_by_signing_name(p, parsed.service);
     return svc != NULL && svc->protocol == API_PROTOCOL_QUERY ? svc : NULL;
+}
+
+/* The service whose words answer a Query request: the one it names, else the first Query one. */
+static const struct api_service *query_error_service(const struct pipeline *p, const struct request_state *st)
+{
+    if (st->svc != NULL && st->svc->protocol == API_PROTOCOL_QUERY) {
+        return st->svc;
+    }
+    for (size_t i = 0; i < p->n_services; i++) {
+        if (p->services[i]->protocol == API_PROTOCOL_QUERY) {
+            return p->services[i];
+        }
+    }
+    return NULL;
 }
 
 /*
@@ -627,7 +644,7 @@ out:
         }
         coffer_fail(rc, "%s", saved_message);
         if (st.query) {
-            set_error_query(resp, rc, st.request_id);
+            set_error_query(resp, query_error_service(p, &st), rc, st.request_id);
         } else {
             set_error(resp, st.svc, rc);
         }
@@ -636,7 +653,7 @@ out:
         resp->content_type = QUERY_XML_CONTENT_TYPE;
         if (query_xml_response(st.op->name, st.svc->xml_namespace, st.call.output, st.request_id,
                                &resp->body) != COFFER_OK) {
-            set_error_query(resp, COFFER_ERR_INTERNAL, st.request_id);
+            set_error_query(resp, query_error_service(p, &st), COFFER_ERR_INTERNAL, st.request_id);
         }
     } else {
         resp->status = 200;

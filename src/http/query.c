@@ -265,68 +265,14 @@ out:
  * Errors
  * ------------------------------------------------------------------------------------------- */
 
-struct query_error {
-    coffer_err code;
-    const char *name;
-    int status;
-};
-
-/* Where the Query services name an error differently from the JSON ones. */
-static const struct query_error query_errors[] = {
-    {COFFER_ERR_USAGE, "ValidationError", 400},
-    {COFFER_ERR_VALIDATION, "ValidationError", 400},
-    {COFFER_ERR_SERIALIZATION, "ValidationError", 400},
-    {COFFER_ERR_UNKNOWN_OPERATION, "InvalidAction", 400},
-    {COFFER_ERR_MISSING_AUTH, "MissingAuthenticationToken", 403},
-    {COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignature", 400},
-    {COFFER_ERR_INVALID_SIGNATURE, "SignatureDoesNotMatch", 403},
-    {COFFER_ERR_UNRECOGNIZED_CLIENT, "InvalidClientTokenId", 403},
-    {COFFER_ERR_EXPIRED_TOKEN, "ExpiredToken", 400},
-    {COFFER_ERR_ACCESS_DENIED, "AccessDenied", 403},
-    {COFFER_ERR_THROTTLING, "Throttling", 400},
-    {COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocument", 400},
-    {COFFER_ERR_LIMIT_EXCEEDED, "LimitExceeded", 409},
-    {COFFER_ERR_NOT_FOUND, "NoSuchEntity", 404},
-    {COFFER_ERR_ALREADY_EXISTS, "EntityAlreadyExists", 409},
-    {COFFER_ERR_UNAVAILABLE, "ServiceUnavailable", 503},
-};
-
-static const struct query_error *query_error_find(coffer_err e)
+coffer_err query_xml_error(const char *code, int status, const char *message, const char *request_id,
+                           coffer_buf *out)
 {
-    for (size_t i = 0; i < sizeof(query_errors) / sizeof(query_errors[0]); i++) {
-        if (query_errors[i].code == e) {
-            return &query_errors[i];
-        }
-    }
-    return NULL;
-}
-
-const char *query_error_code(coffer_err e)
-{
-    const struct query_error *q = query_error_find(e);
-    if (q != NULL) {
-        return q->name;
-    }
-    if (coffer_err_http_status(e) >= 500) {
-        return "ServiceFailure";
-    }
-    return coffer_err_aws_type(e);
-}
-
-int query_error_status(coffer_err e)
-{
-    const struct query_error *q = query_error_find(e);
-    return q != NULL ? q->status : coffer_err_http_status(e);
-}
-
-coffer_err query_xml_error(coffer_err e, const char *message, const char *request_id, coffer_buf *out)
-{
-    ENSURE(out != NULL && request_id != NULL, COFFER_ERR_USAGE);
-    const char *code = query_error_code(e);
+    ENSURE(code != NULL && out != NULL && request_id != NULL, COFFER_ERR_USAGE);
     size_t start = out->len;
     coffer_err rc = COFFER_OK;
     TRY_OUT(coffer_buf_printf(out, "<ErrorResponse><Error><Type>%s</Type><Code>",
-                              query_error_status(e) >= 500 ? "Receiver" : "Sender"));
+                              status >= 500 ? "Receiver" : "Sender"));
     TRY_OUT(query_xml_escape(code, strlen(code), out));
     TRY_OUT(coffer_buf_append_str(out, "</Code>"));
     if (message != NULL && message[0] != '\0') {

@@ -51,12 +51,11 @@ coffer_err query_xml_escape(const char *s, size_t len, coffer_buf *out) __attrib
 coffer_err query_xml_response(const char *action, const char *xml_namespace, const json_t *result,
                               const char *request_id, coffer_buf *out) __attribute__((warn_unused_result));
 
-/* The Query-protocol error code ("NoSuchEntity") and HTTP status of an internal error. */
-const char *query_error_code(coffer_err e);
-int query_error_status(coffer_err e);
-
-/* Appends the <ErrorResponse> document for `e` with `message` (may be NULL or ""). */
-coffer_err query_xml_error(coffer_err e, const char *message, const char *request_id, coffer_buf *out)
-    __attribute__((warn_unused_result));
+/*
+ * Appends the <ErrorResponse> document of the error `code` ("NoSuchEntity", as the service names
+ * it) with `message` (may be NULL or ""); `status` >= 500 makes its Type "Receiver".
+ */
+coffer_err query_xml_error(const char *code, int status, const char *message, const char *request_id,
+                           coffer_buf *out) __attribute__((warn_unused_result));
 
 #endif

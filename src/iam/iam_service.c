@@ -640,6 +640,35 @@ static const struct api_op iam_ops[] = {
 /* Secrets in IAM, STS and CofferAdmin answers (new access keys, session credentials). */
 const char *const iam_sensitive_members[] = {"SecretAccessKey", "SessionToken", NULL};
 
+/* How IAM and STS name errors (their Query-protocol codes), where err.h's defaults differ. */
+const struct api_error_name iam_query_errors[] = {
+    {COFFER_ERR_NOMEM, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_INTERNAL, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_IO, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_STORE, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_AUDIT, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_CRYPTO, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_CONFIG, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_KEYRING, "ServiceFailure", 500, NULL},
+    {COFFER_ERR_USAGE, "ValidationError", 400, NULL},
+    {COFFER_ERR_VALIDATION, "ValidationError", 400, NULL},
+    {COFFER_ERR_SERIALIZATION, "ValidationError", 400, NULL},
+    {COFFER_ERR_UNKNOWN_OPERATION, "InvalidAction", 400, NULL},
+    {COFFER_ERR_MISSING_AUTH, "MissingAuthenticationToken", 403, NULL},
+    {COFFER_ERR_INCOMPLETE_SIGNATURE, "IncompleteSignature", 400, NULL},
+    {COFFER_ERR_INVALID_SIGNATURE, "SignatureDoesNotMatch", 403, NULL},
+    {COFFER_ERR_UNRECOGNIZED_CLIENT, "InvalidClientTokenId", 403, NULL},
+    {COFFER_ERR_EXPIRED_TOKEN, "ExpiredToken", 400, NULL},
+    {COFFER_ERR_ACCESS_DENIED, "AccessDenied", 403, NULL},
+    {COFFER_ERR_THROTTLING, "Throttling", 400, NULL},
+    {COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocument", 400, NULL},
+    {COFFER_ERR_LIMIT_EXCEEDED, "LimitExceeded", 409, NULL},
+    {COFFER_ERR_NOT_FOUND, "NoSuchEntity", 404, NULL},
+    {COFFER_ERR_ALREADY_EXISTS, "EntityAlreadyExists", 409, NULL},
+    {COFFER_ERR_UNAVAILABLE, "ServiceUnavailable", 503, NULL},
+};
+const size_t iam_n_query_errors = sizeof(iam_query_errors) / sizeof(iam_query_errors[0]);
+
 coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *operator_account,
                             iam_services **out)
 {
@@ -668,6 +697,8 @@ coffer_err iam_services_new(iam_directory *dir, iam_creds *creds, const char *op
         .protocol = API_PROTOCOL_QUERY,
         .xml_namespace = IAM_XML_NAMESPACE,
         .global = true,
+        .errors = iam_query_errors,
+        .n_errors = iam_n_query_errors,
         .sensitive_members = iam_sensitive_members,
     };
     iam_services_init_sts(s);

@@ -21,6 +21,9 @@ struct iam_services {
 
 /* Members wiped after use and kept out of the trail, for all three services (iam_service.c). */
 extern const char *const iam_sensitive_members[];
+/* Error names of IAM and STS (Query-protocol codes such as NoSuchEntity), for both services. */
+extern const struct api_error_name iam_query_errors[];
+extern const size_t iam_n_query_errors;
 
 /* STS and admin operation tables (sts_service.c). */
 void iam_services_init_sts(iam_services *s);

@@ -191,6 +191,8 @@ void iam_services_init_sts(iam_services *s)
         .state = s,
         .protocol = API_PROTOCOL_QUERY,
         .xml_namespace = STS_XML_NAMESPACE,
+        .errors = iam_query_errors,
+        .n_errors = iam_n_query_errors,
         .sensitive_members = iam_sensitive_members,
     };
 }

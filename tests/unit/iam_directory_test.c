@@ -617,6 +617,51 @@ static void test_op_tables(void **state)
     }
 }
 
+/* IAM and STS answer in their own (Query-protocol) error names, the same for both. */
+static void test_error_names(void **state)
+{
+    struct fixture *f = *state;
+    const struct api_service *services[] = {iam_services_iam_api(f->svc), iam_services_sts_api(f->svc)};
+    static const struct {
+        coffer_err code;
+        const char *type;
+        int status;
+    } want[] = {
+        {COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404},
+        {COFFER_ERR_NOT_FOUND, "NoSuchEntity", 404},
+        {COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409},
+        {COFFER_ERR_ALREADY_EXISTS, "EntityAlreadyExists", 409},
+        {COFFER_ERR_LIMIT_EXCEEDED, "LimitExceeded", 409},
+        {COFFER_ERR_MALFORMED_POLICY, "MalformedPolicyDocument", 400},
+        {COFFER_ERR_VALIDATION, "ValidationError", 400},
+        {COFFER_ERR_UNKNOWN_OPERATION, "InvalidAction", 400},
+        {COFFER_ERR_ACCESS_DENIED, "AccessDenied", 403},
+        {COFFER_ERR_UNRECOGNIZED_CLIENT, "InvalidClientTokenId", 403},
+        {COFFER_ERR_INVALID_SIGNATURE, "SignatureDoesNotMatch", 403},
+        {COFFER_ERR_EXPIRED_TOKEN, "ExpiredToken", 400},
+        {COFFER_ERR_THROTTLING, "Throttling", 400},
+        {COFFER_ERR_DELETE_CONFLICT, "DeleteConflict", 409},
+        {COFFER_ERR_INTERNAL, "ServiceFailure", 500},
+        {COFFER_ERR_STORE, "ServiceFailure", 500},
+        {COFFER_ERR_AUDIT, "ServiceFailure", 500},
+        {COFFER_ERR_UNAVAILABLE, "ServiceUnavailable", 503},
+    };
+    for (size_t s = 0; s < sizeof(services) / sizeof(services[0]); s++) {
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+            struct api_error e = api_service_error(services[s], want[i].code);
+            assert_string_equal(e.type, want[i].type);
+            assert_int_equal(e.status, want[i].status);
+        }
+    }
+    /* Every code at 500 or above is a ServiceFailure or ServiceUnavailable: none keeps a JSON name. */
+    for (int c = COFFER_ERR_NOMEM; c < COFFER_ERR_COUNT; c++) {
+        struct api_error e = api_service_error(services[0], (coffer_err)c);
+        if (e.status >= 500) {
+            assert_true(strcmp(e.type, "ServiceFailure") == 0 || strcmp(e.type, "ServiceUnavailable") == 0);
+        }
+    }
+}
+
 /* ---- handlers: authorization of IAM calls and AssumeRole ---- */
 
 static void test_iam_authorization(void **state)
@@ -998,6 +1043,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_ends_with_role, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_token_without_issue_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_op_tables, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_authorization, setup, teardown),
         cmocka_unit_test_setup_teardown(test_assume_role_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
