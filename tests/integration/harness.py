@@ -3,6 +3,7 @@ the AWS CLI v2 (/usr/bin/aws) and boto3 clients configured against it.
 
 Only Debian's clients are used: /usr/bin/aws (awscli) and /usr/bin/python3 with python3-boto3.
 """
+import glob
 import json
 import os
 import shutil
@@ -152,6 +153,55 @@ def write_in_clear(data_dir):
     r = subprocess.run([UNSEAL_FIXTURE, data_dir], capture_output=True, timeout=60)
     if r.returncode != 0:
         raise RuntimeError("seal_unseal_fixture failed: %s" % r.stderr.decode())
+
+
+def trail_events(data_dir):
+    """Every event of the trail in DATA/audit, oldest first (the "current" symlink skipped)."""
+    out = []
+    for f in sorted(glob.glob(os.path.join(data_dir, "audit", "trail-*.jsonl"))):
+        if os.path.islink(f):
+            continue
+        with open(f, "rb") as fh:
+            out.extend(json.loads(line) for line in fh)
+    return out
+
+
+class FaultServerTestCase(unittest.TestCase):
+    """One cofferd_faults for the whole class, with its flag directory (COFFER_FAULTS_DIR): a
+    test arms a fault by name (tests/faults/cofferd_faults.c lists them); it is disarmed when the
+    test ends."""
+    extra_args = ("--quota-crypto-rps", "0")
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(COFFERD_FAULTS):
+            raise AssertionError("%s is not built" % COFFERD_FAULTS)
+        cls.flags = tempfile.mkdtemp(prefix="coffer-faults-")
+        os.environ["COFFER_FAULTS_DIR"] = cls.flags
+        try:
+            cls.server = Cofferd(extra_args=cls.extra_args, binary=COFFERD_FAULTS).start()
+        finally:
+            del os.environ["COFFER_FAULTS_DIR"]
+        cls.kms = cls.server.client("kms")
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.server.stop()
+        log = cls.server.log()
+        cls.server.cleanup()
+        shutil.rmtree(cls.flags, ignore_errors=True)
+        if rc != 0 or "Sanitizer" in log or "runtime error:" in log:
+            raise AssertionError("cofferd_faults exited with %r:\n%s" % (rc, log[-4000:]))
+
+    def arm(self, fault):
+        open(os.path.join(self.flags, fault), "w").close()
+        self.addCleanup(self.disarm, fault)
+
+    def disarm(self, fault):
+        try:
+            os.unlink(os.path.join(self.flags, fault))
+        except FileNotFoundError:
+            pass
 
 
 class ServerTestCase(unittest.TestCase):

@@ -9,29 +9,16 @@
 - The same when a handler cannot build its own audit fields (flag "json-keyId": KMS cannot add
   keyId to the requestParameters it records): the request is refused, not recorded without it.
 """
-import glob
-import json
 import os
-import shutil
 import subprocess
-import tempfile
 import unittest
 
 import botocore.exceptions
 
-from harness import COFFER, COFFERD_FAULTS, Cofferd
+from harness import COFFER, Cofferd, FaultServerTestCase, trail_events
 
 ARGS = ("--quota-crypto-rps", "0")
 
-
-def trail_events(data_dir):
-    out = []
-    for f in sorted(glob.glob(os.path.join(data_dir, "audit", "trail-*.jsonl"))):
-        if os.path.islink(f):
-            continue
-        with open(f, "rb") as fh:
-            out.extend(json.loads(line) for line in fh)
-    return out
 
 
 class NonUtf8UserAgentTest(unittest.TestCase):
@@ -60,28 +47,8 @@ class NonUtf8UserAgentTest(unittest.TestCase):
         self.assertIn("probe-??-agent", events[0]["userAgent"])
 
 
-class MemberFaultTest(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.path.exists(COFFERD_FAULTS):
-            raise AssertionError("%s is not built" % COFFERD_FAULTS)
-        cls.flags = tempfile.mkdtemp(prefix="coffer-faults-")
-        os.environ["COFFER_FAULTS_DIR"] = cls.flags
-        try:
-            cls.server = Cofferd(extra_args=ARGS, binary=COFFERD_FAULTS).start()
-        finally:
-            del os.environ["COFFER_FAULTS_DIR"]
-        cls.kms = cls.server.client("kms")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.server.stop()
-        log = cls.server.log()
-        cls.server.cleanup()
-        shutil.rmtree(cls.flags, ignore_errors=True)
-        if rc != 0 or "Sanitizer" in log or "runtime error:" in log:
-            raise AssertionError("cofferd_faults exited with %r:\n%s" % (rc, log[-4000:]))
+class MemberFaultTest(FaultServerTestCase):
+    extra_args = ARGS
 
     def assert_refused(self, name, call):
         with self.assertRaises(botocore.exceptions.ClientError, msg="%s answered with an incomplete event" % name) as cm:

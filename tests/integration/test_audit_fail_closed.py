@@ -13,28 +13,16 @@ KMSInternalException (HTTP 500) and changes nothing, whether it writes or only r
   records the failure and names the first in additionalEventData.supersedesEventId.
 """
 import glob
-import json
 import os
-import shutil
 import subprocess
-import tempfile
 import unittest
 
 import botocore.exceptions
 
-from harness import COFFER, COFFERD_FAULTS, Cofferd
+from harness import COFFER, Cofferd, FaultServerTestCase, trail_events
 
 ARGS = ("--quota-crypto-rps", "0")
 
-
-def trail_events(data_dir):
-    out = []
-    for f in sorted(glob.glob(os.path.join(data_dir, "audit", "trail-*.jsonl"))):
-        if os.path.islink(f):
-            continue
-        with open(f, "rb") as fh:
-            out.extend(json.loads(line) for line in fh)
-    return out
 
 
 class RefusalAsserts(unittest.TestCase):
@@ -79,39 +67,9 @@ class FullTrailAtStartTest(RefusalAsserts):
         self.assert_refused("Encrypt", lambda: kms.encrypt(KeyId=self.key, Plaintext=b"secret"))
 
 
-class FaultServerTest(RefusalAsserts):
+class FaultServerTest(FaultServerTestCase, RefusalAsserts):
     """One cofferd_faults with its flag directory; each test disarms every fault when done."""
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.path.exists(COFFERD_FAULTS):
-            raise AssertionError("%s is not built" % COFFERD_FAULTS)
-        cls.flags = tempfile.mkdtemp(prefix="coffer-faults-")
-        os.environ["COFFER_FAULTS_DIR"] = cls.flags
-        try:
-            cls.server = Cofferd(extra_args=ARGS, binary=COFFERD_FAULTS).start()
-        finally:
-            del os.environ["COFFER_FAULTS_DIR"]
-        cls.kms = cls.server.client("kms")
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.server.stop()
-        log = cls.server.log()
-        cls.server.cleanup()
-        shutil.rmtree(cls.flags, ignore_errors=True)
-        if rc != 0 or "Sanitizer" in log or "runtime error:" in log:
-            raise AssertionError("cofferd_faults exited with %r:\n%s" % (rc, log[-4000:]))
-
-    def arm(self, fault):
-        open(os.path.join(self.flags, fault), "w").close()
-        self.addCleanup(self.disarm, fault)
-
-    def disarm(self, fault):
-        try:
-            os.unlink(os.path.join(self.flags, fault))
-        except FileNotFoundError:
-            pass
+    extra_args = ARGS
 
     def key_ids(self):
         return sorted(k["KeyId"] for k in self.kms.get_paginator("list_keys").paginate().build_full_result()["Keys"])

@@ -4,7 +4,6 @@ eventSource, authorized by the shared authorizer, audited, and its scheduled job
 
 Echo has no botocore model, so requests are built by hand and signed with botocore's SigV4Auth.
 """
-import glob
 import json
 import os
 import ssl
@@ -18,7 +17,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from harness import BUILD_DIR, REGION, ServerTestCase
+from harness import BUILD_DIR, REGION, ServerTestCase, trail_events
 
 ACCOUNT = "000000000000"
 EVENT_SOURCE = "echo.coffer.local"
@@ -45,13 +44,7 @@ class EchoServiceTest(ServerTestCase):
             return e.code, json.loads(e.read() or b"{}"), e.headers["x-amzn-RequestId"]
 
     def events_of(self, request_id):
-        out = []
-        for f in sorted(glob.glob(os.path.join(self.server.data_dir, "audit", "trail-*.jsonl"))):
-            if os.path.islink(f):
-                continue
-            with open(f, "rb") as fh:
-                out += [e for e in map(json.loads, fh) if e.get("requestID") == request_id]
-        return out
+        return [e for e in trail_events(self.server.data_dir) if e.get("requestID") == request_id]
 
     def test_echo_answers_and_is_audited_without_its_secret(self):
         status, body, rid = self.call("Echo", {"Message": "hello", "Secret": "s3cr3t-value"})
