@@ -60,6 +60,13 @@
       "The request would have succeeded, but the DryRun option is set.")                                     \
     X(COFFER_ERR_INVALID_GRANT_TOKEN, "InvalidGrantTokenException", 400, "invalid grant token")              \
     X(COFFER_ERR_INVALID_GRANT_ID, "InvalidGrantIdException", 400, "invalid grant id")                       \
+    X(COFFER_ERR_SIGNATURE_MISMATCH, "KMSInvalidSignatureException", 400, "")                                \
+    X(COFFER_ERR_MAC_MISMATCH, "KMSInvalidMacException", 400, "")                                            \
+    X(COFFER_ERR_INCORRECT_KEY_MATERIAL, "IncorrectKeyMaterialException", 400, "incorrect key material")     \
+    X(COFFER_ERR_INVALID_IMPORT_TOKEN, "InvalidImportTokenException", 400, "invalid import token")           \
+    X(COFFER_ERR_EXPIRED_IMPORT_TOKEN, "ExpiredImportTokenException", 400, "expired import token")           \
+    X(COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND, "CustomKeyStoreNotFoundException", 400,                         \
+      "custom key store not found")                                                                          \
     /* IAM and STS (Query protocol) */                                                                       \
     X(COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404, "The entity cannot be found.")                         \
     X(COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409, "The entity already exists.")                    \

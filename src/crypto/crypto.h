@@ -50,4 +50,38 @@ coffer_err crypto_aes_gcm_open(coffer_cursor key, const uint8_t iv[CRYPTO_AES_GC
 /* Constant-time comparison: 0 when equal. */
 int crypto_memcmp(const void *a, const void *b, size_t n);
 
+/*
+ * Asymmetric key pairs (crypto_pkey.c): RSA of a fixed modulus size and EC on a named curve.
+ * The private key leaves a crypto_pkey only as DER PKCS#8 PrivateKeyInfo in a secret buffer
+ * (for sealing), and comes back only through crypto_pkey_from_private_der, which checks that
+ * the bytes are a key of exactly the expected type. A crypto_pkey is immutable once made and
+ * may be used from several threads at once.
+ */
+enum crypto_pkey_type {
+    CRYPTO_PKEY_RSA_2048,
+    CRYPTO_PKEY_RSA_3072,
+    CRYPTO_PKEY_RSA_4096,
+    CRYPTO_PKEY_EC_P256,
+    CRYPTO_PKEY_EC_P384,
+    CRYPTO_PKEY_EC_P521,
+    CRYPTO_PKEY_EC_SECP256K1,
+};
+typedef struct crypto_pkey crypto_pkey;
+
+/* A fresh key pair of `type` (RSA with public exponent 65537). */
+coffer_err crypto_pkey_generate(enum crypto_pkey_type type, crypto_pkey **out)
+    __attribute__((warn_unused_result));
+/*
+ * Parses DER PKCS#8 PrivateKeyInfo. COFFER_ERR_INVALID_INPUT when the bytes are not one whole
+ * private key of `type` (another algorithm, modulus size or curve, trailing bytes).
+ */
+coffer_err crypto_pkey_from_private_der(enum crypto_pkey_type type, coffer_cursor der, crypto_pkey **out)
+    __attribute__((warn_unused_result));
+/* Appends the DER PKCS#8 PrivateKeyInfo to `out` (give it a secret buffer). */
+coffer_err crypto_pkey_private_der(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
+/* Appends the DER X.509 SubjectPublicKeyInfo to `out`. */
+coffer_err crypto_pkey_public_der(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
+enum crypto_pkey_type crypto_pkey_type_of(const crypto_pkey *k);
+void crypto_pkey_free(crypto_pkey *k); /* accepts NULL */
+
 #endif

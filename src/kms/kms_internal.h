@@ -27,6 +27,7 @@
 #include "iam/policy.h"
 #include "kms/kms.h"
 #include "kms/kms_blob.h"
+#include "kms/kms_material.h"
 
 #define KMS_KEY_ID_MAX 40 /* uuid (36) or "mrk-" + 32 hex */
 #define KMS_ARN_MAX 256
@@ -105,10 +106,6 @@ void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext *
 bool kms_key_id_valid(const char *s);
 
 /* ---- cached key ---- */
-struct kms_material {
-    uint8_t id[KMS_MATERIAL_ID_LEN];
-    uint8_t *key; /* CRYPTO_AES256_KEY_LEN bytes from the locked allocator */
-};
 
 struct kms_key {
     char key_id[KMS_KEY_ID_MAX + 1];
@@ -116,6 +113,7 @@ struct kms_key {
     char region[KMS_REGION_MAX + 1];
     char arn[KMS_ARN_MAX];
     enum kms_state state;      /* mirrors rec.KeyState */
+    enum kms_spec spec;        /* mirrors rec.KeySpec */
     json_t *rec;               /* the stored record (owned; replaced whole on update) */
     struct kms_material *mats; /* every backing material (rotation keeps old ones) */
     size_t n_mats;
@@ -194,7 +192,7 @@ typedef coffer_err (*kms_txn_fn)(store_txn *t, void *ctx);
 coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
                           void *ctx) __attribute__((warn_unused_result));
 
-/* With wmu held: creates a new symmetric key from `rec` (takes ownership) with fresh material. */
+/* With wmu held: creates a new key from `rec` (takes ownership) with fresh material of rec.KeySpec. */
 coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
     __attribute__((warn_unused_result));
 

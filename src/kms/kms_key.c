@@ -6,8 +6,9 @@
  *
  * Store layout (all values JSON except material):
  *   kms/key/<account>/<region>/<key id>                       key record (no secrets; tags inside)
- *   kms/material/<account>/<region>/<key id>/<material hex>   sealed 32-byte AES-256 key; the
- *                                                             seal identity is this store key
+ *   kms/material/<account>/<region>/<key id>/<material hex>   sealed key material of the key's
+ *                                                             spec (kms_material.h); the seal
+ *                                                             identity is this store key
  *   kms/alias/<account>/<region>/<alias name>                 {"AliasName","TargetKeyId",dates}
  *   kms/deletion/<deletion ms, 16 digits>/<acct>/<region>/<id>  index of scheduled deletions
  *
@@ -204,7 +205,7 @@ void kms_key_free(struct kms_key *k)
         return;
     }
     for (size_t i = 0; i < k->n_mats; i++) {
-        coffer_secret_free(k->mats[i].key, CRYPTO_AES256_KEY_LEN);
+        kms_material_clear(&k->mats[i]);
     }
     free(k->mats);
     json_decref(k->rec);
@@ -220,9 +221,12 @@ static coffer_err key_from_rec(const struct kms_service *svc, struct kms_key *k,
     const char *acct = json_string_value(json_object_get(rec, "AWSAccountId"));
     const char *region = json_string_value(json_object_get(rec, "Region"));
     enum kms_state st;
+    enum kms_spec spec;
     if (id == NULL || acct == NULL || region == NULL || strlen(id) > KMS_KEY_ID_MAX ||
         strlen(acct) > API_ACCOUNT_ID_LEN || strlen(region) > KMS_REGION_MAX ||
-        !kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
+        !kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st) ||
+        !kms_spec_parse(json_string_value(json_object_get(rec, "KeySpec")), &spec) ||
+        kms_spec_family(spec) == KMS_FAMILY_UNSUPPORTED) {
         return coffer_fail(COFFER_ERR_STORE, "corrupt key record");
     }
     const char *pol = json_string_value(json_object_get(rec, "Policy"));
@@ -234,6 +238,7 @@ static coffer_err key_from_rec(const struct kms_service *svc, struct kms_key *k,
     snprintf(k->region, sizeof(k->region), "%s", region);
     kms_key_arn(k->arn, sizeof(k->arn), region, acct, id);
     k->state = st;
+    k->spec = spec;
     k->rec = rec;
     return COFFER_OK;
 }
@@ -267,15 +272,9 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
         coffer_buf_reset(&plain);
         TRY_OUT(store_get(svc->st, skey, &sealed));
         TRY_OUT(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
-        if (plain.len != CRYPTO_AES256_KEY_LEN) {
+        if (kms_material_set(k->spec, coffer_buf_cursor(&plain), m) != COFFER_OK) {
             FAIL_OUT(COFFER_ERR_STORE, "corrupt key material");
         }
-        m->key = coffer_secret_alloc(CRYPTO_AES256_KEY_LEN);
-        if (m->key == NULL) {
-            rc = kms_nomem();
-            goto out;
-        }
-        memcpy(m->key, plain.data, CRYPTO_AES256_KEY_LEN);
         if (strcmp(hex, current) == 0) {
             k->current = k->n_mats;
             current_found = true;
@@ -673,14 +672,16 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     struct kms_key *k = calloc(1, sizeof(*k));
     char skey[STORE_KEY_BUF], ck[STORE_KEY_BUF], hex[KMS_MATERIAL_HEX_LEN + 1];
     *out = NULL;
-    if (k == NULL || (k->mats = calloc(1, sizeof(*k->mats))) == NULL ||
-        (k->mats[0].key = coffer_secret_alloc(CRYPTO_AES256_KEY_LEN)) == NULL) {
+    enum kms_spec spec;
+    if (k == NULL || (k->mats = calloc(1, sizeof(*k->mats))) == NULL) {
         rc = kms_nomem();
         goto out;
     }
     k->n_mats = 1;
-    TRY_OUT(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
-    TRY_OUT(crypto_random(k->mats[0].key, CRYPTO_AES256_KEY_LEN));
+    if (!kms_spec_parse(json_string_value(json_object_get(rec, "KeySpec")), &spec)) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "new key record without a KeySpec");
+    }
+    TRY_OUT(kms_material_generate(spec, &k->mats[0]));
     coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
     json_t *mat =
         json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
@@ -708,8 +709,7 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
-    TRY_OUT(
-        seal_record_seal(svc->sl, skey, coffer_cursor_from(k->mats[0].key, CRYPTO_AES256_KEY_LEN), &sealed));
+    TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(&k->mats[0]), &sealed));
     TRY_OUT(store_txn_begin(svc->st, &t));
     kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
     TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));

@@ -82,8 +82,12 @@ static coffer_err encrypt_with(const struct kms_key *k, const json_t *ec, coffer
 {
     /* A cached key has at least one material and current is set only to the index of a loaded one. */
     assert(k->current < k->n_mats);
+    /* The blob format is AES-256-GCM: only a symmetric key's material may key it. */
+    if (k->spec != KMS_SPEC_SYMMETRIC_DEFAULT) {
+        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s is not a symmetric encryption key.", k->arn);
+    }
     const struct kms_material *m = &k->mats[k->current];
-    return kms_blob_encrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), k->arn, m->id, ec, pt, out);
+    return kms_blob_encrypt(kms_material_bytes(m), k->arn, m->id, ec, pt, out);
 }
 
 /* Draws an n-byte data key into dk and encrypts it under k (shared lock held) into blob. */
@@ -223,14 +227,14 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
             m = &k->mats[i];
         }
     }
-    if (m == NULL) {
+    if (m == NULL || k->spec != KMS_SPEC_SYMMETRIC_DEFAULT) {
         FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }
     if (dry) {
         rc = dry_run();
         goto out;
     }
-    TRY_OUT(kms_blob_decrypt(coffer_cursor_from(m->key, CRYPTO_AES256_KEY_LEN), &b, ec, pt));
+    TRY_OUT(kms_blob_decrypt(kms_material_bytes(m), &b, ec, pt));
     snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
 out:
