@@ -27,12 +27,9 @@ struct pkey_type_info {
 };
 
 static const struct pkey_type_info type_info[] = {
-    [CRYPTO_PKEY_RSA_2048] = {"RSA", 2048, NULL},
-    [CRYPTO_PKEY_RSA_3072] = {"RSA", 3072, NULL},
-    [CRYPTO_PKEY_RSA_4096] = {"RSA", 4096, NULL},
-    [CRYPTO_PKEY_EC_P256] = {"EC", 0, "prime256v1"},
-    [CRYPTO_PKEY_EC_P384] = {"EC", 0, "secp384r1"},
-    [CRYPTO_PKEY_EC_P521] = {"EC", 0, "secp521r1"},
+    [CRYPTO_PKEY_RSA_2048] = {"RSA", 2048, NULL},        [CRYPTO_PKEY_RSA_3072] = {"RSA", 3072, NULL},
+    [CRYPTO_PKEY_RSA_4096] = {"RSA", 4096, NULL},        [CRYPTO_PKEY_EC_P256] = {"EC", 0, "prime256v1"},
+    [CRYPTO_PKEY_EC_P384] = {"EC", 0, "secp384r1"},      [CRYPTO_PKEY_EC_P521] = {"EC", 0, "secp521r1"},
     [CRYPTO_PKEY_EC_SECP256K1] = {"EC", 0, "secp256k1"},
 };
 
@@ -77,7 +74,8 @@ static bool pkey_matches(const EVP_PKEY *pkey, enum crypto_pkey_type type)
     }
     char group[64];
     size_t len = 0;
-    return EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &len) == 1 &&
+    return EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group), &len) ==
+               1 &&
            strcmp(group, ti->group) == 0;
 }
 

@@ -192,9 +192,14 @@ typedef coffer_err (*kms_txn_fn)(store_txn *t, void *ctx);
 coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
                           void *ctx) __attribute__((warn_unused_result));
 
-/* With wmu held: creates a new key from `rec` (takes ownership) with fresh material of rec.KeySpec. */
-coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
-    __attribute__((warn_unused_result));
+/*
+ * With wmu held: creates a new key from `rec` (takes ownership) with fresh material of
+ * rec.KeySpec, plus `extra` (may be NULL) in the same transaction. `call` is the request that
+ * creates it (its audit event names the key), NULL when the service creates a key on its own
+ * (`extra` then records the event).
+ */
+coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, kms_txn_fn extra,
+                          void *ctx, struct kms_key **out) __attribute__((warn_unused_result));
 
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
     __attribute__((warn_unused_result));
@@ -215,6 +220,19 @@ coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const 
 coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
                             char target[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
 
+/* ---- AWS managed keys (kms_managed.c) ---- */
+/* Is `alias` the alias of an AWS managed key of a service this server runs ("alias/aws/ssm")? */
+bool kms_managed_alias(const char *alias);
+/* The managed aliases in byte order, for ListAliases (i < kms_managed_alias_count()). */
+size_t kms_managed_alias_count(void);
+const char *kms_managed_alias_name(size_t i);
+/*
+ * Creates the AWS managed key of `alias` in acct/region unless its alias exists (wmu must not
+ * be held). COFFER_ERR_NOT_FOUND (no message) when `alias` names no managed key.
+ */
+coffer_err kms_managed_key_ensure(struct kms_service *svc, const char *acct, const char *region,
+                                  const char *alias, int64_t now_ms) __attribute__((warn_unused_result));
+
 /* ---- per-account counters (kms_key.c) ----
  * Kept in the same transaction as the records they count, so a quota check is one read:
  *   kms/count/<acct>/<region>/keys               KMS keys
@@ -230,6 +248,14 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
 void kms_key_free(struct kms_key *k);
 
 /* ---- audit and output helpers (kms_service.c) ---- */
+/*
+ * Records `event_name` done by the service itself on key `id` (CloudTrail: an AwsServiceEvent):
+ * the sweeper's DeleteKey, the CreateKey of an AWS managed key. Call inside the transaction
+ * that makes the change, before it commits: a failure must abort it.
+ */
+coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
+                                    const char *region, const char *id, int64_t now_ms)
+    __attribute__((warn_unused_result));
 /* requestParameters: the listed input members, lowerCamelCase, maps copied verbatim. */
 void kms_audit_request(struct api_call *call, const char *const *members);
 void kms_audit_key(struct api_call *call, const struct kms_key *k);

@@ -492,6 +492,14 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
     *rp = r;
     if (r.is_alias) {
         coffer_err rc = kms_alias_lookup(svc, r.account, call->region, r.name, id);
+        /* An AWS managed key appears on the first use of its alias in its own account. */
+        if (rc == COFFER_ERR_NOT_FOUND && !hold_wmu && kms_managed_alias(r.name) &&
+            strcmp(r.account, call->caller->account_id) == 0) {
+            rc = kms_managed_key_ensure(svc, r.account, call->region, r.name, kms_call_now_ms(call));
+            if (rc == COFFER_OK) {
+                rc = kms_alias_lookup(svc, r.account, call->region, r.name, id);
+            }
+        }
         if (rc == COFFER_ERR_NOT_FOUND) {
             return alias_not_found(call, r.account, r.name);
         }
@@ -664,7 +672,8 @@ out:
     return rc;
 }
 
-coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
+coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, kms_txn_fn extra,
+                          void *ctx, struct kms_key **out)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -698,15 +707,17 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         goto out;
     }
 
-    /* The request's event is written just before the commit: it names the new key already. */
-    json_t *meta = kms_key_metadata(k);
-    call->audit_response = meta != NULL ? json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta)) : NULL;
-    json_decref(meta);
-    if (call->audit_response == NULL) {
-        rc = kms_nomem();
-        goto out;
+    if (call != NULL) {
+        /* The request's event is written just before the commit: it names the new key already. */
+        json_t *meta = kms_key_metadata(k);
+        call->audit_response = meta != NULL ? json_pack("{s:o}", "keyMetadata", kms_camel_copy(meta)) : NULL;
+        json_decref(meta);
+        if (call->audit_response == NULL) {
+            rc = kms_nomem();
+            goto out;
+        }
+        kms_audit_key(call, k);
     }
-    kms_audit_key(call, k);
 
     material_store_key(skey, sizeof(skey), k, k->mats[0].id);
     TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(&k->mats[0]), &sealed));
@@ -719,6 +730,9 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
     TRY_OUT(put_json(t, skey, k->rec));
+    if (extra != NULL) {
+        TRY_OUT(extra(t, ctx));
+    }
     rc = store_txn_commit(t);
     t = NULL;
     if (rc != COFFER_OK) {
@@ -734,7 +748,6 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     *out = k;
     k = NULL;
 out:
-    (void)call;
     store_txn_abort(t);
     json_decref(rec);
     kms_key_free(k);

@@ -240,11 +240,54 @@ struct alias_scan {
     json_t *list;
     char last[KMS_ALIAS_MAX + 1];
     bool truncated;
+    size_t next_managed; /* the first AWS managed alias not yet passed (kms_managed_alias_name) */
 };
 
 static double ms_secs(const json_t *rec, const char *name)
 {
     return (double)json_integer_value(json_object_get(rec, name)) / 1000.0;
+}
+
+/* Appends one alias (rec NULL: an AWS managed alias whose key does not exist yet) or stops at the limit. */
+static coffer_err alias_emit(struct alias_scan *s, const char *name, const json_t *rec)
+{
+    if (json_array_size(s->list) == s->limit) {
+        s->truncated = true;
+        return STORE_SCAN_STOP;
+    }
+    char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
+    kms_alias_arn(arn, sizeof(arn), s->call->region, s->call->caller->account_id, name);
+    const char *target = json_string_value(json_object_get(rec, "TargetKeyId"));
+    json_t *e = rec == NULL ? json_pack("{s:s,s:s}", "AliasName", name, "AliasArn", arn)
+                            : json_pack("{s:s,s:s,s:f,s:f}", "AliasName", name, "AliasArn", arn,
+                                        "CreationDate", ms_secs(rec, "CreationDate"), "LastUpdatedDate",
+                                        ms_secs(rec, "LastUpdatedDate"));
+    if (e == NULL || (target != NULL && json_object_set_new(e, "TargetKeyId", json_string(target)) != 0) ||
+        json_array_append_new(s->list, e) != 0) {
+        return kms_nomem();
+    }
+    snprintf(s->last, sizeof(s->last), "%s", name);
+    return COFFER_OK;
+}
+
+/*
+ * The AWS managed aliases that sort before `upto` (NULL: all that are left) and were not
+ * listed yet, as AWS lists them before their keys exist. An alias in the store with the same
+ * name is listed from the store instead. Not when filtering by key: they name no key.
+ */
+static coffer_err alias_emit_managed(struct alias_scan *s, const char *upto)
+{
+    for (; s->filter == NULL && s->next_managed < kms_managed_alias_count(); s->next_managed++) {
+        const char *m = kms_managed_alias_name(s->next_managed);
+        int cmp = upto != NULL ? strcmp(m, upto) : -1;
+        if (cmp > 0) {
+            break;
+        }
+        if (cmp < 0) {
+            TRY(alias_emit(s, m, NULL));
+        }
+    }
+    return COFFER_OK;
 }
 
 static coffer_err alias_scan_cb(void *ctx, const char *key, coffer_cursor value)
@@ -255,24 +298,14 @@ static coffer_err alias_scan_cb(void *ctx, const char *key, coffer_cursor value)
     const char *target = json_string_value(json_object_get(rec, "TargetKeyId"));
     coffer_err rc = COFFER_OK;
     (void)key;
-    if (name == NULL || (s->filter != NULL && (target == NULL || strcmp(target, s->filter) != 0))) {
+    if (name == NULL) {
         goto out;
     }
-    if (json_array_size(s->list) == s->limit) {
-        s->truncated = true;
-        rc = STORE_SCAN_STOP;
+    TRY_OUT(alias_emit_managed(s, name));
+    if (s->filter != NULL && (target == NULL || strcmp(target, s->filter) != 0)) {
         goto out;
     }
-    char arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
-    kms_alias_arn(arn, sizeof(arn), s->call->region, s->call->caller->account_id, name);
-    json_t *e = json_pack("{s:s,s:s,s:f,s:f}", "AliasName", name, "AliasArn", arn, "CreationDate",
-                          ms_secs(rec, "CreationDate"), "LastUpdatedDate", ms_secs(rec, "LastUpdatedDate"));
-    if (e == NULL || (target != NULL && json_object_set_new(e, "TargetKeyId", json_string(target)) != 0) ||
-        json_array_append_new(s->list, e) != 0) {
-        rc = kms_nomem();
-        goto out;
-    }
-    snprintf(s->last, sizeof(s->last), "%s", name);
+    rc = alias_emit(s, name, rec);
 out:
     json_decref(rec);
     return rc;
@@ -312,7 +345,19 @@ coffer_err kms_op_ListAliases(void *state, struct api_call *call)
     if (s.list == NULL) {
         return kms_nomem();
     }
+    /* Managed aliases at or before the marker were listed on an earlier page. */
+    while (r.marker != NULL && s.next_managed < kms_managed_alias_count() &&
+           strcmp(kms_managed_alias_name(s.next_managed), marker) <= 0) {
+        s.next_managed++;
+    }
     TRY_OUT(store_scan(svc->st, prefix, start, 0, alias_scan_cb, &s));
+    if (!s.truncated) {
+        rc = alias_emit_managed(&s, NULL);
+        if (rc == STORE_SCAN_STOP) {
+            rc = COFFER_OK;
+        }
+        TRY_OUT(rc);
+    }
     call->output = json_pack("{s:O,s:b}", "Aliases", s.list, "Truncated", s.truncated);
     if (call->output == NULL) {
         rc = kms_nomem();

@@ -224,7 +224,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     }
     kms_write_begin(svc);
     locked = true;
-    rc = kms_key_create(svc, call, rec, &k);
+    rc = kms_key_create(svc, call, rec, NULL, NULL, &k);
     rec = NULL;
     if (rc != COFFER_OK) {
         goto out;

@@ -463,6 +463,41 @@ static void test_resource_aliases(void **state)
     assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
 }
 
+/* An AWS managed key is for its service: the account reads its metadata, nothing more. */
+static void test_managed_key_policy(void **state)
+{
+    struct env *e = *state;
+    struct result r = run(e, "DescribeKey", "{\"KeyId\":\"alias/aws/secretsmanager\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    char id[64];
+    snprintf(id, sizeof(id), "%s",
+             json_string_value(json_object_get(json_object_get(r.out, "KeyMetadata"), "KeyId")));
+    json_decref(r.out);
+    coffer_err rc;
+    assert_null(encrypt(e, "alias/aws/secretsmanager", NULL, &rc));
+    assert_int_equal(rc, COFFER_ERR_ACCESS_DENIED);
+    ok(run(e, "GetKeyPolicy", "{\"KeyId\":\"%s\",\"PolicyName\":\"default\"}", id));
+    ok(run(e, "ListResourceTags", "{\"KeyId\":\"%s\"}", id));
+    denied(run(e, "PutKeyPolicy", "{\"KeyId\":\"%s\",\"PolicyName\":\"default\",\"Policy\":\"%s\"}", id,
+               "{\\\"Version\\\":\\\"2012-10-17\\\",\\\"Statement\\\":[]}"));
+    denied(run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id));
+    denied(run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\"}", id));
+    denied(run(e, "TagResource", "{\"KeyId\":\"%s\",\"Tags\":[{\"TagKey\":\"a\",\"TagValue\":\"b\"}]}", id));
+    denied(run(e, "CreateAlias", "{\"AliasName\":\"alias/mine\",\"TargetKeyId\":\"%s\"}", id));
+    /* Another account cannot reach it, nor make one in this account through its alias ARN. */
+    set_caller(e, OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCT ":alias/aws/ssm\"}");
+    assert_int_not_equal(r.rc, COFFER_OK);
+    json_decref(r.out);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:" REGION ":" ACCT ":key/%s\"}", id);
+    assert_int_not_equal(r.rc, COFFER_OK);
+    json_decref(r.out);
+    set_caller(e, ACCT, ROOT, API_PRINCIPAL_ROOT, NULL);
+    r = run(e, "ListKeys", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.out, "Keys")), 1);
+    json_decref(r.out);
+}
+
 static void test_iam_delegation(void **state)
 {
     struct env *e = *state;
@@ -925,6 +960,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_policy_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_condition_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_managed_key_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resource_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_delegation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_account, setup, teardown),

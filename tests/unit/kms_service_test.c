@@ -777,29 +777,44 @@ static void test_aliases(void **state)
     r = run(e, "UpdateAlias", "{\"AliasName\":\"alias/none\",\"TargetKeyId\":\"%s\"}", b);
     expect(&r, COFFER_ERR_NOT_FOUND, "Alias arn:aws:kms:us-east-1:111122223333:alias/none is not found.");
 
-    /* ListAliases: all, paged, filtered. */
+    /* ListAliases: all, paged, filtered. The AWS managed aliases are listed before their keys
+     * exist, without TargetKeyId, in order among the account's own. */
     r = run(e, "ListAliases", "{}");
     assert_int_equal(r.rc, COFFER_OK);
-    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 3);
-    json_t *first = json_array_get(json_object_get(r.out, "Aliases"), 0);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 5);
+    json_t *managed = json_array_get(json_object_get(r.out, "Aliases"), 0);
+    assert_string_equal(sval(managed, "AliasName"), "alias/aws/secretsmanager");
+    assert_string_equal(sval(managed, "AliasArn"),
+                        "arn:aws:kms:us-east-1:111122223333:alias/aws/secretsmanager");
+    assert_null(json_object_get(managed, "TargetKeyId"));
+    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Aliases"), 1), "AliasName"),
+                        "alias/aws/ssm");
+    json_t *first = json_array_get(json_object_get(r.out, "Aliases"), 2);
     assert_string_equal(sval(first, "AliasName"), "alias/one");
     assert_string_equal(sval(first, "AliasArn"), "arn:aws:kms:us-east-1:111122223333:alias/one");
     assert_string_equal(sval(first, "TargetKeyId"), b);
     assert_true(json_is_false(json_object_get(r.out, "Truncated")));
     result_free(&r);
-    r = run(e, "ListAliases", "{\"Limit\":2}");
-    assert_int_equal(r.rc, COFFER_OK);
-    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 2);
-    assert_true(json_is_true(json_object_get(r.out, "Truncated")));
-    char *marker = strdup(sval(r.out, "NextMarker"));
-    result_free(&r);
-    r = run(e, "ListAliases", "{\"Limit\":2,\"Marker\":\"%s\"}", marker);
-    assert_int_equal(r.rc, COFFER_OK);
-    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 1);
-    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Aliases"), 0), "AliasName"), "alias/two");
-    assert_true(json_is_false(json_object_get(r.out, "Truncated")));
-    result_free(&r);
-    free(marker);
+    const char *pages[][2] = {
+        {"alias/aws/secretsmanager", "alias/aws/ssm"}, {"alias/one", "alias/three"}, {"alias/two", NULL}};
+    char *marker = NULL;
+    for (size_t p = 0; p < 3; p++) {
+        if (marker == NULL) {
+            r = run(e, "ListAliases", "{\"Limit\":2}");
+        } else {
+            r = run(e, "ListAliases", "{\"Limit\":2,\"Marker\":\"%s\"}", marker);
+        }
+        assert_int_equal(r.rc, COFFER_OK);
+        const json_t *list = json_object_get(r.out, "Aliases");
+        assert_int_equal(json_array_size(list), pages[p][1] != NULL ? 2 : 1);
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            assert_string_equal(sval(json_array_get(list, i), "AliasName"), pages[p][i]);
+        }
+        assert_int_equal(json_is_true(json_object_get(r.out, "Truncated")), p < 2);
+        free(marker);
+        marker = p < 2 ? strdup(sval(r.out, "NextMarker")) : NULL;
+        result_free(&r);
+    }
     r = run(e, "ListAliases", "{\"Marker\":\"bm9wZQ==\"}");
     expect(&r, COFFER_ERR_INVALID_MARKER, NULL);
     r = run(e, "ListAliases", "{\"KeyId\":\"%s\"}", a);
@@ -1008,6 +1023,74 @@ static void test_sweep_records_deletion(void **state)
     kms_service_set_event_sink(e->svc, NULL, NULL);
 }
 
+/* An AWS managed key appears on first use of its alias, once, on record, and only for its own account. */
+static void test_managed_keys(void **state)
+{
+    struct env *e = *state;
+    struct sink_log log = {0};
+    kms_service_set_event_sink(e->svc, sink_record, &log);
+    struct result r = run(e, "DescribeKey", "{\"KeyId\":\"alias/aws/ssm\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    const json_t *m = json_object_get(r.out, "KeyMetadata");
+    assert_string_equal(sval(m, "KeyManager"), "AWS");
+    assert_string_equal(sval(m, "Description"),
+                        "Default key that protects my SSM parameters when no other key is defined");
+    assert_string_equal(sval(m, "KeySpec"), "SYMMETRIC_DEFAULT");
+    char id[64];
+    snprintf(id, sizeof(id), "%s", sval(m, "KeyId"));
+    result_free(&r);
+    assert_int_equal(log.events, 1);
+    assert_non_null(strstr(log.last, "\"eventName\":\"CreateKey\""));
+    assert_non_null(strstr(log.last, id));
+
+    /* The second use finds the same key; nothing more is created. */
+    r = run(e, "Encrypt", "{\"KeyId\":\"alias/aws/ssm\",\"Plaintext\":\"aGVsbG8=\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_non_null(strstr(sval(r.out, "KeyId"), id));
+    result_free(&r);
+    assert_int_equal(log.events, 1);
+    r = run(e, "ListAliases", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 1);
+    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Aliases"), 0), "AliasName"),
+                        "alias/aws/ssm");
+    result_free(&r);
+    r = run(e, "ListAliases", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 2);
+    assert_null(json_object_get(json_array_get(json_object_get(r.out, "Aliases"), 0), "TargetKeyId"));
+    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Aliases"), 1), "TargetKeyId"), id);
+    result_free(&r);
+    r = run(e, "GetKeyPolicy", "{\"KeyId\":\"%s\",\"PolicyName\":\"default\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_non_null(strstr(sval(r.out, "Policy"), "\"kms:ViaService\" : \"ssm.us-east-1.amazonaws.com\""));
+    result_free(&r);
+
+    /* Not a managed alias, another account's managed alias, or one that cannot be recorded: nothing made. */
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/aws/lambda\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND,
+           "Alias arn:aws:kms:us-east-1:111122223333:alias/aws/lambda is not found.");
+    r = run(e, "DescribeKey", "{\"KeyId\":\"arn:aws:kms:us-east-1:444455556666:alias/aws/ssm\"}");
+    assert_int_not_equal(r.rc, COFFER_OK);
+    result_free(&r);
+    log.fail = true;
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/aws/secretsmanager\"}");
+    assert_int_not_equal(r.rc, COFFER_OK);
+    result_free(&r);
+    log.fail = false;
+    r = run(e, "ListKeys", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.out, "Keys")), 1);
+    result_free(&r);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"alias/aws/secretsmanager\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    result_free(&r);
+    assert_int_equal(log.events, 2);
+
+    /* Nobody names a managed alias by hand. */
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/aws/mine\",\"TargetKeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    kms_service_set_event_sink(e->svc, NULL, NULL);
+}
+
 static void test_sweep(void **state)
 {
     struct env *e = *state;
@@ -1048,8 +1131,8 @@ static void test_sweep(void **state)
     expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, NULL);
     r = run(e, "DescribeKey", "{\"KeyId\":\"alias/kept\"}");
     expect(&r, COFFER_OK, NULL);
-    r = run(e, "ListAliases", "{}");
-    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 1);
+    r = run(e, "ListAliases", "{}"); /* alias/kept and the two AWS managed aliases */
+    assert_int_equal(json_array_size(json_object_get(r.out, "Aliases")), 3);
     result_free(&r);
     r = run(e, "ListKeys", "{}");
     assert_int_equal(json_array_size(json_object_get(r.out, "Keys")), 1);
@@ -1273,6 +1356,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_keys_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_managed_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_records_deletion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retirable_index_backfill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
