@@ -66,7 +66,12 @@
     X(COFFER_ERR_INVALID_IMPORT_TOKEN, "InvalidImportTokenException", 400, "invalid import token")           \
     X(COFFER_ERR_EXPIRED_IMPORT_TOKEN, "ExpiredImportTokenException", 400, "expired import token")           \
     X(COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND, "CustomKeyStoreNotFoundException", 400,                         \
-      "custom key store not found")                                                                          \
+      "The request was rejected because AWS KMS cannot find a custom key store with the specified key "      \
+      "store "                                                                                               \
+      "name or ID.")                                                                                         \
+    X(COFFER_ERR_CLOUDHSM_CLUSTER_NOT_FOUND, "CloudHsmClusterNotFoundException", 400,                        \
+      "The request was rejected because AWS KMS cannot find the AWS CloudHSM cluster with the specified "    \
+      "cluster ID. Retry the request with a different cluster ID.")                                          \
     /* IAM and STS (Query protocol) */                                                                       \
     X(COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404, "The entity cannot be found.")                         \
     X(COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409, "The entity already exists.")                    \

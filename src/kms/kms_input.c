@@ -302,6 +302,79 @@ static coffer_err dec_generate_random(api_in *in, struct kms_req *r)
     return COFFER_OK;
 }
 
+static const char *const custom_key_store_types[] = {"AWS_CLOUDHSM", "EXTERNAL_KEY_STORE", NULL};
+static const char *const key_agreement_algorithms[] = {"ECDH", NULL};
+static const char *const xks_connectivity[] = {"PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE", NULL};
+
+/* The members both CreateCustomKeyStore and UpdateCustomKeyStore take about the HSM or proxy. */
+static coffer_err key_store_settings(api_in *in, struct kms_req *r)
+{
+    const char *ignored;
+    int ignored_enum;
+    TRY(api_in_string(in, "CloudHsmClusterId", 0, 19, 24, &r->cloud_hsm_cluster_id));
+    TRY(api_in_string(in, "KeyStorePassword", 0, 7, 32, &ignored));
+    TRY(api_in_string(in, "XksProxyUriEndpoint", 0, 10, 128, &ignored));
+    TRY(api_in_string(in, "XksProxyUriPath", 0, 10, 128, &ignored));
+    TRY(api_in_string(in, "XksProxyVpcEndpointServiceName", 0, 20, 64, &ignored));
+    return api_in_enum(in, "XksProxyConnectivity", 0, xks_connectivity, &ignored_enum);
+}
+
+static coffer_err dec_create_custom_key_store(api_in *in, struct kms_req *r)
+{
+    const char *ignored;
+    TRY(api_in_string(in, "CustomKeyStoreName", API_IN_REQUIRED, 1, 256, &r->custom_key_store_name));
+    TRY(api_in_string(in, "TrustAnchorCertificate", 0, 1, 5000, &ignored));
+    TRY(api_in_enum(in, "CustomKeyStoreType", 0, custom_key_store_types, &r->custom_key_store_type));
+    return key_store_settings(in, r);
+}
+
+static coffer_err dec_custom_key_store_id(api_in *in, struct kms_req *r)
+{
+    return api_in_string(in, "CustomKeyStoreId", API_IN_REQUIRED, 1, 64, &r->custom_key_store_id);
+}
+
+static coffer_err dec_describe_custom_key_stores(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "CustomKeyStoreId", 0, 1, 64, &r->custom_key_store_id));
+    TRY(api_in_string(in, "CustomKeyStoreName", 0, 1, 256, &r->custom_key_store_name));
+    return paging(in, r, 1000);
+}
+
+static coffer_err dec_update_custom_key_store(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "CustomKeyStoreId", API_IN_REQUIRED, 1, 64, &r->custom_key_store_id));
+    TRY(api_in_string(in, "NewCustomKeyStoreName", 0, 1, 256, &r->new_custom_key_store_name));
+    return key_store_settings(in, r);
+}
+
+static coffer_err dec_replicate_key(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_string(in, "ReplicaRegion", API_IN_REQUIRED, 1, 32, &r->replica_region));
+    TRY(api_in_string(in, "Policy", 0, 1, POLICY_MAX, &r->policy));
+    TRY(api_in_bool(in, "BypassPolicyLockoutSafetyCheck", false, &r->bypass_lockout));
+    TRY(api_in_string(in, "Description", 0, 0, DESCRIPTION_MAX, &r->description));
+    return api_in_tags(in, "Tags", 0, "TagKey", "TagValue", &r->tags);
+}
+
+static coffer_err dec_update_primary_region(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return api_in_string(in, "PrimaryRegion", API_IN_REQUIRED, 1, 32, &r->primary_region);
+}
+
+static coffer_err dec_derive_shared_secret(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_enum(in, "KeyAgreementAlgorithm", API_IN_REQUIRED, key_agreement_algorithms,
+                    &r->key_agreement_alg));
+    TRY(api_in_blob(in, "PublicKey", API_IN_REQUIRED, 1, 8192, &r->public_key, &r->has_public_key));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_bool(in, "DryRun", false, &r->dry_run));
+    r->has_recipient = recipient_present(in->obj);
+    return COFFER_OK;
+}
+
 static coffer_err dec_alias(api_in *in, struct kms_req *r, bool with_target)
 {
     TRY(api_in_string(in, "AliasName", API_IN_REQUIRED, 1, KMS_ALIAS_MAX, &r->alias_name));
@@ -475,8 +548,10 @@ void kms_req_clean(struct kms_req *r)
 {
     coffer_buf_free(&r->plaintext);
     coffer_buf_free(&r->ciphertext);
+    coffer_buf_free(&r->public_key);
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
+    coffer_buf_init(&r->public_key, false);
 }
 
 coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
@@ -485,8 +560,10 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     memset(r, 0, sizeof(*r));
     r->key_spec = r->cmk_spec = r->key_usage = r->origin = -1;
     r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = -1;
+    r->custom_key_store_type = r->key_agreement_alg = -1;
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
+    coffer_buf_init(&r->public_key, false);
     api_in in;
     api_in_init(&in, input);
     coffer_err rc = COFFER_OK;

@@ -79,6 +79,12 @@ struct kms_req {
     int64_t limit, number_of_bytes, pending_days;
     bool has_limit, has_number_of_bytes, has_pending_days;
     bool dry_run, bypass_lockout, multi_region;
+    /* custom key stores, multi-Region keys, key agreement */
+    const char *custom_key_store_name, *new_custom_key_store_name, *cloud_hsm_cluster_id, *replica_region,
+        *primary_region;
+    int custom_key_store_type, key_agreement_alg;
+    coffer_buf public_key; /* DeriveSharedSecret: the peer's SubjectPublicKeyInfo */
+    bool has_public_key;
 };
 
 /* ---- the operations (rows of kms_ops.def) ---- */

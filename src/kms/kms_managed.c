@@ -112,8 +112,9 @@ static coffer_err managed_txn_extra(store_txn *t, void *ctx)
     const struct managed_txn *x = ctx;
     char skey[STORE_KEY_BUF];
     coffer_err rc = COFFER_OK;
-    json_t *alias = json_pack("{s:s,s:s,s:I,s:I}", "AliasName", x->m->alias, "TargetKeyId", x->key_id,
-                              "CreationDate", (json_int_t)x->now_ms, "LastUpdatedDate", (json_int_t)x->now_ms);
+    json_t *alias =
+        json_pack("{s:s,s:s,s:I,s:I}", "AliasName", x->m->alias, "TargetKeyId", x->key_id, "CreationDate",
+                  (json_int_t)x->now_ms, "LastUpdatedDate", (json_int_t)x->now_ms);
     char *text = alias != NULL ? json_dumps(alias, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (text == NULL) {
         rc = kms_nomem();
@@ -146,12 +147,14 @@ static coffer_err managed_create(struct kms_service *svc, const struct managed_k
                           "CreationDate", (json_int_t)now_ms, "Description", m->description, "KeySpec",
                           "SYMMETRIC_DEFAULT", "KeyUsage", "ENCRYPT_DECRYPT", "KeyState", "Enabled", "Origin",
                           "AWS_KMS", "KeyManager", "AWS", "MultiRegion", false, "Policy", policy_text, "Tags",
-                          "PolicyPrincipals", "Rotation", "Enabled", true, "PeriodInDays", MANAGED_ROTATION_DAYS);
+                          "PolicyPrincipals", "Rotation", "Enabled", true, "PeriodInDays",
+                          MANAGED_ROTATION_DAYS);
     if (rec == NULL) {
         rc = kms_nomem();
         goto out;
     }
-    struct managed_txn x = {.svc = svc, .m = m, .acct = acct, .region = region, .key_id = id, .now_ms = now_ms};
+    struct managed_txn x = {
+        .svc = svc, .m = m, .acct = acct, .region = region, .key_id = id, .now_ms = now_ms};
     rc = kms_key_create(svc, NULL, rec, managed_txn_extra, &x, &k);
     rec = NULL;
     TRY_OUT(rc);

@@ -431,3 +431,31 @@ out:
     kms_req_clean(&r);
     return rc;
 }
+
+/* Key agreement needs a KEY_AGREEMENT key, which CreateKey does not make: every key refuses it. */
+coffer_err kms_op_DeriveSharedSecret(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"KeyId", "KeyAgreementAlgorithm", "GrantTokens", "DryRun", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode(KMS_OP_DeriveSharedSecret, call->input, &r));
+    coffer_err rc = kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k);
+    if (rc != COFFER_OK) {
+        kms_req_clean(&r);
+        return rc;
+    }
+    kms_audit_key(call, k);
+    TRY_OUT(kms_authorize_key(
+        svc, call, k,
+        &(struct kms_authz_in){.action = "kms:DeriveSharedSecret", .r = &r, .key_ref = r.key_id}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    rc = coffer_fail(COFFER_ERR_INVALID_KEY_USAGE,
+                     "%s key usage is %s which is not valid for DeriveSharedSecret.", k->arn,
+                     json_string_value(json_object_get(k->rec, "KeyUsage")));
+out:
+    kms_release(svc);
+    kms_req_clean(&r);
+    return rc;
+}

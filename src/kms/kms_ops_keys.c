@@ -598,3 +598,21 @@ out:
     kms_write_release(svc);
     return rc;
 }
+
+coffer_err kms_op_GetKeyLastUsage(void *state, struct api_call *call)
+{
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_key *k;
+    kms_audit_request(call, audit_key_only);
+    TRY(kms_req_decode(KMS_OP_GetKeyLastUsage, call->input, &r));
+    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    kms_audit_key(call, k);
+    coffer_err rc = kms_authorize_key(
+        svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyLastUsage", .r = &r, .key_ref = r.key_id});
+    kms_release(svc);
+    TRY(rc);
+    return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                       "GetKeyLastUsage is not supported by this server: it does not record when a key was "
+                       "last used.");
+}

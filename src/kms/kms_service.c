@@ -66,6 +66,8 @@ static const char *const kms_sensitive_members[] = {
     "CiphertextForRecipient",
     "SharedSecret",
     "PublicKey",
+    "KeyStorePassword",
+    "XksProxyAuthenticationCredential",
     NULL,
 };
 
