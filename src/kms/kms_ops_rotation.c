@@ -57,18 +57,21 @@ static bool is_symmetric(const json_t *rec)
 
 /*
  * Rotation is for symmetric encryption keys whose material KMS made: any other key spec or
- * origin (asymmetric, HMAC, imported material, custom key stores) is UnsupportedOperationException,
- * with AWS's texts: the origin is named; for a key spec AWS sends no message.
+ * origin (asymmetric, HMAC, imported material, custom key stores) is UnsupportedOperationException.
+ * The origin text is AWS's. For a key spec AWS sends the exception without a message; an empty
+ * detail would read as the generic default here, so the key spec is named in the origin's words.
  */
 static coffer_err rotatable(const struct kms_key *k)
 {
     const char *origin = rec_str(k->rec, "Origin");
     if (strcmp(origin, "AWS_KMS") != 0) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "%s origin is %s which is not valid for this operation.",
-                           k->arn, origin);
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "%s origin is %s which is not valid for this operation.", k->arn, origin);
     }
     if (!is_symmetric(k->rec)) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "%s", "");
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "%s key spec is %s which is not valid for this operation.", k->arn,
+                           rec_str(k->rec, "KeySpec"));
     }
     return COFFER_OK;
 }
@@ -106,7 +109,8 @@ static coffer_err index_change_txn(store_txn *t, void *ctx)
         TRY(store_txn_put(t, c->put, coffer_cursor_from_str("{}")));
     }
     if (c->svc != NULL) {
-        TRY(kms_record_service_event(c->svc, "RotateKey", c->k->account, c->k->region, c->k->key_id, c->now_ms));
+        TRY(kms_record_service_event(c->svc, "RotateKey", c->k->account, c->k->region, c->k->key_id,
+                                     c->now_ms));
     }
     return COFFER_OK;
 }
@@ -199,7 +203,8 @@ coffer_err kms_op_DisableKeyRotation(void *state, struct api_call *call)
         goto out; /* already off: nothing to write */
     }
     rec = json_deep_copy(k->rec);
-    if (rec == NULL || (rot = rotation_copy(rec)) == NULL || json_object_set_new(rot, "Enabled", json_false()) != 0) {
+    if (rec == NULL || (rot = rotation_copy(rec)) == NULL ||
+        json_object_set_new(rot, "Enabled", json_false()) != 0) {
         rc = kms_nomem();
         goto out;
     }
@@ -229,7 +234,8 @@ coffer_err kms_op_GetKeyRotationStatus(void *state, struct api_call *call)
     TRY(kms_acquire(svc, call, r.key_id, KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
     coffer_err rc = COFFER_OK;
-    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyRotationStatus", .r = &r}));
+    TRY_OUT(kms_authorize_key(svc, call, k,
+                              &(struct kms_authz_in){.action = "kms:GetKeyRotationStatus", .r = &r}));
     const char *origin = rec_str(k->rec, "Origin");
     if (strcmp(origin, "AWS_KMS") != 0) {
         TRY_OUT(rotatable(k));
@@ -242,7 +248,8 @@ coffer_err kms_op_GetKeyRotationStatus(void *state, struct api_call *call)
     bool on = is_symmetric(k->rec) && k->state != KMS_STATE_PENDING_DELETION && rotation_on(k->rec);
     call->output = json_pack("{s:b,s:s}", "KeyRotationEnabled", on, "KeyId", k->arn);
     if (call->output == NULL ||
-        (on && (json_object_set_new(call->output, "RotationPeriodInDays", json_integer(rotation_period(k->rec))) != 0 ||
+        (on && (json_object_set_new(call->output, "RotationPeriodInDays",
+                                    json_integer(rotation_period(k->rec))) != 0 ||
                 json_object_set_new(call->output, "NextRotationDate",
                                     json_real((double)rotation_next(k->rec) / 1000.0)) != 0))) {
         rc = kms_nomem();
@@ -316,8 +323,9 @@ static json_t *rotation_item(const struct kms_key *k, const json_t *m)
     const char *type = json_string_value(json_object_get(m, "RotationType"));
     if (o != NULL && type != NULL &&
         (json_object_set_new(o, "RotationType", json_string(type)) != 0 ||
-         json_object_set_new(o, "RotationDate",
-                             json_real((double)json_integer_value(json_object_get(m, "CreationDate")) / 1000.0)) != 0)) {
+         json_object_set_new(
+             o, "RotationDate",
+             json_real((double)json_integer_value(json_object_get(m, "CreationDate")) / 1000.0)) != 0)) {
         json_decref(o);
         return NULL;
     }
@@ -340,7 +348,8 @@ coffer_err kms_op_ListKeyRotations(void *state, struct api_call *call)
     kms_audit_key(call, k);
     coffer_err rc = COFFER_OK;
     json_t *items = NULL;
-    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListKeyRotations", .r = &r}));
+    TRY_OUT(
+        kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:ListKeyRotations", .r = &r}));
     if (!is_symmetric(k->rec)) {
         TRY_OUT(rotatable(k));
     }
@@ -404,7 +413,8 @@ coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int6
     coffer_err rc = COFFER_OK;
     json_t *rec = NULL, *rot = NULL;
     snprintf(c.del, sizeof(c.del), "%s", entry);
-    if (sscanf(entry, ROTATION_PREFIX "%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &when, acct, region, id) == 4) {
+    if (sscanf(entry, ROTATION_PREFIX "%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &when, acct, region, id) ==
+        4) {
         rc = kms_key_get_locked(svc, acct, region, id, &k);
         if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
             return rc;
@@ -417,7 +427,8 @@ coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int6
      * it back, due at once if its date has passed, as AWS rotates a re-enabled key), or a key gone.
      */
     if (k == NULL || !rotation_on(k->rec) || rotation_next(k->rec) != (int64_t)when ||
-        k->state != KMS_STATE_ENABLED || strcmp(rec_str(k->rec, "Origin"), "AWS_KMS") != 0 || !is_symmetric(k->rec)) {
+        k->state != KMS_STATE_ENABLED || strcmp(rec_str(k->rec, "Origin"), "AWS_KMS") != 0 ||
+        !is_symmetric(k->rec)) {
         store_txn *t = NULL;
         TRY(store_txn_begin(svc->st, &t));
         rc = index_change_txn(t, &c);
