@@ -69,12 +69,18 @@ struct kms_limits {
     size_t kms_tags_per_key;     /* tags on one key (AWS: 50) */
     size_t kms_key_policy_bytes; /* key policy document (AWS: 32 KB) */
     size_t kms_grants_per_key;   /* grants on one key (AWS: 50,000) */
+    /*
+     * Not a quota: the length of one day of a rotation period, in ms (86,400,000). Tests shorten
+     * it (cofferd --rotation-day-ms) so that a 90-day period passes in seconds; dates reported
+     * (NextRotationDate) follow it.
+     */
+    int64_t kms_rotation_day_ms;
 };
 
 #define KMS_LIMITS_DEFAULT                                                                                   \
     {                                                                                                        \
         .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50,                               \
-        .kms_key_policy_bytes = 32768, .kms_grants_per_key = 50000,                                          \
+        .kms_key_policy_bytes = 32768, .kms_grants_per_key = 50000, .kms_rotation_day_ms = 86400000LL,       \
     }
 
 /* Resource quotas (copied; default KMS_LIMITS_DEFAULT). Call before serving requests. */
@@ -108,6 +114,16 @@ extern const struct api_module kms_module;
  * seconds (the job kms_service_api declares); safe concurrently with requests.
  */
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms) __attribute__((warn_unused_result));
+
+/*
+ * Rotates every key whose automatic rotation is due at `now_ms` (a new backing material; the
+ * next date one period later) and drops index entries of keys that no longer rotate (rotation
+ * off, key disabled, pending deletion or deleted: EnableKey puts a rotating key back). Each
+ * rotation is on record (a RotateKey event) before it commits. Called by the scheduler at every
+ * tick (the second job kms_service_api declares); safe concurrently with requests.
+ */
+coffer_err kms_service_rotate_due(struct kms_service *svc, int64_t now_ms)
+    __attribute__((warn_unused_result));
 
 /* Wipes cached key material and frees everything; accepts NULL. No call may be in flight. */
 void kms_service_free(struct kms_service *svc);

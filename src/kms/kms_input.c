@@ -50,6 +50,7 @@ const char *const kms_enc_algorithms[] = {"SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1
                                           "SM2PKE", NULL};
 const char *const kms_data_key_specs[] = {"AES_256", "AES_128", NULL};
 const char *const kms_dry_run_modifiers[] = {"IGNORE_CIPHERTEXT", NULL};
+const char *const kms_include_key_material[] = {"ALL_KEY_MATERIAL", "ROTATIONS_ONLY", NULL};
 const char *const kms_grant_operations[] = {"Decrypt",
                                             "Encrypt",
                                             "GenerateDataKey",
@@ -236,6 +237,20 @@ static coffer_err dec_schedule_key_deletion(api_in *in, struct kms_req *r)
 {
     TRY(key_id(in, r, API_IN_REQUIRED));
     return api_in_int(in, "PendingWindowInDays", 0, 1, 365, &r->pending_days, &r->has_pending_days);
+}
+
+static coffer_err dec_enable_key_rotation(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return api_in_int(in, "RotationPeriodInDays", 0, KMS_ROTATION_MIN_DAYS, KMS_ROTATION_MAX_DAYS,
+                      &r->rotation_days, &r->has_rotation_days);
+}
+
+static coffer_err dec_list_key_rotations(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_enum(in, "IncludeKeyMaterial", 0, kms_include_key_material, &r->include_key_material));
+    return paging(in, r, 1000);
 }
 
 static coffer_err dec_update_key_description(api_in *in, struct kms_req *r)
@@ -559,7 +574,7 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     assert((unsigned)op < KMS_OP_COUNT);
     memset(r, 0, sizeof(*r));
     r->key_spec = r->cmk_spec = r->key_usage = r->origin = -1;
-    r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = -1;
+    r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = r->include_key_material = -1;
     r->custom_key_store_type = r->key_agreement_alg = -1;
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);

@@ -43,14 +43,15 @@
 #define KMS_MAX_ENCRYPTION_CONTEXT_BYTES 8192
 
 /* ---- enums of the API model (index = position in the matching string table) ---- */
-extern const char *const kms_key_specs[];         /* KeySpec */
-extern const char *const kms_cmk_specs[];         /* CustomerMasterKeySpec */
-extern const char *const kms_key_usages[];        /* KeyUsage */
-extern const char *const kms_origins[];           /* Origin */
-extern const char *const kms_enc_algorithms[];    /* EncryptionAlgorithmSpec */
-extern const char *const kms_data_key_specs[];    /* DataKeySpec */
-extern const char *const kms_dry_run_modifiers[]; /* DryRunModifierType */
-extern const char *const kms_grant_operations[];  /* GrantOperation */
+extern const char *const kms_key_specs[];            /* KeySpec */
+extern const char *const kms_cmk_specs[];            /* CustomerMasterKeySpec */
+extern const char *const kms_key_usages[];           /* KeyUsage */
+extern const char *const kms_origins[];              /* Origin */
+extern const char *const kms_enc_algorithms[];       /* EncryptionAlgorithmSpec */
+extern const char *const kms_data_key_specs[];       /* DataKeySpec */
+extern const char *const kms_dry_run_modifiers[];    /* DryRunModifierType */
+extern const char *const kms_grant_operations[];     /* GrantOperation */
+extern const char *const kms_include_key_material[]; /* IncludeKeyMaterial */
 
 enum kms_state {
     KMS_STATE_ENABLED,
@@ -71,13 +72,14 @@ struct kms_req {
     const char *grantee_principal, *retiring_principal, *grant_name, *grant_id, *grant_token;
     const json_t *operations, *constraints; /* CreateGrant: list of GrantOperation, {EncryptionContext*} */
     int key_spec, cmk_spec, key_usage, origin, enc_alg, src_enc_alg, dst_enc_alg, data_key_spec;
+    int include_key_material; /* ListKeyRotations: index in kms_include_key_material, -1 when absent */
     const json_t *ec, *src_ec, *dst_ec, *tags, *tag_keys, *grant_tokens, *dry_run_modifiers;
     bool has_recipient;
     coffer_buf plaintext;  /* secret */
     coffer_buf ciphertext; /* CiphertextBlob */
     bool has_plaintext, has_ciphertext;
-    int64_t limit, number_of_bytes, pending_days;
-    bool has_limit, has_number_of_bytes, has_pending_days;
+    int64_t limit, number_of_bytes, pending_days, rotation_days;
+    bool has_limit, has_number_of_bytes, has_pending_days, has_rotation_days;
     bool dry_run, bypass_lockout, multi_region;
     /* custom key stores, multi-Region keys, key agreement */
     const char *custom_key_store_name, *new_custom_key_store_name, *cloud_hsm_cluster_id, *replica_region,
@@ -141,7 +143,7 @@ struct kms_service {
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
-    struct api_job jobs[1]; /* the deletion sweeper */
+    struct api_job jobs[2]; /* the deletion sweeper, the rotation job */
 };
 
 /* ---- key references (kms_key.c) ---- */
@@ -207,6 +209,16 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
 coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, kms_txn_fn extra,
                           void *ctx, struct kms_key **out) __attribute__((warn_unused_result));
 
+/*
+ * With wmu held: rotates k. Adds a fresh backing material to `rec` (takes ownership; a copy of
+ * k's record with whatever else the rotation changes), marks it CURRENT (the others NON_CURRENT,
+ * RotationType `rotation_type`, created at now_ms), then writes the sealed material, the record
+ * and `extra` in one store transaction and swaps them into the cache: a crash leaves the key as
+ * it was or wholly rotated. Ciphertexts of every older material still decrypt.
+ */
+coffer_err kms_key_rotate(struct kms_service *svc, struct kms_key *k, json_t *rec, const char *rotation_type,
+                          int64_t now_ms, kms_txn_fn extra, void *ctx) __attribute__((warn_unused_result));
+
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
     __attribute__((warn_unused_result));
 
@@ -253,11 +265,42 @@ coffer_err kms_count_add(store_txn *t, const char *ckey, long delta, size_t limi
 
 void kms_key_free(struct kms_key *k);
 
+/* ---- rotation (kms_ops_rotation.c) ----
+ * Keys with automatic rotation on are indexed by their next rotation date, so the scheduler reads
+ * only the due ones: kms/rotation/<date ms, 16 digits>/<acct>/<region>/<key id>. The entry
+ * exists while the record's Rotation.Enabled is true and the key is Enabled; the record's
+ * Rotation.NextRotationDate is the date in its key. */
+#define KMS_ROTATION_MIN_DAYS 90
+#define KMS_ROTATION_MAX_DAYS 2560
+#define KMS_ROTATION_DEFAULT_DAYS 365
+/* On-demand rotations one key may have in its lifetime (AWS's resource quota; not adjustable). */
+#define KMS_ON_DEMAND_ROTATIONS_MAX 25
+/*
+ * The txn function that (re)writes k's rotation index entry from rec (the record being written)
+ * when its rotation is on: EnableKey uses it so a key re-enabled after its date rotates at the
+ * next run. ctx is a struct kms_rotation_reindex.
+ */
+struct kms_rotation_reindex {
+    const struct kms_key *k;
+    const json_t *rec;
+};
+coffer_err kms_rotation_reindex_txn(store_txn *t, void *ctx) __attribute__((warn_unused_result));
+/* Inside t: schedules the automatic rotation of a new key (acct/region/id) at when_ms. */
+coffer_err kms_rotation_schedule_txn(store_txn *t, const char *acct, const char *region, const char *id,
+                                     int64_t when_ms) __attribute__((warn_unused_result));
+/*
+ * With wmu held: handles the due index entry `entry` (a "kms/rotation/..." store key): rotates
+ * the key it names when that key is still due on that date, else drops the entry.
+ */
+coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int64_t now_ms)
+    __attribute__((warn_unused_result));
+
 /* ---- audit and output helpers (kms_service.c) ---- */
 /*
  * Records `event_name` done by the service itself on key `id` (CloudTrail: an AwsServiceEvent):
- * the sweeper's DeleteKey, the CreateKey of an AWS managed key. Call inside the transaction
- * that makes the change, before it commits: a failure must abort it.
+ * the sweeper's DeleteKey, a scheduled RotateKey, the CreateKey of an AWS managed key. COFFER_OK
+ * when no sink is set. Call inside the transaction that makes the change, before it commits:
+ * a failure must abort it.
  */
 coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
                                     const char *region, const char *id, int64_t now_ms)

@@ -623,14 +623,21 @@ static coffer_err put_json(store_txn *t, const char *skey, const json_t *rec)
     return rc;
 }
 
-coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
-                          void *ctx)
+/*
+ * With wmu held: writes `rec` (taken) as k's record, the sealed `add` material when given and
+ * `extra`, all in one store transaction, then swaps record, policy and materials into the cache.
+ * A failure anywhere leaves store and cache as they were; `add` stays the caller's.
+ */
+static coffer_err key_write(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
+                            void *ctx, struct kms_material *add)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
     char skey[STORE_KEY_BUF];
     enum kms_state st;
     policy *kpol = NULL;
+    struct kms_material *mats = NULL;
+    coffer_buf sealed = COFFER_BUF_INIT;
     if (!kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "bad key state");
     }
@@ -644,8 +651,20 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
         }
     }
     TRY_OUT(kms_key_policy_compile(svc, rec, &kpol));
-    kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
+    if (add != NULL) {
+        /* The array readers will see after the commit, built before it so nothing can fail after. */
+        if ((mats = calloc(k->n_mats + 1, sizeof(*mats))) == NULL) {
+            rc = kms_nomem();
+            goto out;
+        }
+        material_store_key(skey, sizeof(skey), k, add->id);
+        TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(add), &sealed));
+    }
     TRY_OUT(store_txn_begin(svc->st, &t));
+    if (add != NULL) {
+        TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    }
+    kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
     TRY_OUT(put_json(t, skey, rec));
     if (extra != NULL) {
         TRY_OUT(extra(t, ctx));
@@ -655,20 +674,77 @@ coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *re
     if (rc != COFFER_OK) {
         goto out;
     }
+    struct kms_material *old_mats = NULL;
     pthread_rwlock_wrlock(&svc->lock);
     json_t *old = k->rec;
     policy *old_pol = k->kpol;
     k->rec = rec;
     k->kpol = kpol;
     k->state = st;
+    if (add != NULL) {
+        /* Readers use k->mats only under the shared lock: the swap is invisible to them. */
+        memcpy(mats, k->mats, k->n_mats * sizeof(*mats));
+        mats[k->n_mats] = *add;
+        old_mats = k->mats;
+        k->mats = mats;
+        k->current = k->n_mats++;
+        *add = (struct kms_material){0}; /* owned by the cache now */
+        mats = NULL;
+    }
     pthread_rwlock_unlock(&svc->lock);
+    free(old_mats);
     json_decref(old);
     policy_free(old_pol);
+    coffer_buf_free(&sealed);
     return COFFER_OK;
 out:
     store_txn_abort(t);
     json_decref(rec);
     policy_free(kpol);
+    free(mats);
+    coffer_buf_free(&sealed);
+    return rc;
+}
+
+coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
+                          void *ctx)
+{
+    return key_write(svc, k, rec, extra, ctx, NULL);
+}
+
+coffer_err kms_key_rotate(struct kms_service *svc, struct kms_key *k, json_t *rec, const char *rotation_type,
+                          int64_t now_ms, kms_txn_fn extra, void *ctx)
+{
+    coffer_err rc = COFFER_OK;
+    struct kms_material m = {0};
+    char hex[KMS_MATERIAL_HEX_LEN + 1];
+    json_t *list = json_object_get(rec, "KeyMaterials"), *e;
+    size_t i;
+    if (!json_is_array(list)) {
+        json_decref(rec);
+        return coffer_fail(COFFER_ERR_INTERNAL, "corrupt key record");
+    }
+    TRY_OUT(kms_material_generate(k->spec, &m));
+    coffer_hex_encode(m.id, KMS_MATERIAL_ID_LEN, hex);
+    json_array_foreach(list, i, e)
+    {
+        if (json_object_set_new(e, "State", json_string("NON_CURRENT")) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
+    }
+    if (json_array_append_new(list, json_pack("{s:s,s:I,s:s,s:s}", "KeyMaterialId", hex, "CreationDate",
+                                              (json_int_t)now_ms, "State", "CURRENT", "RotationType",
+                                              rotation_type)) != 0 ||
+        json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    rc = key_write(svc, k, rec, extra, ctx, &m);
+    rec = NULL; /* taken by key_write */
+out:
+    json_decref(rec);
+    kms_material_clear(&m); /* empty once the cache holds it */
     return rc;
 }
 

@@ -16,7 +16,6 @@
 #include "kms/kms_internal.h"
 
 #define STORE_KEY_BUF 512
-#define MANAGED_ROTATION_DAYS 365
 
 struct managed_key {
     const char *alias;       /* "alias/aws/<service>" */
@@ -104,7 +103,7 @@ struct managed_txn {
     struct kms_service *svc;
     const struct managed_key *m;
     const char *acct, *region, *key_id;
-    int64_t now_ms;
+    int64_t now_ms, next_rotation_ms;
 };
 
 static coffer_err managed_txn_extra(store_txn *t, void *ctx)
@@ -124,6 +123,7 @@ static coffer_err managed_txn_extra(store_txn *t, void *ctx)
     TRY_OUT(kms_count_add(t, skey, 1, x->svc->limits.kms_aliases_per_key, "aliases for this KMS key"));
     kms_alias_store_key(skey, sizeof(skey), x->acct, x->region, x->m->alias);
     TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+    TRY_OUT(kms_rotation_schedule_txn(t, x->acct, x->region, x->key_id, x->next_rotation_ms));
     TRY_OUT(kms_record_service_event(x->svc, "CreateKey", x->acct, x->region, x->key_id, x->now_ms));
 out:
     free(text);
@@ -139,16 +139,18 @@ static coffer_err managed_create(struct kms_service *svc, const struct managed_k
     struct kms_key *k = NULL;
     char *policy_text = managed_policy(m, acct, region);
     json_t *rec = NULL;
+    /* Yearly, as AWS rotates its managed keys. */
+    int64_t next_rotation = now_ms + KMS_ROTATION_DEFAULT_DAYS * svc->limits.kms_rotation_day_ms;
     TRY_OUT(crypto_uuid_v4(id));
     rec = policy_text == NULL
               ? NULL
-              : json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:[],s:{},s:{s:b,s:i}}",
+              : json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:[],s:{},s:{s:b,s:i,s:I}}",
                           "Version", KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", acct, "Region", region,
                           "CreationDate", (json_int_t)now_ms, "Description", m->description, "KeySpec",
                           "SYMMETRIC_DEFAULT", "KeyUsage", "ENCRYPT_DECRYPT", "KeyState", "Enabled", "Origin",
                           "AWS_KMS", "KeyManager", "AWS", "MultiRegion", false, "Policy", policy_text, "Tags",
                           "PolicyPrincipals", "Rotation", "Enabled", true, "PeriodInDays",
-                          MANAGED_ROTATION_DAYS);
+                          KMS_ROTATION_DEFAULT_DAYS, "NextRotationDate", (json_int_t)next_rotation);
     if (rec == NULL) {
         rc = kms_nomem();
         goto out;

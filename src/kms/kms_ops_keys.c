@@ -431,7 +431,10 @@ static coffer_err set_enabled(struct kms_service *svc, struct api_call *call, en
     enum kms_state want = enable ? KMS_STATE_ENABLED : KMS_STATE_DISABLED;
     if (k->state != want) {
         json_t *rec = rec_with_state(k, want);
-        rc = rec != NULL ? kms_key_update(svc, k, rec, NULL, NULL) : kms_nomem();
+        /* A key enabled again resumes its automatic rotation (due at once if its date passed). */
+        struct kms_rotation_reindex ri = {.k = k, .rec = rec};
+        rc = rec != NULL ? kms_key_update(svc, k, rec, enable ? kms_rotation_reindex_txn : NULL, &ri)
+                         : kms_nomem();
     }
     kms_write_release(svc);
     return rc;

@@ -24,8 +24,8 @@ static coffer_err not_multi_region(struct kms_service *svc, struct api_call *cal
 
 coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
 {
-    static const char *const audit[] = {"KeyId", "ReplicaRegion", "Description", "Tags",
-                                        "BypassPolicyLockoutSafetyCheck", "Policy", NULL};
+    static const char *const audit[] = {
+        "KeyId", "ReplicaRegion", "Description", "Tags", "BypassPolicyLockoutSafetyCheck", "Policy", NULL};
     return not_multi_region(state, call, KMS_OP_ReplicateKey, "kms:ReplicateKey", audit);
 }
 

@@ -76,6 +76,11 @@ static coffer_err sweep_job(void *ctx, int64_t now_ms)
     return kms_service_sweep(ctx, now_ms);
 }
 
+static coffer_err rotation_job(void *ctx, int64_t now_ms)
+{
+    return kms_service_rotate_due(ctx, now_ms);
+}
+
 static void free_key(void *p)
 {
     kms_key_free(p);
@@ -121,6 +126,8 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.sensitive_members = kms_sensitive_members;
     /* Keys whose waiting period ended are deleted at every tick of the scheduler. */
     svc->jobs[0] = (struct api_job){.name = "key deletion sweep", .fn = sweep_job, .ctx = svc, .period_s = 0};
+    /* Due automatic rotations, found through their date index: a tick without any reads one entry. */
+    svc->jobs[1] = (struct api_job){.name = "key rotation", .fn = rotation_job, .ctx = svc, .period_s = 0};
     svc->api.jobs = svc->jobs;
     svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
     *out = svc;
@@ -138,6 +145,7 @@ void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void
     svc->event_ctx = ctx;
 }
 
+/* CloudTrail records what KMS does on its own (DeleteKey, RotateKey) as an AwsServiceEvent. */
 coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
                                     const char *region, const char *id, int64_t now_ms)
 {
@@ -254,6 +262,7 @@ static void strvec_free(struct strvec *s)
 }
 
 struct due_scan {
+    const char *prefix; /* "kms/deletion/", "kms/rotation/": entries "<prefix><16 digits ms>/..." */
     int64_t now_ms;
     struct strvec keys;
 };
@@ -262,9 +271,8 @@ static coffer_err due_cb(void *ctx, const char *key, coffer_cursor value)
 {
     struct due_scan *d = ctx;
     (void)value;
-    /* "kms/deletion/<16 digits>/..." */
-    const char *ts = key + strlen("kms/deletion/");
-    if (strlen(key) < strlen("kms/deletion/") + 17) {
+    const char *ts = key + strlen(d->prefix);
+    if (strlen(key) < strlen(d->prefix) + 17) {
         return COFFER_OK;
     }
     int64_t when = strtoll(ts, NULL, 10);
@@ -394,7 +402,7 @@ out:
 /* Finds up to SWEEP_BATCH due keys (in d->keys, which the caller frees) and purges them. */
 static coffer_err sweep_batch(struct kms_service *svc, struct due_scan *d, int64_t now_ms)
 {
-    TRY(store_scan(svc->st, "kms/deletion/", NULL, SWEEP_BATCH, due_cb, d));
+    TRY(store_scan(svc->st, d->prefix, NULL, SWEEP_BATCH, due_cb, d));
     for (size_t i = 0; i < d->keys.n; i++) {
         pthread_mutex_lock(&svc->wmu);
         coffer_err rc = purge_key(svc, d->keys.v[i], now_ms);
@@ -407,8 +415,35 @@ static coffer_err sweep_batch(struct kms_service *svc, struct due_scan *d, int64
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms)
 {
     for (;;) {
-        struct due_scan d = {.now_ms = now_ms};
+        struct due_scan d = {.prefix = "kms/deletion/", .now_ms = now_ms};
         coffer_err rc = sweep_batch(svc, &d, now_ms);
+        size_t n = d.keys.n;
+        strvec_free(&d.keys);
+        if (rc != COFFER_OK || n < SWEEP_BATCH) {
+            return rc;
+        }
+    }
+}
+
+/* Finds up to SWEEP_BATCH due rotations (in d->keys, which the caller frees) and runs them. */
+static coffer_err rotate_batch(struct kms_service *svc, struct due_scan *d, int64_t now_ms)
+{
+    TRY(store_scan(svc->st, d->prefix, NULL, SWEEP_BATCH, due_cb, d));
+    for (size_t i = 0; i < d->keys.n; i++) {
+        pthread_mutex_lock(&svc->wmu);
+        coffer_err rc = kms_rotation_run_due(svc, d->keys.v[i], now_ms);
+        pthread_mutex_unlock(&svc->wmu);
+        TRY(rc);
+    }
+    return COFFER_OK;
+}
+
+coffer_err kms_service_rotate_due(struct kms_service *svc, int64_t now_ms)
+{
+    /* Each run moves or drops its entry, so the loop ends once nothing due is left. */
+    for (;;) {
+        struct due_scan d = {.prefix = "kms/rotation/", .now_ms = now_ms};
+        coffer_err rc = rotate_batch(svc, &d, now_ms);
         size_t n = d.keys.n;
         strvec_free(&d.keys);
         if (rc != COFFER_OK || n < SWEEP_BATCH) {

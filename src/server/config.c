@@ -140,6 +140,7 @@ NUMBER_SETTER(kms_tags_per_key, kms_limits.kms_tags_per_key, size_t, 1, 10000000
 NUMBER_SETTER(kms_key_policy_bytes, kms_limits.kms_key_policy_bytes, size_t, 1, 100000000,
               "max-key-policy-bytes")
 NUMBER_SETTER(kms_grants_per_key, kms_limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
+NUMBER_SETTER(kms_rotation_day_ms, kms_limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
 NUMBER_SETTER(iam_roles, iam_limits.iam_roles, size_t, 1, 100000000, "max-roles")
 NUMBER_SETTER(iam_policies, iam_limits.iam_policies, size_t, 1, 100000000, "max-policies")
@@ -177,6 +178,8 @@ static const struct config_option options[] = {
     {"max-body", "COFFER_MAX_BODY", true, set_max_body, "request body limit in bytes (default 1048576)"},
     {"max-grants-per-key", "COFFER_MAX_GRANTS_PER_KEY", true, set_kms_grants_per_key,
      "grants one KMS key may hold; CreateGrant beyond it is LimitExceededException (default 50000)"},
+    {"rotation-day-ms", "COFFER_ROTATION_DAY_MS", true, set_kms_rotation_day_ms,
+     "length of one day of a KMS key rotation period in ms (testing only; default 86400000)"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},

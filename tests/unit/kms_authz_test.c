@@ -616,6 +616,42 @@ static void test_cross_account(void **state)
     free(blob);
 }
 
+/*
+ * The rotation operations are key operations like the others: kms:<Operation> from the key
+ * policy (and IAM through it); GetKeyRotationStatus alone may name another account's key.
+ */
+static void test_rotation_authz(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[128];
+    create_key(
+        e,
+        DOC(ROOT_ALL "," STMT("Deny", ROOT, "'kms:RotateKeyOnDemand'") "," STMT(
+            "Allow", OROOT, "['kms:GetKeyRotationStatus','kms:EnableKeyRotation','kms:ListKeyRotations']")),
+        id, arn);
+    ok(run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\"}", id));
+    ok(run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id));
+    ok(run(e, "ListKeyRotations", "{\"KeyId\":\"%s\"}", id));
+    denied(run(e, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id));
+    assert_non_null(strstr(coffer_last_message(), "kms:RotateKeyOnDemand"));
+    ok(run(e, "DisableKeyRotation", "{\"KeyId\":\"%s\"}", id));
+
+    /* Another account: the status by ARN (cross-account allowed); the writes never are. */
+    set_caller(e, OTHER, OROOT, API_PRINCIPAL_ROOT, NULL);
+    ok(run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", arn));
+    denied(run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\"}", arn));
+    denied(run(e, "ListKeyRotations", "{\"KeyId\":\"%s\"}", arn));
+
+    /* An IAM user of the key's account: the default delegation needs their own allow. */
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    denied(run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id));
+    stub_add(e, ALICE,
+             "{'Version':'2012-10-17','Statement':[{'Effect':'Allow','Action':'kms:GetKeyRotationStatus',"
+             "'Resource':'*'}]}");
+    ok(run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id));
+    denied(run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\"}", id));
+}
+
 static void test_grants(void **state)
 {
     struct env *e = *state;
@@ -964,6 +1000,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resource_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iam_delegation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_authz, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grant_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases_need_both, setup, teardown),

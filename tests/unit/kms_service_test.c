@@ -315,10 +315,13 @@ static void test_declaration(void **state)
     assert_true(api_service_member_is_sensitive(e->api, "Plaintext"));
     assert_true(api_service_member_is_sensitive(e->api, "CiphertextBlob"));
     assert_false(api_service_member_is_sensitive(e->api, "KeyId"));
-    /* The deletion sweeper is a job the service declares, run at every scheduler tick. */
-    assert_int_equal(e->api->n_jobs, 1);
-    assert_int_equal(e->api->jobs[0].period_s, 0);
-    assert_int_equal(e->api->jobs[0].fn(e->api->jobs[0].ctx, 0), COFFER_OK);
+    /* The deletion sweeper and the rotation job are jobs the service declares, run at every tick. */
+    assert_int_equal(e->api->n_jobs, 2);
+    for (size_t i = 0; i < e->api->n_jobs; i++) {
+        assert_int_equal(e->api->jobs[i].period_s, 0);
+        assert_int_equal(e->api->jobs[i].fn(e->api->jobs[i].ctx, 0), COFFER_OK);
+    }
+    assert_string_equal(e->api->jobs[1].name, "key rotation");
 }
 
 static void test_create_describe(void **state)
@@ -1064,6 +1067,12 @@ static void test_managed_keys(void **state)
     assert_int_equal(r.rc, COFFER_OK);
     assert_non_null(strstr(sval(r.out, "Policy"), "\"kms:ViaService\" : \"ssm.us-east-1.amazonaws.com\""));
     result_free(&r);
+    /* AWS rotates its managed keys every year. */
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_true(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    assert_int_equal(json_integer_value(json_object_get(r.out, "RotationPeriodInDays")), 365);
+    result_free(&r);
 
     /* Not a managed alias, another account's managed alias, or one that cannot be recorded: nothing made. */
     r = run(e, "DescribeKey", "{\"KeyId\":\"alias/aws/lambda\"}");
@@ -1156,6 +1165,403 @@ static void test_sweep(void **state)
     r = run(e, "DescribeKey", "{\"KeyId\":\"alias/kept\"}");
     expect(&r, COFFER_OK, NULL);
     free(blob);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Rotation                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+#define ON_DEMAND_MAX 25 /* on-demand rotations per key (AWS's resource quota) */
+
+/* The key's CurrentKeyMaterialId (DescribeKey) in out (65 bytes). */
+static void current_material(struct env *e, const char *id, char *out)
+{
+    struct result r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    snprintf(out, 65, "%s", sval(json_object_get(r.out, "KeyMetadata"), "CurrentKeyMaterialId"));
+    result_free(&r);
+}
+
+/* Decrypts blob and checks it gives "hello" under key id. */
+static void decrypts(struct env *e, const char *blob, const char *id)
+{
+    struct result r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    if (r.rc != COFFER_OK) {
+        fail_msg("Decrypt failed: %s", r.msg);
+    }
+    assert_string_equal(sval(r.out, "Plaintext"), "aGVsbG8=");
+    char arn[128];
+    arn_of(arn, sizeof(arn), id);
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    result_free(&r);
+}
+
+/* Number of Rotations ListKeyRotations gives for id (one page of at most 1000). */
+static size_t rotations(struct env *e, const char *id)
+{
+    struct result r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\",\"Limit\":1000}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    size_t n = json_array_size(json_object_get(r.out, "Rotations"));
+    result_free(&r);
+    return n;
+}
+
+static coffer_err count_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    (void)key;
+    (void)value;
+    (*(size_t *)ctx)++;
+    return COFFER_OK;
+}
+
+/* Sets one member of a stored key record (as a key of another type would have it) and restarts. */
+static void set_record_member(struct env *e, const char *id, const char *member, const char *value)
+{
+    char skey[256];
+    snprintf(skey, sizeof(skey), "kms/key/" ACCOUNT "/" REGION "/%s", id);
+    coffer_buf v = COFFER_BUF_INIT;
+    assert_int_equal(store_get(e->st, skey, &v), COFFER_OK);
+    json_t *rec = json_loadb((const char *)v.data, v.len, 0, NULL);
+    coffer_buf_free(&v);
+    assert_non_null(rec);
+    assert_int_equal(json_object_set_new(rec, member, json_string(value)), 0);
+    char *text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(rec);
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(e->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, skey, coffer_cursor_from_str(text)), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    free(text);
+    env_restart_service(e);
+}
+
+static void test_rotation_settings(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[128], msg[512];
+    create_key(e, id);
+    arn_of(arn, sizeof(arn), id);
+    struct result r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_false(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    assert_null(json_object_get(r.out, "NextRotationDate"));
+    result_free(&r);
+
+    /* Default period 365 days, counted from now. */
+    r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", arn);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_true(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    assert_int_equal(json_integer_value(json_object_get(r.out, "RotationPeriodInDays")), 365);
+    assert_true(json_real_value(json_object_get(r.out, "NextRotationDate")) ==
+                (double)(T0 + 365 * DAY_MS) / 1000.0);
+    assert_null(json_object_get(r.out, "OnDemandRotationStartDate"));
+    result_free(&r);
+    /* A new period counts from the same start; the request is audited with it. */
+    e->now = T0 + 10 * DAY_MS;
+    r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":90}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_int_equal(json_integer_value(json_object_get(r.audit_request, "rotationPeriodInDays")), 90);
+    assert_string_equal(sval(json_array_get(r.audit_resources, 0), "ARN"), arn);
+    result_free(&r);
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(json_integer_value(json_object_get(r.out, "RotationPeriodInDays")), 90);
+    assert_true(json_real_value(json_object_get(r.out, "NextRotationDate")) ==
+                (double)(T0 + 90 * DAY_MS) / 1000.0);
+    result_free(&r);
+
+    /* The model's range, in AWS's words. */
+    r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":89}", id);
+    expect(&r, COFFER_ERR_VALIDATION,
+           "1 validation error detected: Value '89' at 'rotationPeriodInDays' failed to satisfy constraint: "
+           "Member must have value greater than or equal to 90");
+    r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":2561}", id);
+    expect(
+        &r, COFFER_ERR_VALIDATION,
+        "1 validation error detected: Value '2561' at 'rotationPeriodInDays' failed to satisfy constraint: "
+        "Member must have value less than or equal to 2560");
+    r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":2560}", id);
+    expect(&r, COFFER_OK, NULL);
+    /* Key id or ARN only (kms.md §3). */
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/rot\",\"TargetKeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    const char *ops[] = {"EnableKeyRotation", "DisableKeyRotation", "GetKeyRotationStatus",
+                         "RotateKeyOnDemand", "ListKeyRotations"};
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        r = run(e, ops[i], "{\"KeyId\":\"alias/rot\"}");
+        expect(&r, COFFER_ERR_NOT_FOUND, "Invalid keyId 'alias/rot'");
+    }
+
+    /* Disabled: the settings cannot change (DisabledException); the status still reads. */
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    snprintf(msg, sizeof(msg), "%s is disabled.", arn);
+    const char *writes[] = {"EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand"};
+    for (size_t i = 0; i < 3; i++) {
+        r = run(e, writes[i], "{\"KeyId\":\"%s\"}", id);
+        expect(&r, COFFER_ERR_DISABLED, msg);
+    }
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_true(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    result_free(&r);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+
+    /* Pending deletion: KMSInvalidStateException, and the status reads false... */
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id);
+    expect(&r, COFFER_OK, NULL);
+    snprintf(msg, sizeof(msg), "%s is pending deletion.", arn);
+    for (size_t i = 0; i < 3; i++) {
+        r = run(e, writes[i], "{\"KeyId\":\"%s\"}", id);
+        expect(&r, COFFER_ERR_INVALID_STATE, msg);
+    }
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_false(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    assert_null(json_object_get(r.out, "RotationPeriodInDays"));
+    result_free(&r);
+    /* ...until the deletion is cancelled: the setting was kept. */
+    r = run(e, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_true(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    assert_int_equal(json_integer_value(json_object_get(r.out, "RotationPeriodInDays")), 2560);
+    result_free(&r);
+
+    r = run(e, "DisableKeyRotation", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "DisableKeyRotation", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL); /* already off */
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_false(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    result_free(&r);
+    /* Nothing left for the scheduler. */
+    assert_int_equal(kms_service_rotate_due(e->svc, T0 + 10000 * DAY_MS), COFFER_OK);
+    assert_int_equal(rotations(e, id), 0);
+}
+
+/* Rotation is for symmetric keys with AWS_KMS origin: the check reads the record's spec and origin. */
+static void test_rotation_unsupported(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64], arn[128], msg[512];
+    create_key(e, a);
+    create_key(e, b);
+    /* 32 bytes of material are a valid HMAC_256 key: the record loads as one. */
+    set_record_member(e, a, "KeySpec", "HMAC_256");
+    set_record_member(e, b, "Origin", "EXTERNAL");
+    const char *writes[] = {"EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand",
+                            "ListKeyRotations"};
+    arn_of(arn, sizeof(arn), a);
+    snprintf(msg, sizeof(msg), "%s key spec is HMAC_256 which is not valid for this operation.", arn);
+    for (size_t i = 0; i < 4; i++) {
+        struct result r = run(e, writes[i], "{\"KeyId\":\"%s\"}", a);
+        expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, msg);
+    }
+    arn_of(arn, sizeof(arn), b);
+    snprintf(msg, sizeof(msg), "%s origin is EXTERNAL which is not valid for this operation.", arn);
+    for (size_t i = 0; i < 3; i++) {
+        struct result r = run(e, writes[i], "{\"KeyId\":\"%s\"}", b);
+        expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, msg);
+    }
+    struct result r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", b);
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, msg);
+    /* An asymmetric or HMAC key made by KMS reads as "not rotating", as AWS answers Terraform. */
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", a);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_false(json_is_true(json_object_get(r.out, "KeyRotationEnabled")));
+    result_free(&r);
+}
+
+static void test_rotate_on_demand(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[128], m0[65], m1[65], msg[512];
+    char *blobs[ON_DEMAND_MAX + 1];
+    create_key(e, id);
+    arn_of(arn, sizeof(arn), id);
+    current_material(e, id, m0);
+    blobs[0] = encrypt(e, id, NULL);
+    struct result r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":100}", id);
+    expect(&r, COFFER_OK, NULL);
+    for (int i = 1; i <= ON_DEMAND_MAX; i++) {
+        e->now = T0 + i * 1000;
+        r = run(e, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id);
+        assert_int_equal(r.rc, COFFER_OK);
+        assert_string_equal(sval(r.out, "KeyId"), arn);
+        assert_string_equal(sval(r.audit_response, "keyId"), arn);
+        result_free(&r);
+        blobs[i] = encrypt(e, id, NULL);
+    }
+    current_material(e, id, m1);
+    assert_string_not_equal(m0, m1);
+    /* AWS's per-key quota, in its words. */
+    snprintf(
+        msg, sizeof(msg),
+        "The on-demand rotations limit has been reached for the given keyId. No more on-demand rotations "
+        "can be performed for this key: %s",
+        arn);
+    r = run(e, "RotateKeyOnDemand", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_LIMIT_EXCEEDED, msg);
+    /* The automatic schedule did not move. */
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", id);
+    assert_true(json_real_value(json_object_get(r.out, "NextRotationDate")) ==
+                (double)(T0 + 100 * DAY_MS) / 1000.0);
+    result_free(&r);
+
+    /* Every ciphertext decrypts, before and after a restart that reads everything back. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i <= ON_DEMAND_MAX; i++) {
+            decrypts(e, blobs[i], id);
+        }
+        char now[65];
+        current_material(e, id, now);
+        assert_string_equal(now, m1);
+        env_reopen(e);
+    }
+
+    /* ListKeyRotations: the rotations in order, paged; ALL_KEY_MATERIAL adds the first material. */
+    r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\",\"Limit\":10}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    json_t *rot = json_object_get(r.out, "Rotations");
+    assert_int_equal(json_array_size(rot), 10);
+    assert_true(json_is_true(json_object_get(r.out, "Truncated")));
+    assert_string_equal(sval(json_array_get(rot, 0), "RotationType"), "ON_DEMAND");
+    assert_string_equal(sval(json_array_get(rot, 0), "KeyId"), id);
+    assert_string_equal(sval(json_array_get(rot, 0), "KeyMaterialState"), "NON_CURRENT");
+    assert_true(json_real_value(json_object_get(json_array_get(rot, 0), "RotationDate")) ==
+                (double)(T0 + 1000) / 1000.0);
+    char marker[256];
+    snprintf(marker, sizeof(marker), "%s", sval(r.out, "NextMarker"));
+    result_free(&r);
+    r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\",\"Limit\":100,\"Marker\":\"%s\"}", id, marker);
+    assert_int_equal(r.rc, COFFER_OK);
+    rot = json_object_get(r.out, "Rotations");
+    assert_int_equal(json_array_size(rot), ON_DEMAND_MAX - 10);
+    assert_false(json_is_true(json_object_get(r.out, "Truncated")));
+    assert_null(json_object_get(r.out, "NextMarker"));
+    json_t *last = json_array_get(rot, json_array_size(rot) - 1);
+    assert_string_equal(sval(last, "KeyMaterialState"), "CURRENT");
+    assert_string_equal(sval(last, "KeyMaterialId"), m1);
+    result_free(&r);
+    r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\",\"IncludeKeyMaterial\":\"ALL_KEY_MATERIAL\"}", id);
+    rot = json_object_get(r.out, "Rotations");
+    assert_int_equal(json_array_size(rot), ON_DEMAND_MAX + 1);
+    assert_string_equal(sval(json_array_get(rot, 0), "KeyMaterialId"), m0);
+    assert_null(json_object_get(json_array_get(rot, 0), "RotationType"));
+    result_free(&r);
+    r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\",\"Marker\":\"bm90LWEtbWF0ZXJpYWw=\"}", id);
+    expect(&r, COFFER_ERR_INVALID_MARKER, NULL);
+    r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\",\"IncludeKeyMaterial\":\"SOME\"}", id);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    for (int i = 0; i <= ON_DEMAND_MAX; i++) {
+        free(blobs[i]);
+    }
+}
+
+static void test_rotation_schedule(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64], m0[65], m1[65], m2[65];
+    create_key(e, a);
+    create_key(e, b);
+    char *blob0 = encrypt(e, a, NULL);
+    current_material(e, a, m0);
+    struct result r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":90}", a);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "EnableKeyRotation", "{\"KeyId\":\"%s\",\"RotationPeriodInDays\":91}", b);
+    expect(&r, COFFER_OK, NULL);
+
+    /* Not yet due. */
+    assert_int_equal(kms_service_rotate_due(e->svc, T0 + 90 * DAY_MS - 1), COFFER_OK);
+    current_material(e, a, m1);
+    assert_string_equal(m0, m1);
+
+    /* Due: on record first; a refused record leaves the key as it was, in the store too. */
+    struct sink_log log = {.fail = true};
+    kms_service_set_event_sink(e->svc, sink_record, &log);
+    assert_int_not_equal(kms_service_rotate_due(e->svc, T0 + 90 * DAY_MS), COFFER_OK);
+    current_material(e, a, m1);
+    assert_string_equal(m0, m1);
+    env_reopen(e);
+    kms_service_set_event_sink(e->svc, sink_record, &log);
+    current_material(e, a, m1);
+    assert_string_equal(m0, m1);
+    assert_int_equal(rotations(e, a), 0);
+    log.fail = false;
+    assert_int_equal(kms_service_rotate_due(e->svc, T0 + 90 * DAY_MS + 5), COFFER_OK);
+    assert_int_equal(log.events, 1);
+    assert_non_null(strstr(log.last, "\"eventName\":\"RotateKey\""));
+    assert_non_null(strstr(log.last, a));
+    current_material(e, a, m1);
+    assert_string_not_equal(m0, m1);
+    r = run(e, "ListKeyRotations", "{\"KeyId\":\"%s\"}", a);
+    assert_string_equal(sval(json_array_get(json_object_get(r.out, "Rotations"), 0), "RotationType"),
+                        "AUTOMATIC");
+    result_free(&r);
+    /* The next one a period after this one; b (91 days) was not due. */
+    r = run(e, "GetKeyRotationStatus", "{\"KeyId\":\"%s\"}", a);
+    assert_true(json_real_value(json_object_get(r.out, "NextRotationDate")) ==
+                (double)(T0 + 180 * DAY_MS + 5) / 1000.0);
+    result_free(&r);
+    assert_int_equal(rotations(e, b), 0);
+    char *blob1 = encrypt(e, a, NULL);
+    decrypts(e, blob0, a);
+    decrypts(e, blob1, a);
+
+    /* A disabled key does not rotate; enabled again after its date, it rotates at the next run. */
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    assert_int_equal(kms_service_rotate_due(e->svc, T0 + 200 * DAY_MS), COFFER_OK);
+    assert_int_equal(rotations(e, a), 1);
+    assert_int_equal(rotations(e, b), 1);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    env_reopen(e);
+    assert_int_equal(kms_service_rotate_due(e->svc, T0 + 201 * DAY_MS), COFFER_OK);
+    assert_int_equal(rotations(e, a), 2);
+    current_material(e, a, m2);
+    assert_string_not_equal(m1, m2);
+    decrypts(e, blob0, a);
+    decrypts(e, blob1, a);
+
+    /* Rotation turned off: no more rotations; a deleted key's entry goes quietly. */
+    r = run(e, "DisableKeyRotation", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", b);
+    expect(&r, COFFER_OK, NULL);
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 300 * DAY_MS), COFFER_OK);
+    assert_int_equal(kms_service_rotate_due(e->svc, T0 + 1000 * DAY_MS), COFFER_OK);
+    assert_int_equal(rotations(e, a), 2);
+    /* Both entries were dropped: a run now reads nothing. */
+    size_t entries = 0;
+    assert_int_equal(store_scan(e->st, "kms/rotation/", NULL, 0, count_cb, &entries), COFFER_OK);
+    assert_int_equal(entries, 0);
+    kms_service_set_event_sink(e->svc, NULL, NULL);
+    free(blob0);
+    free(blob1);
+}
+
+/* Manual rotation (kms.md: a new key, then UpdateAlias): old ciphertexts keep their key. */
+static void test_rotation_by_alias(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64];
+    create_key(e, a);
+    create_key(e, b);
+    struct result r = run(e, "CreateAlias", "{\"AliasName\":\"alias/app\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    char *old = encrypt(e, "alias/app", NULL);
+    r = run(e, "UpdateAlias", "{\"AliasName\":\"alias/app\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    char *fresh = encrypt(e, "alias/app", NULL);
+    decrypts(e, old, a);
+    decrypts(e, fresh, b);
+    free(old);
+    free(fresh);
 }
 
 static void test_reopen(void **state)
@@ -1363,6 +1769,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_current_material, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_unsupported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_on_demand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_schedule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_by_alias, setup, teardown),
     };
     int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
     use_mem = true;
