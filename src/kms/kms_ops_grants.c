@@ -105,10 +105,37 @@ static coffer_err check_principal(const char *member, const char *p)
     return COFFER_OK;
 }
 
+/* A constraint member given as null or {} constrains nothing (the Terraform provider sends both). */
+static const json_t *constraint_member(const json_t *c, const char *name)
+{
+    const json_t *m = json_object_get(c, name);
+    return json_object_size(m) > 0 ? m : NULL;
+}
+
+/* The constraints as stored and compared: only the members that constrain; NULL when none. */
+static coffer_err constraints_copy(const json_t *c, json_t **out)
+{
+    static const char *const members[] = {"EncryptionContextSubset", "EncryptionContextEquals"};
+    *out = NULL;
+    for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+        const json_t *m = constraint_member(c, members[i]);
+        if (m == NULL) {
+            continue;
+        }
+        if ((*out == NULL && (*out = json_object()) == NULL) ||
+            json_object_set_new(*out, members[i], json_deep_copy(m)) != 0) {
+            json_decref(*out);
+            *out = NULL;
+            return kms_nomem();
+        }
+    }
+    return COFFER_OK;
+}
+
 static coffer_err check_constraints(const json_t *c)
 {
-    const json_t *sub = json_object_get(c, "EncryptionContextSubset");
-    const json_t *eq = json_object_get(c, "EncryptionContextEquals");
+    const json_t *sub = constraint_member(c, "EncryptionContextSubset");
+    const json_t *eq = constraint_member(c, "EncryptionContextEquals");
     if (sub != NULL && eq != NULL) {
         return coffer_fail(
             COFFER_ERR_VALIDATION,
@@ -325,7 +352,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k = NULL;
-    json_t *rec = NULL, *list = NULL, *ops = NULL;
+    json_t *rec = NULL, *list = NULL, *ops = NULL, *cons = NULL;
     char skey[STORE_KEY_BUF], grant_id[KMS_GRANT_ID_LEN + 1];
     uint8_t raw[GRANT_ID_BYTES];
     coffer_err rc = COFFER_OK;
@@ -335,10 +362,17 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     TRY(check_principal("RetiringPrincipal", r.retiring_principal));
     TRY(check_operations(r.operations));
     TRY(check_constraints(r.constraints));
-    TRY(operations_set(r.operations, &ops));
+    TRY(constraints_copy(r.constraints, &cons));
+    r.constraints = cons; /* from here on only what constrains; cons outlives r */
+    rc = operations_set(r.operations, &ops);
+    if (rc != COFFER_OK) {
+        json_decref(cons);
+        return rc;
+    }
     r.operations = ops; /* from here on the set; ops outlives r */
     rc = kms_acquire_write(svc, call, r.key_id, KMS_REF_CROSS, &k);
     if (rc != COFFER_OK) {
+        json_decref(cons);
         json_decref(ops);
         kms_req_clean(&r);
         return rc;
@@ -386,6 +420,7 @@ out:
     json_decref(rec);
     json_decref(list);
     json_decref(ops);
+    json_decref(cons);
     kms_req_clean(&r);
     return rc;
 }

@@ -166,6 +166,33 @@ def trail_events(data_dir):
     return out
 
 
+# The AWS SDK for JavaScript v3 (tests/js, installed by scripts/install-deps.sh), for the KMS
+# operations and members Debian's CLI 2.9 and boto3 1.26 predate.
+JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js")
+
+
+def js_call(server, operation, **params):
+    """One KMS call through @aws-sdk/client-kms: ("ok", output) or (exception name, message)."""
+    akid, secret = server.credentials()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": REGION})
+    r = subprocess.run(["node", os.path.join(JS_DIR, "kms_call.js"), server.endpoint, server.ca, operation,
+                        json.dumps(params)], env=env, capture_output=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("node %s failed (%d): %s" % (operation, r.returncode, r.stderr.decode()))
+    out = json.loads(r.stdout)
+    if out["ok"]:
+        return "ok", out["output"]
+    return out["name"], out["message"]
+
+
+def js_ok(server, operation, **params):
+    status, out = js_call(server, operation, **params)
+    if status != "ok":
+        raise AssertionError("%s: %s %s" % (operation, status, out))
+    return out
+
+
 class FaultServerTestCase(unittest.TestCase):
     """One cofferd_faults for the whole class, with its flag directory (COFFER_FAULTS_DIR): a
     test arms a fault by name (tests/faults/cofferd_faults.c lists them); it is disarmed when the

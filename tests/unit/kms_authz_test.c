@@ -839,6 +839,21 @@ static void test_grant_validation(void **state)
     struct result r = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
     assert_int_equal(json_array_size(json_object_get(r.out, "Grants")), 0);
     ok(r);
+    /* An empty member constrains nothing: not "both", and not stored. */
+    struct result g = run(e, "CreateGrant",
+                          "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Decrypt\"],"
+                          "\"Name\":\"empty-subset\",\"Constraints\":{\"EncryptionContextSubset\":{},"
+                          "\"EncryptionContextEquals\":{\"a\":\"b\"}}}",
+                          id);
+    assert_int_equal(g.rc, COFFER_OK);
+    json_decref(g.out);
+    g = run(e, "ListGrants", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(g.rc, COFFER_OK);
+    const json_t *listed =
+        json_object_get(json_array_get(json_object_get(g.out, "Grants"), 0), "Constraints");
+    assert_null(json_object_get(listed, "EncryptionContextSubset"));
+    assert_non_null(json_object_get(listed, "EncryptionContextEquals"));
+    json_decref(g.out);
 }
 
 static void test_aliases_need_both(void **state)
