@@ -10,7 +10,7 @@
 
 #define JSON_OUT_MAX_DEPTH 64
 
-static coffer_err json_out_string(const char *s, size_t n, coffer_buf *out)
+coffer_err json_out_string(const char *s, size_t n, coffer_buf *out)
 {
     /* Worst case: every byte becomes \u00XX (6 bytes), plus quotes. */
     TRY(coffer_buf_reserve(out, n * 6 + 2));
