@@ -186,7 +186,8 @@ void audit_line_json(audit_batch *b, const char *key, const json_t *value)
     if (!member_key(b, key)) {
         return;
     }
-    coffer_err rc = value != NULL ? json_out_compact(value, &b->lines) : coffer_buf_append_str(&b->lines, "null");
+    coffer_err rc =
+        value != NULL ? json_out_compact(value, &b->lines) : coffer_buf_append_str(&b->lines, "null");
     if (rc != COFFER_OK) {
         b->failed = true;
     }

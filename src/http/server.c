@@ -31,6 +31,11 @@
 #define HTTP_STOP_GRACE_MS 2000
 #define HTTP_COALESCE_MAX 16384 /* one TLS record of plaintext; larger replies are several anyway */
 
+struct http_held {
+    struct evhttp_request *req;
+    struct http_response resp; /* its body owned here until sent */
+};
+
 struct http_worker {
     struct http_server *server;
     int index;
@@ -40,7 +45,10 @@ struct http_worker {
     struct evconnlistener *listener;
     struct event *stop_ev;  /* activated from another thread to begin the stop */
     struct event *drain_ev; /* polls until connections are gone or grace expires */
-    int connections;        /* open connections on this worker (worker thread only) */
+    struct event *pass_ev;  /* activated by the first held reply of a turn (http_worker_hold) */
+    struct http_held *held; /* replies waiting for the end of this turn */
+    size_t n_held, cap_held;
+    int connections; /* open connections on this worker (worker thread only) */
     int max_connections;
     bool accepting;
     bool stopping;
@@ -208,6 +216,86 @@ static void http_worker_send_now(struct bufferevent *bev)
     }
 }
 
+/* Sends `resp` as the answer to `r`; the body is handed to libevent (resp->body is left empty). */
+static void http_worker_reply(struct http_worker *w, struct evhttp_request *r, struct http_response *resp)
+{
+    struct evkeyvalq *out_hdrs = evhttp_request_get_output_headers(r);
+    evhttp_add_header(out_hdrs, "Content-Type", resp->content_type);
+    if (resp->request_id[0]) {
+        evhttp_add_header(out_hdrs, "x-amzn-RequestId", resp->request_id);
+    }
+    if (w->stopping) {
+        evhttp_add_header(out_hdrs, "Connection", "close");
+    }
+    /* Fetched now: a connection that failed while the reply was held is gone (NULL), and
+     * evhttp_send_reply then only frees the request. */
+    struct evhttp_connection *conn = evhttp_request_get_connection(r);
+    /* The body goes to libevent by reference, never copied into its chains: the cleanup wipes
+     * and frees it once it is sent (or the connection dropped). */
+    struct evbuffer *ob = evbuffer_new();
+    if (ob == NULL || http_evbuf_add_secret(ob, &resp->body) != COFFER_OK) {
+        if (ob != NULL) {
+            evbuffer_free(ob);
+        }
+        http_send_simple(r, 500, coffer_err_aws_type(COFFER_ERR_NOMEM), "out of memory");
+        return;
+    }
+    evhttp_send_reply(r, resp->status, http_status_reason(resp->status), ob);
+    evbuffer_free(ob);
+    if (conn != NULL && w->server->cfg.tls != NULL) {
+        /* The connection outlives evhttp_send_reply: it only queues the reply. */
+        http_worker_send_now(evhttp_connection_get_bufferevent(conn));
+    }
+}
+
+/*
+ * Keeps a reply until the end of this turn of the loop (http_worker_pass_end). The pass event
+ * is activated with the first held reply: it runs after the callbacks already queued in this
+ * turn, so every request read in the turn is handled (its audit event added to the worker's
+ * batch) before the batch is written and the replies go out.
+ */
+static coffer_err http_worker_hold(struct http_worker *w, struct evhttp_request *r,
+                                   struct http_response *resp)
+{
+    if (w->n_held == w->cap_held) {
+        size_t cap = w->cap_held ? w->cap_held * 2 : 64;
+        struct http_held *h = realloc(w->held, cap * sizeof(*h));
+        if (h == NULL) {
+            return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+        }
+        w->held = h;
+        w->cap_held = cap;
+    }
+    w->held[w->n_held].req = r;
+    w->held[w->n_held].resp = *resp;
+    w->n_held++;
+    coffer_buf_init(&resp->body, true); /* moved: the caller's copy is empty */
+    if (w->n_held == 1) {
+        event_active(w->pass_ev, 0, 1);
+    }
+    return COFFER_OK;
+}
+
+/* End of a turn: the handler's shared work (pass_end), then the held replies, refused if it failed. */
+static void http_worker_pass_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    if (w->n_held == 0) {
+        return;
+    }
+    bool ok = w->server->cfg.pass_end(w->server->cfg.handler_ctx);
+    size_t n = w->n_held;
+    w->n_held = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct http_held *h = &w->held[i];
+        if (!ok) {
+            h->resp.refuse(&h->resp, h->resp.refuse_arg);
+        }
+        http_worker_reply(w, h->req, &h->resp);
+        coffer_buf_free(&h->resp.body);
+    }
+}
+
 static void http_worker_request(struct evhttp_request *r, void *arg)
 {
     struct http_worker *w = arg;
@@ -288,32 +376,17 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
 
     resp.status = 200;
     resp.content_type = "application/x-amz-json-1.1";
+    view.can_hold = w->server->cfg.pass_end != NULL;
     w->server->cfg.handler(w->server->cfg.handler_ctx, &view, &resp);
-
-    struct evkeyvalq *out_hdrs = evhttp_request_get_output_headers(r);
-    evhttp_add_header(out_hdrs, "Content-Type", resp.content_type);
-    if (resp.request_id[0]) {
-        evhttp_add_header(out_hdrs, "x-amzn-RequestId", resp.request_id);
-    }
-    if (w->stopping) {
-        evhttp_add_header(out_hdrs, "Connection", "close");
-    }
-    /* The body goes to libevent by reference, never copied into its chains: the cleanup wipes
-     * and frees it once it is sent (or the connection dropped). */
-    struct evbuffer *ob = evbuffer_new();
-    if (ob == NULL || http_evbuf_add_secret(ob, &resp.body) != COFFER_OK) {
-        if (ob != NULL) {
-            evbuffer_free(ob);
+    if (resp.refuse != NULL && view.can_hold) {
+        if (http_worker_hold(w, r, &resp) == COFFER_OK) {
+            goto out; /* the reply now belongs to the held list */
         }
-        http_send_simple(r, 500, coffer_err_aws_type(COFFER_ERR_NOMEM), "out of memory");
-        goto out;
+        /* No memory to hold it: refused now. Its part of the turn's work may still be done at
+         * the end of the turn (an audit event without its answer, never an answer without it). */
+        resp.refuse(&resp, resp.refuse_arg);
     }
-    evhttp_send_reply(r, resp.status, http_status_reason(resp.status), ob);
-    evbuffer_free(ob);
-    if (conn != NULL && w->server->cfg.tls != NULL) {
-        /* The connection outlives evhttp_send_reply: it only queues the reply. */
-        http_worker_send_now(evhttp_connection_get_bufferevent(conn));
-    }
+    http_worker_reply(w, r, &resp);
 out:
     coffer_buf_free(&resp.body); /* still ours when the reply was not sent: wiped here */
     coffer_secret_free(body_copy, body_len);
@@ -352,6 +425,9 @@ static void *http_worker_main(void *arg)
 {
     struct http_worker *w = arg;
     event_base_dispatch(w->base);
+    /* A turn cut short by the exit leaves its held replies: their work is finished (the audit
+     * events written) and the replies queued, though the connections close unsent. */
+    http_worker_pass_end(-1, 0, w);
     return NULL;
 }
 
@@ -404,7 +480,8 @@ static coffer_err http_worker_init(struct http_server *s, struct http_worker *w,
     }
     w->stop_ev = event_new(w->base, -1, 0, http_worker_begin_stop, w);
     w->drain_ev = evtimer_new(w->base, http_worker_drain, w);
-    if (w->stop_ev == NULL || w->drain_ev == NULL) {
+    w->pass_ev = event_new(w->base, -1, 0, http_worker_pass_end, w);
+    if (w->stop_ev == NULL || w->drain_ev == NULL || w->pass_ev == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "cannot create events");
     }
     return COFFER_OK;
@@ -520,6 +597,10 @@ void http_server_free(http_server *s)
         if (w->drain_ev) {
             event_free(w->drain_ev);
         }
+        if (w->pass_ev) {
+            event_free(w->pass_ev);
+        }
+        free(w->held);
         if (w->http) {
             evhttp_free(w->http); /* also frees the bound listener */
         } else if (w->listener) {
