@@ -98,16 +98,34 @@ static bool utf8_ok(const unsigned char *s, size_t n)
     return true;
 }
 
-/* The separator and the key of the next member; false when the line is already failed. */
+/* The separator and the key of the next member; false when the line is already failed. The
+ * keys are the event's own names: written as they are when nothing in them needs an escape. */
 static bool member_key(audit_batch *b, const char *key)
 {
     if (!b->open || b->failed) {
         return false;
     }
     bool *first = &b->first[b->depth];
-    if ((!*first && coffer_buf_append_u8(&b->lines, ',') != COFFER_OK) ||
-        json_out_string(key, strlen(key), &b->lines) != COFFER_OK ||
-        coffer_buf_append_u8(&b->lines, ':') != COFFER_OK) {
+    size_t klen = strlen(key);
+    bool plain = true;
+    for (size_t i = 0; i < klen && plain; i++) {
+        unsigned char c = (unsigned char)key[i];
+        plain = c >= 0x20 && c != '"' && c != '\\';
+    }
+    if (plain && coffer_buf_reserve(&b->lines, klen + 4) == COFFER_OK) {
+        char *o = (char *)b->lines.data + b->lines.len;
+        if (!*first) {
+            *o++ = ',';
+        }
+        *o++ = '"';
+        memcpy(o, key, klen);
+        o += klen;
+        *o++ = '"';
+        *o++ = ':';
+        b->lines.len = (size_t)((uint8_t *)o - b->lines.data);
+    } else if ((!*first && coffer_buf_append_u8(&b->lines, ',') != COFFER_OK) ||
+               json_out_string(key, klen, &b->lines) != COFFER_OK ||
+               coffer_buf_append_u8(&b->lines, ':') != COFFER_OK) {
         b->failed = true;
         return false;
     }

@@ -870,6 +870,7 @@ static void test_line_writer_same_bytes(void **state)
         FEND,
         FOBJ("empty"),
         FEND,
+        FLOSSY("odd \"key\"\\\x01", "v"), /* a key that needs escapes */
     };
     assert_int_equal(write_both(ta, tb, b, typical, sizeof(typical) / sizeof(typical[0])), 0);
     struct field none[] = {FJSON("x", NULL)};
