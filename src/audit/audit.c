@@ -1,14 +1,16 @@
 /*
- * The audit trail writer. It sits beside the request pipeline: the HTTP layer builds one
- * CloudTrail event per request and calls audit_trail_append before answering; if the append
- * fails the request is refused.
+ * The audit trail writer. It sits beside the request pipeline: the HTTP layer records one
+ * CloudTrail event per request before answering; if the event cannot be written the request is
+ * refused.
  *
- * Hot path: the event is serialised (JSON_COMPACT, insertion order) outside the lock straight
- * into a line buffer that leaves room for the `{"previousEventHash":"<64 hex>",` prefix. Under
- * the lock only the 64 hex chars of the current head are copied in, the line is written with
- * one write(2) on an O_APPEND descriptor, and its SHA-256 becomes the new head. No fsync per
- * event: a write(2) to the page cache survives a kill of the process; audit_trail_sync and the
- * optional background thread cover the rest.
+ * Two ways in. audit_trail_append takes an event as a JSON tree, bounds it and serialises it
+ * (JSON_COMPACT, insertion order) outside the lock into a line buffer that leaves room for the
+ * `{"previousEventHash":"<64 hex>",` prefix. audit_trail_write_batch takes lines the writer of
+ * audit_line.c made the same way without a tree, several at once (the requests of one turn of a
+ * worker's loop). Under the lock only the head is spliced into each line in turn and hashed, the
+ * line or the batch goes out with one write(2) on an O_APPEND descriptor, and the last hash
+ * becomes the new head. No fsync per event: a write(2) to the page cache survives a kill of the
+ * process; audit_trail_sync and the optional background thread cover the rest.
  */
 #include "audit/audit.h"
 
