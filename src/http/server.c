@@ -380,15 +380,25 @@ static void http_worker_pass_end(evutil_socket_t fd, short what, void *arg)
         return;
     }
     bool ok = w->server->cfg.pass_end(w->server->cfg.handler_ctx);
-    size_t n = w->n_held;
-    w->n_held = 0;
+    /* The list is taken whole: a reply held while these go out (nothing in libevent calls back
+     * from evhttp_send_reply today) starts a list of its own for its own turn. */
+    struct http_held *held = w->held;
+    size_t n = w->n_held, cap = w->cap_held;
+    w->held = NULL;
+    w->n_held = w->cap_held = 0;
     for (size_t i = 0; i < n; i++) {
-        struct http_held *h = &w->held[i];
+        struct http_held *h = &held[i];
         if (!ok) {
             h->resp.refuse(&h->resp, h->resp.refuse_arg);
         }
         http_worker_reply(w, h->req, &h->resp);
         coffer_buf_free(&h->resp.body);
+    }
+    if (w->held == NULL) {
+        w->held = held; /* kept for the next turn */
+        w->cap_held = cap;
+    } else {
+        free(held);
     }
 }
 
