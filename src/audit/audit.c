@@ -1,14 +1,16 @@
 /*
- * The audit trail writer. It sits beside the request pipeline: the HTTP layer builds one
- * CloudTrail event per request and calls audit_trail_append before answering; if the append
- * fails the request is refused.
+ * The audit trail writer. It sits beside the request pipeline: the HTTP layer records one
+ * CloudTrail event per request before answering; if the event cannot be written the request is
+ * refused.
  *
- * Hot path: the event is serialised (JSON_COMPACT, insertion order) outside the lock straight
- * into a line buffer that leaves room for the `{"previousEventHash":"<64 hex>",` prefix. Under
- * the lock only the 64 hex chars of the current head are copied in, the line is written with
- * one write(2) on an O_APPEND descriptor, and its SHA-256 becomes the new head. No fsync per
- * event: a write(2) to the page cache survives a kill of the process; audit_trail_sync and the
- * optional background thread cover the rest.
+ * Two ways in. audit_trail_append takes an event as a JSON tree, bounds it and serialises it
+ * (JSON_COMPACT, insertion order) outside the lock into a line buffer that leaves room for the
+ * `{"previousEventHash":"<64 hex>",` prefix. audit_trail_write_batch takes lines the writer of
+ * audit_line.c made the same way without a tree, several at once (the requests of one turn of a
+ * worker's loop). Under the lock only the head is spliced into each line in turn and hashed, the
+ * line or the batch goes out with one write(2) on an O_APPEND descriptor, and the last hash
+ * becomes the new head. No fsync per event: a write(2) to the page cache survives a kill of the
+ * process; audit_trail_sync and the optional background thread cover the rest.
  */
 #include "audit/audit.h"
 
@@ -31,11 +33,10 @@
 #include "common/log.h"
 #include "crypto/crypto.h"
 
-/* {"previousEventHash":"  then 64 hex chars, then  ",  then the event's members. */
-#define PREFIX_HEAD "{\"" AUDIT_HASH_FIELD "\":\""
-#define PREFIX_HEAD_LEN (sizeof(PREFIX_HEAD) - 1)
-#define PREFIX_LEN (PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN + 2) /* + closing quote and comma */
-#define TAIL_CHUNK 65536                                      /* backwards scan on recovery */
+#define PREFIX_HEAD AUDIT_PREFIX_HEAD
+#define PREFIX_HEAD_LEN AUDIT_PREFIX_HEAD_LEN
+#define PREFIX_LEN AUDIT_PREFIX_LEN
+#define TAIL_CHUNK 65536 /* backwards scan on recovery */
 
 struct audit_trail {
     pthread_mutex_t lock;              /* guards everything below up to `failed` */
@@ -734,5 +735,64 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
     }
 out:
     coffer_buf_free(&framed);
+    return rc;
+}
+
+/*
+ * With t->lock held: fills the head slot of every line of `lines` in order (each line's hash
+ * is the next one's previousEventHash), writes them with one write(2) and, only once that
+ * worked, makes the last line's hash the head. The chain is spliced under the lock because
+ * each line's hash depends on the line before it, whichever thread wrote that one.
+ */
+static coffer_err write_batch_locked(audit_trail *t, coffer_buf *lines, int *old_fd)
+{
+    if (t->failed) {
+        return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
+    }
+    if (t->file_size > 0 && t->file_size + lines->len > t->rotate_bytes) {
+        TRY(rotate_locked(t, old_fd));
+    }
+    char head[AUDIT_HASH_HEX_LEN + 1];
+    memcpy(head, t->head, sizeof(head));
+    char *l = (char *)lines->data;
+    char *end = l + lines->len;
+    while (l < end) {
+        char *nl = memchr(l, '\n', (size_t)(end - l));
+        assert(nl != NULL && (size_t)(nl - l) >= PREFIX_LEN); /* at least {"previousEventHash":"..."} */
+        memcpy(l + PREFIX_HEAD_LEN, head, AUDIT_HASH_HEX_LEN);
+        uint8_t h[CRYPTO_SHA256_LEN];
+        crypto_sha256(l, (size_t)(nl - l), h);
+        coffer_hex_encode(h, sizeof(h), head);
+        l = nl + 1;
+    }
+    TRY(write_locked(t, (const char *)lines->data, lines->len));
+    memcpy(t->head, head, sizeof(head));
+    t->file_size += lines->len;
+    return COFFER_OK;
+}
+
+coffer_err audit_trail_write_batch(audit_trail *t, audit_batch *b)
+{
+    ENSURE_REF(t);
+    ENSURE_REF(b);
+    if (b->open) {
+        return coffer_fail(COFFER_ERR_USAGE, "an audit event is still being written");
+    }
+    if (b->count == 0) {
+        return COFFER_OK;
+    }
+    int old_fd = -1;
+    pthread_mutex_lock(&t->lock);
+    coffer_err rc = write_batch_locked(t, &b->lines, &old_fd);
+    pthread_mutex_unlock(&t->lock);
+    if (old_fd >= 0) {
+        if (fdatasync(old_fd) != 0) {
+            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
+        }
+        close(old_fd);
+        sync_dir(t->dir);
+    }
+    b->lines.len = 0;
+    b->count = 0;
     return rc;
 }

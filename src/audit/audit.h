@@ -19,6 +19,7 @@
 #define COFFER_AUDIT_AUDIT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -81,6 +82,57 @@ coffer_err audit_trail_sync(audit_trail *t) __attribute__((warn_unused_result));
 
 /* The chain head: hex SHA-256 of the last line written (64 zeros for an empty trail). */
 void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1]);
+
+/* ---------------------------------------------------------------- events written directly, in batches */
+
+/*
+ * The hot path's way to the trail: an event is serialised member by member straight into a
+ * batch (no JSON tree for the event itself), and a batch of events is chained and written with
+ * one write(2). The line a writer makes is byte for byte the line audit_trail_append makes of
+ * the same members as a JSON tree in the same order: same escapes, a string member of the event
+ * itself cut at AUDIT_MAX_STRING_BYTES the same way, strings in nested members untouched. An
+ * event whose line would need the rest of the bounding (over AUDIT_MAX_FIELD_BYTES) is not
+ * written this way: audit_line_end says so and the caller appends the event as a tree.
+ * A batch belongs to one thread at a time.
+ */
+typedef struct audit_batch audit_batch;
+
+coffer_err audit_batch_new(audit_batch **out) __attribute__((warn_unused_result));
+void audit_batch_free(audit_batch *b);          /* accepts NULL */
+size_t audit_batch_count(const audit_batch *b); /* complete lines waiting to be written */
+
+/* Starts an event (a line being written must be ended first). */
+void audit_line_begin(audit_batch *b);
+/*
+ * A string member. `lossy`: a value that is not UTF-8 is kept with '?' for every byte that is
+ * not ASCII (what a client sent: a User-Agent); otherwise such a value makes the event
+ * incomplete. NULL makes it incomplete too. A member of the event itself is cut at
+ * AUDIT_MAX_STRING_BYTES, ending in AUDIT_TRUNCATED_MARKER, as audit_trail_append cuts it.
+ */
+void audit_line_string(audit_batch *b, const char *key, const char *value, bool lossy);
+void audit_line_bool(audit_batch *b, const char *key, bool value);
+/* A JSON value serialised as it is (borrowed); NULL writes null. */
+void audit_line_json(audit_batch *b, const char *key, const json_t *value);
+/* An object member: the members until audit_line_object_end go inside it (one level only). */
+void audit_line_object_begin(audit_batch *b, const char *key);
+void audit_line_object_end(audit_batch *b);
+/* The caller could not say everything the event should: it is dropped at audit_line_end. */
+void audit_line_fail(audit_batch *b);
+/*
+ * Ends the event. COFFER_OK with *oversized false: the line waits in the batch. COFFER_OK with
+ * *oversized true: the line is over AUDIT_MAX_FIELD_BYTES and was dropped; append the event as
+ * a tree (audit_trail_append bounds it). An error (out of memory, an incomplete event): dropped.
+ */
+coffer_err audit_line_end(audit_batch *b, bool *oversized) __attribute__((warn_unused_result));
+
+/*
+ * Chains the complete lines of `b` in order from the trail's head and writes them with one
+ * write(2) (O_APPEND), then empties `b` whether or not that worked. COFFER_OK: every line
+ * reached the kernel. COFFER_ERR_AUDIT: none of them is in the trail (a partial write is
+ * truncated away, as for audit_trail_append), and the head is unchanged. Thread-safe with
+ * respect to the trail; an empty batch writes nothing.
+ */
+coffer_err audit_trail_write_batch(audit_trail *t, audit_batch *b) __attribute__((warn_unused_result));
 
 /* ---------------------------------------------------------------- unauthenticated requests */
 

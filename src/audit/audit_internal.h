@@ -9,9 +9,31 @@
 #include <stdint.h>
 
 #include "audit/audit.h"
+#include "common/buf.h"
 #include "crypto/crypto.h"
 
 #define AUDIT_FILE_FMT "trail-%06u.jsonl"
+
+/* A line starts {"previousEventHash":"  then 64 hex chars, then  ",  then the event's members. */
+#define AUDIT_PREFIX_HEAD "{\"" AUDIT_HASH_FIELD "\":\""
+#define AUDIT_PREFIX_HEAD_LEN (sizeof(AUDIT_PREFIX_HEAD) - 1)
+#define AUDIT_PREFIX_LEN (AUDIT_PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN + 2) /* + closing quote and comma */
+
+/*
+ * Framed lines waiting for audit_trail_write_batch, and the line being written (audit_line_*).
+ * Each line is complete but for its head slot (64 placeholder chars after AUDIT_PREFIX_HEAD),
+ * filled in when the batch is chained and written. Lines hold no raw newline (JSON escapes
+ * it), so the '\n' ending each one is how the writer finds them again.
+ */
+struct audit_batch {
+    coffer_buf lines; /* complete lines, then the one being written */
+    size_t count;     /* complete lines */
+    size_t start;     /* offset of the line being written */
+    bool open;        /* a line is being written */
+    bool failed;      /* ... and it cannot be completed (out of memory, not UTF-8) */
+    unsigned depth;   /* 0: event members; 1: inside an object member */
+    bool first[2];    /* no member written yet at this depth (the hash field counts at 0) */
+};
 
 /*
  * Lists the trail file numbers in `dir`, ascending, into a malloc'd array (*nums, *count; NULL

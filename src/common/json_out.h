@@ -12,6 +12,9 @@
 
 #include "common/buf.h"
 
+/* Appends the JSON string of the n bytes at s (valid UTF-8) to `out`, escaped as above. */
+coffer_err json_out_string(const char *s, size_t n, coffer_buf *out) __attribute__((warn_unused_result));
+
 /* Appends the compact serialisation of `v` to `out`. */
 coffer_err json_out_compact(const json_t *v, coffer_buf *out) __attribute__((warn_unused_result));
 

@@ -5,6 +5,7 @@
  */
 #include "http/pipeline.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -302,6 +303,169 @@ static bool audit_append(struct pipeline *p, struct request_state *st, json_t *e
     return true;
 }
 
+/* ---------------------------------------------------------------- the event written directly */
+
+/*
+ * Each worker thread's batch of events waiting for the end of its loop turn (pipeline_pass_end).
+ * A thread-specific key rather than a field of the pipeline: the pipeline is shared by every
+ * worker, and the key's destructor frees a worker's batch when its thread ends.
+ */
+static pthread_key_t batch_key;
+static pthread_once_t batch_once = PTHREAD_ONCE_INIT;
+static bool batch_key_ok;
+
+static void batch_destroy(void *b)
+{
+    audit_batch_free(b);
+}
+
+static void batch_key_init(void)
+{
+    batch_key_ok = pthread_key_create(&batch_key, batch_destroy) == 0;
+}
+
+/* The calling thread's batch, created on first use; NULL when it cannot be. */
+static audit_batch *thread_batch(void)
+{
+    pthread_once(&batch_once, batch_key_init);
+    if (!batch_key_ok) {
+        return NULL;
+    }
+    audit_batch *b = pthread_getspecific(batch_key);
+    if (b == NULL && audit_batch_new(&b) == COFFER_OK && pthread_setspecific(batch_key, b) != 0) {
+        audit_batch_free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/*
+ * The event audit_event_build makes (with take = true), written member by member into `b`
+ * instead: same members, same order, same values, so the same line in the trail. The handler's
+ * audit fields are read where they are, not copied. An event that audit_event_build could not
+ * build whole is left failed (audit_line_end then refuses it).
+ */
+static void audit_event_write(audit_batch *b, struct pipeline *p, struct request_state *st, coffer_err rc,
+                              const char *error_message, const char *event_id, const char *supersedes)
+{
+    char when[40];
+    coffer_time_iso8601(st->call.now_ms / 1000, when, sizeof(when));
+    audit_line_begin(b);
+    if (st->call.audit_incomplete) {
+        audit_line_fail(b);
+    }
+    audit_line_string(b, "eventVersion", "1.08", false);
+    audit_line_object_begin(b, "userIdentity");
+    if (st->authenticated) {
+        audit_line_string(b, "type", api_principal_trail_type(st->caller.principal_kind), true);
+        audit_line_string(b, "principalId", st->caller.principal_id, true);
+        audit_line_string(b, "arn", st->caller.principal_arn, true);
+        audit_line_string(b, "accountId", st->caller.account_id, true);
+        audit_line_string(b, "accessKeyId", st->caller.access_key_id, true);
+    } else {
+        audit_line_string(b, "type", "Unknown", false);
+        if (st->caller.access_key_id[0]) {
+            audit_line_string(b, "accessKeyId", st->caller.access_key_id, true);
+        }
+    }
+    audit_line_object_end(b);
+    audit_line_string(b, "eventTime", when, false);
+    audit_line_string(b, "eventSource", st->svc && st->svc->event_source ? st->svc->event_source : "unknown",
+                      false);
+    audit_line_string(b, "eventName", st->op_name[0] ? st->op_name : "Unknown", true);
+    audit_line_string(b, "awsRegion", p->region, false);
+    audit_line_string(b, "sourceIPAddress", st->caller.source_ip ? st->caller.source_ip : "", true);
+    audit_line_string(b, "userAgent", st->caller.user_agent ? st->caller.user_agent : "", true);
+    if (rc != COFFER_OK) {
+        audit_line_string(b, "errorCode", api_service_error(st->svc, rc).type, false);
+        if (error_message && error_message[0]) {
+            audit_line_string(b, "errorMessage", error_message, true);
+        }
+    }
+    json_t *defaults = NULL;
+    const json_t *req_params = st->call.audit_request;
+    if (req_params == NULL && st->call.input != NULL && st->authenticated) {
+        req_params = defaults = audit_default_request(st->svc, st->call.input);
+        if (defaults == NULL) {
+            audit_line_fail(b);
+        }
+    }
+    audit_line_json(b, "requestParameters", req_params);
+    json_decref(defaults);
+    audit_line_json(b, "responseElements", rc == COFFER_OK ? st->call.audit_response : NULL);
+    if (supersedes != NULL) {
+        audit_line_object_begin(b, "additionalEventData");
+        audit_line_string(b, "supersedesEventId", supersedes, false);
+        audit_line_object_end(b);
+    }
+    audit_line_string(b, "requestID", st->request_id, false);
+    audit_line_string(b, "eventID", event_id, false);
+    audit_line_bool(b, "readOnly", st->op && (st->op->flags & API_OP_READONLY));
+    if (st->call.audit_resources != NULL) {
+        audit_line_json(b, "resources", st->call.audit_resources);
+    } else {
+        json_t *none = json_array();
+        if (none == NULL) {
+            audit_line_fail(b);
+        }
+        audit_line_json(b, "resources", none);
+        json_decref(none);
+    }
+    audit_line_string(b, "eventType", "AwsApiCall", false);
+    audit_line_bool(b, "managementEvent", !(st->op && (st->op->flags & API_OP_CRYPTO)));
+    audit_line_string(b, "recipientAccountId", st->authenticated ? st->caller.account_id : "", true);
+    if (st->caller.secure_transport) {
+        audit_line_object_begin(b, "tlsDetails");
+        audit_line_string(b, "clientProvidedHostHeader", "", false);
+        audit_line_object_end(b);
+    } else {
+        audit_line_json(b, "tlsDetails", NULL);
+    }
+}
+
+/*
+ * Records the last event of a request. `hold` (the server keeps the reply until the end of its
+ * loop turn): the event goes into the thread's batch, *held is set and pipeline_pass_end writes
+ * it, before the reply goes out or is refused. Otherwise, or for an event too large for the
+ * writer (it needs the trail's bounding of a tree), it is written now. false: refused now.
+ */
+static bool audit_final(struct pipeline *p, struct request_state *st, coffer_err rc,
+                        const char *error_message, const char *event_id, const char *supersedes, bool hold,
+                        bool *held)
+{
+    audit_batch *b = hold ? thread_batch() : NULL;
+    if (b != NULL) {
+        bool oversized = false;
+        audit_event_write(b, p, st, rc, error_message, event_id, supersedes);
+        if (audit_line_end(b, &oversized) != COFFER_OK) {
+            log_error("audit event could not be built: %s; refusing request %s", coffer_last_message(),
+                      st->request_id);
+            return false;
+        }
+        if (!oversized) {
+            *held = true;
+            return true;
+        }
+    }
+    return audit_append(p, st, audit_event_build(p, st, rc, error_message, event_id, supersedes, true));
+}
+
+bool pipeline_pass_end(void *ctx)
+{
+    struct pipeline *p = ctx;
+    audit_batch *b = batch_key_ok ? pthread_getspecific(batch_key) : NULL;
+    if (b == NULL || audit_batch_count(b) == 0) {
+        return true;
+    }
+    size_t n = audit_batch_count(b);
+    if (audit_trail_write_batch(p->trail, b) != COFFER_OK) {
+        log_error("audit trail write failed: %s; refusing the %zu requests of the batch",
+                  coffer_last_message(), n);
+        return false;
+    }
+    return true;
+}
+
 /*
  * The store's pre-commit hook while a handler runs (store_precommit_set): before the first
  * commit of the request becomes visible, its event is on record with what is known so far
@@ -340,21 +504,21 @@ static bool json_same(const json_t *a, const json_t *b)
  * a handler set after committing).
  */
 static bool audit_record(struct pipeline *p, struct request_state *st, coffer_err rc,
-                         const char *error_message)
+                         const char *error_message, bool hold, bool *held)
 {
     if (!st->event_written) {
         if (!st->authenticated &&
             !audit_limiter_admit(p->unauth_limit, st->caller.source_ip, st->call.now_ms)) {
             return true; /* counted in the window's summary instead */
         }
-        return audit_append(p, st, audit_event_build(p, st, rc, error_message, st->ids[1], NULL, true));
+        return audit_final(p, st, rc, error_message, st->ids[1], NULL, hold, held);
     }
     if (rc == COFFER_OK && json_same(st->recorded[0], st->call.audit_request) &&
         json_same(st->recorded[1], st->call.audit_response) &&
         json_same(st->recorded[2], st->call.audit_resources)) {
         return true;
     }
-    return audit_append(p, st, audit_event_build(p, st, rc, error_message, st->ids[2], st->ids[1], true));
+    return audit_final(p, st, rc, error_message, st->ids[2], st->ids[1], hold, held);
 }
 
 static const struct api_service *service_by_prefix(struct pipeline *p, const char *target, size_t prefix_len)
@@ -556,6 +720,28 @@ static void pipeline_health(const struct http_request_view *req, struct http_res
     }
 }
 
+/* The answer of a request whose event was in a batch the trail refused: as when it is refused at once. */
+static void pipeline_refuse(struct http_response *resp, const struct api_service *svc, bool query)
+{
+    log_error("audit trail write failed; refusing request %s", resp->request_id);
+    coffer_fail(COFFER_ERR_AUDIT, "%s", "The request could not be recorded in the audit trail.");
+    if (query) {
+        set_error_query(resp, svc, COFFER_ERR_AUDIT, resp->request_id);
+    } else {
+        set_error(resp, svc, COFFER_ERR_AUDIT);
+    }
+}
+
+static void pipeline_refuse_json(struct http_response *resp, const void *svc)
+{
+    pipeline_refuse(resp, svc, false);
+}
+
+static void pipeline_refuse_query(struct http_response *resp, const void *svc)
+{
+    pipeline_refuse(resp, svc, true);
+}
+
 void pipeline_handle(void *ctx, const struct http_request_view *req, struct http_response *resp)
 {
     struct pipeline *p = ctx;
@@ -633,7 +819,8 @@ out:
     if (rc != COFFER_OK) {
         snprintf(saved_message, sizeof(saved_message), "%s", api_service_error_message(st.svc, rc));
     }
-    if (!audit_record(p, &st, rc, saved_message)) {
+    bool held = false;
+    if (!audit_record(p, &st, rc, saved_message, req->can_hold, &held)) {
         rc = coffer_fail(COFFER_ERR_AUDIT, "%s", "The request could not be recorded in the audit trail.");
         snprintf(saved_message, sizeof(saved_message), "%s", api_service_error_message(st.svc, rc));
     }
@@ -665,6 +852,12 @@ out:
         if (output != st.call.output) {
             json_decref(output);
         }
+    }
+    if (held) {
+        /* The event waits in this worker's batch: the server sends the reply after
+         * pipeline_pass_end wrote it, or the refusal if it could not. */
+        resp->refuse = st.query ? pipeline_refuse_query : pipeline_refuse_json;
+        resp->refuse_arg = st.query ? query_error_service(p, &st) : st.svc;
     }
     json_wipe_sensitive(st.svc, st.call.output);
     json_decref(st.call.output);

@@ -39,7 +39,18 @@ struct pipeline {
     audit_limiter *unauth_limit; /* bounds events of requests that fail authentication; NULL: no bound */
 };
 
-/* The http_handler_fn of cofferd; ctx is a struct pipeline. */
+/*
+ * The http_handler_fn of cofferd; ctx is a struct pipeline. When the server can hold the reply
+ * (req->can_hold), the request's last event goes into the worker thread's batch instead of
+ * being written at once, and the reply is held (resp->refuse set) until pipeline_pass_end.
+ */
 void pipeline_handle(void *ctx, const struct http_request_view *req, struct http_response *resp);
+
+/*
+ * The server's pass_end: writes the calling worker's batch of events (one write(2)). false when
+ * the trail refused it: every request of the batch is then answered with the refusal
+ * (KMSInternalException, as for an event that cannot be written at once), none with its answer.
+ */
+bool pipeline_pass_end(void *ctx);
 
 #endif

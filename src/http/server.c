@@ -31,6 +31,23 @@
 #define HTTP_STOP_GRACE_MS 2000
 #define HTTP_COALESCE_MAX 16384 /* one TLS record of plaintext; larger replies are several anyway */
 
+/*
+ * A TLS connection, recorded in its SSL object (ssl_worker_index) so that its close is counted
+ * and so that records OpenSSL read ahead are not left unread (http_worker_tls_check).
+ */
+struct http_tls_conn {
+    struct http_worker *w;
+    struct bufferevent *bev;
+    bool queued;                          /* on w->tls_check */
+    LIST_ENTRY(http_tls_conn) check_next; /* in w->tls_check */
+};
+LIST_HEAD(http_tls_conn_list, http_tls_conn);
+
+struct http_held {
+    struct evhttp_request *req;
+    struct http_response resp; /* its body owned here until sent */
+};
+
 struct http_worker {
     struct http_server *server;
     int index;
@@ -38,9 +55,14 @@ struct http_worker {
     struct event_base *base;
     struct evhttp *http;
     struct evconnlistener *listener;
-    struct event *stop_ev;  /* activated from another thread to begin the stop */
-    struct event *drain_ev; /* polls until connections are gone or grace expires */
-    int connections;        /* open connections on this worker (worker thread only) */
+    struct event *stop_ev;               /* activated from another thread to begin the stop */
+    struct event *drain_ev;              /* polls until connections are gone or grace expires */
+    struct event *pass_ev;               /* activated by the first held reply of a turn (http_worker_hold) */
+    struct http_held *held;              /* replies waiting for the end of this turn */
+    struct event *tls_check_ev;          /* activated by the first connection put on tls_check */
+    struct http_tls_conn_list tls_check; /* connections that read a TLS record in this turn */
+    size_t n_held, cap_held;
+    int connections; /* open connections on this worker (worker thread only) */
     int max_connections;
     bool accepting;
     bool stopping;
@@ -54,7 +76,7 @@ struct http_server {
     atomic_bool stop_requested;
 };
 
-/* The SSL object of each connection records its worker so the close can be counted. */
+/* The SSL object of each connection records its http_tls_conn. */
 static int ssl_worker_index = -1;
 static pthread_once_t ssl_index_once = PTHREAD_ONCE_INIT;
 
@@ -69,8 +91,79 @@ static void http_worker_conn_closed(struct http_worker *w)
 
 static void ssl_exdata_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
-    if (ptr != NULL) {
-        http_worker_conn_closed(ptr);
+    struct http_tls_conn *c = ptr;
+    if (c == NULL) {
+        return;
+    }
+    if (c->queued) {
+        LIST_REMOVE(c, check_next);
+    }
+    http_worker_conn_closed(c->w);
+    free(c);
+}
+
+/*
+ * Connections read with OpenSSL's read-ahead: one read(2) takes whatever the socket holds, where
+ * reading record by record took two (the 5-byte header, then the body). But libevent 2.1's
+ * OpenSSL bufferevent stops reading once the current record's plaintext is consumed
+ * (SSL_pending), not when OpenSSL's buffer is empty (SSL_has_pending): a request sent as
+ * several records in one segment (headers and body written separately, a body over 16 KiB,
+ * pipelined requests) would wait for the client's next packet with the rest already here. So
+ * every connection that read a record in a turn of the loop is checked once that read is over
+ * (http_worker_tls_check), and one whose SSL still holds bytes has its read callback run again:
+ * it takes them from OpenSSL's buffer, and a partial record costs one read(2) that finds nothing.
+ */
+/* Puts c on its worker's list for the end of the current callback (http_worker_tls_check). */
+static void http_tls_conn_queue(struct http_tls_conn *c)
+{
+    if (c == NULL || c->queued) {
+        return;
+    }
+    struct http_worker *w = c->w;
+    bool first = LIST_EMPTY(&w->tls_check);
+    LIST_INSERT_HEAD(&w->tls_check, c, check_next);
+    c->queued = true;
+    if (first) {
+        /* Runs after the callback that is running now: a read in it is over by then. */
+        event_active(w->tls_check_ev, 0, 1);
+    }
+}
+
+static void http_tls_record_seen(int write_p, int version, int content_type, const void *buf, size_t len,
+                                 SSL *ssl, void *arg)
+{
+    if (!write_p && content_type == SSL3_RT_HEADER) {
+        http_tls_conn_queue(SSL_get_ex_data(ssl, ssl_worker_index));
+    }
+}
+
+/*
+ * The reply is written. evhttp does not read while a request is answered (the bufferevent
+ * reads nothing while disabled, so a check then finds the bytes and cannot take them) and
+ * enables reading again right after this callback: records read ahead meanwhile (a pipelined
+ * request) are taken then.
+ */
+static void http_tls_reply_done(struct evhttp_request *r, void *arg)
+{
+    struct evhttp_connection *conn = evhttp_request_get_connection(r);
+    struct bufferevent *bev = conn != NULL ? evhttp_connection_get_bufferevent(conn) : NULL;
+    SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+    if (ssl != NULL && SSL_has_pending(ssl)) {
+        http_tls_conn_queue(SSL_get_ex_data(ssl, ssl_worker_index));
+    }
+}
+
+static void http_worker_tls_check(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    struct http_tls_conn *c;
+    while ((c = LIST_FIRST(&w->tls_check)) != NULL) {
+        LIST_REMOVE(c, check_next);
+        c->queued = false;
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl != NULL && SSL_has_pending(ssl)) {
+            event_active(&c->bev->ev_read, EV_READ, 1);
+        }
     }
 }
 
@@ -112,18 +205,25 @@ static struct bufferevent *http_worker_bev(struct event_base *base, void *arg)
     struct http_worker *w = arg;
     struct bufferevent *bev;
     if (w->server->cfg.tls != NULL) {
-        SSL *ssl = SSL_new(w->server->cfg.tls);
+        struct http_tls_conn *c = calloc(1, sizeof(*c));
+        SSL *ssl = c != NULL ? SSL_new(w->server->cfg.tls) : NULL;
         if (ssl == NULL) {
+            free(c);
             return NULL;
         }
         bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                              BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
         if (bev == NULL) {
             SSL_free(ssl);
+            free(c);
             return NULL;
         }
         bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-        SSL_set_ex_data(ssl, ssl_worker_index, w);
+        c->w = w;
+        c->bev = bev;
+        SSL_set_ex_data(ssl, ssl_worker_index, c);
+        SSL_set_read_ahead(ssl, 1);
+        SSL_set_msg_callback(ssl, http_tls_record_seen);
     } else {
         struct bufferevent *sock = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (sock == NULL) {
@@ -181,6 +281,7 @@ static void http_send_simple(struct evhttp_request *r, int status, const char *t
         evbuffer_add_printf(b, "{\"__type\":\"%s\",\"message\":\"%s\"}", type, msg);
     }
     evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/x-amz-json-1.1");
+    evhttp_request_set_on_complete_cb(r, http_tls_reply_done, NULL);
     evhttp_send_reply(r, status, http_status_reason(status), b);
     if (b != NULL) {
         evbuffer_free(b);
@@ -205,6 +306,99 @@ static void http_worker_send_now(struct bufferevent *bev)
     }
     if (event_pending(&bev->ev_write, EV_WRITE, NULL)) {
         event_active(&bev->ev_write, EV_WRITE, 1);
+    }
+}
+
+/* Sends `resp` as the answer to `r`; the body is handed to libevent (resp->body is left empty). */
+static void http_worker_reply(struct http_worker *w, struct evhttp_request *r, struct http_response *resp)
+{
+    struct evkeyvalq *out_hdrs = evhttp_request_get_output_headers(r);
+    evhttp_add_header(out_hdrs, "Content-Type", resp->content_type);
+    if (resp->request_id[0]) {
+        evhttp_add_header(out_hdrs, "x-amzn-RequestId", resp->request_id);
+    }
+    if (w->stopping) {
+        evhttp_add_header(out_hdrs, "Connection", "close");
+    }
+    /* Fetched now: a connection that failed while the reply was held is gone (NULL), and
+     * evhttp_send_reply then only frees the request. */
+    struct evhttp_connection *conn = evhttp_request_get_connection(r);
+    /* The body goes to libevent by reference, never copied into its chains: the cleanup wipes
+     * and frees it once it is sent (or the connection dropped). */
+    struct evbuffer *ob = evbuffer_new();
+    if (ob == NULL || http_evbuf_add_secret(ob, &resp->body) != COFFER_OK) {
+        if (ob != NULL) {
+            evbuffer_free(ob);
+        }
+        http_send_simple(r, 500, coffer_err_aws_type(COFFER_ERR_NOMEM), "out of memory");
+        return;
+    }
+    if (conn != NULL && w->server->cfg.tls != NULL) {
+        evhttp_request_set_on_complete_cb(r, http_tls_reply_done, NULL);
+    }
+    evhttp_send_reply(r, resp->status, http_status_reason(resp->status), ob);
+    evbuffer_free(ob);
+    if (conn != NULL && w->server->cfg.tls != NULL) {
+        /* The connection outlives evhttp_send_reply: it only queues the reply. */
+        http_worker_send_now(evhttp_connection_get_bufferevent(conn));
+    }
+}
+
+/*
+ * Keeps a reply until the end of this turn of the loop (http_worker_pass_end). The pass event
+ * is activated with the first held reply: it runs after the callbacks already queued in this
+ * turn, so every request read in the turn is handled (its audit event added to the worker's
+ * batch) before the batch is written and the replies go out.
+ */
+static coffer_err http_worker_hold(struct http_worker *w, struct evhttp_request *r,
+                                   struct http_response *resp)
+{
+    if (w->n_held == w->cap_held) {
+        size_t cap = w->cap_held ? w->cap_held * 2 : 64;
+        struct http_held *h = realloc(w->held, cap * sizeof(*h));
+        if (h == NULL) {
+            return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+        }
+        w->held = h;
+        w->cap_held = cap;
+    }
+    w->held[w->n_held].req = r;
+    w->held[w->n_held].resp = *resp;
+    w->n_held++;
+    coffer_buf_init(&resp->body, true); /* moved: the caller's copy is empty */
+    if (w->n_held == 1) {
+        event_active(w->pass_ev, 0, 1);
+    }
+    return COFFER_OK;
+}
+
+/* End of a turn: the handler's shared work (pass_end), then the held replies, refused if it failed. */
+static void http_worker_pass_end(evutil_socket_t fd, short what, void *arg)
+{
+    struct http_worker *w = arg;
+    if (w->n_held == 0) {
+        return;
+    }
+    bool ok = w->server->cfg.pass_end(w->server->cfg.handler_ctx);
+    /* The list is taken whole: a reply held while these go out (nothing in libevent calls back
+     * from evhttp_send_reply today) starts a list of its own for its own turn. */
+    struct http_held *held = w->held;
+    size_t n = w->n_held, cap = w->cap_held;
+    w->held = NULL;
+    w->n_held = w->cap_held = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct http_held *h = &held[i];
+        if (!ok) {
+            h->resp.refuse(&h->resp, h->resp.refuse_arg);
+        }
+        http_worker_reply(w, h->req, &h->resp);
+        coffer_buf_free(&h->resp.body);
+    }
+    if (w->held == NULL) {
+        w->held = held; /* kept for the next turn */
+        w->cap_held = cap;
+    } else {
+        free(held);
     }
 }
 
@@ -288,32 +482,17 @@ static void http_worker_request(struct evhttp_request *r, void *arg)
 
     resp.status = 200;
     resp.content_type = "application/x-amz-json-1.1";
+    view.can_hold = w->server->cfg.pass_end != NULL;
     w->server->cfg.handler(w->server->cfg.handler_ctx, &view, &resp);
-
-    struct evkeyvalq *out_hdrs = evhttp_request_get_output_headers(r);
-    evhttp_add_header(out_hdrs, "Content-Type", resp.content_type);
-    if (resp.request_id[0]) {
-        evhttp_add_header(out_hdrs, "x-amzn-RequestId", resp.request_id);
-    }
-    if (w->stopping) {
-        evhttp_add_header(out_hdrs, "Connection", "close");
-    }
-    /* The body goes to libevent by reference, never copied into its chains: the cleanup wipes
-     * and frees it once it is sent (or the connection dropped). */
-    struct evbuffer *ob = evbuffer_new();
-    if (ob == NULL || http_evbuf_add_secret(ob, &resp.body) != COFFER_OK) {
-        if (ob != NULL) {
-            evbuffer_free(ob);
+    if (resp.refuse != NULL && view.can_hold) {
+        if (http_worker_hold(w, r, &resp) == COFFER_OK) {
+            goto out; /* the reply now belongs to the held list */
         }
-        http_send_simple(r, 500, coffer_err_aws_type(COFFER_ERR_NOMEM), "out of memory");
-        goto out;
+        /* No memory to hold it: refused now. Its part of the turn's work may still be done at
+         * the end of the turn (an audit event without its answer, never an answer without it). */
+        resp.refuse(&resp, resp.refuse_arg);
     }
-    evhttp_send_reply(r, resp.status, http_status_reason(resp.status), ob);
-    evbuffer_free(ob);
-    if (conn != NULL && w->server->cfg.tls != NULL) {
-        /* The connection outlives evhttp_send_reply: it only queues the reply. */
-        http_worker_send_now(evhttp_connection_get_bufferevent(conn));
-    }
+    http_worker_reply(w, r, &resp);
 out:
     coffer_buf_free(&resp.body); /* still ours when the reply was not sent: wiped here */
     coffer_secret_free(body_copy, body_len);
@@ -352,6 +531,9 @@ static void *http_worker_main(void *arg)
 {
     struct http_worker *w = arg;
     event_base_dispatch(w->base);
+    /* A turn cut short by the exit leaves its held replies: their work is finished (the audit
+     * events written) and the replies queued, though the connections close unsent. */
+    http_worker_pass_end(-1, 0, w);
     return NULL;
 }
 
@@ -404,7 +586,10 @@ static coffer_err http_worker_init(struct http_server *s, struct http_worker *w,
     }
     w->stop_ev = event_new(w->base, -1, 0, http_worker_begin_stop, w);
     w->drain_ev = evtimer_new(w->base, http_worker_drain, w);
-    if (w->stop_ev == NULL || w->drain_ev == NULL) {
+    w->pass_ev = event_new(w->base, -1, 0, http_worker_pass_end, w);
+    w->tls_check_ev = event_new(w->base, -1, 0, http_worker_tls_check, w);
+    LIST_INIT(&w->tls_check);
+    if (w->stop_ev == NULL || w->drain_ev == NULL || w->pass_ev == NULL || w->tls_check_ev == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "cannot create events");
     }
     return COFFER_OK;
@@ -520,6 +705,13 @@ void http_server_free(http_server *s)
         if (w->drain_ev) {
             event_free(w->drain_ev);
         }
+        if (w->pass_ev) {
+            event_free(w->pass_ev);
+        }
+        if (w->tls_check_ev) {
+            event_free(w->tls_check_ev);
+        }
+        free(w->held);
         if (w->http) {
             evhttp_free(w->http); /* also frees the bound listener */
         } else if (w->listener) {

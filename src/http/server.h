@@ -27,6 +27,7 @@ struct http_request_view {
     coffer_cursor body;
     const char *source_ip;
     bool secure;
+    bool can_hold; /* the server keeps a reply with resp->refuse set until pass_end (see below) */
 };
 
 /* Looks up a header by case-insensitive name; NULL when absent. */
@@ -37,6 +38,14 @@ struct http_response {
     const char *content_type; /* static string */
     char request_id[40];      /* x-amzn-RequestId, when set */
     coffer_buf body;          /* owned by the server; handler appends */
+    /*
+     * Set by a handler (only when req->can_hold) whose answer may go out only once work shared
+     * by the requests of one turn of the event loop is done (cofferd: their audit events,
+     * written in one batch). The reply is held until the end of that turn, when the server calls
+     * pass_end once; if pass_end fails, refuse(resp, refuse_arg) rewrites the response first.
+     */
+    void (*refuse)(struct http_response *resp, const void *refuse_arg);
+    const void *refuse_arg;
 };
 
 typedef void (*http_handler_fn)(void *ctx, const struct http_request_view *req, struct http_response *resp);
@@ -52,6 +61,12 @@ struct http_server_config {
     int max_connections;     /* total, split across workers */
     http_handler_fn handler;
     void *handler_ctx;
+    /*
+     * Optional. Called on the worker thread at the end of every turn of its event loop in which a
+     * handler held a reply, before any held reply goes out; false: every reply held in that turn
+     * is refused (http_response.refuse). Without it replies are never held.
+     */
+    bool (*pass_end)(void *handler_ctx);
 };
 
 typedef struct http_server http_server;

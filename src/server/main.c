@@ -376,6 +376,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
         .max_connections = cfg.max_connections,
         .handler = pipeline_handle,
         .handler_ctx = &pipe,
+        .pass_end = pipeline_pass_end,
     };
     TRY_OUT(http_server_start(&hcfg, &http));
     TRY_OUT(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));

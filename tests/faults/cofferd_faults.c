@@ -1,6 +1,7 @@
 /*
  * Fault hooks for cofferd_faults, a test-only build of cofferd: the same objects as cofferd,
- * linked with -Wl,--wrap=write,--wrap=store_precommit_set,--wrap=store_txn_commit so that
+ * linked with -Wl,--wrap=write,--wrap=store_precommit_set,--wrap=store_txn_commit and the audit
+ * line writer's member functions (audit_line_string, _bool, _json, _object_begin) wrapped, so that
  * these calls land here first. Nothing here is in the cofferd that ships.
  *
  * While the environment names a directory in COFFER_FAULTS_DIR:
@@ -12,7 +13,8 @@
  *   - while DIR/json-NAME exists, adding a member NAME to a JSON object (json_object_set_new
  *     from cofferd's own code) fails as when memory runs out: the value is released and the
  *     member is missing. This definition takes the place of jansson's for the objects linked
- *     here; the real one is found with dlsym(RTLD_NEXT).
+ *     here; the real one is found with dlsym(RTLD_NEXT). Writing a member NAME of an audit
+ *     event straight into a batch (audit_line_*) fails the same way: the event is incomplete.
  * The files are looked up on every call, so a test arms and disarms a fault by creating and
  * removing them while the server runs.
  */
@@ -32,6 +34,14 @@
 #include "store/store.h"
 
 ssize_t __real_write(int fd, const void *buf, size_t n);
+void __real_audit_line_string(audit_batch *b, const char *key, const char *value, bool lossy);
+void __real_audit_line_bool(audit_batch *b, const char *key, bool value);
+void __real_audit_line_json(audit_batch *b, const char *key, const json_t *value);
+void __real_audit_line_object_begin(audit_batch *b, const char *key);
+void __wrap_audit_line_string(audit_batch *b, const char *key, const char *value, bool lossy);
+void __wrap_audit_line_bool(audit_batch *b, const char *key, bool value);
+void __wrap_audit_line_json(audit_batch *b, const char *key, const json_t *value);
+void __wrap_audit_line_object_begin(audit_batch *b, const char *key);
 void __real_store_precommit_set(store_precommit_fn fn, void *ctx);
 coffer_err __real_store_txn_commit(store_txn *t);
 
@@ -121,4 +131,44 @@ int json_object_set_new(json_t *object, const char *key, json_t *value)
         return -1;
     }
     return real(object, key, value);
+}
+
+/* Whether adding a member `key` is armed to fail (DIR/json-KEY). */
+static bool member_fault(const char *key)
+{
+    char name[128];
+    int w = key != NULL ? snprintf(name, sizeof(name), "json-%s", key) : -1;
+    return w > 0 && (size_t)w < sizeof(name) && fault_armed(name);
+}
+
+void __wrap_audit_line_string(audit_batch *b, const char *key, const char *value, bool lossy)
+{
+    if (member_fault(key)) {
+        audit_line_fail(b);
+    }
+    __real_audit_line_string(b, key, value, lossy);
+}
+
+void __wrap_audit_line_bool(audit_batch *b, const char *key, bool value)
+{
+    if (member_fault(key)) {
+        audit_line_fail(b);
+    }
+    __real_audit_line_bool(b, key, value);
+}
+
+void __wrap_audit_line_json(audit_batch *b, const char *key, const json_t *value)
+{
+    if (member_fault(key)) {
+        audit_line_fail(b);
+    }
+    __real_audit_line_json(b, key, value);
+}
+
+void __wrap_audit_line_object_begin(audit_batch *b, const char *key)
+{
+    if (member_fault(key)) {
+        audit_line_fail(b);
+    }
+    __real_audit_line_object_begin(b, key);
 }

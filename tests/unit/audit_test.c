@@ -634,6 +634,405 @@ static void test_oversized_events_bounded(void **state)
     tmpdir_free(dir);
 }
 
+/* ---------------------------------------------------------------- the direct line writer */
+
+/* One member of an event, written both as a JSON tree and through audit_line_*. */
+enum field_kind { F_STR, F_LOSSY, F_BOOL, F_JSON, F_OBJ, F_END };
+struct field {
+    enum field_kind kind;
+    const char *key;
+    const char *s; /* F_STR, F_LOSSY */
+    bool b;        /* F_BOOL */
+    json_t *j;     /* F_JSON (borrowed; NULL: null) */
+};
+
+/* The pipeline's lossy_string: jansson's string, or '?' for every byte that is not ASCII. */
+static json_t *lossy(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v != NULL) {
+        return v;
+    }
+    char *c = strdup(s);
+    for (char *p = c; *p; p++) {
+        if ((unsigned char)*p >= 0x80) {
+            *p = '?';
+        }
+    }
+    v = json_string(c);
+    free(c);
+    return v;
+}
+
+#define FSTR(k, v)                                                                                           \
+    {                                                                                                        \
+        .kind = F_STR, .key = (k), .s = (v)                                                                  \
+    }
+#define FLOSSY(k, v)                                                                                         \
+    {                                                                                                        \
+        .kind = F_LOSSY, .key = (k), .s = (v)                                                                \
+    }
+#define FBOOL(k, v)                                                                                          \
+    {                                                                                                        \
+        .kind = F_BOOL, .key = (k), .b = (v)                                                                 \
+    }
+#define FJSON(k, v)                                                                                          \
+    {                                                                                                        \
+        .kind = F_JSON, .key = (k), .j = (v)                                                                 \
+    }
+#define FOBJ(k)                                                                                              \
+    {                                                                                                        \
+        .kind = F_OBJ, .key = (k)                                                                            \
+    }
+#define FEND                                                                                                 \
+    {                                                                                                        \
+        .kind = F_END                                                                                        \
+    }
+
+static json_t *fields_tree(const struct field *f, size_t n)
+{
+    json_t *ev = json_object();
+    json_t *o = ev;
+    for (size_t i = 0; i < n; i++) {
+        switch (f[i].kind) {
+        case F_STR:
+            assert_int_equal(json_object_set_new(o, f[i].key, json_string(f[i].s)), 0);
+            break;
+        case F_LOSSY:
+            assert_int_equal(json_object_set_new(o, f[i].key, lossy(f[i].s)), 0);
+            break;
+        case F_BOOL:
+            assert_int_equal(json_object_set_new(o, f[i].key, json_boolean(f[i].b)), 0);
+            break;
+        case F_JSON:
+            assert_int_equal(json_object_set_new(o, f[i].key, f[i].j ? json_deep_copy(f[i].j) : json_null()),
+                             0);
+            break;
+        case F_OBJ:
+            o = json_object();
+            assert_int_equal(json_object_set_new(ev, f[i].key, o), 0);
+            break;
+        case F_END:
+            o = ev;
+            break;
+        }
+    }
+    return ev;
+}
+
+static coffer_err fields_write(audit_batch *b, const struct field *f, size_t n, bool *oversized)
+{
+    audit_line_begin(b);
+    for (size_t i = 0; i < n; i++) {
+        switch (f[i].kind) {
+        case F_STR:
+            audit_line_string(b, f[i].key, f[i].s, false);
+            break;
+        case F_LOSSY:
+            audit_line_string(b, f[i].key, f[i].s, true);
+            break;
+        case F_BOOL:
+            audit_line_bool(b, f[i].key, f[i].b);
+            break;
+        case F_JSON:
+            audit_line_json(b, f[i].key, f[i].j);
+            break;
+        case F_OBJ:
+            audit_line_object_begin(b, f[i].key);
+            break;
+        case F_END:
+            audit_line_object_end(b);
+            break;
+        }
+    }
+    return audit_line_end(b, oversized);
+}
+
+static char *file_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)sz + 1);
+    assert_int_equal(fread(buf, 1, (size_t)sz, f), (size_t)sz);
+    fclose(f);
+    *len = (size_t)sz;
+    return buf;
+}
+
+/*
+ * Appends each event to trail `tree` as a JSON tree (audit_trail_append) and to trail `direct`
+ * through the writer, all in one batch; an event the writer hands back as oversized goes to
+ * `direct` as a tree, as the pipeline does. Returns how many were handed back.
+ */
+static size_t write_both(audit_trail *tree, audit_trail *direct, audit_batch *b, const struct field *f,
+                         size_t n)
+{
+    json_t *ev = fields_tree(f, n);
+    assert_int_equal(audit_trail_append(tree, ev), COFFER_OK);
+    json_decref(ev);
+    bool oversized = true;
+    size_t before = audit_batch_count(b);
+    assert_int_equal(fields_write(b, f, n, &oversized), COFFER_OK);
+    if (!oversized) {
+        assert_int_equal(audit_batch_count(b), before + 1);
+        return 0;
+    }
+    assert_int_equal(audit_batch_count(b), before);
+    assert_int_equal(audit_trail_write_batch(direct, b), COFFER_OK); /* keep the order */
+    ev = fields_tree(f, n);
+    assert_int_equal(audit_trail_append(direct, ev), COFFER_OK);
+    json_decref(ev);
+    return 1;
+}
+
+static void assert_same_trails(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = file_bytes(file_path(a, 1), &la);
+    char *y = file_bytes(file_path(b, 1), &lb);
+    for (size_t i = 0; i < la && i < lb; i++) {
+        if (x[i] != y[i]) {
+            fail_msg("trails differ at byte %zu: %.80s | %.80s", i, x + (i > 40 ? i - 40 : 0),
+                     y + (i > 40 ? i - 40 : 0));
+        }
+    }
+    assert_int_equal(la, lb);
+    free(x);
+    free(y);
+}
+
+/* Same bytes as the tree path for tricky values: unicode, control characters, escapes, cuts at
+ * a UTF-8 boundary, bytes that are not UTF-8, nested long strings kept, members omitted. */
+static void test_line_writer_same_bytes(void **state)
+{
+    char *da = tmpdir_new(), *db = tmpdir_new();
+    audit_trail *ta = NULL, *tb = NULL;
+    audit_batch *b = NULL;
+    assert_int_equal(audit_trail_open(da, &ta), COFFER_OK);
+    assert_int_equal(audit_trail_open(db, &tb), COFFER_OK);
+    assert_int_equal(audit_batch_new(&b), COFFER_OK);
+
+    /* 3000 bytes of 2-byte characters: the cut falls inside one (keep backs off a byte). */
+    char *eacute = malloc(3001);
+    for (int i = 0; i < 3000; i += 2) {
+        eacute[i] = '\xc3';
+        eacute[i + 1] = '\xa9';
+    }
+    eacute[3000] = '\0';
+    /* 4-byte characters after one ASCII byte, and a long string of escapes. */
+    char *emoji = malloc(4002);
+    emoji[0] = 'a';
+    for (int i = 1; i < 4001; i += 4) {
+        memcpy(emoji + i, "\xf0\x9f\x94\x91", 4);
+    }
+    emoji[4001] = '\0';
+    char *ctl = malloc(2001);
+    for (int i = 0; i < 2000; i++) {
+        ctl[i] = (char)(1 + i % 40); /* control characters, '"' (34) and '\'' among them */
+    }
+    ctl[2000] = '\0';
+    char *plain = malloc(1100);
+    memset(plain, 'x', 1099);
+    plain[1099] = '\0';
+    char exact[AUDIT_MAX_STRING_BYTES + 1];
+    memset(exact, 'e', AUDIT_MAX_STRING_BYTES);
+    exact[AUDIT_MAX_STRING_BYTES] = '\0';
+
+    json_t *params = json_pack("{s:s,s:{s:s,s:s},s:[i,f,b,n],s:s}", "keyId", "alias/\xe2\x82\xac-\"q\"\\/",
+                               "encryptionContext", "tab", "a\tb\nc\r\x01\x1f\x7f", "long", plain, "list",
+                               -42, 1.5, 1, "plain", eacute);
+    json_t *resources = json_pack("[{s:s,s:s}]", "accountId", "111122223333", "type", "AWS::KMS::Key");
+    struct field typical[] = {
+        FSTR("eventVersion", "1.08"),
+        FOBJ("userIdentity"),
+        FLOSSY("type", "IAMUser"),
+        FLOSSY("arn", plain), /* nested: not cut */
+        FLOSSY("accessKeyId", "AKIA\xff\xfe"),
+        FEND,
+        FSTR("eventTime", "2026-12-05T21:00:00Z"),
+        FLOSSY("eventName", "Enc\xc3\x28rypt"),
+        FLOSSY("userAgent", eacute),
+        FLOSSY("errorMessage", emoji),
+        FLOSSY("sourceIPAddress", ctl),
+        FLOSSY("exact", exact),
+        FLOSSY("overlong", "\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe0\x80\xaf"),
+        FLOSSY("unicode", "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x94\x91 \xc2\x80 \xef\xbf\xbf"),
+        FJSON("requestParameters", params),
+        FJSON("responseElements", NULL),
+        FBOOL("readOnly", false),
+        FJSON("resources", resources),
+        FBOOL("managementEvent", true),
+        FOBJ("tlsDetails"),
+        FSTR("clientProvidedHostHeader", ""),
+        FEND,
+        FOBJ("empty"),
+        FEND,
+        FLOSSY("odd \"key\"\\\x01", "v"), /* a key that needs escapes */
+    };
+    assert_int_equal(write_both(ta, tb, b, typical, sizeof(typical) / sizeof(typical[0])), 0);
+    struct field none[] = {FJSON("x", NULL)};
+    assert_int_equal(write_both(ta, tb, b, none, 0), 0); /* {} */
+
+    /* Random bytes, mostly outside ASCII: valid or not, lossy values match jansson's test. */
+    srand(20261205);
+    char rnd[64][40];
+    struct field random_fields[64];
+    for (int i = 0; i < 64; i++) {
+        size_t len = (size_t)(rand() % 39);
+        for (size_t k = 0; k < len; k++) {
+            int r = rand() % 4;
+            rnd[i][k] = (char)(r == 0   ? 0x20 + rand() % 95
+                               : r == 1 ? 0x80 + rand() % 64
+                                        : 0xc0 + rand() % 64);
+        }
+        rnd[i][len] = '\0';
+        random_fields[i] = (struct field){.kind = F_LOSSY, .s = rnd[i]};
+    }
+    char keys[64][8];
+    for (int i = 0; i < 64; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "k%d", i);
+        random_fields[i].key = keys[i];
+    }
+    assert_int_equal(write_both(ta, tb, b, random_fields, 64), 0);
+
+    /* Over AUDIT_MAX_FIELD_BYTES: handed back for the tree path, which omits the member. */
+    json_t *ops = json_array();
+    for (int i = 0; i < 20000; i++) {
+        json_array_append_new(ops, json_string("Decrypt"));
+    }
+    json_t *big = json_pack("{s:o}", "operations", ops);
+    struct field oversized[] = {
+        FSTR("eventName", "Big"),
+        FJSON("requestParameters", big),
+        FLOSSY("userAgent", plain),
+    };
+    assert_int_equal(write_both(ta, tb, b, oversized, 3), 1);
+    assert_int_equal(write_both(ta, tb, b, typical, sizeof(typical) / sizeof(typical[0])), 0);
+
+    assert_int_equal(audit_batch_count(b), 1); /* the batch was written before the oversized one */
+    assert_int_equal(audit_trail_write_batch(tb, b), COFFER_OK);
+    assert_int_equal(audit_batch_count(b), 0);
+    char ha[65], hb[65];
+    audit_trail_head(ta, ha);
+    audit_trail_head(tb, hb);
+    assert_string_equal(ha, hb);
+    audit_trail_close(ta);
+    audit_trail_close(tb);
+    assert_same_trails(da, db);
+    verify_ok(db, 5, 1);
+
+    json_decref(params);
+    json_decref(resources);
+    json_decref(big);
+    free(eacute);
+    free(emoji);
+    free(ctl);
+    free(plain);
+    audit_batch_free(b);
+    tmpdir_free(da);
+    tmpdir_free(db);
+}
+
+/* An event the writer cannot complete leaves nothing in the batch; the batch goes on. */
+static void test_line_writer_incomplete(void **state)
+{
+    audit_batch *b = NULL;
+    bool oversized = true;
+    assert_int_equal(audit_batch_new(&b), COFFER_OK);
+    audit_line_begin(b);
+    audit_line_string(b, "eventName", "Encrypt", false);
+    audit_line_string(b, "awsRegion", "\xff", false); /* strict: not UTF-8 */
+    assert_int_not_equal(audit_line_end(b, &oversized), COFFER_OK);
+    assert_int_equal(audit_batch_count(b), 0);
+    audit_line_begin(b);
+    audit_line_string(b, "eventName", NULL, true);
+    assert_int_not_equal(audit_line_end(b, &oversized), COFFER_OK);
+    audit_line_begin(b);
+    audit_line_string(b, "eventName", "Encrypt", false);
+    audit_line_fail(b);
+    assert_int_not_equal(audit_line_end(b, &oversized), COFFER_OK);
+    audit_line_begin(b);
+    audit_line_object_begin(b, "userIdentity");
+    assert_int_not_equal(audit_line_end(b, &oversized), COFFER_OK); /* object left open */
+    assert_int_equal(audit_batch_count(b), 0);
+    audit_line_begin(b);
+    audit_line_string(b, "eventName", "Encrypt", false);
+    assert_int_equal(audit_line_end(b, &oversized), COFFER_OK);
+    assert_false(oversized);
+    assert_int_equal(audit_batch_count(b), 1);
+
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    assert_int_equal(audit_trail_write_batch(t, b), COFFER_OK);
+    audit_trail_close(t);
+    struct lines l;
+    lines_read(file_path(dir, 1), &l);
+    assert_int_equal(l.n, 1);
+    assert_non_null(strstr(l.line[0], "\"eventName\":\"Encrypt\"}\n"));
+    free(l.buf);
+    verify_ok(dir, 1, 1);
+    audit_batch_free(b);
+    tmpdir_free(dir);
+}
+
+/* A batch chains its lines after the events written one by one, and across rotations; a batch
+ * that cannot be written leaves the head and the file as they were. */
+static void test_batch_chain_and_failure(void **state)
+{
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    audit_batch *b = NULL;
+    struct audit_trail_options o = {.rotate_bytes = 4096};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    assert_int_equal(audit_batch_new(&b), COFFER_OK);
+    assert_int_equal(audit_trail_write_batch(t, b), COFFER_OK); /* empty: nothing */
+    append_n(t, 0, 2);
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 5; i++) {
+            bool oversized;
+            audit_line_begin(b);
+            audit_line_string(b, "eventName", "Encrypt", false);
+            audit_line_bool(b, "readOnly", i % 2 == 0);
+            assert_int_equal(audit_line_end(b, &oversized), COFFER_OK);
+        }
+        assert_int_equal(audit_trail_write_batch(t, b), COFFER_OK);
+        append_n(t, round * 10, 1);
+    }
+    audit_trail_close(t);
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_OK);
+    assert_int_equal(r.events, 2 + 6 * 6);
+    assert_true(r.files > 1);
+    tmpdir_free(dir);
+
+    if (access("/dev/full", W_OK) != 0) {
+        audit_batch_free(b);
+        return;
+    }
+    dir = tmpdir_new();
+    assert_int_equal(symlink("/dev/full", file_path(dir, 1)), 0);
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    char before[65], after[65];
+    audit_trail_head(t, before);
+    for (int i = 0; i < 3; i++) {
+        bool oversized;
+        audit_line_begin(b);
+        audit_line_string(b, "eventName", "Encrypt", false);
+        assert_int_equal(audit_line_end(b, &oversized), COFFER_OK);
+    }
+    assert_int_equal(audit_trail_write_batch(t, b), COFFER_ERR_AUDIT);
+    assert_int_equal(audit_batch_count(b), 0); /* emptied either way */
+    audit_trail_head(t, after);
+    assert_string_equal(before, after);
+    audit_trail_close(t);
+    tmpdir_free(dir);
+    audit_batch_free(b);
+}
+
 /* Cutting the last events still verifies on its own; against an anchor it is a break. */
 static void test_verify_anchor_catches_truncation(void **state)
 {
@@ -704,6 +1103,9 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_append_usage_errors),
         cmocka_unit_test(test_oversized_events_bounded),
+        cmocka_unit_test(test_line_writer_same_bytes),
+        cmocka_unit_test(test_line_writer_incomplete),
+        cmocka_unit_test(test_batch_chain_and_failure),
         cmocka_unit_test(test_verify_anchor_catches_truncation),
         cmocka_unit_test(test_verify_missing_dir),
     };

@@ -186,6 +186,32 @@ static void test_json_out_matches_jansson(void **state)
         coffer_buf_free(&got);
         json_decref(v);
     }
+    /* Strings copied in runs: every byte that needs an escape, at every offset of a word. */
+    static const char special[] = {'"', '\\', '\n', '\x01', '\x1f', '\t'};
+    for (size_t len = 1; len < 40; len++) {
+        for (size_t at = 0; at < len; at++) {
+            for (size_t k = 0; k < sizeof(special); k++) {
+                char s[48];
+                memset(s, 'a', len);
+                s[len] = '\0';
+                s[at] = special[k];
+                if (at + 4 < len) {
+                    s[at + 1] = ' ';     /* the lowest byte above 0x1f */
+                    s[len - 2] = '\xc3'; /* bytes over 0x7f pass as they are */
+                    s[len - 1] = '\xa9';
+                }
+                json_t *v = json_stringn_nocheck(s, len);
+                char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                coffer_buf got = COFFER_BUF_INIT;
+                assert_int_equal(json_out_compact(v, &got), COFFER_OK);
+                assert_int_equal(got.len, strlen(want));
+                assert_memory_equal(got.data, want, got.len);
+                free(want);
+                coffer_buf_free(&got);
+                json_decref(v);
+            }
+        }
+    }
 }
 
 int main(void)
