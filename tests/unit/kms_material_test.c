@@ -131,19 +131,22 @@ static void test_unsupported(void **state)
     (void)state;
     struct kms_material m = {0};
     assert_int_equal(kms_material_generate(KMS_SPEC_SM2, &m), COFFER_ERR_UNSUPPORTED_OPERATION);
-    assert_int_equal(kms_material_set(KMS_SPEC_ML_DSA_44, coffer_cursor_from("x", 1), &m), COFFER_ERR_VALIDATION);
+    assert_int_equal(kms_material_set(KMS_SPEC_ML_DSA_44, coffer_cursor_from("x", 1), &m),
+                     COFFER_ERR_VALIDATION);
     assert_null(m.key);
     /* Garbage is not a key pair. */
     assert_int_equal(kms_material_set(KMS_SPEC_RSA_2048, coffer_cursor_from("\x30\x03\x02\x01\x00", 5), &m),
                      COFFER_ERR_VALIDATION);
-    assert_int_equal(kms_material_set(KMS_SPEC_RSA_2048, coffer_cursor_from("", 0), &m), COFFER_ERR_VALIDATION);
+    assert_int_equal(kms_material_set(KMS_SPEC_RSA_2048, coffer_cursor_from("", 0), &m),
+                     COFFER_ERR_VALIDATION);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_spec_table), cmocka_unit_test(test_symmetric), cmocka_unit_test(test_hmac),
-        cmocka_unit_test(test_rsa),        cmocka_unit_test(test_ecc),       cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_spec_table), cmocka_unit_test(test_symmetric),
+        cmocka_unit_test(test_hmac),       cmocka_unit_test(test_rsa),
+        cmocka_unit_test(test_ecc),        cmocka_unit_test(test_unsupported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
