@@ -108,6 +108,13 @@ extern const struct api_module kms_module;
  * seconds (the job kms_service_api declares); safe concurrently with requests.
  */
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms) __attribute__((warn_unused_result));
+/*
+ * Imported key material whose ValidTo is at or before `now_ms` is deleted and its key goes to
+ * PendingImport (a job kms_service_api declares, run at every scheduler tick); safe
+ * concurrently with requests.
+ */
+coffer_err kms_service_expire_imports(struct kms_service *svc, int64_t now_ms)
+    __attribute__((warn_unused_result));
 
 /* Wipes cached key material and frees everything; accepts NULL. No call may be in flight. */
 void kms_service_free(struct kms_service *svc);

@@ -43,14 +43,19 @@
 #define KMS_MAX_ENCRYPTION_CONTEXT_BYTES 8192
 
 /* ---- enums of the API model (index = position in the matching string table) ---- */
-extern const char *const kms_key_specs[];         /* KeySpec */
-extern const char *const kms_cmk_specs[];         /* CustomerMasterKeySpec */
-extern const char *const kms_key_usages[];        /* KeyUsage */
-extern const char *const kms_origins[];           /* Origin */
-extern const char *const kms_enc_algorithms[];    /* EncryptionAlgorithmSpec */
-extern const char *const kms_data_key_specs[];    /* DataKeySpec */
-extern const char *const kms_dry_run_modifiers[]; /* DryRunModifierType */
-extern const char *const kms_grant_operations[];  /* GrantOperation */
+extern const char *const kms_key_specs[];           /* KeySpec */
+extern const char *const kms_cmk_specs[];           /* CustomerMasterKeySpec */
+extern const char *const kms_key_usages[];          /* KeyUsage */
+extern const char *const kms_origins[];             /* Origin */
+extern const char *const kms_enc_algorithms[];      /* EncryptionAlgorithmSpec */
+extern const char *const kms_data_key_specs[];      /* DataKeySpec */
+extern const char *const kms_dry_run_modifiers[];   /* DryRunModifierType */
+extern const char *const kms_grant_operations[];    /* GrantOperation */
+extern const char *const kms_mac_algorithms[];      /* MacAlgorithmSpec (HMAC_SHA_224 .. 512) */
+extern const char *const kms_wrapping_algorithms[]; /* AlgorithmSpec (GetParametersForImport) */
+extern const char *const kms_wrapping_key_specs[];  /* WrappingKeySpec */
+extern const char *const kms_expiration_models[];   /* ExpirationModelType */
+extern const char *const kms_import_types[];        /* ImportType */
 
 enum kms_state {
     KMS_STATE_ENABLED,
@@ -73,9 +78,15 @@ struct kms_req {
     int key_spec, cmk_spec, key_usage, origin, enc_alg, src_enc_alg, dst_enc_alg, data_key_spec;
     const json_t *ec, *src_ec, *dst_ec, *tags, *tag_keys, *grant_tokens, *dry_run_modifiers;
     bool has_recipient;
-    coffer_buf plaintext;  /* secret */
-    coffer_buf ciphertext; /* CiphertextBlob */
+    coffer_buf plaintext; /* secret: Plaintext, or the Message of GenerateMac/VerifyMac */
+    coffer_buf
+        ciphertext; /* CiphertextBlob, or VerifyMac's Mac, or ImportKeyMaterial's EncryptedKeyMaterial */
     bool has_plaintext, has_ciphertext;
+    coffer_buf import_token;                                                 /* ImportKeyMaterial */
+    int mac_alg, wrapping_alg, wrapping_spec, expiration_model, import_type; /* -1: absent */
+    const char *key_material_id, *key_material_description;
+    int64_t valid_to_ms; /* ImportKeyMaterial ValidTo */
+    bool has_valid_to;
     int64_t limit, number_of_bytes, pending_days;
     bool has_limit, has_number_of_bytes, has_pending_days;
     bool dry_run, bypass_lockout, multi_region;
@@ -135,7 +146,7 @@ struct kms_service {
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
-    struct api_job jobs[1]; /* the deletion sweeper */
+    struct api_job jobs[2]; /* the deletion sweeper, the imported material expiry */
 };
 
 /* ---- key references (kms_key.c) ---- */
@@ -191,6 +202,16 @@ typedef coffer_err (*kms_txn_fn)(store_txn *t, void *ctx);
  */
 coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
                           void *ctx) __attribute__((warn_unused_result));
+
+/*
+ * With wmu held: as kms_key_update, and k's backing material becomes `m` alone (NULL: none):
+ * m is sealed under its store key in the same transaction, every other material k had is
+ * deleted from the store, and the cache swaps record and material together. On success m's
+ * key bytes belong to the cache (m is zeroed); on failure m still owns them.
+ */
+coffer_err kms_key_replace_material(struct kms_service *svc, struct kms_key *k, json_t *rec,
+                                    struct kms_material *m, kms_txn_fn extra, void *ctx)
+    __attribute__((warn_unused_result));
 
 /* With wmu held: creates a new key from `rec` (takes ownership) with fresh material of rec.KeySpec. */
 coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, struct kms_key **out)
@@ -324,6 +345,11 @@ bool kms_grant_has_op(const json_t *g, const char *op);
 /* Is `op` in the operation array `ops`; is every operation of `ops` in `of`? */
 bool kms_ops_has(const json_t *ops, const char *op);
 bool kms_ops_within(const json_t *ops, const json_t *of);
+
+/* ---- imported key material (kms_ops_import.c) ---- */
+/* Deletes a key's import parameters and import check record inside `t` (the key's deletion). */
+coffer_err kms_import_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
+    __attribute__((warn_unused_result));
 
 /* ---- principal binding (kms_principals.c) ---- */
 /*

@@ -74,6 +74,11 @@ static coffer_err sweep_job(void *ctx, int64_t now_ms)
     return kms_service_sweep(ctx, now_ms);
 }
 
+static coffer_err expiry_job(void *ctx, int64_t now_ms)
+{
+    return kms_service_expire_imports(ctx, now_ms);
+}
+
 static void free_key(void *p)
 {
     kms_key_free(p);
@@ -119,6 +124,9 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.sensitive_members = kms_sensitive_members;
     /* Keys whose waiting period ended are deleted at every tick of the scheduler. */
     svc->jobs[0] = (struct api_job){.name = "key deletion sweep", .fn = sweep_job, .ctx = svc, .period_s = 0};
+    /* Imported material whose ValidTo passed is deleted at every tick too. */
+    svc->jobs[1] =
+        (struct api_job){.name = "imported material expiry", .fn = expiry_job, .ctx = svc, .period_s = 0};
     svc->api.jobs = svc->jobs;
     svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
     *out = svc;
@@ -341,6 +349,8 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             }
             /* Grants die with their key, their index entries with them. */
             TRY_OUT(kms_grants_delete_in(t, acct, region, id));
+            /* So do its import parameters and import check (an expiry entry left drops itself). */
+            TRY_OUT(kms_import_delete_in(t, acct, region, id));
             snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
             aliases.target = id;
             TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
