@@ -268,6 +268,14 @@ coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_
 coffer_err kms_marker_encode(const char *last, json_t *out_obj) __attribute__((warn_unused_result));
 coffer_err kms_marker_decode(const char *marker, char *out, size_t n) __attribute__((warn_unused_result));
 void kms_audit_key_arn(struct api_call *call, const char *account, const char *arn);
+/*
+ * Records an event the service makes on its own (CloudTrail AwsServiceEvent `event_name` on key
+ * acct/region/id: DeleteKey, DeleteExpiredKeyMaterial) through the event sink; COFFER_OK when
+ * there is none. Call inside the transaction that makes the change, before its commit.
+ */
+coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
+                                    const char *region, const char *id, int64_t now_ms)
+    __attribute__((warn_unused_result));
 /* Sets a base64 string member from bytes (secret: encoded in a locked buffer first). */
 coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool secret)
     __attribute__((warn_unused_result));

@@ -30,7 +30,7 @@
 
 #define STORE_KEY_BUF 512
 #define MS_PER_DAY 86400000LL
-#define IMPORT_PARAMS_VALID_MS MS_PER_DAY      /* ParametersValidTo: now + 24 h, as AWS */
+#define IMPORT_PARAMS_VALID_MS MS_PER_DAY         /* ParametersValidTo: now + 24 h, as AWS */
 #define IMPORT_VALID_TO_MAX_MS (365 * MS_PER_DAY) /* ValidTo at most a year ahead, as AWS */
 #define TOKEN_NONCE_LEN 32
 #define TOKEN_MAGIC "CKIT"
@@ -42,8 +42,8 @@
 #define EPHEMERAL_AES_KEY_LEN 32 /* RSA_AES_KEY_WRAP_*: the AES key wrapped under RSA-OAEP */
 
 static const char *const audit_params[] = {"KeyId", "WrappingAlgorithm", "WrappingKeySpec", NULL};
-static const char *const audit_import[] = {"KeyId",    "ValidTo", "ExpirationModel", "ImportType", "KeyMaterialDescription",
-                                           "KeyMaterialId", NULL};
+static const char *const audit_import[] = {
+    "KeyId", "ValidTo", "ExpirationModel", "ImportType", "KeyMaterialDescription", "KeyMaterialId", NULL};
 static const char *const audit_delete[] = {"KeyId", "KeyMaterialId", NULL};
 
 /* Indexes of kms_wrapping_algorithms[] / kms_wrapping_key_specs[] (kms_input.c). */
@@ -96,8 +96,8 @@ static coffer_err check_external(const struct kms_key *k)
 {
     const char *origin = rec_str(k->rec, "Origin");
     if (strcmp(origin, "EXTERNAL") != 0) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "%s origin is %s which is not valid for this operation.",
-                           k->arn, origin);
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "%s origin is %s which is not valid for this operation.", k->arn, origin);
     }
     return COFFER_OK;
 }
@@ -266,7 +266,8 @@ coffer_err kms_op_GetParametersForImport(void *state, struct api_call *call)
     TRY_OUT(kms_acquire_write(svc, call, r.key_id, 0, &k));
     held = true;
     kms_audit_key(call, k);
-    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:GetParametersForImport", .r = &r}));
+    TRY_OUT(kms_authorize_key(svc, call, k,
+                              &(struct kms_authz_in){.action = "kms:GetParametersForImport", .r = &r}));
     TRY_OUT(check_external(k));
     TRY_OUT(check_import_state(k, false, false));
 
@@ -316,8 +317,8 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 
 /* The wrapping parameters a token names (k held for writing); the pair in *pair is the caller's. */
-static coffer_err params_load(struct kms_service *svc, const struct kms_key *k, coffer_cursor token, int64_t now_ms,
-                              int *alg, crypto_pkey **pair)
+static coffer_err params_load(struct kms_service *svc, const struct kms_key *k, coffer_cursor token,
+                              int64_t now_ms, int *alg, crypto_pkey **pair)
 {
     uint8_t nonce[TOKEN_NONCE_LEN];
     char skey[STORE_KEY_BUF];
@@ -367,7 +368,8 @@ static coffer_err material_unwrap(const crypto_pkey *pair, int alg, coffer_curso
     }
     TRY_OUT(crypto_pkey_unwrap_oaep(pair, alg == WRAP_RSA_AES_KEY_WRAP_SHA_1, CRYPTO_SHA256,
                                     coffer_cursor_from(wrapped.ptr, n), &aes));
-    TRY_OUT(crypto_aes_kwp_unwrap(coffer_buf_cursor(&aes), coffer_cursor_from(wrapped.ptr + n, wrapped.len - n), out));
+    TRY_OUT(crypto_aes_kwp_unwrap(coffer_buf_cursor(&aes),
+                                  coffer_cursor_from(wrapped.ptr + n, wrapped.len - n), out));
 out:
     coffer_buf_free(&aes);
     return rc;
@@ -416,6 +418,9 @@ out:
 
 /* What ImportKeyMaterial and DeleteImportedKeyMaterial change besides the record and material. */
 struct import_txn {
+    struct kms_service *svc;       /* with `expired`: the service whose event sink records it */
+    const struct kms_key *expired; /* the scheduler's expiry: DeleteExpiredKeyMaterial on record */
+    int64_t now_ms;
     char check_key[STORE_KEY_BUF];
     const coffer_buf *check; /* the new import check record, or NULL */
     char old_expiry[STORE_KEY_BUF];
@@ -436,6 +441,12 @@ static coffer_err import_txn_fn(store_txn *t, void *ctx)
     }
     if (x->new_expiry[0] != '\0') {
         TRY(store_txn_put(t, x->new_expiry, coffer_cursor_from_str("{}")));
+    }
+    if (x->expired != NULL) {
+        /* On record before the material is gone; a refused record leaves it for the next tick. */
+        const struct kms_key *k = x->expired;
+        TRY(kms_record_service_event(x->svc, "DeleteExpiredKeyMaterial", k->account, k->region, k->key_id,
+                                     x->now_ms));
     }
     return COFFER_OK;
 }
@@ -458,14 +469,16 @@ static coffer_err check_validity(const struct kms_req *r, int64_t now_ms, bool *
                            "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES");
     }
     if (!*expires && r->has_valid_to) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "A validTo date must not be set if the ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE");
     }
     if (*expires && r->valid_to_ms <= now_ms) {
         return coffer_fail(COFFER_ERR_VALIDATION, "The validTo date must be in the future.");
     }
     if (*expires && r->valid_to_ms > now_ms + IMPORT_VALID_TO_MAX_MS) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "The validTo date must be no more than 365 days in the future.");
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "The validTo date must be no more than 365 days in the future.");
     }
     return COFFER_OK;
 }
@@ -487,8 +500,9 @@ static json_t *rec_with_material(const struct kms_key *k, const char *hex, int64
     } else {
         bad |= json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex));
         bad |= json_object_set_new(rec, "ImportedKeyMaterialId", json_string(hex));
-        bad |= json_object_set_new(rec, "ExpirationModel",
-                                   json_string(expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE"));
+        bad |= json_object_set_new(
+            rec, "ExpirationModel",
+            json_string(expires ? "KEY_MATERIAL_EXPIRES" : "KEY_MATERIAL_DOES_NOT_EXPIRE"));
         if (expires) {
             bad |= json_object_set_new(rec, "ValidTo", json_integer(valid_to_ms));
         }
@@ -527,14 +541,16 @@ coffer_err kms_op_ImportKeyMaterial(void *state, struct api_call *call)
     }
     if (r.import_type == 0 && imported != NULL) {
         /* A second, different material of one key is rotation of imported material. */
-        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
-                 "ImportType NEW_KEY_MATERIAL for a key that already has imported key material is not supported.");
+        FAIL_OUT(
+            COFFER_ERR_UNSUPPORTED_OPERATION,
+            "ImportType NEW_KEY_MATERIAL for a key that already has imported key material is not supported.");
     }
     TRY_OUT(params_load(svc, k, coffer_buf_cursor(&r.import_token), now, &alg, &pair));
     rc = material_unwrap(pair, alg, coffer_buf_cursor(&r.ciphertext), &material);
     if (rc == COFFER_ERR_INVALID_CIPHERTEXT) {
-        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT,
-                 "The encrypted key material could not be decrypted with the import parameters of the token.");
+        FAIL_OUT(
+            COFFER_ERR_INVALID_CIPHERTEXT,
+            "The encrypted key material could not be decrypted with the import parameters of the token.");
     }
     TRY_OUT(rc);
     if (kms_material_set(k->spec, coffer_buf_cursor(&material), &m) != COFFER_OK) {
@@ -588,11 +604,12 @@ out:
 
 /*
  * With wmu held: deletes k's imported material. The key goes to PendingImport, except a key
- * pending deletion, which stays so (CancelKeyDeletion then finds it without material).
+ * pending deletion, which stays so (CancelKeyDeletion then finds it without material). `expired`:
+ * the scheduler does it, and records DeleteExpiredKeyMaterial.
  */
-static coffer_err material_remove(struct kms_service *svc, struct kms_key *k, int64_t now_ms)
+static coffer_err material_remove(struct kms_service *svc, struct kms_key *k, int64_t now_ms, bool expired)
 {
-    struct import_txn x = {0};
+    struct import_txn x = {.svc = svc, .expired = expired ? k : NULL, .now_ms = now_ms};
     enum kms_state st = k->state == KMS_STATE_PENDING_DELETION ? k->state : KMS_STATE_PENDING_IMPORT;
     json_t *rec = rec_with_material(k, NULL, now_ms, false, 0, st);
     if (rec == NULL) {
@@ -626,7 +643,7 @@ coffer_err kms_op_DeleteImportedKeyMaterial(void *state, struct api_call *call)
     if (current == NULL) {
         goto out; /* PendingImport: nothing to delete (kms.md §6) */
     }
-    rc = material_remove(svc, k, kms_call_now_ms(call));
+    rc = material_remove(svc, k, kms_call_now_ms(call), false);
 out:
     kms_write_release(svc);
     kms_req_clean(&r);
@@ -642,7 +659,8 @@ static coffer_err expire_one(struct kms_service *svc, const char *index_key, int
     coffer_err rc = COFFER_OK;
     bool drop = true;
     pthread_mutex_lock(&svc->wmu);
-    if (sscanf(index_key, "kms/expiry/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &when, acct, region, id) == 4) {
+    if (sscanf(index_key, "kms/expiry/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &when, acct, region, id) ==
+        4) {
         rc = kms_key_get_locked(svc, acct, region, id, &k);
         if (rc == COFFER_ERR_NOT_FOUND) {
             rc = COFFER_OK; /* key gone: only the index entry is left */
@@ -650,7 +668,7 @@ static coffer_err expire_one(struct kms_service *svc, const char *index_key, int
         const json_t *vt = k != NULL ? json_object_get(k->rec, "ValidTo") : NULL;
         if (rc == COFFER_OK && vt != NULL && json_integer_value(vt) == when && when <= now_ms) {
             /* material_remove drops this entry with the record, in one transaction. */
-            rc = material_remove(svc, k, now_ms);
+            rc = material_remove(svc, k, now_ms, true);
             drop = false;
         }
     }

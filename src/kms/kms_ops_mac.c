@@ -33,8 +33,8 @@ static coffer_err check_mac_key(const struct kms_key *k, const char *op, int alg
     const char *usage = json_string_value(json_object_get(k->rec, "KeyUsage"));
     if (kms_spec_family(k->spec) != KMS_FAMILY_HMAC || usage == NULL ||
         strcmp(usage, "GENERATE_VERIFY_MAC") != 0) {
-        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s key usage is %s which is not valid for %s.", k->arn,
-                           usage != NULL ? usage : "ENCRYPT_DECRYPT", op);
+        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s key usage is %s which is not valid for %s.",
+                           k->arn, usage != NULL ? usage : "ENCRYPT_DECRYPT", op);
     }
     if (mac_algs[alg].spec != k->spec) {
         return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "Algorithm %s is incompatible with key spec %s.",

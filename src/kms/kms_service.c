@@ -148,6 +148,12 @@ void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void
 static coffer_err record_deletion(struct kms_service *svc, const char *acct, const char *region,
                                   const char *id, int64_t now_ms)
 {
+    return kms_record_service_event(svc, "DeleteKey", acct, region, id, now_ms);
+}
+
+coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
+                                    const char *region, const char *id, int64_t now_ms)
+{
     if (svc->event_sink == NULL) {
         return COFFER_OK;
     }
@@ -160,7 +166,7 @@ static coffer_err record_deletion(struct kms_service *svc, const char *acct, con
         json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
                   "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
                   "eventVersion", "1.08", "userIdentity", "accountId", acct, "invokedBy", source, "eventTime",
-                  when, "eventSource", source, "eventName", "DeleteKey", "awsRegion", region,
+                  when, "eventSource", source, "eventName", event_name, "awsRegion", region,
                   "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements",
                   "additionalEventData", "keyId", arn, "eventID", ids[0], "readOnly", 0, "resources",
                   "accountId", acct, "type", "AWS::KMS::Key", "ARN", arn, "eventType", "AwsServiceEvent",

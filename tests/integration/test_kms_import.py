@@ -239,6 +239,11 @@ class KmsImportTest(ServerTestCase):
         self.assertNotIn("ValidTo", d)
         code, _ = self.error(self.kms.generate_mac, KeyId=md["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256")
         self.assertEqual(code, "KMSInvalidStateException")
+        # The service's own action is on record, as CloudTrail shows it.
+        events = [e for e in trail_events(self.server.data_dir) if e.get("eventName") == "DeleteExpiredKeyMaterial"
+                  and any(r.get("ARN") == md["Arn"] for r in e.get("resources", []))]
+        self.assertEqual(len(events), 1)
+        self.assertEqual(events[0]["eventType"], "AwsServiceEvent")
         # The same material brings it back.
         self.do_import(md["KeyId"], material)
         mac = self.kms.generate_mac(KeyId=md["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]

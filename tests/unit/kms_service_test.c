@@ -1547,11 +1547,22 @@ static void test_import(void **state)
         env_reopen(e);
     }
 
-    /* Expiry: not before ValidTo, then material gone and the key PendingImport. */
+    /* Expiry: not before ValidTo, not without its event on record, then material gone and the key
+     * PendingImport. */
+    struct sink_log log = {.fail = true};
+    kms_service_set_event_sink(e->svc, sink_record, &log);
     assert_int_equal(kms_service_expire_imports(e->svc, 1700086400000LL - 1), COFFER_OK);
     assert_string_equal(key_state(e, id), "Enabled");
+    assert_int_not_equal(kms_service_expire_imports(e->svc, 1700086400000LL), COFFER_OK);
+    assert_string_equal(key_state(e, id), "Enabled");
+    log.fail = false;
     assert_int_equal(kms_service_expire_imports(e->svc, 1700086400000LL), COFFER_OK);
     assert_string_equal(key_state(e, id), "PendingImport");
+    assert_int_equal(log.events, 1);
+    assert_non_null(strstr(log.last, "\"eventName\":\"DeleteExpiredKeyMaterial\""));
+    assert_non_null(strstr(log.last, "\"eventType\":\"AwsServiceEvent\""));
+    assert_non_null(strstr(log.last, id));
+    kms_service_set_event_sink(e->svc, NULL, NULL);
     r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
     m = json_object_get(r.out, "KeyMetadata");
     assert_null(json_object_get(m, "ValidTo"));
