@@ -734,13 +734,13 @@ coffer_err kms_key_replace_material(struct kms_service *svc, struct kms_key *k, 
     struct material_change mc = {.active = true, .k = k, .extra = extra, .ctx = ctx};
     coffer_buf_init(&mc.sealed, false);
     if (m != NULL) {
+        material_store_key(skey, sizeof(skey), k, m->id);
+        TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(m), &mc.sealed));
         if ((mc.mats = calloc(1, sizeof(*mc.mats))) == NULL) {
             rc = kms_nomem();
             goto out;
         }
         mc.n_mats = 1;
-        material_store_key(skey, sizeof(skey), k, m->id);
-        TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(m), &mc.sealed));
         mc.mats[0] = *m; /* moved: m no longer owns the key bytes */
         memset(m, 0, sizeof(*m));
     }

@@ -215,16 +215,24 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
-    /* Origin EXTERNAL: PendingImport without material until ImportKeyMaterial (kms.md §6). */
+    rec =
+        json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
+                  KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
+                  call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
+                  r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
+                  "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
+                  "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
+    /* The usage asked for (create_key_check paired it with the spec); Origin EXTERNAL keys wait
+     * in PendingImport, without material, for ImportKeyMaterial (kms.md §6). */
     bool external = r.origin >= 0 && strcmp(kms_origins[r.origin], "EXTERNAL") == 0;
-    rec = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
-                    KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
-                    call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
-                    r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage",
-                    r.key_usage >= 0 ? kms_key_usages[r.key_usage] : "ENCRYPT_DECRYPT", "KeyState",
-                    external ? "PendingImport" : "Enabled", "Origin", external ? "EXTERNAL" : "AWS_KMS",
-                    "KeyManager", "CUSTOMER", "MultiRegion", false, "Policy", policy_text, "Tags", tags,
-                    "Rotation", "Enabled", false, "PeriodInDays", 365);
+    if (rec != NULL &&
+        ((r.key_usage >= 0 &&
+          json_object_set_new(rec, "KeyUsage", json_string(kms_key_usages[r.key_usage])) != 0) ||
+         (external && (json_object_set_new(rec, "KeyState", json_string("PendingImport")) != 0 ||
+                       json_object_set_new(rec, "Origin", json_string("EXTERNAL")) != 0)))) {
+        rc = kms_nomem();
+        goto out;
+    }
     if (rec == NULL ||
         json_object_set_new(rec, "PolicyPrincipals",
                             principals != NULL ? json_incref(principals) : json_object()) != 0) {
