@@ -58,6 +58,8 @@ enum wrap_alg {
 static const enum crypto_pkey_type wrap_key_types[] = {CRYPTO_PKEY_RSA_2048, CRYPTO_PKEY_RSA_3072,
                                                        CRYPTO_PKEY_RSA_4096};
 #define WRAP_SPEC_SM2 3
+#define EXPIRATION_DOES_NOT_EXPIRE 1 /* index of KEY_MATERIAL_DOES_NOT_EXPIRE in kms_expiration_models[] */
+#define IMPORT_TYPE_NEW 0            /* index of NEW_KEY_MATERIAL in kms_import_types[] */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Store keys and shared checks                                                               */
@@ -463,7 +465,7 @@ static void current_expiry(const struct kms_key *k, char *out, size_t n)
 
 static coffer_err check_validity(const struct kms_req *r, int64_t now_ms, bool *expires)
 {
-    *expires = r->expiration_model != 1; /* KEY_MATERIAL_EXPIRES unless DOES_NOT_EXPIRE */
+    *expires = r->expiration_model != EXPIRATION_DOES_NOT_EXPIRE; /* AWS's default: KEY_MATERIAL_EXPIRES */
     if (*expires && !r->has_valid_to) {
         return coffer_fail(COFFER_ERR_VALIDATION,
                            "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES");
@@ -539,7 +541,7 @@ coffer_err kms_op_ImportKeyMaterial(void *state, struct api_call *call)
     if (r.key_material_id != NULL && (imported == NULL || strcmp(r.key_material_id, imported) != 0)) {
         FAIL_OUT(COFFER_ERR_NOT_FOUND, "Key material %s does not exist for %s.", r.key_material_id, k->arn);
     }
-    if (r.import_type == 0 && imported != NULL) {
+    if (r.import_type == IMPORT_TYPE_NEW && imported != NULL) {
         /* A second, different material of one key is rotation of imported material. */
         FAIL_OUT(
             COFFER_ERR_UNSUPPORTED_OPERATION,

@@ -65,7 +65,11 @@ static coffer_err mac_compute(struct kms_service *svc, struct api_call *call, co
     if (r->dry_run) {
         FAIL_OUT(COFFER_ERR_DRY_RUN, "%s", coffer_err_default_message(COFFER_ERR_DRY_RUN));
     }
-    /* An Enabled key holds its material: PendingImport was refused by the state check. */
+    /* An Enabled key holds its material (PendingImport was refused above); checked all the same,
+     * as an index into nothing would be worse than a refusal. */
+    if (k->n_mats == 0) {
+        FAIL_OUT(COFFER_ERR_INVALID_STATE, "%s is pending import.", k->arn);
+    }
     enum crypto_digest d = mac_algs[r->mac_alg].digest;
     TRY_OUT(crypto_hmac(d, kms_material_bytes(&k->mats[k->current]), coffer_buf_cursor(&r->plaintext), mac));
     *mac_len = crypto_digest_len(d);
