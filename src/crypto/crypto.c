@@ -155,21 +155,21 @@ coffer_err crypto_uuid_v4(char out[CRYPTO_UUID_STR_LEN + 1])
  * provider store on every call; here the algorithms are fetched once per process and each
  * thread keeps its own contexts, released by a pthread key destructor at thread exit.
  */
-static EVP_MD *fetched_md[3];
+static EVP_MD *fetched_md[CRYPTO_DIGEST_COUNT];
 static EVP_MAC *fetched_hmac;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static pthread_key_t ctx_key;
 
 struct crypto_thread_ctx {
     EVP_MD_CTX *md;
-    EVP_MAC_CTX *mac[3]; /* digest parameter set once per digest */
+    EVP_MAC_CTX *mac[CRYPTO_DIGEST_COUNT]; /* digest parameter set once per digest */
 };
 
 static void crypto_thread_ctx_free(void *p)
 {
     struct crypto_thread_ctx *t = p;
     EVP_MD_CTX_free(t->md);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < CRYPTO_DIGEST_COUNT; i++) {
         EVP_MAC_CTX_free(t->mac[i]);
     }
     free(t);
@@ -180,6 +180,7 @@ static void crypto_fetch_all(void)
     fetched_md[CRYPTO_SHA256] = EVP_MD_fetch(NULL, "SHA256", NULL);
     fetched_md[CRYPTO_SHA384] = EVP_MD_fetch(NULL, "SHA384", NULL);
     fetched_md[CRYPTO_SHA512] = EVP_MD_fetch(NULL, "SHA512", NULL);
+    fetched_md[CRYPTO_SHA224] = EVP_MD_fetch(NULL, "SHA224", NULL);
     fetched_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     pthread_key_create(&ctx_key, crypto_thread_ctx_free);
 }
@@ -214,6 +215,8 @@ void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
 size_t crypto_digest_len(enum crypto_digest d)
 {
     switch (d) {
+    case CRYPTO_SHA224:
+        return 28;
     case CRYPTO_SHA384:
         return 48;
     case CRYPTO_SHA512:
@@ -226,6 +229,8 @@ size_t crypto_digest_len(enum crypto_digest d)
 static const char *digest_name(enum crypto_digest d)
 {
     switch (d) {
+    case CRYPTO_SHA224:
+        return "SHA224";
     case CRYPTO_SHA384:
         return "SHA384";
     case CRYPTO_SHA512:
@@ -239,7 +244,7 @@ coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor ms
 {
     static const uint8_t empty = 0;
     struct crypto_thread_ctx *t = crypto_thread_ctx();
-    if (t == NULL || fetched_hmac == NULL) {
+    if (t == NULL || fetched_hmac == NULL || (unsigned)d >= CRYPTO_DIGEST_COUNT) {
         return coffer_fail(COFFER_ERR_CRYPTO, "HMAC unavailable");
     }
     if (t->mac[d] == NULL) {

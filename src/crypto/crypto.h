@@ -7,6 +7,7 @@
 #ifndef COFFER_CRYPTO_CRYPTO_H
 #define COFFER_CRYPTO_CRYPTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,9 @@
 #define CRYPTO_AES256_KEY_LEN 32
 #define CRYPTO_UUID_STR_LEN 36
 
-enum crypto_digest { CRYPTO_SHA256, CRYPTO_SHA384, CRYPTO_SHA512 };
+/* SHA-224 is last so the others keep their values; KMS HMAC_224 keys need it. */
+enum crypto_digest { CRYPTO_SHA256, CRYPTO_SHA384, CRYPTO_SHA512, CRYPTO_SHA224, CRYPTO_DIGEST_COUNT };
+#define CRYPTO_MAX_DIGEST_LEN 64
 
 coffer_err crypto_random(void *out, size_t n) __attribute__((warn_unused_result));
 /* Lowercase RFC 4122 version-4 UUID, 36 chars + NUL. */
@@ -83,5 +86,27 @@ coffer_err crypto_pkey_private_der(const crypto_pkey *k, coffer_buf *out) __attr
 coffer_err crypto_pkey_public_der(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
 enum crypto_pkey_type crypto_pkey_type_of(const crypto_pkey *k);
 void crypto_pkey_free(crypto_pkey *k); /* accepts NULL */
+
+/*
+ * Wrapping of key material a client imports (KMS GetParametersForImport/ImportKeyMaterial).
+ * RSA-OAEP with SHA-1 (`sha1`) or digest `d` for both the label hash and MGF1, empty label.
+ * unwrap appends the plaintext to `out` (give it a secret buffer) only when it is whole;
+ * a padding failure is COFFER_ERR_INVALID_CIPHERTEXT and says nothing more.
+ */
+coffer_err crypto_pkey_wrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d, coffer_cursor plain,
+                                 coffer_buf *out) __attribute__((warn_unused_result));
+coffer_err crypto_pkey_unwrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d,
+                                   coffer_cursor wrapped, coffer_buf *out)
+    __attribute__((warn_unused_result));
+/* The RSA modulus (or EC signature bound) in bytes. */
+size_t crypto_pkey_size(const crypto_pkey *k);
+/*
+ * AES key wrap with padding (RFC 5649) under a 16/24/32-byte `kek`. unwrap checks the RFC's
+ * integrity value: COFFER_ERR_INVALID_CIPHERTEXT for a wrong key or damaged bytes.
+ */
+coffer_err crypto_aes_kwp_wrap(coffer_cursor kek, coffer_cursor plain, coffer_buf *out)
+    __attribute__((warn_unused_result));
+coffer_err crypto_aes_kwp_unwrap(coffer_cursor kek, coffer_cursor wrapped, coffer_buf *out)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -151,3 +151,140 @@ void crypto_pkey_free(crypto_pkey *k)
     EVP_PKEY_free(k->pkey);
     free(k);
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Wrapping of imported key material (RSA-OAEP, AES key wrap with padding)                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static const char *oaep_md_name(enum crypto_digest d)
+{
+    switch (d) {
+    case CRYPTO_SHA224:
+        return "SHA224";
+    case CRYPTO_SHA384:
+        return "SHA384";
+    case CRYPTO_SHA512:
+        return "SHA512";
+    default:
+        return "SHA256";
+    }
+}
+
+/* OAEP with `md` for both the label hash and MGF1, empty label: what AWS's wrapping uses. */
+static int oaep_params(EVP_PKEY_CTX *ctx, const char *md)
+{
+    return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
+           EVP_PKEY_CTX_set_rsa_oaep_md_name(ctx, md, NULL) == 1 &&
+           EVP_PKEY_CTX_set_rsa_mgf1_md_name(ctx, md, NULL) == 1;
+}
+
+coffer_err crypto_pkey_wrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d, coffer_cursor plain,
+                                 coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    size_t len = 0;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+    if (ctx == NULL || EVP_PKEY_encrypt_init(ctx) != 1 ||
+        !oaep_params(ctx, sha1 ? "SHA1" : oaep_md_name(d)) ||
+        EVP_PKEY_encrypt(ctx, NULL, &len, plain.ptr, plain.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "RSA-OAEP wrap failed");
+    }
+    TRY_OUT(coffer_buf_reserve(out, len));
+    if (EVP_PKEY_encrypt(ctx, out->data + out->len, &len, plain.ptr, plain.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "RSA-OAEP wrap failed");
+    }
+    out->len += len;
+out:
+    EVP_PKEY_CTX_free(ctx);
+    return rc;
+}
+
+coffer_err crypto_pkey_unwrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d,
+                                   coffer_cursor wrapped, coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    size_t len = 0;
+    uint8_t *tmp = NULL;
+    size_t cap = 0;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+    if (wrapped.len == 0 || ctx == NULL || EVP_PKEY_decrypt_init(ctx) != 1 ||
+        !oaep_params(ctx, sha1 ? "SHA1" : oaep_md_name(d)) ||
+        EVP_PKEY_decrypt(ctx, NULL, &len, wrapped.ptr, wrapped.len) != 1) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    /* Decrypted into locked memory first: `out` only ever receives a whole, checked result. */
+    cap = len;
+    if ((tmp = coffer_secret_alloc(cap)) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (EVP_PKEY_decrypt(ctx, tmp, &len, wrapped.ptr, wrapped.len) != 1) {
+        /* A padding failure says nothing more than any other damage. */
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    TRY_OUT(coffer_buf_append(out, tmp, len));
+out:
+    coffer_secret_free(tmp, cap);
+    EVP_PKEY_CTX_free(ctx);
+    return rc;
+}
+
+/* RFC 5649 with the AES key size of `kek` (16, 24 or 32 bytes). */
+static const EVP_CIPHER *kwp_cipher(size_t kek_len)
+{
+    switch (kek_len) {
+    case 16:
+        return EVP_aes_128_wrap_pad();
+    case 24:
+        return EVP_aes_192_wrap_pad();
+    case 32:
+        return EVP_aes_256_wrap_pad();
+    default:
+        return NULL;
+    }
+}
+
+static coffer_err kwp_run(bool enc, coffer_cursor kek, coffer_cursor in, coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    const EVP_CIPHER *c = kwp_cipher(kek.len);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    uint8_t *tmp = NULL;
+    size_t cap = in.len + 16;
+    int len = 0, fin = 0;
+    coffer_err bad = enc ? COFFER_ERR_CRYPTO : COFFER_ERR_INVALID_CIPHERTEXT;
+    if (c == NULL || ctx == NULL || in.len == 0 || in.len > INT_MAX - 16) {
+        FAIL_OUT(bad, "%s", "");
+    }
+    if ((tmp = coffer_secret_alloc(cap)) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    /* Wrap modes are refused by EVP unless the context explicitly allows them. */
+    EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    if (EVP_CipherInit_ex(ctx, c, NULL, kek.ptr, NULL, enc ? 1 : 0) != 1 ||
+        EVP_CipherUpdate(ctx, tmp, &len, in.ptr, (int)in.len) != 1 ||
+        EVP_CipherFinal_ex(ctx, tmp + len, &fin) != 1) {
+        /* The integrity check of RFC 5649 failed: wrong key or damaged bytes. */
+        FAIL_OUT(bad, "%s", "");
+    }
+    TRY_OUT(coffer_buf_append(out, tmp, (size_t)len + (size_t)fin));
+out:
+    coffer_secret_free(tmp, cap);
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}
+
+coffer_err crypto_aes_kwp_wrap(coffer_cursor kek, coffer_cursor plain, coffer_buf *out)
+{
+    return kwp_run(true, kek, plain, out);
+}
+
+coffer_err crypto_aes_kwp_unwrap(coffer_cursor kek, coffer_cursor wrapped, coffer_buf *out)
+{
+    return kwp_run(false, kek, wrapped, out);
+}
+
+size_t crypto_pkey_size(const crypto_pkey *k)
+{
+    int n = EVP_PKEY_get_size(k->pkey);
+    return n > 0 ? (size_t)n : 0;
+}

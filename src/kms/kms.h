@@ -114,6 +114,13 @@ extern const struct api_module kms_module;
  * seconds (the job kms_service_api declares); safe concurrently with requests.
  */
 coffer_err kms_service_sweep(struct kms_service *svc, int64_t now_ms) __attribute__((warn_unused_result));
+/*
+ * Imported key material whose ValidTo is at or before `now_ms` is deleted and its key goes to
+ * PendingImport (a job kms_service_api declares, run at every scheduler tick); safe
+ * concurrently with requests.
+ */
+coffer_err kms_service_expire_imports(struct kms_service *svc, int64_t now_ms)
+    __attribute__((warn_unused_result));
 
 /*
  * Rotates every key whose automatic rotation is due at `now_ms` (a new backing material; the

@@ -350,6 +350,8 @@ static const char *grant_op_of(const char *action)
                                       "ReEncryptTo",
                                       "CreateGrant",
                                       "DescribeKey",
+                                      "GenerateMac",
+                                      "VerifyMac",
                                       NULL};
     if (strncmp(action, "kms:", 4) != 0) {
         return NULL;

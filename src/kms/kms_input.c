@@ -69,6 +69,18 @@ const char *const kms_grant_operations[] = {"Decrypt",
                                             "VerifyMac",
                                             "DeriveSharedSecret",
                                             NULL};
+const char *const kms_mac_algorithms[] = {"HMAC_SHA_224", "HMAC_SHA_256", "HMAC_SHA_384", "HMAC_SHA_512",
+                                          NULL};
+const char *const kms_wrapping_algorithms[] = {"RSAES_PKCS1_V1_5",
+                                               "RSAES_OAEP_SHA_1",
+                                               "RSAES_OAEP_SHA_256",
+                                               "RSA_AES_KEY_WRAP_SHA_1",
+                                               "RSA_AES_KEY_WRAP_SHA_256",
+                                               "SM2PKE",
+                                               NULL};
+const char *const kms_wrapping_key_specs[] = {"RSA_2048", "RSA_3072", "RSA_4096", "SM2", NULL};
+const char *const kms_expiration_models[] = {"KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE", NULL};
+const char *const kms_import_types[] = {"NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL", NULL};
 
 #define KEY_ID_MAX 2048
 #define MARKER_MAX 1024
@@ -548,6 +560,84 @@ static coffer_err dec_revoke_grant(api_in *in, struct kms_req *r)
     return api_in_bool(in, "DryRun", false, &r->dry_run);
 }
 
+static coffer_err mac_request(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_blob(in, "Message", API_IN_REQUIRED | API_IN_SECRET, 1, KMS_MAX_PLAINTEXT, &r->plaintext,
+                    &r->has_plaintext));
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_enum(in, "MacAlgorithm", API_IN_REQUIRED, kms_mac_algorithms, &r->mac_alg));
+    TRY(grant_tokens(in, r));
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
+static coffer_err dec_generate_mac(api_in *in, struct kms_req *r)
+{
+    return mac_request(in, r);
+}
+
+static coffer_err dec_verify_mac(api_in *in, struct kms_req *r)
+{
+    TRY(mac_request(in, r));
+    return api_in_blob(in, "Mac", API_IN_REQUIRED, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext, &r->has_ciphertext);
+}
+
+static coffer_err dec_get_parameters_for_import(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_enum(in, "WrappingAlgorithm", API_IN_REQUIRED, kms_wrapping_algorithms, &r->wrapping_alg));
+    return api_in_enum(in, "WrappingKeySpec", API_IN_REQUIRED, kms_wrapping_key_specs, &r->wrapping_spec);
+}
+
+static bool lower_hex_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+static coffer_err key_material_id(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "KeyMaterialId", 0, KMS_MATERIAL_HEX_LEN, KMS_MATERIAL_HEX_LEN,
+                      &r->key_material_id));
+    check_pattern(in, "KeyMaterialId", r->key_material_id, lower_hex_char, "^[a-f0-9]+$");
+    return COFFER_OK;
+}
+
+/* A timestamp member: epoch seconds (a JSON number, fractions allowed), read as milliseconds. */
+static coffer_err timestamp(api_in *in, const char *name, int64_t *out_ms, bool *present)
+{
+    const json_t *v = json_is_object(in->obj) ? json_object_get(in->obj, name) : NULL;
+    *present = false;
+    if (v == NULL || json_is_null(v)) {
+        return COFFER_OK;
+    }
+    double s = json_number_value(v);
+    /* Beyond year 9999 is no date: refused with the other shape errors. */
+    if (!json_is_number(v) || s < 0 || s > 253402300799.0) {
+        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s must be a timestamp in epoch seconds", name);
+    }
+    *out_ms = (int64_t)(s * 1000.0);
+    *present = true;
+    return COFFER_OK;
+}
+
+static coffer_err dec_import_key_material(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_blob(in, "ImportToken", API_IN_REQUIRED, 1, KMS_MAX_CIPHERTEXT, &r->import_token, NULL));
+    TRY(api_in_blob(in, "EncryptedKeyMaterial", API_IN_REQUIRED, 1, KMS_MAX_CIPHERTEXT, &r->ciphertext,
+                    &r->has_ciphertext));
+    TRY(timestamp(in, "ValidTo", &r->valid_to_ms, &r->has_valid_to));
+    TRY(api_in_enum(in, "ExpirationModel", 0, kms_expiration_models, &r->expiration_model));
+    TRY(api_in_enum(in, "ImportType", 0, kms_import_types, &r->import_type));
+    TRY(api_in_string(in, "KeyMaterialDescription", 0, 0, 256, &r->key_material_description));
+    return key_material_id(in, r);
+}
+
+static coffer_err dec_delete_imported_key_material(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    return key_material_id(in, r);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 typedef coffer_err (*member_reader)(api_in *in, struct kms_req *r);
@@ -564,9 +654,11 @@ void kms_req_clean(struct kms_req *r)
     coffer_buf_free(&r->plaintext);
     coffer_buf_free(&r->ciphertext);
     coffer_buf_free(&r->public_key);
+    coffer_buf_free(&r->import_token);
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
     coffer_buf_init(&r->public_key, false);
+    coffer_buf_init(&r->import_token, false);
 }
 
 coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
@@ -576,9 +668,11 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     r->key_spec = r->cmk_spec = r->key_usage = r->origin = -1;
     r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = r->include_key_material = -1;
     r->custom_key_store_type = r->key_agreement_alg = -1;
+    r->mac_alg = r->wrapping_alg = r->wrapping_spec = r->expiration_model = r->import_type = -1;
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
     coffer_buf_init(&r->public_key, false);
+    coffer_buf_init(&r->import_token, false);
     api_in in;
     api_in_init(&in, input);
     coffer_err rc = COFFER_OK;

@@ -52,6 +52,11 @@ extern const char *const kms_data_key_specs[];       /* DataKeySpec */
 extern const char *const kms_dry_run_modifiers[];    /* DryRunModifierType */
 extern const char *const kms_grant_operations[];     /* GrantOperation */
 extern const char *const kms_include_key_material[]; /* IncludeKeyMaterial */
+extern const char *const kms_mac_algorithms[];       /* MacAlgorithmSpec (HMAC_SHA_224 .. 512) */
+extern const char *const kms_wrapping_algorithms[];  /* AlgorithmSpec (GetParametersForImport) */
+extern const char *const kms_wrapping_key_specs[];   /* WrappingKeySpec */
+extern const char *const kms_expiration_models[];    /* ExpirationModelType */
+extern const char *const kms_import_types[];         /* ImportType */
 
 enum kms_state {
     KMS_STATE_ENABLED,
@@ -75,9 +80,15 @@ struct kms_req {
     int include_key_material; /* ListKeyRotations: index in kms_include_key_material, -1 when absent */
     const json_t *ec, *src_ec, *dst_ec, *tags, *tag_keys, *grant_tokens, *dry_run_modifiers;
     bool has_recipient;
-    coffer_buf plaintext;  /* secret */
-    coffer_buf ciphertext; /* CiphertextBlob */
+    coffer_buf plaintext; /* secret: Plaintext, or the Message of GenerateMac/VerifyMac */
+    coffer_buf
+        ciphertext; /* CiphertextBlob, or VerifyMac's Mac, or ImportKeyMaterial's EncryptedKeyMaterial */
     bool has_plaintext, has_ciphertext;
+    coffer_buf import_token;                                                 /* ImportKeyMaterial */
+    int mac_alg, wrapping_alg, wrapping_spec, expiration_model, import_type; /* -1: absent */
+    const char *key_material_id, *key_material_description;
+    int64_t valid_to_ms; /* ImportKeyMaterial ValidTo */
+    bool has_valid_to;
     int64_t limit, number_of_bytes, pending_days, rotation_days;
     bool has_limit, has_number_of_bytes, has_pending_days, has_rotation_days;
     bool dry_run, bypass_lockout, multi_region;
@@ -143,7 +154,7 @@ struct kms_service {
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
-    struct api_job jobs[2]; /* the deletion sweeper, the rotation job */
+    struct api_job jobs[3]; /* the deletion sweeper, the rotation job, the imported material expiry */
 };
 
 /* ---- key references (kms_key.c) ---- */
@@ -218,6 +229,16 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
  */
 coffer_err kms_key_rotate(struct kms_service *svc, struct kms_key *k, json_t *rec, const char *rotation_type,
                           int64_t now_ms, kms_txn_fn extra, void *ctx) __attribute__((warn_unused_result));
+
+/*
+ * With wmu held: as kms_key_update, and k's backing material becomes `m` alone (NULL: none):
+ * m is sealed under its store key in the same transaction, every other material k had is
+ * deleted from the store, and the cache swaps record and material together. On success m's
+ * key bytes belong to the cache (m is zeroed); on failure m still owns them.
+ */
+coffer_err kms_key_replace_material(struct kms_service *svc, struct kms_key *k, json_t *rec,
+                                    struct kms_material *m, kms_txn_fn extra, void *ctx)
+    __attribute__((warn_unused_result));
 
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
     __attribute__((warn_unused_result));
@@ -298,7 +319,8 @@ coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int6
 /* ---- audit and output helpers (kms_service.c) ---- */
 /*
  * Records `event_name` done by the service itself on key `id` (CloudTrail: an AwsServiceEvent):
- * the sweeper's DeleteKey, a scheduled RotateKey, the CreateKey of an AWS managed key. COFFER_OK
+ * the sweeper's DeleteKey, a scheduled RotateKey, DeleteExpiredKeyMaterial, the CreateKey of an AWS
+ * managed key. COFFER_OK
  * when no sink is set. Call inside the transaction that makes the change, before it commits:
  * a failure must abort it.
  */
@@ -399,6 +421,11 @@ bool kms_grant_has_op(const json_t *g, const char *op);
 /* Is `op` in the operation array `ops`; is every operation of `ops` in `of`? */
 bool kms_ops_has(const json_t *ops, const char *op);
 bool kms_ops_within(const json_t *ops, const json_t *of);
+
+/* ---- imported key material (kms_ops_import.c) ---- */
+/* Deletes a key's import parameters and import check record inside `t` (the key's deletion). */
+coffer_err kms_import_delete_in(store_txn *t, const char *acct, const char *region, const char *key_id)
+    __attribute__((warn_unused_result));
 
 /* ---- principal binding (kms_principals.c) ---- */
 /*

@@ -11,11 +11,15 @@
  *                                                             identity is this store key
  *   kms/alias/<account>/<region>/<alias name>                 {"AliasName","TargetKeyId",dates}
  *   kms/deletion/<deletion ms, 16 digits>/<acct>/<region>/<id>  index of scheduled deletions
+ *   kms/import/..., kms/importcheck/..., kms/expiry/...       imported material (kms_ops_import.c)
  *
  * Key record (version 1): KeyId, AWSAccountId, Region, CreationDate (ms), Description, KeySpec,
  * KeyUsage, KeyState, DeletionDate (ms, PendingDeletion only), PendingWindowInDays, Origin,
  * KeyManager, MultiRegion, Policy, Tags [{TagKey,TagValue}], CurrentKeyMaterialId,
- * KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled, PeriodInDays}.
+ * KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled, PeriodInDays};
+ * Origin EXTERNAL keys also ImportedKeyMaterialId (kept once material was imported, so a
+ * re-import restores the same id), ExpirationModel and ValidTo (ms) while material is in.
+ * A PendingImport key has an empty KeyMaterials list and no CurrentKeyMaterialId.
  * Several materials per key, origin, multi-region and spec/usage are there for rotation,
  * imported material, replicas and asymmetric keys.
  */
@@ -252,6 +256,10 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
     const char *current = json_string_value(json_object_get(k->rec, "CurrentKeyMaterialId"));
     size_t n = json_array_size(list);
     bool current_found = false;
+    const char *origin = json_string_value(json_object_get(k->rec, "Origin"));
+    if (n == 0 && origin != NULL && strcmp(origin, "EXTERNAL") == 0) {
+        return COFFER_OK; /* imported material not (or no longer) there: no state uses it */
+    }
     if (n == 0 || current == NULL) {
         return coffer_fail(COFFER_ERR_STORE, "key record without material");
     }
@@ -623,13 +631,49 @@ static coffer_err put_json(store_txn *t, const char *skey, const json_t *rec)
     return rc;
 }
 
+/* What a record update does besides the record (kms_key_replace_material). */
+struct material_change {
+    bool active;               /* replace k's materials with `mats` (n_mats: 0 or 1) */
+    struct kms_material *mats; /* calloc'd array, moved into the cache on success */
+    size_t n_mats;
+    coffer_buf sealed; /* mats[0] sealed under its store key */
+    const struct kms_key *k;
+    kms_txn_fn extra;
+    void *ctx;
+};
+
+/* In the record's transaction: old material records go, the new one is written. */
+static coffer_err material_txn(store_txn *t, void *ctx)
+{
+    struct material_change *mc = ctx;
+    const struct kms_key *k = mc->k;
+    char skey[STORE_KEY_BUF];
+    for (size_t i = 0; i < k->n_mats; i++) {
+        if (mc->n_mats > 0 && memcmp(k->mats[i].id, mc->mats[0].id, KMS_MATERIAL_ID_LEN) == 0) {
+            continue; /* overwritten below */
+        }
+        material_store_key(skey, sizeof(skey), k, k->mats[i].id);
+        coffer_err rc = store_txn_delete(t, skey);
+        if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+            return rc;
+        }
+    }
+    if (mc->n_mats > 0) {
+        material_store_key(skey, sizeof(skey), k, mc->mats[0].id);
+        TRY(store_txn_put(t, skey, coffer_buf_cursor(&mc->sealed)));
+    }
+    return mc->extra != NULL ? mc->extra(t, mc->ctx) : COFFER_OK;
+}
+
 /*
  * With wmu held: writes `rec` (taken) as k's record, the sealed `add` material when given and
- * `extra`, all in one store transaction, then swaps record, policy and materials into the cache.
- * A failure anywhere leaves store and cache as they were; `add` stays the caller's.
+ * `extra`, all in one store transaction, then swaps record, policy and materials into the cache:
+ * `add` appended as the current material (rotation), or k's materials replaced by mc's (imports;
+ * mc's txn function, passed as `extra`, writes and deletes their records). A failure anywhere
+ * leaves store and cache as they were; `add` stays the caller's.
  */
 static coffer_err key_write(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
-                            void *ctx, struct kms_material *add)
+                            void *ctx, struct kms_material *add, struct material_change *mc)
 {
     coffer_err rc = COFFER_OK;
     store_txn *t = NULL;
@@ -675,6 +719,7 @@ static coffer_err key_write(struct kms_service *svc, struct kms_key *k, json_t *
         goto out;
     }
     struct kms_material *old_mats = NULL;
+    size_t old_n = 0;
     pthread_rwlock_wrlock(&svc->lock);
     json_t *old = k->rec;
     policy *old_pol = k->kpol;
@@ -690,11 +735,21 @@ static coffer_err key_write(struct kms_service *svc, struct kms_key *k, json_t *
         k->current = k->n_mats++;
         *add = (struct kms_material){0}; /* owned by the cache now */
         mats = NULL;
+    } else if (mc != NULL && mc->active) {
+        old_mats = k->mats;
+        old_n = k->n_mats;
+        k->mats = mc->mats;
+        k->n_mats = mc->n_mats;
+        k->current = 0;
+        mc->mats = NULL;
     }
     pthread_rwlock_unlock(&svc->lock);
-    free(old_mats);
     json_decref(old);
     policy_free(old_pol);
+    for (size_t i = 0; i < old_n; i++) {
+        kms_material_clear(&old_mats[i]); /* wiped after the lock: readers are gone */
+    }
+    free(old_mats);
     coffer_buf_free(&sealed);
     return COFFER_OK;
 out:
@@ -709,7 +764,7 @@ out:
 coffer_err kms_key_update(struct kms_service *svc, struct kms_key *k, json_t *rec, kms_txn_fn extra,
                           void *ctx)
 {
-    return key_write(svc, k, rec, extra, ctx, NULL);
+    return key_write(svc, k, rec, extra, ctx, NULL, NULL);
 }
 
 coffer_err kms_key_rotate(struct kms_service *svc, struct kms_key *k, json_t *rec, const char *rotation_type,
@@ -740,13 +795,46 @@ coffer_err kms_key_rotate(struct kms_service *svc, struct kms_key *k, json_t *re
         rc = kms_nomem();
         goto out;
     }
-    rc = key_write(svc, k, rec, extra, ctx, &m);
+    rc = key_write(svc, k, rec, extra, ctx, &m, NULL);
     rec = NULL; /* taken by key_write */
 out:
     json_decref(rec);
     kms_material_clear(&m); /* empty once the cache holds it */
     return rc;
 }
+
+coffer_err kms_key_replace_material(struct kms_service *svc, struct kms_key *k, json_t *rec,
+                                    struct kms_material *m, kms_txn_fn extra, void *ctx)
+{
+    coffer_err rc = COFFER_OK;
+    char skey[STORE_KEY_BUF];
+    struct material_change mc = {.active = true, .k = k, .extra = extra, .ctx = ctx};
+    coffer_buf_init(&mc.sealed, false);
+    if (m != NULL) {
+        material_store_key(skey, sizeof(skey), k, m->id);
+        TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(m), &mc.sealed));
+        if ((mc.mats = calloc(1, sizeof(*mc.mats))) == NULL) {
+            rc = kms_nomem();
+            goto out;
+        }
+        mc.n_mats = 1;
+        mc.mats[0] = *m; /* moved: m no longer owns the key bytes */
+        memset(m, 0, sizeof(*m));
+    }
+    rc = key_write(svc, k, rec, material_txn, &mc, NULL, &mc);
+    rec = NULL;
+out:
+    json_decref(rec);
+    if (mc.mats != NULL) {
+        /* Not taken: hand the material back so the caller's cleanup wipes it. */
+        *m = mc.mats[0];
+        free(mc.mats);
+    }
+    coffer_buf_free(&mc.sealed);
+    return rc;
+}
+
+static const char *rec_str(const json_t *rec, const char *name);
 
 coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t *rec, kms_txn_fn extra,
                           void *ctx, struct kms_key **out)
@@ -762,19 +850,27 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         rc = kms_nomem();
         goto out;
     }
-    k->n_mats = 1;
     if (!kms_spec_parse(json_string_value(json_object_get(rec, "KeySpec")), &spec)) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "new key record without a KeySpec");
     }
-    TRY_OUT(kms_material_generate(spec, &k->mats[0]));
-    coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
-    json_t *mat =
-        json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
-                  (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State", "CURRENT");
-    if (mat == NULL || json_object_set_new(rec, "KeyMaterials", json_pack("[o]", mat)) != 0 ||
-        json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex)) != 0) {
-        rc = kms_nomem();
-        goto out;
+    /* Origin EXTERNAL: no material until the caller imports it (ImportKeyMaterial). */
+    if (strcmp(rec_str(rec, "Origin"), "EXTERNAL") == 0) {
+        if (json_object_set_new(rec, "KeyMaterials", json_array()) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
+    } else {
+        k->n_mats = 1;
+        TRY_OUT(kms_material_generate(spec, &k->mats[0]));
+        coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
+        json_t *mat = json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
+                                (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State",
+                                "CURRENT");
+        if (mat == NULL || json_object_set_new(rec, "KeyMaterials", json_pack("[o]", mat)) != 0 ||
+            json_object_set_new(rec, "CurrentKeyMaterialId", json_string(hex)) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
     }
     TRY_OUT(key_from_rec(svc, k, rec));
     rec = NULL; /* owned by k now */
@@ -795,15 +891,20 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         kms_audit_key(call, k);
     }
 
-    material_store_key(skey, sizeof(skey), k, k->mats[0].id);
-    TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(&k->mats[0]), &sealed));
+    if (k->n_mats > 0) {
+        material_store_key(skey, sizeof(skey), k, k->mats[0].id);
+        TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(&k->mats[0]), &sealed));
+    }
     TRY_OUT(store_txn_begin(svc->st, &t));
     kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
     TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
     /* A new key starts with a zero alias counter, so its first alias never needs a rebuild scan. */
     kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
     TRY_OUT(store_txn_put(t, ck, coffer_cursor_from_str("0")));
-    TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    if (k->n_mats > 0) {
+        material_store_key(skey, sizeof(skey), k, k->mats[0].id);
+        TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    }
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
     TRY_OUT(put_json(t, skey, k->rec));
     if (extra != NULL) {
@@ -908,7 +1009,11 @@ json_t *kms_key_metadata(const struct kms_key *k)
          json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT")) != 0) ||
         (json_object_get(rec, "CurrentKeyMaterialId") != NULL &&
          json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) !=
-             0)) {
+             0) ||
+        (json_object_get(rec, "ExpirationModel") != NULL &&
+         json_object_set_new(m, "ExpirationModel", json_string(rec_str(rec, "ExpirationModel"))) != 0) ||
+        (json_object_get(rec, "ValidTo") != NULL &&
+         json_object_set_new(m, "ValidTo", json_real(ms_to_epoch(json_object_get(rec, "ValidTo")))) != 0)) {
         json_decref(m);
         return NULL;
     }

@@ -162,7 +162,7 @@ static coffer_err check_constraints(const json_t *c)
     return COFFER_OK;
 }
 
-/* Only the operations a symmetric encryption key supports may be granted. */
+/* Only the operations some key type this server serves supports may be granted (checked per key below). */
 static coffer_err check_operations(const json_t *ops)
 {
     static const char *const symmetric[] = {"Decrypt",
@@ -176,6 +176,8 @@ static coffer_err check_operations(const json_t *ops)
                                             "DescribeKey",
                                             "GenerateDataKeyPair",
                                             "GenerateDataKeyPairWithoutPlaintext",
+                                            "GenerateMac",
+                                            "VerifyMac",
                                             NULL};
     if (json_array_size(ops) == 0) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Operations must not be empty.");
@@ -191,6 +193,35 @@ static coffer_err check_operations(const json_t *ops)
         if (!ok) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant operation %s is not valid for this KMS key.",
                                json_string_value(o));
+        }
+    }
+    return COFFER_OK;
+}
+
+/*
+ * The MAC operations belong to HMAC keys, and HMAC keys have no others but the grant and
+ * DescribeKey ones: a grant for an operation its key can never perform is refused as AWS does.
+ */
+static coffer_err check_operations_for_key(const struct kms_key *k, const json_t *ops)
+{
+    static const char *const hmac_only[] = {"GenerateMac", "VerifyMac", NULL};
+    static const char *const any_key[] = {"CreateGrant", "RetireGrant", "DescribeKey", NULL};
+    bool hmac = kms_spec_family(k->spec) == KMS_FAMILY_HMAC;
+    size_t i;
+    const json_t *o;
+    json_array_foreach(ops, i, o)
+    {
+        const char *op = json_string_value(o);
+        bool mac_op = false, common = false;
+        for (size_t j = 0; hmac_only[j] != NULL; j++) {
+            mac_op = mac_op || strcmp(op, hmac_only[j]) == 0;
+        }
+        for (size_t j = 0; any_key[j] != NULL; j++) {
+            common = common || strcmp(op, any_key[j]) == 0;
+        }
+        if (hmac ? !(mac_op || common) : mac_op) {
+            return coffer_fail(COFFER_ERR_VALIDATION, "Grant operation %s is not valid for this KMS key.",
+                               op);
         }
     }
     return COFFER_OK;
@@ -380,6 +411,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     kms_audit_key(call, k);
     TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
     TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(check_operations_for_key(k, r.operations));
     if (r.dry_run) {
         rc = dry_run();
         goto out;

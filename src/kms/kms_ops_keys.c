@@ -112,11 +112,17 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec)
                            "KeyUsage %s is not compatible with KeySpec SYMMETRIC_DEFAULT",
                            kms_key_usages[r->key_usage]);
     }
-    if (!symmetric) {
+    bool hmac = strncmp(*spec, "HMAC_", 5) == 0;
+    if (hmac && strcmp(kms_key_usages[r->key_usage], "GENERATE_VERIFY_MAC") != 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec %s",
+                           kms_key_usages[r->key_usage], *spec);
+    }
+    if (!symmetric && !hmac) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
                            "KeySpec %s is not supported by this server yet.", *spec);
     }
-    if (r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_KMS") != 0) {
+    if (r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_KMS") != 0 &&
+        strcmp(kms_origins[r->origin], "EXTERNAL") != 0) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported by this server yet.",
                            kms_origins[r->origin]);
     }
@@ -216,6 +222,17 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
                   r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
                   "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
                   "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
+    /* The usage asked for (create_key_check paired it with the spec); Origin EXTERNAL keys wait
+     * in PendingImport, without material, for ImportKeyMaterial (kms.md §6). */
+    bool external = r.origin >= 0 && strcmp(kms_origins[r.origin], "EXTERNAL") == 0;
+    if (rec != NULL &&
+        ((r.key_usage >= 0 &&
+          json_object_set_new(rec, "KeyUsage", json_string(kms_key_usages[r.key_usage])) != 0) ||
+         (external && (json_object_set_new(rec, "KeyState", json_string("PendingImport")) != 0 ||
+                       json_object_set_new(rec, "Origin", json_string("EXTERNAL")) != 0)))) {
+        rc = kms_nomem();
+        goto out;
+    }
     if (rec == NULL ||
         json_object_set_new(rec, "PolicyPrincipals",
                             principals != NULL ? json_incref(principals) : json_object()) != 0) {
@@ -525,8 +542,9 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
     struct deletion_index d = {.remove = true};
     TRY(kms_begin_key_write(svc, call, KMS_OP_CancelKeyDeletion, audit_key_only, KMS_RULE_CANCEL, &r, &k));
     coffer_err rc = COFFER_OK;
-    /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled. */
-    json_t *rec = rec_with_state(k, KMS_STATE_DISABLED);
+    /* kms.md §6: a cancelled deletion leaves the key Disabled, not Enabled; a key whose imported
+     * material was deleted meanwhile waits for it again. */
+    json_t *rec = rec_with_state(k, k->n_mats == 0 ? KMS_STATE_PENDING_IMPORT : KMS_STATE_DISABLED);
     if (rec == NULL) {
         rc = kms_nomem();
         goto out;

@@ -81,6 +81,11 @@ static coffer_err rotation_job(void *ctx, int64_t now_ms)
     return kms_service_rotate_due(ctx, now_ms);
 }
 
+static coffer_err expiry_job(void *ctx, int64_t now_ms)
+{
+    return kms_service_expire_imports(ctx, now_ms);
+}
+
 static void free_key(void *p)
 {
     kms_key_free(p);
@@ -128,6 +133,9 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->jobs[0] = (struct api_job){.name = "key deletion sweep", .fn = sweep_job, .ctx = svc, .period_s = 0};
     /* Due automatic rotations, found through their date index: a tick without any reads one entry. */
     svc->jobs[1] = (struct api_job){.name = "key rotation", .fn = rotation_job, .ctx = svc, .period_s = 0};
+    /* Imported material whose ValidTo passed is deleted at every tick too. */
+    svc->jobs[2] =
+        (struct api_job){.name = "imported material expiry", .fn = expiry_job, .ctx = svc, .period_s = 0};
     svc->api.jobs = svc->jobs;
     svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
     *out = svc;
@@ -145,7 +153,7 @@ void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void
     svc->event_ctx = ctx;
 }
 
-/* CloudTrail records what KMS does on its own (DeleteKey, RotateKey) as an AwsServiceEvent. */
+/* CloudTrail records what KMS does on its own (DeleteKey, RotateKey, ...) as an AwsServiceEvent. */
 coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
                                     const char *region, const char *id, int64_t now_ms)
 {
@@ -350,6 +358,8 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             }
             /* Grants die with their key, their index entries with them. */
             TRY_OUT(kms_grants_delete_in(t, acct, region, id));
+            /* So do its import parameters and import check (an expiry entry left drops itself). */
+            TRY_OUT(kms_import_delete_in(t, acct, region, id));
             snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
             aliases.target = id;
             TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));

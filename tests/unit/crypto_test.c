@@ -39,6 +39,75 @@ static void test_hmac_rfc4231_case2(void **state)
     assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+static void test_hmac_sha224_rfc4231_case2(void **state)
+{
+    uint8_t mac[28];
+    char hex[57];
+    assert_int_equal(crypto_digest_len(CRYPTO_SHA224), 28);
+    assert_int_equal(crypto_hmac(CRYPTO_SHA224, coffer_cursor_from_str("Jefe"),
+                                 coffer_cursor_from_str("what do ya want for nothing?"), mac),
+                     COFFER_OK);
+    coffer_hex_encode(mac, 28, hex);
+    assert_string_equal(hex, "a30e01098bc6dbbf45690f3a7e9e6d0f8bbea2a39e6148008fd05e44");
+}
+
+/* RFC 5649 §6, the 20-octet example; then a flipped bit and a wrong KEK fail the integrity check. */
+static void test_aes_kwp_rfc5649(void **state)
+{
+    uint8_t kek[24], key[20], want[32];
+    unhex("5840df6e29b02af1ab493b705bf16ea1ae8338f4dcc176a8", kek, sizeof(kek));
+    unhex("c37b7e6492584340bed12207808941155068f738", key, sizeof(key));
+    unhex("138bdeaa9b8fa7fc61f97742e72248ee5ae6ae5360d1ae6a5f54f373fa543b6a", want, sizeof(want));
+    coffer_buf w = COFFER_BUF_INIT, p = COFFER_SECRET_BUF_INIT;
+    coffer_cursor kc = coffer_cursor_from(kek, sizeof(kek));
+    assert_int_equal(crypto_aes_kwp_wrap(kc, coffer_cursor_from(key, sizeof(key)), &w), COFFER_OK);
+    assert_int_equal(w.len, sizeof(want));
+    assert_memory_equal(w.data, want, sizeof(want));
+    assert_int_equal(crypto_aes_kwp_unwrap(kc, coffer_buf_cursor(&w), &p), COFFER_OK);
+    assert_int_equal(p.len, sizeof(key));
+    assert_memory_equal(p.data, key, sizeof(key));
+    coffer_buf_reset(&p);
+    w.data[5] ^= 1;
+    assert_int_equal(crypto_aes_kwp_unwrap(kc, coffer_buf_cursor(&w), &p), COFFER_ERR_INVALID_CIPHERTEXT);
+    w.data[5] ^= 1;
+    kek[0] ^= 1;
+    assert_int_equal(crypto_aes_kwp_unwrap(kc, coffer_buf_cursor(&w), &p), COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(p.len, 0);
+    coffer_buf_free(&w);
+    coffer_buf_free(&p);
+}
+
+/* OAEP with SHA-1 and SHA-256 round-trips; the other digest or a flipped bit does not open. */
+static void test_oaep_wrap(void **state)
+{
+    crypto_pkey *k = NULL;
+    uint8_t secret[32];
+    memset(secret, 0x5a, sizeof(secret));
+    assert_int_equal(crypto_pkey_generate(CRYPTO_PKEY_RSA_2048, &k), COFFER_OK);
+    assert_int_equal(crypto_pkey_size(k), 256);
+    for (int sha1 = 0; sha1 < 2; sha1++) {
+        coffer_buf w = COFFER_BUF_INIT, p = COFFER_SECRET_BUF_INIT;
+        assert_int_equal(
+            crypto_pkey_wrap_oaep(k, sha1, CRYPTO_SHA256, coffer_cursor_from(secret, sizeof(secret)), &w),
+            COFFER_OK);
+        assert_int_equal(w.len, 256);
+        assert_int_equal(crypto_pkey_unwrap_oaep(k, !sha1, CRYPTO_SHA256, coffer_buf_cursor(&w), &p),
+                         COFFER_ERR_INVALID_CIPHERTEXT);
+        assert_int_equal(p.len, 0);
+        assert_int_equal(crypto_pkey_unwrap_oaep(k, sha1, CRYPTO_SHA256, coffer_buf_cursor(&w), &p),
+                         COFFER_OK);
+        assert_int_equal(p.len, sizeof(secret));
+        assert_memory_equal(p.data, secret, sizeof(secret));
+        coffer_buf_reset(&p);
+        w.data[100] ^= 0x80;
+        assert_int_equal(crypto_pkey_unwrap_oaep(k, sha1, CRYPTO_SHA256, coffer_buf_cursor(&w), &p),
+                         COFFER_ERR_INVALID_CIPHERTEXT);
+        coffer_buf_free(&w);
+        coffer_buf_free(&p);
+    }
+    crypto_pkey_free(k);
+}
+
 static void test_hkdf_rfc5869_case1(void **state)
 {
     uint8_t ikm[22], salt[13], info[10], okm[42], want[42];
@@ -146,6 +215,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_empty),
         cmocka_unit_test(test_hmac_rfc4231_case2),
+        cmocka_unit_test(test_hmac_sha224_rfc4231_case2),
+        cmocka_unit_test(test_aes_kwp_rfc5649),
+        cmocka_unit_test(test_oaep_wrap),
         cmocka_unit_test(test_hkdf_rfc5869_case1),
         cmocka_unit_test(test_gcm_nist_case3),
         cmocka_unit_test(test_gcm_roundtrip_and_tamper),

@@ -16,9 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "common/codec.h"
 #include "common/timeutil.h"
+#include "crypto/crypto.h"
 #include "kms/kms.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -315,13 +319,15 @@ static void test_declaration(void **state)
     assert_true(api_service_member_is_sensitive(e->api, "Plaintext"));
     assert_true(api_service_member_is_sensitive(e->api, "CiphertextBlob"));
     assert_false(api_service_member_is_sensitive(e->api, "KeyId"));
-    /* The deletion sweeper and the rotation job are jobs the service declares, run at every tick. */
-    assert_int_equal(e->api->n_jobs, 2);
+    /* The deletion sweeper, the rotation job and the expiry of imported key material are jobs the
+     * service declares, run at every tick. */
+    assert_int_equal(e->api->n_jobs, 3);
     for (size_t i = 0; i < e->api->n_jobs; i++) {
         assert_int_equal(e->api->jobs[i].period_s, 0);
         assert_int_equal(e->api->jobs[i].fn(e->api->jobs[i].ctx, 0), COFFER_OK);
     }
     assert_string_equal(e->api->jobs[1].name, "key rotation");
+    assert_string_equal(e->api->jobs[2].name, "imported material expiry");
 }
 
 static void test_create_describe(void **state)
@@ -407,8 +413,13 @@ static void test_create_key_refusals(void **state)
     expect(&r, COFFER_ERR_VALIDATION, NULL);
     r = run(e, "CreateKey", "{\"KeySpec\":\"AES_999\"}");
     expect(&r, COFFER_ERR_VALIDATION, NULL);
-    r = run(e, "CreateKey", "{\"Origin\":\"EXTERNAL\"}");
+    r = run(e, "CreateKey", "{\"Origin\":\"AWS_CLOUDHSM\"}");
     expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\"}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec HMAC_256");
     r = run(e, "CreateKey", "{\"MultiRegion\":true}");
     expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
     r = run(e, "CreateKey", "{\"Policy\":\"not json\"}");
@@ -1747,6 +1758,430 @@ static void test_concurrency(void **state)
     free(blob);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* HMAC keys and imported key material                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Creates a key from the CreateKey input `in`; its id in out (64 bytes). */
+static void create_key_with(struct env *e, const char *in, char *out)
+{
+    struct result r = run(e, "CreateKey", "%s", in);
+    assert_int_equal(r.rc, COFFER_OK);
+    snprintf(out, 64, "%s", sval(json_object_get(r.out, "KeyMetadata"), "KeyId"));
+    result_free(&r);
+}
+
+static char *b64(const void *p, size_t n)
+{
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(coffer_b64_encode(coffer_cursor_from(p, n), &b), COFFER_OK);
+    char *s = strndup((const char *)b.data, b.len);
+    coffer_buf_free(&b);
+    return s;
+}
+
+static size_t unb64(const char *s, uint8_t *out, size_t cap)
+{
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(s), &b), COFFER_OK);
+    assert_true(b.len <= cap);
+    memcpy(out, b.data, b.len);
+    size_t n = b.len;
+    coffer_buf_free(&b);
+    return n;
+}
+
+/* What a client does: RSA-OAEP-SHA-256 of `mat` under the SPKI `pub_b64`, base64. */
+static char *client_wrap(const char *pub_b64, const uint8_t *mat, size_t n)
+{
+    uint8_t der[1024], ct[512];
+    size_t der_len = unb64(pub_b64, der, sizeof(der)), ct_len = sizeof(ct);
+    const unsigned char *p = der;
+    EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)der_len);
+    assert_non_null(pk);
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pk, NULL);
+    assert_int_equal(EVP_PKEY_encrypt_init(ctx), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()), 1);
+    assert_int_equal(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()), 1);
+    assert_int_equal(EVP_PKEY_encrypt(ctx, ct, &ct_len, mat, n), 1);
+    EVP_PKEY_CTX_free(ctx);
+    EVP_PKEY_free(pk);
+    return b64(ct, ct_len);
+}
+
+/* GetParametersForImport (RSAES_OAEP_SHA_256, RSA_2048): token and public key, base64. */
+static void import_params(struct env *e, const char *id, char **token, char **pub)
+{
+    struct result r = run(e, "GetParametersForImport",
+                          "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_256\","
+                          "\"WrappingKeySpec\":\"RSA_2048\"}",
+                          id);
+    assert_int_equal(r.rc, COFFER_OK);
+    *token = strdup(sval(r.out, "ImportToken"));
+    *pub = strdup(sval(r.out, "PublicKey"));
+    assert_true(json_real_value(json_object_get(r.out, "ParametersValidTo")) * 1000.0 ==
+                (double)(e->now + DAY_MS));
+    result_free(&r);
+}
+
+/* Imports `mat` into key `id`; `tail` adds members (",\"ValidTo\":..."). */
+static struct result import_material(struct env *e, const char *id, const uint8_t *mat, size_t n,
+                                     const char *tail)
+{
+    char *token = NULL, *pub = NULL;
+    import_params(e, id, &token, &pub);
+    char *wrapped = client_wrap(pub, mat, n);
+    struct result r = run(e, "ImportKeyMaterial",
+                          "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\"%s}", id,
+                          token, wrapped, tail);
+    free(token);
+    free(pub);
+    free(wrapped);
+    return r;
+}
+
+static const char *key_state(struct env *e, const char *id)
+{
+    static char st[32];
+    struct result r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    snprintf(st, sizeof(st), "%s", sval(json_object_get(r.out, "KeyMetadata"), "KeyState"));
+    result_free(&r);
+    return st;
+}
+
+static void test_hmac_keys(void **state)
+{
+    struct env *e = *state;
+    char id[64], sym[64], arn[160];
+    static const char *const specs[] = {"HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512"};
+    static const size_t mac_lens[] = {28, 32, 48, 64};
+    char msg_b64[] = "aGVsbG8="; /* "hello" */
+    for (int i = 0; i < 4; i++) {
+        char in[128], alg[32], other[32];
+        snprintf(in, sizeof(in), "{\"KeySpec\":\"%s\",\"KeyUsage\":\"GENERATE_VERIFY_MAC\"}", specs[i]);
+        create_key_with(e, in, id);
+        snprintf(alg, sizeof(alg), "HMAC_SHA_%s", specs[i] + 5);
+        snprintf(other, sizeof(other), "HMAC_SHA_%s", specs[(i + 1) % 4] + 5);
+        struct result r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+        assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeyUsage"), "GENERATE_VERIFY_MAC");
+        assert_string_equal(sval(json_object_get(r.out, "KeyMetadata"), "KeySpec"), specs[i]);
+        assert_null(json_object_get(json_object_get(r.out, "KeyMetadata"), "EncryptionAlgorithms"));
+        snprintf(arn, sizeof(arn), "%s", sval(json_object_get(r.out, "KeyMetadata"), "Arn"));
+        result_free(&r);
+        r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"%s\"}", id,
+                msg_b64, alg);
+        assert_int_equal(r.rc, COFFER_OK);
+        assert_string_equal(sval(r.out, "KeyId"), arn);
+        assert_string_equal(sval(r.out, "MacAlgorithm"), alg);
+        /* The message stays out of the trail. */
+        assert_null(json_object_get(r.audit_request, "message"));
+        assert_string_equal(sval(r.audit_request, "macAlgorithm"), alg);
+        uint8_t mac[64];
+        size_t mac_len = unb64(sval(r.out, "Mac"), mac, sizeof(mac));
+        assert_int_equal(mac_len, mac_lens[i]);
+        char *mac_b64 = strdup(sval(r.out, "Mac"));
+        result_free(&r);
+        r = run(e, "VerifyMac",
+                "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"%s\",\"Mac\":\"%s\"}", id, msg_b64,
+                alg, mac_b64);
+        assert_int_equal(r.rc, COFFER_OK);
+        assert_true(json_is_true(json_object_get(r.out, "MacValid")));
+        assert_null(json_object_get(r.audit_request, "mac"));
+        result_free(&r);
+        mac[0] ^= 1;
+        char *bad = b64(mac, mac_len);
+        r = run(e, "VerifyMac",
+                "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"%s\",\"Mac\":\"%s\"}", id, msg_b64,
+                alg, bad);
+        expect(&r, COFFER_ERR_MAC_MISMATCH, "");
+        free(bad);
+        bad = b64(mac, mac_len - 1); /* a prefix of a right MAC is no MAC */
+        mac[0] ^= 1;
+        r = run(e, "VerifyMac",
+                "{\"KeyId\":\"%s\",\"Message\":\"aGVsbG9v\",\"MacAlgorithm\":\"%s\",\"Mac\":\"%s\"}", id, alg,
+                mac_b64);
+        expect(&r, COFFER_ERR_MAC_MISMATCH, "");
+        r = run(e, "VerifyMac",
+                "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"%s\",\"Mac\":\"%s\"}", id, msg_b64,
+                alg, bad);
+        expect(&r, COFFER_ERR_MAC_MISMATCH, "");
+        free(bad);
+        free(mac_b64);
+        char want[160];
+        snprintf(want, sizeof(want), "Algorithm %s is incompatible with key spec %s.", other, specs[i]);
+        r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"%s\"}", id,
+                msg_b64, other);
+        expect(&r, COFFER_ERR_INVALID_KEY_USAGE, want);
+    }
+    /* HMAC keys do not encrypt; symmetric keys do not MAC. */
+    struct result r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"%s\"}", id, msg_b64);
+    expect(&r, COFFER_ERR_INVALID_KEY_USAGE, NULL);
+    create_key(e, sym);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", sym);
+    snprintf(arn, sizeof(arn), "%s", sval(json_object_get(r.out, "KeyMetadata"), "Arn"));
+    result_free(&r);
+    char want[256];
+    snprintf(want, sizeof(want), "%s key usage is ENCRYPT_DECRYPT which is not valid for GenerateMac.", arn);
+    r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"HMAC_SHA_256\"}", sym,
+            msg_b64);
+    expect(&r, COFFER_ERR_INVALID_KEY_USAGE, want);
+    /* Bad input: message too long, unknown algorithm, DryRun, a disabled key. */
+    char long_msg[5600];
+    memset(long_msg, 'A', 5464);
+    long_msg[5464] = '\0'; /* 4098 bytes */
+    r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"HMAC_SHA_512\"}", id,
+            long_msg);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"HMAC_MD5\"}", id,
+            msg_b64);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = run(e, "GenerateMac",
+            "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"HMAC_SHA_512\",\"DryRun\":true}", id,
+            msg_b64);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"%s\",\"MacAlgorithm\":\"HMAC_SHA_512\"}", id,
+            msg_b64);
+    expect(&r, COFFER_ERR_DISABLED, NULL);
+    /* Grants: MAC operations only on HMAC keys, and nothing else but the grant ones on them. */
+    r = run(e, "CreateGrant",
+            "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT ":user/u\","
+            "\"Operations\":[\"GenerateMac\",\"VerifyMac\",\"DescribeKey\"]}",
+            id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "CreateGrant",
+            "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT
+            ":user/u\",\"Operations\":[\"Encrypt\"]}",
+            id);
+    expect(&r, COFFER_ERR_VALIDATION, "Grant operation Encrypt is not valid for this KMS key.");
+    r = run(e, "CreateGrant",
+            "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"arn:aws:iam::" ACCOUNT
+            ":user/u\",\"Operations\":[\"GenerateMac\"]}",
+            sym);
+    expect(&r, COFFER_ERR_VALIDATION, "Grant operation GenerateMac is not valid for this KMS key.");
+}
+
+static void test_import(void **state)
+{
+    struct env *e = *state;
+    char id[64], arn[160], sym[64];
+    uint8_t mat[32], other[32];
+    for (size_t i = 0; i < sizeof(mat); i++) {
+        mat[i] = (uint8_t)i;
+        other[i] = (uint8_t)(0xff - i);
+    }
+    create_key_with(
+        e, "{\"KeySpec\":\"HMAC_256\",\"KeyUsage\":\"GENERATE_VERIFY_MAC\",\"Origin\":\"EXTERNAL\"}", id);
+    struct result r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    json_t *m = json_object_get(r.out, "KeyMetadata");
+    assert_string_equal(sval(m, "KeyState"), "PendingImport");
+    assert_string_equal(sval(m, "Origin"), "EXTERNAL");
+    assert_false(json_is_true(json_object_get(m, "Enabled")));
+    assert_null(json_object_get(m, "CurrentKeyMaterialId"));
+    assert_null(json_object_get(m, "ValidTo"));
+    snprintf(arn, sizeof(arn), "%s", sval(m, "Arn"));
+    result_free(&r);
+    char want[256];
+    snprintf(want, sizeof(want), "%s is pending import.", arn);
+    r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"MacAlgorithm\":\"HMAC_SHA_256\"}",
+            id);
+    expect(&r, COFFER_ERR_INVALID_STATE, want);
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_ERR_INVALID_STATE, want);
+    /* Nothing to delete yet: no effect. */
+    r = run(e, "DeleteImportedKeyMaterial", "{\"KeyId\":\"%s\"}", id);
+    expect(&r, COFFER_OK, NULL);
+
+    /* Material of the wrong length for the spec; then the right one, expiring in a day. */
+    r = import_material(e, id, mat, 16, ",\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"");
+    expect(&r, COFFER_ERR_INCORRECT_KEY_MATERIAL, NULL);
+    r = import_material(e, id, mat, sizeof(mat), "");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "A validTo date must be set if the ExpirationModel is KEY_MATERIAL_EXPIRES");
+    r = import_material(e, id, mat, sizeof(mat), ",\"ValidTo\":1600000000");
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+    r = import_material(e, id, mat, sizeof(mat),
+                        ",\"ValidTo\":1700086400,\"ExpirationModel\":\"KEY_MATERIAL_EXPIRES\"");
+    assert_int_equal(r.rc, COFFER_OK);
+    char mid[80];
+    snprintf(mid, sizeof(mid), "%s", sval(r.out, "KeyMaterialId"));
+    assert_int_equal(strlen(mid), 64);
+    assert_null(json_object_get(r.audit_request, "encryptedKeyMaterial"));
+    assert_null(json_object_get(r.audit_request, "importToken"));
+    result_free(&r);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    m = json_object_get(r.out, "KeyMetadata");
+    assert_string_equal(sval(m, "KeyState"), "Enabled");
+    assert_string_equal(sval(m, "ExpirationModel"), "KEY_MATERIAL_EXPIRES");
+    assert_true(json_real_value(json_object_get(m, "ValidTo")) == 1700086400.0);
+    assert_string_equal(sval(m, "CurrentKeyMaterialId"), mid);
+    result_free(&r);
+
+    /* The MAC is OpenSSL's HMAC over the imported bytes, through a restart too. */
+    uint8_t want_mac[32], got[64];
+    assert_int_equal(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(mat, sizeof(mat)),
+                                 coffer_cursor_from_str("hi"), want_mac),
+                     COFFER_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        r = run(e, "GenerateMac", "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"MacAlgorithm\":\"HMAC_SHA_256\"}",
+                id);
+        assert_int_equal(r.rc, COFFER_OK);
+        assert_int_equal(unb64(sval(r.out, "Mac"), got, sizeof(got)), 32);
+        assert_memory_equal(got, want_mac, 32);
+        result_free(&r);
+        env_reopen(e);
+    }
+
+    /* Expiry: not before ValidTo, not without its event on record, then material gone and the key
+     * PendingImport. */
+    struct sink_log log = {.fail = true};
+    kms_service_set_event_sink(e->svc, sink_record, &log);
+    assert_int_equal(kms_service_expire_imports(e->svc, 1700086400000LL - 1), COFFER_OK);
+    assert_string_equal(key_state(e, id), "Enabled");
+    assert_int_not_equal(kms_service_expire_imports(e->svc, 1700086400000LL), COFFER_OK);
+    assert_string_equal(key_state(e, id), "Enabled");
+    log.fail = false;
+    assert_int_equal(kms_service_expire_imports(e->svc, 1700086400000LL), COFFER_OK);
+    assert_string_equal(key_state(e, id), "PendingImport");
+    assert_int_equal(log.events, 1);
+    assert_non_null(strstr(log.last, "\"eventName\":\"DeleteExpiredKeyMaterial\""));
+    assert_non_null(strstr(log.last, "\"eventType\":\"AwsServiceEvent\""));
+    assert_non_null(strstr(log.last, id));
+    kms_service_set_event_sink(e->svc, NULL, NULL);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    m = json_object_get(r.out, "KeyMetadata");
+    assert_null(json_object_get(m, "ValidTo"));
+    assert_null(json_object_get(m, "CurrentKeyMaterialId"));
+    result_free(&r);
+    env_reopen(e);
+    assert_string_equal(key_state(e, id), "PendingImport");
+
+    /* Only the same material goes back in; it keeps its id. */
+    r = import_material(e, id, other, sizeof(other), ",\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"");
+    expect(&r, COFFER_ERR_INCORRECT_KEY_MATERIAL, NULL);
+    r = import_material(e, id, mat, sizeof(mat), ",\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyMaterialId"), mid);
+    result_free(&r);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id);
+    m = json_object_get(r.out, "KeyMetadata");
+    assert_string_equal(sval(m, "ExpirationModel"), "KEY_MATERIAL_DOES_NOT_EXPIRE");
+    assert_null(json_object_get(m, "ValidTo"));
+    result_free(&r);
+    /* The stale expiry entry does nothing. */
+    assert_int_equal(kms_service_expire_imports(e->svc, 1800000000000LL), COFFER_OK);
+    assert_string_equal(key_state(e, id), "Enabled");
+
+    /* Tokens: garbage, another key's, replaced, expired. */
+    char *token = NULL, *pub = NULL, *token2 = NULL, *pub2 = NULL;
+    import_params(e, id, &token, &pub);
+    char *wrapped = client_wrap(pub, mat, sizeof(mat));
+    r = run(e, "ImportKeyMaterial",
+            "{\"KeyId\":\"%s\",\"ImportToken\":\"AAAA\",\"EncryptedKeyMaterial\":\"%s\","
+            "\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"}",
+            id, wrapped);
+    expect(&r, COFFER_ERR_INVALID_IMPORT_TOKEN, NULL);
+    create_key_with(e, "{\"Origin\":\"EXTERNAL\"}", sym);
+    r = run(e, "ImportKeyMaterial",
+            "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\","
+            "\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"}",
+            sym, token, wrapped);
+    expect(&r, COFFER_ERR_INVALID_IMPORT_TOKEN, NULL);
+    /* Wrapped under another key: does not open. */
+    import_params(e, id, &token2, &pub2);
+    r = run(e, "ImportKeyMaterial",
+            "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\","
+            "\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"}",
+            id, token2, wrapped);
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, NULL);
+    /* The first token was replaced by the second. */
+    r = run(e, "ImportKeyMaterial",
+            "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\","
+            "\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"}",
+            id, token, wrapped);
+    expect(&r, COFFER_ERR_INVALID_IMPORT_TOKEN, NULL);
+    free(wrapped);
+    wrapped = client_wrap(pub2, mat, sizeof(mat));
+    e->now += DAY_MS;
+    r = run(e, "ImportKeyMaterial",
+            "{\"KeyId\":\"%s\",\"ImportToken\":\"%s\",\"EncryptedKeyMaterial\":\"%s\","
+            "\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"}",
+            id, token2, wrapped);
+    expect(&r, COFFER_ERR_EXPIRED_IMPORT_TOKEN, NULL);
+    e->now -= DAY_MS;
+    free(wrapped);
+    free(token);
+    free(pub);
+    free(token2);
+    free(pub2);
+
+    /* Delete: PendingImport, no material; the material id is reported. */
+    r = run(e, "DeleteImportedKeyMaterial", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyMaterialId"), mid);
+    assert_string_equal(sval(r.out, "KeyId"), arn);
+    result_free(&r);
+    assert_string_equal(key_state(e, id), "PendingImport");
+    env_reopen(e);
+    assert_string_equal(key_state(e, id), "PendingImport");
+
+    /* A symmetric imported key: ciphertexts made before a deletion decrypt after re-import. */
+    r = import_material(e, sym, mat, sizeof(mat), ",\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"");
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", sym);
+    assert_int_equal(r.rc, COFFER_OK);
+    char *ct = strdup(sval(r.out, "CiphertextBlob"));
+    result_free(&r);
+    r = run(e, "DeleteImportedKeyMaterial", "{\"KeyId\":\"%s\"}", sym);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", ct);
+    expect(&r, COFFER_ERR_INVALID_STATE, NULL);
+    r = import_material(e, sym, mat, sizeof(mat), ",\"ExpirationModel\":\"KEY_MATERIAL_DOES_NOT_EXPIRE\"");
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", ct);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "Plaintext"), "aGk=");
+    result_free(&r);
+    free(ct);
+
+    /* AWS_KMS keys have nothing to import. */
+    char own[64];
+    create_key(e, own);
+    r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", own);
+    snprintf(want, sizeof(want), "%s origin is AWS_KMS which is not valid for this operation.",
+             sval(json_object_get(r.out, "KeyMetadata"), "Arn"));
+    result_free(&r);
+    r = run(
+        e, "GetParametersForImport",
+        "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_256\",\"WrappingKeySpec\":\"RSA_2048\"}",
+        own);
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, want);
+    r = run(e, "DeleteImportedKeyMaterial", "{\"KeyId\":\"%s\"}", own);
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, want);
+    r = run(e, "GetParametersForImport",
+            "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_PKCS1_V1_5\",\"WrappingKeySpec\":\"RSA_2048\"}",
+            id);
+    expect(&r, COFFER_ERR_VALIDATION, NULL);
+
+    /* Pending deletion: no new parameters; the key and its import records go with the sweep. */
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id);
+    expect(&r, COFFER_OK, NULL);
+    r = run(
+        e, "GetParametersForImport",
+        "{\"KeyId\":\"%s\",\"WrappingAlgorithm\":\"RSAES_OAEP_SHA_256\",\"WrappingKeySpec\":\"RSA_2048\"}",
+        id);
+    expect(&r, COFFER_ERR_INVALID_STATE, NULL);
+    assert_int_equal(kms_service_sweep(e->svc, T0 + 7 * DAY_MS), COFFER_OK);
+    coffer_buf v = COFFER_BUF_INIT;
+    char skey[256];
+    snprintf(skey, sizeof(skey), "kms/importcheck/" ACCOUNT "/" REGION "/%s", id);
+    assert_int_equal(store_get(e->st, skey, &v), COFFER_ERR_NOT_FOUND);
+    coffer_buf_free(&v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1754,6 +2189,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_declaration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_key_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hmac_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_decrypt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_keys_and_random, setup, teardown),
