@@ -84,7 +84,8 @@ coffer_err kms_material_generate(enum kms_spec spec, struct kms_material *m)
     size_t len = 0;
     enum kms_spec_family fam = kms_spec_family(spec);
     if (fam == KMS_FAMILY_UNSUPPORTED) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported.", kms_spec_name(spec));
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported.",
+                           kms_spec_name(spec));
     }
     TRY(crypto_random(m->id, KMS_MATERIAL_ID_LEN));
     if (fam == KMS_FAMILY_RSA || fam == KMS_FAMILY_ECC) {

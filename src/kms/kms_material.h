@@ -59,13 +59,14 @@ size_t kms_spec_hmac_key_len(enum kms_spec s);
 
 struct kms_material {
     uint8_t id[KMS_MATERIAL_ID_LEN];
-    uint8_t *key;      /* key bytes or DER PKCS#8 (see above), from the locked allocator */
+    uint8_t *key; /* key bytes or DER PKCS#8 (see above), from the locked allocator */
     size_t key_len;
     crypto_pkey *pair; /* RSA and ECC: the parsed pair; NULL otherwise */
 };
 
 /* A fresh random id and fresh key material for `spec` (not FAMILY_UNSUPPORTED). */
-coffer_err kms_material_generate(enum kms_spec spec, struct kms_material *m) __attribute__((warn_unused_result));
+coffer_err kms_material_generate(enum kms_spec spec, struct kms_material *m)
+    __attribute__((warn_unused_result));
 /*
  * Sets m's key from `bytes` (m->id untouched) after checking they are material of `spec`:
  * the exact length for symmetric and HMAC keys, a private key of that algorithm and size or
