@@ -69,6 +69,25 @@ const char *const kms_grant_operations[] = {"Decrypt",
                                             "DeriveSharedSecret",
                                             NULL};
 
+const char *const kms_sign_algorithms[] = {"RSASSA_PSS_SHA_256",
+                                           "RSASSA_PSS_SHA_384",
+                                           "RSASSA_PSS_SHA_512",
+                                           "RSASSA_PKCS1_V1_5_SHA_256",
+                                           "RSASSA_PKCS1_V1_5_SHA_384",
+                                           "RSASSA_PKCS1_V1_5_SHA_512",
+                                           "ECDSA_SHA_256",
+                                           "ECDSA_SHA_384",
+                                           "ECDSA_SHA_512",
+                                           "SM2DSA",
+                                           "ML_DSA_SHAKE_256",
+                                           "ED25519_SHA_512",
+                                           "ED25519_PH_SHA_512",
+                                           NULL};
+const char *const kms_message_types[] = {"RAW", "DIGEST", "EXTERNAL_MU", NULL};
+const char *const kms_key_pair_specs[] = {
+    "RSA_2048",      "RSA_3072",        "RSA_4096", "ECC_NIST_P256",         "ECC_NIST_P384",
+    "ECC_NIST_P521", "ECC_SECG_P256K1", "SM2",      "ECC_NIST_EDWARDS25519", NULL};
+
 #define KEY_ID_MAX 2048
 #define MARKER_MAX 1024
 #define DESCRIPTION_MAX 8192
@@ -302,6 +321,45 @@ static coffer_err dec_generate_random(api_in *in, struct kms_req *r)
     return COFFER_OK;
 }
 
+static coffer_err sign_members(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_blob(in, "Message", API_IN_REQUIRED | API_IN_SECRET, 1, KMS_MAX_PLAINTEXT, &r->message,
+                    &r->has_message));
+    TRY(api_in_enum(in, "MessageType", 0, kms_message_types, &r->message_type));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_enum(in, "SigningAlgorithm", API_IN_REQUIRED, kms_sign_algorithms, &r->sign_alg));
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
+static coffer_err dec_sign(api_in *in, struct kms_req *r)
+{
+    return sign_members(in, r);
+}
+
+static coffer_err dec_verify(api_in *in, struct kms_req *r)
+{
+    TRY(sign_members(in, r));
+    return api_in_blob(in, "Signature", API_IN_REQUIRED, 1, KMS_MAX_CIPHERTEXT, &r->signature,
+                       &r->has_signature);
+}
+
+static coffer_err dec_get_public_key(api_in *in, struct kms_req *r)
+{
+    return dec_describe_key(in, r);
+}
+
+static coffer_err dec_generate_data_key_pair(api_in *in, struct kms_req *r)
+{
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_enum(in, "KeyPairSpec", API_IN_REQUIRED, kms_key_pair_specs, &r->key_pair_spec));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_bool(in, "DryRun", false, &r->dry_run));
+    r->has_recipient = recipient_present(in->obj);
+    return COFFER_OK;
+}
+
 static coffer_err dec_alias(api_in *in, struct kms_req *r, bool with_target)
 {
     TRY(api_in_string(in, "AliasName", API_IN_REQUIRED, 1, KMS_ALIAS_MAX, &r->alias_name));
@@ -475,8 +533,12 @@ void kms_req_clean(struct kms_req *r)
 {
     coffer_buf_free(&r->plaintext);
     coffer_buf_free(&r->ciphertext);
+    coffer_buf_free(&r->message);
+    coffer_buf_free(&r->signature);
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
+    coffer_buf_init(&r->message, true);
+    coffer_buf_init(&r->signature, false);
 }
 
 coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
@@ -485,8 +547,11 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     memset(r, 0, sizeof(*r));
     r->key_spec = r->cmk_spec = r->key_usage = r->origin = -1;
     r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = -1;
+    r->sign_alg = r->message_type = r->key_pair_spec = -1;
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
+    coffer_buf_init(&r->message, true);
+    coffer_buf_init(&r->signature, false);
     api_in in;
     api_in_init(&in, input);
     coffer_err rc = COFFER_OK;

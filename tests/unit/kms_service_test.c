@@ -398,8 +398,52 @@ static void test_create_key_refusals(void **state)
     struct result r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\"}");
     expect(&r, COFFER_ERR_VALIDATION,
            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
-    r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"GENERATE_VERIFY_MAC\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "KeyUsage GENERATE_VERIFY_MAC is not compatible with KeySpec RSA_2048");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec ECC_NIST_P256");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec HMAC_256");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_SECG_P256K1\",\"KeyUsage\":\"KEY_AGREEMENT\"}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "KeyUsage KEY_AGREEMENT is not compatible with KeySpec ECC_SECG_P256K1");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"KEY_AGREEMENT\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, "KeyUsage KEY_AGREEMENT is not supported by this server.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"SM2\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec SM2 is not supported by this server.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ML_DSA_65\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec ML_DSA_65 is not supported by this server.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_EDWARDS25519\",\"KeyUsage\":\"SIGN_VERIFY\"}");
     expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    /* Each served family shows its algorithms the way AWS lists them. */
+    static const struct {
+        const char *spec, *usage, *member, *first;
+        size_t n;
+    } served[] = {
+        {"RSA_2048", "SIGN_VERIFY", "SigningAlgorithms", "RSASSA_PKCS1_V1_5_SHA_256", 6},
+        {"RSA_3072", "ENCRYPT_DECRYPT", "EncryptionAlgorithms", "RSAES_OAEP_SHA_1", 2},
+        {"ECC_NIST_P384", "SIGN_VERIFY", "SigningAlgorithms", "ECDSA_SHA_384", 1},
+        {"ECC_SECG_P256K1", "SIGN_VERIFY", "SigningAlgorithms", "ECDSA_SHA_256", 1},
+        {"HMAC_224", "GENERATE_VERIFY_MAC", "MacAlgorithms", "HMAC_SHA_224", 1},
+        {"HMAC_512", "GENERATE_VERIFY_MAC", "MacAlgorithms", "HMAC_SHA_512", 1},
+    };
+    for (size_t i = 0; i < sizeof(served) / sizeof(served[0]); i++) {
+        r = run(e, "CreateKey", "{\"KeySpec\":\"%s\",\"KeyUsage\":\"%s\"}", served[i].spec, served[i].usage);
+        assert_int_equal(r.rc, COFFER_OK);
+        const json_t *m = json_object_get(r.out, "KeyMetadata");
+        assert_string_equal(sval(m, "KeySpec"), served[i].spec);
+        assert_string_equal(sval(m, "CustomerMasterKeySpec"), served[i].spec);
+        assert_string_equal(sval(m, "KeyUsage"), served[i].usage);
+        const json_t *algs = json_object_get(m, served[i].member);
+        assert_int_equal(json_array_size(algs), served[i].n);
+        assert_string_equal(json_string_value(json_array_get(algs, 0)), served[i].first);
+        assert_int_equal(json_object_size(m) > 0 &&
+                             (json_object_get(m, "EncryptionAlgorithms") == NULL) ==
+                                 (strcmp(served[i].member, "EncryptionAlgorithms") != 0),
+                         1);
+        result_free(&r);
+    }
     r = run(e, "CreateKey", "{\"KeyUsage\":\"SIGN_VERIFY\"}");
     expect(&r, COFFER_ERR_VALIDATION, NULL);
     r = run(e, "CreateKey", "{\"KeySpec\":\"AES_999\"}");
