@@ -31,15 +31,15 @@ struct sign_alg_info {
 };
 
 static const struct sign_alg_info sign_algs[] = {
-    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PSS, CRYPTO_SHA256},     /* RSASSA_PSS_SHA_256 */
-    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PSS, CRYPTO_SHA384},     /* RSASSA_PSS_SHA_384 */
-    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PSS, CRYPTO_SHA512},     /* RSASSA_PSS_SHA_512 */
-    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PKCS1, CRYPTO_SHA256},   /* RSASSA_PKCS1_V1_5_SHA_256 */
-    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PKCS1, CRYPTO_SHA384},   /* RSASSA_PKCS1_V1_5_SHA_384 */
-    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PKCS1, CRYPTO_SHA512},   /* RSASSA_PKCS1_V1_5_SHA_512 */
-    {KMS_FAMILY_ECC, CRYPTO_SIG_ECDSA, CRYPTO_SHA256},       /* ECDSA_SHA_256 */
-    {KMS_FAMILY_ECC, CRYPTO_SIG_ECDSA, CRYPTO_SHA384},       /* ECDSA_SHA_384 */
-    {KMS_FAMILY_ECC, CRYPTO_SIG_ECDSA, CRYPTO_SHA512},       /* ECDSA_SHA_512 */
+    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PSS, CRYPTO_SHA256},       /* RSASSA_PSS_SHA_256 */
+    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PSS, CRYPTO_SHA384},       /* RSASSA_PSS_SHA_384 */
+    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PSS, CRYPTO_SHA512},       /* RSASSA_PSS_SHA_512 */
+    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PKCS1, CRYPTO_SHA256},     /* RSASSA_PKCS1_V1_5_SHA_256 */
+    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PKCS1, CRYPTO_SHA384},     /* RSASSA_PKCS1_V1_5_SHA_384 */
+    {KMS_FAMILY_RSA, CRYPTO_SIG_RSA_PKCS1, CRYPTO_SHA512},     /* RSASSA_PKCS1_V1_5_SHA_512 */
+    {KMS_FAMILY_ECC, CRYPTO_SIG_ECDSA, CRYPTO_SHA256},         /* ECDSA_SHA_256 */
+    {KMS_FAMILY_ECC, CRYPTO_SIG_ECDSA, CRYPTO_SHA384},         /* ECDSA_SHA_384 */
+    {KMS_FAMILY_ECC, CRYPTO_SIG_ECDSA, CRYPTO_SHA512},         /* ECDSA_SHA_512 */
     {KMS_FAMILY_UNSUPPORTED, CRYPTO_SIG_ECDSA, CRYPTO_SHA256}, /* SM2DSA */
     {KMS_FAMILY_UNSUPPORTED, CRYPTO_SIG_ECDSA, CRYPTO_SHA256}, /* ML_DSA_SHAKE_256 */
     {KMS_FAMILY_UNSUPPORTED, CRYPTO_SIG_ECDSA, CRYPTO_SHA256}, /* ED25519_SHA_512 */
@@ -49,7 +49,7 @@ static const struct sign_alg_info sign_algs[] = {
 /* AWS pairs each curve with one ECDSA digest: P-256 and secp256k1 SHA-256, P-384 SHA-384, P-521 SHA-512. */
 static enum crypto_digest ecc_digest(enum kms_spec spec)
 {
-    return spec == KMS_SPEC_ECC_NIST_P384 ? CRYPTO_SHA384
+    return spec == KMS_SPEC_ECC_NIST_P384   ? CRYPTO_SHA384
            : spec == KMS_SPEC_ECC_NIST_P521 ? CRYPTO_SHA512
                                             : CRYPTO_SHA256;
 }
@@ -78,11 +78,15 @@ coffer_err kms_set_algorithms(json_t *obj, enum kms_spec spec, const char *usage
     static const char *const sym[] = {"SYMMETRIC_DEFAULT", NULL};
     static const char *const oaep[] = {"RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", NULL};
     /* In the order DescribeKey lists them on AWS. */
-    static const char *const rsa_sign[] = {"RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384",
-                                           "RSASSA_PKCS1_V1_5_SHA_512", "RSASSA_PSS_SHA_256",
-                                           "RSASSA_PSS_SHA_384",        "RSASSA_PSS_SHA_512",
+    static const char *const rsa_sign[] = {"RSASSA_PKCS1_V1_5_SHA_256",
+                                           "RSASSA_PKCS1_V1_5_SHA_384",
+                                           "RSASSA_PKCS1_V1_5_SHA_512",
+                                           "RSASSA_PSS_SHA_256",
+                                           "RSASSA_PSS_SHA_384",
+                                           "RSASSA_PSS_SHA_512",
                                            NULL};
-    static const char *const ecdsa[][2] = {{"ECDSA_SHA_256", NULL}, {"ECDSA_SHA_384", NULL}, {"ECDSA_SHA_512", NULL}};
+    static const char *const ecdsa[][2] = {
+        {"ECDSA_SHA_256", NULL}, {"ECDSA_SHA_384", NULL}, {"ECDSA_SHA_512", NULL}};
     static const char *const macs[][2] = {
         {"HMAC_SHA_224", NULL}, {"HMAC_SHA_256", NULL}, {"HMAC_SHA_384", NULL}, {"HMAC_SHA_512", NULL}};
     const char *member = NULL;
@@ -118,8 +122,8 @@ coffer_err kms_check_usage(const struct kms_key *k, const char *usage, const cha
 {
     const char *have = kms_key_usage(k);
     if (strcmp(have, usage) != 0) {
-        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s key usage is %s which is not valid for %s.", k->arn,
-                           have, op);
+        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s key usage is %s which is not valid for %s.",
+                           k->arn, have, op);
     }
     return COFFER_OK;
 }
@@ -155,7 +159,8 @@ coffer_err kms_rsa_encrypt(const struct kms_key *k, int alg, coffer_cursor pt, c
     const crypto_pkey *pair = k->mats[k->current].pair;
     size_t max = crypto_pkey_oaep_max_plaintext(pair, oaep_hash(alg));
     if (pt.len > max) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "Algorithm %s and key spec %s cannot encrypt data larger than %zu bytes.",
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "Algorithm %s and key spec %s cannot encrypt data larger than %zu bytes.",
                            kms_enc_algorithms[alg], kms_spec_name(k->spec), max);
     }
     return crypto_pkey_oaep_encrypt(pair, oaep_hash(alg), pt, out);
@@ -199,7 +204,8 @@ coffer_err kms_charge_quota(const struct kms_service *svc, struct api_call *call
 /* Sign and Verify                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const audit_sign[] = {"KeyId", "MessageType", "SigningAlgorithm", "GrantTokens", "DryRun", NULL};
+static const char *const audit_sign[] = {"KeyId",       "MessageType", "SigningAlgorithm",
+                                         "GrantTokens", "DryRun",      NULL};
 
 static coffer_err dry_run(void)
 {
@@ -238,8 +244,9 @@ static coffer_err sign_or_verify(struct kms_service *svc, struct api_call *call,
     TRY(kms_req_decode(op, call->input, &r));
     TRY_OUT(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    rc = kms_authorize_key(svc, call, k,
-                           &(struct kms_authz_in){.action = sign ? "kms:Sign" : "kms:Verify", .r = &r, .key_ref = r.key_id});
+    rc = kms_authorize_key(
+        svc, call, k,
+        &(struct kms_authz_in){.action = sign ? "kms:Sign" : "kms:Verify", .r = &r, .key_ref = r.key_id});
     if (rc == COFFER_OK) {
         rc = kms_check_state(k, KMS_RULE_CRYPTO);
     }
@@ -268,9 +275,10 @@ static coffer_err sign_or_verify(struct kms_service *svc, struct api_call *call,
     snprintf(arn, sizeof(arn), "%s", k->arn);
     kms_release(svc);
     TRY_OUT(rc);
-    call->output = sign ? json_pack("{s:s,s:s}", "KeyId", arn, "SigningAlgorithm", kms_sign_algorithms[r.sign_alg])
-                        : json_pack("{s:s,s:b,s:s}", "KeyId", arn, "SignatureValid", 1, "SigningAlgorithm",
-                                    kms_sign_algorithms[r.sign_alg]);
+    call->output =
+        sign ? json_pack("{s:s,s:s}", "KeyId", arn, "SigningAlgorithm", kms_sign_algorithms[r.sign_alg])
+             : json_pack("{s:s,s:b,s:s}", "KeyId", arn, "SignatureValid", 1, "SigningAlgorithm",
+                         kms_sign_algorithms[r.sign_alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
@@ -311,24 +319,25 @@ coffer_err kms_op_GetPublicKey(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_GetPublicKey, call->input, &r));
     TRY_OUT(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
     kms_audit_key(call, k);
-    rc = kms_authorize_key(svc, call, k,
-                           &(struct kms_authz_in){.action = "kms:GetPublicKey", .r = &r, .key_ref = r.key_id});
+    rc = kms_authorize_key(
+        svc, call, k, &(struct kms_authz_in){.action = "kms:GetPublicKey", .r = &r, .key_ref = r.key_id});
     /* A disabled key still shows its public key (kms.md §8); one pending deletion does not. */
     if (rc == COFFER_OK) {
         rc = kms_check_state(k, KMS_RULE_NOT_PENDING);
     }
     enum kms_spec_family fam = kms_spec_family(k->spec);
     if (rc == COFFER_OK && fam != KMS_FAMILY_RSA && fam != KMS_FAMILY_ECC) {
-        rc = coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "%s is not an asymmetric KMS key: key spec %s has no public key.",
-                         k->arn, kms_spec_name(k->spec));
+        rc = coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                         "%s is not an asymmetric KMS key: key spec %s has no public key.", k->arn,
+                         kms_spec_name(k->spec));
     }
     if (rc == COFFER_OK) {
         rc = crypto_pkey_public_der(k->mats[k->current].pair, &spki);
     }
     if (rc == COFFER_OK) {
         const char *spec = kms_spec_name(k->spec);
-        call->output = json_pack("{s:s,s:s,s:s,s:s}", "KeyId", k->arn, "KeySpec", spec, "CustomerMasterKeySpec",
-                                 spec, "KeyUsage", kms_key_usage(k));
+        call->output = json_pack("{s:s,s:s,s:s,s:s}", "KeyId", k->arn, "KeySpec", spec,
+                                 "CustomerMasterKeySpec", spec, "KeyUsage", kms_key_usage(k));
         rc = call->output != NULL ? kms_set_algorithms(call->output, k->spec, kms_key_usage(k)) : kms_nomem();
     }
     kms_release(svc);
@@ -347,9 +356,9 @@ out:
 /* KeyPairSpec (index of kms_key_pair_specs) to the pair type; false for SM2 and Ed25519. */
 static bool pair_type(int spec, enum crypto_pkey_type *out)
 {
-    static const enum crypto_pkey_type types[] = {CRYPTO_PKEY_RSA_2048,  CRYPTO_PKEY_RSA_3072, CRYPTO_PKEY_RSA_4096,
-                                                  CRYPTO_PKEY_EC_P256,   CRYPTO_PKEY_EC_P384,  CRYPTO_PKEY_EC_P521,
-                                                  CRYPTO_PKEY_EC_SECP256K1};
+    static const enum crypto_pkey_type types[] = {
+        CRYPTO_PKEY_RSA_2048, CRYPTO_PKEY_RSA_3072, CRYPTO_PKEY_RSA_4096,    CRYPTO_PKEY_EC_P256,
+        CRYPTO_PKEY_EC_P384,  CRYPTO_PKEY_EC_P521,  CRYPTO_PKEY_EC_SECP256K1};
     if (spec < 0 || (size_t)spec >= sizeof(types) / sizeof(types[0])) {
         return false;
     }
@@ -360,7 +369,8 @@ static bool pair_type(int spec, enum crypto_pkey_type *out)
 static coffer_err generate_data_key_pair(struct kms_service *svc, struct api_call *call, enum kms_op_id op,
                                          bool with_plain)
 {
-    static const char *const audit[] = {"KeyId", "EncryptionContext", "KeyPairSpec", "GrantTokens", "DryRun", NULL};
+    static const char *const audit[] = {"KeyId", "EncryptionContext", "KeyPairSpec", "GrantTokens", "DryRun",
+                                        NULL};
     struct kms_req r;
     struct kms_key *k = NULL;
     crypto_pkey *pair = NULL;
@@ -397,8 +407,8 @@ static coffer_err generate_data_key_pair(struct kms_service *svc, struct api_cal
     TRY_OUT(rc);
     char hex[KMS_MATERIAL_HEX_LEN + 1];
     coffer_hex_encode(mid, KMS_MATERIAL_ID_LEN, hex);
-    call->output = json_pack("{s:s,s:s,s:s}", "KeyId", arn, "KeyPairSpec", kms_key_pair_specs[r.key_pair_spec],
-                             "KeyMaterialId", hex);
+    call->output = json_pack("{s:s,s:s,s:s}", "KeyId", arn, "KeyPairSpec",
+                             kms_key_pair_specs[r.key_pair_spec], "KeyMaterialId", hex);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
