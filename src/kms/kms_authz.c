@@ -350,6 +350,11 @@ static const char *grant_op_of(const char *action)
                                       "ReEncryptTo",
                                       "CreateGrant",
                                       "DescribeKey",
+                                      "Sign",
+                                      "Verify",
+                                      "GetPublicKey",
+                                      "GenerateDataKeyPair",
+                                      "GenerateDataKeyPairWithoutPlaintext",
                                       NULL};
     if (strncmp(action, "kms:", 4) != 0) {
         return NULL;

@@ -207,6 +207,11 @@ coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
     __attribute__((warn_unused_result));
 
 /* ---- asymmetric keys and algorithms by key spec (kms_ops_asym.c) ---- */
+/*
+ * May a grant on k carry GrantOperation `op`? The operations of k's type and usage (as AWS
+ * lists them per key type) that this server performs, plus CreateGrant, RetireGrant, DescribeKey.
+ */
+bool kms_grant_op_fits(const struct kms_key *k, const char *op);
 /* rec.KeyUsage of a cached key. */
 const char *kms_key_usage(const struct kms_key *k);
 /* InvalidKeyUsageException "<arn> key usage is <usage> which is not valid for <op>." unless k's usage is

@@ -128,6 +128,50 @@ coffer_err kms_check_usage(const struct kms_key *k, const char *usage, const cha
     return COFFER_OK;
 }
 
+static bool in_list(const char *const *list, const char *s)
+{
+    for (size_t i = 0; list[i] != NULL; i++) {
+        if (strcmp(list[i], s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool kms_grant_op_fits(const struct kms_key *k, const char *op)
+{
+    static const char *const any[] = {"CreateGrant", "RetireGrant", "DescribeKey", NULL};
+    static const char *const symmetric[] = {"Decrypt",
+                                            "Encrypt",
+                                            "GenerateDataKey",
+                                            "GenerateDataKeyWithoutPlaintext",
+                                            "ReEncryptFrom",
+                                            "ReEncryptTo",
+                                            "GenerateDataKeyPair",
+                                            "GenerateDataKeyPairWithoutPlaintext",
+                                            NULL};
+    static const char *const rsa_encrypt[] = {"Decrypt",     "Encrypt",      "ReEncryptFrom",
+                                              "ReEncryptTo", "GetPublicKey", NULL};
+    static const char *const sign[] = {"Sign", "Verify", "GetPublicKey", NULL};
+    static const char *const mac[] = {"GenerateMac", "VerifyMac", NULL};
+    if (in_list(any, op)) {
+        return true;
+    }
+    bool encrypt = strcmp(kms_key_usage(k), "ENCRYPT_DECRYPT") == 0;
+    switch (kms_spec_family(k->spec)) {
+    case KMS_FAMILY_SYMMETRIC:
+        return in_list(symmetric, op);
+    case KMS_FAMILY_RSA:
+        return in_list(encrypt ? rsa_encrypt : sign, op);
+    case KMS_FAMILY_ECC:
+        return in_list(sign, op);
+    case KMS_FAMILY_HMAC:
+        return in_list(mac, op);
+    default:
+        return false;
+    }
+}
+
 static coffer_err incompatible(const char *alg, enum kms_spec spec)
 {
     return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "Algorithm %s is incompatible with key spec %s.", alg,

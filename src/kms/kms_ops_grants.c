@@ -135,21 +135,9 @@ static coffer_err check_constraints(const json_t *c)
     return COFFER_OK;
 }
 
-/* Only the operations a symmetric encryption key supports may be granted. */
-static coffer_err check_operations(const json_t *ops)
+/* Only operations this server performs, and that the key's type and usage support, may be granted. */
+static coffer_err check_operations(const struct kms_key *k, const json_t *ops)
 {
-    static const char *const symmetric[] = {"Decrypt",
-                                            "Encrypt",
-                                            "GenerateDataKey",
-                                            "GenerateDataKeyWithoutPlaintext",
-                                            "ReEncryptFrom",
-                                            "ReEncryptTo",
-                                            "CreateGrant",
-                                            "RetireGrant",
-                                            "DescribeKey",
-                                            "GenerateDataKeyPair",
-                                            "GenerateDataKeyPairWithoutPlaintext",
-                                            NULL};
     if (json_array_size(ops) == 0) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Operations must not be empty.");
     }
@@ -157,11 +145,7 @@ static coffer_err check_operations(const json_t *ops)
     const json_t *o;
     json_array_foreach(ops, i, o)
     {
-        bool ok = false;
-        for (size_t j = 0; symmetric[j] != NULL; j++) {
-            ok = ok || strcmp(json_string_value(o), symmetric[j]) == 0;
-        }
-        if (!ok) {
+        if (!kms_grant_op_fits(k, json_string_value(o))) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant operation %s is not valid for this KMS key.",
                                json_string_value(o));
         }
@@ -333,7 +317,6 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_CreateGrant, call->input, &r));
     TRY(check_principal("GranteePrincipal", r.grantee_principal));
     TRY(check_principal("RetiringPrincipal", r.retiring_principal));
-    TRY(check_operations(r.operations));
     TRY(check_constraints(r.constraints));
     TRY(operations_set(r.operations, &ops));
     r.operations = ops; /* from here on the set; ops outlives r */
@@ -346,6 +329,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     kms_audit_key(call, k);
     TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
     TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
+    TRY_OUT(check_operations(k, r.operations));
     if (r.dry_run) {
         rc = dry_run();
         goto out;
