@@ -2,7 +2,9 @@
  * Cryptographic operations (kms.md §8 "Cryptographic operations"): Encrypt, Decrypt, ReEncrypt,
  * GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom. The hot path: decode,
  * resolve the key in the cache under the shared lock, AES-256-GCM with the cached material,
- * base64 out. No store access, no unsealing, no allocation of key material.
+ * base64 out. No store access, no unsealing, no allocation of key material. RSA keys with
+ * ENCRYPT_DECRYPT usage encrypt with RSA-OAEP instead (kms_ops_asym.c): their ciphertext is the
+ * raw OAEP output, so Decrypt of one needs KeyId and the algorithm, as on AWS.
  *
  * Plaintext and data keys live in secret buffers; the JSON output necessarily holds their
  * base64 (the pipeline owns and frees it). Audit records never carry them.
