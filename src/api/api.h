@@ -79,6 +79,14 @@ struct api_call {
     /* Set by a handler whose audit fields could not be built whole (out of memory): the
      * pipeline then refuses the request rather than record a partial event. */
     bool audit_incomplete;
+    /*
+     * For an API_OP_KEY_QUOTA operation the pipeline leaves the quota to the handler, which
+     * calls quota_take(quota_ctx, bucket, rps) once it knows which bucket the request counts
+     * against ("crypto": the shared cryptographic bucket, rps ignored; else "<service>:<name>"
+     * at `rps`). False: over quota. NULL when quotas are off.
+     */
+    bool (*quota_take)(void *quota_ctx, const char *bucket, double rps);
+    void *quota_ctx;
 };
 
 /* Flags of an operation. */
@@ -86,6 +94,7 @@ enum api_op_flags {
     API_OP_READONLY = 1 << 0,   /* CloudTrail readOnly=true */
     API_OP_CRYPTO = 1 << 1,     /* counts against the shared cryptographic quota */
     API_OP_DATA_EVENT = 1 << 2, /* request parameters may hold secrets: never echo input */
+    API_OP_KEY_QUOTA = 1 << 3, /* with API_OP_CRYPTO: the bucket depends on the key; the handler charges it */
 };
 
 typedef coffer_err (*api_handler)(void *service_state, struct api_call *call);

@@ -212,6 +212,18 @@ void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN])
     SHA256(p, n, out); /* allocation failure above: the slow path still gives the right answer */
 }
 
+coffer_err crypto_digest(enum crypto_digest d, coffer_cursor msg, uint8_t *out)
+{
+    struct crypto_thread_ctx *t = crypto_thread_ctx();
+    unsigned int len = 0;
+    if (t == NULL || t->md == NULL || fetched_md[d] == NULL ||
+        EVP_DigestInit_ex2(t->md, fetched_md[d], NULL) != 1 ||
+        EVP_DigestUpdate(t->md, msg.ptr, msg.len) != 1 || EVP_DigestFinal_ex(t->md, out, &len) != 1) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "digest failed");
+    }
+    return COFFER_OK;
+}
+
 size_t crypto_digest_len(enum crypto_digest d)
 {
     switch (d) {

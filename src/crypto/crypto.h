@@ -32,6 +32,9 @@ coffer_err crypto_uuid_v4_many(char (*out)[CRYPTO_UUID_STR_LEN + 1], size_t n)
 
 void crypto_sha256(const void *p, size_t n, uint8_t out[CRYPTO_SHA256_LEN]);
 size_t crypto_digest_len(enum crypto_digest d);
+/* out receives crypto_digest_len(d) bytes. */
+coffer_err crypto_digest(enum crypto_digest d, coffer_cursor msg, uint8_t *out)
+    __attribute__((warn_unused_result));
 coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor msg, uint8_t *out)
     __attribute__((warn_unused_result));
 /* HKDF (RFC 5869) extract+expand; salt may be empty (then a zero salt of digest length). */
@@ -85,6 +88,33 @@ coffer_err crypto_pkey_private_der(const crypto_pkey *k, coffer_buf *out) __attr
 /* Appends the DER X.509 SubjectPublicKeyInfo to `out`. */
 coffer_err crypto_pkey_public_der(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
 enum crypto_pkey_type crypto_pkey_type_of(const crypto_pkey *k);
+
+/*
+ * Signatures over a digest the caller computed (crypto_digest) with `d`. RSA keys sign with
+ * PKCS#1 v1.5 or PSS (MGF1 with the same digest, salt as long as the digest); EC keys with
+ * ECDSA, the signature DER-encoded as SEQUENCE{r, s}. A scheme the key cannot do is
+ * COFFER_ERR_VALIDATION.
+ */
+enum crypto_sig_scheme { CRYPTO_SIG_RSA_PKCS1, CRYPTO_SIG_RSA_PSS, CRYPTO_SIG_ECDSA };
+/* Appends the signature to `out`. */
+coffer_err crypto_pkey_sign(const crypto_pkey *k, enum crypto_sig_scheme scheme, enum crypto_digest d,
+                            coffer_cursor digest, coffer_buf *out) __attribute__((warn_unused_result));
+/* COFFER_OK when `sig` is a valid signature; COFFER_ERR_SIGNATURE_MISMATCH otherwise, whatever the flaw. */
+coffer_err crypto_pkey_verify(const crypto_pkey *k, enum crypto_sig_scheme scheme, enum crypto_digest d,
+                              coffer_cursor digest, coffer_cursor sig) __attribute__((warn_unused_result));
+
+/*
+ * RSAES-OAEP with an empty label, MGF1 over the same hash as OAEP's. The ciphertext is the raw
+ * OAEP output (modulus size). Plaintext longer than crypto_pkey_oaep_max_plaintext is
+ * COFFER_ERR_VALIDATION. decrypt appends to `out` (give it a secret buffer); any
+ * ciphertext that does not open is COFFER_ERR_INVALID_CIPHERTEXT, nothing appended.
+ */
+enum crypto_oaep_hash { CRYPTO_OAEP_SHA1, CRYPTO_OAEP_SHA256 };
+size_t crypto_pkey_oaep_max_plaintext(const crypto_pkey *k, enum crypto_oaep_hash h); /* 0: not RSA */
+coffer_err crypto_pkey_oaep_encrypt(const crypto_pkey *k, enum crypto_oaep_hash h, coffer_cursor pt,
+                                    coffer_buf *out) __attribute__((warn_unused_result));
+coffer_err crypto_pkey_oaep_decrypt(const crypto_pkey *k, enum crypto_oaep_hash h, coffer_cursor ct,
+                                    coffer_buf *out) __attribute__((warn_unused_result));
 void crypto_pkey_free(crypto_pkey *k); /* accepts NULL */
 
 /*

@@ -288,3 +288,164 @@ size_t crypto_pkey_size(const crypto_pkey *k)
     int n = EVP_PKEY_get_size(k->pkey);
     return n > 0 ? (size_t)n : 0;
 }
+/* Signatures and RSA-OAEP                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static const EVP_MD *sig_md(enum crypto_digest d)
+{
+    switch (d) {
+    case CRYPTO_SHA384:
+        return EVP_sha384();
+    case CRYPTO_SHA512:
+        return EVP_sha512();
+    default:
+        return EVP_sha256();
+    }
+}
+
+static bool is_rsa(const crypto_pkey *k)
+{
+    return type_info[k->type].rsa_bits > 0;
+}
+
+/* A context for one sign or verify with `scheme`'s parameters; NULL if k cannot do it. */
+static EVP_PKEY_CTX *sig_ctx(const crypto_pkey *k, enum crypto_sig_scheme scheme, enum crypto_digest d,
+                             bool sign)
+{
+    if ((scheme == CRYPTO_SIG_ECDSA) == is_rsa(k)) {
+        return NULL;
+    }
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
+    bool ok = c != NULL && (sign ? EVP_PKEY_sign_init(c) : EVP_PKEY_verify_init(c)) == 1;
+    if (ok && scheme != CRYPTO_SIG_ECDSA) {
+        ok = EVP_PKEY_CTX_set_rsa_padding(c, scheme == CRYPTO_SIG_RSA_PSS ? RSA_PKCS1_PSS_PADDING
+                                                                          : RSA_PKCS1_PADDING) == 1;
+    }
+    ok = ok && EVP_PKEY_CTX_set_signature_md(c, sig_md(d)) == 1;
+    if (ok && scheme == CRYPTO_SIG_RSA_PSS) {
+        /* KMS's PSS: MGF1 with the message digest, salt length = digest length. */
+        ok = EVP_PKEY_CTX_set_rsa_mgf1_md(c, sig_md(d)) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(c, RSA_PSS_SALTLEN_DIGEST) == 1;
+    }
+    if (!ok) {
+        EVP_PKEY_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+coffer_err crypto_pkey_sign(const crypto_pkey *k, enum crypto_sig_scheme scheme, enum crypto_digest d,
+                            coffer_cursor digest, coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    if (digest.len != crypto_digest_len(d)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "digest length does not match its algorithm");
+    }
+    EVP_PKEY_CTX *c = sig_ctx(k, scheme, d, true);
+    size_t len = 0;
+    if (c == NULL) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "signature scheme not valid for this key");
+    }
+    if (EVP_PKEY_sign(c, NULL, &len, digest.ptr, digest.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "signing failed");
+    }
+    TRY_OUT(coffer_buf_reserve(out, len));
+    if (EVP_PKEY_sign(c, out->data + out->len, &len, digest.ptr, digest.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "signing failed");
+    }
+    out->len += len; /* ECDSA: the DER length of this signature, at most the first answer */
+out:
+    EVP_PKEY_CTX_free(c);
+    return rc;
+}
+
+coffer_err crypto_pkey_verify(const crypto_pkey *k, enum crypto_sig_scheme scheme, enum crypto_digest d,
+                              coffer_cursor digest, coffer_cursor sig)
+{
+    if (digest.len != crypto_digest_len(d)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "digest length does not match its algorithm");
+    }
+    EVP_PKEY_CTX *c = sig_ctx(k, scheme, d, false);
+    if (c == NULL) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "signature scheme not valid for this key");
+    }
+    int ok = sig.len > 0 ? EVP_PKEY_verify(c, sig.ptr, sig.len, digest.ptr, digest.len) : 0;
+    EVP_PKEY_CTX_free(c);
+    /* Malformed DER, wrong length and a wrong value are one answer: the signature is not valid. */
+    return ok == 1 ? COFFER_OK : coffer_fail(COFFER_ERR_SIGNATURE_MISMATCH, "%s", "");
+}
+
+static const EVP_MD *oaep_md(enum crypto_oaep_hash h)
+{
+    return h == CRYPTO_OAEP_SHA1 ? EVP_sha1() : EVP_sha256();
+}
+
+size_t crypto_pkey_oaep_max_plaintext(const crypto_pkey *k, enum crypto_oaep_hash h)
+{
+    if (!is_rsa(k)) {
+        return 0;
+    }
+    size_t hlen = (size_t)EVP_MD_get_size(oaep_md(h));
+    return (size_t)type_info[k->type].rsa_bits / 8 - 2 * hlen - 2;
+}
+
+static EVP_PKEY_CTX *oaep_ctx(const crypto_pkey *k, enum crypto_oaep_hash h, bool encrypt)
+{
+    EVP_PKEY_CTX *c = is_rsa(k) ? EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL) : NULL;
+    if (c == NULL || (encrypt ? EVP_PKEY_encrypt_init(c) : EVP_PKEY_decrypt_init(c)) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) != 1 ||
+        EVP_PKEY_CTX_set_rsa_oaep_md(c, oaep_md(h)) != 1 ||
+        EVP_PKEY_CTX_set_rsa_mgf1_md(c, oaep_md(h)) != 1) {
+        EVP_PKEY_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+coffer_err crypto_pkey_oaep_encrypt(const crypto_pkey *k, enum crypto_oaep_hash h, coffer_cursor pt,
+                                    coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    if (!is_rsa(k) || pt.len > crypto_pkey_oaep_max_plaintext(k, h)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "plaintext too long for this key");
+    }
+    EVP_PKEY_CTX *c = oaep_ctx(k, h, true);
+    size_t len = 0;
+    if (c == NULL || EVP_PKEY_encrypt(c, NULL, &len, pt.ptr, pt.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "RSA encryption failed");
+    }
+    TRY_OUT(coffer_buf_reserve(out, len));
+    if (EVP_PKEY_encrypt(c, out->data + out->len, &len, pt.ptr, pt.len) != 1) {
+        FAIL_OUT(COFFER_ERR_CRYPTO, "RSA encryption failed");
+    }
+    out->len += len;
+out:
+    EVP_PKEY_CTX_free(c);
+    return rc;
+}
+
+coffer_err crypto_pkey_oaep_decrypt(const crypto_pkey *k, enum crypto_oaep_hash h, coffer_cursor ct,
+                                    coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf tmp = COFFER_SECRET_BUF_INIT;
+    EVP_PKEY_CTX *c = oaep_ctx(k, h, false);
+    size_t len = 0;
+    if (c == NULL) {
+        return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    if (ct.len == 0 || EVP_PKEY_decrypt(c, NULL, &len, ct.ptr, ct.len) != 1) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    /* Into a buffer of our own first: nothing reaches `out` unless the padding checks. */
+    TRY_OUT(coffer_buf_reserve(&tmp, len));
+    if (EVP_PKEY_decrypt(c, tmp.data, &len, ct.ptr, ct.len) != 1) {
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
+    }
+    tmp.len = len;
+    TRY_OUT(coffer_buf_append(out, tmp.data, tmp.len));
+out:
+    coffer_buf_free(&tmp);
+    EVP_PKEY_CTX_free(c);
+    return rc;
+}

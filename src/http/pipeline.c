@@ -39,6 +39,13 @@ struct request_state {
     json_t *recorded[3];   /* copies of what it said: audit_request, audit_response, audit_resources */
 };
 
+/* api_call.quota_take: one token of the caller's `bucket`, for a handler that knows it only now. */
+static bool pipeline_quota_take(void *ctx, const char *bucket, double rps)
+{
+    struct request_state *st = ctx;
+    return quota_take(st->p->quota, st->caller.account_id, bucket, rps, coffer_monotonic_ns());
+}
+
 /* Overwrites the text of svc's sensitive string members of `obj` in place before it is
  * released, in nested objects and in objects inside arrays (lists of credentials, key pairs). */
 static void json_wipe_sensitive(const struct api_service *svc, json_t *obj)
@@ -792,7 +799,10 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         goto out;
     }
     st.call.operation = st.op->name;
-    if (p->quota != NULL) {
+    if (p->quota != NULL && (st.op->flags & API_OP_KEY_QUOTA)) {
+        st.call.quota_take = pipeline_quota_take;
+        st.call.quota_ctx = &st;
+    } else if (p->quota != NULL) {
         /* An operation's bucket is the service's: KMS's TagResource is not another service's. */
         char own[160];
         const char *bucket = "crypto";

@@ -75,12 +75,17 @@ struct kms_limits {
      * (NextRotationDate) follow it.
      */
     int64_t kms_rotation_day_ms;
+    /* Request rates of the cryptographic operations on asymmetric keys, per account: buckets of
+     * their own, apart from the symmetric one (AWS: RSA 500/s, ECC 300/s). */
+    double rsa_rps; /* Encrypt, Decrypt, ReEncrypt, Sign, Verify with RSA keys */
+    double ecc_rps; /* Sign, Verify with ECC keys */
 };
 
 #define KMS_LIMITS_DEFAULT                                                                                   \
     {                                                                                                        \
         .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50,                               \
         .kms_key_policy_bytes = 32768, .kms_grants_per_key = 50000, .kms_rotation_day_ms = 86400000LL,       \
+        .rsa_rps = 500, .ecc_rps = 300,                                                                      \
     }
 
 /* Resource quotas (copied; default KMS_LIMITS_DEFAULT). Call before serving requests. */

@@ -352,6 +352,11 @@ static const char *grant_op_of(const char *action)
                                       "DescribeKey",
                                       "GenerateMac",
                                       "VerifyMac",
+                                      "Sign",
+                                      "Verify",
+                                      "GetPublicKey",
+                                      "GenerateDataKeyPair",
+                                      "GenerateDataKeyPairWithoutPlaintext",
                                       NULL};
     if (strncmp(action, "kms:", 4) != 0) {
         return NULL;

@@ -82,6 +82,25 @@ const char *const kms_wrapping_key_specs[] = {"RSA_2048", "RSA_3072", "RSA_4096"
 const char *const kms_expiration_models[] = {"KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE", NULL};
 const char *const kms_import_types[] = {"NEW_KEY_MATERIAL", "EXISTING_KEY_MATERIAL", NULL};
 
+const char *const kms_sign_algorithms[] = {"RSASSA_PSS_SHA_256",
+                                           "RSASSA_PSS_SHA_384",
+                                           "RSASSA_PSS_SHA_512",
+                                           "RSASSA_PKCS1_V1_5_SHA_256",
+                                           "RSASSA_PKCS1_V1_5_SHA_384",
+                                           "RSASSA_PKCS1_V1_5_SHA_512",
+                                           "ECDSA_SHA_256",
+                                           "ECDSA_SHA_384",
+                                           "ECDSA_SHA_512",
+                                           "SM2DSA",
+                                           "ML_DSA_SHAKE_256",
+                                           "ED25519_SHA_512",
+                                           "ED25519_PH_SHA_512",
+                                           NULL};
+const char *const kms_message_types[] = {"RAW", "DIGEST", "EXTERNAL_MU", NULL};
+const char *const kms_key_pair_specs[] = {
+    "RSA_2048",      "RSA_3072",        "RSA_4096", "ECC_NIST_P256",         "ECC_NIST_P384",
+    "ECC_NIST_P521", "ECC_SECG_P256K1", "SM2",      "ECC_NIST_EDWARDS25519", NULL};
+
 #define KEY_ID_MAX 2048
 #define MARKER_MAX 1024
 #define DESCRIPTION_MAX 8192
@@ -402,6 +421,45 @@ static coffer_err dec_derive_shared_secret(api_in *in, struct kms_req *r)
     return COFFER_OK;
 }
 
+static coffer_err sign_members(api_in *in, struct kms_req *r)
+{
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_blob(in, "Message", API_IN_REQUIRED | API_IN_SECRET, 1, KMS_MAX_PLAINTEXT, &r->message,
+                    &r->has_message));
+    TRY(api_in_enum(in, "MessageType", 0, kms_message_types, &r->message_type));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_enum(in, "SigningAlgorithm", API_IN_REQUIRED, kms_sign_algorithms, &r->sign_alg));
+    return api_in_bool(in, "DryRun", false, &r->dry_run);
+}
+
+static coffer_err dec_sign(api_in *in, struct kms_req *r)
+{
+    return sign_members(in, r);
+}
+
+static coffer_err dec_verify(api_in *in, struct kms_req *r)
+{
+    TRY(sign_members(in, r));
+    return api_in_blob(in, "Signature", API_IN_REQUIRED, 1, KMS_MAX_CIPHERTEXT, &r->signature,
+                       &r->has_signature);
+}
+
+static coffer_err dec_get_public_key(api_in *in, struct kms_req *r)
+{
+    return dec_describe_key(in, r);
+}
+
+static coffer_err dec_generate_data_key_pair(api_in *in, struct kms_req *r)
+{
+    TRY(enc_context(in, "EncryptionContext", &r->ec));
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    TRY(api_in_enum(in, "KeyPairSpec", API_IN_REQUIRED, kms_key_pair_specs, &r->key_pair_spec));
+    TRY(grant_tokens(in, r));
+    TRY(api_in_bool(in, "DryRun", false, &r->dry_run));
+    r->has_recipient = recipient_present(in->obj);
+    return COFFER_OK;
+}
+
 static coffer_err dec_alias(api_in *in, struct kms_req *r, bool with_target)
 {
     TRY(api_in_string(in, "AliasName", API_IN_REQUIRED, 1, KMS_ALIAS_MAX, &r->alias_name));
@@ -655,10 +713,14 @@ void kms_req_clean(struct kms_req *r)
     coffer_buf_free(&r->ciphertext);
     coffer_buf_free(&r->public_key);
     coffer_buf_free(&r->import_token);
+    coffer_buf_free(&r->message);
+    coffer_buf_free(&r->signature);
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
     coffer_buf_init(&r->public_key, false);
     coffer_buf_init(&r->import_token, false);
+    coffer_buf_init(&r->message, true);
+    coffer_buf_init(&r->signature, false);
 }
 
 coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
@@ -669,10 +731,13 @@ coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req
     r->enc_alg = r->src_enc_alg = r->dst_enc_alg = r->data_key_spec = r->include_key_material = -1;
     r->custom_key_store_type = r->key_agreement_alg = -1;
     r->mac_alg = r->wrapping_alg = r->wrapping_spec = r->expiration_model = r->import_type = -1;
+    r->sign_alg = r->message_type = r->key_pair_spec = -1;
     coffer_buf_init(&r->plaintext, true);
     coffer_buf_init(&r->ciphertext, false);
     coffer_buf_init(&r->public_key, false);
     coffer_buf_init(&r->import_token, false);
+    coffer_buf_init(&r->message, true);
+    coffer_buf_init(&r->signature, false);
     api_in in;
     api_in_init(&in, input);
     coffer_err rc = COFFER_OK;

@@ -57,6 +57,9 @@ extern const char *const kms_wrapping_algorithms[];  /* AlgorithmSpec (GetParame
 extern const char *const kms_wrapping_key_specs[];   /* WrappingKeySpec */
 extern const char *const kms_expiration_models[];    /* ExpirationModelType */
 extern const char *const kms_import_types[];         /* ImportType */
+extern const char *const kms_sign_algorithms[];      /* SigningAlgorithmSpec */
+extern const char *const kms_message_types[];        /* MessageType */
+extern const char *const kms_key_pair_specs[];       /* DataKeyPairSpec */
 
 enum kms_state {
     KMS_STATE_ENABLED,
@@ -78,6 +81,7 @@ struct kms_req {
     const json_t *operations, *constraints; /* CreateGrant: list of GrantOperation, {EncryptionContext*} */
     int key_spec, cmk_spec, key_usage, origin, enc_alg, src_enc_alg, dst_enc_alg, data_key_spec;
     int include_key_material; /* ListKeyRotations: index in kms_include_key_material, -1 when absent */
+    int sign_alg, message_type, key_pair_spec; /* Sign, Verify; GenerateDataKeyPair */
     const json_t *ec, *src_ec, *dst_ec, *tags, *tag_keys, *grant_tokens, *dry_run_modifiers;
     bool has_recipient;
     coffer_buf plaintext; /* secret: Plaintext, or the Message of GenerateMac/VerifyMac */
@@ -91,6 +95,9 @@ struct kms_req {
     bool has_valid_to;
     int64_t limit, number_of_bytes, pending_days, rotation_days;
     bool has_limit, has_number_of_bytes, has_pending_days, has_rotation_days;
+    coffer_buf message;   /* Sign, Verify: Message (secret) */
+    coffer_buf signature; /* Verify */
+    bool has_message, has_signature;
     bool dry_run, bypass_lockout, multi_region;
     /* custom key stores, multi-Region keys, key agreement */
     const char *custom_key_store_name, *new_custom_key_store_name, *cloud_hsm_cluster_id, *replica_region,
@@ -120,7 +127,7 @@ const char *kms_op_name(enum kms_op_id op);
 /* Decodes the input of `op` into r (initialised here) with op's decoder; frees r's buffers on failure. */
 coffer_err kms_req_decode(enum kms_op_id op, const json_t *input, struct kms_req *r)
     __attribute__((warn_unused_result));
-void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext */
+void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext/message/signature */
 /* True when `s` is a well-formed key id (lowercase uuid or "mrk-" + 32 lowercase hex). */
 bool kms_key_id_valid(const char *s);
 
@@ -242,6 +249,61 @@ coffer_err kms_key_replace_material(struct kms_service *svc, struct kms_key *k, 
 
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
     __attribute__((warn_unused_result));
+
+/* ---- asymmetric keys and algorithms by key spec (kms_ops_asym.c) ---- */
+/*
+ * May a grant on k carry GrantOperation `op`? The operations of k's type and usage (as AWS
+ * lists them per key type) that this server performs, plus CreateGrant, RetireGrant, DescribeKey.
+ */
+bool kms_grant_op_fits(const struct kms_key *k, const char *op);
+/* rec.KeyUsage of a cached key. */
+const char *kms_key_usage(const struct kms_key *k);
+/* InvalidKeyUsageException "<arn> key usage is <usage> which is not valid for <op>." unless k's usage is
+ * `usage`. */
+coffer_err kms_check_usage(const struct kms_key *k, const char *usage, const char *op)
+    __attribute__((warn_unused_result));
+/*
+ * Sets the algorithm list KeyMetadata and GetPublicKey show for a key of `spec` and `usage`
+ * (EncryptionAlgorithms, SigningAlgorithms or MacAlgorithms) in obj; nothing for a pair no
+ * operation serves.
+ */
+coffer_err kms_set_algorithms(json_t *obj, enum kms_spec spec, const char *usage)
+    __attribute__((warn_unused_result));
+/*
+ * The EncryptionAlgorithm `alg` (index of kms_enc_algorithms, negative when absent) checked
+ * against k's spec: InvalidKeyUsageException "Algorithm <alg> is incompatible with key spec
+ * <spec>." RSA keys need RSAES_OAEP_SHA_1/256, symmetric keys SYMMETRIC_DEFAULT (the default).
+ */
+coffer_err kms_check_enc_algorithm(const struct kms_key *k, int alg) __attribute__((warn_unused_result));
+/* RSA keys (shared lock held): RSAES-OAEP with `alg`'s hash; AWS's size limit as ValidationException. */
+coffer_err kms_rsa_encrypt(const struct kms_key *k, int alg, coffer_cursor pt, coffer_buf *out)
+    __attribute__((warn_unused_result));
+coffer_err kms_rsa_decrypt(const struct kms_key *k, int alg, coffer_cursor ct, coffer_buf *out)
+    __attribute__((warn_unused_result));
+/*
+ * Charges the request against the cryptographic quota bucket of key spec `spec`: RSA, ECC or
+ * the symmetric one. ThrottlingException when it is empty. For the operations whose bucket
+ * depends on the key (API_OP_KEY_QUOTA rows of kms_ops.def); a request counts once, against the
+ * first key it uses (ReEncrypt: the source).
+ */
+coffer_err kms_charge_quota(const struct kms_service *svc, struct api_call *call, enum kms_spec spec)
+    __attribute__((warn_unused_result));
+
+/* ---- shared by the encrypting operations (kms_ops_crypto.c) ---- */
+/*
+ * Acquires key_ref's key for the encrypting side of an operation: records it in the audit event,
+ * authorizes `action` (with encryption context ec), checks the key state, its usage and `alg`
+ * (negative when the request names none); `data_key`: symmetric keys only (data keys and key
+ * pairs). Answers DryRun. On success *out is held (shared lock) and the caller must
+ * kms_release; on failure nothing is held.
+ */
+coffer_err kms_acquire_to_encrypt(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                                  const char *action, const char *key_ref, const json_t *ec, int alg,
+                                  bool data_key, bool dry, struct kms_key **out)
+    __attribute__((warn_unused_result));
+/* Encrypts pt under k (shared lock held) with `alg`: a symmetric blob bound to ec, or RSA-OAEP. */
+coffer_err kms_encrypt_with(const struct kms_key *k, const json_t *ec, int alg, coffer_cursor pt,
+                            coffer_buf *out) __attribute__((warn_unused_result));
 
 /* KeyMetadata object of §4 for k (new reference). */
 json_t *kms_key_metadata(const struct kms_key *k);

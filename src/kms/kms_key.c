@@ -1005,8 +1005,7 @@ json_t *kms_key_metadata(const struct kms_key *k)
     if ((k->state == KMS_STATE_PENDING_DELETION &&
          json_object_set_new(m, "DeletionDate",
                              json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
-        (strcmp(rec_str(rec, "KeyUsage"), "ENCRYPT_DECRYPT") == 0 &&
-         json_object_set_new(m, "EncryptionAlgorithms", json_pack("[s]", "SYMMETRIC_DEFAULT")) != 0) ||
+        kms_set_algorithms(m, k->spec, rec_str(rec, "KeyUsage")) != COFFER_OK ||
         (json_object_get(rec, "CurrentKeyMaterialId") != NULL &&
          json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) !=
              0) ||

@@ -2,7 +2,9 @@
  * Cryptographic operations (kms.md §8 "Cryptographic operations"): Encrypt, Decrypt, ReEncrypt,
  * GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom. The hot path: decode,
  * resolve the key in the cache under the shared lock, AES-256-GCM with the cached material,
- * base64 out. No store access, no unsealing, no allocation of key material.
+ * base64 out. No store access, no unsealing, no allocation of key material. RSA keys with
+ * ENCRYPT_DECRYPT usage encrypt with RSA-OAEP instead (kms_ops_asym.c): their ciphertext is the
+ * raw OAEP output, so Decrypt of one needs KeyId and the algorithm, as on AWS.
  *
  * Plaintext and data keys live in secret buffers; the JSON output necessarily holds their
  * base64 (the pipeline owns and frees it). Audit records never carry them.
@@ -43,17 +45,6 @@ static coffer_err unsupported_recipient(void)
     return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Recipient is not supported by this server yet.");
 }
 
-/* Symmetric keys only know SYMMETRIC_DEFAULT (index 0 of kms_enc_algorithms). */
-static coffer_err check_algorithm(int alg)
-{
-    if (alg > 0) {
-        return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE,
-                           "Algorithm %s is incompatible with key spec SYMMETRIC_DEFAULT.",
-                           kms_enc_algorithms[alg]);
-    }
-    return COFFER_OK;
-}
-
 static coffer_err missing_ciphertext(void)
 {
     return coffer_fail(COFFER_ERR_VALIDATION,
@@ -77,11 +68,14 @@ static bool ignore_ciphertext(const struct kms_req *r)
     return false;
 }
 
-/* Encrypts under k's current material (shared lock held) and appends the blob to out. */
-static coffer_err encrypt_with(const struct kms_key *k, const json_t *ec, coffer_cursor pt, coffer_buf *out)
+coffer_err kms_encrypt_with(const struct kms_key *k, const json_t *ec, int alg, coffer_cursor pt,
+                            coffer_buf *out)
 {
     /* A cached key has at least one material and current is set only to the index of a loaded one. */
     assert(k->current < k->n_mats);
+    if (kms_spec_family(k->spec) == KMS_FAMILY_RSA) {
+        return kms_rsa_encrypt(k, alg, pt, out);
+    }
     /* The blob format is AES-256-GCM: only a symmetric key's material may key it. */
     if (k->spec != KMS_SPEC_SYMMETRIC_DEFAULT) {
         return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s is not a symmetric encryption key.", k->arn);
@@ -97,18 +91,25 @@ static coffer_err data_key_with(const struct kms_key *k, const json_t *ec, size_
     TRY(coffer_buf_reserve(dk, n));
     TRY(crypto_random(dk->data, n));
     dk->len = n;
-    return encrypt_with(k, ec, coffer_buf_cursor(dk), blob);
+    return kms_encrypt_with(k, ec, -1, coffer_buf_cursor(dk), blob);
 }
 
 /*
- * Acquires key_ref's key for the encrypting side of an operation: records it in the audit event,
- * authorizes `action` (with encryption context ec), checks the key state and `alg` (negative when
- * the request names none) and answers DryRun. On success *out is held (shared lock) and the
- * caller must kms_release; on failure nothing is held.
+ * Asymmetric keys take no encryption context (it would bind nothing): refused rather than
+ * silently dropped, so a caller never believes a ciphertext is bound to one.
  */
-static coffer_err acquire_to_encrypt(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
-                                     const char *action, const char *key_ref, const json_t *ec, int alg,
-                                     bool dry, struct kms_key **out)
+static coffer_err check_no_context(const struct kms_key *k, const json_t *ec)
+{
+    if (k->spec != KMS_SPEC_SYMMETRIC_DEFAULT && json_object_size(ec) > 0) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "EncryptionContext is not supported with key spec %s.",
+                           kms_spec_name(k->spec));
+    }
+    return COFFER_OK;
+}
+
+coffer_err kms_acquire_to_encrypt(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                                  const char *action, const char *key_ref, const json_t *ec, int alg,
+                                  bool data_key, bool dry, struct kms_key **out)
 {
     struct kms_key *k;
     coffer_err rc = COFFER_OK;
@@ -118,11 +119,17 @@ static coffer_err acquire_to_encrypt(struct kms_service *svc, struct api_call *c
     TRY_OUT(kms_authorize_key(
         svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
     TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
-    TRY_OUT(check_algorithm(alg));
+    TRY_OUT(kms_check_usage(k, "ENCRYPT_DECRYPT", call->operation != NULL ? call->operation : action + 4));
+    if (data_key && k->spec != KMS_SPEC_SYMMETRIC_DEFAULT) {
+        FAIL_OUT(COFFER_ERR_INVALID_KEY_USAGE, "%s is not a symmetric encryption key.", k->arn);
+    }
+    TRY_OUT(kms_check_enc_algorithm(k, alg));
+    TRY_OUT(check_no_context(k, ec));
     if (dry) {
         rc = dry_run();
         goto out;
     }
+    TRY_OUT(kms_charge_quota(svc, call, k->spec));
     *out = k;
 out:
     if (rc != COFFER_OK) {
@@ -151,13 +158,15 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_encrypt);
     TRY(kms_req_decode(KMS_OP_Encrypt, call->input, &r));
-    TRY_OUT(acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, r.dry_run, &k));
-    rc = encrypt_with(k, r.ec, coffer_buf_cursor(&r.plaintext), &blob);
+    TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, false, r.dry_run,
+                                   &k));
+    rc = kms_encrypt_with(k, r.ec, r.enc_alg, coffer_buf_cursor(&r.plaintext), &blob);
     char arn[KMS_ARN_MAX];
     snprintf(arn, sizeof(arn), "%s", k->arn);
     kms_release(svc);
     TRY_OUT(rc);
-    call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm",
+                             kms_enc_algorithms[r.enc_alg < 0 ? 0 : r.enc_alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
@@ -176,6 +185,8 @@ out:
 struct opened {
     char arn[KMS_ARN_MAX];
     uint8_t material_id[KMS_MATERIAL_ID_LEN];
+    int alg;            /* index of kms_enc_algorithms */
+    enum kms_spec spec; /* of the key that opened it */
 };
 
 /*
@@ -220,7 +231,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
         goto out;
     }
     TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
-    TRY_OUT(check_algorithm(alg));
+    TRY_OUT(kms_check_enc_algorithm(k, alg));
     const struct kms_material *m = NULL;
     for (size_t i = 0; i < k->n_mats; i++) {
         if (crypto_memcmp(k->mats[i].id, b.material_id, KMS_MATERIAL_ID_LEN) == 0) {
@@ -234,22 +245,87 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
         rc = dry_run();
         goto out;
     }
+    TRY_OUT(kms_charge_quota(svc, call, k->spec));
     TRY_OUT(kms_blob_decrypt(kms_material_bytes(m), &b, ec, pt));
     snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
+    o->alg = 0;
+    o->spec = k->spec;
 out:
     kms_release(svc);
     return rc;
 }
 
+/*
+ * Opens an RSA ciphertext with the key the request names: raw OAEP output carries no key id, so
+ * its Decrypt needs KeyId and the algorithm (as on AWS). *handled is false when key_ref is absent
+ * or names a symmetric key, whose blob says itself which key opens it (open_blob).
+ */
+static coffer_err open_asym(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                            const char *action, coffer_cursor ciphertext, const char *key_ref, int alg,
+                            const json_t *ec, bool dry, coffer_buf *pt, struct opened *o, bool *handled)
+{
+    struct kms_key *k;
+    coffer_err rc = COFFER_OK;
+    *handled = false;
+    if (key_ref == NULL) {
+        return COFFER_OK;
+    }
+    TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
+    if (k->spec == KMS_SPEC_SYMMETRIC_DEFAULT) {
+        kms_release(svc);
+        return COFFER_OK;
+    }
+    *handled = true;
+    kms_audit_key(call, k);
+    TRY_OUT(kms_authorize_key(
+        svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
+    TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    TRY_OUT(kms_check_usage(k, "ENCRYPT_DECRYPT", call->operation != NULL ? call->operation : action + 4));
+    TRY_OUT(kms_check_enc_algorithm(k, alg));
+    TRY_OUT(check_no_context(k, ec));
+    if (dry) {
+        rc = dry_run();
+        goto out;
+    }
+    TRY_OUT(kms_charge_quota(svc, call, k->spec));
+    TRY_OUT(kms_rsa_decrypt(k, alg, ciphertext, pt));
+    snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
+    memset(o->material_id, 0, sizeof(o->material_id));
+    o->alg = alg;
+    o->spec = k->spec;
+out:
+    kms_release(svc);
+    return rc;
+}
+
+/* Opens a ciphertext of either kind: RSA with the key named, else a symmetric blob. */
+static coffer_err open_any(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                           const char *action, coffer_cursor ciphertext, const char *key_ref, int alg,
+                           const json_t *ec, bool dry, coffer_buf *pt, struct opened *o)
+{
+    bool handled;
+    TRY(open_asym(svc, call, r, action, ciphertext, key_ref, alg, ec, dry, pt, o, &handled));
+    if (handled) {
+        return COFFER_OK;
+    }
+    return open_blob(svc, call, r, action, ciphertext, key_ref, alg, ec, dry, pt, o);
+}
+
+/* Sets name to the hex id of the material that did the work; symmetric keys only. */
+static coffer_err set_material_of(json_t *obj, const char *name, const struct opened *o)
+{
+    return o->spec == KMS_SPEC_SYMMETRIC_DEFAULT ? set_material_id(obj, name, o->material_id) : COFFER_OK;
+}
+
 /* DryRun with IGNORE_CIPHERTEXT: only the key named by key_ref is checked. */
 static coffer_err dry_run_key_only(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
-                                   const char *action, const char *key_ref, const json_t *ec)
+                                   const char *action, const char *key_ref, const json_t *ec, int alg)
 {
     if (key_ref != NULL) {
         /* Answers the dry run itself once the key passes. */
         struct kms_key *k;
-        return acquire_to_encrypt(svc, call, r, action, key_ref, ec, -1, true, &k);
+        return kms_acquire_to_encrypt(svc, call, r, action, key_ref, ec, alg, false, true, &k);
     }
     return dry_run();
 }
@@ -259,7 +335,7 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     coffer_buf pt = COFFER_SECRET_BUF_INIT;
-    struct opened o;
+    struct opened o = {.alg = 0};
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_decrypt);
     TRY(kms_req_decode(KMS_OP_Decrypt, call->input, &r));
@@ -267,22 +343,22 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Recipient is not supported by this server yet.");
     }
     if (ignore_ciphertext(&r)) {
-        rc = dry_run_key_only(svc, call, &r, "kms:Decrypt", r.key_id, r.ec);
+        rc = dry_run_key_only(svc, call, &r, "kms:Decrypt", r.key_id, r.ec, r.enc_alg);
         goto out;
     }
     if (!r.has_ciphertext) {
         rc = missing_ciphertext();
         goto out;
     }
-    TRY_OUT(open_blob(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg,
-                      r.ec, r.dry_run, &pt, &o));
-    call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+    TRY_OUT(open_any(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg,
+                     r.ec, r.dry_run, &pt, &o));
+    call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", kms_enc_algorithms[o.alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
     TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
-    TRY_OUT(set_material_id(call->output, "KeyMaterialId", o.material_id));
+    TRY_OUT(set_material_of(call->output, "KeyMaterialId", &o));
 out:
     coffer_buf_free(&pt);
     kms_req_clean(&r);
@@ -294,11 +370,10 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
     struct kms_service *svc = state;
     struct kms_req r;
     coffer_buf pt = COFFER_SECRET_BUF_INIT, blob = COFFER_BUF_INIT;
-    struct opened o;
+    struct opened o = {.alg = 0};
     struct kms_key *k = NULL;
     coffer_err rc = COFFER_OK;
-    uint8_t dst_mid[KMS_MATERIAL_ID_LEN];
-    char dst_arn[KMS_ARN_MAX];
+    struct opened dst;
     kms_audit_request(call, audit_reencrypt);
     TRY(kms_req_decode(KMS_OP_ReEncrypt, call->input, &r));
     bool ignore = ignore_ciphertext(&r);
@@ -307,32 +382,34 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
         goto out;
     }
     if (ignore && r.source_key_id != NULL) {
-        rc = dry_run_key_only(svc, call, &r, "kms:ReEncryptFrom", r.source_key_id, r.src_ec);
+        rc = dry_run_key_only(svc, call, &r, "kms:ReEncryptFrom", r.source_key_id, r.src_ec, r.src_enc_alg);
         if (rc != COFFER_ERR_DRY_RUN) {
             goto out;
         }
     } else if (!ignore) {
         /* Source checked first: a dry run still proves the ciphertext opens with the context. */
-        TRY_OUT(open_blob(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext),
-                          r.source_key_id, r.src_enc_alg, r.src_ec, false, &pt, &o));
+        TRY_OUT(open_any(svc, call, &r, "kms:ReEncryptFrom", coffer_buf_cursor(&r.ciphertext),
+                         r.source_key_id, r.src_enc_alg, r.src_ec, false, &pt, &o));
     }
-    TRY_OUT(acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec,
-                               r.dst_enc_alg, r.dry_run || ignore, &k));
-    rc = encrypt_with(k, r.dst_ec, coffer_buf_cursor(&pt), &blob);
-    snprintf(dst_arn, sizeof(dst_arn), "%s", k->arn);
-    memcpy(dst_mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
+    TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, "kms:ReEncryptTo", r.destination_key_id, r.dst_ec,
+                                   r.dst_enc_alg, false, r.dry_run || ignore, &k));
+    rc = kms_encrypt_with(k, r.dst_ec, r.dst_enc_alg, coffer_buf_cursor(&pt), &blob);
+    snprintf(dst.arn, sizeof(dst.arn), "%s", k->arn);
+    memcpy(dst.material_id, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
+    dst.spec = k->spec;
+    dst.alg = r.dst_enc_alg < 0 ? 0 : r.dst_enc_alg;
     kms_release(svc);
     TRY_OUT(rc);
     call->output =
-        json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst_arn, "SourceEncryptionAlgorithm",
-                  "SYMMETRIC_DEFAULT", "DestinationEncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+        json_pack("{s:s,s:s,s:s,s:s}", "SourceKeyId", o.arn, "KeyId", dst.arn, "SourceEncryptionAlgorithm",
+                  kms_enc_algorithms[o.alg], "DestinationEncryptionAlgorithm", kms_enc_algorithms[dst.alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
     TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
-    TRY_OUT(set_material_id(call->output, "SourceKeyMaterialId", o.material_id));
-    TRY_OUT(set_material_id(call->output, "DestinationKeyMaterialId", dst_mid));
+    TRY_OUT(set_material_of(call->output, "SourceKeyMaterialId", &o));
+    TRY_OUT(set_material_of(call->output, "DestinationKeyMaterialId", &dst));
 out:
     coffer_buf_free(&pt);
     coffer_buf_free(&blob);
@@ -366,7 +443,7 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
     char action[64];
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     /* No EncryptionAlgorithm in these requests: -1. */
-    TRY_OUT(acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, r.dry_run, &k));
+    TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, true, r.dry_run, &k));
     rc = data_key_with(k, r.ec, n, &dk, &blob);
     snprintf(arn, sizeof(arn), "%s", k->arn);
     memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);

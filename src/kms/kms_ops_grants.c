@@ -162,23 +162,9 @@ static coffer_err check_constraints(const json_t *c)
     return COFFER_OK;
 }
 
-/* Only the operations some key type this server serves supports may be granted (checked per key below). */
-static coffer_err check_operations(const json_t *ops)
+/* Only operations this server performs, and that the key's type and usage support, may be granted. */
+static coffer_err check_operations(const struct kms_key *k, const json_t *ops)
 {
-    static const char *const symmetric[] = {"Decrypt",
-                                            "Encrypt",
-                                            "GenerateDataKey",
-                                            "GenerateDataKeyWithoutPlaintext",
-                                            "ReEncryptFrom",
-                                            "ReEncryptTo",
-                                            "CreateGrant",
-                                            "RetireGrant",
-                                            "DescribeKey",
-                                            "GenerateDataKeyPair",
-                                            "GenerateDataKeyPairWithoutPlaintext",
-                                            "GenerateMac",
-                                            "VerifyMac",
-                                            NULL};
     if (json_array_size(ops) == 0) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Operations must not be empty.");
     }
@@ -186,42 +172,9 @@ static coffer_err check_operations(const json_t *ops)
     const json_t *o;
     json_array_foreach(ops, i, o)
     {
-        bool ok = false;
-        for (size_t j = 0; symmetric[j] != NULL; j++) {
-            ok = ok || strcmp(json_string_value(o), symmetric[j]) == 0;
-        }
-        if (!ok) {
+        if (!kms_grant_op_fits(k, json_string_value(o))) {
             return coffer_fail(COFFER_ERR_VALIDATION, "Grant operation %s is not valid for this KMS key.",
                                json_string_value(o));
-        }
-    }
-    return COFFER_OK;
-}
-
-/*
- * The MAC operations belong to HMAC keys, and HMAC keys have no others but the grant and
- * DescribeKey ones: a grant for an operation its key can never perform is refused as AWS does.
- */
-static coffer_err check_operations_for_key(const struct kms_key *k, const json_t *ops)
-{
-    static const char *const hmac_only[] = {"GenerateMac", "VerifyMac", NULL};
-    static const char *const any_key[] = {"CreateGrant", "RetireGrant", "DescribeKey", NULL};
-    bool hmac = kms_spec_family(k->spec) == KMS_FAMILY_HMAC;
-    size_t i;
-    const json_t *o;
-    json_array_foreach(ops, i, o)
-    {
-        const char *op = json_string_value(o);
-        bool mac_op = false, common = false;
-        for (size_t j = 0; hmac_only[j] != NULL; j++) {
-            mac_op = mac_op || strcmp(op, hmac_only[j]) == 0;
-        }
-        for (size_t j = 0; any_key[j] != NULL; j++) {
-            common = common || strcmp(op, any_key[j]) == 0;
-        }
-        if (hmac ? !(mac_op || common) : mac_op) {
-            return coffer_fail(COFFER_ERR_VALIDATION, "Grant operation %s is not valid for this KMS key.",
-                               op);
         }
     }
     return COFFER_OK;
@@ -391,7 +344,6 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_CreateGrant, call->input, &r));
     TRY(check_principal("GranteePrincipal", r.grantee_principal));
     TRY(check_principal("RetiringPrincipal", r.retiring_principal));
-    TRY(check_operations(r.operations));
     TRY(check_constraints(r.constraints));
     TRY(constraints_copy(r.constraints, &cons));
     r.constraints = cons; /* from here on only what constrains; cons outlives r */
@@ -411,7 +363,7 @@ coffer_err kms_op_CreateGrant(void *state, struct api_call *call)
     kms_audit_key(call, k);
     TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = "kms:CreateGrant", .r = &r}));
     TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
-    TRY_OUT(check_operations_for_key(k, r.operations));
+    TRY_OUT(check_operations(k, r.operations));
     if (r.dry_run) {
         rc = dry_run();
         goto out;

@@ -90,8 +90,38 @@ static char *default_policy(const char *account)
     return s;
 }
 
-/* The checks AWS makes on CreateKey's spec/usage/origin, for what this server supports. */
-static coffer_err create_key_check(const struct kms_req *r, const char **spec)
+/* The KeyUsage values AWS accepts for each key spec family. */
+static bool usage_fits(enum kms_spec spec, const char *usage)
+{
+    switch (spec) {
+    case KMS_SPEC_SYMMETRIC_DEFAULT:
+        return strcmp(usage, "ENCRYPT_DECRYPT") == 0;
+    case KMS_SPEC_RSA_2048:
+    case KMS_SPEC_RSA_3072:
+    case KMS_SPEC_RSA_4096:
+        return strcmp(usage, "ENCRYPT_DECRYPT") == 0 || strcmp(usage, "SIGN_VERIFY") == 0;
+    case KMS_SPEC_ECC_NIST_P256:
+    case KMS_SPEC_ECC_NIST_P384:
+    case KMS_SPEC_ECC_NIST_P521:
+        return strcmp(usage, "SIGN_VERIFY") == 0 || strcmp(usage, "KEY_AGREEMENT") == 0;
+    case KMS_SPEC_SM2:
+        return strcmp(usage, "GENERATE_VERIFY_MAC") != 0;
+    case KMS_SPEC_HMAC_224:
+    case KMS_SPEC_HMAC_256:
+    case KMS_SPEC_HMAC_384:
+    case KMS_SPEC_HMAC_512:
+        return strcmp(usage, "GENERATE_VERIFY_MAC") == 0;
+    default: /* ECC_SECG_P256K1, ECC_NIST_EDWARDS25519, ML_DSA_* */
+        return strcmp(usage, "SIGN_VERIFY") == 0;
+    }
+}
+
+/*
+ * The checks AWS makes on CreateKey's spec/usage/origin: a pair AWS refuses is its
+ * ValidationException; a pair AWS accepts but this server does not serve (SM2, Ed25519, ML-DSA,
+ * key agreement) is UnsupportedOperationException.
+ */
+static coffer_err create_key_check(const struct kms_req *r, const char **spec, const char **usage)
 {
     if (r->key_spec >= 0 && r->cmk_spec >= 0) {
         return coffer_fail(COFFER_ERR_VALIDATION,
@@ -101,34 +131,41 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec)
     *spec = r->key_spec >= 0   ? kms_key_specs[r->key_spec]
             : r->cmk_spec >= 0 ? kms_cmk_specs[r->cmk_spec]
                                : "SYMMETRIC_DEFAULT";
-    bool symmetric = strcmp(*spec, "SYMMETRIC_DEFAULT") == 0;
-    if (!symmetric && r->key_usage < 0) {
+    enum kms_spec s = KMS_SPEC_SYMMETRIC_DEFAULT;
+    if (!kms_spec_parse(*spec, &s)) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "KeySpec table mismatch");
+    }
+    if (s != KMS_SPEC_SYMMETRIC_DEFAULT && r->key_usage < 0) {
         return coffer_fail(
             COFFER_ERR_VALIDATION,
             "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
     }
-    if (symmetric && r->key_usage >= 0 && strcmp(kms_key_usages[r->key_usage], "ENCRYPT_DECRYPT") != 0) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "KeyUsage %s is not compatible with KeySpec SYMMETRIC_DEFAULT",
-                           kms_key_usages[r->key_usage]);
+    *usage = r->key_usage >= 0 ? kms_key_usages[r->key_usage] : "ENCRYPT_DECRYPT";
+    if (!usage_fits(s, *usage)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec %s", *usage,
+                           *spec);
     }
-    bool hmac = strncmp(*spec, "HMAC_", 5) == 0;
-    if (hmac && strcmp(kms_key_usages[r->key_usage], "GENERATE_VERIFY_MAC") != 0) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "KeyUsage %s is not compatible with KeySpec %s",
-                           kms_key_usages[r->key_usage], *spec);
+    if (kms_spec_family(s) == KMS_FAMILY_UNSUPPORTED) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec %s is not supported by this server.",
+                           *spec);
     }
-    if (!symmetric && !hmac) {
+    if (strcmp(*usage, "KEY_AGREEMENT") == 0) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
-                           "KeySpec %s is not supported by this server yet.", *spec);
+                           "KeyUsage KEY_AGREEMENT is not supported by this server.");
     }
     if (r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_KMS") != 0 &&
         strcmp(kms_origins[r->origin], "EXTERNAL") != 0) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported by this server yet.",
                            kms_origins[r->origin]);
     }
-    if (r->custom_key_store_id != NULL || r->xks_key_id != NULL) {
+    if (r->custom_key_store_id != NULL) {
+        /* No custom key store exists here (kms_ops_stores.c): the id names none. */
+        return coffer_fail(COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND, "%s",
+                           coffer_err_default_message(COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND));
+    }
+    if (r->xks_key_id != NULL) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
-                           "Custom key stores are not supported by this server.");
+                           "External key stores (XksKeyId) are not supported by this server.");
     }
     if (r->multi_region) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
@@ -191,7 +228,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     json_t *rec = NULL, *tags = NULL, *meta = NULL, *principals = NULL;
     char *policy_text = NULL;
-    const char *spec = NULL;
+    const char *spec = NULL, *usage = NULL;
     char id[CRYPTO_UUID_STR_LEN + 1];
     struct kms_key *k = NULL;
     bool locked = false;
@@ -202,7 +239,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
         /* AWS: tagging at creation needs kms:TagResource as well. */
         TRY_OUT(kms_authorize_plain(svc, call, "kms:TagResource", "*", &r));
     }
-    TRY_OUT(create_key_check(&r, &spec));
+    TRY_OUT(create_key_check(&r, &spec, &usage));
     TRY_OUT(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
     TRY_OUT(crypto_uuid_v4(id));
     if (r.policy != NULL) {
@@ -219,17 +256,14 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
         json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:s,s:O,s:{s:b,s:i}}", "Version",
                   KMS_RECORD_VERSION, "KeyId", id, "AWSAccountId", call->caller->account_id, "Region",
                   call->region, "CreationDate", (json_int_t)kms_call_now_ms(call), "Description",
-                  r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", "ENCRYPT_DECRYPT",
-                  "KeyState", "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false,
-                  "Policy", policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
-    /* The usage asked for (create_key_check paired it with the spec); Origin EXTERNAL keys wait
-     * in PendingImport, without material, for ImportKeyMaterial (kms.md §6). */
+                  r.description != NULL ? r.description : "", "KeySpec", spec, "KeyUsage", usage, "KeyState",
+                  "Enabled", "Origin", "AWS_KMS", "KeyManager", "CUSTOMER", "MultiRegion", false, "Policy",
+                  policy_text, "Tags", tags, "Rotation", "Enabled", false, "PeriodInDays", 365);
+    /* Origin EXTERNAL keys wait in PendingImport, without material, for ImportKeyMaterial (kms.md §6). */
     bool external = r.origin >= 0 && strcmp(kms_origins[r.origin], "EXTERNAL") == 0;
-    if (rec != NULL &&
-        ((r.key_usage >= 0 &&
-          json_object_set_new(rec, "KeyUsage", json_string(kms_key_usages[r.key_usage])) != 0) ||
-         (external && (json_object_set_new(rec, "KeyState", json_string("PendingImport")) != 0 ||
-                       json_object_set_new(rec, "Origin", json_string("EXTERNAL")) != 0)))) {
+    if (rec != NULL && external &&
+        (json_object_set_new(rec, "KeyState", json_string("PendingImport")) != 0 ||
+         json_object_set_new(rec, "Origin", json_string("EXTERNAL")) != 0)) {
         rc = kms_nomem();
         goto out;
     }

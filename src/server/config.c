@@ -141,6 +141,8 @@ NUMBER_SETTER(kms_key_policy_bytes, kms_limits.kms_key_policy_bytes, size_t, 1, 
               "max-key-policy-bytes")
 NUMBER_SETTER(kms_grants_per_key, kms_limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
 NUMBER_SETTER(kms_rotation_day_ms, kms_limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
+NUMBER_SETTER(kms_rsa_rps, kms_limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
+NUMBER_SETTER(kms_ecc_rps, kms_limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
 NUMBER_SETTER(iam_roles, iam_limits.iam_roles, size_t, 1, 100000000, "max-roles")
 NUMBER_SETTER(iam_policies, iam_limits.iam_policies, size_t, 1, 100000000, "max-policies")
@@ -171,6 +173,10 @@ static const struct config_option options[] = {
     {"region", "COFFER_REGION", true, set_region, "region this server answers for (default us-east-1)"},
     {"quota-crypto-rps", "COFFER_QUOTA_CRYPTO_RPS", true, set_quota,
      "shared cryptographic quota per account, requests/s (default 5500; 0 turns quotas off)"},
+    {"quota-rsa-rps", "COFFER_QUOTA_RSA_RPS", true, set_kms_rsa_rps,
+     "KMS cryptographic requests with RSA keys per account, requests/s (default 500)"},
+    {"quota-ecc-rps", "COFFER_QUOTA_ECC_RPS", true, set_kms_ecc_rps,
+     "KMS Sign and Verify requests with ECC keys per account, requests/s (default 300)"},
     {"authorization", "COFFER_AUTHORIZATION", true, set_authorization,
      "on: key policies, IAM policies and grants decide every request; off: any valid key may do anything "
      "(default on)"},

@@ -787,6 +787,55 @@ static void test_grants(void **state)
     free(blob);
 }
 
+/* Grants carry the asymmetric operations like any other: each one allows exactly itself. */
+static void test_asymmetric_grants(void **state)
+{
+    struct env *e = *state;
+    as_root(e);
+    struct result r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    char id[64];
+    snprintf(id, sizeof(id), "%s",
+             json_string_value(json_object_get(json_object_get(r.out, "KeyMetadata"), "KeyId")));
+    json_decref(r.out);
+    char sym[64], sym_arn[128];
+    create_key(e, NULL, sym, sym_arn);
+    ok(run(e, "CreateGrant",
+           "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Sign\",\"GetPublicKey\"]}",
+           id));
+    ok(run(e, "CreateGrant",
+           "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\","
+           "\"Operations\":[\"GenerateDataKeyPairWithoutPlaintext\"]}",
+           sym));
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Sign\",\"Encrypt\"]}",
+               id),
+           COFFER_ERR_VALIDATION, "Grant operation Encrypt is not valid for this KMS key.");
+    expect(run(e, "CreateGrant",
+               "{\"KeyId\":\"%s\",\"GranteePrincipal\":\"" ALICE "\",\"Operations\":[\"Sign\"]}", sym),
+           COFFER_ERR_VALIDATION, "Grant operation Sign is not valid for this KMS key.");
+    set_caller(e, ACCT, ALICE, API_PRINCIPAL_USER, NULL);
+    r = run(e, "Sign", "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"SigningAlgorithm\":\"ECDSA_SHA_256\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    char sig[256];
+    snprintf(sig, sizeof(sig), "%s", json_string_value(json_object_get(r.out, "Signature")));
+    json_decref(r.out);
+    ok(run(e, "GetPublicKey", "{\"KeyId\":\"%s\"}", id));
+    denied(run(
+        e, "Verify",
+        "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"Signature\":\"%s\",\"SigningAlgorithm\":\"ECDSA_SHA_256\"}",
+        id, sig));
+    denied(run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", id));
+    ok(run(e, "GenerateDataKeyPairWithoutPlaintext", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"ECC_NIST_P256\"}",
+           sym));
+    denied(run(e, "GenerateDataKeyPair", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"ECC_NIST_P256\"}", sym));
+    as_root(e);
+    ok(run(
+        e, "Verify",
+        "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"Signature\":\"%s\",\"SigningAlgorithm\":\"ECDSA_SHA_256\"}",
+        id, sig));
+}
+
 static void test_grant_validation(void **state)
 {
     struct env *e = *state;
@@ -1017,6 +1066,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cross_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_authz, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_asymmetric_grants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_grant_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases_need_both, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authorization_off, setup, teardown),

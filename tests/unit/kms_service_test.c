@@ -44,6 +44,12 @@ struct env {
     const struct api_service *api;
     struct api_caller caller;
     int64_t now;
+    /* The quota hook handlers of API_OP_KEY_QUOTA operations see (NULL: quotas off). */
+    bool (*quota_take)(void *ctx, const char *bucket, double rps);
+    char charged[8][32]; /* buckets charged by the last requests, in order */
+    double charged_rps[8];
+    int n_charged;
+    bool quota_refuse;
 };
 
 static bool use_mem; /* which backend the current group runs on */
@@ -153,7 +159,9 @@ static struct result run(struct env *e, const char *op, const char *fmt, ...)
                             .request_id = "r",
                             .operation = op,
                             .now_ms = e->now,
-                            .input = in};
+                            .input = in,
+                            .quota_take = e->quota_take,
+                            .quota_ctx = e};
     coffer_clear_err();
     struct result r = {0};
     r.rc = o->handler(e->api->state, &call);
@@ -407,8 +415,52 @@ static void test_create_key_refusals(void **state)
     struct result r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\"}");
     expect(&r, COFFER_ERR_VALIDATION,
            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
-    r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"GENERATE_VERIFY_MAC\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "KeyUsage GENERATE_VERIFY_MAC is not compatible with KeySpec RSA_2048");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec ECC_NIST_P256");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec HMAC_256");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_SECG_P256K1\",\"KeyUsage\":\"KEY_AGREEMENT\"}");
+    expect(&r, COFFER_ERR_VALIDATION,
+           "KeyUsage KEY_AGREEMENT is not compatible with KeySpec ECC_SECG_P256K1");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"KEY_AGREEMENT\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, "KeyUsage KEY_AGREEMENT is not supported by this server.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"SM2\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec SM2 is not supported by this server.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ML_DSA_65\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, "KeySpec ML_DSA_65 is not supported by this server.");
+    r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_EDWARDS25519\",\"KeyUsage\":\"SIGN_VERIFY\"}");
     expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    /* Each served family shows its algorithms the way AWS lists them. */
+    static const struct {
+        const char *spec, *usage, *member, *first;
+        size_t n;
+    } served[] = {
+        {"RSA_2048", "SIGN_VERIFY", "SigningAlgorithms", "RSASSA_PKCS1_V1_5_SHA_256", 6},
+        {"RSA_3072", "ENCRYPT_DECRYPT", "EncryptionAlgorithms", "RSAES_OAEP_SHA_1", 2},
+        {"ECC_NIST_P384", "SIGN_VERIFY", "SigningAlgorithms", "ECDSA_SHA_384", 1},
+        {"ECC_SECG_P256K1", "SIGN_VERIFY", "SigningAlgorithms", "ECDSA_SHA_256", 1},
+        {"HMAC_224", "GENERATE_VERIFY_MAC", "MacAlgorithms", "HMAC_SHA_224", 1},
+        {"HMAC_512", "GENERATE_VERIFY_MAC", "MacAlgorithms", "HMAC_SHA_512", 1},
+    };
+    for (size_t i = 0; i < sizeof(served) / sizeof(served[0]); i++) {
+        r = run(e, "CreateKey", "{\"KeySpec\":\"%s\",\"KeyUsage\":\"%s\"}", served[i].spec, served[i].usage);
+        assert_int_equal(r.rc, COFFER_OK);
+        const json_t *m = json_object_get(r.out, "KeyMetadata");
+        assert_string_equal(sval(m, "KeySpec"), served[i].spec);
+        assert_string_equal(sval(m, "CustomerMasterKeySpec"), served[i].spec);
+        assert_string_equal(sval(m, "KeyUsage"), served[i].usage);
+        const json_t *algs = json_object_get(m, served[i].member);
+        assert_int_equal(json_array_size(algs), served[i].n);
+        assert_string_equal(json_string_value(json_array_get(algs, 0)), served[i].first);
+        assert_int_equal(json_object_size(m) > 0 &&
+                             (json_object_get(m, "EncryptionAlgorithms") == NULL) ==
+                                 (strcmp(served[i].member, "EncryptionAlgorithms") != 0),
+                         1);
+        result_free(&r);
+    }
     r = run(e, "CreateKey", "{\"KeyUsage\":\"SIGN_VERIFY\"}");
     expect(&r, COFFER_ERR_VALIDATION, NULL);
     r = run(e, "CreateKey", "{\"KeySpec\":\"AES_999\"}");
@@ -443,6 +495,85 @@ static void test_create_key_refusals(void **state)
     assert_int_equal(r.rc, COFFER_OK);
     assert_string_equal(json_string_value(json_array_get(json_object_get(r.out, "PolicyNames"), 0)),
                         "default");
+    result_free(&r);
+}
+
+/* The pipeline's quota hook, recording what a handler charges. */
+static bool record_quota(void *ctx, const char *bucket, double rps)
+{
+    struct env *e = ctx;
+    if (e->n_charged < 8) {
+        snprintf(e->charged[e->n_charged], sizeof(e->charged[0]), "%s", bucket);
+        e->charged_rps[e->n_charged++] = rps;
+    }
+    return !e->quota_refuse;
+}
+
+/* Asymmetric keys: each request charges the bucket of its key's type once, DryRun does not sign
+ * and charges nothing, and RSA ciphertext has no key material id. */
+static void test_asymmetric_quota_and_dry_run(void **state)
+{
+    struct env *e = *state;
+    char sym[64], ecc[64], rsa[64];
+    create_key(e, sym);
+    struct result r = run(e, "CreateKey", "{\"KeySpec\":\"ECC_NIST_P256\",\"KeyUsage\":\"SIGN_VERIFY\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    snprintf(ecc, sizeof(ecc), "%s", sval(json_object_get(r.out, "KeyMetadata"), "KeyId"));
+    result_free(&r);
+    r = run(e, "CreateKey", "{\"KeySpec\":\"RSA_2048\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    snprintf(rsa, sizeof(rsa), "%s", sval(json_object_get(r.out, "KeyMetadata"), "KeyId"));
+    result_free(&r);
+
+    e->quota_take = record_quota;
+    r = run(e, "Sign",
+            "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"SigningAlgorithm\":\"ECDSA_SHA_256\",\"DryRun\":true}",
+            ecc);
+    expect(&r, COFFER_ERR_DRY_RUN, NULL);
+    assert_int_equal(e->n_charged, 0);
+    r = run(e, "Sign", "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"SigningAlgorithm\":\"ECDSA_SHA_256\"}", ecc);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "Encrypt",
+            "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}", rsa);
+    assert_int_equal(r.rc, COFFER_OK);
+    char ct[600];
+    snprintf(ct, sizeof(ct), "%s", sval(r.out, "CiphertextBlob"));
+    result_free(&r);
+    r = run(e, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGk=\"}", sym);
+    expect(&r, COFFER_OK, NULL);
+    /* ReEncrypt RSA -> symmetric: one charge, the source's bucket; no material id for RSA. */
+    r = run(e, "ReEncrypt",
+            "{\"CiphertextBlob\":\"%s\",\"SourceKeyId\":\"%s\",\"SourceEncryptionAlgorithm\":\"RSAES_OAEP_"
+            "SHA_256\","
+            "\"DestinationKeyId\":\"%s\"}",
+            ct, rsa, sym);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_null(json_object_get(r.out, "SourceKeyMaterialId"));
+    assert_non_null(json_object_get(r.out, "DestinationKeyMaterialId"));
+    result_free(&r);
+    assert_int_equal(e->n_charged, 4);
+    assert_string_equal(e->charged[0], "kms:crypto-ecc");
+    assert_true(e->charged_rps[0] == 300);
+    assert_string_equal(e->charged[1], "kms:crypto-rsa");
+    assert_true(e->charged_rps[1] == 500);
+    assert_string_equal(e->charged[2], "crypto");
+    assert_string_equal(e->charged[3], "kms:crypto-rsa");
+    /* An empty bucket: ThrottlingException, nothing done. */
+    e->quota_refuse = true;
+    r = run(e, "Sign", "{\"KeyId\":\"%s\",\"Message\":\"aGk=\",\"SigningAlgorithm\":\"ECDSA_SHA_256\"}", ecc);
+    expect(&r, COFFER_ERR_THROTTLING, NULL);
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"%s\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}", ct,
+            rsa);
+    expect(&r, COFFER_ERR_THROTTLING, NULL);
+    e->quota_refuse = false;
+    e->quota_take = NULL;
+    r = run(e, "Decrypt",
+            "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"%s\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}", ct,
+            rsa);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "Plaintext"), "aGk=");
+    assert_null(json_object_get(r.out, "KeyMaterialId"));
     result_free(&r);
 }
 
@@ -2192,6 +2323,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hmac_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_decrypt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_asymmetric_quota_and_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_keys_and_random, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reencrypt, setup, teardown),
