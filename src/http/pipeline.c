@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/json_in.h"
 #include "common/json_out.h"
 #include "common/log.h"
 #include "common/secret.h"
@@ -532,14 +533,9 @@ static coffer_err pipeline_parse_body(const struct http_request_view *req, json_
         *out = json_object();
         return COFFER_OK;
     }
-    json_error_t jerr;
-    json_t *j = json_loadb((const char *)req->body.ptr, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    /* Not JSON, not an object, or a repeated member: all one SerializationException. */
+    json_t *j = json_in_object(req->body.ptr, req->body.len);
     if (j == NULL) {
-        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s",
-                           "Start of structure or map found where not expected.");
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
         return coffer_fail(COFFER_ERR_SERIALIZATION, "%s",
                            "Start of structure or map found where not expected.");
     }
