@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fast != NULL) {
         /* Same member order too: responses and trail records iterate it. */
         void *a = json_object_iter(fast), *b = json_object_iter(ref);
-        for (; a != NULL && b != NULL; a = json_object_iter_next(fast, a), b = json_object_iter_next(ref, b)) {
+        for (; a != NULL && b != NULL;
+             a = json_object_iter_next(fast, a), b = json_object_iter_next(ref, b)) {
             if (strcmp(json_object_iter_key(a), json_object_iter_key(b)) != 0) {
                 abort();
             }
