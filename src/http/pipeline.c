@@ -446,7 +446,7 @@ static coffer_err pipeline_route(struct pipeline *p, const struct http_request_v
     if (dot == NULL) {
         return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
     }
-    snprintf(st->op_name, sizeof(st->op_name), "%s", dot + 1);
+    coffer_str_copy(st->op_name, sizeof(st->op_name), dot + 1);
     const struct api_service *svc = service_by_prefix(p, target, (size_t)(dot - target));
     if (svc == NULL) {
         return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
@@ -507,7 +507,7 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
     coffer_buf_init(&who.secret, true);
     coffer_err rc = sigv4_verify(&sreq, &opts, p->lookup, p->lookup_ctx, &who);
     if (who.access_key_id[0]) {
-        snprintf(st->caller.access_key_id, sizeof(st->caller.access_key_id), "%s", who.access_key_id);
+        coffer_str_copy(st->caller.access_key_id, sizeof(st->caller.access_key_id), who.access_key_id);
     }
     if (rc == COFFER_OK && api_principal_kind_parse(who.principal_type) == API_PRINCIPAL_UNKNOWN) {
         /* A credential record of no kind this server knows cannot be authorized: refused. */
@@ -515,11 +515,11 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
                          coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
     }
     if (rc == COFFER_OK) {
-        snprintf(st->caller.account_id, sizeof(st->caller.account_id), "%s", who.account_id);
-        snprintf(st->caller.principal_arn, sizeof(st->caller.principal_arn), "%s", who.principal_arn);
-        snprintf(st->caller.principal_id, sizeof(st->caller.principal_id), "%s", who.principal_id);
+        coffer_str_copy(st->caller.account_id, sizeof(st->caller.account_id), who.account_id);
+        coffer_str_copy(st->caller.principal_arn, sizeof(st->caller.principal_arn), who.principal_arn);
+        coffer_str_copy(st->caller.principal_id, sizeof(st->caller.principal_id), who.principal_id);
         st->caller.principal_kind = api_principal_kind_parse(who.principal_type);
-        snprintf(st->caller.role_arn, sizeof(st->caller.role_arn), "%s", who.role_arn);
+        coffer_str_copy(st->caller.role_arn, sizeof(st->caller.role_arn), who.role_arn);
         st->caller.token_issued_at = who.issued_at;
         st->authenticated = true;
     }
@@ -574,7 +574,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         return;
     }
     st.request_id = st.ids[0];
-    snprintf(resp->request_id, sizeof(resp->request_id), "%s", st.request_id);
+    coffer_str_copy(resp->request_id, sizeof(resp->request_id), st.request_id);
     st.caller.source_ip = req->source_ip;
     const char *ua = http_request_header(req, "User-Agent");
     st.caller.user_agent = ua ? ua : "";

@@ -509,7 +509,9 @@ coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool
     coffer_buf b64;
     coffer_buf_init(&b64, secret);
     TRY_OUT(coffer_b64_encode(bytes, &b64));
-    if (json_object_set_new(obj, name, json_stringn(b64.len ? (const char *)b64.data : "", b64.len)) != 0) {
+    /* Base64 is ASCII: no UTF-8 check needed. */
+    if (json_object_set_new(obj, name,
+                            json_stringn_nocheck(b64.len ? (const char *)b64.data : "", b64.len)) != 0) {
         rc = kms_nomem();
     }
 out:
