@@ -519,6 +519,17 @@ out:
     return rc;
 }
 
+json_t *kms_out_key(const char *arn, const char *alg)
+{
+    json_t *o = json_object();
+    if (o == NULL || json_object_set_new_nocheck(o, "KeyId", json_string(arn)) != 0 ||
+        (alg != NULL && json_object_set_new_nocheck(o, "EncryptionAlgorithm", json_string(alg)) != 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 int64_t kms_call_now_ms(const struct api_call *call)
 {
     return call->now_ms > 0 ? call->now_ms : coffer_now_ms();
