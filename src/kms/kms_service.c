@@ -489,7 +489,14 @@ void kms_audit_request(struct api_call *call, const char *const *members)
 
 void kms_audit_key_arn(struct api_call *call, const char *account, const char *arn)
 {
-    json_t *r = json_pack("{s:s,s:s,s:s}", "accountId", account, "type", "AWS::KMS::Key", "ARN", arn);
+    /* Built member by member: json_pack parses its format on every call of every key operation. */
+    json_t *r = json_object();
+    if (r != NULL && (json_object_set_new_nocheck(r, "accountId", json_string(account)) != 0 ||
+                      json_object_set_new_nocheck(r, "type", json_string_nocheck("AWS::KMS::Key")) != 0 ||
+                      json_object_set_new_nocheck(r, "ARN", json_string(arn)) != 0)) {
+        json_decref(r);
+        r = NULL;
+    }
     if (call->audit_resources == NULL) {
         call->audit_resources = json_array();
     }
