@@ -4,11 +4,30 @@
 #include "common/json_out.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JSON_OUT_MAX_DEPTH 64
+
+#define JSON_OUT_ONES 0x0101010101010101ULL
+#define JSON_OUT_HIGHS 0x8080808080808080ULL
+
+/*
+ * True when one of the eight bytes of w is below 0x20, '"' or '\\': the bytes a JSON string
+ * escapes. The usual word-at-a-time tests: (x - 0x01..) & ~x & 0x80.. is non-zero exactly when
+ * some byte of x is zero, (w - 0x20..) & ~w & 0x80.. exactly when some byte of w is below 0x20.
+ */
+static bool json_out_word_escapes(uint64_t w)
+{
+    uint64_t quote = w ^ (JSON_OUT_ONES * '"'), bslash = w ^ (JSON_OUT_ONES * '\\');
+    uint64_t ctl = (w - JSON_OUT_ONES * 0x20) & ~w;
+    uint64_t q = (quote - JSON_OUT_ONES) & ~quote;
+    uint64_t b = (bslash - JSON_OUT_ONES) & ~bslash;
+    return ((ctl | q | b) & JSON_OUT_HIGHS) != 0;
+}
 
 static coffer_err json_out_string(const char *s, size_t n, coffer_buf *out)
 {
@@ -17,6 +36,20 @@ static coffer_err json_out_string(const char *s, size_t n, coffer_buf *out)
     char *o = (char *)out->data + out->len;
     *o++ = '"';
     for (size_t i = 0; i < n; i++) {
+        /* Eight bytes at a time while none needs escaping (base64 blobs, ARNs, ids). */
+        while (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (json_out_word_escapes(w)) {
+                break;
+            }
+            memcpy(o, s + i, 8);
+            o += 8;
+            i += 8;
+        }
+        if (i == n) {
+            break;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             *o++ = (char)c;

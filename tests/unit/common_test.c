@@ -188,6 +188,28 @@ static void test_json_out_matches_jansson(void **state)
         coffer_buf_free(&got);
         json_decref(v);
     }
+    /* Strings long enough for the eight-bytes-at-a-time scan, with one byte to escape (or a
+     * UTF-8 sequence, copied as is) at every offset: the scan must stop exactly there. */
+    static const char *specials[] = {"\"", "\\", "\n", "\x01", "\x1f", "\xc3\xa9", " ", "~"};
+    for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+        for (size_t at = 0; at <= 25; at++) {
+            char text[64];
+            memset(text, 'a' + (char)(at % 26), sizeof(text));
+            size_t sl = strlen(specials[k]);
+            memcpy(text + at, specials[k], sl);
+            text[27 + at % 5] = '\0';
+            json_t *v = json_pack("{s:s}", "k", text);
+            assert_non_null(v);
+            char *want = json_dumps(v, JSON_COMPACT);
+            coffer_buf got = COFFER_BUF_INIT;
+            assert_int_equal(json_out_compact(v, &got), COFFER_OK);
+            assert_int_equal(got.len, strlen(want));
+            assert_memory_equal(got.data, want, got.len);
+            free(want);
+            coffer_buf_free(&got);
+            json_decref(v);
+        }
+    }
 }
 
 /* Member names of `v` in order, ',' joined, to compare orders. */
