@@ -102,6 +102,22 @@ static void test_b64(void **state)
         assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(bad[i]), &d), COFFER_ERR_VALIDATION);
         coffer_buf_free(&d);
     }
+    /* Every byte value as the first digit: only the 64 of the alphabet decode, each to its index. */
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int c = 0; c < 256; c++) {
+        uint8_t group[4] = {(uint8_t)c, 'A', 'A', 'A'};
+        coffer_buf d = COFFER_BUF_INIT;
+        const char *at = c != 0 ? strchr(alphabet, c) : NULL;
+        coffer_err rc = coffer_b64_decode(coffer_cursor_from(group, sizeof(group)), &d);
+        if (at == NULL) {
+            assert_int_equal(rc, COFFER_ERR_VALIDATION);
+        } else {
+            assert_int_equal(rc, COFFER_OK);
+            assert_int_equal(d.len, 3);
+            assert_int_equal(d.data[0], (uint8_t)((at - alphabet) << 2));
+        }
+        coffer_buf_free(&d);
+    }
 }
 
 static void test_hex(void **state)
