@@ -401,17 +401,19 @@ static coffer_err canonical_query(const struct sigv4_request *req, coffer_buf *o
         TRY_OUT(query_normalize(&enc, value));
         p->value_len = enc.len - p->value_off;
     }
+    /* Pairs that are all empty ("=", "a&=") leave enc without storage: no offset on NULL. */
+    const uint8_t *base = enc.data != NULL ? enc.data : (const uint8_t *)"";
     for (size_t i = 0; i < n; i++) {
-        params[i].base = enc.data;
+        params[i].base = base;
     }
     if (n > 1) {
         qsort(params, n, sizeof(*params), query_param_cmp);
     }
     for (size_t i = 0; i < n; i++) {
         TRY_OUT(coffer_buf_append(out, "&", i > 0));
-        TRY_OUT(coffer_buf_append(out, enc.data + params[i].name_off, params[i].name_len));
+        TRY_OUT(coffer_buf_append(out, base + params[i].name_off, params[i].name_len));
         TRY_OUT(coffer_buf_append_u8(out, '='));
-        TRY_OUT(coffer_buf_append(out, enc.data + params[i].value_off, params[i].value_len));
+        TRY_OUT(coffer_buf_append(out, base + params[i].value_off, params[i].value_len));
     }
 out:
     free(params);

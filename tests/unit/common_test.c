@@ -247,8 +247,7 @@ static void test_json_in_matches_jansson(void **state)
         " { } \r\n",
         "{\"KeyId\":\"alias/x\",\"Plaintext\":\"aGVsbG8=\"}",
         "{\"z\":1,\"a\":0,\"m\":[true,false,null],\"e\":[],\"o\":{}}",
-        "{ \"KeyId\" : \"k\" ,\n\t\"EncryptionContext\" : { \"b\" : \"2\", \"a\" : \"1\" } , \"N\" : "
-        "123456789012345 }",
+        "{ \"KeyId\" : \"k\" ,\n\t\"EC\" : { \"b\" : \"2\", \"a\" : \"1\" } , \"N\" : 123456789012345 }",
         "{\"GrantTokens\":[\"t1\",\"t2\"],\"s\":\"sp ace /~!#\",\"\":\"empty key\"}",
     };
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {

@@ -909,6 +909,19 @@ static void test_canonical_forms(void **state)
     r.path = "";
     assert_int_equal(sigv4_canonical_request(&r, coffer_cursor_from_str("host"), &out), COFFER_OK);
     assert_int_equal(out.data[4], '/');
+    /* The root path (every JSON request) and queries made only of empty pairs. */
+    static const struct {
+        const char *query, *want;
+    } empties[] = {{"=", "GET\n/\n=\nhost:h\n"}, {"a&=", "GET\n/\n=&a=\nhost:h\n"}};
+    for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+        coffer_buf_reset(&out);
+        r.raw_path = false;
+        r.path = "/";
+        r.query = empties[i].query;
+        assert_int_equal(sigv4_canonical_request(&r, coffer_cursor_from_str("host"), &out), COFFER_OK);
+        assert_true(out.len > strlen(empties[i].want));
+        assert_memory_equal(out.data, empties[i].want, strlen(empties[i].want));
+    }
     coffer_buf_free(&out);
 }
 
