@@ -26,7 +26,7 @@ void api_in_member_path(const char *name, char *out, size_t n)
     if (n == 0) {
         return;
     }
-    snprintf(out, n, "%s", name);
+    coffer_str_copy(out, n, name);
     if (out[0] >= 'A' && out[0] <= 'Z') {
         out[0] = (char)(out[0] - 'A' + 'a');
     }

@@ -30,10 +30,11 @@
 #define SIGV4_SCOPE_DATE_LEN 8 /* "YYYYMMDD" */
 #define SIGV4_HTTP_DATE_LEN 29 /* "Sun, 30 Aug 2015 12:36:00 GMT" */
 #define SIGV4_ECHO_MAX 160     /* bytes of untrusted input quoted back in an error message */
-#define SIGV4_CACHE_SLOTS 256  /* signing-key cache entries (direct mapped) */
+#define SIGV4_CACHE_SLOTS 128  /* signing-key cache entries (direct mapped) */
 #define SIGV4_MAX_QUERY_PARAMS 1024
-#define SIGV4_MAX_SCOPE_PART 128  /* region and service names */
-#define SIGV4_CACHE_TAG_STACK 512 /* bytes of cache-tag input assembled on the stack */
+#define SIGV4_MAX_SCOPE_PART 128 /* region and service names */
+#define SIGV4_CREQ_RESERVE 1024  /* canonical request bytes reserved up front */
+#define SIGV4_STS_RESERVE 256    /* string-to-sign bytes reserved up front */
 
 /* ================================================================================================
  * Small cursor helpers
@@ -310,6 +311,9 @@ static coffer_err canonical_uri(const struct sigv4_request *req, coffer_buf *out
     if (req->raw_path) {
         return uri_encode(out, path, true);
     }
+    if (path.len == 1 && path.ptr[0] == '/') {
+        return coffer_buf_append_u8(out, '/'); /* every JSON and Query request */
+    }
     coffer_err rc = COFFER_OK;
     size_t max_segs = path.len / 2 + 1, n = 0;
     coffer_cursor *segs = calloc(max_segs, sizeof(*segs));
@@ -397,17 +401,19 @@ static coffer_err canonical_query(const struct sigv4_request *req, coffer_buf *o
         TRY_OUT(query_normalize(&enc, value));
         p->value_len = enc.len - p->value_off;
     }
+    /* Pairs that are all empty ("=", "a&=") leave enc without storage: no offset on NULL. */
+    const uint8_t *base = enc.data != NULL ? enc.data : (const uint8_t *)"";
     for (size_t i = 0; i < n; i++) {
-        params[i].base = enc.data;
+        params[i].base = base;
     }
     if (n > 1) {
         qsort(params, n, sizeof(*params), query_param_cmp);
     }
     for (size_t i = 0; i < n; i++) {
         TRY_OUT(coffer_buf_append(out, "&", i > 0));
-        TRY_OUT(coffer_buf_append(out, enc.data + params[i].name_off, params[i].name_len));
+        TRY_OUT(coffer_buf_append(out, base + params[i].name_off, params[i].name_len));
         TRY_OUT(coffer_buf_append_u8(out, '='));
-        TRY_OUT(coffer_buf_append(out, enc.data + params[i].value_off, params[i].value_len));
+        TRY_OUT(coffer_buf_append(out, base + params[i].value_off, params[i].value_len));
     }
 out:
     free(params);
@@ -517,11 +523,14 @@ coffer_err sigv4_canonical_request(const struct sigv4_request *req, coffer_curso
         TRY(canonical_header_line(req, name, out));
     }
     TRY(coffer_buf_append_u8(out, '\n'));
+    TRY(coffer_buf_reserve(out, signed_headers.len + 1));
+    uint8_t *w = out->data + out->len;
     for (size_t i = 0; i < signed_headers.len; i++) {
         uint8_t c = signed_headers.ptr[i];
-        TRY(coffer_buf_append_u8(out, (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c));
+        w[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
     }
-    TRY(coffer_buf_append_u8(out, '\n'));
+    w[signed_headers.len] = '\n';
+    out->len += signed_headers.len + 1;
     return hashed_payload(req, out);
 }
 
@@ -572,14 +581,33 @@ out:
 /*
  * Signing-key cache. Deriving kSigning costs four HMACs; at >20k requests/s most requests come
  * from a few keys on the same day, so the result is kept in a small direct-mapped table in locked
- * memory. The tag is SHA-256 over (access key id, secret, date, region, service), length-prefixed,
- * so a rotated secret or a different scope can never hit a stale entry, and the table stores no
- * secret in a form that reveals it.
+ * memory. An entry holds the whole tuple it was derived from (access key id, secret, date,
+ * region, service) and is used only when every part of it is equal to the request's, so a
+ * rotated secret or a different scope can never hit a stale entry. Comparing the tuple itself
+ * costs a few dozen instructions where hashing it cost a SHA-256 per request; the secret is
+ * compared in constant time and lives here as it does in the credential cache the lookup copies
+ * it from: in locked memory, wiped by sigv4_cache_clear or when the entry is replaced. Tuples
+ * with a part longer than the entry's fields are derived every time.
  */
+#define SIGV4_CACHE_AKID_MAX 64
+#define SIGV4_CACHE_SECRET_MAX 64
+#define SIGV4_CACHE_SCOPE_MAX 32
+
 struct sigv4_cache_slot {
-    uint8_t tag[CRYPTO_SHA256_LEN]; /* SHA-256 of the length-prefixed tuple */
     uint8_t key[CRYPTO_SHA256_LEN]; /* kSigning */
+    uint8_t secret[SIGV4_CACHE_SECRET_MAX];
+    char akid[SIGV4_CACHE_AKID_MAX];
+    char date[SIGV4_SCOPE_DATE_LEN];
+    char region[SIGV4_CACHE_SCOPE_MAX];
+    char service[SIGV4_CACHE_SCOPE_MAX];
+    uint8_t akid_len, secret_len, region_len, service_len;
     bool used;
+};
+
+/* The tuple of one request, as borrowed views. */
+struct sigv4_cache_tuple {
+    coffer_cursor akid, secret, region, service;
+    const char *date; /* SIGV4_SCOPE_DATE_LEN chars */
 };
 
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -594,58 +622,78 @@ void sigv4_cache_clear(void)
     pthread_mutex_unlock(&cache_mu);
 }
 
-/*
- * The tuple is assembled on the stack (wiped before returning) rather than in a locked buffer:
- * this runs on every request and a locked allocation costs mlock/munlock system calls. Tuples
- * too long for the stack buffer (absurd key ids or secrets) fall back to the locked allocator.
- */
-static coffer_err cache_tag(coffer_cursor akid, coffer_cursor secret, const char *date, const char *region,
-                            const char *service, uint8_t tag[CRYPTO_SHA256_LEN])
+static bool cache_fits(const struct sigv4_cache_tuple *t)
 {
-    coffer_err rc = COFFER_OK;
-    uint8_t stack[SIGV4_CACHE_TAG_STACK];
-    coffer_buf t = COFFER_SECRET_BUF_INIT;
-    coffer_cursor parts[5] = {akid, secret, coffer_cursor_from_str(date), coffer_cursor_from_str(region),
-                              coffer_cursor_from_str(service)};
-    size_t total = 0;
-    for (size_t i = 0; i < 5; i++) {
-        total += 4 + parts[i].len; /* each part is bounded by a header or a C string: no overflow */
-    }
-    uint8_t *p = stack;
-    if (total > sizeof(stack)) {
-        TRY_OUT(coffer_buf_reserve(&t, total));
-        p = t.data;
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < 5; i++) {
-        uint32_t n = (uint32_t)parts[i].len;
-        uint8_t be[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n};
-        memcpy(p + off, be, 4);
-        if (parts[i].len) {
-            memcpy(p + off + 4, parts[i].ptr, parts[i].len);
+    return t->akid.len <= SIGV4_CACHE_AKID_MAX && t->secret.len <= SIGV4_CACHE_SECRET_MAX &&
+           t->region.len <= SIGV4_CACHE_SCOPE_MAX && t->service.len <= SIGV4_CACHE_SCOPE_MAX;
+}
+
+/* FNV-1a over the access key id and the scope: it only picks the slot, equality is checked. */
+static size_t cache_slot_of(const struct sigv4_cache_tuple *t)
+{
+    uint32_t h = 2166136261u;
+    const coffer_cursor parts[3] = {t->akid, t->region, t->service};
+    for (size_t i = 0; i < 3; i++) {
+        for (size_t j = 0; j < parts[i].len; j++) {
+            h = (h ^ parts[i].ptr[j]) * 16777619u;
         }
-        off += 4 + parts[i].len;
     }
-    crypto_sha256(p, off, tag);
-out:
-    coffer_secure_zero(stack, sizeof(stack));
-    coffer_buf_free(&t);
-    return rc;
+    return h % SIGV4_CACHE_SLOTS;
+}
+
+static bool cache_field_eq(const void *field, size_t field_len, coffer_cursor c)
+{
+    return field_len == c.len && (c.len == 0 || memcmp(field, c.ptr, c.len) == 0);
+}
+
+static bool cache_slot_matches(const struct sigv4_cache_slot *s, const struct sigv4_cache_tuple *t)
+{
+    /* Lengths are not secret; the secret's bytes are compared in constant time. */
+    return s->used && memcmp(s->date, t->date, SIGV4_SCOPE_DATE_LEN) == 0 &&
+           cache_field_eq(s->akid, s->akid_len, t->akid) &&
+           cache_field_eq(s->region, s->region_len, t->region) &&
+           cache_field_eq(s->service, s->service_len, t->service) && s->secret_len == t->secret.len &&
+           (t->secret.len == 0 || crypto_memcmp(s->secret, t->secret.ptr, t->secret.len) == 0);
+}
+
+static void cache_slot_fill(struct sigv4_cache_slot *s, const struct sigv4_cache_tuple *t,
+                            const uint8_t key[CRYPTO_SHA256_LEN])
+{
+    coffer_secure_zero(s, sizeof(*s));
+    memcpy(s->key, key, CRYPTO_SHA256_LEN);
+    memcpy(s->date, t->date, SIGV4_SCOPE_DATE_LEN);
+    const struct {
+        void *dst;
+        uint8_t *len;
+        coffer_cursor src;
+    } parts[4] = {{s->akid, &s->akid_len, t->akid},
+                  {s->secret, &s->secret_len, t->secret},
+                  {s->region, &s->region_len, t->region},
+                  {s->service, &s->service_len, t->service}};
+    for (size_t i = 0; i < 4; i++) {
+        if (parts[i].src.len > 0) {
+            memcpy(parts[i].dst, parts[i].src.ptr, parts[i].src.len);
+        }
+        *parts[i].len = (uint8_t)parts[i].src.len; /* cache_fits bounds every part below 256 */
+    }
+    s->used = true;
 }
 
 static coffer_err cached_signing_key(coffer_cursor akid, coffer_cursor secret, const char *date,
                                      const char *region, const char *service, uint8_t out[CRYPTO_SHA256_LEN])
 {
-    uint8_t tag[CRYPTO_SHA256_LEN];
-    TRY(cache_tag(akid, secret, date, region, service, tag));
-    size_t slot = ((size_t)tag[0] | (size_t)tag[1] << 8) % SIGV4_CACHE_SLOTS;
-
+    struct sigv4_cache_tuple t = {akid, secret, coffer_cursor_from_str(region),
+                                  coffer_cursor_from_str(service), date};
+    if (!cache_fits(&t)) {
+        return sigv4_signing_key(secret, date, region, service, out);
+    }
+    size_t slot = cache_slot_of(&t);
     pthread_mutex_lock(&cache_mu);
     if (cache_slots == NULL) {
         cache_slots = coffer_secret_alloc(SIGV4_CACHE_SLOTS * sizeof(*cache_slots));
     }
     struct sigv4_cache_slot *s = cache_slots ? &cache_slots[slot] : NULL;
-    bool hit = s != NULL && s->used && crypto_memcmp(s->tag, tag, sizeof(tag)) == 0;
+    bool hit = s != NULL && cache_slot_matches(s, &t);
     if (hit) {
         memcpy(out, s->key, CRYPTO_SHA256_LEN);
     }
@@ -657,9 +705,7 @@ static coffer_err cached_signing_key(coffer_cursor akid, coffer_cursor secret, c
     TRY(sigv4_signing_key(secret, date, region, service, out));
     pthread_mutex_lock(&cache_mu);
     if (s != NULL) {
-        memcpy(s->tag, tag, sizeof(tag));
-        memcpy(s->key, out, CRYPTO_SHA256_LEN);
-        s->used = true;
+        cache_slot_fill(s, &t, out);
     }
     pthread_mutex_unlock(&cache_mu);
     return COFFER_OK;
@@ -676,14 +722,28 @@ static coffer_err compute_signature(const struct sigv4_request *req, coffer_curs
     char date[SIGV4_SCOPE_DATE_LEN + 1], scope[SIGV4_SCOPE_DATE_LEN + 2 * SIGV4_MAX_SCOPE_PART + 32];
     memcpy(date, amz_date, SIGV4_SCOPE_DATE_LEN);
     date[SIGV4_SCOPE_DATE_LEN] = '\0';
-    int n = snprintf(scope, sizeof(scope), "%s/%s/%s/" SIGV4_TERMINATOR, date, region, service);
-    if (n < 0 || (size_t)n >= sizeof(scope)) {
+    /* "<date>/<region>/<service>/aws4_request", assembled without a format on every request. */
+    size_t region_len = strlen(region), service_len = strlen(service);
+    if (region_len > SIGV4_MAX_SCOPE_PART || service_len > SIGV4_MAX_SCOPE_PART) {
         FAIL_OUT(COFFER_ERR_USAGE, "region or service name too long");
     }
+    char *w = scope;
+    memcpy(w, date, SIGV4_SCOPE_DATE_LEN);
+    w += SIGV4_SCOPE_DATE_LEN;
+    *w++ = '/';
+    memcpy(w, region, region_len);
+    w += region_len;
+    *w++ = '/';
+    memcpy(w, service, service_len);
+    w += service_len;
+    memcpy(w, "/" SIGV4_TERMINATOR, sizeof("/" SIGV4_TERMINATOR)); /* with its NUL */
+    /* One allocation each for what a typical request needs, rather than several growths. */
+    TRY_OUT(coffer_buf_reserve(&creq, SIGV4_CREQ_RESERVE));
+    TRY_OUT(coffer_buf_reserve(&sts, SIGV4_STS_RESERVE));
     TRY_OUT(sigv4_canonical_request(req, signed_headers, &creq));
     TRY_OUT(sigv4_string_to_sign(coffer_buf_cursor(&creq), amz_date, scope, &sts));
     TRY_OUT(cached_signing_key(akid, secret, date, region, service, key));
-    TRY_OUT(crypto_hmac(CRYPTO_SHA256, coffer_cursor_from(key, sizeof(key)), coffer_buf_cursor(&sts), mac));
+    TRY_OUT(crypto_hmac_sha256_reuse(coffer_cursor_from(key, sizeof(key)), coffer_buf_cursor(&sts), mac));
     coffer_hex_encode(mac, sizeof(mac), hex);
 out:
     coffer_secure_zero(key, sizeof(key));
@@ -791,6 +851,9 @@ static coffer_err check_skew(int64_t t, const char *amz_date, const struct sigv4
 {
     int64_t skew = opts->max_skew_s > 0 ? opts->max_skew_s : SIGV4_DEFAULT_SKEW_S;
     char now[SIGV4_AMZ_DATE_LEN + 1], bound[SIGV4_AMZ_DATE_LEN + 1];
+    if (t >= opts->now_s - skew && t <= opts->now_s + skew) {
+        return COFFER_OK; /* the clock is formatted only for the messages below */
+    }
     coffer_time_amz(opts->now_s, now, sizeof(now));
     if (t < opts->now_s - skew) {
         coffer_time_amz(opts->now_s - skew, bound, sizeof(bound));

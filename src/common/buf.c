@@ -248,3 +248,14 @@ coffer_err cur_read_u64be(coffer_cursor *c, uint64_t *v)
     *v = x;
     return COFFER_OK;
 }
+
+size_t coffer_str_copy(char *dst, size_t n, const char *src)
+{
+    if (n == 0) {
+        return 0;
+    }
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    return len;
+}

@@ -54,6 +54,11 @@ void coffer_buf_reset(coffer_buf *b); /* len = 0, keeps memory (wiped if secret)
 void coffer_buf_free(coffer_buf *b);  /* accepts an already-freed/zero buffer */
 coffer_cursor coffer_buf_cursor(const coffer_buf *b);
 
+/* ---- C strings ---- */
+/* Copies src into dst[n] (n > 0), truncated to n - 1 bytes and NUL-terminated: what
+ * snprintf(dst, n, "%s", src) does, without a format parsed on hot paths. Returns strlen(dst). */
+size_t coffer_str_copy(char *dst, size_t n, const char *src);
+
 /* ---- borrowed cursors over untrusted bytes ---- */
 coffer_cursor coffer_cursor_from(const void *p, size_t n);
 coffer_cursor coffer_cursor_from_str(const char *s);

@@ -163,6 +163,11 @@ static pthread_key_t ctx_key;
 struct crypto_thread_ctx {
     EVP_MD_CTX *md;
     EVP_MAC_CTX *mac[CRYPTO_DIGEST_COUNT]; /* digest parameter set once per digest */
+    /* crypto_hmac_sha256_reuse: a context keyed with reuse_key (a locked block of
+     * CRYPTO_HMAC_REUSE_KEY_MAX bytes, reuse_len of them the key; 0: not keyed). */
+    EVP_MAC_CTX *reuse;
+    uint8_t *reuse_key;
+    size_t reuse_len;
 };
 
 static void crypto_thread_ctx_free(void *p)
@@ -172,6 +177,8 @@ static void crypto_thread_ctx_free(void *p)
     for (int i = 0; i < CRYPTO_DIGEST_COUNT; i++) {
         EVP_MAC_CTX_free(t->mac[i]);
     }
+    EVP_MAC_CTX_free(t->reuse);
+    coffer_secret_free(t->reuse_key, CRYPTO_HMAC_REUSE_KEY_MAX);
     free(t);
 }
 
@@ -275,6 +282,45 @@ coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor ms
     if (EVP_MAC_init(t->mac[d], key.len ? key.ptr : &empty, key.len, NULL) != 1 ||
         EVP_MAC_update(t->mac[d], msg.len ? msg.ptr : &empty, msg.len) != 1 ||
         EVP_MAC_final(t->mac[d], out, &len, crypto_digest_len(d)) != 1) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "HMAC failure");
+    }
+    return COFFER_OK;
+}
+
+coffer_err crypto_hmac_sha256_reuse(coffer_cursor key, coffer_cursor msg, uint8_t out[CRYPTO_SHA256_LEN])
+{
+    static const uint8_t empty = 0;
+    struct crypto_thread_ctx *t = crypto_thread_ctx();
+    if (t == NULL || fetched_hmac == NULL || key.len == 0 || key.len > CRYPTO_HMAC_REUSE_KEY_MAX) {
+        return crypto_hmac(CRYPTO_SHA256, key, msg, out);
+    }
+    if (t->reuse == NULL) {
+        OSSL_PARAM params[2] = {
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest_name(CRYPTO_SHA256), 0),
+            OSSL_PARAM_construct_end(),
+        };
+        t->reuse = EVP_MAC_CTX_new(fetched_hmac);
+        t->reuse_key = coffer_secret_alloc(CRYPTO_HMAC_REUSE_KEY_MAX);
+        if (t->reuse == NULL || t->reuse_key == NULL || EVP_MAC_CTX_set_params(t->reuse, params) != 1) {
+            EVP_MAC_CTX_free(t->reuse);
+            coffer_secret_free(t->reuse_key, CRYPTO_HMAC_REUSE_KEY_MAX);
+            t->reuse = NULL;
+            t->reuse_key = NULL;
+            return crypto_hmac(CRYPTO_SHA256, key, msg, out);
+        }
+        t->reuse_len = 0;
+    }
+    /* A NULL key re-initialises the context from the schedule of the key it was last given. */
+    bool same = t->reuse_len == key.len && CRYPTO_memcmp(t->reuse_key, key.ptr, key.len) == 0;
+    t->reuse_len = 0; /* until the context is keyed again */
+    size_t len = 0;
+    if (EVP_MAC_init(t->reuse, same ? NULL : key.ptr, same ? 0 : key.len, NULL) != 1) {
+        return coffer_fail(COFFER_ERR_CRYPTO, "HMAC failure");
+    }
+    memcpy(t->reuse_key, key.ptr, key.len);
+    t->reuse_len = key.len;
+    if (EVP_MAC_update(t->reuse, msg.len ? msg.ptr : &empty, msg.len) != 1 ||
+        EVP_MAC_final(t->reuse, out, &len, CRYPTO_SHA256_LEN) != 1) {
         return coffer_fail(COFFER_ERR_CRYPTO, "HMAC failure");
     }
     return COFFER_OK;

@@ -37,6 +37,16 @@ coffer_err crypto_digest(enum crypto_digest d, coffer_cursor msg, uint8_t *out)
     __attribute__((warn_unused_result));
 coffer_err crypto_hmac(enum crypto_digest d, coffer_cursor key, coffer_cursor msg, uint8_t *out)
     __attribute__((warn_unused_result));
+/*
+ * HMAC-SHA256 for a key that comes back call after call (SigV4's signing key, the same for
+ * every request of a client on a day): the thread keeps the key schedule of the last key it
+ * saw (the key itself in locked memory) and, when the same key comes again, reuses it instead
+ * of hashing the padded key twice. Any other key, or one longer than CRYPTO_HMAC_REUSE_KEY_MAX,
+ * is set up afresh. Same result as crypto_hmac(CRYPTO_SHA256, ...).
+ */
+#define CRYPTO_HMAC_REUSE_KEY_MAX 64
+coffer_err crypto_hmac_sha256_reuse(coffer_cursor key, coffer_cursor msg, uint8_t out[CRYPTO_SHA256_LEN])
+    __attribute__((warn_unused_result));
 /* HKDF (RFC 5869) extract+expand; salt may be empty (then a zero salt of digest length). */
 coffer_err crypto_hkdf(enum crypto_digest d, coffer_cursor ikm, coffer_cursor salt, coffer_cursor info,
                        uint8_t *out, size_t out_len) __attribute__((warn_unused_result));

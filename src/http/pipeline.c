@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/json_in.h"
 #include "common/json_out.h"
 #include "common/log.h"
 #include "common/secret.h"
@@ -616,7 +617,7 @@ static coffer_err pipeline_route(struct pipeline *p, const struct http_request_v
     if (dot == NULL) {
         return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
     }
-    snprintf(st->op_name, sizeof(st->op_name), "%s", dot + 1);
+    coffer_str_copy(st->op_name, sizeof(st->op_name), dot + 1);
     const struct api_service *svc = service_by_prefix(p, target, (size_t)(dot - target));
     if (svc == NULL) {
         return coffer_fail(COFFER_ERR_UNKNOWN_OPERATION, "%s", "");
@@ -677,7 +678,7 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
     coffer_buf_init(&who.secret, true);
     coffer_err rc = sigv4_verify(&sreq, &opts, p->lookup, p->lookup_ctx, &who);
     if (who.access_key_id[0]) {
-        snprintf(st->caller.access_key_id, sizeof(st->caller.access_key_id), "%s", who.access_key_id);
+        coffer_str_copy(st->caller.access_key_id, sizeof(st->caller.access_key_id), who.access_key_id);
     }
     if (rc == COFFER_OK && api_principal_kind_parse(who.principal_type) == API_PRINCIPAL_UNKNOWN) {
         /* A credential record of no kind this server knows cannot be authorized: refused. */
@@ -685,11 +686,11 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
                          coffer_err_default_message(COFFER_ERR_UNRECOGNIZED_CLIENT));
     }
     if (rc == COFFER_OK) {
-        snprintf(st->caller.account_id, sizeof(st->caller.account_id), "%s", who.account_id);
-        snprintf(st->caller.principal_arn, sizeof(st->caller.principal_arn), "%s", who.principal_arn);
-        snprintf(st->caller.principal_id, sizeof(st->caller.principal_id), "%s", who.principal_id);
+        coffer_str_copy(st->caller.account_id, sizeof(st->caller.account_id), who.account_id);
+        coffer_str_copy(st->caller.principal_arn, sizeof(st->caller.principal_arn), who.principal_arn);
+        coffer_str_copy(st->caller.principal_id, sizeof(st->caller.principal_id), who.principal_id);
         st->caller.principal_kind = api_principal_kind_parse(who.principal_type);
-        snprintf(st->caller.role_arn, sizeof(st->caller.role_arn), "%s", who.role_arn);
+        coffer_str_copy(st->caller.role_arn, sizeof(st->caller.role_arn), who.role_arn);
         st->caller.token_issued_at = who.issued_at;
         st->authenticated = true;
     }
@@ -703,14 +704,9 @@ static coffer_err pipeline_parse_body(const struct http_request_view *req, json_
         *out = json_object();
         return COFFER_OK;
     }
-    json_error_t jerr;
-    json_t *j = json_loadb((const char *)req->body.ptr, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
+    /* Not JSON, not an object, or a repeated member: all one SerializationException. */
+    json_t *j = json_in_object(req->body.ptr, req->body.len);
     if (j == NULL) {
-        return coffer_fail(COFFER_ERR_SERIALIZATION, "%s",
-                           "Start of structure or map found where not expected.");
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
         return coffer_fail(COFFER_ERR_SERIALIZATION, "%s",
                            "Start of structure or map found where not expected.");
     }
@@ -771,7 +767,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
         return;
     }
     st.request_id = st.ids[0];
-    snprintf(resp->request_id, sizeof(resp->request_id), "%s", st.request_id);
+    coffer_str_copy(resp->request_id, sizeof(resp->request_id), st.request_id);
     st.caller.source_ip = req->source_ip;
     const char *ua = http_request_header(req, "User-Agent");
     st.caller.user_agent = ua ? ua : "";

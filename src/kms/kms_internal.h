@@ -409,6 +409,10 @@ void kms_audit_key_arn(struct api_call *call, const char *account, const char *a
 /* Sets a base64 string member from bytes (secret: encoded in a locked buffer first). */
 coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool secret)
     __attribute__((warn_unused_result));
+/* {"KeyId": arn} and, with `alg`, "EncryptionAlgorithm": alg: the start of the crypto
+ * operations' answers, built without json_pack's format on every request. NULL when out of memory. */
+json_t *kms_out_key(const char *arn, const char *alg);
+
 coffer_err kms_nomem(void);
 
 /* ---- authorization (kms_authz.c) ---- */

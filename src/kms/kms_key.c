@@ -181,9 +181,18 @@ out:
     return rc;
 }
 
+/* "<account>/<region>/<id>", truncated to n - 1 bytes like the snprintf it replaces on the hot path. */
 static void cache_key(char *out, size_t n, const char *acct, const char *region, const char *id)
 {
-    snprintf(out, n, "%s/%s/%s", acct, region, id);
+    const char *parts[3] = {acct, region, id};
+    size_t len = 0;
+    for (size_t i = 0; i < 3 && len + 1 < n; i++) {
+        if (i > 0) {
+            out[len++] = '/';
+        }
+        len += coffer_str_copy(out + len, n - len, parts[i]);
+    }
+    out[len] = '\0';
 }
 
 /* Bounded copy (truncates; callers have checked lengths where it matters). */
@@ -389,7 +398,7 @@ static coffer_err parse_ref(const struct kms_service *svc, const struct api_call
             return invalid_key_id(in);
         }
     } else {
-        snprintf(r->account, sizeof(r->account), "%s", acct);
+        coffer_str_copy(r->account, sizeof(r->account), acct);
     }
     if (strncmp(name, "alias/", 6) == 0) {
         if (!(flags & KMS_REF_ALIAS) || strlen(name) > KMS_ALIAS_MAX || name[6] == '\0') {
@@ -399,7 +408,7 @@ static coffer_err parse_ref(const struct kms_service *svc, const struct api_call
     } else if (!kms_key_id_valid(name)) {
         return invalid_key_id(in);
     }
-    snprintf(r->name, sizeof(r->name), "%s", name);
+    coffer_str_copy(r->name, sizeof(r->name), name);
     if (strcmp(r->account, acct) != 0 && (!(flags & KMS_REF_CROSS) || svc->az == NULL)) {
         /* Same-account operations (and everything while no key policy is evaluated): refuse. */
         char arn[KMS_ARN_MAX];
@@ -491,9 +500,14 @@ out:
     return rc;
 }
 
-/* Resolves `in` to a key id (of r->account) and makes sure the key is cached. */
+/*
+ * Resolves `in` to a key id (of r->account) and makes sure the key is cached. When the key is
+ * already cached and `held` is not NULL, returns with svc->lock read-held and *held the key, so
+ * that the caller does not look it up a second time (kms_release drops the lock).
+ */
 static coffer_err resolve(struct kms_service *svc, const struct api_call *call, const char *in,
-                          unsigned flags, bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1])
+                          unsigned flags, bool hold_wmu, struct kms_ref *rp, char id[KMS_KEY_ID_MAX + 1],
+                          struct kms_key **held)
 {
     struct kms_ref r;
     TRY(parse_ref(svc, call, in, flags, &r));
@@ -519,9 +533,13 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
         char ck[STORE_KEY_BUF];
         cache_key(ck, sizeof(ck), r.account, call->region, id);
         pthread_rwlock_rdlock(&svc->lock);
-        bool hit = coffer_map_get(&svc->keys, ck) != NULL;
+        struct kms_key *hit = coffer_map_get(&svc->keys, ck);
+        if (hit != NULL && held != NULL) {
+            *held = hit;
+            return COFFER_OK;
+        }
         pthread_rwlock_unlock(&svc->lock);
-        if (hit) {
+        if (hit != NULL) {
             return COFFER_OK;
         }
         pthread_mutex_lock(&svc->wmu);
@@ -541,8 +559,13 @@ coffer_err kms_acquire(struct kms_service *svc, const struct api_call *call, con
 {
     char id[KMS_KEY_ID_MAX + 1], ck[STORE_KEY_BUF];
     struct kms_ref r;
+    struct kms_key *held = NULL;
     *out = NULL;
-    TRY(resolve(svc, call, key_ref, flags, false, &r, id));
+    TRY(resolve(svc, call, key_ref, flags, false, &r, id, &held));
+    if (held != NULL) {
+        *out = held; /* cached: svc->lock is read-held */
+        return COFFER_OK;
+    }
     cache_key(ck, sizeof(ck), r.account, call->region, id);
     pthread_rwlock_rdlock(&svc->lock);
     struct kms_key *k = coffer_map_get(&svc->keys, ck);

@@ -162,11 +162,10 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
                                    &k));
     rc = kms_encrypt_with(k, r.ec, r.enc_alg, coffer_buf_cursor(&r.plaintext), &blob);
     char arn[KMS_ARN_MAX];
-    snprintf(arn, sizeof(arn), "%s", k->arn);
+    coffer_str_copy(arn, sizeof(arn), k->arn);
     kms_release(svc);
     TRY_OUT(rc);
-    call->output = json_pack("{s:s,s:s}", "KeyId", arn, "EncryptionAlgorithm",
-                             kms_enc_algorithms[r.enc_alg < 0 ? 0 : r.enc_alg]);
+    call->output = kms_out_key(arn, kms_enc_algorithms[r.enc_alg < 0 ? 0 : r.enc_alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
@@ -212,7 +211,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
     if (key_ref != NULL) {
         /* Only compared with the blob's key, which is the one authorized below. */
         TRY(kms_acquire(svc, call, key_ref, KMS_REF_ALIAS | KMS_REF_CROSS, &k));
-        snprintf(want_arn, sizeof(want_arn), "%s", k->arn);
+        coffer_str_copy(want_arn, sizeof(want_arn), k->arn);
         kms_release(svc);
     }
     coffer_err rc = kms_acquire(svc, call, blob_arn, KMS_REF_CROSS, &k);
@@ -247,7 +246,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
     }
     TRY_OUT(kms_charge_quota(svc, call, k->spec));
     TRY_OUT(kms_blob_decrypt(kms_material_bytes(m), &b, ec, pt));
-    snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
+    coffer_str_copy(o->arn, sizeof(o->arn), k->arn);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
     o->alg = 0;
     o->spec = k->spec;
@@ -352,7 +351,7 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
     }
     TRY_OUT(open_any(svc, call, &r, "kms:Decrypt", coffer_buf_cursor(&r.ciphertext), r.key_id, r.enc_alg,
                      r.ec, r.dry_run, &pt, &o));
-    call->output = json_pack("{s:s,s:s}", "KeyId", o.arn, "EncryptionAlgorithm", kms_enc_algorithms[o.alg]);
+    call->output = kms_out_key(o.arn, kms_enc_algorithms[o.alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
@@ -445,11 +444,11 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
     /* No EncryptionAlgorithm in these requests: -1. */
     TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, true, r.dry_run, &k));
     rc = data_key_with(k, r.ec, n, &dk, &blob);
-    snprintf(arn, sizeof(arn), "%s", k->arn);
+    coffer_str_copy(arn, sizeof(arn), k->arn);
     memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);
     TRY_OUT(rc);
-    call->output = json_pack("{s:s}", "KeyId", arn);
+    call->output = kms_out_key(arn, NULL);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;

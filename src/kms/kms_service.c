@@ -536,7 +536,14 @@ void kms_audit_request(struct api_call *call, const char *const *members)
 
 void kms_audit_key_arn(struct api_call *call, const char *account, const char *arn)
 {
-    json_t *r = json_pack("{s:s,s:s,s:s}", "accountId", account, "type", "AWS::KMS::Key", "ARN", arn);
+    /* Built member by member: json_pack parses its format on every call of every key operation. */
+    json_t *r = json_object();
+    if (r != NULL && (json_object_set_new_nocheck(r, "accountId", json_string(account)) != 0 ||
+                      json_object_set_new_nocheck(r, "type", json_string_nocheck("AWS::KMS::Key")) != 0 ||
+                      json_object_set_new_nocheck(r, "ARN", json_string(arn)) != 0)) {
+        json_decref(r);
+        r = NULL;
+    }
     if (call->audit_resources == NULL) {
         call->audit_resources = json_array();
     }
@@ -556,12 +563,25 @@ coffer_err kms_out_blob(json_t *obj, const char *name, coffer_cursor bytes, bool
     coffer_buf b64;
     coffer_buf_init(&b64, secret);
     TRY_OUT(coffer_b64_encode(bytes, &b64));
-    if (json_object_set_new(obj, name, json_stringn(b64.len ? (const char *)b64.data : "", b64.len)) != 0) {
+    /* Base64 is ASCII: no UTF-8 check needed. */
+    if (json_object_set_new(obj, name,
+                            json_stringn_nocheck(b64.len ? (const char *)b64.data : "", b64.len)) != 0) {
         rc = kms_nomem();
     }
 out:
     coffer_buf_free(&b64);
     return rc;
+}
+
+json_t *kms_out_key(const char *arn, const char *alg)
+{
+    json_t *o = json_object();
+    if (o == NULL || json_object_set_new_nocheck(o, "KeyId", json_string(arn)) != 0 ||
+        (alg != NULL && json_object_set_new_nocheck(o, "EncryptionAlgorithm", json_string(alg)) != 0)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 int64_t kms_call_now_ms(const struct api_call *call)

@@ -2,6 +2,7 @@
  * Unit tests for src/common: cursors, buffers, base64/hex, error context, time formatting.
  */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include "common/buf.h"
 #include "common/codec.h"
 #include "common/err.h"
+#include "common/json_in.h"
 #include "common/json_out.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
@@ -98,6 +100,22 @@ static void test_b64(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         coffer_buf d = COFFER_BUF_INIT;
         assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(bad[i]), &d), COFFER_ERR_VALIDATION);
+        coffer_buf_free(&d);
+    }
+    /* Every byte value as the first digit: only the 64 of the alphabet decode, each to its index. */
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int c = 0; c < 256; c++) {
+        uint8_t group[4] = {(uint8_t)c, 'A', 'A', 'A'};
+        coffer_buf d = COFFER_BUF_INIT;
+        const char *at = c != 0 ? strchr(alphabet, c) : NULL;
+        coffer_err rc = coffer_b64_decode(coffer_cursor_from(group, sizeof(group)), &d);
+        if (at == NULL) {
+            assert_int_equal(rc, COFFER_ERR_VALIDATION);
+        } else {
+            assert_int_equal(rc, COFFER_OK);
+            assert_int_equal(d.len, 3);
+            assert_int_equal(d.data[0], (uint8_t)((at - alphabet) << 2));
+        }
         coffer_buf_free(&d);
     }
 }
@@ -212,15 +230,121 @@ static void test_json_out_matches_jansson(void **state)
             }
         }
     }
+    /* Strings long enough for the eight-bytes-at-a-time scan, with one byte to escape (or a
+     * UTF-8 sequence, copied as is) at every offset: the scan must stop exactly there. */
+    static const char *specials[] = {"\"", "\\", "\n", "\x01", "\x1f", "\xc3\xa9", " ", "~"};
+    for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+        for (size_t at = 0; at <= 25; at++) {
+            char text[64];
+            memset(text, 'a' + (char)(at % 26), sizeof(text));
+            size_t sl = strlen(specials[k]);
+            memcpy(text + at, specials[k], sl);
+            text[27 + at % 5] = '\0';
+            json_t *v = json_pack("{s:s}", "k", text);
+            assert_non_null(v);
+            char *want = json_dumps(v, JSON_COMPACT);
+            coffer_buf got = COFFER_BUF_INIT;
+            assert_int_equal(json_out_compact(v, &got), COFFER_OK);
+            assert_int_equal(got.len, strlen(want));
+            assert_memory_equal(got.data, want, got.len);
+            free(want);
+            coffer_buf_free(&got);
+            json_decref(v);
+        }
+    }
+}
+
+/* Member names of `v` in order, ',' joined, to compare orders. */
+static void member_order(const json_t *v, char *out, size_t out_size)
+{
+    out[0] = '\0';
+    for (void *it = json_object_iter((json_t *)v); it != NULL; it = json_object_iter_next((json_t *)v, it)) {
+        strncat(out, json_object_iter_key(it), out_size - strlen(out) - 2);
+        strcat(out, ",");
+    }
+}
+
+/* The fast reader of request bodies reads what it accepts exactly as jansson does, declines
+ * everything it leaves to jansson, and json_in_object accepts exactly jansson's objects. */
+static void test_json_in_matches_jansson(void **state)
+{
+    static const char *simple[] = {
+        "{}",
+        " { } \r\n",
+        "{\"KeyId\":\"alias/x\",\"Plaintext\":\"aGVsbG8=\"}",
+        "{\"z\":1,\"a\":0,\"m\":[true,false,null],\"e\":[],\"o\":{}}",
+        "{ \"KeyId\" : \"k\" ,\n\t\"EC\" : { \"b\" : \"2\", \"a\" : \"1\" } , \"N\" : 123456789012345 }",
+        "{\"GrantTokens\":[\"t1\",\"t2\"],\"s\":\"sp ace /~!#\",\"\":\"empty key\"}",
+    };
+    for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+        json_t *fast = json_in_simple((const uint8_t *)simple[i], strlen(simple[i]));
+        json_t *ref = json_loads(simple[i], JSON_REJECT_DUPLICATES, NULL);
+        assert_non_null(fast);
+        assert_non_null(ref);
+        assert_true(json_equal(fast, ref));
+        char a[512], b[512];
+        member_order(fast, a, sizeof(a));
+        member_order(ref, b, sizeof(b));
+        assert_string_equal(a, b);
+        json_decref(fast);
+        json_decref(ref);
+    }
+    /* Declined by the fast reader; valid or not, jansson decides. */
+    static const struct {
+        const char *doc;
+        bool valid;
+    } declined[] = {
+        {"{\"a\":\"caf\xc3\xa9\"}", true},
+        {"{\"a\":\"esc \\\" \\u00e9\"}", true},
+        {"{\"a\":1.5}", true},
+        {"{\"a\":1e3}", true},
+        {"{\"a\":-1}", true},
+        {"{\"a\":1234567890123456}", true},
+        {"{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}",
+         true}, /* deeper than JSON_IN_SIMPLE_MAX_DEPTH */
+        {"{\"a\":1,\"a\":2}", false},
+        {"{\"o\":{\"a\":1,\"a\":1}}", false},
+        {"{\"a\":01}", false},
+        {"{\"a\":1,}", false},
+        {"{\"a\":[1,]}", false},
+        {"{\"a\" 1}", false},
+        {"{\"a\":tru}", false},
+        {"{\"a\":truex}", false},
+        {"{\"a\":\"\x01\"}", false},
+        {"{\"a\":\"unterminated}", false},
+        {"{\"a\":1} x", false},
+        {"{\"a\":1}{}", false},
+        {"{\"a\":1", false},
+        {"[1,2]", false}, /* valid JSON, not an object */
+        {"\"s\"", false},
+        {"", false},
+        {"{\"a\":\"\xff\"}", false},
+    };
+    for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++) {
+        const uint8_t *p = (const uint8_t *)declined[i].doc;
+        size_t n = strlen(declined[i].doc);
+        assert_null(json_in_simple(p, n));
+        json_t *full = json_in_object(p, n);
+        assert_int_equal(full != NULL, declined[i].valid);
+        json_decref(full);
+    }
+    /* An embedded NUL is not a document end. */
+    assert_null(json_in_simple((const uint8_t *)"{}\0", 3));
+    assert_null(json_in_object((const uint8_t *)"{}\0", 3));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cursor_reads), cmocka_unit_test(test_buf_append_and_secret),
-        cmocka_unit_test(test_b64),          cmocka_unit_test(test_hex),
-        cmocka_unit_test(test_url_encode),   cmocka_unit_test(test_err_context),
-        cmocka_unit_test(test_time),         cmocka_unit_test(test_json_out_matches_jansson),
+        cmocka_unit_test(test_cursor_reads),
+        cmocka_unit_test(test_buf_append_and_secret),
+        cmocka_unit_test(test_b64),
+        cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_url_encode),
+        cmocka_unit_test(test_err_context),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_json_out_matches_jansson),
+        cmocka_unit_test(test_json_in_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,6 +108,33 @@ static void test_oaep_wrap(void **state)
     crypto_pkey_free(k);
 }
 
+/* The key-reusing HMAC agrees with the plain one whatever the sequence of keys: the same key
+ * again, another key, one of the same length differing in one byte, keys too long to keep. */
+static void test_hmac_reuse_matches(void **state)
+{
+    uint8_t k1[32], k2[32], long_key[CRYPTO_HMAC_REUSE_KEY_MAX + 1];
+    memset(k1, 0x11, sizeof(k1));
+    memcpy(k2, k1, sizeof(k2));
+    k2[31] ^= 1;
+    memset(long_key, 0x22, sizeof(long_key));
+    const struct {
+        const uint8_t *key;
+        size_t len;
+    } seq[] = {{k1, sizeof(k1)}, {k1, sizeof(k1)}, {k2, sizeof(k2)},
+               {k1, sizeof(k1)}, {k1, 16},         {long_key, sizeof(long_key)},
+               {k1, sizeof(k1)}, {long_key, 64},   {long_key, 64},
+               {k2, sizeof(k2)}};
+    const char *msgs[] = {"", "AWS4-HMAC-SHA256\n20150830T123600Z\n", "x"};
+    for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+        coffer_cursor key = coffer_cursor_from(seq[i].key, seq[i].len);
+        coffer_cursor msg = coffer_cursor_from_str(msgs[i % 3]);
+        uint8_t want[CRYPTO_SHA256_LEN], got[CRYPTO_SHA256_LEN];
+        assert_int_equal(crypto_hmac(CRYPTO_SHA256, key, msg, want), COFFER_OK);
+        assert_int_equal(crypto_hmac_sha256_reuse(key, msg, got), COFFER_OK);
+        assert_memory_equal(got, want, sizeof(want));
+    }
+}
+
 static void test_hkdf_rfc5869_case1(void **state)
 {
     uint8_t ikm[22], salt[13], info[10], okm[42], want[42];
@@ -218,6 +245,7 @@ int main(void)
         cmocka_unit_test(test_hmac_sha224_rfc4231_case2),
         cmocka_unit_test(test_aes_kwp_rfc5649),
         cmocka_unit_test(test_oaep_wrap),
+        cmocka_unit_test(test_hmac_reuse_matches),
         cmocka_unit_test(test_hkdf_rfc5869_case1),
         cmocka_unit_test(test_gcm_nist_case3),
         cmocka_unit_test(test_gcm_roundtrip_and_tamper),

@@ -909,10 +909,23 @@ static void test_canonical_forms(void **state)
     r.path = "";
     assert_int_equal(sigv4_canonical_request(&r, coffer_cursor_from_str("host"), &out), COFFER_OK);
     assert_int_equal(out.data[4], '/');
+    /* The root path (every JSON request) and queries made only of empty pairs. */
+    static const struct {
+        const char *query, *want;
+    } empties[] = {{"=", "GET\n/\n=\nhost:h\n"}, {"a&=", "GET\n/\n=&a=\nhost:h\n"}};
+    for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+        coffer_buf_reset(&out);
+        r.raw_path = false;
+        r.path = "/";
+        r.query = empties[i].query;
+        assert_int_equal(sigv4_canonical_request(&r, coffer_cursor_from_str("host"), &out), COFFER_OK);
+        assert_true(out.len > strlen(empties[i].want));
+        assert_memory_equal(out.data, empties[i].want, strlen(empties[i].want));
+    }
     coffer_buf_free(&out);
 }
 
-/* A secret too long for the cache tag's stack buffer takes the locked-buffer path. */
+/* A secret too long for a signing-key cache entry is derived on every request. */
 static void test_verify_long_secret(void **state)
 {
     char secret[700];
@@ -931,6 +944,33 @@ static void test_verify_long_secret(void **state)
     assert_int_equal(verify_with(&t, &o, &fx), COFFER_OK);
     secret[0] = 'j';
     expect_fail(verify_with(&t, &o, &fx), COFFER_ERR_INVALID_SIGNATURE, NULL);
+}
+
+/* Secrets of the longest length a cache entry holds and one more: verified twice (the second
+ * from the cache when it fits), then one changed in its last byte must fail, not hit the entry. */
+static void test_verify_cache_boundary(void **state)
+{
+    for (size_t len = 63; len <= 65; len++) {
+        char secret[80];
+        memset(secret, 's', len);
+        secret[len] = '\0';
+        struct treq t;
+        kms_request(&t, NULL);
+        struct sigv4_credentials c = {T_AKID, secret, NULL};
+        coffer_buf a = COFFER_BUF_INIT;
+        assert_int_equal(sigv4_sign(&t.r, &c, "us-east-1", "kms", T_AMZ_DATE, KMS_SIGNED, &a), COFFER_OK);
+        assert_int_equal(coffer_buf_nul_terminate(&a), COFFER_OK);
+        treq_add(&t, "Authorization", (const char *)a.data);
+        coffer_buf_free(&a);
+        struct lookup_fx fx = {.akid = T_AKID, .secret = secret};
+        struct sigv4_verify_opts o = kms_opts();
+        assert_int_equal(verify_with(&t, &o, &fx), COFFER_OK);
+        assert_int_equal(verify_with(&t, &o, &fx), COFFER_OK);
+        secret[len - 1] = 't';
+        expect_fail(verify_with(&t, &o, &fx), COFFER_ERR_INVALID_SIGNATURE, NULL);
+        secret[len - 1] = '\0'; /* a prefix of the cached secret */
+        expect_fail(verify_with(&t, &o, &fx), COFFER_ERR_INVALID_SIGNATURE, NULL);
+    }
 }
 
 struct thread_arg {
@@ -990,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_verify_content_sha256),
         cmocka_unit_test(test_canonical_forms),
         cmocka_unit_test(test_verify_long_secret),
+        cmocka_unit_test(test_verify_cache_boundary),
         cmocka_unit_test(test_verify_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
