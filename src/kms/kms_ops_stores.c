@@ -27,8 +27,12 @@ static coffer_err store_not_found(void)
 coffer_err kms_op_CreateCustomKeyStore(void *state, struct api_call *call)
 {
     /* Never the password or the proxy credential: they are sensitive members. */
-    static const char *const audit[] = {"CustomKeyStoreName", "CloudHsmClusterId", "CustomKeyStoreType",
-                                        "XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyConnectivity",
+    static const char *const audit[] = {"CustomKeyStoreName",
+                                        "CloudHsmClusterId",
+                                        "CustomKeyStoreType",
+                                        "XksProxyUriEndpoint",
+                                        "XksProxyUriPath",
+                                        "XksProxyConnectivity",
                                         NULL};
     struct kms_req r;
     TRY(store_op_begin(state, call, KMS_OP_CreateCustomKeyStore, "kms:CreateCustomKeyStore", audit, &r));
@@ -73,8 +77,12 @@ coffer_err kms_op_DeleteCustomKeyStore(void *state, struct api_call *call)
 
 coffer_err kms_op_UpdateCustomKeyStore(void *state, struct api_call *call)
 {
-    static const char *const audit[] = {"CustomKeyStoreId", "NewCustomKeyStoreName", "CloudHsmClusterId",
-                                        "XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyConnectivity",
+    static const char *const audit[] = {"CustomKeyStoreId",
+                                        "NewCustomKeyStoreName",
+                                        "CloudHsmClusterId",
+                                        "XksProxyUriEndpoint",
+                                        "XksProxyUriPath",
+                                        "XksProxyConnectivity",
                                         NULL};
     struct kms_req r;
     TRY(store_op_begin(state, call, KMS_OP_UpdateCustomKeyStore, "kms:UpdateCustomKeyStore", audit, &r));
@@ -85,7 +93,8 @@ coffer_err kms_op_DescribeCustomKeyStores(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"CustomKeyStoreId", "CustomKeyStoreName", "Limit", "Marker", NULL};
     struct kms_req r;
-    TRY(store_op_begin(state, call, KMS_OP_DescribeCustomKeyStores, "kms:DescribeCustomKeyStores", audit, &r));
+    TRY(store_op_begin(state, call, KMS_OP_DescribeCustomKeyStores, "kms:DescribeCustomKeyStores", audit,
+                       &r));
     if (r.custom_key_store_id != NULL || r.custom_key_store_name != NULL) {
         return store_not_found();
     }
