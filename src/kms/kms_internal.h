@@ -138,6 +138,8 @@ struct kms_service {
     coffer_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id (owned) */
     authz *az;          /* borrowed; NULL: authorization off */
     struct kms_limits limits;
+    struct kms_peer peers[KMS_MAX_PEERS]; /* multi-Region peer regions (kms_replica.c) */
+    size_t n_peers;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;

@@ -171,6 +171,12 @@ void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *li
     svc->limits = *limits;
 }
 
+void kms_service_set_peers(struct kms_service *svc, const struct kms_peer *peers, size_t n)
+{
+    svc->n_peers = n < KMS_MAX_PEERS ? n : KMS_MAX_PEERS;
+    memcpy(svc->peers, peers, svc->n_peers * sizeof(*peers));
+}
+
 const struct api_service *kms_service_api(struct kms_service *svc)
 {
     return &svc->api;
@@ -188,13 +194,15 @@ void kms_service_free(struct kms_service *svc)
     free(svc);
 }
 
-/* The module cofferd starts (api/module.h): settings are the KMS resource quotas. */
+/* The module cofferd starts (api/module.h): settings are a struct kms_settings. */
 static coffer_err module_start(const struct api_host *host, void **instance, const struct api_service **api)
 {
     struct kms_service *svc = NULL;
     TRY(kms_service_new(host->store, host->seal, host->region, &svc));
     if (host->settings != NULL) {
-        kms_service_set_limits(svc, host->settings);
+        const struct kms_settings *set = host->settings;
+        kms_service_set_limits(svc, &set->limits);
+        kms_service_set_peers(svc, set->peers, set->n_peers);
     }
     kms_service_set_event_sink(svc, host->record, host->record_ctx);
     if (host->authz != NULL) {
