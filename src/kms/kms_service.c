@@ -68,6 +68,7 @@ static const char *const kms_sensitive_members[] = {
     "PublicKey",
     "KeyStorePassword",
     "XksProxyAuthenticationCredential",
+    "WrappedMaterial",
     NULL,
 };
 
