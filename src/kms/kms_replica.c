@@ -105,7 +105,8 @@ coffer_err kms_mrk_local_arn(const char *region, char *arn, size_t n)
 /* The regions of rec's multi-Region configuration. */
 static const char *mrc_primary(const json_t *rec)
 {
-    return json_string_value(json_object_get(json_object_get(rec, "MultiRegionConfiguration"), "PrimaryRegion"));
+    return json_string_value(
+        json_object_get(json_object_get(rec, "MultiRegionConfiguration"), "PrimaryRegion"));
 }
 
 static const json_t *mrc_replicas(const json_t *rec)
@@ -135,8 +136,9 @@ bool kms_mrk_has_region(const struct kms_key *k, const char *region)
 /* A MultiRegionConfiguration as `region` records it. */
 json_t *kms_mrk_config_for(const char *region, const char *primary, const json_t *replicas)
 {
-    return json_pack("{s:s,s:s,s:O}", "MultiRegionKeyType", strcmp(region, primary) == 0 ? "PRIMARY" : "REPLICA",
-                     "PrimaryRegion", primary, "ReplicaRegions", replicas);
+    return json_pack("{s:s,s:s,s:O}", "MultiRegionKeyType",
+                     strcmp(region, primary) == 0 ? "PRIMARY" : "REPLICA", "PrimaryRegion", primary,
+                     "ReplicaRegions", replicas);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -157,8 +159,8 @@ const struct kms_peer *kms_peer_find(const struct kms_service *svc, const char *
 static coffer_err peer_error(const struct kms_peer *p, const struct awsclient_answer *ans)
 {
     static const coffer_err passed[] = {
-        COFFER_ERR_ALREADY_EXISTS, COFFER_ERR_MALFORMED_POLICY, COFFER_ERR_TAG,
-        COFFER_ERR_LIMIT_EXCEEDED, COFFER_ERR_VALIDATION,       COFFER_ERR_NOT_FOUND,
+        COFFER_ERR_ALREADY_EXISTS,        COFFER_ERR_MALFORMED_POLICY, COFFER_ERR_TAG,
+        COFFER_ERR_LIMIT_EXCEEDED,        COFFER_ERR_VALIDATION,       COFFER_ERR_NOT_FOUND,
         COFFER_ERR_UNSUPPORTED_OPERATION,
     };
     for (size_t i = 0; i < sizeof(passed) / sizeof(passed[0]); i++) {
@@ -191,7 +193,8 @@ static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer
     awsclient_answer_init(&ans);
     *out = NULL;
     if (p->credentials_file[0] == '\0') {
-        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s has no replication credential configured.", p->region);
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s has no replication credential configured.",
+                 p->region);
     }
     struct awsclient_source src = {
         .profile = p->profile[0] != '\0' ? p->profile : "default",
@@ -200,7 +203,8 @@ static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer
         .skip_env = true,
     };
     if (awsclient_credentials_load(&src, &creds) != COFFER_OK) {
-        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s: the replication credential cannot be read.", p->region);
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s: the replication credential cannot be read.",
+                 p->region);
     }
     struct awsclient_config cfg = {
         .service = "kms",
@@ -212,7 +216,8 @@ static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer
         .credentials = &creds,
     };
     if (awsclient_new(&cfg, &cl) != COFFER_OK) {
-        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s: cannot build a client for %s.", p->region, p->endpoint);
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s: cannot build a client for %s.", p->region,
+                 p->endpoint);
     }
     if ((text = json_dumps(body, JSON_COMPACT)) == NULL) {
         rc = kms_nomem();
@@ -292,8 +297,8 @@ static coffer_err materials_decode(enum kms_spec spec, coffer_cursor in, struct 
     for (; have < count; have++) {
         coffer_cursor id, bytes;
         uint32_t len = 0;
-        if (cur_read_bytes(&c, KMS_MATERIAL_ID_LEN, &id) != COFFER_OK || cur_read_u32be(&c, &len) != COFFER_OK ||
-            cur_read_bytes(&c, len, &bytes) != COFFER_OK) {
+        if (cur_read_bytes(&c, KMS_MATERIAL_ID_LEN, &id) != COFFER_OK ||
+            cur_read_u32be(&c, &len) != COFFER_OK || cur_read_bytes(&c, len, &bytes) != COFFER_OK) {
             FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica material");
         }
         memcpy(mats[have].id, id.ptr, KMS_MATERIAL_ID_LEN);
@@ -320,8 +325,8 @@ out:
 struct kms_mrk_snapshot {
     char account[API_ACCOUNT_ID_LEN + 1];
     char key_id[KMS_KEY_ID_MAX + 1];
-    json_t *rec;         /* deep copy of the record */
-    coffer_buf payload;  /* secret: materials_encode */
+    json_t *rec;        /* deep copy of the record */
+    coffer_buf payload; /* secret: materials_encode */
 };
 
 coffer_err kms_mrk_snapshot_take(const struct kms_key *k, struct kms_mrk_snapshot **out)
@@ -360,9 +365,9 @@ void kms_mrk_snapshot_free(struct kms_mrk_snapshot *s)
  * (Description, Tags, Policy; borrowed, may be NULL). *answer (may be NULL) gets the peer's
  * answer object.
  */
-coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p, const struct kms_mrk_snapshot *s,
-                        bool create, const char *primary, const json_t *replicas, const json_t *extra,
-                        json_t **answer)
+coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
+                        const struct kms_mrk_snapshot *s, bool create, const char *primary,
+                        const json_t *replicas, const json_t *extra, json_t **answer)
 {
     coffer_err rc = COFFER_OK;
     json_t *body = NULL, *keyans = NULL, *ans = NULL, *rec = NULL;
@@ -382,14 +387,15 @@ coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
         FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without a replication key.", p->region);
     }
     box_aad(aad, s->account, s->key_id, p->region);
-    TRY_OUT(crypto_box_seal(coffer_buf_cursor(&spki), coffer_cursor_from_str(aad), coffer_buf_cursor(&s->payload),
-                            &box));
+    TRY_OUT(crypto_box_seal(coffer_buf_cursor(&spki), coffer_cursor_from_str(aad),
+                            coffer_buf_cursor(&s->payload), &box));
     /* Only what the replica shares with its primary (kms.md §8), plus the replica's own
      * description, tags and policy when it is created. */
     rec = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O*,s:O,s:O,s:o}", "KeyId", s->key_id, "AWSAccountId", s->account,
-                    "KeySpec", json_object_get(s->rec, "KeySpec"), "KeyUsage", json_object_get(s->rec, "KeyUsage"),
-                    "Origin", json_object_get(s->rec, "Origin"), "Rotation", json_object_get(s->rec, "Rotation"),
-                    "KeyMaterials", json_object_get(s->rec, "KeyMaterials"), "CurrentKeyMaterialId",
+                    "KeySpec", json_object_get(s->rec, "KeySpec"), "KeyUsage",
+                    json_object_get(s->rec, "KeyUsage"), "Origin", json_object_get(s->rec, "Origin"),
+                    "Rotation", json_object_get(s->rec, "Rotation"), "KeyMaterials",
+                    json_object_get(s->rec, "KeyMaterials"), "CurrentKeyMaterialId",
                     json_object_get(s->rec, "CurrentKeyMaterialId"), "MultiRegionConfiguration",
                     kms_mrk_config_for(p->region, primary, replicas));
     if (rec == NULL || (extra != NULL && json_object_update(rec, (json_t *)extra) != 0) ||
@@ -436,14 +442,17 @@ coffer_err kms_mrk_push_all(struct kms_service *svc, const struct kms_mrk_snapsh
     json_array_foreach(targets, i, r)
     {
         const char *region = json_string_value(r);
-        if (region == NULL || strcmp(region, svc->region) == 0 || (skip != NULL && strcmp(region, skip) == 0)) {
+        if (region == NULL || strcmp(region, svc->region) == 0 ||
+            (skip != NULL && strcmp(region, skip) == 0)) {
             continue;
         }
         const struct kms_peer *p = kms_peer_find(svc, region);
-        coffer_err rc = p != NULL ? kms_mrk_send(svc, p, s, false, primary, replicas, NULL, NULL)
-                                  : coffer_fail(COFFER_ERR_UNAVAILABLE, "Region %s is not a peer region.", region);
+        coffer_err rc = p != NULL
+                            ? kms_mrk_send(svc, p, s, false, primary, replicas, NULL, NULL)
+                            : coffer_fail(COFFER_ERR_UNAVAILABLE, "Region %s is not a peer region.", region);
         if (rc != COFFER_OK) {
-            log_warn("kms: multi-Region key %s not updated in %s: %s", s->key_id, region, coffer_last_message());
+            log_warn("kms: multi-Region key %s not updated in %s: %s", s->key_id, region,
+                     coffer_last_message());
             if (first == COFFER_OK) {
                 first = rc;
             }
@@ -561,7 +570,8 @@ static coffer_err sent_record_check(const struct api_call *call, const char *sou
         strcmp(acct, call->caller->account_id) != 0 || primary == NULL || !json_is_array(replicas) ||
         !kms_spec_parse(json_string_value(json_object_get(sent, "KeySpec")), spec) ||
         kms_spec_family(*spec) == KMS_FAMILY_UNSUPPORTED ||
-        !json_is_string(json_object_get(sent, "KeyUsage")) || !json_is_string(json_object_get(sent, "Origin")) ||
+        !json_is_string(json_object_get(sent, "KeyUsage")) ||
+        !json_is_string(json_object_get(sent, "Origin")) ||
         !json_is_array(json_object_get(sent, "KeyMaterials")) ||
         !json_is_string(json_object_get(sent, "CurrentKeyMaterialId"))) {
         return coffer_fail(COFFER_ERR_VALIDATION, "malformed replica record");
@@ -580,19 +590,49 @@ static coffer_err sent_record_check(const struct api_call *call, const char *sou
     return COFFER_OK;
 }
 
-static coffer_err open_materials(struct kms_service *svc, const struct api_call *call, const struct kms_req *r,
-                                 const char *key_id, enum kms_spec spec, struct kms_material **mats, size_t *n)
+/* Is every KeyMaterialId of sent.KeyMaterials one of mats? */
+static bool materials_cover(const json_t *sent, const struct kms_material *mats, size_t n)
 {
+    size_t i;
+    const json_t *e;
+    char hex[KMS_MATERIAL_HEX_LEN + 1];
+    json_array_foreach(json_object_get(sent, "KeyMaterials"), i, e)
+    {
+        const char *want = json_string_value(json_object_get(e, "KeyMaterialId"));
+        bool found = false;
+        for (size_t j = 0; want != NULL && j < n && !found; j++) {
+            coffer_hex_encode(mats[j].id, KMS_MATERIAL_ID_LEN, hex);
+            found = strcmp(hex, want) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return json_array_size(json_object_get(sent, "KeyMaterials")) > 0;
+}
+
+static coffer_err open_materials(struct kms_service *svc, const struct api_call *call,
+                                 const struct kms_req *r, const json_t *sent, enum kms_spec spec,
+                                 struct kms_material **mats, size_t *n)
+{
+    const char *key_id = json_string_value(json_object_get(sent, "KeyId"));
     coffer_buf priv = COFFER_SECRET_BUF_INIT, spki = COFFER_BUF_INIT, plain = COFFER_SECRET_BUF_INIT;
     char aad[BOX_AAD_MAX];
     coffer_err rc = COFFER_OK;
     TRY_OUT(replication_key(svc, &priv, &spki));
     box_aad(aad, call->caller->account_id, key_id, call->region);
-    if (crypto_box_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad), coffer_buf_cursor(&r->ciphertext),
-                        &plain) != COFFER_OK) {
+    if (crypto_box_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad),
+                        coffer_buf_cursor(&r->ciphertext), &plain) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "the replica material cannot be opened by this region");
     }
-    rc = materials_decode(spec, coffer_buf_cursor(&plain), mats, n);
+    TRY_OUT(materials_decode(spec, coffer_buf_cursor(&plain), mats, n));
+    /* Every material the record lists must have come: a key must load again after a restart. */
+    if (!materials_cover(sent, *mats, *n)) {
+        materials_free(*mats, *n);
+        *mats = NULL;
+        *n = 0;
+        FAIL_OUT(COFFER_ERR_VALIDATION, "the replica record lists material that was not sent");
+    }
 out:
     coffer_buf_free(&priv);
     coffer_buf_free(&spki);
@@ -626,19 +666,21 @@ static coffer_err replica_record(struct kms_service *svc, const struct api_call 
         TRY_OUT(kms_policy_principals(svc, policy_text, true, &principals));
     }
     const json_t *sent_tags = json_object_get(sent, "Tags");
-    TRY_OUT(kms_tags_merge(NULL, json_is_array(sent_tags) ? sent_tags : NULL, svc->limits.kms_tags_per_key, &tags));
+    TRY_OUT(kms_tags_merge(NULL, json_is_array(sent_tags) ? sent_tags : NULL, svc->limits.kms_tags_per_key,
+                           &tags));
     const char *desc = json_string_value(json_object_get(sent, "Description"));
     const json_t *rotation = json_object_get(sent, "Rotation");
-    *out = json_pack("{s:i,s:O,s:s,s:s,s:I,s:s,s:O,s:O,s:s,s:O,s:s,s:b,s:s,s:O,s:O,s:O,s:O,s:O,s:O}", "Version",
-                     KMS_RECORD_VERSION, "KeyId", json_object_get(sent, "KeyId"), "AWSAccountId",
+    *out = json_pack("{s:i,s:O,s:s,s:s,s:I,s:s,s:O,s:O,s:s,s:O,s:s,s:b,s:s,s:O,s:O,s:O,s:O,s:O,s:O}",
+                     "Version", KMS_RECORD_VERSION, "KeyId", json_object_get(sent, "KeyId"), "AWSAccountId",
                      call->caller->account_id, "Region", call->region, "CreationDate",
                      (json_int_t)kms_call_now_ms(call), "Description", desc != NULL ? desc : "", "KeySpec",
-                     json_object_get(sent, "KeySpec"), "KeyUsage", json_object_get(sent, "KeyUsage"), "KeyState",
-                     "Enabled", "Origin", json_object_get(sent, "Origin"), "KeyManager", "CUSTOMER", "MultiRegion", 1,
-                     "Policy", policy_text, "PolicyPrincipals", principals, "Tags", tags, "Rotation",
-                     rotation != NULL ? rotation : json_null(), "KeyMaterials", json_object_get(sent, "KeyMaterials"),
-                     "CurrentKeyMaterialId", json_object_get(sent, "CurrentKeyMaterialId"),
-                     "MultiRegionConfiguration", json_object_get(sent, "MultiRegionConfiguration"));
+                     json_object_get(sent, "KeySpec"), "KeyUsage", json_object_get(sent, "KeyUsage"),
+                     "KeyState", "Enabled", "Origin", json_object_get(sent, "Origin"), "KeyManager",
+                     "CUSTOMER", "MultiRegion", 1, "Policy", policy_text, "PolicyPrincipals", principals,
+                     "Tags", tags, "Rotation", rotation != NULL ? rotation : json_null(), "KeyMaterials",
+                     json_object_get(sent, "KeyMaterials"), "CurrentKeyMaterialId",
+                     json_object_get(sent, "CurrentKeyMaterialId"), "MultiRegionConfiguration",
+                     json_object_get(sent, "MultiRegionConfiguration"));
     if (*out == NULL) {
         rc = kms_nomem();
     }
@@ -668,11 +710,12 @@ static coffer_err replica_update(struct kms_service *svc, const struct api_call 
     if (!kms_mrk_is(k) || mrc_primary(k->rec) == NULL || strcmp(mrc_primary(k->rec), source) != 0 ||
         strcmp(json_string_value(json_object_get(k->rec, "KeySpec")),
                json_string_value(json_object_get(sent, "KeySpec"))) != 0) {
-        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "%s is not a replica of the multi-Region key in %s.", k->arn,
-                 source);
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "%s is not a replica of the multi-Region key in %s.",
+                 k->arn, source);
     }
     if ((rec = json_deep_copy(k->rec)) == NULL ||
-        json_object_set(rec, "MultiRegionConfiguration", json_object_get(sent, "MultiRegionConfiguration")) != 0 ||
+        json_object_set(rec, "MultiRegionConfiguration", json_object_get(sent, "MultiRegionConfiguration")) !=
+            0 ||
         json_object_set(rec, "KeyMaterials", json_object_get(sent, "KeyMaterials")) != 0 ||
         json_object_set(rec, "CurrentKeyMaterialId", json_object_get(sent, "CurrentKeyMaterialId")) != 0 ||
         (json_object_get(sent, "Rotation") != NULL &&
@@ -711,7 +754,7 @@ coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call
     char id_arn[KMS_ARN_MAX];
     kms_key_arn(id_arn, sizeof(id_arn), call->region, call->caller->account_id, id);
     kms_audit_key_arn(call, call->caller->account_id, id_arn);
-    TRY_OUT(open_materials(svc, call, &r, id, spec, &mats, &n));
+    TRY_OUT(open_materials(svc, call, &r, sent, spec, &mats, &n));
     if (!r.create_replica) {
         TRY_OUT(replica_update(svc, call, r.source_region, sent, mats, n, &installed));
         mats = installed ? NULL : mats;

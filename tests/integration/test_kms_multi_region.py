@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 
 from harness import Cofferd
 
-EAST, WEST = "us-east-1", "eu-west-1"
+EAST, WEST, SOUTH = "us-east-1", "eu-west-1", "ap-southeast-2"
+REGIONS = (EAST, WEST, SOUTH)
 ACCOUNT = "000000000000"
 REPLICATOR = "arn:aws:iam::%s:user/replicator" % ACCOUNT
 
@@ -40,31 +41,36 @@ class MultiRegionTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dirs = {r: tempfile.mkdtemp(prefix="coffer-mrk-") for r in (EAST, WEST)}
-        cls.ports = {EAST: free_port(), WEST: free_port()}
+        cls.dirs = {r: tempfile.mkdtemp(prefix="coffer-mrk-") for r in REGIONS}
+        cls.ports = {r: free_port() for r in REGIONS}
         cls.servers = {}
-        for region, peer in ((EAST, WEST), (WEST, EAST)):
-            # The peer's replication credential is written below, once its user exists: the
-            # server reads it when it first needs it.
-            spec = "%s=https://127.0.0.1:%d,ca=%s,credentials=%s,profile=replication,principal=%s" % (
-                peer, cls.ports[peer], os.path.join(cls.dirs[peer], "tls", "ca.pem"),
-                os.path.join(cls.dirs[region], "peer-credentials"), REPLICATOR)
-            cls.servers[region] = Cofferd(data_dir=cls.dirs[region], extra_args=[
-                "--region", region, "--quota-crypto-rps", "0", "--peer", spec])
+        for region in REGIONS:
+            args = ["--region", region, "--quota-crypto-rps", "0"]
+            for peer in REGIONS:
+                if peer == region:
+                    continue
+                # The peer's replication credential is written below, once its user exists: the
+                # server reads it when it first needs it.
+                args += ["--peer", "%s=https://127.0.0.1:%d,ca=%s,credentials=%s,profile=replication,principal=%s"
+                         % (peer, cls.ports[peer], os.path.join(cls.dirs[peer], "tls", "ca.pem"),
+                            os.path.join(cls.dirs[region], "peer-" + peer), REPLICATOR)]
+            cls.servers[region] = Cofferd(data_dir=cls.dirs[region], extra_args=args)
         try:
-            for region in (EAST, WEST):
+            for region in REGIONS:
                 cls.servers[region].start(port=cls.ports[region])
-            cls.kms = {r: cls.servers[r].client("kms", region=r) for r in (EAST, WEST)}
-            cls.iam = {r: cls.servers[r].client("iam", region=r) for r in (EAST, WEST)}
+            cls.kms = {r: cls.servers[r].client("kms", region=r) for r in REGIONS}
+            cls.iam = {r: cls.servers[r].client("iam", region=r) for r in REGIONS}
             cls.replicator_keys = {}
-            for region, peer in ((EAST, WEST), (WEST, EAST)):
+            for peer in REGIONS:
                 # A user of the peer, with no policy at all: the peer's config alone lets it in.
                 cls.iam[peer].create_user(UserName="replicator")
                 k = cls.iam[peer].create_access_key(UserName="replicator")["AccessKey"]
                 cls.replicator_keys[peer] = (k["AccessKeyId"], k["SecretAccessKey"])
-                with open(os.path.join(cls.dirs[region], "peer-credentials"), "w") as f:
-                    f.write("[replication]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
-                            % (k["AccessKeyId"], k["SecretAccessKey"]))
+                for region in REGIONS:
+                    if region != peer:
+                        with open(os.path.join(cls.dirs[region], "peer-" + peer), "w") as f:
+                            f.write("[replication]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                                    % (k["AccessKeyId"], k["SecretAccessKey"]))
         except Exception:
             cls.tearDownClass()
             raise
@@ -182,7 +188,7 @@ class MultiRegionTest(unittest.TestCase):
                          ("UnsupportedOperationException",
                           "%s is not a multi-region primary key." % self.arn(WEST, key_id)))
         fresh = self.kms[EAST].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
-        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion="ap-south-1")[0],
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion="ca-central-1")[0],
                          "UnsupportedOperationException")
         self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion=EAST)[0],
                          "UnsupportedOperationException")
@@ -235,6 +241,27 @@ class MultiRegionTest(unittest.TestCase):
         self.assertEqual(self.error(self.kms[EAST].update_primary_region, KeyId=lone, PrimaryRegion="x")[0],
                          "ValidationException")
 
+    def test_every_replica_knows_every_replica(self):
+        key_id, _ = self.replicated_key()
+        self.kms[EAST].replicate_key(KeyId=key_id, ReplicaRegion=SOUTH)
+        replicas = [{"Arn": self.arn(WEST, key_id), "Region": WEST},
+                    {"Arn": self.arn(SOUTH, key_id), "Region": SOUTH}]
+        for region in REGIONS:
+            mrc = self.kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+            self.assertEqual(mrc["ReplicaKeys"], replicas, region)
+            self.assertEqual(mrc["PrimaryKey"]["Region"], EAST, region)
+        blob = self.kms[SOUTH].encrypt(KeyId=key_id, Plaintext=b"three ways")["CiphertextBlob"]
+        for region in REGIONS:
+            self.assertEqual(self.kms[region].decrypt(CiphertextBlob=blob)["Plaintext"], b"three ways")
+
+        # The old primary tells the third region who the primary is now.
+        self.kms[EAST].update_primary_region(KeyId=key_id, PrimaryRegion=SOUTH)
+        for region in REGIONS:
+            mrc = self.kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+            self.assertEqual(mrc["PrimaryKey"], {"Arn": self.arn(SOUTH, key_id), "Region": SOUTH}, region)
+            self.assertEqual(mrc["MultiRegionKeyType"], "PRIMARY" if region == SOUTH else "REPLICA", region)
+            self.assertEqual(sorted(r["Region"] for r in mrc["ReplicaKeys"]), [WEST, EAST], region)
+
     # ---- Coffer's replication operations ----
 
     def call(self, region, target, body, akid, secret):
@@ -271,7 +298,7 @@ class MultiRegionTest(unittest.TestCase):
         status, doc = self.call(WEST, "CofferGetReplicationKey", {"SourceRegion": EAST}, rakid, rsecret)
         self.assertEqual(status, 200)
         self.assertIn("PublicKey", doc)
-        status, doc = self.call(WEST, "CofferGetReplicationKey", {"SourceRegion": "ap-south-1"}, rakid, rsecret)
+        status, doc = self.call(WEST, "CofferGetReplicationKey", {"SourceRegion": "ca-central-1"}, rakid, rsecret)
         self.assertEqual((status, doc.get("__type")), (400, "AccessDeniedException"))
         # ... and is no ordinary caller: it has no KMS permission of its own.
         kms = self.servers[WEST].client("kms", region=WEST, akid=rakid, secret=rsecret)
@@ -286,6 +313,45 @@ class MultiRegionTest(unittest.TestCase):
                 "MultiRegionConfiguration": {"MultiRegionKeyType": "REPLICA", "PrimaryRegion": EAST,
                                              "ReplicaRegions": [WEST]}})}, rakid, rsecret)
         self.assertEqual((status, doc.get("__type")), (400, "ValidationException"))
+
+
+class PeerConfigTest(unittest.TestCase):
+    """A peer setting that cannot work stops the start, with the reason in the log."""
+
+    def refused(self, *args):
+        server = Cofferd(extra_args=list(args))
+        try:
+            with self.assertRaises(RuntimeError):
+                server.start(timeout=10)
+            return server.log()
+        finally:
+            server.cleanup()
+
+    def test_bad_peers_refuse_to_start(self):
+        self.assertIn("--peer", self.refused("--peer", "eu-west-1"))
+        self.assertIn("http(s) URL", self.refused("--peer", "eu-west-1=ftp://host"))
+        self.assertIn("unknown setting 'cert'", self.refused("--peer", "eu-west-1=https://h:1,cert=/x"))
+        self.assertIn("its own peer", self.refused("--region", "eu-west-1", "--peer", "eu-west-1=https://h:1"))
+
+    def test_peers_from_the_config_file(self):
+        server = Cofferd(extra_args=["--region", EAST])
+        try:
+            with open(os.path.join(server.data_dir, "cofferd.conf"), "w") as f:
+                f.write("peer = eu-west-1=https://127.0.0.1:1,ca=/nonexistent.pem,credentials=/nonexistent\n")
+            server.start()
+            kms = server.client("kms", region=EAST)
+            key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+            # A configured peer that cannot be reached: the primary stays as it was.
+            with self.assertRaises(ClientError) as cm:
+                kms.replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+            self.assertNotEqual(cm.exception.response["Error"]["Code"], "UnsupportedOperationException")
+            with self.assertRaises(ClientError) as cm:
+                kms.replicate_key(KeyId=key_id, ReplicaRegion=SOUTH)
+            self.assertEqual(cm.exception.response["Error"]["Code"], "UnsupportedOperationException")
+            self.assertEqual(kms.describe_key(KeyId=key_id)["KeyMetadata"]
+                             ["MultiRegionConfiguration"]["ReplicaKeys"], [])
+        finally:
+            server.cleanup()
 
 
 if __name__ == "__main__":
