@@ -361,7 +361,7 @@ void kms_mrk_snapshot_free(struct kms_mrk_snapshot *s)
 
 /*
  * Sends snapshot s to peer p as its replica (create) or as an update of its copy, with the
- * multi-Region configuration `mrc_primary`/`replicas` and, for a new replica, `extra`
+ * multi-Region configuration `primary`/`replicas` and, for a new replica, `extra`
  * (Description, Tags, Policy; borrowed, may be NULL). *answer (may be NULL) gets the peer's
  * answer object.
  */
@@ -772,10 +772,12 @@ coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call
     if (rc == COFFER_OK) {
         mats = NULL; /* the key's now */
         meta = kms_key_metadata(k);
-        call->output = meta != NULL ? json_pack("{s:O,s:O,s:O}", "ReplicaKeyMetadata", meta, "ReplicaPolicy",
-                                                json_object_get(k->rec, "Policy"), "ReplicaTags",
-                                                json_object_get(k->rec, "Tags"))
-                                    : NULL;
+        /* Copies: readers share k->rec once it is cached, so its reference counts stay untouched. */
+        call->output = meta != NULL
+                           ? json_pack("{s:O,s:o,s:o}", "ReplicaKeyMetadata", meta, "ReplicaPolicy",
+                                       json_deep_copy(json_object_get(k->rec, "Policy")), "ReplicaTags",
+                                       json_deep_copy(json_object_get(k->rec, "Tags")))
+                           : NULL;
         if (call->output == NULL) {
             rc = kms_nomem();
         }
