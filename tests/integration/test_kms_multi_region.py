@@ -262,6 +262,25 @@ class MultiRegionTest(unittest.TestCase):
             self.assertEqual(mrc["MultiRegionKeyType"], "PRIMARY" if region == SOUTH else "REPLICA", region)
             self.assertEqual(sorted(r["Region"] for r in mrc["ReplicaKeys"]), [WEST, EAST], region)
 
+    def test_aws_cli(self):
+        east, west = self.servers[EAST], self.servers[WEST]
+        _, out, _ = east.aws("kms", "create-key", "--multi-region", "--region", EAST, check=True)
+        key_id = out["KeyMetadata"]["KeyId"]
+        _, out, _ = east.aws("kms", "replicate-key", "--key-id", key_id, "--replica-region", WEST,
+                             "--description", "cli replica", "--region", EAST, check=True)
+        self.assertEqual(out["ReplicaKeyMetadata"]["Arn"], self.arn(WEST, key_id))
+        _, out, _ = west.aws("kms", "describe-key", "--key-id", key_id, "--region", WEST, check=True)
+        self.assertEqual(out["KeyMetadata"]["MultiRegionConfiguration"]["MultiRegionKeyType"], "REPLICA")
+        self.assertEqual(out["KeyMetadata"]["Description"], "cli replica")
+        code, _, err = east.aws("kms", "replicate-key", "--key-id", key_id, "--replica-region", WEST,
+                                "--region", EAST)
+        self.assertNotEqual(code, 0)
+        self.assertIn("AlreadyExistsException", err)
+        east.aws("kms", "update-primary-region", "--key-id", key_id, "--primary-region", WEST,
+                 "--region", EAST, check=True)
+        _, out, _ = west.aws("kms", "describe-key", "--key-id", key_id, "--region", WEST, check=True)
+        self.assertEqual(out["KeyMetadata"]["MultiRegionConfiguration"]["MultiRegionKeyType"], "PRIMARY")
+
     # ---- Coffer's replication operations ----
 
     def call(self, region, target, body, akid, secret):
