@@ -170,10 +170,12 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
     {
         exists = exists || strcmp(json_string_value(v), r.replica_region) == 0;
     }
-    if (exists) {
+    const struct kms_peer *peer = kms_peer_find(svc, r.replica_region);
+    /* A listed replica may have been deleted there since: the peer, when there is one, is the
+     * one to say whether it still exists (AlreadyExistsException comes back from it). */
+    if (exists && peer == NULL) {
         FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "Replica key %s already exists.", arn);
     }
-    const struct kms_peer *peer = kms_peer_find(svc, r.replica_region);
     if (peer == NULL) {
         rc = no_peer(r.replica_region);
         goto out;
@@ -183,7 +185,7 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
     if ((extra = json_pack("{s:s,s:O}", "Description", r.description != NULL ? r.description : "", "Tags",
                            tags)) == NULL ||
         (r.policy != NULL && json_object_set_new(extra, "Policy", json_string(r.policy)) != 0) ||
-        json_array_append_new(replicas, json_string(r.replica_region)) != 0) {
+        (!exists && json_array_append_new(replicas, json_string(r.replica_region)) != 0)) {
         rc = kms_nomem();
         goto out;
     }
