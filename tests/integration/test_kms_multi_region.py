@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import tempfile
+import time
 import unittest
 
 from botocore.auth import SigV4Auth
@@ -296,6 +297,25 @@ class MultiRegionTest(unittest.TestCase):
         doc = json.loads(r.read() or b"{}")
         c.close()
         return r.status, doc
+
+    def test_rotation_reaches_replicas(self):
+        key_id, _ = self.replicated_key()
+        akid, secret = self.servers[EAST].credentials()
+        status, doc = self.call(EAST, "RotateKeyOnDemand", {"KeyId": key_id}, akid, secret)
+        if status != 200:
+            self.skipTest("this build does not rotate keys (%s)" % doc.get("__type"))
+        # New ciphertexts use the new material, which the replica must hold as well.
+        deadline = time.time() + 20
+        blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"rotated")["CiphertextBlob"]
+        while True:
+            try:
+                self.assertEqual(self.kms[WEST].decrypt(CiphertextBlob=blob)["Plaintext"], b"rotated")
+                break
+            except ClientError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+                blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"rotated")["CiphertextBlob"]
 
     def test_replication_operations_only_for_the_peer_principal(self):
         # The operator of the west (root of the account) is not the east's replication principal.
