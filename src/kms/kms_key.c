@@ -11,11 +11,15 @@
  *                                                             identity is this store key
  *   kms/alias/<account>/<region>/<alias name>                 {"AliasName","TargetKeyId",dates}
  *   kms/deletion/<deletion ms, 16 digits>/<acct>/<region>/<id>  index of scheduled deletions
+ *   kms/replication/key                                       sealed P-256 key pair peers seal
+ *                                                             replica material to (kms_replica.c)
  *
  * Key record (version 1): KeyId, AWSAccountId, Region, CreationDate (ms), Description, KeySpec,
  * KeyUsage, KeyState, DeletionDate (ms, PendingDeletion only), PendingWindowInDays, Origin,
- * KeyManager, MultiRegion, Policy, Tags [{TagKey,TagValue}], CurrentKeyMaterialId,
- * KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled, PeriodInDays}.
+ * KeyManager, MultiRegion, MultiRegionConfiguration {MultiRegionKeyType, PrimaryRegion,
+ * ReplicaRegions} (multi-Region keys only, kms_replica.c), Policy, Tags [{TagKey,TagValue}],
+ * CurrentKeyMaterialId, KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled,
+ * PeriodInDays}.
  * Several materials per key, origin, multi-region and spec/usage are there for rotation,
  * imported material, replicas and asymmetric keys.
  */
