@@ -92,6 +92,36 @@ struct kms_limits {
 void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *limits);
 
 /*
+ * A peer region: another Coffer deployment that holds replicas of this one's multi-Region keys
+ * (ReplicateKey, UpdatePrimaryRegion). Outbound, this server calls the peer at `endpoint`,
+ * trusting `ca_bundle`, signed with the replication credential read from `credentials_file`
+ * (profile `profile`) when a call needs it, so the credential can change without a restart.
+ * Inbound, a call of Coffer's replication operations claiming to come from `region` is accepted
+ * only from the principal `principal` (the identity the peer's replication credential has here).
+ */
+#define KMS_MAX_PEERS 16
+#define KMS_PEER_REGION_MAX 32
+#define KMS_PEER_PATH_MAX 1024
+struct kms_peer {
+    char region[KMS_PEER_REGION_MAX + 1];
+    char endpoint[512];                       /* "https://host:port" */
+    char ca_bundle[KMS_PEER_PATH_MAX];        /* PEM; "": the system store */
+    char credentials_file[KMS_PEER_PATH_MAX]; /* AWS shared credentials file */
+    char profile[128];                        /* "": "default" */
+    char principal[256];                      /* inbound: ARN of the peer's replication principal */
+};
+
+/* What cofferd configures for KMS: the module's settings block (host->settings). */
+struct kms_settings {
+    struct kms_limits limits;
+    size_t n_peers;
+    struct kms_peer peers[KMS_MAX_PEERS];
+};
+
+/* Peer regions (copied). Call before serving requests. */
+void kms_service_set_peers(struct kms_service *svc, const struct kms_peer *peers, size_t n);
+
+/*
  * Where the service records what it does on its own, outside any request: the sweeper's
  * DeleteKey at the end of a waiting period. fn(ctx, event) gets a CloudTrail-shaped event
  * (borrowed) before the deletion commits; when it fails the deletion is not committed and is
@@ -108,7 +138,7 @@ const struct api_service *kms_service_api(struct kms_service *svc);
 
 /*
  * KMS as a module of the daemon (api/module.h): kms_service_new over the host's store, barrier
- * and region, its limits from host->settings (a struct kms_limits; NULL: defaults), its own
+ * and region, its limits and peers from host->settings (a struct kms_settings; NULL: defaults), its own
  * events to host->record, and the host's authorizer (principals bound at start) when there is one.
  */
 extern const struct api_module kms_module;

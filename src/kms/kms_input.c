@@ -115,7 +115,8 @@ const char *const kms_key_pair_specs[] = {
 bool kms_key_id_valid(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 36) {
+    /* Both forms are 36 characters long: the prefix tells them apart. */
+    if (n == 36 && strncmp(s, "mrk-", 4) != 0) {
         for (size_t i = 0; i < n; i++) {
             char c = s[i];
             bool dash = i == 8 || i == 13 || i == 18 || i == 23;
@@ -401,6 +402,24 @@ static coffer_err dec_replicate_key(api_in *in, struct kms_req *r)
     TRY(api_in_bool(in, "BypassPolicyLockoutSafetyCheck", false, &r->bypass_lockout));
     TRY(api_in_string(in, "Description", 0, 0, DESCRIPTION_MAX, &r->description));
     return api_in_tags(in, "Tags", 0, "TagKey", "TagValue", &r->tags);
+}
+
+/* Coffer's replication operations (kms_replica.c): a peer region calls them, never a client. */
+#define KEY_RECORD_MAX (256 * 1024)
+#define WRAPPED_MATERIAL_MAX (512 * 1024)
+
+static coffer_err dec_coffer_replication_key(api_in *in, struct kms_req *r)
+{
+    return api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region);
+}
+
+static coffer_err dec_coffer_sync_replica(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));
+    TRY(api_in_string(in, "KeyRecord", API_IN_REQUIRED, 2, KEY_RECORD_MAX, &r->key_record));
+    TRY(api_in_bool(in, "Create", false, &r->create_replica));
+    return api_in_blob(in, "WrappedMaterial", API_IN_REQUIRED, 1, WRAPPED_MATERIAL_MAX, &r->ciphertext,
+                       &r->has_ciphertext);
 }
 
 static coffer_err dec_update_primary_region(api_in *in, struct kms_req *r)

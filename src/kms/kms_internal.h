@@ -103,6 +103,10 @@ struct kms_req {
     const char *custom_key_store_name, *new_custom_key_store_name, *cloud_hsm_cluster_id, *replica_region,
         *primary_region;
     int custom_key_store_type, key_agreement_alg;
+    /* Coffer's replication operations: the calling peer's region, the key record it sends
+     * (JSON text), whether to create the replica; the wrapped material is in `ciphertext` */
+    const char *source_region, *key_record;
+    bool create_replica;
     coffer_buf public_key; /* DeriveSharedSecret: the peer's SubjectPublicKeyInfo */
     bool has_public_key;
 };
@@ -158,6 +162,8 @@ struct kms_service {
     coffer_map aliases; /* "<acct>/<region>/<alias name>" -> char * target key id (owned) */
     authz *az;          /* borrowed; NULL: authorization off */
     struct kms_limits limits;
+    struct kms_peer peers[KMS_MAX_PEERS]; /* multi-Region peer regions (kms_replica.c) */
+    size_t n_peers;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
@@ -247,6 +253,23 @@ coffer_err kms_key_replace_material(struct kms_service *svc, struct kms_key *k, 
                                     struct kms_material *m, kms_txn_fn extra, void *ctx)
     __attribute__((warn_unused_result));
 
+/*
+ * With wmu held: creates a key from `rec` (takes ownership) whose material is given rather than
+ * generated (a multi-Region replica): `mats` (n_mats, malloc'd array) becomes the key's on
+ * success and stays the caller's on failure; rec.CurrentKeyMaterialId must name one of them.
+ * AlreadyExistsException when the key id exists in rec's account and region.
+ */
+coffer_err kms_key_install(struct kms_service *svc, json_t *rec, struct kms_material *mats, size_t n_mats,
+                           struct kms_key **out) __attribute__((warn_unused_result));
+/*
+ * With wmu held: replaces k's record with `rec` (takes ownership) and its materials with `mats`
+ * (a superset of k's: stores those k lacks, sealed) in one transaction, then swaps both into
+ * the cache. `mats` (malloc'd) becomes k's on success and stays the caller's on failure.
+ */
+coffer_err kms_key_sync_materials(struct kms_service *svc, struct kms_key *k, json_t *rec,
+                                  struct kms_material *mats, size_t n_mats)
+    __attribute__((warn_unused_result));
+
 coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
     __attribute__((warn_unused_result));
 
@@ -321,6 +344,68 @@ coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const 
 coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
                             char target[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
 
+/* The key policy AWS attaches when CreateKey or ReplicateKey has none (kms.md §5); malloc'd. */
+char *kms_default_policy(const char *account);
+
+/* ---- multi-Region keys (kms_replica.c, kms_ops_region.c) ----
+ * A multi-Region key's record holds MultiRegion true and MultiRegionConfiguration
+ * {MultiRegionKeyType PRIMARY|REPLICA, PrimaryRegion, ReplicaRegions [..]}: every related key
+ * has the same key id, account and material, so the regions say everything. */
+/* A fresh "mrk-" + 32 lowercase hex key id. */
+coffer_err kms_mrk_id_new(char id[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
+/* Marks a new record as the primary of a multi-Region key in `region`, with no replica yet. */
+coffer_err kms_mrk_record_init(json_t *rec, const char *region) __attribute__((warn_unused_result));
+/*
+ * Rewrites the key ARN `arn` (a buffer of n bytes) of a multi-Region key ("key/mrk-...") of
+ * another region into the same key's ARN in `region`; any other ARN is left as it is. The
+ * blob's own header (which still names the original region) stays the AAD, so this only
+ * chooses which local key opens it. INVALID_CIPHERTEXT when the result does not fit.
+ */
+coffer_err kms_mrk_local_arn(const char *region, char *arn, size_t n) __attribute__((warn_unused_result));
+/* Is k a multi-Region key; the primary? (lock or wmu held) */
+bool kms_mrk_is(const struct kms_key *k);
+bool kms_mrk_is_primary(const struct kms_key *k);
+/*
+ * The rotation hook: sends k's current multi-Region configuration and every material it holds
+ * (sealed to each peer) to each replica region of the primary key acct/key_id, which adds the
+ * materials it lacks and makes the same one current. Call without wmu held, after the
+ * rotation committed. A replica that cannot be reached is reported (the first failure is
+ * returned) while the others are still updated; calling again is harmless.
+ */
+coffer_err kms_replica_push(struct kms_service *svc, const char *acct, const char *key_id)
+    __attribute__((warn_unused_result));
+/* Is `region` the primary's or a replica's region of k? */
+bool kms_mrk_has_region(const struct kms_key *k, const char *region);
+/* A MultiRegionConfiguration record object as `region` holds it (new reference; NULL: no memory). */
+json_t *kms_mrk_config_for(const char *region, const char *primary, const json_t *replicas);
+/* The configured peer of `region`; NULL when there is none. */
+const struct kms_peer *kms_peer_find(const struct kms_service *svc, const char *region);
+/* What a send to a peer needs of a key, taken under the lock so no lock spans the network. */
+struct kms_mrk_snapshot;
+coffer_err kms_mrk_snapshot_take(const struct kms_key *k, struct kms_mrk_snapshot **out)
+    __attribute__((warn_unused_result));
+void kms_mrk_snapshot_free(struct kms_mrk_snapshot *s); /* wipes the materials; accepts NULL */
+/*
+ * Sends snapshot s to peer p: as a new replica (`create`) or as an update of the peer's copy,
+ * with the configuration primary/replicas; `extra` (Description, Tags, Policy of a new replica;
+ * may be NULL) is borrowed. *answer (when not NULL) gets the peer's answer. The peer's errors
+ * that describe the request (AlreadyExists, MalformedPolicyDocument, Tag, ...) come back as
+ * they are; an unreachable or refusing peer is ServiceUnavailableException.
+ */
+coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
+                        const struct kms_mrk_snapshot *s, bool create, const char *primary,
+                        const json_t *replicas, const json_t *extra, json_t **answer)
+    __attribute__((warn_unused_result));
+/* Sends s, as an update, to every region of its configuration but this one and `skip` (may be
+ * NULL); every region is tried, the first failure is returned (and each one logged). */
+coffer_err kms_mrk_push_all(struct kms_service *svc, const struct kms_mrk_snapshot *s, const char *skip)
+    __attribute__((warn_unused_result));
+/* Coffer's own replication operations, served to peers only (kms_replica.c). */
+coffer_err kms_replica_serve_key(struct kms_service *svc, struct api_call *call)
+    __attribute__((warn_unused_result));
+coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call)
+    __attribute__((warn_unused_result));
+
 /* ---- AWS managed keys (kms_managed.c) ---- */
 /* Is `alias` the alias of an AWS managed key of a service this server runs ("alias/aws/ssm")? */
 bool kms_managed_alias(const char *alias);
@@ -373,10 +458,18 @@ coffer_err kms_rotation_schedule_txn(store_txn *t, const char *acct, const char 
                                      int64_t when_ms) __attribute__((warn_unused_result));
 /*
  * With wmu held: handles the due index entry `entry` (a "kms/rotation/..." store key): rotates
- * the key it names when that key is still due on that date, else drops the entry.
+ * the key it names when that key is still due on that date, else drops the entry. *push names the
+ * key when it was a multi-Region primary (kms_rotation_push_replicas, once wmu is released).
  */
-coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int64_t now_ms)
-    __attribute__((warn_unused_result));
+struct kms_rotated_primary { /* a multi-Region primary a scheduled rotation changed */
+    bool rotated;
+    char account[API_ACCOUNT_ID_LEN + 1];
+    char key_id[KMS_KEY_ID_MAX + 1];
+};
+coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int64_t now_ms,
+                                struct kms_rotated_primary *push) __attribute__((warn_unused_result));
+/* After a multi-Region primary rotated (wmu not held): its replicas get the new material. */
+void kms_rotation_push_replicas(struct kms_service *svc, const char *acct, const char *key_id);
 
 /* ---- audit and output helpers (kms_service.c) ---- */
 /*

@@ -12,14 +12,17 @@
  *   kms/alias/<account>/<region>/<alias name>                 {"AliasName","TargetKeyId",dates}
  *   kms/deletion/<deletion ms, 16 digits>/<acct>/<region>/<id>  index of scheduled deletions
  *   kms/import/..., kms/importcheck/..., kms/expiry/...       imported material (kms_ops_import.c)
+ *   kms/replication/key                                       sealed P-256 key pair peers seal
+ *                                                             replica material to (kms_replica.c)
  *
  * Key record (version 1): KeyId, AWSAccountId, Region, CreationDate (ms), Description, KeySpec,
  * KeyUsage, KeyState, DeletionDate (ms, PendingDeletion only), PendingWindowInDays, Origin,
- * KeyManager, MultiRegion, Policy, Tags [{TagKey,TagValue}], CurrentKeyMaterialId,
- * KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled, PeriodInDays};
- * Origin EXTERNAL keys also ImportedKeyMaterialId (kept once material was imported, so a
- * re-import restores the same id), ExpirationModel and ValidTo (ms) while material is in.
- * A PendingImport key has an empty KeyMaterials list and no CurrentKeyMaterialId.
+ * KeyManager, MultiRegion, MultiRegionConfiguration {MultiRegionKeyType, PrimaryRegion,
+ * ReplicaRegions} (multi-Region keys only, kms_replica.c), Policy, Tags [{TagKey,TagValue}],
+ * CurrentKeyMaterialId, KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled,
+ * PeriodInDays}; Origin EXTERNAL keys also ImportedKeyMaterialId (kept once material was
+ * imported, so a re-import restores the same id), ExpirationModel and ValidTo (ms) while
+ * material is in. A PendingImport key has an empty KeyMaterials list and no CurrentKeyMaterialId.
  * Several materials per key, origin, multi-region and spec/usage are there for rotation,
  * imported material, replicas and asymmetric keys.
  */
@@ -1010,6 +1013,37 @@ static const char *rec_str(const json_t *rec, const char *name)
     return v != NULL ? v : "";
 }
 
+/*
+ * MultiRegionConfiguration of §4 from rec.MultiRegionConfiguration {MultiRegionKeyType,
+ * PrimaryRegion, ReplicaRegions}: every related key has k's id and account, so only the
+ * regions are stored and the ARNs are made here. NULL when memory runs out.
+ */
+static json_t *multi_region_configuration(const struct kms_key *k)
+{
+    const json_t *mrc = json_object_get(k->rec, "MultiRegionConfiguration");
+    const char *primary = rec_str(mrc, "PrimaryRegion");
+    char arn[KMS_ARN_MAX];
+    kms_key_arn(arn, sizeof(arn), primary, k->account, k->key_id);
+    json_t *replicas = json_array();
+    json_t *out = json_pack("{s:s,s:{s:s,s:s},s:o}", "MultiRegionKeyType", rec_str(mrc, "MultiRegionKeyType"),
+                            "PrimaryKey", "Arn", arn, "Region", primary, "ReplicaKeys", replicas);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t i;
+    const json_t *r;
+    json_array_foreach(json_object_get(mrc, "ReplicaRegions"), i, r)
+    {
+        kms_key_arn(arn, sizeof(arn), json_string_value(r), k->account, k->key_id);
+        if (json_array_append_new(replicas,
+                                  json_pack("{s:s,s:s}", "Arn", arn, "Region", json_string_value(r))) != 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
 /* Built from copies only: readers share k->rec, so no reference counts are touched. NULL when
  * memory runs out: the metadata is whole or not given. */
 json_t *kms_key_metadata(const struct kms_key *k)
@@ -1029,6 +1063,8 @@ json_t *kms_key_metadata(const struct kms_key *k)
          json_object_set_new(m, "DeletionDate",
                              json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
         kms_set_algorithms(m, k->spec, rec_str(rec, "KeyUsage")) != COFFER_OK ||
+        (json_is_true(json_object_get(rec, "MultiRegion")) &&
+         json_object_set_new(m, "MultiRegionConfiguration", multi_region_configuration(k)) != 0) ||
         (json_object_get(rec, "CurrentKeyMaterialId") != NULL &&
          json_object_set_new(m, "CurrentKeyMaterialId", json_string(rec_str(rec, "CurrentKeyMaterialId"))) !=
              0) ||
@@ -1040,4 +1076,155 @@ json_t *kms_key_metadata(const struct kms_key *k)
         return NULL;
     }
     return m;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Keys whose material comes from elsewhere (multi-Region replicas)                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Seals and stores every material of `mats` that k does not hold yet, inside t. */
+static coffer_err put_new_materials(struct kms_service *svc, store_txn *t, const struct kms_key *k,
+                                    const struct kms_material *mats, size_t n)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf sealed = COFFER_BUF_INIT;
+    char skey[STORE_KEY_BUF];
+    for (size_t i = 0; i < n; i++) {
+        bool have = false;
+        for (size_t j = 0; j < k->n_mats && !have; j++) {
+            have = memcmp(k->mats[j].id, mats[i].id, KMS_MATERIAL_ID_LEN) == 0;
+        }
+        if (have) {
+            continue;
+        }
+        material_store_key(skey, sizeof(skey), k, mats[i].id);
+        coffer_buf_reset(&sealed);
+        TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(&mats[i]), &sealed));
+        TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
+    }
+out:
+    coffer_buf_free(&sealed);
+    return rc;
+}
+
+/* The index of rec.CurrentKeyMaterialId in mats; false when it names none of them. */
+static bool current_index(const json_t *rec, const struct kms_material *mats, size_t n, size_t *out)
+{
+    const char *cur = json_string_value(json_object_get(rec, "CurrentKeyMaterialId"));
+    char hex[KMS_MATERIAL_HEX_LEN + 1];
+    for (size_t i = 0; cur != NULL && i < n; i++) {
+        coffer_hex_encode(mats[i].id, KMS_MATERIAL_ID_LEN, hex);
+        if (strcmp(hex, cur) == 0) {
+            *out = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+coffer_err kms_key_install(struct kms_service *svc, json_t *rec, struct kms_material *mats, size_t n_mats,
+                           struct kms_key **out)
+{
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    struct kms_key *k = calloc(1, sizeof(*k));
+    char skey[STORE_KEY_BUF], ck[STORE_KEY_BUF];
+    *out = NULL;
+    if (k == NULL || (k->grants = json_array()) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(key_from_rec(svc, k, rec));
+    rec = NULL; /* owned by k now */
+    if (n_mats == 0 || !current_index(k->rec, mats, n_mats, &k->current)) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "key record without its current material");
+    }
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
+    coffer_buf existing = COFFER_BUF_INIT;
+    rc = store_txn_get(t, skey, &existing);
+    coffer_buf_free(&existing);
+    if (rc == COFFER_OK) {
+        FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "%s already exists", k->arn);
+    }
+    if (rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
+    TRY_OUT(put_new_materials(svc, t, k, mats, n_mats));
+    kms_count_keys_key(ck, sizeof(ck), k->account, k->region);
+    TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
+    kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
+    TRY_OUT(store_txn_put(t, ck, coffer_cursor_from_str("0")));
+    TRY_OUT(put_json(t, skey, k->rec));
+    rc = store_txn_commit(t);
+    t = NULL;
+    TRY_OUT(rc);
+    /* The materials move into k only now: on failure they stay with the caller. */
+    k->mats = mats;
+    k->n_mats = n_mats;
+    cache_key(ck, sizeof(ck), k->account, k->region, k->key_id);
+    pthread_rwlock_wrlock(&svc->lock);
+    rc = coffer_map_put(&svc->keys, ck, k);
+    pthread_rwlock_unlock(&svc->lock);
+    if (rc != COFFER_OK) {
+        k->mats = NULL; /* durable but not cached: the next use loads it; the caller frees mats */
+        k->n_mats = 0;
+        goto out;
+    }
+    *out = k;
+    k = NULL;
+out:
+    store_txn_abort(t);
+    json_decref(rec);
+    kms_key_free(k);
+    return rc;
+}
+
+coffer_err kms_key_sync_materials(struct kms_service *svc, struct kms_key *k, json_t *rec,
+                                  struct kms_material *mats, size_t n_mats)
+{
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    char skey[STORE_KEY_BUF];
+    enum kms_state st;
+    policy *kpol = NULL;
+    size_t current = 0;
+    if (!kms_state_parse(json_string_value(json_object_get(rec, "KeyState")), &st)) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "bad key state");
+    }
+    if (n_mats == 0 || !current_index(rec, mats, n_mats, &current)) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "key record without its current material");
+    }
+    TRY_OUT(kms_key_policy_compile(svc, rec, &kpol));
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    TRY_OUT(put_new_materials(svc, t, k, mats, n_mats));
+    kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
+    TRY_OUT(put_json(t, skey, rec));
+    rc = store_txn_commit(t);
+    t = NULL;
+    TRY_OUT(rc);
+    pthread_rwlock_wrlock(&svc->lock);
+    json_t *old = k->rec;
+    policy *old_pol = k->kpol;
+    struct kms_material *old_mats = k->mats;
+    size_t old_n = k->n_mats;
+    k->rec = rec;
+    k->kpol = kpol;
+    k->state = st;
+    k->mats = mats;
+    k->n_mats = n_mats;
+    k->current = current;
+    pthread_rwlock_unlock(&svc->lock);
+    json_decref(old);
+    policy_free(old_pol);
+    for (size_t i = 0; i < old_n; i++) {
+        kms_material_clear(&old_mats[i]);
+    }
+    free(old_mats);
+    return COFFER_OK;
+out:
+    store_txn_abort(t);
+    json_decref(rec);
+    policy_free(kpol);
+    return rc;
 }

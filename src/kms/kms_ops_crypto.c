@@ -203,6 +203,9 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
     TRY(kms_blob_parse(ciphertext, &b));
     memcpy(blob_arn, b.key_arn.ptr, b.key_arn.len);
     blob_arn[b.key_arn.len] = '\0';
+    /* A multi-Region key's ciphertext is opened by any related multi-Region key: the same key
+     * id here stands for the key of the region the blob names. */
+    TRY(kms_mrk_local_arn(call->region, blob_arn, sizeof(blob_arn)));
     /* A blob of another region or partition cannot be ours: same answer as any bad blob. */
     snprintf(prefix, sizeof(prefix), "arn:aws:kms:%s:", call->region);
     if (strncmp(blob_arn, prefix, strlen(prefix)) != 0 || strstr(blob_arn, ":key/") == NULL) {

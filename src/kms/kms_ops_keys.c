@@ -67,7 +67,7 @@ coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_
 /* CreateKey                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-static char *default_policy(const char *account)
+char *kms_default_policy(const char *account)
 {
     /* kms.md §5: the policy AWS attaches when CreateKey has no Policy, in AWS's layout. */
     static const char fmt[] = "{\n"
@@ -167,10 +167,6 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec, c
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
                            "External key stores (XksKeyId) are not supported by this server.");
     }
-    if (r->multi_region) {
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
-                           "Multi-Region keys are not supported by this server yet.");
-    }
     return COFFER_OK;
 }
 
@@ -229,7 +225,7 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     json_t *rec = NULL, *tags = NULL, *meta = NULL, *principals = NULL;
     char *policy_text = NULL;
     const char *spec = NULL, *usage = NULL;
-    char id[CRYPTO_UUID_STR_LEN + 1];
+    char id[KMS_KEY_ID_MAX + 1];
     struct kms_key *k = NULL;
     bool locked = false;
     kms_audit_request(call, audit);
@@ -241,13 +237,13 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     }
     TRY_OUT(create_key_check(&r, &spec, &usage));
     TRY_OUT(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
-    TRY_OUT(crypto_uuid_v4(id));
+    TRY_OUT(r.multi_region ? kms_mrk_id_new(id) : crypto_uuid_v4(id));
     if (r.policy != NULL) {
         char arn[KMS_ARN_MAX];
         kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
         TRY_OUT(key_policy_accept(svc, call, arn, r.policy, r.bypass_lockout, &principals));
     }
-    policy_text = r.policy != NULL ? strdup(r.policy) : default_policy(call->caller->account_id);
+    policy_text = r.policy != NULL ? strdup(r.policy) : kms_default_policy(call->caller->account_id);
     if (policy_text == NULL) {
         rc = kms_nomem();
         goto out;
@@ -269,7 +265,8 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     }
     if (rec == NULL ||
         json_object_set_new(rec, "PolicyPrincipals",
-                            principals != NULL ? json_incref(principals) : json_object()) != 0) {
+                            principals != NULL ? json_incref(principals) : json_object()) != 0 ||
+        (r.multi_region && kms_mrk_record_init(rec, call->region) != COFFER_OK)) {
         rc = kms_nomem();
         goto out;
     }

@@ -1,36 +1,287 @@
 /*
- * Multi-Region keys: ReplicateKey and UpdatePrimaryRegion. CreateKey does not make
- * multi-Region keys yet, so every key is a single-Region key and both operations answer as
- * AWS does for one, after the key has been found and the call authorized.
+ * Multi-Region keys (kms.md §8 "Multi-Region"): ReplicateKey and UpdatePrimaryRegion, plus the
+ * handlers of Coffer's own replication operations that a peer region calls. The exchange with
+ * the peer, and why it is safe, is in kms_replica.c; here are AWS's checks and the order of the
+ * two sides' writes: the peer is changed first, then this side, so a failure of the peer leaves
+ * nothing changed anywhere.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "kms/kms_internal.h"
 
-static coffer_err not_multi_region(struct kms_service *svc, struct api_call *call, enum kms_op_id op,
-                                   const char *action, const char *const *audit)
+/* The Region pattern of the API model: ^([a-z]+-){2,3}\d+$ */
+static bool region_valid(const char *s)
 {
-    struct kms_req r;
-    struct kms_key *k;
-    kms_audit_request(call, audit);
-    TRY(kms_req_decode(op, call->input, &r));
-    TRY(kms_acquire(svc, call, r.key_id, 0, &k));
-    kms_audit_key(call, k);
-    coffer_err rc = kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r});
-    if (rc == COFFER_OK) {
-        rc = coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "%s is not a multi-region primary key.", k->arn);
+    int groups = 0;
+    const char *p = s;
+    while (groups < 4) {
+        const char *start = p;
+        while (*p >= 'a' && *p <= 'z') {
+            p++;
+        }
+        if (p == start || *p != '-') {
+            p = start;
+            break;
+        }
+        p++;
+        groups++;
     }
+    if (groups < 2 || groups > 3 || *p == '\0') {
+        return false;
+    }
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static coffer_err region_invalid(const char *member, const char *value)
+{
+    return coffer_fail(
+        COFFER_ERR_VALIDATION,
+        "1 validation error detected: Value '%.64s' at '%s' failed to satisfy constraint: Member "
+        "must satisfy regular expression pattern: ^([a-z]+-){2,3}\\d+$",
+        value, member);
+}
+
+static coffer_err not_primary(const struct kms_key *k)
+{
+    return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "%s is not a multi-region primary key.", k->arn);
+}
+
+static coffer_err no_peer(const char *region)
+{
+    return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                       "Region %s is not a peer region of this server: multi-Region keys can be replicated "
+                       "only into configured peer regions.",
+                       region);
+}
+
+/*
+ * The opening both operations share: resolves the primary key (key id or ARN), authorizes
+ * `action`, checks it is a multi-Region primary in a state that allows the change, and takes a
+ * snapshot of it, its replica regions, account and key id. No lock is held on return.
+ */
+static coffer_err primary_snapshot(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
+                                   const char *action, struct kms_mrk_snapshot **snap, json_t **replicas,
+                                   char acct[API_ACCOUNT_ID_LEN + 1], char key_id[KMS_KEY_ID_MAX + 1])
+{
+    struct kms_key *k;
+    coffer_err rc = COFFER_OK;
+    *snap = NULL;
+    *replicas = NULL;
+    TRY(kms_acquire(svc, call, r->key_id, 0, &k));
+    kms_audit_key(call, k);
+    TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r}));
+    if (!kms_mrk_is_primary(k)) {
+        rc = not_primary(k);
+        goto out;
+    }
+    TRY_OUT(kms_check_state(k, KMS_RULE_ENABLE_DISABLE));
+    const json_t *list =
+        json_object_get(json_object_get(k->rec, "MultiRegionConfiguration"), "ReplicaRegions");
+    if ((*replicas = json_deep_copy(list != NULL ? list : json_array())) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_mrk_snapshot_take(k, snap));
+    snprintf(acct, API_ACCOUNT_ID_LEN + 1, "%s", k->account);
+    snprintf(key_id, KMS_KEY_ID_MAX + 1, "%s", k->key_id);
+out:
     kms_release(svc);
+    if (rc != COFFER_OK) {
+        json_decref(*replicas);
+        *replicas = NULL;
+    }
     return rc;
+}
+
+/* With nothing held: sets the multi-Region configuration of this region's copy of the key. */
+static coffer_err local_config_set(struct kms_service *svc, const char *acct, const char *key_id,
+                                   const char *primary, const json_t *replicas)
+{
+    struct kms_key *k = NULL;
+    json_t *rec = NULL;
+    coffer_err rc = COFFER_OK;
+    kms_write_begin(svc);
+    TRY_OUT(kms_key_get_locked(svc, acct, svc->region, key_id, &k));
+    json_t *mrc = kms_mrk_config_for(svc->region, primary, replicas);
+    if ((rec = json_deep_copy(k->rec)) == NULL || mrc == NULL ||
+        json_object_set_new(rec, "MultiRegionConfiguration", mrc) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    rc = kms_key_update(svc, k, rec, NULL, NULL);
+    rec = NULL;
+out:
+    kms_write_release(svc);
+    json_decref(rec);
+    return rc;
+}
+
+/* After a change of the configuration here: tell the other related regions (best effort: each
+ * is logged when it fails, and the caller's change stands). */
+static void push_others(struct kms_service *svc, const char *acct, const char *key_id, const char *skip)
+{
+    struct kms_key *k = NULL;
+    struct kms_mrk_snapshot *s = NULL;
+    kms_write_begin(svc);
+    if (kms_key_get_locked(svc, acct, svc->region, key_id, &k) == COFFER_OK &&
+        kms_mrk_snapshot_take(k, &s) != COFFER_OK) {
+        s = NULL;
+    }
+    kms_write_release(svc);
+    if (s != NULL && kms_mrk_push_all(svc, s, skip) != COFFER_OK) {
+        /* each failing region is logged there; the next change or rotation sends it again */
+    }
+    kms_mrk_snapshot_free(s);
 }
 
 coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
 {
     static const char *const audit[] = {
         "KeyId", "ReplicaRegion", "Description", "Tags", "BypassPolicyLockoutSafetyCheck", "Policy", NULL};
-    return not_multi_region(state, call, KMS_OP_ReplicateKey, "kms:ReplicateKey", audit);
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_mrk_snapshot *snap = NULL;
+    json_t *replicas = NULL, *extra = NULL, *answer = NULL, *tags = NULL;
+    coffer_err rc = COFFER_OK;
+    char acct[API_ACCOUNT_ID_LEN + 1], key_id[KMS_KEY_ID_MAX + 1], arn[KMS_ARN_MAX];
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode(KMS_OP_ReplicateKey, call->input, &r));
+    if (!region_valid(r.replica_region)) {
+        rc = region_invalid("replicaRegion", r.replica_region);
+        goto out;
+    }
+    TRY_OUT(primary_snapshot(svc, call, &r, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
+    kms_key_arn(arn, sizeof(arn), r.replica_region, acct, key_id);
+    if (strcmp(r.replica_region, call->region) == 0) {
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
+                 "A replica must be in a different Region than its primary key (%s).", call->region);
+    }
+    bool exists = false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(replicas, i, v)
+    {
+        exists = exists || strcmp(json_string_value(v), r.replica_region) == 0;
+    }
+    const struct kms_peer *peer = kms_peer_find(svc, r.replica_region);
+    /* A listed replica may have been deleted there since: the peer, when there is one, is the
+     * one to say whether it still exists (AlreadyExistsException comes back from it). */
+    if (exists && peer == NULL) {
+        FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "Replica key %s already exists.", arn);
+    }
+    if (peer == NULL) {
+        rc = no_peer(r.replica_region);
+        goto out;
+    }
+    /* Tags are checked here as CreateKey checks them; the policy is the replica region's to judge. */
+    TRY_OUT(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
+    if ((extra = json_pack("{s:s,s:O}", "Description", r.description != NULL ? r.description : "", "Tags",
+                           tags)) == NULL ||
+        (r.policy != NULL && json_object_set_new(extra, "Policy", json_string(r.policy)) != 0) ||
+        (!exists && json_array_append_new(replicas, json_string(r.replica_region)) != 0)) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_mrk_send(svc, peer, snap, true, call->region, replicas, extra, &answer));
+    /* The replica exists: the primary lists it from now on. */
+    TRY_OUT(local_config_set(svc, acct, key_id, call->region, replicas));
+    push_others(svc, acct, key_id, r.replica_region);
+    if (!json_is_object(json_object_get(answer, "ReplicaKeyMetadata"))) {
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without the replica's metadata.",
+                 r.replica_region);
+    }
+    call->output =
+        json_pack("{s:O,s:O*,s:O*}", "ReplicaKeyMetadata", json_object_get(answer, "ReplicaKeyMetadata"),
+                  "ReplicaPolicy", json_object_get(answer, "ReplicaPolicy"), "ReplicaTags",
+                  json_object_get(answer, "ReplicaTags"));
+    if (call->output == NULL) {
+        rc = kms_nomem();
+    }
+out:
+    kms_mrk_snapshot_free(snap);
+    json_decref(replicas);
+    json_decref(extra);
+    json_decref(answer);
+    json_decref(tags);
+    kms_req_clean(&r);
+    return rc;
 }
 
 coffer_err kms_op_UpdatePrimaryRegion(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"KeyId", "PrimaryRegion", NULL};
-    return not_multi_region(state, call, KMS_OP_UpdatePrimaryRegion, "kms:UpdatePrimaryRegion", audit);
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_mrk_snapshot *snap = NULL;
+    json_t *replicas = NULL, *next = NULL;
+    coffer_err rc = COFFER_OK;
+    char acct[API_ACCOUNT_ID_LEN + 1], key_id[KMS_KEY_ID_MAX + 1], arn[KMS_ARN_MAX];
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode(KMS_OP_UpdatePrimaryRegion, call->input, &r));
+    if (!region_valid(r.primary_region)) {
+        rc = region_invalid("primaryRegion", r.primary_region);
+        goto out;
+    }
+    TRY_OUT(primary_snapshot(svc, call, &r, "kms:UpdatePrimaryRegion", &snap, &replicas, acct, key_id));
+    if (strcmp(r.primary_region, call->region) == 0) {
+        goto out; /* already the primary: nothing to change */
+    }
+    kms_key_arn(arn, sizeof(arn), r.primary_region, acct, key_id);
+    if ((next = json_array()) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    bool found = false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(replicas, i, v)
+    {
+        if (strcmp(json_string_value(v), r.primary_region) == 0) {
+            found = true;
+        } else if (json_array_append(next, (json_t *)v) != 0) {
+            rc = kms_nomem();
+            goto out;
+        }
+    }
+    if (!found) {
+        FAIL_OUT(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
+    }
+    const struct kms_peer *peer = kms_peer_find(svc, r.primary_region);
+    if (peer == NULL) {
+        rc = no_peer(r.primary_region);
+        goto out;
+    }
+    /* This region becomes a replica. */
+    if (json_array_append_new(next, json_string(call->region)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    /* The new primary first: if it cannot be told, nothing changes and the caller may retry. */
+    TRY_OUT(kms_mrk_send(svc, peer, snap, false, r.primary_region, next, NULL, NULL));
+    TRY_OUT(local_config_set(svc, acct, key_id, r.primary_region, next));
+    /* The other replicas still know this region as their primary: only it can tell them. */
+    push_others(svc, acct, key_id, r.primary_region);
+out:
+    kms_mrk_snapshot_free(snap);
+    json_decref(replicas);
+    json_decref(next);
+    kms_req_clean(&r);
+    return rc;
+}
+
+coffer_err kms_op_CofferGetReplicationKey(void *state, struct api_call *call)
+{
+    return kms_replica_serve_key(state, call);
+}
+
+coffer_err kms_op_CofferSyncReplica(void *state, struct api_call *call)
+{
+    return kms_replica_serve_sync(state, call);
 }

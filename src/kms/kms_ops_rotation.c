@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "kms/kms_internal.h"
 
 #define STORE_KEY_BUF 512
@@ -55,6 +56,12 @@ static bool is_symmetric(const json_t *rec)
     return strcmp(rec_str(rec, "KeySpec"), "SYMMETRIC_DEFAULT") == 0;
 }
 
+/* A replica's materials come from its primary (kms_replica_push); it never rotates itself. */
+static bool is_replica(const struct kms_key *k)
+{
+    return kms_mrk_is(k) && !kms_mrk_is_primary(k);
+}
+
 /*
  * Rotation is for symmetric encryption keys whose material KMS made: any other key spec or
  * origin (asymmetric, HMAC, imported material, custom key stores) is UnsupportedOperationException.
@@ -72,6 +79,11 @@ static coffer_err rotatable(const struct kms_key *k)
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
                            "%s key spec is %s which is not valid for this operation.", k->arn,
                            rec_str(k->rec, "KeySpec"));
+    }
+    if (is_replica(k)) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "%s is a multi-Region replica key: its rotation is managed by its primary key.",
+                           k->arn);
     }
     return COFFER_OK;
 }
@@ -295,6 +307,8 @@ coffer_err kms_op_RotateKeyOnDemand(void *state, struct api_call *call)
     TRY(begin_rotation_write(svc, call, KMS_OP_RotateKeyOnDemand, audit_key_only, &r, &k));
     coffer_err rc = COFFER_OK;
     json_t *rec = NULL;
+    bool push = false;
+    char acct[API_ACCOUNT_ID_LEN + 1], id[KMS_KEY_ID_MAX + 1];
     /* Counted from the materials themselves, so the count cannot drift from what happened. */
     if (on_demand_count(k->rec) >= KMS_ON_DEMAND_ROTATIONS_MAX) {
         FAIL_OUT(COFFER_ERR_LIMIT_EXCEEDED,
@@ -313,9 +327,15 @@ coffer_err kms_op_RotateKeyOnDemand(void *state, struct api_call *call)
     /* The automatic schedule is not moved (kms.md §8): the record's Rotation stays as it is. */
     rc = kms_key_rotate(svc, k, rec, "ON_DEMAND", kms_call_now_ms(call), NULL, NULL);
     rec = NULL; /* taken by kms_key_rotate */
+    push = rc == COFFER_OK && kms_mrk_is(k);
+    coffer_str_copy(acct, sizeof(acct), k->account);
+    coffer_str_copy(id, sizeof(id), k->key_id);
 out:
     json_decref(rec);
     kms_write_release(svc);
+    if (push) {
+        kms_rotation_push_replicas(svc, acct, id);
+    }
     return rc;
 }
 
@@ -412,7 +432,8 @@ out:
 /* The scheduler's step                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
-coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int64_t now_ms)
+coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int64_t now_ms,
+                                struct kms_rotated_primary *push)
 {
     char acct[API_ACCOUNT_ID_LEN + 1], region[KMS_REGION_MAX + 1], id[KMS_KEY_ID_MAX + 1];
     long long when;
@@ -436,7 +457,7 @@ coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int6
      */
     if (k == NULL || !rotation_on(k->rec) || rotation_next(k->rec) != (int64_t)when ||
         k->state != KMS_STATE_ENABLED || strcmp(rec_str(k->rec, "Origin"), "AWS_KMS") != 0 ||
-        !is_symmetric(k->rec)) {
+        !is_symmetric(k->rec) || is_replica(k)) {
         store_txn *t = NULL;
         TRY(store_txn_begin(svc->st, &t));
         rc = index_change_txn(t, &c);
@@ -458,5 +479,22 @@ coffer_err kms_rotation_run_due(struct kms_service *svc, const char *entry, int6
         json_decref(rec);
         return kms_nomem();
     }
-    return kms_key_rotate(svc, k, rec, "AUTOMATIC", now_ms, index_change_txn, &c);
+    rc = kms_key_rotate(svc, k, rec, "AUTOMATIC", now_ms, index_change_txn, &c);
+    if (rc == COFFER_OK && kms_mrk_is(k)) {
+        push->rotated = true;
+        coffer_str_copy(push->account, sizeof(push->account), k->account);
+        coffer_str_copy(push->key_id, sizeof(push->key_id), k->key_id);
+    }
+    return rc;
+}
+
+void kms_rotation_push_replicas(struct kms_service *svc, const char *acct, const char *key_id)
+{
+    /* The rotation is committed here whatever a peer does; an unreachable replica keeps decrypting
+     * the older ciphertexts and catches up on the primary's next push. */
+    if (kms_replica_push(svc, acct, key_id) != COFFER_OK) {
+        coffer_log(COFFER_LOG_WARN,
+                   "kms: could not bring every replica of %s up to its primary's rotation: %s", key_id,
+                   coffer_last_message());
+    }
 }

@@ -68,6 +68,7 @@ static const char *const kms_sensitive_members[] = {
     "PublicKey",
     "KeyStorePassword",
     "XksProxyAuthenticationCredential",
+    "WrappedMaterial",
     NULL,
 };
 
@@ -187,6 +188,12 @@ void kms_service_set_limits(struct kms_service *svc, const struct kms_limits *li
     svc->limits = *limits;
 }
 
+void kms_service_set_peers(struct kms_service *svc, const struct kms_peer *peers, size_t n)
+{
+    svc->n_peers = n < KMS_MAX_PEERS ? n : KMS_MAX_PEERS;
+    memcpy(svc->peers, peers, svc->n_peers * sizeof(*peers));
+}
+
 const struct api_service *kms_service_api(struct kms_service *svc)
 {
     return &svc->api;
@@ -204,13 +211,15 @@ void kms_service_free(struct kms_service *svc)
     free(svc);
 }
 
-/* The module cofferd starts (api/module.h): settings are the KMS resource quotas. */
+/* The module cofferd starts (api/module.h): settings are a struct kms_settings. */
 static coffer_err module_start(const struct api_host *host, void **instance, const struct api_service **api)
 {
     struct kms_service *svc = NULL;
     TRY(kms_service_new(host->store, host->seal, host->region, &svc));
     if (host->settings != NULL) {
-        kms_service_set_limits(svc, host->settings);
+        const struct kms_settings *set = host->settings;
+        kms_service_set_limits(svc, &set->limits);
+        kms_service_set_peers(svc, set->peers, set->n_peers);
     }
     kms_service_set_event_sink(svc, host->record, host->record_ctx);
     if (host->authz != NULL) {
@@ -440,10 +449,14 @@ static coffer_err rotate_batch(struct kms_service *svc, struct due_scan *d, int6
 {
     TRY(store_scan(svc->st, d->prefix, NULL, SWEEP_BATCH, due_cb, d));
     for (size_t i = 0; i < d->keys.n; i++) {
+        struct kms_rotated_primary push = {0};
         pthread_mutex_lock(&svc->wmu);
-        coffer_err rc = kms_rotation_run_due(svc, d->keys.v[i], now_ms);
+        coffer_err rc = kms_rotation_run_due(svc, d->keys.v[i], now_ms, &push);
         pthread_mutex_unlock(&svc->wmu);
         TRY(rc);
+        if (push.rotated) {
+            kms_rotation_push_replicas(svc, push.account, push.key_id);
+        }
     }
     return COFFER_OK;
 }

@@ -33,6 +33,18 @@ static coffer_err copy_str(char *dst, size_t n, const char *v, const char *what)
     return COFFER_OK;
 }
 
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) {
+        *--e = '\0';
+    }
+    return s;
+}
+
 static coffer_err parse_long(const char *v, long min, long max, const char *what, long *out)
 {
     char *end = NULL;
@@ -133,16 +145,16 @@ NUMBER_SETTER(unauth_per_source, audit_unauth_per_source, unsigned, 1, 1000000, 
 NUMBER_SETTER(unauth_total, audit_unauth_total, unsigned, 1, 100000000, "audit-unauth-total")
 NUMBER_SETTER(unauth_window, audit_unauth_window_s, unsigned, 1, 86400, "audit-unauth-window")
 /* Resource quotas: all with the same bounds. */
-NUMBER_SETTER(kms_keys, kms_limits.kms_keys, size_t, 1, 100000000, "max-keys")
-NUMBER_SETTER(kms_aliases_per_key, kms_limits.kms_aliases_per_key, size_t, 1, 100000000,
+NUMBER_SETTER(kms_keys, kms.limits.kms_keys, size_t, 1, 100000000, "max-keys")
+NUMBER_SETTER(kms_aliases_per_key, kms.limits.kms_aliases_per_key, size_t, 1, 100000000,
               "max-aliases-per-key")
-NUMBER_SETTER(kms_tags_per_key, kms_limits.kms_tags_per_key, size_t, 1, 100000000, "max-tags-per-key")
-NUMBER_SETTER(kms_key_policy_bytes, kms_limits.kms_key_policy_bytes, size_t, 1, 100000000,
+NUMBER_SETTER(kms_tags_per_key, kms.limits.kms_tags_per_key, size_t, 1, 100000000, "max-tags-per-key")
+NUMBER_SETTER(kms_key_policy_bytes, kms.limits.kms_key_policy_bytes, size_t, 1, 100000000,
               "max-key-policy-bytes")
-NUMBER_SETTER(kms_grants_per_key, kms_limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
-NUMBER_SETTER(kms_rotation_day_ms, kms_limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
-NUMBER_SETTER(kms_rsa_rps, kms_limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
-NUMBER_SETTER(kms_ecc_rps, kms_limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
+NUMBER_SETTER(kms_grants_per_key, kms.limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
+NUMBER_SETTER(kms_rotation_day_ms, kms.limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
+NUMBER_SETTER(kms_rsa_rps, kms.limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
+NUMBER_SETTER(kms_ecc_rps, kms.limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
 NUMBER_SETTER(iam_roles, iam_limits.iam_roles, size_t, 1, 100000000, "max-roles")
 NUMBER_SETTER(iam_policies, iam_limits.iam_policies, size_t, 1, 100000000, "max-policies")
@@ -156,6 +168,85 @@ NUMBER_SETTER(iam_managed_doc_chars, iam_limits.iam_managed_doc_chars, size_t, 1
 NUMBER_SETTER(iam_trust_doc_chars, iam_limits.iam_trust_doc_chars, size_t, 1, 100000000,
               "max-trust-policy-chars")
 #undef NUMBER_SETTER
+
+/*
+ * One peer region: "REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME][,principal=ARN]"
+ * (kms.h struct kms_peer). Several may be given, by repeating the flag or the file line, or
+ * separated by ';' in one value (the environment variable); a region named again replaces its
+ * earlier entry, so a flag overrides the file line of the same region.
+ */
+static coffer_err set_peer_one(struct server_config *c, char *v)
+{
+    struct kms_peer p;
+    memset(&p, 0, sizeof(p));
+    char *save = NULL, *part = strtok_r(v, ",", &save);
+    char *eq = part != NULL ? strchr(part, '=') : NULL;
+    if (eq == NULL) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--peer must be REGION=URL[,ca=PATH][,credentials=PATH]"
+                                              "[,profile=NAME][,principal=ARN]");
+    }
+    *eq = '\0';
+    const char *region = trim(part), *url = trim(eq + 1);
+    if (*region == '\0' || strlen(region) > KMS_PEER_REGION_MAX) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--peer: bad region '%s'", region);
+    }
+    for (const char *q = region; *q; q++) {
+        if (!(islower((unsigned char)*q) || isdigit((unsigned char)*q) || *q == '-')) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--peer: region must look like eu-west-1 (got '%s')",
+                               region);
+        }
+    }
+    if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: the endpoint must be an http(s) URL (got '%s')",
+                           region, url);
+    }
+    TRY(copy_str(p.region, sizeof(p.region), region, "peer region"));
+    TRY(copy_str(p.endpoint, sizeof(p.endpoint), url, "peer endpoint"));
+    while ((part = strtok_r(NULL, ",", &save)) != NULL) {
+        eq = strchr(part, '=');
+        if (eq == NULL) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: '%s' is not NAME=VALUE", region, part);
+        }
+        *eq = '\0';
+        const char *name = trim(part), *val = trim(eq + 1);
+        if (strcmp(name, "ca") == 0) {
+            TRY(copy_str(p.ca_bundle, sizeof(p.ca_bundle), val, "peer CA path"));
+        } else if (strcmp(name, "credentials") == 0) {
+            TRY(copy_str(p.credentials_file, sizeof(p.credentials_file), val, "peer credentials path"));
+        } else if (strcmp(name, "profile") == 0) {
+            TRY(copy_str(p.profile, sizeof(p.profile), val, "peer profile"));
+        } else if (strcmp(name, "principal") == 0) {
+            TRY(copy_str(p.principal, sizeof(p.principal), val, "peer principal"));
+        } else {
+            return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: unknown setting '%s'", region, name);
+        }
+    }
+    size_t i = 0;
+    while (i < c->kms.n_peers && strcmp(c->kms.peers[i].region, p.region) != 0) {
+        i++;
+    }
+    if (i == KMS_MAX_PEERS) {
+        return coffer_fail(COFFER_ERR_CONFIG, "at most %d peer regions", KMS_MAX_PEERS);
+    }
+    c->kms.peers[i] = p;
+    if (i == c->kms.n_peers) {
+        c->kms.n_peers++;
+    }
+    return COFFER_OK;
+}
+
+static coffer_err set_peer(struct server_config *c, const char *v)
+{
+    char buf[4096];
+    TRY(copy_str(buf, sizeof(buf), v, "--peer value"));
+    char *save = NULL;
+    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
+        if (*trim(one) != '\0') {
+            TRY(set_peer_one(c, trim(one)));
+        }
+    }
+    return COFFER_OK;
+}
 
 static coffer_err set_config_file(struct server_config *c, const char *v)
 {
@@ -195,6 +286,9 @@ static const struct config_option options[] = {
      "audit events per window for requests that fail authentication, all sources (default 1000)"},
     {"audit-unauth-window", "COFFER_AUDIT_UNAUTH_WINDOW", true, set_unauth_window,
      "seconds per window; suppressed events are summed in one event per window (default 60)"},
+    {"peer", "COFFER_PEER", true, set_peer,
+     "peer region for multi-Region keys, repeatable: REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME]"
+     "[,principal=ARN] (several in one value separated by ';')"},
     {"log-level", "COFFER_LOG_LEVEL", true, set_log_level, "debug, info, warn, error (default info)"},
     {"max-keys", "COFFER_MAX_KEYS", true, set_kms_keys, "KMS keys per account and region (default 100000)"},
     {"max-aliases-per-key", "COFFER_MAX_ALIASES_PER_KEY", true, set_kms_aliases_per_key,
@@ -264,20 +358,8 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
     default_set(set_log_level(c, "info"));
-    c->kms_limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
+    c->kms.limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     c->iam_limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
-}
-
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s)) {
-        s++;
-    }
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) {
-        *--e = '\0';
-    }
-    return s;
 }
 
 static coffer_err config_load_file(struct server_config *c, const char *path, bool must_exist)
@@ -390,6 +472,11 @@ coffer_err server_config_load(struct server_config *c, int argc, char **argv)
     TRY(config_apply_args(c, argc, argv, 1));
     if ((c->tls_cert[0] != '\0') != (c->tls_key[0] != '\0')) {
         return coffer_fail(COFFER_ERR_CONFIG, "--tls-cert and --tls-key go together");
+    }
+    for (size_t i = 0; i < c->kms.n_peers; i++) {
+        if (strcmp(c->kms.peers[i].region, c->region) == 0) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: a server cannot be its own peer", c->region);
+        }
     }
     return COFFER_OK;
 }

@@ -39,7 +39,7 @@ struct server_config {
     unsigned audit_unauth_total;    /* the same from all sources together */
     unsigned audit_unauth_window_s; /* the window, seconds */
     char log_level[16];
-    struct kms_limits kms_limits; /* KMS resource quotas (kms/kms.h) */
+    struct kms_settings kms;      /* KMS resource quotas and peer regions (kms/kms.h) */
     struct iam_limits iam_limits; /* IAM resource quotas (iam/directory.h) */
     char config_file[1024];
 };

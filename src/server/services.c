@@ -8,7 +8,7 @@
 size_t server_services(const struct server_config *cfg, struct server_service *out, size_t max)
 {
     const struct server_service registered[] = {
-        {&kms_module, &cfg->kms_limits},
+        {&kms_module, &cfg->kms},
     };
     size_t n = sizeof(registered) / sizeof(registered[0]);
     for (size_t i = 0; i < n && i < max; i++) {

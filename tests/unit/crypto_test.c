@@ -13,6 +13,7 @@
 
 #include "common/codec.h"
 #include "crypto/crypto.h"
+#include "crypto/crypto_box.h"
 
 static void unhex(const char *h, uint8_t *out, size_t n)
 {
@@ -192,6 +193,63 @@ static void test_gcm_roundtrip_and_tamper(void **state)
     coffer_buf_free(&pt);
 }
 
+/* A box opens only for its recipient and its aad; any change of a byte refuses it. */
+static void test_box_roundtrip_and_tamper(void **state)
+{
+    (void)state;
+    crypto_pkey *me = NULL, *other = NULL;
+    coffer_buf priv = COFFER_SECRET_BUF_INIT, other_priv = COFFER_SECRET_BUF_INIT, spki = COFFER_BUF_INIT;
+    coffer_buf box = COFFER_BUF_INIT, out = COFFER_SECRET_BUF_INIT;
+    const char *msg = "thirty-two bytes of key material";
+    assert_int_equal(crypto_pkey_generate(CRYPTO_PKEY_EC_P256, &me), COFFER_OK);
+    assert_int_equal(crypto_pkey_generate(CRYPTO_PKEY_EC_P256, &other), COFFER_OK);
+    assert_int_equal(crypto_pkey_private_der(me, &priv), COFFER_OK);
+    assert_int_equal(crypto_pkey_private_der(other, &other_priv), COFFER_OK);
+    assert_int_equal(crypto_pkey_public_der(me, &spki), COFFER_OK);
+    coffer_cursor aad = coffer_cursor_from_str("acct key region");
+    assert_int_equal(crypto_box_seal(coffer_buf_cursor(&spki), aad, coffer_cursor_from_str(msg), &box),
+                     COFFER_OK);
+    assert_int_equal(crypto_box_open(coffer_buf_cursor(&priv), aad, coffer_buf_cursor(&box), &out),
+                     COFFER_OK);
+    assert_int_equal(out.len, strlen(msg));
+    assert_memory_equal(out.data, msg, out.len);
+    /* no plaintext in the box */
+    assert_null(memmem(box.data, box.len, msg, 8));
+
+    coffer_buf_reset(&out);
+    assert_int_equal(crypto_box_open(coffer_buf_cursor(&other_priv), aad, coffer_buf_cursor(&box), &out),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(crypto_box_open(coffer_buf_cursor(&priv), coffer_cursor_from_str("acct key other"),
+                                     coffer_buf_cursor(&box), &out),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
+    for (size_t i = 0; i < box.len; i += 7) {
+        box.data[i] ^= 0x01;
+        assert_int_equal(crypto_box_open(coffer_buf_cursor(&priv), aad, coffer_buf_cursor(&box), &out),
+                         COFFER_ERR_INVALID_CIPHERTEXT);
+        box.data[i] ^= 0x01;
+    }
+    assert_int_equal(
+        crypto_box_open(coffer_buf_cursor(&priv), aad, coffer_cursor_from(box.data, box.len - 1), &out),
+        COFFER_ERR_INVALID_CIPHERTEXT);
+    assert_int_equal(out.len, 0);
+    /* only P-256 recipients */
+    crypto_pkey *p384 = NULL;
+    coffer_buf p384_spki = COFFER_BUF_INIT;
+    assert_int_equal(crypto_pkey_generate(CRYPTO_PKEY_EC_P384, &p384), COFFER_OK);
+    assert_int_equal(crypto_pkey_public_der(p384, &p384_spki), COFFER_OK);
+    assert_int_equal(crypto_box_seal(coffer_buf_cursor(&p384_spki), aad, coffer_cursor_from_str(msg), &box),
+                     COFFER_ERR_VALIDATION);
+    crypto_pkey_free(p384);
+    crypto_pkey_free(me);
+    crypto_pkey_free(other);
+    coffer_buf_free(&p384_spki);
+    coffer_buf_free(&priv);
+    coffer_buf_free(&other_priv);
+    coffer_buf_free(&spki);
+    coffer_buf_free(&box);
+    coffer_buf_free(&out);
+}
+
 static void test_uuid(void **state)
 {
     char a[37], b[37];
@@ -249,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_hkdf_rfc5869_case1),
         cmocka_unit_test(test_gcm_nist_case3),
         cmocka_unit_test(test_gcm_roundtrip_and_tamper),
+        cmocka_unit_test(test_box_roundtrip_and_tamper),
         cmocka_unit_test(test_uuid),
         cmocka_unit_test(test_random_pool),
     };

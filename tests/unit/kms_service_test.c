@@ -472,8 +472,36 @@ static void test_create_key_refusals(void **state)
            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
     r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\",\"KeyUsage\":\"ENCRYPT_DECRYPT\"}");
     expect(&r, COFFER_ERR_VALIDATION, "KeyUsage ENCRYPT_DECRYPT is not compatible with KeySpec HMAC_256");
+    /* A multi-Region primary: an mrk- id, its own region as primary, no replica yet. */
     r = run(e, "CreateKey", "{\"MultiRegion\":true}");
-    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    assert_int_equal(r.rc, COFFER_OK);
+    {
+        const json_t *m = json_object_get(r.out, "KeyMetadata");
+        const char *mid = sval(m, "KeyId");
+        assert_int_equal(strlen(mid), 36);
+        assert_memory_equal(mid, "mrk-", 4);
+        assert_true(json_is_true(json_object_get(m, "MultiRegion")));
+        const json_t *mrc = json_object_get(m, "MultiRegionConfiguration");
+        assert_string_equal(sval(mrc, "MultiRegionKeyType"), "PRIMARY");
+        assert_string_equal(sval(json_object_get(mrc, "PrimaryKey"), "Region"), "us-east-1");
+        assert_int_equal(json_array_size(json_object_get(mrc, "ReplicaKeys")), 0);
+        char mrk[64];
+        snprintf(mrk, sizeof(mrk), "%s", mid);
+        result_free(&r);
+        /* Resolvable by id (both id forms are 36 characters long). */
+        r = run(e, "DescribeKey", "{\"KeyId\":\"%s\"}", mrk);
+        expect(&r, COFFER_OK, NULL);
+        /* No peer region is configured here. */
+        r = run(e, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu-west-1\"}", mrk);
+        expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+        r = run(e, "ReplicateKey", "{\"KeyId\":\"%s\",\"ReplicaRegion\":\"eu_west\"}", mrk);
+        expect(&r, COFFER_ERR_VALIDATION, NULL);
+        r = run(e, "UpdatePrimaryRegion", "{\"KeyId\":\"%s\",\"PrimaryRegion\":\"eu-west-1\"}", mrk);
+        expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+        /* Coffer's replication operations: no peer, nobody. */
+        r = run(e, "CofferGetReplicationKey", "{\"SourceRegion\":\"eu-west-1\"}");
+        expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+    }
     r = run(e, "CreateKey", "{\"Policy\":\"not json\"}");
     expect(&r, COFFER_ERR_MALFORMED_POLICY, NULL);
     r = run(e, "CreateKey", "{\"Tags\":[{\"TagKey\":\"aws:x\",\"TagValue\":\"v\"}]}");

@@ -1,0 +1,399 @@
+"""Multi-Region keys between two cofferd processes on loopback, us-east-1 and eu-west-1, each the
+other's peer, driven through boto3: CreateKey MultiRegion, ReplicateKey, DescribeKey on both
+sides, ciphertexts crossing regions with no call between the servers, UpdatePrimaryRegion, AWS's
+errors, and who may call Coffer's own replication operations."""
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+import unittest
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from harness import Cofferd
+
+EAST, WEST, SOUTH = "us-east-1", "eu-west-1", "ap-southeast-2"
+REGIONS = (EAST, WEST, SOUTH)
+ACCOUNT = "000000000000"
+REPLICATOR = "arn:aws:iam::%s:user/replicator" % ACCOUNT
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def allow(action, resource="*"):
+    return json.dumps({"Version": "2012-10-17",
+                       "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]})
+
+
+class MultiRegionTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dirs = {r: tempfile.mkdtemp(prefix="coffer-mrk-") for r in REGIONS}
+        cls.ports = {r: free_port() for r in REGIONS}
+        cls.servers = {}
+        for region in REGIONS:
+            args = ["--region", region, "--quota-crypto-rps", "0"]
+            for peer in REGIONS:
+                if peer == region:
+                    continue
+                # The peer's replication credential is written below, once its user exists: the
+                # server reads it when it first needs it.
+                args += ["--peer", "%s=https://127.0.0.1:%d,ca=%s,credentials=%s,profile=replication,principal=%s"
+                         % (peer, cls.ports[peer], os.path.join(cls.dirs[peer], "tls", "ca.pem"),
+                            os.path.join(cls.dirs[region], "peer-" + peer), REPLICATOR)]
+            cls.servers[region] = Cofferd(data_dir=cls.dirs[region], extra_args=args)
+        try:
+            for region in REGIONS:
+                cls.servers[region].start(port=cls.ports[region])
+            cls.kms = {r: cls.servers[r].client("kms", region=r) for r in REGIONS}
+            cls.iam = {r: cls.servers[r].client("iam", region=r) for r in REGIONS}
+            cls.replicator_keys = {}
+            for peer in REGIONS:
+                # A user of the peer, with no policy at all: the peer's config alone lets it in.
+                cls.iam[peer].create_user(UserName="replicator")
+                k = cls.iam[peer].create_access_key(UserName="replicator")["AccessKey"]
+                cls.replicator_keys[peer] = (k["AccessKeyId"], k["SecretAccessKey"])
+                for region in REGIONS:
+                    if region != peer:
+                        with open(os.path.join(cls.dirs[region], "peer-" + peer), "w") as f:
+                            f.write("[replication]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                                    % (k["AccessKeyId"], k["SecretAccessKey"]))
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.servers.values():
+            s.stop()
+        for d in cls.dirs.values():
+            shutil.rmtree(d, ignore_errors=True)
+
+    def error(self, fn, **kw):
+        with self.assertRaises(ClientError) as cm:
+            fn(**kw)
+        err = cm.exception.response["Error"]
+        return err["Code"], err.get("Message", "")
+
+    def arn(self, region, key_id):
+        return "arn:aws:kms:%s:%s:key/%s" % (region, ACCOUNT, key_id)
+
+    def replicated_key(self, **kw):
+        key_id = self.kms[EAST].create_key(MultiRegion=True, Description="mrk")["KeyMetadata"]["KeyId"]
+        out = self.kms[EAST].replicate_key(KeyId=key_id, ReplicaRegion=WEST, **kw)
+        return key_id, out
+
+    # ---- CreateKey and DescribeKey ----
+
+    def test_create_multi_region_primary(self):
+        meta = self.kms[EAST].create_key(MultiRegion=True)["KeyMetadata"]
+        self.assertRegex(meta["KeyId"], r"^mrk-[0-9a-f]{32}$")
+        self.assertTrue(meta["MultiRegion"])
+        self.assertEqual(meta["MultiRegionConfiguration"], {
+            "MultiRegionKeyType": "PRIMARY",
+            "PrimaryKey": {"Arn": self.arn(EAST, meta["KeyId"]), "Region": EAST},
+            "ReplicaKeys": []})
+        single = self.kms[EAST].create_key()["KeyMetadata"]
+        self.assertFalse(single["MultiRegion"])
+        self.assertNotIn("MultiRegionConfiguration", single)
+        self.assertNotIn("mrk-", single["KeyId"])
+
+    # ---- ReplicateKey ----
+
+    def test_replicate_describe_both_sides(self):
+        key_id, out = self.replicated_key(Description="the replica",
+                                          Tags=[{"TagKey": "team", "TagValue": "west"}])
+        meta = out["ReplicaKeyMetadata"]
+        self.assertEqual(meta["KeyId"], key_id)
+        self.assertEqual(meta["Arn"], self.arn(WEST, key_id))
+        self.assertEqual(meta["Description"], "the replica")
+        self.assertEqual(out["ReplicaTags"], [{"TagKey": "team", "TagValue": "west"}])
+        self.assertIn("arn:aws:iam::%s:root" % ACCOUNT, out["ReplicaPolicy"])
+        primary = {"Arn": self.arn(EAST, key_id), "Region": EAST}
+        replicas = [{"Arn": self.arn(WEST, key_id), "Region": WEST}]
+
+        east = self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]
+        self.assertEqual(east["MultiRegionConfiguration"],
+                         {"MultiRegionKeyType": "PRIMARY", "PrimaryKey": primary, "ReplicaKeys": replicas})
+        self.assertEqual(east["Description"], "mrk")
+        west = self.kms[WEST].describe_key(KeyId=key_id)["KeyMetadata"]
+        self.assertEqual(west["MultiRegionConfiguration"],
+                         {"MultiRegionKeyType": "REPLICA", "PrimaryKey": primary, "ReplicaKeys": replicas})
+        self.assertTrue(west["MultiRegion"])
+        self.assertEqual(west["KeyState"], "Enabled")
+        self.assertEqual(west["Arn"], self.arn(WEST, key_id))
+        self.assertEqual(self.kms[WEST].list_resource_tags(KeyId=key_id)["Tags"],
+                         [{"TagKey": "team", "TagValue": "west"}])
+
+    def test_replica_policy_given(self):
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": "all", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::%s:root" % ACCOUNT},
+            "Action": "kms:*", "Resource": "*"}]})
+        key_id, out = self.replicated_key(Policy=policy)
+        self.assertEqual(out["ReplicaPolicy"], policy)
+        self.assertEqual(self.kms[WEST].get_key_policy(KeyId=key_id, PolicyName="default")["Policy"], policy)
+
+    def test_ciphertext_crosses_regions_both_ways(self):
+        key_id, _ = self.replicated_key()
+        ctx = {"purpose": "mrk-test"}
+        blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"from the east",
+                                      EncryptionContext=ctx)["CiphertextBlob"]
+        # Stop nothing, ask nothing of the east: the west opens it with its own copy.
+        out = self.kms[WEST].decrypt(CiphertextBlob=blob, EncryptionContext=ctx)
+        self.assertEqual(out["Plaintext"], b"from the east")
+        self.assertEqual(out["KeyId"], self.arn(WEST, key_id))
+        out = self.kms[WEST].decrypt(CiphertextBlob=blob, EncryptionContext=ctx,
+                                     KeyId=self.arn(WEST, key_id))
+        self.assertEqual(out["Plaintext"], b"from the east")
+        self.assertEqual(self.error(self.kms[WEST].decrypt, CiphertextBlob=blob)[0],
+                         "InvalidCiphertextException")
+
+        blob = self.kms[WEST].encrypt(KeyId=key_id, Plaintext=b"from the west")["CiphertextBlob"]
+        self.assertEqual(self.kms[EAST].decrypt(CiphertextBlob=blob)["Plaintext"], b"from the west")
+        dk = self.kms[WEST].generate_data_key(KeyId=key_id, KeySpec="AES_256")
+        self.assertEqual(self.kms[EAST].decrypt(CiphertextBlob=dk["CiphertextBlob"])["Plaintext"],
+                         dk["Plaintext"])
+
+    def test_single_region_ciphertext_stays_home(self):
+        key_id = self.kms[EAST].create_key()["KeyMetadata"]["KeyId"]
+        blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+        self.assertEqual(self.error(self.kms[WEST].decrypt, CiphertextBlob=blob)[0],
+                         "InvalidCiphertextException")
+
+    def test_replicate_errors(self):
+        key_id, _ = self.replicated_key()
+        code, msg = self.error(self.kms[EAST].replicate_key, KeyId=key_id, ReplicaRegion=WEST)
+        self.assertEqual(code, "AlreadyExistsException")
+        self.assertIn(self.arn(WEST, key_id), msg)
+
+        single = self.kms[EAST].create_key()["KeyMetadata"]["KeyId"]
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=single, ReplicaRegion=WEST),
+                         ("UnsupportedOperationException",
+                          "%s is not a multi-region primary key." % self.arn(EAST, single)))
+        # A replica is not a primary either.
+        self.assertEqual(self.error(self.kms[WEST].replicate_key, KeyId=key_id, ReplicaRegion=EAST),
+                         ("UnsupportedOperationException",
+                          "%s is not a multi-region primary key." % self.arn(WEST, key_id)))
+        fresh = self.kms[EAST].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion="ca-central-1")[0],
+                         "UnsupportedOperationException")
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion=EAST)[0],
+                         "UnsupportedOperationException")
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion="moon")[0],
+                         "ValidationException")
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId="mrk-" + "0" * 32,
+                                    ReplicaRegion=WEST)[0], "NotFoundException")
+        # A policy the replica region refuses leaves no replica and no trace on the primary.
+        code, _ = self.error(self.kms[EAST].replicate_key, KeyId=fresh, ReplicaRegion=WEST, Policy="{not json")
+        self.assertEqual(code, "MalformedPolicyDocumentException")
+        self.assertEqual(self.kms[EAST].describe_key(KeyId=fresh)["KeyMetadata"]
+                         ["MultiRegionConfiguration"]["ReplicaKeys"], [])
+        self.assertEqual(self.error(self.kms[WEST].describe_key, KeyId=fresh)[0], "NotFoundException")
+
+    # ---- UpdatePrimaryRegion ----
+
+    def test_update_primary_region_swaps_roles(self):
+        key_id, _ = self.replicated_key()
+        self.kms[EAST].update_primary_region(KeyId=key_id, PrimaryRegion=WEST)
+        east = self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+        west = self.kms[WEST].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+        primary = {"Arn": self.arn(WEST, key_id), "Region": WEST}
+        replicas = [{"Arn": self.arn(EAST, key_id), "Region": EAST}]
+        self.assertEqual(east, {"MultiRegionKeyType": "REPLICA", "PrimaryKey": primary, "ReplicaKeys": replicas})
+        self.assertEqual(west, {"MultiRegionKeyType": "PRIMARY", "PrimaryKey": primary, "ReplicaKeys": replicas})
+
+        # The east is a replica now: only the west may replicate or move the primary.
+        self.assertEqual(self.error(self.kms[EAST].update_primary_region, KeyId=key_id, PrimaryRegion=WEST)[0],
+                         "UnsupportedOperationException")
+        self.assertEqual(self.error(self.kms[WEST].replicate_key, KeyId=key_id, ReplicaRegion=EAST)[0],
+                         "AlreadyExistsException")
+        blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"still one key")["CiphertextBlob"]
+        self.assertEqual(self.kms[WEST].decrypt(CiphertextBlob=blob)["Plaintext"], b"still one key")
+
+        # And back again, from the new primary's side.
+        self.kms[WEST].update_primary_region(KeyId=self.arn(WEST, key_id), PrimaryRegion=EAST)
+        east = self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+        self.assertEqual(east["MultiRegionKeyType"], "PRIMARY")
+        west = self.kms[WEST].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+        self.assertEqual(west["MultiRegionKeyType"], "REPLICA")
+        self.assertEqual(west["PrimaryKey"]["Region"], EAST)
+
+    def test_update_primary_region_errors(self):
+        single = self.kms[EAST].create_key()["KeyMetadata"]["KeyId"]
+        self.assertEqual(self.error(self.kms[EAST].update_primary_region, KeyId=single, PrimaryRegion=WEST)[0],
+                         "UnsupportedOperationException")
+        lone = self.kms[EAST].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        self.assertEqual(self.error(self.kms[EAST].update_primary_region, KeyId=lone, PrimaryRegion=WEST)[0],
+                         "NotFoundException")
+        self.assertEqual(self.error(self.kms[EAST].update_primary_region, KeyId=lone, PrimaryRegion="x")[0],
+                         "ValidationException")
+
+    def test_every_replica_knows_every_replica(self):
+        key_id, _ = self.replicated_key()
+        self.kms[EAST].replicate_key(KeyId=key_id, ReplicaRegion=SOUTH)
+        replicas = [{"Arn": self.arn(WEST, key_id), "Region": WEST},
+                    {"Arn": self.arn(SOUTH, key_id), "Region": SOUTH}]
+        for region in REGIONS:
+            mrc = self.kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+            self.assertEqual(mrc["ReplicaKeys"], replicas, region)
+            self.assertEqual(mrc["PrimaryKey"]["Region"], EAST, region)
+        blob = self.kms[SOUTH].encrypt(KeyId=key_id, Plaintext=b"three ways")["CiphertextBlob"]
+        for region in REGIONS:
+            self.assertEqual(self.kms[region].decrypt(CiphertextBlob=blob)["Plaintext"], b"three ways")
+
+        # The old primary tells the third region who the primary is now.
+        self.kms[EAST].update_primary_region(KeyId=key_id, PrimaryRegion=SOUTH)
+        for region in REGIONS:
+            mrc = self.kms[region].describe_key(KeyId=key_id)["KeyMetadata"]["MultiRegionConfiguration"]
+            self.assertEqual(mrc["PrimaryKey"], {"Arn": self.arn(SOUTH, key_id), "Region": SOUTH}, region)
+            self.assertEqual(mrc["MultiRegionKeyType"], "PRIMARY" if region == SOUTH else "REPLICA", region)
+            self.assertEqual(sorted(r["Region"] for r in mrc["ReplicaKeys"]), [WEST, EAST], region)
+
+    def test_aws_cli(self):
+        east, west = self.servers[EAST], self.servers[WEST]
+        _, out, _ = east.aws("kms", "create-key", "--multi-region", "--region", EAST, check=True)
+        key_id = out["KeyMetadata"]["KeyId"]
+        _, out, _ = east.aws("kms", "replicate-key", "--key-id", key_id, "--replica-region", WEST,
+                             "--description", "cli replica", "--region", EAST, check=True)
+        self.assertEqual(out["ReplicaKeyMetadata"]["Arn"], self.arn(WEST, key_id))
+        _, out, _ = west.aws("kms", "describe-key", "--key-id", key_id, "--region", WEST, check=True)
+        self.assertEqual(out["KeyMetadata"]["MultiRegionConfiguration"]["MultiRegionKeyType"], "REPLICA")
+        self.assertEqual(out["KeyMetadata"]["Description"], "cli replica")
+        code, _, err = east.aws("kms", "replicate-key", "--key-id", key_id, "--replica-region", WEST,
+                                "--region", EAST)
+        self.assertNotEqual(code, 0)
+        self.assertIn("AlreadyExistsException", err)
+        east.aws("kms", "update-primary-region", "--key-id", key_id, "--primary-region", WEST,
+                 "--region", EAST, check=True)
+        _, out, _ = west.aws("kms", "describe-key", "--key-id", key_id, "--region", WEST, check=True)
+        self.assertEqual(out["KeyMetadata"]["MultiRegionConfiguration"]["MultiRegionKeyType"], "PRIMARY")
+
+    # ---- Coffer's replication operations ----
+
+    def call(self, region, target, body, akid, secret):
+        server = self.servers[region]
+        data = json.dumps(body).encode()
+        req = AWSRequest(method="POST", url=server.endpoint + "/", data=data, headers={
+            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService." + target})
+        SigV4Auth(Credentials(akid, secret), "kms", region).add_auth(req)
+        ctx = ssl.create_default_context(cafile=server.ca)
+        c = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=20)
+        c.request("POST", "/", body=data, headers=dict(req.prepare().headers))
+        r = c.getresponse()
+        doc = json.loads(r.read() or b"{}")
+        c.close()
+        return r.status, doc
+
+    def test_rotation_reaches_replicas(self):
+        key_id, _ = self.replicated_key()
+        akid, secret = self.servers[EAST].credentials()
+        old = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"before")["CiphertextBlob"]
+        status, doc = self.call(EAST, "RotateKeyOnDemand", {"KeyId": key_id}, akid, secret)
+        self.assertEqual(status, 200, doc)
+        # The primary pushes the new material before it answers: a ciphertext under it opens at
+        # the replica at once, and the older one still does.
+        blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"rotated")["CiphertextBlob"]
+        self.assertEqual(self.kms[WEST].decrypt(CiphertextBlob=blob)["Plaintext"], b"rotated")
+        self.assertEqual(self.kms[WEST].decrypt(CiphertextBlob=old)["Plaintext"], b"before")
+        # And the other way round: the replica encrypts under the same current material.
+        back = self.kms[WEST].encrypt(KeyId=key_id, Plaintext=b"west")["CiphertextBlob"]
+        self.assertEqual(self.kms[EAST].decrypt(CiphertextBlob=back)["Plaintext"], b"west")
+        # A replica does not rotate on its own.
+        wakid, wsecret = self.servers[WEST].credentials()
+        status, doc = self.call(WEST, "RotateKeyOnDemand", {"KeyId": key_id}, wakid, wsecret)
+        self.assertEqual((status, doc.get("__type")), (400, "UnsupportedOperationException"))
+        status, doc = self.call(WEST, "EnableKeyRotation", {"KeyId": key_id}, wakid, wsecret)
+        self.assertEqual((status, doc.get("__type")), (400, "UnsupportedOperationException"))
+
+    def test_replication_operations_only_for_the_peer_principal(self):
+        # The operator of the west (root of the account) is not the east's replication principal.
+        akid, secret = self.servers[WEST].credentials()
+        status, doc = self.call(WEST, "CofferGetReplicationKey", {"SourceRegion": EAST}, akid, secret)
+        self.assertEqual((status, doc.get("__type")), (400, "AccessDeniedException"))
+        # Nor is a user whose policies allow every KMS action.
+        self.iam[WEST].create_user(UserName="kms-admin")
+        self.iam[WEST].put_user_policy(UserName="kms-admin", PolicyName="all", PolicyDocument=allow("kms:*"))
+        k = self.iam[WEST].create_access_key(UserName="kms-admin")["AccessKey"]
+        for target, body in (("CofferGetReplicationKey", {"SourceRegion": EAST}),
+                             ("CofferSyncReplica", {"SourceRegion": EAST, "KeyRecord": "{}",
+                                                    "WrappedMaterial": "AAAA"})):
+            status, doc = self.call(WEST, target, body, k["AccessKeyId"], k["SecretAccessKey"])
+            self.assertEqual((status, doc.get("__type")), (400, "AccessDeniedException"), target)
+
+        # The replication credential works only as the region it is configured for ...
+        rakid, rsecret = self.replicator_keys[WEST]
+        status, doc = self.call(WEST, "CofferGetReplicationKey", {"SourceRegion": EAST}, rakid, rsecret)
+        self.assertEqual(status, 200)
+        self.assertIn("PublicKey", doc)
+        status, doc = self.call(WEST, "CofferGetReplicationKey", {"SourceRegion": "ca-central-1"}, rakid, rsecret)
+        self.assertEqual((status, doc.get("__type")), (400, "AccessDeniedException"))
+        # ... and is no ordinary caller: it has no KMS permission of its own.
+        kms = self.servers[WEST].client("kms", region=WEST, akid=rakid, secret=rsecret)
+        self.assertEqual(self.error(kms.list_keys)[0], "AccessDeniedException")
+        # A material box it did not seal for this region does not open.
+        status, doc = self.call(WEST, "CofferSyncReplica", {
+            "SourceRegion": EAST, "Create": True, "WrappedMaterial": "AQAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "KeyRecord": json.dumps({
+                "KeyId": "mrk-" + "1" * 32, "AWSAccountId": ACCOUNT, "KeySpec": "SYMMETRIC_DEFAULT",
+                "KeyUsage": "ENCRYPT_DECRYPT", "Origin": "AWS_KMS", "KeyMaterials": [],
+                "CurrentKeyMaterialId": "0" * 64,
+                "MultiRegionConfiguration": {"MultiRegionKeyType": "REPLICA", "PrimaryRegion": EAST,
+                                             "ReplicaRegions": [WEST]}})}, rakid, rsecret)
+        self.assertEqual((status, doc.get("__type")), (400, "ValidationException"))
+
+
+class PeerConfigTest(unittest.TestCase):
+    """A peer setting that cannot work stops the start, with the reason in the log."""
+
+    def refused(self, *args):
+        server = Cofferd(extra_args=list(args))
+        try:
+            with self.assertRaises(RuntimeError):
+                server.start(timeout=10)
+            return server.log()
+        finally:
+            server.cleanup()
+
+    def test_bad_peers_refuse_to_start(self):
+        self.assertIn("--peer", self.refused("--peer", "eu-west-1"))
+        self.assertIn("http(s) URL", self.refused("--peer", "eu-west-1=ftp://host"))
+        self.assertIn("unknown setting 'cert'", self.refused("--peer", "eu-west-1=https://h:1,cert=/x"))
+        self.assertIn("its own peer", self.refused("--region", "eu-west-1", "--peer", "eu-west-1=https://h:1"))
+
+    def test_peers_from_the_config_file(self):
+        server = Cofferd(extra_args=["--region", EAST])
+        try:
+            with open(os.path.join(server.data_dir, "cofferd.conf"), "w") as f:
+                f.write("peer = eu-west-1=https://127.0.0.1:1,ca=/nonexistent.pem,credentials=/nonexistent\n")
+            server.start()
+            kms = server.client("kms", region=EAST)
+            key_id = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+            # A configured peer that cannot be reached: the primary stays as it was.
+            with self.assertRaises(ClientError) as cm:
+                kms.replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+            self.assertNotEqual(cm.exception.response["Error"]["Code"], "UnsupportedOperationException")
+            with self.assertRaises(ClientError) as cm:
+                kms.replicate_key(KeyId=key_id, ReplicaRegion=SOUTH)
+            self.assertEqual(cm.exception.response["Error"]["Code"], "UnsupportedOperationException")
+            self.assertEqual(kms.describe_key(KeyId=key_id)["KeyMetadata"]
+                             ["MultiRegionConfiguration"]["ReplicaKeys"], [])
+        finally:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
