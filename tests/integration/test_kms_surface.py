@@ -16,6 +16,19 @@ from botocore.exceptions import ClientError
 from harness import REGION, ServerTestCase, trail_events
 
 
+# Every operation of the 2026 KMS API model (../shared/api/kms.md §1).
+ALL_OPERATIONS = """
+CreateKey DescribeKey ListKeys EnableKey DisableKey ScheduleKeyDeletion CancelKeyDeletion UpdateKeyDescription
+GetKeyLastUsage Encrypt Decrypt ReEncrypt GenerateDataKey GenerateDataKeyWithoutPlaintext GenerateDataKeyPair
+GenerateDataKeyPairWithoutPlaintext GenerateRandom Sign Verify GetPublicKey GenerateMac VerifyMac
+DeriveSharedSecret CreateAlias UpdateAlias DeleteAlias ListAliases CreateGrant ListGrants ListRetirableGrants
+RetireGrant RevokeGrant GetKeyPolicy PutKeyPolicy ListKeyPolicies EnableKeyRotation DisableKeyRotation
+GetKeyRotationStatus RotateKeyOnDemand ListKeyRotations ReplicateKey UpdatePrimaryRegion GetParametersForImport
+ImportKeyMaterial DeleteImportedKeyMaterial TagResource UntagResource ListResourceTags CreateCustomKeyStore
+ConnectCustomKeyStore DisconnectCustomKeyStore DeleteCustomKeyStore DescribeCustomKeyStores UpdateCustomKeyStore
+""".split()
+
+
 class KmsSurfaceTest(ServerTestCase):
     def setUp(self):
         self.kms = self.server.client("kms")
@@ -39,6 +52,18 @@ class KmsSurfaceTest(ServerTestCase):
                 return resp.status, json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
+
+    def test_every_operation_is_served(self):
+        """No operation of the model is unknown here: an empty request gets the operation's own
+        answer (a validation error for missing members, or a result), never UnknownOperationException
+        or a server error."""
+        self.assertEqual(len(ALL_OPERATIONS), 54)
+        for op in ALL_OPERATIONS:
+            status, body = self.raw(op, {})
+            self.assertLess(status, 500, (op, body))
+            self.assertNotEqual(body.get("__type"), "UnknownOperationException", op)
+        status, body = self.raw("NoSuchOperation", {})
+        self.assertEqual((status, body.get("__type")), (400, "UnknownOperationException"))
 
     def test_custom_key_stores(self):
         self.assertEqual(self.kms.describe_custom_key_stores()["CustomKeyStores"], [])

@@ -5,6 +5,7 @@ unpacked under /opt/tf-plugins, used as a filesystem mirror), so no registry is 
 test walks the life of a configuration: apply, a second plan that must show no change, an
 in-place update, and destroy, checking what cofferd holds after each step through boto3.
 """
+import base64
 import json
 import os
 import shutil
@@ -17,6 +18,9 @@ from harness import ServerTestCase, js_ok
 
 TERRAFORM = os.environ.get("COFFER_TERRAFORM", "/usr/local/bin/terraform")
 PLUGINS = "/opt/tf-plugins"
+# The 256-bit key aws_kms_external_key imports (Terraform wraps it with the import parameters).
+MATERIAL = bytes(range(32))
+MATERIAL_B64 = base64.b64encode(MATERIAL).decode()
 
 POLICY_TEMPLATE = """{
   "Version": "2012-10-17",
@@ -125,11 +129,37 @@ class TerraformTest(ServerTestCase):
                 encryption_context_equals = { app = "tf" }
               }
             }
+            resource "aws_kms_key" "rsa" {
+              description              = "signing"
+              deletion_window_in_days  = 7
+              customer_master_key_spec = "RSA_2048"
+              key_usage                = "SIGN_VERIFY"
+            }
+            data "aws_kms_public_key" "rsa" {
+              key_id = aws_kms_key.rsa.key_id
+            }
+            resource "aws_kms_key" "hmac" {
+              description              = "macs"
+              deletion_window_in_days  = 7
+              customer_master_key_spec = "HMAC_256"
+              key_usage                = "GENERATE_VERIFY_MAC"
+            }
+            resource "aws_kms_external_key" "ext" {
+              description             = "imported"
+              deletion_window_in_days = 7
+              key_material_base64     = "%(material)s"
+              enabled                 = true
+            }
+            output "rsa_id" { value = aws_kms_key.rsa.key_id }
+            output "rsa_public_key" { value = data.aws_kms_public_key.rsa.public_key }
+            output "rsa_signing_algorithms" { value = data.aws_kms_public_key.rsa.signing_algorithms }
+            output "hmac_id" { value = aws_kms_key.hmac.key_id }
+            output "ext_id" { value = aws_kms_external_key.ext.id }
             output "sym_id" { value = aws_kms_key.sym.key_id }
             output "policied_id" { value = aws_kms_key.policied.key_id }
             output "grant_id" { value = aws_kms_grant.g.grant_id }
             """) % {"description": description, "rotation": rotation_days, "policy": policy,
-                    "account": self.account}
+                    "account": self.account, "material": MATERIAL_B64}
         with open(os.path.join(self.work, "main.tf"), "w") as f:
             f.write(provider + resources)
 
@@ -162,6 +192,19 @@ class TerraformTest(ServerTestCase):
         grants = self.kms.list_grants(KeyId=ids["sym_id"])["Grants"]
         self.assertEqual([g["GrantId"] for g in grants], [ids["grant_id"]])
         self.assertEqual(grants[0]["Constraints"], {"EncryptionContextEquals": {"app": "tf"}})
+        # The asymmetric, HMAC and imported keys, and the public key data source.
+        rsa = self.kms.describe_key(KeyId=ids["rsa_id"])["KeyMetadata"]
+        self.assertEqual((rsa["KeySpec"], rsa["KeyUsage"]), ("RSA_2048", "SIGN_VERIFY"))
+        pub = self.kms.get_public_key(KeyId=ids["rsa_id"])
+        self.assertEqual(base64.b64decode(ids["rsa_public_key"]), pub["PublicKey"])
+        self.assertIn("RSASSA_PSS_SHA_256", ids["rsa_signing_algorithms"])
+        hm = self.kms.describe_key(KeyId=ids["hmac_id"])["KeyMetadata"]
+        self.assertEqual((hm["KeySpec"], hm["KeyUsage"]), ("HMAC_256", "GENERATE_VERIFY_MAC"))
+        ext = self.kms.describe_key(KeyId=ids["ext_id"])["KeyMetadata"]
+        self.assertEqual((ext["Origin"], ext["KeyState"]), ("EXTERNAL", "Enabled"))
+        blob = self.kms.encrypt(KeyId=ids["ext_id"], Plaintext=b"imported")["CiphertextBlob"]
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"imported")
+
         # The alias Terraform made works for a client.
         blob = self.kms.encrypt(KeyId="alias/tf-sym", Plaintext=b"hello")["CiphertextBlob"]
         self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"hello")
@@ -184,7 +227,7 @@ class TerraformTest(ServerTestCase):
 
         # Destroy leaves the keys waiting for deletion, as AWS does.
         self.tf("destroy", "-auto-approve", "-no-color", "-input=false")
-        for key_id in (ids["sym_id"], ids["policied_id"]):
+        for key_id in (ids["sym_id"], ids["policied_id"], ids["rsa_id"], ids["hmac_id"], ids["ext_id"]):
             self.assertEqual(self.kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"], "PendingDeletion")
         self.assertEqual(self.kms.list_aliases(KeyId=ids["sym_id"])["Aliases"], [])
         self.assertEqual(self.kms.list_grants(KeyId=ids["sym_id"])["Grants"], [])
