@@ -29,8 +29,11 @@ fi
 js_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/js"
 if [ ! -d "$js_dir/node_modules" ]; then
     if ! command -v npm >/dev/null; then
-        echo "npm not found: node and npm are needed for tests/js" >&2
-        exit 1
+        # Debian's own Node.js and npm when the machine has none.
+        echo "installing: nodejs npm" >&2
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
     fi
     echo "installing tests/js (npm ci)" >&2
     (cd "$js_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
