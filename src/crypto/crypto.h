@@ -127,17 +127,6 @@ coffer_err crypto_pkey_oaep_decrypt(const crypto_pkey *k, enum crypto_oaep_hash 
                                     coffer_buf *out) __attribute__((warn_unused_result));
 void crypto_pkey_free(crypto_pkey *k); /* accepts NULL */
 
-/*
- * Wrapping of key material a client imports (KMS GetParametersForImport/ImportKeyMaterial).
- * RSA-OAEP with SHA-1 (`sha1`) or digest `d` for both the label hash and MGF1, empty label.
- * unwrap appends the plaintext to `out` (give it a secret buffer) only when it is whole;
- * a padding failure is COFFER_ERR_INVALID_CIPHERTEXT and says nothing more.
- */
-coffer_err crypto_pkey_wrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d, coffer_cursor plain,
-                                 coffer_buf *out) __attribute__((warn_unused_result));
-coffer_err crypto_pkey_unwrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d,
-                                   coffer_cursor wrapped, coffer_buf *out)
-    __attribute__((warn_unused_result));
 /* The RSA modulus (or EC signature bound) in bytes. */
 size_t crypto_pkey_size(const crypto_pkey *k);
 /*

@@ -153,80 +153,8 @@ void crypto_pkey_free(crypto_pkey *k)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Wrapping of imported key material (RSA-OAEP, AES key wrap with padding)                    */
+/* AES key wrap with padding (imported key material; RSA-OAEP is crypto_pkey_oaep_*)          */
 /* ------------------------------------------------------------------------------------------ */
-
-static const char *oaep_md_name(enum crypto_digest d)
-{
-    switch (d) {
-    case CRYPTO_SHA224:
-        return "SHA224";
-    case CRYPTO_SHA384:
-        return "SHA384";
-    case CRYPTO_SHA512:
-        return "SHA512";
-    default:
-        return "SHA256";
-    }
-}
-
-/* OAEP with `md` for both the label hash and MGF1, empty label: what AWS's wrapping uses. */
-static int oaep_params(EVP_PKEY_CTX *ctx, const char *md)
-{
-    return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1 &&
-           EVP_PKEY_CTX_set_rsa_oaep_md_name(ctx, md, NULL) == 1 &&
-           EVP_PKEY_CTX_set_rsa_mgf1_md_name(ctx, md, NULL) == 1;
-}
-
-coffer_err crypto_pkey_wrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d, coffer_cursor plain,
-                                 coffer_buf *out)
-{
-    coffer_err rc = COFFER_OK;
-    size_t len = 0;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    if (ctx == NULL || EVP_PKEY_encrypt_init(ctx) != 1 ||
-        !oaep_params(ctx, sha1 ? "SHA1" : oaep_md_name(d)) ||
-        EVP_PKEY_encrypt(ctx, NULL, &len, plain.ptr, plain.len) != 1) {
-        FAIL_OUT(COFFER_ERR_CRYPTO, "RSA-OAEP wrap failed");
-    }
-    TRY_OUT(coffer_buf_reserve(out, len));
-    if (EVP_PKEY_encrypt(ctx, out->data + out->len, &len, plain.ptr, plain.len) != 1) {
-        FAIL_OUT(COFFER_ERR_CRYPTO, "RSA-OAEP wrap failed");
-    }
-    out->len += len;
-out:
-    EVP_PKEY_CTX_free(ctx);
-    return rc;
-}
-
-coffer_err crypto_pkey_unwrap_oaep(const crypto_pkey *k, bool sha1, enum crypto_digest d,
-                                   coffer_cursor wrapped, coffer_buf *out)
-{
-    coffer_err rc = COFFER_OK;
-    size_t len = 0;
-    uint8_t *tmp = NULL;
-    size_t cap = 0;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);
-    if (wrapped.len == 0 || ctx == NULL || EVP_PKEY_decrypt_init(ctx) != 1 ||
-        !oaep_params(ctx, sha1 ? "SHA1" : oaep_md_name(d)) ||
-        EVP_PKEY_decrypt(ctx, NULL, &len, wrapped.ptr, wrapped.len) != 1) {
-        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
-    }
-    /* Decrypted into locked memory first: `out` only ever receives a whole, checked result. */
-    cap = len;
-    if ((tmp = coffer_secret_alloc(cap)) == NULL) {
-        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-    }
-    if (EVP_PKEY_decrypt(ctx, tmp, &len, wrapped.ptr, wrapped.len) != 1) {
-        /* A padding failure says nothing more than any other damage. */
-        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
-    }
-    TRY_OUT(coffer_buf_append(out, tmp, len));
-out:
-    coffer_secret_free(tmp, cap);
-    EVP_PKEY_CTX_free(ctx);
-    return rc;
-}
 
 /* RFC 5649 with the AES key size of `kek` (16, 24 or 32 bytes). */
 static const EVP_CIPHER *kwp_cipher(size_t kek_len)

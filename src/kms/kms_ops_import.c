@@ -358,7 +358,8 @@ out:
 static coffer_err material_unwrap(const crypto_pkey *pair, int alg, coffer_cursor wrapped, coffer_buf *out)
 {
     if (alg == WRAP_RSAES_OAEP_SHA_1 || alg == WRAP_RSAES_OAEP_SHA_256) {
-        return crypto_pkey_unwrap_oaep(pair, alg == WRAP_RSAES_OAEP_SHA_1, CRYPTO_SHA256, wrapped, out);
+        return crypto_pkey_oaep_decrypt(
+            pair, alg == WRAP_RSAES_OAEP_SHA_1 ? CRYPTO_OAEP_SHA1 : CRYPTO_OAEP_SHA256, wrapped, out);
     }
     /* RSA_AES_KEY_WRAP_*: an ephemeral AES key under RSA-OAEP (one modulus long), then the
      * material under that key with AES key wrap with padding (RFC 5649). */
@@ -368,8 +369,9 @@ static coffer_err material_unwrap(const crypto_pkey *pair, int alg, coffer_curso
     if (wrapped.len <= n) {
         return coffer_fail(COFFER_ERR_INVALID_CIPHERTEXT, "%s", "");
     }
-    TRY_OUT(crypto_pkey_unwrap_oaep(pair, alg == WRAP_RSA_AES_KEY_WRAP_SHA_1, CRYPTO_SHA256,
-                                    coffer_cursor_from(wrapped.ptr, n), &aes));
+    TRY_OUT(crypto_pkey_oaep_decrypt(
+        pair, alg == WRAP_RSA_AES_KEY_WRAP_SHA_1 ? CRYPTO_OAEP_SHA1 : CRYPTO_OAEP_SHA256,
+        coffer_cursor_from(wrapped.ptr, n), &aes));
     TRY_OUT(crypto_aes_kwp_unwrap(coffer_buf_cursor(&aes),
                                   coffer_cursor_from(wrapped.ptr + n, wrapped.len - n), out));
 out:

@@ -88,20 +88,23 @@ static void test_oaep_wrap(void **state)
     assert_int_equal(crypto_pkey_size(k), 256);
     for (int sha1 = 0; sha1 < 2; sha1++) {
         coffer_buf w = COFFER_BUF_INIT, p = COFFER_SECRET_BUF_INIT;
-        assert_int_equal(
-            crypto_pkey_wrap_oaep(k, sha1, CRYPTO_SHA256, coffer_cursor_from(secret, sizeof(secret)), &w),
-            COFFER_OK);
+        assert_int_equal(crypto_pkey_oaep_encrypt(k, sha1 ? CRYPTO_OAEP_SHA1 : CRYPTO_OAEP_SHA256,
+                                                  coffer_cursor_from(secret, sizeof(secret)), &w),
+                         COFFER_OK);
         assert_int_equal(w.len, 256);
-        assert_int_equal(crypto_pkey_unwrap_oaep(k, !sha1, CRYPTO_SHA256, coffer_buf_cursor(&w), &p),
+        assert_int_equal(crypto_pkey_oaep_decrypt(k, sha1 ? CRYPTO_OAEP_SHA256 : CRYPTO_OAEP_SHA1,
+                                                  coffer_buf_cursor(&w), &p),
                          COFFER_ERR_INVALID_CIPHERTEXT);
         assert_int_equal(p.len, 0);
-        assert_int_equal(crypto_pkey_unwrap_oaep(k, sha1, CRYPTO_SHA256, coffer_buf_cursor(&w), &p),
+        assert_int_equal(crypto_pkey_oaep_decrypt(k, sha1 ? CRYPTO_OAEP_SHA1 : CRYPTO_OAEP_SHA256,
+                                                  coffer_buf_cursor(&w), &p),
                          COFFER_OK);
         assert_int_equal(p.len, sizeof(secret));
         assert_memory_equal(p.data, secret, sizeof(secret));
         coffer_buf_reset(&p);
         w.data[100] ^= 0x80;
-        assert_int_equal(crypto_pkey_unwrap_oaep(k, sha1, CRYPTO_SHA256, coffer_buf_cursor(&w), &p),
+        assert_int_equal(crypto_pkey_oaep_decrypt(k, sha1 ? CRYPTO_OAEP_SHA1 : CRYPTO_OAEP_SHA256,
+                                                  coffer_buf_cursor(&w), &p),
                          COFFER_ERR_INVALID_CIPHERTEXT);
         coffer_buf_free(&w);
         coffer_buf_free(&p);
