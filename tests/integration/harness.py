@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -193,6 +194,79 @@ def js_ok(server, operation, **params):
     return out
 
 
+def stop_checked(server):
+    """Stops a cofferd and fails on an unclean exit or a sanitizer report in its log."""
+    if server.proc is None:  # never started: nothing to check
+        server.cleanup()
+        return
+    rc = server.stop()
+    log = server.log()
+    server.cleanup()
+    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log \
+            or "ThreadSanitizer" in log:
+        raise AssertionError("cofferd exited with %r:\n%s" % (rc, log[-4000:]))
+
+
+class PeerRegions:
+    """One cofferd per region on loopback, each named as every other's peer (--peer), with a
+    policy-less IAM user "replicator" in each as the credential the others replicate with."""
+    ACCOUNT = "000000000000"
+    REPLICATOR = "arn:aws:iam::%s:user/replicator" % ACCOUNT
+
+    def __init__(self, regions, extra_args=("--quota-crypto-rps", "0")):
+        self.regions = tuple(regions)
+        self.dirs = {r: tempfile.mkdtemp(prefix="coffer-peer-") for r in self.regions}
+        self.ports = {}
+        for r in self.regions:
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            self.ports[r] = sock.getsockname()[1]
+            sock.close()
+        self.servers = {}
+        for region in self.regions:
+            args = ["--region", region] + list(extra_args)
+            for peer in self.regions:
+                if peer != region:
+                    # The peer's credential file is written once its user exists: a server
+                    # reads it when it first needs it.
+                    args += ["--peer", "%s=https://127.0.0.1:%d,ca=%s,credentials=%s,profile=replication,principal=%s"
+                             % (peer, self.ports[peer], os.path.join(self.dirs[peer], "tls", "ca.pem"),
+                                os.path.join(self.dirs[region], "peer-" + peer), self.REPLICATOR)]
+            self.servers[region] = Cofferd(data_dir=self.dirs[region], extra_args=args)
+        self.replicator_keys = {}
+
+    def start(self):
+        try:
+            for region in self.regions:
+                self.servers[region].start(port=self.ports[region])
+            for peer in self.regions:
+                iam = self.servers[peer].client("iam", region=peer)
+                iam.create_user(UserName="replicator")
+                k = iam.create_access_key(UserName="replicator")["AccessKey"]
+                self.replicator_keys[peer] = (k["AccessKeyId"], k["SecretAccessKey"])
+                for region in self.regions:
+                    if region != peer:
+                        with open(os.path.join(self.dirs[region], "peer-" + peer), "w") as f:
+                            f.write("[replication]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
+                                    % (k["AccessKeyId"], k["SecretAccessKey"]))
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        failures = []
+        for server in self.servers.values():
+            try:
+                stop_checked(server)
+            except AssertionError as e:
+                failures.append(str(e))
+        for d in self.dirs.values():
+            shutil.rmtree(d, ignore_errors=True)
+        if failures:
+            raise AssertionError("\n".join(failures))
+
+
 class FaultServerTestCase(unittest.TestCase):
     """One cofferd_faults for the whole class, with its flag directory (COFFER_FAULTS_DIR): a
     test arms a fault by name (tests/faults/cofferd_faults.c lists them); it is disarmed when the
@@ -243,10 +317,5 @@ class ServerTestCase(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        rc = cls.server.stop()
-        log = cls.server.log()
-        cls.server.cleanup()
         # A clean shutdown and no sanitizer report are part of every test class.
-        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log or "LeakSanitizer" in log \
-                or "ThreadSanitizer" in log:
-            raise AssertionError("cofferd exited with %r:\n%s" % (rc, log[-4000:]))
+        stop_checked(cls.server)

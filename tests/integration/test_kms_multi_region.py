@@ -5,11 +5,7 @@ errors, and who may call Coffer's own replication operations."""
 import http.client
 import json
 import os
-import shutil
-import socket
 import ssl
-import tempfile
-import time
 import unittest
 
 from botocore.auth import SigV4Auth
@@ -17,20 +13,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from harness import Cofferd
+from harness import Cofferd, PeerRegions
 
 EAST, WEST, SOUTH = "us-east-1", "eu-west-1", "ap-southeast-2"
 REGIONS = (EAST, WEST, SOUTH)
-ACCOUNT = "000000000000"
-REPLICATOR = "arn:aws:iam::%s:user/replicator" % ACCOUNT
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+ACCOUNT = PeerRegions.ACCOUNT
+REPLICATOR = PeerRegions.REPLICATOR
 
 
 def allow(action, resource="*"):
@@ -42,46 +30,14 @@ class MultiRegionTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dirs = {r: tempfile.mkdtemp(prefix="coffer-mrk-") for r in REGIONS}
-        cls.ports = {r: free_port() for r in REGIONS}
-        cls.servers = {}
-        for region in REGIONS:
-            args = ["--region", region, "--quota-crypto-rps", "0"]
-            for peer in REGIONS:
-                if peer == region:
-                    continue
-                # The peer's replication credential is written below, once its user exists: the
-                # server reads it when it first needs it.
-                args += ["--peer", "%s=https://127.0.0.1:%d,ca=%s,credentials=%s,profile=replication,principal=%s"
-                         % (peer, cls.ports[peer], os.path.join(cls.dirs[peer], "tls", "ca.pem"),
-                            os.path.join(cls.dirs[region], "peer-" + peer), REPLICATOR)]
-            cls.servers[region] = Cofferd(data_dir=cls.dirs[region], extra_args=args)
-        try:
-            for region in REGIONS:
-                cls.servers[region].start(port=cls.ports[region])
-            cls.kms = {r: cls.servers[r].client("kms", region=r) for r in REGIONS}
-            cls.iam = {r: cls.servers[r].client("iam", region=r) for r in REGIONS}
-            cls.replicator_keys = {}
-            for peer in REGIONS:
-                # A user of the peer, with no policy at all: the peer's config alone lets it in.
-                cls.iam[peer].create_user(UserName="replicator")
-                k = cls.iam[peer].create_access_key(UserName="replicator")["AccessKey"]
-                cls.replicator_keys[peer] = (k["AccessKeyId"], k["SecretAccessKey"])
-                for region in REGIONS:
-                    if region != peer:
-                        with open(os.path.join(cls.dirs[region], "peer-" + peer), "w") as f:
-                            f.write("[replication]\naws_access_key_id = %s\naws_secret_access_key = %s\n"
-                                    % (k["AccessKeyId"], k["SecretAccessKey"]))
-        except Exception:
-            cls.tearDownClass()
-            raise
+        cls.peers = PeerRegions(REGIONS).start()
+        cls.servers, cls.dirs, cls.replicator_keys = cls.peers.servers, cls.peers.dirs, cls.peers.replicator_keys
+        cls.kms = {r: cls.servers[r].client("kms", region=r) for r in REGIONS}
+        cls.iam = {r: cls.servers[r].client("iam", region=r) for r in REGIONS}
 
     @classmethod
     def tearDownClass(cls):
-        for s in cls.servers.values():
-            s.stop()
-        for d in cls.dirs.values():
-            shutil.rmtree(d, ignore_errors=True)
+        cls.peers.stop()
 
     def error(self, fn, **kw):
         with self.assertRaises(ClientError) as cm:
