@@ -40,7 +40,7 @@ asan: deps
 # coffer, unit tests) is written to build-tsan/reports/ and fails the target, whatever the exit
 # code of that process.
 TSAN_SUITES = ^integration_test_(concurrency|quota|security_limits|durability)$$
-TSAN_OPTIONS_CI = halt_on_error=0:second_deadlock_stack=1:log_path=$(CURDIR)/build-tsan/reports/tsan
+TSAN_OPTIONS_CI = halt_on_error=0:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp:log_path=$(CURDIR)/build-tsan/reports/tsan
 tsan: deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCOFFER_TSAN=ON >/dev/null
 	@cmake --build build-tsan -j $(JOBS)
