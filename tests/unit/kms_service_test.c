@@ -501,6 +501,16 @@ static void test_create_key_refusals(void **state)
         /* Coffer's replication operations: no peer, nobody. */
         r = run(e, "CofferGetReplicationKey", "{\"SourceRegion\":\"eu-west-1\"}");
         expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+        r = run(e, "CofferReplicaDeleted", "{\"SourceRegion\":\"eu-west-1\",\"KeyId\":\"%s\"}", mrk);
+        expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+        /* A primary without replicas is deleted as any key: PendingDeletion with a date. */
+        r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", mrk);
+        assert_int_equal(r.rc, COFFER_OK);
+        assert_string_equal(sval(r.out, "KeyState"), "PendingDeletion");
+        assert_non_null(json_object_get(r.out, "DeletionDate"));
+        result_free(&r);
+        r = run(e, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", mrk);
+        expect(&r, COFFER_OK, NULL);
     }
     r = run(e, "CreateKey", "{\"Policy\":\"not json\"}");
     expect(&r, COFFER_ERR_MALFORMED_POLICY, NULL);
