@@ -75,6 +75,9 @@ struct kms_limits {
      * (NextRotationDate) follow it.
      */
     int64_t kms_rotation_day_ms;
+    /* Likewise the length of one day of a deletion waiting period (PendingWindowInDays), in ms:
+     * tests shorten it (cofferd --deletion-day-ms) so that a 7-day wait passes in a second. */
+    int64_t kms_deletion_day_ms;
     /* Request rates of the cryptographic operations on asymmetric keys, per account: buckets of
      * their own, apart from the symmetric one (AWS: RSA 500/s, ECC 300/s). */
     double rsa_rps; /* Encrypt, Decrypt, ReEncrypt, Sign, Verify with RSA keys */
@@ -85,7 +88,7 @@ struct kms_limits {
     {                                                                                                        \
         .kms_keys = 100000, .kms_aliases_per_key = 50, .kms_tags_per_key = 50,                               \
         .kms_key_policy_bytes = 32768, .kms_grants_per_key = 50000, .kms_rotation_day_ms = 86400000LL,       \
-        .rsa_rps = 500, .ecc_rps = 300,                                                                      \
+        .kms_deletion_day_ms = 86400000LL, .rsa_rps = 500, .ecc_rps = 300,                                   \
     }
 
 /* Resource quotas (copied; default KMS_LIMITS_DEFAULT). Call before serving requests. */

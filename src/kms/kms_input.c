@@ -413,6 +413,12 @@ static coffer_err dec_coffer_replication_key(api_in *in, struct kms_req *r)
     return api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region);
 }
 
+static coffer_err dec_coffer_replica_deleted(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));
+    return key_id(in, r, API_IN_REQUIRED);
+}
+
 static coffer_err dec_coffer_sync_replica(api_in *in, struct kms_req *r)
 {
     TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));

@@ -69,8 +69,13 @@ enum kms_state {
     KMS_STATE_UNAVAILABLE,
     KMS_STATE_CREATING,
     KMS_STATE_UPDATING,
+    /* A multi-Region primary scheduled for deletion while replicas remain: its waiting period
+     * starts when the last replica is gone. */
+    KMS_STATE_PENDING_REPLICA_DELETION,
 };
 const char *kms_state_name(enum kms_state s);
+/* PendingDeletion or PendingReplicaDeletion: the "PD" column of kms.md §6. */
+bool kms_state_pending_deletion(enum kms_state s);
 bool kms_state_parse(const char *s, enum kms_state *out);
 
 /* ---- decoded request: every member any implemented op reads (kms_input.c) ---- */
@@ -405,6 +410,22 @@ coffer_err kms_replica_serve_key(struct kms_service *svc, struct api_call *call)
     __attribute__((warn_unused_result));
 coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call)
     __attribute__((warn_unused_result));
+coffer_err kms_replica_serve_gone(struct kms_service *svc, struct api_call *call)
+    __attribute__((warn_unused_result));
+/*
+ * A replica's deletion reaches its primary region, which drops it from its list (and, when it
+ * was the last replica of a primary in PendingReplicaDeletion, starts the primary's waiting
+ * period). Inside t, the transaction that deletes replica record `rec` (acct/id): queues the
+ * notice under kms/replica-gone/<acct>/<id>. No-op for any other record.
+ */
+coffer_err kms_mrk_replica_gone_txn(store_txn *t, const json_t *rec, const char *acct, const char *id)
+    __attribute__((warn_unused_result));
+/*
+ * Sends every queued notice to its primary region (wmu not held); one delivered, or answered
+ * NotFound, is dropped, one that fails stays for the next run. Failures are logged, not
+ * returned: the scheduler calls it on every sweep.
+ */
+void kms_mrk_replica_gone_deliver(struct kms_service *svc);
 
 /* ---- AWS managed keys (kms_managed.c) ---- */
 /* Is `alias` the alias of an AWS managed key of a service this server runs ("alias/aws/ssm")? */

@@ -16,7 +16,8 @@
  *                                                             replica material to (kms_replica.c)
  *
  * Key record (version 1): KeyId, AWSAccountId, Region, CreationDate (ms), Description, KeySpec,
- * KeyUsage, KeyState, DeletionDate (ms, PendingDeletion only), PendingWindowInDays, Origin,
+ * KeyUsage, KeyState, DeletionDate (ms, PendingDeletion only), PendingWindowInDays (also while
+ * PendingReplicaDeletion), Origin,
  * KeyManager, MultiRegion, MultiRegionConfiguration {MultiRegionKeyType, PrimaryRegion,
  * ReplicaRegions} (multi-Region keys only, kms_replica.c), Policy, Tags [{TagKey,TagValue}],
  * CurrentKeyMaterialId, KeyMaterials [{KeyMaterialId, CreationDate, State}], Rotation {Enabled,
@@ -41,8 +42,14 @@
 /* Names                                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-static const char *const state_names[] = {"Enabled",     "Disabled", "PendingDeletion", "PendingImport",
-                                          "Unavailable", "Creating", "Updating"};
+static const char *const state_names[] = {
+    "Enabled",     "Disabled", "PendingDeletion", "PendingImport",
+    "Unavailable", "Creating", "Updating",        "PendingReplicaDeletion"};
+
+bool kms_state_pending_deletion(enum kms_state s)
+{
+    return s == KMS_STATE_PENDING_DELETION || s == KMS_STATE_PENDING_REPLICA_DELETION;
+}
 
 const char *kms_state_name(enum kms_state s)
 {
@@ -969,12 +976,12 @@ coffer_err kms_check_state(const struct kms_key *k, enum kms_state_rule rule)
         return COFFER_OK;
     }
     if (rule == KMS_RULE_CANCEL) {
-        if (s != KMS_STATE_PENDING_DELETION) {
+        if (!kms_state_pending_deletion(s)) {
             return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is not pending deletion.", k->arn);
         }
         return COFFER_OK;
     }
-    if (s == KMS_STATE_PENDING_DELETION) {
+    if (kms_state_pending_deletion(s)) {
         return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is pending deletion.", k->arn);
     }
     if (rule == KMS_RULE_NOT_PENDING) {
@@ -1062,6 +1069,11 @@ json_t *kms_key_metadata(const struct kms_key *k)
     if ((k->state == KMS_STATE_PENDING_DELETION &&
          json_object_set_new(m, "DeletionDate",
                              json_real(ms_to_epoch(json_object_get(rec, "DeletionDate")))) != 0) ||
+        /* A primary waiting for its replicas has no date yet, only the period it will wait. */
+        (k->state == KMS_STATE_PENDING_REPLICA_DELETION &&
+         json_object_set_new(m, "PendingDeletionWindowInDays",
+                             json_integer(json_integer_value(json_object_get(rec, "PendingWindowInDays")))) !=
+             0) ||
         kms_set_algorithms(m, k->spec, rec_str(rec, "KeyUsage")) != COFFER_OK ||
         (json_is_true(json_object_get(rec, "MultiRegion")) &&
          json_object_set_new(m, "MultiRegionConfiguration", multi_region_configuration(k)) != 0) ||

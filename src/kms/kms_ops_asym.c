@@ -410,6 +410,25 @@ static bool pair_type(int spec, enum crypto_pkey_type *out)
     return true;
 }
 
+/*
+ * AWS meters GenerateDataKeyPair(WithoutPlaintext) apart from every other operation, in one
+ * bucket per KeyPairSpec, both operations sharing it (kms.md §9): a pair costs a key
+ * generation, RSA ones most. Indexed like kms_key_pair_specs (RSA_2048 .. ECC_SECG_P256K1).
+ */
+static const double pair_rps[] = {1, 0.5, 0.1, 25, 10, 5, 25};
+
+static coffer_err charge_pair_quota(struct api_call *call, int spec)
+{
+    if (call->quota_take == NULL || spec < 0 || (size_t)spec >= sizeof(pair_rps) / sizeof(pair_rps[0])) {
+        return COFFER_OK;
+    }
+    char bucket[48];
+    snprintf(bucket, sizeof(bucket), "kms:pair-%s", kms_key_pair_specs[spec]);
+    bool ok = call->quota_take(call->quota_ctx, bucket, pair_rps[spec]);
+    call->quota_take = NULL;
+    return ok ? COFFER_OK : coffer_fail(COFFER_ERR_THROTTLING, "%s", "");
+}
+
 static coffer_err generate_data_key_pair(struct kms_service *svc, struct api_call *call, enum kms_op_id op,
                                          bool with_plain)
 {
@@ -430,12 +449,19 @@ static coffer_err generate_data_key_pair(struct kms_service *svc, struct api_cal
     }
     snprintf(action, sizeof(action), "kms:%s", kms_op_name(op));
     /* Authorized and checked before the (slow) key generation, which runs with no lock held. */
-    TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, true, r.dry_run, &k));
+    /* The wrapping key's bucket is not this request's: the pair's is, charged below. */
+    bool (*quota_take)(void *, const char *, double) = call->quota_take;
+    call->quota_take = NULL;
+    rc = kms_acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, true, r.dry_run, &k);
+    call->quota_take = quota_take;
+    TRY_OUT(rc);
     kms_release(svc);
     if (!pair_type(r.key_pair_spec, &type)) {
         FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "KeyPairSpec %s is not supported by this server.",
                  kms_key_pair_specs[r.key_pair_spec]);
     }
+    /* Before the generation, which is what the quota protects. */
+    TRY_OUT(charge_pair_quota(call, r.key_pair_spec));
     TRY_OUT(crypto_pkey_generate(type, &pair));
     TRY_OUT(crypto_pkey_private_der(pair, &priv));
     TRY_OUT(crypto_pkey_public_der(pair, &pub));

@@ -107,7 +107,7 @@ static coffer_err check_external(const struct kms_key *k)
 /* kms.md §6: the import operations refuse Creating keys, and (unless `updating_ok`) Updating ones. */
 static coffer_err check_import_state(const struct kms_key *k, bool pending_deletion_ok, bool updating_ok)
 {
-    if (k->state == KMS_STATE_PENDING_DELETION && !pending_deletion_ok) {
+    if (kms_state_pending_deletion(k->state) && !pending_deletion_ok) {
         return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is pending deletion.", k->arn);
     }
     if (k->state == KMS_STATE_CREATING) {
@@ -614,7 +614,7 @@ out:
 static coffer_err material_remove(struct kms_service *svc, struct kms_key *k, int64_t now_ms, bool expired)
 {
     struct import_txn x = {.svc = svc, .expired = expired ? k : NULL, .now_ms = now_ms};
-    enum kms_state st = k->state == KMS_STATE_PENDING_DELETION ? k->state : KMS_STATE_PENDING_IMPORT;
+    enum kms_state st = kms_state_pending_deletion(k->state) ? k->state : KMS_STATE_PENDING_IMPORT;
     json_t *rec = rec_with_material(k, NULL, now_ms, false, 0, st);
     if (rec == NULL) {
         return kms_nomem();

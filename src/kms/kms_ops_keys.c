@@ -13,7 +13,6 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define MS_PER_DAY 86400000LL
 #define STORE_KEY_BUF 512
 
 coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_tags, json_t **out)
@@ -536,28 +535,43 @@ coffer_err kms_op_ScheduleKeyDeletion(void *state, struct api_call *call)
     }
     TRY(kms_acquire_write(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
-    int64_t when = kms_call_now_ms(call) + days * MS_PER_DAY;
+    int64_t when = kms_call_now_ms(call) + days * svc->limits.kms_deletion_day_ms;
     json_t *rec = NULL;
     coffer_err rc = COFFER_OK;
     TRY_OUT(kms_authorize_key(svc, call, k,
                               &(struct kms_authz_in){.action = "kms:ScheduleKeyDeletion", .r = &r}));
     TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
-    rec = rec_with_state(k, KMS_STATE_PENDING_DELETION);
-    if (rec == NULL || json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0 ||
+    /*
+     * AWS never deletes a multi-Region primary that still has replicas: it waits in
+     * PendingReplicaDeletion, without a date, and its waiting period starts when the last
+     * replica is deleted (kms_mrk_replica_gone).
+     */
+    const json_t *replicas =
+        json_object_get(json_object_get(k->rec, "MultiRegionConfiguration"), "ReplicaRegions");
+    bool wait_replicas = kms_mrk_is_primary(k) && json_array_size(replicas) > 0;
+    enum kms_state st = wait_replicas ? KMS_STATE_PENDING_REPLICA_DELETION : KMS_STATE_PENDING_DELETION;
+    rec = rec_with_state(k, st);
+    if (rec == NULL ||
+        (!wait_replicas && json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0) ||
         json_object_set_new(rec, "PendingWindowInDays", json_integer(days)) != 0) {
         rc = kms_nomem();
         goto out;
     }
     /* Before the commit: the request's event is written then, with these elements. */
-    call->output = json_pack("{s:s,s:f,s:s,s:I}", "KeyId", k->arn, "DeletionDate", (double)when / 1000.0,
-                             "KeyState", "PendingDeletion", "PendingWindowInDays", (json_int_t)days);
+    call->output = json_pack("{s:s,s:s,s:I}", "KeyId", k->arn, "KeyState", kms_state_name(st),
+                             "PendingWindowInDays", (json_int_t)days);
+    if (call->output != NULL && !wait_replicas &&
+        json_object_set_new(call->output, "DeletionDate", json_real((double)when / 1000.0)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
     call->audit_response = kms_camel_copy(call->output);
     if (call->output == NULL) {
         rc = kms_nomem();
         goto out;
     }
     deletion_index_key(&d, k, when);
-    rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+    rc = kms_key_update(svc, k, rec, wait_replicas ? NULL : deletion_index_txn, &d);
     rec = NULL; /* taken by kms_key_update */
 out:
     json_decref(rec);
@@ -580,6 +594,8 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
+    /* A primary waiting for its replicas has no date, so no deletion index entry either. */
+    bool dated = json_object_get(rec, "DeletionDate") != NULL;
     deletion_index_key(&d, k, (int64_t)json_integer_value(json_object_get(rec, "DeletionDate")));
     json_object_del(rec, "DeletionDate");
     json_object_del(rec, "PendingWindowInDays");
@@ -590,7 +606,7 @@ coffer_err kms_op_CancelKeyDeletion(void *state, struct api_call *call)
         rc = kms_nomem();
         goto out;
     }
-    rc = kms_key_update(svc, k, rec, deletion_index_txn, &d);
+    rc = kms_key_update(svc, k, rec, dated ? deletion_index_txn : NULL, &d);
     rec = NULL; /* taken by kms_key_update */
 out:
     json_decref(rec);

@@ -141,6 +141,24 @@ static void push_others(struct kms_service *svc, const char *acct, const char *k
     kms_mrk_snapshot_free(s);
 }
 
+/* Would `text`, as the replica's policy, still let the caller change it? */
+static coffer_err lockout_check(const struct kms_service *svc, const struct api_call *call, const char *arn,
+                                const char *text)
+{
+    policy *p = NULL;
+    json_t *rec = json_pack("{s:s}", "Policy", text);
+    coffer_err rc = rec != NULL ? kms_key_policy_compile(svc, rec, &p) : kms_nomem();
+    json_decref(rec);
+    TRY(rc);
+    bool ok = kms_policy_lockout_ok(svc, call, arn, p);
+    policy_free(p);
+    if (!ok) {
+        return coffer_fail(COFFER_ERR_MALFORMED_POLICY,
+                           "The new key policy will not allow you to update the key policy in the future.");
+    }
+    return COFFER_OK;
+}
+
 coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
 {
     static const char *const audit[] = {
@@ -180,7 +198,15 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
         rc = no_peer(r.replica_region);
         goto out;
     }
-    /* Tags are checked here as CreateKey checks them; the policy is the replica region's to judge. */
+    /*
+     * The lockout safety check of CreateKey (kms.md §5) is made here, where the caller is known:
+     * the replica region sees only the replication principal. The policy's syntax and
+     * principals are still the replica region's to judge.
+     */
+    if (r.policy != NULL && !r.bypass_lockout) {
+        TRY_OUT(lockout_check(svc, call, arn, r.policy));
+    }
+    /* Tags are checked here as CreateKey checks them. */
     TRY_OUT(kms_tags_merge(NULL, r.tags, svc->limits.kms_tags_per_key, &tags));
     if ((extra = json_pack("{s:s,s:O}", "Description", r.description != NULL ? r.description : "", "Tags",
                            tags)) == NULL ||
@@ -196,6 +222,17 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
     if (!json_is_object(json_object_get(answer, "ReplicaKeyMetadata"))) {
         FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without the replica's metadata.",
                  r.replica_region);
+    }
+    /* As AWS answers: the replica is reported Creating; DescribeKey shows it installed. */
+    json_t *meta = json_object_get(answer, "ReplicaKeyMetadata");
+    if (strcmp(json_string_value(json_object_get(meta, "KeyState")) != NULL
+                   ? json_string_value(json_object_get(meta, "KeyState"))
+                   : "",
+               "Enabled") == 0 &&
+        (json_object_set_new(meta, "KeyState", json_string("Creating")) != 0 ||
+         json_object_set_new(meta, "Enabled", json_false()) != 0)) {
+        rc = kms_nomem();
+        goto out;
     }
     call->output =
         json_pack("{s:O,s:O*,s:O*}", "ReplicaKeyMetadata", json_object_get(answer, "ReplicaKeyMetadata"),
@@ -279,6 +316,11 @@ out:
 coffer_err kms_op_CofferGetReplicationKey(void *state, struct api_call *call)
 {
     return kms_replica_serve_key(state, call);
+}
+
+coffer_err kms_op_CofferReplicaDeleted(void *state, struct api_call *call)
+{
+    return kms_replica_serve_gone(state, call);
 }
 
 coffer_err kms_op_CofferSyncReplica(void *state, struct api_call *call)

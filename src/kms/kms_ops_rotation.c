@@ -265,7 +265,7 @@ coffer_err kms_op_GetKeyRotationStatus(void *state, struct api_call *call)
      * false"), as AWS does: Terraform reads it for every key KMS made. A key pending deletion
      * reports false too while it keeps its setting for a cancelled deletion.
      */
-    bool on = is_symmetric(k->rec) && k->state != KMS_STATE_PENDING_DELETION && rotation_on(k->rec);
+    bool on = is_symmetric(k->rec) && !kms_state_pending_deletion(k->state) && rotation_on(k->rec);
     call->output = json_pack("{s:b,s:s}", "KeyRotationEnabled", on, "KeyId", k->arn);
     if (call->output == NULL ||
         (on && (json_object_set_new(call->output, "RotationPeriodInDays",

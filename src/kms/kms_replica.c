@@ -20,6 +20,7 @@
  * gets AccessDeniedException. A replica accepts updates only from the region it records as its
  * primary.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -790,6 +791,206 @@ out:
     json_decref(meta);
     json_decref(rec);
     json_decref(sent);
+    kms_req_clean(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* A replica's deletion, told to its primary                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+#define REPLICA_GONE_PREFIX "kms/replica-gone/"
+
+coffer_err kms_mrk_replica_gone_txn(store_txn *t, const json_t *rec, const char *acct, const char *id)
+{
+    const json_t *mrc = json_object_get(rec, "MultiRegionConfiguration");
+    const char *type = json_string_value(json_object_get(mrc, "MultiRegionKeyType"));
+    const char *primary = mrc_primary(rec);
+    if (!json_is_true(json_object_get(rec, "MultiRegion")) || type == NULL || strcmp(type, "REPLICA") != 0 ||
+        primary == NULL) {
+        return COFFER_OK;
+    }
+    char skey[STORE_KEY_BUF];
+    snprintf(skey, sizeof(skey), REPLICA_GONE_PREFIX "%s/%s", acct, id);
+    json_t *v = json_pack("{s:s}", "PrimaryRegion", primary);
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (text == NULL) {
+        return kms_nomem();
+    }
+    coffer_err rc = store_txn_put(t, skey, coffer_cursor_from_str(text));
+    free(text);
+    return rc;
+}
+
+struct gone_scan {
+    size_t n;
+    char keys[16][STORE_KEY_BUF];
+    char primary[16][KMS_REGION_MAX + 1];
+};
+
+static coffer_err gone_cb(void *ctx, const char *key, coffer_cursor value)
+{
+    struct gone_scan *g = ctx;
+    json_t *v = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    const char *p = json_string_value(json_object_get(v, "PrimaryRegion"));
+    snprintf(g->keys[g->n], sizeof(g->keys[g->n]), "%s", key);
+    snprintf(g->primary[g->n], sizeof(g->primary[g->n]), "%s", p != NULL ? p : "");
+    json_decref(v);
+    return ++g->n == sizeof(g->keys) / sizeof(g->keys[0]) ? STORE_SCAN_STOP : COFFER_OK;
+}
+
+static void gone_drop(struct kms_service *svc, const char *skey)
+{
+    store_txn *t = NULL;
+    kms_write_begin(svc);
+    coffer_err rc = store_txn_begin(svc->st, &t);
+    if (rc == COFFER_OK) {
+        rc = store_txn_delete(t, skey);
+        rc = rc == COFFER_OK || rc == COFFER_ERR_NOT_FOUND ? store_txn_commit(t) : rc;
+        t = rc == COFFER_OK ? NULL : t;
+    }
+    store_txn_abort(t);
+    kms_write_release(svc);
+    if (rc != COFFER_OK) {
+        log_warn("kms: replica deletion notice %s not dropped: %s", skey, coffer_last_message());
+    }
+}
+
+/* Sends one notice; true when it is done with (delivered, or nothing left to tell). */
+static bool gone_send(struct kms_service *svc, const char *skey, const char *primary)
+{
+    char acct[API_ACCOUNT_ID_LEN + 1], id[KMS_KEY_ID_MAX + 1], rkey[STORE_KEY_BUF];
+    if (sscanf(skey, REPLICA_GONE_PREFIX "%12[0-9]/%40[a-z0-9-]", acct, id) != 2 || primary[0] == '\0') {
+        return true; /* not ours to interpret */
+    }
+    /* Replicated here again since: the primary lists this region rightly. */
+    coffer_buf val = COFFER_BUF_INIT;
+    kms_key_store_key(rkey, sizeof(rkey), acct, svc->region, id);
+    coffer_err rc = store_get(svc->st, rkey, &val);
+    coffer_buf_free(&val);
+    if (rc == COFFER_OK) {
+        return true;
+    }
+    const struct kms_peer *p = kms_peer_find(svc, primary);
+    if (p == NULL) {
+        log_warn("kms: replica %s deleted, but its primary region %s is no longer a peer", id, primary);
+        return true;
+    }
+    json_t *body = json_pack("{s:s,s:s}", "SourceRegion", svc->region, "KeyId", id), *ans = NULL;
+    rc = body != NULL ? peer_call(svc, p, "CofferReplicaDeleted", body, &ans) : kms_nomem();
+    json_decref(body);
+    json_decref(ans);
+    if (rc == COFFER_OK || rc == COFFER_ERR_NOT_FOUND) {
+        return true;
+    }
+    log_warn("kms: replica %s deleted, primary region %s not told yet (retried): %s", id, primary,
+             coffer_last_message());
+    return false;
+}
+
+void kms_mrk_replica_gone_deliver(struct kms_service *svc)
+{
+    struct gone_scan *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        return;
+    }
+    /* At most one batch per run, so a primary that cannot be reached costs a run a bounded
+     * number of attempts; undelivered notices stay and come first again next run. */
+    if (store_scan(svc->st, REPLICA_GONE_PREFIX, NULL, 0, gone_cb, g) == COFFER_OK) {
+        for (size_t i = 0; i < g->n; i++) {
+            if (gone_send(svc, g->keys[i], g->primary[i])) {
+                gone_drop(svc, g->keys[i]);
+            }
+        }
+    }
+    free(g);
+}
+
+struct deletion_start {
+    char key[STORE_KEY_BUF];
+};
+
+static coffer_err deletion_start_txn(store_txn *t, void *ctx)
+{
+    struct deletion_start *d = ctx;
+    return store_txn_put(t, d->key, coffer_cursor_from_str("{}"));
+}
+
+coffer_err kms_replica_serve_gone(struct kms_service *svc, struct api_call *call)
+{
+    static const char *const audit[] = {"SourceRegion", "KeyId", NULL};
+    struct kms_req r;
+    struct kms_key *k = NULL;
+    json_t *rec = NULL, *left = NULL;
+    coffer_err rc = COFFER_OK;
+    bool changed = false, start = false;
+    struct deletion_start d = {{0}};
+    char acct[API_ACCOUNT_ID_LEN + 1], id[KMS_KEY_ID_MAX + 1];
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode(KMS_OP_CofferReplicaDeleted, call->input, &r));
+    TRY_OUT(peer_caller_check(svc, call, r.source_region));
+    if (!kms_key_id_valid(r.key_id) || strncmp(r.key_id, "mrk-", 4) != 0) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica key id");
+    }
+    snprintf(acct, sizeof(acct), "%s", call->caller->account_id);
+    snprintf(id, sizeof(id), "%s", r.key_id);
+    kms_write_begin(svc);
+    rc = kms_key_get_locked(svc, acct, call->region, id, &k);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        char arn[KMS_ARN_MAX];
+        kms_key_arn(arn, sizeof(arn), call->region, acct, id);
+        rc = coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
+    }
+    if (rc != COFFER_OK) {
+        goto unlock;
+    }
+    kms_audit_key(call, k);
+    /* Only the primary keeps the list; a region it no longer lists has nothing to change. */
+    if (!kms_mrk_is_primary(k) || !regions_has(mrc_replicas(k->rec), r.source_region)) {
+        goto unlock;
+    }
+    if ((left = json_array()) == NULL || (rec = json_deep_copy(k->rec)) == NULL) {
+        rc = kms_nomem();
+        goto unlock;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(mrc_replicas(k->rec), i, v)
+    {
+        if (strcmp(json_string_value(v), r.source_region) != 0 && json_array_append(left, (json_t *)v) != 0) {
+            rc = kms_nomem();
+            goto unlock;
+        }
+    }
+    json_t *mrc = kms_mrk_config_for(call->region, call->region, left);
+    if (mrc == NULL || json_object_set_new(rec, "MultiRegionConfiguration", mrc) != 0) {
+        rc = kms_nomem();
+        goto unlock;
+    }
+    /* The last replica gone: a primary scheduled for deletion starts its waiting period now. */
+    start = k->state == KMS_STATE_PENDING_REPLICA_DELETION && json_array_size(left) == 0;
+    if (start) {
+        int64_t days = (int64_t)json_integer_value(json_object_get(k->rec, "PendingWindowInDays"));
+        int64_t when = kms_call_now_ms(call) + days * svc->limits.kms_deletion_day_ms;
+        if (json_object_set_new(rec, "KeyState", json_string("PendingDeletion")) != 0 ||
+            json_object_set_new(rec, "DeletionDate", json_integer(when)) != 0) {
+            rc = kms_nomem();
+            goto unlock;
+        }
+        snprintf(d.key, sizeof(d.key), "kms/deletion/%016" PRId64 "/%s/%s/%s", when, acct, call->region, id);
+    }
+    rc = kms_key_update(svc, k, rec, start ? deletion_start_txn : NULL, &d);
+    rec = NULL;
+    changed = rc == COFFER_OK;
+unlock:
+    kms_write_release(svc);
+    if (changed && kms_replica_push(svc, acct, id) != COFFER_OK) {
+        /* each region not reached is logged; the next change or rotation tells it */
+    }
+out:
+    json_decref(rec);
+    json_decref(left);
     kms_req_clean(&r);
     return rc;
 }

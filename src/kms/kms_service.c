@@ -74,7 +74,10 @@ static const char *const kms_sensitive_members[] = {
 
 static coffer_err sweep_job(void *ctx, int64_t now_ms)
 {
-    return kms_service_sweep(ctx, now_ms);
+    coffer_err rc = kms_service_sweep(ctx, now_ms);
+    /* Replicas deleted now or earlier: their primary regions are told, or retried next run. */
+    kms_mrk_replica_gone_deliver(ctx);
+    return rc;
 }
 
 static coffer_err rotation_job(void *ctx, int64_t now_ms)
@@ -360,6 +363,8 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             TRY_OUT(kms_count_add(t, prefix, -1, 0, "KMS keys"));
             TRY_OUT(store_txn_delete(t, skey));
             deleted = true;
+            /* A replica's primary region must learn it is gone (sent after the commit). */
+            TRY_OUT(kms_mrk_replica_gone_txn(t, rec, acct, id));
             snprintf(prefix, sizeof(prefix), "kms/material/%s/%s/%s/", acct, region, id);
             TRY_OUT(store_txn_scan(t, prefix, NULL, 0, collect_cb, &mats));
             for (size_t i = 0; i < mats.n; i++) {

@@ -153,6 +153,7 @@ NUMBER_SETTER(kms_key_policy_bytes, kms.limits.kms_key_policy_bytes, size_t, 1, 
               "max-key-policy-bytes")
 NUMBER_SETTER(kms_grants_per_key, kms.limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
 NUMBER_SETTER(kms_rotation_day_ms, kms.limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
+NUMBER_SETTER(kms_deletion_day_ms, kms.limits.kms_deletion_day_ms, int64_t, 1, 86400000, "deletion-day-ms")
 NUMBER_SETTER(kms_rsa_rps, kms.limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
 NUMBER_SETTER(kms_ecc_rps, kms.limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
@@ -277,6 +278,8 @@ static const struct config_option options[] = {
      "grants one KMS key may hold; CreateGrant beyond it is LimitExceededException (default 50000)"},
     {"rotation-day-ms", "COFFER_ROTATION_DAY_MS", true, set_kms_rotation_day_ms,
      "length of one day of a KMS key rotation period in ms (testing only; default 86400000)"},
+    {"deletion-day-ms", "COFFER_DELETION_DAY_MS", true, set_kms_deletion_day_ms,
+     "length of one day of a KMS key deletion waiting period in ms (testing only; default 86400000)"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},

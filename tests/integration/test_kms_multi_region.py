@@ -1,11 +1,13 @@
 """Multi-Region keys between two cofferd processes on loopback, us-east-1 and eu-west-1, each the
 other's peer, driven through boto3: CreateKey MultiRegion, ReplicateKey, DescribeKey on both
 sides, ciphertexts crossing regions with no call between the servers, UpdatePrimaryRegion, AWS's
-errors, and who may call Coffer's own replication operations."""
+errors, who may call Coffer's own replication operations, and deletion: a replica's reaches its
+primary, a primary waits for its replicas (a day is 100 ms here: --deletion-day-ms)."""
 import http.client
 import json
 import os
 import ssl
+import time
 import unittest
 
 from botocore.auth import SigV4Auth
@@ -30,7 +32,7 @@ class MultiRegionTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.peers = PeerRegions(REGIONS).start()
+        cls.peers = PeerRegions(REGIONS, extra_args=("--quota-crypto-rps", "0", "--deletion-day-ms", "100")).start()
         cls.servers, cls.dirs, cls.replicator_keys = cls.peers.servers, cls.peers.dirs, cls.peers.replicator_keys
         cls.kms = {r: cls.servers[r].client("kms", region=r) for r in REGIONS}
         cls.iam = {r: cls.servers[r].client("iam", region=r) for r in REGIONS}
@@ -74,6 +76,8 @@ class MultiRegionTest(unittest.TestCase):
         key_id, out = self.replicated_key(Description="the replica",
                                           Tags=[{"TagKey": "team", "TagValue": "west"}])
         meta = out["ReplicaKeyMetadata"]
+        # AWS answers while the replica is being made; DescribeKey then shows it Enabled.
+        self.assertEqual((meta["KeyState"], meta["Enabled"]), ("Creating", False))
         self.assertEqual(meta["KeyId"], key_id)
         self.assertEqual(meta["Arn"], self.arn(WEST, key_id))
         self.assertEqual(meta["Description"], "the replica")
@@ -286,7 +290,8 @@ class MultiRegionTest(unittest.TestCase):
         k = self.iam[WEST].create_access_key(UserName="kms-admin")["AccessKey"]
         for target, body in (("CofferGetReplicationKey", {"SourceRegion": EAST}),
                              ("CofferSyncReplica", {"SourceRegion": EAST, "KeyRecord": "{}",
-                                                    "WrappedMaterial": "AAAA"})):
+                                                    "WrappedMaterial": "AAAA"}),
+                             ("CofferReplicaDeleted", {"SourceRegion": EAST, "KeyId": "mrk-" + "0" * 32})):
             status, doc = self.call(WEST, target, body, k["AccessKeyId"], k["SecretAccessKey"])
             self.assertEqual((status, doc.get("__type")), (400, "AccessDeniedException"), target)
 
@@ -310,6 +315,105 @@ class MultiRegionTest(unittest.TestCase):
                 "MultiRegionConfiguration": {"MultiRegionKeyType": "REPLICA", "PrimaryRegion": EAST,
                                              "ReplicaRegions": [WEST]}})}, rakid, rsecret)
         self.assertEqual((status, doc.get("__type")), (400, "ValidationException"))
+
+
+    # ---- ReplicateKey's policy ----
+
+    def test_replicate_key_lockout_safety_check(self):
+        key_id = self.kms[EAST].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+        # A policy that leaves the caller unable to change it: refused unless bypassed, as CreateKey.
+        locked = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::%s:root" % ACCOUNT},
+            "Action": "kms:Decrypt", "Resource": "*"}]})
+        code, msg = self.error(self.kms[EAST].replicate_key, KeyId=key_id, ReplicaRegion=WEST, Policy=locked)
+        self.assertEqual((code, msg), ("MalformedPolicyDocumentException",
+                                       "The new key policy will not allow you to update the key policy in the future."))
+        self.assertEqual(self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]
+                         ["MultiRegionConfiguration"]["ReplicaKeys"], [])
+        out = self.kms[EAST].replicate_key(KeyId=key_id, ReplicaRegion=WEST, Policy=locked,
+                                           BypassPolicyLockoutSafetyCheck=True)
+        self.assertEqual(json.loads(out["ReplicaPolicy"]), json.loads(locked))
+
+    # ---- Deletion ----
+
+    def wait_for(self, fn, timeout=15):
+        deadline = time.time() + timeout
+        while True:
+            value = fn()
+            if value or time.time() > deadline:
+                return value
+            time.sleep(0.2)
+
+    def replica_regions(self, region, key_id):
+        meta = self.kms[region].describe_key(KeyId=key_id)["KeyMetadata"]
+        return [r["Region"] for r in meta["MultiRegionConfiguration"]["ReplicaKeys"]]
+
+    def gone(self, region, key_id):
+        try:
+            self.kms[region].describe_key(KeyId=key_id)
+            return False
+        except ClientError as e:
+            return e.response["Error"]["Code"] == "NotFoundException"
+
+    def test_replica_deletion_reaches_primary(self):
+        key_id, _ = self.replicated_key()
+        self.kms[EAST].replicate_key(KeyId=key_id, ReplicaRegion=SOUTH)
+        out = self.kms[WEST].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        self.assertEqual(out["KeyState"], "PendingDeletion")
+        self.assertIn("DeletionDate", out)
+        # Scheduled is not deleted: the primary still lists it.
+        self.assertEqual(sorted(self.replica_regions(EAST, key_id)), sorted([WEST, SOUTH]))
+        self.assertTrue(self.wait_for(lambda: self.gone(WEST, key_id)))
+        self.assertTrue(self.wait_for(lambda: self.replica_regions(EAST, key_id) == [SOUTH]))
+        # The primary tells its other replicas, and may replicate into the region again.
+        self.assertTrue(self.wait_for(lambda: self.replica_regions(SOUTH, key_id) == [SOUTH]))
+        out = self.kms[EAST].replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+        self.assertEqual(out["ReplicaKeyMetadata"]["KeyId"], key_id)
+        self.assertEqual(sorted(self.replica_regions(EAST, key_id)), sorted([WEST, SOUTH]))
+
+    def test_primary_waits_for_its_replicas(self):
+        key_id, _ = self.replicated_key()
+        out = self.kms[EAST].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        self.assertEqual((out["KeyState"], out["PendingWindowInDays"]), ("PendingReplicaDeletion", 7))
+        self.assertNotIn("DeletionDate", out)
+        meta = self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]
+        self.assertEqual((meta["KeyState"], meta["PendingDeletionWindowInDays"]), ("PendingReplicaDeletion", 7))
+        self.assertNotIn("DeletionDate", meta)
+        arn = self.arn(EAST, key_id)
+        self.assertEqual(self.error(self.kms[EAST].encrypt, KeyId=key_id, Plaintext=b"x"),
+                         ("KMSInvalidStateException", "%s is pending deletion." % arn))
+        self.assertEqual(self.error(self.kms[EAST].replicate_key, KeyId=key_id, ReplicaRegion=SOUTH),
+                         ("KMSInvalidStateException", "%s is pending deletion." % arn))
+        self.assertEqual(self.error(self.kms[EAST].schedule_key_deletion, KeyId=key_id),
+                         ("KMSInvalidStateException", "%s is pending deletion." % arn))
+        # Cancelled, it is Disabled as any key; scheduled again, it waits again.
+        self.assertEqual(self.kms[EAST].cancel_key_deletion(KeyId=key_id)["KeyId"], arn)
+        self.assertEqual(self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"], "Disabled")
+        self.kms[EAST].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        # Well past the 7 "days": still there, waiting for the replica.
+        time.sleep(1.5)
+        self.assertEqual(self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"],
+                         "PendingReplicaDeletion")
+        # The replica's deletion starts the primary's waiting period, which then runs out.
+        self.kms[WEST].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        meta = self.wait_for(lambda: (lambda m: m if m["KeyState"] == "PendingDeletion" else None)(
+            self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]))
+        self.assertIsNotNone(meta)
+        self.assertIn("DeletionDate", meta)
+        self.assertEqual(meta["MultiRegionConfiguration"]["ReplicaKeys"], [])
+        self.assertTrue(self.wait_for(lambda: self.gone(EAST, key_id)))
+
+    def test_replica_deletion_retried_while_primary_is_down(self):
+        key_id, _ = self.replicated_key()
+        east = self.servers[EAST]
+        east.stop()
+        try:
+            self.kms[WEST].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+            self.assertTrue(self.wait_for(lambda: self.gone(WEST, key_id)))
+            time.sleep(1.2)  # at least one more sweep fails to reach the primary
+        finally:
+            east.start(port=self.peers.ports[EAST])
+        self.assertTrue(self.wait_for(lambda: self.replica_regions(EAST, key_id) == []))
 
 
 class PeerConfigTest(unittest.TestCase):

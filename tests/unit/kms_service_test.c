@@ -501,6 +501,16 @@ static void test_create_key_refusals(void **state)
         /* Coffer's replication operations: no peer, nobody. */
         r = run(e, "CofferGetReplicationKey", "{\"SourceRegion\":\"eu-west-1\"}");
         expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+        r = run(e, "CofferReplicaDeleted", "{\"SourceRegion\":\"eu-west-1\",\"KeyId\":\"%s\"}", mrk);
+        expect(&r, COFFER_ERR_ACCESS_DENIED, NULL);
+        /* A primary without replicas is deleted as any key: PendingDeletion with a date. */
+        r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", mrk);
+        assert_int_equal(r.rc, COFFER_OK);
+        assert_string_equal(sval(r.out, "KeyState"), "PendingDeletion");
+        assert_non_null(json_object_get(r.out, "DeletionDate"));
+        result_free(&r);
+        r = run(e, "CancelKeyDeletion", "{\"KeyId\":\"%s\"}", mrk);
+        expect(&r, COFFER_OK, NULL);
     }
     r = run(e, "CreateKey", "{\"Policy\":\"not json\"}");
     expect(&r, COFFER_ERR_MALFORMED_POLICY, NULL);
@@ -594,6 +604,30 @@ static void test_asymmetric_quota_and_dry_run(void **state)
             "{\"CiphertextBlob\":\"%s\",\"KeyId\":\"%s\",\"EncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\"}", ct,
             rsa);
     expect(&r, COFFER_ERR_THROTTLING, NULL);
+    e->quota_refuse = false;
+    /* Data key pairs: a bucket per KeyPairSpec at AWS's rate, shared by both operations. */
+    e->n_charged = 0;
+    r = run(e, "GenerateDataKeyPairWithoutPlaintext", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"ECC_NIST_P384\"}",
+            sym);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "GenerateDataKeyPair", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"ECC_SECG_P256K1\"}", sym);
+    expect(&r, COFFER_OK, NULL);
+    assert_int_equal(e->n_charged, 2);
+    assert_string_equal(e->charged[0], "kms:pair-ECC_NIST_P384");
+    assert_true(e->charged_rps[0] == 10);
+    assert_string_equal(e->charged[1], "kms:pair-ECC_SECG_P256K1");
+    assert_true(e->charged_rps[1] == 25);
+    e->quota_refuse = true;
+    r = run(e, "GenerateDataKeyPair", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"RSA_4096\"}", sym);
+    expect(&r, COFFER_ERR_THROTTLING, NULL);
+    assert_string_equal(e->charged[2], "kms:pair-RSA_4096");
+    assert_true(e->charged_rps[2] == 0.1);
+    r = run(e, "GenerateDataKeyPair", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"RSA_3072\"}", sym);
+    expect(&r, COFFER_ERR_THROTTLING, NULL);
+    assert_true(e->charged_rps[3] == 0.5);
+    r = run(e, "GenerateDataKeyPair", "{\"KeyId\":\"%s\",\"KeyPairSpec\":\"RSA_2048\"}", sym);
+    expect(&r, COFFER_ERR_THROTTLING, NULL);
+    assert_true(e->charged_rps[4] == 1);
     e->quota_refuse = false;
     e->quota_take = NULL;
     r = run(e, "Decrypt",
