@@ -12,8 +12,8 @@
 
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-' || c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-' || c == '/';
 }
 
 static bool has_prefix_ci(const char *s, size_t len, const char *prefix)
@@ -55,19 +55,22 @@ coffer_err ssm_name_check(const char *name, bool for_write, size_t arn_prefix_le
     const char *c = (!hierarchical && name[0] == '/') ? name + 1 : name;
     size_t clen = len - (size_t)(c - name);
     if (hierarchical && slashes > SSM_MAX_LEVELS) {
-        return coffer_fail(COFFER_ERR_HIERARCHY_LIMIT,
-                           "A hierarchy can have a maximum of 15 levels. For more information, see "
-                           "https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html");
+        return coffer_fail(
+            COFFER_ERR_HIERARCHY_LIMIT,
+            "A hierarchy can have a maximum of 15 levels. For more information, see "
+            "https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-su-create.html");
     }
     if (for_write) {
         const char *first = hierarchical ? c + 1 : c;
         const char *end = hierarchical ? strchr(first, '/') : c + clen;
         size_t flen = (size_t)(end - first);
         if (hierarchical && flen == 3 && strncasecmp(first, "aws", 3) == 0) {
-            return coffer_fail(COFFER_ERR_ACCESS_DENIED, "No access to reserved parameter name: %.*s", (int)clen, c);
+            return coffer_fail(COFFER_ERR_ACCESS_DENIED, "No access to reserved parameter name: %.*s",
+                               (int)clen, c);
         }
         if (has_prefix_ci(first, flen, "aws") || has_prefix_ci(first, flen, "ssm")) {
-            return coffer_fail(COFFER_ERR_VALIDATION, hierarchical ? SSM_MSG_BAD_NAME : SSM_MSG_RESERVED_PLAIN);
+            return coffer_fail(COFFER_ERR_VALIDATION,
+                               hierarchical ? SSM_MSG_BAD_NAME : SSM_MSG_RESERVED_PLAIN);
         }
     }
     size_t arn_len = arn_prefix_len + clen - (c[0] == '/' ? 1 : 0);
@@ -143,8 +146,9 @@ coffer_err ssm_path_prefix(const char *path, char *out, size_t n)
 {
     size_t len = strlen(path);
     if (len == 0 || path[0] != '/' || len + 2 > n) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "The parameter doesn't meet the parameter name requirements. "
-                                                  "The parameter name must begin with a forward slash \"/\".");
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "The parameter doesn't meet the parameter name requirements. "
+                           "The parameter name must begin with a forward slash \"/\".");
     }
     for (size_t i = 0; i < len; i++) {
         if (!name_char(path[i]) || (path[i] == '/' && i + 1 < len && path[i + 1] == '/')) {

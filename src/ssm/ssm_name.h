@@ -22,7 +22,7 @@
 
 /* The reasons ssm_name_check refuses a name (messages as AWS words them). */
 #define SSM_MSG_BAD_NAME                                                                                     \
-    "Parameter name: can't be prefixed with \"ssm\" (case-insensitive). If formed as a path, it can "         \
+    "Parameter name: can't be prefixed with \"ssm\" (case-insensitive). If formed as a path, it can "        \
     "consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, "        \
     "numbers and the following 3 symbols .-_"
 #define SSM_MSG_RESERVED_PLAIN "Parameter name: can't be prefixed with \"aws\" or \"ssm\" (case-insensitive)."

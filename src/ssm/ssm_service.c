@@ -166,9 +166,10 @@ static coffer_err parameter_json(const struct api_call *call, const json_t *rec,
     char arn[SSM_ARN_PREFIX_MAX + SSM_NAME_MAX];
     param_arn(call, name, arn, sizeof(arn));
     *out = json_pack("{s:s, s:s, s:s, s:I, s:o, s:s, s:s}", "Name", name, "Type", vstr(ver, "Type"), "Value",
-                     vstr(ver, "Value"), "Version", vint(ver, "Version"), "LastModifiedDate", date_of(ver), "ARN",
-                     arn, "DataType", vstr(ver, "DataType"));
-    if (*out == NULL || (selector != NULL && json_object_set_new(*out, "Selector", json_string(selector)) != 0)) {
+                     vstr(ver, "Value"), "Version", vint(ver, "Version"), "LastModifiedDate", date_of(ver),
+                     "ARN", arn, "DataType", vstr(ver, "DataType"));
+    if (*out == NULL ||
+        (selector != NULL && json_object_set_new(*out, "Selector", json_string(selector)) != 0)) {
         return oom();
     }
     return COFFER_OK;
@@ -191,13 +192,27 @@ static coffer_err pattern_compile(const char *pattern, regex_t *re)
         char one[3] = {p[0], 0, 0};
         if (p[0] == '\\' && p[1] != 0) {
             switch (p[1]) {
-            case 'd': add = "[0-9]"; break;
-            case 'D': add = "[^0-9]"; break;
-            case 'w': add = "[A-Za-z0-9_]"; break;
-            case 'W': add = "[^A-Za-z0-9_]"; break;
-            case 's': add = "[[:space:]]"; break;
-            case 'S': add = "[^[:space:]]"; break;
-            default: one[1] = p[1]; break;
+            case 'd':
+                add = "[0-9]";
+                break;
+            case 'D':
+                add = "[^0-9]";
+                break;
+            case 'w':
+                add = "[A-Za-z0-9_]";
+                break;
+            case 'W':
+                add = "[^A-Za-z0-9_]";
+                break;
+            case 's':
+                add = "[[:space:]]";
+                break;
+            case 'S':
+                add = "[^[:space:]]";
+                break;
+            default:
+                one[1] = p[1];
+                break;
             }
             p++;
         }
@@ -242,13 +257,15 @@ static coffer_err check_data_type(const char *dt, const char *value)
     }
     if (strcmp(dt, "aws:ec2:image") == 0) {
         if (strncmp(value, "ami-", 4) != 0) {
-            return coffer_fail(COFFER_ERR_VALIDATION,
-                               "The parameter value is not a valid EC2 image id (ami-...) for data type aws:ec2:image.");
+            return coffer_fail(
+                COFFER_ERR_VALIDATION,
+                "The parameter value is not a valid EC2 image id (ami-...) for data type aws:ec2:image.");
         }
         return COFFER_OK;
     }
     return coffer_fail(COFFER_ERR_VALIDATION,
-                       "The following data type is not supported: %s (Data type names are all lowercase.)", dt);
+                       "The following data type is not supported: %s (Data type names are all lowercase.)",
+                       dt);
 }
 
 /* Copies `member` of `from` into `to` unless `given` is set (an overwrite keeps what it omits). */
@@ -287,14 +304,16 @@ static coffer_err op_PutParameter(void *state, struct api_call *call)
     char canon[SSM_NAME_MAX + 1];
     TRY(ssm_name_check(name, true, arn_prefix_len(call), canon, sizeof(canon)));
     if (tags != NULL && overwrite) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "Invalid request: tags and overwrite can't be used together. To create a parameter with "
-                           "tags, please remove overwrite flag. To update tags for an existing parameter, please use "
-                           "AddTagsToResource or RemoveTagsFromResource.");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "Invalid request: tags and overwrite can't be used together. To create a parameter with "
+            "tags, please remove overwrite flag. To update tags for an existing parameter, please use "
+            "AddTagsToResource or RemoveTagsFromResource.");
     }
     if (type == 2) {
         /* never stored in clear: refused until values can be encrypted with a KMS key */
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters are not supported yet.");
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "SecureString parameters are not supported yet.");
     }
     if (policies != NULL) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Parameter policies are not supported yet.");
@@ -313,9 +332,10 @@ static coffer_err op_PutParameter(void *state, struct api_call *call)
     TRY_OUT(rec_load(s->st, t, key, &rec));
     const json_t *prev = rec != NULL ? rec_latest(rec) : NULL;
     if (prev != NULL && !overwrite) {
-        FAIL_OUT(COFFER_ERR_ALREADY_EXISTS,
-                 "The parameter already exists. To overwrite this value, set the overwrite option in the request "
-                 "to true.");
+        FAIL_OUT(
+            COFFER_ERR_ALREADY_EXISTS,
+            "The parameter already exists. To overwrite this value, set the overwrite option in the request "
+            "to true.");
     }
     if (prev == NULL && type < 0) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "A parameter type is required when you create a parameter.");
@@ -325,26 +345,30 @@ static coffer_err op_PutParameter(void *state, struct api_call *call)
     if (was_advanced && tier == TIER_STANDARD) {
         FAIL_OUT(COFFER_ERR_VALIDATION,
                  "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the "
-                 "advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced "
+                 "advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the "
+                 "advanced "
                  "parameter and recreate it as a standard parameter.");
     }
-    bool advanced = tier == TIER_ADVANCED || was_advanced ||
-                    (tier == TIER_INTELLIGENT && chars > SSM_STANDARD_MAX_VALUE);
+    bool advanced =
+        tier == TIER_ADVANCED || was_advanced || (tier == TIER_INTELLIGENT && chars > SSM_STANDARD_MAX_VALUE);
     if (!advanced && chars > SSM_STANDARD_MAX_VALUE) {
-        FAIL_OUT(COFFER_ERR_VALIDATION,
-                 "Standard tier parameters support a maximum parameter value of 4096 characters. To create a larger "
-                 "parameter value, upgrade the parameter to use the advanced-parameter tier. For more information, "
-                 "see https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html");
+        FAIL_OUT(COFFER_ERR_VALIDATION, "Standard tier parameters support a maximum parameter value of 4096 "
+                                        "characters. To create a larger "
+                                        "parameter value, upgrade the parameter to use the "
+                                        "advanced-parameter tier. For more information, "
+                                        "see "
+                                        "https://docs.aws.amazon.com/systems-manager/latest/userguide/"
+                                        "parameter-store-advanced-parameters.html");
     }
     if (advanced && chars > SSM_ADVANCED_MAX_VALUE) {
         FAIL_OUT(COFFER_ERR_VALIDATION,
                  "Advanced tier parameters support a maximum parameter value of 8192 characters.");
     }
-    const char *eff_pattern = pattern != NULL ? pattern : (prev != NULL ? vstr(prev, "AllowedPattern") : NULL);
+    const char *eff_pattern =
+        pattern != NULL ? pattern : (prev != NULL ? vstr(prev, "AllowedPattern") : NULL);
     TRY_OUT(pattern_check(eff_pattern, value));
-    const char *eff_dt = data_type != NULL && data_type[0] != 0
-                             ? data_type
-                             : (prev != NULL ? vstr(prev, "DataType") : "text");
+    const char *eff_dt =
+        data_type != NULL && data_type[0] != 0 ? data_type : (prev != NULL ? vstr(prev, "DataType") : "text");
     TRY_OUT(check_data_type(eff_dt, value));
 
     json_int_t version = prev != NULL ? vint(prev, "Version") + 1 : 1;
@@ -425,16 +449,18 @@ static coffer_err resolve(const struct ssm *s, const struct api_call *call, cons
         ver = NULL;
         size_t i;
         json_t *v;
-        json_array_foreach(json_object_get(rec, "Versions"), i, v) {
+        json_array_foreach(json_object_get(rec, "Versions"), i, v)
+        {
             if (vint(v, "Version") == version) {
                 ver = v;
             }
         }
         if (ver == NULL) {
             json_decref(rec);
-            return coffer_fail(COFFER_ERR_VERSION_NOT_FOUND,
-                               "Systems Manager could not find version %lld of %s. Verify the version and try again.",
-                               (long long)version, canon);
+            return coffer_fail(
+                COFFER_ERR_VERSION_NOT_FOUND,
+                "Systems Manager could not find version %lld of %s. Verify the version and try again.",
+                (long long)version, canon);
         }
     }
     *rec_out = rec;
@@ -466,7 +492,8 @@ static coffer_err op_GetParameter(void *state, struct api_call *call)
 static int by_name(const void *a, const void *b)
 {
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
-    return strcmp(json_string_value(json_object_get(x, "Name")), json_string_value(json_object_get(y, "Name")));
+    return strcmp(json_string_value(json_object_get(x, "Name")),
+                  json_string_value(json_object_get(y, "Name")));
 }
 
 static coffer_err op_GetParameters(void *state, struct api_call *call)
@@ -488,7 +515,8 @@ static coffer_err op_GetParameters(void *state, struct api_call *call)
     }
     size_t i;
     const json_t *n;
-    json_array_foreach(names, i, n) {
+    json_array_foreach(names, i, n)
+    {
         json_t *rec = NULL, *param = NULL;
         const json_t *ver = NULL;
         char selector[32];
@@ -587,7 +615,8 @@ static coffer_err op_DeleteParameters(void *state, struct api_call *call)
     TRY_OUT(store_txn_begin(s->st, &t));
     size_t i;
     const json_t *n;
-    json_array_foreach(names, i, n) {
+    json_array_foreach(names, i, n)
+    {
         rc = delete_one(s, call, t, json_string_value(n));
         if (rc == COFFER_ERR_NOT_FOUND || rc == COFFER_ERR_VALIDATION || rc == COFFER_ERR_HIERARCHY_LIMIT) {
             coffer_clear_err();
@@ -639,7 +668,8 @@ static bool filter_any(const json_t *f, const char *have)
     const char *option = json_string_value(json_object_get(f, "Option"));
     size_t i;
     const json_t *v;
-    json_array_foreach(json_object_get(f, "Values"), i, v) {
+    json_array_foreach(json_object_get(f, "Values"), i, v)
+    {
         if (str_match(option != NULL ? option : "Equals", have, json_string_value(v))) {
             return true;
         }
@@ -654,7 +684,8 @@ static bool name_filter(const json_t *f, const char *canon)
     const char *option = json_string_value(json_object_get(f, "Option"));
     size_t i;
     const json_t *v;
-    json_array_foreach(json_object_get(f, "Values"), i, v) {
+    json_array_foreach(json_object_get(f, "Values"), i, v)
+    {
         const char *want = json_string_value(v);
         /* a one-level name is "x" and "/x" alike */
         if (str_match(option != NULL ? option : "Equals", canon, want) ||
@@ -671,7 +702,8 @@ static bool tag_filter(const json_t *f, const json_t *rec)
     const json_t *values = json_object_get(f, "Values");
     size_t i;
     const json_t *t;
-    json_array_foreach(json_object_get(rec, "Tags"), i, t) {
+    json_array_foreach(json_object_get(rec, "Tags"), i, t)
+    {
         if (strcmp(vstr(t, "Key"), tag) == 0) {
             return json_array_size(values) == 0 || filter_any(f, vstr(t, "Value"));
         }
@@ -685,7 +717,8 @@ static bool filters_pass(const json_t *filters, const json_t *rec, const char *c
     const json_t *ver = rec_latest(rec);
     size_t i;
     const json_t *f;
-    json_array_foreach(filters, i, f) {
+    json_array_foreach(filters, i, f)
+    {
         const char *key = json_string_value(json_object_get(f, "Key"));
         bool ok = true;
         if (strcmp(key, "Name") == 0) {
@@ -720,7 +753,8 @@ static coffer_err filters_check(const json_t *filters, const char *const *allowe
     }
     size_t i;
     const json_t *f;
-    json_array_foreach(filters, i, f) {
+    json_array_foreach(filters, i, f)
+    {
         const char *key = json_string_value(json_object_get(f, "Key"));
         const json_t *option = json_object_get(f, "Option"), *values = json_object_get(f, "Values");
         if (!json_is_object(f) || key == NULL || (option != NULL && !json_is_string(option)) ||
@@ -729,17 +763,22 @@ static coffer_err filters_check(const json_t *filters, const char *const *allowe
         }
         size_t j;
         const json_t *v;
-        json_array_foreach(values, j, v) {
-            if (!json_is_string(v) || strlen(json_string_value(v)) == 0 || strlen(json_string_value(v)) > 1024) {
-                return coffer_fail(COFFER_ERR_VALIDATION, "ParameterFilters: a value must be 1-1024 characters");
+        json_array_foreach(values, j, v)
+        {
+            if (!json_is_string(v) || strlen(json_string_value(v)) == 0 ||
+                strlen(json_string_value(v)) > 1024) {
+                return coffer_fail(COFFER_ERR_VALIDATION,
+                                   "ParameterFilters: a value must be 1-1024 characters");
             }
         }
         bool ok = false;
         for (const char *const *a = allowed; *a != NULL; a++) {
-            ok = ok || (strcmp(*a, "tag:") == 0 ? strncmp(key, "tag:", 4) == 0 && key[4] != 0 : strcmp(*a, key) == 0);
+            ok = ok || (strcmp(*a, "tag:") == 0 ? strncmp(key, "tag:", 4) == 0 && key[4] != 0
+                                                : strcmp(*a, key) == 0);
         }
         if (!ok) {
-            return coffer_fail(COFFER_ERR_INVALID_FILTER_KEY, "The following filter key is not valid: %s", key);
+            return coffer_fail(COFFER_ERR_INVALID_FILTER_KEY, "The following filter key is not valid: %s",
+                               key);
         }
         if (strncmp(key, "tag:", 4) != 0 && json_array_size(values) == 0) {
             return coffer_fail(COFFER_ERR_VALIDATION, "ParameterFilters: the %s filter needs values", key);
@@ -751,17 +790,22 @@ static coffer_err filters_check(const json_t *filters, const char *const *allowe
                                  : (strcmp(opt, "Equals") == 0 || strcmp(opt, "BeginsWith") == 0 ||
                                     (strcmp(key, "Name") == 0 && strcmp(opt, "Contains") == 0));
             if (!valid || (strcmp(key, "Label") == 0 && strcmp(opt, "Equals") != 0)) {
-                return coffer_fail(COFFER_ERR_INVALID_FILTER_OPTION, "The following filter option is not valid: %s. "
-                                                                     "Valid options include: [Equals, BeginsWith].", opt);
+                return coffer_fail(COFFER_ERR_INVALID_FILTER_OPTION,
+                                   "The following filter option is not valid: %s. "
+                                   "Valid options include: [Equals, BeginsWith].",
+                                   opt);
             }
         }
         if (strcmp(key, "Tier") == 0) {
-            json_array_foreach(values, j, v) {
+            json_array_foreach(values, j, v)
+            {
                 const char *t = json_string_value(v);
-                if (strcmp(t, "Standard") != 0 && strcmp(t, "Advanced") != 0 && strcmp(t, "Intelligent-Tiering") != 0) {
+                if (strcmp(t, "Standard") != 0 && strcmp(t, "Advanced") != 0 &&
+                    strcmp(t, "Intelligent-Tiering") != 0) {
                     return coffer_fail(COFFER_ERR_INVALID_FILTER_OPTION,
                                        "The following filter value is not valid: %s. Valid values include: "
-                                       "[Standard, Advanced, Intelligent-Tiering].", t);
+                                       "[Standard, Advanced, Intelligent-Tiering].",
+                                       t);
                 }
             }
         }
@@ -794,9 +838,9 @@ struct page {
     size_t max;
     bool (*visit)(struct page *pg, const json_t *rec, const char *canon); /* false: stop (out of memory) */
     json_t *items;
-    bool more;       /* one more match exists past the page */
-    char last[SSM_KEY_MAX];  /* key suffix of the last item of the page */
-    char skip[SSM_KEY_MAX];  /* not recursive: resume the scan after this key */
+    bool more;              /* one more match exists past the page */
+    char last[SSM_KEY_MAX]; /* key suffix of the last item of the page */
+    char skip[SSM_KEY_MAX]; /* not recursive: resume the scan after this key */
     coffer_err failure;
 };
 
@@ -907,12 +951,16 @@ static coffer_err op_GetParametersByPath(void *state, struct api_call *call)
     TRY(token_check(token, sub));
     /* the path's ARN: "/a/b/" -> "...:parameter/a/b", "/" -> "...:parameter/" */
     arn_prefix(call, arn, sizeof(arn));
-    snprintf(arn + strlen(arn), sizeof(arn) - strlen(arn), "%.*s", (int)strlen(sub) - 2 > 0 ? (int)strlen(sub) - 2 : 0,
-             sub + 1);
+    snprintf(arn + strlen(arn), sizeof(arn) - strlen(arn), "%.*s",
+             (int)strlen(sub) - 2 > 0 ? (int)strlen(sub) - 2 : 0, sub + 1);
     TRY(ssm_authorize(s, call, "GetParametersByPath", arn));
     account_prefix(call, base, sizeof(base));
-    struct page pg = {.call = call, .filters = filters, .recursive = recursive, .max = (size_t)max,
-                      .visit = visit_parameter, .items = json_array()};
+    struct page pg = {.call = call,
+                      .filters = filters,
+                      .recursive = recursive,
+                      .max = (size_t)max,
+                      .visit = visit_parameter,
+                      .items = json_array()};
     if (pg.items == NULL) {
         return oom();
     }
@@ -934,8 +982,8 @@ static bool visit_metadata(struct page *pg, const json_t *rec, const char *canon
     param_arn(pg->call, canon, arn, sizeof(arn));
     json_t *m = json_pack("{s:s, s:s, s:s, s:o, s:s, s:I, s:s, s:[], s:s}", "Name", canon, "ARN", arn, "Type",
                           vstr(ver, "Type"), "LastModifiedDate", date_of(ver), "LastModifiedUser",
-                          vstr(ver, "LastModifiedUser"), "Version", vint(ver, "Version"), "Tier", vstr(ver, "Tier"),
-                          "Policies", "DataType", vstr(ver, "DataType"));
+                          vstr(ver, "LastModifiedUser"), "Version", vint(ver, "Version"), "Tier",
+                          vstr(ver, "Tier"), "Policies", "DataType", vstr(ver, "DataType"));
     if (m == NULL) {
         return false;
     }
@@ -960,16 +1008,18 @@ static coffer_err legacy_filters(const json_t *filters, json_t *into)
     }
     size_t i;
     const json_t *f;
-    json_array_foreach(filters, i, f) {
+    json_array_foreach(filters, i, f)
+    {
         const char *key = json_string_value(json_object_get(f, "Key"));
         if (key == NULL || !json_is_array(json_object_get(f, "Values"))) {
             return coffer_fail(COFFER_ERR_SERIALIZATION, "Filters: malformed filter");
         }
         if (strcmp(key, "Name") != 0 && strcmp(key, "Type") != 0 && strcmp(key, "KeyId") != 0) {
-            return coffer_fail(COFFER_ERR_VALIDATION,
-                               "1 validation error detected: Value '%s' at 'filters.%zu.member.key' failed to satisfy "
-                               "constraint: Member must satisfy enum value set: [Name, Type, KeyId]",
-                               key, i + 1);
+            return coffer_fail(
+                COFFER_ERR_VALIDATION,
+                "1 validation error detected: Value '%s' at 'filters.%zu.member.key' failed to satisfy "
+                "constraint: Member must satisfy enum value set: [Name, Type, KeyId]",
+                key, i + 1);
         }
         if (json_array_append(into, (json_t *)f) != 0) {
             return oom();
@@ -1010,8 +1060,12 @@ static coffer_err op_DescribeParameters(void *state, struct api_call *call)
     TRY(token_check(token, sub));
     account_prefix(call, base, sizeof(base));
     json_t *filters = json_array();
-    struct page pg = {.call = call, .filters = filters, .recursive = recursive, .max = (size_t)max,
-                      .visit = visit_metadata, .items = json_array()};
+    struct page pg = {.call = call,
+                      .filters = filters,
+                      .recursive = recursive,
+                      .max = (size_t)max,
+                      .visit = visit_metadata,
+                      .items = json_array()};
     coffer_err rc = COFFER_OK;
     if (filters == NULL || pg.items == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -1072,13 +1126,15 @@ static coffer_err op_GetParameterHistory(void *state, struct api_call *call)
     }
     const json_t *versions = json_object_get(rec, "Versions");
     const char *canon = json_string_value(json_object_get(rec, "Name"));
-    size_t end = start + (size_t)max < json_array_size(versions) ? start + (size_t)max : json_array_size(versions);
+    size_t end =
+        start + (size_t)max < json_array_size(versions) ? start + (size_t)max : json_array_size(versions);
     for (size_t i = start; i < end; i++) {
         const json_t *v = json_array_get(versions, i);
-        json_t *h = json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:[], s:s, s:[], s:s}", "Name", canon, "Type",
-                              vstr(v, "Type"), "LastModifiedDate", date_of(v), "LastModifiedUser",
-                              vstr(v, "LastModifiedUser"), "Value", vstr(v, "Value"), "Version", vint(v, "Version"),
-                              "Labels", "Tier", vstr(v, "Tier"), "Policies", "DataType", vstr(v, "DataType"));
+        json_t *h =
+            json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:[], s:s, s:[], s:s}", "Name", canon, "Type",
+                      vstr(v, "Type"), "LastModifiedDate", date_of(v), "LastModifiedUser",
+                      vstr(v, "LastModifiedUser"), "Value", vstr(v, "Value"), "Version", vint(v, "Version"),
+                      "Labels", "Tier", vstr(v, "Tier"), "Policies", "DataType", vstr(v, "DataType"));
         if (h == NULL || json_array_append_new(items, h) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
