@@ -92,6 +92,9 @@
       "The parameter value does not match the allowed pattern.")                                             \
     X(COFFER_ERR_INVALID_PATTERN, "InvalidAllowedPatternException", 400,                                     \
       "The allowed pattern is not valid.")                                                                   \
+    X(COFFER_ERR_INVALID_KEY_ID, "InvalidKeyId", 400, "The query key ID isn't valid.")                       \
+    X(COFFER_ERR_TOO_MANY_UPDATES, "TooManyUpdates", 400,                                                    \
+      "There are concurrent updates for a resource that supports one update at a time.")                     \
     X(COFFER_ERR_INVALID_FILTER_KEY, "InvalidFilterKey", 400, "The specified key is not valid.")             \
     X(COFFER_ERR_INVALID_FILTER_OPTION, "InvalidFilterOption", 400,                                          \
       "Valid options are Equals and BeginsWith. For Path filter, valid options are Recursive and OneLevel.")

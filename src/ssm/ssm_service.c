@@ -20,6 +20,7 @@
 #include "api/api_input.h"
 #include "common/buf.h"
 #include "iam/authz.h"
+#include "kms/kms.h"
 #include "ssm/ssm_name.h"
 #include "store/store.h"
 
@@ -27,10 +28,13 @@
 #define SSM_ADVANCED_MAX_VALUE 8192
 #define SSM_KEY_MAX (128 + SSM_NAME_MAX + 8) /* names are checked to fit the store's 1024 */
 #define SSM_ARN_PREFIX_MAX 128
+#define SSM_DEFAULT_KEY "alias/aws/ssm"
+#define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
 
 struct ssm {
     store *st;
-    authz *az; /* NULL: any authenticated caller may do anything in its account */
+    authz *az;                 /* NULL: any authenticated caller may do anything in its account */
+    const struct kms_api *kms; /* the daemon's KMS; NULL: no SecureString */
     struct api_service api;
 };
 
@@ -158,16 +162,74 @@ static coffer_err oom(void)
     return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
 }
 
+/* {"PARAMETER_ARN": <ARN>}: the encryption context of a SecureString value, as AWS sets it. */
+static json_t *value_context(const struct api_call *call, const char *canon)
+{
+    char arn[SSM_ARN_PREFIX_MAX + SSM_NAME_MAX];
+    param_arn(call, canon, arn, sizeof(arn));
+    return json_pack("{s:s}", "PARAMETER_ARN", arn);
+}
+
+/* KMS's refusals of a key in Parameter Store's words: an unusable key is InvalidKeyId. */
+static coffer_err kms_failure(coffer_err rc)
+{
+    if (rc == COFFER_ERR_ACCESS_DENIED || rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_STORE ||
+        rc == COFFER_ERR_AUDIT || rc == COFFER_ERR_THROTTLING || rc == COFFER_ERR_VALIDATION) {
+        return rc;
+    }
+    char why[256];
+    snprintf(why, sizeof(why), "%s", coffer_last_message());
+    return coffer_fail(COFFER_ERR_INVALID_KEY_ID, "%s", why[0] != 0 ? why : "The query key ID isn't valid.");
+}
+
+/*
+ * The Value of `ver` as the reader gets it: a SecureString is the base64 ciphertext as stored,
+ * or with `decrypt` the plaintext, which KMS gives only when the caller may kms:Decrypt with
+ * the parameter's key. A new JSON string.
+ */
+static coffer_err value_json(const struct ssm *s, const struct api_call *call, const char *canon,
+                             const json_t *ver, bool decrypt, json_t **out)
+{
+    *out = NULL;
+    if (!decrypt || strcmp(vstr(ver, "Type"), "SecureString") != 0) {
+        *out = json_string(vstr(ver, "Value"));
+        return *out != NULL ? COFFER_OK : oom();
+    }
+    if (s->kms == NULL) {
+        return coffer_fail(COFFER_ERR_INVALID_KEY_ID, "The query key ID isn't valid.");
+    }
+    char via[96], key_arn[512];
+    snprintf(via, sizeof(via), "ssm.%s.amazonaws.com", call->region);
+    json_t *ec = value_context(call, canon);
+    if (ec == NULL) {
+        return oom();
+    }
+    coffer_buf plain;
+    coffer_err rc =
+        s->kms->decrypt(s->kms->svc, call, via, vstr(ver, "Value"), ec, &plain, key_arn, sizeof(key_arn));
+    json_decref(ec);
+    if (rc == COFFER_OK) {
+        *out = json_stringn((const char *)plain.data, plain.len);
+        rc = *out != NULL ? COFFER_OK : oom();
+    } else {
+        rc = kms_failure(rc);
+    }
+    coffer_buf_free(&plain);
+    return rc;
+}
+
 /* The Parameter object of `ver` (GetParameter, GetParameters, GetParametersByPath). */
-static coffer_err parameter_json(const struct api_call *call, const json_t *rec, const json_t *ver,
-                                 const char *selector, json_t **out)
+static coffer_err parameter_json(const struct ssm *s, const struct api_call *call, const json_t *rec,
+                                 const json_t *ver, const char *selector, bool decrypt, json_t **out)
 {
     const char *name = json_string_value(json_object_get(rec, "Name"));
     char arn[SSM_ARN_PREFIX_MAX + SSM_NAME_MAX];
     param_arn(call, name, arn, sizeof(arn));
-    *out = json_pack("{s:s, s:s, s:s, s:I, s:o, s:s, s:s}", "Name", name, "Type", vstr(ver, "Type"), "Value",
-                     vstr(ver, "Value"), "Version", vint(ver, "Version"), "LastModifiedDate", date_of(ver),
-                     "ARN", arn, "DataType", vstr(ver, "DataType"));
+    json_t *value = NULL;
+    TRY(value_json(s, call, name, ver, decrypt, &value));
+    *out = json_pack("{s:s, s:s, s:o, s:I, s:o, s:s, s:s}", "Name", name, "Type", vstr(ver, "Type"), "Value",
+                     value, "Version", vint(ver, "Version"), "LastModifiedDate", date_of(ver), "ARN", arn,
+                     "DataType", vstr(ver, "DataType"));
     if (*out == NULL ||
         (selector != NULL && json_object_set_new(*out, "Selector", json_string(selector)) != 0)) {
         return oom();
@@ -310,26 +372,24 @@ static coffer_err op_PutParameter(void *state, struct api_call *call)
             "tags, please remove overwrite flag. To update tags for an existing parameter, please use "
             "AddTagsToResource or RemoveTagsFromResource.");
     }
-    if (type == 2) {
-        /* never stored in clear: refused until values can be encrypted with a KMS key */
-        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
-                           "SecureString parameters are not supported yet.");
+    if (type == 2 && s->kms == NULL) {
+        /* never stored in clear: without KMS there is nothing to encrypt it with */
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters need KMS.");
     }
     if (policies != NULL) {
         return coffer_fail(COFFER_ERR_VALIDATION, "Parameter policies are not supported yet.");
-    }
-    if (key_id != NULL) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "KeyId is only valid for SecureString parameters.");
     }
     TRY(authorize_param(s, call, canon));
 
     char key[SSM_KEY_MAX];
     param_key(call, canon, key, sizeof(key));
     store_txn *t = NULL;
-    json_t *rec = NULL, *ver = NULL;
+    json_t *rec = NULL, *ver = NULL, *cur = NULL, *ec = NULL;
+    char *cipher = NULL;
     coffer_err rc = COFFER_OK;
-    TRY_OUT(store_txn_begin(s->st, &t));
-    TRY_OUT(rec_load(s->st, t, key, &rec));
+    /* read first: encrypting may write a record (the AWS managed key, made on first use), which
+     * cannot happen inside this request's transaction; the transaction checks nothing moved */
+    TRY_OUT(rec_load(s->st, NULL, key, &rec));
     const json_t *prev = rec != NULL ? rec_latest(rec) : NULL;
     if (prev != NULL && !overwrite) {
         FAIL_OUT(
@@ -370,17 +430,54 @@ static coffer_err op_PutParameter(void *state, struct api_call *call)
     const char *eff_dt =
         data_type != NULL && data_type[0] != 0 ? data_type : (prev != NULL ? vstr(prev, "DataType") : "text");
     TRY_OUT(check_data_type(eff_dt, value));
+    const char *eff_type = type >= 0 ? types[type] : vstr(prev, "Type");
+    bool secure = strcmp(eff_type, "SecureString") == 0;
+    if (key_id != NULL && !secure) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "KeyId is only valid for SecureString parameters.");
+    }
+    const char *eff_key = NULL;
+    if (secure) {
+        if (s->kms == NULL) {
+            FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters need KMS.");
+        }
+        const char *prev_key = prev != NULL ? vstr(prev, "KeyId") : NULL;
+        eff_key = key_id != NULL ? key_id : (prev_key != NULL ? prev_key : SSM_DEFAULT_KEY);
+        if (strlen(value) > SSM_KMS_MAX_PLAINTEXT) {
+            FAIL_OUT(COFFER_ERR_VALIDATION, "SecureString values longer than %d bytes are not supported.",
+                     SSM_KMS_MAX_PLAINTEXT);
+        }
+        char via[96], key_arn[512];
+        snprintf(via, sizeof(via), "ssm.%s.amazonaws.com", call->region);
+        if ((ec = value_context(call, canon)) == NULL) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+        rc = s->kms->encrypt(s->kms->svc, call, via, eff_key, ec, coffer_cursor_from_str(value), &cipher,
+                             key_arn, sizeof(key_arn));
+        if (rc != COFFER_OK) {
+            rc = kms_failure(rc);
+            goto out;
+        }
+    }
 
     json_int_t version = prev != NULL ? vint(prev, "Version") + 1 : 1;
-    ver = json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s}", "Version", version, "Type",
-                    type >= 0 ? types[type] : vstr(prev, "Type"), "Value", value, "LastModifiedDate",
-                    (json_int_t)call->now_ms, "LastModifiedUser", call->caller->principal_arn, "Tier",
+    ver = json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s}", "Version", version, "Type", eff_type, "Value",
+                    cipher != NULL ? cipher : value, "LastModifiedDate", (json_int_t)call->now_ms,
+                    "LastModifiedUser", call->caller->principal_arn, "Tier",
                     advanced ? "Advanced" : "Standard", "DataType", eff_dt);
     if (ver == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     TRY_OUT(inherit(ver, "Description", description, prev));
     TRY_OUT(inherit(ver, "AllowedPattern", pattern, prev));
+    if (eff_key != NULL && json_object_set_new(ver, "KeyId", json_string(eff_key)) != 0) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    TRY_OUT(store_txn_begin(s->st, &t));
+    TRY_OUT(rec_load(s->st, t, key, &cur));
+    if ((cur == NULL) != (rec == NULL) || (cur != NULL && vint(rec_latest(cur), "Version") != version - 1)) {
+        FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
+                 "There are concurrent updates for a resource that supports one update at a time.");
+    }
     if (rec == NULL) {
         rec = json_pack("{s:s, s:[], s:[]}", "Name", canon, "Versions", "Tags");
         if (rec == NULL || (tags != NULL && json_object_set(rec, "Tags", (json_t *)tags) != 0)) {
@@ -405,6 +502,9 @@ static coffer_err op_PutParameter(void *state, struct api_call *call)
     }
 out:
     store_txn_abort(t);
+    free(cipher);
+    json_decref(ec);
+    json_decref(cur);
     json_decref(ver);
     json_decref(rec);
     return rc;
@@ -482,7 +582,7 @@ static coffer_err op_GetParameter(void *state, struct api_call *call)
     const json_t *ver = NULL;
     char selector[32];
     TRY(resolve(s, call, name, &rec, &ver, selector, sizeof(selector)));
-    coffer_err rc = parameter_json(call, rec, ver, selector[0] != 0 ? selector : NULL, &param);
+    coffer_err rc = parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
     json_decref(rec);
     TRY(rc);
     call->output = json_pack("{s:o}", "Parameter", param);
@@ -532,7 +632,7 @@ static coffer_err op_GetParameters(void *state, struct api_call *call)
             continue;
         }
         TRY_OUT(rc);
-        rc = parameter_json(call, rec, ver, selector[0] != 0 ? selector : NULL, &param);
+        rc = parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
         json_decref(rec);
         TRY_OUT(rc);
         found[n_found++] = param;
@@ -830,7 +930,9 @@ static coffer_err filters_check(const json_t *filters, const char *const *allowe
  * plus one seek per child subtree, whatever the total count.
  */
 struct page {
+    const struct ssm *s;
     const struct api_call *call;
+    bool decrypt;
     const json_t *filters;
     size_t base_len;
     size_t sub_len;
@@ -865,7 +967,7 @@ static coffer_err page_visit(void *ctx, const char *key, coffer_cursor value)
         } else {
             snprintf(pg->last, sizeof(pg->last), "%s", key + pg->base_len);
             if (!pg->visit(pg, rec, canon)) {
-                rc = coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+                rc = pg->failure != COFFER_OK ? pg->failure : coffer_fail(COFFER_ERR_NOMEM, "out of memory");
             }
         }
     }
@@ -911,7 +1013,8 @@ static coffer_err token_check(const char *token, const char *sub)
 static bool visit_parameter(struct page *pg, const json_t *rec, const char *canon)
 {
     json_t *p = NULL;
-    if (parameter_json(pg->call, rec, rec_latest(rec), NULL, &p) != COFFER_OK) {
+    pg->failure = parameter_json(pg->s, pg->call, rec, rec_latest(rec), NULL, pg->decrypt, &p);
+    if (pg->failure != COFFER_OK) {
         return false;
     }
     return json_array_append_new(pg->items, p) == 0;
@@ -955,7 +1058,9 @@ static coffer_err op_GetParametersByPath(void *state, struct api_call *call)
              (int)strlen(sub) - 2 > 0 ? (int)strlen(sub) - 2 : 0, sub + 1);
     TRY(ssm_authorize(s, call, "GetParametersByPath", arn));
     account_prefix(call, base, sizeof(base));
-    struct page pg = {.call = call,
+    struct page pg = {.s = s,
+                      .call = call,
+                      .decrypt = decrypt,
                       .filters = filters,
                       .recursive = recursive,
                       .max = (size_t)max,
@@ -1130,11 +1235,12 @@ static coffer_err op_GetParameterHistory(void *state, struct api_call *call)
         start + (size_t)max < json_array_size(versions) ? start + (size_t)max : json_array_size(versions);
     for (size_t i = start; i < end; i++) {
         const json_t *v = json_array_get(versions, i);
-        json_t *h =
-            json_pack("{s:s, s:s, s:o, s:s, s:s, s:I, s:[], s:s, s:[], s:s}", "Name", canon, "Type",
-                      vstr(v, "Type"), "LastModifiedDate", date_of(v), "LastModifiedUser",
-                      vstr(v, "LastModifiedUser"), "Value", vstr(v, "Value"), "Version", vint(v, "Version"),
-                      "Labels", "Tier", vstr(v, "Tier"), "Policies", "DataType", vstr(v, "DataType"));
+        json_t *value = NULL;
+        TRY_OUT(value_json(s, call, canon, v, decrypt, &value));
+        json_t *h = json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:[], s:s, s:[], s:s}", "Name", canon, "Type",
+                              vstr(v, "Type"), "LastModifiedDate", date_of(v), "LastModifiedUser",
+                              vstr(v, "LastModifiedUser"), "Value", value, "Version", vint(v, "Version"),
+                              "Labels", "Tier", vstr(v, "Tier"), "Policies", "DataType", vstr(v, "DataType"));
         if (h == NULL || json_array_append_new(items, h) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
@@ -1197,6 +1303,7 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     }
     s->st = host->store;
     s->az = host->authz;
+    s->kms = host->lookup != NULL ? host->lookup(host->lookup_ctx, "kms") : NULL;
     s->api = (struct api_service){
         .target_prefix = "AmazonSSM",
         .signing_name = "ssm",

@@ -4,6 +4,7 @@ paged), versions and history, DescribeParameters filters, tier limits, name rule
 error names; identity policies decide for IAM users; unknown or badly signed callers change
 nothing; the trail records every call with eventSource ssm.amazonaws.com and never a value.
 """
+import base64
 import json
 import time
 import unittest
@@ -254,9 +255,6 @@ class SsmParametersTest(ServerTestCase):
         self.assertEqual(code, "ValidationException")
         code, _ = self.err(self.ssm.put_parameter, Name="/t/pat", Value="v", Type="String", AllowedPattern="([")
         self.assertEqual(code, "InvalidAllowedPatternException")
-        code, _ = self.err(self.ssm.put_parameter, Name="/t/sec", Value="v", Type="SecureString")
-        self.assertEqual(code, "UnsupportedParameterType")
-        self.assertEqual(self.err(self.ssm.get_parameter, Name="/t/sec")[0], "ParameterNotFound")
         self.assertEqual(self.err(self.ssm.get_parameter, Name="/t/missing")[0], "ParameterNotFound")
         self.assertEqual(self.err(self.ssm.delete_parameter, Name="/t/missing")[0], "ParameterNotFound")
 
@@ -296,6 +294,99 @@ class SsmParametersTest(ServerTestCase):
                          "AccessDeniedException")
         self.assertEqual(self.err(reader.put_parameter, Name="/my-department/my-app/dev/x", Value="v",
                                   Type="String")[0], "AccessDeniedException")
+
+    def test_secure_string_with_the_default_key(self):
+        name, secret = "/my-department/my-app/prod/api-key", "default-key-canary-51e2"
+        r = self.ssm.put_parameter(Name=name, Value=secret, Type="SecureString")
+        self.assertEqual(r["Version"], 1)
+        p = self.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+        self.assertEqual((p["Value"], p["Type"]), (secret, "SecureString"))
+        # without decryption: the KMS ciphertext, base64
+        stored = self.ssm.get_parameter(Name=name)["Parameter"]["Value"]
+        self.assertNotEqual(stored, secret)
+        blob = base64.b64decode(stored, validate=True)
+        self.assertNotIn(secret.encode(), blob)
+        # the AWS managed key was made on first use, and is usable only through Parameter Store
+        kms = self.server.client("kms")
+        md = kms.describe_key(KeyId="alias/aws/ssm")["KeyMetadata"]
+        self.assertEqual(md["KeyManager"], "AWS")
+        with self.assertRaises(ClientError) as cm:
+            kms.decrypt(CiphertextBlob=blob, EncryptionContext={"PARAMETER_ARN": arn(name)})
+        self.assertEqual(cm.exception.response["Error"]["Code"], "AccessDeniedException")
+        meta = self.ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])["Parameters"]
+        self.assertEqual((meta[0]["Type"], meta[0]["KeyId"]), ("SecureString", "alias/aws/ssm"))
+        # overwrite keeps type and key; history and by-path decrypt on request
+        self.ssm.put_parameter(Name=name, Value=secret + "-2", Overwrite=True)
+        hist = self.ssm.get_parameter_history(Name=name, WithDecryption=True)["Parameters"]
+        self.assertEqual([h["Value"] for h in hist], [secret, secret + "-2"])
+        self.assertEqual({h["KeyId"] for h in hist}, {"alias/aws/ssm"})
+        hist = self.ssm.get_parameter_history(Name=name)["Parameters"]
+        self.assertNotIn(secret, json.dumps(hist, default=str))
+        page = self.ssm.get_parameters_by_path(Path="/my-department/my-app/prod", WithDecryption=True)
+        self.assertIn(secret + "-2", [q["Value"] for q in page["Parameters"]])
+        self.assertEqual(self.ssm.get_parameters(Names=[name + ":1"], WithDecryption=True)["Parameters"][0]["Value"],
+                         secret)
+        # the trail never holds the value
+        deadline = time.time() + 10
+        while True:
+            evs = [e for e in trail_events(self.server.data_dir) if e.get("eventSource") == "ssm.amazonaws.com"]
+            if any(e["eventName"] == "GetParameterHistory" for e in evs) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertNotIn(secret, json.dumps(evs))
+        code, _ = self.err(self.ssm.put_parameter, Name="/t/sec/nokey", Value="v", Type="SecureString",
+                           KeyId="alias/does-not-exist")
+        self.assertEqual(code, "InvalidKeyId")
+        code, _ = self.err(self.ssm.put_parameter, Name="/t/sec/plain", Value="v", Type="String",
+                           KeyId="alias/aws/ssm")
+        self.assertEqual(code, "ValidationException")
+
+    def test_secure_string_with_a_customer_key_needs_the_callers_decrypt(self):
+        kms = self.server.client("kms")
+        key = kms.create_key(Description="ssm customer key")["KeyMetadata"]
+        name, secret = "/t/sec/customer", "customer-key-canary-9c0d"
+        self.ssm.put_parameter(Name=name, Value=secret, Type="SecureString", KeyId=key["Arn"])
+        self.assertEqual(self.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"], secret)
+        iam = self.server.client("iam")
+        iam.create_user(UserName="ssm-no-kms")
+        ak = iam.create_access_key(UserName="ssm-no-kms")["AccessKey"]
+        iam.put_user_policy(UserName="ssm-no-kms", PolicyName="ssm", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}]}))
+        user = self.server.client("ssm", akid=ak["AccessKeyId"], secret=ak["SecretAccessKey"])
+        deadline = time.time() + 10
+        while True:
+            try:
+                stored = user.get_parameter(Name=name)["Parameter"]["Value"]
+                break
+            except ClientError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.assertNotEqual(stored, secret)
+        base64.b64decode(stored, validate=True)
+        code, msg = self.err(user.get_parameter, Name=name, WithDecryption=True)
+        self.assertEqual(code, "AccessDeniedException")
+        self.assertIn("kms:Decrypt", msg)
+        code, _ = self.err(user.put_parameter, Name="/t/sec/by-user", Value="v", Type="SecureString",
+                           KeyId=key["KeyId"])
+        self.assertEqual(code, "AccessDeniedException")
+        # the default key needs no KMS permission of the caller: Parameter Store uses it on its behalf
+        user.put_parameter(Name="/t/sec/by-user", Value="user-secret", Type="SecureString")
+        self.assertEqual(user.get_parameter(Name="/t/sec/by-user", WithDecryption=True)["Parameter"]["Value"],
+                         "user-secret")
+        iam.put_user_policy(UserName="ssm-no-kms", PolicyName="kms", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Decrypt",
+                                                   "Resource": key["Arn"]}]}))
+        deadline = time.time() + 10
+        while True:
+            try:
+                value = user.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+                break
+            except ClientError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.assertEqual(value, secret)
 
     def test_unknown_key_and_bad_signature_change_nothing(self):
         akid, secret = self.server.credentials()

@@ -95,11 +95,13 @@ static void test_references(void **state)
     (void)state;
     char name[SSM_NAME_MAX + 2], label[101];
     int64_t v = -1;
-    assert_int_equal(ssm_ref_split("/a/b", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)), COFFER_OK);
+    assert_int_equal(ssm_ref_split("/a/b", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)),
+                     COFFER_OK);
     assert_string_equal(name, "/a/b");
     assert_int_equal(v, 0);
     assert_string_equal(label, "");
-    assert_int_equal(ssm_ref_split("/a/b:12", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)), COFFER_OK);
+    assert_int_equal(ssm_ref_split("/a/b:12", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)),
+                     COFFER_OK);
     assert_string_equal(name, "/a/b");
     assert_int_equal(v, 12);
     assert_int_equal(ssm_ref_split("/a/b:prod", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)),
@@ -107,8 +109,9 @@ static void test_references(void **state)
     assert_int_equal(v, 0);
     assert_string_equal(label, "prod");
     /* an ARN names the parameter without its leading slash */
-    assert_int_equal(ssm_ref_split(ARN_PREFIX "a/b:3", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)),
-                     COFFER_OK);
+    assert_int_equal(
+        ssm_ref_split(ARN_PREFIX "a/b:3", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)),
+        COFFER_OK);
     assert_string_equal(name, "/a/b");
     assert_int_equal(v, 3);
     assert_int_equal(ssm_ref_split(ARN_PREFIX "x", ARN_PREFIX, name, sizeof(name), &v, label, sizeof(label)),
