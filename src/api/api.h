@@ -87,6 +87,12 @@ struct api_call {
      */
     bool (*quota_take)(void *quota_ctx, const char *bucket, double rps);
     void *quota_ctx;
+    /*
+     * Set when another service makes this call in-process on the caller's behalf (Parameter
+     * Store encrypting a SecureString through KMS): its endpoint, "ssm.<region>.amazonaws.com",
+     * the value of kms:ViaService. NULL for a request that came over the wire.
+     */
+    const char *via_service;
 };
 
 /* Flags of an operation. */

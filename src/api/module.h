@@ -37,6 +37,13 @@ struct api_host {
     api_event_sink record;
     void *record_ctx;
     const void *settings; /* the service's own settings block from the configuration; NULL: defaults */
+    /*
+     * The in-process interface of a service started before this one (api_module.interface),
+     * by module name ("kms" gives a const struct kms_api *, kms/kms.h); NULL when there is no
+     * such service or it has none. Call during start only; the result outlives the service.
+     */
+    const void *(*lookup)(void *lookup_ctx, const char *module_name);
+    void *lookup_ctx;
 };
 
 struct api_module {
@@ -46,6 +53,8 @@ struct api_module {
     coffer_err (*start)(const struct api_host *host, void **instance, const struct api_service **api);
     /* Frees the service; no request or job is in flight. Accepts NULL. */
     void (*stop)(void *instance);
+    /* What other services may call in-process (api_host.lookup); NULL: nothing. */
+    const void *(*interface)(void *instance);
 };
 
 #endif

@@ -83,7 +83,21 @@
     X(COFFER_ERR_POLICY_VIOLATION, "ValidationException", 400, "commitment policy forbids this suite")       \
     X(COFFER_ERR_BAD_SIGNATURE, "InvalidCiphertextException", 400, "message signature does not verify")      \
     X(COFFER_ERR_LIMIT, "ValidationException", 400, "a configured limit was exceeded")                       \
-    X(COFFER_ERR_KEYRING, "InternalFailure", 500, "keyring failure")
+    X(COFFER_ERR_KEYRING, "InternalFailure", 500, "keyring failure")                                         \
+    /* Parameter Store */                                                                                    \
+    X(COFFER_ERR_VERSION_NOT_FOUND, "ParameterVersionNotFound", 400, "version not found")                    \
+    X(COFFER_ERR_HIERARCHY_LIMIT, "HierarchyLevelLimitExceededException", 400,                               \
+      "A hierarchy can have a maximum of 15 levels.")                                                        \
+    X(COFFER_ERR_PATTERN_MISMATCH, "ParameterPatternMismatchException", 400,                                 \
+      "The parameter value does not match the allowed pattern.")                                             \
+    X(COFFER_ERR_INVALID_PATTERN, "InvalidAllowedPatternException", 400,                                     \
+      "The allowed pattern is not valid.")                                                                   \
+    X(COFFER_ERR_INVALID_KEY_ID, "InvalidKeyId", 400, "The query key ID isn't valid.")                       \
+    X(COFFER_ERR_TOO_MANY_UPDATES, "TooManyUpdates", 400,                                                    \
+      "There are concurrent updates for a resource that supports one update at a time.")                     \
+    X(COFFER_ERR_INVALID_FILTER_KEY, "InvalidFilterKey", 400, "The specified key is not valid.")             \
+    X(COFFER_ERR_INVALID_FILTER_OPTION, "InvalidFilterOption", 400,                                          \
+      "Valid options are Equals and BeginsWith. For Path filter, valid options are Recursive and OneLevel.")
 
 typedef enum coffer_err {
 #define COFFER_ERR_ENUM(code, type, status, msg) code,

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "api/api.h"
 #include "api/module.h"
@@ -169,6 +170,35 @@ coffer_err kms_service_expire_imports(struct kms_service *svc, int64_t now_ms)
  */
 coffer_err kms_service_rotate_due(struct kms_service *svc, int64_t now_ms)
     __attribute__((warn_unused_result));
+
+/*
+ * KMS for the other services of the daemon, in process (api_host.lookup("kms")). A service
+ * encrypting for a caller (Parameter Store: SecureString values) calls these with the api_call
+ * of the caller's own request, so KMS decides with the caller's identity, exactly as for an
+ * Encrypt or Decrypt the caller sent itself, with kms:ViaService = `via_service`
+ * ("ssm.<region>.amazonaws.com") in the request context: the AWS managed key of that service
+ * (alias/aws/ssm, created on first use) allows only such calls. The calls are not audited as
+ * KMS events of their own; the calling service's event records the request.
+ *
+ *   encrypt: `key_id` (id, ARN, alias name or alias ARN) encrypts `plaintext` under the
+ *            encryption context `ec` (a JSON object of strings, may be NULL); *ciphertext_b64
+ *            is a new string (free()) holding the base64 CiphertextBlob, key_arn (size n) the
+ *            key's ARN.
+ *   decrypt: the base64 CiphertextBlob under `ec` into `plaintext` (initialised here, a secret
+ *            buffer the caller frees); key_arn (size n) the ARN of the key that decrypted.
+ *
+ * KMS's errors are returned as they are (NotFoundException, DisabledException,
+ * AccessDeniedException, ...); the calling service names them in its own terms.
+ */
+struct kms_api {
+    struct kms_service *svc;
+    coffer_err (*encrypt)(struct kms_service *svc, const struct api_call *call, const char *via_service,
+                          const char *key_id, const json_t *ec, coffer_cursor plaintext,
+                          char **ciphertext_b64, char *key_arn, size_t n);
+    coffer_err (*decrypt)(struct kms_service *svc, const struct api_call *call, const char *via_service,
+                          const char *ciphertext_b64, const json_t *ec, coffer_buf *plaintext, char *key_arn,
+                          size_t n);
+};
 
 /* Wipes cached key material and frees everything; accepts NULL. No call may be in flight. */
 void kms_service_free(struct kms_service *svc);

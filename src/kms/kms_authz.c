@@ -379,6 +379,7 @@ struct ctx_src {
     const struct kms_key *k;
     const struct kms_authz_in *in;
     const struct kms_req *r;
+    const char *via_service; /* kms:ViaService; NULL: absent */
 };
 
 /*
@@ -495,6 +496,9 @@ static coffer_err add_key_ctx(void *arg, unsigned want, policy_ctx *ctx)
     if (!(want & AUTHZ_CTX_OTHER)) {
         return COFFER_OK;
     }
+    if (s->via_service != NULL) {
+        TRY(policy_ctx_set_str(ctx, "kms:ViaService", s->via_service));
+    }
     if (s->k != NULL) {
         const json_t *rec = s->k->rec;
         const char *spec = json_string_value(json_object_get(rec, "KeySpec"));
@@ -584,7 +588,8 @@ coffer_err kms_authorize_key(const struct kms_service *svc, const struct api_cal
     if (svc->az == NULL) {
         return COFFER_OK;
     }
-    struct ctx_src src = {.caller = call->caller, .svc = svc, .k = k, .in = in, .r = in->r};
+    struct ctx_src src = {
+        .caller = call->caller, .via_service = call->via_service, .svc = svc, .k = k, .in = in, .r = in->r};
     struct authz_request req = authz_request_for(call, in->action, k->arn);
     req.resource_account = k->account;
     req.resource_policy = k->kpol;
@@ -613,7 +618,8 @@ coffer_err kms_authorize_plain(const struct kms_service *svc, const struct api_c
         return COFFER_OK;
     }
     struct kms_authz_in in = {.action = action, .r = r};
-    struct ctx_src src = {.caller = call->caller, .k = NULL, .in = &in, .r = r};
+    struct ctx_src src = {
+        .caller = call->caller, .via_service = call->via_service, .k = NULL, .in = &in, .r = r};
     struct authz_request req = authz_request_for(call, action, resource);
     req.add_ctx = add_key_ctx;
     req.add_ctx_arg = &src;
@@ -627,7 +633,7 @@ bool kms_policy_lockout_ok(const struct kms_service *svc, const struct api_call 
         return true;
     }
     struct kms_authz_in in = {.action = "kms:PutKeyPolicy"};
-    struct ctx_src src = {.caller = call->caller, .in = &in};
+    struct ctx_src src = {.caller = call->caller, .via_service = call->via_service, .in = &in};
     struct authz_request req = authz_request_for(call, in.action, key_arn);
     req.resource_policy = candidate;
     req.add_ctx = add_key_ctx;

@@ -157,7 +157,12 @@ struct kms_key {
     json_t *grants; /* array of grant records (owned; replaced whole, never NULL once cached) */
 };
 
+/* Fills svc->inproc, the in-process interface (kms_inproc.c). */
+struct kms_service;
+void kms_inproc_init(struct kms_service *svc);
+
 struct kms_service {
+    struct kms_api inproc; /* what other services call (kms_inproc.c) */
     store *st;
     seal *sl;
     char region[KMS_REGION_MAX + 1];

@@ -118,6 +118,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
         return coffer_fail(COFFER_ERR_INTERNAL, "lock init failed");
     }
     pthread_rwlockattr_destroy(&attr);
+    kms_inproc_init(svc);
     svc->st = st;
     svc->sl = sl;
     coffer_map_init(&svc->keys, free_key);
@@ -243,7 +244,13 @@ static void module_stop(void *instance)
     kms_service_free(instance);
 }
 
-const struct api_module kms_module = {.name = "kms", .start = module_start, .stop = module_stop};
+static const void *module_interface(void *instance)
+{
+    return &((struct kms_service *)instance)->inproc;
+}
+
+const struct api_module kms_module = {
+    .name = "kms", .start = module_start, .stop = module_stop, .interface = module_interface};
 
 /* ------------------------------------------------------------------------------------------ */
 /* Sweeper                                                                                    */

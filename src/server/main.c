@@ -218,6 +218,24 @@ struct running_service {
     void *instance;
 };
 
+/* The services started so far, for api_host.lookup. */
+struct started_services {
+    const struct running_service *run;
+    const size_t *n;
+};
+
+static const void *service_lookup(void *ctx, const char *module_name)
+{
+    const struct started_services *started = ctx;
+    for (size_t i = 0; i < *started->n; i++) {
+        const struct running_service *r = &started->run[i];
+        if (strcmp(r->module->name, module_name) == 0 && r->module->interface != NULL) {
+            return r->module->interface(r->instance);
+        }
+    }
+    return NULL;
+}
+
 static void services_stop(struct running_service *run, size_t n)
 {
     while (n > 0) {
@@ -335,6 +353,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     for (size_t i = 0; i < n_extra; i++) {
         services[n_services++] = (struct server_service){.module = extra[i]};
     }
+    struct started_services started = {.run = running, .n = &n_running};
     for (size_t i = 0; i < n_services; i++) {
         struct api_host host = {
             .store = records, /* the sealed view: a service never writes a record in clear */
@@ -344,6 +363,8 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
             .record = trail_append_event,
             .record_ctx = trail,
             .settings = services[i].settings,
+            .lookup = service_lookup,
+            .lookup_ctx = &started,
         };
         const struct api_service *api = NULL;
         running[n_running].module = services[i].module;
