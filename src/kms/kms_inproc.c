@@ -45,9 +45,9 @@ static coffer_err run_as_caller(struct kms_service *svc, const struct api_call *
     return rc;
 }
 
-static coffer_err inproc_encrypt(struct kms_service *svc, const struct api_call *call, const char *via_service,
-                                 const char *key_id, const json_t *ec, coffer_cursor plaintext,
-                                 char **ciphertext_b64, char *key_arn, size_t n)
+static coffer_err inproc_encrypt(struct kms_service *svc, const struct api_call *call,
+                                 const char *via_service, const char *key_id, const json_t *ec,
+                                 coffer_cursor plaintext, char **ciphertext_b64, char *key_arn, size_t n)
 {
     coffer_buf b64 = COFFER_BUF_INIT;
     json_t *input = NULL, *out = NULL;
@@ -75,9 +75,9 @@ out:
     return rc;
 }
 
-static coffer_err inproc_decrypt(struct kms_service *svc, const struct api_call *call, const char *via_service,
-                                 const char *ciphertext_b64, const json_t *ec, coffer_buf *plaintext,
-                                 char *key_arn, size_t n)
+static coffer_err inproc_decrypt(struct kms_service *svc, const struct api_call *call,
+                                 const char *via_service, const char *ciphertext_b64, const json_t *ec,
+                                 coffer_buf *plaintext, char *key_arn, size_t n)
 {
     json_t *input = NULL, *out = NULL;
     coffer_err rc = COFFER_OK;
