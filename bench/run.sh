@@ -7,6 +7,9 @@
 #   bash bench/run.sh [DURATION_S] [CONNECTIONS]      (defaults 10 and 16)
 #   BASELINE_COFFERD=old/cofferd bash bench/run.sh     also runs an older cofferd, same loads, and
 #                                                       prints each run's ratio to it
+#   WORKERS=N bash bench/run.sh                        cofferd with N worker threads (default: one per CPU)
+#   PIN=1 WORKERS=1 bash bench/run.sh                  cofferd on CPU 0, the load generator on CPU 1
+#                                                       (the scaling check: 1 worker vs 2, loadgen apart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -29,9 +32,12 @@ trap cleanup EXIT
 # key; sets ENDPOINT_<NAME>, KEY_<NAME>, CT_<NAME> (a ciphertext of pt64) and DATA_<NAME>.
 pt64=$(head -c 64 /dev/urandom | base64 -w0)
 pids=()
+workers_arg=; [ -n "${WORKERS:-}" ] && workers_arg="--workers $WORKERS"
+server_pin=; loadgen_pin=
+if [ "${PIN:-0}" = 1 ]; then server_pin="taskset -c 0"; loadgen_pin="taskset -c 1"; fi
 start_cofferd() {
     local name=$1 bin=$2 dir=$work/data-$1
-    "$bin" --data-dir "$dir" --listen 127.0.0.1:0 --quota-crypto-rps 0 --log-level warn \
+    $server_pin "$bin" --data-dir "$dir" --listen 127.0.0.1:0 --quota-crypto-rps 0 --log-level warn $workers_arg \
         > "$work/$name.out" 2> "$work/$name.err" &
     pids+=($!)
     for _ in $(seq 100); do grep -q '^listening' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
@@ -80,7 +86,7 @@ sleep 0.5
 run() { # name instance target body
     local dir=DATA_$2 ep=ENDPOINT_$2
     [ "$2" = peer ] && { dir=DATA_new; ep=PEER; }
-    "$loadgen" --endpoint "${!ep}" --ca "${!dir}/tls/ca.pem" --credentials "${!dir}/credentials" --profile coffer \
+    $loadgen_pin "$loadgen" --endpoint "${!ep}" --ca "${!dir}/tls/ca.pem" --credentials "${!dir}/credentials" --profile coffer \
         --region us-east-1 --connections "$conns" --duration "$duration" --warmup 2 --target "$3" --body "$4" --json \
         | tail -1 | sed "s/^/{\"name\":\"$1\",\"result\":/; s/\$/}/"
 }
@@ -102,12 +108,13 @@ for op in Encrypt Decrypt GenerateDataKey; do
     done
 done
 
-/usr/bin/python3 - "$results" "$conns" "$duration" <<'PY'
+/usr/bin/python3 - "$results" "$conns" "$duration" "${WORKERS:-}" "${PIN:-0}" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peer = rows[0]["result"]["rps"]
 base = {r["name"][:-len(" (base)")]: r["result"]["rps"] for r in rows if r["name"].endswith(" (base)")}
-print("cofferd load benchmark: %s connections, %s s per run, audit on, quotas off" % (sys.argv[2], sys.argv[3]))
+print("cofferd load benchmark: %s connections, %s s per run, audit on, quotas off, workers %s%s"
+      % (sys.argv[2], sys.argv[3], sys.argv[4] or "per CPU", ", pinned" if sys.argv[5] == "1" else ""))
 print("%-24s %10s %8s %8s %8s %7s %8s %8s" % ("run", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "vs peer",
                                               "vs base" if base else ""))
 for r in rows:
