@@ -224,6 +224,10 @@ coffer_err kms_begin_key_write(struct kms_service *svc, struct api_call *call, e
                                struct kms_key **k) __attribute__((warn_unused_result));
 void kms_write_release(struct kms_service *svc);
 
+/* Writes `rec` as compact JSON with sorted keys (the KMS record form) under skey in t. */
+coffer_err kms_txn_put_json(store_txn *t, const char *skey, const json_t *rec)
+    __attribute__((warn_unused_result));
+
 /* Extra work inside the same store transaction as a record update. */
 typedef coffer_err (*kms_txn_fn)(store_txn *t, void *ctx);
 

@@ -653,7 +653,7 @@ out:
 /* Writes                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-static coffer_err put_json(store_txn *t, const char *skey, const json_t *rec)
+coffer_err kms_txn_put_json(store_txn *t, const char *skey, const json_t *rec)
 {
     char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     if (s == NULL) {
@@ -742,7 +742,7 @@ static coffer_err key_write(struct kms_service *svc, struct kms_key *k, json_t *
         TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     }
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    TRY_OUT(put_json(t, skey, rec));
+    TRY_OUT(kms_txn_put_json(t, skey, rec));
     if (extra != NULL) {
         TRY_OUT(extra(t, ctx));
     }
@@ -939,7 +939,7 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     }
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    TRY_OUT(put_json(t, skey, k->rec));
+    TRY_OUT(kms_txn_put_json(t, skey, k->rec));
     if (extra != NULL) {
         TRY_OUT(extra(t, ctx));
     }
@@ -1167,7 +1167,7 @@ coffer_err kms_key_install(struct kms_service *svc, json_t *rec, struct kms_mate
     TRY_OUT(kms_count_add(t, ck, 1, svc->limits.kms_keys, "KMS keys in this account and Region"));
     kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
     TRY_OUT(store_txn_put(t, ck, coffer_cursor_from_str("0")));
-    TRY_OUT(put_json(t, skey, k->rec));
+    TRY_OUT(kms_txn_put_json(t, skey, k->rec));
     rc = store_txn_commit(t);
     t = NULL;
     TRY_OUT(rc);
@@ -1211,7 +1211,7 @@ coffer_err kms_key_sync_materials(struct kms_service *svc, struct kms_key *k, js
     TRY_OUT(store_txn_begin(svc->st, &t));
     TRY_OUT(put_new_materials(svc, t, k, mats, n_mats));
     kms_key_store_key(skey, sizeof(skey), k->account, k->region, k->key_id);
-    TRY_OUT(put_json(t, skey, rec));
+    TRY_OUT(kms_txn_put_json(t, skey, rec));
     rc = store_txn_commit(t);
     t = NULL;
     TRY_OUT(rc);

@@ -114,19 +114,17 @@ static coffer_err managed_txn_extra(store_txn *t, void *ctx)
     json_t *alias =
         json_pack("{s:s,s:s,s:I,s:I}", "AliasName", x->m->alias, "TargetKeyId", x->key_id, "CreationDate",
                   (json_int_t)x->now_ms, "LastUpdatedDate", (json_int_t)x->now_ms);
-    char *text = alias != NULL ? json_dumps(alias, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (text == NULL) {
+    if (alias == NULL) {
         rc = kms_nomem();
         goto out;
     }
     kms_count_aliases_key(skey, sizeof(skey), x->acct, x->region, x->key_id);
     TRY_OUT(kms_count_add(t, skey, 1, x->svc->limits.kms_aliases_per_key, "aliases for this KMS key"));
     kms_alias_store_key(skey, sizeof(skey), x->acct, x->region, x->m->alias);
-    TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(text)));
+    TRY_OUT(kms_txn_put_json(t, skey, alias));
     TRY_OUT(kms_rotation_schedule_txn(t, x->acct, x->region, x->key_id, x->next_rotation_ms));
     TRY_OUT(kms_record_service_event(x->svc, "CreateKey", x->acct, x->region, x->key_id, x->now_ms));
 out:
-    free(text);
     json_decref(alias);
     return rc;
 }

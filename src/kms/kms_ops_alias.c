@@ -82,20 +82,15 @@ static coffer_err alias_put(struct kms_service *svc, const struct api_call *call
                             const json_t *rec, const char *from)
 {
     store_txn *t = NULL;
-    char *s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-    if (s == NULL) {
-        return kms_nomem();
-    }
     const char *to = json_string_value(json_object_get(rec, "TargetKeyId"));
     coffer_err rc = COFFER_OK;
     TRY_OUT(store_txn_begin(svc->st, &t));
     TRY_OUT(alias_counts(svc, t, call, from, to));
-    TRY_OUT(store_txn_put(t, skey, coffer_cursor_from_str(s)));
+    TRY_OUT(kms_txn_put_json(t, skey, rec));
     rc = store_txn_commit(t);
     t = NULL; /* commit frees the transaction, committed or not */
 out:
     store_txn_abort(t);
-    free(s);
     return rc;
 }
 
