@@ -1,0 +1,87 @@
+/*
+ * Shared by the Parameter Store's files (not part of the module's interface): the service
+ * state, the record format and the helpers every operation group uses.
+ *
+ * A parameter is one JSON record "ssm/param/<account>/<region><key form of its name>":
+ *
+ *   {"Name": "/a/b", "Tags": [{"Key","Value"}...],
+ *    "Versions": [{"Version", "Type", "Value", "LastModifiedDate" (ms), "LastModifiedUser",
+ *                  "Description", "AllowedPattern", "Tier", "DataType"}, ...]}
+ *
+ * oldest version first, at most SSM_MAX_VERSIONS; the last one is the current value. Every
+ * version carries the whole metadata so that GetParameterHistory reports each as it was.
+ *
+ * Files: ssm_service.c (the module and its operation table), ssm_record.c (names, keys,
+ * records, values), ssm_ops_put.c (PutParameter, DeleteParameter(s)), ssm_ops_get.c
+ * (GetParameter(s)), ssm_ops_list.c (GetParametersByPath, DescribeParameters,
+ * GetParameterHistory).
+ */
+#ifndef COFFER_SSM_SSM_INTERNAL_H
+#define COFFER_SSM_SSM_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/api.h"
+#include "iam/authz.h"
+#include "kms/kms.h"
+#include "ssm/ssm.h"
+#include "ssm/ssm_name.h"
+#include "store/store.h"
+
+#define SSM_STANDARD_MAX_VALUE 4096
+#define SSM_ADVANCED_MAX_VALUE 8192
+#define SSM_KEY_MAX (128 + SSM_NAME_MAX + 8) /* names are checked to fit the store's 1024 */
+#define SSM_ARN_PREFIX_MAX 128
+#define SSM_DEFAULT_KEY "alias/aws/ssm"
+#define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
+
+struct ssm {
+    store *st;
+    authz *az;                 /* NULL: any authenticated caller may do anything in its account */
+    const struct kms_api *kms; /* the daemon's KMS; NULL: no SecureString */
+    struct api_service api;
+};
+
+/* The handlers, one per row of ssm_ops.def. */
+#define SSM_OP(name, flags, rps) coffer_err ssm_op_##name(void *state, struct api_call *call);
+#include "ssm/ssm_ops.def"
+#undef SSM_OP
+
+/* Names, keys and authorization (ssm_record.c). */
+void ssm_arn_prefix(const struct api_call *call, char *out, size_t n);
+void ssm_param_arn(const struct api_call *call, const char *canon, char *out, size_t n);
+void ssm_account_prefix(const struct api_call *call, char *out, size_t n);
+void ssm_param_key(const struct api_call *call, const char *canon, char *out, size_t n);
+size_t ssm_arn_prefix_len(const struct api_call *call);
+coffer_err ssm_authorize(const struct ssm *s, const struct api_call *call, const char *action,
+                         const char *resource) __attribute__((warn_unused_result));
+coffer_err ssm_authorize_param(const struct ssm *s, const struct api_call *call, const char *canon)
+    __attribute__((warn_unused_result));
+
+/* Records (ssm_record.c). */
+coffer_err ssm_rec_parse(coffer_cursor v, json_t **out) __attribute__((warn_unused_result));
+coffer_err ssm_rec_load(store *st, store_txn *t, const char *key, json_t **out)
+    __attribute__((warn_unused_result));
+coffer_err ssm_rec_store(store_txn *t, const char *key, const json_t *rec) __attribute__((warn_unused_result));
+json_t *ssm_rec_latest(const json_t *rec);
+const char *ssm_vstr(const json_t *ver, const char *member);
+json_int_t ssm_vint(const json_t *ver, const char *member);
+json_t *ssm_date_of(const json_t *ver);
+coffer_err ssm_oom(void);
+
+/* Values (ssm_record.c). */
+json_t *ssm_value_context(const struct api_call *call, const char *canon);
+coffer_err ssm_kms_failure(coffer_err rc);
+coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, const char *canon, const json_t *ver,
+                          bool decrypt, json_t **out) __attribute__((warn_unused_result));
+coffer_err ssm_parameter_json(const struct ssm *s, const struct api_call *call, const json_t *rec,
+                              const json_t *ver, const char *selector, bool decrypt, json_t **out)
+    __attribute__((warn_unused_result));
+
+/* A read's reference (name or ARN, optional selector) to its record and version (ssm_ops_get.c). */
+coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
+                       const json_t **ver_out, char *selector, size_t sel_n) __attribute__((warn_unused_result));
+
+#endif
