@@ -69,6 +69,9 @@
       "The request was rejected because AWS KMS cannot find a custom key store with the specified key "      \
       "store "                                                                                               \
       "name or ID.")                                                                                         \
+    X(COFFER_ERR_CONFLICT, "ConflictException", 409,                                                         \
+      "The request was rejected because an automatic rotation of this key is currently in progress or "      \
+      "scheduled to begin within the next 20 minutes.")                                                      \
     X(COFFER_ERR_CLOUDHSM_CLUSTER_NOT_FOUND, "CloudHsmClusterNotFoundException", 400,                        \
       "The request was rejected because AWS KMS cannot find the AWS CloudHSM cluster with the specified "    \
       "cluster ID. Retry the request with a different cluster ID.")                                          \

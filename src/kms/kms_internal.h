@@ -473,6 +473,7 @@ void kms_key_free(struct kms_key *k);
 #define KMS_ROTATION_DEFAULT_DAYS 365
 /* On-demand rotations one key may have in its lifetime (AWS's resource quota; not adjustable). */
 #define KMS_ON_DEMAND_ROTATIONS_MAX 25
+#define KMS_ROTATION_CONFLICT_MS (20LL * 60 * 1000) /* automatic rotation this close: ConflictException */
 /*
  * The txn function that (re)writes k's rotation index entry from rec (the record being written)
  * when its rotation is on: EnableKey uses it so a key re-enabled after its date rotates at the

@@ -316,6 +316,17 @@ coffer_err kms_op_RotateKeyOnDemand(void *state, struct api_call *call)
                  "rotations can be performed for this key: %s",
                  k->arn);
     }
+    /*
+     * An on-demand rotation right before an automatic one would add two materials within
+     * minutes; AWS refuses it inside a fixed 20-minute window of wall-clock time (not scaled by
+     * --rotation-day-ms, so a short test day shows it).
+     */
+    if (rotation_on(k->rec) && rotation_next(k->rec) - kms_call_now_ms(call) < KMS_ROTATION_CONFLICT_MS) {
+        FAIL_OUT(COFFER_ERR_CONFLICT,
+                 "The request was rejected because an automatic rotation of this key is currently in "
+                 "progress or scheduled to begin within the next 20 minutes: %s",
+                 k->arn);
+    }
     /* Before the commit: the request's event is written then, with these elements. */
     call->output = json_pack("{s:s}", "KeyId", k->arn);
     call->audit_response = kms_camel_copy(call->output);

@@ -198,8 +198,9 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     const char *eff_pattern =
         pattern != NULL ? pattern : (prev != NULL ? ssm_vstr(prev, "AllowedPattern") : NULL);
     TRY_OUT(pattern_check(eff_pattern, value));
-    const char *eff_dt =
-        data_type != NULL && data_type[0] != 0 ? data_type : (prev != NULL ? ssm_vstr(prev, "DataType") : "text");
+    const char *eff_dt = data_type != NULL && data_type[0] != 0
+                             ? data_type
+                             : (prev != NULL ? ssm_vstr(prev, "DataType") : "text");
     TRY_OUT(check_data_type(eff_dt, value));
     const char *eff_type = type >= 0 ? types[type] : ssm_vstr(prev, "Type");
     bool secure = strcmp(eff_type, "SecureString") == 0;
@@ -245,7 +246,8 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     }
     TRY_OUT(store_txn_begin(s->st, &t));
     TRY_OUT(ssm_rec_load(s->st, t, key, &cur));
-    if ((cur == NULL) != (rec == NULL) || (cur != NULL && ssm_vint(ssm_rec_latest(cur), "Version") != version - 1)) {
+    if ((cur == NULL) != (rec == NULL) ||
+        (cur != NULL && ssm_vint(ssm_rec_latest(cur), "Version") != version - 1)) {
         FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
                  "There are concurrent updates for a resource that supports one update at a time.");
     }

@@ -211,6 +211,21 @@ class KmsRotationRestartTest(unittest.TestCase):
         self.assertEqual(js_ok(s, "ListKeyRotations", KeyId=k), rotations)
         self.assertEqual(current_material(s, k), current)
 
+    def test_on_demand_conflicts_with_a_due_automatic_rotation(self):
+        # A day of one second: the 90-day period ends in 90 s, inside AWS's fixed 20-minute window.
+        s = self.start("--rotation-day-ms", "1000")
+        kms = s.client()
+        k = kms.create_key()["KeyMetadata"]["KeyId"]
+        js_ok(s, "EnableKeyRotation", KeyId=k, RotationPeriodInDays=90)
+        status, message = js_call(s, "RotateKeyOnDemand", KeyId=k)
+        self.assertEqual(status, "ConflictException")
+        self.assertIn(arn(k), message)
+        self.assertEqual(js_ok(s, "ListKeyRotations", KeyId=k)["Rotations"], [])
+        # With automatic rotation off nothing is due, and the on-demand rotation goes ahead.
+        js_ok(s, "DisableKeyRotation", KeyId=k)
+        js_ok(s, "RotateKeyOnDemand", KeyId=k)
+        self.assertEqual(len(js_ok(s, "ListKeyRotations", KeyId=k)["Rotations"]), 1)
+
     def test_scheduled_rotation(self):
         # A day of 20 ms: the shortest period (90 days) is 1.8 s; the scheduler ticks every second.
         s = self.start("--rotation-day-ms", "20")
