@@ -69,6 +69,7 @@ struct api_call {
     const struct api_caller *caller;
     const char *region;     /* the region this server answers for, e.g. "us-east-1" */
     const char *request_id; /* uuid, also x-amzn-RequestId */
+    const char *event_id;   /* uuid, the eventID of the request's audit event */
     const char *operation;  /* "Encrypt" */
     int64_t now_ms;         /* request arrival time */
     const json_t *input;

@@ -775,6 +775,7 @@ void pipeline_handle(void *ctx, const struct http_request_view *req, struct http
     st.call.caller = &st.caller;
     st.call.region = p->region;
     st.call.request_id = st.request_id;
+    st.call.event_id = st.ids[1];
 
     coffer_err route_rc = COFFER_OK;
     if (strcmp(req->method, "POST") != 0 || strcmp(req->path, "/") != 0) {

@@ -28,6 +28,7 @@ static coffer_err run_as_caller(struct kms_service *svc, const struct api_call *
         .caller = call->caller,
         .region = call->region,
         .request_id = call->request_id,
+        .event_id = call->event_id,
         .operation = operation,
         .now_ms = call->now_ms,
         .input = input,

@@ -161,6 +161,9 @@ struct kms_key {
 struct kms_service;
 void kms_inproc_init(struct kms_service *svc);
 
+/* A buffer for one store key of KMS's records (every KMS key is far below STORE_KEY_MAX). */
+#define STORE_KEY_BUF 512
+
 struct kms_service {
     struct kms_api inproc; /* what other services call (kms_inproc.c) */
     store *st;
@@ -177,8 +180,37 @@ struct kms_service {
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
     struct api_service api;
-    struct api_job jobs[3]; /* the deletion sweeper, the rotation job, the imported material expiry */
+    struct api_job jobs[4]; /* the deletion sweeper, the rotation job, the imported material expiry,
+                               the key usage flush */
+    /* Last use of each key not yet written (kms_usage.c): "<acct>/<region>/<id>" -> usage. */
+    pthread_mutex_t usage_mu;
+    coffer_map usage;
+    bool usage_ready;
+    int64_t usage_since_ms; /* when this deployment began tracking key usage */
 };
+
+/* ---- key last usage (kms_usage.c) ---- */
+#define KMS_USAGE_PREFIX "kms/usage/"
+/* Reads or creates the tracking start date; then notes are taken. */
+coffer_err kms_usage_init(struct kms_service *svc) __attribute__((warn_unused_result));
+void kms_usage_free(struct kms_service *svc); /* flushes what is pending */
+/* A successful cryptographic `operation` (static, "Encrypt") with a key, made by `call`. Never fails. */
+void kms_usage_note(struct kms_service *svc, const struct api_call *call, const char *acct,
+                    const char *region, const char *id, const char *operation);
+/* The same for the key of a key ARN. */
+void kms_usage_note_arn(struct kms_service *svc, const struct api_call *call, const char *arn,
+                        const char *operation);
+#define KMS_USAGE_NOTE(svc, call, k, operation)                                                              \
+    kms_usage_note((svc), (call), (k)->account, (k)->region, (k)->key_id, (operation))
+coffer_err kms_usage_flush(struct kms_service *svc) __attribute__((warn_unused_result));
+coffer_err kms_usage_job(void *ctx, int64_t now_ms);
+/* The KeyLastUsage record of k ({Operation, Timestamp ms, CloudTrailEventId, KmsRequestId}); *out
+ * NULL when the key has not been used since tracking began. */
+coffer_err kms_usage_get(struct kms_service *svc, const struct kms_key *k, json_t **out)
+    __attribute__((warn_unused_result));
+/* Removes k's usage record in `t` (the deletion sweeper). */
+coffer_err kms_usage_delete_in(store_txn *t, const char *acct, const char *region, const char *id)
+    __attribute__((warn_unused_result));
 
 /* ---- key references (kms_key.c) ---- */
 enum kms_ref_flags {

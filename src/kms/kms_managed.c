@@ -15,8 +15,6 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
-
 struct managed_key {
     const char *alias;       /* "alias/aws/<service>" */
     const char *service;     /* the service's endpoint prefix, for kms:ViaService */

@@ -10,7 +10,6 @@
 
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
 #define ALIAS_PREFIX "alias/"
 #define ALIAS_RESERVED "alias/aws/"
 

@@ -316,6 +316,9 @@ static coffer_err sign_or_verify(struct kms_service *svc, struct api_call *call,
         rc = sign ? crypto_pkey_sign(pair, a->scheme, a->digest, digest, &sig)
                   : crypto_pkey_verify(pair, a->scheme, a->digest, digest, coffer_buf_cursor(&r.signature));
     }
+    if (rc == COFFER_OK) {
+        KMS_USAGE_NOTE(svc, call, k, kms_op_name(op));
+    }
     snprintf(arn, sizeof(arn), "%s", k->arn);
     kms_release(svc);
     TRY_OUT(rc);
@@ -470,6 +473,9 @@ static coffer_err generate_data_key_pair(struct kms_service *svc, struct api_cal
     rc = kms_check_state(k, KMS_RULE_CRYPTO);
     if (rc == COFFER_OK) {
         rc = kms_encrypt_with(k, r.ec, -1, coffer_buf_cursor(&priv), &blob);
+    }
+    if (rc == COFFER_OK) {
+        KMS_USAGE_NOTE(svc, call, k, kms_op_name(op));
     }
     snprintf(arn, sizeof(arn), "%s", k->arn);
     memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);

@@ -161,6 +161,9 @@ coffer_err kms_op_Encrypt(void *state, struct api_call *call)
     TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, "kms:Encrypt", r.key_id, r.ec, r.enc_alg, false, r.dry_run,
                                    &k));
     rc = kms_encrypt_with(k, r.ec, r.enc_alg, coffer_buf_cursor(&r.plaintext), &blob);
+    if (rc == COFFER_OK) {
+        KMS_USAGE_NOTE(svc, call, k, "Encrypt");
+    }
     char arn[KMS_ARN_MAX];
     coffer_str_copy(arn, sizeof(arn), k->arn);
     kms_release(svc);
@@ -183,10 +186,18 @@ out:
 
 struct opened {
     char arn[KMS_ARN_MAX];
+    char acct[API_ACCOUNT_ID_LEN + 1], region[KMS_REGION_MAX + 1], id[KMS_KEY_ID_MAX + 1]; /* of arn */
     uint8_t material_id[KMS_MATERIAL_ID_LEN];
     int alg;            /* index of kms_enc_algorithms */
     enum kms_spec spec; /* of the key that opened it */
 };
+
+static void opened_key(struct opened *o, const struct kms_key *k)
+{
+    coffer_str_copy(o->acct, sizeof(o->acct), k->account);
+    coffer_str_copy(o->region, sizeof(o->region), k->region);
+    coffer_str_copy(o->id, sizeof(o->id), k->key_id);
+}
 
 /*
  * Opens `ciphertext` for the caller: the blob names its key; `key_ref` (optional) must name the
@@ -250,6 +261,7 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
     TRY_OUT(kms_charge_quota(svc, call, k->spec));
     TRY_OUT(kms_blob_decrypt(kms_material_bytes(m), &b, ec, pt));
     coffer_str_copy(o->arn, sizeof(o->arn), k->arn);
+    opened_key(o, k);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
     o->alg = 0;
     o->spec = k->spec;
@@ -293,6 +305,7 @@ static coffer_err open_asym(struct kms_service *svc, struct api_call *call, cons
     TRY_OUT(kms_charge_quota(svc, call, k->spec));
     TRY_OUT(kms_rsa_decrypt(k, alg, ciphertext, pt));
     snprintf(o->arn, sizeof(o->arn), "%s", k->arn);
+    opened_key(o, k);
     memset(o->material_id, 0, sizeof(o->material_id));
     o->alg = alg;
     o->spec = k->spec;
@@ -361,6 +374,7 @@ coffer_err kms_op_Decrypt(void *state, struct api_call *call)
     }
     TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&pt), true));
     TRY_OUT(set_material_of(call->output, "KeyMaterialId", &o));
+    kms_usage_note(svc, call, o.acct, o.region, o.id, "Decrypt");
 out:
     coffer_buf_free(&pt);
     kms_req_clean(&r);
@@ -397,6 +411,7 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
                                    r.dst_enc_alg, false, r.dry_run || ignore, &k));
     rc = kms_encrypt_with(k, r.dst_ec, r.dst_enc_alg, coffer_buf_cursor(&pt), &blob);
     snprintf(dst.arn, sizeof(dst.arn), "%s", k->arn);
+    opened_key(&dst, k);
     memcpy(dst.material_id, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     dst.spec = k->spec;
     dst.alg = r.dst_enc_alg < 0 ? 0 : r.dst_enc_alg;
@@ -412,6 +427,9 @@ coffer_err kms_op_ReEncrypt(void *state, struct api_call *call)
     TRY_OUT(kms_out_blob(call->output, "CiphertextBlob", coffer_buf_cursor(&blob), false));
     TRY_OUT(set_material_of(call->output, "SourceKeyMaterialId", &o));
     TRY_OUT(set_material_of(call->output, "DestinationKeyMaterialId", &dst));
+    /* Both keys did their part of one successful ReEncrypt. */
+    kms_usage_note(svc, call, o.acct, o.region, o.id, "ReEncrypt");
+    kms_usage_note(svc, call, dst.acct, dst.region, dst.id, "ReEncrypt");
 out:
     coffer_buf_free(&pt);
     coffer_buf_free(&blob);
@@ -447,6 +465,9 @@ static coffer_err generate_data_key(struct kms_service *svc, struct api_call *ca
     /* No EncryptionAlgorithm in these requests: -1. */
     TRY_OUT(kms_acquire_to_encrypt(svc, call, &r, action, r.key_id, r.ec, -1, true, r.dry_run, &k));
     rc = data_key_with(k, r.ec, n, &dk, &blob);
+    if (rc == COFFER_OK) {
+        KMS_USAGE_NOTE(svc, call, k, kms_op_name(op));
+    }
     coffer_str_copy(arn, sizeof(arn), k->arn);
     memcpy(mid, k->mats[k->current].id, KMS_MATERIAL_ID_LEN);
     kms_release(svc);

@@ -26,7 +26,6 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
 #define GRANT_ID_BYTES 32
 #define LIST_GRANTS_DEFAULT 50
 #define MAX_CONSTRAINT_PAIRS 8

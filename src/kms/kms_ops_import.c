@@ -28,7 +28,6 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
 #define MS_PER_DAY 86400000LL
 #define IMPORT_PARAMS_VALID_MS MS_PER_DAY         /* ParametersValidTo: now + 24 h, as AWS */
 #define IMPORT_VALID_TO_MAX_MS (365 * MS_PER_DAY) /* ValidTo at most a year ahead, as AWS */

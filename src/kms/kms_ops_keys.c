@@ -13,8 +13,6 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
-
 coffer_err kms_tags_merge(const json_t *existing, const json_t *add, size_t max_tags, json_t **out)
 {
     *out = NULL;
@@ -667,20 +665,47 @@ out:
     return rc;
 }
 
+static json_t *epoch_s(int64_t ms)
+{
+    return json_real((double)ms / 1000.0);
+}
+
 coffer_err kms_op_GetKeyLastUsage(void *state, struct api_call *call)
 {
     struct kms_service *svc = state;
     struct kms_req r;
     struct kms_key *k;
+    json_t *used = NULL;
     kms_audit_request(call, audit_key_only);
     TRY(kms_req_decode(KMS_OP_GetKeyLastUsage, call->input, &r));
-    TRY(kms_acquire(svc, call, r.key_id, KMS_REF_ALIAS, &k));
+    /* A key id or key ARN: AWS takes no alias here. */
+    TRY(kms_acquire(svc, call, r.key_id, 0, &k));
     kms_audit_key(call, k);
     coffer_err rc = kms_authorize_key(
         svc, call, k, &(struct kms_authz_in){.action = "kms:GetKeyLastUsage", .r = &r, .key_ref = r.key_id});
+    if (rc != COFFER_OK) {
+        goto out;
+    }
+    TRY_OUT(kms_usage_get(svc, k, &used));
+    int64_t created = (int64_t)json_integer_value(json_object_get(k->rec, "CreationDate"));
+    int64_t since = created > svc->usage_since_ms ? created : svc->usage_since_ms;
+    /* Never used since tracking began: KeyLastUsage is an empty object. */
+    json_t *last =
+        used == NULL
+            ? json_object()
+            : json_pack("{s:O,s:o,s:O,s:O}", "Operation", json_object_get(used, "Operation"), "Timestamp",
+                        epoch_s((int64_t)json_integer_value(json_object_get(used, "Timestamp"))),
+                        "CloudTrailEventId", json_object_get(used, "CloudTrailEventId"), "KmsRequestId",
+                        json_object_get(used, "KmsRequestId"));
+    call->output = last == NULL
+                       ? NULL
+                       : json_pack("{s:s,s:o,s:o,s:o}", "KeyId", k->key_id, "KeyLastUsage", last,
+                                   "TrackingStartDate", epoch_s(since), "KeyCreationDate", epoch_s(created));
+    if (call->output == NULL) {
+        rc = kms_nomem();
+    }
+out:
     kms_release(svc);
-    TRY(rc);
-    return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
-                       "GetKeyLastUsage is not supported by this server: it does not record when a key was "
-                       "last used.");
+    json_decref(used);
+    return rc;
 }

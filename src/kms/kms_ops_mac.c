@@ -95,6 +95,7 @@ coffer_err kms_op_GenerateMac(void *state, struct api_call *call)
         goto out;
     }
     TRY_OUT(kms_out_blob(call->output, "Mac", coffer_cursor_from(mac, mac_len), false));
+    kms_usage_note_arn(state, call, arn, "GenerateMac");
 out:
     coffer_secure_zero(mac, sizeof(mac));
     kms_req_clean(&r);
@@ -120,6 +121,8 @@ coffer_err kms_op_VerifyMac(void *state, struct api_call *call)
                              kms_mac_algorithms[r.mac_alg]);
     if (call->output == NULL) {
         rc = kms_nomem();
+    } else {
+        kms_usage_note_arn(state, call, arn, "VerifyMac");
     }
 out:
     coffer_secure_zero(mac, sizeof(mac));

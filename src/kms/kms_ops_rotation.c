@@ -18,7 +18,6 @@
 #include "common/log.h"
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
 #define ROTATION_PREFIX "kms/rotation/"
 
 static const char *const audit_key_only[] = {"KeyId", NULL};

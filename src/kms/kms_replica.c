@@ -33,7 +33,6 @@
 #include "kms/kms_internal.h"
 
 #define REPLICATION_KEY_STORE_KEY "kms/replication/key"
-#define STORE_KEY_BUF 512
 #define BOX_AAD_MAX 160
 
 /* ------------------------------------------------------------------------------------------ */

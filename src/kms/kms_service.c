@@ -16,7 +16,6 @@
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
-#define STORE_KEY_BUF 512
 #define SWEEP_BATCH 64
 
 /*
@@ -141,8 +140,16 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     /* Imported material whose ValidTo passed is deleted at every tick too. */
     svc->jobs[2] =
         (struct api_job){.name = "imported material expiry", .fn = expiry_job, .ctx = svc, .period_s = 0};
+    /* Key last usage noted in memory reaches the store once a second. */
+    svc->jobs[3] =
+        (struct api_job){.name = "key usage flush", .fn = kms_usage_job, .ctx = svc, .period_s = 1};
     svc->api.jobs = svc->jobs;
     svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
+    coffer_err rc = kms_usage_init(svc);
+    if (rc != COFFER_OK) {
+        kms_service_free(svc);
+        return rc;
+    }
     *out = svc;
     return COFFER_OK;
 }
@@ -208,6 +215,7 @@ void kms_service_free(struct kms_service *svc)
     if (svc == NULL) {
         return;
     }
+    kms_usage_free(svc);
     coffer_map_clean(&svc->keys);
     coffer_map_clean(&svc->aliases);
     pthread_rwlock_destroy(&svc->lock);
@@ -381,6 +389,7 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             TRY_OUT(kms_grants_delete_in(t, acct, region, id));
             /* So do its import parameters and import check (an expiry entry left drops itself). */
             TRY_OUT(kms_import_delete_in(t, acct, region, id));
+            TRY_OUT(kms_usage_delete_in(t, acct, region, id));
             snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
             aliases.target = id;
             TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));

@@ -328,14 +328,15 @@ static void test_declaration(void **state)
     assert_true(api_service_member_is_sensitive(e->api, "CiphertextBlob"));
     assert_false(api_service_member_is_sensitive(e->api, "KeyId"));
     /* The deletion sweeper, the rotation job and the expiry of imported key material are jobs the
-     * service declares, run at every tick. */
-    assert_int_equal(e->api->n_jobs, 3);
+     * service declares, run at every tick; key usage is flushed once a second. */
+    assert_int_equal(e->api->n_jobs, 4);
     for (size_t i = 0; i < e->api->n_jobs; i++) {
-        assert_int_equal(e->api->jobs[i].period_s, 0);
+        assert_int_equal(e->api->jobs[i].period_s, i == 3 ? 1 : 0);
         assert_int_equal(e->api->jobs[i].fn(e->api->jobs[i].ctx, 0), COFFER_OK);
     }
     assert_string_equal(e->api->jobs[1].name, "key rotation");
     assert_string_equal(e->api->jobs[2].name, "imported material expiry");
+    assert_string_equal(e->api->jobs[3].name, "key usage flush");
 }
 
 static void test_create_describe(void **state)
@@ -637,6 +638,71 @@ static void test_asymmetric_quota_and_dry_run(void **state)
     assert_string_equal(sval(r.out, "Plaintext"), "aGk=");
     assert_null(json_object_get(r.out, "KeyMaterialId"));
     result_free(&r);
+}
+
+/* GetKeyLastUsage: successes only, kept in memory, written by the flush job, read after a restart. */
+static void test_key_last_usage(void **state)
+{
+    struct env *e = *state;
+    char id[64];
+    create_key(e, id);
+    struct result r = run(e, "GetKeyLastUsage", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(r.out, "KeyId"), id);
+    assert_int_equal(json_object_size(json_object_get(r.out, "KeyLastUsage")), 0);
+    double since = json_real_value(json_object_get(r.out, "TrackingStartDate"));
+    assert_true(since >= json_real_value(json_object_get(r.out, "KeyCreationDate")));
+    result_free(&r);
+
+    char *blob = encrypt(e, id, "{\"a\":\"b\"}");
+    r = run(e, "GetKeyLastUsage", "{\"KeyId\":\"%s\"}", id);
+    json_t *used = json_object_get(r.out, "KeyLastUsage");
+    assert_string_equal(sval(used, "Operation"), "Encrypt");
+    assert_string_equal(sval(used, "KmsRequestId"), "r");
+    assert_true(json_real_value(json_object_get(used, "Timestamp")) == (double)e->now / 1000.0);
+    result_free(&r);
+
+    /* A failed Decrypt later on is not a use. */
+    e->now += 5000;
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\"}", blob);
+    expect(&r, COFFER_ERR_INVALID_CIPHERTEXT, "");
+    r = run(e, "GetKeyLastUsage", "{\"KeyId\":\"%s\"}", id);
+    assert_string_equal(sval(json_object_get(r.out, "KeyLastUsage"), "Operation"), "Encrypt");
+    result_free(&r);
+    r = run(e, "Decrypt", "{\"CiphertextBlob\":\"%s\",\"EncryptionContext\":{\"a\":\"b\"}}", blob);
+    assert_int_equal(r.rc, COFFER_OK);
+    result_free(&r);
+
+    /* Written by the job; a new service over the same store reads it back. */
+    assert_int_equal(e->api->jobs[3].fn(e->api->jobs[3].ctx, e->now), COFFER_OK);
+    char skey[256];
+    snprintf(skey, sizeof(skey), "kms/usage/" ACCOUNT "/" REGION "/%s", id);
+    coffer_buf raw = COFFER_BUF_INIT;
+    assert_int_equal(store_get(e->st, skey, &raw), COFFER_OK); /* sealed bytes: it exists */
+    coffer_buf_free(&raw);
+    env_reopen(e);
+    r = run(e, "GetKeyLastUsage", "{\"KeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_string_equal(sval(json_object_get(r.out, "KeyLastUsage"), "Operation"), "Decrypt");
+    assert_true(json_real_value(json_object_get(r.out, "TrackingStartDate")) == since);
+    result_free(&r);
+
+    /* Alias names are not accepted. */
+    r = run(e, "CreateAlias", "{\"AliasName\":\"alias/used\",\"TargetKeyId\":\"%s\"}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    result_free(&r);
+    r = run(e, "GetKeyLastUsage", "{\"KeyId\":\"alias/used\"}");
+    expect(&r, COFFER_ERR_NOT_FOUND, NULL);
+    free(blob);
+
+    /* The record goes with its key. */
+    r = run(e, "ScheduleKeyDeletion", "{\"KeyId\":\"%s\",\"PendingWindowInDays\":7}", id);
+    assert_int_equal(r.rc, COFFER_OK);
+    result_free(&r);
+    e->now += 8LL * 86400 * 1000;
+    assert_int_equal(e->api->jobs[0].fn(e->api->jobs[0].ctx, e->now), COFFER_OK);
+    assert_int_equal(store_get(e->st, skey, &raw), COFFER_ERR_NOT_FOUND);
+    coffer_clear_err();
 }
 
 static void test_encrypt_decrypt(void **state)
@@ -2385,6 +2451,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hmac_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_encrypt_decrypt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_last_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_asymmetric_quota_and_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_states, setup, teardown),
         cmocka_unit_test_setup_teardown(test_data_keys_and_random, setup, teardown),
