@@ -110,8 +110,8 @@ void kms_usage_free(struct kms_service *svc)
     svc->usage_ready = false;
 }
 
-void kms_usage_note(struct kms_service *svc, const struct api_call *call, const char *acct, const char *region,
-                    const char *id, const char *operation)
+void kms_usage_note(struct kms_service *svc, const struct api_call *call, const char *acct,
+                    const char *region, const char *id, const char *operation)
 {
     if (!svc->usage_ready) {
         return;
@@ -138,7 +138,8 @@ void kms_usage_note(struct kms_service *svc, const struct api_call *call, const 
         u->operation = operation;
         u->when_ms = when;
         coffer_str_copy(u->event_id, sizeof(u->event_id), call->event_id != NULL ? call->event_id : "");
-        coffer_str_copy(u->request_id, sizeof(u->request_id), call->request_id != NULL ? call->request_id : "");
+        coffer_str_copy(u->request_id, sizeof(u->request_id),
+                        call->request_id != NULL ? call->request_id : "");
     }
     pthread_mutex_unlock(&svc->usage_mu);
 }
@@ -256,8 +257,9 @@ coffer_err kms_usage_get(struct kms_service *svc, const struct kms_key *k, json_
         return rc;
     }
     /* The later of this node's unflushed use and the stored one (perhaps another node's). */
-    if (pending != NULL && (stored == NULL || json_integer_value(json_object_get(stored, "Timestamp")) <=
-                                                  json_integer_value(json_object_get(pending, "Timestamp")))) {
+    if (pending != NULL &&
+        (stored == NULL || json_integer_value(json_object_get(stored, "Timestamp")) <=
+                               json_integer_value(json_object_get(pending, "Timestamp")))) {
         json_decref(stored);
         *out = pending;
     } else {
