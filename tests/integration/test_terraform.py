@@ -35,25 +35,45 @@ POLICY_TEMPLATE = """{
 }"""
 
 
+def tf_workdir():
+    """A temporary working directory with a CLI config that installs the provider from the mirror."""
+    if not os.access(TERRAFORM, os.X_OK) or not os.path.isdir(PLUGINS):
+        raise AssertionError("terraform (%s) and its provider mirror (%s) are needed" % (TERRAFORM, PLUGINS))
+    work = tempfile.mkdtemp(prefix="coffer-tf-")
+    with open(os.path.join(work, "cli.tfrc"), "w") as f:
+        f.write(textwrap.dedent("""\
+            provider_installation {
+              filesystem_mirror {
+                path    = "%s"
+                include = ["registry.terraform.io/hashicorp/aws"]
+              }
+              direct {
+                exclude = ["registry.terraform.io/hashicorp/aws"]
+              }
+            }
+            """ % PLUGINS))
+    return work
+
+
+def tf_run(work, *args, ok_codes=(0,)):
+    """Runs terraform in `work` with no AWS_/TF_ settings of the caller's: (exit code, stdout)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+    env.update({"TF_CLI_CONFIG_FILE": os.path.join(work, "cli.tfrc"), "TF_IN_AUTOMATION": "1",
+                "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "HOME": work})
+    if os.environ.get("COFFER_TF_LOG"):  # a debug log of every call the provider makes
+        env.update({"TF_LOG": "DEBUG", "TF_LOG_PATH": os.environ["COFFER_TF_LOG"]})
+    r = subprocess.run([TERRAFORM] + list(args), cwd=work, env=env, capture_output=True, timeout=600)
+    if r.returncode not in ok_codes:
+        raise AssertionError("terraform %s exited %d:\n%s\n%s" % (
+            " ".join(args), r.returncode, r.stdout.decode()[-6000:], r.stderr.decode()[-6000:]))
+    return r.returncode, r.stdout.decode()
+
+
 class TerraformTest(ServerTestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.access(TERRAFORM, os.X_OK) or not os.path.isdir(PLUGINS):
-            raise AssertionError("terraform (%s) and its provider mirror (%s) are needed" % (TERRAFORM, PLUGINS))
+        cls.work = tf_workdir()
         super().setUpClass()
-        cls.work = tempfile.mkdtemp(prefix="coffer-tf-")
-        with open(os.path.join(cls.work, "cli.tfrc"), "w") as f:
-            f.write(textwrap.dedent("""\
-                provider_installation {
-                  filesystem_mirror {
-                    path    = "%s"
-                    include = ["registry.terraform.io/hashicorp/aws"]
-                  }
-                  direct {
-                    exclude = ["registry.terraform.io/hashicorp/aws"]
-                  }
-                }
-                """ % PLUGINS))
         cls.kms = cls.server.client("kms")
         cls.account = cls.server.client("sts").get_caller_identity()["Account"]
 
@@ -64,14 +84,7 @@ class TerraformTest(ServerTestCase):
 
     @classmethod
     def tf(cls, *args, ok_codes=(0,)):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
-        env.update({"TF_CLI_CONFIG_FILE": os.path.join(cls.work, "cli.tfrc"), "TF_IN_AUTOMATION": "1",
-                    "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "HOME": cls.work})
-        r = subprocess.run([TERRAFORM] + list(args), cwd=cls.work, env=env, capture_output=True, timeout=600)
-        if r.returncode not in ok_codes:
-            raise AssertionError("terraform %s exited %d:\n%s\n%s" % (
-                " ".join(args), r.returncode, r.stdout.decode()[-6000:], r.stderr.decode()[-6000:]))
-        return r.returncode, r.stdout.decode()
+        return tf_run(cls.work, *args, ok_codes=ok_codes)
 
     def write_config(self, description, rotation_days, policy_id):
         akid, secret = self.server.credentials()
