@@ -27,7 +27,10 @@ struct secrets_settings {
     int64_t recovery_day_ms;
 };
 
-#define SECRETS_SETTINGS_DEFAULT {.recovery_day_ms = 86400000LL}
+#define SECRETS_SETTINGS_DEFAULT                                                                             \
+    {                                                                                                        \
+        .recovery_day_ms = 86400000LL                                                                        \
+    }
 
 /* Secrets Manager as a module of the daemon (api/module.h); settings: struct secrets_settings. */
 extern const struct api_module secrets_module;

@@ -11,12 +11,13 @@
 
 #include "secrets/secrets_internal.h"
 
-static const char *const filter_keys[] = {"description",    "name", "tag-key", "tag-value", "primary-region",
-                                          "owning-service", "all",  NULL};
+static const char *const filter_keys[] = {"description",    "name",           "tag-key", "tag-value",
+                                          "primary-region", "owning-service", "all",     NULL};
 
 static bool value_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr(" :_@/+=.-!", c);
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr(" :_@/+=.-!", c);
 }
 
 coffer_err sm_filters_check(const json_t *filters)
@@ -28,9 +29,10 @@ coffer_err sm_filters_check(const json_t *filters)
         return coffer_fail(COFFER_ERR_SERIALIZATION, "Filters must be a list");
     }
     if (json_array_size(filters) > 10) {
-        return coffer_fail(COFFER_ERR_VALIDATION,
-                           "1 validation error detected: Value at 'filters' failed to satisfy constraint: Member "
-                           "must have length less than or equal to 10");
+        return coffer_fail(
+            COFFER_ERR_VALIDATION,
+            "1 validation error detected: Value at 'filters' failed to satisfy constraint: Member "
+            "must have length less than or equal to 10");
     }
     size_t i;
     const json_t *f;
@@ -47,14 +49,16 @@ coffer_err sm_filters_check(const json_t *filters)
             known = known || strcmp(*k, key) == 0;
         }
         if (!known) {
-            return coffer_fail(COFFER_ERR_VALIDATION,
-                               "1 validation error detected: Value '%.64s' at 'filters.%zu.member.key' failed to "
-                               "satisfy constraint: Member must satisfy enum value set: [all, name, tag-key, "
-                               "description, tag-value, primary-region, owning-service]",
-                               key != NULL ? key : "", i + 1);
+            return coffer_fail(
+                COFFER_ERR_VALIDATION,
+                "1 validation error detected: Value '%.64s' at 'filters.%zu.member.key' failed to "
+                "satisfy constraint: Member must satisfy enum value set: [all, name, tag-key, "
+                "description, tag-value, primary-region, owning-service]",
+                key != NULL ? key : "", i + 1);
         }
         if (json_array_size(values) < 1 || json_array_size(values) > 10) {
-            return coffer_fail(COFFER_ERR_INVALID_PARAMETER, "Invalid filter values: a filter needs 1 to 10 values.");
+            return coffer_fail(COFFER_ERR_INVALID_PARAMETER,
+                               "Invalid filter values: a filter needs 1 to 10 values.");
         }
         size_t j;
         const json_t *v;
@@ -69,13 +73,14 @@ coffer_err sm_filters_check(const json_t *filters)
                 ok = value_char_ok(*p) && (*p != '!' || p == s);
             }
             if (!ok) {
-                return coffer_fail(COFFER_ERR_VALIDATION,
-                                   "1 validation error detected: Value '[%.64s]' at 'filters.%zu.member.values' "
-                                   "failed to satisfy constraint: Member must satisfy constraint: [Member must "
-                                   "have length less than or equal to 512, Member must have length greater than "
-                                   "or equal to 0, Member must satisfy regular expression pattern: "
-                                   "^\\!?[a-zA-Z0-9 :_@\\/\\+\\=\\.\\-\\!]*$]",
-                                   s, i + 1);
+                return coffer_fail(
+                    COFFER_ERR_VALIDATION,
+                    "1 validation error detected: Value '[%.64s]' at 'filters.%zu.member.values' "
+                    "failed to satisfy constraint: Member must satisfy constraint: [Member must "
+                    "have length less than or equal to 512, Member must have length greater than "
+                    "or equal to 0, Member must satisfy regular expression pattern: "
+                    "^\\!?[a-zA-Z0-9 :_@\\/\\+\\=\\.\\-\\!]*$]",
+                    s, i + 1);
             }
         }
     }

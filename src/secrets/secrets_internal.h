@@ -41,10 +41,10 @@
 #define SM_ARN_MAX (128 + SM_NAME_MAX)
 #define SM_KEY_MAX (64 + SM_NAME_MAX)
 #define SM_SUFFIX_LEN 6
-#define SM_MAX_LABELS 20       /* staging labels on one version */
-#define SM_MAX_VERSIONS 100    /* versions kept; unlabeled ones beyond are pruned */
-#define SM_MAX_TAGS 50         /* tags on one secret */
-#define SM_POLICY_MAX 20480    /* characters of a resource policy */
+#define SM_MAX_LABELS 20                           /* staging labels on one version */
+#define SM_MAX_VERSIONS 100                        /* versions kept; unlabeled ones beyond are pruned */
+#define SM_MAX_TAGS 50                             /* tags on one secret */
+#define SM_POLICY_MAX 20480                        /* characters of a resource policy */
 #define SM_VERSION_MIN_AGE_MS (24LL * 3600 * 1000) /* an unlabeled version is kept at least a day */
 #define SM_DAY_MS (24LL * 3600 * 1000)
 #define SM_DEFAULT_KEY "alias/aws/secretsmanager"
@@ -142,7 +142,8 @@ void sm_label_detach(json_t *ver, const char *label);
  * Attaches `label` to `ver`, taking it from the version holding it; AWSCURRENT taken from
  * another version leaves AWSPREVIOUS on that version. LimitExceededException beyond 20 labels.
  */
-coffer_err sm_label_attach(json_t *versions, json_t *ver, const char *label) __attribute__((warn_unused_result));
+coffer_err sm_label_attach(json_t *versions, json_t *ver, const char *label)
+    __attribute__((warn_unused_result));
 /* Drops unlabeled versions older than a day, oldest first, while more than SM_MAX_VERSIONS remain. */
 void sm_versions_prune(json_t *versions, int64_t now_ms);
 

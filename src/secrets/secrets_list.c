@@ -83,7 +83,8 @@ coffer_err sm_list_collect(const struct sm *s, const struct api_call *call, cons
 static int sort_by; /* set under sort_mu for the comparator */
 static bool sort_desc;
 static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
-static const char *const sort_keys[] = {"created-date", "last-accessed-date", "last-changed-date", "name", NULL};
+static const char *const sort_keys[] = {"created-date", "last-accessed-date", "last-changed-date", "name",
+                                        NULL};
 static const char *const sort_orders[] = {"asc", "desc", NULL};
 
 static int compare_records(const void *a, const void *b)
@@ -198,8 +199,9 @@ coffer_err sm_op_DeleteSecret(void *state, struct api_call *call)
     TRY(api_in_bool(&in, "ForceDeleteWithoutRecovery", false, &force));
     TRY(api_in_done(&in));
     if (force && has_days) {
-        return coffer_fail(COFFER_ERR_INVALID_PARAMETER,
-                           "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.");
+        return coffer_fail(
+            COFFER_ERR_INVALID_PARAMETER,
+            "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.");
     }
     if (has_days && (days < 7 || days > 30)) {
         return coffer_fail(COFFER_ERR_INVALID_PARAMETER,
@@ -210,12 +212,14 @@ coffer_err sm_op_DeleteSecret(void *state, struct api_call *call)
     coffer_err rc = COFFER_OK;
     pthread_mutex_lock(&s->wmu);
     rc = sm_resolve(s, NULL, call, id, &sec);
-    if (rc == COFFER_ERR_NOT_FOUND && force && strncmp(id, "arn:", 4) != 0 && sm_name_check(id) == COFFER_OK) {
+    if (rc == COFFER_ERR_NOT_FOUND && force && strncmp(id, "arn:", 4) != 0 &&
+        sm_name_check(id) == COFFER_OK) {
         /* AWS answers a forced deletion of a secret that does not exist as done */
         coffer_clear_err();
         rc = sm_authorize_any(s, call, "DeleteSecret");
         if (rc == COFFER_OK) {
-            call->output = json_pack("{s:s, s:s, s:o}", "ARN", "", "Name", id, "DeletionDate", sm_date(call->now_ms));
+            call->output =
+                json_pack("{s:s, s:s, s:o}", "ARN", "", "Name", id, "DeletionDate", sm_date(call->now_ms));
             rc = call->output != NULL ? COFFER_OK : sm_oom();
         }
         goto out;
@@ -224,8 +228,9 @@ coffer_err sm_op_DeleteSecret(void *state, struct api_call *call)
     TRY_OUT(sm_authorize(s, call, "DeleteSecret", &sec));
     int64_t old = sm_int(sec.rec, "DeletionDate");
     if (!force && json_object_get(sec.rec, "DeletedDate") != NULL) {
-        FAIL_OUT(COFFER_ERR_INVALID_STATE, "You tried to perform the operation on a secret that's currently marked "
-                                           "deleted.");
+        FAIL_OUT(COFFER_ERR_INVALID_STATE,
+                 "You tried to perform the operation on a secret that's currently marked "
+                 "deleted.");
     }
     int64_t when = force ? call->now_ms : call->now_ms + days * s->day_ms;
     char arn[SM_ARN_MAX];
@@ -396,14 +401,15 @@ static coffer_err record_deletion(struct sm *s, const char *account, const char 
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     const char *source = "secretsmanager.amazonaws.com";
-    json_t *ev = json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:s,s:b,"
-                           "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
-                           "eventVersion", "1.08", "userIdentity", "accountId", account, "invokedBy", source,
-                           "eventTime", when, "eventSource", source, "eventName", "DeleteSecret", "awsRegion", region,
-                           "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements",
-                           "eventID", ids[0], "readOnly", 0, "resources", "accountId", account, "type",
-                           "AWS::SecretsManager::Secret", "ARN", arn, "eventType", "AwsServiceEvent",
-                           "managementEvent", 1, "recipientAccountId", account, "eventCategory", "Management");
+    json_t *ev =
+        json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:s,s:b,"
+                  "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
+                  "eventVersion", "1.08", "userIdentity", "accountId", account, "invokedBy", source,
+                  "eventTime", when, "eventSource", source, "eventName", "DeleteSecret", "awsRegion", region,
+                  "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements",
+                  "eventID", ids[0], "readOnly", 0, "resources", "accountId", account, "type",
+                  "AWS::SecretsManager::Secret", "ARN", arn, "eventType", "AwsServiceEvent",
+                  "managementEvent", 1, "recipientAccountId", account, "eventCategory", "Management");
     if (ev == NULL) {
         return sm_oom();
     }

@@ -56,7 +56,8 @@ coffer_err sm_password(const struct sm_password_spec *spec, sm_random_fn rnd, ch
                            "The password can't be generated because every character is excluded.");
     }
     if (spec->require_each && spec->length < n_required) {
-        return coffer_fail(COFFER_ERR_INVALID_PARAMETER, "Password length is too short based on the required types.");
+        return coffer_fail(COFFER_ERR_INVALID_PARAMETER,
+                           "Password length is too short based on the required types.");
     }
     coffer_err rc = COFFER_OK;
     for (size_t i = 0; i < spec->length; i++) {

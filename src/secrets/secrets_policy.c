@@ -15,7 +15,8 @@ static coffer_err compile(const char *doc, policy **out)
     if (rc == COFFER_ERR_MALFORMED_POLICY) {
         char why[400];
         coffer_str_copy(why, sizeof(why), coffer_last_message());
-        return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "This resource policy contains a syntax error: %s", why);
+        return coffer_fail(COFFER_ERR_MALFORMED_POLICY, "This resource policy contains a syntax error: %s",
+                           why);
     }
     return rc;
 }
@@ -23,15 +24,23 @@ static coffer_err compile(const char *doc, policy **out)
 /* Condition keys that confine a statement to known callers, so that "*" as principal is not public. */
 static bool restrictive_condition(const json_t *cond)
 {
-    static const char *const keys[] = {"aws:sourceaccount", "aws:sourcearn",  "aws:principalaccount",
-                                       "aws:principalarn",  "aws:principalorgid", "aws:sourcevpc",
-                                       "aws:sourcevpce",    "aws:sourceowner", "aws:userid",
-                                       "kms:calleraccount", NULL};
+    static const char *const keys[] = {"aws:sourceaccount",
+                                       "aws:sourcearn",
+                                       "aws:principalaccount",
+                                       "aws:principalarn",
+                                       "aws:principalorgid",
+                                       "aws:sourcevpc",
+                                       "aws:sourcevpce",
+                                       "aws:sourceowner",
+                                       "aws:userid",
+                                       "kms:calleraccount",
+                                       NULL};
     const char *op;
     const json_t *block;
     json_object_foreach((json_t *)cond, op, block)
     {
-        if (strncasecmp(op, "StringNot", 9) == 0 || strncasecmp(op, "ArnNot", 6) == 0 || strstr(op, "IfExists")) {
+        if (strncasecmp(op, "StringNot", 9) == 0 || strncasecmp(op, "ArnNot", 6) == 0 ||
+            strstr(op, "IfExists")) {
             continue; /* negations and IfExists let unknown callers through */
         }
         const char *key;
@@ -100,7 +109,8 @@ static bool policy_is_public(const char *doc)
         if (effect == NULL || strcmp(effect, "Allow") != 0) {
             continue;
         }
-        bool broad = json_object_get(st, "NotPrincipal") != NULL || principal_is_public(json_object_get(st, "Principal"));
+        bool broad = json_object_get(st, "NotPrincipal") != NULL ||
+                     principal_is_public(json_object_get(st, "Principal"));
         const json_t *cond = json_object_get(st, "Condition");
         if (broad && !(json_is_object(cond) && restrictive_condition(cond))) {
             pub = true;
@@ -225,15 +235,14 @@ coffer_err sm_op_ValidateResourcePolicy(void *state, struct api_call *call)
         char why[480];
         coffer_str_copy(why, sizeof(why), coffer_last_message());
         coffer_clear_err();
-        rc = json_array_append_new(errors, json_pack("{s:s, s:s}", "CheckName", "SYNTAX_CHECK", "ErrorMessage", why))
-                     == 0
+        rc = json_array_append_new(
+                 errors, json_pack("{s:s, s:s}", "CheckName", "SYNTAX_CHECK", "ErrorMessage", why)) == 0
                  ? COFFER_OK
                  : sm_oom();
     } else if (rc == COFFER_OK && policy_is_public(doc)) {
-        rc = json_array_append_new(errors, json_pack("{s:s, s:s}", "CheckName", "PUBLIC_ACCESS_CHECK",
-                                                     "ErrorMessage",
-                                                     "This resource policy grants broad access to the secret."))
-                     == 0
+        rc = json_array_append_new(errors,
+                                   json_pack("{s:s, s:s}", "CheckName", "PUBLIC_ACCESS_CHECK", "ErrorMessage",
+                                             "This resource policy grants broad access to the secret.")) == 0
                  ? COFFER_OK
                  : sm_oom();
     }

@@ -45,7 +45,8 @@ coffer_err sm_name_check(const char *name)
     bool ok = name[0] != 0 && strlen(name) <= SM_NAME_MAX;
     for (const char *p = name; ok && *p != 0; p++) {
         char c = *p;
-        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("/_+=.@-!", c);
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             strchr("/_+=.@-!", c);
     }
     if (!ok) {
         return coffer_fail(COFFER_ERR_VALIDATION,
@@ -228,8 +229,9 @@ out:
 coffer_err sm_check_live(const struct sm_secret *sec)
 {
     if (json_object_get(sec->rec, "DeletedDate") != NULL) {
-        return coffer_fail(COFFER_ERR_INVALID_STATE,
-                           "You can't perform this operation on the secret because it was marked for deletion.");
+        return coffer_fail(
+            COFFER_ERR_INVALID_STATE,
+            "You can't perform this operation on the secret because it was marked for deletion.");
     }
     return COFFER_OK;
 }
@@ -364,15 +366,15 @@ coffer_err sm_value_seal(const struct sm *s, const struct api_call *call, const 
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     via_service(call, via, sizeof(via));
-    rc = s->kms->encrypt(s->kms->svc, call, via, key_id, ec, coffer_cursor_from(dk, CRYPTO_AES256_KEY_LEN), &blob,
-                         key_arn, sizeof(key_arn));
+    rc = s->kms->encrypt(s->kms->svc, call, via, key_id, ec, coffer_cursor_from(dk, CRYPTO_AES256_KEY_LEN),
+                         &blob, key_arn, sizeof(key_arn));
     if (rc != COFFER_OK) {
         rc = kms_failure(rc, COFFER_ERR_ENCRYPTION_FAILURE);
         goto out;
     }
     TRY_OUT(value_aad(sec, vid, &aad));
-    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(dk, CRYPTO_AES256_KEY_LEN), iv, coffer_buf_cursor(&aad), value,
-                                &ct));
+    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(dk, CRYPTO_AES256_KEY_LEN), iv, coffer_buf_cursor(&aad),
+                                value, &ct));
     TRY_OUT(coffer_b64_encode(coffer_buf_cursor(&ct), &ct64));
     TRY_OUT(coffer_b64_encode(coffer_cursor_from(iv, sizeof(iv)), &iv64));
     if (json_object_set_new(ver, "KeyArn", json_string(key_arn)) != 0 ||
@@ -401,8 +403,9 @@ coffer_err sm_value_open(const struct sm *s, const struct api_call *call, const 
     const char *vid = sm_str(ver, "VersionId");
     const char *blob = sm_str(ver, "DataKey");
     if (blob == NULL || sm_str(ver, "Data") == NULL || sm_str(ver, "Iv") == NULL) {
-        return coffer_fail(COFFER_ERR_NOT_FOUND, "Secrets Manager can't find the specified secret value for "
-                                                 "VersionId: %s",
+        return coffer_fail(COFFER_ERR_NOT_FOUND,
+                           "Secrets Manager can't find the specified secret value for "
+                           "VersionId: %s",
                            vid);
     }
     if (s->kms == NULL) {
@@ -468,9 +471,10 @@ bool sm_value_given(const struct sm_value *v)
 coffer_err sm_value_check(const struct sm_value *v, bool required)
 {
     if (v->string != NULL && v->has_binary) {
-        return coffer_fail(COFFER_ERR_INVALID_PARAMETER,
-                           "You can't specify both a binary secret value and a string secret value in the same "
-                           "secret.");
+        return coffer_fail(
+            COFFER_ERR_INVALID_PARAMETER,
+            "You can't specify both a binary secret value and a string secret value in the same "
+            "secret.");
     }
     if (required && !sm_value_given(v)) {
         return coffer_fail(COFFER_ERR_INVALID_STATE, "You must provide either SecretString or SecretBinary.");
@@ -519,7 +523,8 @@ json_t *sm_describe_json(const struct sm_secret *sec, bool list_form)
     }
     if (set_date(o, "LastChangedDate", rec, "LastChangedDate") != 0 ||
         set_date(o, "LastAccessedDate", rec, "LastAccessedDate") != 0 ||
-        set_date(o, "DeletedDate", rec, "DeletedDate") != 0 || set_date(o, "CreatedDate", rec, "CreatedDate") != 0) {
+        set_date(o, "DeletedDate", rec, "DeletedDate") != 0 ||
+        set_date(o, "CreatedDate", rec, "CreatedDate") != 0) {
         goto fail;
     }
     const json_t *tags = json_object_get(rec, "Tags");

@@ -95,7 +95,8 @@ static const struct api_op sm_ops[] = {
 
 /* Secrets Manager's names for the shared errors (secretsmanager.md). */
 static const struct api_error_name sm_errors[] = {
-    {COFFER_ERR_NOT_FOUND, "ResourceNotFoundException", 0, "Secrets Manager can't find the specified secret."},
+    {COFFER_ERR_NOT_FOUND, "ResourceNotFoundException", 0,
+     "Secrets Manager can't find the specified secret."},
     {COFFER_ERR_ALREADY_EXISTS, "ResourceExistsException", 0, NULL},
     {COFFER_ERR_INVALID_STATE, "InvalidRequestException", 0, NULL},
     {COFFER_ERR_INVALID_MARKER, "InvalidNextTokenException", 0, "The NextToken value is invalid."},
@@ -107,7 +108,7 @@ static const struct api_error_name sm_errors[] = {
 };
 
 /* Secret values, passwords and rotation tokens: wiped after use and never in the trail. */
-static const char *const sm_sensitive_members[] = {"SecretString", "SecretBinary", "RandomPassword",
+static const char *const sm_sensitive_members[] = {"SecretString",  "SecretBinary", "RandomPassword",
                                                    "RotationToken", "SecretValues", NULL};
 
 static coffer_err sm_start(const struct api_host *host, void **instance, const struct api_service **api)

@@ -33,7 +33,8 @@ static coffer_err version_id(const char *token, char out[65])
 static coffer_err add_version(const struct sm *s, const struct api_call *call, struct sm_secret *sec,
                               const char *vid, const char *key_id, const struct sm_value *value, json_t **out)
 {
-    json_t *ver = json_pack("{s:s, s:[], s:I}", "VersionId", vid, "Stages", "CreatedDate", (json_int_t)call->now_ms);
+    json_t *ver =
+        json_pack("{s:s, s:[], s:I}", "VersionId", vid, "Stages", "CreatedDate", (json_int_t)call->now_ms);
     if (ver == NULL) {
         return sm_oom();
     }
@@ -61,19 +62,21 @@ static coffer_err same_value(const struct sm *s, const struct api_call *call, co
 
 static coffer_err token_in_use(const char *token, const struct sm_secret *sec)
 {
-    return coffer_fail(COFFER_ERR_ALREADY_EXISTS,
-                       "You can't use ClientRequestToken %s because that value is already in use for a version of "
-                       "secret %s.",
-                       token, sec->arn);
+    return coffer_fail(
+        COFFER_ERR_ALREADY_EXISTS,
+        "You can't use ClientRequestToken %s because that value is already in use for a version of "
+        "secret %s.",
+        token, sec->arn);
 }
 
 static coffer_err too_many_versions(const json_t *versions)
 {
     if (json_array_size(versions) > SM_MAX_VERSIONS) {
-        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED,
-                           "You have exceeded the maximum number of versions (%d) of a secret; unlabeled versions "
-                           "are removed once they are a day old.",
-                           SM_MAX_VERSIONS);
+        return coffer_fail(
+            COFFER_ERR_LIMIT_EXCEEDED,
+            "You have exceeded the maximum number of versions (%d) of a secret; unlabeled versions "
+            "are removed once they are a day old.",
+            SM_MAX_VERSIONS);
     }
     return COFFER_OK;
 }
@@ -81,8 +84,9 @@ static coffer_err too_many_versions(const json_t *versions)
 static coffer_err tags_check(const json_t *tags)
 {
     if (json_array_size(tags) > SM_MAX_TAGS) {
-        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED, "The request failed because it would exceed one of the Secrets "
-                                                      "Manager quotas: a secret can have at most 50 tags.");
+        return coffer_fail(COFFER_ERR_LIMIT_EXCEEDED,
+                           "The request failed because it would exceed one of the Secrets "
+                           "Manager quotas: a secret can have at most 50 tags.");
     }
     size_t i;
     const json_t *t;
@@ -146,7 +150,8 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
     TRY_OUT(tags_check(tags));
     replicas = json_object_get(call->input, "AddReplicaRegions");
     if (json_array_size(replicas) > 0) {
-        FAIL_OUT(COFFER_ERR_INVALID_PARAMETER, "Replication to other Regions is not supported by this server.");
+        FAIL_OUT(COFFER_ERR_INVALID_PARAMETER,
+                 "Replication to other Regions is not supported by this server.");
     }
     pthread_mutex_lock(&s->wmu);
     locked = true;
@@ -154,8 +159,9 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
     if (rc == COFFER_OK) {
         TRY_OUT(sm_authorize(s, call, "CreateSecret", &sec));
         if (json_object_get(sec.rec, "DeletedDate") != NULL) {
-            FAIL_OUT(COFFER_ERR_INVALID_STATE, "You can't create this secret because a secret with this name is "
-                                               "already scheduled for deletion.");
+            FAIL_OUT(COFFER_ERR_INVALID_STATE,
+                     "You can't create this secret because a secret with this name is "
+                     "already scheduled for deletion.");
         }
         json_t *ver = token != NULL ? sm_version_find(json_object_get(sec.rec, "Versions"), token) : NULL;
         bool same = false;
@@ -163,7 +169,8 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
             TRY_OUT(same_value(s, call, &sec, ver, &value, &same));
         }
         if (!same) {
-            FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "The operation failed because the secret %s already exists.", name);
+            FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "The operation failed because the secret %s already exists.",
+                     name);
         }
         call->output = json_pack("{s:s, s:s, s:s}", "ARN", sec.arn, "Name", sec.name, "VersionId", token);
         if (call->output == NULL) {
@@ -184,11 +191,13 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
     sm_record_key(sec.account, sec.region, name, sec.key, sizeof(sec.key));
     sm_secret_arn(sec.region, sec.account, name, suffix, sec.arn, sizeof(sec.arn));
     TRY_OUT(sm_authorize(s, call, "CreateSecret", &sec));
-    sec.rec = json_pack("{s:s, s:s, s:I, s:I, s:[], s:[]}", "Name", name, "Suffix", suffix, "CreatedDate",
-                        (json_int_t)call->now_ms, "LastChangedDate", (json_int_t)call->now_ms, "Tags", "Versions");
-    if (sec.rec == NULL || (description != NULL && json_object_set_new(sec.rec, "Description",
-                                                                       json_string(description)) != 0) ||
-        (key_id != NULL && key_id[0] != 0 && json_object_set_new(sec.rec, "KmsKeyId", json_string(key_id)) != 0) ||
+    sec.rec =
+        json_pack("{s:s, s:s, s:I, s:I, s:[], s:[]}", "Name", name, "Suffix", suffix, "CreatedDate",
+                  (json_int_t)call->now_ms, "LastChangedDate", (json_int_t)call->now_ms, "Tags", "Versions");
+    if (sec.rec == NULL ||
+        (description != NULL && json_object_set_new(sec.rec, "Description", json_string(description)) != 0) ||
+        (key_id != NULL && key_id[0] != 0 &&
+         json_object_set_new(sec.rec, "KmsKeyId", json_string(key_id)) != 0) ||
         (tags != NULL && json_object_set_new(sec.rec, "Tags", json_deep_copy(tags)) != 0)) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
@@ -246,7 +255,8 @@ out:
 }
 
 /* The version a read selects: VersionId and/or VersionStage (AWSCURRENT when neither). */
-static coffer_err select_version(const struct sm_secret *sec, const char *vid, const char *stage, json_t **out)
+static coffer_err select_version(const struct sm_secret *sec, const char *vid, const char *stage,
+                                 json_t **out)
 {
     const json_t *versions = json_object_get(sec->rec, "Versions");
     json_t *ver = NULL;
@@ -254,14 +264,16 @@ static coffer_err select_version(const struct sm_secret *sec, const char *vid, c
         ver = sm_version_find(versions, vid);
         if (ver == NULL || (stage != NULL && !sm_has_label(ver, stage))) {
             return coffer_fail(COFFER_ERR_NOT_FOUND,
-                               "Secrets Manager can't find the specified secret value for VersionId: %s", vid);
+                               "Secrets Manager can't find the specified secret value for VersionId: %s",
+                               vid);
         }
     } else {
         stage = stage != NULL ? stage : SM_CURRENT;
         ver = sm_label_owner(versions, stage);
         if (ver == NULL) {
             return coffer_fail(COFFER_ERR_NOT_FOUND,
-                               "Secrets Manager can't find the specified secret value for staging label: %s", stage);
+                               "Secrets Manager can't find the specified secret value for staging label: %s",
+                               stage);
         }
     }
     if (sm_str(ver, "Data") == NULL) {
@@ -277,7 +289,8 @@ static coffer_err select_version(const struct sm_secret *sec, const char *vid, c
  * LastAccessedDate is a day: the record is written on the first read of a day only, so reads
  * stay reads. A failure to write it is not the reader's failure.
  */
-static void note_access(struct sm *s, const struct api_call *call, const struct sm_secret *read, const char *vid)
+static void note_access(struct sm *s, const struct api_call *call, const struct sm_secret *read,
+                        const char *vid)
 {
     int64_t today = sm_day_of(call->now_ms);
     const json_t *ver = sm_version_find(json_object_get(read->rec, "Versions"), vid);
@@ -331,7 +344,8 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* BatchGetSecretValue                                                                          */
 
-static coffer_err batch_one(struct sm *s, struct api_call *call, const char *id, json_t *values, json_t *errors)
+static coffer_err batch_one(struct sm *s, struct api_call *call, const char *id, json_t *values,
+                            json_t *errors)
 {
     struct sm_secret sec = {0};
     json_t *ver = NULL, *item = NULL;
@@ -408,7 +422,8 @@ coffer_err sm_op_BatchGetSecretValue(void *state, struct api_call *call)
         }
     } else {
         TRY_OUT(sm_list_collect(s, call, filters, false, &recs));
-        size_t end = offset + (size_t)max < json_array_size(recs) ? offset + (size_t)max : json_array_size(recs);
+        size_t end =
+            offset + (size_t)max < json_array_size(recs) ? offset + (size_t)max : json_array_size(recs);
         for (size_t i = offset; i < end; i++) {
             const json_t *r = json_array_get(recs, i);
             char arn[SM_ARN_MAX];
@@ -535,7 +550,8 @@ static coffer_err reencrypt_labelled(const struct sm *s, const struct api_call *
     json_array_foreach(json_object_get(sec->rec, "Versions"), i, v)
     {
         if (!(sm_has_label(v, SM_CURRENT) || sm_has_label(v, SM_PREVIOUS) || sm_has_label(v, SM_PENDING)) ||
-            sm_str(v, "Data") == NULL || (skip_vid != NULL && strcmp(sm_str(v, "VersionId"), skip_vid) == 0)) {
+            sm_str(v, "Data") == NULL ||
+            (skip_vid != NULL && strcmp(sm_str(v, "VersionId"), skip_vid) == 0)) {
             continue;
         }
         coffer_buf plain;
@@ -665,8 +681,8 @@ coffer_err sm_op_UpdateSecretVersionStage(void *state, struct api_call *call)
         }
         if (source != owner) {
             FAIL_OUT(COFFER_ERR_INVALID_PARAMETER,
-                     "The staging label %s is currently not attached to version %s, so you can't remove it.", label,
-                     from);
+                     "The staging label %s is currently not attached to version %s, so you can't remove it.",
+                     label, from);
         }
     }
     if (to != NULL) {
@@ -675,16 +691,18 @@ coffer_err sm_op_UpdateSecretVersionStage(void *state, struct api_call *call)
             FAIL_OUT(COFFER_ERR_INVALID_PARAMETER, "Not a valid version: %s", to);
         }
         if (owner != NULL && owner != target && source == NULL) {
-            FAIL_OUT(COFFER_ERR_INVALID_PARAMETER,
-                     "The parameter RemoveFromVersionId can't be empty. Staging label %s is currently attached to "
-                     "version %s, so you must explicitly reference that version in RemoveFromVersionId.",
-                     label, sm_str(owner, "VersionId"));
+            FAIL_OUT(
+                COFFER_ERR_INVALID_PARAMETER,
+                "The parameter RemoveFromVersionId can't be empty. Staging label %s is currently attached to "
+                "version %s, so you must explicitly reference that version in RemoveFromVersionId.",
+                label, sm_str(owner, "VersionId"));
         }
         TRY_OUT(sm_label_attach(versions, target, label));
     } else if (source != NULL) {
         if (strcmp(label, SM_CURRENT) == 0) {
-            FAIL_OUT(COFFER_ERR_INVALID_PARAMETER, "You can only move staging label AWSCURRENT to a different secret "
-                                                   "version. It can't be completely removed.");
+            FAIL_OUT(COFFER_ERR_INVALID_PARAMETER,
+                     "You can only move staging label AWSCURRENT to a different secret "
+                     "version. It can't be completely removed.");
         }
         sm_label_detach(source, label);
     }
@@ -723,7 +741,8 @@ coffer_err sm_op_DescribeSecret(void *state, struct api_call *call)
 
 static json_t *version_entry(const json_t *v)
 {
-    const char *key = json_is_true(json_object_get(v, "DefaultKey")) ? "DefaultEncryptionKey" : sm_str(v, "KeyArn");
+    const char *key =
+        json_is_true(json_object_get(v, "DefaultKey")) ? "DefaultEncryptionKey" : sm_str(v, "KeyArn");
     json_t *e = json_pack("{s:s, s:o}", "VersionId", sm_str(v, "VersionId"), "CreatedDate",
                           sm_date(sm_int(v, "CreatedDate")));
     if (e == NULL) {
