@@ -326,6 +326,13 @@ static coffer_err value_aad(const struct sm_secret *sec, const char *vid, coffer
     return rc;
 }
 
+static coffer_err default_key_cross_account(void)
+{
+    return coffer_fail(COFFER_ERR_INVALID_STATE,
+                       "You can't access a secret from a different AWS account if you "
+                       "encrypt the secret with the default KMS service key.");
+}
+
 static void via_service(const struct api_call *call, char *out, size_t n)
 {
     snprintf(out, n, "secretsmanager.%s.amazonaws.com", call->region);
@@ -337,9 +344,7 @@ coffer_err sm_value_seal(const struct sm *s, const struct api_call *call, const 
     const char *vid = sm_str(ver, "VersionId");
     if (key_id == NULL || key_id[0] == 0) {
         if (sec->cross_account) {
-            return coffer_fail(COFFER_ERR_INVALID_STATE,
-                               "You can't access a secret from a different AWS account if you encrypt the "
-                               "secret with the default KMS service key.");
+            return default_key_cross_account();
         }
         key_id = SM_DEFAULT_KEY;
     }
@@ -407,6 +412,9 @@ coffer_err sm_value_open(const struct sm *s, const struct api_call *call, const 
                            "Secrets Manager can't find the specified secret value for "
                            "VersionId: %s",
                            vid);
+    }
+    if (sec->cross_account && json_is_true(json_object_get(ver, "DefaultKey"))) {
+        return default_key_cross_account();
     }
     if (s->kms == NULL) {
         return coffer_fail(COFFER_ERR_DECRYPTION_FAILURE, "No KMS is available to decrypt the value.");
