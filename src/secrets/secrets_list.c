@@ -80,25 +80,30 @@ coffer_err sm_list_collect(const struct sm *s, const struct api_call *call, cons
 /* ------------------------------------------------------------------------------------------ */
 /* ListSecrets                                                                                  */
 
-static int sort_by; /* set under sort_mu for the comparator */
-static bool sort_desc;
-static pthread_mutex_t sort_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *const sort_keys[] = {"created-date", "last-accessed-date", "last-changed-date", "name",
                                         NULL};
 static const char *const sort_orders[] = {"asc", "desc", NULL};
 
-static int compare_records(const void *a, const void *b)
+struct sort_spec {
+    int by; /* index in sort_keys */
+    bool desc;
+};
+
+static int compare_records(const void *a, const void *b, void *arg)
 {
+    const struct sort_spec *spec = arg;
     const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
     int c;
-    if (sort_by == 3) {
+    if (spec->by == 3) {
         c = strcmp(sm_str(x, "Name"), sm_str(y, "Name"));
     } else {
-        const char *m = sort_by == 0 ? "CreatedDate" : sort_by == 1 ? "LastAccessedDate" : "LastChangedDate";
+        const char *m = spec->by == 0   ? "CreatedDate"
+                        : spec->by == 1 ? "LastAccessedDate"
+                                        : "LastChangedDate";
         int64_t p = sm_int(x, m), q = sm_int(y, m);
         c = p < q ? -1 : p > q ? 1 : strcmp(sm_str(x, "Name"), sm_str(y, "Name"));
     }
-    return sort_desc ? -c : c;
+    return spec->desc ? -c : c;
 }
 
 static coffer_err sort_records(json_t *recs, int by, bool desc)
@@ -111,11 +116,8 @@ static coffer_err sort_records(json_t *recs, int by, bool desc)
     for (size_t i = 0; i < n; i++) {
         items[i] = json_incref(json_array_get(recs, i));
     }
-    pthread_mutex_lock(&sort_mu);
-    sort_by = by;
-    sort_desc = desc;
-    qsort(items, n, sizeof(*items), compare_records);
-    pthread_mutex_unlock(&sort_mu);
+    struct sort_spec spec = {.by = by, .desc = desc};
+    qsort_r(items, n, sizeof(*items), compare_records, &spec);
     json_array_clear(recs);
     coffer_err rc = COFFER_OK;
     for (size_t i = 0; i < n; i++) {

@@ -342,6 +342,12 @@ coffer_err sm_value_seal(const struct sm *s, const struct api_call *call, const 
                          const char *key_id, coffer_cursor value, bool binary, json_t *ver)
 {
     const char *vid = sm_str(ver, "VersionId");
+    if (sec->cross_account && key_id != NULL && strncmp(key_id, "arn:", 4) != 0) {
+        /* a key id or alias of the owner's account means nothing in the caller's: the key of
+         * the current version names it by ARN */
+        const json_t *cur = sm_label_owner(json_object_get(sec->rec, "Versions"), SM_CURRENT);
+        key_id = sm_str(cur, "KeyArn") != NULL ? sm_str(cur, "KeyArn") : key_id;
+    }
     if (key_id == NULL || key_id[0] == 0) {
         if (sec->cross_account) {
             return default_key_cross_account();

@@ -556,7 +556,8 @@ static coffer_err reencrypt_labelled(const struct sm *s, const struct api_call *
         }
         coffer_buf plain;
         coffer_err rc = sm_value_open(s, call, sec, v, &plain);
-        if (rc == COFFER_OK) {
+        bool opened = rc == COFFER_OK;
+        if (opened) {
             json_t *copy = json_deep_copy(v);
             if (copy == NULL) {
                 coffer_buf_free(&plain);
@@ -570,7 +571,10 @@ static coffer_err reencrypt_labelled(const struct sm *s, const struct api_call *
             json_decref(copy);
         }
         coffer_buf_free(&plain);
-        if (rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_STORE || rc == COFFER_ERR_AUDIT) {
+        /* a new key that cannot encrypt at all is the caller's mistake; a version the caller may
+         * not decrypt, or a key it may not use, is left as it is */
+        if (rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_STORE || rc == COFFER_ERR_AUDIT ||
+            (opened && rc == COFFER_ERR_ENCRYPTION_FAILURE)) {
             return rc;
         }
         coffer_clear_err();

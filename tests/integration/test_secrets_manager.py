@@ -447,6 +447,17 @@ class SecretsManagerTest(ServerTestCase):
         self.assertEqual(self.sm.list_secret_version_ids(SecretId=name)["Versions"][0]["KmsKeyIds"], [key2["Arn"]])
         kms.disable_key(KeyId=key["KeyId"])
         self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "customer-canary-31f")
+        # a key that does not exist encrypts nothing and is not kept
+        code, _ = self.err(self.sm.update_secret, SecretId=name, KmsKeyId="alias/no-such-key")
+        self.assertEqual(code, "EncryptionFailure")
+        code, _ = self.err(self.sm.create_secret, Name="t/kms/bad-key", SecretString="x", KmsKeyId="alias/no-such-key")
+        self.assertEqual(code, "EncryptionFailure")
+        self.assertEqual(self.sm.describe_secret(SecretId=name)["KmsKeyId"], key2["Arn"])
+        # back to the default key: KmsKeyId disappears from DescribeSecret
+        self.sm.update_secret(SecretId=name, KmsKeyId="")
+        self.assertNotIn("KmsKeyId", self.sm.describe_secret(SecretId=name))
+        self.assertEqual(self.sm.list_secret_version_ids(SecretId=name)["Versions"][0]["KmsKeyIds"],
+                         ["DefaultEncryptionKey"])
 
     # ---- resource policies -------------------------------------------------------------------
 

@@ -86,8 +86,8 @@ static void test_prune_keeps_labelled_and_young_versions(void **state)
         snprintf(id, sizeof(id), "v%d", i);
         /* v0..v2 old and unlabeled, v3 old and labelled, the rest young */
         int64_t created = i < 4 ? now - 2 * SM_DAY_MS : now - 1000;
-        json_array_append_new(vs, json_pack("{s:s, s:[], s:I}", "VersionId", id, "Stages", "CreatedDate",
-                                            (json_int_t)created));
+        json_array_append_new(
+            vs, json_pack("{s:s, s:[], s:I}", "VersionId", id, "Stages", "CreatedDate", (json_int_t)created));
     }
     assert_int_equal(sm_label_attach(vs, sm_version_find(vs, "v3"), "keep"), COFFER_OK);
     sm_versions_prune(vs, now);
@@ -134,7 +134,8 @@ static void test_password_classes_and_exclusions(void **state)
         assert_false(has_any(pw, " "));
     }
     /* four classes in four characters, with most of each class excluded */
-    spec = (struct sm_password_spec){.length = 4, .exclude = "abcdefghijklmnopqrstuvwxyABCDEFGHIJKLMNOPQRSTUVWXY012345678",
+    spec = (struct sm_password_spec){.length = 4,
+                                     .exclude = "abcdefghijklmnopqrstuvwxyABCDEFGHIJKLMNOPQRSTUVWXY012345678",
                                      .require_each = true};
     for (int round = 0; round < 200; round++) {
         assert_int_equal(sm_password(&spec, crypto_random, pw), COFFER_OK);
@@ -144,12 +145,12 @@ static void test_password_classes_and_exclusions(void **state)
     assert_int_equal(sm_password(&spec, crypto_random, pw), COFFER_ERR_INVALID_PARAMETER);
     assert_string_equal(coffer_last_message(), "Password length is too short based on the required types.");
     /* a class wholly excluded is not required */
-    spec = (struct sm_password_spec){.length = 2, .no_punctuation = true, .no_upper = true,
-                                     .exclude = "0123456789", .require_each = true};
+    spec = (struct sm_password_spec){
+        .length = 2, .no_punctuation = true, .no_upper = true, .exclude = "0123456789", .require_each = true};
     assert_int_equal(sm_password(&spec, crypto_random, pw), COFFER_OK);
     /* everything excluded */
-    spec = (struct sm_password_spec){.length = 8, .no_punctuation = true, .no_upper = true, .no_lower = true,
-                                     .no_numbers = true};
+    spec = (struct sm_password_spec){
+        .length = 8, .no_punctuation = true, .no_upper = true, .no_lower = true, .no_numbers = true};
     assert_int_equal(sm_password(&spec, crypto_random, pw), COFFER_ERR_INVALID_PARAMETER);
     /* space only when asked for, and the longest password */
     spec = (struct sm_password_spec){.length = 4096, .include_space = true, .require_each = true};
@@ -162,7 +163,8 @@ static void test_password_draws_without_bias(void **state)
 {
     (void)state;
     /* digits only: 10 characters, so bytes 250..255 must be rejected, never folded onto 0..5 */
-    struct sm_password_spec spec = {.length = 256, .no_punctuation = true, .no_upper = true, .no_lower = true};
+    struct sm_password_spec spec = {
+        .length = 256, .no_punctuation = true, .no_upper = true, .no_lower = true};
     char pw[257];
     counter = 0;
     assert_int_equal(sm_password(&spec, counting_random, pw), COFFER_OK);
@@ -178,9 +180,10 @@ static void test_password_draws_without_bias(void **state)
 
 static json_t *record(void)
 {
-    return versions_of("{\"Name\":\"prod/db/password\",\"Description\":\"Payments Database\","
-                       "\"Tags\":[{\"Key\":\"env\",\"Value\":\"prod\"},{\"Key\":\"Team\",\"Value\":\"core\"}],"
-                       "\"Versions\":[]}");
+    return versions_of(
+        "{\"Name\":\"prod/db/password\",\"Description\":\"Payments Database\","
+        "\"Tags\":[{\"Key\":\"env\",\"Value\":\"prod\"},{\"Key\":\"Team\",\"Value\":\"core\"}],"
+        "\"Versions\":[]}");
 }
 
 static bool passes(const char *filters_json)
@@ -203,10 +206,12 @@ static void test_filters(void **state)
     assert_true(passes("[{\"Key\":\"description\",\"Values\":[\"payments\"]}]"));
     assert_true(passes("[{\"Key\":\"tag-key\",\"Values\":[\"Team\"]}]"));
     assert_false(passes("[{\"Key\":\"tag-key\",\"Values\":[\"team\"]}]"));
-    assert_true(passes("[{\"Key\":\"tag-value\",\"Values\":[\"nope\", \"co\"]}]")); /* values are alternatives */
+    assert_true(
+        passes("[{\"Key\":\"tag-value\",\"Values\":[\"nope\", \"co\"]}]")); /* values are alternatives */
     assert_false(passes("[{\"Key\":\"tag-key\",\"Values\":[\"!env\"]}]"));
     assert_true(passes("[{\"Key\":\"tag-key\",\"Values\":[\"!owner\"]}]"));
-    assert_false(passes("[{\"Key\":\"name\",\"Values\":[\"prod\"]},{\"Key\":\"tag-value\",\"Values\":[\"dev\"]}]"));
+    assert_false(
+        passes("[{\"Key\":\"name\",\"Values\":[\"prod\"]},{\"Key\":\"tag-value\",\"Values\":[\"dev\"]}]"));
     assert_true(passes("[{\"Key\":\"all\",\"Values\":[\"PAYMENTS core\"]}]"));
     assert_false(passes("[{\"Key\":\"all\",\"Values\":[\"payments other\"]}]"));
     assert_false(passes("[{\"Key\":\"primary-region\",\"Values\":[\"us\"]}]"));
