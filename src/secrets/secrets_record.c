@@ -239,6 +239,34 @@ coffer_err sm_check_live(const struct sm_secret *sec)
 /* ------------------------------------------------------------------------------------------ */
 /* Authorization                                                                                */
 
+/* aws:ResourceTag/<k> and secretsmanager:ResourceTag/<k> from the secret's tags. */
+static coffer_err add_tag_ctx(void *arg, unsigned wanted, policy_ctx *ctx)
+{
+    const struct sm_secret *sec = arg;
+    if (sec->rec == NULL || (wanted & (AUTHZ_CTX_RESOURCE_TAGS | AUTHZ_CTX_OTHER)) == 0) {
+        return COFFER_OK;
+    }
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(sec->rec, "Tags"), i, t)
+    {
+        char key[320];
+        const char *k = sm_str(t, "Key"), *v = sm_str(t, "Value");
+        if (k == NULL || v == NULL) {
+            continue;
+        }
+        if (wanted & AUTHZ_CTX_RESOURCE_TAGS) {
+            snprintf(key, sizeof(key), "aws:ResourceTag/%s", k);
+            TRY(policy_ctx_add_variant(ctx, key, v));
+        }
+        if (wanted & AUTHZ_CTX_OTHER) {
+            snprintf(key, sizeof(key), "secretsmanager:ResourceTag/%s", k);
+            TRY(policy_ctx_add_variant(ctx, key, v));
+        }
+    }
+    return COFFER_OK;
+}
+
 /*
  * AWS: within the secret's account either the identity policies or the resource policy may
  * allow; from another account both must. The shared authorizer reads a resource policy that
@@ -266,6 +294,8 @@ coffer_err sm_authorize(const struct sm *s, const struct api_call *call, const c
     req.resource_policy = p;
     req.keys = keys;
     req.n_keys = 1;
+    req.add_ctx = add_tag_ctx;
+    req.add_ctx_arg = (void *)sec;
     struct authz_verdict v;
     coffer_err rc = authz_decide(s->az, &req, &v);
     if (rc == COFFER_OK && !v.allowed && !v.explicit_deny && !sec->cross_account && p != NULL &&

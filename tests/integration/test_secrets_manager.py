@@ -505,6 +505,21 @@ class SecretsManagerTest(ServerTestCase):
         v = self.sm.validate_resource_policy(ResourcePolicy="[]")
         self.assertFalse(v["PolicyValidationPassed"])
 
+    def test_identity_policy_on_resource_tags(self):
+        iam = self.server.client("iam")
+        creds = self.user(iam, "sm-tagged", policy_doc(
+            {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/team": "core"}}},
+            {"Effect": "Allow", "Action": "secretsmanager:DescribeSecret", "Resource": "*",
+             "Condition": {"StringEquals": {"secretsmanager:ResourceTag/team": "core"}}}))
+        user = self.client_as("secretsmanager", creds)
+        self.sm.create_secret(Name="t/abac/core", SecretString="c", Tags=[{"Key": "team", "Value": "core"}])
+        self.sm.create_secret(Name="t/abac/other", SecretString="o", Tags=[{"Key": "team", "Value": "web"}])
+        self.assertEqual(self.eventually(lambda: user.get_secret_value(SecretId="t/abac/core"))["SecretString"], "c")
+        user.describe_secret(SecretId="t/abac/core")
+        self.assertEqual(self.err(user.get_secret_value, SecretId="t/abac/other")[0], "AccessDeniedException")
+        self.assertEqual(self.err(user.describe_secret, SecretId="t/abac/other")[0], "AccessDeniedException")
+
     def test_resource_policy_cross_account(self):
         b = self.create_account("sm-consumer")
         b_id = b["AccountId"]
