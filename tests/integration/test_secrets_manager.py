@@ -155,6 +155,26 @@ class SecretsManagerTest(ServerTestCase):
         self.assertEqual(self.sm.describe_secret(SecretId=name)["Description"], "now described")
         self.assertEqual(self.stages(name), {v3: ["AWSPREVIOUS"], v4: ["AWSCURRENT"]})
 
+    def test_pending_version_promoted_as_a_rotation_function_does(self):
+        name = "t/life/pending"
+        old = self.sm.create_secret(Name=name, SecretString="old")["VersionId"]
+        token = "99999999-8888-7777-6666-555555555555"
+        # createSecret: the candidate goes in as AWSPENDING; AWSCURRENT stays
+        r = self.sm.put_secret_value(SecretId=name, ClientRequestToken=token, SecretString="new",
+                                     VersionStages=["AWSPENDING"])
+        self.assertEqual(r["VersionStages"], ["AWSPENDING"])
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "old")
+        got = self.sm.get_secret_value(SecretId=name, VersionId=token, VersionStage="AWSPENDING")
+        self.assertEqual(got["SecretString"], "new")
+        # finishSecret: AWSCURRENT moves, AWSPREVIOUS follows, AWSPENDING is removed
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=token,
+                                            RemoveFromVersionId=old)
+        self.sm.update_secret_version_stage(SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+        self.assertEqual(self.stages(name), {old: ["AWSPREVIOUS"], token: ["AWSCURRENT"]})
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "new")
+        code, _ = self.err(self.sm.get_secret_value, SecretId=name, VersionStage="AWSPENDING")
+        self.assertEqual(code, "ResourceNotFoundException")
+
     def test_secret_without_a_value_then_a_first_value(self):
         name = "t/empty"
         r = self.sm.create_secret(Name=name)
