@@ -19,6 +19,7 @@ import unittest
 from botocore.exceptions import ClientError
 
 from harness import AWS, COFFER, REGION, ServerTestCase, trail_events
+from test_security_memory import can_read_memory, process_memory, sanitized_build
 
 ACCOUNT = "000000000000"
 DAY_MS = 100  # --secret-recovery-day-ms: a 7-day window lasts 0.7 s
@@ -632,6 +633,48 @@ class SecretsManagerTest(ServerTestCase):
             self.assertNotIn(pw, text)
         with open(os.path.join(self.server.data_dir, "cofferd.log"), "rb") as f:
             self.assertNotIn(value.encode(), f.read())
+
+
+class SecretValuesInMemoryTest(ServerTestCase):
+    """Secret values and generated passwords do not linger in cofferd's memory after the requests
+    that carried them (scan as in test_security_memory.py), nor reach its database in clear."""
+
+    def test_values_leave_no_copy(self):
+        pid = self.server.proc.pid
+        if sanitized_build():
+            self.skipTest("memory scan skipped under sanitizers")
+        if not can_read_memory(pid):
+            self.skipTest("cannot read cofferd's memory (needs root or CAP_SYS_PTRACE)")
+        sm = self.server.client("secretsmanager")
+        text = base64.b32encode(os.urandom(40)).decode()
+        blob = os.urandom(3000)
+        arn = sm.create_secret(Name="mem/string", SecretString=text)["ARN"]
+        sm.create_secret(Name="mem/binary", SecretBinary=blob)
+        for _ in range(10):
+            self.assertEqual(sm.get_secret_value(SecretId=arn)["SecretString"], text)
+            self.assertEqual(sm.get_secret_value(SecretId="mem/binary")["SecretBinary"], blob)
+        text2 = base64.b32encode(os.urandom(40)).decode()
+        sm.put_secret_value(SecretId=arn, SecretString=text2)
+        sm.update_secret(SecretId=arn, SecretString=text2 + "-updated")
+        pw = sm.get_random_password(PasswordLength=64, ExcludePunctuation=True)["RandomPassword"]
+        sm._endpoint.http_session.close()
+        time.sleep(0.5)
+        needles = {"string": text.encode(), "string 2": text2.encode(), "password": pw.encode(),
+                   "binary head": blob[:64], "binary tail": blob[-64:],
+                   "binary (base64)": base64.b64encode(blob)[1000:1100]}
+        found = []
+        for region, data in process_memory(pid):
+            for what, needle in needles.items():
+                at = data.find(needle)
+                if at >= 0:
+                    found.append("%s in %s at +0x%x" % (what, region, at))
+        self.assertEqual(found, [])
+        for f in os.listdir(self.server.data_dir):
+            if f.startswith("coffer.db"):
+                with open(os.path.join(self.server.data_dir, f), "rb") as fh:
+                    db = fh.read()
+                for what, needle in needles.items():
+                    self.assertNotIn(needle, db, "%s in %s" % (what, f))
 
 
 if __name__ == "__main__":
