@@ -9,8 +9,9 @@
  * AWS does. A secret scheduled for deletion is removed by the scheduler at the end of its
  * recovery window.
  *
- * Thread-safety: handlers and the deletion job run concurrently; every write is one store
- * transaction that checks the record did not change since it was read.
+ * Thread-safety: handlers and the deletion job run concurrently; reads take no lock, and every
+ * change of a secret is read, decided and written (one store transaction) under one mutex of
+ * the service.
  */
 #ifndef COFFER_SECRETS_SECRETS_H
 #define COFFER_SECRETS_SECRETS_H

@@ -106,8 +106,9 @@ coffer_err sm_authorize_any(const struct sm *s, const struct api_call *call, con
 /* InvalidRequestException when the secret is scheduled for deletion. */
 coffer_err sm_check_live(const struct sm_secret *sec) __attribute__((warn_unused_result));
 /*
- * Encrypts `value` into the version object `ver` (which holds its VersionId) under `key_id`
- * (NULL: the default key) for the caller. *key_arn_out (size n) is the key's ARN.
+ * Encrypts `value` into the version object `ver` (which holds its VersionId): a fresh data key
+ * encrypted by KMS under `key_id` (NULL or "": the default key) for the caller, with the
+ * encryption context {"SecretARN", "SecretVersionId"}, seals the value with AES-256-GCM.
  */
 coffer_err sm_value_seal(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
                          const char *key_id, coffer_cursor value, bool binary, json_t *ver)
