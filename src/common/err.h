@@ -100,7 +100,14 @@
       "There are concurrent updates for a resource that supports one update at a time.")                     \
     X(COFFER_ERR_INVALID_FILTER_KEY, "InvalidFilterKey", 400, "The specified key is not valid.")             \
     X(COFFER_ERR_INVALID_FILTER_OPTION, "InvalidFilterOption", 400,                                          \
-      "Valid options are Equals and BeginsWith. For Path filter, valid options are Recursive and OneLevel.")
+      "Valid options are Equals and BeginsWith. For Path filter, valid options are Recursive and OneLevel.") \
+    /* Secrets Manager */                                                                                    \
+    X(COFFER_ERR_INVALID_PARAMETER, "InvalidParameterException", 400, "A parameter value is not valid.")     \
+    X(COFFER_ERR_PUBLIC_POLICY, "PublicPolicyException", 400,                                                \
+      "The BlockPublicPolicy parameter is set to true and the resource policy did not prevent broad "        \
+      "access to the secret.")                                                                               \
+    X(COFFER_ERR_ENCRYPTION_FAILURE, "EncryptionFailure", 400, "Secrets Manager can't encrypt the value.")   \
+    X(COFFER_ERR_DECRYPTION_FAILURE, "DecryptionFailure", 400, "Secrets Manager can't decrypt the value.")
 
 typedef enum coffer_err {
 #define COFFER_ERR_ENUM(code, type, status, msg) code,

@@ -154,6 +154,7 @@ NUMBER_SETTER(kms_key_policy_bytes, kms.limits.kms_key_policy_bytes, size_t, 1, 
 NUMBER_SETTER(kms_grants_per_key, kms.limits.kms_grants_per_key, size_t, 1, 100000000, "max-grants-per-key")
 NUMBER_SETTER(kms_rotation_day_ms, kms.limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
 NUMBER_SETTER(kms_deletion_day_ms, kms.limits.kms_deletion_day_ms, int64_t, 1, 86400000, "deletion-day-ms")
+NUMBER_SETTER(secret_recovery_day_ms, secrets.recovery_day_ms, int64_t, 1, 86400000, "secret-recovery-day-ms")
 NUMBER_SETTER(kms_rsa_rps, kms.limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
 NUMBER_SETTER(kms_ecc_rps, kms.limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
@@ -280,6 +281,8 @@ static const struct config_option options[] = {
      "length of one day of a KMS key rotation period in ms (testing only; default 86400000)"},
     {"deletion-day-ms", "COFFER_DELETION_DAY_MS", true, set_kms_deletion_day_ms,
      "length of one day of a KMS key deletion waiting period in ms (testing only; default 86400000)"},
+    {"secret-recovery-day-ms", "COFFER_SECRET_RECOVERY_DAY_MS", true, set_secret_recovery_day_ms,
+     "length of one day of a Secrets Manager recovery window in ms (testing only; default 86400000)"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},
@@ -362,6 +365,7 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
     default_set(set_log_level(c, "info"));
     c->kms.limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
+    c->secrets = (struct secrets_settings)SECRETS_SETTINGS_DEFAULT;
     c->iam_limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
 }
 

@@ -13,6 +13,7 @@
 #include "common/err.h"
 #include "iam/directory.h"
 #include "kms/kms.h"
+#include "secrets/secrets.h"
 
 #define CONFIG_DEFAULT_DATA_DIR "./coffer-data"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -39,8 +40,9 @@ struct server_config {
     unsigned audit_unauth_total;    /* the same from all sources together */
     unsigned audit_unauth_window_s; /* the window, seconds */
     char log_level[16];
-    struct kms_settings kms;      /* KMS resource quotas and peer regions (kms/kms.h) */
-    struct iam_limits iam_limits; /* IAM resource quotas (iam/directory.h) */
+    struct kms_settings kms;         /* KMS resource quotas and peer regions (kms/kms.h) */
+    struct secrets_settings secrets; /* Secrets Manager (secrets/secrets.h) */
+    struct iam_limits iam_limits;    /* IAM resource quotas (iam/directory.h) */
     char config_file[1024];
 };
 

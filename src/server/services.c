@@ -4,6 +4,7 @@
 #include "server/services.h"
 
 #include "kms/kms.h"
+#include "secrets/secrets.h"
 #include "ssm/ssm.h"
 
 size_t server_services(const struct server_config *cfg, struct server_service *out, size_t max)
@@ -11,6 +12,7 @@ size_t server_services(const struct server_config *cfg, struct server_service *o
     const struct server_service registered[] = {
         {&kms_module, &cfg->kms},
         {&ssm_module, NULL},
+        {&secrets_module, &cfg->secrets},
     };
     size_t n = sizeof(registered) / sizeof(registered[0]);
     for (size_t i = 0; i < n && i < max; i++) {

@@ -1,0 +1,196 @@
+/*
+ * What the files of the Secrets Manager service share (secrets.h for the whole).
+ *
+ * A secret is one JSON record "secrets/<account>/<region>/<name>" in the host's sealed store:
+ *
+ *   {"Name", "Suffix" (the ARN's 6 random characters), "CreatedDate", "LastChangedDate",
+ *    "LastAccessedDate" (ms; the last one at day granularity), "Description"?, "KmsKeyId"?
+ *    (as the caller named it; absent: the default key), "Tags": [{"Key","Value"}...],
+ *    "DeletedDate"?, "DeletionDate"? (scheduled deletion), "ResourcePolicy"?,
+ *    "Versions": [{"VersionId", "Stages": [...], "CreatedDate", "LastAccessedDate"?,
+ *                  "KeyArn", "DataKey" (KMS ciphertext of the data key), "Iv", "Data"
+ *                  (AES-256-GCM of the value), "Binary" (SecretBinary or SecretString)}...]}
+ *
+ * versions in creation order. A secret scheduled for deletion also has an index record
+ * "secrets-deletion/<16-digit DeletionDate>/<account>/<region>/<name>" the deletion job scans
+ * in date order.
+ *
+ * Writes are serialised by one mutex of the service: a writer loads the record, decides,
+ * encrypts (KMS may write its AWS managed key on first use: never inside our transaction) and
+ * writes it back in one transaction, all under the mutex.
+ */
+#ifndef COFFER_SECRETS_SECRETS_INTERNAL_H
+#define COFFER_SECRETS_SECRETS_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/api.h"
+#include "api/api_input.h"
+#include "common/buf.h"
+#include "iam/authz.h"
+#include "kms/kms.h"
+#include "secrets/secrets.h"
+#include "store/store.h"
+
+#define SM_NAME_MAX 512
+#define SM_ID_MAX 2048
+#define SM_VALUE_MAX 65536
+#define SM_ARN_MAX (128 + SM_NAME_MAX)
+#define SM_KEY_MAX (64 + SM_NAME_MAX)
+#define SM_SUFFIX_LEN 6
+#define SM_MAX_LABELS 20                           /* staging labels on one version */
+#define SM_MAX_VERSIONS 100                        /* versions kept; unlabeled ones beyond are pruned */
+#define SM_MAX_TAGS 50                             /* tags on one secret */
+#define SM_POLICY_MAX 20480                        /* characters of a resource policy */
+#define SM_VERSION_MIN_AGE_MS (24LL * 3600 * 1000) /* an unlabeled version is kept at least a day */
+#define SM_DAY_MS (24LL * 3600 * 1000)
+#define SM_DEFAULT_KEY "alias/aws/secretsmanager"
+#define SM_CURRENT "AWSCURRENT"
+#define SM_PREVIOUS "AWSPREVIOUS"
+#define SM_PENDING "AWSPENDING"
+#define SM_DELETION_PREFIX "secrets-deletion/"
+
+struct sm {
+    store *st;
+    authz *az;                 /* NULL: any authenticated caller may do anything in its account */
+    const struct kms_api *kms; /* the daemon's KMS; NULL: no value can be stored */
+    int64_t day_ms;            /* one day of a recovery window */
+    api_event_sink record;     /* the deletion job's events */
+    void *record_ctx;
+    pthread_mutex_t wmu; /* serialises every read-decide-write of a secret record */
+    struct api_service api;
+    struct api_job jobs[1];
+};
+
+/* One secret as a request sees it: its record and where it lives. */
+struct sm_secret {
+    json_t *rec; /* owned; NULL when not loaded */
+    char account[API_ACCOUNT_ID_LEN + 1];
+    char region[64];
+    char name[SM_NAME_MAX + 1];
+    char key[SM_KEY_MAX]; /* store key */
+    char arn[SM_ARN_MAX];
+    bool cross_account; /* the caller's account is not the owner's */
+};
+
+/* ---- secrets_record.c: names, records, authorization, values ---- */
+
+coffer_err sm_oom(void);
+const char *sm_str(const json_t *o, const char *member);
+int64_t sm_int(const json_t *o, const char *member);
+/* Secret names: 1-512 of letters, digits and /_+=.@-! (ValidationException otherwise). */
+coffer_err sm_name_check(const char *name) __attribute__((warn_unused_result));
+void sm_record_key(const char *account, const char *region, const char *name, char *out, size_t n);
+void sm_secret_arn(const char *region, const char *account, const char *name, const char *suffix, char *out,
+                   size_t n);
+/* The secret `id` names (name, full ARN, partial ARN) loaded into *sec (COFFER_ERR_NOT_FOUND when
+ * there is none); through `t` when not NULL. */
+coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
+                      struct sm_secret *sec) __attribute__((warn_unused_result));
+/* Loads the record of sec->key again (after the mutex was taken). */
+coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
+    __attribute__((warn_unused_result));
+void sm_secret_free(struct sm_secret *sec);
+/* Writes sec->rec (and the deletion index) in one transaction. */
+coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
+    __attribute__((warn_unused_result));
+/* "secretsmanager:<action>" on the secret, identity policies and its resource policy combined. */
+coffer_err sm_authorize(const struct sm *s, const struct api_call *call, const char *action,
+                        const struct sm_secret *sec) __attribute__((warn_unused_result));
+/* "secretsmanager:<action>" on "*" (ListSecrets, GetRandomPassword). */
+coffer_err sm_authorize_any(const struct sm *s, const struct api_call *call, const char *action)
+    __attribute__((warn_unused_result));
+/* InvalidRequestException when the secret is scheduled for deletion. */
+coffer_err sm_check_live(const struct sm_secret *sec) __attribute__((warn_unused_result));
+/*
+ * Encrypts `value` into the version object `ver` (which holds its VersionId): a fresh data key
+ * encrypted by KMS under `key_id` (NULL or "": the default key) for the caller, with the
+ * encryption context {"SecretARN", "SecretVersionId"}, seals the value with AES-256-GCM.
+ */
+coffer_err sm_value_seal(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
+                         const char *key_id, coffer_cursor value, bool binary, json_t *ver)
+    __attribute__((warn_unused_result));
+/* The value of `ver` for the caller, into `plain` (initialised here: a secret buffer). */
+coffer_err sm_value_open(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
+                         const json_t *ver, coffer_buf *plain) __attribute__((warn_unused_result));
+/* DescribeSecret's object (ListSecrets': `list_form`, with SecretVersionsToStages). */
+json_t *sm_describe_json(const struct sm_secret *sec, bool list_form);
+/* The day `ms` falls in (UTC midnight), as AWS reports LastAccessedDate. */
+int64_t sm_day_of(int64_t ms);
+json_t *sm_date(int64_t ms);
+/* The value members of a request: exactly one of SecretString / SecretBinary when `required`. */
+struct sm_value {
+    const char *string; /* borrowed */
+    coffer_buf binary;  /* secret buffer */
+    bool has_binary;
+};
+coffer_err sm_value_read(api_in *in, struct sm_value *v) __attribute__((warn_unused_result));
+coffer_err sm_value_check(const struct sm_value *v, bool required) __attribute__((warn_unused_result));
+bool sm_value_given(const struct sm_value *v);
+coffer_cursor sm_value_cursor(const struct sm_value *v);
+void sm_value_free(struct sm_value *v);
+
+/* ---- secrets_labels.c: versions and staging labels (pure) ---- */
+
+json_t *sm_version_find(const json_t *versions, const char *vid);
+json_t *sm_label_owner(const json_t *versions, const char *label);
+bool sm_has_label(const json_t *ver, const char *label);
+void sm_label_detach(json_t *ver, const char *label);
+/*
+ * Attaches `label` to `ver`, taking it from the version holding it; AWSCURRENT taken from
+ * another version leaves AWSPREVIOUS on that version. LimitExceededException beyond 20 labels.
+ */
+coffer_err sm_label_attach(json_t *versions, json_t *ver, const char *label)
+    __attribute__((warn_unused_result));
+/* Drops unlabeled versions older than a day, oldest first, while more than SM_MAX_VERSIONS remain. */
+void sm_versions_prune(json_t *versions, int64_t now_ms);
+
+/* ---- secrets_password.c: GetRandomPassword (pure but for the random source) ---- */
+
+struct sm_password_spec {
+    size_t length;
+    const char *exclude; /* characters never used; may be NULL */
+    bool no_numbers, no_punctuation, no_upper, no_lower, include_space, require_each;
+};
+typedef coffer_err (*sm_random_fn)(void *out, size_t n);
+/* A password of spec->length characters into out (size length + 1); InvalidParameterException
+ * when the classes left cannot make one. */
+coffer_err sm_password(const struct sm_password_spec *spec, sm_random_fn rnd, char *out)
+    __attribute__((warn_unused_result));
+
+/* ---- secrets_filters.c: ListSecrets filters (pure) ---- */
+
+/* True when the record passes every filter of `filters` (a validated Filters list). */
+bool sm_filters_pass(const json_t *filters, const json_t *rec);
+/* InvalidParameterException / ValidationException for a malformed Filters list. */
+coffer_err sm_filters_check(const json_t *filters) __attribute__((warn_unused_result));
+
+/* ---- secrets_list.c ---- */
+
+/*
+ * The records of the caller's secrets in this region that pass `filters` (may be NULL), those
+ * scheduled for deletion only with `include_deleted`, into *out (a new array of records).
+ */
+coffer_err sm_list_collect(const struct sm *s, const struct api_call *call, const json_t *filters,
+                           bool include_deleted, json_t **out) __attribute__((warn_unused_result));
+/* The deletion job: removes every secret whose recovery window ended at or before now_ms. */
+coffer_err sm_sweep(void *ctx, int64_t now_ms) __attribute__((warn_unused_result));
+/* A page offset from a NextToken (InvalidNextTokenException when it is not one). */
+coffer_err sm_token_offset(const char *token, size_t *offset) __attribute__((warn_unused_result));
+
+/* ---- secrets_versions.c ---- */
+
+/* GetSecretValue's object for `ver` of `sec` (the value decrypted for the caller). */
+coffer_err sm_value_output(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
+                           const json_t *ver, json_t **out) __attribute__((warn_unused_result));
+
+/* ---- handlers (one file per group) ---- */
+
+#define SM_OP(name, flags, rps) coffer_err sm_op_##name(void *state, struct api_call *call);
+#include "secrets/secrets_ops.def"
+#undef SM_OP
+
+#endif

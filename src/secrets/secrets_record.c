@@ -1,0 +1,598 @@
+/*
+ * Secret records (secrets_internal.h): names and ARNs, finding a secret by name or ARN,
+ * reading and writing its record, authorization, and the encryption of its values.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/codec.h"
+#include "common/secret.h"
+#include "crypto/crypto.h"
+#include "iam/policy.h"
+#include "secrets/secrets_internal.h"
+
+coffer_err sm_oom(void)
+{
+    return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+}
+
+const char *sm_str(const json_t *o, const char *member)
+{
+    return json_string_value(json_object_get(o, member));
+}
+
+int64_t sm_int(const json_t *o, const char *member)
+{
+    return json_integer_value(json_object_get(o, member));
+}
+
+int64_t sm_day_of(int64_t ms)
+{
+    return ms - ms % SM_DAY_MS;
+}
+
+json_t *sm_date(int64_t ms)
+{
+    return json_real((double)ms / 1000.0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Names                                                                                        */
+
+coffer_err sm_name_check(const char *name)
+{
+    bool ok = name[0] != 0 && strlen(name) <= SM_NAME_MAX;
+    for (const char *p = name; ok && *p != 0; p++) {
+        char c = *p;
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             strchr("/_+=.@-!", c);
+    }
+    if (!ok) {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           "Invalid name. Must be a valid name containing alphanumeric characters, or any of "
+                           "the following: -/_+=.@!");
+    }
+    return COFFER_OK;
+}
+
+void sm_record_key(const char *account, const char *region, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "secrets/%s/%s/%s", account, region, name);
+}
+
+void sm_secret_arn(const char *region, const char *account, const char *name, const char *suffix, char *out,
+                   size_t n)
+{
+    snprintf(out, n, "arn:aws:secretsmanager:%s:%s:secret:%s-%s", region, account, name, suffix);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Records                                                                                      */
+
+coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
+{
+    coffer_buf b;
+    coffer_buf_init(&b, false);
+    *out = NULL;
+    coffer_err rc = t != NULL ? store_txn_get(t, key, &b) : store_get(s->st, key, &b);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        coffer_clear_err();
+        rc = COFFER_OK;
+    } else if (rc == COFFER_OK) {
+        json_error_t jerr;
+        *out = json_loadb((const char *)b.data, b.len, 0, &jerr);
+        if (*out == NULL || !json_is_array(json_object_get(*out, "Versions"))) {
+            json_decref(*out);
+            *out = NULL;
+            rc = coffer_fail(COFFER_ERR_INTERNAL, "corrupt secret record");
+        }
+    }
+    coffer_buf_free(&b);
+    return rc;
+}
+
+void sm_secret_free(struct sm_secret *sec)
+{
+    json_decref(sec->rec);
+    sec->rec = NULL;
+}
+
+static coffer_err load_named(const struct sm *s, store_txn *t, const char *account, const char *region,
+                             const char *name, struct sm_secret *sec)
+{
+    if (strlen(name) > SM_NAME_MAX) {
+        return COFFER_OK;
+    }
+    char key[SM_KEY_MAX];
+    sm_record_key(account, region, name, key, sizeof(key));
+    json_t *rec = NULL;
+    TRY(sm_load(s, t, key, &rec));
+    if (rec != NULL) {
+        sec->rec = rec;
+        coffer_str_copy(sec->key, sizeof(sec->key), key);
+        coffer_str_copy(sec->name, sizeof(sec->name), name);
+        coffer_str_copy(sec->account, sizeof(sec->account), account);
+        coffer_str_copy(sec->region, sizeof(sec->region), region);
+        sm_secret_arn(region, account, name, sm_str(rec, "Suffix"), sec->arn, sizeof(sec->arn));
+    }
+    return COFFER_OK;
+}
+
+static coffer_err not_found(void)
+{
+    return coffer_fail(COFFER_ERR_NOT_FOUND, "Secrets Manager can't find the specified secret.");
+}
+
+/*
+ * "arn:<partition>:secretsmanager:<region>:<account>:secret:<rest>": a full ARN ends with
+ * "-" and the 6-character suffix of the secret it names, a partial one is the name alone.
+ */
+static coffer_err resolve_arn(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
+                              struct sm_secret *sec)
+{
+    char buf[SM_ID_MAX + 1];
+    coffer_str_copy(buf, sizeof(buf), id);
+    char *parts[6];
+    char *p = buf;
+    for (int i = 0; i < 6; i++) {
+        parts[i] = p;
+        p = strchr(p, ':');
+        if (p == NULL) {
+            return not_found();
+        }
+        *p++ = 0;
+    }
+    /* parts: arn, partition, service, region, account, "secret"; p: the rest */
+    if (strcmp(parts[2], "secretsmanager") != 0 || strcmp(parts[5], "secret") != 0 ||
+        strcmp(parts[3], call->region) != 0 || strlen(parts[4]) != API_ACCOUNT_ID_LEN) {
+        return not_found();
+    }
+    const char *account = parts[4];
+    size_t n = strlen(p);
+    if (n > SM_SUFFIX_LEN + 1 && p[n - SM_SUFFIX_LEN - 1] == '-') {
+        char name[SM_ID_MAX + 1];
+        snprintf(name, sizeof(name), "%.*s", (int)(n - SM_SUFFIX_LEN - 1), p);
+        TRY(load_named(s, t, account, call->region, name, sec));
+        if (sec->rec != NULL && strcmp(sm_str(sec->rec, "Suffix"), p + n - SM_SUFFIX_LEN) == 0) {
+            return COFFER_OK;
+        }
+        sm_secret_free(sec); /* another secret of that name (re-created): not this ARN's */
+    }
+    return load_named(s, t, account, call->region, p, sec);
+}
+
+coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
+                      struct sm_secret *sec)
+{
+    memset(sec, 0, sizeof(*sec));
+    if (strncmp(id, "arn:", 4) == 0) {
+        TRY(resolve_arn(s, t, call, id, sec));
+    } else {
+        TRY(load_named(s, t, call->caller->account_id, call->region, id, sec));
+    }
+    if (sec->rec == NULL) {
+        return not_found();
+    }
+    sec->cross_account = strcmp(sec->account, call->caller->account_id) != 0;
+    if (sec->cross_account && s->az == NULL) {
+        /* without authorization nothing reaches into another account */
+        sm_secret_free(sec);
+        return not_found();
+    }
+    return COFFER_OK;
+}
+
+static void deletion_key(const char *account, const char *region, const char *name, int64_t when, char *out,
+                         size_t n)
+{
+    snprintf(out, n, SM_DELETION_PREFIX "%016lld/%s/%s/%s", (long long)when, account, region, name);
+}
+
+coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
+{
+    store_txn *t = NULL;
+    char *text = NULL;
+    char dkey[SM_KEY_MAX + 64];
+    coffer_err rc = COFFER_OK;
+    int64_t deletion = sec->rec != NULL ? sm_int(sec->rec, "DeletionDate") : 0;
+    TRY_OUT(store_txn_begin(s->st, &t));
+    if (old_deletion != 0 && old_deletion != deletion) {
+        deletion_key(sec->account, sec->region, sec->name, old_deletion, dkey, sizeof(dkey));
+        rc = store_txn_delete(t, dkey);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+        TRY_OUT(rc);
+    }
+    if (sec->rec == NULL) {
+        TRY_OUT(store_txn_delete(t, sec->key));
+    } else {
+        if (deletion != 0 && deletion != old_deletion) {
+            deletion_key(sec->account, sec->region, sec->name, deletion, dkey, sizeof(dkey));
+            TRY_OUT(store_txn_put(t, dkey, coffer_cursor_from_str(sec->key)));
+        }
+        if ((text = json_dumps(sec->rec, JSON_COMPACT)) == NULL) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+        TRY_OUT(store_txn_put(t, sec->key, coffer_cursor_from_str(text)));
+    }
+    rc = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    free(text);
+    return rc;
+}
+
+coffer_err sm_check_live(const struct sm_secret *sec)
+{
+    if (json_object_get(sec->rec, "DeletedDate") != NULL) {
+        return coffer_fail(
+            COFFER_ERR_INVALID_STATE,
+            "You can't perform this operation on the secret because it was marked for deletion.");
+    }
+    return COFFER_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Authorization                                                                                */
+
+/* aws:ResourceTag/<k> and secretsmanager:ResourceTag/<k> from the secret's tags. */
+static coffer_err add_tag_ctx(void *arg, unsigned wanted, policy_ctx *ctx)
+{
+    const struct sm_secret *sec = arg;
+    if (sec->rec == NULL || (wanted & (AUTHZ_CTX_RESOURCE_TAGS | AUTHZ_CTX_OTHER)) == 0) {
+        return COFFER_OK;
+    }
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(sec->rec, "Tags"), i, t)
+    {
+        char key[320];
+        const char *k = sm_str(t, "Key"), *v = sm_str(t, "Value");
+        if (k == NULL || v == NULL) {
+            continue;
+        }
+        if (wanted & AUTHZ_CTX_RESOURCE_TAGS) {
+            snprintf(key, sizeof(key), "aws:ResourceTag/%s", k);
+            TRY(policy_ctx_add_variant(ctx, key, v));
+        }
+        if (wanted & AUTHZ_CTX_OTHER) {
+            snprintf(key, sizeof(key), "secretsmanager:ResourceTag/%s", k);
+            TRY(policy_ctx_add_variant(ctx, key, v));
+        }
+    }
+    return COFFER_OK;
+}
+
+/*
+ * AWS: within the secret's account either the identity policies or the resource policy may
+ * allow; from another account both must. The shared authorizer reads a resource policy that
+ * does not allow as a refusal (key policies work so), so in the same account an implicit
+ * refusal by the resource policy is decided again by the identity policies alone (an explicit
+ * Deny anywhere has already refused).
+ */
+coffer_err sm_authorize(const struct sm *s, const struct api_call *call, const char *action,
+                        const struct sm_secret *sec)
+{
+    if (s->az == NULL) {
+        return COFFER_OK;
+    }
+    char act[96];
+    snprintf(act, sizeof(act), "secretsmanager:%s", action);
+    policy *p = NULL;
+    const char *doc = sec->rec != NULL ? sm_str(sec->rec, "ResourcePolicy") : NULL;
+    if (doc != NULL &&
+        policy_compile_ex(coffer_cursor_from_str(doc), POLICY_COMPILE_REQUIRE_PRINCIPAL, &p) != COFFER_OK) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "the stored resource policy does not compile");
+    }
+    struct authz_key keys[] = {{"secretsmanager:SecretId", sec->arn}};
+    struct authz_request req = authz_request_for(call, act, sec->arn);
+    req.resource_account = sec->account;
+    req.resource_policy = p;
+    req.keys = keys;
+    req.n_keys = 1;
+    req.add_ctx = add_tag_ctx;
+    req.add_ctx_arg = (void *)sec;
+    struct authz_verdict v;
+    coffer_err rc = authz_decide(s->az, &req, &v);
+    if (rc == COFFER_OK && !v.allowed && !v.explicit_deny && !sec->cross_account && p != NULL &&
+        v.why == AUTHZ_DENY_NO_RESOURCE_ALLOW) {
+        req.resource_policy = NULL;
+        rc = authz_decide(s->az, &req, &v);
+    }
+    if (rc == COFFER_OK) {
+        rc = authz_refusal(&req, &v);
+    }
+    policy_free(p);
+    return rc;
+}
+
+coffer_err sm_authorize_any(const struct sm *s, const struct api_call *call, const char *action)
+{
+    if (s->az == NULL) {
+        return COFFER_OK;
+    }
+    char act[96];
+    snprintf(act, sizeof(act), "secretsmanager:%s", action);
+    struct authz_request req = authz_request_for(call, act, "*");
+    return authz_check(s->az, &req);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Values                                                                                       */
+
+/* KMS's refusals in Secrets Manager's terms: a key that cannot be used is EncryptionFailure or
+ * DecryptionFailure with KMS's reason; access, capacity and storage errors stay as they are. */
+static coffer_err kms_failure(coffer_err rc, coffer_err as)
+{
+    if (rc == COFFER_ERR_ACCESS_DENIED || rc == COFFER_ERR_NOMEM || rc == COFFER_ERR_STORE ||
+        rc == COFFER_ERR_AUDIT || rc == COFFER_ERR_THROTTLING) {
+        return rc;
+    }
+    char why[256];
+    snprintf(why, sizeof(why), "%s", coffer_last_message());
+    return coffer_fail(as, "%s", why[0] != 0 ? why : coffer_err_default_message(as));
+}
+
+static json_t *value_context(const struct sm_secret *sec, const char *vid)
+{
+    return json_pack("{s:s, s:s}", "SecretARN", sec->arn, "SecretVersionId", vid);
+}
+
+/* The AES-GCM additional data: the secret's ARN and the version, so a value cannot be moved. */
+static coffer_err value_aad(const struct sm_secret *sec, const char *vid, coffer_buf *aad)
+{
+    coffer_buf_init(aad, false);
+    coffer_err rc = coffer_buf_append_str(aad, sec->arn);
+    if (rc == COFFER_OK) {
+        rc = coffer_buf_append_u8(aad, 0);
+    }
+    if (rc == COFFER_OK) {
+        rc = coffer_buf_append_str(aad, vid);
+    }
+    return rc;
+}
+
+static coffer_err default_key_cross_account(void)
+{
+    return coffer_fail(COFFER_ERR_INVALID_STATE,
+                       "You can't access a secret from a different AWS account if you "
+                       "encrypt the secret with the default KMS service key.");
+}
+
+static void via_service(const struct api_call *call, char *out, size_t n)
+{
+    snprintf(out, n, "secretsmanager.%s.amazonaws.com", call->region);
+}
+
+coffer_err sm_value_seal(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
+                         const char *key_id, coffer_cursor value, bool binary, json_t *ver)
+{
+    const char *vid = sm_str(ver, "VersionId");
+    if (sec->cross_account && key_id != NULL && strncmp(key_id, "arn:", 4) != 0) {
+        /* a key id or alias of the owner's account means nothing in the caller's: the key of
+         * the current version names it by ARN */
+        const json_t *cur = sm_label_owner(json_object_get(sec->rec, "Versions"), SM_CURRENT);
+        key_id = sm_str(cur, "KeyArn") != NULL ? sm_str(cur, "KeyArn") : key_id;
+    }
+    if (key_id == NULL || key_id[0] == 0) {
+        if (sec->cross_account) {
+            return default_key_cross_account();
+        }
+        key_id = SM_DEFAULT_KEY;
+    }
+    if (s->kms == NULL) {
+        return coffer_fail(COFFER_ERR_ENCRYPTION_FAILURE, "No KMS is available to encrypt the value.");
+    }
+    uint8_t *dk = coffer_secret_alloc(CRYPTO_AES256_KEY_LEN);
+    if (dk == NULL) {
+        return sm_oom();
+    }
+    uint8_t iv[CRYPTO_AES_GCM_IV_LEN];
+    char via[96], key_arn[512];
+    char *blob = NULL;
+    json_t *ec = NULL;
+    coffer_buf aad, ct, ct64, iv64;
+    coffer_buf_init(&aad, false);
+    coffer_buf_init(&ct, false);
+    coffer_buf_init(&ct64, false);
+    coffer_buf_init(&iv64, false);
+    coffer_err rc = COFFER_OK;
+    TRY_OUT(crypto_random(dk, CRYPTO_AES256_KEY_LEN));
+    TRY_OUT(crypto_random(iv, sizeof(iv)));
+    if ((ec = value_context(sec, vid)) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    via_service(call, via, sizeof(via));
+    rc = s->kms->encrypt(s->kms->svc, call, via, key_id, ec, coffer_cursor_from(dk, CRYPTO_AES256_KEY_LEN),
+                         &blob, key_arn, sizeof(key_arn));
+    if (rc != COFFER_OK) {
+        rc = kms_failure(rc, COFFER_ERR_ENCRYPTION_FAILURE);
+        goto out;
+    }
+    TRY_OUT(value_aad(sec, vid, &aad));
+    TRY_OUT(crypto_aes_gcm_seal(coffer_cursor_from(dk, CRYPTO_AES256_KEY_LEN), iv, coffer_buf_cursor(&aad),
+                                value, &ct));
+    TRY_OUT(coffer_b64_encode(coffer_buf_cursor(&ct), &ct64));
+    TRY_OUT(coffer_b64_encode(coffer_cursor_from(iv, sizeof(iv)), &iv64));
+    if (json_object_set_new(ver, "KeyArn", json_string(key_arn)) != 0 ||
+        json_object_set_new(ver, "DataKey", json_string(blob)) != 0 ||
+        json_object_set_new(ver, "Iv", json_stringn((const char *)iv64.data, iv64.len)) != 0 ||
+        json_object_set_new(ver, "Data", json_stringn((const char *)ct64.data, ct64.len)) != 0 ||
+        json_object_set_new(ver, "Binary", json_boolean(binary)) != 0 ||
+        json_object_set_new(ver, "DefaultKey", json_boolean(strcmp(key_id, SM_DEFAULT_KEY) == 0)) != 0) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+out:
+    coffer_secret_free(dk, CRYPTO_AES256_KEY_LEN);
+    free(blob);
+    json_decref(ec);
+    coffer_buf_free(&aad);
+    coffer_buf_free(&ct);
+    coffer_buf_free(&ct64);
+    coffer_buf_free(&iv64);
+    return rc;
+}
+
+coffer_err sm_value_open(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
+                         const json_t *ver, coffer_buf *plain)
+{
+    coffer_buf_init(plain, true);
+    const char *vid = sm_str(ver, "VersionId");
+    const char *blob = sm_str(ver, "DataKey");
+    if (blob == NULL || sm_str(ver, "Data") == NULL || sm_str(ver, "Iv") == NULL) {
+        return coffer_fail(COFFER_ERR_NOT_FOUND,
+                           "Secrets Manager can't find the specified secret value for "
+                           "VersionId: %s",
+                           vid);
+    }
+    if (sec->cross_account && json_is_true(json_object_get(ver, "DefaultKey"))) {
+        return default_key_cross_account();
+    }
+    if (s->kms == NULL) {
+        return coffer_fail(COFFER_ERR_DECRYPTION_FAILURE, "No KMS is available to decrypt the value.");
+    }
+    char via[96], key_arn[512];
+    json_t *ec = NULL;
+    coffer_buf dk, aad, ct, iv;
+    coffer_buf_init(&dk, true);
+    coffer_buf_init(&aad, false);
+    coffer_buf_init(&ct, false);
+    coffer_buf_init(&iv, false);
+    coffer_err rc = COFFER_OK;
+    if ((ec = value_context(sec, vid)) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    via_service(call, via, sizeof(via));
+    rc = s->kms->decrypt(s->kms->svc, call, via, blob, ec, &dk, key_arn, sizeof(key_arn));
+    if (rc != COFFER_OK) {
+        rc = kms_failure(rc, COFFER_ERR_DECRYPTION_FAILURE);
+        goto out;
+    }
+    TRY_OUT(value_aad(sec, vid, &aad));
+    TRY_OUT(coffer_b64_decode(coffer_cursor_from_str(sm_str(ver, "Data")), &ct));
+    TRY_OUT(coffer_b64_decode(coffer_cursor_from_str(sm_str(ver, "Iv")), &iv));
+    if (iv.len != CRYPTO_AES_GCM_IV_LEN || dk.len != CRYPTO_AES256_KEY_LEN) {
+        FAIL_OUT(COFFER_ERR_DECRYPTION_FAILURE, "Secrets Manager can't decrypt the protected secret text.");
+    }
+    rc = crypto_aes_gcm_open(coffer_buf_cursor(&dk), iv.data, coffer_buf_cursor(&aad), coffer_buf_cursor(&ct),
+                             plain);
+    if (rc != COFFER_OK) {
+        FAIL_OUT(COFFER_ERR_DECRYPTION_FAILURE, "Secrets Manager can't decrypt the protected secret text.");
+    }
+out:
+    json_decref(ec);
+    coffer_buf_free(&dk);
+    coffer_buf_free(&aad);
+    coffer_buf_free(&ct);
+    coffer_buf_free(&iv);
+    if (rc != COFFER_OK) {
+        coffer_buf_free(plain);
+        coffer_buf_init(plain, true);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Request values                                                                               */
+
+coffer_err sm_value_read(api_in *in, struct sm_value *v)
+{
+    memset(v, 0, sizeof(*v));
+    coffer_buf_init(&v->binary, true);
+    TRY(api_in_blob(in, "SecretBinary", API_IN_SECRET, 1, SM_VALUE_MAX, &v->binary, &v->has_binary));
+    return api_in_string(in, "SecretString", API_IN_SENSITIVE, 1, SM_VALUE_MAX, &v->string);
+}
+
+bool sm_value_given(const struct sm_value *v)
+{
+    return v->string != NULL || v->has_binary;
+}
+
+coffer_err sm_value_check(const struct sm_value *v, bool required)
+{
+    if (v->string != NULL && v->has_binary) {
+        return coffer_fail(
+            COFFER_ERR_INVALID_PARAMETER,
+            "You can't specify both a binary secret value and a string secret value in the same "
+            "secret.");
+    }
+    if (required && !sm_value_given(v)) {
+        return coffer_fail(COFFER_ERR_INVALID_STATE, "You must provide either SecretString or SecretBinary.");
+    }
+    if (v->string != NULL && strlen(v->string) > SM_VALUE_MAX) {
+        return coffer_fail(COFFER_ERR_INVALID_PARAMETER,
+                           "The secret value is larger than the maximum of 65536 bytes.");
+    }
+    return COFFER_OK;
+}
+
+coffer_cursor sm_value_cursor(const struct sm_value *v)
+{
+    return v->has_binary ? coffer_buf_cursor(&v->binary) : coffer_cursor_from_str(v->string);
+}
+
+void sm_value_free(struct sm_value *v)
+{
+    coffer_buf_free(&v->binary);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* DescribeSecret                                                                               */
+
+static int set_date(json_t *o, const char *member, const json_t *rec, const char *from)
+{
+    if (json_object_get(rec, from) == NULL) {
+        return 0;
+    }
+    return json_object_set_new(o, member, sm_date(sm_int(rec, from)));
+}
+
+json_t *sm_describe_json(const struct sm_secret *sec, bool list_form)
+{
+    const json_t *rec = sec->rec;
+    json_t *o = json_pack("{s:s, s:s}", "ARN", sec->arn, "Name", sec->name);
+    json_t *map = json_object();
+    if (o == NULL || map == NULL) {
+        goto fail;
+    }
+    static const char *const optional[] = {"Description", "KmsKeyId", "OwningService", "PrimaryRegion", NULL};
+    for (const char *const *m = optional; *m != NULL; m++) {
+        if (sm_str(rec, *m) != NULL && json_object_set_new(o, *m, json_string(sm_str(rec, *m))) != 0) {
+            goto fail;
+        }
+    }
+    if (set_date(o, "LastChangedDate", rec, "LastChangedDate") != 0 ||
+        set_date(o, "LastAccessedDate", rec, "LastAccessedDate") != 0 ||
+        set_date(o, "DeletedDate", rec, "DeletedDate") != 0 ||
+        set_date(o, "CreatedDate", rec, "CreatedDate") != 0) {
+        goto fail;
+    }
+    const json_t *tags = json_object_get(rec, "Tags");
+    if (json_array_size(tags) > 0 && json_object_set(o, "Tags", (json_t *)tags) != 0) {
+        goto fail;
+    }
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(rec, "Versions"), i, v)
+    {
+        const json_t *stages = json_object_get(v, "Stages");
+        if (json_array_size(stages) > 0 &&
+            json_object_set_new(map, sm_str(v, "VersionId"), json_deep_copy(stages)) != 0) {
+            goto fail;
+        }
+    }
+    if (json_object_size(map) > 0 &&
+        json_object_set(o, list_form ? "SecretVersionsToStages" : "VersionIdsToStages", map) != 0) {
+        goto fail;
+    }
+    json_decref(map);
+    return o;
+fail:
+    json_decref(map);
+    json_decref(o);
+    return NULL;
+}
