@@ -73,7 +73,8 @@ static int seal_status(const char *data_dir)
             const char *line = (const char *)rec.data + start;
             const char *eq = memchr(line, '=', i - start);
             if (eq != NULL) {
-                printf("%.*s: %.*s\n", (int)(eq - line), line, (int)(i - start - (size_t)(eq - line) - 1), eq + 1);
+                printf("%.*s: %.*s\n", (int)(eq - line), line, (int)(i - start - (size_t)(eq - line) - 1),
+                       eq + 1);
             }
             start = i + 1;
         }
@@ -106,7 +107,8 @@ static int seal_migrate_cmd(const char *data_dir, const char *from_spec, const c
     }
     if (from_spec == NULL) {
         if (strcmp(current, "pkcs11") == 0) {
-            fprintf(stderr, "coffer seal: DIR is sealed by PKCS#11: give --from pkcs11:module=...,pin-file=...\n");
+            fprintf(stderr,
+                    "coffer seal: DIR is sealed by PKCS#11: give --from pkcs11:module=...,pin-file=...\n");
             goto out;
         }
         from_spec = current;

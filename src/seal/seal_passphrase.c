@@ -35,9 +35,11 @@ struct pass_provider {
     unsigned long long ops; /* costs for a keyring wrapped anew */
     size_t mem;
     struct seal_provider *inner; /* the raw provider over the derived key, after attach */
+    coffer_buf params;           /* the parameter lines the key was derived with */
 };
 
-static coffer_err pp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
+static coffer_err pp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext,
+                          coffer_buf *out)
 {
     struct pass_provider *p = (struct pass_provider *)base;
     if (p->inner == NULL) {
@@ -46,7 +48,8 @@ static coffer_err pp_wrap(struct seal_provider *base, coffer_cursor aad, coffer_
     return seal_provider_wrap(p->inner, aad, plaintext, out);
 }
 
-static coffer_err pp_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
+static coffer_err pp_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped,
+                            coffer_buf *out)
 {
     struct pass_provider *p = (struct pass_provider *)base;
     if (p->inner == NULL) {
@@ -70,6 +73,7 @@ static void pp_destroy(struct seal_provider *base)
     struct pass_provider *p = (struct pass_provider *)base;
     pass_forget(p);
     seal_provider_free(p->inner);
+    coffer_buf_free(&p->params);
     free(p);
 }
 
@@ -98,7 +102,8 @@ static coffer_err stored_params(coffer_cursor stored, uint8_t salt[PASS_SALT_LEN
         salt_len != PASS_SALT_LEN || parse_u64(ops_s, PASS_OPS_MAX, &o) != COFFER_OK ||
         parse_u64(mem_s, PASS_MEM_MAX, &m) != COFFER_OK || o < crypto_pwhash_OPSLIMIT_MIN ||
         m < crypto_pwhash_MEMLIMIT_MIN) {
-        return coffer_fail(COFFER_ERR_CONFIG, "the data dir's passphrase parameters (salt, costs) are malformed");
+        return coffer_fail(COFFER_ERR_CONFIG,
+                           "the data dir's passphrase parameters (salt, costs) are malformed");
     }
     *ops = o;
     *mem = (size_t)m;
@@ -114,8 +119,16 @@ static coffer_err pp_attach(struct seal_provider *base, coffer_cursor stored, co
     unsigned long long ops = p->ops;
     size_t mem = p->mem;
     uint8_t *key = NULL;
-    if (p->inner != NULL || p->pass == NULL) {
-        return coffer_fail(COFFER_ERR_INTERNAL, "the passphrase provider is attached once");
+    if (p->inner != NULL) {
+        /* Attached before (it wrapped a keyring during a migration): the same parameters only. */
+        if (stored.len > 0 &&
+            (stored.len != p->params.len || memcmp(stored.ptr, p->params.data, stored.len) != 0)) {
+            return coffer_fail(COFFER_ERR_CRYPTO, "wrong passphrase parameters for this keyring");
+        }
+        return coffer_buf_append_cur(params, coffer_buf_cursor(&p->params));
+    }
+    if (p->pass == NULL) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "the passphrase provider has no passphrase");
     }
     if (stored.len > 0) {
         TRY(stored_params(stored, salt, &ops, &mem));
@@ -132,7 +145,9 @@ static coffer_err pp_attach(struct seal_provider *base, coffer_cursor stored, co
     }
     TRY_OUT(seal_provider_raw_new(coffer_cursor_from(key, SEAL_ROOT_KEY_LEN), &p->inner));
     sodium_bin2hex(salt_hex, sizeof(salt_hex), salt, sizeof(salt));
-    TRY_OUT(coffer_buf_printf(params, "kdf=argon2id13\nsalt=%s\nops=%llu\nmem=%zu\n", salt_hex, ops, mem));
+    TRY_OUT(
+        coffer_buf_printf(&p->params, "kdf=argon2id13\nsalt=%s\nops=%llu\nmem=%zu\n", salt_hex, ops, mem));
+    TRY_OUT(coffer_buf_append_cur(params, coffer_buf_cursor(&p->params)));
 out:
     coffer_secret_free(key, SEAL_ROOT_KEY_LEN);
     pass_forget(p); /* derived or not, it is not needed again */

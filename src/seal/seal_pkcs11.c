@@ -106,33 +106,60 @@ static void module_fini(CK_FUNCTION_LIST_PTR f)
 static const char *rv_name(CK_RV rv)
 {
     switch (rv) {
-    case CKR_OK: return "CKR_OK";
-    case CKR_HOST_MEMORY: return "CKR_HOST_MEMORY";
-    case CKR_SLOT_ID_INVALID: return "CKR_SLOT_ID_INVALID";
-    case CKR_GENERAL_ERROR: return "CKR_GENERAL_ERROR";
-    case CKR_FUNCTION_FAILED: return "CKR_FUNCTION_FAILED";
-    case CKR_ARGUMENTS_BAD: return "CKR_ARGUMENTS_BAD";
-    case CKR_DEVICE_ERROR: return "CKR_DEVICE_ERROR";
-    case CKR_DEVICE_REMOVED: return "CKR_DEVICE_REMOVED";
-    case CKR_ENCRYPTED_DATA_INVALID: return "CKR_ENCRYPTED_DATA_INVALID";
-    case CKR_ENCRYPTED_DATA_LEN_RANGE: return "CKR_ENCRYPTED_DATA_LEN_RANGE";
-    case CKR_KEY_HANDLE_INVALID: return "CKR_KEY_HANDLE_INVALID";
-    case CKR_KEY_FUNCTION_NOT_PERMITTED: return "CKR_KEY_FUNCTION_NOT_PERMITTED";
-    case CKR_MECHANISM_INVALID: return "CKR_MECHANISM_INVALID";
-    case CKR_MECHANISM_PARAM_INVALID: return "CKR_MECHANISM_PARAM_INVALID";
-    case CKR_PIN_INCORRECT: return "CKR_PIN_INCORRECT";
-    case CKR_PIN_LOCKED: return "CKR_PIN_LOCKED";
-    case CKR_PIN_LEN_RANGE: return "CKR_PIN_LEN_RANGE";
-    case CKR_SESSION_HANDLE_INVALID: return "CKR_SESSION_HANDLE_INVALID";
-    case CKR_TOKEN_NOT_PRESENT: return "CKR_TOKEN_NOT_PRESENT";
-    case CKR_TOKEN_NOT_RECOGNIZED: return "CKR_TOKEN_NOT_RECOGNIZED";
-    case CKR_USER_NOT_LOGGED_IN: return "CKR_USER_NOT_LOGGED_IN";
-    case CKR_USER_PIN_NOT_INITIALIZED: return "CKR_USER_PIN_NOT_INITIALIZED";
-    case CKR_BUFFER_TOO_SMALL: return "CKR_BUFFER_TOO_SMALL";
-    case CKR_CRYPTOKI_NOT_INITIALIZED: return "CKR_CRYPTOKI_NOT_INITIALIZED";
-    case CKR_TEMPLATE_INCONSISTENT: return "CKR_TEMPLATE_INCONSISTENT";
-    case CKR_ATTRIBUTE_VALUE_INVALID: return "CKR_ATTRIBUTE_VALUE_INVALID";
-    default: return "a PKCS#11 error";
+    case CKR_OK:
+        return "CKR_OK";
+    case CKR_HOST_MEMORY:
+        return "CKR_HOST_MEMORY";
+    case CKR_SLOT_ID_INVALID:
+        return "CKR_SLOT_ID_INVALID";
+    case CKR_GENERAL_ERROR:
+        return "CKR_GENERAL_ERROR";
+    case CKR_FUNCTION_FAILED:
+        return "CKR_FUNCTION_FAILED";
+    case CKR_ARGUMENTS_BAD:
+        return "CKR_ARGUMENTS_BAD";
+    case CKR_DEVICE_ERROR:
+        return "CKR_DEVICE_ERROR";
+    case CKR_DEVICE_REMOVED:
+        return "CKR_DEVICE_REMOVED";
+    case CKR_ENCRYPTED_DATA_INVALID:
+        return "CKR_ENCRYPTED_DATA_INVALID";
+    case CKR_ENCRYPTED_DATA_LEN_RANGE:
+        return "CKR_ENCRYPTED_DATA_LEN_RANGE";
+    case CKR_KEY_HANDLE_INVALID:
+        return "CKR_KEY_HANDLE_INVALID";
+    case CKR_KEY_FUNCTION_NOT_PERMITTED:
+        return "CKR_KEY_FUNCTION_NOT_PERMITTED";
+    case CKR_MECHANISM_INVALID:
+        return "CKR_MECHANISM_INVALID";
+    case CKR_MECHANISM_PARAM_INVALID:
+        return "CKR_MECHANISM_PARAM_INVALID";
+    case CKR_PIN_INCORRECT:
+        return "CKR_PIN_INCORRECT";
+    case CKR_PIN_LOCKED:
+        return "CKR_PIN_LOCKED";
+    case CKR_PIN_LEN_RANGE:
+        return "CKR_PIN_LEN_RANGE";
+    case CKR_SESSION_HANDLE_INVALID:
+        return "CKR_SESSION_HANDLE_INVALID";
+    case CKR_TOKEN_NOT_PRESENT:
+        return "CKR_TOKEN_NOT_PRESENT";
+    case CKR_TOKEN_NOT_RECOGNIZED:
+        return "CKR_TOKEN_NOT_RECOGNIZED";
+    case CKR_USER_NOT_LOGGED_IN:
+        return "CKR_USER_NOT_LOGGED_IN";
+    case CKR_USER_PIN_NOT_INITIALIZED:
+        return "CKR_USER_PIN_NOT_INITIALIZED";
+    case CKR_BUFFER_TOO_SMALL:
+        return "CKR_BUFFER_TOO_SMALL";
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+        return "CKR_CRYPTOKI_NOT_INITIALIZED";
+    case CKR_TEMPLATE_INCONSISTENT:
+        return "CKR_TEMPLATE_INCONSISTENT";
+    case CKR_ATTRIBUTE_VALUE_INVALID:
+        return "CKR_ATTRIBUTE_VALUE_INVALID";
+    default:
+        return "a PKCS#11 error";
     }
 }
 
@@ -164,7 +191,8 @@ static CK_MECHANISM gcm_mechanism(CK_GCM_PARAMS *params, uint8_t *iv, coffer_buf
     return (CK_MECHANISM){.mechanism = CKM_AES_GCM, .pParameter = params, .ulParameterLen = sizeof(*params)};
 }
 
-static coffer_err p11_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext, coffer_buf *out)
+static coffer_err p11_wrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor plaintext,
+                           coffer_buf *out)
 {
     struct p11_provider *p = (struct p11_provider *)base;
     coffer_err rc = COFFER_OK;
@@ -202,7 +230,8 @@ out:
     return rc;
 }
 
-static coffer_err p11_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped, coffer_buf *out)
+static coffer_err p11_unwrap(struct seal_provider *base, coffer_cursor aad, coffer_cursor wrapped,
+                             coffer_buf *out)
 {
     struct p11_provider *p = (struct p11_provider *)base;
     coffer_err rc = COFFER_OK;
@@ -214,7 +243,8 @@ static coffer_err p11_unwrap(struct seal_provider *base, coffer_cursor aad, coff
     CK_RV rv;
     if (cur_read_u8(&c, &version) != COFFER_OK || version != P11_WRAP_VERSION ||
         cur_read_bytes(&c, P11_IV_LEN, &iv) != COFFER_OK || c.len < P11_TAG_LEN) {
-        FAIL_OUT(COFFER_ERR_CRYPTO, "the PKCS#11 key cannot unwrap the barrier keyring (not wrapped by a token)");
+        FAIL_OUT(COFFER_ERR_CRYPTO,
+                 "the PKCS#11 key cannot unwrap the barrier keyring (not wrapped by a token)");
     }
     memcpy(iv_copy, iv.ptr, P11_IV_LEN);
     TRY_OUT(full_aad(aad, &a));
@@ -251,9 +281,10 @@ static coffer_err p11_attach(struct seal_provider *base, coffer_cursor stored, c
     if (stored.len > 0 && seal_param_get(stored, "key", label, sizeof(label)) == COFFER_OK &&
         seal_param_get(stored, "token", token, sizeof(token)) == COFFER_OK &&
         (strcmp(label, p->key_label) != 0 || strcmp(token, p->token) != 0)) {
-        return coffer_fail(COFFER_ERR_CONFIG,
-                           "the data dir is sealed by PKCS#11 key '%s' in token '%s', not key '%s' in token '%s'",
-                           label, token, p->key_label, p->token);
+        return coffer_fail(
+            COFFER_ERR_CONFIG,
+            "the data dir is sealed by PKCS#11 key '%s' in token '%s', not key '%s' in token '%s'", label,
+            token, p->key_label, p->token);
     }
     return coffer_buf_printf(params, "mechanism=CKM_AES_GCM\ntoken=%s\nkey=%s\n", p->token, p->key_label);
 }
@@ -332,10 +363,12 @@ static coffer_err login(struct p11_provider *p, const char *pin)
         return COFFER_OK;
     }
     if (rv == CKR_PIN_INCORRECT) {
-        return coffer_fail(COFFER_ERR_CONFIG, "PKCS#11: wrong PIN for token '%s' (CKR_PIN_INCORRECT)", p->token);
+        return coffer_fail(COFFER_ERR_CONFIG, "PKCS#11: wrong PIN for token '%s' (CKR_PIN_INCORRECT)",
+                           p->token);
     }
     if (rv == CKR_PIN_LOCKED) {
-        return coffer_fail(COFFER_ERR_CONFIG, "PKCS#11: the PIN of token '%s' is locked (CKR_PIN_LOCKED)", p->token);
+        return coffer_fail(COFFER_ERR_CONFIG, "PKCS#11: the PIN of token '%s' is locked (CKR_PIN_LOCKED)",
+                           p->token);
     }
     return p11_fail(COFFER_ERR_CONFIG, rv, "cannot log in to the token");
 }
@@ -347,18 +380,12 @@ static coffer_err generate_key(struct p11_provider *p, const char *label, CK_OBJ
     CK_KEY_TYPE kt = CKK_AES;
     CK_ULONG len = 32;
     CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},
-        {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_VALUE_LEN, &len, sizeof(len)},
-        {CKA_LABEL, (void *)label, strlen(label)},
-        {CKA_TOKEN, &yes, sizeof(yes)},
-        {CKA_PRIVATE, &yes, sizeof(yes)},
-        {CKA_SENSITIVE, &yes, sizeof(yes)},
-        {CKA_EXTRACTABLE, &no, sizeof(no)},
-        {CKA_ENCRYPT, &yes, sizeof(yes)},
-        {CKA_DECRYPT, &yes, sizeof(yes)},
-        {CKA_WRAP, &no, sizeof(no)},
-        {CKA_UNWRAP, &no, sizeof(no)},
+        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_LABEL, (void *)label, strlen(label)},
+        {CKA_TOKEN, &yes, sizeof(yes)},     {CKA_PRIVATE, &yes, sizeof(yes)},
+        {CKA_SENSITIVE, &yes, sizeof(yes)}, {CKA_EXTRACTABLE, &no, sizeof(no)},
+        {CKA_ENCRYPT, &yes, sizeof(yes)},   {CKA_DECRYPT, &yes, sizeof(yes)},
+        {CKA_WRAP, &no, sizeof(no)},        {CKA_UNWRAP, &no, sizeof(no)},
     };
     CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
     CK_RV rv = p->f->C_GenerateKey(p->session, &mech, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), out);
@@ -433,11 +460,13 @@ coffer_err seal_provider_pkcs11_open(const struct seal_pkcs11_config *cfg, struc
     p->dl = dlopen(cfg->module, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL) {
         const char *why = dlerror();
-        FAIL_OUT(COFFER_ERR_CONFIG, "PKCS#11: cannot load module %s: %s", cfg->module, why ? why : "unknown error");
+        FAIL_OUT(COFFER_ERR_CONFIG, "PKCS#11: cannot load module %s: %s", cfg->module,
+                 why ? why : "unknown error");
     }
     CK_C_GetFunctionList get = (CK_C_GetFunctionList)dlsym(p->dl, "C_GetFunctionList");
     if (get == NULL || get(&p->f) != CKR_OK || p->f == NULL) {
-        FAIL_OUT(COFFER_ERR_CONFIG, "PKCS#11: %s is not a PKCS#11 module (no C_GetFunctionList)", cfg->module);
+        FAIL_OUT(COFFER_ERR_CONFIG, "PKCS#11: %s is not a PKCS#11 module (no C_GetFunctionList)",
+                 cfg->module);
     }
     CK_RV rv = module_init(p->f);
     if (rv != CKR_OK) {

@@ -185,7 +185,8 @@ static coffer_err spec_split(char *buf, const char **name, struct spec_opt *opts
 }
 
 /* Every option given must be one the provider knows: a typo must not silently fall back. */
-static coffer_err spec_check(const char *provider, const struct spec_opt *opts, size_t n, const char *const *known)
+static coffer_err spec_check(const char *provider, const struct spec_opt *opts, size_t n,
+                             const char *const *known)
 {
     for (size_t i = 0; i < n; i++) {
         bool ok = false;
@@ -221,8 +222,8 @@ static coffer_err spec_number(const char *provider, const char *name, const char
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || x > max) {
-        return coffer_fail(COFFER_ERR_CONFIG, "--seal %s: %s must be a number up to %llu (got '%s')", provider, name,
-                           max, v);
+        return coffer_fail(COFFER_ERR_CONFIG, "--seal %s: %s must be a number up to %llu (got '%s')",
+                           provider, name, max, v);
     }
     *out = x;
     return COFFER_OK;
@@ -286,7 +287,8 @@ out:
 
 static coffer_err open_pkcs11(const struct spec_opt *opts, size_t n, struct seal_provider **out)
 {
-    static const char *const known[] = {"module", "token", "slot", "pin-file", "pin-env", "key", "create", NULL};
+    static const char *const known[] = {"module",  "token", "slot",   "pin-file",
+                                        "pin-env", "key",   "create", NULL};
     coffer_err rc = COFFER_OK;
     coffer_buf pin = COFFER_SECRET_BUF_INIT;
     unsigned long long slot = 0;
@@ -330,7 +332,8 @@ out:
     return rc;
 }
 
-coffer_err seal_provider_from_spec(const char *spec, const char *data_dir, bool create, struct seal_provider **out)
+coffer_err seal_provider_from_spec(const char *spec, const char *data_dir, bool create,
+                                   struct seal_provider **out)
 {
     ENSURE_REF(spec);
     ENSURE_REF(data_dir);
@@ -376,10 +379,11 @@ coffer_err seal_spec_check(store *st, const char *spec, bool *fresh)
         FAIL_OUT(COFFER_ERR_CONFIG, "the data dir's seal provider record is malformed");
     }
     if (strlen(stored) != n || strncmp(stored, spec, n) != 0) {
-        FAIL_OUT(COFFER_ERR_CONFIG,
-                 "the data dir is sealed by the %s provider, not %.*s: start with --seal %s (or migrate it with "
-                 "`coffer seal migrate`)",
-                 stored, (int)n, spec, stored);
+        FAIL_OUT(
+            COFFER_ERR_CONFIG,
+            "the data dir is sealed by the %s provider, not %.*s: start with --seal %s (or migrate it with "
+            "`coffer seal migrate`)",
+            stored, (int)n, spec, stored);
     }
 out:
     coffer_buf_free(&rec);
