@@ -259,6 +259,13 @@ static coffer_err set_seal(struct server_config *c, const char *v)
     if (v == NULL || v[0] == '\0') {
         return coffer_fail(COFFER_ERR_CONFIG, "--seal needs a provider: file, passphrase or pkcs11:...");
     }
+    /* The provider's own settings are checked when it is opened; its name is checked now. */
+    size_t n = strcspn(v, ":");
+    if (!((n == 4 && strncmp(v, "file", n) == 0) || (n == 10 && strncmp(v, "passphrase", n) == 0) ||
+          (n == 6 && strncmp(v, "pkcs11", n) == 0))) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--seal: unknown provider '%.*s' (file, passphrase or pkcs11)",
+                           (int)n, v);
+    }
     return copy_str(c->seal, sizeof(c->seal), v, "--seal value");
 }
 
