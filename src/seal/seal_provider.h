@@ -98,7 +98,7 @@ coffer_err seal_provider_pkcs11_open(const struct seal_pkcs11_config *cfg, struc
  *   passphrase[:SOURCE][,ops=N][,mem=MiB] SOURCE: fd=N, file=PATH, env=NAME, credential=NAME
  *                                         (systemd's $CREDENTIALS_DIRECTORY/NAME); without one,
  *                                         the credential "coffer-passphrase" when present, else
- *                                         a prompt on the terminal
+ *                                         a prompt on the terminal (twice when `create`: a new one)
  *   pkcs11:module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME,key=LABEL[,create=yes]
  * COFFER_ERR_CONFIG with the reason for a bad spec.
  */

@@ -244,7 +244,23 @@ static coffer_err open_file(const struct spec_opt *opts, size_t n, const char *d
     return seal_provider_file_open(path, create, out);
 }
 
-static coffer_err open_passphrase(const struct spec_opt *opts, size_t n, struct seal_provider **out)
+/* A new passphrase typed on a terminal is asked twice: a typo would lock the data dir for good. */
+static coffer_err prompt_new(coffer_buf *out)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf again = COFFER_SECRET_BUF_INIT;
+    TRY_OUT(prompt_tty("new root key passphrase: ", out));
+    TRY_OUT(prompt_tty("new root key passphrase (again): ", &again));
+    if (again.len != out->len || memcmp(again.data, out->data, out->len) != 0) {
+        FAIL_OUT(COFFER_ERR_CONFIG, "the two passphrases differ");
+    }
+out:
+    coffer_buf_free(&again);
+    return rc;
+}
+
+static coffer_err open_passphrase(const struct spec_opt *opts, size_t n, bool create,
+                                  struct seal_provider **out)
 {
     static const char *const known[] = {"fd", "file", "env", "credential", "ops", "mem", NULL};
     coffer_err rc = COFFER_OK;
@@ -277,7 +293,7 @@ static coffer_err open_passphrase(const struct spec_opt *opts, size_t n, struct 
                access(path, R_OK) == 0) {
         TRY_OUT(read_secret_file(path, "passphrase credential", &pass));
     } else {
-        TRY_OUT(prompt_tty("cofferd root key passphrase: ", &pass));
+        TRY_OUT(create ? prompt_new(&pass) : prompt_tty("root key passphrase: ", &pass));
     }
     rc = seal_provider_passphrase_new(coffer_buf_cursor(&pass), ops, (size_t)mem_mib << 20, out);
 out:
@@ -351,7 +367,7 @@ coffer_err seal_provider_from_spec(const char *spec, const char *data_dir, bool 
         return open_file(opts, n, data_dir, create, out);
     }
     if (strcmp(name, "passphrase") == 0) {
-        return open_passphrase(opts, n, out);
+        return open_passphrase(opts, n, create, out);
     }
     if (strcmp(name, "pkcs11") == 0) {
         return open_pkcs11(opts, n, out);
