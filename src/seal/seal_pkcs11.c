@@ -42,6 +42,7 @@ struct p11_provider {
     pthread_mutex_t mu;
     char token[P11_LABEL_MAX];
     char key_label[P11_LABEL_MAX];
+    char module[1024];
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -53,6 +54,7 @@ static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     CK_FUNCTION_LIST_PTR f;
     int refs;
+    bool owned; /* our C_Initialize made it: ours to C_Finalize */
 } inits[8];
 
 static CK_RV module_init(CK_FUNCTION_LIST_PTR f)
@@ -75,12 +77,14 @@ static CK_RV module_init(CK_FUNCTION_LIST_PTR f)
     }
     CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
     rv = f->C_Initialize(&args);
+    bool owned = rv == CKR_OK;
     if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-        rv = CKR_OK; /* by someone else in the process: theirs to finalize, but ours to count */
+        rv = CKR_OK; /* by someone else in the process: theirs to finalize */
     }
     if (rv == CKR_OK) {
         inits[free_slot].f = f;
         inits[free_slot].refs = 1;
+        inits[free_slot].owned = owned;
     }
 out:
     pthread_mutex_unlock(&init_mu);
@@ -93,7 +97,9 @@ static void module_fini(CK_FUNCTION_LIST_PTR f)
     for (size_t i = 0; i < sizeof(inits) / sizeof(inits[0]); i++) {
         if (inits[i].f == f && --inits[i].refs == 0) {
             inits[i].f = NULL;
-            f->C_Finalize(NULL);
+            if (inits[i].owned) {
+                f->C_Finalize(NULL);
+            }
         }
     }
     pthread_mutex_unlock(&init_mu);
@@ -286,7 +292,8 @@ static coffer_err p11_attach(struct seal_provider *base, coffer_cursor stored, c
             "the data dir is sealed by PKCS#11 key '%s' in token '%s', not key '%s' in token '%s'", label,
             token, p->key_label, p->token);
     }
-    return coffer_buf_printf(params, "mechanism=CKM_AES_GCM\ntoken=%s\nkey=%s\n", p->token, p->key_label);
+    return coffer_buf_printf(params, "mechanism=CKM_AES_GCM\nmodule=%s\ntoken=%s\nkey=%s\n", p->module,
+                             p->token, p->key_label);
 }
 
 static void p11_destroy(struct seal_provider *base)
@@ -457,6 +464,11 @@ coffer_err seal_provider_pkcs11_open(const struct seal_pkcs11_config *cfg, struc
     pthread_mutex_init(&p->mu, NULL);
     p->base.vt = &p11_vt;
     snprintf(p->key_label, sizeof(p->key_label), "%s", cfg->key_label);
+    if (strlen(cfg->module) >= sizeof(p->module) || strchr(cfg->module, '\n') != NULL ||
+        strchr(cfg->key_label, '\n') != NULL) {
+        FAIL_OUT(COFFER_ERR_CONFIG, "PKCS#11: the module path or key label is too long or holds a newline");
+    }
+    snprintf(p->module, sizeof(p->module), "%s", cfg->module);
     p->dl = dlopen(cfg->module, RTLD_NOW | RTLD_LOCAL);
     if (p->dl == NULL) {
         const char *why = dlerror();

@@ -1038,6 +1038,8 @@ static void test_pkcs11_softhsm(void **state)
     assert_string_equal(v, "coffer-unit");
     assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "key", v, sizeof(v)), COFFER_OK);
     assert_string_equal(v, "root");
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "module", v, sizeof(v)), COFFER_OK);
+    assert_string_equal(v, SOFTHSM_MODULE);
     /* The stored keyring is the token's AES-GCM: version, 12-byte IV, 9 + 36 bytes, tag. */
     assert_int_equal(store_get_plain(st, "seal/keyring", &wrapped), COFFER_OK);
     assert_int_equal(wrapped.len, 1 + 12 + 9 + 36 + 16);
