@@ -7,16 +7,24 @@
  * dir, migration) gets a fresh salt.
  *
  *   params: "kdf=argon2id13\nsalt=<32 hex>\nops=<N>\nmem=<bytes>\n"
+ *
+ * libsodium is loaded with dlopen(RTLD_LOCAL), not linked: its public names share the crypto_
+ * prefix with this tree's crypto/ module (crypto_box_seal and crypto_box_open exist in both), and
+ * a linked libsodium would silently take calls meant for ours. Only crypto_pwhash and
+ * sodium_init are reached, by pointer; sodium.h gives the constants.
  */
 #include "seal/seal_provider.h"
 
+#include <dlfcn.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "common/codec.h"
 #include "common/log.h"
 #include "common/secret.h"
 #include "crypto/crypto.h"
@@ -27,6 +35,49 @@
  * unbounded memory or time by whoever can write it. */
 #define PASS_OPS_MAX 64ULL
 #define PASS_MEM_MAX ((size_t)4 << 30)
+
+/* ---------------------------------------------------------------------------------------------
+ * libsodium, loaded once
+ * ------------------------------------------------------------------------------------------- */
+
+typedef int (*pwhash_fn)(unsigned char *out, unsigned long long outlen, const char *passwd,
+                         unsigned long long passwdlen, const unsigned char *salt, unsigned long long opslimit,
+                         size_t memlimit, int alg);
+
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static pwhash_fn sodium_pwhash; /* NULL: libsodium could not be loaded or initialised */
+
+static void sodium_load(void)
+{
+    static const char *const names[] = {"libsodium.so.23", "libsodium.so"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        void *dl = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (dl == NULL) {
+            continue;
+        }
+        int (*init)(void) = (int (*)(void))dlsym(dl, "sodium_init");
+        pwhash_fn pwhash = (pwhash_fn)dlsym(dl, "crypto_pwhash");
+        if (init != NULL && pwhash != NULL && init() >= 0) {
+            sodium_pwhash = pwhash; /* kept loaded for the life of the process */
+            return;
+        }
+        dlclose(dl);
+    }
+}
+
+static coffer_err sodium_ready(void)
+{
+    pthread_once(&sodium_once, sodium_load);
+    if (sodium_pwhash == NULL) {
+        return coffer_fail(COFFER_ERR_CONFIG,
+                           "the passphrase provider needs libsodium (libsodium23), which cannot be loaded");
+    }
+    return COFFER_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The provider
+ * ------------------------------------------------------------------------------------------- */
 
 struct pass_provider {
     struct seal_provider base;
@@ -88,18 +139,31 @@ static coffer_err parse_u64(const char *v, uint64_t max, uint64_t *out)
     return COFFER_OK;
 }
 
+static bool hex_decode(const char *hex, uint8_t *out, size_t n)
+{
+    if (strlen(hex) != 2 * n) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int hi = coffer_hex_digit((uint8_t)hex[2 * i]), lo = coffer_hex_digit((uint8_t)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            return false;
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
 static coffer_err stored_params(coffer_cursor stored, uint8_t salt[PASS_SALT_LEN], unsigned long long *ops,
                                 size_t *mem)
 {
     char kdf[32], salt_hex[2 * PASS_SALT_LEN + 1], ops_s[32], mem_s[32];
     uint64_t o = 0, m = 0;
-    size_t salt_len = 0;
     if (seal_param_get(stored, "kdf", kdf, sizeof(kdf)) != COFFER_OK || strcmp(kdf, "argon2id13") != 0 ||
         seal_param_get(stored, "salt", salt_hex, sizeof(salt_hex)) != COFFER_OK ||
         seal_param_get(stored, "ops", ops_s, sizeof(ops_s)) != COFFER_OK ||
         seal_param_get(stored, "mem", mem_s, sizeof(mem_s)) != COFFER_OK ||
-        sodium_hex2bin(salt, PASS_SALT_LEN, salt_hex, strlen(salt_hex), NULL, &salt_len, NULL) != 0 ||
-        salt_len != PASS_SALT_LEN || parse_u64(ops_s, PASS_OPS_MAX, &o) != COFFER_OK ||
+        !hex_decode(salt_hex, salt, PASS_SALT_LEN) || parse_u64(ops_s, PASS_OPS_MAX, &o) != COFFER_OK ||
         parse_u64(mem_s, PASS_MEM_MAX, &m) != COFFER_OK || o < crypto_pwhash_OPSLIMIT_MIN ||
         m < crypto_pwhash_MEMLIMIT_MIN) {
         return coffer_fail(COFFER_ERR_CONFIG,
@@ -139,12 +203,12 @@ static coffer_err pp_attach(struct seal_provider *base, coffer_cursor stored, co
     if (key == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    if (crypto_pwhash(key, SEAL_ROOT_KEY_LEN, (const char *)p->pass, p->pass_len, salt, ops, mem,
+    if (sodium_pwhash(key, SEAL_ROOT_KEY_LEN, (const char *)p->pass, p->pass_len, salt, ops, mem,
                       crypto_pwhash_ALG_ARGON2ID13) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "Argon2id needs %zu MiB of memory, which cannot be had", mem >> 20);
     }
     TRY_OUT(seal_provider_raw_new(coffer_cursor_from(key, SEAL_ROOT_KEY_LEN), &p->inner));
-    sodium_bin2hex(salt_hex, sizeof(salt_hex), salt, sizeof(salt));
+    coffer_hex_encode(salt, sizeof(salt), salt_hex);
     TRY_OUT(
         coffer_buf_printf(&p->params, "kdf=argon2id13\nsalt=%s\nops=%llu\nmem=%zu\n", salt_hex, ops, mem));
     TRY_OUT(coffer_buf_append_cur(params, coffer_buf_cursor(&p->params)));
@@ -184,9 +248,7 @@ coffer_err seal_provider_passphrase_new(coffer_cursor passphrase, unsigned long 
         return coffer_fail(COFFER_ERR_CONFIG, "Argon2id costs out of range (ops 1..%llu, mem 1..%zu MiB)",
                            PASS_OPS_MAX, PASS_MEM_MAX >> 20);
     }
-    if (sodium_init() < 0) {
-        return coffer_fail(COFFER_ERR_CRYPTO, "libsodium cannot be initialised");
-    }
+    TRY(sodium_ready());
     struct pass_provider *p = calloc(1, sizeof(*p));
     if (p == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
