@@ -2,8 +2,9 @@
  * The barrier (service -> barrier -> store): every secret a service persists is sealed here
  * with AES-256-GCM under a barrier key ("term"), binding the record's identity as AAD so a
  * sealed blob cannot be moved to another record. The terms form a keyring stored under
- * "seal/keyring", wrapped by the root key provider (seal_file.c, later PKCS#11), so the root
- * key only ever unwraps the keyring and can live in an HSM.
+ * "seal/keyring", wrapped by the root key provider (seal_provider.h: key file, passphrase or
+ * PKCS#11 token; the provider record says which), so the root key only ever unwraps the
+ * keyring and can live in an HSM.
  *
  *   sealed  = version(1) || term(4, big endian) || iv(12) || ciphertext || tag(16)
  *   AAD     = version || term || identity
