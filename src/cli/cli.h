@@ -23,6 +23,9 @@ int cli_decrypt_main(int argc, char **argv);
 /* `coffer admin create-account NAME`: accounts on a running cofferd (cli_admin.c). */
 int cli_admin_main(int argc, char **argv);
 
+/* `coffer seal status|migrate`: the data dir's root key provider (cli_seal.c). */
+int cli_seal_main(int argc, char **argv);
+
 /* True when `arg` asks for help ("-h", "--help", "help"). */
 int cli_is_help(const char *arg);
 

@@ -25,6 +25,7 @@ static const struct cli_command commands[] = {
     {"audit", cli_audit_main, "verify the audit trail"},
     {"encrypt", cli_encrypt_main, "encrypt files or streams (AWS Encryption SDK format)"},
     {"decrypt", cli_decrypt_main, "decrypt files or streams (AWS Encryption SDK format)"},
+    {"seal", cli_seal_main, "where the root key lives (status) and moving it (migrate; server stopped)"},
 };
 
 int cli_is_help(const char *arg)

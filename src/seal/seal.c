@@ -2,8 +2,9 @@
  * The barrier (service -> barrier -> store): every secret a service persists is sealed here
  * with AES-256-GCM under a barrier key ("term"), binding the record's identity as AAD so a
  * sealed blob cannot be moved to another record. The terms form a keyring stored under
- * "seal/keyring", wrapped by the root key provider (seal_file.c, later PKCS#11), so the root
- * key only ever unwraps the keyring and can live in an HSM.
+ * "seal/keyring", wrapped by the root key provider (seal_provider.h: key file, passphrase or
+ * PKCS#11 token; the provider record says which), so the root key only ever unwraps the
+ * keyring and can live in an HSM.
  *
  *   sealed  = version(1) || term(4, big endian) || iv(12) || ciphertext || tag(16)
  *   AAD     = version || term || identity
@@ -20,6 +21,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +262,94 @@ static void keyring_install(struct seal *s, struct keyring *kr)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The provider record: which provider wraps the keyring, and its parameters
+ * ------------------------------------------------------------------------------------------- */
+
+coffer_err seal_param_get(coffer_cursor lines, const char *name, char *out, size_t cap)
+{
+    ENSURE_REF(name);
+    ENSURE_REF(out);
+    size_t nlen = strlen(name);
+    const char *p = (const char *)lines.ptr, *end = p + lines.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl != NULL ? nl : end;
+        if ((size_t)(eol - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            size_t vlen = (size_t)(eol - p) - nlen - 1;
+            if (vlen >= cap) {
+                return coffer_fail(COFFER_ERR_CONFIG, "the seal parameter %s is too long", name);
+            }
+            memcpy(out, p + nlen + 1, vlen);
+            out[vlen] = '\0';
+            return COFFER_OK;
+        }
+        p = eol + 1;
+    }
+    return COFFER_ERR_NOT_FOUND;
+}
+
+/*
+ * Sets provider `p` up for the keyring in `t`. *have_keyring says whether the store holds one.
+ * When it does and `anew` is false, the data dir must have been sealed by a provider of p's kind,
+ * which then adopts its stored parameters; otherwise (a new keyring, or a migration when `anew`)
+ * the provider makes fresh parameters. The record is (re)written when it changed.
+ */
+static coffer_err provider_bind(struct seal_provider *p, store_txn *t, bool anew, bool *have_keyring)
+{
+    coffer_err rc = COFFER_OK;
+    coffer_buf stored = COFFER_BUF_INIT, params = COFFER_BUF_INIT, record = COFFER_BUF_INIT;
+    coffer_cursor stored_params = {0};
+    char stored_name[32] = "file"; /* a keyring without a record predates the record: the key file */
+    rc = store_txn_get_plain(t, SEAL_KEYRING_STORE_KEY, &stored);
+    *have_keyring = rc == COFFER_OK;
+    if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
+    coffer_buf_reset(&stored);
+    rc = store_txn_get_plain(t, SEAL_PROVIDER_RECORD, &stored);
+    if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
+    bool have_record = rc == COFFER_OK;
+    rc = COFFER_OK;
+    if (have_record) {
+        if (seal_param_get(coffer_buf_cursor(&stored), "provider", stored_name, sizeof(stored_name)) !=
+            COFFER_OK) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "the data dir's seal provider record is malformed");
+        }
+        const uint8_t *nl = memchr(stored.data, '\n', stored.len);
+        if (nl != NULL) {
+            stored_params = coffer_cursor_from(nl + 1, stored.len - (size_t)(nl + 1 - stored.data));
+        }
+    }
+    if (*have_keyring && !anew) {
+        if (strcmp(stored_name, p->vt->name) != 0) {
+            FAIL_OUT(COFFER_ERR_CONFIG,
+                     "the data dir is sealed by the %s provider, not %s: start with --seal %s (or migrate it "
+                     "with `coffer seal migrate`)",
+                     stored_name, p->vt->name, stored_name);
+        }
+    } else {
+        stored_params = (coffer_cursor){0};
+    }
+    if (p->vt->vt_size >= offsetof(struct seal_provider_vt, attach) + sizeof(p->vt->attach) &&
+        p->vt->attach != NULL) {
+        TRY_OUT(p->vt->attach(p, stored_params, &params));
+    }
+    TRY_OUT(coffer_buf_printf(&record, "provider=%s\n", p->vt->name));
+    TRY_OUT(coffer_buf_append_cur(&record, coffer_buf_cursor(&params)));
+    if (!have_record || record.len != stored.len || memcmp(record.data, stored.data, record.len) != 0) {
+        /* Plaintext: it says how to unwrap the keyring, so it cannot be sealed by it. */
+        TRY_OUT(store_txn_put_plain(t, SEAL_PROVIDER_RECORD, coffer_buf_cursor(&record)));
+    }
+out:
+    coffer_buf_free(&stored);
+    coffer_buf_free(&params);
+    coffer_buf_free(&record);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Open / close / rotate
  * ------------------------------------------------------------------------------------------- */
 
@@ -286,11 +376,13 @@ coffer_err seal_open(struct seal_provider *p, store *st, seal **out)
 
     /* In a write transaction, so two processes starting at once cannot both create a keyring. */
     TRY_OUT(store_txn_begin(st, &t));
-    TRY_OUT(keyring_load(s, t, &kr, &found));
-    if (!found) {
+    TRY_OUT(provider_bind(p, t, false, &found));
+    if (found) {
+        TRY_OUT(keyring_load(s, t, &kr, &found));
+    } else {
         TRY_OUT(keyring_extend(&empty, &kr));
         TRY_OUT(keyring_save(s, t, &kr));
-        log_info("seal: created the barrier keyring (term %u)", kr.active);
+        log_info("seal: created the barrier keyring (term %u) under the %s provider", kr.active, p->vt->name);
     }
     rc = store_txn_commit(t);
     t = NULL;
@@ -303,6 +395,62 @@ out:
     store_txn_abort(t);
     keyring_clean(&kr);
     seal_free(s);
+    return rc;
+}
+
+coffer_err seal_migrate(store *st, struct seal_provider *from, struct seal_provider *to)
+{
+    ENSURE_REF(st);
+    ENSURE_REF(from);
+    ENSURE_REF(to);
+    coffer_err rc = COFFER_OK;
+    store_txn *t = NULL;
+    struct keyring kr = {0};
+    bool found = false;
+    struct seal old_side = {.provider = from, .st = st}, new_side = {.provider = to, .st = st};
+    TRY_OUT(store_txn_begin(st, &t));
+    TRY_OUT(provider_bind(from, t, false, &found));
+    if (!found) {
+        FAIL_OUT(COFFER_ERR_NOT_FOUND,
+                 "the data dir holds no barrier keyring (cofferd has never started on it)");
+    }
+    TRY_OUT(keyring_load(&old_side, t, &kr, &found));
+    /* Fresh parameters for the new provider (a new salt), then the same keyring under it. */
+    TRY_OUT(provider_bind(to, t, true, &found));
+    TRY_OUT(keyring_save(&new_side, t, &kr));
+    rc = store_txn_commit(t);
+    t = NULL;
+    TRY_OUT(rc);
+    log_info("seal: re-wrapped the barrier keyring from the %s provider to the %s provider", from->vt->name,
+             to->vt->name);
+out:
+    store_txn_abort(t);
+    keyring_clean(&kr);
+    return rc;
+}
+
+coffer_err seal_provider_record(store *st, coffer_buf *out)
+{
+    ENSURE_REF(st);
+    ENSURE_REF(out);
+    coffer_err rc = COFFER_OK;
+    coffer_buf b = COFFER_BUF_INIT;
+    rc = store_get_plain(st, SEAL_KEYRING_STORE_KEY, &b);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        FAIL_OUT(COFFER_ERR_NOT_FOUND,
+                 "the data dir holds no barrier keyring (cofferd has never started on it)");
+    }
+    TRY_OUT(rc);
+    coffer_buf_reset(&b);
+    rc = store_get_plain(st, SEAL_PROVIDER_RECORD, &b);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        rc = coffer_buf_append_str(out, "provider=file\n");
+        goto out;
+    }
+    TRY_OUT(rc);
+    rc = coffer_buf_append_cur(out, coffer_buf_cursor(&b));
+out:
+    coffer_buf_free(&b);
     return rc;
 }
 

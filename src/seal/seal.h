@@ -9,7 +9,7 @@
  * `identity` names the record (e.g. "kms-material/<account>/<key id>/<material id>"), so a
  * sealed blob copied under another record's name fails to open. The barrier keys ("terms") are
  * random AES-256 keys kept in the store under "seal/keyring", themselves wrapped by the root
- * key provider; a provider is a small vtable (key file now; passphrase and PKCS#11 later) so
+ * key provider; a provider is a small vtable (key file, passphrase, PKCS#11 token) so
  * the root key can live in an HSM and only ever unwraps the keyring.
  *
  * A seal is shared by all threads; every function is thread-safe.

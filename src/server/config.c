@@ -255,6 +255,21 @@ static coffer_err set_config_file(struct server_config *c, const char *v)
     return copy_str(c->config_file, sizeof(c->config_file), v, "config file path");
 }
 
+static coffer_err set_seal(struct server_config *c, const char *v)
+{
+    if (v == NULL || v[0] == '\0') {
+        return coffer_fail(COFFER_ERR_CONFIG, "--seal needs a provider: file, passphrase or pkcs11:...");
+    }
+    /* The provider's own settings are checked when it is opened; its name is checked now. */
+    size_t n = strcspn(v, ":");
+    if (!((n == 4 && strncmp(v, "file", n) == 0) || (n == 10 && strncmp(v, "passphrase", n) == 0) ||
+          (n == 6 && strncmp(v, "pkcs11", n) == 0))) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--seal: unknown provider '%.*s' (file, passphrase or pkcs11)",
+                           (int)n, v);
+    }
+    return copy_str(c->seal, sizeof(c->seal), v, "--seal value");
+}
+
 static const struct config_option options[] = {
     {"data-dir", "COFFER_DATA_DIR", true, set_data_dir, "data directory (default ./coffer-data)"},
     {"listen", "COFFER_LISTEN", true, set_listen, "HOST:PORT to listen on (default 127.0.0.1:8443)"},
@@ -317,6 +332,11 @@ static const struct config_option options[] = {
      "one managed policy document, non-space characters (default 6144)"},
     {"max-trust-policy-chars", "COFFER_MAX_TRUST_POLICY_CHARS", true, set_iam_trust_doc_chars,
      "one role trust policy, non-space characters (default 2048)"},
+    {"seal", "COFFER_SEAL", true, set_seal,
+     "where the root key lives: file[:path=PATH] (default DIR/root.key), "
+     "passphrase[:fd=N|file=PATH|env=NAME|credential=NAME][,ops=N,mem=MiB] (else prompted), or "
+     "pkcs11:module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME,key=LABEL[,create=yes] (default "
+     "file)"},
     {"config", "COFFER_CONFIG", true, set_config_file, "config file (default DIR/cofferd.conf if present)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -364,6 +384,7 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
     default_set(set_log_level(c, "info"));
+    default_set(set_seal(c, "file"));
     c->kms.limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     c->secrets = (struct secrets_settings)SECRETS_SETTINGS_DEFAULT;
     c->iam_limits = (struct iam_limits)IAM_LIMITS_DEFAULT;

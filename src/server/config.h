@@ -44,6 +44,7 @@ struct server_config {
     struct secrets_settings secrets; /* Secrets Manager (secrets/secrets.h) */
     struct iam_limits iam_limits;    /* IAM resource quotas (iam/directory.h) */
     char config_file[1024];
+    char seal[2048]; /* root key provider spec (seal_provider.h): file, passphrase[:...], pkcs11:... */
 };
 
 /* Fills *cfg from defaults, file, environment and argv. Prints usage and exits for --help. */

@@ -31,6 +31,7 @@
 #include "iam/iam_service.h"
 #include "quota/quota.h"
 #include "seal/seal.h"
+#include "seal/seal_provider.h"
 #include "server/config.h"
 #include "server/services.h"
 #include "store/store.h"
@@ -264,6 +265,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     struct scheduler sched = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     bool sched_started = false;
     char path[PATH_MAX], path2[PATH_MAX];
+    int lock_fd = -1;
 
     /* JSON values hold request and response secrets (Plaintext, SecretAccessKey, the lexer's
      * token buffer while parsing): every block jansson frees is wiped first. */
@@ -293,8 +295,16 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     TRY_OUT(ensure_dir(cfg.data_dir));
     snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
     TRY_OUT(store_open(path, &st));
-    snprintf(path, sizeof(path), "%s/root.key", cfg.data_dir);
-    TRY_OUT(seal_open_keyfile(path, true, st, &sl));
+    /* Held shared while we run: `coffer seal migrate` takes it exclusive and so never re-wraps
+     * the keyring under a running server. */
+    TRY_OUT(seal_dir_lock(cfg.data_dir, false, &lock_fd));
+    /* A root key file is made only for a data dir without a keyring: for one that has a keyring,
+     * a missing file is a missing key, and a start with the wrong provider leaves nothing behind. */
+    bool fresh = false;
+    TRY_OUT(seal_spec_check(st, cfg.seal, &fresh));
+    struct seal_provider *root = NULL;
+    TRY_OUT(seal_provider_from_spec(cfg.seal, cfg.data_dir, fresh, &root));
+    TRY_OUT(seal_open(root, st, &sl)); /* fails closed: nothing below runs unsealed */
     /* Everything below the seal reads and writes through the barrier: no record in clear. */
     TRY_OUT(seal_store_wrap(sl, st, &records));
     TRY_OUT(iam_creds_new(records, sl, &creds));
@@ -450,6 +460,9 @@ out:
     seal_free(sl);
     store_close(st);
     SSL_CTX_free(tls);
+    if (lock_fd >= 0) {
+        close(lock_fd);
+    }
     if (rc == COFFER_OK) {
         log_info("stopped");
     }

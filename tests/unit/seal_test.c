@@ -667,6 +667,436 @@ static void test_view_migration_faults(void **state)
     }
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Root key providers: passphrase, PKCS#11, the provider record, migration, specs, the lock
+ * ------------------------------------------------------------------------------------------- */
+
+/* Argon2id at its cheapest: the tests check the plumbing, not the cost. */
+#define TEST_OPS 1
+#define TEST_MEM (8u << 20)
+
+static struct seal_provider *passphrase(const char *pw)
+{
+    struct seal_provider *p = NULL;
+    assert_int_equal(seal_provider_passphrase_new(coffer_cursor_from_str(pw), TEST_OPS, TEST_MEM, &p),
+                     COFFER_OK);
+    return p;
+}
+
+static void record_of(store *st, char *name, size_t cap, coffer_buf *rec)
+{
+    assert_int_equal(seal_provider_record(st, rec), COFFER_OK);
+    assert_int_equal(seal_param_get(coffer_buf_cursor(rec), "provider", name, cap), COFFER_OK);
+}
+
+static void test_passphrase_round_trip(void **state)
+{
+    (void)state;
+    store *st = NULL;
+    seal *sl = NULL;
+    coffer_buf a = COFFER_BUF_INIT, rec = COFFER_BUF_INIT;
+    char name[32], salt[64], salt2[64];
+    assert_int_equal(store_open("mem:", &st), COFFER_OK);
+    assert_int_equal(seal_provider_record(st, &rec), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(seal_open(passphrase("correct horse"), st, &sl), COFFER_OK);
+    seal_str(sl, "id/p", "under a passphrase", &a);
+    seal_free(sl);
+    sl = NULL;
+
+    /* The record names the provider and keeps the salt and costs, in clear. */
+    record_of(st, name, sizeof(name), &rec);
+    assert_string_equal(name, "passphrase");
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "salt", salt, sizeof(salt)), COFFER_OK);
+    assert_int_equal(strlen(salt), 32);
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "ops", salt2, sizeof(salt2)), COFFER_OK);
+    assert_string_equal(salt2, "1");
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "kdf", salt2, sizeof(salt2)), COFFER_OK);
+    assert_string_equal(salt2, "argon2id13");
+
+    /* The same passphrase opens it again (stored costs win over the provider's own). */
+    struct seal_provider *p = NULL;
+    assert_int_equal(seal_provider_passphrase_new(coffer_cursor_from_str("correct horse"), 2, 16u << 20, &p),
+                     COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    expect_opens(sl, "id/p", &a, "under a passphrase");
+    seal_free(sl);
+    sl = NULL;
+
+    /* A wrong one does not, and says so. */
+    assert_int_equal(seal_open(passphrase("correct horsf"), st, &sl), COFFER_ERR_CRYPTO);
+    assert_null(sl);
+    assert_non_null(strstr(coffer_last_message(), "wrong passphrase"));
+
+    /* Nor does another provider kind: the record says which one is needed. */
+    uint8_t key[SEAL_ROOT_KEY_LEN] = {0};
+    assert_int_equal(seal_provider_raw_new(coffer_cursor_from(key, sizeof(key)), &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_ERR_CONFIG);
+    assert_non_null(strstr(coffer_last_message(), "sealed by the passphrase provider"));
+    bool fresh = true;
+    assert_int_equal(seal_spec_check(st, "file", &fresh), COFFER_ERR_CONFIG);
+    assert_int_equal(seal_spec_check(st, "passphrase:env=X", &fresh), COFFER_OK);
+    assert_false(fresh);
+
+    /* The salt is fresh per keyring. */
+    store *st2 = NULL;
+    coffer_buf rec2 = COFFER_BUF_INIT;
+    assert_int_equal(store_open("mem:", &st2), COFFER_OK);
+    assert_int_equal(seal_spec_check(st2, "file", &fresh), COFFER_OK);
+    assert_true(fresh);
+    assert_int_equal(seal_open(passphrase("correct horse"), st2, &sl), COFFER_OK);
+    record_of(st2, name, sizeof(name), &rec2);
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec2), "salt", salt2, sizeof(salt2)), COFFER_OK);
+    assert_string_not_equal(salt, salt2);
+    seal_free(sl);
+    store_close(st2);
+    coffer_buf_free(&rec2);
+
+    /* Empty and out-of-range inputs are refused before any work. */
+    p = NULL;
+    assert_int_equal(seal_provider_passphrase_new(coffer_cursor_from_str(""), 1, TEST_MEM, &p),
+                     COFFER_ERR_CONFIG);
+    assert_int_equal(seal_provider_passphrase_new(coffer_cursor_from_str("x"), 1000, TEST_MEM, &p),
+                     COFFER_ERR_CONFIG);
+    assert_null(p);
+    coffer_buf_free(&a);
+    coffer_buf_free(&rec);
+    store_close(st);
+}
+
+/* A keyring made before the record existed is the key file's; the record is added on open. */
+static void test_legacy_data_dir_is_file(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf rec = COFFER_BUF_INIT;
+    char name[32];
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(f->st, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, SEAL_PROVIDER_RECORD), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    record_of(f->st, name, sizeof(name), &rec);
+    assert_string_equal(name, "file");
+    seal *sl = NULL;
+    assert_int_equal(seal_open(passphrase("pw"), f->st, &sl), COFFER_ERR_CONFIG);
+    assert_int_equal(seal_open_keyfile(f->keypath, false, f->st, &sl), COFFER_OK);
+    seal_free(sl);
+    coffer_buf raw = COFFER_BUF_INIT;
+    assert_int_equal(store_get_plain(f->st, SEAL_PROVIDER_RECORD, &raw), COFFER_OK);
+    assert_int_equal(raw.len, strlen("provider=file\n"));
+    assert_memory_equal(raw.data, "provider=file\n", raw.len);
+    coffer_buf_free(&raw);
+    coffer_buf_free(&rec);
+}
+
+/* file -> passphrase -> another key file: records sealed at the start open at every step. */
+static void test_migrate(void **state)
+{
+    struct fixture *f = *state;
+    coffer_buf a = COFFER_BUF_INIT, before = COFFER_BUF_INIT, after = COFFER_BUF_INIT, rec = COFFER_BUF_INIT;
+    char name[32], other[160];
+    seal *sl = NULL;
+    struct seal_provider *from = NULL, *to = NULL;
+    seal_str(f->sl, "id/m", "migrated", &a);
+    assert_int_equal(seal_rotate(f->sl), COFFER_OK);
+
+    assert_int_equal(seal_provider_file_open(f->keypath, false, &from), COFFER_OK);
+    to = passphrase("pw");
+    assert_int_equal(seal_migrate(f->st, from, to), COFFER_OK);
+    seal_provider_free(from);
+    seal_provider_free(to);
+    record_of(f->st, name, sizeof(name), &rec);
+    assert_string_equal(name, "passphrase");
+    /* The old root key no longer opens the data dir. */
+    assert_int_equal(seal_open_keyfile(f->keypath, false, f->st, &sl), COFFER_ERR_CONFIG);
+    assert_int_equal(seal_open(passphrase("pw"), f->st, &sl), COFFER_OK);
+    expect_opens(sl, "id/m", &a, "migrated");
+    assert_int_equal(seal_active_term(sl), 2);
+    seal_free(sl);
+    sl = NULL;
+
+    /* A wrong `from` changes nothing: another kind, then the right kind with the wrong secret. */
+    assert_int_equal(store_get_plain(f->st, "seal/keyring", &before), COFFER_OK);
+    snprintf(other, sizeof(other), "%s/other.key", f->dir);
+    assert_int_equal(seal_provider_file_open(other, true, &to), COFFER_OK);
+    assert_int_equal(seal_provider_file_open(f->keypath, false, &from), COFFER_OK);
+    assert_int_equal(seal_migrate(f->st, from, to), COFFER_ERR_CONFIG);
+    seal_provider_free(from);
+    from = passphrase("not pw");
+    assert_int_equal(seal_migrate(f->st, from, to), COFFER_ERR_CRYPTO);
+    seal_provider_free(from);
+    assert_int_equal(store_get_plain(f->st, "seal/keyring", &after), COFFER_OK);
+    assert_int_equal(before.len, after.len);
+    assert_memory_equal(before.data, after.data, before.len);
+
+    from = passphrase("pw");
+    assert_int_equal(seal_migrate(f->st, from, to), COFFER_OK);
+    seal_provider_free(from);
+    seal_provider_free(to);
+    coffer_buf_reset(&rec);
+    record_of(f->st, name, sizeof(name), &rec);
+    assert_string_equal(name, "file");
+    assert_int_equal(seal_open_keyfile(other, false, f->st, &sl), COFFER_OK);
+    expect_opens(sl, "id/m", &a, "migrated");
+    seal_free(sl);
+
+    /* Nothing to migrate in a store without a keyring. */
+    store *empty = NULL;
+    assert_int_equal(store_open("mem:", &empty), COFFER_OK);
+    from = passphrase("a");
+    to = passphrase("b");
+    assert_int_equal(seal_migrate(empty, from, to), COFFER_ERR_NOT_FOUND);
+    seal_provider_free(from);
+    seal_provider_free(to);
+    store_close(empty);
+    coffer_buf_free(&a);
+    coffer_buf_free(&before);
+    coffer_buf_free(&after);
+    coffer_buf_free(&rec);
+}
+
+static void expect_spec_fails(const char *spec, const char *dir, const char *why)
+{
+    struct seal_provider *p = NULL;
+    assert_int_equal(seal_provider_from_spec(spec, dir, false, &p), COFFER_ERR_CONFIG);
+    assert_null(p);
+    if (strstr(coffer_last_message(), why) == NULL) {
+        fail_msg("spec '%s': got '%s', want '%s'", spec, coffer_last_message(), why);
+    }
+}
+
+/* One passphrase from each source opens the same keyring. */
+static void test_specs_and_passphrase_sources(void **state)
+{
+    struct fixture *f = *state;
+    char spec[512], path[256], creds[160];
+    store *st = NULL;
+    seal *sl = NULL;
+    struct seal_provider *p = NULL;
+    assert_int_equal(store_open("mem:", &st), COFFER_OK);
+
+    setenv("COFFER_TEST_PASS", "s3cret phrase", 1);
+    assert_int_equal(
+        seal_provider_from_spec("passphrase:env=COFFER_TEST_PASS,ops=1,mem=8", f->dir, false, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    seal_free(sl);
+
+    /* A file, with its trailing newline dropped. */
+    snprintf(path, sizeof(path), "%s/pass", f->dir);
+    FILE *fp = fopen(path, "w");
+    fputs("s3cret phrase\n", fp);
+    fclose(fp);
+    snprintf(spec, sizeof(spec), "passphrase:file=%s", path);
+    assert_int_equal(seal_provider_from_spec(spec, f->dir, false, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    seal_free(sl);
+
+    /* A file descriptor. */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], "s3cret phrase", 13), 13);
+    close(fds[1]);
+    snprintf(spec, sizeof(spec), "passphrase:fd=%d", fds[0]);
+    assert_int_equal(seal_provider_from_spec(spec, f->dir, false, &p), COFFER_OK);
+    close(fds[0]);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    seal_free(sl);
+
+    /* A systemd credential, named or by its default name. */
+    snprintf(creds, sizeof(creds), "%s/creds", f->dir);
+    assert_int_equal(mkdir(creds, 0700), 0);
+    snprintf(path, sizeof(path), "%s/coffer-passphrase", creds);
+    fp = fopen(path, "w");
+    fputs("s3cret phrase", fp);
+    fclose(fp);
+    setenv("CREDENTIALS_DIRECTORY", creds, 1);
+    assert_int_equal(seal_provider_from_spec("passphrase:credential=coffer-passphrase", f->dir, false, &p),
+                     COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    seal_free(sl);
+    assert_int_equal(seal_provider_from_spec("passphrase", f->dir, false, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    seal_free(sl);
+    expect_spec_fails("passphrase:credential=../x", f->dir, "not a plain name");
+    unsetenv("CREDENTIALS_DIRECTORY");
+
+    /* A wrong one from the environment fails closed. */
+    setenv("COFFER_TEST_PASS", "s3cret phrasE", 1);
+    assert_int_equal(seal_provider_from_spec("passphrase:env=COFFER_TEST_PASS", f->dir, false, &p),
+                     COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_ERR_CRYPTO);
+    unsetenv("COFFER_TEST_PASS");
+
+    /* Bad specs say what is wrong. */
+    expect_spec_fails("vault", f->dir, "unknown provider 'vault'");
+    expect_spec_fails("file:nope=1", f->dir, "unknown setting 'nope'");
+    expect_spec_fails("passphrase:env=A,file=B", f->dir, "give one of");
+    expect_spec_fails("passphrase:env=COFFER_TEST_UNSET", f->dir, "is not set");
+    expect_spec_fails("passphrase:file=/nonexistent/pass", f->dir, "cannot open the passphrase file");
+    expect_spec_fails("passphrase:env=X,ops=x", f->dir, "ops must be a number");
+    expect_spec_fails("passphrase:env", f->dir, "is not NAME=VALUE");
+    expect_spec_fails("pkcs11:module=/x.so,token=t,pin-env=P", f->dir,
+                      "module=PATH and key=LABEL are required");
+    expect_spec_fails("pkcs11:module=/x.so,key=k,pin-env=P", f->dir, "token=LABEL or slot=N");
+    expect_spec_fails("pkcs11:module=/x.so,token=t,key=k", f->dir, "pin-file=PATH or pin-env=NAME");
+    expect_spec_fails("pkcs11:module=/x.so,token=t,key=k,pin-env=P,create=maybe", f->dir,
+                      "create must be yes");
+    setenv("COFFER_TEST_PIN", "1234", 1);
+    expect_spec_fails("pkcs11:module=/nonexistent/lib.so,token=t,key=k,pin-env=COFFER_TEST_PIN", f->dir,
+                      "cannot load module /nonexistent/lib.so");
+    unsetenv("COFFER_TEST_PIN");
+
+    /* The key file's own path. */
+    snprintf(spec, sizeof(spec), "file:path=%s", f->keypath);
+    assert_int_equal(seal_provider_from_spec(spec, "/nonexistent", false, &p), COFFER_OK);
+    seal_provider_free(p);
+    assert_int_equal(seal_provider_from_spec("file", f->dir, false, &p), COFFER_OK); /* DIR/root.key */
+    seal_provider_free(p);
+    store_close(st);
+}
+
+/* cofferd holds the lock shared; a migration wants it exclusive. */
+static void test_dir_lock(void **state)
+{
+    struct fixture *f = *state;
+    int a = -1, b = -1, c = -1;
+    assert_int_equal(seal_dir_lock(f->dir, false, &a), COFFER_OK);
+    assert_int_equal(seal_dir_lock(f->dir, false, &b), COFFER_OK);
+    assert_int_equal(seal_dir_lock(f->dir, true, &c), COFFER_ERR_UNAVAILABLE);
+    assert_non_null(strstr(coffer_last_message(), "a cofferd is running"));
+    close(a);
+    close(b);
+    assert_int_equal(seal_dir_lock(f->dir, true, &c), COFFER_OK);
+    assert_int_equal(seal_dir_lock(f->dir, false, &a), COFFER_ERR_UNAVAILABLE);
+    close(c);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * PKCS#11 against SoftHSM2, with a token made in a temporary directory
+ * ------------------------------------------------------------------------------------------- */
+
+#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define SOFTHSM_UTIL "/usr/bin/softhsm2-util"
+
+static bool softhsm_token(const char *dir, const char *label)
+{
+    char path[256], cmd[512];
+    snprintf(path, sizeof(path), "%s/tokens", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/softhsm2.conf", dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n", dir);
+    fclose(fp);
+    setenv("SOFTHSM2_CONF", path, 1);
+    snprintf(cmd, sizeof(cmd),
+             SOFTHSM_UTIL " --init-token --free --label %s --pin 1234 --so-pin 5678 >/dev/null", label);
+    return system(cmd) == 0;
+}
+
+static coffer_err p11_open(const char *token, const char *pin, const char *key, bool create,
+                           struct seal_provider **out)
+{
+    struct seal_pkcs11_config cfg = {
+        .module = SOFTHSM_MODULE, .token = token, .pin = pin, .key_label = key, .create_key = create};
+    return seal_provider_pkcs11_open(&cfg, out);
+}
+
+static void expect_p11_fails(const char *token, const char *pin, const char *key, const char *why)
+{
+    struct seal_provider *p = NULL;
+    assert_int_equal(p11_open(token, pin, key, false, &p), COFFER_ERR_CONFIG);
+    assert_null(p);
+    if (strstr(coffer_last_message(), why) == NULL) {
+        fail_msg("got '%s', want '%s'", coffer_last_message(), why);
+    }
+}
+
+static void test_pkcs11_softhsm(void **state)
+{
+    struct fixture *f = *state;
+    if (access(SOFTHSM_MODULE, R_OK) != 0 || access(SOFTHSM_UTIL, X_OK) != 0) {
+        print_message("SKIPPED: SoftHSM2 is not installed (apt-get install softhsm2)\n");
+        skip();
+    }
+    assert_true(softhsm_token(f->dir, "coffer-unit"));
+    store *st = NULL;
+    seal *sl = NULL;
+    struct seal_provider *p = NULL, *q = NULL;
+    coffer_buf a = COFFER_BUF_INIT, wrapped = COFFER_BUF_INIT, rec = COFFER_BUF_INIT;
+    char name[32], v[64];
+    assert_int_equal(store_open("mem:", &st), COFFER_OK);
+
+    /* No key yet: refused unless asked to make one. */
+    expect_p11_fails("coffer-unit", "1234", "root", "holds no AES key labelled 'root'");
+    assert_int_equal(p11_open("coffer-unit", "1234", "root", true, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    seal_str(sl, "id/h", "in the token", &a);
+    seal_free(sl);
+    sl = NULL;
+    record_of(st, name, sizeof(name), &rec);
+    assert_string_equal(name, "pkcs11");
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "token", v, sizeof(v)), COFFER_OK);
+    assert_string_equal(v, "coffer-unit");
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "key", v, sizeof(v)), COFFER_OK);
+    assert_string_equal(v, "root");
+    assert_int_equal(seal_param_get(coffer_buf_cursor(&rec), "module", v, sizeof(v)), COFFER_OK);
+    assert_string_equal(v, SOFTHSM_MODULE);
+    /* The stored keyring is the token's AES-GCM: version, 12-byte IV, 9 + 36 bytes, tag. */
+    assert_int_equal(store_get_plain(st, "seal/keyring", &wrapped), COFFER_OK);
+    assert_int_equal(wrapped.len, 1 + 12 + 9 + 36 + 16);
+    assert_int_equal(wrapped.data[0], 1);
+
+    /* Found again by label (create=yes does not make a second one), and it opens the keyring. */
+    assert_int_equal(p11_open("coffer-unit", "1234", "root", true, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    expect_opens(sl, "id/h", &a, "in the token");
+    assert_int_equal(seal_rotate(sl), COFFER_OK); /* wraps in the token again */
+    seal_free(sl);
+    sl = NULL;
+
+    /* Fail closed, each with its own reason. */
+    expect_p11_fails("coffer-unit", "9999", "root", "wrong PIN for token 'coffer-unit'");
+    expect_p11_fails("no-such-token", "1234", "root", "no token labelled 'no-such-token'");
+    expect_p11_fails("coffer-unit", "1234", "other", "holds no AES key labelled 'other'");
+
+    /* Another key of the same token does not open the keyring; the record names the right one. */
+    assert_int_equal(p11_open("coffer-unit", "1234", "other", true, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_ERR_CONFIG);
+    assert_non_null(strstr(coffer_last_message(), "sealed by PKCS#11 key 'root'"));
+
+    /* pkcs11 -> passphrase -> pkcs11 (another key), both providers of one module open at once. */
+    assert_int_equal(p11_open("coffer-unit", "1234", "root", false, &p), COFFER_OK);
+    q = passphrase("pw");
+    assert_int_equal(seal_migrate(st, p, q), COFFER_OK);
+    seal_provider_free(p);
+    assert_int_equal(p11_open("coffer-unit", "1234", "other", false, &p), COFFER_OK);
+    assert_int_equal(seal_migrate(st, q, p), COFFER_OK);
+    seal_provider_free(q);
+    seal_provider_free(p);
+    assert_int_equal(p11_open("coffer-unit", "1234", "other", false, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_OK);
+    expect_opens(sl, "id/h", &a, "in the token");
+    seal_free(sl);
+    sl = NULL;
+
+    /* A tampered keyring fails in the token as a wrong key would. */
+    coffer_buf_reset(&wrapped);
+    assert_int_equal(store_get_plain(st, "seal/keyring", &wrapped), COFFER_OK);
+    wrapped.data[wrapped.len - 3] ^= 1;
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put_plain(t, "seal/keyring", coffer_buf_cursor(&wrapped)), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_int_equal(p11_open("coffer-unit", "1234", "other", false, &p), COFFER_OK);
+    assert_int_equal(seal_open(p, st, &sl), COFFER_ERR_CRYPTO);
+    assert_null(sl);
+
+    unsetenv("SOFTHSM2_CONF");
+    coffer_buf_free(&a);
+    coffer_buf_free(&wrapped);
+    coffer_buf_free(&rec);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -686,6 +1116,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_view_plain_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_view_migrates_clear_records, setup, teardown),
         cmocka_unit_test(test_view_migration_faults),
+        cmocka_unit_test(test_passphrase_round_trip),
+        cmocka_unit_test_setup_teardown(test_legacy_data_dir_is_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_specs_and_passphrase_sources, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dir_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pkcs11_softhsm, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
