@@ -69,8 +69,8 @@ static coffer_err build_aad(coffer_cursor epk, coffer_cursor aad, coffer_buf *ou
     return coffer_buf_append_cur(out, aad);
 }
 
-coffer_err crypto_box_seal(coffer_cursor recipient_spki, coffer_cursor aad, coffer_cursor plaintext,
-                           coffer_buf *out)
+coffer_err crypto_ecies_seal(coffer_cursor recipient_spki, coffer_cursor aad, coffer_cursor plaintext,
+                             coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     EVP_PKEY *rpk = p256_public(recipient_spki), *eph = NULL;
@@ -106,8 +106,8 @@ out:
     return rc;
 }
 
-coffer_err crypto_box_open(coffer_cursor recipient_private_der, coffer_cursor aad, coffer_cursor box,
-                           coffer_buf *out)
+coffer_err crypto_ecies_open(coffer_cursor recipient_private_der, coffer_cursor aad, coffer_cursor box,
+                             coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     coffer_cursor c = box, epk, ct;

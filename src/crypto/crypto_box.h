@@ -33,15 +33,15 @@
  * Seals `plaintext` to `recipient_spki` (DER SubjectPublicKeyInfo of a P-256 key) binding
  * `aad`; appends the box to `out`. COFFER_ERR_VALIDATION for a key that is not P-256.
  */
-coffer_err crypto_box_seal(coffer_cursor recipient_spki, coffer_cursor aad, coffer_cursor plaintext,
-                           coffer_buf *out) __attribute__((warn_unused_result));
+coffer_err crypto_ecies_seal(coffer_cursor recipient_spki, coffer_cursor aad, coffer_cursor plaintext,
+                             coffer_buf *out) __attribute__((warn_unused_result));
 
 /*
  * Opens `box` with the recipient's private key (DER PKCS#8, P-256) and `aad`; appends the
  * plaintext to `out` (give it a secret buffer). Any malformation, another recipient, another
  * aad or a flipped bit: COFFER_ERR_INVALID_CIPHERTEXT, nothing appended.
  */
-coffer_err crypto_box_open(coffer_cursor recipient_private_der, coffer_cursor aad, coffer_cursor box,
-                           coffer_buf *out) __attribute__((warn_unused_result));
+coffer_err crypto_ecies_open(coffer_cursor recipient_private_der, coffer_cursor aad, coffer_cursor box,
+                             coffer_buf *out) __attribute__((warn_unused_result));
 
 #endif

@@ -374,7 +374,7 @@ coffer_err kms_mrk_package(const struct kms_service *svc, const char *target_reg
     (void)svc;
     *rec_text = NULL;
     box_aad(aad, s->account, s->key_id, target_region);
-    TRY(crypto_box_seal(spki, coffer_cursor_from_str(aad), coffer_buf_cursor(&s->payload), box));
+    TRY(crypto_ecies_seal(spki, coffer_cursor_from_str(aad), coffer_buf_cursor(&s->payload), box));
     /* Only what the replica shares with its primary (kms.md §8), plus the replica's own
      * description, tags and policy when it is created. */
     rec = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O*,s:O,s:O,s:o}", "KeyId", s->key_id, "AWSAccountId", s->account,
@@ -639,7 +639,7 @@ static coffer_err open_materials(struct kms_service *svc, const struct api_call 
     coffer_err rc = COFFER_OK;
     TRY_OUT(replication_key(svc, &priv, &spki));
     box_aad(aad, call->caller->account_id, key_id, call->region);
-    if (crypto_box_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad), box, &plain) != COFFER_OK) {
+    if (crypto_ecies_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad), box, &plain) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "the replica material cannot be opened by this region");
     }
     TRY_OUT(materials_decode(spec, coffer_buf_cursor(&plain), mats, n));

@@ -8,14 +8,10 @@
  *
  *   params: "kdf=argon2id13\nsalt=<32 hex>\nops=<N>\nmem=<bytes>\n"
  *
- * libsodium is loaded with dlopen(RTLD_LOCAL), not linked: its public names share the crypto_
- * prefix with this tree's crypto/ module (crypto_box_seal and crypto_box_open exist in both), and
- * a linked libsodium would silently take calls meant for ours. Only crypto_pwhash and
- * sodium_init are reached, by pointer; sodium.h gives the constants.
+ * libsodium is linked for crypto_pwhash only; everything else cryptographic is OpenSSL's.
  */
 #include "seal/seal_provider.h"
 
-#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -36,41 +32,19 @@
 #define PASS_OPS_MAX 64ULL
 #define PASS_MEM_MAX ((size_t)4 << 30)
 
-/* ---------------------------------------------------------------------------------------------
- * libsodium, loaded once
- * ------------------------------------------------------------------------------------------- */
-
-typedef int (*pwhash_fn)(unsigned char *out, unsigned long long outlen, const char *passwd,
-                         unsigned long long passwdlen, const unsigned char *salt, unsigned long long opslimit,
-                         size_t memlimit, int alg);
-
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
-static pwhash_fn sodium_pwhash; /* NULL: libsodium could not be loaded or initialised */
+static bool sodium_ok; /* sodium_init succeeded */
 
-static void sodium_load(void)
+static void sodium_start(void)
 {
-    static const char *const names[] = {"libsodium.so.23", "libsodium.so"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        void *dl = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (dl == NULL) {
-            continue;
-        }
-        int (*init)(void) = (int (*)(void))dlsym(dl, "sodium_init");
-        pwhash_fn pwhash = (pwhash_fn)dlsym(dl, "crypto_pwhash");
-        if (init != NULL && pwhash != NULL && init() >= 0) {
-            sodium_pwhash = pwhash; /* kept loaded for the life of the process */
-            return;
-        }
-        dlclose(dl);
-    }
+    sodium_ok = sodium_init() >= 0;
 }
 
 static coffer_err sodium_ready(void)
 {
-    pthread_once(&sodium_once, sodium_load);
-    if (sodium_pwhash == NULL) {
-        return coffer_fail(COFFER_ERR_CONFIG,
-                           "the passphrase provider needs libsodium (libsodium23), which cannot be loaded");
+    pthread_once(&sodium_once, sodium_start);
+    if (!sodium_ok) {
+        return coffer_fail(COFFER_ERR_CONFIG, "the passphrase provider cannot initialise libsodium");
     }
     return COFFER_OK;
 }
@@ -203,7 +177,7 @@ static coffer_err pp_attach(struct seal_provider *base, coffer_cursor stored, co
     if (key == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    if (sodium_pwhash(key, SEAL_ROOT_KEY_LEN, (const char *)p->pass, p->pass_len, salt, ops, mem,
+    if (crypto_pwhash(key, SEAL_ROOT_KEY_LEN, (const char *)p->pass, p->pass_len, salt, ops, mem,
                       crypto_pwhash_ALG_ARGON2ID13) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "Argon2id needs %zu MiB of memory, which cannot be had", mem >> 20);
     }

@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         crypto_pkey_free(k);
     }
     coffer_buf out = COFFER_SECRET_BUF_INIT;
-    coffer_err rc = crypto_box_open(coffer_buf_cursor(&priv), coffer_cursor_from_str("aad"),
-                                    coffer_cursor_from(data, size), &out);
+    coffer_err rc = crypto_ecies_open(coffer_buf_cursor(&priv), coffer_cursor_from_str("aad"),
+                                      coffer_cursor_from(data, size), &out);
     if (rc != COFFER_ERR_INVALID_CIPHERTEXT || out.len != 0) {
         abort();
     }

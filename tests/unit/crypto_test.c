@@ -210,9 +210,9 @@ static void test_box_roundtrip_and_tamper(void **state)
     assert_int_equal(crypto_pkey_private_der(other, &other_priv), COFFER_OK);
     assert_int_equal(crypto_pkey_public_der(me, &spki), COFFER_OK);
     coffer_cursor aad = coffer_cursor_from_str("acct key region");
-    assert_int_equal(crypto_box_seal(coffer_buf_cursor(&spki), aad, coffer_cursor_from_str(msg), &box),
+    assert_int_equal(crypto_ecies_seal(coffer_buf_cursor(&spki), aad, coffer_cursor_from_str(msg), &box),
                      COFFER_OK);
-    assert_int_equal(crypto_box_open(coffer_buf_cursor(&priv), aad, coffer_buf_cursor(&box), &out),
+    assert_int_equal(crypto_ecies_open(coffer_buf_cursor(&priv), aad, coffer_buf_cursor(&box), &out),
                      COFFER_OK);
     assert_int_equal(out.len, strlen(msg));
     assert_memory_equal(out.data, msg, out.len);
@@ -220,19 +220,19 @@ static void test_box_roundtrip_and_tamper(void **state)
     assert_null(memmem(box.data, box.len, msg, 8));
 
     coffer_buf_reset(&out);
-    assert_int_equal(crypto_box_open(coffer_buf_cursor(&other_priv), aad, coffer_buf_cursor(&box), &out),
+    assert_int_equal(crypto_ecies_open(coffer_buf_cursor(&other_priv), aad, coffer_buf_cursor(&box), &out),
                      COFFER_ERR_INVALID_CIPHERTEXT);
-    assert_int_equal(crypto_box_open(coffer_buf_cursor(&priv), coffer_cursor_from_str("acct key other"),
-                                     coffer_buf_cursor(&box), &out),
+    assert_int_equal(crypto_ecies_open(coffer_buf_cursor(&priv), coffer_cursor_from_str("acct key other"),
+                                       coffer_buf_cursor(&box), &out),
                      COFFER_ERR_INVALID_CIPHERTEXT);
     for (size_t i = 0; i < box.len; i += 7) {
         box.data[i] ^= 0x01;
-        assert_int_equal(crypto_box_open(coffer_buf_cursor(&priv), aad, coffer_buf_cursor(&box), &out),
+        assert_int_equal(crypto_ecies_open(coffer_buf_cursor(&priv), aad, coffer_buf_cursor(&box), &out),
                          COFFER_ERR_INVALID_CIPHERTEXT);
         box.data[i] ^= 0x01;
     }
     assert_int_equal(
-        crypto_box_open(coffer_buf_cursor(&priv), aad, coffer_cursor_from(box.data, box.len - 1), &out),
+        crypto_ecies_open(coffer_buf_cursor(&priv), aad, coffer_cursor_from(box.data, box.len - 1), &out),
         COFFER_ERR_INVALID_CIPHERTEXT);
     assert_int_equal(out.len, 0);
     /* only P-256 recipients */
@@ -240,7 +240,7 @@ static void test_box_roundtrip_and_tamper(void **state)
     coffer_buf p384_spki = COFFER_BUF_INIT;
     assert_int_equal(crypto_pkey_generate(CRYPTO_PKEY_EC_P384, &p384), COFFER_OK);
     assert_int_equal(crypto_pkey_public_der(p384, &p384_spki), COFFER_OK);
-    assert_int_equal(crypto_box_seal(coffer_buf_cursor(&p384_spki), aad, coffer_cursor_from_str(msg), &box),
+    assert_int_equal(crypto_ecies_seal(coffer_buf_cursor(&p384_spki), aad, coffer_cursor_from_str(msg), &box),
                      COFFER_ERR_VALIDATION);
     crypto_pkey_free(p384);
     crypto_pkey_free(me);
