@@ -18,6 +18,9 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "api/api.h"
 #include "api/module.h"
 
 /* What cofferd configures for Secrets Manager: the module's settings block (host->settings). */
@@ -32,6 +35,20 @@ struct secrets_settings {
     {                                                                                                        \
         .recovery_day_ms = 86400000LL                                                                        \
     }
+
+/*
+ * What other services call in process (api_host.lookup(ctx, "secretsmanager")): Parameter
+ * Store's /aws/reference/secretsmanager/<id>. `get_value` is GetSecretValue made by `call`'s
+ * caller, authorized as that caller (identity and resource policies, and kms:Decrypt on the
+ * secret's key): *out is GetSecretValue's output object (ARN, Name, VersionId, SecretString or
+ * SecretBinary, VersionStages, CreatedDate), with the same errors. `version_id` and
+ * `version_stage` may be NULL.
+ */
+struct secrets_api {
+    void *svc;
+    coffer_err (*get_value)(void *svc, const struct api_call *call, const char *secret_id,
+                            const char *version_id, const char *version_stage, json_t **out);
+};
 
 /* Secrets Manager as a module of the daemon (api/module.h); settings: struct secrets_settings. */
 extern const struct api_module secrets_module;

@@ -63,7 +63,11 @@ struct sm {
     pthread_mutex_t wmu; /* serialises every read-decide-write of a secret record */
     struct api_service api;
     struct api_job jobs[1];
+    struct secrets_api inproc; /* secrets_inproc.c */
 };
+
+/* Fills s->inproc (secrets_inproc.c). */
+void sm_inproc_init(struct sm *s);
 
 /* One secret as a request sees it: its record and where it lives. */
 struct sm_secret {

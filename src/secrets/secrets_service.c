@@ -141,9 +141,15 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
         .jobs = s->jobs,
         .n_jobs = 1,
     };
+    sm_inproc_init(s);
     *instance = s;
     *api = &s->api;
     return COFFER_OK;
+}
+
+static const void *sm_interface(void *instance)
+{
+    return &((struct sm *)instance)->inproc;
 }
 
 static void sm_stop(void *instance)
@@ -156,4 +162,5 @@ static void sm_stop(void *instance)
     free(s);
 }
 
-const struct api_module secrets_module = {.name = "secretsmanager", .start = sm_start, .stop = sm_stop};
+const struct api_module secrets_module = {
+    .name = "secretsmanager", .start = sm_start, .stop = sm_stop, .interface = sm_interface};

@@ -10,9 +10,11 @@
 size_t server_services(const struct server_config *cfg, struct server_service *out, size_t max)
 {
     const struct server_service registered[] = {
+        /* In start order: a service may look up only those before it (SSM reads Secrets Manager's
+         * secrets for /aws/reference/secretsmanager/, both encrypt through KMS). */
         {&kms_module, &cfg->kms},
-        {&ssm_module, NULL},
         {&secrets_module, &cfg->secrets},
+        {&ssm_module, NULL},
     };
     size_t n = sizeof(registered) / sizeof(registered[0]);
     for (size_t i = 0; i < n && i < max; i++) {
