@@ -7,7 +7,7 @@
  * accounts, key ids, alias names, user and role names, access key ids, never a secret, and
  * whoever can read the database file can read them.
  *
- * Backends are vtables behind `struct store` (store_sqlite.c now; PostgreSQL later). A store is
+ * Backends are vtables behind `struct store` (store_sqlite.c, store_pg.c). A store is
  * shared by all worker threads and every function is thread-safe. A transaction belongs to the
  * thread that began it. store_txn_commit returns only after the data is durable: a request
  * acknowledged after a commit survives kill -9.
@@ -28,8 +28,10 @@ typedef struct store store;
 typedef struct store_txn store_txn;
 
 /*
- * Opens a store by URL: "sqlite:/path/to/coffer.db" or a bare path (SQLite). Creates the
- * database and applies schema migrations as needed. *out is set only on success.
+ * Opens a store by URL: "sqlite:/path/to/coffer.db" or a bare path (SQLite), or
+ * "postgres://USER@HOST:PORT/DB?sslmode=..." (also "postgresql://"; store_pg.c), a database that
+ * several cofferd nodes may share. Creates the schema and applies migrations as needed.
+ * *out is set only on success.
  */
 coffer_err store_open(const char *url, store **out) __attribute__((warn_unused_result));
 void store_close(store *s); /* accepts NULL */
