@@ -291,8 +291,14 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     TRY_OUT(ensure_dir(cfg.data_dir));
-    snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
-    TRY_OUT(store_open(path, &st));
+    if (strcmp(cfg.store, "sqlite") == 0) {
+        snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
+        TRY_OUT(store_open(path, &st));
+    } else {
+        /* Records in a shared database; DIR still holds this deployment's root key, TLS CA and
+         * audit trail, which every node of it has a copy of. */
+        TRY_OUT(store_open(cfg.store, &st));
+    }
     snprintf(path, sizeof(path), "%s/root.key", cfg.data_dir);
     TRY_OUT(seal_open_keyfile(path, true, st, &sl));
     /* Everything below the seal reads and writes through the barrier: no record in clear. */
@@ -411,8 +417,9 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     }
     sched_started = true;
 
-    log_info("cofferd listening on %s://%s:%d (region %s, %d workers, data %s)", tls ? "https" : "http",
-             cfg.listen_host, http_server_port(http), cfg.region, hcfg.workers, cfg.data_dir);
+    log_info("cofferd listening on %s://%s:%d (region %s, %d workers, data %s, store %s)",
+             tls ? "https" : "http", cfg.listen_host, http_server_port(http), cfg.region, hcfg.workers,
+             cfg.data_dir, store_backend_name(st));
     report_secret_lock_failure();
     /* A line for scripts that start us on port 0. */
     fprintf(stdout, "listening %d\n", http_server_port(http));

@@ -95,19 +95,19 @@ static const char *const pg_stmt_sql[PS_COUNT] = {
 struct pg_store;
 
 struct pg_conn {
-    PGconn *db;                 /* NULL or bad: reconnect before use */
-    unsigned prepared;          /* bit i: pg_stmt i is prepared on db */
-    bool in_txn;                /* this thread holds the store's write transaction */
+    PGconn *db;        /* NULL or bad: reconnect before use */
+    unsigned prepared; /* bit i: pg_stmt i is prepared on db */
+    bool in_txn;       /* this thread holds the store's write transaction */
     struct pg_store *owner;
     struct pg_conn *next, *prev; /* owner's list of every connection */
 };
 
 struct pg_store {
     struct store base;
-    char *url;                 /* secret when it carries a password: never logged */
-    pthread_key_t tls;         /* -> struct pg_conn of the calling thread */
-    pthread_mutex_t conns_mu;  /* guards the connection list */
-    struct pg_conn *conns;     /* every connection, for store_close */
+    char *url;                /* secret when it carries a password: never logged */
+    pthread_key_t tls;        /* -> struct pg_conn of the calling thread */
+    pthread_mutex_t conns_mu; /* guards the connection list */
+    struct pg_conn *conns;    /* every connection, for store_close */
 };
 
 struct pg_txn {
@@ -177,8 +177,9 @@ static coffer_err db_connect(const char *url, PGconn **out)
     /* Our defaults come before the URL: with expand_dbname, settings processed later override
      * earlier ones, so whatever the URL says wins. */
     const char *const keys[] = {
-        "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-        "tcp_user_timeout", "application_name", "dbname", NULL,
+        "connect_timeout",     "keepalives",       "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "application_name",    "dbname",           NULL,
     };
     const char *const vals[] = {
         PG_CONNECT_TIMEOUT_S, "1", "10", "5", "3", "20000", "cofferd", url, NULL,
@@ -194,9 +195,10 @@ static coffer_err db_connect(const char *url, PGconn **out)
     }
     PQsetNoticeProcessor(db, notice_ignore, NULL);
     char sql[256];
-    snprintf(sql, sizeof(sql),
-             "SET statement_timeout = %d; SET lock_timeout = %d; SET idle_in_transaction_session_timeout = %d",
-             PG_STATEMENT_TIMEOUT_MS, PG_LOCK_TIMEOUT_MS, PG_IDLE_IN_TXN_TIMEOUT_MS);
+    snprintf(
+        sql, sizeof(sql),
+        "SET statement_timeout = %d; SET lock_timeout = %d; SET idle_in_transaction_session_timeout = %d",
+        PG_STATEMENT_TIMEOUT_MS, PG_LOCK_TIMEOUT_MS, PG_IDLE_IN_TXN_TIMEOUT_MS);
     coffer_err e = db_exec(db, sql, "cannot configure the connection");
     if (e != COFFER_OK) {
         PQfinish(db);
@@ -307,8 +309,9 @@ static coffer_err conn_prepare(struct pg_conn *c, enum pg_stmt id)
 
 /* Runs a prepared statement; results come back in binary (bytea as raw bytes). *out is set on
  * success only, and the caller PQclears it. */
-static coffer_err conn_run(struct pg_conn *c, enum pg_stmt id, int n, const char *const *vals, const int *lens,
-                           const int *fmts, ExecStatusType want, const char *what, PGresult **out)
+static coffer_err conn_run(struct pg_conn *c, enum pg_stmt id, int n, const char *const *vals,
+                           const int *lens, const int *fmts, ExecStatusType want, const char *what,
+                           PGresult **out)
 {
     TRY(conn_prepare(c, id));
     PGresult *r = PQexecPrepared(c->db, pg_stmt_name[id], n, vals, lens, fmts, 1);
@@ -517,8 +520,8 @@ static coffer_err pg_txn_delete(struct store_txn *base, const char *key)
     return COFFER_OK;
 }
 
-static coffer_err pg_txn_scan(struct store_txn *base, const char *prefix, const char *start_after, size_t limit,
-                              store_scan_fn fn, void *ctx)
+static coffer_err pg_txn_scan(struct store_txn *base, const char *prefix, const char *start_after,
+                              size_t limit, store_scan_fn fn, void *ctx)
 {
     struct pg_txn *t = (struct pg_txn *)base;
     return conn_scan(t->conn, prefix, start_after, limit, fn, ctx);
@@ -626,11 +629,12 @@ static coffer_err migrate_locked(PGconn *db, const struct store_migration *m, si
     bool open = false;
     TRY_OUT(db_exec(db, "BEGIN", "cannot begin the migration"));
     open = true;
-    TRY_OUT(db_exec(db,
-                    "CREATE TABLE IF NOT EXISTS coffer_schema(one boolean PRIMARY KEY DEFAULT true CHECK (one), "
-                    "version integer NOT NULL); "
-                    "INSERT INTO coffer_schema(version) VALUES(0) ON CONFLICT DO NOTHING",
-                    "cannot create the schema version table"));
+    TRY_OUT(
+        db_exec(db,
+                "CREATE TABLE IF NOT EXISTS coffer_schema(one boolean PRIMARY KEY DEFAULT true CHECK (one), "
+                "version integer NOT NULL); "
+                "INSERT INTO coffer_schema(version) VALUES(0) ON CONFLICT DO NOTHING",
+                "cannot create the schema version table"));
     long v = 0;
     TRY_OUT(read_schema_version(db, &v));
     if (v < 0 || (size_t)v > n) {
@@ -666,7 +670,8 @@ static coffer_err migrate(PGconn *db, const struct store_migration *m, size_t n)
     return rc != COFFER_OK ? rc : un;
 }
 
-coffer_err store_pg_open_with(const char *url, const struct store_migration *migrations, size_t n, store **out)
+coffer_err store_pg_open_with(const char *url, const struct store_migration *migrations, size_t n,
+                              store **out)
 {
     ENSURE_REF(url);
     ENSURE_REF(out);
