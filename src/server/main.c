@@ -50,6 +50,7 @@ struct scheduled {
 /* Runs the jobs every registered service declares (api_service.jobs), one tick every interval_s. */
 struct scheduler {
     pthread_t thread;
+    store *st; /* the bare store: its lease says whether this node runs the jobs */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
@@ -87,6 +88,11 @@ static void report_secret_lock_failure(void)
 static void scheduler_tick(struct scheduler *s)
 {
     report_secret_lock_failure();
+    /* Nodes sharing a database: only the lease holder runs time-driven work, so a deletion or a
+     * rotation happens once. The others keep asking, to take over when the holder dies. */
+    if (!store_scheduler_lease(s->st)) {
+        return;
+    }
     for (size_t i = 0; i < s->n_jobs; i++) {
         struct scheduled *j = &s->jobs[i];
         int64_t now_ms = coffer_now_ms();
@@ -409,6 +415,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     TRY_OUT(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));
 
     sched.interval_s = cfg.sweep_interval_s;
+    sched.st = st;
     for (size_t i = 0; i < pipe.n_services; i++) {
         TRY_OUT(scheduler_add_jobs(&sched, pipe.services[i], coffer_now_ms()));
     }

@@ -255,3 +255,11 @@ void store_txn_abort(store_txn *t)
         t->st->vt->txn_abort(t);
     }
 }
+
+bool store_scheduler_lease(store *s)
+{
+    if (s == NULL) {
+        return false;
+    }
+    return s->vt->scheduler_lease != NULL ? s->vt->scheduler_lease(s) : true;
+}

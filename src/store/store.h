@@ -17,6 +17,7 @@
 #ifndef COFFER_STORE_STORE_H
 #define COFFER_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/buf.h"
@@ -100,5 +101,17 @@ coffer_err store_txn_put_plain(store_txn *t, const char *key, coffer_cursor valu
  */
 typedef coffer_err (*store_precommit_fn)(void *ctx);
 void store_precommit_set(store_precommit_fn fn, void *ctx);
+
+/*
+ * Whether this process should run the deployment's time-driven jobs (key deletion, rotation,
+ * expiries) now: exactly one process of those sharing a database does. Backends opened by one
+ * process only (SQLite, mem) always say true. On PostgreSQL the answer is a session advisory
+ * lock held on a connection of its own: the first node to ask takes it and keeps it while that
+ * session lives; when the node dies the server ends the session and another node's next call
+ * takes over. Each call checks that the session (and so the lock) is still there. Call it from
+ * one thread (the scheduler) before each round of jobs; a failure to reach the database is a
+ * false.
+ */
+bool store_scheduler_lease(store *s);
 
 #endif

@@ -33,6 +33,8 @@ struct store_vt {
     coffer_err (*get_plain)(struct store *s, const char *key, coffer_buf *value);
     coffer_err (*txn_get_plain)(struct store_txn *t, const char *key, coffer_buf *value);
     coffer_err (*txn_put_plain)(struct store_txn *t, const char *key, coffer_cursor value);
+    /* store_scheduler_lease. Optional: NULL means this process is the only one (true). */
+    bool (*scheduler_lease)(struct store *s);
 };
 
 struct store {

@@ -37,6 +37,9 @@
  * Scans page through the range (STORE_PG_SCAN_PAGE rows per statement) so that a callback may
  * use the connection again (read, scan) and a large range never sits in memory at once.
  *
+ * Time-driven jobs run on one node: store_scheduler_lease is a session advisory lock held on a
+ * connection of its own, released by the server when that node's session ends.
+ *
  * Schema: coffer_schema holds the number of migrations applied. At open, under a session
  * advisory lock, the missing ones run in one transaction, so nodes starting together migrate
  * once: the first takes the lock and migrates, the others wait for it and then find nothing to
@@ -63,6 +66,7 @@
 #define PG_LOCK_CLASS "1131375218" /* 0x436f6672, "Cofr" */
 #define PG_LOCK_WRITER "1"         /* held by every write transaction */
 #define PG_LOCK_MIGRATE "2"        /* held while the schema is checked and migrated */
+#define PG_LOCK_SCHEDULER "3"      /* held by the one node that runs the time-driven jobs */
 
 #define PG_CONNECT_TIMEOUT_S "5"
 #define PG_STATEMENT_TIMEOUT_MS 15000
@@ -108,6 +112,9 @@ struct pg_store {
     pthread_key_t tls;        /* -> struct pg_conn of the calling thread */
     pthread_mutex_t conns_mu; /* guards the connection list */
     struct pg_conn *conns;    /* every connection, for store_close */
+    pthread_mutex_t lease_mu; /* guards the two below */
+    PGconn *lease_db;         /* the session holding PG_LOCK_SCHEDULER, or trying to */
+    bool lease_held;
 };
 
 struct pg_txn {
@@ -569,9 +576,68 @@ static coffer_err pg_txn_commit(struct store_txn *base)
     return e;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The scheduler lease: a session advisory lock on a connection of its own
+ * ------------------------------------------------------------------------------------------- */
+
+/* Runs a one-row, one-column query; *value is whether it answered true. */
+static coffer_err lease_query(PGconn *db, const char *sql, bool *value)
+{
+    PGresult *r = PQexec(db, sql);
+    coffer_err e = COFFER_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        e = pg_fail(db, r, "scheduler lease check failed");
+    } else {
+        *value = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    }
+    PQclear(r);
+    return e;
+}
+
+static bool pg_scheduler_lease(struct store *base)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    bool held = false;
+    pthread_mutex_lock(&s->lease_mu);
+    if (s->lease_held) {
+        /* Still ours only while the session lives: a server restart or a terminated session
+         * took the lock with it, and another node may hold it now. */
+        bool alive = false;
+        if (PQstatus(s->lease_db) == CONNECTION_OK &&
+            lease_query(s->lease_db, "SELECT true", &alive) == COFFER_OK && alive) {
+            held = true;
+            goto out;
+        }
+        log_warn(
+            "store: postgres: lost the scheduler lease; scheduled jobs stop here until it is taken again");
+        s->lease_held = false;
+    }
+    if (s->lease_db == NULL || PQstatus(s->lease_db) != CONNECTION_OK) {
+        PQfinish(s->lease_db);
+        s->lease_db = NULL;
+        if (db_connect(s->url, &s->lease_db) != COFFER_OK) {
+            goto out;
+        }
+    }
+    if (lease_query(s->lease_db, "SELECT pg_try_advisory_lock(" PG_LOCK_CLASS "," PG_LOCK_SCHEDULER ")",
+                    &held) != COFFER_OK) {
+        held = false;
+        goto out;
+    }
+    if (held) {
+        log_info("store: postgres: this node holds the scheduler lease and runs the scheduled jobs");
+        s->lease_held = true;
+    }
+out:
+    pthread_mutex_unlock(&s->lease_mu);
+    return held;
+}
+
 static void pg_destroy(struct store *base)
 {
     struct pg_store *s = (struct pg_store *)base;
+    PQfinish(s->lease_db); /* ends the session: another node may take the lease at once */
+    pthread_mutex_destroy(&s->lease_mu);
     /* Deleting the key first means no thread-exit destructor runs on our connections later. */
     pthread_key_delete(s->tls);
     struct pg_conn *c = s->conns;
@@ -602,6 +668,7 @@ static const struct store_vt pg_vt = {
     .txn_commit = pg_txn_commit,
     .txn_abort = pg_txn_abort,
     .destroy = pg_destroy,
+    .scheduler_lease = pg_scheduler_lease,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -683,8 +750,10 @@ coffer_err store_pg_open_with(const char *url, const struct store_migration *mig
     }
     s->base.vt = &pg_vt;
     pthread_mutex_init(&s->conns_mu, NULL);
+    pthread_mutex_init(&s->lease_mu, NULL);
     if (pthread_key_create(&s->tls, conn_thread_exit) != 0) {
         pthread_mutex_destroy(&s->conns_mu);
+        pthread_mutex_destroy(&s->lease_mu);
         free(s);
         return coffer_fail(COFFER_ERR_NOMEM, "cannot create a thread key");
     }

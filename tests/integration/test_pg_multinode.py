@@ -2,7 +2,8 @@
 second node's data dir is a copy of the first's (same root key, TLS CA and credentials), both
 started with --store postgres://.... Checks that what one node writes the other serves at once,
 that alias changes racing from both nodes leave the store consistent (no alias created twice, no
-per-key alias counter off), and that the nodes ride out a PostgreSQL restart on their own.
+per-key alias counter off), that time-driven work runs on one node and moves to the other when
+that node is killed, and that the nodes ride out a PostgreSQL restart on their own.
 
 The throw-away cluster comes from pg_cluster.py; the suite is skipped when the PostgreSQL server
 binaries are missing.
@@ -18,7 +19,7 @@ import unittest
 from botocore.exceptions import ClientError
 
 import pg_cluster
-from harness import Cofferd, stop_checked
+from harness import Cofferd, stop_checked, trail_events
 
 THREADS_PER_NODE = 8
 
@@ -30,7 +31,8 @@ def error_code(e):
 class PgMultiNodeTest(unittest.TestCase):
     # One alias per key: a per-key alias counter that drifts under a race then shows as a
     # CreateAlias refused (or allowed) wrongly.
-    ARGS = ("--quota-crypto-rps", "0", "--max-aliases-per-key", "1")
+    # A day of a deletion waiting period is 100 ms: 7 days pass in 0.7 s.
+    ARGS = ("--quota-crypto-rps", "0", "--max-aliases-per-key", "1", "--deletion-day-ms", "100")
 
     @classmethod
     def setUpClass(cls):
@@ -194,6 +196,58 @@ class PgMultiNodeTest(unittest.TestCase):
             ct = kms.encrypt(KeyId=new, Plaintext=b"after")["CiphertextBlob"]
             other = k2 if kms is k1 else k1
             self.assertEqual(other.decrypt(CiphertextBlob=ct)["Plaintext"], b"after")
+
+    LEASE_LINE = "holds the scheduler lease"
+
+    def lease_holders(self):
+        """Nodes whose last word on the lease is that they hold it (a PostgreSQL restart in an
+        earlier test may have moved it: the loser logs that it lost it)."""
+        out = []
+        for n in (self.node1, self.node2):
+            lines = [l for l in n.log().splitlines() if "scheduler lease" in l]
+            if lines and self.LEASE_LINE in lines[-1]:
+                out.append(n)
+        return out
+
+    def deletions_on_record(self, node, key_id):
+        return [e for e in trail_events(node.data_dir)
+                if e.get("eventType") == "AwsServiceEvent" and e.get("eventName") == "DeleteKey"
+                and e.get("additionalEventData", {}).get("keyId", "").endswith("/" + key_id)]
+
+    def test_scheduled_deletion_runs_once_after_the_scheduler_node_dies(self):
+        deadline = time.time() + 10
+        while len(self.lease_holders()) != 1 and time.time() < deadline:
+            time.sleep(0.2)
+        holders = self.lease_holders()
+        self.assertEqual(len(holders), 1, "exactly one node runs the scheduled jobs")
+        holder = holders[0]
+        survivor = self.node2 if holder is self.node1 else self.node1
+        # A key due for deletion while the scheduler's node is dead.
+        key = self.new_key(survivor)
+        holder.kill9()
+        try:
+            self.kms(survivor).schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+            deadline = time.time() + 15
+            gone = False
+            while time.time() < deadline and not gone:
+                try:
+                    self.kms(survivor).describe_key(KeyId=key)
+                    time.sleep(0.2)
+                except ClientError as e:
+                    self.assertEqual(error_code(e), "NotFoundException")
+                    gone = True
+            self.assertTrue(gone, "the surviving node took the scheduler over and deleted the key")
+            self.assertIn(self.LEASE_LINE, survivor.log())
+            self.assertEqual(len(self.deletions_on_record(survivor, key)), 1)
+        finally:
+            holder.start()
+        # Carried out once: the restarted node finds nothing left to do.
+        time.sleep(1.5)
+        self.assertEqual(self.deletions_on_record(holder, key), [])
+        self.assertEqual(len(self.deletions_on_record(survivor, key)), 1)
+        with self.assertRaises(ClientError) as cm:
+            self.kms(holder).describe_key(KeyId=key)
+        self.assertEqual(error_code(cm.exception), "NotFoundException")
 
 
 if __name__ == "__main__":

@@ -586,6 +586,15 @@ static void test_plain_records(void **state)
     coffer_buf_free(&b);
 }
 
+/* A backend only one process opens: that process runs the scheduled jobs. */
+static void test_scheduler_lease_single(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    assert_true(store_scheduler_lease(st));
+    assert_true(store_scheduler_lease(st));
+    assert_false(store_scheduler_lease(NULL));
+}
+
 /* ---------------------------------------------------------------------------------------------
  * PostgreSQL only
  * ------------------------------------------------------------------------------------------- */
@@ -719,6 +728,41 @@ static void pg_kill_sessions(void)
 {
     pg_admin_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cofferd' "
                   "AND pid <> pg_backend_pid()");
+}
+
+/* Stores on one database are nodes: one holds the lease at a time, another takes it over when
+ * the holder closes or its session ends, and a holder notices when it lost it. */
+static void test_pg_scheduler_lease(void **state)
+{
+    (void)state;
+    const char *url = getenv("COFFER_TEST_PG_URL");
+    store *x = NULL, *y = NULL, *z = NULL;
+    assert_int_equal(store_open(url, &x), COFFER_OK);
+    assert_int_equal(store_open(url, &y), COFFER_OK);
+    assert_true(store_scheduler_lease(x));
+    assert_false(store_scheduler_lease(y));
+    assert_true(store_scheduler_lease(x));
+    assert_false(store_scheduler_lease(y));
+
+    /* The holder goes away: the server releases the lock as the session ends. */
+    store_close(x);
+    bool took = false;
+    for (int i = 0; i < 100 && !took; i++) {
+        took = store_scheduler_lease(y);
+        if (!took) {
+            usleep(20000);
+        }
+    }
+    assert_true(took);
+
+    /* The holder's session ends under it (a restart): it notices, and takes it again if free. */
+    assert_int_equal(store_open(url, &z), COFFER_OK);
+    assert_false(store_scheduler_lease(z));
+    pg_kill_sessions();
+    usleep(100000);
+    assert_true(store_scheduler_lease(z) != store_scheduler_lease(y));
+    store_close(y);
+    store_close(z);
 }
 
 /* The server ends every session (as a restart does): reads and new transactions reconnect and
@@ -1025,6 +1069,7 @@ int main(void)
             ON_PG(test_pg_two_nodes_serialised),
             ON_PG(test_pg_reconnect),
             ON_PG(test_pg_failed_statement_fails_commit),
+            cmocka_unit_test(test_pg_scheduler_lease),
             cmocka_unit_test(test_pg_migrations),
             cmocka_unit_test(test_pg_concurrent_migration),
             cmocka_unit_test(test_pg_unreachable),
@@ -1043,6 +1088,7 @@ int main(void)
         BOTH(test_concurrent_writers),
         BOTH(test_nested_txn_refused),
         BOTH(test_plain_records),
+        BOTH(test_scheduler_lease_single),
         cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_durable_after_kill, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_migrations, setup_sqlite, teardown),
