@@ -10,6 +10,7 @@ binaries are missing.
 """
 import os
 import random
+import subprocess
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,7 @@ import unittest
 from botocore.exceptions import ClientError
 
 import pg_cluster
-from harness import Cofferd, stop_checked, trail_events
+from harness import COFFERD, Cofferd, stop_checked, trail_events
 
 THREADS_PER_NODE = 8
 
@@ -248,6 +249,32 @@ class PgMultiNodeTest(unittest.TestCase):
         with self.assertRaises(ClientError) as cm:
             self.kms(holder).describe_key(KeyId=key)
         self.assertEqual(error_code(cm.exception), "NotFoundException")
+
+
+class StoreOptionTest(unittest.TestCase):
+    """--store needs no PostgreSQL server to be checked."""
+
+    def run_cofferd(self, store):
+        d = tempfile.mkdtemp(prefix="coffer-store-opt-")
+        try:
+            return subprocess.run([COFFERD, "--data-dir", d, "--listen", "127.0.0.1:0", "--store", store],
+                                  capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_unknown_backend_refused_without_echoing_it(self):
+        r = self.run_cofferd("mysql://app:hunter2@db/coffer")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"--store must be sqlite or a postgres:// URL", r.stderr)
+        self.assertNotIn(b"hunter2", r.stderr + r.stdout)
+
+    def test_unreachable_database_fails_the_start_quickly_and_keeps_the_password(self):
+        t0 = time.time()
+        r = self.run_cofferd("postgres://coffer:hunter2@127.0.0.1:1/coffer?sslmode=disable")
+        self.assertEqual(r.returncode, 1)
+        self.assertLess(time.time() - t0, 15)
+        self.assertIn(b"cannot connect to the database", r.stderr)
+        self.assertNotIn(b"hunter2", r.stderr + r.stdout)
 
 
 if __name__ == "__main__":
