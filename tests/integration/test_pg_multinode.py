@@ -2,7 +2,7 @@
 second node's data dir is a copy of the first's (same root key, TLS CA and credentials), both
 started with --store postgres://.... Checks that what one node writes the other serves at once,
 that alias changes racing from both nodes leave the store consistent (no alias created twice, no
-per-key alias counter off), that time-driven work runs on one node and moves to the other when
+per-key alias counter off, one AWS managed key however many first uses race), that time-driven work runs on one node and moves to the other when
 that node is killed, and that the nodes ride out a PostgreSQL restart on their own.
 
 The throw-away cluster comes from pg_cluster.py; the suite is skipped when the PostgreSQL server
@@ -140,6 +140,21 @@ class PgMultiNodeTest(unittest.TestCase):
         # The loser's key holds no alias: it may still take its one.
         loser = [k for k in keys if k not in winners][0]
         self.kms(self.node2).create_alias(AliasName="alias/contested-loser", TargetKeyId=loser)
+
+    def test_managed_key_first_use_race_makes_one_key(self):
+        # An AWS managed key appears on the first use of its alias: both nodes at once make one.
+        def describe(kms, i):
+            return kms.describe_key(KeyId="alias/aws/secretsmanager")["KeyMetadata"]["KeyId"]
+
+        results = self.race(describe)
+        self.assertEqual(len(set(results)), 1, results)
+        self.assertIsInstance(results[0], str, results)
+        made = [e for node in (self.node1, self.node2) for e in trail_events(node.data_dir)
+                if e.get("eventName") == "CreateKey" and e.get("eventType") == "AwsServiceEvent"
+                and results[0] in e.get("additionalEventData", {}).get("keyId", "")]
+        self.assertEqual(len(made), 1)
+        listed = self.aliases_named(self.node2, "alias/aws/secretsmanager")
+        self.assertEqual([a.get("TargetKeyId") for a in listed], [results[0]])
 
     def test_update_alias_race_ends_consistent(self):
         keys = [self.new_key(self.node1 if i % 2 else self.node2) for i in range(4)]
