@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config clang clang-format libclang-rt-14-dev
     libssl-dev libevent-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev
-    libsodium-dev libp11-kit-dev
+    libsodium-dev libp11-kit-dev libpq-dev postgresql
     awscli python3-boto3 openssl wrk valgrind strace softhsm2
 )
 

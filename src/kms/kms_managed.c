@@ -109,6 +109,7 @@ static coffer_err managed_txn_extra(store_txn *t, void *ctx)
     const struct managed_txn *x = ctx;
     char skey[STORE_KEY_BUF];
     coffer_err rc = COFFER_OK;
+    coffer_buf existing = COFFER_BUF_INIT;
     json_t *alias =
         json_pack("{s:s,s:s,s:I,s:I}", "AliasName", x->m->alias, "TargetKeyId", x->key_id, "CreationDate",
                   (json_int_t)x->now_ms, "LastUpdatedDate", (json_int_t)x->now_ms);
@@ -116,6 +117,17 @@ static coffer_err managed_txn_extra(store_txn *t, void *ctx)
         rc = kms_nomem();
         goto out;
     }
+    /* wmu serialises this process only: another node sharing the database may have made the key
+     * since our look. Its key stands, and this one is never created (kms_managed_key_ensure). */
+    kms_alias_store_key(skey, sizeof(skey), x->acct, x->region, x->m->alias);
+    rc = store_txn_get(t, skey, &existing);
+    if (rc == COFFER_OK) {
+        FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "the AWS managed key was made by another node");
+    }
+    if (rc != COFFER_ERR_NOT_FOUND) {
+        goto out;
+    }
+    rc = COFFER_OK;
     kms_count_aliases_key(skey, sizeof(skey), x->acct, x->region, x->key_id);
     TRY_OUT(kms_count_add(t, skey, 1, x->svc->limits.kms_aliases_per_key, "aliases for this KMS key"));
     kms_alias_store_key(skey, sizeof(skey), x->acct, x->region, x->m->alias);
@@ -123,6 +135,7 @@ static coffer_err managed_txn_extra(store_txn *t, void *ctx)
     TRY_OUT(kms_rotation_schedule_txn(t, x->acct, x->region, x->key_id, x->next_rotation_ms));
     TRY_OUT(kms_record_service_event(x->svc, "CreateKey", x->acct, x->region, x->key_id, x->now_ms));
 out:
+    coffer_buf_free(&existing);
     json_decref(alias);
     return rc;
 }
@@ -178,6 +191,9 @@ coffer_err kms_managed_key_ensure(struct kms_service *svc, const char *acct, con
     coffer_err rc = store_get(svc->st, skey, &val);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = managed_create(svc, m, acct, region, now_ms, id);
+        if (rc == COFFER_ERR_ALREADY_EXISTS) {
+            rc = COFFER_OK; /* made by another node: the caller's next lookup finds it */
+        }
     }
     kms_write_release(svc);
     coffer_buf_free(&val);

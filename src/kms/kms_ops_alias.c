@@ -38,13 +38,18 @@ static coffer_err alias_not_found(const struct api_call *call, const char *name)
     return coffer_fail(COFFER_ERR_NOT_FOUND, "Alias %s is not found.", arn);
 }
 
-/* Reads the alias record (wmu held). NOT_FOUND (no message) when absent. */
-static coffer_err alias_get(struct kms_service *svc, const char *skey, json_t **out)
+/*
+ * Reads the alias record inside the transaction that will change it (wmu held). wmu only
+ * serialises this process: reading through the transaction is what keeps two nodes sharing a
+ * database from both creating one alias, or both moving it from the same old key.
+ * NOT_FOUND (no message) when absent.
+ */
+static coffer_err alias_get(store_txn *t, const char *skey, json_t **out)
 {
     coffer_buf val = COFFER_BUF_INIT;
     coffer_err rc = COFFER_OK;
     *out = NULL;
-    TRY_OUT(store_get(svc->st, skey, &val));
+    TRY_OUT(store_txn_get(t, skey, &val));
     *out = json_loadb((const char *)val.data, val.len, 0, NULL);
     if (*out == NULL) {
         FAIL_OUT(COFFER_ERR_STORE, "corrupt alias record");
@@ -77,19 +82,16 @@ static coffer_err alias_counts(struct kms_service *svc, store_txn *t, const stru
     return COFFER_OK;
 }
 
-static coffer_err alias_put(struct kms_service *svc, const struct api_call *call, const char *skey,
-                            const json_t *rec, const char *from)
+/* Finishes *tp (the transaction alias_get read in): counters, record, commit. *tp is NULL after a
+ * commit, committed or not; on an earlier failure the caller still aborts it. */
+static coffer_err alias_put(struct kms_service *svc, store_txn **tp, const struct api_call *call,
+                            const char *skey, const json_t *rec, const char *from)
 {
-    store_txn *t = NULL;
     const char *to = json_string_value(json_object_get(rec, "TargetKeyId"));
-    coffer_err rc = COFFER_OK;
-    TRY_OUT(store_txn_begin(svc->st, &t));
-    TRY_OUT(alias_counts(svc, t, call, from, to));
-    TRY_OUT(kms_txn_put_json(t, skey, rec));
-    rc = store_txn_commit(t);
-    t = NULL; /* commit frees the transaction, committed or not */
-out:
-    store_txn_abort(t);
+    TRY(alias_counts(svc, *tp, call, from, to));
+    TRY(kms_txn_put_json(*tp, skey, rec));
+    coffer_err rc = store_txn_commit(*tp);
+    *tp = NULL; /* commit frees the transaction, committed or not */
     return rc;
 }
 
@@ -124,6 +126,7 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     struct kms_req r;
     struct kms_key *k = NULL;
     json_t *rec = NULL;
+    store_txn *t = NULL;
     char skey[STORE_KEY_BUF], arn[KMS_ARN_MAX + KMS_ALIAS_MAX];
     kms_audit_request(call, audit_alias);
     TRY(kms_req_decode(creating ? KMS_OP_CreateAlias : KMS_OP_UpdateAlias, call->input, &r));
@@ -138,7 +141,8 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
     TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = &r}));
     TRY_OUT(kms_check_state(k, KMS_RULE_NOT_PENDING));
     kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
-    rc = alias_get(svc, skey, &rec);
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    rc = alias_get(t, skey, &rec);
     if (creating && rc == COFFER_OK) {
         kms_alias_arn(arn, sizeof(arn), call->region, call->caller->account_id, r.alias_name);
         FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "An alias with the name %s already exists", arn);
@@ -168,9 +172,10 @@ static coffer_err set_alias(struct kms_service *svc, struct api_call *call, bool
         rc = kms_nomem();
         goto out;
     }
-    TRY_OUT(alias_put(svc, call, skey, rec, from[0] != '\0' ? from : NULL));
+    TRY_OUT(alias_put(svc, &t, call, skey, rec, from[0] != '\0' ? from : NULL));
     rc = kms_alias_cache_set(svc, call->caller->account_id, call->region, r.alias_name, k->key_id);
 out:
+    store_txn_abort(t);
     kms_write_release(svc);
     json_decref(rec);
     return rc;
@@ -199,7 +204,9 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
     TRY(authorize_alias(svc, call, "kms:DeleteAlias", r.alias_name));
     kms_alias_store_key(skey, sizeof(skey), call->caller->account_id, call->region, r.alias_name);
     kms_write_begin(svc);
-    coffer_err rc = alias_get(svc, skey, &rec);
+    coffer_err rc = COFFER_OK;
+    TRY_OUT(store_txn_begin(svc->st, &t));
+    rc = alias_get(t, skey, &rec);
     if (rc == COFFER_ERR_NOT_FOUND) {
         rc = alias_not_found(call, r.alias_name);
         goto out;
@@ -213,7 +220,6 @@ coffer_err kms_op_DeleteAlias(void *state, struct api_call *call)
         kms_audit_key_arn(call, call->caller->account_id, arn);
     }
     TRY_OUT(authorize_alias_target(svc, call, "kms:DeleteAlias", target));
-    TRY_OUT(store_txn_begin(svc->st, &t));
     TRY_OUT(alias_counts(svc, t, call, target, NULL));
     TRY_OUT(store_txn_delete(t, skey));
     rc = store_txn_commit(t);

@@ -12,7 +12,8 @@ static coffer_err inproc_get_value(void *svc, const struct api_call *call, const
 {
     *out = NULL;
     json_t *input = json_pack("{s:s}", "SecretId", secret_id);
-    if (input == NULL || (version_id != NULL && json_object_set_new(input, "VersionId", json_string(version_id))) ||
+    if (input == NULL ||
+        (version_id != NULL && json_object_set_new(input, "VersionId", json_string(version_id))) ||
         (version_stage != NULL && json_object_set_new(input, "VersionStage", json_string(version_stage)))) {
         json_decref(input);
         return sm_oom();

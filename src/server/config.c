@@ -63,6 +63,16 @@ static coffer_err set_data_dir(struct server_config *c, const char *v)
     return copy_str(c->data_dir, sizeof(c->data_dir), v, "data dir");
 }
 
+/* The URL may carry a password: errors never repeat it. */
+static coffer_err set_store(struct server_config *c, const char *v)
+{
+    if (strcmp(v, "sqlite") != 0 && strncmp(v, "postgres://", 11) != 0 &&
+        strncmp(v, "postgresql://", 13) != 0) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--store must be sqlite or a postgres:// URL");
+    }
+    return copy_str(c->store, sizeof(c->store), v, "store URL");
+}
+
 static coffer_err set_listen(struct server_config *c, const char *v)
 {
     const char *colon = strrchr(v, ':');
@@ -272,6 +282,10 @@ static coffer_err set_seal(struct server_config *c, const char *v)
 
 static const struct config_option options[] = {
     {"data-dir", "COFFER_DATA_DIR", true, set_data_dir, "data directory (default ./coffer-data)"},
+    {"store", "COFFER_STORE", true, set_store,
+     "where records live: sqlite (DIR/coffer.db, the default) or postgres://USER@HOST:PORT/DB?sslmode=..., "
+     "one database shared by every node of a deployment (nodes share DIR's root.key and tls/ by copying "
+     "DIR)"},
     {"listen", "COFFER_LISTEN", true, set_listen, "HOST:PORT to listen on (default 127.0.0.1:8443)"},
     {"tls-cert", "COFFER_TLS_CERT", true, set_tls_cert,
      "PEM certificate chain (default: generated in DIR/tls)"},
@@ -372,6 +386,7 @@ static void config_defaults(struct server_config *c)
 {
     memset(c, 0, sizeof(*c));
     default_set(set_data_dir(c, CONFIG_DEFAULT_DATA_DIR));
+    default_set(set_store(c, "sqlite"));
     default_set(set_listen(c, CONFIG_DEFAULT_LISTEN));
     default_set(set_region(c, CONFIG_DEFAULT_REGION));
     c->quota_crypto_rps = QUOTA_DEFAULT_CRYPTO_RPS;

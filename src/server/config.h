@@ -22,6 +22,7 @@
 
 struct server_config {
     char data_dir[1024];
+    char store[1024]; /* "sqlite" (DIR/coffer.db) or a postgres:// URL; may hold a password */
     char listen_host[256];
     int listen_port;
     char tls_cert[1024]; /* empty: generated under DIR/tls */

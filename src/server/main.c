@@ -51,6 +51,7 @@ struct scheduled {
 /* Runs the jobs every registered service declares (api_service.jobs), one tick every interval_s. */
 struct scheduler {
     pthread_t thread;
+    store *st; /* the bare store: its lease says whether this node runs the jobs */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
@@ -88,6 +89,11 @@ static void report_secret_lock_failure(void)
 static void scheduler_tick(struct scheduler *s)
 {
     report_secret_lock_failure();
+    /* Nodes sharing a database: only the lease holder runs time-driven work, so a deletion or a
+     * rotation happens once. The others keep asking, to take over when the holder dies. */
+    if (!store_scheduler_lease(s->st)) {
+        return;
+    }
     for (size_t i = 0; i < s->n_jobs; i++) {
         struct scheduled *j = &s->jobs[i];
         int64_t now_ms = coffer_now_ms();
@@ -293,8 +299,14 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     TRY_OUT(ensure_dir(cfg.data_dir));
-    snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
-    TRY_OUT(store_open(path, &st));
+    if (strcmp(cfg.store, "sqlite") == 0) {
+        snprintf(path, sizeof(path), "sqlite:%s/coffer.db", cfg.data_dir);
+        TRY_OUT(store_open(path, &st));
+    } else {
+        /* Records in a shared database; DIR still holds this deployment's root key, TLS CA and
+         * audit trail, which every node of it has a copy of. */
+        TRY_OUT(store_open(cfg.store, &st));
+    }
     /* Held shared while we run: `coffer seal migrate` takes it exclusive and so never re-wraps
      * the keyring under a running server. */
     TRY_OUT(seal_dir_lock(cfg.data_dir, false, &lock_fd));
@@ -413,6 +425,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     TRY_OUT(write_endpoint_file(&cfg, tls != NULL, http_server_port(http)));
 
     sched.interval_s = cfg.sweep_interval_s;
+    sched.st = st;
     for (size_t i = 0; i < pipe.n_services; i++) {
         TRY_OUT(scheduler_add_jobs(&sched, pipe.services[i], coffer_now_ms()));
     }
@@ -421,8 +434,9 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     }
     sched_started = true;
 
-    log_info("cofferd listening on %s://%s:%d (region %s, %d workers, data %s)", tls ? "https" : "http",
-             cfg.listen_host, http_server_port(http), cfg.region, hcfg.workers, cfg.data_dir);
+    log_info("cofferd listening on %s://%s:%d (region %s, %d workers, data %s, store %s)",
+             tls ? "https" : "http", cfg.listen_host, http_server_port(http), cfg.region, hcfg.workers,
+             cfg.data_dir, store_backend_name(st));
     report_secret_lock_failure();
     /* A line for scripts that start us on port 0. */
     fprintf(stdout, "listening %d\n", http_server_port(http));

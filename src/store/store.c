@@ -81,6 +81,9 @@ coffer_err store_open(const char *url, store **out)
         }
         return store_sqlite_open(path, out);
     }
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        return store_pg_open(url, out);
+    }
     if (strncmp(url, "mem:", 4) == 0) {
         return store_mem_open(out);
     }
@@ -251,4 +254,12 @@ void store_txn_abort(store_txn *t)
     if (t != NULL) {
         t->st->vt->txn_abort(t);
     }
+}
+
+bool store_scheduler_lease(store *s)
+{
+    if (s == NULL) {
+        return false;
+    }
+    return s->vt->scheduler_lease != NULL ? s->vt->scheduler_lease(s) : true;
 }

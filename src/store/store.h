@@ -7,7 +7,7 @@
  * accounts, key ids, alias names, user and role names, access key ids, never a secret, and
  * whoever can read the database file can read them.
  *
- * Backends are vtables behind `struct store` (store_sqlite.c now; PostgreSQL later). A store is
+ * Backends are vtables behind `struct store` (store_sqlite.c, store_pg.c). A store is
  * shared by all worker threads and every function is thread-safe. A transaction belongs to the
  * thread that began it. store_txn_commit returns only after the data is durable: a request
  * acknowledged after a commit survives kill -9.
@@ -17,6 +17,7 @@
 #ifndef COFFER_STORE_STORE_H
 #define COFFER_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/buf.h"
@@ -28,8 +29,10 @@ typedef struct store store;
 typedef struct store_txn store_txn;
 
 /*
- * Opens a store by URL: "sqlite:/path/to/coffer.db" or a bare path (SQLite). Creates the
- * database and applies schema migrations as needed. *out is set only on success.
+ * Opens a store by URL: "sqlite:/path/to/coffer.db" or a bare path (SQLite), or
+ * "postgres://USER@HOST:PORT/DB?sslmode=..." (also "postgresql://"; store_pg.c), a database that
+ * several cofferd nodes may share. Creates the schema and applies migrations as needed.
+ * *out is set only on success.
  */
 coffer_err store_open(const char *url, store **out) __attribute__((warn_unused_result));
 void store_close(store *s); /* accepts NULL */
@@ -98,5 +101,17 @@ coffer_err store_txn_put_plain(store_txn *t, const char *key, coffer_cursor valu
  */
 typedef coffer_err (*store_precommit_fn)(void *ctx);
 void store_precommit_set(store_precommit_fn fn, void *ctx);
+
+/*
+ * Whether this process should run the deployment's time-driven jobs (key deletion, rotation,
+ * expiries) now: exactly one process of those sharing a database does. Backends opened by one
+ * process only (SQLite, mem) always say true. On PostgreSQL the answer is a session advisory
+ * lock held on a connection of its own: the first node to ask takes it and keeps it while that
+ * session lives; when the node dies the server ends the session and another node's next call
+ * takes over. Each call checks that the session (and so the lock) is still there. Call it from
+ * one thread (the scheduler) before each round of jobs; a failure to reach the database is a
+ * false.
+ */
+bool store_scheduler_lease(store *s);
 
 #endif

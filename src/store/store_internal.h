@@ -1,6 +1,6 @@
 /*
  * Inside the storage layer: the backend vtable and the base structs every backend embeds first.
- * Callers outside src/store use only store.h; backends (store_sqlite.c, store_mem.c, the
+ * Callers outside src/store use only store.h; backends (store_sqlite.c, store_pg.c, store_mem.c, the
  * fault-injection wrapper store_fault.c, and the barrier's sealed view in src/seal) implement `struct
  * store_vt` and are reached through the thin wrappers in store.c, which also validate keys and values once
  * for every backend.
@@ -14,7 +14,7 @@
 
 struct store_vt {
     size_t vt_size;   /* sizeof(struct store_vt): lets us add methods later */
-    const char *name; /* "sqlite", "mem", "fault": for logs only */
+    const char *name; /* "sqlite", "postgres", "mem", "fault": for logs only */
     coffer_err (*get)(struct store *s, const char *key, coffer_buf *value);
     coffer_err (*scan)(struct store *s, const char *prefix, const char *start_after, size_t limit,
                        store_scan_fn fn, void *ctx);
@@ -33,6 +33,8 @@ struct store_vt {
     coffer_err (*get_plain)(struct store *s, const char *key, coffer_buf *value);
     coffer_err (*txn_get_plain)(struct store_txn *t, const char *key, coffer_buf *value);
     coffer_err (*txn_put_plain)(struct store_txn *t, const char *key, coffer_cursor value);
+    /* store_scheduler_lease. Optional: NULL means this process is the only one (true). */
+    bool (*scheduler_lease)(struct store *s);
 };
 
 struct store {
@@ -47,12 +49,17 @@ struct store_txn {
 
 /* "sqlite:/path" or a bare path; `path` is the file name. */
 coffer_err store_sqlite_open(const char *path, store **out) __attribute__((warn_unused_result));
+/*
+ * "postgres://USER@HOST:PORT/DB?..." or "postgresql://...": any libpq connection URI (the URL
+ * may carry a password; it is never logged).
+ */
+coffer_err store_pg_open(const char *url, store **out) __attribute__((warn_unused_result));
 /* "mem:" (anything after the colon is ignored): a private, non-durable store for tests. */
 coffer_err store_mem_open(store **out) __attribute__((warn_unused_result));
 
 /*
- * Schema migrations for the SQLite backend: migration i brings the schema from version i to
- * i + 1 (PRAGMA user_version). Exposed so tests can open a file with an older or a longer list.
+ * Schema migrations: migration i brings the schema from version i to i + 1 (SQLite: PRAGMA
+ * user_version). Exposed so tests can open a file with an older or a longer list.
  */
 struct store_migration {
     const char *name; /* for logs */
@@ -60,6 +67,10 @@ struct store_migration {
 };
 coffer_err store_sqlite_open_with(const char *path, const struct store_migration *migrations, size_t n,
                                   store **out) __attribute__((warn_unused_result));
+/* The same for PostgreSQL: the count is kept in the table coffer_schema, and the migrations run
+ * under an advisory lock so that nodes opening the database together apply them once. */
+coffer_err store_pg_open_with(const char *url, const struct store_migration *migrations, size_t n,
+                              store **out) __attribute__((warn_unused_result));
 
 /*
  * The smallest string greater than every string that starts with `prefix` (the exclusive upper

@@ -2,6 +2,11 @@
 the AWS CLI v2 (/usr/bin/aws) and boto3 clients configured against it.
 
 Only Debian's clients are used: /usr/bin/aws (awscli) and /usr/bin/python3 with python3-boto3.
+
+COFFER_TEST_STORE=postgres runs every cofferd the harness starts on the PostgreSQL backend: one
+throw-away cluster per test process (pg_cluster.py) and a database of its own per data dir (its
+URL kept in DIR/test-store-url, so a restart on the same dir, or a copy of the dir as a second
+node, finds the same database). Suites that need PostgreSQL skip when its binaries are missing.
 """
 import glob
 import json
@@ -25,10 +30,37 @@ AWS = "/usr/bin/aws"
 REGION = "us-east-1"
 
 
-class Cofferd:
-    """One cofferd process over a data dir; restartable on the same dir."""
+STORE_URL_FILE = "test-store-url"
 
-    def __init__(self, data_dir=None, extra_args=(), binary=None):
+
+def test_store():
+    """The backend COFFER_TEST_STORE asks for: "sqlite" (the default) or "postgres"."""
+    return os.environ.get("COFFER_TEST_STORE", "sqlite")
+
+
+def pg_store_url(data_dir):
+    """The PostgreSQL database of a data dir, created on first use in this process's cluster."""
+    path = os.path.join(data_dir, STORE_URL_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            return f.read().strip()
+    import pg_cluster
+    reason = pg_cluster.unavailable_reason()
+    if reason:
+        raise unittest.SkipTest("COFFER_TEST_STORE=postgres: %s" % reason)
+    cluster = pg_cluster.shared()
+    pg_store_url.count = getattr(pg_store_url, "count", 0) + 1
+    url = cluster.createdb("coffer_%d_%d" % (os.getpid(), pg_store_url.count))
+    with open(path, "w") as f:
+        f.write(url + "\n")
+    return url
+
+
+class Cofferd:
+    """One cofferd process over a data dir; restartable on the same dir. `store` is a store URL
+    for --store (default: SQLite, or PostgreSQL when COFFER_TEST_STORE=postgres)."""
+
+    def __init__(self, data_dir=None, extra_args=(), binary=None, store=None):
         self.binary = binary or COFFERD
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="coffer-it-")
@@ -36,11 +68,21 @@ class Cofferd:
         self.proc = None
         self.port = None
         self.log_path = os.path.join(self.data_dir, "cofferd.log")
+        self.store = store
+        if self.store is None and test_store() == "postgres":
+            try:
+                self.store = pg_store_url(self.data_dir)
+            except BaseException:
+                if self.owns_dir:
+                    shutil.rmtree(self.data_dir, ignore_errors=True)
+                raise
 
     def start(self, port=0, timeout=20):
         log = open(self.log_path, "ab")
         args = [self.binary, "--data-dir", self.data_dir, "--listen", "127.0.0.1:%d" % port,
                 "--sweep-interval", "1"] + self.extra_args
+        if self.store is not None:
+            args += ["--store", self.store]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.time() + timeout

@@ -3,6 +3,11 @@
  * in-memory backend (CRUD, scan bounds and order, transactions, concurrent writers), then
  * SQLite-only tests cover durability across kill -9, schema migrations and file permissions,
  * and the fault-injection wrapper is checked on its own.
+ *
+ * With COFFER_TEST_PG_URL set (tests/integration/pg_cluster.py run -- store_test, the CTest
+ * entry store_test_pg), the same behaviour table runs over PostgreSQL instead, followed by the
+ * PostgreSQL-only tests: migrations under the migration lock, writers on two stores (two nodes)
+ * serialised, and reconnection after the server ends the sessions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +15,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -17,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +49,48 @@ static int setup_sqlite(void **state)
     assert_int_equal(store_open(url, &f->st), COFFER_OK);
     assert_string_equal(store_backend_name(f->st), "sqlite");
     f->sqlite = true;
+    *state = f;
+    return 0;
+}
+
+/* The test's own connection, for what the store does not expose: emptying the table between
+ * tests, making schemas, ending the store's sessions. */
+static PGconn *pg_admin(void)
+{
+    PGconn *db = PQconnectdb(getenv("COFFER_TEST_PG_URL"));
+    assert_int_equal(PQstatus(db), CONNECTION_OK);
+    return db;
+}
+
+static void pg_admin_exec(const char *sql)
+{
+    PGconn *db = pg_admin();
+    PGresult *r = PQexec(db, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fail_msg("%s: %s", sql, PQerrorMessage(db));
+    }
+    PQclear(r);
+    PQfinish(db);
+}
+
+static long pg_admin_long(const char *sql)
+{
+    PGconn *db = pg_admin();
+    PGresult *r = PQexec(db, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    long v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    PQfinish(db);
+    return v;
+}
+
+static int setup_pg(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_int_equal(store_open(getenv("COFFER_TEST_PG_URL"), &f->st), COFFER_OK);
+    assert_string_equal(store_backend_name(f->st), "postgres");
+    pg_admin_exec("TRUNCATE coffer_kv");
     *state = f;
     return 0;
 }
@@ -516,6 +565,272 @@ static void test_concurrent_writers(void **state)
     check_value(st, "counter", want);
 }
 
+/* Plaintext records on a bare backend are the same records as the sealed-call ones. */
+static void test_plain_records(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    store_txn *t = NULL;
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put_plain(t, "plain/marker", coffer_cursor_from_str("v1")), COFFER_OK);
+    assert_int_equal(store_txn_get_plain(t, "plain/marker", &b), COFFER_OK);
+    assert_int_equal(b.len, 2);
+    coffer_buf_reset(&b);
+    assert_int_equal(store_txn_get_plain(t, "plain/absent", &b), COFFER_ERR_NOT_FOUND);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_int_equal(store_get_plain(st, "plain/marker", &b), COFFER_OK);
+    assert_memory_equal(b.data, "v1", 2);
+    coffer_buf_free(&b);
+    check_value(st, "plain/marker", "v1");
+    assert_int_equal(store_get_plain(st, "plain/absent", &b), COFFER_ERR_NOT_FOUND);
+    coffer_buf_free(&b);
+}
+
+/* A backend only one process opens: that process runs the scheduled jobs. */
+static void test_scheduler_lease_single(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    assert_true(store_scheduler_lease(st));
+    assert_true(store_scheduler_lease(st));
+    assert_false(store_scheduler_lease(NULL));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * PostgreSQL only
+ * ------------------------------------------------------------------------------------------- */
+
+/* The test URL with the schema search path set to `schema` (created empty first). */
+static void pg_schema_url(const char *schema, char *out, size_t n)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql), "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", schema, schema);
+    pg_admin_exec(sql);
+    const char *base = getenv("COFFER_TEST_PG_URL");
+    snprintf(out, n, "%s%coptions=-csearch_path%%3D%s", base, strchr(base, '?') ? '&' : '?', schema);
+}
+
+static long pg_schema_version(const char *schema)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT version FROM %s.coffer_schema", schema);
+    return pg_admin_long(sql);
+}
+
+static bool pg_table_exists(const char *schema, const char *table)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM information_schema.tables WHERE table_schema = '%s' AND table_name = '%s'",
+             schema, table);
+    return pg_admin_long(sql) == 1;
+}
+
+static void test_pg_migrations(void **state)
+{
+    (void)state;
+    char url[512];
+    pg_schema_url("coffer_mig", url, sizeof(url));
+    static const struct store_migration m[] = {
+        {"kv", "CREATE TABLE coffer_kv(key text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)"},
+        {"meta", "CREATE TABLE meta(k text PRIMARY KEY, v text); INSERT INTO meta VALUES('a', 'b')"},
+        {"broken", "CREATE TABLE third(x int); CREATE TABLE coffer_kv(y int)"},
+    };
+    store *st = NULL;
+    assert_int_equal(store_pg_open_with(url, m, 1, &st), COFFER_OK);
+    put1(st, "m/1", "kept");
+    store_close(st);
+    assert_int_equal(pg_schema_version("coffer_mig"), 1);
+
+    /* An existing database at version 1 gets migration 2 and keeps its data. */
+    assert_int_equal(store_pg_open_with(url, m, 2, &st), COFFER_OK);
+    check_value(st, "m/1", "kept");
+    store_close(st);
+    assert_int_equal(pg_schema_version("coffer_mig"), 2);
+    assert_true(pg_table_exists("coffer_mig", "meta"));
+
+    /* Reopening at the same version runs nothing (migration 2 again would fail). */
+    assert_int_equal(store_pg_open_with(url, m, 2, &st), COFFER_OK);
+    store_close(st);
+
+    /* A failing migration rolls back completely: no version bump, no half-made table. */
+    st = NULL;
+    assert_int_equal(store_pg_open_with(url, m, 3, &st), COFFER_ERR_STORE);
+    assert_null(st);
+    assert_int_equal(pg_schema_version("coffer_mig"), 2);
+    assert_false(pg_table_exists("coffer_mig", "third"));
+
+    /* A build that knows fewer migrations refuses a newer database. */
+    assert_int_equal(store_pg_open_with(url, m, 1, &st), COFFER_ERR_STORE);
+    assert_null(st);
+    pg_admin_exec("DROP SCHEMA coffer_mig CASCADE");
+}
+
+#define OPENERS 6
+
+static const struct store_migration once_migrations[] = {
+    {"kv", "CREATE TABLE coffer_kv(key text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)"},
+    /* Not idempotent: a second run fails, so every opener succeeding means it ran once. */
+    {"once", "CREATE TABLE once(x int); INSERT INTO once VALUES(1)"},
+};
+
+static void *open_worker(void *p)
+{
+    store *st = NULL;
+    coffer_err rc = store_pg_open_with(p, once_migrations, 2, &st);
+    store_close(st);
+    return (void *)(intptr_t)rc;
+}
+
+/* Nodes starting together on an empty database: one migrates, the others wait, all open. */
+static void test_pg_concurrent_migration(void **state)
+{
+    (void)state;
+    char url[512];
+    pg_schema_url("coffer_race", url, sizeof(url));
+    pthread_t th[OPENERS];
+    for (int i = 0; i < OPENERS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, open_worker, url), 0);
+    }
+    for (int i = 0; i < OPENERS; i++) {
+        void *res = (void *)-1;
+        assert_int_equal(pthread_join(th[i], &res), 0);
+        assert_int_equal((coffer_err)(intptr_t)res, COFFER_OK);
+    }
+    assert_int_equal(pg_schema_version("coffer_race"), 2);
+    assert_int_equal(pg_admin_long("SELECT count(*) FROM coffer_race.once"), 1);
+    pg_admin_exec("DROP SCHEMA coffer_race CASCADE");
+}
+
+/* Two stores on one database are two nodes: their writers are serialised by the server, so
+ * read-increment-write from both never loses an update. */
+static void test_pg_two_nodes_serialised(void **state)
+{
+    store *a = ((struct fixture *)*state)->st;
+    store *b = NULL;
+    assert_int_equal(store_open(getenv("COFFER_TEST_PG_URL"), &b), COFFER_OK);
+    pthread_t th[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, increment_worker, i % 2 ? b : a), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        void *res = (void *)-1;
+        assert_int_equal(pthread_join(th[i], &res), 0);
+        assert_null(res);
+    }
+    char want[16];
+    snprintf(want, sizeof(want), "%d", WRITERS * INCREMENTS);
+    check_value(a, "counter", want);
+    check_value(b, "counter", want);
+    store_close(b);
+}
+
+static void pg_kill_sessions(void)
+{
+    pg_admin_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cofferd' "
+                  "AND pid <> pg_backend_pid()");
+}
+
+/* Stores on one database are nodes: one holds the lease at a time, another takes it over when
+ * the holder closes or its session ends, and a holder notices when it lost it. */
+static void test_pg_scheduler_lease(void **state)
+{
+    (void)state;
+    const char *url = getenv("COFFER_TEST_PG_URL");
+    store *x = NULL, *y = NULL, *z = NULL;
+    assert_int_equal(store_open(url, &x), COFFER_OK);
+    assert_int_equal(store_open(url, &y), COFFER_OK);
+    assert_true(store_scheduler_lease(x));
+    assert_false(store_scheduler_lease(y));
+    assert_true(store_scheduler_lease(x));
+    assert_false(store_scheduler_lease(y));
+
+    /* The holder goes away: the server releases the lock as the session ends. */
+    store_close(x);
+    bool took = false;
+    for (int i = 0; i < 100 && !took; i++) {
+        took = store_scheduler_lease(y);
+        if (!took) {
+            usleep(20000);
+        }
+    }
+    assert_true(took);
+
+    /* The holder's session ends under it (a restart): it notices, and takes it again if free. */
+    assert_int_equal(store_open(url, &z), COFFER_OK);
+    assert_false(store_scheduler_lease(z));
+    pg_kill_sessions();
+    usleep(100000);
+    assert_true(store_scheduler_lease(z) != store_scheduler_lease(y));
+    store_close(y);
+    store_close(z);
+}
+
+/* The server ends every session (as a restart does): reads and new transactions reconnect and
+ * succeed; a transaction that lost its session fails and leaves nothing behind. */
+static void test_pg_reconnect(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    put1(st, "r/1", "one");
+    pg_kill_sessions();
+    check_value(st, "r/1", "one");
+    struct collect c = {0};
+    pg_kill_sessions();
+    assert_int_equal(store_scan(st, "r/", NULL, 0, collect_fn, &c), COFFER_OK);
+    EXPECT_KEYS(&c, "r/1");
+    pg_kill_sessions();
+    put1(st, "r/2", "two");
+    check_value(st, "r/2", "two");
+
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "r/3", coffer_cursor_from_str("three")), COFFER_OK);
+    pg_kill_sessions();
+    coffer_err rc = store_txn_put(t, "r/4", coffer_cursor_from_str("four"));
+    if (rc == COFFER_OK) {
+        rc = store_txn_commit(t);
+    } else {
+        store_txn_abort(t);
+    }
+    assert_int_equal(rc, COFFER_ERR_STORE);
+    expect_absent(st, "r/3");
+    expect_absent(st, "r/4");
+    put1(st, "r/5", "five");
+    check_value(st, "r/5", "five");
+}
+
+/* A failed statement inside a transaction makes COMMIT a rollback: reported, not a success. */
+static void test_pg_failed_statement_fails_commit(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    store_txn *t = NULL;
+    pg_admin_exec("ALTER TABLE coffer_kv ADD CONSTRAINT short_values CHECK (length(value) < 5) NOT VALID");
+    assert_int_equal(store_txn_begin(st, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "e/1", coffer_cursor_from_str("one")), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "e/2", coffer_cursor_from_str("too long")), COFFER_ERR_STORE);
+    assert_int_equal(store_txn_commit(t), COFFER_ERR_STORE);
+    pg_admin_exec("ALTER TABLE coffer_kv DROP CONSTRAINT short_values");
+    expect_absent(st, "e/1");
+    put1(st, "e/3", "three");
+}
+
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* Nothing listening: a clear storage error, at once, not a hang. */
+static void test_pg_unreachable(void **state)
+{
+    (void)state;
+    store *st = NULL;
+    double t0 = now_s();
+    assert_int_equal(store_open("postgres://coffer@127.0.0.1:1/db?sslmode=disable", &st), COFFER_ERR_STORE);
+    assert_null(st);
+    assert_true(now_s() - t0 < 5.0);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * SQLite only
  * ------------------------------------------------------------------------------------------- */
@@ -657,7 +972,7 @@ static void test_nested_txn_refused(void **state)
 static void test_open_errors(void **state)
 {
     store *st = NULL;
-    assert_int_equal(store_open("postgres://nowhere/db", &st), COFFER_ERR_CONFIG);
+    assert_int_equal(store_open("mysql://nowhere/db", &st), COFFER_ERR_CONFIG);
     assert_int_equal(store_open("", &st), COFFER_ERR_CONFIG);
     assert_int_equal(store_open("sqlite:", &st), COFFER_ERR_CONFIG);
     assert_int_equal(store_open("/nonexistent-dir/x/coffer.db", &st), COFFER_ERR_STORE);
@@ -734,8 +1049,33 @@ static void test_fault_wrapper(void **state)
     cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),                                             \
         cmocka_unit_test_setup_teardown(fn, setup_mem, teardown)
 
+#define ON_PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
+
 int main(void)
 {
+    if (getenv("COFFER_TEST_PG_URL") != NULL) {
+        const struct CMUnitTest pg_tests[] = {
+            ON_PG(test_crud),
+            ON_PG(test_invalid_input),
+            ON_PG(test_scan),
+            ON_PG(test_scan_paging),
+            ON_PG(test_scan_nested),
+            ON_PG(test_txn_read_your_writes),
+            ON_PG(test_txn_abort),
+            ON_PG(test_precommit_hook),
+            ON_PG(test_concurrent_writers),
+            ON_PG(test_nested_txn_refused),
+            ON_PG(test_plain_records),
+            ON_PG(test_pg_two_nodes_serialised),
+            ON_PG(test_pg_reconnect),
+            ON_PG(test_pg_failed_statement_fails_commit),
+            cmocka_unit_test(test_pg_scheduler_lease),
+            cmocka_unit_test(test_pg_migrations),
+            cmocka_unit_test(test_pg_concurrent_migration),
+            cmocka_unit_test(test_pg_unreachable),
+        };
+        return cmocka_run_group_tests_name("store on PostgreSQL", pg_tests, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         BOTH(test_crud),
         BOTH(test_invalid_input),
@@ -747,10 +1087,13 @@ int main(void)
         BOTH(test_precommit_hook),
         BOTH(test_concurrent_writers),
         BOTH(test_nested_txn_refused),
+        BOTH(test_plain_records),
+        BOTH(test_scheduler_lease_single),
         cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_durable_after_kill, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_migrations, setup_sqlite, teardown),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_pg_unreachable),
         cmocka_unit_test(test_upper_bound),
         cmocka_unit_test(test_fault_wrapper),
         cmocka_unit_test(test_precommit_hook_once_through_a_wrapper),
