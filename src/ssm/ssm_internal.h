@@ -37,10 +37,17 @@
 #define SSM_DEFAULT_KEY "alias/aws/ssm"
 #define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
 
+struct ssm_events;
+
 struct ssm {
     store *st;
     authz *az;                 /* NULL: any authenticated caller may do anything in its account */
     const struct kms_api *kms; /* the daemon's KMS; NULL: no SecureString */
+    const char *region;        /* the daemon's region (the scheduler's calls have no request) */
+    api_event_sink record;     /* the audit trail, for what the scheduler does; NULL: not recorded */
+    void *record_ctx;
+    struct ssm_events *events; /* the policy events log; NULL: no data dir, events are dropped */
+    struct api_job jobs[1];
     struct api_service api;
 };
 
@@ -64,7 +71,8 @@ coffer_err ssm_authorize_param(const struct ssm *s, const struct api_call *call,
 coffer_err ssm_rec_parse(coffer_cursor v, json_t **out) __attribute__((warn_unused_result));
 coffer_err ssm_rec_load(store *st, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
-coffer_err ssm_rec_store(store_txn *t, const char *key, const json_t *rec) __attribute__((warn_unused_result));
+coffer_err ssm_rec_store(store_txn *t, const char *key, const json_t *rec)
+    __attribute__((warn_unused_result));
 json_t *ssm_rec_latest(const json_t *rec);
 const char *ssm_vstr(const json_t *ver, const char *member);
 json_int_t ssm_vint(const json_t *ver, const char *member);
@@ -74,14 +82,54 @@ coffer_err ssm_oom(void);
 /* Values (ssm_record.c). */
 json_t *ssm_value_context(const struct api_call *call, const char *canon);
 coffer_err ssm_kms_failure(coffer_err rc);
-coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, const char *canon, const json_t *ver,
-                          bool decrypt, json_t **out) __attribute__((warn_unused_result));
+coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, const char *canon,
+                          const json_t *ver, bool decrypt, json_t **out) __attribute__((warn_unused_result));
 coffer_err ssm_parameter_json(const struct ssm *s, const struct api_call *call, const json_t *rec,
                               const json_t *ver, const char *selector, bool decrypt, json_t **out)
     __attribute__((warn_unused_result));
 
 /* A read's reference (name or ARN, optional selector) to its record and version (ssm_ops_get.c). */
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
-                       const json_t **ver_out, char *selector, size_t sel_n) __attribute__((warn_unused_result));
+                       const json_t **ver_out, char *selector, size_t sel_n)
+    __attribute__((warn_unused_result));
+
+/*
+ * Parameter policies (ssm_policy.c). A version carries "Policies": [{"PolicyText",
+ * "PolicyType", "PolicyStatus"}] as DescribeParameters reports them.
+ */
+#define SSM_MAX_POLICIES 10
+enum { SSM_POLICY_EXPIRATION, SSM_POLICY_EXPIRATION_NOTIFICATION, SSM_POLICY_NO_CHANGE };
+/*
+ * Checks PutParameter's Policies string (a JSON array) at `now_ms` and makes its items, all
+ * Pending; "[{}]" gives none. InvalidPolicyTypeException, InvalidPolicyAttributeException,
+ * PoliciesLimitExceededException, IncompatiblePolicyException or ValidationException.
+ */
+coffer_err ssm_policies_parse(const char *text, int64_t now_ms, json_t **out)
+    __attribute__((warn_unused_result));
+/* An ISO-8601 instant ("...Z" or with an offset) in epoch ms: 0, or -1 when malformed. */
+int ssm_policy_parse_time(const char *s, int64_t *out_ms);
+/* SSM_POLICY_* of a Policies item; -1 when unknown. */
+int ssm_policy_kind(const json_t *item);
+/* When item `i` of `policies` acts, for a version last modified at `modified_ms`; -1: never
+ * (Finished, or nothing to act on). */
+int64_t ssm_policy_due(const json_t *policies, size_t i, int64_t modified_ms);
+/* A new copy of the Policies of `ver` ([] when it has none). */
+json_t *ssm_policies_of(const json_t *ver);
+
+/*
+ * The scheduler (ssm_jobs.c). A policy that will act has an index record
+ * "ssm/due/<ms, 16 digits>/<policy index, 2 digits><parameter key minus "ssm/param">", listed
+ * in the parameter record's "Due" array, so a run reads only what is due. ssm_due_rewrite drops
+ * the entries `old_rec` lists and writes those of the latest version of `rec` (its "Due" set).
+ */
+coffer_err ssm_due_rewrite(store_txn *t, const char *param_key, const json_t *old_rec, json_t *rec)
+    __attribute__((warn_unused_result));
+coffer_err ssm_policy_job(void *ctx, int64_t now_ms);
+
+/* The policy events log "<data dir>/events/ssm.jsonl" (ssm_events.c). */
+coffer_err ssm_events_open(const char *data_dir, struct ssm_events **out) __attribute__((warn_unused_result));
+/* Appends `event` as one line and fsyncs it. */
+coffer_err ssm_events_append(struct ssm_events *ev, const json_t *event) __attribute__((warn_unused_result));
+void ssm_events_close(struct ssm_events *ev);
 
 #endif

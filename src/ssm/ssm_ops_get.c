@@ -15,7 +15,7 @@
  * *ver_out points into it.
  */
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
-                          const json_t **ver_out, char *selector, size_t sel_n)
+                       const json_t **ver_out, char *selector, size_t sel_n)
 {
     char prefix[SSM_ARN_PREFIX_MAX], name[SSM_NAME_MAX + 2], label[101], canon[SSM_NAME_MAX + 1];
     int64_t version = 0;
@@ -77,7 +77,8 @@ coffer_err ssm_op_GetParameter(void *state, struct api_call *call)
     const json_t *ver = NULL;
     char selector[32];
     TRY(ssm_resolve(s, call, name, &rec, &ver, selector, sizeof(selector)));
-    coffer_err rc = ssm_parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
+    coffer_err rc =
+        ssm_parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
     json_decref(rec);
     TRY(rc);
     call->output = json_pack("{s:o}", "Parameter", param);

@@ -147,15 +147,12 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         /* never stored in clear: without KMS there is nothing to encrypt it with */
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters need KMS.");
     }
-    if (policies != NULL) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "Parameter policies are not supported yet.");
-    }
     TRY(ssm_authorize_param(s, call, canon));
 
     char key[SSM_KEY_MAX];
     ssm_param_key(call, canon, key, sizeof(key));
     store_txn *t = NULL;
-    json_t *rec = NULL, *ver = NULL, *cur = NULL, *ec = NULL;
+    json_t *rec = NULL, *ver = NULL, *cur = NULL, *ec = NULL, *pols = NULL;
     char *cipher = NULL;
     coffer_err rc = COFFER_OK;
     /* read first: encrypting may write a record (the AWS managed key, made on first use), which
@@ -180,8 +177,23 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
                  "advanced "
                  "parameter and recreate it as a standard parameter.");
     }
-    bool advanced =
-        tier == TIER_ADVANCED || was_advanced || (tier == TIER_INTELLIGENT && chars > SSM_STANDARD_MAX_VALUE);
+    /* Policies replace the whole set; an overwrite without them keeps the previous ones */
+    if (policies != NULL) {
+        TRY_OUT(ssm_policies_parse(policies, call->now_ms, &pols));
+    } else if ((pols = prev != NULL ? ssm_policies_of(prev) : json_array()) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    bool has_policies = json_array_size(pols) > 0;
+    bool advanced = tier == TIER_ADVANCED || was_advanced ||
+                    (tier == TIER_INTELLIGENT && (chars > SSM_STANDARD_MAX_VALUE || has_policies));
+    if (has_policies && !advanced) {
+        FAIL_OUT(
+            COFFER_ERR_VALIDATION,
+            "Parameter policies are supported only for the advanced-parameter tier. To use parameter "
+            "policies, upgrade the parameter to use the advanced-parameter tier. For more information, see "
+            "https://docs.aws.amazon.com/systems-manager/latest/userguide/"
+            "parameter-store-advanced-parameters.html");
+    }
     if (!advanced && chars > SSM_STANDARD_MAX_VALUE) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "Standard tier parameters support a maximum parameter value of 4096 "
                                         "characters. To create a larger "
@@ -198,8 +210,9 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     const char *eff_pattern =
         pattern != NULL ? pattern : (prev != NULL ? ssm_vstr(prev, "AllowedPattern") : NULL);
     TRY_OUT(pattern_check(eff_pattern, value));
-    const char *eff_dt =
-        data_type != NULL && data_type[0] != 0 ? data_type : (prev != NULL ? ssm_vstr(prev, "DataType") : "text");
+    const char *eff_dt = data_type != NULL && data_type[0] != 0
+                             ? data_type
+                             : (prev != NULL ? ssm_vstr(prev, "DataType") : "text");
     TRY_OUT(check_data_type(eff_dt, value));
     const char *eff_type = type >= 0 ? types[type] : ssm_vstr(prev, "Type");
     bool secure = strcmp(eff_type, "SecureString") == 0;
@@ -243,9 +256,25 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     if (eff_key != NULL && json_object_set_new(ver, "KeyId", json_string(eff_key)) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
+    if (policies == NULL) {
+        /* a new version restarts the clock of a NoChangeNotification */
+        size_t i;
+        json_t *item;
+        json_array_foreach(pols, i, item)
+        {
+            if (ssm_policy_kind(item) == SSM_POLICY_NO_CHANGE &&
+                json_object_set_new(item, "PolicyStatus", json_string("Pending")) != 0) {
+                FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+            }
+        }
+    }
+    if (has_policies && json_object_set(ver, "Policies", pols) != 0) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
     TRY_OUT(store_txn_begin(s->st, &t));
     TRY_OUT(ssm_rec_load(s->st, t, key, &cur));
-    if ((cur == NULL) != (rec == NULL) || (cur != NULL && ssm_vint(ssm_rec_latest(cur), "Version") != version - 1)) {
+    if ((cur == NULL) != (rec == NULL) ||
+        (cur != NULL && ssm_vint(ssm_rec_latest(cur), "Version") != version - 1)) {
         FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
                  "There are concurrent updates for a resource that supports one update at a time.");
     }
@@ -263,6 +292,7 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     while (json_array_size(versions) > SSM_MAX_VERSIONS) {
         json_array_remove(versions, 0);
     }
+    TRY_OUT(ssm_due_rewrite(t, key, cur, rec));
     TRY_OUT(ssm_rec_store(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
@@ -278,6 +308,7 @@ out:
     json_decref(cur);
     json_decref(ver);
     json_decref(rec);
+    json_decref(pols);
     return rc;
 }
 
