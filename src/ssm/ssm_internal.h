@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "common/buf.h"
 #include "iam/authz.h"
 #include "kms/kms.h"
 #include "ssm/ssm.h"
@@ -35,7 +36,7 @@
 #define SSM_KEY_MAX (128 + SSM_NAME_MAX + 8) /* names are checked to fit the store's 1024 */
 #define SSM_ARN_PREFIX_MAX 128
 #define SSM_DEFAULT_KEY "alias/aws/ssm"
-#define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
+#define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values use envelope encryption */
 
 struct ssm_events;
 
@@ -87,6 +88,19 @@ coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, cons
 coffer_err ssm_parameter_json(const struct ssm *s, const struct api_call *call, const json_t *rec,
                               const json_t *ver, const char *selector, bool decrypt, json_t **out)
     __attribute__((warn_unused_result));
+
+/*
+ * SecureString values (ssm_envelope.c): one KMS Encrypt up to SSM_KMS_MAX_PLAINTEXT bytes,
+ * envelope encryption beyond (the version's "ValueFormat" is then SSM_VALUE_ENVELOPE).
+ * encrypt: *stored (free()) is the Value to keep, *format the ValueFormat (NULL: none).
+ * decrypt: `plain` (initialised here, a secret buffer the caller frees) from `ver`.
+ */
+#define SSM_VALUE_ENVELOPE "envelope-1"
+coffer_err ssm_value_encrypt(const struct ssm *s, const struct api_call *call, const char *canon,
+                             const char *key_id, const char *value, char **stored, const char **format)
+    __attribute__((warn_unused_result));
+coffer_err ssm_value_decrypt(const struct ssm *s, const struct api_call *call, const char *canon,
+                             const json_t *ver, coffer_buf *plain) __attribute__((warn_unused_result));
 
 /* A read's reference (name or ARN, optional selector) to its record and version (ssm_ops_get.c). */
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,

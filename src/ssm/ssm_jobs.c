@@ -120,15 +120,15 @@ static bool due_split(const char *due_key, struct due_param *p)
 }
 
 /* The EventBridge event "Parameter Store Policy Action" (ssm-parameters.md §5). */
-static coffer_err policy_event(const struct due_param *p, const json_t *ver, const json_t *item, int64_t now_ms,
-                               json_t **out)
+static coffer_err policy_event(const struct due_param *p, const json_t *ver, const json_t *item,
+                               int64_t now_ms, json_t **out)
 {
     char id[CRYPTO_UUID_STR_LEN + 1], when[40];
     TRY(crypto_uuid_v4(id));
     coffer_time_iso8601(now_ms / 1000, when, sizeof(when));
-    *out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:{s:s, s:s, s:s, s:s, s:s}}", "version", "0",
-                     "id", id, "detail-type", "Parameter Store Policy Action", "source", "aws.ssm", "account",
-                     p->acct, "time", when, "region", p->region, "resources", p->arn, "detail",
+    *out = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:[s], s:{s:s, s:s, s:s, s:s, s:s}}", "version",
+                     "0", "id", id, "detail-type", "Parameter Store Policy Action", "source", "aws.ssm",
+                     "account", p->acct, "time", when, "region", p->region, "resources", p->arn, "detail",
                      "parameter-name", p->canon, "parameter-type", ssm_vstr(ver, "Type"), "policy-type",
                      ssm_vstr(item, "PolicyType"), "policy-content", ssm_vstr(item, "PolicyText"),
                      "action-status", "Finished");
@@ -146,15 +146,15 @@ static coffer_err service_event(const struct ssm *s, const struct due_param *p, 
     TRY(crypto_uuid_v4(id));
     coffer_time_iso8601(now_ms / 1000, when, sizeof(when));
     const char *source = s->api.event_source;
-    json_t *ev = json_pack("{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:n, s:{s:s, s:s}, s:s, s:b, "
-                           "s:[{s:s, s:s, s:s}], s:s, s:b, s:s, s:s}",
-                           "eventVersion", "1.08", "userIdentity", "accountId", p->acct, "invokedBy", source,
-                           "eventTime", when, "eventSource", source, "eventName", event_name, "awsRegion",
-                           p->region, "sourceIPAddress", source, "userAgent", source, "requestParameters",
-                           "responseElements", "serviceEventDetails", "name", p->canon, "policyType",
-                           "Expiration", "eventID", id, "readOnly", 0, "resources", "accountId", p->acct, "type",
-                           "AWS::SSM::Parameter", "ARN", p->arn, "eventType", "AwsServiceEvent",
-                           "managementEvent", 1, "recipientAccountId", p->acct, "eventCategory", "Management");
+    json_t *ev = json_pack(
+        "{s:s, s:{s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:n, s:n, s:{s:s, s:s}, s:s, s:b, "
+        "s:[{s:s, s:s, s:s}], s:s, s:b, s:s, s:s}",
+        "eventVersion", "1.08", "userIdentity", "accountId", p->acct, "invokedBy", source, "eventTime", when,
+        "eventSource", source, "eventName", event_name, "awsRegion", p->region, "sourceIPAddress", source,
+        "userAgent", source, "requestParameters", "responseElements", "serviceEventDetails", "name", p->canon,
+        "policyType", "Expiration", "eventID", id, "readOnly", 0, "resources", "accountId", p->acct, "type",
+        "AWS::SSM::Parameter", "ARN", p->arn, "eventType", "AwsServiceEvent", "managementEvent", 1,
+        "recipientAccountId", p->acct, "eventCategory", "Management");
     if (ev == NULL) {
         return ssm_oom();
     }

@@ -152,7 +152,8 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     char key[SSM_KEY_MAX];
     ssm_param_key(call, canon, key, sizeof(key));
     store_txn *t = NULL;
-    json_t *rec = NULL, *ver = NULL, *cur = NULL, *ec = NULL, *pols = NULL;
+    json_t *rec = NULL, *ver = NULL, *cur = NULL, *pols = NULL;
+    const char *value_format = NULL;
     char *cipher = NULL;
     coffer_err rc = COFFER_OK;
     /* read first: encrypting may write a record (the AWS managed key, made on first use), which
@@ -226,21 +227,7 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         }
         const char *prev_key = prev != NULL ? ssm_vstr(prev, "KeyId") : NULL;
         eff_key = key_id != NULL ? key_id : (prev_key != NULL ? prev_key : SSM_DEFAULT_KEY);
-        if (strlen(value) > SSM_KMS_MAX_PLAINTEXT) {
-            FAIL_OUT(COFFER_ERR_VALIDATION, "SecureString values longer than %d bytes are not supported.",
-                     SSM_KMS_MAX_PLAINTEXT);
-        }
-        char via[96], key_arn[512];
-        snprintf(via, sizeof(via), "ssm.%s.amazonaws.com", call->region);
-        if ((ec = ssm_value_context(call, canon)) == NULL) {
-            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-        }
-        rc = s->kms->encrypt(s->kms->svc, call, via, eff_key, ec, coffer_cursor_from_str(value), &cipher,
-                             key_arn, sizeof(key_arn));
-        if (rc != COFFER_OK) {
-            rc = ssm_kms_failure(rc);
-            goto out;
-        }
+        TRY_OUT(ssm_value_encrypt(s, call, canon, eff_key, value, &cipher, &value_format));
     }
 
     json_int_t version = prev != NULL ? ssm_vint(prev, "Version") + 1 : 1;
@@ -254,6 +241,9 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     TRY_OUT(inherit(ver, "Description", description, prev));
     TRY_OUT(inherit(ver, "AllowedPattern", pattern, prev));
     if (eff_key != NULL && json_object_set_new(ver, "KeyId", json_string(eff_key)) != 0) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (value_format != NULL && json_object_set_new(ver, "ValueFormat", json_string(value_format)) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     if (policies == NULL) {
@@ -304,7 +294,6 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
 out:
     store_txn_abort(t);
     free(cipher);
-    json_decref(ec);
     json_decref(cur);
     json_decref(ver);
     json_decref(rec);

@@ -57,7 +57,8 @@ int ssm_policy_parse_time(const char *s, int64_t *out_ms)
     if (*p != 0) {
         return -1;
     }
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
     time_t t = timegm(&tm);
     if (t == (time_t)-1) {
         return -1;
@@ -90,8 +91,8 @@ static int64_t span_ms(const json_t *attrs, const char *member)
 
 static coffer_err attr_fail(const char *type, const char *what)
 {
-    return coffer_fail(COFFER_ERR_INVALID_POLICY_ATTRIBUTE, "A policy attribute or its value is invalid. %s: %s",
-                       type, what);
+    return coffer_fail(COFFER_ERR_INVALID_POLICY_ATTRIBUTE,
+                       "A policy attribute or its value is invalid. %s: %s", type, what);
 }
 
 /* Checks one policy object; *kind is its index in policy_types. */
@@ -178,9 +179,10 @@ coffer_err ssm_policies_parse(const char *text, int64_t now_ms, json_t **out)
         FAIL_OUT(COFFER_ERR_INCOMPATIBLE_POLICY, "%s", "");
     }
     if (notifications > 0 && expirations == 0) {
-        FAIL_OUT(COFFER_ERR_INCOMPATIBLE_POLICY,
-                 "There is a conflict in the policies specified for this parameter. An ExpirationNotification "
-                 "policy needs an Expiration policy. Review your policies, and try again.");
+        FAIL_OUT(
+            COFFER_ERR_INCOMPATIBLE_POLICY,
+            "There is a conflict in the policies specified for this parameter. An ExpirationNotification "
+            "policy needs an Expiration policy. Review your policies, and try again.");
     }
 done:
     *out = items;
@@ -212,9 +214,9 @@ static int64_t expiration_of(const json_t *policies)
         if (ssm_policy_kind(item) == SSM_POLICY_EXPIRATION) {
             json_t *p = json_loads(ssm_vstr(item, "PolicyText"), 0, NULL);
             int64_t at = -1;
-            if (ssm_policy_parse_time(json_string_value(json_object_get(json_object_get(p, "Attributes"),
-                                                                        "Timestamp")),
-                                      &at) != 0) {
+            if (ssm_policy_parse_time(
+                    json_string_value(json_object_get(json_object_get(p, "Attributes"), "Timestamp")), &at) !=
+                0) {
                 at = -1;
             }
             json_decref(p);

@@ -133,9 +133,10 @@ static void test_no_change_notification_fires_once(void **state)
                            &pols),
                      COFFER_OK);
     const char *key = "ssm/param/000000000000/us-east-1/app/flag";
-    json_t *rec = json_pack("{s:s, s:[{s:I, s:s, s:s, s:I, s:s, s:o}], s:[]}", "Name", "/app/flag", "Versions",
-                            "Version", (json_int_t)1, "Type", "String", "Value", "v", "LastModifiedDate",
-                            (json_int_t)NOW, "Tier", "Advanced", "Policies", pols, "Tags");
+    json_t *rec =
+        json_pack("{s:s, s:[{s:I, s:s, s:s, s:I, s:s, s:o}], s:[]}", "Name", "/app/flag", "Versions",
+                  "Version", (json_int_t)1, "Type", "String", "Value", "v", "LastModifiedDate",
+                  (json_int_t)NOW, "Tier", "Advanced", "Policies", pols, "Tags");
     store_txn *t = NULL;
     assert_int_equal(store_txn_begin(s.st, &t), COFFER_OK);
     assert_int_equal(ssm_due_rewrite(t, key, NULL, rec), COFFER_OK);
@@ -168,7 +169,8 @@ static void test_no_change_notification_fires_once(void **state)
     assert_non_null(fgets(line, sizeof(line), f));
     fclose(f);
     json_t *ev = json_loads(line, 0, NULL);
-    assert_string_equal(json_string_value(json_object_get(ev, "detail-type")), "Parameter Store Policy Action");
+    assert_string_equal(json_string_value(json_object_get(ev, "detail-type")),
+                        "Parameter Store Policy Action");
     assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "detail"), "policy-type")),
                         "NoChangeNotification");
     assert_string_equal(json_string_value(json_array_get(json_object_get(ev, "resources"), 0)),
