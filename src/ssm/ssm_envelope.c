@@ -87,8 +87,8 @@ coffer_err ssm_value_encrypt(const struct ssm *s, const struct api_call *call, c
     } else {
         char via[96], key_arn[512];
         via_of(call, via, sizeof(via));
-        rc = s->kms->encrypt(s->kms->svc, call, via, key_id, ec, coffer_cursor_from_str(value), stored, key_arn,
-                             sizeof(key_arn));
+        rc = s->kms->encrypt(s->kms->svc, call, via, key_id, ec, coffer_cursor_from_str(value), stored,
+                             key_arn, sizeof(key_arn));
         if (rc != COFFER_OK) {
             rc = ssm_kms_failure(rc);
         }
@@ -116,13 +116,15 @@ static coffer_err envelope_open(const struct ssm *s, const struct api_call *call
     }
     TRY_OUT(coffer_b64_encode((coffer_cursor){.ptr = blob.data + 3, .len = edk_len}, &edk_b64));
     TRY_OUT(coffer_buf_nul_terminate(&edk_b64));
-    rc = s->kms->decrypt(s->kms->svc, call, via, (const char *)edk_b64.data, ec, &dk, key_arn, sizeof(key_arn));
+    rc = s->kms->decrypt(s->kms->svc, call, via, (const char *)edk_b64.data, ec, &dk, key_arn,
+                         sizeof(key_arn));
     if (rc != COFFER_OK) {
         rc = ssm_kms_failure(rc);
         goto out;
     }
     const uint8_t *iv = blob.data + 3 + edk_len;
-    coffer_cursor body = {.ptr = iv + CRYPTO_AES_GCM_IV_LEN, .len = blob.len - 3 - edk_len - CRYPTO_AES_GCM_IV_LEN};
+    coffer_cursor body = {.ptr = iv + CRYPTO_AES_GCM_IV_LEN,
+                          .len = blob.len - 3 - edk_len - CRYPTO_AES_GCM_IV_LEN};
     rc = crypto_aes_gcm_open(coffer_buf_cursor(&dk), iv, coffer_cursor_from_str(arn), body, plain);
     if (rc != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_INTERNAL, "corrupt SecureString value");
@@ -152,7 +154,8 @@ coffer_err ssm_value_decrypt(const struct ssm *s, const struct api_call *call, c
         char via[96], key_arn[512];
         via_of(call, via, sizeof(via));
         coffer_buf_free(plain); /* decrypt initialises it */
-        rc = s->kms->decrypt(s->kms->svc, call, via, ssm_vstr(ver, "Value"), ec, plain, key_arn, sizeof(key_arn));
+        rc = s->kms->decrypt(s->kms->svc, call, via, ssm_vstr(ver, "Value"), ec, plain, key_arn,
+                             sizeof(key_arn));
         if (rc != COFFER_OK) {
             rc = ssm_kms_failure(rc);
         }
