@@ -5,6 +5,12 @@
  * request is rebuilt once per wall-clock second (X-Amz-Date has one-second resolution) and copied
  * into each connection. Reports requests/s, latency percentiles, and counts by HTTP status, as
  * text and optionally as one JSON line.
+ *
+ * With --sequence N (or --cycle M) every request has a body of its own: the template's "{n}"
+ * becomes the request's number and "{dK}" its K-th digit (zero-padded to the width of the
+ * largest number, K from 0 on the left), so N requests create N distinct parameters
+ * ("/a{d0}/b{d1}/c{d2}/p{d3}{d4}") or reads spread over M names; each such request is signed on
+ * its own.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,6 +65,9 @@ struct lg_config {
     long requests; /* 0: run for duration_s */
     double warmup_s;
     bool json;
+    long seq_first; /* --sequence-start: the first number */
+    long seq_count; /* --sequence N: N numbered requests, then stop; 0: off */
+    long cycle;     /* --cycle M: numbers from seq_first cycle over M, for the duration; 0: off */
 };
 
 static void usage(FILE *f)
@@ -81,7 +90,10 @@ static void usage(FILE *f)
             "  --warmup SECONDS        0; results during warmup are discarded\n"
             "  --target OP             Encrypt (-> TrentService.Encrypt) or Prefix.Op\n"
             "  --body JSON | --body-file FILE   request body (default {})\n"
-            "  --json                  also print one JSON line with the results\n");
+            "  --json                  also print one JSON line with the results\n"
+            "  --sequence N            N requests, each with its number in the body ({n}, digits {d0}...)\n"
+            "  --cycle M               numbered requests cycling over M numbers, for the duration\n"
+            "  --sequence-start S      the first number (default 0)\n");
 }
 
 static bool parse_endpoint(struct lg_config *c, const char *url)
@@ -217,29 +229,24 @@ static bool parse_args(struct lg_config *c, int argc, char **argv)
         O_BODY,
         O_BODYFILE,
         O_JSON,
+        O_SEQ,
+        O_CYCLE,
+        O_SEQSTART,
         O_HELP
     };
-    static const struct option opts[] = {{"endpoint", 1, 0, O_ENDPOINT},
-                                         {"ca", 1, 0, O_CA},
-                                         {"insecure-http", 0, 0, O_PLAIN},
-                                         {"no-verify", 0, 0, O_NOVERIFY},
-                                         {"region", 1, 0, O_REGION},
-                                         {"service", 1, 0, O_SERVICE},
-                                         {"access-key", 1, 0, O_AK},
-                                         {"secret-key", 1, 0, O_SK},
-                                         {"session-token", 1, 0, O_TOKEN},
-                                         {"credentials", 1, 0, O_CREDS},
-                                         {"profile", 1, 0, O_PROFILE},
-                                         {"connections", 1, 0, O_CONNS},
-                                         {"duration", 1, 0, O_DURATION},
-                                         {"requests", 1, 0, O_REQUESTS},
-                                         {"warmup", 1, 0, O_WARMUP},
-                                         {"target", 1, 0, O_TARGET},
-                                         {"body", 1, 0, O_BODY},
-                                         {"body-file", 1, 0, O_BODYFILE},
-                                         {"json", 0, 0, O_JSON},
-                                         {"help", 0, 0, O_HELP},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"endpoint", 1, 0, O_ENDPOINT},   {"ca", 1, 0, O_CA},
+        {"insecure-http", 0, 0, O_PLAIN}, {"no-verify", 0, 0, O_NOVERIFY},
+        {"region", 1, 0, O_REGION},       {"service", 1, 0, O_SERVICE},
+        {"access-key", 1, 0, O_AK},       {"secret-key", 1, 0, O_SK},
+        {"session-token", 1, 0, O_TOKEN}, {"credentials", 1, 0, O_CREDS},
+        {"profile", 1, 0, O_PROFILE},     {"connections", 1, 0, O_CONNS},
+        {"duration", 1, 0, O_DURATION},   {"requests", 1, 0, O_REQUESTS},
+        {"warmup", 1, 0, O_WARMUP},       {"target", 1, 0, O_TARGET},
+        {"body", 1, 0, O_BODY},           {"body-file", 1, 0, O_BODYFILE},
+        {"json", 0, 0, O_JSON},           {"sequence", 1, 0, O_SEQ},
+        {"cycle", 1, 0, O_CYCLE},         {"sequence-start", 1, 0, O_SEQSTART},
+        {"help", 0, 0, O_HELP},           {0, 0, 0, 0}};
     const char *endpoint = "https://127.0.0.1:8443", *creds = NULL, *profile = NULL, *target = "Encrypt";
     const char *akid = NULL, *secret = NULL, *token = NULL;
     c->region = "us-east-1";
@@ -296,6 +303,15 @@ static bool parse_args(struct lg_config *c, int argc, char **argv)
         case O_TARGET:
             target = optarg;
             break;
+        case O_SEQ:
+            c->seq_count = atol(optarg);
+            break;
+        case O_CYCLE:
+            c->cycle = atol(optarg);
+            break;
+        case O_SEQSTART:
+            c->seq_first = atol(optarg);
+            break;
         case O_BODY:
             free(c->body);
             c->body = strdup(optarg);
@@ -334,6 +350,14 @@ static bool parse_args(struct lg_config *c, int argc, char **argv)
     if (c->service == NULL) {
         c->service = service_for_target(c->target);
     }
+    if (c->seq_count < 0 || c->cycle < 0 || (c->seq_count > 0 && c->cycle > 0)) {
+        fprintf(stderr, "coffer-loadgen: --sequence and --cycle take a positive count, one of them\n");
+        return false;
+    }
+    if (c->seq_count > 0) {
+        c->requests = c->seq_count; /* every numbered request is measured: no warmup */
+        c->warmup_s = 0;
+    }
     if (c->body == NULL) {
         c->body = strdup("{}");
     }
@@ -349,28 +373,63 @@ struct lg_request {
     coffer_buf text; /* the whole HTTP request */
 };
 
-static bool request_build(const struct lg_config *c, struct lg_request *r, time_t now)
+/* The whole HTTP request of `body`, signed for `now`, into `text`. */
+static bool request_format(const struct lg_config *c, const char *body, time_t now, coffer_buf *text)
 {
     char amz_date[AWSCLIENT_AMZ_DATE_LEN];
     const char *token = c->creds.session_token.len ? (const char *)c->creds.session_token.data : NULL;
     coffer_buf authz = COFFER_BUF_INIT;
     if (awsclient_json_sign(&c->creds, c->region, c->service, c->host_header, c->target,
-                            coffer_cursor_from_str(c->body), (int64_t)now, amz_date, &authz) != COFFER_OK) {
+                            coffer_cursor_from_str(body), (int64_t)now, amz_date, &authz) != COFFER_OK) {
         fprintf(stderr, "coffer-loadgen: signing failed: %s\n", coffer_last_message());
         coffer_buf_free(&authz);
         return false;
     }
-    coffer_buf_reset(&r->text);
+    coffer_buf_reset(text);
     coffer_err rc = coffer_buf_printf(
-        &r->text,
+        text,
         "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: " AWSCLIENT_JSON_CONTENT_TYPE "\r\n"
         "X-Amz-Target: %s\r\nX-Amz-Date: %s\r\n%s%s%sAuthorization: %s\r\n"
         "Content-Length: %zu\r\nUser-Agent: coffer-loadgen\r\n\r\n%s",
         c->host_header, c->target, amz_date, token ? "X-Amz-Security-Token: " : "", token ? token : "",
-        token ? "\r\n" : "", (const char *)authz.data, strlen(c->body), c->body);
+        token ? "\r\n" : "", (const char *)authz.data, strlen(body), body);
     coffer_buf_free(&authz);
-    r->second = now;
     return rc == COFFER_OK;
+}
+
+static bool request_build(const struct lg_config *c, struct lg_request *r, time_t now)
+{
+    r->second = now;
+    return request_format(c, c->body, now, &r->text);
+}
+
+/* The template with request number `num` in place of "{n}" and its digits "{dK}" (ssm bench). */
+static bool request_numbered(const struct lg_config *c, long num, coffer_buf *text)
+{
+    long last = c->seq_count > 0 ? c->seq_first + c->seq_count - 1 : c->seq_first + c->cycle - 1;
+    char digits[24], number[24];
+    int width = snprintf(digits, sizeof(digits), "%ld", last);
+    snprintf(digits, sizeof(digits), "%0*ld", width, num);
+    snprintf(number, sizeof(number), "%ld", num);
+    coffer_buf body = COFFER_BUF_INIT;
+    bool ok = true;
+    for (const char *p = c->body; *p != 0 && ok;) {
+        if (strncmp(p, "{n}", 3) == 0) {
+            ok = coffer_buf_append(&body, number, strlen(number)) == COFFER_OK;
+            p += 3;
+        } else if (p[0] == '{' && p[1] == 'd' && p[2] >= '0' && p[2] <= '9' && p[3] == '}' &&
+                   p[2] - '0' < width) {
+            ok = coffer_buf_append(&body, &digits[p[2] - '0'], 1) == COFFER_OK;
+            p += 4;
+        } else {
+            ok = coffer_buf_append(&body, p, 1) == COFFER_OK;
+            p++;
+        }
+    }
+    ok = ok && coffer_buf_nul_terminate(&body) == COFFER_OK &&
+         request_format(c, (const char *)body.data, time(NULL), text);
+    coffer_buf_free(&body);
+    return ok;
 }
 
 /* ================================================================================================
@@ -410,6 +469,7 @@ struct lg {
     struct lg_stats st;
     bool measuring, stop;
     uint64_t measure_start_ns;
+    long seq_sent; /* numbered requests sent so far */
 };
 
 static uint64_t now_ns(void)
@@ -728,15 +788,27 @@ static void conn_drive(struct lg *g, struct lg_conn *c)
             if (g->stop) {
                 return;
             }
-            time_t sec = time(NULL);
-            if (sec != g->req.second && !request_build(&g->cfg, &g->req, sec)) {
-                g->stop = true;
-                return;
-            }
-            coffer_buf_reset(&c->out);
-            if (coffer_buf_append_cur(&c->out, coffer_buf_cursor(&g->req.text)) != COFFER_OK) {
-                g->stop = true;
-                return;
+            if (g->cfg.seq_count > 0 || g->cfg.cycle > 0) {
+                if (g->cfg.seq_count > 0 && g->seq_sent >= g->cfg.seq_count) {
+                    return; /* all sent: the connection waits for the run to end */
+                }
+                long k = g->seq_sent++;
+                long num = g->cfg.seq_first + (g->cfg.cycle > 0 ? k % g->cfg.cycle : k);
+                if (!request_numbered(&g->cfg, num, &c->out)) {
+                    g->stop = true;
+                    return;
+                }
+            } else {
+                time_t sec = time(NULL);
+                if (sec != g->req.second && !request_build(&g->cfg, &g->req, sec)) {
+                    g->stop = true;
+                    return;
+                }
+                coffer_buf_reset(&c->out);
+                if (coffer_buf_append_cur(&c->out, coffer_buf_cursor(&g->req.text)) != COFFER_OK) {
+                    g->stop = true;
+                    return;
+                }
             }
             c->out_off = 0;
             c->in_len = 0;

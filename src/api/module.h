@@ -37,6 +37,9 @@ struct api_host {
     api_event_sink record;
     void *record_ctx;
     const void *settings; /* the service's own settings block from the configuration; NULL: defaults */
+    /* The daemon's data directory, where a service may keep files of its own (Parameter Store:
+     * events/ssm.jsonl); NULL: none (tests), the service keeps no files. */
+    const char *data_dir;
     /*
      * The in-process interface of a service started before this one (api_module.interface),
      * by module name ("kms" gives a const struct kms_api *, kms/kms.h); NULL when there is no

@@ -95,6 +95,17 @@
       "The parameter value does not match the allowed pattern.")                                             \
     X(COFFER_ERR_INVALID_PATTERN, "InvalidAllowedPatternException", 400,                                     \
       "The allowed pattern is not valid.")                                                                   \
+    X(COFFER_ERR_INVALID_POLICY_TYPE, "InvalidPolicyTypeException", 400,                                     \
+      "The policy type isn't supported. Parameter Store supports the following policy types: Expiration, "   \
+      "ExpirationNotification, and NoChangeNotification.")                                                   \
+    X(COFFER_ERR_INVALID_POLICY_ATTRIBUTE, "InvalidPolicyAttributeException", 400,                           \
+      "A policy attribute or its value is invalid.")                                                         \
+    X(COFFER_ERR_POLICIES_LIMIT, "PoliciesLimitExceededException", 400,                                      \
+      "You specified more than the maximum number of allowed policies for the parameter. The maximum is "    \
+      "10.")                                                                                                 \
+    X(COFFER_ERR_INCOMPATIBLE_POLICY, "IncompatiblePolicyException", 400,                                    \
+      "There is a conflict in the policies specified for this parameter. You can't, for example, specify "   \
+      "two Expiration policies for a parameter. Review your policies, and try again.")                       \
     X(COFFER_ERR_INVALID_KEY_ID, "InvalidKeyId", 400, "The query key ID isn't valid.")                       \
     X(COFFER_ERR_TOO_MANY_UPDATES, "TooManyUpdates", 400,                                                    \
       "There are concurrent updates for a resource that supports one update at a time.")                     \

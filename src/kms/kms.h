@@ -177,8 +177,10 @@ coffer_err kms_service_rotate_due(struct kms_service *svc, int64_t now_ms)
  * of the caller's own request, so KMS decides with the caller's identity, exactly as for an
  * Encrypt or Decrypt the caller sent itself, with kms:ViaService = `via_service`
  * ("ssm.<region>.amazonaws.com") in the request context: the AWS managed key of that service
- * (alias/aws/ssm, created on first use) allows only such calls. The calls are not audited as
- * KMS events of their own; the calling service's event records the request.
+ * (alias/aws/ssm, created on first use) allows only such calls. Each call is a KMS event of its
+ * own in the audit trail, as CloudTrail records a service's calls for a user: the caller's
+ * identity, invokedBy the service ("ssm.amazonaws.com"), the request's id; when the trail
+ * cannot take the event the call fails (COFFER_ERR_AUDIT).
  *
  *   encrypt: `key_id` (id, ARN, alias name or alias ARN) encrypts `plaintext` under the
  *            encryption context `ec` (a JSON object of strings, may be NULL); *ciphertext_b64
@@ -198,6 +200,15 @@ struct kms_api {
     coffer_err (*decrypt)(struct kms_service *svc, const struct api_call *call, const char *via_service,
                           const char *ciphertext_b64, const json_t *ec, coffer_buf *plaintext, char *key_arn,
                           size_t n);
+    /*
+     * generate_data_key: a new data key of `n_bytes` under `key_id` and `ec`: `plaintext`
+     * (initialised here, a secret buffer the caller frees) and *ciphertext_b64 (free()), the
+     * base64 CiphertextBlob that decrypt takes back; key_arn (size n) the key's ARN.
+     */
+    coffer_err (*generate_data_key)(struct kms_service *svc, const struct api_call *call,
+                                    const char *via_service, const char *key_id, const json_t *ec,
+                                    size_t n_bytes, coffer_buf *plaintext, char **ciphertext_b64,
+                                    char *key_arn, size_t n);
 };
 
 /* Wipes cached key material and frees everything; accepts NULL. No call may be in flight. */

@@ -2,13 +2,18 @@
  * KMS for the other services of the daemon (struct kms_api, kms.h): Encrypt and Decrypt run as
  * the handlers the wire requests run, on a call carrying the original caller, so the key policy,
  * the identity policies, grants, key state and the encryption context are checked by the one
- * code path; only kms:ViaService tells the two apart.
+ * code path; only kms:ViaService tells the two apart. Each call is in the audit trail as
+ * CloudTrail records the KMS calls a service makes for a user: a KMS event (eventSource
+ * kms.amazonaws.com) of the caller's identity, invokedBy the service ("ssm.amazonaws.com").
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/codec.h"
 #include "common/secret.h"
+#include "common/timeutil.h"
+#include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
 /* Wipes the string `member` of `obj` in place (base64 of a plaintext). */
@@ -20,15 +25,82 @@ static void wipe_member(json_t *obj, const char *member)
     }
 }
 
-/* Runs `handler` on a call of the caller's identity with `input`; *out is its output. */
+/* "ssm.amazonaws.com", the service principal of an endpoint "ssm.<region>.amazonaws.com". */
+static void service_principal(const char *via_service, char *out, size_t n)
+{
+    const char *dot = strchr(via_service, '.');
+    snprintf(out, n, "%.*s.amazonaws.com", dot != NULL ? (int)(dot - via_service) : (int)strlen(via_service),
+             via_service);
+}
+
+/*
+ * The KMS event of one in-process call: the caller's identity, invokedBy the service, the
+ * request's id, and what the call was asked (key, encryption context, never a plaintext).
+ */
+static json_t *inproc_event(struct kms_service *svc, const struct api_call *call, const char *via_service,
+                            const char *operation, const json_t *input, coffer_err rc, const char *why,
+                            const char *key_arn, const char *id)
+{
+    char principal[128], when[40];
+    service_principal(via_service, principal, sizeof(principal));
+    coffer_time_iso8601(call->now_ms / 1000, when, sizeof(when));
+    const struct api_caller *c = call->caller;
+    json_t *req = json_object();
+    const json_t *key_id = json_object_get(input, "KeyId"), *ec = json_object_get(input, "EncryptionContext");
+    const json_t *nbytes = json_object_get(input, "NumberOfBytes");
+    if (req == NULL || (key_id != NULL && json_object_set(req, "keyId", (json_t *)key_id) != 0) ||
+        (nbytes != NULL && json_object_set(req, "numberOfBytes", (json_t *)nbytes) != 0) ||
+        (ec != NULL && json_object_set_new(req, "encryptionContext", json_deep_copy(ec)) != 0) ||
+        (nbytes == NULL &&
+         json_object_set_new(req, "encryptionAlgorithm", json_string("SYMMETRIC_DEFAULT")) != 0)) {
+        json_decref(req);
+        return NULL;
+    }
+    json_t *ev =
+        json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:n, "
+                  "s:s, s:s, s:b, s:[], s:s, s:b, s:s}",
+                  "eventVersion", "1.08", "userIdentity", "type", api_principal_trail_type(c->principal_kind),
+                  "principalId", c->principal_id, "arn", c->principal_arn, "accountId", c->account_id,
+                  "accessKeyId", c->access_key_id, "invokedBy", principal, "eventTime", when, "eventSource",
+                  svc->api.event_source, "eventName", operation, "awsRegion", call->region, "sourceIPAddress",
+                  principal, "userAgent", principal, "requestParameters", req, "responseElements",
+                  "requestID", call->request_id, "eventID", id, "readOnly", 1, "resources", "eventType",
+                  "AwsApiCall", "managementEvent", 0, "recipientAccountId", c->account_id);
+    if (ev == NULL) {
+        return NULL;
+    }
+    if (rc != COFFER_OK) {
+        struct api_error e = api_service_error(&svc->api, rc);
+        if (json_object_set_new(ev, "errorCode", json_string(e.type)) != 0 ||
+            json_object_set_new(ev, "errorMessage", json_string(why[0] != 0 ? why : e.message)) != 0) {
+            json_decref(ev);
+            return NULL;
+        }
+    }
+    if (key_arn != NULL && json_array_append_new(json_object_get(ev, "resources"),
+                                                 json_pack("{s:s, s:s, s:s}", "accountId", c->account_id,
+                                                           "type", "AWS::KMS::Key", "ARN", key_arn)) != 0) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+/* Runs `handler` on a call of the caller's identity with `input`; *out is its output. The call
+ * is on record before its result is used: when the trail cannot take it, the call fails. */
 static coffer_err run_as_caller(struct kms_service *svc, const struct api_call *call, const char *via_service,
                                 const char *operation, api_handler handler, json_t *input, json_t **out)
 {
+    /* The KMS event's own id, known before the call: key last usage names it. */
+    char event_id[CRYPTO_UUID_STR_LEN + 1];
+    if (crypto_uuid_v4(event_id) != COFFER_OK) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "no event id");
+    }
     struct api_call sub = {
         .caller = call->caller,
         .region = call->region,
         .request_id = call->request_id,
-        .event_id = call->event_id,
+        .event_id = event_id,
         .operation = operation,
         .now_ms = call->now_ms,
         .input = input,
@@ -39,6 +111,21 @@ static coffer_err run_as_caller(struct kms_service *svc, const struct api_call *
     json_decref(sub.audit_response);
     json_decref(sub.audit_resources);
     *out = sub.output;
+    if (svc->event_sink != NULL) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s",
+                 rc != COFFER_OK && coffer_last_err() == rc ? coffer_last_message() : "");
+        const char *key_arn =
+            rc == COFFER_OK ? json_string_value(json_object_get(sub.output, "KeyId")) : NULL;
+        json_t *ev = inproc_event(svc, call, via_service, operation, input, rc, why, key_arn, event_id);
+        coffer_err arc = ev != NULL ? svc->event_sink(svc->event_ctx, ev) : kms_nomem();
+        json_decref(ev);
+        if (arc != COFFER_OK) {
+            rc = coffer_fail(COFFER_ERR_AUDIT, "the audit trail cannot be written");
+        } else if (rc != COFFER_OK) {
+            rc = coffer_fail(rc, "%s", why); /* the detail the failure gave, for the calling service */
+        }
+    }
     if (rc != COFFER_OK) {
         json_decref(sub.output);
         *out = NULL;
@@ -103,7 +190,46 @@ out:
     return rc;
 }
 
+static coffer_err inproc_generate_data_key(struct kms_service *svc, const struct api_call *call,
+                                           const char *via_service, const char *key_id, const json_t *ec,
+                                           size_t n_bytes, coffer_buf *plaintext, char **ciphertext_b64,
+                                           char *key_arn, size_t n)
+{
+    json_t *input = NULL, *out = NULL;
+    coffer_err rc = COFFER_OK;
+    *ciphertext_b64 = NULL;
+    coffer_buf_init(plaintext, true);
+    input = json_pack("{s:s, s:I}", "KeyId", key_id, "NumberOfBytes", (json_int_t)n_bytes);
+    if (input == NULL || (ec != NULL && json_object_set(input, "EncryptionContext", (json_t *)ec) != 0)) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    TRY_OUT(run_as_caller(svc, call, via_service, "GenerateDataKey", kms_op_GenerateDataKey, input, &out));
+    const char *b64 = json_string_value(json_object_get(out, "Plaintext"));
+    const char *blob = json_string_value(json_object_get(out, "CiphertextBlob"));
+    const char *arn = json_string_value(json_object_get(out, "KeyId"));
+    if (b64 == NULL || blob == NULL || arn == NULL) {
+        FAIL_OUT(COFFER_ERR_INTERNAL, "GenerateDataKey answered without a data key");
+    }
+    rc = coffer_b64_decode(coffer_cursor_from_str(b64), plaintext);
+    wipe_member(out, "Plaintext");
+    TRY_OUT(rc);
+    if ((*ciphertext_b64 = strdup(blob)) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    coffer_str_copy(key_arn, n, arn);
+out:
+    if (rc != COFFER_OK) {
+        coffer_buf_free(plaintext);
+    }
+    json_decref(out);
+    json_decref(input);
+    return rc;
+}
+
 void kms_inproc_init(struct kms_service *svc)
 {
-    svc->inproc = (struct kms_api){.svc = svc, .encrypt = inproc_encrypt, .decrypt = inproc_decrypt};
+    svc->inproc = (struct kms_api){.svc = svc,
+                                   .encrypt = inproc_encrypt,
+                                   .decrypt = inproc_decrypt,
+                                   .generate_data_key = inproc_generate_data_key};
 }

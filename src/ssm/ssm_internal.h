@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "common/buf.h"
 #include "iam/authz.h"
 #include "kms/kms.h"
 #include "ssm/ssm.h"
@@ -35,12 +36,19 @@
 #define SSM_KEY_MAX (128 + SSM_NAME_MAX + 8) /* names are checked to fit the store's 1024 */
 #define SSM_ARN_PREFIX_MAX 128
 #define SSM_DEFAULT_KEY "alias/aws/ssm"
-#define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
+#define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values use envelope encryption */
+
+struct ssm_events;
 
 struct ssm {
     store *st;
     authz *az;                 /* NULL: any authenticated caller may do anything in its account */
     const struct kms_api *kms; /* the daemon's KMS; NULL: no SecureString */
+    const char *region;        /* the daemon's region (the scheduler's calls have no request) */
+    api_event_sink record;     /* the audit trail, for what the scheduler does; NULL: not recorded */
+    void *record_ctx;
+    struct ssm_events *events; /* the policy events log; NULL: no data dir, events are dropped */
+    struct api_job jobs[1];
     struct api_service api;
 };
 
@@ -81,9 +89,61 @@ coffer_err ssm_parameter_json(const struct ssm *s, const struct api_call *call, 
                               const json_t *ver, const char *selector, bool decrypt, json_t **out)
     __attribute__((warn_unused_result));
 
+/*
+ * SecureString values (ssm_envelope.c): one KMS Encrypt up to SSM_KMS_MAX_PLAINTEXT bytes,
+ * envelope encryption beyond (the version's "ValueFormat" is then SSM_VALUE_ENVELOPE).
+ * encrypt: *stored (free()) is the Value to keep, *format the ValueFormat (NULL: none).
+ * decrypt: `plain` (initialised here, a secret buffer the caller frees) from `ver`.
+ */
+#define SSM_VALUE_ENVELOPE "envelope-1"
+coffer_err ssm_value_encrypt(const struct ssm *s, const struct api_call *call, const char *canon,
+                             const char *key_id, const char *value, char **stored, const char **format)
+    __attribute__((warn_unused_result));
+coffer_err ssm_value_decrypt(const struct ssm *s, const struct api_call *call, const char *canon,
+                             const json_t *ver, coffer_buf *plain) __attribute__((warn_unused_result));
+
 /* A read's reference (name or ARN, optional selector) to its record and version (ssm_ops_get.c). */
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
                        const json_t **ver_out, char *selector, size_t sel_n)
     __attribute__((warn_unused_result));
+
+/*
+ * Parameter policies (ssm_policy.c). A version carries "Policies": [{"PolicyText",
+ * "PolicyType", "PolicyStatus"}] as DescribeParameters reports them.
+ */
+#define SSM_MAX_POLICIES 10
+enum { SSM_POLICY_EXPIRATION, SSM_POLICY_EXPIRATION_NOTIFICATION, SSM_POLICY_NO_CHANGE };
+/*
+ * Checks PutParameter's Policies string (a JSON array) at `now_ms` and makes its items, all
+ * Pending; "[{}]" gives none. InvalidPolicyTypeException, InvalidPolicyAttributeException,
+ * PoliciesLimitExceededException, IncompatiblePolicyException or ValidationException.
+ */
+coffer_err ssm_policies_parse(const char *text, int64_t now_ms, json_t **out)
+    __attribute__((warn_unused_result));
+/* An ISO-8601 instant ("...Z" or with an offset) in epoch ms: 0, or -1 when malformed. */
+int ssm_policy_parse_time(const char *s, int64_t *out_ms);
+/* SSM_POLICY_* of a Policies item; -1 when unknown. */
+int ssm_policy_kind(const json_t *item);
+/* When item `i` of `policies` acts, for a version last modified at `modified_ms`; -1: never
+ * (Finished, or nothing to act on). */
+int64_t ssm_policy_due(const json_t *policies, size_t i, int64_t modified_ms);
+/* A new copy of the Policies of `ver` ([] when it has none). */
+json_t *ssm_policies_of(const json_t *ver);
+
+/*
+ * The scheduler (ssm_jobs.c). A policy that will act has an index record
+ * "ssm/due/<ms, 16 digits>/<policy index, 2 digits><parameter key minus "ssm/param">", listed
+ * in the parameter record's "Due" array, so a run reads only what is due. ssm_due_rewrite drops
+ * the entries `old_rec` lists and writes those of the latest version of `rec` (its "Due" set).
+ */
+coffer_err ssm_due_rewrite(store_txn *t, const char *param_key, const json_t *old_rec, json_t *rec)
+    __attribute__((warn_unused_result));
+coffer_err ssm_policy_job(void *ctx, int64_t now_ms);
+
+/* The policy events log "<data dir>/events/ssm.jsonl" (ssm_events.c). */
+coffer_err ssm_events_open(const char *data_dir, struct ssm_events **out) __attribute__((warn_unused_result));
+/* Appends `event` as one line and fsyncs it. */
+coffer_err ssm_events_append(struct ssm_events *ev, const json_t *event) __attribute__((warn_unused_result));
+void ssm_events_close(struct ssm_events *ev);
 
 #endif

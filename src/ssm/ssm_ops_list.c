@@ -352,7 +352,8 @@ static bool visit_metadata(struct page *pg, const json_t *rec, const char *canon
                           ssm_vstr(ver, "Type"), "LastModifiedDate", ssm_date_of(ver), "LastModifiedUser",
                           ssm_vstr(ver, "LastModifiedUser"), "Version", ssm_vint(ver, "Version"), "Tier",
                           ssm_vstr(ver, "Tier"), "Policies", "DataType", ssm_vstr(ver, "DataType"));
-    if (m == NULL) {
+    if (m == NULL || json_object_set_new(m, "Policies", ssm_policies_of(ver)) != 0) {
+        json_decref(m);
         return false;
     }
     static const char *const optional[] = {"Description", "AllowedPattern", "KeyId", NULL};
@@ -505,7 +506,8 @@ coffer_err ssm_op_GetParameterHistory(void *state, struct api_call *call)
                       ssm_vstr(v, "Type"), "LastModifiedDate", ssm_date_of(v), "LastModifiedUser",
                       ssm_vstr(v, "LastModifiedUser"), "Value", value, "Version", ssm_vint(v, "Version"),
                       "Labels", "Tier", ssm_vstr(v, "Tier"), "Policies", "DataType", ssm_vstr(v, "DataType"));
-        if (h == NULL || json_array_append_new(items, h) != 0) {
+        if (h == NULL || json_array_append_new(items, h) != 0 ||
+            json_object_set_new(h, "Policies", ssm_policies_of(v)) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
         static const char *const optional[] = {"Description", "AllowedPattern", "KeyId", NULL};

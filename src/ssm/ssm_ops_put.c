@@ -147,15 +147,13 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         /* never stored in clear: without KMS there is nothing to encrypt it with */
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters need KMS.");
     }
-    if (policies != NULL) {
-        return coffer_fail(COFFER_ERR_VALIDATION, "Parameter policies are not supported yet.");
-    }
     TRY(ssm_authorize_param(s, call, canon));
 
     char key[SSM_KEY_MAX];
     ssm_param_key(call, canon, key, sizeof(key));
     store_txn *t = NULL;
-    json_t *rec = NULL, *ver = NULL, *cur = NULL, *ec = NULL;
+    json_t *rec = NULL, *ver = NULL, *cur = NULL, *pols = NULL;
+    const char *value_format = NULL;
     char *cipher = NULL;
     coffer_err rc = COFFER_OK;
     /* read first: encrypting may write a record (the AWS managed key, made on first use), which
@@ -180,8 +178,23 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
                  "advanced "
                  "parameter and recreate it as a standard parameter.");
     }
-    bool advanced =
-        tier == TIER_ADVANCED || was_advanced || (tier == TIER_INTELLIGENT && chars > SSM_STANDARD_MAX_VALUE);
+    /* Policies replace the whole set; an overwrite without them keeps the previous ones */
+    if (policies != NULL) {
+        TRY_OUT(ssm_policies_parse(policies, call->now_ms, &pols));
+    } else if ((pols = prev != NULL ? ssm_policies_of(prev) : json_array()) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    bool has_policies = json_array_size(pols) > 0;
+    bool advanced = tier == TIER_ADVANCED || was_advanced ||
+                    (tier == TIER_INTELLIGENT && (chars > SSM_STANDARD_MAX_VALUE || has_policies));
+    if (has_policies && !advanced) {
+        FAIL_OUT(
+            COFFER_ERR_VALIDATION,
+            "Parameter policies are supported only for the advanced-parameter tier. To use parameter "
+            "policies, upgrade the parameter to use the advanced-parameter tier. For more information, see "
+            "https://docs.aws.amazon.com/systems-manager/latest/userguide/"
+            "parameter-store-advanced-parameters.html");
+    }
     if (!advanced && chars > SSM_STANDARD_MAX_VALUE) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "Standard tier parameters support a maximum parameter value of 4096 "
                                         "characters. To create a larger "
@@ -214,21 +227,7 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         }
         const char *prev_key = prev != NULL ? ssm_vstr(prev, "KeyId") : NULL;
         eff_key = key_id != NULL ? key_id : (prev_key != NULL ? prev_key : SSM_DEFAULT_KEY);
-        if (strlen(value) > SSM_KMS_MAX_PLAINTEXT) {
-            FAIL_OUT(COFFER_ERR_VALIDATION, "SecureString values longer than %d bytes are not supported.",
-                     SSM_KMS_MAX_PLAINTEXT);
-        }
-        char via[96], key_arn[512];
-        snprintf(via, sizeof(via), "ssm.%s.amazonaws.com", call->region);
-        if ((ec = ssm_value_context(call, canon)) == NULL) {
-            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-        }
-        rc = s->kms->encrypt(s->kms->svc, call, via, eff_key, ec, coffer_cursor_from_str(value), &cipher,
-                             key_arn, sizeof(key_arn));
-        if (rc != COFFER_OK) {
-            rc = ssm_kms_failure(rc);
-            goto out;
-        }
+        TRY_OUT(ssm_value_encrypt(s, call, canon, eff_key, value, &cipher, &value_format));
     }
 
     json_int_t version = prev != NULL ? ssm_vint(prev, "Version") + 1 : 1;
@@ -242,6 +241,24 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     TRY_OUT(inherit(ver, "Description", description, prev));
     TRY_OUT(inherit(ver, "AllowedPattern", pattern, prev));
     if (eff_key != NULL && json_object_set_new(ver, "KeyId", json_string(eff_key)) != 0) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (value_format != NULL && json_object_set_new(ver, "ValueFormat", json_string(value_format)) != 0) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (policies == NULL) {
+        /* a new version restarts the clock of a NoChangeNotification */
+        size_t i;
+        json_t *item;
+        json_array_foreach(pols, i, item)
+        {
+            if (ssm_policy_kind(item) == SSM_POLICY_NO_CHANGE &&
+                json_object_set_new(item, "PolicyStatus", json_string("Pending")) != 0) {
+                FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+            }
+        }
+    }
+    if (has_policies && json_object_set(ver, "Policies", pols) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     TRY_OUT(store_txn_begin(s->st, &t));
@@ -265,6 +282,7 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     while (json_array_size(versions) > SSM_MAX_VERSIONS) {
         json_array_remove(versions, 0);
     }
+    TRY_OUT(ssm_due_rewrite(t, key, cur, rec));
     TRY_OUT(ssm_rec_store(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
@@ -276,10 +294,10 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
 out:
     store_txn_abort(t);
     free(cipher);
-    json_decref(ec);
     json_decref(cur);
     json_decref(ver);
     json_decref(rec);
+    json_decref(pols);
     return rc;
 }
 

@@ -168,21 +168,11 @@ coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, cons
     if (s->kms == NULL) {
         return coffer_fail(COFFER_ERR_INVALID_KEY_ID, "The query key ID isn't valid.");
     }
-    char via[96], key_arn[512];
-    snprintf(via, sizeof(via), "ssm.%s.amazonaws.com", call->region);
-    json_t *ec = ssm_value_context(call, canon);
-    if (ec == NULL) {
-        return ssm_oom();
-    }
     coffer_buf plain;
-    coffer_err rc =
-        s->kms->decrypt(s->kms->svc, call, via, ssm_vstr(ver, "Value"), ec, &plain, key_arn, sizeof(key_arn));
-    json_decref(ec);
+    coffer_err rc = ssm_value_decrypt(s, call, canon, ver, &plain);
     if (rc == COFFER_OK) {
         *out = json_stringn((const char *)plain.data, plain.len);
         rc = *out != NULL ? COFFER_OK : ssm_oom();
-    } else {
-        rc = ssm_kms_failure(rc);
     }
     coffer_buf_free(&plain);
     return rc;

@@ -44,6 +44,19 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     s->st = host->store;
     s->az = host->authz;
     s->kms = host->lookup != NULL ? host->lookup(host->lookup_ctx, "kms") : NULL;
+    s->region = host->region;
+    s->record = host->record;
+    s->record_ctx = host->record_ctx;
+    if (host->data_dir != NULL) {
+        coffer_err rc = ssm_events_open(host->data_dir, &s->events);
+        if (rc != COFFER_OK) {
+            free(s);
+            return rc;
+        }
+    }
+    /* parameter policies, at every tick of the daemon's scheduler (cofferd --sweep-interval) */
+    s->jobs[0] =
+        (struct api_job){.name = "parameter policies", .fn = ssm_policy_job, .ctx = s, .period_s = 0};
     s->api = (struct api_service){
         .target_prefix = "AmazonSSM",
         .signing_name = "ssm",
@@ -54,6 +67,8 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
         .errors = ssm_errors,
         .n_errors = sizeof(ssm_errors) / sizeof(ssm_errors[0]),
         .sensitive_members = ssm_sensitive_members,
+        .jobs = s->jobs,
+        .n_jobs = sizeof(s->jobs) / sizeof(s->jobs[0]),
     };
     *instance = s;
     *api = &s->api;
@@ -62,6 +77,10 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
 
 static void ssm_stop(void *instance)
 {
+    struct ssm *s = instance;
+    if (s != NULL) {
+        ssm_events_close(s->events);
+    }
     free(instance);
 }
 
