@@ -90,7 +90,7 @@ static coffer_err set_listen(struct server_config *c, const char *v)
     }
     memcpy(c->listen_host, host, hlen);
     c->listen_host[hlen] = '\0';
-    long port;
+    long port = 0;
     TRY(parse_long(colon + 1, 0, 65535, "listen port", &port));
     c->listen_port = (int)port;
     return COFFER_OK;
@@ -140,7 +140,7 @@ static coffer_err set_authorization(struct server_config *c, const char *v)
 #define NUMBER_SETTER(name, field, type, lo, hi, flag)                                                       \
     static coffer_err set_##name(struct server_config *c, const char *v)                                     \
     {                                                                                                        \
-        long x;                                                                                              \
+        long x = 0;                                                                                          \
         TRY(parse_long(v, lo, hi, flag, &x));                                                                \
         c->field = (type)x;                                                                                  \
         return COFFER_OK;                                                                                    \

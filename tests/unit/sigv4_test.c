@@ -209,8 +209,10 @@ static void expect_fail(coffer_err rc, coffer_err want, const char *msg)
 
 static char *slurp(const char *dir, const char *name, size_t *len)
 {
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         return NULL;
