@@ -36,6 +36,8 @@
 #define SSM_ARN_PREFIX_MAX 128
 #define SSM_DEFAULT_KEY "alias/aws/ssm"
 #define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
+#define SSM_LABEL_MAX 100          /* characters of a label */
+#define SSM_MAX_LABELS 10          /* labels on one version */
 
 struct ssm {
     store *st;
@@ -64,7 +66,8 @@ coffer_err ssm_authorize_param(const struct ssm *s, const struct api_call *call,
 coffer_err ssm_rec_parse(coffer_cursor v, json_t **out) __attribute__((warn_unused_result));
 coffer_err ssm_rec_load(store *st, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
-coffer_err ssm_rec_store(store_txn *t, const char *key, const json_t *rec) __attribute__((warn_unused_result));
+coffer_err ssm_rec_store(store_txn *t, const char *key, const json_t *rec)
+    __attribute__((warn_unused_result));
 json_t *ssm_rec_latest(const json_t *rec);
 const char *ssm_vstr(const json_t *ver, const char *member);
 json_int_t ssm_vint(const json_t *ver, const char *member);
@@ -74,14 +77,29 @@ coffer_err ssm_oom(void);
 /* Values (ssm_record.c). */
 json_t *ssm_value_context(const struct api_call *call, const char *canon);
 coffer_err ssm_kms_failure(coffer_err rc);
-coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, const char *canon, const json_t *ver,
-                          bool decrypt, json_t **out) __attribute__((warn_unused_result));
+coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, const char *canon,
+                          const json_t *ver, bool decrypt, json_t **out) __attribute__((warn_unused_result));
 coffer_err ssm_parameter_json(const struct ssm *s, const struct api_call *call, const json_t *rec,
                               const json_t *ver, const char *selector, bool decrypt, json_t **out)
     __attribute__((warn_unused_result));
 
 /* A read's reference (name or ARN, optional selector) to its record and version (ssm_ops_get.c). */
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
-                       const json_t **ver_out, char *selector, size_t sel_n) __attribute__((warn_unused_result));
+                       const json_t **ver_out, char *selector, size_t sel_n)
+    __attribute__((warn_unused_result));
+
+/*
+ * Labels (ssm_ops_label.c: LabelParameterVersion, UnlabelParameterVersion, labels in reads and
+ * the 100-version rule). A version's labels are its "Labels" member (a list of strings, absent
+ * when it has none); a label is on at most one version of a parameter.
+ */
+/* The version of `rec` carrying `label`, or NULL. */
+const json_t *ssm_rec_labeled(const json_t *rec, const char *label);
+/* The version a listing reports: the one a Label filter of `filters` names (NULL when none
+ * carries it), else the latest. */
+const json_t *ssm_rec_version_for(const json_t *rec, const json_t *filters);
+/* Drops the oldest versions past SSM_MAX_VERSIONS; ParameterMaxVersionLimitExceeded (nothing
+ * changed but what was dropped already) when the oldest carries a label. */
+coffer_err ssm_versions_trim(json_t *rec) __attribute__((warn_unused_result));
 
 #endif

@@ -15,7 +15,7 @@
  * *ver_out points into it.
  */
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
-                          const json_t **ver_out, char *selector, size_t sel_n)
+                       const json_t **ver_out, char *selector, size_t sel_n)
 {
     char prefix[SSM_ARN_PREFIX_MAX], name[SSM_NAME_MAX + 2], label[101], canon[SSM_NAME_MAX + 1];
     int64_t version = 0;
@@ -33,12 +33,17 @@ coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const c
     ssm_param_key(call, canon, key, sizeof(key));
     json_t *rec = NULL;
     TRY(ssm_rec_load(s->st, NULL, key, &rec));
-    if (rec == NULL || label[0] != 0) {
-        /* labels are not kept yet: a label selects nothing */
-        json_decref(rec);
+    if (rec == NULL) {
         return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
     }
     const json_t *ver = ssm_rec_latest(rec);
+    if (label[0] != 0) {
+        snprintf(selector, sel_n, ":%s", label);
+        if ((ver = ssm_rec_labeled(rec, label)) == NULL) {
+            json_decref(rec);
+            return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
+        }
+    }
     if (version > 0) {
         snprintf(selector, sel_n, ":%lld", (long long)version);
         ver = NULL;
@@ -75,9 +80,10 @@ coffer_err ssm_op_GetParameter(void *state, struct api_call *call)
     TRY(api_in_done(&in));
     json_t *rec = NULL, *param = NULL;
     const json_t *ver = NULL;
-    char selector[32];
+    char selector[SSM_LABEL_MAX + 2];
     TRY(ssm_resolve(s, call, name, &rec, &ver, selector, sizeof(selector)));
-    coffer_err rc = ssm_parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
+    coffer_err rc =
+        ssm_parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
     json_decref(rec);
     TRY(rc);
     call->output = json_pack("{s:o}", "Parameter", param);
@@ -114,7 +120,7 @@ coffer_err ssm_op_GetParameters(void *state, struct api_call *call)
     {
         json_t *rec = NULL, *param = NULL;
         const json_t *ver = NULL;
-        char selector[32];
+        char selector[SSM_LABEL_MAX + 2];
         rc = ssm_resolve(s, call, json_string_value(n), &rec, &ver, selector, sizeof(selector));
         if (rc == COFFER_ERR_NOT_FOUND || rc == COFFER_ERR_VERSION_NOT_FOUND || rc == COFFER_ERR_VALIDATION ||
             rc == COFFER_ERR_HIERARCHY_LIMIT) {

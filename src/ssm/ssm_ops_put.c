@@ -198,8 +198,9 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     const char *eff_pattern =
         pattern != NULL ? pattern : (prev != NULL ? ssm_vstr(prev, "AllowedPattern") : NULL);
     TRY_OUT(pattern_check(eff_pattern, value));
-    const char *eff_dt =
-        data_type != NULL && data_type[0] != 0 ? data_type : (prev != NULL ? ssm_vstr(prev, "DataType") : "text");
+    const char *eff_dt = data_type != NULL && data_type[0] != 0
+                             ? data_type
+                             : (prev != NULL ? ssm_vstr(prev, "DataType") : "text");
     TRY_OUT(check_data_type(eff_dt, value));
     const char *eff_type = type >= 0 ? types[type] : ssm_vstr(prev, "Type");
     bool secure = strcmp(eff_type, "SecureString") == 0;
@@ -245,10 +246,15 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     }
     TRY_OUT(store_txn_begin(s->st, &t));
     TRY_OUT(ssm_rec_load(s->st, t, key, &cur));
-    if ((cur == NULL) != (rec == NULL) || (cur != NULL && ssm_vint(ssm_rec_latest(cur), "Version") != version - 1)) {
+    if ((cur == NULL) != (rec == NULL) ||
+        (cur != NULL && ssm_vint(ssm_rec_latest(cur), "Version") != version - 1)) {
         FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
                  "There are concurrent updates for a resource that supports one update at a time.");
     }
+    /* build on the record as the transaction reads it: labels and tags set since stay */
+    json_decref(rec);
+    rec = cur;
+    cur = NULL;
     if (rec == NULL) {
         rec = json_pack("{s:s, s:[], s:[]}", "Name", canon, "Versions", "Tags");
         if (rec == NULL || (tags != NULL && json_object_set(rec, "Tags", (json_t *)tags) != 0)) {
@@ -259,10 +265,8 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     if (json_array_append(versions, ver) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    /* the oldest version goes once the parameter holds more than it keeps */
-    while (json_array_size(versions) > SSM_MAX_VERSIONS) {
-        json_array_remove(versions, 0);
-    }
+    /* the oldest version goes once the parameter holds more than it keeps, unless labelled */
+    TRY_OUT(ssm_versions_trim(rec));
     TRY_OUT(ssm_rec_store(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;

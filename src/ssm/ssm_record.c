@@ -45,7 +45,7 @@ size_t ssm_arn_prefix_len(const struct api_call *call)
 
 /* Identity policies decide: "ssm:<action>" on `resource` in the caller's account. */
 coffer_err ssm_authorize(const struct ssm *s, const struct api_call *call, const char *action,
-                                const char *resource)
+                         const char *resource)
 {
     if (s->az == NULL) {
         return COFFER_OK;
@@ -158,7 +158,7 @@ coffer_err ssm_kms_failure(coffer_err rc)
  * the parameter's key. A new JSON string.
  */
 coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, const char *canon,
-                             const json_t *ver, bool decrypt, json_t **out)
+                          const json_t *ver, bool decrypt, json_t **out)
 {
     *out = NULL;
     if (!decrypt || strcmp(ssm_vstr(ver, "Type"), "SecureString") != 0) {
@@ -190,16 +190,16 @@ coffer_err ssm_value_json(const struct ssm *s, const struct api_call *call, cons
 
 /* The Parameter object of `ver` (GetParameter, GetParameters, GetParametersByPath). */
 coffer_err ssm_parameter_json(const struct ssm *s, const struct api_call *call, const json_t *rec,
-                                 const json_t *ver, const char *selector, bool decrypt, json_t **out)
+                              const json_t *ver, const char *selector, bool decrypt, json_t **out)
 {
     const char *name = json_string_value(json_object_get(rec, "Name"));
     char arn[SSM_ARN_PREFIX_MAX + SSM_NAME_MAX];
     ssm_param_arn(call, name, arn, sizeof(arn));
     json_t *value = NULL;
     TRY(ssm_value_json(s, call, name, ver, decrypt, &value));
-    *out = json_pack("{s:s, s:s, s:o, s:I, s:o, s:s, s:s}", "Name", name, "Type", ssm_vstr(ver, "Type"), "Value",
-                     value, "Version", ssm_vint(ver, "Version"), "LastModifiedDate", ssm_date_of(ver), "ARN", arn,
-                     "DataType", ssm_vstr(ver, "DataType"));
+    *out = json_pack("{s:s, s:s, s:o, s:I, s:o, s:s, s:s}", "Name", name, "Type", ssm_vstr(ver, "Type"),
+                     "Value", value, "Version", ssm_vint(ver, "Version"), "LastModifiedDate",
+                     ssm_date_of(ver), "ARN", arn, "DataType", ssm_vstr(ver, "DataType"));
     if (*out == NULL ||
         (selector != NULL && json_object_set_new(*out, "Selector", json_string(selector)) != 0)) {
         return ssm_oom();

@@ -1,0 +1,168 @@
+"""SSM Parameter Store labels and tags through boto3 and /usr/bin/aws ssm: LabelParameterVersion
+and UnlabelParameterVersion (AWS's label rules, moving labels, the 10-label limit), "name:label"
+selectors, labels in the history and the Label filter of GetParametersByPath, the 100-version
+rule with a labelled oldest version; AddTagsToResource, RemoveTagsFromResource and
+ListTagsForResource on parameters with AWS's limits and errors; Secrets Manager references.
+"""
+import json
+import time
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from harness import REGION, ServerTestCase
+
+ACCOUNT = "000000000000"
+
+
+def arn(name):
+    return "arn:aws:ssm:%s:%s:parameter/%s" % (REGION, ACCOUNT, name.lstrip("/"))
+
+
+class SsmLabelsTagsTest(ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ssm = cls.server.client("ssm")
+
+    def err(self, fn, **kw):
+        with self.assertRaises(ClientError) as cm:
+            fn(**kw)
+        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
+
+    def versions(self, name, n):
+        self.ssm.put_parameter(Name=name, Value="v1", Type="String")
+        for i in range(2, n + 1):
+            self.ssm.put_parameter(Name=name, Value="v%d" % i, Overwrite=True)
+
+    def labels_of(self, name):
+        return {h["Version"]: h["Labels"] for h in self.ssm.get_parameter_history(Name=name)["Parameters"]}
+
+    # ---- labels --------------------------------------------------------------------------------
+
+    def test_label_latest_and_select(self):
+        name = "/lbl/a/p"
+        self.versions(name, 3)
+        r = self.ssm.label_parameter_version(Name=name, Labels=["prod"])
+        self.assertEqual((r["ParameterVersion"], r["InvalidLabels"]), (3, []))
+        r = self.ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["dev", "Old.v-1_x"])
+        self.assertEqual(r["ParameterVersion"], 1)
+        p = self.ssm.get_parameter(Name=name + ":dev")["Parameter"]
+        self.assertEqual((p["Name"], p["Value"], p["Version"], p["Selector"]), (name, "v1", 1, ":dev"))
+        p = self.ssm.get_parameter(Name=arn(name) + ":prod")["Parameter"]
+        self.assertEqual((p["Value"], p["Selector"]), ("v3", ":prod"))
+        self.assertEqual(self.err(self.ssm.get_parameter, Name=name + ":nope")[0], "ParameterNotFound")
+        r = self.ssm.get_parameters(Names=[name + ":dev", name + ":nope", name + ":Old.v-1_x"])
+        self.assertEqual([(p["Version"], p["Selector"]) for p in r["Parameters"]], [(1, ":dev"), (1, ":Old.v-1_x")])
+        self.assertEqual(r["InvalidParameters"], [name + ":nope"])
+        self.assertEqual(self.labels_of(name), {1: ["dev", "Old.v-1_x"], 2: [], 3: ["prod"]})
+        # history lists labels through the CLI too
+        _, out, _ = self.server.aws("ssm", "get-parameter-history", "--name", name, check=True)
+        self.assertEqual(out["Parameters"][0]["Labels"], ["dev", "Old.v-1_x"])
+
+    def test_label_moves_between_versions(self):
+        name = "/lbl/move"
+        self.versions(name, 3)
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["stage", "keep"])
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=2, Labels=["stage"])
+        self.assertEqual(self.labels_of(name), {1: ["keep"], 2: ["stage"], 3: []})
+        self.assertEqual(self.ssm.get_parameter(Name=name + ":stage")["Parameter"]["Version"], 2)
+        # labelling the same version again changes nothing
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=2, Labels=["stage", "stage"])
+        self.assertEqual(self.labels_of(name), {1: ["keep"], 2: ["stage"], 3: []})
+
+    def test_invalid_labels_are_reported(self):
+        name = "/lbl/invalid"
+        self.versions(name, 1)
+        bad = ["1st", "awsLabel", "AWS-x", "ssmthing", "SSM", "has space", "a/b", "x:y"]
+        r = self.ssm.label_parameter_version(Name=name, Labels=bad + ["good"])
+        self.assertEqual((r["InvalidLabels"], r["ParameterVersion"]), (bad, 1))
+        self.assertEqual(self.labels_of(name), {1: ["good"]})
+        code, msg = self.err(self.ssm.label_parameter_version, Name=name, Labels=["x" * 101])
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("length less than or equal to 100", msg)
+        r = self.ssm.label_parameter_version(Name=name, Labels=["y" * 100])
+        self.assertEqual(r["InvalidLabels"], [])
+        code, _ = self.err(self.ssm.label_parameter_version, Name=name, Labels=["l%d" % i for i in range(11)])
+        self.assertEqual(code, "ValidationException")
+
+    def test_label_errors(self):
+        name = "/lbl/errors"
+        self.versions(name, 2)
+        self.assertEqual(self.err(self.ssm.label_parameter_version, Name="/lbl/missing", Labels=["a"])[0],
+                         "ParameterNotFound")
+        code, msg = self.err(self.ssm.label_parameter_version, Name=name, ParameterVersion=5, Labels=["a"])
+        self.assertEqual(code, "ParameterVersionNotFound")
+        self.assertIn("version 5 of %s" % name, msg)
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["l%d" % i for i in range(10)])
+        code, msg = self.err(self.ssm.label_parameter_version, Name=name, ParameterVersion=1, Labels=["eleventh"])
+        self.assertEqual(code, "ParameterVersionLabelLimitExceeded")
+        self.assertIn("maximum 10 labels", msg)
+        # the refused request changed nothing
+        self.assertEqual(len(self.labels_of(name)[1]), 10)
+        # moving one label away makes room
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=2, Labels=["l0"])
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["eleventh"])
+        self.assertEqual(self.labels_of(name)[2], ["l0"])
+        # ARNs and selectors are not names here
+        self.assertEqual(self.err(self.ssm.label_parameter_version, Name=arn(name), Labels=["a"])[0],
+                         "ValidationException")
+
+    def test_unlabel(self):
+        name = "/lbl/unlabel"
+        self.versions(name, 2)
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["a", "b"])
+        r = self.ssm.unlabel_parameter_version(Name=name, ParameterVersion=1, Labels=["a", "zz"])
+        self.assertEqual((r["RemovedLabels"], r["InvalidLabels"]), (["a"], ["zz"]))
+        self.assertEqual(self.labels_of(name), {1: ["b"], 2: []})
+        r = self.ssm.unlabel_parameter_version(Name=name, ParameterVersion=2, Labels=["b"])
+        self.assertEqual((r["RemovedLabels"], r["InvalidLabels"]), ([], ["b"]))
+        self.assertEqual(self.err(self.ssm.get_parameter, Name=name + ":a")[0], "ParameterNotFound")
+        self.assertEqual(self.err(self.ssm.unlabel_parameter_version, Name=name, ParameterVersion=9,
+                                  Labels=["b"])[0], "ParameterVersionNotFound")
+        self.assertEqual(self.err(self.ssm.unlabel_parameter_version, Name="/lbl/none", ParameterVersion=1,
+                                  Labels=["b"])[0], "ParameterNotFound")
+        # ParameterVersion is required (botocore checks it too: the server is asked without the check)
+        raw = self.server.client("ssm", config=Config(parameter_validation=False,
+                                                      retries={"max_attempts": 1, "mode": "standard"}))
+        code, msg = self.err(raw.unlabel_parameter_version, Name=name, Labels=["b"])
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("'parameterVersion' failed to satisfy constraint: Member must not be null", msg)
+
+    def test_by_path_label_filter(self):
+        self.versions("/lbl/path/x", 2)
+        self.versions("/lbl/path/y", 2)
+        self.versions("/lbl/path/z", 1)
+        self.ssm.label_parameter_version(Name="/lbl/path/x", ParameterVersion=1, Labels=["release"])
+        self.ssm.label_parameter_version(Name="/lbl/path/y", ParameterVersion=2, Labels=["release"])
+        r = self.ssm.get_parameters_by_path(Path="/lbl/path", ParameterFilters=[
+            {"Key": "Label", "Option": "Equals", "Values": ["release"]}])
+        self.assertEqual([(p["Name"], p["Version"], p["Value"]) for p in r["Parameters"]],
+                         [("/lbl/path/x", 1, "v1"), ("/lbl/path/y", 2, "v2")])
+        code, _ = self.err(self.ssm.get_parameters_by_path, Path="/lbl/path", ParameterFilters=[
+            {"Key": "Label", "Option": "BeginsWith", "Values": ["rel"]}])
+        self.assertEqual(code, "InvalidFilterOption")
+        # DescribeParameters does not take Label
+        code, _ = self.err(self.ssm.describe_parameters, ParameterFilters=[{"Key": "Label", "Values": ["release"]}])
+        self.assertEqual(code, "InvalidFilterKey")
+
+    def test_hundred_versions_with_a_labelled_oldest(self):
+        name = "/lbl/hundred"
+        self.versions(name, 100)
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["first"])
+        code, msg = self.err(self.ssm.put_parameter, Name=name, Value="v101", Overwrite=True)
+        self.assertEqual(code, "ParameterMaxVersionLimitExceeded")
+        self.assertIn("Version 1, the oldest version, can't be deleted because it has a label", msg)
+        self.assertEqual(self.ssm.get_parameter(Name=name)["Parameter"]["Version"], 100)
+        # moved away, the oldest goes
+        self.ssm.label_parameter_version(Name=name, ParameterVersion=50, Labels=["first"])
+        self.assertEqual(self.ssm.put_parameter(Name=name, Value="v101", Overwrite=True)["Version"], 101)
+        self.assertEqual(self.err(self.ssm.get_parameter, Name=name + ":1")[0], "ParameterVersionNotFound")
+        self.assertEqual(self.ssm.get_parameter(Name=name + ":first")["Parameter"]["Value"], "v50")
+
+    def test_overwrite_keeps_labels(self):
+        name = "/lbl/keep"
+        self.versions(name, 1)
+        self.ssm.label_parameter_version(Name=name, Labels=["one"])
+        self.ssm.put_parameter(Name=name, Value="v2", Overwrite=True)
+        self.assertEqual(self.labels_of(name), {1: ["one"], 2: []})
