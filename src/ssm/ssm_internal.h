@@ -38,6 +38,8 @@
 #define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
 #define SSM_LABEL_MAX 100          /* characters of a label */
 #define SSM_MAX_LABELS 10          /* labels on one version */
+#define SSM_MAX_TAGS 50            /* tags on one parameter */
+#define SSM_MAX_TAGS_PER_CALL 1000 /* tags in one AddTagsToResource or PutParameter */
 
 struct ssm {
     store *st;
@@ -101,5 +103,11 @@ const json_t *ssm_rec_version_for(const json_t *rec, const json_t *filters);
 /* Drops the oldest versions past SSM_MAX_VERSIONS; ParameterMaxVersionLimitExceeded (nothing
  * changed but what was dropped already) when the oldest carries a label. */
 coffer_err ssm_versions_trim(json_t *rec) __attribute__((warn_unused_result));
+
+/*
+ * Tags (ssm_ops_tags.c). Checks tags a request gives as list member `member` ("tags") against
+ * AWS's pattern and the reserved "aws:" prefix: ValidationException naming each bad one.
+ */
+coffer_err ssm_tags_check(const json_t *tags, const char *member) __attribute__((warn_unused_result));
 
 #endif

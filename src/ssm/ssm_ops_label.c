@@ -230,7 +230,8 @@ coffer_err ssm_op_LabelParameterVersion(void *state, struct api_call *call)
     rc = store_txn_commit(t);
     t = NULL;
     TRY_OUT(rc);
-    call->output = json_pack("{s:O, s:I}", "InvalidLabels", invalid, "ParameterVersion", (json_int_t)r.version);
+    call->output =
+        json_pack("{s:O, s:I}", "InvalidLabels", invalid, "ParameterVersion", (json_int_t)r.version);
     if (call->output == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }

@@ -143,6 +143,9 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
             "tags, please remove overwrite flag. To update tags for an existing parameter, please use "
             "AddTagsToResource or RemoveTagsFromResource.");
     }
+    if (tags != NULL) {
+        TRY(ssm_tags_check(tags, "tags"));
+    }
     if (type == 2 && s->kms == NULL) {
         /* never stored in clear: without KMS there is nothing to encrypt it with */
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters need KMS.");

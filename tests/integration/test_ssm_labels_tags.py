@@ -166,3 +166,101 @@ class SsmLabelsTagsTest(ServerTestCase):
         self.ssm.label_parameter_version(Name=name, Labels=["one"])
         self.ssm.put_parameter(Name=name, Value="v2", Overwrite=True)
         self.assertEqual(self.labels_of(name), {1: ["one"], 2: []})
+
+    # ---- tags ----------------------------------------------------------------------------------
+
+    def tags(self, name):
+        return {t["Key"]: t["Value"] for t in
+                self.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"]}
+
+    def test_tags_add_list_remove(self):
+        name = "/tag/a/p"
+        self.ssm.put_parameter(Name=name, Value="v", Type="String", Tags=[{"Key": "team", "Value": "core"}])
+        self.assertEqual(self.tags(name), {"team": "core"})
+        self.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name,
+                                      Tags=[{"Key": "env", "Value": "dev"}, {"Key": "team", "Value": "infra"},
+                                            {"Key": "a b:c/d=e+f-g@h.i_j", "Value": "ü"}])
+        self.assertEqual(self.tags(name), {"team": "infra", "env": "dev", "a b:c/d=e+f-g@h.i_j": "ü"})
+        self.ssm.remove_tags_from_resource(ResourceType="Parameter", ResourceId=name, TagKeys=["env", "absent"])
+        self.assertEqual(set(self.tags(name)), {"team", "a b:c/d=e+f-g@h.i_j"})
+        # tags do not make a version, and a new version keeps them
+        self.assertEqual(self.ssm.get_parameter(Name=name)["Parameter"]["Version"], 1)
+        self.ssm.put_parameter(Name=name, Value="v2", Overwrite=True)
+        self.assertEqual(self.tags(name)["team"], "infra")
+        # DescribeParameters filters on them
+        r = self.ssm.describe_parameters(ParameterFilters=[{"Key": "tag:team", "Values": ["infra"]}])
+        self.assertEqual([p["Name"] for p in r["Parameters"]], [name])
+        # one-level names with or without the slash are one parameter
+        self.ssm.put_parameter(Name="tagone", Value="v", Type="String")
+        self.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId="/tagone", Tags=[{"Key": "k", "Value": "v"}])
+        self.assertEqual(self.tags("tagone"), {"k": "v"})
+        # through the CLI
+        _, out, _ = self.server.aws("ssm", "list-tags-for-resource", "--resource-type", "Parameter",
+                                    "--resource-id", "tagone", check=True)
+        self.assertEqual(out["TagList"], [{"Key": "k", "Value": "v"}])
+        # deleting the parameter takes its tags; a new one starts without
+        self.ssm.delete_parameter(Name="tagone")
+        self.ssm.put_parameter(Name="tagone", Value="v", Type="String")
+        self.assertEqual(self.tags("tagone"), {})
+
+    def test_tag_errors(self):
+        name = "/tag/errors"
+        self.ssm.put_parameter(Name=name, Value="v", Type="String")
+        for fn, kw in ((self.ssm.list_tags_for_resource, {}),
+                       (self.ssm.add_tags_to_resource, {"Tags": [{"Key": "k", "Value": "v"}]}),
+                       (self.ssm.remove_tags_from_resource, {"TagKeys": ["k"]})):
+            self.assertEqual(self.err(fn, ResourceType="Parameter", ResourceId="/tag/missing", **kw),
+                             ("InvalidResourceId", ""))
+            self.assertEqual(self.err(fn, ResourceType="Parameter", ResourceId=arn(name), **kw)[0],
+                             "InvalidResourceId")
+            self.assertEqual(self.err(fn, ResourceType="Document", ResourceId=name, **kw),
+                             ("InvalidResourceType", ""))
+        code, msg = self.err(self.ssm.add_tags_to_resource, ResourceType="Parameter", ResourceId=name,
+                             Tags=[{"Key": "bad!", "Value": "v"}, {"Key": "aws:x", "Value": "v"}])
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("'bad!' at 'tags.1.member.key' failed to satisfy constraint: Member must satisfy regular "
+                      "expression pattern", msg)
+        self.assertIn("'aws:x' at 'tags.2.member.key'", msg)
+        code, _ = self.err(self.ssm.add_tags_to_resource, ResourceType="Parameter", ResourceId=name,
+                           Tags=[{"Key": "k" * 129, "Value": "v"}])
+        self.assertEqual(code, "ValidationException")
+        code, _ = self.err(self.ssm.add_tags_to_resource, ResourceType="Parameter", ResourceId=name,
+                           Tags=[{"Key": "k", "Value": "v" * 257}])
+        self.assertEqual(code, "ValidationException")
+        code, _ = self.err(self.ssm.put_parameter, Name="/tag/badput", Value="v", Type="String",
+                           Tags=[{"Key": "x*", "Value": "v"}])
+        self.assertEqual(code, "ValidationException")
+        # 50 tags per parameter; re-setting existing keys does not count twice
+        self.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name,
+                                      Tags=[{"Key": "k%d" % i, "Value": "v"} for i in range(50)])
+        self.ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name,
+                                      Tags=[{"Key": "k%d" % i, "Value": "w"} for i in range(50)])
+        self.assertEqual(self.err(self.ssm.add_tags_to_resource, ResourceType="Parameter", ResourceId=name,
+                                  Tags=[{"Key": "one-more", "Value": "v"}]), ("TooManyTagsError", ""))
+        self.assertEqual(len(self.tags(name)), 50)
+        self.assertEqual(set(self.tags(name).values()), {"w"})
+
+    def test_tags_need_their_own_actions(self):
+        iam = self.server.client("iam")
+        iam.create_user(UserName="ssm-tagger")
+        key = iam.create_access_key(UserName="ssm-tagger")["AccessKey"]
+        user = self.server.client("ssm", akid=key["AccessKeyId"], secret=key["SecretAccessKey"])
+        self.ssm.put_parameter(Name="/tag/authz/p", Value="v", Type="String")
+        iam.put_user_policy(UserName="ssm-tagger", PolicyName="list", PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "ssm:ListTagsForResource",
+                           "Resource": arn("/tag/authz/*")}]}))
+        deadline = time.time() + 10
+        while True:
+            try:
+                user.list_tags_for_resource(ResourceType="Parameter", ResourceId="/tag/authz/p")
+                break
+            except ClientError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        code, msg = self.err(user.add_tags_to_resource, ResourceType="Parameter", ResourceId="/tag/authz/p",
+                             Tags=[{"Key": "k", "Value": "v"}])
+        self.assertEqual(code, "AccessDeniedException")
+        self.assertIn("ssm:AddTagsToResource", msg)
+        self.assertEqual(self.tags("/tag/authz/p"), {})
