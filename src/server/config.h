@@ -13,6 +13,7 @@
 #include "common/err.h"
 #include "iam/directory.h"
 #include "kms/kms.h"
+#include "ssm/ssm.h"
 
 #define CONFIG_DEFAULT_DATA_DIR "./coffer-data"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -41,6 +42,7 @@ struct server_config {
     char log_level[16];
     struct kms_settings kms;      /* KMS resource quotas and peer regions (kms/kms.h) */
     struct iam_limits iam_limits; /* IAM resource quotas (iam/directory.h) */
+    struct ssm_settings ssm;      /* Parameter Store parameter counts (ssm/ssm.h) */
     char config_file[1024];
 };
 

@@ -10,7 +10,7 @@ size_t server_services(const struct server_config *cfg, struct server_service *o
 {
     const struct server_service registered[] = {
         {&kms_module, &cfg->kms},
-        {&ssm_module, NULL},
+        {&ssm_module, &cfg->ssm},
     };
     size_t n = sizeof(registered) / sizeof(registered[0]);
     for (size_t i = 0; i < n && i < max; i++) {

@@ -43,8 +43,9 @@
 
 struct ssm {
     store *st;
-    authz *az;                 /* NULL: any authenticated caller may do anything in its account */
-    const struct kms_api *kms; /* the daemon's KMS; NULL: no SecureString */
+    authz *az;                  /* NULL: any authenticated caller may do anything in its account */
+    const struct kms_api *kms;  /* the daemon's KMS; NULL: no SecureString */
+    struct ssm_settings limits; /* parameter counts per account and region */
     struct api_service api;
 };
 
@@ -109,5 +110,14 @@ coffer_err ssm_versions_trim(json_t *rec) __attribute__((warn_unused_result));
  * AWS's pattern and the reserved "aws:" prefix: ValidationException naming each bad one.
  */
 coffer_err ssm_tags_check(const json_t *tags, const char *member) __attribute__((warn_unused_result));
+
+/*
+ * The account's parameter counts (ssm_count.c). Call in the transaction that creates, deletes
+ * or moves a parameter between tiers, BEFORE writing the parameter record: adds d_standard and
+ * d_advanced to the counts of `account` in `region`, refusing with ParameterLimitExceeded a
+ * rise past s->limits. See ssm_count.c for how the counts stay exact.
+ */
+coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account, const char *region,
+                         int d_standard, int d_advanced) __attribute__((warn_unused_result));
 
 #endif

@@ -254,6 +254,11 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
                  "There are concurrent updates for a resource that supports one update at a time.");
     }
+    /* a new parameter, or one moving up to Advanced, counts against the account's limits */
+    TRY_OUT(
+        ssm_count_add(s, t, call->caller->account_id, call->region,
+                      prev == NULL && !advanced ? 1 : (prev != NULL && advanced && !was_advanced ? -1 : 0),
+                      advanced && !was_advanced ? 1 : 0));
     /* build on the record as the transaction reads it: labels and tags set since stay */
     json_decref(rec);
     rec = cur;
@@ -301,14 +306,14 @@ static coffer_err delete_one(const struct ssm *s, const struct api_call *call, s
     TRY(ssm_name_check(name, false, ssm_arn_prefix_len(call), canon, sizeof(canon)));
     TRY(ssm_authorize_param(s, call, canon));
     ssm_param_key(call, canon, key, sizeof(key));
-    coffer_buf b;
-    coffer_buf_init(&b, false);
-    coffer_err rc = store_txn_get(t, key, &b);
-    coffer_buf_free(&b);
-    if (rc == COFFER_ERR_NOT_FOUND) {
+    json_t *rec = NULL;
+    TRY(ssm_rec_load(s->st, t, key, &rec));
+    if (rec == NULL) {
         return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
     }
-    TRY(rc);
+    bool advanced = strcmp(ssm_vstr(ssm_rec_latest(rec), "Tier"), "Advanced") == 0;
+    json_decref(rec);
+    TRY(ssm_count_add(s, t, call->caller->account_id, call->region, advanced ? 0 : -1, advanced ? -1 : 0));
     return store_txn_delete(t, key);
 }
 

@@ -15,9 +15,9 @@
 #include "ssm/ssm_internal.h"
 
 /* SSM's ResourceTypeForTagging; only parameters live here. */
-static const char *const resource_types[] = {"Document", "ManagedInstance", "MaintenanceWindow", "Parameter",
-                                             "PatchBaseline", "OpsItem", "OpsMetadata", "Automation",
-                                             "Association", NULL};
+static const char *const resource_types[] = {
+    "Document", "ManagedInstance", "MaintenanceWindow", "Parameter",   "PatchBaseline",
+    "OpsItem",  "OpsMetadata",     "Automation",        "Association", NULL};
 #define RESOURCE_PARAMETER 3
 
 #define TAG_PATTERN "^([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*)$"
@@ -54,14 +54,16 @@ coffer_err ssm_tags_check(const json_t *tags, const char *member)
         const char *k = ssm_vstr(t, "Key"), *v = ssm_vstr(t, "Value");
         snprintf(path, sizeof(path), "%s.%zu.member.key", member, i + 1);
         if (!tag_text_ok(k)) {
-            api_in_add_error(&in, path, false, k, "Member must satisfy regular expression pattern: " TAG_PATTERN);
+            api_in_add_error(&in, path, false, k,
+                             "Member must satisfy regular expression pattern: " TAG_PATTERN);
         } else if (strncmp(k, "aws:", 4) == 0) {
             /* AWS keeps the aws: prefix for the tags it sets itself */
             api_in_add_error(&in, path, false, k, "Member must not start with 'aws:'");
         }
         snprintf(path, sizeof(path), "%s.%zu.member.value", member, i + 1);
         if (!tag_text_ok(v)) {
-            api_in_add_error(&in, path, false, v, "Member must satisfy regular expression pattern: " TAG_PATTERN);
+            api_in_add_error(&in, path, false, v,
+                             "Member must satisfy regular expression pattern: " TAG_PATTERN);
         }
     }
     return api_in_done(&in);
@@ -82,8 +84,8 @@ static int tag_index(const json_t *tags, const char *key)
 }
 
 /* The parameter a request names, its record key, and the caller's right to the operation on it. */
-static coffer_err tags_resolve(const struct ssm *s, struct api_call *call, int type, const char *id, char *canon,
-                               size_t cn, char *key, size_t kn)
+static coffer_err tags_resolve(const struct ssm *s, struct api_call *call, int type, const char *id,
+                               char *canon, size_t cn, char *key, size_t kn)
 {
     if (type != RESOURCE_PARAMETER) {
         return coffer_fail(COFFER_ERR_INVALID_RESOURCE_TYPE, "%s", "");
@@ -104,7 +106,8 @@ static coffer_err tags_load(const struct ssm *s, store_txn *t, const char *key, 
     if (*rec == NULL) {
         return coffer_fail(COFFER_ERR_INVALID_RESOURCE_ID, "%s", "");
     }
-    if (!json_is_array(json_object_get(*rec, "Tags")) && json_object_set_new(*rec, "Tags", json_array()) != 0) {
+    if (!json_is_array(json_object_get(*rec, "Tags")) &&
+        json_object_set_new(*rec, "Tags", json_array()) != 0) {
         return ssm_oom();
     }
     return COFFER_OK;
