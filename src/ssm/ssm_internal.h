@@ -46,6 +46,7 @@ struct ssm {
     authz *az;                  /* NULL: any authenticated caller may do anything in its account */
     const struct kms_api *kms;  /* the daemon's KMS; NULL: no SecureString */
     struct ssm_settings limits; /* parameter counts per account and region */
+    const void *secrets;        /* lookup("secretsmanager") at start; NULL: not served */
     struct api_service api;
 };
 
@@ -119,5 +120,14 @@ coffer_err ssm_tags_check(const json_t *tags, const char *member) __attribute__(
  */
 coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account, const char *region,
                          int d_standard, int d_advanced) __attribute__((warn_unused_result));
+
+/*
+ * Secrets Manager references (ssm_secret_ref.c): whether a read's reference is
+ * "/aws/reference/secretsmanager/...", and its Parameter object (a new object in *out), or
+ * ValidationException while Secrets Manager is not served.
+ */
+bool ssm_is_secret_ref(const char *ref);
+coffer_err ssm_secret_ref_get(const struct ssm *s, const struct api_call *call, const char *ref, bool decrypt,
+                              json_t **out) __attribute__((warn_unused_result));
 
 #endif

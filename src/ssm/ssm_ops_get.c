@@ -81,6 +81,11 @@ coffer_err ssm_op_GetParameter(void *state, struct api_call *call)
     json_t *rec = NULL, *param = NULL;
     const json_t *ver = NULL;
     char selector[SSM_LABEL_MAX + 2];
+    if (ssm_is_secret_ref(name)) {
+        TRY(ssm_secret_ref_get(s, call, name, decrypt, &param));
+        call->output = json_pack("{s:o}", "Parameter", param);
+        return call->output != NULL ? COFFER_OK : ssm_oom();
+    }
     TRY(ssm_resolve(s, call, name, &rec, &ver, selector, sizeof(selector)));
     coffer_err rc =
         ssm_parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
@@ -121,6 +126,11 @@ coffer_err ssm_op_GetParameters(void *state, struct api_call *call)
         json_t *rec = NULL, *param = NULL;
         const json_t *ver = NULL;
         char selector[SSM_LABEL_MAX + 2];
+        if (ssm_is_secret_ref(json_string_value(n))) {
+            TRY_OUT(ssm_secret_ref_get(s, call, json_string_value(n), decrypt, &param));
+            found[n_found++] = param;
+            continue;
+        }
         rc = ssm_resolve(s, call, json_string_value(n), &rec, &ver, selector, sizeof(selector));
         if (rc == COFFER_ERR_NOT_FOUND || rc == COFFER_ERR_VERSION_NOT_FOUND || rc == COFFER_ERR_VALIDATION ||
             rc == COFFER_ERR_HIERARCHY_LIMIT) {

@@ -44,6 +44,7 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     s->st = host->store;
     s->az = host->authz;
     s->kms = host->lookup != NULL ? host->lookup(host->lookup_ctx, "kms") : NULL;
+    s->secrets = host->lookup != NULL ? host->lookup(host->lookup_ctx, "secretsmanager") : NULL;
     s->limits = host->settings != NULL ? *(const struct ssm_settings *)host->settings
                                        : (struct ssm_settings)SSM_SETTINGS_DEFAULT;
     s->api = (struct api_service){

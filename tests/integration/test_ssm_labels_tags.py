@@ -264,3 +264,22 @@ class SsmLabelsTagsTest(ServerTestCase):
         self.assertEqual(code, "AccessDeniedException")
         self.assertIn("ssm:AddTagsToResource", msg)
         self.assertEqual(self.tags("/tag/authz/p"), {})
+
+    # ---- Secrets Manager references ------------------------------------------------------------
+
+    def test_secrets_manager_reference_is_refused_clearly(self):
+        ref = "/aws/reference/secretsmanager/prod/db-password"
+        code, msg = self.err(self.ssm.get_parameter, Name=ref)
+        self.assertEqual((code, msg), ("ValidationException",
+                                       "WithDecryption flag must be True for retrieving a Secret Manager secret."))
+        code, msg = self.err(self.ssm.get_parameter, Name=ref + ":AWSCURRENT", WithDecryption=True)
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Secrets Manager references are not available", msg)
+        self.assertIn(ref, msg)
+        self.ssm.put_parameter(Name="/ref/plain", Value="v", Type="String")
+        code, msg = self.err(self.ssm.get_parameters, Names=["/ref/plain", ref], WithDecryption=True)
+        self.assertEqual(code, "ValidationException")
+        self.assertIn("Secrets Manager references are not available", msg)
+        # and nothing can be written there
+        code, _ = self.err(self.ssm.put_parameter, Name=ref, Value="fake", Type="SecureString")
+        self.assertEqual(code, "AccessDeniedException")
