@@ -36,7 +36,6 @@
 #define SSM_ARN_PREFIX_MAX 128
 #define SSM_DEFAULT_KEY "alias/aws/ssm"
 #define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values need envelope encryption */
-#define SSM_LABEL_MAX 100          /* characters of a label */
 #define SSM_MAX_LABELS 10          /* labels on one version */
 #define SSM_MAX_TAGS 50            /* tags on one parameter */
 #define SSM_MAX_TAGS_PER_CALL 1000 /* tags in one AddTagsToResource or PutParameter */

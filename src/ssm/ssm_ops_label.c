@@ -9,31 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "api/api_input.h"
 #include "ssm/ssm_internal.h"
-
-/*
- * AWS's label rules: 1-100 letters, digits, '.', '-', '_', not starting with a digit, "aws" or
- * "ssm" (any case). A label that breaks them is not an error: it is reported back as invalid.
- */
-static bool label_valid(const char *l)
-{
-    size_t n = strlen(l);
-    if (n == 0 || n > SSM_LABEL_MAX || (l[0] >= '0' && l[0] <= '9') || strncasecmp(l, "aws", 3) == 0 ||
-        strncasecmp(l, "ssm", 3) == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = l[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '-' || c == '_')) {
-            return false;
-        }
-    }
-    return true;
-}
 
 /* Index of `label` in the version's Labels, or -1. */
 static int label_index(const json_t *ver, const char *label)
@@ -199,7 +177,7 @@ coffer_err ssm_op_LabelParameterVersion(void *state, struct api_call *call)
     json_array_foreach(r.labels, i, l)
     {
         const char *label = json_string_value(l);
-        if (!label_valid(label)) {
+        if (!ssm_label_valid(label)) {
             if (json_array_append(invalid, (json_t *)l) != 0) {
                 FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
             }
