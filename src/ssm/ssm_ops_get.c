@@ -17,7 +17,8 @@
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
                        const json_t **ver_out, char *selector, size_t sel_n)
 {
-    char prefix[SSM_ARN_PREFIX_MAX], name[SSM_NAME_MAX + 2], label[101], canon[SSM_NAME_MAX + 1];
+    char prefix[SSM_ARN_PREFIX_MAX], name[SSM_NAME_MAX + 2], label[SSM_LABEL_MAX + 1],
+        canon[SSM_NAME_MAX + 1];
     int64_t version = 0;
     *rec_out = NULL;
     *ver_out = NULL;
