@@ -89,6 +89,14 @@
     X(COFFER_ERR_KEYRING, "InternalFailure", 500, "keyring failure")                                         \
     /* Parameter Store */                                                                                    \
     X(COFFER_ERR_VERSION_NOT_FOUND, "ParameterVersionNotFound", 400, "version not found")                    \
+    X(COFFER_ERR_LABEL_LIMIT, "ParameterVersionLabelLimitExceeded", 400,                                     \
+      "A parameter version can have maximum 10 labels. Move one or more labels to another version and try "  \
+      "again.")                                                                                              \
+    X(COFFER_ERR_MAX_VERSIONS, "ParameterMaxVersionLimitExceeded", 400,                                      \
+      "The oldest version of the parameter can't be deleted because it has a label.")                        \
+    X(COFFER_ERR_INVALID_RESOURCE_TYPE, "InvalidResourceType", 400, "")                                      \
+    X(COFFER_ERR_INVALID_RESOURCE_ID, "InvalidResourceId", 400, "")                                          \
+    X(COFFER_ERR_TOO_MANY_TAGS, "TooManyTagsError", 400, "")                                                 \
     X(COFFER_ERR_HIERARCHY_LIMIT, "HierarchyLevelLimitExceededException", 400,                               \
       "A hierarchy can have a maximum of 15 levels.")                                                        \
     X(COFFER_ERR_PATTERN_MISMATCH, "ParameterPatternMismatchException", 400,                                 \

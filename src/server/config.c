@@ -167,6 +167,8 @@ NUMBER_SETTER(kms_deletion_day_ms, kms.limits.kms_deletion_day_ms, int64_t, 1, 8
 NUMBER_SETTER(secret_recovery_day_ms, secrets.recovery_day_ms, int64_t, 1, 86400000, "secret-recovery-day-ms")
 NUMBER_SETTER(kms_rsa_rps, kms.limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
 NUMBER_SETTER(kms_ecc_rps, kms.limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
+NUMBER_SETTER(ssm_max_standard, ssm.max_standard, size_t, 1, 100000000, "ssm-max-standard")
+NUMBER_SETTER(ssm_max_advanced, ssm.max_advanced, size_t, 1, 100000000, "ssm-max-advanced")
 NUMBER_SETTER(iam_users, iam_limits.iam_users, size_t, 1, 100000000, "max-users")
 NUMBER_SETTER(iam_roles, iam_limits.iam_roles, size_t, 1, 100000000, "max-roles")
 NUMBER_SETTER(iam_policies, iam_limits.iam_policies, size_t, 1, 100000000, "max-policies")
@@ -325,6 +327,10 @@ static const struct config_option options[] = {
      "peer region for multi-Region keys, repeatable: REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME]"
      "[,principal=ARN] (several in one value separated by ';')"},
     {"log-level", "COFFER_LOG_LEVEL", true, set_log_level, "debug, info, warn, error (default info)"},
+    {"ssm-max-standard", "COFFER_SSM_MAX_STANDARD", true, set_ssm_max_standard,
+     "standard-tier SSM parameters per account and region (default 10000)"},
+    {"ssm-max-advanced", "COFFER_SSM_MAX_ADVANCED", true, set_ssm_max_advanced,
+     "advanced-tier SSM parameters per account and region (default 100000)"},
     {"max-keys", "COFFER_MAX_KEYS", true, set_kms_keys, "KMS keys per account and region (default 100000)"},
     {"max-aliases-per-key", "COFFER_MAX_ALIASES_PER_KEY", true, set_kms_aliases_per_key,
      "aliases per KMS key (default 50)"},
@@ -403,6 +409,7 @@ static void config_defaults(struct server_config *c)
     c->kms.limits = (struct kms_limits)KMS_LIMITS_DEFAULT;
     c->secrets = (struct secrets_settings)SECRETS_SETTINGS_DEFAULT;
     c->iam_limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
+    c->ssm = (struct ssm_settings)SSM_SETTINGS_DEFAULT;
 }
 
 static coffer_err config_load_file(struct server_config *c, const char *path, bool must_exist)

@@ -14,6 +14,7 @@
 #include "iam/directory.h"
 #include "kms/kms.h"
 #include "secrets/secrets.h"
+#include "ssm/ssm.h"
 
 #define CONFIG_DEFAULT_DATA_DIR "./coffer-data"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -44,6 +45,7 @@ struct server_config {
     struct kms_settings kms;         /* KMS resource quotas and peer regions (kms/kms.h) */
     struct secrets_settings secrets; /* Secrets Manager (secrets/secrets.h) */
     struct iam_limits iam_limits;    /* IAM resource quotas (iam/directory.h) */
+    struct ssm_settings ssm;         /* Parameter Store parameter counts (ssm/ssm.h) */
     char config_file[1024];
     char seal[2048]; /* root key provider spec (seal_provider.h): file, passphrase[:...], pkcs11:... */
 };

@@ -14,7 +14,7 @@ size_t server_services(const struct server_config *cfg, struct server_service *o
          * secrets for /aws/reference/secretsmanager/, both encrypt through KMS). */
         {&kms_module, &cfg->kms},
         {&secrets_module, &cfg->secrets},
-        {&ssm_module, NULL},
+        {&ssm_module, &cfg->ssm},
     };
     size_t n = sizeof(registered) / sizeof(registered[0]);
     for (size_t i = 0; i < n && i < max; i++) {

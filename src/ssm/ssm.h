@@ -12,11 +12,28 @@
 #ifndef COFFER_SSM_SSM_H
 #define COFFER_SSM_SSM_H
 
+#include <stddef.h>
+
 #include "api/module.h"
 
 #define SSM_MAX_VERSIONS 100
 
-/* The Parameter Store as a module of the daemon (api/module.h); it reads no settings yet. */
+/*
+ * What cofferd configures for the Parameter Store: the module's settings block (host->settings,
+ * NULL: SSM_SETTINGS_DEFAULT). The parameter counts per account and region, by tier, past which
+ * PutParameter refuses a new parameter with ParameterLimitExceeded (AWS: 10,000 standard,
+ * 100,000 advanced).
+ */
+struct ssm_settings {
+    size_t max_standard;
+    size_t max_advanced;
+};
+#define SSM_SETTINGS_DEFAULT                                                                                 \
+    {                                                                                                        \
+        .max_standard = 10000, .max_advanced = 100000                                                        \
+    }
+
+/* The Parameter Store as a module of the daemon (api/module.h); settings: struct ssm_settings. */
 extern const struct api_module ssm_module;
 
 #endif

@@ -37,6 +37,9 @@
 #define SSM_ARN_PREFIX_MAX 128
 #define SSM_DEFAULT_KEY "alias/aws/ssm"
 #define SSM_KMS_MAX_PLAINTEXT 4096 /* one KMS Encrypt; larger values use envelope encryption */
+#define SSM_MAX_LABELS 10          /* labels on one version */
+#define SSM_MAX_TAGS 50            /* tags on one parameter */
+#define SSM_MAX_TAGS_PER_CALL 1000 /* tags in one AddTagsToResource or PutParameter */
 
 struct ssm_events;
 
@@ -49,6 +52,8 @@ struct ssm {
     void *record_ctx;
     struct ssm_events *events; /* the policy events log; NULL: no data dir, events are dropped */
     struct api_job jobs[1];
+    struct ssm_settings limits; /* parameter counts per account and region */
+    const void *secrets;        /* lookup("secretsmanager") at start; NULL: not served */
     struct api_service api;
 };
 
@@ -145,5 +150,43 @@ coffer_err ssm_events_open(const char *data_dir, struct ssm_events **out) __attr
 /* Appends `event` as one line and fsyncs it. */
 coffer_err ssm_events_append(struct ssm_events *ev, const json_t *event) __attribute__((warn_unused_result));
 void ssm_events_close(struct ssm_events *ev);
+
+/*
+ * Labels (ssm_ops_label.c: LabelParameterVersion, UnlabelParameterVersion, labels in reads and
+ * the 100-version rule). A version's labels are its "Labels" member (a list of strings, absent
+ * when it has none); a label is on at most one version of a parameter.
+ */
+/* The version of `rec` carrying `label`, or NULL. */
+const json_t *ssm_rec_labeled(const json_t *rec, const char *label);
+/* The version a listing reports: the one a Label filter of `filters` names (NULL when none
+ * carries it), else the latest. */
+const json_t *ssm_rec_version_for(const json_t *rec, const json_t *filters);
+/* Drops the oldest versions past SSM_MAX_VERSIONS; ParameterMaxVersionLimitExceeded (nothing
+ * changed but what was dropped already) when the oldest carries a label. */
+coffer_err ssm_versions_trim(json_t *rec) __attribute__((warn_unused_result));
+
+/*
+ * Tags (ssm_ops_tags.c). Checks tags a request gives as list member `member` ("tags") against
+ * AWS's pattern and the reserved "aws:" prefix: ValidationException naming each bad one.
+ */
+coffer_err ssm_tags_check(const json_t *tags, const char *member) __attribute__((warn_unused_result));
+
+/*
+ * The account's parameter counts (ssm_count.c). Call in the transaction that creates, deletes
+ * or moves a parameter between tiers, BEFORE writing the parameter record: adds d_standard and
+ * d_advanced to the counts of `account` in `region`, refusing with ParameterLimitExceeded a
+ * rise past s->limits. See ssm_count.c for how the counts stay exact.
+ */
+coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account, const char *region,
+                         int d_standard, int d_advanced) __attribute__((warn_unused_result));
+
+/*
+ * Secrets Manager references (ssm_secret_ref.c): whether a read's reference is
+ * "/aws/reference/secretsmanager/...", and its Parameter object (a new object in *out), or
+ * ValidationException while Secrets Manager is not served.
+ */
+bool ssm_is_secret_ref(const char *ref);
+coffer_err ssm_secret_ref_get(const struct ssm *s, const struct api_call *call, const char *ref, bool decrypt,
+                              json_t **out) __attribute__((warn_unused_result));
 
 #endif

@@ -198,6 +198,8 @@ static coffer_err run_due(struct ssm *s, const char *due_key, int64_t now_ms)
     json_t *item = json_array_get(json_object_get(ver, "Policies"), p.index);
     TRY_OUT(policy_event(&p, ver, item, now_ms, &ev));
     if (ssm_policy_kind(item) == SSM_POLICY_EXPIRATION) {
+        bool advanced = strcmp(ssm_vstr(ver, "Tier"), "Advanced") == 0;
+        TRY_OUT(ssm_count_add(s, t, p.acct, p.region, advanced ? 0 : -1, advanced ? -1 : 0));
         TRY_OUT(ssm_due_rewrite(t, p.key, rec, NULL));
         TRY_OUT(store_txn_delete(t, p.key));
         TRY_OUT(service_event(s, &p, "DeleteParameter", now_ms));

@@ -159,3 +159,18 @@ coffer_err ssm_path_prefix(const char *path, char *out, size_t n)
     snprintf(out, n, "%s%s", path, path[len - 1] == '/' ? "" : "/");
     return COFFER_OK;
 }
+
+bool ssm_label_valid(const char *label)
+{
+    size_t n = strlen(label);
+    if (n == 0 || n > SSM_LABEL_MAX || (label[0] >= '0' && label[0] <= '9') ||
+        has_prefix_ci(label, n, "aws") || has_prefix_ci(label, n, "ssm")) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!name_char(label[i]) || label[i] == '/') {
+            return false;
+        }
+    }
+    return true;
+}

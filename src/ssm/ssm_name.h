@@ -56,4 +56,12 @@ void ssm_name_key(const char *canon, char *out, size_t n);
  */
 coffer_err ssm_path_prefix(const char *path, char *out, size_t n) __attribute__((warn_unused_result));
 
+/*
+ * Whether `label` may name a parameter version: 1-SSM_LABEL_MAX letters, digits, '.', '-',
+ * '_', not starting with a digit, "aws" or "ssm" (any case). AWS reports a label that breaks
+ * these rules back as invalid rather than failing the request.
+ */
+#define SSM_LABEL_MAX 100
+bool ssm_label_valid(const char *label);
+
 #endif

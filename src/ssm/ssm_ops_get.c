@@ -17,7 +17,8 @@
 coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const char *ref, json_t **rec_out,
                        const json_t **ver_out, char *selector, size_t sel_n)
 {
-    char prefix[SSM_ARN_PREFIX_MAX], name[SSM_NAME_MAX + 2], label[101], canon[SSM_NAME_MAX + 1];
+    char prefix[SSM_ARN_PREFIX_MAX], name[SSM_NAME_MAX + 2], label[SSM_LABEL_MAX + 1],
+        canon[SSM_NAME_MAX + 1];
     int64_t version = 0;
     *rec_out = NULL;
     *ver_out = NULL;
@@ -33,12 +34,17 @@ coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const c
     ssm_param_key(call, canon, key, sizeof(key));
     json_t *rec = NULL;
     TRY(ssm_rec_load(s->st, NULL, key, &rec));
-    if (rec == NULL || label[0] != 0) {
-        /* labels are not kept yet: a label selects nothing */
-        json_decref(rec);
+    if (rec == NULL) {
         return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
     }
     const json_t *ver = ssm_rec_latest(rec);
+    if (label[0] != 0) {
+        snprintf(selector, sel_n, ":%s", label);
+        if ((ver = ssm_rec_labeled(rec, label)) == NULL) {
+            json_decref(rec);
+            return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
+        }
+    }
     if (version > 0) {
         snprintf(selector, sel_n, ":%lld", (long long)version);
         ver = NULL;
@@ -75,7 +81,12 @@ coffer_err ssm_op_GetParameter(void *state, struct api_call *call)
     TRY(api_in_done(&in));
     json_t *rec = NULL, *param = NULL;
     const json_t *ver = NULL;
-    char selector[32];
+    char selector[SSM_LABEL_MAX + 2];
+    if (ssm_is_secret_ref(name)) {
+        TRY(ssm_secret_ref_get(s, call, name, decrypt, &param));
+        call->output = json_pack("{s:o}", "Parameter", param);
+        return call->output != NULL ? COFFER_OK : ssm_oom();
+    }
     TRY(ssm_resolve(s, call, name, &rec, &ver, selector, sizeof(selector)));
     coffer_err rc =
         ssm_parameter_json(s, call, rec, ver, selector[0] != 0 ? selector : NULL, decrypt, &param);
@@ -115,7 +126,22 @@ coffer_err ssm_op_GetParameters(void *state, struct api_call *call)
     {
         json_t *rec = NULL, *param = NULL;
         const json_t *ver = NULL;
-        char selector[32];
+        char selector[SSM_LABEL_MAX + 2];
+        if (ssm_is_secret_ref(json_string_value(n))) {
+            rc = ssm_secret_ref_get(s, call, json_string_value(n), decrypt, &param);
+            if (rc == COFFER_ERR_NOT_FOUND) {
+                /* a reference to no secret is an unknown name like any other */
+                coffer_clear_err();
+                rc = COFFER_OK;
+                if (json_array_append(invalid, (json_t *)n) != 0) {
+                    FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+                }
+                continue;
+            }
+            TRY_OUT(rc);
+            found[n_found++] = param;
+            continue;
+        }
         rc = ssm_resolve(s, call, json_string_value(n), &rec, &ver, selector, sizeof(selector));
         if (rc == COFFER_ERR_NOT_FOUND || rc == COFFER_ERR_VERSION_NOT_FOUND || rc == COFFER_ERR_VALIDATION ||
             rc == COFFER_ERR_HIERARCHY_LIMIT) {

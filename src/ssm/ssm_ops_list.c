@@ -77,7 +77,10 @@ static bool tag_filter(const json_t *f, const json_t *rec)
 /* Whether the parameter passes every filter (the Path filter is applied by the scan). */
 static bool filters_pass(const json_t *filters, const json_t *rec, const char *canon)
 {
-    const json_t *ver = ssm_rec_latest(rec);
+    const json_t *ver = ssm_rec_version_for(rec, filters);
+    if (ver == NULL) {
+        return false;
+    }
     size_t i;
     const json_t *f;
     json_array_foreach(filters, i, f)
@@ -89,8 +92,6 @@ static bool filters_pass(const json_t *filters, const json_t *rec, const char *c
         } else if (strcmp(key, "Type") == 0 || strcmp(key, "KeyId") == 0 || strcmp(key, "Tier") == 0 ||
                    strcmp(key, "DataType") == 0) {
             ok = filter_any(f, ssm_vstr(ver, key));
-        } else if (strcmp(key, "Label") == 0) {
-            ok = false; /* no version carries a label */
         } else if (strncmp(key, "tag:", 4) == 0) {
             ok = tag_filter(f, rec);
         }
@@ -276,7 +277,8 @@ static coffer_err token_check(const char *token, const char *sub)
 static bool visit_parameter(struct page *pg, const json_t *rec, const char *canon)
 {
     json_t *p = NULL;
-    pg->failure = ssm_parameter_json(pg->s, pg->call, rec, ssm_rec_latest(rec), NULL, pg->decrypt, &p);
+    pg->failure = ssm_parameter_json(pg->s, pg->call, rec, ssm_rec_version_for(rec, pg->filters), NULL,
+                                     pg->decrypt, &p);
     if (pg->failure != COFFER_OK) {
         return false;
     }
@@ -483,7 +485,7 @@ coffer_err ssm_op_GetParameterHistory(void *state, struct api_call *call)
     }
     json_t *rec = NULL;
     const json_t *ver = NULL;
-    char selector[32];
+    char selector[SSM_LABEL_MAX + 2];
     TRY(ssm_resolve(s, call, name, &rec, &ver, selector, sizeof(selector)));
     coffer_err rc = COFFER_OK;
     json_t *items = json_array();
@@ -501,11 +503,13 @@ coffer_err ssm_op_GetParameterHistory(void *state, struct api_call *call)
         const json_t *v = json_array_get(versions, i);
         json_t *value = NULL;
         TRY_OUT(ssm_value_json(s, call, canon, v, decrypt, &value));
+        const json_t *labels = json_object_get(v, "Labels");
         json_t *h =
-            json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:[], s:s, s:[], s:s}", "Name", canon, "Type",
+            json_pack("{s:s, s:s, s:o, s:s, s:o, s:I, s:o, s:s, s:[], s:s}", "Name", canon, "Type",
                       ssm_vstr(v, "Type"), "LastModifiedDate", ssm_date_of(v), "LastModifiedUser",
                       ssm_vstr(v, "LastModifiedUser"), "Value", value, "Version", ssm_vint(v, "Version"),
-                      "Labels", "Tier", ssm_vstr(v, "Tier"), "Policies", "DataType", ssm_vstr(v, "DataType"));
+                      "Labels", labels != NULL ? json_deep_copy(labels) : json_array(), "Tier",
+                      ssm_vstr(v, "Tier"), "Policies", "DataType", ssm_vstr(v, "DataType"));
         if (h == NULL || json_array_append_new(items, h) != 0 ||
             json_object_set_new(h, "Policies", ssm_policies_of(v)) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");

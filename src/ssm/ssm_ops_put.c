@@ -143,6 +143,9 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
             "tags, please remove overwrite flag. To update tags for an existing parameter, please use "
             "AddTagsToResource or RemoveTagsFromResource.");
     }
+    if (tags != NULL) {
+        TRY(ssm_tags_check(tags, "tags"));
+    }
     if (type == 2 && s->kms == NULL) {
         /* never stored in clear: without KMS there is nothing to encrypt it with */
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "SecureString parameters need KMS.");
@@ -268,6 +271,15 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
                  "There are concurrent updates for a resource that supports one update at a time.");
     }
+    /* a new parameter, or one moving up to Advanced, counts against the account's limits */
+    TRY_OUT(
+        ssm_count_add(s, t, call->caller->account_id, call->region,
+                      prev == NULL && !advanced ? 1 : (prev != NULL && advanced && !was_advanced ? -1 : 0),
+                      advanced && !was_advanced ? 1 : 0));
+    /* build on the record as the transaction reads it: labels and tags set since stay */
+    json_decref(rec);
+    rec = cur;
+    cur = NULL;
     if (rec == NULL) {
         rec = json_pack("{s:s, s:[], s:[]}", "Name", canon, "Versions", "Tags");
         if (rec == NULL || (tags != NULL && json_object_set(rec, "Tags", (json_t *)tags) != 0)) {
@@ -278,11 +290,10 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     if (json_array_append(versions, ver) != 0) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
-    /* the oldest version goes once the parameter holds more than it keeps */
-    while (json_array_size(versions) > SSM_MAX_VERSIONS) {
-        json_array_remove(versions, 0);
-    }
-    TRY_OUT(ssm_due_rewrite(t, key, cur, rec));
+    /* the oldest version goes once the parameter holds more than it keeps, unless labelled */
+    TRY_OUT(ssm_versions_trim(rec));
+    /* rec still lists the old version's index entries in "Due": dropped, then the new ones */
+    TRY_OUT(ssm_due_rewrite(t, key, rec, rec));
     TRY_OUT(ssm_rec_store(t, key, rec));
     rc = store_txn_commit(t);
     t = NULL;
@@ -314,14 +325,16 @@ static coffer_err delete_one(const struct ssm *s, const struct api_call *call, s
     TRY(ssm_name_check(name, false, ssm_arn_prefix_len(call), canon, sizeof(canon)));
     TRY(ssm_authorize_param(s, call, canon));
     ssm_param_key(call, canon, key, sizeof(key));
-    coffer_buf b;
-    coffer_buf_init(&b, false);
-    coffer_err rc = store_txn_get(t, key, &b);
-    coffer_buf_free(&b);
-    if (rc == COFFER_ERR_NOT_FOUND) {
+    json_t *rec = NULL;
+    TRY(ssm_rec_load(s->st, t, key, &rec));
+    if (rec == NULL) {
         return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
     }
+    bool advanced = strcmp(ssm_vstr(ssm_rec_latest(rec), "Tier"), "Advanced") == 0;
+    coffer_err rc = ssm_due_rewrite(t, key, rec, NULL); /* its policies' index entries go too */
+    json_decref(rec);
     TRY(rc);
+    TRY(ssm_count_add(s, t, call->caller->account_id, call->region, advanced ? 0 : -1, advanced ? -1 : 0));
     return store_txn_delete(t, key);
 }
 

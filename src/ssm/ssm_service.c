@@ -32,7 +32,7 @@ static const struct api_error_name ssm_errors[] = {
 };
 
 /* Parameter values are secrets: wiped after use and never in the trail. */
-static const char *const ssm_sensitive_members[] = {"Value", NULL};
+static const char *const ssm_sensitive_members[] = {"Value", "SourceResult", NULL};
 
 static coffer_err ssm_start(const struct api_host *host, void **instance, const struct api_service **api)
 {
@@ -57,6 +57,9 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     /* parameter policies, at every tick of the daemon's scheduler (cofferd --sweep-interval) */
     s->jobs[0] =
         (struct api_job){.name = "parameter policies", .fn = ssm_policy_job, .ctx = s, .period_s = 0};
+    s->secrets = host->lookup != NULL ? host->lookup(host->lookup_ctx, "secretsmanager") : NULL;
+    s->limits = host->settings != NULL ? *(const struct ssm_settings *)host->settings
+                                       : (struct ssm_settings)SSM_SETTINGS_DEFAULT;
     s->api = (struct api_service){
         .target_prefix = "AmazonSSM",
         .signing_name = "ssm",

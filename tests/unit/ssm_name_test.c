@@ -143,6 +143,26 @@ static void test_path_prefix(void **state)
     assert_int_equal(ssm_path_prefix("/a b", p, sizeof(p)), COFFER_ERR_VALIDATION);
 }
 
+static void test_labels(void **state)
+{
+    (void)state;
+    const char *good[] = {"prod", "Release-1.2_x", "a", "v1", "my-aws", "Ssx", "x123"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_true(ssm_label_valid(good[i]));
+    }
+    const char *bad[] = {"", "1st", "aws", "AWSlabel", "ssm-x", "sSm", "has space", "a/b", "a:b", "x*"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(ssm_label_valid(bad[i]));
+    }
+    char longest[SSM_LABEL_MAX + 2];
+    memset(longest, 'x', SSM_LABEL_MAX);
+    longest[SSM_LABEL_MAX] = 0;
+    assert_true(ssm_label_valid(longest));
+    longest[SSM_LABEL_MAX] = 'x';
+    longest[SSM_LABEL_MAX + 1] = 0;
+    assert_false(ssm_label_valid(longest));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_arn_length),
         cmocka_unit_test(test_references),
         cmocka_unit_test(test_path_prefix),
+        cmocka_unit_test(test_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

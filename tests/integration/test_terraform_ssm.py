@@ -1,0 +1,205 @@
+"""Terraform with the hashicorp/aws provider against cofferd: SSM parameters people write.
+
+Terraform and the provider come from the machine (/usr/local/bin/terraform and the provider
+unpacked under /opt/tf-plugins, used as a filesystem mirror), as in test_terraform.py. One test
+walks the life of a configuration: aws_ssm_parameter of type String, StringList and
+SecureString (the default key and a customer key made by aws_kms_key), with tags; the
+aws_ssm_parameter and aws_ssm_parameters_by_path data sources; apply, a second plan that must
+show no change (the provider reads back through GetParameter, DescribeParameters filters and
+ListTagsForResource), an in-place update of value, description and tags that makes a new
+version, and destroy, checking what cofferd holds after each step through boto3.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import unittest
+
+from botocore.exceptions import ClientError
+
+from harness import ServerTestCase
+
+TERRAFORM = os.environ.get("COFFER_TERRAFORM", "/usr/local/bin/terraform")
+PLUGINS = "/opt/tf-plugins"
+
+
+class TerraformSsmTest(ServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(TERRAFORM, os.X_OK) or not os.path.isdir(PLUGINS):
+            raise AssertionError("terraform (%s) and its provider mirror (%s) are needed" % (TERRAFORM, PLUGINS))
+        super().setUpClass()
+        cls.work = tempfile.mkdtemp(prefix="coffer-tf-ssm-")
+        with open(os.path.join(cls.work, "cli.tfrc"), "w") as f:
+            f.write(textwrap.dedent("""\
+                provider_installation {
+                  filesystem_mirror {
+                    path    = "%s"
+                    include = ["registry.terraform.io/hashicorp/aws"]
+                  }
+                  direct {
+                    exclude = ["registry.terraform.io/hashicorp/aws"]
+                  }
+                }
+                """ % PLUGINS))
+        cls.ssm = cls.server.client("ssm")
+        cls.kms = cls.server.client("kms")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
+        super().tearDownClass()
+
+    @classmethod
+    def tf(cls, *args, ok_codes=(0,)):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+        env.update({"TF_CLI_CONFIG_FILE": os.path.join(cls.work, "cli.tfrc"), "TF_IN_AUTOMATION": "1",
+                    "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "HOME": cls.work})
+        r = subprocess.run([TERRAFORM] + list(args), cwd=cls.work, env=env, capture_output=True, timeout=600)
+        if r.returncode not in ok_codes:
+            raise AssertionError("terraform %s exited %d:\n%s\n%s" % (
+                " ".join(args), r.returncode, r.stdout.decode()[-6000:], r.stderr.decode()[-6000:]))
+        return r.returncode, r.stdout.decode()
+
+    def write_config(self, value, description, tags):
+        akid, secret = self.server.credentials()
+        provider = textwrap.dedent("""\
+            terraform {
+              required_providers {
+                aws = { source = "hashicorp/aws" }
+              }
+            }
+            provider "aws" {
+              region                      = "us-east-1"
+              access_key                  = "%(akid)s"
+              secret_key                  = "%(secret)s"
+              skip_credentials_validation = true
+              skip_requesting_account_id  = false
+              skip_metadata_api_check     = true
+              skip_region_validation      = true
+              custom_ca_bundle            = "%(ca)s"
+              endpoints {
+                ssm = "%(endpoint)s"
+                kms = "%(endpoint)s"
+                iam = "%(endpoint)s"
+                sts = "%(endpoint)s"
+              }
+            }
+            """) % {"akid": akid, "secret": secret, "ca": self.server.ca, "endpoint": self.server.endpoint}
+        resources = textwrap.dedent("""\
+            resource "aws_kms_key" "cmk" {
+              description             = "parameters"
+              deletion_window_in_days = 7
+            }
+            resource "aws_ssm_parameter" "str" {
+              name        = "/tf/app/str"
+              type        = "String"
+              value       = "%(value)s"
+              description = "%(description)s"
+              tags        = %(tags)s
+            }
+            resource "aws_ssm_parameter" "list" {
+              name  = "/tf/app/list"
+              type  = "StringList"
+              value = "a,b,c"
+            }
+            resource "aws_ssm_parameter" "sec_default" {
+              name  = "/tf/app/sec-default"
+              type  = "SecureString"
+              value = "default-key-secret"
+            }
+            resource "aws_ssm_parameter" "sec_cmk" {
+              name        = "/tf/app/sec-cmk"
+              type        = "SecureString"
+              value       = "customer-key-secret"
+              key_id      = aws_kms_key.cmk.key_id
+              description = "customer key"
+              tags        = { owner = "ops" }
+            }
+            data "aws_ssm_parameter" "sec_cmk" {
+              name = aws_ssm_parameter.sec_cmk.name
+            }
+            data "aws_ssm_parameters_by_path" "app" {
+              path       = "/tf/app"
+              depends_on = [aws_ssm_parameter.str, aws_ssm_parameter.list, aws_ssm_parameter.sec_default,
+                            aws_ssm_parameter.sec_cmk]
+            }
+            output "cmk_id" { value = aws_kms_key.cmk.key_id }
+            output "str_version" { value = aws_ssm_parameter.str.version }
+            output "str_arn" { value = aws_ssm_parameter.str.arn }
+            output "sec_cmk_value" { value = nonsensitive(data.aws_ssm_parameter.sec_cmk.value) }
+            output "sec_cmk_type" { value = data.aws_ssm_parameter.sec_cmk.type }
+            output "path_names" { value = data.aws_ssm_parameters_by_path.app.names }
+            output "path_values" { value = nonsensitive(data.aws_ssm_parameters_by_path.app.values) }
+            """) % {"value": value, "description": description,
+                    "tags": "{ %s }" % ", ".join('%s = "%s"' % kv for kv in sorted(tags.items()))}
+        with open(os.path.join(self.work, "main.tf"), "w") as f:
+            f.write(provider + resources)
+
+    def outputs(self):
+        _, out = self.tf("output", "-json", "-no-color")
+        return {k: v["value"] for k, v in json.loads(out).items()}
+
+    def assert_no_changes(self):
+        code, out = self.tf("plan", "-detailed-exitcode", "-no-color", "-input=false", ok_codes=(0, 2))
+        self.assertEqual(code, 0, "a second plan wants changes:\n" + out[-6000:])
+
+    def tags(self, name):
+        return {t["Key"]: t["Value"] for t in
+                self.ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)["TagList"]}
+
+    def test_lifecycle(self):
+        # Apply.
+        self.write_config("v1", "first", {"team": "core"})
+        self.tf("init", "-input=false", "-no-color")
+        self.tf("apply", "-auto-approve", "-no-color", "-input=false")
+        out = self.outputs()
+        p = self.ssm.get_parameter(Name="/tf/app/str")["Parameter"]
+        self.assertEqual((p["Type"], p["Value"], p["Version"]), ("String", "v1", 1))
+        self.assertEqual(out["str_arn"], p["ARN"])
+        self.assertEqual(self.tags("/tf/app/str"), {"team": "core"})
+        self.assertEqual(self.ssm.get_parameter(Name="/tf/app/list")["Parameter"]["Value"], "a,b,c")
+        meta = {m["Name"]: m for m in self.ssm.describe_parameters(ParameterFilters=[
+            {"Key": "Path", "Option": "Recursive", "Values": ["/tf"]}])["Parameters"]}
+        self.assertEqual(meta["/tf/app/sec-default"]["KeyId"], "alias/aws/ssm")
+        self.assertEqual(meta["/tf/app/sec-cmk"]["KeyId"], out["cmk_id"])
+        # the stored values are ciphertexts; decrypted they are what was written
+        for name, secret in (("/tf/app/sec-default", "default-key-secret"), ("/tf/app/sec-cmk", "customer-key-secret")):
+            self.assertNotEqual(self.ssm.get_parameter(Name=name)["Parameter"]["Value"], secret)
+            self.assertEqual(self.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"], secret)
+        self.assertEqual((out["sec_cmk_value"], out["sec_cmk_type"]), ("customer-key-secret", "SecureString"))
+        self.assertEqual(sorted(out["path_names"]), ["/tf/app/list", "/tf/app/sec-cmk", "/tf/app/sec-default",
+                                                     "/tf/app/str"])
+        values = dict(zip(out["path_names"], out["path_values"]))
+        self.assertEqual((values["/tf/app/sec-default"], values["/tf/app/str"]), ("default-key-secret", "v1"))
+
+        # Nothing drifts: a refresh reads back exactly what was applied.
+        self.assert_no_changes()
+
+        # In-place update of value, description and tags: a new version of the same parameter.
+        self.write_config("v2", "second", {"team": "platform", "env": "dev"})
+        _, log = self.tf("apply", "-auto-approve", "-no-color", "-input=false")
+        self.assertIn("0 added", log)
+        self.assertIn("0 destroyed", log)
+        p = self.ssm.get_parameter(Name="/tf/app/str")["Parameter"]
+        self.assertEqual((p["Value"], p["Version"]), ("v2", 2))
+        hist = self.ssm.get_parameter_history(Name="/tf/app/str")["Parameters"]
+        self.assertEqual([(h["Version"], h["Value"], h["Description"]) for h in hist],
+                         [(1, "v1", "first"), (2, "v2", "second")])
+        self.assertEqual(self.tags("/tf/app/str"), {"team": "platform", "env": "dev"})
+        self.assertEqual(self.outputs()["str_version"], 2)
+        self.assert_no_changes()
+
+        # Destroy deletes every parameter.
+        self.tf("destroy", "-auto-approve", "-no-color", "-input=false")
+        for name in ("/tf/app/str", "/tf/app/list", "/tf/app/sec-default", "/tf/app/sec-cmk"):
+            with self.assertRaises(ClientError) as cm:
+                self.ssm.get_parameter(Name=name)
+            self.assertEqual(cm.exception.response["Error"]["Code"], "ParameterNotFound")
+        self.assertEqual(self.ssm.get_parameters_by_path(Path="/tf", Recursive=True)["Parameters"], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
