@@ -4,7 +4,8 @@ Terraform and the provider come from the machine (/usr/local/bin/terraform and t
 unpacked under /opt/tf-plugins, used as a filesystem mirror), as in test_terraform.py. One test
 walks the life of a configuration: aws_ssm_parameter of type String, StringList and
 SecureString (the default key and a customer key made by aws_kms_key), with tags; the
-aws_ssm_parameter and aws_ssm_parameters_by_path data sources; apply, a second plan that must
+aws_ssm_parameter and aws_ssm_parameters_by_path data sources; an Advanced-tier SecureString over
+4 KB; apply, a second plan that must
 show no change (the provider reads back through GetParameter, DescribeParameters filters and
 ListTagsForResource), an in-place update of value, description and tags that makes a new
 version, and destroy, checking what cofferd holds after each step through boto3.
@@ -12,38 +13,23 @@ version, and destroy, checking what cofferd holds after each step through boto3.
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import textwrap
 import unittest
 
 from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
+from test_terraform import tf_run, tf_workdir
 
-TERRAFORM = os.environ.get("COFFER_TERRAFORM", "/usr/local/bin/terraform")
-PLUGINS = "/opt/tf-plugins"
+# An Advanced-tier SecureString over 4 KB: sealed under a KMS data key (envelope), not one Encrypt.
+BIG = "x" * 6000
 
 
 class TerraformSsmTest(ServerTestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.access(TERRAFORM, os.X_OK) or not os.path.isdir(PLUGINS):
-            raise AssertionError("terraform (%s) and its provider mirror (%s) are needed" % (TERRAFORM, PLUGINS))
+        cls.work = tf_workdir()
         super().setUpClass()
-        cls.work = tempfile.mkdtemp(prefix="coffer-tf-ssm-")
-        with open(os.path.join(cls.work, "cli.tfrc"), "w") as f:
-            f.write(textwrap.dedent("""\
-                provider_installation {
-                  filesystem_mirror {
-                    path    = "%s"
-                    include = ["registry.terraform.io/hashicorp/aws"]
-                  }
-                  direct {
-                    exclude = ["registry.terraform.io/hashicorp/aws"]
-                  }
-                }
-                """ % PLUGINS))
         cls.ssm = cls.server.client("ssm")
         cls.kms = cls.server.client("kms")
 
@@ -54,14 +40,7 @@ class TerraformSsmTest(ServerTestCase):
 
     @classmethod
     def tf(cls, *args, ok_codes=(0,)):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
-        env.update({"TF_CLI_CONFIG_FILE": os.path.join(cls.work, "cli.tfrc"), "TF_IN_AUTOMATION": "1",
-                    "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", "HOME": cls.work})
-        r = subprocess.run([TERRAFORM] + list(args), cwd=cls.work, env=env, capture_output=True, timeout=600)
-        if r.returncode not in ok_codes:
-            raise AssertionError("terraform %s exited %d:\n%s\n%s" % (
-                " ".join(args), r.returncode, r.stdout.decode()[-6000:], r.stderr.decode()[-6000:]))
-        return r.returncode, r.stdout.decode()
+        return tf_run(cls.work, *args, ok_codes=ok_codes)
 
     def write_config(self, value, description, tags):
         akid, secret = self.server.credentials()
@@ -118,13 +97,19 @@ class TerraformSsmTest(ServerTestCase):
               description = "customer key"
               tags        = { owner = "ops" }
             }
+            resource "aws_ssm_parameter" "big" {
+              name  = "/tf/app/big"
+              type  = "SecureString"
+              tier  = "Advanced"
+              value = "%(big)s"
+            }
             data "aws_ssm_parameter" "sec_cmk" {
               name = aws_ssm_parameter.sec_cmk.name
             }
             data "aws_ssm_parameters_by_path" "app" {
               path       = "/tf/app"
               depends_on = [aws_ssm_parameter.str, aws_ssm_parameter.list, aws_ssm_parameter.sec_default,
-                            aws_ssm_parameter.sec_cmk]
+                            aws_ssm_parameter.sec_cmk, aws_ssm_parameter.big]
             }
             output "cmk_id" { value = aws_kms_key.cmk.key_id }
             output "str_version" { value = aws_ssm_parameter.str.version }
@@ -133,7 +118,7 @@ class TerraformSsmTest(ServerTestCase):
             output "sec_cmk_type" { value = data.aws_ssm_parameter.sec_cmk.type }
             output "path_names" { value = data.aws_ssm_parameters_by_path.app.names }
             output "path_values" { value = nonsensitive(data.aws_ssm_parameters_by_path.app.values) }
-            """) % {"value": value, "description": description,
+            """) % {"value": value, "description": description, "big": BIG,
                     "tags": "{ %s }" % ", ".join('%s = "%s"' % kv for kv in sorted(tags.items()))}
         with open(os.path.join(self.work, "main.tf"), "w") as f:
             f.write(provider + resources)
@@ -170,8 +155,10 @@ class TerraformSsmTest(ServerTestCase):
             self.assertNotEqual(self.ssm.get_parameter(Name=name)["Parameter"]["Value"], secret)
             self.assertEqual(self.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"], secret)
         self.assertEqual((out["sec_cmk_value"], out["sec_cmk_type"]), ("customer-key-secret", "SecureString"))
-        self.assertEqual(sorted(out["path_names"]), ["/tf/app/list", "/tf/app/sec-cmk", "/tf/app/sec-default",
-                                                     "/tf/app/str"])
+        self.assertEqual(sorted(out["path_names"]), ["/tf/app/big", "/tf/app/list", "/tf/app/sec-cmk",
+                                                     "/tf/app/sec-default", "/tf/app/str"])
+        self.assertEqual(meta["/tf/app/big"]["Tier"], "Advanced")
+        self.assertEqual(self.ssm.get_parameter(Name="/tf/app/big", WithDecryption=True)["Parameter"]["Value"], BIG)
         values = dict(zip(out["path_names"], out["path_values"]))
         self.assertEqual((values["/tf/app/sec-default"], values["/tf/app/str"]), ("default-key-secret", "v1"))
 
@@ -194,7 +181,7 @@ class TerraformSsmTest(ServerTestCase):
 
         # Destroy deletes every parameter.
         self.tf("destroy", "-auto-approve", "-no-color", "-input=false")
-        for name in ("/tf/app/str", "/tf/app/list", "/tf/app/sec-default", "/tf/app/sec-cmk"):
+        for name in ("/tf/app/str", "/tf/app/list", "/tf/app/sec-default", "/tf/app/sec-cmk", "/tf/app/big"):
             with self.assertRaises(ClientError) as cm:
                 self.ssm.get_parameter(Name=name)
             self.assertEqual(cm.exception.response["Error"]["Code"], "ParameterNotFound")
