@@ -69,6 +69,29 @@ def tf_run(work, *args, ok_codes=(0,)):
     return r.returncode, r.stdout.decode()
 
 
+def tf_provider(server, services):
+    """The terraform block and an aws provider for `server` (us-east-1), with `services` pointed at it."""
+    akid, secret = server.credentials()
+    endpoints = "".join('    %s = "%s"\n' % (s, server.endpoint) for s in services)
+    return textwrap.dedent("""\
+        terraform {
+          required_providers {
+            aws = { source = "hashicorp/aws" }
+          }
+        }
+        provider "aws" {
+          region                      = "us-east-1"
+          access_key                  = "%(akid)s"
+          secret_key                  = "%(secret)s"
+          skip_credentials_validation = true
+          skip_requesting_account_id  = false
+          skip_metadata_api_check     = true
+          skip_region_validation      = true
+          custom_ca_bundle            = "%(ca)s"
+          endpoints {
+        """) % {"akid": akid, "secret": secret, "ca": server.ca} + endpoints + "  }\n}\n"
+
+
 class TerraformTest(ServerTestCase):
     @classmethod
     def setUpClass(cls):
@@ -87,30 +110,8 @@ class TerraformTest(ServerTestCase):
         return tf_run(cls.work, *args, ok_codes=ok_codes)
 
     def write_config(self, description, rotation_days, policy_id):
-        akid, secret = self.server.credentials()
         policy = POLICY_TEMPLATE % {"id": policy_id, "account": self.account}
-        provider = textwrap.dedent("""\
-            terraform {
-              required_providers {
-                aws = { source = "hashicorp/aws" }
-              }
-            }
-            provider "aws" {
-              region                      = "us-east-1"
-              access_key                  = "%(akid)s"
-              secret_key                  = "%(secret)s"
-              skip_credentials_validation = true
-              skip_requesting_account_id  = false
-              skip_metadata_api_check     = true
-              skip_region_validation      = true
-              custom_ca_bundle            = "%(ca)s"
-              endpoints {
-                kms = "%(endpoint)s"
-                iam = "%(endpoint)s"
-                sts = "%(endpoint)s"
-              }
-            }
-            """) % {"akid": akid, "secret": secret, "ca": self.server.ca, "endpoint": self.server.endpoint}
+        provider = tf_provider(self.server, ("kms", "iam", "sts"))
         resources = textwrap.dedent("""\
             resource "aws_kms_key" "sym" {
               description             = "%(description)s"

@@ -19,7 +19,7 @@ import unittest
 from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
-from test_terraform import tf_run, tf_workdir
+from test_terraform import tf_provider, tf_run, tf_workdir
 
 # An Advanced-tier SecureString over 4 KB: sealed under a KMS data key (envelope), not one Encrypt.
 BIG = "x" * 6000
@@ -43,30 +43,7 @@ class TerraformSsmTest(ServerTestCase):
         return tf_run(cls.work, *args, ok_codes=ok_codes)
 
     def write_config(self, value, description, tags):
-        akid, secret = self.server.credentials()
-        provider = textwrap.dedent("""\
-            terraform {
-              required_providers {
-                aws = { source = "hashicorp/aws" }
-              }
-            }
-            provider "aws" {
-              region                      = "us-east-1"
-              access_key                  = "%(akid)s"
-              secret_key                  = "%(secret)s"
-              skip_credentials_validation = true
-              skip_requesting_account_id  = false
-              skip_metadata_api_check     = true
-              skip_region_validation      = true
-              custom_ca_bundle            = "%(ca)s"
-              endpoints {
-                ssm = "%(endpoint)s"
-                kms = "%(endpoint)s"
-                iam = "%(endpoint)s"
-                sts = "%(endpoint)s"
-              }
-            }
-            """) % {"akid": akid, "secret": secret, "ca": self.server.ca, "endpoint": self.server.endpoint}
+        provider = tf_provider(self.server, ("ssm", "kms", "iam", "sts"))
         resources = textwrap.dedent("""\
             resource "aws_kms_key" "cmk" {
               description             = "parameters"
