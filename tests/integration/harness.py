@@ -209,17 +209,19 @@ def trail_events(data_dir):
     return out
 
 
-# The AWS SDK for JavaScript v3 (tests/js, installed by scripts/install-deps.sh), for the KMS
-# operations and members Debian's CLI 2.9 and boto3 1.26 predate.
+# The AWS SDK for JavaScript v3 (tests/js, installed by scripts/install-deps.sh): for the KMS
+# operations and members Debian's CLI 2.9 and boto3 1.26 predate, and as the Secrets Manager
+# client services run.
 JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "js")
 
 
-def js_call(server, operation, **params):
-    """One KMS call through @aws-sdk/client-kms: ("ok", output) or (exception name, message)."""
+def js_call(server, operation, service="kms", **params):
+    """One call through the JS SDK's client for `service` (kms, secretsmanager): ("ok", output)
+    or (exception name, message)."""
     akid, secret = server.credentials()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update({"AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": REGION})
-    r = subprocess.run(["node", os.path.join(JS_DIR, "kms_call.js"), server.endpoint, server.ca, operation,
+    r = subprocess.run(["node", os.path.join(JS_DIR, "sdk_call.js"), service, server.endpoint, server.ca, operation,
                         json.dumps(params)], env=env, capture_output=True, timeout=60)
     if r.returncode != 0:
         raise AssertionError("node %s failed (%d): %s" % (operation, r.returncode, r.stderr.decode()))
@@ -229,8 +231,8 @@ def js_call(server, operation, **params):
     return out["name"], out["message"]
 
 
-def js_ok(server, operation, **params):
-    status, out = js_call(server, operation, **params)
+def js_ok(server, operation, service="kms", **params):
+    status, out = js_call(server, operation, service, **params)
     if status != "ok":
         raise AssertionError("%s: %s %s" % (operation, status, out))
     return out

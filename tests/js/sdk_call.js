@@ -1,11 +1,13 @@
-// Calls one KMS operation on cofferd through the AWS SDK for JavaScript v3 (@aws-sdk/client-kms),
+// Calls one operation on cofferd through the AWS SDK for JavaScript v3: KMS (@aws-sdk/client-kms),
 // for the operations Debian's AWS CLI and boto3 predate (RotateKeyOnDemand, ListKeyRotations,
-// RotationPeriodInDays). The integration tests run it:
+// RotationPeriodInDays), and Secrets Manager (@aws-sdk/client-secrets-manager), the client most
+// services read their secrets with. The integration tests run it:
 //
-//   node kms_call.js ENDPOINT CA_BUNDLE OPERATION '{"KeyId": "..."}'
+//   node sdk_call.js SERVICE ENDPOINT CA_BUNDLE OPERATION '{"KeyId": "..."}'
 //
-// with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_REGION, default us-east-1) in the
-// environment. Blob members (CiphertextBlob, Plaintext) are given and printed as base64 strings.
+// SERVICE is kms or secretsmanager, with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
+// AWS_REGION, default us-east-1) in the environment. Blob members (CiphertextBlob, Plaintext,
+// SecretBinary) are given and printed as base64 strings.
 // It prints one JSON line: {"ok": true, "output": {...}} or
 // {"ok": false, "name": "<exception>", "message": "...", "status": <http status>}, and exits 0
 // either way once cofferd answered (2 for a usage error or no answer at all).
@@ -13,9 +15,12 @@
 
 const fs = require("fs");
 const https = require("https");
-const kms = require("@aws-sdk/client-kms");
+const SERVICES = {
+  kms: { module: "@aws-sdk/client-kms", client: "KMSClient" },
+  secretsmanager: { module: "@aws-sdk/client-secrets-manager", client: "SecretsManagerClient" },
+};
 
-const BLOBS = ["CiphertextBlob", "Plaintext"];
+const BLOBS = ["CiphertextBlob", "Plaintext", "SecretBinary"];
 
 function decodeBlobs(input) {
   for (const name of BLOBS) {
@@ -31,17 +36,18 @@ function encodeBlobs(key, value) {
 }
 
 async function main() {
-  const [endpoint, ca, operation, input] = process.argv.slice(2);
-  if (!endpoint || !ca || !operation) {
-    console.error("usage: node kms_call.js ENDPOINT CA_BUNDLE OPERATION [JSON_INPUT]");
+  const [service, endpoint, ca, operation, input] = process.argv.slice(2);
+  if (!SERVICES[service] || !endpoint || !ca || !operation) {
+    console.error("usage: node sdk_call.js kms|secretsmanager ENDPOINT CA_BUNDLE OPERATION [JSON_INPUT]");
     return 2;
   }
-  const Command = kms[operation + "Command"];
+  const sdk = require(SERVICES[service].module);
+  const Command = sdk[operation + "Command"];
   if (typeof Command !== "function") {
     console.error("unknown operation " + operation);
     return 2;
   }
-  const client = new kms.KMSClient({
+  const client = new sdk[SERVICES[service].client]({
     endpoint,
     region: process.env.AWS_REGION || "us-east-1",
     credentials: {
