@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request inside cofferd, counted by callgrind: repeatable on a busy machine,
 # unlike requests/s. Starts cofferd (one worker) under callgrind, warms up, zeroes the counters,
-# sends N requests of each kind over one keep-alive TLS connection and reads the total.
+# sends N requests of each kind over one keep-alive TLS connection and reads the total. Kinds:
+# KMS Encrypt, Decrypt and GenerateDataKey (a 64-byte plaintext), Parameter Store GetParameter of
+# a String and of a SecureString with decryption, Secrets Manager GetSecretValue of a 1 KB secret.
 #
 #   bash bench/callgrind.sh [N]                          (default 2000)
 #   BASELINE_COFFERD=old/cofferd bash bench/callgrind.sh   also counts an older cofferd
@@ -40,17 +42,29 @@ count() { # name binary
     pt64=$(head -c 64 /dev/urandom | base64 -w0)
     key=$(/usr/bin/aws --endpoint-url "$ep" kms create-key --query KeyMetadata.KeyId --output text)
     ct=$(/usr/bin/aws --endpoint-url "$ep" kms encrypt --key-id "$key" --plaintext "$pt64" --query CiphertextBlob --output text)
+    /usr/bin/aws --endpoint-url "$ep" ssm put-parameter --name /bench/app/db-url --type String \
+        --value "postgres://db.internal:5432/app" >/dev/null
+    /usr/bin/aws --endpoint-url "$ep" ssm put-parameter --name /bench/app/db-password --type SecureString \
+        --value "$pt64" >/dev/null
+    /usr/bin/aws --endpoint-url "$ep" secretsmanager create-secret --name bench/app/db \
+        --secret-string "$(head -c 768 /dev/urandom | base64 -w0)" >/dev/null
     lg() { "$loadgen" --endpoint "$ep" --ca "$dir/tls/ca.pem" --credentials "$dir/credentials" --profile coffer \
         --region us-east-1 --connections 1 --requests "$1" --target "$2" --body "$3" >/dev/null; }
-    for op in Encrypt Decrypt GenerateDataKey; do
+    local op target
+    for op in Encrypt Decrypt GenerateDataKey GetParameter GetParameterSecure GetSecretValue; do
+        target=$op
         case $op in
         Encrypt) body="{\"KeyId\":\"$key\",\"Plaintext\":\"$pt64\"}" ;;
         Decrypt) body="{\"CiphertextBlob\":\"$ct\"}" ;;
         GenerateDataKey) body="{\"KeyId\":\"$key\",\"KeySpec\":\"AES_256\"}" ;;
+        GetParameter) target=AmazonSSM.GetParameter body='{"Name":"/bench/app/db-url"}' ;;
+        GetParameterSecure)
+            target=AmazonSSM.GetParameter body='{"Name":"/bench/app/db-password","WithDecryption":true}' ;;
+        GetSecretValue) target=secretsmanager.GetSecretValue body='{"SecretId":"bench/app/db"}' ;;
         esac
-        lg 50 "$op" "$body" # warm caches and the connection path
+        lg 50 "$target" "$body" # warm caches and the connection path
         callgrind_control -z "$pid" >/dev/null
-        lg "$n" "$op" "$body"
+        lg "$n" "$target" "$body"
         callgrind_control -d "$op" "$pid" >/dev/null
         sleep 0.5
         local f total
@@ -66,6 +80,6 @@ count() { # name binary
 count new "$build/cofferd"
 echo "instructions per request inside cofferd (callgrind, one worker, $n requests each, one connection)"
 awk '{v[$1" "$2]=$3; ops[$2]=1} END {
-    printf "%-16s %12s %12s %8s\n", "op", "base", "new", "ratio";
+    printf "%-20s %12s %12s %8s\n", "op", "base", "new", "ratio";
     for (o in ops) { b=v["base "o]; w=v["new "o];
-        printf "%-16s %12s %12d %8s\n", o, b ? b : "-", w, b ? sprintf("%.3f", w/b) : "-" } }' "$work/results"
+        printf "%-20s %12s %12d %8s\n", o, b ? b : "-", w, b ? sprintf("%.3f", w/b) : "-" } }' "$work/results"

@@ -30,6 +30,7 @@
 #include "api/api.h"
 #include "api/api_input.h"
 #include "common/buf.h"
+#include "common/json_cache.h"
 #include "iam/authz.h"
 #include "kms/kms.h"
 #include "secrets/secrets.h"
@@ -52,6 +53,8 @@
 #define SM_PREVIOUS "AWSPREVIOUS"
 #define SM_PENDING "AWSPENDING"
 #define SM_DELETION_PREFIX "secrets-deletion/"
+#define SM_CACHE_ENTRIES 10000
+#define SM_CACHE_TTL_MS 1000 /* how stale another node's change may be seen by a read */
 
 struct sm {
     store *st;
@@ -61,6 +64,7 @@ struct sm {
     api_event_sink record;     /* the deletion job's events */
     void *record_ctx;
     pthread_mutex_t wmu; /* serialises every read-decide-write of a secret record */
+    json_cache *cache;   /* parsed records for reads (sm_resolve_read); sm_save invalidates */
     struct api_service api;
     struct api_job jobs[1];
     struct secrets_api inproc; /* secrets_inproc.c */
@@ -94,6 +98,10 @@ void sm_secret_arn(const char *region, const char *account, const char *name, co
  * there is none); through `t` when not NULL. */
 coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
                       struct sm_secret *sec) __attribute__((warn_unused_result));
+/* As sm_resolve for a request that only reads: the record may come from the read cache (up to
+ * SM_CACHE_TTL_MS old when another node changed it). Never for a read-decide-write. */
+coffer_err sm_resolve_read(const struct sm *s, const struct api_call *call, const char *id,
+                           struct sm_secret *sec) __attribute__((warn_unused_result));
 /* Loads the record of sec->key again (after the mutex was taken). */
 coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));

@@ -471,6 +471,9 @@ coffer_err sm_sweep(void *ctx, int64_t now_ms)
             t = NULL;
         }
         store_txn_abort(t);
+        if (due) {
+            json_cache_invalidate(s->cache, rkey);
+        }
         json_decref(rec);
         pthread_mutex_unlock(&s->wmu);
     }

@@ -166,7 +166,7 @@ coffer_err sm_op_GetResourcePolicy(void *state, struct api_call *call)
     TRY(api_in_string(&in, "SecretId", API_IN_REQUIRED, 1, SM_ID_MAX, &id));
     TRY(api_in_done(&in));
     struct sm_secret sec;
-    TRY(sm_resolve(s, NULL, call, id, &sec));
+    TRY(sm_resolve_read(s, call, id, &sec));
     coffer_err rc = COFFER_OK;
     TRY_OUT(sm_authorize(s, call, "GetResourcePolicy", &sec));
     TRY_OUT(sm_check_live(&sec));

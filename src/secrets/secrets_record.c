@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/codec.h"
+#include "common/timeutil.h"
 #include "common/secret.h"
 #include "crypto/crypto.h"
 #include "iam/policy.h"
@@ -70,11 +71,22 @@ void sm_secret_arn(const char *region, const char *account, const char *name, co
 /* ------------------------------------------------------------------------------------------ */
 /* Records                                                                                      */
 
-coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
+/* The record under `key` parsed into *out (NULL when there is none); from the read cache when
+ * `cached` (only outside a transaction). */
+static coffer_err load_record(const struct sm *s, store_txn *t, const char *key, bool cached, json_t **out)
 {
     coffer_buf b;
-    coffer_buf_init(&b, false);
     *out = NULL;
+    int64_t now = (int64_t)(coffer_monotonic_ns() / 1000000);
+    uint64_t gen = 0;
+    cached = cached && t == NULL;
+    if (cached) {
+        if ((*out = json_cache_get(s->cache, key, now)) != NULL) {
+            return COFFER_OK;
+        }
+        gen = json_cache_generation(s->cache);
+    }
+    coffer_buf_init(&b, false);
     coffer_err rc = t != NULL ? store_txn_get(t, key, &b) : store_get(s->st, key, &b);
     if (rc == COFFER_ERR_NOT_FOUND) {
         coffer_clear_err();
@@ -86,10 +98,17 @@ coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **o
             json_decref(*out);
             *out = NULL;
             rc = coffer_fail(COFFER_ERR_INTERNAL, "corrupt secret record");
+        } else if (cached) {
+            json_cache_put(s->cache, key, *out, gen, now);
         }
     }
     coffer_buf_free(&b);
     return rc;
+}
+
+coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
+{
+    return load_record(s, t, key, false, out);
 }
 
 void sm_secret_free(struct sm_secret *sec)
@@ -99,7 +118,7 @@ void sm_secret_free(struct sm_secret *sec)
 }
 
 static coffer_err load_named(const struct sm *s, store_txn *t, const char *account, const char *region,
-                             const char *name, struct sm_secret *sec)
+                             const char *name, bool cached, struct sm_secret *sec)
 {
     if (strlen(name) > SM_NAME_MAX) {
         return COFFER_OK;
@@ -107,7 +126,7 @@ static coffer_err load_named(const struct sm *s, store_txn *t, const char *accou
     char key[SM_KEY_MAX];
     sm_record_key(account, region, name, key, sizeof(key));
     json_t *rec = NULL;
-    TRY(sm_load(s, t, key, &rec));
+    TRY(load_record(s, t, key, cached, &rec));
     if (rec != NULL) {
         sec->rec = rec;
         coffer_str_copy(sec->key, sizeof(sec->key), key);
@@ -129,7 +148,7 @@ static coffer_err not_found(void)
  * "-" and the 6-character suffix of the secret it names, a partial one is the name alone.
  */
 static coffer_err resolve_arn(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
-                              struct sm_secret *sec)
+                              bool cached, struct sm_secret *sec)
 {
     char buf[SM_ID_MAX + 1];
     coffer_str_copy(buf, sizeof(buf), id);
@@ -153,23 +172,23 @@ static coffer_err resolve_arn(const struct sm *s, store_txn *t, const struct api
     if (n > SM_SUFFIX_LEN + 1 && p[n - SM_SUFFIX_LEN - 1] == '-') {
         char name[SM_ID_MAX + 1];
         snprintf(name, sizeof(name), "%.*s", (int)(n - SM_SUFFIX_LEN - 1), p);
-        TRY(load_named(s, t, account, call->region, name, sec));
+        TRY(load_named(s, t, account, call->region, name, cached, sec));
         if (sec->rec != NULL && strcmp(sm_str(sec->rec, "Suffix"), p + n - SM_SUFFIX_LEN) == 0) {
             return COFFER_OK;
         }
         sm_secret_free(sec); /* another secret of that name (re-created): not this ARN's */
     }
-    return load_named(s, t, account, call->region, p, sec);
+    return load_named(s, t, account, call->region, p, cached, sec);
 }
 
-coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
-                      struct sm_secret *sec)
+static coffer_err resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
+                          bool cached, struct sm_secret *sec)
 {
     memset(sec, 0, sizeof(*sec));
     if (strncmp(id, "arn:", 4) == 0) {
-        TRY(resolve_arn(s, t, call, id, sec));
+        TRY(resolve_arn(s, t, call, id, cached, sec));
     } else {
-        TRY(load_named(s, t, call->caller->account_id, call->region, id, sec));
+        TRY(load_named(s, t, call->caller->account_id, call->region, id, cached, sec));
     }
     if (sec->rec == NULL) {
         return not_found();
@@ -181,6 +200,18 @@ coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *c
         return not_found();
     }
     return COFFER_OK;
+}
+
+coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
+                      struct sm_secret *sec)
+{
+    return resolve(s, t, call, id, false, sec);
+}
+
+coffer_err sm_resolve_read(const struct sm *s, const struct api_call *call, const char *id,
+                           struct sm_secret *sec)
+{
+    return resolve(s, NULL, call, id, true, sec);
 }
 
 static void deletion_key(const char *account, const char *region, const char *name, int64_t when, char *out,
@@ -223,6 +254,8 @@ coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deleti
 out:
     store_txn_abort(t);
     free(text);
+    /* Even after a failed commit: whether it reached the database may be unknown. */
+    json_cache_invalidate(s->cache, sec->key);
     return rc;
 }
 

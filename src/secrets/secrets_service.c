@@ -120,6 +120,11 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
     }
     const struct secrets_settings defaults = SECRETS_SETTINGS_DEFAULT;
     const struct secrets_settings *set = host->settings != NULL ? host->settings : &defaults;
+    coffer_err rc = json_cache_new(SM_CACHE_ENTRIES, SM_CACHE_TTL_MS, &s->cache);
+    if (rc != COFFER_OK) {
+        free(s);
+        return rc;
+    }
     s->st = host->store;
     s->az = host->authz;
     s->kms = host->lookup != NULL ? host->lookup(host->lookup_ctx, "kms") : NULL;
@@ -159,6 +164,7 @@ static void sm_stop(void *instance)
         return;
     }
     pthread_mutex_destroy(&s->wmu);
+    json_cache_free(s->cache);
     free(s);
 }
 

@@ -328,7 +328,7 @@ coffer_err sm_op_GetSecretValue(void *state, struct api_call *call)
     TRY(api_in_string(&in, "VersionStage", 0, 1, 256, &stage));
     TRY(api_in_done(&in));
     struct sm_secret sec;
-    TRY(sm_resolve(s, NULL, call, id, &sec));
+    TRY(sm_resolve_read(s, call, id, &sec));
     coffer_err rc = COFFER_OK;
     json_t *ver = NULL;
     TRY_OUT(sm_authorize(s, call, "GetSecretValue", &sec));
@@ -349,7 +349,7 @@ static coffer_err batch_one(struct sm *s, struct api_call *call, const char *id,
 {
     struct sm_secret sec = {0};
     json_t *ver = NULL, *item = NULL;
-    coffer_err rc = sm_resolve(s, NULL, call, id, &sec);
+    coffer_err rc = sm_resolve_read(s, call, id, &sec);
     if (rc == COFFER_OK) {
         rc = sm_authorize(s, call, "GetSecretValue", &sec);
     }
@@ -734,7 +734,7 @@ coffer_err sm_op_DescribeSecret(void *state, struct api_call *call)
     TRY(api_in_string(&in, "SecretId", API_IN_REQUIRED, 1, SM_ID_MAX, &id));
     TRY(api_in_done(&in));
     struct sm_secret sec;
-    TRY(sm_resolve(s, NULL, call, id, &sec));
+    TRY(sm_resolve_read(s, call, id, &sec));
     coffer_err rc = sm_authorize(s, call, "DescribeSecret", &sec);
     if (rc == COFFER_OK && (call->output = sm_describe_json(&sec, false)) == NULL) {
         rc = sm_oom();
@@ -780,7 +780,7 @@ coffer_err sm_op_ListSecretVersionIds(void *state, struct api_call *call)
     size_t offset = 0;
     TRY(sm_token_offset(token, &offset));
     struct sm_secret sec;
-    TRY(sm_resolve(s, NULL, call, id, &sec));
+    TRY(sm_resolve_read(s, call, id, &sec));
     coffer_err rc = COFFER_OK;
     json_t *items = json_array();
     if (items == NULL) {

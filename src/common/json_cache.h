@@ -1,0 +1,52 @@
+/*
+ * A read cache of parsed JSON records, for services whose hot read is "load one record from the
+ * store, open it, parse it" (a secret, a parameter): the parse of a record of a few kilobytes
+ * costs more than the rest of the request.
+ *
+ * Records are keyed by their store key. What the cache holds is immutable: a reader gets its
+ * own deep copy, which it may change (writers load through the same path, then save).
+ *
+ * Consistency. Within one process, every write through the owning service calls
+ * json_cache_invalidate after its commit, and a reader fills the cache only with what it read
+ * under the generation it took before reading (json_cache_generation), so a record read before
+ * a concurrent commit never lands in the cache after that commit's invalidation. Across
+ * processes sharing one database (several nodes), writes elsewhere are not seen here; every
+ * entry therefore lives at most `ttl_ms` after it was read, which bounds how stale another
+ * node's change can be.
+ *
+ * Holds only what the records hold (values sealed under KMS data keys, never a plaintext); an
+ * entry leaving the cache is freed, not wiped. Thread-safe.
+ */
+#ifndef COFFER_COMMON_JSON_CACHE_H
+#define COFFER_COMMON_JSON_CACHE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+typedef struct json_cache json_cache;
+
+/* At most `max_entries` records (> 0), each kept at most `ttl_ms` (> 0) after it was read. */
+coffer_err json_cache_new(size_t max_entries, int64_t ttl_ms, json_cache **out) __attribute__((warn_unused_result));
+void json_cache_free(json_cache *c); /* accepts NULL */
+
+/* Taken before reading the store for a record that may then be put. NULL c: 0. */
+uint64_t json_cache_generation(json_cache *c);
+
+/* A deep copy (new reference) of the record under `key` read less than ttl_ms before `now_ms`,
+ * or NULL (absent, expired, out of memory, NULL c). */
+json_t *json_cache_get(json_cache *c, const char *key, int64_t now_ms);
+
+/*
+ * Keeps a deep copy of `rec` (read at `now_ms`) under `key`, unless the cache was invalidated
+ * since `gen` (then what was read may already be older than a committed write). Best effort:
+ * out of memory just leaves the record uncached. NULL c: nothing.
+ */
+void json_cache_put(json_cache *c, const char *key, const json_t *rec, uint64_t gen, int64_t now_ms);
+
+/* After a write of `key` commits (or its record is deleted). NULL key: every record. */
+void json_cache_invalidate(json_cache *c, const char *key);
+
+#endif
