@@ -29,7 +29,8 @@
 typedef struct json_cache json_cache;
 
 /* At most `max_entries` records (> 0), each kept at most `ttl_ms` (> 0) after it was read. */
-coffer_err json_cache_new(size_t max_entries, int64_t ttl_ms, json_cache **out) __attribute__((warn_unused_result));
+coffer_err json_cache_new(size_t max_entries, int64_t ttl_ms, json_cache **out)
+    __attribute__((warn_unused_result));
 void json_cache_free(json_cache *c); /* accepts NULL */
 
 /* Taken before reading the store for a record that may then be put. NULL c: 0. */

@@ -25,6 +25,7 @@
 
 #include "api/api.h"
 #include "common/buf.h"
+#include "common/json_cache.h"
 #include "iam/authz.h"
 #include "kms/kms.h"
 #include "ssm/ssm.h"
@@ -40,6 +41,8 @@
 #define SSM_MAX_LABELS 10          /* labels on one version */
 #define SSM_MAX_TAGS 50            /* tags on one parameter */
 #define SSM_MAX_TAGS_PER_CALL 1000 /* tags in one AddTagsToResource or PutParameter */
+#define SSM_CACHE_ENTRIES 10000
+#define SSM_CACHE_TTL_MS 1000 /* how stale another node's change may be seen by a read */
 
 struct ssm_events;
 
@@ -54,6 +57,7 @@ struct ssm {
     struct api_job jobs[1];
     struct ssm_settings limits; /* parameter counts per account and region */
     const void *secrets;        /* lookup("secretsmanager") at start; NULL: not served */
+    json_cache *cache;          /* parsed records for GetParameter(s); ssm_commit invalidates */
     struct api_service api;
 };
 
@@ -77,6 +81,12 @@ coffer_err ssm_authorize_param(const struct ssm *s, const struct api_call *call,
 coffer_err ssm_rec_parse(coffer_cursor v, json_t **out) __attribute__((warn_unused_result));
 coffer_err ssm_rec_load(store *st, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
+/* As ssm_rec_load outside a transaction, for a request that only reads: the record may come
+ * from the read cache (up to SSM_CACHE_TTL_MS old when another node changed it). */
+coffer_err ssm_rec_load_read(const struct ssm *s, const char *key, json_t **out)
+    __attribute__((warn_unused_result));
+/* Commits a transaction of the service and drops what the read cache holds. */
+coffer_err ssm_commit(const struct ssm *s, store_txn *t) __attribute__((warn_unused_result));
 coffer_err ssm_rec_store(store_txn *t, const char *key, const json_t *rec)
     __attribute__((warn_unused_result));
 json_t *ssm_rec_latest(const json_t *rec);

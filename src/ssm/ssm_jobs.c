@@ -212,7 +212,7 @@ static coffer_err run_due(struct ssm *s, const char *due_key, int64_t now_ms)
     }
     TRY_OUT(ssm_events_append(s->events, ev));
 commit:
-    rc = store_txn_commit(t);
+    rc = ssm_commit(s, t);
     t = NULL;
 out:
     store_txn_abort(t);

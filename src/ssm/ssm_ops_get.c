@@ -33,7 +33,7 @@ coffer_err ssm_resolve(const struct ssm *s, const struct api_call *call, const c
     char key[SSM_KEY_MAX];
     ssm_param_key(call, canon, key, sizeof(key));
     json_t *rec = NULL;
-    TRY(ssm_rec_load(s->st, NULL, key, &rec));
+    TRY(ssm_rec_load_read(s, key, &rec));
     if (rec == NULL) {
         return coffer_fail(COFFER_ERR_NOT_FOUND, "%s", "");
     }

@@ -205,7 +205,7 @@ coffer_err ssm_op_LabelParameterVersion(void *state, struct api_call *call)
         }
     }
     TRY_OUT(ssm_rec_store(t, r.key, rec));
-    rc = store_txn_commit(t);
+    rc = ssm_commit(s, t);
     t = NULL;
     TRY_OUT(rc);
     call->output =
@@ -252,7 +252,7 @@ coffer_err ssm_op_UnlabelParameterVersion(void *state, struct api_call *call)
     }
     if (json_array_size(removed) > 0) {
         TRY_OUT(ssm_rec_store(t, r.key, rec));
-        rc = store_txn_commit(t);
+        rc = ssm_commit(s, t);
         t = NULL;
         TRY_OUT(rc);
     }

@@ -295,7 +295,7 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
     /* rec still lists the old version's index entries in "Due": dropped, then the new ones */
     TRY_OUT(ssm_due_rewrite(t, key, rec, rec));
     TRY_OUT(ssm_rec_store(t, key, rec));
-    rc = store_txn_commit(t);
+    rc = ssm_commit(s, t);
     t = NULL;
     TRY_OUT(rc);
     call->output = json_pack("{s:I, s:s}", "Version", version, "Tier", advanced ? "Advanced" : "Standard");
@@ -353,7 +353,7 @@ coffer_err ssm_op_DeleteParameter(void *state, struct api_call *call)
         store_txn_abort(t);
         return rc;
     }
-    return store_txn_commit(t);
+    return ssm_commit(s, t);
 }
 
 coffer_err ssm_op_DeleteParameters(void *state, struct api_call *call)
@@ -389,7 +389,7 @@ coffer_err ssm_op_DeleteParameters(void *state, struct api_call *call)
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
     }
-    rc = store_txn_commit(t);
+    rc = ssm_commit(s, t);
     t = NULL;
     TRY_OUT(rc);
     call->output = json_pack("{s:O, s:O}", "DeletedParameters", deleted, "InvalidParameters", invalid);

@@ -166,7 +166,7 @@ coffer_err ssm_op_AddTagsToResource(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_TOO_MANY_TAGS, "%s", "");
     }
     TRY_OUT(ssm_rec_store(t, key, rec));
-    rc = store_txn_commit(t);
+    rc = ssm_commit(s, t);
     t = NULL;
 out:
     store_txn_abort(t);
@@ -196,7 +196,7 @@ coffer_err ssm_op_RemoveTagsFromResource(void *state, struct api_call *call)
         }
     }
     TRY_OUT(ssm_rec_store(t, key, rec));
-    rc = store_txn_commit(t);
+    rc = ssm_commit(s, t);
     t = NULL;
 out:
     store_txn_abort(t);

@@ -6,6 +6,7 @@
 
 #include "api/api_input.h"
 #include "common/buf.h"
+#include "common/timeutil.h"
 #include "ssm/ssm_internal.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -92,6 +93,32 @@ coffer_err ssm_rec_load(store *st, store_txn *t, const char *key, json_t **out)
         rc = ssm_rec_parse(coffer_buf_cursor(&b), out);
     }
     coffer_buf_free(&b);
+    return rc;
+}
+
+coffer_err ssm_rec_load_read(const struct ssm *s, const char *key, json_t **out)
+{
+    int64_t now = (int64_t)(coffer_monotonic_ns() / 1000000);
+    if ((*out = json_cache_get(s->cache, key, now)) != NULL) {
+        return COFFER_OK;
+    }
+    uint64_t gen = json_cache_generation(s->cache);
+    TRY(ssm_rec_load(s->st, NULL, key, out));
+    if (*out != NULL) {
+        json_cache_put(s->cache, key, *out, gen, now);
+    }
+    return COFFER_OK;
+}
+
+coffer_err ssm_commit(const struct ssm *s, store_txn *t)
+{
+    coffer_err rc = store_txn_commit(t);
+    /*
+     * Every record the transaction wrote or deleted may be cached; which ones is not tracked,
+     * so all of them go (writes are rare next to reads). Also after a failed commit: whether it
+     * reached the database may be unknown.
+     */
+    json_cache_invalidate(s->cache, NULL);
     return rc;
 }
 

@@ -41,18 +41,21 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     if (s == NULL) {
         return ssm_oom();
     }
+    coffer_err rc = json_cache_new(SSM_CACHE_ENTRIES, SSM_CACHE_TTL_MS, &s->cache);
+    if (rc != COFFER_OK) {
+        free(s);
+        return rc;
+    }
     s->st = host->store;
     s->az = host->authz;
     s->kms = host->lookup != NULL ? host->lookup(host->lookup_ctx, "kms") : NULL;
     s->region = host->region;
     s->record = host->record;
     s->record_ctx = host->record_ctx;
-    if (host->data_dir != NULL) {
-        coffer_err rc = ssm_events_open(host->data_dir, &s->events);
-        if (rc != COFFER_OK) {
-            free(s);
-            return rc;
-        }
+    if (host->data_dir != NULL && (rc = ssm_events_open(host->data_dir, &s->events)) != COFFER_OK) {
+        json_cache_free(s->cache);
+        free(s);
+        return rc;
     }
     /* parameter policies, at every tick of the daemon's scheduler (cofferd --sweep-interval) */
     s->jobs[0] =
@@ -83,6 +86,7 @@ static void ssm_stop(void *instance)
     struct ssm *s = instance;
     if (s != NULL) {
         ssm_events_close(s->events);
+        json_cache_free(s->cache);
     }
     free(instance);
 }

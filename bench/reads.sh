@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Secrets Manager benchmark: GetSecretValue req/s of a 1 KB secret (default key, audit on, quotas
-# off) with build/coffer-loadgen, and KMS Encrypt (64 B) in the same run as the reference of what
-# the machine gives at that moment. With BASELINE_COFFERD=<an older cofferd> both binaries are
+# The services' hot reads: GetSecretValue of a 1 KB secret (default key), GetParameter of a
+# String and of a SecureString with decryption, req/s with build/coffer-loadgen (audit on, quotas
+# off), and KMS Encrypt (64 B) in the same run as the reference of what the machine gives at
+# that moment. With BASELINE_COFFERD=<an older cofferd> both binaries are
 # measured in turns (baseline, new, baseline, new, ...) and the medians compared, so the machine's
 # load moves both alike. Every run also reports cofferd's CPU time per request (user + system,
 # from /proc), which a shared machine's load does not move much.
 #
-#   bash bench/secrets.sh [DURATION_S] [CONNECTIONS] [ROUNDS]     (defaults 10, 16, 3)
+#   bash bench/reads.sh [DURATION_S] [CONNECTIONS] [ROUNDS]     (defaults 10, 16, 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -38,6 +39,10 @@ run() { # label binary
     aws_ secretsmanager describe-secret --secret-id bench/app/db >/dev/null 2>&1 ||
         aws_ secretsmanager create-secret --name bench/app/db --secret-string "$(head -c 768 /dev/urandom | base64 -w0)" \
             >/dev/null
+    aws_ ssm put-parameter --name /bench/app/db-url --type String --overwrite \
+        --value "postgres://db.internal:5432/app" >/dev/null
+    aws_ ssm put-parameter --name /bench/app/db-password --type SecureString --overwrite \
+        --value "$(head -c 48 /dev/urandom | base64 -w0)" >/dev/null
     local key pt64
     key=$(aws_ kms list-aliases --query "Aliases[?AliasName=='alias/bench'].TargetKeyId" --output text)
     if [ -z "$key" ] || [ "$key" = None ]; then
@@ -54,6 +59,8 @@ run() { # label binary
             >> "$results"
     }
     lg "GetSecretValue 1 KB" secretsmanager.GetSecretValue '{"SecretId":"bench/app/db"}'
+    lg "GetParameter String" AmazonSSM.GetParameter '{"Name":"/bench/app/db-url"}'
+    lg "GetParameter SecureString" AmazonSSM.GetParameter '{"Name":"/bench/app/db-password","WithDecryption":true}'
     lg "KMS Encrypt (reference)" Encrypt "{\"KeyId\":\"$key\",\"Plaintext\":\"$pt64\"}"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     pid=
@@ -67,13 +74,14 @@ done
 /usr/bin/python3 - "$results" "$conns" "$duration" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("Secrets Manager benchmark: %s connections, %s s per run, audit on, quotas off; medians over rounds"
+print("Hot reads: %s connections, %s s per run, audit on, quotas off; medians over rounds"
       % (sys.argv[2], sys.argv[3]))
 print("load average at the end: %s" % open("/proc/loadavg").read().split()[0])
-print("%-6s %-24s %9s %8s %8s %7s %12s" % ("bin", "run", "req/s", "p50 ms", "p99 ms", "errors", "cpu us/req"))
+print("%-6s %-26s %9s %8s %8s %7s %12s" % ("bin", "run", "req/s", "p50 ms", "p99 ms", "errors", "cpu us/req"))
+NAMES = ("GetSecretValue 1 KB", "GetParameter String", "GetParameter SecureString", "KMS Encrypt (reference)")
 med = {}
 for b in ("base", "new"):
-    for name in ("GetSecretValue 1 KB", "KMS Encrypt (reference)"):
+    for name in NAMES:
         rs = [r for r in rows if r["bin"] == b and r["name"] == name]
         if not rs:
             continue
@@ -82,13 +90,14 @@ for b in ("base", "new"):
                                 if r["result"]["requests"])
         m = {"rps": statistics.median(v["rps"] for v in x), "cpu": cpu}
         med[(b, name)] = m
-        print("%-6s %-24s %9.0f %8.2f %8.2f %7d %12.0f" % (b, name, m["rps"], statistics.median(v["p50_ms"] for v in x),
+        print("%-6s %-26s %9.0f %8.2f %8.2f %7d %12.0f" % (b, name, m["rps"], statistics.median(v["p50_ms"] for v in x),
                                                           statistics.median(v["p99_ms"] for v in x),
                                                           sum(v["errors"] for v in x), cpu))
-g, e = med.get(("new", "GetSecretValue 1 KB")), med.get(("new", "KMS Encrypt (reference)"))
-if g and e:
-    print("GetSecretValue / Encrypt: req/s x%.2f, cpu per request x%.2f" % (g["rps"] / e["rps"], g["cpu"] / e["cpu"]))
-b = med.get(("base", "GetSecretValue 1 KB"))
-if b and g:
-    print("GetSecretValue new / base: req/s x%.2f, cpu per request x%.2f" % (g["rps"] / b["rps"], g["cpu"] / b["cpu"]))
+e = med.get(("new", "KMS Encrypt (reference)"))
+for name in NAMES[:-1]:
+    g, b = med.get(("new", name)), med.get(("base", name))
+    if g and e:
+        print("%s / Encrypt: req/s x%.2f, cpu per request x%.2f" % (name, g["rps"] / e["rps"], g["cpu"] / e["cpu"]))
+    if g and b:
+        print("%s new / base: req/s x%.2f, cpu per request x%.2f" % (name, g["rps"] / b["rps"], g["cpu"] / b["cpu"]))
 PY
