@@ -25,13 +25,14 @@ unit: build
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, but for the Terraform
 # suites (label "terraform"): they drive the same operations as the boto3 suites and spend their
-# time starting the provider, not in cofferd; and for the AWS CLI suite's second run on
-# PostgreSQL (the boto3 suite's second run covers that backend under the sanitizers).
+# time starting the provider, not in cofferd; and for the second runs on PostgreSQL of the AWS
+# CLI, Parameter Store and Secrets Manager suites (the KMS boto3 suite's second run covers that
+# backend's code under the sanitizers; the services above the store are the same on both).
 asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCOFFER_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE terraform -E '^integration_pg_test_kms_cli$$'
+		ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE terraform -E '^integration_pg_test_(kms_cli|ssm_parameters|secrets_manager)$$'
 
 # ThreadSanitizer over the unit tests, plus the integration suites that drive cofferd's workers
 # concurrently: test_concurrency (parallel clients on the key cache, the
