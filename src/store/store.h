@@ -12,7 +12,9 @@
  * thread that began it. store_txn_commit returns only after the data is durable: a request
  * acknowledged after a commit survives kill -9.
  *
- * Keys: 1..1024 bytes of printable ASCII. Values: up to 1 MiB.
+ * Keys: 1..1024 bytes of printable ASCII. Values: up to 16 MiB: a record holds every version of
+ * what it describes, and the largest the services keep are a secret with 100 versions of 64 KB
+ * (about 9 MB once encrypted and encoded) and a parameter with 100 versions of 8 KB.
  */
 #ifndef COFFER_STORE_STORE_H
 #define COFFER_STORE_STORE_H
@@ -23,7 +25,7 @@
 #include "common/buf.h"
 
 #define STORE_KEY_MAX 1024
-#define STORE_VALUE_MAX (1024 * 1024)
+#define STORE_VALUE_MAX (16 * 1024 * 1024)
 
 typedef struct store store;
 typedef struct store_txn store_txn;
