@@ -140,4 +140,26 @@ coffer_err store_watch(store *s, const char *prefix, store_change_fn fn, void *c
     __attribute__((warn_unused_result));
 void store_unwatch(store *s, store_change_fn fn, void *ctx); /* accepts s NULL */
 
+/*
+ * Moving a deployment to another backend (store_copy.c; `coffer store migrate`). Both stores are
+ * bare backends, never the sealed view: every record, sealed or the barrier's plaintext ones, is
+ * copied as the bytes it is stored as, in one transaction on `to`. A target that holds records
+ * is refused (COFFER_ERR_CONFLICT) unless `overwrite`, which replaces records under the same keys
+ * and keeps the others. Then the counts are checked (source unchanged, an empty target now
+ * holding exactly the source's records) and every source record is read back from `to` and
+ * compared. `progress` (may be NULL) is called now and then with what is being done ("copied",
+ * "verified") and how many records so far. The source must not change meanwhile (stop cofferd).
+ */
+struct store_copy_stats {
+    size_t target_before; /* records in the target before the copy */
+    size_t copied, bytes; /* records and value bytes written */
+    size_t source_count, target_count;
+    size_t verified; /* records read back identical */
+};
+typedef void (*store_copy_progress_fn)(void *ctx, const char *what, size_t n);
+coffer_err store_copy(store *from, store *to, bool overwrite, store_copy_progress_fn progress, void *ctx,
+                      struct store_copy_stats *stats) __attribute__((warn_unused_result));
+/* The number of records under `prefix` ("" or NULL: all). */
+coffer_err store_count(store *s, const char *prefix, size_t *out) __attribute__((warn_unused_result));
+
 #endif

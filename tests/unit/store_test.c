@@ -1045,6 +1045,62 @@ static void test_fault_wrapper(void **state)
     store_close(st); /* closes inner too */
 }
 
+/* store_copy: every record as stored, one transaction, a non-empty target refused unless told. */
+static void copy_progress(void *ctx, const char *what, size_t n)
+{
+    (void)what;
+    (void)n;
+    (*(int *)ctx)++;
+}
+
+static void test_store_copy(void **state)
+{
+    store *src = ((struct fixture *)*state)->st;
+    store *dst = NULL;
+    assert_int_equal(store_open("mem:", &dst), COFFER_OK);
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(src, &t), COFFER_OK);
+    for (int i = 0; i < 1500; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof(k), "c/%04d", i);
+        snprintf(v, sizeof(v), "value %d", i);
+        assert_int_equal(store_txn_put(t, k, coffer_cursor_from_str(v)), COFFER_OK);
+    }
+    const uint8_t bin[] = {0, 1, 0xff, 0};
+    assert_int_equal(store_txn_put(t, "c/bin", coffer_cursor_from(bin, sizeof(bin))), COFFER_OK);
+    assert_int_equal(store_txn_put_plain(t, "seal/x", coffer_cursor_from_str("plain")), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+
+    struct store_copy_stats stats;
+    int calls = 0;
+    assert_int_equal(store_copy(src, dst, false, copy_progress, &calls, &stats), COFFER_OK);
+    assert_int_equal(stats.copied, 1502);
+    assert_int_equal(stats.target_count, 1502);
+    assert_int_equal(stats.verified, 1502);
+    assert_true(calls >= 2);
+    check_value(dst, "c/0042", "value 42");
+    check_value(dst, "seal/x", "plain");
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_get(dst, "c/bin", &b), COFFER_OK);
+    assert_int_equal(b.len, sizeof(bin));
+    assert_memory_equal(b.data, bin, sizeof(bin));
+    coffer_buf_free(&b);
+
+    /* A target with records: refused, nothing written; with overwrite, copied over. */
+    put1(dst, "other/1", "kept");
+    put1(src, "c/new", "new");
+    assert_int_equal(store_copy(src, dst, false, NULL, NULL, &stats), COFFER_ERR_CONFLICT);
+    assert_int_equal(stats.target_before, 1503);
+    expect_absent(dst, "c/new");
+    assert_int_equal(store_copy(src, dst, true, NULL, NULL, &stats), COFFER_OK);
+    check_value(dst, "c/new", "new");
+    check_value(dst, "other/1", "kept");
+    size_t n = 0;
+    assert_int_equal(store_count(dst, "", &n), COFFER_OK);
+    assert_int_equal(n, 1504);
+    store_close(dst);
+}
+
 /* ---- the change feed ---- */
 
 struct feed_log {
@@ -1135,13 +1191,13 @@ static void test_pg_change_feed(void **state)
 
     /* Deletes are changes; an aborted transaction is none. */
     store_txn *t = NULL;
+    feed_log_reset(&l);
     assert_int_equal(store_txn_begin(a, &t), COFFER_OK);
     assert_int_equal(store_txn_put(t, "w/aborted", coffer_cursor_from_str("no")), COFFER_OK);
     store_txn_abort(t);
     assert_int_equal(store_txn_begin(a, &t), COFFER_OK);
     assert_int_equal(store_txn_delete(t, "w/1"), COFFER_OK);
     assert_int_equal(store_txn_commit(t), COFFER_OK);
-    feed_log_reset(&l);
     assert_true(feed_log_wait(&l, "w/1", STORE_CHANGE_STALENESS_MS));
     assert_false(feed_log_has(&l, "w/aborted"));
 
@@ -1227,6 +1283,7 @@ int main(void)
         BOTH(test_plain_records),
         BOTH(test_scheduler_lease_single),
         BOTH(test_watch_single),
+        cmocka_unit_test_setup_teardown(test_store_copy, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_durable_after_kill, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_migrations, setup_sqlite, teardown),
