@@ -91,7 +91,8 @@ static coffer_err check_opens(store *from, store *to, const char *data_dir, cons
         TRY_OUT(seal_provider_record(from, &rec));
         TRY_OUT(seal_param_get(coffer_buf_cursor(&rec), "provider", recorded, sizeof(recorded)));
         if (strcmp(recorded, "pkcs11") == 0) {
-            FAIL_OUT(COFFER_ERR_CONFIG, "DIR is sealed by PKCS#11: give --seal pkcs11:module=...,pin-file=...");
+            FAIL_OUT(COFFER_ERR_CONFIG,
+                     "DIR is sealed by PKCS#11: give --seal pkcs11:module=...,pin-file=...");
         }
         seal_spec = recorded;
     }

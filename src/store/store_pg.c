@@ -47,10 +47,11 @@
  * have changed). Writers are serialised by the writer lock, so the counter goes up by one per
  * write transaction, in commit order, which is also the order notifications arrive in. A feed
  * thread per process LISTENs on a connection of its own and hands each key to the watchers of
- * its prefix. A counter that skips a value, or a polled counter (every PG_FEED_POLL_MS) ahead of
- * the last notification, means a notification was missed: every watcher is told that anything
- * may have changed, as it is when the feed's connection is lost and again when it is back. So a
- * process lags a change by at most about PG_FEED_POLL_MS plus a round trip, whatever is lost.
+ * its prefix. A counter that skips a value, or a counter polled (every PG_FEED_POLL_MS) ahead of
+ * the notifications and still ahead at the next poll, means a notification was missed: every
+ * watcher is told that anything may have changed, as it is when the feed's connection is lost
+ * and again when it is back. So a process lags a change by at most about two polls plus a round
+ * trip (under STORE_CHANGE_STALENESS_MS), whatever is lost.
  *
  * Schema: coffer_schema holds the number of migrations applied. At open, under a session
  * advisory lock, the missing ones run in one transaction, so nodes starting together migrate
@@ -97,7 +98,7 @@
  * instead, how often the counter is polled, and how long the feed waits for the server. */
 #define PG_FEED_CHANNEL "coffer_changes"
 #define PG_NOTIFY_KEYS_MAX 64
-#define PG_FEED_POLL_MS 400
+#define PG_FEED_POLL_MS 300
 #define PG_FEED_WAIT_MS 100   /* the feed thread notices store_close within this */
 #define PG_FEED_QUERY_MS 2000 /* a counter poll not answered by then: the connection is dead */
 #define PG_FEED_RETRY_MS 250  /* between reconnection attempts */
@@ -836,7 +837,7 @@ static void *feed_main(void *arg)
 {
     struct pg_store *s = arg;
     PGconn *db = NULL;
-    long long seen = 0;
+    long long seen = 0, suspect = 0; /* suspect: a counter value polled but not yet notified */
     uint64_t next_poll = 0;
     bool was_lost = false;
     while (!atomic_load(&s->feed_stop)) {
@@ -850,6 +851,7 @@ static void *feed_main(void *arg)
             }
             /* Whatever changed while nobody listened is unknown. */
             feed_dispatch(s, NULL);
+            suspect = 0;
             next_poll = coffer_monotonic_ns() + (uint64_t)PG_FEED_POLL_MS * 1000000u;
         }
         bool ok = true;
@@ -864,10 +866,15 @@ static void *feed_main(void *arg)
             ok = feed_counter(db, &v) == COFFER_OK;
             if (ok) {
                 feed_drain(s, db, &seen); /* what arrived with the answer */
-                if (v != seen) {
-                    /* Committed changes whose notifications never came. */
+                if (suspect > 0 && seen < suspect) {
+                    /* Committed a poll ago and still not notified: lost. */
                     feed_dispatch(s, NULL);
                     seen = v;
+                    suspect = 0;
+                } else {
+                    /* A commit's notifications may reach us just after its counter does: only
+                     * one the next poll still misses counts as lost. */
+                    suspect = v > seen ? v : 0;
                 }
             }
             next_poll = coffer_monotonic_ns() + (uint64_t)PG_FEED_POLL_MS * 1000000u;
