@@ -26,6 +26,9 @@ int cli_admin_main(int argc, char **argv);
 /* `coffer seal status|migrate`: the data dir's root key provider (cli_seal.c). */
 int cli_seal_main(int argc, char **argv);
 
+/* `coffer store migrate --from sqlite:DIR --to postgres://...`: moving the records (cli_store.c). */
+int cli_store_main(int argc, char **argv);
+
 /* True when `arg` asks for help ("-h", "--help", "help"). */
 int cli_is_help(const char *arg);
 

@@ -26,6 +26,8 @@ static const struct cli_command commands[] = {
     {"encrypt", cli_encrypt_main, "encrypt files or streams (AWS Encryption SDK format)"},
     {"decrypt", cli_decrypt_main, "decrypt files or streams (AWS Encryption SDK format)"},
     {"seal", cli_seal_main, "where the root key lives (status) and moving it (migrate; server stopped)"},
+    {"store", cli_store_main,
+     "move a data dir's records from SQLite to PostgreSQL (migrate; server stopped)"},
 };
 
 int cli_is_help(const char *arg)

@@ -124,6 +124,24 @@ static coffer_err identity_copy(const struct sigv4_identity *src, struct sigv4_i
     return COFFER_OK;
 }
 
+/*
+ * The store's change feed: another node changed (or deleted) an access key record, or anything
+ * may have changed (key NULL). The generation bump keeps a lookup that read the old record
+ * from caching it after this eviction.
+ */
+static void creds_changed(void *ctx, const char *key)
+{
+    struct iam_creds *c = ctx;
+    pthread_rwlock_wrlock(&c->lock);
+    atomic_fetch_add(&c->gen, 1);
+    if (key == NULL) {
+        coffer_map_clean(&c->cache);
+    } else {
+        coffer_map_delete(&c->cache, key + strlen(IAM_KEY_RECORD_PREFIX));
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Lifecycle
  * ------------------------------------------------------------------------------------------- */
@@ -141,6 +159,11 @@ coffer_err iam_creds_new(store *st, seal *sl, iam_creds **out)
     c->st = st;
     c->sl = sl;
     pthread_rwlock_init(&c->lock, NULL);
+    coffer_err rc = store_watch(st, IAM_KEY_RECORD_PREFIX, creds_changed, c);
+    if (rc != COFFER_OK) {
+        iam_creds_free(c);
+        return rc;
+    }
     *out = c;
     return COFFER_OK;
 }
@@ -150,6 +173,7 @@ void iam_creds_free(iam_creds *c)
     if (c == NULL) {
         return;
     }
+    store_unwatch(c->st, creds_changed, c);
     coffer_map_clean(&c->cache);
     pthread_rwlock_destroy(&c->lock);
     free(c);

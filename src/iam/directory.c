@@ -506,6 +506,16 @@ struct iam_identity_source iam_directory_identity_source(iam_directory *d)
  * Lifecycle
  * ------------------------------------------------------------------------------------------- */
 
+/* The store's change feed: another node changed an IAM entity (user, role, policy, account)
+ * or anything may have changed (NULL). Access keys and counters are no part of the cache. */
+static void directory_changed(void *ctx, const char *key)
+{
+    if (key != NULL && (strncmp(key, "iam/access-key/", 15) == 0 || strncmp(key, "iam/count/", 10) == 0)) {
+        return;
+    }
+    iam_directory_invalidate(ctx);
+}
+
 coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
 {
     ENSURE(st != NULL && creds != NULL && out != NULL, COFFER_ERR_USAGE);
@@ -518,6 +528,11 @@ coffer_err iam_directory_new(store *st, iam_creds *creds, iam_directory **out)
     d->limits = (struct iam_limits)IAM_LIMITS_DEFAULT;
     coffer_map_init(&d->cache, plist_release_value);
     pthread_rwlock_init(&d->lock, NULL);
+    coffer_err rc = store_watch(st, "iam/", directory_changed, d);
+    if (rc != COFFER_OK) {
+        iam_directory_free(d);
+        return rc;
+    }
     *out = d;
     return COFFER_OK;
 }
@@ -532,6 +547,7 @@ void iam_directory_free(iam_directory *d)
     if (d == NULL) {
         return;
     }
+    store_unwatch(d->st, directory_changed, d);
     cache_flush_locked(d);
     pthread_rwlock_destroy(&d->lock);
     free(d);

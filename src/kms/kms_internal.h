@@ -390,6 +390,18 @@ coffer_err kms_alias_cache_set(struct kms_service *svc, const char *acct, const 
 coffer_err kms_alias_lookup(struct kms_service *svc, const char *acct, const char *region, const char *alias,
                             char target[KMS_KEY_ID_MAX + 1]) __attribute__((warn_unused_result));
 
+/*
+ * The store's change feed (store_watch) calls this for each KMS record another node changed
+ * ("kms/key/", "kms/alias/", "kms/grant/", "kms/material/"), and with key NULL when anything
+ * may have changed: the cached key (record, material, policy, grants) or alias is dropped and
+ * the next use reads the store. Takes wmu; ctx is the service.
+ */
+#define KMS_CACHED_PREFIXES                                                                                  \
+    {                                                                                                        \
+        "kms/key/", "kms/alias/", "kms/grant/", "kms/material/"                                              \
+    }
+void kms_cache_changed(void *ctx, const char *key);
+
 /* The key policy AWS attaches when CreateKey or ReplicateKey has none (kms.md §5); malloc'd. */
 char *kms_default_policy(const char *account);
 

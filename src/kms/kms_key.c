@@ -553,6 +553,20 @@ static coffer_err resolve(struct kms_service *svc, const struct api_call *call, 
         pthread_mutex_lock(&svc->wmu);
     }
     coffer_err rc = key_load(svc, r.account, call->region, id);
+    if (!hold_wmu && rc == COFFER_OK && held != NULL) {
+        /* Read-locked before wmu goes: the change feed (kms_cache_changed) may evict the key the
+         * moment wmu is free, and the caller would find it gone. */
+        char ck[STORE_KEY_BUF];
+        cache_key(ck, sizeof(ck), r.account, call->region, id);
+        pthread_rwlock_rdlock(&svc->lock);
+        *held = coffer_map_get(&svc->keys, ck);
+        pthread_mutex_unlock(&svc->wmu);
+        if (*held != NULL) {
+            return COFFER_OK;
+        }
+        pthread_rwlock_unlock(&svc->lock);
+        return key_not_found(call, r.account, id);
+    }
     if (!hold_wmu) {
         pthread_mutex_unlock(&svc->wmu);
     }
@@ -1237,4 +1251,50 @@ out:
     json_decref(rec);
     policy_free(kpol);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Changes made by other nodes (the store's change feed)                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* "<acct>/<region>/<id>" of a record "kms/<kind>/<acct>/<region>/<id>[/...]"; false if malformed. */
+static bool changed_key_id(const char *rest, char *ck, size_t n)
+{
+    const char *p = rest;
+    for (int slashes = 0; *p != '\0'; p++) {
+        if (*p == '/' && ++slashes == 3) {
+            break;
+        }
+    }
+    size_t len = (size_t)(p - rest);
+    if (len == 0 || len >= n) {
+        return false;
+    }
+    memcpy(ck, rest, len);
+    ck[len] = '\0';
+    return true;
+}
+
+void kms_cache_changed(void *ctx, const char *key)
+{
+    struct kms_service *svc = ctx;
+    char ck[STORE_KEY_BUF];
+    struct kms_key *gone = NULL;
+    /* Under wmu, as every load is: a load that read the record before this change either
+     * finished before us (and is evicted here) or starts after us and reads the new record. */
+    pthread_mutex_lock(&svc->wmu);
+    pthread_rwlock_wrlock(&svc->lock);
+    if (key == NULL) {
+        coffer_map_clean(&svc->keys);
+        coffer_map_clean(&svc->aliases);
+    } else if (strncmp(key, "kms/alias/", 10) == 0) {
+        coffer_map_delete(&svc->aliases, key + 10);
+    } else if ((strncmp(key, "kms/key/", 8) == 0 && changed_key_id(key + 8, ck, sizeof(ck))) ||
+               (strncmp(key, "kms/grant/", 10) == 0 && changed_key_id(key + 10, ck, sizeof(ck))) ||
+               (strncmp(key, "kms/material/", 13) == 0 && changed_key_id(key + 13, ck, sizeof(ck)))) {
+        gone = coffer_map_take(&svc->keys, ck); /* freed after the lock: it wipes key material */
+    }
+    pthread_rwlock_unlock(&svc->lock);
+    pthread_mutex_unlock(&svc->wmu);
+    kms_key_free(gone);
 }

@@ -146,6 +146,11 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.jobs = svc->jobs;
     svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
     coffer_err rc = kms_usage_init(svc);
+    /* Other nodes sharing the store change records this node caches. */
+    static const char *const cached[] = KMS_CACHED_PREFIXES;
+    for (size_t i = 0; rc == COFFER_OK && i < sizeof(cached) / sizeof(cached[0]); i++) {
+        rc = store_watch(st, cached[i], kms_cache_changed, svc);
+    }
     if (rc != COFFER_OK) {
         kms_service_free(svc);
         return rc;
@@ -215,6 +220,7 @@ void kms_service_free(struct kms_service *svc)
     if (svc == NULL) {
         return;
     }
+    store_unwatch(svc->st, kms_cache_changed, svc); /* no callback runs after this */
     kms_usage_free(svc);
     coffer_map_clean(&svc->keys);
     coffer_map_clean(&svc->aliases);

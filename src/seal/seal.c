@@ -353,6 +353,36 @@ out:
  * Open / close / rotate
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * The store's change feed: another node rotated the keyring (or anything may have changed,
+ * key NULL). Adopting its keyring at once makes this node seal new records under the new term
+ * too, rather than only learning of it when it first opens a record sealed under it.
+ */
+static void seal_keyring_changed(void *ctx, const char *key)
+{
+    struct seal *s = ctx;
+    if (key != NULL && strcmp(key, SEAL_KEYRING_STORE_KEY) != 0) {
+        return;
+    }
+    struct keyring kr = {0};
+    bool found = false;
+    pthread_mutex_lock(&s->rotate_mu);
+    coffer_err rc = keyring_load(s, NULL, &kr, &found);
+    if (rc != COFFER_OK) {
+        log_warn("seal: cannot reload the barrier keyring another node changed: %s", coffer_err_message(rc));
+    } else if (found) {
+        pthread_rwlock_rdlock(&s->lock);
+        /* Terms are only ever added: a keyring with fewer is not newer than ours. */
+        bool newer = kr.n > s->kr.n || (kr.n == s->kr.n && kr.active != s->kr.active);
+        pthread_rwlock_unlock(&s->lock);
+        if (newer) {
+            keyring_install(s, &kr);
+        }
+    }
+    keyring_clean(&kr);
+    pthread_mutex_unlock(&s->rotate_mu);
+}
+
 coffer_err seal_open(struct seal_provider *p, store *st, seal **out)
 {
     coffer_err rc = COFFER_OK;
@@ -389,6 +419,7 @@ coffer_err seal_open(struct seal_provider *p, store *st, seal **out)
     TRY_OUT(rc);
     s->kr = kr;
     kr = (struct keyring){0};
+    TRY_OUT(store_watch(st, SEAL_KEYRING_STORE_KEY, seal_keyring_changed, s));
     *out = s;
     s = NULL;
 out:
@@ -467,6 +498,7 @@ void seal_free(seal *s)
     if (s == NULL) {
         return;
     }
+    store_unwatch(s->st, seal_keyring_changed, s);
     keyring_clean(&s->kr);
     seal_provider_free(s->provider);
     pthread_rwlock_destroy(&s->lock);

@@ -263,6 +263,17 @@ static coffer_err v_txn_put_plain(struct store_txn *t, const char *key, coffer_c
     return store_txn_put_plain(inner_txn(t), key, value);
 }
 
+/* Keys are in clear on both sides of the view: the change feed is the inner store's. */
+static coffer_err v_watch(struct store *s, const char *prefix, store_change_fn fn, void *ctx)
+{
+    return store_watch(view_of(s)->inner, prefix, fn, ctx);
+}
+
+static void v_unwatch(struct store *s, store_change_fn fn, void *ctx)
+{
+    store_unwatch(view_of(s)->inner, fn, ctx);
+}
+
 static const struct store_vt sealed_vt = {
     .vt_size = sizeof(struct store_vt),
     .name = "sealed",
@@ -279,6 +290,8 @@ static const struct store_vt sealed_vt = {
     .get_plain = v_get_plain,
     .txn_get_plain = v_txn_get_plain,
     .txn_put_plain = v_txn_put_plain,
+    .watch = v_watch,
+    .unwatch = v_unwatch,
 };
 
 /* ---------------------------------------------------------------------------------------------

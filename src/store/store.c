@@ -263,3 +263,18 @@ bool store_scheduler_lease(store *s)
     }
     return s->vt->scheduler_lease != NULL ? s->vt->scheduler_lease(s) : true;
 }
+
+coffer_err store_watch(store *s, const char *prefix, store_change_fn fn, void *ctx)
+{
+    ENSURE_REF(s);
+    ENSURE_REF(fn);
+    TRY(check_bound(prefix));
+    return s->vt->watch != NULL ? s->vt->watch(s, prefix != NULL ? prefix : "", fn, ctx) : COFFER_OK;
+}
+
+void store_unwatch(store *s, store_change_fn fn, void *ctx)
+{
+    if (s != NULL && s->vt->unwatch != NULL) {
+        s->vt->unwatch(s, fn, ctx);
+    }
+}

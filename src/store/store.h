@@ -116,4 +116,52 @@ void store_precommit_set(store_precommit_fn fn, void *ctx);
  */
 bool store_scheduler_lease(store *s);
 
+/*
+ * The change feed: how a process learns that another process sharing its database changed
+ * records, so that it can drop what it caches of them. A watcher registered for `prefix` is
+ * called with the key of each record another writer (or this process) put or deleted under
+ * that prefix, once the change is committed, and with key NULL when the feed cannot say what
+ * changed (a notification was missed, the feed's connection was lost and reopened, a
+ * transaction changed too many records to list): every cached record may then be stale.
+ *
+ * Backends opened by one process only (SQLite, mem) have nothing to report: watching succeeds
+ * and the callback is never called; the process's own writes keep its caches right. On
+ * PostgreSQL every write transaction sends its keys with LISTEN/NOTIFY (delivered only on
+ * commit) and bumps a change counter that each process polls, so a cache is at most
+ * STORE_CHANGE_STALENESS_MS behind the database even when a notification is lost.
+ *
+ * Callbacks run on the feed's own thread, one at a time; they may take the caller's locks and
+ * read the store, but must not call store_watch/store_unwatch. A record loaded by a reader
+ * before the change and cached after the callback ran would stay stale: a cache must make its
+ * loads and the callback's eviction exclusive (a lock, or a generation the callback bumps).
+ * store_unwatch returns once no call of fn with ctx is running or can start.
+ */
+#define STORE_CHANGE_STALENESS_MS 1000
+typedef void (*store_change_fn)(void *ctx, const char *key);
+coffer_err store_watch(store *s, const char *prefix, store_change_fn fn, void *ctx)
+    __attribute__((warn_unused_result));
+void store_unwatch(store *s, store_change_fn fn, void *ctx); /* accepts s NULL */
+
+/*
+ * Moving a deployment to another backend (store_copy.c; `coffer store migrate`). Both stores are
+ * bare backends, never the sealed view: every record, sealed or the barrier's plaintext ones, is
+ * copied as the bytes it is stored as, in one transaction on `to`. A target that holds records
+ * is refused (COFFER_ERR_CONFLICT) unless `overwrite`, which replaces records under the same keys
+ * and keeps the others. Then the counts are checked (source unchanged, an empty target now
+ * holding exactly the source's records) and every source record is read back from `to` and
+ * compared. `progress` (may be NULL) is called now and then with what is being done ("copied",
+ * "verified") and how many records so far. The source must not change meanwhile (stop cofferd).
+ */
+struct store_copy_stats {
+    size_t target_before; /* records in the target before the copy */
+    size_t copied, bytes; /* records and value bytes written */
+    size_t source_count, target_count;
+    size_t verified; /* records read back identical */
+};
+typedef void (*store_copy_progress_fn)(void *ctx, const char *what, size_t n);
+coffer_err store_copy(store *from, store *to, bool overwrite, store_copy_progress_fn progress, void *ctx,
+                      struct store_copy_stats *stats) __attribute__((warn_unused_result));
+/* The number of records under `prefix` ("" or NULL: all). */
+coffer_err store_count(store *s, const char *prefix, size_t *out) __attribute__((warn_unused_result));
+
 #endif

@@ -132,6 +132,16 @@ static void f_destroy(struct store *s)
     free(s);
 }
 
+static coffer_err f_watch(struct store *s, const char *prefix, store_change_fn fn, void *ctx)
+{
+    return store_watch(((struct fault_store *)s)->inner, prefix, fn, ctx);
+}
+
+static void f_unwatch(struct store *s, store_change_fn fn, void *ctx)
+{
+    store_unwatch(((struct fault_store *)s)->inner, fn, ctx);
+}
+
 static const struct store_vt fault_vt = {
     .vt_size = sizeof(struct store_vt),
     .name = "fault",
@@ -148,6 +158,8 @@ static const struct store_vt fault_vt = {
     .get_plain = f_get_plain,
     .txn_get_plain = f_txn_get_plain,
     .txn_put_plain = f_txn_put_plain,
+    .watch = f_watch,
+    .unwatch = f_unwatch,
 };
 
 coffer_err store_fault_wrap(store *inner, store **out)

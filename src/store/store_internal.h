@@ -35,6 +35,10 @@ struct store_vt {
     coffer_err (*txn_put_plain)(struct store_txn *t, const char *key, coffer_cursor value);
     /* store_scheduler_lease. Optional: NULL means this process is the only one (true). */
     bool (*scheduler_lease)(struct store *s);
+    /* The change feed (store.h). Optional: NULL means no other process writes to this store, so
+     * there is nothing to report (watching succeeds). Wrappers forward to their inner store. */
+    coffer_err (*watch)(struct store *s, const char *prefix, store_change_fn fn, void *ctx);
+    void (*unwatch)(struct store *s, store_change_fn fn, void *ctx);
 };
 
 struct store {

@@ -40,6 +40,19 @@
  * Time-driven jobs run on one node: store_scheduler_lease is a session advisory lock held on a
  * connection of its own, released by the server when that node's session ends.
  *
+ * The change feed (store_watch): each write transaction, at commit, bumps the counter in
+ * coffer_changes and sends NOTIFY coffer_changes '<counter> <key>' for each key it wrote, in one
+ * statement just before COMMIT, so the notifications leave only if the transaction commits (a
+ * transaction that wrote more than PG_NOTIFY_KEYS_MAX keys sends '<counter> *': anything may
+ * have changed). Writers are serialised by the writer lock, so the counter goes up by one per
+ * write transaction, in commit order, which is also the order notifications arrive in. A feed
+ * thread per process LISTENs on a connection of its own and hands each key to the watchers of
+ * its prefix. A counter that skips a value, or a counter polled (every PG_FEED_POLL_MS) ahead of
+ * the notifications and still ahead at the next poll, means a notification was missed: every
+ * watcher is told that anything may have changed, as it is when the feed's connection is lost
+ * and again when it is back. So a process lags a change by at most about two polls plus a round
+ * trip (under STORE_CHANGE_STALENESS_MS), whatever is lost.
+ *
  * Schema: coffer_schema holds the number of migrations applied. At open, under a session
  * advisory lock, the missing ones run in one transaction, so nodes starting together migrate
  * once: the first takes the lock and migrates, the others wait for it and then find nothing to
@@ -50,16 +63,21 @@
  */
 #include "store/store_internal.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/secret.h"
+#include "common/timeutil.h"
 
 /* Advisory lock ids: the two-key form, class "Cofr", so they cannot meet an application's ids
  * that use the one-key form. Advisory locks are per database. */
@@ -76,13 +94,23 @@
 #define PG_IDLE_IN_TXN_TIMEOUT_MS 30000
 #define STORE_PG_SCAN_PAGE 256
 
+/* The change feed: its channel, how many keys one transaction lists before it says "anything"
+ * instead, how often the counter is polled, and how long the feed waits for the server. */
+#define PG_FEED_CHANNEL "coffer_changes"
+#define PG_NOTIFY_KEYS_MAX 64
+#define PG_FEED_POLL_MS 300
+#define PG_FEED_WAIT_MS 100   /* the feed thread notices store_close within this */
+#define PG_FEED_QUERY_MS 2000 /* a counter poll not answered by then: the connection is dead */
+#define PG_FEED_RETRY_MS 250  /* between reconnection attempts */
+
 static const struct store_migration pg_default_migrations[] = {
     {"kv table", "CREATE TABLE coffer_kv(key text COLLATE \"C\" PRIMARY KEY, value bytea NOT NULL)"},
 };
 
-enum pg_stmt { PS_GET, PS_PUT, PS_DEL, PS_SCAN, PS_COUNT };
+enum pg_stmt { PS_GET, PS_PUT, PS_DEL, PS_SCAN, PS_NOTIFY, PS_COUNT };
 
-static const char *const pg_stmt_name[PS_COUNT] = {"coffer_get", "coffer_put", "coffer_del", "coffer_scan"};
+static const char *const pg_stmt_name[PS_COUNT] = {"coffer_get", "coffer_put", "coffer_del", "coffer_scan",
+                                                   "coffer_notify"};
 static const char *const pg_stmt_sql[PS_COUNT] = {
     [PS_GET] = "SELECT value FROM coffer_kv WHERE key = $1",
     [PS_PUT] = "INSERT INTO coffer_kv(key, value) VALUES($1, $2) ON CONFLICT(key) DO UPDATE SET value = "
@@ -91,6 +119,10 @@ static const char *const pg_stmt_sql[PS_COUNT] = {
     /* $3 is the prefix's upper bound; with no bound we pass "\x7f", above every printable key. */
     [PS_SCAN] = "SELECT key, value FROM coffer_kv WHERE key >= $1 AND key > $2 AND key < $3 ORDER BY key "
                 "LIMIT $4::bigint",
+    /* $1: the keys written, one per line (keys are printable: no newline in one), or "*". */
+    [PS_NOTIFY] = "WITH c AS (UPDATE coffer_changes SET n = n + 1 RETURNING n) "
+                  "SELECT pg_notify('" PG_FEED_CHANNEL "', c.n::text || ' ' || k) "
+                  "FROM c, unnest(string_to_array($1, chr(10))) AS k",
 };
 
 #define PG_BEGIN_SQL                                                                                         \
@@ -106,6 +138,12 @@ struct pg_conn {
     struct pg_conn *next, *prev; /* owner's list of every connection */
 };
 
+struct pg_watch {
+    char *prefix;
+    store_change_fn fn;
+    void *ctx;
+};
+
 struct pg_store {
     struct store base;
     char *url;                /* secret when it carries a password: never logged */
@@ -115,11 +153,20 @@ struct pg_store {
     pthread_mutex_t lease_mu; /* guards the two below */
     PGconn *lease_db;         /* the session holding PG_LOCK_SCHEDULER, or trying to */
     bool lease_held;
+    pthread_mutex_t watch_mu; /* guards the watcher list; held while callbacks run */
+    struct pg_watch *watches;
+    size_t n_watches, cap_watches;
+    bool feed_started; /* guarded by watch_mu */
+    pthread_t feed;    /* the feed thread, started by the first store_watch */
+    atomic_bool feed_stop;
 };
 
 struct pg_txn {
     struct store_txn base;
     struct pg_conn *conn;
+    coffer_buf changed; /* the keys written, one per line, for the commit's notification */
+    size_t n_changed;
+    bool changed_all; /* more than PG_NOTIFY_KEYS_MAX: notify "*" */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -500,6 +547,25 @@ static coffer_err pg_txn_get(struct store_txn *base, const char *key, coffer_buf
     return conn_read(t->conn, key, value);
 }
 
+/* Remembers a written key for the notification sent at commit. */
+static coffer_err txn_note_change(struct pg_txn *t, const char *key)
+{
+    if (t->changed_all) {
+        return COFFER_OK;
+    }
+    if (t->n_changed == PG_NOTIFY_KEYS_MAX) {
+        t->changed_all = true;
+        coffer_buf_free(&t->changed);
+        return COFFER_OK;
+    }
+    if (t->n_changed > 0) {
+        TRY(coffer_buf_append(&t->changed, "\n", 1));
+    }
+    TRY(coffer_buf_append_str(&t->changed, key));
+    t->n_changed++;
+    return COFFER_OK;
+}
+
 static coffer_err pg_txn_put(struct store_txn *base, const char *key, coffer_cursor value)
 {
     struct pg_txn *t = (struct pg_txn *)base;
@@ -510,7 +576,7 @@ static coffer_err pg_txn_put(struct store_txn *base, const char *key, coffer_cur
     PGresult *r = NULL;
     TRY(conn_run(t->conn, PS_PUT, 2, vals, lens, fmts, PGRES_COMMAND_OK, "write failed", &r));
     PQclear(r);
-    return COFFER_OK;
+    return txn_note_change(t, key);
 }
 
 static coffer_err pg_txn_delete(struct store_txn *base, const char *key)
@@ -524,7 +590,7 @@ static coffer_err pg_txn_delete(struct store_txn *base, const char *key)
     if (none) {
         return coffer_fail(COFFER_ERR_NOT_FOUND, "no record under this key");
     }
-    return COFFER_OK;
+    return txn_note_change(t, key);
 }
 
 static coffer_err pg_txn_scan(struct store_txn *base, const char *prefix, const char *start_after,
@@ -537,7 +603,25 @@ static coffer_err pg_txn_scan(struct store_txn *base, const char *prefix, const 
 static void txn_finish(struct pg_txn *t)
 {
     t->conn->in_txn = false;
+    coffer_buf_free(&t->changed);
     free(t);
+}
+
+/* Bumps the change counter and queues the notification of every key written; the server sends
+ * them when (and only if) the transaction commits. */
+static coffer_err txn_notify(struct pg_txn *t)
+{
+    if (t->n_changed == 0 && !t->changed_all) {
+        return COFFER_OK;
+    }
+    if (!t->changed_all) {
+        TRY(coffer_buf_nul_terminate(&t->changed));
+    }
+    const char *vals[1] = {t->changed_all ? "*" : (const char *)t->changed.data};
+    PGresult *r = NULL;
+    TRY(conn_run(t->conn, PS_NOTIFY, 1, vals, NULL, NULL, PGRES_TUPLES_OK, "change notification failed", &r));
+    PQclear(r);
+    return COFFER_OK;
 }
 
 static void pg_txn_abort(struct store_txn *base)
@@ -560,7 +644,14 @@ static coffer_err pg_txn_commit(struct store_txn *base)
 {
     struct pg_txn *t = (struct pg_txn *)base;
     struct pg_conn *c = t->conn;
-    coffer_err e = COFFER_OK;
+    coffer_err e = txn_notify(t);
+    if (e != COFFER_OK) {
+        if (!conn_broken(c) && PQtransactionStatus(c->db) != PQTRANS_IDLE) {
+            PQclear(PQexec(c->db, "ROLLBACK"));
+        }
+        txn_finish(t);
+        return e;
+    }
     PGresult *r = PQexec(c->db, "COMMIT");
     /* A transaction in which a statement failed answers COMMIT with "ROLLBACK": not a commit. */
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -633,9 +724,233 @@ out:
     return held;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The change feed: LISTEN on a connection of its own, poll the counter, tell the watchers
+ * ------------------------------------------------------------------------------------------- */
+
+/* Calls the watchers of `key` (NULL: every watcher, anything may have changed). */
+static void feed_dispatch(struct pg_store *s, const char *key)
+{
+    pthread_mutex_lock(&s->watch_mu);
+    for (size_t i = 0; i < s->n_watches; i++) {
+        const struct pg_watch *w = &s->watches[i];
+        if (key == NULL || strncmp(key, w->prefix, strlen(w->prefix)) == 0) {
+            w->fn(w->ctx, key);
+        }
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
+/* Waits until db's socket is readable or `ms` passed; false on a timeout or an error. */
+static bool feed_wait(PGconn *db, int ms)
+{
+    struct pollfd pfd = {.fd = PQsocket(db), .events = POLLIN};
+    if (pfd.fd < 0) {
+        return false;
+    }
+    int n = poll(&pfd, 1, ms);
+    return n > 0 || (n < 0 && errno == EINTR);
+}
+
+/*
+ * Handles the notifications libpq has read. `seen` is the last counter value accounted for:
+ * a notification that skips one means another was lost, and everything is dropped.
+ */
+static void feed_drain(struct pg_store *s, PGconn *db, long long *seen)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(db)) != NULL) {
+        char *end = NULL;
+        long long v = strtoll(n->extra, &end, 10);
+        const char *key = end != NULL && *end == ' ' ? end + 1 : NULL;
+        if (key == NULL || strcmp(key, "*") == 0 || v > *seen + 1) {
+            feed_dispatch(s, NULL);
+        } else {
+            feed_dispatch(s, key);
+        }
+        if (v > *seen) {
+            *seen = v;
+        }
+        PQfreemem(n);
+    }
+}
+
+/* The counter's value, within PG_FEED_QUERY_MS (a connection that stopped answering is dead
+ * even before TCP says so). Notifications that arrive meanwhile are kept for feed_drain. */
+static coffer_err feed_counter(PGconn *db, long long *out)
+{
+    if (!PQsendQuery(db, "SELECT n FROM coffer_changes")) {
+        return pg_fail(db, NULL, "change counter poll failed");
+    }
+    uint64_t deadline = coffer_monotonic_ns() + (uint64_t)PG_FEED_QUERY_MS * 1000000u;
+    while (PQisBusy(db)) {
+        uint64_t now = coffer_monotonic_ns();
+        if (now >= deadline || !feed_wait(db, (int)((deadline - now) / 1000000u) + 1) ||
+            !PQconsumeInput(db)) {
+            return coffer_fail(COFFER_ERR_STORE, "change counter poll timed out");
+        }
+    }
+    coffer_err e = COFFER_OK;
+    bool got = false;
+    PGresult *r;
+    while ((r = PQgetResult(db)) != NULL) {
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            e = pg_fail(db, r, "change counter poll failed");
+        } else {
+            *out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            got = true;
+        }
+        PQclear(r);
+    }
+    if (e == COFFER_OK && !got) {
+        e = coffer_fail(COFFER_ERR_STORE, "change counter poll failed");
+    }
+    return e;
+}
+
+/* Connects, LISTENs, then reads the counter: a change committed after the read is notified. */
+static coffer_err feed_connect(struct pg_store *s, PGconn **out, long long *seen)
+{
+    PGconn *db = NULL;
+    TRY(db_connect(s->url, &db));
+    coffer_err e = db_exec(db, "LISTEN " PG_FEED_CHANNEL, "cannot listen for changes");
+    if (e == COFFER_OK) {
+        e = feed_counter(db, seen);
+    }
+    if (e != COFFER_OK) {
+        PQfinish(db);
+        return e;
+    }
+    *out = db;
+    return COFFER_OK;
+}
+
+static void feed_sleep(struct pg_store *s, int ms)
+{
+    for (int left = ms; left > 0 && !atomic_load(&s->feed_stop); left -= PG_FEED_WAIT_MS) {
+        struct timespec ts = {0, (long)(left < PG_FEED_WAIT_MS ? left : PG_FEED_WAIT_MS) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void *feed_main(void *arg)
+{
+    struct pg_store *s = arg;
+    PGconn *db = NULL;
+    long long seen = 0, suspect = 0; /* suspect: a counter value polled but not yet notified */
+    uint64_t next_poll = 0;
+    bool was_lost = false;
+    while (!atomic_load(&s->feed_stop)) {
+        if (db == NULL) {
+            if (feed_connect(s, &db, &seen) != COFFER_OK) {
+                feed_sleep(s, PG_FEED_RETRY_MS);
+                continue;
+            }
+            if (was_lost) {
+                log_info("store: postgres: change feed reconnected");
+            }
+            /* Whatever changed while nobody listened is unknown. */
+            feed_dispatch(s, NULL);
+            suspect = 0;
+            next_poll = coffer_monotonic_ns() + (uint64_t)PG_FEED_POLL_MS * 1000000u;
+        }
+        bool ok = true;
+        if (feed_wait(db, PG_FEED_WAIT_MS)) {
+            ok = PQconsumeInput(db) != 0;
+        }
+        if (ok) {
+            feed_drain(s, db, &seen);
+        }
+        if (ok && coffer_monotonic_ns() >= next_poll) {
+            long long v = 0;
+            ok = feed_counter(db, &v) == COFFER_OK;
+            if (ok) {
+                feed_drain(s, db, &seen); /* what arrived with the answer */
+                if (suspect > 0 && seen < suspect) {
+                    /* Committed a poll ago and still not notified: lost. */
+                    feed_dispatch(s, NULL);
+                    seen = v;
+                    suspect = 0;
+                } else {
+                    /* A commit's notifications may reach us just after its counter does: only
+                     * one the next poll still misses counts as lost. */
+                    suspect = v > seen ? v : 0;
+                }
+            }
+            next_poll = coffer_monotonic_ns() + (uint64_t)PG_FEED_POLL_MS * 1000000u;
+        }
+        if (!ok || PQstatus(db) != CONNECTION_OK) {
+            log_warn(
+                "store: postgres: change feed lost its connection; caches are dropped and it reconnects");
+            PQfinish(db);
+            db = NULL;
+            was_lost = true;
+            feed_dispatch(s, NULL); /* nothing cached can be trusted while nobody listens */
+        }
+    }
+    PQfinish(db);
+    return NULL;
+}
+
+static coffer_err pg_watch(struct store *base, const char *prefix, store_change_fn fn, void *ctx)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    coffer_err rc = COFFER_OK;
+    char *p = strdup(prefix);
+    if (p == NULL) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&s->watch_mu);
+    if (s->n_watches == s->cap_watches) {
+        size_t cap = s->cap_watches ? s->cap_watches * 2 : 8;
+        struct pg_watch *w = realloc(s->watches, cap * sizeof(*w));
+        if (w == NULL) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+        s->watches = w;
+        s->cap_watches = cap;
+    }
+    if (!s->feed_started) {
+        if (pthread_create(&s->feed, NULL, feed_main, s) != 0) {
+            FAIL_OUT(COFFER_ERR_INTERNAL, "cannot start the change feed");
+        }
+        s->feed_started = true;
+    }
+    s->watches[s->n_watches++] = (struct pg_watch){.prefix = p, .fn = fn, .ctx = ctx};
+    p = NULL;
+out:
+    pthread_mutex_unlock(&s->watch_mu);
+    free(p);
+    return rc;
+}
+
+static void pg_unwatch(struct store *base, store_change_fn fn, void *ctx)
+{
+    struct pg_store *s = (struct pg_store *)base;
+    pthread_mutex_lock(&s->watch_mu);
+    for (size_t i = 0; i < s->n_watches;) {
+        if (s->watches[i].fn == fn && s->watches[i].ctx == ctx) {
+            free(s->watches[i].prefix);
+            s->watches[i] = s->watches[--s->n_watches];
+        } else {
+            i++;
+        }
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
 static void pg_destroy(struct store *base)
 {
     struct pg_store *s = (struct pg_store *)base;
+    if (s->feed_started) {
+        atomic_store(&s->feed_stop, true);
+        pthread_join(s->feed, NULL);
+    }
+    for (size_t i = 0; i < s->n_watches; i++) {
+        free(s->watches[i].prefix);
+    }
+    free(s->watches);
+    pthread_mutex_destroy(&s->watch_mu);
     PQfinish(s->lease_db); /* ends the session: another node may take the lease at once */
     pthread_mutex_destroy(&s->lease_mu);
     /* Deleting the key first means no thread-exit destructor runs on our connections later. */
@@ -669,6 +984,8 @@ static const struct store_vt pg_vt = {
     .txn_abort = pg_txn_abort,
     .destroy = pg_destroy,
     .scheduler_lease = pg_scheduler_lease,
+    .watch = pg_watch,
+    .unwatch = pg_unwatch,
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -700,7 +1017,10 @@ static coffer_err migrate_locked(PGconn *db, const struct store_migration *m, si
         db_exec(db,
                 "CREATE TABLE IF NOT EXISTS coffer_schema(one boolean PRIMARY KEY DEFAULT true CHECK (one), "
                 "version integer NOT NULL); "
-                "INSERT INTO coffer_schema(version) VALUES(0) ON CONFLICT DO NOTHING",
+                "INSERT INTO coffer_schema(version) VALUES(0) ON CONFLICT DO NOTHING; "
+                "CREATE TABLE IF NOT EXISTS coffer_changes(one boolean PRIMARY KEY DEFAULT true CHECK (one), "
+                "n bigint NOT NULL); "
+                "INSERT INTO coffer_changes(n) VALUES(0) ON CONFLICT DO NOTHING",
                 "cannot create the schema version table"));
     long v = 0;
     TRY_OUT(read_schema_version(db, &v));
@@ -751,9 +1071,11 @@ coffer_err store_pg_open_with(const char *url, const struct store_migration *mig
     s->base.vt = &pg_vt;
     pthread_mutex_init(&s->conns_mu, NULL);
     pthread_mutex_init(&s->lease_mu, NULL);
+    pthread_mutex_init(&s->watch_mu, NULL);
     if (pthread_key_create(&s->tls, conn_thread_exit) != 0) {
         pthread_mutex_destroy(&s->conns_mu);
         pthread_mutex_destroy(&s->lease_mu);
+        pthread_mutex_destroy(&s->watch_mu);
         free(s);
         return coffer_fail(COFFER_ERR_NOMEM, "cannot create a thread key");
     }

@@ -1011,6 +1011,61 @@ static void test_reencrypt(void **state)
     free(blob2);
 }
 
+/* The store's change feed entry point (kms_internal.h). */
+void kms_cache_changed(void *ctx, const char *key);
+
+/* Another node's change: a second service over the same store stands for a second node. Its
+ * cache keeps what it read until the change feed names the record (the feed itself is the
+ * store's: on SQLite and mem it never fires, so it is called here directly). */
+static void test_other_node_changes(void **state)
+{
+    struct env *e = *state;
+    char a[64], b[64], skey[256];
+    create_key(e, a);
+    create_key(e, b);
+    struct result r = run(e, "CreateAlias", "{\"AliasName\":\"alias/shared\",\"TargetKeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    struct env other = *e; /* same store, seal and caller; its own service and caches */
+    assert_int_equal(kms_service_new(e->st, e->sl, REGION, &other.svc), COFFER_OK);
+    other.api = kms_service_api(other.svc);
+    free(encrypt(&other, "alias/shared", NULL)); /* the alias and key a are cached there */
+
+    /* Node 1 disables a and moves the alias: node 2 serves its cached state until told. */
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    r = run(e, "UpdateAlias", "{\"AliasName\":\"alias/shared\",\"TargetKeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    free(encrypt(&other, a, NULL));
+    snprintf(skey, sizeof(skey), "kms/key/" ACCOUNT "/" REGION "/%s", a);
+    kms_cache_changed(other.svc, skey);
+    r = run(&other, "Encrypt", "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8=\"}", a);
+    expect(&r, COFFER_ERR_DISABLED, NULL);
+    r = run(&other, "Encrypt", "{\"KeyId\":\"alias/shared\",\"Plaintext\":\"aGVsbG8=\"}");
+    assert_int_equal(r.rc, COFFER_ERR_DISABLED); /* still the old target */
+    result_free(&r);
+    kms_cache_changed(other.svc, "kms/alias/" ACCOUNT "/" REGION "/alias/shared");
+    r = run(&other, "Encrypt", "{\"KeyId\":\"alias/shared\",\"Plaintext\":\"aGVsbG8=\"}");
+    assert_int_equal(r.rc, COFFER_OK);
+    assert_non_null(strstr(sval(r.out, "KeyId"), b));
+    result_free(&r);
+
+    /* A grant or material record names its key; "anything changed" drops every entry. */
+    r = run(e, "EnableKey", "{\"KeyId\":\"%s\"}", a);
+    expect(&r, COFFER_OK, NULL);
+    snprintf(skey, sizeof(skey), "kms/grant/" ACCOUNT "/" REGION "/%s/0123", a);
+    kms_cache_changed(other.svc, skey);
+    free(encrypt(&other, a, NULL));
+    r = run(e, "DisableKey", "{\"KeyId\":\"%s\"}", b);
+    expect(&r, COFFER_OK, NULL);
+    kms_cache_changed(other.svc, "kms/usage/" ACCOUNT "/" REGION "/x"); /* not cached: ignored */
+    kms_cache_changed(other.svc, "kms/key/malformed");
+    free(encrypt(&other, b, NULL));
+    kms_cache_changed(other.svc, NULL);
+    r = run(&other, "Encrypt", "{\"KeyId\":\"alias/shared\",\"Plaintext\":\"aGVsbG8=\"}");
+    expect(&r, COFFER_ERR_DISABLED, NULL);
+    kms_service_free(other.svc);
+}
+
 static void test_aliases(void **state)
 {
     struct env *e = *state;
@@ -2457,6 +2512,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_data_keys_and_random, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reencrypt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_node_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_keys_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),

@@ -1097,8 +1097,52 @@ static void test_pkcs11_softhsm(void **state)
     store_close(st);
 }
 
+/* With COFFER_TEST_PG_URL (the CTest entry seal_test_pg): two seals on one PostgreSQL database
+ * are two nodes, and a rotation on one makes the other seal under the new term within the
+ * change feed's bound, before it has opened anything sealed under it. */
+static void test_pg_rotation_reaches_other_node(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/coffer-seal-pg-XXXXXX", key[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(key, sizeof(key), "%s/root.key", dir);
+    store *st1 = NULL, *st2 = NULL;
+    seal *a = NULL, *b = NULL;
+    assert_int_equal(store_open(getenv("COFFER_TEST_PG_URL"), &st1), COFFER_OK);
+    assert_int_equal(store_open(getenv("COFFER_TEST_PG_URL"), &st2), COFFER_OK);
+    assert_int_equal(seal_open_keyfile(key, true, st1, &a), COFFER_OK);
+    assert_int_equal(seal_open_keyfile(key, false, st2, &b), COFFER_OK);
+    uint32_t before = seal_active_term(b);
+    assert_int_equal(seal_active_term(a), before);
+    usleep(500000); /* both feeds listening */
+    assert_int_equal(seal_rotate(a), COFFER_OK);
+    int waited = 0;
+    while (seal_active_term(b) == before && waited < STORE_CHANGE_STALENESS_MS) {
+        usleep(10000);
+        waited += 10;
+    }
+    assert_int_equal(seal_active_term(b), before + 1);
+    coffer_buf r = COFFER_BUF_INIT;
+    seal_str(b, "id/pg", "sealed on b", &r);
+    assert_int_equal(term_of(&r), before + 1);
+    expect_opens(a, "id/pg", &r, "sealed on b");
+    coffer_buf_free(&r);
+    seal_free(b);
+    seal_free(a);
+    store_close(st2);
+    store_close(st1);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
+    if (getenv("COFFER_TEST_PG_URL") != NULL) {
+        const struct CMUnitTest pg_tests[] = {
+            cmocka_unit_test(test_pg_rotation_reaches_other_node),
+        };
+        return cmocka_run_group_tests_name("seal on PostgreSQL", pg_tests, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_identity, setup, teardown),

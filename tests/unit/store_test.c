@@ -1045,6 +1045,198 @@ static void test_fault_wrapper(void **state)
     store_close(st); /* closes inner too */
 }
 
+/* store_copy: every record as stored, one transaction, a non-empty target refused unless told. */
+static void copy_progress(void *ctx, const char *what, size_t n)
+{
+    (void)what;
+    (void)n;
+    (*(int *)ctx)++;
+}
+
+static void test_store_copy(void **state)
+{
+    store *src = ((struct fixture *)*state)->st;
+    store *dst = NULL;
+    assert_int_equal(store_open("mem:", &dst), COFFER_OK);
+    store_txn *t = NULL;
+    assert_int_equal(store_txn_begin(src, &t), COFFER_OK);
+    for (int i = 0; i < 1500; i++) {
+        char k[32], v[32];
+        snprintf(k, sizeof(k), "c/%04d", i);
+        snprintf(v, sizeof(v), "value %d", i);
+        assert_int_equal(store_txn_put(t, k, coffer_cursor_from_str(v)), COFFER_OK);
+    }
+    const uint8_t bin[] = {0, 1, 0xff, 0};
+    assert_int_equal(store_txn_put(t, "c/bin", coffer_cursor_from(bin, sizeof(bin))), COFFER_OK);
+    assert_int_equal(store_txn_put_plain(t, "seal/x", coffer_cursor_from_str("plain")), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+
+    struct store_copy_stats stats;
+    int calls = 0;
+    assert_int_equal(store_copy(src, dst, false, copy_progress, &calls, &stats), COFFER_OK);
+    assert_int_equal(stats.copied, 1502);
+    assert_int_equal(stats.target_count, 1502);
+    assert_int_equal(stats.verified, 1502);
+    assert_true(calls >= 2);
+    check_value(dst, "c/0042", "value 42");
+    check_value(dst, "seal/x", "plain");
+    coffer_buf b = COFFER_BUF_INIT;
+    assert_int_equal(store_get(dst, "c/bin", &b), COFFER_OK);
+    assert_int_equal(b.len, sizeof(bin));
+    assert_memory_equal(b.data, bin, sizeof(bin));
+    coffer_buf_free(&b);
+
+    /* A target with records: refused, nothing written; with overwrite, copied over. */
+    put1(dst, "other/1", "kept");
+    put1(src, "c/new", "new");
+    assert_int_equal(store_copy(src, dst, false, NULL, NULL, &stats), COFFER_ERR_CONFLICT);
+    assert_int_equal(stats.target_before, 1503);
+    expect_absent(dst, "c/new");
+    assert_int_equal(store_copy(src, dst, true, NULL, NULL, &stats), COFFER_OK);
+    check_value(dst, "c/new", "new");
+    check_value(dst, "other/1", "kept");
+    size_t n = 0;
+    assert_int_equal(store_count(dst, "", &n), COFFER_OK);
+    assert_int_equal(n, 1504);
+    store_close(dst);
+}
+
+/* ---- the change feed ---- */
+
+struct feed_log {
+    pthread_mutex_t mu;
+    char keys[64][64];
+    int n_keys;
+    int n_all; /* calls with key NULL */
+};
+
+static void feed_log_fn(void *ctx, const char *key)
+{
+    struct feed_log *l = ctx;
+    pthread_mutex_lock(&l->mu);
+    if (key == NULL) {
+        l->n_all++;
+    } else if (l->n_keys < 64) {
+        snprintf(l->keys[l->n_keys++], sizeof(l->keys[0]), "%s", key);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void feed_log_reset(struct feed_log *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->n_keys = 0;
+    l->n_all = 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
+static bool feed_log_has(struct feed_log *l, const char *key)
+{
+    pthread_mutex_lock(&l->mu);
+    bool found = false;
+    for (int i = 0; i < l->n_keys && !found; i++) {
+        found = key == NULL ? false : strcmp(l->keys[i], key) == 0;
+    }
+    if (key == NULL) {
+        found = l->n_all > 0;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return found;
+}
+
+/* Waits up to `ms` for `key` (NULL: a call saying anything may have changed). */
+static bool feed_log_wait(struct feed_log *l, const char *key, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 10) {
+        if (feed_log_has(l, key)) {
+            return true;
+        }
+        usleep(10000);
+    }
+    return false;
+}
+
+/* One process alone on its store: watching works and nothing is ever reported. */
+static void test_watch_single(void **state)
+{
+    store *st = ((struct fixture *)*state)->st;
+    struct feed_log l = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(store_watch(st, "w/", feed_log_fn, &l), COFFER_OK);
+    put1(st, "w/1", "one");
+    usleep(50000);
+    assert_int_equal(l.n_keys + l.n_all, 0);
+    store_unwatch(st, feed_log_fn, &l);
+    assert_int_equal(store_watch(st, NULL, NULL, &l), COFFER_ERR_USAGE);
+}
+
+/* Two stores on one database are two nodes: a change committed by one reaches the other's
+ * watchers of its prefix within the staleness bound, and a lost notification or a lost feed
+ * connection is reported as "anything may have changed" within the same bound. */
+static void test_pg_change_feed(void **state)
+{
+    store *a = ((struct fixture *)*state)->st;
+    store *b = NULL;
+    assert_int_equal(store_open(getenv("COFFER_TEST_PG_URL"), &b), COFFER_OK);
+    struct feed_log l = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(store_watch(b, "w/", feed_log_fn, &l), COFFER_OK);
+    /* The feed says "anything" once it listens: from then on nothing is missed. */
+    assert_true(feed_log_wait(&l, NULL, 3000));
+    feed_log_reset(&l);
+
+    put1(a, "x/1", "other prefix");
+    put1(a, "w/1", "one");
+    assert_true(feed_log_wait(&l, "w/1", STORE_CHANGE_STALENESS_MS));
+    assert_false(feed_log_has(&l, "x/1"));
+    assert_int_equal(l.n_all, 0);
+
+    /* Deletes are changes; an aborted transaction is none. */
+    store_txn *t = NULL;
+    feed_log_reset(&l);
+    assert_int_equal(store_txn_begin(a, &t), COFFER_OK);
+    assert_int_equal(store_txn_put(t, "w/aborted", coffer_cursor_from_str("no")), COFFER_OK);
+    store_txn_abort(t);
+    assert_int_equal(store_txn_begin(a, &t), COFFER_OK);
+    assert_int_equal(store_txn_delete(t, "w/1"), COFFER_OK);
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_true(feed_log_wait(&l, "w/1", STORE_CHANGE_STALENESS_MS));
+    assert_false(feed_log_has(&l, "w/aborted"));
+
+    /* A transaction writing many keys says "anything" instead of listing them. */
+    feed_log_reset(&l);
+    assert_int_equal(store_txn_begin(a, &t), COFFER_OK);
+    for (int i = 0; i < 100; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "w/many/%03d", i);
+        assert_int_equal(store_txn_put(t, k, coffer_cursor_from_str("v")), COFFER_OK);
+    }
+    assert_int_equal(store_txn_commit(t), COFFER_OK);
+    assert_true(feed_log_wait(&l, NULL, STORE_CHANGE_STALENESS_MS));
+
+    /* A change whose notification never came: the counter poll finds it. */
+    usleep(200000);
+    feed_log_reset(&l);
+    pg_admin_exec("UPDATE coffer_changes SET n = n + 1");
+    assert_true(feed_log_wait(&l, NULL, STORE_CHANGE_STALENESS_MS));
+
+    /* The feed's session ends (a server restart): "anything", then it listens again. */
+    usleep(200000);
+    feed_log_reset(&l);
+    pg_kill_sessions();
+    assert_true(feed_log_wait(&l, NULL, STORE_CHANGE_STALENESS_MS));
+    usleep(1000000);
+    feed_log_reset(&l);
+    put1(a, "w/2", "two");
+    assert_true(feed_log_wait(&l, "w/2", STORE_CHANGE_STALENESS_MS));
+
+    /* Once unwatched, nothing more is reported. */
+    store_unwatch(b, feed_log_fn, &l);
+    feed_log_reset(&l);
+    put1(a, "w/3", "three");
+    usleep(600000);
+    assert_false(feed_log_has(&l, "w/3"));
+    store_close(b);
+}
+
 #define BOTH(fn)                                                                                             \
     cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),                                             \
         cmocka_unit_test_setup_teardown(fn, setup_mem, teardown)
@@ -1069,6 +1261,7 @@ int main(void)
             ON_PG(test_pg_two_nodes_serialised),
             ON_PG(test_pg_reconnect),
             ON_PG(test_pg_failed_statement_fails_commit),
+            ON_PG(test_pg_change_feed),
             cmocka_unit_test(test_pg_scheduler_lease),
             cmocka_unit_test(test_pg_migrations),
             cmocka_unit_test(test_pg_concurrent_migration),
@@ -1089,6 +1282,8 @@ int main(void)
         BOTH(test_nested_txn_refused),
         BOTH(test_plain_records),
         BOTH(test_scheduler_lease_single),
+        BOTH(test_watch_single),
+        cmocka_unit_test_setup_teardown(test_store_copy, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_reopen, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_durable_after_kill, setup_sqlite, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_migrations, setup_sqlite, teardown),
