@@ -10,9 +10,9 @@
  * json_cache_invalidate after its commit, and a reader fills the cache only with what it read
  * under the generation it took before reading (json_cache_generation), so a record read before
  * a concurrent commit never lands in the cache after that commit's invalidation. Across
- * processes sharing one database (several nodes), writes elsewhere are not seen here; every
- * entry therefore lives at most `ttl_ms` after it was read, which bounds how stale another
- * node's change can be.
+ * processes sharing one database (several nodes), the store's change feed (store_watch) calls
+ * json_cache_invalidate for what another node changed; as a second bound, whatever the feed
+ * does, every entry lives at most `ttl_ms` after it was read.
  *
  * Holds only what the records hold (values sealed under KMS data keys, never a plaintext); an
  * entry leaving the cache is freed, not wiped. Thread-safe.

@@ -54,7 +54,7 @@
 #define SM_PENDING "AWSPENDING"
 #define SM_DELETION_PREFIX "secrets-deletion/"
 #define SM_CACHE_ENTRIES 10000
-#define SM_CACHE_TTL_MS 1000 /* how stale another node's change may be seen by a read */
+#define SM_CACHE_TTL_MS 1000 /* a cached record is read again after this, change feed or not */
 
 struct sm {
     store *st;
@@ -99,7 +99,7 @@ void sm_secret_arn(const char *region, const char *account, const char *name, co
 coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
                       struct sm_secret *sec) __attribute__((warn_unused_result));
 /* As sm_resolve for a request that only reads: the record may come from the read cache (up to
- * SM_CACHE_TTL_MS old when another node changed it). Never for a read-decide-write. */
+ * STORE_CHANGE_STALENESS_MS behind another node's change). Never for a read-decide-write. */
 coffer_err sm_resolve_read(const struct sm *s, const struct api_call *call, const char *id,
                            struct sm_secret *sec) __attribute__((warn_unused_result));
 /* Loads the record of sec->key again (after the mutex was taken). */

@@ -111,6 +111,12 @@ static const struct api_error_name sm_errors[] = {
 static const char *const sm_sensitive_members[] = {"SecretString",  "SecretBinary", "RandomPassword",
                                                    "RotationToken", "SecretValues", NULL};
 
+/* Another node changed a secret record (key NULL: maybe any): the read cache drops it. */
+static void sm_record_changed(void *ctx, const char *key)
+{
+    json_cache_invalidate(((struct sm *)ctx)->cache, key);
+}
+
 static coffer_err sm_start(const struct api_host *host, void **instance, const struct api_service **api)
 {
     TRY(api_ops_check(sm_ops, sizeof(sm_ops) / sizeof(sm_ops[0])));
@@ -122,6 +128,11 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
     const struct secrets_settings *set = host->settings != NULL ? host->settings : &defaults;
     coffer_err rc = json_cache_new(SM_CACHE_ENTRIES, SM_CACHE_TTL_MS, &s->cache);
     if (rc != COFFER_OK) {
+        free(s);
+        return rc;
+    }
+    if ((rc = store_watch(host->store, "secrets/", sm_record_changed, s)) != COFFER_OK) {
+        json_cache_free(s->cache);
         free(s);
         return rc;
     }
@@ -163,6 +174,7 @@ static void sm_stop(void *instance)
     if (s == NULL) {
         return;
     }
+    store_unwatch(s->st, sm_record_changed, s);
     pthread_mutex_destroy(&s->wmu);
     json_cache_free(s->cache);
     free(s);

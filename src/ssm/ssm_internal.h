@@ -42,7 +42,7 @@
 #define SSM_MAX_TAGS 50            /* tags on one parameter */
 #define SSM_MAX_TAGS_PER_CALL 1000 /* tags in one AddTagsToResource or PutParameter */
 #define SSM_CACHE_ENTRIES 10000
-#define SSM_CACHE_TTL_MS 1000 /* how stale another node's change may be seen by a read */
+#define SSM_CACHE_TTL_MS 1000 /* a cached record is read again after this, change feed or not */
 
 struct ssm_events;
 
@@ -82,7 +82,7 @@ coffer_err ssm_rec_parse(coffer_cursor v, json_t **out) __attribute__((warn_unus
 coffer_err ssm_rec_load(store *st, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
 /* As ssm_rec_load outside a transaction, for a request that only reads: the record may come
- * from the read cache (up to SSM_CACHE_TTL_MS old when another node changed it). */
+ * from the read cache (up to STORE_CHANGE_STALENESS_MS behind another node's change). */
 coffer_err ssm_rec_load_read(const struct ssm *s, const char *key, json_t **out)
     __attribute__((warn_unused_result));
 /* Commits a transaction of the service and drops what the read cache holds. */

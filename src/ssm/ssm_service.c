@@ -34,6 +34,12 @@ static const struct api_error_name ssm_errors[] = {
 /* Parameter values are secrets: wiped after use and never in the trail. */
 static const char *const ssm_sensitive_members[] = {"Value", "SourceResult", NULL};
 
+/* Another node changed a parameter record (key NULL: maybe any): the read cache drops it. */
+static void ssm_record_changed(void *ctx, const char *key)
+{
+    json_cache_invalidate(((struct ssm *)ctx)->cache, key);
+}
+
 static coffer_err ssm_start(const struct api_host *host, void **instance, const struct api_service **api)
 {
     TRY(api_ops_check(ssm_ops, sizeof(ssm_ops) / sizeof(ssm_ops[0])));
@@ -53,6 +59,12 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     s->record = host->record;
     s->record_ctx = host->record_ctx;
     if (host->data_dir != NULL && (rc = ssm_events_open(host->data_dir, &s->events)) != COFFER_OK) {
+        json_cache_free(s->cache);
+        free(s);
+        return rc;
+    }
+    if ((rc = store_watch(host->store, "ssm/param/", ssm_record_changed, s)) != COFFER_OK) {
+        ssm_events_close(s->events);
         json_cache_free(s->cache);
         free(s);
         return rc;
@@ -85,6 +97,7 @@ static void ssm_stop(void *instance)
 {
     struct ssm *s = instance;
     if (s != NULL) {
+        store_unwatch(s->st, ssm_record_changed, s);
         ssm_events_close(s->events);
         json_cache_free(s->cache);
     }
