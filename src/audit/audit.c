@@ -31,6 +31,7 @@
 #include "common/codec.h"
 #include "common/json_out.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "crypto/crypto.h"
 
 #define PREFIX_HEAD AUDIT_PREFIX_HEAD
@@ -53,6 +54,14 @@ struct audit_trail {
     pthread_mutex_t sync_lock; /* guards `stopping` */
     pthread_cond_t sync_cond;  /* wakes the syncer early on close */
     bool stopping;
+    char *node_id;                /* every event's AUDIT_NODE_FIELD, or NULL */
+    const crypto_pkey *sign_key;  /* borrowed; NULL: no digests */
+    unsigned period_ms;           /* digest period */
+    pthread_mutex_t digest_lock;  /* serialises digests; guards `dg` */
+    struct audit_digest_state dg; /* where the digest chain stands */
+    pthread_t digester;           /* writes a digest at every period boundary */
+    bool digester_started;
+    pthread_cond_t digest_cond; /* CLOCK_REALTIME: boundaries are wall-clock times */
 };
 
 static const char zero_hash[AUDIT_HASH_HEX_LEN + 1] =
@@ -300,8 +309,9 @@ static coffer_err recover(audit_trail *t)
     TRY_OUT(audit_files_list(t->dir, &nums, &count));
     memcpy(t->head, zero_hash, sizeof(t->head));
     if (count == 0) {
-        t->file_no = 1;
-        TRY_OUT(open_file(t, 1, true, &t->fd));
+        /* Numbering resumes after the files digests listed, even if those are gone. */
+        t->file_no = t->dg.last_file + 1;
+        TRY_OUT(open_file(t, t->file_no, true, &t->fd));
         t->file_size = 0;
         sync_dir(t->dir);
         goto out;
@@ -315,6 +325,15 @@ static coffer_err recover(audit_trail *t)
     /* The newest file may be empty (rotation just happened): the head is in an older file. */
     for (size_t i = count - 1; !found && i > 0; i--) {
         TRY_OUT(older_file_hash(t, nums[i - 1], &found));
+    }
+    if (t->sign_key != NULL && t->file_no <= t->dg.last_file) {
+        /* A digest listed the newest file (a clean stop closed it): it is never written again. */
+        close(t->fd);
+        t->fd = -1;
+        t->file_no = t->dg.last_file + 1;
+        TRY_OUT(open_file(t, t->file_no, true, &t->fd));
+        t->file_size = 0;
+        sync_dir(t->dir);
     }
 out:
     free(nums);
@@ -368,6 +387,100 @@ static coffer_err start_syncer(audit_trail *t)
     return COFFER_OK;
 }
 
+/* ---------------------------------------------------------------- digests */
+
+static coffer_err rotate_locked(audit_trail *t, int *old_fd);
+
+static void finish_rotation(audit_trail *t, int old_fd)
+{
+    if (old_fd >= 0) {
+        if (fdatasync(old_fd) != 0) {
+            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
+        }
+        close(old_fd);
+        sync_dir(t->dir);
+    }
+}
+
+/*
+ * Closes the current file if it holds events and writes the digest of every file closed since
+ * the last one. `final` (a clean close): the current file is closed without starting another;
+ * the next open starts the next number.
+ */
+static coffer_err digest_now(audit_trail *t, bool final)
+{
+    coffer_err rc = COFFER_OK;
+    int old_fd = -1;
+    unsigned closed_upto;
+    pthread_mutex_lock(&t->digest_lock);
+    pthread_mutex_lock(&t->lock);
+    if (final) {
+        closed_upto = t->file_size > 0 ? t->file_no : t->file_no - 1;
+    } else {
+        if (t->file_size > 0 && !t->failed && rotate_locked(t, &old_fd) != COFFER_OK) {
+            /* The period's digest is still worth writing: it lists what was closed before. */
+            log_error("audit: cannot start the next trail file: %s", coffer_last_message());
+        }
+        closed_upto = t->file_no - 1;
+    }
+    pthread_mutex_unlock(&t->lock);
+    finish_rotation(t, old_fd);
+    if (final && closed_upto == t->file_no && fdatasync(t->fd) != 0) {
+        log_error("audit: fdatasync of the last trail file failed: %s", strerror(errno));
+    }
+    rc = audit_digest_write(t->dir, t->node_id, t->sign_key, &t->dg, closed_upto, coffer_now_ms(), final);
+    pthread_mutex_unlock(&t->digest_lock);
+    return rc;
+}
+
+coffer_err audit_trail_digest(audit_trail *t)
+{
+    ENSURE_REF(t);
+    if (t->sign_key == NULL) {
+        return coffer_fail(COFFER_ERR_USAGE, "the audit trail has no digest signing key");
+    }
+    return digest_now(t, false);
+}
+
+static void *digester_main(void *arg)
+{
+    audit_trail *t = arg;
+    pthread_mutex_lock(&t->sync_lock);
+    while (!t->stopping) {
+        /* The next multiple of the period since the epoch: on the hour for an hour. */
+        int64_t now = coffer_now_ms();
+        int64_t next = (now / t->period_ms + 1) * t->period_ms;
+        struct timespec until = {.tv_sec = (time_t)(next / 1000), .tv_nsec = (long)(next % 1000) * 1000000L};
+        int w = 0;
+        while (!t->stopping && w != ETIMEDOUT) {
+            w = pthread_cond_timedwait(&t->digest_cond, &t->sync_lock, &until);
+        }
+        if (t->stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&t->sync_lock);
+        if (digest_now(t, false) != COFFER_OK) {
+            log_error("audit: digest failed: %s", coffer_last_message());
+        }
+        pthread_mutex_lock(&t->sync_lock);
+    }
+    pthread_mutex_unlock(&t->sync_lock);
+    return NULL;
+}
+
+static coffer_err start_digester(audit_trail *t)
+{
+    if (pthread_cond_init(&t->digest_cond, NULL) != 0) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "cannot create the audit digest condition");
+    }
+    if (pthread_create(&t->digester, NULL, digester_main, t) != 0) {
+        pthread_cond_destroy(&t->digest_cond);
+        return coffer_fail(COFFER_ERR_INTERNAL, "cannot start the audit digest thread");
+    }
+    t->digester_started = true;
+    return COFFER_OK;
+}
+
 /* ---------------------------------------------------------------- open / close */
 
 coffer_err audit_trail_open(const char *dir, audit_trail **out)
@@ -389,22 +502,47 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
     pthread_mutex_init(&t->lock, NULL);
     pthread_mutex_init(&t->sync_lock, NULL);
     t->rotate_bytes = opts && opts->rotate_bytes ? opts->rotate_bytes : AUDIT_ROTATE_BYTES_DEFAULT;
+    pthread_mutex_init(&t->digest_lock, NULL);
     t->sync_ms = opts ? opts->sync_interval_ms : 0;
+    t->sign_key = opts ? opts->sign_key : NULL;
+    t->period_ms = opts && opts->period_ms ? opts->period_ms : AUDIT_PERIOD_MS_DEFAULT;
     t->dir = strdup(dir);
     if (t->dir == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (opts != NULL && opts->node_id != NULL) {
+        if (!audit_node_id_valid(opts->node_id)) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "a node id is 1 to %d of A-Z a-z 0-9 . _ -", AUDIT_NODE_ID_MAX);
+        }
+        t->node_id = strdup(opts->node_id);
+        if (t->node_id == NULL) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+    }
+    if (t->sign_key != NULL && t->node_id == NULL) {
+        FAIL_OUT(COFFER_ERR_USAGE, "signed audit digests need a node id");
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         log_error("audit: cannot create the trail directory: %s", strerror(errno));
         FAIL_OUT(COFFER_ERR_AUDIT, "cannot create the audit trail directory");
     }
+    if (t->sign_key != NULL) {
+        TRY_OUT(audit_public_key_publish(dir, t->sign_key));
+        TRY_OUT(audit_digest_recover(dir, coffer_now_ms(), &t->dg));
+    }
     TRY_OUT(recover(t));
     if (t->sync_ms > 0) {
         TRY_OUT(start_syncer(t));
     }
+    if (t->sign_key != NULL) {
+        TRY_OUT(start_digester(t));
+    }
     *out = t;
     t = NULL;
 out:
+    if (t != NULL) {
+        t->sign_key = NULL; /* a trail that never opened writes no final digest */
+    }
     audit_trail_close(t);
     return rc;
 }
@@ -414,13 +552,25 @@ void audit_trail_close(audit_trail *t)
     if (t == NULL) {
         return;
     }
+    pthread_mutex_lock(&t->sync_lock);
+    t->stopping = true;
     if (t->syncer_started) {
-        pthread_mutex_lock(&t->sync_lock);
-        t->stopping = true;
         pthread_cond_signal(&t->sync_cond);
-        pthread_mutex_unlock(&t->sync_lock);
+    }
+    if (t->digester_started) {
+        pthread_cond_signal(&t->digest_cond);
+    }
+    pthread_mutex_unlock(&t->sync_lock);
+    if (t->syncer_started) {
         pthread_join(t->syncer, NULL);
         pthread_cond_destroy(&t->sync_cond);
+    }
+    if (t->digester_started) {
+        pthread_join(t->digester, NULL);
+        pthread_cond_destroy(&t->digest_cond);
+    }
+    if (t->sign_key != NULL && t->fd >= 0 && digest_now(t, true) != COFFER_OK) {
+        log_error("audit: the final digest could not be written: %s", coffer_last_message());
     }
     if (t->fd >= 0) {
         if (fdatasync(t->fd) != 0) {
@@ -430,6 +580,9 @@ void audit_trail_close(audit_trail *t)
     }
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->sync_lock);
+    pthread_mutex_destroy(&t->digest_lock);
+    audit_digest_state_clean(&t->dg);
+    free(t->node_id);
     free(t->dir);
     free(t);
 }
@@ -452,6 +605,11 @@ coffer_err audit_trail_sync(audit_trail *t)
         return coffer_fail(COFFER_ERR_AUDIT, "cannot sync the audit trail");
     }
     return COFFER_OK;
+}
+
+const char *audit_trail_node_id(const audit_trail *t)
+{
+    return t->node_id;
 }
 
 void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1])
@@ -706,6 +864,10 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
         return coffer_fail(COFFER_ERR_USAGE, "the audit event already has " AUDIT_HASH_FIELD);
     }
 
+    if (t->node_id != NULL && json_object_get(event, AUDIT_NODE_FIELD) == NULL &&
+        json_object_set_new(event, AUDIT_NODE_FIELD, json_string(t->node_id)) != 0) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
     /* Outside the lock: bound, serialise and frame (serialised twice only when oversized). */
     TRY_OUT(cut_top_strings(event));
     TRY_OUT(frame_event(event, &framed));
