@@ -429,6 +429,14 @@ static coffer_err digest_now(audit_trail *t, bool final)
         log_error("audit: fdatasync of the last trail file failed: %s", strerror(errno));
     }
     rc = audit_digest_write(t->dir, t->node_id, t->sign_key, &t->dg, closed_upto, coffer_now_ms(), final);
+    if (rc == COFFER_OK && final && closed_upto < t->file_no && t->file_size == 0) {
+        /* An empty file started at the last boundary: no digest will list it, and the next
+         * open starts after the last listed one anyway. */
+        char path[PATH_MAX];
+        if (audit_file_path(t->dir, t->file_no, path, sizeof(path)) == COFFER_OK && unlink(path) == 0) {
+            sync_dir(t->dir);
+        }
+    }
     pthread_mutex_unlock(&t->digest_lock);
     return rc;
 }

@@ -40,9 +40,9 @@
 #define DIGEST_PREFIX "digest-"
 #define DIGEST_JSON_SUFFIX ".json"
 #define DIGEST_SIG_SUFFIX ".sig"
-#define DIGEST_MAX_BYTES (16u << 20)            /* a digest lists at most a period's files */
-#define DIGEST_SIG_MAX_HEX 2048                 /* RSA-2048: 512 hex chars */
-#define TRAIL_FILE_MAX_BYTES ((size_t)1 << 31)  /* files rotate far below this */
+#define DIGEST_MAX_BYTES (16u << 20)           /* a digest lists at most a period's files */
+#define DIGEST_SIG_MAX_HEX 2048                /* RSA-2048: 512 hex chars */
+#define TRAIL_FILE_MAX_BYTES ((size_t)1 << 31) /* files rotate far below this */
 #define EVENT_TIME_KEY "\"eventTime\":\""
 #define HASH_ALGORITHM "SHA-256"
 #define PEM_BEGIN "-----BEGIN PUBLIC KEY-----"
@@ -93,8 +93,8 @@ int64_t audit_time_parse(const char *s)
     if (strcmp(p, "Z") != 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
         return -1;
     }
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi,
-                    .tm_sec = sec};
+    struct tm tm = {
+        .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
     time_t t = timegm(&tm);
     if (t == (time_t)-1) {
         return -1;
@@ -152,7 +152,8 @@ static coffer_err digest_names(const char *ddir, char ***out, size_t *count)
     *count = 0;
     DIR *d = opendir(ddir);
     if (d == NULL) {
-        return errno == ENOENT ? COFFER_OK : coffer_fail(COFFER_ERR_AUDIT, "cannot read the digest directory");
+        return errno == ENOENT ? COFFER_OK
+                               : coffer_fail(COFFER_ERR_AUDIT, "cannot read the digest directory");
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
@@ -590,12 +591,12 @@ coffer_err audit_digest_write(const char *dir, const char *node_id, const crypto
         char fname[32];
         TRY_OUT(summarize_file(dir, num, &fs));
         snprintf(fname, sizeof(fname), AUDIT_FILE_FMT, num);
-        json_t *f = json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "fileName", fname, "hashValue",
-                              fs.hash, "hashAlgorithm", HASH_ALGORITHM, "size", (json_int_t)fs.size, "events",
-                              (json_int_t)fs.events, "oldestEventTime", str_or_null(fs.oldest),
-                              "newestEventTime", str_or_null(fs.newest), "previousEventHash",
-                              str_or_null(fs.first_prev), "firstEventHash", str_or_null(fs.first),
-                              "lastEventHash", str_or_null(fs.last));
+        json_t *f =
+            json_pack("{s:s,s:s,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o}", "fileName", fname, "hashValue", fs.hash,
+                      "hashAlgorithm", HASH_ALGORITHM, "size", (json_int_t)fs.size, "events",
+                      (json_int_t)fs.events, "oldestEventTime", str_or_null(fs.oldest), "newestEventTime",
+                      str_or_null(fs.newest), "previousEventHash", str_or_null(fs.first_prev),
+                      "firstEventHash", str_or_null(fs.first), "lastEventHash", str_or_null(fs.last));
         if (f == NULL || json_array_append_new(files, f) != 0) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
@@ -612,8 +613,9 @@ coffer_err audit_digest_write(const char *dir, const char *node_id, const crypto
                   "previousDigestHashValue", str_or_null(st->have_prev ? st->prev_hash : NULL),
                   "previousDigestHashAlgorithm", HASH_ALGORITHM, "previousDigestSignature",
                   str_or_null(st->have_prev ? st->prev_sig : NULL), "digestPublicKeyFingerprint", fp,
-                  "digestSignatureAlgorithm", AUDIT_SIGNATURE_ALGORITHM, "oldestEventTime", str_or_null(oldest),
-                  "newestEventTime", str_or_null(newest), "finalDigest", final, "logFiles", files);
+                  "digestSignatureAlgorithm", AUDIT_SIGNATURE_ALGORITHM, "oldestEventTime",
+                  str_or_null(oldest), "newestEventTime", str_or_null(newest), "finalDigest", final,
+                  "logFiles", files);
     files = NULL; /* d owns it now, or json_pack released it */
     if (d == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory building an audit digest");
@@ -852,7 +854,8 @@ static int cmp_listed(const void *a, const void *b)
 }
 
 /* Hash of trail file `num` into hex; *absent when it is not there. */
-static coffer_err trail_file_hash(const char *dir, unsigned num, char hex[AUDIT_HASH_HEX_LEN + 1], bool *absent)
+static coffer_err trail_file_hash(const char *dir, unsigned num, char hex[AUDIT_HASH_HEX_LEN + 1],
+                                  bool *absent)
 {
     char path[PATH_MAX];
     coffer_buf data = COFFER_BUF_INIT;
@@ -865,18 +868,20 @@ static coffer_err trail_file_hash(const char *dir, unsigned num, char hex[AUDIT_
     return rc;
 }
 
-coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys, size_t n_keys, int64_t from_ms,
-                                int64_t to_ms, FILE *report, struct audit_digest_result *res)
+coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys, size_t n_keys,
+                                int64_t from_ms, int64_t to_ms, FILE *report, struct audit_digest_result *res)
 {
     coffer_err rc = COFFER_OK;
     struct audit_digest_result local;
-    struct vctx v = {.dir = dir, .report = report, .res = res ? res : &local, .from_ms = from_ms, .to_ms = to_ms};
+    struct vctx v = {
+        .dir = dir, .report = report, .res = res ? res : &local, .from_ms = from_ms, .to_ms = to_ms};
     crypto_pkey *own_key = NULL;
     const crypto_pkey *one[1];
     char(*fps)[AUDIT_HASH_HEX_LEN + 1] = NULL;
     char ddir[PATH_MAX], path[PATH_MAX];
     char **names = NULL, **missing = NULL;
     size_t count = 0, n_missing = 0, n_listed = 0, n_present = 0;
+    unsigned covered = 0; /* the highest file number any digest lists */
     struct digest_entry *all = NULL;
     struct listed_file *listed = NULL;
     unsigned *present = NULL;
@@ -930,6 +935,8 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
         struct digest_entry *e = &all[i];
         bool shown = in_range(&v, e->start_ms, e->end_ms);
         if (e->status != DG_VALID) {
+            unsigned upto = e->j != NULL ? digest_last_file(e->j) : 0;
+            covered = upto > covered ? upto : covered;
             /* An unreadable digest has no period: always shown. */
             say(&v, "digest file %s: invalid (%s)\n", e->name, e->why);
             v.res->digests_invalid++;
@@ -942,6 +949,9 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
         json_t *files = json_object_get(e->j, "logFiles");
         size_t k;
         json_t *f;
+        /* Only a valid digest's list is trusted; any digest says how far listing had got. */
+        unsigned upto = digest_last_file(e->j);
+        covered = upto > covered ? upto : covered;
         json_array_foreach(files, k, f)
         {
             const char *fname = json_string_value(json_object_get(f, "fileName"));
@@ -970,6 +980,7 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
         TRY_OUT(lrc);
     }
     unsigned max_listed = n_listed > 0 ? listed[n_listed - 1].num : 0;
+    max_listed = covered > max_listed ? covered : max_listed;
     size_t li = 0;
     for (unsigned num = 1; num <= max_listed; num++) {
         char fname[32];
@@ -1020,8 +1031,8 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
 
     /* The events themselves: the chain, and every event of this node. */
     struct audit_verify_result vr;
-    v.res->chain_ok = audit_verify_walk(dir, v.res->node_id[0] ? v.res->node_id : NULL, NULL, report, &vr) ==
-                      COFFER_OK;
+    v.res->chain_ok =
+        audit_verify_walk(dir, v.res->node_id[0] ? v.res->node_id : NULL, NULL, report, &vr) == COFFER_OK;
     if (report != NULL) {
         fprintf(report,
                 "node %s: %u/%u digest files valid, %u missing; %u/%u trail files valid, %u modified, "
