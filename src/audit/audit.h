@@ -256,7 +256,7 @@ struct audit_digest_result {
     bool chain_ok; /* the event chain (audit_verify_dir_ex) held, node ids included */
 };
 
-/* PEM "PUBLIC KEY" of a SubjectPublicKeyInfo (appended to `out`, NUL-terminated). */
+/* PEM "PUBLIC KEY" of a SubjectPublicKeyInfo (appended to `out`, NUL-terminated past its len). */
 coffer_err audit_public_key_pem(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
 /* Parses the PEM AUDIT_PUBLIC_KEY_FILE holds into an RSA-2048 public key. */
 coffer_err audit_public_key_from_pem(const char *pem, size_t len, crypto_pkey **out)

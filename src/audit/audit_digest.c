@@ -375,7 +375,7 @@ coffer_err audit_public_key_publish(const char *dir, const crypto_pkey *key)
         return coffer_fail(COFFER_ERR_AUDIT, "public key path too long");
     }
     TRY_OUT(audit_public_key_pem(key, &pem));
-    size_t n = pem.len - 1; /* without the NUL */
+    size_t n = pem.len; /* the NUL is past len */
     if (read_all(path, 65536, &have, &absent) == COFFER_OK && !absent && have.len == n &&
         memcmp(have.data, pem.data, n) == 0) {
         goto out;

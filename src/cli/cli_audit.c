@@ -293,8 +293,7 @@ static int audit_public_key(const char *data_dir, const char *node_id, const cha
     ret = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILED;
     /* The clear copy beside the digests must be this key; if not, someone replaced it. */
     snprintf(path, sizeof(path), "%s/" AUDIT_SUBDIR "/" AUDIT_PUBLIC_KEY_FILE, data_dir);
-    if (read_text(path, &have) == 0 &&
-        (have.len != pem.len - 1 || memcmp(have.data, pem.data, have.len) != 0)) {
+    if (read_text(path, &have) == 0 && (have.len != pem.len || memcmp(have.data, pem.data, have.len) != 0)) {
         fprintf(stderr, "coffer audit public-key: %s is not this key: it was replaced\n", path);
         ret = CLI_EXIT_FAILED;
     }

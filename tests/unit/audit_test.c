@@ -1458,7 +1458,7 @@ static void test_digest_misc(void **state)
     crypto_pkey *k = NULL;
     assert_int_equal(audit_public_key_pem(sign_key, &pem), COFFER_OK);
     assert_non_null(strstr((const char *)pem.data, "-----BEGIN PUBLIC KEY-----\n"));
-    assert_int_equal(audit_public_key_from_pem((const char *)pem.data, pem.len - 1, &k), COFFER_OK);
+    assert_int_equal(audit_public_key_from_pem((const char *)pem.data, pem.len, &k), COFFER_OK);
     crypto_pkey_free(k);
     assert_int_not_equal(audit_public_key_from_pem("garbage", 7, &k), COFFER_OK);
     assert_null(k);
