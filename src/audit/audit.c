@@ -47,6 +47,7 @@ struct audit_trail {
     uint64_t file_size;                /* bytes in the current file */
     char head[AUDIT_HASH_HEX_LEN + 1]; /* hex SHA-256 of the last line */
     bool failed;                       /* a partial write could not be undone */
+    bool closed;                       /* a digest listed the current file: the next write rotates */
     size_t rotate_bytes;               /* start a new file past this size */
     unsigned sync_ms;                  /* background fdatasync period, 0 = none */
     pthread_t syncer;                  /* the background thread when sync_ms > 0 */
@@ -389,54 +390,32 @@ static coffer_err start_syncer(audit_trail *t)
 
 /* ---------------------------------------------------------------- digests */
 
-static coffer_err rotate_locked(audit_trail *t, int *old_fd);
-
-static void finish_rotation(audit_trail *t, int old_fd)
-{
-    if (old_fd >= 0) {
-        if (fdatasync(old_fd) != 0) {
-            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
-        }
-        close(old_fd);
-        sync_dir(t->dir);
-    }
-}
-
 /*
- * Closes the current file if it holds events and writes the digest of every file closed since
- * the last one. `final` (a clean close): the current file is closed without starting another;
- * the next open starts the next number.
+ * Closes the current file if it holds events (the next write starts a new one: no empty file
+ * is left waiting for events, and the file is final before it is read) and writes the digest
+ * of every file closed since the last one.
  */
 static coffer_err digest_now(audit_trail *t, bool final)
 {
-    coffer_err rc = COFFER_OK;
-    int old_fd = -1;
     unsigned closed_upto;
     pthread_mutex_lock(&t->digest_lock);
     pthread_mutex_lock(&t->lock);
-    if (final) {
-        closed_upto = t->file_size > 0 ? t->file_no : t->file_no - 1;
+    if (t->file_size > 0) {
+        t->closed = true;
+        closed_upto = t->file_no;
     } else {
-        if (t->file_size > 0 && !t->failed && rotate_locked(t, &old_fd) != COFFER_OK) {
-            /* The period's digest is still worth writing: it lists what was closed before. */
-            log_error("audit: cannot start the next trail file: %s", coffer_last_message());
-        }
         closed_upto = t->file_no - 1;
     }
+    int fd = closed_upto == t->file_no ? dup(t->fd) : -1;
     pthread_mutex_unlock(&t->lock);
-    finish_rotation(t, old_fd);
-    if (final && closed_upto == t->file_no && fdatasync(t->fd) != 0) {
-        log_error("audit: fdatasync of the last trail file failed: %s", strerror(errno));
-    }
-    rc = audit_digest_write(t->dir, t->node_id, t->sign_key, &t->dg, closed_upto, coffer_now_ms(), final);
-    if (rc == COFFER_OK && final && closed_upto < t->file_no && t->file_size == 0) {
-        /* An empty file started at the last boundary: no digest will list it, and the next
-         * open starts after the last listed one anyway. */
-        char path[PATH_MAX];
-        if (audit_file_path(t->dir, t->file_no, path, sizeof(path)) == COFFER_OK && unlink(path) == 0) {
-            sync_dir(t->dir);
+    if (fd >= 0) {
+        if (fdatasync(fd) != 0) {
+            log_error("audit: fdatasync of a closed trail file failed: %s", strerror(errno));
         }
+        close(fd);
     }
+    coffer_err rc =
+        audit_digest_write(t->dir, t->node_id, t->sign_key, &t->dg, closed_upto, coffer_now_ms(), final);
     pthread_mutex_unlock(&t->digest_lock);
     return rc;
 }
@@ -537,6 +516,10 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
     if (t->sign_key != NULL) {
         TRY_OUT(audit_public_key_publish(dir, t->sign_key));
         TRY_OUT(audit_digest_recover(dir, coffer_now_ms(), &t->dg));
+        if (t->dg.have_prev && strcmp(t->dg.node_id, t->node_id) != 0) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "the audit trail in %s is the chain of node %s, not %s", dir,
+                     t->dg.node_id, t->node_id);
+        }
     }
     TRY_OUT(recover(t));
     if (t->sync_ms > 0) {
@@ -645,6 +628,7 @@ static coffer_err rotate_locked(audit_trail *t, int *old_fd)
     t->fd = fd;
     t->file_no++;
     t->file_size = 0;
+    t->closed = false;
     return COFFER_OK;
 }
 
@@ -846,7 +830,7 @@ static coffer_err append_locked(audit_trail *t, char *line, size_t len, int *old
     if (t->failed) {
         return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
     }
-    if (t->file_size > 0 && t->file_size + len > t->rotate_bytes) {
+    if (t->file_size > 0 && (t->closed || t->file_size + len > t->rotate_bytes)) {
         TRY(rotate_locked(t, old_fd));
     }
     memcpy(line + PREFIX_HEAD_LEN, t->head, AUDIT_HASH_HEX_LEN);
@@ -919,7 +903,7 @@ static coffer_err write_batch_locked(audit_trail *t, coffer_buf *lines, int *old
     if (t->failed) {
         return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
     }
-    if (t->file_size > 0 && t->file_size + lines->len > t->rotate_bytes) {
+    if (t->file_size > 0 && (t->closed || t->file_size + lines->len > t->rotate_bytes)) {
         TRY(rotate_locked(t, old_fd));
     }
     char head[AUDIT_HASH_HEX_LEN + 1];

@@ -42,7 +42,8 @@ typedef struct crypto_pkey crypto_pkey;
 /*
  * Signed digests (audit_digest.c), as CloudTrail's log file integrity validation: with a
  * signing key the trail also rotates every `period_ms` of wall clock (boundaries at multiples
- * of the period since the epoch: on the hour for the default), and at each boundary a digest
+ * of the period since the epoch: on the hour for the default; the file holding events is
+ * closed at the boundary, the next one starts with the next event), and at each boundary a digest
  * file DIR/digest/digest-<UTC end time>.json lists every trail file closed since the previous
  * digest (SHA-256 of its bytes, first and last event, their times), names the previous digest
  * with the SHA-256 of its bytes and its signature, and is signed (SHA256withRSA over
@@ -71,6 +72,13 @@ struct audit_trail_options {
 
 /* Whether `id` is a valid node id (see AUDIT_NODE_ID_MAX). */
 bool audit_node_id_valid(const char *id);
+/*
+ * The node whose digests the trail directory `dir` holds (the newest digest's), so a node keeps
+ * its id across restarts; *found false when there is no digest yet. A trail opened with
+ * another node id than its digests' is refused (COFFER_ERR_CONFIG): one directory, one chain.
+ */
+coffer_err audit_trail_recorded_node(const char *dir, char out[AUDIT_NODE_ID_MAX + 1], bool *found)
+    __attribute__((warn_unused_result));
 
 /*
  * Opens (creating as needed, mode 0700) the trail directory `dir` itself (not the data dir)

@@ -544,6 +544,8 @@ coffer_err audit_digest_recover(const char *dir, int64_t now_ms, struct audit_di
             }
             st->have_prev = true;
             st->prev_end_ms = end;
+            const char *node = json_string_value(json_object_get(j, AUDIT_NODE_FIELD));
+            snprintf(st->node_id, sizeof(st->node_id), "%s", node != NULL ? node : "");
             snprintf(st->prev_name, sizeof(st->prev_name), "%s", name);
             sha256_hex(data.data, data.len, st->prev_hash);
         }
@@ -561,6 +563,19 @@ out:
     coffer_buf_free(&data);
     coffer_buf_free(&sig);
     return rc;
+}
+
+coffer_err audit_trail_recorded_node(const char *dir, char out[AUDIT_NODE_ID_MAX + 1], bool *found)
+{
+    struct audit_digest_state st;
+    *found = false;
+    TRY(audit_digest_recover(dir, 0, &st));
+    if (st.have_prev && audit_node_id_valid(st.node_id)) {
+        memcpy(out, st.node_id, sizeof(st.node_id));
+        *found = true;
+    }
+    audit_digest_state_clean(&st);
+    return COFFER_OK;
 }
 
 coffer_err audit_digest_write(const char *dir, const char *node_id, const crypto_pkey *key,

@@ -65,6 +65,7 @@ struct audit_digest_state {
     char *prev_sig;                         /* hex signature (malloc'd) */
     int64_t prev_end_ms;                    /* its digestEndTime: the next one's start */
     unsigned last_file;                     /* highest trail file number listed so far */
+    char node_id[AUDIT_NODE_ID_MAX + 1];    /* the node the newest digest is of ("" none) */
 };
 
 void audit_digest_state_clean(struct audit_digest_state *st);

@@ -333,7 +333,12 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
     TRY_OUT(ensure_dir(path));
     if (cfg.node_id[0] == '\0') {
-        TRY_OUT(server_node_id_default(cfg.data_dir, cfg.node_id));
+        /* The node this trail's digests are of, else one derived from the host and the dir. */
+        bool recorded = false;
+        TRY_OUT(audit_trail_recorded_node(path, cfg.node_id, &recorded));
+        if (!recorded) {
+            TRY_OUT(server_node_id_default(cfg.data_dir, cfg.node_id));
+        }
     }
     /* Each node signs its own digest chain with its own key, sealed in the store. */
     TRY_OUT(server_audit_key_load(records, cfg.node_id, &audit_key));

@@ -307,6 +307,12 @@ class AuditRestartTest(unittest.TestCase):
         # The default node id: the host name and a hash of the data dir, in events and digests.
         node = last["nodeId"]
         self.assertRegex(node, r"^[A-Za-z0-9._-]+-[0-9a-f]{12}$")
+        # The data dir keeps its node: another id is refused at start, one trail per node.
+        s.extra_args += ["--node-id", "someone-else"]
+        with self.assertRaises(RuntimeError):
+            s.start()
+        self.assertIn("is the chain of node %s, not someone-else" % node, s.log())
+        s.stop()
 
     def test_several_nodes(self):
         a = self.server

@@ -1237,6 +1237,17 @@ static void test_digest_chain(void **state)
     assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_OK);
     assert_int_equal(r.files_valid, 5);
     verify_ok(dir, 13, 5);
+
+    /* One directory, one node: its id is kept, another one is refused. */
+    char node[AUDIT_NODE_ID_MAX + 1];
+    bool found = false;
+    assert_int_equal(audit_trail_recorded_node(dir, node, &found), COFFER_OK);
+    assert_true(found);
+    assert_string_equal(node, NODE);
+    struct audit_trail_options o = {.node_id = "node-z", .sign_key = sign_key};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_ERR_CONFIG);
+    assert_null(t);
+    assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_OK); /* and left nothing behind */
     tmpdir_free(dir);
 }
 
