@@ -67,14 +67,29 @@ bool audit_node_id_valid(const char *id)
     return true;
 }
 
+/* The value of the `n` digits at s (all digits), or -1. */
+static int digits_at(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 int64_t audit_time_parse(const char *s)
 {
-    int y, mo, d, h, mi, sec, used = 0;
-    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
-        used != 19) {
+    /* YYYY-MM-DDTHH:MM:SS, every position checked (no sign, no spaces sscanf would take). */
+    if (s == NULL || strnlen(s, 20) < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':') {
         return -1;
     }
-    const char *p = s + used;
+    int y = digits_at(s, 4), mo = digits_at(s + 5, 2), d = digits_at(s + 8, 2), h = digits_at(s + 11, 2);
+    int mi = digits_at(s + 14, 2), sec = digits_at(s + 17, 2);
+    const char *p = s + 19;
     int ms = 0;
     if (*p == '.') {
         int digits = 0;
@@ -90,7 +105,8 @@ int64_t audit_time_parse(const char *s)
             ms *= 10;
         }
     }
-    if (strcmp(p, "Z") != 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+    if (strcmp(p, "Z") != 0 || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 ||
+        mi < 0 || mi > 59 || sec < 0 || sec > 60) {
         return -1;
     }
     struct tm tm = {
