@@ -835,8 +835,7 @@ out:
 }
 
 /* Checks digest i's link to the one before it in the directory. */
-static void digest_check_link(struct vctx *v, struct digest_entry *all, size_t i, char ***missing,
-                              size_t *n_missing)
+static void digest_check_link(struct digest_entry *all, size_t i, char ***missing, size_t *n_missing)
 {
     struct digest_entry *e = &all[i];
     if (e->j == NULL) {
@@ -866,7 +865,6 @@ static void digest_check_link(struct vctx *v, struct digest_entry *all, size_t i
                 (*n_missing)++;
             }
         }
-        (void)v;
         return;
     }
     if (prev_hash == NULL || strcmp(prev_hash, p->hash) != 0) {
@@ -951,7 +949,7 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
         digest_check_self(&v, &all[i], keys, fps, n_keys, &scratch);
     }
     for (size_t i = 0; i < count; i++) {
-        digest_check_link(&v, all, i, &missing, &n_missing);
+        digest_check_link(all, i, &missing, &n_missing);
     }
     if (count > 0 && n_keys == 0) {
         say(&v, "no public key: neither given nor in %s/%s\n", dir, AUDIT_PUBLIC_KEY_FILE);
@@ -1026,6 +1024,9 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
         bool shown = in_range(&v, e->start_ms, e->end_ms);
         for (; li < n_listed && listed[li].num == num; li++) {
         }
+        if (!shown) {
+            continue; /* outside --from/--to, as validate-logs leaves it */
+        }
         char hex[AUDIT_HASH_HEX_LEN + 1];
         bool absent;
         if (trail_file_hash(dir, num, hex, &absent) != COFFER_OK) {
@@ -1038,7 +1039,7 @@ coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys,
         } else if (strcmp(hex, lf->hash) != 0) {
             say(&v, "trail file %s: modified (SHA-256 differs from %s)\n", fname, e->name);
             v.res->files_modified++;
-        } else if (shown) {
+        } else {
             say(&v, "trail file %s: valid\n", fname);
             v.res->files_valid++;
         }

@@ -1220,6 +1220,14 @@ static void test_digest_chain(void **state)
     assert_string_equal(r.node_id, NODE);
     /* Without a key given, the published one is used. */
     assert_int_equal(verify_digests(dir, NULL, &r), COFFER_OK);
+    /* A time range after everything: nothing to report. */
+    const crypto_pkey *keys[1] = {sign_key};
+    int64_t future = audit_time_parse("2999-01-01T00:00:00Z");
+    assert_int_equal(audit_verify_digests(dir, keys, 1, future, INT64_MAX, NULL, &r), COFFER_OK);
+    assert_int_equal(r.digests_valid, 0);
+    assert_int_equal(r.files_valid, 0);
+    assert_int_equal(audit_verify_digests(dir, keys, 1, 0, future, NULL, &r), COFFER_OK);
+    assert_int_equal(r.digests_valid, 5);
 
     /* Reopened: the closed file stays closed, the chain of digests and events goes on. */
     audit_trail *t = NULL;
