@@ -31,6 +31,7 @@
 #include "common/codec.h"
 #include "common/json_out.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 #include "crypto/crypto.h"
 
 #define PREFIX_HEAD AUDIT_PREFIX_HEAD
@@ -46,6 +47,7 @@ struct audit_trail {
     uint64_t file_size;                /* bytes in the current file */
     char head[AUDIT_HASH_HEX_LEN + 1]; /* hex SHA-256 of the last line */
     bool failed;                       /* a partial write could not be undone */
+    bool closed;                       /* a digest listed the current file: the next write rotates */
     size_t rotate_bytes;               /* start a new file past this size */
     unsigned sync_ms;                  /* background fdatasync period, 0 = none */
     pthread_t syncer;                  /* the background thread when sync_ms > 0 */
@@ -53,6 +55,14 @@ struct audit_trail {
     pthread_mutex_t sync_lock; /* guards `stopping` */
     pthread_cond_t sync_cond;  /* wakes the syncer early on close */
     bool stopping;
+    char *node_id;                /* every event's AUDIT_NODE_FIELD, or NULL */
+    const crypto_pkey *sign_key;  /* borrowed; NULL: no digests */
+    unsigned period_ms;           /* digest period */
+    pthread_mutex_t digest_lock;  /* serialises digests; guards `dg` */
+    struct audit_digest_state dg; /* where the digest chain stands */
+    pthread_t digester;           /* writes a digest at every period boundary */
+    bool digester_started;
+    pthread_cond_t digest_cond; /* CLOCK_REALTIME: boundaries are wall-clock times */
 };
 
 static const char zero_hash[AUDIT_HASH_HEX_LEN + 1] =
@@ -300,8 +310,9 @@ static coffer_err recover(audit_trail *t)
     TRY_OUT(audit_files_list(t->dir, &nums, &count));
     memcpy(t->head, zero_hash, sizeof(t->head));
     if (count == 0) {
-        t->file_no = 1;
-        TRY_OUT(open_file(t, 1, true, &t->fd));
+        /* Numbering resumes after the files digests listed, even if those are gone. */
+        t->file_no = t->dg.last_file + 1;
+        TRY_OUT(open_file(t, t->file_no, true, &t->fd));
         t->file_size = 0;
         sync_dir(t->dir);
         goto out;
@@ -315,6 +326,15 @@ static coffer_err recover(audit_trail *t)
     /* The newest file may be empty (rotation just happened): the head is in an older file. */
     for (size_t i = count - 1; !found && i > 0; i--) {
         TRY_OUT(older_file_hash(t, nums[i - 1], &found));
+    }
+    if (t->sign_key != NULL && t->file_no <= t->dg.last_file) {
+        /* A digest listed the newest file (a clean stop closed it): it is never written again. */
+        close(t->fd);
+        t->fd = -1;
+        t->file_no = t->dg.last_file + 1;
+        TRY_OUT(open_file(t, t->file_no, true, &t->fd));
+        t->file_size = 0;
+        sync_dir(t->dir);
     }
 out:
     free(nums);
@@ -368,6 +388,86 @@ static coffer_err start_syncer(audit_trail *t)
     return COFFER_OK;
 }
 
+/* ---------------------------------------------------------------- digests */
+
+/*
+ * Closes the current file if it holds events (the next write starts a new one: no empty file
+ * is left waiting for events, and the file is final before it is read) and writes the digest
+ * of every file closed since the last one.
+ */
+static coffer_err digest_now(audit_trail *t, bool final)
+{
+    unsigned closed_upto;
+    pthread_mutex_lock(&t->digest_lock);
+    pthread_mutex_lock(&t->lock);
+    if (t->file_size > 0) {
+        t->closed = true;
+        closed_upto = t->file_no;
+    } else {
+        closed_upto = t->file_no - 1;
+    }
+    int fd = closed_upto == t->file_no ? dup(t->fd) : -1;
+    pthread_mutex_unlock(&t->lock);
+    if (fd >= 0) {
+        if (fdatasync(fd) != 0) {
+            log_error("audit: fdatasync of a closed trail file failed: %s", strerror(errno));
+        }
+        close(fd);
+    }
+    coffer_err rc =
+        audit_digest_write(t->dir, t->node_id, t->sign_key, &t->dg, closed_upto, coffer_now_ms(), final);
+    pthread_mutex_unlock(&t->digest_lock);
+    return rc;
+}
+
+coffer_err audit_trail_digest(audit_trail *t)
+{
+    ENSURE_REF(t);
+    if (t->sign_key == NULL) {
+        return coffer_fail(COFFER_ERR_USAGE, "the audit trail has no digest signing key");
+    }
+    return digest_now(t, false);
+}
+
+static void *digester_main(void *arg)
+{
+    audit_trail *t = arg;
+    pthread_mutex_lock(&t->sync_lock);
+    while (!t->stopping) {
+        /* The next multiple of the period since the epoch: on the hour for an hour. */
+        int64_t now = coffer_now_ms();
+        int64_t next = (now / t->period_ms + 1) * t->period_ms;
+        struct timespec until = {.tv_sec = (time_t)(next / 1000), .tv_nsec = (long)(next % 1000) * 1000000L};
+        int w = 0;
+        while (!t->stopping && w != ETIMEDOUT) {
+            w = pthread_cond_timedwait(&t->digest_cond, &t->sync_lock, &until);
+        }
+        if (t->stopping) {
+            break;
+        }
+        pthread_mutex_unlock(&t->sync_lock);
+        if (digest_now(t, false) != COFFER_OK) {
+            log_error("audit: digest failed: %s", coffer_last_message());
+        }
+        pthread_mutex_lock(&t->sync_lock);
+    }
+    pthread_mutex_unlock(&t->sync_lock);
+    return NULL;
+}
+
+static coffer_err start_digester(audit_trail *t)
+{
+    if (pthread_cond_init(&t->digest_cond, NULL) != 0) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "cannot create the audit digest condition");
+    }
+    if (pthread_create(&t->digester, NULL, digester_main, t) != 0) {
+        pthread_cond_destroy(&t->digest_cond);
+        return coffer_fail(COFFER_ERR_INTERNAL, "cannot start the audit digest thread");
+    }
+    t->digester_started = true;
+    return COFFER_OK;
+}
+
 /* ---------------------------------------------------------------- open / close */
 
 coffer_err audit_trail_open(const char *dir, audit_trail **out)
@@ -389,22 +489,51 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
     pthread_mutex_init(&t->lock, NULL);
     pthread_mutex_init(&t->sync_lock, NULL);
     t->rotate_bytes = opts && opts->rotate_bytes ? opts->rotate_bytes : AUDIT_ROTATE_BYTES_DEFAULT;
+    pthread_mutex_init(&t->digest_lock, NULL);
     t->sync_ms = opts ? opts->sync_interval_ms : 0;
+    t->sign_key = opts ? opts->sign_key : NULL;
+    t->period_ms = opts && opts->period_ms ? opts->period_ms : AUDIT_PERIOD_MS_DEFAULT;
     t->dir = strdup(dir);
     if (t->dir == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    if (opts != NULL && opts->node_id != NULL) {
+        if (!audit_node_id_valid(opts->node_id)) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "a node id is 1 to %d of A-Z a-z 0-9 . _ -", AUDIT_NODE_ID_MAX);
+        }
+        t->node_id = strdup(opts->node_id);
+        if (t->node_id == NULL) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+    }
+    if (t->sign_key != NULL && t->node_id == NULL) {
+        FAIL_OUT(COFFER_ERR_USAGE, "signed audit digests need a node id");
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         log_error("audit: cannot create the trail directory: %s", strerror(errno));
         FAIL_OUT(COFFER_ERR_AUDIT, "cannot create the audit trail directory");
     }
+    if (t->sign_key != NULL) {
+        TRY_OUT(audit_public_key_publish(dir, t->sign_key));
+        TRY_OUT(audit_digest_recover(dir, coffer_now_ms(), &t->dg));
+        if (t->dg.have_prev && strcmp(t->dg.node_id, t->node_id) != 0) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "the audit trail in %s is the chain of node %s, not %s", dir,
+                     t->dg.node_id, t->node_id);
+        }
+    }
     TRY_OUT(recover(t));
     if (t->sync_ms > 0) {
         TRY_OUT(start_syncer(t));
     }
+    if (t->sign_key != NULL) {
+        TRY_OUT(start_digester(t));
+    }
     *out = t;
     t = NULL;
 out:
+    if (t != NULL) {
+        t->sign_key = NULL; /* a trail that never opened writes no final digest */
+    }
     audit_trail_close(t);
     return rc;
 }
@@ -414,13 +543,25 @@ void audit_trail_close(audit_trail *t)
     if (t == NULL) {
         return;
     }
+    pthread_mutex_lock(&t->sync_lock);
+    t->stopping = true;
     if (t->syncer_started) {
-        pthread_mutex_lock(&t->sync_lock);
-        t->stopping = true;
         pthread_cond_signal(&t->sync_cond);
-        pthread_mutex_unlock(&t->sync_lock);
+    }
+    if (t->digester_started) {
+        pthread_cond_signal(&t->digest_cond);
+    }
+    pthread_mutex_unlock(&t->sync_lock);
+    if (t->syncer_started) {
         pthread_join(t->syncer, NULL);
         pthread_cond_destroy(&t->sync_cond);
+    }
+    if (t->digester_started) {
+        pthread_join(t->digester, NULL);
+        pthread_cond_destroy(&t->digest_cond);
+    }
+    if (t->sign_key != NULL && t->fd >= 0 && digest_now(t, true) != COFFER_OK) {
+        log_error("audit: the final digest could not be written: %s", coffer_last_message());
     }
     if (t->fd >= 0) {
         if (fdatasync(t->fd) != 0) {
@@ -430,6 +571,9 @@ void audit_trail_close(audit_trail *t)
     }
     pthread_mutex_destroy(&t->lock);
     pthread_mutex_destroy(&t->sync_lock);
+    pthread_mutex_destroy(&t->digest_lock);
+    audit_digest_state_clean(&t->dg);
+    free(t->node_id);
     free(t->dir);
     free(t);
 }
@@ -452,6 +596,11 @@ coffer_err audit_trail_sync(audit_trail *t)
         return coffer_fail(COFFER_ERR_AUDIT, "cannot sync the audit trail");
     }
     return COFFER_OK;
+}
+
+const char *audit_trail_node_id(const audit_trail *t)
+{
+    return t->node_id;
 }
 
 void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1])
@@ -479,6 +628,7 @@ static coffer_err rotate_locked(audit_trail *t, int *old_fd)
     t->fd = fd;
     t->file_no++;
     t->file_size = 0;
+    t->closed = false;
     return COFFER_OK;
 }
 
@@ -680,7 +830,7 @@ static coffer_err append_locked(audit_trail *t, char *line, size_t len, int *old
     if (t->failed) {
         return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
     }
-    if (t->file_size > 0 && t->file_size + len > t->rotate_bytes) {
+    if (t->file_size > 0 && (t->closed || t->file_size + len > t->rotate_bytes)) {
         TRY(rotate_locked(t, old_fd));
     }
     memcpy(line + PREFIX_HEAD_LEN, t->head, AUDIT_HASH_HEX_LEN);
@@ -706,6 +856,10 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
         return coffer_fail(COFFER_ERR_USAGE, "the audit event already has " AUDIT_HASH_FIELD);
     }
 
+    if (t->node_id != NULL && json_object_get(event, AUDIT_NODE_FIELD) == NULL &&
+        json_object_set_new(event, AUDIT_NODE_FIELD, json_string(t->node_id)) != 0) {
+        return coffer_fail(COFFER_ERR_NOMEM, "out of memory");
+    }
     /* Outside the lock: bound, serialise and frame (serialised twice only when oversized). */
     TRY_OUT(cut_top_strings(event));
     TRY_OUT(frame_event(event, &framed));
@@ -749,7 +903,7 @@ static coffer_err write_batch_locked(audit_trail *t, coffer_buf *lines, int *old
     if (t->failed) {
         return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
     }
-    if (t->file_size > 0 && t->file_size + lines->len > t->rotate_bytes) {
+    if (t->file_size > 0 && (t->closed || t->file_size + lines->len > t->rotate_bytes)) {
         TRY(rotate_locked(t, old_fd));
     }
     char head[AUDIT_HASH_HEX_LEN + 1];

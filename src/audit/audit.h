@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 
 #define AUDIT_SUBDIR "audit"                   /* the trail directory inside the data dir */
@@ -36,11 +37,48 @@
 #define AUDIT_HASH_FIELD "previousEventHash"
 
 typedef struct audit_trail audit_trail;
+typedef struct crypto_pkey crypto_pkey;
+
+/*
+ * Signed digests (audit_digest.c), as CloudTrail's log file integrity validation: with a
+ * signing key the trail also rotates every `period_ms` of wall clock (boundaries at multiples
+ * of the period since the epoch: on the hour for the default; the file holding events is
+ * closed at the boundary, the next one starts with the next event), and at each boundary a digest
+ * file DIR/digest/digest-<UTC end time>.json lists every trail file closed since the previous
+ * digest (SHA-256 of its bytes, first and last event, their times), names the previous digest
+ * with the SHA-256 of its bytes and its signature, and is signed (SHA256withRSA over
+ * AUDIT_DIGEST_SIGNING_STRING) into digest-<...>.sig. A digest is written even when no file
+ * was closed, and a clean close (audit_trail_close) closes the current file and writes a
+ * final one. The public key is written in clear to DIR/AUDIT_PUBLIC_KEY_FILE (PEM): it is not
+ * secret, and a verifier should hold its own copy, since whoever can write DIR can replace it.
+ */
+#define AUDIT_PERIOD_MS_DEFAULT 3600000u /* an hour */
+#define AUDIT_DIGEST_SUBDIR "digest"
+#define AUDIT_PUBLIC_KEY_FILE "public-key.pem"
+#define AUDIT_NODE_ID_MAX 64      /* [A-Za-z0-9._-], 1..64 chars */
+#define AUDIT_NODE_FIELD "nodeId" /* the member naming the node in events and digests */
+#define AUDIT_SIGNATURE_ALGORITHM "SHA256withRSA"
+/* The sealed store record holding node <id>'s signing key (PKCS#8 DER): AUDIT_SIGNING_KEY_RECORD<id>. */
+#define AUDIT_SIGNING_KEY_RECORD "audit/signing-key/"
 
 struct audit_trail_options {
-    size_t rotate_bytes;       /* 0: AUDIT_ROTATE_BYTES_DEFAULT */
-    unsigned sync_interval_ms; /* > 0: a background thread fdatasyncs the trail this often */
+    size_t rotate_bytes;         /* 0: AUDIT_ROTATE_BYTES_DEFAULT */
+    unsigned sync_interval_ms;   /* > 0: a background thread fdatasyncs the trail this often */
+    const char *node_id;         /* NULL: events carry no node id; otherwise every event gets
+                                  * AUDIT_NODE_FIELD (audit_trail_append adds it) */
+    const crypto_pkey *sign_key; /* borrowed, RSA-2048, outlives the trail; NULL: no digests */
+    unsigned period_ms;          /* digest period with sign_key; 0: AUDIT_PERIOD_MS_DEFAULT */
 };
+
+/* Whether `id` is a valid node id (see AUDIT_NODE_ID_MAX). */
+bool audit_node_id_valid(const char *id);
+/*
+ * The node whose digests the trail directory `dir` holds (the newest digest's), so a node keeps
+ * its id across restarts; *found false when there is no digest yet. A trail opened with
+ * another node id than its digests' is refused (COFFER_ERR_CONFIG): one directory, one chain.
+ */
+coffer_err audit_trail_recorded_node(const char *dir, char out[AUDIT_NODE_ID_MAX + 1], bool *found)
+    __attribute__((warn_unused_result));
 
 /*
  * Opens (creating as needed, mode 0700) the trail directory `dir` itself (not the data dir)
@@ -82,6 +120,15 @@ coffer_err audit_trail_sync(audit_trail *t) __attribute__((warn_unused_result));
 
 /* The chain head: hex SHA-256 of the last line written (64 zeros for an empty trail). */
 void audit_trail_head(audit_trail *t, char out[AUDIT_HASH_HEX_LEN + 1]);
+
+/* The node id events are written with (the option), or NULL. */
+const char *audit_trail_node_id(const audit_trail *t);
+
+/*
+ * Closes the current file (when it holds events) and writes a digest now, as at a period
+ * boundary. COFFER_ERR_USAGE without a signing key; COFFER_ERR_AUDIT when it cannot be written.
+ */
+coffer_err audit_trail_digest(audit_trail *t) __attribute__((warn_unused_result));
 
 /* ---------------------------------------------------------------- events written directly, in batches */
 
@@ -205,5 +252,42 @@ coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verif
  */
 coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report,
                                      struct audit_verify_result *res) __attribute__((warn_unused_result));
+
+/* ---------------------------------------------------------------- digests: verification */
+
+/* What audit_verify_digests found (counts over the digests and files in the time range). */
+struct audit_digest_result {
+    unsigned digests_valid, digests_invalid, digests_missing;
+    unsigned files_valid, files_modified, files_deleted, files_missing;
+    unsigned files_undigested; /* newer than the last digest: checked by the chain only */
+    char node_id[AUDIT_NODE_ID_MAX + 1];
+    bool chain_ok; /* the event chain (audit_verify_dir_ex) held, node ids included */
+};
+
+/* PEM "PUBLIC KEY" of a SubjectPublicKeyInfo (appended to `out`, NUL-terminated past its len). */
+coffer_err audit_public_key_pem(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
+/* Parses the PEM AUDIT_PUBLIC_KEY_FILE holds into an RSA-2048 public key. */
+coffer_err audit_public_key_from_pem(const char *pem, size_t len, crypto_pkey **out)
+    __attribute__((warn_unused_result));
+
+/*
+ * Validates the trail directory `dir` the way `aws cloudtrail validate-logs` validates a
+ * trail: every digest is checked (signature under `keys`, the chain to the previous digest,
+ * its node id and period continuity) and reported valid, invalid or missing; every trail file
+ * a valid digest lists is reported valid (same SHA-256), modified or deleted, and a file no
+ * valid digest accounts for is missing. The event chain is walked too (audit_verify_dir_ex),
+ * and every event must carry the digests' node id. `keys` (borrowed, n_keys of them) are the
+ * trusted public keys; n_keys 0: DIR/AUDIT_PUBLIC_KEY_FILE is trusted (which whoever can
+ * write DIR can replace). Digests and files outside [from_ms, to_ms] (epoch ms; 0 and
+ * INT64_MAX for everything) are checked for the chain but not reported. One line per digest
+ * and file to `report` (may be NULL). COFFER_OK when everything is valid, COFFER_ERR_AUDIT
+ * otherwise.
+ */
+coffer_err audit_verify_digests(const char *dir, const crypto_pkey *const *keys, size_t n_keys,
+                                int64_t from_ms, int64_t to_ms, FILE *report, struct audit_digest_result *res)
+    __attribute__((warn_unused_result));
+
+/* Parses "2026-12-06T05:00:00Z" or with milliseconds ("...:00.123Z"): epoch ms, or -1. */
+int64_t audit_time_parse(const char *s);
 
 #endif

@@ -53,4 +53,48 @@ coffer_err audit_file_path(const char *dir, unsigned num, char *out, size_t n);
 bool audit_line_check(const uint8_t *line, size_t len, const char prev_hex[AUDIT_HASH_HEX_LEN + 1],
                       uint8_t hash[CRYPTO_SHA256_LEN], char *why, size_t why_len);
 
+/* ---------------------------------------------------------------- digests (audit_digest.c) */
+
+#define AUDIT_DIGEST_NAME_MAX 64 /* "digest-20261206T050000.000Z.json" */
+
+/* Where the digest chain stands: what the next digest links to. */
+struct audit_digest_state {
+    bool have_prev;                         /* a digest was written before */
+    char prev_name[AUDIT_DIGEST_NAME_MAX];  /* its file name */
+    char prev_hash[AUDIT_HASH_HEX_LEN + 1]; /* hex SHA-256 of its bytes */
+    char *prev_sig;                         /* hex signature (malloc'd) */
+    int64_t prev_end_ms;                    /* its digestEndTime: the next one's start */
+    unsigned last_file;                     /* highest trail file number listed so far */
+    char node_id[AUDIT_NODE_ID_MAX + 1];    /* the node the newest digest is of ("" none) */
+};
+
+void audit_digest_state_clean(struct audit_digest_state *st);
+
+/*
+ * Recovers the state from the newest digest in DIR/digest (a digest without its signature is
+ * an interrupted write: removed). No digest yet: have_prev false, last_file 0, prev_end_ms
+ * `now_ms` (the first digest's period starts when the trail is opened).
+ */
+coffer_err audit_digest_recover(const char *dir, int64_t now_ms, struct audit_digest_state *st);
+
+/*
+ * Writes the digest of trail files last_file+1 .. closed_upto (closed: never written again)
+ * for the period ending at now_ms, signed with `key`, and advances `st`. `final`: written by a
+ * clean close.
+ */
+coffer_err audit_digest_write(const char *dir, const char *node_id, const crypto_pkey *key,
+                              struct audit_digest_state *st, unsigned closed_upto, int64_t now_ms,
+                              bool final);
+
+/* Writes DIR/AUDIT_PUBLIC_KEY_FILE when it is missing or holds another key. */
+coffer_err audit_public_key_publish(const char *dir, const crypto_pkey *key);
+
+/* As audit_line_check; a non-NULL `node_id` must also be the event's AUDIT_NODE_FIELD. */
+bool audit_line_check_node(const uint8_t *line, size_t len, const char prev_hex[AUDIT_HASH_HEX_LEN + 1],
+                           const char *node_id, uint8_t hash[CRYPTO_SHA256_LEN], char *why, size_t why_len);
+
+/* As audit_verify_dir_ex, every event also carrying `node_id` when it is not NULL. */
+coffer_err audit_verify_walk(const char *dir, const char *node_id, const char *anchor, FILE *report,
+                             struct audit_verify_result *res);
+
 #endif

@@ -22,6 +22,12 @@
 bool audit_line_check(const uint8_t *line, size_t len, const char prev_hex[AUDIT_HASH_HEX_LEN + 1],
                       uint8_t hash[CRYPTO_SHA256_LEN], char *why, size_t why_len)
 {
+    return audit_line_check_node(line, len, prev_hex, NULL, hash, why, why_len);
+}
+
+bool audit_line_check_node(const uint8_t *line, size_t len, const char prev_hex[AUDIT_HASH_HEX_LEN + 1],
+                           const char *node_id, uint8_t hash[CRYPTO_SHA256_LEN], char *why, size_t why_len)
+{
     bool ok = false;
     json_error_t jerr;
     json_t *ev = NULL;
@@ -49,6 +55,14 @@ bool audit_line_check(const uint8_t *line, size_t len, const char prev_hex[AUDIT
                                   "altered or reordered)");
         goto out;
     }
+    /* Events written before node ids existed have none; one that names another node was
+     * moved here from that node's trail. */
+    json_t *node = json_object_get(ev, AUDIT_NODE_FIELD);
+    if (node_id != NULL && node != NULL &&
+        (!json_is_string(node) || strcmp(json_string_value(node), node_id) != 0)) {
+        snprintf(why, why_len, "the event belongs to another node (" AUDIT_NODE_FIELD " is not %s)", node_id);
+        goto out;
+    }
     crypto_sha256(line, len, hash);
     ok = true;
 out:
@@ -61,8 +75,9 @@ struct walk {
     FILE *report;
     struct audit_verify_result *res;
     char prev[AUDIT_HASH_HEX_LEN + 1];
-    const char *anchor; /* hex hash of an event that must be in the chain, or NULL */
-    uint64_t anchor_at; /* 1-based index of that event, 0 while not seen */
+    const char *anchor;  /* hex hash of an event that must be in the chain, or NULL */
+    const char *node_id; /* every event's node, or NULL */
+    uint64_t anchor_at;  /* 1-based index of that event, 0 while not seen */
 };
 
 static coffer_err broken(struct walk *w, unsigned num, uint64_t line_no, const char *why)
@@ -105,7 +120,8 @@ static coffer_err walk_file(struct walk *w, const char *dir, unsigned num)
         }
         uint8_t h[CRYPTO_SHA256_LEN];
         char why[256];
-        if (!audit_line_check((const uint8_t *)line, (size_t)n - 1, w->prev, h, why, sizeof(why))) {
+        if (!audit_line_check_node((const uint8_t *)line, (size_t)n - 1, w->prev, w->node_id, h, why,
+                                   sizeof(why))) {
             rc = broken(w, num, line_no, why);
             break;
         }
@@ -133,6 +149,12 @@ coffer_err audit_verify_dir_ex(const char *dir, FILE *report, struct audit_verif
 coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *report,
                                      struct audit_verify_result *res)
 {
+    return audit_verify_walk(dir, NULL, anchor, report, res);
+}
+
+coffer_err audit_verify_walk(const char *dir, const char *node_id, const char *anchor, FILE *report,
+                             struct audit_verify_result *res)
+{
     coffer_err rc = COFFER_OK;
     struct audit_verify_result local;
     unsigned *nums = NULL;
@@ -142,7 +164,7 @@ coffer_err audit_verify_dir_anchored(const char *dir, const char *anchor, FILE *
         return coffer_fail(COFFER_ERR_USAGE, "an anchor is a hex SHA-256 (%d characters)",
                            AUDIT_HASH_HEX_LEN);
     }
-    struct walk w = {.report = report, .res = res ? res : &local, .anchor = anchor};
+    struct walk w = {.report = report, .res = res ? res : &local, .anchor = anchor, .node_id = node_id};
     memset(w.res, 0, sizeof(*w.res));
     memset(w.prev, '0', AUDIT_HASH_HEX_LEN);
     w.prev[AUDIT_HASH_HEX_LEN] = '\0';

@@ -93,6 +93,12 @@ coffer_err crypto_pkey_generate(enum crypto_pkey_type type, crypto_pkey **out)
  */
 coffer_err crypto_pkey_from_private_der(enum crypto_pkey_type type, coffer_cursor der, crypto_pkey **out)
     __attribute__((warn_unused_result));
+/*
+ * Parses DER X.509 SubjectPublicKeyInfo: a public key only (it can verify, not sign).
+ * COFFER_ERR_VALIDATION when the bytes are not one whole public key of `type`.
+ */
+coffer_err crypto_pkey_from_public_der(enum crypto_pkey_type type, coffer_cursor der, crypto_pkey **out)
+    __attribute__((warn_unused_result));
 /* Appends the DER PKCS#8 PrivateKeyInfo to `out` (give it a secret buffer). */
 coffer_err crypto_pkey_private_der(const crypto_pkey *k, coffer_buf *out) __attribute__((warn_unused_result));
 /* Appends the DER X.509 SubjectPublicKeyInfo to `out`. */

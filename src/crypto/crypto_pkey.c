@@ -101,6 +101,22 @@ coffer_err crypto_pkey_from_private_der(enum crypto_pkey_type type, coffer_curso
     return pkey_wrap(type, pkey, out);
 }
 
+coffer_err crypto_pkey_from_public_der(enum crypto_pkey_type type, coffer_cursor der, crypto_pkey **out)
+{
+    *out = NULL;
+    const unsigned char *p = der.ptr;
+    if (der.len == 0 || der.len > (size_t)LONG_MAX) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "not a public key");
+    }
+    EVP_PKEY *pkey = d2i_PUBKEY(NULL, &p, (long)der.len);
+    /* As for private keys: trailing bytes would let two different blobs load as one key. */
+    if (pkey == NULL || p != der.ptr + der.len || !pkey_matches(pkey, type)) {
+        EVP_PKEY_free(pkey);
+        return coffer_fail(COFFER_ERR_VALIDATION, "not a public key of the expected type");
+    }
+    return pkey_wrap(type, pkey, out);
+}
+
 coffer_err crypto_pkey_private_der(const crypto_pkey *k, coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;

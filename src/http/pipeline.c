@@ -429,6 +429,11 @@ static void audit_event_write(audit_batch *b, struct pipeline *p, struct request
     } else {
         audit_line_json(b, "tlsDetails", NULL);
     }
+    /* Last, where audit_trail_append adds it to a tree: the same line either way. */
+    const char *node = audit_trail_node_id(p->trail);
+    if (node != NULL) {
+        audit_line_string(b, AUDIT_NODE_FIELD, node, false);
+    }
 }
 
 /*

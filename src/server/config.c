@@ -122,6 +122,15 @@ static coffer_err set_region(struct server_config *c, const char *v)
     return copy_str(c->region, sizeof(c->region), v, "region");
 }
 
+static coffer_err set_node_id(struct server_config *c, const char *v)
+{
+    if (!audit_node_id_valid(v)) {
+        return coffer_fail(COFFER_ERR_CONFIG, "--node-id must be 1 to %d of A-Z a-z 0-9 . _ - (got '%s')",
+                           AUDIT_NODE_ID_MAX, v);
+    }
+    return copy_str(c->node_id, sizeof(c->node_id), v, "node id");
+}
+
 static coffer_err set_log_level(struct server_config *c, const char *v)
 {
     return copy_str(c->log_level, sizeof(c->log_level), v, "log level");
@@ -154,6 +163,7 @@ NUMBER_SETTER(sweep, sweep_interval_s, int, 1, 86400, "sweep-interval")
 NUMBER_SETTER(unauth_per_source, audit_unauth_per_source, unsigned, 1, 1000000, "audit-unauth-per-source")
 NUMBER_SETTER(unauth_total, audit_unauth_total, unsigned, 1, 100000000, "audit-unauth-total")
 NUMBER_SETTER(unauth_window, audit_unauth_window_s, unsigned, 1, 86400, "audit-unauth-window")
+NUMBER_SETTER(audit_period, audit_period_ms, unsigned, 100, 86400000, "audit-period-ms")
 /* Resource quotas: all with the same bounds. */
 NUMBER_SETTER(kms_keys, kms.limits.kms_keys, size_t, 1, 100000000, "max-keys")
 NUMBER_SETTER(kms_aliases_per_key, kms.limits.kms_aliases_per_key, size_t, 1, 100000000,
@@ -323,6 +333,12 @@ static const struct config_option options[] = {
      "audit events per window for requests that fail authentication, all sources (default 1000)"},
     {"audit-unauth-window", "COFFER_AUDIT_UNAUTH_WINDOW", true, set_unauth_window,
      "seconds per window; suppressed events are summed in one event per window (default 60)"},
+    {"node-id", "COFFER_NODE_ID", true, set_node_id,
+     "this node's name in audit events and digests, each node keeping its own chain (default: the host "
+     "name and a hash of the data dir)"},
+    {"audit-period-ms", "COFFER_AUDIT_PERIOD_MS", true, set_audit_period,
+     "trail files rotate and a signed digest is written every period, on wall-clock multiples "
+     "(default 3600000: hourly)"},
     {"peer", "COFFER_PEER", true, set_peer,
      "peer region for multi-Region keys, repeatable: REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME]"
      "[,principal=ARN] (several in one value separated by ';')"},
@@ -404,6 +420,7 @@ static void config_defaults(struct server_config *c)
     c->audit_unauth_per_source = AUDIT_UNAUTH_PER_SOURCE_DEFAULT;
     c->audit_unauth_total = AUDIT_UNAUTH_TOTAL_DEFAULT;
     c->audit_unauth_window_s = AUDIT_UNAUTH_WINDOW_S_DEFAULT;
+    c->audit_period_ms = AUDIT_PERIOD_MS_DEFAULT;
     default_set(set_log_level(c, "info"));
     default_set(set_seal(c, "file"));
     c->kms.limits = (struct kms_limits)KMS_LIMITS_DEFAULT;

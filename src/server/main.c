@@ -31,6 +31,7 @@
 #include "iam/iam_service.h"
 #include "quota/quota.h"
 #include "seal/seal.h"
+#include "server/audit_key.h"
 #include "seal/seal_provider.h"
 #include "server/config.h"
 #include "server/services.h"
@@ -261,6 +262,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     iam_directory *dir = NULL;
     iam_services *identity = NULL;
     audit_trail *trail = NULL;
+    crypto_pkey *audit_key = NULL; /* signs the trail's digests; outlives the trail */
     audit_limiter *unauth_limit = NULL;
     quota *q = NULL;
     struct running_service running[PIPELINE_MAX_SERVICES];
@@ -330,7 +332,23 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
     TRY_OUT(iam_services_new(dir, creds, CONFIG_DEFAULT_ACCOUNT, &identity));
     snprintf(path, sizeof(path), "%s/audit", cfg.data_dir);
     TRY_OUT(ensure_dir(path));
-    TRY_OUT(audit_trail_open(path, &trail));
+    if (cfg.node_id[0] == '\0') {
+        /* The node this trail's digests are of, else one derived from the host and the dir. */
+        bool recorded = false;
+        TRY_OUT(audit_trail_recorded_node(path, cfg.node_id, &recorded));
+        if (!recorded) {
+            TRY_OUT(server_node_id_default(cfg.data_dir, cfg.node_id));
+        }
+    }
+    /* Each node signs its own digest chain with its own key, sealed in the store. */
+    TRY_OUT(server_audit_key_load(records, cfg.node_id, &audit_key));
+    struct audit_trail_options trail_opts = {
+        .node_id = cfg.node_id,
+        .sign_key = audit_key,
+        .period_ms = cfg.audit_period_ms,
+    };
+    TRY_OUT(audit_trail_open_ex(path, &trail_opts, &trail));
+    log_info("audit: node %s, digests every %u ms", cfg.node_id, cfg.audit_period_ms);
     struct audit_limit_options limit_opts = {
         .per_source = cfg.audit_unauth_per_source,
         .total = cfg.audit_unauth_total,
@@ -469,7 +487,8 @@ out:
         (void)audit_limiter_flush(unauth_limit, trail, cfg.region, coffer_now_ms(), true);
     }
     audit_limiter_free(unauth_limit);
-    audit_trail_close(trail);
+    audit_trail_close(trail); /* closes the current file and writes the final digest */
+    crypto_pkey_free(audit_key);
     iam_creds_free(creds);
     store_close(records);
     seal_free(sl);

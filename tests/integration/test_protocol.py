@@ -140,7 +140,7 @@ class ProtocolTest(ServerTestCase):
         self.send(b"{}", sign=False)
         trail_dir = os.path.join(self.server.data_dir, "audit")
         events = []
-        for name in sorted(os.listdir(trail_dir)):
+        for name in sorted(n for n in os.listdir(trail_dir) if n.startswith("trail-")):
             with open(os.path.join(trail_dir, name)) as f:
                 events += [json.loads(line) for line in f if line.strip()]
         names = [(e["eventName"], e.get("errorCode")) for e in events]

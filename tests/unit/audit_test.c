@@ -11,6 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1081,6 +1082,450 @@ static void test_verify_missing_dir(void **state)
     tmpdir_free(dir);
 }
 
+/* ---------------------------------------------------------------- signed digests */
+
+static crypto_pkey *sign_key;  /* one RSA-2048 pair for every digest test (generation is slow) */
+static crypto_pkey *other_key; /* someone else's: a forger's, or a replaced pair */
+
+#define NODE "node-a"
+
+static void signed_open(const char *dir, const crypto_pkey *key, unsigned period_ms, audit_trail **t)
+{
+    struct audit_trail_options o = {.node_id = NODE, .sign_key = key, .period_ms = period_ms};
+    assert_int_equal(audit_trail_open_ex(dir, &o, t), COFFER_OK);
+}
+
+static char *digest_dir(const char *dir)
+{
+    static char p[512];
+    snprintf(p, sizeof(p), "%s/digest", dir);
+    return p;
+}
+
+/* The digest file names, sorted; returns how many (at most 64). */
+static size_t digest_list(const char *dir, char names[64][80])
+{
+    struct dirent **ents = NULL;
+    int n = scandir(digest_dir(dir), &ents, NULL, alphasort);
+    assert_true(n >= 0);
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(ents[i]->d_name);
+        if (len > 5 && strcmp(ents[i]->d_name + len - 5, ".json") == 0 && k < 64) {
+            snprintf(names[k++], 80, "%s", ents[i]->d_name);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return k;
+}
+
+static json_t *digest_load(const char *dir, const char *name)
+{
+    char p[8192];
+    snprintf(p, sizeof(p), "%s/%s", digest_dir(dir), name);
+    json_t *j = json_load_file(p, 0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static coffer_err verify_digests(const char *dir, const crypto_pkey *key, struct audit_digest_result *r)
+{
+    const crypto_pkey *keys[1] = {key};
+    return audit_verify_digests(dir, keys, key ? 1 : 0, 0, INT64_MAX,
+                                getenv("AUDIT_TEST_REPORT") ? stderr : NULL, r);
+}
+
+/*
+ * Three files, each closed by a digest, then a digest with nothing new, then a clean close
+ * with two more events: five digests, four files, every event of the node.
+ */
+static void build_signed_trail(const char *dir)
+{
+    audit_trail *t = NULL;
+    signed_open(dir, sign_key, 3600000, &t);
+    append_n(t, 0, 4);
+    assert_int_equal(audit_trail_digest(t), COFFER_OK);
+    append_n(t, 4, 3);
+    assert_int_equal(audit_trail_digest(t), COFFER_OK);
+    append_n(t, 7, 3);
+    assert_int_equal(audit_trail_digest(t), COFFER_OK);
+    assert_int_equal(audit_trail_digest(t), COFFER_OK); /* a period without a new file */
+    append_n(t, 10, 2);
+    audit_trail_close(t); /* closes trail-000004 and writes the final digest */
+}
+
+static void test_digest_chain(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    build_signed_trail(dir);
+    char names[64][80];
+    assert_int_equal(digest_list(dir, names), 5);
+    size_t expect_files[5] = {1, 1, 1, 0, 1};
+    char prev_hash[AUDIT_HASH_HEX_LEN + 1] = "";
+    for (size_t i = 0; i < 5; i++) {
+        json_t *d = digest_load(dir, names[i]);
+        assert_string_equal(json_string_value(json_object_get(d, "nodeId")), NODE);
+        assert_string_equal(json_string_value(json_object_get(d, "digestSignatureAlgorithm")),
+                            "SHA256withRSA");
+        assert_string_equal(json_string_value(json_object_get(d, "digestFileName")), names[i]);
+        json_t *files = json_object_get(d, "logFiles");
+        assert_int_equal(json_array_size(files), expect_files[i]);
+        if (i == 0) {
+            assert_true(json_is_null(json_object_get(d, "previousDigestHashValue")));
+        } else {
+            assert_string_equal(json_string_value(json_object_get(d, "previousDigestFileName")),
+                                names[i - 1]);
+            assert_string_equal(json_string_value(json_object_get(d, "previousDigestHashValue")), prev_hash);
+        }
+        assert_int_equal(json_is_true(json_object_get(d, "finalDigest")), i == 4);
+        if (i == 0) {
+            json_t *f = json_array_get(files, 0);
+            assert_string_equal(json_string_value(json_object_get(f, "fileName")), "trail-000001.jsonl");
+            assert_int_equal(json_integer_value(json_object_get(f, "events")), 4);
+            assert_string_equal(json_string_value(json_object_get(f, "oldestEventTime")),
+                                "2026-11-23T09:00:00Z");
+            assert_string_equal(json_string_value(json_object_get(f, "previousEventHash")),
+                                "0000000000000000000000000000000000000000000000000000000000000000");
+        }
+        json_decref(d);
+        /* The next digest names this one by the SHA-256 of its bytes. */
+        char p[8192];
+        snprintf(p, sizeof(p), "%s/%s", digest_dir(dir), names[i]);
+        struct lines l;
+        lines_read(p, &l);
+        size_t total = 0;
+        for (size_t k = 0; k < l.n; k++) {
+            total += l.len[k];
+        }
+        uint8_t h[CRYPTO_SHA256_LEN];
+        crypto_sha256(l.buf, total, h);
+        coffer_hex_encode(h, sizeof(h), prev_hash);
+        free(l.buf);
+    }
+    /* Every event names the node. */
+    struct lines l;
+    lines_read(file_path(dir, 2), &l);
+    assert_int_equal(l.n, 3);
+    assert_non_null(strstr(l.line[0], "\"nodeId\":\"" NODE "\"}"));
+    free(l.buf);
+
+    struct audit_digest_result r;
+    assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_OK);
+    assert_int_equal(r.digests_valid, 5);
+    assert_int_equal(r.files_valid, 4);
+    assert_int_equal(r.files_undigested, 0);
+    assert_true(r.chain_ok);
+    assert_string_equal(r.node_id, NODE);
+    /* Without a key given, the published one is used. */
+    assert_int_equal(verify_digests(dir, NULL, &r), COFFER_OK);
+    /* A time range after everything: nothing to report. */
+    const crypto_pkey *keys[1] = {sign_key};
+    int64_t future = audit_time_parse("2999-01-01T00:00:00Z");
+    assert_int_equal(audit_verify_digests(dir, keys, 1, future, INT64_MAX, NULL, &r), COFFER_OK);
+    assert_int_equal(r.digests_valid, 0);
+    assert_int_equal(r.files_valid, 0);
+    assert_int_equal(audit_verify_digests(dir, keys, 1, 0, future, NULL, &r), COFFER_OK);
+    assert_int_equal(r.digests_valid, 5);
+
+    /* Reopened: the closed file stays closed, the chain of digests and events goes on. */
+    audit_trail *t = NULL;
+    signed_open(dir, sign_key, 3600000, &t);
+    append_n(t, 12, 1);
+    audit_trail_close(t);
+    assert_int_equal(access(file_path(dir, 5), F_OK), 0);
+    assert_int_equal(digest_list(dir, names), 6);
+    json_t *d = digest_load(dir, names[5]);
+    assert_string_equal(json_string_value(json_object_get(d, "previousDigestFileName")), names[4]);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(d, "logFiles"), 0), "fileName")),
+        "trail-000005.jsonl");
+    json_decref(d);
+    assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_OK);
+    assert_int_equal(r.files_valid, 5);
+    verify_ok(dir, 13, 5);
+
+    /* One directory, one node: its id is kept, another one is refused. */
+    char node[AUDIT_NODE_ID_MAX + 1];
+    bool found = false;
+    assert_int_equal(audit_trail_recorded_node(dir, node, &found), COFFER_OK);
+    assert_true(found);
+    assert_string_equal(node, NODE);
+    struct audit_trail_options o = {.node_id = "node-z", .sign_key = sign_key};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_ERR_CONFIG);
+    assert_null(t);
+    assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_OK); /* and left nothing behind */
+    tmpdir_free(dir);
+}
+
+/* The writer's thread closes the file and writes a digest at every wall-clock period. */
+static void test_digest_rotation_by_period(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    signed_open(dir, sign_key, 200, &t);
+    append_n(t, 0, 2);
+    usleep(450 * 1000);
+    append_n(t, 2, 2);
+    usleep(450 * 1000);
+    audit_trail_close(t);
+    char names[64][80];
+    size_t n = digest_list(dir, names);
+    assert_true(n >= 4); /* at least two boundaries passed, then the final one */
+    assert_int_equal(access(file_path(dir, 2), F_OK), 0); /* the first file was closed by the period */
+    struct audit_digest_result r;
+    assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_OK);
+    assert_int_equal(r.digests_valid, n);
+    assert_true(r.files_valid >= 2);
+    assert_int_equal(r.files_undigested, 0);
+    verify_ok(dir, 4, r.files_valid);
+    tmpdir_free(dir);
+}
+
+static void expect_invalid(const char *dir, const crypto_pkey *key, struct audit_digest_result *r)
+{
+    assert_int_equal(verify_digests(dir, key, r), COFFER_ERR_AUDIT);
+}
+
+static void test_digest_tamper_files(void **state)
+{
+    (void)state;
+    struct audit_digest_result r;
+    struct lines l;
+
+    /* An event edited: its file no longer has the digest's hash. */
+    char *dir = tmpdir_new();
+    build_signed_trail(dir);
+    lines_read(file_path(dir, 2), &l);
+    char *p = strstr(l.line[1], "Encrypt");
+    assert_non_null(p);
+    p[0] = 'D';
+    lines_write(file_path(dir, 2), &l);
+    free(l.buf);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.files_modified, 1);
+    assert_int_equal(r.files_valid, 3);
+    assert_int_equal(r.digests_valid, 5);
+    tmpdir_free(dir);
+
+    /* A file deleted. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    assert_int_equal(unlink(file_path(dir, 3)), 0);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.files_deleted, 1);
+    assert_false(r.chain_ok);
+    tmpdir_free(dir);
+
+    /* The newest files cut: the last one truncated, the chain alone would not tell. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    lines_read(file_path(dir, 4), &l);
+    assert_int_equal(truncate(file_path(dir, 4), (off_t)l.len[0]), 0);
+    free(l.buf);
+    verify_ok(dir, 11, 4);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.files_modified, 1);
+    assert_true(r.chain_ok);
+    tmpdir_free(dir);
+
+    /* Events reordered inside a file. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    lines_read(file_path(dir, 1), &l);
+    char *l0 = l.line[0];
+    size_t n0 = l.len[0];
+    l.line[0] = l.line[1];
+    l.len[0] = l.len[1];
+    l.line[1] = l0;
+    l.len[1] = n0;
+    lines_write(file_path(dir, 1), &l);
+    free(l.buf);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.files_modified, 1);
+    assert_false(r.chain_ok);
+    tmpdir_free(dir);
+
+    /* A file slipped in with a number a digest covered. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    char from[8192];
+    snprintf(from, sizeof(from), "%s", file_path(dir, 4));
+    assert_int_equal(rename(from, file_path(dir, 7)), 0);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.files_deleted, 1);
+    assert_int_equal(r.files_missing, 2); /* trail-000005 and -000006: a gap */
+    tmpdir_free(dir);
+}
+
+/* Rewrites digest `name` with `edit` applied to its JSON, keeping its signature file. */
+static void digest_rewrite(const char *dir, const char *name, const char *key, json_t *value)
+{
+    json_t *d = digest_load(dir, name);
+    assert_int_equal(json_object_set_new(d, key, value), 0);
+    char p[8192];
+    snprintf(p, sizeof(p), "%s/%s", digest_dir(dir), name);
+    assert_int_equal(json_dump_file(d, p, JSON_INDENT(2)), 0);
+    json_decref(d);
+}
+
+static void test_digest_tamper_digests(void **state)
+{
+    (void)state;
+    struct audit_digest_result r;
+    char names[64][80], p[8192];
+
+    /* An edited file and its digest rewritten to match, without the key: the signature fails. */
+    char *dir = tmpdir_new();
+    build_signed_trail(dir);
+    assert_int_equal(digest_list(dir, names), 5);
+    FILE *f = fopen(file_path(dir, 1), "ab");
+    fputs("{\"forged\":true}\n", f);
+    fclose(f);
+    json_t *d = digest_load(dir, names[0]);
+    json_t *entry = json_array_get(json_object_get(d, "logFiles"), 0);
+    json_decref(d);
+    (void)entry;
+    digest_rewrite(dir, names[0], "oldestEventTime", json_string("1999-01-01T00:00:00Z"));
+    expect_invalid(dir, sign_key, &r);
+    assert_true(r.digests_invalid >= 1);
+    tmpdir_free(dir);
+
+    /* A digest deleted from the middle: the next one names it. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    assert_int_equal(digest_list(dir, names), 5);
+    snprintf(p, sizeof(p), "%s/%s", digest_dir(dir), names[2]);
+    assert_int_equal(unlink(p), 0);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.digests_missing, 1);
+    assert_int_equal(r.files_missing, 1); /* the file only it listed */
+    tmpdir_free(dir);
+
+    /* A digest renamed: its signature binds its name. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    assert_int_equal(digest_list(dir, names), 5);
+    char to[8192], from_sig[8192], to_sig[8192];
+    snprintf(p, sizeof(p), "%s/%s", digest_dir(dir), names[4]);
+    snprintf(to, sizeof(to), "%s/digest-29991231T000000.000Z.json", digest_dir(dir));
+    snprintf(from_sig, sizeof(from_sig), "%.*s.sig", (int)(strlen(p) - 5), p);
+    snprintf(to_sig, sizeof(to_sig), "%s/digest-29991231T000000.000Z.sig", digest_dir(dir));
+    assert_int_equal(rename(p, to), 0);
+    assert_int_equal(rename(from_sig, to_sig), 0);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.digests_invalid, 1);
+    tmpdir_free(dir);
+
+    /* Its signature file removed. */
+    dir = tmpdir_new();
+    build_signed_trail(dir);
+    assert_int_equal(digest_list(dir, names), 5);
+    snprintf(p, sizeof(p), "%s/%.*s.sig", digest_dir(dir), (int)(strlen(names[1]) - 5), names[1]);
+    assert_int_equal(unlink(p), 0);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.digests_invalid, 2); /* it, and the next one that links to its signature */
+    tmpdir_free(dir);
+}
+
+/*
+ * Someone with write access but without the sealed key replaces the key pair: a whole trail
+ * signed by another key, its public key published in the directory. Against the directory's
+ * own key it validates; against the key kept elsewhere nothing does.
+ */
+static void test_digest_replaced_key(void **state)
+{
+    (void)state;
+    struct audit_digest_result r;
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    signed_open(dir, other_key, 3600000, &t);
+    append_n(t, 0, 3);
+    assert_int_equal(audit_trail_digest(t), COFFER_OK);
+    audit_trail_close(t);
+    assert_int_equal(verify_digests(dir, NULL, &r), COFFER_OK);
+    expect_invalid(dir, sign_key, &r);
+    assert_int_equal(r.digests_valid, 0);
+    assert_int_equal(r.digests_invalid, 2);
+    assert_int_equal(r.files_missing, 1); /* no valid digest lists trail-000001 */
+    tmpdir_free(dir);
+}
+
+/* Events of another node in this node's trail are reported. */
+static void test_digest_other_node_events(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    struct audit_trail_options o = {.node_id = "node-b"};
+    write_trail(dir, 2, &o);
+    audit_trail *t = NULL;
+    signed_open(dir, sign_key, 3600000, &t);
+    audit_trail_close(t);
+    struct audit_digest_result r;
+    assert_int_equal(verify_digests(dir, sign_key, &r), COFFER_ERR_AUDIT);
+    assert_false(r.chain_ok);
+    assert_non_null(strstr(coffer_last_message(), NODE));
+    tmpdir_free(dir);
+}
+
+static void test_digest_misc(void **state)
+{
+    (void)state;
+    coffer_buf pem = COFFER_BUF_INIT;
+    crypto_pkey *k = NULL;
+    assert_int_equal(audit_public_key_pem(sign_key, &pem), COFFER_OK);
+    assert_non_null(strstr((const char *)pem.data, "-----BEGIN PUBLIC KEY-----\n"));
+    assert_int_equal(audit_public_key_from_pem((const char *)pem.data, pem.len, &k), COFFER_OK);
+    crypto_pkey_free(k);
+    assert_int_not_equal(audit_public_key_from_pem("garbage", 7, &k), COFFER_OK);
+    assert_null(k);
+    coffer_buf_free(&pem);
+
+    assert_int_equal(audit_time_parse("2026-12-06T05:00:00Z"), 1796533200000LL);
+    assert_int_equal(audit_time_parse("2026-12-06T05:00:00.25Z"), 1796533200250LL);
+    assert_int_equal(audit_time_parse("2026-12-06T05:00:00"), -1);
+    assert_int_equal(audit_time_parse("2026-13-06T05:00:00Z"), -1);
+    assert_int_equal(audit_time_parse("x"), -1);
+
+    assert_true(audit_node_id_valid("host-1.a_b"));
+    assert_false(audit_node_id_valid(""));
+    assert_false(audit_node_id_valid("a/b"));
+    assert_false(
+        audit_node_id_valid("0123456789012345678901234567890123456789012345678901234567890123456789"));
+
+    /* Digests need a node id; a bad one is refused; without a key there is nothing to digest. */
+    char *dir = tmpdir_new();
+    audit_trail *t = NULL;
+    struct audit_trail_options o = {.sign_key = sign_key};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_ERR_USAGE);
+    o.node_id = "bad id";
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_ERR_CONFIG);
+    assert_int_equal(audit_trail_open(dir, &t), COFFER_OK);
+    assert_int_equal(audit_trail_digest(t), COFFER_ERR_USAGE);
+    assert_null(audit_trail_node_id(t));
+    audit_trail_close(t);
+    tmpdir_free(dir);
+}
+
+static int digest_setup(void **state)
+{
+    (void)state;
+    return crypto_pkey_generate(CRYPTO_PKEY_RSA_2048, &sign_key) == COFFER_OK &&
+                   crypto_pkey_generate(CRYPTO_PKEY_RSA_2048, &other_key) == COFFER_OK
+               ? 0
+               : -1;
+}
+
+static int digest_teardown(void **state)
+{
+    (void)state;
+    crypto_pkey_free(sign_key);
+    crypto_pkey_free(other_key);
+    return 0;
+}
+
 int main(void)
 {
     coffer_log_set_level(COFFER_LOG_OFF);
@@ -1108,6 +1553,13 @@ int main(void)
         cmocka_unit_test(test_batch_chain_and_failure),
         cmocka_unit_test(test_verify_anchor_catches_truncation),
         cmocka_unit_test(test_verify_missing_dir),
+        cmocka_unit_test(test_digest_chain),
+        cmocka_unit_test(test_digest_rotation_by_period),
+        cmocka_unit_test(test_digest_tamper_files),
+        cmocka_unit_test(test_digest_tamper_digests),
+        cmocka_unit_test(test_digest_replaced_key),
+        cmocka_unit_test(test_digest_other_node_events),
+        cmocka_unit_test(test_digest_misc),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, digest_setup, digest_teardown);
 }
