@@ -466,8 +466,19 @@ static void test_create_key_refusals(void **state)
     expect(&r, COFFER_ERR_VALIDATION, NULL);
     r = run(e, "CreateKey", "{\"KeySpec\":\"AES_999\"}");
     expect(&r, COFFER_ERR_VALIDATION, NULL);
+    /* A key in a custom key store names its store, and only such a key names one. */
     r = run(e, "CreateKey", "{\"Origin\":\"AWS_CLOUDHSM\"}");
-    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    expect(&r, COFFER_ERR_VALIDATION, "CustomKeyStoreId is required when Origin is AWS_CLOUDHSM.");
+    r = run(e, "CreateKey", "{\"CustomKeyStoreId\":\"cks-1234567890abcdef0\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "A CustomKeyStoreId requires Origin AWS_CLOUDHSM.");
+    r = run(e, "CreateKey", "{\"Origin\":\"AWS_CLOUDHSM\",\"CustomKeyStoreId\":\"cks-1234567890abcdef0\"}");
+    expect(&r, COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND, NULL);
+    r = run(e, "CreateKey",
+            "{\"Origin\":\"AWS_CLOUDHSM\",\"CustomKeyStoreId\":\"cks-1234567890abcdef0\",\"KeySpec\":\"HMAC_"
+            "256\","
+            "\"KeyUsage\":\"GENERATE_VERIFY_MAC\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION,
+           "KeySpec HMAC_256 is not supported for keys in an AWS CloudHSM key store.");
     r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\"}");
     expect(&r, COFFER_ERR_VALIDATION,
            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
