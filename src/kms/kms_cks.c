@@ -86,8 +86,8 @@ static bool cluster_id_valid(const char *s)
 static coffer_err set_field(char *dst, size_t n, const char *v, const char *cluster, const char *name)
 {
     if (v[0] == '\0' || strlen(v) >= n) {
-        return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: %s is empty or longer than %zu bytes", cluster,
-                           name, n - 1);
+        return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: %s is empty or longer than %zu bytes",
+                           cluster, name, n - 1);
     }
     memcpy(dst, v, strlen(v) + 1);
     return COFFER_OK;
@@ -99,8 +99,8 @@ static coffer_err set_number(const char *v, long min, long max, const char *clus
     char *end = NULL;
     long x = strtol(v, &end, 10);
     if (end == v || *end != '\0' || x < min || x > max) {
-        return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: %s must be an integer between %ld and %ld", cluster,
-                           name, min, max);
+        return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: %s must be an integer between %ld and %ld",
+                           cluster, name, min, max);
     }
     *out = x;
     return COFFER_OK;
@@ -125,9 +125,9 @@ coffer_err kms_hsm_cluster_parse(const char *spec, struct kms_hsm_cluster *out)
     }
     *eq = '\0';
     if (!cluster_id_valid(buf)) {
-        return coffer_fail(COFFER_ERR_CONFIG,
-                           "--hsm-cluster: '%.40s' is not a cluster id (cluster- and 11 to 16 letters or digits)",
-                           buf);
+        return coffer_fail(
+            COFFER_ERR_CONFIG,
+            "--hsm-cluster: '%.40s' is not a cluster id (cluster- and 11 to 16 letters or digits)", buf);
     }
     memcpy(h.cluster_id, buf, strlen(buf) + 1);
     char *save = NULL;
@@ -155,14 +155,16 @@ coffer_err kms_hsm_cluster_parse(const char *spec, struct kms_hsm_cluster *out)
             TRY(set_number(v, 1, HSM_SESSIONS_MAX, h.cluster_id, name, &n));
             h.sessions = (unsigned)n;
         } else {
-            return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: unknown setting '%.32s'", h.cluster_id, name);
+            return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: unknown setting '%.32s'", h.cluster_id,
+                               name);
         }
     }
     if (h.module[0] == '\0') {
         return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: module=PATH is required", h.cluster_id);
     }
     if ((h.token[0] != '\0') == have_slot) {
-        return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: give one of token=LABEL or slot=N", h.cluster_id);
+        return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: give one of token=LABEL or slot=N",
+                           h.cluster_id);
     }
     if ((h.pin_file[0] != '\0') == (h.pin_env[0] != '\0')) {
         return coffer_fail(COFFER_ERR_CONFIG, "--hsm-cluster %s: give one of pin-file=PATH or pin-env=NAME",
@@ -592,8 +594,9 @@ static coffer_err key_handle(struct cks_entry *e, const struct kms_key *k, hsm_o
     pthread_mutex_unlock(&e->mu);
     coffer_err rc = hsm_aes_find(e->tok, k->key_id, out);
     if (rc == COFFER_ERR_NOT_FOUND) {
-        return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is unavailable: its key material is not in custom key store %s.",
-                           k->arn, k->cks_id);
+        return coffer_fail(COFFER_ERR_INVALID_STATE,
+                           "%s is unavailable: its key material is not in custom key store %s.", k->arn,
+                           k->cks_id);
     }
     TRY(rc);
     hsm_object *copy = malloc(sizeof(*copy));
@@ -602,7 +605,8 @@ static coffer_err key_handle(struct cks_entry *e, const struct kms_key *k, hsm_o
     }
     *copy = *out;
     pthread_mutex_lock(&e->mu);
-    if (coffer_map_get(&e->handles, k->key_id) != NULL || coffer_map_put(&e->handles, k->key_id, copy) != COFFER_OK) {
+    if (coffer_map_get(&e->handles, k->key_id) != NULL ||
+        coffer_map_put(&e->handles, k->key_id, copy) != COFFER_OK) {
         free(copy);
     }
     pthread_mutex_unlock(&e->mu);
@@ -642,7 +646,8 @@ coffer_err kms_cks_encrypt(const struct kms_key *k, const json_t *ec, coffer_cur
     return rc;
 }
 
-coffer_err kms_cks_decrypt(const struct kms_key *k, const struct kms_blob *b, const json_t *ec, coffer_buf *out)
+coffer_err kms_cks_decrypt(const struct kms_key *k, const struct kms_blob *b, const json_t *ec,
+                           coffer_buf *out)
 {
     struct cks_entry *e;
     struct token_op op;
@@ -696,8 +701,8 @@ coffer_err kms_cks_start(struct kms_cks_registry *reg, store *st)
              * record keeps CONNECTED, so the next start tries again. */
             char code[KMS_CKS_ERROR_CODE_MAX];
             if (kms_cks_connect(reg, id, rec, code, sizeof(code)) != COFFER_OK) {
-                log_warn("kms: custom key store %s stays FAILED (%s) until it is disconnected and connected", id,
-                         code);
+                log_warn("kms: custom key store %s stays FAILED (%s) until it is disconnected and connected",
+                         id, code);
             }
         }
     }
