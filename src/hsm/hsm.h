@@ -60,12 +60,20 @@ void hsm_token_free(hsm_token *t);
 /* The token's label (as the token reports it). */
 const char *hsm_token_label(const hsm_token *t);
 
-/* The AES key labelled `label`: COFFER_ERR_NOT_FOUND (no message) when there is none,
+/* The AES token key labelled `label`: COFFER_ERR_NOT_FOUND (no message) when there is none,
  * COFFER_ERR_CONFIG when there are several. */
 coffer_err hsm_aes_find(hsm_token *t, const char *label, hsm_object *out) __attribute__((warn_unused_result));
 /* Generates an AES-256 token key labelled `label`: private, sensitive, non-extractable, for
  * encrypt and decrypt only. COFFER_ERR_CRYPTO when the token refuses. */
 coffer_err hsm_aes_generate(hsm_token *t, const char *label, hsm_object *out)
+    __attribute__((warn_unused_result));
+/*
+ * A session copy of token key `key` (CKA_TOKEN false, everything else the same, so still
+ * sensitive and non-extractable, still inside the token): tokens that keep their token objects
+ * in files check those on every use of one, not of a session object. It lives until the
+ * token handle is freed. COFFER_ERR_CRYPTO when the token refuses to copy.
+ */
+coffer_err hsm_object_session_copy(hsm_token *t, hsm_object key, hsm_object *out)
     __attribute__((warn_unused_result));
 /* Destroys a token object. */
 coffer_err hsm_object_destroy(hsm_token *t, hsm_object o) __attribute__((warn_unused_result));

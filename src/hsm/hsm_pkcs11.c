@@ -337,9 +337,12 @@ coffer_err hsm_aes_find(hsm_token *t, const char *label, hsm_object *out)
 {
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE kt = CKK_AES;
+    CK_BBOOL yes = CK_TRUE;
+    /* Token objects only: a session copy (hsm_object_session_copy) has the same label. */
     CK_ATTRIBUTE tmpl[] = {
         {CKA_CLASS, &cls, sizeof(cls)},
         {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_TOKEN, &yes, sizeof(yes)},
         {CKA_LABEL, (void *)label, strlen(label)},
     };
     CK_OBJECT_HANDLE found[2];
@@ -386,6 +389,23 @@ coffer_err hsm_aes_generate(hsm_token *t, const char *label, hsm_object *out)
     session_give(s);
     if (rv != CKR_OK) {
         return p11_fail(COFFER_ERR_CRYPTO, rv, "cannot generate an AES key in the token");
+    }
+    *out = h;
+    return COFFER_OK;
+}
+
+coffer_err hsm_object_session_copy(hsm_token *t, hsm_object key, hsm_object *out)
+{
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    /* Session 0 stays open as long as the handle: the copy lives as long. */
+    struct hsm_session *s = &t->sessions[0];
+    pthread_mutex_lock(&s->mu);
+    CK_RV rv = t->f->C_CopyObject(s->h, key, tmpl, 1, &h);
+    pthread_mutex_unlock(&s->mu);
+    if (rv != CKR_OK) {
+        return p11_fail(COFFER_ERR_CRYPTO, rv, "cannot copy a key into a session object");
     }
     *out = h;
     return COFFER_OK;

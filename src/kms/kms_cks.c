@@ -544,17 +544,24 @@ coffer_err kms_cks_key_generate(struct kms_cks_registry *reg, const char *cks_id
 coffer_err kms_cks_key_destroy(struct kms_cks_registry *reg, const char *cks_id, const char *key_id)
 {
     struct cks_entry *e;
-    hsm_object o;
+    hsm_object o = 0;
     TRY(entry_connected(reg, cks_id, cks_id, &e));
+    pthread_mutex_lock(&e->mu);
+    hsm_object *h = coffer_map_take(&e->handles, key_id);
+    pthread_mutex_unlock(&e->mu);
     coffer_err rc = hsm_aes_find(e->tok, key_id, &o);
+    if (h != NULL && (rc != COFFER_OK || *h != o)) {
+        if (hsm_object_destroy(e->tok, *h) != COFFER_OK) { /* its session copy */
+            log_warn("kms: a session copy of key %s stays until custom key store %s disconnects", key_id,
+                     cks_id);
+        }
+    }
     if (rc == COFFER_OK) {
         rc = hsm_object_destroy(e->tok, o);
     } else if (rc == COFFER_ERR_NOT_FOUND) {
         rc = COFFER_OK; /* gone already */
     }
-    pthread_mutex_lock(&e->mu);
-    coffer_map_delete(&e->handles, key_id);
-    pthread_mutex_unlock(&e->mu);
+    free(h);
     pthread_rwlock_unlock(&reg->lock);
     return rc;
 }
@@ -584,33 +591,41 @@ coffer_err kms_cks_usable(const struct kms_key *k)
 /* With the registry's lock held shared: the token object of k (cached after the first look). */
 static coffer_err key_handle(struct cks_entry *e, const struct kms_key *k, hsm_object *out)
 {
+    /* The first use looks the key up under the mutex, so two first uses make one copy. */
     pthread_mutex_lock(&e->mu);
-    const hsm_object *h = coffer_map_get(&e->handles, k->key_id);
+    coffer_err rc = COFFER_OK;
+    hsm_object found, *h = coffer_map_get(&e->handles, k->key_id);
     if (h != NULL) {
         *out = *h;
-        pthread_mutex_unlock(&e->mu);
-        return COFFER_OK;
+        goto out;
     }
-    pthread_mutex_unlock(&e->mu);
-    coffer_err rc = hsm_aes_find(e->tok, k->key_id, out);
+    rc = hsm_aes_find(e->tok, k->key_id, &found);
     if (rc == COFFER_ERR_NOT_FOUND) {
-        return coffer_fail(COFFER_ERR_INVALID_STATE,
-                           "%s is unavailable: its key material is not in custom key store %s.", k->arn,
-                           k->cks_id);
+        FAIL_OUT(COFFER_ERR_INVALID_STATE,
+                 "%s is unavailable: its key material is not in custom key store %s.", k->arn, k->cks_id);
     }
-    TRY(rc);
-    hsm_object *copy = malloc(sizeof(*copy));
-    if (copy == NULL) {
-        return COFFER_OK; /* not cached: the next use looks again */
+    TRY_OUT(rc);
+    *out = found;
+    if ((h = malloc(sizeof(*h))) == NULL) {
+        goto out; /* not cached: the next use looks again */
     }
-    *copy = *out;
-    pthread_mutex_lock(&e->mu);
-    if (coffer_map_get(&e->handles, k->key_id) != NULL ||
-        coffer_map_put(&e->handles, k->key_id, copy) != COFFER_OK) {
-        free(copy);
+    /* Requests use a session copy when the token makes one: the same key with the same
+     * protection, inside the token, and cheaper to use on tokens that keep token objects in
+     * files. It goes with the sessions (disconnect) or with the key (kms_cks_key_destroy). */
+    if (hsm_object_session_copy(e->tok, found, h) != COFFER_OK) {
+        *h = found;
     }
+    if (coffer_map_put(&e->handles, k->key_id, h) != COFFER_OK) {
+        if (*h != found && hsm_object_destroy(e->tok, *h) != COFFER_OK) {
+            log_warn("kms: a session copy of key %s stays until its custom key store disconnects", k->key_id);
+        }
+        free(h);
+        goto out;
+    }
+    *out = *h;
+out:
     pthread_mutex_unlock(&e->mu);
-    return COFFER_OK;
+    return rc;
 }
 
 struct token_op {

@@ -66,9 +66,25 @@ def mapping(cluster, token):
     return "%s=module=%s,token=%s,pin-file=%s" % (cluster, SOFTHSM_MODULE, token, os.path.join(WORK, "pin"))
 
 
+def token_slot(token):
+    """The slot id of the token labelled `token` (pkcs11-tool's --token-label does not pick the
+    right slot for --list-objects when it is not the first one)."""
+    r = subprocess.run([PKCS11_TOOL, "--module", SOFTHSM_MODULE, "--list-token-slots"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    slot = None
+    for line in r.stdout.splitlines():
+        m = re.match(r"^Slot \d+ \((0x[0-9a-f]+)\)", line)
+        if m:
+            slot = m.group(1)
+        elif re.match(r"^\s*token label\s*:\s*%s\s*$" % re.escape(token), line):
+            return str(int(slot, 16))
+    raise AssertionError("no slot holds token %s: %s" % (token, r.stdout))
+
+
 def token_objects(token):
     """pkcs11-tool's listing of the secret keys in `token` (logged in as the user)."""
-    r = subprocess.run([PKCS11_TOOL, "--module", SOFTHSM_MODULE, "--token-label", token, "--login",
+    r = subprocess.run([PKCS11_TOOL, "--module", SOFTHSM_MODULE, "--slot", token_slot(token), "--login",
                         "--pin", PIN, "--list-objects", "--type", "secrkey"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -192,13 +208,8 @@ class CustomKeyStoreTest(unittest.TestCase):
 
         # The key material is an AES key object of the token, labelled with the key id, that
         # cannot leave it.
-        block = None
-        for _ in range(5):  # another process's view of the token's object files: allow a moment
-            listing = token_objects(TOKENS[0])
-            block = object_block(listing, key)
-            if block is not None:
-                break
-            time.sleep(0.5)
+        listing = token_objects(TOKENS[0])
+        block = object_block(listing, key)
         self.assertIsNotNone(block, listing)
         self.assertIn("AES", block)
         self.assertIn("never extractable", block)
