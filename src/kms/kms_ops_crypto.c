@@ -525,7 +525,8 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
     }
     if (r.custom_key_store_id != NULL) {
-        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Custom key stores are not supported by this server.");
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
+                 "GenerateRandom from a custom key store is not supported by this server.");
     }
     if (r.has_recipient) {
         rc = unsupported_recipient();
