@@ -75,6 +75,26 @@
     X(COFFER_ERR_CLOUDHSM_CLUSTER_NOT_FOUND, "CloudHsmClusterNotFoundException", 400,                        \
       "The request was rejected because AWS KMS cannot find the AWS CloudHSM cluster with the specified "    \
       "cluster ID. Retry the request with a different cluster ID.")                                          \
+    X(COFFER_ERR_CLOUDHSM_CLUSTER_IN_USE, "CloudHsmClusterInUseException", 400,                              \
+      "The request was rejected because the specified AWS CloudHSM cluster is already associated with an "   \
+      "AWS CloudHSM key store in the account, or it shares a backup history with an AWS CloudHSM key store " \
+      "in the account. Each AWS CloudHSM key store in the account must be associated with a different "      \
+      "AWS CloudHSM cluster.")                                                                               \
+    X(COFFER_ERR_CLOUDHSM_CLUSTER_NOT_RELATED, "CloudHsmClusterNotRelatedException", 400,                    \
+      "The request was rejected because the specified AWS CloudHSM cluster has a different cluster "         \
+      "certificate than the original cluster. You cannot use the operation to specify an unrelated "         \
+      "cluster for an AWS CloudHSM key store.")                                                              \
+    X(COFFER_ERR_CUSTOM_KEY_STORE_NAME_IN_USE, "CustomKeyStoreNameInUseException", 400,                      \
+      "The request was rejected because the specified custom key store name is already assigned to "         \
+      "another custom key store in the account. Try again with a custom key store name that is unique in "   \
+      "the account.")                                                                                        \
+    X(COFFER_ERR_CUSTOM_KEY_STORE_INVALID_STATE, "CustomKeyStoreInvalidStateException", 400,                 \
+      "The request was rejected because of the ConnectionState of the custom key store.")                    \
+    X(COFFER_ERR_CUSTOM_KEY_STORE_HAS_CMKS, "CustomKeyStoreHasCMKsException", 400,                           \
+      "The request was rejected because the custom key store contains KMS keys. After verifying that you "   \
+      "do not need to use the KMS keys, use the ScheduleKeyDeletion operation to delete the KMS keys. "      \
+      "After "                                                                                               \
+      "they are deleted, you can delete the custom key store.")                                              \
     /* IAM and STS (Query protocol) */                                                                       \
     X(COFFER_ERR_NO_SUCH_ENTITY, "NoSuchEntity", 404, "The entity cannot be found.")                         \
     X(COFFER_ERR_ENTITY_EXISTS, "EntityAlreadyExists", 409, "The entity already exists.")                    \

@@ -115,15 +115,51 @@ struct kms_peer {
     char principal[256];                      /* inbound: ARN of the peer's replication principal */
 };
 
+/*
+ * A CloudHSM cluster id mapped to a PKCS#11 token: what a custom key store of type
+ * AWS_CLOUDHSM (CreateCustomKeyStore's CloudHsmClusterId) stands for here. The token's user PIN
+ * is the kmsuser's password: it is read from `pin_file` or the environment variable `pin_env`
+ * each time the store connects, and the KeyStorePassword a store was given must match it.
+ */
+#define KMS_MAX_HSM_CLUSTERS 16
+#define KMS_HSM_CLUSTER_ID_MIN 19 /* "cluster-" + 11..16 characters, as AWS's ids */
+#define KMS_HSM_CLUSTER_ID_MAX 24
+#define KMS_HSM_TOKEN_MAX 32       /* PKCS#11 token labels are 32 bytes */
+#define KMS_HSM_SESSIONS_DEFAULT 4 /* parallel operations on one store */
+struct kms_hsm_cluster {
+    char cluster_id[KMS_HSM_CLUSTER_ID_MAX + 1];
+    char module[KMS_PEER_PATH_MAX];    /* PKCS#11 module, loaded with dlopen */
+    char token[KMS_HSM_TOKEN_MAX + 1]; /* token label; "": the token in `slot` */
+    long slot;
+    char pin_file[KMS_PEER_PATH_MAX]; /* one of pin_file and pin_env is set */
+    char pin_env[128];
+    unsigned sessions; /* PKCS#11 sessions a connected store opens (1..16) */
+};
+/*
+ * Parses one mapping "CLUSTER_ID=module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME
+ * [,sessions=N]" into *out (zeroed first). COFFER_ERR_CONFIG naming the fault.
+ */
+coffer_err kms_hsm_cluster_parse(const char *spec, struct kms_hsm_cluster *out)
+    __attribute__((warn_unused_result));
+
 /* What cofferd configures for KMS: the module's settings block (host->settings). */
 struct kms_settings {
     struct kms_limits limits;
     size_t n_peers;
     struct kms_peer peers[KMS_MAX_PEERS];
+    size_t n_hsm_clusters;
+    struct kms_hsm_cluster hsm_clusters[KMS_MAX_HSM_CLUSTERS];
 };
 
 /* Peer regions (copied). Call before serving requests. */
 void kms_service_set_peers(struct kms_service *svc, const struct kms_peer *peers, size_t n);
+/*
+ * The CloudHSM cluster mappings (copied), then reconnects every custom key store that was
+ * connected when the server stopped (one that cannot connect is FAILED with its reason). Call
+ * before serving requests.
+ */
+coffer_err kms_service_set_hsm_clusters(struct kms_service *svc, const struct kms_hsm_cluster *clusters,
+                                        size_t n) __attribute__((warn_unused_result));
 
 /*
  * Where the service records what it does on its own, outside any request: the sweeper's

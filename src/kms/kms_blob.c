@@ -181,22 +181,19 @@ static coffer_err build_aad(coffer_cursor header, const json_t *ec, coffer_buf *
     return kms_ec_canonical(ec, aad);
 }
 
-coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn,
-                            const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
-                            coffer_cursor plaintext, coffer_buf *out)
+coffer_err kms_blob_encrypt_by(kms_blob_aead_fn seal, void *ctx, const char *key_arn,
+                               const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
+                               coffer_cursor plaintext, coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf aad = COFFER_BUF_INIT;
     uint8_t iv[CRYPTO_AES_GCM_IV_LEN];
     size_t start = out->len;
-    if (key.len != CRYPTO_AES256_KEY_LEN) {
-        return coffer_fail(COFFER_ERR_INTERNAL, "bad key length");
-    }
     TRY_OUT(crypto_random(iv, sizeof(iv)));
     TRY_OUT(write_header(out, coffer_cursor_from_str(key_arn), material_id));
     TRY_OUT(build_aad(coffer_cursor_from(out->data + start, out->len - start), ec, &aad));
     TRY_OUT(coffer_buf_append(out, iv, sizeof(iv)));
-    TRY_OUT(crypto_aes_gcm_seal(key, iv, coffer_buf_cursor(&aad), plaintext, out));
+    TRY_OUT(seal(ctx, iv, coffer_buf_cursor(&aad), plaintext, out));
 out:
     if (rc != COFFER_OK) {
         out->len = start;
@@ -205,18 +202,49 @@ out:
     return rc;
 }
 
-coffer_err kms_blob_decrypt(coffer_cursor key, const struct kms_blob *b, const json_t *ec, coffer_buf *out)
+coffer_err kms_blob_decrypt_by(kms_blob_aead_fn open, void *ctx, const struct kms_blob *b, const json_t *ec,
+                               coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
     coffer_buf aad = COFFER_BUF_INIT;
+    size_t start = out->len;
     rc = build_aad(b->header, ec, &aad);
     if (rc != COFFER_OK) {
         goto out;
     }
-    if (crypto_aes_gcm_open(key, b->iv, coffer_buf_cursor(&aad), b->ciphertext, out) != COFFER_OK) {
+    if (open(ctx, b->iv, coffer_buf_cursor(&aad), b->ciphertext, out) != COFFER_OK) {
+        out->len = start;
         rc = bad_blob();
     }
 out:
     coffer_buf_free(&aad);
     return rc;
+}
+
+/* AES-256-GCM with a key in memory, for the two functions above. */
+static coffer_err memory_seal(void *ctx, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
+                              coffer_cursor in, coffer_buf *out)
+{
+    return crypto_aes_gcm_seal(*(const coffer_cursor *)ctx, iv, aad, in, out);
+}
+
+static coffer_err memory_open(void *ctx, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
+                              coffer_cursor in, coffer_buf *out)
+{
+    return crypto_aes_gcm_open(*(const coffer_cursor *)ctx, iv, aad, in, out);
+}
+
+coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn,
+                            const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
+                            coffer_cursor plaintext, coffer_buf *out)
+{
+    if (key.len != CRYPTO_AES256_KEY_LEN) {
+        return coffer_fail(COFFER_ERR_INTERNAL, "bad key length");
+    }
+    return kms_blob_encrypt_by(memory_seal, &key, key_arn, material_id, ec, plaintext, out);
+}
+
+coffer_err kms_blob_decrypt(coffer_cursor key, const struct kms_blob *b, const json_t *ec, coffer_buf *out)
+{
+    return kms_blob_decrypt_by(memory_open, &key, b, ec, out);
 }

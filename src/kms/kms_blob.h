@@ -57,4 +57,17 @@ coffer_err kms_blob_encrypt(coffer_cursor key, const char *key_arn,
 coffer_err kms_blob_decrypt(coffer_cursor key, const struct kms_blob *b, const json_t *ec, coffer_buf *out)
     __attribute__((warn_unused_result));
 
+/*
+ * The AES-256-GCM of a blob done elsewhere (a key inside an HSM): appends ciphertext || tag of
+ * `in` (seal) or the plaintext of ciphertext || tag `in` (open) to `out`, nothing on failure.
+ */
+typedef coffer_err (*kms_blob_aead_fn)(void *ctx, const uint8_t iv[CRYPTO_AES_GCM_IV_LEN], coffer_cursor aad,
+                                       coffer_cursor in, coffer_buf *out);
+/* kms_blob_encrypt and kms_blob_decrypt with the AES-GCM done by `seal` / `open`. */
+coffer_err kms_blob_encrypt_by(kms_blob_aead_fn seal, void *ctx, const char *key_arn,
+                               const uint8_t material_id[KMS_MATERIAL_ID_LEN], const json_t *ec,
+                               coffer_cursor plaintext, coffer_buf *out) __attribute__((warn_unused_result));
+coffer_err kms_blob_decrypt_by(kms_blob_aead_fn open, void *ctx, const struct kms_blob *b, const json_t *ec,
+                               coffer_buf *out) __attribute__((warn_unused_result));
+
 #endif

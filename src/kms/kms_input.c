@@ -359,7 +359,7 @@ static coffer_err key_store_settings(api_in *in, struct kms_req *r)
     const char *ignored;
     int ignored_enum;
     TRY(api_in_string(in, "CloudHsmClusterId", 0, 19, 24, &r->cloud_hsm_cluster_id));
-    TRY(api_in_string(in, "KeyStorePassword", 0, 7, 32, &ignored));
+    TRY(api_in_string(in, "KeyStorePassword", 0, 7, 32, &r->key_store_password));
     TRY(api_in_string(in, "XksProxyUriEndpoint", 0, 10, 128, &ignored));
     TRY(api_in_string(in, "XksProxyUriPath", 0, 10, 128, &ignored));
     TRY(api_in_string(in, "XksProxyVpcEndpointServiceName", 0, 20, 64, &ignored));
@@ -368,9 +368,8 @@ static coffer_err key_store_settings(api_in *in, struct kms_req *r)
 
 static coffer_err dec_create_custom_key_store(api_in *in, struct kms_req *r)
 {
-    const char *ignored;
     TRY(api_in_string(in, "CustomKeyStoreName", API_IN_REQUIRED, 1, 256, &r->custom_key_store_name));
-    TRY(api_in_string(in, "TrustAnchorCertificate", 0, 1, 5000, &ignored));
+    TRY(api_in_string(in, "TrustAnchorCertificate", 0, 1, 5000, &r->trust_anchor_certificate));
     TRY(api_in_enum(in, "CustomKeyStoreType", 0, custom_key_store_types, &r->custom_key_store_type));
     return key_store_settings(in, r);
 }

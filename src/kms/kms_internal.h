@@ -108,6 +108,8 @@ struct kms_req {
     const char *custom_key_store_name, *new_custom_key_store_name, *cloud_hsm_cluster_id, *replica_region,
         *primary_region;
     int custom_key_store_type, key_agreement_alg;
+    /* the kmsuser password (borrowed from the input, which the pipeline wipes; never logged) */
+    const char *key_store_password, *trust_anchor_certificate;
     /* Coffer's replication operations: the calling peer's region, the key record it sends
      * (JSON text), whether to create the replica; the wrapped material is in `ciphertext` */
     const char *source_region, *key_record;
@@ -140,6 +142,75 @@ void kms_req_clean(struct kms_req *r); /* wipes and frees plaintext/ciphertext/m
 /* True when `s` is a well-formed key id (lowercase uuid or "mrk-" + 32 lowercase hex). */
 bool kms_key_id_valid(const char *s);
 
+/* ---- custom key stores (kms_cks.c; the operations in kms_ops_stores.c) ----
+ * Store layout:
+ *   kms/cks/<acct>/<region>/<cks id>                    the store's record (JSON; only a salted
+ *                                                       MAC of its password)
+ *   kms/cks-key/<acct>/<region>/<cks id>/<key id>       the keys in a store, for DeleteCustomKeyStore
+ */
+#define KMS_CKS_PREFIX "kms/cks/"
+#define KMS_CKS_KEY_PREFIX "kms/cks-key/"
+#define KMS_CKS_ID_LEN 21          /* "cks-" + 17 hex digits, as AWS's ids */
+#define KMS_CKS_PER_ACCOUNT_MAX 10 /* AWS's quota of custom key stores per account and Region */
+#define KMS_CKS_ERROR_CODE_MAX 48
+struct kms_service;
+struct kms_cks_registry; /* every known store: its cluster, its connection (opaque) */
+enum kms_cks_state { KMS_CKS_DISCONNECTED, KMS_CKS_CONNECTING, KMS_CKS_CONNECTED, KMS_CKS_FAILED };
+const char *kms_cks_state_name(enum kms_cks_state s);
+
+coffer_err kms_cks_registry_new(struct kms_cks_registry **out) __attribute__((warn_unused_result));
+void kms_cks_registry_free(struct kms_cks_registry *reg); /* disconnects every store */
+void kms_cks_set_clusters(struct kms_cks_registry *reg, const struct kms_hsm_cluster *clusters, size_t n);
+/* The mapping of `cluster_id`; NULL when the configuration names no such cluster. */
+const struct kms_hsm_cluster *kms_cks_cluster(const struct kms_cks_registry *reg, const char *cluster_id);
+/* Loads every store record of `st`, then reconnects those recorded CONNECTED. */
+coffer_err kms_cks_start(struct kms_cks_registry *reg, store *st) __attribute__((warn_unused_result));
+void kms_cks_store_key(char *out, size_t n, const char *acct, const char *region, const char *id);
+void kms_cks_key_index(char *out, size_t n, const char *acct, const char *region, const char *cks_id,
+                       const char *key_id);
+/* The record of the caller's store `id` (*out new); CustomKeyStoreNotFoundException when none
+ * (kms_ops_stores.c). */
+coffer_err kms_cks_record_get(struct kms_service *svc, const char *acct, const char *region, const char *id,
+                              json_t **out) __attribute__((warn_unused_result));
+/* Sets rec's PasswordSalt and PasswordHash (a fresh salt, HMAC-SHA-256 of the password). */
+coffer_err kms_cks_password_set(json_t *rec, const char *password) __attribute__((warn_unused_result));
+
+/* Store `id` with record `rec` (new or changed): the registry learns it / its cluster id. */
+coffer_err kms_cks_note(struct kms_cks_registry *reg, const char *id, const json_t *rec)
+    __attribute__((warn_unused_result));
+void kms_cks_forget(struct kms_cks_registry *reg, const char *id); /* a deleted store */
+/* Its state now (the record's when this process has not seen it); error_code "" unless FAILED. */
+enum kms_cks_state kms_cks_state_of(struct kms_cks_registry *reg, const char *id, const json_t *rec,
+                                    char *error_code, size_t n);
+/* Its current cluster id; false when the store is unknown. */
+bool kms_cks_cluster_of(struct kms_cks_registry *reg, const char *id, char *out, size_t n);
+/*
+ * With wmu held: connects store `id`: reads the PIN of its cluster, checks it is the store's
+ * password, opens the token and logs in. On failure the store is FAILED, error_code gets AWS's
+ * ConnectionErrorCode (INVALID_CREDENTIALS, CLUSTER_NOT_FOUND, ...) and the cause is logged.
+ */
+coffer_err kms_cks_connect(struct kms_cks_registry *reg, const char *id, const json_t *rec, char *error_code,
+                           size_t n) __attribute__((warn_unused_result));
+/* With wmu held: closes the store's token (after every operation on it ends); DISCONNECTED. */
+void kms_cks_disconnect(struct kms_cks_registry *reg, const char *id, const json_t *rec);
+/* Generates / destroys the AES-256 token key labelled key_id. KMSInvalidStateException when the
+ * store is not connected. */
+coffer_err kms_cks_key_generate(struct kms_cks_registry *reg, const char *cks_id, const char *key_id)
+    __attribute__((warn_unused_result));
+coffer_err kms_cks_key_destroy(struct kms_cks_registry *reg, const char *cks_id, const char *key_id)
+    __attribute__((warn_unused_result));
+/* CKA_EXTRACTABLE and CKA_SENSITIVE of the token key of key_id. */
+coffer_err kms_cks_key_protection(struct kms_cks_registry *reg, const char *cks_id, const char *key_id,
+                                  bool *extractable, bool *sensitive) __attribute__((warn_unused_result));
+struct kms_key;
+/* KMSInvalidStateException unless k's store is connected. */
+coffer_err kms_cks_usable(const struct kms_key *k) __attribute__((warn_unused_result));
+/* The ciphertext blob of kms_blob.h, with the AES-GCM done by k's token key. */
+coffer_err kms_cks_encrypt(const struct kms_key *k, const json_t *ec, coffer_cursor pt, coffer_buf *out)
+    __attribute__((warn_unused_result));
+coffer_err kms_cks_decrypt(const struct kms_key *k, const struct kms_blob *b, const json_t *ec,
+                           coffer_buf *out) __attribute__((warn_unused_result));
+
 /* ---- cached key ---- */
 
 struct kms_key {
@@ -155,6 +226,10 @@ struct kms_key {
     size_t current; /* index of the material new ciphertexts use */
     policy *kpol;   /* rec.Policy compiled once; replaced together with rec */
     json_t *grants; /* array of grant records (owned; replaced whole, never NULL once cached) */
+    /* A key in a custom key store (Origin AWS_CLOUDHSM): its store, whose token holds the key;
+     * its materials then carry ids only. cks is NULL for every other key. */
+    char cks_id[KMS_CKS_ID_LEN + 1];
+    struct kms_cks_registry *cks;
 };
 
 /* Fills svc->inproc, the in-process interface (kms_inproc.c). */
@@ -176,6 +251,7 @@ struct kms_service {
     authz *az;          /* borrowed; NULL: authorization off */
     struct kms_limits limits;
     struct kms_peer peers[KMS_MAX_PEERS]; /* multi-Region peer regions (kms_replica.c) */
+    struct kms_cks_registry *cks;         /* custom key stores (kms_cks.c) */
     size_t n_peers;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;

@@ -261,7 +261,19 @@ static coffer_err key_from_rec(const struct kms_service *svc, struct kms_key *k,
     k->state = st;
     k->spec = spec;
     k->rec = rec;
+    const char *cks = json_string_value(json_object_get(rec, "CustomKeyStoreId"));
+    if (cks != NULL) {
+        coffer_str_copy(k->cks_id, sizeof(k->cks_id), cks);
+        k->cks = svc->cks;
+    }
     return COFFER_OK;
+}
+
+/* Origin AWS_CLOUDHSM: the material is a token object; the record lists its id only. */
+static bool in_token(const json_t *rec)
+{
+    const char *origin = json_string_value(json_object_get(rec, "Origin"));
+    return origin != NULL && strcmp(origin, "AWS_CLOUDHSM") == 0;
 }
 
 /* Reads and unseals every material the record lists. */
@@ -292,13 +304,16 @@ static coffer_err load_materials(struct kms_service *svc, struct kms_key *k)
             coffer_hex_decode(coffer_cursor_from_str(hex), m->id, KMS_MATERIAL_ID_LEN) != COFFER_OK) {
             FAIL_OUT(COFFER_ERR_STORE, "corrupt key record");
         }
-        material_store_key(skey, sizeof(skey), k, m->id);
-        coffer_buf_reset(&sealed);
-        coffer_buf_reset(&plain);
-        TRY_OUT(store_get(svc->st, skey, &sealed));
-        TRY_OUT(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
-        if (kms_material_set(k->spec, coffer_buf_cursor(&plain), m) != COFFER_OK) {
-            FAIL_OUT(COFFER_ERR_STORE, "corrupt key material");
+        /* A token's key has nothing sealed in the store: its id is all there is here. */
+        if (!in_token(k->rec)) {
+            material_store_key(skey, sizeof(skey), k, m->id);
+            coffer_buf_reset(&sealed);
+            coffer_buf_reset(&plain);
+            TRY_OUT(store_get(svc->st, skey, &sealed));
+            TRY_OUT(seal_record_open(svc->sl, skey, coffer_buf_cursor(&sealed), &plain));
+            if (kms_material_set(k->spec, coffer_buf_cursor(&plain), m) != COFFER_OK) {
+                FAIL_OUT(COFFER_ERR_STORE, "corrupt key material");
+            }
         }
         if (strcmp(hex, current) == 0) {
             k->current = k->n_mats;
@@ -906,7 +921,12 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         }
     } else {
         k->n_mats = 1;
-        TRY_OUT(kms_material_generate(spec, &k->mats[0]));
+        if (in_token(rec)) {
+            /* The caller generated the key in the token; only its id is ours. */
+            TRY_OUT(crypto_random(k->mats[0].id, KMS_MATERIAL_ID_LEN));
+        } else {
+            TRY_OUT(kms_material_generate(spec, &k->mats[0]));
+        }
         coffer_hex_encode(k->mats[0].id, KMS_MATERIAL_ID_LEN, hex);
         json_t *mat = json_pack("{s:s,s:I,s:s}", "KeyMaterialId", hex, "CreationDate",
                                 (json_int_t)json_integer_value(json_object_get(rec, "CreationDate")), "State",
@@ -936,7 +956,8 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
         kms_audit_key(call, k);
     }
 
-    if (k->n_mats > 0) {
+    bool sealed_material = k->n_mats > 0 && k->mats[0].key != NULL;
+    if (sealed_material) {
         material_store_key(skey, sizeof(skey), k, k->mats[0].id);
         TRY_OUT(seal_record_seal(svc->sl, skey, kms_material_bytes(&k->mats[0]), &sealed));
     }
@@ -946,7 +967,7 @@ coffer_err kms_key_create(struct kms_service *svc, struct api_call *call, json_t
     /* A new key starts with a zero alias counter, so its first alias never needs a rebuild scan. */
     kms_count_aliases_key(ck, sizeof(ck), k->account, k->region, k->key_id);
     TRY_OUT(store_txn_put(t, ck, coffer_cursor_from_str("0")));
-    if (k->n_mats > 0) {
+    if (sealed_material) {
         material_store_key(skey, sizeof(skey), k, k->mats[0].id);
         TRY_OUT(store_txn_put(t, skey, coffer_buf_cursor(&sealed)));
     }
@@ -1068,11 +1089,18 @@ static json_t *multi_region_configuration(const struct kms_key *k)
 json_t *kms_key_metadata(const struct kms_key *k)
 {
     const json_t *rec = k->rec;
+    enum kms_state shown = k->state;
+    char code[KMS_CKS_ERROR_CODE_MAX];
+    /* A key whose custom key store is not connected is Unavailable until it is (kms.md §6). */
+    if (k->cks != NULL && (shown == KMS_STATE_ENABLED || shown == KMS_STATE_DISABLED) &&
+        kms_cks_state_of(k->cks, k->cks_id, NULL, code, sizeof(code)) != KMS_CKS_CONNECTED) {
+        shown = KMS_STATE_UNAVAILABLE;
+    }
     json_t *m = json_pack(
         "{s:s,s:s,s:s,s:f,s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "AWSAccountId", k->account, "KeyId",
         k->key_id, "Arn", k->arn, "CreationDate", ms_to_epoch(json_object_get(rec, "CreationDate")),
-        "Enabled", k->state == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
-        rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(k->state), "Origin", rec_str(rec, "Origin"),
+        "Enabled", shown == KMS_STATE_ENABLED, "Description", rec_str(rec, "Description"), "KeyUsage",
+        rec_str(rec, "KeyUsage"), "KeyState", kms_state_name(shown), "Origin", rec_str(rec, "Origin"),
         "KeyManager", rec_str(rec, "KeyManager"), "CustomerMasterKeySpec", rec_str(rec, "KeySpec"), "KeySpec",
         rec_str(rec, "KeySpec"), "MultiRegion", json_is_true(json_object_get(rec, "MultiRegion")));
     if (m == NULL) {
@@ -1098,6 +1126,18 @@ json_t *kms_key_metadata(const struct kms_key *k)
          json_object_set_new(m, "ValidTo", json_real(ms_to_epoch(json_object_get(rec, "ValidTo")))) != 0)) {
         json_decref(m);
         return NULL;
+    }
+    if (k->cks != NULL) {
+        /* The store's cluster now (UpdateCustomKeyStore may have moved it to a related one). */
+        char cluster[KMS_HSM_CLUSTER_ID_MAX + 1];
+        if (!kms_cks_cluster_of(k->cks, k->cks_id, cluster, sizeof(cluster))) {
+            coffer_str_copy(cluster, sizeof(cluster), rec_str(rec, "CloudHsmClusterId"));
+        }
+        if (json_object_set_new(m, "CustomKeyStoreId", json_string(k->cks_id)) != 0 ||
+            json_object_set_new(m, "CloudHsmClusterId", json_string(cluster)) != 0) {
+            json_decref(m);
+            return NULL;
+        }
     }
     return m;
 }

@@ -80,6 +80,9 @@ coffer_err kms_encrypt_with(const struct kms_key *k, const json_t *ec, int alg, 
     if (k->spec != KMS_SPEC_SYMMETRIC_DEFAULT) {
         return coffer_fail(COFFER_ERR_INVALID_KEY_USAGE, "%s is not a symmetric encryption key.", k->arn);
     }
+    if (k->cks != NULL) {
+        return kms_cks_encrypt(k, ec, pt, out); /* the key is in the token: so is the AES-GCM */
+    }
     const struct kms_material *m = &k->mats[k->current];
     return kms_blob_encrypt(kms_material_bytes(m), k->arn, m->id, ec, pt, out);
 }
@@ -119,6 +122,9 @@ coffer_err kms_acquire_to_encrypt(struct kms_service *svc, struct api_call *call
     TRY_OUT(kms_authorize_key(
         svc, call, k, &(struct kms_authz_in){.action = action, .r = r, .ec = ec, .key_ref = key_ref}));
     TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    if (k->cks != NULL) {
+        TRY_OUT(kms_cks_usable(k)); /* a disconnected store: KMSInvalidStateException, as AWS */
+    }
     TRY_OUT(kms_check_usage(k, "ENCRYPT_DECRYPT", call->operation != NULL ? call->operation : action + 4));
     if (data_key && k->spec != KMS_SPEC_SYMMETRIC_DEFAULT) {
         FAIL_OUT(COFFER_ERR_INVALID_KEY_USAGE, "%s is not a symmetric encryption key.", k->arn);
@@ -244,6 +250,9 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
         goto out;
     }
     TRY_OUT(kms_check_state(k, KMS_RULE_CRYPTO));
+    if (k->cks != NULL) {
+        TRY_OUT(kms_cks_usable(k));
+    }
     TRY_OUT(kms_check_enc_algorithm(k, alg));
     const struct kms_material *m = NULL;
     for (size_t i = 0; i < k->n_mats; i++) {
@@ -259,7 +268,12 @@ static coffer_err open_blob(struct kms_service *svc, struct api_call *call, cons
         goto out;
     }
     TRY_OUT(kms_charge_quota(svc, call, k->spec));
-    TRY_OUT(kms_blob_decrypt(kms_material_bytes(m), &b, ec, pt));
+    if (k->cks != NULL) {
+        /* The blob names this key and this material; the token key is the key's only material. */
+        TRY_OUT(kms_cks_decrypt(k, &b, ec, pt));
+    } else {
+        TRY_OUT(kms_blob_decrypt(kms_material_bytes(m), &b, ec, pt));
+    }
     coffer_str_copy(o->arn, sizeof(o->arn), k->arn);
     opened_key(o, k);
     memcpy(o->material_id, m->id, KMS_MATERIAL_ID_LEN);
@@ -511,7 +525,8 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
     }
     if (r.custom_key_store_id != NULL) {
-        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION, "Custom key stores are not supported by this server.");
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
+                 "GenerateRandom from a custom key store is not supported by this server.");
     }
     if (r.has_recipient) {
         rc = unsupported_recipient();

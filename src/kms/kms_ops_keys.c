@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
 
@@ -150,15 +151,25 @@ static coffer_err create_key_check(const struct kms_req *r, const char **spec, c
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
                            "KeyUsage KEY_AGREEMENT is not supported by this server.");
     }
+    bool hsm = r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_CLOUDHSM") == 0;
     if (r->origin >= 0 && strcmp(kms_origins[r->origin], "AWS_KMS") != 0 &&
-        strcmp(kms_origins[r->origin], "EXTERNAL") != 0) {
+        strcmp(kms_origins[r->origin], "EXTERNAL") != 0 && !hsm) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION, "Origin %s is not supported by this server yet.",
                            kms_origins[r->origin]);
     }
-    if (r->custom_key_store_id != NULL) {
-        /* No custom key store exists here (kms_ops_stores.c): the id names none. */
-        return coffer_fail(COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND, "%s",
-                           coffer_err_default_message(COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND));
+    if (hsm != (r->custom_key_store_id != NULL)) {
+        return coffer_fail(COFFER_ERR_VALIDATION,
+                           hsm ? "CustomKeyStoreId is required when Origin is AWS_CLOUDHSM."
+                               : "A CustomKeyStoreId requires Origin AWS_CLOUDHSM.");
+    }
+    /* A CloudHSM key store holds symmetric encryption keys only, and no multi-Region key. */
+    if (hsm && s != KMS_SPEC_SYMMETRIC_DEFAULT) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "KeySpec %s is not supported for keys in an AWS CloudHSM key store.", *spec);
+    }
+    if (hsm && r->multi_region) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "Multi-Region keys cannot be created in a custom key store.");
     }
     if (r->xks_key_id != NULL) {
         return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
@@ -209,13 +220,69 @@ static coffer_err key_policy_accept(const struct kms_service *svc, const struct 
     return COFFER_OK;
 }
 
+struct store_index {
+    char skey[STORE_KEY_BUF];
+};
+
+static coffer_err store_index_txn(store_txn *t, void *ctx)
+{
+    const struct store_index *ix = ctx;
+    return store_txn_put(t, ix->skey, coffer_cursor_from_str("{}"));
+}
+
+/*
+ * With wmu held: creates the key of `rec` (takes ownership) in custom key store `cks_id` of the
+ * caller, which must be CONNECTED: the AES-256 key is generated in the store's token first,
+ * labelled with the key id, and destroyed again when the record cannot be written.
+ */
+static coffer_err create_in_store(struct kms_service *svc, struct api_call *call, const char *cks_id,
+                                  json_t *rec, struct kms_key **out)
+{
+    json_t *store_rec = NULL;
+    char code[KMS_CKS_ERROR_CODE_MAX];
+    struct store_index ix;
+    const char *acct = call->caller->account_id, *id = json_string_value(json_object_get(rec, "KeyId"));
+    coffer_err rc = kms_cks_record_get(svc, acct, call->region, cks_id, &store_rec);
+    if (rc != COFFER_OK) {
+        json_decref(rec);
+        return rc;
+    }
+    if (kms_cks_state_of(svc->cks, cks_id, store_rec, code, sizeof(code)) != KMS_CKS_CONNECTED) {
+        FAIL_OUT(
+            COFFER_ERR_CUSTOM_KEY_STORE_INVALID_STATE,
+            "Custom key store %s is not connected: a KMS key can be created in a connected key store only.",
+            cks_id);
+    }
+    if (json_object_set_new(rec, "Origin", json_string("AWS_CLOUDHSM")) != 0 ||
+        json_object_set_new(rec, "CustomKeyStoreId", json_string(cks_id)) != 0 ||
+        json_object_set(rec, "CloudHsmClusterId", json_object_get(store_rec, "CloudHsmClusterId")) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_cks_key_generate(svc->cks, cks_id, id));
+    kms_cks_key_index(ix.skey, sizeof(ix.skey), acct, call->region, cks_id, id);
+    char key_id[KMS_KEY_ID_MAX + 1];
+    coffer_str_copy(key_id, sizeof(key_id), id);
+    rc = kms_key_create(svc, call, rec, store_index_txn, &ix, out);
+    rec = NULL;
+    if (rc != COFFER_OK && kms_cks_key_destroy(svc->cks, cks_id, key_id) != COFFER_OK) {
+        log_warn("kms: key %s was not created, but its material stays in custom key store %s", key_id,
+                 cks_id);
+    }
+out:
+    json_decref(rec);
+    json_decref(store_rec);
+    return rc;
+}
+
 coffer_err kms_op_CreateKey(void *state, struct api_call *call)
 {
     static const char *const audit[] = {"Description", "KeyUsage",
                                         "KeySpec",     "CustomerMasterKeySpec",
                                         "Origin",      "BypassPolicyLockoutSafetyCheck",
                                         "Tags",        "MultiRegion",
-                                        "Policy",      NULL};
+                                        "Policy",      "CustomKeyStoreId",
+                                        NULL};
     struct kms_service *svc = state;
     struct kms_req r;
     coffer_err rc = COFFER_OK;
@@ -269,7 +336,11 @@ coffer_err kms_op_CreateKey(void *state, struct api_call *call)
     }
     kms_write_begin(svc);
     locked = true;
-    rc = kms_key_create(svc, call, rec, NULL, NULL, &k);
+    if (r.custom_key_store_id != NULL) {
+        rc = create_in_store(svc, call, r.custom_key_store_id, rec, &k);
+    } else {
+        rc = kms_key_create(svc, call, rec, NULL, NULL, &k);
+    }
     rec = NULL;
     if (rc != COFFER_OK) {
         goto out;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/codec.h"
+#include "common/log.h"
 #include "common/secret.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
@@ -145,7 +146,10 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
         (struct api_job){.name = "key usage flush", .fn = kms_usage_job, .ctx = svc, .period_s = 1};
     svc->api.jobs = svc->jobs;
     svc->api.n_jobs = sizeof(svc->jobs) / sizeof(svc->jobs[0]);
-    coffer_err rc = kms_usage_init(svc);
+    coffer_err rc = kms_cks_registry_new(&svc->cks);
+    if (rc == COFFER_OK) {
+        rc = kms_usage_init(svc);
+    }
     /* Other nodes sharing the store change records this node caches. */
     static const char *const cached[] = KMS_CACHED_PREFIXES;
     for (size_t i = 0; rc == COFFER_OK && i < sizeof(cached) / sizeof(cached[0]); i++) {
@@ -223,10 +227,28 @@ void kms_service_free(struct kms_service *svc)
     store_unwatch(svc->st, kms_cache_changed, svc); /* no callback runs after this */
     kms_usage_free(svc);
     coffer_map_clean(&svc->keys);
+    kms_cks_registry_free(svc->cks); /* after the keys, which borrow it */
     coffer_map_clean(&svc->aliases);
     pthread_rwlock_destroy(&svc->lock);
     pthread_mutex_destroy(&svc->wmu);
     free(svc);
+}
+
+static const struct kms_hsm_cluster *set_clusters(const void *settings)
+{
+    return ((const struct kms_settings *)settings)->hsm_clusters;
+}
+
+static size_t set_n_clusters(const void *settings)
+{
+    return ((const struct kms_settings *)settings)->n_hsm_clusters;
+}
+
+coffer_err kms_service_set_hsm_clusters(struct kms_service *svc, const struct kms_hsm_cluster *clusters,
+                                        size_t n)
+{
+    kms_cks_set_clusters(svc->cks, clusters, n);
+    return kms_cks_start(svc->cks, svc->st);
 }
 
 /* The module cofferd starts (api/module.h): settings are a struct kms_settings. */
@@ -239,10 +261,17 @@ static coffer_err module_start(const struct api_host *host, void **instance, con
         kms_service_set_limits(svc, &set->limits);
         kms_service_set_peers(svc, set->peers, set->n_peers);
     }
+    coffer_err rc =
+        kms_service_set_hsm_clusters(svc, host->settings != NULL ? set_clusters(host->settings) : NULL,
+                                     host->settings != NULL ? set_n_clusters(host->settings) : 0);
+    if (rc != COFFER_OK) {
+        kms_service_free(svc);
+        return rc;
+    }
     kms_service_set_event_sink(svc, host->record, host->record_ctx);
     if (host->authz != NULL) {
         kms_service_set_authorizer(svc, host->authz);
-        coffer_err rc = kms_service_bind_principals(svc);
+        rc = kms_service_bind_principals(svc);
         if (rc != COFFER_OK) {
             kms_service_free(svc);
             return rc;
@@ -360,6 +389,7 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     struct strvec mats = {0};
     struct alias_scan aliases = {0};
     bool deleted = false;
+    char cks_id[KMS_CKS_ID_LEN + 1] = "";
     if (sscanf(index_key, "kms/deletion/%16lld/%12[0-9]/%32[a-z0-9-]/%40[a-z0-9-]", &ts, acct, region, id) !=
         4) {
         /* Not ours to interpret: drop the index entry so the sweeper does not spin on it. */
@@ -396,6 +426,17 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
             /* So do its import parameters and import check (an expiry entry left drops itself). */
             TRY_OUT(kms_import_delete_in(t, acct, region, id));
             TRY_OUT(kms_usage_delete_in(t, acct, region, id));
+            /* A key of a custom key store leaves its store's list (its token object goes below). */
+            const char *in_store = json_string_value(json_object_get(rec, "CustomKeyStoreId"));
+            if (in_store != NULL) {
+                coffer_str_copy(cks_id, sizeof(cks_id), in_store);
+                kms_cks_key_index(prefix, sizeof(prefix), acct, region, cks_id, id);
+                rc = store_txn_delete(t, prefix);
+                if (rc != COFFER_OK && rc != COFFER_ERR_NOT_FOUND) {
+                    goto out;
+                }
+                rc = COFFER_OK;
+            }
             snprintf(prefix, sizeof(prefix), "kms/alias/%s/%s/", acct, region);
             aliases.target = id;
             TRY_OUT(store_txn_scan(t, prefix, NULL, 0, alias_target_cb, &aliases));
@@ -436,6 +477,11 @@ static coffer_err purge_key(struct kms_service *svc, const char *index_key, int6
     }
     pthread_rwlock_unlock(&svc->lock);
     kms_key_free(gone);
+    /* As AWS does, best effort: a store disconnected now keeps the (unreachable) token object. */
+    if (deleted && cks_id[0] != '\0' && kms_cks_key_destroy(svc->cks, cks_id, id) != COFFER_OK) {
+        log_warn("kms: the key material of deleted key %s stays in custom key store %s: %s", id, cks_id,
+                 coffer_last_message());
+    }
 out:
     store_txn_abort(t);
     json_decref(rec);

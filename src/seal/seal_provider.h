@@ -112,6 +112,14 @@ coffer_err seal_provider_from_spec(const char *spec, const char *data_dir, bool 
  */
 coffer_err seal_spec_check(store *st, const char *spec, bool *fresh) __attribute__((warn_unused_result));
 
+/*
+ * Reads a secret (a PIN) whole from the file `file`, else from the environment variable `env`,
+ * one trailing newline dropped, appending it to `out` (a secret buffer). COFFER_ERR_CONFIG
+ * naming `what` when it cannot be read or is empty; the secret itself is never in a message.
+ */
+coffer_err seal_secret_read(const char *file, const char *env, const char *what, coffer_buf *out)
+    __attribute__((warn_unused_result));
+
 /* The value of `name` in "name=value\n" lines, copied to out; COFFER_ERR_NOT_FOUND when absent. */
 coffer_err seal_param_get(coffer_cursor lines, const char *name, char *out, size_t cap)
     __attribute__((warn_unused_result));

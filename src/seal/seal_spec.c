@@ -86,6 +86,18 @@ static coffer_err read_secret_env(const char *name, const char *what, coffer_buf
     return coffer_buf_append_str(out, v);
 }
 
+coffer_err seal_secret_read(const char *file, const char *env, const char *what, coffer_buf *out)
+{
+    ENSURE_REF(out);
+    if (file != NULL && file[0] != '\0') {
+        return read_secret_file(file, what, out);
+    }
+    if (env != NULL && env[0] != '\0') {
+        return read_secret_env(env, what, out);
+    }
+    return coffer_fail(COFFER_ERR_CONFIG, "no source for the %s", what);
+}
+
 /* systemd's LoadCredential=/SetCredential=: a file named NAME in $CREDENTIALS_DIRECTORY. */
 static coffer_err credential_path(const char *name, char *path, size_t cap)
 {

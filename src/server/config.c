@@ -272,6 +272,37 @@ static coffer_err set_peer(struct server_config *c, const char *v)
     return COFFER_OK;
 }
 
+/*
+ * CloudHSM cluster ids mapped to PKCS#11 tokens (kms.h struct kms_hsm_cluster), one per flag or
+ * file line, or several separated by ';' in one value; a cluster named again replaces its
+ * earlier mapping, so a flag overrides the file line of the same cluster.
+ */
+static coffer_err set_hsm_cluster(struct server_config *c, const char *v)
+{
+    char buf[4096];
+    TRY(copy_str(buf, sizeof(buf), v, "--hsm-cluster value"));
+    char *save = NULL;
+    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
+        if (*trim(one) == '\0') {
+            continue;
+        }
+        struct kms_hsm_cluster h;
+        TRY(kms_hsm_cluster_parse(trim(one), &h));
+        size_t i = 0;
+        while (i < c->kms.n_hsm_clusters && strcmp(c->kms.hsm_clusters[i].cluster_id, h.cluster_id) != 0) {
+            i++;
+        }
+        if (i == KMS_MAX_HSM_CLUSTERS) {
+            return coffer_fail(COFFER_ERR_CONFIG, "at most %d HSM clusters", KMS_MAX_HSM_CLUSTERS);
+        }
+        c->kms.hsm_clusters[i] = h;
+        if (i == c->kms.n_hsm_clusters) {
+            c->kms.n_hsm_clusters++;
+        }
+    }
+    return COFFER_OK;
+}
+
 static coffer_err set_config_file(struct server_config *c, const char *v)
 {
     return copy_str(c->config_file, sizeof(c->config_file), v, "config file path");
@@ -373,6 +404,9 @@ static const struct config_option options[] = {
      "passphrase[:fd=N|file=PATH|env=NAME|credential=NAME][,ops=N,mem=MiB] (else prompted), or "
      "pkcs11:module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME,key=LABEL[,create=yes] (default "
      "file)"},
+    {"hsm-cluster", "COFFER_HSM_CLUSTER", true, set_hsm_cluster,
+     "a CloudHSM cluster id for custom key stores, mapped to a PKCS#11 token: "
+     "CLUSTER_ID=module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME[,sessions=N] (repeatable)"},
     {"config", "COFFER_CONFIG", true, set_config_file, "config file (default DIR/cofferd.conf if present)"},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -466,8 +466,19 @@ static void test_create_key_refusals(void **state)
     expect(&r, COFFER_ERR_VALIDATION, NULL);
     r = run(e, "CreateKey", "{\"KeySpec\":\"AES_999\"}");
     expect(&r, COFFER_ERR_VALIDATION, NULL);
+    /* A key in a custom key store names its store, and only such a key names one. */
     r = run(e, "CreateKey", "{\"Origin\":\"AWS_CLOUDHSM\"}");
-    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION, NULL);
+    expect(&r, COFFER_ERR_VALIDATION, "CustomKeyStoreId is required when Origin is AWS_CLOUDHSM.");
+    r = run(e, "CreateKey", "{\"CustomKeyStoreId\":\"cks-1234567890abcdef0\"}");
+    expect(&r, COFFER_ERR_VALIDATION, "A CustomKeyStoreId requires Origin AWS_CLOUDHSM.");
+    r = run(e, "CreateKey", "{\"Origin\":\"AWS_CLOUDHSM\",\"CustomKeyStoreId\":\"cks-1234567890abcdef0\"}");
+    expect(&r, COFFER_ERR_CUSTOM_KEY_STORE_NOT_FOUND, NULL);
+    r = run(e, "CreateKey",
+            "{\"Origin\":\"AWS_CLOUDHSM\",\"CustomKeyStoreId\":\"cks-1234567890abcdef0\",\"KeySpec\":\"HMAC_"
+            "256\","
+            "\"KeyUsage\":\"GENERATE_VERIFY_MAC\"}");
+    expect(&r, COFFER_ERR_UNSUPPORTED_OPERATION,
+           "KeySpec HMAC_256 is not supported for keys in an AWS CloudHSM key store.");
     r = run(e, "CreateKey", "{\"KeySpec\":\"HMAC_256\"}");
     expect(&r, COFFER_ERR_VALIDATION,
            "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys.");
@@ -2496,6 +2507,58 @@ static void test_import(void **state)
     coffer_buf_free(&v);
 }
 
+/* --hsm-cluster mappings: CLUSTER_ID=module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME[,sessions=N]
+ */
+static void test_hsm_cluster_parse(void **state)
+{
+    (void)state;
+    struct kms_hsm_cluster h;
+    assert_int_equal(
+        kms_hsm_cluster_parse("cluster-1234567890a=module=/lib/p11.so,token=ks,pin-file=/etc/pin", &h),
+        COFFER_OK);
+    assert_string_equal(h.cluster_id, "cluster-1234567890a");
+    assert_string_equal(h.module, "/lib/p11.so");
+    assert_string_equal(h.token, "ks");
+    assert_string_equal(h.pin_file, "/etc/pin");
+    assert_string_equal(h.pin_env, "");
+    assert_int_equal(h.sessions, KMS_HSM_SESSIONS_DEFAULT);
+    assert_int_equal(
+        kms_hsm_cluster_parse("cluster-abcdefghijklmnop=module=/m.so,slot=3,pin-env=HSM_PIN,sessions=16", &h),
+        COFFER_OK);
+    assert_string_equal(h.token, "");
+    assert_int_equal(h.slot, 3);
+    assert_string_equal(h.pin_env, "HSM_PIN");
+    assert_int_equal(h.sessions, 16);
+    static const struct {
+        const char *spec, *why;
+    } bad[] = {
+        {"module=/m.so,token=t,pin-env=P", "is not a cluster id"},
+        {"cluster-short=module=/m.so,token=t,pin-env=P", "is not a cluster id"},
+        {"cluster-abcdefghijklmnopq=module=/m.so,token=t,pin-env=P", "is not a cluster id"},
+        {"cluster-1234567890!=module=/m.so,token=t,pin-env=P", "is not a cluster id"},
+        {"cluster-1234567890a", "--hsm-cluster must be"},
+        {"cluster-1234567890a=token=t,pin-env=P", "module=PATH is required"},
+        {"cluster-1234567890a=module=/m.so,pin-env=P", "one of token=LABEL or slot=N"},
+        {"cluster-1234567890a=module=/m.so,token=t,slot=1,pin-env=P", "one of token=LABEL or slot=N"},
+        {"cluster-1234567890a=module=/m.so,token=t", "one of pin-file=PATH or pin-env=NAME"},
+        {"cluster-1234567890a=module=/m.so,token=t,pin-env=P,pin-file=/f", "one of pin-file=PATH or pin-env"},
+        {"cluster-1234567890a=module=/m.so,token=t,pin-env=P,sessions=0", "sessions must be an integer"},
+        {"cluster-1234567890a=module=/m.so,token=t,pin-env=P,sessions=17", "sessions must be an integer"},
+        {"cluster-1234567890a=module=/m.so,token=t,pin-env=P,slot=x", "slot must be an integer"},
+        {"cluster-1234567890a=module=/m.so,token=t,pin-env=P,colour=blue", "unknown setting 'colour'"},
+        {"cluster-1234567890a=module=/m.so,token,pin-env=P", "is not NAME=VALUE"},
+        {"cluster-1234567890a=module=/m.so,token=a-token-label-longer-than-32-bytes,pin-env=P",
+         "token is empty or longer"},
+        {"cluster-1234567890a=module=,token=t,pin-env=P", "module is empty"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(kms_hsm_cluster_parse(bad[i].spec, &h), COFFER_ERR_CONFIG);
+        if (strstr(coffer_last_message(), bad[i].why) == NULL) {
+            fail_msg("%s: got '%s', want '%s'", bad[i].spec, coffer_last_message(), bad[i].why);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2528,6 +2591,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_on_demand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_by_alias, setup, teardown),
+        cmocka_unit_test(test_hsm_cluster_parse),
     };
     int rc = cmocka_run_group_tests_name("kms_service_sqlite", tests, NULL, NULL);
     use_mem = true;
