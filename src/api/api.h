@@ -94,6 +94,9 @@ struct api_call {
      * the value of kms:ViaService. NULL for a request that came over the wire.
      */
     const char *via_service;
+    /* The region of the credential scope when the service accepted one other than `region`
+     * (api_service.scope_region_ok); NULL for a request signed for this region. */
+    const char *scope_region;
 };
 
 /* Flags of an operation. */
@@ -185,6 +188,12 @@ struct api_service {
     const char *const *sensitive_members;
     const struct api_job *jobs; /* run by the daemon's scheduler; may be empty */
     size_t n_jobs;
+    /*
+     * May operation `op` be signed for `region`, another region than this server's? NULL: never
+     * (a global service takes any region anyway). A request so accepted reaches its handler
+     * with api_call.scope_region set.
+     */
+    bool (*scope_region_ok)(void *state, const char *op, const char *region);
 };
 
 /* Binary search of svc->ops; NULL when unknown. */

@@ -34,6 +34,7 @@ struct request_state {
     bool query;              /* Query protocol: errors and output as XML */
     json_t *form;            /* Query protocol: the decoded form, owned until the handler gets it */
     char route_message[256]; /* detail of a routing failure, reported after authentication */
+    char scope_region[PIPELINE_MAX_SCOPE_REGION + 1]; /* a foreign scope the service accepted */
     /* The pre-commit event (audit_precommit): */
     bool event_written;    /* on record before the first commit of this request */
     bool precommit_failed; /* the trail refused it: that commit was aborted */
@@ -682,6 +683,30 @@ static coffer_err pipeline_authenticate(struct pipeline *p, const struct http_re
     memset(&who, 0, sizeof(who));
     coffer_buf_init(&who.secret, true);
     coffer_err rc = sigv4_verify(&sreq, &opts, p->lookup, p->lookup_ctx, &who);
+    if (rc == COFFER_ERR_INVALID_SIGNATURE && !global && st->svc != NULL &&
+        st->svc->scope_region_ok != NULL && st->op != NULL && auth != NULL) {
+        /*
+         * Scoped to another region: a service may take some operations so (KMS: a ReplicateKey
+         * a client sends to the replica's endpoint signed for the primary's region). Only read on
+         * this failure path, so a request scoped to this region pays nothing for it.
+         */
+        struct sigv4_authorization other;
+        if (sigv4_parse_authorization(coffer_cursor_from_str(auth), &other) == COFFER_OK &&
+            other.region.len > 0 && other.region.len <= PIPELINE_MAX_SCOPE_REGION &&
+            !coffer_cursor_eq_str(other.region, p->region)) {
+            memcpy(st->scope_region, other.region.ptr, other.region.len);
+            st->scope_region[other.region.len] = '\0';
+            if (st->svc->scope_region_ok(st->svc->state, st->op->name, st->scope_region)) {
+                sigv4_identity_clean(&who);
+                memset(&who, 0, sizeof(who));
+                coffer_buf_init(&who.secret, true);
+                opts.region = st->scope_region;
+                coffer_clear_err();
+                rc = sigv4_verify(&sreq, &opts, p->lookup, p->lookup_ctx, &who);
+                st->call.scope_region = rc == COFFER_OK ? st->scope_region : NULL;
+            }
+        }
+    }
     if (who.access_key_id[0]) {
         coffer_str_copy(st->caller.access_key_id, sizeof(st->caller.access_key_id), who.access_key_id);
     }

@@ -412,6 +412,14 @@ static coffer_err dec_coffer_replication_key(api_in *in, struct kms_req *r)
     return api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region);
 }
 
+static coffer_err dec_coffer_pull_replica(api_in *in, struct kms_req *r)
+{
+    TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));
+    TRY(key_id(in, r, API_IN_REQUIRED));
+    /* The puller's replication public key (a P-256 SubjectPublicKeyInfo, 91 bytes). */
+    return api_in_blob(in, "PublicKey", API_IN_REQUIRED, 1, 1024, &r->ciphertext, &r->has_ciphertext);
+}
+
 static coffer_err dec_coffer_replica_deleted(api_in *in, struct kms_req *r)
 {
     TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));

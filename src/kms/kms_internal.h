@@ -534,6 +534,25 @@ coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
  * NULL); every region is tried, the first failure is returned (and each one logged). */
 coffer_err kms_mrk_push_all(struct kms_service *svc, const struct kms_mrk_snapshot *s, const char *skip)
     __attribute__((warn_unused_result));
+/*
+ * The record text and the materials sealed to `spki` from which a replica of snapshot s in
+ * `target_region` is installed (a push's CofferSyncReplica, a pull's CofferPullReplica answer).
+ */
+coffer_err kms_mrk_package(const struct kms_service *svc, const char *target_region, coffer_cursor spki,
+                           const struct kms_mrk_snapshot *s, const char *primary, const json_t *replicas,
+                           const json_t *extra, char **rec_text, coffer_buf *box)
+    __attribute__((warn_unused_result));
+/*
+ * ReplicateKey received in the replica region (signed for the primary's region, as clients
+ * send it there): asks peer p, the primary, for key `key_id` sealed to this region's
+ * replication key and installs it with `extra` (the caller's Description, Tags, Policy).
+ * Sets call->output as ReplicateKey answers.
+ */
+coffer_err kms_replica_pull(struct kms_service *svc, struct api_call *call, const struct kms_peer *p,
+                            const char *key_id, const json_t *extra) __attribute__((warn_unused_result));
+/* AccessDeniedException unless the caller is the configured principal of peer `source_region`. */
+coffer_err kms_peer_caller_check(const struct kms_service *svc, const struct api_call *call,
+                                 const char *source_region) __attribute__((warn_unused_result));
 /* Coffer's own replication operations, served to peers only (kms_replica.c). */
 coffer_err kms_replica_serve_key(struct kms_service *svc, struct api_call *call)
     __attribute__((warn_unused_result));

@@ -159,6 +159,83 @@ static coffer_err lockout_check(const struct kms_service *svc, const struct api_
     return COFFER_OK;
 }
 
+/* As AWS answers ReplicateKey: the replica is reported Creating; DescribeKey shows it installed. */
+static coffer_err report_creating(json_t *meta)
+{
+    const char *state = json_string_value(json_object_get(meta, "KeyState"));
+    if (state != NULL && strcmp(state, "Enabled") == 0 &&
+        (json_object_set_new(meta, "KeyState", json_string("Creating")) != 0 ||
+         json_object_set_new(meta, "Enabled", json_false()) != 0)) {
+        return kms_nomem();
+    }
+    return COFFER_OK;
+}
+
+/*
+ * ReplicateKey sent to this region's endpoint but signed for the primary's region, as the
+ * Terraform provider and the SDKs' region-switching clients send it: this region creates its
+ * own replica by asking the primary (CofferPullReplica, with this region's replication
+ * credential), so no call goes back and forth between the two while a worker waits. Two sides
+ * consent: here the caller's identity policies must allow kms:ReplicateKey on the primary key
+ * and kms:CreateKey (AWS's two permissions); there the primary's key policy must allow
+ * kms:ReplicateKey to this region's replication principal.
+ */
+static coffer_err replicate_here(struct kms_service *svc, struct api_call *call, const struct kms_req *r)
+{
+    char region[KMS_REGION_MAX + 1], acct[API_ACCOUNT_ID_LEN + 1], id[KMS_KEY_ID_MAX + 1];
+    char primary_arn[KMS_ARN_MAX], arn[KMS_ARN_MAX];
+    json_t *extra = NULL, *tags = NULL;
+    coffer_err rc = COFFER_OK;
+    if (strcmp(r->replica_region, call->region) != 0) {
+        return coffer_fail(COFFER_ERR_UNSUPPORTED_OPERATION,
+                           "ReplicateKey signed for %s reached region %s, which creates replicas in %s only.",
+                           call->scope_region, call->region, call->region);
+    }
+    const struct kms_peer *peer = kms_peer_find(svc, call->scope_region);
+    if (peer == NULL) {
+        return no_peer(call->scope_region);
+    }
+    /* The primary's key id or key ARN; an alias names nothing the primary can be asked for. */
+    coffer_str_copy(acct, sizeof(acct), call->caller->account_id);
+    if (strncmp(r->key_id, "arn:", 4) == 0) {
+        if (sscanf(r->key_id, "arn:aws:kms:%32[^:]:%12[0-9]:key/%40s", region, acct, id) != 3 ||
+            strcmp(region, call->scope_region) != 0) {
+            return coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", r->key_id);
+        }
+    } else {
+        coffer_str_copy(id, sizeof(id), r->key_id);
+    }
+    if (strncmp(id, "mrk-", 4) != 0 || !kms_key_id_valid(id)) {
+        kms_key_arn(primary_arn, sizeof(primary_arn), call->scope_region, acct, id);
+        return coffer_fail(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", primary_arn);
+    }
+    if (strcmp(acct, call->caller->account_id) != 0) {
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                           "User: %s is not authorized to perform: kms:ReplicateKey",
+                           call->caller->principal_arn);
+    }
+    kms_key_arn(primary_arn, sizeof(primary_arn), call->scope_region, acct, id);
+    kms_key_arn(arn, sizeof(arn), call->region, acct, id);
+    TRY(kms_authorize_plain(svc, call, "kms:ReplicateKey", primary_arn, r));
+    TRY(kms_authorize_plain(svc, call, "kms:CreateKey", "*", r));
+    if (r->policy != NULL && !r->bypass_lockout) {
+        TRY(lockout_check(svc, call, arn, r->policy));
+    }
+    TRY_OUT(kms_tags_merge(NULL, r->tags, svc->limits.kms_tags_per_key, &tags));
+    if ((extra = json_pack("{s:s,s:O}", "Description", r->description != NULL ? r->description : "", "Tags",
+                           tags)) == NULL ||
+        (r->policy != NULL && json_object_set_new(extra, "Policy", json_string(r->policy)) != 0)) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_replica_pull(svc, call, peer, id, extra));
+    rc = report_creating(json_object_get(call->output, "ReplicaKeyMetadata"));
+out:
+    json_decref(extra);
+    json_decref(tags);
+    return rc;
+}
+
 coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
 {
     static const char *const audit[] = {
@@ -173,6 +250,10 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
     TRY(kms_req_decode(KMS_OP_ReplicateKey, call->input, &r));
     if (!region_valid(r.replica_region)) {
         rc = region_invalid("replicaRegion", r.replica_region);
+        goto out;
+    }
+    if (call->scope_region != NULL) {
+        rc = replicate_here(svc, call, &r);
         goto out;
     }
     TRY_OUT(primary_snapshot(svc, call, &r, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
@@ -223,17 +304,7 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without the replica's metadata.",
                  r.replica_region);
     }
-    /* As AWS answers: the replica is reported Creating; DescribeKey shows it installed. */
-    json_t *meta = json_object_get(answer, "ReplicaKeyMetadata");
-    if (strcmp(json_string_value(json_object_get(meta, "KeyState")) != NULL
-                   ? json_string_value(json_object_get(meta, "KeyState"))
-                   : "",
-               "Enabled") == 0 &&
-        (json_object_set_new(meta, "KeyState", json_string("Creating")) != 0 ||
-         json_object_set_new(meta, "Enabled", json_false()) != 0)) {
-        rc = kms_nomem();
-        goto out;
-    }
+    TRY_OUT(report_creating(json_object_get(answer, "ReplicaKeyMetadata")));
     call->output =
         json_pack("{s:O,s:O*,s:O*}", "ReplicaKeyMetadata", json_object_get(answer, "ReplicaKeyMetadata"),
                   "ReplicaPolicy", json_object_get(answer, "ReplicaPolicy"), "ReplicaTags",
@@ -316,6 +387,62 @@ out:
 coffer_err kms_op_CofferGetReplicationKey(void *state, struct api_call *call)
 {
     return kms_replica_serve_key(state, call);
+}
+
+/*
+ * A replica region creating its replica of a primary here (see replicate_here): only that
+ * region's replication principal, and only as far as the key policy lets that principal
+ * kms:ReplicateKey. The answer is what a push would have sent: the record and the materials
+ * sealed to the public key the caller sent, which opens only in the caller's barrier.
+ */
+coffer_err kms_op_CofferPullReplica(void *state, struct api_call *call)
+{
+    static const char *const audit[] = {"SourceRegion", "KeyId", NULL};
+    struct kms_service *svc = state;
+    struct kms_req r;
+    struct kms_mrk_snapshot *snap = NULL;
+    json_t *replicas = NULL;
+    coffer_buf box = COFFER_BUF_INIT;
+    char *rec_text = NULL;
+    coffer_err rc = COFFER_OK;
+    char acct[API_ACCOUNT_ID_LEN + 1], key_id[KMS_KEY_ID_MAX + 1];
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode(KMS_OP_CofferPullReplica, call->input, &r));
+    TRY_OUT(kms_peer_caller_check(svc, call, r.source_region));
+    if (strcmp(r.source_region, call->region) == 0) {
+        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
+                 "A replica must be in a different Region than its primary key (%s).", call->region);
+    }
+    TRY_OUT(primary_snapshot(svc, call, &r, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
+    bool listed = false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(replicas, i, v)
+    {
+        listed = listed || strcmp(json_string_value(v), r.source_region) == 0;
+    }
+    if (!listed && json_array_append_new(replicas, json_string(r.source_region)) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_mrk_package(svc, r.source_region, coffer_buf_cursor(&r.ciphertext), snap, call->region,
+                            replicas, NULL, &rec_text, &box));
+    /* Listed before the replica installs it: a replica that then fails to install is the
+     * stale listing ReplicateKey already tolerates (the replica region says what exists). */
+    TRY_OUT(local_config_set(svc, acct, key_id, call->region, replicas));
+    push_others(svc, acct, key_id, r.source_region);
+    if ((call->output = json_pack("{s:s}", "KeyRecord", rec_text)) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_out_blob(call->output, "WrappedMaterial", coffer_buf_cursor(&box), false));
+out:
+    kms_mrk_snapshot_free(snap);
+    json_decref(replicas);
+    coffer_buf_free(&box);
+    free(rec_text);
+    kms_req_clean(&r);
+    return rc;
 }
 
 coffer_err kms_op_CofferReplicaDeleted(void *state, struct api_call *call)

@@ -360,6 +360,39 @@ void kms_mrk_snapshot_free(struct kms_mrk_snapshot *s)
 }
 
 /*
+ * What a replica of snapshot s in `target_region` is installed from: *rec_text, the record
+ * with the multi-Region configuration `primary`/`replicas` and `extra` (Description, Tags,
+ * Policy; borrowed, may be NULL), and *box, the materials sealed to that region's `spki`.
+ */
+coffer_err kms_mrk_package(const struct kms_service *svc, const char *target_region, coffer_cursor spki,
+                           const struct kms_mrk_snapshot *s, const char *primary, const json_t *replicas,
+                           const json_t *extra, char **rec_text, coffer_buf *box)
+{
+    char aad[BOX_AAD_MAX];
+    json_t *rec = NULL;
+    (void)svc;
+    *rec_text = NULL;
+    box_aad(aad, s->account, s->key_id, target_region);
+    TRY(crypto_ecies_seal(spki, coffer_cursor_from_str(aad), coffer_buf_cursor(&s->payload), box));
+    /* Only what the replica shares with its primary (kms.md §8), plus the replica's own
+     * description, tags and policy when it is created. */
+    rec = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O*,s:O,s:O,s:o}", "KeyId", s->key_id, "AWSAccountId", s->account,
+                    "KeySpec", json_object_get(s->rec, "KeySpec"), "KeyUsage",
+                    json_object_get(s->rec, "KeyUsage"), "Origin", json_object_get(s->rec, "Origin"),
+                    "Rotation", json_object_get(s->rec, "Rotation"), "KeyMaterials",
+                    json_object_get(s->rec, "KeyMaterials"), "CurrentKeyMaterialId",
+                    json_object_get(s->rec, "CurrentKeyMaterialId"), "MultiRegionConfiguration",
+                    kms_mrk_config_for(target_region, primary, replicas));
+    coffer_err rc = COFFER_OK;
+    if (rec == NULL || (extra != NULL && json_object_update(rec, (json_t *)extra) != 0) ||
+        (*rec_text = json_dumps(rec, JSON_COMPACT)) == NULL) {
+        rc = kms_nomem();
+    }
+    json_decref(rec);
+    return rc;
+}
+
+/*
  * Sends snapshot s to peer p as its replica (create) or as an update of its copy, with the
  * multi-Region configuration `primary`/`replicas` and, for a new replica, `extra`
  * (Description, Tags, Policy; borrowed, may be NULL). *answer (may be NULL) gets the peer's
@@ -370,9 +403,9 @@ coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
                         const json_t *replicas, const json_t *extra, json_t **answer)
 {
     coffer_err rc = COFFER_OK;
-    json_t *body = NULL, *keyans = NULL, *ans = NULL, *rec = NULL;
+    json_t *body = NULL, *keyans = NULL, *ans = NULL;
     coffer_buf spki = COFFER_BUF_INIT, box = COFFER_BUF_INIT;
-    char aad[BOX_AAD_MAX], *rec_text = NULL;
+    char *rec_text = NULL;
     if (answer != NULL) {
         *answer = NULL;
     }
@@ -386,23 +419,8 @@ coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
     if (pk == NULL || coffer_b64_decode(coffer_cursor_from_str(pk), &spki) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without a replication key.", p->region);
     }
-    box_aad(aad, s->account, s->key_id, p->region);
-    TRY_OUT(crypto_ecies_seal(coffer_buf_cursor(&spki), coffer_cursor_from_str(aad),
-                              coffer_buf_cursor(&s->payload), &box));
-    /* Only what the replica shares with its primary (kms.md §8), plus the replica's own
-     * description, tags and policy when it is created. */
-    rec = json_pack("{s:s,s:s,s:O,s:O,s:O,s:O*,s:O,s:O,s:o}", "KeyId", s->key_id, "AWSAccountId", s->account,
-                    "KeySpec", json_object_get(s->rec, "KeySpec"), "KeyUsage",
-                    json_object_get(s->rec, "KeyUsage"), "Origin", json_object_get(s->rec, "Origin"),
-                    "Rotation", json_object_get(s->rec, "Rotation"), "KeyMaterials",
-                    json_object_get(s->rec, "KeyMaterials"), "CurrentKeyMaterialId",
-                    json_object_get(s->rec, "CurrentKeyMaterialId"), "MultiRegionConfiguration",
-                    kms_mrk_config_for(p->region, primary, replicas));
-    if (rec == NULL || (extra != NULL && json_object_update(rec, (json_t *)extra) != 0) ||
-        (rec_text = json_dumps(rec, JSON_COMPACT)) == NULL) {
-        rc = kms_nomem();
-        goto out;
-    }
+    TRY_OUT(kms_mrk_package(svc, p->region, coffer_buf_cursor(&spki), s, primary, replicas, extra, &rec_text,
+                            &box));
     json_decref(body);
     body = json_pack("{s:s,s:s,s:b}", "SourceRegion", svc->region, "KeyRecord", rec_text, "Create", create);
     if (body == NULL) {
@@ -417,7 +435,6 @@ coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
     }
 out:
     free(rec_text);
-    json_decref(rec);
     json_decref(body);
     json_decref(keyans);
     json_decref(ans);
@@ -486,8 +503,8 @@ coffer_err kms_replica_push(struct kms_service *svc, const char *acct, const cha
 /* ------------------------------------------------------------------------------------------ */
 
 /* Only the configured principal of the peer the call claims to come from. */
-static coffer_err peer_caller_check(const struct kms_service *svc, const struct api_call *call,
-                                    const char *source_region)
+coffer_err kms_peer_caller_check(const struct kms_service *svc, const struct api_call *call,
+                                 const char *source_region)
 {
     const struct kms_peer *p = kms_peer_find(svc, source_region);
     if (p == NULL || p->principal[0] == '\0' || strcmp(p->principal, call->caller->principal_arn) != 0) {
@@ -541,7 +558,7 @@ coffer_err kms_replica_serve_key(struct kms_service *svc, struct api_call *call)
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_CofferGetReplicationKey, call->input, &r));
-    TRY_OUT(peer_caller_check(svc, call, r.source_region));
+    TRY_OUT(kms_peer_caller_check(svc, call, r.source_region));
     TRY_OUT(replication_key(svc, &priv, &spki));
     if ((call->output = json_pack("{s:s}", "Region", call->region)) == NULL) {
         rc = kms_nomem();
@@ -611,9 +628,9 @@ static bool materials_cover(const json_t *sent, const struct kms_material *mats,
     return json_array_size(json_object_get(sent, "KeyMaterials")) > 0;
 }
 
-static coffer_err open_materials(struct kms_service *svc, const struct api_call *call,
-                                 const struct kms_req *r, const json_t *sent, enum kms_spec spec,
-                                 struct kms_material **mats, size_t *n)
+static coffer_err open_materials(struct kms_service *svc, const struct api_call *call, coffer_cursor box,
+                                 const json_t *sent, enum kms_spec spec, struct kms_material **mats,
+                                 size_t *n)
 {
     const char *key_id = json_string_value(json_object_get(sent, "KeyId"));
     coffer_buf priv = COFFER_SECRET_BUF_INIT, spki = COFFER_BUF_INIT, plain = COFFER_SECRET_BUF_INIT;
@@ -621,8 +638,7 @@ static coffer_err open_materials(struct kms_service *svc, const struct api_call 
     coffer_err rc = COFFER_OK;
     TRY_OUT(replication_key(svc, &priv, &spki));
     box_aad(aad, call->caller->account_id, key_id, call->region);
-    if (crypto_ecies_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad),
-                          coffer_buf_cursor(&r->ciphertext), &plain) != COFFER_OK) {
+    if (crypto_ecies_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad), box, &plain) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "the replica material cannot be opened by this region");
     }
     TRY_OUT(materials_decode(spec, coffer_buf_cursor(&plain), mats, n));
@@ -732,39 +748,17 @@ out:
     return rc;
 }
 
-coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call)
+/* Installs the new replica `sent` describes with materials `mats` (taken, freed on failure) and
+ * sets call->output to ReplicateKey's answer elements. */
+static coffer_err install_new_replica(struct kms_service *svc, struct api_call *call, const json_t *sent,
+                                      struct kms_material *mats, size_t n, const char *id_arn)
 {
-    static const char *const audit[] = {"SourceRegion", "Create", NULL};
-    struct kms_req r;
-    json_t *sent = NULL, *rec = NULL, *meta = NULL;
-    struct kms_material *mats = NULL;
-    size_t n = 0;
-    enum kms_spec spec;
-    bool installed = false;
-    coffer_err rc = COFFER_OK;
-    kms_audit_request(call, audit);
-    TRY(kms_req_decode(KMS_OP_CofferSyncReplica, call->input, &r));
-    TRY_OUT(peer_caller_check(svc, call, r.source_region));
-    sent = json_loads(r.key_record, 0, NULL);
-    if (!json_is_object(sent)) {
-        FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica record");
+    json_t *rec = NULL, *meta = NULL;
+    coffer_err rc = replica_record(svc, call, sent, &rec);
+    if (rc != COFFER_OK) {
+        materials_free(mats, n);
+        return rc;
     }
-    TRY_OUT(sent_record_check(call, r.source_region, sent, &spec));
-    const char *id = json_string_value(json_object_get(sent, "KeyId"));
-    char id_arn[KMS_ARN_MAX];
-    kms_key_arn(id_arn, sizeof(id_arn), call->region, call->caller->account_id, id);
-    kms_audit_key_arn(call, call->caller->account_id, id_arn);
-    TRY_OUT(open_materials(svc, call, &r, sent, spec, &mats, &n));
-    if (!r.create_replica) {
-        TRY_OUT(replica_update(svc, call, r.source_region, sent, mats, n, &installed));
-        mats = installed ? NULL : mats;
-        goto out;
-    }
-    const char *primary = mrc_primary(sent);
-    if (strcmp(primary, r.source_region) != 0) {
-        FAIL_OUT(COFFER_ERR_VALIDATION, "a replica is created by its primary region only");
-    }
-    TRY_OUT(replica_record(svc, call, sent, &rec));
     struct kms_key *k = NULL;
     kms_write_begin(svc);
     rc = kms_key_install(svc, rec, mats, n, &k);
@@ -785,12 +779,103 @@ coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call
         rc = coffer_fail(COFFER_ERR_ALREADY_EXISTS, "Replica key %s already exists.", id_arn);
     }
     kms_write_release(svc);
-out:
     materials_free(mats, n);
     json_decref(meta);
-    json_decref(rec);
+    return rc;
+}
+
+coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call)
+{
+    static const char *const audit[] = {"SourceRegion", "Create", NULL};
+    struct kms_req r;
+    json_t *sent = NULL;
+    struct kms_material *mats = NULL;
+    size_t n = 0;
+    enum kms_spec spec;
+    bool installed = false;
+    coffer_err rc = COFFER_OK;
+    kms_audit_request(call, audit);
+    TRY(kms_req_decode(KMS_OP_CofferSyncReplica, call->input, &r));
+    TRY_OUT(kms_peer_caller_check(svc, call, r.source_region));
+    sent = json_loads(r.key_record, 0, NULL);
+    if (!json_is_object(sent)) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica record");
+    }
+    TRY_OUT(sent_record_check(call, r.source_region, sent, &spec));
+    const char *id = json_string_value(json_object_get(sent, "KeyId"));
+    char id_arn[KMS_ARN_MAX];
+    kms_key_arn(id_arn, sizeof(id_arn), call->region, call->caller->account_id, id);
+    kms_audit_key_arn(call, call->caller->account_id, id_arn);
+    TRY_OUT(open_materials(svc, call, coffer_buf_cursor(&r.ciphertext), sent, spec, &mats, &n));
+    if (!r.create_replica) {
+        TRY_OUT(replica_update(svc, call, r.source_region, sent, mats, n, &installed));
+        mats = installed ? NULL : mats;
+        goto out;
+    }
+    const char *primary = mrc_primary(sent);
+    if (strcmp(primary, r.source_region) != 0) {
+        FAIL_OUT(COFFER_ERR_VALIDATION, "a replica is created by its primary region only");
+    }
+    rc = install_new_replica(svc, call, sent, mats, n, id_arn);
+    mats = NULL; /* taken */
+out:
+    materials_free(mats, n);
     json_decref(sent);
     kms_req_clean(&r);
+    return rc;
+}
+
+coffer_err kms_replica_pull(struct kms_service *svc, struct api_call *call, const struct kms_peer *p,
+                            const char *key_id, const json_t *extra)
+{
+    coffer_buf priv = COFFER_SECRET_BUF_INIT, spki = COFFER_BUF_INIT, box = COFFER_BUF_INIT;
+    json_t *body = NULL, *ans = NULL, *sent = NULL;
+    struct kms_material *mats = NULL;
+    size_t n = 0;
+    enum kms_spec spec;
+    coffer_err rc = COFFER_OK;
+    char id_arn[KMS_ARN_MAX];
+    TRY_OUT(replication_key(svc, &priv, &spki));
+    if ((body = json_pack("{s:s,s:s}", "SourceRegion", svc->region, "KeyId", key_id)) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(kms_out_blob(body, "PublicKey", coffer_buf_cursor(&spki), false));
+    TRY_OUT(peer_call(svc, p, "CofferPullReplica", body, &ans));
+    const char *text = json_string_value(json_object_get(ans, "KeyRecord"));
+    const char *wrapped = json_string_value(json_object_get(ans, "WrappedMaterial"));
+    /* Parsed on its own line: json_is_object is a macro that evaluates its argument twice. */
+    if (text != NULL) {
+        sent = json_loads(text, 0, NULL);
+    }
+    if (wrapped == NULL || coffer_b64_decode(coffer_cursor_from_str(wrapped), &box) != COFFER_OK ||
+        !json_is_object(sent)) {
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without a replica record.", p->region);
+    }
+    /* The replica's own description, tags and policy, which the caller gave here. */
+    if (extra != NULL && json_object_update(sent, (json_t *)extra) != 0) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(sent_record_check(call, p->region, sent, &spec));
+    const char *primary = mrc_primary(sent);
+    if (strcmp(json_string_value(json_object_get(sent, "KeyId")), key_id) != 0 ||
+        strcmp(primary, p->region) != 0) {
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered with another key's record.", p->region);
+    }
+    kms_key_arn(id_arn, sizeof(id_arn), call->region, call->caller->account_id, key_id);
+    kms_audit_key_arn(call, call->caller->account_id, id_arn);
+    TRY_OUT(open_materials(svc, call, coffer_buf_cursor(&box), sent, spec, &mats, &n));
+    rc = install_new_replica(svc, call, sent, mats, n, id_arn);
+    mats = NULL; /* taken */
+out:
+    materials_free(mats, n);
+    coffer_buf_free(&priv);
+    coffer_buf_free(&spki);
+    coffer_buf_free(&box);
+    json_decref(body);
+    json_decref(ans);
+    json_decref(sent);
     return rc;
 }
 
@@ -928,7 +1013,7 @@ coffer_err kms_replica_serve_gone(struct kms_service *svc, struct api_call *call
     char acct[API_ACCOUNT_ID_LEN + 1], id[KMS_KEY_ID_MAX + 1];
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_CofferReplicaDeleted, call->input, &r));
-    TRY_OUT(peer_caller_check(svc, call, r.source_region));
+    TRY_OUT(kms_peer_caller_check(svc, call, r.source_region));
     if (!kms_key_id_valid(r.key_id) || strncmp(r.key_id, "mrk-", 4) != 0) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica key id");
     }

@@ -95,6 +95,12 @@ static void free_key(void *p)
     kms_key_free(p);
 }
 
+/* ReplicateKey only, signed for a peer region: the replica side of a replication (kms_ops_region.c). */
+static bool scope_region_ok(void *state, const char *op, const char *region)
+{
+    return strcmp(op, "ReplicateKey") == 0 && kms_peer_find(state, region) != NULL;
+}
+
 coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_service **out)
 {
     ENSURE_REF(st);
@@ -134,6 +140,7 @@ coffer_err kms_service_new(store *st, seal *sl, const char *region, struct kms_s
     svc->api.errors = kms_errors;
     svc->api.n_errors = sizeof(kms_errors) / sizeof(kms_errors[0]);
     svc->api.sensitive_members = kms_sensitive_members;
+    svc->api.scope_region_ok = scope_region_ok;
     /* Keys whose waiting period ended are deleted at every tick of the scheduler. */
     svc->jobs[0] = (struct api_job){.name = "key deletion sweep", .fn = sweep_job, .ctx = svc, .period_s = 0};
     /* Due automatic rotations, found through their date index: a tick without any reads one entry. */

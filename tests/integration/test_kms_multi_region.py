@@ -317,6 +317,60 @@ class MultiRegionTest(unittest.TestCase):
         self.assertEqual((status, doc.get("__type")), (400, "ValidationException"))
 
 
+    # ---- ReplicateKey sent to the replica region (as Terraform's aws_kms_replica_key does) ----
+
+    def test_replicate_from_the_replica_endpoint(self):
+        key_id = self.kms[EAST].create_key(MultiRegion=True, Description="pulled")["KeyMetadata"]["KeyId"]
+        blob = self.kms[EAST].encrypt(KeyId=key_id, Plaintext=b"east")["CiphertextBlob"]
+        # The west's endpoint, signed for the east (the primary's region), the west's credentials.
+        west_as_east = self.servers[WEST].client("kms", region=EAST)
+
+        # The east's key policy lets its replication principal replicate nothing yet.
+        code, msg = self.error(west_as_east.replicate_key, KeyId=key_id, ReplicaRegion=WEST)
+        self.assertIn("AccessDeniedException", msg)
+        self.assertEqual(self.error(self.kms[WEST].describe_key, KeyId=key_id)[0], "NotFoundException")
+
+        self.iam[EAST].put_user_policy(UserName="replicator", PolicyName="replicate",
+                                       PolicyDocument=allow("kms:ReplicateKey"))
+        self.addCleanup(self.iam[EAST].delete_user_policy, UserName="replicator", PolicyName="replicate")
+
+        # A west user without kms:ReplicateKey on the primary key gets nothing either.
+        self.iam[WEST].create_user(UserName="creator-only")
+        self.addCleanup(self.iam[WEST].delete_user, UserName="creator-only")
+        self.iam[WEST].put_user_policy(UserName="creator-only", PolicyName="c", PolicyDocument=allow("kms:CreateKey"))
+        self.addCleanup(self.iam[WEST].delete_user_policy, UserName="creator-only", PolicyName="c")
+        k = self.iam[WEST].create_access_key(UserName="creator-only")["AccessKey"]
+        self.addCleanup(self.iam[WEST].delete_access_key, UserName="creator-only", AccessKeyId=k["AccessKeyId"])
+        weak = self.servers[WEST].client("kms", region=EAST, akid=k["AccessKeyId"], secret=k["SecretAccessKey"])
+        self.assertEqual(self.error(weak.replicate_key, KeyId=key_id, ReplicaRegion=WEST)[0],
+                         "AccessDeniedException")
+
+        out = west_as_east.replicate_key(KeyId=key_id, ReplicaRegion=WEST, Description="made in the west",
+                                         Tags=[{"TagKey": "side", "TagValue": "west"}])
+        meta = out["ReplicaKeyMetadata"]
+        self.assertEqual(meta["Arn"], self.arn(WEST, key_id))
+        self.assertEqual((meta["KeyState"], meta["Description"]), ("Creating", "made in the west"))
+        self.assertEqual(out["ReplicaTags"], [{"TagKey": "side", "TagValue": "west"}])
+        west = self.kms[WEST].describe_key(KeyId=key_id)["KeyMetadata"]
+        self.assertEqual(west["KeyState"], "Enabled")
+        self.assertEqual(west["MultiRegionConfiguration"]["MultiRegionKeyType"], "REPLICA")
+        self.assertEqual(west["MultiRegionConfiguration"]["PrimaryKey"]["Region"], EAST)
+        east = self.kms[EAST].describe_key(KeyId=key_id)["KeyMetadata"]
+        self.assertIn(WEST, [r["Region"] for r in east["MultiRegionConfiguration"]["ReplicaKeys"]])
+        self.assertEqual(self.kms[WEST].decrypt(CiphertextBlob=blob)["Plaintext"], b"east")
+        # Asked again: the replica exists.
+        self.assertEqual(self.error(west_as_east.replicate_key, KeyId=key_id, ReplicaRegion=WEST)[0],
+                         "AlreadyExistsException")
+
+        # Signed for the east, another replica region: the west creates replicas in the west only.
+        self.assertEqual(self.error(west_as_east.replicate_key, KeyId=key_id, ReplicaRegion=SOUTH)[0],
+                         "UnsupportedOperationException")
+        # Only ReplicateKey may be signed for another region, and only for a peer region.
+        self.assertEqual(self.error(west_as_east.describe_key, KeyId=key_id)[0], "InvalidSignatureException")
+        stranger = self.servers[WEST].client("kms", region="ca-central-1")
+        self.assertEqual(self.error(stranger.replicate_key, KeyId=key_id, ReplicaRegion=WEST)[0],
+                         "InvalidSignatureException")
+
     # ---- ReplicateKey's policy ----
 
     def test_replicate_key_lockout_safety_check(self):
