@@ -217,11 +217,12 @@ class KmsImportTest(ServerTestCase):
     # ---- expiry, audit, restart ------------------------------------------------------------------
 
     def test_expiry_by_the_scheduler(self):
-        """cofferd ticks every second here (--sweep-interval 1): material expiring in ~3 s is
-        deleted by the scheduler and the key waits for an import again."""
+        """cofferd ticks every second here (--sweep-interval 1): material expiring in ~10 s is
+        deleted by the scheduler and the key waits for an import again. (10 s: the import makes
+        an RSA wrapping key first, which takes seconds on a loaded machine.)"""
         md = self.external_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
         material = os.urandom(32)
-        valid_to = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(seconds=3)
+        valid_to = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(seconds=10)
         self.do_import(md["KeyId"], material, ValidTo=valid_to, ExpirationModel="KEY_MATERIAL_EXPIRES")
         d = self.kms.describe_key(KeyId=md["KeyId"])["KeyMetadata"]
         self.assertEqual(d["ExpirationModel"], "KEY_MATERIAL_EXPIRES")
