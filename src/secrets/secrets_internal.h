@@ -6,7 +6,8 @@
  *   {"Name", "Suffix" (the ARN's 6 random characters), "CreatedDate", "LastChangedDate",
  *    "LastAccessedDate" (ms; the last one at day granularity), "Description"?, "KmsKeyId"?
  *    (as the caller named it; absent: the default key), "Tags": [{"Key","Value"}...],
- *    "DeletedDate"?, "DeletionDate"? (scheduled deletion), "ResourcePolicy"?,
+ *    "DeletedDate"?, "DeletionDate"? (scheduled deletion), "ResourcePolicy"?, "Revision"
+ *    (counts the saves: a save over another than the one loaded is refused),
  *    "Versions": [{"VersionId", "Stages": [...], "CreatedDate", "LastAccessedDate"?,
  *                  "KeyArn", "DataKey" (KMS ciphertext of the data key), "Iv", "Data"
  *                  (AES-256-GCM of the value), "Binary" (SecretBinary or SecretString)}...]}
@@ -82,6 +83,8 @@ struct sm_secret {
     char key[SM_KEY_MAX]; /* store key */
     char arn[SM_ARN_MAX];
     bool cross_account; /* the caller's account is not the owner's */
+    bool stored;        /* the record was in the store when loaded */
+    int64_t revision;   /* and its "Revision" then: sm_save writes only over that revision */
 };
 
 /* ---- secrets_record.c: names, records, authorization, values ---- */
@@ -106,7 +109,9 @@ coffer_err sm_resolve_read(const struct sm *s, const struct api_call *call, cons
 coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
 void sm_secret_free(struct sm_secret *sec);
-/* Writes sec->rec (and the deletion index) in one transaction. */
+/* Writes sec->rec (and the deletion index) in one transaction, if the record is still what
+ * was loaded (sec->stored, sec->revision): several nodes may load the same record, and the
+ * second save would undo the first. Otherwise COFFER_ERR_STORE (a 500, which SDKs retry). */
 coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
     __attribute__((warn_unused_result));
 /* "secretsmanager:<action>" on the secret, identity policies and its resource policy combined. */

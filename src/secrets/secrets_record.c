@@ -134,6 +134,8 @@ static coffer_err load_named(const struct sm *s, store_txn *t, const char *accou
         coffer_str_copy(sec->account, sizeof(sec->account), account);
         coffer_str_copy(sec->region, sizeof(sec->region), region);
         sm_secret_arn(region, account, name, sm_str(rec, "Suffix"), sec->arn, sizeof(sec->arn));
+        sec->stored = true;
+        sec->revision = sm_int(rec, "Revision");
     }
     return COFFER_OK;
 }
@@ -220,6 +222,20 @@ static void deletion_key(const char *account, const char *region, const char *na
     snprintf(out, n, SM_DELETION_PREFIX "%016lld/%s/%s/%s", (long long)when, account, region, name);
 }
 
+/* In the save's transaction: the stored record is the one sec was loaded from. */
+static coffer_err check_unchanged(const struct sm *s, store_txn *t, const struct sm_secret *sec)
+{
+    json_t *cur = NULL;
+    TRY(load_record(s, t, sec->key, false, &cur));
+    bool same = (cur != NULL) == sec->stored && (cur == NULL || sm_int(cur, "Revision") == sec->revision);
+    json_decref(cur);
+    if (!same) {
+        return coffer_fail(COFFER_ERR_STORE,
+                           "The secret was changed by another request at the same time. Try again.");
+    }
+    return COFFER_OK;
+}
+
 coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
 {
     store_txn *t = NULL;
@@ -228,6 +244,7 @@ coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deleti
     coffer_err rc = COFFER_OK;
     int64_t deletion = sec->rec != NULL ? sm_int(sec->rec, "DeletionDate") : 0;
     TRY_OUT(store_txn_begin(s->st, &t));
+    TRY_OUT(check_unchanged(s, t, sec));
     if (old_deletion != 0 && old_deletion != deletion) {
         deletion_key(sec->account, sec->region, sec->name, old_deletion, dkey, sizeof(dkey));
         rc = store_txn_delete(t, dkey);
@@ -244,13 +261,18 @@ coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deleti
             deletion_key(sec->account, sec->region, sec->name, deletion, dkey, sizeof(dkey));
             TRY_OUT(store_txn_put(t, dkey, coffer_cursor_from_str(sec->key)));
         }
-        if ((text = json_dumps(sec->rec, JSON_COMPACT)) == NULL) {
+        if (json_object_set_new(sec->rec, "Revision", json_integer(sec->revision + 1)) != 0 ||
+            (text = json_dumps(sec->rec, JSON_COMPACT)) == NULL) {
             FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
         }
         TRY_OUT(store_txn_put(t, sec->key, coffer_cursor_from_str(text)));
     }
     rc = store_txn_commit(t);
     t = NULL;
+    if (rc == COFFER_OK) {
+        sec->stored = sec->rec != NULL;
+        sec->revision = sec->rec != NULL ? sec->revision + 1 : 0;
+    }
 out:
     store_txn_abort(t);
     free(text);

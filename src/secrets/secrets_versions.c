@@ -302,6 +302,9 @@ static void note_access(struct sm *s, const struct api_call *call, const struct 
     sec.rec = NULL;
     if (sm_load(s, NULL, sec.key, &sec.rec) == COFFER_OK && sec.rec != NULL &&
         strcmp(sm_str(sec.rec, "Suffix"), sm_str(read->rec, "Suffix")) == 0) {
+        /* saved over what was just loaded, not over what the read (maybe cached) saw */
+        sec.stored = true;
+        sec.revision = sm_int(sec.rec, "Revision");
         json_t *v = sm_version_find(json_object_get(sec.rec, "Versions"), vid);
         json_object_set_new(sec.rec, "LastAccessedDate", json_integer(today));
         if (v != NULL) {
