@@ -46,9 +46,9 @@ coffer_err audit_enc_header_line(const char head[AUDIT_HASH_HEX_LEN + 1], const 
                                  const char *file_name, const struct audit_data_key *k, coffer_buf *out)
 {
     coffer_err rc = COFFER_OK;
-    json_t *h = json_pack("{s:s, s:s, s:s, s:{s:s}}", "algorithm", AUDIT_ENC_ALGORITHM, "keyArn", k->key_arn,
-                          "encryptedDataKey", k->wrapped_b64, "encryptionContext", AUDIT_ENC_CONTEXT_KEY,
-                          file_name);
+    json_t *h =
+        json_pack("{s:s, s:s, s:s, s:{s:s}}", "algorithm", AUDIT_ENC_ALGORITHM, "keyArn", k->key_arn,
+                  "encryptedDataKey", k->wrapped_b64, "encryptionContext", AUDIT_ENC_CONTEXT_KEY, file_name);
     if (h == NULL) {
         return coffer_fail(COFFER_ERR_NOMEM, "out of memory framing the audit file header");
     }
@@ -83,7 +83,8 @@ out:
     return rc;
 }
 
-coffer_err audit_enc_header(const uint8_t *line, size_t len, bool *encrypted, char **wrapped_b64, char **key_arn)
+coffer_err audit_enc_header(const uint8_t *line, size_t len, bool *encrypted, char **wrapped_b64,
+                            char **key_arn)
 {
     coffer_err rc = COFFER_OK;
     *encrypted = false;
@@ -134,17 +135,17 @@ coffer_err audit_enc_open_line(coffer_cursor key, const char *file_name, const u
         FAIL_OUT(COFFER_ERR_AUDIT, "malformed encrypted audit event");
     }
     size_t before = plain->len;
-    TRY_OUT(crypto_aes_gcm_open(key, sealed.data, coffer_cursor_from_str(file_name),
-                                coffer_cursor_from(sealed.data + CRYPTO_AES_GCM_IV_LEN,
-                                                   sealed.len - CRYPTO_AES_GCM_IV_LEN),
-                                plain));
+    TRY_OUT(crypto_aes_gcm_open(
+        key, sealed.data, coffer_cursor_from_str(file_name),
+        coffer_cursor_from(sealed.data + CRYPTO_AES_GCM_IV_LEN, sealed.len - CRYPTO_AES_GCM_IV_LEN), plain));
     /* The event's own previousEventHash must be the line's: a sealed event moved to another
      * place in the same file decrypts, but no longer matches the chain it sits in. */
     if (plain->len - before < AUDIT_PREFIX_LEN ||
         memcmp(plain->data + before, line, AUDIT_PREFIX_HEAD_LEN + AUDIT_HASH_HEX_LEN) != 0) {
         coffer_secure_zero(plain->data + before, plain->len - before);
         plain->len = before;
-        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT, "the encrypted audit event is not the one of this place in the chain");
+        FAIL_OUT(COFFER_ERR_INVALID_CIPHERTEXT,
+                 "the encrypted audit event is not the one of this place in the chain");
     }
 out:
     coffer_buf_free(&sealed);
