@@ -786,11 +786,13 @@ coffer_err audit_trail_start_encryption(audit_trail *t, const struct audit_key_s
             rc = coffer_fail(COFFER_ERR_AUDIT, "the audit data key is malformed");
         }
         if (rc != COFFER_OK) {
+            char why[256]; /* the detail lives in the buffer the next failure writes */
+            snprintf(why, sizeof(why), "%s", coffer_last_message());
             audit_data_key_clean(&k);
-            return coffer_fail(COFFER_ERR_AUDIT, "no data key for the audit trail: %s",
-                               coffer_last_message());
+            return coffer_fail(COFFER_ERR_AUDIT, "no data key for the audit trail: %s", why);
         }
         int old_fd = -1;
+        bool failed = false;
         pthread_mutex_lock(&t->lock);
         if (t->file_no + 1 != want) {
             rc = COFFER_ERR_AUDIT; /* try again for the new next file */
@@ -805,13 +807,13 @@ coffer_err audit_trail_start_encryption(audit_trail *t, const struct audit_key_s
                 rc = write_header_locked(t);
             }
             if (rc != COFFER_OK) {
-                t->failed = true; /* neither plaintext nor encrypted from here: refuse events */
+                t->failed = failed = true; /* neither plaintext nor encrypted from here: refuse events */
             }
         }
         pthread_mutex_unlock(&t->lock);
         audit_data_key_clean(&k);
         after_append(t, old_fd, rc == COFFER_OK);
-        if (t->failed) {
+        if (failed) {
             return coffer_fail(COFFER_ERR_AUDIT, "the encrypted audit trail could not be started");
         }
     }

@@ -77,7 +77,9 @@ static awsclient *cat_client(const struct cat_args *a)
     }
     struct awsclient_config cfg = {
         .service = "kms",
-        .region = a->region != NULL ? a->region : region != NULL ? region : CAT_DEFAULT_REGION,
+        .region = a->region != NULL ? a->region
+                  : region != NULL  ? region
+                                    : CAT_DEFAULT_REGION,
         .endpoint = a->endpoint,
         .env_service = "KMS",
         .ca_bundle = a->ca,
@@ -94,7 +96,8 @@ out:
 }
 
 /* KMS Decrypt of the file's wrapped key; the key (secret) into `key`. 0 or -1 after a message. */
-static int unwrap_key(awsclient *c, const char *name, const char *wrapped_b64, const char *arn, coffer_buf *key)
+static int unwrap_key(awsclient *c, const char *name, const char *wrapped_b64, const char *arn,
+                      coffer_buf *key)
 {
     int ret = -1;
     struct awsclient_answer ans;
@@ -202,9 +205,10 @@ out:
 
 static void cat_usage(FILE *f)
 {
-    fprintf(f, "usage: coffer audit cat DIR FILE... [--endpoint URL] [--profile NAME] [--region R] [--ca PEM]\n"
-               "prints the events of trail files (trail-000002.jsonl) of DIR's audit trail; an encrypted\n"
-               "file's data key is decrypted by KMS with your credentials (kms:Decrypt on the trail's key)\n");
+    fprintf(f,
+            "usage: coffer audit cat DIR FILE... [--endpoint URL] [--profile NAME] [--region R] [--ca PEM]\n"
+            "prints the events of trail files (trail-000002.jsonl) of DIR's audit trail; an encrypted\n"
+            "file's data key is decrypted by KMS with your credentials (kms:Decrypt on the trail's key)\n");
 }
 
 int cli_audit_cat(int argc, char **argv)
