@@ -169,5 +169,21 @@ class EncryptedTrailTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
 
 
+class EncryptedTrailStartTest(unittest.TestCase):
+    """A trail that cannot have its key does not start in clear: cofferd refuses to start."""
+
+    def test_missing_key_refuses_start(self):
+        server = Cofferd(extra_args=("--quota-crypto-rps", "0"))
+        os.environ["COFFER_AUDIT_KMS_KEY_ID"] = "alias/no-such-key"
+        try:
+            with self.assertRaises(RuntimeError):
+                server.start()
+            self.assertIn("no data key for the audit trail", server.log())
+            self.assertIn("alias/no-such-key is not found", server.log())
+        finally:
+            del os.environ["COFFER_AUDIT_KMS_KEY_ID"]
+            server.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()
