@@ -38,7 +38,8 @@
 #define PREFIX_HEAD AUDIT_PREFIX_HEAD
 #define PREFIX_HEAD_LEN AUDIT_PREFIX_HEAD_LEN
 #define PREFIX_LEN AUDIT_PREFIX_LEN
-#define TAIL_CHUNK 65536 /* backwards scan on recovery */
+#define TAIL_CHUNK 65536        /* backwards scan on recovery */
+#define AUDIT_KEY_RETRY_MS 1000 /* a failed data key fetch is tried again after this */
 
 struct audit_trail {
     pthread_mutex_t lock;              /* guards everything below up to `failed` */
@@ -71,9 +72,10 @@ struct audit_trail {
     struct audit_data_key cur;  /* the current file's key */
     struct audit_data_key next; /* the key fetched ahead for file `next_for` (0: none yet) */
     unsigned next_for;
-    size_t header_size;   /* bytes of the current file's header line (0: plaintext) */
-    coffer_buf enc_out;   /* sealed lines on their way to write(2) (reused, under `lock`) */
-    atomic_bool fetching; /* a thread is fetching `next`: the others do not wait for it */
+    size_t header_size;       /* bytes of the current file's header line (0: plaintext) */
+    coffer_buf enc_out;       /* sealed lines on their way to write(2) (reused, under `lock`) */
+    atomic_bool fetching;     /* a thread is fetching `next`: the others do not wait for it */
+    _Atomic int64_t retry_ms; /* after a failed fetch, no other before this time */
 };
 
 static const char zero_hash[AUDIT_HASH_HEX_LEN + 1] =
@@ -514,6 +516,7 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
     coffer_buf_init(&t->cur.key, true);
     coffer_buf_init(&t->next.key, true);
     atomic_init(&t->fetching, false);
+    atomic_init(&t->retry_ms, 0);
     t->dir = strdup(dir);
     if (t->dir == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -723,7 +726,7 @@ static coffer_err prepare_locked(audit_trail *t, size_t len, int *old_fd, bool *
  */
 static void prefetch_key(audit_trail *t)
 {
-    if (atomic_exchange(&t->fetching, true)) {
+    if (coffer_now_ms() < atomic_load(&t->retry_ms) || atomic_exchange(&t->fetching, true)) {
         return;
     }
     pthread_mutex_lock(&t->lock);
@@ -735,6 +738,8 @@ static void prefetch_key(audit_trail *t)
         struct audit_data_key k = {.key = COFFER_SECRET_BUF_INIT};
         file_name_of(want, name);
         if (t->ks->data_key(t->ks->ctx, name, &k) != COFFER_OK) {
+            /* Not on every event while KMS refuses (each refusal is an event of its own). */
+            atomic_store(&t->retry_ms, coffer_now_ms() + AUDIT_KEY_RETRY_MS);
             log_error("audit: no data key for %s yet: %s", name, coffer_last_message());
         } else if (k.key.len != AUDIT_ENC_KEY_LEN || k.wrapped_b64 == NULL) {
             log_error("audit: the data key for %s is malformed", name);

@@ -1767,15 +1767,19 @@ static void test_encrypted_trail_waits_for_key(void **state)
     fk.fail = false;
     assert_int_equal(audit_trail_start_encryption(t, &ks), COFFER_OK);
     unsigned files = count_files(dir);
+    unsigned calls = fk.calls;
     fk.fail = true; /* the key fetched ahead is consumed by the first rotation, then none comes */
     append_n(t, 0, 30);
     assert_int_equal(count_files(dir), files + 1);
+    assert_int_equal(fk.calls - calls, 1); /* one refusal, then no call until the retry time */
     assert_int_equal(audit_trail_digest(t), COFFER_OK);
     append_n(t, 30, 2);
     assert_int_equal(count_files(dir), files + 1);
     fk.fail = false;
-    append_n(t, 32, 2); /* the key comes: the next events start the next file */
-    append_n(t, 34, 8);
+    append_n(t, 32, 2);
+    assert_int_equal(count_files(dir), files + 1);
+    usleep(1100 * 1000);
+    append_n(t, 34, 8); /* the key comes: the next events start the next file */
     assert_true(count_files(dir) > files + 1);
     fk.t = NULL;
     audit_trail_close(t);
