@@ -1792,6 +1792,72 @@ static void test_encrypted_trail_waits_for_key(void **state)
     tmpdir_free(dir);
 }
 
+struct enc_worker {
+    audit_trail *t;
+    int from;
+};
+
+static void *enc_worker_main(void *arg)
+{
+    struct enc_worker *w = arg;
+    audit_batch *b = NULL;
+    if (audit_batch_new(&b) != COFFER_OK) {
+        return (void *)1;
+    }
+    for (int i = 0; i < 100; i++) {
+        json_t *ev = make_event(w->from + i);
+        coffer_err rc = audit_trail_append(w->t, ev);
+        json_decref(ev);
+        bool oversized;
+        audit_line_begin(b);
+        audit_line_string(b, "eventName", "Encrypt", false);
+        if (rc != COFFER_OK || audit_line_end(b, &oversized) != COFFER_OK ||
+            audit_trail_write_batch(w->t, b) != COFFER_OK) {
+            audit_batch_free(b);
+            return (void *)1;
+        }
+    }
+    audit_batch_free(b);
+    return NULL;
+}
+
+/* Threads appending while files rotate and keys are fetched ahead: one chain, every event sealed. */
+static void test_encrypted_trail_concurrent(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    struct fake_kms fk = {0};
+    audit_trail *t = NULL;
+    struct audit_trail_options o = {.rotate_bytes = 8192, .encrypted = true};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    fk.t = t;
+    struct audit_key_source ks = {.data_key = fake_data_key, .ctx = &fk};
+    assert_int_equal(audit_trail_start_encryption(t, &ks), COFFER_OK);
+    unsigned first = count_files(dir);
+    pthread_t th[4];
+    struct enc_worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct enc_worker){.t = t, .from = i * 1000};
+        assert_int_equal(pthread_create(&th[i], NULL, enc_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        void *ret;
+        assert_int_equal(pthread_join(th[i], &ret), 0);
+        assert_null(ret);
+    }
+    fk.t = NULL;
+    audit_trail_close(t);
+    assert_int_equal(audit_verify_dir(dir, NULL), COFFER_OK);
+    unsigned n = count_files(dir), enc = 0;
+    assert_true(n > first + 5);
+    for (unsigned f = first; f <= n; f++) {
+        assert_false(file_has(dir, f, "eventName"));
+        enc += decrypt_file(dir, f, "Encrypt");
+    }
+    assert_int_equal(enc, 800);
+    tmpdir_free(dir);
+}
+
 static int digest_setup(void **state)
 {
     (void)state;
@@ -1846,6 +1912,7 @@ int main(void)
         cmocka_unit_test(test_encrypted_trail_round_trip),
         cmocka_unit_test(test_encrypted_trail_tampered),
         cmocka_unit_test(test_encrypted_trail_waits_for_key),
+        cmocka_unit_test(test_encrypted_trail_concurrent),
     };
     return cmocka_run_group_tests(tests, digest_setup, digest_teardown);
 }
