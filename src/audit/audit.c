@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,8 @@
 #define PREFIX_HEAD AUDIT_PREFIX_HEAD
 #define PREFIX_HEAD_LEN AUDIT_PREFIX_HEAD_LEN
 #define PREFIX_LEN AUDIT_PREFIX_LEN
-#define TAIL_CHUNK 65536 /* backwards scan on recovery */
+#define TAIL_CHUNK 65536        /* backwards scan on recovery */
+#define AUDIT_KEY_RETRY_MS 1000 /* a failed data key fetch is tried again after this */
 
 struct audit_trail {
     pthread_mutex_t lock;              /* guards everything below up to `failed` */
@@ -62,7 +64,18 @@ struct audit_trail {
     struct audit_digest_state dg; /* where the digest chain stands */
     pthread_t digester;           /* writes a digest at every period boundary */
     bool digester_started;
+    bool enc_pending;           /* opened for encryption: never append to the recovered file */
     pthread_cond_t digest_cond; /* CLOCK_REALTIME: boundaries are wall-clock times */
+    /* Encryption: set once under `lock` by audit_trail_start_encryption (NULL: plaintext). */
+    const struct audit_key_source *ks;
+    bool enc_cur;               /* the current file is encrypted under `cur` */
+    struct audit_data_key cur;  /* the current file's key */
+    struct audit_data_key next; /* the key fetched ahead for file `next_for` (0: none yet) */
+    unsigned next_for;
+    size_t header_size;       /* bytes of the current file's header line (0: plaintext) */
+    coffer_buf enc_out;       /* sealed lines on their way to write(2) (reused, under `lock`) */
+    atomic_bool fetching;     /* a thread is fetching `next`: the others do not wait for it */
+    _Atomic int64_t retry_ms; /* after a failed fetch, no other before this time */
 };
 
 static const char zero_hash[AUDIT_HASH_HEX_LEN + 1] =
@@ -327,6 +340,11 @@ static coffer_err recover(audit_trail *t)
     for (size_t i = count - 1; !found && i > 0; i--) {
         TRY_OUT(older_file_hash(t, nums[i - 1], &found));
     }
+    if (t->file_size > 0 && t->enc_pending) {
+        /* Maybe another run's encrypted file, whose key this run has not fetched: the next
+         * event starts a new file. */
+        t->closed = true;
+    }
     if (t->sign_key != NULL && t->file_no <= t->dg.last_file) {
         /* A digest listed the newest file (a clean stop closed it): it is never written again. */
         close(t->fd);
@@ -400,7 +418,8 @@ static coffer_err digest_now(audit_trail *t, bool final)
     unsigned closed_upto;
     pthread_mutex_lock(&t->digest_lock);
     pthread_mutex_lock(&t->lock);
-    if (t->file_size > 0) {
+    /* An encrypted file is closed only once the next one's key is there (or nothing follows). */
+    if (t->file_size > t->header_size && (final || t->ks == NULL || t->next_for == t->file_no + 1)) {
         t->closed = true;
         closed_upto = t->file_no;
     } else {
@@ -493,6 +512,11 @@ coffer_err audit_trail_open_ex(const char *dir, const struct audit_trail_options
     t->sync_ms = opts ? opts->sync_interval_ms : 0;
     t->sign_key = opts ? opts->sign_key : NULL;
     t->period_ms = opts && opts->period_ms ? opts->period_ms : AUDIT_PERIOD_MS_DEFAULT;
+    t->enc_pending = opts != NULL && opts->encrypted;
+    coffer_buf_init(&t->cur.key, true);
+    coffer_buf_init(&t->next.key, true);
+    atomic_init(&t->fetching, false);
+    atomic_init(&t->retry_ms, 0);
     t->dir = strdup(dir);
     if (t->dir == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -573,6 +597,9 @@ void audit_trail_close(audit_trail *t)
     pthread_mutex_destroy(&t->sync_lock);
     pthread_mutex_destroy(&t->digest_lock);
     audit_digest_state_clean(&t->dg);
+    audit_data_key_clean(&t->cur);
+    audit_data_key_clean(&t->next);
+    coffer_buf_free(&t->enc_out);
     free(t->node_id);
     free(t->dir);
     free(t);
@@ -628,7 +655,176 @@ static coffer_err rotate_locked(audit_trail *t, int *old_fd)
     t->fd = fd;
     t->file_no++;
     t->file_size = 0;
+    t->header_size = 0;
     t->closed = false;
+    if (t->ks != NULL) {
+        /* The caller checked that `next` is this file's key; its header goes first. */
+        audit_data_key_clean(&t->cur);
+        t->cur = t->next;
+        memset(&t->next, 0, sizeof(t->next));
+        coffer_buf_init(&t->next.key, true);
+        t->next_for = 0;
+        t->enc_cur = true;
+    }
+    return COFFER_OK;
+}
+
+static void file_name_of(unsigned num, char out[32])
+{
+    snprintf(out, 32, AUDIT_FILE_FMT, num);
+}
+
+static void hash_into_head(audit_trail *t, const uint8_t *line, size_t len)
+{
+    uint8_t h[CRYPTO_SHA256_LEN];
+    crypto_sha256(line, len, h);
+    coffer_hex_encode(h, sizeof(h), t->head);
+}
+
+static coffer_err write_locked(audit_trail *t, const char *line, size_t len);
+
+/* Under t->lock: the header line of a new encrypted file, chained like an event. */
+static coffer_err write_header_locked(audit_trail *t)
+{
+    char name[32];
+    file_name_of(t->file_no, name);
+    t->enc_out.len = 0;
+    TRY(audit_enc_header_line(t->head, t->node_id, name, &t->cur, &t->enc_out));
+    TRY(write_locked(t, (const char *)t->enc_out.data, t->enc_out.len));
+    hash_into_head(t, t->enc_out.data, t->enc_out.len - 1);
+    t->file_size = t->header_size = t->enc_out.len;
+    return COFFER_OK;
+}
+
+/*
+ * Under t->lock, before `len` more bytes: rotates when the file is full or closed (an
+ * encrypted trail only once the next file's key is there: until then the current file goes
+ * on), writes a new encrypted file's header, and sets *want_key when the next key is missing.
+ */
+static coffer_err prepare_locked(audit_trail *t, size_t len, int *old_fd, bool *want_key)
+{
+    if (t->failed) {
+        return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
+    }
+    if (t->file_size > t->header_size && (t->closed || t->file_size + len > t->rotate_bytes) &&
+        (t->ks == NULL || t->next_for == t->file_no + 1)) {
+        TRY(rotate_locked(t, old_fd));
+    }
+    if (t->ks != NULL) {
+        if (t->file_size == 0) {
+            TRY(write_header_locked(t));
+        }
+        *want_key = t->next_for != t->file_no + 1;
+    }
+    return COFFER_OK;
+}
+
+/*
+ * Outside every lock: fetches the key of the file after the current one unless another
+ * thread is at it (a thread whose own KMS call records an event comes back here and leaves
+ * at once). A failure is logged; the next append tries again.
+ */
+static void prefetch_key(audit_trail *t)
+{
+    if (coffer_now_ms() < atomic_load(&t->retry_ms) || atomic_exchange(&t->fetching, true)) {
+        return;
+    }
+    pthread_mutex_lock(&t->lock);
+    unsigned want = t->file_no + 1;
+    bool have = t->next_for == want;
+    pthread_mutex_unlock(&t->lock);
+    if (!have) {
+        char name[32];
+        struct audit_data_key k = {.key = COFFER_SECRET_BUF_INIT};
+        file_name_of(want, name);
+        if (t->ks->data_key(t->ks->ctx, name, &k) != COFFER_OK) {
+            /* Not on every event while KMS refuses (each refusal is an event of its own). */
+            atomic_store(&t->retry_ms, coffer_now_ms() + AUDIT_KEY_RETRY_MS);
+            log_error("audit: no data key for %s yet: %s", name, coffer_last_message());
+        } else if (k.key.len != AUDIT_ENC_KEY_LEN || k.wrapped_b64 == NULL) {
+            log_error("audit: the data key for %s is malformed", name);
+        } else {
+            pthread_mutex_lock(&t->lock);
+            if (t->file_no + 1 == want && t->next_for != want) {
+                audit_data_key_clean(&t->next);
+                t->next = k;
+                t->next_for = want;
+                memset(&k, 0, sizeof(k));
+            }
+            pthread_mutex_unlock(&t->lock);
+        }
+        audit_data_key_clean(&k);
+    }
+    atomic_store(&t->fetching, false);
+}
+
+/* After an append, outside the lock: a rotation is finished and a missing key fetched. */
+static void after_append(audit_trail *t, int old_fd, bool want_key)
+{
+    if (old_fd >= 0) {
+        if (fdatasync(old_fd) != 0) {
+            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
+        }
+        close(old_fd);
+        sync_dir(t->dir);
+    }
+    if (want_key) {
+        prefetch_key(t);
+    }
+}
+
+coffer_err audit_trail_start_encryption(audit_trail *t, const struct audit_key_source *ks)
+{
+    ENSURE_REF(t);
+    ENSURE_REF(ks);
+    coffer_err rc = COFFER_ERR_AUDIT;
+    /* A few tries: the fetch's own event may have made the current file rotate by size. */
+    for (int attempt = 0; attempt < 3 && rc != COFFER_OK; attempt++) {
+        pthread_mutex_lock(&t->lock);
+        unsigned want = t->file_no + 1;
+        pthread_mutex_unlock(&t->lock);
+        char name[32];
+        struct audit_data_key k = {.key = COFFER_SECRET_BUF_INIT};
+        file_name_of(want, name);
+        rc = ks->data_key(ks->ctx, name, &k);
+        if (rc == COFFER_OK && (k.key.len != AUDIT_ENC_KEY_LEN || k.wrapped_b64 == NULL)) {
+            rc = coffer_fail(COFFER_ERR_AUDIT, "the audit data key is malformed");
+        }
+        if (rc != COFFER_OK) {
+            char why[256]; /* the detail lives in the buffer the next failure writes */
+            snprintf(why, sizeof(why), "%s", coffer_last_message());
+            audit_data_key_clean(&k);
+            return coffer_fail(COFFER_ERR_AUDIT, "no data key for the audit trail: %s", why);
+        }
+        int old_fd = -1;
+        bool failed = false;
+        pthread_mutex_lock(&t->lock);
+        if (t->file_no + 1 != want) {
+            rc = COFFER_ERR_AUDIT; /* try again for the new next file */
+        } else {
+            t->ks = ks;
+            audit_data_key_clean(&t->next);
+            t->next = k;
+            t->next_for = want;
+            memset(&k, 0, sizeof(k));
+            rc = rotate_locked(t, &old_fd);
+            if (rc == COFFER_OK) {
+                rc = write_header_locked(t);
+            }
+            if (rc != COFFER_OK) {
+                t->failed = failed = true; /* neither plaintext nor encrypted from here: refuse events */
+            }
+        }
+        pthread_mutex_unlock(&t->lock);
+        audit_data_key_clean(&k);
+        after_append(t, old_fd, rc == COFFER_OK);
+        if (failed) {
+            return coffer_fail(COFFER_ERR_AUDIT, "the encrypted audit trail could not be started");
+        }
+    }
+    if (rc != COFFER_OK) {
+        return coffer_fail(COFFER_ERR_AUDIT, "the audit trail kept rotating while its data key was fetched");
+    }
     return COFFER_OK;
 }
 
@@ -823,17 +1019,23 @@ static coffer_err frame_event(json_t *event, coffer_buf *line)
  * still to sync and close, goes to *old_fd), splices the chain head into the framed line, writes
  * it and makes its hash the new head.
  */
-static coffer_err append_locked(audit_trail *t, char *line, size_t len, int *old_fd)
+static coffer_err append_locked(audit_trail *t, char *line, size_t len, int *old_fd, bool *want_key)
 {
     /* frame_event made the line: prefix with a head slot, at least "{}" and the newline. */
     assert(len > PREFIX_LEN && line[len - 1] == '\n');
-    if (t->failed) {
-        return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
-    }
-    if (t->file_size > 0 && (t->closed || t->file_size + len > t->rotate_bytes)) {
-        TRY(rotate_locked(t, old_fd));
-    }
+    TRY(prepare_locked(t, len, old_fd, want_key));
     memcpy(line + PREFIX_HEAD_LEN, t->head, AUDIT_HASH_HEX_LEN);
+    if (t->enc_cur) {
+        char name[32];
+        file_name_of(t->file_no, name);
+        t->enc_out.len = 0;
+        TRY(audit_enc_seal_line(&t->cur, name, t->head, t->node_id, (const uint8_t *)line, len - 1,
+                                &t->enc_out));
+        TRY(write_locked(t, (const char *)t->enc_out.data, t->enc_out.len));
+        hash_into_head(t, t->enc_out.data, t->enc_out.len - 1);
+        t->file_size += t->enc_out.len;
+        return COFFER_OK;
+    }
     TRY(write_locked(t, line, len));
     uint8_t h[CRYPTO_SHA256_LEN];
     crypto_sha256(line, len - 1, h);
@@ -875,21 +1077,47 @@ coffer_err audit_trail_append(audit_trail *t, json_t *event)
     size_t len = framed.len;
 
     /* Critical section: splice the head, write, hash the new line. */
+    bool want_key = false;
     pthread_mutex_lock(&t->lock);
-    rc = append_locked(t, line, len, &old_fd);
+    rc = append_locked(t, line, len, &old_fd, &want_key);
     pthread_mutex_unlock(&t->lock);
 
     /* Whether or not the line was written: a rotation that happened is finished here. */
-    if (old_fd >= 0) {
-        if (fdatasync(old_fd) != 0) {
-            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
-        }
-        close(old_fd);
-        sync_dir(t->dir);
-    }
+    after_append(t, old_fd, want_key);
 out:
     coffer_buf_free(&framed);
     return rc;
+}
+
+/*
+ * With t->lock held, the current file encrypted: as write_batch_locked, each line sealed into
+ * t->enc_out and chained by its sealed form, all of them still one write(2).
+ */
+static coffer_err write_sealed_batch_locked(audit_trail *t, coffer_buf *lines)
+{
+    char name[32];
+    char head[AUDIT_HASH_HEX_LEN + 1];
+    file_name_of(t->file_no, name);
+    memcpy(head, t->head, sizeof(head));
+    t->enc_out.len = 0;
+    char *l = (char *)lines->data;
+    char *end = l + lines->len;
+    while (l < end) {
+        char *nl = memchr(l, '\n', (size_t)(end - l));
+        assert(nl != NULL && (size_t)(nl - l) >= PREFIX_LEN);
+        memcpy(l + PREFIX_HEAD_LEN, head, AUDIT_HASH_HEX_LEN);
+        size_t at = t->enc_out.len;
+        TRY(audit_enc_seal_line(&t->cur, name, head, t->node_id, (const uint8_t *)l, (size_t)(nl - l),
+                                &t->enc_out));
+        uint8_t h[CRYPTO_SHA256_LEN];
+        crypto_sha256(t->enc_out.data + at, t->enc_out.len - at - 1, h);
+        coffer_hex_encode(h, sizeof(h), head);
+        l = nl + 1;
+    }
+    TRY(write_locked(t, (const char *)t->enc_out.data, t->enc_out.len));
+    memcpy(t->head, head, sizeof(head));
+    t->file_size += t->enc_out.len;
+    return COFFER_OK;
 }
 
 /*
@@ -898,13 +1126,11 @@ out:
  * worked, makes the last line's hash the head. The chain is spliced under the lock because
  * each line's hash depends on the line before it, whichever thread wrote that one.
  */
-static coffer_err write_batch_locked(audit_trail *t, coffer_buf *lines, int *old_fd)
+static coffer_err write_batch_locked(audit_trail *t, coffer_buf *lines, int *old_fd, bool *want_key)
 {
-    if (t->failed) {
-        return coffer_fail(COFFER_ERR_AUDIT, "the audit trail is in a failed state");
-    }
-    if (t->file_size > 0 && (t->closed || t->file_size + lines->len > t->rotate_bytes)) {
-        TRY(rotate_locked(t, old_fd));
+    TRY(prepare_locked(t, lines->len, old_fd, want_key));
+    if (t->enc_cur) {
+        return write_sealed_batch_locked(t, lines);
     }
     char head[AUDIT_HASH_HEX_LEN + 1];
     memcpy(head, t->head, sizeof(head));
@@ -936,16 +1162,11 @@ coffer_err audit_trail_write_batch(audit_trail *t, audit_batch *b)
         return COFFER_OK;
     }
     int old_fd = -1;
+    bool want_key = false;
     pthread_mutex_lock(&t->lock);
-    coffer_err rc = write_batch_locked(t, &b->lines, &old_fd);
+    coffer_err rc = write_batch_locked(t, &b->lines, &old_fd, &want_key);
     pthread_mutex_unlock(&t->lock);
-    if (old_fd >= 0) {
-        if (fdatasync(old_fd) != 0) {
-            log_error("audit: fdatasync of the rotated file failed: %s", strerror(errno));
-        }
-        close(old_fd);
-        sync_dir(t->dir);
-    }
+    after_append(t, old_fd, want_key);
     b->lines.len = 0;
     b->count = 0;
     return rc;

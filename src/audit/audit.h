@@ -61,6 +61,48 @@ typedef struct crypto_pkey crypto_pkey;
 /* The sealed store record holding node <id>'s signing key (PKCS#8 DER): AUDIT_SIGNING_KEY_RECORD<id>. */
 #define AUDIT_SIGNING_KEY_RECORD "audit/signing-key/"
 
+/*
+ * Encrypted trail (audit_enc.c). With a key source (audit_trail_start_encryption) every new
+ * file gets its own 256-bit data key, made by KMS under the deployment's key with the
+ * encryption context {AUDIT_ENC_CONTEXT_KEY: "<file name>"} (envelope encryption). The file's
+ * first line is a header, chained like an event:
+ *   {"previousEventHash":"..",["nodeId":"..",]"auditEncryption":{"algorithm":"AES_256_GCM",
+ *    "keyArn":"..","encryptedDataKey":"<base64 CiphertextBlob>","encryptionContext":{..}}}
+ * and every event line is
+ *   {"previousEventHash":"..",["nodeId":"..",]"encryptedEvent":"<base64 nonce||ciphertext||tag>"}
+ * where the ciphertext is AES-256-GCM (12-byte random nonce, AAD the file name) of the event's
+ * plaintext line, whose own previousEventHash is the same value. The chain hashes these
+ * ciphertext lines, not the plaintext: `coffer audit verify` and the digests never need the
+ * key (their event counts include the header lines), and the per-file summary of a digest has
+ * no event times for an encrypted file. Each line is still one write(2), so an acknowledged
+ * event survives kill -9. With encryption on, the hot path adds one GCM seal and one base64
+ * encoding per event under the trail lock; with it off, one branch.
+ */
+#define AUDIT_ENC_HEADER_FIELD "auditEncryption"
+#define AUDIT_ENC_EVENT_FIELD "encryptedEvent"
+#define AUDIT_ENC_ALGORITHM "AES_256_GCM"
+#define AUDIT_ENC_CONTEXT_KEY "coffer:auditFile"
+#define AUDIT_ENC_KEY_LEN 32
+#define AUDIT_ENC_ARN_MAX 256
+
+/* One file's data key: plaintext (a secret buffer) and its KMS ciphertext blob. */
+struct audit_data_key {
+    coffer_buf key;                  /* AUDIT_ENC_KEY_LEN bytes, secret */
+    char *wrapped_b64;               /* malloc'd base64 CiphertextBlob */
+    char key_arn[AUDIT_ENC_ARN_MAX]; /* the KMS key's ARN */
+};
+void audit_data_key_clean(struct audit_data_key *k); /* wipes and frees; accepts a zeroed one */
+
+/*
+ * Where data keys come from. `data_key` makes a fresh key for the trail file `file_name`
+ * ("trail-000002.jsonl": the encryption context). It is called outside every trail lock,
+ * and it may append to the trail itself (an in-process KMS call records its own event).
+ */
+struct audit_key_source {
+    coffer_err (*data_key)(void *ctx, const char *file_name, struct audit_data_key *out);
+    void *ctx;
+};
+
 struct audit_trail_options {
     size_t rotate_bytes;         /* 0: AUDIT_ROTATE_BYTES_DEFAULT */
     unsigned sync_interval_ms;   /* > 0: a background thread fdatasyncs the trail this often */
@@ -68,6 +110,9 @@ struct audit_trail_options {
                                   * AUDIT_NODE_FIELD (audit_trail_append adds it) */
     const crypto_pkey *sign_key; /* borrowed, RSA-2048, outlives the trail; NULL: no digests */
     unsigned period_ms;          /* digest period with sign_key; 0: AUDIT_PERIOD_MS_DEFAULT */
+    bool encrypted;              /* audit_trail_start_encryption will follow: the file the trail
+                                  * recovered is not appended to (it may be another run's
+                                  * encrypted file, whose key this run does not hold) */
 };
 
 /* Whether `id` is a valid node id (see AUDIT_NODE_ID_MAX). */
@@ -114,6 +159,32 @@ void audit_trail_close(audit_trail *t); /* stops the sync thread, fdatasyncs, cl
  * truncated away, and if even that fails the trail stays failed and refuses every append).
  */
 coffer_err audit_trail_append(audit_trail *t, json_t *event) __attribute__((warn_unused_result));
+
+/*
+ * Turns encryption on (`ks` borrowed, outlives the trail): fetches a key for the next file
+ * (the fetch's own KMS event goes to the current file), then starts that file encrypted.
+ * The trail opens before KMS is up, so the events of a run until this call (the start of the
+ * daemon and the first key's GenerateDataKey, never a client request: call it before serving)
+ * are in a plaintext file of their own. Afterwards the key of the file after the current one
+ * is fetched ahead, outside the trail lock, whenever a file starts; until it is there the
+ * current file is neither rotated by size nor closed by a digest. COFFER_ERR_AUDIT when no key
+ * could be had.
+ */
+coffer_err audit_trail_start_encryption(audit_trail *t, const struct audit_key_source *ks)
+    __attribute__((warn_unused_result));
+
+/*
+ * Reading encrypted files (`coffer audit cat`). audit_enc_header parses a file's first line:
+ * *encrypted false for a plaintext file; otherwise *wrapped_b64 and *key_arn (malloc'd) to
+ * decrypt through KMS with the encryption context {AUDIT_ENC_CONTEXT_KEY: file name}.
+ * audit_enc_open_line decrypts one event line of file `file_name` into `plain` (a secret
+ * buffer is advised: it is the event): COFFER_ERR_INVALID_CIPHERTEXT for a line that was
+ * changed, moved to another file or is not under `key`, COFFER_ERR_AUDIT for a malformed one.
+ */
+coffer_err audit_enc_header(const uint8_t *line, size_t len, bool *encrypted, char **wrapped_b64,
+                            char **key_arn) __attribute__((warn_unused_result));
+coffer_err audit_enc_open_line(coffer_cursor key, const char *file_name, const uint8_t *line, size_t len,
+                               coffer_buf *plain) __attribute__((warn_unused_result));
 
 /* fdatasync of the current file (for shutdown and tests). COFFER_ERR_AUDIT on failure. */
 coffer_err audit_trail_sync(audit_trail *t) __attribute__((warn_unused_result));

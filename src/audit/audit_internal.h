@@ -97,4 +97,17 @@ bool audit_line_check_node(const uint8_t *line, size_t len, const char prev_hex[
 coffer_err audit_verify_walk(const char *dir, const char *node_id, const char *anchor, FILE *report,
                              struct audit_verify_result *res);
 
+/* ---------------------------------------------------------------- encrypted files (audit_enc.c) */
+
+/* Appends the header line (with its newline) of encrypted file `file_name` chained to `head`. */
+coffer_err audit_enc_header_line(const char head[AUDIT_HASH_HEX_LEN + 1], const char *node_id,
+                                 const char *file_name, const struct audit_data_key *k, coffer_buf *out);
+/*
+ * Appends the encrypted line (with its newline) of the plaintext line `plain` (without its
+ * newline, its previousEventHash already `head`) of file `file_name`.
+ */
+coffer_err audit_enc_seal_line(const struct audit_data_key *k, const char *file_name,
+                               const char head[AUDIT_HASH_HEX_LEN + 1], const char *node_id,
+                               const uint8_t *plain, size_t len, coffer_buf *out);
+
 #endif

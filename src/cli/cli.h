@@ -15,6 +15,8 @@
 
 /* `coffer audit verify DIR`: checks the hash chain of DIR/audit/ (cli_audit.c). */
 int cli_audit_main(int argc, char **argv);
+/* `coffer audit cat DIR FILE...`: prints trail files, decrypting encrypted ones through KMS. */
+int cli_audit_cat(int argc, char **argv);
 
 /* `coffer encrypt` / `coffer decrypt`: AWS Encryption SDK messages (cli_esdk.c). */
 int cli_encrypt_main(int argc, char **argv);

@@ -4,6 +4,7 @@
  *
  *   coffer audit verify DIR [DIR2 ...] [--from T] [--to T] [--public-key FILE]... [--anchor HASH]
  *   coffer audit public-key DIR [--node-id ID] [--seal SPEC]
+ *   coffer audit cat DIR FILE... [--endpoint URL] [--profile NAME] [--region R] [--ca PEM]
  *
  * verify validates each DIR the way `aws cloudtrail validate-logs` validates a trail: every
  * digest (DIR/audit/digest/) valid, invalid or missing, every trail file valid, modified,
@@ -33,22 +34,26 @@
 
 static void audit_usage(FILE *f)
 {
-    fprintf(f, "usage: coffer audit verify DIR [DIR2 ...] [--from TIME] [--to TIME] [--public-key FILE]...\n"
-               "                           [--anchor HASH]\n"
-               "       coffer audit public-key DIR [--node-id ID] [--seal SPEC]\n\n"
-               "verify checks the audit trail in DIR/" AUDIT_SUBDIR "/ of each cofferd data directory (a\n"
-               "directory holding the trail-*.jsonl files directly is accepted too), one node each:\n"
-               "every signed digest is reported valid, invalid or missing, every trail file valid,\n"
-               "modified, deleted or missing, and the hash chain of the events is recomputed.\n"
-               "--from/--to (ISO 8601 UTC, 2026-12-06T05:00:00Z) limit the report to digests of that\n"
-               "time. --public-key (PEM, repeatable) names the keys to trust; without it the key in\n"
-               "DIR/" AUDIT_SUBDIR "/" AUDIT_PUBLIC_KEY_FILE
-               " is used, which whoever can write DIR can replace:\n"
-               "keep a copy from `coffer audit public-key` elsewhere. --anchor HASH (one DIR): the\n"
-               "event with that hash, printed by an earlier run, must still be in the chain.\n"
-               "public-key opens DIR's seal (--seal as cofferd's, default the provider DIR records)\n"
-               "and prints the public key of node ID's digest signing key (default: the only one).\n"
-               "exit status: 0 valid, 1 a problem found or unreadable, 2 usage error\n");
+    fprintf(
+        f,
+        "usage: coffer audit verify DIR [DIR2 ...] [--from TIME] [--to TIME] [--public-key FILE]...\n"
+        "                           [--anchor HASH]\n"
+        "       coffer audit public-key DIR [--node-id ID] [--seal SPEC]\n"
+        "       coffer audit cat DIR FILE... [--endpoint URL] [--profile NAME] [--region R] [--ca PEM]\n\n"
+        "verify checks the audit trail in DIR/" AUDIT_SUBDIR "/ of each cofferd data directory (a\n"
+        "directory holding the trail-*.jsonl files directly is accepted too), one node each:\n"
+        "every signed digest is reported valid, invalid or missing, every trail file valid,\n"
+        "modified, deleted or missing, and the hash chain of the events is recomputed.\n"
+        "--from/--to (ISO 8601 UTC, 2026-12-06T05:00:00Z) limit the report to digests of that\n"
+        "time. --public-key (PEM, repeatable) names the keys to trust; without it the key in\n"
+        "DIR/" AUDIT_SUBDIR "/" AUDIT_PUBLIC_KEY_FILE " is used, which whoever can write DIR can replace:\n"
+        "keep a copy from `coffer audit public-key` elsewhere. --anchor HASH (one DIR): the\n"
+        "event with that hash, printed by an earlier run, must still be in the chain.\n"
+        "public-key opens DIR's seal (--seal as cofferd's, default the provider DIR records)\n"
+        "and prints the public key of node ID's digest signing key (default: the only one).\n"
+        "cat prints the events of trail files; an encrypted file's data key is decrypted by KMS\n"
+        "with your own credentials, so it takes kms:Decrypt on the trail's key.\n"
+        "exit status: 0 valid, 1 a problem found or unreadable, 2 usage error\n");
 }
 
 static int is_dir(const char *p)
@@ -330,6 +335,9 @@ int cli_audit_main(int argc, char **argv)
             audit_usage(stderr);
         }
         return ret;
+    }
+    if (argc >= 2 && strcmp(argv[1], "cat") == 0) {
+        return cli_audit_cat(argc, argv);
     }
     if (argc >= 3 && strcmp(argv[1], "public-key") == 0) {
         const char *node = NULL, *spec = NULL;

@@ -122,6 +122,14 @@ static coffer_err set_region(struct server_config *c, const char *v)
     return copy_str(c->region, sizeof(c->region), v, "region");
 }
 
+static coffer_err set_audit_kms_key(struct server_config *c, const char *v)
+{
+    if (v[0] == '\0') {
+        return coffer_fail(COFFER_ERR_CONFIG, "--audit-kms-key-id needs a key ARN, key id or alias");
+    }
+    return copy_str(c->audit_kms_key_id, sizeof(c->audit_kms_key_id), v, "audit KMS key id");
+}
+
 static coffer_err set_node_id(struct server_config *c, const char *v)
 {
     if (!audit_node_id_valid(v)) {
@@ -370,6 +378,9 @@ static const struct config_option options[] = {
     {"audit-period-ms", "COFFER_AUDIT_PERIOD_MS", true, set_audit_period,
      "trail files rotate and a signed digest is written every period, on wall-clock multiples "
      "(default 3600000: hourly)"},
+    {"audit-kms-key-id", "COFFER_AUDIT_KMS_KEY_ID", true, set_audit_kms_key,
+     "encrypt the audit trail: each file gets a data key under this KMS key (ARN, key id or alias) of "
+     "the default account, whose root the key policy must allow kms:GenerateDataKey"},
     {"peer", "COFFER_PEER", true, set_peer,
      "peer region for multi-Region keys, repeatable: REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME]"
      "[,principal=ARN] (several in one value separated by ';')"},

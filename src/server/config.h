@@ -42,8 +42,9 @@ struct server_config {
         audit_unauth_per_source;    /* trail events per source address per window for failed authentication */
     unsigned audit_unauth_total;    /* the same from all sources together */
     unsigned audit_unauth_window_s; /* the window, seconds */
-    char node_id[AUDIT_NODE_ID_MAX + 1]; /* this node's audit chain; "" = derived at start */
-    unsigned audit_period_ms;            /* trail rotation and digest period (default an hour) */
+    char node_id[AUDIT_NODE_ID_MAX + 1];      /* this node's audit chain; "" = derived at start */
+    unsigned audit_period_ms;                 /* trail rotation and digest period (default an hour) */
+    char audit_kms_key_id[AUDIT_ENC_ARN_MAX]; /* "": the trail in clear; else its files' KMS key */
     char log_level[16];
     struct kms_settings kms;         /* KMS resource quotas and peer regions (kms/kms.h) */
     struct secrets_settings secrets; /* Secrets Manager (secrets/secrets.h) */

@@ -32,6 +32,7 @@
 #include "quota/quota.h"
 #include "seal/seal.h"
 #include "server/audit_key.h"
+#include "server/audit_kms.h"
 #include "seal/seal_provider.h"
 #include "server/config.h"
 #include "server/services.h"
@@ -255,6 +256,7 @@ static void services_stop(struct running_service *run, size_t n)
 int cofferd_main(int argc, char **argv, const struct api_module *const *extra, size_t n_extra)
 {
     struct server_config cfg;
+    struct server_audit_kms audit_kms = {0}; /* the encrypted trail's key source, once KMS is up */
     coffer_err rc = COFFER_OK;
     store *st = NULL, *records = NULL; /* the bare store (the seal's keyring) and its sealed view */
     seal *sl = NULL;
@@ -346,6 +348,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
         .node_id = cfg.node_id,
         .sign_key = audit_key,
         .period_ms = cfg.audit_period_ms,
+        .encrypted = cfg.audit_kms_key_id[0] != '\0',
     };
     TRY_OUT(audit_trail_open_ex(path, &trail_opts, &trail));
     log_info("audit: node %s, digests every %u ms", cfg.node_id, cfg.audit_period_ms);
@@ -426,6 +429,19 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
         }
     }
 
+    if (cfg.audit_kms_key_id[0] != '\0') {
+        /* KMS is up now: the events so far (the start, this first key's GenerateDataKey) stay
+         * in a plaintext file of their own; from here on every event is sealed. Before serving,
+         * so no client request is ever recorded in clear. */
+        const struct kms_api *kms = service_lookup(&started, "kms");
+        if (kms == NULL) {
+            FAIL_OUT(COFFER_ERR_CONFIG, "--audit-kms-key-id needs the KMS service");
+        }
+        server_audit_kms_init(&audit_kms, kms, cfg.audit_kms_key_id, cfg.region);
+        TRY_OUT(audit_trail_start_encryption(trail, &audit_kms.source));
+        log_info("audit: trail files encrypted under %s", cfg.audit_kms_key_id);
+    }
+
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     struct http_server_config hcfg = {
         .listen_host = cfg.listen_host,
@@ -476,6 +492,8 @@ out:
         pthread_mutex_unlock(&sched.lock);
         pthread_join(sched.thread, NULL);
     }
+    /* No data key is asked of a stopping KMS: the current trail file goes on instead. */
+    atomic_store(&audit_kms.stopped, true);
     services_stop(running, n_running);
     authz_free(az); /* before the directory it asks for identity policies */
     iam_services_free(identity);

@@ -1509,6 +1509,355 @@ static void test_digest_misc(void **state)
     tmpdir_free(dir);
 }
 
+/* ---------------------------------------------------------------- encrypted files */
+
+#define ENC_ARN "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+/*
+ * A stand-in for KMS: the "wrapped" key is base64 of file name || key, so the test can unwrap
+ * it and check the encryption context; like an in-process KMS call it records its own event
+ * in the trail it serves, from inside data_key.
+ */
+struct fake_kms {
+    audit_trail *t;
+    unsigned calls;
+    bool fail;
+};
+
+static coffer_err fake_data_key(void *ctx, const char *file_name, struct audit_data_key *out)
+{
+    struct fake_kms *k = ctx;
+    k->calls++;
+    if (k->t != NULL) {
+        json_t *ev = json_pack("{s:s, s:s, s:{s:s}}", "eventName", "GenerateDataKey", "eventTime",
+                               "2026-11-23T09:00:00Z", "requestParameters", "file", file_name);
+        coffer_err rc = audit_trail_append(k->t, ev);
+        json_decref(ev);
+        if (rc != COFFER_OK) {
+            return rc;
+        }
+    }
+    if (k->fail) {
+        return coffer_fail(COFFER_ERR_AUDIT, "KMS is down");
+    }
+    uint8_t raw[64 + AUDIT_ENC_KEY_LEN];
+    size_t nl = strlen(file_name);
+    assert_true(nl <= 64);
+    memcpy(raw, file_name, nl);
+    assert_int_equal(crypto_random(raw + nl, AUDIT_ENC_KEY_LEN), COFFER_OK);
+    assert_int_equal(coffer_buf_append(&out->key, raw + nl, AUDIT_ENC_KEY_LEN), COFFER_OK);
+    coffer_buf b64 = COFFER_BUF_INIT;
+    assert_int_equal(coffer_b64_encode(coffer_cursor_from(raw, nl + AUDIT_ENC_KEY_LEN), &b64), COFFER_OK);
+    assert_int_equal(coffer_buf_nul_terminate(&b64), COFFER_OK);
+    out->wrapped_b64 = strdup((const char *)b64.data);
+    coffer_buf_free(&b64);
+    snprintf(out->key_arn, sizeof(out->key_arn), "%s", ENC_ARN);
+    return COFFER_OK;
+}
+
+/* Unwraps a fake key, checking it was made for `file_name`. */
+static void fake_unwrap(const char *wrapped_b64, const char *file_name, coffer_buf *key)
+{
+    coffer_buf raw = COFFER_BUF_INIT;
+    assert_int_equal(coffer_b64_decode(coffer_cursor_from_str(wrapped_b64), &raw), COFFER_OK);
+    size_t nl = strlen(file_name);
+    assert_int_equal(raw.len, nl + AUDIT_ENC_KEY_LEN);
+    assert_memory_equal(raw.data, file_name, nl);
+    assert_int_equal(coffer_buf_append(key, raw.data + nl, AUDIT_ENC_KEY_LEN), COFFER_OK);
+    coffer_buf_free(&raw);
+}
+
+/*
+ * Decrypts every event of file `num` (which must be encrypted), checking each against the
+ * file's key; returns how many events had eventName `name`.
+ */
+static unsigned decrypt_file(const char *dir, unsigned num, const char *name)
+{
+    char fname[32];
+    snprintf(fname, sizeof(fname), "trail-%06u.jsonl", num);
+    struct lines l;
+    lines_read(file_path(dir, num), &l);
+    assert_true(l.n >= 1);
+    bool enc;
+    char *wrapped, *arn;
+    assert_int_equal(audit_enc_header((const uint8_t *)l.line[0], l.len[0] - 1, &enc, &wrapped, &arn),
+                     COFFER_OK);
+    assert_true(enc);
+    assert_string_equal(arn, ENC_ARN);
+    coffer_buf key = COFFER_SECRET_BUF_INIT;
+    fake_unwrap(wrapped, fname, &key);
+    unsigned hits = 0;
+    for (size_t i = 1; i < l.n; i++) {
+        coffer_buf plain = COFFER_SECRET_BUF_INIT;
+        assert_int_equal(audit_enc_open_line(coffer_buf_cursor(&key), fname, (const uint8_t *)l.line[i],
+                                             l.len[i] - 1, &plain),
+                         COFFER_OK);
+        json_t *ev = json_loadb((const char *)plain.data, plain.len, 0, NULL);
+        assert_non_null(ev);
+        assert_non_null(json_object_get(ev, AUDIT_HASH_FIELD));
+        const char *en = json_string_value(json_object_get(ev, "eventName"));
+        hits += en != NULL && strcmp(en, name) == 0;
+        json_decref(ev);
+        coffer_buf_free(&plain);
+    }
+    coffer_buf_free(&key);
+    free(wrapped);
+    free(arn);
+    free(l.buf);
+    return hits;
+}
+
+static bool file_has(const char *dir, unsigned num, const char *needle)
+{
+    struct lines l;
+    lines_read(file_path(dir, num), &l);
+    bool found = false;
+    for (size_t i = 0; i < l.n && !found; i++) {
+        found = memmem(l.line[i], l.len[i], needle, strlen(needle)) != NULL;
+    }
+    free(l.buf);
+    return found;
+}
+
+static unsigned count_files(const char *dir)
+{
+    unsigned n = 0;
+    while (access(file_path(dir, n + 1), F_OK) == 0) {
+        n++;
+    }
+    return n;
+}
+
+/* One run: startup events in clear, then every event sealed, files rotating by size. */
+static void enc_run(const char *dir, struct fake_kms *fk, unsigned *first_enc)
+{
+    audit_trail *t = NULL;
+    struct audit_trail_options o = {
+        .rotate_bytes = 4096, .node_id = NODE, .sign_key = sign_key, .period_ms = 3600000, .encrypted = true};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    fk->t = t;
+    struct audit_key_source ks = {.data_key = fake_data_key, .ctx = fk};
+    append_n(t, 0, 2); /* before KMS is up */
+    assert_int_equal(audit_trail_start_encryption(t, &ks), COFFER_OK);
+    *first_enc = count_files(dir);
+    append_n(t, 100, 30);
+    audit_batch *b = NULL;
+    assert_int_equal(audit_batch_new(&b), COFFER_OK);
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 4; i++) {
+            bool oversized;
+            audit_line_begin(b);
+            audit_line_string(b, "eventName", "Decrypt", false);
+            audit_line_string(b, AUDIT_NODE_FIELD, NODE, false);
+            assert_int_equal(audit_line_end(b, &oversized), COFFER_OK);
+        }
+        assert_int_equal(audit_trail_write_batch(t, b), COFFER_OK);
+    }
+    audit_batch_free(b);
+    assert_int_equal(audit_trail_digest(t), COFFER_OK);
+    append_n(t, 200, 3);
+    audit_trail_close(t);
+    fk->t = NULL;
+}
+
+static void test_encrypted_trail_round_trip(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    struct fake_kms fk = {0};
+    unsigned runs_first[2], runs_last[2];
+    for (int run = 0; run < 2; run++) {
+        enc_run(dir, &fk, &runs_first[run]);
+        runs_last[run] = count_files(dir);
+        /* The run's startup file is in clear: the start events and the first key's event. */
+        assert_true(file_has(dir, runs_first[run] - 1, "\"eventName\":\"Encrypt\""));
+        assert_true(file_has(dir, runs_first[run] - 1, "\"eventName\":\"GenerateDataKey\""));
+    }
+    assert_true(runs_last[0] - runs_first[0] >= 3); /* rotated by size, each file its own key */
+    for (int run = 0; run < 2; run++) {
+        unsigned enc = 0, dec = 0;
+        for (unsigned f = runs_first[run]; f <= runs_last[run]; f++) {
+            assert_false(file_has(dir, f, "eventName"));
+            assert_false(file_has(dir, f, "req-"));
+            enc += decrypt_file(dir, f, "Encrypt");
+            dec += decrypt_file(dir, f, "Decrypt");
+        }
+        assert_int_equal(enc, 33);
+        assert_int_equal(dec, 20);
+    }
+    /* Verification needs no key: the chain and the digests hold over the sealed lines. */
+    struct audit_verify_result r;
+    assert_int_equal(audit_verify_dir_ex(dir, NULL, &r), COFFER_OK);
+    struct audit_digest_result dr;
+    assert_int_equal(audit_verify_digests(dir, NULL, 0, 0, INT64_MAX, NULL, &dr), COFFER_OK);
+    assert_int_equal(dr.files_modified + dr.files_missing + dr.digests_invalid, 0);
+    tmpdir_free(dir);
+}
+
+static void test_encrypted_trail_tampered(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    struct fake_kms fk = {0};
+    unsigned first;
+    enc_run(dir, &fk, &first);
+    char fname[32];
+    snprintf(fname, sizeof(fname), "trail-%06u.jsonl", first);
+    struct lines l, other;
+    lines_read(file_path(dir, first), &l);
+    lines_read(file_path(dir, first + 1), &other);
+    assert_true(l.n >= 3 && other.n >= 2);
+    bool enc;
+    char *wrapped, *arn;
+    assert_int_equal(audit_enc_header((const uint8_t *)l.line[0], l.len[0] - 1, &enc, &wrapped, &arn),
+                     COFFER_OK);
+    coffer_buf key = COFFER_SECRET_BUF_INIT, plain = COFFER_SECRET_BUF_INIT;
+    fake_unwrap(wrapped, fname, &key);
+    const uint8_t *line = (const uint8_t *)l.line[2];
+    size_t len = l.len[2] - 1;
+    assert_int_equal(audit_enc_open_line(coffer_buf_cursor(&key), fname, line, len, &plain), COFFER_OK);
+    /* Under another file's name (the AAD), another key, or another place in the chain. */
+    plain.len = 0;
+    assert_int_equal(audit_enc_open_line(coffer_buf_cursor(&key), "trail-000099.jsonl", line, len, &plain),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
+    uint8_t wrong[AUDIT_ENC_KEY_LEN] = {0};
+    assert_int_equal(audit_enc_open_line(coffer_cursor_from(wrong, sizeof(wrong)), fname, line, len, &plain),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
+    char *moved = malloc(len);
+    memcpy(moved, line, len);
+    memcpy(moved + strlen("{\"previousEventHash\":\""), l.line[1] + strlen("{\"previousEventHash\":\""), 64);
+    assert_int_equal(audit_enc_open_line(coffer_buf_cursor(&key), fname, (uint8_t *)moved, len, &plain),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
+    free(moved);
+    assert_int_equal(plain.len, 0);
+    assert_int_equal(audit_enc_open_line(coffer_buf_cursor(&key), fname, (const uint8_t *)"{}", 2, &plain),
+                     COFFER_ERR_AUDIT);
+    /* One base64 character of the sealed event changed: it fails to open, and the chain breaks. */
+    char *ct = memmem(l.line[2], l.len[2], "\"encryptedEvent\":\"", 18);
+    assert_non_null(ct);
+    ct += 18 + 20;
+    *ct = *ct == 'A' ? 'B' : 'A';
+    assert_int_equal(audit_enc_open_line(coffer_buf_cursor(&key), fname, line, len, &plain),
+                     COFFER_ERR_INVALID_CIPHERTEXT);
+    lines_write(file_path(dir, first), &l);
+    verify_breaks_at(dir, fname, 4, "previousEventHash");
+    coffer_buf_free(&key);
+    coffer_buf_free(&plain);
+    free(wrapped);
+    free(arn);
+    free(l.buf);
+    free(other.buf);
+    tmpdir_free(dir);
+}
+
+/* Without the next file's key the current file goes on, past its size and its period. */
+static void test_encrypted_trail_waits_for_key(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    struct fake_kms fk = {0};
+    audit_trail *t = NULL;
+    struct audit_trail_options o = {
+        .rotate_bytes = 2048, .node_id = NODE, .sign_key = sign_key, .encrypted = true};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    fk.t = t;
+    struct audit_key_source ks = {.data_key = fake_data_key, .ctx = &fk};
+    fk.fail = true;
+    assert_int_equal(audit_trail_start_encryption(t, &ks), COFFER_ERR_AUDIT);
+    fk.fail = false;
+    assert_int_equal(audit_trail_start_encryption(t, &ks), COFFER_OK);
+    unsigned files = count_files(dir);
+    unsigned calls = fk.calls;
+    fk.fail = true; /* the key fetched ahead is consumed by the first rotation, then none comes */
+    append_n(t, 0, 30);
+    assert_int_equal(count_files(dir), files + 1);
+    assert_int_equal(fk.calls - calls, 1); /* one refusal, then no call until the retry time */
+    assert_int_equal(audit_trail_digest(t), COFFER_OK);
+    append_n(t, 30, 2);
+    assert_int_equal(count_files(dir), files + 1);
+    fk.fail = false;
+    append_n(t, 32, 2);
+    assert_int_equal(count_files(dir), files + 1);
+    usleep(1100 * 1000);
+    append_n(t, 34, 8); /* the key comes: the next events start the next file */
+    assert_true(count_files(dir) > files + 1);
+    fk.t = NULL;
+    audit_trail_close(t);
+    assert_int_equal(audit_verify_dir(dir, NULL), COFFER_OK);
+    unsigned enc = 0;
+    for (unsigned f = files; f <= count_files(dir); f++) {
+        enc += decrypt_file(dir, f, "Encrypt");
+    }
+    assert_int_equal(enc, 42);
+    tmpdir_free(dir);
+}
+
+struct enc_worker {
+    audit_trail *t;
+    int from;
+};
+
+static void *enc_worker_main(void *arg)
+{
+    struct enc_worker *w = arg;
+    audit_batch *b = NULL;
+    if (audit_batch_new(&b) != COFFER_OK) {
+        return (void *)1;
+    }
+    for (int i = 0; i < 100; i++) {
+        json_t *ev = make_event(w->from + i);
+        coffer_err rc = audit_trail_append(w->t, ev);
+        json_decref(ev);
+        bool oversized;
+        audit_line_begin(b);
+        audit_line_string(b, "eventName", "Encrypt", false);
+        if (rc != COFFER_OK || audit_line_end(b, &oversized) != COFFER_OK ||
+            audit_trail_write_batch(w->t, b) != COFFER_OK) {
+            audit_batch_free(b);
+            return (void *)1;
+        }
+    }
+    audit_batch_free(b);
+    return NULL;
+}
+
+/* Threads appending while files rotate and keys are fetched ahead: one chain, every event sealed. */
+static void test_encrypted_trail_concurrent(void **state)
+{
+    (void)state;
+    char *dir = tmpdir_new();
+    struct fake_kms fk = {0};
+    audit_trail *t = NULL;
+    struct audit_trail_options o = {.rotate_bytes = 8192, .encrypted = true};
+    assert_int_equal(audit_trail_open_ex(dir, &o, &t), COFFER_OK);
+    fk.t = t;
+    struct audit_key_source ks = {.data_key = fake_data_key, .ctx = &fk};
+    assert_int_equal(audit_trail_start_encryption(t, &ks), COFFER_OK);
+    unsigned first = count_files(dir);
+    pthread_t th[4];
+    struct enc_worker w[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct enc_worker){.t = t, .from = i * 1000};
+        assert_int_equal(pthread_create(&th[i], NULL, enc_worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        void *ret;
+        assert_int_equal(pthread_join(th[i], &ret), 0);
+        assert_null(ret);
+    }
+    fk.t = NULL;
+    audit_trail_close(t);
+    assert_int_equal(audit_verify_dir(dir, NULL), COFFER_OK);
+    unsigned n = count_files(dir), enc = 0;
+    assert_true(n > first + 5);
+    for (unsigned f = first; f <= n; f++) {
+        assert_false(file_has(dir, f, "eventName"));
+        enc += decrypt_file(dir, f, "Encrypt");
+    }
+    assert_int_equal(enc, 800);
+    tmpdir_free(dir);
+}
+
 static int digest_setup(void **state)
 {
     (void)state;
@@ -1560,6 +1909,10 @@ int main(void)
         cmocka_unit_test(test_digest_replaced_key),
         cmocka_unit_test(test_digest_other_node_events),
         cmocka_unit_test(test_digest_misc),
+        cmocka_unit_test(test_encrypted_trail_round_trip),
+        cmocka_unit_test(test_encrypted_trail_tampered),
+        cmocka_unit_test(test_encrypted_trail_waits_for_key),
+        cmocka_unit_test(test_encrypted_trail_concurrent),
     };
     return cmocka_run_group_tests(tests, digest_setup, digest_teardown);
 }
