@@ -52,6 +52,9 @@
 #define SM_PREVIOUS "AWSPREVIOUS"
 #define SM_PENDING "AWSPENDING"
 #define SM_DELETION_PREFIX "secrets-deletion/"
+#define SM_ROTATION_PREFIX "secrets-rotation/"
+#define SM_ROTATION_MAX_DAYS 1000 /* AutomaticallyAfterDays, rate(N days) */
+#define SM_ROTATION_MIN_HOURS 4   /* no schedule rotates more often */
 
 struct sm {
     store *st;
@@ -136,6 +139,40 @@ coffer_err sm_value_check(const struct sm_value *v, bool required) __attribute__
 bool sm_value_given(const struct sm_value *v);
 coffer_cursor sm_value_cursor(const struct sm_value *v);
 void sm_value_free(struct sm_value *v);
+
+/* ---- secrets_schedule.c: rotation schedules (pure) ---- */
+
+enum sm_schedule_kind { SM_SCHED_NONE = 0, SM_SCHED_DAYS, SM_SCHED_HOURS, SM_SCHED_CRON };
+
+/* A cron calendar: one flag per value of each field (index = the value). */
+struct sm_cron {
+    uint8_t minute[60], hour[24], dom[32], month[13], dow[8], year[2200];
+    bool by_dom;   /* the day of the month decides (the day of the week is '?') */
+    bool last_dom; /* "L": the last day of the month */
+    int dow_nth;   /* "D#n": the n-th such day of the month; 0: any */
+    bool dow_last; /* "DL": the last such day of the month */
+};
+
+struct sm_schedule {
+    enum sm_schedule_kind kind;
+    int64_t every;    /* SM_SCHED_DAYS / SM_SCHED_HOURS: N */
+    int window_hours; /* Duration; 0: AWS's default window */
+    struct sm_cron cron;
+};
+
+/*
+ * RotationRules into *out: AutomaticallyAfterDays (`after_days` > 0) or a ScheduleExpression
+ * (NULL: none), and a Duration (NULL: none). InvalidParameterException for an expression AWS
+ * would refuse (both given, a malformed rate or cron, more often than every 4 hours).
+ */
+coffer_err sm_schedule_parse(const char *expression, int64_t after_days, const char *duration,
+                             struct sm_schedule *out) __attribute__((warn_unused_result));
+/*
+ * When the schedule next opens a rotation window strictly after `after_ms`: a rate counts its
+ * periods from `from_ms` (the last rotation) with days of `day_ms`; a cron expression is read in
+ * UTC. 0 when it never does again (SM_SCHED_NONE, a cron calendar that has ended).
+ */
+int64_t sm_schedule_next(const struct sm_schedule *sch, int64_t from_ms, int64_t after_ms, int64_t day_ms);
 
 /* ---- secrets_labels.c: versions and staging labels (pure) ---- */
 
