@@ -13,7 +13,9 @@
  *
  * versions in creation order. A secret scheduled for deletion also has an index record
  * "secrets-deletion/<16-digit DeletionDate>/<account>/<region>/<name>" the deletion job scans
- * in date order.
+ * in date order; one with rotation work ahead (secrets_rotation.c: "RotationEnabled",
+ * "RotationLambdaARN", "RotationRules", "LastRotatedDate", "NextRotationDate", "RotationDue",
+ * "Rotation") has "secrets-rotation/<16-digit RotationDue>/<account>/<region>/<name>".
  *
  * Writes are serialised by one mutex of the service: a writer loads the record, decides,
  * encrypts (KMS may write its AWS managed key on first use: never inside our transaction) and
@@ -56,6 +58,8 @@
 #define SM_ROTATION_MAX_DAYS 1000 /* AutomaticallyAfterDays, rate(N days) */
 #define SM_ROTATION_MIN_HOURS 4   /* no schedule rotates more often */
 
+struct sm_rotor; /* secrets_rotation.c: the rotation worker */
+
 struct sm {
     store *st;
     authz *az;                 /* NULL: any authenticated caller may do anything in its account */
@@ -65,8 +69,15 @@ struct sm {
     void *record_ctx;
     pthread_mutex_t wmu; /* serialises every read-decide-write of a secret record */
     struct api_service api;
-    struct api_job jobs[1];
+    struct api_job jobs[2];
     struct secrets_api inproc; /* secrets_inproc.c */
+    /* Rotation (secrets_rotation.c) */
+    int64_t rotation_day_ms;                           /* one day of a rotation schedule */
+    int64_t step_timeout_ms;                           /* one step of a rotation function */
+    const struct secrets_rotation_function *functions; /* the configured ones (borrowed) */
+    size_t n_functions;
+    char runner[40];        /* this process: who claimed a rotation in progress */
+    struct sm_rotor *rotor; /* the worker thread running rotations */
 };
 
 /* Fills s->inproc (secrets_inproc.c). */
@@ -80,7 +91,8 @@ struct sm_secret {
     char name[SM_NAME_MAX + 1];
     char key[SM_KEY_MAX]; /* store key */
     char arn[SM_ARN_MAX];
-    bool cross_account; /* the caller's account is not the owner's */
+    bool cross_account;   /* the caller's account is not the owner's */
+    int64_t rotation_due; /* the record's RotationDue when loaded: where its index entry is */
 };
 
 /* ---- secrets_record.c: names, records, authorization, values ---- */
@@ -97,11 +109,15 @@ void sm_secret_arn(const char *region, const char *account, const char *name, co
  * there is none); through `t` when not NULL. */
 coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *call, const char *id,
                       struct sm_secret *sec) __attribute__((warn_unused_result));
+/* The secret stored under `key` ("secrets/<account>/<region>/<name>") into *sec; sec->rec is
+ * NULL when there is none. */
+coffer_err sm_load_key(const struct sm *s, const char *key, struct sm_secret *sec)
+    __attribute__((warn_unused_result));
 /* Loads the record of sec->key again (after the mutex was taken). */
 coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
 void sm_secret_free(struct sm_secret *sec);
-/* Writes sec->rec (and the deletion index) in one transaction. */
+/* Writes sec->rec (and the deletion and rotation indexes) in one transaction. */
 coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
     __attribute__((warn_unused_result));
 /* "secretsmanager:<action>" on the secret, identity policies and its resource policy combined. */
@@ -221,6 +237,37 @@ coffer_err sm_list_collect(const struct sm *s, const struct api_call *call, cons
 coffer_err sm_sweep(void *ctx, int64_t now_ms) __attribute__((warn_unused_result));
 /* A page offset from a NextToken (InvalidNextTokenException when it is not one). */
 coffer_err sm_token_offset(const char *token, size_t *offset) __attribute__((warn_unused_result));
+
+/* ---- secrets_rotation.c ---- */
+
+/* The store key of a secret's rotation index entry for RotationDue `when`. */
+void sm_rotation_index_key(const struct sm_secret *sec, int64_t when, char *out, size_t n);
+/* DescribeSecret's rotation members of `rec` into `o`: RotationEnabled, RotationLambdaARN,
+ * RotationRules, LastRotatedDate, NextRotationDate. */
+coffer_err sm_rotation_describe(const json_t *rec, json_t *o) __attribute__((warn_unused_result));
+/* Starts (stops) the rotation worker of `s`. */
+coffer_err sm_rotor_start(struct sm *s) __attribute__((warn_unused_result));
+void sm_rotor_stop(struct sm *s);
+/* The rotation job: starts every rotation whose RotationDue has come (a scheduled window, a
+ * failed rotation's retry, a rotation whose runner died mid-way). */
+coffer_err sm_rotation_job(void *ctx, int64_t now_ms) __attribute__((warn_unused_result));
+/* True once the service is stopping: a running rotation step gives up. */
+bool sm_rotor_stopping(const struct sm *s);
+
+/* ---- secrets_rotator.c: running one step of a rotation function ---- */
+
+/*
+ * Runs `step` of the rotation of `secret_arn` with ClientRequestToken `token` through `f`,
+ * at most s->step_timeout_ms. COFFER_OK when the function reported success; otherwise an error
+ * and the reason in why (for the trail; never a secret value).
+ */
+coffer_err sm_rotator_step(struct sm *s, const struct secrets_rotation_function *f, const char *region,
+                           const char *secret_arn, const char *token, const char *step, char *why,
+                           size_t why_n) __attribute__((warn_unused_result));
+/* The built-in rotators (secrets_rotator_pg.c): "postgres-single-user", "postgres-alternating-users". */
+coffer_err sm_pg_rotator_step(struct sm *s, const char *strategy, const char *region, const char *secret_arn,
+                              const char *token, const char *step, char *why, size_t why_n)
+    __attribute__((warn_unused_result));
 
 /* ---- secrets_versions.c ---- */
 

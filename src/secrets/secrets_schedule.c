@@ -169,7 +169,8 @@ static coffer_err parse_cron(const char *body, size_t n, struct sm_schedule *out
             break;
         }
         if (k == 6) {
-            return bad("a cron expression has six fields: minutes hours day-of-month month day-of-week year.");
+            return bad(
+                "a cron expression has six fields: minutes hours day-of-month month day-of-week year.");
         }
         f[k] = body + i;
         while (i < n && body[i] != ' ') {

@@ -107,10 +107,10 @@ static void test_cron_syntax(void **state)
     parse_ok("cron(0 10 ? * 2#1 *)", &s);
     parse_ok("cron(0/30 */4 1-10/3 JAN,jul ? *)", &s);
     parse_ok("cron(0 0 ? * SUN *)", &s);
-    parse_bad("cron(0 16 1,15 * * *)");    /* neither day field is '?' */
-    parse_bad("cron(0 16 ? * ? *)");       /* both are */
-    parse_bad("cron(0 16 1 * ?)");         /* five fields */
-    parse_bad("cron(0 16 1 * ? * *)");     /* seven */
+    parse_bad("cron(0 16 1,15 * * *)"); /* neither day field is '?' */
+    parse_bad("cron(0 16 ? * ? *)");    /* both are */
+    parse_bad("cron(0 16 1 * ?)");      /* five fields */
+    parse_bad("cron(0 16 1 * ? * *)");  /* seven */
     parse_bad("cron(60 16 1 * ? *)");
     parse_bad("cron(0 24 1 * ? *)");
     parse_bad("cron(0 0 32 * ? *)");
