@@ -165,16 +165,15 @@ static coffer_err record_event(const struct sm *s, const struct sm_secret *sec, 
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     const char *source = "secretsmanager.amazonaws.com";
-    json_t *ev =
-        json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
-                  "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
-                  "eventVersion", "1.08", "userIdentity", "accountId", sec->account, "invokedBy", source,
-                  "eventTime", when, "eventSource", source, "eventName", name, "awsRegion", sec->region,
-                  "sourceIPAddress", source, "userAgent", source, "requestParameters", "responseElements",
-                  "additionalEventData", "SecretId", sec->arn, "eventID", ids[0], "readOnly", 0, "resources",
-                  "accountId", sec->account, "type", "AWS::SecretsManager::Secret", "ARN", sec->arn, "eventType",
-                  "AwsServiceEvent", "managementEvent", 1, "recipientAccountId", sec->account, "eventCategory",
-                  "Management");
+    json_t *ev = json_pack(
+        "{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:s,s:s,s:s,s:n,s:n,s:{s:s},s:s,s:b,"
+        "s:[{s:s,s:s,s:s}],s:s,s:b,s:s,s:s}",
+        "eventVersion", "1.08", "userIdentity", "accountId", sec->account, "invokedBy", source, "eventTime",
+        when, "eventSource", source, "eventName", name, "awsRegion", sec->region, "sourceIPAddress", source,
+        "userAgent", source, "requestParameters", "responseElements", "additionalEventData", "SecretId",
+        sec->arn, "eventID", ids[0], "readOnly", 0, "resources", "accountId", sec->account, "type",
+        "AWS::SecretsManager::Secret", "ARN", sec->arn, "eventType", "AwsServiceEvent", "managementEvent", 1,
+        "recipientAccountId", sec->account, "eventCategory", "Management");
     if (ev == NULL || (details != NULL && json_object_set(ev, "serviceEventDetails", details) != 0)) {
         json_decref(ev);
         return sm_oom();
@@ -221,10 +220,11 @@ static coffer_err claim(struct sm *s, struct sm_secret *sec, const char *token, 
             coffer_str_copy(vid, 65, u);
         }
         if (sm_version_find(versions, vid) != NULL) {
-            return coffer_fail(COFFER_ERR_ALREADY_EXISTS,
-                               "You can't use ClientRequestToken %s because that value is already in use for a "
-                               "version of secret %s.",
-                               vid, sec->arn);
+            return coffer_fail(
+                COFFER_ERR_ALREADY_EXISTS,
+                "You can't use ClientRequestToken %s because that value is already in use for a "
+                "version of secret %s.",
+                vid, sec->arn);
         }
         json_t *ver =
             json_pack("{s:s, s:[], s:I}", "VersionId", vid, "Stages", "CreatedDate", (json_int_t)now_ms);
@@ -411,8 +411,10 @@ static void rotate_one(struct sm *s, const char *key)
             return;
         }
         if (!enabled || deleted) {
-            finish(s, key, token, steps[i], !enabled ? "rotation was cancelled" : "the secret is scheduled "
-                                                                                 "for deletion");
+            finish(s, key, token, steps[i],
+                   !enabled ? "rotation was cancelled"
+                            : "the secret is scheduled "
+                              "for deletion");
             return;
         }
         if (rc != COFFER_OK) {
@@ -552,8 +554,8 @@ static coffer_err start_due(struct sm *s, const char *ikey, const char *rkey, in
     } else {
         const char *token = r != NULL ? sm_str(r, "Token") : NULL;
         char vid[65];
-        if (token != NULL && sm_has_label(sm_version_find(json_object_get(sec.rec, "Versions"), token),
-                                          SM_PENDING)) {
+        if (token != NULL &&
+            sm_has_label(sm_version_find(json_object_get(sec.rec, "Versions"), token), SM_PENDING)) {
             /* a claim that expired (its runner died): run that rotation again */
             json_object_del(sec.rec, "Rotation");
         }
@@ -589,8 +591,8 @@ coffer_err sm_rotation_job(void *ctx, int64_t now_ms)
             continue; /* running here: its worker moves the entry */
         }
         pthread_mutex_lock(&s->wmu);
-        rc = start_due(s, json_string_value(json_array_get(e, 0)), rkey, json_integer_value(json_array_get(e, 2)),
-                       now_ms);
+        rc = start_due(s, json_string_value(json_array_get(e, 0)), rkey,
+                       json_integer_value(json_array_get(e, 2)), now_ms);
         pthread_mutex_unlock(&s->wmu);
     }
     json_decref(d.keys);
@@ -627,7 +629,8 @@ static coffer_err read_rules(api_in *in, const json_t *rules, json_t **shown, st
         coffer_clear_err();
         const json_t *v = json_object_get(rules, "AutomaticallyAfterDays");
         char num[32];
-        if (json_is_integer(v) && (json_integer_value(v) < 1 || json_integer_value(v) > SM_ROTATION_MAX_DAYS)) {
+        if (json_is_integer(v) &&
+            (json_integer_value(v) < 1 || json_integer_value(v) > SM_ROTATION_MAX_DAYS)) {
             snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
             api_in_add_error(in, "rotationRules.automaticallyAfterDays", false, num,
                              json_integer_value(v) < 1 ? "Member must have value greater than or equal to 1"
@@ -658,8 +661,9 @@ static coffer_err read_rules(api_in *in, const json_t *rules, json_t **shown, st
             return COFFER_OK;
         }
     }
-    if (expr != NULL && strspn(expr, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz()#?*-/, ") !=
-                            strlen(expr)) {
+    if (expr != NULL &&
+        strspn(expr, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz()#?*-/, ") !=
+            strlen(expr)) {
         api_in_add_error(in, "rotationRules.scheduleExpression", false, expr,
                          "Member must satisfy regular expression pattern: [0-9A-Za-z\\(\\)#\\?\\*\\-\\/, ]+");
         return COFFER_OK;
@@ -670,7 +674,8 @@ static coffer_err read_rules(api_in *in, const json_t *rules, json_t **shown, st
         return sm_oom();
     }
     int64_t shown_days = has_days ? days : (sch->kind == SM_SCHED_DAYS ? sch->every : 0);
-    if ((shown_days > 0 && json_object_set_new(*shown, "AutomaticallyAfterDays", json_integer(shown_days)) != 0) ||
+    if ((shown_days > 0 &&
+         json_object_set_new(*shown, "AutomaticallyAfterDays", json_integer(shown_days)) != 0) ||
         (duration != NULL && json_object_set_new(*shown, "Duration", json_string(duration)) != 0) ||
         (expr != NULL && json_object_set_new(*shown, "ScheduleExpression", json_string(expr)) != 0)) {
         json_decref(*shown);
@@ -709,7 +714,8 @@ coffer_err sm_op_RotateSecret(void *state, struct api_call *call)
     TRY_OUT(sm_check_live(&sec));
     if (json_object_get(call->input, "ExternalSecretRotationMetadata") != NULL ||
         json_object_get(call->input, "ExternalSecretRotationRoleArn") != NULL) {
-        FAIL_OUT(COFFER_ERR_INVALID_PARAMETER, "Rotation of managed external secrets is not supported by this server.");
+        FAIL_OUT(COFFER_ERR_INVALID_PARAMETER,
+                 "Rotation of managed external secrets is not supported by this server.");
     }
     if (lambda == NULL || lambda[0] == 0) {
         lambda = sm_str(sec.rec, "RotationLambdaARN");
@@ -718,9 +724,10 @@ coffer_err sm_op_RotateSecret(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_INVALID_STATE, "No Lambda rotation function ARN is associated with this secret.");
     }
     if (function_find(s, lambda) == NULL) {
-        FAIL_OUT(COFFER_ERR_ACCESS_DENIED,
-                 "Secrets Manager cannot invoke the specified Lambda function. Ensure that the function policy "
-                 "grants access to the principal secretsmanager.amazonaws.com.");
+        FAIL_OUT(
+            COFFER_ERR_ACCESS_DENIED,
+            "Secrets Manager cannot invoke the specified Lambda function. Ensure that the function policy "
+            "grants access to the principal secretsmanager.amazonaws.com.");
     }
     if (sm_label_owner(json_object_get(sec.rec, "Versions"), SM_CURRENT) == NULL) {
         FAIL_OUT(COFFER_ERR_INVALID_STATE,
@@ -776,8 +783,9 @@ coffer_err sm_op_CancelRotateSecret(void *state, struct api_call *call)
     TRY_OUT(sm_authorize(s, call, "CancelRotateSecret", &sec));
     TRY_OUT(sm_check_live(&sec));
     if (json_object_get(sec.rec, "RotationEnabled") == NULL) {
-        FAIL_OUT(COFFER_ERR_INVALID_STATE, "Secrets Manager can't cancel rotation: rotation is not configured for "
-                                           "this secret.");
+        FAIL_OUT(COFFER_ERR_INVALID_STATE,
+                 "Secrets Manager can't cancel rotation: rotation is not configured for "
+                 "this secret.");
     }
     /* AWSPENDING stays where it is, as in AWS: the caller removes it */
     const json_t *pending = unfinished(sec.rec);

@@ -44,7 +44,8 @@ static char **child_env(const char *region, char *region_var, size_t n1, char *d
     }
     size_t j = 0;
     for (size_t i = 0; i < count; i++) {
-        if (strncmp(environ[i], "AWS_REGION=", 11) != 0 && strncmp(environ[i], "AWS_DEFAULT_REGION=", 19) != 0) {
+        if (strncmp(environ[i], "AWS_REGION=", 11) != 0 &&
+            strncmp(environ[i], "AWS_DEFAULT_REGION=", 19) != 0) {
             env[j++] = environ[i];
         }
     }
@@ -201,19 +202,21 @@ static coffer_err run_webhook(struct sm *s, const char *url, const char *event, 
 }
 
 coffer_err sm_rotator_step(struct sm *s, const struct secrets_rotation_function *f, const char *region,
-                           const char *secret_arn, const char *token, const char *step, char *why, size_t why_n)
+                           const char *secret_arn, const char *token, const char *step, char *why,
+                           size_t why_n)
 {
     if (strncmp(f->target, "builtin:", 8) == 0) {
         return sm_pg_rotator_step(s, f->target + 8, region, secret_arn, token, step, why, why_n);
     }
-    json_t *ev = json_pack("{s:s, s:s, s:s}", "Step", step, "SecretId", secret_arn, "ClientRequestToken", token);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:s}", "Step", step, "SecretId", secret_arn, "ClientRequestToken", token);
     char *text = ev != NULL ? json_dumps(ev, JSON_COMPACT) : NULL;
     json_decref(ev);
     if (text == NULL) {
         return sm_oom();
     }
     coffer_err rc = strncmp(f->target, "exec:", 5) == 0 ? run_exec(s, f->target + 5, region, text, why, why_n)
-                                                         : run_webhook(s, f->target, text, why, why_n);
+                                                        : run_webhook(s, f->target, text, why, why_n);
     free(text);
     return rc;
 }
