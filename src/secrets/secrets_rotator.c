@@ -4,7 +4,8 @@
  *
  *   exec:/path      the program runs with the event JSON on stdin, cofferd's environment (where
  *                   it finds the credentials it calls Secrets Manager back with, as a Lambda
- *                   does) and AWS_REGION; exit status 0 is success. Its stdout and stderr go to
+ *                   does; cofferd's own COFFER_* settings left out) and AWS_REGION; exit
+ *                   status 0 is success. Its stdout and stderr go to
  *                   cofferd's log. It runs in a process group of its own, killed whole on
  *                   timeout, and dies with cofferd (PR_SET_PDEATHSIG).
  *   https://, http://  the event is POSTed as application/json; a 2xx answer is success.
@@ -31,7 +32,10 @@ extern char **environ;
 
 #define POLL_MS 10
 
-/* cofferd's environment with AWS_REGION / AWS_DEFAULT_REGION set to the secret's region. */
+/*
+ * cofferd's environment with AWS_REGION / AWS_DEFAULT_REGION set to the secret's region, less
+ * cofferd's own settings (COFFER_*: a seal passphrase or a store URL are not the function's).
+ */
 static char **child_env(const char *region, char *region_var, size_t n1, char *default_var, size_t n2)
 {
     size_t count = 0;
@@ -45,7 +49,7 @@ static char **child_env(const char *region, char *region_var, size_t n1, char *d
     size_t j = 0;
     for (size_t i = 0; i < count; i++) {
         if (strncmp(environ[i], "AWS_REGION=", 11) != 0 &&
-            strncmp(environ[i], "AWS_DEFAULT_REGION=", 19) != 0) {
+            strncmp(environ[i], "AWS_DEFAULT_REGION=", 19) != 0 && strncmp(environ[i], "COFFER_", 7) != 0) {
             env[j++] = environ[i];
         }
     }

@@ -6,11 +6,13 @@ failure in the trail, the rotation retried at the next window), rotation on a ra
 with a scaled day, CancelRotateSecret, the AWS errors for bad input, a step that outlives its
 timeout (killed), and kill -9 in the middle of a rotation with recovery on restart.
 """
+import http.server
 import json
 import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import unittest
 
@@ -42,7 +44,8 @@ ev = json.load(sys.stdin)
 step, arn, token = ev["Step"], ev["SecretId"], ev["ClientRequestToken"]
 with open(os.path.join(CFG["dir"], "calls.jsonl"), "a") as f:
     f.write(json.dumps({"mode": MODE, "step": step, "arn": arn, "token": token,
-                        "region": os.environ.get("AWS_REGION")}) + "\n")
+                        "region": os.environ.get("AWS_REGION"),
+                        "coffer_env": sorted(k for k in os.environ if k.startswith("COFFER_"))}) + "\n")
 sm = boto3.client("secretsmanager", endpoint_url=CFG["endpoint"], region_name=os.environ["AWS_REGION"],
                   aws_access_key_id=CFG["akid"], aws_secret_access_key=CFG["secret"], verify=CFG["ca"],
                   config=Config(retries={"max_attempts": 1}))
@@ -91,19 +94,74 @@ elif step == "finishSecret":
 MODES = ("ok", "failtest", "sleepset", "slow")
 
 
+def webhook_step(sm, step, arn, token):
+    """The four steps of the reference template, for the webhook (same as FUNCTION's "ok")."""
+    versions = sm.describe_secret(SecretId=arn)["VersionIdsToStages"]
+    if "AWSCURRENT" in versions.get(token, []):
+        return
+    if step == "createSecret":
+        try:
+            sm.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
+        except sm.exceptions.ResourceNotFoundException:
+            sm.put_secret_value(SecretId=arn, ClientRequestToken=token, SecretString="from-webhook-" + token[:8],
+                                VersionStages=["AWSPENDING"])
+    elif step == "testSecret":
+        sm.get_secret_value(SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
+    elif step == "finishSecret":
+        current = [v for v, st in versions.items() if "AWSCURRENT" in st][0]
+        sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token,
+                                       RemoveFromVersionId=current)
+        sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    """POST /ok runs the step; POST /fail answers 500 to testSecret."""
+    calls = []
+    client = None
+
+    def do_POST(self):
+        ev = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Webhook.calls.append((self.path, self.headers.get("Content-Type"), ev))
+        status = 200
+        if self.path == "/fail" and ev["Step"] == "testSecret":
+            status = 500
+        else:
+            try:
+                webhook_step(Webhook.client, ev["Step"], ev["SecretId"], ev["ClientRequestToken"])
+            except Exception:  # noqa: BLE001 - any failure is the step's failure
+                status = 500
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 class SecretsRotationTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="coffer-rot-")
         cls.cfg = os.path.join(cls.dir, "cfg.json")
+        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+        hook_url = "http://127.0.0.1:%d" % cls.hook.server_address[1]
         args = ["--quota-crypto-rps", "0", "--secret-rotation-day-ms", str(DAY_MS),
-                "--secret-rotation-timeout-ms", str(TIMEOUT_MS)]
+                "--secret-rotation-timeout-ms", str(TIMEOUT_MS),
+                "--rotation-function", "%s=%s/ok" % (fn_arn("hook"), hook_url),
+                "--rotation-function", "%s=%s/fail" % (fn_arn("hook-fail"), hook_url)]
         for mode in MODES:
             args += ["--rotation-function", "%s=exec:%s" % (fn_arn(mode), os.path.join(cls.dir, mode + ".py"))]
-        cls.server = Cofferd(extra_args=args).start()
+        # cofferd's own settings in its environment never reach a rotation function
+        os.environ["COFFER_ROTATION_TEST_CANARY"] = "not-for-functions"
+        try:
+            cls.server = Cofferd(extra_args=args).start()
+        finally:
+            del os.environ["COFFER_ROTATION_TEST_CANARY"]
         cls.write_functions()
         cls.sm = cls.server.client("secretsmanager")
+        Webhook.client = cls.server.client("secretsmanager")
 
     @classmethod
     def write_functions(cls):
@@ -120,6 +178,8 @@ class SecretsRotationTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         stop_checked(cls.server)
+        cls.hook.shutdown()
+        cls.hook.server_close()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -196,6 +256,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual([c["step"] for c in self.calls(token)],
                          ["createSecret", "setSecret", "testSecret", "finishSecret"])
         self.assertTrue(all(c["arn"] == arn and c["region"] == REGION for c in self.calls(token)))
+        self.assertEqual([c["coffer_env"] for c in self.calls(token)], [[]] * 4)
         self.assertEqual(self.stages(name), {old: ["AWSPREVIOUS"], token: ["AWSCURRENT"]})
         new = self.sm.get_secret_value(SecretId=name)["SecretString"]
         self.assertEqual(len(new), 32)
@@ -230,6 +291,32 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual(self.stages(name), {token: ["AWSPREVIOUS"], token2: ["AWSCURRENT"]})
         self.assertNotIn(old, self.stages(name))
 
+    # ---- a webhook ----------------------------------------------------------------------------
+
+    def test_webhook(self):
+        name = "rot/hook"
+        r = self.sm.create_secret(Name=name, SecretString="h0")
+        arn, old = r["ARN"], r["VersionId"]
+        token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("hook"))["VersionId"]
+        self.wait(self.rotated_to(name, token), 30, "the webhook rotation")
+        calls = [c for c in Webhook.calls if c[2]["SecretId"] == arn]
+        self.assertEqual([c[2]["Step"] for c in calls], ["createSecret", "setSecret", "testSecret", "finishSecret"])
+        self.assertEqual(calls[0][1], "application/json")
+        self.assertEqual(calls[0][2], {"Step": "createSecret", "SecretId": arn, "ClientRequestToken": token})
+        self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "from-webhook-" + token[:8])
+        self.assertEqual(self.stages(name), {old: ["AWSPREVIOUS"], token: ["AWSCURRENT"]})
+        # a webhook answering 500 to testSecret: a failed rotation, AWSCURRENT unchanged
+        name = "rot/hook-fail"
+        r = self.sm.create_secret(Name=name, SecretString="f0")
+        arn, old = r["ARN"], r["VersionId"]
+        token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("hook-fail"))["VersionId"]
+        failed = self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationFailed"],
+                           30, "RotationFailed")
+        self.assertEqual(failed[0]["serviceEventDetails"]["FailedStep"], "testSecret")
+        self.assertIn("HTTP 500", failed[0]["serviceEventDetails"]["Reason"])
+        self.assertEqual(self.stages(name), {old: ["AWSCURRENT"], token: ["AWSPENDING"]})
+        self.sm.cancel_rotate_secret(SecretId=name)
+
     # ---- a failing testSecret -----------------------------------------------------------------
 
     def test_failed_test_leaves_current_and_retries_at_next_window(self):
@@ -259,6 +346,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual(steps.count("createSecret"), 2)
         self.assertEqual(steps[-1], "finishSecret")
         self.assertIn("LastRotatedDate", self.describe(name))
+        self.sm.cancel_rotate_secret(SecretId=name)  # rate(1 days) would rotate it every 6 s
 
     # ---- a schedule ---------------------------------------------------------------------------
 
@@ -396,6 +484,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.write_functions()  # the port changed
         self.__class__.sm = self.server.client("secretsmanager")
         self.sm = self.__class__.sm
+        Webhook.client = self.server.client("secretsmanager")
         self.assertEqual(self.stages(name)[old], ["AWSCURRENT"])
         self.assertEqual(self.stages(name)[token], ["AWSPENDING"])
         pending = self.sm.get_secret_value(SecretId=name, VersionId=token, VersionStage="AWSPENDING")
