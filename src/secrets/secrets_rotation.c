@@ -387,6 +387,15 @@ static void rotate_one(struct sm *s, const char *key)
         const struct secrets_rotation_function *fn = function_find(s, sm_str(sec.rec, "RotationLambdaARN"));
         bool enabled = json_is_true(json_object_get(sec.rec, "RotationEnabled"));
         bool deleted = json_object_get(sec.rec, "DeletedDate") != NULL;
+        /* finishSecret already promoted the version (a rotation resumed after a crash that came
+         * before its outcome was recorded): nothing is left to run */
+        bool promoted =
+            sm_has_label(sm_version_find(json_object_get(sec.rec, "Versions"), token), SM_CURRENT);
+        if (promoted) {
+            sm_secret_free(&sec);
+            pthread_mutex_unlock(&s->wmu);
+            break;
+        }
         coffer_err rc = COFFER_OK;
         if (fn != NULL && enabled && !deleted) {
             f = *fn;
@@ -553,13 +562,21 @@ static coffer_err start_due(struct sm *s, const char *ikey, const char *rkey, in
         json_object_del(sec.rec, "Rotation");
     } else {
         const char *token = r != NULL ? sm_str(r, "Token") : NULL;
+        const json_t *ver =
+            token != NULL ? sm_version_find(json_object_get(sec.rec, "Versions"), token) : NULL;
         char vid[65];
-        if (token != NULL &&
-            sm_has_label(sm_version_find(json_object_get(sec.rec, "Versions"), token), SM_PENDING)) {
-            /* a claim that expired (its runner died): run that rotation again */
-            json_object_del(sec.rec, "Rotation");
+        if (sm_has_label(ver, SM_CURRENT)) {
+            /* its runner died after finishSecret, before recording the outcome: take the claim
+             * over, the worker records it */
+            if (json_object_set_new((json_t *)r, "Runner", json_string(s->runner)) != 0 ||
+                set_ms(sec.rec, "RotationDue", now_ms + s->step_timeout_ms + CLAIM_MARGIN_MS) != 0) {
+                FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+            }
+        } else {
+            /* a claim that expired (its runner died) resumes its AWSPENDING version; none: a new
+             * rotation */
+            TRY_OUT(claim(s, &sec, NULL, now_ms, vid));
         }
-        TRY_OUT(claim(s, &sec, NULL, now_ms, vid));
         queue = true;
     }
     TRY_OUT(sm_save(s, &sec, sm_int(sec.rec, "DeletionDate")));

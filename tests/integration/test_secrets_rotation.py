@@ -23,6 +23,7 @@ from harness import AWS, Cofferd, REGION, stop_checked, trail_events
 ACCOUNT = "000000000000"
 DAY_MS = 6000  # --secret-rotation-day-ms: rate(1 days) opens a window every 6 s
 TIMEOUT_MS = 8000  # --secret-rotation-timeout-ms: one step of a function
+WAIT = 120  # the bound of every wait: a loaded machine runs the Python functions slowly
 
 
 def fn_arn(name):
@@ -252,7 +253,7 @@ class SecretsRotationTest(unittest.TestCase):
                               fn_arn("ok"), "--rotation-rules", "AutomaticallyAfterDays=30", check=True)[1]
         token = out["VersionId"]
         self.assertEqual((out["ARN"], out["Name"]), (arn, name))
-        self.wait(self.rotated_to(name, token), 30, "the rotation")
+        self.wait(self.rotated_to(name, token), WAIT, "the rotation")
         self.assertEqual([c["step"] for c in self.calls(token)],
                          ["createSecret", "setSecret", "testSecret", "finishSecret"])
         self.assertTrue(all(c["arn"] == arn and c["region"] == REGION for c in self.calls(token)))
@@ -277,7 +278,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual(listed["RotationRules"], {"AutomaticallyAfterDays": 30})
         # the trail: started and succeeded, service events of secretsmanager.amazonaws.com
         ev = self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationSucceeded"],
-                       10, "RotationSucceeded in the trail")
+                       WAIT, "RotationSucceeded in the trail")
         self.assertEqual(ev[0]["eventSource"], "secretsmanager.amazonaws.com")
         self.assertEqual(ev[0]["eventType"], "AwsServiceEvent")
         self.assertEqual(ev[0]["serviceEventDetails"]["ClientRequestToken"], token)
@@ -287,7 +288,7 @@ class SecretsRotationTest(unittest.TestCase):
         token2 = "a" * 8 + "-1111-2222-3333-" + "b" * 12
         r = self.sm.rotate_secret(SecretId=name, ClientRequestToken=token2)
         self.assertEqual(r["VersionId"], token2)
-        self.wait(self.rotated_to(name, token2), 30, "the second rotation")
+        self.wait(self.rotated_to(name, token2), WAIT, "the second rotation")
         self.assertEqual(self.stages(name), {token: ["AWSPREVIOUS"], token2: ["AWSCURRENT"]})
         self.assertNotIn(old, self.stages(name))
 
@@ -298,7 +299,7 @@ class SecretsRotationTest(unittest.TestCase):
         r = self.sm.create_secret(Name=name, SecretString="h0")
         arn, old = r["ARN"], r["VersionId"]
         token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("hook"))["VersionId"]
-        self.wait(self.rotated_to(name, token), 30, "the webhook rotation")
+        self.wait(self.rotated_to(name, token), WAIT, "the webhook rotation")
         calls = [c for c in Webhook.calls if c[2]["SecretId"] == arn]
         self.assertEqual([c[2]["Step"] for c in calls], ["createSecret", "setSecret", "testSecret", "finishSecret"])
         self.assertEqual(calls[0][1], "application/json")
@@ -311,7 +312,7 @@ class SecretsRotationTest(unittest.TestCase):
         arn, old = r["ARN"], r["VersionId"]
         token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("hook-fail"))["VersionId"]
         failed = self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationFailed"],
-                           30, "RotationFailed")
+                           WAIT, "RotationFailed")
         self.assertEqual(failed[0]["serviceEventDetails"]["FailedStep"], "testSecret")
         self.assertIn("HTTP 500", failed[0]["serviceEventDetails"]["Reason"])
         self.assertEqual(self.stages(name), {old: ["AWSCURRENT"], token: ["AWSPENDING"]})
@@ -326,7 +327,7 @@ class SecretsRotationTest(unittest.TestCase):
         token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("failtest"),
                                       RotationRules={"ScheduleExpression": "rate(1 days)"})["VersionId"]
         failed = self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationFailed"],
-                           30, "RotationFailed")
+                           WAIT, "RotationFailed")
         details = failed[0]["serviceEventDetails"]
         self.assertEqual((details["FailedStep"], details["ClientRequestToken"]), ("testSecret", token))
         self.assertIn("status 1", details["Reason"])
@@ -340,7 +341,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual((code, msg), ("InvalidRequestException",
                                        "A previous rotation isn't complete. That rotation will be reattempted."))
         # the next window (a scaled day later) runs the same rotation again, which now succeeds
-        self.wait(self.rotated_to(name, token), DAY_MS / 1000 + 30, "the retried rotation")
+        self.wait(self.rotated_to(name, token), DAY_MS / 1000 + WAIT, "the retried rotation")
         self.assertEqual(self.stages(name), {old: ["AWSPREVIOUS"], token: ["AWSCURRENT"]})
         steps = [c["step"] for c in self.calls(token)]
         self.assertEqual(steps.count("createSecret"), 2)
@@ -360,15 +361,15 @@ class SecretsRotationTest(unittest.TestCase):
         d = self.describe(name)
         self.assertEqual(d["RotationRules"], {"AutomaticallyAfterDays": 1, "ScheduleExpression": "rate(1 days)",
                                               "Duration": "2h"})
-        self.assertAlmostEqual(d["NextRotationDate"], start + DAY_MS / 1000, delta=1.5)
+        self.assertAlmostEqual(d["NextRotationDate"], start + DAY_MS / 1000, delta=5)
         self.assertNotIn("LastRotatedDate", d)
         self.assertEqual(self.calls(), [c for c in self.calls() if c["arn"] != r["ARN"]])
         # bounded: the window opens a scaled day later, the scheduler ticks every second
-        self.wait(lambda: "LastRotatedDate" in self.describe(name), DAY_MS / 1000 + 30, "the scheduled rotation")
+        self.wait(lambda: "LastRotatedDate" in self.describe(name), DAY_MS / 1000 + WAIT, "the scheduled rotation")
         self.assertGreaterEqual(time.time() - start, DAY_MS / 1000 - 1)
         self.assertNotEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], "s0")
         d = self.describe(name)
-        self.assertAlmostEqual(d["NextRotationDate"], d["LastRotatedDate"] + DAY_MS / 1000, delta=1.5)
+        self.assertAlmostEqual(d["NextRotationDate"], d["LastRotatedDate"] + DAY_MS / 1000, delta=5)
         self.sm.cancel_rotate_secret(SecretId=name)
 
     # ---- CancelRotateSecret -------------------------------------------------------------------
@@ -391,7 +392,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual(d["RotationRules"], {"AutomaticallyAfterDays": 7})
         # an unfinished rotation: cancel names its version and leaves AWSPENDING there
         token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("failtest"))["VersionId"]
-        self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationFailed"], 30,
+        self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationFailed"], WAIT,
                   "RotationFailed")
         out = self.sm.cancel_rotate_secret(SecretId=name)
         self.assertEqual(out["VersionId"], token)
@@ -401,7 +402,7 @@ class SecretsRotationTest(unittest.TestCase):
         # once the caller removes AWSPENDING, rotation works again
         self.sm.update_secret_version_stage(SecretId=name, VersionStage="AWSPENDING", RemoveFromVersionId=token)
         token2 = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("ok"))["VersionId"]
-        self.wait(self.rotated_to(name, token2), 30, "the rotation after cancel")
+        self.wait(self.rotated_to(name, token2), WAIT, "the rotation after cancel")
 
     # ---- bad input ----------------------------------------------------------------------------
 
@@ -458,9 +459,9 @@ class SecretsRotationTest(unittest.TestCase):
         old = self.sm.describe_secret(SecretId=name)["VersionIdsToStages"]
         started = time.time()
         token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("slow"))["VersionId"]
-        self.assertLess(time.time() - started, 2, "RotateSecret waits for no step")
+        self.assertLess(time.time() - started, TIMEOUT_MS / 1000 - 2, "RotateSecret waits for no step")
         failed = self.wait(lambda: [e for e in self.events(name, arn) if e["eventName"] == "RotationFailed"],
-                           TIMEOUT_MS / 1000 + 30, "the timeout")
+                           TIMEOUT_MS / 1000 + WAIT, "the timeout")
         self.assertEqual(failed[0]["serviceEventDetails"]["FailedStep"], "setSecret")
         self.assertIn("timed out", failed[0]["serviceEventDetails"]["Reason"])
         stages = self.stages(name)
@@ -475,7 +476,7 @@ class SecretsRotationTest(unittest.TestCase):
         token = self.sm.rotate_secret(SecretId=name, RotationLambdaARN=fn_arn("sleepset"),
                                       RotationRules={"AutomaticallyAfterDays": 1000})["VersionId"]
         marker = os.path.join(self.dir, "sleeping-" + token)
-        self.wait(lambda: os.path.exists(marker), 30, "setSecret to start")
+        self.wait(lambda: os.path.exists(marker), WAIT, "setSecret to start")
         self.server.kill9()
         time.sleep(0.5)
         # the function died with cofferd; the candidate is still AWSPENDING, nothing promoted
@@ -489,7 +490,7 @@ class SecretsRotationTest(unittest.TestCase):
         self.assertEqual(self.stages(name)[token], ["AWSPENDING"])
         pending = self.sm.get_secret_value(SecretId=name, VersionId=token, VersionStage="AWSPENDING")
         # the claim of the dead process expires and the rotation runs again with the same token
-        self.wait(self.rotated_to(name, token), TIMEOUT_MS / 1000 + 30, "the resumed rotation")
+        self.wait(self.rotated_to(name, token), TIMEOUT_MS / 1000 + WAIT, "the resumed rotation")
         self.assertEqual(self.stages(name), {old: ["AWSPREVIOUS"], token: ["AWSCURRENT"]})
         self.assertEqual(self.sm.get_secret_value(SecretId=name)["SecretString"], pending["SecretString"])
         steps = [c["step"] for c in self.calls(token)]

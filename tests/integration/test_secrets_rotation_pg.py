@@ -72,7 +72,7 @@ class PostgresRotatorTest(unittest.TestCase):
         d.update(extra)
         return json.dumps(d)
 
-    def outcome(self, arn, token, timeout=60):
+    def outcome(self, arn, token, timeout=120):
         """The RotationSucceeded or RotationFailed event of the rotation `token`."""
         deadline = time.time() + timeout
         while time.time() < deadline:
