@@ -23,18 +23,48 @@
 #include "api/api.h"
 #include "api/module.h"
 
+#define SECRETS_MAX_ROTATION_FUNCTIONS 32
+#define SECRETS_FUNCTION_ARN_MAX 256
+#define SECRETS_FUNCTION_TARGET_MAX 1024
+
+/*
+ * A rotation function: the Lambda-like ARN a secret names (RotationLambdaARN,
+ * "arn:aws:lambda:REGION:ACCOUNT:function:NAME") and what runs for it: "exec:/path/to/program"
+ * (the event JSON on stdin, exit status 0 for success), "https://host/path" (a POST of the event
+ * JSON, 2xx for success; "http://" for a loopback listener) or "builtin:postgres-single-user" /
+ * "builtin:postgres-alternating-users" (the PostgreSQL rotators run inside cofferd).
+ */
+struct secrets_rotation_function {
+    char arn[SECRETS_FUNCTION_ARN_MAX];
+    char target[SECRETS_FUNCTION_TARGET_MAX];
+};
+
 /* What cofferd configures for Secrets Manager: the module's settings block (host->settings). */
 struct secrets_settings {
     /* The length of one day of a recovery window (RecoveryWindowInDays), in ms (86,400,000).
      * Tests shorten it (cofferd --secret-recovery-day-ms) so that a 7-day window passes in
      * seconds; DeletionDate follows it. */
     int64_t recovery_day_ms;
+    /* The length of one day of a rotation schedule (rate(), AutomaticallyAfterDays), in ms;
+     * tests shorten it (--secret-rotation-day-ms) to wait for rate(1 days) in seconds. */
+    int64_t rotation_day_ms;
+    /* How long one step of a rotation function may run before it is killed (failed), in ms. */
+    int64_t rotation_step_timeout_ms;
+    struct secrets_rotation_function functions[SECRETS_MAX_ROTATION_FUNCTIONS];
+    size_t n_functions;
 };
 
 #define SECRETS_SETTINGS_DEFAULT                                                                             \
     {                                                                                                        \
-        .recovery_day_ms = 86400000LL                                                                        \
+        .recovery_day_ms = 86400000LL, .rotation_day_ms = 86400000LL, .rotation_step_timeout_ms = 30000      \
     }
+
+/*
+ * One --rotation-function value, "ARN=TARGET" (struct secrets_rotation_function), into *out;
+ * COFFER_ERR_CONFIG naming what is wrong.
+ */
+coffer_err secrets_rotation_function_parse(const char *spec, struct secrets_rotation_function *out)
+    __attribute__((warn_unused_result));
 
 /*
  * What other services call in process (api_host.lookup(ctx, "secretsmanager")): Parameter

@@ -14,7 +14,9 @@
  *
  * versions in creation order. A secret scheduled for deletion also has an index record
  * "secrets-deletion/<16-digit DeletionDate>/<account>/<region>/<name>" the deletion job scans
- * in date order.
+ * in date order; one with rotation work ahead (secrets_rotation.c: "RotationEnabled",
+ * "RotationLambdaARN", "RotationRules", "LastRotatedDate", "NextRotationDate", "RotationDue",
+ * "Rotation") has "secrets-rotation/<16-digit RotationDue>/<account>/<region>/<name>".
  *
  * Writes are serialised by one mutex of the service: a writer loads the record, decides,
  * encrypts (KMS may write its AWS managed key on first use: never inside our transaction) and
@@ -56,6 +58,11 @@
 #define SM_DELETION_PREFIX "secrets-deletion/"
 #define SM_CACHE_ENTRIES 10000
 #define SM_CACHE_TTL_MS 1000 /* a cached record is read again after this, change feed or not */
+#define SM_ROTATION_PREFIX "secrets-rotation/"
+#define SM_ROTATION_MAX_DAYS 1000 /* AutomaticallyAfterDays, rate(N days) */
+#define SM_ROTATION_MIN_HOURS 4   /* no schedule rotates more often */
+
+struct sm_rotor; /* secrets_rotation.c: the rotation worker */
 
 struct sm {
     store *st;
@@ -67,8 +74,15 @@ struct sm {
     pthread_mutex_t wmu; /* serialises every read-decide-write of a secret record */
     json_cache *cache;   /* parsed records for reads (sm_resolve_read); sm_save invalidates */
     struct api_service api;
-    struct api_job jobs[1];
+    struct api_job jobs[2];
     struct secrets_api inproc; /* secrets_inproc.c */
+    /* Rotation (secrets_rotation.c) */
+    int64_t rotation_day_ms;                           /* one day of a rotation schedule */
+    int64_t step_timeout_ms;                           /* one step of a rotation function */
+    const struct secrets_rotation_function *functions; /* the configured ones (borrowed) */
+    size_t n_functions;
+    char runner[40];        /* this process: who claimed a rotation in progress */
+    struct sm_rotor *rotor; /* the worker thread running rotations */
 };
 
 /* Fills s->inproc (secrets_inproc.c). */
@@ -82,9 +96,10 @@ struct sm_secret {
     char name[SM_NAME_MAX + 1];
     char key[SM_KEY_MAX]; /* store key */
     char arn[SM_ARN_MAX];
-    bool cross_account; /* the caller's account is not the owner's */
-    bool stored;        /* the record was in the store when loaded */
-    int64_t revision;   /* and its "Revision" then: sm_save writes only over that revision */
+    bool cross_account;   /* the caller's account is not the owner's */
+    bool stored;          /* the record was in the store when loaded */
+    int64_t revision;     /* and its "Revision" then: sm_save writes only over that revision */
+    int64_t rotation_due; /* the record's RotationDue when loaded: where its index entry is */
 };
 
 /* ---- secrets_record.c: names, records, authorization, values ---- */
@@ -105,11 +120,15 @@ coffer_err sm_resolve(const struct sm *s, store_txn *t, const struct api_call *c
  * STORE_CHANGE_STALENESS_MS behind another node's change). Never for a read-decide-write. */
 coffer_err sm_resolve_read(const struct sm *s, const struct api_call *call, const char *id,
                            struct sm_secret *sec) __attribute__((warn_unused_result));
+/* The secret stored under `key` ("secrets/<account>/<region>/<name>") into *sec; sec->rec is
+ * NULL when there is none. */
+coffer_err sm_load_key(const struct sm *s, const char *key, struct sm_secret *sec)
+    __attribute__((warn_unused_result));
 /* Loads the record of sec->key again (after the mutex was taken). */
 coffer_err sm_load(const struct sm *s, store_txn *t, const char *key, json_t **out)
     __attribute__((warn_unused_result));
 void sm_secret_free(struct sm_secret *sec);
-/* Writes sec->rec (and the deletion index) in one transaction, if the record is still what
+/* Writes sec->rec (and the deletion and rotation indexes) in one transaction, if the record is still what
  * was loaded (sec->stored, sec->revision): several nodes may load the same record, and the
  * second save would undo the first. Otherwise COFFER_ERR_STORE (a 500, which SDKs retry). */
 coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
@@ -149,6 +168,40 @@ coffer_err sm_value_check(const struct sm_value *v, bool required) __attribute__
 bool sm_value_given(const struct sm_value *v);
 coffer_cursor sm_value_cursor(const struct sm_value *v);
 void sm_value_free(struct sm_value *v);
+
+/* ---- secrets_schedule.c: rotation schedules (pure) ---- */
+
+enum sm_schedule_kind { SM_SCHED_NONE = 0, SM_SCHED_DAYS, SM_SCHED_HOURS, SM_SCHED_CRON };
+
+/* A cron calendar: one flag per value of each field (index = the value). */
+struct sm_cron {
+    uint8_t minute[60], hour[24], dom[32], month[13], dow[8], year[2200];
+    bool by_dom;   /* the day of the month decides (the day of the week is '?') */
+    bool last_dom; /* "L": the last day of the month */
+    int dow_nth;   /* "D#n": the n-th such day of the month; 0: any */
+    bool dow_last; /* "DL": the last such day of the month */
+};
+
+struct sm_schedule {
+    enum sm_schedule_kind kind;
+    int64_t every;    /* SM_SCHED_DAYS / SM_SCHED_HOURS: N */
+    int window_hours; /* Duration; 0: AWS's default window */
+    struct sm_cron cron;
+};
+
+/*
+ * RotationRules into *out: AutomaticallyAfterDays (`after_days` > 0) or a ScheduleExpression
+ * (NULL: none), and a Duration (NULL: none). InvalidParameterException for an expression AWS
+ * would refuse (both given, a malformed rate or cron, more often than every 4 hours).
+ */
+coffer_err sm_schedule_parse(const char *expression, int64_t after_days, const char *duration,
+                             struct sm_schedule *out) __attribute__((warn_unused_result));
+/*
+ * When the schedule next opens a rotation window strictly after `after_ms`: a rate counts its
+ * periods from `from_ms` (the last rotation) with days of `day_ms`; a cron expression is read in
+ * UTC. 0 when it never does again (SM_SCHED_NONE, a cron calendar that has ended).
+ */
+int64_t sm_schedule_next(const struct sm_schedule *sch, int64_t from_ms, int64_t after_ms, int64_t day_ms);
 
 /* ---- secrets_labels.c: versions and staging labels (pure) ---- */
 
@@ -197,6 +250,37 @@ coffer_err sm_list_collect(const struct sm *s, const struct api_call *call, cons
 coffer_err sm_sweep(void *ctx, int64_t now_ms) __attribute__((warn_unused_result));
 /* A page offset from a NextToken (InvalidNextTokenException when it is not one). */
 coffer_err sm_token_offset(const char *token, size_t *offset) __attribute__((warn_unused_result));
+
+/* ---- secrets_rotation.c ---- */
+
+/* The store key of a secret's rotation index entry for RotationDue `when`. */
+void sm_rotation_index_key(const struct sm_secret *sec, int64_t when, char *out, size_t n);
+/* DescribeSecret's rotation members of `rec` into `o`: RotationEnabled, RotationLambdaARN,
+ * RotationRules, LastRotatedDate, NextRotationDate. */
+coffer_err sm_rotation_describe(const json_t *rec, json_t *o) __attribute__((warn_unused_result));
+/* Starts (stops) the rotation worker of `s`. */
+coffer_err sm_rotor_start(struct sm *s) __attribute__((warn_unused_result));
+void sm_rotor_stop(struct sm *s);
+/* The rotation job: starts every rotation whose RotationDue has come (a scheduled window, a
+ * failed rotation's retry, a rotation whose runner died mid-way). */
+coffer_err sm_rotation_job(void *ctx, int64_t now_ms) __attribute__((warn_unused_result));
+/* True once the service is stopping: a running rotation step gives up. */
+bool sm_rotor_stopping(const struct sm *s);
+
+/* ---- secrets_rotator.c: running one step of a rotation function ---- */
+
+/*
+ * Runs `step` of the rotation of `secret_arn` with ClientRequestToken `token` through `f`,
+ * at most s->step_timeout_ms. COFFER_OK when the function reported success; otherwise an error
+ * and the reason in why (for the trail; never a secret value).
+ */
+coffer_err sm_rotator_step(struct sm *s, const struct secrets_rotation_function *f, const char *region,
+                           const char *secret_arn, const char *token, const char *step, char *why,
+                           size_t why_n) __attribute__((warn_unused_result));
+/* The built-in rotators (secrets_rotator_pg.c): "postgres-single-user", "postgres-alternating-users". */
+coffer_err sm_pg_rotator_step(struct sm *s, const char *strategy, const char *region, const char *secret_arn,
+                              const char *token, const char *step, char *why, size_t why_n)
+    __attribute__((warn_unused_result));
 
 /* ---- secrets_versions.c ---- */
 

@@ -136,8 +136,26 @@ static coffer_err load_named(const struct sm *s, store_txn *t, const char *accou
         sm_secret_arn(region, account, name, sm_str(rec, "Suffix"), sec->arn, sizeof(sec->arn));
         sec->stored = true;
         sec->revision = sm_int(rec, "Revision");
+        sec->rotation_due = sm_int(rec, "RotationDue");
     }
     return COFFER_OK;
+}
+
+coffer_err sm_load_key(const struct sm *s, const char *key, struct sm_secret *sec)
+{
+    memset(sec, 0, sizeof(*sec));
+    /* "secrets/<account>/<region>/<name>" */
+    const char *p = strncmp(key, "secrets/", 8) == 0 ? key + 8 : NULL;
+    const char *slash = p != NULL ? strchr(p, '/') : NULL;
+    const char *slash2 = slash != NULL ? strchr(slash + 1, '/') : NULL;
+    if (slash2 == NULL || (size_t)(slash - p) != API_ACCOUNT_ID_LEN ||
+        (size_t)(slash2 - slash - 1) >= sizeof(sec->region)) {
+        return COFFER_OK;
+    }
+    char account[API_ACCOUNT_ID_LEN + 1], region[64];
+    snprintf(account, sizeof(account), "%.*s", (int)(slash - p), p);
+    snprintf(region, sizeof(region), "%.*s", (int)(slash2 - slash - 1), slash + 1);
+    return load_named(s, NULL, account, region, slash2 + 1, false, sec);
 }
 
 static coffer_err not_found(void)
@@ -216,6 +234,12 @@ coffer_err sm_resolve_read(const struct sm *s, const struct api_call *call, cons
     return resolve(s, NULL, call, id, true, sec);
 }
 
+void sm_rotation_index_key(const struct sm_secret *sec, int64_t when, char *out, size_t n)
+{
+    snprintf(out, n, SM_ROTATION_PREFIX "%016lld/%s/%s/%s", (long long)when, sec->account, sec->region,
+             sec->name);
+}
+
 static void deletion_key(const char *account, const char *region, const char *name, int64_t when, char *out,
                          size_t n)
 {
@@ -243,8 +267,22 @@ coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deleti
     char dkey[SM_KEY_MAX + 64];
     coffer_err rc = COFFER_OK;
     int64_t deletion = sec->rec != NULL ? sm_int(sec->rec, "DeletionDate") : 0;
+    int64_t due = sec->rec != NULL ? sm_int(sec->rec, "RotationDue") : 0;
     TRY_OUT(store_txn_begin(s->st, &t));
     TRY_OUT(check_unchanged(s, t, sec));
+    if (sec->rotation_due != 0 && sec->rotation_due != due) {
+        sm_rotation_index_key(sec, sec->rotation_due, dkey, sizeof(dkey));
+        rc = store_txn_delete(t, dkey);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+        TRY_OUT(rc);
+    }
+    if (sec->rec != NULL && due != 0 && due != sec->rotation_due) {
+        sm_rotation_index_key(sec, due, dkey, sizeof(dkey));
+        TRY_OUT(store_txn_put(t, dkey, coffer_cursor_from_str(sec->key)));
+    }
     if (old_deletion != 0 && old_deletion != deletion) {
         deletion_key(sec->account, sec->region, sec->name, old_deletion, dkey, sizeof(dkey));
         rc = store_txn_delete(t, dkey);
@@ -272,6 +310,7 @@ coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deleti
     if (rc == COFFER_OK) {
         sec->stored = sec->rec != NULL;
         sec->revision = sec->rec != NULL ? sec->revision + 1 : 0;
+        sec->rotation_due = due;
     }
 out:
     store_txn_abort(t);
@@ -628,6 +667,9 @@ json_t *sm_describe_json(const struct sm_secret *sec, bool list_form)
     }
     const json_t *tags = json_object_get(rec, "Tags");
     if (json_array_size(tags) > 0 && json_object_set(o, "Tags", (json_t *)tags) != 0) {
+        goto fail;
+    }
+    if (sm_rotation_describe(rec, o) != COFFER_OK) {
         goto fail;
     }
     size_t i;

@@ -1,7 +1,8 @@
 /*
  * The Secrets Manager service (secrets.h): the module, its declaration (operations, error
- * names, sensitive members, the deletion job), GetRandomPassword, and the operations this
- * server does not offer yet (rotation, replication), which refuse clearly rather than pretend.
+ * names, sensitive members, the deletion and rotation jobs), GetRandomPassword, and the
+ * operations this server does not offer yet (replication), which refuse clearly rather than
+ * pretend.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -52,18 +53,6 @@ static coffer_err not_offered(struct api_call *call, const char *what)
 {
     (void)call;
     return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is not supported by this server yet.", what);
-}
-
-coffer_err sm_op_RotateSecret(void *state, struct api_call *call)
-{
-    (void)state;
-    return not_offered(call, "Secret rotation");
-}
-
-coffer_err sm_op_CancelRotateSecret(void *state, struct api_call *call)
-{
-    (void)state;
-    return not_offered(call, "Secret rotation");
 }
 
 coffer_err sm_op_ReplicateSecretToRegions(void *state, struct api_call *call)
@@ -140,10 +129,16 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
     s->az = host->authz;
     s->kms = host->lookup != NULL ? host->lookup(host->lookup_ctx, "kms") : NULL;
     s->day_ms = set->recovery_day_ms > 0 ? set->recovery_day_ms : defaults.recovery_day_ms;
+    s->rotation_day_ms = set->rotation_day_ms > 0 ? set->rotation_day_ms : defaults.rotation_day_ms;
+    s->step_timeout_ms =
+        set->rotation_step_timeout_ms > 0 ? set->rotation_step_timeout_ms : defaults.rotation_step_timeout_ms;
+    s->functions = set->functions;
+    s->n_functions = set->n_functions;
     s->record = host->record;
     s->record_ctx = host->record_ctx;
     pthread_mutex_init(&s->wmu, NULL);
     s->jobs[0] = (struct api_job){.name = "secret deletion sweep", .fn = sm_sweep, .ctx = s, .period_s = 0};
+    s->jobs[1] = (struct api_job){.name = "secret rotation", .fn = sm_rotation_job, .ctx = s, .period_s = 0};
     s->api = (struct api_service){
         .target_prefix = "secretsmanager",
         .signing_name = "secretsmanager",
@@ -155,9 +150,16 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
         .n_errors = sizeof(sm_errors) / sizeof(sm_errors[0]),
         .sensitive_members = sm_sensitive_members,
         .jobs = s->jobs,
-        .n_jobs = 1,
+        .n_jobs = 2,
     };
     sm_inproc_init(s);
+    if ((rc = sm_rotor_start(s)) != COFFER_OK) {
+        store_unwatch(s->st, sm_record_changed, s);
+        pthread_mutex_destroy(&s->wmu);
+        json_cache_free(s->cache);
+        free(s);
+        return rc;
+    }
     *instance = s;
     *api = &s->api;
     return COFFER_OK;
@@ -175,6 +177,7 @@ static void sm_stop(void *instance)
         return;
     }
     store_unwatch(s->st, sm_record_changed, s);
+    sm_rotor_stop(s);
     pthread_mutex_destroy(&s->wmu);
     json_cache_free(s->cache);
     free(s);

@@ -183,6 +183,9 @@ NUMBER_SETTER(kms_grants_per_key, kms.limits.kms_grants_per_key, size_t, 1, 1000
 NUMBER_SETTER(kms_rotation_day_ms, kms.limits.kms_rotation_day_ms, int64_t, 1, 86400000, "rotation-day-ms")
 NUMBER_SETTER(kms_deletion_day_ms, kms.limits.kms_deletion_day_ms, int64_t, 1, 86400000, "deletion-day-ms")
 NUMBER_SETTER(secret_recovery_day_ms, secrets.recovery_day_ms, int64_t, 1, 86400000, "secret-recovery-day-ms")
+NUMBER_SETTER(secret_rotation_day_ms, secrets.rotation_day_ms, int64_t, 1, 86400000, "secret-rotation-day-ms")
+NUMBER_SETTER(secret_rotation_timeout_ms, secrets.rotation_step_timeout_ms, int64_t, 100, 900000,
+              "secret-rotation-timeout-ms")
 NUMBER_SETTER(kms_rsa_rps, kms.limits.rsa_rps, double, 1, 100000000, "quota-rsa-rps")
 NUMBER_SETTER(kms_ecc_rps, kms.limits.ecc_rps, double, 1, 100000000, "quota-ecc-rps")
 NUMBER_SETTER(ssm_max_standard, ssm.max_standard, size_t, 1, 100000000, "ssm-max-standard")
@@ -311,6 +314,37 @@ static coffer_err set_hsm_cluster(struct server_config *c, const char *v)
     return COFFER_OK;
 }
 
+/*
+ * One rotation function "ARN=TARGET" (secrets.h); repeatable like --peer, several separated by
+ * ';' in one value. An ARN named again replaces its earlier entry.
+ */
+static coffer_err set_rotation_function(struct server_config *c, const char *v)
+{
+    char buf[4096];
+    TRY(copy_str(buf, sizeof(buf), v, "--rotation-function value"));
+    char *save = NULL;
+    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
+        if (*trim(one) == '\0') {
+            continue;
+        }
+        struct secrets_rotation_function f;
+        TRY(secrets_rotation_function_parse(trim(one), &f));
+        size_t i = 0;
+        while (i < c->secrets.n_functions && strcmp(c->secrets.functions[i].arn, f.arn) != 0) {
+            i++;
+        }
+        if (i == SECRETS_MAX_ROTATION_FUNCTIONS) {
+            return coffer_fail(COFFER_ERR_CONFIG, "at most %d rotation functions",
+                               SECRETS_MAX_ROTATION_FUNCTIONS);
+        }
+        c->secrets.functions[i] = f;
+        if (i == c->secrets.n_functions) {
+            c->secrets.n_functions++;
+        }
+    }
+    return COFFER_OK;
+}
+
 static coffer_err set_config_file(struct server_config *c, const char *v)
 {
     return copy_str(c->config_file, sizeof(c->config_file), v, "config file path");
@@ -363,6 +397,13 @@ static const struct config_option options[] = {
      "length of one day of a KMS key deletion waiting period in ms (testing only; default 86400000)"},
     {"secret-recovery-day-ms", "COFFER_SECRET_RECOVERY_DAY_MS", true, set_secret_recovery_day_ms,
      "length of one day of a Secrets Manager recovery window in ms (testing only; default 86400000)"},
+    {"secret-rotation-day-ms", "COFFER_SECRET_ROTATION_DAY_MS", true, set_secret_rotation_day_ms,
+     "length of one day of a Secrets Manager rotation schedule in ms (testing only; default 86400000)"},
+    {"secret-rotation-timeout-ms", "COFFER_SECRET_ROTATION_TIMEOUT_MS", true, set_secret_rotation_timeout_ms,
+     "time one step of a secret rotation function may take, in ms (default 30000)"},
+    {"rotation-function", "COFFER_ROTATION_FUNCTION", true, set_rotation_function,
+     "Secrets Manager rotation function, repeatable: ARN=exec:/path, ARN=https://host/path or "
+     "ARN=builtin:postgres-single-user|postgres-alternating-users"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,
      "seconds between scheduler runs (deletions) (default 10)"},

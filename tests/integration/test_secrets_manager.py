@@ -270,7 +270,7 @@ class SecretsManagerTest(ServerTestCase):
         self.assertEqual(code, "ResourceNotFoundException")
         code, msg = self.err(self.sm.rotate_secret, SecretId="t/limits")
         self.assertEqual(code, "InvalidRequestException")
-        self.assertIn("not supported", msg)
+        self.assertEqual(msg, "No Lambda rotation function ARN is associated with this secret.")
 
     # ---- deletion ----------------------------------------------------------------------------
 
