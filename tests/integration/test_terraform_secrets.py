@@ -4,7 +4,9 @@ Terraform and the provider come from the machine, as in test_terraform.py. One t
 life of a configuration: aws_secretsmanager_secret (the default key and a customer key made by
 aws_kms_key, tags, an inline resource policy, a recovery window), aws_secretsmanager_secret_version
 with a string and with a binary value, and the aws_secretsmanager_secret,
-aws_secretsmanager_secret_version and aws_secretsmanager_random_password data sources; apply, a
+aws_secretsmanager_secret_version and aws_secretsmanager_random_password data sources, and
+aws_secretsmanager_secret_rotation with a rotation function (test_secrets_rotation.py's, run by
+cofferd through --rotation-function), whose first rotation runs on apply; apply, a
 second plan that must show no change (the provider reads DescribeSecret, GetResourcePolicy and
 GetSecretValue on every refresh, so they must read back exactly what was applied), an in-place
 update (a new value makes a new AWSCURRENT version, a new description and tags change the
@@ -15,12 +17,15 @@ import base64
 import json
 import os
 import shutil
+import stat
 import textwrap
+import time
 import unittest
 
 from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
+from test_secrets_rotation import FUNCTION, fn_arn
 from test_terraform import tf_provider, tf_run, tf_workdir
 
 BINARY = bytes(range(256))
@@ -30,7 +35,18 @@ class TerraformSecretsTest(ServerTestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tf_workdir()
+        fn = os.path.join(cls.work, "rotate.py")
+        cls.extra_args = ServerTestCase.extra_args + ("--rotation-function", "%s=exec:%s" % (fn_arn("rotate"), fn))
         super().setUpClass()
+        # the function reads where cofferd is from its configuration when it runs
+        cfg = os.path.join(cls.work, "rotate.json")
+        akid, secret = cls.server.credentials()
+        with open(cfg, "w") as f:
+            json.dump({"endpoint": cls.server.endpoint, "ca": cls.server.ca, "akid": akid, "secret": secret,
+                       "dir": cls.work}, f)
+        with open(fn, "w") as f:
+            f.write(FUNCTION % {"mode": "ok", "cfg": cfg})
+        os.chmod(fn, stat.S_IRWXU)
         cls.sm = cls.server.client("secretsmanager")
         cls.account = cls.server.client("sts").get_caller_identity()["Account"]
 
@@ -43,7 +59,7 @@ class TerraformSecretsTest(ServerTestCase):
     def tf(cls, *args, ok_codes=(0,)):
         return tf_run(cls.work, *args, ok_codes=ok_codes)
 
-    def write_config(self, value, description, tags):
+    def write_config(self, value, description, tags, rotation_days=30):
         account = self.account
         policy = json.dumps({"Version": "2012-10-17", "Statement": [{
             "Sid": "ReadFromTheAccount", "Effect": "Allow",
@@ -75,6 +91,23 @@ class TerraformSecretsTest(ServerTestCase):
               secret_id     = aws_secretsmanager_secret.blob.id
               secret_binary = "%(binary)s"
             }
+            resource "aws_secretsmanager_secret" "rotated" {
+              name                    = "tf/app/rotated"
+              recovery_window_in_days = 0
+            }
+            resource "aws_secretsmanager_secret_version" "rotated" {
+              secret_id     = aws_secretsmanager_secret.rotated.id
+              secret_string = "first"
+              lifecycle { ignore_changes = [version_stages] }
+            }
+            resource "aws_secretsmanager_secret_rotation" "rotated" {
+              secret_id           = aws_secretsmanager_secret.rotated.id
+              rotation_lambda_arn = "%(function)s"
+              rotation_rules {
+                automatically_after_days = %(rotation_days)d
+              }
+              depends_on = [aws_secretsmanager_secret_version.rotated]
+            }
             data "aws_secretsmanager_secret" "db" {
               arn = aws_secretsmanager_secret.db.arn
             }
@@ -91,7 +124,8 @@ class TerraformSecretsTest(ServerTestCase):
             output "cmk_arn" { value = aws_kms_key.cmk.arn }
             output "read_value" { value = nonsensitive(data.aws_secretsmanager_secret_version.db.secret_string) }
             output "read_description" { value = data.aws_secretsmanager_secret.db.description }
-            """) % {"value": value, "description": description, "policy": policy,
+            """) % {"value": value, "description": description, "policy": policy, "function": fn_arn("rotate"),
+                    "rotation_days": rotation_days,
                     "binary": base64.b64encode(BINARY).decode(),
                     "tags": "{ %s }" % ", ".join('%s = "%s"' % kv for kv in sorted(tags.items()))}
         with open(os.path.join(self.work, "main.tf"), "w") as f:
@@ -135,15 +169,30 @@ class TerraformSecretsTest(ServerTestCase):
         self.assertEqual(len(pw), 24)
         self.assertTrue(all(c.isalnum() for c in pw), pw)
 
+        # The rotation is configured, and its first rotation (RotateImmediately) moves AWSCURRENT
+        # to a version the function wrote.
+        d = self.sm.describe_secret(SecretId="tf/app/rotated")
+        self.assertTrue(d["RotationEnabled"])
+        self.assertEqual(d["RotationLambdaARN"], fn_arn("rotate"))
+        self.assertEqual(d["RotationRules"]["AutomaticallyAfterDays"], 30)
+        deadline = time.time() + 120
+        while time.time() < deadline and "LastRotatedDate" not in d:
+            time.sleep(0.5)
+            d = self.sm.describe_secret(SecretId="tf/app/rotated")
+        self.assertIn("LastRotatedDate", d)
+        self.assertNotEqual(self.current("tf/app/rotated")["SecretString"], "first")
+
         # Nothing drifts: a refresh reads back exactly what was applied.
         self.assert_no_changes()
 
         # Update: description and tags change the secret in place; a new value replaces the
         # version resource (the provider's way), which is a new AWSCURRENT version of the same
         # secret, the old one becoming AWSPREVIOUS.
-        self.write_config("pw-2", "second", {"team": "platform", "env": "dev"})
+        self.write_config("pw-2", "second", {"team": "platform", "env": "dev"}, rotation_days=45)
         _, log = self.tf("apply", "-auto-approve", "-no-color", "-input=false")
-        self.assertIn("Resources: 1 added, 1 changed, 1 destroyed", log)
+        self.assertIn("Resources: 1 added, 2 changed, 1 destroyed", log)
+        self.assertEqual(self.sm.describe_secret(SecretId="tf/app/rotated")["RotationRules"]["AutomaticallyAfterDays"],
+                         45)
         out2 = self.outputs()
         self.assertNotEqual(out2["db_version"], out["db_version"])
         self.assertEqual(json.loads(self.current("tf/app/db")["SecretString"])["password"], "pw-2")
