@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -236,6 +237,40 @@ def js_ok(server, operation, service="kms", **params):
     if status != "ok":
         raise AssertionError("%s: %s %s" % (operation, status, out))
     return out
+
+
+def readers_never_go_back(server, service, write, read, writes=40, readers=3):
+    """Writes 1..writes in order (write(client, i)) on one connection while `readers` others read
+    (read(client) -> int) until the last write returned; returns every read that gave less than
+    what was acknowledged before it started (a stale cache), as messages."""
+    acked, errors = [0], []
+    lock, stop = threading.Lock(), threading.Event()
+
+    def writer():
+        c = server.client(service)
+        try:
+            for i in range(1, writes + 1):
+                write(c, i)
+                with lock:
+                    acked[0] = i
+        finally:
+            stop.set()
+
+    def reader():
+        c = server.client(service)
+        while not stop.is_set():
+            with lock:
+                floor = acked[0]
+            got = read(c)
+            if got < floor:
+                errors.append("read %d after %d was acknowledged" % (got, floor))
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
 
 
 def stop_checked(server):

@@ -9,74 +9,25 @@ The throw-away cluster comes from pg_cluster.py; the suite is skipped when the P
 binaries are missing.
 """
 import json
-import os
-import shutil
-import tempfile
 import threading
 import time
 import unittest
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-import pg_cluster
-from harness import Cofferd, stop_checked
+from pg_nodes import TwoNodes
 
 STALENESS_S = 1.0
-ARGS = ("--quota-crypto-rps", "0")
+ARGS = TwoNodes.ARGS
 
 
 def error_code(e):
     return e.response["Error"]["Code"]
 
 
-def copy_data_dir(src):
-    """A second node's data dir: root key, TLS CA and credentials, not the audit trail or log."""
-    dst = tempfile.mkdtemp(prefix="coffer-node2-")
-    for name in os.listdir(src):
-        if name in ("audit", "cofferd.log"):
-            continue
-        path = os.path.join(src, name)
-        if os.path.isdir(path):
-            shutil.copytree(path, os.path.join(dst, name))
-        else:
-            shutil.copy2(path, os.path.join(dst, name))
-    return dst
-
-
-class TwoNodes(unittest.TestCase):
-    DB = "coffer_cache"
-    ARGS = ARGS
-
-    @classmethod
-    def setUpClass(cls):
-        reason = pg_cluster.unavailable_reason()
-        if reason:
-            raise unittest.SkipTest("no PostgreSQL for the multi-node tests: %s" % reason)
-        cls.cluster = pg_cluster.PgCluster().start()
-        cls.node1 = cls.node2 = None
-        cls.dir2 = None
-        try:
-            cls.url = cls.cluster.createdb(cls.DB)
-            cls.node1 = Cofferd(extra_args=cls.ARGS, store=cls.url).start()
-            cls.dir2 = copy_data_dir(cls.node1.data_dir)
-            cls.node2 = Cofferd(data_dir=cls.dir2, extra_args=cls.ARGS, store=cls.url).start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            for node in (cls.node1, cls.node2):
-                if node is not None:
-                    stop_checked(node)
-        finally:
-            if cls.dir2:
-                shutil.rmtree(cls.dir2, ignore_errors=True)
-            cls.cluster.stop()
-
-
 class PgCacheTest(TwoNodes):
+    DB = "coffer_cache"
+
     def setUp(self):
         self.k1, self.k2 = self.node1.client(), self.node2.client()
 

@@ -8,7 +8,6 @@ that node is killed, and that the nodes ride out a PostgreSQL restart on their o
 The throw-away cluster comes from pg_cluster.py; the suite is skipped when the PostgreSQL server
 binaries are missing.
 """
-import os
 import random
 import subprocess
 import shutil
@@ -19,8 +18,8 @@ import unittest
 
 from botocore.exceptions import ClientError
 
-import pg_cluster
-from harness import COFFERD, Cofferd, stop_checked, trail_events
+from harness import COFFERD, trail_events
+from pg_nodes import TwoNodes
 
 THREADS_PER_NODE = 8
 
@@ -29,49 +28,11 @@ def error_code(e):
     return e.response["Error"]["Code"]
 
 
-class PgMultiNodeTest(unittest.TestCase):
+class PgMultiNodeTest(TwoNodes):
     # One alias per key: a per-key alias counter that drifts under a race then shows as a
     # CreateAlias refused (or allowed) wrongly.
     # A day of a deletion waiting period is 100 ms: 7 days pass in 0.7 s.
-    ARGS = ("--quota-crypto-rps", "0", "--max-aliases-per-key", "1", "--deletion-day-ms", "100")
-
-    @classmethod
-    def setUpClass(cls):
-        reason = pg_cluster.unavailable_reason()
-        if reason:
-            raise unittest.SkipTest("no PostgreSQL for the multi-node tests: %s" % reason)
-        cls.cluster = pg_cluster.PgCluster().start()
-        cls.node1 = cls.node2 = None
-        cls.dir2 = None
-        try:
-            cls.url = cls.cluster.createdb("coffer_nodes")
-            cls.node1 = Cofferd(extra_args=cls.ARGS, store=cls.url).start()
-            # Adding a node is copying the data dir: root key, TLS CA, credentials. Not the
-            # audit trail or the log, which are per node.
-            cls.dir2 = tempfile.mkdtemp(prefix="coffer-node2-")
-            for name in os.listdir(cls.node1.data_dir):
-                if name in ("audit", "cofferd.log"):
-                    continue
-                src = os.path.join(cls.node1.data_dir, name)
-                if os.path.isdir(src):
-                    shutil.copytree(src, os.path.join(cls.dir2, name))
-                else:
-                    shutil.copy2(src, os.path.join(cls.dir2, name))
-            cls.node2 = Cofferd(data_dir=cls.dir2, extra_args=cls.ARGS, store=cls.url).start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            for node in (cls.node1, cls.node2):
-                if node is not None:
-                    stop_checked(node)
-        finally:
-            if cls.dir2:
-                shutil.rmtree(cls.dir2, ignore_errors=True)
-            cls.cluster.stop()
+    ARGS = TwoNodes.ARGS + ("--max-aliases-per-key", "1", "--deletion-day-ms", "100")
 
     def kms(self, node):
         return node.client()

@@ -11,7 +11,7 @@ import uuid
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from test_pg_cache import TwoNodes
+from pg_nodes import TwoNodes
 
 THREADS_PER_NODE = 8
 WRITES_PER_THREAD = 4

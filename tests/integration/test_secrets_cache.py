@@ -4,12 +4,11 @@ moved label, a description, a policy, a deletion, a restore), also with writers 
 racing on several connections.
 """
 import json
-import threading
 import unittest
 
 from botocore.exceptions import ClientError
 
-from harness import ServerTestCase
+from harness import ServerTestCase, readers_never_go_back
 
 
 class SecretsCacheTest(ServerTestCase):
@@ -53,33 +52,10 @@ class SecretsCacheTest(ServerTestCase):
     def test_racing_readers_never_go_back(self):
         sm = self.server.client("secretsmanager")
         sm.create_secret(Name="cache/race", SecretString="0")
-        acked = [0]  # the highest value whose PutSecretValue returned
-        lock = threading.Lock()
-        errors = []
-        stop = threading.Event()
-
-        def writer():
-            c = self.server.client("secretsmanager")
-            for i in range(1, 41):
-                c.put_secret_value(SecretId="cache/race", SecretString=str(i))
-                with lock:
-                    acked[0] = i
-            stop.set()
-
-        def reader():
-            c = self.server.client("secretsmanager")
-            while not stop.is_set():
-                with lock:
-                    floor = acked[0]
-                got = int(c.get_secret_value(SecretId="cache/race")["SecretString"])
-                if got < floor:
-                    errors.append("read %d after %d was acknowledged" % (got, floor))
-
-        threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        errors = readers_never_go_back(
+            self.server, "secretsmanager",
+            lambda c, i: c.put_secret_value(SecretId="cache/race", SecretString=str(i)),
+            lambda c: int(c.get_secret_value(SecretId="cache/race")["SecretString"]))
         self.assertEqual(errors, [])
         self.assertEqual(sm.get_secret_value(SecretId="cache/race")["SecretString"], "40")
 

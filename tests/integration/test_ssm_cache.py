@@ -3,12 +3,11 @@ read never sees less than what was acknowledged before it started, whatever the 
 version, a label moved, a deletion, a parameter made again under the same name), also with a
 writer and readers racing on several connections.
 """
-import threading
 import unittest
 
 from botocore.exceptions import ClientError
 
-from harness import ServerTestCase
+from harness import ServerTestCase, readers_never_go_back
 
 
 class SsmCacheTest(ServerTestCase):
@@ -43,33 +42,10 @@ class SsmCacheTest(ServerTestCase):
     def test_racing_readers_never_go_back(self):
         ssm = self.server.client("ssm")
         ssm.put_parameter(Name="/cache/race", Value="0", Type="String")
-        acked = [0]
-        lock = threading.Lock()
-        errors = []
-        stop = threading.Event()
-
-        def writer():
-            c = self.server.client("ssm")
-            for i in range(1, 41):
-                c.put_parameter(Name="/cache/race", Value=str(i), Type="String", Overwrite=True)
-                with lock:
-                    acked[0] = i
-            stop.set()
-
-        def reader():
-            c = self.server.client("ssm")
-            while not stop.is_set():
-                with lock:
-                    floor = acked[0]
-                got = int(c.get_parameter(Name="/cache/race")["Parameter"]["Value"])
-                if got < floor:
-                    errors.append("read %d after %d was acknowledged" % (got, floor))
-
-        threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        errors = readers_never_go_back(
+            self.server, "ssm",
+            lambda c, i: c.put_parameter(Name="/cache/race", Value=str(i), Type="String", Overwrite=True),
+            lambda c: int(c.get_parameter(Name="/cache/race")["Parameter"]["Value"]))
         self.assertEqual(errors, [])
         self.assertEqual(ssm.get_parameter(Name="/cache/race")["Parameter"]["Value"], "40")
 
