@@ -28,8 +28,8 @@ static void test_hsm_clusters(void **state)
                     "/nonexistent/coffer-config-test",
                     "--hsm-cluster",
                     "cluster-1234567890a=module=/a.so,token=one,pin-file=/pin",
-                    "--hsm-cluster=cluster-1234567890b=module=/b.so,slot=2,pin-env=PIN;"
-                    "cluster-1234567890c=module=/c.so,token=three,pin-env=PIN",
+                    ("--hsm-cluster=cluster-1234567890b=module=/b.so,slot=2,pin-env=PIN;"
+                     "cluster-1234567890c=module=/c.so,token=three,pin-env=PIN"),
                     "--hsm-cluster",
                     "cluster-1234567890a=module=/a2.so,token=uno,pin-file=/pin,sessions=2"};
     assert_int_equal(load(&cfg, sizeof(argv) / sizeof(argv[0]), argv), COFFER_OK);
