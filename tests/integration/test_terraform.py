@@ -92,7 +92,20 @@ def tf_provider(server, services):
         """) % {"akid": akid, "secret": secret, "ca": server.ca} + endpoints + "  }\n}\n"
 
 
-class TerraformTest(ServerTestCase):
+class TerraformSteps:
+    """What every Terraform suite asks of its configuration, through its own tf(): the outputs,
+    and that a second plan wants no change."""
+
+    def outputs(self):
+        _, out = self.tf("output", "-json", "-no-color")
+        return {k: v["value"] for k, v in json.loads(out).items()}
+
+    def assert_no_changes(self):
+        code, out = self.tf("plan", "-detailed-exitcode", "-no-color", "-input=false", ok_codes=(0, 2))
+        self.assertEqual(code, 0, "a second plan wants changes:\n" + out[-6000:])
+
+
+class TerraformTest(TerraformSteps, ServerTestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tf_workdir()
@@ -176,14 +189,6 @@ class TerraformTest(ServerTestCase):
                     "account": self.account, "material": MATERIAL_B64}
         with open(os.path.join(self.work, "main.tf"), "w") as f:
             f.write(provider + resources)
-
-    def outputs(self):
-        _, out = self.tf("output", "-json", "-no-color")
-        return {k: v["value"] for k, v in json.loads(out).items()}
-
-    def assert_no_changes(self):
-        code, out = self.tf("plan", "-detailed-exitcode", "-no-color", "-input=false", ok_codes=(0, 2))
-        self.assertEqual(code, 0, "a second plan wants changes:\n" + out[-6000:])
 
     def test_lifecycle(self):
         # Apply.

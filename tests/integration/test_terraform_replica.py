@@ -11,7 +11,7 @@ import time
 import unittest
 
 from harness import PeerRegions
-from test_terraform import tf_run, tf_workdir
+from test_terraform import TerraformSteps, tf_run, tf_workdir
 
 EAST, WEST = "us-east-1", "eu-west-1"
 
@@ -21,7 +21,7 @@ def allow(action):
                        "Statement": [{"Effect": "Allow", "Action": action, "Resource": "*"}]})
 
 
-class TerraformReplicaTest(unittest.TestCase):
+class TerraformReplicaTest(TerraformSteps, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -89,14 +89,6 @@ class TerraformReplicaTest(unittest.TestCase):
         with open(os.path.join(self.work, "main.tf"), "w") as f:
             f.write('terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n')
             f.write(self.provider(EAST, "primary") + self.provider(WEST, None) + resources)
-
-    def outputs(self):
-        _, out = self.tf("output", "-json", "-no-color")
-        return {k: v["value"] for k, v in json.loads(out).items()}
-
-    def assert_no_changes(self):
-        code, out = self.tf("plan", "-detailed-exitcode", "-no-color", "-input=false", ok_codes=(0, 2))
-        self.assertEqual(code, 0, "a second plan wants changes:\n" + out[-6000:])
 
     def test_replica_key_lifecycle(self):
         self.write_config("replica in the west")

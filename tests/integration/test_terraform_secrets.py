@@ -26,12 +26,12 @@ from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
 from test_secrets_rotation import FUNCTION, fn_arn
-from test_terraform import tf_provider, tf_run, tf_workdir
+from test_terraform import TerraformSteps, tf_provider, tf_run, tf_workdir
 
 BINARY = bytes(range(256))
 
 
-class TerraformSecretsTest(ServerTestCase):
+class TerraformSecretsTest(TerraformSteps, ServerTestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tf_workdir()
@@ -130,14 +130,6 @@ class TerraformSecretsTest(ServerTestCase):
                     "tags": "{ %s }" % ", ".join('%s = "%s"' % kv for kv in sorted(tags.items()))}
         with open(os.path.join(self.work, "main.tf"), "w") as f:
             f.write(provider + resources)
-
-    def outputs(self):
-        _, out = self.tf("output", "-json", "-no-color")
-        return {k: v["value"] for k, v in json.loads(out).items()}
-
-    def assert_no_changes(self):
-        code, out = self.tf("plan", "-detailed-exitcode", "-no-color", "-input=false", ok_codes=(0, 2))
-        self.assertEqual(code, 0, "a second plan wants changes:\n" + out[-6000:])
 
     def current(self, secret_id):
         return self.sm.get_secret_value(SecretId=secret_id)

@@ -10,7 +10,6 @@ show no change (the provider reads back through GetParameter, DescribeParameters
 ListTagsForResource), an in-place update of value, description and tags that makes a new
 version, and destroy, checking what cofferd holds after each step through boto3.
 """
-import json
 import os
 import shutil
 import textwrap
@@ -19,13 +18,13 @@ import unittest
 from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
-from test_terraform import tf_provider, tf_run, tf_workdir
+from test_terraform import TerraformSteps, tf_provider, tf_run, tf_workdir
 
 # An Advanced-tier SecureString over 4 KB: sealed under a KMS data key (envelope), not one Encrypt.
 BIG = "x" * 6000
 
 
-class TerraformSsmTest(ServerTestCase):
+class TerraformSsmTest(TerraformSteps, ServerTestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tf_workdir()
@@ -99,14 +98,6 @@ class TerraformSsmTest(ServerTestCase):
                     "tags": "{ %s }" % ", ".join('%s = "%s"' % kv for kv in sorted(tags.items()))}
         with open(os.path.join(self.work, "main.tf"), "w") as f:
             f.write(provider + resources)
-
-    def outputs(self):
-        _, out = self.tf("output", "-json", "-no-color")
-        return {k: v["value"] for k, v in json.loads(out).items()}
-
-    def assert_no_changes(self):
-        code, out = self.tf("plan", "-detailed-exitcode", "-no-color", "-input=false", ok_codes=(0, 2))
-        self.assertEqual(code, 0, "a second plan wants changes:\n" + out[-6000:])
 
     def tags(self, name):
         return {t["Key"]: t["Value"] for t in
