@@ -12,11 +12,18 @@
  *                  "KeyArn", "DataKey" (KMS ciphertext of the data key), "Iv", "Data"
  *                  (AES-256-GCM of the value), "Binary" (SecretBinary or SecretString)}...]}
  *
- * versions in creation order. A secret scheduled for deletion also has an index record
- * "secrets-deletion/<16-digit DeletionDate>/<account>/<region>/<name>" the deletion job scans
- * in date order; one with rotation work ahead (secrets_rotation.c: "RotationEnabled",
- * "RotationLambdaARN", "RotationRules", "LastRotatedDate", "NextRotationDate", "RotationDue",
- * "Rotation") has "secrets-rotation/<16-digit RotationDue>/<account>/<region>/<name>".
+ * versions in creation order. Multi-Region secrets (secrets_replication.c): a primary with
+ * replicas has "PrimaryRegion" (its own region) and "ReplicationStatus": [{"Region",
+ * "KmsKeyId"? (the replica's key as named; absent: its default key), "Status" (InProgress,
+ * InSync, Failed), "StatusMessage"?, "Force"? (ForceOverwriteReplicaSecret, until the first
+ * sync)}], and while a change has not reached every replica a mark
+ * "secrets-replication/<record key>" {"NotBefore": ms} the replication job scans; a replica
+ * has "PrimaryRegion" naming another region and versions encrypted under its own region's key. A secret
+ * scheduled for deletion also has an index record "secrets-deletion/<16-digit
+ * DeletionDate>/<account>/<region>/<name>" the deletion job scans in date order; one with rotation work ahead
+ * (secrets_rotation.c: "RotationEnabled", "RotationLambdaARN", "RotationRules", "LastRotatedDate",
+ * "NextRotationDate", "RotationDue", "Rotation") has "secrets-rotation/<16-digit
+ * RotationDue>/<account>/<region>/<name>".
  *
  * Writes are serialised by one mutex of the service: a writer loads the record, decides,
  * encrypts (KMS may write its AWS managed key on first use: never inside our transaction) and

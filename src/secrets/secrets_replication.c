@@ -410,6 +410,28 @@ struct push_outcome {
     char why[512];
 };
 
+/* The mark of a secret that is no more (record key `key`). */
+static coffer_err marker_drop(struct sm *s, const char *key)
+{
+    char mkey[SM_KEY_MAX + 32];
+    store_txn *t = NULL;
+    snprintf(mkey, sizeof(mkey), SM_REPLICATION_PREFIX "%s", key);
+    coffer_err rc = store_txn_begin(s->st, &t);
+    if (rc == COFFER_OK) {
+        rc = store_txn_delete(t, mkey);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+    }
+    if (rc == COFFER_OK) {
+        rc = store_txn_commit(t);
+        t = NULL;
+    }
+    store_txn_abort(t);
+    return rc;
+}
+
 /*
  * Writes the outcomes into the record of `key` (loaded again, under the mutex) and settles its
  * marker: gone when every replica took revision `pushed` and nothing changed since, due again
@@ -424,9 +446,13 @@ static coffer_err push_settle(struct sm *s, const char *key, int64_t pushed, con
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_load_key(s, key, &sec));
     json_t *status = json_object_get(sec.rec, "ReplicationStatus");
-    if (sec.rec == NULL || status == NULL) {
+    if (sec.rec == NULL) {
+        rc = marker_drop(s, key);
+        goto out;
+    }
+    if (status == NULL) {
         sec.push = SM_PUSH_DONE;
-        rc = sec.rec != NULL ? sm_save(s, &sec, sm_int(sec.rec, "DeletionDate")) : COFFER_OK;
+        rc = sm_save(s, &sec, sm_int(sec.rec, "DeletionDate"));
         goto out;
     }
     for (size_t i = 0; i < n; i++) {

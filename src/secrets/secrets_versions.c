@@ -306,6 +306,7 @@ static void note_access(struct sm *s, const struct api_call *call, const struct 
     pthread_mutex_lock(&s->wmu);
     struct sm_secret sec = *read;
     sec.rec = NULL;
+    sec.push = SM_PUSH_LEAVE; /* an access is this region's own: nothing for the replicas */
     if (sm_load(s, NULL, sec.key, &sec.rec) == COFFER_OK && sec.rec != NULL &&
         strcmp(sm_str(sec.rec, "Suffix"), sm_str(read->rec, "Suffix")) == 0) {
         /* saved over what was just loaded, not over what the read (maybe cached) saw */
