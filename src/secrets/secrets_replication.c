@@ -38,6 +38,10 @@
 #define SM_REPLICATION_PREFIX "secrets-replication/"
 #define SM_REPLICATION_RETRY_MS 5000 /* a replica that failed is tried again this much later */
 #define SM_REPLICATION_BATCH 64      /* marked secrets one job run pushes at most */
+/* Values in one box: with the record and base64, a request stays under cofferd's default
+ * 1 MiB body limit (--max-body); a secret holding more travels in several rounds. */
+#define SM_REPLICATION_CHUNK (512 * 1024)
+#define SM_REPLICATION_ROUNDS 256
 #define SM_REGION_MAX 63
 #define SM_BOX_AAD_MAX (SM_ARN_MAX + 64)
 
@@ -270,21 +274,28 @@ static void owner_caller(const char *account, struct api_caller *c)
 /*
  * The plaintext of a box, per version with a value:
  *   u8 VersionId length | VersionId | u8 binary | u32be length | value
- * Appends every value of sec (decrypted for the owner) to `out` (a secret buffer).
+ * Appends the values of the versions `want` names (VersionIds, in order; decrypted for the
+ * owner) to `out` (a secret buffer) while they fit in SM_REPLICATION_CHUNK (the first always
+ * goes), and their VersionIds to `sent`.
  */
 static coffer_err values_encode(const struct sm *s, const struct api_call *call, const struct sm_secret *sec,
-                                coffer_buf *out)
+                                const json_t *want, coffer_buf *out, json_t *sent)
 {
     size_t i;
-    const json_t *v;
-    json_array_foreach(json_object_get(sec->rec, "Versions"), i, v)
+    const json_t *w;
+    json_array_foreach(want, i, w)
     {
-        const char *vid = sm_str(v, "VersionId");
-        if (sm_str(v, "Data") == NULL || vid == NULL || strlen(vid) > 64) {
+        const char *vid = json_string_value(w);
+        const json_t *v = vid != NULL ? sm_version_find(json_object_get(sec->rec, "Versions"), vid) : NULL;
+        if (v == NULL || sm_str(v, "Data") == NULL || strlen(vid) > 64) {
             continue;
         }
         coffer_buf plain;
         TRY(sm_value_open(s, call, sec, v, &plain));
+        if (out->len > 0 && out->len + plain.len > SM_REPLICATION_CHUNK) {
+            coffer_buf_free(&plain);
+            break; /* the next round's */
+        }
         coffer_err rc = coffer_buf_append_u8(out, (uint8_t)strlen(vid));
         rc = rc == COFFER_OK ? coffer_buf_append_str(out, vid) : rc;
         rc = rc == COFFER_OK ? coffer_buf_append_u8(out, json_is_true(json_object_get(v, "Binary")) ? 1 : 0)
@@ -293,8 +304,49 @@ static coffer_err values_encode(const struct sm *s, const struct api_call *call,
         rc = rc == COFFER_OK ? coffer_buf_append_cur(out, coffer_buf_cursor(&plain)) : rc;
         coffer_buf_free(&plain);
         TRY(rc);
+        if (json_array_append_new(sent, json_string(vid)) != 0) {
+            return sm_oom();
+        }
     }
     return COFFER_OK;
+}
+
+static bool list_has(const json_t *list, const char *s)
+{
+    size_t i;
+    const json_t *x;
+    json_array_foreach(list, i, x)
+    {
+        if (json_string_value(x) != NULL && strcmp(json_string_value(x), s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The versions whose values the replica of `entry` lacks as far as the primary knows (it
+ * reports what it has, "Have"): labelled ones first, newest first, so that the first box of a
+ * large secret carries what readers ask for. */
+static json_t *values_needed(const struct sm_secret *sec, const json_t *entry)
+{
+    const json_t *versions = json_object_get(sec->rec, "Versions");
+    const json_t *have = json_object_get(entry, "Have");
+    json_t *out = json_array();
+    for (int labelled = 1; out != NULL && labelled >= 0; labelled--) {
+        for (size_t i = json_array_size(versions); i-- > 0;) {
+            const json_t *v = json_array_get(versions, i);
+            const char *vid = sm_str(v, "VersionId");
+            if (vid == NULL || sm_str(v, "Data") == NULL || list_has(have, vid) ||
+                (json_array_size(json_object_get(v, "Stages")) > 0) != (labelled == 1)) {
+                continue;
+            }
+            if (json_array_append_new(out, json_string(vid)) != 0) {
+                json_decref(out);
+                return NULL;
+            }
+        }
+    }
+    return out;
 }
 
 /* The value of version `vid` in a box's plaintext; false when the box has none. */
@@ -337,10 +389,11 @@ static json_t *shared_record(const json_t *rec)
     const json_t *v;
     json_array_foreach(json_object_get(rec, "Versions"), i, v)
     {
-        json_t *e = o != NULL ? json_pack("{s:O, s:O, s:O}", "VersionId", json_object_get(v, "VersionId"),
-                                          "Stages", json_object_get(v, "Stages"), "CreatedDate",
-                                          json_object_get(v, "CreatedDate"))
-                              : NULL;
+        json_t *e = o != NULL
+                        ? json_pack("{s:O, s:O, s:O, s:b}", "VersionId", json_object_get(v, "VersionId"),
+                                    "Stages", json_object_get(v, "Stages"), "CreatedDate",
+                                    json_object_get(v, "CreatedDate"), "HasValue", sm_str(v, "Data") != NULL)
+                        : NULL;
         if (e == NULL || json_array_append_new(json_object_get(o, "Versions"), e) != 0) {
             json_decref(e);
             json_decref(o);
@@ -356,15 +409,14 @@ static json_t *shared_record(const json_t *rec)
 /* What one push to one region came to. */
 enum push_result { PUSH_IN_SYNC, PUSH_FAILED, PUSH_DETACHED };
 
-/* Sends sec (values in `plain`) to the replica in `entry`'s region. */
-static enum push_result push_one(struct sm *s, const struct sm_secret *sec, const json_t *shared,
-                                 coffer_cursor plain, const json_t *entry, char *why, size_t why_n)
+/* One CofferSyncSecret of sec with the values in `plain` to `region`; *ans the answer. */
+static coffer_err sync_send(struct sm *s, const struct sm_secret *sec, const json_t *shared,
+                            const json_t *entry, coffer_cursor plain, json_t **ans)
 {
     const char *region = sm_str(entry, "Region");
     char aad[SM_BOX_AAD_MAX];
     coffer_buf box, b64;
-    json_t *body = NULL, *ans = NULL;
-    enum push_result res = PUSH_FAILED;
+    json_t *body = NULL;
     coffer_buf_init(&b64, false);
     box_aad(aad, sec->account, sec->name, sm_str(sec->rec, "Suffix"), region);
     coffer_err rc = s->kms->peer_seal(s->kms->svc, region, coffer_cursor_from_str(aad), plain, &box);
@@ -383,22 +435,83 @@ static enum push_result push_one(struct sm *s, const struct sm_secret *sec, cons
     }
     if (rc == COFFER_OK) {
         rc = s->kms->peer_call(s->kms->svc, region, "secretsmanager", "secretsmanager.CofferSyncSecret", body,
-                               &ans);
-    }
-    if (rc != COFFER_OK) {
-        snprintf(why, why_n, "%s", coffer_last_message());
-        coffer_clear_err();
-    } else if (sm_str(ans, "Status") != NULL && strcmp(sm_str(ans, "Status"), "InSync") == 0) {
-        res = PUSH_IN_SYNC;
-    } else if (sm_str(ans, "Status") != NULL && strcmp(sm_str(ans, "Status"), "Detached") == 0) {
-        res = PUSH_DETACHED;
-    } else {
-        snprintf(why, why_n, "%s",
-                 sm_str(ans, "StatusMessage") != NULL ? sm_str(ans, "StatusMessage") : "Replication failed.");
+                               ans);
     }
     coffer_buf_free(&box);
     coffer_buf_free(&b64);
     json_decref(body);
+    return rc;
+}
+
+/*
+ * Brings the replica in `entry`'s region up to sec: the values it lacks go in boxes of at most
+ * SM_REPLICATION_CHUNK, each round sending what the replica still reports missing. On
+ * PUSH_IN_SYNC, *have is what the replica now holds (for the next push to skip).
+ */
+static enum push_result push_one(struct sm *s, const struct api_call *call, const struct sm_secret *sec,
+                                 const json_t *shared, const json_t *entry, json_t **have, char *why,
+                                 size_t why_n)
+{
+    enum push_result res = PUSH_FAILED;
+    json_t *need = values_needed(sec, entry), *sent = NULL, *ans = NULL;
+    coffer_buf plain;
+    coffer_buf_init(&plain, true);
+    *have = NULL;
+    snprintf(why, why_n, "Replication failed.");
+    for (int round = 0; need != NULL && round < SM_REPLICATION_ROUNDS; round++) {
+        json_decref(sent);
+        json_decref(ans);
+        ans = NULL;
+        coffer_buf_reset(&plain);
+        if ((sent = json_array()) == NULL) {
+            break;
+        }
+        if (values_encode(s, call, sec, need, &plain, sent) != COFFER_OK) {
+            snprintf(why, why_n, "Replication failed: the primary secret's value cannot be read: %s",
+                     coffer_last_message());
+            coffer_clear_err();
+            break;
+        }
+        if (sync_send(s, sec, shared, entry, coffer_buf_cursor(&plain), &ans) != COFFER_OK) {
+            snprintf(why, why_n, "%s", coffer_last_message());
+            coffer_clear_err();
+            break;
+        }
+        const char *status = sm_str(ans, "Status") != NULL ? sm_str(ans, "Status") : "";
+        if (strcmp(status, "InSync") == 0) {
+            *have = json_incref(json_object_get(ans, "Have"));
+            res = PUSH_IN_SYNC;
+            break;
+        }
+        if (strcmp(status, "Detached") == 0) {
+            res = PUSH_DETACHED;
+            break;
+        }
+        const json_t *missing = json_object_get(ans, "Missing");
+        if (strcmp(status, "Missing") != 0 || json_array_size(missing) == 0) {
+            snprintf(why, why_n, "%s",
+                     sm_str(ans, "StatusMessage") != NULL ? sm_str(ans, "StatusMessage")
+                                                          : "Replication failed.");
+            break;
+        }
+        size_t i;
+        const json_t *m;
+        json_array_foreach(missing, i, m)
+        {
+            if (!json_is_string(m) || list_has(sent, json_string_value(m))) {
+                /* sent and still missing: it would never converge */
+                snprintf(why, why_n, "Replication failed: the replica did not take version %s.",
+                         json_is_string(m) ? json_string_value(m) : "?");
+                goto out;
+            }
+        }
+        json_decref(need);
+        need = json_incref((json_t *)missing);
+    }
+out:
+    coffer_buf_free(&plain);
+    json_decref(need);
+    json_decref(sent);
     json_decref(ans);
     return res;
 }
@@ -408,6 +521,7 @@ struct push_outcome {
     char region[SM_REGION_MAX + 1];
     enum push_result res;
     char why[512];
+    json_t *have; /* PUSH_IN_SYNC: the VersionIds whose values the replica holds */
 };
 
 /* The mark of a secret that is no more (record key `key`). */
@@ -477,6 +591,9 @@ static coffer_err push_settle(struct sm *s, const char *key, int64_t pushed, con
         if (o[i].res == PUSH_IN_SYNC) {
             json_object_del(e, "StatusMessage");
             json_object_del(e, "Force");
+            if (json_is_array(o[i].have)) {
+                r = json_object_set(e, "Have", o[i].have);
+            }
         } else {
             r = r != 0 ? r : json_object_set_new(e, "StatusMessage", json_string(o[i].why));
         }
@@ -504,8 +621,6 @@ static coffer_err push_secret(struct sm *s, const char *key, int64_t now_ms)
     struct api_caller owner;
     struct push_outcome *o = NULL;
     json_t *shared = NULL;
-    coffer_buf plain;
-    coffer_buf_init(&plain, true);
     coffer_err rc = COFFER_OK;
     size_t n = 0;
     TRY_OUT(sm_load_key(s, key, &sec));
@@ -523,39 +638,23 @@ static coffer_err push_secret(struct sm *s, const char *key, int64_t now_ms)
                             .event_id = rid,
                             .operation = "ReplicateSecretToRegions",
                             .now_ms = now_ms};
-    /* the values once for every region; a box per region */
-    if (values_encode(s, &call, &sec, &plain) != COFFER_OK || (shared = shared_record(sec.rec)) == NULL) {
-        char why[512];
-        snprintf(why, sizeof(why), "Replication failed: the primary secret's values cannot be read: %s",
-                 coffer_last_message());
-        coffer_clear_err();
-        n = json_array_size(status);
-        if ((o = calloc(n, sizeof(*o))) == NULL) {
-            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
-        }
-        for (size_t i = 0; i < n; i++) {
-            coffer_str_copy(o[i].region, sizeof(o[i].region), sm_str(json_array_get(status, i), "Region"));
-            o[i].res = PUSH_FAILED;
-            coffer_str_copy(o[i].why, sizeof(o[i].why), why);
-        }
-        rc = push_settle(s, key, sec.revision, o, n, now_ms);
-        goto out;
-    }
     n = json_array_size(status);
-    if ((o = calloc(n, sizeof(*o))) == NULL) {
+    if ((shared = shared_record(sec.rec)) == NULL || (o = calloc(n, sizeof(*o))) == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(status, i);
         coffer_str_copy(o[i].region, sizeof(o[i].region), sm_str(e, "Region"));
-        o[i].res = push_one(s, &sec, shared, coffer_buf_cursor(&plain), e, o[i].why, sizeof(o[i].why));
+        o[i].res = push_one(s, &call, &sec, shared, e, &o[i].have, o[i].why, sizeof(o[i].why));
         if (o[i].res == PUSH_FAILED) {
             log_warn("secretsmanager: %s not replicated to %s: %s", sec.arn, o[i].region, o[i].why);
         }
     }
     rc = push_settle(s, key, sec.revision, o, n, now_ms);
 out:
-    coffer_buf_free(&plain);
+    for (size_t i = 0; o != NULL && i < n; i++) {
+        json_decref(o[i].have);
+    }
     json_decref(shared);
     free(o);
     sm_secret_free(&sec);
@@ -808,10 +907,11 @@ static coffer_err peer_request(const struct sm *s, struct api_call *call, const 
 }
 
 /* The versions of the replica record `rec` from the shared list: a version this region already
- * encrypted under `key_id` keeps its ciphertext, any other gets its value from the box. */
+ * encrypted under `key_id` keeps its ciphertext, any other gets its value from the box; one
+ * with a value that is in neither is left out and its VersionId appended to `missing`. */
 static coffer_err replica_versions(const struct sm *s, const struct api_call *owner_call,
                                    struct sm_secret *sec, const json_t *old, const json_t *shared,
-                                   coffer_cursor plain, const char *key_id)
+                                   coffer_cursor plain, const char *key_id, json_t *missing)
 {
     json_t *versions = json_object_get(sec->rec, "Versions");
     const char *old_key = sm_str(old, "KmsKeyId");
@@ -848,6 +948,13 @@ static coffer_err replica_versions(const struct sm *s, const struct api_call *ow
                     json_decref(ver);
                     return rc;
                 }
+            } else if (json_is_true(json_object_get(v, "HasValue"))) {
+                /* not here and not in this box: left out until a later round brings it */
+                json_decref(ver);
+                if (json_array_append_new(missing, json_string(vid)) != 0) {
+                    return sm_oom();
+                }
+                continue;
             }
         }
         if (json_array_append_new(versions, ver) != 0) {
@@ -865,7 +972,7 @@ coffer_err sm_op_CofferSyncSecret(void *state, struct api_call *call)
     coffer_buf box, plain;
     coffer_buf_init(&box, false);
     coffer_buf_init(&plain, true);
-    json_t *old = NULL;
+    json_t *old = NULL, *missing = NULL, *have = NULL;
     bool locked = false;
     coffer_err rc = COFFER_OK;
     TRY(peer_request(s, call, &source, &name, &suffix_unused, false));
@@ -944,10 +1051,25 @@ coffer_err sm_op_CofferSyncSecret(void *state, struct api_call *call)
     owner_caller(call->caller->account_id, &owner);
     struct api_call owner_call = *call;
     owner_call.caller = &owner;
-    TRY_OUT(replica_versions(s, &owner_call, &sec, old, shared, coffer_buf_cursor(&plain), key_id));
+    if ((missing = json_array()) == NULL || (have = json_array()) == NULL) {
+        FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+    }
+    TRY_OUT(replica_versions(s, &owner_call, &sec, old, shared, coffer_buf_cursor(&plain), key_id, missing));
+    /* saved even when values are missing: the next round builds on what this one brought */
     sec.push = SM_PUSH_LEAVE;
     TRY_OUT(sm_save(s, &sec, old_deletion));
-    call->output = json_pack("{s:s, s:s}", "Status", "InSync", "ARN", sec.arn);
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(sec.rec, "Versions"), i, v)
+    {
+        if (sm_str(v, "Data") != NULL &&
+            json_array_append_new(have, json_string(sm_str(v, "VersionId"))) != 0) {
+            FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+        }
+    }
+    call->output = json_array_size(missing) > 0
+                       ? json_pack("{s:s, s:s, s:O}", "Status", "Missing", "ARN", sec.arn, "Missing", missing)
+                       : json_pack("{s:s, s:s, s:O}", "Status", "InSync", "ARN", sec.arn, "Have", have);
     if (call->output == NULL) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
@@ -956,6 +1078,8 @@ out:
         pthread_mutex_unlock(&s->wmu);
     }
     json_decref(old);
+    json_decref(missing);
+    json_decref(have);
     sm_secret_free(&sec);
     coffer_buf_free(&box);
     coffer_buf_free(&plain);

@@ -185,6 +185,23 @@ class SecretReplicationTest(unittest.TestCase):
             self.kms[WEST].enable_key(KeyId=west_key["KeyId"])
         self.assertEqual(self.replica_value(name)["SecretString"], "keyed")
 
+    def test_many_large_versions_travel_in_rounds(self):
+        # 20 versions of 60,000 characters: more than one request body may carry (1 MiB)
+        name = self.name()
+        ids = [self.sm[EAST].create_secret(Name=name, SecretString="0" * 60000)["VersionId"]]
+        for i in range(1, 20):
+            ids.append(self.sm[EAST].put_secret_value(SecretId=name, SecretString=str(i % 10) * 60000)["VersionId"])
+        self.sm[EAST].replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": WEST}])
+        self.assertTrue(self.in_sync(name, ), self.status(name))
+        for i in (0, 7, 18, 19):
+            got = self.replica_value(name, VersionId=ids[i])["SecretString"]
+            self.assertEqual(got, str(i % 10) * 60000)
+        self.assertEqual(self.replica_value(name)["VersionId"], ids[19])
+        # a later write sends only the new value
+        self.sm[EAST].put_secret_value(SecretId=name, SecretString="small")
+        self.assertTrue(self.wait_for(lambda: self.replica_value(name)["SecretString"] == "small"))
+        self.sm[EAST].remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=[WEST])
+
     # ---- a replica is read-only ----
 
     def test_writes_on_replica_refused(self):
