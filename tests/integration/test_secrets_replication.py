@@ -202,6 +202,38 @@ class SecretReplicationTest(unittest.TestCase):
         self.assertTrue(self.wait_for(lambda: self.replica_value(name)["SecretString"] == "small"))
         self.sm[EAST].remove_regions_from_replication(SecretId=name, RemoveReplicaRegions=[WEST])
 
+    def test_operations_authorized_for_the_caller(self):
+        name = self.name()
+        self.sm[EAST].create_secret(Name=name, SecretString="authz")
+        user = "sm-" + uuid.uuid4().hex[:8]
+        clients = {}
+        for region in (EAST, WEST):
+            iam = self.servers[region].client("iam", region=region)
+            iam.create_user(UserName=user)
+            iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+                    "secretsmanager:CreateSecret", "secretsmanager:DescribeSecret",
+                    "secretsmanager:GetSecretValue", "kms:*"]}]}))
+            k = iam.create_access_key(UserName=user)["AccessKey"]
+            clients[region] = self.servers[region].client("secretsmanager", region=region, akid=k["AccessKeyId"],
+                                                          secret=k["SecretAccessKey"])
+        for fn, kw in ((clients[EAST].replicate_secret_to_regions, {"SecretId": name,
+                                                                    "AddReplicaRegions": [{"Region": WEST}]}),
+                       (clients[EAST].remove_regions_from_replication, {"SecretId": name,
+                                                                        "RemoveReplicaRegions": [WEST]}),
+                       (clients[EAST].create_secret, {"Name": name + "-new", "SecretString": "x",
+                                                      "AddReplicaRegions": [{"Region": WEST}]})):
+            code, msg = self.error(fn, **kw)
+            self.assertEqual(code, "AccessDeniedException", fn.__name__)
+            self.assertIn("secretsmanager:ReplicateSecretToRegions" if fn.__name__ != "remove_regions_from_replication"
+                          else "secretsmanager:RemoveRegionsFromReplication", msg)
+        self.sm[EAST].replicate_secret_to_regions(SecretId=name, AddReplicaRegions=[{"Region": WEST}])
+        self.assertTrue(self.in_sync(name))
+        code, msg = self.error(clients[WEST].stop_replication_to_replica, SecretId=name)
+        self.assertEqual(code, "AccessDeniedException")
+        self.assertIn("secretsmanager:StopReplicationToReplica", msg)
+        self.assertEqual(clients[WEST].get_secret_value(SecretId=name)["SecretString"], "authz")
+
     # ---- a replica is read-only ----
 
     def test_writes_on_replica_refused(self):
