@@ -472,6 +472,11 @@ static enum push_result push_one(struct sm *s, const struct api_call *call, cons
             coffer_clear_err();
             break;
         }
+        if (round > 0 && json_array_size(sent) == 0) {
+            snprintf(why, why_n,
+                     "Replication failed: the replica asks for values the primary does not hold.");
+            break;
+        }
         if (sync_send(s, sec, shared, entry, coffer_buf_cursor(&plain), &ans) != COFFER_OK) {
             snprintf(why, why_n, "%s", coffer_last_message());
             coffer_clear_err();
