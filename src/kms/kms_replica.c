@@ -19,6 +19,10 @@
  * from exactly that peer's configured `principal`; anyone else, the account's root included,
  * gets AccessDeniedException. A replica accepts updates only from the region it records as its
  * primary.
+ *
+ * Other services replicate their own records the same way (Secrets Manager): struct kms_api
+ * (kms.h) lends them the peer client, the principal check and this server's replication key
+ * pair, so there is one path for everything that crosses regions.
  */
 #include <inttypes.h>
 #include <stdio.h>

@@ -409,6 +409,25 @@ static json_t *shared_record(const json_t *rec)
 /* What one push to one region came to. */
 enum push_result { PUSH_IN_SYNC, PUSH_FAILED, PUSH_DETACHED };
 
+/* The regions one job run found unavailable: the run's other secrets do not wait for them
+ * again (a peer that does not answer costs a run one timeout, not one per secret). */
+#define SM_DOWN_MAX 16
+struct push_run {
+    size_t n_down;
+    char down[SM_DOWN_MAX][SM_REGION_MAX + 1];
+    char why[SM_DOWN_MAX][256];
+};
+
+static const char *run_down(const struct push_run *run, const char *region)
+{
+    for (size_t i = 0; i < run->n_down; i++) {
+        if (strcmp(run->down[i], region) == 0) {
+            return run->why[i];
+        }
+    }
+    return NULL;
+}
+
 /* One CofferSyncSecret of sec with the values in `plain` to `region`; *ans the answer. */
 static coffer_err sync_send(struct sm *s, const struct sm_secret *sec, const json_t *shared,
                             const json_t *entry, coffer_cursor plain, json_t **ans)
@@ -448,15 +467,20 @@ static coffer_err sync_send(struct sm *s, const struct sm_secret *sec, const jso
  * SM_REPLICATION_CHUNK, each round sending what the replica still reports missing. On
  * PUSH_IN_SYNC, *have is what the replica now holds (for the next push to skip).
  */
-static enum push_result push_one(struct sm *s, const struct api_call *call, const struct sm_secret *sec,
-                                 const json_t *shared, const json_t *entry, json_t **have, char *why,
-                                 size_t why_n)
+static enum push_result push_one(struct sm *s, struct push_run *run, const struct api_call *call,
+                                 const struct sm_secret *sec, const json_t *shared, const json_t *entry,
+                                 json_t **have, char *why, size_t why_n)
 {
     enum push_result res = PUSH_FAILED;
+    const char *region = sm_str(entry, "Region");
+    *have = NULL;
+    if (run_down(run, region) != NULL) {
+        snprintf(why, why_n, "%s", run_down(run, region));
+        return PUSH_FAILED;
+    }
     json_t *need = values_needed(sec, entry), *sent = NULL, *ans = NULL;
     coffer_buf plain;
     coffer_buf_init(&plain, true);
-    *have = NULL;
     snprintf(why, why_n, "Replication failed.");
     for (int round = 0; need != NULL && round < SM_REPLICATION_ROUNDS; round++) {
         json_decref(sent);
@@ -477,9 +501,15 @@ static enum push_result push_one(struct sm *s, const struct api_call *call, cons
                      "Replication failed: the replica asks for values the primary does not hold.");
             break;
         }
-        if (sync_send(s, sec, shared, entry, coffer_buf_cursor(&plain), &ans) != COFFER_OK) {
+        coffer_err rc = sync_send(s, sec, shared, entry, coffer_buf_cursor(&plain), &ans);
+        if (rc != COFFER_OK) {
             snprintf(why, why_n, "%s", coffer_last_message());
             coffer_clear_err();
+            if (rc == COFFER_ERR_UNAVAILABLE && run->n_down < SM_DOWN_MAX) {
+                coffer_str_copy(run->down[run->n_down], sizeof(run->down[0]), region);
+                coffer_str_copy(run->why[run->n_down], sizeof(run->why[0]), why);
+                run->n_down++;
+            }
             break;
         }
         const char *status = sm_str(ans, "Status") != NULL ? sm_str(ans, "Status") : "";
@@ -620,7 +650,7 @@ out:
 }
 
 /* Pushes the secret stored under `key` to every replica region it lists. */
-static coffer_err push_secret(struct sm *s, const char *key, int64_t now_ms)
+static coffer_err push_secret(struct sm *s, struct push_run *run, const char *key, int64_t now_ms)
 {
     struct sm_secret sec = {0};
     struct api_caller owner;
@@ -650,7 +680,7 @@ static coffer_err push_secret(struct sm *s, const char *key, int64_t now_ms)
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(status, i);
         coffer_str_copy(o[i].region, sizeof(o[i].region), sm_str(e, "Region"));
-        o[i].res = push_one(s, &call, &sec, shared, e, &o[i].have, o[i].why, sizeof(o[i].why));
+        o[i].res = push_one(s, run, &call, &sec, shared, e, &o[i].have, o[i].why, sizeof(o[i].why));
         if (o[i].res == PUSH_FAILED) {
             log_warn("secretsmanager: %s not replicated to %s: %s", sec.arn, o[i].region, o[i].why);
         }
@@ -688,6 +718,7 @@ coffer_err sm_replication_job(void *ctx, int64_t now_ms)
 {
     struct sm *s = ctx;
     struct marked m = {.now_ms = now_ms, .keys = json_array()};
+    struct push_run run = {0};
     if (m.keys == NULL) {
         return sm_oom();
     }
@@ -699,7 +730,7 @@ coffer_err sm_replication_job(void *ctx, int64_t now_ms)
         if (rc != COFFER_OK || sm_rotor_stopping(s)) {
             break;
         }
-        rc = push_secret(s, json_string_value(k), now_ms);
+        rc = push_secret(s, &run, json_string_value(k), now_ms);
         if (rc == COFFER_ERR_STORE) {
             /* changed under us: the next run pushes the newer record */
             coffer_clear_err();
