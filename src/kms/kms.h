@@ -245,6 +245,35 @@ struct kms_api {
                                     const char *via_service, const char *key_id, const json_t *ec,
                                     size_t n_bytes, coffer_buf *plaintext, char **ciphertext_b64,
                                     char *key_arn, size_t n);
+    /*
+     * Replication between peer regions for the services that replicate their own records
+     * (Secrets Manager): the peers, replication credentials, principal check and replication
+     * key pair of multi-Region keys, so every replicated byte travels the same way.
+     *
+     *   peer_known: is `region` a configured peer (--peer)?
+     *   peer_call: calls `target` ("secretsmanager.CofferSyncSecret") of the peer of `region`,
+     *            signed for `signing_name` with the replication credential, with `body`
+     *            (borrowed); *out is the answer object (new). A peer that is not configured,
+     *            cannot be reached or refuses: ServiceUnavailableException, the message saying
+     *            which (the peer's error type and message included).
+     *   peer_seal: seals `plaintext` to the replication public key of the peer of `region`
+     *            (asked of it now, CofferGetReplicationKey) with crypto_box, bound to `aad`;
+     *            *box is initialised here. Only that peer's barrier can open it.
+     *   replication_open: opens a box a peer sealed to this server's replication key under
+     *            `aad` into `plain` (initialised here, a secret buffer); ValidationException
+     *            for any other box.
+     *   peer_caller_check: AccessDeniedException (naming the action `service`:<operation>)
+     *            unless call's caller is the configured principal of peer `source_region`.
+     */
+    bool (*peer_known)(struct kms_service *svc, const char *region);
+    coffer_err (*peer_call)(struct kms_service *svc, const char *region, const char *signing_name,
+                            const char *target, const json_t *body, json_t **out);
+    coffer_err (*peer_seal)(struct kms_service *svc, const char *region, coffer_cursor aad,
+                            coffer_cursor plaintext, coffer_buf *box);
+    coffer_err (*replication_open)(struct kms_service *svc, coffer_cursor aad, coffer_cursor box,
+                                   coffer_buf *plain);
+    coffer_err (*peer_caller_check)(struct kms_service *svc, const struct api_call *call,
+                                    const char *source_region, const char *service);
 };
 
 /* Wipes cached key material and frees everything; accepts NULL. No call may be in flight. */

@@ -231,5 +231,10 @@ void kms_inproc_init(struct kms_service *svc)
     svc->inproc = (struct kms_api){.svc = svc,
                                    .encrypt = inproc_encrypt,
                                    .decrypt = inproc_decrypt,
-                                   .generate_data_key = inproc_generate_data_key};
+                                   .generate_data_key = inproc_generate_data_key,
+                                   .peer_known = kms_peer_known,
+                                   .peer_call = kms_peer_call_service,
+                                   .peer_seal = kms_peer_seal,
+                                   .replication_open = kms_replication_open,
+                                   .peer_caller_check = kms_peer_caller_check_service};
 }

@@ -553,6 +553,18 @@ coffer_err kms_replica_pull(struct kms_service *svc, struct api_call *call, cons
 /* AccessDeniedException unless the caller is the configured principal of peer `source_region`. */
 coffer_err kms_peer_caller_check(const struct kms_service *svc, const struct api_call *call,
                                  const char *source_region) __attribute__((warn_unused_result));
+/* struct kms_api's replication members (kms.h), kms_replica.c. */
+bool kms_peer_known(struct kms_service *svc, const char *region);
+coffer_err kms_peer_call_service(struct kms_service *svc, const char *region, const char *signing_name,
+                                 const char *target, const json_t *body, json_t **out)
+    __attribute__((warn_unused_result));
+coffer_err kms_peer_seal(struct kms_service *svc, const char *region, coffer_cursor aad,
+                         coffer_cursor plaintext, coffer_buf *box) __attribute__((warn_unused_result));
+coffer_err kms_replication_open(struct kms_service *svc, coffer_cursor aad, coffer_cursor box,
+                                coffer_buf *plain) __attribute__((warn_unused_result));
+coffer_err kms_peer_caller_check_service(struct kms_service *svc, const struct api_call *call,
+                                         const char *source_region, const char *service)
+    __attribute__((warn_unused_result));
 /* Coffer's own replication operations, served to peers only (kms_replica.c). */
 coffer_err kms_replica_serve_key(struct kms_service *svc, struct api_call *call)
     __attribute__((warn_unused_result));

@@ -19,6 +19,10 @@
  * from exactly that peer's configured `principal`; anyone else, the account's root included,
  * gets AccessDeniedException. A replica accepts updates only from the region it records as its
  * primary.
+ *
+ * Other services replicate their own records the same way (Secrets Manager): struct kms_api
+ * (kms.h) lends them the peer client, the principal check and this server's replication key
+ * pair, so there is one path for everything that crosses regions.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -178,17 +182,17 @@ static coffer_err peer_error(const struct kms_peer *p, const struct awsclient_an
 }
 
 /*
- * Calls Coffer operation `op` of peer p with `body` (borrowed) and gives the answer object in
- * *out. The credential is read now, so an operator can replace it without a restart.
+ * Calls `target` ("TrentService.CofferSyncReplica", "secretsmanager.CofferSyncSecret") of peer
+ * p, signed for `signing_name`, with `body` (borrowed) and gives the answer object in *out. The
+ * credential is read now, so an operator can replace it without a restart.
  */
-static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer *p, const char *op,
-                            const json_t *body, json_t **out)
+static coffer_err peer_call_target(const struct kms_peer *p, const char *signing_name, const char *target,
+                                   const json_t *body, json_t **out)
 {
     coffer_err rc = COFFER_OK;
     struct awsclient_credentials creds = {0};
     awsclient *cl = NULL;
     struct awsclient_answer ans;
-    char target[64];
     char *text = NULL;
     awsclient_answer_init(&ans);
     *out = NULL;
@@ -207,7 +211,7 @@ static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer
                  p->region);
     }
     struct awsclient_config cfg = {
-        .service = "kms",
+        .service = signing_name,
         .region = p->region,
         .endpoint = p->endpoint,
         .ca_bundle = p->ca_bundle[0] != '\0' ? p->ca_bundle : NULL,
@@ -223,7 +227,6 @@ static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer
         rc = kms_nomem();
         goto out;
     }
-    snprintf(target, sizeof(target), "TrentService.%s", op);
     if (awsclient_json_call(cl, target, coffer_cursor_from_str(text), &ans) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s cannot be reached.", p->region);
     }
@@ -235,15 +238,25 @@ static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer
     if (!json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
-        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered %s with no JSON object.", p->region, op);
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered %s with no JSON object.", p->region,
+                 target);
     }
 out:
-    (void)svc;
     free(text);
     awsclient_answer_clean(&ans);
     awsclient_free(cl);
     awsclient_credentials_clean(&creds);
     return rc;
+}
+
+/* Calls KMS operation `op` (CofferSyncReplica, ...) of peer p. */
+static coffer_err peer_call(const struct kms_service *svc, const struct kms_peer *p, const char *op,
+                            const json_t *body, json_t **out)
+{
+    char target[64];
+    (void)svc;
+    snprintf(target, sizeof(target), "TrentService.%s", op);
+    return peer_call_target(p, "kms", target, body, out);
 }
 
 /* "coffer replica <account> <key id> <target region>": what a box of materials is bound to. */
@@ -502,18 +515,25 @@ coffer_err kms_replica_push(struct kms_service *svc, const char *acct, const cha
 /* The replication operations (served to peers)                                               */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Only the configured principal of the peer the call claims to come from. */
+/* Only the configured principal of the peer the call claims to come from; `service` names the
+ * action in the refusal ("kms", "secretsmanager"). */
+static coffer_err peer_caller_check_as(const struct kms_service *svc, const struct api_call *call,
+                                       const char *source_region, const char *service)
+{
+    const struct kms_peer *p = source_region != NULL ? kms_peer_find(svc, source_region) : NULL;
+    if (p == NULL || p->principal[0] == '\0' || strcmp(p->principal, call->caller->principal_arn) != 0) {
+        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
+                           "User: %s is not authorized to perform: %s:%s because it is not the replication "
+                           "principal of a peer region",
+                           call->caller->principal_arn, service, call->operation);
+    }
+    return COFFER_OK;
+}
+
 coffer_err kms_peer_caller_check(const struct kms_service *svc, const struct api_call *call,
                                  const char *source_region)
 {
-    const struct kms_peer *p = kms_peer_find(svc, source_region);
-    if (p == NULL || p->principal[0] == '\0' || strcmp(p->principal, call->caller->principal_arn) != 0) {
-        return coffer_fail(COFFER_ERR_ACCESS_DENIED,
-                           "User: %s is not authorized to perform: kms:%s because it is not the replication "
-                           "principal of a peer region",
-                           call->caller->principal_arn, call->operation);
-    }
-    return COFFER_OK;
+    return peer_caller_check_as(svc, call, source_region, "kms");
 }
 
 /* This server's replication key pair: the private half (DER PKCS#8, secret) and the public SPKI. */
@@ -570,6 +590,78 @@ out:
     coffer_buf_free(&spki);
     kms_req_clean(&r);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Replication for the other services (struct kms_api, kms.h)                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+bool kms_peer_known(struct kms_service *svc, const char *region)
+{
+    return kms_peer_find(svc, region) != NULL;
+}
+
+coffer_err kms_peer_call_service(struct kms_service *svc, const char *region, const char *signing_name,
+                                 const char *target, const json_t *body, json_t **out)
+{
+    const struct kms_peer *p = kms_peer_find(svc, region);
+    *out = NULL;
+    if (p == NULL) {
+        return coffer_fail(COFFER_ERR_UNAVAILABLE, "Region %s is not a peer region.", region);
+    }
+    return peer_call_target(p, signing_name, target, body, out);
+}
+
+coffer_err kms_peer_seal(struct kms_service *svc, const char *region, coffer_cursor aad,
+                         coffer_cursor plaintext, coffer_buf *box)
+{
+    json_t *body = NULL, *keyans = NULL;
+    coffer_buf spki = COFFER_BUF_INIT;
+    coffer_err rc = COFFER_OK;
+    const struct kms_peer *p = kms_peer_find(svc, region);
+    coffer_buf_init(box, false);
+    if (p == NULL) {
+        return coffer_fail(COFFER_ERR_UNAVAILABLE, "Region %s is not a peer region.", region);
+    }
+    /* The peer's public key, fresh for each box: a peer may have rebuilt its store. */
+    if ((body = json_pack("{s:s}", "SourceRegion", svc->region)) == NULL) {
+        rc = kms_nomem();
+        goto out;
+    }
+    TRY_OUT(peer_call(svc, p, "CofferGetReplicationKey", body, &keyans));
+    const char *pk = json_string_value(json_object_get(keyans, "PublicKey"));
+    if (pk == NULL || coffer_b64_decode(coffer_cursor_from_str(pk), &spki) != COFFER_OK) {
+        FAIL_OUT(COFFER_ERR_UNAVAILABLE, "Peer region %s answered without a replication key.", p->region);
+    }
+    rc = crypto_ecies_seal(coffer_buf_cursor(&spki), aad, plaintext, box);
+out:
+    json_decref(body);
+    json_decref(keyans);
+    coffer_buf_free(&spki);
+    return rc;
+}
+
+coffer_err kms_replication_open(struct kms_service *svc, coffer_cursor aad, coffer_cursor box,
+                                coffer_buf *plain)
+{
+    coffer_buf priv = COFFER_SECRET_BUF_INIT, spki = COFFER_BUF_INIT;
+    coffer_err rc = COFFER_OK;
+    coffer_buf_init(plain, true);
+    TRY_OUT(replication_key(svc, &priv, &spki));
+    if (crypto_ecies_open(coffer_buf_cursor(&priv), aad, box, plain) != COFFER_OK) {
+        coffer_buf_free(plain);
+        FAIL_OUT(COFFER_ERR_VALIDATION, "the replicated value cannot be opened by this region");
+    }
+out:
+    coffer_buf_free(&priv);
+    coffer_buf_free(&spki);
+    return rc;
+}
+
+coffer_err kms_peer_caller_check_service(struct kms_service *svc, const struct api_call *call,
+                                         const char *source_region, const char *service)
+{
+    return peer_caller_check_as(svc, call, source_region, service);
 }
 
 /* The checks on a record a peer sends; *spec is its key spec. */

@@ -7,7 +7,9 @@
  * key, alias/aws/secretsmanager by default; a value is never stored nor logged in clear.
  * Authorization combines the caller's identity policies with the secret's resource policy as
  * AWS does. A secret scheduled for deletion is removed by the scheduler at the end of its
- * recovery window.
+ * recovery window. A secret may be replicated to peer regions (the --peer deployments of
+ * multi-Region KMS keys): read-only replicas with the same versions and labels, encrypted under
+ * a key of their own region (secrets_replication.c).
  *
  * Thread-safety: handlers and the deletion job run concurrently; reads take no lock, and every
  * change of a secret is read, decided and written (one store transaction) under one mutex of

@@ -12,11 +12,18 @@
  *                  "KeyArn", "DataKey" (KMS ciphertext of the data key), "Iv", "Data"
  *                  (AES-256-GCM of the value), "Binary" (SecretBinary or SecretString)}...]}
  *
- * versions in creation order. A secret scheduled for deletion also has an index record
- * "secrets-deletion/<16-digit DeletionDate>/<account>/<region>/<name>" the deletion job scans
- * in date order; one with rotation work ahead (secrets_rotation.c: "RotationEnabled",
- * "RotationLambdaARN", "RotationRules", "LastRotatedDate", "NextRotationDate", "RotationDue",
- * "Rotation") has "secrets-rotation/<16-digit RotationDue>/<account>/<region>/<name>".
+ * versions in creation order. Multi-Region secrets (secrets_replication.c): a primary with
+ * replicas has "PrimaryRegion" (its own region) and "ReplicationStatus": [{"Region",
+ * "KmsKeyId"? (the replica's key as named; absent: its default key), "Status" (InProgress,
+ * InSync, Failed), "StatusMessage"?, "Force"? (ForceOverwriteReplicaSecret, until the first
+ * sync)}], and while a change has not reached every replica a mark
+ * "secrets-replication/<record key>" {"NotBefore": ms} the replication job scans; a replica
+ * has "PrimaryRegion" naming another region and versions encrypted under its own region's key. A secret
+ * scheduled for deletion also has an index record "secrets-deletion/<16-digit
+ * DeletionDate>/<account>/<region>/<name>" the deletion job scans in date order; one with rotation work ahead
+ * (secrets_rotation.c: "RotationEnabled", "RotationLambdaARN", "RotationRules", "LastRotatedDate",
+ * "NextRotationDate", "RotationDue", "Rotation") has "secrets-rotation/<16-digit
+ * RotationDue>/<account>/<region>/<name>".
  *
  * Writes are serialised by one mutex of the service: a writer loads the record, decides,
  * encrypts (KMS may write its AWS managed key on first use: never inside our transaction) and
@@ -74,7 +81,7 @@ struct sm {
     pthread_mutex_t wmu; /* serialises every read-decide-write of a secret record */
     json_cache *cache;   /* parsed records for reads (sm_resolve_read); sm_save invalidates */
     struct api_service api;
-    struct api_job jobs[2];
+    struct api_job jobs[3];
     struct secrets_api inproc; /* secrets_inproc.c */
     /* Rotation (secrets_rotation.c) */
     int64_t rotation_day_ms;                           /* one day of a rotation schedule */
@@ -88,6 +95,14 @@ struct sm {
 /* Fills s->inproc (secrets_inproc.c). */
 void sm_inproc_init(struct sm *s);
 
+/* What sm_save does with a primary's replication mark ("secrets-replication/<record key>"). */
+enum sm_push {
+    SM_PUSH_MARK = 0, /* a change: the replicas get it (when the record lists any) */
+    SM_PUSH_LEAVE,    /* no change the replicas need (their status, a replica's own record) */
+    SM_PUSH_DONE,     /* every replica has it: the mark goes */
+    SM_PUSH_RETRY,    /* a replica failed: pushed again at push_after */
+};
+
 /* One secret as a request sees it: its record and where it lives. */
 struct sm_secret {
     json_t *rec; /* owned; NULL when not loaded */
@@ -100,6 +115,8 @@ struct sm_secret {
     bool stored;          /* the record was in the store when loaded */
     int64_t revision;     /* and its "Revision" then: sm_save writes only over that revision */
     int64_t rotation_due; /* the record's RotationDue when loaded: where its index entry is */
+    enum sm_push push;    /* what sm_save does with the record's replication mark */
+    int64_t push_after;   /* SM_PUSH_RETRY: when the job pushes it again */
 };
 
 /* ---- secrets_record.c: names, records, authorization, values ---- */
@@ -281,6 +298,30 @@ coffer_err sm_rotator_step(struct sm *s, const struct secrets_rotation_function 
 coffer_err sm_pg_rotator_step(struct sm *s, const char *strategy, const char *region, const char *secret_arn,
                               const char *token, const char *step, char *why, size_t why_n)
     __attribute__((warn_unused_result));
+
+/* ---- secrets_replication.c: multi-Region secrets ---- */
+
+/* Is sec a replica (its PrimaryRegion another region)? */
+bool sm_is_replica(const struct sm_secret *sec);
+/* InvalidParameterException for a write on a replica (AWS: "Operation not permitted on a
+ * replica secret. Call must be made in primary secret's region."). */
+coffer_err sm_check_writable(const struct sm_secret *sec) __attribute__((warn_unused_result));
+/* DeleteSecret of a primary that still has replicas: InvalidParameterException naming them. */
+coffer_err sm_check_no_replicas(const struct sm_secret *sec) __attribute__((warn_unused_result));
+/* The store key of sec's replication mark. */
+void sm_replication_marker_key(const struct sm_secret *sec, char *out, size_t n);
+/* ReplicationStatus of `rec` as DescribeSecret shows it (a new array; NULL: no memory). */
+json_t *sm_replication_status(const json_t *rec);
+/* Checks an AddReplicaRegions list (`required`: ReplicateSecretToRegions): ValidationException
+ * or InvalidParameterException (this region, twice, not a peer region). */
+coffer_err sm_replicas_parse(const struct sm *s, const struct api_call *call, const json_t *list,
+                             bool required) __attribute__((warn_unused_result));
+/* Adds the regions of a checked AddReplicaRegions list to sec's ReplicationStatus (InProgress)
+ * and makes sec a primary in `own_region`. */
+coffer_err sm_replicas_add(struct sm_secret *sec, const json_t *list, bool force, const char *own_region)
+    __attribute__((warn_unused_result));
+/* The replication job: pushes every marked secret to its replicas. */
+coffer_err sm_replication_job(void *ctx, int64_t now_ms) __attribute__((warn_unused_result));
 
 /* ---- secrets_versions.c ---- */
 

@@ -228,6 +228,8 @@ coffer_err sm_op_DeleteSecret(void *state, struct api_call *call)
     }
     TRY_OUT(rc);
     TRY_OUT(sm_authorize(s, call, "DeleteSecret", &sec));
+    TRY_OUT(sm_check_writable(&sec));
+    TRY_OUT(sm_check_no_replicas(&sec));
     int64_t old = sm_int(sec.rec, "DeletionDate");
     if (!force && json_object_get(sec.rec, "DeletedDate") != NULL) {
         FAIL_OUT(COFFER_ERR_INVALID_STATE,
@@ -268,6 +270,7 @@ coffer_err sm_op_RestoreSecret(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "RestoreSecret", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     int64_t old = sm_int(sec.rec, "DeletionDate");
     json_object_del(sec.rec, "DeletedDate");
     json_object_del(sec.rec, "DeletionDate");
@@ -299,6 +302,7 @@ coffer_err sm_op_TagResource(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "TagResource", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     json_t *have = json_object_get(sec.rec, "Tags");
     size_t i, j;
@@ -349,6 +353,7 @@ coffer_err sm_op_UntagResource(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "UntagResource", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     json_t *have = json_object_get(sec.rec, "Tags");
     size_t i;

@@ -138,6 +138,7 @@ coffer_err sm_op_PutResourcePolicy(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "PutResourcePolicy", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     TRY_OUT(compile(doc, &p));
     if (block && policy_is_public(doc)) {
@@ -194,6 +195,7 @@ coffer_err sm_op_DeleteResourcePolicy(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "DeleteResourcePolicy", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     if (json_object_get(sec.rec, "ResourcePolicy") != NULL) {
         json_object_del(sec.rec, "ResourcePolicy");

@@ -260,6 +260,36 @@ static coffer_err check_unchanged(const struct sm *s, store_txn *t, const struct
     return COFFER_OK;
 }
 
+/* In the save's transaction: the replication mark as sec->push says (secrets_replication.c). */
+static coffer_err replication_mark(const struct sm_secret *sec, store_txn *t)
+{
+    char mkey[SM_KEY_MAX + 32], value[64];
+    sm_replication_marker_key(sec, mkey, sizeof(mkey));
+    bool replicated = sec->rec != NULL && json_array_size(json_object_get(sec->rec, "ReplicationStatus")) > 0;
+    enum sm_push what = sec->push;
+    if (what == SM_PUSH_MARK && !replicated) {
+        what = sec->rec == NULL ? SM_PUSH_DONE : SM_PUSH_LEAVE;
+    }
+    switch (what) {
+    case SM_PUSH_LEAVE:
+        return COFFER_OK;
+    case SM_PUSH_DONE: {
+        coffer_err rc = store_txn_delete(t, mkey);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+        return rc;
+    }
+    case SM_PUSH_MARK:
+    case SM_PUSH_RETRY:
+        break;
+    }
+    snprintf(value, sizeof(value), "{\"NotBefore\":%lld}",
+             what == SM_PUSH_RETRY ? (long long)sec->push_after : 0LL);
+    return store_txn_put(t, mkey, coffer_cursor_from_str(value));
+}
+
 coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deletion)
 {
     store_txn *t = NULL;
@@ -292,6 +322,7 @@ coffer_err sm_save(const struct sm *s, struct sm_secret *sec, int64_t old_deleti
         }
         TRY_OUT(rc);
     }
+    TRY_OUT(replication_mark(sec, t));
     if (sec->rec == NULL) {
         TRY_OUT(store_txn_delete(t, sec->key));
     } else {
@@ -670,6 +701,10 @@ json_t *sm_describe_json(const struct sm_secret *sec, bool list_form)
         goto fail;
     }
     if (sm_rotation_describe(rec, o) != COFFER_OK) {
+        goto fail;
+    }
+    if (json_array_size(json_object_get(rec, "ReplicationStatus")) > 0 &&
+        json_object_set_new(o, "ReplicationStatus", sm_replication_status(rec)) != 0) {
         goto fail;
     }
     size_t i;

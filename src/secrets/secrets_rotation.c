@@ -728,6 +728,7 @@ coffer_err sm_op_RotateSecret(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "RotateSecret", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     if (json_object_get(call->input, "ExternalSecretRotationMetadata") != NULL ||
         json_object_get(call->input, "ExternalSecretRotationRoleArn") != NULL) {
@@ -798,6 +799,7 @@ coffer_err sm_op_CancelRotateSecret(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "CancelRotateSecret", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     if (json_object_get(sec.rec, "RotationEnabled") == NULL) {
         FAIL_OUT(COFFER_ERR_INVALID_STATE,

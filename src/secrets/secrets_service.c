@@ -1,8 +1,6 @@
 /*
  * The Secrets Manager service (secrets.h): the module, its declaration (operations, error
- * names, sensitive members, the deletion and rotation jobs), GetRandomPassword, and the
- * operations this server does not offer yet (replication), which refuse clearly rather than
- * pretend.
+ * names, sensitive members, the deletion, rotation and replication jobs) and GetRandomPassword.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,33 +45,6 @@ coffer_err sm_op_GetRandomPassword(void *state, struct api_call *call)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Not offered yet                                                                              */
-
-static coffer_err not_offered(struct api_call *call, const char *what)
-{
-    (void)call;
-    return coffer_fail(COFFER_ERR_INVALID_STATE, "%s is not supported by this server yet.", what);
-}
-
-coffer_err sm_op_ReplicateSecretToRegions(void *state, struct api_call *call)
-{
-    (void)state;
-    return not_offered(call, "Replication of secrets to other Regions");
-}
-
-coffer_err sm_op_RemoveRegionsFromReplication(void *state, struct api_call *call)
-{
-    (void)state;
-    return not_offered(call, "Replication of secrets to other Regions");
-}
-
-coffer_err sm_op_StopReplicationToReplica(void *state, struct api_call *call)
-{
-    (void)state;
-    return not_offered(call, "Replication of secrets to other Regions");
-}
-
-/* ------------------------------------------------------------------------------------------ */
 /* The module                                                                                   */
 
 static const struct api_op sm_ops[] = {
@@ -97,8 +68,8 @@ static const struct api_error_name sm_errors[] = {
 };
 
 /* Secret values, passwords and rotation tokens: wiped after use and never in the trail. */
-static const char *const sm_sensitive_members[] = {"SecretString",  "SecretBinary", "RandomPassword",
-                                                   "RotationToken", "SecretValues", NULL};
+static const char *const sm_sensitive_members[] = {
+    "SecretString", "SecretBinary", "RandomPassword", "RotationToken", "SecretValues", "WrappedValues", NULL};
 
 /* Another node changed a secret record (key NULL: maybe any): the read cache drops it. */
 static void sm_record_changed(void *ctx, const char *key)
@@ -139,6 +110,8 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
     pthread_mutex_init(&s->wmu, NULL);
     s->jobs[0] = (struct api_job){.name = "secret deletion sweep", .fn = sm_sweep, .ctx = s, .period_s = 0};
     s->jobs[1] = (struct api_job){.name = "secret rotation", .fn = sm_rotation_job, .ctx = s, .period_s = 0};
+    s->jobs[2] =
+        (struct api_job){.name = "secret replication", .fn = sm_replication_job, .ctx = s, .period_s = 0};
     s->api = (struct api_service){
         .target_prefix = "secretsmanager",
         .signing_name = "secretsmanager",
@@ -150,7 +123,7 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
         .n_errors = sizeof(sm_errors) / sizeof(sm_errors[0]),
         .sensitive_members = sm_sensitive_members,
         .jobs = s->jobs,
-        .n_jobs = 2,
+        .n_jobs = 3,
     };
     sm_inproc_init(s);
     if ((rc = sm_rotor_start(s)) != COFFER_OK) {

@@ -149,10 +149,7 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
     TRY_OUT(sm_value_check(&value, false));
     TRY_OUT(tags_check(tags));
     replicas = json_object_get(call->input, "AddReplicaRegions");
-    if (json_array_size(replicas) > 0) {
-        FAIL_OUT(COFFER_ERR_INVALID_PARAMETER,
-                 "Replication to other Regions is not supported by this server.");
-    }
+    TRY_OUT(sm_replicas_parse(s, call, replicas, false));
     pthread_mutex_lock(&s->wmu);
     locked = true;
     rc = sm_resolve(s, NULL, call, name, &sec);
@@ -191,6 +188,10 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
     sm_record_key(sec.account, sec.region, name, sec.key, sizeof(sec.key));
     sm_secret_arn(sec.region, sec.account, name, suffix, sec.arn, sizeof(sec.arn));
     TRY_OUT(sm_authorize(s, call, "CreateSecret", &sec));
+    if (json_array_size(replicas) > 0) {
+        /* AWS asks for both permissions of a secret created with replicas */
+        TRY_OUT(sm_authorize(s, call, "ReplicateSecretToRegions", &sec));
+    }
     sec.rec =
         json_pack("{s:s, s:s, s:I, s:I, s:[], s:[]}", "Name", name, "Suffix", suffix, "CreatedDate",
                   (json_int_t)call->now_ms, "LastChangedDate", (json_int_t)call->now_ms, "Tags", "Versions");
@@ -208,10 +209,15 @@ coffer_err sm_op_CreateSecret(void *state, struct api_call *call)
         TRY_OUT(add_version(s, call, &sec, vid, key_id, &value, &ver));
         TRY_OUT(sm_label_attach(json_object_get(sec.rec, "Versions"), ver, SM_CURRENT));
     }
+    if (json_array_size(replicas) > 0) {
+        TRY_OUT(sm_replicas_add(&sec, replicas, force, call->region));
+    }
     TRY_OUT(sm_save(s, &sec, 0));
     call->output = arn_name(&sec);
     if (call->output == NULL ||
-        (vid[0] != 0 && json_object_set_new(call->output, "VersionId", json_string(vid)) != 0)) {
+        (vid[0] != 0 && json_object_set_new(call->output, "VersionId", json_string(vid)) != 0) ||
+        (json_array_size(replicas) > 0 &&
+         json_object_set_new(call->output, "ReplicationStatus", sm_replication_status(sec.rec)) != 0)) {
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
 out:
@@ -300,6 +306,7 @@ static void note_access(struct sm *s, const struct api_call *call, const struct 
     pthread_mutex_lock(&s->wmu);
     struct sm_secret sec = *read;
     sec.rec = NULL;
+    sec.push = SM_PUSH_LEAVE; /* an access is this region's own: nothing for the replicas */
     if (sm_load(s, NULL, sec.key, &sec.rec) == COFFER_OK && sec.rec != NULL &&
         strcmp(sm_str(sec.rec, "Suffix"), sm_str(read->rec, "Suffix")) == 0) {
         /* saved over what was just loaded, not over what the read (maybe cached) saw */
@@ -484,6 +491,7 @@ coffer_err sm_op_PutSecretValue(void *state, struct api_call *call)
     locked = true;
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "PutSecretValue", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     json_t *versions = json_object_get(sec.rec, "Versions");
     char vid[65];
@@ -615,6 +623,7 @@ coffer_err sm_op_UpdateSecret(void *state, struct api_call *call)
     locked = true;
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "UpdateSecret", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     json_t *versions = json_object_get(sec.rec, "Versions");
     const char *old_key = sm_str(sec.rec, "KmsKeyId");
@@ -677,6 +686,7 @@ coffer_err sm_op_UpdateSecretVersionStage(void *state, struct api_call *call)
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_resolve(s, NULL, call, id, &sec));
     TRY_OUT(sm_authorize(s, call, "UpdateSecretVersionStage", &sec));
+    TRY_OUT(sm_check_writable(&sec));
     TRY_OUT(sm_check_live(&sec));
     json_t *versions = json_object_get(sec.rec, "Versions");
     json_t *owner = sm_label_owner(versions, label);
