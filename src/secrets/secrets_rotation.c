@@ -19,10 +19,12 @@
  *
  * Rotation functions run on one worker thread per service, never on a request thread.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -42,8 +44,8 @@ coffer_err secrets_rotation_function_parse(const char *spec, struct secrets_rota
     const char *eq = strchr(spec, '=');
     if (eq == NULL) {
         return coffer_fail(COFFER_ERR_CONFIG,
-                           "--rotation-function must be ARN=exec:/path, ARN=https://host/path or "
-                           "ARN=builtin:postgres-single-user|postgres-alternating-users");
+                           "--rotation-function must be ARN=exec:/path, ARN=https://host/path[,ca=/ca.pem] "
+                           "or ARN=builtin:postgres-single-user|postgres-alternating-users");
     }
     size_t alen = (size_t)(eq - spec);
     const char *target = eq + 1;
@@ -74,11 +76,31 @@ coffer_err secrets_rotation_function_parse(const char *spec, struct secrets_rota
                            "builtin:postgres-single-user or builtin:postgres-alternating-users",
                            arn);
     }
-    if (strlen(target) >= sizeof(out->target)) {
+    /* ",ca=PATH" after an https URL: its own trust anchors (a URL rarely holds ",ca=") */
+    const char *ca = strstr(target, ",ca=");
+    size_t tlen = ca != NULL ? (size_t)(ca - target) : strlen(target);
+    if (ca != NULL) {
+        ca += 4;
+        if (strncmp(target, "https://", 8) != 0) {
+            return coffer_fail(COFFER_ERR_CONFIG,
+                               "--rotation-function %s: ca= applies to an https:// target only", arn);
+        }
+        if (ca[0] == 0 || strlen(ca) >= sizeof(out->ca)) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--rotation-function %s: ca= needs the path of a PEM file",
+                               arn);
+        }
+        if (access(ca, R_OK) != 0) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--rotation-function %s: cannot read the CA file %s: %s",
+                               arn, ca, strerror(errno));
+        }
+        coffer_str_copy(out->ca, sizeof(out->ca), ca);
+    }
+    if (tlen >= sizeof(out->target)) {
         return coffer_fail(COFFER_ERR_CONFIG, "--rotation-function %s: the target is too long", arn);
     }
     coffer_str_copy(out->arn, sizeof(out->arn), arn);
-    coffer_str_copy(out->target, sizeof(out->target), target);
+    memcpy(out->target, target, tlen);
+    out->target[tlen] = 0;
     return COFFER_OK;
 }
 
