@@ -25,7 +25,8 @@ def fn_arn(name):
 # The rotation function: AWS's reference template (SecretsManagerRotationTemplate) in outline,
 # with a mode that misbehaves once: "failtest" fails testSecret on the first attempt of each
 # token, "sleepset" sleeps in setSecret on the first attempt, "slow" outlives the timeout in
-# setSecret. Every call is logged (step, token, region) for the test to read.
+# setSecret. Every call is logged (step, token, region, time) for the test to read, and what the
+# function saw of its token's labels in seen.jsonl.
 FUNCTION = r'''#!/usr/bin/python3
 import json, os, sys, time
 import boto3
@@ -36,7 +37,7 @@ CFG = json.load(open(%(cfg)r))
 ev = json.load(sys.stdin)
 step, arn, token = ev["Step"], ev["SecretId"], ev["ClientRequestToken"]
 with open(os.path.join(CFG["dir"], "calls.jsonl"), "a") as f:
-    f.write(json.dumps({"mode": MODE, "step": step, "arn": arn, "token": token,
+    f.write(json.dumps({"mode": MODE, "step": step, "arn": arn, "token": token, "t": time.time(),
                         "region": os.environ.get("AWS_REGION"),
                         "coffer_env": sorted(k for k in os.environ if k.startswith("COFFER_"))}) + "\n")
 sm = boto3.client("secretsmanager", endpoint_url=CFG["endpoint"], region_name=os.environ["AWS_REGION"],
@@ -46,6 +47,8 @@ meta = sm.describe_secret(SecretId=arn)
 if not meta.get("RotationEnabled"):
     sys.exit(2)
 versions = meta["VersionIdsToStages"]
+with open(os.path.join(CFG["dir"], "seen.jsonl"), "a") as f:
+    f.write(json.dumps({"step": step, "token": token, "stages": versions.get(token, [])}) + "\n")
 if token not in versions:
     sys.exit(3)
 if "AWSCURRENT" in versions[token]:
@@ -199,19 +202,20 @@ class RotationChecks:
             time.sleep(0.1)
         self.fail("timed out after %ss waiting for %s\n%s" % (timeout, what, self.server.log()[-3000:]))
 
-    def describe(self, name):
-        """DescribeSecret as sent: Debian's botocore 1.29 predates NextRotationDate in its model and
-        would drop it. Dates are epoch seconds."""
+    def describe(self, name, sm=None):
+        """DescribeSecret as sent (through `sm`, default self.sm): Debian's botocore 1.29 predates
+        NextRotationDate in its model and would drop it. Dates are epoch seconds."""
+        sm = sm or self.sm
         captured = {}
 
         def grab(http_response, **_):
             captured["body"] = http_response.content
 
-        self.sm.meta.events.register("after-call.secrets-manager.DescribeSecret", grab)
+        sm.meta.events.register("after-call.secrets-manager.DescribeSecret", grab)
         try:
-            self.sm.describe_secret(SecretId=name)
+            sm.describe_secret(SecretId=name)
         finally:
-            self.sm.meta.events.unregister("after-call.secrets-manager.DescribeSecret", grab)
+            sm.meta.events.unregister("after-call.secrets-manager.DescribeSecret", grab)
         return json.loads(captured["body"])
 
     def rotated_to(self, name, token):
