@@ -193,8 +193,9 @@ class SecretsRotationRulesTest(RotationChecks, unittest.TestCase):
             sm = server.client("secretsmanager")
             time.sleep(3)
             calls = os.path.join(fn_dir, "calls.jsonl")
-            with open(calls) as f:
-                self.assertNotIn("createSecret", f.read())
+            if os.path.exists(calls):
+                with open(calls) as f:
+                    self.assertNotIn("createSecret", f.read())
             d = self.describe(name, sm)
             self.assertNotIn("LastRotatedDate", d)
             self.assertAlmostEqual(d["NextRotationDate"], opening + DAY_MS / 1000, delta=0.01)
