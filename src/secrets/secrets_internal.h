@@ -170,6 +170,18 @@ bool sm_value_given(const struct sm_value *v);
 coffer_cursor sm_value_cursor(const struct sm_value *v);
 void sm_value_free(struct sm_value *v);
 
+/*
+ * The walk of the scheduler's jobs over a date index (the deletion index, the rotation index:
+ * "<prefix><16-digit ms>/<account>/<region>/<name>" holding the record key): every entry due at
+ * now_ms, in date order, is handed to `act` under s->wmu, unless `skip` (may be NULL) passes over
+ * its record key first. Stops at the first error.
+ */
+typedef bool (*sm_skip_fn)(struct sm *s, const char *rkey);
+typedef coffer_err (*sm_due_fn)(struct sm *s, const char *ikey, const char *rkey, int64_t when,
+                                int64_t now_ms);
+coffer_err sm_walk_due(struct sm *s, const char *prefix, int64_t now_ms, sm_skip_fn skip, sm_due_fn act)
+    __attribute__((warn_unused_result));
+
 /* ---- secrets_schedule.c: rotation schedules (pure) ---- */
 
 enum sm_schedule_kind { SM_SCHED_NONE = 0, SM_SCHED_DAYS, SM_SCHED_HOURS, SM_SCHED_CRON };

@@ -642,22 +642,6 @@ void sm_rotor_stop(struct sm *s)
 /* ------------------------------------------------------------------------------------------ */
 /* The job                                                                                      */
 
-struct due {
-    int64_t now_ms;
-    json_t *keys; /* [[index key, record key, due]...] */
-};
-
-static coffer_err due_one(void *ctx, const char *key, coffer_cursor value)
-{
-    struct due *d = ctx;
-    long long when = strtoll(key + strlen(SM_ROTATION_PREFIX), NULL, 10);
-    if (when > d->now_ms) {
-        return STORE_SCAN_STOP; /* in date order: nothing further is due */
-    }
-    json_t *e = json_pack("[s, s%, I]", key, (const char *)value.ptr, value.len, (json_int_t)when);
-    return e != NULL && json_array_append_new(d->keys, e) == 0 ? COFFER_OK : sm_oom();
-}
-
 /*
  * Whether the scheduled start of rec was missed: its window has closed and this process did not
  * run the job while it was open (the job runs once a scheduler tick, so a start it finds just
@@ -743,28 +727,8 @@ out:
 coffer_err sm_rotation_job(void *ctx, int64_t now_ms)
 {
     struct sm *s = ctx;
-    struct due d = {.now_ms = now_ms, .keys = json_array()};
-    if (d.keys == NULL) {
-        return sm_oom();
-    }
-    coffer_err rc = store_scan(s->st, SM_ROTATION_PREFIX, NULL, 0, due_one, &d);
-    size_t i;
-    json_t *e;
-    json_array_foreach(d.keys, i, e)
-    {
-        if (rc != COFFER_OK) {
-            break;
-        }
-        const char *rkey = json_string_value(json_array_get(e, 1));
-        if (rotor_is_busy(s, rkey)) {
-            continue; /* running here: its worker moves the entry */
-        }
-        pthread_mutex_lock(&s->wmu);
-        rc = start_due(s, json_string_value(json_array_get(e, 0)), rkey,
-                       json_integer_value(json_array_get(e, 2)), now_ms);
-        pthread_mutex_unlock(&s->wmu);
-    }
-    json_decref(d.keys);
+    /* a rotation running here is skipped: its worker moves the entry */
+    coffer_err rc = sm_walk_due(s, SM_ROTATION_PREFIX, now_ms, rotor_is_busy, start_due);
     s->rotation_job_prev_ms = now_ms;
     return rc;
 }
