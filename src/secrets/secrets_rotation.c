@@ -678,6 +678,9 @@ static coffer_err start_due(struct sm *s, const char *ikey, const char *rkey, in
         json_object_del(sec.rec, "Rotation");
     } else if (json_object_get(sec.rec, "DeletedDate") != NULL) {
         /* no rotation while the secret waits for deletion; the next window may find it restored */
+        if (json_is_true(json_object_get(r, "Test"))) {
+            end_test(s, &sec);
+        }
         int64_t next = next_window(s, sec.rec, now_ms, now_ms);
         schedule(s, &sec, next);
         if (next == 0) {
