@@ -28,17 +28,21 @@
 #define SECRETS_MAX_ROTATION_FUNCTIONS 32
 #define SECRETS_FUNCTION_ARN_MAX 256
 #define SECRETS_FUNCTION_TARGET_MAX 1024
+#define SECRETS_FUNCTION_CA_MAX 1024
 
 /*
  * A rotation function: the Lambda-like ARN a secret names (RotationLambdaARN,
  * "arn:aws:lambda:REGION:ACCOUNT:function:NAME") and what runs for it: "exec:/path/to/program"
  * (the event JSON on stdin, exit status 0 for success), "https://host/path" (a POST of the event
  * JSON, 2xx for success; "http://" for a loopback listener) or "builtin:postgres-single-user" /
- * "builtin:postgres-alternating-users" (the PostgreSQL rotators run inside cofferd).
+ * "builtin:postgres-alternating-users" (the PostgreSQL rotators run inside cofferd). An https
+ * target may end in ",ca=/path/to/ca.pem": the webhook's certificate must then chain to those
+ * CA certificates instead of the system's.
  */
 struct secrets_rotation_function {
     char arn[SECRETS_FUNCTION_ARN_MAX];
     char target[SECRETS_FUNCTION_TARGET_MAX];
+    char ca[SECRETS_FUNCTION_CA_MAX]; /* PEM CA bundle for an https target; "": the system's */
 };
 
 /* What cofferd configures for Secrets Manager: the module's settings block (host->settings). */

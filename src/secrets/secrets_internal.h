@@ -22,7 +22,7 @@
  * scheduled for deletion also has an index record "secrets-deletion/<16-digit
  * DeletionDate>/<account>/<region>/<name>" the deletion job scans in date order; one with rotation work ahead
  * (secrets_rotation.c: "RotationEnabled", "RotationLambdaARN", "RotationRules", "LastRotatedDate",
- * "NextRotationDate", "RotationDue", "Rotation") has "secrets-rotation/<16-digit
+ * "NextRotationDate", "RotationDue", "RotationWindowEnd", "Rotation") has "secrets-rotation/<16-digit
  * RotationDue>/<account>/<region>/<name>".
  *
  * Writes are serialised by one mutex of the service: a writer loads the record, decides,
@@ -88,8 +88,9 @@ struct sm {
     int64_t step_timeout_ms;                           /* one step of a rotation function */
     const struct secrets_rotation_function *functions; /* the configured ones (borrowed) */
     size_t n_functions;
-    char runner[40];        /* this process: who claimed a rotation in progress */
-    struct sm_rotor *rotor; /* the worker thread running rotations */
+    char runner[40];              /* this process: who claimed a rotation in progress */
+    struct sm_rotor *rotor;       /* the worker thread running rotations */
+    int64_t rotation_job_prev_ms; /* the rotation job's previous run here (its thread only); 0: none */
 };
 
 /* Fills s->inproc (secrets_inproc.c). */
@@ -186,6 +187,18 @@ bool sm_value_given(const struct sm_value *v);
 coffer_cursor sm_value_cursor(const struct sm_value *v);
 void sm_value_free(struct sm_value *v);
 
+/*
+ * The walk of the scheduler's jobs over a date index (the deletion index, the rotation index:
+ * "<prefix><16-digit ms>/<account>/<region>/<name>" holding the record key): every entry due at
+ * now_ms, in date order, is handed to `act` under s->wmu, unless `skip` (may be NULL) passes over
+ * its record key first. Stops at the first error.
+ */
+typedef bool (*sm_skip_fn)(struct sm *s, const char *rkey);
+typedef coffer_err (*sm_due_fn)(struct sm *s, const char *ikey, const char *rkey, int64_t when,
+                                int64_t now_ms);
+coffer_err sm_walk_due(struct sm *s, const char *prefix, int64_t now_ms, sm_skip_fn skip, sm_due_fn act)
+    __attribute__((warn_unused_result));
+
 /* ---- secrets_schedule.c: rotation schedules (pure) ---- */
 
 enum sm_schedule_kind { SM_SCHED_NONE = 0, SM_SCHED_DAYS, SM_SCHED_HOURS, SM_SCHED_CRON };
@@ -219,6 +232,19 @@ coffer_err sm_schedule_parse(const char *expression, int64_t after_days, const c
  * UTC. 0 when it never does again (SM_SCHED_NONE, a cron calendar that has ended).
  */
 int64_t sm_schedule_next(const struct sm_schedule *sch, int64_t from_ms, int64_t after_ms, int64_t day_ms);
+/*
+ * When the window that opens at `opening` closes: after Duration, else AWS's default (one hour
+ * for a schedule in hours, the end of the UTC day for one in days), but never past the end of
+ * that day nor into the next window. A rate's hours and days scale with `day_ms`, as in
+ * sm_schedule_next; a cron calendar is real time.
+ */
+int64_t sm_schedule_window_end(const struct sm_schedule *sch, int64_t opening, int64_t day_ms);
+/*
+ * When a rotation starts in the window [opening, end): AWS picks a random moment in it; here a
+ * hash of `seed` (the secret's ARN) and the opening, so that secrets sharing a schedule spread
+ * over the window and a secret's start is the same on every node and after a restart.
+ */
+int64_t sm_schedule_window_start(int64_t opening, int64_t end, const char *seed);
 
 /* ---- secrets_labels.c: versions and staging labels (pure) ---- */
 
@@ -275,6 +301,14 @@ void sm_rotation_index_key(const struct sm_secret *sec, int64_t when, char *out,
 /* DescribeSecret's rotation members of `rec` into `o`: RotationEnabled, RotationLambdaARN,
  * RotationRules, LastRotatedDate, NextRotationDate. */
 coffer_err sm_rotation_describe(const json_t *rec, json_t *o) __attribute__((warn_unused_result));
+/*
+ * A caller's PutSecretValue / UpdateSecret made a new AWSCURRENT value of sec (not saved yet):
+ * with AutomaticallyAfterDays AWS counts it as a rotation ("calculates the next rotation date
+ * based on the previous rotation. Manually updating the secret value [...] is considered a valid
+ * rotation"), so the count of days restarts now; LastRotatedDate stays (Secrets Manager did not
+ * rotate). Schedule expressions keep their calendar; a rotation in progress is left alone.
+ */
+void sm_rotation_value_changed(const struct sm *s, struct sm_secret *sec, int64_t now_ms);
 /* Starts (stops) the rotation worker of `s`. */
 coffer_err sm_rotor_start(struct sm *s) __attribute__((warn_unused_result));
 void sm_rotor_stop(struct sm *s);

@@ -378,22 +378,6 @@ out:
 /* ------------------------------------------------------------------------------------------ */
 /* The deletion job                                                                             */
 
-struct due {
-    int64_t now_ms;
-    json_t *keys; /* [[index key, record key]...] */
-};
-
-static coffer_err due_one(void *ctx, const char *key, coffer_cursor value)
-{
-    struct due *d = ctx;
-    long long when = strtoll(key + strlen(SM_DELETION_PREFIX), NULL, 10);
-    if (when > d->now_ms) {
-        return STORE_SCAN_STOP; /* in date order: nothing further is due */
-    }
-    json_t *pair = json_pack("[s, s%]", key, (const char *)value.ptr, value.len);
-    return pair != NULL && json_array_append_new(d->keys, pair) == 0 ? COFFER_OK : sm_oom();
-}
-
 /* CloudTrail records the end of a recovery window as the service's own DeleteSecret. */
 static coffer_err record_deletion(struct sm *s, const char *account, const char *region, const char *arn,
                                   int64_t now_ms)
@@ -425,63 +409,51 @@ static coffer_err record_deletion(struct sm *s, const char *account, const char 
     return rc;
 }
 
+/* One due entry of the deletion index: the secret removed if its window ended, the entry dropped. */
+static coffer_err sweep_one(struct sm *s, const char *ikey, const char *rkey, int64_t when, int64_t now_ms)
+{
+    (void)when; /* the record decides: it may have been restored or re-scheduled since */
+    json_t *rec = NULL;
+    store_txn *t = NULL;
+    coffer_err rc = sm_load(s, NULL, rkey, &rec);
+    bool due = rc == COFFER_OK && rec != NULL && json_object_get(rec, "DeletionDate") != NULL &&
+               sm_int(rec, "DeletionDate") <= now_ms;
+    if (due) {
+        /* "secrets/<account>/<region>/<name>" */
+        char account[API_ACCOUNT_ID_LEN + 1] = "", region[64] = "", arn[SM_ARN_MAX];
+        const char *p = rkey + strlen("secrets/");
+        const char *slash = strchr(p, '/');
+        const char *slash2 = slash != NULL ? strchr(slash + 1, '/') : NULL;
+        if (slash != NULL && slash2 != NULL) {
+            snprintf(account, sizeof(account), "%.*s", (int)(slash - p), p);
+            snprintf(region, sizeof(region), "%.*s", (int)(slash2 - slash - 1), slash + 1);
+            sm_secret_arn(region, account, slash2 + 1, sm_str(rec, "Suffix"), arn, sizeof(arn));
+            rc = record_deletion(s, account, region, arn, now_ms);
+        }
+    }
+    if (rc == COFFER_OK) {
+        rc = store_txn_begin(s->st, &t);
+    }
+    if (rc == COFFER_OK && due) {
+        rc = store_txn_delete(t, rkey);
+    }
+    if (rc == COFFER_OK) {
+        /* the index entry goes whether or not the secret was due (restored, re-scheduled) */
+        rc = store_txn_delete(t, ikey);
+    }
+    if (rc == COFFER_OK) {
+        rc = store_txn_commit(t);
+        t = NULL;
+    }
+    store_txn_abort(t);
+    if (due) {
+        json_cache_invalidate(s->cache, rkey);
+    }
+    json_decref(rec);
+    return rc;
+}
+
 coffer_err sm_sweep(void *ctx, int64_t now_ms)
 {
-    struct sm *s = ctx;
-    struct due d = {.now_ms = now_ms, .keys = json_array()};
-    if (d.keys == NULL) {
-        return sm_oom();
-    }
-    coffer_err rc = store_scan(s->st, SM_DELETION_PREFIX, NULL, 0, due_one, &d);
-    size_t i;
-    json_t *pair;
-    json_array_foreach(d.keys, i, pair)
-    {
-        if (rc != COFFER_OK) {
-            break;
-        }
-        const char *ikey = json_string_value(json_array_get(pair, 0));
-        const char *rkey = json_string_value(json_array_get(pair, 1));
-        pthread_mutex_lock(&s->wmu);
-        json_t *rec = NULL;
-        store_txn *t = NULL;
-        rc = sm_load(s, NULL, rkey, &rec);
-        bool due = rc == COFFER_OK && rec != NULL && json_object_get(rec, "DeletionDate") != NULL &&
-                   sm_int(rec, "DeletionDate") <= now_ms;
-        if (due) {
-            /* "secrets/<account>/<region>/<name>" */
-            char account[API_ACCOUNT_ID_LEN + 1] = "", region[64] = "", arn[SM_ARN_MAX];
-            const char *p = rkey + strlen("secrets/");
-            const char *slash = strchr(p, '/');
-            const char *slash2 = slash != NULL ? strchr(slash + 1, '/') : NULL;
-            if (slash != NULL && slash2 != NULL) {
-                snprintf(account, sizeof(account), "%.*s", (int)(slash - p), p);
-                snprintf(region, sizeof(region), "%.*s", (int)(slash2 - slash - 1), slash + 1);
-                sm_secret_arn(region, account, slash2 + 1, sm_str(rec, "Suffix"), arn, sizeof(arn));
-                rc = record_deletion(s, account, region, arn, now_ms);
-            }
-        }
-        if (rc == COFFER_OK) {
-            rc = store_txn_begin(s->st, &t);
-        }
-        if (rc == COFFER_OK && due) {
-            rc = store_txn_delete(t, rkey);
-        }
-        if (rc == COFFER_OK) {
-            /* the index entry goes whether or not the secret was due (restored, re-scheduled) */
-            rc = store_txn_delete(t, ikey);
-        }
-        if (rc == COFFER_OK) {
-            rc = store_txn_commit(t);
-            t = NULL;
-        }
-        store_txn_abort(t);
-        if (due) {
-            json_cache_invalidate(s->cache, rkey);
-        }
-        json_decref(rec);
-        pthread_mutex_unlock(&s->wmu);
-    }
-    json_decref(d.keys);
-    return rc;
+    return sm_walk_due(ctx, SM_DELETION_PREFIX, now_ms, NULL, sweep_one);
 }

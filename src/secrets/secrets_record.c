@@ -728,3 +728,51 @@ fail:
     json_decref(o);
     return NULL;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The jobs' walk over a date index                                                             */
+
+struct due {
+    const char *prefix;
+    int64_t now_ms;
+    json_t *entries; /* [[index key, record key, due]...] */
+};
+
+static coffer_err due_one(void *ctx, const char *key, coffer_cursor value)
+{
+    struct due *d = ctx;
+    long long when = strtoll(key + strlen(d->prefix), NULL, 10);
+    if (when > d->now_ms) {
+        return STORE_SCAN_STOP; /* in date order: nothing further is due */
+    }
+    json_t *e = json_pack("[s, s%, I]", key, (const char *)value.ptr, value.len, (json_int_t)when);
+    return e != NULL && json_array_append_new(d->entries, e) == 0 ? COFFER_OK : sm_oom();
+}
+
+coffer_err sm_walk_due(struct sm *s, const char *prefix, int64_t now_ms, sm_skip_fn skip, sm_due_fn act)
+{
+    struct due d = {.prefix = prefix, .now_ms = now_ms, .entries = json_array()};
+    if (d.entries == NULL) {
+        return sm_oom();
+    }
+    /* collected first: acting writes the index the scan reads */
+    coffer_err rc = store_scan(s->st, prefix, NULL, 0, due_one, &d);
+    size_t i;
+    json_t *e;
+    json_array_foreach(d.entries, i, e)
+    {
+        if (rc != COFFER_OK) {
+            break;
+        }
+        const char *rkey = json_string_value(json_array_get(e, 1));
+        if (skip != NULL && skip(s, rkey)) {
+            continue;
+        }
+        pthread_mutex_lock(&s->wmu);
+        rc = act(s, json_string_value(json_array_get(e, 0)), rkey, json_integer_value(json_array_get(e, 2)),
+                 now_ms);
+        pthread_mutex_unlock(&s->wmu);
+    }
+    json_decref(d.entries);
+    return rc;
+}

@@ -5,8 +5,13 @@
  *
  * Record members (secrets_internal.h): "RotationEnabled", "RotationLambdaARN", "RotationRules"
  * (as DescribeSecret shows them), "LastRotatedDate", "NextRotationDate" (ms), and for the
- * scheduler "RotationDue" (ms; indexed) and, while a rotation runs, "Rotation" {"Token" (the
- * AWSPENDING version), "Runner" (the process running it), "Step"}.
+ * scheduler "RotationDue" (ms; indexed), "RotationWindowEnd" (ms) and, while a rotation runs,
+ * "Rotation" {"Token" (the AWSPENDING version), "Runner" (the process running it), "Step"}.
+ *
+ * A scheduled rotation starts inside its window (RotationRules Duration, or AWS's default
+ * window): NextRotationDate is when the window opens, RotationDue a moment in it that spreads
+ * secrets sharing a schedule (sm_schedule_window_start), and a start found only after the
+ * window closed (no node ran the job meanwhile) waits for the next window instead.
  *
  * A rotation is resumable: its AWSPENDING version and the "Rotation" claim are written before
  * any step runs, and every step moves RotationDue to the moment the claim expires (the step's
@@ -19,10 +24,12 @@
  *
  * Rotation functions run on one worker thread per service, never on a request thread.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -42,8 +49,8 @@ coffer_err secrets_rotation_function_parse(const char *spec, struct secrets_rota
     const char *eq = strchr(spec, '=');
     if (eq == NULL) {
         return coffer_fail(COFFER_ERR_CONFIG,
-                           "--rotation-function must be ARN=exec:/path, ARN=https://host/path or "
-                           "ARN=builtin:postgres-single-user|postgres-alternating-users");
+                           "--rotation-function must be ARN=exec:/path, ARN=https://host/path[,ca=/ca.pem] "
+                           "or ARN=builtin:postgres-single-user|postgres-alternating-users");
     }
     size_t alen = (size_t)(eq - spec);
     const char *target = eq + 1;
@@ -74,11 +81,31 @@ coffer_err secrets_rotation_function_parse(const char *spec, struct secrets_rota
                            "builtin:postgres-single-user or builtin:postgres-alternating-users",
                            arn);
     }
-    if (strlen(target) >= sizeof(out->target)) {
+    /* ",ca=PATH" after an https URL: its own trust anchors (a URL rarely holds ",ca=") */
+    const char *ca = strstr(target, ",ca=");
+    size_t tlen = ca != NULL ? (size_t)(ca - target) : strlen(target);
+    if (ca != NULL) {
+        ca += 4;
+        if (strncmp(target, "https://", 8) != 0) {
+            return coffer_fail(COFFER_ERR_CONFIG,
+                               "--rotation-function %s: ca= applies to an https:// target only", arn);
+        }
+        if (ca[0] == 0 || strlen(ca) >= sizeof(out->ca)) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--rotation-function %s: ca= needs the path of a PEM file",
+                               arn);
+        }
+        if (access(ca, R_OK) != 0) {
+            return coffer_fail(COFFER_ERR_CONFIG, "--rotation-function %s: cannot read the CA file %s: %s",
+                               arn, ca, strerror(errno));
+        }
+        coffer_str_copy(out->ca, sizeof(out->ca), ca);
+    }
+    if (tlen >= sizeof(out->target)) {
         return coffer_fail(COFFER_ERR_CONFIG, "--rotation-function %s: the target is too long", arn);
     }
     coffer_str_copy(out->arn, sizeof(out->arn), arn);
-    coffer_str_copy(out->target, sizeof(out->target), target);
+    memcpy(out->target, target, tlen);
+    out->target[tlen] = 0;
     return COFFER_OK;
 }
 
@@ -142,6 +169,37 @@ static int set_ms(json_t *rec, const char *member, int64_t ms)
         return 0;
     }
     return json_object_set_new(rec, member, json_integer(ms));
+}
+
+/*
+ * The next rotation of sec in the window that opens at `opening` (0: none, rotation waits for
+ * the next RotateSecret): NextRotationDate shows the opening, RotationDue is the start picked in
+ * the window (sm_schedule_window_start) and RotationWindowEnd when the window closes; a start
+ * the job finds only after that is skipped for the next window (start_due).
+ */
+static int schedule(const struct sm *s, struct sm_secret *sec, int64_t opening)
+{
+    struct sm_schedule sch;
+    if (opening == 0 || stored_schedule(sec->rec, &sch) != COFFER_OK) {
+        coffer_clear_err();
+        json_object_del(sec->rec, "RotationWindowEnd");
+        return set_ms(sec->rec, "NextRotationDate", opening) | set_ms(sec->rec, "RotationDue", opening);
+    }
+    int64_t end = sm_schedule_window_end(&sch, opening, s->rotation_day_ms);
+    return set_ms(sec->rec, "NextRotationDate", opening) |
+           set_ms(sec->rec, "RotationDue", sm_schedule_window_start(opening, end, sec->arn)) |
+           set_ms(sec->rec, "RotationWindowEnd", end);
+}
+
+void sm_rotation_value_changed(const struct sm *s, struct sm_secret *sec, int64_t now_ms)
+{
+    const json_t *rules = json_object_get(sec->rec, "RotationRules");
+    if (!json_is_true(json_object_get(sec->rec, "RotationEnabled")) ||
+        json_object_get(sec->rec, "Rotation") != NULL || sm_str(rules, "ScheduleExpression") != NULL ||
+        sm_int(rules, "AutomaticallyAfterDays") <= 0) {
+        return;
+    }
+    schedule(s, sec, next_window(s, sec->rec, now_ms, now_ms));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -234,12 +292,49 @@ static coffer_err claim(struct sm *s, struct sm_secret *sec, const char *token, 
         TRY(sm_label_attach(versions, ver, SM_PENDING));
         sm_versions_prune(versions, now_ms);
     }
+    json_object_del(sec->rec, "RotationWindowEnd"); /* a claim runs whatever the window */
     json_t *r = json_pack("{s:s, s:s, s:s}", "Token", vid, "Runner", s->runner, "Step", steps[0]);
     if (r == NULL || json_object_set_new(sec->rec, "Rotation", r) != 0 ||
         set_ms(sec->rec, "RotationDue", now_ms + s->step_timeout_ms + CLAIM_MARGIN_MS) != 0) {
         return sm_oom();
     }
     return COFFER_OK;
+}
+
+/*
+ * RotateSecret with RotateImmediately=false: AWS tests the configuration by running the
+ * function's testSecret step alone, on an AWSPENDING label it adds for the test and removes
+ * afterwards. Here the label goes on the AWSCURRENT version, which the test runs against (its
+ * VersionId is the ClientRequestToken); the claim is marked "Test" so that neither the worker nor
+ * a node resuming it runs any other step, and the scheduled window (NextRotationDate) stays.
+ */
+static coffer_err claim_test(struct sm *s, struct sm_secret *sec, int64_t now_ms)
+{
+    json_t *versions = json_object_get(sec->rec, "Versions");
+    json_t *current = sm_label_owner(versions, SM_CURRENT);
+    TRY(sm_label_attach(versions, current, SM_PENDING));
+    json_object_del(sec->rec, "RotationWindowEnd");
+    json_t *r = json_pack("{s:s, s:s, s:s, s:b}", "Token", sm_str(current, "VersionId"), "Runner", s->runner,
+                          "Step", steps[2], "Test", 1);
+    if (r == NULL || json_object_set_new(sec->rec, "Rotation", r) != 0 ||
+        set_ms(sec->rec, "RotationDue", now_ms + s->step_timeout_ms + CLAIM_MARGIN_MS) != 0) {
+        return sm_oom();
+    }
+    return COFFER_OK;
+}
+
+/* Ends a configuration test (claim_test) on sec: AWSPENDING leaves the tested version. */
+static void end_test(const struct sm *s, struct sm_secret *sec)
+{
+    const json_t *r = json_object_get(sec->rec, "Rotation");
+    json_t *ver = sm_version_find(json_object_get(sec->rec, "Versions"), sm_str(r, "Token"));
+    if (ver != NULL) {
+        sm_label_detach(ver, SM_PENDING);
+    }
+    json_object_del(sec->rec, "Rotation");
+    if (json_is_true(json_object_get(sec->rec, "RotationEnabled"))) {
+        schedule(s, sec, sm_int(sec->rec, "NextRotationDate"));
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -321,6 +416,30 @@ static void finish(struct sm *s, const char *key, const char *token, const char 
         pthread_mutex_unlock(&s->wmu);
         return;
     }
+    if (json_is_true(json_object_get(json_object_get(sec.rec, "Rotation"), "Test"))) {
+        /* a configuration test: only a failure goes on the trail */
+        end_test(s, &sec);
+        json_t *d = NULL;
+        coffer_err rc = COFFER_OK;
+        if (failed_step != NULL) {
+            log_warn("secrets: the rotation test of %s failed in %s: %s", sec.arn, failed_step,
+                     why != NULL ? why : "");
+            d = json_pack("{s:s, s:s, s:s, s:s}", "SecretId", sec.arn, "ClientRequestToken", token,
+                          "FailedStep", failed_step, "Reason", why != NULL ? why : "");
+            rc = d != NULL ? record_event(s, &sec, "RotationFailed", now, d) : sm_oom();
+        }
+        if (rc == COFFER_OK) {
+            rc = sm_save(s, &sec, sm_int(sec.rec, "DeletionDate"));
+        }
+        if (rc != COFFER_OK) {
+            log_warn("secrets: cannot record the rotation test of %s: %s", sec.arn, coffer_last_message());
+            coffer_clear_err();
+        }
+        json_decref(d);
+        sm_secret_free(&sec);
+        pthread_mutex_unlock(&s->wmu);
+        return;
+    }
     const json_t *ver = sm_version_find(json_object_get(sec.rec, "Versions"), token);
     char reason[512];
     if (failed_step == NULL && !sm_has_label(ver, SM_CURRENT)) {
@@ -332,25 +451,26 @@ static void finish(struct sm *s, const char *key, const char *token, const char 
     json_object_del(sec.rec, "Rotation");
     json_t *details = NULL;
     const char *event = NULL;
-    int64_t next = 0;
+    int64_t next = next_window(s, sec.rec, now, now);
     if (failed_step == NULL) {
         event = "RotationSucceeded";
         set_ms(sec.rec, "LastRotatedDate", now);
-        next = next_window(s, sec.rec, now, now);
         details = json_pack("{s:s, s:s}", "SecretId", sec.arn, "ClientRequestToken", token);
+        schedule(s, &sec, next);
     } else {
         /* AWSPENDING stays on the version: the next window runs this rotation again */
         event = "RotationFailed";
-        next = next_window(s, sec.rec, now, now);
-        if (next == 0) {
-            next = now + s->rotation_day_ms;
-        }
         details = json_pack("{s:s, s:s, s:s, s:s}", "SecretId", sec.arn, "ClientRequestToken", token,
                             "FailedStep", failed_step, "Reason", why != NULL ? why : "");
         log_warn("secrets: rotation of %s failed in %s: %s", sec.arn, failed_step, why != NULL ? why : "");
+        if (next != 0) {
+            schedule(s, &sec, next);
+        } else {
+            /* no schedule: retried a day later */
+            schedule(s, &sec, 0);
+            set_ms(sec.rec, "RotationDue", now + s->rotation_day_ms);
+        }
     }
-    set_ms(sec.rec, "NextRotationDate", next);
-    set_ms(sec.rec, "RotationDue", next);
     coffer_err rc = record_event(s, &sec, event, now, details);
     if (rc == COFFER_OK) {
         rc = sm_save(s, &sec, sm_int(sec.rec, "DeletionDate"));
@@ -381,6 +501,12 @@ static void rotate_one(struct sm *s, const char *key)
             return;
         }
         const json_t *r = json_object_get(sec.rec, "Rotation");
+        if (json_is_true(json_object_get(r, "Test")) && strcmp(steps[i], "testSecret") != 0) {
+            /* a configuration test runs testSecret alone */
+            sm_secret_free(&sec);
+            pthread_mutex_unlock(&s->wmu);
+            continue;
+        }
         coffer_str_copy(token, sizeof(token), sm_str(r, "Token"));
         coffer_str_copy(arn, sizeof(arn), sec.arn);
         coffer_str_copy(region, sizeof(region), sec.region);
@@ -390,6 +516,7 @@ static void rotate_one(struct sm *s, const char *key)
         /* finishSecret already promoted the version (a rotation resumed after a crash that came
          * before its outcome was recorded): nothing is left to run */
         bool promoted =
+            !json_is_true(json_object_get(r, "Test")) &&
             sm_has_label(sm_version_find(json_object_get(sec.rec, "Versions"), token), SM_CURRENT);
         if (promoted) {
             sm_secret_free(&sec);
@@ -515,20 +642,15 @@ void sm_rotor_stop(struct sm *s)
 /* ------------------------------------------------------------------------------------------ */
 /* The job                                                                                      */
 
-struct due {
-    int64_t now_ms;
-    json_t *keys; /* [[index key, record key, due]...] */
-};
-
-static coffer_err due_one(void *ctx, const char *key, coffer_cursor value)
+/*
+ * Whether the scheduled start of rec was missed: its window has closed and this process did not
+ * run the job while it was open (the job runs once a scheduler tick, so a start it finds just
+ * after the window closed, having run before, is a start in time).
+ */
+static bool missed(const struct sm *s, const json_t *rec, int64_t now_ms)
 {
-    struct due *d = ctx;
-    long long when = strtoll(key + strlen(SM_ROTATION_PREFIX), NULL, 10);
-    if (when > d->now_ms) {
-        return STORE_SCAN_STOP; /* in date order: nothing further is due */
-    }
-    json_t *e = json_pack("[s, s%, I]", key, (const char *)value.ptr, value.len, (json_int_t)when);
-    return e != NULL && json_array_append_new(d->keys, e) == 0 ? COFFER_OK : sm_oom();
+    int64_t end = sm_int(rec, "RotationWindowEnd");
+    return end != 0 && now_ms >= end && (s->rotation_job_prev_ms == 0 || s->rotation_job_prev_ms >= end);
 }
 
 /* One due entry: the rotation started (or resumed) and queued, or the stale entry dropped. */
@@ -556,18 +678,35 @@ static coffer_err start_due(struct sm *s, const char *ikey, const char *rkey, in
         json_object_del(sec.rec, "Rotation");
     } else if (json_object_get(sec.rec, "DeletedDate") != NULL) {
         /* no rotation while the secret waits for deletion; the next window may find it restored */
+        if (json_is_true(json_object_get(r, "Test"))) {
+            end_test(s, &sec);
+        }
         int64_t next = next_window(s, sec.rec, now_ms, now_ms);
-        set_ms(sec.rec, "NextRotationDate", next);
-        set_ms(sec.rec, "RotationDue", next != 0 ? next : now_ms + s->rotation_day_ms);
+        schedule(s, &sec, next);
+        if (next == 0) {
+            set_ms(sec.rec, "RotationDue", now_ms + s->rotation_day_ms);
+        }
         json_object_del(sec.rec, "Rotation");
+    } else if (r == NULL && missed(s, sec.rec, now_ms)) {
+        /* the window closed before this start came (no node ran the job in it): AWS does not
+         * rotate late, the next window does */
+        struct sm_schedule sch;
+        int64_t next = 0;
+        if (stored_schedule(sec.rec, &sch) == COFFER_OK) {
+            next = sm_schedule_next(&sch, sm_int(sec.rec, "NextRotationDate"), now_ms, s->rotation_day_ms);
+        }
+        coffer_clear_err();
+        log_info("secrets: the rotation window of %s closed before it started; next window at %lld ms",
+                 sec.arn, (long long)next);
+        schedule(s, &sec, next);
     } else {
         const char *token = r != NULL ? sm_str(r, "Token") : NULL;
         const json_t *ver =
             token != NULL ? sm_version_find(json_object_get(sec.rec, "Versions"), token) : NULL;
         char vid[65];
-        if (sm_has_label(ver, SM_CURRENT)) {
-            /* its runner died after finishSecret, before recording the outcome: take the claim
-             * over, the worker records it */
+        if (sm_has_label(ver, SM_CURRENT) || json_is_true(json_object_get(r, "Test"))) {
+            /* its runner died after finishSecret, before recording the outcome, or during a
+             * configuration test: take the claim over, the worker records it (runs the test) */
             if (json_object_set_new((json_t *)r, "Runner", json_string(s->runner)) != 0 ||
                 set_ms(sec.rec, "RotationDue", now_ms + s->step_timeout_ms + CLAIM_MARGIN_MS) != 0) {
                 FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
@@ -591,28 +730,9 @@ out:
 coffer_err sm_rotation_job(void *ctx, int64_t now_ms)
 {
     struct sm *s = ctx;
-    struct due d = {.now_ms = now_ms, .keys = json_array()};
-    if (d.keys == NULL) {
-        return sm_oom();
-    }
-    coffer_err rc = store_scan(s->st, SM_ROTATION_PREFIX, NULL, 0, due_one, &d);
-    size_t i;
-    json_t *e;
-    json_array_foreach(d.keys, i, e)
-    {
-        if (rc != COFFER_OK) {
-            break;
-        }
-        const char *rkey = json_string_value(json_array_get(e, 1));
-        if (rotor_is_busy(s, rkey)) {
-            continue; /* running here: its worker moves the entry */
-        }
-        pthread_mutex_lock(&s->wmu);
-        rc = start_due(s, json_string_value(json_array_get(e, 0)), rkey,
-                       json_integer_value(json_array_get(e, 2)), now_ms);
-        pthread_mutex_unlock(&s->wmu);
-    }
-    json_decref(d.keys);
+    /* a rotation running here is skipped: its worker moves the entry */
+    coffer_err rc = sm_walk_due(s, SM_ROTATION_PREFIX, now_ms, rotor_is_busy, start_due);
+    s->rotation_job_prev_ms = now_ms;
     return rc;
 }
 
@@ -763,17 +883,16 @@ coffer_err sm_op_RotateSecret(void *state, struct api_call *call)
     }
     int64_t now = call->now_ms;
     int64_t next = next_window(s, sec.rec, immediately ? now : sm_int(sec.rec, "LastRotatedDate"), now);
-    set_ms(sec.rec, "NextRotationDate", next);
     if (immediately) {
+        set_ms(sec.rec, "NextRotationDate", next);
         TRY_OUT(claim(s, &sec, token, now, vid));
     } else {
-        set_ms(sec.rec, "RotationDue", next);
+        schedule(s, &sec, next);
+        TRY_OUT(claim_test(s, &sec, now));
     }
     json_object_set_new(sec.rec, "LastChangedDate", json_integer(now));
     TRY_OUT(sm_save(s, &sec, 0));
-    if (immediately) {
-        rotor_enqueue(s, sec.key);
-    }
+    rotor_enqueue(s, sec.key);
     call->output = json_pack("{s:s, s:s}", "ARN", sec.arn, "Name", sec.name);
     if (call->output == NULL ||
         (vid[0] != 0 && json_object_set_new(call->output, "VersionId", json_string(vid)) != 0)) {
@@ -812,9 +931,13 @@ coffer_err sm_op_CancelRotateSecret(void *state, struct api_call *call)
     if (pending != NULL) {
         coffer_str_copy(vid, sizeof(vid), sm_str(pending, "VersionId"));
     }
+    if (json_is_true(json_object_get(json_object_get(sec.rec, "Rotation"), "Test"))) {
+        end_test(s, &sec); /* the test's AWSPENDING label is no rotation's */
+    }
     json_object_set_new(sec.rec, "RotationEnabled", json_false());
     json_object_del(sec.rec, "NextRotationDate");
     json_object_del(sec.rec, "RotationDue");
+    json_object_del(sec.rec, "RotationWindowEnd");
     json_object_del(sec.rec, "Rotation");
     json_object_set_new(sec.rec, "LastChangedDate", json_integer(call->now_ms));
     TRY_OUT(sm_save(s, &sec, 0));

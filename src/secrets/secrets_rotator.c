@@ -8,7 +8,9 @@
  *                   status 0 is success. Its stdout and stderr go to
  *                   cofferd's log. It runs in a process group of its own, killed whole on
  *                   timeout, and dies with cofferd (PR_SET_PDEATHSIG).
- *   https://, http://  the event is POSTed as application/json; a 2xx answer is success.
+ *   https://, http://  the event is POSTed as application/json; a 2xx answer is success. The
+ *                   server's certificate is verified against the function's ca= file, or
+ *                   the system's CA certificates.
  *   builtin:...     a rotator inside cofferd (secrets_rotator_pg.c).
  *
  * Every step is bounded by s->step_timeout_ms.
@@ -168,8 +170,11 @@ static int progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl_of
     return sm_rotor_stopping(ctx) ? 1 : 0;
 }
 
-static coffer_err run_webhook(struct sm *s, const char *url, const char *event, char *why, size_t why_n)
+static coffer_err run_webhook(struct sm *s, const struct secrets_rotation_function *f, const char *event,
+                              char *why, size_t why_n)
 {
+    const char *url = f->target;
+    char detail[CURL_ERROR_SIZE] = "";
     CURL *h = curl_easy_init();
     if (h == NULL) {
         return sm_oom();
@@ -189,13 +194,29 @@ static coffer_err run_webhook(struct sm *s, const char *url, const char *event, 
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress);
     curl_easy_setopt(h, CURLOPT_XFERINFODATA, s);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, detail);
+    /* the webhook is where the new credentials go: its certificate is always checked, against
+     * the function's own CA file when it names one */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (f->ca[0] != 0) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, f->ca);
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    }
     CURLcode cc = curl_easy_perform(h);
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     curl_slist_free_all(headers);
     curl_easy_cleanup(h);
+    if (cc == CURLE_PEER_FAILED_VERIFICATION) {
+        snprintf(why, why_n, "the rotation webhook's TLS certificate is not trusted by %s: %s",
+                 f->ca[0] != 0 ? f->ca : "the system's CA certificates",
+                 detail[0] != 0 ? detail : curl_easy_strerror(cc));
+        return coffer_fail(COFFER_ERR_IO, "%s", why);
+    }
     if (cc != CURLE_OK) {
-        snprintf(why, why_n, "the rotation webhook failed: %s", curl_easy_strerror(cc));
+        snprintf(why, why_n, "the rotation webhook failed: %s",
+                 detail[0] != 0 ? detail : curl_easy_strerror(cc));
         return coffer_fail(COFFER_ERR_IO, "%s", why);
     }
     if (status < 200 || status > 299) {
@@ -220,7 +241,7 @@ coffer_err sm_rotator_step(struct sm *s, const struct secrets_rotation_function 
         return sm_oom();
     }
     coffer_err rc = strncmp(f->target, "exec:", 5) == 0 ? run_exec(s, f->target + 5, region, text, why, why_n)
-                                                        : run_webhook(s, f->target, text, why, why_n);
+                                                        : run_webhook(s, f, text, why, why_n);
     free(text);
     return rc;
 }

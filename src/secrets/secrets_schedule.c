@@ -350,3 +350,53 @@ int64_t sm_schedule_next(const struct sm_schedule *sch, int64_t from_ms, int64_t
         return 0;
     }
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Windows                                                                                      */
+
+/* Whether a cron calendar is a schedule "in hours" (it opens more than one hour of a day). */
+static bool cron_in_hours(const struct sm_cron *c)
+{
+    int hours = 0;
+    for (int h = 0; h < 24; h++) {
+        hours += c->hour[h] != 0;
+    }
+    return hours > 1;
+}
+
+int64_t sm_schedule_window_end(const struct sm_schedule *sch, int64_t opening, int64_t day_ms)
+{
+    bool cron = sch->kind == SM_SCHED_CRON;
+    int64_t day = cron ? SM_DAY_MS : (day_ms > 0 ? day_ms : 1);
+    int64_t hour = day / 24 > 0 ? day / 24 : 1;
+    bool in_hours = sch->kind == SM_SCHED_HOURS || (cron && cron_in_hours(&sch->cron));
+    int64_t day_end = (opening / day + 1) * day;
+    int64_t end =
+        sch->window_hours > 0 ? opening + sch->window_hours * hour : (in_hours ? opening + hour : day_end);
+    /* never into the next UTC day, nor into the next window */
+    if (end > day_end) {
+        end = day_end;
+    }
+    int64_t next = sm_schedule_next(sch, opening, opening, day_ms);
+    if (next > opening && end > next) {
+        end = next;
+    }
+    return end > opening ? end : opening + 1;
+}
+
+int64_t sm_schedule_window_start(int64_t opening, int64_t end, const char *seed)
+{
+    if (end <= opening) {
+        return opening;
+    }
+    /* FNV-1a over the seed and the opening: the same secret lands elsewhere in each window */
+    uint64_t h = 14695981039346656037ULL;
+    for (const char *p = seed != NULL ? seed : ""; *p != 0; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    }
+    for (int i = 0; i < 8; i++) {
+        h = (h ^ (uint8_t)((uint64_t)opening >> (8 * i))) * 1099511628211ULL;
+    }
+    h ^= h >> 29; /* FNV's low bits vary little with the last bytes: fold the high ones in */
+    return opening + (int64_t)(h % (uint64_t)(end - opening));
+}

@@ -530,6 +530,9 @@ coffer_err sm_op_PutSecretValue(void *state, struct api_call *call)
     }
     sm_versions_prune(versions, call->now_ms);
     TRY_OUT(too_many_versions(versions));
+    if (sm_has_label(ver, SM_CURRENT)) {
+        sm_rotation_value_changed(s, &sec, call->now_ms);
+    }
     json_object_set_new(sec.rec, "LastChangedDate", json_integer(call->now_ms));
     TRY_OUT(sm_save(s, &sec, 0));
     call->output = json_pack("{s:s, s:s, s:s, s:O}", "ARN", sec.arn, "Name", sec.name, "VersionId", vid,
@@ -639,6 +642,7 @@ coffer_err sm_op_UpdateSecret(void *state, struct api_call *call)
         TRY_OUT(sm_label_attach(versions, ver, SM_CURRENT));
         sm_versions_prune(versions, call->now_ms);
         TRY_OUT(too_many_versions(versions));
+        sm_rotation_value_changed(s, &sec, call->now_ms);
     }
     if (key_changed) {
         TRY_OUT(reencrypt_labelled(s, call, &sec, new_key, vid[0] != 0 ? vid : NULL));

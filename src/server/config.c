@@ -402,7 +402,8 @@ static const struct config_option options[] = {
     {"secret-rotation-timeout-ms", "COFFER_SECRET_ROTATION_TIMEOUT_MS", true, set_secret_rotation_timeout_ms,
      "time one step of a secret rotation function may take, in ms (default 30000)"},
     {"rotation-function", "COFFER_ROTATION_FUNCTION", true, set_rotation_function,
-     "Secrets Manager rotation function, repeatable: ARN=exec:/path, ARN=https://host/path or "
+     "Secrets Manager rotation function, repeatable: ARN=exec:/path, ARN=https://host/path[,ca=/ca.pem] "
+     "(the webhook's certificate checked against that CA file, default the system's) or "
      "ARN=builtin:postgres-single-user|postgres-alternating-users"},
     {"timeout", "COFFER_TIMEOUT", true, set_timeout, "header/body/idle timeout in seconds (default 30)"},
     {"sweep-interval", "COFFER_SWEEP_INTERVAL", true, set_sweep,

@@ -50,6 +50,48 @@ static coffer_err count_scan(store_txn *t, const char *account, const char *regi
     return store_txn_scan(t, prefix, NULL, 0, count_visit, c);
 }
 
+/* The counts as recorded in `t` (rebuilt by a scan when the record is missing). */
+static coffer_err count_read(store_txn *t, const char *key, const char *account, const char *region,
+                             struct counts *c)
+{
+    coffer_buf b;
+    coffer_buf_init(&b, false);
+    json_t *rec = NULL;
+    coffer_err rc = store_txn_get(t, key, &b);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        coffer_clear_err();
+        TRY_OUT(count_scan(t, account, region, c));
+    } else {
+        TRY_OUT(rc);
+        json_error_t jerr;
+        rec = json_loadb((const char *)b.data, b.len, 0, &jerr);
+        if (rec == NULL) {
+            FAIL_OUT(COFFER_ERR_INTERNAL, "corrupt parameter count record");
+        }
+        c->standard = json_integer_value(json_object_get(rec, "Standard"));
+        c->advanced = json_integer_value(json_object_get(rec, "Advanced"));
+    }
+out:
+    coffer_buf_free(&b);
+    json_decref(rec);
+    return rc;
+}
+
+coffer_err ssm_count_standard_full(const struct ssm *s, store_txn *t, const char *account, const char *region,
+                                   bool *full)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "ssm/count/%s/%s", account, region);
+    struct counts c = {0, 0};
+    TRY(count_read(t, key, account, region, &c));
+    if (c.standard + 1 > (json_int_t)s->limits.max_standard) {
+        /* decide on the exact figure (see above) */
+        TRY(count_scan(t, account, region, &c));
+    }
+    *full = c.standard + 1 > (json_int_t)s->limits.max_standard;
+    return COFFER_OK;
+}
+
 coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account, const char *region,
                          int d_standard, int d_advanced)
 {
@@ -58,24 +100,10 @@ coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account,
     }
     char key[128];
     snprintf(key, sizeof(key), "ssm/count/%s/%s", account, region);
-    coffer_buf b;
-    coffer_buf_init(&b, false);
     struct counts c = {0, 0};
     json_t *rec = NULL;
-    coffer_err rc = store_txn_get(t, key, &b);
-    if (rc == COFFER_ERR_NOT_FOUND) {
-        coffer_clear_err();
-        TRY_OUT(count_scan(t, account, region, &c));
-    } else {
-        TRY_OUT(rc);
-        json_error_t jerr;
-        rec = json_loadb((const char *)b.data, b.len, 0, &jerr);
-        if (rec == NULL) {
-            FAIL_OUT(COFFER_ERR_INTERNAL, "corrupt parameter count record");
-        }
-        c.standard = json_integer_value(json_object_get(rec, "Standard"));
-        c.advanced = json_integer_value(json_object_get(rec, "Advanced"));
-    }
+    coffer_err rc = COFFER_OK;
+    TRY_OUT(count_read(t, key, account, region, &c));
     bool over_std = d_standard > 0 && c.standard + d_standard > (json_int_t)s->limits.max_standard;
     bool over_adv = d_advanced > 0 && c.advanced + d_advanced > (json_int_t)s->limits.max_advanced;
     if (over_std || over_adv) {
@@ -107,7 +135,6 @@ coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account,
     }
     TRY_OUT(ssm_rec_store(t, key, rec));
 out:
-    coffer_buf_free(&b);
     json_decref(rec);
     return rc;
 }

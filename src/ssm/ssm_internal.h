@@ -189,6 +189,13 @@ coffer_err ssm_tags_check(const json_t *tags, const char *member) __attribute__(
  */
 coffer_err ssm_count_add(const struct ssm *s, store_txn *t, const char *account, const char *region,
                          int d_standard, int d_advanced) __attribute__((warn_unused_result));
+/*
+ * Whether one more standard parameter would pass s->limits.max_standard for `account` in
+ * `region`, as `t` sees the counts (exact: rebuilt before answering true). Intelligent-Tiering
+ * creates an advanced parameter then.
+ */
+coffer_err ssm_count_standard_full(const struct ssm *s, store_txn *t, const char *account, const char *region,
+                                   bool *full) __attribute__((warn_unused_result));
 
 /*
  * Secrets Manager references (ssm_secret_ref.c): whether a read's reference is

@@ -271,6 +271,18 @@ coffer_err ssm_op_PutParameter(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_TOO_MANY_UPDATES,
                  "There are concurrent updates for a resource that supports one update at a time.");
     }
+    if (tier == TIER_INTELLIGENT && prev == NULL && !advanced) {
+        /* Intelligent-Tiering also moves up once the account has no standard place left; an
+         * overwrite keeps its place (the user guide's third reason) */
+        bool full = false;
+        TRY_OUT(ssm_count_standard_full(s, t, call->caller->account_id, call->region, &full));
+        if (full) {
+            advanced = true;
+            if (json_object_set_new(ver, "Tier", json_string("Advanced")) != 0) {
+                FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
+            }
+        }
+    }
     /* a new parameter, or one moving up to Advanced, counts against the account's limits */
     TRY_OUT(
         ssm_count_add(s, t, call->caller->account_id, call->region,

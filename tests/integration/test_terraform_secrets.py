@@ -25,7 +25,7 @@ import unittest
 from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
-from test_secrets_rotation import FUNCTION, fn_arn
+from secrets_rotation_common import FUNCTION, fn_arn
 from test_terraform import TerraformSteps, tf_provider, tf_run, tf_workdir
 
 BINARY = bytes(range(256))

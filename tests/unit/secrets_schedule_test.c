@@ -2,7 +2,8 @@
  * Unit tests for rotation schedules (src/secrets/secrets_schedule.c): rate() and cron()
  * expressions as AWS accepts and refuses them, AutomaticallyAfterDays, Duration, and when each
  * opens its next window (rates from the last rotation, scaled days; cron in UTC, with lists,
- * ranges, steps, names, L, D#n and DL).
+ * ranges, steps, names, L, D#n and DL), and the windows rotations start in (Duration, AWS's
+ * defaults, never into the next day or window; a start spread over the window).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -162,13 +163,62 @@ static void test_cron_next(void **state)
     (void)MIN;
 }
 
+static void test_windows(void **state)
+{
+    (void)state;
+    struct sm_schedule s;
+    /* a rate in days: Duration, else to the end of the (scaled) day */
+    assert_int_equal(sm_schedule_parse("rate(2 days)", 0, "3h", &s), COFFER_OK);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 0, 0), DAY), utc(2026, 3, 1, 3, 0));
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 22, 0), DAY), utc(2026, 3, 2, 0, 0));
+    assert_int_equal(sm_schedule_window_end(&s, 2400, 2400), 2400 + 300); /* 3 hours of a 2400 ms day */
+    assert_int_equal(sm_schedule_parse(NULL, 7, NULL, &s), COFFER_OK);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 5, 30), DAY), utc(2026, 3, 2, 0, 0));
+    /* a rate in hours: one hour by default, never into the next window */
+    assert_int_equal(sm_schedule_parse("rate(4 hours)", 0, NULL, &s), COFFER_OK);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 4, 0), DAY), utc(2026, 3, 1, 5, 0));
+    assert_int_equal(sm_schedule_parse("rate(4 hours)", 0, "4h", &s), COFFER_OK);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 4, 0), DAY), utc(2026, 3, 1, 8, 0));
+    /* cron: once a day is a schedule in days, several hours a day one in hours */
+    parse_ok("cron(0 16 1,15 * ? *)", &s);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 15, 16, 0), 100), utc(2026, 3, 16, 0, 0));
+    assert_int_equal(sm_schedule_parse("cron(0 16 1,15 * ? *)", 0, "3h", &s), COFFER_OK);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 15, 16, 0), 100), utc(2026, 3, 15, 19, 0));
+    parse_ok("cron(0 4/6 * * ? *)", &s);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 4, 0), DAY), utc(2026, 3, 1, 5, 0));
+    /* every 20 minutes: the window closes when the next opens */
+    assert_int_equal(sm_schedule_parse("cron(0/20 4/6 * * ? *)", 0, "2h", &s), COFFER_OK);
+    assert_int_equal(sm_schedule_window_end(&s, utc(2026, 3, 1, 4, 0), DAY), utc(2026, 3, 1, 4, 20));
+
+    /* the start: inside the window, the same for the same secret and window, spread otherwise */
+    int64_t open = utc(2026, 3, 1, 0, 0), end = open + 3 * HOUR;
+    int64_t first = sm_schedule_window_start(open, end, "arn:aws:secretsmanager:us-east-1:1:secret:a-abcdef");
+    assert_int_equal(
+        sm_schedule_window_start(open, end, "arn:aws:secretsmanager:us-east-1:1:secret:a-abcdef"), first);
+    int quarters[4] = {0, 0, 0, 0};
+    bool moved = false;
+    for (int i = 0; i < 200; i++) {
+        char seed[80];
+        snprintf(seed, sizeof(seed), "arn:aws:secretsmanager:us-east-1:1:secret:s%d-abcdef", i);
+        int64_t t = sm_schedule_window_start(open, end, seed);
+        assert_true(t >= open && t < end);
+        quarters[(t - open) * 4 / (end - open)]++;
+        moved = moved || sm_schedule_window_start(open + DAY, end + DAY, seed) - DAY != t;
+    }
+    for (int q = 0; q < 4; q++) {
+        assert_true(quarters[q] >= 25); /* about 50 each */
+    }
+    assert_true(moved);
+    assert_int_equal(sm_schedule_window_start(open, open + 1, "x"), open);
+    assert_int_equal(sm_schedule_window_start(open, open, "x"), open);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rates),
-        cmocka_unit_test(test_after_days_and_duration),
-        cmocka_unit_test(test_cron_syntax),
-        cmocka_unit_test(test_cron_next),
+        cmocka_unit_test(test_rates),       cmocka_unit_test(test_after_days_and_duration),
+        cmocka_unit_test(test_cron_syntax), cmocka_unit_test(test_cron_next),
+        cmocka_unit_test(test_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

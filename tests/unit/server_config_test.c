@@ -1,6 +1,7 @@
 /*
  * cofferd's configuration: the --hsm-cluster mappings (repeatable, ';'-separated in one value, a
- * cluster named again replaces its mapping, bad ones refused with the reason).
+ * cluster named again replaces its mapping, bad ones refused with the reason), and the ca= option
+ * of an https --rotation-function.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,10 +57,41 @@ static void test_hsm_clusters(void **state)
     assert_string_equal(cfg.kms.hsm_clusters[0].cluster_id, "cluster-1234567890d");
 }
 
+static void test_rotation_function_ca(void **state)
+{
+    (void)state;
+    static struct server_config cfg;
+    unsetenv("COFFER_ROTATION_FUNCTION");
+    char *argv[] = {
+        "cofferd",
+        "--data-dir",
+        "/nonexistent/coffer-config-test",
+        "--rotation-function",
+        "arn:aws:lambda:us-east-1:000000000000:function:a=https://hook.example/rotate,ca=/dev/null",
+        "--rotation-function",
+        "arn:aws:lambda:us-east-1:000000000000:function:b=https://hook.example/b"};
+    assert_int_equal(load(&cfg, sizeof(argv) / sizeof(argv[0]), argv), COFFER_OK);
+    assert_int_equal(cfg.secrets.n_functions, 2);
+    assert_string_equal(cfg.secrets.functions[0].target, "https://hook.example/rotate");
+    assert_string_equal(cfg.secrets.functions[0].ca, "/dev/null");
+    assert_string_equal(cfg.secrets.functions[1].target, "https://hook.example/b");
+    assert_string_equal(cfg.secrets.functions[1].ca, ""); /* the system's CAs */
+
+    char *http[] = {"cofferd", "--data-dir", "/nonexistent/coffer-config-test", "--rotation-function",
+                    "arn:aws:lambda:us-east-1:000000000000:function:a=http://127.0.0.1:9/x,ca=/dev/null"};
+    assert_int_equal(load(&cfg, sizeof(http) / sizeof(http[0]), http), COFFER_ERR_CONFIG);
+    assert_non_null(strstr(coffer_last_message(), "ca= applies to an https:// target only"));
+    char *missing[] = {"cofferd", "--data-dir", "/nonexistent/coffer-config-test", "--rotation-function",
+                       "arn:aws:lambda:us-east-1:000000000000:function:a=https://h/x,ca=/nonexistent/ca.pem"};
+    assert_int_equal(load(&cfg, sizeof(missing) / sizeof(missing[0]), missing), COFFER_ERR_CONFIG);
+    assert_non_null(strstr(coffer_last_message(), "cannot read the CA file /nonexistent/ca.pem"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hsm_clusters),
+        cmocka_unit_test(test_rotation_function_ca),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
