@@ -50,7 +50,8 @@ static void audit_usage(FILE *f)
         "keep a copy from `coffer audit public-key` elsewhere. --anchor HASH (one DIR): the\n"
         "event with that hash, printed by an earlier run, must still be in the chain.\n"
         "public-key opens DIR's seal (--seal as cofferd's, default the provider DIR records)\n"
-        "and prints the public key of node ID's digest signing key (default: the only one).\n"
+        "and prints the public key of node ID's digest signing key (default: the only one, or\n"
+        "the one of the node whose digests DIR holds when the store holds several).\n"
         "The key is read from DIR's store as cofferd finds it: --store (sqlite or a postgres://\n"
         "URL), else $COFFER_STORE, else the store line of DIR/cofferd.conf, else DIR/coffer.db.\n"
         "cat prints the events of trail files; an encrypted file's data key is decrypted by KMS\n"
@@ -284,7 +285,16 @@ static int audit_public_key(const char *data_dir, const char *store_url, const c
         if (store_scan(records, AUDIT_SIGNING_KEY_RECORD, NULL, 0, count_keys, &names) != COFFER_OK) {
             goto fail;
         }
-        if (names.count != 1) {
+        /* Nodes sharing a database keep their keys side by side: DIR's own is the one of the
+         * node whose digests DIR holds, as cofferd finds its node id again at start. */
+        bool recorded = false;
+        if (names.count > 1) {
+            snprintf(path, sizeof(path), "%s/" AUDIT_SUBDIR, data_dir);
+            if (audit_trail_recorded_node(path, names.first, &recorded) != COFFER_OK) {
+                recorded = false;
+            }
+        }
+        if (names.count != 1 && !recorded) {
             fprintf(stderr,
                     "coffer audit public-key: the store of %s holds %zu signing keys (one per node): "
                     "give --node-id\n",

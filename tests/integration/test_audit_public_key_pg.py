@@ -1,8 +1,8 @@
 """`coffer audit public-key` on nodes that keep their records in PostgreSQL: two cofferd nodes
 share one database (pg_nodes.TwoNodes), each signing the digests of its own trail with its own
 key, sealed in that database. The command finds the store as cofferd does (--store, else
-$COFFER_STORE, else the store line of DIR/cofferd.conf), picks the node's key (--node-id, needed
-when the database holds several), and the key it prints verifies that node's digests with
+$COFFER_STORE, else the store line of DIR/cofferd.conf), picks the node's key (--node-id, else
+the node whose digests DIR holds), and the key it prints verifies that node's digests with
 `coffer audit verify --public-key`, and not the other node's.
 """
 import glob
@@ -15,7 +15,7 @@ import time
 import unittest
 
 from harness import COFFER, trail_events
-from pg_nodes import TwoNodes
+from pg_nodes import TwoNodes, copy_data_dir
 
 PERIOD_MS = 700
 
@@ -104,11 +104,21 @@ class AuditPublicKeyPgTest(TwoNodes):
         rc, out = self.verify(n2.data_dir, pems[id1])
         self.assertEqual(rc, 1, out)
 
-        # Two nodes' keys in one database: which one is for the caller to say.
-        rc, out, err = coffer("audit", "public-key", n1.data_dir, "--store", self.url)
-        self.assertEqual(rc, 1, err)
-        self.assertIn("holds 2 signing keys", err)
-        self.assertIn("give --node-id", err)
+        # Two nodes' keys in one database: without --node-id, the one of the node whose digests
+        # DIR holds; a dir without digests has to be told.
+        for node, node_id in self.nodes:
+            rc, pem, err = coffer("audit", "public-key", node.data_dir, "--store", self.url)
+            self.assertEqual((rc, pem), (0, pems[node_id]), err)
+        bare = copy_data_dir(n1.data_dir)
+        try:
+            rc, out, err = coffer("audit", "public-key", bare, "--store", self.url)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("holds 2 signing keys", err)
+            self.assertIn("give --node-id", err)
+            rc, pem, err = coffer("audit", "public-key", bare, "--store", self.url, "--node-id", id2)
+            self.assertEqual((rc, pem), (0, pems[id2]), err)
+        finally:
+            shutil.rmtree(bare, ignore_errors=True)
         rc, out, err = coffer("audit", "public-key", n1.data_dir, "--store", self.url, "--node-id", "nobody")
         self.assertEqual(rc, 1, err)
         self.assertEqual(out, b"")
