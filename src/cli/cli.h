@@ -31,6 +31,15 @@ int cli_seal_main(int argc, char **argv);
 /* `coffer store migrate --from sqlite:DIR --to postgres://...`: moving the records (cli_store.c). */
 int cli_store_main(int argc, char **argv);
 
+/*
+ * Opens the store of the data dir `data_dir` as cofferd would find it: `url` when not NULL
+ * (a --store value: "sqlite" or a postgres:// URL), else $COFFER_STORE, else the `store` line
+ * of DIR/cofferd.conf, else DIR/coffer.db. Prints the reason after `who` on failure, never
+ * the URL (it may hold a password), and returns -1; 0 with *out set on success.
+ */
+struct store;
+int cli_store_open(const char *who, const char *data_dir, const char *url, struct store **out);
+
 /* True when `arg` asks for help ("-h", "--help", "help"). */
 int cli_is_help(const char *arg);
 

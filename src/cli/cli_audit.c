@@ -3,7 +3,7 @@
  * that signs their digests.
  *
  *   coffer audit verify DIR [DIR2 ...] [--from T] [--to T] [--public-key FILE]... [--anchor HASH]
- *   coffer audit public-key DIR [--node-id ID] [--seal SPEC]
+ *   coffer audit public-key DIR [--node-id ID] [--seal SPEC] [--store sqlite|postgres://...]
  *   coffer audit cat DIR FILE... [--endpoint URL] [--profile NAME] [--region R] [--ca PEM]
  *
  * verify validates each DIR the way `aws cloudtrail validate-logs` validates a trail: every
@@ -38,7 +38,7 @@ static void audit_usage(FILE *f)
         f,
         "usage: coffer audit verify DIR [DIR2 ...] [--from TIME] [--to TIME] [--public-key FILE]...\n"
         "                           [--anchor HASH]\n"
-        "       coffer audit public-key DIR [--node-id ID] [--seal SPEC]\n"
+        "       coffer audit public-key DIR [--node-id ID] [--seal SPEC] [--store URL]\n"
         "       coffer audit cat DIR FILE... [--endpoint URL] [--profile NAME] [--region R] [--ca PEM]\n\n"
         "verify checks the audit trail in DIR/" AUDIT_SUBDIR "/ of each cofferd data directory (a\n"
         "directory holding the trail-*.jsonl files directly is accepted too), one node each:\n"
@@ -50,7 +50,10 @@ static void audit_usage(FILE *f)
         "keep a copy from `coffer audit public-key` elsewhere. --anchor HASH (one DIR): the\n"
         "event with that hash, printed by an earlier run, must still be in the chain.\n"
         "public-key opens DIR's seal (--seal as cofferd's, default the provider DIR records)\n"
-        "and prints the public key of node ID's digest signing key (default: the only one).\n"
+        "and prints the public key of node ID's digest signing key (default: the only one, or\n"
+        "the one of the node whose digests DIR holds when the store holds several).\n"
+        "The key is read from DIR's store as cofferd finds it: --store (sqlite or a postgres://\n"
+        "URL), else $COFFER_STORE, else the store line of DIR/cofferd.conf, else DIR/coffer.db.\n"
         "cat prints the events of trail files; an encrypted file's data key is decrypted by KMS\n"
         "with your own credentials, so it takes kms:Decrypt on the trail's key.\n"
         "exit status: 0 valid, 1 a problem found or unreadable, 2 usage error\n");
@@ -236,7 +239,8 @@ static coffer_err count_keys(void *ctx, const char *key, coffer_cursor value)
     return COFFER_OK;
 }
 
-static int audit_public_key(const char *data_dir, const char *node_id, const char *spec)
+static int audit_public_key(const char *data_dir, const char *store_url, const char *node_id,
+                            const char *spec)
 {
     int ret = CLI_EXIT_FAILED;
     store *st = NULL, *records = NULL;
@@ -247,14 +251,14 @@ static int audit_public_key(const char *data_dir, const char *node_id, const cha
                have = COFFER_BUF_INIT;
     char path[PATH_MAX], provider[32], name[sizeof(AUDIT_SIGNING_KEY_RECORD) + AUDIT_NODE_ID_MAX];
     struct key_names names = {.count = 0};
-    int n = snprintf(path, sizeof(path), "%s/coffer.db", data_dir);
-    if (n < 0 || (size_t)n >= sizeof(path) || access(path, F_OK) != 0) {
-        fprintf(stderr, "coffer audit public-key: %s is not a data dir (no coffer.db)\n", data_dir);
+    if (strlen(data_dir) + sizeof("/" AUDIT_SUBDIR "/" AUDIT_PUBLIC_KEY_FILE) > sizeof(path)) {
+        fprintf(stderr, "coffer audit public-key: the data dir's path is too long\n");
         goto out;
     }
-    snprintf(path, sizeof(path), "sqlite:%s/coffer.db", data_dir);
-    if (store_open(path, &st) != COFFER_OK) {
-        goto fail;
+    /* The signing key is sealed in the store: SQLite in DIR, or the PostgreSQL database the
+     * nodes share (each node's key under its node id). */
+    if (cli_store_open("coffer audit public-key", data_dir, store_url, &st) != 0) {
+        goto out;
     }
     if (spec == NULL) {
         if (seal_provider_record(st, &rec) != COFFER_OK ||
@@ -281,9 +285,20 @@ static int audit_public_key(const char *data_dir, const char *node_id, const cha
         if (store_scan(records, AUDIT_SIGNING_KEY_RECORD, NULL, 0, count_keys, &names) != COFFER_OK) {
             goto fail;
         }
-        if (names.count != 1) {
-            fprintf(stderr, "coffer audit public-key: %s holds %zu signing keys: give --node-id\n", data_dir,
-                    names.count);
+        /* Nodes sharing a database keep their keys side by side: DIR's own is the one of the
+         * node whose digests DIR holds, as cofferd finds its node id again at start. */
+        bool recorded = false;
+        if (names.count > 1) {
+            snprintf(path, sizeof(path), "%s/" AUDIT_SUBDIR, data_dir);
+            if (audit_trail_recorded_node(path, names.first, &recorded) != COFFER_OK) {
+                recorded = false;
+            }
+        }
+        if (names.count != 1 && !recorded) {
+            fprintf(stderr,
+                    "coffer audit public-key: the store of %s holds %zu signing keys (one per node): "
+                    "give --node-id\n",
+                    data_dir, names.count);
             goto out;
         }
         node_id = names.first;
@@ -340,10 +355,12 @@ int cli_audit_main(int argc, char **argv)
         return cli_audit_cat(argc, argv);
     }
     if (argc >= 3 && strcmp(argv[1], "public-key") == 0) {
-        const char *node = NULL, *spec = NULL;
+        const char *node = NULL, *spec = NULL, *store_url = NULL;
         for (int i = 3; i < argc; i++) {
             if (strcmp(argv[i], "--node-id") == 0 && i + 1 < argc) {
                 node = argv[++i];
+            } else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+                store_url = argv[++i];
             } else if (strcmp(argv[i], "--seal") == 0 && i + 1 < argc) {
                 spec = argv[++i];
             } else {
@@ -355,7 +372,7 @@ int cli_audit_main(int argc, char **argv)
             fprintf(stderr, "coffer audit public-key: not a node id: %s\n", node);
             return CLI_EXIT_USAGE;
         }
-        return audit_public_key(argv[2], node, spec);
+        return audit_public_key(argv[2], store_url, node, spec);
     }
     audit_usage(stderr);
     return CLI_EXIT_USAGE;

@@ -16,6 +16,7 @@
  */
 #include "cli/cli.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #include "seal/seal_provider.h"
 #include "store/store.h"
 
+#define STORE_URL_MAX 1024 /* as cofferd's --store */
 #define KMS_KEY_PREFIX "kms/key/"
 #define KMS_MATERIAL_PREFIX "kms/material/"
 
@@ -172,6 +174,83 @@ out:
         close(lock_fd);
     }
     return ret;
+}
+
+/* ---------------------------------------------------------------- a data dir's store */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) {
+        *--e = '\0';
+    }
+    return s;
+}
+
+/* The `store = ...` line of DIR/cofferd.conf, read as cofferd reads that file ('#' starts a
+ * comment); "" when there is no such file or line. */
+static void conf_store(const char *data_dir, char *out, size_t n)
+{
+    char path[4096], line[2048];
+    out[0] = '\0';
+    snprintf(path, sizeof(path), "%s/cofferd.conf", data_dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *hash = strchr(line, '#');
+        if (hash != NULL) {
+            *hash = '\0';
+        }
+        char *eq = strchr(line, '=');
+        if (eq == NULL) {
+            continue;
+        }
+        *eq = '\0';
+        if (strcmp(trim(line), "store") == 0) {
+            snprintf(out, n, "%s", trim(eq + 1)); /* the last line wins, as in cofferd */
+        }
+    }
+    fclose(f);
+}
+
+int cli_store_open(const char *who, const char *data_dir, const char *url, store **out)
+{
+    char conf[STORE_URL_MAX], path[4096];
+    const char *from = "--store";
+    if (url == NULL && (url = getenv("COFFER_STORE")) != NULL && url[0] != '\0') {
+        from = "COFFER_STORE";
+    } else if (url == NULL || url[0] == '\0') {
+        conf_store(data_dir, conf, sizeof(conf));
+        url = conf[0] != '\0' ? conf : "sqlite";
+        from = "the store line of DIR/cofferd.conf";
+    }
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        if (store_open(url, out) != COFFER_OK) {
+            fprintf(stderr, "%s: %s\n", who, coffer_last_message());
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(url, "sqlite") != 0) {
+        fprintf(stderr, "%s: %s must be sqlite or a postgres:// URL\n", who, from);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/coffer.db", data_dir);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "%s: %s is not a data dir (no coffer.db)\n", who, data_dir);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "sqlite:%s/coffer.db", data_dir);
+    if (store_open(path, out) != COFFER_OK) {
+        fprintf(stderr, "%s: %s\n", who, coffer_last_message());
+        return -1;
+    }
+    return 0;
 }
 
 int cli_store_main(int argc, char **argv)

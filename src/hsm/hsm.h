@@ -82,6 +82,12 @@ coffer_err hsm_aes_protection(hsm_token *t, hsm_object key, bool *extractable, b
     __attribute__((warn_unused_result));
 
 /*
+ * `n` bytes from the token's random number generator (C_GenerateRandom) into `out`.
+ * COFFER_ERR_CRYPTO with the token's answer on failure (`out` then holds nothing of use).
+ */
+coffer_err hsm_random(hsm_token *t, uint8_t *out, size_t n) __attribute__((warn_unused_result));
+
+/*
  * AES-GCM in the token with `key`: appends ciphertext || tag (plaintext.len + HSM_GCM_TAG_LEN
  * bytes) to `out`. COFFER_ERR_CRYPTO with the token's answer on failure, nothing appended.
  */

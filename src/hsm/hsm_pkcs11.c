@@ -437,6 +437,17 @@ coffer_err hsm_aes_protection(hsm_token *t, hsm_object key, bool *extractable, b
     return COFFER_OK;
 }
 
+coffer_err hsm_random(hsm_token *t, uint8_t *out, size_t n)
+{
+    struct hsm_session *s = session_take(t);
+    CK_RV rv = t->f->C_GenerateRandom(s->h, out, (CK_ULONG)n);
+    session_give(s);
+    if (rv != CKR_OK) {
+        return p11_fail(COFFER_ERR_CRYPTO, rv, "cannot generate random bytes");
+    }
+    return COFFER_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * AES-GCM in the token
  * ------------------------------------------------------------------------------------------- */

@@ -1,8 +1,9 @@
 /*
  * Custom key stores of type AWS_CLOUDHSM, where the key material lives in a PKCS#11 token: the
  * mapping of CloudHSM cluster ids to tokens (from the configuration), the live connection of
- * each store (its logged-in token, hsm/hsm.h), and the AES-GCM of the ciphertext blob done in
- * the token for the keys of a store. The operations themselves are in kms_ops_stores.c.
+ * each store (its logged-in token, hsm/hsm.h), the AES-GCM of the ciphertext blob done in
+ * the token for the keys of a store, and GenerateRandom's bytes from a store's token. The
+ * operations themselves are in kms_ops_stores.c.
  *
  * A key of a store is an AES-256 token object labelled with the key id, generated in the token
  * as sensitive and non-extractable: its value never enters this process. Its key record has
@@ -578,6 +579,28 @@ coffer_err kms_cks_key_protection(struct kms_cks_registry *reg, const char *cks_
     }
     pthread_rwlock_unlock(&reg->lock);
     return rc;
+}
+
+coffer_err kms_cks_random(struct kms_cks_registry *reg, const char *cks_id, uint8_t *out, size_t n)
+{
+    struct cks_entry *e;
+    /* AWS answers a store that is not connected with the store's state, not the key's. */
+    if (entry_connected(reg, cks_id, cks_id, &e) != COFFER_OK) {
+        return coffer_fail(COFFER_ERR_CUSTOM_KEY_STORE_INVALID_STATE,
+                           "Custom key store %s is not connected: GenerateRandom is valid in a connected "
+                           "key store only.",
+                           cks_id);
+    }
+    coffer_err rc = hsm_random(e->tok, out, n);
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc != COFFER_OK) {
+        char why[256];
+        coffer_str_copy(why, sizeof(why), coffer_last_message());
+        log_warn("kms: custom key store %s: %s", cks_id, why);
+        return coffer_fail(COFFER_ERR_CRYPTO, "Random bytes cannot be generated in custom key store %s.",
+                           cks_id);
+    }
+    return COFFER_OK;
 }
 
 coffer_err kms_cks_usable(const struct kms_key *k)

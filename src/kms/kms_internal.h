@@ -202,6 +202,10 @@ coffer_err kms_cks_key_destroy(struct kms_cks_registry *reg, const char *cks_id,
 /* CKA_EXTRACTABLE and CKA_SENSITIVE of the token key of key_id. */
 coffer_err kms_cks_key_protection(struct kms_cks_registry *reg, const char *cks_id, const char *key_id,
                                   bool *extractable, bool *sensitive) __attribute__((warn_unused_result));
+/* GenerateRandom in a store: `n` bytes from its token's generator into `out`.
+ * CustomKeyStoreInvalidStateException unless the store is connected. */
+coffer_err kms_cks_random(struct kms_cks_registry *reg, const char *cks_id, uint8_t *out, size_t n)
+    __attribute__((warn_unused_result));
 struct kms_key;
 /* KMSInvalidStateException unless k's store is connected. */
 coffer_err kms_cks_usable(const struct kms_key *k) __attribute__((warn_unused_result));

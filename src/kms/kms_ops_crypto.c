@@ -515,7 +515,9 @@ coffer_err kms_op_GenerateDataKeyWithoutPlaintext(void *state, struct api_call *
 
 coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
 {
+    struct kms_service *svc = state;
     struct kms_req r;
+    json_t *store_rec = NULL;
     coffer_buf rnd = COFFER_SECRET_BUF_INIT;
     coffer_err rc = COFFER_OK;
     kms_audit_request(call, audit_random);
@@ -524,16 +526,19 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
     if (!r.has_number_of_bytes) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "NumberOfBytes is required.");
     }
-    if (r.custom_key_store_id != NULL) {
-        FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
-                 "GenerateRandom from a custom key store is not supported by this server.");
-    }
     if (r.has_recipient) {
         rc = unsupported_recipient();
         goto out;
     }
     TRY_OUT(coffer_buf_reserve(&rnd, (size_t)r.number_of_bytes));
-    TRY_OUT(crypto_random(rnd.data, (size_t)r.number_of_bytes));
+    if (r.custom_key_store_id != NULL) {
+        /* From the token of the caller's store, as AWS takes them from the store's cluster. */
+        TRY_OUT(kms_cks_record_get(svc, call->caller->account_id, call->region, r.custom_key_store_id,
+                                   &store_rec));
+        TRY_OUT(kms_cks_random(svc->cks, r.custom_key_store_id, rnd.data, (size_t)r.number_of_bytes));
+    } else {
+        TRY_OUT(crypto_random(rnd.data, (size_t)r.number_of_bytes));
+    }
     rnd.len = (size_t)r.number_of_bytes;
     call->output = json_object();
     if (call->output == NULL) {
@@ -542,6 +547,7 @@ coffer_err kms_op_GenerateRandom(void *state, struct api_call *call)
     }
     TRY_OUT(kms_out_blob(call->output, "Plaintext", coffer_buf_cursor(&rnd), true));
 out:
+    json_decref(store_rec);
     coffer_buf_free(&rnd);
     kms_req_clean(&r);
     return rc;

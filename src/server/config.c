@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,17 +205,132 @@ NUMBER_SETTER(iam_trust_doc_chars, iam_limits.iam_trust_doc_chars, size_t, 1, 10
               "max-trust-policy-chars")
 #undef NUMBER_SETTER
 
+/* ------------------------------------------------------------------------------------------ */
+/* Repeatable list settings: --peer, --hsm-cluster, --rotation-function                       */
+/* ------------------------------------------------------------------------------------------ */
+
 /*
- * One peer region: "REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME][,principal=ARN]"
- * (kms.h struct kms_peer). Several may be given, by repeating the flag or the file line, or
- * separated by ';' in one value (the environment variable); a region named again replaces its
- * earlier entry, so a flag overrides the file line of the same region.
+ * One NAME=VALUE setting an item of a list may carry after its head ("ca=PATH" of a peer):
+ * the value is copied into the char array at `offset` in the entry. A flag's settings are a
+ * table ending in {NULL}, so a new one is one more line.
  */
-static coffer_err set_peer_one(struct server_config *c, char *v)
+struct item_setting {
+    const char *name;
+    size_t offset;    /* of the char array in the entry */
+    size_t size;      /* of that array */
+    const char *what; /* "peer CA path": for "... is too long" */
+};
+#define ITEM_SETTING(name, type, field, what)                                                                \
+    {                                                                                                        \
+        name, offsetof(type, field), sizeof(((type *)0)->field), what                                        \
+    }
+
+/*
+ * The rest of an item being split on ',' by strtok_r (`save`): every part is NAME=VALUE with
+ * NAME in `table`; names and values are trimmed; empty parts (a trailing ',') are skipped.
+ * Errors name the flag and the item's key.
+ */
+static coffer_err item_settings(char **save, const struct item_setting *table, void *entry, const char *flag,
+                                const char *key)
 {
-    struct kms_peer p;
-    memset(&p, 0, sizeof(p));
-    char *save = NULL, *part = strtok_r(v, ",", &save);
+    char *part;
+    while ((part = strtok_r(NULL, ",", save)) != NULL) {
+        char *eq = strchr(part, '=');
+        if (eq == NULL) {
+            return coffer_fail(COFFER_ERR_CONFIG, "%s %s: '%s' is not NAME=VALUE", flag, key, part);
+        }
+        *eq = '\0';
+        const char *name = trim(part), *val = trim(eq + 1);
+        const struct item_setting *s = table;
+        while (s->name != NULL && strcmp(s->name, name) != 0) {
+            s++;
+        }
+        if (s->name == NULL) {
+            return coffer_fail(COFFER_ERR_CONFIG, "%s %s: unknown setting '%s'", flag, key, name);
+        }
+        TRY(copy_str((char *)entry + s->offset, s->size, val, s->what));
+    }
+    return COFFER_OK;
+}
+
+/* Room for one parsed item of any list. */
+union list_entry {
+    struct kms_peer peer;
+    struct kms_hsm_cluster hsm_cluster;
+    struct secrets_rotation_function rotation_function;
+};
+
+/*
+ * A setting that is a list of entries keyed by a name: several may be given by repeating the
+ * flag or the file line, or separated by ';' in one value (the environment variable). An entry
+ * whose key is named again replaces the earlier one, so a flag overrides the file line of the
+ * same key; a new key is appended, up to `max`.
+ */
+struct config_list {
+    const char *flag;  /* "--peer" */
+    const char *noun;  /* "peer regions": "at most 16 peer regions" */
+    size_t max;        /* entries the array holds */
+    size_t array;      /* offsetof the entry array in struct server_config */
+    size_t count;      /* offsetof its size_t count */
+    size_t entry_size; /* of one entry (<= sizeof(union list_entry)) */
+    size_t key;        /* offsetof the entry's NUL-terminated key */
+    /* Parses one trimmed, non-empty item (may modify it) into *entry; COFFER_ERR_CONFIG why not. */
+    coffer_err (*parse)(char *item, void *entry);
+};
+#define CONFIG_LIST(flag, noun, max, array, count, type, key, parse)                                         \
+    {                                                                                                        \
+        flag, noun, max, offsetof(struct server_config, array), offsetof(struct server_config, count),       \
+            sizeof(type), offsetof(type, key), parse                                                         \
+    }
+
+static coffer_err config_list_add(struct server_config *c, const struct config_list *l, const char *v)
+{
+    char buf[4096], what[64];
+    snprintf(what, sizeof(what), "%s value", l->flag);
+    TRY(copy_str(buf, sizeof(buf), v, what));
+    unsigned char *entries = (unsigned char *)c + l->array;
+    size_t *n = (size_t *)(void *)((unsigned char *)c + l->count);
+    assert(l->entry_size <= sizeof(union list_entry));
+    char *save = NULL;
+    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
+        char *item = trim(one);
+        if (*item == '\0') {
+            continue;
+        }
+        union list_entry e;
+        TRY(l->parse(item, &e));
+        const char *key = (const char *)&e + l->key;
+        size_t i = 0;
+        while (i < *n && strcmp((const char *)entries + i * l->entry_size + l->key, key) != 0) {
+            i++;
+        }
+        if (i == l->max) {
+            return coffer_fail(COFFER_ERR_CONFIG, "at most %zu %s", l->max, l->noun);
+        }
+        memcpy(entries + i * l->entry_size, &e, l->entry_size);
+        if (i == *n) {
+            (*n)++;
+        }
+    }
+    return COFFER_OK;
+}
+
+/* ---- --peer: "REGION=URL[,ca=PATH][,credentials=PATH][,profile=NAME][,principal=ARN]" (kms.h
+ * struct kms_peer) ---- */
+
+static const struct item_setting peer_settings[] = {
+    ITEM_SETTING("ca", struct kms_peer, ca_bundle, "peer CA path"),
+    ITEM_SETTING("credentials", struct kms_peer, credentials_file, "peer credentials path"),
+    ITEM_SETTING("profile", struct kms_peer, profile, "peer profile"),
+    ITEM_SETTING("principal", struct kms_peer, principal, "peer principal"),
+    {NULL, 0, 0, NULL},
+};
+
+static coffer_err peer_parse(char *item, void *entry)
+{
+    struct kms_peer *p = entry;
+    memset(p, 0, sizeof(*p));
+    char *save = NULL, *part = strtok_r(item, ",", &save);
     char *eq = part != NULL ? strchr(part, '=') : NULL;
     if (eq == NULL) {
         return coffer_fail(COFFER_ERR_CONFIG, "--peer must be REGION=URL[,ca=PATH][,credentials=PATH]"
@@ -235,114 +351,50 @@ static coffer_err set_peer_one(struct server_config *c, char *v)
         return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: the endpoint must be an http(s) URL (got '%s')",
                            region, url);
     }
-    TRY(copy_str(p.region, sizeof(p.region), region, "peer region"));
-    TRY(copy_str(p.endpoint, sizeof(p.endpoint), url, "peer endpoint"));
-    while ((part = strtok_r(NULL, ",", &save)) != NULL) {
-        eq = strchr(part, '=');
-        if (eq == NULL) {
-            return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: '%s' is not NAME=VALUE", region, part);
-        }
-        *eq = '\0';
-        const char *name = trim(part), *val = trim(eq + 1);
-        if (strcmp(name, "ca") == 0) {
-            TRY(copy_str(p.ca_bundle, sizeof(p.ca_bundle), val, "peer CA path"));
-        } else if (strcmp(name, "credentials") == 0) {
-            TRY(copy_str(p.credentials_file, sizeof(p.credentials_file), val, "peer credentials path"));
-        } else if (strcmp(name, "profile") == 0) {
-            TRY(copy_str(p.profile, sizeof(p.profile), val, "peer profile"));
-        } else if (strcmp(name, "principal") == 0) {
-            TRY(copy_str(p.principal, sizeof(p.principal), val, "peer principal"));
-        } else {
-            return coffer_fail(COFFER_ERR_CONFIG, "--peer %s: unknown setting '%s'", region, name);
-        }
-    }
-    size_t i = 0;
-    while (i < c->kms.n_peers && strcmp(c->kms.peers[i].region, p.region) != 0) {
-        i++;
-    }
-    if (i == KMS_MAX_PEERS) {
-        return coffer_fail(COFFER_ERR_CONFIG, "at most %d peer regions", KMS_MAX_PEERS);
-    }
-    c->kms.peers[i] = p;
-    if (i == c->kms.n_peers) {
-        c->kms.n_peers++;
-    }
-    return COFFER_OK;
+    TRY(copy_str(p->region, sizeof(p->region), region, "peer region"));
+    TRY(copy_str(p->endpoint, sizeof(p->endpoint), url, "peer endpoint"));
+    return item_settings(&save, peer_settings, p, "--peer", p->region);
 }
+
+static const struct config_list peer_list = CONFIG_LIST("--peer", "peer regions", KMS_MAX_PEERS, kms.peers,
+                                                        kms.n_peers, struct kms_peer, region, peer_parse);
 
 static coffer_err set_peer(struct server_config *c, const char *v)
 {
-    char buf[4096];
-    TRY(copy_str(buf, sizeof(buf), v, "--peer value"));
-    char *save = NULL;
-    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
-        if (*trim(one) != '\0') {
-            TRY(set_peer_one(c, trim(one)));
-        }
-    }
-    return COFFER_OK;
+    return config_list_add(c, &peer_list, v);
 }
 
-/*
- * CloudHSM cluster ids mapped to PKCS#11 tokens (kms.h struct kms_hsm_cluster), one per flag or
- * file line, or several separated by ';' in one value; a cluster named again replaces its
- * earlier mapping, so a flag overrides the file line of the same cluster.
- */
+/* ---- --hsm-cluster: CloudHSM cluster ids mapped to PKCS#11 tokens (kms.h struct
+ * kms_hsm_cluster; kms_hsm_cluster_parse reads the settings) ---- */
+
+static coffer_err hsm_cluster_parse(char *item, void *entry)
+{
+    return kms_hsm_cluster_parse(item, entry);
+}
+
+static const struct config_list hsm_cluster_list =
+    CONFIG_LIST("--hsm-cluster", "HSM clusters", KMS_MAX_HSM_CLUSTERS, kms.hsm_clusters, kms.n_hsm_clusters,
+                struct kms_hsm_cluster, cluster_id, hsm_cluster_parse);
+
 static coffer_err set_hsm_cluster(struct server_config *c, const char *v)
 {
-    char buf[4096];
-    TRY(copy_str(buf, sizeof(buf), v, "--hsm-cluster value"));
-    char *save = NULL;
-    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
-        if (*trim(one) == '\0') {
-            continue;
-        }
-        struct kms_hsm_cluster h;
-        TRY(kms_hsm_cluster_parse(trim(one), &h));
-        size_t i = 0;
-        while (i < c->kms.n_hsm_clusters && strcmp(c->kms.hsm_clusters[i].cluster_id, h.cluster_id) != 0) {
-            i++;
-        }
-        if (i == KMS_MAX_HSM_CLUSTERS) {
-            return coffer_fail(COFFER_ERR_CONFIG, "at most %d HSM clusters", KMS_MAX_HSM_CLUSTERS);
-        }
-        c->kms.hsm_clusters[i] = h;
-        if (i == c->kms.n_hsm_clusters) {
-            c->kms.n_hsm_clusters++;
-        }
-    }
-    return COFFER_OK;
+    return config_list_add(c, &hsm_cluster_list, v);
 }
 
-/*
- * One rotation function "ARN=TARGET" (secrets.h); repeatable like --peer, several separated by
- * ';' in one value. An ARN named again replaces its earlier entry.
- */
+/* ---- --rotation-function: "ARN=TARGET" (secrets.h struct secrets_rotation_function) ---- */
+
+static coffer_err rotation_function_parse(char *item, void *entry)
+{
+    return secrets_rotation_function_parse(item, entry);
+}
+
+static const struct config_list rotation_function_list = CONFIG_LIST(
+    "--rotation-function", "rotation functions", SECRETS_MAX_ROTATION_FUNCTIONS, secrets.functions,
+    secrets.n_functions, struct secrets_rotation_function, arn, rotation_function_parse);
+
 static coffer_err set_rotation_function(struct server_config *c, const char *v)
 {
-    char buf[4096];
-    TRY(copy_str(buf, sizeof(buf), v, "--rotation-function value"));
-    char *save = NULL;
-    for (char *one = strtok_r(buf, ";", &save); one != NULL; one = strtok_r(NULL, ";", &save)) {
-        if (*trim(one) == '\0') {
-            continue;
-        }
-        struct secrets_rotation_function f;
-        TRY(secrets_rotation_function_parse(trim(one), &f));
-        size_t i = 0;
-        while (i < c->secrets.n_functions && strcmp(c->secrets.functions[i].arn, f.arn) != 0) {
-            i++;
-        }
-        if (i == SECRETS_MAX_ROTATION_FUNCTIONS) {
-            return coffer_fail(COFFER_ERR_CONFIG, "at most %d rotation functions",
-                               SECRETS_MAX_ROTATION_FUNCTIONS);
-        }
-        c->secrets.functions[i] = f;
-        if (i == c->secrets.n_functions) {
-            c->secrets.n_functions++;
-        }
-    }
-    return COFFER_OK;
+    return config_list_add(c, &rotation_function_list, v);
 }
 
 static coffer_err set_config_file(struct server_config *c, const char *v)

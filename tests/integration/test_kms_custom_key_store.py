@@ -3,7 +3,8 @@ temporary directory: cofferd maps CloudHSM cluster ids to the tokens (--hsm-clus
 /usr/bin/aws creates, connects and describes a store, creates a key in it (generated in the
 token as a sensitive, non-extractable AES key, which pkcs11-tool shows), encrypts and decrypts
 with it; a disconnected store makes its keys unusable (KMSInvalidStateException) until it is
-connected again, also across a restart; a wrong password or a missing token leaves the store
+connected again, also across a restart; GenerateRandom takes its bytes from a connected store's
+token; a wrong password or a missing token leaves the store
 FAILED with AWS's ConnectionErrorCode; and the rules of AWS's update and delete hold.
 """
 import base64
@@ -16,6 +17,7 @@ import tempfile
 import time
 import unittest
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from harness import Cofferd, trail_events
@@ -284,6 +286,64 @@ class CustomKeyStoreTest(unittest.TestCase):
         # The password reaches neither the trail nor the log.
         self.assertNotIn(PIN, json.dumps(trail_events(self.server.data_dir)))
         self.assertNotIn(PIN, self.server.log())
+
+    # ---- GenerateRandom from a store's token ----
+
+    def test_generate_random_in_store(self):
+        # An unknown store, or another account's store id shape, is not found.
+        for bad in ("cks-0000000000000000a", "cks-nope"):
+            self.assertEqual(self.code(self.kms.generate_random, NumberOfBytes=16, CustomKeyStoreId=bad),
+                             "CustomKeyStoreNotFoundException")
+        store = self.create_store("hsm-random", OTHER)
+        try:
+            # Not connected: the store's state is the answer.
+            with self.assertRaises(ClientError) as cm:
+                self.kms.generate_random(NumberOfBytes=16, CustomKeyStoreId=store)
+            err = cm.exception.response["Error"]
+            self.assertEqual(err["Code"], "CustomKeyStoreInvalidStateException")
+            self.assertIn(store, err["Message"])
+            self.assertIn("CustomKeyStoreInvalidStateException",
+                          self.aws_error("generate-random", "--number-of-bytes", "8",
+                                         "--custom-key-store-id", store))
+
+            self.kms.connect_custom_key_store(CustomKeyStoreId=store)
+            self.assertEqual(self.describe(store)["ConnectionState"], "CONNECTED")
+            seen = set()
+            for n in (1, 32, 1024):
+                out = self.kms.generate_random(NumberOfBytes=n, CustomKeyStoreId=store)
+                self.assertEqual(len(out["Plaintext"]), n)
+                seen.add(out["Plaintext"])
+            self.assertEqual(len(seen), 3)
+            secret = out["Plaintext"]
+            out = self.aws("generate-random", "--number-of-bytes", "64", "--custom-key-store-id", store)
+            self.assertEqual(len(base64.b64decode(out["Plaintext"])), 64)
+            # NumberOfBytes as for GenerateRandom without a store: 1 to 1024, and required (botocore
+            # checks the minimum itself: a client that does not shows the server's answer).
+            raw = self.server.client("kms", config=Config(parameter_validation=False,
+                                                          retries={"max_attempts": 1}))
+            for n, why in ((0, "Member must have value greater than or equal to 1"),
+                           (1025, "Member must have value less than or equal to 1024")):
+                with self.assertRaises(ClientError) as cm:
+                    raw.generate_random(NumberOfBytes=n, CustomKeyStoreId=store)
+                err = cm.exception.response["Error"]
+                self.assertEqual(err["Code"], "ValidationException")
+                self.assertIn("at 'numberOfBytes' failed to satisfy constraint: " + why, err["Message"])
+            with self.assertRaises(ClientError) as cm:
+                raw.generate_random(CustomKeyStoreId=store)
+            err = cm.exception.response["Error"]
+            self.assertEqual((err["Code"], err["Message"]), ("ValidationException", "NumberOfBytes is required."))
+
+            # Disconnected again: refused again.
+            self.kms.disconnect_custom_key_store(CustomKeyStoreId=store)
+            self.assertEqual(self.code(self.kms.generate_random, NumberOfBytes=16, CustomKeyStoreId=store),
+                             "CustomKeyStoreInvalidStateException")
+        finally:
+            self.kms.delete_custom_key_store(CustomKeyStoreId=store)
+        # The trail names the store of each call, never the bytes; nor does the log.
+        trail = json.dumps([e for e in trail_events(self.server.data_dir) if "GenerateRandom" in json.dumps(e)])
+        self.assertIn(store, trail)
+        self.assertNotIn(base64.b64encode(secret).decode(), trail)
+        self.assertNotIn(base64.b64encode(secret).decode(), self.server.log())
 
     # ---- failures to connect ----
 
