@@ -20,6 +20,7 @@
 struct store;
 struct seal;
 struct authz;
+struct audit_trail;
 
 /*
  * Records an event a service produces on its own, outside any request (KMS: the sweeper's
@@ -36,6 +37,9 @@ struct api_host {
     struct authz *authz; /* the shared authorizer (iam/authz.h); NULL: authorization is off */
     api_event_sink record;
     void *record_ctx;
+    /* The trail `record` writes to (audit/audit.h), for events on a service's hot path written
+     * with the line writer instead of as trees; NULL: everything goes to `record`. */
+    struct audit_trail *trail;
     const void *settings; /* the service's own settings block from the configuration; NULL: defaults */
     /* The daemon's data directory, where a service may keep files of its own (Parameter Store:
      * events/ssm.jsonl); NULL: none (tests), the service keeps no files. */

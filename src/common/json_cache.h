@@ -14,6 +14,13 @@
  * json_cache_invalidate for what another node changed; as a second bound, whatever the feed
  * does, every entry lives at most `ttl_ms` after it was read.
  *
+ * Memory. A record can be large (a parameter's 100 versions, a secret's versions: megabytes),
+ * so the cache is bounded in bytes as well as in entries: each entry is charged what its tree
+ * takes in memory (json_cache_tree_bytes: every value, member name and string, with the
+ * allocator's and jansson's overhead per node, plus the key), a record over 1/JSON_CACHE_MAX_SHARE
+ * of the budget is not cached at all (it would push out many others for one reader), and when
+ * a put would go over either bound the oldest entries leave first.
+ *
  * Holds only what the records hold (values sealed under KMS data keys, never a plaintext); an
  * entry leaving the cache is freed, not wiped. Thread-safe.
  */
@@ -26,10 +33,15 @@
 
 #include "common/err.h"
 
+#define JSON_CACHE_MAX_SHARE 8 /* a record over max_bytes / 8 is not cached */
+
 typedef struct json_cache json_cache;
 
-/* At most `max_entries` records (> 0), each kept at most `ttl_ms` (> 0) after it was read. */
-coffer_err json_cache_new(size_t max_entries, int64_t ttl_ms, json_cache **out)
+/*
+ * At most `max_entries` records (> 0) taking at most `max_bytes` (> 0) together, each kept at
+ * most `ttl_ms` (> 0) after it was read.
+ */
+coffer_err json_cache_new(size_t max_entries, size_t max_bytes, int64_t ttl_ms, json_cache **out)
     __attribute__((warn_unused_result));
 void json_cache_free(json_cache *c); /* accepts NULL */
 
@@ -42,12 +54,19 @@ json_t *json_cache_get(json_cache *c, const char *key, int64_t now_ms);
 
 /*
  * Keeps a deep copy of `rec` (read at `now_ms`) under `key`, unless the cache was invalidated
- * since `gen` (then what was read may already be older than a committed write). Best effort:
- * out of memory just leaves the record uncached. NULL c: nothing.
+ * since `gen` (then what was read may already be older than a committed write) or the record is
+ * too large to cache (JSON_CACHE_MAX_SHARE). Makes room by dropping the oldest entries. Best
+ * effort: out of memory just leaves the record uncached. NULL c: nothing.
  */
 void json_cache_put(json_cache *c, const char *key, const json_t *rec, uint64_t gen, int64_t now_ms);
 
 /* After a write of `key` commits (or its record is deleted). NULL key: every record. */
 void json_cache_invalidate(json_cache *c, const char *key);
+
+/* What the cache holds now: entries and the bytes charged for them (for tests and stats). */
+void json_cache_usage(json_cache *c, size_t *entries, size_t *bytes);
+
+/* What the tree `v` takes in memory, as the cache charges it: an estimate from its shape. */
+size_t json_cache_tree_bytes(const json_t *v);
 
 #endif

@@ -171,6 +171,16 @@ typedef api_event_sink kms_event_sink;
 void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void *ctx);
 
 /*
+ * The daemon's audit trail (borrowed, outlives the service; NULL: none), where the events of
+ * in-process calls (struct kms_api) are then written directly with the line writer
+ * (audit/audit.h), without a JSON tree: they are on the hot path of every GetSecretValue and
+ * GetParameter WithDecryption. Without it they go to the event sink as trees. Call before
+ * serving.
+ */
+struct audit_trail;
+void kms_service_set_trail(struct kms_service *svc, struct audit_trail *trail);
+
+/*
  * The service's declaration: target prefix "TrentService", signing name "kms", ops sorted by
  * name, KMS's error names, its sensitive members and the deletion sweeper as a scheduled job.
  */

@@ -5,6 +5,9 @@
  * code path; only kms:ViaService tells the two apart. Each call is in the audit trail as
  * CloudTrail records the KMS calls a service makes for a user: a KMS event (eventSource
  * kms.amazonaws.com) of the caller's identity, invokedBy the service ("ssm.amazonaws.com").
+ * With the daemon's trail at hand (kms_service_set_trail) the event is written member by member
+ * with the audit line writer, as the pipeline writes its events: a GetSecretValue or a
+ * GetParameter WithDecryption pays for one line, not for a JSON tree bounded and serialised.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +15,7 @@
 
 #include "common/codec.h"
 #include "common/secret.h"
+#include "audit/audit.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
 #include "kms/kms_internal.h"
@@ -86,6 +90,114 @@ static json_t *inproc_event(struct kms_service *svc, const struct api_call *call
     return ev;
 }
 
+/*
+ * The event inproc_event builds, written member by member into `b` instead: same members, same
+ * order, same values, so the same line in the trail (audit_trail_append adds the node id last;
+ * so does this). The resource is the one small tree left: the writer nests one level only.
+ */
+static void inproc_event_write(audit_batch *b, struct kms_service *svc, const struct api_call *call,
+                               const char *via_service, const char *operation, const json_t *input,
+                               coffer_err rc, const char *why, const char *key_arn, const char *id)
+{
+    char principal[128], when[40];
+    service_principal(via_service, principal, sizeof(principal));
+    coffer_time_iso8601(call->now_ms / 1000, when, sizeof(when));
+    const struct api_caller *c = call->caller;
+    const json_t *key_id = json_object_get(input, "KeyId"), *ec = json_object_get(input, "EncryptionContext");
+    const json_t *nbytes = json_object_get(input, "NumberOfBytes");
+    audit_line_begin(b);
+    audit_line_string(b, "eventVersion", "1.08", false);
+    audit_line_object_begin(b, "userIdentity");
+    audit_line_string(b, "type", api_principal_trail_type(c->principal_kind), false);
+    audit_line_string(b, "principalId", c->principal_id, false);
+    audit_line_string(b, "arn", c->principal_arn, false);
+    audit_line_string(b, "accountId", c->account_id, false);
+    audit_line_string(b, "accessKeyId", c->access_key_id, false);
+    audit_line_string(b, "invokedBy", principal, false);
+    audit_line_object_end(b);
+    audit_line_string(b, "eventTime", when, false);
+    audit_line_string(b, "eventSource", svc->api.event_source, false);
+    audit_line_string(b, "eventName", operation, false);
+    audit_line_string(b, "awsRegion", call->region, false);
+    audit_line_string(b, "sourceIPAddress", principal, false);
+    audit_line_string(b, "userAgent", principal, false);
+    audit_line_object_begin(b, "requestParameters");
+    if (key_id != NULL) {
+        audit_line_json(b, "keyId", key_id);
+    }
+    if (nbytes != NULL) {
+        audit_line_json(b, "numberOfBytes", nbytes);
+    }
+    if (ec != NULL) {
+        audit_line_json(b, "encryptionContext", ec);
+    }
+    if (nbytes == NULL) {
+        audit_line_string(b, "encryptionAlgorithm", "SYMMETRIC_DEFAULT", false);
+    }
+    audit_line_object_end(b);
+    audit_line_json(b, "responseElements", NULL);
+    audit_line_string(b, "requestID", call->request_id, false);
+    audit_line_string(b, "eventID", id, false);
+    audit_line_bool(b, "readOnly", true);
+    json_t *resources = json_array(), *r = NULL;
+    if (resources == NULL) {
+        audit_line_fail(b);
+    } else if (key_arn != NULL) {
+        r = json_object();
+        if (r == NULL || json_object_set_new_nocheck(r, "accountId", json_string(c->account_id)) != 0 ||
+            json_object_set_new_nocheck(r, "type", json_string_nocheck("AWS::KMS::Key")) != 0 ||
+            json_object_set_new_nocheck(r, "ARN", json_string(key_arn)) != 0 ||
+            json_array_append(resources, r) != 0) {
+            audit_line_fail(b);
+        }
+    }
+    audit_line_json(b, "resources", resources);
+    json_decref(r);
+    json_decref(resources);
+    audit_line_string(b, "eventType", "AwsApiCall", false);
+    audit_line_bool(b, "managementEvent", false);
+    audit_line_string(b, "recipientAccountId", c->account_id, false);
+    if (rc != COFFER_OK) {
+        struct api_error e = api_service_error(&svc->api, rc);
+        audit_line_string(b, "errorCode", e.type, false);
+        audit_line_string(b, "errorMessage", why[0] != 0 ? why : e.message, false);
+    }
+    const char *node = audit_trail_node_id(svc->trail);
+    if (node != NULL) {
+        audit_line_string(b, AUDIT_NODE_FIELD, node, false);
+    }
+}
+
+/* Puts the event of one in-process call on record: COFFER_OK once it is in the trail. */
+static coffer_err inproc_record(struct kms_service *svc, const struct api_call *call, const char *via_service,
+                                const char *operation, const json_t *input, coffer_err rc, const char *why,
+                                const char *key_arn, const char *id)
+{
+    if (svc->trail != NULL) {
+        audit_batch *b = NULL;
+        TRY(audit_batch_new(&b));
+        bool oversized = false;
+        inproc_event_write(b, svc, call, via_service, operation, input, rc, why, key_arn, id);
+        coffer_err arc = audit_line_end(b, &oversized);
+        if (arc == COFFER_OK && !oversized) {
+            arc = audit_trail_write_batch(svc->trail, b);
+        }
+        audit_batch_free(b);
+        if (arc != COFFER_OK || !oversized) {
+            return arc;
+        }
+        /* Too large for the writer (a huge encryption context): the trail bounds the tree. */
+    }
+    json_t *ev = inproc_event(svc, call, via_service, operation, input, rc, why, key_arn, id);
+    if (ev == NULL) {
+        return kms_nomem();
+    }
+    coffer_err arc =
+        svc->trail != NULL ? audit_trail_append(svc->trail, ev) : svc->event_sink(svc->event_ctx, ev);
+    json_decref(ev);
+    return arc;
+}
+
 /* Runs `handler` on a call of the caller's identity with `input`; *out is its output. The call
  * is on record before its result is used: when the trail cannot take it, the call fails. */
 static coffer_err run_as_caller(struct kms_service *svc, const struct api_call *call, const char *via_service,
@@ -111,15 +223,13 @@ static coffer_err run_as_caller(struct kms_service *svc, const struct api_call *
     json_decref(sub.audit_response);
     json_decref(sub.audit_resources);
     *out = sub.output;
-    if (svc->event_sink != NULL) {
+    if (svc->event_sink != NULL || svc->trail != NULL) {
         char why[512];
         snprintf(why, sizeof(why), "%s",
                  rc != COFFER_OK && coffer_last_err() == rc ? coffer_last_message() : "");
         const char *key_arn =
             rc == COFFER_OK ? json_string_value(json_object_get(sub.output, "KeyId")) : NULL;
-        json_t *ev = inproc_event(svc, call, via_service, operation, input, rc, why, key_arn, event_id);
-        coffer_err arc = ev != NULL ? svc->event_sink(svc->event_ctx, ev) : kms_nomem();
-        json_decref(ev);
+        coffer_err arc = inproc_record(svc, call, via_service, operation, input, rc, why, key_arn, event_id);
         if (arc != COFFER_OK) {
             rc = coffer_fail(COFFER_ERR_AUDIT, "the audit trail cannot be written");
         } else if (rc != COFFER_OK) {

@@ -259,6 +259,7 @@ struct kms_service {
     size_t n_peers;
     kms_event_sink event_sink; /* kms_service_set_event_sink; NULL: nothing recorded */
     void *event_ctx;
+    struct audit_trail *trail; /* kms_service_set_trail; NULL: in-process events go to event_sink */
     struct api_service api;
     struct api_job jobs[4]; /* the deletion sweeper, the rotation job, the imported material expiry,
                                the key usage flush */

@@ -181,6 +181,11 @@ void kms_service_set_event_sink(struct kms_service *svc, kms_event_sink fn, void
     svc->event_ctx = ctx;
 }
 
+void kms_service_set_trail(struct kms_service *svc, struct audit_trail *trail)
+{
+    svc->trail = trail;
+}
+
 /* CloudTrail records what KMS does on its own (DeleteKey, RotateKey, ...) as an AwsServiceEvent. */
 coffer_err kms_record_service_event(struct kms_service *svc, const char *event_name, const char *acct,
                                     const char *region, const char *id, int64_t now_ms)
@@ -276,6 +281,7 @@ static coffer_err module_start(const struct api_host *host, void **instance, con
         return rc;
     }
     kms_service_set_event_sink(svc, host->record, host->record_ctx);
+    kms_service_set_trail(svc, host->trail);
     if (host->authz != NULL) {
         kms_service_set_authorizer(svc, host->authz);
         rc = kms_service_bind_principals(svc);

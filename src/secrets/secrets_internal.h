@@ -64,7 +64,8 @@
 #define SM_PENDING "AWSPENDING"
 #define SM_DELETION_PREFIX "secrets-deletion/"
 #define SM_CACHE_ENTRIES 10000
-#define SM_CACHE_TTL_MS 1000 /* a cached record is read again after this, change feed or not */
+#define SM_CACHE_BYTES (64u << 20) /* what the cached records may take in memory */
+#define SM_CACHE_TTL_MS 1000       /* a cached record is read again after this, change feed or not */
 #define SM_ROTATION_PREFIX "secrets-rotation/"
 #define SM_ROTATION_MAX_DAYS 1000 /* AutomaticallyAfterDays, rate(N days) */
 #define SM_ROTATION_MIN_HOURS 4   /* no schedule rotates more often */

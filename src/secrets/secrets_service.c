@@ -86,7 +86,7 @@ static coffer_err sm_start(const struct api_host *host, void **instance, const s
     }
     const struct secrets_settings defaults = SECRETS_SETTINGS_DEFAULT;
     const struct secrets_settings *set = host->settings != NULL ? host->settings : &defaults;
-    coffer_err rc = json_cache_new(SM_CACHE_ENTRIES, SM_CACHE_TTL_MS, &s->cache);
+    coffer_err rc = json_cache_new(SM_CACHE_ENTRIES, SM_CACHE_BYTES, SM_CACHE_TTL_MS, &s->cache);
     if (rc != COFFER_OK) {
         free(s);
         return rc;

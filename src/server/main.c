@@ -405,6 +405,7 @@ int cofferd_main(int argc, char **argv, const struct api_module *const *extra, s
             .authz = az,
             .record = trail_append_event,
             .record_ctx = trail,
+            .trail = trail,
             .settings = services[i].settings,
             .data_dir = cfg.data_dir,
             .lookup = service_lookup,

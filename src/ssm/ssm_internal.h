@@ -42,7 +42,8 @@
 #define SSM_MAX_TAGS 50            /* tags on one parameter */
 #define SSM_MAX_TAGS_PER_CALL 1000 /* tags in one AddTagsToResource or PutParameter */
 #define SSM_CACHE_ENTRIES 10000
-#define SSM_CACHE_TTL_MS 1000 /* a cached record is read again after this, change feed or not */
+#define SSM_CACHE_BYTES (64u << 20) /* what the cached records may take in memory */
+#define SSM_CACHE_TTL_MS 1000       /* a cached record is read again after this, change feed or not */
 
 struct ssm_events;
 

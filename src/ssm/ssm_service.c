@@ -47,7 +47,7 @@ static coffer_err ssm_start(const struct api_host *host, void **instance, const 
     if (s == NULL) {
         return ssm_oom();
     }
-    coffer_err rc = json_cache_new(SSM_CACHE_ENTRIES, SSM_CACHE_TTL_MS, &s->cache);
+    coffer_err rc = json_cache_new(SSM_CACHE_ENTRIES, SSM_CACHE_BYTES, SSM_CACHE_TTL_MS, &s->cache);
     if (rc != COFFER_OK) {
         free(s);
         return rc;
