@@ -138,31 +138,35 @@ static char *trail_text(struct env *e, const char *name, size_t *lines)
 /* Encrypt, Decrypt, GenerateDataKey, each allowed and refused; the last with `big_ec`. */
 static void calls(struct env *e, const json_t *big_ec)
 {
-    json_t *ec = json_pack("{s:s, s:s}", "SecretARN", "arn:aws:secretsmanager:" REGION ":" ACCOUNT ":secret:db-AbCdEf",
-                           "SecretVersionId", "v1");
+    json_t *ec =
+        json_pack("{s:s, s:s}", "SecretARN", "arn:aws:secretsmanager:" REGION ":" ACCOUNT ":secret:db-AbCdEf",
+                  "SecretVersionId", "v1");
     assert_non_null(ec);
     char *blob = NULL, arn[256];
     const char pt[] = "a secret value";
     coffer_buf plain;
     assert_int_equal(e->kms->encrypt(e->svc, &e->call, VIA, e->key_id, ec,
-                                     (coffer_cursor){(const uint8_t *)pt, sizeof(pt) - 1}, &blob, arn, sizeof(arn)),
+                                     (coffer_cursor){(const uint8_t *)pt, sizeof(pt) - 1}, &blob, arn,
+                                     sizeof(arn)),
                      COFFER_OK);
     assert_int_equal(e->kms->decrypt(e->svc, &e->call, VIA, blob, ec, &plain, arn, sizeof(arn)), COFFER_OK);
     assert_memory_equal(plain.data, pt, sizeof(pt) - 1);
     coffer_buf_free(&plain);
     char *dk_blob = NULL;
-    assert_int_equal(
-        e->kms->generate_data_key(e->svc, &e->call, VIA, e->key_id, ec, 32, &plain, &dk_blob, arn, sizeof(arn)),
-        COFFER_OK);
+    assert_int_equal(e->kms->generate_data_key(e->svc, &e->call, VIA, e->key_id, ec, 32, &plain, &dk_blob,
+                                               arn, sizeof(arn)),
+                     COFFER_OK);
     coffer_buf_free(&plain);
     free(dk_blob);
     /* Refused: no such key; a context that does not match. */
     char *none = NULL;
     assert_int_not_equal(e->kms->encrypt(e->svc, &e->call, VIA, "alias/none", ec,
-                                         (coffer_cursor){(const uint8_t *)pt, sizeof(pt) - 1}, &none, arn, sizeof(arn)),
+                                         (coffer_cursor){(const uint8_t *)pt, sizeof(pt) - 1}, &none, arn,
+                                         sizeof(arn)),
                          COFFER_OK);
     json_t *other = json_pack("{s:s}", "SecretARN", "other");
-    assert_int_not_equal(e->kms->decrypt(e->svc, &e->call, VIA, blob, other, &plain, arn, sizeof(arn)), COFFER_OK);
+    assert_int_not_equal(e->kms->decrypt(e->svc, &e->call, VIA, blob, other, &plain, arn, sizeof(arn)),
+                         COFFER_OK);
     coffer_buf_free(&plain);
     if (big_ec != NULL) {
         (void)e->kms->decrypt(e->svc, &e->call, VIA, blob, big_ec, &plain, arn, sizeof(arn));
