@@ -2,7 +2,7 @@
  * `coffer admin`: operator commands against a running cofferd, signed with the operator
  * credentials the server wrote at first start.
  *
- *   coffer admin create-account NAME [--data-dir DIR] [--endpoint URL]
+ *   coffer admin create-account NAME [--account-id ID] [--data-dir DIR] [--endpoint URL]
  *   coffer admin list-accounts [--data-dir DIR] [--endpoint URL]
  *
  * The client speaks the server's CofferAdmin JSON service (X-Amz-Target "CofferAdmin.<op>",
@@ -39,12 +39,13 @@ struct admin_opts {
 static void admin_usage(FILE *f)
 {
     fprintf(f,
-            "usage: coffer admin create-account NAME [--data-dir DIR] [--endpoint URL]\n"
+            "usage: coffer admin create-account NAME [--account-id ID] [--data-dir DIR] [--endpoint URL]\n"
             "       coffer admin list-accounts [--data-dir DIR] [--endpoint URL]\n\n"
             "Talks to a running cofferd with the operator credentials of DIR (default ./%s):\n"
             "DIR/credentials (profile %s), DIR/config (region), DIR/tls/ca.pem and DIR/endpoint.\n"
             "create-account prints {\"AccountId\",\"AccessKeyId\",\"SecretAccessKey\"} for the new\n"
-            "account's administrator (its root).\n",
+            "account's administrator (its root); --account-id gives it the id the same account has in\n"
+            "a peer region's deployment, into which multi-Region keys and secrets replicate.\n",
             ADMIN_DEFAULT_DATA_DIR, ADMIN_PROFILE);
 }
 
@@ -210,7 +211,7 @@ static int print_response(const coffer_buf *resp, const char *const *names)
 int cli_admin_main(int argc, char **argv)
 {
     struct admin_opts o = {.data_dir = ADMIN_DEFAULT_DATA_DIR, .endpoint = NULL};
-    const char *cmd = NULL, *name = NULL;
+    const char *cmd = NULL, *name = NULL, *account_id = NULL;
     if (argc < 2 || cli_is_help(argv[1])) {
         admin_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
@@ -221,6 +222,8 @@ int cli_admin_main(int argc, char **argv)
             o.data_dir = argv[++i];
         } else if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc) {
             o.endpoint = argv[++i];
+        } else if (strcmp(argv[i], "--account-id") == 0 && i + 1 < argc) {
+            account_id = argv[++i];
         } else if (cli_is_help(argv[i])) {
             admin_usage(stdout);
             return CLI_EXIT_OK;
@@ -233,7 +236,7 @@ int cli_admin_main(int argc, char **argv)
         }
     }
     bool create = strcmp(cmd, "create-account") == 0, list = strcmp(cmd, "list-accounts") == 0;
-    if ((!create && !list) || (create && name == NULL) || (list && name != NULL)) {
+    if ((!create && !list) || (create && name == NULL) || (list && (name != NULL || account_id != NULL))) {
         admin_usage(stderr);
         return CLI_EXIT_USAGE;
     }
@@ -245,7 +248,8 @@ int cli_admin_main(int argc, char **argv)
     if (c == NULL) {
         goto out;
     }
-    json_t *req = create ? json_pack("{s:s}", "AccountName", name) : json_object();
+    json_t *req =
+        create ? json_pack("{s:s,s:s*}", "AccountName", name, "AccountId", account_id) : json_object();
     body = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (body == NULL) {

@@ -427,6 +427,12 @@ coffer_err authz_resolve_principal(const authz *a, const char *arn, char uid[POL
     return a->src.resolve(a->src.ctx, arn, uid);
 }
 
+bool authz_account_exists(const authz *a, const char *account_id)
+{
+    return a != NULL && a->has_src && a->src.account_exists != NULL && account_id != NULL &&
+           a->src.account_exists(a->src.ctx, account_id);
+}
+
 static coffer_err check(const authz *a, const struct authz_request *req, struct authz_verdict *v)
 {
     ENSURE_REF(req);

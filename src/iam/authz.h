@@ -179,6 +179,9 @@ coffer_err authz_resolve_principal(const authz *a, const char *arn, char uid[POL
     __attribute__((warn_unused_result));
 /* True when the identity source binds principals (authz_resolve_principal can answer). */
 bool authz_resolves_principals(const authz *a);
+/* Does account `account_id` exist, as the identity source knows? False without a source that
+ * can answer. Reads the store. */
+bool authz_account_exists(const authz *a, const char *account_id);
 /* True when evaluating `p` needs a request context (it has conditions or policy variables). */
 bool authz_policy_needs_ctx(const policy *p);
 /* The families of condition keys `p` reads (AUTHZ_CTX_ALL when it uses policy variables). */

@@ -486,6 +486,23 @@ static coffer_err source_resolve(void *ctx, const char *arn, char uid[POLICY_UID
     return iam_dir_principal_uid(ctx, arn, uid);
 }
 
+static bool source_account_exists(void *ctx, const char *account_id)
+{
+    iam_directory *d = ctx;
+    char key[DIR_KEY_MAX];
+    coffer_buf b = COFFER_BUF_INIT;
+    if (!account_valid(account_id)) {
+        return false;
+    }
+    snprintf(key, sizeof(key), "iam/account/%s", account_id);
+    coffer_err rc = store_get(d->st, key, &b);
+    coffer_buf_free(&b);
+    if (rc != COFFER_OK) {
+        coffer_clear_err();
+    }
+    return rc == COFFER_OK;
+}
+
 static void source_release(void *ctx, struct iam_policy_list *list)
 {
     (void)ctx;
@@ -497,8 +514,11 @@ static void source_release(void *ctx, struct iam_policy_list *list)
 
 struct iam_identity_source iam_directory_identity_source(iam_directory *d)
 {
-    struct iam_identity_source s = {
-        .ctx = d, .policies = source_policies, .release = source_release, .resolve = source_resolve};
+    struct iam_identity_source s = {.ctx = d,
+                                    .policies = source_policies,
+                                    .release = source_release,
+                                    .resolve = source_resolve,
+                                    .account_exists = source_account_exists};
     return s;
 }
 
@@ -765,7 +785,7 @@ static coffer_err random_account(char out[AWS_ACCOUNT_ID_LEN + 1])
     return COFFER_OK;
 }
 
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s,
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, const char *want_id, int64_t now_s,
                                   char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
                                   char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
 {
@@ -780,7 +800,22 @@ coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t no
     char acct[AWS_ACCOUNT_ID_LEN + 1] = "", key[DIR_KEY_MAX], root[AWS_ROOT_ARN_LEN + 1],
                                    akid[IAM_ACCESS_KEY_ID_LEN + 1];
     size_t start = secret_out->len;
+    if (want_id != NULL && (!account_valid(want_id) || strcmp(want_id, "000000000000") == 0)) {
+        return coffer_fail(COFFER_ERR_VALIDATION, "AccountId must be 12 digits, not the operator account");
+    }
     TRY_OUT(store_txn_begin(d->st, &t));
+    if (want_id != NULL) {
+        snprintf(key, sizeof(key), "iam/account/%s", want_id);
+        rc = store_txn_get(t, key, &b);
+        if (rc == COFFER_OK) {
+            FAIL_OUT(COFFER_ERR_ALREADY_EXISTS, "Account %s already exists.", want_id);
+        }
+        if (rc != COFFER_ERR_NOT_FOUND) {
+            goto out;
+        }
+        rc = COFFER_OK;
+        memcpy(acct, want_id, AWS_ACCOUNT_ID_LEN + 1);
+    }
     for (int i = 0; i < DIR_ID_ATTEMPTS && acct[0] == '\0'; i++) {
         char cand[AWS_ACCOUNT_ID_LEN + 1];
         TRY_OUT(random_account(cand));

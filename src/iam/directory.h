@@ -100,10 +100,12 @@ void iam_directory_invalidate(iam_directory *d);
 coffer_err iam_dir_account_ensure(iam_directory *d, const char *account_id, const char *name, int64_t now_s)
     __attribute__((warn_unused_result));
 /*
- * Creates an account with a fresh random 12-digit id and an access key for its root. Writes the
- * id and the key id; appends the secret (NUL-terminated) to the secret buffer `secret_out`.
+ * Creates an account and an access key for its root: with id `want_id` (12 digits), as the
+ * same account of a peer region's deployment is made, AlreadyExists when it is taken; NULL: a
+ * fresh random id. Writes the id and the key id; appends the secret (NUL-terminated) to the
+ * secret buffer `secret_out`.
  */
-coffer_err iam_dir_account_create(iam_directory *d, const char *name, int64_t now_s,
+coffer_err iam_dir_account_create(iam_directory *d, const char *name, const char *want_id, int64_t now_s,
                                   char account_id_out[AWS_ACCOUNT_ID_LEN + 1],
                                   char akid_out[IAM_ACCESS_KEY_ID_LEN + 1], coffer_buf *secret_out)
     __attribute__((warn_unused_result));

@@ -48,6 +48,9 @@ struct iam_identity_source {
      * Reads the store: for storing a policy or a grant, never per request.
      */
     coffer_err (*resolve)(void *ctx, const char *arn, char uid[POLICY_UID_MAX]);
+    /* Does account `account_id` exist? May be NULL (no account is known then). Reads the store:
+     * for the rare calls that name an account other than the caller's (a peer region's). */
+    bool (*account_exists)(void *ctx, const char *account_id);
 };
 
 /*

@@ -218,14 +218,17 @@ static coffer_err op_CreateAccount(void *state, struct api_call *call)
 {
     iam_services *s = state;
     api_in in;
-    const char *name = NULL;
+    const char *name = NULL, *want_id = NULL;
     api_in_init(&in, call->input);
     TRY(api_in_string(&in, "AccountName", API_IN_REQUIRED, 1, IAM_DIR_ACCOUNT_NAME_MAX, &name));
+    /* The id of the same account in a peer region's deployment: multi-Region keys and secrets
+     * replicate into the account of the same id. */
+    TRY(api_in_string(&in, "AccountId", 0, AWS_ACCOUNT_ID_LEN, AWS_ACCOUNT_ID_LEN, &want_id));
     TRY(api_in_done(&in));
     TRY(admin_authorize(s, call));
     coffer_buf secret = COFFER_SECRET_BUF_INIT;
     char acct[AWS_ACCOUNT_ID_LEN + 1], akid[IAM_ACCESS_KEY_ID_LEN + 1];
-    coffer_err rc = iam_dir_account_create(s->dir, name, call->now_ms / 1000, acct, akid, &secret);
+    coffer_err rc = iam_dir_account_create(s->dir, name, want_id, call->now_ms / 1000, acct, akid, &secret);
     if (rc == COFFER_OK) {
         call->output = json_pack("{s:s, s:s, s:s}", "AccountId", acct, "AccessKeyId", akid, "SecretAccessKey",
                                  (const char *)secret.data);

@@ -423,6 +423,7 @@ static coffer_err dec_coffer_pull_replica(api_in *in, struct kms_req *r)
 static coffer_err dec_coffer_replica_deleted(api_in *in, struct kms_req *r)
 {
     TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));
+    TRY(api_in_string(in, "AccountId", 0, API_ACCOUNT_ID_LEN, API_ACCOUNT_ID_LEN, &r->peer_account));
     return key_id(in, r, API_IN_REQUIRED);
 }
 
@@ -430,6 +431,7 @@ static coffer_err dec_coffer_sync_replica(api_in *in, struct kms_req *r)
 {
     TRY(api_in_string(in, "SourceRegion", API_IN_REQUIRED, 1, 32, &r->source_region));
     TRY(api_in_string(in, "KeyRecord", API_IN_REQUIRED, 2, KEY_RECORD_MAX, &r->key_record));
+    TRY(api_in_string(in, "AccountId", 0, API_ACCOUNT_ID_LEN, API_ACCOUNT_ID_LEN, &r->peer_account));
     TRY(api_in_bool(in, "Create", false, &r->create_replica));
     return api_in_blob(in, "WrappedMaterial", API_IN_REQUIRED, 1, WRAPPED_MATERIAL_MAX, &r->ciphertext,
                        &r->has_ciphertext);

@@ -113,6 +113,7 @@ struct kms_req {
     /* Coffer's replication operations: the calling peer's region, the key record it sends
      * (JSON text), whether to create the replica; the wrapped material is in `ciphertext` */
     const char *source_region, *key_record;
+    const char *peer_account; /* the account the peer acts in (AccountId); NULL: its own */
     bool create_replica;
     coffer_buf public_key; /* DeriveSharedSecret: the peer's SubjectPublicKeyInfo */
     bool has_public_key;

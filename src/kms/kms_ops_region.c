@@ -67,14 +67,15 @@ static coffer_err no_peer(const char *region)
  * snapshot of it, its replica regions, account and key id. No lock is held on return.
  */
 static coffer_err primary_snapshot(struct kms_service *svc, struct api_call *call, const struct kms_req *r,
-                                   const char *action, struct kms_mrk_snapshot **snap, json_t **replicas,
-                                   char acct[API_ACCOUNT_ID_LEN + 1], char key_id[KMS_KEY_ID_MAX + 1])
+                                   unsigned ref_flags, const char *action, struct kms_mrk_snapshot **snap,
+                                   json_t **replicas, char acct[API_ACCOUNT_ID_LEN + 1],
+                                   char key_id[KMS_KEY_ID_MAX + 1])
 {
     struct kms_key *k;
     coffer_err rc = COFFER_OK;
     *snap = NULL;
     *replicas = NULL;
-    TRY(kms_acquire(svc, call, r->key_id, 0, &k));
+    TRY(kms_acquire(svc, call, r->key_id, ref_flags, &k));
     kms_audit_key(call, k);
     TRY_OUT(kms_authorize_key(svc, call, k, &(struct kms_authz_in){.action = action, .r = r}));
     if (!kms_mrk_is_primary(k)) {
@@ -256,7 +257,7 @@ coffer_err kms_op_ReplicateKey(void *state, struct api_call *call)
         rc = replicate_here(svc, call, &r);
         goto out;
     }
-    TRY_OUT(primary_snapshot(svc, call, &r, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
+    TRY_OUT(primary_snapshot(svc, call, &r, 0, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
     kms_key_arn(arn, sizeof(arn), r.replica_region, acct, key_id);
     if (strcmp(r.replica_region, call->region) == 0) {
         FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
@@ -337,7 +338,7 @@ coffer_err kms_op_UpdatePrimaryRegion(void *state, struct api_call *call)
         rc = region_invalid("primaryRegion", r.primary_region);
         goto out;
     }
-    TRY_OUT(primary_snapshot(svc, call, &r, "kms:UpdatePrimaryRegion", &snap, &replicas, acct, key_id));
+    TRY_OUT(primary_snapshot(svc, call, &r, 0, "kms:UpdatePrimaryRegion", &snap, &replicas, acct, key_id));
     if (strcmp(r.primary_region, call->region) == 0) {
         goto out; /* already the primary: nothing to change */
     }
@@ -392,8 +393,10 @@ coffer_err kms_op_CofferGetReplicationKey(void *state, struct api_call *call)
 /*
  * A replica region creating its replica of a primary here (see replicate_here): only that
  * region's replication principal, and only as far as the key policy lets that principal
- * kms:ReplicateKey. The answer is what a push would have sent: the record and the materials
- * sealed to the public key the caller sent, which opens only in the caller's barrier.
+ * kms:ReplicateKey. The replica region names the key by its ARN, so the key's account, not the
+ * principal's, is the one read; the answer is bound to it. The answer is what a push would have sent: the
+ * record and the materials sealed to the public key the caller sent, which opens only in the caller's
+ * barrier.
  */
 coffer_err kms_op_CofferPullReplica(void *state, struct api_call *call)
 {
@@ -413,7 +416,10 @@ coffer_err kms_op_CofferPullReplica(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_UNSUPPORTED_OPERATION,
                  "A replica must be in a different Region than its primary key (%s).", call->region);
     }
-    TRY_OUT(primary_snapshot(svc, call, &r, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
+    /* The key ARN names the key's account, which need not be the replication principal's: the
+     * key policy (and that principal's own policies) must then allow it, as across accounts. */
+    TRY_OUT(
+        primary_snapshot(svc, call, &r, KMS_REF_CROSS, "kms:ReplicateKey", &snap, &replicas, acct, key_id));
     bool listed = false;
     size_t i;
     const json_t *v;

@@ -20,6 +20,11 @@
  * gets AccessDeniedException. A replica accepts updates only from the region it records as its
  * primary.
  *
+ * Which account: a key's replicas are in its own account, whichever account the replication
+ * principal belongs to. The sender names the owner (AccountId) and binds the box to it; the
+ * receiver acts in that account, which must exist there, and opens the box only as that
+ * account's, so a box made for one account never installs into another.
+ *
  * Other services replicate their own records the same way (Secrets Manager): struct kms_api
  * (kms.h) lends them the peer client, the principal check and this server's replication key
  * pair, so there is one path for everything that crosses regions.
@@ -34,6 +39,7 @@
 #include "common/log.h"
 #include "crypto/crypto.h"
 #include "crypto/crypto_box.h"
+#include "iam/authz.h"
 #include "kms/kms_internal.h"
 
 #define REPLICATION_KEY_STORE_KEY "kms/replication/key"
@@ -435,7 +441,8 @@ coffer_err kms_mrk_send(const struct kms_service *svc, const struct kms_peer *p,
     TRY_OUT(kms_mrk_package(svc, p->region, coffer_buf_cursor(&spki), s, primary, replicas, extra, &rec_text,
                             &box));
     json_decref(body);
-    body = json_pack("{s:s,s:s,s:b}", "SourceRegion", svc->region, "KeyRecord", rec_text, "Create", create);
+    body = json_pack("{s:s,s:s,s:s,s:b}", "SourceRegion", svc->region, "AccountId", s->account, "KeyRecord",
+                     rec_text, "Create", create);
     if (body == NULL) {
         rc = kms_nomem();
         goto out;
@@ -534,6 +541,20 @@ coffer_err kms_peer_caller_check(const struct kms_service *svc, const struct api
                                  const char *source_region)
 {
     return peer_caller_check_as(svc, call, source_region, "kms");
+}
+
+/* The account a peer's call (its principal checked) acts in: the one it names, which must exist
+ * here; a peer naming none acts in its principal's own account, as peers did before naming it. */
+static coffer_err peer_account(const struct kms_service *svc, const struct api_call *call, const char *named,
+                               char out[API_ACCOUNT_ID_LEN + 1])
+{
+    if (named != NULL && strcmp(named, call->caller->account_id) != 0 &&
+        !authz_account_exists(svc->az, named)) {
+        return coffer_fail(COFFER_ERR_NOT_FOUND, "Account %s does not exist in region %s.", named,
+                           call->region);
+    }
+    snprintf(out, API_ACCOUNT_ID_LEN + 1, "%s", named != NULL ? named : call->caller->account_id);
+    return COFFER_OK;
 }
 
 /* This server's replication key pair: the private half (DER PKCS#8, secret) and the public SPKI. */
@@ -665,8 +686,8 @@ coffer_err kms_peer_caller_check_service(struct kms_service *svc, const struct a
 }
 
 /* The checks on a record a peer sends; *spec is its key spec. */
-static coffer_err sent_record_check(const struct api_call *call, const char *source, const json_t *sent,
-                                    enum kms_spec *spec)
+static coffer_err sent_record_check(const struct api_call *call, const char *account, const char *source,
+                                    const json_t *sent, enum kms_spec *spec)
 {
     const char *id = json_string_value(json_object_get(sent, "KeyId"));
     const char *acct = json_string_value(json_object_get(sent, "AWSAccountId"));
@@ -676,7 +697,7 @@ static coffer_err sent_record_check(const struct api_call *call, const char *sou
     size_t i;
     const json_t *v;
     if (id == NULL || strncmp(id, "mrk-", 4) != 0 || !kms_key_id_valid(id) || acct == NULL ||
-        strcmp(acct, call->caller->account_id) != 0 || primary == NULL || !json_is_array(replicas) ||
+        strcmp(acct, account) != 0 || primary == NULL || !json_is_array(replicas) ||
         !kms_spec_parse(json_string_value(json_object_get(sent, "KeySpec")), spec) ||
         kms_spec_family(*spec) == KMS_FAMILY_UNSUPPORTED ||
         !json_is_string(json_object_get(sent, "KeyUsage")) ||
@@ -720,16 +741,16 @@ static bool materials_cover(const json_t *sent, const struct kms_material *mats,
     return json_array_size(json_object_get(sent, "KeyMaterials")) > 0;
 }
 
-static coffer_err open_materials(struct kms_service *svc, const struct api_call *call, coffer_cursor box,
-                                 const json_t *sent, enum kms_spec spec, struct kms_material **mats,
-                                 size_t *n)
+static coffer_err open_materials(struct kms_service *svc, const struct api_call *call, const char *account,
+                                 coffer_cursor box, const json_t *sent, enum kms_spec spec,
+                                 struct kms_material **mats, size_t *n)
 {
     const char *key_id = json_string_value(json_object_get(sent, "KeyId"));
     coffer_buf priv = COFFER_SECRET_BUF_INIT, spki = COFFER_BUF_INIT, plain = COFFER_SECRET_BUF_INIT;
     char aad[BOX_AAD_MAX];
     coffer_err rc = COFFER_OK;
     TRY_OUT(replication_key(svc, &priv, &spki));
-    box_aad(aad, call->caller->account_id, key_id, call->region);
+    box_aad(aad, account, key_id, call->region);
     if (crypto_ecies_open(coffer_buf_cursor(&priv), coffer_cursor_from_str(aad), box, &plain) != COFFER_OK) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "the replica material cannot be opened by this region");
     }
@@ -749,8 +770,8 @@ out:
 }
 
 /* A new replica's record, from what the primary sent. */
-static coffer_err replica_record(struct kms_service *svc, const struct api_call *call, const json_t *sent,
-                                 json_t **out)
+static coffer_err replica_record(struct kms_service *svc, const struct api_call *call, const char *account,
+                                 const json_t *sent, json_t **out)
 {
     const char *policy_text = json_string_value(json_object_get(sent, "Policy"));
     char *dflt = NULL;
@@ -758,7 +779,7 @@ static coffer_err replica_record(struct kms_service *svc, const struct api_call 
     coffer_err rc = COFFER_OK;
     *out = NULL;
     if (policy_text == NULL) {
-        if ((dflt = kms_default_policy(call->caller->account_id)) == NULL) {
+        if ((dflt = kms_default_policy(account)) == NULL) {
             return kms_nomem();
         }
         policy_text = dflt;
@@ -780,12 +801,12 @@ static coffer_err replica_record(struct kms_service *svc, const struct api_call 
     const json_t *rotation = json_object_get(sent, "Rotation");
     *out = json_pack("{s:i,s:O,s:s,s:s,s:I,s:s,s:O,s:O,s:s,s:O,s:s,s:b,s:s,s:O,s:O,s:O,s:O,s:O,s:O}",
                      "Version", KMS_RECORD_VERSION, "KeyId", json_object_get(sent, "KeyId"), "AWSAccountId",
-                     call->caller->account_id, "Region", call->region, "CreationDate",
-                     (json_int_t)kms_call_now_ms(call), "Description", desc != NULL ? desc : "", "KeySpec",
-                     json_object_get(sent, "KeySpec"), "KeyUsage", json_object_get(sent, "KeyUsage"),
-                     "KeyState", "Enabled", "Origin", json_object_get(sent, "Origin"), "KeyManager",
-                     "CUSTOMER", "MultiRegion", 1, "Policy", policy_text, "PolicyPrincipals", principals,
-                     "Tags", tags, "Rotation", rotation != NULL ? rotation : json_null(), "KeyMaterials",
+                     account, "Region", call->region, "CreationDate", (json_int_t)kms_call_now_ms(call),
+                     "Description", desc != NULL ? desc : "", "KeySpec", json_object_get(sent, "KeySpec"),
+                     "KeyUsage", json_object_get(sent, "KeyUsage"), "KeyState", "Enabled", "Origin",
+                     json_object_get(sent, "Origin"), "KeyManager", "CUSTOMER", "MultiRegion", 1, "Policy",
+                     policy_text, "PolicyPrincipals", principals, "Tags", tags, "Rotation",
+                     rotation != NULL ? rotation : json_null(), "KeyMaterials",
                      json_object_get(sent, "KeyMaterials"), "CurrentKeyMaterialId",
                      json_object_get(sent, "CurrentKeyMaterialId"), "MultiRegionConfiguration",
                      json_object_get(sent, "MultiRegionConfiguration"));
@@ -800,18 +821,19 @@ out:
 }
 
 /* The peer's copy of an existing key takes the shared parts of `sent`; its own stay. */
-static coffer_err replica_update(struct kms_service *svc, const struct api_call *call, const char *source,
-                                 const json_t *sent, struct kms_material *mats, size_t n, bool *installed)
+static coffer_err replica_update(struct kms_service *svc, const struct api_call *call, const char *account,
+                                 const char *source, const json_t *sent, struct kms_material *mats, size_t n,
+                                 bool *installed)
 {
     struct kms_key *k = NULL;
     json_t *rec = NULL;
     coffer_err rc = COFFER_OK;
     const char *id = json_string_value(json_object_get(sent, "KeyId"));
     kms_write_begin(svc);
-    rc = kms_key_get_locked(svc, call->caller->account_id, call->region, id, &k);
+    rc = kms_key_get_locked(svc, account, call->region, id, &k);
     if (rc == COFFER_ERR_NOT_FOUND) {
         char arn[KMS_ARN_MAX];
-        kms_key_arn(arn, sizeof(arn), call->region, call->caller->account_id, id);
+        kms_key_arn(arn, sizeof(arn), call->region, account, id);
         FAIL_OUT(COFFER_ERR_NOT_FOUND, "Key '%s' does not exist", arn);
     }
     TRY_OUT(rc);
@@ -842,11 +864,12 @@ out:
 
 /* Installs the new replica `sent` describes with materials `mats` (taken, freed on failure) and
  * sets call->output to ReplicateKey's answer elements. */
-static coffer_err install_new_replica(struct kms_service *svc, struct api_call *call, const json_t *sent,
-                                      struct kms_material *mats, size_t n, const char *id_arn)
+static coffer_err install_new_replica(struct kms_service *svc, struct api_call *call, const char *account,
+                                      const json_t *sent, struct kms_material *mats, size_t n,
+                                      const char *id_arn)
 {
     json_t *rec = NULL, *meta = NULL;
-    coffer_err rc = replica_record(svc, call, sent, &rec);
+    coffer_err rc = replica_record(svc, call, account, sent, &rec);
     if (rc != COFFER_OK) {
         materials_free(mats, n);
         return rc;
@@ -886,21 +909,23 @@ coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call
     enum kms_spec spec;
     bool installed = false;
     coffer_err rc = COFFER_OK;
+    char acct[API_ACCOUNT_ID_LEN + 1];
     kms_audit_request(call, audit);
     TRY(kms_req_decode(KMS_OP_CofferSyncReplica, call->input, &r));
     TRY_OUT(kms_peer_caller_check(svc, call, r.source_region));
+    TRY_OUT(peer_account(svc, call, r.peer_account, acct));
     sent = json_loads(r.key_record, 0, NULL);
     if (!json_is_object(sent)) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica record");
     }
-    TRY_OUT(sent_record_check(call, r.source_region, sent, &spec));
+    TRY_OUT(sent_record_check(call, acct, r.source_region, sent, &spec));
     const char *id = json_string_value(json_object_get(sent, "KeyId"));
     char id_arn[KMS_ARN_MAX];
-    kms_key_arn(id_arn, sizeof(id_arn), call->region, call->caller->account_id, id);
-    kms_audit_key_arn(call, call->caller->account_id, id_arn);
-    TRY_OUT(open_materials(svc, call, coffer_buf_cursor(&r.ciphertext), sent, spec, &mats, &n));
+    kms_key_arn(id_arn, sizeof(id_arn), call->region, acct, id);
+    kms_audit_key_arn(call, acct, id_arn);
+    TRY_OUT(open_materials(svc, call, acct, coffer_buf_cursor(&r.ciphertext), sent, spec, &mats, &n));
     if (!r.create_replica) {
-        TRY_OUT(replica_update(svc, call, r.source_region, sent, mats, n, &installed));
+        TRY_OUT(replica_update(svc, call, acct, r.source_region, sent, mats, n, &installed));
         mats = installed ? NULL : mats;
         goto out;
     }
@@ -908,7 +933,7 @@ coffer_err kms_replica_serve_sync(struct kms_service *svc, struct api_call *call
     if (strcmp(primary, r.source_region) != 0) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "a replica is created by its primary region only");
     }
-    rc = install_new_replica(svc, call, sent, mats, n, id_arn);
+    rc = install_new_replica(svc, call, acct, sent, mats, n, id_arn);
     mats = NULL; /* taken */
 out:
     materials_free(mats, n);
@@ -927,8 +952,12 @@ coffer_err kms_replica_pull(struct kms_service *svc, struct api_call *call, cons
     enum kms_spec spec;
     coffer_err rc = COFFER_OK;
     char id_arn[KMS_ARN_MAX];
+    char key_ref[KMS_ARN_MAX];
     TRY_OUT(replication_key(svc, &priv, &spki));
-    if ((body = json_pack("{s:s,s:s}", "SourceRegion", svc->region, "KeyId", key_id)) == NULL) {
+    /* By ARN: the key is in the caller's account there, whichever account the principal that
+     * asks for it belongs to. */
+    kms_key_arn(key_ref, sizeof(key_ref), p->region, call->caller->account_id, key_id);
+    if ((body = json_pack("{s:s,s:s}", "SourceRegion", svc->region, "KeyId", key_ref)) == NULL) {
         rc = kms_nomem();
         goto out;
     }
@@ -949,7 +978,7 @@ coffer_err kms_replica_pull(struct kms_service *svc, struct api_call *call, cons
         rc = kms_nomem();
         goto out;
     }
-    TRY_OUT(sent_record_check(call, p->region, sent, &spec));
+    TRY_OUT(sent_record_check(call, call->caller->account_id, p->region, sent, &spec));
     const char *primary = mrc_primary(sent);
     if (strcmp(json_string_value(json_object_get(sent, "KeyId")), key_id) != 0 ||
         strcmp(primary, p->region) != 0) {
@@ -957,8 +986,9 @@ coffer_err kms_replica_pull(struct kms_service *svc, struct api_call *call, cons
     }
     kms_key_arn(id_arn, sizeof(id_arn), call->region, call->caller->account_id, key_id);
     kms_audit_key_arn(call, call->caller->account_id, id_arn);
-    TRY_OUT(open_materials(svc, call, coffer_buf_cursor(&box), sent, spec, &mats, &n));
-    rc = install_new_replica(svc, call, sent, mats, n, id_arn);
+    TRY_OUT(
+        open_materials(svc, call, call->caller->account_id, coffer_buf_cursor(&box), sent, spec, &mats, &n));
+    rc = install_new_replica(svc, call, call->caller->account_id, sent, mats, n, id_arn);
     mats = NULL; /* taken */
 out:
     materials_free(mats, n);
@@ -1053,7 +1083,8 @@ static bool gone_send(struct kms_service *svc, const char *skey, const char *pri
         log_warn("kms: replica %s deleted, but its primary region %s is no longer a peer", id, primary);
         return true;
     }
-    json_t *body = json_pack("{s:s,s:s}", "SourceRegion", svc->region, "KeyId", id), *ans = NULL;
+    json_t *body = json_pack("{s:s,s:s,s:s}", "SourceRegion", svc->region, "AccountId", acct, "KeyId", id);
+    json_t *ans = NULL;
     rc = body != NULL ? peer_call(svc, p, "CofferReplicaDeleted", body, &ans) : kms_nomem();
     json_decref(body);
     json_decref(ans);
@@ -1109,7 +1140,7 @@ coffer_err kms_replica_serve_gone(struct kms_service *svc, struct api_call *call
     if (!kms_key_id_valid(r.key_id) || strncmp(r.key_id, "mrk-", 4) != 0) {
         FAIL_OUT(COFFER_ERR_VALIDATION, "malformed replica key id");
     }
-    snprintf(acct, sizeof(acct), "%s", call->caller->account_id);
+    TRY_OUT(peer_account(svc, call, r.peer_account, acct));
     snprintf(id, sizeof(id), "%s", r.key_id);
     kms_write_begin(svc);
     rc = kms_key_get_locked(svc, acct, call->region, id, &k);

@@ -23,7 +23,10 @@
  *
  * Who may call the Coffer operations: only the configured replication principal of the peer
  * the call names as its source (the check KMS's replication operations make); no policy grants
- * them. A replica takes changes only from the region it records as its primary.
+ * them. A replica takes changes only from the region it records as its primary. The calls name
+ * the secret's account (AccountId), in which the replica is, whichever account the replication
+ * principal belongs to; the receiver acts in it only when it exists there, and the box opens
+ * only as that account's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "crypto/crypto.h"
+#include "iam/authz.h"
 #include "secrets/secrets_internal.h"
 
 #define SM_REPLICATION_PREFIX "secrets-replication/"
@@ -443,9 +447,10 @@ static coffer_err sync_send(struct sm *s, const struct sm_secret *sec, const jso
         rc = coffer_b64_encode(coffer_buf_cursor(&box), &b64);
     }
     if (rc == COFFER_OK) {
-        body = json_pack("{s:s, s:s, s:O, s:s%, s:b}", "SourceRegion", sec->region, "Name", sec->name,
-                         "Secret", shared, "WrappedValues", (const char *)b64.data, b64.len,
-                         "ForceOverwriteReplicaSecret", json_is_true(json_object_get(entry, "Force")));
+        body = json_pack("{s:s, s:s, s:s, s:O, s:s%, s:b}", "SourceRegion", sec->region, "AccountId",
+                         sec->account, "Name", sec->name, "Secret", shared, "WrappedValues",
+                         (const char *)b64.data, b64.len, "ForceOverwriteReplicaSecret",
+                         json_is_true(json_object_get(entry, "Force")));
         if (body == NULL ||
             (sm_str(entry, "KmsKeyId") != NULL &&
              json_object_set_new(body, "KmsKeyId", json_string(sm_str(entry, "KmsKeyId"))) != 0)) {
@@ -778,10 +783,11 @@ out:
 }
 
 /* Asks the replica in `region` to delete its copy of sec (name and suffix); logged when not done. */
-static void replica_delete(struct sm *s, const char *region, const char *own_region, const char *name,
-                           const char *suffix)
+static void replica_delete(struct sm *s, const char *region, const char *own_region, const char *account,
+                           const char *name, const char *suffix)
 {
-    json_t *body = json_pack("{s:s, s:s, s:s}", "SourceRegion", own_region, "Name", name, "Suffix", suffix);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "SourceRegion", own_region, "AccountId", account, "Name",
+                             name, "Suffix", suffix);
     json_t *ans = NULL;
     coffer_err rc = body != NULL ? s->kms->peer_call(s->kms->svc, region, "secretsmanager",
                                                      "secretsmanager.CofferRemoveReplicaSecret", body, &ans)
@@ -850,7 +856,7 @@ coffer_err sm_op_RemoveRegionsFromReplication(void *state, struct api_call *call
     /* replicas are deleted at once, as in AWS; no lock across the network */
     json_array_foreach(regions, i, r)
     {
-        replica_delete(s, json_string_value(r), call->region, name, suffix);
+        replica_delete(s, json_string_value(r), call->region, sec.account, name, suffix);
     }
 out:
     if (locked) {
@@ -893,8 +899,8 @@ coffer_err sm_op_StopReplicationToReplica(void *state, struct api_call *call)
     }
     /* The primary drops this region now if it can be reached; otherwise its next push learns
      * that the copy here is standalone (CofferSyncSecret answers Detached). */
-    json_t *body = json_pack("{s:s, s:s, s:s}", "SourceRegion", call->region, "Name", sec.name, "Suffix",
-                             sm_str(sec.rec, "Suffix"));
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "SourceRegion", call->region, "AccountId", sec.account,
+                             "Name", sec.name, "Suffix", sm_str(sec.rec, "Suffix"));
     json_t *ans = NULL;
     if (body != NULL && s->kms != NULL &&
         s->kms->peer_call(s->kms->svc, primary, "secretsmanager", "secretsmanager.CofferReplicaPromoted",
@@ -921,10 +927,25 @@ static void peer_audit(struct api_call *call, const char *name)
     call->audit_incomplete = call->audit_request == NULL;
 }
 
-/* The caller is the replication principal of `source`, and `name`/`suffix` are well formed. */
-static coffer_err peer_request(const struct sm *s, struct api_call *call, const char **source,
-                               const char **name, const char **suffix, bool need_suffix)
+/* The secret the call is about, named as the trail names resources (its owner's account). */
+static void peer_audit_resource(struct api_call *call, const char *account, const char *arn)
 {
+    json_t *r =
+        json_pack("{s:s, s:s, s:s}", "accountId", account, "type", "AWS::SecretsManager::Secret", "ARN", arn);
+    if (r == NULL || (call->audit_resources == NULL && (call->audit_resources = json_array()) == NULL) ||
+        json_array_append_new(call->audit_resources, r) != 0) {
+        call->audit_incomplete = true;
+    }
+}
+
+/* The caller is the replication principal of `source`, `name`/`suffix` are well formed and
+ * `account` (where the call acts) is the one it names, or the caller's own when it names none.
+ * An account named that does not exist here: COFFER_ERR_NOT_FOUND. */
+static coffer_err peer_request(const struct sm *s, struct api_call *call, const char **source,
+                               const char **name, const char **suffix, bool need_suffix,
+                               char account[API_ACCOUNT_ID_LEN + 1])
+{
+    const char *named = sm_str(call->input, "AccountId");
     *source = sm_str(call->input, "SourceRegion");
     *name = sm_str(call->input, "Name");
     *suffix = sm_str(call->input, "Suffix");
@@ -939,6 +960,12 @@ static coffer_err peer_request(const struct sm *s, struct api_call *call, const 
         (need_suffix && (*suffix == NULL || strlen(*suffix) != SM_SUFFIX_LEN))) {
         return coffer_fail(COFFER_ERR_INVALID_PARAMETER, "malformed replication request");
     }
+    if (named != NULL && strcmp(named, call->caller->account_id) != 0 &&
+        !authz_account_exists(s->az, named)) {
+        return coffer_fail(COFFER_ERR_NOT_FOUND, "Account %.12s does not exist in region %s.", named,
+                           call->region);
+    }
+    coffer_str_copy(account, API_ACCOUNT_ID_LEN + 1, named != NULL ? named : call->caller->account_id);
     return COFFER_OK;
 }
 
@@ -1011,7 +1038,17 @@ coffer_err sm_op_CofferSyncSecret(void *state, struct api_call *call)
     json_t *old = NULL, *missing = NULL, *have = NULL;
     bool locked = false;
     coffer_err rc = COFFER_OK;
-    TRY(peer_request(s, call, &source, &name, &suffix_unused, false));
+    char acct[API_ACCOUNT_ID_LEN + 1];
+    rc = peer_request(s, call, &source, &name, &suffix_unused, false, acct);
+    if (rc == COFFER_ERR_NOT_FOUND) {
+        /* the primary shows it as the replica's status, as it shows a name taken there */
+        char why[256];
+        snprintf(why, sizeof(why), "Replication failed: %s", coffer_last_message());
+        coffer_clear_err();
+        call->output = json_pack("{s:s, s:s}", "Status", "Failed", "StatusMessage", why);
+        return call->output != NULL ? COFFER_OK : sm_oom();
+    }
+    TRY(rc);
     const json_t *shared = json_object_get(call->input, "Secret");
     const char *suffix = sm_str(shared, "Suffix");
     const char *wrapped = sm_str(call->input, "WrappedValues");
@@ -1025,13 +1062,16 @@ coffer_err sm_op_CofferSyncSecret(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_INVALID_PARAMETER, "malformed replication request");
     }
     char aad[SM_BOX_AAD_MAX];
-    box_aad(aad, call->caller->account_id, name, suffix, call->region);
+    box_aad(aad, acct, name, suffix, call->region);
     TRY_OUT(
         s->kms->replication_open(s->kms->svc, coffer_cursor_from_str(aad), coffer_buf_cursor(&box), &plain));
     pthread_mutex_lock(&s->wmu);
     locked = true;
     char rkey[SM_KEY_MAX];
-    sm_record_key(call->caller->account_id, call->region, name, rkey, sizeof(rkey));
+    sm_record_key(acct, call->region, name, rkey, sizeof(rkey));
+    char arn[SM_ARN_MAX];
+    sm_secret_arn(call->region, acct, name, suffix, arn, sizeof(arn));
+    peer_audit_resource(call, acct, arn);
     TRY_OUT(sm_load_key(s, rkey, &sec));
     int64_t old_deletion = 0;
     if (sec.rec != NULL) {
@@ -1058,7 +1098,7 @@ coffer_err sm_op_CofferSyncSecret(void *state, struct api_call *call)
             old = NULL;
         }
     } else {
-        coffer_str_copy(sec.account, sizeof(sec.account), call->caller->account_id);
+        coffer_str_copy(sec.account, sizeof(sec.account), acct);
         coffer_str_copy(sec.region, sizeof(sec.region), call->region);
         coffer_str_copy(sec.name, sizeof(sec.name), name);
         coffer_str_copy(sec.key, sizeof(sec.key), rkey);
@@ -1084,7 +1124,7 @@ coffer_err sm_op_CofferSyncSecret(void *state, struct api_call *call)
         FAIL_OUT(COFFER_ERR_NOMEM, "out of memory");
     }
     struct api_caller owner;
-    owner_caller(call->caller->account_id, &owner);
+    owner_caller(acct, &owner);
     struct api_call owner_call = *call;
     owner_call.caller = &owner;
     if ((missing = json_array()) == NULL || (have = json_array()) == NULL) {
@@ -1127,9 +1167,12 @@ coffer_err sm_op_CofferRemoveReplicaSecret(void *state, struct api_call *call)
     struct sm *s = state;
     const char *source = NULL, *name = NULL, *suffix = NULL;
     struct sm_secret sec = {0};
-    TRY(peer_request(s, call, &source, &name, &suffix, true));
+    char acct[API_ACCOUNT_ID_LEN + 1], arn[SM_ARN_MAX];
+    TRY(peer_request(s, call, &source, &name, &suffix, true, acct));
     char rkey[SM_KEY_MAX];
-    sm_record_key(call->caller->account_id, call->region, name, rkey, sizeof(rkey));
+    sm_record_key(acct, call->region, name, rkey, sizeof(rkey));
+    sm_secret_arn(call->region, acct, name, suffix, arn, sizeof(arn));
+    peer_audit_resource(call, acct, arn);
     coffer_err rc = COFFER_OK;
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_load_key(s, rkey, &sec));
@@ -1152,9 +1195,12 @@ coffer_err sm_op_CofferReplicaPromoted(void *state, struct api_call *call)
     struct sm *s = state;
     const char *source = NULL, *name = NULL, *suffix = NULL;
     struct sm_secret sec = {0};
-    TRY(peer_request(s, call, &source, &name, &suffix, true));
+    char acct[API_ACCOUNT_ID_LEN + 1], arn[SM_ARN_MAX];
+    TRY(peer_request(s, call, &source, &name, &suffix, true, acct));
     char rkey[SM_KEY_MAX];
-    sm_record_key(call->caller->account_id, call->region, name, rkey, sizeof(rkey));
+    sm_record_key(acct, call->region, name, rkey, sizeof(rkey));
+    sm_secret_arn(call->region, acct, name, suffix, arn, sizeof(arn));
+    peer_audit_resource(call, acct, arn);
     coffer_err rc = COFFER_OK;
     pthread_mutex_lock(&s->wmu);
     TRY_OUT(sm_load_key(s, rkey, &sec));

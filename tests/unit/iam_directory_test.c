@@ -470,7 +470,7 @@ static void test_accounts(void **state)
     struct fixture *f = *state;
     char acct[13], akid[21];
     coffer_buf secret = COFFER_SECRET_BUF_INIT;
-    assert_int_equal(iam_dir_account_create(f->d, "tenant", NOW_S, acct, akid, &secret), COFFER_OK);
+    assert_int_equal(iam_dir_account_create(f->d, "tenant", NULL, NOW_S, acct, akid, &secret), COFFER_OK);
     assert_int_equal(strlen(acct), 12);
     assert_int_not_equal(strcmp(acct, ACCT), 0);
     struct sigv4_identity who;
@@ -480,9 +480,10 @@ static void test_accounts(void **state)
     assert_string_equal((const char *)who.secret.data, (const char *)secret.data);
     sigv4_identity_clean(&who);
     char acct2[13], akid2[21];
-    assert_int_equal(iam_dir_account_create(f->d, "tenant", NOW_S, acct2, akid2, &secret), COFFER_OK);
+    assert_int_equal(iam_dir_account_create(f->d, "tenant", NULL, NOW_S, acct2, akid2, &secret), COFFER_OK);
     assert_int_not_equal(strcmp(acct, acct2), 0);
-    assert_int_equal(iam_dir_account_create(f->d, "", NOW_S, acct2, akid2, &secret), COFFER_ERR_VALIDATION);
+    assert_int_equal(iam_dir_account_create(f->d, "", NULL, NOW_S, acct2, akid2, &secret),
+                     COFFER_ERR_VALIDATION);
     json_t *list = NULL;
     assert_int_equal(iam_dir_account_list(f->d, &list), COFFER_OK);
     assert_int_equal(json_array_size(list), 3);
