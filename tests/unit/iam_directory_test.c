@@ -492,6 +492,32 @@ static void test_accounts(void **state)
     coffer_buf_free(&secret);
 }
 
+/* The same account in a peer region's deployment: made with the id it has there. */
+static void test_account_with_given_id(void **state)
+{
+    struct fixture *f = *state;
+    char acct[13], akid[21];
+    coffer_buf secret = COFFER_SECRET_BUF_INIT;
+    assert_int_equal(iam_dir_account_create(f->d, "tenant", "123456789012", NOW_S, acct, akid, &secret),
+                     COFFER_OK);
+    assert_string_equal(acct, "123456789012");
+    struct sigv4_identity who;
+    assert_int_equal(lookup(f, akid, NULL, &who), COFFER_OK);
+    assert_string_equal(who.account_id, "123456789012");
+    sigv4_identity_clean(&who);
+    struct iam_identity_source src = iam_directory_identity_source(f->d);
+    assert_true(src.account_exists(src.ctx, "123456789012"));
+    assert_false(src.account_exists(src.ctx, "123456789013"));
+    assert_false(src.account_exists(src.ctx, "not-an-id"));
+    assert_int_equal(iam_dir_account_create(f->d, "again", "123456789012", NOW_S, acct, akid, &secret),
+                     COFFER_ERR_ALREADY_EXISTS);
+    assert_int_equal(iam_dir_account_create(f->d, "bad", "12345", NOW_S, acct, akid, &secret),
+                     COFFER_ERR_VALIDATION);
+    assert_int_equal(iam_dir_account_create(f->d, "operator", ACCT, NOW_S, acct, akid, &secret),
+                     COFFER_ERR_VALIDATION);
+    coffer_buf_free(&secret);
+}
+
 /* ---- STS sessions ---- */
 
 static void issue(struct fixture *f, int64_t expires, char akid[21], coffer_buf *secret, coffer_buf *token)
@@ -1040,6 +1066,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_identity_source_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_with_given_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ends_with_role, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_token_without_issue_time, setup, teardown),
