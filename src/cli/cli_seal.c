@@ -1,10 +1,11 @@
 /*
  * `coffer seal`: where the data dir's root key lives, and moving it elsewhere.
  *
- *   coffer seal status [--data-dir DIR]
- *   coffer seal migrate --to SPEC [--from SPEC] [--data-dir DIR]
+ *   coffer seal status [--data-dir DIR] [--store URL]
+ *   coffer seal migrate --to SPEC [--from SPEC] [--data-dir DIR] [--store URL]
  *
- * Both work on the data dir itself, not through a server. `migrate` re-wraps the barrier keyring
+ * Both work on the data dir and its store themselves, not through a server; the store is found
+ * as cofferd finds it (cli_store_open). `migrate` re-wraps the barrier keyring
  * (the keys that seal every record) under the new provider in one store transaction, so records
  * are untouched and a failure changes nothing; it takes the data dir's lock exclusive, which a
  * running cofferd holds shared, so it refuses while a server runs on DIR. SPEC is the form of
@@ -26,8 +27,8 @@
 static void seal_usage(FILE *f)
 {
     fprintf(f,
-            "usage: coffer seal status [--data-dir DIR]\n"
-            "       coffer seal migrate --to SPEC [--from SPEC] [--data-dir DIR]\n\n"
+            "usage: coffer seal status [--data-dir DIR] [--store URL]\n"
+            "       coffer seal migrate --to SPEC [--from SPEC] [--data-dir DIR] [--store URL]\n\n"
             "status prints which root key provider seals DIR (default ./%s) and its settings.\n"
             "migrate re-wraps the barrier keyring from the current provider (--from, by default the\n"
             "one DIR records) to SPEC in one transaction; cofferd must be stopped. SPEC:\n"
@@ -35,32 +36,18 @@ static void seal_usage(FILE *f)
             "  passphrase[:fd=N|file=PATH|env=NAME|credential=NAME][,ops=N,mem=MiB]\n"
             "  pkcs11:module=PATH,token=LABEL|slot=N,pin-file=PATH|pin-env=NAME,key=LABEL[,create=yes]\n"
             "After moving away from the key file, DIR/root.key still opens backups taken before:\n"
-            "destroy it once no such backup is needed.\n",
+            "destroy it once no such backup is needed.\n"
+            "DIR's store is found as cofferd finds it: --store (sqlite or a postgres:// URL), else\n"
+            "$COFFER_STORE, else the store line of DIR/cofferd.conf, else DIR/coffer.db.\n",
             SEAL_DEFAULT_DATA_DIR);
 }
 
-static int open_store(const char *data_dir, store **st)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/coffer.db", data_dir);
-    if (access(path, F_OK) != 0) {
-        fprintf(stderr, "coffer seal: %s is not a data dir (no coffer.db)\n", data_dir);
-        return -1;
-    }
-    snprintf(path, sizeof(path), "sqlite:%s/coffer.db", data_dir);
-    if (store_open(path, st) != COFFER_OK) {
-        fprintf(stderr, "coffer seal: %s\n", coffer_last_message());
-        return -1;
-    }
-    return 0;
-}
-
-static int seal_status(const char *data_dir)
+static int seal_status(const char *data_dir, const char *store_url)
 {
     store *st = NULL;
     coffer_buf rec = COFFER_BUF_INIT;
     int ret = CLI_EXIT_FAILED;
-    if (open_store(data_dir, &st) != 0) {
+    if (cli_store_open("coffer seal", data_dir, store_url, &st) != 0) {
         goto out;
     }
     if (seal_provider_record(st, &rec) != COFFER_OK) {
@@ -86,7 +73,8 @@ out:
     return ret;
 }
 
-static int seal_migrate_cmd(const char *data_dir, const char *from_spec, const char *to_spec)
+static int seal_migrate_cmd(const char *data_dir, const char *store_url, const char *from_spec,
+                            const char *to_spec)
 {
     store *st = NULL;
     struct seal_provider *from = NULL, *to = NULL;
@@ -97,7 +85,7 @@ static int seal_migrate_cmd(const char *data_dir, const char *from_spec, const c
         fprintf(stderr, "coffer seal: %s\n", coffer_last_message());
         goto out;
     }
-    if (open_store(data_dir, &st) != 0) {
+    if (cli_store_open("coffer seal", data_dir, store_url, &st) != 0) {
         goto out;
     }
     if (seal_provider_record(st, &rec) != COFFER_OK ||
@@ -149,7 +137,7 @@ out:
 
 int cli_seal_main(int argc, char **argv)
 {
-    const char *data_dir = SEAL_DEFAULT_DATA_DIR, *from = NULL, *to = NULL;
+    const char *data_dir = SEAL_DEFAULT_DATA_DIR, *from = NULL, *to = NULL, *store_url = NULL;
     if (argc < 2 || cli_is_help(argv[1])) {
         seal_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
@@ -158,6 +146,8 @@ int cli_seal_main(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--data-dir") == 0 && i + 1 < argc) {
             data_dir = argv[++i];
+        } else if (strcmp(argv[i], "--store") == 0 && i + 1 < argc) {
+            store_url = argv[++i];
         } else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
             from = argv[++i];
         } else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc) {
@@ -172,10 +162,10 @@ int cli_seal_main(int argc, char **argv)
         }
     }
     if (strcmp(cmd, "status") == 0 && from == NULL && to == NULL) {
-        return seal_status(data_dir);
+        return seal_status(data_dir, store_url);
     }
     if (strcmp(cmd, "migrate") == 0 && to != NULL) {
-        return seal_migrate_cmd(data_dir, from, to);
+        return seal_migrate_cmd(data_dir, store_url, from, to);
     }
     seal_usage(stderr);
     return CLI_EXIT_USAGE;

@@ -19,7 +19,8 @@
  *
  * A write reaches the replicas asynchronously, as in AWS: the record stays marked until every
  * replica took it; a replica that cannot be reached shows Status Failed with the reason and is
- * tried again by the job (SM_REPLICATION_RETRY_MS later) or by the next write.
+ * tried again by the job (SM_REPLICATION_RETRY_MS later) or by the next write. So is the
+ * deletion of a replica whose region was down at RemoveRegionsFromReplication.
  *
  * Who may call the Coffer operations: only the configured replication principal of the peer
  * the call names as its source (the check KMS's replication operations make); no policy grants
@@ -701,6 +702,188 @@ out:
     return rc;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Replicas to delete                                                                         */
+
+/*
+ * RemoveRegionsFromReplication deletes the replicas at once; one whose region cannot be reached
+ * stays listed in "secrets-replica-removal/<replica region>/<record key>" {"NotBefore",
+ * "Account", "Region", "Name", "Suffix"} until its region confirms the deletion, so that no
+ * orphan replica outlives an outage of its region. The replication job tries it again every
+ * SM_REPLICATION_RETRY_MS.
+ */
+#define SM_REMOVAL_PREFIX "secrets-replica-removal/"
+
+static void removal_key(const char *replica_region, const char *record_key, char *out, size_t n)
+{
+    snprintf(out, n, SM_REMOVAL_PREFIX "%s/%s", replica_region, record_key);
+}
+
+/* Records the pending deletion of the replicas of sec in `regions` (due `not_before`). */
+static coffer_err removal_record(struct sm *s, const struct sm_secret *sec, const json_t *regions,
+                                 int64_t not_before)
+{
+    store_txn *t = NULL;
+    json_t *v = NULL;
+    char *text = NULL;
+    coffer_err rc = store_txn_begin(s->st, &t);
+    size_t i;
+    const json_t *r;
+    json_array_foreach(regions, i, r)
+    {
+        char key[SM_KEY_MAX + SM_REGION_MAX + 32];
+        if (rc != COFFER_OK) {
+            break;
+        }
+        removal_key(json_string_value(r), sec->key, key, sizeof(key));
+        v = json_pack("{s:I, s:s, s:s, s:s, s:s}", "NotBefore", (json_int_t)not_before, "Account",
+                      sec->account, "Region", sec->region, "Name", sec->name, "Suffix",
+                      sm_str(sec->rec, "Suffix"));
+        text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+        rc = text != NULL ? store_txn_put(t, key, coffer_cursor_from_str(text)) : sm_oom();
+        free(text);
+        json_decref(v);
+        text = NULL;
+        v = NULL;
+    }
+    if (rc == COFFER_OK) {
+        rc = store_txn_commit(t);
+        t = NULL;
+    }
+    store_txn_abort(t);
+    return rc;
+}
+
+/* The pending deletion under `key` is settled: gone, or due again at `not_before` (value `v`). */
+static coffer_err removal_settle(struct sm *s, const char *key, json_t *v, int64_t not_before)
+{
+    store_txn *t = NULL;
+    char *text = NULL;
+    coffer_err rc = store_txn_begin(s->st, &t);
+    if (rc == COFFER_OK && not_before == 0) {
+        rc = store_txn_delete(t, key);
+        if (rc == COFFER_ERR_NOT_FOUND) {
+            coffer_clear_err();
+            rc = COFFER_OK;
+        }
+    } else if (rc == COFFER_OK) {
+        text = json_object_set_new(v, "NotBefore", json_integer(not_before)) == 0
+                   ? json_dumps(v, JSON_COMPACT)
+                   : NULL;
+        rc = text != NULL ? store_txn_put(t, key, coffer_cursor_from_str(text)) : sm_oom();
+    }
+    if (rc == COFFER_OK) {
+        rc = store_txn_commit(t);
+        t = NULL;
+    }
+    store_txn_abort(t);
+    free(text);
+    return rc;
+}
+
+/* Asks the replica in `region` to delete its copy of the secret (name and suffix); false, with
+ * the reason logged, when it was not done. */
+static bool replica_delete(struct sm *s, const char *region, const char *own_region, const char *account,
+                           const char *name, const char *suffix, coffer_err *why)
+{
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "SourceRegion", own_region, "AccountId", account, "Name",
+                             name, "Suffix", suffix);
+    json_t *ans = NULL;
+    coffer_err rc = body == NULL ? sm_oom()
+                    : s->kms == NULL
+                        ? coffer_fail(COFFER_ERR_UNAVAILABLE, "no peer regions")
+                        : s->kms->peer_call(s->kms->svc, region, "secretsmanager",
+                                            "secretsmanager.CofferRemoveReplicaSecret", body, &ans);
+    *why = rc;
+    if (rc != COFFER_OK) {
+        log_warn("secretsmanager: the replica of %s in %s not deleted yet: %s", name, region,
+                 coffer_last_message());
+        coffer_clear_err();
+    }
+    json_decref(body);
+    json_decref(ans);
+    return rc == COFFER_OK;
+}
+
+struct removals {
+    int64_t now_ms;
+    json_t *due; /* [[key, value]...] */
+};
+
+static coffer_err removal_due(void *ctx, const char *key, coffer_cursor value)
+{
+    struct removals *m = ctx;
+    json_t *v = json_loadb((const char *)value.ptr, value.len, 0, NULL);
+    if (v != NULL && sm_int(v, "NotBefore") <= m->now_ms &&
+        json_array_append_new(m->due, json_pack("[s, o]", key, v)) != 0) {
+        return sm_oom();
+    }
+    if (v != NULL && sm_int(v, "NotBefore") > m->now_ms) {
+        json_decref(v);
+    }
+    return json_array_size(m->due) >= SM_REPLICATION_BATCH ? STORE_SCAN_STOP : COFFER_OK;
+}
+
+/* One pending deletion: dropped when the secret lists the region again (its push owns the
+ * replica now) or the region confirms; else due again SM_REPLICATION_RETRY_MS later. */
+static coffer_err removal_one(struct sm *s, struct push_run *run, const char *key, json_t *v, int64_t now_ms)
+{
+    const char *replica = key + strlen(SM_REMOVAL_PREFIX);
+    const char *slash = strchr(replica, '/');
+    const char *name = sm_str(v, "Name"), *suffix = sm_str(v, "Suffix"), *own = sm_str(v, "Region");
+    const char *account = sm_str(v, "Account");
+    char region[SM_REGION_MAX + 1];
+    struct sm_secret sec = {0};
+    if (slash == NULL || (size_t)(slash - replica) > SM_REGION_MAX || name == NULL || suffix == NULL ||
+        own == NULL || account == NULL) {
+        return removal_settle(s, key, v, 0); /* not one we wrote */
+    }
+    memcpy(region, replica, (size_t)(slash - replica));
+    region[slash - replica] = '\0';
+    TRY(sm_load_key(s, slash + 1, &sec));
+    bool listed = sec.rec != NULL && strcmp(sm_str(sec.rec, "Suffix"), suffix) == 0 &&
+                  replica_entry(json_object_get(sec.rec, "ReplicationStatus"), region) != NULL;
+    sm_secret_free(&sec);
+    if (listed) {
+        return removal_settle(s, key, v, 0);
+    }
+    coffer_err why = COFFER_OK;
+    if (run_down(run, region) == NULL && replica_delete(s, region, own, account, name, suffix, &why)) {
+        return removal_settle(s, key, v, 0);
+    }
+    if (why == COFFER_ERR_UNAVAILABLE && run->n_down < SM_DOWN_MAX) {
+        coffer_str_copy(run->down[run->n_down], sizeof(run->down[0]), region);
+        snprintf(run->why[run->n_down], sizeof(run->why[0]), "Region %s is unavailable.", region);
+        run->n_down++;
+    }
+    return removal_settle(s, key, v, now_ms + SM_REPLICATION_RETRY_MS);
+}
+
+/* The run's part for pending deletions of replicas. */
+static coffer_err removal_job(struct sm *s, struct push_run *run, int64_t now_ms)
+{
+    struct removals m = {.now_ms = now_ms, .due = json_array()};
+    if (m.due == NULL) {
+        return sm_oom();
+    }
+    coffer_err rc = store_scan(s->st, SM_REMOVAL_PREFIX, NULL, 0, removal_due, &m);
+    size_t i;
+    const json_t *e;
+    json_array_foreach(m.due, i, e)
+    {
+        if (rc != COFFER_OK || sm_rotor_stopping(s)) {
+            break;
+        }
+        rc = removal_one(s, run, json_string_value(json_array_get(e, 0)), json_array_get(e, 1), now_ms);
+        if (rc == COFFER_ERR_STORE) {
+            coffer_clear_err(); /* written meanwhile: the next run settles it */
+            rc = COFFER_OK;
+        }
+    }
+    json_decref(m.due);
+    return rc;
+}
+
 struct marked {
     int64_t now_ms;
     json_t *keys; /* record keys due */
@@ -743,6 +926,9 @@ coffer_err sm_replication_job(void *ctx, int64_t now_ms)
         }
     }
     json_decref(m.keys);
+    if (rc == COFFER_OK && !sm_rotor_stopping(s)) {
+        rc = removal_job(s, &run, now_ms);
+    }
     return rc;
 }
 
@@ -780,25 +966,6 @@ out:
     pthread_mutex_unlock(&s->wmu);
     sm_secret_free(&sec);
     return rc;
-}
-
-/* Asks the replica in `region` to delete its copy of sec (name and suffix); logged when not done. */
-static void replica_delete(struct sm *s, const char *region, const char *own_region, const char *account,
-                           const char *name, const char *suffix)
-{
-    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "SourceRegion", own_region, "AccountId", account, "Name",
-                             name, "Suffix", suffix);
-    json_t *ans = NULL;
-    coffer_err rc = body != NULL ? s->kms->peer_call(s->kms->svc, region, "secretsmanager",
-                                                     "secretsmanager.CofferRemoveReplicaSecret", body, &ans)
-                                 : sm_oom();
-    if (rc != COFFER_OK) {
-        log_warn("secretsmanager: the replica of %s in %s was not deleted: %s", name, region,
-                 coffer_last_message());
-        coffer_clear_err();
-    }
-    json_decref(body);
-    json_decref(ans);
 }
 
 coffer_err sm_op_RemoveRegionsFromReplication(void *state, struct api_call *call)
@@ -843,6 +1010,9 @@ coffer_err sm_op_RemoveRegionsFromReplication(void *state, struct api_call *call
         json_object_del(sec.rec, "ReplicationStatus");
         json_object_del(sec.rec, "PrimaryRegion");
     }
+    /* kept until each region confirms; a save that fails leaves the regions listed, and the job
+     * drops a pending deletion of a region its secret lists */
+    TRY_OUT(removal_record(s, &sec, regions, call->now_ms + SM_REPLICATION_RETRY_MS));
     TRY_OUT(sm_save(s, &sec, 0));
     json_t *left = sm_replication_status(sec.rec);
     call->output = left != NULL ? json_pack("{s:s, s:o}", "ARN", sec.arn, "ReplicationStatus", left) : NULL;
@@ -856,7 +1026,14 @@ coffer_err sm_op_RemoveRegionsFromReplication(void *state, struct api_call *call
     /* replicas are deleted at once, as in AWS; no lock across the network */
     json_array_foreach(regions, i, r)
     {
-        replica_delete(s, json_string_value(r), call->region, sec.account, name, suffix);
+        coffer_err why;
+        char key[SM_KEY_MAX + SM_REGION_MAX + 32];
+        if (replica_delete(s, json_string_value(r), call->region, sec.account, name, suffix, &why)) {
+            removal_key(json_string_value(r), sec.key, key, sizeof(key));
+            if (removal_settle(s, key, NULL, 0) != COFFER_OK) {
+                coffer_clear_err(); /* the job asks again: the deletion is idempotent */
+            }
+        }
     }
 out:
     if (locked) {
