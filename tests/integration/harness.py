@@ -9,16 +9,22 @@ URL kept in DIR/test-store-url, so a restart on the same dir, or a copy of the d
 node, finds the same database). Suites that need PostgreSQL skip when its binaries are missing.
 """
 import glob
+import http.client
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 BUILD_DIR = os.environ.get("COFFER_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -271,6 +277,23 @@ def readers_never_go_back(server, service, write, read, writes=40, readers=3):
     for t in threads:
         t.join(120)
     return errors
+
+
+def signed_call(server, service, target, body, akid, secret, region):
+    """One JSON call signed with SigV4 as given and sent as it is (e.g. Coffer's internal
+    operations, which no SDK knows): (HTTP status, decoded body)."""
+    data = json.dumps(body).encode()
+    req = AWSRequest(method="POST", url=server.endpoint + "/", data=data, headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target})
+    SigV4Auth(Credentials(akid, secret), service, region).add_auth(req)
+    ctx = ssl.create_default_context(cafile=server.ca)
+    c = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=20)
+    try:
+        c.request("POST", "/", body=data, headers=dict(req.prepare().headers))
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        c.close()
 
 
 def stop_checked(server):

@@ -3,19 +3,14 @@ other's peer, driven through boto3: CreateKey MultiRegion, ReplicateKey, Describ
 sides, ciphertexts crossing regions with no call between the servers, UpdatePrimaryRegion, AWS's
 errors, who may call Coffer's own replication operations, and deletion: a replica's reaches its
 primary, a primary waits for its replicas (a day is 100 ms here: --deletion-day-ms)."""
-import http.client
 import json
 import os
-import ssl
 import time
 import unittest
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from harness import Cofferd, PeerRegions
+from harness import Cofferd, PeerRegions, signed_call
 
 EAST, WEST, SOUTH = "us-east-1", "eu-west-1", "ap-southeast-2"
 REGIONS = (EAST, WEST, SOUTH)
@@ -246,17 +241,7 @@ class MultiRegionTest(unittest.TestCase):
 
     def call(self, region, target, body, akid, secret):
         server = self.servers[region]
-        data = json.dumps(body).encode()
-        req = AWSRequest(method="POST", url=server.endpoint + "/", data=data, headers={
-            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService." + target})
-        SigV4Auth(Credentials(akid, secret), "kms", region).add_auth(req)
-        ctx = ssl.create_default_context(cafile=server.ca)
-        c = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=20)
-        c.request("POST", "/", body=data, headers=dict(req.prepare().headers))
-        r = c.getresponse()
-        doc = json.loads(r.read() or b"{}")
-        c.close()
-        return r.status, doc
+        return signed_call(server, "kms", "TrentService." + target, body, akid, secret, region)
 
     def test_rotation_reaches_replicas(self):
         key_id, _ = self.replicated_key()

@@ -6,20 +6,15 @@ readable there by the tenant's user and absent from the replicator's account; th
 events name the tenant's account; an account the other region does not have fails clearly; the
 pulled replica (ReplicateKey sent to the replica region) reads the key in its own account; and a
 material box made for one account does not install into another."""
-import http.client
 import json
-import ssl
 import subprocess
 import time
 import unittest
 import uuid
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from harness import COFFER, PeerRegions, trail_events
+from harness import COFFER, PeerRegions, signed_call, trail_events
 
 EAST, WEST = "us-east-1", "eu-west-1"
 OPERATOR = PeerRegions.ACCOUNT
@@ -91,17 +86,7 @@ class ReplicationAccountsTest(unittest.TestCase):
 
     def call(self, region, target, body, creds):
         server = self.servers[region]
-        data = json.dumps(body).encode()
-        req = AWSRequest(method="POST", url=server.endpoint + "/", data=data, headers={
-            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService." + target})
-        SigV4Auth(Credentials(*creds), "kms", region).add_auth(req)
-        ctx = ssl.create_default_context(cafile=server.ca)
-        c = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=20)
-        c.request("POST", "/", body=data, headers=dict(req.prepare().headers))
-        r = c.getresponse()
-        doc = json.loads(r.read() or b"{}")
-        c.close()
-        return r.status, doc
+        return signed_call(server, "kms", "TrentService." + target, body, *creds, region)
 
     def events(self, region, name, pred=lambda e: True, timeout=10):
         deadline = time.time() + timeout

@@ -6,19 +6,14 @@ RemoveRegionsFromReplication; a replica region that is down shows Failed and is 
 same-name secret in the target region; who may call Coffer's own replication operations; through
 boto3 and /usr/bin/aws."""
 import base64
-import http.client
 import json
-import ssl
 import time
 import unittest
 import uuid
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from harness import PeerRegions, trail_events
+from harness import PeerRegions, signed_call, trail_events
 
 EAST, WEST = "us-east-1", "eu-west-1"
 ACCOUNT = PeerRegions.ACCOUNT
@@ -350,17 +345,7 @@ class SecretReplicationTest(unittest.TestCase):
 
     def call(self, region, target, body, akid, secret):
         server = self.servers[region]
-        data = json.dumps(body).encode()
-        req = AWSRequest(method="POST", url=server.endpoint + "/", data=data, headers={
-            "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "secretsmanager." + target})
-        SigV4Auth(Credentials(akid, secret), "secretsmanager", region).add_auth(req)
-        ctx = ssl.create_default_context(cafile=server.ca)
-        c = http.client.HTTPSConnection("127.0.0.1", server.port, context=ctx, timeout=20)
-        c.request("POST", "/", body=data, headers=dict(req.prepare().headers))
-        r = c.getresponse()
-        doc = json.loads(r.read() or b"{}")
-        c.close()
-        return r.status, doc
+        return signed_call(server, "secretsmanager", "secretsmanager." + target, body, akid, secret, region)
 
     def test_internal_operations_only_for_the_peer_principal(self):
         name = self.name()
