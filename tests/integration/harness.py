@@ -25,6 +25,7 @@ import unittest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 BUILD_DIR = os.environ.get("COFFER_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -421,3 +422,9 @@ class ServerTestCase(unittest.TestCase):
     def tearDownClass(cls):
         # A clean shutdown and no sanitizer report are part of every test class.
         stop_checked(cls.server)
+
+    def err(self, fn, **kw):
+        """The AWS error code and message a call must fail with."""
+        with self.assertRaises(ClientError) as cm:
+            fn(**kw)
+        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")

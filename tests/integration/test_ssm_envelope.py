@@ -30,11 +30,6 @@ class SsmEnvelopeTest(ServerTestCase):
         super().setUpClass()
         cls.ssm = cls.server.client("ssm")
 
-    def err(self, fn, **kw):
-        with self.assertRaises(ClientError) as cm:
-            fn(**kw)
-        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
-
     def read(self, name):
         return self.ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
 

@@ -27,11 +27,6 @@ class SsmLabelsTagsTest(ServerTestCase):
         super().setUpClass()
         cls.ssm = cls.server.client("ssm")
 
-    def err(self, fn, **kw):
-        with self.assertRaises(ClientError) as cm:
-            fn(**kw)
-        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
-
     def versions(self, name, n):
         self.ssm.put_parameter(Name=name, Value="v1", Type="String")
         for i in range(2, n + 1):

@@ -18,11 +18,6 @@ class SsmLimitsTest(ServerTestCase):
         super().setUpClass()
         cls.ssm = cls.server.client("ssm")
 
-    def err(self, fn, **kw):
-        with self.assertRaises(ClientError) as cm:
-            fn(**kw)
-        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
-
     def put(self, name, **kw):
         return self.ssm.put_parameter(Name=name, Value="v", Type="String", **kw)
 

@@ -36,11 +36,6 @@ class SsmParametersTest(ServerTestCase):
         for name, value in SEEDS.items():
             cls.ssm.put_parameter(Name=name, Value=value, Type="String", Description="seed")
 
-    def err(self, fn, **kw):
-        with self.assertRaises(ClientError) as cm:
-            fn(**kw)
-        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
-
     def by_path(self, path, **kw):
         names, token, pages = [], None, 0
         while True:

@@ -41,11 +41,6 @@ class SsmPoliciesTest(ServerTestCase):
         super().setUpClass()
         cls.ssm = cls.server.client("ssm")
 
-    def err(self, fn, **kw):
-        with self.assertRaises(ClientError) as cm:
-            fn(**kw)
-        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
-
     def describe(self, name):
         r = self.ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])
         self.assertEqual(len(r["Parameters"]), 1, r)

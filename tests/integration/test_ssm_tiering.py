@@ -4,7 +4,6 @@ parameter (the user guide's third reason, next to values over 4 KB and policies)
 explicit Standard is refused with ParameterLimitExceeded and an overwrite of a standard
 parameter keeps working (it takes no new place) and keeps its tier.
 """
-from botocore.exceptions import ClientError
 
 from harness import ServerTestCase
 
@@ -20,11 +19,6 @@ class SsmTieringTest(ServerTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.ssm = cls.server.client("ssm")
-
-    def err(self, fn, **kw):
-        with self.assertRaises(ClientError) as cm:
-            fn(**kw)
-        return cm.exception.response["Error"]["Code"], cm.exception.response["Error"].get("Message", "")
 
     def tier(self, name):
         d = self.ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])["Parameters"]
